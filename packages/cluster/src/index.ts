@@ -1,0 +1,6 @@
+/** @stolon-ts/cluster: the cluster model, spec rules and the sentinel's pure decisions. No I/O. */
+export * from './errors.js';
+export * from './duration.js';
+export * from './types.js';
+export { DEFAULT_SPEC, validateSpec, resolveSpec, withDefaults, validateSpecUpdate, mergePatch } from './spec.js';
+export { parseClusterData, newClusterData, serializeClusterData } from './clusterdata.js';

@@ -1,0 +1,255 @@
+/**
+ * The cluster data model: the one JSON document (`clusterdata`) the leader sentinel writes, and
+ * the info objects keepers, sentinels and proxies publish under leases. JSON field names are
+ * Stolon's (including its `systemdID` typo and the capitalised ProxyInfo/SentinelInfo keys) so
+ * that tools and operators moving from Stolon recognise them.
+ * @see ../../../../shared/reference/stolon.md §3 (Stolon `internal/cluster/cluster.go`)
+ *
+ * LSNs (`xLogPos`) are JSON numbers: exact up to 2^53 bytes of WAL (8 PiB), which no cluster
+ * reaches; Stolon uses uint64.
+ */
+
+/** The only clusterdata format this code reads or writes. */
+export const CURRENT_FORMAT_VERSION = 1;
+
+export type InitMode = 'new' | 'existing' | 'pitr';
+export type DBInitMode = 'none' | InitMode | 'resync';
+export type Role = 'master' | 'standby';
+export type ClusterPhase = 'initializing' | 'normal';
+export type SUReplAccessMode = 'all' | 'strict';
+
+/**
+ * The user's cluster spec, as stored (JSON form). Every field optional; durations are Go-style
+ * strings ("20s"). Use `resolveSpec` to get the defaulted, millisecond form.
+ */
+export interface ClusterSpec {
+  sleepInterval?: string;
+  requestTimeout?: string;
+  convergenceTimeout?: string;
+  initTimeout?: string;
+  syncTimeout?: string;
+  dbWaitReadyTimeout?: string;
+  failInterval?: string;
+  deadKeeperRemovalInterval?: string;
+  proxyCheckInterval?: string;
+  proxyTimeout?: string;
+  maxStandbys?: number;
+  maxStandbysPerSender?: number;
+  maxStandbyLag?: number;
+  synchronousReplication?: boolean;
+  minSynchronousStandbys?: number;
+  maxSynchronousStandbys?: number;
+  additionalWalSenders?: number;
+  additionalMasterReplicationSlots?: string[] | null;
+  usePgrewind?: boolean;
+  initMode?: InitMode;
+  mergePgParameters?: boolean;
+  role?: Role;
+  newConfig?: { locale?: string; encoding?: string; dataChecksums?: boolean };
+  defaultSUReplAccessMode?: SUReplAccessMode;
+  pgParameters?: Record<string, string> | null;
+  pgHBA?: string[] | null;
+  automaticPgRestart?: boolean;
+}
+
+/** The spec with every default applied and durations in milliseconds. */
+export interface ResolvedSpec {
+  sleepIntervalMs: number;
+  requestTimeoutMs: number;
+  convergenceTimeoutMs: number;
+  initTimeoutMs: number;
+  syncTimeoutMs: number;
+  dbWaitReadyTimeoutMs: number;
+  failIntervalMs: number;
+  deadKeeperRemovalIntervalMs: number;
+  proxyCheckIntervalMs: number;
+  proxyTimeoutMs: number;
+  maxStandbys: number;
+  maxStandbysPerSender: number;
+  /** Bytes of WAL a standby may be behind the primary and still be promoted (async mode). */
+  maxStandbyLag: number;
+  synchronousReplication: boolean;
+  minSynchronousStandbys: number;
+  maxSynchronousStandbys: number;
+  additionalWalSenders: number;
+  additionalMasterReplicationSlots: string[] | null;
+  usePgrewind: boolean;
+  initMode: InitMode;
+  mergePgParameters: boolean;
+  role: Role;
+  newConfig: { locale?: string; encoding?: string; dataChecksums?: boolean };
+  defaultSUReplAccessMode: SUReplAccessMode;
+  pgParameters: Record<string, string>;
+  pgHBA: string[] | null;
+  automaticPgRestart: boolean;
+}
+
+export interface ClusterStatus {
+  phase: ClusterPhase;
+  /** DB uid of the wanted primary ("" when none chosen yet). */
+  master: string;
+}
+
+export interface Cluster {
+  uid: string;
+  generation: number;
+  changeTime: string;
+  spec: ClusterSpec;
+  status: ClusterStatus;
+}
+
+export interface KeeperStatus {
+  healthy: boolean;
+  /** RFC 3339 wall-clock time the keeper was last seen healthy. */
+  lastHealthyTime: string;
+  bootUUID: string;
+  postgresBinaryVersion?: { Maj: number; Min: number };
+  /** One-shot flag set by `stolonctl failkeeper`; cleared by the sentinel. */
+  forceFail?: boolean;
+  canBeMaster?: boolean;
+  canBeSynchronousReplica?: boolean;
+}
+
+export interface Keeper {
+  uid: string;
+  generation: number;
+  changeTime: string;
+  spec: Record<string, never>;
+  status: KeeperStatus;
+}
+
+export interface FollowConfig {
+  type: 'internal' | 'external';
+  /** DB uid of the followed DB (internal). */
+  dbuid?: string;
+}
+
+export interface DBSpec {
+  keeperUID: string;
+  requestTimeout: string;
+  maxStandbys: number;
+  synchronousReplication: boolean;
+  usePgrewind: boolean;
+  additionalWalSenders: number;
+  additionalReplicationSlots: string[] | null;
+  initMode: DBInitMode;
+  newConfig?: { locale?: string; encoding?: string; dataChecksums?: boolean };
+  pgParameters: Record<string, string>;
+  pgHBA: string[] | null;
+  role: Role;
+  followConfig?: FollowConfig | null;
+  /** DB uids following this one (a replication slot `stolon_<uid>` is kept for each). */
+  followers: string[];
+  includePreviousConfig: boolean;
+  synchronousStandbys: string[];
+  externalSynchronousStandbys: string[];
+}
+
+export interface TimelineHistoryEntry {
+  timelineID: number;
+  /** LSN (bytes) where this timeline ended and the next began. */
+  switchPoint: number;
+  reason: string;
+}
+
+export interface DBStatus {
+  healthy: boolean;
+  /** Generation the keeper reports as applied (0 = unknown). */
+  currentGeneration: number;
+  listenAddress: string;
+  port: string;
+  /** PostgreSQL system identifier (Stolon's JSON tag has this typo; kept for compatibility). */
+  systemdID: string;
+  timelineID: number;
+  /** Last reported LSN in bytes: flush LSN on a primary, last received/replayed on a standby. */
+  xLogPos: number;
+  timelinesHistory: TimelineHistoryEntry[];
+  pgParameters: Record<string, string>;
+  synchronousStandbys: string[];
+  olderWalFile: string;
+}
+
+export interface DB {
+  uid: string;
+  generation: number;
+  changeTime: string;
+  spec: DBSpec;
+  status: DBStatus;
+}
+
+export interface ProxySpec {
+  /** DB uid proxies route to; "" means route nowhere (fenced). */
+  masterDbUid: string;
+  /** Proxy UIDs allowed to route; a proxy not listed routes nowhere. */
+  enabledProxies: string[];
+}
+
+export interface Proxy {
+  uid: string;
+  generation: number;
+  changeTime: string;
+  spec: ProxySpec;
+  status: Record<string, never>;
+}
+
+/** The whole desired + observed state of one cluster, stored as `<prefix>/<name>/clusterdata`. */
+export interface ClusterData {
+  formatVersion: number;
+  changeTime: string;
+  cluster: Cluster;
+  keepers: Record<string, Keeper>;
+  dbs: Record<string, DB>;
+  proxy: Proxy;
+}
+
+/** What a keeper observes of its PostgreSQL instance (Stolon's PostgresState, plus `role`/`running`). */
+export interface PostgresState {
+  /** DB uid the local data directory belongs to ("" when none). */
+  uid: string;
+  /** Last DB generation the keeper applied successfully. */
+  generation: number;
+  listenAddress: string;
+  port: string;
+  healthy: boolean;
+  systemID: string;
+  timelineID: number;
+  xLogPos: number;
+  timelinesHistory: TimelineHistoryEntry[];
+  pgParameters: Record<string, string>;
+  /** DB uids currently `sync` in pg_stat_replication (primary only). */
+  synchronousStandbys: string[];
+  olderWalFile: string;
+  /** Our addition: role PostgreSQL is actually in (from pg_is_in_recovery()). */
+  role?: Role;
+  /** Our addition: whether the postmaster is running. */
+  running?: boolean;
+}
+
+/** Published by each keeper under its lease at `keepers/info/<uid>`. */
+export interface KeeperInfo {
+  /** New random value on every publish (Stolon's heartbeat token). */
+  infoUID: string;
+  uid: string;
+  clusterUID: string;
+  /** New per keeper process start. */
+  bootUUID: string;
+  postgresBinaryVersion: { Maj: number; Min: number };
+  postgresState?: PostgresState;
+  canBeMaster?: boolean;
+  canBeSynchronousReplica?: boolean;
+}
+
+/** Published by each sentinel at `sentinels/info/<uid>` (capitalised key, as in Stolon). */
+export interface SentinelInfo {
+  UID: string;
+}
+
+/** Published by each proxy at `proxies/info/<uid>` (keys as in Stolon; ProxyTimeout in ns). */
+export interface ProxyInfo {
+  infoUID: string;
+  UID: string;
+  /** The proxy generation this proxy enforces right now. */
+  Generation: number;
+  /** The proxy's own timeout in nanoseconds (Go time.Duration). */
+  ProxyTimeout: number;
+}

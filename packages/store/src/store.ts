@@ -1,0 +1,118 @@
+/**
+ * The store contract every backend implements (etcd v3 now; Kubernetes and Consul later) and the
+ * one conformance suite checks (`conformance.ts`). Methods speak our nouns: clusterdata with its
+ * revision, infos under a TTL, the sentinel leader lease, and watches (STYLE.md rule 7).
+ *
+ * Every method may throw `StoreUnavailableError` (transient) when the backend cannot be reached or
+ * does not answer within the store's request timeout (the `timeoutMs` the backend was built with;
+ * no call takes longer). Loops retry at their next tick; nothing here retries on its own.
+ *
+ * Key layout (KV backends), as Stolon lays it out (@see shared/reference/stolon.md §2.2):
+ *   <prefix>/<cluster>/clusterdata, <prefix>/<cluster>/{keepers,sentinels,proxies}/info/<uid>,
+ *   <prefix>/<cluster>/sentinel-leader
+ */
+import type { KeeperInfo, ProxyInfo, SentinelInfo } from '@stolon-ts/cluster';
+
+/** The raw clusterdata document and the revision to pass back for compare-and-set. */
+export interface ClusterDataRecord {
+  /** The document exactly as stored (callers parse it with `parseClusterData`). */
+  readonly text: string;
+  /** Opaque revision (etcd: mod revision as a decimal string). */
+  readonly revision: string;
+}
+
+/** The kinds of info objects components publish under a TTL. */
+export type InfoKind = 'keepers' | 'sentinels' | 'proxies';
+
+/** Maps an info kind to its JSON shape. */
+export interface InfoTypes {
+  keepers: KeeperInfo;
+  sentinels: SentinelInfo;
+  proxies: ProxyInfo;
+}
+
+/** What a watch reports: which part of the cluster's keyspace changed. */
+export type WatchTopic = 'clusterdata' | InfoKind | 'sentinel-leader';
+
+/** A running watch. */
+export interface StoreWatch {
+  /** Stops the watch; idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Leadership held on a store lease. Only one `Election` across all sentinels of a cluster is
+ * leader at a time, as the store's consensus decides.
+ */
+export interface Election {
+  /** True while this candidate holds the leader lease, as last confirmed by the store. */
+  isLeader(): boolean;
+  /**
+   * Called with `true` when this candidate becomes leader and `false` when it loses leadership
+   * (lease lost, keepalive failed, resigned). Called on the next tick, never synchronously.
+   */
+  onChange(listener: (leader: boolean) => void): void;
+  /** Gives up leadership (if held) and stops campaigning; idempotent. */
+  resign(): Promise<void>;
+}
+
+export interface Store {
+  /**
+   * Reads clusterdata.
+   * @returns the document and its revision, or null when no cluster was initialised.
+   */
+  getClusterData(): Promise<ClusterDataRecord | null>;
+
+  /**
+   * Writes clusterdata only if its revision is still `expectedRevision` (compare-and-set);
+   * `expectedRevision` null means "only if no clusterdata exists". Atomic.
+   * @returns the new revision.
+   * @throws StoreConflictError when the stored revision moved (or the key exists / is gone).
+   */
+  putClusterData(text: string, expectedRevision: string | null): Promise<string>;
+
+  /**
+   * Writes clusterdata unconditionally (`stolonctl init --yes`).
+   * @returns the new revision.
+   */
+  overwriteClusterData(text: string): Promise<string>;
+
+  /**
+   * Publishes `info` for `uid` under a TTL: if the process stops refreshing it (this call, or the
+   * backend's own keepalive of the same lease), the entry disappears at most `ttlMs` (rounded up
+   * to whole seconds on etcd) after the last successful refresh. Repeated calls reuse one lease per
+   * (kind, uid) while it lives; a lost lease is replaced on the next call.
+   */
+  setInfo<K extends InfoKind>(kind: K, uid: string, info: InfoTypes[K], ttlMs: number): Promise<void>;
+
+  /** Removes an info entry now (clean shutdown) and revokes its lease. Missing is fine. */
+  deleteInfo(kind: InfoKind, uid: string): Promise<void>;
+
+  /**
+   * Lists live info entries of `kind`, keyed by the uid in the key. Entries that are not valid
+   * JSON objects are skipped (and reported through `onInvalid` when given).
+   */
+  listInfos<K extends InfoKind>(
+    kind: K,
+    onInvalid?: (uid: string, err: Error) => void,
+  ): Promise<Record<string, InfoTypes[K]>>;
+
+  /**
+   * Calls `listener` (asynchronously, possibly coalesced) whenever anything under the given topics
+   * changes, including deletes and TTL expiry. After a reconnect the listener is called once,
+   * because events may have been missed. The caller re-reads what it needs: events carry no data.
+   */
+  watch(topics: readonly WatchTopic[], listener: (topic: WatchTopic) => void): Promise<StoreWatch>;
+
+  /**
+   * Starts campaigning for the sentinel leader lease with `candidateUid` as value and a lease TTL
+   * of `ttlMs`. Resolves at once; leadership is reported through the returned `Election`.
+   */
+  campaign(candidateUid: string, ttlMs: number): Promise<Election>;
+
+  /** The uid of the current leader, or null when there is none. */
+  getLeader(): Promise<string | null>;
+
+  /** Closes the client, revokes this process's leases (best effort); idempotent. */
+  close(): Promise<void>;
+}
