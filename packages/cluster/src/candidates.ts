@@ -1,0 +1,68 @@
+/**
+ * Failover candidate ranking: one exported comparator with its own tests (STYLE.md rule 6).
+ * Stolon sorts by LSN ascending and takes the first, i.e. the LEAST advanced standby
+ * (@see shared/reference/stolon.md §4.4 step 4); we take the most advanced (DESIGN.md §4).
+ */
+import type { DB } from './types.js';
+
+/** What the ranking needs to know about one candidate DB. */
+export interface Candidate {
+  readonly db: DB;
+  /** From the owning keeper's info; `false` excludes the keeper from promotion. */
+  readonly canBeMaster: boolean;
+}
+
+/**
+ * Orders candidates best first: higher reported LSN (`status.xLogPos`), then lower DB uid
+ * (a stable tie-breaker so every sentinel picks the same one).
+ */
+export function compareFailoverCandidates(a: Candidate, b: Candidate): number {
+  if (a.db.status.xLogPos !== b.db.status.xLogPos) {
+    return b.db.status.xLogPos - a.db.status.xLogPos;
+  }
+  return a.db.uid < b.db.uid ? -1 : a.db.uid > b.db.uid ? 1 : 0;
+}
+
+/** Why a DB is not a candidate, or undefined when it is one. */
+export function ineligibility(
+  c: Candidate,
+  primary: DB,
+  opts: { readonly healthy: boolean; readonly maxStandbyLag: number },
+): string | undefined {
+  const { db } = c;
+  if (db.spec.role !== 'standby') {
+    return 'not a standby';
+  }
+  if (!opts.healthy) {
+    return 'unhealthy';
+  }
+  if (db.status.currentGeneration !== db.generation) {
+    return `not converged (generation ${db.status.currentGeneration}/${db.generation})`;
+  }
+  if (!c.canBeMaster) {
+    return 'keeper has canBeMaster=false';
+  }
+  if (db.status.timelineID !== primary.status.timelineID) {
+    return `on timeline ${db.status.timelineID}, primary was on ${primary.status.timelineID}`;
+  }
+  const lag = primary.status.xLogPos - db.status.xLogPos;
+  if (lag > opts.maxStandbyLag) {
+    return `lags ${lag} bytes behind the primary (maxStandbyLag ${opts.maxStandbyLag})`;
+  }
+  return undefined;
+}
+
+/** Eligible candidates, best first. */
+export function findBestCandidates(
+  candidates: readonly Candidate[],
+  primary: DB,
+  opts: { readonly isHealthy: (db: DB) => boolean; readonly maxStandbyLag: number },
+): Candidate[] {
+  return candidates
+    .filter(
+      (c) =>
+        ineligibility(c, primary, { healthy: opts.isHealthy(c.db), maxStandbyLag: opts.maxStandbyLag }) ===
+        undefined,
+    )
+    .sort(compareFailoverCandidates);
+}

@@ -1,0 +1,579 @@
+/**
+ * The leader sentinel's whole policy as one pure function (STYLE.md rule 2): given the current
+ * clusterdata, what keepers and proxies publish, the sentinel's memory and the clock, it returns
+ * the next clusterdata, the next memory, and the human sentences explaining the pass.
+ *
+ * The loop around it reads the store, calls `decide`, writes with compare-and-set only when
+ * `changed`, and commits `memory` only when that write succeeded (or nothing needed writing).
+ *
+ * Failover order (DESIGN.md §4, STYLE.md rule 5): primary declared failed → proxies pointed at
+ * nobody with a new proxy generation → wait until every live proxy reports that generation →
+ * promote the most advanced eligible standby → wait until it converged and is healthy → point
+ * proxies at it. Stolon promotes and fences at the same time (@see shared/reference/stolon.md §4.4).
+ */
+import { findBestCandidates, ineligibility, type Candidate } from './candidates.js';
+import { formatDurationMs } from './duration.js';
+import { resolveSpec } from './spec.js';
+import type {
+  ClusterData,
+  DB,
+  DBSpec,
+  Keeper,
+  KeeperInfo,
+  ProxyInfo,
+  ResolvedSpec,
+} from './types.js';
+
+/**
+ * What Stolon keeps in hidden maps, made explicit. Times are monotonic ms (`DecideInput.now`).
+ */
+export interface SentinelMemory {
+  /** DB uid → when the DB was first seen failing (no state, wrong uid, or unhealthy). */
+  readonly dbErrorSince: Readonly<Record<string, number>>;
+  /** DB uid → generation and the time the DB was first seen not converged at that generation. */
+  readonly dbConvergingSince: Readonly<Record<string, { readonly generation: number; readonly since: number }>>;
+}
+
+/** An empty memory, as after (re)gaining leadership. */
+export function emptyMemory(): SentinelMemory {
+  return { dbErrorSince: {}, dbConvergingSince: {} };
+}
+
+export interface DecideInput {
+  readonly cd: ClusterData;
+  /** Live keeper infos (the store drops them when their lease expires), keyed by keeper uid. */
+  readonly keeperInfos: Readonly<Record<string, KeeperInfo>>;
+  /** Live proxy infos, keyed by proxy uid. */
+  readonly proxyInfos: Readonly<Record<string, ProxyInfo>>;
+  readonly memory: SentinelMemory;
+  /** Monotonic ms, for timers. */
+  readonly now: number;
+  /** Wall-clock RFC 3339 time, for timestamps stored in clusterdata. */
+  readonly wallTime: string;
+  /** Makes a new DB uid (8 hex chars in production; deterministic in tests). */
+  readonly newUid: () => string;
+}
+
+export interface DecideOutput {
+  readonly next: ClusterData;
+  readonly memory: SentinelMemory;
+  /** One sentence per decision taken (or why nothing was), first the most important. */
+  readonly reasons: readonly string[];
+  /** False when `next` equals the input apart from timestamps: no write is needed. */
+  readonly changed: boolean;
+}
+
+/** lastHealthyTime is refreshed at most this often, so a steady cluster does not rewrite clusterdata. */
+const LAST_HEALTHY_REFRESH_MS = 60_000;
+
+type Convergence = 'converged' | 'converging' | 'failed';
+
+/** Stable JSON for change detection: everything except change timestamps. */
+function fingerprint(cd: ClusterData): string {
+  return JSON.stringify(cd, (k, v: unknown) => (k === 'changeTime' ? undefined : v));
+}
+
+function sortedEq(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/**
+ * Computes the next cluster data. Pure: never mutates its input, reads no clock or randomness
+ * except through `input`.
+ * @throws SpecValidationError when the stored spec is invalid (the loop must not call it then).
+ */
+export function decide(input: DecideInput): DecideOutput {
+  const spec = resolveSpec(input.cd.cluster.spec);
+  const next: ClusterData = structuredClone(input.cd) as ClusterData;
+  const reasons: string[] = [];
+  const dbErrorSince: Record<string, number> = { ...input.memory.dbErrorSince };
+  const dbConvergingSince: Record<string, { generation: number; since: number }> = {
+    ...input.memory.dbConvergingSince,
+  };
+  const { now } = input;
+
+  // Only infos of this cluster count: a keeper still carrying another cluster's uid (an old
+  // `stolonctl init`) must not be given a DB (@see shared/reference/stolon.md §4.2).
+  const infos: Record<string, KeeperInfo> = {};
+  for (const [uid, info] of Object.entries(input.keeperInfos)) {
+    if (info.clusterUID === next.cluster.uid) {
+      infos[uid] = info;
+    }
+  }
+
+  updateKeepers(next, infos, input.wallTime, reasons);
+  updateDbStatuses(next, infos, dbErrorSince, now);
+
+  const keeperHealthy = (uid: string): boolean => next.keepers[uid]?.status.healthy === true;
+  const dbHealthy = (db: DB): boolean => {
+    if (!keeperHealthy(db.spec.keeperUID)) {
+      return false;
+    }
+    const since = dbErrorSince[db.uid];
+    return since === undefined || now - since <= spec.failIntervalMs;
+  };
+  const convergence = (db: DB, timeoutMs: number): Convergence => {
+    if (db.status.currentGeneration === db.generation) {
+      return 'converged';
+    }
+    const c = dbConvergingSince[db.uid];
+    if (timeoutMs > 0 && c !== undefined && c.generation === db.generation && now - c.since > timeoutMs) {
+      return 'failed';
+    }
+    return 'converging';
+  };
+
+  if (next.cluster.status.phase === 'initializing') {
+    decideInitializing(next, spec, input, keeperHealthy, dbHealthy, convergence, reasons);
+  } else {
+    decideNormal(next, spec, input, keeperHealthy, dbHealthy, convergence, reasons);
+  }
+
+  finishDbSpecs(next, input.cd, spec, input.wallTime);
+
+  // Convergence timers: start when a DB's generation differs from what its keeper applied,
+  // restart when the generation moves again, forget once converged or deleted.
+  for (const uid of Object.keys(dbConvergingSince)) {
+    const db = next.dbs[uid];
+    if (db === undefined || db.status.currentGeneration === db.generation) {
+      delete dbConvergingSince[uid];
+    }
+  }
+  for (const db of Object.values(next.dbs)) {
+    if (db.status.currentGeneration !== db.generation) {
+      const c = dbConvergingSince[db.uid];
+      if (c === undefined || c.generation !== db.generation) {
+        dbConvergingSince[db.uid] = { generation: db.generation, since: now };
+      }
+    }
+  }
+  for (const uid of Object.keys(dbErrorSince)) {
+    if (next.dbs[uid] === undefined) {
+      delete dbErrorSince[uid];
+    }
+  }
+
+  const changed = fingerprint(next) !== fingerprint(input.cd);
+  if (changed) {
+    next.changeTime = input.wallTime;
+  }
+  if (reasons.length === 0) {
+    reasons.push(describeSteadyState(next));
+  }
+  return { next, memory: { dbErrorSince, dbConvergingSince }, reasons, changed };
+}
+
+function describeSteadyState(cd: ClusterData): string {
+  const master = cd.dbs[cd.cluster.status.master];
+  if (master === undefined) {
+    return 'no change: no primary';
+  }
+  const standbys = Object.values(cd.dbs).filter((d) => d.spec.role === 'standby');
+  const healthy = standbys.filter((d) => d.status.healthy).length;
+  return `no change: primary ${master.spec.keeperUID} (db ${master.uid}) healthy, ${healthy}/${standbys.length} standbys healthy`;
+}
+
+/** Adds newly seen keepers and recomputes every keeper's health from live infos. */
+function updateKeepers(
+  cd: ClusterData,
+  infos: Readonly<Record<string, KeeperInfo>>,
+  wallTime: string,
+  reasons: string[],
+): void {
+  for (const [uid, info] of Object.entries(infos)) {
+    if (cd.keepers[uid] === undefined) {
+      const k: Keeper = {
+        uid,
+        generation: 1,
+        changeTime: wallTime,
+        spec: {},
+        status: {
+          healthy: true,
+          lastHealthyTime: wallTime,
+          bootUUID: info.bootUUID,
+          postgresBinaryVersion: info.postgresBinaryVersion,
+        },
+      };
+      if (info.canBeMaster !== undefined) {
+        k.status.canBeMaster = info.canBeMaster;
+      }
+      if (info.canBeSynchronousReplica !== undefined) {
+        k.status.canBeSynchronousReplica = info.canBeSynchronousReplica;
+      }
+      cd.keepers[uid] = k;
+      reasons.push(`new keeper ${uid} registered`);
+    }
+  }
+  for (const keeper of Object.values(cd.keepers)) {
+    const info = infos[keeper.uid];
+    const forced = keeper.status.forceFail === true;
+    const healthy = info !== undefined && !forced;
+    if (forced) {
+      delete keeper.status.forceFail;
+      reasons.push(`keeper ${keeper.uid} forced failed by stolonctl failkeeper`);
+    }
+    if (info !== undefined) {
+      keeper.status.bootUUID = info.bootUUID;
+      keeper.status.postgresBinaryVersion = info.postgresBinaryVersion;
+      if (info.canBeMaster !== undefined) {
+        keeper.status.canBeMaster = info.canBeMaster;
+      }
+      if (info.canBeSynchronousReplica !== undefined) {
+        keeper.status.canBeSynchronousReplica = info.canBeSynchronousReplica;
+      }
+    }
+    const wasHealthy = keeper.status.healthy;
+    keeper.status.healthy = healthy;
+    if (healthy) {
+      const last = Date.parse(keeper.status.lastHealthyTime);
+      const nowWall = Date.parse(wallTime);
+      if (!wasHealthy || !(nowWall - last < LAST_HEALTHY_REFRESH_MS)) {
+        keeper.status.lastHealthyTime = wallTime;
+      }
+    } else if (wasHealthy && !forced) {
+      reasons.push(`keeper ${keeper.uid} lost: its info lease expired`);
+    }
+  }
+}
+
+/** Copies what each keeper reports about its DB into the DB status and tracks DB error timers. */
+function updateDbStatuses(
+  cd: ClusterData,
+  infos: Readonly<Record<string, KeeperInfo>>,
+  dbErrorSince: Record<string, number>,
+  now: number,
+): void {
+  for (const db of Object.values(cd.dbs)) {
+    const state = infos[db.spec.keeperUID]?.postgresState;
+    if (state === undefined || state.uid !== db.uid) {
+      dbErrorSince[db.uid] ??= now;
+      db.status.healthy = false;
+      continue;
+    }
+    db.status.listenAddress = state.listenAddress;
+    db.status.port = state.port;
+    db.status.currentGeneration = state.generation;
+    if (state.healthy) {
+      delete dbErrorSince[db.uid];
+      db.status.healthy = true;
+      db.status.systemdID = state.systemID;
+      db.status.timelineID = state.timelineID;
+      db.status.xLogPos = state.xLogPos;
+      db.status.timelinesHistory = state.timelinesHistory;
+      db.status.pgParameters = state.pgParameters;
+      db.status.synchronousStandbys = state.synchronousStandbys;
+      db.status.olderWalFile = state.olderWalFile;
+    } else {
+      dbErrorSince[db.uid] ??= now;
+      db.status.healthy = false;
+    }
+  }
+}
+
+function emptyDbStatus(): DB['status'] {
+  return {
+    healthy: false,
+    currentGeneration: 0,
+    listenAddress: '',
+    port: '',
+    systemdID: '',
+    timelineID: 0,
+    xLogPos: 0,
+    timelinesHistory: [],
+    pgParameters: {},
+    synchronousStandbys: [],
+    olderWalFile: '',
+  };
+}
+
+function newDb(
+  uid: string,
+  keeperUID: string,
+  initMode: DBSpec['initMode'],
+  role: DBSpec['role'],
+  followed: string | undefined,
+  spec: ResolvedSpec,
+  wallTime: string,
+): DB {
+  const dbSpec: DBSpec = {
+    keeperUID,
+    requestTimeout: formatDurationMs(spec.requestTimeoutMs),
+    maxStandbys: spec.maxStandbys,
+    synchronousReplication: false,
+    usePgrewind: spec.usePgrewind,
+    additionalWalSenders: spec.additionalWalSenders,
+    additionalReplicationSlots: null,
+    initMode,
+    pgParameters: { ...spec.pgParameters },
+    pgHBA: spec.pgHBA,
+    role,
+    followConfig: followed === undefined ? null : { type: 'internal', dbuid: followed },
+    followers: [],
+    includePreviousConfig: false,
+    synchronousStandbys: [],
+    externalSynchronousStandbys: [],
+  };
+  if (initMode === 'new') {
+    dbSpec.newConfig = { ...spec.newConfig };
+  }
+  return { uid, generation: 1, changeTime: wallTime, spec: dbSpec, status: emptyDbStatus() };
+}
+
+type Health = (uid: string) => boolean;
+type DbHealth = (db: DB) => boolean;
+type ConvergenceFn = (db: DB, timeoutMs: number) => Convergence;
+
+function decideInitializing(
+  cd: ClusterData,
+  spec: ResolvedSpec,
+  input: DecideInput,
+  keeperHealthy: Health,
+  dbHealthy: DbHealth,
+  convergence: ConvergenceFn,
+  reasons: string[],
+): void {
+  const masterUid = cd.cluster.status.master;
+  const master = masterUid === '' ? undefined : cd.dbs[masterUid];
+  if (master === undefined) {
+    // Stolon picks at random and ignores canBeMaster (its issue #840); we honour canBeMaster and
+    // pick the lowest uid so every run of the same inputs gives the same primary.
+    const candidates = Object.values(cd.keepers)
+      .filter((k) => keeperHealthy(k.uid) && k.status.canBeMaster !== false)
+      .map((k) => k.uid)
+      .sort();
+    const chosen = candidates[0];
+    if (chosen === undefined) {
+      reasons.push('initializing: waiting for a healthy keeper that can be primary to register');
+      return;
+    }
+    const uid = input.newUid();
+    cd.dbs = {};
+    cd.dbs[uid] = newDb(uid, chosen, 'new', 'master', undefined, spec, input.wallTime);
+    cd.cluster.status.master = uid;
+    reasons.push(`initializing: keeper ${chosen} chosen as initial primary (new db ${uid})`);
+    return;
+  }
+  const c = convergence(master, spec.initTimeoutMs);
+  if (c === 'converged' && dbHealthy(master)) {
+    master.spec.initMode = 'none';
+    cd.cluster.status.phase = 'normal';
+    reasons.push(`initialized: primary ${master.spec.keeperUID} (db ${master.uid}) is up; cluster phase normal`);
+    return;
+  }
+  if (c === 'failed') {
+    reasons.push(
+      `initializing: keeper ${master.spec.keeperUID} did not initialize db ${master.uid} within initTimeout ` +
+        `${formatDurationMs(spec.initTimeoutMs)}; choosing again`,
+    );
+    delete cd.dbs[master.uid];
+    cd.cluster.status.master = '';
+    return;
+  }
+  reasons.push(`initializing: waiting for keeper ${master.spec.keeperUID} to initialize db ${master.uid}`);
+}
+
+function proxiesBehind(cd: ClusterData, proxyInfos: Readonly<Record<string, ProxyInfo>>): string[] {
+  return Object.entries(proxyInfos)
+    .filter(([, p]) => p.Generation < cd.proxy.generation)
+    .map(([uid]) => uid)
+    .sort();
+}
+
+function decideNormal(
+  cd: ClusterData,
+  spec: ResolvedSpec,
+  input: DecideInput,
+  keeperHealthy: Health,
+  dbHealthy: DbHealth,
+  convergence: ConvergenceFn,
+  reasons: string[],
+): void {
+  const master = cd.dbs[cd.cluster.status.master];
+  const masterOk =
+    master !== undefined && dbHealthy(master) && convergence(master, spec.convergenceTimeoutMs) !== 'failed';
+
+  if (!masterOk) {
+    failover(cd, spec, input, master, dbHealthy, reasons);
+    return;
+  }
+
+  // Proxies: publish the primary only once it converged (promotion done) and is healthy, and
+  // only after every live proxy acknowledged the fence generation.
+  const liveProxies = Object.keys(input.proxyInfos).sort();
+  const masterConverged = convergence(master, spec.convergenceTimeoutMs) === 'converged';
+  if (cd.proxy.spec.masterDbUid !== master.uid) {
+    const behind = proxiesBehind(cd, input.proxyInfos);
+    if (!masterConverged) {
+      reasons.push(`waiting for primary ${master.spec.keeperUID} (db ${master.uid}) to converge before routing proxies to it`);
+    } else if (behind.length > 0) {
+      reasons.push(
+        `waiting for proxies ${behind.join(', ')} to acknowledge proxy generation ${cd.proxy.generation} before routing`,
+      );
+    } else {
+      cd.proxy.spec.masterDbUid = master.uid;
+      cd.proxy.spec.enabledProxies = liveProxies;
+      cd.proxy.generation += 1;
+      cd.proxy.changeTime = input.wallTime;
+      reasons.push(
+        `routing proxies [${liveProxies.join(', ')}] to primary ${master.spec.keeperUID} (db ${master.uid}), proxy generation ${cd.proxy.generation}`,
+      );
+    }
+  } else if (!sortedEq(cd.proxy.spec.enabledProxies, liveProxies)) {
+    cd.proxy.spec.enabledProxies = liveProxies;
+    cd.proxy.generation += 1;
+    cd.proxy.changeTime = input.wallTime;
+    reasons.push(`enabled proxies now [${liveProxies.join(', ')}], proxy generation ${cd.proxy.generation}`);
+  }
+
+  if (!masterConverged) {
+    return;
+  }
+
+  // The primary is healthy and converged: clean up and manage standbys.
+  for (const db of Object.values(cd.dbs)) {
+    if (db.uid !== master.uid && db.spec.role === 'master') {
+      delete cd.dbs[db.uid];
+      reasons.push(`removing old primary db ${db.uid} of keeper ${db.spec.keeperUID}; it will be resynced as a standby`);
+    }
+  }
+  for (const db of Object.values(cd.dbs)) {
+    if (db.uid === master.uid || db.status.currentGeneration === 0) {
+      continue;
+    }
+    if (db.status.systemdID !== '' && master.status.systemdID !== '' && db.status.systemdID !== master.status.systemdID) {
+      delete cd.dbs[db.uid];
+      reasons.push(`removing db ${db.uid} of keeper ${db.spec.keeperUID}: system id differs from the primary's`);
+    } else if (db.status.healthy && db.status.timelineID > master.status.timelineID) {
+      delete cd.dbs[db.uid];
+      reasons.push(
+        `removing db ${db.uid} of keeper ${db.spec.keeperUID}: on timeline ${db.status.timelineID}, ahead of the primary's ${master.status.timelineID}`,
+      );
+    }
+  }
+
+  const standbys = Object.values(cd.dbs).filter((d) => d.uid !== master.uid);
+  const good = standbys.filter((d) => dbHealthy(d) && convergence(d, spec.convergenceTimeoutMs) === 'converged');
+  const converging = standbys.filter(
+    (d) => keeperHealthy(d.spec.keeperUID) && convergence(d, spec.syncTimeoutMs) === 'converging' && !good.includes(d),
+  );
+  for (const d of good) {
+    d.spec.initMode = 'none';
+  }
+  if (good.length >= spec.maxStandbysPerSender) {
+    for (const d of standbys) {
+      if (!good.includes(d)) {
+        delete cd.dbs[d.uid];
+        reasons.push(`removing failed standby db ${d.uid} of keeper ${d.spec.keeperUID}: enough good standbys`);
+      }
+    }
+  } else {
+    let room = spec.maxStandbysPerSender - (good.length + converging.length);
+    const assigned = new Set(Object.values(cd.dbs).map((d) => d.spec.keeperUID));
+    const free = Object.values(cd.keepers)
+      .filter((k) => keeperHealthy(k.uid) && !assigned.has(k.uid))
+      .map((k) => k.uid)
+      .sort();
+    for (const keeperUid of free) {
+      if (room <= 0) {
+        break;
+      }
+      const uid = input.newUid();
+      cd.dbs[uid] = newDb(uid, keeperUid, 'resync', 'standby', master.uid, spec, input.wallTime);
+      reasons.push(`keeper ${keeperUid} assigned new standby db ${uid} following primary db ${master.uid}`);
+      room -= 1;
+    }
+  }
+  for (const d of Object.values(cd.dbs)) {
+    if (d.uid !== master.uid) {
+      d.spec.role = 'standby';
+      d.spec.followConfig = { type: 'internal', dbuid: master.uid };
+      d.spec.followers = [];
+    }
+  }
+}
+
+/** The primary is not OK: fence proxies, then promote the best candidate. */
+function failover(
+  cd: ClusterData,
+  spec: ResolvedSpec,
+  input: DecideInput,
+  master: DB | undefined,
+  dbHealthy: DbHealth,
+  reasons: string[],
+): void {
+  const who = master === undefined ? 'missing' : `${master.spec.keeperUID} (db ${master.uid})`;
+  if (cd.proxy.spec.masterDbUid !== '') {
+    cd.proxy.spec.masterDbUid = '';
+    cd.proxy.generation += 1;
+    cd.proxy.changeTime = input.wallTime;
+    reasons.push(`primary ${who} failed: fencing proxies with proxy generation ${cd.proxy.generation}`);
+  }
+  if (master === undefined) {
+    reasons.push('no primary db and none can be chosen safely; manual intervention needed');
+    return;
+  }
+  const behind = proxiesBehind(cd, input.proxyInfos);
+  if (behind.length > 0) {
+    reasons.push(
+      `primary ${who} failed: waiting for proxies ${behind.join(', ')} to acknowledge fence generation ${cd.proxy.generation} before promoting`,
+    );
+    return;
+  }
+  const candidates: Candidate[] = Object.values(cd.dbs)
+    .filter((d) => d.uid !== master.uid && d.spec.followConfig?.dbuid === master.uid)
+    .map((db) => ({ db, canBeMaster: cd.keepers[db.spec.keeperUID]?.status.canBeMaster !== false }));
+  const best = findBestCandidates(candidates, master, { isHealthy: dbHealthy, maxStandbyLag: spec.maxStandbyLag })[0];
+  if (best === undefined) {
+    const why = candidates
+      .map(
+        (c) =>
+          `${c.db.spec.keeperUID}: ${ineligibility(c, master, { healthy: dbHealthy(c.db), maxStandbyLag: spec.maxStandbyLag }) ?? 'eligible'}`,
+      )
+      .join('; ');
+    reasons.push(`primary ${who} failed: no eligible standby to promote${why === '' ? '' : ` (${why})`}`);
+    return;
+  }
+  const w = best.db;
+  // The old primary's DB goes at once: its keeper, if it comes back, then has no DB and keeps
+  // PostgreSQL stopped until it is given a fresh standby DB. Stolon keeps it as role master until
+  // the new primary converged, which lets a returning old keeper start a second writable primary.
+  delete cd.dbs[master.uid];
+  cd.cluster.status.master = w.uid;
+  w.spec.role = 'master';
+  w.spec.followConfig = null;
+  reasons.push(
+    `primary ${who} failed: promoting keeper ${w.spec.keeperUID} (db ${w.uid}, LSN ${w.status.xLogPos}, ` +
+      `primary's last LSN ${master.status.xLogPos})`,
+  );
+}
+
+/** Copies cluster-wide settings into every DB spec, recomputes followers, bumps generations. */
+function finishDbSpecs(cd: ClusterData, prev: ClusterData, spec: ResolvedSpec, wallTime: string): void {
+  const masterUid = cd.cluster.status.master;
+  for (const db of Object.values(cd.dbs)) {
+    db.spec.requestTimeout = formatDurationMs(spec.requestTimeoutMs);
+    db.spec.maxStandbys = spec.maxStandbys;
+    db.spec.usePgrewind = spec.usePgrewind;
+    db.spec.additionalWalSenders = spec.additionalWalSenders;
+    db.spec.pgParameters = { ...spec.pgParameters };
+    db.spec.pgHBA = spec.pgHBA === null ? null : [...spec.pgHBA];
+    db.spec.additionalReplicationSlots =
+      db.uid === masterUid && spec.additionalMasterReplicationSlots !== null
+        ? [...spec.additionalMasterReplicationSlots]
+        : null;
+  }
+  const master = cd.dbs[masterUid];
+  if (master !== undefined) {
+    master.spec.followers = Object.values(cd.dbs)
+      .filter((d) => d.spec.followConfig?.type === 'internal' && d.spec.followConfig.dbuid === masterUid)
+      .map((d) => d.uid)
+      .sort();
+  }
+  for (const db of Object.values(cd.dbs)) {
+    const before = prev.dbs[db.uid];
+    if (before !== undefined && JSON.stringify(before.spec) !== JSON.stringify(db.spec)) {
+      db.generation = before.generation + 1;
+      db.changeTime = wallTime;
+    }
+  }
+}

@@ -1,0 +1,211 @@
+/**
+ * One typed flag table per program drives yargs, the `ST<COMPONENT>_*` environment fallback and
+ * the generated docs (STYLE.md rule 14). Flag names are Stolon's (@see shared/reference/stolon.md
+ * §2.1, §5.1, §6, §7). Secrets are only ever file paths or environment variables, never values
+ * on the command line.
+ */
+import { readFileSync } from 'node:fs';
+import yargs, { type Argv } from 'yargs';
+import { ConfigError } from '@stolon-ts/cluster';
+
+/** One flag's declaration. */
+export interface FlagSpec {
+  /** Kebab-case flag name, e.g. `cluster-name`. */
+  readonly name: string;
+  readonly description: string;
+  readonly type: 'string' | 'number' | 'boolean';
+  readonly default?: string | number | boolean;
+  readonly required?: boolean;
+  /** Allowed values, checked after parsing. */
+  readonly choices?: readonly string[];
+  /** True for paths to files holding secrets (documentation only; the value is a path). */
+  readonly secretFile?: boolean;
+  readonly alias?: string;
+}
+
+/** A table keyed by the config field; a mapped type makes a missing entry a compile error. */
+export type FlagTable<C> = { readonly [K in keyof C]-?: FlagSpec };
+
+/** Flags every daemon and stolonctl take. */
+export interface CommonConfig {
+  clusterName: string;
+  storeBackend: string;
+  storeEndpoints: string;
+  storePrefix: string;
+  storeTimeout: string;
+  logLevel: string;
+}
+
+export const COMMON_FLAGS: FlagTable<CommonConfig> = {
+  clusterName: { name: 'cluster-name', description: 'cluster name', type: 'string', required: true },
+  storeBackend: {
+    name: 'store-backend',
+    description: 'store backend type (etcdv3; kubernetes and consul are not available yet)',
+    type: 'string',
+    required: true,
+    choices: ['etcdv3'],
+  },
+  storeEndpoints: {
+    name: 'store-endpoints',
+    description: 'comma-separated list of store endpoints',
+    type: 'string',
+    default: 'http://127.0.0.1:2379',
+  },
+  storePrefix: { name: 'store-prefix', description: 'store key prefix', type: 'string', default: 'stolon/cluster' },
+  storeTimeout: {
+    name: 'store-timeout',
+    description: 'store request timeout (duration, e.g. 5s)',
+    type: 'string',
+    default: '5s',
+  },
+  logLevel: {
+    name: 'log-level',
+    description: 'debug, info, warn or error',
+    type: 'string',
+    default: 'info',
+    choices: ['debug', 'info', 'warn', 'error'],
+  },
+};
+
+/** Environment variable of a flag: `<PREFIX>_<FLAG_NAME>`, e.g. STKEEPER_DATA_DIR. */
+export function envName(prefix: string, flag: string): string {
+  return `${prefix}_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+function camel(name: string): string {
+  return name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+/**
+ * Adds the table's flags to a yargs instance; defaults come from `env` (the ST*_ variable) when
+ * set, so explicit flags win over the environment and the environment over built-in defaults.
+ * @throws ConfigError when an environment value for a number/boolean flag does not parse.
+ */
+export function addFlags<C>(y: Argv, table: FlagTable<C>, envPrefix: string, env: NodeJS.ProcessEnv): Argv {
+  let out = y;
+  for (const spec of Object.values(table) as FlagSpec[]) {
+    const fromEnv = env[envName(envPrefix, spec.name)];
+    let def: string | number | boolean | undefined = spec.default;
+    if (fromEnv !== undefined && fromEnv !== '') {
+      if (spec.type === 'number') {
+        def = Number(fromEnv);
+        if (!Number.isFinite(def)) {
+          throw new ConfigError(`${envName(envPrefix, spec.name)}: "${fromEnv}" is not a number`, {
+            field: spec.name,
+          });
+        }
+      } else if (spec.type === 'boolean') {
+        if (!['true', 'false', '1', '0'].includes(fromEnv)) {
+          throw new ConfigError(`${envName(envPrefix, spec.name)}: "${fromEnv}" is not true or false`, {
+            field: spec.name,
+          });
+        }
+        def = fromEnv === 'true' || fromEnv === '1';
+      } else {
+        def = fromEnv;
+      }
+    }
+    out = out.option(spec.name, {
+      describe:
+        spec.description +
+        (spec.secretFile ? ' (a file path; the secret itself is never a flag)' : '') +
+        ` [env ${envName(envPrefix, spec.name)}]`,
+      type: spec.type,
+      ...(def !== undefined ? { default: def } : {}),
+      ...(spec.choices ? { choices: [...spec.choices] } : {}),
+      ...(spec.alias ? { alias: spec.alias } : {}),
+      ...(spec.required && def === undefined ? { demandOption: `--${spec.name} (or ${envName(envPrefix, spec.name)}) is required` } : {}),
+    });
+  }
+  return out;
+}
+
+/** Picks the table's values out of parsed yargs arguments into a typed config object. */
+export function pickFlags<C>(argv: Record<string, unknown>, table: FlagTable<C>): C {
+  const out: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(table) as [string, FlagSpec][]) {
+    out[key] = argv[spec.name] ?? argv[camel(spec.name)];
+  }
+  return out as C;
+}
+
+/** A yargs instance for a program, strict about unknown flags, with fix-it errors. */
+export function baseYargs(args: readonly string[], scriptName: string): Argv {
+  return yargs([...args])
+    .scriptName(scriptName)
+    .strict()
+    .parserConfiguration({ 'camel-case-expansion': true })
+    .help()
+    .version(false)
+    .wrap(Math.min(110, process.stdout.columns || 110));
+}
+
+/**
+ * Reads a secret from a file (trailing newline removed) or from an environment variable.
+ * @param file path given by a `--…-password-file` flag
+ * @param envVar fallback variable holding the secret itself (e.g. STKEEPER_PG_SU_PASSWORD)
+ * @throws ConfigError naming `flag` when neither is given, the file cannot be read, or it is empty.
+ */
+export function readSecret(
+  file: string | undefined,
+  envVar: string,
+  flag: string,
+  env: NodeJS.ProcessEnv,
+): string {
+  if (file !== undefined && file !== '') {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`--${flag}: cannot read ${file}: ${(err as Error).message}`, { field: flag, cause: err });
+    }
+    const secret = text.replace(/\r?\n$/, '');
+    if (secret === '') {
+      throw new ConfigError(`--${flag}: ${file} is empty; put the password in it`, { field: flag });
+    }
+    return secret;
+  }
+  const fromEnv = env[envVar];
+  if (fromEnv !== undefined && fromEnv !== '') {
+    return fromEnv;
+  }
+  throw new ConfigError(`--${flag} is required (or set ${envVar}); passwords are never accepted as flags`, {
+    field: flag,
+  });
+}
+
+/**
+ * Splits and checks `--store-endpoints`: comma list, one scheme (http or https), scheme-less
+ * entries taken as http (as Stolon does).
+ * @throws ConfigError naming `store-endpoints`.
+ */
+export function parseEndpoints(text: string): string[] {
+  const parts = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+    .map((s) => (/^[a-z]+:\/\//.test(s) ? s : `http://${s}`));
+  if (parts.length === 0) {
+    throw new ConfigError('--store-endpoints: empty; give e.g. http://127.0.0.1:2379', { field: 'store-endpoints' });
+  }
+  const schemes = new Set(parts.map((p) => p.split('://')[0]));
+  for (const p of parts) {
+    let url: URL;
+    try {
+      url = new URL(p);
+    } catch {
+      throw new ConfigError(`--store-endpoints: "${p}" is not a URL such as http://127.0.0.1:2379`, {
+        field: 'store-endpoints',
+      });
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw new ConfigError(`--store-endpoints: "${p}" must use http or https`, { field: 'store-endpoints' });
+    }
+  }
+  if (schemes.size > 1) {
+    throw new ConfigError('--store-endpoints: all endpoints must use the same scheme (http or https)', {
+      field: 'store-endpoints',
+    });
+  }
+  return parts;
+}

@@ -1,0 +1,17 @@
+/** @stolon-ts/common: what the four programs share (flags, logger, ids, store from flags). */
+export {
+  COMMON_FLAGS,
+  addFlags,
+  baseYargs,
+  envName,
+  parseEndpoints,
+  pickFlags,
+  readSecret,
+  type CommonConfig,
+  type FlagSpec,
+  type FlagTable,
+} from './flags.js';
+export { BUG_SENTENCE, REDACT_PATHS, createLogger, silentLogger, type Logger } from './logger.js';
+export { monoMs, newBootUuid, newUid, nowIso } from './ids.js';
+export { storeFromConfig } from './store-config.js';
+export { exitOnConfigError, runDaemon, type DaemonHandle } from './run.js';

@@ -1,0 +1,55 @@
+/**
+ * The one pino logger per process (STYLE.md rule 17): created in the bin, passed down through
+ * `deps`, scoped with child bindings. Secrets are redacted by path as a second line of defence;
+ * the first is never putting them in log objects at all.
+ */
+import { pino, type Logger, type DestinationStream } from 'pino';
+
+export type { Logger } from 'pino';
+
+/** Paths pino removes from every log object. */
+export const REDACT_PATHS = [
+  'password',
+  '*.password',
+  'suPassword',
+  'replPassword',
+  '*.suPassword',
+  '*.replPassword',
+  'connectionString',
+  '*.connectionString',
+  'primaryConninfo',
+  '*.primaryConninfo',
+];
+
+/**
+ * Creates the root logger: NDJSON to stdout (or `dest`), level from `--log-level`, with
+ * `{ component, uid, cluster }` bindings.
+ */
+export function createLogger(opts: {
+  level: string;
+  component: string;
+  uid?: string;
+  cluster?: string;
+  dest?: DestinationStream;
+}): Logger {
+  const bindings: Record<string, string> = { component: opts.component };
+  if (opts.uid !== undefined) {
+    bindings['uid'] = opts.uid;
+  }
+  if (opts.cluster !== undefined) {
+    bindings['cluster'] = opts.cluster;
+  }
+  const base = pino(
+    { level: opts.level, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, base: { pid: process.pid } },
+    opts.dest ?? pino.destination({ dest: 1, sync: true }),
+  );
+  return base.child(bindings);
+}
+
+/** A logger that drops everything (tests). */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}
+
+/** The sentence every unexpected exception becomes (the e2e harness fails tests that log it). */
+export const BUG_SENTENCE = 'unexpected error, please report this as a bug';
