@@ -58,6 +58,13 @@ export interface PgObservation {
   readonly error?: string;
 }
 
+/**
+ * Everything the keeper does to its local PostgreSQL instance. Implementations own PGDATA's
+ * configuration files and run the PostgreSQL binaries; they never log or pass secrets in argv.
+ * Errors are `StolonError`s (`PG_COMMAND_FAILED`, `PG_NOT_RUNNING`, `DATA_DIR_INVALID`) whose
+ * `transient` flag says whether the next keeper pass may retry.
+ * @see `PgManager` in `pg-manager.ts`, the implementation over the PostgreSQL binaries
+ */
 export interface PostgresManager {
   /** The PGDATA directory this manager owns. */
   readonly pgData: string;

@@ -1,0 +1,373 @@
+/**
+ * PgManager against real PostgreSQL: one primary and one standby for the whole file, in a temp
+ * directory (mode 0755 so the postgres OS user can traverse it when the tests run as root).
+ * The steps build on each other and run in order.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client } from 'pg';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultHbaLines } from './config.js';
+import type { PgConfig, PgObservation, StandbySettings } from './manager.js';
+import { PgManager } from './pg-manager.js';
+
+/** Newest installed PostgreSQL (Debian layout); the manager itself takes any bin path. */
+function findBinPath(): string {
+  const root = '/usr/lib/postgresql';
+  const versions = readdirSync(root)
+    .filter((v) => existsSync(join(root, v, 'bin', 'postgres')))
+    .sort((a, b) => Number(b) - Number(a));
+  if (versions[0] === undefined) {
+    throw new Error(`no PostgreSQL binaries under ${root}`);
+  }
+  return join(root, versions[0], 'bin');
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen({ host: '127.0.0.1', port: 0, exclusive: true }, () => {
+      const addr = server.address();
+      server.close(() => resolve(typeof addr === 'object' && addr !== null ? addr.port : 0));
+    });
+  });
+}
+
+/** Polls `check` until it returns a value; fails with the last value/error seen. */
+async function waitFor<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined) {
+        return v;
+      }
+      last = 'undefined';
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${String(last)}`);
+    }
+    await sleep(200);
+  }
+}
+
+const isRoot = process.getuid?.() === 0;
+const suffix = Math.random().toString(36).slice(2, 10);
+// Quotes, backslashes, colons and spaces exercise every escaping path (pgpass, conninfo, SQL).
+const SU_PASSWORD = `su-S3cret'"\\:pw ${suffix}`;
+const REPL_PASSWORD = `repl-S3cret:'\\ pw ${suffix}`;
+
+const logLines: string[] = [];
+const logger = pino(
+  { level: 'debug' },
+  new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      logLines.push(chunk.toString('utf8'));
+      cb();
+    },
+  }),
+);
+
+let root = '';
+let primary: PgManager;
+let standby: PgManager;
+let primaryPort = 0;
+let standbyPort = 0;
+
+function configFor(port: number): PgConfig {
+  return {
+    listenAddress: '127.0.0.1',
+    port,
+    parameters: { shared_buffers: '16MB', max_connections: '30' },
+    maxStandbys: 5,
+    additionalWalSenders: 0,
+    synchronousStandbyNames: '',
+    usePgrewind: true,
+    hba: defaultHbaLines({ suUsername: 'stolon', replUsername: 'repl', userLines: null }),
+  };
+}
+
+function standbySettings(slotName: string): StandbySettings {
+  return {
+    primary: { host: '127.0.0.1', port: primaryPort, user: 'repl', password: REPL_PASSWORD },
+    applicationName: 'stolon_s1',
+    slotName,
+  };
+}
+
+function makeManager(pgData: string, port: number): PgManager {
+  return new PgManager({
+    pgData,
+    binPath: findBinPath(),
+    suUsername: 'stolon',
+    suPassword: SU_PASSWORD,
+    replUsername: 'repl',
+    replPassword: REPL_PASSWORD,
+    listenAddress: '127.0.0.1',
+    port,
+    logger: logger.child({ pgData }),
+  });
+}
+
+async function sql<T extends Record<string, unknown>>(port: number, text: string): Promise<T[]> {
+  const client = new Client({
+    host: '127.0.0.1',
+    port,
+    user: 'stolon',
+    password: SU_PASSWORD,
+    database: 'postgres',
+    connectionTimeoutMillis: 2000,
+  });
+  await client.connect();
+  try {
+    return (await client.query<T>(text)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+function postmasterPid(pgData: string): number {
+  return Number(readFileSync(join(pgData, 'postmaster.pid'), 'utf8').split('\n')[0]);
+}
+
+function assertNoSecretsInPs(): void {
+  const ps = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
+  expect(ps).not.toContain(SU_PASSWORD);
+  expect(ps).not.toContain(REPL_PASSWORD);
+  expect(ps).not.toContain(suffix);
+}
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'stolon-pgm-'));
+  await chmod(root, 0o755);
+  await mkdir(join(root, 'p'), { mode: 0o755 });
+  await mkdir(join(root, 's'), { mode: 0o755 });
+  primaryPort = await freePort();
+  standbyPort = await freePort();
+  primary = makeManager(join(root, 'p', 'pgdata'), primaryPort);
+  standby = makeManager(join(root, 's', 'pgdata'), standbyPort);
+});
+
+afterAll(async () => {
+  for (const m of [standby, primary]) {
+    await m?.stop('immediate').catch(() => undefined);
+  }
+  if (root !== '') {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+describe('PgManager (real PostgreSQL)', () => {
+  it('reads the binary version', async () => {
+    const v = await primary.binaryVersion();
+    expect(v.Maj).toBeGreaterThanOrEqual(12);
+    expect(v.Min).toBeGreaterThanOrEqual(0);
+  });
+
+  it('observes an uninitialised PGDATA without throwing, and refuses to start it', async () => {
+    const obs = await primary.observe();
+    expect(obs).toMatchObject({ initialized: false, running: false, role: undefined });
+    await expect(primary.start(5000)).rejects.toMatchObject({ code: 'DATA_DIR_INVALID' });
+    await expect(primary.syncSlots([])).rejects.toMatchObject({ code: 'PG_NOT_RUNNING', transient: true });
+  });
+
+  it('inits the primary and leaves it stopped', async () => {
+    await primary.init({ encoding: 'UTF8', locale: 'C', dataChecksums: true });
+    expect(await primary.isRunning()).toBe(false);
+    const obs = await primary.observe();
+    expect(obs).toMatchObject({ initialized: true, running: false, role: 'master', timelineId: 1 });
+    // From pg_controldata while stopped.
+    expect(obs.systemId).toMatch(/^\d+$/);
+    await expect(primary.init({})).rejects.toMatchObject({ code: 'DATA_DIR_INVALID' });
+  });
+
+  it('reports a failed start with the server log tail', async () => {
+    await primary.writeConfig({ ...configFor(primaryPort), parameters: { shared_buffers: 'lots' } }, null);
+    const err: unknown = await primary.start(10_000).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'PG_COMMAND_FAILED', transient: true });
+    expect((err as Error).message).toContain('shared_buffers');
+    expect(await primary.isRunning()).toBe(false);
+  });
+
+  it('writes the config atomically and starts the primary', async () => {
+    await primary.writeConfig(configFor(primaryPort), null);
+    for (const f of ['postgresql.conf', 'pg_hba.conf', 'postgresql.auto.conf']) {
+      const st = statSync(join(primary.pgData, f));
+      expect(st.mode & 0o777, f).toBe(0o600);
+      if (isRoot) {
+        expect(st.uid, f).not.toBe(0);
+      }
+    }
+    expect(readFileSync(join(primary.pgData, 'postgresql.auto.conf'), 'utf8')).toBe('');
+    expect(existsSync(join(primary.pgData, 'standby.signal'))).toBe(false);
+    expect(readdirSync(primary.pgData).filter((n) => n.includes('.tmp-'))).toEqual([]);
+
+    await primary.start(30_000);
+    expect(await primary.isRunning()).toBe(true);
+    await primary.start(30_000); // already running: no-op
+    const obs = await primary.observe();
+    expect(obs).toMatchObject({ initialized: true, running: true, role: 'master', timelineId: 1 });
+    expect(obs.error).toBeUndefined();
+    expect(obs.systemId).toMatch(/^\d+$/);
+    expect(obs.xLogPos).toBeGreaterThan(0);
+    expect(obs.olderWalFile).toMatch(/^[0-9A-F]{24}$/);
+    const settings = await sql<{ name: string; setting: string }>(
+      primaryPort,
+      "select name, setting from pg_settings where name in ('max_wal_senders', 'wal_log_hints', 'shared_buffers', 'data_checksums')",
+    );
+    expect(Object.fromEntries(settings.map((r) => [r.name, r.setting]))).toEqual({
+      max_wal_senders: '12',
+      wal_log_hints: 'on',
+      shared_buffers: '2048', // 16MB in 8kB pages
+      data_checksums: 'on',
+    });
+    await primary.reload();
+  });
+
+  it('creates and drops stolon_* slots, leaving other slots alone', async () => {
+    await primary.syncSlots(['stolon_s1', 'stolon_extra']);
+    expect((await primary.observe()).slots).toEqual(['stolon_extra', 'stolon_s1']);
+    await sql(primaryPort, "select pg_create_physical_replication_slot('user_slot')");
+    await primary.syncSlots(['stolon_s1']);
+    expect((await primary.observe()).slots).toEqual(['stolon_s1', 'user_slot']);
+    await sql(primaryPort, "select pg_drop_replication_slot('user_slot')");
+  });
+
+  it('a failed base backup (missing slot) leaves nothing behind', async () => {
+    await sql(primaryPort, 'create table t (id int primary key)');
+    await sql(primaryPort, 'insert into t values (1)');
+    await expect(standby.baseBackup(standbySettings('stolon_missing'))).rejects.toMatchObject({
+      code: 'PG_COMMAND_FAILED',
+      transient: true,
+    });
+    expect(existsSync(standby.pgData)).toBe(false);
+    expect(existsSync(`${standby.pgData}.basebackup`)).toBe(false);
+    const aborted = new AbortController();
+    aborted.abort();
+    await expect(standby.baseBackup(standbySettings('stolon_s1'), aborted.signal)).rejects.toMatchObject({
+      code: 'ABORTED',
+    });
+    expect(existsSync(`${standby.pgData}.basebackup`)).toBe(false);
+  });
+
+  it('makes a standby by base backup that streams from the primary through its slot', async () => {
+    await standby.baseBackup(standbySettings('stolon_s1'));
+    expect(existsSync(join(standby.pgData, 'standby.signal'))).toBe(true);
+    await standby.writeConfig(configFor(standbyPort), standbySettings('stolon_s1'));
+    const passfile = statSync(join(standby.pgData, 'stolon-replication.pgpass'));
+    expect(passfile.mode & 0o777).toBe(0o600);
+    expect(readFileSync(join(standby.pgData, 'postgresql.conf'), 'utf8')).not.toContain(suffix);
+    await standby.start(30_000);
+
+    const primaryObs = await primary.observe();
+    const obs = await waitFor(async () => {
+      const o = await standby.observe();
+      return o.running && o.role === 'standby' && o.xLogPos > 0 ? o : undefined;
+    }, 'the standby to run in recovery');
+    expect(obs.systemId).toBe(primaryObs.systemId);
+    expect(obs.timelineId).toBe(1);
+
+    await sql(primaryPort, 'insert into t values (2)');
+    await waitFor(async () => {
+      const rows = await sql<{ n: string }>(standbyPort, 'select count(*) as n from t');
+      return rows[0]?.n === '2' ? true : undefined;
+    }, 'row 2 to be replicated to the standby');
+
+    const streaming = await waitFor(async () => {
+      const o: PgObservation = await primary.observe();
+      return o.replication.length > 0 ? o.replication : undefined;
+    }, 'the primary to list the standby in pg_stat_replication');
+    expect(streaming).toEqual([{ applicationName: 'stolon_s1', syncState: 'async' }]);
+    const slot = await sql<{ active: boolean }>(primaryPort, "select active from pg_replication_slots where slot_name = 'stolon_s1'");
+    expect(slot[0]?.active).toBe(true);
+
+    // An active slot cannot be dropped: logged at warn, not thrown.
+    await primary.syncSlots([]);
+    expect((await primary.observe()).slots).toEqual(['stolon_s1']);
+    expect(logLines.some((l) => l.includes('"level":40') && l.includes('stolon_s1'))).toBe(true);
+  });
+
+  it('runs postgres as the unprivileged OS user in its own session, with no password in any argv', () => {
+    assertNoSecretsInPs();
+    for (const m of [primary, standby]) {
+      const pid = postmasterPid(m.pgData);
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      // Fields after "(comm)": state ppid pgrp session — the postmaster leads its own session
+      // (pg_ctl calls setsid), so signals to the keeper's process group do not reach it.
+      const [, , pgrp, session] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      expect(Number(pgrp), m.pgData).toBe(pid);
+      expect(Number(session), m.pgData).toBe(pid);
+    }
+    if (!isRoot) {
+      return;
+    }
+    const pgUid = execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim();
+    for (const m of [primary, standby]) {
+      const status = readFileSync(`/proc/${postmasterPid(m.pgData)}/status`, 'utf8');
+      const uids = /^Uid:\s+(.*)$/m.exec(status)?.[1]?.split(/\s+/);
+      expect(uids, m.pgData).toEqual([pgUid, pgUid, pgUid, pgUid]);
+    }
+  });
+
+  it('promotes the standby onto timeline 2', async () => {
+    await standby.promote(30_000);
+    const obs = await standby.observe();
+    expect(obs).toMatchObject({ running: true, role: 'master', timelineId: 2 });
+    // What the keeper does next: rewrite the config as a primary.
+    await standby.writeConfig(configFor(standbyPort), null);
+    expect(existsSync(join(standby.pgData, 'standby.signal'))).toBe(false);
+    expect(existsSync(join(standby.pgData, 'stolon-replication.pgpass'))).toBe(false);
+    await standby.reload();
+    await sql(standbyPort, 'insert into t values (3)');
+    await standby.promote(5000); // already a primary: returns at once
+  });
+
+  it('drops the now inactive slot, stops both, and observes them stopped', async () => {
+    await waitFor(async () => {
+      await primary.syncSlots([]);
+      const o = await primary.observe();
+      return o.slots.length === 0 ? true : undefined;
+    }, 'stolon_s1 to be dropped once the standby disconnected');
+
+    await standby.stop('fast');
+    await primary.stop('immediate');
+    await primary.stop(); // already stopped: no-op
+    for (const m of [primary, standby]) {
+      expect(await m.isRunning()).toBe(false);
+      const obs = await m.observe();
+      expect(obs).toMatchObject({ initialized: true, running: false, role: 'master' });
+      expect(obs.error).toBe('postgres is not running');
+    }
+    expect((await standby.observe()).timelineId).toBe(2);
+    await expect(primary.reload()).rejects.toMatchObject({ code: 'PG_NOT_RUNNING' });
+    await expect(primary.promote(1000)).rejects.toMatchObject({ code: 'PG_NOT_RUNNING' });
+  });
+
+  it('removes only PGDATA', async () => {
+    await primary.removeData();
+    expect(existsSync(primary.pgData)).toBe(false);
+    expect(existsSync(join(root, 'p'))).toBe(true);
+    expect((await primary.observe()).initialized).toBe(false);
+  });
+
+  it('never logged a password', () => {
+    expect(logLines.length).toBeGreaterThan(10);
+    const all = logLines.join('');
+    expect(all).not.toContain(SU_PASSWORD);
+    expect(all).not.toContain(REPL_PASSWORD);
+    expect(all).not.toContain(suffix);
+    const serverLogs = ['p', 's'].map((d) => readFileSync(join(root, d, 'postgres.log'), 'utf8')).join('');
+    expect(serverLogs).not.toContain(suffix);
+  });
+});
