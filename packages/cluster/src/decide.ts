@@ -158,19 +158,20 @@ export function decide(input: DecideInput): DecideOutput {
     next.changeTime = input.wallTime;
   }
   if (reasons.length === 0) {
-    reasons.push(describeSteadyState(next));
+    reasons.push(describeSteadyState(next, changed));
   }
   return { next, memory: { dbErrorSince, dbConvergingSince }, reasons, changed };
 }
 
-function describeSteadyState(cd: ClusterData): string {
+function describeSteadyState(cd: ClusterData, changed: boolean): string {
+  const head = changed ? 'observed status updated' : 'no change';
   const master = cd.dbs[cd.cluster.status.master];
   if (master === undefined) {
-    return 'no change: no primary';
+    return `${head}: no primary`;
   }
   const standbys = Object.values(cd.dbs).filter((d) => d.spec.role === 'standby');
   const healthy = standbys.filter((d) => d.status.healthy).length;
-  return `no change: primary ${master.spec.keeperUID} (db ${master.uid}) healthy, ${healthy}/${standbys.length} standbys healthy`;
+  return `${head}: primary ${master.spec.keeperUID} (db ${master.uid}) healthy, ${healthy}/${standbys.length} standbys healthy`;
 }
 
 /** Adds newly seen keepers and recomputes every keeper's health from live infos. */

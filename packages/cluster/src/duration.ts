@@ -37,7 +37,9 @@ export function parseDurationMs(text: string): number | undefined {
   if (matched === 0 || matched !== text.length) {
     return undefined;
   }
-  return total;
+  // Go parses to whole nanoseconds; binary floating point does not ("2.01s" would be
+  // 2009.9999999999998 ms and pass a `<` timing rule it should fail). Round to the nanosecond.
+  return Math.round(total * 1e6) / 1e6;
 }
 
 /** Formats milliseconds the way Go prints a duration ("20s", "1m30s", "500ms", "0s"). */

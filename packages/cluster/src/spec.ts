@@ -152,7 +152,11 @@ export function validateSpec(input: unknown): ClusterSpec {
     });
     const first = parsed.error.issues[0];
     const field =
-      first?.code === 'unrecognized_keys' ? (first.keys[0] ?? '') : first ? pathOf(first.path) : '';
+      first?.code === 'unrecognized_keys'
+        ? pathOf([...first.path, first.keys[0] ?? ''])
+        : first
+          ? pathOf(first.path)
+          : '';
     throw new SpecValidationError(issues, { field });
   }
   const spec = parsed.data as ClusterSpec;

@@ -15,3 +15,4 @@ export { BUG_SENTENCE, REDACT_PATHS, createLogger, silentLogger, type Logger } f
 export { monoMs, newBootUuid, newUid, nowIso } from './ids.js';
 export { storeFromConfig } from './store-config.js';
 export { exitOnConfigError, runDaemon, type DaemonHandle } from './run.js';
+export { startSerialLoop, type SerialLoop, type SerialLoopOptions } from './loop.js';

@@ -1,0 +1,377 @@
+/**
+ * Fixture builders for the cluster package's unit tests (STYLE.md rule 3): small, chainable
+ * builders for cluster data and the infos keepers and proxies publish, so that a decision test
+ * states only what matters to it (`aCluster().initialized().withPrimary('k1').withStandby('k2')`)
+ * instead of a 200-line literal.
+ *
+ * Conventions, so that tests can name things without looking them up:
+ * - the DB of keeper `k1` has uid `db-k1` (override with `{ uid }`);
+ * - DB specs are built exactly as the sentinel builds them from the cluster spec, so a cluster
+ *   built here and observed through `keeperInfo` is a fixed point of `decide` (no spec drift,
+ *   no generation bump) unless the test changes something;
+ * - keeper infos report what the cluster data says their DB is (uid, generation, LSN,
+ *   timeline), i.e. "the keeper applied everything", unless overridden.
+ */
+import { emptyMemory, type DecideInput, type SentinelMemory } from '../src/decide.js';
+import { formatDurationMs } from '../src/duration.js';
+import { resolveSpec } from '../src/spec.js';
+import {
+  CURRENT_FORMAT_VERSION,
+  type ClusterData,
+  type ClusterPhase,
+  type ClusterSpec,
+  type DB,
+  type DBInitMode,
+  type KeeperInfo,
+  type ProxyInfo,
+} from '../src/types.js';
+
+/** Wall-clock time every fixture is stamped with. */
+export const T0 = '2025-01-01T00:00:00.000Z';
+/** The cluster uid of every `aCluster()`. */
+export const CLUSTER_UID = 'c1a55e00';
+/** A valid minimal cluster spec (everything else defaulted). */
+export const MINIMAL_SPEC: ClusterSpec = { initMode: 'new' };
+
+/** `T0` plus `ms` milliseconds, as an RFC 3339 string. */
+export function wallAt(ms: number): string {
+  return new Date(Date.parse(T0) + ms).toISOString();
+}
+
+/** Default DB uid of a keeper's DB. */
+export function dbOf(keeperUid: string): string {
+  return `db-${keeperUid}`;
+}
+
+/** Options describing one DB (and the keeper owning it) in a built cluster. */
+export interface DbOptions {
+  /** DB uid; default `db-<keeperUid>`. */
+  readonly uid?: string;
+  /** Last LSN the DB reported (bytes); default 0x3000000. */
+  readonly xLogPos?: number;
+  /** Timeline the DB reported; default 1. */
+  readonly timeline?: number;
+  /** Spec generation; default 1. */
+  readonly generation?: number;
+  /** Generation the keeper reported as applied; default = `generation` (converged). */
+  readonly currentGeneration?: number;
+  /** `status.healthy` as last recorded; default true. */
+  readonly healthy?: boolean;
+  /** DB spec init mode; default "none". */
+  readonly initMode?: DBInitMode;
+  /** PostgreSQL system identifier; default "7000000000000000001". */
+  readonly systemId?: string;
+}
+
+export interface StandbyOptions extends DbOptions {
+  /** Keeper uid of the DB this standby follows; default the primary's keeper. */
+  readonly follows?: string;
+}
+
+export interface KeeperOptions {
+  /** `status.healthy` as last recorded; default true. */
+  readonly healthy?: boolean;
+  readonly canBeMaster?: boolean;
+  /** Set by `stolonctl failkeeper`. */
+  readonly forceFail?: boolean;
+}
+
+/** Options of the keeper owning a DB (`healthy` there is the DB's; this is the keeper's). */
+export interface OwnerOptions {
+  /** The keeper's `status.healthy` as last recorded; default true. */
+  readonly keeperHealthy?: boolean;
+  readonly canBeMaster?: boolean;
+  readonly forceFail?: boolean;
+}
+
+const DEFAULT_SYSTEM_ID = '7000000000000000001';
+const DEFAULT_LSN = 0x3000000;
+
+interface PendingDb {
+  readonly keeperUid: string;
+  readonly role: 'master' | 'standby';
+  readonly opts: StandbyOptions;
+}
+
+/** Builder of a `ClusterData` document; `build()` returns a fresh, unshared object every time. */
+export class ClusterBuilder {
+  private phase: ClusterPhase = 'initializing';
+  private readonly keepers = new Map<string, KeeperOptions>();
+  private readonly dbs: PendingDb[] = [];
+  private primaryKeeper: string | undefined;
+  private proxy: { masterKeeper: string | undefined; enabled: readonly string[]; generation: number } = {
+    masterKeeper: undefined,
+    enabled: [],
+    generation: 1,
+  };
+
+  constructor(private readonly spec: ClusterSpec) {}
+
+  /** Phase `normal` (initialisation finished). */
+  initialized(): this {
+    this.phase = 'normal';
+    return this;
+  }
+
+  /** A registered keeper (with no DB unless `withPrimary`/`withStandby` gives it one). */
+  withKeeper(uid: string, opts: KeeperOptions = {}): this {
+    this.keepers.set(uid, { ...this.keepers.get(uid), ...opts });
+    return this;
+  }
+
+  /** Keeper `keeperUid` (added if needed) owns the primary DB; `cluster.status.master` points at it. */
+  withPrimary(keeperUid: string, opts: DbOptions & OwnerOptions = {}): this {
+    this.withKeeper(keeperUid, ownerOptions(opts));
+    this.dbs.push({ keeperUid, role: 'master', opts });
+    this.primaryKeeper = keeperUid;
+    return this;
+  }
+
+  /** Keeper `keeperUid` (added if needed) owns a standby DB following `opts.follows` (default: the primary). */
+  withStandby(keeperUid: string, opts: StandbyOptions & OwnerOptions = {}): this {
+    this.withKeeper(keeperUid, ownerOptions(opts));
+    this.dbs.push({ keeperUid, role: 'standby', opts });
+    return this;
+  }
+
+  /** Proxies route to `keeperUid`'s DB; `enabled` proxies may route; proxy generation `generation`. */
+  routedTo(keeperUid: string, enabled: readonly string[], generation = 2): this {
+    this.proxy = { masterKeeper: keeperUid, enabled, generation };
+    return this;
+  }
+
+  /** Proxies route nowhere (a fence), at proxy generation `generation`. */
+  fenced(generation: number, enabled: readonly string[] = []): this {
+    this.proxy = { masterKeeper: undefined, enabled, generation };
+    return this;
+  }
+
+  build(): ClusterData {
+    const r = resolveSpec(this.spec);
+    const uidOf = (keeperUid: string): string =>
+      this.dbs.find((d) => d.keeperUid === keeperUid)?.opts.uid ?? dbOf(keeperUid);
+    const masterUid = this.primaryKeeper === undefined ? '' : uidOf(this.primaryKeeper);
+
+    const cd: ClusterData = {
+      formatVersion: CURRENT_FORMAT_VERSION,
+      changeTime: T0,
+      cluster: {
+        uid: CLUSTER_UID,
+        generation: 1,
+        changeTime: T0,
+        spec: structuredClone(this.spec),
+        status: { phase: this.phase, master: masterUid },
+      },
+      keepers: {},
+      dbs: {},
+      proxy: {
+        uid: 'proxy0',
+        generation: this.proxy.generation,
+        changeTime: T0,
+        spec: {
+          masterDbUid: this.proxy.masterKeeper === undefined ? '' : uidOf(this.proxy.masterKeeper),
+          enabledProxies: [...this.proxy.enabled],
+        },
+        status: {},
+      },
+    };
+
+    for (const [uid, k] of this.keepers) {
+      cd.keepers[uid] = {
+        uid,
+        generation: 1,
+        changeTime: T0,
+        spec: {},
+        status: {
+          healthy: k.healthy ?? true,
+          lastHealthyTime: T0,
+          bootUUID: `boot-${uid}`,
+          postgresBinaryVersion: { Maj: 15, Min: 0 },
+          ...(k.canBeMaster === undefined ? {} : { canBeMaster: k.canBeMaster }),
+          ...(k.forceFail === undefined ? {} : { forceFail: k.forceFail }),
+        },
+      };
+    }
+
+    for (const [i, d] of this.dbs.entries()) {
+      const uid = d.opts.uid ?? dbOf(d.keeperUid);
+      const generation = d.opts.generation ?? 1;
+      const initMode = d.opts.initMode ?? 'none';
+      const followed =
+        d.role === 'standby' ? (d.opts.follows ?? this.primaryKeeper) : undefined;
+      const db: DB = {
+        uid,
+        generation,
+        changeTime: T0,
+        spec: {
+          keeperUID: d.keeperUid,
+          requestTimeout: formatDurationMs(r.requestTimeoutMs),
+          maxStandbys: r.maxStandbys,
+          synchronousReplication: false,
+          usePgrewind: r.usePgrewind,
+          additionalWalSenders: r.additionalWalSenders,
+          additionalReplicationSlots:
+            uid === masterUid && r.additionalMasterReplicationSlots !== null
+              ? [...r.additionalMasterReplicationSlots]
+              : null,
+          initMode,
+          pgParameters: { ...r.pgParameters },
+          pgHBA: r.pgHBA === null ? null : [...r.pgHBA],
+          role: d.role,
+          followConfig: followed === undefined ? null : { type: 'internal', dbuid: uidOf(followed) },
+          followers: [],
+          includePreviousConfig: false,
+          synchronousStandbys: [],
+          externalSynchronousStandbys: [],
+          ...(initMode === 'new' ? { newConfig: { ...r.newConfig } } : {}),
+        },
+        status: {
+          healthy: d.opts.healthy ?? true,
+          currentGeneration: d.opts.currentGeneration ?? generation,
+          listenAddress: '127.0.0.1',
+          port: String(5432 + i),
+          systemdID: d.opts.systemId ?? DEFAULT_SYSTEM_ID,
+          timelineID: d.opts.timeline ?? 1,
+          xLogPos: d.opts.xLogPos ?? DEFAULT_LSN,
+          timelinesHistory: [],
+          pgParameters: {},
+          synchronousStandbys: [],
+          olderWalFile: '',
+        },
+      };
+      cd.dbs[uid] = db;
+    }
+    // Followers as the sentinel computes them: sorted uids of the DBs following each DB.
+    for (const db of Object.values(cd.dbs)) {
+      db.spec.followers = Object.values(cd.dbs)
+        .filter((f) => f.spec.followConfig?.dbuid === db.uid)
+        .map((f) => f.uid)
+        .sort();
+    }
+    return cd;
+  }
+}
+
+function ownerOptions(o: OwnerOptions): KeeperOptions {
+  return {
+    ...(o.keeperHealthy === undefined ? {} : { healthy: o.keeperHealthy }),
+    ...(o.canBeMaster === undefined ? {} : { canBeMaster: o.canBeMaster }),
+    ...(o.forceFail === undefined ? {} : { forceFail: o.forceFail }),
+  };
+}
+
+/** A cluster builder; `spec` defaults to `MINIMAL_SPEC`. Phase `initializing` until `.initialized()`. */
+export function aCluster(opts: { readonly spec?: ClusterSpec } = {}): ClusterBuilder {
+  return new ClusterBuilder(opts.spec ?? MINIMAL_SPEC);
+}
+
+export interface KeeperInfoOptions {
+  /** Postgres reports healthy; default true. */
+  readonly pgHealthy?: boolean;
+  /** DB uid found in the data directory; default the uid of the keeper's DB in `cd` ("" if none). */
+  readonly dbUid?: string;
+  readonly xLogPos?: number;
+  readonly timeline?: number;
+  /** Applied DB generation; default the DB's `generation` in `cd` (converged), 0 when it has none. */
+  readonly generation?: number;
+  readonly systemId?: string;
+  readonly canBeMaster?: boolean;
+  /** Default `cd.cluster.uid`. */
+  readonly clusterUID?: string;
+  /** The keeper has no postgres state to report at all. */
+  readonly noPostgresState?: boolean;
+}
+
+/**
+ * The info keeper `uid` publishes, consistent with `cd`: same cluster uid, its DB's uid and
+ * generation, and that DB's last recorded LSN, timeline and system id, unless overridden.
+ */
+export function keeperInfo(uid: string, cd: ClusterData, opts: KeeperInfoOptions = {}): KeeperInfo {
+  const db = Object.values(cd.dbs).find((d) => d.spec.keeperUID === uid);
+  const keeper = cd.keepers[uid];
+  const canBeMaster = opts.canBeMaster ?? keeper?.status.canBeMaster;
+  const info: KeeperInfo = {
+    infoUID: `info-${uid}`,
+    uid,
+    clusterUID: opts.clusterUID ?? cd.cluster.uid,
+    bootUUID: `boot-${uid}`,
+    postgresBinaryVersion: { Maj: 15, Min: 0 },
+    ...(canBeMaster === undefined ? {} : { canBeMaster }),
+  };
+  if (opts.noPostgresState === true) {
+    return info;
+  }
+  info.postgresState = {
+    uid: opts.dbUid ?? db?.uid ?? '',
+    generation: opts.generation ?? db?.generation ?? 0,
+    listenAddress: db?.status.listenAddress ?? '127.0.0.1',
+    port: db?.status.port ?? '5432',
+    healthy: opts.pgHealthy ?? true,
+    systemID: opts.systemId ?? (db?.status.systemdID || DEFAULT_SYSTEM_ID),
+    timelineID: opts.timeline ?? (db?.status.timelineID || 1),
+    xLogPos: opts.xLogPos ?? db?.status.xLogPos ?? 0,
+    timelinesHistory: structuredClone(db?.status.timelinesHistory ?? []),
+    pgParameters: structuredClone(db?.status.pgParameters ?? {}),
+    synchronousStandbys: [...(db?.status.synchronousStandbys ?? [])],
+    olderWalFile: db?.status.olderWalFile ?? '',
+  };
+  return info;
+}
+
+/** The info proxy `uid` publishes while enforcing proxy generation `generation`. */
+export function proxyInfo(uid: string, generation: number): ProxyInfo {
+  return { infoUID: `pinfo-${uid}`, UID: uid, Generation: generation, ProxyTimeout: 4_000_000_000 };
+}
+
+/** Keys infos by uid, as the store lists them. */
+export function byUid<T extends KeeperInfo | ProxyInfo>(...infos: readonly T[]): Record<string, T> {
+  const out: Record<string, T> = {};
+  for (const i of infos) {
+    out['uid' in i ? i.uid : i.UID] = i;
+  }
+  return out;
+}
+
+/** A deterministic `newUid`: "u1", "u2", ... (a fresh sequence per call). */
+export function seqUids(prefix = 'u'): () => string {
+  let n = 0;
+  return () => `${prefix}${++n}`;
+}
+
+/** Freezes `value` and everything reachable from it; returns it typed as readonly. */
+export function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) {
+      deepFreeze(v);
+    }
+  }
+  return value;
+}
+
+/** What one sentinel pass observes, for `decideInput`. */
+export interface Observed {
+  readonly keepers?: readonly KeeperInfo[];
+  readonly proxies?: readonly ProxyInfo[];
+  readonly memory?: SentinelMemory;
+  /** Monotonic ms; default 10 000. */
+  readonly now?: number;
+  /** Default `wallAt(now)`. */
+  readonly wallTime?: string;
+  /** Default `seqUids()`. */
+  readonly newUid?: () => string;
+}
+
+/** A deep-frozen `decide` input: any mutation of it inside `decide` throws in these (strict) modules. */
+export function decideInput(cd: ClusterData, o: Observed = {}): DecideInput {
+  const now = o.now ?? 10_000;
+  return {
+    cd: deepFreeze(cd),
+    keeperInfos: deepFreeze(byUid(...(o.keepers ?? []))),
+    proxyInfos: deepFreeze(byUid(...(o.proxies ?? []))),
+    memory: deepFreeze(o.memory ?? emptyMemory()),
+    now,
+    wallTime: o.wallTime ?? wallAt(now),
+    newUid: o.newUid ?? seqUids(),
+  };
+}

@@ -1,0 +1,114 @@
+#!/usr/bin/env node
+/** stolon-keeper: parses flags, reads secrets, builds the logger, store and Postgres manager, runs the keeper. */
+import { execFileSync } from 'node:child_process';
+import { chown, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { ConfigError } from '@stolon-ts/cluster';
+import {
+  addFlags,
+  baseYargs,
+  createLogger,
+  exitOnConfigError,
+  newBootUuid,
+  newUid,
+  pickFlags,
+  readSecret,
+  runDaemon,
+  storeFromConfig,
+} from '@stolon-ts/common';
+import { PgManager } from '@stolon-ts/postgres';
+import { KEEPER_FLAGS } from './flags.js';
+import { start } from './keeper.js';
+
+function osUserIds(user: string): { uid: number; gid: number } {
+  try {
+    const uid = Number(execFileSync('id', ['-u', user], { encoding: 'utf8' }).trim());
+    const gid = Number(execFileSync('id', ['-g', user], { encoding: 'utf8' }).trim());
+    return { uid, gid };
+  } catch {
+    throw new ConfigError(`--pg-os-user: OS user "${user}" does not exist; create it or name another unprivileged user`, {
+      field: 'pg-os-user',
+    });
+  }
+}
+
+/** The keeper uid: the flag, else the one kept in `<data-dir>/keeperstate`, else a new one saved there. */
+async function resolveUid(flag: string | undefined, dataDir: string): Promise<string> {
+  const file = join(dataDir, 'keeperstate');
+  let saved: string | undefined;
+  try {
+    saved = (JSON.parse(await readFile(file, 'utf8')) as { UID?: string }).UID;
+  } catch {
+    saved = undefined;
+  }
+  const uid = flag ?? saved ?? newUid();
+  if (!/^[a-z0-9_]+$/.test(uid)) {
+    throw new ConfigError(`--uid: "${uid}" must match [a-z0-9_]+ (it becomes part of replication slot names)`, { field: 'uid' });
+  }
+  if (saved !== undefined && flag !== undefined && saved !== flag) {
+    throw new ConfigError(`--uid: this data dir belongs to keeper "${saved}", not "${flag}"; use the right --data-dir`, { field: 'uid' });
+  }
+  if (saved === undefined) {
+    await writeFile(file, JSON.stringify({ UID: uid }), { mode: 0o600 });
+  }
+  return uid;
+}
+
+async function main(): Promise<void> {
+  let prepared;
+  try {
+    const argv = await addFlags(baseYargs(process.argv.slice(2), 'stolon-keeper'), KEEPER_FLAGS, 'STKEEPER', process.env).parseAsync();
+    const flags = pickFlags(argv as Record<string, unknown>, KEEPER_FLAGS);
+    const suPassword = readSecret(flags.pgSuPasswordFile, 'STKEEPER_PG_SU_PASSWORD', 'pg-su-password-file', process.env);
+    const replPassword = readSecret(flags.pgReplPasswordFile, 'STKEEPER_PG_REPL_PASSWORD', 'pg-repl-password-file', process.env);
+    if (!Number.isInteger(flags.pgPort) || flags.pgPort < 1 || flags.pgPort > 65535) {
+      throw new ConfigError(`--pg-port: ${flags.pgPort} is not a TCP port (1-65535)`, { field: 'pg-port' });
+    }
+    const store = storeFromConfig(flags);
+    const dataDir = resolve(flags.dataDir);
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    const isRoot = process.getuid?.() === 0;
+    const owner = isRoot ? osUserIds(flags.pgOsUser) : undefined;
+    if (owner !== undefined) {
+      // PostgreSQL runs as the unprivileged user and must own its data dir; root keeps control of
+      // the keeper's own files through its privileges.
+      await chown(dataDir, owner.uid, owner.gid);
+    }
+    const uid = await resolveUid(flags.uid, dataDir);
+    prepared = { flags, suPassword, replPassword, store, dataDir, owner, uid };
+  } catch (err) {
+    exitOnConfigError(err, 'stolon-keeper');
+  }
+  const { flags, suPassword, replPassword, store, dataDir, owner, uid } = prepared;
+  const logger = createLogger({ level: flags.logLevel, component: 'keeper', uid, cluster: flags.clusterName });
+  const advertise = flags.pgAdvertiseAddress ?? flags.pgListenAddress;
+  const pg = new PgManager({
+    pgData: join(dataDir, 'postgres'),
+    binPath: flags.pgBinPath,
+    osUser: flags.pgOsUser,
+    suUsername: flags.pgSuUsername,
+    suPassword,
+    replUsername: flags.pgReplUsername,
+    replPassword,
+    listenAddress: flags.pgListenAddress,
+    port: flags.pgPort,
+    logger: logger.child({ module: 'postgres' }),
+  });
+  const handle = await start(
+    {
+      uid,
+      dataDir,
+      pgAdvertiseAddress: advertise,
+      pgPort: flags.pgPort,
+      suUsername: flags.pgSuUsername,
+      replUsername: flags.pgReplUsername,
+      replPassword,
+      canBeMaster: flags.canBeMaster,
+      ...(owner !== undefined ? { fileOwner: owner } : {}),
+    },
+    { store, logger, pg, bootUuid: newBootUuid() },
+  );
+  await runDaemon(logger, handle);
+}
+
+await main();

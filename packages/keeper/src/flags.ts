@@ -1,0 +1,57 @@
+/** stolon-keeper flags (Stolon's names; env prefix STKEEPER). @see shared/reference/stolon.md §5.1 */
+import { COMMON_FLAGS, type CommonConfig, type FlagTable } from '@stolon-ts/common';
+
+export interface KeeperFlags extends CommonConfig {
+  uid: string | undefined;
+  dataDir: string;
+  pgListenAddress: string;
+  pgAdvertiseAddress: string | undefined;
+  pgPort: number;
+  pgBinPath: string;
+  pgSuUsername: string;
+  pgSuPasswordFile: string | undefined;
+  pgReplUsername: string;
+  pgReplPasswordFile: string | undefined;
+  pgOsUser: string;
+  canBeMaster: boolean;
+}
+
+export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
+  ...COMMON_FLAGS,
+  uid: { name: 'uid', description: 'keeper uid (must be unique in the cluster; [a-z0-9_]+). Default: generated once and kept in the data dir', type: 'string' },
+  dataDir: { name: 'data-dir', description: 'data directory (holds the keeper state and PGDATA in postgres/)', type: 'string', required: true },
+  pgListenAddress: { name: 'pg-listen-address', description: 'PostgreSQL listen address', type: 'string', default: '127.0.0.1' },
+  pgAdvertiseAddress: {
+    name: 'pg-advertise-address',
+    description: 'address other keepers and proxies use to reach this PostgreSQL (default: --pg-listen-address)',
+    type: 'string',
+  },
+  pgPort: { name: 'pg-port', description: 'PostgreSQL port', type: 'number', default: 5432 },
+  pgBinPath: {
+    name: 'pg-bin-path',
+    description: 'directory of the PostgreSQL binaries',
+    type: 'string',
+    default: '/usr/lib/postgresql/15/bin',
+  },
+  pgSuUsername: { name: 'pg-su-username', description: 'PostgreSQL superuser name', type: 'string', default: 'postgres' },
+  pgSuPasswordFile: {
+    name: 'pg-su-password-file',
+    description: 'file holding the superuser password (or set STKEEPER_PG_SU_PASSWORD)',
+    type: 'string',
+    secretFile: true,
+  },
+  pgReplUsername: { name: 'pg-repl-username', description: 'PostgreSQL replication user name', type: 'string', default: 'repluser' },
+  pgReplPasswordFile: {
+    name: 'pg-repl-password-file',
+    description: 'file holding the replication password (or set STKEEPER_PG_REPL_PASSWORD)',
+    type: 'string',
+    secretFile: true,
+  },
+  pgOsUser: {
+    name: 'pg-os-user',
+    description: 'when the keeper runs as root, the unprivileged OS user that runs PostgreSQL',
+    type: 'string',
+    default: 'postgres',
+  },
+  canBeMaster: { name: 'can-be-master', description: 'whether this keeper may become primary', type: 'boolean', default: true },
+};

@@ -1,0 +1,113 @@
+/** Table tests of the keeper's pure planner. */
+import { describe, expect, it } from 'vitest';
+import { newClusterData, validateSpec, type ClusterData, type DB } from '@stolon-ts/cluster';
+import { planKeeperAction, type LocalDbState, type LocalObservation } from './plan.js';
+
+const T = '2026-01-01T00:00:00.000Z';
+
+function db(uid: string, keeperUID: string, role: 'master' | 'standby', extra: Partial<DB['spec']> = {}, port = '5432'): DB {
+  return {
+    uid,
+    generation: 2,
+    changeTime: T,
+    spec: {
+      keeperUID,
+      requestTimeout: '2s',
+      maxStandbys: 20,
+      synchronousReplication: false,
+      usePgrewind: false,
+      additionalWalSenders: 5,
+      additionalReplicationSlots: null,
+      initMode: 'none',
+      pgParameters: {},
+      pgHBA: null,
+      role,
+      followConfig: null,
+      followers: [],
+      includePreviousConfig: false,
+      synchronousStandbys: [],
+      externalSynchronousStandbys: [],
+      ...extra,
+    },
+    status: {
+      healthy: true,
+      currentGeneration: 2,
+      listenAddress: '127.0.0.1',
+      port,
+      systemdID: '1',
+      timelineID: 1,
+      xLogPos: 100,
+      timelinesHistory: [],
+      pgParameters: {},
+      synchronousStandbys: [],
+      olderWalFile: '',
+    },
+  };
+}
+
+function cluster(dbs: DB[], boots: Record<string, string> = { k1: 'b1', k2: 'b2' }): ClusterData {
+  const cd = newClusterData(validateSpec({ initMode: 'new' }), 'c1', T);
+  cd.cluster.status.phase = 'normal';
+  for (const [uid, bootUUID] of Object.entries(boots)) {
+    cd.keepers[uid] = { uid, generation: 1, changeTime: T, spec: {}, status: { healthy: true, lastHealthyTime: T, bootUUID } };
+  }
+  for (const d of dbs) {
+    cd.dbs[d.uid] = d;
+  }
+  cd.cluster.status.master = dbs.find((d) => d.spec.role === 'master')?.uid ?? '';
+  return cd;
+}
+
+const stopped: LocalObservation = { initialized: true, running: false, role: undefined };
+const runningPrimary: LocalObservation = { initialized: true, running: true, role: 'master' };
+const runningStandby: LocalObservation = { initialized: true, running: true, role: 'standby' };
+const empty: LocalObservation = { initialized: false, running: false, role: undefined };
+
+interface Case {
+  title: string;
+  cd: ClusterData;
+  keeper: string;
+  boot: string;
+  local: LocalDbState;
+  obs: LocalObservation;
+  kind: string;
+  reason: RegExp;
+  extra?: (a: ReturnType<typeof planKeeperAction>) => void;
+}
+
+const primary = db('d1', 'k1', 'master', { followers: ['d2'] }, '5433');
+const standby = db('d2', 'k2', 'standby', { followConfig: { type: 'internal', dbuid: 'd1' } });
+
+const cases: Case[] = [
+  { title: '1. boot id not yet recorded by the sentinel: wait', cd: cluster([primary]), keeper: 'k1', boot: 'other', local: { uid: 'd1', generation: 2 }, obs: runningPrimary, kind: 'wait', reason: /register this keeper/ },
+  { title: '2. no db assigned and postgres running: stop it (a former primary must not take writes)', cd: cluster([standby]), keeper: 'k1', boot: 'b1', local: { uid: 'old', generation: 3 }, obs: runningPrimary, kind: 'stop-postgres', reason: /no db assigned/ },
+  { title: '3. no db assigned and postgres stopped: wait', cd: cluster([]), keeper: 'k1', boot: 'b1', local: { uid: '', generation: 0 }, obs: empty, kind: 'wait', reason: /no db assigned/ },
+  { title: '4. new db with initMode new: initdb', cd: cluster([db('d1', 'k1', 'master', { initMode: 'new' })]), keeper: 'k1', boot: 'b1', local: { uid: '', generation: 0 }, obs: empty, kind: 'init-new', reason: /initdb/ },
+  {
+    title: '5. new db with initMode resync: basebackup from the followed primary address',
+    cd: cluster([primary, db('d3', 'k2', 'standby', { initMode: 'resync', followConfig: { type: 'internal', dbuid: 'd1' } })]),
+    keeper: 'k2', boot: 'b2', local: { uid: 'old', generation: 1 }, obs: runningPrimary, kind: 'resync', reason: /pg_basebackup/,
+    extra: (a) => expect(a.kind === 'resync' && a.from).toEqual({ dbUid: 'd1', host: '127.0.0.1', port: 5433 }),
+  },
+  {
+    title: '6. resync while the primary has not reported its address: wait',
+    cd: (() => { const c = cluster([primary, db('d3', 'k2', 'standby', { initMode: 'resync', followConfig: { type: 'internal', dbuid: 'd1' } })]); c.dbs['d1']!.status.listenAddress = ''; return c; })(),
+    keeper: 'k2', boot: 'b2', local: { uid: '', generation: 0 }, obs: empty, kind: 'wait', reason: /not reported its address/,
+  },
+  { title: '7. primary db, instance stopped: converge as master without promote', cd: cluster([primary, standby]), keeper: 'k1', boot: 'b1', local: { uid: 'd1', generation: 2 }, obs: stopped, kind: 'converge', reason: /primary db d1/, extra: (a) => expect(a.kind === 'converge' && a.promote).toBe(false) },
+  { title: '8. db became master while the instance runs as standby: promote', cd: cluster([db('d2', 'k2', 'master')]), keeper: 'k2', boot: 'b2', local: { uid: 'd2', generation: 1 }, obs: runningStandby, kind: 'converge', reason: /promoting/, extra: (a) => expect(a.kind === 'converge' && a.promote).toBe(true) },
+  { title: '9. standby db follows the primary', cd: cluster([primary, standby]), keeper: 'k2', boot: 'b2', local: { uid: 'd2', generation: 2 }, obs: runningStandby, kind: 'converge', reason: /following db d1 at 127.0.0.1:5433/ },
+  { title: '10. standby db but the instance is a primary: stop it until resynced', cd: cluster([primary, standby]), keeper: 'k2', boot: 'b2', local: { uid: 'd2', generation: 2 }, obs: runningPrimary, kind: 'stop-postgres', reason: /local instance is a primary/ },
+  { title: '11. known db but data dir not initialized: wait', cd: cluster([primary]), keeper: 'k1', boot: 'b1', local: { uid: 'd1', generation: 2 }, obs: empty, kind: 'wait', reason: /not initialized/ },
+];
+
+describe('planKeeperAction', () => {
+  for (const c of cases) {
+    it(c.title, () => {
+      const a = planKeeperAction(c.cd, c.keeper, c.boot, c.local, c.obs);
+      expect(a.kind).toBe(c.kind);
+      expect(a.reason).toMatch(c.reason);
+      c.extra?.(a);
+    });
+  }
+});

@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+/**
+ * `stolon-proxy`: parses flags, builds the logger and the store, runs the proxy until
+ * SIGINT/SIGTERM or a fatal error (STYLE.md rule 9). Everything else lives in `proxy.ts`.
+ * Exit codes: 0 clean stop, 1 fatal error, 2 configuration error (one line naming the flag).
+ * The proxy logs "proxy listening on <addr>:<port>" each time its listener opens.
+ */
+import { BUG_SENTENCE, createLogger, exitOnConfigError, newUid, runDaemon, storeFromConfig } from '@stolon-ts/common';
+import type { Store } from '@stolon-ts/store';
+import { PROXY_PROGRAM, parseProxyArgs, type ProxyFlagConfig } from './flags.js';
+import { start } from './proxy.js';
+
+async function main(): Promise<void> {
+  let config: ProxyFlagConfig;
+  let store: Store;
+  try {
+    config = parseProxyArgs(process.argv.slice(2), process.env);
+    store = storeFromConfig(config);
+  } catch (err) {
+    exitOnConfigError(err, PROXY_PROGRAM);
+  }
+  // Random per process start, as in Stolon: a restarted proxy is a new proxy to the sentinel.
+  const uid = newUid();
+  const logger = createLogger({ level: config.logLevel, component: 'proxy', uid, cluster: config.clusterName });
+  const handle = await start(
+    {
+      uid,
+      listenAddress: config.listenAddress,
+      port: config.port,
+      stopListening: config.stopListening,
+    },
+    { store, logger },
+  );
+  await runDaemon(logger, handle);
+  await store.close().catch((err: unknown) => logger.warn({ err }, 'closing the store client failed'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${PROXY_PROGRAM}: ${BUG_SENTENCE}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

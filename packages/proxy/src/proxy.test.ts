@@ -1,0 +1,607 @@
+/**
+ * The proxy against real TCP on 127.0.0.1: small echo servers stand in for PostgreSQL (each
+ * answers `<name>:<what it received>`, so a reply says which "primary" it came from), the
+ * in-memory store stands in for etcd. Timings are short (check every 200 ms, proxyTimeout 1 s)
+ * and every wait is bounded.
+ */
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  newClusterData,
+  serializeClusterData,
+  validateSpec,
+  type ClusterData,
+  type DB,
+  type ProxyInfo,
+} from '@stolon-ts/cluster';
+import { BUG_SENTENCE, createLogger, type Logger } from '@stolon-ts/common';
+import { freePort, waitFor } from '@stolon-ts/harness';
+import { MemoryBackend, MemoryStore, type Store } from '@stolon-ts/store';
+import { start, type ProxyHandle } from './proxy.js';
+
+const UID = 'px1';
+const ISO = '2024-01-01T00:00:00.000Z';
+const SPEC = { initMode: 'new', proxyCheckInterval: '200ms', proxyTimeout: '1s' } as const;
+const PROXY_TIMEOUT_MS = 1000;
+/** Allowance on top of proxyTimeout for timers and a check in flight on a busy 2-core machine. */
+const SLACK_MS = 750;
+
+// ------------------------------------------------------------------ fixtures
+
+function aDb(uid: string, port: number): DB {
+  return {
+    uid,
+    generation: 1,
+    changeTime: ISO,
+    spec: {
+      keeperUID: `keeper-${uid}`,
+      requestTimeout: '2s',
+      maxStandbys: 20,
+      synchronousReplication: false,
+      usePgrewind: false,
+      additionalWalSenders: 5,
+      additionalReplicationSlots: null,
+      initMode: 'none',
+      pgParameters: {},
+      pgHBA: null,
+      role: 'master',
+      followers: [],
+      includePreviousConfig: false,
+      synchronousStandbys: [],
+      externalSynchronousStandbys: [],
+    },
+    status: {
+      healthy: true,
+      currentGeneration: 1,
+      listenAddress: '127.0.0.1',
+      port: String(port),
+      systemdID: '7000000000000000001',
+      timelineID: 1,
+      xLogPos: 0,
+      timelinesHistory: [],
+      pgParameters: {},
+      synchronousStandbys: [],
+      olderWalFile: '',
+    },
+  };
+}
+
+/** Clusterdata with DBs `uid → port`, the given primary, enabled proxies and proxy generation. */
+function aClusterData(opts: {
+  dbs: Record<string, number>;
+  master: string;
+  enabled: string[];
+  generation: number;
+  spec?: object;
+}): ClusterData {
+  const cd = newClusterData(validateSpec(opts.spec ?? SPEC), 'c1', ISO);
+  cd.cluster.status = { phase: 'normal', master: opts.master };
+  for (const [uid, port] of Object.entries(opts.dbs)) {
+    cd.dbs[uid] = aDb(uid, port);
+  }
+  cd.proxy.generation = opts.generation;
+  cd.proxy.spec = { masterDbUid: opts.master, enabledProxies: opts.enabled };
+  return cd;
+}
+
+interface Echo {
+  readonly name: string;
+  readonly port: number;
+  /** Server-side sockets not yet closed. */
+  open(): number;
+  close(): Promise<void>;
+}
+
+/** A TCP server answering `<name>:<data>` to every chunk: a stand-in for a PostgreSQL primary. */
+async function echoServer(name: string): Promise<Echo> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => undefined);
+    s.on('close', () => sockets.delete(s));
+    s.on('data', (d) => s.write(`${name}:${d.toString()}`));
+  });
+  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, resolve));
+  const addr = server.address() as net.AddressInfo;
+  return {
+    name,
+    port: addr.port,
+    open: () => sockets.size,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) {
+          s.destroy();
+        }
+        server.close(() => resolve());
+      }),
+  };
+}
+
+interface Client {
+  readonly sock: net.Socket;
+  data: string;
+  closed: boolean;
+}
+
+/** Connects to the proxy. @throws the connect error (ECONNREFUSED when nothing listens). */
+function connect(port: number): Promise<Client> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: '127.0.0.1', port });
+    const c: Client = { sock, data: '', closed: false };
+    sock.on('data', (d) => {
+      c.data += d.toString();
+    });
+    sock.on('close', () => {
+      c.closed = true;
+    });
+    sock.once('error', reject);
+    sock.once('connect', () => {
+      sock.off('error', reject);
+      sock.on('error', () => undefined);
+      resolve(c);
+    });
+  });
+}
+
+/** Sends `msg` and waits for the echo; returns the reply ("A:msg"). */
+async function ask(c: Client, msg: string, what: string): Promise<string> {
+  const before = c.data.length;
+  c.sock.write(msg);
+  return waitFor(
+    () => {
+      const reply = c.data.slice(before);
+      if (reply.endsWith(msg)) {
+        return reply;
+      }
+      if (c.closed) {
+        throw new Error(`connection closed; received ${JSON.stringify(reply)}`);
+      }
+      return undefined;
+    },
+    { timeoutMs: 3000, what, intervalMs: 10 },
+  );
+}
+
+/**
+ * What a new client sees: `refused` (nothing listens), `closed` (accepted, then closed without
+ * an answer within 2 s) or the echo reply.
+ */
+async function probe(port: number): Promise<string> {
+  let c: Client;
+  try {
+    c = await connect(port);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ECONNREFUSED' ? 'refused' : `error ${(err as Error).message}`;
+  }
+  try {
+    c.sock.write('probe');
+    const r = await waitFor(() => (c.data.endsWith('probe') ? c.data : c.closed ? 'closed' : undefined), {
+      timeoutMs: 2000,
+      what: 'a reply or a close',
+      intervalMs: 10,
+    });
+    return r;
+  } finally {
+    c.sock.destroy();
+  }
+}
+
+interface LogLine {
+  level: number;
+  msg: string;
+  [k: string]: unknown;
+}
+
+/** A debug-level logger whose NDJSON lines are kept in memory (pino `dest`). */
+function captureLogger(): { logger: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const logger = createLogger({
+    level: 'debug',
+    component: 'proxy',
+    uid: UID,
+    cluster: 'c1',
+    dest: { write: (s: string) => void lines.push(JSON.parse(s) as LogLine) },
+  });
+  return { logger, lines };
+}
+
+/** Records every ProxyInfo publication with the proxy's open connection count at that moment. */
+interface Publication {
+  readonly info: ProxyInfo;
+  readonly ttlMs: number;
+  readonly connections: number;
+}
+
+/**
+ * Wraps a store: records publications, and while `hang()` is true every call except `close`
+ * returns a promise that never settles (a frozen etcd, as under SIGSTOP).
+ */
+function recordingStore(
+  inner: MemoryStore,
+  onPublish: (info: ProxyInfo, ttlMs: number) => void,
+  hang: () => boolean,
+): Store {
+  return new Proxy(inner, {
+    get(target, prop) {
+      if (hang() && prop !== 'close') {
+        return () => new Promise(() => undefined);
+      }
+      if (prop === 'setInfo') {
+        return (kind: 'proxies', uid: string, info: ProxyInfo, ttlMs: number) => {
+          onPublish(info, ttlMs);
+          return target.setInfo(kind, uid, info, ttlMs);
+        };
+      }
+      const v: unknown = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
+interface World {
+  backend: MemoryBackend;
+  /** A second client of the same backend, as a sentinel would be. */
+  admin: MemoryStore;
+  proxy: ProxyHandle;
+  port: number;
+  lines: LogLine[];
+  publications: Publication[];
+  /** Makes every call of the proxy's store hang (true) or work again (false). */
+  setHanging(hang: boolean): void;
+  write(cd: ClusterData): Promise<void>;
+  published(): Promise<ProxyInfo | undefined>;
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+let currentLines: LogLine[] = [];
+
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) {
+    await c();
+  }
+  const bugs = currentLines.filter((l) => l.msg.includes(BUG_SENTENCE));
+  currentLines = [];
+  expect(bugs).toEqual([]);
+});
+
+async function world(opts: { cd?: ClusterData; unavailable?: boolean; stopListening?: boolean } = {}): Promise<World> {
+  const backend = new MemoryBackend();
+  const admin = new MemoryStore(backend, { clusterName: 'c1' });
+  if (opts.cd !== undefined) {
+    await admin.overwriteClusterData(serializeClusterData(opts.cd));
+  }
+  if (opts.unavailable === true) {
+    backend.setUnavailable(true);
+  }
+  const { logger, lines } = captureLogger();
+  currentLines = lines;
+  const publications: Publication[] = [];
+  let handle: ProxyHandle | undefined;
+  let hanging = false;
+  const store = recordingStore(
+    new MemoryStore(backend, { clusterName: 'c1' }),
+    (info, ttlMs) => publications.push({ info, ttlMs, connections: handle?.connections() ?? -1 }),
+    () => hanging,
+  );
+  const port = await freePort();
+  handle = await start(
+    { uid: UID, listenAddress: '127.0.0.1', port, ...(opts.stopListening === undefined ? {} : { stopListening: opts.stopListening }) },
+    { store, logger },
+  );
+  const proxy = handle;
+  cleanups.push(async () => {
+    hanging = false;
+    backend.setUnavailable(false);
+    await proxy.stop('test over');
+    await admin.close();
+  });
+  return {
+    backend,
+    admin,
+    proxy,
+    port,
+    lines,
+    publications,
+    setHanging: (h) => {
+      hanging = h;
+    },
+    write: async (cd) => {
+      await admin.overwriteClusterData(serializeClusterData(cd));
+    },
+    published: async () => (await admin.listInfos('proxies'))[UID],
+  };
+}
+
+async function echo(name: string): Promise<Echo> {
+  const e = await echoServer(name);
+  cleanups.push(() => e.close());
+  return e;
+}
+
+/** Waits until the log has a line whose message equals or matches `pattern`. */
+function waitForLog(lines: LogLine[], pattern: string | RegExp, timeoutMs = 3000): Promise<LogLine> {
+  return waitFor(
+    () => lines.find((l) => (typeof pattern === 'string' ? l.msg === pattern : pattern.test(l.msg))),
+    { timeoutMs, what: `log line ${String(pattern)} (last: ${JSON.stringify(lines.slice(-5).map((l) => l.msg))})`, intervalMs: 20 },
+  );
+}
+
+// ------------------------------------------------------------------ tests
+
+describe('proxy', () => {
+  it('does not listen until the store answered, then listens and routes', { timeout: 15_000 }, async () => {
+    const a = await echo('A');
+    const w = await world({
+      cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }),
+      unavailable: true,
+    });
+    // Several checks fail meanwhile (default interval before any spec was read: 1 s).
+    await new Promise((r) => setTimeout(r, 1200));
+    expect(w.proxy.state()).toBe('starting');
+    expect(await probe(w.port)).toBe('refused');
+    expect(w.lines.some((l) => l.msg.startsWith('proxy listening on'))).toBe(false);
+
+    w.backend.setUnavailable(false);
+    await waitFor(() => w.proxy.ready.then(() => true), { timeoutMs: 3000, what: 'ready' });
+    await waitForLog(w.lines, `proxy listening on 127.0.0.1:${w.port}`);
+    expect(w.proxy.port()).toBe(w.port);
+    expect(await probe(w.port)).toBe('A:probe');
+    expect(w.proxy.state()).toBe('routing');
+  });
+
+  it('routes to the enabled primary and publishes its generation with a TTL of proxyTimeout', { timeout: 15_000 }, async () => {
+    const a = await echo('A');
+    const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }) });
+    await w.proxy.ready;
+    const c = await connect(w.port);
+    expect(await ask(c, 'hello', 'echo from A')).toBe('A:hello');
+    expect(w.proxy.connections()).toBe(1);
+    expect(w.proxy.state()).toBe('routing');
+    await waitForLog(w.lines, `routing to 127.0.0.1:${a.port} (db db1, proxy generation 2)`);
+
+    const info = await w.published();
+    expect(info).toMatchObject({ UID, Generation: 2, ProxyTimeout: PROXY_TIMEOUT_MS * 1e6 });
+    expect(typeof info?.infoUID).toBe('string');
+    expect(w.publications.at(-1)?.ttlMs).toBe(PROXY_TIMEOUT_MS);
+    // A new infoUID on every publish (the sentinel's liveness signal).
+    await waitFor(() => w.publications.length >= 3, { timeoutMs: 2000, what: 'three publications' });
+    expect(new Set(w.publications.map((p) => p.info.infoUID)).size).toBe(w.publications.length);
+
+    // stop(): connections gone, listener closed, info deleted, done resolves.
+    await w.proxy.stop('test');
+    await w.proxy.done;
+    expect(w.proxy.state()).toBe('stopped');
+    await waitFor(() => c.closed, { timeoutMs: 2000, what: 'client closed by stop' });
+    expect(await probe(w.port)).toBe('refused');
+    expect(await w.published()).toBeUndefined();
+  });
+
+  it('closes connections at once when this proxy is not enabled, and still publishes', { timeout: 15_000 }, async () => {
+    const a = await echo('A');
+    const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: ['other'], generation: 4 }) });
+    await w.proxy.ready;
+    expect(await probe(w.port)).toBe('closed');
+    expect(a.open()).toBe(0);
+    expect(w.proxy.state()).toBe('fenced');
+    await waitForLog(w.lines, `fenced: this proxy (${UID}) is not in enabledProxies (proxy generation 4)`);
+    // Published anyway: the sentinel must see a proxy before it can enable it.
+    expect((await w.published())?.Generation).toBe(4);
+
+    // Enabled by the sentinel: routes (the watch makes this immediate).
+    await w.write(aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 5 }));
+    await waitFor(() => w.proxy.state() === 'routing', { timeoutMs: 2000, what: 'routing once enabled' });
+    expect(await probe(w.port)).toBe('A:probe');
+  });
+
+  it('on a primary change destroys old connections before publishing the new generation, then routes to the new primary', { timeout: 15_000 }, async () => {
+    const a = await echo('A');
+    const b = await echo('B');
+    const dbs = { db1: a.port, db2: b.port };
+    const w = await world({ cd: aClusterData({ dbs, master: 'db1', enabled: [UID], generation: 2 }) });
+    await w.proxy.ready;
+    const c1 = await connect(w.port);
+    const c2 = await connect(w.port);
+    expect(await ask(c1, 'one', 'c1 echo')).toBe('A:one');
+    expect(await ask(c2, 'two', 'c2 echo')).toBe('A:two');
+    expect(a.open()).toBe(2);
+
+    await w.write(aClusterData({ dbs, master: 'db2', enabled: [UID], generation: 3 }));
+    await waitFor(() => c1.closed && c2.closed, { timeoutMs: 2000, what: 'old client connections closed' });
+    await waitFor(() => a.open() === 0, { timeoutMs: 2000, what: 'connections to the old primary closed' });
+    const c3 = await connect(w.port);
+    expect(await ask(c3, 'three', 'echo from the new primary')).toBe('B:three');
+
+    // The fencing handshake: generation 3 was never published while a connection was open.
+    const gen3 = w.publications.filter((p) => p.info.Generation === 3);
+    expect(gen3.length).toBeGreaterThan(0);
+    expect(gen3[0]?.connections).toBe(0);
+    expect((await w.published())?.Generation).toBe(3);
+    const change = await waitForLog(w.lines, /^target changed from 127\.0\.0\.1:\d+ \(db db1\) to 127\.0\.0\.1:\d+ \(db db2\)/);
+    expect(change.msg).toBe(
+      `target changed from 127.0.0.1:${a.port} (db db1) to 127.0.0.1:${b.port} (db db2) (proxy generation 3); closed 2 connections`,
+    );
+  });
+
+  it('masterDbUid "" (fencing): closes connections, keeps listening, publishes the new generation', { timeout: 15_000 }, async () => {
+    const a = await echo('A');
+    const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 6 }) });
+    await w.proxy.ready;
+    const c = await connect(w.port);
+    expect(await ask(c, 'x', 'echo')).toBe('A:x');
+
+    await w.write(aClusterData({ dbs: { db1: a.port }, master: '', enabled: [UID], generation: 7 }));
+    await waitFor(() => c.closed, { timeoutMs: 2000, what: 'client closed on fencing' });
+    await waitFor(async () => (await w.published())?.Generation === 7, { timeoutMs: 2000, what: 'generation 7 published' });
+    const first7 = w.publications.find((p) => p.info.Generation === 7);
+    expect(first7?.connections).toBe(0);
+    expect(w.proxy.state()).toBe('fenced');
+    expect(await probe(w.port)).toBe('closed'); // listening, but closing at once
+    await waitForLog(w.lines, 'fenced: no primary published (proxy generation 7)');
+  });
+
+  it('store unavailable: closes connections and the listener within proxyTimeout; resumes when the store is back', { timeout: 20_000 }, async () => {
+    const a = await echo('A');
+    const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }) });
+    await w.proxy.ready;
+    const c = await connect(w.port);
+    expect(await ask(c, 'x', 'echo')).toBe('A:x');
+
+    const t0 = performance.now();
+    w.backend.setUnavailable(true);
+    await waitFor(() => c.closed, { timeoutMs: PROXY_TIMEOUT_MS + SLACK_MS, what: 'client closed', intervalMs: 10 });
+    expect(performance.now() - t0).toBeLessThan(PROXY_TIMEOUT_MS + SLACK_MS);
+    await waitFor(async () => (await probe(w.port)) === 'refused', {
+      timeoutMs: PROXY_TIMEOUT_MS + SLACK_MS,
+      what: 'listener closed',
+      intervalMs: 20,
+    });
+    expect(performance.now() - t0).toBeLessThan(PROXY_TIMEOUT_MS + SLACK_MS);
+    expect(w.proxy.state()).toBe('store-lost');
+    await waitForLog(w.lines, /^store unreachable: reading clusterdata: memory store unavailable/);
+    await waitForLog(w.lines, /^no successful check within proxyTimeout \(1000 ms\)/);
+    expect(w.lines.some((l) => l.msg === `proxy stopped listening on 127.0.0.1:${w.port}`)).toBe(true);
+    expect(a.open()).toBe(0);
+
+    w.backend.setUnavailable(false);
+    await waitFor(() => w.proxy.state() === 'routing', { timeoutMs: 3000, what: 'routing again' });
+    expect(await probe(w.port)).toBe('A:probe');
+    expect((await w.published())?.Generation).toBe(2);
+  });
+
+  it('store calls hanging: the watchdog (not the check loop) closes connections and the listener within proxyTimeout', { timeout: 20_000 }, async () => {
+    const a = await echo('A');
+    const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }) });
+    await w.proxy.ready;
+    const c = await connect(w.port);
+    expect(await ask(c, 'x', 'echo')).toBe('A:x');
+
+    const t0 = performance.now();
+    w.setHanging(true);
+    await waitFor(() => c.closed, { timeoutMs: PROXY_TIMEOUT_MS + SLACK_MS, what: 'client closed', intervalMs: 10 });
+    await waitFor(async () => (await probe(w.port)) === 'refused', {
+      timeoutMs: PROXY_TIMEOUT_MS + SLACK_MS,
+      what: 'listener closed',
+      intervalMs: 20,
+    });
+    expect(performance.now() - t0).toBeLessThan(PROXY_TIMEOUT_MS + SLACK_MS);
+    expect(w.proxy.state()).toBe('store-lost');
+    const line = await waitForLog(w.lines, /^no successful check within proxyTimeout \(1000 ms\): target changed from 127\.0\.0\.1:\d+ \(db db1\) to none/);
+    expect(line.msg).toMatch(/closing 1 connection, closing the listener until a check succeeds$/);
+    // The hung check itself gives up after proxyTimeout and says why.
+    await waitForLog(w.lines, /^store unreachable: reading clusterdata: no answer within 1000 ms; routing nowhere$/, 2 * PROXY_TIMEOUT_MS + SLACK_MS);
+
+    w.setHanging(false);
+    await waitFor(() => w.proxy.state() === 'routing', { timeoutMs: 3000, what: 'routing again' });
+    expect(await probe(w.port)).toBe('A:probe');
+  });
+
+  it('with stopListening false the watchdog closes connections but keeps listening', { timeout: 15_000 }, async () => {
+    const a = await echo('A');
+    const w = await world({
+      cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }),
+      stopListening: false,
+    });
+    await w.proxy.ready;
+    w.backend.setUnavailable(true);
+    await waitFor(() => w.proxy.state() === 'store-lost', { timeoutMs: PROXY_TIMEOUT_MS + SLACK_MS, what: 'store-lost' });
+    await waitForLog(w.lines, /^no successful check within proxyTimeout .*still listening$/, PROXY_TIMEOUT_MS + SLACK_MS);
+    expect(await probe(w.port)).toBe('closed');
+  });
+
+  it('invalid clusterdata (format version 2) routes nowhere; never listens if that is all it ever read', { timeout: 15_000 }, async () => {
+    const a = await echo('A');
+    const good = aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 });
+    const w = await world({ cd: good });
+    await w.proxy.ready;
+    const c = await connect(w.port);
+    expect(await ask(c, 'x', 'echo')).toBe('A:x');
+
+    await w.admin.overwriteClusterData(JSON.stringify({ ...good, formatVersion: 2 }));
+    await waitFor(() => c.closed, { timeoutMs: 2000, what: 'client closed on invalid clusterdata' });
+    expect(w.proxy.state()).toBe('fenced');
+    expect(await probe(w.port)).toBe('closed');
+    await waitForLog(w.lines, /^invalid clusterdata: unsupported clusterdata format version 2/);
+
+    // A second proxy that only ever read invalid clusterdata never listens.
+    const w2 = await world({ cd: { ...good, formatVersion: 2 } });
+    await new Promise((r) => setTimeout(r, 1200));
+    expect(w2.proxy.state()).toBe('starting');
+    expect(await probe(w2.port)).toBe('refused');
+  });
+
+  it('a malformed proxy object in clusterdata routes nowhere instead of crashing', { timeout: 15_000 }, async () => {
+    const a = await echo('A');
+    const good = aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 });
+    const w = await world({ cd: good });
+    await w.proxy.ready;
+    await w.admin.overwriteClusterData(
+      JSON.stringify({ ...good, proxy: { ...good.proxy, spec: { masterDbUid: 'db1', enabledProxies: 'px1' } } }),
+    );
+    await waitForLog(w.lines, /^invalid clusterdata: clusterdata\.proxy\.spec\.enabledProxies is not a list of strings/);
+    expect(await probe(w.port)).toBe('closed');
+  });
+
+  it('a client sending garbage to a dead primary does not crash the proxy', { timeout: 15_000 }, async () => {
+    const deadPort = await freePort(); // nothing listens there
+    const b = await echo('B');
+    const w = await world({ cd: aClusterData({ dbs: { db1: deadPort, db2: b.port }, master: 'db1', enabled: [UID], generation: 2 }) });
+    await w.proxy.ready;
+    const results = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const c = await connect(w.port);
+        c.sock.write(Buffer.from(Array.from({ length: 4096 }, (_v, j) => (i * 31 + j * 7) % 256)));
+        if (i % 2 === 0) {
+          c.sock.resetAndDestroy();
+          return 'reset';
+        }
+        await waitFor(() => c.closed, { timeoutMs: 3000, what: `client ${i} closed` });
+        return 'closed';
+      }),
+    );
+    expect(results.filter((r) => r === 'closed')).toHaveLength(10);
+    await waitFor(() => w.proxy.connections() === 0, { timeoutMs: 3000, what: 'no connections left' });
+    expect(w.proxy.state()).toBe('routing');
+    expect(w.lines.some((l) => /connection \d+ to primary 127\.0\.0\.1:\d+ failed: connect ECONNREFUSED/.test(l.msg))).toBe(true);
+
+    // Still alive and serving after the primary moves.
+    await w.write(aClusterData({ dbs: { db1: deadPort, db2: b.port }, master: 'db2', enabled: [UID], generation: 3 }));
+    await waitFor(async () => (await probe(w.port)) === 'B:probe', { timeoutMs: 3000, what: 'routing to B' });
+  });
+
+  it('reacts to clusterdata changes on the watch, not only on the interval', { timeout: 15_000 }, async () => {
+    const a = await echo('A');
+    const spec = { initMode: 'new', proxyCheckInterval: '5s', proxyTimeout: '10s' };
+    const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2, spec }) });
+    await w.proxy.ready;
+    await waitForLog(w.lines, /^routing to/);
+    const t0 = performance.now();
+    await w.write(aClusterData({ dbs: { db1: a.port }, master: '', enabled: [UID], generation: 3, spec }));
+    await waitFor(async () => (await w.published())?.Generation === 3, { timeoutMs: 2000, what: 'generation 3 published', intervalMs: 10 });
+    expect(performance.now() - t0).toBeLessThan(1000);
+  });
+
+  it('with no clusterdata in the store: listens, routes nowhere, publishes nothing', { timeout: 15_000 }, async () => {
+    const w = await world();
+    await w.proxy.ready;
+    expect(w.proxy.state()).toBe('fenced');
+    expect(await probe(w.port)).toBe('closed');
+    expect(await w.published()).toBeUndefined();
+    await waitForLog(w.lines, 'fenced: no clusterdata in the store (cluster not initialised)');
+  });
+
+  it('fails (done rejects) when the listen address cannot be bound', { timeout: 15_000 }, async () => {
+    const a = await echo('A');
+    const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }) });
+    await w.proxy.ready;
+    const { logger, lines } = captureLogger();
+    const second = await start(
+      { uid: 'px2', listenAddress: '127.0.0.1', port: w.port },
+      { store: new MemoryStore(w.backend, { clusterName: 'c1' }), logger },
+    );
+    await expect(second.done).rejects.toThrow(/cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
+    await expect(second.ready).rejects.toThrow(/stopped before it was ready/);
+    expect(second.state()).toBe('failed');
+    expect(lines.some((l) => l.msg.includes(BUG_SENTENCE))).toBe(false);
+    await second.stop('again'); // idempotent, resolves
+  });
+});

@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+/** stolon-sentinel: parses flags, builds the logger and store, runs the sentinel. */
+import { readFileSync } from 'node:fs';
+import { ConfigError, validateSpec, type ClusterSpec } from '@stolon-ts/cluster';
+import {
+  addFlags,
+  baseYargs,
+  createLogger,
+  exitOnConfigError,
+  newUid,
+  pickFlags,
+  runDaemon,
+  storeFromConfig,
+} from '@stolon-ts/common';
+import { SENTINEL_FLAGS } from './flags.js';
+import { start } from './sentinel.js';
+
+async function main(): Promise<void> {
+  let flags;
+  let initialClusterSpec: ClusterSpec | undefined;
+  let store;
+  try {
+    const argv = await addFlags(baseYargs(process.argv.slice(2), 'stolon-sentinel'), SENTINEL_FLAGS, 'STSENTINEL', process.env).parseAsync();
+    flags = pickFlags(argv as Record<string, unknown>, SENTINEL_FLAGS);
+    if (flags.initialClusterSpec !== undefined) {
+      let raw: unknown;
+      try {
+        raw = JSON.parse(readFileSync(flags.initialClusterSpec, 'utf8'));
+      } catch (err) {
+        throw new ConfigError(`--initial-cluster-spec: cannot read JSON from ${flags.initialClusterSpec}: ${(err as Error).message}`, {
+          field: 'initial-cluster-spec',
+        });
+      }
+      try {
+        initialClusterSpec = validateSpec(raw);
+      } catch (err) {
+        throw new ConfigError(`--initial-cluster-spec: ${(err as Error).message}`, { field: 'initial-cluster-spec' });
+      }
+    }
+    store = storeFromConfig(flags);
+  } catch (err) {
+    exitOnConfigError(err, 'stolon-sentinel');
+  }
+  const uid = newUid();
+  const logger = createLogger({ level: flags.logLevel, component: 'sentinel', uid, cluster: flags.clusterName });
+  const handle = await start(
+    { uid, ...(initialClusterSpec !== undefined ? { initialClusterSpec } : {}) },
+    { store, logger },
+  );
+  await runDaemon(logger, handle);
+}
+
+await main();

@@ -1,0 +1,215 @@
+#!/usr/bin/env node
+/**
+ * The `stolonctl` program: parses the command line (global flags from `COMMON_FLAGS`, with
+ * `STOLONCTL_*` environment fallback), builds the store, runs one subcommand from `index.ts` and
+ * exits with its code. Every failure is one line on stderr naming the flag or field and the fix:
+ * exit 2 for usage and validation errors, 1 for store and runtime errors.
+ */
+import { createInterface } from 'node:readline/promises';
+import { ConfigError, errorMessage } from '@stolon-ts/cluster';
+import { BUG_SENTENCE, COMMON_FLAGS, addFlags, baseYargs } from '@stolon-ts/common';
+import type { Argv } from 'yargs';
+import {
+  ENV_PREFIX,
+  ExitCode,
+  storeFromFlags,
+  type CommandContext,
+  type ExitCodeValue,
+  type StoreSetup,
+} from './context.js';
+import { runInit } from './init.js';
+import { runSpec } from './spec.js';
+import { STATUS_FORMATS, runStatus, type StatusFormat } from './status.js';
+import { runUpdate } from './update.js';
+
+const PROGRAM = 'stolonctl';
+const COMMANDS = 'init, status, spec or update';
+
+type CommandName = 'init' | 'status' | 'spec' | 'update';
+
+/** A command-line problem found by yargs (unknown flag, missing required flag, bad choice). */
+class UsageError extends Error {}
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' ? v : undefined;
+}
+
+function buildParser(args: readonly string[], select: (name: CommandName, argv: Record<string, unknown>) => void): Argv {
+  const fileOpt = {
+    alias: 'f',
+    type: 'string',
+    describe: 'read the spec from this file; - reads standard input',
+    requiresArg: true,
+  } as const;
+  return addFlags(baseYargs(args, PROGRAM), COMMON_FLAGS, ENV_PREFIX, process.env)
+    .command(
+      'init [spec-json]',
+      'initialize a new cluster (default spec {"initMode":"new"})',
+      (y) =>
+        y
+          .positional('spec-json', { type: 'string', describe: 'the cluster spec as JSON' })
+          .option('file', fileOpt)
+          .option('yes', {
+            alias: 'y',
+            type: 'boolean',
+            default: false,
+            describe: 'overwrite an existing cluster without asking',
+          }),
+      (argv) => select('init', argv),
+    )
+    .command(
+      'status',
+      'show the cluster status',
+      (y) =>
+        y.option('format', {
+          type: 'string',
+          choices: [...STATUS_FORMATS],
+          default: 'table',
+          describe: 'output format',
+        }),
+      (argv) => select('status', argv),
+    )
+    .command(
+      'spec',
+      'print the stored cluster spec as JSON',
+      (y) =>
+        y.option('defaults', {
+          type: 'boolean',
+          default: false,
+          describe: 'fill in every field with its default',
+        }),
+      (argv) => select('spec', argv),
+    )
+    .command(
+      'update [spec-json]',
+      'replace the cluster spec, or patch it with --patch',
+      (y) =>
+        y
+          .positional('spec-json', { type: 'string', describe: 'the new spec (or merge patch) as JSON' })
+          .option('file', fileOpt)
+          .option('patch', {
+            alias: 'p',
+            type: 'boolean',
+            default: false,
+            describe: 'apply the document as an RFC 7386 JSON merge patch to the stored spec',
+          }),
+      (argv) => select('update', argv),
+    )
+    .demandCommand(1, `give a command: ${COMMANDS}`)
+    .fail((msg: string | null, err: Error | null) => {
+      // Thrown so that parsing stops here; turned into one stderr line by main().
+      throw new UsageError(oneLine(msg ?? (err === null ? 'invalid command line' : err.message)));
+    });
+}
+
+/**
+ * Folds a yargs message into one line. For missing required flags yargs prints a generic first
+ * line followed by each flag's own message (which names the flag and its environment variable);
+ * only the latter are kept.
+ */
+function oneLine(msg: string): string {
+  const lines = msg
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+  if (lines.length > 1 && lines[0]!.startsWith('Missing required argument')) {
+    return lines.slice(1).join('; ');
+  }
+  return lines.join(' ');
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) {
+    chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function confirmOnTty(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await rl.question(`${question} `);
+    return answer.trim().toLowerCase() === 'yes';
+  } finally {
+    rl.close();
+  }
+}
+
+async function main(args: readonly string[]): Promise<ExitCodeValue> {
+  let selected: { name: CommandName; argv: Record<string, unknown> } | undefined;
+  try {
+    await buildParser(args, (name, argv) => {
+      selected = { name, argv };
+    }).parseAsync();
+  } catch (err) {
+    if (err instanceof UsageError || err instanceof ConfigError) {
+      process.stderr.write(`${PROGRAM}: ${err.message}; run ${PROGRAM} --help for usage\n`);
+      return ExitCode.usage;
+    }
+    throw err;
+  }
+  if (selected === undefined) {
+    // --help was handled by yargs (it exits itself); nothing else leaves no command selected.
+    return ExitCode.ok;
+  }
+  const { name, argv } = selected;
+
+  let setup: StoreSetup;
+  try {
+    setup = storeFromFlags(argv);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${PROGRAM}: ${err.message}\n`);
+      return ExitCode.usage;
+    }
+    throw err;
+  }
+  const file = str(argv['file']);
+  const readsStdin = file === '-';
+  const ctx: CommandContext = {
+    store: setup.store,
+    clusterName: setup.config.clusterName,
+    out: (text) => process.stdout.write(`${text}\n`),
+    err: (line) => process.stderr.write(`${line}\n`),
+    ...(readsStdin ? { stdin: await readStdin() } : {}),
+    // Asking only makes sense when a human is at the terminal and stdin is not the spec.
+    ...(process.stdin.isTTY === true && !readsStdin ? { confirm: confirmOnTty } : {}),
+  };
+  const specJson = str(argv['spec-json']);
+  try {
+    switch (name) {
+      case 'init':
+        return await runInit(ctx, {
+          ...(specJson !== undefined ? { specJson } : {}),
+          ...(file !== undefined ? { file } : {}),
+          yes: argv['yes'] === true,
+        });
+      case 'status':
+        return await runStatus(ctx, { format: argv['format'] as StatusFormat });
+      case 'spec':
+        return await runSpec(ctx, { defaults: argv['defaults'] === true });
+      case 'update':
+        return await runUpdate(ctx, {
+          ...(specJson !== undefined ? { specJson } : {}),
+          ...(file !== undefined ? { file } : {}),
+          patch: argv['patch'] === true,
+        });
+    }
+  } finally {
+    await setup.store.close().catch(() => undefined);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`${PROGRAM}: ${BUG_SENTENCE}: ${errorMessage(err)}\n`);
+    if (err instanceof Error && err.stack !== undefined) {
+      process.stderr.write(`${err.stack}\n`);
+    }
+    process.exitCode = ExitCode.runtime;
+  },
+);

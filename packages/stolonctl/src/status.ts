@@ -1,0 +1,348 @@
+/**
+ * `stolonctl status [--format table|json]`: what the store says about the cluster right now —
+ * live sentinels (and which one leads), live proxies, keepers with their DB's health and
+ * generations, the cluster phase and master, and the replication tree. Building the report is a
+ * pure function over what was read ({@link buildStatus}); rendering is separate.
+ * @see ../../../../shared/reference/stolon.md §7 (Stolon `cmd/stolonctl/cmd/status.go`)
+ */
+import Table from 'cli-table3';
+import type { ClusterData, ClusterPhase, KeeperInfo, ProxyInfo, Role, SentinelInfo } from '@stolon-ts/cluster';
+import {
+  CommandError,
+  ExitCode,
+  loadClusterData,
+  runCommand,
+  type CommandContext,
+  type ExitCodeValue,
+} from './context.js';
+
+/** Output formats of `status`. */
+export const STATUS_FORMATS = ['table', 'json'] as const;
+/** One of {@link STATUS_FORMATS}. */
+export type StatusFormat = (typeof STATUS_FORMATS)[number];
+
+/** Options of {@link runStatus}. */
+export interface StatusOptions {
+  /** `--format`. @default "table" */
+  readonly format?: StatusFormat;
+}
+
+/** A live sentinel (its info entry exists). */
+export interface SentinelRow {
+  readonly uid: string;
+  /** True when it holds the sentinel leader lease. */
+  readonly leader: boolean;
+}
+
+/** A live proxy (its info entry exists). */
+export interface ProxyRow {
+  readonly uid: string;
+  /** The proxy generation it reports enforcing. */
+  readonly generation: number;
+}
+
+/** One keeper: from clusterdata, or only from its info when the sentinel has not added it yet. */
+export interface KeeperRow {
+  readonly uid: string;
+  /** False when the keeper publishes info but is not in clusterdata yet. */
+  readonly registered: boolean;
+  readonly healthy: boolean;
+  /** `host:port` of its DB, "(unknown)" if not reported, "(no db assigned)" without a DB. */
+  readonly listenAddress: string;
+  readonly pgHealthy: boolean;
+  /** The assigned DB's generation (0 without a DB). */
+  readonly pgWantedGeneration: number;
+  /** The DB generation the keeper reports as applied (0 = unknown). */
+  readonly pgCurrentGeneration: number;
+  /** The DB's requested role, or null without a DB. */
+  readonly role: Role | null;
+  /** The assigned DB's uid, or null. */
+  readonly dbUid: string | null;
+}
+
+/** One node of the replication tree. */
+export interface TreeNode {
+  readonly keeperUid: string;
+  readonly dbUid: string;
+  readonly role: Role;
+  readonly followers: readonly TreeNode[];
+}
+
+/** Everything `status` shows, in both formats. */
+export interface StatusReport {
+  readonly clusterName: string;
+  readonly sentinels: readonly SentinelRow[];
+  readonly proxies: readonly ProxyRow[];
+  readonly keepers: readonly KeeperRow[];
+  readonly cluster: {
+    readonly uid: string;
+    readonly phase: ClusterPhase;
+    /** True when a master DB is set (Stolon's "available"). */
+    readonly available: boolean;
+    readonly masterKeeperUid: string | null;
+    readonly masterDbUid: string | null;
+    readonly proxyGeneration: number;
+  };
+  /** The master DB and, recursively, its followers; null without a master. */
+  readonly tree: TreeNode | null;
+}
+
+/** What `status` reads from the store, as handed to {@link buildStatus}. */
+export interface StatusInputs {
+  readonly clusterName: string;
+  readonly cd: ClusterData;
+  readonly sentinels: Readonly<Record<string, SentinelInfo>>;
+  /** Uid of the sentinel holding the leader lease, or null. */
+  readonly leader: string | null;
+  readonly proxies: Readonly<Record<string, ProxyInfo>>;
+  readonly keepers: Readonly<Record<string, KeeperInfo>>;
+}
+
+const byUid = (a: { uid: string }, b: { uid: string }): number => (a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0);
+
+/** Builds the status report from what was read. Pure. */
+export function buildStatus(inp: StatusInputs): StatusReport {
+  const { cd } = inp;
+  const sentinels = Object.keys(inp.sentinels)
+    .map((uid) => ({ uid, leader: uid === inp.leader }))
+    .sort(byUid);
+  const proxies = Object.entries(inp.proxies)
+    .map(([uid, info]) => ({ uid, generation: info.Generation }))
+    .sort(byUid);
+
+  const dbByKeeper = new Map<string, ClusterData['dbs'][string]>();
+  for (const db of Object.values(cd.dbs)) {
+    dbByKeeper.set(db.spec.keeperUID, db);
+  }
+  const keepers: KeeperRow[] = Object.values(cd.keepers).map((k) => {
+    const db = dbByKeeper.get(k.uid);
+    if (db === undefined) {
+      return {
+        uid: k.uid,
+        registered: true,
+        healthy: k.status.healthy,
+        listenAddress: '(no db assigned)',
+        pgHealthy: false,
+        pgWantedGeneration: 0,
+        pgCurrentGeneration: 0,
+        role: null,
+        dbUid: null,
+      };
+    }
+    const addr = db.status.listenAddress;
+    return {
+      uid: k.uid,
+      registered: true,
+      healthy: k.status.healthy,
+      listenAddress: addr === undefined || addr === '' ? '(unknown)' : `${addr}:${db.status.port}`,
+      pgHealthy: db.status.healthy,
+      pgWantedGeneration: db.generation,
+      pgCurrentGeneration: db.status.currentGeneration,
+      role: db.spec.role,
+      dbUid: db.uid,
+    };
+  });
+  // A keeper that publishes info but that no sentinel has added yet (none running, or the
+  // keeper reports another cluster uid) would otherwise be invisible.
+  for (const uid of Object.keys(inp.keepers)) {
+    if (cd.keepers[uid] === undefined) {
+      keepers.push({
+        uid,
+        registered: false,
+        healthy: false,
+        listenAddress: '(not in clusterdata yet)',
+        pgHealthy: false,
+        pgWantedGeneration: 0,
+        pgCurrentGeneration: 0,
+        role: null,
+        dbUid: null,
+      });
+    }
+  }
+  keepers.sort(byUid);
+
+  const masterDb = cd.cluster.status.master === '' ? undefined : cd.dbs[cd.cluster.status.master];
+  return {
+    clusterName: inp.clusterName,
+    sentinels,
+    proxies,
+    keepers,
+    cluster: {
+      uid: cd.cluster.uid,
+      phase: cd.cluster.status.phase,
+      available: masterDb !== undefined,
+      masterKeeperUid: masterDb?.spec.keeperUID ?? null,
+      masterDbUid: masterDb?.uid ?? null,
+      proxyGeneration: cd.proxy.generation,
+    },
+    tree: masterDb === undefined ? null : treeOf(cd, masterDb.uid, new Set()),
+  };
+}
+
+function treeOf(cd: ClusterData, dbUid: string, seen: Set<string>): TreeNode | null {
+  const db = cd.dbs[dbUid];
+  // `seen` guards against a followers cycle in hand-edited clusterdata.
+  if (db === undefined || seen.has(dbUid)) {
+    return null;
+  }
+  seen.add(dbUid);
+  const followers: TreeNode[] = [];
+  for (const f of [...db.spec.followers].sort()) {
+    const node = treeOf(cd, f, seen);
+    if (node !== null) {
+      followers.push(node);
+    }
+  }
+  followers.sort((a, b) => (a.keeperUid < b.keeperUid ? -1 : a.keeperUid > b.keeperUid ? 1 : 0));
+  return { keeperUid: db.spec.keeperUID, dbUid: db.uid, role: db.spec.role, followers };
+}
+
+/** A borderless, colourless table in Stolon's tab-aligned look. */
+function table(head: string[], rows: (string | number | boolean)[][]): string {
+  const t = new Table({
+    head,
+    chars: {
+      top: '',
+      'top-mid': '',
+      'top-left': '',
+      'top-right': '',
+      bottom: '',
+      'bottom-mid': '',
+      'bottom-left': '',
+      'bottom-right': '',
+      left: '',
+      'left-mid': '',
+      mid: '',
+      'mid-mid': '',
+      right: '',
+      'right-mid': '',
+      middle: '  ',
+    },
+    style: { 'padding-left': 0, 'padding-right': 0, head: [], border: [], compact: true },
+  });
+  t.push(...rows.map((r) => r.map((c) => String(c))));
+  return t
+    .toString()
+    .split('\n')
+    .map((l) => l.trimEnd())
+    .join('\n');
+}
+
+function treeLines(node: TreeNode, prefix: string, last: boolean, root: boolean, out: string[]): void {
+  const label = `${node.keeperUid}${node.role === 'master' ? ' (master)' : ''}`;
+  out.push(root ? label : `${prefix}${last ? '└─' : '├─'}${label}`);
+  const childPrefix = root ? '' : `${prefix}${last ? '  ' : '│ '}`;
+  node.followers.forEach((f, i) => treeLines(f, childPrefix, i === node.followers.length - 1, false, out));
+}
+
+/** Renders the report as Stolon's sections with borderless tables. */
+export function renderStatusTable(r: StatusReport): string {
+  const parts: string[] = [];
+  parts.push('=== Active sentinels ===', '');
+  parts.push(
+    r.sentinels.length === 0
+      ? 'No active sentinels'
+      : table(['ID', 'LEADER'], r.sentinels.map((s) => [s.uid, s.leader])),
+  );
+  parts.push('', '=== Active proxies ===', '');
+  parts.push(
+    r.proxies.length === 0
+      ? 'No active proxies'
+      : table(['ID', 'GENERATION'], r.proxies.map((p) => [p.uid, p.generation])),
+  );
+  parts.push('', '=== Keepers ===', '');
+  parts.push(
+    r.keepers.length === 0
+      ? 'No keepers available'
+      : table(
+          ['UID', 'HEALTHY', 'PG LISTENADDRESS', 'PG HEALTHY', 'PG WANTEDGENERATION', 'PG CURRENTGENERATION', 'ROLE'],
+          r.keepers.map((k) => [
+            k.uid,
+            k.healthy,
+            k.listenAddress,
+            k.pgHealthy,
+            k.pgWantedGeneration,
+            k.pgCurrentGeneration,
+            k.role ?? '',
+          ]),
+        ),
+  );
+  parts.push('', '=== Cluster Info ===', '');
+  parts.push(`Cluster UID: ${r.cluster.uid}`, `Phase: ${r.cluster.phase}`);
+  if (r.cluster.available) {
+    parts.push(`Master Keeper: ${r.cluster.masterKeeperUid ?? ''}`);
+  } else {
+    parts.push('No cluster available (no master elected)');
+  }
+  if (r.tree !== null) {
+    parts.push('', '===== Keepers/DB tree =====', '');
+    const lines: string[] = [];
+    treeLines(r.tree, '', true, true, lines);
+    parts.push(...lines);
+  }
+  return parts.join('\n');
+}
+
+/**
+ * The report as one JSON object, with Stolon's snake_case keys where Stolon has the field
+ * (`sentinels`, `proxies`, `keepers[].listen_address`, `cluster.master_keeper_uid`, …) plus
+ * our additions (`role`, `registered`, `db_uid`, `phase`, `tree`).
+ */
+export function statusJson(r: StatusReport): unknown {
+  const node = (n: TreeNode): unknown => ({
+    keeper_uid: n.keeperUid,
+    db_uid: n.dbUid,
+    role: n.role,
+    followers: n.followers.map(node),
+  });
+  return {
+    cluster_name: r.clusterName,
+    sentinels: r.sentinels.map((s) => ({ uid: s.uid, leader: s.leader })),
+    proxies: r.proxies.map((p) => ({ uid: p.uid, generation: p.generation })),
+    keepers: r.keepers.map((k) => ({
+      uid: k.uid,
+      registered: k.registered,
+      healthy: k.healthy,
+      listen_address: k.listenAddress,
+      pg_healthy: k.pgHealthy,
+      pg_wanted_generation: k.pgWantedGeneration,
+      pg_current_generation: k.pgCurrentGeneration,
+      role: k.role,
+      db_uid: k.dbUid,
+    })),
+    cluster: {
+      uid: r.cluster.uid,
+      phase: r.cluster.phase,
+      available: r.cluster.available,
+      master_keeper_uid: r.cluster.masterKeeperUid,
+      master_db_uid: r.cluster.masterDbUid,
+      proxy_generation: r.cluster.proxyGeneration,
+    },
+    tree: r.tree === null ? null : node(r.tree),
+  };
+}
+
+/**
+ * Prints the cluster status.
+ * @returns 0; 1 when the cluster is not initialised, its clusterdata is invalid or the store
+ *   fails; 2 for an unknown format.
+ */
+export function runStatus(ctx: CommandContext, opts: StatusOptions = {}): Promise<ExitCodeValue> {
+  return runCommand(ctx, 'status', async () => {
+    const format = opts.format ?? 'table';
+    if (!STATUS_FORMATS.includes(format)) {
+      throw new CommandError(`--format: "${String(format)}" is not one of table, json`, ExitCode.usage, {
+        field: 'format',
+      });
+    }
+    const { cd } = await loadClusterData(ctx);
+    const [sentinels, leader, proxies, keepers] = await Promise.all([
+      ctx.store.listInfos('sentinels'),
+      ctx.store.getLeader(),
+      ctx.store.listInfos('proxies'),
+      ctx.store.listInfos('keepers'),
+    ]);
+    const report = buildStatus({ clusterName: ctx.clusterName ?? '(unnamed)', cd, sentinels, leader, proxies, keepers });
+    ctx.out(format === 'json' ? JSON.stringify(statusJson(report), null, 2) : renderStatusTable(report));
+  });
+}

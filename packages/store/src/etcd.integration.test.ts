@@ -1,0 +1,119 @@
+/**
+ * EtcdStore against a real etcd (one per file, started by the harness): the conformance suite,
+ * then etcd-specific behaviour (bounded failure when etcd is gone, recovery after a restart).
+ */
+import { StoreUnavailableError } from '@stolon-ts/cluster';
+import { startEtcd, waitFor, type EtcdHandle } from '@stolon-ts/harness';
+import { Etcd3 } from 'etcd3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describeStoreConformance } from '../test/conformance.js';
+import { EtcdStore } from './etcd.js';
+import type { WatchTopic } from './store.js';
+
+const PREFIX = 'stolon/cluster';
+
+describeStoreConformance('etcd', async () => {
+  const etcd = await startEtcd();
+  const raw = new Etcd3({ hosts: etcd.endpoints });
+  return {
+    store: (clusterName) => new EtcdStore({ endpoints: etcd.endpoints, clusterName, timeoutMs: 3000 }),
+    writeRawInfo: async (clusterName, kind, uid, text) => {
+      await raw.put(`${PREFIX}/${clusterName}/${kind}/info/${uid}`).value(text);
+    },
+    crash: async (store) => (store as EtcdStore).abandon(),
+    // etcd grants whole seconds and at least 2 s with its default timing.
+    ttlMs: 2000,
+    expirySlackMs: 4000,
+    cleanup: async () => {
+      raw.close();
+      await etcd.stop();
+    },
+  };
+});
+
+describe('EtcdStore with etcd going away', () => {
+  let etcd: EtcdHandle;
+  beforeAll(async () => {
+    etcd = await startEtcd();
+  });
+  afterAll(async () => {
+    await etcd?.stop();
+  });
+
+  it('fails with StoreUnavailableError within about timeoutMs once etcd is killed, and recovers after a restart', async () => {
+    const timeoutMs = 2000;
+    const store = new EtcdStore({ endpoints: etcd.endpoints, clusterName: 'gone', timeoutMs });
+    const seen: WatchTopic[] = [];
+    const w = await store.watch(['clusterdata'], (t) => seen.push(t));
+    const rev = await store.putClusterData('{"v":1}', null);
+    await store.setInfo('keepers', 'k1', { infoUID: 'i', uid: 'k1', clusterUID: 'c', bootUUID: 'b', postgresBinaryVersion: { Maj: 16, Min: 0 } }, 20_000);
+    await waitFor(() => seen.includes('clusterdata'), { timeoutMs: 5000, what: 'clusterdata event' });
+
+    await etcd.kill();
+    const calls: Array<[string, () => Promise<unknown>]> = [
+      ['getClusterData', () => store.getClusterData()],
+      ['putClusterData', () => store.putClusterData('{"v":2}', rev)],
+      ['overwriteClusterData', () => store.overwriteClusterData('{"v":3}')],
+      ['setInfo', () => store.setInfo('sentinels', 's1', { UID: 's1' }, 20_000)],
+      ['listInfos', () => store.listInfos('keepers')],
+      ['getLeader', () => store.getLeader()],
+      ['watch', () => store.watch(['proxies'], () => undefined)],
+    ];
+    for (const [name, call] of calls) {
+      const t0 = performance.now();
+      const err = await call().then(
+        () => new Error(`${name} succeeded with etcd killed`),
+        (e: unknown) => e,
+      );
+      const elapsed = performance.now() - t0;
+      expect(err, name).toBeInstanceOf(StoreUnavailableError);
+      expect(elapsed, `${name} took ${Math.round(elapsed)} ms`).toBeLessThan(timeoutMs + 2000);
+    }
+
+    // Same data dir and ports: the store reconnects by itself and the watch reports the reconnect.
+    seen.length = 0;
+    await etcd.restart();
+    const cd = await waitFor(async () => store.getClusterData(), { timeoutMs: 15_000, what: 'etcd to answer again' });
+    expect(cd).toEqual({ text: '{"v":1}', revision: rev });
+    await waitFor(() => seen.includes('clusterdata'), { timeoutMs: 15_000, what: 'watch callback after reconnect' });
+    await store.setInfo('sentinels', 's1', { UID: 's1' }, 20_000);
+    expect(Object.keys(await store.listInfos('sentinels'))).toEqual(['s1']);
+
+    const t0 = performance.now();
+    await w.close();
+    await store.close();
+    expect(performance.now() - t0).toBeLessThan(timeoutMs * 2 + 1000);
+  });
+
+  it('close() returns within a bounded time when etcd is gone', async () => {
+    const timeoutMs = 1000;
+    const store = new EtcdStore({ endpoints: etcd.endpoints, clusterName: 'gone2', timeoutMs });
+    await store.setInfo('proxies', 'p1', { infoUID: 'i', UID: 'p1', Generation: 1, ProxyTimeout: 1 }, 20_000);
+    const e = await store.campaign('s1', 20_000);
+    await waitFor(() => e.isLeader(), { timeoutMs: 10_000, what: 's1 to lead' });
+    await store.watch(['keepers'], () => undefined);
+    await etcd.kill();
+    const t0 = performance.now();
+    await store.close();
+    expect(performance.now() - t0).toBeLessThan(timeoutMs * 2 + 2000);
+    expect(e.isLeader()).toBe(false);
+    await etcd.restart();
+  });
+
+  it('gives up leadership before the lease can expire when etcd stops answering', async () => {
+    const store = new EtcdStore({ endpoints: etcd.endpoints, clusterName: 'paused', timeoutMs: 1000 });
+    const e = await store.campaign('s1', 3000);
+    await waitFor(() => e.isLeader(), { timeoutMs: 10_000, what: 's1 to lead' });
+    etcd.process.pause();
+    try {
+      const t0 = performance.now();
+      await waitFor(() => !e.isLeader(), { timeoutMs: 5000, what: 's1 to give up leadership', intervalMs: 20 });
+      // Lease TTL 3 s: leadership must end by 3/4 of it after the last confirmed keepalive.
+      expect(performance.now() - t0).toBeLessThan(3000 * 0.75 + 100);
+    } finally {
+      etcd.process.resume();
+    }
+    await waitFor(() => e.isLeader(), { timeoutMs: 15_000, what: 's1 to lead again after etcd resumed' });
+    await store.close();
+  });
+});

@@ -1,0 +1,896 @@
+/**
+ * The etcd v3 store, on microsoft/etcd3 with Stolon's key layout (@see shared/reference/stolon.md
+ * §2.2, §2.4). It owns the client's fault handling and timeouts: etcd3's default retries and
+ * per-host circuit breakers are switched off (STYLE.md rule 16), every call carries a gRPC
+ * deadline and is raced against the same deadline, so no method takes longer than `timeoutMs`
+ * (close() at most about twice that); loops retry at their next tick instead.
+ *
+ * Leases (infos and the sentinel election) are kept alive by this module, not by etcd3's `Lease`:
+ * one keepalive every TTL/3 with its own deadline (retried every 250 ms after a failure), so the
+ * time of the last confirmed keepalive is known exactly. That is what lets a leader give up
+ * leadership at 3/4 of the TTL after the last confirmation, before its lease can expire and
+ * another sentinel win (rule 11). The election is our own lease + create-revision election
+ * (as etcd's Go `concurrency.Election`, keys `<prefix>/<cluster>/sentinel-leader/<lease id hex>`)
+ * rather than etcd3's `Election`, which uses a fixed `election/` key prefix and unbounded waits.
+ *
+ * TTLs: etcd leases are whole seconds, so `ttlMs` is rounded up to seconds (minimum 1 s), and
+ * etcd itself raises any TTL below its minimum (with default `--heartbeat-interval` 100 ms and
+ * `--election-timeout` 1000 ms: 2 s). The TTL etcd grants is the one used for keepalive timing.
+ * Expired leases are reaped by etcd every 500 ms, so an entry may outlive its TTL by about that.
+ */
+import { ConfigError, StolonError, StoreConflictError, StoreUnavailableError } from '@stolon-ts/cluster';
+import { ExponentialBackoff, noop } from 'cockatiel';
+import { Etcd3, EtcdLeaseInvalidError, type IKeyValue, type ILeaseKeepAliveResponse, type Watcher } from 'etcd3';
+import type {
+  ClusterDataRecord,
+  Election,
+  InfoKind,
+  InfoTypes,
+  Store,
+  StoreWatch,
+  WatchTopic,
+} from './store.js';
+import {
+  DEFAULT_PREFIX,
+  DEFAULT_TIMEOUT_MS,
+  KeyLayout,
+  LEADER_VALID_FRACTION,
+  LeadershipNotifier,
+  TopicDispatcher,
+  checkTtl,
+  checkUid,
+  parseInfoText,
+} from './util.js';
+
+/** Options of {@link EtcdStore}. */
+export interface EtcdStoreOptions {
+  /** Client URLs, e.g. `['http://127.0.0.1:2379']` (`https://` enables TLS with system roots). */
+  readonly endpoints: readonly string[];
+  /** Cluster name, the second key segment. */
+  readonly clusterName: string;
+  /** Key prefix, used verbatim as Stolon does for etcdv3. @default 'stolon/cluster' */
+  readonly prefix?: string;
+  /** Per-call timeout in ms; no store method takes longer. @default 5000 */
+  readonly timeoutMs?: number;
+}
+
+/** Delay between keepalive attempts after a failed one, in ms. */
+const KEEPALIVE_RETRY_MS = 250;
+/** Pause before a campaign starts over after an error, in ms (capped by TTL/4). */
+const CAMPAIGN_RETRY_MS = 1000;
+
+function isPositiveRevision(rev: string): boolean {
+  return /^[1-9][0-9]*$/.test(rev);
+}
+
+function monotonicMs(): number {
+  return performance.now();
+}
+
+/**
+ * A store backed by etcd v3.
+ *
+ * Every method throws `StoreUnavailableError` when etcd cannot be reached, answers with an error,
+ * or does not answer within `timeoutMs`, and after {@link EtcdStore.close}.
+ * @see Store for the per-method contract.
+ */
+export class EtcdStore implements Store {
+  /** @internal */
+  readonly client: Etcd3;
+  /** @internal */
+  readonly timeoutMs: number;
+  /** @internal */
+  readonly keys: KeyLayout;
+  private readonly endpoints: readonly string[];
+  private readonly clusterName: string;
+  private closed = false;
+  private readonly infoLeases = new Map<string, { lease: KeptLease; ttlSec: number }>();
+  /** Serialises setInfo/deleteInfo per (kind, uid) so two calls never grant two leases. */
+  private readonly infoLocks = new Map<string, Promise<unknown>>();
+  private readonly watches = new Set<EtcdWatch>();
+  private readonly elections = new Set<EtcdElection>();
+  private readonly leases = new Set<KeptLease>();
+
+  /**
+   * Creates the client; connects lazily on the first call.
+   * @throws ConfigError (`field: 'store-endpoints'`) when `endpoints` is empty.
+   */
+  constructor(opts: EtcdStoreOptions) {
+    if (opts.endpoints.length === 0) {
+      throw new ConfigError('no etcd endpoints given: pass --store-endpoints, e.g. http://127.0.0.1:2379', {
+        field: 'store-endpoints',
+      });
+    }
+    this.endpoints = opts.endpoints;
+    this.clusterName = opts.clusterName;
+    this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.keys = new KeyLayout(opts.prefix ?? DEFAULT_PREFIX, opts.clusterName);
+    this.client = new Etcd3({
+      hosts: [...opts.endpoints],
+      // No retries and no circuit breaker: a retry would stretch a call past timeoutMs, and an
+      // open breaker would fail calls for 5 s after etcd is back. Our loops retry at their next tick.
+      faultHandling: {
+        host: () => noop,
+        global: noop,
+        watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }).next(),
+      },
+      // Detect a silently dead connection (paused or partitioned etcd) under open watch streams.
+      // etcd rejects pings more often than every 5 s (--grpc-keepalive-min-time).
+      grpcOptions: {
+        'grpc.keepalive_time_ms': 10_000,
+        'grpc.keepalive_timeout_ms': this.timeoutMs,
+      },
+    });
+  }
+
+  // ---- call plumbing ----
+
+  /** @internal Throws if closed. */
+  ensureOpen(what: string): void {
+    if (this.closed) {
+      throw new StoreUnavailableError(`etcd store for cluster ${this.clusterName} is closed (${what})`);
+    }
+  }
+
+  /**
+   * Runs `fn` with a gRPC deadline of `deadline` (epoch ms) and races it against the same
+   * deadline, mapping every failure to a StolonError.
+   * @internal
+   */
+  async call<T>(what: string, deadline: number, fn: (callOpts: { deadline: number }) => Promise<T>): Promise<T> {
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) {
+      throw this.timeoutError(what);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    // Async wrapper: a synchronous throw in fn becomes a rejection like any other failure.
+    const work = (async () => fn({ deadline }))();
+    // The loser of the race must not become an unhandled rejection.
+    work.catch(() => undefined);
+    try {
+      return await Promise.race([
+        work,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(this.timeoutError(what)), remaining);
+        }),
+      ]);
+    } catch (err) {
+      throw this.mapError(what, err);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** @internal A deadline `timeoutMs` from now, in epoch ms. */
+  deadline(): number {
+    return Date.now() + this.timeoutMs;
+  }
+
+  private timeoutError(what: string): StoreUnavailableError {
+    return new StoreUnavailableError(
+      `etcd did not answer ${what} within ${this.timeoutMs} ms; check that etcd is up and reachable at ${this.endpoints.join(',')}`,
+    );
+  }
+
+  /** @internal */
+  mapError(what: string, err: unknown): StolonError {
+    if (err instanceof StolonError) {
+      return err;
+    }
+    const msg = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    return new StoreUnavailableError(
+      `etcd ${what} failed (${msg}); check that etcd is up and reachable at ${this.endpoints.join(',')}`,
+      { cause: err },
+    );
+  }
+
+  // ---- clusterdata ----
+
+  /** @inheritDoc */
+  async getClusterData(): Promise<ClusterDataRecord | null> {
+    this.ensureOpen('getClusterData');
+    const res = await this.call('get clusterdata', this.deadline(), (o) =>
+      this.client.get(this.keys.clusterData).options(o).exec(),
+    );
+    const kv = res.kvs[0];
+    return kv === undefined ? null : { text: kv.value.toString('utf8'), revision: kv.mod_revision };
+  }
+
+  /** @inheritDoc */
+  async putClusterData(text: string, expectedRevision: string | null): Promise<string> {
+    this.ensureOpen('putClusterData');
+    if (expectedRevision !== null && !isPositiveRevision(expectedRevision)) {
+      // Not a revision this backend hands out (e.g. from another backend): cannot match.
+      throw new StoreConflictError(`clusterdata revision "${expectedRevision}" is not an etcd revision; read it and retry`, {
+        revision: expectedRevision,
+      });
+    }
+    const key = this.keys.clusterData;
+    const res = await this.call('compare-and-set clusterdata', this.deadline(), (o) =>
+      (expectedRevision === null
+        ? this.client.if(key, 'Create', '==', 0)
+        : this.client.if(key, 'Mod', '==', expectedRevision)
+      )
+        .then(this.client.put(key).value(text))
+        .else(this.client.get(key))
+        .options(o)
+        .commit(),
+    );
+    if (!res.succeeded) {
+      const found = res.responses[0]?.response_range?.kvs[0]?.mod_revision;
+      throw new StoreConflictError(
+        expectedRevision === null
+          ? `clusterdata of ${this.clusterName} already exists (revision ${found ?? '?'}); read it and retry`
+          : `clusterdata of ${this.clusterName} changed: expected revision ${expectedRevision}, found ${found ?? 'none'}; read it and retry`,
+        expectedRevision === null ? {} : { revision: expectedRevision },
+      );
+    }
+    // The put is the transaction's only write, so the key's new mod revision is the header's.
+    return res.header.revision;
+  }
+
+  /** @inheritDoc */
+  async overwriteClusterData(text: string): Promise<string> {
+    this.ensureOpen('overwriteClusterData');
+    const res = await this.call('put clusterdata', this.deadline(), (o) =>
+      this.client.put(this.keys.clusterData).value(text).options(o).exec(),
+    );
+    return res.header.revision;
+  }
+
+  // ---- infos ----
+
+  private async serialize<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.infoLocks.get(key) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.infoLocks.set(key, tail);
+    try {
+      return await run;
+    } finally {
+      if (this.infoLocks.get(key) === tail) {
+        this.infoLocks.delete(key);
+      }
+    }
+  }
+
+  /**
+   * @inheritDoc
+   * The TTL is `ceil(ttlMs / 1000)` seconds, at least 1, and etcd may raise it to its minimum
+   * (2 s with default etcd timing).
+   */
+  async setInfo<K extends InfoKind>(kind: K, uid: string, info: InfoTypes[K], ttlMs: number): Promise<void> {
+    checkTtl(ttlMs);
+    checkUid(uid);
+    this.ensureOpen('setInfo');
+    const deadline = this.deadline();
+    const k = `${kind}/${uid}`;
+    const ttlSec = Math.max(1, Math.ceil(ttlMs / 1000));
+    const key = this.keys.info(kind, uid);
+    const value = JSON.stringify(info);
+    await this.serialize(k, async () => {
+      let stale: KeptLease | undefined;
+      for (let attempt = 0; ; attempt++) {
+        let entry = this.infoLeases.get(k);
+        if (entry !== undefined && (entry.ttlSec !== ttlSec || !entry.lease.alive())) {
+          // TTL changed, or keepalives failed for a whole TTL: the key may be gone; use a new lease.
+          stale = entry.lease;
+          entry = undefined;
+          this.infoLeases.delete(k);
+        }
+        if (entry === undefined) {
+          const lease = await this.grantLease(ttlSec, deadline, `grant lease for ${kind} info ${uid}`);
+          entry = { lease, ttlSec };
+          this.infoLeases.set(k, entry);
+        }
+        const leaseId = entry.lease.id;
+        try {
+          await this.call(`put ${kind} info ${uid}`, deadline, (o) =>
+            this.client.put(key).value(value).lease(leaseId).options(o).exec(),
+          );
+          break;
+        } catch (err) {
+          if (attempt === 0 && err instanceof StoreUnavailableError && err.cause instanceof EtcdLeaseInvalidError) {
+            // etcd already expired the lease (e.g. it was down longer than the TTL): one new grant.
+            entry.lease.close();
+            this.infoLeases.delete(k);
+            continue;
+          }
+          throw err;
+        }
+      }
+      if (stale !== undefined) {
+        // Only now: the key moved to the new lease, so revoking the old one does not delete it.
+        await stale.revoke(deadline).catch(() => undefined);
+      }
+    });
+  }
+
+  /** @inheritDoc */
+  async deleteInfo(kind: InfoKind, uid: string): Promise<void> {
+    this.ensureOpen('deleteInfo');
+    const deadline = this.deadline();
+    const k = `${kind}/${uid}`;
+    await this.serialize(k, async () => {
+      await this.call(`delete ${kind} info ${uid}`, deadline, (o) =>
+        this.client.delete().key(this.keys.info(kind, uid)).options(o).exec(),
+      );
+      const entry = this.infoLeases.get(k);
+      if (entry !== undefined) {
+        this.infoLeases.delete(k);
+        await entry.lease.revoke(deadline);
+      }
+    });
+  }
+
+  /** @inheritDoc */
+  async listInfos<K extends InfoKind>(
+    kind: K,
+    onInvalid?: (uid: string, err: Error) => void,
+  ): Promise<Record<string, InfoTypes[K]>> {
+    this.ensureOpen('listInfos');
+    const dir = this.keys.infoDir(kind);
+    const res = await this.call(`list ${kind} infos`, this.deadline(), (o) =>
+      this.client.getAll().prefix(dir).options(o).exec(),
+    );
+    const out: Record<string, InfoTypes[K]> = {};
+    for (const kv of res.kvs) {
+      const uid = kv.key.toString('utf8').slice(dir.length);
+      try {
+        out[uid] = parseInfoText(kv.value.toString('utf8')) as InfoTypes[K];
+      } catch (err) {
+        onInvalid?.(uid, err instanceof Error ? err : new Error(String(err)));
+      }
+    }
+    return out;
+  }
+
+  // ---- leases ----
+
+  /**
+   * Grants a lease of `ttlSec` seconds and starts keeping it alive.
+   * @internal
+   */
+  async grantLease(ttlSec: number, deadline: number, what: string): Promise<KeptLease> {
+    const sentAt = monotonicMs();
+    const res = await this.call(what, deadline, (o) => this.client.leaseClient.leaseGrant({ TTL: ttlSec, ID: 0 }, o));
+    if (res.error) {
+      throw new StoreUnavailableError(`etcd refused to ${what}: ${res.error}`);
+    }
+    const lease = new KeptLease(this, res.ID, Number(res.TTL) * 1000, sentAt, (l) => this.leases.delete(l));
+    if (this.closed) {
+      // close() ran meanwhile and will not see this lease.
+      await lease.revoke(deadline).catch(() => undefined);
+      throw new StoreUnavailableError(`etcd store for cluster ${this.clusterName} is closed (${what})`);
+    }
+    this.leases.add(lease);
+    return lease;
+  }
+
+  /**
+   * One keepalive round trip for lease `id`, bounded by `timeoutMs`.
+   * @internal
+   */
+  async keepaliveOnce(id: string, timeoutMs: number): Promise<ILeaseKeepAliveResponse> {
+    const deadline = Date.now() + timeoutMs;
+    return this.call(`keepalive lease ${id}`, deadline, async (o) => {
+      const stream = await this.client.leaseClient.leaseKeepAlive(o);
+      return new Promise<ILeaseKeepAliveResponse>((resolve, reject) => {
+        stream.on('data', (res) => {
+          resolve(res);
+          // Half-close: etcd then ends the stream cleanly.
+          stream.end();
+        });
+        stream.on('error', reject);
+        stream.write({ ID: id });
+      });
+    });
+  }
+
+  // ---- watches ----
+
+  /**
+   * @inheritDoc
+   * One etcd watcher per topic; resolves once all are established.
+   * @throws StoreUnavailableError when the watchers are not established within `timeoutMs`.
+   */
+  async watch(topics: readonly WatchTopic[], listener: (topic: WatchTopic) => void): Promise<StoreWatch> {
+    this.ensureOpen('watch');
+    const w = new EtcdWatch(this, [...new Set(topics)], listener, (x) => this.watches.delete(x));
+    this.watches.add(w);
+    try {
+      await this.call('establish watch', this.deadline(), () => w.established);
+    } catch (err) {
+      await w.close();
+      throw err;
+    }
+    return w;
+  }
+
+  // ---- election ----
+
+  /** @inheritDoc */
+  async campaign(candidateUid: string, ttlMs: number): Promise<Election> {
+    checkTtl(ttlMs);
+    this.ensureOpen('campaign');
+    await Promise.resolve();
+    const e = new EtcdElection(this, candidateUid, Math.max(1, Math.ceil(ttlMs / 1000)), (x) => this.elections.delete(x));
+    this.elections.add(e);
+    e.start();
+    return e;
+  }
+
+  /** @inheritDoc */
+  async getLeader(): Promise<string | null> {
+    this.ensureOpen('getLeader');
+    const kv = await this.firstCandidate(this.deadline());
+    return kv === undefined ? null : kv.value.toString('utf8');
+  }
+
+  /** @internal The candidates under the election prefix, lowest create revision first. */
+  async candidates(deadline: number): Promise<IKeyValue[]> {
+    const res = await this.call('list sentinel-leader candidates', deadline, (o) =>
+      this.client.getAll().prefix(`${this.keys.election}/`).sort('Create', 'Ascend').options(o).exec(),
+    );
+    return res.kvs;
+  }
+
+  private async firstCandidate(deadline: number): Promise<IKeyValue | undefined> {
+    const res = await this.call('get sentinel-leader', deadline, (o) =>
+      this.client.getAll().prefix(`${this.keys.election}/`).sort('Create', 'Ascend').limit(1).options(o).exec(),
+    );
+    return res.kvs[0];
+  }
+
+  // ---- lifecycle ----
+
+  /**
+   * @inheritDoc
+   * Resigns elections, closes watches and revokes info leases in parallel (each bounded by
+   * `timeoutMs`, failures ignored: unrevoked leases expire by TTL), then closes the client.
+   */
+  async close(): Promise<void> {
+    if (this.closed) {
+      return;
+    }
+    this.closed = true;
+    const deadline = this.deadline();
+    await Promise.all([
+      ...[...this.elections].map((e) => e.resign()),
+      ...[...this.watches].map((w) => w.close()),
+      ...[...this.infoLeases.values()].map((e) => e.lease.revoke(deadline).catch(() => undefined)),
+    ]);
+    this.infoLeases.clear();
+    for (const l of this.leases) {
+      l.close();
+    }
+    this.client.close();
+  }
+
+  /**
+   * Test hook: stops this client as a crash would. Keepalives stop and the client closes, but
+   * nothing is revoked or deleted: infos expire after their TTL, and a leadership held passes on
+   * once its lease expires.
+   */
+  async abandon(): Promise<void> {
+    if (this.closed) {
+      return;
+    }
+    this.closed = true;
+    for (const e of [...this.elections]) {
+      e.abandon();
+    }
+    for (const l of this.leases) {
+      l.close();
+    }
+    await Promise.all([...this.watches].map((w) => w.close()));
+    this.client.close();
+  }
+}
+
+/**
+ * An etcd lease kept alive by a keepalive every TTL/3 (every 250 ms after a failure).
+ * `lastConfirmed` is the monotonic time at which the last successful keepalive (or the grant)
+ * was *sent*: etcd extends the lease when it receives it, so the lease cannot expire before
+ * `lastConfirmed + ttlMs`.
+ * @internal
+ */
+class KeptLease {
+  private state: 'alive' | 'lost' | 'closed' = 'alive';
+  private timer: NodeJS.Timeout | undefined;
+  private readonly listeners = new Set<() => void>();
+
+  constructor(
+    private readonly store: EtcdStore,
+    readonly id: string,
+    readonly ttlMs: number,
+    private lastConfirmed: number,
+    private readonly onClose: (l: KeptLease) => void,
+  ) {
+    this.schedule(this.intervalMs());
+  }
+
+  private intervalMs(): number {
+    return Math.max(100, this.ttlMs / 3);
+  }
+
+  /** True while the lease can still exist on etcd. */
+  alive(): boolean {
+    return this.state === 'alive' && monotonicMs() - this.lastConfirmed < this.ttlMs;
+  }
+
+  /** Until when (monotonic ms) a leader holding this lease may act. */
+  leaderValidUntil(): number {
+    return this.state === 'alive' ? this.lastConfirmed + this.ttlMs * LEADER_VALID_FRACTION : 0;
+  }
+
+  /** Calls `fn` after every keepalive attempt and when the lease is lost or closed. */
+  onUpdate(fn: () => void): void {
+    this.listeners.add(fn);
+  }
+
+  private emit(): void {
+    for (const l of this.listeners) {
+      l();
+    }
+  }
+
+  private schedule(ms: number): void {
+    this.timer = setTimeout(() => void this.tick(), ms);
+  }
+
+  private async tick(): Promise<void> {
+    this.timer = undefined;
+    if (this.state !== 'alive') {
+      return;
+    }
+    const sentAt = monotonicMs();
+    let next = this.intervalMs();
+    try {
+      const res = await this.store.keepaliveOnce(this.id, Math.min(this.store.timeoutMs, this.intervalMs()));
+      if (Number(res.TTL) <= 0) {
+        // etcd says the lease is gone (expired or revoked elsewhere).
+        this.state = 'lost';
+      } else {
+        this.lastConfirmed = sentAt;
+      }
+    } catch {
+      if (monotonicMs() - this.lastConfirmed >= this.ttlMs) {
+        this.state = 'lost';
+      }
+      next = Math.min(next, KEEPALIVE_RETRY_MS);
+    }
+    if (this.state === 'alive') {
+      this.schedule(next);
+    } else {
+      this.close();
+    }
+    this.emit();
+  }
+
+  /** Stops keepalives without revoking (the lease expires by TTL). Idempotent. */
+  close(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.state === 'alive') {
+      this.state = 'closed';
+    }
+    this.onClose(this);
+    this.emit();
+    this.listeners.clear();
+  }
+
+  /**
+   * Stops keepalives and revokes the lease, deleting its keys. A lease etcd no longer knows is fine.
+   * @throws StoreUnavailableError when etcd does not answer by `deadline`.
+   */
+  async revoke(deadline: number): Promise<void> {
+    this.close();
+    try {
+      await this.store.call(`revoke lease ${this.id}`, deadline, (o) =>
+        this.store.client.leaseClient.leaseRevoke({ ID: this.id }, o),
+      );
+    } catch (err) {
+      if (err instanceof StoreUnavailableError && err.cause instanceof EtcdLeaseInvalidError) {
+        return;
+      }
+      throw err;
+    }
+  }
+}
+
+const TOPIC_TARGET: Record<WatchTopic, (k: KeyLayout) => { key: string } | { prefix: string }> = {
+  clusterdata: (k) => ({ key: k.clusterData }),
+  keepers: (k) => ({ prefix: k.infoDir('keepers') }),
+  sentinels: (k) => ({ prefix: k.infoDir('sentinels') }),
+  proxies: (k) => ({ prefix: k.infoDir('proxies') }),
+  'sentinel-leader': (k) => ({ prefix: `${k.election}/` }),
+};
+
+/** Delay before re-creating a watcher that etcd cancelled (e.g. compaction), in ms. */
+const REWATCH_MS = 500;
+
+/**
+ * One etcd watcher per topic. A put or delete calls the listener; so does every reconnect after
+ * the first connection and every watcher cancelled by etcd (which is then re-created), because
+ * events may have been missed.
+ * @internal
+ */
+class EtcdWatch implements StoreWatch {
+  /** Resolves once every topic's watcher is connected for the first time. */
+  readonly established: Promise<void>;
+  private readonly dispatcher: TopicDispatcher;
+  private readonly watchers = new Set<Watcher>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private closed = false;
+
+  constructor(
+    private readonly store: EtcdStore,
+    topics: readonly WatchTopic[],
+    listener: (topic: WatchTopic) => void,
+    private readonly onClose: (w: EtcdWatch) => void,
+  ) {
+    this.dispatcher = new TopicDispatcher(listener);
+    this.established = Promise.all(topics.map((t) => this.open(t))).then(() => undefined);
+  }
+
+  /** Creates the watcher of `topic`; resolves on its first connection. */
+  private open(topic: WatchTopic): Promise<void> {
+    return new Promise<void>((resolve) => {
+      if (this.closed) {
+        resolve();
+        return;
+      }
+      const target = TOPIC_TARGET[topic](this.store.keys);
+      const builder = this.store.client.watch();
+      const w = ('key' in target ? builder.key(target.key) : builder.prefix(target.prefix)).watcher();
+      this.watchers.add(w);
+      let connected = false;
+      w.on('connected', () => {
+        if (connected) {
+          this.dispatcher.notify(topic);
+        }
+        connected = true;
+        resolve();
+      });
+      w.on('data', (res) => {
+        if (res.events.length > 0) {
+          this.dispatcher.notify(topic);
+        }
+      });
+      // Without an 'error' listener an EventEmitter error would crash the process.
+      w.on('error', () => {
+        // etcd cancelled the watcher (compaction, etc.) and etcd3 dropped it; re-create it. (No
+        // w.cancel(): cancelling a watcher etcd3 no longer tracks makes it throw on the answer.)
+        this.watchers.delete(w);
+        if (this.closed) {
+          return;
+        }
+        this.dispatcher.notify(topic);
+        const t = setTimeout(() => {
+          this.timers.delete(t);
+          void this.open(topic);
+        }, REWATCH_MS);
+        this.timers.add(t);
+      });
+    });
+  }
+
+  /** @inheritDoc */
+  async close(): Promise<void> {
+    if (this.closed) {
+      return;
+    }
+    this.closed = true;
+    this.dispatcher.close();
+    for (const t of this.timers) {
+      clearTimeout(t);
+    }
+    this.onClose(this);
+    const cancels = [...this.watchers].map((w) => {
+      w.removeAllListeners('data');
+      w.removeAllListeners('connected');
+      w.on('error', () => undefined);
+      return w.cancel().catch(() => undefined);
+    });
+    this.watchers.clear();
+    // Cancelling waits for etcd's answer; bound it so close() never hangs on a dead etcd.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(cancels),
+      new Promise<void>((r) => {
+        timer = setTimeout(r, this.store.timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * A candidacy for the sentinel leader lease: grant a lease, create
+ * `<election prefix>/<lease id hex>` with the candidate uid, and be leader while that key has the
+ * lowest create revision under the prefix and a keepalive was confirmed within 3/4 of the TTL.
+ * A watcher on the prefix, keepalive results and a recheck every TTL/3 drive re-evaluation.
+ * When the lease is lost (or our key vanished) the candidacy starts over with a new lease.
+ * @internal
+ */
+class EtcdElection implements Election {
+  private readonly notifier = new LeadershipNotifier();
+  private stopped = false;
+  private lease: KeptLease | undefined;
+  private watcher: Watcher | undefined;
+  private wakeUp: (() => void) | undefined;
+  private readonly done: Promise<void>;
+  private resolveDone!: () => void;
+
+  constructor(
+    private readonly store: EtcdStore,
+    private readonly uid: string,
+    private readonly ttlSec: number,
+    private readonly onStop: (e: EtcdElection) => void,
+  ) {
+    this.done = new Promise((r) => {
+      this.resolveDone = r;
+    });
+  }
+
+  start(): void {
+    this.ensureWatcher();
+    // The loop starts on a later tick: campaign() resolves before any leadership is reported.
+    setImmediate(() => {
+      void this.run().finally(() => this.resolveDone());
+    });
+  }
+
+  isLeader(): boolean {
+    return this.notifier.leader && this.lease !== undefined && monotonicMs() < this.lease.leaderValidUntil();
+  }
+
+  onChange(listener: (leader: boolean) => void): void {
+    this.notifier.on(listener);
+  }
+
+  /** Watches the election prefix so a resigned or expired leader is noticed at once. */
+  private ensureWatcher(): void {
+    if (this.watcher !== undefined || this.stopped) {
+      return;
+    }
+    const w = this.store.client.watch().prefix(`${this.store.keys.election}/`).watcher();
+    w.on('data', () => this.wake());
+    w.on('connected', () => this.wake());
+    w.on('error', () => {
+      // Cancelled by etcd and dropped by etcd3 (so never cancel() it); the next pass re-creates it.
+      if (this.watcher === w) {
+        this.watcher = undefined;
+      }
+      this.wake();
+    });
+    this.watcher = w;
+  }
+
+  private wake(): void {
+    const w = this.wakeUp;
+    this.wakeUp = undefined;
+    w?.();
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.wakeUp = undefined;
+        resolve();
+      }, Math.max(1, ms));
+      this.wakeUp = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        await this.candidacy();
+      } catch {
+        // Unreachable etcd or similar: start over after a pause.
+      }
+      this.notifier.set(false);
+      if (!this.stopped) {
+        await this.sleep(Math.min(CAMPAIGN_RETRY_MS, (this.ttlSec * 1000) / 4));
+      }
+    }
+  }
+
+  /** One lease's candidacy; returns (or throws) when that lease is lost or on resign. */
+  private async candidacy(): Promise<void> {
+    const lease = await this.store.grantLease(this.ttlSec, this.store.deadline(), 'grant sentinel-leader lease');
+    if (this.stopped) {
+      await lease.revoke(this.store.deadline()).catch(() => undefined);
+      return;
+    }
+    this.lease = lease;
+    lease.onUpdate(() => this.wake());
+    const key = `${this.store.keys.election}/${BigInt(lease.id).toString(16)}`;
+    try {
+      await this.store.call('create sentinel-leader candidate key', this.store.deadline(), (o) =>
+        this.store.client
+          .if(key, 'Create', '==', 0)
+          .then(this.store.client.put(key).value(this.uid).lease(lease.id))
+          .options(o)
+          .commit(),
+      );
+      const recheckMs = Math.max(100, lease.ttlMs / 3);
+      while (!this.stopped && lease.alive()) {
+        this.ensureWatcher();
+        const kvs = await this.store.candidates(this.store.deadline());
+        if (!kvs.some((kv) => kv.key.toString('utf8') === key)) {
+          return; // our key is gone (lease expired or key deleted): new candidacy
+        }
+        const first = kvs[0];
+        const validFor = lease.leaderValidUntil() - monotonicMs();
+        const leader = first !== undefined && first.key.toString('utf8') === key && validFor > 0;
+        this.notifier.set(leader && !this.stopped);
+        // Wake up when leadership stops being valid, even if nothing else happens.
+        await this.sleep(leader ? Math.min(recheckMs, validFor + 1) : recheckMs);
+      }
+    } finally {
+      this.notifier.set(false);
+      this.lease = undefined;
+      if (this.stopped) {
+        // resign() revokes; nothing to do here.
+      } else {
+        // Give the key up now instead of letting it block others until the TTL runs out.
+        await lease.revoke(this.store.deadline()).catch(() => undefined);
+      }
+    }
+  }
+
+  private stop(): KeptLease | undefined {
+    this.stopped = true;
+    this.notifier.set(false);
+    const lease = this.lease;
+    this.wake();
+    const w = this.watcher;
+    this.watcher = undefined;
+    if (w !== undefined) {
+      w.removeAllListeners('data');
+      w.removeAllListeners('connected');
+      w.on('error', () => undefined);
+      void w.cancel().catch(() => undefined);
+    }
+    this.onStop(this);
+    return lease;
+  }
+
+  /**
+   * @inheritDoc
+   * Revoking the lease is best effort (bounded by the store timeout): if etcd is unreachable the
+   * candidate key expires with the lease TTL instead. Never throws.
+   */
+  async resign(): Promise<void> {
+    if (this.stopped) {
+      await this.done;
+      return;
+    }
+    const lease = this.stop();
+    // A grant in flight when we stopped is revoked by the loop itself, hence also wait for it.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.all([
+      lease?.revoke(this.store.deadline()).catch(() => undefined),
+      Promise.race([
+        this.done,
+        new Promise<void>((r) => {
+          timer = setTimeout(r, this.store.timeoutMs);
+        }),
+      ]),
+    ]);
+    clearTimeout(timer);
+  }
+
+  /** Stops without revoking: the candidate key stays until the lease expires. */
+  abandon(): void {
+    if (!this.stopped) {
+      this.stop()?.close();
+    }
+  }
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine for stolon-ts: etcd (Debian's etcd-server), npm dependencies, build.
+# Idempotent; safe to run again. Needs PostgreSQL server binaries (default /usr/lib/postgresql/15/bin).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing ${need_apt[*]}; run as root or: sudo apt-get install -y ${need_apt[*]}" >&2
+    exit 1
+  fi
+  echo "setup: installing ${need_apt[*]} with apt-get"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+# Debian enables an etcd service on install; the project starts its own etcd on free ports.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
+  systemctl stop etcd || true
+fi
+
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+if [ ! -x "$PG_BIN/postgres" ]; then
+  echo "setup: no PostgreSQL server binaries in $PG_BIN; install postgresql-15 or set PG_BIN" >&2
+  exit 1
+fi
+if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+  echo "setup: running as root but there is no 'postgres' OS user for the keeper to run PostgreSQL as" >&2
+  exit 1
+fi
+
+if [ -f package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+else
+  npm install --no-audit --no-fund --loglevel=error
+fi
+npm run --silent build
+# Link the programs' bins (stolon-keeper, stolon-sentinel, stolon-proxy, stolonctl) now that dist/ exists.
+npm rebuild --ignore-scripts --loglevel=error >/dev/null 2>&1 || true
+echo "setup: done"

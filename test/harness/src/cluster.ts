@@ -1,0 +1,282 @@
+/**
+ * A local HA cluster on loopback, used both by the README's first command (`npm run cluster`)
+ * and by the end-to-end tests: etcd (Debian's binary), N keepers, M sentinels, P proxies, all
+ * on 127.0.0.1 free ports, data under one directory. Every process is a child of this one and
+ * is stopped by `stop()` (and by the harness's exit hook if the caller dies).
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { startEtcd, type EtcdHandle } from './etcd.js';
+import { freePort } from './ports.js';
+import { startProcess, type ProcessHandle } from './process.js';
+import { waitFor } from './wait.js';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+
+/** Path of a program's built entry point, e.g. `bin('keeper')`. */
+export function binPath(component: 'keeper' | 'sentinel' | 'proxy' | 'stolonctl'): string {
+  return join(REPO, 'packages', component, 'dist', 'bin.js');
+}
+
+export interface LocalClusterOptions {
+  /** Directory for all data and logs (created, mode 0755 so the postgres OS user can traverse it). */
+  readonly dir: string;
+  readonly clusterName?: string;
+  /** @default 2 */
+  readonly keepers?: number;
+  /** @default 1 */
+  readonly sentinels?: number;
+  /** @default 1 */
+  readonly proxies?: number;
+  /** Fixed proxy port for the first proxy (others and unset: free ports). */
+  readonly proxyPort?: number;
+  /** Cluster spec passed to `stolonctl init`. @default {"initMode":"new"} */
+  readonly spec?: Record<string, unknown>;
+  /** Use this etcd instead of starting one. */
+  readonly etcd?: EtcdHandle;
+  /** Log level of the components. @default 'info' */
+  readonly logLevel?: string;
+  /** PostgreSQL binaries. @default /usr/lib/postgresql/15/bin */
+  readonly pgBinPath?: string;
+}
+
+export interface KeeperProc {
+  readonly uid: string;
+  readonly dataDir: string;
+  readonly pgPort: number;
+  process: ProcessHandle;
+  /** Reads the postmaster pid from PGDATA/postmaster.pid, if any. */
+  postmasterPid(): Promise<number | undefined>;
+}
+
+export interface CommandResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export interface LocalCluster {
+  readonly clusterName: string;
+  readonly etcd: EtcdHandle;
+  readonly keepers: KeeperProc[];
+  readonly sentinels: ProcessHandle[];
+  readonly proxies: { port: number; process: ProcessHandle }[];
+  readonly suPasswordFile: string;
+  readonly replPasswordFile: string;
+  /** Superuser password (tests need it to connect). */
+  readonly suPassword: string;
+  /** Common flags for any program: cluster name and store. */
+  storeFlags(): string[];
+  /** Runs stolonctl with the store flags prepended. */
+  stolonctl(args: readonly string[], stdin?: string): Promise<CommandResult>;
+  /** A `pg` client config through the proxy at index `i`. */
+  proxyClientConfig(i?: number): pg.ClientConfig;
+  /** Starts (again) keeper `i` with the same uid, port and data dir. */
+  startKeeper(i: number): Promise<void>;
+  /** SIGKILLs keeper `i` and its postmaster (the whole "node" dies). */
+  killKeeperNode(i: number): Promise<void>;
+  /** All captured component logs. */
+  logs(): string;
+  stop(): Promise<void>;
+}
+
+/** Runs a node program and collects its output. */
+export function runNode(script: string, args: readonly string[], stdin?: string, env?: NodeJS.ProcessEnv): Promise<CommandResult> {
+  return new Promise((res) => {
+    const child = execFile(
+      process.execPath,
+      [script, ...args],
+      { env: env ?? process.env, timeout: 60_000, maxBuffer: 16 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1;
+        res({ code, stdout, stderr });
+      },
+    );
+    if (stdin !== undefined) {
+      child.stdin?.end(stdin);
+    } else {
+      child.stdin?.end();
+    }
+  });
+}
+
+/**
+ * Starts a local cluster and waits until a query through the first proxy succeeds.
+ * @throws Error with component logs when the cluster does not come up within 120 s (scaled).
+ */
+export async function startLocalCluster(opts: LocalClusterOptions): Promise<LocalCluster> {
+  const dir = resolve(opts.dir);
+  await mkdir(dir, { recursive: true });
+  await chmod(dir, 0o755);
+  const clusterName = opts.clusterName ?? 'stolon-local';
+  const logLevel = opts.logLevel ?? 'info';
+  const pgBinPath = opts.pgBinPath ?? '/usr/lib/postgresql/15/bin';
+  const logFile = join(dir, 'cluster.log');
+  const procs: ProcessHandle[] = [];
+  const ownEtcd = opts.etcd === undefined;
+  const etcd = opts.etcd ?? (await startEtcd({ dataDir: join(dir, 'etcd'), name: 'etcd' }));
+
+  const secret = async (name: string): Promise<[string, string]> => {
+    const file = join(dir, name);
+    let value: string;
+    if (existsSync(file)) {
+      value = (await readFile(file, 'utf8')).trim();
+    } else {
+      value = randomBytes(12).toString('hex');
+      await writeFile(file, `${value}\n`, { mode: 0o600 });
+    }
+    return [file, value];
+  };
+  const [suPasswordFile, suPassword] = await secret('su-password');
+  const [replPasswordFile] = await secret('repl-password');
+
+  const storeFlags = () => ['--cluster-name', clusterName, '--store-backend', 'etcdv3', '--store-endpoints', etcd.endpoints.join(',')];
+  const spawn = (name: string, component: 'keeper' | 'sentinel' | 'proxy', args: string[]): ProcessHandle => {
+    const p = startProcess({
+      name,
+      cmd: process.execPath,
+      args: [binPath(component), ...storeFlags(), '--log-level', logLevel, ...args],
+      logFile,
+    });
+    procs.push(p);
+    return p;
+  };
+  const stolonctl = (args: readonly string[], stdin?: string) => runNode(binPath('stolonctl'), [...storeFlags(), ...args], stdin);
+
+  const cleanup = async () => {
+    await Promise.allSettled(procs.filter((p) => p.running()).map((p) => p.stop('SIGTERM', 20_000)));
+    // Keepers stop their postgres on SIGTERM; kill any postmaster left by a SIGKILLed keeper.
+    await Promise.allSettled(keepers.map(async (k) => {
+      const pid = await k.postmasterPid();
+      if (pid !== undefined) {
+        try { process.kill(pid, 'SIGQUIT'); } catch { /* gone */ }
+      }
+    }));
+    if (ownEtcd) {
+      await etcd.stop();
+    }
+  };
+
+  const keepers: KeeperProc[] = [];
+  try {
+    const existing = await runNode(binPath('stolonctl'), [...storeFlags(), 'status', '--format', 'json']);
+    if (existing.code !== 0) {
+      const init = await stolonctl(['init', '--yes', JSON.stringify(opts.spec ?? { initMode: 'new' })]);
+      if (init.code !== 0) {
+        throw new Error(`stolonctl init failed (${init.code}): ${init.stderr}`);
+      }
+    }
+    const nKeepers = opts.keepers ?? 2;
+    const portsFile = join(dir, 'ports.json');
+    const savedPorts = existsSync(portsFile) ? (JSON.parse(await readFile(portsFile, 'utf8')) as Record<string, number>) : {};
+    for (let i = 0; i < nKeepers; i++) {
+      const uid = `keeper${i}`;
+      const pgPort = savedPorts[uid] ?? (await freePort());
+      savedPorts[uid] = pgPort;
+      const dataDir = join(dir, uid);
+      keepers.push({
+        uid,
+        dataDir,
+        pgPort,
+        process: undefined as unknown as ProcessHandle,
+        postmasterPid: async () => {
+          try {
+            const text = await readFile(join(dataDir, 'postgres', 'postmaster.pid'), 'utf8');
+            const pid = Number(text.split('\n')[0]);
+            return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+          } catch {
+            return undefined;
+          }
+        },
+      });
+    }
+    await writeFile(portsFile, JSON.stringify(savedPorts));
+    const startKeeper = async (i: number) => {
+      const k = keepers[i];
+      if (k === undefined) {
+        throw new Error(`no keeper ${i}`);
+      }
+      k.process = spawn(`keeper ${k.uid}`, 'keeper', [
+        '--uid', k.uid,
+        '--data-dir', k.dataDir,
+        '--pg-listen-address', '127.0.0.1',
+        '--pg-port', String(k.pgPort),
+        '--pg-bin-path', pgBinPath,
+        '--pg-su-password-file', suPasswordFile,
+        '--pg-repl-password-file', replPasswordFile,
+      ]);
+      await k.process.waitForLog('keeper started', 30_000);
+    };
+    for (let i = 0; i < (opts.sentinels ?? 1); i++) {
+      spawn(`sentinel ${i}`, 'sentinel', []);
+    }
+    await Promise.all(keepers.map((_, i) => startKeeper(i)));
+    const proxies: { port: number; process: ProcessHandle }[] = [];
+    for (let i = 0; i < (opts.proxies ?? 1); i++) {
+      const port = i === 0 && opts.proxyPort !== undefined ? opts.proxyPort : await freePort();
+      proxies.push({ port, process: spawn(`proxy ${i}`, 'proxy', ['--listen-address', '127.0.0.1', '--port', String(port)]) });
+    }
+    const proxyClientConfig = (i = 0): pg.ClientConfig => ({
+      host: '127.0.0.1',
+      port: proxies[i]?.port ?? 0,
+      user: 'postgres',
+      password: suPassword,
+      database: 'postgres',
+      connectionTimeoutMillis: 3000,
+    });
+    await waitFor(
+      async () => {
+        const c = new pg.Client(proxyClientConfig(0));
+        try {
+          await c.connect();
+          const r = await c.query('select pg_is_in_recovery() as r');
+          return r.rows[0]?.r === false ? true : undefined;
+        } finally {
+          await c.end().catch(() => undefined);
+        }
+      },
+      { timeoutMs: 120_000, what: 'a writable primary through the proxy', intervalMs: 500 },
+    );
+    const cluster: LocalCluster = {
+      clusterName,
+      etcd,
+      keepers,
+      sentinels: procs.filter((p) => p.name.startsWith('sentinel')),
+      proxies,
+      suPasswordFile,
+      replPasswordFile,
+      suPassword,
+      storeFlags,
+      stolonctl,
+      proxyClientConfig,
+      startKeeper,
+      killKeeperNode: async (i) => {
+        const k = keepers[i];
+        if (k === undefined) {
+          throw new Error(`no keeper ${i}`);
+        }
+        const pid = await k.postmasterPid();
+        await k.process.kill();
+        if (pid !== undefined) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            /* already gone */
+          }
+        }
+      },
+      logs: () => procs.map((p) => p.logs()).join('\n'),
+      stop: cleanup,
+    };
+    return cluster;
+  } catch (err) {
+    const logs = procs.map((p) => p.logs().split('\n').slice(-40).join('\n')).join('\n');
+    await cleanup();
+    throw new Error(`local cluster did not start: ${(err as Error).message}\n--- last component logs ---\n${logs}`, { cause: err });
+  }
+}

@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+/**
+ * `npm run cluster` / `stolon-local`: starts a local HA cluster on loopback (etcd, keepers,
+ * sentinels, proxies), prints how to connect, and stops everything on Ctrl-C.
+ */
+import { resolve } from 'node:path';
+import yargs from 'yargs';
+import { startLocalCluster } from './cluster.js';
+import { stopAll } from './process.js';
+
+const argv = await yargs(process.argv.slice(2))
+  .scriptName('stolon-local')
+  .strict()
+  .option('dir', { type: 'string', default: '.local-cluster', describe: 'directory for data and logs (kept between runs)' })
+  .option('cluster-name', { type: 'string', default: 'stolon-local' })
+  .option('keepers', { type: 'number', default: 2 })
+  .option('sentinels', { type: 'number', default: 1 })
+  .option('proxies', { type: 'number', default: 1 })
+  .option('proxy-port', { type: 'number', default: 25432, describe: 'port of the first proxy' })
+  .option('pg-bin-path', { type: 'string', default: '/usr/lib/postgresql/15/bin' })
+  .option('log-level', { type: 'string', default: 'info' })
+  .help()
+  .parseAsync();
+
+const dir = resolve(argv.dir);
+process.stdout.write(`starting local cluster "${argv['cluster-name']}" in ${dir} (logs: ${dir}/cluster.log)...\n`);
+let cluster;
+try {
+  cluster = await startLocalCluster({
+    dir,
+    clusterName: argv['cluster-name'],
+    keepers: argv.keepers,
+    sentinels: argv.sentinels,
+    proxies: argv.proxies,
+    proxyPort: argv['proxy-port'],
+    pgBinPath: argv['pg-bin-path'],
+    logLevel: argv['log-level'],
+  });
+} catch (err) {
+  process.stderr.write(`${(err as Error).message}\n`);
+  await stopAll();
+  process.exit(1);
+}
+const flags = cluster.storeFlags().join(' ');
+process.stdout.write(
+  [
+    '',
+    'cluster is up. Connect through the proxy:',
+    `  PGPASSWORD=$(cat ${cluster.suPasswordFile}) psql "host=127.0.0.1 port=${cluster.proxies[0]?.port} user=postgres dbname=postgres"`,
+    'Status:',
+    `  npx stolonctl ${flags} status`,
+    'Keepers (kill one to watch a failover):',
+    ...cluster.keepers.map((k) => `  ${k.uid}: postgres on 127.0.0.1:${k.pgPort}, keeper pid ${k.process.pid}, data ${k.dataDir}`),
+    '',
+    'Ctrl-C stops everything (data stays in the directory).',
+    '',
+  ].join('\n'),
+);
+let stopping = false;
+const shutdown = async (sig: string) => {
+  if (stopping) {
+    return;
+  }
+  stopping = true;
+  process.stdout.write(`\n${sig}: stopping the cluster...\n`);
+  await cluster.stop();
+  process.stdout.write('stopped.\n');
+  process.exit(0);
+};
+process.on('SIGINT', () => void shutdown('SIGINT'));
+process.on('SIGTERM', () => void shutdown('SIGTERM'));
