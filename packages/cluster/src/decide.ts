@@ -123,10 +123,21 @@ export function decide(input: DecideInput): DecideOutput {
     return 'converging';
   };
 
+  let awaitingFence = false;
   if (next.cluster.status.phase === 'initializing') {
     decideInitializing(next, spec, input, keeperHealthy, dbHealthy, convergence, reasons);
   } else {
-    decideNormal(next, spec, input, keeperHealthy, dbHealthy, convergence, reasons);
+    awaitingFence = decideNormal(next, spec, input, keeperHealthy, dbHealthy, convergence, reasons);
+  }
+
+  // forceFail is one-shot (Stolon), but our failover spans passes: fence, wait for every proxy,
+  // promote. Clearing it in the fence pass would make the next pass see the keeper healthy again
+  // and route proxies back to it, so keep it on the primary's keeper while the fence is pending.
+  const heldFor = awaitingFence ? next.dbs[next.cluster.status.master]?.spec.keeperUID : undefined;
+  for (const keeper of Object.values(next.keepers)) {
+    if (keeper.status.forceFail === true && keeper.uid !== heldFor) {
+      delete keeper.status.forceFail;
+    }
   }
 
   finishDbSpecs(next, input.cd, spec, input.wallTime);
@@ -158,12 +169,24 @@ export function decide(input: DecideInput): DecideOutput {
     next.changeTime = input.wallTime;
   }
   if (reasons.length === 0) {
-    reasons.push(describeSteadyState(next, changed));
+    const m = next.dbs[next.cluster.status.master];
+    const failingSince = m === undefined ? undefined : dbErrorSince[m.uid];
+    reasons.push(
+      describeSteadyState(
+        next,
+        changed,
+        failingSince === undefined ? undefined : { forMs: now - failingSince, failIntervalMs: spec.failIntervalMs },
+      ),
+    );
   }
   return { next, memory: { dbErrorSince, dbConvergingSince }, reasons, changed };
 }
 
-function describeSteadyState(cd: ClusterData, changed: boolean): string {
+function describeSteadyState(
+  cd: ClusterData,
+  changed: boolean,
+  primaryFailing?: { readonly forMs: number; readonly failIntervalMs: number },
+): string {
   const head = changed ? 'observed status updated' : 'no change';
   const master = cd.dbs[cd.cluster.status.master];
   if (master === undefined) {
@@ -171,7 +194,12 @@ function describeSteadyState(cd: ClusterData, changed: boolean): string {
   }
   const standbys = Object.values(cd.dbs).filter((d) => d.spec.role === 'standby');
   const healthy = standbys.filter((d) => d.status.healthy).length;
-  return `${head}: primary ${master.spec.keeperUID} (db ${master.uid}) healthy, ${healthy}/${standbys.length} standbys healthy`;
+  // A primary inside failInterval's grace is not failed yet, but it is not "healthy" either.
+  const state =
+    primaryFailing === undefined
+      ? 'healthy'
+      : `reported unhealthy for ${primaryFailing.forMs} ms; it is failed after failInterval ${formatDurationMs(primaryFailing.failIntervalMs)}`;
+  return `${head}: primary ${master.spec.keeperUID} (db ${master.uid}) ${state}, ${healthy}/${standbys.length} standbys healthy`;
 }
 
 /** Adds newly seen keepers and recomputes every keeper's health from live infos. */
@@ -210,7 +238,7 @@ function updateKeepers(
     const forced = keeper.status.forceFail === true;
     const healthy = info !== undefined && !forced;
     if (forced) {
-      delete keeper.status.forceFail;
+      // Cleared at the end of the pass (see `decide`), not here: a failover spans passes.
       reasons.push(`keeper ${keeper.uid} forced failed by stolonctl failkeeper`);
     }
     if (info !== undefined) {
@@ -355,7 +383,8 @@ function decideInitializing(
     return;
   }
   const c = convergence(master, spec.initTimeoutMs);
-  if (c === 'converged' && dbHealthy(master)) {
+  // `master.status.healthy`: postgres is up now (dbHealthy alone allows failInterval's grace).
+  if (c === 'converged' && master.status.healthy && dbHealthy(master)) {
     master.spec.initMode = 'none';
     cd.cluster.status.phase = 'normal';
     reasons.push(`initialized: primary ${master.spec.keeperUID} (db ${master.uid}) is up; cluster phase normal`);
@@ -388,14 +417,13 @@ function decideNormal(
   dbHealthy: DbHealth,
   convergence: ConvergenceFn,
   reasons: string[],
-): void {
+): boolean {
   const master = cd.dbs[cd.cluster.status.master];
   const masterOk =
     master !== undefined && dbHealthy(master) && convergence(master, spec.convergenceTimeoutMs) !== 'failed';
 
   if (!masterOk) {
-    failover(cd, spec, input, master, dbHealthy, reasons);
-    return;
+    return failover(cd, spec, input, master, dbHealthy, reasons);
   }
 
   // Proxies: publish the primary only once it converged (promotion done) and is healthy, and
@@ -427,7 +455,7 @@ function decideNormal(
   }
 
   if (!masterConverged) {
-    return;
+    return false;
   }
 
   // The primary is healthy and converged: clean up and manage standbys.
@@ -491,9 +519,13 @@ function decideNormal(
       d.spec.followers = [];
     }
   }
+  return false;
 }
 
-/** The primary is not OK: fence proxies, then promote the best candidate. */
+/**
+ * The primary is not OK: fence proxies, then promote the best candidate.
+ * @returns true while waiting for live proxies to acknowledge the fence.
+ */
 function failover(
   cd: ClusterData,
   spec: ResolvedSpec,
@@ -501,7 +533,7 @@ function failover(
   master: DB | undefined,
   dbHealthy: DbHealth,
   reasons: string[],
-): void {
+): boolean {
   const who = master === undefined ? 'missing' : `${master.spec.keeperUID} (db ${master.uid})`;
   if (cd.proxy.spec.masterDbUid !== '') {
     cd.proxy.spec.masterDbUid = '';
@@ -511,28 +543,31 @@ function failover(
   }
   if (master === undefined) {
     reasons.push('no primary db and none can be chosen safely; manual intervention needed');
-    return;
+    return false;
   }
   const behind = proxiesBehind(cd, input.proxyInfos);
   if (behind.length > 0) {
     reasons.push(
       `primary ${who} failed: waiting for proxies ${behind.join(', ')} to acknowledge fence generation ${cd.proxy.generation} before promoting`,
     );
-    return;
+    return true;
   }
   const candidates: Candidate[] = Object.values(cd.dbs)
     .filter((d) => d.uid !== master.uid && d.spec.followConfig?.dbuid === master.uid)
     .map((db) => ({ db, canBeMaster: cd.keepers[db.spec.keeperUID]?.status.canBeMaster !== false }));
-  const best = findBestCandidates(candidates, master, { isHealthy: dbHealthy, maxStandbyLag: spec.maxStandbyLag })[0];
+  // A candidate must be up now: failInterval's grace keeps a primary from being failed for a
+  // blip; it must not make a standby whose postgres is down right now the promotion target.
+  const upNow = (db: DB): boolean => db.status.healthy && dbHealthy(db);
+  const best = findBestCandidates(candidates, master, { isHealthy: upNow, maxStandbyLag: spec.maxStandbyLag })[0];
   if (best === undefined) {
     const why = candidates
       .map(
         (c) =>
-          `${c.db.spec.keeperUID}: ${ineligibility(c, master, { healthy: dbHealthy(c.db), maxStandbyLag: spec.maxStandbyLag }) ?? 'eligible'}`,
+          `${c.db.spec.keeperUID}: ${ineligibility(c, master, { healthy: upNow(c.db), maxStandbyLag: spec.maxStandbyLag }) ?? 'eligible'}`,
       )
       .join('; ');
     reasons.push(`primary ${who} failed: no eligible standby to promote${why === '' ? '' : ` (${why})`}`);
-    return;
+    return false;
   }
   const w = best.db;
   // The old primary's DB goes at once: its keeper, if it comes back, then has no DB and keeps
@@ -546,6 +581,7 @@ function failover(
     `primary ${who} failed: promoting keeper ${w.spec.keeperUID} (db ${w.uid}, LSN ${w.status.xLogPos}, ` +
       `primary's last LSN ${master.status.xLogPos})`,
   );
+  return false;
 }
 
 /** Copies cluster-wide settings into every DB spec, recomputes followers, bumps generations. */

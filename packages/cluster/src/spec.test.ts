@@ -384,3 +384,10 @@ describe('mergePatch', () => {
     expect(specError(() => validateSpecUpdate(prev, mergePatch(prev, { initMode: 'pitr' }))).field).toBe('initMode');
   });
 });
+
+describe('features not built yet are refused, not ignored', () => {
+  it('synchronousReplication true is rejected naming the field', () => {
+    expect(() => validateSpec({ initMode: 'new', synchronousReplication: true })).toThrow(/synchronousReplication: true is not supported yet/);
+    expect(validateSpec({ initMode: 'new', synchronousReplication: false }).synchronousReplication).toBe(false);
+  });
+});

@@ -169,6 +169,10 @@ export function validateSpec(input: unknown): ClusterSpec {
   if ((spec.role ?? 'master') !== 'master') {
     problems.push('role: "standby" (standby clusters) is not supported yet; use "master"');
   }
+  if (spec.synchronousReplication === true) {
+    // Accepting it and replicating asynchronously would silently break the promise it makes.
+    problems.push('synchronousReplication: true is not supported yet; omit it or set false (replication is asynchronous)');
+  }
   if (problems.length === 0) {
     problems.push(...timingRules(resolveUnchecked(spec)));
   }

@@ -119,10 +119,13 @@ export class ClusterBuilder {
     return this;
   }
 
-  /** Keeper `keeperUid` (added if needed) owns the primary DB; `cluster.status.master` points at it. */
+  /**
+   * Keeper `keeperUid` (added if needed) owns the primary DB; `cluster.status.master` points at it.
+   * Calling it again for the same keeper amends that DB (`healthyPair().withPrimary('k1', { forceFail: true })`).
+   */
   withPrimary(keeperUid: string, opts: DbOptions & OwnerOptions = {}): this {
     this.withKeeper(keeperUid, ownerOptions(opts));
-    this.dbs.push({ keeperUid, role: 'master', opts });
+    this.putDb({ keeperUid, role: 'master', opts });
     this.primaryKeeper = keeperUid;
     return this;
   }
@@ -130,8 +133,18 @@ export class ClusterBuilder {
   /** Keeper `keeperUid` (added if needed) owns a standby DB following `opts.follows` (default: the primary). */
   withStandby(keeperUid: string, opts: StandbyOptions & OwnerOptions = {}): this {
     this.withKeeper(keeperUid, ownerOptions(opts));
-    this.dbs.push({ keeperUid, role: 'standby', opts });
+    this.putDb({ keeperUid, role: 'standby', opts });
     return this;
+  }
+
+  /** Adds a keeper's DB; declaring it again amends it (options merged, role replaced). */
+  private putDb(d: PendingDb): void {
+    const i = this.dbs.findIndex((x) => x.keeperUid === d.keeperUid);
+    if (i < 0) {
+      this.dbs.push(d);
+    } else {
+      this.dbs[i] = { ...d, opts: { ...this.dbs[i]?.opts, ...d.opts } };
+    }
   }
 
   /** Proxies route to `keeperUid`'s DB; `enabled` proxies may route; proxy generation `generation`. */

@@ -52,7 +52,7 @@ function cluster(dbs: DB[], boots: Record<string, string> = { k1: 'b1', k2: 'b2'
     cd.keepers[uid] = { uid, generation: 1, changeTime: T, spec: {}, status: { healthy: true, lastHealthyTime: T, bootUUID } };
   }
   for (const d of dbs) {
-    cd.dbs[d.uid] = d;
+    cd.dbs[d.uid] = structuredClone(d);
   }
   cd.cluster.status.master = dbs.find((d) => d.spec.role === 'master')?.uid ?? '';
   return cd;

@@ -62,7 +62,11 @@ export function parseProxyArgs(args: readonly string[], env: NodeJS.ProcessEnv):
   try {
     argv = addFlags(baseYargs(args, PROXY_PROGRAM), PROXY_FLAGS, PROXY_ENV_PREFIX, env)
       .fail((msg: string | null | undefined, err: Error | undefined) => {
-        const text = (msg ?? err?.message ?? 'invalid arguments').replace(/\s+/g, ' ').trim();
+        const raw = msg ?? err?.message ?? 'invalid arguments';
+        // yargs puts our demandOption text ("--x (or STPROXY_X) is required") after its own line.
+        const lines = raw.split('\n');
+        const useful = lines[0]?.startsWith('Missing required argument') && lines.length > 1 ? lines.slice(1) : lines;
+        const text = useful.join(' ').replace(/\s+/g, ' ').trim();
         const field = flagOfYargsMessage(text);
         throw new ConfigError(text, field === undefined ? {} : { field });
       })

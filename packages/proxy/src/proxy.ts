@@ -45,9 +45,9 @@ export interface ProxyConfig {
    * `proxy.spec.enabledProxies`. Random per process start (`newUid()`), as in Stolon.
    */
   uid: string;
-  /** Address to listen on for clients. @default "127.0.0.1" (flag default) */
+  /** Address to listen on for clients (the `--listen-address` flag defaults to 127.0.0.1). */
   listenAddress: string;
-  /** TCP port to listen on; 0 lets the OS choose (see {@link ProxyHandle.port}). @default 5432 (flag default) */
+  /** TCP port to listen on; 0 lets the OS choose (see {@link ProxyHandle.port}). The `--port` flag defaults to 5432. */
   port: number;
   /**
    * Close the listening socket when no check succeeded within `proxyTimeout`, so load balancers
@@ -230,6 +230,8 @@ class ProxyDaemon {
   private watchdogTimer: NodeJS.Timeout | undefined;
   /** True from the watchdog firing until the next successful check. */
   private watchdogFired = false;
+  /** How often the watchdog fired (lets a check tell that the target moved under it). */
+  private watchdogFires = 0;
 
   // Watch.
   private watch: StoreWatch | null = null;
@@ -308,7 +310,8 @@ class ProxyDaemon {
   private async runCheck(trigger: string): Promise<void> {
     const seq = ++this.checkSeq;
     const startedAt = performance.now();
-    const before = this.target;
+    let before = this.target;
+    const watchdogFiresBefore = this.watchdogFires;
     let reason: string;
     let failure: CheckFailure | null = null;
     let closed = 0;
@@ -319,18 +322,26 @@ class ProxyDaemon {
     } catch (err) {
       failure = this.classify(err);
       reason = this.failureSentence(failure);
-      if (!this.stopRequested) {
-        // Fail closed: any doubt means route nowhere.
+      const storeTrouble = failure.kind === 'store' || failure.kind === 'slow';
+      if (!this.stopRequested && !storeTrouble) {
+        // Fail closed: invalid clusterdata (or a bug) means route nowhere at once.
         closed += await this.retarget(null);
+      }
+      // A store that cannot be read is given until proxyTimeout (the watchdog, counted from the
+      // last successful check) before connections are dropped (DESIGN.md §4): a short etcd
+      // leader election must not cut every client connection.
+      if (!this.stopRequested) {
         if (this.everSucceeded) {
           // Once the watchdog fired the state stays store-lost (listener closed) until a success.
-          const storeTrouble = failure.kind === 'store' || failure.kind === 'slow';
           this.current = storeTrouble || this.watchdogFired ? 'store-lost' : 'fenced';
         }
       }
     }
     if (this.stopRequested && failure === null) {
       reason = `check abandoned: stopping (${reason})`;
+    }
+    if (this.watchdogFires !== watchdogFiresBefore) {
+      before = null; // the watchdog already logged the change to none
     }
     if (!sameTarget(before, this.target)) {
       this.log.info(
@@ -520,6 +531,7 @@ class ProxyDaemon {
     const connections = this.pairs.size;
     this.current = 'store-lost';
     this.watchdogFired = true;
+    this.watchdogFires++;
     if (this.stopListening) {
       this.listenWanted = false;
     }

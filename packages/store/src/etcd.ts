@@ -257,7 +257,9 @@ export class EtcdStore implements Store {
   /**
    * @inheritDoc
    * The TTL is `ceil(ttlMs / 1000)` seconds, at least 1, and etcd may raise it to its minimum
-   * (2 s with default etcd timing).
+   * (2 s with default etcd timing). If etcd no longer knows the lease (it expired while etcd was
+   * unreachable), a new one is granted within the same call.
+   * @throws RangeError when `ttlMs` is not positive or `uid` is empty or contains `/`.
    */
   async setInfo<K extends InfoKind>(kind: K, uid: string, info: InfoTypes[K], ttlMs: number): Promise<void> {
     checkTtl(ttlMs);
@@ -409,7 +411,12 @@ export class EtcdStore implements Store {
 
   // ---- election ----
 
-  /** @inheritDoc */
+  /**
+   * @inheritDoc
+   * The lease TTL is `ceil(ttlMs / 1000)` seconds (etcd may raise it to its minimum); leadership
+   * is reported lost once no keepalive was confirmed for 3/4 of the granted TTL.
+   * @throws RangeError when `ttlMs` is not positive.
+   */
   async campaign(candidateUid: string, ttlMs: number): Promise<Election> {
     checkTtl(ttlMs);
     this.ensureOpen('campaign');

@@ -189,7 +189,7 @@ export class MemoryBackend {
 
   private removeInfoLease(space: ClusterSpace, kind: InfoKind, uid: string): void {
     const prev = space.infos[kind].get(uid);
-    if (prev?.leaseId != null && prev.detach !== undefined) {
+    if (prev !== undefined && prev.leaseId !== null && prev.detach !== undefined) {
       this.leases.get(prev.leaseId)?.detach.delete(prev.detach);
     }
   }
@@ -337,7 +337,11 @@ export class MemoryStore implements Store {
     return String(revision);
   }
 
-  /** @inheritDoc */
+  /**
+   * @inheritDoc
+   * The TTL is exactly `ttlMs`; this client refreshes the lease every `ttlMs / 3`.
+   * @throws RangeError when `ttlMs` is not positive or `uid` is empty or contains `/`.
+   */
   async setInfo<K extends InfoKind>(kind: K, uid: string, info: InfoTypes[K], ttlMs: number): Promise<void> {
     checkTtl(ttlMs);
     checkUid(uid);
@@ -427,7 +431,11 @@ export class MemoryStore implements Store {
     return w;
   }
 
-  /** @inheritDoc */
+  /**
+   * @inheritDoc
+   * Leadership is reported lost once no keepalive was confirmed for 3/4 of `ttlMs`.
+   * @throws RangeError when `ttlMs` is not positive.
+   */
   async campaign(candidateUid: string, ttlMs: number): Promise<Election> {
     checkTtl(ttlMs);
     await Promise.resolve();

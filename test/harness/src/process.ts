@@ -14,9 +14,11 @@ export interface StartProcessOptions {
   readonly name: string;
   /** Executable (absolute path or looked up in PATH). */
   readonly cmd: string;
+  /** Arguments, passed as is (no shell). */
   readonly args: readonly string[];
   /** Extra environment variables, merged over the test process's environment. */
   readonly env?: Readonly<Record<string, string>>;
+  /** Working directory. @default the test process's */
   readonly cwd?: string;
   /** When given, every captured (prefixed) line is also appended to this file. */
   readonly logFile?: string;

@@ -1,0 +1,930 @@
+/**
+ * The leader sentinel's decisions (STYLE.md rule 3): one table of numbered, described
+ * scenarios, each a single `decide` pass over deep-frozen inputs, then a few multi-pass sequences
+ * where each pass's output feeds the next. A failing case prints a structural diff of `next`.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  aCluster,
+  CLUSTER_UID,
+  dbOf,
+  decideInput,
+  keeperInfo,
+  MINIMAL_SPEC,
+  proxyInfo,
+  seqUids,
+  T0,
+  wallAt,
+  type Observed,
+} from '../test/builders.js';
+import { newClusterData } from './clusterdata.js';
+import { decide, emptyMemory, type DecideInput, type DecideOutput, type SentinelMemory } from './decide.js';
+import type { ClusterData, KeeperInfo, ProxyInfo } from './types.js';
+
+type DeepPartial<T> = T extends readonly (infer U)[]
+  ? readonly DeepPartial<U>[]
+  : T extends object
+    ? { readonly [K in keyof T]?: DeepPartial<T[K]> }
+    : T;
+
+interface Expected {
+  /** Fragments `next` must contain (`toMatchObject`: arrays compared whole). */
+  readonly next?: DeepPartial<ClusterData>;
+  /** Exactly these DB uids in `next.dbs`. */
+  readonly dbs?: readonly string[];
+  /** Exactly these keeper uids in `next.keepers`. */
+  readonly keepers?: readonly string[];
+  /** Each must be a substring of some reason. */
+  readonly reasons?: readonly string[];
+  /** None may be a substring of any reason. */
+  readonly notReasons?: readonly string[];
+  readonly changed?: boolean;
+  readonly memory?: DeepPartial<SentinelMemory>;
+  /** Anything the fields above cannot say (absent keys, exact reason lists). */
+  readonly check?: (out: DecideOutput, input: DecideInput) => void;
+}
+
+interface Case {
+  readonly n: number;
+  readonly title: string;
+  /** Builds a fresh, deep-frozen input. */
+  readonly given: () => DecideInput;
+  readonly expect: Expected;
+}
+
+const LSN = 5_000_000;
+const MIB = 1_048_576;
+
+/** Observations of `cd`: keepers given by uid (consistent infos) or as ready infos. */
+function observe(
+  cd: ClusterData,
+  keepers: readonly (string | KeeperInfo)[],
+  proxies: readonly ProxyInfo[] = [],
+  more: Omit<Observed, 'keepers' | 'proxies'> = {},
+): DecideInput {
+  return decideInput(cd, {
+    ...more,
+    keepers: keepers.map((k) => (typeof k === 'string' ? keeperInfo(k, cd) : k)),
+    proxies,
+  });
+}
+
+/** Primary k1 and standby k2, both converged at LSN 5 000 000, proxies routed to k1 for [p1] at generation 2. */
+const healthyPair = () =>
+  aCluster()
+    .initialized()
+    .withPrimary('k1', { xLogPos: LSN })
+    .withStandby('k2', { xLogPos: LSN })
+    .routedTo('k1', ['p1'], 2);
+
+/** As after a fence pass: k1 (primary) lost, proxies at generation 3 routed nowhere, no proxy alive. */
+const k1LostAndFenced = () =>
+  aCluster()
+    .initialized()
+    .withPrimary('k1', { xLogPos: LSN, keeperHealthy: false, healthy: false })
+    .fenced(3);
+
+const cases: readonly Case[] = [
+  // --- initialisation ---------------------------------------------------------------------
+  {
+    n: 1,
+    title: 'initializing, no keeper registered: waits, writes nothing',
+    given: () => observe(aCluster().build(), []),
+    expect: {
+      dbs: [],
+      keepers: [],
+      next: { cluster: { status: { phase: 'initializing', master: '' } } },
+      reasons: ['initializing: waiting for a healthy keeper that can be primary to register'],
+      changed: false,
+    },
+  },
+  {
+    n: 2,
+    title: 'initializing, keepers k2 and k1 register: k1 (lowest uid) gets a new primary DB with initMode new',
+    given: () => {
+      const cd = aCluster().build();
+      return observe(cd, ['k2', 'k1']);
+    },
+    expect: {
+      keepers: ['k1', 'k2'],
+      dbs: ['u1'],
+      next: {
+        cluster: { status: { phase: 'initializing', master: 'u1' } },
+        keepers: { k1: { status: { healthy: true, lastHealthyTime: wallAt(10_000) } }, k2: { status: { healthy: true } } },
+        dbs: {
+          u1: {
+            generation: 1,
+            spec: { keeperUID: 'k1', role: 'master', initMode: 'new', followConfig: null, followers: [], newConfig: {} },
+            status: { currentGeneration: 0, healthy: false },
+          },
+        },
+      },
+      reasons: ['new keeper k1 registered', 'new keeper k2 registered', 'initializing: keeper k1 chosen as initial primary (new db u1)'],
+      changed: true,
+    },
+  },
+  {
+    n: 3,
+    title: 'initializing, k1 has canBeMaster=false: k2 gets the primary DB',
+    given: () => {
+      const cd = aCluster().build();
+      return observe(cd, [keeperInfo('k1', cd, { canBeMaster: false }), 'k2']);
+    },
+    expect: {
+      dbs: ['u1'],
+      next: { keepers: { k1: { status: { canBeMaster: false } } }, dbs: { u1: { spec: { keeperUID: 'k2', initMode: 'new' } } } },
+      reasons: ['keeper k2 chosen as initial primary'],
+    },
+  },
+  {
+    n: 4,
+    title: 'initializing, the only keeper has canBeMaster=false: waits',
+    given: () => {
+      const cd = aCluster().build();
+      return observe(cd, [keeperInfo('k1', cd, { canBeMaster: false })]);
+    },
+    expect: { dbs: [], keepers: ['k1'], reasons: ['waiting for a healthy keeper that can be primary'] },
+  },
+  {
+    n: 5,
+    title: 'initializing, the new primary converged and is healthy: phase normal, initMode none',
+    given: () => {
+      const cd = aCluster().withPrimary('k1', { initMode: 'new', currentGeneration: 0, healthy: false }).build();
+      return observe(cd, ['k1']);
+    },
+    expect: {
+      next: {
+        cluster: { status: { phase: 'normal', master: 'db-k1' } },
+        dbs: { 'db-k1': { generation: 2, spec: { initMode: 'none', role: 'master' }, status: { healthy: true, currentGeneration: 1 } } },
+      },
+      reasons: ['initialized: primary k1 (db db-k1) is up; cluster phase normal'],
+    },
+  },
+  {
+    n: 6,
+    title: 'initializing, the keeper has not applied the new DB yet: waits, convergence timer started',
+    given: () => {
+      const cd = aCluster().withPrimary('k1', { initMode: 'new', currentGeneration: 0, healthy: false }).build();
+      return observe(cd, [keeperInfo('k1', cd, { generation: 0 })]);
+    },
+    expect: {
+      next: { cluster: { status: { phase: 'initializing', master: 'db-k1' } }, dbs: { 'db-k1': { generation: 1, spec: { initMode: 'new' } } } },
+      memory: { dbConvergingSince: { 'db-k1': { generation: 1, since: 10_000 } } },
+      reasons: ['initializing: waiting for keeper k1 to initialize db db-k1'],
+    },
+  },
+  {
+    n: 7,
+    title: 'initializing, the DB converged but postgres is unhealthy: still waits',
+    given: () => {
+      const cd = aCluster().withPrimary('k1', { initMode: 'new', currentGeneration: 0, healthy: false }).build();
+      return observe(cd, [keeperInfo('k1', cd, { pgHealthy: false })]);
+    },
+    expect: {
+      next: { cluster: { status: { phase: 'initializing' } } },
+      reasons: ['waiting for keeper k1 to initialize db db-k1'],
+    },
+  },
+  {
+    n: 8,
+    title: 'initializing, not initialized at exactly initTimeout (5m): still waits',
+    given: () => {
+      const cd = aCluster().withPrimary('k1', { initMode: 'new', currentGeneration: 0, healthy: false }).build();
+      return observe(cd, [keeperInfo('k1', cd, { generation: 0 })], [], {
+        now: 300_000,
+        memory: { dbErrorSince: {}, dbConvergingSince: { 'db-k1': { generation: 1, since: 0 } } },
+      });
+    },
+    expect: { dbs: ['db-k1'], reasons: ['waiting for keeper k1 to initialize db db-k1'] },
+  },
+  {
+    n: 9,
+    title: 'initializing, not initialized 1 ms past initTimeout: DB removed, master cleared',
+    given: () => {
+      const cd = aCluster().withPrimary('k1', { initMode: 'new', currentGeneration: 0, healthy: false }).build();
+      return observe(cd, [keeperInfo('k1', cd, { generation: 0 })], [], {
+        now: 300_001,
+        memory: { dbErrorSince: {}, dbConvergingSince: { 'db-k1': { generation: 1, since: 0 } } },
+      });
+    },
+    expect: {
+      dbs: [],
+      next: { cluster: { status: { phase: 'initializing', master: '' } } },
+      memory: { dbConvergingSince: {}, dbErrorSince: {} },
+      reasons: ['keeper k1 did not initialize db db-k1 within initTimeout 5m0s; choosing again'],
+    },
+  },
+
+  // --- standbys ----------------------------------------------------------------------------
+  {
+    n: 10,
+    title: 'normal, healthy primary, free keeper k2: resync standby following the primary; only changed DB specs get a new generation',
+    given: () => {
+      const cd = aCluster().initialized().withPrimary('k1').withStandby('k3').withKeeper('k2').routedTo('k1', ['p1']).build();
+      return observe(cd, ['k1', 'k2', 'k3'], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      dbs: ['db-k1', 'db-k3', 'u1'],
+      next: {
+        dbs: {
+          u1: {
+            generation: 1,
+            spec: { keeperUID: 'k2', role: 'standby', initMode: 'resync', followConfig: { type: 'internal', dbuid: 'db-k1' }, followers: [] },
+          },
+          'db-k1': { generation: 2, spec: { role: 'master', followers: ['db-k3', 'u1'] } },
+          'db-k3': { generation: 1 },
+        },
+        proxy: { generation: 2 },
+      },
+      reasons: ['keeper k2 assigned new standby db u1 following primary db db-k1'],
+      changed: true,
+    },
+  },
+  {
+    n: 11,
+    title: 'normal, a resync standby converged and healthy: its initMode becomes none (generation bumped)',
+    given: () => {
+      const cd = aCluster().initialized().withPrimary('k1').withStandby('k2', { initMode: 'resync' }).routedTo('k1', ['p1']).build();
+      return observe(cd, ['k1', 'k2'], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      next: { dbs: { 'db-k2': { generation: 2, spec: { initMode: 'none' } }, 'db-k1': { generation: 1 } } },
+    },
+  },
+  {
+    n: 12,
+    title: 'normal, maxStandbysPerSender (1) good standbys already: a free keeper gets no DB',
+    given: () => {
+      const cd = aCluster({ spec: { ...MINIMAL_SPEC, maxStandbysPerSender: 1 } })
+        .initialized()
+        .withPrimary('k1')
+        .withStandby('k2')
+        .withKeeper('k3')
+        .routedTo('k1', ['p1'])
+        .build();
+      return observe(cd, ['k1', 'k2', 'k3'], [proxyInfo('p1', 2)]);
+    },
+    expect: { dbs: ['db-k1', 'db-k2'], changed: false },
+  },
+  {
+    n: 13,
+    title: 'normal, a standby reports another system id than the primary: its DB is removed and its keeper resynced',
+    given: () => {
+      const cd = aCluster().initialized().withPrimary('k1').withStandby('k2', { systemId: '7999' }).routedTo('k1', ['p1']).build();
+      return observe(cd, ['k1', 'k2'], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      dbs: ['db-k1', 'u1'],
+      next: {
+        dbs: { 'db-k1': { spec: { followers: ['u1'] }, generation: 2 }, u1: { spec: { keeperUID: 'k2', initMode: 'resync' } } },
+      },
+      reasons: ['removing db db-k2 of keeper k2: system id differs', 'keeper k2 assigned new standby db u1'],
+    },
+  },
+
+  // --- proxies -----------------------------------------------------------------------------
+  {
+    n: 14,
+    title: 'primary converged, p1 acknowledged the current proxy generation: proxies routed to it, generation +1',
+    given: () => {
+      const cd = aCluster().initialized().withPrimary('k1').build();
+      return observe(cd, ['k1'], [proxyInfo('p1', 1)]);
+    },
+    expect: {
+      next: { proxy: { generation: 2, spec: { masterDbUid: 'db-k1', enabledProxies: ['p1'] } } },
+      reasons: ['routing proxies [p1] to primary k1 (db db-k1), proxy generation 2'],
+      changed: true,
+    },
+  },
+  {
+    n: 15,
+    title: 'primary converged, p1 still enforces an older proxy generation: not routed yet',
+    given: () => {
+      const cd = aCluster().initialized().withPrimary('k1').fenced(3, ['p1']).build();
+      return observe(cd, ['k1'], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      next: { proxy: { generation: 3, spec: { masterDbUid: '' } } },
+      reasons: ['waiting for proxies p1 to acknowledge proxy generation 3 before routing'],
+    },
+  },
+  {
+    n: 16,
+    title: 'primary not converged yet (promotion pending): not routed yet',
+    given: () => {
+      const cd = aCluster().initialized().withPrimary('k1', { generation: 2, currentGeneration: 1 }).fenced(3, ['p1']).build();
+      return observe(cd, [keeperInfo('k1', cd, { generation: 1 })], [proxyInfo('p1', 3)]);
+    },
+    expect: {
+      next: { proxy: { generation: 3, spec: { masterDbUid: '' } } },
+      reasons: ['waiting for primary k1 (db db-k1) to converge before routing proxies to it'],
+    },
+  },
+  {
+    n: 17,
+    title: 'routed, a new proxy p2 appears: enabled, proxy generation +1',
+    given: () => observe(healthyPair().build(), ['k1', 'k2'], [proxyInfo('p1', 2), proxyInfo('p2', 0)]),
+    expect: {
+      next: { proxy: { generation: 3, spec: { masterDbUid: 'db-k1', enabledProxies: ['p1', 'p2'] } } },
+      reasons: ['enabled proxies now [p1, p2], proxy generation 3'],
+    },
+  },
+  {
+    n: 18,
+    title: 'routed, proxy p2 disappears: removed from the enabled list',
+    given: () => observe(healthyPair().routedTo('k1', ['p1', 'p2'], 2).build(), ['k1', 'k2'], [proxyInfo('p1', 2)]),
+    expect: { next: { proxy: { generation: 3, spec: { masterDbUid: 'db-k1', enabledProxies: ['p1'] } } } },
+  },
+
+  // --- failover ------------------------------------------------------------------------------
+  {
+    n: 19,
+    title: 'primary keeper lost (no info), p1 still on the old generation: proxies fenced, NO promotion in this pass',
+    given: () => observe(healthyPair().build(), ['k2'], [proxyInfo('p1', 2)]),
+    expect: {
+      dbs: ['db-k1', 'db-k2'],
+      next: {
+        cluster: { status: { master: 'db-k1' } },
+        keepers: { k1: { status: { healthy: false } } },
+        dbs: { 'db-k1': { spec: { role: 'master' } }, 'db-k2': { spec: { role: 'standby' }, generation: 1 } },
+        proxy: { generation: 3, spec: { masterDbUid: '', enabledProxies: ['p1'] } },
+      },
+      reasons: [
+        'keeper k1 lost: its info lease expired',
+        'primary k1 (db db-k1) failed: fencing proxies with proxy generation 3',
+        'waiting for proxies p1 to acknowledge fence generation 3 before promoting',
+      ],
+      notReasons: ['promoting keeper'],
+      changed: true,
+    },
+  },
+  {
+    n: 20,
+    title: 'fence acknowledged by p1: the most advanced standby k3 is promoted (Stolon would take k2), old primary DB removed',
+    given: () => {
+      const cd = k1LostAndFenced()
+        .fenced(3, ['p1'])
+        .withStandby('k2', { xLogPos: LSN - 1_000 })
+        .withStandby('k3', { xLogPos: LSN })
+        .build();
+      return observe(cd, ['k2', 'k3'], [proxyInfo('p1', 3)]);
+    },
+    expect: {
+      dbs: ['db-k2', 'db-k3'],
+      next: {
+        cluster: { status: { phase: 'normal', master: 'db-k3' } },
+        dbs: {
+          'db-k3': { generation: 2, spec: { role: 'master', followConfig: null } },
+          'db-k2': { generation: 1, spec: { role: 'standby' } },
+        },
+        proxy: { generation: 3, spec: { masterDbUid: '' } },
+      },
+      reasons: ['primary k1 (db db-k1) failed: promoting keeper k3 (db db-k3, LSN 5000000, primary\'s last LSN 5000000)'],
+    },
+  },
+  {
+    n: 21,
+    title: 'standbys tie on LSN: the lower DB uid is promoted',
+    given: () => {
+      const cd = k1LostAndFenced().withStandby('k3', { uid: 'bbbb' }).withStandby('k2', { uid: 'aaaa' }).build();
+      return observe(cd, ['k2', 'k3']);
+    },
+    expect: { next: { cluster: { status: { master: 'aaaa' } } }, dbs: ['aaaa', 'bbbb'] },
+  },
+  {
+    n: 22,
+    title: 'lag exactly at maxStandbyLag: the standby is promoted',
+    given: () => {
+      const cd = k1LostAndFenced().withStandby('k2', { xLogPos: LSN - MIB }).build();
+      return observe(cd, ['k2']);
+    },
+    expect: { next: { cluster: { status: { master: 'db-k2' } } }, reasons: ['promoting keeper k2'] },
+  },
+  {
+    n: 23,
+    title: 'no eligible candidate: the only standby reports postgres unhealthy (first time, within failInterval)',
+    given: () => {
+      const cd = k1LostAndFenced().withStandby('k2').build();
+      return observe(cd, [keeperInfo('k2', cd, { pgHealthy: false })]);
+    },
+    expect: {
+      dbs: ['db-k1', 'db-k2'],
+      next: { cluster: { status: { master: 'db-k1' } }, dbs: { 'db-k2': { spec: { role: 'standby' } } } },
+      reasons: ['primary k1 (db db-k1) failed: no eligible standby to promote (k2: unhealthy)'],
+      notReasons: ['promoting keeper'],
+    },
+  },
+  {
+    n: 24,
+    title: 'no eligible candidate: the only standby lags one byte past maxStandbyLag',
+    given: () => {
+      const cd = k1LostAndFenced().withStandby('k2', { xLogPos: LSN - MIB - 1 }).build();
+      return observe(cd, ['k2']);
+    },
+    expect: {
+      next: { cluster: { status: { master: 'db-k1' } } },
+      reasons: ['no eligible standby to promote (k2: lags 1048577 bytes behind the primary (maxStandbyLag 1048576))'],
+    },
+  },
+  {
+    n: 25,
+    title: 'no eligible candidate: the only standby is on another timeline',
+    given: () => {
+      const cd = aCluster()
+        .initialized()
+        .withPrimary('k1', { xLogPos: LSN, timeline: 2, keeperHealthy: false, healthy: false })
+        .withStandby('k2', { timeline: 1 })
+        .fenced(3)
+        .build();
+      return observe(cd, ['k2']);
+    },
+    expect: {
+      next: { cluster: { status: { master: 'db-k1' } } },
+      reasons: ['no eligible standby to promote (k2: on timeline 1, primary was on 2)'],
+    },
+  },
+  {
+    n: 26,
+    title: 'no eligible candidate: every standby explained, per keeper',
+    given: () => {
+      const cd = k1LostAndFenced()
+        .withStandby('k2')
+        .withStandby('k3', { xLogPos: 0 })
+        .withStandby('k4', { canBeMaster: false })
+        .withStandby('k5', { generation: 2, currentGeneration: 1 })
+        .build();
+      return observe(cd, ['k3', 'k4', keeperInfo('k5', cd, { generation: 1 })]);
+    },
+    expect: {
+      dbs: ['db-k1', 'db-k2', 'db-k3', 'db-k4', 'db-k5'],
+      reasons: [
+        'no eligible standby to promote (k2: unhealthy; k3: lags 5000000 bytes behind the primary (maxStandbyLag 1048576); ' +
+          'k4: keeper has canBeMaster=false; k5: not converged (generation 1/2))',
+      ],
+    },
+  },
+  {
+    n: 27,
+    title: 'normal phase with no primary DB at all: asks for manual intervention',
+    given: () => observe(aCluster().initialized().withKeeper('k1').build(), ['k1']),
+    expect: { dbs: [], reasons: ['no primary db and none can be chosen safely; manual intervention needed'] },
+  },
+
+  // --- foreign keepers ------------------------------------------------------------------------
+  {
+    n: 28,
+    title: 'a keeper info carrying another cluster uid is ignored (not added to keepers)',
+    given: () => {
+      const cd = healthyPair().build();
+      return observe(cd, ['k1', 'k2', keeperInfo('k9', cd, { clusterUID: 'other000' })], [proxyInfo('p1', 2)]);
+    },
+    expect: { keepers: ['k1', 'k2'], dbs: ['db-k1', 'db-k2'], notReasons: ['k9'], changed: false },
+  },
+  {
+    n: 29,
+    title: 'initializing, only a keeper of another cluster registered: it is not given the primary DB',
+    given: () => {
+      const cd = aCluster().build();
+      return observe(cd, [keeperInfo('k1', cd, { clusterUID: 'other000' })]);
+    },
+    expect: { keepers: [], dbs: [], reasons: ['waiting for a healthy keeper'], changed: false },
+  },
+  {
+    n: 30,
+    title: 'a known keeper whose info now carries another cluster uid counts as lost',
+    given: () => {
+      const cd = healthyPair().build();
+      return observe(cd, ['k1', keeperInfo('k2', cd, { clusterUID: 'other000' })], [proxyInfo('p1', 2)]);
+    },
+    expect: { next: { keepers: { k2: { status: { healthy: false } } } }, reasons: ['keeper k2 lost'] },
+  },
+
+  // --- the old primary returns ---------------------------------------------------------------
+  {
+    n: 31,
+    title: 'after failover, the old primary keeper comes back still holding its old DB: it gets a new resync standby DB',
+    given: () => {
+      const cd = aCluster().initialized().withPrimary('k2').withKeeper('k1', { healthy: false }).routedTo('k2', ['p1'], 4).build();
+      return observe(cd, ['k2', keeperInfo('k1', cd, { dbUid: dbOf('k1'), xLogPos: LSN + 100 })], [proxyInfo('p1', 4)]);
+    },
+    expect: {
+      dbs: ['db-k2', 'u1'],
+      next: {
+        keepers: { k1: { status: { healthy: true } } },
+        dbs: {
+          u1: { spec: { keeperUID: 'k1', role: 'standby', initMode: 'resync', followConfig: { type: 'internal', dbuid: 'db-k2' } } },
+          'db-k2': { spec: { role: 'master', followers: ['u1'] } },
+        },
+        proxy: { spec: { masterDbUid: 'db-k2' } },
+      },
+      reasons: ['keeper k1 assigned new standby db u1 following primary db db-k2'],
+    },
+  },
+
+  // --- forceFail --------------------------------------------------------------------------
+  {
+    n: 32,
+    title: 'forceFail on the primary keeper, no proxies: failover in this pass, forceFail cleared',
+    given: () => {
+      const cd = aCluster().initialized().withPrimary('k1', { forceFail: true }).withStandby('k2').build();
+      return observe(cd, ['k1', 'k2']);
+    },
+    expect: {
+      dbs: ['db-k2'],
+      next: { cluster: { status: { master: 'db-k2' } }, dbs: { 'db-k2': { spec: { role: 'master' } } } },
+      reasons: ['keeper k1 forced failed by stolonctl failkeeper', 'promoting keeper k2'],
+      check: (out) => expect(out.next.keepers['k1']?.status).not.toHaveProperty('forceFail'),
+    },
+  },
+  {
+    n: 33,
+    title: 'forceFail on the primary keeper with a live proxy: proxies fenced, forceFail kept until the failover completes',
+    given: () => {
+      const cd = healthyPair().withPrimary('k1', { forceFail: true }).build();
+      return observe(cd, ['k1', 'k2'], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      next: {
+        cluster: { status: { master: 'db-k1' } },
+        keepers: { k1: { status: { healthy: false, forceFail: true } } },
+        proxy: { generation: 3, spec: { masterDbUid: '' } },
+      },
+      reasons: ['keeper k1 forced failed', 'fencing proxies with proxy generation 3', 'waiting for proxies p1'],
+    },
+  },
+  {
+    n: 34,
+    title: 'forceFail on a primary with no eligible standby: nothing to promote, forceFail cleared (one-shot)',
+    given: () => {
+      const cd = aCluster().initialized().withPrimary('k1', { forceFail: true }).build();
+      return observe(cd, ['k1']);
+    },
+    expect: {
+      dbs: ['db-k1'],
+      reasons: ['no eligible standby to promote'],
+      check: (out) => expect(out.next.keepers['k1']?.status).not.toHaveProperty('forceFail'),
+    },
+  },
+
+  // --- failInterval ------------------------------------------------------------------------
+  {
+    n: 35,
+    title: 'primary postgres reported unhealthy by its live keeper, first time: not failed, error timer started',
+    given: () => {
+      const cd = healthyPair().build();
+      return observe(cd, [keeperInfo('k1', cd, { pgHealthy: false }), 'k2'], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      next: {
+        cluster: { status: { master: 'db-k1' } },
+        dbs: { 'db-k1': { status: { healthy: false } } },
+        proxy: { generation: 2, spec: { masterDbUid: 'db-k1' } },
+      },
+      memory: { dbErrorSince: { 'db-k1': 10_000 } },
+      reasons: ['primary k1 (db db-k1) reported unhealthy for 0 ms; it is failed after failInterval 6s'],
+      notReasons: ['no change', 'fencing'],
+      changed: true,
+    },
+  },
+  {
+    n: 36,
+    title: 'primary postgres unhealthy for exactly failInterval: not failed yet',
+    given: () => {
+      const cd = healthyPair().build();
+      return observe(cd, [keeperInfo('k1', cd, { pgHealthy: false }), 'k2'], [proxyInfo('p1', 2)], {
+        now: 10_000,
+        memory: { dbErrorSince: { 'db-k1': 4_000 }, dbConvergingSince: {} },
+      });
+    },
+    expect: {
+      next: { proxy: { generation: 2, spec: { masterDbUid: 'db-k1' } } },
+      memory: { dbErrorSince: { 'db-k1': 4_000 } },
+      reasons: ['primary k1 (db db-k1) reported unhealthy for 6000 ms'],
+      notReasons: ['fencing'],
+    },
+  },
+  {
+    n: 37,
+    title: 'primary postgres unhealthy for failInterval + 1 ms: failed, proxies fenced',
+    given: () => {
+      const cd = healthyPair().build();
+      return observe(cd, [keeperInfo('k1', cd, { pgHealthy: false }), 'k2'], [proxyInfo('p1', 2)], {
+        now: 10_000,
+        memory: { dbErrorSince: { 'db-k1': 3_999 }, dbConvergingSince: {} },
+      });
+    },
+    expect: {
+      next: { proxy: { generation: 3, spec: { masterDbUid: '' } }, cluster: { status: { master: 'db-k1' } } },
+      reasons: ['primary k1 (db db-k1) failed: fencing proxies with proxy generation 3'],
+    },
+  },
+  {
+    n: 38,
+    title: 'primary postgres healthy again: error timer forgotten',
+    given: () =>
+      observe(healthyPair().build(), ['k1', 'k2'], [proxyInfo('p1', 2)], {
+        memory: { dbErrorSince: { 'db-k1': 3_999 }, dbConvergingSince: {} },
+      }),
+    expect: { memory: { dbErrorSince: {} }, changed: false },
+  },
+
+  // --- the fence handshake and vanished proxies ------------------------------------------------
+  {
+    n: 39,
+    title: 'fence pending, p2 vanished from proxyInfos, p1 acknowledged: p2 no longer blocks, k2 promoted',
+    given: () => {
+      const cd = k1LostAndFenced().fenced(3, ['p1', 'p2']).withStandby('k2').build();
+      return observe(cd, ['k2'], [proxyInfo('p1', 3)]);
+    },
+    expect: { next: { cluster: { status: { master: 'db-k2' } } }, reasons: ['promoting keeper k2'] },
+  },
+  {
+    n: 40,
+    title: 'fence pending, p2 still live on the old generation: promotion waits for p2',
+    given: () => {
+      const cd = k1LostAndFenced().fenced(3, ['p1', 'p2']).withStandby('k2').build();
+      return observe(cd, ['k2'], [proxyInfo('p1', 3), proxyInfo('p2', 2)]);
+    },
+    expect: {
+      next: { cluster: { status: { master: 'db-k1' } } },
+      reasons: ['waiting for proxies p2 to acknowledge fence generation 3 before promoting'],
+      notReasons: ['promoting keeper'],
+    },
+  },
+
+  // --- steady state ------------------------------------------------------------------------
+  {
+    n: 41,
+    title: 'steady state: nothing to do, no write, one "no change" sentence',
+    given: () => observe(healthyPair().build(), ['k1', 'k2'], [proxyInfo('p1', 2)]),
+    expect: {
+      changed: false,
+      check: (out, input) => {
+        expect(out.reasons).toEqual(['no change: primary k1 (db db-k1) healthy, 1/1 standbys healthy']);
+        expect(out.next).toEqual(input.cd);
+      },
+    },
+  },
+  {
+    n: 42,
+    title: 'steady state a minute later: lastHealthyTime refreshed (a write), said so',
+    given: () => observe(healthyPair().build(), ['k1', 'k2'], [proxyInfo('p1', 2)], { now: 61_000 }),
+    expect: {
+      changed: true,
+      next: { changeTime: wallAt(61_000), keepers: { k1: { status: { lastHealthyTime: wallAt(61_000) } } } },
+      reasons: ['primary k1 (db db-k1) healthy'],
+      notReasons: ['no change'],
+    },
+  },
+];
+
+function check(out: DecideOutput, input: DecideInput, e: Expected): void {
+  if (e.next !== undefined) {
+    expect(out.next).toMatchObject(e.next);
+  }
+  if (e.dbs !== undefined) {
+    expect(Object.keys(out.next.dbs).sort()).toEqual([...e.dbs].sort());
+  }
+  if (e.keepers !== undefined) {
+    expect(Object.keys(out.next.keepers).sort()).toEqual([...e.keepers].sort());
+  }
+  if (e.reasons !== undefined) {
+    expect(out.reasons).toEqual(expect.arrayContaining(e.reasons.map((r) => expect.stringContaining(r))));
+  }
+  for (const r of e.notReasons ?? []) {
+    expect(out.reasons.filter((x) => x.includes(r))).toEqual([]);
+  }
+  if (e.changed !== undefined) {
+    expect(out.changed).toBe(e.changed);
+  }
+  if (e.memory !== undefined) {
+    expect(out.memory).toMatchObject(e.memory);
+  }
+  e.check?.(out, input);
+  expect(out.reasons.length).toBeGreaterThan(0);
+}
+
+describe('decide', () => {
+  it('has uniquely numbered cases', () => {
+    const ns = cases.map((c) => c.n);
+    expect(new Set(ns).size).toBe(ns.length);
+  });
+
+  it.each(cases.map((c) => [`${c.n}. ${c.title}`, c] as const))('%s', (_name, c) => {
+    const input = c.given();
+    check(decide(input), input, c.expect);
+  });
+
+  // Scenario 15 of the brief: decide never mutates its input. Every input above is deep-frozen,
+  // so a write would throw; this also checks that the input still equals a snapshot taken
+  // before, and that `changed` agrees with a deep comparison.
+  it.each(cases.map((c) => [`${c.n}. ${c.title}`, c] as const))('leaves its frozen input intact: %s', (_name, c) => {
+    const input = c.given();
+    expect(Object.isFrozen(input.cd.dbs) && Object.isFrozen(input.keeperInfos) && Object.isFrozen(input.memory)).toBe(true);
+    const before = structuredClone({ cd: input.cd, keeperInfos: input.keeperInfos, proxyInfos: input.proxyInfos, memory: input.memory });
+    const out = decide(input);
+    expect({ cd: input.cd, keeperInfos: input.keeperInfos, proxyInfos: input.proxyInfos, memory: input.memory }).toEqual(before);
+    const { changeTime: _a, ...nextRest } = out.next;
+    const { changeTime: _b, ...prevRest } = input.cd;
+    if (!out.changed) {
+      expect(out.next).toEqual(input.cd);
+    } else {
+      expect(JSON.stringify(nextRest)).not.toBe(JSON.stringify(prevRest));
+    }
+  });
+
+  it('stamps changeTime only when something changed', () => {
+    const steady = decide(observe(healthyPair().build(), ['k1', 'k2'], [proxyInfo('p1', 2)]));
+    expect(steady.next.changeTime).toBe(T0);
+    const moved = decide(observe(healthyPair().build(), ['k2'], [proxyInfo('p1', 2)]));
+    expect(moved.next.changeTime).toBe(wallAt(10_000));
+  });
+
+  it('uses newUid only for the DBs it creates', () => {
+    let calls = 0;
+    const newUid = () => `n${++calls}`;
+    decide(decideInput(healthyPair().build(), { keepers: [], proxies: [proxyInfo('p1', 2)], newUid }));
+    expect(calls).toBe(0);
+  });
+});
+
+/** A leader sentinel loop in miniature: each pass observes the current cd, then commits output and memory. */
+class Loop {
+  cd: ClusterData;
+  memory: SentinelMemory = emptyMemory();
+  now = 0;
+  private readonly newUid = seqUids();
+
+  constructor(cd: ClusterData) {
+    this.cd = cd;
+  }
+
+  pass(
+    observeFn: (cd: ClusterData) => { keepers: readonly KeeperInfo[]; proxies?: readonly ProxyInfo[] },
+    advanceMs = 1_000,
+  ): DecideOutput {
+    this.now += advanceMs;
+    const o = observeFn(this.cd);
+    const out = decide(
+      decideInput(this.cd, { keepers: o.keepers, proxies: o.proxies ?? [], memory: this.memory, now: this.now, newUid: this.newUid }),
+    );
+    this.cd = out.next;
+    this.memory = out.memory;
+    return out;
+  }
+}
+
+describe('decide, pass after pass', () => {
+  it('bootstrap, add a standby, lose the primary, fence, promote the standby, route, and re-add the old primary as a standby', () => {
+    const loop = new Loop(newClusterData(MINIMAL_SPEC, CLUSTER_UID, T0));
+    const both = (cd: ClusterData) => [keeperInfo('k1', cd, { xLogPos: LSN }), keeperInfo('k2', cd, { xLogPos: LSN })];
+
+    // 1. Keepers register; k1 gets the primary DB.
+    let out = loop.pass((cd) => ({ keepers: both(cd), proxies: [proxyInfo('p1', 1)] }));
+    check(out, decideInput(loop.cd), { dbs: ['u1'], next: { cluster: { status: { phase: 'initializing', master: 'u1' } } } });
+
+    // 2. k1 initialised u1: phase normal.
+    out = loop.pass((cd) => ({ keepers: both(cd), proxies: [proxyInfo('p1', 1)] }));
+    check(out, decideInput(loop.cd), {
+      next: { cluster: { status: { phase: 'normal' } }, dbs: { u1: { generation: 2, spec: { initMode: 'none' } } } },
+      reasons: ['initialized: primary k1 (db u1) is up'],
+    });
+
+    // 3. u1 converged: proxies routed to it; k2 gets a resync standby.
+    out = loop.pass((cd) => ({ keepers: both(cd), proxies: [proxyInfo('p1', 1)] }));
+    check(out, decideInput(loop.cd), {
+      dbs: ['u1', 'u2'],
+      next: {
+        proxy: { generation: 2, spec: { masterDbUid: 'u1', enabledProxies: ['p1'] } },
+        dbs: { u1: { generation: 3, spec: { followers: ['u2'] } }, u2: { spec: { keeperUID: 'k2', initMode: 'resync', followConfig: { dbuid: 'u1' } } } },
+      },
+      reasons: ['routing proxies [p1] to primary k1 (db u1), proxy generation 2', 'keeper k2 assigned new standby db u2'],
+    });
+
+    // 4. u2 synced: initMode none. 5. k2 applied that (a status write). 5b. Steady: no write.
+    out = loop.pass((cd) => ({ keepers: both(cd), proxies: [proxyInfo('p1', 2)] }));
+    check(out, decideInput(loop.cd), { next: { dbs: { u2: { generation: 2, spec: { initMode: 'none' } } } } });
+    out = loop.pass((cd) => ({ keepers: both(cd), proxies: [proxyInfo('p1', 2)] }));
+    check(out, decideInput(loop.cd), { changed: true, next: { dbs: { u2: { generation: 2, status: { currentGeneration: 2 } } } } });
+    out = loop.pass((cd) => ({ keepers: both(cd), proxies: [proxyInfo('p1', 2)] }));
+    check(out, decideInput(loop.cd), { changed: false, reasons: ['no change: primary k1 (db u1) healthy, 1/1 standbys healthy'] });
+
+    // 6. k1's lease expires: fence, wait for p1.
+    out = loop.pass((cd) => ({ keepers: [keeperInfo('k2', cd)], proxies: [proxyInfo('p1', 2)] }));
+    check(out, decideInput(loop.cd), {
+      dbs: ['u1', 'u2'],
+      next: { cluster: { status: { master: 'u1' } }, proxy: { generation: 3, spec: { masterDbUid: '' } } },
+      notReasons: ['promoting keeper'],
+    });
+
+    // 7. Still waiting while p1 lags.
+    out = loop.pass((cd) => ({ keepers: [keeperInfo('k2', cd)], proxies: [proxyInfo('p1', 2)] }));
+    check(out, decideInput(loop.cd), { changed: false, reasons: ['waiting for proxies p1 to acknowledge fence generation 3'] });
+
+    // 8. p1 acknowledges: u2 promoted, u1 removed.
+    out = loop.pass((cd) => ({ keepers: [keeperInfo('k2', cd)], proxies: [proxyInfo('p1', 3)] }));
+    check(out, decideInput(loop.cd), {
+      dbs: ['u2'],
+      next: { cluster: { status: { master: 'u2' } }, dbs: { u2: { generation: 3, spec: { role: 'master', followConfig: null } } } },
+      reasons: ['promoting keeper k2 (db u2'],
+    });
+
+    // 9. k2 has not promoted yet: no routing.
+    out = loop.pass((cd) => ({ keepers: [keeperInfo('k2', cd, { generation: 2 })], proxies: [proxyInfo('p1', 3)] }));
+    check(out, decideInput(loop.cd), { next: { proxy: { spec: { masterDbUid: '' } } }, reasons: ['waiting for primary k2 (db u2) to converge'] });
+
+    // 10. k2 promoted: proxies routed to u2.
+    out = loop.pass((cd) => ({ keepers: [keeperInfo('k2', cd)], proxies: [proxyInfo('p1', 3)] }));
+    check(out, decideInput(loop.cd), {
+      next: { proxy: { generation: 4, spec: { masterDbUid: 'u2', enabledProxies: ['p1'] } } },
+      reasons: ['routing proxies [p1] to primary k2 (db u2), proxy generation 4'],
+    });
+
+    // 11. k1 comes back, still holding u1's data: a free keeper, given a new resync standby u3.
+    out = loop.pass((cd) => ({
+      keepers: [keeperInfo('k2', cd), keeperInfo('k1', cd, { dbUid: 'u1', xLogPos: LSN })],
+      proxies: [proxyInfo('p1', 4)],
+    }));
+    check(out, decideInput(loop.cd), {
+      dbs: ['u2', 'u3'],
+      next: {
+        keepers: { k1: { status: { healthy: true } } },
+        dbs: { u3: { spec: { keeperUID: 'k1', role: 'standby', initMode: 'resync', followConfig: { dbuid: 'u2' } } }, u2: { spec: { followers: ['u3'] } } },
+        proxy: { generation: 4, spec: { masterDbUid: 'u2' } },
+      },
+      reasons: ['keeper k1 assigned new standby db u3 following primary db u2'],
+    });
+  });
+
+  it('forceFail on the primary with a live proxy: the fence handshake runs to a promotion', () => {
+    const loop = new Loop(healthyPair().withPrimary('k1', { forceFail: true }).build());
+    const keepers = (cd: ClusterData) => [keeperInfo('k1', cd), keeperInfo('k2', cd)];
+
+    let out = loop.pass((cd) => ({ keepers: keepers(cd), proxies: [proxyInfo('p1', 2)] }));
+    check(out, decideInput(loop.cd), {
+      next: { proxy: { generation: 3, spec: { masterDbUid: '' } }, keepers: { k1: { status: { forceFail: true } } } },
+      reasons: ['keeper k1 forced failed by stolonctl failkeeper', 'fencing proxies with proxy generation 3'],
+    });
+
+    out = loop.pass((cd) => ({ keepers: keepers(cd), proxies: [proxyInfo('p1', 3)] }));
+    check(out, decideInput(loop.cd), {
+      dbs: ['db-k2'],
+      next: { cluster: { status: { master: 'db-k2' } } },
+      reasons: ['promoting keeper k2'],
+      notReasons: ['routing proxies'],
+      check: (o) => expect(o.next.keepers['k1']?.status).not.toHaveProperty('forceFail'),
+    });
+
+    out = loop.pass((cd) => ({ keepers: keepers(cd), proxies: [proxyInfo('p1', 3)] }));
+    check(out, decideInput(loop.cd), {
+      dbs: ['db-k2', 'u1'],
+      next: {
+        proxy: { generation: 4, spec: { masterDbUid: 'db-k2' } },
+        keepers: { k1: { status: { healthy: true } } },
+        dbs: { u1: { spec: { keeperUID: 'k1', initMode: 'resync', followConfig: { dbuid: 'db-k2' } } } },
+      },
+    });
+  });
+
+  it('primary postgres down with its keeper alive: failed only after failInterval, then fenced and promoted', () => {
+    const loop = new Loop(healthyPair().build());
+    const k1Down = (cd: ClusterData) => ({
+      keepers: [keeperInfo('k1', cd, { pgHealthy: false }), keeperInfo('k2', cd)],
+      proxies: [proxyInfo('p1', cd.proxy.generation)],
+    });
+
+    let out = loop.pass(k1Down, 1_000); // t = 1000: first seen
+    check(out, decideInput(loop.cd), { memory: { dbErrorSince: { 'db-k1': 1_000 } }, next: { proxy: { spec: { masterDbUid: 'db-k1' } } } });
+    out = loop.pass(k1Down, 6_000); // t = 7000: exactly failInterval
+    check(out, decideInput(loop.cd), { next: { proxy: { generation: 2, spec: { masterDbUid: 'db-k1' } } }, notReasons: ['fencing'] });
+    out = loop.pass((cd) => ({ ...k1Down(cd), proxies: [proxyInfo('p1', 2)] }), 1); // t = 7001
+    check(out, decideInput(loop.cd), {
+      next: { cluster: { status: { master: 'db-k1' } }, proxy: { generation: 3, spec: { masterDbUid: '' } } },
+      reasons: ['fencing proxies with proxy generation 3', 'waiting for proxies p1'],
+    });
+    out = loop.pass(k1Down, 100); // p1 now reports 3
+    check(out, decideInput(loop.cd), { dbs: ['db-k2'], next: { cluster: { status: { master: 'db-k2' } } }, reasons: ['promoting keeper k2'] });
+  });
+
+  it('primary postgres recovers within failInterval: the timer restarts from the next failure', () => {
+    const loop = new Loop(healthyPair().build());
+    const k1 = (pgHealthy: boolean) => (cd: ClusterData) => ({
+      keepers: [keeperInfo('k1', cd, { pgHealthy }), keeperInfo('k2', cd)],
+      proxies: [proxyInfo('p1', 2)],
+    });
+    loop.pass(k1(false), 1_000); // t = 1000
+    const healed = loop.pass(k1(true), 4_000); // t = 5000
+    expect(healed.memory.dbErrorSince).toEqual({});
+    const again = loop.pass(k1(false), 3_000); // t = 8000: 7 s after the first failure, 0 s after this one
+    check(again, decideInput(loop.cd), { memory: { dbErrorSince: { 'db-k1': 8_000 } }, notReasons: ['fencing'] });
+  });
+
+  it('init timeout: the DB is dropped and a primary chosen again', () => {
+    const loop = new Loop(newClusterData(MINIMAL_SPEC, CLUSTER_UID, T0));
+    const silent = (cd: ClusterData) => ({ keepers: [keeperInfo('k1', cd, { dbUid: '', generation: 0 }), keeperInfo('k2', cd, { dbUid: '' })] });
+    check(loop.pass(silent, 1_000), decideInput(loop.cd), { dbs: ['u1'], next: { dbs: { u1: { spec: { keeperUID: 'k1' } } } } });
+    check(loop.pass(silent, 300_000), decideInput(loop.cd), { dbs: ['u1'], reasons: ['waiting for keeper k1 to initialize db u1'] });
+    check(loop.pass(silent, 1), decideInput(loop.cd), { dbs: [], reasons: ['did not initialize db u1 within initTimeout 5m0s'] });
+    check(loop.pass(silent, 1_000), decideInput(loop.cd), { dbs: ['u2'], reasons: ['keeper k1 chosen as initial primary (new db u2)'] });
+  });
+});

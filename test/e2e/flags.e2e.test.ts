@@ -1,0 +1,70 @@
+/**
+ * The programs as an operator runs them: bad flags and missing secrets give one line naming the
+ * flag and a non-zero exit; environment fallbacks (ST*_) work; no password is accepted as a flag.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { binPath, runNode } from '@stolon-ts/harness';
+
+const store = ['--cluster-name', 'c', '--store-backend', 'etcdv3', '--store-endpoints', 'http://127.0.0.1:1'];
+const dir = mkdtempSync(join(tmpdir(), 'stolon-flags-'));
+const pw = join(dir, 'pw');
+writeFileSync(pw, 'secret-value\n', { mode: 0o600 });
+const empty = join(dir, 'empty');
+writeFileSync(empty, '');
+
+interface Case {
+  title: string;
+  program: 'keeper' | 'sentinel' | 'proxy' | 'stolonctl';
+  args: string[];
+  env?: Record<string, string>;
+  stderr: RegExp;
+}
+
+const keeperBase = [...store, '--data-dir', join(dir, 'k')];
+const cases: Case[] = [
+  { title: 'keeper without a superuser password file', program: 'keeper', args: [...keeperBase, '--pg-repl-password-file', pw], stderr: /--pg-su-password-file is required \(or set STKEEPER_PG_SU_PASSWORD\)/ },
+  { title: 'keeper with an empty password file', program: 'keeper', args: [...keeperBase, '--pg-su-password-file', empty, '--pg-repl-password-file', pw], stderr: /--pg-su-password-file: .* is empty/ },
+  { title: 'keeper with a password given as a flag value', program: 'keeper', args: [...keeperBase, '--pg-su-password', 'x'], stderr: /Unknown argument|pg-su-password/ },
+  { title: 'keeper with a port out of range', program: 'keeper', args: [...keeperBase, '--pg-su-password-file', pw, '--pg-repl-password-file', pw, '--pg-port', '70000'], stderr: /--pg-port: 70000 is not a TCP port/ },
+  { title: 'keeper with a bad uid', program: 'keeper', args: [...keeperBase, '--pg-su-password-file', pw, '--pg-repl-password-file', pw, '--uid', 'Bad-Uid'], stderr: /--uid: "Bad-Uid" must match/ },
+  { title: 'keeper without --data-dir', program: 'keeper', args: [...store], stderr: /data-dir/ },
+  { title: 'sentinel with an unsupported store backend', program: 'sentinel', args: ['--cluster-name', 'c', '--store-backend', 'consul'], stderr: /store-backend/ },
+  { title: 'sentinel without --cluster-name', program: 'sentinel', args: ['--store-backend', 'etcdv3'], stderr: /cluster-name/ },
+  { title: 'proxy with a bad store endpoint', program: 'proxy', args: ['--cluster-name', 'c', '--store-backend', 'etcdv3', '--store-endpoints', 'ftp://x'], stderr: /--store-endpoints: "ftp:\/\/x" must use http or https/ },
+  { title: 'proxy with a bad store timeout', program: 'proxy', args: [...store, '--store-timeout', 'soon'], stderr: /--store-timeout: "soon" is not a positive duration/ },
+  { title: 'stolonctl cluster name from the environment, bad backend from the environment', program: 'stolonctl', args: ['status'], env: { STOLONCTL_CLUSTER_NAME: 'c', STOLONCTL_STORE_BACKEND: 'zookeeper' }, stderr: /store-backend/ },
+];
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('program flags', () => {
+  for (const c of cases) {
+    it(c.title, async () => {
+      const r = await runNode(binPath(c.program), c.args, undefined, { ...process.env, ...(c.env ?? {}) });
+      expect(r.code, r.stdout).not.toBe(0);
+      expect(r.stderr).toMatch(c.stderr);
+      expect(r.stderr).not.toMatch(/\n\s+at .*\.js:\d+/); // no stack trace
+      expect(r.stderr + r.stdout).not.toContain('secret-value');
+    });
+  }
+
+  it('every program prints help listing its Stolon flag names and env fallbacks', async () => {
+    const keeper = await runNode(binPath('keeper'), ['--help']);
+    expect(keeper.code).toBe(0);
+    for (const f of ['--cluster-name', '--store-backend', '--store-endpoints', '--uid', '--data-dir', '--pg-listen-address', '--pg-port', '--pg-bin-path', '--pg-su-username', '--pg-su-password-file', '--pg-repl-username', '--pg-repl-password-file', '--pg-os-user', 'STKEEPER_DATA_DIR']) {
+      expect(keeper.stdout).toContain(f);
+    }
+    const proxy = await runNode(binPath('proxy'), ['--help']);
+    expect(proxy.stdout).toContain('--listen-address');
+    expect(proxy.stdout).toContain('--port');
+    const sentinel = await runNode(binPath('sentinel'), ['--help']);
+    expect(sentinel.stdout).toContain('--initial-cluster-spec');
+    const ctl = await runNode(binPath('stolonctl'), ['--help']);
+    for (const cmd of ['init', 'status', 'spec', 'update']) {
+      expect(ctl.stdout).toContain(cmd);
+    }
+  });
+});
