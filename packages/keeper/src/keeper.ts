@@ -254,7 +254,6 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
     const plog = log.child({ pass });
     const obs = await pg.observe();
     let cd: ClusterData | undefined;
-    let reason: string;
     try {
       const rec = await store.getClusterData();
       cd = rec === null ? undefined : parseClusterData(rec.text);
@@ -284,7 +283,7 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
       running: obs.running,
       role: obs.role,
     });
-    reason = action.reason + (lastTaskError !== undefined && action.kind !== 'converge' ? ` (last attempt: ${lastTaskError})` : '');
+    const reason = action.reason + (lastTaskError !== undefined && action.kind !== 'converge' ? ` (last attempt: ${lastTaskError})` : '');
     await execute(action);
     say(plog, reason);
     if (action.kind === 'converge' || action.kind === 'stop-postgres') {

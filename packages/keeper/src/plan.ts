@@ -107,7 +107,9 @@ export function planKeeperAction(
           reason: `resyncing db ${db.uid} from db ${from.dbUid} at ${from.host}:${from.port} (pg_basebackup)`,
         };
       }
-      default:
+      case 'none':
+      case 'existing':
+      case 'pitr':
         return {
           kind: 'wait',
           reason: `db ${db.uid} is new to this keeper but its initMode is "${db.spec.initMode}"; waiting for the sentinel`,

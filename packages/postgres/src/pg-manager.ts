@@ -685,8 +685,8 @@ export class PgManager implements PostgresManager {
       );
       const row = r.rows[0];
       xLogPos = Math.max(
-        row?.received == null ? 0 : parseLsn(row.received),
-        row?.replayed == null ? 0 : parseLsn(row.replayed),
+        row?.received === null || row?.received === undefined ? 0 : parseLsn(row.received),
+        row?.replayed === null || row?.replayed === undefined ? 0 : parseLsn(row.replayed),
       );
       timelineId = row?.received_tli ?? h.checkpoint_tli;
     } else {

@@ -39,8 +39,10 @@ function saslPrep(password: string): string {
   if (/^[\x20-\x7e]*$/.test(password)) {
     return password;
   }
+  // The classes list single code points (RFC 3454 B.1 / C.1.2); none combines with another.
   const mapped = password
     .replace(/[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]/g, ' ')
+    // eslint-disable-next-line no-misleading-character-class
     .replace(/[\u00ad\u034f\u1806\u180b-\u180d\u200b-\u200d\u2060\ufe00-\ufe0f\ufeff]/g, '')
     .normalize('NFKC');
   // Prohibited output (RFC 4013 §2.3, the control-character part): PostgreSQL then uses the

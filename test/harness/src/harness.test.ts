@@ -32,7 +32,7 @@ describe('waitFor', () => {
         return false;
       },
       { timeoutMs: 200, what: 'the impossible', intervalMs: 10 },
-    ).catch((e: unknown) => e as Error);
+    ).then(() => new Error('waitFor resolved'), (e: unknown) => e as Error);
     expect(err.message).toMatch(/^timed out after \d+ ms waiting for the impossible \(\d+ checks\); last value: /);
     expect(err.message).toMatch(/last error: (none|Error: boom \d+)/);
     expect(err.stack).toContain('harness.test.ts');

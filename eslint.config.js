@@ -1,0 +1,49 @@
+// ESLint flat config (STYLE.md rules 1 and 23): type-aware typescript-eslint rules, package
+// boundaries (no deep imports, no I/O in `cluster`), no console in library code.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+const deepImports = { group: ['@stolon-ts/*/src/*', '@stolon-ts/*/dist/*'], message: 'import packages by name, not by path into src/dist' };
+
+export default tseslint.config(
+  { ignores: ['**/dist/**', '**/node_modules/**', '.local-cluster/**', 'eslint.config.js', 'vitest.config.ts'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    files: ['**/*.ts'],
+    languageOptions: {
+      parserOptions: {
+        project: ['./packages/*/tsconfig.json', './test/harness/tsconfig.json', './tsconfig.tests.json'],
+        tsconfigRootDir: import.meta.dirname,
+      },
+    },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+      '@typescript-eslint/switch-exhaustiveness-check': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      eqeqeq: 'error',
+      'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
+      curly: ['error', 'all'],
+      'no-restricted-imports': ['error', { patterns: [deepImports] }],
+    },
+  },
+  {
+    files: ['packages/*/src/**/*.ts'],
+    ignores: ['**/*.test.ts', '**/bin.ts'],
+    rules: { 'no-console': 'error' },
+  },
+  {
+    // The model and decisions stay pure: no I/O, no drivers.
+    files: ['packages/cluster/src/**/*.ts'],
+    ignores: ['**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [deepImports, { group: ['node:*', 'pg', 'etcd3', 'pino', '@stolon-ts/*'], message: 'packages/cluster has no I/O and no dependencies on other packages' }],
+        },
+      ],
+    },
+  },
+);
