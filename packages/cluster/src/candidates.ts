@@ -10,15 +10,23 @@ export interface Candidate {
   readonly db: DB;
   /** From the owning keeper's info; `false` excludes the keeper from promotion. */
   readonly canBeMaster: boolean;
+  /** The owning keeper's `--priority`; higher wins between equally advanced candidates. @default 0 */
+  readonly priority?: number;
 }
 
 /**
- * Orders candidates best first: higher reported LSN (`status.xLogPos`), then lower DB uid
- * (a stable tie-breaker so every sentinel picks the same one).
+ * Orders candidates best first: higher reported LSN (`status.xLogPos`; losing less data comes
+ * first), then higher keeper priority, then lower DB uid (a stable tie-breaker so every sentinel
+ * picks the same one). DESIGN.md §4.
  */
 export function compareFailoverCandidates(a: Candidate, b: Candidate): number {
   if (a.db.status.xLogPos !== b.db.status.xLogPos) {
     return b.db.status.xLogPos - a.db.status.xLogPos;
+  }
+  const pa = a.priority ?? 0;
+  const pb = b.priority ?? 0;
+  if (pa !== pb) {
+    return pb - pa;
   }
   return a.db.uid < b.db.uid ? -1 : a.db.uid > b.db.uid ? 1 : 0;
 }

@@ -119,7 +119,7 @@ const cases: readonly Case[] = [
           },
         },
       },
-      reasons: ['new keeper k1 registered', 'new keeper k2 registered', 'initializing: keeper k1 chosen as initial primary (new db u1)'],
+      reasons: ['new keeper k1 registered', 'new keeper k2 registered', 'initializing: keeper k1 chosen as initial primary (db u1, initMode new)'],
       changed: true,
     },
   },
@@ -925,6 +925,6 @@ describe('decide, pass after pass', () => {
     check(loop.pass(silent, 1_000), decideInput(loop.cd), { dbs: ['u1'], next: { dbs: { u1: { spec: { keeperUID: 'k1' } } } } });
     check(loop.pass(silent, 300_000), decideInput(loop.cd), { dbs: ['u1'], reasons: ['waiting for keeper k1 to initialize db u1'] });
     check(loop.pass(silent, 1), decideInput(loop.cd), { dbs: [], reasons: ['did not initialize db u1 within initTimeout 5m0s'] });
-    check(loop.pass(silent, 1_000), decideInput(loop.cd), { dbs: ['u2'], reasons: ['keeper k1 chosen as initial primary (new db u2)'] });
+    check(loop.pass(silent, 1_000), decideInput(loop.cd), { dbs: ['u2'], reasons: ['keeper k1 chosen as initial primary (db u2, initMode new)'] });
   });
 });

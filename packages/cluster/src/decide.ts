@@ -229,6 +229,9 @@ function updateKeepers(
       if (info.canBeSynchronousReplica !== undefined) {
         k.status.canBeSynchronousReplica = info.canBeSynchronousReplica;
       }
+      if (info.priority !== undefined) {
+        k.status.priority = info.priority;
+      }
       cd.keepers[uid] = k;
       reasons.push(`new keeper ${uid} registered`);
     }
@@ -249,6 +252,9 @@ function updateKeepers(
       }
       if (info.canBeSynchronousReplica !== undefined) {
         keeper.status.canBeSynchronousReplica = info.canBeSynchronousReplica;
+      }
+      if (info.priority !== undefined) {
+        keeper.status.priority = info.priority;
       }
     }
     const wasHealthy = keeper.status.healthy;
@@ -282,6 +288,9 @@ function updateDbStatuses(
     db.status.listenAddress = state.listenAddress;
     db.status.port = state.port;
     db.status.currentGeneration = state.generation;
+    if (state.discardedWal !== undefined) {
+      db.status.discardedWal = { ...state.discardedWal };
+    }
     if (state.healthy) {
       delete dbErrorSince[db.uid];
       db.status.healthy = true;
@@ -292,6 +301,11 @@ function updateDbStatuses(
       db.status.pgParameters = state.pgParameters;
       db.status.synchronousStandbys = state.synchronousStandbys;
       db.status.olderWalFile = state.olderWalFile;
+      if (state.pendingRestart !== undefined && state.pendingRestart.length > 0) {
+        db.status.pendingRestart = [...state.pendingRestart];
+      } else {
+        delete db.status.pendingRestart;
+      }
     } else {
       dbErrorSince[db.uid] ??= now;
       db.status.healthy = false;
@@ -345,7 +359,44 @@ function newDb(
   if (initMode === 'new') {
     dbSpec.newConfig = { ...spec.newConfig };
   }
+  if (initMode === 'pitr' && spec.pitrConfig !== null) {
+    dbSpec.pitrConfig = structuredClone(spec.pitrConfig);
+  }
   return { uid, generation: 1, changeTime: wallTime, spec: dbSpec, status: emptyDbStatus() };
+}
+
+/**
+ * A "master-type" DB: the cluster's primary, or in a standby cluster the DB that follows the
+ * external primary (@see shared/reference/stolon.md §4.2 dbType).
+ */
+export function isMasterType(db: DB): boolean {
+  return db.spec.role === 'master' || db.spec.followConfig?.type === 'external';
+}
+
+/** Makes `db` the cluster's primary DB: a real primary, or the external follower of a standby cluster. */
+function makeMasterType(db: DB, spec: ResolvedSpec): void {
+  if (spec.role === 'standby') {
+    db.spec.role = 'standby';
+    const follow: NonNullable<DBSpec['followConfig']> = { type: 'external' };
+    if (spec.standbyConfig?.standbySettings !== undefined) {
+      follow.standbySettings = { ...spec.standbyConfig.standbySettings };
+    }
+    if (spec.standbyConfig?.archiveRecoverySettings !== undefined) {
+      follow.archiveRecoverySettings = { ...spec.standbyConfig.archiveRecoverySettings };
+    }
+    db.spec.followConfig = follow;
+  } else {
+    db.spec.role = 'master';
+    db.spec.followConfig = null;
+  }
+}
+
+/** Keepers that may be primary, best first: higher priority, then lower uid. */
+function primaryKeeperChoices(cd: ClusterData, keeperHealthy: Health): string[] {
+  return Object.values(cd.keepers)
+    .filter((k) => keeperHealthy(k.uid) && k.status.canBeMaster !== false)
+    .sort((a, b) => (b.status.priority ?? 0) - (a.status.priority ?? 0) || (a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0))
+    .map((k) => k.uid);
 }
 
 type Health = (uid: string) => boolean;
@@ -364,25 +415,38 @@ function decideInitializing(
   const masterUid = cd.cluster.status.master;
   const master = masterUid === '' ? undefined : cd.dbs[masterUid];
   if (master === undefined) {
-    // Stolon picks at random and ignores canBeMaster (its issue #840); we honour canBeMaster and
-    // pick the lowest uid so every run of the same inputs gives the same primary.
-    const candidates = Object.values(cd.keepers)
-      .filter((k) => keeperHealthy(k.uid) && k.status.canBeMaster !== false)
-      .map((k) => k.uid)
-      .sort();
-    const chosen = candidates[0];
+    let chosen: string | undefined;
+    if (spec.initMode === 'existing') {
+      // The operator named the keeper whose data directory becomes the primary.
+      const wanted = spec.existingConfig?.keeperUID ?? '';
+      if (!keeperHealthy(wanted)) {
+        reasons.push(`initializing: waiting for keeper ${wanted} (existingConfig.keeperUID) to register`);
+        return;
+      }
+      chosen = wanted;
+    } else {
+      // Stolon picks at random and ignores canBeMaster (its issue #840); we honour canBeMaster and
+      // pick by priority, then the lowest uid, so the same inputs always give the same primary.
+      chosen = primaryKeeperChoices(cd, keeperHealthy)[0];
+    }
     if (chosen === undefined) {
       reasons.push('initializing: waiting for a healthy keeper that can be primary to register');
       return;
     }
     const uid = input.newUid();
     cd.dbs = {};
-    cd.dbs[uid] = newDb(uid, chosen, 'new', 'master', undefined, spec, input.wallTime);
+    const db = newDb(uid, chosen, spec.initMode, 'master', undefined, spec, input.wallTime);
+    makeMasterType(db, spec);
+    cd.dbs[uid] = db;
     cd.cluster.status.master = uid;
-    reasons.push(`initializing: keeper ${chosen} chosen as initial primary (new db ${uid})`);
+    reasons.push(`initializing: keeper ${chosen} chosen as initial primary (db ${uid}, initMode ${spec.initMode})`);
     return;
   }
-  const c = convergence(master, spec.initTimeoutMs);
+  // A restore (pitr) may take as long as it takes (Stolon waits forever: syncTimeout, 0 by default);
+  // adopting an existing data dir has no failure path either (Stolon).
+  const initLimitMs =
+    master.spec.initMode === 'pitr' ? spec.syncTimeoutMs : master.spec.initMode === 'existing' ? 0 : spec.initTimeoutMs;
+  const c = convergence(master, initLimitMs);
   // `master.status.healthy`: postgres is up now (dbHealthy alone allows failInterval's grace).
   if (c === 'converged' && master.status.healthy && dbHealthy(master)) {
     master.spec.initMode = 'none';
@@ -425,6 +489,13 @@ function decideNormal(
   if (!masterOk) {
     return failover(cd, spec, input, master, dbHealthy, reasons);
   }
+  // Keeps the primary DB in line with the cluster role: this is how `stolonctl promote` (role
+  // standby → master) turns a standby cluster's external follower into a real primary.
+  const wasExternal = master.spec.followConfig?.type === 'external';
+  makeMasterType(master, spec);
+  if (wasExternal && master.spec.role === 'master') {
+    reasons.push(`cluster role is now master: promoting db ${master.uid} on keeper ${master.spec.keeperUID}`);
+  }
 
   // Proxies: publish the primary only once it converged (promotion done) and is healthy, and
   // only after every live proxy acknowledged the fence generation.
@@ -460,7 +531,7 @@ function decideNormal(
 
   // The primary is healthy and converged: clean up and manage standbys.
   for (const db of Object.values(cd.dbs)) {
-    if (db.uid !== master.uid && db.spec.role === 'master') {
+    if (db.uid !== master.uid && isMasterType(db)) {
       delete cd.dbs[db.uid];
       reasons.push(`removing old primary db ${db.uid} of keeper ${db.spec.keeperUID}; it will be resynced as a standby`);
     }
@@ -554,7 +625,10 @@ function failover(
   }
   const candidates: Candidate[] = Object.values(cd.dbs)
     .filter((d) => d.uid !== master.uid && d.spec.followConfig?.dbuid === master.uid)
-    .map((db) => ({ db, canBeMaster: cd.keepers[db.spec.keeperUID]?.status.canBeMaster !== false }));
+    .map((db) => {
+      const k = cd.keepers[db.spec.keeperUID];
+      return { db, canBeMaster: k?.status.canBeMaster !== false, priority: k?.status.priority ?? 0 };
+    });
   // A candidate must be up now: failInterval's grace keeps a primary from being failed for a
   // blip; it must not make a standby whose postgres is down right now the promotion target.
   const upNow = (db: DB): boolean => db.status.healthy && dbHealthy(db);
@@ -575,8 +649,7 @@ function failover(
   // the new primary converged, which lets a returning old keeper start a second writable primary.
   delete cd.dbs[master.uid];
   cd.cluster.status.master = w.uid;
-  w.spec.role = 'master';
-  w.spec.followConfig = null;
+  makeMasterType(w, spec);
   reasons.push(
     `primary ${who} failed: promoting keeper ${w.spec.keeperUID} (db ${w.uid}, LSN ${w.status.xLogPos}, ` +
       `primary's last LSN ${master.status.xLogPos})`,
@@ -594,6 +667,11 @@ function finishDbSpecs(cd: ClusterData, prev: ClusterData, spec: ResolvedSpec, w
     db.spec.additionalWalSenders = spec.additionalWalSenders;
     db.spec.pgParameters = { ...spec.pgParameters };
     db.spec.pgHBA = spec.pgHBA === null ? null : [...spec.pgHBA];
+    db.spec.suReplAccessMode = spec.defaultSUReplAccessMode;
+    db.spec.automaticPgRestart = spec.automaticPgRestart;
+    if (db.spec.initMode !== 'pitr') {
+      delete db.spec.pitrConfig;
+    }
     db.spec.additionalReplicationSlots =
       db.uid === masterUid && spec.additionalMasterReplicationSlots !== null
         ? [...spec.additionalMasterReplicationSlots]

@@ -116,16 +116,45 @@ describe('validateSpec rejects', () => {
       issue: ['initMode:'],
     },
     {
-      title: 'an initMode not supported yet',
+      title: 'initMode existing without the keeper to adopt',
       spec: { initMode: 'existing' },
-      field: 'initMode',
-      issue: ['initMode: "existing" is not supported yet'],
+      field: 'existingConfig.keeperUID',
+      issue: ['existingConfig.keeperUID: is required with initMode "existing"'],
     },
     {
-      title: 'role standby (standby clusters not supported yet)',
-      spec: { initMode: 'new', role: 'standby' },
-      field: 'role',
-      issue: ['role: "standby"', 'not supported'],
+      title: 'initMode pitr without a data restore command',
+      spec: { initMode: 'pitr', pitrConfig: {} },
+      field: 'pitrConfig.dataRestoreCommand',
+      issue: ['pitrConfig.dataRestoreCommand: is required with initMode "pitr"'],
+    },
+    {
+      title: 'role standby with initMode new',
+      spec: { initMode: 'new', role: 'standby', standbyConfig: { standbySettings: { primaryConninfo: 'host=a' } } },
+      field: 'initMode',
+      issue: ['initMode: "new" cannot be used with role "standby"'],
+    },
+    {
+      title: 'role standby without the primary cluster connection',
+      spec: { initMode: 'pitr', role: 'standby', pitrConfig: { dataRestoreCommand: 'true' } },
+      field: 'standbyConfig.standbySettings.primaryConninfo',
+      issue: ['standbyConfig.standbySettings.primaryConninfo: is required with role "standby"'],
+    },
+    {
+      title: 'role standby with a recovery target',
+      spec: {
+        initMode: 'pitr',
+        role: 'standby',
+        pitrConfig: { dataRestoreCommand: 'true', recoveryTargetSettings: { recoveryTargetLsn: '0/3000000' } },
+        standbyConfig: { standbySettings: { primaryConninfo: 'host=a' } },
+      },
+      field: 'pitrConfig.recoveryTargetSettings',
+      issue: ['pitrConfig.recoveryTargetSettings: cannot be used with role "standby"'],
+    },
+    {
+      title: 'an unknown field inside standbyConfig.standbySettings',
+      spec: { initMode: 'pitr', role: 'standby', pitrConfig: { dataRestoreCommand: 'true' }, standbyConfig: { standbySettings: { primaryConnInfo: 'x' } } },
+      field: 'standbyConfig.standbySettings.primaryConnInfo',
+      issue: ['unknown field'],
     },
     {
       title: 'proxyCheckInterval equal to proxyTimeout, naming both fields and values',
@@ -252,6 +281,9 @@ describe('resolveSpec', () => {
     mergePgParameters: true,
     role: 'master',
     newConfig: {},
+    pitrConfig: null,
+    existingConfig: null,
+    standbyConfig: null,
     defaultSUReplAccessMode: 'all',
     pgParameters: {},
     pgHBA: null,
@@ -329,8 +361,20 @@ describe('validateSpecUpdate', () => {
     expect(err.field).toBe('proxyCheckInterval');
   });
 
-  it('refuses master → standby (today already refused by validateSpec)', () => {
-    expect(specError(() => validateSpecUpdate({ initMode: 'new' }, { initMode: 'new', role: 'standby' })).field).toBe('role');
+  it('refuses master → standby', () => {
+    const prev: ClusterSpec = { initMode: 'pitr', pitrConfig: { dataRestoreCommand: 'true' } };
+    const next = { ...prev, role: 'standby', standbyConfig: { standbySettings: { primaryConninfo: 'host=a' } } };
+    expect(specError(() => validateSpecUpdate(prev, next)).field).toBe('role');
+  });
+
+  it('allows standby → master (stolonctl promote)', () => {
+    const prev: ClusterSpec = {
+      initMode: 'pitr',
+      role: 'standby',
+      pitrConfig: { dataRestoreCommand: 'true' },
+      standbyConfig: { standbySettings: { primaryConninfo: 'host=a' } },
+    };
+    expect(validateSpecUpdate(prev, { ...prev, role: 'master' }).role).toBe('master');
   });
 });
 
@@ -381,7 +425,7 @@ describe('mergePatch', () => {
     const prev: ClusterSpec = { initMode: 'new', failInterval: '10s' };
     const next = mergePatch(prev, { failInterval: null, sleepInterval: '2s', requestTimeout: '1s' });
     expect(validateSpecUpdate(prev, next)).toEqual({ initMode: 'new', sleepInterval: '2s', requestTimeout: '1s' });
-    expect(specError(() => validateSpecUpdate(prev, mergePatch(prev, { initMode: 'pitr' }))).field).toBe('initMode');
+    expect(specError(() => validateSpecUpdate(prev, mergePatch(prev, { initMode: 'existing', existingConfig: { keeperUID: 'k1' } }))).field).toBe('initMode');
   });
 });
 

@@ -42,7 +42,7 @@ export const DEFAULT_SPEC = {
   pgParameters: {},
   pgHBA: null,
   automaticPgRestart: false,
-} as const satisfies Omit<Required<ClusterSpec>, 'initMode'>;
+} as const satisfies Omit<Required<ClusterSpec>, 'initMode' | 'pitrConfig' | 'existingConfig' | 'standbyConfig'>;
 
 const duration = z.string().refine((s) => parseDurationMs(s) !== undefined, {
   message: 'must be a duration such as "500ms", "5s", "1m30s" (a Go duration string, not negative)',
@@ -52,6 +52,9 @@ const slotName = z
   .string()
   .regex(/^[a-z0-9_]+$/, 'must match ^[a-z0-9_]+$')
   .refine((s) => !s.startsWith('stolon_'), 'must not start with "stolon_" (the keeper adds that prefix)');
+
+const archiveRecoverySettings = z.strictObject({ restoreCommand: z.string().optional() });
+const noNewline = z.string().refine((v) => !/[\r\n]/.test(v), 'must not contain a newline');
 
 /** Strict schema of the stored spec: an unknown field is an error naming it. */
 const specSchema = z.strictObject({
@@ -82,6 +85,35 @@ const specSchema = z.strictObject({
       locale: z.string().optional(),
       encoding: z.string().optional(),
       dataChecksums: z.boolean().optional(),
+    })
+    .optional(),
+  pitrConfig: z
+    .strictObject({
+      dataRestoreCommand: z.string().optional(),
+      archiveRecoverySettings: archiveRecoverySettings.optional(),
+      recoveryTargetSettings: z
+        .strictObject({
+          recoveryTarget: noNewline.optional(),
+          recoveryTargetLsn: noNewline.optional(),
+          recoveryTargetName: noNewline.optional(),
+          recoveryTargetTime: noNewline.optional(),
+          recoveryTargetXid: noNewline.optional(),
+          recoveryTargetTimeline: noNewline.optional(),
+        })
+        .optional(),
+    })
+    .optional(),
+  existingConfig: z.strictObject({ keeperUID: z.string().optional() }).optional(),
+  standbyConfig: z
+    .strictObject({
+      standbySettings: z
+        .strictObject({
+          primaryConninfo: noNewline.optional(),
+          primarySlotName: z.string().regex(/^[a-z0-9_]+$/, 'must match ^[a-z0-9_]+$').optional(),
+          recoveryMinApplyDelay: noNewline.optional(),
+        })
+        .optional(),
+      archiveRecoverySettings: archiveRecoverySettings.optional(),
     })
     .optional(),
   defaultSUReplAccessMode: z.enum(['all', 'strict']).optional(),
@@ -161,13 +193,24 @@ export function validateSpec(input: unknown): ClusterSpec {
   }
   const spec = parsed.data as ClusterSpec;
   const problems: string[] = [];
+  // Cross-field rules of Stolon's ClusterSpec.Validate (@see shared/reference/stolon.md §3.2).
+  const role = spec.role ?? 'master';
   if (spec.initMode === undefined) {
     problems.push('initMode: is required; one of "new", "existing", "pitr"');
-  } else if (spec.initMode !== 'new') {
-    problems.push(`initMode: "${spec.initMode}" is not supported yet; use "new"`);
+  } else if (spec.initMode === 'new' && role === 'standby') {
+    problems.push('initMode: "new" cannot be used with role "standby"; a standby cluster starts with initMode "pitr" (a copy of the primary cluster)');
+  } else if (spec.initMode === 'existing' && !spec.existingConfig?.keeperUID) {
+    problems.push('existingConfig.keeperUID: is required with initMode "existing" (the keeper whose data directory becomes the primary)');
+  } else if (spec.initMode === 'pitr' && !spec.pitrConfig?.dataRestoreCommand) {
+    problems.push('pitrConfig.dataRestoreCommand: is required with initMode "pitr" (a shell command filling %d, e.g. a pg_basebackup or a copy)');
   }
-  if ((spec.role ?? 'master') !== 'master') {
-    problems.push('role: "standby" (standby clusters) is not supported yet; use "master"');
+  if (role === 'standby') {
+    if (spec.standbyConfig?.standbySettings?.primaryConninfo === undefined) {
+      problems.push('standbyConfig.standbySettings.primaryConninfo: is required with role "standby" (how to reach the primary cluster)');
+    }
+    if (spec.pitrConfig?.recoveryTargetSettings !== undefined) {
+      problems.push('pitrConfig.recoveryTargetSettings: cannot be used with role "standby" (a standby cluster keeps following)');
+    }
   }
   if (spec.synchronousReplication === true) {
     // Accepting it and replicating asynchronously would silently break the promise it makes.
@@ -213,6 +256,9 @@ function resolveUnchecked(spec: ClusterSpec): ResolvedSpec {
     mergePgParameters: spec.mergePgParameters ?? d.mergePgParameters,
     role: spec.role ?? d.role,
     newConfig: { ...(spec.newConfig ?? {}) },
+    pitrConfig: spec.pitrConfig === undefined ? null : structuredClone(spec.pitrConfig),
+    existingConfig: spec.existingConfig === undefined ? null : { ...spec.existingConfig },
+    standbyConfig: spec.standbyConfig === undefined ? null : structuredClone(spec.standbyConfig),
     defaultSUReplAccessMode: spec.defaultSUReplAccessMode ?? d.defaultSUReplAccessMode,
     pgParameters: { ...(spec.pgParameters ?? {}) },
     pgHBA: spec.pgHBA === undefined ? null : spec.pgHBA === null ? null : [...spec.pgHBA],

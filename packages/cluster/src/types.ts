@@ -46,10 +46,50 @@ export interface ClusterSpec {
   mergePgParameters?: boolean;
   role?: Role;
   newConfig?: { locale?: string; encoding?: string; dataChecksums?: boolean };
+  pitrConfig?: PITRConfig;
+  existingConfig?: { keeperUID?: string };
+  standbyConfig?: StandbyConfig;
   defaultSUReplAccessMode?: SUReplAccessMode;
   pgParameters?: Record<string, string> | null;
   pgHBA?: string[] | null;
   automaticPgRestart?: boolean;
+}
+
+/** Stolon's `archiveRecoverySettings`. */
+export interface ArchiveRecoverySettings {
+  /** `restore_command`, e.g. `cp /archive/%f %p`. */
+  restoreCommand?: string;
+}
+
+/** Stolon's `recoveryTargetSettings` (PostgreSQL recovery_target_* parameters). */
+export interface RecoveryTargetSettings {
+  recoveryTarget?: string;
+  recoveryTargetLsn?: string;
+  recoveryTargetName?: string;
+  recoveryTargetTime?: string;
+  recoveryTargetXid?: string;
+  recoveryTargetTimeline?: string;
+}
+
+/** How to restore the first primary for `initMode: "pitr"`. */
+export interface PITRConfig {
+  /** Shell command that fills the data directory; `%d` is replaced by its path, `%%` by `%`. */
+  dataRestoreCommand?: string;
+  archiveRecoverySettings?: ArchiveRecoverySettings;
+  recoveryTargetSettings?: RecoveryTargetSettings;
+}
+
+/** Stolon's `standbySettings`: how a standby cluster's primary follows the external primary. */
+export interface StandbySettingsSpec {
+  primaryConninfo?: string;
+  primarySlotName?: string;
+  recoveryMinApplyDelay?: string;
+}
+
+/** Required when the cluster `role` is `standby`. */
+export interface StandbyConfig {
+  standbySettings?: StandbySettingsSpec;
+  archiveRecoverySettings?: ArchiveRecoverySettings;
 }
 
 /** The spec with every default applied and durations in milliseconds. */
@@ -78,6 +118,9 @@ export interface ResolvedSpec {
   mergePgParameters: boolean;
   role: Role;
   newConfig: { locale?: string; encoding?: string; dataChecksums?: boolean };
+  pitrConfig: PITRConfig | null;
+  existingConfig: { keeperUID?: string } | null;
+  standbyConfig: StandbyConfig | null;
   defaultSUReplAccessMode: SUReplAccessMode;
   pgParameters: Record<string, string>;
   pgHBA: string[] | null;
@@ -108,6 +151,8 @@ export interface KeeperStatus {
   forceFail?: boolean;
   canBeMaster?: boolean;
   canBeSynchronousReplica?: boolean;
+  /** Our addition: higher is preferred among equally advanced failover candidates. */
+  priority?: number;
 }
 
 export interface Keeper {
@@ -122,6 +167,9 @@ export interface FollowConfig {
   type: 'internal' | 'external';
   /** DB uid of the followed DB (internal). */
   dbuid?: string;
+  /** External primary settings (type external: the primary DB of a standby cluster). */
+  standbySettings?: StandbySettingsSpec;
+  archiveRecoverySettings?: ArchiveRecoverySettings;
 }
 
 export interface DBSpec {
@@ -134,8 +182,13 @@ export interface DBSpec {
   additionalReplicationSlots: string[] | null;
   initMode: DBInitMode;
   newConfig?: { locale?: string; encoding?: string; dataChecksums?: boolean };
+  pitrConfig?: PITRConfig;
   pgParameters: Record<string, string>;
   pgHBA: string[] | null;
+  /** Our addition: `defaultSUReplAccessMode` copied from the cluster spec. */
+  suReplAccessMode?: SUReplAccessMode;
+  /** Our addition: `automaticPgRestart` copied from the cluster spec. */
+  automaticPgRestart?: boolean;
   role: Role;
   followConfig?: FollowConfig | null;
   /** DB uids following this one (a replication slot `stolon_<uid>` is kept for each). */
@@ -167,6 +220,23 @@ export interface DBStatus {
   pgParameters: Record<string, string>;
   synchronousStandbys: string[];
   olderWalFile: string;
+  /** Our addition: parameters changed but waiting for a restart. */
+  pendingRestart?: string[];
+  /** Our addition: WAL this DB's keeper threw away when it rejoined after a failover. */
+  discardedWal?: DiscardedWal;
+}
+
+/** A WAL range a keeper discarded (pg_rewind or re-clone) when its timeline had diverged. */
+export interface DiscardedWal {
+  /** LSN (bytes) where the local timeline diverged from the new primary's. */
+  fromLsn: number;
+  /** Last local LSN (bytes) before discarding. */
+  toLsn: number;
+  timelineID: number;
+  /** How the data was replaced. */
+  method: 'pg_rewind' | 'pg_basebackup';
+  /** RFC 3339 time of the discard. */
+  at: string;
 }
 
 export interface DB {
@@ -223,6 +293,12 @@ export interface PostgresState {
   role?: Role;
   /** Our addition: whether the postmaster is running. */
   running?: boolean;
+  /** Our addition: parameters changed but waiting for a restart. */
+  pendingRestart?: string[];
+  /** Our addition: the last WAL range this keeper discarded on rejoin. */
+  discardedWal?: DiscardedWal;
+  /** Our addition: a human sentence about a long action (clone progress) or the last error. */
+  activity?: string;
 }
 
 /** Published by each keeper under its lease at `keepers/info/<uid>`. */
@@ -237,6 +313,8 @@ export interface KeeperInfo {
   postgresState?: PostgresState;
   canBeMaster?: boolean;
   canBeSynchronousReplica?: boolean;
+  /** Our addition (`--priority`): higher is preferred among equally advanced candidates. */
+  priority?: number;
 }
 
 /** Published by each sentinel at `sentinels/info/<uid>` (capitalised key, as in Stolon). */

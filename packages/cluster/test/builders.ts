@@ -230,6 +230,8 @@ export class ClusterBuilder {
           initMode,
           pgParameters: { ...r.pgParameters },
           pgHBA: r.pgHBA === null ? null : [...r.pgHBA],
+          suReplAccessMode: r.defaultSUReplAccessMode,
+          automaticPgRestart: r.automaticPgRestart,
           role: d.role,
           followConfig: followed === undefined ? null : { type: 'internal', dbuid: uidOf(followed) },
           followers: [],
