@@ -13,13 +13,14 @@ import {
   MINIMAL_SPEC,
   proxyInfo,
   seqUids,
+  STANDBY_SPEC,
   T0,
   wallAt,
   type Observed,
 } from '../test/builders.js';
 import { newClusterData } from './clusterdata.js';
 import { decide, emptyMemory, type DecideInput, type DecideOutput, type SentinelMemory } from './decide.js';
-import type { ClusterData, KeeperInfo, ProxyInfo } from './types.js';
+import type { ClusterData, ClusterSpec, DiscardedWal, FollowConfig, KeeperInfo, ProxyInfo } from './types.js';
 
 type DeepPartial<T> = T extends readonly (infer U)[]
   ? readonly DeepPartial<U>[]
@@ -76,6 +77,37 @@ const healthyPair = () =>
     .withPrimary('k1', { xLogPos: LSN })
     .withStandby('k2', { xLogPos: LSN })
     .routedTo('k1', ['p1'], 2);
+
+/** Adopt keeper k2's data directory as the primary. */
+const EXISTING_SPEC: ClusterSpec = { initMode: 'existing', existingConfig: { keeperUID: 'k2' } };
+
+/** Restore the first primary from a backup, to a point in time. */
+const PITR_SPEC: ClusterSpec = {
+  initMode: 'pitr',
+  pitrConfig: {
+    dataRestoreCommand: 'restore-backup %d',
+    archiveRecoverySettings: { restoreCommand: 'cp /archive/%f %p' },
+    recoveryTargetSettings: { recoveryTargetTime: '2025-01-01 00:00:00+00' },
+  },
+};
+
+/** The followConfig of a standby cluster's primary DB under `STANDBY_SPEC`. */
+const EXTERNAL_FOLLOW: FollowConfig = {
+  type: 'external',
+  standbySettings: STANDBY_SPEC.standbyConfig!.standbySettings!,
+  archiveRecoverySettings: STANDBY_SPEC.standbyConfig!.archiveRecoverySettings!,
+};
+
+/** A standby cluster: k1's DB follows the external primary, k2's follows k1's; proxies routed to k1. */
+const standbyClusterPair = () =>
+  aCluster({ spec: STANDBY_SPEC })
+    .initialized()
+    .withPrimary('k1', { xLogPos: LSN })
+    .withStandby('k2', { xLogPos: LSN })
+    .routedTo('k1', ['p1'], 2);
+
+/** What a keeper reports after pg_rewind threw away WAL its old timeline had past the fork. */
+const DISCARDED: DiscardedWal = { fromLsn: 0x3000060, toLsn: 0x3001000, timelineID: 1, method: 'pg_rewind', at: T0 };
 
 /** As after a fence pass: k1 (primary) lost, proxies at generation 3 routed nowhere, no proxy alive. */
 const k1LostAndFenced = () =>
@@ -676,6 +708,304 @@ const cases: readonly Case[] = [
       notReasons: ['no change'],
     },
   },
+  // --- initMode existing ------------------------------------------------------------------------
+  {
+    n: 43,
+    title: 'initializing, initMode existing: the keeper named in existingConfig (k2, not the lowest uid) gets the primary DB',
+    given: () => observe(aCluster({ spec: EXISTING_SPEC }).build(), ['k1', 'k2']),
+    expect: {
+      dbs: ['u1'],
+      next: {
+        cluster: { status: { phase: 'initializing', master: 'u1' } },
+        dbs: { u1: { generation: 1, spec: { keeperUID: 'k2', initMode: 'existing', role: 'master', followConfig: null, followers: [] } } },
+      },
+      reasons: ['initializing: keeper k2 chosen as initial primary (db u1, initMode existing)'],
+      check: (out) => {
+        expect(out.next.dbs['u1']?.spec).not.toHaveProperty('newConfig');
+        expect(out.next.dbs['u1']?.spec).not.toHaveProperty('pitrConfig');
+      },
+    },
+  },
+  {
+    n: 44,
+    title: 'initializing, initMode existing, the named keeper k9 has not registered: waits naming it, no other keeper is chosen',
+    given: () => observe(aCluster({ spec: { initMode: 'existing', existingConfig: { keeperUID: 'k9' } } }).build(), ['k1', 'k2']),
+    expect: {
+      dbs: [],
+      keepers: ['k1', 'k2'],
+      next: { cluster: { status: { phase: 'initializing', master: '' } } },
+      reasons: ['initializing: waiting for keeper k9 (existingConfig.keeperUID) to register'],
+      notReasons: ['chosen as initial primary'],
+    },
+  },
+  {
+    n: 45,
+    title: 'initializing, initMode existing, not converged an hour later: no failure path, still waits',
+    given: () => {
+      const cd = aCluster({ spec: EXISTING_SPEC }).withPrimary('k2', { initMode: 'existing', currentGeneration: 0, healthy: false }).build();
+      return observe(cd, [keeperInfo('k2', cd, { generation: 0 })], [], {
+        now: 3_600_000,
+        memory: { dbErrorSince: {}, dbConvergingSince: { 'db-k2': { generation: 1, since: 0 } } },
+      });
+    },
+    expect: {
+      dbs: ['db-k2'],
+      next: { cluster: { status: { phase: 'initializing', master: 'db-k2' } } },
+      reasons: ['initializing: waiting for keeper k2 to initialize db db-k2'],
+      notReasons: ['choosing again'],
+    },
+  },
+
+  // --- initMode pitr ---------------------------------------------------------------------------
+  {
+    n: 46,
+    title: 'initializing, initMode pitr: the chosen keeper gets a primary DB with initMode pitr carrying pitrConfig',
+    given: () => observe(aCluster({ spec: PITR_SPEC }).build(), ['k1']),
+    expect: {
+      dbs: ['u1'],
+      next: {
+        cluster: { status: { master: 'u1' } },
+        dbs: { u1: { spec: { keeperUID: 'k1', initMode: 'pitr', role: 'master', followConfig: null } } },
+      },
+      reasons: ['keeper k1 chosen as initial primary (db u1, initMode pitr)'],
+      check: (out) => {
+        expect(out.next.dbs['u1']?.spec.pitrConfig).toEqual(PITR_SPEC.pitrConfig);
+        expect(out.next.dbs['u1']?.spec).not.toHaveProperty('newConfig');
+      },
+    },
+  },
+  {
+    n: 47,
+    title: 'initializing, pitr restore still running a day later with syncTimeout 0: no init timeout, still waits',
+    given: () => {
+      const cd = aCluster({ spec: PITR_SPEC }).withPrimary('k1', { initMode: 'pitr', currentGeneration: 0, healthy: false }).build();
+      return observe(cd, [keeperInfo('k1', cd, { generation: 0 })], [], {
+        now: 86_400_000,
+        memory: { dbErrorSince: {}, dbConvergingSince: { 'db-k1': { generation: 1, since: 0 } } },
+      });
+    },
+    expect: {
+      dbs: ['db-k1'],
+      next: { cluster: { status: { phase: 'initializing', master: 'db-k1' } }, dbs: { 'db-k1': { generation: 1, spec: { initMode: 'pitr' } } } },
+      reasons: ['initializing: waiting for keeper k1 to initialize db db-k1'],
+      notReasons: ['choosing again'],
+      check: (out) => expect(out.next.dbs['db-k1']?.spec.pitrConfig).toEqual(PITR_SPEC.pitrConfig),
+    },
+  },
+  {
+    n: 48,
+    title: 'initializing, pitr restore with syncTimeout 10m not done 1 ms past it: DB removed, the reason names syncTimeout',
+    given: () => {
+      const cd = aCluster({ spec: { ...PITR_SPEC, syncTimeout: '10m' } })
+        .withPrimary('k1', { initMode: 'pitr', currentGeneration: 0, healthy: false })
+        .build();
+      return observe(cd, [keeperInfo('k1', cd, { generation: 0 })], [], {
+        now: 600_001,
+        memory: { dbErrorSince: {}, dbConvergingSince: { 'db-k1': { generation: 1, since: 0 } } },
+      });
+    },
+    expect: {
+      dbs: [],
+      next: { cluster: { status: { phase: 'initializing', master: '' } } },
+      reasons: ['keeper k1 did not initialize db db-k1 within syncTimeout 10m0s; choosing again'],
+      notReasons: ['initTimeout'],
+    },
+  },
+
+  // --- standby clusters (role standby) ---------------------------------------------------------------
+  {
+    n: 49,
+    title: 'initializing a standby cluster (role standby, pitr): the primary DB is role standby following the external primary',
+    given: () => observe(aCluster({ spec: STANDBY_SPEC }).build(), ['k1', 'k2']),
+    expect: {
+      dbs: ['u1'],
+      next: {
+        cluster: { status: { phase: 'initializing', master: 'u1' } },
+        dbs: { u1: { generation: 1, spec: { keeperUID: 'k1', initMode: 'pitr', role: 'standby', followers: [] } } },
+      },
+      reasons: ['keeper k1 chosen as initial primary (db u1, initMode pitr)'],
+      check: (out) => {
+        expect(out.next.dbs['u1']?.spec.followConfig).toEqual(EXTERNAL_FOLLOW);
+        expect(out.next.dbs['u1']?.spec.pitrConfig).toEqual(STANDBY_SPEC.pitrConfig);
+      },
+    },
+  },
+  {
+    n: 50,
+    title: 'standby cluster, the restored primary DB converged: phase normal, it stays an external follower, pitrConfig dropped',
+    given: () => {
+      const cd = aCluster({ spec: STANDBY_SPEC }).withPrimary('k1', { initMode: 'pitr', currentGeneration: 0, healthy: false }).build();
+      return observe(cd, ['k1']);
+    },
+    expect: {
+      next: {
+        cluster: { status: { phase: 'normal', master: 'db-k1' } },
+        dbs: { 'db-k1': { generation: 2, spec: { initMode: 'none', role: 'standby' } } },
+      },
+      reasons: ['initialized: primary k1 (db db-k1) is up; cluster phase normal'],
+      check: (out) => {
+        expect(out.next.dbs['db-k1']?.spec.followConfig).toEqual(EXTERNAL_FOLLOW);
+        expect(out.next.dbs['db-k1']?.spec).not.toHaveProperty('pitrConfig');
+      },
+    },
+  },
+  {
+    n: 51,
+    title: 'standby cluster, steady state: no write, and the primary DB is not counted as a standby',
+    given: () => observe(standbyClusterPair().build(), ['k1', 'k2'], [proxyInfo('p1', 2)]),
+    expect: {
+      changed: false,
+      check: (out, input) => {
+        expect(out.reasons).toEqual(['no change: primary k1 (db db-k1) healthy, 1/1 standbys healthy']);
+        expect(out.next).toEqual(input.cd);
+      },
+    },
+  },
+  {
+    n: 52,
+    title: 'standby cluster, spec role changed to master (stolonctl promote): primary DB becomes role master, followConfig null, generation +1',
+    given: () => {
+      const cd = standbyClusterPair().build();
+      cd.cluster.spec = { ...cd.cluster.spec, role: 'master' };
+      return observe(cd, ['k1', 'k2'], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      dbs: ['db-k1', 'db-k2'],
+      next: {
+        cluster: { status: { master: 'db-k1' } },
+        dbs: {
+          'db-k1': { generation: 2, spec: { role: 'master', followConfig: null, followers: ['db-k2'] } },
+          'db-k2': { generation: 1, spec: { role: 'standby', followConfig: { type: 'internal', dbuid: 'db-k1' } } },
+        },
+        proxy: { generation: 2, spec: { masterDbUid: 'db-k1' } },
+      },
+      reasons: ['cluster role is now master: promoting db db-k1 on keeper k1'],
+      changed: true,
+    },
+  },
+  {
+    n: 53,
+    title: 'standby cluster, primary lost: the best standby becomes the new external follower (role standby), not a real primary',
+    given: () => {
+      const cd = aCluster({ spec: STANDBY_SPEC })
+        .initialized()
+        .withPrimary('k1', { xLogPos: LSN, keeperHealthy: false, healthy: false })
+        .withStandby('k2', { xLogPos: LSN })
+        .fenced(3)
+        .build();
+      return observe(cd, ['k2']);
+    },
+    expect: {
+      dbs: ['db-k2'],
+      next: {
+        cluster: { status: { master: 'db-k2' } },
+        dbs: { 'db-k2': { generation: 2, spec: { role: 'standby', followers: [] } } },
+      },
+      reasons: ['primary k1 (db db-k1) failed: promoting keeper k2'],
+      check: (out) => expect(out.next.dbs['db-k2']?.spec.followConfig).toEqual(EXTERNAL_FOLLOW),
+    },
+  },
+
+  // --- keeper priority --------------------------------------------------------------------------
+  {
+    n: 54,
+    title: 'failover, two standbys at the same LSN: the higher-priority keeper k3 wins over the lower DB uid',
+    given: () => {
+      const cd = k1LostAndFenced().withStandby('k2', { xLogPos: LSN }).withStandby('k3', { xLogPos: LSN, priority: 5 }).build();
+      return observe(cd, ['k2', 'k3']);
+    },
+    expect: {
+      dbs: ['db-k2', 'db-k3'],
+      next: { cluster: { status: { master: 'db-k3' } }, dbs: { 'db-k3': { spec: { role: 'master' } } } },
+      reasons: ['promoting keeper k3'],
+    },
+  },
+  {
+    n: 55,
+    title: 'failover, standbys at different LSNs: the more advanced k2 wins over the higher-priority k3',
+    given: () => {
+      const cd = k1LostAndFenced()
+        .withStandby('k2', { xLogPos: LSN })
+        .withStandby('k3', { xLogPos: LSN - 1_000, priority: 10 })
+        .build();
+      return observe(cd, ['k2', 'k3']);
+    },
+    expect: { next: { cluster: { status: { master: 'db-k2' } } }, reasons: ['promoting keeper k2 (db db-k2, LSN 5000000'] },
+  },
+  {
+    n: 56,
+    title: 'initializing, keepers with priorities 1, 5, 5: the initial primary is the highest priority, then the lowest uid (k2)',
+    given: () => {
+      const cd = aCluster().build();
+      return observe(cd, [keeperInfo('k1', cd, { priority: 1 }), keeperInfo('k3', cd, { priority: 5 }), keeperInfo('k2', cd, { priority: 5 })]);
+    },
+    expect: {
+      dbs: ['u1'],
+      next: {
+        keepers: { k1: { status: { priority: 1 } }, k2: { status: { priority: 5 } }, k3: { status: { priority: 5 } } },
+        dbs: { u1: { spec: { keeperUID: 'k2', initMode: 'new' } } },
+      },
+      reasons: ['keeper k2 chosen as initial primary'],
+    },
+  },
+  {
+    n: 57,
+    title: 'a registered keeper restarted with another --priority: its keeper status follows',
+    given: () => {
+      const cd = healthyPair().build();
+      return observe(cd, ['k1', keeperInfo('k2', cd, { priority: 3 })], [proxyInfo('p1', 2)]);
+    },
+    expect: { next: { keepers: { k2: { status: { priority: 3 } } } }, changed: true },
+  },
+
+  // --- reported DB status --------------------------------------------------------------------------
+  {
+    n: 58,
+    title: 'the primary keeper reports parameters pending a restart: copied to the DB status',
+    given: () => {
+      const cd = healthyPair().build();
+      return observe(cd, [keeperInfo('k1', cd, { pendingRestart: ['max_connections', 'shared_buffers'] }), 'k2'], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      next: { dbs: { 'db-k1': { generation: 1, status: { pendingRestart: ['max_connections', 'shared_buffers'] } } } },
+      changed: true,
+      check: (out) => expect(out.next.dbs['db-k2']?.status).not.toHaveProperty('pendingRestart'),
+    },
+  },
+  {
+    n: 59,
+    title: 'the keeper restarted postgres and reports no pending parameters ([]): pendingRestart removed from the DB status',
+    given: () => {
+      const cd = healthyPair().withPrimary('k1', { pendingRestart: ['shared_buffers'] }).build();
+      return observe(cd, [keeperInfo('k1', cd, { pendingRestart: [] }), 'k2'], [proxyInfo('p1', 2)]);
+    },
+    expect: { changed: true, check: (out) => expect(out.next.dbs['db-k1']?.status).not.toHaveProperty('pendingRestart') },
+  },
+  {
+    n: 60,
+    title: 'a keeper info without a pendingRestart field: pendingRestart removed from the DB status',
+    given: () => {
+      const cd = healthyPair().withPrimary('k1', { pendingRestart: ['shared_buffers'] }).build();
+      const info = keeperInfo('k1', cd);
+      delete info.postgresState?.pendingRestart;
+      return observe(cd, [info, 'k2'], [proxyInfo('p1', 2)]);
+    },
+    expect: { changed: true, check: (out) => expect(out.next.dbs['db-k1']?.status).not.toHaveProperty('pendingRestart') },
+  },
+  {
+    n: 61,
+    title: 'a keeper reports the WAL range it discarded on rejoin: copied to its DB status',
+    given: () => {
+      const cd = healthyPair().build();
+      return observe(cd, ['k1', keeperInfo('k2', cd, { discardedWal: DISCARDED })], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      next: { dbs: { 'db-k2': { generation: 1, status: { discardedWal: DISCARDED } } } },
+      changed: true,
+      check: (out) => expect(out.next.dbs['db-k1']?.status).not.toHaveProperty('discardedWal'),
+    },
+  },
+
 ];
 
 function check(out: DecideOutput, input: DecideInput, e: Expected): void {

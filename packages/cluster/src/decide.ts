@@ -192,7 +192,8 @@ function describeSteadyState(
   if (master === undefined) {
     return `${head}: no primary`;
   }
-  const standbys = Object.values(cd.dbs).filter((d) => d.spec.role === 'standby');
+  // Not the primary: a standby cluster's primary DB has role standby too.
+  const standbys = Object.values(cd.dbs).filter((d) => d.uid !== master.uid && d.spec.role === 'standby');
   const healthy = standbys.filter((d) => d.status.healthy).length;
   // A primary inside failInterval's grace is not failed yet, but it is not "healthy" either.
   const state =
@@ -444,9 +445,13 @@ function decideInitializing(
   }
   // A restore (pitr) may take as long as it takes (Stolon waits forever: syncTimeout, 0 by default);
   // adopting an existing data dir has no failure path either (Stolon).
-  const initLimitMs =
-    master.spec.initMode === 'pitr' ? spec.syncTimeoutMs : master.spec.initMode === 'existing' ? 0 : spec.initTimeoutMs;
-  const c = convergence(master, initLimitMs);
+  const initLimit =
+    master.spec.initMode === 'pitr'
+      ? { name: 'syncTimeout', ms: spec.syncTimeoutMs }
+      : master.spec.initMode === 'existing'
+        ? { name: 'no limit', ms: 0 }
+        : { name: 'initTimeout', ms: spec.initTimeoutMs };
+  const c = convergence(master, initLimit.ms);
   // `master.status.healthy`: postgres is up now (dbHealthy alone allows failInterval's grace).
   if (c === 'converged' && master.status.healthy && dbHealthy(master)) {
     master.spec.initMode = 'none';
@@ -456,8 +461,8 @@ function decideInitializing(
   }
   if (c === 'failed') {
     reasons.push(
-      `initializing: keeper ${master.spec.keeperUID} did not initialize db ${master.uid} within initTimeout ` +
-        `${formatDurationMs(spec.initTimeoutMs)}; choosing again`,
+      `initializing: keeper ${master.spec.keeperUID} did not initialize db ${master.uid} within ${initLimit.name} ` +
+        `${formatDurationMs(initLimit.ms)}; choosing again`,
     );
     delete cd.dbs[master.uid];
     cd.cluster.status.master = '';

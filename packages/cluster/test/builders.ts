@@ -10,7 +10,9 @@
  *   built here and observed through `keeperInfo` is a fixed point of `decide` (no spec drift,
  *   no generation bump) unless the test changes something;
  * - keeper infos report what the cluster data says their DB is (uid, generation, LSN,
- *   timeline), i.e. "the keeper applied everything", unless overridden.
+ *   timeline), i.e. "the keeper applied everything", unless overridden;
+ * - in a standby cluster (`aCluster({ spec: STANDBY_SPEC })`) `withPrimary` builds the DB that
+ *   follows the external primary (role standby, followConfig external), as the sentinel does.
  */
 import { emptyMemory, type DecideInput, type SentinelMemory } from '../src/decide.js';
 import { formatDurationMs } from '../src/duration.js';
@@ -22,6 +24,8 @@ import {
   type ClusterSpec,
   type DB,
   type DBInitMode,
+  type DiscardedWal,
+  type FollowConfig,
   type KeeperInfo,
   type ProxyInfo,
 } from '../src/types.js';
@@ -32,6 +36,21 @@ export const T0 = '2025-01-01T00:00:00.000Z';
 export const CLUSTER_UID = 'c1a55e00';
 /** A valid minimal cluster spec (everything else defaulted). */
 export const MINIMAL_SPEC: ClusterSpec = { initMode: 'new' };
+/** Primary conninfo of the external primary `STANDBY_SPEC` follows. */
+export const EXTERNAL_CONNINFO = 'host=10.9.9.9 port=5432 user=repl';
+/**
+ * A standby cluster (role standby, initialised by pitr): its primary DB follows an external
+ * primary (role standby, followConfig external), its other DBs follow that DB.
+ */
+export const STANDBY_SPEC: ClusterSpec = {
+  initMode: 'pitr',
+  role: 'standby',
+  pitrConfig: { dataRestoreCommand: 'pg_basebackup -D %d -h 10.9.9.9 -U repl' },
+  standbyConfig: {
+    standbySettings: { primaryConninfo: EXTERNAL_CONNINFO, primarySlotName: 'standby_cluster' },
+    archiveRecoverySettings: { restoreCommand: 'cp /archive/%f %p' },
+  },
+};
 
 /** `T0` plus `ms` milliseconds, as an RFC 3339 string. */
 export function wallAt(ms: number): string {
@@ -61,6 +80,10 @@ export interface DbOptions {
   readonly initMode?: DBInitMode;
   /** PostgreSQL system identifier; default "7000000000000000001". */
   readonly systemId?: string;
+  /** `status.pendingRestart` as last recorded; default absent. */
+  readonly pendingRestart?: readonly string[];
+  /** `status.discardedWal` as last recorded; default absent. */
+  readonly discardedWal?: DiscardedWal;
 }
 
 export interface StandbyOptions extends DbOptions {
@@ -74,6 +97,8 @@ export interface KeeperOptions {
   readonly canBeMaster?: boolean;
   /** Set by `stolonctl failkeeper`. */
   readonly forceFail?: boolean;
+  /** The keeper's `--priority` as last recorded; default absent (0). */
+  readonly priority?: number;
 }
 
 /** Options of the keeper owning a DB (`healthy` there is the DB's; this is the keeper's). */
@@ -82,6 +107,7 @@ export interface OwnerOptions {
   readonly keeperHealthy?: boolean;
   readonly canBeMaster?: boolean;
   readonly forceFail?: boolean;
+  readonly priority?: number;
 }
 
 const DEFAULT_SYSTEM_ID = '7000000000000000001';
@@ -202,6 +228,7 @@ export class ClusterBuilder {
           postgresBinaryVersion: { Maj: 15, Min: 0 },
           ...(k.canBeMaster === undefined ? {} : { canBeMaster: k.canBeMaster }),
           ...(k.forceFail === undefined ? {} : { forceFail: k.forceFail }),
+          ...(k.priority === undefined ? {} : { priority: k.priority }),
         },
       };
     }
@@ -212,6 +239,20 @@ export class ClusterBuilder {
       const initMode = d.opts.initMode ?? 'none';
       const followed =
         d.role === 'standby' ? (d.opts.follows ?? this.primaryKeeper) : undefined;
+      // In a standby cluster the primary DB follows the external primary, as the sentinel makes it.
+      const externalPrimary = d.role === 'master' && r.role === 'standby';
+      let followConfig: FollowConfig | null = null;
+      if (followed !== undefined) {
+        followConfig = { type: 'internal', dbuid: uidOf(followed) };
+      } else if (externalPrimary) {
+        followConfig = { type: 'external' };
+        if (r.standbyConfig?.standbySettings !== undefined) {
+          followConfig.standbySettings = { ...r.standbyConfig.standbySettings };
+        }
+        if (r.standbyConfig?.archiveRecoverySettings !== undefined) {
+          followConfig.archiveRecoverySettings = { ...r.standbyConfig.archiveRecoverySettings };
+        }
+      }
       const db: DB = {
         uid,
         generation,
@@ -232,13 +273,14 @@ export class ClusterBuilder {
           pgHBA: r.pgHBA === null ? null : [...r.pgHBA],
           suReplAccessMode: r.defaultSUReplAccessMode,
           automaticPgRestart: r.automaticPgRestart,
-          role: d.role,
-          followConfig: followed === undefined ? null : { type: 'internal', dbuid: uidOf(followed) },
+          role: externalPrimary ? 'standby' : d.role,
+          followConfig,
           followers: [],
           includePreviousConfig: false,
           synchronousStandbys: [],
           externalSynchronousStandbys: [],
           ...(initMode === 'new' ? { newConfig: { ...r.newConfig } } : {}),
+          ...(initMode === 'pitr' && r.pitrConfig !== null ? { pitrConfig: structuredClone(r.pitrConfig) } : {}),
         },
         status: {
           healthy: d.opts.healthy ?? true,
@@ -252,6 +294,8 @@ export class ClusterBuilder {
           pgParameters: {},
           synchronousStandbys: [],
           olderWalFile: '',
+          ...(d.opts.pendingRestart === undefined ? {} : { pendingRestart: [...d.opts.pendingRestart] }),
+          ...(d.opts.discardedWal === undefined ? {} : { discardedWal: { ...d.opts.discardedWal } }),
         },
       };
       cd.dbs[uid] = db;
@@ -272,6 +316,7 @@ function ownerOptions(o: OwnerOptions): KeeperOptions {
     ...(o.keeperHealthy === undefined ? {} : { healthy: o.keeperHealthy }),
     ...(o.canBeMaster === undefined ? {} : { canBeMaster: o.canBeMaster }),
     ...(o.forceFail === undefined ? {} : { forceFail: o.forceFail }),
+    ...(o.priority === undefined ? {} : { priority: o.priority }),
   };
 }
 
@@ -295,6 +340,12 @@ export interface KeeperInfoOptions {
   readonly clusterUID?: string;
   /** The keeper has no postgres state to report at all. */
   readonly noPostgresState?: boolean;
+  /** `--priority`; default the keeper's `status.priority` in `cd` (absent if none). */
+  readonly priority?: number;
+  /** Parameters waiting for a restart; default the DB's `status.pendingRestart` in `cd` (absent if none). */
+  readonly pendingRestart?: readonly string[];
+  /** WAL range discarded on rejoin; default the DB's `status.discardedWal` in `cd` (absent if none). */
+  readonly discardedWal?: DiscardedWal;
 }
 
 /**
@@ -305,6 +356,7 @@ export function keeperInfo(uid: string, cd: ClusterData, opts: KeeperInfoOptions
   const db = Object.values(cd.dbs).find((d) => d.spec.keeperUID === uid);
   const keeper = cd.keepers[uid];
   const canBeMaster = opts.canBeMaster ?? keeper?.status.canBeMaster;
+  const priority = opts.priority ?? keeper?.status.priority;
   const info: KeeperInfo = {
     infoUID: `info-${uid}`,
     uid,
@@ -312,6 +364,7 @@ export function keeperInfo(uid: string, cd: ClusterData, opts: KeeperInfoOptions
     bootUUID: `boot-${uid}`,
     postgresBinaryVersion: { Maj: 15, Min: 0 },
     ...(canBeMaster === undefined ? {} : { canBeMaster }),
+    ...(priority === undefined ? {} : { priority }),
   };
   if (opts.noPostgresState === true) {
     return info;
@@ -330,6 +383,14 @@ export function keeperInfo(uid: string, cd: ClusterData, opts: KeeperInfoOptions
     synchronousStandbys: [...(db?.status.synchronousStandbys ?? [])],
     olderWalFile: db?.status.olderWalFile ?? '',
   };
+  const pendingRestart = opts.pendingRestart ?? db?.status.pendingRestart;
+  if (pendingRestart !== undefined) {
+    info.postgresState.pendingRestart = [...pendingRestart];
+  }
+  const discardedWal = opts.discardedWal ?? db?.status.discardedWal;
+  if (discardedWal !== undefined) {
+    info.postgresState.discardedWal = { ...discardedWal };
+  }
   return info;
 }
 

@@ -18,14 +18,15 @@ import {
   type StoreSetup,
 } from './context.js';
 import { runInit } from './init.js';
+import { runPromote } from './promote.js';
 import { runSpec } from './spec.js';
 import { STATUS_FORMATS, runStatus, type StatusFormat } from './status.js';
 import { runUpdate } from './update.js';
 
 const PROGRAM = 'stolonctl';
-const COMMANDS = 'init, status, spec or update';
+const COMMANDS = 'init, status, spec, update or promote';
 
-type CommandName = 'init' | 'status' | 'spec' | 'update';
+type CommandName = 'init' | 'status' | 'spec' | 'update' | 'promote';
 
 /** A command-line problem found by yargs (unknown flag, missing required flag, bad choice). */
 class UsageError extends Error {}
@@ -94,6 +95,18 @@ function buildParser(args: readonly string[], select: (name: CommandName, argv: 
             describe: 'apply the document as an RFC 7386 JSON merge patch to the stored spec',
           }),
       (argv) => select('update', argv),
+    )
+    .command(
+      'promote',
+      'turn a standby cluster into a primary cluster (spec role master); cannot be undone',
+      (y) =>
+        y.option('yes', {
+          alias: 'y',
+          type: 'boolean',
+          default: false,
+          describe: 'promote without asking',
+        }),
+      (argv) => select('promote', argv),
     )
     .demandCommand(1, `give a command: ${COMMANDS}`)
     .fail((msg: string | null, err: Error | null) => {
@@ -195,6 +208,8 @@ async function main(args: readonly string[]): Promise<ExitCodeValue> {
           ...(file !== undefined ? { file } : {}),
           patch: argv['patch'] === true,
         });
+      case 'promote':
+        return await runPromote(ctx, { yes: argv['yes'] === true });
     }
   } finally {
     await setup.store.close().catch(() => undefined);

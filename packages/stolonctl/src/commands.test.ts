@@ -11,13 +11,16 @@ import {
   type ClusterData,
   type ClusterSpec,
   type DB,
+  type DiscardedWal,
   type Keeper,
   type Role,
 } from '@stolon-ts/cluster';
 import { MemoryBackend, MemoryStore, type Store } from '@stolon-ts/store';
 import {
   ExitCode,
+  PROMOTE_ATTEMPTS,
   runInit,
+  runPromote,
   runSpec,
   runStatus,
   runUpdate,
@@ -346,7 +349,20 @@ function keeper(uid: string, healthy: boolean): Keeper {
   };
 }
 
-function db(uid: string, keeperUID: string, role: Role, followers: string[], o: { gen: number; cur: number; port: string; healthy: boolean }): DB {
+interface DbFixture {
+  gen: number;
+  cur: number;
+  port: string;
+  healthy: boolean;
+  /** Reported LSN; default 0 (never reported). */
+  xLogPos?: number;
+  /** Reported timeline; default 1, 0 when the DB never reported (port ''). */
+  timeline?: number;
+  pendingRestart?: string[];
+  discardedWal?: DiscardedWal;
+}
+
+function db(uid: string, keeperUID: string, role: Role, followers: string[], o: DbFixture): DB {
   return {
     uid,
     generation: o.gen,
@@ -375,17 +391,26 @@ function db(uid: string, keeperUID: string, role: Role, followers: string[], o: 
       listenAddress: o.port === '' ? '' : '10.0.0.1',
       port: o.port,
       systemdID: '1',
-      timelineID: 1,
-      xLogPos: 0,
+      timelineID: o.timeline ?? (o.port === '' ? 0 : 1),
+      xLogPos: o.xLogPos ?? 0,
       timelinesHistory: [],
       pgParameters: {},
       synchronousStandbys: [],
       olderWalFile: '',
+      ...(o.pendingRestart !== undefined ? { pendingRestart: o.pendingRestart } : {}),
+      ...(o.discardedWal !== undefined ? { discardedWal: o.discardedWal } : {}),
     },
   };
 }
 
-/** keeper0 (master db1) ← keeper1 (db2) ← keeper3 (db4); keeper2 has no DB. */
+/** keeper1 rejoined after a failover: pg_rewind threw away WAL its old timeline 1 had past the fork. */
+const DISCARDED: DiscardedWal = { fromLsn: 0x2fff000, toLsn: 0x3000800, timelineID: 1, method: 'pg_rewind', at: T };
+
+/**
+ * keeper0 (master db1, timeline 2 at 0/3001000, two parameters pending a restart) ← keeper1 (db2 at
+ * 0/3000060, 4000 bytes behind, discarded WAL on rejoin) ← keeper3 (db4, never reported); keeper2
+ * has no DB.
+ */
 function handBuiltClusterData(): ClusterData {
   const cd = newClusterData({ initMode: 'new' }, 'c0ffee00', T);
   cd.cluster.status = { phase: 'normal', master: 'db1' };
@@ -396,8 +421,24 @@ function handBuiltClusterData(): ClusterData {
     keeper3: keeper('keeper3', true),
   };
   cd.dbs = {
-    db1: db('db1', 'keeper0', 'master', ['db2'], { gen: 4, cur: 4, port: '5432', healthy: true }),
-    db2: db('db2', 'keeper1', 'standby', ['db4'], { gen: 2, cur: 1, port: '5433', healthy: true }),
+    db1: db('db1', 'keeper0', 'master', ['db2'], {
+      gen: 4,
+      cur: 4,
+      port: '5432',
+      healthy: true,
+      xLogPos: 0x3001000,
+      timeline: 2,
+      pendingRestart: ['shared_buffers', 'max_connections'],
+    }),
+    db2: db('db2', 'keeper1', 'standby', ['db4'], {
+      gen: 2,
+      cur: 1,
+      port: '5433',
+      healthy: true,
+      xLogPos: 0x3000060,
+      timeline: 2,
+      discardedWal: DISCARDED,
+    }),
     db4: db('db4', 'keeper3', 'standby', [], { gen: 1, cur: 0, port: '', healthy: false }),
   };
   cd.proxy.generation = 3;
@@ -437,14 +478,23 @@ describe('status', () => {
     expect(text).toMatch(/^ID\s+GENERATION$/m);
     expect(text).toMatch(/^prox1\s+3$/m);
     expect(text).toMatch(
-      /^UID\s+HEALTHY\s+PG LISTENADDRESS\s+PG HEALTHY\s+PG WANTEDGENERATION\s+PG CURRENTGENERATION\s+ROLE$/m,
+      /^UID\s+HEALTHY\s+PG LISTENADDRESS\s+PG HEALTHY\s+PG WANTEDGENERATION\s+PG CURRENTGENERATION\s+ROLE\s+TIMELINE\s+LSN\s+LAG\s+PENDING RESTART$/m,
     );
-    expect(text).toMatch(/^keeper0\s+true\s+10\.0\.0\.1:5432\s+true\s+4\s+4\s+master$/m);
-    expect(text).toMatch(/^keeper1\s+true\s+10\.0\.0\.1:5433\s+true\s+2\s+1\s+standby$/m);
-    expect(text).toMatch(/^keeper2\s+false\s+\(no db assigned\)\s+false\s+0\s+0$/m);
-    expect(text).toMatch(/^keeper3\s+true\s+\(unknown\)\s+false\s+1\s+0\s+standby$/m);
+    expect(text).toMatch(
+      /^keeper0\s+true\s+10\.0\.0\.1:5432\s+true\s+4\s+4\s+master\s+2\s+0\/3001000\s+-\s+shared_buffers,max_connections$/m,
+    );
+    expect(text).toMatch(/^keeper1\s+true\s+10\.0\.0\.1:5433\s+true\s+2\s+1\s+standby\s+2\s+0\/3000060\s+4000\s+-$/m);
+    expect(text).toMatch(/^keeper2\s+false\s+\(no db assigned\)\s+false\s+0\s+0\s+-\s+-\s+-\s+-\s+-$/m);
+    expect(text).toMatch(/^keeper3\s+true\s+\(unknown\)\s+false\s+1\s+0\s+standby\s+-\s+-\s+-\s+-$/m);
     expect(text).toMatch(/^keeper9\s+false\s+\(not in clusterdata yet\)/m);
+    // The discarded WAL, under the keepers table.
+    const discard = 'keeper keeper1 discarded WAL 0/2FFF000–0/3000800 on timeline 1 (pg_rewind at 2025-01-01T00:00:00.000Z)';
+    expect(text.split('\n')).toContain(discard);
+    expect(text.indexOf(discard)).toBeGreaterThan(text.search(/^keeper9\s/m));
+    expect(text.indexOf(discard)).toBeLessThan(text.indexOf('=== Cluster Info ==='));
     expect(text).toContain('=== Cluster Info ===');
+    expect(text).toContain('Cluster Role: master');
+    expect(text).not.toContain('Following:');
     expect(text).toContain('Phase: normal');
     expect(text).toContain('Master Keeper: keeper0');
     expect(text).toContain('===== Keepers/DB tree =====\n\nkeeper0 (master)\n└─keeper1\n  └─keeper3');
@@ -480,11 +530,40 @@ describe('status', () => {
       pg_current_generation: 4,
       role: 'master',
       db_uid: 'db1',
+      timeline: 2,
+      xLogPos: 0x3001000,
+      lsn: '0/3001000',
+      lagBytes: null,
+      pendingRestart: ['shared_buffers', 'max_connections'],
+      discardedWal: null,
     });
-    expect(j.keepers[2]).toMatchObject({ uid: 'keeper2', listen_address: '(no db assigned)', role: null, db_uid: null });
+    expect(j.keepers[1]).toMatchObject({
+      uid: 'keeper1',
+      timeline: 2,
+      xLogPos: 0x3000060,
+      lsn: '0/3000060',
+      lagBytes: 4000,
+      pendingRestart: [],
+      discardedWal: DISCARDED,
+    });
+    expect(j.keepers[2]).toMatchObject({
+      uid: 'keeper2',
+      listen_address: '(no db assigned)',
+      role: null,
+      db_uid: null,
+      timeline: null,
+      xLogPos: null,
+      lsn: null,
+      lagBytes: null,
+      pendingRestart: [],
+      discardedWal: null,
+    });
+    expect(j.keepers[3]).toMatchObject({ uid: 'keeper3', timeline: null, lsn: null, lagBytes: null });
     expect(j.keepers[4]).toMatchObject({ uid: 'keeper9', registered: false });
     expect(j.cluster).toEqual({
       uid: 'c0ffee00',
+      role: 'master',
+      following: null,
       phase: 'normal',
       available: true,
       master_keeper_uid: 'keeper0',
@@ -517,5 +596,184 @@ describe('status', () => {
     expect(await runStatus(h.ctx, { format: 'json' })).toBe(ExitCode.runtime);
     expect(h.errs.at(-1)).toMatch(/^stolonctl status: store unavailable: memory store unavailable/);
     h.backend.setUnavailable(false);
+  });
+});
+
+// ---- standby clusters and promote ----
+
+const STANDBY_CLUSTER_SPEC =
+  '{"initMode":"pitr","role":"standby","pitrConfig":{"dataRestoreCommand":"true"},' +
+  '"standbyConfig":{"standbySettings":{"primaryConninfo":"host=10.0.0.1 port=5432 user=repl password=s3cret"}}}';
+
+/** A standby cluster as the sentinel runs it: keeper0's db1 follows the external primary, keeper1's db2 follows db1. */
+async function standbyCluster(opts: Parameters<typeof harness>[0] = {}): Promise<Harness & { before: string }> {
+  const h = harness(opts);
+  expect(await runInit(h.ctx, { uid: 'c0ffee00', now: T, specJson: STANDBY_CLUSTER_SPEC })).toBe(ExitCode.ok);
+  const cd = parseClusterData((await h.stored())!);
+  cd.cluster.status = { phase: 'normal', master: 'db1' };
+  cd.keepers = { keeper0: keeper('keeper0', true), keeper1: keeper('keeper1', true) };
+  const primary = db('db1', 'keeper0', 'standby', ['db2'], { gen: 2, cur: 2, port: '5432', healthy: true, xLogPos: 0x5000000 });
+  // The DB spec carries the full conninfo, password included, for its keeper.
+  primary.spec.followConfig = { type: 'external', standbySettings: cd.cluster.spec.standbyConfig!.standbySettings! };
+  cd.dbs = {
+    db1: primary,
+    db2: db('db2', 'keeper1', 'standby', [], { gen: 1, cur: 1, port: '5433', healthy: true, xLogPos: 0x4fff000 }),
+  };
+  await h.store.overwriteClusterData(serializeClusterData(cd));
+  return { ...h, before: (await h.stored())! };
+}
+
+describe('standby clusters', () => {
+  it('init accepts a standby-cluster spec (pitr, role standby) and stores it as given', async () => {
+    const h = harness();
+    expect(await runInit(h.ctx, { uid: 'aaaa0001', specJson: STANDBY_CLUSTER_SPEC })).toBe(ExitCode.ok);
+    expect(h.errs).toEqual([]);
+    expect(await storedSpec(h)).toEqual(JSON.parse(STANDBY_CLUSTER_SPEC));
+    // Status of the fresh cluster: the role, what it follows, never the password.
+    expect(await runStatus(h.ctx)).toBe(ExitCode.ok);
+    expect(await runStatus(h.ctx, { format: 'json' })).toBe(ExitCode.ok);
+    const [table, json] = h.out.slice(-2) as [string, string];
+    expect(table).toContain('Cluster Role: standby');
+    expect(table).toContain('Following: host=10.0.0.1 port=5432 user=repl\n');
+    expect((JSON.parse(json) as { cluster: unknown }).cluster).toMatchObject({
+      role: 'standby',
+      following: 'host=10.0.0.1 port=5432 user=repl',
+      phase: 'initializing',
+    });
+    expect(h.out.join('\n')).not.toContain('s3cret');
+    expect(h.out.join('\n')).not.toContain('password');
+  });
+
+  it('status of a running standby cluster shows the external follower and never prints the password', async () => {
+    const h = await standbyCluster();
+    expect(h.before).toContain('s3cret'); // it is in the store, so status had the chance to leak it
+    expect(await runStatus(h.ctx)).toBe(ExitCode.ok);
+    expect(await runStatus(h.ctx, { format: 'json' })).toBe(ExitCode.ok);
+    const [table, json] = h.out.slice(-2) as [string, string];
+    expect(table).toMatch(/^keeper0\s+true\s+10\.0\.0\.1:5432\s+true\s+2\s+2\s+standby\s+1\s+0\/5000000\s+-\s+-$/m);
+    expect(table).toMatch(/^keeper1\s+true\s+10\.0\.0\.1:5433\s+true\s+1\s+1\s+standby\s+1\s+0\/4FFF000\s+4096\s+-$/m);
+    expect(table).toContain('Master Keeper: keeper0');
+    expect(table).toContain('keeper0 (follows the external primary)\n└─keeper1');
+    const j = JSON.parse(json) as { cluster: Record<string, unknown>; tree: Record<string, unknown> };
+    expect(j.cluster).toMatchObject({ role: 'standby', following: 'host=10.0.0.1 port=5432 user=repl', master_keeper_uid: 'keeper0' });
+    expect(j.tree).toMatchObject({ keeper_uid: 'keeper0', role: 'standby', external: true });
+    for (const text of [table, json, ...h.errs]) {
+      expect(text).not.toContain('s3cret');
+    }
+  });
+});
+
+describe('promote', () => {
+  it('--yes sets spec role master on a standby cluster and changes nothing else', async () => {
+    const h = await standbyCluster();
+    expect(await runPromote(h.ctx, { yes: true })).toBe(ExitCode.ok);
+    expect(h.errs).toEqual([]);
+    expect(h.out.at(-1)).toBe('cluster c1 promoted: spec role is now master; the sentinel will promote keeper keeper0 (db db1)');
+    const before = parseClusterData(h.before);
+    const after = parseClusterData((await h.stored())!);
+    expect(after.cluster.spec).toEqual({ ...before.cluster.spec, role: 'master' });
+    // The standby settings stay (a later look shows what it followed); DBs are the sentinel's job.
+    expect({ ...after, cluster: { ...after.cluster, spec: null } }).toEqual({ ...before, cluster: { ...before.cluster, spec: null } });
+    expect(h.out.join('\n')).not.toContain('s3cret');
+  });
+
+  it('on a primary cluster prints a notice, exits 0 and writes nothing (even without --yes)', async () => {
+    const h = harness();
+    expect(await runInit(h.ctx)).toBe(ExitCode.ok);
+    const before = await h.store.getClusterData();
+    expect(await runPromote(h.ctx)).toBe(ExitCode.ok);
+    expect(h.out.at(-1)).toBe('cluster c1 is already a primary cluster (role master); nothing to do');
+    expect(h.errs).toEqual([]);
+    const after = await h.store.getClusterData();
+    expect(after?.text).toBe(before?.text);
+    expect(after?.revision).toBe(before?.revision);
+  });
+
+  it('without --yes and nobody to ask (stdin not a terminal) exits 1 and leaves the stored bytes identical', async () => {
+    const h = await standbyCluster();
+    expect(await runPromote(h.ctx)).toBe(ExitCode.runtime);
+    expect(h.errs).toHaveLength(1);
+    expect(h.errs[0]).toMatch(/^stolonctl promote: promoting standby cluster c1 makes it stop following host=10\.0\.0\.1 port=5432 user=repl/);
+    expect(h.errs[0]).toMatch(/re-run with --yes/);
+    expect(h.errs[0]).not.toContain('s3cret');
+    expect(await h.stored()).toBe(h.before);
+  });
+
+  it('asks when it can: "no" leaves the store unchanged, "yes" promotes', async () => {
+    const h = await standbyCluster();
+    const no = vi.fn(async (_question: string) => false);
+    expect(await runPromote({ ...h.ctx, confirm: no })).toBe(ExitCode.runtime);
+    expect(no).toHaveBeenCalledOnce();
+    expect(no.mock.calls[0]?.[0]).toMatch(/^Promote standby cluster c1\? .*cannot be made a standby cluster again/);
+    expect(no.mock.calls[0]?.[0]).not.toContain('s3cret');
+    expect(h.errs.at(-1)).toBe('stolonctl promote: not confirmed; cluster c1 left unchanged');
+    expect(await h.stored()).toBe(h.before);
+
+    const yes = vi.fn(async () => true);
+    expect(await runPromote({ ...h.ctx, confirm: yes })).toBe(ExitCode.ok);
+    expect(yes).toHaveBeenCalledOnce();
+    expect((await storedSpec(h)).role).toBe('master');
+  });
+
+  it('re-reads after a concurrent writer moved the revision, keeping its change', async () => {
+    let writer: Store | undefined;
+    let intercepted = 0;
+    const h = await standbyCluster({
+      wrap: (inner) =>
+        beforePut(inner, async () => {
+          if (intercepted++ === 0) {
+            const cur = (await writer!.getClusterData())!;
+            const cd = parseClusterData(cur.text);
+            cd.cluster.spec = { ...cd.cluster.spec, maxStandbys: 7 };
+            await writer!.putClusterData(serializeClusterData(cd), cur.revision);
+          }
+        }),
+    });
+    writer = newStore(h.backend);
+    expect(await runPromote(h.ctx, { yes: true })).toBe(ExitCode.ok);
+    expect(intercepted).toBe(2);
+    expect(await storedSpec(h)).toMatchObject({ role: 'master', maxStandbys: 7 });
+  });
+
+  it('stops with a notice when a concurrent writer promoted it first', async () => {
+    let writer: Store | undefined;
+    const h = await standbyCluster({
+      wrap: (inner) =>
+        beforePut(inner, async () => {
+          const cur = (await writer!.getClusterData())!;
+          const cd = parseClusterData(cur.text);
+          cd.cluster.spec = { ...cd.cluster.spec, role: 'master' };
+          await writer!.putClusterData(serializeClusterData(cd), cur.revision);
+        }),
+    });
+    writer = newStore(h.backend);
+    expect(await runPromote(h.ctx, { yes: true })).toBe(ExitCode.ok);
+    expect(h.out.at(-1)).toMatch(/already a primary cluster/);
+    expect((await storedSpec(h)).role).toBe('master');
+  });
+
+  it(`gives up after ${PROMOTE_ATTEMPTS} lost compare-and-set writes without writing`, async () => {
+    let writer: Store | undefined;
+    let n = 0;
+    const h = await standbyCluster({
+      wrap: (inner) =>
+        beforePut(inner, async () => {
+          const cur = (await writer!.getClusterData())!;
+          const cd = parseClusterData(cur.text);
+          cd.cluster.spec = { ...cd.cluster.spec, maxStandbys: 10 + n++ };
+          await writer!.putClusterData(serializeClusterData(cd), cur.revision);
+        }),
+    });
+    writer = newStore(h.backend);
+    expect(await runPromote(h.ctx, { yes: true })).toBe(ExitCode.runtime);
+    expect(n).toBe(PROMOTE_ATTEMPTS);
+    expect(h.errs.at(-1)).toMatch(/3 attempts/);
+    expect(await storedSpec(h)).toMatchObject({ role: 'standby', maxStandbys: 12 });
+  });
+
+  it('refuses when the cluster is not initialised', async () => {
+    const h = harness();
+    expect(await runPromote(h.ctx, { yes: true })).toBe(ExitCode.runtime);
+    expect(h.errs.at(-1)).toBe('stolonctl promote: cluster c1 is not initialized; run stolonctl init');
   });
 });

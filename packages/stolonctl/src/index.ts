@@ -15,11 +15,15 @@ export {
   type LoadedClusterData,
   type StoreSetup,
 } from './context.js';
+export { UNPARSEABLE_CONNINFO, redactConninfo } from './conninfo.js';
 export { DEFAULT_INIT_SPEC, runInit, type InitOptions } from './init.js';
+export { PROMOTE_ATTEMPTS, runPromote, type PromoteOptions } from './promote.js';
 export { runSpec, type SpecOptions } from './spec.js';
 export {
   STATUS_FORMATS,
   buildStatus,
+  describeDiscardedWal,
+  formatLsn,
   renderStatusTable,
   runStatus,
   statusJson,

@@ -1,12 +1,25 @@
 /**
  * `stolonctl status [--format table|json]`: what the store says about the cluster right now —
- * live sentinels (and which one leads), live proxies, keepers with their DB's health and
- * generations, the cluster phase and master, and the replication tree. Building the report is a
- * pure function over what was read ({@link buildStatus}); rendering is separate.
+ * live sentinels (and which one leads), live proxies, keepers with their DB's health,
+ * generations, timeline, LSN, lag and pending restarts, WAL discarded on rejoin, the cluster
+ * role, phase and master (and for a standby cluster what it follows, without its password), and
+ * the replication tree. Building the report is a pure function over what was read
+ * ({@link buildStatus}); rendering is separate.
  * @see ../../../../shared/reference/stolon.md §7 (Stolon `cmd/stolonctl/cmd/status.go`)
  */
 import Table from 'cli-table3';
-import type { ClusterData, ClusterPhase, KeeperInfo, ProxyInfo, Role, SentinelInfo } from '@stolon-ts/cluster';
+import {
+  isMasterType,
+  type ClusterData,
+  type ClusterPhase,
+  type DB,
+  type DiscardedWal,
+  type KeeperInfo,
+  type ProxyInfo,
+  type Role,
+  type SentinelInfo,
+} from '@stolon-ts/cluster';
+import { redactConninfo } from './conninfo.js';
 import {
   CommandError,
   ExitCode,
@@ -58,6 +71,21 @@ export interface KeeperRow {
   readonly role: Role | null;
   /** The assigned DB's uid, or null. */
   readonly dbUid: string | null;
+  /** Timeline the DB last reported, or null when unknown. */
+  readonly timeline: number | null;
+  /** LSN (bytes) the DB last reported, or null when unknown. */
+  readonly xLogPos: number | null;
+  /** {@link xLogPos} as PostgreSQL prints it (`0/3000060`), or null. */
+  readonly lsn: string | null;
+  /**
+   * Bytes the DB's last reported LSN is behind the primary DB's last reported LSN (0 when not
+   * behind); null for the primary itself and when either LSN is unknown.
+   */
+  readonly lagBytes: number | null;
+  /** Parameters changed but waiting for a PostgreSQL restart ([] when none). */
+  readonly pendingRestart: readonly string[];
+  /** The WAL range the keeper discarded when it rejoined after a failover, or null. */
+  readonly discardedWal: DiscardedWal | null;
 }
 
 /** One node of the replication tree. */
@@ -65,6 +93,8 @@ export interface TreeNode {
   readonly keeperUid: string;
   readonly dbUid: string;
   readonly role: Role;
+  /** True for a standby cluster's primary DB: it follows the external primary. */
+  readonly external: boolean;
   readonly followers: readonly TreeNode[];
 }
 
@@ -76,6 +106,10 @@ export interface StatusReport {
   readonly keepers: readonly KeeperRow[];
   readonly cluster: {
     readonly uid: string;
+    /** The spec's cluster role: `standby` replicates from a primary outside the cluster. */
+    readonly role: Role;
+    /** For a standby cluster, the primary's conninfo with passwords removed; else null. */
+    readonly following: string | null;
     readonly phase: ClusterPhase;
     /** True when a master DB is set (Stolon's "available"). */
     readonly available: boolean;
@@ -100,6 +134,38 @@ export interface StatusInputs {
 
 const byUid = (a: { uid: string }, b: { uid: string }): number => (a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0);
 
+/**
+ * Formats a byte position as PostgreSQL prints an LSN: upper-case hex `X/Y`, no padding
+ * (`formatLsn` of @stolon-ts/postgres, which stolonctl does not depend on).
+ * @example formatLsn(0x3000060) === '0/3000060'
+ */
+export function formatLsn(pos: number): string {
+  const hi = Math.floor(pos / 2 ** 32);
+  const lo = pos % 2 ** 32;
+  return `${hi.toString(16).toUpperCase()}/${lo.toString(16).toUpperCase()}`;
+}
+
+/** The DB's last reported LSN, or null when it never reported one (no PostgreSQL is at LSN 0). */
+function reportedLsn(db: DB | undefined): number | null {
+  const pos = db?.status.xLogPos;
+  return pos !== undefined && Number.isSafeInteger(pos) && pos > 0 ? pos : null;
+}
+
+/** Keeper-row fields of a keeper without a DB (or not in clusterdata). */
+const NO_DB = {
+  pgHealthy: false,
+  pgWantedGeneration: 0,
+  pgCurrentGeneration: 0,
+  role: null,
+  dbUid: null,
+  timeline: null,
+  xLogPos: null,
+  lsn: null,
+  lagBytes: null,
+  pendingRestart: [],
+  discardedWal: null,
+} as const satisfies Partial<KeeperRow>;
+
 /** Builds the status report from what was read. Pure. */
 export function buildStatus(inp: StatusInputs): StatusReport {
   const { cd } = inp;
@@ -110,26 +176,20 @@ export function buildStatus(inp: StatusInputs): StatusReport {
     .map(([uid, info]) => ({ uid, generation: info.Generation }))
     .sort(byUid);
 
-  const dbByKeeper = new Map<string, ClusterData['dbs'][string]>();
+  const dbByKeeper = new Map<string, DB>();
   for (const db of Object.values(cd.dbs)) {
     dbByKeeper.set(db.spec.keeperUID, db);
   }
+  const masterDb = cd.cluster.status.master === '' ? undefined : cd.dbs[cd.cluster.status.master];
+  const masterLsn = reportedLsn(masterDb);
   const keepers: KeeperRow[] = Object.values(cd.keepers).map((k) => {
     const db = dbByKeeper.get(k.uid);
     if (db === undefined) {
-      return {
-        uid: k.uid,
-        registered: true,
-        healthy: k.status.healthy,
-        listenAddress: '(no db assigned)',
-        pgHealthy: false,
-        pgWantedGeneration: 0,
-        pgCurrentGeneration: 0,
-        role: null,
-        dbUid: null,
-      };
+      return { uid: k.uid, registered: true, healthy: k.status.healthy, listenAddress: '(no db assigned)', ...NO_DB };
     }
     const addr = db.status.listenAddress;
+    const lsn = reportedLsn(db);
+    const timeline = db.status.timelineID;
     return {
       uid: k.uid,
       registered: true,
@@ -140,28 +200,26 @@ export function buildStatus(inp: StatusInputs): StatusReport {
       pgCurrentGeneration: db.status.currentGeneration,
       role: db.spec.role,
       dbUid: db.uid,
+      timeline: Number.isSafeInteger(timeline) && timeline > 0 ? timeline : null,
+      xLogPos: lsn,
+      lsn: lsn === null ? null : formatLsn(lsn),
+      // The two positions were reported at different moments: a standby may look ahead.
+      lagBytes: db === masterDb || lsn === null || masterLsn === null ? null : Math.max(0, masterLsn - lsn),
+      pendingRestart: [...(db.status.pendingRestart ?? [])],
+      discardedWal: db.status.discardedWal === undefined ? null : { ...db.status.discardedWal },
     };
   });
   // A keeper that publishes info but that no sentinel has added yet (none running, or the
   // keeper reports another cluster uid) would otherwise be invisible.
   for (const uid of Object.keys(inp.keepers)) {
     if (cd.keepers[uid] === undefined) {
-      keepers.push({
-        uid,
-        registered: false,
-        healthy: false,
-        listenAddress: '(not in clusterdata yet)',
-        pgHealthy: false,
-        pgWantedGeneration: 0,
-        pgCurrentGeneration: 0,
-        role: null,
-        dbUid: null,
-      });
+      keepers.push({ uid, registered: false, healthy: false, listenAddress: '(not in clusterdata yet)', ...NO_DB });
     }
   }
   keepers.sort(byUid);
 
-  const masterDb = cd.cluster.status.master === '' ? undefined : cd.dbs[cd.cluster.status.master];
+  const role = cd.cluster.spec.role ?? 'master';
+  const conninfo = cd.cluster.spec.standbyConfig?.standbySettings?.primaryConninfo;
   return {
     clusterName: inp.clusterName,
     sentinels,
@@ -169,6 +227,8 @@ export function buildStatus(inp: StatusInputs): StatusReport {
     keepers,
     cluster: {
       uid: cd.cluster.uid,
+      role,
+      following: role === 'standby' && conninfo !== undefined ? redactConninfo(conninfo) : null,
       phase: cd.cluster.status.phase,
       available: masterDb !== undefined,
       masterKeeperUid: masterDb?.spec.keeperUID ?? null,
@@ -194,7 +254,8 @@ function treeOf(cd: ClusterData, dbUid: string, seen: Set<string>): TreeNode | n
     }
   }
   followers.sort((a, b) => (a.keeperUid < b.keeperUid ? -1 : a.keeperUid > b.keeperUid ? 1 : 0));
-  return { keeperUid: db.spec.keeperUID, dbUid: db.uid, role: db.spec.role, followers };
+  const external = isMasterType(db) && db.spec.role !== 'master';
+  return { keeperUid: db.spec.keeperUID, dbUid: db.uid, role: db.spec.role, external, followers };
 }
 
 /** A borderless, colourless table in Stolon's tab-aligned look. */
@@ -229,10 +290,21 @@ function table(head: string[], rows: (string | number | boolean)[][]): string {
 }
 
 function treeLines(node: TreeNode, prefix: string, last: boolean, root: boolean, out: string[]): void {
-  const label = `${node.keeperUid}${node.role === 'master' ? ' (master)' : ''}`;
+  const label = `${node.keeperUid}${node.role === 'master' ? ' (master)' : node.external ? ' (follows the external primary)' : ''}`;
   out.push(root ? label : `${prefix}${last ? '└─' : '├─'}${label}`);
   const childPrefix = root ? '' : `${prefix}${last ? '  ' : '│ '}`;
   node.followers.forEach((f, i) => treeLines(f, childPrefix, i === node.followers.length - 1, false, out));
+}
+
+/**
+ * One line about WAL a keeper threw away when it rejoined.
+ * @example "keeper k1 discarded WAL 0/3000060–0/3001000 on timeline 1 (pg_rewind at 2025-01-01T00:00:00.000Z)"
+ */
+export function describeDiscardedWal(keeperUid: string, d: DiscardedWal): string {
+  return (
+    `keeper ${keeperUid} discarded WAL ${formatLsn(d.fromLsn)}–${formatLsn(d.toLsn)} on timeline ${d.timelineID} ` +
+    `(${d.method} at ${d.at})`
+  );
 }
 
 /** Renders the report as Stolon's sections with borderless tables. */
@@ -255,7 +327,19 @@ export function renderStatusTable(r: StatusReport): string {
     r.keepers.length === 0
       ? 'No keepers available'
       : table(
-          ['UID', 'HEALTHY', 'PG LISTENADDRESS', 'PG HEALTHY', 'PG WANTEDGENERATION', 'PG CURRENTGENERATION', 'ROLE'],
+          [
+            'UID',
+            'HEALTHY',
+            'PG LISTENADDRESS',
+            'PG HEALTHY',
+            'PG WANTEDGENERATION',
+            'PG CURRENTGENERATION',
+            'ROLE',
+            'TIMELINE',
+            'LSN',
+            'LAG',
+            'PENDING RESTART',
+          ],
           r.keepers.map((k) => [
             k.uid,
             k.healthy,
@@ -263,12 +347,24 @@ export function renderStatusTable(r: StatusReport): string {
             k.pgHealthy,
             k.pgWantedGeneration,
             k.pgCurrentGeneration,
-            k.role ?? '',
+            k.role ?? '-',
+            k.timeline ?? '-',
+            k.lsn ?? '-',
+            k.lagBytes ?? '-',
+            k.pendingRestart.length > 0 ? k.pendingRestart.join(',') : '-',
           ]),
         ),
   );
+  const discards = r.keepers.flatMap((k) => (k.discardedWal === null ? [] : [describeDiscardedWal(k.uid, k.discardedWal)]));
+  if (discards.length > 0) {
+    parts.push('', ...discards);
+  }
   parts.push('', '=== Cluster Info ===', '');
-  parts.push(`Cluster UID: ${r.cluster.uid}`, `Phase: ${r.cluster.phase}`);
+  parts.push(`Cluster UID: ${r.cluster.uid}`, `Cluster Role: ${r.cluster.role}`);
+  if (r.cluster.following !== null) {
+    parts.push(`Following: ${r.cluster.following}`);
+  }
+  parts.push(`Phase: ${r.cluster.phase}`);
   if (r.cluster.available) {
     parts.push(`Master Keeper: ${r.cluster.masterKeeperUid ?? ''}`);
   } else {
@@ -286,13 +382,15 @@ export function renderStatusTable(r: StatusReport): string {
 /**
  * The report as one JSON object, with Stolon's snake_case keys where Stolon has the field
  * (`sentinels`, `proxies`, `keepers[].listen_address`, `cluster.master_keeper_uid`, …) plus
- * our additions (`role`, `registered`, `db_uid`, `phase`, `tree`).
+ * our additions (`role`, `registered`, `db_uid`, `timeline`, `xLogPos`, `lsn`, `lagBytes`,
+ * `pendingRestart`, `discardedWal`; cluster `role`, `following`, `phase`; `tree`).
  */
 export function statusJson(r: StatusReport): unknown {
   const node = (n: TreeNode): unknown => ({
     keeper_uid: n.keeperUid,
     db_uid: n.dbUid,
     role: n.role,
+    external: n.external,
     followers: n.followers.map(node),
   });
   return {
@@ -309,9 +407,17 @@ export function statusJson(r: StatusReport): unknown {
       pg_current_generation: k.pgCurrentGeneration,
       role: k.role,
       db_uid: k.dbUid,
+      timeline: k.timeline,
+      xLogPos: k.xLogPos,
+      lsn: k.lsn,
+      lagBytes: k.lagBytes,
+      pendingRestart: k.pendingRestart,
+      discardedWal: k.discardedWal,
     })),
     cluster: {
       uid: r.cluster.uid,
+      role: r.cluster.role,
+      following: r.cluster.following,
       phase: r.cluster.phase,
       available: r.cluster.available,
       master_keeper_uid: r.cluster.masterKeeperUid,

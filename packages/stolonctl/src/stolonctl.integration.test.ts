@@ -151,6 +151,34 @@ describe('stolonctl bin against etcd', () => {
     expect(none.stderr).toMatch(/cluster itest\d+ is not initialized; run stolonctl init/);
   });
 
+  it('promote: refuses without -y when stdin is not a terminal, promotes with -y, then says it already is master', async () => {
+    const name = clusterName();
+    const spec =
+      '{"initMode":"pitr","role":"standby","pitrConfig":{"dataRestoreCommand":"true"},' +
+      '"standbyConfig":{"standbySettings":{"primaryConninfo":"host=10.0.0.1 user=repl password=s3cret"}}}';
+    expect((await ctl(name, ['init', spec])).code).toBe(0);
+    const before = await storedText(name);
+
+    const refused = await ctl(name, ['promote'], { stdin: '' });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/re-run with --yes/);
+    expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+    expect(await storedText(name)).toBe(before);
+
+    const status = await ctl(name, ['status']);
+    expect(status.stdout).toContain('Following: host=10.0.0.1 user=repl');
+
+    const yes = await ctl(name, ['promote', '-y']);
+    expect(yes.code).toBe(0);
+    expect(parseClusterData((await storedText(name))!).cluster.spec.role).toBe('master');
+    const again = await ctl(name, ['promote']);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/already a primary cluster/);
+    for (const r of [refused, status, yes, again]) {
+      expect(r.stdout + r.stderr).not.toContain('s3cret');
+    }
+  });
+
   it('rejects an unknown flag, a bad --format and a missing command with exit 2', async () => {
     const name = clusterName();
     const flag = await ctl(name, ['status', '--colour']);
