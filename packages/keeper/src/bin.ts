@@ -61,6 +61,9 @@ async function main(): Promise<void> {
     const flags = pickFlags(argv as Record<string, unknown>, KEEPER_FLAGS);
     const suPassword = readSecret(flags.pgSuPasswordFile, 'STKEEPER_PG_SU_PASSWORD', 'pg-su-password-file', process.env);
     const replPassword = readSecret(flags.pgReplPasswordFile, 'STKEEPER_PG_REPL_PASSWORD', 'pg-repl-password-file', process.env);
+    if (!Number.isInteger(flags.priority)) {
+      throw new ConfigError(`--priority: ${flags.priority} is not a whole number`, { field: 'priority' });
+    }
     if (!Number.isInteger(flags.pgPort) || flags.pgPort < 1 || flags.pgPort > 65535) {
       throw new ConfigError(`--pg-port: ${flags.pgPort} is not a TCP port (1-65535)`, { field: 'pg-port' });
     }
@@ -101,9 +104,12 @@ async function main(): Promise<void> {
       pgAdvertiseAddress: advertise,
       pgPort: flags.pgPort,
       suUsername: flags.pgSuUsername,
+      suPassword,
       replUsername: flags.pgReplUsername,
       replPassword,
       canBeMaster: flags.canBeMaster,
+      canBeSynchronousReplica: flags.canBeSynchronousReplica,
+      priority: flags.priority,
       ...(owner !== undefined ? { fileOwner: owner } : {}),
     },
     { store, logger, pg, bootUuid: newBootUuid() },

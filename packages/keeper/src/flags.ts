@@ -14,6 +14,8 @@ export interface KeeperFlags extends CommonConfig {
   pgReplPasswordFile: string | undefined;
   pgOsUser: string;
   canBeMaster: boolean;
+  canBeSynchronousReplica: boolean;
+  priority: number;
 }
 
 export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
@@ -54,4 +56,16 @@ export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
     default: 'postgres',
   },
   canBeMaster: { name: 'can-be-master', description: 'whether this keeper may become primary', type: 'boolean', default: true },
+  canBeSynchronousReplica: {
+    name: 'can-be-synchronous-replica',
+    description: 'whether this keeper may be chosen as a synchronous standby',
+    type: 'boolean',
+    default: true,
+  },
+  priority: {
+    name: 'priority',
+    description: 'failover preference among standbys equally up to date (higher wins; ties by uid)',
+    type: 'number',
+    default: 0,
+  },
 };

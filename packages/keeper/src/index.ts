@@ -1,4 +1,4 @@
 /** @stolon-ts/keeper: the keeper daemon and its pure planner. */
-export { start, type KeeperConfig, type KeeperDeps, type KeeperHandle, type KeeperState } from './keeper.js';
-export { assignedDb, planKeeperAction, type FollowTarget, type KeeperAction, type LocalDbState, type LocalObservation } from './plan.js';
+export { describeDiscard, start, type KeeperConfig, type KeeperDeps, type KeeperHandle, type KeeperState } from './keeper.js';
+export { assignedDb, planKeeperAction, type ExternalFollow, type FollowTarget, type KeeperAction, type LocalDbState, type LocalObservation } from './plan.js';
 export { KEEPER_FLAGS, type KeeperFlags } from './flags.js';

@@ -2,20 +2,15 @@
  * The keeper daemon: owns one PostgreSQL data directory. Each pass observes PostgreSQL, reads
  * clusterdata, publishes KeeperInfo under a lease whose TTL is the spec's failInterval, plans one
  * step with `planKeeperAction` and executes it through the PostgresManager. Long steps (initdb,
- * pg_basebackup) run as a tracked background task while passes keep publishing
- * (STYLE.md rule 12). Passes run on clusterdata watch events and every sleepInterval.
+ * pg_basebackup, pg_rewind, a PITR restore) run as a tracked background task while passes keep
+ * publishing, with progress (STYLE.md rule 12). Passes run on clusterdata watch events and every
+ * sleepInterval.
  *
  * State: starting → running → stopping → stopped.
  */
-import { mkdir, readFile, rename, writeFile, chown } from 'node:fs/promises';
+import { chown, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import {
-  BUG_SENTENCE,
-  newUid,
-  startSerialLoop,
-  type Logger,
-  type SerialLoop,
-} from '@stolon-ts/common';
+import { BUG_SENTENCE, newUid, nowIso, startSerialLoop, type Logger, type SerialLoop } from '@stolon-ts/common';
 import {
   ClusterDataInvalidError,
   DEFAULT_SPEC,
@@ -25,13 +20,23 @@ import {
   parseDurationMs,
   resolveSpec,
   type ClusterData,
+  type DB,
+  type DiscardedWal,
   type KeeperInfo,
   type PostgresState,
   type ResolvedSpec,
 } from '@stolon-ts/cluster';
-import { defaultHbaLines, type PgConfig, type PgObservation, type PostgresManager, type StandbySettings } from '@stolon-ts/postgres';
+import {
+  formatLsn,
+  renderHbaLines,
+  type PgConfig,
+  type PgObservation,
+  type PostgresManager,
+  type RecoveryConfig,
+  type StandbySettings,
+} from '@stolon-ts/postgres';
 import type { Store, StoreWatch } from '@stolon-ts/store';
-import { planKeeperAction, type KeeperAction, type LocalDbState } from './plan.js';
+import { planKeeperAction, type ExternalFollow, type FollowTarget, type KeeperAction, type LocalDbState } from './plan.js';
 
 export type KeeperState = 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -43,10 +48,15 @@ export interface KeeperConfig {
   readonly pgAdvertiseAddress: string;
   readonly pgPort: number;
   readonly suUsername: string;
+  /** Needed as the pg_rewind source credentials; never logged. */
+  readonly suPassword: string;
   readonly replUsername: string;
   /** Needed to build the standby's connection to its primary; never logged. */
   readonly replPassword: string;
   readonly canBeMaster: boolean;
+  readonly canBeSynchronousReplica: boolean;
+  /** Higher is preferred among equally advanced failover candidates. */
+  readonly priority: number;
   /** uid/gid to chown keeper-written files to (set when running as root). */
   readonly fileOwner?: { readonly uid: number; readonly gid: number };
 }
@@ -71,27 +81,42 @@ interface Task {
   readonly promise: Promise<void>;
 }
 
+/** What the keeper keeps in `<dataDir>/dbstate`, plus the last WAL range it discarded. */
+interface PersistedState extends LocalDbState {
+  readonly discardedWal?: DiscardedWal;
+}
+
 /** Reads `<dataDir>/dbstate`; a missing file means no DB yet. */
-async function readDbState(dataDir: string): Promise<LocalDbState> {
+async function readDbState(dataDir: string): Promise<PersistedState> {
   try {
-    const raw = JSON.parse(await readFile(join(dataDir, 'dbstate'), 'utf8')) as Partial<LocalDbState>;
-    return { uid: typeof raw.uid === 'string' ? raw.uid : '', generation: typeof raw.generation === 'number' ? raw.generation : 0 };
+    const raw = JSON.parse(await readFile(join(dataDir, 'dbstate'), 'utf8')) as Partial<PersistedState>;
+    return {
+      uid: typeof raw.uid === 'string' ? raw.uid : '',
+      generation: typeof raw.generation === 'number' ? raw.generation : 0,
+      clusterUID: typeof raw.clusterUID === 'string' ? raw.clusterUID : '',
+      ...(raw.discardedWal !== undefined ? { discardedWal: raw.discardedWal } : {}),
+    };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      return { uid: '', generation: 0 };
+      return { uid: '', generation: 0, clusterUID: '' };
     }
     throw new StolonError('DATA_DIR_INVALID', `cannot read ${join(dataDir, 'dbstate')}: ${errorMessage(err)}`, { cause: err });
   }
 }
 
-/** Writes `<dataDir>/dbstate` atomically (temp file, rename). */
-async function writeDbState(dataDir: string, s: LocalDbState, owner: KeeperConfig['fileOwner']): Promise<void> {
+/** Writes `<dataDir>/dbstate` atomically (temp file, fsync, rename). */
+async function writeDbState(dataDir: string, s: PersistedState, owner: KeeperConfig['fileOwner']): Promise<void> {
   const tmp = join(dataDir, `.dbstate.${process.pid}.tmp`);
   await writeFile(tmp, JSON.stringify(s), { mode: 0o600, flush: true });
   if (owner !== undefined) {
     await chown(tmp, owner.uid, owner.gid);
   }
   await rename(tmp, join(dataDir, 'dbstate'));
+}
+
+/** Pairs of `key=value` from the external primary conninfo, for messages (password removed). */
+function redactConninfo(conninfo: string): string {
+  return conninfo.replace(/password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)/gi, 'password=[redacted]');
 }
 
 /**
@@ -108,6 +133,8 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
   let spec: ResolvedSpec | undefined;
   let task: Task | undefined;
   let lastTaskError: string | undefined;
+  /** Sentence about a long action's progress or the last configuration problem, published in the info. */
+  let activity: string | undefined;
   let appliedConfigKey = '';
   let lastReason = '';
   let pass = 0;
@@ -126,7 +153,7 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
     systemID: obs.systemId,
     timelineID: obs.timelineId,
     xLogPos: obs.xLogPos,
-    timelinesHistory: [],
+    timelinesHistory: obs.timelinesHistory.slice(-2),
     pgParameters: {},
     synchronousStandbys: obs.replication
       .filter((r) => r.syncState === 'sync' && r.applicationName.startsWith('stolon_'))
@@ -134,6 +161,9 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
     olderWalFile: obs.olderWalFile,
     ...(obs.role !== undefined ? { role: obs.role } : {}),
     running: obs.running,
+    pendingRestart: [...obs.pendingRestart],
+    ...(local.discardedWal !== undefined ? { discardedWal: local.discardedWal } : {}),
+    ...(activity !== undefined ? { activity } : {}),
   });
 
   const publish = async (cd: ClusterData | undefined, obs: PgObservation): Promise<void> => {
@@ -145,19 +175,34 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
       postgresBinaryVersion: version,
       postgresState: postgresState(obs),
       canBeMaster: config.canBeMaster,
+      canBeSynchronousReplica: config.canBeSynchronousReplica,
+      priority: config.priority,
     };
     await store.setInfo('keepers', config.uid, info, infoTtlMs());
   };
 
-  const pgConfig = (action: Extract<KeeperAction, { kind: 'converge' }>): PgConfig => ({
+  const pgConfig = (cd: ClusterData, db: DB, isPrimary: boolean): PgConfig => ({
     listenAddress: config.pgAdvertiseAddress,
     port: config.pgPort,
-    parameters: action.db.spec.pgParameters,
-    maxStandbys: action.db.spec.maxStandbys,
-    additionalWalSenders: action.db.spec.additionalWalSenders,
+    parameters: db.spec.pgParameters,
+    maxStandbys: db.spec.maxStandbys,
+    additionalWalSenders: db.spec.additionalWalSenders,
     synchronousStandbyNames: '',
-    usePgrewind: action.db.spec.usePgrewind,
-    hba: defaultHbaLines({ suUsername: config.suUsername, replUsername: config.replUsername, userLines: action.db.spec.pgHBA }),
+    usePgrewind: db.spec.usePgrewind,
+    hba: renderHbaLines({
+      suUsername: config.suUsername,
+      replUsername: config.replUsername,
+      mode: db.spec.suReplAccessMode ?? 'all',
+      isPrimary,
+      peerAddresses: [
+        ...new Set(
+          Object.values(cd.dbs)
+            .filter((d) => d.uid !== db.uid && d.status.listenAddress !== '')
+            .map((d) => d.status.listenAddress),
+        ),
+      ].sort(),
+      userLines: db.spec.pgHBA,
+    }),
   });
 
   const standbySettings = (dbUid: string, from: { host: string; port: number }): StandbySettings => ({
@@ -166,12 +211,36 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
     slotName: `stolon_${dbUid}`,
   });
 
+  const recoveryFor = (dbUid: string, follow: FollowTarget | undefined, external: ExternalFollow | undefined): RecoveryConfig | null => {
+    if (follow !== undefined) {
+      return { mode: 'standby', standby: standbySettings(dbUid, follow) };
+    }
+    if (external !== undefined) {
+      const ss = external.standbySettings;
+      return {
+        mode: 'standby-external',
+        primaryConninfo: ss.primaryConninfo ?? '',
+        ...(ss.primarySlotName !== undefined ? { primarySlotName: ss.primarySlotName } : {}),
+        ...(ss.recoveryMinApplyDelay !== undefined ? { recoveryMinApplyDelay: ss.recoveryMinApplyDelay } : {}),
+        ...(external.archiveRecoverySettings?.restoreCommand !== undefined
+          ? { restoreCommand: external.archiveRecoverySettings.restoreCommand }
+          : {}),
+      };
+    }
+    return null;
+  };
+
   const runTask = (name: string, fn: () => Promise<void>) => {
     lastTaskError = undefined;
+    activity = `${name} in progress`;
     const promise = fn()
-      .then(() => log.info({ task: name }, `${name}: done`))
+      .then(() => {
+        log.info({ task: name }, `${name}: done`);
+        activity = undefined;
+      })
       .catch((err: unknown) => {
         lastTaskError = `${name} failed: ${errorMessage(err)}`;
+        activity = lastTaskError;
         log.error({ err, task: name }, lastTaskError);
       })
       .finally(() => {
@@ -181,14 +250,70 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
     task = { name, promise };
   };
 
-  const setLocal = async (s: LocalDbState) => {
+  const setLocal = async (s: PersistedState) => {
     await writeDbState(config.dataDir, s, config.fileOwner);
     local = s;
   };
 
-  const execute = async (action: KeeperAction): Promise<void> => {
+  /** Writes the configuration; when it is invalid while running, the previous one is kept and reported. */
+  const applyConfig = async (cfg: PgConfig, recovery: RecoveryConfig | null, running: boolean, key: string): Promise<void> => {
+    if (key === appliedConfigKey) {
+      return;
+    }
+    try {
+      const res = await pg.writeConfig(cfg, recovery);
+      if (running && res.changed) {
+        await pg.reload();
+      }
+      appliedConfigKey = key;
+      if (activity?.startsWith('configuration rejected') === true) {
+        activity = undefined;
+      }
+    } catch (err) {
+      if (err instanceof StolonError && err.code === 'CONFIG_INVALID') {
+        // A bad pgParameters value must not stop the DB from converging (a primary would be
+        // failed over for a typo): keep the last good configuration and say so loudly.
+        activity = `configuration rejected, previous one kept: ${err.message}`;
+        log.warn({ err, field: err.field }, activity);
+        appliedConfigKey = key;
+        return;
+      }
+      throw err;
+    }
+  };
+
+  /** Starts postgres; if the current configuration prevents it, falls back to the last good one. */
+  const startPostgres = async (waitMs: number): Promise<void> => {
+    try {
+      await pg.start(waitMs);
+    } catch (err) {
+      if (err instanceof StolonError && err.code === 'CONFIG_INVALID' && (await pg.restoreLastGoodConfig())) {
+        activity = `postgres refused the configuration, started with the last good one: ${err.message}`;
+        log.warn({ err }, activity);
+        await pg.start(waitMs);
+        return;
+      }
+      throw err;
+    }
+  };
+
+  const lostRange = (db: DB, cd: ClusterData, before: PgObservation, method: DiscardedWal['method'], divergedAt?: number, localEnd?: number): DiscardedWal | undefined => {
+    // Where the local timeline forked from the new primary's history, and how far it went.
+    const followed = cd.dbs[db.spec.followConfig?.dbuid ?? ''];
+    const fork =
+      divergedAt ?? followed?.status.timelinesHistory.find((h) => h.timelineID === before.timelineId)?.switchPoint;
+    const end = localEnd ?? before.xLogPos;
+    if (fork === undefined || end <= fork) {
+      return undefined;
+    }
+    return { fromLsn: fork, toLsn: end, timelineID: before.timelineId, method, at: nowIso() };
+  };
+
+  const execute = async (action: KeeperAction, cd: ClusterData, obs: PgObservation): Promise<void> => {
+    const waitMs = spec?.dbWaitReadyTimeoutMs ?? 60_000;
     switch (action.kind) {
       case 'wait':
+      case 'refuse':
         return;
       case 'stop-postgres':
         await pg.stop('fast');
@@ -196,7 +321,7 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
       case 'init-new':
         runTask(`initdb for db ${action.db.uid}`, async () => {
           await pg.stop('immediate');
-          await setLocal({ uid: '', generation: 0 });
+          await setLocal({ uid: '', generation: 0, clusterUID: '' });
           await pg.removeData();
           const nc = action.db.spec.newConfig ?? {};
           await pg.init({
@@ -205,44 +330,128 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
             ...(nc.dataChecksums !== undefined ? { dataChecksums: nc.dataChecksums } : {}),
           });
           appliedConfigKey = '';
-          await setLocal({ uid: action.db.uid, generation: 0 });
+          await setLocal({ uid: action.db.uid, generation: 0, clusterUID: cd.cluster.uid });
         });
         return;
-      case 'resync':
-        runTask(`pg_basebackup of db ${action.db.uid} from db ${action.from.dbUid}`, async () => {
+      case 'init-existing':
+        // Adopt the data as it is: the next pass writes our configuration and starts it.
+        await setLocal({ uid: action.db.uid, generation: 0, clusterUID: cd.cluster.uid });
+        appliedConfigKey = '';
+        return;
+      case 'init-pitr': {
+        const pitr = action.db.spec.pitrConfig ?? {};
+        const db = action.db;
+        runTask(`point-in-time restore of db ${db.uid}`, async () => {
           await pg.stop('immediate');
-          await setLocal({ uid: '', generation: 0 });
-          await pg.baseBackup(standbySettings(action.db.uid, action.from));
+          await setLocal({ uid: '', generation: 0, clusterUID: '' });
+          await pg.restoreData(pitr.dataRestoreCommand ?? '');
+          const target = pitr.recoveryTargetSettings;
+          const restoreCommand = pitr.archiveRecoverySettings?.restoreCommand;
+          // Without an archive (a self-contained base backup) there is nothing to recover from but
+          // the copied WAL: PostgreSQL's crash recovery replays it on a plain start. Archive
+          // recovery needs restore_command (PostgreSQL refuses recovery.signal without it).
+          const recovery: RecoveryConfig | null =
+            action.external !== undefined
+              ? recoveryFor(db.uid, undefined, action.external)
+              : restoreCommand !== undefined
+                ? { mode: 'recovery', restoreCommand, ...(target !== undefined ? { target } : {}) }
+                : null;
+          if (recovery === null && target !== undefined) {
+            throw new StolonError(
+              'CONFIG_INVALID',
+              'pitrConfig.recoveryTargetSettings: needs pitrConfig.archiveRecoverySettings.restoreCommand (recovery to a target reads WAL from the archive)',
+              { field: 'pitrConfig.recoveryTargetSettings' },
+            );
+          }
+          await pg.writeConfig(pgConfig(cd, db, action.external === undefined), recovery);
+          await startPostgres(waitMs);
+          if (recovery?.mode === 'recovery') {
+            // Archive recovery ends with a promotion (or at the end of the archive).
+            await pg.waitRecoveryDone(spec?.syncTimeoutMs || Infinity);
+          }
           appliedConfigKey = '';
-          await setLocal({ uid: action.db.uid, generation: 0 });
+          await setLocal({ uid: db.uid, generation: 0, clusterUID: cd.cluster.uid });
         });
         return;
+      }
+      case 'resync': {
+        const { db, from } = action;
+        runTask(`resync of db ${db.uid} from db ${from.dbUid}`, async () => {
+          await pg.stop('fast').catch(() => pg.stop('immediate'));
+          let discarded: DiscardedWal | undefined;
+          let rewound = false;
+          if (action.tryRewind) {
+            try {
+              const r = await pg.rewind({ host: from.host, port: from.port, user: config.suUsername, password: config.suPassword });
+              discarded = lostRange(db, cd, obs, 'pg_rewind', r.divergedAt, r.localEnd);
+              rewound = true;
+            } catch (err) {
+              log.warn({ err }, `pg_rewind failed, falling back to pg_basebackup: ${errorMessage(err)}`);
+            }
+          }
+          if (!rewound) {
+            if (obs.initialized) {
+              discarded = lostRange(db, cd, obs, 'pg_basebackup');
+            }
+            if (discarded !== undefined) {
+              // Say what is about to be thrown away before it is gone.
+              log.warn({ discardedWal: discarded }, describeDiscard(discarded, config.uid));
+            }
+            await setLocal({ uid: '', generation: 0, clusterUID: '', ...(discarded !== undefined ? { discardedWal: discarded } : {}) });
+            let lastLog = 0;
+            await pg.baseBackup(standbySettings(db.uid, from), {
+              onProgress: (p) => {
+                const pct = p.totalBytes > 0 ? Math.floor((100 * p.doneBytes) / p.totalBytes) : 0;
+                activity = `pg_basebackup from db ${from.dbUid}: ${mib(p.doneBytes)}/${mib(p.totalBytes)} MiB (${pct}%)`;
+                if (Date.now() - lastLog > 5000) {
+                  lastLog = Date.now();
+                  log.info({ doneBytes: p.doneBytes, totalBytes: p.totalBytes }, activity);
+                }
+              },
+            });
+          } else if (discarded !== undefined) {
+            log.warn({ discardedWal: discarded }, describeDiscard(discarded, config.uid));
+          }
+          appliedConfigKey = '';
+          await setLocal({
+            uid: db.uid,
+            generation: 0,
+            clusterUID: cd.cluster.uid,
+            ...(discarded !== undefined ? { discardedWal: discarded } : local.discardedWal !== undefined ? { discardedWal: local.discardedWal } : {}),
+          });
+        });
+        return;
+      }
       case 'converge': {
-        const cfg = pgConfig(action);
-        const standby = action.role === 'standby' && action.follow !== undefined ? standbySettings(action.db.uid, action.follow) : null;
-        const key = JSON.stringify({ cfg, standby: standby === null ? null : { ...standby, primary: { ...standby.primary, password: '' } } });
+        const { db } = action;
         const running = await pg.isRunning();
-        const waitMs = spec?.dbWaitReadyTimeoutMs ?? 60_000;
         if (action.promote) {
           // Promote first: the manager (like pg_ctl) needs the instance still in standby mode,
           // and rewriting the config below removes standby.signal.
           await pg.promote(waitMs);
         }
-        if (key !== appliedConfigKey) {
-          await pg.writeConfig(cfg, standby);
-          if (running) {
-            await pg.reload();
-          }
-          appliedConfigKey = key;
-        }
+        const cfg = pgConfig(cd, db, action.role === 'master');
+        const recovery = action.role === 'standby' ? recoveryFor(db.uid, action.follow, action.external) : null;
+        const key = JSON.stringify({ cfg, recovery: redactRecovery(recovery) });
+        await applyConfig(cfg, recovery, running, key);
         if (!running) {
-          await pg.start(waitMs);
+          await startPostgres(waitMs);
+        } else if (db.spec.automaticPgRestart === true) {
+          const now = await pg.observe();
+          if (now.pendingRestart.length > 0) {
+            log.info({ parameters: now.pendingRestart }, `restarting postgres to apply ${now.pendingRestart.join(', ')} (automaticPgRestart)`);
+            await pg.restart(waitMs);
+          }
         }
+        // Slots: on the primary one per follower plus the additional ones; on a standby none yet.
         if (action.role === 'master') {
-          await pg.syncSlots(action.db.spec.followers.map((f) => `stolon_${f}`));
+          await pg.syncSlots([
+            ...db.spec.followers.map((f) => `stolon_${f}`),
+            ...(db.spec.additionalReplicationSlots ?? []).map((n) => `stolon_${n}`),
+          ]);
         }
-        if (local.generation !== action.db.generation) {
-          await setLocal({ uid: local.uid, generation: action.db.generation });
+        if (local.generation !== db.generation) {
+          await setLocal({ ...local, generation: db.generation, clusterUID: cd.cluster.uid });
         }
         return;
       }
@@ -275,17 +484,25 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
       return;
     }
     if (task !== undefined) {
-      say(plog, `${task.name} in progress`);
+      say(plog, activity ?? `${task.name} in progress`);
       return;
     }
     const action = planKeeperAction(cd, config.uid, deps.bootUuid, local, {
       initialized: obs.initialized,
       running: obs.running,
       role: obs.role,
+      systemId: obs.systemId,
     });
+    if (action.kind === 'refuse') {
+      activity = action.reason;
+      say(plog, action.reason, 'warn');
+      return;
+    }
     const reason = action.reason + (lastTaskError !== undefined && action.kind !== 'converge' ? ` (last attempt: ${lastTaskError})` : '');
-    await execute(action);
-    say(plog, reason);
+    await execute(action, cd, obs);
+    say(plog, action.kind === 'converge' && action.external !== undefined
+      ? `${reason} (${redactConninfo(action.external.standbySettings.primaryConninfo ?? '')})`
+      : reason);
     if (action.kind === 'converge' || action.kind === 'stop-postgres') {
       // Report the result of the step at once instead of at the next tick.
       await publish(cd, await pg.observe());
@@ -341,4 +558,27 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
   };
 
   return { ready: Promise.resolve(), done, stop, state: () => state };
+}
+
+function mib(bytes: number): string {
+  return (bytes / 1048576).toFixed(0);
+}
+
+/** The recovery config without secrets, for change detection keys. */
+function redactRecovery(r: RecoveryConfig | null): unknown {
+  if (r === null) {
+    return null;
+  }
+  if (r.mode === 'standby') {
+    return { ...r, standby: { ...r.standby, primary: { ...r.standby.primary, password: '' } } };
+  }
+  return r;
+}
+
+/** The sentence logged (and shown by stolonctl) when a keeper throws WAL away. */
+export function describeDiscard(d: DiscardedWal, keeperUid: string): string {
+  return (
+    `keeper ${keeperUid} discards WAL ${formatLsn(d.fromLsn)}–${formatLsn(d.toLsn)} (${d.toLsn - d.fromLsn} bytes) ` +
+    `of timeline ${d.timelineID} that the new primary never had (${d.method})`
+  );
 }

@@ -87,7 +87,7 @@ const cases: Case[] = [
     title: '5. new db with initMode resync: basebackup from the followed primary address',
     cd: cluster([primary, db('d3', 'k2', 'standby', { initMode: 'resync', followConfig: { type: 'internal', dbuid: 'd1' } })]),
     keeper: 'k2', boot: 'b2', local: { uid: 'old', generation: 1 }, obs: runningPrimary, kind: 'resync', reason: /pg_basebackup/,
-    extra: (a) => expect(a.kind === 'resync' && a.from).toEqual({ dbUid: 'd1', host: '127.0.0.1', port: 5433 }),
+    extra: (a) => expect(a.kind === 'resync' && a.from).toEqual({ dbUid: 'd1', host: '127.0.0.1', port: 5433, systemId: '1' }),
   },
   {
     title: '6. resync while the primary has not reported its address: wait',
@@ -98,6 +98,46 @@ const cases: Case[] = [
   { title: '8. db became master while the instance runs as standby: promote', cd: cluster([db('d2', 'k2', 'master')]), keeper: 'k2', boot: 'b2', local: { uid: 'd2', generation: 1 }, obs: runningStandby, kind: 'converge', reason: /promoting/, extra: (a) => expect(a.kind === 'converge' && a.promote).toBe(true) },
   { title: '9. standby db follows the primary', cd: cluster([primary, standby]), keeper: 'k2', boot: 'b2', local: { uid: 'd2', generation: 2 }, obs: runningStandby, kind: 'converge', reason: /following db d1 at 127.0.0.1:5433/ },
   { title: '10. standby db but the instance is a primary: stop it until resynced', cd: cluster([primary, standby]), keeper: 'k2', boot: 'b2', local: { uid: 'd2', generation: 2 }, obs: runningPrimary, kind: 'stop-postgres', reason: /local instance is a primary/ },
+  {
+    title: '12. data directory of another cluster: refuse, never wipe it',
+    cd: cluster([primary, db('d3', 'k2', 'standby', { initMode: 'resync', followConfig: { type: 'internal', dbuid: 'd1' } })]),
+    keeper: 'k2', boot: 'b2', local: { uid: 'old', generation: 4, clusterUID: 'other-cluster' }, obs: { ...stopped, systemId: '9' }, kind: 'refuse', reason: /holds db old of cluster other-cluster, but the store's cluster is c1/,
+  },
+  {
+    title: '13. data directory replaced under a known db (system id differs): refuse to start it',
+    cd: cluster([primary, standby]), keeper: 'k2', boot: 'b2', local: { uid: 'd2', generation: 2, clusterUID: 'c1' }, obs: { ...stopped, systemId: '77' }, kind: 'refuse', reason: /system identifier 77, but db d2 was 1/,
+  },
+  {
+    title: '14. resync with usePgrewind and the same system id: try pg_rewind first',
+    cd: cluster([primary, db('d3', 'k2', 'standby', { initMode: 'resync', usePgrewind: true, followConfig: { type: 'internal', dbuid: 'd1' } })]),
+    keeper: 'k2', boot: 'b2', local: { uid: 'old', generation: 1, clusterUID: 'c1' }, obs: { ...stopped, systemId: '1' }, kind: 'resync', reason: /pg_rewind, else pg_basebackup/,
+    extra: (a) => expect(a.kind === 'resync' && a.tryRewind).toBe(true),
+  },
+  {
+    title: '15. resync with usePgrewind but another system id: clone',
+    cd: cluster([primary, db('d3', 'k2', 'standby', { initMode: 'resync', usePgrewind: true, followConfig: { type: 'internal', dbuid: 'd1' } })]),
+    keeper: 'k2', boot: 'b2', local: { uid: 'old', generation: 1, clusterUID: 'c1' }, obs: { ...stopped, systemId: '2' }, kind: 'resync', reason: /\(pg_basebackup\)/,
+    extra: (a) => expect(a.kind === 'resync' && a.tryRewind).toBe(false),
+  },
+  {
+    title: '16. initMode existing: adopt the initialized data directory, even from another cluster',
+    cd: cluster([db('d1', 'k1', 'master', { initMode: 'existing' })]), keeper: 'k1', boot: 'b1', local: { uid: 'x', generation: 3, clusterUID: 'other' }, obs: { ...stopped, systemId: '5' }, kind: 'init-existing', reason: /adopting/,
+  },
+  {
+    title: '17. initMode existing on an empty data directory: refuse',
+    cd: cluster([db('d1', 'k1', 'master', { initMode: 'existing' })]), keeper: 'k1', boot: 'b1', local: { uid: '', generation: 0 }, obs: empty, kind: 'refuse', reason: /holds no initialized PostgreSQL cluster/,
+  },
+  {
+    title: '18. initMode pitr: restore',
+    cd: cluster([db('d1', 'k1', 'master', { initMode: 'pitr', pitrConfig: { dataRestoreCommand: 'cp -a /b/. %d' } })]), keeper: 'k1', boot: 'b1', local: { uid: '', generation: 0 }, obs: empty, kind: 'init-pitr', reason: /point-in-time recovery/,
+    extra: (a) => expect(a.kind === 'init-pitr' && a.external).toBeUndefined(),
+  },
+  {
+    title: '19. standby-cluster primary: converge as a standby of the external primary',
+    cd: cluster([db('d1', 'k1', 'standby', { followConfig: { type: 'external', standbySettings: { primaryConninfo: 'host=10.0.0.1 password=s3cret' } } })]),
+    keeper: 'k1', boot: 'b1', local: { uid: 'd1', generation: 2 }, obs: runningStandby, kind: 'converge', reason: /following the external primary/,
+    extra: (a) => expect(a.kind === 'converge' && a.external?.standbySettings.primaryConninfo).toBe('host=10.0.0.1 password=s3cret'),
+  },
   { title: '11. known db but data dir not initialized: wait', cd: cluster([primary]), keeper: 'k1', boot: 'b1', local: { uid: 'd1', generation: 2 }, obs: empty, kind: 'wait', reason: /not initialized/ },
 ];
 

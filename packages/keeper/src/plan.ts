@@ -4,14 +4,16 @@
  * PostgresManager. No I/O here; table-tested in plan.test.ts.
  * @see shared/reference/stolon.md §5.3–5.5 (Stolon's keeper state machine)
  */
-import type { ClusterData, DB } from '@stolon-ts/cluster';
+import type { ClusterData, DB, StandbySettingsSpec, ArchiveRecoverySettings } from '@stolon-ts/cluster';
 
-/** What the keeper persists in `<data-dir>/dbstate` (Stolon's dbstate file). */
+/** What the keeper persists in `<data-dir>/dbstate` (Stolon's dbstate file, plus the cluster uid). */
 export interface LocalDbState {
   /** DB uid the data directory holds ("" when none). */
   readonly uid: string;
   /** Last DB generation applied successfully. */
   readonly generation: number;
+  /** Cluster uid the DB belongs to ("" for data written before this field existed). */
+  readonly clusterUID?: string;
 }
 
 /** What the keeper observed of its instance this pass. */
@@ -19,6 +21,8 @@ export interface LocalObservation {
   readonly initialized: boolean;
   readonly running: boolean;
   readonly role: 'master' | 'standby' | undefined;
+  /** PostgreSQL system identifier of the local data directory ("" when unknown). */
+  readonly systemId?: string;
 }
 
 /** The followed primary's address, for standbys. */
@@ -26,20 +30,40 @@ export interface FollowTarget {
   readonly dbUid: string;
   readonly host: string;
   readonly port: number;
+  /** The followed DB's system identifier as reported to the sentinel ("" when unknown). */
+  readonly systemId: string;
+}
+
+/** What a standby of a standby cluster follows: the external primary. */
+export interface ExternalFollow {
+  readonly standbySettings: StandbySettingsSpec;
+  readonly archiveRecoverySettings: ArchiveRecoverySettings | undefined;
 }
 
 /** One step. The daemon runs it, then re-plans on the next pass. */
 export type KeeperAction =
   | { readonly kind: 'wait'; readonly reason: string }
+  | { readonly kind: 'refuse'; readonly reason: string }
   | { readonly kind: 'stop-postgres'; readonly reason: string }
   | { readonly kind: 'init-new'; readonly db: DB; readonly reason: string }
-  | { readonly kind: 'resync'; readonly db: DB; readonly from: FollowTarget; readonly reason: string }
+  | { readonly kind: 'init-existing'; readonly db: DB; readonly reason: string }
+  | { readonly kind: 'init-pitr'; readonly db: DB; readonly external: ExternalFollow | undefined; readonly reason: string }
+  | {
+      readonly kind: 'resync';
+      readonly db: DB;
+      readonly from: FollowTarget;
+      /** Try pg_rewind before a full clone (usePgrewind on and the local data is the same cluster). */
+      readonly tryRewind: boolean;
+      readonly reason: string;
+    }
   | {
       readonly kind: 'converge';
       readonly db: DB;
       readonly role: 'master' | 'standby';
-      /** Set for standbys. */
+      /** Set for internal standbys. */
       readonly follow: FollowTarget | undefined;
+      /** Set for the primary DB of a standby cluster. */
+      readonly external: ExternalFollow | undefined;
       /** Promote the running standby instance. */
       readonly promote: boolean;
       readonly reason: string;
@@ -48,6 +72,14 @@ export type KeeperAction =
 /** Finds the DB assigned to `keeperUid`, if any. */
 export function assignedDb(cd: ClusterData, keeperUid: string): DB | undefined {
   return Object.values(cd.dbs).find((d) => d.spec.keeperUID === keeperUid);
+}
+
+function externalFollow(db: DB): ExternalFollow | undefined {
+  const f = db.spec.followConfig;
+  if (f?.type !== 'external') {
+    return undefined;
+  }
+  return { standbySettings: f.standbySettings ?? {}, archiveRecoverySettings: f.archiveRecoverySettings };
 }
 
 function followTarget(cd: ClusterData, db: DB): FollowTarget | string {
@@ -63,7 +95,7 @@ function followTarget(cd: ClusterData, db: DB): FollowTarget | string {
   if (f.status.listenAddress === '' || !Number.isInteger(port) || port <= 0) {
     return `followed db ${followed} has not reported its address yet`;
   }
-  return { dbUid: followed, host: f.status.listenAddress, port };
+  return { dbUid: followed, host: f.status.listenAddress, port, systemId: f.status.systemdID };
 }
 
 /**
@@ -91,33 +123,64 @@ export function planKeeperAction(
       ? { kind: 'stop-postgres', reason: 'no db assigned to this keeper: stopping postgres' }
       : { kind: 'wait', reason: 'no db assigned to this keeper' };
   }
+  // Safety: never wipe or reuse a data directory that belongs to another cluster (an operator
+  // re-ran `stolonctl init`, or pointed this keeper at the wrong directory). Adopting a data
+  // directory on purpose (initMode existing) is the exception.
+  const localCluster = local.clusterUID ?? '';
+  if (obs.initialized && localCluster !== '' && localCluster !== cd.cluster.uid && db.spec.initMode !== 'existing') {
+    return {
+      kind: 'refuse',
+      reason:
+        `refusing to touch the data directory: it holds db ${local.uid} of cluster ${localCluster}, but the store's ` +
+        `cluster is ${cd.cluster.uid}. If the old data is no longer needed, move the data directory away and restart the keeper`,
+    };
+  }
   if (db.uid !== local.uid) {
     switch (db.spec.initMode) {
       case 'new':
         return { kind: 'init-new', db, reason: `initializing new db ${db.uid} (initdb)` };
+      case 'existing':
+        if (!obs.initialized) {
+          return { kind: 'refuse', reason: `cannot adopt the data directory for db ${db.uid} (initMode existing): it holds no initialized PostgreSQL cluster` };
+        }
+        return { kind: 'init-existing', db, reason: `adopting the existing data directory as db ${db.uid}` };
+      case 'pitr':
+        return {
+          kind: 'init-pitr',
+          db,
+          external: externalFollow(db),
+          reason: `restoring db ${db.uid} with pitrConfig.dataRestoreCommand (point-in-time recovery)`,
+        };
       case 'resync': {
         const from = followTarget(cd, db);
         if (typeof from === 'string') {
           return { kind: 'wait', reason: `cannot resync db ${db.uid} yet: ${from}` };
         }
+        const sameSystem = obs.initialized && (obs.systemId ?? '') !== '' && obs.systemId === from.systemId;
+        const tryRewind = db.spec.usePgrewind && sameSystem;
         return {
           kind: 'resync',
           db,
           from,
-          reason: `resyncing db ${db.uid} from db ${from.dbUid} at ${from.host}:${from.port} (pg_basebackup)`,
+          tryRewind,
+          reason: `resyncing db ${db.uid} from db ${from.dbUid} at ${from.host}:${from.port} (${tryRewind ? 'pg_rewind, else pg_basebackup' : 'pg_basebackup'})`,
         };
       }
       case 'none':
-      case 'existing':
-      case 'pitr':
-        return {
-          kind: 'wait',
-          reason: `db ${db.uid} is new to this keeper but its initMode is "${db.spec.initMode}"; waiting for the sentinel`,
-        };
+        return { kind: 'wait', reason: `db ${db.uid} is new to this keeper but has initMode "none"; waiting for the sentinel` };
     }
   }
   if (!obs.initialized) {
     return { kind: 'wait', reason: `data directory of db ${db.uid} is not initialized; waiting for a resync` };
+  }
+  // Safety: the data directory must still be the one the store knows for this DB.
+  if ((obs.systemId ?? '') !== '' && db.status.systemdID !== '' && obs.systemId !== db.status.systemdID) {
+    return {
+      kind: 'refuse',
+      reason:
+        `refusing to start: the data directory has system identifier ${obs.systemId}, but db ${db.uid} was ` +
+        `${db.status.systemdID}; was the data directory replaced? Move it away to let the sentinel resync this keeper`,
+    };
   }
   if (db.spec.role === 'master') {
     return {
@@ -125,6 +188,7 @@ export function planKeeperAction(
       db,
       role: 'master',
       follow: undefined,
+      external: undefined,
       promote: obs.running && obs.role === 'standby',
       reason:
         obs.running && obs.role === 'standby'
@@ -140,6 +204,18 @@ export function planKeeperAction(
       reason: `db ${db.uid} must be a standby but the local instance is a primary: stopping it until it is resynced`,
     };
   }
+  const external = externalFollow(db);
+  if (external !== undefined) {
+    return {
+      kind: 'converge',
+      db,
+      role: 'standby',
+      follow: undefined,
+      external,
+      promote: false,
+      reason: `standby-cluster primary db ${db.uid} following the external primary`,
+    };
+  }
   const follow = followTarget(cd, db);
   if (typeof follow === 'string') {
     return { kind: 'wait', reason: `standby db ${db.uid}: ${follow}` };
@@ -149,6 +225,7 @@ export function planKeeperAction(
     db,
     role: 'standby',
     follow,
+    external: undefined,
     promote: false,
     reason: `standby db ${db.uid} following db ${follow.dbUid} at ${follow.host}:${follow.port}`,
   };

@@ -6,14 +6,24 @@ import {
   MANAGED_PARAMETERS,
   buildConnInfo,
   defaultHbaLines,
+  expandDataRestoreCommand,
   formatLsn,
+  parseBaseBackupProgress,
+  parseClusterState,
+  parseConfigErrors,
+  parseControlData,
   parseLsn,
+  parseRewindOutput,
+  parseTimelineHistory,
   quoteParameter,
+  recoveryParameters,
   renderHba,
+  renderHbaLines,
   renderPgpassLine,
   renderPostgresqlConf,
+  type HbaOptions,
 } from './config.js';
-import type { PgConfig, StandbySettings } from './manager.js';
+import type { PgConfig, RecoveryConfig, StandbySettings } from './manager.js';
 import { scramSha256Verifier } from './scram.js';
 
 const baseConfig: PgConfig = {
@@ -23,7 +33,6 @@ const baseConfig: PgConfig = {
   maxStandbys: 20,
   additionalWalSenders: 5,
   synchronousStandbyNames: '',
-  usePgrewind: false,
   hba: [],
 };
 
@@ -105,7 +114,7 @@ describe('renderPostgresqlConf', () => {
         wal_keep_segments: undefined,
         max_replication_slots: "'20'",
         max_wal_senders: "'47'",
-        wal_log_hints: undefined,
+        wal_log_hints: "'on'",
         synchronous_standby_names: "''",
         allow_alter_system: undefined,
         primary_conninfo: undefined,
@@ -133,7 +142,8 @@ describe('renderPostgresqlConf', () => {
       { wal_keep_segments: "'8'", wal_keep_size: undefined },
     ],
     ['8. pg 12 keeps a larger wal_keep_segments', { parameters: { wal_keep_segments: '64' } }, 12, { wal_keep_segments: "'64'" }],
-    ['9. usePgrewind sets wal_log_hints', { usePgrewind: true }, 15, { wal_log_hints: "'on'" }],
+    ['9. wal_log_hints is always on, usePgrewind or not', { usePgrewind: false }, 15, { wal_log_hints: "'on'" }],
+    ['9b. a user cannot turn wal_log_hints off', { parameters: { wal_log_hints: 'off' } }, 12, { wal_log_hints: "'on'" }],
     [
       '10. synchronous_standby_names is quoted',
       { synchronousStandbyNames: '2 (stolon_a,"stolon_b")' },
@@ -178,7 +188,7 @@ describe('renderPostgresqlConf', () => {
   });
 
   it('standby with the password inline: conninfo escaped for libpq, then for postgresql.conf', () => {
-    const got = settings(renderPostgresqlConf(baseConfig, standby, 15));
+    const got = settings(renderPostgresqlConf(baseConfig, { mode: 'standby', standby }, 15));
     // libpq: password='p\'a\\ss w'; postgresql.conf then doubles ' and \.
     const conninfo =
       "application_name='stolon_abc' host='10.0.0.1' password='p\\'a\\\\ss w' port='5432' sslmode='prefer' user='repl'";
@@ -188,7 +198,7 @@ describe('renderPostgresqlConf', () => {
   });
 
   it('standby with a passfile: no password in postgresql.conf', () => {
-    const conf = renderPostgresqlConf(baseConfig, standby, 15, { passfile: '/data/pg/stolon.pgpass' });
+    const conf = renderPostgresqlConf(baseConfig, { mode: 'standby', standby }, 15, { passfile: '/data/pg/stolon.pgpass' });
     expect(conf).not.toContain('ss w');
     expect(conf).not.toContain('password=');
     expect(settings(conf).get('primary_conninfo')).toBe(
@@ -209,20 +219,217 @@ describe('renderPostgresqlConf', () => {
   });
 });
 
-describe('defaultHbaLines / renderHba', () => {
-  const head = [
-    'local all su scram-sha-256',
-    'local replication repl scram-sha-256',
-    'host all su 0.0.0.0/0 scram-sha-256',
-    'host all su ::0/0 scram-sha-256',
-    'host replication repl 0.0.0.0/0 scram-sha-256',
-    'host replication repl ::0/0 scram-sha-256',
+describe('recoveryParameters / renderPostgresqlConf with a recovery mode', () => {
+  const recoverySettings = (recovery: RecoveryConfig | null): Map<string, string> =>
+    settings(renderPostgresqlConf(baseConfig, recovery, 15, { passfile: '/pg/stolon.pgpass' }));
+  const RECOVERY_NAMES = [
+    'primary_conninfo',
+    'primary_slot_name',
+    'recovery_min_apply_delay',
+    'restore_command',
+    'recovery_target',
+    'recovery_target_lsn',
+    'recovery_target_name',
+    'recovery_target_time',
+    'recovery_target_xid',
+    'recovery_target_timeline',
+    'recovery_target_action',
   ];
+
+  it.each<[string, RecoveryConfig | null, Record<string, string>]>([
+    ['1. primary: no recovery parameter at all', null, {}],
+    [
+      '2. internal standby: conninfo with passfile, slot, latest timeline',
+      { mode: 'standby', standby },
+      {
+        primary_conninfo: quoteParameter(
+          "application_name='stolon_abc' host='10.0.0.1' passfile='/pg/stolon.pgpass' port='5432' sslmode='prefer' user='repl'",
+        ),
+        primary_slot_name: "'stolon_abc'",
+        recovery_target_timeline: "'latest'",
+      },
+    ],
+    [
+      '3. external standby, conninfo only: written verbatim, quoted for postgresql.conf',
+      { mode: 'standby-external', primaryConninfo: "host=ext.example port=5432 user=repl password='p''w'" },
+      {
+        primary_conninfo: "'host=ext.example port=5432 user=repl password=''p''''w'''",
+        recovery_target_timeline: "'latest'",
+      },
+    ],
+    [
+      '4. external standby with slot, apply delay and restore command',
+      {
+        mode: 'standby-external',
+        primaryConninfo: 'host=ext',
+        primarySlotName: 'standby_cluster',
+        recoveryMinApplyDelay: '5min',
+        restoreCommand: "cp '/archive/%f' %p",
+      },
+      {
+        primary_conninfo: "'host=ext'",
+        primary_slot_name: "'standby_cluster'",
+        recovery_min_apply_delay: "'5min'",
+        restore_command: "'cp ''/archive/%f'' %p'",
+        recovery_target_timeline: "'latest'",
+      },
+    ],
+    [
+      '5. external standby: empty optional values are left out',
+      { mode: 'standby-external', primaryConninfo: 'host=ext', primarySlotName: '', restoreCommand: undefined },
+      { primary_conninfo: "'host=ext'", recovery_target_timeline: "'latest'" },
+    ],
+    [
+      '6. PITR without a target: to the end of the archive, latest timeline',
+      { mode: 'recovery', restoreCommand: 'cp /archive/%f %p' },
+      { restore_command: "'cp /archive/%f %p'", recovery_target_timeline: "'latest'" },
+    ],
+    [
+      '7. PITR to a time: target plus promote, no implicit timeline',
+      { mode: 'recovery', restoreCommand: 'cp /a/%f %p', target: { recoveryTargetTime: '2024-01-02 03:04:05+00' } },
+      {
+        restore_command: "'cp /a/%f %p'",
+        recovery_target_time: "'2024-01-02 03:04:05+00'",
+        recovery_target_action: "'promote'",
+      },
+    ],
+    [
+      '8. PITR to an LSN on a given timeline',
+      { mode: 'recovery', restoreCommand: 'x', target: { recoveryTargetLsn: '0/3000060', recoveryTargetTimeline: '2' } },
+      {
+        restore_command: "'x'",
+        recovery_target_lsn: "'0/3000060'",
+        recovery_target_timeline: "'2'",
+        recovery_target_action: "'promote'",
+      },
+    ],
+    [
+      '9. PITR to a named restore point with a quote in the name',
+      { mode: 'recovery', restoreCommand: 'x', target: { recoveryTargetName: "before 'upgrade'" } },
+      { restore_command: "'x'", recovery_target_name: "'before ''upgrade'''", recovery_target_action: "'promote'" },
+    ],
+    [
+      '10. PITR to the end of the backup (immediate)',
+      { mode: 'recovery', restoreCommand: 'x', target: { recoveryTarget: 'immediate' } },
+      { restore_command: "'x'", recovery_target: "'immediate'", recovery_target_action: "'promote'" },
+    ],
+    [
+      '11. PITR to an xid',
+      { mode: 'recovery', restoreCommand: 'x', target: { recoveryTargetXid: '1234' } },
+      { restore_command: "'x'", recovery_target_xid: "'1234'", recovery_target_action: "'promote'" },
+    ],
+  ])('%s', (_title, recovery, expected) => {
+    const got = recoverySettings(recovery);
+    const present = Object.fromEntries(RECOVERY_NAMES.filter((n) => got.has(n)).map((n) => [n, got.get(n)]));
+    expect(present).toEqual(expected);
+  });
+
+  it('writes the recovery parameters after every other one', () => {
+    const conf = renderPostgresqlConf(baseConfig, { mode: 'recovery', restoreCommand: 'x' }, 15);
+    const names = conf.split('\n').filter((l) => / = /.test(l)).map((l) => l.split(' = ')[0]);
+    expect(names.slice(-2)).toEqual(['restore_command', 'recovery_target_timeline']);
+  });
+
+  it('user values for recovery parameters are ignored', () => {
+    const conf = renderPostgresqlConf(
+      { ...baseConfig, parameters: { restore_command: 'evil', recovery_min_apply_delay: '1h', recovery_target_action: 'shutdown' } },
+      null,
+      15,
+    );
+    expect(conf).not.toMatch(/evil|1h|shutdown/);
+  });
+
+  it('inlines the password without a passfile', () => {
+    const [conninfo] = recoveryParameters({ mode: 'standby', standby });
+    expect(conninfo?.[1]).toContain("password='p\\'a\\\\ss w'");
+  });
+
+  it.each<[string, RecoveryConfig, string]>([
+    ['recovery without a restore command', { mode: 'recovery' }, 'pitrConfig.archiveRecoverySettings.restoreCommand'],
+    ['recovery with an empty restore command', { mode: 'recovery', restoreCommand: '' }, 'pitrConfig.archiveRecoverySettings.restoreCommand'],
+    [
+      'two recovery targets',
+      { mode: 'recovery', restoreCommand: 'x', target: { recoveryTargetLsn: '0/1', recoveryTargetTime: 'now' } },
+      'pitrConfig.recoveryTargetSettings',
+    ],
+    [
+      'recovery_target other than immediate',
+      { mode: 'recovery', restoreCommand: 'x', target: { recoveryTarget: 'latest' } },
+      'pitrConfig.recoveryTargetSettings.recoveryTarget',
+    ],
+  ])('rejects %s with CONFIG_INVALID', (_title, recovery, field) => {
+    expect(() => renderPostgresqlConf(baseConfig, recovery, 15)).toThrow(
+      expect.objectContaining({ code: 'CONFIG_INVALID', field }),
+    );
+  });
+});
+
+describe('renderHbaLines / defaultHbaLines / renderHba', () => {
+  const local = ['local all su scram-sha-256', 'local replication repl scram-sha-256'];
+  const allMode = [
+    'host all su 0.0.0.0/0 scram-sha-256',
+    'host all su ::/0 scram-sha-256',
+    'host replication repl 0.0.0.0/0 scram-sha-256',
+    'host replication repl ::/0 scram-sha-256',
+  ];
+  const everyone = ['host all all 0.0.0.0/0 scram-sha-256', 'host all all ::/0 scram-sha-256'];
+  const base: HbaOptions = {
+    suUsername: 'su',
+    replUsername: 'repl',
+    mode: 'all',
+    isPrimary: true,
+    peerAddresses: [],
+    userLines: null,
+  };
+
+  it.each<[string, Partial<HbaOptions>, string[]]>([
+    ['1. all, primary, null user lines: open to everyone with a password', {}, [...local, ...allMode, ...everyone]],
+    ['2. all, standby: same su/repl access (mode all ignores the role)', { isPrimary: false }, [...local, ...allMode, ...everyone]],
+    ['3. all, empty user lines: only su and repl', { userLines: [] }, [...local, ...allMode]],
+    [
+      '4. all, user lines appended verbatim',
+      { userLines: ['hostssl app app 10.0.0.0/8 scram-sha-256'] },
+      [...local, ...allMode, 'hostssl app app 10.0.0.0/8 scram-sha-256'],
+    ],
+    [
+      '5. strict primary: IPv4 peers get /32, sorted, su and repl per peer, scram for both',
+      { mode: 'strict', peerAddresses: ['10.0.0.9', '10.0.0.2'] },
+      [
+        ...local,
+        'host all su 10.0.0.2/32 scram-sha-256',
+        'host replication repl 10.0.0.2/32 scram-sha-256',
+        'host all su 10.0.0.9/32 scram-sha-256',
+        'host replication repl 10.0.0.9/32 scram-sha-256',
+        ...everyone,
+      ],
+    ],
+    [
+      '6. strict primary: IPv6 peers get /128, duplicates written once',
+      { mode: 'strict', peerAddresses: ['fd00::2', 'fd00::2'], userLines: [] },
+      [...local, 'host all su fd00::2/128 scram-sha-256', 'host replication repl fd00::2/128 scram-sha-256'],
+    ],
+    [
+      '7. strict primary: a host name is written without a mask',
+      { mode: 'strict', peerAddresses: ['keeper-1.db.svc'], userLines: [] },
+      [...local, 'host all su keeper-1.db.svc scram-sha-256', 'host replication repl keeper-1.db.svc scram-sha-256'],
+    ],
+    ['8. strict standby: only local su/repl access', { mode: 'strict', isPrimary: false, peerAddresses: ['10.0.0.2'] }, [...local, ...everyone]],
+    ['9. internalOnly: no user lines, no defaults', { internalOnly: true, userLines: ['host all app 0.0.0.0/0 trust'] }, [...local, ...allMode]],
+    ['10. internalOnly with null user lines: no defaults either', { internalOnly: true }, [...local, ...allMode]],
+    [
+      '11. internalOnly, strict primary: only the peers',
+      { internalOnly: true, mode: 'strict', peerAddresses: ['10.0.0.2'] },
+      [...local, 'host all su 10.0.0.2/32 scram-sha-256', 'host replication repl 10.0.0.2/32 scram-sha-256'],
+    ],
+  ])('%s', (_title, patch, expected) => {
+    expect(renderHbaLines({ ...base, ...patch })).toEqual(expected);
+  });
+
   it.each<[string, string[] | null, string[]]>([
-    ['null user lines: open to everyone with a password', null, [...head, 'host all all 0.0.0.0/0 scram-sha-256', 'host all all ::0/0 scram-sha-256']],
-    ['empty user lines: only su and repl', [], head],
-    ['user lines appended verbatim', ['hostssl app app 10.0.0.0/8 scram-sha-256'], [...head, 'hostssl app app 10.0.0.0/8 scram-sha-256']],
-  ])('%s', (_title, userLines, expected) => {
+    ['null user lines', null, [...local, ...allMode, ...everyone]],
+    ['empty user lines', [], [...local, ...allMode]],
+    ['user lines', ['host app app 10.0.0.0/8 scram-sha-256'], [...local, ...allMode, 'host app app 10.0.0.0/8 scram-sha-256']],
+  ])('defaultHbaLines is mode all: %s', (_title, userLines, expected) => {
     expect(defaultHbaLines({ suUsername: 'su', replUsername: 'repl', userLines })).toEqual(expected);
   });
 
@@ -237,10 +444,176 @@ describe('defaultHbaLines / renderHba', () => {
   });
 
   it.each([
+    ['\n', 1],
+    ['\r', 1],
+  ])('refuses a user line containing %j, naming pgHBA[i]', (brk, i) => {
+    const userLines = ['host all all 10.0.0.0/8 scram-sha-256', `host all all 0.0.0.0/0 trust${brk}local all all trust`];
+    expect(() => renderHbaLines({ ...base, userLines })).toThrow(
+      expect.objectContaining({ code: 'CONFIG_INVALID', field: `pgHBA[${i}]` }),
+    );
+  });
+
+  it.each(['10.0.0.0/8', 'host all', 'a;b', ''])('refuses the peer address %j', (address) => {
+    expect(() => renderHbaLines({ ...base, mode: 'strict', peerAddresses: [address] })).toThrow(
+      expect.objectContaining({ code: 'CONFIG_INVALID', field: 'peerAddresses' }),
+    );
+  });
+
+  it.each([
     [[], ''],
     [['a', 'b'], 'a\nb\n'],
   ])('renderHba(%j)', (lines, expected) => {
     expect(renderHba(lines)).toBe(expected);
+  });
+});
+
+describe('parseTimelineHistory', () => {
+  it.each<[string, string, { timelineID: number; switchPoint: number; reason: string }[]]>([
+    ['empty file (timeline 1 has none)', '', []],
+    [
+      'one promotion',
+      '1\t0/3000060\tno recovery target specified\n',
+      [{ timelineID: 1, switchPoint: 0x3000060, reason: 'no recovery target specified' }],
+    ],
+    [
+      'two switches, a PITR reason with spaces and quotes',
+      '1\t0/3000060\tno recovery target specified\n\n2\t1/A0\tat restore point "before upgrade"\n',
+      [
+        { timelineID: 1, switchPoint: 0x3000060, reason: 'no recovery target specified' },
+        { timelineID: 2, switchPoint: 2 ** 32 + 0xa0, reason: 'at restore point "before upgrade"' },
+      ],
+    ],
+    ['comments and a missing reason', '# comment\n1\t0/10\n', [{ timelineID: 1, switchPoint: 16, reason: '' }]],
+  ])('%s', (_title, text, expected) => {
+    expect(parseTimelineHistory(text)).toEqual(expected);
+  });
+
+  it.each(['x\t0/1\treason', '1\tnot-an-lsn\treason', '0\t0/1\treason'])('rejects %j', (text) => {
+    expect(() => parseTimelineHistory(text)).toThrow(StolonError);
+  });
+});
+
+describe('parseControlData / parseClusterState', () => {
+  const sample = [
+    'pg_control version number:            1300',
+    'Database system identifier:           7711325579355661522',
+    'Database cluster state:               in production',
+    'Latest checkpoint location:           0/2000060',
+    "Latest checkpoint's TimeLineID:       1",
+    "Latest checkpoint's oldestCommitTsXid:0",
+    'Minimum recovery ending location:     0/0',
+  ].join('\n');
+
+  it('reads labels with spaces, values with spaces, and values glued to the colon', () => {
+    const c = parseControlData(sample);
+    expect(c.get('Database system identifier')).toBe('7711325579355661522');
+    expect(c.get('Database cluster state')).toBe('in production');
+    expect(c.get('Latest checkpoint location')).toBe('0/2000060');
+    expect(c.get("Latest checkpoint's TimeLineID")).toBe('1');
+    expect(c.get("Latest checkpoint's oldestCommitTsXid")).toBe('0');
+  });
+
+  it.each([
+    ['shut down', 'shut down'],
+    ['shut down in recovery', 'shut down in recovery'],
+    ['in production', 'in production'],
+    ['in crash recovery', 'in crash recovery'],
+    ['in archive recovery', 'in archive recovery'],
+    ['unrecognized status code', undefined],
+    [undefined, undefined],
+  ])('parseClusterState(%j)', (value, expected) => {
+    expect(parseClusterState(value)).toBe(expected);
+  });
+});
+
+describe('parseRewindOutput', () => {
+  it.each([
+    [
+      'rewound',
+      'pg_rewind: connected to server\npg_rewind: servers diverged at WAL location 0/3000060 on timeline 1\npg_rewind: rewinding from last common checkpoint at 0/2000060 on timeline 1\npg_rewind: Done!\n',
+      { divergedAt: 0x3000060, divergedTimeline: 1, rewound: true },
+    ],
+    [
+      'nothing to do',
+      'pg_rewind: servers diverged at WAL location 1/0 on timeline 2\npg_rewind: no rewind required\n',
+      { divergedAt: 2 ** 32, divergedTimeline: 2, rewound: false },
+    ],
+    ['same timeline: no divergence line', 'pg_rewind: source and target cluster are on the same timeline\npg_rewind: no rewind required\n', undefined],
+  ])('%s', (_title, text, expected) => {
+    expect(parseRewindOutput(text)).toEqual(expected);
+  });
+});
+
+describe('parseBaseBackupProgress', () => {
+  it.each([
+    ['23025/23025 kB (100%), 1/1 tablespace', { doneBytes: 23025 * 1024, totalBytes: 23025 * 1024 }],
+    ['    0/23025 kB (0%), 0/1 tablespace (/tmp/bb/global/pg_control      )', { doneBytes: 0, totalBytes: 23025 * 1024 }],
+    ['30000/23025 kB (100%), 0/1 tablespace', { doneBytes: 30000 * 1024, totalBytes: 23025 * 1024 }],
+    ['pg_basebackup: checkpoint completed', undefined],
+    ['', undefined],
+  ])('%j', (line, expected) => {
+    expect(parseBaseBackupProgress(line)).toEqual(expected);
+  });
+});
+
+describe('parseConfigErrors', () => {
+  const prefix = '2026-11-23 11:21:42.307 UTC [25848] ';
+  it.each<[string, string, ReturnType<typeof parseConfigErrors>]>([
+    [
+      'invalid values (postgres -C), summary line skipped',
+      `${prefix}LOG:  invalid value for parameter "shared_buffers": "lots"\n${prefix}LOG:  invalid value for parameter "work_mem": "x"\n${prefix}FATAL:  configuration file "/d/postgresql.conf" contains errors`,
+      [
+        { parameter: 'shared_buffers', message: 'invalid value for parameter "shared_buffers": "lots"' },
+        { parameter: 'work_mem', message: 'invalid value for parameter "work_mem": "x"' },
+      ],
+    ],
+    [
+      'unrecognized parameter: file position dropped',
+      'LOG:  unrecognized configuration parameter "foo_bar" in file "/d/postgresql.conf" line 821\nFATAL:  configuration file "/d/postgresql.conf" contains errors',
+      [{ parameter: 'foo_bar', message: 'unrecognized configuration parameter "foo_bar"' }],
+    ],
+    [
+      'HINT and DETAIL appended',
+      'LOG:  invalid value for parameter "wal_level": "foo"\nHINT:  Available values: minimal, replica, logical.',
+      [{ parameter: 'wal_level', message: 'invalid value for parameter "wal_level": "foo" Available values: minimal, replica, logical.' }],
+    ],
+    [
+      'out of range',
+      'LOG:  0 8kB is outside the valid range for parameter "shared_buffers" (16 .. 1073741823)',
+      [{ parameter: 'shared_buffers', message: '0 8kB is outside the valid range for parameter "shared_buffers" (16 .. 1073741823)' }],
+    ],
+    [
+      'pg_hba.conf line at start',
+      `${prefix}LOG:  invalid authentication method "bogus"\n${prefix}CONTEXT:  line 9 of configuration file "/d/pg_hba.conf"\n${prefix}FATAL:  could not load /d/pg_hba.conf`,
+      [{ hbaLine: 9, message: 'invalid authentication method "bogus"' }],
+    ],
+    [
+      'unrelated start failure: nothing',
+      `${prefix}FATAL:  could not create shared memory segment: Cannot allocate memory\n${prefix}LOG:  database system is shut down`,
+      [],
+    ],
+    ['duplicates reported once', 'LOG:  parameter "port" requires a numeric value\nLOG:  parameter "port" requires a numeric value', [{ parameter: 'port', message: 'parameter "port" requires a numeric value' }]],
+  ])('%s', (_title, text, expected) => {
+    expect(parseConfigErrors(text)).toEqual(expected);
+  });
+});
+
+describe('expandDataRestoreCommand', () => {
+  it.each([
+    ['%d replaced', 'cp -a /backup/. %d', '/var/lib/pg/data', 'cp -a /backup/. /var/lib/pg/data'],
+    ['every %d replaced', 'x %d %d', '/d', 'x /d /d'],
+    ['%% is a percent sign', 'echo 100%% > %d/x', '/d', 'echo 100% > /d/x'],
+    ['%%d is a literal %d', 'echo %%d', '/d', 'echo %d'],
+    ['other sequences kept', 'date +%s', '/d', 'date +%s'],
+    ['no %d: any path accepted', 'true', '/path with space', 'true'],
+  ])('%s', (_title, command, pgData, expected) => {
+    expect(expandDataRestoreCommand(command, pgData)).toBe(expected);
+  });
+
+  it.each(['/data dir', "/d'; rm -rf /", '/d$(x)'])('refuses %j as %d', (pgData) => {
+    expect(() => expandDataRestoreCommand('cp -a /b/. %d', pgData)).toThrow(
+      expect.objectContaining({ code: 'CONFIG_INVALID', field: 'pitrConfig.dataRestoreCommand' }),
+    );
   });
 });
 

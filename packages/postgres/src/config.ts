@@ -1,18 +1,21 @@
 /**
  * Pure rendering of the files the keeper owns in PGDATA (STYLE.md rule 12): postgresql.conf with
  * the managed parameters (Stolon `createPGParameters`, reference §5.6), pg_hba.conf (Stolon
- * `generateHBA`, §5.7), libpq connection strings and password files, and LSN conversions.
+ * `generateHBA`, §5.7) with the recovery modes (§5.4–5.5), libpq connection strings and password
+ * files, LSN conversions, and the parsers of what the PostgreSQL tools print (pg_controldata,
+ * pg_rewind, pg_basebackup progress, configuration errors, timeline history files).
  * No I/O here: everything is a function of its arguments, covered by table tests.
  */
-import { StolonError } from '@stolon-ts/cluster';
-import type { PgConfig, StandbySettings } from './manager.js';
+import { isIPv4, isIPv6 } from 'node:net';
+import { StolonError, type TimelineHistoryEntry } from '@stolon-ts/cluster';
+import type { DbClusterState, PgConfig, RecoveryConfig } from './manager.js';
 
 /**
  * Parameter names the manager always sets or clears itself; a user value for any of them
  * (compared case-insensitively, as PostgreSQL does) is dropped from postgresql.conf.
  *
- * Besides Stolon's list (§5.6) this holds the recovery parameters (they are written only for a
- * standby, from {@link StandbySettings}), the file-location parameters and include directives
+ * Besides Stolon's list (§5.6) this holds the recovery parameters (they are written only from
+ * a {@link RecoveryConfig}), the file-location parameters and include directives
  * (any of them would let pg_hba.conf or postgresql.conf be read from somewhere the keeper does
  * not own), and `allow_alter_system` (forced off on PostgreSQL ≥ 17).
  *
@@ -34,6 +37,7 @@ export const MANAGED_PARAMETERS: readonly string[] = Object.freeze([
   'allow_alter_system',
   'primary_conninfo',
   'primary_slot_name',
+  'recovery_min_apply_delay',
   'restore_command',
   'recovery_target',
   'recovery_target_action',
@@ -127,11 +131,124 @@ export interface RenderOptions {
    */
   readonly socketDir?: string;
   /**
-   * For a standby: absolute path of a libpq password file holding the replication password.
-   * When set, `primary_conninfo` references it with `passfile=` and contains no password;
-   * when absent the password is written into `primary_conninfo` (the file is 0600 either way).
+   * For an internal standby (`mode: 'standby'`): absolute path of a libpq password file holding
+   * the replication password. When set, `primary_conninfo` references it with `passfile=` and
+   * contains no password; when absent the password is written into `primary_conninfo` (the
+   * file is 0600 either way). Ignored in the other recovery modes.
    */
   readonly passfile?: string;
+}
+
+/** The `recovery_target*` settings, in {@link RecoveryTarget} order, with their names. */
+const RECOVERY_TARGET_PARAMETERS = [
+  ['recoveryTarget', 'recovery_target'],
+  ['recoveryTargetLsn', 'recovery_target_lsn'],
+  ['recoveryTargetName', 'recovery_target_name'],
+  ['recoveryTargetTime', 'recovery_target_time'],
+  ['recoveryTargetXid', 'recovery_target_xid'],
+  ['recoveryTargetTimeline', 'recovery_target_timeline'],
+] as const;
+
+/** A value that is set: `undefined` and `''` both mean "leave the PostgreSQL default". */
+function isSet(value: string | undefined): value is string {
+  return value !== undefined && value !== '';
+}
+
+/**
+ * The recovery parameters of `recovery` (PostgreSQL ≥ 12 reads them from postgresql.conf; the
+ * signal file that activates them is written by the manager), in file order.
+ *
+ * | mode | parameters |
+ * |---|---|
+ * | `standby` | `primary_conninfo` (built, see {@link RenderOptions.passfile}), `primary_slot_name`, `recovery_target_timeline = 'latest'` |
+ * | `standby-external` | `primary_conninfo` verbatim, `primary_slot_name`, `recovery_min_apply_delay`, `restore_command` when set, `recovery_target_timeline = 'latest'` |
+ * | `recovery` with a target | `restore_command`, the given `recovery_target*` values, `recovery_target_action = 'promote'` |
+ * | `recovery` without a target | `restore_command`, `recovery_target_timeline = 'latest'` |
+ *
+ * @throws StolonError `CONFIG_INVALID` when `recovery` mode has no `restoreCommand` (PostgreSQL
+ *   refuses recovery.signal without one), when more than one of `recoveryTarget`,
+ *   `recoveryTargetLsn`, `recoveryTargetName`, `recoveryTargetTime`, `recoveryTargetXid` is set
+ *   (PostgreSQL refuses to start), or when `recoveryTarget` is not `immediate`.
+ * @see https://www.postgresql.org/docs/current/runtime-config-wal.html#RUNTIME-CONFIG-WAL-RECOVERY-TARGET
+ * @see https://www.postgresql.org/docs/current/runtime-config-replication.html#RUNTIME-CONFIG-REPLICATION-STANDBY
+ */
+export function recoveryParameters(recovery: RecoveryConfig, options: RenderOptions = {}): [string, string][] {
+  switch (recovery.mode) {
+    case 'standby': {
+      const { standby } = recovery;
+      const conn: Record<string, string> = {
+        application_name: standby.applicationName,
+        host: standby.primary.host,
+        port: String(standby.primary.port),
+        sslmode: 'prefer',
+        user: standby.primary.user,
+      };
+      if (options.passfile !== undefined) {
+        conn['passfile'] = options.passfile;
+      } else {
+        conn['password'] = standby.primary.password;
+      }
+      return [
+        ['primary_conninfo', buildConnInfo(conn)],
+        ['primary_slot_name', standby.slotName],
+        // Follow a promoted primary onto its new timeline instead of stopping at the old one.
+        ['recovery_target_timeline', 'latest'],
+      ];
+    }
+    case 'standby-external': {
+      const out: [string, string][] = [['primary_conninfo', recovery.primaryConninfo]];
+      if (isSet(recovery.primarySlotName)) {
+        out.push(['primary_slot_name', recovery.primarySlotName]);
+      }
+      if (isSet(recovery.recoveryMinApplyDelay)) {
+        out.push(['recovery_min_apply_delay', recovery.recoveryMinApplyDelay]);
+      }
+      if (isSet(recovery.restoreCommand)) {
+        out.push(['restore_command', recovery.restoreCommand]);
+      }
+      out.push(['recovery_target_timeline', 'latest']);
+      return out;
+    }
+    case 'recovery': {
+      if (!isSet(recovery.restoreCommand)) {
+        throw new StolonError(
+          'CONFIG_INVALID',
+          'point-in-time recovery needs a restore command (PostgreSQL refuses recovery.signal without restore_command); set pitrConfig.archiveRecoverySettings.restoreCommand',
+          { field: 'pitrConfig.archiveRecoverySettings.restoreCommand' },
+        );
+      }
+      const out: [string, string][] = [['restore_command', recovery.restoreCommand]];
+      const target = recovery.target;
+      if (target === undefined) {
+        out.push(['recovery_target_timeline', 'latest']);
+        return out;
+      }
+      const stops = RECOVERY_TARGET_PARAMETERS.filter(([key]) => key !== 'recoveryTargetTimeline' && isSet(target[key]));
+      if (stops.length > 1) {
+        throw new StolonError(
+          'CONFIG_INVALID',
+          `pitrConfig.recoveryTargetSettings sets ${stops.map(([k]) => k).join(' and ')}; PostgreSQL accepts at most one recovery target, keep one`,
+          { field: 'pitrConfig.recoveryTargetSettings' },
+        );
+      }
+      if (isSet(target.recoveryTarget) && target.recoveryTarget !== 'immediate') {
+        throw new StolonError(
+          'CONFIG_INVALID',
+          `pitrConfig.recoveryTargetSettings.recoveryTarget must be "immediate", got ${JSON.stringify(target.recoveryTarget)}`,
+          { field: 'pitrConfig.recoveryTargetSettings.recoveryTarget' },
+        );
+      }
+      for (const [key, name] of RECOVERY_TARGET_PARAMETERS) {
+        const value = target[key];
+        if (isSet(value)) {
+          out.push([name, value]);
+        }
+      }
+      // The default (pause) would leave the instance read-only until someone resumes it.
+      out.push(['recovery_target_action', 'promote']);
+      return out;
+    }
+  }
 }
 
 /**
@@ -148,23 +265,28 @@ export interface RenderOptions {
  * | `wal_keep_segments` (pg < 13) | max(8, user value when an integer) |
  * | `max_replication_slots` | `maxStandbys` |
  * | `max_wal_senders` | 2 × `maxStandbys` + 2 + `additionalWalSenders` |
- * | `wal_log_hints` | `on` when `usePgrewind` (absent otherwise) |
+ * | `wal_log_hints` | always `on` (Stolon: only with usePgrewind), see below |
  * | `synchronous_standby_names` | `config.synchronousStandbyNames` |
  * | `allow_alter_system` (pg ≥ 17) | `off` |
- * | standby only: `primary_conninfo`, `primary_slot_name`, `recovery_target_timeline` | from `standby`, `latest` |
+ * | recovery parameters | from `recovery`, see {@link recoveryParameters} |
  *
- * `primary_conninfo` holds `application_name`, `host`, `port`, `sslmode=prefer`, `user` and
- * either `passfile` or `password` (see {@link RenderOptions.passfile}).
+ * `wal_log_hints` is always on: pg_rewind needs it (or data checksums) on the *target* for the
+ * whole time since the timelines diverged, and whether a node will ever need a rewind is only
+ * known after the fact — turning it on with `usePgrewind` would be too late for the WAL already
+ * written. The cost is a full-page image in WAL the first time a page's hint bits change after
+ * a checkpoint, the same as with data checksums.
  *
+ * @param recovery `null` for a primary; otherwise the recovery mode and its settings.
  * @param pgVersionMajor major version of the binaries, e.g. 15.
  * @throws StolonError `CONFIG_INVALID` (with `field` = `pgParameters.<name>`) for a parameter
- *   name postgresql.conf cannot hold, and for a numeric setting that is not a non-negative integer.
+ *   name postgresql.conf cannot hold, for a numeric setting that is not a non-negative integer,
+ *   and for the recovery settings {@link recoveryParameters} rejects.
  * @see https://www.postgresql.org/docs/current/runtime-config-replication.html
- * @see https://www.postgresql.org/docs/current/warm-standby.html#STANDBY-SERVER-SETUP
+ * @see https://www.postgresql.org/docs/current/app-pgrewind.html
  */
 export function renderPostgresqlConf(
   config: PgConfig,
-  standby: StandbySettings | null,
+  recovery: RecoveryConfig | null,
   pgVersionMajor: number,
   options: RenderOptions = {},
 ): string {
@@ -221,35 +343,17 @@ export function renderPostgresqlConf(
   managed.push(
     ['max_replication_slots', String(config.maxStandbys)],
     ['max_wal_senders', String(2 * config.maxStandbys + 2 + config.additionalWalSenders)],
+    // Always: see the doc comment (pg_rewind needs it from before the divergence).
+    ['wal_log_hints', 'on'],
+    ['synchronous_standby_names', config.synchronousStandbyNames],
   );
-  if (config.usePgrewind) {
-    managed.push(['wal_log_hints', 'on']);
-  }
-  managed.push(['synchronous_standby_names', config.synchronousStandbyNames]);
   if (pgVersionMajor >= 17) {
     // postgresql.auto.conf is emptied on every write, but ALTER SYSTEM could still change a
     // setting until then; PostgreSQL 17 can refuse it outright.
     managed.push(['allow_alter_system', 'off']);
   }
-  if (standby !== null) {
-    const conn: Record<string, string> = {
-      application_name: standby.applicationName,
-      host: standby.primary.host,
-      port: String(standby.primary.port),
-      sslmode: 'prefer',
-      user: standby.primary.user,
-    };
-    if (options.passfile !== undefined) {
-      conn['passfile'] = options.passfile;
-    } else {
-      conn['password'] = standby.primary.password;
-    }
-    managed.push(
-      ['primary_conninfo', buildConnInfo(conn)],
-      ['primary_slot_name', standby.slotName],
-      // Follow a promoted primary onto its new timeline instead of stopping at the old one.
-      ['recovery_target_timeline', 'latest'],
-    );
+  if (recovery !== null) {
+    managed.push(...recoveryParameters(recovery, options));
   }
   for (const [name, value] of managed) {
     lines.push(`${name} = ${quoteParameter(value)}`);
@@ -265,15 +369,96 @@ export function renderHba(lines: readonly string[]): string {
   return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
 }
 
+/** Options of {@link renderHbaLines}. */
+export interface HbaOptions {
+  /** Superuser role name. */
+  readonly suUsername: string;
+  /** Replication role name. */
+  readonly replUsername: string;
+  /**
+   * spec.defaultSUReplAccessMode: `all` lets the superuser and the replication role in from any
+   * address on every node; `strict` only on the primary, and only from the other keepers'
+   * addresses (`peerAddresses`).
+   */
+  readonly mode: 'all' | 'strict';
+  /** Whether this node is (or is about to become) the primary; matters for `strict` only. */
+  readonly isPrimary: boolean;
+  /**
+   * `strict` only: advertised addresses of the other DBs (IPv4, IPv6 or host names), written
+   * sorted and deduplicated; an IPv4 address gets `/32`, an IPv6 one `/128`, a host name no mask.
+   */
+  readonly peerAddresses: readonly string[];
+  /** spec.pgHBA: `null` for the defaults (everyone with a password), otherwise lines verbatim. */
+  readonly userLines: readonly string[] | null;
+  /**
+   * Only the superuser/replication rules, no user lines nor defaults: the "internal only"
+   * state Stolon uses to keep clients out of a primary that has not got its synchronous
+   * standbys yet (reference §4.5.2).
+   * @default false
+   */
+  readonly internalOnly?: boolean;
+}
+
 /**
- * The pg_hba.conf rules Stolon generates with `defaultSUReplAccessMode: all` (reference §5.7),
- * with `scram-sha-256` instead of `md5`: local and any-address access for the superuser (all
- * databases) and the replication user (replication), then `userLines` when non-null (an empty
- * array means "no other access"), else access for everyone from any address.
+ * The pg_hba.conf rules (Stolon `generateHBA`, reference §5.7), with `scram-sha-256` everywhere:
+ *
+ * 1. `local all <su> scram-sha-256` and `local replication <repl> scram-sha-256`, always;
+ * 2. mode `all`: `host all <su>` and `host replication <repl>` from `0.0.0.0/0` and `::/0`;
+ *    mode `strict`: on the primary only, for each peer address A (sorted),
+ *    `host all <su> A scram-sha-256` then `host replication <repl> A scram-sha-256` (Stolon
+ *    used `/32` for IPv6 addresses too, and the replication auth method for the superuser —
+ *    both bugs, not copied);
+ * 3. unless `internalOnly`: `userLines` verbatim when non-null (`[]` = nobody else), else
+ *    `host all all 0.0.0.0/0 scram-sha-256` and `host all all ::/0 scram-sha-256`.
+ *
+ * @throws StolonError `CONFIG_INVALID` for a role name pg_hba.conf cannot hold (empty, `"` or
+ *   a newline), a peer address that is neither an IP address nor a host name (`field`
+ *   `peerAddresses`), and a user line containing a newline (`field` `pgHBA[i]`).
+ * @see https://www.postgresql.org/docs/current/auth-pg-hba-conf.html
+ */
+export function renderHbaLines(opts: HbaOptions): string[] {
+  const su = hbaName(opts.suUsername);
+  const repl = hbaName(opts.replUsername);
+  const lines = [`local all ${su} scram-sha-256`, `local replication ${repl} scram-sha-256`];
+  if (opts.mode === 'all') {
+    lines.push(
+      `host all ${su} 0.0.0.0/0 scram-sha-256`,
+      `host all ${su} ::/0 scram-sha-256`,
+      `host replication ${repl} 0.0.0.0/0 scram-sha-256`,
+      `host replication ${repl} ::/0 scram-sha-256`,
+    );
+  } else if (opts.isPrimary) {
+    for (const address of [...new Set(opts.peerAddresses.map(hbaAddress))].sort()) {
+      lines.push(`host all ${su} ${address} scram-sha-256`, `host replication ${repl} ${address} scram-sha-256`);
+    }
+  }
+  if (opts.internalOnly === true) {
+    return lines;
+  }
+  if (opts.userLines === null) {
+    lines.push('host all all 0.0.0.0/0 scram-sha-256', 'host all all ::/0 scram-sha-256');
+    return lines;
+  }
+  opts.userLines.forEach((line, i) => {
+    if (/[\r\n]/.test(line)) {
+      throw new StolonError(
+        'CONFIG_INVALID',
+        `pgHBA[${i}] contains a line break; write one pg_hba.conf rule per array element`,
+        { field: `pgHBA[${i}]` },
+      );
+    }
+    lines.push(line);
+  });
+  return lines;
+}
+
+/**
+ * {@link renderHbaLines} with mode `all` (Stolon's default `defaultSUReplAccessMode`), kept for
+ * callers that do not know about the access mode.
  *
  * @param opts.suUsername superuser role name; `opts.replUsername` replication role name.
  * @param opts.userLines spec.pgHBA: `null` for the defaults, otherwise the lines verbatim.
- * @throws StolonError `CONFIG_INVALID` for an empty role name or one containing `"` or a newline.
+ * @throws StolonError `CONFIG_INVALID` as {@link renderHbaLines}.
  * @see https://www.postgresql.org/docs/current/auth-pg-hba-conf.html
  */
 export function defaultHbaLines(opts: {
@@ -281,22 +466,7 @@ export function defaultHbaLines(opts: {
   readonly replUsername: string;
   readonly userLines: readonly string[] | null;
 }): string[] {
-  const su = hbaName(opts.suUsername);
-  const repl = hbaName(opts.replUsername);
-  const lines = [
-    `local all ${su} scram-sha-256`,
-    `local replication ${repl} scram-sha-256`,
-    `host all ${su} 0.0.0.0/0 scram-sha-256`,
-    `host all ${su} ::0/0 scram-sha-256`,
-    `host replication ${repl} 0.0.0.0/0 scram-sha-256`,
-    `host replication ${repl} ::0/0 scram-sha-256`,
-  ];
-  if (opts.userLines !== null) {
-    lines.push(...opts.userLines);
-  } else {
-    lines.push('host all all 0.0.0.0/0 scram-sha-256', 'host all all ::0/0 scram-sha-256');
-  }
-  return lines;
+  return renderHbaLines({ ...opts, mode: 'all', isPrimary: true, peerAddresses: [] });
 }
 
 /**
@@ -312,6 +482,25 @@ function hbaName(name: string): string {
     return name;
   }
   return `"${name}"`;
+}
+
+/** A peer address as a pg_hba.conf address field: `/32` for IPv4, `/128` for IPv6, host names bare. */
+function hbaAddress(address: string): string {
+  if (isIPv4(address)) {
+    return `${address}/32`;
+  }
+  if (isIPv6(address)) {
+    return `${address}/128`;
+  }
+  // A host name (pg_hba.conf resolves it both ways); anything else could inject fields.
+  if (/^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(address)) {
+    return address;
+  }
+  throw new StolonError(
+    'CONFIG_INVALID',
+    `peer address ${JSON.stringify(address)} is neither an IP address nor a host name; check the keepers' --pg-advertise-address`,
+    { field: 'peerAddresses' },
+  );
 }
 
 /** Largest LSN that {@link parseLsn} can return exactly: `1FFFFF/FFFFFFFF` (2^53 − 1 bytes, 8 PiB). */
@@ -354,4 +543,206 @@ export function formatLsn(pos: number): string {
   const hi = Math.floor(pos / 2 ** 32);
   const lo = pos % 2 ** 32;
   return `${hi.toString(16).toUpperCase()}/${lo.toString(16).toUpperCase()}`;
+}
+
+/**
+ * Parses a timeline history file (`pg_wal/0000000N.history`): one line per ancestor timeline,
+ * `<parent tli>\t<switch LSN>\t<reason>`; blank lines and `#` comments are skipped, as
+ * PostgreSQL does. Timeline N's file lists timelines 1 … N−1 with the LSN where each ended.
+ *
+ * @example parseTimelineHistory('1\t0/3000060\tno recovery target specified\n')
+ *   // → [{ timelineID: 1, switchPoint: 0x3000060, reason: 'no recovery target specified' }]
+ * @throws StolonError `INTERNAL` for a line that is not of that form.
+ * @see https://www.postgresql.org/docs/current/continuous-archiving.html#BACKUP-TIMELINES
+ */
+export function parseTimelineHistory(text: string): TimelineHistoryEntry[] {
+  const out: TimelineHistoryEntry[] = [];
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) {
+      continue;
+    }
+    const m = /^(\d+)\s+([0-9A-Fa-f]+\/[0-9A-Fa-f]+)(?:\s+(.*))?$/.exec(line);
+    const tli = Number(m?.[1]);
+    if (m === null || !Number.isSafeInteger(tli) || tli < 1) {
+      throw new StolonError('INTERNAL', `not a timeline history line: ${JSON.stringify(raw)}`);
+    }
+    out.push({ timelineID: tli, switchPoint: parseLsn(m[2] ?? ''), reason: m[3] ?? '' });
+  }
+  return out;
+}
+
+/**
+ * Parses `pg_controldata` output (run with `LC_ALL=C`) into label → value, e.g.
+ * `'Database cluster state'` → `'in production'`, `'Latest checkpoint location'` → `'0/2000060'`.
+ * @see https://www.postgresql.org/docs/current/app-pgcontroldata.html
+ */
+export function parseControlData(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const m = /^([^:]+):\s*(.*?)\s*$/.exec(line);
+    if (m !== null) {
+      out.set(m[1] ?? '', m[2] ?? '');
+    }
+  }
+  return out;
+}
+
+const CLUSTER_STATES: readonly DbClusterState[] = [
+  'starting up',
+  'shut down',
+  'shut down in recovery',
+  'shutting down',
+  'in crash recovery',
+  'in archive recovery',
+  'in production',
+];
+
+/**
+ * The `Database cluster state` of {@link parseControlData} as a {@link DbClusterState};
+ * `undefined` for anything else (e.g. `unrecognized status code`).
+ */
+export function parseClusterState(value: string | undefined): DbClusterState | undefined {
+  return CLUSTER_STATES.find((s) => s === value);
+}
+
+/** What {@link parseRewindOutput} finds in pg_rewind's messages. */
+export interface RewindOutput {
+  /** LSN (bytes) where the timelines of source and target diverged. */
+  readonly divergedAt: number;
+  /** Timeline (of the target's history) on which they diverged. */
+  readonly divergedTimeline: number;
+  /** False when pg_rewind printed `no rewind required` (the target had not written past it). */
+  readonly rewound: boolean;
+}
+
+/**
+ * Finds `servers diverged at WAL location X/Y on timeline N` (and `no rewind required`) in
+ * pg_rewind's stderr; `undefined` when the divergence line is missing.
+ * @see https://www.postgresql.org/docs/current/app-pgrewind.html
+ */
+export function parseRewindOutput(text: string): RewindOutput | undefined {
+  const m = /servers diverged at WAL location ([0-9A-Fa-f]+\/[0-9A-Fa-f]+) on timeline (\d+)/.exec(text);
+  if (m === null) {
+    return undefined;
+  }
+  return {
+    divergedAt: parseLsn(m[1] ?? ''),
+    divergedTimeline: Number(m[2]),
+    rewound: !/no rewind required/.test(text),
+  };
+}
+
+/**
+ * Parses one pg_basebackup `--progress` line (`  1234/5678 kB (21%), 0/1 tablespace (…)`)
+ * into bytes; `undefined` for any other line. The total is the server's estimate and the done
+ * figure can exceed it.
+ * @see https://www.postgresql.org/docs/current/app-pgbasebackup.html
+ */
+export function parseBaseBackupProgress(line: string): { doneBytes: number; totalBytes: number } | undefined {
+  const m = /^\s*(\d+)\/(\d+) kB \(\d+%\)/.exec(line);
+  if (m === null) {
+    return undefined;
+  }
+  return { doneBytes: Number(m[1]) * 1024, totalBytes: Number(m[2]) * 1024 };
+}
+
+/** One configuration problem found in PostgreSQL's messages, see {@link parseConfigErrors}. */
+export interface ConfigProblem {
+  /** The parameter the message names, as PostgreSQL wrote it (usually lower case). */
+  readonly parameter?: string;
+  /** 1-based line of pg_hba.conf the message is about. */
+  readonly hbaLine?: number;
+  /** PostgreSQL's message, with its DETAIL/HINT lines appended, without file positions. */
+  readonly message: string;
+}
+
+/**
+ * Extracts configuration problems from server messages — the stderr of `postgres -C` or the
+ * server log of a failed start — in the default `lc_messages = C` wording:
+ *
+ * - any message naming `parameter "x"` (invalid value, out of range, unrecognized, needs a
+ *   Boolean…) → `{ parameter: 'x' }`;
+ * - any message whose CONTEXT is `line N of configuration file ".../pg_hba.conf"` →
+ *   `{ hbaLine: N }`.
+ *
+ * Lines may carry any `log_line_prefix`; the summaries `configuration file … contains errors`
+ * and `could not load pg_hba.conf` are not problems themselves.
+ * @see https://www.postgresql.org/docs/current/config-setting.html
+ */
+export function parseConfigErrors(text: string): ConfigProblem[] {
+  interface Entry {
+    message: string;
+    extra: string[];
+    context: string;
+  }
+  const entries: Entry[] = [];
+  let current: Entry | undefined;
+  for (const line of text.split('\n')) {
+    const m = /^(?:.*?\s)?(LOG|WARNING|ERROR|FATAL|PANIC|DETAIL|HINT|CONTEXT):\s+(.*)$/.exec(line);
+    if (m === null) {
+      continue;
+    }
+    const [, severity = '', message = ''] = m;
+    if (severity === 'DETAIL' || severity === 'HINT') {
+      current?.extra.push(message.trim());
+    } else if (severity === 'CONTEXT') {
+      if (current !== undefined) {
+        current.context = message;
+      }
+    } else {
+      current = { message: message.trim(), extra: [], context: '' };
+      entries.push(current);
+    }
+  }
+  const out: ConfigProblem[] = [];
+  const seen = new Set<string>();
+  for (const e of entries) {
+    if (/^configuration file ".*" contains errors/.test(e.message) || /^could not load .*pg_hba\.conf/.test(e.message)) {
+      continue;
+    }
+    const message = [e.message.replace(/ in file ".*" line \d+$/, ''), ...e.extra].join(' ');
+    const hba = /line (\d+) of configuration file ".*pg_hba\.conf"/.exec(e.context);
+    const param = /parameter "([^"]+)"/.exec(e.message);
+    let problem: ConfigProblem | undefined;
+    if (hba !== null) {
+      problem = { hbaLine: Number(hba[1]), message };
+    } else if (param !== null) {
+      problem = { parameter: param[1] ?? '', message };
+    }
+    const key = JSON.stringify(problem);
+    if (problem !== undefined && !seen.has(key)) {
+      seen.add(key);
+      out.push(problem);
+    }
+  }
+  return out;
+}
+
+/**
+ * Expands a `dataRestoreCommand`: `%d` → `pgData`, `%%` → `%`; other `%` sequences are kept.
+ * The path is substituted unquoted (as Stolon and PostgreSQL's `%p` do), so it must not hold
+ * characters the shell would interpret.
+ *
+ * @throws StolonError `CONFIG_INVALID` when the command uses `%d` and `pgData` contains anything
+ *   but letters, digits, `/`, `.`, `_`, `-` and `+`.
+ * @see https://www.postgresql.org/docs/current/continuous-archiving.html#BACKUP-PITR-RECOVERY
+ */
+export function expandDataRestoreCommand(command: string, pgData: string): string {
+  let usesData = false;
+  const out = command.replace(/%[%d]/g, (token) => {
+    if (token === '%%') {
+      return '%';
+    }
+    usesData = true;
+    return pgData;
+  });
+  if (usesData && !/^[A-Za-z0-9/._+-]+$/.test(pgData)) {
+    throw new StolonError(
+      'CONFIG_INVALID',
+      `the data directory ${JSON.stringify(pgData)} cannot be substituted for %d in pitrConfig.dataRestoreCommand without shell quoting; use a plain path`,
+      { field: 'pitrConfig.dataRestoreCommand' },
+    );
+  }
+  return out;
 }

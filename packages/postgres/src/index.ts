@@ -1,20 +1,45 @@
 /**
  * @stolon-ts/postgres: the PostgreSQL manager the keeper acts through (STYLE.md rule 12), and the
- * pure renderers of the files it owns in PGDATA.
+ * pure renderers and parsers of the files and tool output it deals with in PGDATA.
  */
-export type { ConnTarget, PgConfig, PgObservation, PostgresManager, StandbySettings } from './manager.js';
+export type {
+  BaseBackupOptions,
+  BaseBackupProgress,
+  ConnTarget,
+  DbClusterState,
+  PgConfig,
+  PgObservation,
+  PostgresManager,
+  RecoveryConfig,
+  RecoveryTarget,
+  RewindResult,
+  StandbySettings,
+  WriteConfigResult,
+} from './manager.js';
 export { PgManager, type PgManagerOptions } from './pg-manager.js';
 export {
   MANAGED_PARAMETERS,
   MAX_SAFE_LSN,
   buildConnInfo,
   defaultHbaLines,
+  expandDataRestoreCommand,
   formatLsn,
+  parseBaseBackupProgress,
+  parseClusterState,
+  parseConfigErrors,
+  parseControlData,
   parseLsn,
+  parseRewindOutput,
+  parseTimelineHistory,
   quoteParameter,
+  recoveryParameters,
   renderHba,
+  renderHbaLines,
   renderPgpassLine,
   renderPostgresqlConf,
+  type ConfigProblem,
+  type HbaOptions,
   type RenderOptions,
+  type RewindOutput,
 } from './config.js';
 export { SCRAM_ITERATIONS, scramSha256Verifier } from './scram.js';

@@ -4,7 +4,7 @@
  * The steps build on each other and run in order.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,7 +15,7 @@ import { Client } from 'pg';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultHbaLines } from './config.js';
-import type { PgConfig, PgObservation, StandbySettings } from './manager.js';
+import type { BaseBackupProgress, PgConfig, PgObservation, RecoveryConfig, StandbySettings } from './manager.js';
 import { PgManager } from './pg-manager.js';
 
 /** Newest installed PostgreSQL (Debian layout); the manager itself takes any bin path. */
@@ -93,7 +93,6 @@ function configFor(port: number): PgConfig {
     maxStandbys: 5,
     additionalWalSenders: 0,
     synchronousStandbyNames: '',
-    usePgrewind: true,
     hba: defaultHbaLines({ suUsername: 'stolon', replUsername: 'repl', userLines: null }),
   };
 }
@@ -104,6 +103,14 @@ function standbySettings(slotName: string): StandbySettings {
     applicationName: 'stolon_s1',
     slotName,
   };
+}
+
+function standbyRecovery(slotName: string): RecoveryConfig {
+  return { mode: 'standby', standby: standbySettings(slotName) };
+}
+
+function conf(m: PgManager, suffixName = ''): string {
+  return readFileSync(join(m.pgData, `postgresql.conf${suffixName}`), 'utf8');
 }
 
 function makeManager(pgData: string, port: number): PgManager {
@@ -192,16 +199,37 @@ describe('PgManager (real PostgreSQL)', () => {
     await expect(primary.init({})).rejects.toMatchObject({ code: 'DATA_DIR_INVALID' });
   });
 
-  it('reports a failed start with the server log tail', async () => {
-    await primary.writeConfig({ ...configFor(primaryPort), parameters: { shared_buffers: 'lots' } }, null);
+  it('rejects a bad parameter value while stopped (postgres -C) and keeps the previous file', async () => {
+    const initdbConf = conf(primary);
+    expect(initdbConf).toContain('wal_log_hints = on'); // init's temporary settings
+    await expect(
+      primary.writeConfig({ ...configFor(primaryPort), parameters: { Shared_Buffers: 'lots' } }, null),
+    ).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+      field: 'pgParameters.Shared_Buffers',
+      message: expect.stringContaining(
+        'pgParameters.Shared_Buffers: invalid value for parameter "Shared_Buffers": "lots"; the previous configuration is kept',
+      ) as unknown,
+    });
+    expect(conf(primary)).toBe(initdbConf);
+    expect(readdirSync(primary.pgData).filter((n) => n.includes('.tmp-'))).toEqual([]);
+  });
+
+  it('explains a start that fails on a parameter, with no last-good configuration yet', async () => {
+    const good = conf(primary);
+    writeFileSync(join(primary.pgData, 'postgresql.conf'), `${good}shared_buffers = 'lots'\n`);
     const err: unknown = await primary.start(10_000).catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: 'PG_COMMAND_FAILED', transient: true });
-    expect((err as Error).message).toContain('shared_buffers');
+    expect(err).toMatchObject({ code: 'CONFIG_INVALID', transient: false, field: 'pgParameters.shared_buffers' });
+    expect((err as Error).message).toContain('invalid value for parameter "shared_buffers": "lots"');
+    expect((err as Error).message).toContain('fix the cluster spec');
     expect(await primary.isRunning()).toBe(false);
+    // init's temporary instance does not count as a last good configuration.
+    expect(await primary.restoreLastGoodConfig()).toBe(false);
+    writeFileSync(join(primary.pgData, 'postgresql.conf'), good);
   });
 
   it('writes the config atomically and starts the primary', async () => {
-    await primary.writeConfig(configFor(primaryPort), null);
+    expect(await primary.writeConfig(configFor(primaryPort), null)).toEqual({ changed: true, pendingRestart: [] });
     for (const f of ['postgresql.conf', 'pg_hba.conf', 'postgresql.auto.conf']) {
       const st = statSync(join(primary.pgData, f));
       expect(st.mode & 0o777, f).toBe(0o600);
@@ -233,6 +261,83 @@ describe('PgManager (real PostgreSQL)', () => {
       data_checksums: 'on',
     });
     await primary.reload();
+    // A successful start makes the files the last good configuration.
+    expect(conf(primary, '.last-good')).toBe(conf(primary));
+    expect(readFileSync(join(primary.pgData, 'pg_hba.conf.last-good'), 'utf8')).toBe(
+      readFileSync(join(primary.pgData, 'pg_hba.conf'), 'utf8'),
+    );
+    expect(await primary.writeConfig(configFor(primaryPort), null)).toEqual({ changed: false, pendingRestart: [] });
+  });
+
+  it('rejects bad values, unknown names and bad pg_hba.conf lines on a running instance, keeping the previous files', async () => {
+    const cfg = configFor(primaryPort);
+    const before = { conf: conf(primary), hba: readFileSync(join(primary.pgData, 'pg_hba.conf'), 'utf8') };
+    await expect(
+      primary.writeConfig({ ...cfg, parameters: { ...cfg.parameters, work_mem: 'lots' } }, null),
+    ).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+      field: 'pgParameters.work_mem',
+      message: expect.stringMatching(
+        /^pgParameters\.work_mem: invalid value for parameter "work_mem": "lots".*; the previous configuration is kept$/,
+      ) as unknown,
+    });
+    expect(conf(primary)).toBe(before.conf);
+    await expect(
+      primary.writeConfig({ ...cfg, parameters: { ...cfg.parameters, Foo_Bar: '1' } }, null),
+    ).rejects.toMatchObject({ code: 'CONFIG_INVALID', field: 'pgParameters.Foo_Bar' });
+    expect(conf(primary)).toBe(before.conf);
+    const badHba = [...cfg.hba, 'host all all 0.0.0.0/0 bogus-method'];
+    await expect(primary.writeConfig({ ...cfg, hba: badHba }, null)).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+      field: 'pgHBA',
+      message: expect.stringContaining(`pg_hba.conf line ${badHba.length} ("host all all 0.0.0.0/0 bogus-method")`) as unknown,
+    });
+    expect(readFileSync(join(primary.pgData, 'pg_hba.conf'), 'utf8')).toBe(before.hba);
+    expect(readdirSync(primary.pgData).filter((n) => n.includes('.tmp-'))).toEqual([]);
+    // Still healthy and reloadable with the kept files.
+    await primary.reload();
+    const obs = await primary.observe();
+    expect(obs).toMatchObject({ running: true, role: 'master', pendingRestart: [] });
+    expect(obs.error).toBeUndefined();
+    const rows = await sql<{ setting: string }>(primaryPort, "select setting from pg_settings where name = 'work_mem'");
+    expect(rows[0]?.setting).toBe('4096');
+  });
+
+  it('reports restart-only changes as pending until restart(), then keeps them as last good', async () => {
+    const cfg = configFor(primaryPort);
+    const more = { ...cfg, parameters: { ...cfg.parameters, max_connections: '40', work_mem: '8MB' } };
+    const lastGoodBefore = conf(primary, '.last-good');
+    expect(await primary.writeConfig(more, null)).toEqual({ changed: true, pendingRestart: ['max_connections'] });
+    // Not proven until a restart: the last good configuration stays the previous one.
+    expect(conf(primary, '.last-good')).toBe(lastGoodBefore);
+    await primary.reload();
+    await waitFor(async () => {
+      const o = await primary.observe();
+      return o.pendingRestart.includes('max_connections') ? true : undefined;
+    }, 'max_connections to be pending restart after the reload');
+    expect(await primary.writeConfig(more, null)).toEqual({ changed: false, pendingRestart: ['max_connections'] });
+
+    await primary.restart(30_000);
+    expect((await primary.observe()).pendingRestart).toEqual([]);
+    const rows = await sql<{ setting: string }>(primaryPort, "select setting from pg_settings where name = 'max_connections'");
+    expect(rows[0]?.setting).toBe('40');
+    expect(conf(primary, '.last-good')).toBe(conf(primary));
+
+    // A start that fails on a value postgres -C could not see: fall back to the last good files.
+    await primary.stop('fast');
+    const good = conf(primary);
+    writeFileSync(join(primary.pgData, 'postgresql.conf'), `${good}max_connections = 'many'\n`);
+    const err: unknown = await primary.start(10_000).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'CONFIG_INVALID', field: 'pgParameters.max_connections' });
+    expect((err as Error).message).toContain('restoreLastGoodConfig()');
+    expect(await primary.restoreLastGoodConfig()).toBe(true);
+    expect(conf(primary)).toBe(good);
+    await primary.start(30_000);
+
+    // Back to the file's standard settings (the standby needs max_connections >= the primary's).
+    expect(await primary.writeConfig(cfg, null)).toMatchObject({ changed: true, pendingRestart: ['max_connections'] });
+    await primary.restart(30_000);
+    expect((await primary.observe()).pendingRestart).toEqual([]);
   });
 
   it('creates and drops stolon_* slots, leaving other slots alone', async () => {
@@ -255,16 +360,21 @@ describe('PgManager (real PostgreSQL)', () => {
     expect(existsSync(`${standby.pgData}.basebackup`)).toBe(false);
     const aborted = new AbortController();
     aborted.abort();
-    await expect(standby.baseBackup(standbySettings('stolon_s1'), aborted.signal)).rejects.toMatchObject({
+    await expect(standby.baseBackup(standbySettings('stolon_s1'), { signal: aborted.signal })).rejects.toMatchObject({
       code: 'ABORTED',
     });
     expect(existsSync(`${standby.pgData}.basebackup`)).toBe(false);
   });
 
   it('makes a standby by base backup that streams from the primary through its slot', async () => {
-    await standby.baseBackup(standbySettings('stolon_s1'));
+    const progress: BaseBackupProgress[] = [];
+    await standby.baseBackup(standbySettings('stolon_s1'), { onProgress: (p) => progress.push(p) });
+    expect(progress.length).toBeGreaterThanOrEqual(1);
+    expect(progress[0]?.totalBytes).toBeGreaterThan(1024 * 1024);
     expect(existsSync(join(standby.pgData, 'standby.signal'))).toBe(true);
-    await standby.writeConfig(configFor(standbyPort), standbySettings('stolon_s1'));
+    // The primary's last good configuration is not copied along.
+    expect(existsSync(join(standby.pgData, 'postgresql.conf.last-good'))).toBe(false);
+    expect(await standby.writeConfig(configFor(standbyPort), standbyRecovery('stolon_s1'))).toMatchObject({ changed: true });
     const passfile = statSync(join(standby.pgData, 'stolon-replication.pgpass'));
     expect(passfile.mode & 0o777).toBe(0o600);
     expect(readFileSync(join(standby.pgData, 'postgresql.conf'), 'utf8')).not.toContain(suffix);
@@ -277,6 +387,7 @@ describe('PgManager (real PostgreSQL)', () => {
     }, 'the standby to run in recovery');
     expect(obs.systemId).toBe(primaryObs.systemId);
     expect(obs.timelineId).toBe(1);
+    expect(obs.timelinesHistory).toEqual([]);
 
     await sql(primaryPort, 'insert into t values (2)');
     await waitFor(async () => {
@@ -324,6 +435,10 @@ describe('PgManager (real PostgreSQL)', () => {
     await standby.promote(30_000);
     const obs = await standby.observe();
     expect(obs).toMatchObject({ running: true, role: 'master', timelineId: 2 });
+    expect(obs.timelinesHistory).toEqual([
+      { timelineID: 1, switchPoint: expect.any(Number) as unknown, reason: 'no recovery target specified' },
+    ]);
+    expect(obs.timelinesHistory[0]?.switchPoint).toBeGreaterThan(0);
     // What the keeper does next: rewrite the config as a primary.
     await standby.writeConfig(configFor(standbyPort), null);
     expect(existsSync(join(standby.pgData, 'standby.signal'))).toBe(false);
@@ -346,10 +461,15 @@ describe('PgManager (real PostgreSQL)', () => {
     for (const m of [primary, standby]) {
       expect(await m.isRunning()).toBe(false);
       const obs = await m.observe();
-      expect(obs).toMatchObject({ initialized: true, running: false, role: 'master' });
+      expect(obs).toMatchObject({ initialized: true, running: false, role: 'master', pendingRestart: [] });
       expect(obs.error).toBe('postgres is not running');
     }
-    expect((await standby.observe()).timelineId).toBe(2);
+    // pg_controldata tells the clean stop from the crash stop.
+    expect((await primary.observe()).clusterState).toBe('in production');
+    const stopped = await standby.observe();
+    expect(stopped).toMatchObject({ clusterState: 'shut down', timelineId: 2 });
+    expect(stopped.timelinesHistory.map((h) => h.timelineID)).toEqual([1]);
+    expect(await standby.systemIdentifier()).toBe(stopped.systemId);
     await expect(primary.reload()).rejects.toMatchObject({ code: 'PG_NOT_RUNNING' });
     await expect(primary.promote(1000)).rejects.toMatchObject({ code: 'PG_NOT_RUNNING' });
   });
@@ -359,6 +479,7 @@ describe('PgManager (real PostgreSQL)', () => {
     expect(existsSync(primary.pgData)).toBe(false);
     expect(existsSync(join(root, 'p'))).toBe(true);
     expect((await primary.observe()).initialized).toBe(false);
+    expect(await primary.systemIdentifier()).toBeUndefined();
   });
 
   it('never logged a password', () => {

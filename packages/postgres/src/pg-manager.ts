@@ -15,12 +15,38 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, escapeIdentifier, escapeLiteral } from 'pg';
 import type { Logger } from 'pino';
-import { StolonError, errorMessage } from '@stolon-ts/cluster';
-import { parseLsn, renderHba, renderPgpassLine, renderPostgresqlConf } from './config.js';
-import type { PgConfig, PgObservation, PostgresManager, StandbySettings } from './manager.js';
+import { StolonError, errorMessage, type TimelineHistoryEntry } from '@stolon-ts/cluster';
+import {
+  buildConnInfo,
+  expandDataRestoreCommand,
+  parseBaseBackupProgress,
+  parseClusterState,
+  parseConfigErrors,
+  parseControlData,
+  parseLsn,
+  parseRewindOutput,
+  parseTimelineHistory,
+  renderHba,
+  renderPgpassLine,
+  renderPostgresqlConf,
+  type ConfigProblem,
+} from './config.js';
+import type {
+  BaseBackupOptions,
+  ConnTarget,
+  DbClusterState,
+  PgConfig,
+  PgObservation,
+  PostgresManager,
+  RecoveryConfig,
+  RewindResult,
+  StandbySettings,
+  WriteConfigResult,
+} from './manager.js';
 import { scramSha256Verifier } from './scram.js';
 
 /** Constructor options of {@link PgManager}. */
@@ -75,6 +101,13 @@ interface ExecResult {
 
 interface ExecOptions {
   readonly env?: Readonly<Record<string, string>>;
+  /**
+   * Start from an allow-listed environment (PATH, HOME, locale, TZ, TMPDIR) instead of ours
+   * minus `PG*`: for user-supplied commands, which must not see the keeper's secrets.
+   */
+  readonly cleanEnv?: boolean;
+  /** Called with every stderr chunk as it arrives (for progress reports). */
+  readonly onStderr?: (chunk: string) => void;
   readonly signal?: AbortSignal | undefined;
   /** Kill the child (SIGTERM, then SIGKILL) after this many ms. */
   readonly timeoutMs?: number;
@@ -89,6 +122,22 @@ interface Identity {
 
 /** Password file for the walreceiver's `primary_conninfo` (`passfile=`), inside PGDATA. */
 const REPL_PASSFILE = 'stolon-replication.pgpass';
+/** Suffix of the copies of the last configuration files PostgreSQL accepted. */
+const LAST_GOOD = '.last-good';
+/**
+ * Files of PGDATA that belong to this node, not to the data: pg_rewind would replace them by
+ * the source's (or delete them), so they are saved before and put back after it.
+ */
+const NODE_FILES = [
+  'postgresql.conf',
+  'pg_hba.conf',
+  'postgresql.auto.conf',
+  `postgresql.conf${LAST_GOOD}`,
+  `pg_hba.conf${LAST_GOOD}`,
+  REPL_PASSFILE,
+] as const;
+/** pg_basebackup progress callbacks are throttled to one per this many ms. */
+const PROGRESS_INTERVAL_MS = 1000;
 /** Longest stdout/stderr kept from a child, in characters (the tail is kept). */
 const OUTPUT_LIMIT = 64 * 1024;
 /** Connection and statement timeouts of the probe connection, in ms. */
@@ -103,9 +152,10 @@ const STOP_TIMEOUT_S = 60;
  * {@link PostgresManager} over the PostgreSQL ≥ 12 binaries in `binPath` (tested with 15).
  *
  * Files: `<PGDATA>/postgresql.conf`, `pg_hba.conf`, `postgresql.auto.conf` (kept empty),
- * `standby.signal` and `stolon-replication.pgpass` (standby only) are owned by the manager;
- * `<PGDATA>/../postgres.log` receives the server log; base backups are made in
- * `<PGDATA>.basebackup` and renamed over PGDATA once complete.
+ * `standby.signal` / `recovery.signal`, `stolon-replication.pgpass` (internal standby only) and
+ * `postgresql.conf.last-good` / `pg_hba.conf.last-good` (the last files PostgreSQL accepted)
+ * are owned by the manager; `<PGDATA>/../postgres.log` receives the server log; base backups
+ * are made in `<PGDATA>.basebackup` and renamed over PGDATA once complete.
  */
 export class PgManager implements PostgresManager {
   /** Absolute PGDATA. */
@@ -236,12 +286,16 @@ export class PgManager implements PostgresManager {
           `listen_addresses = ''\nport = ${this.#listen.port}\n` +
           `unix_socket_directories = '${this.socketDir.replace(/\\/g, '\\\\').replace(/'/g, "''")}'\n` +
           // PostgreSQL 13 still defaults to md5; the hba rules require SCRAM verifiers.
-          `password_encryption = 'scram-sha-256'\n`,
+          `password_encryption = 'scram-sha-256'\n` +
+          // pg_rewind needs hint-bit changes WAL-logged from the very start (see
+          // renderPostgresqlConf); nothing can diverge here, but it costs nothing either.
+          `wal_log_hints = on\n`,
       );
       if (opts.signal?.aborted === true) {
         throw new StolonError('ABORTED', 'init aborted');
       }
-      await this.start(INIT_START_TIMEOUT_MS);
+      // Not a last-good configuration: it listens on no TCP address.
+      await this.#start(INIT_START_TIMEOUT_MS, false);
       const client = await this.#connectOrThrow();
       try {
         await client.query('BEGIN');
@@ -278,63 +332,163 @@ export class PgManager implements PostgresManager {
   /**
    * Writes postgresql.conf ({@link renderPostgresqlConf}), pg_hba.conf ({@link renderHba}) and an
    * empty postgresql.auto.conf (discarding anything ALTER SYSTEM stored), each atomically
-   * (temp file, fsync, rename, mode 0600, owned by the OS user). For a standby also writes
-   * `standby.signal` and the replication password file; for a primary removes both.
-   * Does not reload: call {@link reload} or restart.
+   * (temp file, fsync, rename, mode 0600, owned by the OS user). Then the recovery files:
+   * `standby.signal` (+ the replication password file for `standby`) for the standby modes,
+   * `recovery.signal` for `recovery`, none of them for `null`. Does not reload.
    *
-   * @throws StolonError `DATA_DIR_INVALID` when PGDATA is not initialised or a write fails;
-   *   `CONFIG_INVALID` for parameters postgresql.conf cannot hold.
-   * @see https://www.postgresql.org/docs/current/runtime-config-replication.html
+   * Validation, when postgresql.conf or pg_hba.conf changed: `postgres -C port` parses the new
+   * postgresql.conf exactly as a start would (names, value syntax and ranges; it is safe on a
+   * running server), and when running, `pg_file_settings` (sourcefile = our file) and
+   * `pg_hba_file_rules` are checked too. `pg_file_settings` says "setting could not be applied"
+   * both for a bad value and for a changed restart-only setting; since `postgres -C` already
+   * accepted the value, such a row of a `postmaster`-context parameter means "pending restart".
+   * Any other problem: the previous files are put back atomically and `CONFIG_INVALID` thrown.
+   * What `postgres -C` cannot know (memory that cannot be allocated, a pg_hba.conf error while
+   * stopped) surfaces in {@link start}, which points at {@link restoreLastGoodConfig}.
+   *
+   * @throws StolonError `CONFIG_INVALID` (`field` = `pgParameters.<name>` as the caller spelt it,
+   *   `pgHBA`, or a recovery field) with PostgreSQL's message; `DATA_DIR_INVALID` (transient)
+   *   when PGDATA is not initialised or a write fails; `PG_COMMAND_FAILED` (transient) when
+   *   `postgres -C` fails without naming a problem (the previous files are kept).
+   * @see https://www.postgresql.org/docs/current/view-pg-file-settings.html
+   * @see https://www.postgresql.org/docs/current/view-pg-hba-file-rules.html
+   * @see https://www.postgresql.org/docs/current/app-postgres.html (`-C`)
    */
-  async writeConfig(config: PgConfig, standby: StandbySettings | null): Promise<void> {
+  async writeConfig(config: PgConfig, recovery: RecoveryConfig | null): Promise<WriteConfigResult> {
     await this.#requireInitialized('write its configuration');
     const { Maj } = await this.binaryVersion();
     const passfile = join(this.pgData, REPL_PASSFILE);
     const conf = renderPostgresqlConf(
       config,
-      standby,
+      recovery,
       Maj,
-      standby === null ? { socketDir: this.socketDir } : { socketDir: this.socketDir, passfile },
+      recovery?.mode === 'standby' ? { socketDir: this.socketDir, passfile } : { socketDir: this.socketDir },
     );
     const hba = renderHba(config.hba);
-    try {
+    const confPath = join(this.pgData, 'postgresql.conf');
+    const hbaPath = join(this.pgData, 'pg_hba.conf');
+    const autoPath = join(this.pgData, 'postgresql.auto.conf');
+    let previous: { conf: string | null; hba: string | null } = { conf: null, hba: null };
+    await this.#dataWrite('reading the current configuration', async () => {
+      previous = { conf: await readIfExists(confPath), hba: await readIfExists(hbaPath) };
+    });
+    const changed = previous.conf !== conf || previous.hba !== hba;
+    const running = await this.isRunning();
+
+    await this.#dataWrite('writing the configuration', async () => {
       await this.#ensureSocketDir();
-      if (standby !== null) {
-        await this.#writeAtomic(passfile, renderPgpassLine(standby.primary.user, standby.primary.password));
+      if (changed) {
+        await this.#writeAtomic(confPath, conf);
+        await this.#writeAtomic(hbaPath, hba);
       }
-      await this.#writeAtomic(join(this.pgData, 'postgresql.conf'), conf);
-      await this.#writeAtomic(join(this.pgData, 'pg_hba.conf'), hba);
-      await this.#writeAtomic(join(this.pgData, 'postgresql.auto.conf'), '');
-      if (standby !== null) {
-        await this.#writeAtomic(join(this.pgData, 'standby.signal'), '');
-      } else {
-        await fs.rm(join(this.pgData, 'standby.signal'), { force: true });
-        await fs.rm(passfile, { force: true });
+      // Before validation: postgres -C reads postgresql.auto.conf too. A symlink (Stolon points
+      // it at /dev/null) is replaced as well, since pg_rewind refuses one.
+      const auto = await fs.lstat(autoPath).catch(() => undefined);
+      if (auto === undefined || !auto.isFile() || auto.size > 0) {
+        await this.#writeAtomic(autoPath, '');
       }
-      await fsyncDir(this.pgData);
-    } catch (err) {
-      throw new StolonError('DATA_DIR_INVALID', `writing the configuration into ${this.pgData} failed: ${errorMessage(err)}`, {
-        cause: err,
-        transient: true,
+    });
+
+    const check = await this.#checkConfig(config, { parse: changed, running });
+    if (check.problems.length > 0) {
+      await this.#dataWrite('restoring the previous configuration', async () => {
+        await this.#putBack(confPath, previous.conf);
+        await this.#putBack(hbaPath, previous.hba);
+        await fsyncDir(this.pgData);
+      });
+      const unexplained = check.problems.find((p) => p.field === undefined);
+      if (unexplained !== undefined) {
+        throw new StolonError(
+          'PG_COMMAND_FAILED',
+          `validating postgresql.conf with postgres -C failed: ${unexplained.message}; the previous configuration is kept`,
+          { transient: true },
+        );
+      }
+      const text = check.problems.map((p) => `${p.field}: ${p.message}`).join('; ');
+      this.#log.warn({ pgData: this.pgData, problems: check.problems }, 'rejected an invalid configuration');
+      throw new StolonError('CONFIG_INVALID', `${text}; the previous configuration is kept`, {
+        field: check.problems[0]?.field ?? 'pgParameters',
       });
     }
+
+    await this.#dataWrite('writing the recovery files', async () => {
+      const standbySignal = join(this.pgData, 'standby.signal');
+      const recoverySignal = join(this.pgData, 'recovery.signal');
+      if (recovery?.mode === 'standby') {
+        await this.#writeAtomic(passfile, renderPgpassLine(recovery.standby.primary.user, recovery.standby.primary.password));
+      } else {
+        await fs.rm(passfile, { force: true });
+      }
+      if (recovery === null) {
+        await fs.rm(standbySignal, { force: true });
+        await fs.rm(recoverySignal, { force: true });
+      } else if (recovery.mode === 'recovery') {
+        // Both files present would mean standby mode: PostgreSQL gives standby.signal precedence.
+        await fs.rm(standbySignal, { force: true });
+        await this.#ensureEmptyFile(recoverySignal);
+      } else {
+        await fs.rm(recoverySignal, { force: true });
+        await this.#ensureEmptyFile(standbySignal);
+      }
+      await fsyncDir(this.pgData);
+    });
     this.#listen = { address: config.listenAddress, port: config.port };
+    // A restart-only value is only proven by a restart; until then the previous last-good stays.
+    if (changed && check.verifiedRunning && check.pendingRestart.length === 0) {
+      await this.#saveLastGood();
+    }
     this.#log.debug(
-      { pgData: this.pgData, standby: standby !== null, port: config.port },
+      { pgData: this.pgData, recovery: recovery?.mode ?? null, port: config.port, changed, pendingRestart: check.pendingRestart },
       'wrote postgresql.conf and pg_hba.conf',
     );
+    return { changed, pendingRestart: check.pendingRestart };
+  }
+
+  /**
+   * Copies `postgresql.conf.last-good` and `pg_hba.conf.last-good` (saved by {@link start} and
+   * by {@link writeConfig}) back over postgresql.conf and pg_hba.conf, atomically. Signal files
+   * and the replication password file are left alone; does not reload or start.
+   * @returns false (and changes nothing) when no last-good postgresql.conf exists.
+   * @throws StolonError `DATA_DIR_INVALID` (transient) when a write fails.
+   */
+  async restoreLastGoodConfig(): Promise<boolean> {
+    const conf = await readIfExists(join(this.pgData, `postgresql.conf${LAST_GOOD}`));
+    if (conf === null) {
+      return false;
+    }
+    const hba = await readIfExists(join(this.pgData, `pg_hba.conf${LAST_GOOD}`));
+    await this.#dataWrite('restoring the last good configuration', async () => {
+      await this.#writeAtomic(join(this.pgData, 'postgresql.conf'), conf);
+      if (hba !== null) {
+        await this.#writeAtomic(join(this.pgData, 'pg_hba.conf'), hba);
+      }
+      await fsyncDir(this.pgData);
+    });
+    this.#log.warn({ pgData: this.pgData }, 'restored the last configuration PostgreSQL accepted');
+    return true;
   }
 
   /**
    * `pg_ctl start -w -t <ceil(timeoutMs/1000)> -D PGDATA -l <logFile>`: the postmaster runs in its
    * own session and outlives this process. Does nothing when a postmaster is already running.
-   * A postmaster still starting when the wait expires is left running.
+   * A postmaster still starting when the wait expires is left running. After a successful
+   * start, postgresql.conf and pg_hba.conf are saved as the `last-good` configuration.
    *
-   * @throws StolonError `DATA_DIR_INVALID` when PGDATA is not initialised; `PG_COMMAND_FAILED`
-   *   (transient) with pg_ctl's output and the last lines of the server log.
+   * A failed start is explained from the server log lines it wrote: a message naming a
+   * parameter (`invalid value for parameter "shared_buffers": "lots"`) or a pg_hba.conf line
+   * becomes `CONFIG_INVALID`.
+   *
+   * @throws StolonError `CONFIG_INVALID` (not transient; `field` = `pgParameters.<name>` or
+   *   `pgHBA`) as above — {@link restoreLastGoodConfig} then start again; `DATA_DIR_INVALID`
+   *   when PGDATA is not initialised; `PG_COMMAND_FAILED` (transient) with pg_ctl's output and
+   *   the last lines of the server log otherwise.
    * @see https://www.postgresql.org/docs/current/app-pg-ctl.html
    */
   async start(timeoutMs: number): Promise<void> {
+    await this.#start(timeoutMs, true);
+  }
+
+  async #start(timeoutMs: number, saveLastGood: boolean): Promise<void> {
     await this.#requireInitialized('start');
     if (await this.isRunning()) {
       this.#log.debug({ pgData: this.pgData }, 'postgres already running, not starting it');
@@ -342,7 +496,9 @@ export class PgManager implements PostgresManager {
     }
     await this.#checkReachable(this.pgData);
     await this.#ensureSocketDir();
+    await this.#waitForDeadPostmaster();
     const fh = await fs.open(this.logFile, 'a', 0o600);
+    const logOffset = (await fh.stat()).size;
     await fh.close();
     await this.#own(this.logFile);
     const seconds = Math.max(1, Math.ceil(timeoutMs / 1000));
@@ -352,6 +508,18 @@ export class PgManager implements PostgresManager {
       timeoutMs: timeoutMs + 15_000,
     });
     if (res.code !== 0) {
+      const problems = parseConfigErrors(await this.#logSince(logOffset)).map((p) => describeProblem(p, undefined));
+      if (problems.length > 0 && !(await this.isRunning())) {
+        const hasLastGood = await exists(join(this.pgData, `postgresql.conf${LAST_GOOD}`));
+        throw new StolonError(
+          'CONFIG_INVALID',
+          `postgres did not start because of its configuration: ${problems.map((p) => `${p.field}: ${p.message}`).join('; ')}; ` +
+            (hasLastGood
+              ? 'restoreLastGoodConfig() puts the last configuration it accepted back'
+              : 'fix the cluster spec'),
+          { field: problems[0]?.field ?? 'pgParameters' },
+        );
+      }
       const tail = await this.#logTail();
       throw new StolonError(
         'PG_COMMAND_FAILED',
@@ -361,6 +529,22 @@ export class PgManager implements PostgresManager {
       );
     }
     this.#log.info({ pgData: this.pgData }, 'postgres started');
+    if (saveLastGood) {
+      await this.#saveLastGood();
+    }
+  }
+
+  /**
+   * Stops (`fast`) and starts again, so restart-only parameters take effect; only starts when
+   * stopped. Equivalent to `pg_ctl restart -m fast -w`, but through {@link stop} and
+   * {@link start} so a failed start is explained the same way.
+   * @param timeoutMs bound of the start; the stop has its own 60 s bound.
+   * @throws StolonError as {@link stop} and {@link start}.
+   * @see https://www.postgresql.org/docs/current/app-pg-ctl.html
+   */
+  async restart(timeoutMs: number): Promise<void> {
+    await this.stop('fast');
+    await this.start(timeoutMs);
   }
 
   /**
@@ -451,18 +635,20 @@ export class PgManager implements PostgresManager {
   }
 
   /**
-   * `pg_basebackup -D <PGDATA>.basebackup -X stream -c fast --slot <slotName> -h -p -U -w` with
-   * the password in a temporary PGPASSFILE and `PGAPPNAME` = `applicationName`; on success
-   * replaces PGDATA by the backup and adds an empty `standby.signal` (so it can never start as
-   * a primary), the keeper then writes the standby configuration with {@link writeConfig}.
-   * On failure or abort the temporary directory is removed and PGDATA is left as it was.
+   * `pg_basebackup -D <PGDATA>.basebackup -X stream -c fast --slot <slotName> --progress --verbose
+   * -h -p -U -w` with the password in a temporary PGPASSFILE and `PGAPPNAME` = `applicationName`;
+   * on success replaces PGDATA by the backup (without the source's `last-good` files) and adds
+   * an empty `standby.signal` (so it can never start as a primary); the keeper then writes the
+   * standby configuration with {@link writeConfig}. On failure or abort the temporary directory
+   * is removed and PGDATA is left as it was.
    *
+   * @param opts.onProgress receives `N/M kB` progress lines as bytes, at most once per second.
    * @throws StolonError `PG_COMMAND_FAILED` (transient) with pg_basebackup's stderr, e.g. when
-   *   the slot does not exist yet; `ABORTED` when `signal` fired (the child is killed);
+   *   the slot does not exist yet; `ABORTED` when `opts.signal` fired (the child is killed);
    *   `DATA_DIR_INVALID` when a postmaster is running on PGDATA.
    * @see https://www.postgresql.org/docs/current/app-pgbasebackup.html
    */
-  async baseBackup(standby: StandbySettings, signal?: AbortSignal): Promise<void> {
+  async baseBackup(standby: StandbySettings, opts: BaseBackupOptions = {}): Promise<void> {
     if (await this.isRunning()) {
       throw new StolonError('DATA_DIR_INVALID', `cannot replace ${this.pgData} by a base backup while postgres runs on it; stop it first`);
     }
@@ -477,19 +663,44 @@ export class PgManager implements PostgresManager {
       { pgData: this.pgData, host, port, slot: standby.slotName },
       `taking a base backup from ${host}:${port}`,
     );
+    const progress = opts.onProgress === undefined ? undefined : this.#progressReporter(opts.onProgress);
     let ok = false;
     try {
       const res = await this.#withSecretFile(renderPgpassLine(user, password), (pgpass) =>
         this.#exec(
           'pg_basebackup',
-          ['-D', tmp, '-X', 'stream', '-c', 'fast', '--slot', standby.slotName, '-h', host, '-p', String(port), '-U', user, '-w'],
-          { env: { PGPASSFILE: pgpass, PGAPPNAME: standby.applicationName }, signal },
+          [
+            '-D',
+            tmp,
+            '-X',
+            'stream',
+            '-c',
+            'fast',
+            '--slot',
+            standby.slotName,
+            '--progress',
+            '--verbose',
+            '-h',
+            host,
+            '-p',
+            String(port),
+            '-U',
+            user,
+            '-w',
+          ],
+          {
+            env: { PGPASSFILE: pgpass, PGAPPNAME: standby.applicationName },
+            signal: opts.signal,
+            ...(progress === undefined ? {} : { onStderr: progress }),
+          },
         ),
       );
       throwIfAborted(res, 'pg_basebackup');
       if (res.code !== 0) {
         throw commandFailed('pg_basebackup', res, 'the previous PGDATA is untouched; retry later', true);
       }
+      // The source's last good configuration is not this node's (other port, other role).
+      await removeNodeLeftovers(tmp);
       await fs.writeFile(join(tmp, 'standby.signal'), '', { mode: 0o600 });
       await this.#own(join(tmp, 'standby.signal'));
       await fs.rm(this.pgData, { recursive: true, force: true });
@@ -502,6 +713,260 @@ export class PgManager implements PostgresManager {
         await fs.rm(tmp, { recursive: true, force: true });
       }
     }
+  }
+
+  /**
+   * pg_rewind of the stopped instance onto `source`'s timeline:
+   *
+   * 1. pg_control must say "shut down" or "shut down in recovery"; otherwise crash recovery runs
+   *    first in single-user mode (`postgres --single -D PGDATA -c archive_mode=on -c
+   *    archive_command=false template1 < /dev/null`, as Patroni does: the archive settings keep
+   *    the end-of-recovery checkpoint from recycling WAL that pg_rewind still has to read), with
+   *    the signal files moved away meanwhile (single-user mode refuses standby mode);
+   * 2. `localEnd` is read from pg_control, see {@link RewindResult.localEnd}; a symlinked
+   *    postgresql.auto.conf (Stolon's `/dev/null` trick, which pg_rewind rejects) is replaced by
+   *    an empty file;
+   * 3. this node's files ({@link NODE_FILES}: configuration, last-good copies, replication
+   *    password file) are saved, because pg_rewind replaces them by the source's;
+   * 4. `pg_rewind --target-pgdata=PGDATA --source-server='<conninfo>' --progress` as the OS user;
+   *    the conninfo has `dbname=postgres`, `sslmode=prefer`, `connect_timeout=10`,
+   *    `options='-c synchronous_commit=off'` (Stolon's, so a synchronous primary without a
+   *    standby cannot block it) and `passfile=` pointing at a temporary password file;
+   * 5. the saved files are put back (also after a failure), and on success `standby.signal`
+   *    replaces any `recovery.signal`.
+   *
+   * @param source the new primary, as a superuser (pg_rewind reads its files with
+   *   pg_read_binary_file).
+   * @param signal aborting kills the running step; PGDATA is then unusable (base backup next).
+   * @throws StolonError `DATA_DIR_INVALID` when running or not initialised;
+   *   `PG_COMMAND_FAILED` (transient) when single-user crash recovery failed;
+   *   `PG_COMMAND_FAILED` (not transient) with pg_rewind's stderr tail (never a password);
+   *   `ABORTED`.
+   * @see https://www.postgresql.org/docs/current/app-pgrewind.html
+   * @see https://www.postgresql.org/docs/current/app-postgres.html (single-user mode)
+   */
+  async rewind(source: ConnTarget, signal?: AbortSignal): Promise<RewindResult> {
+    if (await this.isRunning()) {
+      throw new StolonError('DATA_DIR_INVALID', `cannot rewind ${this.pgData} while postgres runs on it; stop it first`);
+    }
+    await this.#requireInitialized('rewind');
+    let control = await this.#readControlData();
+    let state = parseClusterState(control.get('Database cluster state'));
+    if (state !== 'shut down' && state !== 'shut down in recovery') {
+      await this.#crashRecover(state, signal);
+      control = await this.#readControlData();
+      state = parseClusterState(control.get('Database cluster state'));
+      if (state !== 'shut down' && state !== 'shut down in recovery') {
+        throw new StolonError(
+          'PG_COMMAND_FAILED',
+          `after single-user crash recovery pg_control still says ${JSON.stringify(state ?? control.get('Database cluster state'))}; fall back to a base backup`,
+          { transient: true },
+        );
+      }
+    }
+    const lsnOf = (label: string): number => {
+      const v = control.get(label);
+      return v === undefined ? 0 : parseLsn(v);
+    };
+    const localEnd = Math.max(lsnOf('Latest checkpoint location'), lsnOf('Minimum recovery ending location'));
+    const localTimeline = Number(control.get("Latest checkpoint's TimeLineID") ?? '0');
+
+    // Stolon's postgresql.auto.conf → /dev/null symlink makes pg_rewind fail; ours is a file.
+    const auto = join(this.pgData, 'postgresql.auto.conf');
+    if ((await fs.lstat(auto).catch(() => undefined))?.isSymbolicLink() === true) {
+      await this.#dataWrite('replacing the postgresql.auto.conf symlink', () => this.#writeAtomic(auto, ''));
+    }
+    const saved = await this.#snapshotNodeFiles();
+    this.#log.info(
+      { pgData: this.pgData, host: source.host, port: source.port, localEnd },
+      `rewinding onto the timeline of ${source.host}:${source.port} (pg_rewind)`,
+    );
+    let output = '';
+    let res: ExecResult;
+    try {
+      res = await this.#withSecretFile(renderPgpassLine(source.user, source.password), (pgpass) => {
+        const conninfo = buildConnInfo({
+          application_name: 'stolon-ts-rewind',
+          connect_timeout: '10',
+          dbname: 'postgres',
+          host: source.host,
+          options: '-c synchronous_commit=off',
+          passfile: pgpass,
+          port: String(source.port),
+          sslmode: 'prefer',
+          user: source.user,
+        });
+        return this.#exec('pg_rewind', [`--target-pgdata=${this.pgData}`, `--source-server=${conninfo}`, '--progress'], {
+          env: { LC_ALL: 'C' },
+          signal,
+          // The divergence line comes first; the stderr kept at the end is only a tail.
+          onStderr: (chunk) => {
+            if (output.length < OUTPUT_LIMIT) {
+              output += chunk;
+            }
+          },
+        });
+      });
+    } finally {
+      await this.#dataWrite('putting back the node configuration after pg_rewind', () => this.#restoreNodeFiles(saved));
+    }
+    throwIfAborted(res, 'pg_rewind');
+    if (res.code !== 0) {
+      throw commandFailed('pg_rewind', res, 'fall back to a base backup');
+    }
+    const parsed = parseRewindOutput(output);
+    let result: RewindResult;
+    if (parsed !== undefined) {
+      result = { ...parsed, localEnd };
+    } else if (/no rewind required/.test(output)) {
+      // Same timeline as the source ("source and target cluster are on the same timeline"):
+      // nothing diverged, the local WAL simply ends earlier.
+      result = { divergedAt: localEnd, divergedTimeline: localTimeline, localEnd, rewound: false };
+    } else {
+      throw new StolonError(
+        'PG_COMMAND_FAILED',
+        `pg_rewind succeeded but printed no divergence point: ${lastLines(output, 10)}; fall back to a base backup`,
+      );
+    }
+    await this.#dataWrite('writing standby.signal after pg_rewind', async () => {
+      // A rewound PGDATA must replay the source's WAL before it is consistent: never start it
+      // as a primary.
+      await fs.rm(join(this.pgData, 'recovery.signal'), { force: true });
+      await this.#ensureEmptyFile(join(this.pgData, 'standby.signal'));
+      await fsyncDir(this.pgData);
+    });
+    this.#log.info({ pgData: this.pgData, ...result }, 'pg_rewind complete');
+    return result;
+  }
+
+  /**
+   * Point-in-time recovery, step 1: removes PGDATA (and a leftover `<PGDATA>.basebackup`),
+   * recreates it empty (0700, owned by the OS user), and runs `/bin/sh -c <command>` as the OS
+   * user, cwd `/`, with `%d` → PGDATA and `%%` → `%` ({@link expandDataRestoreCommand}) and an
+   * allow-listed environment: PATH (PostgreSQL binaries first), HOME of the OS user, LANG/LC_*,
+   * TZ, TMPDIR, and PGDATA. The command is visible in the process list, as in Stolon: keep
+   * secrets in files it reads, not in its text.
+   *
+   * Afterwards PGDATA is set to 0700 (a copy may carry the backup directory's mode, which
+   * PostgreSQL refuses), and `postmaster.pid`, `postmaster.opts`, the `last-good` files and the
+   * replication password file are removed (they describe another instance).
+   *
+   * @throws StolonError `PG_COMMAND_FAILED` (transient; PGDATA removed) when the command fails
+   *   (with its stderr tail) or leaves no PG_VERSION; `CONFIG_INVALID` when `%d` cannot be
+   *   substituted safely; `DATA_DIR_INVALID` when postgres runs on PGDATA; `ABORTED`.
+   * @see https://www.postgresql.org/docs/current/continuous-archiving.html#BACKUP-PITR-RECOVERY
+   */
+  async restoreData(command: string, signal?: AbortSignal): Promise<void> {
+    if (await this.isRunning()) {
+      throw new StolonError('DATA_DIR_INVALID', `refusing to replace ${this.pgData} while postgres runs on it; stop it first`);
+    }
+    const expanded = expandDataRestoreCommand(command, this.pgData);
+    await fs.rm(this.pgData, { recursive: true, force: true });
+    await fs.rm(`${this.pgData}.basebackup`, { recursive: true, force: true });
+    await fs.mkdir(dirname(this.pgData), { recursive: true });
+    await fs.mkdir(this.pgData, { mode: 0o700 });
+    await this.#own(this.pgData);
+    let ok = false;
+    try {
+      await this.#checkReachable(this.pgData);
+      // The command itself is not logged: it may name credentials files or buckets.
+      this.#log.info({ pgData: this.pgData }, 'restoring the data directory with the dataRestoreCommand');
+      const res = await this.#exec('/bin/sh', ['-c', expanded], {
+        cleanEnv: true,
+        env: { PGDATA: this.pgData },
+        signal,
+      });
+      throwIfAborted(res, 'the dataRestoreCommand');
+      if (res.code !== 0) {
+        throw commandFailed('the dataRestoreCommand', res, 'PGDATA was removed; the next attempt starts from scratch', true);
+      }
+      if (!(await exists(join(this.pgData, 'PG_VERSION')))) {
+        throw new StolonError(
+          'PG_COMMAND_FAILED',
+          `the dataRestoreCommand succeeded but left no PG_VERSION in ${this.pgData}; check that it restores a base backup into %d`,
+          { transient: true },
+        );
+      }
+      await fs.chmod(this.pgData, 0o700);
+      await removeNodeLeftovers(this.pgData);
+      await fs.rm(join(this.pgData, 'postmaster.pid'), { force: true });
+      await fs.rm(join(this.pgData, 'postmaster.opts'), { force: true });
+      await fsyncDir(this.pgData);
+      ok = true;
+      this.#log.info({ pgData: this.pgData }, 'data directory restored');
+    } finally {
+      if (!ok) {
+        await fs.rm(this.pgData, { recursive: true, force: true });
+      }
+    }
+  }
+
+  /**
+   * Polls every 200 ms until archive recovery is over: `recovery.signal` removed by the server
+   * and `pg_is_in_recovery()` false (PostgreSQL ≥ 12; with a target, `recovery_target_action =
+   * promote` ends it there, without one the end of the archive does).
+   * @param timeoutMs overall bound; `Infinity` waits for ever (Stolon's syncTimeout 0).
+   * @throws StolonError `PG_COMMAND_FAILED` (not transient) with the server log tail when the
+   *   postmaster exited (e.g. "recovery ended before configured recovery target was reached");
+   *   `PG_COMMAND_FAILED` (transient) on timeout; `ABORTED` when `signal` fired.
+   * @see https://www.postgresql.org/docs/current/continuous-archiving.html#BACKUP-PITR-RECOVERY
+   */
+  async waitRecoveryDone(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    let last = 'no answer yet';
+    for (;;) {
+      if (signal?.aborted === true) {
+        throw new StolonError('ABORTED', 'waiting for the end of recovery aborted');
+      }
+      if (!(await this.isRunning())) {
+        throw new StolonError(
+          'PG_COMMAND_FAILED',
+          `postgres exited during archive recovery; last lines of ${this.logFile}:\n${await this.#logTail()}`,
+        );
+      }
+      if (await exists(join(this.pgData, 'recovery.signal'))) {
+        last = 'recovery.signal still present';
+      } else {
+        try {
+          const client = await this.#connect();
+          try {
+            const r = await client.query<{ in_recovery: boolean }>('select pg_is_in_recovery() as in_recovery');
+            if (r.rows[0]?.in_recovery === false) {
+              this.#log.info({ pgData: this.pgData }, 'archive recovery finished');
+              return;
+            }
+            last = 'still in recovery';
+          } finally {
+            await endQuietly(client);
+          }
+        } catch (err) {
+          last = errorMessage(err);
+        }
+      }
+      if (performance.now() >= deadline) {
+        throw new StolonError('PG_COMMAND_FAILED', `archive recovery not finished after ${timeoutMs} ms: ${last}`, {
+          transient: true,
+        });
+      }
+      await sleep(200);
+    }
+  }
+
+  /**
+   * `Database system identifier` from pg_controldata; works while stopped.
+   * @returns undefined when PGDATA has no PG_VERSION.
+   * @throws StolonError `DATA_DIR_INVALID` when pg_controldata fails or prints no identifier.
+   * @see https://www.postgresql.org/docs/current/app-pgcontroldata.html
+   */
+  async systemIdentifier(): Promise<string | undefined> {
+    if (!(await exists(join(this.pgData, 'PG_VERSION')))) {
+      return undefined;
+    }
+    const id = (await this.#readControlData()).get('Database system identifier');
+    if (id === undefined || !/^\d+$/.test(id)) {
+      throw new StolonError('DATA_DIR_INVALID', `pg_controldata printed no system identifier for ${this.pgData}`);
+    }
+    return id;
   }
 
   /**
@@ -519,15 +984,18 @@ export class PgManager implements PostgresManager {
 
   /**
    * Probes the instance; never throws. When no connection can be made, `running` is false,
-   * `role` comes from `standby.signal`, and `systemId`/`timelineId`/`xLogPos` come from
-   * pg_controldata (latest checkpoint) when PGDATA is initialised.
+   * `role` comes from `standby.signal`, and `systemId`/`timelineId`/`xLogPos`/`clusterState`
+   * come from pg_controldata (latest checkpoint) when PGDATA is initialised.
    *
    * Connected: the timeline of a primary is the one of its current WAL file (a promotion is
    * visible at once, before the next checkpoint); of a standby `received_tli` from
-   * pg_stat_wal_receiver, else the latest checkpoint's.
+   * pg_stat_wal_receiver, else the latest checkpoint's. `pendingRestart` is
+   * `pg_settings.pending_restart` (meaningful after a reload). `timelinesHistory` is parsed from
+   * `pg_wal/<timeline>.history` (a standby receives it from its primary), running or not.
    *
    * @see https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-RECOVERY-INFO-TABLE
    * @see https://www.postgresql.org/docs/current/functions-info.html#FUNCTIONS-PG-CONTROL-CHECKPOINT
+   * @see https://www.postgresql.org/docs/current/view-pg-settings.html
    */
   async observe(): Promise<PgObservation> {
     const empty: PgObservation = {
@@ -540,6 +1008,8 @@ export class PgManager implements PostgresManager {
       replication: [],
       slots: [],
       olderWalFile: '',
+      pendingRestart: [],
+      timelinesHistory: [],
     };
     try {
       if (!(await exists(join(this.pgData, 'PG_VERSION')))) {
@@ -556,10 +1026,13 @@ export class PgManager implements PostgresManager {
         const why = (await this.isRunning())
           ? `postgres is running but not accepting connections: ${errorMessage(err)}`
           : 'postgres is not running';
-        return { ...base, ...control, error: why };
+        const timelinesHistory = await this.#timelineHistory(control.timelineId ?? 0);
+        return { ...base, ...control, timelinesHistory, error: why };
       }
       try {
-        return { ...base, ...(await this.#query(client)), running: true };
+        const probed = await this.#query(client);
+        const timelinesHistory = await this.#timelineHistory(probed.timelineId ?? 0);
+        return { ...base, ...probed, timelinesHistory, running: true };
       } catch (err) {
         return { ...base, running: true, error: `probe query failed: ${errorMessage(err)}` };
       } finally {
@@ -706,6 +1179,7 @@ export class PgManager implements PostgresManager {
     const slots = await client.query<{ slot_name: string }>(
       "select slot_name from pg_replication_slots where slot_type = 'physical' and not temporary order by slot_name",
     );
+    const pending = await client.query<{ name: string }>('select name from pg_settings where pending_restart order by name');
     return {
       role: h.in_recovery ? 'standby' : 'master',
       systemId: h.system_id,
@@ -713,34 +1187,74 @@ export class PgManager implements PostgresManager {
       xLogPos,
       replication: repl.rows.map((r) => ({ applicationName: r.application_name, syncState: r.sync_state })),
       slots: slots.rows.map((r) => r.slot_name),
+      pendingRestart: pending.rows.map((r) => r.name),
     };
   }
 
-  /** System id, checkpoint timeline and checkpoint LSN of a stopped instance; `{}` on any error. */
-  async #controlData(): Promise<Partial<PgObservation>> {
+  /**
+   * System id, checkpoint timeline, checkpoint LSN and cluster state of a stopped instance;
+   * `{}` on any error.
+   */
+  async #controlData(): Promise<{
+    systemId?: string;
+    timelineId?: number;
+    xLogPos?: number;
+    clusterState?: DbClusterState;
+  }> {
     try {
-      const res = await this.#exec('pg_controldata', ['-D', this.pgData], { env: { LC_ALL: 'C' }, timeoutMs: 10_000 });
-      if (res.code !== 0) {
-        return {};
-      }
-      const field = (label: string): string | undefined =>
-        new RegExp(`^${label}:\\s*(\\S+)`, 'm').exec(res.stdout)?.[1];
-      const out: { systemId?: string; timelineId?: number; xLogPos?: number } = {};
-      const sys = field('Database system identifier');
+      const control = await this.#readControlData();
+      const out: { systemId?: string; timelineId?: number; xLogPos?: number; clusterState?: DbClusterState } = {};
+      const sys = control.get('Database system identifier');
       if (sys !== undefined) {
         out.systemId = sys;
       }
-      const tli = Number(field("Latest checkpoint's TimeLineID"));
-      if (Number.isSafeInteger(tli)) {
+      const tli = Number(control.get("Latest checkpoint's TimeLineID"));
+      if (Number.isSafeInteger(tli) && tli > 0) {
         out.timelineId = tli;
       }
-      const lsn = field('Latest checkpoint location');
+      const lsn = control.get('Latest checkpoint location');
       if (lsn !== undefined) {
         out.xLogPos = parseLsn(lsn);
+      }
+      const state = parseClusterState(control.get('Database cluster state'));
+      if (state !== undefined) {
+        out.clusterState = state;
       }
       return out;
     } catch {
       return {};
+    }
+  }
+
+  /**
+   * pg_controldata output as label → value ({@link parseControlData}).
+   * @throws StolonError `DATA_DIR_INVALID` when pg_controldata fails (no or unreadable pg_control).
+   */
+  async #readControlData(): Promise<Map<string, string>> {
+    const res = await this.#exec('pg_controldata', ['-D', this.pgData], { env: { LC_ALL: 'C' }, timeoutMs: 10_000 });
+    if (res.code !== 0) {
+      throw new StolonError(
+        'DATA_DIR_INVALID',
+        `pg_controldata -D ${this.pgData} failed (${exitText(res)}): ${lastLines(res.stderr || res.stdout, 5)}`,
+      );
+    }
+    return parseControlData(res.stdout);
+  }
+
+  /**
+   * Entries of `pg_wal/<timeline>.history` ({@link parseTimelineHistory}); `[]` for timeline 1
+   * or when the file is missing or unreadable (logged at debug).
+   */
+  async #timelineHistory(timelineId: number): Promise<TimelineHistoryEntry[]> {
+    if (!Number.isSafeInteger(timelineId) || timelineId <= 1) {
+      return [];
+    }
+    const name = `${timelineId.toString(16).toUpperCase().padStart(8, '0')}.history`;
+    try {
+      return parseTimelineHistory(await fs.readFile(join(this.pgData, 'pg_wal', name), 'utf8'));
+    } catch (err) {
+      this.#log.debug({ err: errorMessage(err), file: name }, 'cannot read the timeline history file');
+      return [];
     }
   }
 
@@ -751,6 +1265,281 @@ export class PgManager implements PostgresManager {
       return names[0] ?? '';
     } catch {
       return '';
+    }
+  }
+
+  /**
+   * Validation of the configuration files on disk for {@link writeConfig}.
+   * `parse`: run `postgres -C port` (its LOG lines name every bad parameter); `running`: also
+   * read `pg_file_settings` (our file only) and, with `parse`, `pg_hba_file_rules`.
+   * `verifiedRunning` is true when the SQL checks could run.
+   */
+  async #checkConfig(
+    config: PgConfig,
+    opts: { parse: boolean; running: boolean },
+  ): Promise<{ problems: { field?: string; message: string }[]; pendingRestart: string[]; verifiedRunning: boolean }> {
+    const problems: { field?: string; message: string }[] = [];
+    const reported = new Set<string>();
+    if (opts.parse) {
+      const res = await this.#exec('postgres', ['-D', this.pgData, '-C', 'port'], {
+        env: { LC_ALL: 'C' },
+        timeoutMs: 30_000,
+      });
+      if (res.code !== 0) {
+        const found = parseConfigErrors(res.stderr);
+        for (const p of found) {
+          problems.push(describeProblem(p, config));
+          if (p.parameter !== undefined) {
+            reported.add(p.parameter.toLowerCase());
+          }
+        }
+        if (found.length === 0) {
+          problems.push({ message: `${exitText(res)}: ${lastLines(res.stderr || res.stdout, 5) || 'no output'}` });
+        }
+      }
+    }
+    const pendingRestart: string[] = [];
+    if (!opts.running || problems.length > 0) {
+      return { problems, pendingRestart, verifiedRunning: false };
+    }
+    let client: Client;
+    try {
+      client = await this.#connect();
+    } catch (err) {
+      // Starting, or shutting down: postgres -C already vouched for the values.
+      this.#log.debug({ err: errorMessage(err) }, 'cannot connect to check the new configuration; relying on postgres -C');
+      return { problems, pendingRestart, verifiedRunning: false };
+    }
+    try {
+      const rows = await client.query<{ name: string | null; setting: string | null; error: string; context: string | null }>(
+        `select f.name, f.setting, f.error, s.context
+           from pg_file_settings f left join pg_settings s on s.name = lower(f.name)
+          where f.error is not null and f.sourcefile = current_setting('config_file')
+          order by f.seqno`,
+      );
+      for (const row of rows.rows) {
+        const name = row.name?.toLowerCase();
+        if (name !== undefined && reported.has(name)) {
+          continue;
+        }
+        if (name !== undefined && row.context === 'postmaster' && row.error === 'setting could not be applied') {
+          // A bad value would have failed postgres -C; so this is a change waiting for a restart.
+          if (!pendingRestart.includes(name)) {
+            pendingRestart.push(name);
+          }
+          continue;
+        }
+        if (opts.parse) {
+          problems.push({
+            field: name === undefined ? 'pgParameters' : `pgParameters.${userParameterName(name, config)}`,
+            message: `${row.error}${row.setting === null ? '' : ` (value ${JSON.stringify(row.setting)})`}`,
+          });
+        }
+      }
+      if (opts.parse) {
+        const hba = await client.query<{ line_number: number; error: string }>(
+          'select line_number, error from pg_hba_file_rules where error is not null order by line_number',
+        );
+        for (const row of hba.rows) {
+          problems.push(describeProblem({ hbaLine: row.line_number, message: row.error }, config));
+        }
+      }
+      return { problems, pendingRestart: pendingRestart.sort(), verifiedRunning: true };
+    } catch (err) {
+      this.#log.debug({ err: errorMessage(err) }, 'cannot query pg_file_settings; relying on postgres -C');
+      return { problems, pendingRestart, verifiedRunning: false };
+    } finally {
+      await endQuietly(client);
+    }
+  }
+
+  /** Runs file writes in PGDATA, turning any failure into a transient `DATA_DIR_INVALID`. */
+  async #dataWrite(what: string, fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      throw new StolonError('DATA_DIR_INVALID', `${what} in ${this.pgData} failed: ${errorMessage(err)}`, {
+        cause: err,
+        transient: true,
+      });
+    }
+  }
+
+  /** Writes `content` to `path` atomically, or removes `path` when `content` is null. */
+  async #putBack(path: string, content: string | null): Promise<void> {
+    if (content === null) {
+      await fs.rm(path, { force: true });
+    } else {
+      await this.#writeAtomic(path, content);
+    }
+  }
+
+  /** Creates an empty file (0600, owned by the OS user) unless one already exists. */
+  async #ensureEmptyFile(path: string): Promise<void> {
+    if ((await readIfExists(path)) !== '') {
+      await this.#writeAtomic(path, '');
+    }
+  }
+
+  /**
+   * Copies postgresql.conf and pg_hba.conf to their `.last-good` names. A failure is logged,
+   * not thrown: the start or write it follows did succeed.
+   */
+  async #saveLastGood(): Promise<void> {
+    try {
+      for (const name of ['postgresql.conf', 'pg_hba.conf']) {
+        const content = await readIfExists(join(this.pgData, name));
+        if (content !== null) {
+          await this.#writeAtomic(join(this.pgData, `${name}${LAST_GOOD}`), content);
+        }
+      }
+    } catch (err) {
+      this.#log.warn({ err: errorMessage(err), pgData: this.pgData }, 'could not save the last good configuration');
+    }
+  }
+
+  /** Contents of {@link NODE_FILES} (null = absent), to put back after pg_rewind. */
+  async #snapshotNodeFiles(): Promise<Map<string, string | null>> {
+    const out = new Map<string, string | null>();
+    for (const name of NODE_FILES) {
+      out.set(name, await readIfExists(join(this.pgData, name)));
+    }
+    return out;
+  }
+
+  /** Puts back what {@link #snapshotNodeFiles} saw; files already identical are not rewritten. */
+  async #restoreNodeFiles(saved: ReadonlyMap<string, string | null>): Promise<void> {
+    for (const [name, content] of saved) {
+      const path = join(this.pgData, name);
+      const lst = await fs.lstat(path).catch(() => undefined);
+      if (content === null ? lst === undefined : lst?.isFile() === true && (await readIfExists(path)) === content) {
+        continue;
+      }
+      await this.#putBack(path, content);
+    }
+    await fsyncDir(this.pgData);
+  }
+
+  /**
+   * Crash recovery of a stopped, uncleanly shut down instance in single-user mode, so that
+   * pg_rewind gets a cleanly shut down target (Patroni's `ensure_clean_shutdown`). The signal
+   * files are moved away meanwhile and put back afterwards, whatever happens.
+   * @throws StolonError `PG_COMMAND_FAILED` (transient) with the server's stderr tail; `ABORTED`.
+   */
+  async #crashRecover(state: DbClusterState | undefined, signal: AbortSignal | undefined): Promise<void> {
+    this.#log.warn(
+      { pgData: this.pgData, clusterState: state },
+      'postgres was not shut down cleanly; running crash recovery in single-user mode before pg_rewind',
+    );
+    await this.#waitForDeadPostmaster();
+    const signals: string[] = [];
+    for (const name of ['standby.signal', 'recovery.signal']) {
+      if (await exists(join(this.pgData, name))) {
+        signals.push(name);
+        await fs.rm(join(this.pgData, name));
+      }
+    }
+    try {
+      const res = await this.#exec(
+        'postgres',
+        ['--single', '-D', this.pgData, '-c', 'archive_mode=on', '-c', 'archive_command=false', 'template1'],
+        { env: { LC_ALL: 'C' }, signal },
+      );
+      throwIfAborted(res, 'single-user crash recovery');
+      if (res.code !== 0) {
+        throw commandFailed('postgres --single (crash recovery)', res, 'retry later or fall back to a base backup', true);
+      }
+    } finally {
+      for (const name of signals) {
+        await this.#ensureEmptyFile(join(this.pgData, name));
+      }
+    }
+  }
+
+  /**
+   * After a crash, waits (up to 10 s) until the process named by a stale `postmaster.pid` is
+   * gone from the process table. A killed postmaster stays a zombie until its parent (init, or
+   * whatever adopted it) reaps it, and PostgreSQL's lock-file check (`kill(pid, 0)`) takes a
+   * zombie for a live postmaster: a start or single-user run would fail with "lock file
+   * postmaster.pid already exists". {@link isRunning} already counts a zombie as stopped.
+   * @throws StolonError `PG_COMMAND_FAILED` (transient) when it is still there.
+   */
+  async #waitForDeadPostmaster(): Promise<void> {
+    let text: string;
+    try {
+      text = await fs.readFile(join(this.pgData, 'postmaster.pid'), 'utf8');
+    } catch {
+      return;
+    }
+    const pid = Number.parseInt(text.split('\n')[0] ?? '', 10);
+    if (!Number.isSafeInteger(pid) || pid <= 0) {
+      return;
+    }
+    const deadline = performance.now() + 10_000;
+    while (await isZombie(pid)) {
+      if (performance.now() >= deadline) {
+        throw new StolonError(
+          'PG_COMMAND_FAILED',
+          `the crashed postmaster (pid ${pid}) of ${this.pgData} has not been reaped by its parent yet; retry later (run the keeper under an init that reaps zombies)`,
+          { transient: true },
+        );
+      }
+      await sleep(100);
+    }
+  }
+
+  /** Wraps a progress callback: parses pg_basebackup's stderr lines, one call per second at most. */
+  #progressReporter(onProgress: NonNullable<BaseBackupOptions['onProgress']>): (chunk: string) => void {
+    let partial = '';
+    let lastCall = Number.NEGATIVE_INFINITY;
+    return (chunk) => {
+      const parts = (partial + chunk).split(/[\r\n]/);
+      partial = parts.pop() ?? '';
+      for (const line of parts) {
+        const p = parseBaseBackupProgress(line);
+        const now = performance.now();
+        if (p === undefined || now - lastCall < PROGRESS_INTERVAL_MS) {
+          continue;
+        }
+        lastCall = now;
+        try {
+          onProgress(p);
+        } catch (err) {
+          this.#log.debug({ err: errorMessage(err) }, 'base backup progress callback threw; ignored');
+        }
+      }
+    };
+  }
+
+  /** The server log written since byte `offset` (at most the last 64 KiB of it). */
+  async #logSince(offset: number): Promise<string> {
+    try {
+      const fh = await fs.open(this.logFile, 'r');
+      try {
+        const { size } = await fh.stat();
+        const from = Math.max(offset, size - OUTPUT_LIMIT);
+        const buf = Buffer.alloc(Math.max(0, size - from));
+        await fh.read(buf, 0, buf.length, from);
+        return buf.toString('utf8');
+      } finally {
+        await fh.close();
+      }
+    } catch {
+      return '';
+    }
+  }
+
+  /** Home directory of the OS user (from /etc/passwd when root), for user commands. */
+  async #osUserHome(): Promise<string> {
+    if ((await this.#identityOf()) === null) {
+      return process.env['HOME'] ?? '/';
+    }
+    try {
+      const passwd = await fs.readFile('/etc/passwd', 'utf8');
+      const line = passwd.split('\n').find((l) => l.startsWith(`${this.#osUser}:`));
+      return line?.split(':')[5] || '/';
+    } catch {
+      return '/';
     }
   }
 
@@ -912,20 +1701,31 @@ export class PgManager implements PostgresManager {
   }
 
   /**
-   * Spawns `<binPath>/<bin>` as the OS user (when root), with cwd `/`, no inherited `PG*`
-   * variables, stdout/stderr captured (tails of up to 64 KiB). Argv must never hold a secret.
+   * Spawns `<binPath>/<bin>` (or `bin` itself when absolute) as the OS user (when root), with
+   * cwd `/`, no inherited `PG*` variables (or only allow-listed ones with `cleanEnv`),
+   * stdout/stderr captured (tails of up to 64 KiB). Argv must never hold a secret.
    */
   async #exec(bin: string, args: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
     const id = await this.#identityOf();
     const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env)) {
-      // PGDATA, PGPORT, PGPASSWORD… of the caller must not change what the binaries do.
-      if (v !== undefined && !k.startsWith('PG')) {
-        env[k] = v;
+    if (opts.cleanEnv === true) {
+      for (const [k, v] of Object.entries(process.env)) {
+        if (v !== undefined && (k === 'LANG' || k.startsWith('LC_') || k === 'TZ' || k === 'TMPDIR')) {
+          env[k] = v;
+        }
+      }
+      env['PATH'] = `${this.#binPath}:/usr/local/bin:/usr/bin:/bin`;
+      env['HOME'] = await this.#osUserHome();
+    } else {
+      for (const [k, v] of Object.entries(process.env)) {
+        // PGDATA, PGPORT, PGPASSWORD… of the caller must not change what the binaries do.
+        if (v !== undefined && !k.startsWith('PG')) {
+          env[k] = v;
+        }
       }
     }
     Object.assign(env, opts.env);
-    const file = join(this.#binPath, bin);
+    const file = bin.startsWith('/') ? bin : join(this.#binPath, bin);
     this.#log.debug({ cmd: file, args }, `running ${bin}`);
     if (opts.signal?.aborted === true) {
       return { code: null, signal: null, stdout: '', stderr: '', aborted: true };
@@ -963,6 +1763,7 @@ export class PgManager implements PostgresManager {
       });
       child.stderr.setEncoding('utf8').on('data', (d: string) => {
         stderr = (stderr + d).slice(-OUTPUT_LIMIT);
+        opts.onStderr?.(d);
       });
       const cleanup = (): void => {
         clearTimeout(timer);
@@ -1031,6 +1832,56 @@ async function resolveIdentity(user: string): Promise<Identity | null> {
       { field: 'osUser', cause: err },
     );
   }
+}
+
+/** True when `pid` exists in the process table as a zombie (Linux `/proc`; false elsewhere). */
+async function isZombie(pid: number): Promise<boolean> {
+  try {
+    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Content of a file, or null when it does not exist. */
+async function readIfExists(path: string): Promise<string | null> {
+  try {
+    return await fs.readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      return null;
+    }
+    throw err;
+  }
+}
+
+/**
+ * Removes the files of PGDATA that describe the instance it was copied from (its last good
+ * configuration, its replication password file), after a base backup or a restore.
+ */
+async function removeNodeLeftovers(pgData: string): Promise<void> {
+  for (const name of [`postgresql.conf${LAST_GOOD}`, `pg_hba.conf${LAST_GOOD}`, REPL_PASSFILE]) {
+    await fs.rm(join(pgData, name), { force: true });
+  }
+}
+
+/** The key of `config.parameters` naming `name` (PostgreSQL names are case-insensitive). */
+function userParameterName(name: string, config: PgConfig | undefined): string {
+  const lower = name.toLowerCase();
+  return Object.keys(config?.parameters ?? {}).find((k) => k.toLowerCase() === lower) ?? name;
+}
+
+/** A {@link ConfigProblem} as the spec field it is about and a message. */
+function describeProblem(p: ConfigProblem, config: PgConfig | undefined): { field: string; message: string } {
+  if (p.hbaLine !== undefined) {
+    const line = config?.hba[p.hbaLine - 1];
+    return {
+      field: 'pgHBA',
+      message: `pg_hba.conf line ${p.hbaLine}${line === undefined ? '' : ` (${JSON.stringify(line)})`}: ${p.message}`,
+    };
+  }
+  return { field: `pgParameters.${userParameterName(p.parameter ?? '', config)}`, message: p.message };
 }
 
 async function exists(path: string): Promise<boolean> {

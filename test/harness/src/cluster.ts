@@ -29,6 +29,11 @@ export interface LocalClusterOptions {
   readonly clusterName?: string;
   /** @default 2 */
   readonly keepers?: number;
+  /**
+   * How many of the `keepers` to start now (the first N, at least 1); start the others later
+   * with `startKeeper(i)`, e.g. to time a new keeper joining a loaded primary. @default keepers
+   */
+  readonly startKeepers?: number;
   /** @default 1 */
   readonly sentinels?: number;
   /** @default 1 */
@@ -41,6 +46,11 @@ export interface LocalClusterOptions {
   readonly etcd?: EtcdHandle;
   /** Log level of the components. @default 'info' */
   readonly logLevel?: string;
+  /**
+   * What "up" means: a writable primary through the proxy (default), a read-only one (a standby
+   * cluster), or nothing (the caller waits itself).
+   */
+  readonly expect?: 'writable' | 'readonly' | 'none';
   /** PostgreSQL binaries. @default /usr/lib/postgresql/15/bin */
   readonly pgBinPath?: string;
 }
@@ -215,7 +225,11 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     for (let i = 0; i < (opts.sentinels ?? 1); i++) {
       spawn(`sentinel ${i}`, 'sentinel', []);
     }
-    await Promise.all(keepers.map((_, i) => startKeeper(i)));
+    const nStart = opts.startKeepers ?? nKeepers;
+    if (!Number.isInteger(nStart) || nStart < 1 || nStart > nKeepers) {
+      throw new Error(`startKeepers must be an integer from 1 to keepers (${nKeepers}), got ${nStart}`);
+    }
+    await Promise.all(keepers.slice(0, nStart).map((_, i) => startKeeper(i)));
     const proxies: { port: number; process: ProcessHandle }[] = [];
     for (let i = 0; i < (opts.proxies ?? 1); i++) {
       const port = i === 0 && opts.proxyPort !== undefined ? opts.proxyPort : await freePort();
@@ -229,19 +243,22 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       database: 'postgres',
       connectionTimeoutMillis: 3000,
     });
-    await waitFor(
-      async () => {
-        const c = new pg.Client(proxyClientConfig(0));
-        try {
-          await c.connect();
-          const r = await c.query('select pg_is_in_recovery() as r');
-          return r.rows[0]?.r === false ? true : undefined;
-        } finally {
-          await c.end().catch(() => undefined);
-        }
-      },
-      { timeoutMs: 120_000, what: 'a writable primary through the proxy', intervalMs: 500 },
-    );
+    const expect = opts.expect ?? 'writable';
+    if (expect !== 'none') {
+      await waitFor(
+        async () => {
+          const c = new pg.Client(proxyClientConfig(0));
+          try {
+            await c.connect();
+            const r = await c.query('select pg_is_in_recovery() as r');
+            return r.rows[0]?.r === (expect === 'readonly') ? true : undefined;
+          } finally {
+            await c.end().catch(() => undefined);
+          }
+        },
+        { timeoutMs: 120_000, what: `a ${expect} primary through the proxy`, intervalMs: 500 },
+      );
+    }
     const cluster: LocalCluster = {
       clusterName,
       etcd,

@@ -1,0 +1,326 @@
+/**
+ * Keeper in depth on real etcd and PostgreSQL (issue 3): configuration from the spec (reload,
+ * a rejected value, pending restart and automaticPgRestart), extra replication slots, an old
+ * primary with diverged writes rejoining through pg_rewind (the discarded WAL range reported),
+ * PITR from a backup the test makes, a standby cluster promoted with `stolonctl promote`, and a
+ * keeper refusing a data directory that belongs to another cluster.
+ */
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { makeTempDir, removeDir, startEtcd, startLocalCluster, waitFor, type EtcdHandle, type LocalCluster } from '@stolon-ts/harness';
+
+interface KeeperStatus {
+  uid: string;
+  healthy: boolean;
+  role?: string;
+  pendingRestart?: string[];
+  discardedWal?: { fromLsn: number; toLsn: number; method: string };
+}
+interface StatusJson {
+  cluster: { phase: string };
+  keepers: KeeperStatus[];
+}
+
+const PG_BIN = '/usr/lib/postgresql/15/bin';
+let dir = '';
+let etcd: EtcdHandle;
+const clusters: LocalCluster[] = [];
+let failed = false;
+
+async function query<T extends pg.QueryResultRow>(config: pg.ClientConfig, sql: string, params: unknown[] = []): Promise<T[]> {
+  const c = new pg.Client(config);
+  try {
+    await c.connect();
+    return (await c.query<T>(sql, params)).rows;
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+function direct(c: LocalCluster, i: number): pg.ClientConfig {
+  return { host: '127.0.0.1', port: c.keepers[i]!.pgPort, user: 'postgres', password: c.suPassword, database: 'postgres', connectionTimeoutMillis: 3000 };
+}
+
+async function primaryIndex(c: LocalCluster): Promise<number> {
+  return waitFor(
+    async () => {
+      for (let i = 0; i < c.keepers.length; i++) {
+        try {
+          const r = await query<{ r: boolean }>(direct(c, i), 'select pg_is_in_recovery() as r');
+          if (r[0]?.r === false) {
+            return i;
+          }
+        } catch {
+          /* down */
+        }
+      }
+      return undefined;
+    },
+    { timeoutMs: 30_000, what: 'a primary keeper' },
+  );
+}
+
+async function status(c: LocalCluster): Promise<StatusJson> {
+  const r = await c.stolonctl(['status', '--format', 'json']);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as StatusJson;
+}
+
+async function patch(c: LocalCluster, json: unknown): Promise<void> {
+  const r = await c.stolonctl(['update', '--patch', JSON.stringify(json)]);
+  expect(r.code, r.stderr).toBe(0);
+}
+
+async function show(c: LocalCluster, name: string): Promise<string> {
+  const r = await query<Record<string, string>>(c.proxyClientConfig(0), `show ${name}`);
+  return r[0]?.[name] ?? '';
+}
+
+/** Runs a command as the postgres OS user when root (PostgreSQL tools refuse root), else as is. */
+function asPg(cmd: string, args: string[], env: Record<string, string> = {}): string {
+  const root = process.getuid?.() === 0;
+  return execFileSync(root ? 'runuser' : cmd, root ? ['-u', 'postgres', '--', cmd, ...args] : args, {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+  });
+}
+
+beforeAll(async () => {
+  dir = await makeTempDir('stolon-keeper-e2e-');
+  etcd = await startEtcd({ dataDir: join(dir, 'etcd') });
+  clusters.push(
+    await startLocalCluster({
+      dir: join(dir, 'main'),
+      etcd,
+      clusterName: 'main',
+      keepers: 2,
+      spec: { initMode: 'new', usePgrewind: true, pgParameters: { work_mem: '5MB' } },
+      logLevel: 'debug',
+    }),
+  );
+}, 180_000);
+
+afterAll(async () => {
+  for (const c of clusters.reverse()) {
+    if (failed) {
+      process.stdout.write(`--- ${c.clusterName} logs (tail) ---\n${c.logs().split('\n').slice(-150).join('\n')}\n`);
+    }
+    await c.stop();
+  }
+  await etcd?.stop();
+  if (failed) {
+    process.stdout.write(`keeper e2e failed: data kept in ${dir}\n`);
+  } else if (dir !== '') {
+    await removeDir(dir);
+  }
+}, 180_000);
+
+/** A restored copy keeps the source cluster's roles, so the new cluster must use the same passwords. */
+function samePasswords(from: LocalCluster, toDir: string): void {
+  mkdirSync(toDir, { recursive: true, mode: 0o755 });
+  copyFileSync(from.suPasswordFile, join(toDir, 'su-password'));
+  copyFileSync(from.replPasswordFile, join(toDir, 'repl-password'));
+}
+
+function guard<T>(fn: () => Promise<T>): () => Promise<T> {
+  return async () => {
+    try {
+      return await fn();
+    } catch (err) {
+      failed = true;
+      throw err;
+    }
+  };
+}
+
+describe('keeper in depth', () => {
+  it('applies pgParameters by reload, keeps the last good config on a bad value, reports and applies restart-only changes', guard(async () => {
+    const c = clusters[0]!;
+    expect(await show(c, 'work_mem')).toBe('5MB');
+    await patch(c, { pgParameters: { work_mem: '7MB' } });
+    await waitFor(async () => ((await show(c, 'work_mem')) === '7MB' ? true : undefined), { timeoutMs: 20_000, what: 'work_mem 7MB after reload' });
+
+    // A value PostgreSQL rejects: the previous configuration stays and the instance stays up.
+    await patch(c, { pgParameters: { work_mem: 'lots' } });
+    await waitFor(() => (/configuration rejected, previous one kept: .*work_mem/.test(c.logs()) ? true : undefined), {
+      timeoutMs: 20_000,
+      what: 'the keeper to reject work_mem=lots',
+    });
+    expect(await show(c, 'work_mem')).toBe('7MB');
+    await patch(c, { pgParameters: { work_mem: '7MB' } });
+
+    // A parameter that needs a restart: reported as pending, applied once automaticPgRestart is on.
+    await patch(c, { pgParameters: { work_mem: '7MB', max_connections: '120' } });
+    await waitFor(
+      async () => ((await status(c)).keepers.some((k) => k.pendingRestart?.includes('max_connections')) ? true : undefined),
+      { timeoutMs: 30_000, what: 'max_connections pending restart in stolonctl status' },
+    );
+    expect(await show(c, 'max_connections')).toBe('100');
+    await patch(c, { automaticPgRestart: true });
+    await waitFor(
+      async () => {
+        try {
+          return (await show(c, 'max_connections')) === '120' ? true : undefined;
+        } catch {
+          return undefined;
+        }
+      },
+      { timeoutMs: 60_000, what: 'max_connections 120 after the automatic restart' },
+    );
+    await waitFor(async () => ((await status(c)).keepers.every((k) => (k.pendingRestart ?? []).length === 0) ? true : undefined), {
+      timeoutMs: 60_000,
+      what: 'no pending restart left',
+    });
+  }));
+
+  it('creates additionalMasterReplicationSlots as stolon_<name> and drops them when removed', guard(async () => {
+    const c = clusters[0]!;
+    const p = await primaryIndex(c);
+    await patch(c, { additionalMasterReplicationSlots: ['backup'] });
+    const slots = async () => (await query<{ slot_name: string }>(direct(c, p), 'select slot_name from pg_replication_slots')).map((r) => r.slot_name);
+    await waitFor(async () => ((await slots()).includes('stolon_backup') ? true : undefined), { timeoutMs: 20_000, what: 'slot stolon_backup' });
+    expect((await slots()).some((s) => s.startsWith('stolon_') && s !== 'stolon_backup')).toBe(true); // the standby's slot
+    await patch(c, { additionalMasterReplicationSlots: null });
+    await waitFor(async () => (!(await slots()).includes('stolon_backup') ? true : undefined), { timeoutMs: 20_000, what: 'slot stolon_backup dropped' });
+  }));
+
+  it('rejoins a diverged old primary with pg_rewind: its own writes are gone and the discarded WAL range is reported', guard(async () => {
+    const c = clusters[0]!;
+    const p = await primaryIndex(c);
+    const s = 1 - p;
+    await query(c.proxyClientConfig(0), 'create table if not exists r (id int primary key, who text)');
+    await query(c.proxyClientConfig(0), "insert into r values (1, 'before')");
+    await waitFor(async () => ((await query<{ n: string }>(direct(c, s), 'select count(*) as n from r')).at(0)?.n === '1' ? true : undefined), {
+      timeoutMs: 20_000,
+      what: 'the standby to have row 1',
+    });
+    // The "zombie primary": its keeper stops reporting, the sentinel promotes the standby, and
+    // the old instance still takes a direct write. That row diverges the timelines.
+    c.keepers[p]!.process.pause();
+    await waitFor(async () => {
+      try {
+        return (await query<{ r: boolean }>(direct(c, s), 'select pg_is_in_recovery() as r')).at(0)?.r === false ? true : undefined;
+      } catch {
+        return undefined;
+      }
+    }, { timeoutMs: 60_000, what: 'the standby to be promoted' });
+    await query(direct(c, p), "insert into r values (2, 'diverged on the old primary')");
+    await query(direct(c, s), "insert into r values (3, 'on the new primary')");
+    c.keepers[p]!.process.resume();
+    await waitFor(
+      async () => {
+        try {
+          const rows = await query<{ id: number; rec: boolean }>(direct(c, p), 'select id, pg_is_in_recovery() as rec from r order by id');
+          return rows.length > 0 && rows[0]?.rec === true && rows.map((x) => x.id).join(',') === '1,3' ? true : undefined;
+        } catch {
+          return undefined;
+        }
+      },
+      { timeoutMs: 90_000, what: 'the old primary to follow the new one with rows 1,3 (row 2 discarded)', intervalMs: 500 },
+    );
+    expect(c.logs()).toMatch(/discards WAL [0-9A-F]+\/[0-9A-F]+–[0-9A-F]+\/[0-9A-F]+ .*\(pg_rewind\)/);
+    const st = await status(c);
+    const rejoined = st.keepers.find((k) => k.uid === c.keepers[p]!.uid);
+    expect(rejoined?.discardedWal?.method).toBe('pg_rewind');
+    expect(rejoined!.discardedWal!.toLsn).toBeGreaterThan(rejoined!.discardedWal!.fromLsn);
+    expect(c.logs()).not.toContain('please report this as a bug');
+  }));
+
+  it('restores a new cluster with initMode pitr from a pg_basebackup made by the test', guard(async () => {
+    const c = clusters[0]!;
+    const p = await primaryIndex(c);
+    await query(c.proxyClientConfig(0), 'create table pitr_check (v text)');
+    await query(c.proxyClientConfig(0), "insert into pitr_check values ('in the backup')");
+    const backup = join(dir, 'backup');
+    mkdirSync(backup, { mode: 0o700 });
+    if (process.getuid?.() === 0) {
+      execFileSync('chown', ['postgres', backup]);
+    }
+    const passfile = join(dir, 'pgpass-backup');
+    execFileSync('sh', ['-c', `printf '*:*:*:repluser:%s\\n' "$(cat ${c.replPasswordFile})" > ${passfile} && chmod 600 ${passfile}`]);
+    if (process.getuid?.() === 0) {
+      execFileSync('chown', ['postgres', passfile]);
+    }
+    asPg(`${PG_BIN}/pg_basebackup`, ['-D', backup, '-X', 'stream', '-c', 'fast', '-h', '127.0.0.1', '-p', String(c.keepers[p]!.pgPort), '-U', 'repluser'], { PGPASSFILE: passfile });
+    samePasswords(c, join(dir, 'pitr'));
+    const restored = await startLocalCluster({
+      dir: join(dir, 'pitr'),
+      etcd,
+      clusterName: 'pitr',
+      keepers: 1,
+      spec: { initMode: 'pitr', pitrConfig: { dataRestoreCommand: `cp -a ${backup}/. %d` } },
+    });
+    clusters.push(restored);
+    const rows = await query<{ v: string }>(restored.proxyClientConfig(0), 'select v from pitr_check');
+    expect(rows.map((r) => r.v)).toEqual(['in the backup']);
+  }));
+
+  it('runs a standby cluster that follows the primary cluster and promotes it with stolonctl promote', guard(async () => {
+    const c = clusters[0]!;
+    const repl = readFileSync(c.replPasswordFile, 'utf8').trim();
+    const passfile = join(dir, 'pgpass-standby');
+    execFileSync('sh', ['-c', `printf '*:*:*:repluser:%s\\n' "${repl}" > ${passfile} && chmod 600 ${passfile}`]);
+    if (process.getuid?.() === 0) {
+      execFileSync('chown', ['postgres', passfile]);
+    }
+    const proxyPort = c.proxies[0]!.port;
+    samePasswords(c, join(dir, 'standby'));
+    const standby = await startLocalCluster({
+      dir: join(dir, 'standby'),
+      etcd,
+      clusterName: 'standby',
+      keepers: 1,
+      expect: 'readonly',
+      spec: {
+        initMode: 'pitr',
+        role: 'standby',
+        // A hot standby needs max_connections at least the primary's (raised to 120 above).
+        pgParameters: { max_connections: '120' },
+        pitrConfig: {
+          dataRestoreCommand: `PGPASSFILE=${passfile} ${PG_BIN}/pg_basebackup -D %d -X stream -c fast -h 127.0.0.1 -p ${proxyPort} -U repluser`,
+        },
+        standbyConfig: { standbySettings: { primaryConninfo: `host=127.0.0.1 port=${proxyPort} user=repluser passfile=${passfile}` } },
+      },
+    });
+    clusters.push(standby);
+    const sb = standby.proxyClientConfig(0);
+    await query(c.proxyClientConfig(0), 'create table if not exists from_primary (v int)');
+    await query(c.proxyClientConfig(0), 'insert into from_primary values (42)');
+    await waitFor(async () => {
+      try {
+        return (await query<{ v: number }>(sb, 'select v from from_primary')).some((r) => r.v === 42) ? true : undefined;
+      } catch {
+        return undefined;
+      }
+    }, { timeoutMs: 60_000, what: 'the standby cluster to replay the primary cluster write' });
+    await expect(query(sb, 'insert into from_primary values (1)')).rejects.toThrow(/read-only/);
+    const promote = await standby.stolonctl(['promote', '--yes']);
+    expect(promote.code, promote.stderr).toBe(0);
+    await waitFor(async () => {
+      try {
+        await query(sb, 'insert into from_primary values (43)');
+        return true;
+      } catch {
+        return undefined;
+      }
+    }, { timeoutMs: 60_000, what: 'the promoted standby cluster to accept writes' });
+  }));
+
+  it('refuses to touch a data directory that belongs to another cluster (after a re-init)', guard(async () => {
+    const c = clusters[0]!;
+    const k = c.keepers[0]!;
+    const before = asPg(`${PG_BIN}/pg_controldata`, [join(k.dataDir, 'postgres')]).match(/Database system identifier:\s+(\d+)/)?.[1];
+    expect(before).toBeDefined();
+    const init = await c.stolonctl(['init', '--yes', '{"initMode":"new"}']);
+    expect(init.code, init.stderr).toBe(0);
+    await waitFor(() => (/refusing to touch the data directory: it holds db \w+ of cluster \w+, but the store's cluster is \w+/.test(c.logs()) ? true : undefined), {
+      timeoutMs: 30_000,
+      what: 'the keeper to refuse the other cluster data',
+    });
+    const after = asPg(`${PG_BIN}/pg_controldata`, [join(k.dataDir, 'postgres')]).match(/Database system identifier:\s+(\d+)/)?.[1];
+    expect(after).toBe(before);
+  }));
+});
