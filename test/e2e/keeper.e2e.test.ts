@@ -96,7 +96,7 @@ beforeAll(async () => {
       dir: join(dir, 'main'),
       etcd,
       clusterName: 'main',
-      keepers: 2,
+      keepers: 3,
       spec: { initMode: 'new', usePgrewind: true, pgParameters: { work_mem: '5MB' } },
       logLevel: 'debug',
     }),
@@ -185,28 +185,51 @@ describe('keeper in depth', () => {
     expect((await slots()).some((s) => s.startsWith('stolon_') && s !== 'stolon_backup')).toBe(true); // the standby's slot
     await patch(c, { additionalMasterReplicationSlots: null });
     await waitFor(async () => (!(await slots()).includes('stolon_backup') ? true : undefined), { timeoutMs: 20_000, what: 'slot stolon_backup dropped' });
+    // Each standby keeps its sibling's slot, so it exists if that standby is promoted.
+    const primarySlots = (await slots()).filter((x) => x.startsWith('stolon_')).sort();
+    expect(primarySlots).toHaveLength(2);
+    for (let i = 0; i < c.keepers.length; i++) {
+      if (i === p) {
+        continue;
+      }
+      await waitFor(
+        async () => {
+          const mine = (await query<{ slot_name: string; restart_lsn: string | null }>(direct(c, i), 'select slot_name, restart_lsn from pg_replication_slots')).filter((r) => r.slot_name.startsWith('stolon_'));
+          // One slot: the sibling's (its own name is on the primary); none reserves WAL yet.
+          return mine.length === 1 && primarySlots.includes(mine[0]!.slot_name) && mine[0]!.restart_lsn === null ? true : undefined;
+        },
+        { timeoutMs: 20_000, what: `standby ${c.keepers[i]!.uid} to hold its sibling's slot` },
+      );
+    }
   }));
 
   it('rejoins a diverged old primary with pg_rewind: its own writes are gone and the discarded WAL range is reported', guard(async () => {
     const c = clusters[0]!;
     const p = await primaryIndex(c);
-    const s = 1 - p;
+    const others = c.keepers.map((_, i) => i).filter((i) => i !== p);
     await query(c.proxyClientConfig(0), 'create table if not exists r (id int primary key, who text)');
     await query(c.proxyClientConfig(0), "insert into r values (1, 'before')");
-    await waitFor(async () => ((await query<{ n: string }>(direct(c, s), 'select count(*) as n from r')).at(0)?.n === '1' ? true : undefined), {
-      timeoutMs: 20_000,
-      what: 'the standby to have row 1',
-    });
+    for (const o of others) {
+      await waitFor(async () => ((await query<{ n: string }>(direct(c, o), 'select count(*) as n from r')).at(0)?.n === '1' ? true : undefined), {
+        timeoutMs: 20_000,
+        what: 'the standbys to have row 1',
+      });
+    }
     // The "zombie primary": its keeper stops reporting, the sentinel promotes the standby, and
     // the old instance still takes a direct write. That row diverges the timelines.
     c.keepers[p]!.process.pause();
-    await waitFor(async () => {
-      try {
-        return (await query<{ r: boolean }>(direct(c, s), 'select pg_is_in_recovery() as r')).at(0)?.r === false ? true : undefined;
-      } catch {
-        return undefined;
+    const s = await waitFor(async () => {
+      for (const o of others) {
+        try {
+          if ((await query<{ r: boolean }>(direct(c, o), 'select pg_is_in_recovery() as r')).at(0)?.r === false) {
+            return o;
+          }
+        } catch {
+          /* restarting */
+        }
       }
-    }, { timeoutMs: 60_000, what: 'the standby to be promoted' });
+      return undefined;
+    }, { timeoutMs: 60_000, what: 'a standby to be promoted' });
     await query(direct(c, p), "insert into r values (2, 'diverged on the old primary')");
     await query(direct(c, s), "insert into r values (3, 'on the new primary')");
     c.keepers[p]!.process.resume();

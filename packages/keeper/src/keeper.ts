@@ -443,12 +443,22 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
             await pg.restart(waitMs);
           }
         }
-        // Slots: on the primary one per follower plus the additional ones; on a standby none yet.
+        // Slots: on the primary one per follower plus the additional ones. On an internal standby,
+        // one per sibling standby, so they exist if this one is promoted; created without
+        // reserving WAL (restart_lsn stays NULL until used), they pin nothing meanwhile.
         if (action.role === 'master') {
           await pg.syncSlots([
             ...db.spec.followers.map((f) => `stolon_${f}`),
             ...(db.spec.additionalReplicationSlots ?? []).map((n) => `stolon_${n}`),
           ]);
+        } else if (action.follow !== undefined) {
+          const primaryUid = action.follow.dbUid;
+          await pg.syncSlots(
+            Object.values(cd.dbs)
+              .filter((d) => d.uid !== db.uid && d.spec.followConfig?.type === 'internal' && d.spec.followConfig.dbuid === primaryUid)
+              .map((d) => `stolon_${d.uid}`)
+              .sort(),
+          );
         }
         if (local.generation !== db.generation) {
           await setLocal({ ...local, generation: db.generation, clusterUID: cd.cluster.uid });
