@@ -14,6 +14,7 @@
 import { findBestCandidates, ineligibility, type Candidate } from './candidates.js';
 import { formatDurationMs } from './duration.js';
 import { resolveSpec } from './spec.js';
+import { traceChosen, traceDeclared, traceFenced, traceNoCandidate, tracePromoted, traceRouted } from './trace.js';
 import type {
   ClusterData,
   DB,
@@ -32,11 +33,13 @@ export interface SentinelMemory {
   readonly dbErrorSince: Readonly<Record<string, number>>;
   /** DB uid → generation and the time the DB was first seen not converged at that generation. */
   readonly dbConvergingSince: Readonly<Record<string, { readonly generation: number; readonly since: number }>>;
+  /** Keeper uid → last time its info was seen (for the failover trace's "primary last seen"). */
+  readonly keeperLastSeen?: Readonly<Record<string, number>>;
 }
 
 /** An empty memory, as after (re)gaining leadership. */
 export function emptyMemory(): SentinelMemory {
-  return { dbErrorSince: {}, dbConvergingSince: {} };
+  return { dbErrorSince: {}, dbConvergingSince: {}, keeperLastSeen: {} };
 }
 
 export interface DecideInput {
@@ -101,6 +104,23 @@ export function decide(input: DecideInput): DecideOutput {
     }
   }
 
+  const keeperLastSeen: Record<string, number> = { ...(input.memory.keeperLastSeen ?? {}) };
+  for (const uid of Object.keys(infos)) {
+    keeperLastSeen[uid] = now;
+  }
+  for (const uid of Object.keys(keeperLastSeen)) {
+    if (next.keepers[uid] === undefined && infos[uid] === undefined) {
+      delete keeperLastSeen[uid];
+    }
+  }
+  const wallMs = Date.parse(input.wallTime);
+  const trace: TraceContext = {
+    lastSeenIso: (uid) => {
+      const seen = keeperLastSeen[uid];
+      return seen === undefined || Number.isNaN(wallMs) ? undefined : new Date(wallMs - (now - seen)).toISOString();
+    },
+  };
+
   updateKeepers(next, infos, input.wallTime, reasons);
   updateDbStatuses(next, infos, dbErrorSince, now);
 
@@ -124,10 +144,17 @@ export function decide(input: DecideInput): DecideOutput {
   };
 
   let awaitingFence = false;
-  if (next.cluster.status.phase === 'initializing') {
+  if (spec.paused) {
+    // Maintenance mode: statuses stay current, nothing is decided.
+    const m = next.dbs[next.cluster.status.master];
+    reasons.push(
+      `paused (stolonctl resume to re-enable): observing only, no failover or standby action` +
+        (m !== undefined && !dbHealthy(m) ? `; primary ${m.spec.keeperUID} (db ${m.uid}) is UNHEALTHY and will not be failed over` : ''),
+    );
+  } else if (next.cluster.status.phase === 'initializing') {
     decideInitializing(next, spec, input, keeperHealthy, dbHealthy, convergence, reasons);
   } else {
-    awaitingFence = decideNormal(next, spec, input, keeperHealthy, dbHealthy, convergence, reasons);
+    awaitingFence = decideNormal(next, spec, input, keeperHealthy, dbHealthy, convergence, reasons, trace);
   }
 
   // forceFail is one-shot (Stolon), but our failover spans passes: fence, wait for every proxy,
@@ -179,7 +206,7 @@ export function decide(input: DecideInput): DecideOutput {
       ),
     );
   }
-  return { next, memory: { dbErrorSince, dbConvergingSince }, reasons, changed };
+  return { next, memory: { dbErrorSince, dbConvergingSince, keeperLastSeen }, reasons, changed };
 }
 
 function describeSteadyState(
@@ -401,6 +428,10 @@ function primaryKeeperChoices(cd: ClusterData, keeperHealthy: Health): string[] 
 }
 
 type Health = (uid: string) => boolean;
+interface TraceContext {
+  /** Wall-clock time the keeper's info was last seen, if known. */
+  readonly lastSeenIso: (keeperUid: string) => string | undefined;
+}
 type DbHealth = (db: DB) => boolean;
 type ConvergenceFn = (db: DB, timeoutMs: number) => Convergence;
 
@@ -486,12 +517,21 @@ function decideNormal(
   dbHealthy: DbHealth,
   convergence: ConvergenceFn,
   reasons: string[],
+  trace: TraceContext,
 ): boolean {
   const master = cd.dbs[cd.cluster.status.master];
   const masterOk =
     master !== undefined && dbHealthy(master) && convergence(master, spec.convergenceTimeoutMs) !== 'failed';
 
   if (!masterOk) {
+    if (master !== undefined) {
+      const cause = !keeperHealthy(master.spec.keeperUID)
+        ? `keeper ${master.spec.keeperUID} lost (info lease expired) or failed by stolonctl failkeeper`
+        : !dbHealthy(master)
+          ? `postgres of keeper ${master.spec.keeperUID} reported unhealthy for more than failInterval`
+          : `db ${master.uid} did not converge within convergenceTimeout`;
+      traceDeclared(cd, master, cause, input.wallTime, trace.lastSeenIso(master.spec.keeperUID));
+    }
     return failover(cd, spec, input, master, dbHealthy, reasons);
   }
   // Keeps the primary DB in line with the cluster role: this is how `stolonctl promote` (role
@@ -515,6 +555,8 @@ function decideNormal(
         `waiting for proxies ${behind.join(', ')} to acknowledge proxy generation ${cd.proxy.generation} before routing`,
       );
     } else {
+      tracePromoted(cd, master, input.wallTime);
+      traceRouted(cd, master, input.wallTime);
       cd.proxy.spec.masterDbUid = master.uid;
       cd.proxy.spec.enabledProxies = liveProxies;
       cd.proxy.generation += 1;
@@ -532,6 +574,9 @@ function decideNormal(
 
   if (!masterConverged) {
     return false;
+  }
+  if (master.status.healthy) {
+    tracePromoted(cd, master, input.wallTime);
   }
 
   // The primary is healthy and converged: clean up and manage standbys.
@@ -628,6 +673,7 @@ function failover(
     );
     return true;
   }
+  traceFenced(cd, input.wallTime);
   const candidates: Candidate[] = Object.values(cd.dbs)
     .filter((d) => d.uid !== master.uid && d.spec.followConfig?.dbuid === master.uid)
     .map((db) => {
@@ -646,6 +692,7 @@ function failover(
       )
       .join('; ');
     reasons.push(`primary ${who} failed: no eligible standby to promote${why === '' ? '' : ` (${why})`}`);
+    traceNoCandidate(cd, `no eligible standby${why === '' ? '' : `: ${why}`}`);
     return false;
   }
   const w = best.db;
@@ -655,6 +702,12 @@ function failover(
   delete cd.dbs[master.uid];
   cd.cluster.status.master = w.uid;
   makeMasterType(w, spec);
+  traceChosen(
+    cd,
+    w,
+    `most advanced eligible standby: LSN ${w.status.xLogPos} (old primary's last ${master.status.xLogPos}), priority ${best.priority ?? 0}, of ${candidates.length} standby(s)`,
+    input.wallTime,
+  );
   reasons.push(
     `primary ${who} failed: promoting keeper ${w.spec.keeperUID} (db ${w.uid}, LSN ${w.status.xLogPos}, ` +
       `primary's last LSN ${master.status.xLogPos})`,

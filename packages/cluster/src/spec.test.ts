@@ -288,6 +288,7 @@ describe('resolveSpec', () => {
     pgParameters: {},
     pgHBA: null,
     automaticPgRestart: false,
+    paused: false,
   };
 
   it('resolves every default, durations in ms', () => {

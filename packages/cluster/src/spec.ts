@@ -42,6 +42,7 @@ export const DEFAULT_SPEC = {
   pgParameters: {},
   pgHBA: null,
   automaticPgRestart: false,
+  paused: false,
 } as const satisfies Omit<Required<ClusterSpec>, 'initMode' | 'pitrConfig' | 'existingConfig' | 'standbyConfig'>;
 
 const duration = z.string().refine((s) => parseDurationMs(s) !== undefined, {
@@ -123,6 +124,7 @@ const specSchema = z.strictObject({
     .nullable()
     .optional(),
   automaticPgRestart: z.boolean().optional(),
+  paused: z.boolean().optional(),
 });
 
 function pathOf(path: readonly PropertyKey[]): string {
@@ -263,6 +265,7 @@ function resolveUnchecked(spec: ClusterSpec): ResolvedSpec {
     pgParameters: { ...(spec.pgParameters ?? {}) },
     pgHBA: spec.pgHBA === undefined ? null : spec.pgHBA === null ? null : [...spec.pgHBA],
     automaticPgRestart: spec.automaticPgRestart ?? d.automaticPgRestart,
+    paused: spec.paused ?? d.paused,
   };
 }
 

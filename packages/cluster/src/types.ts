@@ -53,6 +53,11 @@ export interface ClusterSpec {
   pgParameters?: Record<string, string> | null;
   pgHBA?: string[] | null;
   automaticPgRestart?: boolean;
+  /**
+   * Our addition (`stolonctl pause`/`resume`): the sentinel keeps observing but takes no failover,
+   * standby-assignment or routing action. Patroni calls this maintenance mode.
+   */
+  paused?: boolean;
 }
 
 /** Stolon's `archiveRecoverySettings`. */
@@ -125,12 +130,42 @@ export interface ResolvedSpec {
   pgParameters: Record<string, string>;
   pgHBA: string[] | null;
   automaticPgRestart: boolean;
+  paused: boolean;
 }
 
 export interface ClusterStatus {
   phase: ClusterPhase;
   /** DB uid of the wanted primary ("" when none chosen yet). */
   master: string;
+  /** Our addition: the failover or switchover in progress, phase by phase. */
+  failover?: FailoverEvent;
+}
+
+/** One failover (or switchover), with a wall-clock RFC 3339 timestamp (ms) per phase. */
+export interface FailoverEvent {
+  /** Random 8-hex id. */
+  id: string;
+  kind: 'failover' | 'switchover';
+  /** Why the primary was declared failed (or who asked for the switchover). */
+  cause: string;
+  oldPrimary: { keeperUID: string; dbUid: string; xLogPos: number };
+  newPrimary?: { keeperUID: string; dbUid: string; xLogPos: number };
+  /** Why this candidate (or why none could be chosen). */
+  choice?: string;
+  phases: {
+    /** Last time the old primary's keeper info was seen by the leader sentinel. */
+    primaryLastSeen?: string;
+    declaredFailed: string;
+    /** Every live proxy acknowledged the fence generation. */
+    proxiesFenced?: string;
+    candidateChosen?: string;
+    /** The new primary reported the promotion applied (converged, healthy). */
+    promoted?: string;
+    /** Proxies pointed at the new primary. */
+    proxiesRouted?: string;
+  };
+  /** Set when the event ended. */
+  result?: 'completed' | 'aborted';
 }
 
 export interface Cluster {
@@ -270,6 +305,8 @@ export interface ClusterData {
   keepers: Record<string, Keeper>;
   dbs: Record<string, DB>;
   proxy: Proxy;
+  /** Our addition: the last finished failovers/switchovers, newest last (at most 20). */
+  failoverHistory?: FailoverEvent[];
 }
 
 /** What a keeper observes of its PostgreSQL instance (Stolon's PostgresState, plus `role`/`running`). */

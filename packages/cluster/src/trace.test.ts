@@ -1,0 +1,125 @@
+/** The failover trace and maintenance mode, pass after pass through `decide`. */
+import { describe, expect, it } from 'vitest';
+import { aCluster, decideInput, dbOf, keeperInfo, proxyInfo, seqUids, wallAt } from '../test/builders.js';
+import { decide, emptyMemory, type SentinelMemory } from './decide.js';
+import { FAILOVER_HISTORY_LIMIT } from './trace.js';
+import type { ClusterData, KeeperInfo, ProxyInfo } from './types.js';
+
+const LSN = 50_000_000;
+
+function routedPair(spec = {}): ClusterData {
+  return aCluster({ spec: { initMode: 'new', ...spec } })
+    .initialized()
+    .withPrimary('k1', { xLogPos: LSN })
+    .withStandby('k2', { follows: 'k1', xLogPos: LSN })
+    .routedTo('k1', ['p1'], 2)
+    .build();
+}
+
+class Loop {
+  memory: SentinelMemory = emptyMemory();
+  now = 10_000;
+  private readonly newUid = seqUids('n');
+  constructor(public cd: ClusterData) {}
+  pass(observe: (cd: ClusterData) => { keepers: KeeperInfo[]; proxies: ProxyInfo[] }, advanceMs = 500) {
+    this.now += advanceMs;
+    const o = observe(this.cd);
+    const out = decide(decideInput(this.cd, { ...o, memory: this.memory, now: this.now, newUid: this.newUid }));
+    this.cd = out.next;
+    this.memory = out.memory;
+    return out;
+  }
+}
+
+describe('failover trace', () => {
+  it('records declared, fenced, chosen, promoted and routed with timestamps, then moves the event to the history', () => {
+    const loop = new Loop(routedPair());
+    const both = (cd: ClusterData) => [keeperInfo('k1', cd, { xLogPos: LSN }), keeperInfo('k2', cd, { xLogPos: LSN })];
+    loop.pass((cd) => ({ keepers: both(cd), proxies: [proxyInfo('p1', 2)] })); // k1 last seen here (t=10500)
+    const lastSeenAt = loop.now;
+
+    // k1 lost: declared, proxies fenced (generation 3), p1 still on 2.
+    let out = loop.pass((cd) => ({ keepers: [keeperInfo('k2', cd, { xLogPos: LSN })], proxies: [proxyInfo('p1', 2)] }), 6_000);
+    const declaredAt = loop.now;
+    let ev = out.next.cluster.status.failover;
+    expect(ev).toMatchObject({
+      kind: 'failover',
+      oldPrimary: { keeperUID: 'k1', dbUid: dbOf('k1'), xLogPos: LSN },
+      phases: { primaryLastSeen: wallAt(lastSeenAt), declaredFailed: wallAt(declaredAt) },
+    });
+    expect(ev?.cause).toMatch(/keeper k1 lost/);
+    expect(ev?.phases.proxiesFenced).toBeUndefined();
+
+    // p1 acknowledges: fenced and k2 chosen in the same pass.
+    out = loop.pass((cd) => ({ keepers: [keeperInfo('k2', cd, { xLogPos: LSN })], proxies: [proxyInfo('p1', 3)] }), 40);
+    ev = out.next.cluster.status.failover;
+    expect(ev?.phases.proxiesFenced).toBe(wallAt(loop.now));
+    expect(ev?.phases.candidateChosen).toBe(wallAt(loop.now));
+    expect(ev?.newPrimary).toMatchObject({ keeperUID: 'k2', dbUid: dbOf('k2') });
+    expect(ev?.choice).toMatch(/most advanced eligible standby/);
+
+    // k2 has not applied the promotion yet.
+    out = loop.pass((cd) => ({ keepers: [keeperInfo('k2', cd, { xLogPos: LSN, generation: 1 })], proxies: [proxyInfo('p1', 3)] }), 300);
+    expect(out.next.cluster.status.failover?.phases.promoted).toBeUndefined();
+
+    // k2 promoted: routed in the same pass; the event ends completed and is in the history.
+    out = loop.pass((cd) => ({ keepers: [keeperInfo('k2', cd, { xLogPos: LSN })], proxies: [proxyInfo('p1', 3)] }), 200);
+    expect(out.next.cluster.status.failover).toBeUndefined();
+    const done = out.next.failoverHistory?.at(-1);
+    expect(done?.result).toBe('completed');
+    expect(done?.phases.promoted).toBe(wallAt(loop.now));
+    expect(done?.phases.proxiesRouted).toBe(wallAt(loop.now));
+    expect(out.reasons.join(' ')).toMatch(/routing proxies \[p1\] to primary k2/);
+  });
+
+  it('ends as aborted when the old primary serves again before any standby could be promoted', () => {
+    const loop = new Loop(routedPair());
+    // Only the primary's postgres is reported down: no candidate (k2 unhealthy too).
+    loop.pass((cd) => ({ keepers: [keeperInfo('k1', cd, { xLogPos: LSN })], proxies: [proxyInfo('p1', 2)] }));
+    let out = loop.pass(() => ({ keepers: [], proxies: [proxyInfo('p1', 2)] }), 7_000);
+    expect(out.next.cluster.status.failover).toBeDefined();
+    out = loop.pass(() => ({ keepers: [], proxies: [proxyInfo('p1', 3)] }), 100);
+    expect(out.next.cluster.status.failover?.choice).toMatch(/no eligible standby/);
+    // k1 is back and healthy: routed back to it, the event is closed as aborted.
+    out = loop.pass((cd) => ({ keepers: [keeperInfo('k1', cd, { xLogPos: LSN })], proxies: [proxyInfo('p1', 3)] }), 100);
+    expect(out.next.cluster.status.failover).toBeUndefined();
+    expect(out.next.failoverHistory?.at(-1)).toMatchObject({ result: 'aborted' });
+  });
+
+  it('keeps at most FAILOVER_HISTORY_LIMIT finished events', () => {
+    const cd = routedPair();
+    const old = Array.from({ length: FAILOVER_HISTORY_LIMIT }, (_, i) => ({
+      id: `e${i}`,
+      kind: 'failover' as const,
+      cause: 'x',
+      oldPrimary: { keeperUID: 'k0', dbUid: 'd0', xLogPos: 0 },
+      phases: { declaredFailed: wallAt(i) },
+      result: 'completed' as const,
+    }));
+    cd.failoverHistory = old;
+    const loop = new Loop(cd);
+    loop.pass((c) => ({ keepers: [keeperInfo('k2', c, { xLogPos: LSN })], proxies: [proxyInfo('p1', 3)] }), 7_000);
+    loop.pass((c) => ({ keepers: [keeperInfo('k2', c, { xLogPos: LSN })], proxies: [proxyInfo('p1', 3)] }), 100);
+    const out = loop.pass((c) => ({ keepers: [keeperInfo('k2', c, { xLogPos: LSN })], proxies: [proxyInfo('p1', 3)] }), 100);
+    expect(out.next.failoverHistory).toHaveLength(FAILOVER_HISTORY_LIMIT);
+    expect(out.next.failoverHistory?.[0]?.id).toBe('e1');
+    expect(out.next.failoverHistory?.at(-1)?.result).toBe('completed');
+  });
+});
+
+describe('maintenance mode (spec.paused)', () => {
+  it('observes but does not fail over, and says so', () => {
+    const cd = routedPair({ paused: true });
+    const out = decide(decideInput(cd, { keepers: [keeperInfo('k2', cd, { xLogPos: LSN })], proxies: [proxyInfo('p1', 2)] }));
+    expect(out.next.proxy.spec.masterDbUid).toBe(dbOf('k1'));
+    expect(out.next.cluster.status.master).toBe(dbOf('k1'));
+    expect(out.next.keepers['k1']?.status.healthy).toBe(false);
+    expect(out.reasons.join(' ')).toMatch(/paused .* primary k1 .* is UNHEALTHY and will not be failed over/);
+  });
+
+  it('does not assign a free keeper a standby while paused', () => {
+    const cd = aCluster({ spec: { initMode: 'new', paused: true } }).initialized().withPrimary('k1', { xLogPos: LSN }).withKeeper('k3').routedTo('k1', ['p1'], 2).build();
+    const out = decide(decideInput(cd, { keepers: [keeperInfo('k1', cd, { xLogPos: LSN }), keeperInfo('k3', cd)], proxies: [proxyInfo('p1', 2)] }));
+    expect(Object.values(out.next.dbs).map((d) => d.spec.keeperUID)).toEqual(['k1']);
+  });
+});

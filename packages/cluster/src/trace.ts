@@ -1,0 +1,80 @@
+/**
+ * The failover trace (DESIGN.md §4): every failover records an event in clusterdata with a
+ * wall-clock timestamp per phase — primary last seen, declared failed, proxies fenced, candidate
+ * chosen (and why), promoted, proxies routed — so `stolonctl events` can show where the write
+ * outage went. Pure helpers over the next clusterdata; called from `decide`.
+ */
+import type { ClusterData, DB, FailoverEvent } from './types.js';
+
+/** Finished events kept in `failoverHistory`. */
+export const FAILOVER_HISTORY_LIMIT = 20;
+
+/** Starts the event for a failing primary, unless one is already in progress. */
+export function traceDeclared(cd: ClusterData, master: DB, cause: string, wallTime: string, lastSeen: string | undefined): FailoverEvent {
+  const existing = cd.cluster.status.failover;
+  if (existing !== undefined) {
+    return existing;
+  }
+  const ev: FailoverEvent = {
+    id: `${master.uid}-${Date.parse(wallTime).toString(36)}`,
+    kind: 'failover',
+    cause,
+    oldPrimary: { keeperUID: master.spec.keeperUID, dbUid: master.uid, xLogPos: master.status.xLogPos },
+    phases: { declaredFailed: wallTime, ...(lastSeen !== undefined ? { primaryLastSeen: lastSeen } : {}) },
+  };
+  cd.cluster.status.failover = ev;
+  return ev;
+}
+
+/** Every live proxy acknowledged the fence generation (first time only). */
+export function traceFenced(cd: ClusterData, wallTime: string): void {
+  const ev = cd.cluster.status.failover;
+  if (ev !== undefined && ev.phases.proxiesFenced === undefined) {
+    ev.phases.proxiesFenced = wallTime;
+  }
+}
+
+/** A candidate was chosen for promotion, with the reason. */
+export function traceChosen(cd: ClusterData, chosen: DB, choice: string, wallTime: string): void {
+  const ev = cd.cluster.status.failover;
+  if (ev !== undefined) {
+    ev.newPrimary = { keeperUID: chosen.spec.keeperUID, dbUid: chosen.uid, xLogPos: chosen.status.xLogPos };
+    ev.choice = choice;
+    ev.phases.candidateChosen = wallTime;
+  }
+}
+
+/** No candidate could be chosen (yet); the event stays open with the reason. */
+export function traceNoCandidate(cd: ClusterData, why: string): void {
+  const ev = cd.cluster.status.failover;
+  if (ev !== undefined && ev.newPrimary === undefined) {
+    ev.choice = why;
+  }
+}
+
+/** The chosen primary converged and is healthy: promotion applied (first time only). */
+export function tracePromoted(cd: ClusterData, master: DB, wallTime: string): void {
+  const ev = cd.cluster.status.failover;
+  if (ev?.newPrimary?.dbUid === master.uid && ev.phases.promoted === undefined) {
+    ev.phases.promoted = wallTime;
+  }
+}
+
+/**
+ * Proxies now route to `master`: the event ends, `completed` when `master` is the chosen one,
+ * `aborted` otherwise (the old primary recovered before any standby could be promoted), and
+ * moves to the bounded history.
+ */
+export function traceRouted(cd: ClusterData, master: DB, wallTime: string): void {
+  const ev = cd.cluster.status.failover;
+  if (ev === undefined) {
+    return;
+  }
+  ev.phases.proxiesRouted = wallTime;
+  ev.result = ev.newPrimary?.dbUid === master.uid ? 'completed' : 'aborted';
+  if (ev.result === 'aborted') {
+    ev.choice = `${ev.choice ?? 'no candidate'}; primary ${master.spec.keeperUID} (db ${master.uid}) is serving again`;
+  }
+  cd.failoverHistory = [...(cd.failoverHistory ?? []), ev].slice(-FAILOVER_HISTORY_LIMIT);
+  delete cd.cluster.status.failover;
+}
