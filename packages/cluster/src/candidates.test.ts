@@ -75,6 +75,8 @@ describe('ineligibility', () => {
     readonly canBeMaster?: boolean;
     readonly healthy?: boolean;
     readonly maxStandbyLag?: number;
+    /** DB uids known in sync (sync mode); absent: asynchronous. */
+    readonly syncSet?: readonly string[];
     /** Use the primary itself as the candidate. */
     readonly thePrimary?: boolean;
     /** undefined: eligible. */
@@ -104,12 +106,29 @@ describe('ineligibility', () => {
       healthy: false,
       reason: 'unhealthy',
     },
+    { title: 'sync mode: a standby known to be in sync is eligible', syncSet: ['db-k2'], reason: undefined },
+    { title: 'sync mode: a standby not known to be in sync', syncSet: ['db-k3'], reason: 'not a synchronous standby known to be in sync' },
+    { title: 'sync mode: nothing known in sync', syncSet: [], reason: 'not a synchronous standby known to be in sync' },
+    {
+      title: 'sync mode: a known synchronous standby is not held to maxStandbyLag',
+      standby: { xLogPos: PRIMARY_LSN - 10_000_000 },
+      maxStandbyLag: 0,
+      syncSet: ['db-k2'],
+      reason: undefined,
+    },
+    { title: 'sync mode: still unhealthy first', healthy: false, syncSet: ['db-k2'], reason: 'unhealthy' },
+    { title: 'sync mode: still canBeMaster', canBeMaster: false, syncSet: ['db-k2'], reason: 'keeper has canBeMaster=false' },
+    { title: 'sync mode: still the same timeline', standby: { timeline: 2 }, syncSet: ['db-k2'], reason: 'on timeline 2, primary was on 1' },
   ];
 
   it.each(cases)('$title', (c) => {
     const { primary, standby } = primaryAnd('k2', c.standby);
     const cand: Candidate = { db: c.thePrimary === true ? primary : standby, canBeMaster: c.canBeMaster ?? true };
-    const why = ineligibility(cand, primary, { healthy: c.healthy ?? true, maxStandbyLag: c.maxStandbyLag ?? 1_048_576 });
+    const why = ineligibility(cand, primary, {
+      healthy: c.healthy ?? true,
+      maxStandbyLag: c.maxStandbyLag ?? 1_048_576,
+      syncSet: c.syncSet === undefined ? undefined : new Set(c.syncSet),
+    });
     if (c.reason === undefined) {
       expect(why).toBeUndefined();
     } else {
@@ -131,6 +150,17 @@ describe('findBestCandidates', () => {
     ]);
     const best = findBestCandidates(cs, primary, { isHealthy: (db) => db.uid !== 'db-k3', maxStandbyLag: 1_048_576 });
     expect(uids(best)).toEqual(['db-k4', 'db-k2']);
+  });
+
+  it('in sync mode keeps only the known synchronous standbys, ranked by LSN, lag ignored', () => {
+    const cs = deepFreeze([
+      candidate('k2', { xLogPos: PRIMARY_LSN + 100 }), // most advanced, not in sync
+      candidate('k3', { xLogPos: PRIMARY_LSN - 5_000_000 }), // in sync, lags
+      candidate('k4', { xLogPos: PRIMARY_LSN - 4_000_000 }), // in sync, lags less
+    ]);
+    const syncSet = new Set(['db-k3', 'db-k4']);
+    expect(uids(findBestCandidates(cs, primary, { isHealthy: () => true, maxStandbyLag: 0, syncSet }))).toEqual(['db-k4', 'db-k3']);
+    expect(findBestCandidates(cs, primary, { isHealthy: () => true, maxStandbyLag: 0, syncSet: new Set() })).toEqual([]);
   });
 
   it('returns nothing when nobody is eligible', () => {

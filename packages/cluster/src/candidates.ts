@@ -31,11 +31,24 @@ export function compareFailoverCandidates(a: Candidate, b: Candidate): number {
   return a.db.uid < b.db.uid ? -1 : a.db.uid > b.db.uid ? 1 : 0;
 }
 
+/** Eligibility options shared by {@link ineligibility} and {@link findBestCandidates}. */
+export interface EligibilityOptions {
+  /** Bytes of WAL a candidate may be behind the primary's last report (async mode only). */
+  readonly maxStandbyLag: number;
+  /**
+   * Set when the failed primary ran synchronous replication: the DB uids known to be in sync
+   * (its status ∩ spec synchronous standbys). Only these may be promoted, and the lag check does
+   * not apply to them: they have every acknowledged commit whatever LSN they last reported.
+   * @see shared/reference/stolon.md §4.4 step 4
+   */
+  readonly syncSet?: ReadonlySet<string> | undefined;
+}
+
 /** Why a DB is not a candidate, or undefined when it is one. */
 export function ineligibility(
   c: Candidate,
   primary: DB,
-  opts: { readonly healthy: boolean; readonly maxStandbyLag: number },
+  opts: EligibilityOptions & { readonly healthy: boolean },
 ): string | undefined {
   const { db } = c;
   if (db.spec.role !== 'standby') {
@@ -53,6 +66,9 @@ export function ineligibility(
   if (db.status.timelineID !== primary.status.timelineID) {
     return `on timeline ${db.status.timelineID}, primary was on ${primary.status.timelineID}`;
   }
+  if (opts.syncSet !== undefined) {
+    return opts.syncSet.has(db.uid) ? undefined : 'not a synchronous standby known to be in sync';
+  }
   const lag = primary.status.xLogPos - db.status.xLogPos;
   if (lag > opts.maxStandbyLag) {
     return `lags ${lag} bytes behind the primary (maxStandbyLag ${opts.maxStandbyLag})`;
@@ -64,12 +80,12 @@ export function ineligibility(
 export function findBestCandidates(
   candidates: readonly Candidate[],
   primary: DB,
-  opts: { readonly isHealthy: (db: DB) => boolean; readonly maxStandbyLag: number },
+  opts: EligibilityOptions & { readonly isHealthy: (db: DB) => boolean },
 ): Candidate[] {
   return candidates
     .filter(
       (c) =>
-        ineligibility(c, primary, { healthy: opts.isHealthy(c.db), maxStandbyLag: opts.maxStandbyLag }) ===
+        ineligibility(c, primary, { healthy: opts.isHealthy(c.db), maxStandbyLag: opts.maxStandbyLag, syncSet: opts.syncSet }) ===
         undefined,
     )
     .sort(compareFailoverCandidates);

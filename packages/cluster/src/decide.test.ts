@@ -116,6 +116,33 @@ const k1LostAndFenced = () =>
     .withPrimary('k1', { xLogPos: LSN, keeperHealthy: false, healthy: false })
     .fenced(3);
 
+/** Synchronous replication, Stolon's defaults: min = max = 1 synchronous standby. */
+const SYNC_SPEC: ClusterSpec = { initMode: 'new', synchronousReplication: true };
+/** Synchronous replication with up to two synchronous standbys. */
+const SYNC2_SPEC: ClusterSpec = { ...SYNC_SPEC, maxSynchronousStandbys: 2 };
+
+/**
+ * Sync on: primary k1 with standbys k2 and k3 (all at LSN 5 000 000), proxies routed to k1;
+ * k2 is the synchronous standby, in the spec and known in sync (k1 reports it `sync`).
+ */
+const syncTrio = (spec: ClusterSpec = SYNC_SPEC, sync: readonly string[] = ['db-k2'], known: readonly string[] = sync) =>
+  aCluster({ spec })
+    .initialized()
+    .withPrimary('k1', { xLogPos: LSN, synchronousStandbys: sync, knownSynchronousStandbys: known })
+    .withStandby('k2', { xLogPos: LSN })
+    .withStandby('k3', { xLogPos: LSN })
+    .routedTo('k1', ['p1'], 2);
+
+/** As `syncTrio`, but k1 was lost and proxies are fenced at generation 3 (none alive): the next pass promotes. */
+const syncPrimaryLost = (sync: readonly string[], known: readonly string[] = sync, spec: ClusterSpec = SYNC_SPEC) =>
+  aCluster({ spec })
+    .initialized()
+    .withPrimary('k1', { xLogPos: LSN, keeperHealthy: false, healthy: false, synchronousStandbys: sync, knownSynchronousStandbys: known })
+    .fenced(3);
+
+const FAKE = 'stolonfakestandby';
+const SYNC_ONLY_REASON = 'synchronous replication is on and only a standby known to be in sync may be promoted';
+
 const cases: readonly Case[] = [
   // --- initialisation ---------------------------------------------------------------------
   {
@@ -1005,7 +1032,374 @@ const cases: readonly Case[] = [
       check: (out) => expect(out.next.dbs['db-k1']?.status).not.toHaveProperty('discardedWal'),
     },
   },
-
+  // --- synchronous replication (reference §4.5.1, §4.4 steps 4–5) ------------------------------
+  {
+    n: 62,
+    title: 'sync on, steady: k2 in the spec, known and reported in sync: no change',
+    given: () => observe(syncTrio().build(), ['k1', 'k2', 'k3'], [proxyInfo('p1', 2)]),
+    expect: {
+      changed: false,
+      next: { dbs: { 'db-k1': { spec: { synchronousReplication: true, synchronousStandbys: ['db-k2'], externalSynchronousStandbys: [] } } } },
+      reasons: ['no change: primary k1 (db db-k1) healthy, 2/2 standbys healthy'],
+    },
+  },
+  {
+    n: 63,
+    title: 'sync turned on in the spec: the best standby (equal LSNs: lower uid k2) becomes the synchronous standby, nothing known yet',
+    given: () => {
+      const cd = aCluster().initialized().withPrimary('k1', { xLogPos: LSN }).withStandby('k2', { xLogPos: LSN }).withStandby('k3', { xLogPos: LSN }).routedTo('k1', ['p1'], 2).build();
+      cd.cluster.spec = SYNC_SPEC;
+      return observe(cd, ['k1', 'k2', 'k3'], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      next: {
+        dbs: {
+          'db-k1': {
+            generation: 2,
+            spec: { synchronousReplication: true, synchronousStandbys: ['db-k2'], externalSynchronousStandbys: [] },
+            status: { synchronousStandbys: [] },
+          },
+          'db-k2': { generation: 1, spec: { synchronousReplication: false, synchronousStandbys: [] } },
+        },
+      },
+      reasons: ['synchronous replication on for primary k1 (db db-k1)', 'synchronous standbys of primary k1 (db db-k1) now [db-k2] (were [])'],
+      changed: true,
+    },
+  },
+  {
+    n: 64,
+    title: 'sync on, no synchronous standby yet: the most advanced standby k3 is chosen',
+    given: () => {
+      const cd = syncTrio(SYNC_SPEC, []).withStandby('k3', { xLogPos: LSN + 100 }).build();
+      return observe(cd, ['k1', 'k2', 'k3'], [proxyInfo('p1', 2)]);
+    },
+    expect: { next: { dbs: { 'db-k1': { generation: 2, spec: { synchronousStandbys: ['db-k3'], externalSynchronousStandbys: [] } } } } },
+  },
+  {
+    n: 65,
+    title: 'sync on, the most advanced standby k2 has canBeSynchronousReplica=false: k3 is chosen',
+    given: () => {
+      const cd = syncTrio(SYNC_SPEC, []).withStandby('k2', { xLogPos: LSN + 100, canBeSynchronousReplica: false }).build();
+      return observe(cd, ['k1', 'k2', 'k3'], [proxyInfo('p1', 2)]);
+    },
+    expect: { next: { dbs: { 'db-k1': { spec: { synchronousStandbys: ['db-k3'] } } } } },
+  },
+  {
+    n: 66,
+    title: 'sync on, no standby can be synchronous (k2 canBeSynchronousReplica=false, k3 lost): the fake standby blocks commits (strict mode)',
+    given: () => {
+      const cd = syncTrio(SYNC_SPEC, []).withStandby('k2', { canBeSynchronousReplica: false }).build();
+      return observe(cd, ['k1', 'k2'], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      next: { dbs: { 'db-k1': { generation: 2, spec: { synchronousReplication: true, synchronousStandbys: [], externalSynchronousStandbys: [FAKE] } } } },
+      reasons: [
+        `only 0 synchronous standby(s) available for primary k1 (db db-k1), minSynchronousStandbys is 1: adding ${FAKE}, commits block until enough standbys are in sync (keepers with canBeSynchronousReplica=false: k2)`,
+      ],
+    },
+  },
+  {
+    n: 67,
+    title: 'sync on, the fake standby listed and k2 becomes good: k2 chosen, the fake standby removed',
+    given: () => {
+      const cd = syncTrio(SYNC_SPEC, []).build();
+      const m = cd.dbs['db-k1']!;
+      m.spec.externalSynchronousStandbys = [FAKE];
+      return observe(cd, ['k1', 'k2'], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      next: { dbs: { 'db-k1': { generation: 2, spec: { synchronousStandbys: ['db-k2'], externalSynchronousStandbys: [] } } } },
+      reasons: ['now [db-k2] (were [])', `has enough synchronous standbys again: ${FAKE} removed`],
+    },
+  },
+  {
+    n: 68,
+    title: 'sync on, k2 in the spec but not yet reported in sync: wait, change nothing',
+    given: () => observe(syncTrio(SYNC_SPEC, ['db-k2'], []).build(), ['k1', 'k2', 'k3'], [proxyInfo('p1', 2)]),
+    expect: {
+      changed: false,
+      next: { dbs: { 'db-k1': { generation: 1, spec: { synchronousStandbys: ['db-k2'] }, status: { synchronousStandbys: [] } } } },
+      reasons: ['waiting for synchronous standbys [db-k2] of primary k1 (db db-k1) to be reported in sync (known in sync: [])'],
+    },
+  },
+  {
+    n: 69,
+    title: 'sync on, k1 reports k2 in sync: k2 becomes known in sync (a status change only, no generation bump)',
+    given: () => {
+      const cd = syncTrio(SYNC_SPEC, ['db-k2'], []).build();
+      return observe(cd, [keeperInfo('k1', cd, { syncStandbys: ['db-k2'] }), 'k2', 'k3'], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      changed: true,
+      next: { dbs: { 'db-k1': { generation: 1, spec: { synchronousStandbys: ['db-k2'] }, status: { synchronousStandbys: ['db-k2'] } } } },
+      notReasons: ['waiting for synchronous standbys'],
+    },
+  },
+  {
+    n: 70,
+    title: 'sync on, a reported standby outside the spec (k3) is not learnt as known',
+    given: () => {
+      const cd = syncTrio(SYNC_SPEC, ['db-k2'], []).build();
+      return observe(cd, [keeperInfo('k1', cd, { syncStandbys: ['db-k3'] }), 'k2', 'k3'], [proxyInfo('p1', 2)]);
+    },
+    expect: { changed: false, next: { dbs: { 'db-k1': { status: { synchronousStandbys: [] } } } }, reasons: ['waiting for synchronous standbys [db-k2]'] },
+  },
+  {
+    n: 71,
+    title: 'sync on, k2 pending and its keeper lost before it was in sync: the change is abandoned and k3 chosen instead',
+    given: () => observe(syncTrio(SYNC_SPEC, ['db-k2'], []).build(), ['k1', 'k3'], [proxyInfo('p1', 2)]),
+    expect: {
+      next: { dbs: { 'db-k1': { generation: 2, spec: { synchronousStandbys: ['db-k3'], externalSynchronousStandbys: [] }, status: { synchronousStandbys: [] } } } },
+      reasons: [
+        'synchronous standbys [db-k2] of primary k1 (db db-k1) failed or were removed before being in sync: expecting only the known in-sync ones []',
+        'synchronous standbys of primary k1 (db db-k1) now [db-k3] (were [])',
+      ],
+    },
+  },
+  {
+    n: 72,
+    title: 'sync on, the known synchronous standby k2 fails: k3 added and k2 kept (old ∪ new) until k3 is known in sync',
+    given: () => observe(syncTrio().build(), ['k1', 'k3'], [proxyInfo('p1', 2)]),
+    expect: {
+      next: { dbs: { 'db-k1': { generation: 2, spec: { synchronousStandbys: ['db-k2', 'db-k3'], externalSynchronousStandbys: [] }, status: { synchronousStandbys: ['db-k2'] } } } },
+      reasons: ['synchronous standbys of primary k1 (db db-k1) now [db-k2, db-k3] (were [db-k2])'],
+    },
+  },
+  {
+    n: 73,
+    title: 'sync on, after 72: k3 reported in sync, so all are known; failed k2 dropped, k3 alone remains',
+    given: () => {
+      const cd = syncTrio(SYNC_SPEC, ['db-k2', 'db-k3'], ['db-k2']).build();
+      return observe(cd, [keeperInfo('k1', cd, { syncStandbys: ['db-k3'] }), 'k3'], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      next: { dbs: { 'db-k1': { generation: 2, spec: { synchronousStandbys: ['db-k3'] }, status: { synchronousStandbys: ['db-k3'] } } } },
+      reasons: ['now [db-k3] (were [db-k2, db-k3])'],
+    },
+  },
+  {
+    n: 74,
+    title: 'sync on, the only synchronous standby k2 fails and no other is good: k2 stays listed (re-added up to min), no fake standby',
+    given: () => {
+      const cd = aCluster({ spec: SYNC_SPEC })
+        .initialized()
+        .withPrimary('k1', { xLogPos: LSN, synchronousStandbys: ['db-k2'], knownSynchronousStandbys: ['db-k2'] })
+        .withStandby('k2', { xLogPos: LSN })
+        .routedTo('k1', ['p1'], 2)
+        .build();
+      return observe(cd, ['k1'], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      dbs: ['db-k1', 'db-k2'],
+      next: { dbs: { 'db-k1': { generation: 1, spec: { synchronousStandbys: ['db-k2'], externalSynchronousStandbys: [] }, status: { synchronousStandbys: ['db-k2'] } } } },
+      notReasons: ['synchronous standbys of primary', FAKE],
+    },
+  },
+  {
+    n: 75,
+    title: 'sync on, maxSynchronousStandbys 2 and k3 good: k3 added next to k2',
+    given: () => observe(syncTrio(SYNC2_SPEC).build(), ['k1', 'k2', 'k3'], [proxyInfo('p1', 2)]),
+    expect: {
+      next: { dbs: { 'db-k1': { generation: 2, spec: { synchronousStandbys: ['db-k2', 'db-k3'] }, status: { synchronousStandbys: ['db-k2'] } } } },
+      reasons: ['now [db-k2, db-k3] (were [db-k2])'],
+    },
+  },
+  {
+    n: 76,
+    title: 'sync on, maxSynchronousStandbys lowered from 2 to 1: the surplus is dropped, keeping the most advanced (k3)',
+    given: () => {
+      const cd = syncTrio(SYNC_SPEC, ['db-k2', 'db-k3']).withStandby('k3', { xLogPos: LSN + 100 }).build();
+      return observe(cd, ['k1', 'k2', 'k3'], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      next: { dbs: { 'db-k1': { generation: 2, spec: { synchronousStandbys: ['db-k3'] }, status: { synchronousStandbys: ['db-k3'] } } } },
+      reasons: ['now [db-k3] (were [db-k2, db-k3])'],
+    },
+  },
+  {
+    n: 77,
+    title: 'sync turned off in the spec: every synchronous list of the primary is cleared',
+    given: () => {
+      const cd = syncTrio().build();
+      cd.cluster.spec = MINIMAL_SPEC;
+      cd.dbs['db-k1']!.spec.externalSynchronousStandbys = [FAKE];
+      return observe(cd, ['k1', 'k2', 'k3'], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      next: {
+        dbs: {
+          'db-k1': { generation: 2, spec: { synchronousReplication: false, synchronousStandbys: [], externalSynchronousStandbys: [] }, status: { synchronousStandbys: [] } },
+        },
+      },
+      reasons: ['synchronous replication off: primary k1 (db db-k1) no longer waits for standbys'],
+    },
+  },
+  {
+    n: 78,
+    title: 'sync on, a standby DB carrying synchronous settings (a former primary\'s): they are cleared',
+    given: () => {
+      const cd = syncTrio().build();
+      cd.dbs['db-k3']!.spec.synchronousReplication = true;
+      cd.dbs['db-k3']!.spec.synchronousStandbys = ['db-k1'];
+      cd.dbs['db-k3']!.status.synchronousStandbys = ['db-k1'];
+      return observe(cd, ['k1', 'k2', 'k3'], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      next: { dbs: { 'db-k3': { generation: 2, spec: { synchronousReplication: false, synchronousStandbys: [] }, status: { synchronousStandbys: [] } } } },
+    },
+  },
+  {
+    n: 79,
+    title: 'sync on in a standby cluster: never used, the external follower gets no synchronous settings',
+    given: () => {
+      const cd = standbyClusterPair().build();
+      cd.cluster.spec = { ...cd.cluster.spec, synchronousReplication: true };
+      return observe(cd, ['k1', 'k2'], [proxyInfo('p1', 2)]);
+    },
+    expect: { changed: false, next: { dbs: { 'db-k1': { spec: { synchronousReplication: false, synchronousStandbys: [], externalSynchronousStandbys: [] } } } } },
+  },
+  {
+    n: 80,
+    title: 'sync on, enough good standbys (maxStandbysPerSender 2): the failed synchronous standby k2 is kept, another failed one removed',
+    given: () => {
+      const spec: ClusterSpec = { ...SYNC_SPEC, maxStandbysPerSender: 2 };
+      const cd = syncTrio(spec).withStandby('k4', { xLogPos: LSN }).withStandby('k5', { xLogPos: LSN }).build();
+      return observe(cd, ['k1', 'k3', 'k4'], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      dbs: ['db-k1', 'db-k2', 'db-k3', 'db-k4'],
+      next: { dbs: { 'db-k1': { spec: { synchronousStandbys: ['db-k2', 'db-k3'] } } } },
+      reasons: ['removing failed standby db db-k5'],
+      notReasons: ['removing failed standby db db-k2'],
+    },
+  },
+  {
+    n: 81,
+    title: 'sync on, the primary\'s keeper reports another DB\'s state: nothing is learnt from it',
+    given: () => {
+      const cd = syncTrio(SYNC_SPEC, ['db-k2'], []).build();
+      return observe(cd, [keeperInfo('k1', cd, { syncStandbys: ['db-k2'], dbUid: 'other' }), 'k2', 'k3'], [proxyInfo('p1', 2)]);
+    },
+    expect: { next: { dbs: { 'db-k1': { status: { synchronousStandbys: [] } } } } },
+  },
+  // failover with synchronous replication
+  {
+    n: 82,
+    title: 'sync on, primary lost: the known synchronous standby k3 is promoted over the more advanced asynchronous k2',
+    given: () => {
+      const cd = syncPrimaryLost(['db-k3']).withStandby('k2', { xLogPos: LSN + 1_000 }).withStandby('k3', { xLogPos: LSN - 1_000 }).build();
+      return observe(cd, ['k2', 'k3']);
+    },
+    expect: {
+      dbs: ['db-k2', 'db-k3'],
+      next: {
+        cluster: { status: { master: 'db-k3' } },
+        dbs: {
+          'db-k3': {
+            spec: { role: 'master', synchronousReplication: true, synchronousStandbys: ['db-k1'], externalSynchronousStandbys: [] },
+            status: { synchronousStandbys: [] },
+          },
+        },
+      },
+      reasons: ['primary k1 (db db-k1) failed: promoting keeper k3', 'new primary db db-k3 waits for synchronous standbys [db-k1]'],
+    },
+  },
+  {
+    n: 83,
+    title: 'sync on, primary lost, its only known synchronous standby k2 is down too: no promotion, the reason says why',
+    given: () => {
+      const cd = syncPrimaryLost(['db-k2']).withStandby('k2', { xLogPos: LSN, healthy: false, keeperHealthy: false }).withStandby('k3', { xLogPos: LSN }).build();
+      return observe(cd, ['k3']);
+    },
+    expect: {
+      dbs: ['db-k1', 'db-k2', 'db-k3'],
+      next: { cluster: { status: { master: 'db-k1' } }, dbs: { 'db-k3': { spec: { role: 'standby' } } } },
+      reasons: [`no eligible standby to promote (k2: unhealthy; k3: not a synchronous standby known to be in sync); ${SYNC_ONLY_REASON} (known in sync: [db-k2])`],
+      notReasons: ['promoting keeper'],
+    },
+  },
+  {
+    n: 84,
+    title: 'sync on, primary lost, k2 in the spec but never reported in sync: no promotion',
+    given: () => {
+      const cd = syncPrimaryLost(['db-k2'], []).withStandby('k2', { xLogPos: LSN }).build();
+      return observe(cd, ['k2']);
+    },
+    expect: {
+      next: { cluster: { status: { master: 'db-k1' } } },
+      reasons: [`(k2: not a synchronous standby known to be in sync); ${SYNC_ONLY_REASON} (known in sync: [])`],
+    },
+  },
+  {
+    n: 85,
+    title: 'sync on, primary lost, the known synchronous standby lags past maxStandbyLag: promoted anyway (it has every acknowledged commit)',
+    given: () => {
+      const cd = syncPrimaryLost(['db-k2']).withStandby('k2', { xLogPos: LSN - 10 * MIB }).build();
+      return observe(cd, ['k2']);
+    },
+    expect: { next: { cluster: { status: { master: 'db-k2' } } }, reasons: ['promoting keeper k2'] },
+  },
+  {
+    n: 86,
+    title: 'sync on with two synchronous standbys, primary lost: the more advanced k3 wins; its list is k2 plus the old primary',
+    given: () => {
+      const cd = syncPrimaryLost(['db-k2', 'db-k3'], ['db-k2', 'db-k3'], SYNC2_SPEC)
+        .withStandby('k2', { xLogPos: LSN })
+        .withStandby('k3', { xLogPos: LSN + 10 })
+        .build();
+      return observe(cd, ['k2', 'k3']);
+    },
+    expect: {
+      next: {
+        cluster: { status: { master: 'db-k3' } },
+        dbs: { 'db-k3': { spec: { synchronousReplication: true, synchronousStandbys: ['db-k1', 'db-k2'], externalSynchronousStandbys: [] } } },
+      },
+    },
+  },
+  {
+    n: 87,
+    title: 'sync on, primary lost with only the fake standby known: no promotion',
+    given: () => {
+      const cd = syncPrimaryLost([]).withStandby('k2', { xLogPos: LSN }).build();
+      cd.dbs['db-k1']!.spec.externalSynchronousStandbys = [FAKE];
+      return observe(cd, ['k2']);
+    },
+    expect: { next: { cluster: { status: { master: 'db-k1' } } }, reasons: [SYNC_ONLY_REASON] },
+  },
+  {
+    n: 88,
+    title: 'sync on, the new primary converged: the old primary\'s entry (deleted) is dropped and k3, on its timeline, chosen',
+    given: () => {
+      const cd = aCluster({ spec: SYNC_SPEC })
+        .initialized()
+        .withPrimary('k2', { xLogPos: LSN, timeline: 2, synchronousStandbys: ['db-k1'] })
+        .withStandby('k3', { xLogPos: LSN, timeline: 2 })
+        .fenced(3)
+        .build();
+      return observe(cd, ['k2', 'k3'], [proxyInfo('p1', 3)]);
+    },
+    expect: {
+      next: {
+        proxy: { spec: { masterDbUid: 'db-k2' } },
+        dbs: { 'db-k2': { spec: { synchronousStandbys: ['db-k3'], externalSynchronousStandbys: [] }, status: { synchronousStandbys: [] } } },
+      },
+      reasons: ['synchronous standbys [db-k1] of primary k2 (db db-k2) failed or were removed', 'now [db-k3] (were [])'],
+    },
+  },
+  {
+    n: 89,
+    title: 'sync on, the new primary converged but its standby is still on the old timeline: the fake standby until it follows',
+    given: () => {
+      const cd = aCluster({ spec: SYNC_SPEC })
+        .initialized()
+        .withPrimary('k2', { xLogPos: LSN, timeline: 2, synchronousStandbys: ['db-k1'] })
+        .withStandby('k3', { xLogPos: LSN, timeline: 1 })
+        .fenced(3)
+        .build();
+      return observe(cd, ['k2', 'k3'], [proxyInfo('p1', 3)]);
+    },
+    expect: { next: { dbs: { 'db-k2': { spec: { synchronousStandbys: [], externalSynchronousStandbys: [FAKE] } } } } },
+  },
 ];
 
 function check(out: DecideOutput, input: DecideInput, e: Expected): void {
@@ -1256,5 +1650,57 @@ describe('decide, pass after pass', () => {
     check(loop.pass(silent, 300_000), decideInput(loop.cd), { dbs: ['u1'], reasons: ['waiting for keeper k1 to initialize db u1'] });
     check(loop.pass(silent, 1), decideInput(loop.cd), { dbs: [], reasons: ['did not initialize db u1 within initTimeout 5m0s'] });
     check(loop.pass(silent, 1_000), decideInput(loop.cd), { dbs: ['u2'], reasons: ['keeper k1 chosen as initial primary (db u2, initMode new)'] });
+  });
+});
+
+describe('decide, pass after pass, with synchronous replication', () => {
+  it('bootstrap blocks on the fake standby, a standby becomes synchronous and known, the primary is lost, the known one is promoted', () => {
+    const loop = new Loop(newClusterData(SYNC_SPEC, CLUSTER_UID, T0));
+    const proxies = (cd: ClusterData) => [proxyInfo('p1', cd.proxy.generation)];
+    const both = (cd: ClusterData, k1: Parameters<typeof keeperInfo>[2] = {}) => ({
+      keepers: [keeperInfo('k1', cd, { xLogPos: LSN, ...k1 }), keeperInfo('k2', cd, { xLogPos: LSN })],
+      proxies: proxies(cd),
+    });
+
+    loop.pass(both); // k1 chosen, u1
+    loop.pass(both); // initialized
+    // u1 converged: routed, k2 gets u2; no standby can be synchronous yet → the fake standby.
+    let out = loop.pass(both);
+    check(out, decideInput(loop.cd), {
+      dbs: ['u1', 'u2'],
+      next: { dbs: { u1: { spec: { synchronousReplication: true, synchronousStandbys: [], externalSynchronousStandbys: [FAKE] } } } },
+      reasons: [`adding ${FAKE}`],
+    });
+
+    // u2 synced: it becomes the synchronous standby, the fake one goes.
+    out = loop.pass(both);
+    check(out, decideInput(loop.cd), {
+      next: { dbs: { u1: { spec: { synchronousStandbys: ['u2'], externalSynchronousStandbys: [] }, status: { synchronousStandbys: [] } } } },
+      reasons: ['now [u2] (were [])', `${FAKE} removed`],
+    });
+    // Not yet reported in sync: waiting.
+    out = loop.pass(both);
+    check(out, decideInput(loop.cd), { reasons: ['waiting for synchronous standbys [u2]'] });
+    // k1 reports u2 `sync`: known.
+    out = loop.pass((cd) => both(cd, { syncStandbys: ['u2'] }));
+    check(out, decideInput(loop.cd), { next: { dbs: { u1: { status: { synchronousStandbys: ['u2'] } } } } });
+    out = loop.pass((cd) => both(cd, { syncStandbys: ['u2'] }));
+    check(out, decideInput(loop.cd), { changed: false });
+
+    // k1 lost: fence, then promote u2 (known in sync), which inherits [u1] until the next pass.
+    const k2Only = (cd: ClusterData) => ({ keepers: [keeperInfo('k2', cd, { xLogPos: LSN })], proxies: proxies(cd) });
+    loop.pass(k2Only);
+    out = loop.pass(k2Only);
+    check(out, decideInput(loop.cd), {
+      dbs: ['u2'],
+      next: { cluster: { status: { master: 'u2' } }, dbs: { u2: { spec: { role: 'master', synchronousStandbys: ['u1'], externalSynchronousStandbys: [] } } } },
+      reasons: ['promoting keeper k2 (db u2', 'new primary db u2 waits for synchronous standbys [u1]'],
+    });
+    // u2 promoted and converged: the deleted u1 dropped; no standby left → the fake standby.
+    out = loop.pass((cd) => ({ keepers: [keeperInfo('k2', cd, { xLogPos: LSN, timeline: 2 })], proxies: proxies(cd) }));
+    check(out, decideInput(loop.cd), {
+      next: { proxy: { spec: { masterDbUid: 'u2' } }, dbs: { u2: { spec: { synchronousStandbys: [], externalSynchronousStandbys: [FAKE] } } } },
+      reasons: ['routing proxies [p1] to primary k2 (db u2)', 'synchronous standbys [u1] of primary k2 (db u2) failed or were removed', `adding ${FAKE}`],
+    });
   });
 });

@@ -14,6 +14,8 @@
 import { findBestCandidates, ineligibility, type Candidate } from './candidates.js';
 import { formatDurationMs } from './duration.js';
 import { resolveSpec } from './spec.js';
+import { switchoverStep } from './switchover.js';
+import { failoverSyncSet, inheritSynchronousStandbys, manageSynchronousStandbys, reportedSyncStandbys } from './sync.js';
 import { traceChosen, traceDeclared, traceFenced, traceNoCandidate, tracePromoted, traceRouted } from './trace.js';
 import type {
   ClusterData,
@@ -327,7 +329,8 @@ function updateDbStatuses(
       db.status.xLogPos = state.xLogPos;
       db.status.timelinesHistory = state.timelinesHistory;
       db.status.pgParameters = state.pgParameters;
-      db.status.synchronousStandbys = state.synchronousStandbys;
+      // Not `state.synchronousStandbys`: that is what the keeper *reports* in sync right now;
+      // `status.synchronousStandbys` is the sentinel's persisted *known* list (sync.ts).
       db.status.olderWalFile = state.olderWalFile;
       if (state.pendingRestart !== undefined && state.pendingRestart.length > 0) {
         db.status.pendingRestart = [...state.pendingRestart];
@@ -523,6 +526,35 @@ function decideNormal(
   const masterOk =
     master !== undefined && dbHealthy(master) && convergence(master, spec.convergenceTimeoutMs) !== 'failed';
 
+  // A planned switchover in progress owns the primary (it is shut down on purpose); a new request
+  // starts only from a healthy, converged primary of a primary cluster.
+  const switching = cd.cluster.status.failover?.kind === 'switchover';
+  const requested =
+    cd.cluster.status.switchoverRequest !== undefined &&
+    cd.cluster.status.failover === undefined &&
+    masterOk &&
+    spec.role === 'master' &&
+    convergence(master, spec.convergenceTimeoutMs) === 'converged';
+  if (master !== undefined && (switching || requested)) {
+    const outcome = switchoverStep({
+      cd,
+      spec,
+      master,
+      keeperInfos: input.keeperInfos,
+      proxiesBehind: () => proxiesBehind(cd, input.proxyInfos),
+      dbHealthy,
+      converged: (db) => convergence(db, spec.convergenceTimeoutMs) === 'converged',
+      wallTime: input.wallTime,
+      reasons,
+    });
+    if (outcome === 'handled') {
+      return false;
+    }
+  }
+  if (cd.cluster.status.switchoverRequest !== undefined && cd.cluster.status.failover === undefined && !requested) {
+    reasons.push('switchover requested: waiting for a healthy, converged primary');
+  }
+
   if (!masterOk) {
     if (master !== undefined) {
       const cause = !keeperHealthy(master.spec.keeperUID)
@@ -609,9 +641,13 @@ function decideNormal(
   for (const d of good) {
     d.spec.initMode = 'none';
   }
+  reasons.push(
+    ...manageSynchronousStandbys({ cd, master, spec, good, reported: reportedSyncStandbys(cd, master, input.keeperInfos) }),
+  );
   if (good.length >= spec.maxStandbysPerSender) {
     for (const d of standbys) {
-      if (!good.includes(d)) {
+      // A failed synchronous standby stays: when it comes back it is still electable (Stolon).
+      if (!good.includes(d) && !master.spec.synchronousStandbys.includes(d.uid)) {
         delete cd.dbs[d.uid];
         reasons.push(`removing failed standby db ${d.uid} of keeper ${d.spec.keeperUID}: enough good standbys`);
       }
@@ -683,15 +719,21 @@ function failover(
   // A candidate must be up now: failInterval's grace keeps a primary from being failed for a
   // blip; it must not make a standby whose postgres is down right now the promotion target.
   const upNow = (db: DB): boolean => db.status.healthy && dbHealthy(db);
-  const best = findBestCandidates(candidates, master, { isHealthy: upNow, maxStandbyLag: spec.maxStandbyLag })[0];
+  // Synchronous replication: only a standby known to have every acknowledged commit may win.
+  const syncSet = failoverSyncSet(master);
+  const best = findBestCandidates(candidates, master, { isHealthy: upNow, maxStandbyLag: spec.maxStandbyLag, syncSet })[0];
   if (best === undefined) {
     const why = candidates
       .map(
         (c) =>
-          `${c.db.spec.keeperUID}: ${ineligibility(c, master, { healthy: upNow(c.db), maxStandbyLag: spec.maxStandbyLag }) ?? 'eligible'}`,
+          `${c.db.spec.keeperUID}: ${ineligibility(c, master, { healthy: upNow(c.db), maxStandbyLag: spec.maxStandbyLag, syncSet }) ?? 'eligible'}`,
       )
       .join('; ');
-    reasons.push(`primary ${who} failed: no eligible standby to promote${why === '' ? '' : ` (${why})`}`);
+    const sync =
+      syncSet === undefined
+        ? ''
+        : `; synchronous replication is on and only a standby known to be in sync may be promoted (known in sync: [${[...syncSet].sort().join(', ')}])`;
+    reasons.push(`primary ${who} failed: no eligible standby to promote${why === '' ? '' : ` (${why})`}${sync}`);
     traceNoCandidate(cd, `no eligible standby${why === '' ? '' : `: ${why}`}`);
     return false;
   }
@@ -702,6 +744,7 @@ function failover(
   delete cd.dbs[master.uid];
   cd.cluster.status.master = w.uid;
   makeMasterType(w, spec);
+  reasons.push(...inheritSynchronousStandbys(w, master, spec));
   traceChosen(
     cd,
     w,

@@ -430,9 +430,12 @@ describe('mergePatch', () => {
   });
 });
 
-describe('features not built yet are refused, not ignored', () => {
-  it('synchronousReplication true is rejected naming the field', () => {
-    expect(() => validateSpec({ initMode: 'new', synchronousReplication: true })).toThrow(/synchronousReplication: true is not supported yet/);
+describe('synchronous replication', () => {
+  it('synchronousReplication true is accepted, with the min/max rule still checked', () => {
+    expect(validateSpec({ initMode: 'new', synchronousReplication: true }).synchronousReplication).toBe(true);
+    const sync = { initMode: 'new', synchronousReplication: true, minSynchronousStandbys: 1, maxSynchronousStandbys: 2 } as const;
+    expect(resolveSpec(validateSpec(sync))).toMatchObject({ synchronousReplication: true, minSynchronousStandbys: 1, maxSynchronousStandbys: 2 });
+    expect(() => validateSpec({ ...sync, minSynchronousStandbys: 3 })).toThrow(/maxSynchronousStandbys: 2 must be at least minSynchronousStandbys \(3\)/);
     expect(validateSpec({ initMode: 'new', synchronousReplication: false }).synchronousReplication).toBe(false);
   });
 });

@@ -214,10 +214,6 @@ export function validateSpec(input: unknown): ClusterSpec {
       problems.push('pitrConfig.recoveryTargetSettings: cannot be used with role "standby" (a standby cluster keeps following)');
     }
   }
-  if (spec.synchronousReplication === true) {
-    // Accepting it and replicating asynchronously would silently break the promise it makes.
-    problems.push('synchronousReplication: true is not supported yet; omit it or set false (replication is asynchronous)');
-  }
   if (problems.length === 0) {
     problems.push(...timingRules(resolveUnchecked(spec)));
   }

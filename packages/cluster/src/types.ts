@@ -139,6 +139,16 @@ export interface ClusterStatus {
   master: string;
   /** Our addition: the failover or switchover in progress, phase by phase. */
   failover?: FailoverEvent;
+  /** Our addition: a planned switchover asked for by `stolonctl switchover`, not yet started. */
+  switchoverRequest?: SwitchoverRequest;
+}
+
+/** Written by `stolonctl switchover`; consumed (and removed) by the leader sentinel. */
+export interface SwitchoverRequest {
+  /** Keeper to promote; absent: the best candidate. */
+  targetKeeperUID?: string;
+  /** RFC 3339 time of the request. */
+  requestedAt: string;
 }
 
 /** One failover (or switchover), with a wall-clock RFC 3339 timestamp (ms) per phase. */
@@ -224,6 +234,11 @@ export interface DBSpec {
   suReplAccessMode?: SUReplAccessMode;
   /** Our addition: `automaticPgRestart` copied from the cluster spec. */
   automaticPgRestart?: boolean;
+  /**
+   * Our addition, set on the primary during a planned switchover: shut PostgreSQL down cleanly
+   * (so every standby receives all its WAL) and keep it down until told otherwise.
+   */
+  shutdownForSwitchover?: boolean;
   role: Role;
   followConfig?: FollowConfig | null;
   /** DB uids following this one (a replication slot `stolon_<uid>` is kept for each). */

@@ -84,6 +84,15 @@ export interface DbOptions {
   readonly pendingRestart?: readonly string[];
   /** `status.discardedWal` as last recorded; default absent. */
   readonly discardedWal?: DiscardedWal;
+  /**
+   * Primary only: `spec.synchronousStandbys` (DB uids); default []. The primary's
+   * `spec.synchronousReplication` follows the cluster spec, as the sentinel sets it.
+   */
+  readonly synchronousStandbys?: readonly string[];
+  /** Primary only: `spec.externalSynchronousStandbys`; default []. */
+  readonly externalSynchronousStandbys?: readonly string[];
+  /** Primary only: `status.synchronousStandbys`, the sentinel's known-in-sync list; default []. */
+  readonly knownSynchronousStandbys?: readonly string[];
 }
 
 export interface StandbyOptions extends DbOptions {
@@ -99,6 +108,8 @@ export interface KeeperOptions {
   readonly forceFail?: boolean;
   /** The keeper's `--priority` as last recorded; default absent (0). */
   readonly priority?: number;
+  /** `--can-be-synchronous-replica` as last recorded; default absent (true). */
+  readonly canBeSynchronousReplica?: boolean;
 }
 
 /** Options of the keeper owning a DB (`healthy` there is the DB's; this is the keeper's). */
@@ -108,6 +119,7 @@ export interface OwnerOptions {
   readonly canBeMaster?: boolean;
   readonly forceFail?: boolean;
   readonly priority?: number;
+  readonly canBeSynchronousReplica?: boolean;
 }
 
 const DEFAULT_SYSTEM_ID = '7000000000000000001';
@@ -229,6 +241,7 @@ export class ClusterBuilder {
           ...(k.canBeMaster === undefined ? {} : { canBeMaster: k.canBeMaster }),
           ...(k.forceFail === undefined ? {} : { forceFail: k.forceFail }),
           ...(k.priority === undefined ? {} : { priority: k.priority }),
+          ...(k.canBeSynchronousReplica === undefined ? {} : { canBeSynchronousReplica: k.canBeSynchronousReplica }),
         },
       };
     }
@@ -261,7 +274,8 @@ export class ClusterBuilder {
           keeperUID: d.keeperUid,
           requestTimeout: formatDurationMs(r.requestTimeoutMs),
           maxStandbys: r.maxStandbys,
-          synchronousReplication: false,
+          // The sentinel turns it on for a real primary only (never in a standby cluster).
+          synchronousReplication: d.role === 'master' && r.synchronousReplication && r.role === 'master',
           usePgrewind: r.usePgrewind,
           additionalWalSenders: r.additionalWalSenders,
           additionalReplicationSlots:
@@ -277,8 +291,8 @@ export class ClusterBuilder {
           followConfig,
           followers: [],
           includePreviousConfig: false,
-          synchronousStandbys: [],
-          externalSynchronousStandbys: [],
+          synchronousStandbys: [...(d.opts.synchronousStandbys ?? [])],
+          externalSynchronousStandbys: [...(d.opts.externalSynchronousStandbys ?? [])],
           ...(initMode === 'new' ? { newConfig: { ...r.newConfig } } : {}),
           ...(initMode === 'pitr' && r.pitrConfig !== null ? { pitrConfig: structuredClone(r.pitrConfig) } : {}),
         },
@@ -292,7 +306,7 @@ export class ClusterBuilder {
           xLogPos: d.opts.xLogPos ?? DEFAULT_LSN,
           timelinesHistory: [],
           pgParameters: {},
-          synchronousStandbys: [],
+          synchronousStandbys: [...(d.opts.knownSynchronousStandbys ?? [])],
           olderWalFile: '',
           ...(d.opts.pendingRestart === undefined ? {} : { pendingRestart: [...d.opts.pendingRestart] }),
           ...(d.opts.discardedWal === undefined ? {} : { discardedWal: { ...d.opts.discardedWal } }),
@@ -317,6 +331,7 @@ function ownerOptions(o: OwnerOptions): KeeperOptions {
     ...(o.canBeMaster === undefined ? {} : { canBeMaster: o.canBeMaster }),
     ...(o.forceFail === undefined ? {} : { forceFail: o.forceFail }),
     ...(o.priority === undefined ? {} : { priority: o.priority }),
+    ...(o.canBeSynchronousReplica === undefined ? {} : { canBeSynchronousReplica: o.canBeSynchronousReplica }),
   };
 }
 
@@ -346,6 +361,15 @@ export interface KeeperInfoOptions {
   readonly pendingRestart?: readonly string[];
   /** WAL range discarded on rejoin; default the DB's `status.discardedWal` in `cd` (absent if none). */
   readonly discardedWal?: DiscardedWal;
+  /** Whether the postmaster runs (absent by default). */
+  readonly running?: boolean;
+  /**
+   * DB uids reported `sync` in pg_stat_replication; default the DB's known list
+   * (`status.synchronousStandbys`), i.e. everything the sentinel knows in sync still is.
+   */
+  readonly syncStandbys?: readonly string[];
+  /** `--can-be-synchronous-replica`; default the keeper's status in `cd` (absent if none). */
+  readonly canBeSynchronousReplica?: boolean;
 }
 
 /**
@@ -357,6 +381,7 @@ export function keeperInfo(uid: string, cd: ClusterData, opts: KeeperInfoOptions
   const keeper = cd.keepers[uid];
   const canBeMaster = opts.canBeMaster ?? keeper?.status.canBeMaster;
   const priority = opts.priority ?? keeper?.status.priority;
+  const canBeSynchronousReplica = opts.canBeSynchronousReplica ?? keeper?.status.canBeSynchronousReplica;
   const info: KeeperInfo = {
     infoUID: `info-${uid}`,
     uid,
@@ -365,6 +390,7 @@ export function keeperInfo(uid: string, cd: ClusterData, opts: KeeperInfoOptions
     postgresBinaryVersion: { Maj: 15, Min: 0 },
     ...(canBeMaster === undefined ? {} : { canBeMaster }),
     ...(priority === undefined ? {} : { priority }),
+    ...(canBeSynchronousReplica === undefined ? {} : { canBeSynchronousReplica }),
   };
   if (opts.noPostgresState === true) {
     return info;
@@ -380,8 +406,9 @@ export function keeperInfo(uid: string, cd: ClusterData, opts: KeeperInfoOptions
     xLogPos: opts.xLogPos ?? db?.status.xLogPos ?? 0,
     timelinesHistory: structuredClone(db?.status.timelinesHistory ?? []),
     pgParameters: structuredClone(db?.status.pgParameters ?? {}),
-    synchronousStandbys: [...(db?.status.synchronousStandbys ?? [])],
+    synchronousStandbys: [...(opts.syncStandbys ?? db?.status.synchronousStandbys ?? [])],
     olderWalFile: db?.status.olderWalFile ?? '',
+    ...(opts.running !== undefined ? { running: opts.running } : {}),
   };
   const pendingRestart = opts.pendingRestart ?? db?.status.pendingRestart;
   if (pendingRestart !== undefined) {

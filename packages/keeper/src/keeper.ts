@@ -29,6 +29,7 @@ import {
 import {
   formatLsn,
   renderHbaLines,
+  renderSynchronousStandbyNames,
   type PgConfig,
   type PgObservation,
   type PostgresManager,
@@ -36,7 +37,14 @@ import {
   type StandbySettings,
 } from '@stolon-ts/postgres';
 import type { Store, StoreWatch } from '@stolon-ts/store';
-import { planKeeperAction, type ExternalFollow, type FollowTarget, type KeeperAction, type LocalDbState } from './plan.js';
+import {
+  internalOnlyHba,
+  planKeeperAction,
+  type ExternalFollow,
+  type FollowTarget,
+  type KeeperAction,
+  type LocalDbState,
+} from './plan.js';
 
 export type KeeperState = 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -136,6 +144,12 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
   /** Sentence about a long action's progress or the last configuration problem, published in the info. */
   let activity: string | undefined;
   let appliedConfigKey = '';
+  /**
+   * Reference §4.5.2: true while this primary (synchronous replication on, started by this keeper
+   * after it was found stopped) keeps normal users out with internal-only pg_hba, until every
+   * synchronous standby of its spec is reported `sync` again. See `internalOnlyHba`.
+   */
+  let internalOnly = false;
   let lastReason = '';
   let pass = 0;
   let resolveDone!: () => void;
@@ -143,6 +157,12 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
 
   const sleepMs = () => spec?.sleepIntervalMs ?? parseDurationMs(DEFAULT_SPEC.sleepInterval) ?? 1000;
   const infoTtlMs = () => spec?.failIntervalMs ?? parseDurationMs(DEFAULT_SPEC.failInterval) ?? 6000;
+
+  /** DB uids PostgreSQL reports `sync` in pg_stat_replication (standbys connect as `stolon_<uid>`). */
+  const syncStandbys = (obs: PgObservation): string[] =>
+    obs.replication
+      .filter((r) => r.syncState === 'sync' && r.applicationName.startsWith('stolon_'))
+      .map((r) => r.applicationName.slice('stolon_'.length));
 
   const postgresState = (obs: PgObservation): PostgresState => ({
     uid: local.uid,
@@ -155,9 +175,7 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
     xLogPos: obs.xLogPos,
     timelinesHistory: obs.timelinesHistory.slice(-2),
     pgParameters: {},
-    synchronousStandbys: obs.replication
-      .filter((r) => r.syncState === 'sync' && r.applicationName.startsWith('stolon_'))
-      .map((r) => r.applicationName.slice('stolon_'.length)),
+    synchronousStandbys: syncStandbys(obs),
     olderWalFile: obs.olderWalFile,
     ...(obs.role !== undefined ? { role: obs.role } : {}),
     running: obs.running,
@@ -181,13 +199,13 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
     await store.setInfo('keepers', config.uid, info, infoTtlMs());
   };
 
-  const pgConfig = (cd: ClusterData, db: DB, isPrimary: boolean): PgConfig => ({
+  const pgConfig = (cd: ClusterData, db: DB, isPrimary: boolean, internalOnlyHbaLines = false): PgConfig => ({
     listenAddress: config.pgAdvertiseAddress,
     port: config.pgPort,
     parameters: db.spec.pgParameters,
     maxStandbys: db.spec.maxStandbys,
     additionalWalSenders: db.spec.additionalWalSenders,
-    synchronousStandbyNames: '',
+    synchronousStandbyNames: renderSynchronousStandbyNames(db.spec),
     usePgrewind: db.spec.usePgrewind,
     hba: renderHbaLines({
       suUsername: config.suUsername,
@@ -202,6 +220,7 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
         ),
       ].sort(),
       userLines: db.spec.pgHBA,
+      internalOnly: internalOnlyHbaLines,
     }),
   });
 
@@ -318,6 +337,12 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
       case 'stop-postgres':
         await pg.stop('fast');
         return;
+      case 'switchover-stop':
+        await pg.stop('fast');
+        if (local.generation !== action.db.generation) {
+          await setLocal({ ...local, generation: action.db.generation, clusterUID: cd.cluster.uid });
+        }
+        return;
       case 'init-new':
         runTask(`initdb for db ${action.db.uid}`, async () => {
           await pg.stop('immediate');
@@ -430,7 +455,26 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
           // and rewriting the config below removes standby.signal.
           await pg.promote(waitMs);
         }
-        const cfg = pgConfig(cd, db, action.role === 'master');
+        // Reference §4.5.2: a stopped primary with synchronous replication starts internal-only
+        // and opens to users once its synchronous standbys are reported `sync` again (the key
+        // below changes then, so the normal pg_hba is written and reloaded).
+        const wasInternalOnly = internalOnly;
+        internalOnly = internalOnlyHba({
+          current: internalOnly,
+          db,
+          isPrimary: action.role === 'master',
+          starting: !running,
+          reportedSync: running ? syncStandbys(obs) : [],
+        });
+        if (internalOnly !== wasInternalOnly) {
+          log.info(
+            { synchronousStandbys: db.spec.synchronousStandbys },
+            internalOnly
+              ? `starting primary db ${db.uid} with internal-only pg_hba until its synchronous standbys are in sync again`
+              : `synchronous standbys of db ${db.uid} in sync: normal pg_hba restored`,
+          );
+        }
+        const cfg = pgConfig(cd, db, action.role === 'master', internalOnly);
         const recovery = action.role === 'standby' ? recoveryFor(db.uid, action.follow, action.external) : null;
         const key = JSON.stringify({ cfg, recovery: redactRecovery(recovery) });
         await applyConfig(cfg, recovery, running, key);
@@ -513,7 +557,7 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
     say(plog, action.kind === 'converge' && action.external !== undefined
       ? `${reason} (${redactConninfo(action.external.standbySettings.primaryConninfo ?? '')})`
       : reason);
-    if (action.kind === 'converge' || action.kind === 'stop-postgres') {
+    if (action.kind === 'converge' || action.kind === 'stop-postgres' || action.kind === 'switchover-stop') {
       // Report the result of the step at once instead of at the next tick.
       await publish(cd, await pg.observe());
     }

@@ -1,7 +1,7 @@
 /** Table tests of the keeper's pure planner. */
 import { describe, expect, it } from 'vitest';
 import { newClusterData, validateSpec, type ClusterData, type DB } from '@stolon-ts/cluster';
-import { planKeeperAction, type LocalDbState, type LocalObservation } from './plan.js';
+import { internalOnlyHba, planKeeperAction, type InternalOnlyInputs, type LocalDbState, type LocalObservation } from './plan.js';
 
 const T = '2026-01-01T00:00:00.000Z';
 
@@ -150,4 +150,26 @@ describe('planKeeperAction', () => {
       c.extra?.(a);
     });
   }
+});
+
+describe('internalOnlyHba (reference §4.5.2)', () => {
+  const syncPrimary = db('m', 'k1', 'master', { synchronousReplication: true, synchronousStandbys: ['s1', 's2'] });
+  const base: InternalOnlyInputs = { current: false, db: syncPrimary, isPrimary: true, starting: false, reportedSync: [] };
+  it.each<[string, Partial<InternalOnlyInputs>, boolean]>([
+    ['1. a stopped sync primary is started internal-only', { starting: true }, true],
+    ['2. it stays internal-only while one spec sync standby is not reported sync', { current: true, reportedSync: ['s1'] }, true],
+    ['3. it opens once every spec sync standby is reported sync', { current: true, reportedSync: ['s2', 's1'] }, false],
+    ['4. extra reported standbys do not matter', { current: true, reportedSync: ['s1', 's2', 'x'] }, false],
+    ['5. a running primary is never closed (only a restart opens the hole)', { reportedSync: [] }, false],
+    ['6. without synchronous replication: normal pg_hba, even when starting', { starting: true, db: db('m', 'k1', 'master') }, false],
+    ['7. a standby: normal pg_hba', { starting: true, isPrimary: false }, false],
+    [
+      '8. only the fake standby (no spec standbys): normal pg_hba, commits block anyway',
+      { starting: true, db: db('m', 'k1', 'master', { synchronousReplication: true, externalSynchronousStandbys: ['stolonfakestandby'] }) },
+      false,
+    ],
+    ['9. sync turned off while internal-only: opens', { current: true, db: db('m', 'k1', 'master') }, false],
+  ])('%s', (_title, over, expected) => {
+    expect(internalOnlyHba({ ...base, ...over })).toBe(expected);
+  });
 });

@@ -45,6 +45,7 @@ export type KeeperAction =
   | { readonly kind: 'wait'; readonly reason: string }
   | { readonly kind: 'refuse'; readonly reason: string }
   | { readonly kind: 'stop-postgres'; readonly reason: string }
+  | { readonly kind: 'switchover-stop'; readonly db: DB; readonly reason: string }
   | { readonly kind: 'init-new'; readonly db: DB; readonly reason: string }
   | { readonly kind: 'init-existing'; readonly db: DB; readonly reason: string }
   | { readonly kind: 'init-pitr'; readonly db: DB; readonly external: ExternalFollow | undefined; readonly reason: string }
@@ -182,6 +183,15 @@ export function planKeeperAction(
         `${db.status.systemdID}; was the data directory replaced? Move it away to let the sentinel resync this keeper`,
     };
   }
+  if (db.spec.role === 'master' && db.spec.shutdownForSwitchover === true) {
+    // Planned switchover: a clean (fast) shutdown lets the walsenders hand every WAL record to
+    // the standbys before PostgreSQL exits; then stay down until the sentinel says what next.
+    return {
+      kind: 'switchover-stop',
+      db,
+      reason: obs.running ? `switchover: shutting down primary db ${db.uid} cleanly` : `switchover: primary db ${db.uid} is shut down, waiting for the sentinel`,
+    };
+  }
   if (db.spec.role === 'master') {
     return {
       kind: 'converge',
@@ -229,4 +239,42 @@ export function planKeeperAction(
     promote: false,
     reason: `standby db ${db.uid} following db ${follow.dbUid} at ${follow.host}:${follow.port}`,
   };
+}
+
+/** What {@link internalOnlyHba} decides from. */
+export interface InternalOnlyInputs {
+  /** The current state: true while this primary keeps normal users out. */
+  readonly current: boolean;
+  /** This keeper's DB. */
+  readonly db: DB;
+  /** The DB is (or is being made) the primary. */
+  readonly isPrimary: boolean;
+  /** PostgreSQL was found stopped and is about to be started. */
+  readonly starting: boolean;
+  /** DB uids PostgreSQL reports `sync` in pg_stat_replication right now. */
+  readonly reportedSync: readonly string[];
+}
+
+/**
+ * Whether a primary with synchronous replication must run with internal-only pg_hba (superuser
+ * and replication rules, no user rules) — Stolon's behaviour after a primary restart
+ * (reference §4.5.2). Commits that were waiting for a standby's acknowledgement when the primary
+ * stopped are in its WAL; after a restart PostgreSQL would show them to any reader, and a client
+ * could build on data no standby has. So when the keeper starts a stopped primary with
+ * synchronous replication on, normal users stay out until every synchronous standby of the spec
+ * is reported `sync` again; then the normal pg_hba is written and reloaded.
+ *
+ * Entered only on `starting`; left once every `db.spec.synchronousStandbys` entry is reported
+ * (at once when the list is empty: only the fake standby, which blocks every commit anyway), or
+ * when the DB is no longer a primary with synchronous replication.
+ */
+export function internalOnlyHba(inp: InternalOnlyInputs): boolean {
+  if (!inp.isPrimary || !inp.db.spec.synchronousReplication) {
+    return false;
+  }
+  if (!inp.current && !inp.starting) {
+    return false;
+  }
+  const reported = new Set(inp.reportedSync);
+  return !inp.db.spec.synchronousStandbys.every((uid) => reported.has(uid));
 }

@@ -21,7 +21,9 @@ import {
   renderHbaLines,
   renderPgpassLine,
   renderPostgresqlConf,
+  renderSynchronousStandbyNames,
   type HbaOptions,
+  type SynchronousStandbysSpec,
 } from './config.js';
 import type { PgConfig, RecoveryConfig, StandbySettings } from './manager.js';
 import { scramSha256Verifier } from './scram.js';
@@ -216,6 +218,32 @@ describe('renderPostgresqlConf', () => {
     expect(() => renderPostgresqlConf({ ...baseConfig, ...patch }, null, 15)).toThrow(
       expect.objectContaining({ code: 'CONFIG_INVALID' }),
     );
+  });
+});
+
+describe('renderSynchronousStandbyNames', () => {
+  const on = (synchronousStandbys: string[], externalSynchronousStandbys: string[] = []): SynchronousStandbysSpec => ({
+    synchronousReplication: true,
+    synchronousStandbys,
+    externalSynchronousStandbys,
+  });
+  it.each<[string, SynchronousStandbysSpec, string]>([
+    ['1. synchronous replication off: empty, whatever the lists say', { ...on(['a1'], ['stolonfakestandby']), synchronousReplication: false }, ''],
+    ['2. on with no standby at all: empty (asynchronous)', on([]), ''],
+    ['3. one standby: its stolon_ name alone, no count', on(['1a2b3c4d']), 'stolon_1a2b3c4d'],
+    ['4. two standbys: all must acknowledge, "2 (a,b)"', on(['a1', 'b2']), '2 (stolon_a1,stolon_b2)'],
+    ['5. three standbys keep the spec order', on(['c3', 'a1', 'b2']), '3 (stolon_c3,stolon_a1,stolon_b2)'],
+    ['6. only the fake standby: its name alone (commits block)', on([], ['stolonfakestandby']), 'stolonfakestandby'],
+    ['7. standbys then external names, counted together', on(['a1'], ['stolonfakestandby']), '2 (stolon_a1,stolonfakestandby)'],
+    ['8. a name that is not a plain identifier is double-quoted', on(['db-k1', 'b2']), '2 ("stolon_db-k1",stolon_b2)'],
+    ['9. a double quote inside a name is doubled', on([], ['we"ird']), '"we""ird"'],
+  ])('%s', (_title, spec, expected) => {
+    expect(renderSynchronousStandbyNames(spec)).toBe(expected);
+  });
+
+  it('renders into postgresql.conf quoted as any value', () => {
+    const conf = renderPostgresqlConf({ ...baseConfig, synchronousStandbyNames: renderSynchronousStandbyNames(on(['a1', 'b2'])) }, null, 15);
+    expect(conf).toContain("synchronous_standby_names = '2 (stolon_a1,stolon_b2)'");
   });
 });
 

@@ -361,6 +361,43 @@ export function renderPostgresqlConf(
   return `${lines.join('\n')}\n`;
 }
 
+/** The synchronous replication settings of a DB spec that {@link renderSynchronousStandbyNames} reads. */
+export interface SynchronousStandbysSpec {
+  readonly synchronousReplication: boolean;
+  /** DB uids; each standby connects with application_name `stolon_<uid>`. */
+  readonly synchronousStandbys: readonly string[];
+  /** Names used verbatim, e.g. the sentinel's `stolonfakestandby` that never connects. */
+  readonly externalSynchronousStandbys: readonly string[];
+}
+
+/** A name as synchronous_standby_names accepts it unquoted; anything else is double-quoted. */
+const PLAIN_STANDBY_NAME = /^[A-Za-z_][A-Za-z0-9_$]*$/;
+
+function standbyName(name: string): string {
+  return PLAIN_STANDBY_NAME.test(name) ? name : `"${name.replace(/"/g, '""')}"`;
+}
+
+/**
+ * The value of `synchronous_standby_names` for a DB spec (Stolon's keeper, reference §5.6):
+ * `stolon_<uid>` for each synchronous standby, then the external names, in the spec's order;
+ * more than one name → `N (a,b,…)` with N the number of names, so *every* listed standby must
+ * acknowledge a commit (deliberately not `FIRST k`/`ANY k`: with fewer, a commit could be
+ * acknowledged by a standby the sentinel does not know to be in sync); one name → that name;
+ * none, or synchronous replication off → `''` (asynchronous).
+ * Names that are not plain identifiers are double-quoted (Stolon writes them bare).
+ *
+ * @example renderSynchronousStandbyNames({ synchronousReplication: true, synchronousStandbys: ['a1', 'b2'],
+ *   externalSynchronousStandbys: [] }) === '2 (stolon_a1,stolon_b2)'
+ * @see https://www.postgresql.org/docs/current/runtime-config-replication.html#GUC-SYNCHRONOUS-STANDBY-NAMES
+ */
+export function renderSynchronousStandbyNames(spec: SynchronousStandbysSpec): string {
+  if (!spec.synchronousReplication) {
+    return '';
+  }
+  const names = [...spec.synchronousStandbys.map((uid) => `stolon_${uid}`), ...spec.externalSynchronousStandbys].map(standbyName);
+  return names.length > 1 ? `${names.length} (${names.join(',')})` : (names[0] ?? '');
+}
+
 /**
  * Renders pg_hba.conf from complete lines (one rule per line, trailing newline).
  * @see https://www.postgresql.org/docs/current/auth-pg-hba-conf.html

@@ -37,9 +37,11 @@ export {
   renderHbaLines,
   renderPgpassLine,
   renderPostgresqlConf,
+  renderSynchronousStandbyNames,
   type ConfigProblem,
   type HbaOptions,
   type RenderOptions,
   type RewindOutput,
+  type SynchronousStandbysSpec,
 } from './config.js';
 export { SCRAM_ITERATIONS, scramSha256Verifier } from './scram.js';

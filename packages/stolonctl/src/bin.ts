@@ -17,16 +17,33 @@ import {
   type ExitCodeValue,
   type StoreSetup,
 } from './context.js';
+import { EVENTS_FORMATS, runEvents, type EventsFormat } from './events.js';
+import { runFailkeeper } from './failkeeper.js';
 import { runInit } from './init.js';
+import { runPause } from './pause.js';
 import { runPromote } from './promote.js';
+import { runSwitchover } from './switchover.js';
+import { runRemovekeeper } from './removekeeper.js';
+import { runResume } from './resume.js';
 import { runSpec } from './spec.js';
 import { STATUS_FORMATS, runStatus, type StatusFormat } from './status.js';
 import { runUpdate } from './update.js';
 
 const PROGRAM = 'stolonctl';
-const COMMANDS = 'init, status, spec, update or promote';
+const COMMANDS = 'init, status, events, spec, update, pause, resume, failkeeper, removekeeper, promote or switchover';
 
-type CommandName = 'init' | 'status' | 'spec' | 'update' | 'promote';
+type CommandName =
+  | 'init'
+  | 'status'
+  | 'events'
+  | 'spec'
+  | 'update'
+  | 'pause'
+  | 'resume'
+  | 'failkeeper'
+  | 'removekeeper'
+  | 'promote'
+  | 'switchover';
 
 /** A command-line problem found by yargs (unknown flag, missing required flag, bad choice). */
 class UsageError extends Error {}
@@ -71,6 +88,24 @@ function buildParser(args: readonly string[], select: (name: CommandName, argv: 
       (argv) => select('status', argv),
     )
     .command(
+      'events',
+      'show the recorded failovers and switchovers, and the one in progress, phase by phase',
+      (y) =>
+        y
+          .option('format', {
+            type: 'string',
+            choices: [...EVENTS_FORMATS],
+            default: 'table',
+            describe: 'output format',
+          })
+          .option('last', {
+            type: 'number',
+            requiresArg: true,
+            describe: 'show only the N newest events',
+          }),
+      (argv) => select('events', argv),
+    )
+    .command(
       'spec',
       'print the stored cluster spec as JSON',
       (y) =>
@@ -97,6 +132,36 @@ function buildParser(args: readonly string[], select: (name: CommandName, argv: 
       (argv) => select('update', argv),
     )
     .command(
+      'pause',
+      'stop the sentinel from taking any failover or standby action (spec paused: true)',
+      (y) => y,
+      (argv) => select('pause', argv),
+    )
+    .command(
+      'resume',
+      'let the sentinel act again after pause',
+      (y) => y,
+      (argv) => select('resume', argv),
+    )
+    .command(
+      'failkeeper <keeper>',
+      'mark a keeper failed once: the sentinel fails over if it holds the primary',
+      (y) => y.positional('keeper', { type: 'string', describe: 'the keeper UID (see stolonctl status)' }),
+      (argv) => select('failkeeper', argv),
+    )
+    .command(
+      'removekeeper <keeper>',
+      'delete a keeper that is not the primary, and its DB, from the cluster data',
+      (y) =>
+        y.positional('keeper', { type: 'string', describe: 'the keeper UID (see stolonctl status)' }).option('yes', {
+          alias: 'y',
+          type: 'boolean',
+          default: false,
+          describe: 'remove without asking',
+        }),
+      (argv) => select('removekeeper', argv),
+    )
+    .command(
       'promote',
       'turn a standby cluster into a primary cluster (spec role master); cannot be undone',
       (y) =>
@@ -107,6 +172,17 @@ function buildParser(args: readonly string[], select: (name: CommandName, argv: 
           describe: 'promote without asking',
         }),
       (argv) => select('promote', argv),
+    )
+    .command(
+      'switchover',
+      'planned change of primary: fence proxies, stop the primary cleanly, promote a caught-up standby; nothing acknowledged is lost',
+      (y) =>
+        y
+          .option('to', { type: 'string', describe: 'keeper to promote (default: the most up-to-date eligible standby)' })
+          .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'switch over without asking' })
+          .option('wait', { type: 'boolean', default: true, describe: 'wait for the outcome (--no-wait to return at once)' })
+          .option('timeout', { type: 'string', default: '60s', describe: 'how long to wait for the outcome' }),
+      (argv) => select('switchover', argv),
     )
     .demandCommand(1, `give a command: ${COMMANDS}`)
     .fail((msg: string | null, err: Error | null) => {
@@ -200,6 +276,11 @@ async function main(args: readonly string[]): Promise<ExitCodeValue> {
         });
       case 'status':
         return await runStatus(ctx, { format: argv['format'] as StatusFormat });
+      case 'events':
+        return await runEvents(ctx, {
+          format: argv['format'] as EventsFormat,
+          ...(argv['last'] !== undefined ? { last: argv['last'] as number } : {}),
+        });
       case 'spec':
         return await runSpec(ctx, { defaults: argv['defaults'] === true });
       case 'update':
@@ -208,8 +289,23 @@ async function main(args: readonly string[]): Promise<ExitCodeValue> {
           ...(file !== undefined ? { file } : {}),
           patch: argv['patch'] === true,
         });
+      case 'pause':
+        return await runPause(ctx);
+      case 'resume':
+        return await runResume(ctx);
+      case 'failkeeper':
+        return await runFailkeeper(ctx, { keeper: String(argv['keeper']) });
+      case 'removekeeper':
+        return await runRemovekeeper(ctx, { keeper: String(argv['keeper']), yes: argv['yes'] === true });
       case 'promote':
         return await runPromote(ctx, { yes: argv['yes'] === true });
+      case 'switchover':
+        return await runSwitchover(ctx, {
+          ...(typeof argv['to'] === 'string' ? { to: argv['to'] } : {}),
+          yes: argv['yes'] === true,
+          noWait: argv['wait'] === false,
+          timeout: String(argv['timeout'] ?? '60s'),
+        });
     }
   } finally {
     await setup.store.close().catch(() => undefined);

@@ -12,15 +12,23 @@ import {
   type ClusterSpec,
   type DB,
   type DiscardedWal,
+  type FailoverEvent,
   type Keeper,
   type Role,
 } from '@stolon-ts/cluster';
 import { MemoryBackend, MemoryStore, type Store } from '@stolon-ts/store';
 import {
+  CAS_ATTEMPTS,
   ExitCode,
+  PAUSED_BANNER,
   PROMOTE_ATTEMPTS,
+  runEvents,
+  runFailkeeper,
   runInit,
+  runPause,
   runPromote,
+  runRemovekeeper,
+  runResume,
   runSpec,
   runStatus,
   runUpdate,
@@ -565,6 +573,8 @@ describe('status', () => {
       role: 'master',
       following: null,
       phase: 'normal',
+      paused: false,
+      failover_in_progress: null,
       available: true,
       master_keeper_uid: 'keeper0',
       master_db_uid: 'db1',
@@ -775,5 +785,551 @@ describe('promote', () => {
     const h = harness();
     expect(await runPromote(h.ctx, { yes: true })).toBe(ExitCode.runtime);
     expect(h.errs.at(-1)).toBe('stolonctl promote: cluster c1 is not initialized; run stolonctl init');
+  });
+});
+
+// ---- keeper commands, pause/resume, events ----
+
+/** `h` with `cd` stored, and the stored text and revision to compare against after a refusal. */
+async function seeded(
+  cd: ClusterData,
+  opts: Parameters<typeof harness>[0] = {},
+): Promise<Harness & { before: string; rev: string; unchanged(): Promise<void> }> {
+  const h = harness(opts);
+  await h.store.overwriteClusterData(serializeClusterData(cd));
+  const rec = (await h.store.getClusterData())!;
+  return {
+    ...h,
+    before: rec.text,
+    rev: rec.revision,
+    unchanged: async () => {
+      const now = (await h.store.getClusterData())!;
+      expect(now.text).toBe(rec.text);
+      expect(now.revision).toBe(rec.revision);
+    },
+  };
+}
+
+async function storedCd(h: Harness): Promise<ClusterData> {
+  return parseClusterData((await h.stored())!);
+}
+
+/**
+ * A store whose compare-and-set updates are each preceded by a concurrent writer applying
+ * `mutate` to the stored clusterdata (for the first `times` updates only).
+ */
+function concurrent(mutate: (cd: ClusterData, n: number) => void, times = Infinity): {
+  wrap: (s: Store) => Store;
+  bind: (h: Harness) => void;
+  count: () => number;
+} {
+  let writer: Store | undefined;
+  let n = 0;
+  return {
+    wrap: (inner) =>
+      beforePut(inner, async () => {
+        if (n >= times) {
+          n++;
+          return;
+        }
+        const cur = (await writer!.getClusterData())!;
+        const cd = parseClusterData(cur.text);
+        mutate(cd, n++);
+        await writer!.putClusterData(serializeClusterData(cd), cur.revision);
+      }),
+    bind: (h) => {
+      writer = newStore(h.backend);
+    },
+    count: () => n,
+  };
+}
+
+describe('failkeeper', () => {
+  it('marks a standby keeper with forceFail and changes nothing else', async () => {
+    const h = await seeded(handBuiltClusterData());
+    expect(await runFailkeeper(h.ctx, { keeper: 'keeper1' })).toBe(ExitCode.ok);
+    expect(h.errs).toEqual([]);
+    expect(h.out.at(-1)).toBe(
+      'keeper keeper1 marked failed: the leader sentinel treats it as failed on its next pass and then clears the mark; ' +
+        'it holds no primary DB, so no failover follows',
+    );
+    const expected = parseClusterData(h.before);
+    expected.keepers['keeper1']!.status.forceFail = true;
+    expect(await storedCd(h)).toEqual(expected);
+  });
+
+  it('on the primary keeper says the sentinel fails over', async () => {
+    const h = await seeded(handBuiltClusterData());
+    expect(await runFailkeeper(h.ctx, { keeper: 'keeper0' })).toBe(ExitCode.ok);
+    expect(h.out.at(-1)).toMatch(/it holds the primary db db1, so the sentinel fails over to the best standby$/);
+    expect((await storedCd(h)).keepers['keeper0']?.status.forceFail).toBe(true);
+  });
+
+  it('an unknown keeper exits 1 naming the known ones, and leaves the stored bytes identical', async () => {
+    const h = await seeded(handBuiltClusterData());
+    expect(await runFailkeeper(h.ctx, { keeper: 'keeper7' })).toBe(ExitCode.runtime);
+    expect(h.errs).toEqual(['stolonctl failkeeper: keeper keeper7 is not in the cluster (known: keeper0, keeper1, keeper2, keeper3)']);
+    await h.unchanged();
+  });
+
+  it('an unknown keeper in a cluster without keepers says none are known', async () => {
+    const h = await seeded(newClusterData({ initMode: 'new' }, 'c0ffee00', T));
+    expect(await runFailkeeper(h.ctx, { keeper: 'keeper0' })).toBe(ExitCode.runtime);
+    expect(h.errs.at(-1)).toBe('stolonctl failkeeper: keeper keeper0 is not in the cluster (known: none)');
+    await h.unchanged();
+  });
+
+  it('an already marked keeper exits 0 and writes nothing', async () => {
+    const cd = handBuiltClusterData();
+    cd.keepers['keeper1']!.status.forceFail = true;
+    const h = await seeded(cd);
+    expect(await runFailkeeper(h.ctx, { keeper: 'keeper1' })).toBe(ExitCode.ok);
+    expect(h.out.at(-1)).toMatch(/^keeper keeper1 is already marked failed .*nothing written$/);
+    await h.unchanged();
+  });
+
+  it('refuses on a paused cluster, naming resume, and leaves the stored bytes identical', async () => {
+    const cd = handBuiltClusterData();
+    cd.cluster.spec.paused = true;
+    const h = await seeded(cd);
+    expect(await runFailkeeper(h.ctx, { keeper: 'keeper0' })).toBe(ExitCode.runtime);
+    expect(h.errs).toEqual([
+      'stolonctl failkeeper: cluster c1 is paused: the sentinel takes no failover action; run stolonctl resume first, then failkeeper keeper0',
+    ]);
+    await h.unchanged();
+  });
+
+  it('an empty KEEPER exits 2; an uninitialised cluster exits 1', async () => {
+    const h = harness();
+    expect(await runFailkeeper(h.ctx, { keeper: ' ' })).toBe(ExitCode.usage);
+    expect(h.errs.at(-1)).toMatch(/^stolonctl failkeeper: KEEPER: empty keeper UID/);
+    expect(await runFailkeeper(h.ctx, { keeper: 'keeper0' })).toBe(ExitCode.runtime);
+    expect(h.errs.at(-1)).toBe('stolonctl failkeeper: cluster c1 is not initialized; run stolonctl init');
+    expect(await h.stored()).toBeNull();
+  });
+
+  it('re-reads after a concurrent writer moved the revision, keeping its change', async () => {
+    // The sentinel writes keeper health between our read and our write.
+    const c = concurrent((cd) => {
+      cd.keepers['keeper2']!.status.healthy = true;
+    }, 1);
+    const h = await seeded(handBuiltClusterData(), { wrap: c.wrap });
+    c.bind(h);
+    expect(await runFailkeeper(h.ctx, { keeper: 'keeper1' })).toBe(ExitCode.ok);
+    expect(c.count()).toBe(2);
+    const after = await storedCd(h);
+    expect(after.keepers['keeper1']?.status.forceFail).toBe(true);
+    expect(after.keepers['keeper2']?.status.healthy).toBe(true);
+  });
+
+  it(`gives up after ${CAS_ATTEMPTS} lost compare-and-set writes without marking`, async () => {
+    const c = concurrent((cd, n) => {
+      cd.proxy.generation = 100 + n;
+    });
+    const h = await seeded(handBuiltClusterData(), { wrap: c.wrap });
+    c.bind(h);
+    expect(await runFailkeeper(h.ctx, { keeper: 'keeper1' })).toBe(ExitCode.runtime);
+    expect(c.count()).toBe(CAS_ATTEMPTS);
+    expect(h.errs.at(-1)).toMatch(/^stolonctl failkeeper: clusterdata changed under every one of 3 attempts/);
+    const after = await storedCd(h);
+    expect(after.keepers['keeper1']?.status.forceFail).toBeUndefined();
+    expect(after.proxy.generation).toBe(102);
+  });
+});
+
+describe('removekeeper', () => {
+  it('--yes deletes a standby keeper and its db, and nothing else', async () => {
+    const h = await seeded(handBuiltClusterData());
+    expect(await runRemovekeeper(h.ctx, { keeper: 'keeper3', yes: true })).toBe(ExitCode.ok);
+    expect(h.out.at(-1)).toBe('keeper keeper3 and its db db4 removed from cluster c1');
+    const expected = parseClusterData(h.before);
+    delete expected.keepers['keeper3'];
+    delete expected.dbs['db4'];
+    // As in Stolon, db2's followers list is the sentinel's to fix on its next pass.
+    expect(await storedCd(h)).toEqual(expected);
+  });
+
+  it('removes a keeper without a db; a healthy one gets a note that it comes back if left running', async () => {
+    const cd = handBuiltClusterData();
+    cd.keepers['keeper2']!.status.healthy = true;
+    const h = await seeded(cd);
+    expect(await runRemovekeeper(h.ctx, { keeper: 'keeper2', yes: true })).toBe(ExitCode.ok);
+    expect(h.out.at(-1)).toBe('keeper keeper2 removed from cluster c1');
+    expect(h.errs).toEqual([
+      'stolonctl removekeeper: note: keeper keeper2 looked healthy; stop it, or the sentinel adds it back and it re-syncs',
+    ]);
+    expect(Object.keys((await storedCd(h)).keepers).sort()).toEqual(['keeper0', 'keeper1', 'keeper3']);
+  });
+
+  it('refuses the keeper of the primary db, even with --yes and without asking, naming failkeeper', async () => {
+    const h = await seeded(handBuiltClusterData());
+    const confirm = vi.fn(async () => true);
+    expect(await runRemovekeeper({ ...h.ctx, confirm }, { keeper: 'keeper0' })).toBe(ExitCode.runtime);
+    expect(await runRemovekeeper(h.ctx, { keeper: 'keeper0', yes: true })).toBe(ExitCode.runtime);
+    expect(confirm).not.toHaveBeenCalled();
+    expect(h.errs).toEqual([
+      'stolonctl removekeeper: keeper keeper0 holds the primary db db1; fail it over first with `stolonctl failkeeper keeper0`',
+      'stolonctl removekeeper: keeper keeper0 holds the primary db db1; fail it over first with `stolonctl failkeeper keeper0`',
+    ]);
+    await h.unchanged();
+  });
+
+  it('an unknown keeper exits 1 naming the known ones', async () => {
+    const h = await seeded(handBuiltClusterData());
+    expect(await runRemovekeeper(h.ctx, { keeper: 'nope', yes: true })).toBe(ExitCode.runtime);
+    expect(h.errs).toEqual(['stolonctl removekeeper: keeper nope is not in the cluster (known: keeper0, keeper1, keeper2, keeper3)']);
+    await h.unchanged();
+  });
+
+  it('without --yes and nobody to ask (stdin not a terminal) exits 1 and leaves the stored bytes identical', async () => {
+    const cd = handBuiltClusterData();
+    const h = await seeded(cd);
+    expect(await runRemovekeeper(h.ctx, { keeper: 'keeper1' })).toBe(ExitCode.runtime);
+    expect(h.errs).toEqual([
+      'stolonctl removekeeper: removing keeper keeper1 deletes it and its db db2 from cluster c1; keeper keeper1 looks healthy: ' +
+        'if it keeps running the sentinel adds it back and it re-syncs, so stop it first; ' +
+        'standard input is not a terminal to confirm on, re-run with --yes to remove it',
+    ]);
+    await h.unchanged();
+  });
+
+  it('asks when it can: "no" leaves the store unchanged, "yes" removes', async () => {
+    const cd = handBuiltClusterData();
+    cd.keepers['keeper3']!.status.healthy = false;
+    const h = await seeded(cd);
+    const no = vi.fn(async (_question: string) => false);
+    expect(await runRemovekeeper({ ...h.ctx, confirm: no }, { keeper: 'keeper3' })).toBe(ExitCode.runtime);
+    expect(no).toHaveBeenCalledOnce();
+    expect(no.mock.calls[0]?.[0]).toBe('Remove keeper keeper3 and its db db4 from cluster c1? (yes/no)');
+    expect(h.errs.at(-1)).toBe('stolonctl removekeeper: not confirmed; keeper keeper3 left in cluster c1');
+    await h.unchanged();
+    // A healthy keeper: the question says it comes back if left running.
+    const healthy = vi.fn(async (_question: string) => false);
+    expect(await runRemovekeeper({ ...h.ctx, confirm: healthy }, { keeper: 'keeper1' })).toBe(ExitCode.runtime);
+    expect(healthy.mock.calls[0]?.[0]).toBe(
+      'Remove keeper keeper1 and its db db2 from cluster c1? Note: keeper keeper1 looks healthy: ' +
+        'if it keeps running the sentinel adds it back and it re-syncs, so stop it first. (yes/no)',
+    );
+    await h.unchanged();
+
+    const yes = vi.fn(async () => true);
+    expect(await runRemovekeeper({ ...h.ctx, confirm: yes }, { keeper: 'keeper3' })).toBe(ExitCode.ok);
+    expect(yes).toHaveBeenCalledOnce();
+    expect((await storedCd(h)).keepers['keeper3']).toBeUndefined();
+  });
+
+  it('re-checks on the document it writes: refuses when the keeper became primary meanwhile', async () => {
+    // A failover to keeper1 lands between our read and our write.
+    const c = concurrent((cd) => {
+      cd.cluster.status.master = 'db2';
+    }, 1);
+    const h = await seeded(handBuiltClusterData(), { wrap: c.wrap });
+    c.bind(h);
+    expect(await runRemovekeeper(h.ctx, { keeper: 'keeper1', yes: true })).toBe(ExitCode.runtime);
+    expect(h.errs.at(-1)).toBe(
+      'stolonctl removekeeper: keeper keeper1 holds the primary db db2; fail it over first with `stolonctl failkeeper keeper1`',
+    );
+    const after = await storedCd(h);
+    expect(after.cluster.status.master).toBe('db2');
+    expect(after.keepers['keeper1']).toBeDefined();
+    expect(after.dbs['db2']).toBeDefined();
+  });
+
+  it('exits 0 when another writer removed the keeper after the operator confirmed', async () => {
+    const c = concurrent((cd) => {
+      delete cd.keepers['keeper3'];
+      delete cd.dbs['db4'];
+    }, 1);
+    const h = await seeded(handBuiltClusterData(), { wrap: c.wrap });
+    c.bind(h);
+    expect(await runRemovekeeper(h.ctx, { keeper: 'keeper3', yes: true })).toBe(ExitCode.ok);
+    expect(h.out.at(-1)).toBe('keeper keeper3 was removed from cluster c1 by another writer meanwhile; nothing written');
+  });
+
+  it('refuses the keeper a failover in progress is promoting', async () => {
+    const cd = handBuiltClusterData();
+    cd.cluster.status.failover = {
+      ...inProgressEvent(),
+      newPrimary: { keeperUID: 'keeper1', dbUid: 'db2', xLogPos: 0x3000060 },
+    };
+    const h = await seeded(cd);
+    expect(await runRemovekeeper(h.ctx, { keeper: 'keeper1', yes: true })).toBe(ExitCode.runtime);
+    expect(h.errs.at(-1)).toBe(
+      'stolonctl removekeeper: keeper keeper1 is being promoted by failover db1-cur, still in progress; ' +
+        'wait for it to end (stolonctl events), then fail it over first if it became the primary',
+    );
+    await h.unchanged();
+  });
+
+  it('an empty KEEPER exits 2; an uninitialised cluster exits 1', async () => {
+    const h = harness();
+    expect(await runRemovekeeper(h.ctx, { keeper: '', yes: true })).toBe(ExitCode.usage);
+    expect(await runRemovekeeper(h.ctx, { keeper: 'keeper0', yes: true })).toBe(ExitCode.runtime);
+    expect(h.errs.at(-1)).toBe('stolonctl removekeeper: cluster c1 is not initialized; run stolonctl init');
+    expect(await h.stored()).toBeNull();
+  });
+});
+
+describe('pause and resume', () => {
+  it('pause sets spec.paused and nothing else; status says so loudly on its first line and in json', async () => {
+    const h = await seeded(handBuiltClusterData());
+    expect(await runPause(h.ctx)).toBe(ExitCode.ok);
+    expect(h.out.at(-1)).toBe('cluster c1 paused: the sentinel takes no failover or standby action until stolonctl resume');
+    const expected = parseClusterData(h.before);
+    expected.cluster.spec.paused = true;
+    expect(await storedCd(h)).toEqual(expected);
+
+    expect(await runStatus(h.ctx)).toBe(ExitCode.ok);
+    const table = h.out.at(-1)!;
+    expect(table.split('\n')[0]).toBe(
+      '!!! CLUSTER PAUSED: the sentinel takes no failover or standby action (stolonctl resume to re-enable) !!!',
+    );
+    expect(table.split('\n')[0]).toBe(PAUSED_BANNER);
+    expect(table).toContain('Paused: true (stolonctl resume to re-enable the sentinel)');
+    expect(await runStatus(h.ctx, { format: 'json' })).toBe(ExitCode.ok);
+    expect((JSON.parse(h.out.at(-1)!) as { cluster: { paused: boolean } }).cluster.paused).toBe(true);
+  });
+
+  it('pause on a paused cluster exits 0 and writes nothing', async () => {
+    const cd = handBuiltClusterData();
+    cd.cluster.spec.paused = true;
+    const h = await seeded(cd);
+    expect(await runPause(h.ctx)).toBe(ExitCode.ok);
+    expect(h.out.at(-1)).toBe('cluster c1 is already paused; nothing written (stolonctl resume to re-enable the sentinel)');
+    await h.unchanged();
+  });
+
+  it('resume removes spec.paused, and status loses the banner', async () => {
+    const cd = handBuiltClusterData();
+    cd.cluster.spec = { ...cd.cluster.spec, paused: true, maxStandbys: 4 };
+    const h = await seeded(cd);
+    expect(await runResume(h.ctx)).toBe(ExitCode.ok);
+    expect(h.out.at(-1)).toBe('cluster c1 resumed: the sentinel takes failover and standby actions again');
+    expect(await storedSpec(h)).toEqual({ initMode: 'new', maxStandbys: 4 });
+    expect(await runStatus(h.ctx)).toBe(ExitCode.ok);
+    expect(h.out.at(-1)).not.toContain('PAUSED');
+    expect(h.out.at(-1)!.split('\n')[0]).toBe('=== Active sentinels ===');
+    expect(await runStatus(h.ctx, { format: 'json' })).toBe(ExitCode.ok);
+    expect((JSON.parse(h.out.at(-1)!) as { cluster: { paused: boolean } }).cluster.paused).toBe(false);
+  });
+
+  it.each([
+    ['no paused field', {}],
+    ['a stored paused: false', { paused: false }],
+  ])('resume with %s exits 0 and writes nothing', async (_, extra) => {
+    const cd = handBuiltClusterData();
+    cd.cluster.spec = { ...cd.cluster.spec, ...extra };
+    const h = await seeded(cd);
+    expect(await runResume(h.ctx)).toBe(ExitCode.ok);
+    expect(h.out.at(-1)).toBe('cluster c1 is not paused; nothing written');
+    await h.unchanged();
+  });
+
+  it('pause re-applies to the fresh spec after a concurrent writer, keeping its change', async () => {
+    const c = concurrent((cd) => {
+      cd.cluster.spec = { ...cd.cluster.spec, maxStandbys: 7 };
+    }, 1);
+    const h = await seeded(handBuiltClusterData(), { wrap: c.wrap });
+    c.bind(h);
+    expect(await runPause(h.ctx)).toBe(ExitCode.ok);
+    expect(c.count()).toBe(2);
+    expect(await storedSpec(h)).toEqual({ initMode: 'new', maxStandbys: 7, paused: true });
+  });
+
+  it(`pause gives up after ${CAS_ATTEMPTS} lost writes, and refuses an uninitialised cluster`, async () => {
+    const c = concurrent((cd, n) => {
+      cd.cluster.spec = { ...cd.cluster.spec, maxStandbys: 10 + n };
+    });
+    const h = await seeded(handBuiltClusterData(), { wrap: c.wrap });
+    c.bind(h);
+    expect(await runPause(h.ctx)).toBe(ExitCode.runtime);
+    expect(h.errs.at(-1)).toMatch(/^stolonctl pause: clusterdata changed under every one of 3 attempts/);
+    expect((await storedSpec(h)).paused).toBeUndefined();
+
+    const empty = harness();
+    expect(await runResume(empty.ctx)).toBe(ExitCode.runtime);
+    expect(empty.errs.at(-1)).toBe('stolonctl resume: cluster c1 is not initialized; run stolonctl init');
+  });
+
+  it('update --patch can set paused too (same validated path); a non-boolean is refused', async () => {
+    const h = await seeded(handBuiltClusterData());
+    expect(await runUpdate(h.ctx, { specJson: '{"paused":"yes"}', patch: true })).toBe(ExitCode.usage);
+    expect(h.errs.at(-1)).toMatch(/paused/);
+    await h.unchanged();
+    expect(await runUpdate(h.ctx, { specJson: '{"paused":true}', patch: true })).toBe(ExitCode.ok);
+    expect(await runPause(h.ctx)).toBe(ExitCode.ok);
+    expect(h.out.at(-1)).toMatch(/already paused/);
+  });
+});
+
+/** A finished failover from keeper0 to keeper1 with every phase (the example of the brief). */
+function completedEvent(): FailoverEvent {
+  return {
+    id: 'db0-done',
+    kind: 'failover',
+    cause: 'keeper keeper0 unhealthy for 6000 ms',
+    oldPrimary: { keeperUID: 'keeper0', dbUid: 'db0', xLogPos: 0x3001000 },
+    newPrimary: { keeperUID: 'keeper1', dbUid: 'db1', xLogPos: 0x3000f00 },
+    choice: 'keeper1: most advanced healthy standby',
+    phases: {
+      primaryLastSeen: '2025-01-01T00:00:04.790Z',
+      declaredFailed: '2025-01-01T00:00:10.000Z',
+      proxiesFenced: '2025-01-01T00:00:10.035Z',
+      candidateChosen: '2025-01-01T00:00:10.040Z',
+      promoted: '2025-01-01T00:00:10.480Z',
+      proxiesRouted: '2025-01-01T00:00:10.510Z',
+    },
+    result: 'completed',
+  };
+}
+
+/** A failover from keeper0 (db1) still waiting for the proxies to be fenced. */
+function inProgressEvent(): FailoverEvent {
+  return {
+    id: 'db1-cur',
+    kind: 'failover',
+    cause: 'stolonctl failkeeper keeper0',
+    oldPrimary: { keeperUID: 'keeper0', dbUid: 'db1', xLogPos: 0x3001000 },
+    phases: { primaryLastSeen: '2025-01-01T01:00:00.000Z', declaredFailed: '2025-01-01T01:00:00.250Z' },
+  };
+}
+
+describe('events', () => {
+  async function withEvents(history: FailoverEvent[] | undefined, current?: FailoverEvent): Promise<Harness> {
+    const cd = handBuiltClusterData();
+    if (history !== undefined) {
+      cd.failoverHistory = history;
+    }
+    if (current !== undefined) {
+      cd.cluster.status.failover = current;
+    }
+    return seeded(cd);
+  }
+
+  it('with no events prints "no failovers recorded" (json: []) and exits 0', async () => {
+    const h = await withEvents(undefined);
+    expect(await runEvents(h.ctx)).toBe(ExitCode.ok);
+    expect(h.out.at(-1)).toBe('no failovers recorded');
+    expect(await runEvents(h.ctx, { format: 'json' })).toBe(ExitCode.ok);
+    expect(JSON.parse(h.out.at(-1)!)).toEqual([]);
+    const empty = await withEvents([]);
+    expect(await runEvents(empty.ctx)).toBe(ExitCode.ok);
+    expect(empty.out.at(-1)).toBe('no failovers recorded');
+  });
+
+  it('shows a finished failover with LSNs, phase offsets from declared failed, and the write outage', async () => {
+    const h = await withEvents([completedEvent()]);
+    expect(await runEvents(h.ctx)).toBe(ExitCode.ok);
+    expect(h.errs).toEqual([]);
+    expect(h.out.at(-1)).toBe(
+      [
+        '=== failover db0-done ===',
+        '',
+        'id                  db0-done',
+        'kind                failover',
+        'cause               keeper keeper0 unhealthy for 6000 ms',
+        'old primary         keeper0 (db db0, LSN 0/3001000)',
+        'new primary         keeper1 (db db1, LSN 0/3000F00)',
+        'choice              keeper1: most advanced healthy standby',
+        'result              completed',
+        'declared failed at  2025-01-01T00:00:10.000Z',
+        'phases              primary last seen -5210 ms, declared failed 0 ms, proxies fenced +35 ms, candidate chosen +40 ms, ' +
+          'promoted +480 ms, proxies routed +510 ms',
+        'write outage        5720 ms (estimate: proxies routed − primary last seen)',
+      ].join('\n'),
+    );
+  });
+
+  it('lists history oldest first, then the failover in progress, marked so', async () => {
+    const aborted: FailoverEvent = {
+      id: 'db0-abrt',
+      kind: 'switchover',
+      cause: 'operator request',
+      oldPrimary: { keeperUID: 'keeper0', dbUid: 'db0', xLogPos: 0 },
+      choice: 'no candidate; primary keeper0 (db db0) is serving again',
+      phases: { declaredFailed: '2025-01-01T00:00:00.000Z', proxiesFenced: '2025-01-01T00:00:00.020Z', proxiesRouted: '2025-01-01T00:00:01.000Z' },
+      result: 'aborted',
+    };
+    const h = await withEvents([aborted, completedEvent()], inProgressEvent());
+    expect(await runEvents(h.ctx)).toBe(ExitCode.ok);
+    const text = h.out.at(-1)!;
+    const heads = text.split('\n').filter((l) => l.startsWith('==='));
+    expect(heads).toEqual(['=== switchover db0-abrt ===', '=== failover db0-done ===', '=== failover db1-cur (IN PROGRESS) ===']);
+    const current = text.slice(text.indexOf('=== failover db1-cur'));
+    expect(current).toMatch(/^new primary\s+-$/m);
+    expect(current).toMatch(/^result\s+in progress$/m);
+    expect(current).toMatch(/^phases\s+primary last seen -250 ms, declared failed 0 ms$/m);
+    expect(current).toMatch(/^write outage\s+not known yet \(needs primary last seen and proxies routed\)$/m);
+    const first = text.slice(0, text.indexOf('=== failover db0-done'));
+    expect(first).toMatch(/^old primary\s+keeper0 \(db db0, LSN unknown\)$/m);
+    expect(first).toMatch(/^result\s+aborted$/m);
+    expect(first).toMatch(/^phases\s+declared failed 0 ms, proxies fenced \+20 ms, proxies routed \+1000 ms$/m);
+    expect(first).toMatch(/^write outage\s+- \(primary last seen or proxies routed not recorded\)$/m);
+  });
+
+  it('--format json gives the raw events plus offsetsMs, writeOutageMs and inProgress', async () => {
+    const h = await withEvents([completedEvent()], inProgressEvent());
+    expect(await runEvents(h.ctx, { format: 'json' })).toBe(ExitCode.ok);
+    const j = JSON.parse(h.out.at(-1)!) as Array<Record<string, unknown>>;
+    expect(j).toEqual([
+      {
+        ...completedEvent(),
+        inProgress: false,
+        offsetsMs: { primaryLastSeen: -5210, declaredFailed: 0, proxiesFenced: 35, candidateChosen: 40, promoted: 480, proxiesRouted: 510 },
+        writeOutageMs: 5720,
+      },
+      {
+        ...inProgressEvent(),
+        inProgress: true,
+        offsetsMs: { primaryLastSeen: -250, declaredFailed: 0 },
+        writeOutageMs: null,
+      },
+    ]);
+  });
+
+  it('--last N keeps the N newest (the one in progress counts) and says how many were left out', async () => {
+    const h = await withEvents([completedEvent(), { ...completedEvent(), id: 'db0-two' }], inProgressEvent());
+    expect(await runEvents(h.ctx, { last: 2 })).toBe(ExitCode.ok);
+    const text = h.out.at(-1)!;
+    expect(text.split('\n')[0]).toBe('(the last 2 of 3 events; --last to show more)');
+    expect(text.split('\n').filter((l) => l.startsWith('==='))).toEqual([
+      '=== failover db0-two ===',
+      '=== failover db1-cur (IN PROGRESS) ===',
+    ]);
+    expect(await runEvents(h.ctx, { last: 1, format: 'json' })).toBe(ExitCode.ok);
+    expect((JSON.parse(h.out.at(-1)!) as Array<{ id: string }>).map((e) => e.id)).toEqual(['db1-cur']);
+    expect(await runEvents(h.ctx, { last: 10 })).toBe(ExitCode.ok);
+    expect(h.out.at(-1)!.split('\n')[0]).toBe('=== failover db0-done ===');
+  });
+
+  it.each([
+    ['--last 0', { last: 0 }, /^stolonctl events: --last: got 0, not a positive whole number; give how many events to show, e\.g\. --last 5$/],
+    ['--last 1.5', { last: 1.5 }, /^stolonctl events: --last: got 1\.5, not a positive whole number/],
+    ['--last abc (NaN)', { last: Number.NaN }, /^stolonctl events: --last: got not a number;/],
+    ['--format yaml', { format: 'yaml' as never }, /^stolonctl events: --format: "yaml" is not one of table, json$/],
+  ])('%s exits 2 before reading the store', async (_, opts, message) => {
+    const h = harness();
+    expect(await runEvents(h.ctx, opts)).toBe(ExitCode.usage);
+    expect(h.errs).toHaveLength(1);
+    expect(h.errs[0]).toMatch(message);
+  });
+
+  it('a hand-broken event exits 1 naming where it is; an uninitialised cluster exits 1', async () => {
+    const h = await withEvents([{ id: 'x' } as unknown as FailoverEvent]);
+    expect(await runEvents(h.ctx)).toBe(ExitCode.runtime);
+    expect(h.errs.at(-1)).toMatch(/^stolonctl events: clusterdata failoverHistory\[0\] is not a failover event/);
+    const empty = harness();
+    expect(await runEvents(empty.ctx)).toBe(ExitCode.runtime);
+    expect(empty.errs.at(-1)).toBe('stolonctl events: cluster c1 is not initialized; run stolonctl init');
+  });
+
+  it('status names the failover in progress and points at events', async () => {
+    const h = await withEvents(undefined, inProgressEvent());
+    expect(await runStatus(h.ctx)).toBe(ExitCode.ok);
+    expect(h.out.at(-1)).toContain('In progress: failover db1-cur from keeper keeper0 (stolonctl events shows its phases)');
+    expect(await runStatus(h.ctx, { format: 'json' })).toBe(ExitCode.ok);
+    expect((JSON.parse(h.out.at(-1)!) as { cluster: unknown }).cluster).toMatchObject({
+      failover_in_progress: { id: 'db1-cur', kind: 'failover', old_primary_keeper_uid: 'keeper0' },
+    });
   });
 });

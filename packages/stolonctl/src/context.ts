@@ -1,7 +1,8 @@
 /**
  * What every stolonctl subcommand shares: the in-process context (store, output sinks, stdin),
  * exit codes, the error-to-exit-code mapping, reading the stored clusterdata, and reading a JSON
- * document from an argument, a file or stdin. Subcommands stay a few dozen lines each because
+ * document from an argument, a file or stdin, and the read–change–compare-and-set loop every
+ * writing command goes through. Subcommands stay a few dozen lines each because
  * everything that is not their own decision lives here.
  */
 import { readFile } from 'node:fs/promises';
@@ -14,7 +15,9 @@ import {
   StoreUnavailableError,
   errorMessage,
   parseClusterData,
+  serializeClusterData,
   type ClusterData,
+  type Keeper,
 } from '@stolon-ts/cluster';
 import { BUG_SENTENCE, COMMON_FLAGS, pickFlags, storeFromConfig, type CommonConfig } from '@stolon-ts/common';
 import type { ClusterDataRecord, Store } from '@stolon-ts/store';
@@ -164,6 +167,91 @@ export async function loadClusterData(ctx: CommandContext): Promise<LoadedCluste
     );
   }
   return { cd: parseClusterData(record.text), record };
+}
+
+/** How many compare-and-set writes a command tries before giving up (Stolon: 3). */
+export const CAS_ATTEMPTS = 3;
+
+/**
+ * What the `change` step of {@link updateClusterData} decided for the clusterdata it was given:
+ * write `write` (by compare-and-set on the revision it was read at) and then return `result`, or,
+ * without `write`, write nothing and return `result` (already as asked, nothing to do).
+ */
+export interface ClusterDataChange<T> {
+  readonly write?: ClusterData;
+  readonly result: T;
+}
+
+/**
+ * The read–change–compare-and-set loop of every command that writes clusterdata: reads it,
+ * lets `change` decide on that exact document, and writes the result only if the revision has
+ * not moved; on a conflict it reads again and asks `change` again, so every check `change` makes
+ * (and every refusal it throws) holds for the document actually written.
+ * @param change decides from one freshly read document; `attempt` counts from 1. It may throw
+ *   (a `CommandError` refusal); it must not mutate `loaded.cd` and has no other side effects.
+ * @param opts.first an already-read document to use for the first attempt (read before asking
+ *   the operator to confirm, say), instead of reading again.
+ * @param opts.attempts @default {@link CAS_ATTEMPTS}
+ * @returns the `result` of the attempt that wrote (or decided not to write).
+ * @throws CommandError (exit 1) when every attempt lost to a concurrent writer; nothing was written.
+ * @throws whatever `change` or {@link loadClusterData} throws; nothing was written.
+ */
+export async function updateClusterData<T>(
+  ctx: CommandContext,
+  change: (loaded: LoadedClusterData, attempt: number) => ClusterDataChange<T>,
+  opts: { readonly first?: LoadedClusterData; readonly attempts?: number } = {},
+): Promise<T> {
+  const attempts = opts.attempts ?? CAS_ATTEMPTS;
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    const loaded = attempt === 1 && opts.first !== undefined ? opts.first : await loadClusterData(ctx);
+    const decided = change(loaded, attempt);
+    if (decided.write === undefined) {
+      return decided.result;
+    }
+    try {
+      await ctx.store.putClusterData(serializeClusterData(decided.write), loaded.record.revision);
+    } catch (err) {
+      if (err instanceof StoreConflictError) {
+        continue;
+      }
+      throw err;
+    }
+    return decided.result;
+  }
+  throw new CommandError(
+    `clusterdata changed under every one of ${attempts} attempts (other writers are active); ` +
+      'nothing was written, run the command again',
+    ExitCode.runtime,
+  );
+}
+
+/**
+ * The keeper `uid` of `cd`.
+ * @throws CommandError (exit 1) "keeper X is not in the cluster (known: a, b)" when there is none.
+ */
+export function requireKeeper(cd: ClusterData, uid: string): Keeper {
+  const keeper = cd.keepers[uid];
+  if (keeper === undefined) {
+    const known = Object.keys(cd.keepers).sort();
+    throw new CommandError(
+      `keeper ${uid} is not in the cluster (known: ${known.length === 0 ? 'none' : known.join(', ')})`,
+      ExitCode.runtime,
+      { field: 'keeper' },
+    );
+  }
+  return keeper;
+}
+
+/**
+ * Checks the KEEPER argument of `failkeeper`/`removekeeper` before the store is read.
+ * @throws CommandError (exit 2) when it is empty.
+ */
+export function checkKeeperArg(uid: string): void {
+  if (uid.trim() === '') {
+    throw new CommandError('KEEPER: empty keeper UID; give the UID shown by stolonctl status', ExitCode.usage, {
+      field: 'keeper',
+    });
+  }
 }
 
 /** Where a JSON document given to a command came from. */

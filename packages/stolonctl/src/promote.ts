@@ -3,28 +3,24 @@
  * primary outside the cluster) into a primary cluster by setting the spec's `role` to `master`.
  * The sentinel then promotes the DB that follows the external primary. There is no way back
  * (role cannot change from master to standby), so the operator must confirm, or pass `--yes`.
- * Written by compare-and-set, re-read and re-checked on a conflict, like `update`.
+ * Written by compare-and-set (`updateClusterData`), re-read and re-checked on a conflict, like `update`.
  * @see ../../../../shared/reference/stolon.md §7 (Stolon `cmd/stolonctl/cmd/promote.go`)
  */
-import {
-  serializeClusterData,
-  StoreConflictError,
-  validateSpecUpdate,
-  type ClusterData,
-} from '@stolon-ts/cluster';
+import { validateSpecUpdate, type ClusterData } from '@stolon-ts/cluster';
 import { redactConninfo } from './conninfo.js';
 import {
+  CAS_ATTEMPTS,
   CommandError,
   ExitCode,
   loadClusterData,
   runCommand,
+  updateClusterData,
   type CommandContext,
   type ExitCodeValue,
-  type LoadedClusterData,
 } from './context.js';
 
 /** How many compare-and-set writes `promote` tries before giving up (Stolon: 3). */
-export const PROMOTE_ATTEMPTS = 3;
+export const PROMOTE_ATTEMPTS = CAS_ATTEMPTS;
 
 /** Options of {@link runPromote}. */
 export interface PromoteOptions {
@@ -52,7 +48,7 @@ export function runPromote(ctx: CommandContext, opts: PromoteOptions = {}): Prom
       return ExitCode.ok;
     };
 
-    let loaded: LoadedClusterData = await loadClusterData(ctx);
+    const loaded = await loadClusterData(ctx);
     if (isPrimaryCluster(loaded.cd)) {
       return alreadyPrimary();
     }
@@ -76,36 +72,26 @@ export function runPromote(ctx: CommandContext, opts: PromoteOptions = {}): Prom
       }
     }
 
-    for (let attempt = 1; attempt <= PROMOTE_ATTEMPTS; attempt++) {
-      if (attempt > 1) {
-        loaded = await loadClusterData(ctx);
-        if (isPrimaryCluster(loaded.cd)) {
+    const promoted = await updateClusterData<ClusterData | null>(
+      ctx,
+      ({ cd }) => {
+        if (isPrimaryCluster(cd)) {
           // Someone else promoted it between our read and our write.
-          return alreadyPrimary();
+          return { result: null };
         }
-      }
-      const { cd, record } = loaded;
-      const spec = validateSpecUpdate(cd.cluster.spec, { ...cd.cluster.spec, role: 'master' });
-      const updated: ClusterData = { ...cd, cluster: { ...cd.cluster, spec } };
-      try {
-        await ctx.store.putClusterData(serializeClusterData(updated), record.revision);
-      } catch (err) {
-        if (err instanceof StoreConflictError) {
-          continue;
-        }
-        throw err;
-      }
-      const master = cd.dbs[cd.cluster.status.master];
-      ctx.out(
-        `cluster ${name} promoted: spec role is now master; the sentinel will promote ` +
-          (master === undefined ? 'its primary DB once one is chosen' : `keeper ${master.spec.keeperUID} (db ${master.uid})`),
-      );
-      return ExitCode.ok;
-    }
-    throw new CommandError(
-      `clusterdata changed under every one of ${PROMOTE_ATTEMPTS} attempts (other writers are active); ` +
-        'nothing was written, run the command again',
-      ExitCode.runtime,
+        const spec = validateSpecUpdate(cd.cluster.spec, { ...cd.cluster.spec, role: 'master' });
+        return { write: { ...cd, cluster: { ...cd.cluster, spec } }, result: cd };
+      },
+      { first: loaded, attempts: PROMOTE_ATTEMPTS },
     );
+    if (promoted === null) {
+      return alreadyPrimary();
+    }
+    const master = promoted.dbs[promoted.cluster.status.master];
+    ctx.out(
+      `cluster ${name} promoted: spec role is now master; the sentinel will promote ` +
+        (master === undefined ? 'its primary DB once one is chosen' : `keeper ${master.spec.keeperUID} (db ${master.uid})`),
+    );
+    return ExitCode.ok;
   });
 }

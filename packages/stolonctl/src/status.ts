@@ -3,7 +3,7 @@
  * live sentinels (and which one leads), live proxies, keepers with their DB's health,
  * generations, timeline, LSN, lag and pending restarts, WAL discarded on rejoin, the cluster
  * role, phase and master (and for a standby cluster what it follows, without its password), and
- * the replication tree. Building the report is a pure function over what was read
+ * the replication tree; when the cluster is paused, a loud first line says so. Building the report is a pure function over what was read
  * ({@link buildStatus}); rendering is separate.
  * @see ../../../../shared/reference/stolon.md §7 (Stolon `cmd/stolonctl/cmd/status.go`)
  */
@@ -14,6 +14,7 @@ import {
   type ClusterPhase,
   type DB,
   type DiscardedWal,
+  type FailoverEvent,
   type KeeperInfo,
   type ProxyInfo,
   type Role,
@@ -33,6 +34,10 @@ import {
 export const STATUS_FORMATS = ['table', 'json'] as const;
 /** One of {@link STATUS_FORMATS}. */
 export type StatusFormat = (typeof STATUS_FORMATS)[number];
+
+/** The first line of the table output of a paused cluster (`spec.paused`). */
+export const PAUSED_BANNER =
+  '!!! CLUSTER PAUSED: the sentinel takes no failover or standby action (stolonctl resume to re-enable) !!!';
 
 /** Options of {@link runStatus}. */
 export interface StatusOptions {
@@ -111,6 +116,10 @@ export interface StatusReport {
     /** For a standby cluster, the primary's conninfo with passwords removed; else null. */
     readonly following: string | null;
     readonly phase: ClusterPhase;
+    /** `spec.paused`: the sentinel observes but takes no failover or standby action. */
+    readonly paused: boolean;
+    /** The failover or switchover in progress (`status.failover`), or null. */
+    readonly failoverInProgress: { readonly id: string; readonly kind: string; readonly oldPrimaryKeeperUid: string } | null;
     /** True when a master DB is set (Stolon's "available"). */
     readonly available: boolean;
     readonly masterKeeperUid: string | null;
@@ -219,6 +228,7 @@ export function buildStatus(inp: StatusInputs): StatusReport {
   keepers.sort(byUid);
 
   const role = cd.cluster.spec.role ?? 'master';
+  const failover = cd.cluster.status.failover;
   const conninfo = cd.cluster.spec.standbyConfig?.standbySettings?.primaryConninfo;
   return {
     clusterName: inp.clusterName,
@@ -230,6 +240,16 @@ export function buildStatus(inp: StatusInputs): StatusReport {
       role,
       following: role === 'standby' && conninfo !== undefined ? redactConninfo(conninfo) : null,
       phase: cd.cluster.status.phase,
+      paused: cd.cluster.spec.paused === true,
+      failoverInProgress:
+        failover === undefined
+          ? null
+          : {
+              id: failover.id,
+              kind: failover.kind,
+              // Not checked by parseClusterData: a hand-edited event must not break status.
+              oldPrimaryKeeperUid: (failover.oldPrimary as FailoverEvent['oldPrimary'] | undefined)?.keeperUID ?? '(unknown)',
+            },
       available: masterDb !== undefined,
       masterKeeperUid: masterDb?.spec.keeperUID ?? null,
       masterDbUid: masterDb?.uid ?? null,
@@ -310,6 +330,10 @@ export function describeDiscardedWal(keeperUid: string, d: DiscardedWal): string
 /** Renders the report as Stolon's sections with borderless tables. */
 export function renderStatusTable(r: StatusReport): string {
   const parts: string[] = [];
+  if (r.cluster.paused) {
+    // First, before anything scrolls: an operator must not miss that automatic failover is off.
+    parts.push(PAUSED_BANNER, '');
+  }
   parts.push('=== Active sentinels ===', '');
   parts.push(
     r.sentinels.length === 0
@@ -365,6 +389,13 @@ export function renderStatusTable(r: StatusReport): string {
     parts.push(`Following: ${r.cluster.following}`);
   }
   parts.push(`Phase: ${r.cluster.phase}`);
+  if (r.cluster.paused) {
+    parts.push('Paused: true (stolonctl resume to re-enable the sentinel)');
+  }
+  const f = r.cluster.failoverInProgress;
+  if (f !== null) {
+    parts.push(`In progress: ${f.kind} ${f.id} from keeper ${f.oldPrimaryKeeperUid} (stolonctl events shows its phases)`);
+  }
   if (r.cluster.available) {
     parts.push(`Master Keeper: ${r.cluster.masterKeeperUid ?? ''}`);
   } else {
@@ -383,7 +414,8 @@ export function renderStatusTable(r: StatusReport): string {
  * The report as one JSON object, with Stolon's snake_case keys where Stolon has the field
  * (`sentinels`, `proxies`, `keepers[].listen_address`, `cluster.master_keeper_uid`, …) plus
  * our additions (`role`, `registered`, `db_uid`, `timeline`, `xLogPos`, `lsn`, `lagBytes`,
- * `pendingRestart`, `discardedWal`; cluster `role`, `following`, `phase`; `tree`).
+ * `pendingRestart`, `discardedWal`; cluster `role`, `following`, `phase`, `paused`,
+ * `failover_in_progress`; `tree`).
  */
 export function statusJson(r: StatusReport): unknown {
   const node = (n: TreeNode): unknown => ({
@@ -419,6 +451,15 @@ export function statusJson(r: StatusReport): unknown {
       role: r.cluster.role,
       following: r.cluster.following,
       phase: r.cluster.phase,
+      paused: r.cluster.paused,
+      failover_in_progress:
+        r.cluster.failoverInProgress === null
+          ? null
+          : {
+              id: r.cluster.failoverInProgress.id,
+              kind: r.cluster.failoverInProgress.kind,
+              old_primary_keeper_uid: r.cluster.failoverInProgress.oldPrimaryKeeperUid,
+            },
       available: r.cluster.available,
       master_keeper_uid: r.cluster.masterKeeperUid,
       master_db_uid: r.cluster.masterDbUid,

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseClusterData } from '@stolon-ts/cluster';
+import { newClusterData, parseClusterData, serializeClusterData, type ClusterData, type DB, type Role } from '@stolon-ts/cluster';
 import { runNode, startEtcd, type CommandResult, type EtcdHandle } from '@stolon-ts/harness';
 import { EtcdStore } from '@stolon-ts/store';
 
@@ -55,6 +55,64 @@ function storeOf(name: string): EtcdStore {
 
 async function storedText(name: string): Promise<string | null> {
   return (await storeOf(name).getClusterData())?.text ?? null;
+}
+
+const T = '2025-01-01T00:00:00.000Z';
+
+function fixtureDb(uid: string, keeperUID: string, role: Role, followers: string[]): DB {
+  return {
+    uid,
+    generation: 1,
+    changeTime: T,
+    spec: {
+      keeperUID,
+      requestTimeout: '2s',
+      maxStandbys: 20,
+      synchronousReplication: false,
+      usePgrewind: false,
+      additionalWalSenders: 5,
+      additionalReplicationSlots: null,
+      initMode: role === 'master' ? 'new' : 'resync',
+      pgParameters: {},
+      pgHBA: null,
+      role,
+      ...(role === 'standby' ? { followConfig: { type: 'internal' as const, dbuid: 'db0' } } : {}),
+      followers,
+      includePreviousConfig: false,
+      synchronousStandbys: [],
+      externalSynchronousStandbys: [],
+    },
+    status: {
+      healthy: true,
+      currentGeneration: 1,
+      listenAddress: '127.0.0.1',
+      port: role === 'master' ? '5432' : '5433',
+      systemdID: '1',
+      timelineID: 1,
+      xLogPos: 0x3000000,
+      timelinesHistory: [],
+      pgParameters: {},
+      synchronousStandbys: [],
+      olderWalFile: '',
+    },
+  };
+}
+
+/** keeper0 holds the primary db0; keeper1's db1 follows it. Both keepers unhealthy (stopped). */
+function twoKeeperCluster(): ClusterData {
+  const cd = newClusterData({ initMode: 'new' }, 'c0ffee00', T);
+  cd.cluster.status = { phase: 'normal', master: 'db0' };
+  for (const uid of ['keeper0', 'keeper1']) {
+    cd.keepers[uid] = { uid, generation: 1, changeTime: T, spec: {}, status: { healthy: false, lastHealthyTime: T, bootUUID: uid } };
+  }
+  cd.dbs = { db0: fixtureDb('db0', 'keeper0', 'master', ['db1']), db1: fixtureDb('db1', 'keeper1', 'standby', []) };
+  return cd;
+}
+
+/** Stores `cd` as cluster `name`'s clusterdata and returns the stored text. */
+async function seed(name: string, cd: ClusterData): Promise<string> {
+  await storeOf(name).overwriteClusterData(serializeClusterData(cd));
+  return (await storedText(name))!;
 }
 
 /** A fresh cluster name per test, so tests share the etcd but not data. */
@@ -176,6 +234,124 @@ describe('stolonctl bin against etcd', () => {
     expect(again.stdout).toMatch(/already a primary cluster/);
     for (const r of [refused, status, yes, again]) {
       expect(r.stdout + r.stderr).not.toContain('s3cret');
+    }
+  });
+
+  it('failkeeper: an unknown keeper exits 1 and changes nothing; a known one gets forceFail', async () => {
+    const name = clusterName();
+    const before = await seed(name, twoKeeperCluster());
+
+    const unknown = await ctl(name, ['failkeeper', 'keeper9']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toBe('stolonctl failkeeper: keeper keeper9 is not in the cluster (known: keeper0, keeper1)\n');
+    const missing = await ctl(name, ['failkeeper']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr.trim().split('\n')).toHaveLength(1);
+    expect(await storedText(name)).toBe(before);
+
+    const ok = await ctl(name, ['failkeeper', 'keeper0']);
+    expect(ok.stderr).toBe('');
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/keeper keeper0 marked failed: .*it holds the primary db db0, so the sentinel fails over/);
+    const after = parseClusterData((await storedText(name))!);
+    expect(after.keepers['keeper0']?.status.forceFail).toBe(true);
+    expect(after.keepers['keeper1']?.status.forceFail).toBeUndefined();
+  });
+
+  it('removekeeper: refuses the primary and (without -y, no terminal) a standby unchanged; removes with -y', async () => {
+    const name = clusterName();
+    const before = await seed(name, twoKeeperCluster());
+
+    const primary = await ctl(name, ['removekeeper', 'keeper0', '--yes']);
+    expect(primary.code).toBe(1);
+    expect(primary.stderr).toBe(
+      'stolonctl removekeeper: keeper keeper0 holds the primary db db0; fail it over first with `stolonctl failkeeper keeper0`\n',
+    );
+    const noYes = await ctl(name, ['removekeeper', 'keeper1'], { stdin: '' });
+    expect(noYes.code).toBe(1);
+    expect(noYes.stderr).toMatch(/^stolonctl removekeeper: removing keeper keeper1 deletes it and its db db1 from cluster itest\d+; .*re-run with --yes/);
+    expect(noYes.stderr.trim().split('\n')).toHaveLength(1);
+    expect(await storedText(name)).toBe(before);
+
+    const yes = await ctl(name, ['removekeeper', '-y', 'keeper1']);
+    expect(yes.stderr).toBe('');
+    expect(yes.code).toBe(0);
+    expect(yes.stdout).toBe(`keeper keeper1 and its db db1 removed from cluster ${name}\n`);
+    const after = parseClusterData((await storedText(name))!);
+    expect(Object.keys(after.keepers)).toEqual(['keeper0']);
+    expect(Object.keys(after.dbs)).toEqual(['db0']);
+  });
+
+  it('pause shows the banner first in status and paused in json; resume clears it', async () => {
+    const name = clusterName();
+    expect((await ctl(name, ['init', '{"initMode":"new","maxStandbys":4}'])).code).toBe(0);
+    const pause = await ctl(name, ['pause']);
+    expect(pause.code).toBe(0);
+    expect(pause.stdout).toMatch(/paused: the sentinel takes no failover or standby action until stolonctl resume/);
+    expect(parseClusterData((await storedText(name))!).cluster.spec).toEqual({ initMode: 'new', maxStandbys: 4, paused: true });
+
+    const status = await ctl(name, ['status']);
+    expect(status.code).toBe(0);
+    expect(status.stdout.split('\n')[0]).toBe(
+      '!!! CLUSTER PAUSED: the sentinel takes no failover or standby action (stolonctl resume to re-enable) !!!',
+    );
+    const json = await ctl(name, ['status', '--format', 'json']);
+    expect((JSON.parse(json.stdout) as { cluster: { paused: boolean } }).cluster.paused).toBe(true);
+    const failkeeper = await ctl(name, ['failkeeper', 'keeper0']);
+    expect(failkeeper.code).toBe(1);
+
+    const resume = await ctl(name, ['resume']);
+    expect(resume.code).toBe(0);
+    expect(parseClusterData((await storedText(name))!).cluster.spec).toEqual({ initMode: 'new', maxStandbys: 4 });
+    const after = await ctl(name, ['status']);
+    expect(after.stdout).not.toContain('PAUSED');
+    const again = await ctl(name, ['resume']);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/is not paused; nothing written/);
+  });
+
+  it('events: none recorded, then the trace with offsets in both formats; a bad --last exits 2', async () => {
+    const name = clusterName();
+    expect((await ctl(name, ['init'])).code).toBe(0);
+    const none = await ctl(name, ['events']);
+    expect(none.code).toBe(0);
+    expect(none.stdout).toBe('no failovers recorded\n');
+
+    const cd = twoKeeperCluster();
+    cd.failoverHistory = [
+      {
+        id: 'db9-done',
+        kind: 'failover',
+        cause: 'keeper keeper9 unhealthy for 6000 ms',
+        oldPrimary: { keeperUID: 'keeper9', dbUid: 'db9', xLogPos: 0x3001000 },
+        newPrimary: { keeperUID: 'keeper0', dbUid: 'db0', xLogPos: 0x3000f00 },
+        choice: 'keeper0: most advanced healthy standby',
+        phases: {
+          primaryLastSeen: '2025-01-01T00:00:04.790Z',
+          declaredFailed: '2025-01-01T00:00:10.000Z',
+          proxiesFenced: '2025-01-01T00:00:10.035Z',
+          candidateChosen: '2025-01-01T00:00:10.040Z',
+          promoted: '2025-01-01T00:00:10.480Z',
+          proxiesRouted: '2025-01-01T00:00:10.510Z',
+        },
+        result: 'completed',
+      },
+    ];
+    await seed(name, cd);
+    const table = await ctl(name, ['events']);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toContain(
+      'primary last seen -5210 ms, declared failed 0 ms, proxies fenced +35 ms, candidate chosen +40 ms, promoted +480 ms, proxies routed +510 ms',
+    );
+    expect(table.stdout).toMatch(/^write outage\s+5720 ms/m);
+    const json = await ctl(name, ['events', '--format', 'json', '--last', '1']);
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject([{ id: 'db9-done', inProgress: false, writeOutageMs: 5720, offsetsMs: { proxiesRouted: 510 } }]);
+
+    for (const bad of [['--last', 'abc'], ['--last', '0'], ['--format', 'yaml']]) {
+      const r = await ctl(name, ['events', ...bad]);
+      expect(r.code).toBe(2);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
     }
   });
 

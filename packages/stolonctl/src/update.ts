@@ -3,29 +3,24 @@
  * applies an RFC 7386 JSON merge patch to it. The new spec is checked with `validateSpecUpdate`
  * before any write, and written by compare-and-set on the revision read; on a conflict the
  * document is re-read and the patch re-applied to the fresh spec, so a concurrent change to
- * another field is kept.
+ * another field is kept. {@link patchSpec} is that path on its own, for `pause` and `resume`.
  * @see ../../../../shared/reference/stolon.md §7 (Stolon `cmd/stolonctl/cmd/update.go`)
  */
+import { mergePatch, validateSpecUpdate, type ClusterData, type ClusterSpec } from '@stolon-ts/cluster';
 import {
-  mergePatch,
-  serializeClusterData,
-  StoreConflictError,
-  validateSpecUpdate,
-  type ClusterData,
-} from '@stolon-ts/cluster';
-import {
+  CAS_ATTEMPTS,
   CommandError,
   ExitCode,
-  loadClusterData,
   parseJsonInput,
   readJsonInput,
   runCommand,
+  updateClusterData,
   type CommandContext,
   type ExitCodeValue,
 } from './context.js';
 
 /** How many compare-and-set writes `update` tries before giving up (Stolon: 3). */
-export const UPDATE_ATTEMPTS = 3;
+export const UPDATE_ATTEMPTS = CAS_ATTEMPTS;
 
 /** Options of {@link runUpdate}. */
 export interface UpdateOptions {
@@ -35,6 +30,47 @@ export interface UpdateOptions {
   readonly file?: string;
   /** `--patch`: treat the document as a JSON merge patch on the stored spec. @default false */
   readonly patch?: boolean;
+}
+
+/** What a spec write did. */
+export interface SpecWrite {
+  /** False when the resulting spec equals the stored one: nothing was written. */
+  readonly changed: boolean;
+  /** The spec as it was stored (in the attempt that decided). */
+  readonly prev: ClusterSpec;
+  /** The spec as it is stored now. */
+  readonly next: ClusterSpec;
+}
+
+/**
+ * Replaces the stored spec with `wanted(stored spec)`, checked by `validateSpecUpdate`, by
+ * compare-and-set with up to {@link UPDATE_ATTEMPTS} attempts; `wanted` is re-applied to the
+ * freshly read spec after every conflict. Nothing is written when the result equals the stored
+ * spec, or after any failure.
+ * @throws SpecValidationError when the resulting spec is invalid or not allowed as an update.
+ * @throws CommandError (exit 1) when not initialised or every attempt lost to another writer.
+ * @throws StoreUnavailableError, ClusterDataInvalidError as `loadClusterData` does.
+ */
+export function writeSpec(ctx: CommandContext, wanted: (prev: ClusterSpec) => unknown): Promise<SpecWrite> {
+  return updateClusterData<SpecWrite>(ctx, ({ cd }) => {
+    const prev = cd.cluster.spec;
+    const next = validateSpecUpdate(prev, wanted(prev));
+    if (JSON.stringify(next) === JSON.stringify(prev)) {
+      return { result: { changed: false, prev, next } };
+    }
+    const updated: ClusterData = { ...cd, cluster: { ...cd.cluster, spec: next } };
+    return { write: updated, result: { changed: true, prev, next } };
+  });
+}
+
+/**
+ * `update --patch` without the argument parsing: applies the RFC 7386 merge patch `patch` to the
+ * stored spec through {@link writeSpec}. A patch only ever touches its own fields, whatever
+ * another writer changed in between.
+ * @example patchSpec(ctx, { paused: true }) // what `stolonctl pause` does
+ */
+export function patchSpec(ctx: CommandContext, patch: Readonly<Record<string, unknown>>): Promise<SpecWrite> {
+  return writeSpec(ctx, (prev) => mergePatch(prev, patch));
 }
 
 /**
@@ -62,34 +98,9 @@ export function runUpdate(ctx: CommandContext, opts: UpdateOptions): Promise<Exi
         ExitCode.usage,
       );
     }
-
-    for (let attempt = 1; attempt <= UPDATE_ATTEMPTS; attempt++) {
-      const { cd, record } = await loadClusterData(ctx);
-      const prev = cd.cluster.spec;
-      // Re-applied to the freshly read spec on every attempt: a patch only ever touches its own
-      // fields, whatever another writer changed in between.
-      const wanted = opts.patch === true ? mergePatch(prev, doc) : doc;
-      const next = validateSpecUpdate(prev, wanted);
-      if (JSON.stringify(next) === JSON.stringify(prev)) {
-        ctx.out('spec unchanged; nothing written');
-        return ExitCode.ok;
-      }
-      const updated: ClusterData = { ...cd, cluster: { ...cd.cluster, spec: next } };
-      try {
-        await ctx.store.putClusterData(serializeClusterData(updated), record.revision);
-      } catch (err) {
-        if (err instanceof StoreConflictError) {
-          continue;
-        }
-        throw err;
-      }
-      ctx.out('spec updated');
-      return ExitCode.ok;
-    }
-    throw new CommandError(
-      `clusterdata changed under every one of ${UPDATE_ATTEMPTS} attempts (other writers are active); ` +
-        'nothing was written, run the command again',
-      ExitCode.runtime,
-    );
+    const written =
+      opts.patch === true ? await patchSpec(ctx, doc as Record<string, unknown>) : await writeSpec(ctx, () => doc);
+    ctx.out(written.changed ? 'spec updated' : 'spec unchanged; nothing written');
+    return ExitCode.ok;
   });
 }

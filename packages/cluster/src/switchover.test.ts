@@ -1,0 +1,111 @@
+/** Planned switchover, pass after pass through `decide`. */
+import { describe, expect, it } from 'vitest';
+import { aCluster, decideInput, dbOf, keeperInfo, proxyInfo, seqUids } from '../test/builders.js';
+import { decide, emptyMemory, type SentinelMemory } from './decide.js';
+import type { ClusterData, KeeperInfo, ProxyInfo } from './types.js';
+
+const LSN = 50_000_000;
+
+class Loop {
+  memory: SentinelMemory = emptyMemory();
+  now = 10_000;
+  private readonly newUid = seqUids('n');
+  constructor(public cd: ClusterData) {}
+  pass(observe: (cd: ClusterData) => { keepers: KeeperInfo[]; proxies: ProxyInfo[] }, advanceMs = 100) {
+    this.now += advanceMs;
+    const out = decide(decideInput(this.cd, { ...observe(this.cd), memory: this.memory, now: this.now, newUid: this.newUid }));
+    this.cd = out.next;
+    this.memory = out.memory;
+    return out;
+  }
+}
+
+function threeKeepers(): ClusterData {
+  const cd = aCluster({ spec: { initMode: 'new' } })
+    .initialized()
+    .withPrimary('k1', { xLogPos: LSN })
+    .withStandby('k2', { follows: 'k1', xLogPos: LSN })
+    .withStandby('k3', { follows: 'k1', xLogPos: LSN - 100 })
+    .routedTo('k1', ['p1'], 2)
+    .build();
+  return cd;
+}
+
+describe('planned switchover', () => {
+  it('fences, shuts the primary down cleanly, waits for the target to have its last WAL, promotes, and keeps the old primary as a standby without a clone', () => {
+    const cd = threeKeepers();
+    cd.cluster.status.switchoverRequest = { requestedAt: '2025-01-01T00:00:00.000Z' };
+    const loop = new Loop(cd);
+    const all = (c: ClusterData, o: { k1?: Parameters<typeof keeperInfo>[2]; k2?: Parameters<typeof keeperInfo>[2] } = {}) => [
+      keeperInfo('k1', c, { xLogPos: LSN, ...(o.k1 ?? {}) }),
+      keeperInfo('k2', c, { xLogPos: LSN, ...(o.k2 ?? {}) }),
+      keeperInfo('k3', c, { xLogPos: LSN - 100 }),
+    ];
+
+    // 1. Request accepted: k2 (most advanced) chosen, proxies fenced.
+    let out = loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', 2)] }));
+    expect(out.next.cluster.status.switchoverRequest).toBeUndefined();
+    expect(out.next.cluster.status.failover).toMatchObject({ kind: 'switchover', newPrimary: { keeperUID: 'k2' } });
+    expect(out.next.proxy).toMatchObject({ generation: 3, spec: { masterDbUid: '' } });
+
+    // 2. Proxy still behind: wait. Then acknowledged: the primary is told to shut down.
+    out = loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', 2)] }));
+    expect(out.reasons.join(' ')).toMatch(/waiting for proxies p1/);
+    out = loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', 3)] }));
+    expect(out.next.dbs[dbOf('k1')]?.spec.shutdownForSwitchover).toBe(true);
+    expect(out.next.cluster.status.master).toBe(dbOf('k1'));
+
+    // 3. k1 stopped at LSN+500 but k2 has received only LSN: wait, no failover of the "down" primary.
+    const k1Gen = out.next.dbs[dbOf('k1')]!.generation;
+    const stopped = { running: false, pgHealthy: false, xLogPos: LSN + 500, generation: k1Gen } as const;
+    out = loop.pass((c) => ({ keepers: all(c, { k1: stopped }), proxies: [proxyInfo('p1', 3)] }), 10_000);
+    expect(out.reasons.join(' ')).toMatch(/waiting for keeper k2 to receive the primary's final WAL/);
+    expect(out.next.cluster.status.master).toBe(dbOf('k1'));
+
+    // 4. k2 has received past the shutdown checkpoint: promoted; k1's DB follows it, same uid.
+    out = loop.pass((c) => ({ keepers: all(c, { k1: stopped, k2: { xLogPos: LSN + 600 } }), proxies: [proxyInfo('p1', 3)] }));
+    expect(out.next.cluster.status.master).toBe(dbOf('k2'));
+    expect(out.next.dbs[dbOf('k2')]?.spec).toMatchObject({ role: 'master', followConfig: null });
+    expect(out.next.dbs[dbOf('k1')]?.spec).toMatchObject({ role: 'standby', followConfig: { type: 'internal', dbuid: dbOf('k2') } });
+    expect(out.next.dbs[dbOf('k1')]?.spec.shutdownForSwitchover).toBeUndefined();
+
+    // 5. k2 applied the promotion: proxies routed to it, the event completed.
+    out = loop.pass((c) => ({ keepers: all(c, { k1: stopped, k2: { xLogPos: LSN + 700 } }), proxies: [proxyInfo('p1', 3)] }));
+    expect(out.next.proxy.spec.masterDbUid).toBe(dbOf('k2'));
+    expect(out.next.failoverHistory?.at(-1)).toMatchObject({ kind: 'switchover', result: 'completed', oldPrimary: { xLogPos: LSN + 500 } });
+    expect(Object.keys(out.next.dbs).sort()).toEqual([dbOf('k1'), dbOf('k2'), dbOf('k3')].sort());
+    expect(out.next.dbs[dbOf('k3')]?.spec.followConfig?.dbuid).toBe(dbOf('k2'));
+  });
+
+  it('goes to the requested keeper, and refuses one that cannot be promoted', () => {
+    const cd = threeKeepers();
+    cd.cluster.status.switchoverRequest = { requestedAt: 'now', targetKeeperUID: 'k3' };
+    const infos = (c: ClusterData) => [keeperInfo('k1', c, { xLogPos: LSN }), keeperInfo('k2', c, { xLogPos: LSN }), keeperInfo('k3', c, { xLogPos: LSN - 100 })];
+    let out = decide(decideInput(cd, { keepers: infos(cd), proxies: [proxyInfo('p1', 2)] }));
+    expect(out.next.cluster.status.failover?.newPrimary?.keeperUID).toBe('k3');
+
+    const lagging = threeKeepers();
+    lagging.cluster.status.switchoverRequest = { requestedAt: 'now', targetKeeperUID: 'k3' };
+    out = decide(
+      decideInput(lagging, {
+        keepers: [keeperInfo('k1', lagging, { xLogPos: LSN + 10_000_000 }), keeperInfo('k2', lagging, { xLogPos: LSN }), keeperInfo('k3', lagging, { xLogPos: LSN - 100 })],
+        proxies: [proxyInfo('p1', 2)],
+      }),
+    );
+    expect(out.reasons.join(' ')).toMatch(/switchover refused: keeper k3 cannot be promoted now: lags/);
+    expect(out.next.cluster.status.switchoverRequest).toBeUndefined();
+    expect(out.next.proxy.spec.masterDbUid).toBe(dbOf('k1'));
+  });
+
+  it('aborts when the target dies before the promotion, and the primary comes back', () => {
+    const cd = threeKeepers();
+    cd.cluster.status.switchoverRequest = { requestedAt: 'now', targetKeeperUID: 'k2' };
+    const loop = new Loop(cd);
+    loop.pass((c) => ({ keepers: [keeperInfo('k1', c, { xLogPos: LSN }), keeperInfo('k2', c, { xLogPos: LSN }), keeperInfo('k3', c, { xLogPos: LSN })], proxies: [proxyInfo('p1', 2)] }));
+    const out = loop.pass((c) => ({ keepers: [keeperInfo('k1', c, { xLogPos: LSN }), keeperInfo('k3', c, { xLogPos: LSN })], proxies: [proxyInfo('p1', 3)] }));
+    expect(out.reasons.join(' ')).toMatch(/switchover aborted: target db .* is gone or unhealthy/);
+    expect(out.next.failoverHistory?.at(-1)).toMatchObject({ kind: 'switchover', result: 'aborted' });
+    expect(out.next.cluster.status.master).toBe(dbOf('k1'));
+    expect(out.next.dbs[dbOf('k1')]?.spec.shutdownForSwitchover).toBeUndefined();
+  });
+});

@@ -1,0 +1,186 @@
+/**
+ * Planned switchover (Stolon has none; Patroni and CloudNativePG do), as a sequence of steps the
+ * leader sentinel takes one pass at a time, each only after the previous one converged
+ * (STYLE.md rule 5):
+ *   1. request accepted, target chosen → proxies fenced (new proxy generation);
+ *   2. every live proxy acknowledged → the primary is told to shut down cleanly
+ *      (`shutdownForSwitchover`): a clean shutdown makes PostgreSQL's walsenders send every WAL
+ *      record, up to the shutdown checkpoint, to the connected standbys before it exits;
+ *   3. the primary is down and the target has received past its final LSN → the target is
+ *      promoted, and the old primary's DB becomes its standby (same DB, no clone: its WAL ends
+ *      exactly where the new timeline starts);
+ *   4. the new primary converged → proxies routed to it (the normal path in decide).
+ * Nothing acknowledged is lost, even without synchronous replication.
+ * The trace is the same FailoverEvent as a failover's, `kind: 'switchover'`.
+ */
+import { compareFailoverCandidates, ineligibility, type Candidate } from './candidates.js';
+import { inheritSynchronousStandbys } from './sync.js';
+import type { ClusterData, DB, FailoverEvent, KeeperInfo, ResolvedSpec } from './types.js';
+
+/** What the switchover step needs from decide. */
+export interface SwitchoverContext {
+  readonly cd: ClusterData;
+  readonly spec: ResolvedSpec;
+  readonly master: DB;
+  readonly keeperInfos: Readonly<Record<string, KeeperInfo>>;
+  /** Live proxies still enforcing an older generation than clusterdata's. */
+  readonly proxiesBehind: () => string[];
+  readonly dbHealthy: (db: DB) => boolean;
+  readonly converged: (db: DB) => boolean;
+  readonly wallTime: string;
+  readonly reasons: string[];
+}
+
+/** Result: `handled` means decide must not take its normal steps this pass. */
+export type SwitchoverOutcome = 'none' | 'handled';
+
+function candidateOf(cd: ClusterData, db: DB): Candidate {
+  const k = cd.keepers[db.spec.keeperUID];
+  return { db, canBeMaster: k?.status.canBeMaster !== false, priority: k?.status.priority ?? 0 };
+}
+
+/** Standbys following the primary that could take over now, best first. */
+function eligible(ctx: SwitchoverContext): Candidate[] {
+  const { cd, master, spec } = ctx;
+  return Object.values(cd.dbs)
+    .filter((d) => d.uid !== master.uid && d.spec.followConfig?.type === 'internal' && d.spec.followConfig.dbuid === master.uid)
+    .map((d) => candidateOf(cd, d))
+    .filter((c) => ineligibility(c, master, { healthy: c.db.status.healthy && ctx.dbHealthy(c.db), maxStandbyLag: spec.maxStandbyLag }) === undefined)
+    .sort(compareFailoverCandidates);
+}
+
+function abort(ctx: SwitchoverContext, ev: FailoverEvent, why: string): SwitchoverOutcome {
+  const { cd, master } = ctx;
+  delete master.spec.shutdownForSwitchover;
+  ev.result = 'aborted';
+  ev.choice = `${ev.choice ?? ''}${ev.choice ? '; ' : ''}aborted: ${why}`;
+  ev.phases.proxiesRouted = ctx.wallTime;
+  cd.failoverHistory = [...(cd.failoverHistory ?? []), ev].slice(-20);
+  delete cd.cluster.status.failover;
+  ctx.reasons.push(`switchover aborted: ${why}; primary ${master.spec.keeperUID} (db ${master.uid}) stays primary`);
+  // The proxies are re-routed to the (restarted) primary by the normal path.
+  return 'none';
+}
+
+/**
+ * One switchover step. Call at the start of the normal phase while the primary is healthy (or
+ * while a switchover is in progress, whatever its health).
+ */
+export function switchoverStep(ctx: SwitchoverContext): SwitchoverOutcome {
+  const { cd, master, wallTime, reasons } = ctx;
+  const req = cd.cluster.status.switchoverRequest;
+  let ev = cd.cluster.status.failover;
+
+  if (ev === undefined && req !== undefined) {
+    delete cd.cluster.status.switchoverRequest;
+    const candidates = eligible(ctx);
+    let target: Candidate | undefined;
+    if (req.targetKeeperUID !== undefined) {
+      const db = Object.values(cd.dbs).find((d) => d.spec.keeperUID === req.targetKeeperUID);
+      if (db === undefined || db.uid === master.uid) {
+        reasons.push(`switchover refused: keeper ${req.targetKeeperUID} holds no standby db`);
+        return 'none';
+      }
+      const c = candidateOf(cd, db);
+      const why = ineligibility(c, master, { healthy: db.status.healthy && ctx.dbHealthy(db), maxStandbyLag: ctx.spec.maxStandbyLag });
+      if (why !== undefined) {
+        reasons.push(`switchover refused: keeper ${req.targetKeeperUID} cannot be promoted now: ${why}`);
+        return 'none';
+      }
+      target = c;
+    } else {
+      target = candidates[0];
+      if (target === undefined) {
+        reasons.push('switchover refused: no healthy, caught-up standby to promote');
+        return 'none';
+      }
+    }
+    ev = {
+      id: `${master.uid}-${Date.parse(wallTime).toString(36)}`,
+      kind: 'switchover',
+      cause: `requested with stolonctl switchover at ${req.requestedAt}`,
+      oldPrimary: { keeperUID: master.spec.keeperUID, dbUid: master.uid, xLogPos: master.status.xLogPos },
+      newPrimary: { keeperUID: target.db.spec.keeperUID, dbUid: target.db.uid, xLogPos: target.db.status.xLogPos },
+      choice:
+        req.targetKeeperUID !== undefined
+          ? `keeper ${req.targetKeeperUID} as requested`
+          : `most advanced eligible standby (LSN ${target.db.status.xLogPos}, priority ${target.priority ?? 0})`,
+      phases: { declaredFailed: wallTime, primaryLastSeen: wallTime, candidateChosen: wallTime },
+    };
+    cd.cluster.status.failover = ev;
+    cd.proxy.spec.masterDbUid = '';
+    cd.proxy.generation += 1;
+    cd.proxy.changeTime = wallTime;
+    reasons.push(
+      `switchover to keeper ${target.db.spec.keeperUID} (db ${target.db.uid}): fencing proxies with proxy generation ${cd.proxy.generation}`,
+    );
+    return 'handled';
+  }
+  if (ev?.kind !== 'switchover') {
+    return 'none';
+  }
+  if (ev.newPrimary === undefined) {
+    return abort(ctx, ev, 'no target recorded');
+  }
+  const targetUid = ev.newPrimary.dbUid;
+
+  if (cd.cluster.status.master === targetUid) {
+    // Promotion ordered; the normal path routes proxies once the target converged.
+    return 'none';
+  }
+  const target = cd.dbs[targetUid];
+  if (target === undefined || !(target.status.healthy && ctx.dbHealthy(target))) {
+    return abort(ctx, ev, `target db ${targetUid} is gone or unhealthy`);
+  }
+
+  // Step 1 → 2: wait for every live proxy to enforce the fence.
+  const behind = ctx.proxiesBehind();
+  if (behind.length > 0) {
+    reasons.push(`switchover: waiting for proxies ${behind.join(', ')} to acknowledge fence generation ${cd.proxy.generation}`);
+    return 'handled';
+  }
+  if (ev.phases.proxiesFenced === undefined) {
+    ev.phases.proxiesFenced = wallTime;
+  }
+  // Step 2: shut the primary down cleanly.
+  if (master.spec.shutdownForSwitchover !== true) {
+    master.spec.shutdownForSwitchover = true;
+    reasons.push(`switchover: proxies fenced; shutting down primary ${master.spec.keeperUID} (db ${master.uid}) cleanly`);
+    return 'handled';
+  }
+  const state = ctx.keeperInfos[master.spec.keeperUID]?.postgresState;
+  const stopped = state !== undefined && state.uid === master.uid && state.running === false && ctx.converged(master);
+  if (!stopped) {
+    reasons.push(`switchover: waiting for primary ${master.spec.keeperUID} to shut down`);
+    return 'handled';
+  }
+  // Step 3: the target must have received everything the primary wrote (its shutdown checkpoint).
+  const finalLsn = state.xLogPos;
+  if (!(target.status.xLogPos > finalLsn)) {
+    reasons.push(
+      `switchover: waiting for keeper ${target.spec.keeperUID} to receive the primary's final WAL (at ${target.status.xLogPos}, primary ended at ${finalLsn})`,
+    );
+    return 'handled';
+  }
+  ev.oldPrimary.xLogPos = finalLsn;
+  ev.newPrimary.xLogPos = target.status.xLogPos;
+  delete master.spec.shutdownForSwitchover;
+  // The old primary becomes a standby of the new one, same DB: no clone, no rewind.
+  master.spec.role = 'standby';
+  master.spec.followConfig = { type: 'internal', dbuid: target.uid };
+  master.spec.followers = [];
+  target.spec.role = 'master';
+  target.spec.followConfig = null;
+  // With synchronous replication the new primary waits for the old one (now its standby) at once,
+  // as after a failover; the old primary's own sync settings go.
+  reasons.push(...inheritSynchronousStandbys(target, master, ctx.spec));
+  master.spec.synchronousReplication = false;
+  master.spec.synchronousStandbys = [];
+  master.spec.externalSynchronousStandbys = [];
+  cd.cluster.status.master = target.uid;
+  reasons.push(
+    `switchover: primary stopped at LSN ${finalLsn}, keeper ${target.spec.keeperUID} received up to ${target.status.xLogPos}: promoting it; ` +
+      `keeper ${master.spec.keeperUID} will follow it`,
+  );
+  return 'handled';
+}
