@@ -77,10 +77,19 @@ describe('planned switchover', () => {
       expect(before).toBeGreaterThanOrEqual(0);
       const other = 1 - before;
       // The standby must be streaming before it can be a target.
-      await waitFor(async () => ((await query<{ n: string }>(direct(before), "select count(*) as n from pg_stat_replication where state = 'streaming'"))[0]?.n === '1' ? true : undefined), {
+      await waitFor(async () => ((await query<{ n: string }>(direct(before), "select count(*) as n from pg_stat_replication where state = 'streaming' and application_name like 'stolon\\_%'"))[0]?.n === '1' ? true : undefined), {
         timeoutMs: 30_000,
         what: 'the standby to stream',
       });
+      // …and the sentinel must have recorded it healthy and converged, or the switchover is refused.
+      await waitFor(
+        async () => {
+          const st = await cluster.stolonctl(['status', '--format', 'json']);
+          const keepers = (JSON.parse(st.stdout) as { keepers: { pg_healthy?: boolean; pg_wanted_generation?: number; pg_current_generation?: number }[] }).keepers;
+          return keepers.length === 2 && keepers.every((k) => k.pg_healthy === true && k.pg_wanted_generation === k.pg_current_generation) ? true : undefined;
+        },
+        { timeoutMs: 30_000, what: 'both keepers healthy and converged in stolonctl status' },
+      );
       const dbDirBefore = await query<{ id: string }>(direct(other), 'select system_identifier::text as id from pg_control_system()');
 
       const acked: { id: number; at: number }[] = [];

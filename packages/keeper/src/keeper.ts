@@ -490,7 +490,8 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
         // Slots: on the primary one per follower plus the additional ones. On an internal standby,
         // one per sibling standby, so they exist if this one is promoted; created without
         // reserving WAL (restart_lsn stays NULL until used), they pin nothing meanwhile.
-        if (action.role === 'master') {
+        if (action.role === 'master' || action.external !== undefined) {
+          // (A standby cluster's primary serves its own standbys too: they need their slots.)
           await pg.syncSlots([
             ...db.spec.followers.map((f) => `stolon_${f}`),
             ...(db.spec.additionalReplicationSlots ?? []).map((n) => `stolon_${n}`),

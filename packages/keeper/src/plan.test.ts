@@ -75,7 +75,7 @@ interface Case {
   extra?: (a: ReturnType<typeof planKeeperAction>) => void;
 }
 
-const primary = db('d1', 'k1', 'master', { followers: ['d2'] }, '5433');
+const primary = db('d1', 'k1', 'master', { followers: ['d2', 'd3'] }, '5433');
 const standby = db('d2', 'k2', 'standby', { followConfig: { type: 'internal', dbuid: 'd1' } });
 
 const cases: Case[] = [
@@ -137,6 +137,11 @@ const cases: Case[] = [
     cd: cluster([db('d1', 'k1', 'standby', { followConfig: { type: 'external', standbySettings: { primaryConninfo: 'host=10.0.0.1 password=s3cret' } } })]),
     keeper: 'k1', boot: 'b1', local: { uid: 'd1', generation: 2 }, obs: runningStandby, kind: 'converge', reason: /following the external primary/,
     extra: (a) => expect(a.kind === 'converge' && a.external?.standbySettings.primaryConninfo).toBe('host=10.0.0.1 password=s3cret'),
+  },
+  {
+    title: '20. resync before the primary applied the follower list (no slot yet): wait',
+    cd: cluster([db('d1', 'k1', 'master', { followers: [] }, '5433'), db('d3', 'k2', 'standby', { initMode: 'resync', followConfig: { type: 'internal', dbuid: 'd1' } })]),
+    keeper: 'k2', boot: 'b2', local: { uid: '', generation: 0 }, obs: empty, kind: 'wait', reason: /waiting for the primary to create replication slot stolon_d3/,
   },
   { title: '11. known db but data dir not initialized: wait', cd: cluster([primary]), keeper: 'k1', boot: 'b1', local: { uid: 'd1', generation: 2 }, obs: empty, kind: 'wait', reason: /not initialized/ },
 ];

@@ -157,6 +157,13 @@ export function planKeeperAction(
         if (typeof from === 'string') {
           return { kind: 'wait', reason: `cannot resync db ${db.uid} yet: ${from}` };
         }
+        // The primary's keeper creates our slot when it applies the generation that lists us as a
+        // follower; cloning before that races it ("replication slot does not exist").
+        const followed = cd.dbs[from.dbUid];
+        if (followed !== undefined && (followed.spec.role === 'master' || followed.spec.followConfig?.type === 'external') &&
+          (!followed.spec.followers.includes(db.uid) || followed.status.currentGeneration !== followed.generation)) {
+          return { kind: 'wait', reason: `cannot resync db ${db.uid} yet: waiting for the primary to create replication slot stolon_${db.uid}` };
+        }
         const sameSystem = obs.initialized && (obs.systemId ?? '') !== '' && obs.systemId === from.systemId;
         const tryRewind = db.spec.usePgrewind && sameSystem;
         return {

@@ -707,3 +707,14 @@ describe('scramSha256Verifier', () => {
     expect(createHash('sha256').update(clientKey).digest().equals(storedKey)).toBe(true);
   });
 });
+
+describe('recovery_init_sync_method default', () => {
+  const base = { listenAddress: '127.0.0.1', port: 5432, parameters: {}, maxStandbys: 20, additionalWalSenders: 5, synchronousStandbyNames: '', hba: [] };
+  it('is syncfs on PostgreSQL ≥ 14 unless the user sets it', () => {
+    expect(renderPostgresqlConf(base, null, 15)).toContain("recovery_init_sync_method = 'syncfs'");
+    const user = renderPostgresqlConf({ ...base, parameters: { recovery_init_sync_method: 'fsync' } }, null, 15);
+    expect(user).toContain("recovery_init_sync_method = 'fsync'");
+    expect(user).not.toContain("'syncfs'");
+    expect(renderPostgresqlConf(base, null, 13)).not.toContain('recovery_init_sync_method');
+  });
+});

@@ -323,6 +323,13 @@ export function renderPostgresqlConf(
     }
     lines.push(`${name} = ${quoteParameter(value)}`);
   }
+  if (pgVersionMajor >= 14 && !user.has('recovery_init_sync_method')) {
+    // Default, not managed: after a crash or a fresh clone PostgreSQL fsyncs every file before
+    // recovery; one syncfs() of the filesystem is much faster (0.2-0.45 s → 6 ms on a 1 GiB
+    // clone in bench:clone). A user value wins.
+    // @see https://www.postgresql.org/docs/15/runtime-config-error-handling.html
+    lines.push('', '# Default of stolon-ts (pgParameters may override)', "recovery_init_sync_method = 'syncfs'");
+  }
 
   lines.push('', '# Managed by stolon-ts');
   const managed: [string, string][] = [

@@ -636,7 +636,7 @@ export class PgManager implements PostgresManager {
 
   /**
    * `pg_basebackup -D <PGDATA>.basebackup -X stream -c fast --slot <slotName> --progress --verbose
-   * -h -p -U -w` with the password in a temporary PGPASSFILE and `PGAPPNAME` = `applicationName`;
+   * -h -p -U -w` with the password in a temporary PGPASSFILE and `PGAPPNAME` = `stolon-ts-clone-<applicationName>`;
    * on success replaces PGDATA by the backup (without the source's `last-good` files) and adds
    * an empty `standby.signal` (so it can never start as a primary); the keeper then writes the
    * standby configuration with {@link writeConfig}. On failure or abort the temporary directory
@@ -689,7 +689,9 @@ export class PgManager implements PostgresManager {
             '-w',
           ],
           {
-            env: { PGPASSFILE: pgpass, PGAPPNAME: standby.applicationName },
+            // Not the standby's own name: under synchronous replication the copy's WAL stream would
+            // otherwise count as the synchronous standby and acknowledge commits it never keeps.
+            env: { PGPASSFILE: pgpass, PGAPPNAME: `stolon-ts-clone-${standby.applicationName}` },
             signal: opts.signal,
             ...(progress === undefined ? {} : { onStderr: progress }),
           },
