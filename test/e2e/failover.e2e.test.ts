@@ -7,8 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import pg from 'pg';
-import { makeTempDir, removeDir, startLocalCluster, waitFor, type LocalCluster } from '@stolon-ts/harness';
+import { type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor } from '@stolon-ts/harness';
 
 interface StatusJson {
   cluster: { phase: string; masterKeeper?: string };
@@ -18,35 +17,6 @@ interface StatusJson {
 let dir = '';
 let cluster: LocalCluster;
 let failed = false;
-
-async function query<T extends pg.QueryResultRow>(config: pg.ClientConfig, sql: string, params: unknown[] = []): Promise<T[]> {
-  const c = new pg.Client(config);
-  try {
-    await c.connect();
-    return (await c.query<T>(sql, params)).rows;
-  } finally {
-    await c.end().catch(() => undefined);
-  }
-}
-
-function direct(k: { pgPort: number }): pg.ClientConfig {
-  return { host: '127.0.0.1', port: k.pgPort, user: 'postgres', password: cluster.suPassword, database: 'postgres', connectionTimeoutMillis: 3000 };
-}
-
-async function primaryKeeperIndex(): Promise<number> {
-  for (let i = 0; i < cluster.keepers.length; i++) {
-    const k = cluster.keepers[i]!;
-    try {
-      const rows = await query<{ r: boolean }>(direct(k), 'select pg_is_in_recovery() as r');
-      if (rows[0]?.r === false) {
-        return i;
-      }
-    } catch {
-      /* not running */
-    }
-  }
-  return -1;
-}
 
 beforeAll(async () => {
   dir = await makeTempDir('stolon-e2e-');
@@ -77,14 +47,14 @@ describe('local HA cluster on real etcd and PostgreSQL', () => {
       for (let i = 1; i <= 50; i++) {
         await query(proxy, 'insert into t values ($1, $2)', [i, `row ${i}`]);
       }
-      const primary = await primaryKeeperIndex();
+      const primary = await cluster.primaryIndex();
       expect(primary).toBeGreaterThanOrEqual(0);
       const standby = 1 - primary;
 
       // Everything the standby has received before the kill must survive the failover.
       const received = await waitFor(
         async () => {
-          const rows = await query<{ n: string }>(direct(cluster.keepers[standby]!), 'select count(*) as n from t');
+          const rows = await query<{ n: string }>(cluster.directClientConfig(standby), 'select count(*) as n from t');
           return Number(rows[0]?.n) === 50 ? 50 : undefined;
         },
         { timeoutMs: 30_000, what: 'the standby to replay all 50 rows' },
@@ -112,7 +82,7 @@ describe('local HA cluster on real etcd and PostgreSQL', () => {
       );
       const outageMs = Date.now() - killedAt;
       process.stdout.write(`write outage after kill -9 of the primary node: ${outageMs} ms\n`);
-      const onStandby = await query<{ r: boolean }>(direct(cluster.keepers[standby]!), 'select pg_is_in_recovery() as r');
+      const onStandby = await query<{ r: boolean }>(cluster.directClientConfig(standby), 'select pg_is_in_recovery() as r');
       expect(onStandby[0]?.r).toBe(false);
       const count = await query<{ n: string }>(proxy, 'select count(*) as n from t where id <= 50');
       expect(Number(count[0]?.n)).toBe(received);
@@ -124,7 +94,7 @@ describe('local HA cluster on real etcd and PostgreSQL', () => {
         async () => {
           try {
             const rows = await query<{ r: boolean; n: string }>(
-              direct(cluster.keepers[primary]!),
+              cluster.directClientConfig(primary),
               'select pg_is_in_recovery() as r, (select count(*) from t) as n',
             );
             return rows[0]?.r === true && Number(rows[0]?.n) === 52 ? true : undefined;

@@ -10,7 +10,7 @@ import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { makeTempDir, removeDir, startEtcd, startLocalCluster, waitFor, type EtcdHandle, type LocalCluster } from '@stolon-ts/harness';
+import { type EtcdHandle, type LocalCluster, makeTempDir, query, removeDir, startEtcd, startLocalCluster, waitFor } from '@stolon-ts/harness';
 
 interface KeeperStatus {
   uid: string;
@@ -30,18 +30,8 @@ let etcd: EtcdHandle;
 const clusters: LocalCluster[] = [];
 let failed = false;
 
-async function query<T extends pg.QueryResultRow>(config: pg.ClientConfig, sql: string, params: unknown[] = []): Promise<T[]> {
-  const c = new pg.Client(config);
-  try {
-    await c.connect();
-    return (await c.query<T>(sql, params)).rows;
-  } finally {
-    await c.end().catch(() => undefined);
-  }
-}
-
 function direct(c: LocalCluster, i: number): pg.ClientConfig {
-  return { host: '127.0.0.1', port: c.keepers[i]!.pgPort, user: 'postgres', password: c.suPassword, database: 'postgres', connectionTimeoutMillis: 3000 };
+  return c.directClientConfig(i);
 }
 
 async function primaryIndex(c: LocalCluster): Promise<number> {

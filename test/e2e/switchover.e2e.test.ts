@@ -5,37 +5,18 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { makeTempDir, removeDir, startLocalCluster, waitFor, type LocalCluster } from '@stolon-ts/harness';
+import { type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor } from '@stolon-ts/harness';
 
 let dir = '';
 let cluster: LocalCluster;
 let failed = false;
 
-async function query<T extends pg.QueryResultRow>(config: pg.ClientConfig, sql: string, params: unknown[] = []): Promise<T[]> {
-  const c = new pg.Client(config);
-  try {
-    await c.connect();
-    return (await c.query<T>(sql, params)).rows;
-  } finally {
-    await c.end().catch(() => undefined);
-  }
-}
-
 function direct(i: number): pg.ClientConfig {
-  return { host: '127.0.0.1', port: cluster.keepers[i]!.pgPort, user: 'postgres', password: cluster.suPassword, database: 'postgres', connectionTimeoutMillis: 2000 };
+  return cluster.directClientConfig(i);
 }
 
-async function primaryIndex(): Promise<number> {
-  for (let i = 0; i < cluster.keepers.length; i++) {
-    try {
-      if ((await query<{ r: boolean }>(direct(i), 'select pg_is_in_recovery() as r'))[0]?.r === false) {
-        return i;
-      }
-    } catch {
-      /* down */
-    }
-  }
-  return -1;
+function primaryIndex(): Promise<number> {
+  return cluster.primaryIndex();
 }
 
 /** Writes rows one at a time (new connection each, as an application reconnecting would). */

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { parseClusterData, type ClusterData } from '@stolon-ts/cluster';
-import { makeTempDir, removeDir, startLocalCluster, waitFor, type LocalCluster } from '@stolon-ts/harness';
+import { type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor } from '@stolon-ts/harness';
 import { createStore, type Store } from '@stolon-ts/store';
 
 const SPEC = { initMode: 'new', synchronousReplication: true, minSynchronousStandbys: 1, maxSynchronousStandbys: 1 };
@@ -20,26 +20,8 @@ let cluster: LocalCluster;
 let store: Store;
 let failed = false;
 
-async function query<T extends pg.QueryResultRow>(config: pg.ClientConfig, sql: string, params: unknown[] = []): Promise<T[]> {
-  const c = new pg.Client(config);
-  try {
-    await c.connect();
-    return (await c.query<T>(sql, params)).rows;
-  } finally {
-    await c.end().catch(() => undefined);
-  }
-}
-
 function direct(i: number): pg.ClientConfig {
-  return {
-    host: '127.0.0.1',
-    port: cluster.keepers[i]!.pgPort,
-    user: 'postgres',
-    password: cluster.suPassword,
-    database: 'postgres',
-    connectionTimeoutMillis: 3000,
-    query_timeout: 5000,
-  };
+  return cluster.directClientConfig(i);
 }
 
 /** The proxy, with a client-side limit so a blocked commit cannot hang a helper. */

@@ -14,6 +14,7 @@ import pg from 'pg';
 import { startEtcd, type EtcdHandle } from './etcd.js';
 import { freePort } from './ports.js';
 import { startProcess, type ProcessHandle } from './process.js';
+import { query } from './sql.js';
 import { waitFor } from './wait.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -86,6 +87,10 @@ export interface LocalCluster {
   stolonctl(args: readonly string[], stdin?: string): Promise<CommandResult>;
   /** A `pg` client config through the proxy at index `i`. */
   proxyClientConfig(i?: number): pg.ClientConfig;
+  /** A `pg` client config straight to keeper `i`'s PostgreSQL, as superuser. */
+  directClientConfig(i: number): pg.ClientConfig;
+  /** Index of the keeper whose PostgreSQL is a primary now (not in recovery), or -1. */
+  primaryIndex(): Promise<number>;
   /** Starts (again) keeper `i` with the same uid, port and data dir. */
   startKeeper(i: number): Promise<void>;
   /** SIGKILLs keeper `i` and its postmaster (the whole "node" dies). */
@@ -243,6 +248,14 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       database: 'postgres',
       connectionTimeoutMillis: 3000,
     });
+    const directClientConfig = (i: number): pg.ClientConfig => ({
+      host: '127.0.0.1',
+      port: keepers[i]?.pgPort ?? 0,
+      user: 'postgres',
+      password: suPassword,
+      database: 'postgres',
+      connectionTimeoutMillis: 3000,
+    });
     const expect = opts.expect ?? 'writable';
     if (expect !== 'none') {
       await waitFor(
@@ -271,6 +284,19 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       storeFlags,
       stolonctl,
       proxyClientConfig,
+      directClientConfig,
+      primaryIndex: async () => {
+        for (let i = 0; i < keepers.length; i++) {
+          try {
+            if ((await query<{ r: boolean }>(directClientConfig(i), 'select pg_is_in_recovery() as r'))[0]?.r === false) {
+              return i;
+            }
+          } catch {
+            /* down or restarting */
+          }
+        }
+        return -1;
+      },
       startKeeper,
       killKeeperNode: async (i) => {
         const k = keepers[i];

@@ -16,3 +16,4 @@ export {
   type LocalCluster,
   type LocalClusterOptions,
 } from './cluster.js';
+export { query } from './sql.js';
