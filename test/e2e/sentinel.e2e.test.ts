@@ -1,0 +1,121 @@
+/**
+ * Sentinel scenarios on real etcd and PostgreSQL (issue 4, Stolon ha_test): failkeeper moves the
+ * primary, removekeeper drops a stopped standby, and a failover still happens when the leader
+ * sentinel dies together with the primary node (the other sentinel takes the lease).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor } from '@stolon-ts/harness';
+
+interface StatusJson {
+  sentinels: { uid: string; leader: boolean }[];
+  keepers: { uid: string; healthy: boolean; role?: string }[];
+}
+
+let dir = '';
+let cluster: LocalCluster;
+let failed = false;
+
+async function status(): Promise<StatusJson> {
+  const r = await cluster.stolonctl(['status', '--format', 'json']);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as StatusJson;
+}
+
+async function writable(what: string): Promise<void> {
+  await waitFor(
+    async () => {
+      try {
+        await query({ ...cluster.proxyClientConfig(0), connectionTimeoutMillis: 1000 }, 'insert into t values (default)');
+        return true;
+      } catch {
+        return undefined;
+      }
+    },
+    { timeoutMs: 60_000, what, intervalMs: 200 },
+  );
+}
+
+async function newPrimary(not: number): Promise<number> {
+  return waitFor(async () => {
+    const p = await cluster.primaryIndex();
+    return p >= 0 && p !== not ? p : undefined;
+  }, { timeoutMs: 60_000, what: `a primary other than keeper${not}` });
+}
+
+function guard(fn: () => Promise<void>): () => Promise<void> {
+  return async () => {
+    try {
+      await fn();
+    } catch (err) {
+      failed = true;
+      throw err;
+    }
+  };
+}
+
+beforeAll(async () => {
+  dir = await makeTempDir('stolon-sentinel-e2e-');
+  cluster = await startLocalCluster({ dir, keepers: 3, sentinels: 2, clusterName: 'sent', logLevel: 'debug' });
+  await query(cluster.proxyClientConfig(0), 'create table t (id serial primary key)');
+}, 180_000);
+
+afterAll(async () => {
+  if (failed) {
+    process.stdout.write(`--- logs (tail) ---\n${cluster?.logs().split('\n').slice(-200).join('\n')}\nkept in ${dir}\n`);
+  }
+  await cluster?.stop();
+  if (!failed && dir !== '') {
+    await removeDir(dir);
+  }
+}, 120_000);
+
+describe('sentinel', () => {
+  it('failkeeper fails the primary over to a standby, and the trace names the cause', guard(async () => {
+    const p = await cluster.primaryIndex();
+    expect(p).toBeGreaterThanOrEqual(0);
+    const r = await cluster.stolonctl(['failkeeper', cluster.keepers[p]!.uid]);
+    expect(r.code, r.stderr).toBe(0);
+    await newPrimary(p);
+    await writable('a write after failkeeper');
+    const ev = await cluster.stolonctl(['events', '--format', 'json']);
+    expect(ev.stdout).toMatch(/failkeeper/);
+    expect(ev.stdout).toContain('"completed"');
+  }));
+
+  it('keeps failing over when the leader sentinel dies together with the primary node', guard(async () => {
+    // Everything healthy again first (the failed keeper rejoined as a standby).
+    await waitFor(async () => ((await status()).keepers.filter((k) => k.healthy).length === 3 ? true : undefined), {
+      timeoutMs: 90_000,
+      what: 'three healthy keepers',
+    });
+    const st = await status();
+    const leaderUid = st.sentinels.find((s) => s.leader)?.uid;
+    expect(leaderUid).toBeDefined();
+    const leader = cluster.sentinels.find((s) => s.logs().includes(`"uid":"${leaderUid}"`));
+    expect(leader).toBeDefined();
+    const p = await cluster.primaryIndex();
+    await Promise.all([leader!.kill(), cluster.killKeeperNode(p)]);
+    await newPrimary(p);
+    await writable('a write after losing the leader sentinel and the primary');
+    const after = await status();
+    expect(after.sentinels.find((s) => s.leader)?.uid).not.toBe(leaderUid);
+  }));
+
+  it('removekeeper drops a stopped standby from the cluster, and refuses the primary', guard(async () => {
+    const p = await cluster.primaryIndex();
+    const refused = await cluster.stolonctl(['removekeeper', '--yes', cluster.keepers[p]!.uid]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/holds the primary/);
+    // A standby that is up: stop it, then remove it.
+    const s = await waitFor(async () => {
+      const st = await status();
+      const k = st.keepers.find((x) => x.healthy && x.role === 'standby');
+      return k === undefined ? undefined : cluster.keepers.findIndex((x) => x.uid === k.uid);
+    }, { timeoutMs: 60_000, what: 'a healthy standby' });
+    await cluster.keepers[s]!.process.stop();
+    const r = await cluster.stolonctl(['removekeeper', '--yes', cluster.keepers[s]!.uid]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await status()).keepers.map((k) => k.uid)).not.toContain(cluster.keepers[s]!.uid);
+    await writable('a write after removekeeper');
+  }));
+});
