@@ -8,7 +8,7 @@ import { type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, wa
 
 interface StatusJson {
   sentinels: { uid: string; leader: boolean }[];
-  keepers: { uid: string; healthy: boolean; role?: string }[];
+  keepers: { uid: string; healthy: boolean; role?: string; pg_healthy?: boolean; pg_wanted_generation?: number; pg_current_generation?: number }[];
 }
 
 let dir = '';
@@ -42,6 +42,17 @@ async function newPrimary(not: number): Promise<number> {
   }, { timeoutMs: 60_000, what: `a primary other than keeper${not}` });
 }
 
+/** Every keeper healthy, its PostgreSQL healthy and converged, as the sentinel sees it. */
+async function settled(n: number): Promise<void> {
+  await waitFor(
+    async () => {
+      const ks = (await status()).keepers;
+      return ks.length === n && ks.every((k) => k.healthy && k.pg_healthy === true && k.pg_wanted_generation === k.pg_current_generation) ? true : undefined;
+    },
+    { timeoutMs: 90_000, what: `${n} healthy, converged keepers` },
+  );
+}
+
 function guard(fn: () => Promise<void>): () => Promise<void> {
   return async () => {
     try {
@@ -57,6 +68,7 @@ beforeAll(async () => {
   dir = await makeTempDir('stolon-sentinel-e2e-');
   cluster = await startLocalCluster({ dir, keepers: 3, sentinels: 2, clusterName: 'sent', logLevel: 'debug' });
   await query(cluster.proxyClientConfig(0), 'create table t (id serial primary key)');
+  await settled(3);
 }, 180_000);
 
 afterAll(async () => {
@@ -84,10 +96,7 @@ describe('sentinel', () => {
 
   it('keeps failing over when the leader sentinel dies together with the primary node', guard(async () => {
     // Everything healthy again first (the failed keeper rejoined as a standby).
-    await waitFor(async () => ((await status()).keepers.filter((k) => k.healthy).length === 3 ? true : undefined), {
-      timeoutMs: 90_000,
-      what: 'three healthy keepers',
-    });
+    await settled(3);
     const st = await status();
     const leaderUid = st.sentinels.find((s) => s.leader)?.uid;
     expect(leaderUid).toBeDefined();
