@@ -591,6 +591,21 @@ export class PgManager implements PostgresManager {
    *   (transient) when pg_ctl fails or recovery does not end in time.
    * @see https://www.postgresql.org/docs/current/app-pg-ctl.html
    */
+  /** Undefined once the instance answers and is out of recovery; otherwise why not (for messages). */
+  async #stillInRecovery(): Promise<string | undefined> {
+    try {
+      const client = await this.#connect();
+      try {
+        const r = await client.query<{ in_recovery: boolean }>('select pg_is_in_recovery() as in_recovery');
+        return r.rows[0]?.in_recovery === false ? undefined : 'still in recovery';
+      } finally {
+        await endQuietly(client);
+      }
+    } catch (err) {
+      return errorMessage(err);
+    }
+  }
+
   async promote(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     if (!(await this.isRunning())) {
@@ -610,21 +625,12 @@ export class PgManager implements PostgresManager {
     }
     let last = 'no answer yet';
     for (;;) {
-      try {
-        const client = await this.#connect();
-        try {
-          const r = await client.query<{ in_recovery: boolean }>('select pg_is_in_recovery() as in_recovery');
-          if (r.rows[0]?.in_recovery === false) {
-            this.#log.info({ pgData: this.pgData }, 'postgres promoted');
-            return;
-          }
-          last = 'still in recovery';
-        } finally {
-          await endQuietly(client);
-        }
-      } catch (err) {
-        last = errorMessage(err);
+      const notYet = await this.#stillInRecovery();
+      if (notYet === undefined) {
+        this.#log.info({ pgData: this.pgData }, 'postgres promoted');
+        return;
       }
+      last = notYet;
       if (Date.now() >= deadline) {
         throw new StolonError('PG_COMMAND_FAILED', `promotion not finished after ${timeoutMs} ms: ${last}`, {
           transient: true,
@@ -929,21 +935,12 @@ export class PgManager implements PostgresManager {
       if (await exists(join(this.pgData, 'recovery.signal'))) {
         last = 'recovery.signal still present';
       } else {
-        try {
-          const client = await this.#connect();
-          try {
-            const r = await client.query<{ in_recovery: boolean }>('select pg_is_in_recovery() as in_recovery');
-            if (r.rows[0]?.in_recovery === false) {
-              this.#log.info({ pgData: this.pgData }, 'archive recovery finished');
-              return;
-            }
-            last = 'still in recovery';
-          } finally {
-            await endQuietly(client);
-          }
-        } catch (err) {
-          last = errorMessage(err);
+        const notYet = await this.#stillInRecovery();
+        if (notYet === undefined) {
+          this.#log.info({ pgData: this.pgData }, 'archive recovery finished');
+          return;
         }
+        last = notYet;
       }
       if (performance.now() >= deadline) {
         throw new StolonError('PG_COMMAND_FAILED', `archive recovery not finished after ${timeoutMs} ms: ${last}`, {
