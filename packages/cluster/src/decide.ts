@@ -232,6 +232,19 @@ function describeSteadyState(
   return `${head}: primary ${master.spec.keeperUID} (db ${master.uid}) ${state}, ${healthy}/${standbys.length} standbys healthy`;
 }
 
+/** Copies the flags a keeper publishes (`--can-be-master`, `--can-be-synchronous-replica`, `--priority`). */
+function copyKeeperFlags(status: Keeper['status'], info: KeeperInfo): void {
+  if (info.canBeMaster !== undefined) {
+    status.canBeMaster = info.canBeMaster;
+  }
+  if (info.canBeSynchronousReplica !== undefined) {
+    status.canBeSynchronousReplica = info.canBeSynchronousReplica;
+  }
+  if (info.priority !== undefined) {
+    status.priority = info.priority;
+  }
+}
+
 /** Adds newly seen keepers and recomputes every keeper's health from live infos. */
 function updateKeepers(
   cd: ClusterData,
@@ -253,15 +266,7 @@ function updateKeepers(
           postgresBinaryVersion: info.postgresBinaryVersion,
         },
       };
-      if (info.canBeMaster !== undefined) {
-        k.status.canBeMaster = info.canBeMaster;
-      }
-      if (info.canBeSynchronousReplica !== undefined) {
-        k.status.canBeSynchronousReplica = info.canBeSynchronousReplica;
-      }
-      if (info.priority !== undefined) {
-        k.status.priority = info.priority;
-      }
+      copyKeeperFlags(k.status, info);
       cd.keepers[uid] = k;
       reasons.push(`new keeper ${uid} registered`);
     }
@@ -277,15 +282,7 @@ function updateKeepers(
     if (info !== undefined) {
       keeper.status.bootUUID = info.bootUUID;
       keeper.status.postgresBinaryVersion = info.postgresBinaryVersion;
-      if (info.canBeMaster !== undefined) {
-        keeper.status.canBeMaster = info.canBeMaster;
-      }
-      if (info.canBeSynchronousReplica !== undefined) {
-        keeper.status.canBeSynchronousReplica = info.canBeSynchronousReplica;
-      }
-      if (info.priority !== undefined) {
-        keeper.status.priority = info.priority;
-      }
+      copyKeeperFlags(keeper.status, info);
     }
     const wasHealthy = keeper.status.healthy;
     keeper.status.healthy = healthy;

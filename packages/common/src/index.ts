@@ -16,3 +16,4 @@ export { monoMs, newBootUuid, newUid, nowIso } from './ids.js';
 export { storeFromConfig } from './store-config.js';
 export { exitOnConfigError, runDaemon, type DaemonHandle } from './run.js';
 export { startSerialLoop, type SerialLoop, type SerialLoopOptions } from './loop.js';
+export { UNPARSEABLE_CONNINFO, redactConninfo } from './conninfo.js';

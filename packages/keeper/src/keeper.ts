@@ -10,7 +10,7 @@
  */
 import { chown, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BUG_SENTENCE, newUid, nowIso, startSerialLoop, type Logger, type SerialLoop } from '@stolon-ts/common';
+import { BUG_SENTENCE, newUid, nowIso, redactConninfo, startSerialLoop, type Logger, type SerialLoop } from '@stolon-ts/common';
 import {
   ClusterDataInvalidError,
   DEFAULT_SPEC,
@@ -120,11 +120,6 @@ async function writeDbState(dataDir: string, s: PersistedState, owner: KeeperCon
     await chown(tmp, owner.uid, owner.gid);
   }
   await rename(tmp, join(dataDir, 'dbstate'));
-}
-
-/** Pairs of `key=value` from the external primary conninfo, for messages (password removed). */
-function redactConninfo(conninfo: string): string {
-  return conninfo.replace(/password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)/gi, 'password=[redacted]');
 }
 
 /**

@@ -19,7 +19,6 @@ export {
   type LoadedClusterData,
   type StoreSetup,
 } from './context.js';
-export { UNPARSEABLE_CONNINFO, redactConninfo } from './conninfo.js';
 export {
   EVENTS_FORMATS,
   PHASES,

@@ -7,7 +7,7 @@
  * @see ../../../../shared/reference/stolon.md §7 (Stolon `cmd/stolonctl/cmd/promote.go`)
  */
 import { validateSpecUpdate, type ClusterData } from '@stolon-ts/cluster';
-import { redactConninfo } from './conninfo.js';
+import { redactConninfo } from '@stolon-ts/common';
 import {
   CAS_ATTEMPTS,
   CommandError,

@@ -20,7 +20,7 @@ import {
   type Role,
   type SentinelInfo,
 } from '@stolon-ts/cluster';
-import { redactConninfo } from './conninfo.js';
+import { redactConninfo } from '@stolon-ts/common';
 import {
   CommandError,
   ExitCode,

@@ -18,6 +18,7 @@ import {
   type CommandContext,
   type ExitCodeValue,
 } from './context.js';
+import { describePhases, viewEvent } from './events.js';
 
 /** Options of {@link runSwitchover}. */
 export interface SwitchoverOptions {
@@ -87,11 +88,9 @@ function precheck(cd: ClusterData, to: string | undefined): void {
 }
 
 function describe(ev: FailoverEvent): string {
-  const t0 = Date.parse(ev.phases.declaredFailed);
-  const at = (s: string | undefined) => (s === undefined ? '-' : `+${Date.parse(s) - t0} ms`);
   return [
     `switchover ${ev.result ?? 'in progress'}: ${ev.oldPrimary.keeperUID} → ${ev.newPrimary?.keeperUID ?? '?'} (${ev.choice ?? ''})`,
-    `  proxies fenced ${at(ev.phases.proxiesFenced)}, promoted ${at(ev.phases.promoted)}, proxies routed ${at(ev.phases.proxiesRouted)}`,
+    `  ${describePhases(viewEvent(ev, ev.result === undefined))}`,
   ].join('\n');
 }
 

@@ -1,4 +1,4 @@
-/** Unit tier: what stolonctl prints of a conninfo never contains a password. */
+/** Unit tier: what the programs print or log of a conninfo never contains a password. */
 import { describe, expect, it } from 'vitest';
 import { UNPARSEABLE_CONNINFO, redactConninfo } from './conninfo.js';
 

@@ -1,7 +1,7 @@
 /**
- * Conninfo strings as stolonctl may print them: a standby cluster's `primaryConninfo` often
- * carries `password=…`, and status output ends up in terminals, tickets and CI logs, so secrets
- * are removed before anything is shown.
+ * Conninfo strings as programs may print or log them: a standby cluster's `primaryConninfo` often
+ * carries `password=…`, and status output and logs end up in terminals, tickets and CI logs, so
+ * secrets are removed before anything is shown (stolonctl status/promote, keeper log sentences).
  * @see https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNSTRING
  */
 
