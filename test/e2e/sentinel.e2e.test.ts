@@ -1,7 +1,8 @@
 /**
  * Sentinel scenarios on real etcd and PostgreSQL (issue 4, Stolon ha_test): failkeeper moves the
- * primary, removekeeper drops a stopped standby, and a failover still happens when the leader
- * sentinel dies together with the primary node (the other sentinel takes the lease).
+ * primary, removekeeper drops a stopped standby, a failover still happens when the leader
+ * sentinel dies together with the primary node (the other sentinel takes the lease), and a dead
+ * keeper with no DB is dropped after deadKeeperRemovalInterval (Stolon TestKeeperRemoval).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor } from '@stolon-ts/harness';
@@ -14,6 +15,8 @@ interface StatusJson {
 let dir = '';
 let cluster: LocalCluster;
 let failed = false;
+/** The keeper killed (with the leader sentinel) in the second test; it has no DB left afterwards. */
+let killedKeeper = '';
 
 async function status(): Promise<StatusJson> {
   const r = await cluster.stolonctl(['status', '--format', 'json']);
@@ -103,6 +106,7 @@ describe('sentinel', () => {
     const leader = cluster.sentinels.find((s) => s.logs().includes(`"uid":"${leaderUid}"`));
     expect(leader).toBeDefined();
     const p = await cluster.primaryIndex();
+    killedKeeper = cluster.keepers[p]!.uid;
     await Promise.all([leader!.kill(), cluster.killKeeperNode(p)]);
     await newPrimary(p);
     await writable('a write after losing the leader sentinel and the primary');
@@ -126,5 +130,20 @@ describe('sentinel', () => {
     expect(r.code, r.stderr).toBe(0);
     expect((await status()).keepers.map((k) => k.uid)).not.toContain(cluster.keepers[s]!.uid);
     await writable('a write after removekeeper');
+  }));
+
+  it('dead keeper removal drops the killed keeper (no DB left) once deadKeeperRemovalInterval passed, and no other', guard(async () => {
+    expect(killedKeeper).not.toBe('');
+    const before = (await status()).keepers;
+    expect(before.find((k) => k.uid === killedKeeper)?.healthy).toBe(false);
+    const r = await cluster.stolonctl(['update', '--patch', '{"deadKeeperRemovalInterval":"3s"}']);
+    expect(r.code, r.stderr).toBe(0);
+    const after = await waitFor(async () => {
+      const ks = (await status()).keepers;
+      return ks.some((k) => k.uid === killedKeeper) ? undefined : ks;
+    }, { timeoutMs: 30_000, what: `keeper ${killedKeeper} removed as dead` });
+    expect(after.map((k) => k.uid).sort()).toEqual(before.map((k) => k.uid).filter((u) => u !== killedKeeper).sort());
+    expect(cluster.logs()).toContain(`removed dead keeper ${killedKeeper}`);
+    await writable('a write after the dead keeper was removed');
   }));
 });

@@ -54,6 +54,8 @@ interface Case {
 }
 
 const LSN = 5_000_000;
+/** 48 hours in ms, Stolon's default deadKeeperRemovalInterval. */
+const DAY2 = 48 * 3_600_000;
 const MIB = 1_048_576;
 
 /** Observations of `cd`: keepers given by uid (consistent infos) or as ready infos. */
@@ -1399,6 +1401,73 @@ const cases: readonly Case[] = [
       return observe(cd, ['k2', 'k3'], [proxyInfo('p1', 3)]);
     },
     expect: { next: { dbs: { 'db-k2': { spec: { synchronousStandbys: [], externalSynchronousStandbys: [FAKE] } } } } },
+  },
+
+  // --- dead keeper removal (deadKeeperRemovalInterval, default 48h) ------------------------
+  {
+    n: 90,
+    title: 'a keeper with no DB, unhealthy for 48h + 1 ms: removed from clusterdata',
+    given: () => observe(healthyPair().withKeeper('k3', { healthy: false, lastHealthyTime: wallAt(10_000 - DAY2 - 1) }).build(), ['k1', 'k2'], [proxyInfo('p1', 2)]),
+    expect: { keepers: ['k1', 'k2'], reasons: ['removed dead keeper k3: no DB and not healthy since', 'deadKeeperRemovalInterval 48h'], changed: true },
+  },
+  {
+    n: 91,
+    title: 'a keeper with no DB, unhealthy for exactly 48h: kept',
+    given: () => observe(healthyPair().withKeeper('k3', { healthy: false, lastHealthyTime: wallAt(10_000 - DAY2) }).build(), ['k1', 'k2'], [proxyInfo('p1', 2)]),
+    expect: { keepers: ['k1', 'k2', 'k3'], notReasons: ['removed dead keeper'], changed: false },
+  },
+  {
+    n: 92,
+    title: 'a dead keeper that still owns a standby DB: kept, however long it has been down',
+    given: () =>
+      observe(
+        healthyPair().withStandby('k3', { keeperHealthy: false, healthy: false }).withKeeper('k3', { lastHealthyTime: wallAt(10_000 - 3 * DAY2) }).build(),
+        ['k1', 'k2'],
+        [proxyInfo('p1', 2)],
+      ),
+    expect: { keepers: ['k1', 'k2', 'k3'], dbs: ['db-k1', 'db-k2', 'db-k3'], notReasons: ['removed dead keeper'] },
+  },
+  {
+    n: 93,
+    title: 'a healthy keeper (lastHealthyTime refreshed once a minute) is lost: lastHealthyTime pinned to this pass, so removal counts from the loss',
+    given: () => observe(healthyPair().withKeeper('k3', { lastHealthyTime: wallAt(10_000 - 59_000) }).build(), ['k1', 'k2'], [proxyInfo('p1', 2)]),
+    expect: {
+      keepers: ['k1', 'k2', 'k3'],
+      next: { keepers: { k3: { status: { healthy: false, lastHealthyTime: wallAt(10_000) } } } },
+      reasons: ['keeper k3 lost: its info lease expired'],
+    },
+  },
+  {
+    n: 94,
+    title: 'paused: a keeper with no DB dead for 3 days is not removed',
+    given: () =>
+      observe(
+        aCluster({ spec: { ...MINIMAL_SPEC, paused: true } })
+          .initialized()
+          .withPrimary('k1', { xLogPos: LSN })
+          .withKeeper('k3', { healthy: false, lastHealthyTime: wallAt(10_000 - 3 * DAY2) })
+          .routedTo('k1', ['p1'], 2)
+          .build(),
+        ['k1'],
+        [proxyInfo('p1', 2)],
+      ),
+    expect: { keepers: ['k1', 'k3'], notReasons: ['removed dead keeper'] },
+  },
+  {
+    n: 95,
+    title: 'deadKeeperRemovalInterval 10s: a keeper with no DB down for 10.001 s is removed',
+    given: () =>
+      observe(
+        aCluster({ spec: { ...MINIMAL_SPEC, deadKeeperRemovalInterval: '10s' } })
+          .initialized()
+          .withPrimary('k1', { xLogPos: LSN })
+          .withKeeper('k3', { healthy: false, lastHealthyTime: wallAt(10_000 - 10_001) })
+          .routedTo('k1', ['p1'], 2)
+          .build(),
+        ['k1'],
+        [proxyInfo('p1', 2)],
+      ),
+    expect: { keepers: ['k1'], reasons: ['deadKeeperRemovalInterval 10s'] },
   },
 ];
 

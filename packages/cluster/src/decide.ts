@@ -156,6 +156,7 @@ export function decide(input: DecideInput): DecideOutput {
   } else if (next.cluster.status.phase === 'initializing') {
     decideInitializing(next, spec, input, keeperHealthy, dbHealthy, convergence, reasons);
   } else {
+    removeDeadKeepers(next, spec, input.wallTime, reasons);
     awaitingFence = decideNormal(next, spec, input, keeperHealthy, dbHealthy, convergence, reasons, trace);
   }
 
@@ -293,8 +294,37 @@ function updateKeepers(
         keeper.status.lastHealthyTime = wallTime;
       }
     } else if (wasHealthy && !forced) {
+      // Seen healthy until this pass: pin lastHealthyTime to now, since it is refreshed only
+      // once a minute while healthy and dead-keeper removal counts from it.
+      keeper.status.lastHealthyTime = wallTime;
       reasons.push(`keeper ${keeper.uid} lost: its info lease expired`);
     }
+  }
+}
+
+/**
+ * Dead keeper removal: a keeper that owns no DB and has not been healthy for
+ * `deadKeeperRemovalInterval` (wall clock, from `status.lastHealthyTime`) is dropped from
+ * clusterdata. A keeper owning a DB is never removed here (its DB goes first, by failover or
+ * standby replacement). If it comes back it registers again as a new keeper.
+ * @see shared/reference/stolon.md §4.4 step 1 (Stolon's rule, same clock source).
+ */
+function removeDeadKeepers(cd: ClusterData, spec: ResolvedSpec, wallTime: string, reasons: string[]): void {
+  const nowWall = Date.parse(wallTime);
+  const owners = new Set(Object.values(cd.dbs).map((db) => db.spec.keeperUID));
+  for (const keeper of Object.values(cd.keepers)) {
+    if (keeper.status.healthy || owners.has(keeper.uid)) {
+      continue;
+    }
+    const last = Date.parse(keeper.status.lastHealthyTime);
+    if (Number.isNaN(last) || Number.isNaN(nowWall) || nowWall - last <= spec.deadKeeperRemovalIntervalMs) {
+      continue;
+    }
+    delete cd.keepers[keeper.uid];
+    reasons.push(
+      `removed dead keeper ${keeper.uid}: no DB and not healthy since ${keeper.status.lastHealthyTime} ` +
+        `(more than deadKeeperRemovalInterval ${formatDurationMs(spec.deadKeeperRemovalIntervalMs)})`,
+    );
   }
 }
 

@@ -110,6 +110,8 @@ export interface KeeperOptions {
   readonly priority?: number;
   /** `--can-be-synchronous-replica` as last recorded; default absent (true). */
   readonly canBeSynchronousReplica?: boolean;
+  /** `status.lastHealthyTime`; default `T0`. */
+  readonly lastHealthyTime?: string;
 }
 
 /** Options of the keeper owning a DB (`healthy` there is the DB's; this is the keeper's). */
@@ -235,7 +237,7 @@ export class ClusterBuilder {
         spec: {},
         status: {
           healthy: k.healthy ?? true,
-          lastHealthyTime: T0,
+          lastHealthyTime: k.lastHealthyTime ?? T0,
           bootUUID: `boot-${uid}`,
           postgresBinaryVersion: { Maj: 15, Min: 0 },
           ...(k.canBeMaster === undefined ? {} : { canBeMaster: k.canBeMaster }),
