@@ -48,6 +48,8 @@ interface Expected {
 interface Case {
   readonly n: number;
   readonly title: string;
+  /** Numbers of the Stolon TestUpdateCluster cases this one ports (see STOLON_CASES). */
+  readonly stolon?: readonly number[];
   /** Builds a fresh, deep-frozen input. */
   readonly given: () => DecideInput;
   readonly expect: Expected;
@@ -1469,7 +1471,262 @@ const cases: readonly Case[] = [
       ),
     expect: { keepers: ['k1'], reasons: ['deadKeeperRemovalInterval 10s'] },
   },
+
+  // --- the rest of Stolon's TestUpdateCluster (cases numbered there in `stolon`) -------------
+  {
+    n: 96,
+    title: 'after a failover the new primary k2 converged and k1 is a free keeper: k1 gets a resync standby following k2, proxies routed',
+    stolon: [6],
+    given: () => {
+      const cd = aCluster().initialized().withPrimary('k2', { xLogPos: LSN, timeline: 2 }).withKeeper('k1').fenced(3).build();
+      return observe(cd, ['k1', 'k2']);
+    },
+    expect: {
+      dbs: ['db-k2', 'u1'],
+      next: {
+        cluster: { status: { master: 'db-k2' } },
+        dbs: {
+          u1: { spec: { keeperUID: 'k1', role: 'standby', initMode: 'resync', followConfig: { type: 'internal', dbuid: 'db-k2' } } },
+          'db-k2': { spec: { role: 'master', followers: ['u1'] } },
+        },
+        proxy: { generation: 4, spec: { masterDbUid: 'db-k2' } },
+      },
+      reasons: ['keeper k1 assigned new standby db u1 following primary db db-k2', 'routing proxies [] to primary k2 (db db-k2)'],
+    },
+  },
+  {
+    n: 97,
+    title: 'primary lost, the only standby has not converged to its generation: not a candidate, nothing promoted',
+    stolon: [7],
+    given: () => {
+      const cd = k1LostAndFenced().withStandby('k2', { xLogPos: LSN, generation: 2, currentGeneration: 1 }).build();
+      return observe(cd, [keeperInfo('k2', cd, { generation: 1 })]);
+    },
+    expect: {
+      next: { cluster: { status: { master: 'db-k1' } } },
+      dbs: ['db-k1', 'db-k2'],
+      reasons: ['no eligible standby to promote (k2: not converged (generation 1/2))'],
+    },
+  },
+  {
+    n: 98,
+    title: 'primary healthy but not converged 1 ms past convergenceTimeout (30s): failed over to the standby',
+    stolon: [8],
+    given: () => {
+      const cd = aCluster()
+        .initialized()
+        .withPrimary('k1', { xLogPos: LSN, generation: 2, currentGeneration: 1 })
+        .withStandby('k2', { xLogPos: LSN })
+        .routedTo('k1', [], 2)
+        .build();
+      return observe(cd, [keeperInfo('k1', cd, { generation: 1 }), 'k2'], [], {
+        now: 30_001,
+        memory: { dbErrorSince: {}, dbConvergingSince: { 'db-k1': { generation: 2, since: 0 } } },
+      });
+    },
+    expect: {
+      dbs: ['db-k2'],
+      next: {
+        cluster: { status: { master: 'db-k2', failover: { cause: 'db db-k1 did not converge within convergenceTimeout' } } },
+        dbs: { 'db-k2': { spec: { role: 'master', followConfig: null } } },
+        proxy: { generation: 3, spec: { masterDbUid: '' } },
+      },
+      reasons: ['promoting keeper k2'],
+    },
+  },
+  {
+    n: 99,
+    title: 'maxStandbysPerSender 1, the standby k2 did not converge to a later generation within convergenceTimeout: free keeper k3 gets a new standby, k2 kept for now',
+    stolon: [10],
+    given: () => {
+      const cd = aCluster({ spec: { ...MINIMAL_SPEC, maxStandbysPerSender: 1 } })
+        .initialized()
+        .withPrimary('k1', { xLogPos: LSN })
+        .withStandby('k2', { xLogPos: LSN, generation: 2, currentGeneration: 1 })
+        .withKeeper('k3')
+        .routedTo('k1', ['p1'], 2)
+        .build();
+      return observe(cd, ['k1', keeperInfo('k2', cd, { generation: 1 }), 'k3'], [proxyInfo('p1', 2)], {
+        now: 40_000,
+        memory: { dbErrorSince: {}, dbConvergingSince: { 'db-k2': { generation: 2, since: 0 } } },
+      });
+    },
+    expect: {
+      dbs: ['db-k1', 'db-k2', 'u1'],
+      next: {
+        dbs: {
+          u1: { spec: { keeperUID: 'k3', initMode: 'resync', followConfig: { type: 'internal', dbuid: 'db-k1' } } },
+          'db-k1': { spec: { followers: ['db-k2', 'u1'] } },
+        },
+      },
+      reasons: ['keeper k3 assigned new standby db u1'],
+    },
+  },
+  {
+    n: 100,
+    title: 'maxStandbysPerSender 1, after 99: the new standby on k3 converged, so the failed standby k2 is removed',
+    stolon: [11],
+    given: () => {
+      const cd = aCluster({ spec: { ...MINIMAL_SPEC, maxStandbysPerSender: 1 } })
+        .initialized()
+        .withPrimary('k1', { xLogPos: LSN })
+        .withStandby('k2', { xLogPos: LSN, generation: 2, currentGeneration: 1 })
+        .withStandby('k3', { xLogPos: LSN })
+        .routedTo('k1', ['p1'], 2)
+        .build();
+      return observe(cd, ['k1', keeperInfo('k2', cd, { generation: 1 }), 'k3'], [proxyInfo('p1', 2)], {
+        now: 40_000,
+        memory: { dbErrorSince: {}, dbConvergingSince: { 'db-k2': { generation: 2, since: 0 } } },
+      });
+    },
+    expect: {
+      dbs: ['db-k1', 'db-k3'],
+      keepers: ['k1', 'k2', 'k3'],
+      next: { dbs: { 'db-k1': { spec: { followers: ['db-k3'] } } } },
+      reasons: ['removing failed standby db db-k2 of keeper k2: enough good standbys'],
+    },
+  },
+  {
+    n: 101,
+    title: 'a standby still cloning (resync, first generation) with syncTimeout 0 keeps its place however long it takes: no extra standby',
+    given: () => {
+      const cd = aCluster({ spec: { ...MINIMAL_SPEC, maxStandbysPerSender: 1 } })
+        .initialized()
+        .withPrimary('k1', { xLogPos: LSN })
+        .withStandby('k2', { initMode: 'resync', generation: 1, currentGeneration: 0, healthy: false })
+        .withKeeper('k3')
+        .routedTo('k1', ['p1'], 2)
+        .build();
+      return observe(cd, ['k1', keeperInfo('k2', cd, { generation: 0, pgHealthy: false }), 'k3'], [proxyInfo('p1', 2)], {
+        now: 3_600_000,
+        memory: { dbErrorSince: {}, dbConvergingSince: { 'db-k2': { generation: 1, since: 0 } } },
+      });
+    },
+    expect: { dbs: ['db-k1', 'db-k2'], notReasons: ['assigned new standby'] },
+  },
+  {
+    n: 102,
+    title: 'cluster-wide settings changed in the spec (requestTimeout, maxStandbys, additionalWalSenders, usePgrewind, pgParameters): copied into every DB spec, generations bumped',
+    stolon: [14],
+    given: () => {
+      const cd = healthyPair().build();
+      cd.cluster.spec = {
+        ...MINIMAL_SPEC,
+        requestTimeout: '1500ms',
+        maxStandbys: 40,
+        additionalWalSenders: 10,
+        usePgrewind: true,
+        pgParameters: { param01: 'value01', param02: 'value02' },
+      };
+      return observe(cd, ['k1', 'k2'], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      next: {
+        dbs: {
+          'db-k1': {
+            generation: 2,
+            spec: { requestTimeout: '1.5s', maxStandbys: 40, additionalWalSenders: 10, usePgrewind: true, pgParameters: { param01: 'value01', param02: 'value02' } },
+          },
+          'db-k2': {
+            generation: 2,
+            spec: { requestTimeout: '1.5s', maxStandbys: 40, additionalWalSenders: 10, usePgrewind: true, pgParameters: { param01: 'value01', param02: 'value02' } },
+          },
+        },
+      },
+      changed: true,
+    },
+  },
+  {
+    n: 103,
+    title: 'sync just turned on in the spec, the primary (never synchronous) lost: the async rule applies, k2 promoted with the fake standby until it has one',
+    stolon: [15, 16],
+    given: () => {
+      const cd = k1LostAndFenced().withStandby('k2', { xLogPos: LSN }).build();
+      cd.cluster.spec = SYNC_SPEC;
+      return observe(cd, ['k2']);
+    },
+    expect: {
+      dbs: ['db-k2'],
+      next: {
+        cluster: { status: { master: 'db-k2' } },
+        dbs: { 'db-k2': { spec: { role: 'master', synchronousReplication: true, synchronousStandbys: [], externalSynchronousStandbys: [FAKE] } } },
+      },
+      reasons: ['promoting keeper k2'],
+    },
+  },
+  {
+    n: 104,
+    title: 'sync on, primary lost: the known synchronous standby k3 (spec [k3], known [k2, k3], k2 down) is promoted; the election is limited to spec ∩ known',
+    stolon: [24],
+    given: () => {
+      const cd = syncPrimaryLost(['db-k3'], ['db-k2', 'db-k3'])
+        .withStandby('k2', { xLogPos: LSN + 1_000, healthy: false })
+        .withStandby('k3', { xLogPos: LSN })
+        .build();
+      return observe(cd, [keeperInfo('k2', cd, { pgHealthy: false }), 'k3']);
+    },
+    expect: {
+      next: { cluster: { status: { master: 'db-k3' } }, dbs: { 'db-k3': { spec: { role: 'master', synchronousStandbys: ['db-k1'] } } } },
+      reasons: ['promoting keeper k3'],
+    },
+  },
+  {
+    n: 105,
+    title: 'sync on, primary lost, the only known synchronous standby k2 has canBeMaster=false: nothing promoted',
+    stolon: [27],
+    given: () => {
+      const cd = syncPrimaryLost(['db-k2']).withStandby('k2', { xLogPos: LSN, canBeMaster: false }).build();
+      return observe(cd, ['k2']);
+    },
+    expect: {
+      next: { cluster: { status: { master: 'db-k1' } } },
+      reasons: ['k2: keeper has canBeMaster=false'],
+    },
+  },
+  {
+    n: 106,
+    title: 'a standby keeper with a higher --priority than the healthy primary\'s: NO automatic switchover (Stolon switches; use stolonctl switchover)',
+    stolon: [28],
+    given: () => {
+      const cd = aCluster()
+        .initialized()
+        .withPrimary('k1', { xLogPos: LSN })
+        .withStandby('k2', { xLogPos: LSN, priority: 1 })
+        .routedTo('k1', ['p1'], 2)
+        .build();
+      return observe(cd, ['k1', 'k2'], [proxyInfo('p1', 2)]);
+    },
+    expect: { next: { cluster: { status: { master: 'db-k1' } } }, changed: false },
+  },
 ];
+
+/**
+ * Stolon's `TestUpdateCluster` (cmd/sentinel/cmd/sentinel_test.go, cases #0–#28, @see
+ * shared/reference/stolon.md §9.8) mapped to the cases above that cover each scenario, with our
+ * fixes. Where the outcome differs on purpose the case title says so: #0 waits instead of
+ * erroring; #5/#8/#15 fence proxies before promoting; #6 the old primary DB is already gone;
+ * #28 priority never moves a healthy primary.
+ */
+const STOLON_CASES: Readonly<Record<number, readonly number[]>> = {
+  0: [1],
+  1: [2],
+  2: [2],
+  3: [9],
+  4: [41],
+  5: [19, 20, 32],
+  9: [12],
+  12: [41],
+  13: [90, 95],
+  17: [82],
+  18: [74],
+  19: [72],
+  20: [83],
+  21: [68],
+  22: [71],
+  23: [73],
+  25: [86],
+  26: [65, 66],
+};
 
 function check(out: DecideOutput, input: DecideInput, e: Expected): void {
   if (e.next !== undefined) {
@@ -1501,6 +1758,22 @@ describe('decide', () => {
   it('has uniquely numbered cases', () => {
     const ns = cases.map((c) => c.n);
     expect(new Set(ns).size).toBe(ns.length);
+  });
+
+  it('covers every case #0-#28 of Stolon\'s TestUpdateCluster', () => {
+    const covered = new Map<number, number[]>();
+    for (const [s, ours] of Object.entries(STOLON_CASES)) {
+      covered.set(Number(s), [...ours]);
+    }
+    for (const c of cases) {
+      for (const s of c.stolon ?? []) {
+        covered.set(s, [...(covered.get(s) ?? []), c.n]);
+      }
+    }
+    const missing = Array.from({ length: 29 }, (_, i) => i).filter((i) => (covered.get(i) ?? []).length === 0);
+    expect(missing).toEqual([]);
+    const ns = new Set(cases.map((c) => c.n));
+    expect([...covered.values()].flat().filter((n) => !ns.has(n))).toEqual([]);
   });
 
   it.each(cases.map((c) => [`${c.n}. ${c.title}`, c] as const))('%s', (_name, c) => {

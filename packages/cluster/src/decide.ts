@@ -662,8 +662,13 @@ function decideNormal(
 
   const standbys = Object.values(cd.dbs).filter((d) => d.uid !== master.uid);
   const good = standbys.filter((d) => dbHealthy(d) && convergence(d, spec.convergenceTimeoutMs) === 'converged');
+  // A new standby being cloned (resync at its first generation) may take as long as syncTimeout
+  // (0: no limit), any later change of a standby convergenceTimeout; a standby past its timeout
+  // no longer holds a place, so a free keeper gets a new standby DB (Stolon TestUpdateCluster #10).
+  const standbyTimeoutMs = (d: DB): number =>
+    d.spec.initMode === 'resync' && d.generation === 1 ? spec.syncTimeoutMs : spec.convergenceTimeoutMs;
   const converging = standbys.filter(
-    (d) => keeperHealthy(d.spec.keeperUID) && convergence(d, spec.syncTimeoutMs) === 'converging' && !good.includes(d),
+    (d) => keeperHealthy(d.spec.keeperUID) && convergence(d, standbyTimeoutMs(d)) === 'converging' && !good.includes(d),
   );
   for (const d of good) {
     d.spec.initMode = 'none';

@@ -293,7 +293,7 @@ describe('update', () => {
     expect(spec.pgParameters).toEqual({ work_mem: '8MB' });
   });
 
-  it('gives up after 3 lost compare-and-set writes, leaving the other writer’s document', async () => {
+  it(`gives up after ${CAS_ATTEMPTS} lost compare-and-set writes, leaving the other writer’s document`, async () => {
     let writer: Store | undefined;
     let n = 0;
     const h = await initialised({
@@ -307,9 +307,9 @@ describe('update', () => {
     });
     writer = newStore(h.backend);
     expect(await runUpdate(h.ctx, { specJson: '{"usePgrewind":true}', patch: true })).toBe(ExitCode.runtime);
-    expect(h.errs.at(-1)).toMatch(/3 attempts/);
+    expect(h.errs.at(-1)).toMatch(new RegExp(`${CAS_ATTEMPTS} attempts`));
     const spec = await storedSpec(h);
-    expect(spec.maxStandbys).toBe(12);
+    expect(spec.maxStandbys).toBe(10 + CAS_ATTEMPTS - 1);
     expect(spec.usePgrewind).toBeUndefined();
   });
 });
@@ -777,8 +777,8 @@ describe('promote', () => {
     writer = newStore(h.backend);
     expect(await runPromote(h.ctx, { yes: true })).toBe(ExitCode.runtime);
     expect(n).toBe(PROMOTE_ATTEMPTS);
-    expect(h.errs.at(-1)).toMatch(/3 attempts/);
-    expect(await storedSpec(h)).toMatchObject({ role: 'standby', maxStandbys: 12 });
+    expect(h.errs.at(-1)).toMatch(new RegExp(`${CAS_ATTEMPTS} attempts`));
+    expect(await storedSpec(h)).toMatchObject({ role: 'standby', maxStandbys: 10 + PROMOTE_ATTEMPTS - 1 });
   });
 
   it('refuses when the cluster is not initialised', async () => {
@@ -930,10 +930,10 @@ describe('failkeeper', () => {
     c.bind(h);
     expect(await runFailkeeper(h.ctx, { keeper: 'keeper1' })).toBe(ExitCode.runtime);
     expect(c.count()).toBe(CAS_ATTEMPTS);
-    expect(h.errs.at(-1)).toMatch(/^stolonctl failkeeper: clusterdata changed under every one of 3 attempts/);
+    expect(h.errs.at(-1)).toMatch(new RegExp(`^stolonctl failkeeper: clusterdata changed under every one of ${CAS_ATTEMPTS} attempts`));
     const after = await storedCd(h);
     expect(after.keepers['keeper1']?.status.forceFail).toBeUndefined();
-    expect(after.proxy.generation).toBe(102);
+    expect(after.proxy.generation).toBe(100 + CAS_ATTEMPTS - 1);
   });
 });
 
@@ -1143,7 +1143,7 @@ describe('pause and resume', () => {
     const h = await seeded(handBuiltClusterData(), { wrap: c.wrap });
     c.bind(h);
     expect(await runPause(h.ctx)).toBe(ExitCode.runtime);
-    expect(h.errs.at(-1)).toMatch(/^stolonctl pause: clusterdata changed under every one of 3 attempts/);
+    expect(h.errs.at(-1)).toMatch(new RegExp(`^stolonctl pause: clusterdata changed under every one of ${CAS_ATTEMPTS} attempts`));
     expect((await storedSpec(h)).paused).toBeUndefined();
 
     const empty = harness();

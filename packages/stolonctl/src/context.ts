@@ -169,8 +169,22 @@ export async function loadClusterData(ctx: CommandContext): Promise<LoadedCluste
   return { cd: parseClusterData(record.text), record };
 }
 
-/** How many compare-and-set writes a command tries before giving up (Stolon: 3). */
-export const CAS_ATTEMPTS = 3;
+/**
+ * How many compare-and-set writes a command tries before giving up (Stolon: 3). More than Stolon:
+ * while a cluster settles (a switchover just finished, a standby catching up) the leader sentinel
+ * rewrites clusterdata several times a second, and three back-to-back attempts were seen to lose
+ * every race (bench:switchover). Attempts after the first wait {@link casBackoffMs}.
+ */
+export const CAS_ATTEMPTS = 8;
+
+/**
+ * Pause before compare-and-set attempt `attempt` (2, 3, …): 25 ms × (attempt − 1) plus up to
+ * 25 ms of jitter, so a retry does not land in step with the sentinel's next write. All eight
+ * attempts together wait about 0.8 s at most.
+ */
+export function casBackoffMs(attempt: number): number {
+  return 25 * (attempt - 1) + Math.floor(Math.random() * 25);
+}
 
 /**
  * What the `change` step of {@link updateClusterData} decided for the clusterdata it was given:
@@ -203,6 +217,9 @@ export async function updateClusterData<T>(
 ): Promise<T> {
   const attempts = opts.attempts ?? CAS_ATTEMPTS;
   for (let attempt = 1; attempt <= attempts; attempt++) {
+    if (attempt > 1) {
+      await new Promise((r) => setTimeout(r, casBackoffMs(attempt)));
+    }
     const loaded = attempt === 1 && opts.first !== undefined ? opts.first : await loadClusterData(ctx);
     const decided = change(loaded, attempt);
     if (decided.write === undefined) {
