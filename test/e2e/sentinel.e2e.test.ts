@@ -1,5 +1,6 @@
 /**
- * Sentinel scenarios on real etcd and PostgreSQL (issue 4, Stolon ha_test): failkeeper moves the
+ * Sentinel scenarios on real etcd and PostgreSQL (issue 4, Stolon ha_test): a failover promotes
+ * the most advanced of two standbys (Stolon takes the least advanced), failkeeper moves the
  * primary, removekeeper drops a stopped standby, a failover still happens when the leader
  * sentinel dies together with the primary node (the other sentinel takes the lease), and a dead
  * keeper with no DB is dropped after deadKeeperRemovalInterval (Stolon TestKeeperRemoval).
@@ -9,7 +10,36 @@ import { type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, wa
 
 interface StatusJson {
   sentinels: { uid: string; leader: boolean }[];
-  keepers: { uid: string; healthy: boolean; role?: string; pg_healthy?: boolean; pg_wanted_generation?: number; pg_current_generation?: number }[];
+  keepers: {
+    uid: string;
+    healthy: boolean;
+    role?: string;
+    db_uid?: string | null;
+    pg_healthy?: boolean;
+    pg_wanted_generation?: number;
+    pg_current_generation?: number;
+  }[];
+}
+
+/** Pids of the direct children of `pid` whose command line matches `pattern`. */
+async function childPids(pid: number, pattern: RegExp): Promise<number[]> {
+  const { readFile, readdir } = await import('node:fs/promises');
+  const out: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) {
+      continue;
+    }
+    try {
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid && pattern.test((await readFile(`/proc/${entry}/cmdline`, 'utf8')).replaceAll('\0', ' '))) {
+        out.push(Number(entry));
+      }
+    } catch {
+      // The process went away while we looked.
+    }
+  }
+  return out;
 }
 
 let dir = '';
@@ -85,6 +115,44 @@ afterAll(async () => {
 }, 120_000);
 
 describe('sentinel', () => {
+  it('after kill -9 of the primary node, promotes the more advanced of two standbys even when the DB-uid tie-break favours the other', guard(async () => {
+    const st = await status();
+    const p = await cluster.primaryIndex();
+    const standbys = st.keepers.filter((k) => k.role === 'standby' && typeof k.db_uid === 'string');
+    expect(standbys).toHaveLength(2);
+    // Hold back the standby that would win the tie-break (lower DB uid): Stolon's least-advanced
+    // rule and a tie-break would both pick it; only ranking by LSN picks the other one.
+    const [behind, ahead] = [...standbys].sort((a, b) => (a.db_uid! < b.db_uid! ? -1 : 1));
+    const bi = cluster.keepers.findIndex((k) => k.uid === behind!.uid);
+    const postmaster = await cluster.keepers[bi]!.postmasterPid();
+    expect(postmaster).toBeDefined();
+    const receivers = await childPids(postmaster!, /walreceiver/);
+    expect(receivers).toHaveLength(1);
+    process.kill(receivers[0]!, 'SIGSTOP');
+    try {
+      // A few KiB of WAL that only the other standby receives (well under maxStandbyLag, so both stay eligible).
+      for (let i = 0; i < 20; i++) {
+        await query(cluster.proxyClientConfig(0), 'insert into t values (default)');
+      }
+      const primaryLsn = (await query<{ l: string }>(cluster.directClientConfig(p), 'select pg_current_wal_lsn()::text as l'))[0]!.l;
+      const ai = cluster.keepers.findIndex((k) => k.uid === ahead!.uid);
+      await waitFor(async () => {
+        const r = await query<{ ok: boolean }>(cluster.directClientConfig(ai), `select pg_last_wal_receive_lsn() >= '${primaryLsn}'::pg_lsn as ok`);
+        return r[0]?.ok === true ? true : undefined;
+      }, { timeoutMs: 20_000, what: `${ahead!.uid} to receive up to ${primaryLsn}` });
+      // Let both keepers publish their LSNs before the primary goes.
+      await new Promise((r) => setTimeout(r, 2500));
+      await cluster.killKeeperNode(p);
+      const np = await newPrimary(p);
+      expect(cluster.keepers[np]!.uid).toBe(ahead!.uid);
+    } finally {
+      process.kill(receivers[0]!, 'SIGCONT');
+    }
+    await writable('a write after the failover to the most advanced standby');
+    await cluster.startKeeper(p);
+    await settled(3);
+  }));
+
   it('failkeeper fails the primary over to a standby, and the trace names the cause', guard(async () => {
     const p = await cluster.primaryIndex();
     expect(p).toBeGreaterThanOrEqual(0);
