@@ -18,6 +18,7 @@ import {
 } from '@stolon-ts/common';
 import { PgManager } from '@stolon-ts/postgres';
 import { KEEPER_FLAGS } from './flags.js';
+import { startFencer } from './fencer.js';
 import { start } from './keeper.js';
 
 function osUserIds(user: string): { uid: number; gid: number } {
@@ -112,7 +113,13 @@ async function main(): Promise<void> {
       priority: flags.priority,
       ...(owner !== undefined ? { fileOwner: owner } : {}),
     },
-    { store, logger, pg, bootUuid: newBootUuid() },
+    {
+      store,
+      logger,
+      pg,
+      bootUuid: newBootUuid(),
+      fencer: startFencer(logger.child({ module: 'fencer' })),
+    },
   );
   await runDaemon(logger, handle);
 }

@@ -37,6 +37,7 @@ import {
   type StandbySettings,
 } from '@stolon-ts/postgres';
 import type { Store, StoreWatch } from '@stolon-ts/store';
+import type { FenceControl } from './fencer.js';
 import {
   internalOnlyHba,
   planKeeperAction,
@@ -75,6 +76,8 @@ export interface KeeperDeps {
   readonly pg: PostgresManager;
   /** New per process start. */
   readonly bootUuid: string;
+  /** Self-fencing (fencer.ts); absent in tests that fake PostgreSQL. */
+  readonly fencer?: FenceControl;
 }
 
 export interface KeeperHandle {
@@ -147,6 +150,8 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
   let internalOnly = false;
   let lastReason = '';
   let pass = 0;
+  /** True while the last clusterdata read makes this keeper's DB the (writable) primary. */
+  let isPrimary = false;
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
 
@@ -527,8 +532,11 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
     }
     if (cd !== undefined) {
       spec = resolveSpec(cd.cluster.spec);
+      const mine = local.uid === '' ? undefined : cd.dbs[local.uid];
+      isPrimary = mine !== undefined && mine.spec.keeperUID === config.uid && mine.spec.role === 'master';
     }
     await publish(cd, obs);
+    updateFence();
     if (cd === undefined) {
       say(plog, 'no clusterdata: waiting for `stolonctl init`');
       return;
@@ -558,6 +566,29 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
       await publish(cd, await pg.observe());
     }
   };
+
+  /**
+   * Tells the fencer whether to guard PostgreSQL and how long the info lease surely lives. Runs
+   * after every publish and every 250 ms, so a frozen or cut-off keeper stops refreshing it.
+   */
+  const pgData = join(config.dataDir, 'postgres');
+  const updateFence = (): void => {
+    if (deps.fencer === undefined || state === 'stopping' || state === 'stopped') {
+      return;
+    }
+    deps.fencer.update(
+      isPrimary
+        ? { armed: true, pgData, leaseRemainingMs: store.infoLeaseRemainingMs('keepers', config.uid) ?? -Infinity, ttlMs: infoTtlMs() }
+        : { armed: false },
+    );
+  };
+  deps.fencer?.onFenced(({ pid, at }) => {
+    activity = `self-fenced at ${at}: postgres (postmaster ${pid}) shut down because the store lease could not be renewed; it restarts once the lease is renewed and this keeper is still the primary`;
+    log.warn({ postmaster: pid, at }, activity);
+    loop.trigger();
+  });
+  const fenceTimer = deps.fencer === undefined ? undefined : setInterval(updateFence, 250);
+  fenceTimer?.unref();
 
   const say = (plog: Logger, reason: string, level: 'info' | 'warn' = 'info') => {
     if (reason !== lastReason) {
@@ -596,6 +627,9 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
       await loop.stop();
       await task?.promise;
       await watch?.close().catch(() => undefined);
+      clearInterval(fenceTimer);
+      // Before PostgreSQL is stopped below: a clean stop must not be reported as a fence.
+      await deps.fencer?.stop();
       // A clean stop takes PostgreSQL down too: the keeper owns it, and leaving a primary running
       // without its keeper would leave it unfenced.
       await pg.stop('fast').catch((err: unknown) => log.warn({ err }, 'stopping postgres failed'));

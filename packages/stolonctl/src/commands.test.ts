@@ -88,6 +88,7 @@ function beforePut(inner: Store, hook: () => Promise<void>): Store {
     },
     overwriteClusterData: (text) => inner.overwriteClusterData(text),
     setInfo: (kind, uid, info, ttlMs) => inner.setInfo(kind, uid, info, ttlMs),
+    infoLeaseRemainingMs: (kind, uid) => inner.infoLeaseRemainingMs(kind, uid),
     deleteInfo: (kind, uid) => inner.deleteInfo(kind, uid),
     listInfos: (kind, onInvalid) => inner.listInfos(kind, onInvalid),
     watch: (topics, listener) => inner.watch(topics, listener),

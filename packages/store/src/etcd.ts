@@ -119,6 +119,10 @@ export class EtcdStore implements Store {
       grpcOptions: {
         'grpc.keepalive_time_ms': 10_000,
         'grpc.keepalive_timeout_ms': this.timeoutMs,
+        // Reconnect within a second of etcd being reachable again (grpc-js defaults grow to
+        // 120 s): a keeper cut off for a few seconds must renew its lease before it expires.
+        'grpc.initial_reconnect_backoff_ms': 100,
+        'grpc.max_reconnect_backoff_ms': 1000,
       },
     });
   }
@@ -306,6 +310,12 @@ export class EtcdStore implements Store {
         await stale.revoke(deadline).catch(() => undefined);
       }
     });
+  }
+
+  /** @inheritDoc */
+  infoLeaseRemainingMs(kind: InfoKind, uid: string): number | undefined {
+    const entry = this.infoLeases.get(`${kind}/${uid}`);
+    return entry === undefined ? undefined : entry.lease.remainingMs();
   }
 
   /** @inheritDoc */
@@ -524,6 +534,14 @@ class KeptLease {
   /** True while the lease can still exist on etcd. */
   alive(): boolean {
     return this.state === 'alive' && monotonicMs() - this.lastConfirmed < this.ttlMs;
+  }
+
+  /**
+   * Ms from now until the earliest moment etcd could expire the lease (`lastConfirmed + ttlMs`
+   * − now); 0 or less once it may have; -Infinity after it was lost or closed.
+   */
+  remainingMs(): number {
+    return this.state === 'alive' ? this.lastConfirmed + this.ttlMs - monotonicMs() : -Infinity;
   }
 
   /** Until when (monotonic ms) a leader holding this lease may act. */

@@ -268,6 +268,8 @@ interface OwnLease {
   readonly id: number;
   readonly ttlMs: number;
   timer: NodeJS.Timeout | undefined;
+  /** `performance.now()` when the grant or the last keepalive that reached the backend was made. */
+  confirmedAt: number;
 }
 
 /**
@@ -356,7 +358,7 @@ export class MemoryStore implements Store {
       own = undefined;
     }
     if (own === undefined) {
-      own = { id: this.backend.grantLease(ttlMs), ttlMs, timer: undefined };
+      own = { id: this.backend.grantLease(ttlMs), ttlMs, timer: undefined, confirmedAt: performance.now() };
       this.infoLeases.set(k, own);
       this.keepInfoLeaseAlive(k, own);
     }
@@ -368,6 +370,15 @@ export class MemoryStore implements Store {
     }
   }
 
+  /** @inheritDoc */
+  infoLeaseRemainingMs(kind: InfoKind, uid: string): number | undefined {
+    const own = this.infoLeases.get(`${kind}/${uid}`);
+    if (own === undefined) {
+      return undefined;
+    }
+    return this.backend.leaseExists(own.id) ? own.confirmedAt + own.ttlMs - performance.now() : -Infinity;
+  }
+
   private keepInfoLeaseAlive(k: string, own: OwnLease): void {
     own.timer = setTimeout(() => {
       own.timer = undefined;
@@ -375,8 +386,12 @@ export class MemoryStore implements Store {
         return;
       }
       // While unavailable the keepalive fails and the lease runs out, as with a partitioned etcd client.
+      const sentAt = performance.now();
       if (!this.backend.isUnavailable() && !this.backend.keepAlive(own.id)) {
         return; // lost; the next setInfo grants a new one
+      }
+      if (!this.backend.isUnavailable()) {
+        own.confirmedAt = sentAt;
       }
       this.keepInfoLeaseAlive(k, own);
     }, Math.max(1, own.ttlMs / 3));

@@ -85,6 +85,17 @@ export interface Store {
    */
   setInfo<K extends InfoKind>(kind: K, uid: string, info: InfoTypes[K], ttlMs: number): Promise<void>;
 
+  /**
+   * How long, in ms from now, the info entry this client published for (kind, uid) is certain to
+   * live: the earliest moment the backend could expire it is `now + result`. Computed from the
+   * send time of the last refresh the backend confirmed, so it errs early, never late. A keeper
+   * acting as primary fences PostgreSQL before this reaches 0 (DESIGN.md §4, self-fencing).
+   * @returns ms (may be ≤ 0 once the lease could have expired), or undefined when this client
+   *   holds no lease for the entry (never published, deleted, or lost and not re-granted yet).
+   *   Never throws, never does I/O.
+   */
+  infoLeaseRemainingMs(kind: InfoKind, uid: string): number | undefined;
+
   /** Removes an info entry now (clean shutdown) and revokes its lease. Missing is fine. */
   deleteInfo(kind: InfoKind, uid: string): Promise<void>;
 

@@ -259,6 +259,24 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(Object.keys(await open(cluster).listInfos('sentinels'))).toEqual(['s1']);
       }, SLOW_TEST_MS);
 
+      it('infoLeaseRemainingMs: undefined without a lease, within (0, TTL] while kept alive, undefined after deleteInfo', async () => {
+        const cluster = uniqueCluster();
+        const s = open(cluster);
+        expect(s.infoLeaseRemainingMs('keepers', 'k1')).toBeUndefined();
+        await s.setInfo('keepers', 'k1', keeperInfo('k1'), ttlMs);
+        const first = s.infoLeaseRemainingMs('keepers', 'k1');
+        expect(first).toBeGreaterThan(0);
+        expect(first).toBeLessThanOrEqual(ttlMs);
+        // Keepalives (every TTL/3) keep it from running down, with no further setInfo.
+        await new Promise((r) => setTimeout(r, ttlMs * 1.5));
+        const later = s.infoLeaseRemainingMs('keepers', 'k1');
+        expect(later).toBeGreaterThan(ttlMs / 4);
+        expect(Object.keys(await open(cluster).listInfos('keepers'))).toEqual(['k1']);
+        expect(s.infoLeaseRemainingMs('proxies', 'k1')).toBeUndefined();
+        await s.deleteInfo('keepers', 'k1');
+        expect(s.infoLeaseRemainingMs('keepers', 'k1')).toBeUndefined();
+      }, SLOW_TEST_MS);
+
       it('invalid entries are skipped and reported', async () => {
         const cluster = uniqueCluster();
         const s = open(cluster);

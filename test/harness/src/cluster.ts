@@ -14,6 +14,7 @@ import pg from 'pg';
 import { startEtcd, type EtcdHandle } from './etcd.js';
 import { freePort } from './ports.js';
 import { startProcess, type ProcessHandle } from './process.js';
+import { startRelay, type RelayHandle } from './relay.js';
 import { query } from './sql.js';
 import { waitFor } from './wait.js';
 
@@ -54,6 +55,12 @@ export interface LocalClusterOptions {
   readonly expect?: 'writable' | 'readonly' | 'none';
   /** PostgreSQL binaries. @default /usr/lib/postgresql/15/bin */
   readonly pgBinPath?: string;
+  /**
+   * Give every keeper its own cuttable TCP relay to etcd (`keepers[i].storeRelay`), to cut one
+   * keeper off from the store while everything else still reaches it. Needs a single-member etcd.
+   * @default false
+   */
+  readonly keeperStoreRelays?: boolean;
 }
 
 export interface KeeperProc {
@@ -61,6 +68,8 @@ export interface KeeperProc {
   readonly dataDir: string;
   readonly pgPort: number;
   process: ProcessHandle;
+  /** This keeper's own relay to etcd, with `keeperStoreRelays`. */
+  readonly storeRelay?: RelayHandle;
   /** Reads the postmaster pid from PGDATA/postmaster.pid, if any. */
   postmasterPid(): Promise<number | undefined>;
 }
@@ -150,12 +159,13 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   const [suPasswordFile, suPassword] = await secret('su-password');
   const [replPasswordFile] = await secret('repl-password');
 
-  const storeFlags = () => ['--cluster-name', clusterName, '--store-backend', 'etcdv3', '--store-endpoints', etcd.endpoints.join(',')];
-  const spawn = (name: string, component: 'keeper' | 'sentinel' | 'proxy', args: string[]): ProcessHandle => {
+  const storeFlags = (endpoints = etcd.endpoints.join(',')) => ['--cluster-name', clusterName, '--store-backend', 'etcdv3', '--store-endpoints', endpoints];
+  const relays: RelayHandle[] = [];
+  const spawn = (name: string, component: 'keeper' | 'sentinel' | 'proxy', args: string[], endpoints?: string): ProcessHandle => {
     const p = startProcess({
       name,
       cmd: process.execPath,
-      args: [binPath(component), ...storeFlags(), '--log-level', logLevel, ...args],
+      args: [binPath(component), ...storeFlags(endpoints), '--log-level', logLevel, ...args],
       logFile,
     });
     procs.push(p);
@@ -172,6 +182,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         try { process.kill(pid, 'SIGQUIT'); } catch { /* gone */ }
       }
     }));
+    await Promise.allSettled(relays.map((r) => r.close()));
     if (ownEtcd) {
       await etcd.stop();
     }
@@ -194,10 +205,19 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       const pgPort = savedPorts[uid] ?? (await freePort());
       savedPorts[uid] = pgPort;
       const dataDir = join(dir, uid);
+      let storeRelay: RelayHandle | undefined;
+      if (opts.keeperStoreRelays === true) {
+        if (etcd.endpoints.length !== 1) {
+          throw new Error('keeperStoreRelays needs a single-member etcd');
+        }
+        storeRelay = await startRelay(Number(new URL(etcd.endpoints[0]!).port));
+        relays.push(storeRelay);
+      }
       keepers.push({
         uid,
         dataDir,
         pgPort,
+        ...(storeRelay !== undefined ? { storeRelay } : {}),
         process: undefined as unknown as ProcessHandle,
         postmasterPid: async () => {
           try {
@@ -224,7 +244,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         '--pg-bin-path', pgBinPath,
         '--pg-su-password-file', suPasswordFile,
         '--pg-repl-password-file', replPasswordFile,
-      ]);
+      ], k.storeRelay === undefined ? undefined : `http://127.0.0.1:${k.storeRelay.port}`);
       await k.process.waitForLog('keeper started', 30_000);
     };
     for (let i = 0; i < (opts.sentinels ?? 1); i++) {

@@ -17,3 +17,4 @@ export {
   type LocalClusterOptions,
 } from './cluster.js';
 export { query } from './sql.js';
+export { startRelay, type RelayHandle } from './relay.js';

@@ -1,0 +1,156 @@
+#!/usr/bin/env node
+/**
+ * stolon-keeper's fencer: a tiny separate process the keeper spawns (with an IPC channel) so that
+ * a primary whose keeper can no longer renew its store lease stops taking writes even when the
+ * keeper itself cannot act — it is frozen (SIGSTOP, a stuck event loop), killed, or cut off from
+ * the store (DESIGN.md §4, "self-fencing primary"; Stolon has no such thing; Patroni's watchdog
+ * is the model, without needing /dev/watchdog).
+ *
+ * Protocol (messages from the keeper, JSON over the IPC channel):
+ * - `{ type: 'arm', pgData, validForMs }`: this keeper's PostgreSQL in `pgData` is the primary,
+ *   and the keeper's info lease is certain to live `validForMs` more ms (already minus the
+ *   keeper's safety margin). The fencer fences when that time has passed with no newer `arm`.
+ * - `{ type: 'disarm' }`: not a primary (or stopped on purpose): never fence until armed again.
+ * - `{ type: 'exit' }`: clean keeper shutdown; exit now without fencing.
+ * Messages to the keeper: `{ type: 'ready' }` once it listens (messages sent earlier may be
+ * lost), `{ type: 'fenced', pid, at }` once it fenced.
+ *
+ * Fencing = a fast shutdown of the postmaster (SIGINT: new connections are refused and every
+ * session ends at once, @see PostgreSQL docs "Shutting Down the Server"), escalated to an
+ * immediate shutdown (SIGQUIT) if the postmaster still runs 1.5 s later. The postmaster is the
+ * pid in `pgData/postmaster.pid` whose command line names `pgData`, so a reused pid is never hit.
+ *
+ * If the keeper goes away (IPC channel closed), an armed fencer still waits for its deadline,
+ * fences, and exits; a disarmed one exits at once. It imports nothing but Node's own modules so
+ * that it starts fast and cannot fail on the keeper's dependencies.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const CHECK_MS = 50;
+const ESCALATE_MS = 1500;
+
+interface ArmMessage {
+  readonly type: 'arm';
+  readonly pgData: string;
+  readonly validForMs: number;
+}
+type Message = ArmMessage | { readonly type: 'disarm' } | { readonly type: 'exit' };
+
+let armed: { pgData: string; deadline: number } | undefined;
+/** `process.connected`, not a 'disconnect' listener: a keeper that dies at once may close the channel before this module has loaded. */
+const connected = (): boolean => process.connected === true;
+
+const now = (): number => Number(process.hrtime.bigint() / 1_000_000n);
+
+function log(level: 'info' | 'warn' | 'error', msg: string, extra: Record<string, unknown> = {}): void {
+  const lvl = { info: 30, warn: 40, error: 50 }[level];
+  process.stderr.write(`${JSON.stringify({ level: lvl, time: Date.now(), pid: process.pid, component: 'keeper-fencer', ...extra, msg })}\n`);
+}
+
+/** The postmaster pid of `pgData`, or undefined when none runs. */
+function postmasterPid(pgData: string): number | undefined {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(pgData, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    return undefined;
+  }
+  if (!Number.isInteger(pid) || pid <= 0) {
+    return undefined;
+  }
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+    return cmdline.includes(pgData) ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function fence(pgData: string, lateByMs: number): void {
+  const pid = postmasterPid(pgData);
+  if (pid === undefined) {
+    log('info', `lease about to expire, but no postmaster runs in ${pgData}: nothing to fence`);
+    return;
+  }
+  log('warn', `self-fencing: the keeper's store lease could expire now and another keeper be promoted; fast shutdown of postgres (postmaster ${pid})`, {
+    pgData,
+    postmaster: pid,
+    lateByMs,
+  });
+  try {
+    process.kill(pid, 'SIGINT');
+  } catch (err) {
+    log('error', `cannot signal postmaster ${pid}: ${(err as Error).message}`);
+    return;
+  }
+  if (connected()) {
+    process.send?.({ type: 'fenced', pid, at: new Date().toISOString() }, undefined, {}, () => undefined);
+  }
+  const escalate = setTimeout(() => {
+    if (alive(pid)) {
+      log('warn', `postmaster ${pid} still running ${ESCALATE_MS} ms after SIGINT: immediate shutdown (SIGQUIT)`);
+      try {
+        process.kill(pid, 'SIGQUIT');
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+    if (!connected()) {
+      process.exit(0);
+    }
+  }, ESCALATE_MS);
+  escalate.unref();
+}
+
+setInterval(() => {
+  if (armed !== undefined && now() >= armed.deadline) {
+    const { pgData, deadline } = armed;
+    armed = undefined;
+    fence(pgData, now() - deadline);
+    if (!connected()) {
+      // Wait for the escalation timer, then exit.
+      setTimeout(() => process.exit(0), ESCALATE_MS + 100);
+    }
+  } else if (armed === undefined && !connected()) {
+    process.exit(0);
+  }
+}, CHECK_MS);
+
+process.on('message', (m: Message) => {
+  switch (m.type) {
+    case 'arm':
+      armed = { pgData: m.pgData, deadline: now() + (Number.isFinite(m.validForMs) ? Math.max(0, m.validForMs) : 0) };
+      break;
+    case 'disarm':
+      armed = undefined;
+      break;
+    case 'exit':
+      process.exit(0);
+  }
+});
+process.on('disconnect', () => {
+  if (armed !== undefined) {
+    log('warn', `keeper gone; postgres in ${armed.pgData} will be fenced in ${Math.max(0, armed.deadline - now())} ms unless it is already stopped`);
+  }
+});
+if (connected()) {
+  process.send?.({ type: 'ready' }, undefined, {}, () => undefined);
+}
+// The keeper's signals (Ctrl-C to the process group) must not kill the fencer before it acted.
+process.on('SIGINT', () => undefined);
+process.on('SIGTERM', () => {
+  if (armed === undefined) {
+    process.exit(0);
+  }
+  log('warn', 'SIGTERM while armed: staying until the deadline');
+});

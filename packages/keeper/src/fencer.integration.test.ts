@@ -1,0 +1,146 @@
+/**
+ * The fencer process (fencer-bin.ts) against a stand-in postmaster: a `sleep` whose command line
+ * names the PGDATA, as `postgres -D <pgdata>` does, with its pid in PGDATA/postmaster.pid. Real
+ * PostgreSQL is fenced in the e2e tests (test/e2e/fencing.e2e.test.ts).
+ */
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { makeTempDir, removeDir, waitFor } from '@stolon-ts/harness';
+import { createLogger } from '@stolon-ts/common';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { fenceMarginMs, startFencer, type FenceControl } from './fencer.js';
+
+const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'fencer-bin.js');
+
+let dir = '';
+const started: ChildProcess[] = [];
+const fencers: FenceControl[] = [];
+
+/** A process whose /proc cmdline contains `postgres -D <pgData>`, registered in postmaster.pid. */
+async function fakePostmaster(pgData: string, register = true): Promise<ChildProcess> {
+  await mkdir(pgData, { recursive: true });
+  const p = spawn('bash', ['-c', `exec -a "postgres -D ${pgData}" sleep 600`], { stdio: 'ignore' });
+  started.push(p);
+  await waitFor(() => (p.pid !== undefined ? true : undefined), { timeoutMs: 5000, what: 'the stand-in to start' });
+  if (register) {
+    await writeFile(join(pgData, 'postmaster.pid'), `${p.pid}\n${pgData}\n`);
+  }
+  // Let exec replace bash, so the cmdline is the stand-in's.
+  await new Promise((r) => setTimeout(r, 100));
+  return p;
+}
+
+function exited(p: ChildProcess): Promise<NodeJS.Signals | null> {
+  return new Promise((r) => (p.exitCode !== null || p.signalCode !== null ? r(p.signalCode) : p.once('exit', (_c, s) => r(s))));
+}
+
+const log = createLogger({ level: 'silent', component: 'test' });
+
+beforeAll(async () => {
+  expect(existsSync(SCRIPT), `${SCRIPT} missing: run npm run build`).toBe(true);
+  dir = await makeTempDir('stolon-fencer-');
+  return async () => {
+    await removeDir(dir);
+  };
+});
+
+afterEach(async () => {
+  await Promise.all(fencers.splice(0).map((f) => f.stop()));
+  for (const p of started.splice(0)) {
+    p.kill('SIGKILL');
+  }
+});
+
+describe('fencer', () => {
+  it('fast-shuts the postmaster (SIGINT) once an armed lease runs out without a newer update, and reports it', async () => {
+    const pgData = join(dir, 'a');
+    const pm = await fakePostmaster(pgData);
+    const f = startFencer(log, { script: SCRIPT });
+    fencers.push(f);
+    const fenced: number[] = [];
+    f.onFenced(({ pid }) => fenced.push(pid));
+    const armedAt = performance.now();
+    // Lease certain for margin + 300 ms: the fencer acts ~300 ms from now.
+    f.update({ armed: true, pgData, leaseRemainingMs: fenceMarginMs(6000) + 300, ttlMs: 6000 });
+    const signal = await exited(pm);
+    const after = performance.now() - armedAt;
+    expect(signal).toBe('SIGINT');
+    expect(after).toBeGreaterThanOrEqual(250);
+    expect(after).toBeLessThan(2000);
+    await waitFor(() => (fenced.length === 1 ? true : undefined), { timeoutMs: 2000, what: 'the fenced report' });
+    expect(fenced).toEqual([pm.pid]);
+  });
+
+  it('does not fence while updates keep extending the lease, nor once disarmed', async () => {
+    const pgData = join(dir, 'b');
+    const pm = await fakePostmaster(pgData);
+    const f = startFencer(log, { script: SCRIPT });
+    fencers.push(f);
+    for (let i = 0; i < 8; i++) {
+      f.update({ armed: true, pgData, leaseRemainingMs: fenceMarginMs(6000) + 300, ttlMs: 6000 });
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    f.update({ armed: false });
+    await new Promise((r) => setTimeout(r, 800));
+    expect(pm.exitCode === null && pm.signalCode === null).toBe(true);
+  });
+
+  it('fences at once when the keeper has no lease (-Infinity)', async () => {
+    const pgData = join(dir, 'c');
+    const pm = await fakePostmaster(pgData);
+    const f = startFencer(log, { script: SCRIPT });
+    fencers.push(f);
+    f.update({ armed: true, pgData, leaseRemainingMs: -Infinity, ttlMs: 6000 });
+    expect(await exited(pm)).toBe('SIGINT');
+  });
+
+  it('never signals a pid from postmaster.pid whose command line does not name the PGDATA (a reused pid)', async () => {
+    const pgData = join(dir, 'd');
+    const other = await fakePostmaster(join(dir, 'elsewhere'), false);
+    await mkdir(pgData, { recursive: true });
+    await writeFile(join(pgData, 'postmaster.pid'), `${other.pid}\n${pgData}\n`);
+    const f = startFencer(log, { script: SCRIPT });
+    fencers.push(f);
+    f.update({ armed: true, pgData, leaseRemainingMs: 0, ttlMs: 6000 });
+    await new Promise((r) => setTimeout(r, 600));
+    expect(other.exitCode === null && other.signalCode === null).toBe(true);
+  });
+
+  it('outlives its keeper: once the IPC channel closes an armed fencer fences at its deadline, then exits', { timeout: 20_000 }, async () => {
+    const pgData = join(dir, 'e');
+    const pm = await fakePostmaster(pgData);
+    // What a killed keeper leaves behind: the channel closes (the same 'disconnect' a SIGKILL gives).
+    const fencer = fork(SCRIPT, [], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+    started.push(fencer);
+    await new Promise((r) => fencer.once('message', r));
+    await new Promise<void>((r) => fencer.send({ type: 'arm', pgData, validForMs: 700 }, () => r()));
+    fencer.disconnect();
+    const goneAt = performance.now();
+    expect(await exited(pm)).toBe('SIGINT');
+    expect(performance.now() - goneAt).toBeLessThan(3000);
+    expect(await exited(fencer)).toBeNull();
+    expect(fencer.exitCode).toBe(0);
+  });
+
+  it('a disarmed fencer exits at once when its keeper goes away', async () => {
+    const fencer = fork(SCRIPT, [], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+    started.push(fencer);
+    await new Promise<void>((r) => fencer.send({ type: 'disarm' }, () => r()));
+    fencer.disconnect();
+    expect(await exited(fencer)).toBeNull();
+    expect(fencer.exitCode).toBe(0);
+  });
+
+  it('a clean stop exits the fencer without fencing', async () => {
+    const pgData = join(dir, 'f');
+    const pm = await fakePostmaster(pgData);
+    const f = startFencer(log, { script: SCRIPT });
+    f.update({ armed: true, pgData, leaseRemainingMs: fenceMarginMs(6000) + 400, ttlMs: 6000 });
+    await f.stop();
+    await new Promise((r) => setTimeout(r, 800));
+    expect(pm.exitCode === null && pm.signalCode === null).toBe(true);
+  });
+});

@@ -1,0 +1,129 @@
+/**
+ * The keeper's side of self-fencing (DESIGN.md §4): keeps the fencer process (`fencer-bin.ts`)
+ * running and tells it, several times a second, whether this keeper's PostgreSQL is the primary
+ * and for how long the keeper's info lease is certain to live. If those updates stop — the keeper
+ * is frozen, killed, or cannot reach the store to renew its lease — the fencer shuts PostgreSQL
+ * down before the lease can expire, i.e. before any sentinel could promote another keeper.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from '@stolon-ts/common';
+
+/** What the keeper tells the fencer on every update. */
+export type FenceState =
+  | { readonly armed: false }
+  | {
+      readonly armed: true;
+      /** PGDATA of the primary to fence. */
+      readonly pgData: string;
+      /** Ms the keeper's info lease is certain to live (from the store's `infoLeaseRemainingMs`). */
+      readonly leaseRemainingMs: number;
+      /** The lease's TTL in ms (failInterval); the safety margin is derived from it. */
+      readonly ttlMs: number;
+    };
+
+/** The keeper-facing control of a fencer. */
+export interface FenceControl {
+  /** Sends the current state; cheap, call it often (every ≤ 250 ms). */
+  update(state: FenceState): void;
+  /** Called when the fencer fenced PostgreSQL. */
+  onFenced(listener: (info: { pid: number; at: string }) => void): void;
+  /** Clean shutdown: the fencer exits without fencing. */
+  stop(): Promise<void>;
+}
+
+/**
+ * How long before the lease could expire the fencer acts: a quarter of the TTL, at least 1 s.
+ * The fence (SIGINT to the postmaster) refuses connections within milliseconds; the margin covers
+ * the fencer's 50 ms check, IPC delay, and a scheduler stall of the fencer itself.
+ */
+export function fenceMarginMs(ttlMs: number): number {
+  return Math.max(1000, Math.floor(ttlMs / 4));
+}
+
+/**
+ * Starts the fencer process (a child in the keeper's process group, with an IPC channel) and
+ * restarts it if it dies while the keeper runs.
+ */
+export function startFencer(log: Logger, opts: { readonly script?: string } = {}): FenceControl {
+  // Compiled next to this module (dist/fencer-bin.js); tests run from src and pass the dist path.
+  const script = opts.script ?? fileURLToPath(new URL('./fencer-bin.js', import.meta.url));
+  let child: ChildProcess | undefined;
+  let stopping = false;
+  const listeners: ((info: { pid: number; at: string }) => void)[] = [];
+  let lastArmed = false;
+
+  /** Set once the current child said `ready`; until then the latest message waits in `pending`. */
+  let ready = false;
+  let pending: unknown;
+  const spawnChild = (): void => {
+    const c = fork(script, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [] });
+    child = c;
+    ready = false;
+    c.on('message', (m: { type?: string; pid?: number; at?: string }) => {
+      if (m.type === 'ready' && child === c) {
+        ready = true;
+        if (pending !== undefined) {
+          send(pending);
+        }
+      } else if (m.type === 'fenced' && typeof m.pid === 'number' && typeof m.at === 'string') {
+        for (const l of listeners) {
+          l({ pid: m.pid, at: m.at });
+        }
+      }
+    });
+    c.on('error', (err) => log.error({ err }, `fencer process error: ${err.message}`));
+    c.on('exit', (code, signal) => {
+      if (child === c) {
+        child = undefined;
+      }
+      if (!stopping) {
+        log.error({ code, signal }, 'fencer process exited; starting a new one');
+        setTimeout(() => {
+          if (!stopping) {
+            spawnChild();
+          }
+        }, 100).unref();
+      }
+    });
+  };
+  spawnChild();
+
+  const send = (m: unknown): void => {
+    pending = m;
+    if (ready && child?.connected === true) {
+      child.send(m as Parameters<ChildProcess['send']>[0], () => undefined);
+    }
+  };
+
+  return {
+    update(state) {
+      if (state.armed !== lastArmed) {
+        log.info(state.armed ? 'self-fencing armed: this keeper runs the primary' : 'self-fencing disarmed');
+        lastArmed = state.armed;
+      }
+      if (state.armed) {
+        // No lease (-Infinity) or one already past the margin: fence now (JSON has no Infinity).
+        const validForMs = state.leaseRemainingMs - fenceMarginMs(state.ttlMs);
+        send({ type: 'arm', pgData: state.pgData, validForMs: Number.isFinite(validForMs) ? Math.max(0, validForMs) : 0 });
+      } else {
+        send({ type: 'disarm' });
+      }
+    },
+    onFenced(listener) {
+      listeners.push(listener);
+    },
+    async stop() {
+      stopping = true;
+      const c = child;
+      if (c === undefined || c.exitCode !== null) {
+        return;
+      }
+      const exited = new Promise<void>((r) => c.once('exit', () => r()));
+      send({ type: 'exit' });
+      const t = setTimeout(() => c.kill('SIGKILL'), 2000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}

@@ -1,0 +1,175 @@
+/**
+ * Self-fencing primary (issue 6, DESIGN.md §4), on real etcd and PostgreSQL. Each keeper reaches
+ * etcd through its own cuttable TCP relay (the partition stand-in on one host's loopback; the
+ * chaos suite does the same with `ip netns`).
+ *
+ * 1. The primary's keeper cut off from etcd just long enough for its fencer to act, then healed
+ *    before its lease expires: PostgreSQL was shut down (direct clients refused), and comes back
+ *    on the same keeper as the primary with no failover.
+ * 2. The primary's keeper frozen (SIGSTOP, the "zombie primary") past its lease: its PostgreSQL is
+ *    shut down before the sentinel promotes the standby, so no client — proxy or direct — can
+ *    write to it after the promotion; after SIGCONT it rejoins as a standby.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor } from '@stolon-ts/harness';
+
+let dir = '';
+let cluster: LocalCluster;
+let failed = false;
+
+interface EventJson {
+  kind: string;
+  result?: string;
+  oldPrimary: { keeperUID: string };
+  newPrimary?: { keeperUID: string };
+  phases: Record<string, string>;
+}
+
+async function events(): Promise<EventJson[]> {
+  const r = await cluster.stolonctl(['events', '--format', 'json']);
+  expect(r.code, r.stderr).toBe(0);
+  const parsed = JSON.parse(r.stdout) as unknown;
+  return (Array.isArray(parsed) ? parsed : ((parsed as { events?: EventJson[] }).events ?? [])) as EventJson[];
+}
+
+async function directWrite(i: number): Promise<boolean> {
+  try {
+    await query({ ...cluster.directClientConfig(i), connectionTimeoutMillis: 1000 }, 'insert into f values (default)');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function writableThroughProxy(what: string): Promise<void> {
+  await waitFor(
+    async () => {
+      try {
+        await query({ ...cluster.proxyClientConfig(0), connectionTimeoutMillis: 1000 }, 'insert into f values (default)');
+        return true;
+      } catch {
+        return undefined;
+      }
+    },
+    { timeoutMs: 60_000, what, intervalMs: 100 },
+  );
+}
+
+async function settled(): Promise<void> {
+  await waitFor(
+    async () => {
+      const r = await cluster.stolonctl(['status', '--format', 'json']);
+      if (r.code !== 0) {
+        return undefined;
+      }
+      const ks = (JSON.parse(r.stdout) as { keepers: { healthy: boolean; pg_healthy?: boolean; pg_wanted_generation?: number; pg_current_generation?: number }[] }).keepers;
+      return ks.length === 2 && ks.every((k) => k.healthy && k.pg_healthy === true && k.pg_wanted_generation === k.pg_current_generation) ? true : undefined;
+    },
+    { timeoutMs: 120_000, what: 'both keepers healthy and converged' },
+  );
+}
+
+function guard(fn: () => Promise<void>): () => Promise<void> {
+  return async () => {
+    try {
+      await fn();
+    } catch (err) {
+      failed = true;
+      throw err;
+    }
+  };
+}
+
+beforeAll(async () => {
+  dir = await makeTempDir('stolon-fencing-e2e-');
+  cluster = await startLocalCluster({ dir, keepers: 2, clusterName: 'fence', keeperStoreRelays: true, logLevel: 'debug' });
+  await query(cluster.proxyClientConfig(0), 'create table f (id serial primary key)');
+  await settled();
+}, 180_000);
+
+afterAll(async () => {
+  if (failed) {
+    process.stdout.write(`--- logs (tail) ---\n${cluster?.logs().split('\n').slice(-250).join('\n')}\nkept in ${dir}\n`);
+  }
+  await cluster?.stop();
+  if (!failed && dir !== '') {
+    await removeDir(dir);
+  }
+}, 120_000);
+
+describe('self-fencing primary', () => {
+  it('cut off from etcd until its fencer acts, healed before the lease expires: postgres refused writes, then the same keeper serves again with no failover', guard(async () => {
+    const p = await cluster.primaryIndex();
+    expect(p).toBeGreaterThanOrEqual(0);
+    const keeper = cluster.keepers[p]!;
+    const before = (await events()).length;
+    const logBefore = keeper.process.logs().length;
+    const cutAt = Date.now();
+    keeper.storeRelay!.cut();
+    await waitFor(() => (keeper.process.logs().slice(logBefore).includes('self-fencing: ') ? true : undefined), {
+      timeoutMs: 15_000,
+      what: 'the fencer to act',
+      intervalMs: 20,
+    });
+    const fencedAfterMs = Date.now() - cutAt;
+    // Fenced: a client that bypasses the proxy cannot write (the postmaster refuses or is gone).
+    await waitFor(async () => ((await directWrite(p)) ? undefined : true), { timeoutMs: 3000, what: 'direct writes refused', intervalMs: 50 });
+    keeper.storeRelay!.heal();
+    process.stdout.write(`self-fence after ${fencedAfterMs} ms cut off from etcd (failInterval 6s lease)\n`);
+    // The lease (TTL 6 s) cannot have run out before the fence: at most TTL − margin after the last renewal.
+    expect(fencedAfterMs).toBeLessThan(6000);
+    await writableThroughProxy('writes through the proxy after the fence is lifted');
+    expect(await cluster.primaryIndex()).toBe(p);
+    expect(await directWrite(p)).toBe(true);
+    expect((await events()).length).toBe(before);
+    expect(keeper.process.logs().slice(logBefore)).toContain('self-fenced at');
+    await settled();
+  }));
+
+  it('a frozen primary keeper (SIGSTOP past its lease) has its postgres shut down before the standby is promoted; after SIGCONT it rejoins as a standby', guard(async () => {
+    const p = await cluster.primaryIndex();
+    const other = 1 - p;
+    const keeper = cluster.keepers[p]!;
+    const logBefore = keeper.process.logs().length;
+    // Probe direct writes to the old primary every 20 ms and remember the last one that succeeded.
+    let lastDirectOk = 0;
+    let probing = true;
+    const probe = (async () => {
+      while (probing) {
+        if (await directWrite(p)) {
+          lastDirectOk = Date.now();
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    keeper.process.pause();
+    try {
+      await waitFor(async () => ((await cluster.primaryIndex()) === other ? true : undefined), {
+        timeoutMs: 60_000,
+        what: 'the standby to be promoted',
+      });
+      await writableThroughProxy('writes through the proxy to the new primary');
+      probing = false;
+      await probe;
+      const ev = (await events()).at(-1)!;
+      expect(ev.kind).toBe('failover');
+      expect(ev.oldPrimary.keeperUID).toBe(keeper.uid);
+      expect(ev.newPrimary?.keeperUID).toBe(cluster.keepers[other]!.uid);
+      const chosenAt = Date.parse(ev.phases['candidateChosen'] ?? '');
+      expect(Number.isFinite(chosenAt)).toBe(true);
+      // No direct write reached the old primary once the sentinel chose the new one.
+      expect(lastDirectOk).toBeGreaterThan(0);
+      expect(lastDirectOk).toBeLessThan(chosenAt);
+      process.stdout.write(`zombie primary: last direct write ${chosenAt - lastDirectOk} ms before the new primary was chosen\n`);
+      expect(await directWrite(p)).toBe(false);
+    } finally {
+      probing = false;
+      keeper.process.resume();
+    }
+    await settled();
+    const r = await query<{ rec: boolean }>(cluster.directClientConfig(p), 'select pg_is_in_recovery() as rec');
+    expect(r[0]?.rec).toBe(true);
+    expect(keeper.process.logs().slice(logBefore)).toContain('self-fencing: ');
+    expect(cluster.logs()).not.toContain('please report this as a bug');
+  }));
+});
