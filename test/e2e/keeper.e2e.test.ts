@@ -10,7 +10,7 @@ import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { type EtcdHandle, type LocalCluster, makeTempDir, query, removeDir, startEtcd, startLocalCluster, waitFor } from '@stolon-ts/harness';
+import { childPids, type EtcdHandle, type LocalCluster, makeTempDir, query, removeDir, startEtcd, startLocalCluster, waitFor } from '@stolon-ts/harness';
 
 interface KeeperStatus {
   uid: string;
@@ -205,9 +205,30 @@ describe('keeper in depth', () => {
         what: 'the standbys to have row 1',
       });
     }
-    // The "zombie primary": its keeper stops reporting, the sentinel promotes the standby, and
-    // the old instance still takes a direct write. That row diverges the timelines.
-    c.keepers[p]!.process.pause();
+    // An asynchronous loss: the primary's walsenders are held with SIGSTOP (holding the
+    // standbys' walreceivers would not do: the kernel still buffers what was sent), the primary
+    // commits row 2, and its node dies before sending it. The promoted standby then takes row 3
+    // on a new timeline, and the old primary's row 2 diverges. (A zombie primary taking direct
+    // writes after the promotion can no longer happen: it self-fences.)
+    const pm = await c.keepers[p]!.postmasterPid();
+    const held = await childPids(pm!, /walsender/);
+    expect(held.length).toBe(others.length);
+    for (const pid of held) {
+      process.kill(pid, 'SIGSTOP');
+    }
+    try {
+      await query(direct(c, p), "insert into r values (2, 'diverged on the old primary')");
+      await c.killKeeperNode(p);
+    } finally {
+      // Dead with their node; a stopped orphan would keep the old primary's shared memory busy.
+      for (const pid of held) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+    }
     const s = await waitFor(async () => {
       for (const o of others) {
         try {
@@ -220,9 +241,8 @@ describe('keeper in depth', () => {
       }
       return undefined;
     }, { timeoutMs: 60_000, what: 'a standby to be promoted' });
-    await query(direct(c, p), "insert into r values (2, 'diverged on the old primary')");
     await query(direct(c, s), "insert into r values (3, 'on the new primary')");
-    c.keepers[p]!.process.resume();
+    await c.startKeeper(p);
     await waitFor(
       async () => {
         try {

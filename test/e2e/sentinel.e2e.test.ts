@@ -6,7 +6,7 @@
  * keeper with no DB is dropped after deadKeeperRemovalInterval (Stolon TestKeeperRemoval).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor } from '@stolon-ts/harness';
+import { childPids, type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor } from '@stolon-ts/harness';
 
 interface StatusJson {
   sentinels: { uid: string; leader: boolean }[];
@@ -19,27 +19,6 @@ interface StatusJson {
     pg_wanted_generation?: number;
     pg_current_generation?: number;
   }[];
-}
-
-/** Pids of the direct children of `pid` whose command line matches `pattern`. */
-async function childPids(pid: number, pattern: RegExp): Promise<number[]> {
-  const { readFile, readdir } = await import('node:fs/promises');
-  const out: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) {
-      continue;
-    }
-    try {
-      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid && pattern.test((await readFile(`/proc/${entry}/cmdline`, 'utf8')).replaceAll('\0', ' '))) {
-        out.push(Number(entry));
-      }
-    } catch {
-      // The process went away while we looked.
-    }
-  }
-  return out;
 }
 
 let dir = '';

@@ -1698,6 +1698,41 @@ const cases: readonly Case[] = [
     },
     expect: { next: { cluster: { status: { master: 'db-k1' } } }, changed: false },
   },
+
+  // --- a keeper that cannot start its postgres (startError) ---------------------------------
+  {
+    n: 107,
+    title: 'the primary keeper reports postgres could not be started, first report: failed at once (no failInterval wait), proxies fenced, the cause names the error',
+    given: () => {
+      const cd = healthyPair().build();
+      return observe(cd, [keeperInfo('k1', cd, { pgHealthy: false, startError: 'could not bind: Address in use' }), 'k2'], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      next: {
+        proxy: { generation: 3, spec: { masterDbUid: '' } },
+        cluster: { status: { failover: { cause: 'postgres of keeper k1 cannot be started: could not bind: Address in use' } } },
+      },
+      reasons: ['fencing proxies with proxy generation 3'],
+    },
+  },
+  {
+    n: 108,
+    title: 'a startError reported while postgres is healthy again is ignored (stale): no failover',
+    given: () => {
+      const cd = healthyPair().build();
+      return observe(cd, [keeperInfo('k1', cd, { startError: 'old' }), 'k2'], [proxyInfo('p1', 2)]);
+    },
+    expect: { changed: false, next: { proxy: { generation: 2 } } },
+  },
+  {
+    n: 109,
+    title: 'primary lost, the only standby reports a startError: not a candidate',
+    given: () => {
+      const cd = k1LostAndFenced().withStandby('k2', { xLogPos: LSN }).build();
+      return observe(cd, [keeperInfo('k2', cd, { pgHealthy: false, startError: 'disk full' })]);
+    },
+    expect: { next: { cluster: { status: { master: 'db-k1' } } }, reasons: ['k2: unhealthy'] },
+  },
 ];
 
 /**

@@ -127,8 +127,10 @@ export function decide(input: DecideInput): DecideOutput {
   updateDbStatuses(next, infos, dbErrorSince, now);
 
   const keeperHealthy = (uid: string): boolean => next.keepers[uid]?.status.healthy === true;
+  // A keeper that says its postgres cannot be started: failed now, no failInterval grace.
+  const startError = (db: DB): string | undefined => reportedStartError(db, infos);
   const dbHealthy = (db: DB): boolean => {
-    if (!keeperHealthy(db.spec.keeperUID)) {
+    if (!keeperHealthy(db.spec.keeperUID) || startError(db) !== undefined) {
       return false;
     }
     const since = dbErrorSince[db.uid];
@@ -210,6 +212,15 @@ export function decide(input: DecideInput): DecideOutput {
     );
   }
   return { next, memory: { dbErrorSince, dbConvergingSince, keeperLastSeen }, reasons, changed };
+}
+
+/**
+ * The start error the keeper of `db` reports for it (postgres wanted running, the last start
+ * failed), or undefined. Only for that DB, and only while the keeper reports it unhealthy.
+ */
+function reportedStartError(db: DB, infos: Readonly<Record<string, KeeperInfo>>): string | undefined {
+  const st = infos[db.spec.keeperUID]?.postgresState;
+  return st !== undefined && st.uid === db.uid && !st.healthy ? st.startError : undefined;
 }
 
 function describeSteadyState(
@@ -586,8 +597,10 @@ function decideNormal(
     if (master !== undefined) {
       const cause = !keeperHealthy(master.spec.keeperUID)
         ? `keeper ${master.spec.keeperUID} lost (info lease expired) or failed by stolonctl failkeeper`
-        : !dbHealthy(master)
-          ? `postgres of keeper ${master.spec.keeperUID} reported unhealthy for more than failInterval`
+        : reportedStartError(master, input.keeperInfos) !== undefined
+          ? `postgres of keeper ${master.spec.keeperUID} cannot be started: ${reportedStartError(master, input.keeperInfos)}`
+          : !dbHealthy(master)
+            ? `postgres of keeper ${master.spec.keeperUID} reported unhealthy for more than failInterval`
           : `db ${master.uid} did not converge within convergenceTimeout`;
       traceDeclared(cd, master, cause, input.wallTime, trace.lastSeenIso(master.spec.keeperUID));
     }

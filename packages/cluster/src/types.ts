@@ -351,6 +351,12 @@ export interface PostgresState {
   discardedWal?: DiscardedWal;
   /** Our addition: a human sentence about a long action (clone progress) or the last error. */
   activity?: string;
+  /**
+   * Our addition: set while the keeper wants PostgreSQL running but its last start attempt
+   * failed (the error message). The sentinel fails such a primary at once instead of waiting
+   * failInterval (issue 4: "failed over as soon as the keeper reports it could not restart it").
+   */
+  startError?: string;
 }
 
 /** Published by each keeper under its lease at `keepers/info/<uid>`. */

@@ -372,6 +372,8 @@ export interface KeeperInfoOptions {
   readonly syncStandbys?: readonly string[];
   /** `--can-be-synchronous-replica`; default the keeper's status in `cd` (absent if none). */
   readonly canBeSynchronousReplica?: boolean;
+  /** The keeper's last start attempt failed with this message (absent by default). */
+  readonly startError?: string;
 }
 
 /**
@@ -411,6 +413,7 @@ export function keeperInfo(uid: string, cd: ClusterData, opts: KeeperInfoOptions
     synchronousStandbys: [...(opts.syncStandbys ?? db?.status.synchronousStandbys ?? [])],
     olderWalFile: db?.status.olderWalFile ?? '',
     ...(opts.running !== undefined ? { running: opts.running } : {}),
+    ...(opts.startError !== undefined ? { startError: opts.startError } : {}),
   };
   const pendingRestart = opts.pendingRestart ?? db?.status.pendingRestart;
   if (pendingRestart !== undefined) {

@@ -152,6 +152,8 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
   let pass = 0;
   /** True while the last clusterdata read makes this keeper's DB the (writable) primary. */
   let isPrimary = false;
+  /** The last failed start's error while postgres should run; published so the sentinel acts at once. */
+  let startError: string | undefined;
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
 
@@ -182,6 +184,7 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
     pendingRestart: [...obs.pendingRestart],
     ...(local.discardedWal !== undefined ? { discardedWal: local.discardedWal } : {}),
     ...(activity !== undefined ? { activity } : {}),
+    ...(startError !== undefined && !obs.running ? { startError } : {}),
   });
 
   const publish = async (cd: ClusterData | undefined, obs: PgObservation): Promise<void> => {
@@ -479,7 +482,15 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
         const key = JSON.stringify({ cfg, recovery: redactRecovery(recovery) });
         await applyConfig(cfg, recovery, running, key);
         if (!running) {
-          await startPostgres(waitMs);
+          try {
+            await startPostgres(waitMs);
+            startError = undefined;
+          } catch (err) {
+            // Say so now: the sentinel fails a primary that cannot start at once (no failInterval wait).
+            startError = errorMessage(err);
+            await publish(cd, await pg.observe()).catch(() => undefined);
+            throw err;
+          }
         } else if (db.spec.automaticPgRestart === true) {
           const now = await pg.observe();
           if (now.pendingRestart.length > 0) {
@@ -590,6 +601,32 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
   const fenceTimer = deps.fencer === undefined ? undefined : setInterval(updateFence, 250);
   fenceTimer?.unref();
 
+  // Crash detection without waiting for the next pass: postmaster.pid plus kill(pid, 0) every
+  // 100 ms (no connection, no query); a change of running state triggers a pass at once, which
+  // restarts a crashed postgres (crash recovery) or reports why it cannot.
+  let lastRunning: boolean | undefined;
+  let checkingRunning = false;
+  const runningTimer = setInterval(() => {
+    if (checkingRunning || state !== 'running') {
+      return;
+    }
+    checkingRunning = true;
+    void pg
+      .isRunning()
+      .then((r) => {
+        if (lastRunning === true && !r && task === undefined) {
+          log.warn('postgres is no longer running: checking it now');
+          loop.trigger();
+        }
+        lastRunning = r;
+      })
+      .catch(() => undefined)
+      .finally(() => {
+        checkingRunning = false;
+      });
+  }, 100);
+  runningTimer.unref();
+
   const say = (plog: Logger, reason: string, level: 'info' | 'warn' = 'info') => {
     if (reason !== lastReason) {
       plog[level](reason);
@@ -628,6 +665,7 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
       await task?.promise;
       await watch?.close().catch(() => undefined);
       clearInterval(fenceTimer);
+      clearInterval(runningTimer);
       // Before PostgreSQL is stopped below: a clean stop must not be reported as a fence.
       await deps.fencer?.stop();
       // A clean stop takes PostgreSQL down too: the keeper owns it, and leaving a primary running

@@ -1456,34 +1456,35 @@ export class PgManager implements PostgresManager {
   }
 
   /**
-   * After a crash, waits (up to 10 s) until the process named by a stale `postmaster.pid` is
-   * gone from the process table. A killed postmaster stays a zombie until its parent (init, or
-   * whatever adopted it) reaps it, and PostgreSQL's lock-file check (`kill(pid, 0)`) takes a
-   * zombie for a live postmaster: a start or single-user run would fail with "lock file
-   * postmaster.pid already exists". {@link isRunning} already counts a zombie as stopped.
-   * @throws StolonError `PG_COMMAND_FAILED` (transient) when it is still there.
+   * After a crash, clears the way for a new postmaster when the one named by a stale
+   * `postmaster.pid` is a zombie. A killed postmaster stays a zombie until its parent (init, or
+   * whatever adopted it) reaps it — on some hosts over a second later — and PostgreSQL's
+   * lock-file check (`kill(pid, 0)`) takes a zombie for a live postmaster: a start or single-user
+   * run would fail with "lock file postmaster.pid already exists". A zombie can do nothing, so
+   * its two lock files (`postmaster.pid` and the socket's `.s.PGSQL.<port>.lock`, when they name
+   * that pid) are removed; PostgreSQL's own shared-memory check still refuses to start while any
+   * orphaned backend of the crashed postmaster is attached. {@link isRunning} already counts a
+   * zombie as stopped.
+   * @see https://www.postgresql.org/docs/current/server-start.html (lock files, shared memory)
    */
   async #waitForDeadPostmaster(): Promise<void> {
+    const pidFile = join(this.pgData, 'postmaster.pid');
     let text: string;
     try {
-      text = await fs.readFile(join(this.pgData, 'postmaster.pid'), 'utf8');
+      text = await fs.readFile(pidFile, 'utf8');
     } catch {
       return;
     }
     const pid = Number.parseInt(text.split('\n')[0] ?? '', 10);
-    if (!Number.isSafeInteger(pid) || pid <= 0) {
+    if (!Number.isSafeInteger(pid) || pid <= 0 || !(await isZombie(pid))) {
       return;
     }
-    const deadline = performance.now() + 10_000;
-    while (await isZombie(pid)) {
-      if (performance.now() >= deadline) {
-        throw new StolonError(
-          'PG_COMMAND_FAILED',
-          `the crashed postmaster (pid ${pid}) of ${this.pgData} has not been reaped by its parent yet; retry later (run the keeper under an init that reaps zombies)`,
-          { transient: true },
-        );
-      }
-      await sleep(100);
+    const socketLock = join(this.socketDir, `.s.PGSQL.${this.#listen.port}.lock`);
+    this.#log.warn({ pgData: this.pgData, pid }, `the crashed postmaster (pid ${pid}) is a zombie not reaped yet: removing its lock files`);
+    await fs.rm(pidFile, { force: true });
+    const lock = await readIfExists(socketLock);
+    if (lock !== null && Number.parseInt(lock.split('\n')[0] ?? '', 10) === pid) {
+      await fs.rm(socketLock, { force: true });
     }
   }
 

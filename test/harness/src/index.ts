@@ -5,7 +5,7 @@
 export { freePort } from './ports.js';
 export { makeTempDir, removeDir } from './tmp.js';
 export { waitFor, scaleTimeout, timeoutFactor, type WaitForOptions } from './wait.js';
-export { startProcess, stopAll, livePids, type ProcessHandle, type StartProcessOptions } from './process.js';
+export { startProcess, stopAll, livePids, childPids, type ProcessHandle, type StartProcessOptions } from './process.js';
 export { startEtcd, ETCD_BIN, type EtcdHandle, type StartEtcdOptions } from './etcd.js';
 export {
   binPath,

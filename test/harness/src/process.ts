@@ -289,3 +289,27 @@ export async function stopAll(timeoutMs = 5000): Promise<void> {
 export function livePids(): number[] {
   return [...registry].filter((h) => h.running()).map((h) => h.pid);
 }
+
+/**
+ * Pids of the direct children of `pid` whose command line matches `pattern` (read from /proc),
+ * e.g. a postmaster's walreceiver: `childPids(postmaster, /walreceiver/)`.
+ */
+export async function childPids(pid: number, pattern: RegExp): Promise<number[]> {
+  const { readdir, readFile } = await import('node:fs/promises');
+  const out: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) {
+      continue;
+    }
+    try {
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid && pattern.test((await readFile(`/proc/${entry}/cmdline`, 'utf8')).replaceAll('\0', ' '))) {
+        out.push(Number(entry));
+      }
+    } catch {
+      // The process went away while we looked.
+    }
+  }
+  return out;
+}

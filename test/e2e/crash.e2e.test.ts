@@ -1,0 +1,169 @@
+/**
+ * A postgres crash with its keeper alive (issues 4 and 6), on real etcd and PostgreSQL:
+ * 1. SIGKILL of the primary's postmaster: the keeper notices within ~100 ms and restarts it (crash
+ *    recovery); the same keeper stays primary, no failover; the write outage is printed.
+ * 2. The same, but postgres cannot start again (its port taken): the keeper reports the start
+ *    error and the sentinel fails over at once, without waiting failInterval.
+ */
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor } from '@stolon-ts/harness';
+
+let dir = '';
+let cluster: LocalCluster;
+let failed = false;
+
+interface EventJson {
+  kind: string;
+  cause: string;
+  oldPrimary: { keeperUID: string };
+}
+
+async function events(): Promise<EventJson[]> {
+  const r = await cluster.stolonctl(['events', '--format', 'json']);
+  expect(r.code, r.stderr).toBe(0);
+  const parsed = JSON.parse(r.stdout) as unknown;
+  return (Array.isArray(parsed) ? parsed : ((parsed as { events?: EventJson[] }).events ?? [])) as EventJson[];
+}
+
+/** Inserts through the proxy back to back (reconnecting) and returns the acknowledgement times. */
+function writer(): { acks: number[]; stop: () => Promise<void> } {
+  const acks: number[] = [];
+  let stopped = false;
+  const done = (async () => {
+    const deadline = Date.now() + 120_000;
+    while (!stopped && Date.now() < deadline) {
+      try {
+        await query({ ...cluster.proxyClientConfig(0), connectionTimeoutMillis: 1000 }, 'insert into c values (default)');
+        acks.push(Date.now());
+      } catch {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  })();
+  return {
+    acks,
+    stop: async () => {
+      stopped = true;
+      await done;
+    },
+  };
+}
+
+function longestGap(acks: readonly number[], from: number): number {
+  let gap = 0;
+  const xs = acks.filter((a) => a >= from - 1000);
+  for (let i = 1; i < xs.length; i++) {
+    gap = Math.max(gap, xs[i]! - xs[i - 1]!);
+  }
+  return gap;
+}
+
+async function settled(): Promise<void> {
+  await waitFor(
+    async () => {
+      const r = await cluster.stolonctl(['status', '--format', 'json']);
+      if (r.code !== 0) {
+        return undefined;
+      }
+      const ks = (JSON.parse(r.stdout) as { keepers: { healthy: boolean; pg_healthy?: boolean; pg_wanted_generation?: number; pg_current_generation?: number }[] }).keepers;
+      return ks.length === 2 && ks.every((k) => k.healthy && k.pg_healthy === true && k.pg_wanted_generation === k.pg_current_generation) ? true : undefined;
+    },
+    { timeoutMs: 120_000, what: 'both keepers healthy and converged' },
+  );
+}
+
+function guard(fn: () => Promise<void>): () => Promise<void> {
+  return async () => {
+    try {
+      await fn();
+    } catch (err) {
+      failed = true;
+      throw err;
+    }
+  };
+}
+
+beforeAll(async () => {
+  dir = await makeTempDir('stolon-crash-e2e-');
+  cluster = await startLocalCluster({ dir, keepers: 2, clusterName: 'crash', logLevel: 'debug' });
+  await query(cluster.proxyClientConfig(0), 'create table c (id serial primary key)');
+  await settled();
+}, 180_000);
+
+afterAll(async () => {
+  if (failed) {
+    process.stdout.write(`--- logs (tail) ---\n${cluster?.logs().split('\n').slice(-250).join('\n')}\nkept in ${dir}\n`);
+  }
+  await cluster?.stop();
+  if (!failed && dir !== '') {
+    await removeDir(dir);
+  }
+}, 120_000);
+
+describe('postgres crash with its keeper alive', () => {
+  it('SIGKILL of the postmaster: the keeper restarts it at once, the same keeper stays primary, no failover', guard(async () => {
+    const p = await cluster.primaryIndex();
+    const before = (await events()).length;
+    const w = writer();
+    await waitFor(() => (w.acks.length >= 20 ? true : undefined), { timeoutMs: 20_000, what: 'the writer to get going' });
+    const pid = await cluster.keepers[p]!.postmasterPid();
+    expect(pid).toBeDefined();
+    const killedAt = Date.now();
+    process.kill(pid!, 'SIGKILL');
+    await waitFor(() => (w.acks.some((a) => a > killedAt + 500) ? true : undefined), { timeoutMs: 30_000, what: 'writes to resume' });
+    await w.stop();
+    const gap = longestGap(w.acks, killedAt);
+    process.stdout.write(`postgres crash (SIGKILL of the postmaster), keeper alive: write outage ${gap} ms through the proxy\n`);
+    // Where the time went: the keeper's own account, ms after the kill.
+    for (const line of cluster.keepers[p]!.process.logs().split('\n')) {
+      const m = /"time":(\d+).*"msg":"([^"]*)"/.exec(line);
+      if (m !== null && Number(m[1]) >= killedAt && Number(m[1]) <= killedAt + gap + 1000 && !line.includes('"level":20')) {
+        process.stdout.write(`  +${Number(m[1]) - killedAt} ms ${m[2]!.slice(0, 120)}\n`);
+      }
+    }
+    expect(await cluster.primaryIndex()).toBe(p);
+    expect((await events()).length).toBe(before);
+    expect(cluster.keepers[p]!.process.logs()).toContain('postgres is no longer running');
+    // Well inside failInterval (6 s): the restart, not a failover, ended the outage.
+    expect(gap).toBeLessThan(6000);
+  }));
+
+  it('postgres that cannot start again (its port taken): the keeper reports it and the sentinel fails over without waiting failInterval', guard(async () => {
+    await settled();
+    const p = await cluster.primaryIndex();
+    const keeper = cluster.keepers[p]!;
+    const w = writer();
+    await waitFor(() => (w.acks.length >= 20 ? true : undefined), { timeoutMs: 20_000, what: 'the writer to get going' });
+    const pid = await keeper.postmasterPid();
+    // Connections (e.g. the proxy's, until it is fenced) are dropped at once, so close() never waits on them.
+    const blocker = net.createServer((s) => s.destroy());
+    const killedAt = Date.now();
+    process.kill(pid!, 'SIGKILL');
+    // Take the port the moment the postmaster is gone, before the keeper restarts it.
+    await waitFor(
+      () =>
+        new Promise<true | undefined>((res) => {
+          blocker.once('error', () => res(undefined));
+          blocker.listen(keeper.pgPort, '127.0.0.1', () => res(true));
+        }),
+      { timeoutMs: 5000, what: `port ${keeper.pgPort} to be free`, intervalMs: 5 },
+    );
+    try {
+      await waitFor(async () => ((await cluster.primaryIndex()) === 1 - p ? true : undefined), { timeoutMs: 30_000, what: 'the standby to be promoted' });
+      await waitFor(() => (w.acks.some((a) => a > killedAt + 500) ? true : undefined), { timeoutMs: 30_000, what: 'writes to resume' });
+      await w.stop();
+      const gap = longestGap(w.acks, killedAt);
+      process.stdout.write(`postgres crash that cannot restart: failover, write outage ${gap} ms through the proxy\n`);
+      const ev = (await events()).at(-1)!;
+      expect(ev.oldPrimary.keeperUID).toBe(keeper.uid);
+      expect(ev.cause).toContain('cannot be started');
+      // failInterval is 6 s: without the start-error report the sentinel would still be waiting.
+      expect(gap).toBeLessThan(6000);
+    } finally {
+      await w.stop();
+      await new Promise<void>((r) => blocker.close(() => r()));
+    }
+    await settled();
+  }));
+});
