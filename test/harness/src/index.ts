@@ -17,3 +17,14 @@ export {
   type LocalClusterOptions,
 } from './cluster.js';
 export { query } from './sql.js';
+export {
+  startKubeApiServerStandin,
+  type KubeApiServerStandin,
+  type KubeApiServerStandinOptions,
+  type KubeObject,
+  type KubeObjectMeta,
+  type StandinError,
+  type StandinRequest,
+  type StandinResource,
+  type StandinUnavailableMode,
+} from './kube-apiserver-standin.js';
