@@ -40,7 +40,7 @@
  * @see https://kubernetes.io/docs/reference/kubernetes-api/cluster-resources/lease-v1/
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { freePort } from './ports.js';
 
@@ -86,6 +86,8 @@ export interface StandinRequest {
   readonly name: string | undefined;
   /** True for `?watch=1` requests. */
   readonly watch: boolean;
+  /** Request headers (e.g. `authorization`, to fail one client's requests only). */
+  readonly headers: IncomingHttpHeaders;
 }
 
 /** Options of {@link startKubeApiServerStandin}. */
@@ -858,6 +860,7 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
       namespace: p?.namespace,
       name: p?.name,
       watch: isWatch,
+      headers: req.headers,
     });
     if (intercepted !== undefined) {
       throw new HttpError(intercepted.code, intercepted.reason, intercepted.message);
