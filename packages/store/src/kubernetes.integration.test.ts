@@ -228,6 +228,26 @@ describe('KubernetesStore on the stand-in API server', () => {
       }
     });
 
+    it('infoLeaseRemainingMs: undefined without a Lease, kept up by renewals, runs down while the API server hangs', async () => {
+      const name = cluster();
+      const s = open(name, { timeoutMs: 500 });
+      expect(s.infoLeaseRemainingMs('keepers', 'k1')).toBeUndefined();
+      await s.setInfo('keepers', 'k1', keeperInfo('k1'), 1500); // duration 2 s
+      const first = s.infoLeaseRemainingMs('keepers', 'k1') ?? 0;
+      expect(first).toBeGreaterThan(1500);
+      expect(first).toBeLessThanOrEqual(2000);
+      await new Promise((r) => setTimeout(r, 1500)); // about elapsed time: renewals every 500 ms
+      expect(s.infoLeaseRemainingMs('keepers', 'k1')).toBeGreaterThan(1000);
+      api.setUnavailable('hang');
+      const t0 = performance.now();
+      await waitFor(() => (s.infoLeaseRemainingMs('keepers', 'k1') ?? 1) <= 0, { timeoutMs: 4000, what: 'the remaining time to run out', intervalMs: 20 });
+      expect(performance.now() - t0).toBeLessThanOrEqual(2000 + 50);
+      api.setUnavailable(false);
+      await waitFor(() => (s.infoLeaseRemainingMs('keepers', 'k1') ?? 0) > 1000, { timeoutMs: 4000, what: 'renewals to resume' });
+      await s.deleteInfo('keepers', 'k1');
+      expect(s.infoLeaseRemainingMs('keepers', 'k1')).toBeUndefined();
+    });
+
     it('leader election: create, leaseTransitions on takeover, holderIdentity cleared on resign', async () => {
       const name = cluster();
       const a = open(name);

@@ -139,6 +139,9 @@ interface KeptInfo {
   acquireTime: string | undefined;
   timer: NodeJS.Timeout | undefined;
   stopped: boolean;
+  /** Monotonic time at which our last successful write was sent, and the duration it set (ms). */
+  confirmedAt: number | undefined;
+  confirmedDurationMs: number;
 }
 
 /**
@@ -436,19 +439,26 @@ export class KubernetesStore implements Store {
    */
   private async writeInfo(e: KeptInfo, deadline: number): Promise<void> {
     const what = `write ${e.kind} info Lease ${e.name}`;
+    const confirmed = (sentAt: number): void => {
+      e.confirmedAt = sentAt;
+      e.confirmedDurationMs = leaseDurationSeconds(e.ttlMs) * 1000;
+    };
     for (let attempt = 0; attempt < 4; attempt++) {
       const now = Date.now();
+      const sentAt = monotonicMs();
       if (e.rv === undefined) {
         const res = await this.req(what, 'POST', this.leasePath(), { deadline, body: this.infoBody(e, now), allow: [409] });
         if (res.status !== 409) {
           e.rv = readLease(res.body, `Lease ${e.name}`).resourceVersion;
           e.acquireTime ??= microTime(now);
+          confirmed(sentAt);
           return;
         }
       } else {
         const res = await this.req(what, 'PUT', this.leasePath(e.name), { deadline, body: this.infoBody(e, now), allow: [404, 409] });
         if (res.status < 300) {
           e.rv = readLease(res.body, `Lease ${e.name}`).resourceVersion;
+          confirmed(sentAt);
           return;
         }
         if (res.status === 404) {
@@ -511,6 +521,8 @@ export class KubernetesStore implements Store {
           acquireTime: undefined,
           timer: undefined,
           stopped: false,
+          confirmedAt: undefined,
+          confirmedDurationMs: 0,
         };
         this.infos.set(key, e);
       }
@@ -523,6 +535,24 @@ export class KubernetesStore implements Store {
         this.scheduleRenewal(e, Math.max(100, ttlMs / 3));
       }
     });
+  }
+
+  /**
+   * How long, in ms from now, the info Lease this client publishes for (kind, uid) is certain to
+   * live: the send time of its last successful write plus the duration that write set, minus now.
+   * No reader can count the Lease as expired earlier: readers count the duration from when they
+   * see that write (see {@link LeaseObservations}), which is after it was sent. A primary's keeper
+   * uses this to fence PostgreSQL in time (DESIGN.md §4, self-fencing).
+   * @returns ms (≤ 0 once readers may count it expired), or undefined when this client keeps no
+   *   Lease for the entry (never written successfully, deleted, or the store closed). Never
+   *   throws, no I/O.
+   */
+  infoLeaseRemainingMs(kind: InfoKind, uid: string): number | undefined {
+    const e = this.infos.get(`${kind}/${uid}`);
+    if (e === undefined || e.confirmedAt === undefined) {
+      return undefined;
+    }
+    return e.confirmedAt + e.confirmedDurationMs - monotonicMs();
   }
 
   /** @inheritDoc */
