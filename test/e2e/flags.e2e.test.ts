@@ -14,6 +14,11 @@ const pw = join(dir, 'pw');
 writeFileSync(pw, 'secret-value\n', { mode: 0o600 });
 const empty = join(dir, 'empty');
 writeFileSync(empty, '');
+const kubeconfig = join(dir, 'kubeconfig');
+writeFileSync(
+  kubeconfig,
+  'apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\ncurrent-context: x\n',
+);
 
 interface Case {
   title: string;
@@ -32,6 +37,9 @@ const cases: Case[] = [
   { title: 'keeper with a bad uid', program: 'keeper', args: [...keeperBase, '--pg-su-password-file', pw, '--pg-repl-password-file', pw, '--uid', 'Bad-Uid'], stderr: /--uid: "Bad-Uid" must match/ },
   { title: 'keeper without --data-dir', program: 'keeper', args: [...store], stderr: /data-dir/ },
   { title: 'sentinel with an unsupported store backend', program: 'sentinel', args: ['--cluster-name', 'c', '--store-backend', 'consul'], stderr: /store-backend/ },
+  { title: 'sentinel with the kubernetes backend but no --kube-resource-kind', program: 'sentinel', args: ['--cluster-name', 'c', '--store-backend', 'kubernetes'], stderr: /--kube-resource-kind is required with --store-backend kubernetes: pass --kube-resource-kind configmap/ },
+  { title: 'proxy with the kubernetes backend and a cluster name unfit for object names', program: 'proxy', args: ['--cluster-name', 'My_Cluster', '--store-backend', 'kubernetes', '--kube-resource-kind', 'configmap'], stderr: /--cluster-name: "My_Cluster" cannot be used with the kubernetes backend/ },
+  { title: 'stolonctl with the kubernetes backend and an unknown context', program: 'stolonctl', args: ['--cluster-name', 'c', '--store-backend', 'kubernetes', '--kube-resource-kind', 'configmap', '--kubeconfig', kubeconfig, '--kube-context', 'nope', 'status'], stderr: /--kube-context: no context "nope"/ },
   { title: 'sentinel without --cluster-name', program: 'sentinel', args: ['--store-backend', 'etcdv3'], stderr: /cluster-name/ },
   { title: 'proxy with a bad store endpoint', program: 'proxy', args: ['--cluster-name', 'c', '--store-backend', 'etcdv3', '--store-endpoints', 'ftp://x'], stderr: /--store-endpoints: "ftp:\/\/x" must use http or https/ },
   { title: 'proxy with a bad store timeout', program: 'proxy', args: [...store, '--store-timeout', 'soon'], stderr: /--store-timeout: "soon" is not a positive duration/ },

@@ -26,13 +26,21 @@ export interface FlagSpec {
 /** A table keyed by the config field; a mapped type makes a missing entry a compile error. */
 export type FlagTable<C> = { readonly [K in keyof C]-?: FlagSpec };
 
-/** Flags every daemon and stolonctl take. */
+/**
+ * Flags every daemon and stolonctl take. The `--kube-*` flags are Stolon's (`--kube-resource-kind`
+ * on every program; `--kubeconfig`, `--kube-context`, `--kube-namespace` on stolonctl only in
+ * Stolon, on all four here, so a daemon outside the cluster can be pointed at it).
+ */
 export interface CommonConfig {
   clusterName: string;
   storeBackend: string;
   storeEndpoints: string;
   storePrefix: string;
   storeTimeout: string;
+  kubeResourceKind: string | undefined;
+  kubeconfig: string | undefined;
+  kubeContext: string | undefined;
+  kubeNamespace: string | undefined;
   logLevel: string;
 }
 
@@ -40,23 +48,46 @@ export const COMMON_FLAGS: FlagTable<CommonConfig> = {
   clusterName: { name: 'cluster-name', description: 'cluster name', type: 'string', required: true },
   storeBackend: {
     name: 'store-backend',
-    description: 'store backend type (etcdv3; kubernetes and consul are not available yet)',
+    description:
+      'store backend type: etcdv3, or kubernetes (ConfigMap and Leases in one namespace; needs --kube-resource-kind configmap); consul is not available yet',
     type: 'string',
     required: true,
-    choices: ['etcdv3'],
+    choices: ['etcdv3', 'kubernetes'],
   },
   storeEndpoints: {
     name: 'store-endpoints',
-    description: 'comma-separated list of store endpoints',
+    description:
+      'comma-separated list of store endpoints (etcdv3; ignored with kubernetes, which finds the API server through the kubeconfig or the pod service account)',
     type: 'string',
     default: 'http://127.0.0.1:2379',
   },
-  storePrefix: { name: 'store-prefix', description: 'store key prefix', type: 'string', default: 'stolon/cluster' },
+  storePrefix: { name: 'store-prefix', description: 'store key prefix (etcdv3; ignored with kubernetes)', type: 'string', default: 'stolon/cluster' },
   storeTimeout: {
     name: 'store-timeout',
     description: 'store request timeout (duration, e.g. 5s)',
     type: 'string',
     default: '5s',
+  },
+  kubeResourceKind: {
+    name: 'kube-resource-kind',
+    description: 'kind of object holding clusterdata with --store-backend kubernetes; must be configmap (required with that backend, as in Stolon)',
+    type: 'string',
+  },
+  kubeconfig: {
+    name: 'kubeconfig',
+    description: 'kubeconfig file for --store-backend kubernetes (default: KUBECONFIG, else ~/.kube/config, else the pod service account)',
+    type: 'string',
+  },
+  kubeContext: {
+    name: 'kube-context',
+    description: 'kubeconfig context for --store-backend kubernetes (default: the current-context)',
+    type: 'string',
+  },
+  kubeNamespace: {
+    name: 'kube-namespace',
+    description:
+      'namespace of the stolon objects with --store-backend kubernetes (default: the pod namespace in a pod, else the kubeconfig context namespace, else default)',
+    type: 'string',
   },
   logLevel: {
     name: 'log-level',

@@ -4,8 +4,10 @@ import { createStore, type Store } from '@stolon-ts/store';
 import { parseEndpoints, type CommonConfig } from './flags.js';
 
 /**
- * Checks the common flags and creates the store client they describe.
- * @throws ConfigError naming the flag (cluster-name, store-backend, store-endpoints, store-timeout).
+ * Checks the common flags and creates the store client they describe (`--store-endpoints` is
+ * only parsed for etcdv3: the kubernetes backend ignores it).
+ * @throws ConfigError naming the flag (cluster-name, store-backend, store-endpoints, store-timeout,
+ *   kube-resource-kind, kubeconfig, kube-context, kube-namespace).
  */
 export function storeFromConfig(c: CommonConfig): Store {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(c.clusterName)) {
@@ -22,9 +24,13 @@ export function storeFromConfig(c: CommonConfig): Store {
   }
   return createStore({
     backend: c.storeBackend,
-    endpoints: parseEndpoints(c.storeEndpoints),
+    endpoints: c.storeBackend === 'kubernetes' ? [] : parseEndpoints(c.storeEndpoints),
     clusterName: c.clusterName,
     prefix: c.storePrefix,
     timeoutMs,
+    kubeResourceKind: c.kubeResourceKind,
+    kubeconfig: c.kubeconfig,
+    kubeContext: c.kubeContext,
+    kubeNamespace: c.kubeNamespace,
   });
 }

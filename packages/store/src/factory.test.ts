@@ -1,26 +1,69 @@
 /** createStore: backend selection and its configuration errors. */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ConfigError } from '@stolon-ts/cluster';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EtcdStore } from './etcd.js';
-import { createStore } from './factory.js';
+import { createStore, type CreateStoreOptions } from './factory.js';
+import { KubernetesStore } from './kubernetes.js';
+
+function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
 
 describe('createStore', () => {
+  let dir: string;
+  let kubeconfig: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'stolon-factory-'));
+    kubeconfig = join(dir, 'config');
+    await writeFile(
+      kubeconfig,
+      'apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\n    namespace: ns1\ncurrent-context: x\n',
+    );
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
   it('builds an EtcdStore for etcdv3 without connecting', async () => {
     const s = createStore({ backend: 'etcdv3', endpoints: ['http://127.0.0.1:1'], clusterName: 'c', timeoutMs: 100 });
     expect(s).toBeInstanceOf(EtcdStore);
     await s.close();
   });
 
-  it.each(['kubernetes', 'consul', 'etcdv2', 'etcd', ''])('rejects backend %j with a ConfigError on store-backend', (backend) => {
-    let err: unknown;
-    try {
-      createStore({ backend, endpoints: ['http://127.0.0.1:2379'], clusterName: 'c' });
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(ConfigError);
-    expect((err as ConfigError).field).toBe('store-backend');
-    expect((err as ConfigError).message).toMatch(/kubernetes and consul are not available yet/);
+  it('builds a KubernetesStore for kubernetes with --kube-resource-kind configmap, without connecting; endpoints are ignored', async () => {
+    const s = createStore({ backend: 'kubernetes', endpoints: [], clusterName: 'c1', kubeResourceKind: 'configmap', kubeconfig, timeoutMs: 100 });
+    expect(s).toBeInstanceOf(KubernetesStore);
+    expect((s as KubernetesStore).namespace).toBe('ns1');
+    const other = createStore({ backend: 'kubernetes', endpoints: [], clusterName: 'c1', kubeResourceKind: 'configmap', kubeconfig, kubeNamespace: 'ns2' });
+    expect((other as KubernetesStore).namespace).toBe('ns2');
+    await Promise.all([s.close(), other.close()]);
+  });
+
+  it('kubernetes: --kube-resource-kind is required and must be configmap; the cluster name must fit object names', () => {
+    const base: CreateStoreOptions = { backend: 'kubernetes', endpoints: [], clusterName: 'c1', kubeconfig };
+    const missing = configError(() => createStore(base));
+    expect(missing.field).toBe('kube-resource-kind');
+    expect(missing.message).toMatch(/required with --store-backend kubernetes: pass --kube-resource-kind configmap/);
+    const secret = configError(() => createStore({ ...base, kubeResourceKind: 'secret' }));
+    expect(secret.field).toBe('kube-resource-kind');
+    expect(secret.message).toMatch(/"secret" is not supported; use configmap/);
+    expect(configError(() => createStore({ ...base, kubeResourceKind: 'configmap', clusterName: 'My_Cluster' })).field).toBe('cluster-name');
+    expect(configError(() => createStore({ ...base, kubeResourceKind: 'configmap', kubeContext: 'nope' })).field).toBe('kube-context');
+  });
+
+  it.each(['consul', 'etcdv2', 'etcd', ''])('rejects backend %j with a ConfigError on store-backend', (backend) => {
+    const err = configError(() => createStore({ backend, endpoints: ['http://127.0.0.1:2379'], clusterName: 'c' }));
+    expect(err.field).toBe('store-backend');
+    expect(err.message).toMatch(/use etcdv3 or kubernetes \(consul is not available yet\)/);
   });
 
   it('rejects an empty endpoint list with a ConfigError on store-endpoints', () => {

@@ -1,27 +1,42 @@
 /** Builds the store a program's `--store-backend` flag names. */
 import { ConfigError } from '@stolon-ts/cluster';
 import { EtcdStore } from './etcd.js';
+import { resolveKubeConfig } from './kube-client.js';
+import { checkKubeClusterName } from './kube-objects.js';
+import { KubernetesStore } from './kubernetes.js';
 import type { Store } from './store.js';
 
-/** Options of {@link createStore}, mirroring the common `--store-*` flags. */
+/** Options of {@link createStore}, mirroring the common `--store-*` and `--kube-*` flags. */
 export interface CreateStoreOptions {
-  /** `--store-backend`; only `etcdv3` is implemented. */
-  readonly backend: 'etcdv3' | (string & {});
-  /** `--store-endpoints`, e.g. `['http://127.0.0.1:2379']`. */
+  /** `--store-backend`: `etcdv3` or `kubernetes`. */
+  readonly backend: 'etcdv3' | 'kubernetes' | (string & {});
+  /** `--store-endpoints`, e.g. `['http://127.0.0.1:2379']` (etcdv3; ignored with kubernetes). */
   readonly endpoints: readonly string[];
   /** `--cluster-name`. */
   readonly clusterName: string;
-  /** `--store-prefix`. @default 'stolon/cluster' */
+  /** `--store-prefix` (etcdv3; ignored with kubernetes, as in Stolon). @default 'stolon/cluster' */
   readonly prefix?: string;
   /** `--store-timeout` in ms, per request. @default 5000 */
   readonly timeoutMs?: number;
+  /** `--kube-resource-kind`: required with kubernetes, and must be `configmap` (as in Stolon). */
+  readonly kubeResourceKind?: string | undefined;
+  /** `--kubeconfig` (kubernetes). */
+  readonly kubeconfig?: string | undefined;
+  /** `--kube-context` (kubernetes). */
+  readonly kubeContext?: string | undefined;
+  /** `--kube-namespace` (kubernetes). */
+  readonly kubeNamespace?: string | undefined;
 }
 
 /**
- * Creates the store client for `opts.backend`.
- * @throws ConfigError (`field: 'store-backend'`) for any backend other than `etcdv3`
- *   (kubernetes and consul are not available yet), and (`field: 'store-endpoints'`) when no
- *   endpoint is given.
+ * Creates the store client for `opts.backend`. Nothing is sent to the store until the first call;
+ * for kubernetes the kubeconfig (or the pod's service account) is read now.
+ * @throws ConfigError naming the flag: `store-backend` for any backend other than `etcdv3` and
+ *   `kubernetes` (consul is not available yet); `store-endpoints` when etcdv3 has no endpoint;
+ *   `kube-resource-kind` when kubernetes is chosen without `--kube-resource-kind configmap`;
+ *   `cluster-name`, `kubeconfig`, `kube-context` or `kube-namespace` when the kubernetes client
+ *   configuration cannot be used (see `resolveKubeConfig`).
+ * @see shared/reference/stolon.md §2.1 (`--kube-resource-kind` must be configmap)
  */
 export function createStore(opts: CreateStoreOptions): Store {
   switch (opts.backend) {
@@ -32,9 +47,31 @@ export function createStore(opts: CreateStoreOptions): Store {
         ...(opts.prefix === undefined ? {} : { prefix: opts.prefix }),
         ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
       });
+    case 'kubernetes': {
+      const kind = opts.kubeResourceKind ?? '';
+      if (kind === '') {
+        throw new ConfigError(
+          '--kube-resource-kind is required with --store-backend kubernetes: pass --kube-resource-kind configmap (the only kind supported, as in Stolon)',
+          { field: 'kube-resource-kind' },
+        );
+      }
+      if (kind !== 'configmap') {
+        throw new ConfigError(`--kube-resource-kind: "${kind}" is not supported; use configmap (the only kind supported, as in Stolon)`, {
+          field: 'kube-resource-kind',
+        });
+      }
+      checkKubeClusterName(opts.clusterName);
+      const kube = resolveKubeConfig({ kubeconfig: opts.kubeconfig, context: opts.kubeContext, namespace: opts.kubeNamespace });
+      return new KubernetesStore({
+        clusterName: opts.clusterName,
+        kubeConfig: kube.kubeConfig,
+        namespace: kube.namespace,
+        ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
+      });
+    }
     default:
       throw new ConfigError(
-        `--store-backend: "${opts.backend}" is not supported; use etcdv3 (kubernetes and consul are not available yet)`,
+        `--store-backend: "${opts.backend}" is not supported; use etcdv3 or kubernetes (consul is not available yet)`,
         { field: 'store-backend' },
       );
   }

@@ -1,6 +1,6 @@
 /**
- * @stolon-ts/store: the store contract (`Store`), its etcd v3 and in-memory implementations,
- * and `createStore` for the `--store-*` flags.
+ * @stolon-ts/store: the store contract (`Store`), its etcd v3, Kubernetes and in-memory
+ * implementations, and `createStore` for the `--store-*` and `--kube-*` flags.
  */
 export type {
   ClusterDataRecord,
@@ -12,5 +12,12 @@ export type {
   WatchTopic,
 } from './store.js';
 export { EtcdStore, type EtcdStoreOptions } from './etcd.js';
+export { KubernetesStore, type KubernetesStoreOptions } from './kubernetes.js';
+export {
+  resolveKubeConfig,
+  type KubeConfigOptions,
+  type NamespaceSource,
+  type ResolvedKubeConfig,
+} from './kube-client.js';
 export { MemoryBackend, MemoryStore, type MemoryStoreOptions } from './memory.js';
 export { createStore, type CreateStoreOptions } from './factory.js';

@@ -1,5 +1,5 @@
 /**
- * The store contract every backend implements (etcd v3 now; Kubernetes and Consul later) and the
+ * The store contract every backend implements (etcd v3 and Kubernetes now; Consul later) and the
  * one conformance suite checks (`conformance.ts`). Methods speak our nouns: clusterdata with its
  * revision, infos under a TTL, the sentinel leader lease, and watches (STYLE.md rule 7).
  *
@@ -17,7 +17,7 @@ import type { KeeperInfo, ProxyInfo, SentinelInfo } from '@stolon-ts/cluster';
 export interface ClusterDataRecord {
   /** The document exactly as stored (callers parse it with `parseClusterData`). */
   readonly text: string;
-  /** Opaque revision (etcd: mod revision as a decimal string). */
+  /** Opaque revision (etcd: mod revision as a decimal string; Kubernetes: the ConfigMap's resourceVersion). */
   readonly revision: string;
 }
 
@@ -80,7 +80,9 @@ export interface Store {
   /**
    * Publishes `info` for `uid` under a TTL: if the process stops refreshing it (this call, or the
    * backend's own keepalive of the same lease), the entry disappears at most `ttlMs` (rounded up
-   * to whole seconds on etcd) after the last successful refresh. Repeated calls reuse one lease per
+   * to whole seconds on etcd and Kubernetes) after the last successful refresh. (Kubernetes: after
+   * the reader saw that refresh, which a watching reader does at once; a reader that starts later
+   * trusts the entry for one more TTL, see `kubernetes.ts`.) Repeated calls reuse one lease per
    * (kind, uid) while it lives; a lost lease is replaced on the next call.
    */
   setInfo<K extends InfoKind>(kind: K, uid: string, info: InfoTypes[K], ttlMs: number): Promise<void>;

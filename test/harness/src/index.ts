@@ -18,3 +18,14 @@ export {
 } from './cluster.js';
 export { query } from './sql.js';
 export { startRelay, type RelayHandle } from './relay.js';
+export {
+  startKubeApiServerStandin,
+  type KubeApiServerStandin,
+  type KubeApiServerStandinOptions,
+  type KubeObject,
+  type KubeObjectMeta,
+  type StandinError,
+  type StandinRequest,
+  type StandinResource,
+  type StandinUnavailableMode,
+} from './kube-apiserver-standin.js';

@@ -1,0 +1,1051 @@
+/**
+ * A stand-in for the Kubernetes API server, for the Kubernetes store backend's tests. There is no
+ * kube-apiserver on this machine and none can be installed (no registry we reach ships one), so
+ * this plain `node:http` server on 127.0.0.1 implements, from the Kubernetes API conventions, the
+ * part of the API the backend uses, with the real server's concurrency semantics:
+ *
+ * - resources: core/v1 `configmaps` and `coordination.k8s.io/v1` `leases`, namespaced
+ *   (`/api/v1/namespaces/<ns>/configmaps[/<name>]`, `/apis/coordination.k8s.io/v1/namespaces/<ns>/leases[/<name>]`,
+ *   plus the cluster-wide collections for list and watch);
+ * - get, list (`labelSelector` with `=`, `==`, `!=`, `key`, `!key`; `fieldSelector` on
+ *   `metadata.name` / `metadata.namespace`), create (POST; `409 AlreadyExists`), replace (PUT;
+ *   `409 Conflict` when `metadata.resourceVersion` is given and stale, unconditional when it is
+ *   not; `404 NotFound`; a replace that changes nothing keeps the resourceVersion and sends no
+ *   event), delete (`404`; `DeleteOptions.preconditions` on `uid` / `resourceVersion` → `409`);
+ *   PATCH is not implemented (`405`): the backend does not use it;
+ * - one global, monotonically increasing resourceVersion (as etcd's revision under the real
+ *   server), set on every write; list metadata carries the current one;
+ * - watch (`?watch=1`) from a `resourceVersion`: unset or `"0"` starts with synthetic `ADDED`
+ *   events for the current objects; `N` replays every later event from a bounded history and
+ *   then streams live `ADDED`/`MODIFIED`/`DELETED` events (an object moving in or out of the
+ *   selector is `ADDED`/`DELETED`, as the watch cache does); `BOOKMARK` events when
+ *   `allowWatchBookmarks=true`; a resourceVersion older than the history gives an `ERROR` event
+ *   carrying a `Status` with code 410 (reason `Expired`), as the real server does;
+ *   `timeoutSeconds` ends the stream;
+ * - errors are `Status` objects (`kind: Status`, `status: Failure`, `reason`, `code`, `message`,
+ *   `details`); object names, label and annotation keys/values and sizes are validated
+ *   (`422 Invalid`), as are Lease spec fields.
+ *
+ * Test hooks: {@link KubeApiServerStandin.setUnavailable} (`'refuse'` resets every connection,
+ * `'hang'` accepts and never answers, pausing open watch streams), `dropWatches` (ends every
+ * watch stream cleanly), `compactHistory` (forgets the event history: a watch from an older
+ * resourceVersion gets 410), `setInterceptor` (answer chosen requests with an error), and
+ * in-process object access that bypasses HTTP (but not resourceVersions or watch events).
+ *
+ * What it does not do: authentication beyond an optional bearer token, RBAC, admission, finalizers,
+ * server-side apply, pagination (`limit`/`continue`), set-based selectors, protobuf, generation.
+ * Everything it does was written from the API docs, never checked against a real API server.
+ * @see https://kubernetes.io/docs/reference/using-api/api-concepts/ (resourceVersion, watch, bookmarks, 410 Gone)
+ * @see https://github.com/kubernetes/community/blob/master/contributors/devel/sig-architecture/api-conventions.md (Status, concurrency control)
+ * @see https://kubernetes.io/docs/reference/kubernetes-api/cluster-resources/lease-v1/
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { freePort } from './ports.js';
+
+/** The resource types the stand-in serves. */
+export type StandinResource = 'configmaps' | 'leases';
+
+/** Object metadata, as much of `ObjectMeta` as the stand-in looks at. */
+export interface KubeObjectMeta {
+  name?: string;
+  namespace?: string;
+  uid?: string;
+  resourceVersion?: string;
+  creationTimestamp?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  [field: string]: unknown;
+}
+
+/** A Kubernetes object as JSON. */
+export interface KubeObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: KubeObjectMeta;
+  [field: string]: unknown;
+}
+
+/** An error answer: becomes a `Status` object with this HTTP code. */
+export interface StandinError {
+  readonly code: number;
+  /** `StatusReason`, e.g. `Conflict`, `NotFound`, `ServiceUnavailable`. */
+  readonly reason: string;
+  readonly message: string;
+}
+
+/** A request as the interceptor sees it. */
+export interface StandinRequest {
+  readonly method: string;
+  /** Path without the query, e.g. `/apis/coordination.k8s.io/v1/namespaces/ns/leases/x`. */
+  readonly path: string;
+  readonly query: URLSearchParams;
+  readonly resource: StandinResource | undefined;
+  readonly namespace: string | undefined;
+  readonly name: string | undefined;
+  /** True for `?watch=1` requests. */
+  readonly watch: boolean;
+  /** Request headers (e.g. `authorization`, to fail one client's requests only). */
+  readonly headers: IncomingHttpHeaders;
+}
+
+/** Options of {@link startKubeApiServerStandin}. */
+export interface KubeApiServerStandinOptions {
+  /** Events kept for watches resuming from a resourceVersion; older ones give 410. @default 1000 */
+  readonly historyLimit?: number;
+  /** Period of `BOOKMARK` events on watches that allow them, in ms. @default 1000 */
+  readonly bookmarkIntervalMs?: number;
+  /** When set, every request must carry `Authorization: Bearer <token>` (else 401). */
+  readonly token?: string;
+}
+
+/** Availability modes of {@link KubeApiServerStandin.setUnavailable}. */
+export type StandinUnavailableMode = 'refuse' | 'hang' | false;
+
+/** A running stand-in API server. */
+export interface KubeApiServerStandin {
+  /** Base URL, e.g. `http://127.0.0.1:40123`. */
+  readonly url: string;
+  readonly port: number;
+  /** The resourceVersion of the last write (`"0"` before any). */
+  resourceVersion(): string;
+  /** Number of watch streams currently open. */
+  watchCount(): number;
+  /** Every request received (method and path with query), oldest first; the last 10 000. */
+  requestLog(): readonly string[];
+  /**
+   * `'refuse'`: every open connection is reset (watches included) and new ones are reset at once.
+   * `'hang'`: requests are accepted and never answered, open watch streams stop delivering
+   * (events are held, not lost). `false`: back to normal; held requests are reset and held watch
+   * events delivered.
+   */
+  setUnavailable(mode: StandinUnavailableMode): void;
+  /** Ends every open watch stream cleanly (as the real server does at `timeoutSeconds`). @returns how many. */
+  dropWatches(): number;
+  /** Forgets the event history: a watch from a resourceVersion older than the current one gets 410. */
+  compactHistory(): void;
+  /** Answers every request for which `fn` returns an error with that error (`undefined`: normal). */
+  setInterceptor(fn: ((req: StandinRequest) => StandinError | undefined) | undefined): void;
+  /** The stored object (a copy), or undefined. */
+  getObject(resource: StandinResource, namespace: string, name: string): KubeObject | undefined;
+  /**
+   * Creates or replaces an object in-process, without validation or preconditions (to store
+   * contents a client would be refused, e.g. invalid JSON in an annotation). Watches see it.
+   * @returns the stored object (a copy) with its new resourceVersion.
+   */
+  putObject(resource: StandinResource, namespace: string, obj: KubeObject): KubeObject;
+  /** Deletes an object in-process; watches see it. @returns whether it existed. */
+  deleteObject(resource: StandinResource, namespace: string, name: string): boolean;
+  /** Closes every connection and the listener. Idempotent. */
+  stop(): Promise<void>;
+}
+
+interface ResourceType {
+  readonly prefix: string;
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly listKind: string;
+}
+
+const RESOURCES: Record<StandinResource, ResourceType> = {
+  configmaps: { prefix: '/api/v1', apiVersion: 'v1', kind: 'ConfigMap', listKind: 'ConfigMapList' },
+  leases: {
+    prefix: '/apis/coordination.k8s.io/v1',
+    apiVersion: 'coordination.k8s.io/v1',
+    kind: 'Lease',
+    listKind: 'LeaseList',
+  },
+};
+
+/** Request bodies above this are refused with 413, as the real server's 3 MiB limit. */
+const MAX_BODY_BYTES = 3 * 1024 * 1024;
+/** Total size of all annotations of an object (keys + values), as `TotalAnnotationSizeLimitB`. */
+const MAX_ANNOTATIONS_BYTES = 256 * 1024;
+/** ConfigMap data limit (`MaxSecretSize`, 1 MiB). */
+const MAX_CONFIGMAP_BYTES = 1024 * 1024;
+
+type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
+
+interface StoredEvent {
+  readonly rv: number;
+  readonly type: EventType;
+  readonly resource: StandinResource;
+  readonly namespace: string;
+  /** The object after the change (for DELETED: as deleted, with the deletion's resourceVersion). */
+  readonly object: KubeObject;
+  /** The object before the change (MODIFIED only), for selector transitions. */
+  readonly previous: KubeObject | undefined;
+}
+
+interface Requirement {
+  readonly key: string;
+  readonly op: 'eq' | 'ne' | 'exists' | 'notexists';
+  readonly value: string;
+}
+
+interface Selector {
+  readonly labels: readonly Requirement[];
+  readonly fields: readonly Requirement[];
+}
+
+interface Watcher {
+  readonly resource: StandinResource;
+  readonly namespace: string | undefined;
+  readonly selector: Selector;
+  readonly res: ServerResponse;
+  readonly bookmarks: boolean;
+  readonly timers: NodeJS.Timeout[];
+  /** Lines held while the server "hangs". */
+  held: string[];
+  closed: boolean;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+  }
+}
+
+const DNS1123_LABEL = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
+const DNS1123_SUBDOMAIN_RE = new RegExp(`^${DNS1123_LABEL}(\\.${DNS1123_LABEL})*$`);
+const QUALIFIED_NAME_RE = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
+const LABEL_VALUE_RE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+const CONFIGMAP_KEY_RE = /^[-._a-zA-Z0-9]+$/;
+const MICROTIME_RE = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/;
+
+/** Why `name` is not a DNS-1123 subdomain, or undefined when it is (`IsDNS1123Subdomain`). */
+function dnsSubdomainProblem(name: string): string | undefined {
+  if (name.length > 253) {
+    return 'must be no more than 253 characters';
+  }
+  if (!DNS1123_SUBDOMAIN_RE.test(name)) {
+    return "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
+  }
+  return undefined;
+}
+
+/** Why `key` is not a qualified name (label/annotation key), or undefined (`IsQualifiedName`). */
+function qualifiedNameProblem(key: string): string | undefined {
+  const parts = key.split('/');
+  let name = key;
+  if (parts.length === 2) {
+    const prefix = parts[0] ?? '';
+    name = parts[1] ?? '';
+    if (prefix === '') {
+      return 'prefix part must be non-empty';
+    }
+    const p = dnsSubdomainProblem(prefix);
+    if (p !== undefined) {
+      return `prefix part ${p}`;
+    }
+  } else if (parts.length > 2) {
+    return "a qualified name must consist of alphanumeric characters, '-', '_' or '.', with an optional DNS subdomain prefix and '/'";
+  }
+  if (name.length === 0) {
+    return 'name part must be non-empty';
+  }
+  if (name.length > 63) {
+    return 'name part must be no more than 63 characters';
+  }
+  if (!QUALIFIED_NAME_RE.test(name)) {
+    return "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+  }
+  return undefined;
+}
+
+/**
+ * Normalises a MicroTime (RFC 3339 with up to 9 fractional digits) to the server's form,
+ * `2006-01-02T15:04:05.000000Z` (UTC, microseconds).
+ * @returns undefined when `s` is not a valid time.
+ */
+function normaliseMicroTime(s: string): string | undefined {
+  const m = MICROTIME_RE.exec(s);
+  if (m === null) {
+    return undefined;
+  }
+  const base = Date.parse(`${m[1] ?? ''}${m[3] ?? 'Z'}`);
+  if (!Number.isFinite(base)) {
+    return undefined;
+  }
+  const micros = (m[2] ?? '').padEnd(6, '0').slice(0, 6);
+  return `${new Date(base).toISOString().slice(0, 19)}.${micros}Z`;
+}
+
+function clone<T>(v: T): T {
+  return structuredClone(v);
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function invalid(kind: string, name: string, causes: Array<{ field: string; message: string }>): HttpError {
+  return new HttpError(
+    422,
+    'Invalid',
+    `${kind} "${name}" is invalid: ${causes.map((c) => `${c.field}: ${c.message}`).join(', ')}`,
+    { name, kind, causes: causes.map((c) => ({ reason: 'FieldValueInvalid', message: c.message, field: c.field })) },
+  );
+}
+
+/** Validates an object to store and normalises its MicroTimes. @throws HttpError 422. */
+function validateObject(resource: StandinResource, obj: KubeObject): void {
+  const t = RESOURCES[resource];
+  const name = obj.metadata.name ?? '';
+  const causes: Array<{ field: string; message: string }> = [];
+  const nameProblem = dnsSubdomainProblem(name);
+  if (nameProblem !== undefined) {
+    causes.push({ field: 'metadata.name', message: `Invalid value: "${name}": ${nameProblem}` });
+  }
+  for (const [field, map, isLabels] of [
+    ['metadata.labels', obj.metadata.labels, true],
+    ['metadata.annotations', obj.metadata.annotations, false],
+  ] as const) {
+    if (map === undefined) {
+      continue;
+    }
+    if (!isRecord(map)) {
+      causes.push({ field, message: 'must be a map of strings' });
+      continue;
+    }
+    let size = 0;
+    for (const [k, v] of Object.entries(map)) {
+      if (typeof v !== 'string') {
+        causes.push({ field: `${field}[${k}]`, message: 'must be a string' });
+        continue;
+      }
+      size += k.length + Buffer.byteLength(v);
+      const kp = qualifiedNameProblem(k);
+      if (kp !== undefined) {
+        causes.push({ field, message: `Invalid value: "${k}": ${kp}` });
+      }
+      if (isLabels && (v.length > 63 || !LABEL_VALUE_RE.test(v))) {
+        causes.push({
+          field,
+          message: `Invalid value: "${v}": a valid label value must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (at most 63 characters)`,
+        });
+      }
+    }
+    if (!isLabels && size > MAX_ANNOTATIONS_BYTES) {
+      causes.push({ field, message: `Too long: must have at most ${MAX_ANNOTATIONS_BYTES} bytes` });
+    }
+  }
+  if (resource === 'configmaps') {
+    const data = obj['data'];
+    if (data !== undefined && data !== null) {
+      if (!isRecord(data)) {
+        causes.push({ field: 'data', message: 'must be a map of strings' });
+      } else {
+        let size = 0;
+        for (const [k, v] of Object.entries(data)) {
+          if (typeof v !== 'string') {
+            causes.push({ field: `data[${k}]`, message: 'must be a string' });
+          } else {
+            size += k.length + Buffer.byteLength(v);
+          }
+          if (!CONFIGMAP_KEY_RE.test(k) || k.length > 253) {
+            causes.push({ field: 'data', message: `Invalid value: "${k}": a valid config key must consist of alphanumeric characters, '-', '_' or '.'` });
+          }
+        }
+        if (size > MAX_CONFIGMAP_BYTES) {
+          causes.push({ field: 'data', message: `Too long: must have at most ${MAX_CONFIGMAP_BYTES} bytes` });
+        }
+      }
+    }
+  } else {
+    const spec = obj['spec'];
+    if (spec !== undefined && spec !== null) {
+      if (!isRecord(spec)) {
+        causes.push({ field: 'spec', message: 'must be an object' });
+      } else {
+        const holder = spec['holderIdentity'];
+        if (holder !== undefined && holder !== null && typeof holder !== 'string') {
+          causes.push({ field: 'spec.holderIdentity', message: 'must be a string' });
+        }
+        const dur = spec['leaseDurationSeconds'];
+        if (dur !== undefined && dur !== null && (!Number.isInteger(dur) || (dur as number) <= 0)) {
+          causes.push({ field: 'spec.leaseDurationSeconds', message: `Invalid value: ${JSON.stringify(dur)}: must be greater than 0` });
+        }
+        const tr = spec['leaseTransitions'];
+        if (tr !== undefined && tr !== null && (!Number.isInteger(tr) || (tr as number) < 0)) {
+          causes.push({ field: 'spec.leaseTransitions', message: `Invalid value: ${JSON.stringify(tr)}: must be greater than or equal to 0` });
+        }
+        for (const f of ['acquireTime', 'renewTime'] as const) {
+          const v = spec[f];
+          if (v === undefined || v === null) {
+            continue;
+          }
+          const norm = typeof v === 'string' ? normaliseMicroTime(v) : undefined;
+          if (norm === undefined) {
+            causes.push({ field: `spec.${f}`, message: `Invalid value: ${JSON.stringify(v)}: must be an RFC 3339 time with microseconds` });
+          } else {
+            spec[f] = norm;
+          }
+        }
+      }
+    }
+  }
+  if (causes.length > 0) {
+    throw invalid(t.kind, name, causes);
+  }
+}
+
+/** Parses an equality-based selector. @throws HttpError 400 for set-based or malformed ones. */
+function parseRequirements(text: string | null, what: 'label' | 'field'): Requirement[] {
+  if (text === null || text.trim() === '') {
+    return [];
+  }
+  return text.split(',').map((raw) => {
+    const part = raw.trim();
+    let m: RegExpExecArray | null;
+    if ((m = /^([^=!\s]+)\s*!=\s*(.*)$/.exec(part)) !== null) {
+      return { key: m[1] ?? '', op: 'ne' as const, value: (m[2] ?? '').trim() };
+    }
+    if ((m = /^([^=!\s]+)\s*==?\s*(.*)$/.exec(part)) !== null) {
+      return { key: m[1] ?? '', op: 'eq' as const, value: (m[2] ?? '').trim() };
+    }
+    if (what === 'label' && (m = /^!\s*([^=!\s]+)$/.exec(part)) !== null) {
+      return { key: m[1] ?? '', op: 'notexists' as const, value: '' };
+    }
+    if (what === 'label' && /^[^=!\s(),]+$/.test(part)) {
+      return { key: part, op: 'exists' as const, value: '' };
+    }
+    throw new HttpError(400, 'BadRequest', `unable to parse requirement: ${what} selector "${text}" (the stand-in supports =, ==, != and existence only)`);
+  });
+}
+
+function matchRequirement(r: Requirement, value: string | undefined): boolean {
+  switch (r.op) {
+    case 'eq':
+      return value === r.value;
+    case 'ne':
+      return value !== r.value;
+    case 'exists':
+      return value !== undefined;
+    case 'notexists':
+      return value === undefined;
+  }
+}
+
+function fieldValue(obj: KubeObject, key: string): string | undefined {
+  if (key === 'metadata.name') {
+    return obj.metadata.name;
+  }
+  if (key === 'metadata.namespace') {
+    return obj.metadata.namespace;
+  }
+  throw new HttpError(400, 'BadRequest', `field label not supported: ${key}`);
+}
+
+function matches(sel: Selector, obj: KubeObject): boolean {
+  return (
+    sel.labels.every((r) => matchRequirement(r, obj.metadata.labels?.[r.key])) &&
+    sel.fields.every((r) => matchRequirement(r, fieldValue(obj, r.key)))
+  );
+}
+
+function statusBody(code: number, reason: string, message: string, details?: Record<string, unknown>): Record<string, unknown> {
+  return {
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Failure',
+    message,
+    reason,
+    ...(details === undefined ? {} : { details }),
+    code,
+  };
+}
+
+/** Starts the stand-in on a free port of 127.0.0.1. */
+export async function startKubeApiServerStandin(opts: KubeApiServerStandinOptions = {}): Promise<KubeApiServerStandin> {
+  const historyLimit = opts.historyLimit ?? 1000;
+  const bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 1000;
+  const objects = new Map<string, KubeObject>();
+  let rv = 0;
+  /** Watches may resume from any resourceVersion >= this (events after it are all in `history`). */
+  let compactedThrough = 0;
+  const history: StoredEvent[] = [];
+  const watchers = new Set<Watcher>();
+  const sockets = new Set<Socket>();
+  const held = new Set<ServerResponse>();
+  const log: string[] = [];
+  let mode: StandinUnavailableMode = false;
+  let interceptor: ((req: StandinRequest) => StandinError | undefined) | undefined;
+  let stopped = false;
+
+  const key = (resource: StandinResource, ns: string, name: string): string => `${resource}/${ns}/${name}`;
+
+  const withType = (resource: StandinResource, obj: KubeObject): KubeObject => ({
+    apiVersion: RESOURCES[resource].apiVersion,
+    kind: RESOURCES[resource].kind,
+    ...clone(obj),
+  });
+
+  const send = (w: Watcher, line: string): void => {
+    if (w.closed) {
+      return;
+    }
+    if (mode === 'hang') {
+      w.held.push(line);
+      return;
+    }
+    w.res.write(line);
+  };
+
+  const closeWatcher = (w: Watcher, destroy: boolean): void => {
+    if (w.closed) {
+      return;
+    }
+    w.closed = true;
+    watchers.delete(w);
+    for (const t of w.timers) {
+      clearTimeout(t);
+      clearInterval(t);
+    }
+    if (destroy) {
+      w.res.destroy();
+    } else {
+      w.res.end();
+    }
+  };
+
+  /** The event `w` should see for `ev`, if any (selector transitions become ADDED/DELETED). */
+  const eventFor = (w: Watcher, ev: StoredEvent): { type: EventType; object: KubeObject } | undefined => {
+    if (ev.resource !== w.resource || (w.namespace !== undefined && ev.namespace !== w.namespace)) {
+      return undefined;
+    }
+    const now = matches(w.selector, ev.object);
+    if (ev.type !== 'MODIFIED' || ev.previous === undefined) {
+      return now ? { type: ev.type, object: ev.object } : undefined;
+    }
+    const before = matches(w.selector, ev.previous);
+    if (before && now) {
+      return { type: 'MODIFIED', object: ev.object };
+    }
+    if (!before && now) {
+      return { type: 'ADDED', object: ev.object };
+    }
+    if (before && !now) {
+      return { type: 'DELETED', object: ev.object };
+    }
+    return undefined;
+  };
+
+  const deliver = (w: Watcher, ev: StoredEvent): void => {
+    const e = eventFor(w, ev);
+    if (e !== undefined) {
+      send(w, `${JSON.stringify({ type: e.type, object: withType(ev.resource, e.object) })}\n`);
+    }
+  };
+
+  const record = (ev: StoredEvent): void => {
+    history.push(ev);
+    while (history.length > historyLimit) {
+      const dropped = history.shift();
+      if (dropped !== undefined) {
+        compactedThrough = dropped.rv;
+      }
+    }
+    for (const w of [...watchers]) {
+      deliver(w, ev);
+    }
+  };
+
+  /** Stores `obj` (already validated) as the new state; emits the event. @returns a copy. */
+  const write = (resource: StandinResource, ns: string, obj: KubeObject, previous: KubeObject | undefined): KubeObject => {
+    rv += 1;
+    const stored: KubeObject = clone(obj);
+    stored.metadata.namespace = ns;
+    stored.metadata.resourceVersion = String(rv);
+    stored.metadata.uid = previous?.metadata.uid ?? obj.metadata.uid ?? randomUUID();
+    stored.metadata.creationTimestamp =
+      previous?.metadata.creationTimestamp ?? `${new Date().toISOString().slice(0, 19)}Z`;
+    delete stored.kind;
+    delete stored.apiVersion;
+    objects.set(key(resource, ns, stored.metadata.name ?? ''), stored);
+    record({ rv, type: previous === undefined ? 'ADDED' : 'MODIFIED', resource, namespace: ns, object: clone(stored), previous });
+    return withType(resource, stored);
+  };
+
+  const remove = (resource: StandinResource, ns: string, name: string): KubeObject | undefined => {
+    const k = key(resource, ns, name);
+    const old = objects.get(k);
+    if (old === undefined) {
+      return undefined;
+    }
+    objects.delete(k);
+    rv += 1;
+    const gone = clone(old);
+    gone.metadata.resourceVersion = String(rv);
+    record({ rv, type: 'DELETED', resource, namespace: ns, object: gone, previous: undefined });
+    return gone;
+  };
+
+  const notFound = (resource: StandinResource, name: string): HttpError =>
+    new HttpError(404, 'NotFound', `${resource}${resource === 'leases' ? '.coordination.k8s.io' : ''} "${name}" not found`, {
+      name,
+      ...(resource === 'leases' ? { group: 'coordination.k8s.io' } : {}),
+      kind: resource,
+    });
+
+  const conflict = (resource: StandinResource, name: string, why: string): HttpError =>
+    new HttpError(
+      409,
+      'Conflict',
+      `Operation cannot be fulfilled on ${resource}${resource === 'leases' ? '.coordination.k8s.io' : ''} "${name}": ${why}`,
+      { name, kind: resource },
+    );
+
+  /** Parses a request body as an object of `resource`. @throws HttpError 400. */
+  const parseBody = (resource: StandinResource, body: string, urlNs: string): KubeObject => {
+    let v: unknown;
+    try {
+      v = JSON.parse(body);
+    } catch (err) {
+      throw new HttpError(400, 'BadRequest', `the body of the request was in an unknown format: ${(err as Error).message}`);
+    }
+    if (!isRecord(v) || !isRecord(v['metadata'])) {
+      throw new HttpError(400, 'BadRequest', 'the body must be an object with metadata');
+    }
+    const t = RESOURCES[resource];
+    if (v['kind'] !== undefined && v['kind'] !== t.kind) {
+      throw new HttpError(400, 'BadRequest', `the kind in the data (${String(v['kind'])}) does not match the expected kind (${t.kind})`);
+    }
+    if (v['apiVersion'] !== undefined && v['apiVersion'] !== t.apiVersion) {
+      throw new HttpError(
+        400,
+        'BadRequest',
+        `the API version in the data (${String(v['apiVersion'])}) does not match the expected API version (${t.apiVersion})`,
+      );
+    }
+    const obj = v as KubeObject;
+    const ns = obj.metadata.namespace;
+    if (ns !== undefined && ns !== '' && ns !== urlNs) {
+      throw new HttpError(400, 'BadRequest', 'the namespace of the provided object does not match the namespace sent on the request');
+    }
+    return obj;
+  };
+
+  const handleCreate = (resource: StandinResource, ns: string, body: string): { code: number; body: unknown } => {
+    const obj = parseBody(resource, body, ns);
+    const name = obj.metadata.name ?? '';
+    if (name === '') {
+      throw invalid(RESOURCES[resource].kind, name, [{ field: 'metadata.name', message: 'Required value: name or generateName is required' }]);
+    }
+    if (obj.metadata.resourceVersion !== undefined && obj.metadata.resourceVersion !== '') {
+      throw new HttpError(500, 'InternalError', 'resourceVersion should not be set on objects to be created');
+    }
+    validateObject(resource, obj);
+    if (objects.has(key(resource, ns, name))) {
+      throw new HttpError(
+        409,
+        'AlreadyExists',
+        `${resource}${resource === 'leases' ? '.coordination.k8s.io' : ''} "${name}" already exists`,
+        { name, kind: resource },
+      );
+    }
+    delete obj.metadata.uid;
+    return { code: 201, body: write(resource, ns, obj, undefined) };
+  };
+
+  const handleReplace = (resource: StandinResource, ns: string, name: string, body: string): { code: number; body: unknown } => {
+    const obj = parseBody(resource, body, ns);
+    if (obj.metadata.name !== name) {
+      throw new HttpError(400, 'BadRequest', `the name of the object (${obj.metadata.name ?? ''}) does not match the name on the URL (${name})`);
+    }
+    const old = objects.get(key(resource, ns, name));
+    if (old === undefined) {
+      throw notFound(resource, name);
+    }
+    const want = obj.metadata.resourceVersion;
+    if (want !== undefined && want !== '' && want !== old.metadata.resourceVersion) {
+      throw conflict(resource, name, 'the object has been modified; please apply your changes to the latest version and try again');
+    }
+    if (obj.metadata.uid !== undefined && obj.metadata.uid !== '' && obj.metadata.uid !== old.metadata.uid) {
+      throw conflict(resource, name, `Precondition failed: UID in precondition: ${obj.metadata.uid}, UID in object meta: ${old.metadata.uid ?? ''}`);
+    }
+    validateObject(resource, obj);
+    // A replace that changes nothing is a no-op: same resourceVersion, no event (as the real server).
+    if (JSON.stringify(comparable(obj)) === JSON.stringify(comparable(old))) {
+      return { code: 200, body: withType(resource, old) };
+    }
+    return { code: 200, body: write(resource, ns, obj, clone(old)) };
+  };
+
+  const handleDelete = (resource: StandinResource, ns: string, name: string, body: string): { code: number; body: unknown } => {
+    const old = objects.get(key(resource, ns, name));
+    if (old === undefined) {
+      throw notFound(resource, name);
+    }
+    if (body.trim() !== '') {
+      let opts: unknown;
+      try {
+        opts = JSON.parse(body);
+      } catch (err) {
+        throw new HttpError(400, 'BadRequest', `the body of the request was in an unknown format: ${(err as Error).message}`);
+      }
+      const pre = isRecord(opts) && isRecord(opts['preconditions']) ? opts['preconditions'] : {};
+      const wantRv = pre['resourceVersion'];
+      const wantUid = pre['uid'];
+      if (typeof wantUid === 'string' && wantUid !== old.metadata.uid) {
+        throw conflict(resource, name, `Precondition failed: UID in precondition: ${wantUid}, UID in object meta: ${old.metadata.uid ?? ''}`);
+      }
+      if (typeof wantRv === 'string' && wantRv !== old.metadata.resourceVersion) {
+        throw conflict(
+          resource,
+          name,
+          `Precondition failed: ResourceVersion in precondition: ${wantRv}, ResourceVersion in object meta: ${old.metadata.resourceVersion ?? ''}`,
+        );
+      }
+    }
+    remove(resource, ns, name);
+    return {
+      code: 200,
+      body: {
+        kind: 'Status',
+        apiVersion: 'v1',
+        metadata: {},
+        status: 'Success',
+        details: { name, ...(resource === 'leases' ? { group: 'coordination.k8s.io' } : {}), kind: resource, uid: old.metadata.uid },
+      },
+    };
+  };
+
+  const handleList = (resource: StandinResource, ns: string | undefined, sel: Selector): { code: number; body: unknown } => {
+    const items = [...objects.entries()]
+      .filter(([k]) => k.startsWith(`${resource}/`))
+      .map(([, o]) => o)
+      .filter((o) => (ns === undefined || o.metadata.namespace === ns) && matches(sel, o))
+      .sort((a, b) => `${a.metadata.namespace ?? ''}/${a.metadata.name ?? ''}`.localeCompare(`${b.metadata.namespace ?? ''}/${b.metadata.name ?? ''}`))
+      .map((o) => clone(o));
+    return {
+      code: 200,
+      body: { kind: RESOURCES[resource].listKind, apiVersion: RESOURCES[resource].apiVersion, metadata: { resourceVersion: String(rv) }, items },
+    };
+  };
+
+  const handleWatch = (resource: StandinResource, ns: string | undefined, sel: Selector, q: URLSearchParams, res: ServerResponse): void => {
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
+    // The client learns the watch is established from the headers, before any event.
+    res.flushHeaders();
+    const w: Watcher = {
+      resource,
+      namespace: ns,
+      selector: sel,
+      res,
+      bookmarks: q.get('allowWatchBookmarks') === 'true' || q.get('allowWatchBookmarks') === '1',
+      timers: [],
+      held: [],
+      closed: false,
+    };
+    const fromText = q.get('resourceVersion') ?? '';
+    const errorEvent = (code: number, reason: string, message: string): void => {
+      send(w, `${JSON.stringify({ type: 'ERROR', object: statusBody(code, reason, message) })}\n`);
+      closeWatcher(w, false);
+    };
+    watchers.add(w);
+    res.on('close', () => closeWatcher(w, false));
+    if (fromText === '' || fromText === '0') {
+      // "Get State and Start at Most Recent": synthetic ADDED for the current objects.
+      for (const [k, o] of objects) {
+        if (k.startsWith(`${resource}/`) && (ns === undefined || o.metadata.namespace === ns) && matches(sel, o)) {
+          send(w, `${JSON.stringify({ type: 'ADDED', object: withType(resource, o) })}\n`);
+        }
+      }
+    } else {
+      const from = /^[0-9]+$/.test(fromText) ? Number(fromText) : Number.NaN;
+      if (!Number.isSafeInteger(from)) {
+        errorEvent(400, 'BadRequest', `invalid resource version: ${fromText}`);
+        return;
+      }
+      if (from < compactedThrough) {
+        errorEvent(410, 'Expired', `too old resource version: ${from} (${compactedThrough})`);
+        return;
+      }
+      if (from > rv) {
+        errorEvent(504, 'Timeout', `Too large resource version: ${from}, current: ${rv}`);
+        return;
+      }
+      for (const ev of history) {
+        if (ev.rv > from) {
+          deliver(w, ev);
+        }
+      }
+    }
+    if (w.bookmarks) {
+      w.timers.push(
+        setInterval(() => {
+          if (mode !== 'hang') {
+            send(w, `${JSON.stringify({ type: 'BOOKMARK', object: { kind: RESOURCES[resource].kind, apiVersion: RESOURCES[resource].apiVersion, metadata: { resourceVersion: String(rv) } } })}\n`);
+          }
+        }, bookmarkIntervalMs),
+      );
+    }
+    const timeoutSeconds = Number(q.get('timeoutSeconds') ?? '');
+    if (Number.isFinite(timeoutSeconds) && timeoutSeconds > 0) {
+      w.timers.push(setTimeout(() => closeWatcher(w, false), timeoutSeconds * 1000));
+    }
+  };
+
+  const parsePath = (path: string): { resource: StandinResource; namespace: string | undefined; name: string | undefined } | undefined => {
+    for (const resource of ['configmaps', 'leases'] as const) {
+      const prefix = RESOURCES[resource].prefix;
+      if (!path.startsWith(`${prefix}/`)) {
+        continue;
+      }
+      const rest = path.slice(prefix.length + 1).split('/').map((s) => decodeURIComponent(s));
+      if (rest.length === 1 && rest[0] === resource) {
+        return { resource, namespace: undefined, name: undefined };
+      }
+      if (rest[0] === 'namespaces' && rest.length >= 3 && rest.length <= 4 && rest[2] === resource && (rest[1] ?? '') !== '') {
+        return { resource, namespace: rest[1], name: rest.length === 4 && rest[3] !== '' ? rest[3] : undefined };
+      }
+    }
+    return undefined;
+  };
+
+  const readBody = (req: IncomingMessage): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_BODY_BYTES) {
+          reject(new HttpError(413, 'RequestEntityTooLarge', `the request body is larger than ${MAX_BODY_BYTES} bytes`));
+          req.destroy();
+          return;
+        }
+        chunks.push(c);
+      });
+      req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+      req.on('error', reject);
+    });
+
+  const answer = (res: ServerResponse, code: number, body: unknown): void => {
+    const text = JSON.stringify(body);
+    res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+    res.end(text);
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://standin');
+    const method = req.method ?? 'GET';
+    log.push(`${method} ${url.pathname}${url.search}`);
+    if (log.length > 10_000) {
+      log.shift();
+    }
+    if (mode === 'hang') {
+      held.add(res);
+      res.on('close', () => held.delete(res));
+      return;
+    }
+    const body = method === 'GET' ? '' : await readBody(req);
+    if (opts.token !== undefined && req.headers.authorization !== `Bearer ${opts.token}`) {
+      throw new HttpError(401, 'Unauthorized', 'Unauthorized');
+    }
+    const p = parsePath(url.pathname);
+    const isWatch = ['1', 'true'].includes(url.searchParams.get('watch') ?? '');
+    const intercepted = interceptor?.({
+      method,
+      path: url.pathname,
+      query: url.searchParams,
+      resource: p?.resource,
+      namespace: p?.namespace,
+      name: p?.name,
+      watch: isWatch,
+      headers: req.headers,
+    });
+    if (intercepted !== undefined) {
+      throw new HttpError(intercepted.code, intercepted.reason, intercepted.message);
+    }
+    if (p === undefined) {
+      throw new HttpError(404, 'NotFound', 'the server could not find the requested resource');
+    }
+    const { resource, namespace, name } = p;
+    if (name === undefined) {
+      const sel: Selector = {
+        labels: parseRequirements(url.searchParams.get('labelSelector'), 'label'),
+        fields: parseRequirements(url.searchParams.get('fieldSelector'), 'field'),
+      };
+      for (const r of sel.fields) {
+        fieldValue({ metadata: {} }, r.key); // throws 400 for unsupported field labels
+      }
+      if (method === 'GET' && isWatch) {
+        handleWatch(resource, namespace, sel, url.searchParams, res);
+        return;
+      }
+      if (method === 'GET') {
+        const out = handleList(resource, namespace, sel);
+        answer(res, out.code, out.body);
+        return;
+      }
+      if (method === 'POST' && namespace !== undefined) {
+        const out = handleCreate(resource, namespace, body);
+        answer(res, out.code, out.body);
+        return;
+      }
+      throw new HttpError(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource (${method})`);
+    }
+    const ns = namespace ?? '';
+    switch (method) {
+      case 'GET': {
+        const o = objects.get(key(resource, ns, name));
+        if (o === undefined) {
+          throw notFound(resource, name);
+        }
+        answer(res, 200, withType(resource, o));
+        return;
+      }
+      case 'PUT': {
+        const out = handleReplace(resource, ns, name, body);
+        answer(res, out.code, out.body);
+        return;
+      }
+      case 'DELETE': {
+        const out = handleDelete(resource, ns, name, body);
+        answer(res, out.code, out.body);
+        return;
+      }
+      default:
+        throw new HttpError(405, 'MethodNotAllowed', `the stand-in does not implement ${method} on objects (PATCH is not used by the store backend)`);
+    }
+  };
+
+  const server: Server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (err instanceof HttpError) {
+        answer(res, err.code, statusBody(err.code, err.reason, err.message, err.details));
+      } else {
+        answer(res, 500, statusBody(500, 'InternalError', `stand-in error: ${err instanceof Error ? err.message : String(err)}`));
+      }
+    });
+  });
+  server.on('connection', (sock: Socket) => {
+    if (mode === 'refuse' || stopped) {
+      sock.destroy();
+      return;
+    }
+    sockets.add(sock);
+    sock.on('close', () => sockets.delete(sock));
+  });
+
+  const port = await freePort();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    resourceVersion: () => String(rv),
+    watchCount: () => watchers.size,
+    requestLog: () => [...log],
+    setUnavailable(next: StandinUnavailableMode): void {
+      const prev = mode;
+      mode = next;
+      if (next === 'refuse') {
+        for (const w of [...watchers]) {
+          closeWatcher(w, true);
+        }
+        for (const s of sockets) {
+          s.destroy();
+        }
+      }
+      if (prev === 'hang' && next !== 'hang') {
+        for (const r of held) {
+          r.destroy();
+        }
+        held.clear();
+        for (const w of [...watchers]) {
+          const lines = w.held;
+          w.held = [];
+          for (const l of lines) {
+            send(w, l);
+          }
+        }
+      }
+    },
+    dropWatches(): number {
+      const n = watchers.size;
+      for (const w of [...watchers]) {
+        closeWatcher(w, false);
+      }
+      return n;
+    },
+    compactHistory(): void {
+      history.length = 0;
+      compactedThrough = rv;
+    },
+    setInterceptor(fn): void {
+      interceptor = fn;
+    },
+    getObject(resource, namespace, name) {
+      const o = objects.get(key(resource, namespace, name));
+      return o === undefined ? undefined : withType(resource, o);
+    },
+    putObject(resource, namespace, obj) {
+      const old = objects.get(key(resource, namespace, obj.metadata.name ?? ''));
+      return write(resource, namespace, obj, old === undefined ? undefined : clone(old));
+    },
+    deleteObject(resource, namespace, name) {
+      return remove(resource, namespace, name) !== undefined;
+    },
+    async stop(): Promise<void> {
+      if (stopped) {
+        return;
+      }
+      stopped = true;
+      for (const w of [...watchers]) {
+        closeWatcher(w, true);
+      }
+      for (const r of held) {
+        r.destroy();
+      }
+      for (const s of sockets) {
+        s.destroy();
+      }
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** An object without the fields the server owns, keys sorted, to detect no-op replaces. */
+function comparable(o: KubeObject): unknown {
+  const c = clone(o);
+  delete c.kind;
+  delete c.apiVersion;
+  for (const f of ['namespace', 'resourceVersion', 'uid', 'creationTimestamp'] as const) {
+    delete c.metadata[f];
+  }
+  return sortKeys(c);
+}
+
+/** A copy of `v` with object keys sorted, to compare JSON documents. */
+function sortKeys(v: unknown): unknown {
+  if (Array.isArray(v)) {
+    return v.map(sortKeys);
+  }
+  if (isRecord(v)) {
+    return Object.fromEntries(
+      Object.keys(v)
+        .sort()
+        .map((k) => [k, sortKeys(v[k])]),
+    );
+  }
+  return v;
+}
