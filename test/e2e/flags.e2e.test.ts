@@ -31,6 +31,7 @@ const cases: Case[] = [
   { title: 'keeper with a port out of range', program: 'keeper', args: [...keeperBase, '--pg-su-password-file', pw, '--pg-repl-password-file', pw, '--pg-port', '70000'], stderr: /--pg-port: 70000 is not a TCP port/ },
   { title: 'keeper with a bad uid', program: 'keeper', args: [...keeperBase, '--pg-su-password-file', pw, '--pg-repl-password-file', pw, '--uid', 'Bad-Uid'], stderr: /--uid: "Bad-Uid" must match/ },
   { title: 'keeper without --data-dir', program: 'keeper', args: [...store], stderr: /data-dir/ },
+  { title: 'keeper with a status address without a port', program: 'keeper', args: [...keeperBase, '--pg-su-password-file', pw, '--pg-repl-password-file', pw, '--metrics-listen-address', '8080'], stderr: /--metrics-listen-address: "8080" is not host:port/ },
   { title: 'sentinel with an unsupported store backend', program: 'sentinel', args: ['--cluster-name', 'c', '--store-backend', 'consul'], stderr: /store-backend/ },
   { title: 'sentinel without --cluster-name', program: 'sentinel', args: ['--store-backend', 'etcdv3'], stderr: /cluster-name/ },
   { title: 'proxy with a bad store endpoint', program: 'proxy', args: ['--cluster-name', 'c', '--store-backend', 'etcdv3', '--store-endpoints', 'ftp://x'], stderr: /--store-endpoints: "ftp:\/\/x" must use http or https/ },

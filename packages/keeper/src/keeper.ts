@@ -37,6 +37,7 @@ import {
   type StandbySettings,
 } from '@stolon-ts/postgres';
 import type { Store, StoreWatch } from '@stolon-ts/store';
+import { reportPasses, type KeeperStatusSink } from './health.js';
 import {
   internalOnlyHba,
   planKeeperAction,
@@ -75,6 +76,8 @@ export interface KeeperDeps {
   readonly pg: PostgresManager;
   /** New per process start. */
   readonly bootUuid: string;
+  /** Hears about every pass and publish (the status endpoint's liveness and readiness). */
+  readonly status?: KeeperStatusSink;
 }
 
 export interface KeeperHandle {
@@ -192,6 +195,7 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
       priority: config.priority,
     };
     await store.setInfo('keepers', config.uid, info, infoTtlMs());
+    deps.status?.published({ cd, local, obs, task: task?.name });
   };
 
   const pgConfig = (cd: ClusterData, db: DB, isPrimary: boolean, internalOnlyHbaLines = false): PgConfig => ({
@@ -569,7 +573,7 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
   };
 
   const loop: SerialLoop = startSerialLoop({
-    run: runPass,
+    run: reportPasses(deps.status, runPass),
     intervalMs: sleepMs,
     onError: (err) => {
       if (err instanceof StolonError) {

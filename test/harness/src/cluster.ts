@@ -60,6 +60,8 @@ export interface KeeperProc {
   readonly uid: string;
   readonly dataDir: string;
   readonly pgPort: number;
+  /** Port of the keeper's status endpoint on 127.0.0.1 (`--metrics-listen-address`: /healthz, /readyz). */
+  readonly statusPort: number;
   process: ProcessHandle;
   /** Reads the postmaster pid from PGDATA/postmaster.pid, if any. */
   postmasterPid(): Promise<number | undefined>;
@@ -193,11 +195,14 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       const uid = `keeper${i}`;
       const pgPort = savedPorts[uid] ?? (await freePort());
       savedPorts[uid] = pgPort;
+      const statusPort = savedPorts[`${uid}-status`] ?? (await freePort());
+      savedPorts[`${uid}-status`] = statusPort;
       const dataDir = join(dir, uid);
       keepers.push({
         uid,
         dataDir,
         pgPort,
+        statusPort,
         process: undefined as unknown as ProcessHandle,
         postmasterPid: async () => {
           try {
@@ -224,6 +229,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         '--pg-bin-path', pgBinPath,
         '--pg-su-password-file', suPasswordFile,
         '--pg-repl-password-file', replPasswordFile,
+        '--metrics-listen-address', `127.0.0.1:${k.statusPort}`,
       ]);
       await k.process.waitForLog('keeper started', 30_000);
     };
