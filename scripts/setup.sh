@@ -31,6 +31,12 @@ if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
   exit 1
 fi
 
+# The deploy/ manifest tests run `kubectl kustomize` (kustomize v5, kubectl >= 1.27). kubectl comes
+# with the machine image; Debian's kubernetes-client (1.20) is too old, so there is nothing to install.
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "setup: warning: no kubectl on PATH; the deploy/ manifest tests will fail (they need kubectl >= 1.27)" >&2
+fi
+
 if [ -f package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 else

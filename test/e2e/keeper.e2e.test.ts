@@ -126,7 +126,29 @@ function guard<T>(fn: () => Promise<T>): () => Promise<T> {
   };
 }
 
+/** GET on a keeper's status endpoint: the HTTP code and the parsed one-line JSON body. */
+async function probe(c: LocalCluster, i: number, path: '/healthz' | '/readyz'): Promise<{ code: number; reason: string }> {
+  const res = await fetch(`http://127.0.0.1:${c.keepers[i]!.statusPort}${path}`);
+  return { code: res.status, reason: ((await res.json()) as { reason: string }).reason };
+}
+
 describe('keeper in depth', () => {
+  it('serves /healthz and /readyz: every keeper ready once converged, the primary and the standbys named', guard(async () => {
+    const c = clusters[0]!;
+    const p = await primaryIndex(c);
+    await waitFor(
+      async () => {
+        const all = await Promise.all(c.keepers.map((_, i) => probe(c, i, '/readyz')));
+        return all.every((r) => r.code === 200) ? all : undefined;
+      },
+      { timeoutMs: 60_000, what: 'every keeper ready on /readyz' },
+    );
+    for (let i = 0; i < c.keepers.length; i++) {
+      expect(await probe(c, i, '/healthz')).toMatchObject({ code: 200, reason: expect.stringMatching(/^keeper loop alive/) as unknown });
+      expect((await probe(c, i, '/readyz')).reason).toMatch(i === p ? /^primary db \w+ running at generation \d+$/ : /^standby db \w+ running at generation \d+$/);
+    }
+  }));
+
   it('applies pgParameters by reload, keeps the last good config on a bad value, reports and applies restart-only changes', guard(async () => {
     const c = clusters[0]!;
     expect(await show(c, 'work_mem')).toBe('5MB');

@@ -17,3 +17,11 @@ export { storeFromConfig } from './store-config.js';
 export { exitOnConfigError, runDaemon, type DaemonHandle } from './run.js';
 export { startSerialLoop, type SerialLoop, type SerialLoopOptions } from './loop.js';
 export { UNPARSEABLE_CONNINFO, redactConninfo } from './conninfo.js';
+export {
+  parseListenAddress,
+  startStatusServer,
+  type CheckResult,
+  type ListenAddress,
+  type StatusChecks,
+  type StatusServer,
+} from './status-server.js';

@@ -11,14 +11,19 @@ import {
   exitOnConfigError,
   newBootUuid,
   newUid,
+  parseListenAddress,
   pickFlags,
   readSecret,
   runDaemon,
+  startStatusServer,
   storeFromConfig,
+  type ListenAddress,
+  type StatusServer,
 } from '@stolon-ts/common';
 import { PgManager } from '@stolon-ts/postgres';
 import { KEEPER_FLAGS } from './flags.js';
 import { startFencer } from './fencer.js';
+import { KeeperStatus, keeperChecks } from './health.js';
 import { start } from './keeper.js';
 
 function osUserIds(user: string): { uid: number; gid: number } {
@@ -68,6 +73,10 @@ async function main(): Promise<void> {
     if (!Number.isInteger(flags.pgPort) || flags.pgPort < 1 || flags.pgPort > 65535) {
       throw new ConfigError(`--pg-port: ${flags.pgPort} is not a TCP port (1-65535)`, { field: 'pg-port' });
     }
+    const statusListen: ListenAddress | undefined =
+      flags.metricsListenAddress !== undefined && flags.metricsListenAddress !== ''
+        ? parseListenAddress(flags.metricsListenAddress, 'metrics-listen-address')
+        : undefined;
     const store = storeFromConfig(flags);
     const dataDir = resolve(flags.dataDir);
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
@@ -79,11 +88,11 @@ async function main(): Promise<void> {
       await chown(dataDir, owner.uid, owner.gid);
     }
     const uid = await resolveUid(flags.uid, dataDir);
-    prepared = { flags, suPassword, replPassword, store, dataDir, owner, uid };
+    prepared = { flags, suPassword, replPassword, store, dataDir, owner, uid, statusListen };
   } catch (err) {
     exitOnConfigError(err, 'stolon-keeper');
   }
-  const { flags, suPassword, replPassword, store, dataDir, owner, uid } = prepared;
+  const { flags, suPassword, replPassword, store, dataDir, owner, uid, statusListen } = prepared;
   const logger = createLogger({ level: flags.logLevel, component: 'keeper', uid, cluster: flags.clusterName });
   const advertise = flags.pgAdvertiseAddress ?? flags.pgListenAddress;
   const pg = new PgManager({
@@ -98,6 +107,8 @@ async function main(): Promise<void> {
     port: flags.pgPort,
     logger: logger.child({ module: 'postgres' }),
   });
+  const bootUuid = newBootUuid();
+  const status = new KeeperStatus();
   const handle = await start(
     {
       uid,
@@ -113,15 +124,25 @@ async function main(): Promise<void> {
       priority: flags.priority,
       ...(owner !== undefined ? { fileOwner: owner } : {}),
     },
-    {
-      store,
-      logger,
-      pg,
-      bootUuid: newBootUuid(),
-      fencer: startFencer(logger.child({ module: 'fencer' })),
-    },
+    { store, logger, pg, bootUuid, status, fencer: startFencer(logger.child({ module: 'fencer' })) },
   );
+  let server: StatusServer | undefined;
+  if (statusListen !== undefined) {
+    try {
+      server = await startStatusServer(statusListen, keeperChecks(status, handle.state, uid, bootUuid));
+      logger.info({ address: server.address }, `status endpoint on ${statusListen.host}:${server.address.port} (GET /healthz, /readyz)`);
+    } catch (err) {
+      await handle.stop('status endpoint failed');
+      exitOnConfigError(
+        new ConfigError(`--metrics-listen-address: cannot listen on ${flags.metricsListenAddress ?? ''}: ${(err as Error).message}`, {
+          field: 'metrics-listen-address',
+        }),
+        'stolon-keeper',
+      );
+    }
+  }
   await runDaemon(logger, handle);
+  await server?.close();
 }
 
 await main();

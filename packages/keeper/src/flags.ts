@@ -16,6 +16,7 @@ export interface KeeperFlags extends CommonConfig {
   canBeMaster: boolean;
   canBeSynchronousReplica: boolean;
   priority: number;
+  metricsListenAddress: string | undefined;
 }
 
 export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
@@ -67,5 +68,13 @@ export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
     description: 'failover preference among standbys equally up to date (higher wins; ties by uid)',
     type: 'number',
     default: 0,
+  },
+  metricsListenAddress: {
+    name: 'metrics-listen-address',
+    description:
+      'host:port of the HTTP status endpoint: GET /healthz (200 while the keeper loop runs) and GET /readyz ' +
+      '(200 once PostgreSQL has converged to its role and generation and the store answered); no metrics yet. ' +
+      'Unset: no endpoint',
+    type: 'string',
   },
 };

@@ -38,6 +38,7 @@ import {
 } from '@stolon-ts/postgres';
 import type { Store, StoreWatch } from '@stolon-ts/store';
 import type { FenceControl } from './fencer.js';
+import { reportPasses, type KeeperStatusSink } from './health.js';
 import {
   internalOnlyHba,
   planKeeperAction,
@@ -78,6 +79,8 @@ export interface KeeperDeps {
   readonly bootUuid: string;
   /** Self-fencing (fencer.ts); absent in tests that fake PostgreSQL. */
   readonly fencer?: FenceControl;
+  /** Hears about every pass and publish (the status endpoint's liveness and readiness). */
+  readonly status?: KeeperStatusSink;
 }
 
 export interface KeeperHandle {
@@ -200,6 +203,7 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
       priority: config.priority,
     };
     await store.setInfo('keepers', config.uid, info, infoTtlMs());
+    deps.status?.published({ cd, local, obs, task: task?.name });
   };
 
   const pgConfig = (cd: ClusterData, db: DB, isPrimary: boolean, internalOnlyHbaLines = false): PgConfig => ({
@@ -637,7 +641,7 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
   };
 
   const loop: SerialLoop = startSerialLoop({
-    run: runPass,
+    run: reportPasses(deps.status, runPass),
     intervalMs: sleepMs,
     onError: (err) => {
       if (err instanceof StolonError) {

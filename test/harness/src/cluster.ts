@@ -67,6 +67,8 @@ export interface KeeperProc {
   readonly uid: string;
   readonly dataDir: string;
   readonly pgPort: number;
+  /** Port of the keeper's status endpoint on 127.0.0.1 (`--metrics-listen-address`: /healthz, /readyz). */
+  readonly statusPort: number;
   process: ProcessHandle;
   /** This keeper's own relay to etcd, with `keeperStoreRelays`. */
   readonly storeRelay?: RelayHandle;
@@ -204,6 +206,8 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       const uid = `keeper${i}`;
       const pgPort = savedPorts[uid] ?? (await freePort());
       savedPorts[uid] = pgPort;
+      const statusPort = savedPorts[`${uid}-status`] ?? (await freePort());
+      savedPorts[`${uid}-status`] = statusPort;
       const dataDir = join(dir, uid);
       let storeRelay: RelayHandle | undefined;
       if (opts.keeperStoreRelays === true) {
@@ -218,6 +222,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         dataDir,
         pgPort,
         ...(storeRelay !== undefined ? { storeRelay } : {}),
+        statusPort,
         process: undefined as unknown as ProcessHandle,
         postmasterPid: async () => {
           try {
@@ -244,6 +249,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         '--pg-bin-path', pgBinPath,
         '--pg-su-password-file', suPasswordFile,
         '--pg-repl-password-file', replPasswordFile,
+        '--metrics-listen-address', `127.0.0.1:${k.statusPort}`,
       ], k.storeRelay === undefined ? undefined : `http://127.0.0.1:${k.storeRelay.port}`);
       await k.process.waitForLog('keeper started', 30_000);
     };

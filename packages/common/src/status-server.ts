@@ -1,0 +1,126 @@
+/**
+ * A tiny HTTP status endpoint for orchestrators (Kubernetes probes): `GET /healthz` and
+ * `GET /readyz` answer 200 or 503 with one line of JSON `{"status":"ok"|"fail","reason":"…"}`.
+ * Node's `http` module only, no framework. It binds exactly where it is told (a program's
+ * `--metrics-listen-address`, Stolon's flag name) and nowhere when the flag is unset; what
+ * "healthy" and "ready" mean is the program's business, passed in as two check functions.
+ * @see shared/reference/stolon.md §5.10 (Stolon serves its metrics on that address)
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ConfigError } from '@stolon-ts/cluster';
+
+/** The outcome of one check: `ok` → 200, otherwise 503; `reason` is one human sentence. */
+export interface CheckResult {
+  readonly ok: boolean;
+  readonly reason: string;
+}
+
+/** The two checks the endpoint serves. Both are called per request and must not block. */
+export interface StatusChecks {
+  /** `/healthz` (liveness): false means "restart me", so it must stay true through store outages. */
+  readonly healthz: () => CheckResult;
+  /** `/readyz` (readiness): true when the component does its job right now. */
+  readonly readyz: () => CheckResult;
+}
+
+/** Where to listen: `host` "" means every interface (Go's `:8080`). */
+export interface ListenAddress {
+  readonly host: string;
+  /** TCP port; 0 asks the OS for a free one (tests). */
+  readonly port: number;
+}
+
+/** A running status endpoint. */
+export interface StatusServer {
+  /** The address actually bound (the real port when 0 was asked for). */
+  readonly address: ListenAddress;
+  /** Stops accepting connections and closes idle ones; resolves when the server is closed. */
+  close(): Promise<void>;
+}
+
+/**
+ * Parses a Stolon-style listen address: `host:port`, `[ipv6]:port` or `:port` (every interface).
+ * @param flag the flag name, for the error message (e.g. `metrics-listen-address`)
+ * @returns host without brackets ("" for every interface) and the port (1–65535)
+ * @throws ConfigError naming `flag` when there is no port, or the port is not 1–65535.
+ */
+export function parseListenAddress(text: string, flag: string): ListenAddress {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d+)$/.exec(text.trim());
+  const port = m === null ? NaN : Number(m[3]);
+  if (m === null || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new ConfigError(`--${flag}: "${text}" is not host:port with a port 1-65535 (e.g. 0.0.0.0:8080 or [::]:8080)`, {
+      field: flag,
+    });
+  }
+  return { host: m[1] ?? m[2] ?? '', port };
+}
+
+const PATHS: Readonly<Record<string, keyof StatusChecks>> = { '/healthz': 'healthz', '/readyz': 'readyz' };
+
+/** Longest reason sent, in characters: the body stays one short line whatever a check says. */
+const MAX_REASON = 500;
+
+function send(res: ServerResponse, code: number, body: { status: string; reason: string }, head: boolean): void {
+  const reason = body.reason.replace(/\s+/g, ' ').slice(0, MAX_REASON);
+  const text = JSON.stringify({ status: body.status, reason }) + '\n';
+  res.writeHead(code, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
+  res.end(head ? undefined : text);
+}
+
+function handle(checks: StatusChecks, req: IncomingMessage, res: ServerResponse): void {
+  const path = (req.url ?? '/').split('?')[0] ?? '/';
+  const head = req.method === 'HEAD';
+  const which = PATHS[path];
+  if (which === undefined) {
+    send(res, 404, { status: 'fail', reason: `no such endpoint ${path}: try /healthz or /readyz` }, head);
+    return;
+  }
+  if (req.method !== 'GET' && !head) {
+    res.setHeader('allow', 'GET, HEAD');
+    send(res, 405, { status: 'fail', reason: `${req.method ?? '?'} not allowed: use GET` }, false);
+    return;
+  }
+  let result: CheckResult;
+  try {
+    result = checks[which]();
+  } catch (err) {
+    // A check that throws is a failed check, never a crash of the endpoint.
+    result = { ok: false, reason: `check failed: ${err instanceof Error ? err.message : String(err)}` };
+  }
+  send(res, result.ok ? 200 : 503, { status: result.ok ? 'ok' : 'fail', reason: result.reason }, head);
+}
+
+/**
+ * Starts the endpoint and resolves once it listens.
+ * @param listen where to bind; host "" binds every interface
+ * @param checks the two checks, called per request
+ * @throws Error the listen error (e.g. `EADDRINUSE`, `EADDRNOTAVAIL`) when the address cannot be bound;
+ *   callers turn it into a ConfigError naming their flag.
+ */
+export function startStatusServer(listen: ListenAddress, checks: StatusChecks): Promise<StatusServer> {
+  const server = createServer((req, res) => handle(checks, req, res));
+  // Probes are short and frequent; never let a stuck client hold a socket for long.
+  server.requestTimeout = 5000;
+  server.headersTimeout = 5000;
+  server.keepAliveTimeout = 1000;
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ port: listen.port, ...(listen.host !== '' ? { host: listen.host } : {}) }, () => {
+      server.off('error', reject);
+      const a = server.address() as AddressInfo;
+      resolve({
+        address: { host: a.address, port: a.port },
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            server.closeIdleConnections();
+          }),
+      });
+    });
+  });
+}

@@ -1,0 +1,508 @@
+/**
+ * The Kubernetes manifests in deploy/, checked without an API server (none can run here):
+ *
+ * 1. `kubectl kustomize` builds the base and each overlay (kubectl's built-in kustomize).
+ * 2. Every rendered object validates against the Kubernetes OpenAPI schema twice over, both from
+ *    kubernetes-models (generated from the upstream OpenAPI document; it has 1.33's fields): its
+ *    ajv validator (types, required fields, formats), and its TypeScript types through the
+ *    compiler's excess-property check, which is what catches a misspelt field name at any depth
+ *    (the OpenAPI schemas allow unknown properties, so schema validation alone would not).
+ * 3. Every flag and `ST*_` variable a container passes is one its program lists in `--help` (the
+ *    built bins), with values inside the flag's choices — except the few in
+ *    {@link PENDING_UNTIL_MERGED}.
+ * 4. The wiring holds: one cluster name everywhere (labels, RBAC resourceNames), probes on the
+ *    ports the keeper listens on, Services and disruption budgets selecting real pods, password
+ *    files inside the mounted Secret, keeper uids valid, the init spec valid, least-privilege
+ *    RBAC, non-root pods, tini kept as PID 1 (`args`, never `command`).
+ */
+import { execFileSync } from 'node:child_process';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
+import { parseAllDocuments } from 'yaml';
+import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
+import { Job } from 'kubernetes-models/batch/v1/Job';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
+import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
+import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
+import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
+import { Secret } from 'kubernetes-models/v1/Secret';
+import { Service } from 'kubernetes-models/v1/Service';
+import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
+import { describe, expect, it } from 'vitest';
+import { validateSpec } from '@stolon-ts/cluster';
+import { parseEndpoints } from '@stolon-ts/common';
+import { PROGRAMS, flagOfEnv, helpNamesEnv, programHelp, type ProgramHelp, type ProgramName } from './program-help.js';
+
+/**
+ * Flags and flag values the manifests use that the programs on this branch do not accept yet.
+ * Nothing else is exempt from the `--help` check, and an entry the programs already accept fails
+ * the test (so the list cannot outlive its reason).
+ */
+export const PENDING_UNTIL_MERGED: {
+  readonly flags: Readonly<Record<string, readonly ProgramName[]>>;
+  readonly values: Readonly<Record<string, readonly string[]>>;
+} = {
+  flags: {
+    // added by the proxy read-only listener branch (--ro-port); remove when merged
+    'ro-port': ['stolon-proxy'],
+  },
+  values: {},
+};
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const DIRS = ['deploy/base', 'deploy/overlays/kubernetes', 'deploy/overlays/etcd'] as const;
+
+/** A rendered object, loosely typed: the tests read what they check and validate the rest. */
+type Obj = { apiVersion: string; kind: string; metadata: { name: string; labels?: Record<string, string> } } & Record<string, unknown>;
+// The shapes the wiring checks read (the schema tests make sure the rest is well formed).
+interface EnvVar {
+  name: string;
+  value?: string;
+  valueFrom?: { fieldRef?: { fieldPath: string }; secretKeyRef?: unknown; configMapKeyRef?: unknown };
+}
+interface Container {
+  name: string;
+  image?: string;
+  command?: string[];
+  args?: string[];
+  env?: EnvVar[];
+  envFrom?: { prefix?: string; configMapRef?: { name: string } }[];
+  ports?: { name?: string; containerPort: number }[];
+  readinessProbe?: { httpGet?: { path: string; port: string | number }; tcpSocket?: { port: string | number } };
+  livenessProbe?: { httpGet?: { path: string; port: string | number } };
+  volumeMounts?: { name: string; mountPath: string }[];
+}
+interface PodSpec {
+  containers: Container[];
+  securityContext?: { runAsNonRoot?: boolean; runAsUser?: number; fsGroup?: number };
+  affinity?: { podAntiAffinity?: { requiredDuringSchedulingIgnoredDuringExecution?: { topologyKey: string; labelSelector: { matchLabels: Record<string, string> } }[] } };
+  volumes?: { name: string; secret?: { secretName: string }; configMap?: { name: string } }[];
+  serviceAccountName?: string;
+}
+interface Workload extends Obj {
+  spec: { selector?: { matchLabels: Record<string, string> }; template: { metadata: { labels: Record<string, string> }; spec: PodSpec }; volumeClaimTemplates?: unknown[] };
+}
+
+/**
+ * `kubectl kustomize <dir>`, parsed with the `yaml` package.
+ * @throws Error with kubectl's message when the build fails or kubectl is missing.
+ */
+function render(dir: string): Obj[] {
+  let out: string;
+  try {
+    out = execFileSync('kubectl', ['kustomize', join(REPO, dir)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    const e = err as { code?: string; stderr?: string };
+    throw new Error(
+      e.code === 'ENOENT'
+        ? 'kubectl not found: these tests need kubectl ≥ 1.27 (kustomize v5) on PATH; it is part of this machine image'
+        : `kubectl kustomize ${dir} failed: ${e.stderr ?? String(err)}`,
+    );
+  }
+  return parseAllDocuments(out).map((d) => {
+    if (d.errors.length > 0) {
+      throw new Error(`kubectl kustomize ${dir}: YAML errors in the output: ${d.errors.map((e) => e.message).join('; ')}`);
+    }
+    return d.toJSON() as Obj;
+  });
+}
+
+const rendered = new Map(DIRS.map((d) => [d, render(d)] as const));
+const objects = (dir: (typeof DIRS)[number]) => rendered.get(dir) ?? [];
+const byKind = <T extends Obj = Obj>(objs: Obj[], kind: string) => objs.filter((o) => o.kind === kind) as T[];
+const one = <T extends Obj = Obj>(objs: Obj[], kind: string, name: string): T => {
+  const o = objs.find((x) => x.kind === kind && x.metadata.name === name);
+  expect(o, `${kind}/${name}`).toBeDefined();
+  return o as T;
+};
+const workloads = (objs: Obj[]) => objs.filter((o): o is Workload => ['Deployment', 'StatefulSet', 'Job'].includes(o.kind));
+const id = (o: Obj) => `${o.kind}/${o.metadata.name}`;
+
+/** The kubernetes-models class and type module for each kind the manifests may use. */
+const MODELS: Record<string, { model: { new (data: never): { validate(): void } }; types: string }> = {
+  'apps/v1 StatefulSet': { model: StatefulSet, types: 'kubernetes-models/apps/v1/StatefulSet' },
+  'apps/v1 Deployment': { model: Deployment, types: 'kubernetes-models/apps/v1/Deployment' },
+  'batch/v1 Job': { model: Job, types: 'kubernetes-models/batch/v1/Job' },
+  'policy/v1 PodDisruptionBudget': { model: PodDisruptionBudget, types: 'kubernetes-models/policy/v1/PodDisruptionBudget' },
+  'rbac.authorization.k8s.io/v1 Role': { model: Role, types: 'kubernetes-models/rbac.authorization.k8s.io/v1/Role' },
+  'rbac.authorization.k8s.io/v1 RoleBinding': { model: RoleBinding, types: 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding' },
+  'v1 ConfigMap': { model: ConfigMap, types: 'kubernetes-models/v1/ConfigMap' },
+  'v1 Secret': { model: Secret, types: 'kubernetes-models/v1/Secret' },
+  'v1 Service': { model: Service, types: 'kubernetes-models/v1/Service' },
+  'v1 ServiceAccount': { model: ServiceAccount, types: 'kubernetes-models/v1/ServiceAccount' },
+};
+
+/**
+ * Type-checks objects against kubernetes-models' TypeScript interfaces, in memory (a virtual file
+ * inside the repository, so `kubernetes-models` resolves from node_modules).
+ * @returns one line per diagnostic, prefixed with the object it is about
+ */
+function typeCheck(objs: { label: string; obj: Obj }[]): string[] {
+  const file = join(REPO, 'test/e2e/__rendered-manifests__.ts');
+  const src = objs
+    .map(({ obj }, i) => {
+      const m = MODELS[`${obj.apiVersion} ${obj.kind}`];
+      return `import type { I${obj.kind} as T${i} } from '${m?.types ?? 'missing'}';\nexport const o${i}: T${i} = ${JSON.stringify(obj)};`;
+    })
+    .join('\n');
+  const options: ts.CompilerOptions = {
+    strict: true,
+    noEmit: true,
+    skipLibCheck: true,
+    types: [],
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+  };
+  const host = ts.createCompilerHost(options);
+  const { getSourceFile, fileExists, readFile } = host;
+  host.getSourceFile = (name, lang, ...rest) => (name === file ? ts.createSourceFile(name, src, lang) : getSourceFile.call(host, name, lang, ...rest));
+  host.fileExists = (name) => name === file || fileExists.call(host, name);
+  host.readFile = (name) => (name === file ? src : readFile.call(host, name));
+  const program = ts.createProgram([file], options, host);
+  return ts.getPreEmitDiagnostics(program).map((d) => {
+    const line = d.file !== undefined && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start).line : -1;
+    const label = objs[Math.floor(line / 2)]?.label ?? '?';
+    return `${label}: ${ts.flattenDiagnosticMessageText(d.messageText, ' ')}`;
+  });
+}
+
+/** Which program a container runs, and the command lines (program, its arguments) it runs it with. */
+function invocations(c: Container): { program: ProgramName; argv: string[][] } {
+  const args = c.args ?? [];
+  const isProgram = (s: string | undefined): s is ProgramName => s !== undefined && s in PROGRAMS;
+  if (isProgram(args[0])) {
+    return { program: args[0], argv: [args.slice(1)] };
+  }
+  if ((args[0] === 'sh' || args[0] === '/bin/sh') && args[1] === '-c') {
+    // A short script: every line that runs one of the programs, split into words.
+    const lines = (args[2] ?? '').split('\n').map((l) => l.trim().split(/\s+/));
+    const runs = lines
+      .map((words) => words.slice(words.findIndex((w) => isProgram(w))))
+      .filter((words) => isProgram(words[0]));
+    const programs = [...new Set(runs.map((w) => w[0] as ProgramName))];
+    expect(programs, `container ${c.name} runs exactly one of the programs`).toHaveLength(1);
+    return { program: programs[0]!, argv: runs.map((w) => w.slice(1).filter((x) => !/^[>|&;]|^\/dev\//.test(x))) };
+  }
+  throw new Error(`container ${c.name}: args must start with one of ${Object.keys(PROGRAMS).join(', ')} or be "sh -c <script>"`);
+}
+
+const isPending = (flag: string, program: ProgramName) => PENDING_UNTIL_MERGED.flags[flag]?.includes(program) === true;
+
+/** Problems with one flag given on the command line or through the environment; [] when fine. */
+function checkFlag(help: ProgramHelp, program: ProgramName, flag: string, value: string | undefined, where: string): string[] {
+  const spec = help.flags.get(flag) ?? (flag.startsWith('no-') && help.flags.get(flag.slice(3))?.type === 'boolean' ? help.flags.get(flag.slice(3)) : undefined);
+  if (spec === undefined) {
+    return isPending(flag, program) ? [] : [`${where}: ${program} has no flag --${flag}`];
+  }
+  if (value !== undefined && spec.choices !== undefined && !spec.choices.includes(value) && PENDING_UNTIL_MERGED.values[flag]?.includes(value) !== true) {
+    return [`${where}: --${flag} ${value} is not one of ${spec.choices.join(', ')}`];
+  }
+  if (value !== undefined && spec.type === 'number' && !/^\d+$/.test(value)) {
+    return [`${where}: --${flag} ${value} is not a number`];
+  }
+  if (value !== undefined && spec.type === 'boolean' && !['true', 'false', '1', '0'].includes(value)) {
+    return [`${where}: --${flag} ${value} is not true or false`];
+  }
+  return [];
+}
+
+/** Every flag and ST*_ variable a container passes, checked against its program's --help. */
+function checkContainer(objs: Obj[], w: Workload, c: Container): string[] {
+  const where = `${id(w)} container ${c.name}`;
+  const problems: string[] = [];
+  const { program, argv } = invocations(c);
+  const prefix = PROGRAMS[program].envPrefix;
+  for (const words of argv) {
+    const main = programHelp(program);
+    const sub = main.commands.length > 0 && words[0] !== undefined && !words[0].startsWith('-') ? words[0] : undefined;
+    if (sub !== undefined && !main.commands.includes(sub)) {
+      problems.push(`${where}: ${program} has no subcommand ${sub}`);
+      continue;
+    }
+    const help = programHelp(program, sub);
+    for (let i = sub === undefined ? 0 : 1; i < words.length; i++) {
+      const word = words[i] ?? '';
+      const long = /^--([a-z0-9-]+)(?:=(.*))?$/.exec(word);
+      const short = /^-([a-zA-Z])$/.exec(word);
+      if (long?.[1] !== undefined) {
+        problems.push(...checkFlag(help, program, long[1], long[2], where));
+      } else if (short?.[1] !== undefined) {
+        const flag = [...help.flags.values()].find((f) => f.alias === short[1]);
+        if (flag === undefined) {
+          problems.push(`${where}: ${program}${sub !== undefined ? ` ${sub}` : ''} has no flag -${short[1]}`);
+        }
+      }
+    }
+  }
+  const env: { name: string; value: string | undefined }[] = (c.env ?? []).map((e) => ({ name: e.name, value: e.value }));
+  for (const from of c.envFrom ?? []) {
+    const cm = objs.find((o) => o.kind === 'ConfigMap' && o.metadata.name === from.configMapRef?.name) as (Obj & { data?: Record<string, string> }) | undefined;
+    if (cm === undefined) {
+      problems.push(`${where}: envFrom ConfigMap ${from.configMapRef?.name ?? '?'} is not in the manifests`);
+      continue;
+    }
+    env.push(...Object.entries(cm.data ?? {}).map(([k, v]) => ({ name: `${from.prefix ?? ''}${k}`, value: v })));
+  }
+  for (const e of env) {
+    const other = Object.values(PROGRAMS).find((p) => p.envPrefix !== prefix && e.name.startsWith(`${p.envPrefix}_`));
+    if (other !== undefined) {
+      problems.push(`${where}: ${e.name} is for another program than ${program}`);
+      continue;
+    }
+    const flag = flagOfEnv(e.name, prefix);
+    if (flag === undefined) {
+      continue; // not ours (POD_INDEX and the like)
+    }
+    const help = programHelp(program);
+    if (help.flags.has(flag) || isPending(flag, program)) {
+      problems.push(...checkFlag(help, program, flag, e.value, `${where} env ${e.name}`));
+    } else if (!helpNamesEnv(help, e.name)) {
+      problems.push(`${where}: ${program} --help names no ${e.name} (no flag --${flag})`);
+    }
+  }
+  return problems;
+}
+
+/** `$(VAR)` references in env values expanded as the kubelet does, with stand-ins for the downward API. */
+function expandEnv(c: Container, podLabels: Record<string, string>, ordinal: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const e of c.env ?? []) {
+    const path = e.valueFrom?.fieldRef?.fieldPath;
+    const label = /^metadata\.labels\['(.+)'\]$/.exec(path ?? '')?.[1];
+    out[e.name] =
+      e.value !== undefined
+        ? e.value.replace(/\$\((\w+)\)/g, (m, v: string) => out[v] ?? m)
+        : label === 'apps.kubernetes.io/pod-index'
+          ? String(ordinal)
+          : label !== undefined
+            ? (podLabels[label] ?? '')
+            : path === 'status.podIP'
+              ? '10.1.2.3'
+              : '';
+  }
+  return out;
+}
+
+const container = (w: Workload, name: string) => w.spec.template.spec.containers.find((c) => c.name === name)!;
+const portOf = (c: Container, port: string | number | undefined) => (typeof port === 'number' ? port : c.ports?.find((p) => p.name === port)?.containerPort);
+const matches = (selector: Record<string, string>, labels: Record<string, string>) => Object.entries(selector).every(([k, v]) => labels[k] === v);
+
+describe('deploy/ manifests', () => {
+  for (const dir of DIRS) {
+    it(`${dir}: kubectl kustomize builds it, and every object validates against the Kubernetes schema (ajv) and types (no unknown field)`, () => {
+      const objs = objects(dir);
+      expect(objs.length).toBeGreaterThan(10);
+      for (const o of objs) {
+        const m = MODELS[`${o.apiVersion} ${o.kind}`];
+        expect(m, `${o.apiVersion} ${o.kind}: add it to MODELS`).toBeDefined();
+        expect(() => new m!.model(o as never).validate(), id(o)).not.toThrow();
+      }
+      expect(typeCheck(objs.map((obj) => ({ label: `${dir} ${id(obj)}`, obj })))).toEqual([]);
+    });
+
+    it(`${dir}: every flag and ST*_ variable is one the program's --help lists (pending ones excepted)`, () => {
+      const objs = objects(dir);
+      const problems = workloads(objs).flatMap((w) => w.spec.template.spec.containers.flatMap((c) => checkContainer(objs, w, c)));
+      expect(problems).toEqual([]);
+    });
+  }
+
+  it('the schema and type checks catch a misspelt field, a wrong type and a missing required field', () => {
+    const sts = structuredClone(one<Workload>(objects('deploy/base'), 'StatefulSet', 'stolon-keeper'));
+    const typo = structuredClone(sts) as unknown as { spec: Record<string, unknown> };
+    typo.spec.replicaz = typo.spec.replicas;
+    const deepTypo = structuredClone(sts);
+    (deepTypo.spec.template.spec.containers[0] as unknown as Record<string, unknown>).imagePullPolicyy = 'Always';
+    const wrongType = structuredClone(sts) as unknown as { spec: Record<string, unknown> };
+    wrongType.spec.replicas = 'two';
+    const missing = structuredClone(sts) as unknown as { spec: Record<string, unknown> };
+    delete missing.spec.selector;
+    const errors = typeCheck([
+      { label: 'typo', obj: typo as unknown as Obj },
+      { label: 'deep typo', obj: deepTypo },
+      { label: 'wrong type', obj: wrongType as unknown as Obj },
+      { label: 'missing', obj: missing as unknown as Obj },
+    ]);
+    expect(errors).toEqual([
+      expect.stringMatching(/^typo: Object literal may only specify known properties, and '"replicaz"' does not exist in type 'IStatefulSetSpec'/),
+      expect.stringMatching(/^deep typo: .*'"imagePullPolicyy"' does not exist in type 'IContainer'/),
+      expect.stringMatching(/^wrong type: Type 'string' is not assignable to type 'number'/),
+      expect.stringMatching(/^missing: Property '"selector"' is missing .* required in type 'IStatefulSetSpec'/),
+    ]);
+    expect(() => new StatefulSet(wrongType as never).validate()).toThrow(/spec\/replicas must be integer/);
+    expect(() => new StatefulSet(missing as never).validate()).toThrow(/data\/spec must have required property/);
+  });
+
+  it('the flag check catches an unknown flag, an unknown ST*_ variable, a bad choice and a variable meant for another program', () => {
+    const objs = structuredClone(objects('deploy/overlays/etcd'));
+    const proxy = one<Workload>(objs, 'Deployment', 'stolon-proxy');
+    const c = proxy.spec.template.spec.containers[0]!;
+    c.args = ['stolon-proxy', '--listen-adress', '0.0.0.0'];
+    c.env = [...(c.env ?? []), { name: 'STPROXY_STOP_LISTENNING', value: 'true' }, { name: 'STPROXY_LOG_LEVEL', value: 'verbose' }, { name: 'STKEEPER_PG_PORT', value: '5432' }];
+    expect(checkContainer(objs, proxy, c)).toEqual([
+      'Deployment/stolon-proxy container proxy: stolon-proxy has no flag --listen-adress',
+      expect.stringMatching(/STPROXY_STOP_LISTENNING \(no flag --stop-listenning\)$/),
+      expect.stringMatching(/--log-level verbose is not one of debug, info, warn, error$/),
+      'Deployment/stolon-proxy container proxy: STKEEPER_PG_PORT is for another program than stolon-proxy',
+    ]);
+  });
+
+  it('the pending allowlist lists only what the programs still lack (remove entries once their branch is merged)', () => {
+    for (const [flag, programs] of Object.entries(PENDING_UNTIL_MERGED.flags)) {
+      for (const p of programs) {
+        expect(programHelp(p).flags.has(flag), `--${flag} is in ${p} --help now: remove it from PENDING_UNTIL_MERGED`).toBe(false);
+      }
+    }
+    for (const [flag, values] of Object.entries(PENDING_UNTIL_MERGED.values)) {
+      for (const v of values) {
+        const accepted = (Object.keys(PROGRAMS) as ProgramName[]).every((p) => programHelp(p).flags.get(flag)?.choices?.includes(v) === true);
+        expect(accepted, `--${flag} ${v} is accepted now: remove it from PENDING_UNTIL_MERGED`).toBe(false);
+      }
+    }
+  });
+
+  it('one cluster name everywhere: the stolon-cluster label, app.kubernetes.io/instance and the RBAC resourceNames', () => {
+    for (const dir of DIRS) {
+      const objs = objects(dir);
+      const names = new Set(objs.map((o) => o.metadata.labels?.['stolon-cluster']));
+      expect([...names], dir).toHaveLength(1);
+      const name = [...names][0] ?? '';
+      expect(name).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+      for (const o of objs) {
+        expect(o.metadata.labels?.['app.kubernetes.io/instance'], id(o)).toBe(name);
+      }
+      for (const w of workloads(objs)) {
+        expect(w.spec.template.metadata.labels['stolon-cluster'], id(w)).toBe(name);
+        const env = w.spec.template.spec.containers.flatMap((c) => c.env ?? []).filter((e) => e.name.endsWith('_CLUSTER_NAME'));
+        expect(env.map((e) => e.valueFrom?.fieldRef?.fieldPath), id(w)).toEqual(["metadata.labels['stolon-cluster']"]);
+      }
+      for (const role of byKind<Obj & { rules: { resources: string[]; resourceNames?: string[] }[] }>(objs, 'Role')) {
+        const names = role.rules.flatMap((r) => (r.resources.includes('configmaps') ? (r.resourceNames ?? []) : []));
+        expect(names).toEqual([`stolon-cluster-${name}`]);
+      }
+    }
+  });
+
+  it('RBAC (kubernetes backend): configmaps and leases only, update of ConfigMaps limited to the cluster one; the etcd overlay has none', () => {
+    const k = objects('deploy/overlays/kubernetes');
+    const role = one<Obj & { rules: { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }[] }>(k, 'Role', 'stolon');
+    const grants = role.rules.flatMap((r) => r.resources.flatMap((res) => r.verbs.map((v) => `${r.apiGroups.join(',')}/${res} ${v}${r.resourceNames ? ' (named)' : ''}`)));
+    expect(grants.sort()).toEqual(
+      [
+        '/configmaps get', '/configmaps list', '/configmaps watch', '/configmaps create', '/configmaps update (named)',
+        'coordination.k8s.io/leases get', 'coordination.k8s.io/leases list', 'coordination.k8s.io/leases watch',
+        'coordination.k8s.io/leases create', 'coordination.k8s.io/leases update', 'coordination.k8s.io/leases delete',
+      ].sort(),
+    );
+    const binding = one<Obj & { subjects: { kind: string; name: string; namespace?: string }[] }>(k, 'RoleBinding', 'stolon');
+    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'stolon', namespace: 'stolon' }]);
+    for (const w of workloads(k)) {
+      expect(w.spec.template.spec.serviceAccountName, id(w)).toBe('stolon');
+    }
+    const e = objects('deploy/overlays/etcd');
+    expect(byKind(e, 'Role').concat(byKind(e, 'RoleBinding'))).toEqual([]);
+    expect(one(e, 'ServiceAccount', 'stolon').automountServiceAccountToken).toBe(false);
+  });
+
+  it('store backend per overlay: kubernetes with kind configmap, or etcdv3 with valid endpoints', () => {
+    const data = (dir: (typeof DIRS)[number]) => (byKind<Obj & { data: Record<string, string> }>(objects(dir), 'ConfigMap').find((c) => c.metadata.name.startsWith('stolon-store-'))?.data ?? {});
+    expect(data('deploy/overlays/kubernetes')).toEqual({ STORE_BACKEND: 'kubernetes', KUBE_RESOURCE_KIND: 'configmap' });
+    const etcd = data('deploy/overlays/etcd');
+    expect(etcd.STORE_BACKEND).toBe('etcdv3');
+    expect(parseEndpoints(etcd.STORE_ENDPOINTS ?? '')).toHaveLength(1);
+  });
+
+  it('keepers: uid from the pod ordinal, postgres on the pod IP, probes on the status port, passwords from the Secret, one per node, own volume', () => {
+    const objs = objects('deploy/overlays/kubernetes');
+    const sts = one<Workload>(objs, 'StatefulSet', 'stolon-keeper');
+    const c = container(sts, 'keeper');
+    const labels = sts.spec.template.metadata.labels;
+    for (const ordinal of [0, 1, 12]) {
+      const env = expandEnv(c, labels, ordinal);
+      // The keeper's uid rule (packages/keeper/src/bin.ts, Stolon's): [a-z0-9_]+.
+      expect(env.STKEEPER_UID).toMatch(/^[a-z0-9_]+$/);
+      expect(env.STKEEPER_UID).toBe(`keeper${ordinal}`);
+    }
+    const env = expandEnv(c, labels, 0);
+    expect(c.env?.find((e) => e.name === 'STKEEPER_PG_LISTEN_ADDRESS')?.valueFrom?.fieldRef?.fieldPath).toBe('status.podIP');
+    expect(portOf(c, 'postgres')).toBe(Number(env.STKEEPER_PG_PORT));
+    const statusPort = Number(/:(\d+)$/.exec(env.STKEEPER_METRICS_LISTEN_ADDRESS ?? '')?.[1]);
+    expect(c.readinessProbe?.httpGet?.path).toBe('/readyz');
+    expect(portOf(c, c.readinessProbe?.httpGet?.port)).toBe(statusPort);
+    expect(c.livenessProbe?.httpGet?.path).toBe('/healthz');
+    expect(portOf(c, c.livenessProbe?.httpGet?.port)).toBe(statusPort);
+    // Password files: inside the mounted Secret, named after keys the Secret has.
+    const pod = sts.spec.template.spec;
+    for (const v of ['STKEEPER_PG_SU_PASSWORD_FILE', 'STKEEPER_PG_REPL_PASSWORD_FILE']) {
+      const path = env[v] ?? '';
+      const mount = c.volumeMounts?.find((m) => path.startsWith(`${m.mountPath}/`));
+      const secretName = pod.volumes?.find((vol) => vol.name === mount?.name)?.secret?.secretName;
+      const secret = one<Obj & { stringData?: Record<string, string> }>(objs, 'Secret', secretName ?? '?');
+      expect(Object.keys(secret.stringData ?? {}), v).toContain(path.slice((mount?.mountPath.length ?? 0) + 1));
+    }
+    expect(env.STKEEPER_DATA_DIR).toBe(c.volumeMounts?.find((m) => m.name === 'data')?.mountPath);
+    expect(sts.spec.volumeClaimTemplates).toHaveLength(1);
+    const anti = pod.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution ?? [];
+    expect(anti.map((a) => a.topologyKey)).toEqual(['kubernetes.io/hostname']);
+    expect(matches(anti[0]?.labelSelector.matchLabels ?? { none: 'x' }, labels)).toBe(true);
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 999, fsGroup: 999 });
+  });
+
+  it('the example Secret says EXAMPLE in every value', () => {
+    const s = one<Obj & { stringData: Record<string, string> }>(objects('deploy/base'), 'Secret', 'stolon-passwords');
+    expect(Object.keys(s.stringData).sort()).toEqual(['pg-repl-password', 'pg-su-password']);
+    for (const v of Object.values(s.stringData)) {
+      expect(v).toMatch(/^EXAMPLE-/);
+    }
+  });
+
+  it('Services and disruption budgets select real pods, on ports those pods listen on; the ro Service reaches --ro-port', () => {
+    const objs = objects('deploy/overlays/kubernetes');
+    const pods = workloads(objs);
+    for (const svc of byKind<Obj & { spec: { selector: Record<string, string>; ports: { port: number; targetPort: string | number }[] } }>(objs, 'Service')) {
+      const targets = pods.filter((w) => matches(svc.spec.selector, w.spec.template.metadata.labels) && w.kind !== 'Job');
+      expect(targets.map(id), id(svc)).toHaveLength(1);
+      for (const p of svc.spec.ports) {
+        expect(portOf(targets[0]!.spec.template.spec.containers[0]!, p.targetPort), `${id(svc)} port ${p.port}`).toBeDefined();
+      }
+    }
+    const proxy = container(one<Workload>(objs, 'Deployment', 'stolon-proxy'), 'proxy');
+    const env = expandEnv(proxy, {}, 0);
+    expect(one<Obj & { spec: { ports: { port: number; targetPort: string }[] } }>(objs, 'Service', 'stolon-proxy').spec.ports[0]).toMatchObject({ port: 5432 });
+    expect(portOf(proxy, 'postgres')).toBe(Number(env.STPROXY_PORT));
+    expect(one<Obj & { spec: { ports: { port: number }[] } }>(objs, 'Service', 'stolon-proxy-ro').spec.ports[0]).toMatchObject({ port: 5433 });
+    expect(portOf(proxy, 'postgres-ro')).toBe(Number(env.STPROXY_RO_PORT));
+    expect(portOf(proxy, proxy.readinessProbe?.tcpSocket?.port)).toBe(Number(env.STPROXY_PORT));
+    for (const pdb of byKind<Obj & { spec: { selector: { matchLabels: Record<string, string> } } }>(objs, 'PodDisruptionBudget')) {
+      expect(pods.filter((w) => matches(pdb.spec.selector.matchLabels, w.spec.template.metadata.labels)).map(id), id(pdb)).toHaveLength(1);
+    }
+    expect(one(objs, 'PodDisruptionBudget', 'stolon-keeper').spec).toMatchObject({ maxUnavailable: 1 });
+  });
+
+  it('pods run non-root from one pinned image with tini as PID 1 (args, never command)', () => {
+    for (const dir of DIRS) {
+      const images = new Set<string>();
+      for (const w of workloads(objects(dir))) {
+        expect(w.spec.template.spec.securityContext, id(w)).toMatchObject({ runAsNonRoot: true, runAsUser: 999 });
+        for (const c of w.spec.template.spec.containers) {
+          expect(c.command, `${id(w)} ${c.name}: command would replace the image's tini ENTRYPOINT`).toBeUndefined();
+          images.add(c.image ?? '');
+        }
+      }
+      expect(images.size, dir).toBe(1);
+      expect([...images][0]).toMatch(/:(?!latest$)[\w.-]*\d[\w.-]*$/);
+    }
+  });
+
+  it('the init Job never overwrites (no --yes) and its spec is one `stolonctl init` accepts', () => {
+    const objs = objects('deploy/overlays/kubernetes');
+    const job = one<Workload>(objs, 'Job', 'stolon-init');
+    expect((job.spec.template.spec.containers[0]?.args ?? []).join(' ')).not.toMatch(/--yes|\s-y\b/);
+    const vol = job.spec.template.spec.volumes?.find((v) => v.configMap !== undefined);
+    const cm = one<Obj & { data: Record<string, string> }>(objs, 'ConfigMap', vol?.configMap?.name ?? '?');
+    expect(() => validateSpec(JSON.parse(cm.data['cluster-spec.json'] ?? '') as unknown)).not.toThrow();
+  });
+});
