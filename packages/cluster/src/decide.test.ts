@@ -1733,6 +1733,39 @@ const cases: readonly Case[] = [
     },
     expect: { next: { cluster: { status: { master: 'db-k1' } } }, reasons: ['k2: unhealthy'] },
   },
+
+  // --- a keeper that fails to initialise is not picked again first ----------------------------
+  {
+    n: 110,
+    title: 'initializing, k1 failed initTimeout once (memory): the next initial primary is k2, not the lowest uid again',
+    given: () => observe(aCluster().withKeeper('k1').withKeeper('k2').build(), ['k1', 'k2'], [], {
+      memory: { dbErrorSince: {}, dbConvergingSince: {}, initFailures: { k1: 1 } },
+    }),
+    expect: {
+      next: { cluster: { status: { master: 'u1' } }, dbs: { u1: { spec: { keeperUID: 'k2', initMode: 'new' } } } },
+      memory: { initFailures: { k1: 1 } },
+    },
+  },
+  {
+    n: 111,
+    title: 'initializing, not initialized 1 ms past initTimeout: the failure is remembered against k1',
+    given: () => {
+      const cd = aCluster().withKeeper('k2').withPrimary('k1', { initMode: 'new', currentGeneration: 0, healthy: false }).build();
+      return observe(cd, [keeperInfo('k1', cd, { generation: 0 }), 'k2'], [], {
+        now: 300_001,
+        memory: { dbErrorSince: {}, dbConvergingSince: { 'db-k1': { generation: 1, since: 0 } } },
+      });
+    },
+    expect: { dbs: [], memory: { initFailures: { k1: 1 } } },
+  },
+  {
+    n: 112,
+    title: 'initializing, every keeper failed once: back to the usual order (priority, then lowest uid)',
+    given: () => observe(aCluster().withKeeper('k1').withKeeper('k2').build(), ['k1', 'k2'], [], {
+      memory: { dbErrorSince: {}, dbConvergingSince: {}, initFailures: { k1: 1, k2: 1 } },
+    }),
+    expect: { next: { dbs: { u1: { spec: { keeperUID: 'k1' } } } } },
+  },
 ];
 
 /**
@@ -2020,13 +2053,13 @@ describe('decide, pass after pass', () => {
     check(again, decideInput(loop.cd), { memory: { dbErrorSince: { 'db-k1': 8_000 } }, notReasons: ['fencing'] });
   });
 
-  it('init timeout: the DB is dropped and a primary chosen again', () => {
+  it('init timeout: the DB is dropped and another keeper chosen (not the one that failed)', () => {
     const loop = new Loop(newClusterData(MINIMAL_SPEC, CLUSTER_UID, T0));
     const silent = (cd: ClusterData) => ({ keepers: [keeperInfo('k1', cd, { dbUid: '', generation: 0 }), keeperInfo('k2', cd, { dbUid: '' })] });
     check(loop.pass(silent, 1_000), decideInput(loop.cd), { dbs: ['u1'], next: { dbs: { u1: { spec: { keeperUID: 'k1' } } } } });
     check(loop.pass(silent, 300_000), decideInput(loop.cd), { dbs: ['u1'], reasons: ['waiting for keeper k1 to initialize db u1'] });
     check(loop.pass(silent, 1), decideInput(loop.cd), { dbs: [], reasons: ['did not initialize db u1 within initTimeout 5m0s'] });
-    check(loop.pass(silent, 1_000), decideInput(loop.cd), { dbs: ['u2'], reasons: ['keeper k1 chosen as initial primary (db u2, initMode new)'] });
+    check(loop.pass(silent, 1_000), decideInput(loop.cd), { dbs: ['u2'], reasons: ['keeper k2 chosen as initial primary (db u2, initMode new)'] });
   });
 });
 

@@ -37,6 +37,11 @@ export interface SentinelMemory {
   readonly dbConvergingSince: Readonly<Record<string, { readonly generation: number; readonly since: number }>>;
   /** Keeper uid → last time its info was seen (for the failover trace's "primary last seen"). */
   readonly keeperLastSeen?: Readonly<Record<string, number>>;
+  /**
+   * Keeper uid → how many initial-primary attempts it failed (initTimeout) during initialisation,
+   * so the next choice goes to a keeper that has not failed yet (Stolon retries its random pick).
+   */
+  readonly initFailures?: Readonly<Record<string, number>>;
 }
 
 /** An empty memory, as after (re)gaining leadership. */
@@ -107,6 +112,7 @@ export function decide(input: DecideInput): DecideOutput {
   }
 
   const keeperLastSeen: Record<string, number> = { ...(input.memory.keeperLastSeen ?? {}) };
+  const initFailures: Record<string, number> = { ...(input.memory.initFailures ?? {}) };
   for (const uid of Object.keys(infos)) {
     keeperLastSeen[uid] = now;
   }
@@ -156,7 +162,7 @@ export function decide(input: DecideInput): DecideOutput {
         (m !== undefined && !dbHealthy(m) ? `; primary ${m.spec.keeperUID} (db ${m.uid}) is UNHEALTHY and will not be failed over` : ''),
     );
   } else if (next.cluster.status.phase === 'initializing') {
-    decideInitializing(next, spec, input, keeperHealthy, dbHealthy, convergence, reasons);
+    decideInitializing(next, spec, input, keeperHealthy, dbHealthy, convergence, reasons, initFailures);
   } else {
     removeDeadKeepers(next, spec, input.wallTime, reasons);
     awaitingFence = decideNormal(next, spec, input, keeperHealthy, dbHealthy, convergence, reasons, trace);
@@ -211,7 +217,17 @@ export function decide(input: DecideInput): DecideOutput {
       ),
     );
   }
-  return { next, memory: { dbErrorSince, dbConvergingSince, keeperLastSeen }, reasons, changed };
+  if (next.cluster.status.phase !== 'initializing') {
+    for (const k of Object.keys(initFailures)) {
+      delete initFailures[k];
+    }
+  }
+  return {
+    next,
+    memory: { dbErrorSince, dbConvergingSince, keeperLastSeen, ...(Object.keys(initFailures).length > 0 ? { initFailures } : {}) },
+    reasons,
+    changed,
+  };
 }
 
 /**
@@ -484,6 +500,7 @@ function decideInitializing(
   dbHealthy: DbHealth,
   convergence: ConvergenceFn,
   reasons: string[],
+  initFailures: Record<string, number>,
 ): void {
   const masterUid = cd.cluster.status.master;
   const master = masterUid === '' ? undefined : cd.dbs[masterUid];
@@ -500,7 +517,10 @@ function decideInitializing(
     } else {
       // Stolon picks at random and ignores canBeMaster (its issue #840); we honour canBeMaster and
       // pick by priority, then the lowest uid, so the same inputs always give the same primary.
-      chosen = primaryKeeperChoices(cd, keeperHealthy)[0];
+      // A keeper that already failed to initialise goes after those that have not.
+      chosen = primaryKeeperChoices(cd, keeperHealthy)
+        .map((uid, i) => ({ uid, i, failed: initFailures[uid] ?? 0 }))
+        .sort((a, b) => a.failed - b.failed || a.i - b.i)[0]?.uid;
     }
     if (chosen === undefined) {
       reasons.push('initializing: waiting for a healthy keeper that can be primary to register');
@@ -538,6 +558,9 @@ function decideInitializing(
     );
     delete cd.dbs[master.uid];
     cd.cluster.status.master = '';
+    if (master.spec.initMode === 'new') {
+      initFailures[master.spec.keeperUID] = (initFailures[master.spec.keeperUID] ?? 0) + 1;
+    }
     return;
   }
   reasons.push(`initializing: waiting for keeper ${master.spec.keeperUID} to initialize db ${master.uid}`);
