@@ -5,7 +5,8 @@
  * the proxy are all closed when the sentinel fences the proxy for a failover (before the standby
  * is promoted), the read-only connection to the promoted standby is dropped, and new connections
  * reach the new primary; with etcd down every connection is closed within proxyTimeout and
- * nothing listens, and routing resumes when etcd is back.
+ * nothing listens, and routing resumes when etcd is back; the same when etcd is frozen (SIGSTOP), where
+ * no store call fails and only the watchdog can act.
  *
  * The 1,000 sessions are real PostgreSQL backends (max_connections raised through the spec's
  * pgParameters), so the proxy's figures here include PostgreSQL's connection handling too; the
@@ -209,7 +210,11 @@ describe('stolon-proxy on a real cluster', () => {
     );
     expect(fence).toMatch(new RegExp(`closed ${IDLE} connections`));
     await waitFor(() => (ro.endedAt !== undefined ? true : undefined), { timeoutMs: 30_000, what: 'the read-only session on the promoted standby dropped' });
-    expect(proxyLines(/read-only targets changed from .* to none \(proxy generation \d+\); closed 1 read-only connection/).length).toBeGreaterThan(0);
+    // The line is logged when the check that closed it ends (after publishing): wait for it.
+    await waitFor(
+      () => proxyLines(/read-only targets changed from .* to none \(proxy generation \d+\); closed 1 read-only connection/)[0],
+      { timeoutMs: 10_000, what: 'the read-only change in the proxy log' },
+    );
 
     // New connections reach the new primary, writable.
     await waitFor(
@@ -285,6 +290,39 @@ describe('stolon-proxy on a real cluster', () => {
       },
       { timeoutMs: 30_000, what: 'the read-only port to reach a standby again' },
     );
+  }));
+
+  it('store frozen (SIGSTOP): the watchdog closes everything within proxyTimeout although no call fails; SIGCONT: routing resumes', guard(async () => {
+    const main = await hold(cluster.proxyClientConfig(0));
+    const t0 = performance.now();
+    cluster.etcd.process.pause();
+    try {
+      await waitFor(() => (main.endedAt !== undefined ? true : undefined), {
+        timeoutMs: PROXY_TIMEOUT_MS + 4000,
+        what: 'the session closed by the watchdog while etcd is frozen',
+        intervalMs: 20,
+      });
+      const closedMs = main.endedAt! - t0;
+      process.stdout.write(`etcd frozen: session closed after ${Math.round(closedMs)} ms (proxyTimeout ${PROXY_TIMEOUT_MS} ms)\n`);
+      expect(closedMs).toBeLessThan(PROXY_TIMEOUT_MS + 1500);
+      expect(await tcpProbe(cluster.proxies[0]!.port)).toBe('refused');
+    } finally {
+      // Resumed before the keepers' leases (failInterval, 6 s) can run out.
+      cluster.etcd.process.resume();
+    }
+    const t1 = performance.now();
+    await waitFor(
+      async () => {
+        try {
+          await query({ ...cluster.proxyClientConfig(0), connectionTimeoutMillis: 1000 }, "insert into t (note) values ('store resumed')");
+          return true;
+        } catch {
+          return undefined;
+        }
+      },
+      { timeoutMs: 60_000, what: 'a write through the proxy once etcd resumed', intervalMs: 200 },
+    );
+    process.stdout.write(`etcd resumed: writes through the proxy again after ${Math.round(performance.now() - t1)} ms\n`);
     expect(cluster.logs()).not.toContain('please report this as a bug');
   }));
 });
