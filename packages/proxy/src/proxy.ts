@@ -150,6 +150,9 @@ export interface ProxyDeps {
  *   listener is then closed).
  * - `stopping`, `stopped`: after {@link ProxyHandle.stop}.
  * - `failed`: stopped on a fatal error (the listener could not be opened); `done` rejects.
+ *
+ * The state is the main listener's: while `fenced`, the read-only listener may still serve
+ * standbys (reads during a failover are safe); in `store-lost` it routes nowhere too.
  */
 export type ProxyState = 'starting' | 'routing' | 'fenced' | 'store-lost' | 'stopping' | 'stopped' | 'failed';
 
