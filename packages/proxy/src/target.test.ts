@@ -8,13 +8,13 @@ function cd(mutate: (c: ClusterData & Record<string, unknown>) => void = () => u
   c.proxy.generation = 7;
   c.proxy.spec = { masterDbUid: 'db1', enabledProxies: ['px1'] };
   // Only the fields the proxy reads; the rest of a DB does not matter here.
-  (c.dbs as Record<string, unknown>)['db1'] = { uid: 'db1', status: { listenAddress: '127.0.0.1', port: '5433' } };
+  (c.dbs as Record<string, unknown>)['db1'] = { uid: 'db1', spec: { role: 'master' }, status: { listenAddress: '127.0.0.1', port: '5433' } };
   mutate(c as ClusterData & Record<string, unknown>);
   return JSON.parse(JSON.stringify(c)) as ClusterData;
 }
 
 function setDbStatus(c: ClusterData, status: unknown): void {
-  (c.dbs as Record<string, unknown>)['db1'] = { uid: 'db1', status };
+  (c.dbs as Record<string, unknown>)['db1'] = { uid: 'db1', spec: { role: 'master' }, status };
 }
 
 describe('resolveTarget', () => {
@@ -50,6 +50,20 @@ describe('resolveTarget', () => {
       '8. IPv6 address: bracketed in the sentence',
       cd((c) => setDbStatus(c, { listenAddress: '::1', port: '5433' })),
       'routing to [::1]:5433 (db db1, proxy generation 7)',
+    ],
+    [
+      '9. the published primary is a standby in its spec (clusterdata wrong): fenced, never routed to',
+      cd((c) => ((c.dbs as Record<string, unknown>)['db1'] = { uid: 'db1', spec: { role: 'standby' }, status: { listenAddress: '127.0.0.1', port: '5433' } })),
+      'fenced: db db1 is published as the primary but its spec role is "standby", not "master" (proxy generation 7)',
+    ],
+    [
+      "10. standby cluster: the DB following the external primary (role standby, followConfig external) is routed to",
+      cd((c) => ((c.dbs as Record<string, unknown>)['db1'] = {
+        uid: 'db1',
+        spec: { role: 'standby', followConfig: { type: 'external' } },
+        status: { listenAddress: '127.0.0.1', port: '5433' },
+      })),
+      'routing to 127.0.0.1:5433 (db db1, proxy generation 7)',
     ],
   ];
   it.each(cases)('%s', (_title, input, reason) => {

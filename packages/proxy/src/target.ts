@@ -63,7 +63,8 @@ function invalid(message: string, field: string): ClusterDataInvalidError {
 
 /**
  * Decides the proxy's target from clusterdata: the primary's `listenAddress:port` when
- * `proxy.spec.masterDbUid` is set, that DB exists with an address and port, and `proxyUid` is in
+ * `proxy.spec.masterDbUid` is set, that DB exists with spec role `master` (or, in a standby
+ * cluster, follows the external primary), an address and a port, and `proxyUid` is in
  * `proxy.spec.enabledProxies`; otherwise none. An absent or null `masterDbUid` /
  * `enabledProxies` counts as empty (Stolon omits empty values from its JSON).
  * @param cd clusterdata already checked by `parseClusterData`
@@ -108,6 +109,19 @@ export function resolveTarget(cd: ClusterData, proxyUid: string): TargetDecision
   }
   if (!isObject(db) || !isObject(db['status'])) {
     throw invalid(`clusterdata.dbs.${masterDbUid} has no status object`, `dbs.${masterDbUid}.status`);
+  }
+  // Defence in depth: the sentinel publishes a primary only once its promotion is applied, so
+  // this never happens unless clusterdata is wrong; a standby must never get the writers. In a
+  // standby cluster the routed DB is the one following the external primary (role standby,
+  // followConfig external), as Stolon's "master-type" DB.
+  const dbSpec = isObject(db['spec']) ? db['spec'] : {};
+  const role = dbSpec['role'];
+  const follow = dbSpec['followConfig'];
+  const externalFollower = isObject(follow) && follow['type'] === 'external';
+  if (role !== 'master' && !externalFollower) {
+    return none(
+      `db ${masterDbUid} is published as the primary but its spec role is ${JSON.stringify(role ?? null)}, not "master"`,
+    );
   }
   const status = db['status'];
   const host = status['listenAddress'] ?? '';
