@@ -700,13 +700,20 @@ describe('proxy connections', () => {
     const sock = net.connect({ host: '127.0.0.1', port: w.port });
     sock.pause(); // a slow reader: reads nothing for now
     await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
-    await new Promise((r) => setTimeout(r, 1500));
-    const stalledAt = written;
-    await new Promise((r) => setTimeout(r, 500));
+    // Stalled: no progress over half a second (polled, so a busy machine only makes this slower).
+    let last = -1;
+    const stalledAt = await waitFor(
+      () => {
+        const now = written;
+        const stalled = now === last;
+        last = now;
+        return stalled ? now : undefined;
+      },
+      { timeoutMs: 15_000, what: 'the backend to stall', intervalMs: 500 },
+    );
     // Only kernel socket buffers and the streams' highWaterMarks sit between the two: the
-    // backend stopped far below the 256 MiB it wants to send, and made no progress meanwhile.
+    // backend stopped far below the 256 MiB it wants to send.
     expect(stalledAt).toBeLessThan(64 * 2 ** 20);
-    expect(written).toBe(stalledAt);
 
     let received = 0;
     let mismatch = -1;
