@@ -1402,9 +1402,9 @@ const cases: readonly Case[] = [
   },
 
   // --- what the proxy's read-only listener reads ------------------------------------------------
-  // (numbered from 96: main holds cases 90-95 from another branch)
+  // (numbered from 107: main holds cases 90-106 from other branches)
   {
-    n: 96,
+    n: 107,
     title: "a standby reports its replayed LSN behind its received one: both copied into the DB status (the read-only listener's lag)",
     given: () => {
       const cd = healthyPair().build();
@@ -1413,7 +1413,7 @@ const cases: readonly Case[] = [
     expect: { next: { dbs: { 'db-k2': { status: { xLogPos: LSN, replayedXLogPos: LSN - 4096 } } } }, changed: true },
   },
   {
-    n: 97,
+    n: 108,
     title: 'a DB whose keeper stops reporting a replayed LSN (promoted, or an older keeper): the field is removed',
     given: () => {
       const built = healthyPair().build();
