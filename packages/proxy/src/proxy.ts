@@ -389,8 +389,8 @@ class ProxyDaemon {
   private refused = 0;
   /** Clients refused for being over `maxConnections` (ErrorResponse or closed). */
   private overLimit = 0;
-  /** Over-limit clients whose startup packet is awaited right now. */
-  private refusing = 0;
+  /** Over-limit clients whose startup packet is awaited right now (destroyed by `stop`). */
+  private readonly refusing = new Set<net.Socket>();
   /** True from the first over-limit refusal until the count is below the limit again (one warning per burst). */
   private overLimitWarned = false;
 
@@ -950,17 +950,13 @@ class ProxyDaemon {
     } else {
       this.log.debug({ from, listener: kind, overLimit: this.overLimit }, `refusing connection from ${from}: ${limitText}`);
     }
-    if (this.refusing >= MAX_REFUSING) {
+    if (this.refusing.size >= MAX_REFUSING) {
       client.destroy();
       return;
     }
-    this.refusing++;
-    let counted = true;
+    this.refusing.add(client);
     const release = (): void => {
-      if (counted) {
-        counted = false;
-        this.refusing--;
-      }
+      this.refusing.delete(client);
     };
     const timer = setTimeout(() => client.destroy(), REFUSE_TIMEOUT_MS);
     timer.unref();
@@ -1144,6 +1140,9 @@ class ProxyDaemon {
     // Its store calls are bounded by proxyTimeout; loop.stop() waits for it.
     await this.loop?.stop();
     await this.routeNowhere();
+    for (const s of this.refusing) {
+      s.destroy();
+    }
     await this.syncListener();
     const watch = this.watch;
     this.watch = null;
