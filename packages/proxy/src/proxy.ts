@@ -183,6 +183,8 @@ export interface ProxyHandle {
 /** Which listener a connection came in on: `main` (the primary) or `ro` (read-only). */
 export type ListenerKind = 'main' | 'ro';
 
+/** Size of the reused buffer each backend read lands in (Node's default read size). */
+const READ_BUFFER_BYTES = 64 * 1024;
 /** How long dialling the primary may take before the client connection is closed. */
 const CONNECT_TIMEOUT_MS = 5_000;
 /**
@@ -1015,6 +1017,11 @@ class ProxyDaemon {
   private forward(kind: ListenerKind, client: net.Socket, target: ProxyTarget, from: string, initial: Buffer | null): void {
     this.accepted++;
     const id = this.nextPairId++;
+    // Backend → client, the direction with the larger messages: each read lands in one reused
+    // buffer instead of a fresh 64 KiB allocation per read (Node's default for sockets). A write
+    // the kernel did not take at once keeps pointing into that buffer, so then the next read gets
+    // a new one.
+    let readBuf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
     const upstream = net.connect({
       host: target.host,
       port: target.port,
@@ -1022,8 +1029,28 @@ class ProxyDaemon {
       keepAlive: true,
       keepAliveInitialDelay: this.keepaliveIdleMs,
       allowHalfOpen: true,
+      onread: {
+        buffer: () => readBuf,
+        callback: (n: number, buf: Uint8Array): boolean => {
+          const flushed = client.write(buf.subarray(0, n));
+          if (client.writableLength > 0) {
+            readBuf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+          }
+          if (!flushed) {
+            // Backpressure: stop reading from the backend until the client drained.
+            client.once('drain', () => upstream.resume());
+            return false;
+          }
+          return true;
+        },
+      },
     });
-    upstream.setTimeout(CONNECT_TIMEOUT_MS);
+    // Our own timer rather than socket.setTimeout: a socket timeout cleared with setTimeout(0)
+    // is still refreshed on every read and write.
+    const connectTimer = setTimeout(() => {
+      this.log.warn({ conn: id, to }, `cannot connect to ${role} ${to} within ${CONNECT_TIMEOUT_MS} ms; closing connection ${id}`);
+      destroyBoth();
+    }, CONNECT_TIMEOUT_MS);
 
     let clientClosed = false;
     let upstreamClosed = false;
@@ -1075,11 +1102,7 @@ class ProxyDaemon {
     let connected = false;
     upstream.on('connect', () => {
       connected = true;
-      upstream.setTimeout(0);
-    });
-    upstream.on('timeout', () => {
-      this.log.warn({ conn: id, to }, `cannot connect to ${role} ${to} within ${CONNECT_TIMEOUT_MS} ms; closing connection ${id}`);
-      destroyBoth();
+      clearTimeout(connectTimer);
     });
     upstream.on('error', (err) => {
       if (!connected) {
@@ -1099,6 +1122,7 @@ class ProxyDaemon {
       finish();
     });
     upstream.on('close', () => {
+      clearTimeout(connectTimer);
       upstreamClosed = true;
       endThenDestroy(client);
       finish();
@@ -1106,11 +1130,12 @@ class ProxyDaemon {
     if (initial !== null && initial.length > 0) {
       upstream.write(initial);
     }
-    // pipe() gives backpressure both ways: a slow reader pauses the other side, so at most a
-    // highWaterMark plus the kernel's socket buffers are held per direction. It also forwards a
-    // FIN (end) as a FIN. Data sent before the backend answered is queued until it connects.
+    // Client → backend: pipe() (backpressure: a slow backend pauses the client; a FIN is
+    // forwarded as a FIN). Backend → client: the onread callback above, same rules. At most a
+    // highWaterMark plus the kernel's socket buffers are held per direction. Data sent before the
+    // backend answered is queued until it connects.
     client.pipe(upstream);
-    upstream.pipe(client);
+    upstream.on('end', () => client.end());
   }
 
   // ---------------------------------------------------------------- lifecycle
