@@ -44,10 +44,7 @@ export const PENDING_UNTIL_MERGED: {
   readonly flags: Readonly<Record<string, readonly ProgramName[]>>;
   readonly values: Readonly<Record<string, readonly string[]>>;
 } = {
-  flags: {
-    // added by the proxy read-only listener branch (--ro-port); remove when merged
-    'ro-port': ['stolon-proxy'],
-  },
+  flags: {},
   values: {},
 };
 

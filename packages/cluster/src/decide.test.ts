@@ -1766,6 +1766,35 @@ const cases: readonly Case[] = [
     }),
     expect: { next: { dbs: { u1: { spec: { keeperUID: 'k1' } } } } },
   },
+
+  // --- what the proxy's read-only listener reads ------------------------------------------------
+  // (merged from the proxy branch, renumbered 113-114)
+  {
+    n: 113,
+    title: "a standby reports its replayed LSN behind its received one: both copied into the DB status (the read-only listener's lag)",
+    given: () => {
+      const cd = healthyPair().build();
+      return observe(cd, ['k1', keeperInfo('k2', cd, { xLogPos: LSN, replayedXLogPos: LSN - 4096 })], [proxyInfo('p1', 2)]);
+    },
+    expect: { next: { dbs: { 'db-k2': { status: { xLogPos: LSN, replayedXLogPos: LSN - 4096 } } } }, changed: true },
+  },
+  {
+    n: 114,
+    title: 'a DB whose keeper stops reporting a replayed LSN (promoted, or an older keeper): the field is removed',
+    given: () => {
+      const built = healthyPair().build();
+      const withReplay = structuredClone(built) as ClusterData;
+      const k2 = withReplay.dbs['db-k2'];
+      if (k2 !== undefined) {
+        k2.status.replayedXLogPos = LSN - 4096;
+      }
+      return observe(withReplay, ['k1', keeperInfo('k2', withReplay)], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      changed: true,
+      check: (out) => expect(out.next.dbs['db-k2']?.status).not.toHaveProperty('replayedXLogPos'),
+    },
+  },
 ];
 
 /**

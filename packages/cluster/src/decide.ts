@@ -381,6 +381,12 @@ function updateDbStatuses(
       db.status.systemdID = state.systemID;
       db.status.timelineID = state.timelineID;
       db.status.xLogPos = state.xLogPos;
+      // The read-only proxy listener measures a standby's lag with it; a primary reports none.
+      if (state.replayedXLogPos !== undefined) {
+        db.status.replayedXLogPos = state.replayedXLogPos;
+      } else {
+        delete db.status.replayedXLogPos;
+      }
       db.status.timelinesHistory = state.timelinesHistory;
       db.status.pgParameters = state.pgParameters;
       // Not `state.synchronousStandbys`: that is what the keeper *reports* in sync right now;

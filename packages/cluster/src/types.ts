@@ -266,6 +266,12 @@ export interface DBStatus {
   timelineID: number;
   /** Last reported LSN in bytes: flush LSN on a primary, last received/replayed on a standby. */
   xLogPos: number;
+  /**
+   * Our addition: on a standby, the last replayed LSN in bytes (`pg_last_wal_replay_lsn()`), what
+   * its readers see; absent on a primary and from keepers that do not report it. The proxy's
+   * read-only listener measures lag with it (`xLogPos` may be ahead: WAL received, not applied).
+   */
+  replayedXLogPos?: number;
   timelinesHistory: TimelineHistoryEntry[];
   pgParameters: Record<string, string>;
   synchronousStandbys: string[];
@@ -336,6 +342,8 @@ export interface PostgresState {
   systemID: string;
   timelineID: number;
   xLogPos: number;
+  /** Our addition: standby only, `pg_last_wal_replay_lsn()` in bytes (see DBStatus). */
+  replayedXLogPos?: number;
   timelinesHistory: TimelineHistoryEntry[];
   pgParameters: Record<string, string>;
   /** DB uids currently `sync` in pg_stat_replication (primary only). */

@@ -348,6 +348,8 @@ export interface KeeperInfoOptions {
   /** DB uid found in the data directory; default the uid of the keeper's DB in `cd` ("" if none). */
   readonly dbUid?: string;
   readonly xLogPos?: number;
+  /** Standby's replayed LSN (absent by default, as a primary reports it). */
+  readonly replayedXLogPos?: number;
   readonly timeline?: number;
   /** Applied DB generation; default the DB's `generation` in `cd` (converged), 0 when it has none. */
   readonly generation?: number;
@@ -408,6 +410,7 @@ export function keeperInfo(uid: string, cd: ClusterData, opts: KeeperInfoOptions
     systemID: opts.systemId ?? (db?.status.systemdID || DEFAULT_SYSTEM_ID),
     timelineID: opts.timeline ?? (db?.status.timelineID || 1),
     xLogPos: opts.xLogPos ?? db?.status.xLogPos ?? 0,
+    ...(opts.replayedXLogPos !== undefined ? { replayedXLogPos: opts.replayedXLogPos } : {}),
     timelinesHistory: structuredClone(db?.status.timelinesHistory ?? []),
     pgParameters: structuredClone(db?.status.pgParameters ?? {}),
     synchronousStandbys: [...(opts.syncStandbys ?? db?.status.synchronousStandbys ?? [])],

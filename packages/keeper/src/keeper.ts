@@ -178,6 +178,7 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
     systemID: obs.systemId,
     timelineID: obs.timelineId,
     xLogPos: obs.xLogPos,
+    ...(obs.replayedXLogPos !== undefined ? { replayedXLogPos: obs.replayedXLogPos } : {}),
     timelinesHistory: obs.timelinesHistory.slice(-2),
     pgParameters: {},
     synchronousStandbys: syncStandbys(obs),

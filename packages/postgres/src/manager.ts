@@ -139,6 +139,8 @@ export interface PgObservation {
   readonly timelineId: number;
   /** Current LSN in bytes: pg_current_wal_lsn() on a primary, max(received, replayed) on a standby. */
   readonly xLogPos: number;
+  /** Standby only: pg_last_wal_replay_lsn() in bytes, what readers of the standby see. */
+  readonly replayedXLogPos?: number;
   /** application_names of standbys currently streaming, with their sync_state. */
   readonly replication: readonly { applicationName: string; syncState: string }[];
   /** Existing physical replication slots (non-temporary). */

@@ -388,6 +388,10 @@ describe('PgManager (real PostgreSQL)', () => {
     expect(obs.systemId).toBe(primaryObs.systemId);
     expect(obs.timelineId).toBe(1);
     expect(obs.timelinesHistory).toEqual([]);
+    // The replayed LSN (what readers of the standby see) is reported apart, never past xLogPos.
+    expect(obs.replayedXLogPos).toBeGreaterThan(0);
+    expect(obs.replayedXLogPos).toBeLessThanOrEqual(obs.xLogPos);
+    expect(primaryObs.replayedXLogPos).toBeUndefined();
 
     await sql(primaryPort, 'insert into t values (2)');
     await waitFor(async () => {

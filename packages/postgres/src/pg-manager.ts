@@ -1150,6 +1150,7 @@ export class PgManager implements PostgresManager {
     }
     let timelineId: number;
     let xLogPos: number;
+    let replayedXLogPos: number | undefined;
     if (h.in_recovery) {
       const r = await client.query<{ received: string | null; replayed: string | null; received_tli: number | null }>(
         `select pg_last_wal_receive_lsn()::text as received, pg_last_wal_replay_lsn()::text as replayed,
@@ -1161,6 +1162,7 @@ export class PgManager implements PostgresManager {
         row?.replayed === null || row?.replayed === undefined ? 0 : parseLsn(row.replayed),
       );
       timelineId = row?.received_tli ?? h.checkpoint_tli;
+      replayedXLogPos = row?.replayed === null || row?.replayed === undefined ? undefined : parseLsn(row.replayed);
     } else {
       const r = await client.query<{ lsn: string; walfile: string }>(
         'select pg_current_wal_lsn()::text as lsn, pg_walfile_name(pg_current_wal_lsn()) as walfile',
@@ -1184,6 +1186,7 @@ export class PgManager implements PostgresManager {
       systemId: h.system_id,
       timelineId,
       xLogPos,
+      ...(replayedXLogPos !== undefined ? { replayedXLogPos } : {}),
       replication: repl.rows.map((r) => ({ applicationName: r.application_name, syncState: r.sync_state })),
       slots: slots.rows.map((r) => r.slot_name),
       pendingRestart: pending.rows.map((r) => r.name),

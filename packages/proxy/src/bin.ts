@@ -3,11 +3,12 @@
  * `stolon-proxy`: parses flags, builds the logger and the store, runs the proxy until
  * SIGINT/SIGTERM or a fatal error (STYLE.md rule 9). Everything else lives in `proxy.ts`.
  * Exit codes: 0 clean stop, 1 fatal error, 2 configuration error (one line naming the flag).
- * The proxy logs "proxy listening on <addr>:<port>" each time its listener opens.
+ * The proxy logs "proxy listening on <addr>:<port>" each time its listener opens (and "proxy
+ * listening (read-only) on ..." for the `--ro-port` listener).
  */
 import { BUG_SENTENCE, createLogger, exitOnConfigError, newUid, runDaemon, storeFromConfig } from '@stolon-ts/common';
 import type { Store } from '@stolon-ts/store';
-import { PROXY_PROGRAM, parseProxyArgs, type ProxyFlagConfig } from './flags.js';
+import { PROXY_PROGRAM, parseProxyArgs, proxyConfigFromFlags, type ProxyFlagConfig } from './flags.js';
 import { start } from './proxy.js';
 
 async function main(): Promise<void> {
@@ -22,15 +23,7 @@ async function main(): Promise<void> {
   // Random per process start, as in Stolon: a restarted proxy is a new proxy to the sentinel.
   const uid = newUid();
   const logger = createLogger({ level: config.logLevel, component: 'proxy', uid, cluster: config.clusterName });
-  const handle = await start(
-    {
-      uid,
-      listenAddress: config.listenAddress,
-      port: config.port,
-      stopListening: config.stopListening,
-    },
-    { store, logger },
-  );
+  const handle = await start({ uid, ...proxyConfigFromFlags(config) }, { store, logger });
   await runDaemon(logger, handle);
   await store.close().catch((err: unknown) => logger.warn({ err }, 'closing the store client failed'));
 }

@@ -1,7 +1,7 @@
 /** `stolon-proxy` flags: Stolon's names and defaults, STPROXY_* fallbacks, one-line errors naming the flag. */
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '@stolon-ts/cluster';
-import { parseProxyArgs } from './flags.js';
+import { parseProxyArgs, proxyConfigFromFlags } from './flags.js';
 
 const REQUIRED = ['--cluster-name', 'c1', '--store-backend', 'etcdv3'];
 
@@ -29,7 +29,36 @@ describe('parseProxyArgs', () => {
       listenAddress: '127.0.0.1',
       port: 5432,
       stopListening: true,
+      maxConnections: 2000,
+      tcpKeepaliveIdle: 0,
+      tcpKeepaliveCount: 0,
+      tcpKeepaliveInterval: 0,
+      roListenAddress: '',
+      roPort: 0,
+      roMaxLagBytes: 1048576,
+      roFallbackToPrimary: false,
     });
+    // --ro-port 0 (the default): no read-only listener.
+    expect(proxyConfigFromFlags(parseProxyArgs(REQUIRED, {})).readOnly).toBeNull();
+  });
+
+  it('maps the read-only and keepalive flags to the proxy config; --ro-listen-address defaults to --listen-address', () => {
+    const c = parseProxyArgs(
+      [...REQUIRED, '--listen-address', '10.0.0.5', '--ro-port', '5433', '--ro-max-lag-bytes', '65536', '--ro-fallback-to-primary'],
+      { STPROXY_TCP_KEEPALIVE_IDLE: '30', STPROXY_MAX_CONNECTIONS: '500' },
+    );
+    expect(proxyConfigFromFlags(c)).toEqual({
+      listenAddress: '10.0.0.5',
+      port: 5432,
+      stopListening: true,
+      maxConnections: 500,
+      tcpKeepaliveIdleS: 30,
+      tcpKeepaliveCount: 0,
+      tcpKeepaliveIntervalS: 0,
+      readOnly: { listenAddress: '10.0.0.5', port: 5433, maxLagBytes: 65536, fallbackToPrimary: true },
+    });
+    const own = parseProxyArgs([...REQUIRED, '--ro-port', '5432', '--ro-listen-address', '10.0.0.6'], {});
+    expect(proxyConfigFromFlags(own).readOnly).toMatchObject({ listenAddress: '10.0.0.6', port: 5432 });
   });
 
   it('reads flags, and STPROXY_* variables when a flag is not given', () => {
@@ -47,6 +76,13 @@ describe('parseProxyArgs', () => {
     [['--listen-address', ''], 'listen-address'],
     [['--bogus', '1'], 'bogus'],
     [['--log-level', 'loud'], 'log-level'],
+    [['--max-connections', '-1'], 'max-connections'],
+    [['--max-connections', '1.5'], 'max-connections'],
+    [['--tcp-keepalive-idle', '40000'], 'tcp-keepalive-idle'],
+    [['--tcp-keepalive-count', '128'], 'tcp-keepalive-count'],
+    [['--ro-port', '70000'], 'ro-port'],
+    [['--ro-port', '5432'], 'ro-port'],
+    [['--ro-max-lag-bytes', '-5'], 'ro-max-lag-bytes'],
   ])('rejects %j naming the flag', (extra, field) => {
     const err = configError(() => parseProxyArgs([...REQUIRED, ...extra], {}));
     expect(err.field).toBe(field);

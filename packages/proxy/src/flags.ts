@@ -6,7 +6,7 @@
  */
 import { ConfigError } from '@stolon-ts/cluster';
 import { COMMON_FLAGS, addFlags, baseYargs, pickFlags, type CommonConfig, type FlagTable } from '@stolon-ts/common';
-import type { ProxyConfig } from './proxy.js';
+import { DEFAULT_MAX_CONNECTIONS, type ProxyConfig } from './proxy.js';
 
 /** Environment prefix of the proxy's flag fallbacks (`STPROXY_LISTEN_ADDRESS`, ...). */
 export const PROXY_ENV_PREFIX = 'STPROXY';
@@ -15,10 +15,31 @@ export const PROXY_ENV_PREFIX = 'STPROXY';
 export const PROXY_PROGRAM = 'stolon-proxy';
 
 /**
- * Everything `stolon-proxy` reads from flags: the common flags plus the {@link ProxyConfig}
- * fields except `uid` (random per process start, as in Stolon).
+ * Everything `stolon-proxy` reads from flags: the common flags plus one field per proxy flag
+ * (the bin maps them to a {@link ProxyConfig}; `uid` is random per process start, as in Stolon).
  */
-export type ProxyFlagConfig = CommonConfig & Required<Omit<ProxyConfig, 'uid'>>;
+export interface ProxyFlagConfig extends CommonConfig {
+  listenAddress: string;
+  port: number;
+  stopListening: boolean;
+  /** 0: no limit. */
+  maxConnections: number;
+  /** Seconds; 0: the kernel's default. */
+  tcpKeepaliveIdle: number;
+  /** Probes; 0: default. Not applied on Node 20 (logged). */
+  tcpKeepaliveCount: number;
+  /** Seconds; 0: default. Not applied on Node 20 (logged). */
+  tcpKeepaliveInterval: number;
+  /** "" means the same as `listenAddress`. */
+  roListenAddress: string;
+  /** 0 (the default): no read-only listener. */
+  roPort: number;
+  roMaxLagBytes: number;
+  roFallbackToPrimary: boolean;
+}
+
+/** Default of `--ro-max-lag-bytes`: 1 MiB, the cluster spec's default `maxStandbyLag`. */
+export const DEFAULT_RO_MAX_LAG_BYTES = 1024 * 1024;
 
 /** The proxy's flags; a mapped type makes a missing entry a compile error. */
 export const PROXY_FLAGS: FlagTable<ProxyFlagConfig> = {
@@ -33,9 +54,66 @@ export const PROXY_FLAGS: FlagTable<ProxyFlagConfig> = {
   stopListening: {
     name: 'stop-listening',
     description:
-      'stop listening on store errors (no successful check within proxyTimeout); listening resumes on the next successful check',
+      'stop listening on store errors (no successful check within proxyTimeout); listening resumes on the next successful check. ' +
+      'Either way nothing is routed while the store cannot be read',
     type: 'boolean',
     default: true,
+  },
+  maxConnections: {
+    name: 'max-connections',
+    description:
+      'most client connections forwarded at once (both listeners); a client over it gets the PostgreSQL error ' +
+      '"too many connections through stolon-proxy" (SQLSTATE 53300). 0: no limit',
+    type: 'number',
+    default: DEFAULT_MAX_CONNECTIONS,
+  },
+  tcpKeepaliveIdle: {
+    name: 'tcp-keepalive-idle',
+    description:
+      'seconds a connection is idle before TCP keepalive probes start, on both sides (0: the kernel default, ' +
+      'net.ipv4.tcp_keepalive_time); Node then probes every 1 s, 10 times',
+    type: 'number',
+    default: 0,
+  },
+  tcpKeepaliveCount: {
+    name: 'tcp-keepalive-count',
+    description:
+      "accepted for Stolon compatibility but not applied: Node cannot set TCP_KEEPCNT per socket (a non-zero value is logged at start)",
+    type: 'number',
+    default: 0,
+  },
+  tcpKeepaliveInterval: {
+    name: 'tcp-keepalive-interval',
+    description:
+      "accepted for Stolon compatibility but not applied: Node cannot set TCP_KEEPINTVL per socket (a non-zero value is logged at start)",
+    type: 'number',
+    default: 0,
+  },
+  roListenAddress: {
+    name: 'ro-listen-address',
+    description: 'read-only listener address (default: the --listen-address)',
+    type: 'string',
+    default: '',
+  },
+  roPort: {
+    name: 'ro-port',
+    description:
+      'read-only listener port: balances new connections over healthy standbys within --ro-max-lag-bytes of the primary (0: no read-only listener)',
+    type: 'number',
+    default: 0,
+  },
+  roMaxLagBytes: {
+    name: 'ro-max-lag-bytes',
+    description:
+      "most bytes of WAL a standby's replayed position may be behind the primary's, as last reported in clusterdata, to take read-only connections",
+    type: 'number',
+    default: DEFAULT_RO_MAX_LAG_BYTES,
+  },
+  roFallbackToPrimary: {
+    name: 'ro-fallback-to-primary',
+    description: 'send read-only connections to the primary when no standby qualifies',
+    type: 'boolean',
+    default: false,
   },
 };
 
@@ -55,7 +133,8 @@ function flagOfYargsMessage(msg: string): string | undefined {
  * @param env usually `process.env`
  * @throws ConfigError with `field` set to the flag name, as one line: unknown flag, missing
  *   `--cluster-name`/`--store-backend`, a bad choice, `--port` not an integer in 0–65535, an
- *   empty `--listen-address`.
+ *   empty `--listen-address`, a negative or fractional count, `--ro-port` equal to `--port` on
+ *   the same address.
  */
 export function parseProxyArgs(args: readonly string[], env: NodeJS.ProcessEnv): ProxyFlagConfig {
   let argv: Record<string, unknown>;
@@ -88,5 +167,47 @@ export function parseProxyArgs(args: readonly string[], env: NodeJS.ProcessEnv):
       field: 'listen-address',
     });
   }
+  const counts: [keyof ProxyFlagConfig, string, number][] = [
+    ['maxConnections', 'max-connections', Number.MAX_SAFE_INTEGER],
+    ['tcpKeepaliveIdle', 'tcp-keepalive-idle', 32_767], // Linux's MAX_TCP_KEEPIDLE
+    ['tcpKeepaliveCount', 'tcp-keepalive-count', 127], // MAX_TCP_KEEPCNT
+    ['tcpKeepaliveInterval', 'tcp-keepalive-interval', 32_767], // MAX_TCP_KEEPINTVL
+    ['roPort', 'ro-port', 65535],
+    ['roMaxLagBytes', 'ro-max-lag-bytes', Number.MAX_SAFE_INTEGER],
+  ];
+  for (const [key, flag, max] of counts) {
+    const v = c[key];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) {
+      throw new ConfigError(`--${flag}: ${JSON.stringify(argv[flag])} is not an integer from 0 to ${max}`, { field: flag });
+    }
+  }
+  if (c.roPort !== 0 && c.roPort === c.port && (c.roListenAddress === '' || c.roListenAddress === c.listenAddress)) {
+    throw new ConfigError(`--ro-port: ${c.roPort} is also --port; give the read-only listener its own port`, { field: 'ro-port' });
+  }
   return c;
+}
+
+/**
+ * The {@link ProxyConfig} (less `uid`) a parsed command line asks for: `--ro-port 0` means no
+ * read-only listener, an empty `--ro-listen-address` the main `--listen-address`.
+ */
+export function proxyConfigFromFlags(c: ProxyFlagConfig): Omit<ProxyConfig, 'uid'> {
+  return {
+    listenAddress: c.listenAddress,
+    port: c.port,
+    stopListening: c.stopListening,
+    maxConnections: c.maxConnections,
+    tcpKeepaliveIdleS: c.tcpKeepaliveIdle,
+    tcpKeepaliveCount: c.tcpKeepaliveCount,
+    tcpKeepaliveIntervalS: c.tcpKeepaliveInterval,
+    readOnly:
+      c.roPort === 0
+        ? null
+        : {
+            listenAddress: c.roListenAddress === '' ? c.listenAddress : c.roListenAddress,
+            port: c.roPort,
+            maxLagBytes: c.roMaxLagBytes,
+            fallbackToPrimary: c.roFallbackToPrimary,
+          },
+  };
 }

@@ -9,8 +9,17 @@
  * - the watchdog: a timer separate from the loop that routes nowhere (and, with
  *   `stopListening`, closes the listener) when no check succeeded within `proxyTimeout`, because
  *   a store call can hang and a hung check must not keep routing;
- * - the forwarder: accepts clients, dials the target, and pipes bytes both ways. When the target
- *   changes (including to or from none) every existing connection is destroyed at once.
+ * - the forwarder: accepts clients, dials the target, and pipes bytes both ways (`pipe()`:
+ *   backpressure both ways, so a slow reader pauses the other side instead of buffering without
+ *   bound; half-close forwarded, `allowHalfOpen`; TCP no-delay and keepalive on both sides). When
+ *   the target changes (including to or from none) every existing connection is destroyed at once.
+ *   Above `maxConnections` a client is refused with a PostgreSQL ErrorResponse (`53300`, "too many
+ *   connections through stolon-proxy") once its startup packet is read (`pgwire.ts`).
+ * - the optional read-only listener (Stolon lacks it, issue #132): a second port that balances new
+ *   connections over healthy, converged standbys within `maxLagBytes` of the primary (least
+ *   connections first), optionally falling back to the primary; a connection whose standby leaves
+ *   that set (promoted, removed, fallen behind) is destroyed. It fails closed with the main port:
+ *   invalid clusterdata or the watchdog close both.
  *
  * The fencing handshake with the sentinel: when the target changes, old connections are closed
  * (and their `close` events awaited) BEFORE the new proxy generation is published, and a new
@@ -24,6 +33,7 @@
  * run on watch events, not only every interval.
  * @see ../../../../shared/reference/stolon.md §4.6 and §6 (Stolon `cmd/proxy/cmd/proxy.go`, pollon)
  */
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import {
   DEFAULT_SPEC,
@@ -36,7 +46,17 @@ import {
 } from '@stolon-ts/cluster';
 import { BUG_SENTENCE, newUid, startSerialLoop, type Logger, type SerialLoop } from '@stolon-ts/common';
 import type { Store, StoreWatch } from '@stolon-ts/store';
-import { describeTarget, formatAddress, resolveTarget, sameTarget, type ProxyTarget } from './target.js';
+import { DECLINE_ENCRYPTION, MAX_STARTUP_PACKET_BYTES, TOO_MANY_CONNECTIONS, errorResponse, parseStartupPacket } from './pgwire.js';
+import {
+  describeTarget,
+  formatAddress,
+  resolveReadOnlyTargets,
+  resolveTarget,
+  sameTarget,
+  sameTargets,
+  type ProxyTarget,
+  type ReadOnlyDecision,
+} from './target.js';
 
 /** What {@link start} needs to know. */
 export interface ProxyConfig {
@@ -56,7 +76,59 @@ export interface ProxyConfig {
    * @default true
    */
   stopListening?: boolean;
+  /**
+   * Most client connections forwarded at once, both listeners together (`--max-connections`);
+   * 0 means no limit. A client over the limit gets a PostgreSQL ErrorResponse (SQLSTATE 53300)
+   * after its startup packet, and a warning is logged. Each connection holds two file
+   * descriptors: the proxy warns at start when the open-files limit cannot hold them all.
+   * @default {@link DEFAULT_MAX_CONNECTIONS}
+   */
+  maxConnections?: number;
+  /**
+   * Seconds of idleness before TCP keepalive probes start, on both sides of every connection
+   * (`--tcp-keepalive-idle`, TCP_KEEPIDLE); 0 keeps the kernel's `net.ipv4.tcp_keepalive_time`.
+   * Node (libuv) then probes every 1 s, 10 times (see `tcpKeepaliveCount`).
+   * @default 0
+   */
+  tcpKeepaliveIdleS?: number;
+  /**
+   * Stolon's `--tcp-keepalive-count` (TCP_KEEPCNT). Node 20 cannot set it per socket: libuv
+   * sets 10 whenever `tcpKeepaliveIdleS` is set, else the kernel's `tcp_keepalive_probes`
+   * applies. A non-zero value is accepted for compatibility and logged as not applied.
+   * @default 0
+   */
+  tcpKeepaliveCount?: number;
+  /**
+   * Stolon's `--tcp-keepalive-interval` in seconds (TCP_KEEPINTVL); as `tcpKeepaliveCount`: libuv
+   * sets 1 s whenever `tcpKeepaliveIdleS` is set, else the kernel's `tcp_keepalive_intvl`. A
+   * non-zero value is logged as not applied.
+   * @default 0
+   */
+  tcpKeepaliveIntervalS?: number;
+  /** The read-only listener (`--ro-port`); absent or null: none. */
+  readOnly?: ReadOnlyConfig | null;
 }
+
+/** The read-only listener's settings (the `--ro-*` flags). */
+export interface ReadOnlyConfig {
+  /** Address to listen on (`--ro-listen-address`, defaulting to `--listen-address`). */
+  listenAddress: string;
+  /** TCP port; 0 lets the OS choose (see {@link ProxyHandle.roPort}). */
+  port: number;
+  /**
+   * Most bytes of WAL a standby's replayed LSN may be behind the primary's LSN, as last
+   * reported in clusterdata (`--ro-max-lag-bytes`). @see resolveReadOnlyTargets
+   */
+  maxLagBytes: number;
+  /**
+   * Send read-only clients to the primary when no standby qualifies, and only while the main
+   * port routes to it (`--ro-fallback-to-primary`).
+   */
+  fallbackToPrimary: boolean;
+}
+
+/** Default of {@link ProxyConfig.maxConnections}: far above PostgreSQL's own default of 100. */
+export const DEFAULT_MAX_CONNECTIONS = 2000;
 
 /** What {@link start} uses; tests substitute an in-memory store and a captured logger. */
 export interface ProxyDeps {
@@ -78,6 +150,9 @@ export interface ProxyDeps {
  *   listener is then closed).
  * - `stopping`, `stopped`: after {@link ProxyHandle.stop}.
  * - `failed`: stopped on a fatal error (the listener could not be opened); `done` rejects.
+ *
+ * The state is the main listener's: while `fenced`, the read-only listener may still serve
+ * standbys (reads during a failover are safe); in `store-lost` it routes nowhere too.
  */
 export type ProxyState = 'starting' | 'routing' | 'fenced' | 'store-lost' | 'stopping' | 'stopped' | 'failed';
 
@@ -94,12 +169,22 @@ export interface ProxyHandle {
   stop(reason: string): Promise<void>;
   /** The bound TCP port once the listener opened (useful with port 0), else the configured port. */
   port(): number;
+  /** As {@link port}, for the read-only listener; null when there is none. */
+  roPort(): number | null;
   /** The current {@link ProxyState}. */
   state(): ProxyState;
-  /** Client connections currently open (each paired with one connection to the primary). */
-  connections(): number;
+  /**
+   * Client connections currently forwarded (each paired with one connection to a backend), on
+   * both listeners, or on one when `kind` is given.
+   */
+  connections(kind?: ListenerKind): number;
 }
 
+/** Which listener a connection came in on: `main` (the primary) or `ro` (read-only). */
+export type ListenerKind = 'main' | 'ro';
+
+/** Size of the reused buffer each backend read lands in (Node's default read size). */
+const READ_BUFFER_BYTES = 64 * 1024;
 /** How long dialling the primary may take before the client connection is closed. */
 const CONNECT_TIMEOUT_MS = 5_000;
 /**
@@ -111,6 +196,13 @@ const LINGER_MS = 5_000;
 const STOP_STEP_TIMEOUT_MS = 2_000;
 /** Bound on waiting for destroyed sockets to emit `close` (they do at once; this is a guard). */
 const CLOSE_WAIT_MS = 2_000;
+/** How long a client over the connection limit has to send its startup packet before it is dropped. */
+const REFUSE_TIMEOUT_MS = 5_000;
+/**
+ * Most over-limit clients being refused at once (each waits up to REFUSE_TIMEOUT_MS for its
+ * startup packet); past that they are closed at once, so a flood cannot exhaust descriptors.
+ */
+const MAX_REFUSING = 64;
 
 /** Why a check failed; decides the state and the log line. */
 type FailureKind = 'store' | 'invalid' | 'slow' | 'bug';
@@ -128,6 +220,7 @@ class CheckFailure extends Error {
 /** One forwarded client connection and its connection to the primary. */
 interface Pair {
   readonly id: number;
+  readonly kind: ListenerKind;
   readonly client: net.Socket;
   readonly upstream: net.Socket;
   readonly target: ProxyTarget;
@@ -196,21 +289,69 @@ function bounded<T>(p: Promise<T>, ms: number, what: string, dispose?: (v: T) =>
   });
 }
 
+/** `1 connection`, `2 connections`. */
+function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
+
 function msFromDefault(text: string): number {
   // DEFAULT_SPEC durations are constants known to parse.
   return parseDurationMs(text) ?? 0;
 }
 
+/** One listening socket, reconciled to `listenWanted`. */
+interface Listener {
+  readonly kind: ListenerKind;
+  readonly address: string;
+  readonly configuredPort: number;
+  /** The port first bound (re-used on re-open, so port-0 users find it again). */
+  boundPort: number | null;
+  server: net.Server | null;
+}
+
+/** `dbUid@host:port`: counts read-only connections per backend. */
+function targetKey(t: ProxyTarget): string {
+  return `${t.dbUid}@${formatAddress(t.host, t.port)}`;
+}
+
+function describeTargets(ts: readonly ProxyTarget[]): string {
+  return ts.length === 0 ? 'none' : ts.map(describeTarget).join(', ');
+}
+
+/**
+ * The soft open-files limit from /proc/self/limits (Linux); undefined elsewhere or "unlimited".
+ */
+function openFilesLimit(): number | undefined {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Max open files'));
+    const soft = line?.slice('Max open files'.length).trim().split(/\s+/)[0];
+    return soft !== undefined && /^\d+$/.test(soft) ? Number(soft) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 class ProxyDaemon {
   private readonly uid: string;
-  private readonly listenAddress: string;
-  private readonly configuredPort: number;
   private readonly stopListening: boolean;
+  private readonly maxConnections: number;
+  private readonly keepaliveIdleMs: number;
+  private readonly keepaliveCount: number;
+  private readonly keepaliveIntervalS: number;
+  private readonly roConfig: ReadOnlyConfig | null;
   private readonly store: Store;
   private readonly log: Logger;
 
   private current: ProxyState = 'starting';
   private target: ProxyTarget | null = null;
+  /** Where the read-only listener may send new clients (empty: nowhere). */
+  private roTargets: readonly ProxyTarget[] = [];
+  /** Read-only connections per backend (`targetKey`), for least-connections balancing. */
+  private readonly roCounts = new Map<string, number>();
+  /** Rotates ties between equally loaded standbys. */
+  private roRotor = 0;
   /** Proxy generation of the last applied clusterdata (null before any). */
   private generation: number | null = null;
   private everSucceeded = false;
@@ -237,9 +378,9 @@ class ProxyDaemon {
   private watch: StoreWatch | null = null;
   private watchFailing = false;
 
-  // Listener, reconciled to `listenWanted` through a queue so open/close never interleave.
-  private server: net.Server | null = null;
-  private boundPort: number | null = null;
+  // Listeners, reconciled to `listenWanted` through a queue so open/close never interleave.
+  private readonly main: Listener;
+  private readonly ro: Listener | null;
   private listenWanted = false;
   private listenerQueue: Promise<void> = Promise.resolve();
 
@@ -248,6 +389,12 @@ class ProxyDaemon {
   private nextPairId = 1;
   private accepted = 0;
   private refused = 0;
+  /** Clients refused for being over `maxConnections` (ErrorResponse or closed). */
+  private overLimit = 0;
+  /** Over-limit clients whose startup packet is awaited right now (destroyed by `stop`). */
+  private readonly refusing = new Set<net.Socket>();
+  /** True from the first over-limit refusal until the count is below the limit again (one warning per burst). */
+  private overLimitWarned = false;
 
   // Lifecycle.
   private stopRequested = false;
@@ -258,11 +405,19 @@ class ProxyDaemon {
 
   constructor(config: ProxyConfig, deps: ProxyDeps) {
     this.uid = config.uid;
-    this.listenAddress = config.listenAddress;
-    this.configuredPort = config.port;
     this.stopListening = config.stopListening ?? true;
+    this.maxConnections = config.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    this.keepaliveIdleMs = (config.tcpKeepaliveIdleS ?? 0) * 1000;
+    this.keepaliveCount = config.tcpKeepaliveCount ?? 0;
+    this.keepaliveIntervalS = config.tcpKeepaliveIntervalS ?? 0;
+    this.roConfig = config.readOnly ?? null;
     this.store = deps.store;
     this.log = deps.logger;
+    this.main = { kind: 'main', address: config.listenAddress, configuredPort: config.port, boundPort: null, server: null };
+    this.ro =
+      this.roConfig === null
+        ? null
+        : { kind: 'ro', address: this.roConfig.listenAddress, configuredPort: this.roConfig.port, boundPort: null, server: null };
   }
 
   handle(): ProxyHandle {
@@ -270,17 +425,47 @@ class ProxyDaemon {
       ready: this.ready.promise,
       done: this.done.promise,
       stop: (reason) => this.stop(reason),
-      port: () => this.boundPort ?? this.configuredPort,
+      port: () => this.main.boundPort ?? this.main.configuredPort,
+      roPort: () => (this.ro === null ? null : (this.ro.boundPort ?? this.ro.configuredPort)),
       state: () => this.current,
-      connections: () => this.pairs.size,
+      connections: (kind) => (kind === undefined ? this.pairs.size : [...this.pairs].filter((p) => p.kind === kind).length),
     };
   }
 
   begin(): void {
     this.log.info(
-      { listenAddress: this.listenAddress, port: this.configuredPort, stopListening: this.stopListening },
+      {
+        listenAddress: this.main.address,
+        port: this.main.configuredPort,
+        stopListening: this.stopListening,
+        maxConnections: this.maxConnections,
+        tcpKeepaliveIdleMs: this.keepaliveIdleMs,
+        readOnly: this.roConfig,
+      },
       `proxy ${this.uid} starting: not listening until clusterdata has been read`,
     );
+    if (this.keepaliveCount !== 0 || this.keepaliveIntervalS !== 0) {
+      // Said at start rather than refused, so Stolon command lines keep working.
+      const inEffect =
+        this.keepaliveIdleMs > 0
+          ? 'probes every 1 s, 10 of them (set by libuv with --tcp-keepalive-idle)'
+          : "the kernel's net.ipv4.tcp_keepalive_intvl and tcp_keepalive_probes";
+      this.log.warn(
+        { tcpKeepaliveCount: this.keepaliveCount, tcpKeepaliveIntervalS: this.keepaliveIntervalS },
+        `--tcp-keepalive-count ${this.keepaliveCount} and --tcp-keepalive-interval ${this.keepaliveIntervalS} are not applied: ` +
+          `Node ${process.version} cannot set TCP_KEEPCNT or TCP_KEEPINTVL per socket; in effect: ${inEffect}`,
+      );
+    }
+    const limit = openFilesLimit();
+    const needed = 2 * this.maxConnections + 64;
+    if (limit !== undefined && (this.maxConnections === 0 || limit < needed)) {
+      this.log.warn(
+        { openFilesLimit: limit, maxConnections: this.maxConnections },
+        this.maxConnections === 0
+          ? `no connection limit (--max-connections 0): past about ${Math.floor((limit - 64) / 2)} connections the open-files limit (${limit}) will refuse new ones`
+          : `the open-files limit (${limit}) is below what --max-connections ${this.maxConnections} needs (${needed}: two per connection); raise it (ulimit -n) or lower --max-connections`,
+      );
+    }
     // Serial: the next tick is armed only after the current check settled, with the interval
     // re-read from the last spec; requests during a check coalesce into one more check.
     this.loop = startSerialLoop({
@@ -311,21 +496,25 @@ class ProxyDaemon {
     const seq = ++this.checkSeq;
     const startedAt = performance.now();
     let before = this.target;
+    let roBefore = this.roTargets;
     const watchdogFiresBefore = this.watchdogFires;
     let reason: string;
     let failure: CheckFailure | null = null;
-    let closed = 0;
+    const closed = { main: 0, ro: 0 };
     try {
       const r = await this.check(startedAt);
       reason = r.reason;
-      closed = r.closed;
+      closed.main += r.closed.main;
+      closed.ro += r.closed.ro;
     } catch (err) {
       failure = this.classify(err);
       reason = this.failureSentence(failure);
       const storeTrouble = failure.kind === 'store' || failure.kind === 'slow';
       if (!this.stopRequested && !storeTrouble) {
-        // Fail closed: invalid clusterdata (or a bug) means route nowhere at once.
-        closed += await this.retarget(null);
+        // Fail closed: invalid clusterdata (or a bug) means route nowhere at once, on both ports.
+        const c = await this.routeNowhere();
+        closed.main += c.main;
+        closed.ro += c.ro;
       }
       // A store that cannot be read is given until proxyTimeout (the watchdog, counted from the
       // last successful check) before connections are dropped (DESIGN.md §4): a short etcd
@@ -342,12 +531,27 @@ class ProxyDaemon {
     }
     if (this.watchdogFires !== watchdogFiresBefore) {
       before = null; // the watchdog already logged the change to none
+      roBefore = [];
     }
+    const gen = `proxy generation ${this.generation ?? 'unknown'}`;
     if (!sameTarget(before, this.target)) {
       this.log.info(
-        { check: seq, from: describeTarget(before), to: describeTarget(this.target), generation: this.generation, closed },
+        { check: seq, from: describeTarget(before), to: describeTarget(this.target), generation: this.generation, closed: closed.main },
         `target changed from ${describeTarget(before)} to ${describeTarget(this.target)} ` +
-          `(proxy generation ${this.generation ?? 'unknown'}); closed ${closed} connection${closed === 1 ? '' : 's'}`,
+          `(${gen}); closed ${plural(closed.main, 'connection')}`,
+      );
+    }
+    if (this.ro !== null && !sameTargets(roBefore, this.roTargets)) {
+      this.log.info(
+        {
+          check: seq,
+          from: describeTargets(roBefore),
+          to: describeTargets(this.roTargets),
+          generation: this.generation,
+          closed: closed.ro,
+        },
+        `read-only targets changed from ${describeTargets(roBefore)} to ${describeTargets(this.roTargets)} ` +
+          `(${gen}); closed ${plural(closed.ro, 'read-only connection')}`,
       );
     }
     const fields = {
@@ -355,11 +559,12 @@ class ProxyDaemon {
       trigger,
       state: this.current,
       target: describeTarget(this.target),
+      ...(this.ro !== null ? { roTargets: describeTargets(this.roTargets) } : {}),
       generation: this.generation,
       connections: this.pairs.size,
       durationMs: Math.round(performance.now() - startedAt),
     };
-    const key = `${this.current}|${fields.target}|${this.generation}|${failure?.kind ?? ''}`;
+    const key = `${this.current}|${fields.target}|${fields.roTargets ?? ''}|${this.generation}|${failure?.kind ?? ''}`;
     const changed = key !== this.lastLogKey;
     this.lastLogKey = key;
     if (failure?.kind === 'bug') {
@@ -379,7 +584,7 @@ class ProxyDaemon {
    * connections it closed.
    * @throws CheckFailure (or anything unexpected, classified by the caller).
    */
-  private async check(startedAt: number): Promise<{ reason: string; closed: number }> {
+  private async check(startedAt: number): Promise<{ reason: string; closed: { main: number; ro: number } }> {
     const timeoutMs = this.proxyTimeoutMs;
     const rec = await bounded(this.storeCall(this.store.getClusterData(), 'reading clusterdata'), timeoutMs, 'reading clusterdata');
     if (await this.ensureWatch(timeoutMs)) {
@@ -387,26 +592,40 @@ class ProxyDaemon {
       this.requestCheck('watch established');
     }
     if (this.stopRequested) {
-      return { reason: 'stopping', closed: 0 };
+      return { reason: 'stopping', closed: { main: 0, ro: 0 } };
     }
 
     let decision: { target: ProxyTarget | null; generation: number | null; reason: string };
+    let ro: ReadOnlyDecision | null = null;
     let spec: { proxyCheckIntervalMs: number; proxyTimeoutMs: number } | null = null;
     if (rec === null) {
       decision = { target: null, generation: null, reason: 'fenced: no clusterdata in the store (cluster not initialised)' };
+      if (this.roConfig !== null) {
+        ro = { targets: [], fallback: false, reason: 'read-only: no clusterdata, routing nowhere' };
+      }
     } else {
       // Both throw ClusterDataInvalidError / SpecValidationError (StolonErrors → 'invalid').
       const cd = parseClusterData(rec.text);
       spec = resolveSpec(cd.cluster.spec);
       decision = resolveTarget(cd, this.uid);
+      if (this.roConfig !== null) {
+        ro = resolveReadOnlyTargets(cd, {
+          maxLagBytes: this.roConfig.maxLagBytes,
+          fallback: this.roConfig.fallbackToPrimary ? decision.target : null,
+        });
+      }
     }
 
-    let closed = 0;
-    if (!sameTarget(this.target, decision.target)) {
-      // Close every connection to the old target first, and wait until they are gone: only
-      // then may the new generation be published (the sentinel's fencing handshake).
-      closed = await this.retarget(null);
+    // Close every connection whose backend is no longer allowed first, and wait until they are
+    // gone: only then may the new generation be published (the sentinel's fencing handshake).
+    // A new primary is routed to, from either port, only after the publication succeeded.
+    const mainChanged = !sameTarget(this.target, decision.target);
+    const roNext = ro?.targets ?? [];
+    if (mainChanged) {
+      this.target = null;
     }
+    this.roTargets = mainChanged && decision.target !== null ? roNext.filter((t) => !sameTarget(t, decision.target)) : roNext;
+    const closed = await this.closeStale();
     if (decision.generation !== null && spec !== null) {
       const info: ProxyInfo = {
         infoUID: newUid(),
@@ -442,10 +661,11 @@ class ProxyDaemon {
     this.watchdogFired = false;
     this.armWatchdog(startedAt + this.proxyTimeoutMs);
     this.target = decision.target;
+    this.roTargets = roNext;
     this.current = decision.target === null ? 'fenced' : 'routing';
     this.listenWanted = true;
     await this.syncListener();
-    return { reason: decision.reason, closed };
+    return { reason: ro === null ? decision.reason : `${decision.reason}; ${ro.reason}`, closed };
   }
 
   /** Marks errors thrown by a store call so they are told apart from validation errors. */
@@ -541,93 +761,120 @@ class ProxyDaemon {
       { from: was, connections, proxyTimeoutMs: this.proxyTimeoutMs, generation: this.generation },
       `no successful check within proxyTimeout (${this.proxyTimeoutMs} ms): ` +
         (this.target === null ? 'routing nowhere' : `target changed from ${was} to none`) +
-        ` (proxy generation ${this.generation ?? 'unknown'}), closing ${connections} connection${connections === 1 ? '' : 's'}` +
-        (this.stopListening ? ', closing the listener until a check succeeds' : ', still listening'),
+        (this.ro !== null && this.roTargets.length > 0 ? `, read-only targets changed from ${describeTargets(this.roTargets)} to none` : '') +
+        ` (proxy generation ${this.generation ?? 'unknown'}), closing ${plural(connections, 'connection')}` +
+        (this.stopListening ? `, closing the listener${this.ro !== null ? 's' : ''} until a check succeeds` : ', still listening'),
     );
-    void this.retarget(null);
+    void this.routeNowhere();
     void this.syncListener();
   }
 
-  // ---------------------------------------------------------------- listener
+  // ---------------------------------------------------------------- listeners
 
-  /** Brings the listener to `listenWanted` (queued: open and close never interleave). */
+  /** Brings the listeners to `listenWanted` (queued: open and close never interleave). */
   private syncListener(): Promise<void> {
     const next = this.listenerQueue
-      .then(() => this.reconcileListener())
+      .then(() => this.reconcileListeners())
       .catch((err: unknown) => this.fail(err));
     this.listenerQueue = next;
     return next;
   }
 
-  private async reconcileListener(): Promise<void> {
+  private async reconcileListeners(): Promise<void> {
     const want = this.listenWanted && !this.stopRequested;
-    if (want && this.server === null) {
-      await this.openListener();
-    } else if (!want && this.server !== null) {
-      await this.closeListener();
+    for (const l of this.ro === null ? [this.main] : [this.main, this.ro]) {
+      if (want && l.server === null) {
+        await this.openListener(l);
+      } else if (!want && l.server !== null) {
+        await this.closeListener(l);
+      }
+    }
+    if (want && !this.ready.settled) {
+      this.ready.resolve();
     }
   }
 
-  private async openListener(): Promise<void> {
-    const server = net.createServer({ noDelay: true, keepAlive: true }, (s) => this.onConnection(s));
+  private listenerName(l: Listener): string {
+    return l.kind === 'main' ? 'proxy listening' : 'proxy listening (read-only)';
+  }
+
+  private async openListener(l: Listener): Promise<void> {
+    const server = net.createServer(
+      {
+        noDelay: true,
+        keepAlive: true,
+        // 0: libuv's TCP_KEEPIDLE 0 is refused by Linux and the kernel's keepalive time stays.
+        keepAliveInitialDelay: this.keepaliveIdleMs,
+        // A client's FIN is forwarded to the backend (pipe ends it) while the backend's answer
+        // still flows back; without this, Node would end our side at once and lose that answer.
+        allowHalfOpen: true,
+      },
+      (s) => this.onConnection(l.kind, s),
+    );
     // Re-open on the port first bound, so clients (and port 0 users) find us again.
-    const port = this.boundPort ?? this.configuredPort;
+    const port = l.boundPort ?? l.configuredPort;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ host: this.listenAddress, port }, () => {
+      server.listen({ host: l.address, port }, () => {
         server.off('error', reject);
         resolve();
       });
     }).catch((err: unknown) => {
-      throw new StolonError('INTERNAL', `cannot listen on ${formatAddress(this.listenAddress, port)}: ${errorMessage(err)}`, {
+      throw new StolonError('INTERNAL', `cannot listen on ${formatAddress(l.address, port)}: ${errorMessage(err)}`, {
         cause: err,
       });
     });
     server.on('error', (err) => {
       // Accept errors (EMFILE...) after listening: the server keeps accepting; report them.
-      this.log.warn({ err }, `listener error on ${formatAddress(this.listenAddress, this.boundPort ?? port)}: ${err.message}`);
+      this.log.warn({ err }, `listener error on ${formatAddress(l.address, l.boundPort ?? port)}: ${err.message}`);
     });
-    this.server = server;
+    l.server = server;
     const addr = server.address();
-    this.boundPort = addr !== null && typeof addr === 'object' ? addr.port : port;
-    // The e2e harness waits for this line: keep it starting with "proxy listening on".
+    l.boundPort = addr !== null && typeof addr === 'object' ? addr.port : port;
+    // The e2e harness waits for the main line: keep it starting with "proxy listening on".
     this.log.info(
-      { listenAddress: this.listenAddress, port: this.boundPort },
-      `proxy listening on ${formatAddress(this.listenAddress, this.boundPort)}`,
+      { listener: l.kind, listenAddress: l.address, port: l.boundPort },
+      `${this.listenerName(l)} on ${formatAddress(l.address, l.boundPort)}`,
     );
-    if (!this.ready.settled) {
-      this.ready.resolve();
-    }
   }
 
-  private async closeListener(): Promise<void> {
-    const server = this.server;
+  private async closeListener(l: Listener): Promise<void> {
+    const server = l.server;
     if (server === null) {
       return;
     }
-    this.server = null;
+    l.server = null;
     // close() stops accepting now; its callback waits for the server's connections, which are
-    // destroyed separately (retarget), so this is short; bounded anyway.
+    // destroyed separately (routeNowhere), so this is short; bounded anyway.
     await bounded(
       new Promise<void>((resolve) => server.close(() => resolve())),
       CLOSE_WAIT_MS,
       'closing the listener',
     ).catch(() => undefined);
     this.log.info(
-      { listenAddress: this.listenAddress, port: this.boundPort },
-      `proxy stopped listening on ${formatAddress(this.listenAddress, this.boundPort ?? this.configuredPort)}`,
+      { listener: l.kind, listenAddress: l.address, port: l.boundPort },
+      `proxy stopped listening${l.kind === 'ro' ? ' (read-only)' : ''} on ${formatAddress(l.address, l.boundPort ?? l.configuredPort)}`,
     );
   }
 
   // ---------------------------------------------------------------- forwarding
 
+  /** Routes nowhere on both listeners and destroys every connection. */
+  private routeNowhere(): Promise<{ main: number; ro: number }> {
+    this.target = null;
+    this.roTargets = [];
+    return this.closeStale();
+  }
+
   /**
-   * Sets the target and destroys every existing connection (both sides at once), waiting until
-   * they all emitted `close`. @returns how many connections were closed.
+   * Destroys (both sides at once) every connection whose backend is no longer allowed: main
+   * connections not to `target`, read-only ones not to one of `roTargets`; waits until they all
+   * emitted `close`. @returns how many were closed, per listener.
    */
-  private async retarget(next: ProxyTarget | null): Promise<number> {
-    this.target = next;
-    const victims = [...this.pairs];
+  private async closeStale(): Promise<{ main: number; ro: number }> {
+    const victims = [...this.pairs].filter((p) =>
+      p.kind === 'main' ? !sameTarget(p.target, this.target) : !this.roTargets.some((t) => sameTarget(t, p.target)),
+    );
     for (const p of victims) {
       p.client.destroy();
       p.upstream.destroy();
@@ -637,26 +884,173 @@ class ProxyDaemon {
         (err: unknown) => this.log.warn({ err }, `connections did not report closed within ${CLOSE_WAIT_MS} ms`),
       );
     }
-    return victims.length;
+    const ro = victims.filter((p) => p.kind === 'ro').length;
+    return { main: victims.length - ro, ro };
   }
 
-  private onConnection(client: net.Socket): void {
-    const target = this.target;
+  /** The backend for a new connection on `kind`, or null: read-only picks the least loaded standby. */
+  private pick(kind: ListenerKind): ProxyTarget | null {
+    if (kind === 'main') {
+      return this.target;
+    }
+    const n = this.roTargets.length;
+    let best: ProxyTarget | null = null;
+    let bestCount = Infinity;
+    for (let i = 0; i < n; i++) {
+      const t = this.roTargets[(this.roRotor + i) % n];
+      if (t === undefined) {
+        continue;
+      }
+      const c = this.roCounts.get(targetKey(t)) ?? 0;
+      if (c < bestCount) {
+        best = t;
+        bestCount = c;
+      }
+    }
+    this.roRotor = n === 0 ? 0 : (this.roRotor + 1) % n;
+    return best;
+  }
+
+  private onConnection(kind: ListenerKind, client: net.Socket): void {
+    const target = this.pick(kind);
     const from = `${client.remoteAddress ?? '?'}:${client.remotePort ?? '?'}`;
+    client.on('error', () => undefined); // until the pair's own handlers take over; an RST must not crash us
     if (target === null || this.stopRequested) {
       this.refused++;
-      // Closed at once: there is no primary this proxy may route to.
-      client.on('error', () => undefined);
+      // Closed at once: there is no backend this proxy may route to.
       client.destroy();
-      this.log.debug({ from, refused: this.refused }, `closed connection from ${from}: no target (${this.current})`);
+      this.log.debug(
+        { from, listener: kind, refused: this.refused },
+        `closed ${kind === 'ro' ? 'read-only ' : ''}connection from ${from}: no target (${this.current})`,
+      );
       return;
     }
+    if (this.maxConnections > 0 && this.pairs.size >= this.maxConnections) {
+      this.refuseOverLimit(kind, client, from);
+      return;
+    }
+    this.forward(kind, client, target, from, null);
+  }
+
+  /**
+   * Refuses a client over `maxConnections` the way PostgreSQL refuses one over max_connections:
+   * read its startup packet (declining SSL/GSSAPI encryption with `N` first), answer a FATAL
+   * ErrorResponse with SQLSTATE 53300, close. A CancelRequest is forwarded instead (it is short,
+   * and cancelling a query on another connection must work even at the limit); garbage, or no
+   * packet within REFUSE_TIMEOUT_MS, is closed without an answer.
+   * @see https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-START-UP
+   */
+  private refuseOverLimit(kind: ListenerKind, client: net.Socket, from: string): void {
+    this.overLimit++;
+    const limitText = `too many connections through stolon-proxy (limit ${this.maxConnections}, --max-connections)`;
+    if (!this.overLimitWarned) {
+      this.overLimitWarned = true;
+      this.log.warn(
+        { from, listener: kind, maxConnections: this.maxConnections, overLimit: this.overLimit },
+        `refusing connection from ${from}: ${limitText}; further refusals are logged at debug until connections drop below the limit`,
+      );
+    } else {
+      this.log.debug({ from, listener: kind, overLimit: this.overLimit }, `refusing connection from ${from}: ${limitText}`);
+    }
+    if (this.refusing.size >= MAX_REFUSING) {
+      client.destroy();
+      return;
+    }
+    this.refusing.add(client);
+    const release = (): void => {
+      this.refusing.delete(client);
+    };
+    const timer = setTimeout(() => client.destroy(), REFUSE_TIMEOUT_MS);
+    timer.unref();
+    client.once('close', () => {
+      clearTimeout(timer);
+      release();
+    });
+    let buf: Buffer = Buffer.alloc(0);
+    const onData = (d: Buffer): void => {
+      buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
+      for (;;) {
+        const p = parseStartupPacket(buf);
+        switch (p.kind) {
+          case 'incomplete':
+            if (buf.length > MAX_STARTUP_PACKET_BYTES) {
+              client.destroy();
+            }
+            return;
+          case 'ssl':
+          case 'gssenc':
+            // As a server without TLS: decline, the client goes on in plain text or gives up.
+            client.write(DECLINE_ENCRYPTION);
+            buf = buf.subarray(p.length);
+            continue;
+          case 'cancel': {
+            client.off('data', onData);
+            client.pause();
+            clearTimeout(timer);
+            release();
+            const target = this.pick(kind);
+            if (target === null || this.stopRequested) {
+              client.destroy();
+            } else {
+              this.forward(kind, client, target, from, buf);
+            }
+            return;
+          }
+          case 'startup':
+            client.off('data', onData);
+            client.end(errorResponse({ severity: 'FATAL', code: TOO_MANY_CONNECTIONS, message: limitText }));
+            return;
+          case 'invalid':
+            this.log.debug({ from }, `closing over-limit connection from ${from}: ${p.reason}`);
+            client.destroy();
+            return;
+        }
+      }
+    };
+    client.on('data', onData);
+  }
+
+  /**
+   * Pairs `client` with a new connection to `target` and pipes both ways. `initial` (bytes
+   * already read from the client) is sent to the backend first.
+   */
+  private forward(kind: ListenerKind, client: net.Socket, target: ProxyTarget, from: string, initial: Buffer | null): void {
     this.accepted++;
     const id = this.nextPairId++;
-    client.setNoDelay(true);
-    client.setKeepAlive(true);
-    const upstream = net.connect({ host: target.host, port: target.port, noDelay: true, keepAlive: true });
-    upstream.setTimeout(CONNECT_TIMEOUT_MS);
+    // Backend → client, the direction with the larger messages: each read lands in one reused
+    // buffer instead of a fresh 64 KiB allocation per read (Node's default for sockets). A write
+    // the kernel did not take at once keeps pointing into that buffer, so then the next read gets
+    // a new one.
+    let readBuf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+    const upstream = net.connect({
+      host: target.host,
+      port: target.port,
+      noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: this.keepaliveIdleMs,
+      allowHalfOpen: true,
+      onread: {
+        buffer: () => readBuf,
+        callback: (n: number, buf: Uint8Array): boolean => {
+          const flushed = client.write(buf.subarray(0, n));
+          if (client.writableLength > 0) {
+            readBuf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+          }
+          if (!flushed) {
+            // Backpressure: stop reading from the backend until the client drained.
+            client.once('drain', () => upstream.resume());
+            return false;
+          }
+          return true;
+        },
+      },
+    });
+    // Our own timer rather than socket.setTimeout: a socket timeout cleared with setTimeout(0)
+    // is still refreshed on every read and write.
+    const connectTimer = setTimeout(() => {
+      this.log.warn({ conn: id, to }, `cannot connect to ${role} ${to} within ${CONNECT_TIMEOUT_MS} ms; closing connection ${id}`);
+      destroyBoth();
+    }, CONNECT_TIMEOUT_MS);
 
     let clientClosed = false;
     let upstreamClosed = false;
@@ -664,10 +1058,15 @@ class ProxyDaemon {
     const closed = new Promise<void>((resolve) => {
       markClosed = resolve;
     });
-    const pair: Pair = { id, client, upstream, target, closed };
+    const pair: Pair = { id, kind, client, upstream, target, closed };
     this.pairs.add(pair);
+    const key = targetKey(target);
+    if (kind === 'ro') {
+      this.roCounts.set(key, (this.roCounts.get(key) ?? 0) + 1);
+    }
     const to = formatAddress(target.host, target.port);
-    this.log.debug({ conn: id, from, to, connections: this.pairs.size }, `connection ${id} from ${from} to ${to}`);
+    const role = kind === 'main' ? 'primary' : 'read-only backend';
+    this.log.debug({ conn: id, listener: kind, from, to, connections: this.pairs.size }, `connection ${id} from ${from} to ${to}`);
 
     const destroyBoth = (): void => {
       client.destroy();
@@ -675,11 +1074,22 @@ class ProxyDaemon {
     };
     const finish = (): void => {
       if (clientClosed && upstreamClosed && this.pairs.delete(pair)) {
+        if (kind === 'ro') {
+          const n = (this.roCounts.get(key) ?? 1) - 1;
+          if (n <= 0) {
+            this.roCounts.delete(key);
+          } else {
+            this.roCounts.set(key, n);
+          }
+        }
+        if (this.overLimitWarned && this.pairs.size < this.maxConnections) {
+          this.overLimitWarned = false;
+        }
         this.log.debug({ conn: id, connections: this.pairs.size }, `connection ${id} closed`);
         markClosed();
       }
     };
-    // After one side closed cleanly, end the other (flushing what is queued) and destroy it if it
+    // After one side closed, end the other (flushing what is queued) and destroy it if it
     // lingers, so no pair outlives its peer.
     const endThenDestroy = (s: net.Socket): void => {
       if (s.destroyed) {
@@ -692,17 +1102,13 @@ class ProxyDaemon {
     let connected = false;
     upstream.on('connect', () => {
       connected = true;
-      upstream.setTimeout(0);
-    });
-    upstream.on('timeout', () => {
-      this.log.warn({ conn: id, to }, `cannot connect to primary ${to} within ${CONNECT_TIMEOUT_MS} ms; closing connection ${id}`);
-      destroyBoth();
+      clearTimeout(connectTimer);
     });
     upstream.on('error', (err) => {
       if (!connected) {
-        this.log.warn({ conn: id, to, err }, `connection ${id} to primary ${to} failed: ${err.message}`);
+        this.log.warn({ conn: id, to, err }, `connection ${id} to ${role} ${to} failed: ${err.message}`);
       } else {
-        this.log.debug({ conn: id, to, err }, `connection ${id} to primary ${to}: ${err.message}`);
+        this.log.debug({ conn: id, to, err }, `connection ${id} to ${role} ${to}: ${err.message}`);
       }
       destroyBoth();
     });
@@ -716,14 +1122,20 @@ class ProxyDaemon {
       finish();
     });
     upstream.on('close', () => {
+      clearTimeout(connectTimer);
       upstreamClosed = true;
       endThenDestroy(client);
       finish();
     });
-    // pipe() gives backpressure both ways: a slow reader pauses the other side. Data sent before
-    // the primary answered is queued by the socket until it connects.
+    if (initial !== null && initial.length > 0) {
+      upstream.write(initial);
+    }
+    // Client → backend: pipe() (backpressure: a slow backend pauses the client; a FIN is
+    // forwarded as a FIN). Backend → client: the onread callback above, same rules. At most a
+    // highWaterMark plus the kernel's socket buffers are held per direction. Data sent before the
+    // backend answered is queued until it connects.
     client.pipe(upstream);
-    upstream.pipe(client);
+    upstream.on('end', () => client.end());
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -752,7 +1164,10 @@ class ProxyDaemon {
     // A check in flight may be publishing; deleting the info before it lands would be undone.
     // Its store calls are bounded by proxyTimeout; loop.stop() waits for it.
     await this.loop?.stop();
-    await this.retarget(null);
+    await this.routeNowhere();
+    for (const s of this.refusing) {
+      s.destroy();
+    }
     await this.syncListener();
     const watch = this.watch;
     this.watch = null;
@@ -769,8 +1184,8 @@ class ProxyDaemon {
     }
     this.current = this.fatal !== null ? 'failed' : 'stopped';
     this.log.info(
-      { accepted: this.accepted, refused: this.refused },
-      `proxy ${this.current}: forwarded ${this.accepted} connections, refused ${this.refused}`,
+      { accepted: this.accepted, refused: this.refused, overLimit: this.overLimit },
+      `proxy ${this.current}: forwarded ${this.accepted} connections, refused ${this.refused} (no target) and ${this.overLimit} (over --max-connections)`,
     );
     if (!this.ready.settled) {
       this.ready.reject(new Error(`proxy stopped before it was ready (${reason})`));
@@ -787,12 +1202,32 @@ class ProxyDaemon {
  * Starts a proxy: begins checking clusterdata at once and opens the listener after the first
  * successful check. Resolves as soon as the loop runs (the store may still be unreachable; see
  * {@link ProxyHandle.ready}). Never throws for store trouble: the proxy keeps retrying.
- * @throws RangeError when `config.port` is not an integer in 0–65535 or `config.uid` is empty.
+ * @throws RangeError when `config.port` (or `config.readOnly.port`) is not an integer in 0–65535,
+ *   `config.uid` is empty, or a count, limit or duration is negative or not an integer.
  * @see ../../../../shared/reference/stolon.md §6
  */
 export async function start(config: ProxyConfig, deps: ProxyDeps): Promise<ProxyHandle> {
   if (!Number.isInteger(config.port) || config.port < 0 || config.port > 65535) {
     throw new RangeError(`port must be an integer in 0-65535, got ${config.port}`);
+  }
+  const ro = config.readOnly;
+  if (ro !== undefined && ro !== null) {
+    if (!Number.isInteger(ro.port) || ro.port < 0 || ro.port > 65535) {
+      throw new RangeError(`readOnly.port must be an integer in 0-65535, got ${ro.port}`);
+    }
+    if (!Number.isSafeInteger(ro.maxLagBytes) || ro.maxLagBytes < 0) {
+      throw new RangeError(`readOnly.maxLagBytes must be a non-negative integer, got ${ro.maxLagBytes}`);
+    }
+  }
+  for (const [name, v] of [
+    ['maxConnections', config.maxConnections],
+    ['tcpKeepaliveIdleS', config.tcpKeepaliveIdleS],
+    ['tcpKeepaliveCount', config.tcpKeepaliveCount],
+    ['tcpKeepaliveIntervalS', config.tcpKeepaliveIntervalS],
+  ] as const) {
+    if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) {
+      throw new RangeError(`${name} must be a non-negative integer, got ${v}`);
+    }
   }
   if (config.uid === '' || config.uid.includes('/')) {
     throw new RangeError(`uid must be non-empty and contain no '/', got "${config.uid}"`);

@@ -63,7 +63,8 @@ function invalid(message: string, field: string): ClusterDataInvalidError {
 
 /**
  * Decides the proxy's target from clusterdata: the primary's `listenAddress:port` when
- * `proxy.spec.masterDbUid` is set, that DB exists with an address and port, and `proxyUid` is in
+ * `proxy.spec.masterDbUid` is set, that DB exists with spec role `master` (or, in a standby
+ * cluster, follows the external primary), an address and a port, and `proxyUid` is in
  * `proxy.spec.enabledProxies`; otherwise none. An absent or null `masterDbUid` /
  * `enabledProxies` counts as empty (Stolon omits empty values from its JSON).
  * @param cd clusterdata already checked by `parseClusterData`
@@ -109,6 +110,19 @@ export function resolveTarget(cd: ClusterData, proxyUid: string): TargetDecision
   if (!isObject(db) || !isObject(db['status'])) {
     throw invalid(`clusterdata.dbs.${masterDbUid} has no status object`, `dbs.${masterDbUid}.status`);
   }
+  // Defence in depth: the sentinel publishes a primary only once its promotion is applied, so
+  // this never happens unless clusterdata is wrong; a standby must never get the writers. In a
+  // standby cluster the routed DB is the one following the external primary (role standby,
+  // followConfig external), as Stolon's "master-type" DB.
+  const dbSpec = isObject(db['spec']) ? db['spec'] : {};
+  const role = dbSpec['role'];
+  const follow = dbSpec['followConfig'];
+  const externalFollower = isObject(follow) && follow['type'] === 'external';
+  if (role !== 'master' && !externalFollower) {
+    return none(
+      `db ${masterDbUid} is published as the primary but its spec role is ${JSON.stringify(role ?? null)}, not "master"`,
+    );
+  }
   const status = db['status'];
   const host = status['listenAddress'] ?? '';
   const rawPort = status['port'] ?? '';
@@ -130,4 +144,135 @@ export function resolveTarget(cd: ClusterData, proxyUid: string): TargetDecision
   }
   const target: ProxyTarget = { dbUid: masterDbUid, host, port };
   return { target, generation, reason: `routing to ${formatAddress(host, port)} (db ${masterDbUid}, ${gen})` };
+}
+
+/** Options of {@link resolveReadOnlyTargets} (the `--ro-*` flags). */
+export interface ReadOnlyOptions {
+  /**
+   * Most WAL, in bytes, a standby may be behind the primary and still take read-only clients:
+   * the primary's last reported LSN (`dbs[primary].status.xLogPos`) minus the standby's last
+   * reported replayed LSN (`status.replayedXLogPos`, or `status.xLogPos` from a keeper that does
+   * not report it).
+   */
+  readonly maxLagBytes: number;
+  /**
+   * Where the main port routes right now, when `--ro-fallback-to-primary` is set: used when no
+   * standby qualifies. Null (or absent) means no fallback.
+   */
+  readonly fallback?: ProxyTarget | null;
+}
+
+/** The outcome of {@link resolveReadOnlyTargets}. */
+export interface ReadOnlyDecision {
+  /** Where read-only clients may go, sorted by DB uid; empty to route nowhere. */
+  readonly targets: readonly ProxyTarget[];
+  /** True when `targets` is the primary (no standby qualified and fallback is on). */
+  readonly fallback: boolean;
+  /**
+   * One sentence, e.g. "read-only: 2 standbys (db2 lag 0 B, db3 lag 8192 B); excluded db4: lag
+   * 5242880 B > 1048576 B".
+   */
+  readonly reason: string;
+}
+
+function lsnOf(status: Record<string, unknown>, field: string): number | undefined {
+  const v = status[field];
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined;
+}
+
+/**
+ * Decides where the read-only listener sends new clients (Stolon issue #132: Stolon has no
+ * read-only routing). A DB qualifies when all of these hold, each read from clusterdata:
+ * - its spec role is `standby` and it is not `proxy.spec.masterDbUid` or `cluster.status.master`
+ *   (a standby the sentinel chose for promotion leaves the set the moment its role changes);
+ * - `status.healthy`, and `status.currentGeneration === generation` (its keeper has applied the
+ *   spec that made it a standby, so PostgreSQL really is in recovery);
+ * - it has published an address and port;
+ * - the wanted primary (`cluster.status.master`) is in `dbs`, and the standby is on the
+ *   primary's timeline (a standby left on an old timeline after a failover may have diverged);
+ * - primary `xLogPos` − standby replayed LSN ≤ `maxLagBytes` (a negative difference, from
+ *   reports taken at different moments, counts as 0).
+ *
+ * Freshness: both LSNs are what the keepers last reported (every `sleepInterval`, and the
+ * sentinel rewrites clusterdata when they change), so each may be about a sleepInterval plus
+ * one sentinel pass old; the bound is approximate by that much.
+ *
+ * When none qualifies and `opts.fallback` is a target, that target (the primary) is returned.
+ * Malformed standby objects are excluded, not thrown on: only the primary's shape is checked
+ * strictly (by {@link resolveTarget}).
+ */
+export function resolveReadOnlyTargets(cd: ClusterData, opts: ReadOnlyOptions): ReadOnlyDecision {
+  const proxy: unknown = cd.proxy;
+  const proxySpec = isObject(proxy) && isObject(proxy['spec']) ? proxy['spec'] : {};
+  const routedPrimary = typeof proxySpec['masterDbUid'] === 'string' ? proxySpec['masterDbUid'] : '';
+  const wanted = isObject(cd.cluster.status) && typeof cd.cluster.status.master === 'string' ? cd.cluster.status.master : '';
+  const primary: unknown = wanted === '' ? undefined : cd.dbs[wanted];
+  const primaryStatus = isObject(primary) && isObject(primary['status']) ? primary['status'] : undefined;
+  const primaryLsn = primaryStatus === undefined ? undefined : lsnOf(primaryStatus, 'xLogPos');
+  const primaryTimeline = primaryStatus?.['timelineID'];
+
+  const chosen: { target: ProxyTarget; lag: number }[] = [];
+  const excluded: string[] = [];
+  for (const uid of Object.keys(cd.dbs).sort()) {
+    const db: unknown = cd.dbs[uid];
+    if (!isObject(db) || !isObject(db['spec']) || !isObject(db['status'])) {
+      excluded.push(`${uid}: malformed`);
+      continue;
+    }
+    const spec = db['spec'];
+    const status = db['status'];
+    if (spec['role'] !== 'standby' || uid === routedPrimary || uid === wanted) {
+      continue; // the primary (or the one being promoted): not a read-only target
+    }
+    const host = status['listenAddress'];
+    const rawPort = status['port'];
+    const port = typeof rawPort === 'number' ? rawPort : typeof rawPort === 'string' && /^\d{1,5}$/.test(rawPort) ? Number(rawPort) : NaN;
+    const replayed = lsnOf(status, 'replayedXLogPos') ?? lsnOf(status, 'xLogPos');
+    let why: string | undefined;
+    if (status['healthy'] !== true) {
+      why = 'unhealthy';
+    } else if (status['currentGeneration'] !== db['generation']) {
+      why = `not converged (generation ${String(status['currentGeneration'])} of ${String(db['generation'])})`;
+    } else if (typeof host !== 'string' || host === '' || !Number.isInteger(port) || port < 1 || port > 65535) {
+      why = 'no address';
+    } else if (primaryLsn === undefined) {
+      why = 'no primary LSN to measure lag against';
+    } else if (status['timelineID'] !== primaryTimeline) {
+      why = `timeline ${String(status['timelineID'])}, primary on ${String(primaryTimeline)}`;
+    } else if (replayed === undefined) {
+      why = 'no LSN reported';
+    } else if (primaryLsn - replayed > opts.maxLagBytes) {
+      why = `lag ${primaryLsn - replayed} B > ${opts.maxLagBytes} B`;
+    }
+    if (why !== undefined) {
+      excluded.push(`${uid}: ${why}`);
+      continue;
+    }
+    chosen.push({
+      target: { dbUid: uid, host: host as string, port },
+      lag: Math.max(0, (primaryLsn as number) - (replayed as number)),
+    });
+  }
+  const tail = excluded.length === 0 ? '' : `; excluded ${excluded.join(', ')}`;
+  if (chosen.length > 0) {
+    const list = chosen.map((c) => `${c.target.dbUid} lag ${c.lag} B`).join(', ');
+    return {
+      targets: chosen.map((c) => c.target),
+      fallback: false,
+      reason: `read-only: ${chosen.length} standby${chosen.length === 1 ? '' : 's'} (${list})${tail}`,
+    };
+  }
+  if (opts.fallback !== undefined && opts.fallback !== null) {
+    return {
+      targets: [opts.fallback],
+      fallback: true,
+      reason: `read-only: no standby within ${opts.maxLagBytes} B, falling back to the primary ${describeTarget(opts.fallback)}${tail}`,
+    };
+  }
+  return { targets: [], fallback: false, reason: `read-only: no standby within ${opts.maxLagBytes} B, routing nowhere${tail}` };
+}
+
+/** True when both lists name the same targets in the same order. */
+export function sameTargets(a: readonly ProxyTarget[], b: readonly ProxyTarget[]): boolean {
+  return a.length === b.length && a.every((t, i) => sameTarget(t, b[i] ?? null));
 }

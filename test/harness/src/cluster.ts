@@ -42,6 +42,13 @@ export interface LocalClusterOptions {
   readonly proxies?: number;
   /** Fixed proxy port for the first proxy (others and unset: free ports). */
   readonly proxyPort?: number;
+  /** Extra flags for every proxy, e.g. `['--max-connections', '3000']`. */
+  readonly proxyArgs?: readonly string[];
+  /**
+   * Give every proxy a read-only listener on a free port (`--ro-port`; see
+   * `proxies[i].roPort` and `proxyReadOnlyClientConfig`). Other `--ro-*` flags go in `proxyArgs`.
+   */
+  readonly proxyReadOnly?: boolean;
   /** Cluster spec passed to `stolonctl init`. @default {"initMode":"new"} */
   readonly spec?: Record<string, unknown>;
   /** Use this etcd instead of starting one. */
@@ -87,7 +94,7 @@ export interface LocalCluster {
   readonly etcd: EtcdHandle;
   readonly keepers: KeeperProc[];
   readonly sentinels: ProcessHandle[];
-  readonly proxies: { port: number; process: ProcessHandle }[];
+  readonly proxies: { port: number; roPort?: number; process: ProcessHandle }[];
   readonly suPasswordFile: string;
   readonly replPasswordFile: string;
   /** Superuser password (tests need it to connect). */
@@ -98,6 +105,8 @@ export interface LocalCluster {
   stolonctl(args: readonly string[], stdin?: string): Promise<CommandResult>;
   /** A `pg` client config through the proxy at index `i`. */
   proxyClientConfig(i?: number): pg.ClientConfig;
+  /** A `pg` client config through the read-only listener of proxy `i` (needs `proxyReadOnly`). */
+  proxyReadOnlyClientConfig(i?: number): pg.ClientConfig;
   /** A `pg` client config straight to keeper `i`'s PostgreSQL, as superuser. */
   directClientConfig(i: number): pg.ClientConfig;
   /** Index of the keeper whose PostgreSQL is a primary now (not in recovery), or -1. */
@@ -261,10 +270,16 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       throw new Error(`startKeepers must be an integer from 1 to keepers (${nKeepers}), got ${nStart}`);
     }
     await Promise.all(keepers.slice(0, nStart).map((_, i) => startKeeper(i)));
-    const proxies: { port: number; process: ProcessHandle }[] = [];
+    const proxies: { port: number; roPort?: number; process: ProcessHandle }[] = [];
     for (let i = 0; i < (opts.proxies ?? 1); i++) {
       const port = i === 0 && opts.proxyPort !== undefined ? opts.proxyPort : await freePort();
-      proxies.push({ port, process: spawn(`proxy ${i}`, 'proxy', ['--listen-address', '127.0.0.1', '--port', String(port)]) });
+      const roPort = opts.proxyReadOnly === true ? await freePort() : undefined;
+      const args = ['--listen-address', '127.0.0.1', '--port', String(port), ...(roPort === undefined ? [] : ['--ro-port', String(roPort)])];
+      proxies.push({
+        port,
+        ...(roPort === undefined ? {} : { roPort }),
+        process: spawn(`proxy ${i}`, 'proxy', [...args, ...(opts.proxyArgs ?? [])]),
+      });
     }
     const proxyClientConfig = (i = 0): pg.ClientConfig => ({
       host: '127.0.0.1',
@@ -274,6 +289,13 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       database: 'postgres',
       connectionTimeoutMillis: 3000,
     });
+    const proxyReadOnlyClientConfig = (i = 0): pg.ClientConfig => {
+      const roPort = proxies[i]?.roPort;
+      if (roPort === undefined) {
+        throw new Error(`proxy ${i} has no read-only listener: start the cluster with proxyReadOnly: true`);
+      }
+      return { ...proxyClientConfig(i), port: roPort };
+    };
     const directClientConfig = (i: number): pg.ClientConfig => ({
       host: '127.0.0.1',
       port: keepers[i]?.pgPort ?? 0,
@@ -310,6 +332,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       storeFlags,
       stolonctl,
       proxyClientConfig,
+      proxyReadOnlyClientConfig,
       directClientConfig,
       primaryIndex: async () => {
         for (let i = 0; i < keepers.length; i++) {
