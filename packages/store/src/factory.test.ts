@@ -70,3 +70,29 @@ describe('createStore', () => {
     expect(() => createStore({ backend: 'etcdv3', endpoints: [], clusterName: 'c' })).toThrow(ConfigError);
   });
 });
+
+describe('start-up cost', () => {
+  // A module-resolution hook reports any import of @kubernetes/client-node (ESM imports do not show
+  // up in require.cache).
+  const hook = `export async function resolve(s, c, next) {
+    if (s.includes('@kubernetes/client-node')) process.stderr.write('CLIENT_NODE_LOADED\\n');
+    return next(s, c);
+  }`;
+  const registerHook = `data:text/javascript,${encodeURIComponent(
+    `import { register } from 'node:module'; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hook)}`)});`,
+  )}`;
+  const run = async (code: string): Promise<string> => {
+    const { spawnSync } = await import('node:child_process');
+    const r = spawnSync(process.execPath, ['--import', registerHook, '--input-type=module', '-e', code], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    return r.stderr;
+  };
+
+  it('importing @stolon-ts/store does not load @kubernetes/client-node (it doubles start-up time; loaded on first use)', async () => {
+    const { fileURLToPath } = await import('node:url');
+    const dist = fileURLToPath(new URL('../dist/index.js', import.meta.url));
+    expect(await run(`await import(${JSON.stringify(dist)});`)).not.toContain('CLIENT_NODE_LOADED');
+    // The probe itself works: a direct import is seen.
+    expect(await run(`await import('@kubernetes/client-node');`)).toContain('CLIENT_NODE_LOADED');
+  });
+});

@@ -13,12 +13,23 @@ import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { homedir } from 'node:os';
+import { createRequire } from 'node:module';
 import { delimiter, join } from 'node:path';
-import { KubeConfig, type Cluster } from '@kubernetes/client-node';
+import type { Cluster, KubeConfig } from '@kubernetes/client-node';
 import { ConfigError } from '@stolon-ts/cluster';
 
 /** The service account directory of a pod. */
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+/**
+ * `@kubernetes/client-node` is loaded on first use, not at import: it doubles every program's
+ * start-up time (0.45 → 0.9 s) and adds ~60 MB of RSS, which etcd users should not pay. The
+ * package is CommonJS, so a synchronous `require` suffices.
+ */
+function kubeConfigClass(): new () => KubeConfig {
+  const load = createRequire(import.meta.url);
+  return (load('@kubernetes/client-node') as { KubeConfig: new () => KubeConfig }).KubeConfig;
+}
 
 /** Options of {@link resolveKubeConfig}, mirroring `--kubeconfig`, `--kube-context`, `--kube-namespace`. */
 export interface KubeConfigOptions {
@@ -85,7 +96,8 @@ export function resolveKubeConfig(opts: KubeConfigOptions = {}): ResolvedKubeCon
     files = existsSync(home) ? [home] : [];
   }
 
-  const kc = new KubeConfig();
+  const KubeConfigCtor = kubeConfigClass();
+  const kc = new KubeConfigCtor();
   const saRoot = opts.inClusterRoot ?? '';
   const saDir = `${saRoot}${SERVICE_ACCOUNT_DIR}`;
   let inCluster = false;
@@ -93,7 +105,7 @@ export function resolveKubeConfig(opts: KubeConfigOptions = {}): ResolvedKubeCon
     try {
       kc.loadFromFile(files[0] ?? '');
       for (const f of files.slice(1)) {
-        const more = new KubeConfig();
+        const more = new KubeConfigCtor();
         more.loadFromFile(f);
         kc.mergeConfig(more, true);
       }
