@@ -1759,6 +1759,19 @@ const cases: readonly Case[] = [
       reasons: [`removing db db-k3 of keeper k3: timeline 2 forked at ${LSN - 64}, the primary's at ${LSN}; it will be resynced`],
     },
   },
+  {
+    n: 110,
+    title: 'sync on: the primary reports k3 in sync, but k3\'s keeper reports timeline 1 past the fork (walreceiver down, restartpoint not yet on 2): kept, it streams from the primary',
+    given: () => {
+      const cd = forkedTrio({ timeline: 1, xLogPos: LSN + 100 });
+      cd.cluster.spec = { ...cd.cluster.spec, synchronousReplication: true };
+      cd.dbs['db-k1']!.spec.synchronousReplication = true;
+      cd.dbs['db-k1']!.spec.synchronousStandbys = ['db-k3'];
+      cd.dbs['db-k1']!.status.synchronousStandbys = ['db-k3'];
+      return observe(cd, ['k1', 'k2', 'k3'], [proxyInfo('p1', 2)]);
+    },
+    expect: { dbs: ['db-k1', 'db-k2', 'db-k3'], notReasons: ['removing db'] },
+  },
 ];
 
 /**

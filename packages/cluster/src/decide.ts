@@ -681,6 +681,7 @@ function decideNormal(
       reasons.push(`removing old primary db ${db.uid} of keeper ${db.spec.keeperUID}; it will be resynced as a standby`);
     }
   }
+  const streamingFromPrimary = new Set([...master.status.synchronousStandbys, ...reportedSyncStandbys(cd, master, input.keeperInfos)]);
   for (const db of Object.values(cd.dbs)) {
     if (db.uid === master.uid || db.status.currentGeneration === 0) {
       continue;
@@ -693,7 +694,12 @@ function decideNormal(
       reasons.push(
         `removing db ${db.uid} of keeper ${db.spec.keeperUID}: on timeline ${db.status.timelineID}, ahead of the primary's ${master.status.timelineID}`,
       );
-    } else {
+    } else if (!streamingFromPrimary.has(db.uid)) {
+      // A standby the primary reports (or knows) in sync streams from it, so it cannot be on
+      // another branch whatever its keeper's last report says: a standby whose walreceiver is
+      // momentarily down reports the timeline of its last restartpoint with a position it may
+      // have replayed on the next one. Removing the known synchronous standby on such a report
+      // would leave no failover candidate in strict mode.
       const fork = forkedFrom(master, db);
       if (fork !== undefined) {
         // It can never stream from the primary again (PostgreSQL: "new timeline N forked off

@@ -1151,16 +1151,21 @@ export class PgManager implements PostgresManager {
     let timelineId: number;
     let xLogPos: number;
     if (h.in_recovery) {
-      const r = await client.query<{ received: string | null; replayed: string | null; received_tli: number | null }>(
+      const r = await client.query<{ received: string | null; replayed: string | null; received_tli: number | null; min_recovery_tli: number | null }>(
         `select pg_last_wal_receive_lsn()::text as received, pg_last_wal_replay_lsn()::text as replayed,
-                (select received_tli from pg_stat_wal_receiver) as received_tli`,
+                (select received_tli from pg_stat_wal_receiver) as received_tli,
+                (select min_recovery_end_timeline from pg_control_recovery()) as min_recovery_tli`,
       );
       const row = r.rows[0];
       xLogPos = Math.max(
         row?.received === null || row?.received === undefined ? 0 : parseLsn(row.received),
         row?.replayed === null || row?.replayed === undefined ? 0 : parseLsn(row.replayed),
       );
-      timelineId = row?.received_tli ?? h.checkpoint_tli;
+      // Without a walreceiver (between reconnects) the last restartpoint's timeline can be one
+      // behind the position replayed: the minimum recovery point (advanced whenever a page is
+      // flushed) carries the replay timeline more closely. A timeline behind the position makes
+      // the sentinel think this standby forked from the primary.
+      timelineId = row?.received_tli ?? Math.max(h.checkpoint_tli, row?.min_recovery_tli ?? 0);
     } else {
       const r = await client.query<{ lsn: string; walfile: string }>(
         'select pg_current_wal_lsn()::text as lsn, pg_walfile_name(pg_current_wal_lsn()) as walfile',
