@@ -16,6 +16,7 @@ import {
   readClusterData,
   readPresentWrites,
   readTimelineHistory,
+  rowKey,
   serverWindows,
   splitBrainWindows,
   waitHealthy,
@@ -71,7 +72,10 @@ export interface CycleResult {
   readonly proxyAcks: number;
   /** Direct writes acknowledged during the cycle. */
   readonly directAcks: number;
-  /** Acknowledged proxy writes of this cycle (and the minute before) missing on the primary. */
+  /**
+   * Acknowledged proxy writes of this cycle (and the minute before) missing on the primary, less
+   * those an earlier cycle already reported (`Recorder.reportedLost`).
+   */
   readonly lost: readonly AckedWrite[];
   /** For lost writes: furthest WAL position past their timeline's fork, bytes (async mode). */
   readonly lostBytesPastFork: number | null;
@@ -196,7 +200,14 @@ export async function runFaultCycle(t: ChaosTarget, recorder: Recorder, fault: F
 
   const acks = recorder.acked.slice(firstIndex).filter((a) => a.ackedAt <= endedAt);
   const proxy = acks.filter((a) => a.kind === 'proxy');
-  const outage = longestGap(proxy, Math.max(startedAt, inj.injectedAt - 2000), endedAt);
+  // Over every write of the range, not only those after `firstIndex`: when no write was
+  // acknowledged between then and the fault, the gap before the first write after it would be lost.
+  const outageFrom = Math.max(startedAt, inj.injectedAt - 2000);
+  const outage = longestGap(
+    recorder.acked.filter((a) => a.kind === 'proxy' && a.ackedAt >= outageFrom && a.ackedAt <= endedAt),
+    outageFrom,
+    endedAt,
+  );
   const proxySplitBrain = splitBrainWindows(serverWindows(proxy));
   const anySplitBrain = splitBrainWindows(serverWindows(acks));
   const deposedDirectWrites = writesAfterDeposition(acks, inj.injectedAt).filter((a) => a.kind === 'direct');
@@ -218,7 +229,10 @@ export async function runFaultCycle(t: ChaosTarget, recorder: Recorder, fault: F
       lost = missingWrites(
         recorder.acked.filter((a) => a.kind === 'proxy' && a.sentAt >= since && a.ackedAt <= endedAt),
         present,
-      );
+      ).filter((w) => !recorder.reportedLost.has(rowKey(w.writer, w.seq)));
+      for (const w of lost) {
+        recorder.reportedLost.add(rowKey(w.writer, w.seq));
+      }
       if (lost.length > 0) {
         const b = lostBytesPastFork(lost, await readTimelineHistory(t.cluster.directClientConfig(p)));
         lostBytes = b === undefined ? null : Number(b);

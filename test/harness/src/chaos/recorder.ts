@@ -122,6 +122,11 @@ export class Recorder {
   readonly failed: FailedWrite[] = [];
   /** Direct inserts refused because the server was read-only (a standby, or a fenced primary). */
   refusedReadOnly = 0;
+  /**
+   * Keys (`writer/seq`) of acknowledged writes a checker already reported missing, so that a
+   * later check looking back over the same writes does not count them again.
+   */
+  readonly reportedLost = new Set<string>();
   private stopped = false;
   private loops: Promise<void>[] = [];
   private readonly clients = new Set<pg.Client>();
