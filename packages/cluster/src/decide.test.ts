@@ -144,6 +144,28 @@ const syncPrimaryLost = (sync: readonly string[], known: readonly string[] = syn
     .withPrimary('k1', { xLogPos: LSN, keeperHealthy: false, healthy: false, synchronousStandbys: sync, knownSynchronousStandbys: known })
     .fenced(3);
 
+/**
+ * After a failover: primary k1 promoted onto timeline 2 at LSN (history: timeline 1 ended at LSN),
+ * standby k2 following it on timeline 2, and standby k3 as given (its timeline-1 history entry,
+ * when on timeline 2, ends at `k3Switch`); proxies routed to k1.
+ */
+const forkedTrio = (k3: { timeline: number; xLogPos: number }, k3Switch = LSN): ClusterData => {
+  const cd = aCluster()
+    .initialized()
+    .withPrimary('k1', { xLogPos: LSN + 1000, timeline: 2 })
+    .withStandby('k2', { xLogPos: LSN + 1000, timeline: 2 })
+    .withStandby('k3', k3)
+    .routedTo('k1', ['p1'], 2)
+    .build();
+  const history = (at: number) => [{ timelineID: 1, switchPoint: at, reason: 'no recovery target specified' }];
+  cd.dbs['db-k1']!.status.timelinesHistory = history(LSN);
+  cd.dbs['db-k2']!.status.timelinesHistory = history(LSN);
+  if (k3.timeline === 2) {
+    cd.dbs['db-k3']!.status.timelinesHistory = history(k3Switch);
+  }
+  return cd;
+};
+
 const FAKE = 'stolonfakestandby';
 const SYNC_ONLY_REASON = 'synchronous replication is on and only a standby known to be in sync may be promoted';
 
@@ -1794,6 +1816,58 @@ const cases: readonly Case[] = [
       changed: true,
       check: (out) => expect(out.next.dbs['db-k2']?.status).not.toHaveProperty('replayedXLogPos'),
     },
+  },
+
+  // --- forked timelines (Stolon dbValidity "different timeline branch", TestTimelineFork) ----
+  {
+    n: 115,
+    title: 'primary on timeline 2 (forked from 1 at LSN), standby k3 still on timeline 1 past that point: its DB is removed and k3 resynced',
+    given: () => {
+      const cd = forkedTrio({ timeline: 1, xLogPos: LSN + 100 });
+      return observe(cd, ['k1', 'k2', 'k3'], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      dbs: ['db-k1', 'db-k2', 'u1'],
+      next: { dbs: { u1: { spec: { keeperUID: 'k3', initMode: 'resync' } } } },
+      reasons: [
+        `removing db db-k3 of keeper k3: has WAL of timeline 1 up to ${LSN + 100}, past where the primary's timeline 2 forked from it (${LSN}); it will be resynced`,
+        'keeper k3 assigned new standby db u1',
+      ],
+    },
+  },
+  {
+    n: 116,
+    title: 'primary on timeline 2 (forked from 1 at LSN), standby k3 on timeline 1 exactly at that point: kept (it can follow)',
+    given: () => {
+      const cd = forkedTrio({ timeline: 1, xLogPos: LSN });
+      return observe(cd, ['k1', 'k2', 'k3'], [proxyInfo('p1', 2)]);
+    },
+    expect: { dbs: ['db-k1', 'db-k2', 'db-k3'], notReasons: ['removing db'] },
+  },
+  {
+    n: 117,
+    title: 'standby k3 on the primary\'s timeline 2 but its timeline 2 forked from 1 at another LSN: removed and resynced',
+    given: () => {
+      const cd = forkedTrio({ timeline: 2, xLogPos: LSN + 500 }, LSN - 64);
+      return observe(cd, ['k1', 'k2', 'k3'], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      dbs: ['db-k1', 'db-k2', 'u1'],
+      reasons: [`removing db db-k3 of keeper k3: timeline 2 forked at ${LSN - 64}, the primary's at ${LSN}; it will be resynced`],
+    },
+  },
+  {
+    n: 118,
+    title: 'sync on: the primary reports k3 in sync, but k3\'s keeper reports timeline 1 past the fork (walreceiver down, restartpoint not yet on 2): kept, it streams from the primary',
+    given: () => {
+      const cd = forkedTrio({ timeline: 1, xLogPos: LSN + 100 });
+      cd.cluster.spec = { ...cd.cluster.spec, synchronousReplication: true };
+      cd.dbs['db-k1']!.spec.synchronousReplication = true;
+      cd.dbs['db-k1']!.spec.synchronousStandbys = ['db-k3'];
+      cd.dbs['db-k1']!.status.synchronousStandbys = ['db-k3'];
+      return observe(cd, ['k1', 'k2', 'k3'], [proxyInfo('p1', 2)]);
+    },
+    expect: { dbs: ['db-k1', 'db-k2', 'db-k3'], notReasons: ['removing db'] },
   },
 ];
 

@@ -457,6 +457,42 @@ function newDb(
 }
 
 /**
+ * Stolon's "different timeline branch" test (`isDifferentTimelineBranch`, reference §4.2
+ * dbValidity): why standby `db` cannot follow `followed` because their timelines diverged, or
+ * undefined when it can (or the histories do not tell). Followed timeline lower than the DB's:
+ * diverged. Equal and > 1: diverged iff both histories record timeline − 1 with different switch
+ * points. Followed timeline higher: diverged iff the followed history's entry for the DB's
+ * timeline ends (switch point) before the DB's reported position, i.e. the DB has WAL of its
+ * timeline the followed DB never had (an asynchronous standby that received more of the old
+ * primary's WAL than the standby promoted in its place).
+ * @see shared/reference/stolon.md §4.2, §4.7; Stolon integration test TestTimelineFork
+ */
+function forkedFrom(followed: DB, db: DB): string | undefined {
+  const ftl = followed.status.timelineID;
+  const tl = db.status.timelineID;
+  if (ftl <= 0 || tl <= 0) {
+    return undefined;
+  }
+  if (ftl < tl) {
+    return `on timeline ${tl}, which the primary's timeline ${ftl} does not contain`;
+  }
+  if (ftl === tl) {
+    if (tl <= 1) {
+      return undefined;
+    }
+    const f = followed.status.timelinesHistory.find((h) => h.timelineID === tl - 1);
+    const d = db.status.timelinesHistory.find((h) => h.timelineID === tl - 1);
+    return f !== undefined && d !== undefined && f.switchPoint !== d.switchPoint
+      ? `timeline ${tl} forked at ${d.switchPoint}, the primary's at ${f.switchPoint}`
+      : undefined;
+  }
+  const f = followed.status.timelinesHistory.find((h) => h.timelineID === tl);
+  return f !== undefined && f.switchPoint < db.status.xLogPos
+    ? `has WAL of timeline ${tl} up to ${db.status.xLogPos}, past where the primary's timeline ${ftl} forked from it (${f.switchPoint})`
+    : undefined;
+}
+
+/**
  * A "master-type" DB: the cluster's primary, or in a standby cluster the DB that follows the
  * external primary (@see shared/reference/stolon.md §4.2 dbType).
  */
@@ -687,6 +723,7 @@ function decideNormal(
       reasons.push(`removing old primary db ${db.uid} of keeper ${db.spec.keeperUID}; it will be resynced as a standby`);
     }
   }
+  const streamingFromPrimary = new Set([...master.status.synchronousStandbys, ...reportedSyncStandbys(cd, master, input.keeperInfos)]);
   for (const db of Object.values(cd.dbs)) {
     if (db.uid === master.uid || db.status.currentGeneration === 0) {
       continue;
@@ -699,6 +736,20 @@ function decideNormal(
       reasons.push(
         `removing db ${db.uid} of keeper ${db.spec.keeperUID}: on timeline ${db.status.timelineID}, ahead of the primary's ${master.status.timelineID}`,
       );
+    } else if (!streamingFromPrimary.has(db.uid)) {
+      // A standby the primary reports (or knows) in sync streams from it, so it cannot be on
+      // another branch whatever its keeper's last report says: a standby whose walreceiver is
+      // momentarily down reports the timeline of its last restartpoint with a position it may
+      // have replayed on the next one. Removing the known synchronous standby on such a report
+      // would leave no failover candidate in strict mode.
+      const fork = forkedFrom(master, db);
+      if (fork !== undefined) {
+        // It can never stream from the primary again (PostgreSQL: "new timeline N forked off
+        // current database system timeline M before current recovery point"); without this it
+        // would hold its place forever and, with synchronous replication, never be in sync.
+        delete cd.dbs[db.uid];
+        reasons.push(`removing db ${db.uid} of keeper ${db.spec.keeperUID}: ${fork}; it will be resynced`);
+      }
     }
   }
 

@@ -1152,16 +1152,24 @@ export class PgManager implements PostgresManager {
     let xLogPos: number;
     let replayedXLogPos: number | undefined;
     if (h.in_recovery) {
-      const r = await client.query<{ received: string | null; replayed: string | null; received_tli: number | null }>(
+      const r = await client.query<{ received: string | null; replayed: string | null; received_tli: number | null; segment_tli: string | null }>(
         `select pg_last_wal_receive_lsn()::text as received, pg_last_wal_replay_lsn()::text as replayed,
-                (select received_tli from pg_stat_wal_receiver) as received_tli`,
+                (select received_tli from pg_stat_wal_receiver) as received_tli,
+                (select max(substr(name, 1, 8)) from pg_ls_waldir() where name ~ '^[0-9A-F]{24}$') as segment_tli`,
       );
       const row = r.rows[0];
       xLogPos = Math.max(
         row?.received === null || row?.received === undefined ? 0 : parseLsn(row.received),
         row?.replayed === null || row?.replayed === undefined ? 0 : parseLsn(row.replayed),
       );
-      timelineId = row?.received_tli ?? h.checkpoint_tli;
+      // Without a walreceiver (its primary just died, or between reconnects) there is no
+      // received_tli, and the last restartpoint's timeline lags a promotion by as long as the new
+      // primary's first checkpoint takes (minutes when spread). The newest WAL segment in pg_wal
+      // is named after the timeline last received, which is what received_tli said. A stale
+      // timeline makes the sentinel see a standby that cannot be promoted ("on timeline 3,
+      // primary was on 4") or one that forked from the primary.
+      const segmentTli = Number.parseInt(row?.segment_tli ?? '', 16);
+      timelineId = row?.received_tli ?? Math.max(h.checkpoint_tli, Number.isSafeInteger(segmentTli) ? segmentTli : 0);
       replayedXLogPos = row?.replayed === null || row?.replayed === undefined ? undefined : parseLsn(row.replayed);
     } else {
       const r = await client.query<{ lsn: string; walfile: string }>(

@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const RESULTS_DIR = join(REPO, 'test', 'bench', 'results');
 export const BENCH_DOC = join(REPO, 'docs', 'benchmarks.md');
+export const CHAOS_DOC = join(REPO, 'docs', 'chaos.md');
 
 export interface MachineInfo {
   readonly nproc: number;
@@ -185,22 +186,23 @@ export async function writeResultLine(name: string, stamp: string, result: unkno
 
 /**
  * Replaces the text between `<!-- bench:<name>:start -->` and `<!-- bench:<name>:end -->` in
- * docs/benchmarks.md (atomically: temp file, rename).
+ * `doc` (atomically: temp file, rename).
+ * @param doc @default docs/benchmarks.md
  * @throws Error naming the missing marker, so the fix is to add the pair where the section goes.
  */
-export async function updateDocSection(name: string, markdown: string): Promise<void> {
+export async function updateDocSection(name: string, markdown: string, doc = BENCH_DOC): Promise<void> {
   const start = `<!-- bench:${name}:start -->`;
   const end = `<!-- bench:${name}:end -->`;
-  const text = await readFile(BENCH_DOC, 'utf8');
+  const text = await readFile(doc, 'utf8');
   const i = text.indexOf(start);
   const j = text.indexOf(end);
   if (i < 0 || j < i) {
-    throw new Error(`${BENCH_DOC} has no "${start}" … "${end}" pair (in that order); add both lines where the section belongs`);
+    throw new Error(`${doc} has no "${start}" … "${end}" pair (in that order); add both lines where the section belongs`);
   }
   const next = `${text.slice(0, i + start.length)}\n${markdown.trimEnd()}\n${text.slice(j)}`;
-  const tmp = `${BENCH_DOC}.${process.pid}.tmp`;
+  const tmp = `${doc}.${process.pid}.tmp`;
   await writeFile(tmp, next);
-  await rename(tmp, BENCH_DOC);
+  await rename(tmp, doc);
 }
 
 /**

@@ -11,6 +11,7 @@ import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { createChaosNetwork, type ChaosNetwork } from './chaos/netns.js';
 import { startEtcd, type EtcdHandle } from './etcd.js';
 import { freePort } from './ports.js';
 import { startProcess, type ProcessHandle } from './process.js';
@@ -51,8 +52,23 @@ export interface LocalClusterOptions {
   readonly proxyReadOnly?: boolean;
   /** Cluster spec passed to `stolonctl init`. @default {"initMode":"new"} */
   readonly spec?: Record<string, unknown>;
-  /** Use this etcd instead of starting one. */
+  /**
+   * Use this etcd (one member, or an `EtcdClusterHandle` from `startEtcdCluster`) instead of
+   * starting one. With a network, it must listen on the network's host address too.
+   */
   readonly etcd?: EtcdHandle;
+  /**
+   * Run each keeper (and its PostgreSQL) in its own network namespace of this chaos network
+   * (node i = keeper i), so `network.cut(i, …)` can partition it. Created by the caller (before
+   * etcd, which must listen on `network.hostAddress`) and destroyed by the caller.
+   */
+  readonly network?: ChaosNetwork;
+  /**
+   * Create a chaos network with one node per keeper (as `network`, but owned and destroyed by the
+   * cluster; a started etcd listens on its host address). Ignored when `network` is given.
+   * @default false
+   */
+  readonly netns?: boolean;
   /** Log level of the components. @default 'info' */
   readonly logLevel?: string;
   /**
@@ -73,9 +89,13 @@ export interface LocalClusterOptions {
 export interface KeeperProc {
   readonly uid: string;
   readonly dataDir: string;
+  /** Address PostgreSQL listens on: 127.0.0.1, or the node address in a chaos network. */
+  readonly pgHost: string;
   readonly pgPort: number;
   /** Port of the keeper's status endpoint on 127.0.0.1 (`--metrics-listen-address`: /healthz, /readyz). */
   readonly statusPort: number;
+  /** The keeper's network namespace when the cluster runs in a chaos network. */
+  readonly netns?: string;
   process: ProcessHandle;
   /** This keeper's own relay to etcd, with `keeperStoreRelays`. */
   readonly storeRelay?: RelayHandle;
@@ -93,8 +113,12 @@ export interface LocalCluster {
   readonly clusterName: string;
   readonly etcd: EtcdHandle;
   readonly keepers: KeeperProc[];
+  /** Current sentinel processes (an entry is replaced by {@link LocalCluster.startSentinel}). */
   readonly sentinels: ProcessHandle[];
+  /** Proxies; `process` is replaced by {@link LocalCluster.startProxy}. */
   readonly proxies: { port: number; roPort?: number; process: ProcessHandle }[];
+  /** The chaos network the keepers run in, if any. */
+  readonly network: ChaosNetwork | undefined;
   readonly suPasswordFile: string;
   readonly replPasswordFile: string;
   /** Superuser password (tests need it to connect). */
@@ -113,6 +137,13 @@ export interface LocalCluster {
   primaryIndex(): Promise<number>;
   /** Starts (again) keeper `i` with the same uid, port and data dir. */
   startKeeper(i: number): Promise<void>;
+  /** Starts sentinel `i` again (a new process, hence a new sentinel uid) after it died or was killed. */
+  startSentinel(i: number): Promise<void>;
+  /**
+   * Starts proxy `i` again on the same port after it died or was killed, and waits until it
+   * listens (its "proxy listening on" log line).
+   */
+  startProxy(i: number): Promise<void>;
   /** SIGKILLs keeper `i` and its postmaster (the whole "node" dies). */
   killKeeperNode(i: number): Promise<void>;
   /** All captured component logs. */
@@ -153,8 +184,29 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   const pgBinPath = opts.pgBinPath ?? '/usr/lib/postgresql/15/bin';
   const logFile = join(dir, 'cluster.log');
   const procs: ProcessHandle[] = [];
+  const ownNetwork = opts.network === undefined && opts.netns === true;
+  const nKeepers = opts.keepers ?? 2;
+  const network = opts.network ?? (opts.netns === true ? await createChaosNetwork({ nodes: nKeepers }) : undefined);
+  if (network !== undefined && network.nodes.length < nKeepers) {
+    throw new Error(`the chaos network has ${network.nodes.length} nodes for ${nKeepers} keepers`);
+  }
+  if (network !== undefined && opts.etcd !== undefined && !opts.etcd.listenHosts.includes(network.hostAddress)) {
+    throw new Error(
+      `etcd must also listen on the chaos network's host address ${network.hostAddress} (start it with listenHosts: ['${network.hostAddress}'])`,
+    );
+  }
   const ownEtcd = opts.etcd === undefined;
-  const etcd = opts.etcd ?? (await startEtcd({ dataDir: join(dir, 'etcd'), name: 'etcd' }));
+  let etcd: EtcdHandle;
+  try {
+    etcd =
+      opts.etcd ??
+      (await startEtcd({ dataDir: join(dir, 'etcd'), name: 'etcd', ...(network !== undefined ? { listenHosts: [network.hostAddress] } : {}) }));
+  } catch (err) {
+    if (ownNetwork) {
+      await network?.destroy();
+    }
+    throw err;
+  }
 
   const secret = async (name: string): Promise<[string, string]> => {
     const file = join(dir, name);
@@ -172,11 +224,23 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
 
   const storeFlags = (endpoints = etcd.endpoints.join(',')) => ['--cluster-name', clusterName, '--store-backend', 'etcdv3', '--store-endpoints', endpoints];
   const relays: RelayHandle[] = [];
-  const spawn = (name: string, component: 'keeper' | 'sentinel' | 'proxy', args: string[], endpoints?: string): ProcessHandle => {
+  /** Keepers in namespaces reach etcd on the bridge address (same ports). */
+  const nodeStoreFlags = () =>
+    network === undefined
+      ? storeFlags()
+      : storeFlags(etcd.endpoints.map((u) => u.replace('//127.0.0.1:', `//${network.hostAddress}:`)).join(','));
+  /**
+   * Starts a component; `netnsPrefix` runs it in a chaos network namespace, `endpoints` (a keeper's
+   * store relay) overrides the etcd endpoints.
+   */
+  const spawn = (name: string, component: 'keeper' | 'sentinel' | 'proxy', args: string[], netnsPrefix: string[] = [], endpoints?: string): ProcessHandle => {
+    // `ip netns exec` execs the command, so the handle's pid is the program's own pid.
+    const flags = endpoints !== undefined ? storeFlags(endpoints) : netnsPrefix.length > 0 ? nodeStoreFlags() : storeFlags();
+    const argv = [process.execPath, binPath(component), ...flags, '--log-level', logLevel, ...args];
     const p = startProcess({
       name,
-      cmd: process.execPath,
-      args: [binPath(component), ...storeFlags(endpoints), '--log-level', logLevel, ...args],
+      cmd: netnsPrefix[0] ?? argv[0]!,
+      args: netnsPrefix.length > 0 ? [...netnsPrefix.slice(1), ...argv] : argv.slice(1),
       logFile,
     });
     procs.push(p);
@@ -197,6 +261,9 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     if (ownEtcd) {
       await etcd.stop();
     }
+    if (ownNetwork) {
+      await network?.destroy();
+    }
   };
 
   const keepers: KeeperProc[] = [];
@@ -208,7 +275,6 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         throw new Error(`stolonctl init failed (${init.code}): ${init.stderr}`);
       }
     }
-    const nKeepers = opts.keepers ?? 2;
     const portsFile = join(dir, 'ports.json');
     const savedPorts = existsSync(portsFile) ? (JSON.parse(await readFile(portsFile, 'utf8')) as Record<string, number>) : {};
     for (let i = 0; i < nKeepers; i++) {
@@ -226,12 +292,15 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         storeRelay = await startRelay(Number(new URL(etcd.endpoints[0]!).port));
         relays.push(storeRelay);
       }
+      const node = network?.nodes[i];
       keepers.push({
         uid,
         dataDir,
+        pgHost: node?.address ?? '127.0.0.1',
         pgPort,
         ...(storeRelay !== undefined ? { storeRelay } : {}),
         statusPort,
+        ...(node !== undefined ? { netns: node.netns } : {}),
         process: undefined as unknown as ProcessHandle,
         postmasterPid: async () => {
           try {
@@ -253,17 +322,18 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       k.process = spawn(`keeper ${k.uid}`, 'keeper', [
         '--uid', k.uid,
         '--data-dir', k.dataDir,
-        '--pg-listen-address', '127.0.0.1',
+        '--pg-listen-address', k.pgHost,
         '--pg-port', String(k.pgPort),
         '--pg-bin-path', pgBinPath,
         '--pg-su-password-file', suPasswordFile,
         '--pg-repl-password-file', replPasswordFile,
         '--metrics-listen-address', `127.0.0.1:${k.statusPort}`,
-      ], k.storeRelay === undefined ? undefined : `http://127.0.0.1:${k.storeRelay.port}`);
+      ], network?.execPrefix(i) ?? [], k.storeRelay === undefined ? undefined : `http://127.0.0.1:${k.storeRelay.port}`);
       await k.process.waitForLog('keeper started', 30_000);
     };
+    const sentinels: ProcessHandle[] = [];
     for (let i = 0; i < (opts.sentinels ?? 1); i++) {
-      spawn(`sentinel ${i}`, 'sentinel', []);
+      sentinels.push(spawn(`sentinel ${i}`, 'sentinel', []));
     }
     const nStart = opts.startKeepers ?? nKeepers;
     if (!Number.isInteger(nStart) || nStart < 1 || nStart > nKeepers) {
@@ -271,14 +341,18 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     }
     await Promise.all(keepers.slice(0, nStart).map((_, i) => startKeeper(i)));
     const proxies: { port: number; roPort?: number; process: ProcessHandle }[] = [];
+    const proxyArgs = (port: number, roPort: number | undefined): string[] => [
+      '--listen-address', '127.0.0.1', '--port', String(port),
+      ...(roPort === undefined ? [] : ['--ro-port', String(roPort)]),
+      ...(opts.proxyArgs ?? []),
+    ];
     for (let i = 0; i < (opts.proxies ?? 1); i++) {
       const port = i === 0 && opts.proxyPort !== undefined ? opts.proxyPort : await freePort();
       const roPort = opts.proxyReadOnly === true ? await freePort() : undefined;
-      const args = ['--listen-address', '127.0.0.1', '--port', String(port), ...(roPort === undefined ? [] : ['--ro-port', String(roPort)])];
       proxies.push({
         port,
         ...(roPort === undefined ? {} : { roPort }),
-        process: spawn(`proxy ${i}`, 'proxy', [...args, ...(opts.proxyArgs ?? [])]),
+        process: spawn(`proxy ${i}`, 'proxy', proxyArgs(port, roPort)),
       });
     }
     const proxyClientConfig = (i = 0): pg.ClientConfig => ({
@@ -297,7 +371,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       return { ...proxyClientConfig(i), port: roPort };
     };
     const directClientConfig = (i: number): pg.ClientConfig => ({
-      host: '127.0.0.1',
+      host: keepers[i]?.pgHost ?? '127.0.0.1',
       port: keepers[i]?.pgPort ?? 0,
       user: 'postgres',
       password: suPassword,
@@ -324,8 +398,9 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       clusterName,
       etcd,
       keepers,
-      sentinels: procs.filter((p) => p.name.startsWith('sentinel')),
+      sentinels,
       proxies,
+      network,
       suPasswordFile,
       replPasswordFile,
       suPassword,
@@ -347,6 +422,28 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         return -1;
       },
       startKeeper,
+      startSentinel: async (i) => {
+        const old = sentinels[i];
+        if (old === undefined) {
+          throw new Error(`no sentinel ${i}`);
+        }
+        if (old.running()) {
+          throw new Error(`sentinel ${i} is still running (pid ${old.pid})`);
+        }
+        sentinels[i] = spawn(`sentinel ${i}`, 'sentinel', []);
+        await sentinels[i].waitForLog('sentinel started', 30_000);
+      },
+      startProxy: async (i) => {
+        const px = proxies[i];
+        if (px === undefined) {
+          throw new Error(`no proxy ${i}`);
+        }
+        if (px.process.running()) {
+          throw new Error(`proxy ${i} is still running (pid ${px.process.pid})`);
+        }
+        px.process = spawn(`proxy ${i}`, 'proxy', proxyArgs(px.port, px.roPort));
+        await px.process.waitForLog('proxy listening on', 30_000);
+      },
       killKeeperNode: async (i) => {
         const k = keepers[i];
         if (k === undefined) {

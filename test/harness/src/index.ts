@@ -6,7 +6,15 @@ export { freePort } from './ports.js';
 export { makeTempDir, removeDir } from './tmp.js';
 export { waitFor, scaleTimeout, timeoutFactor, type WaitForOptions } from './wait.js';
 export { startProcess, stopAll, livePids, childPids, type ProcessHandle, type StartProcessOptions } from './process.js';
-export { startEtcd, ETCD_BIN, type EtcdHandle, type StartEtcdOptions } from './etcd.js';
+export {
+  startEtcd,
+  startEtcdCluster,
+  ETCD_BIN,
+  type EtcdClusterHandle,
+  type EtcdHandle,
+  type StartEtcdClusterOptions,
+  type StartEtcdOptions,
+} from './etcd.js';
 export {
   binPath,
   runNode,
@@ -29,3 +37,69 @@ export {
   type StandinResource,
   type StandinUnavailableMode,
 } from './kube-apiserver-standin.js';
+// The chaos suite (issue 6, docs/chaos.md).
+export {
+  MAX_FAILED,
+  RECORDER_TABLES_SQL,
+  Recorder,
+  parseLsn,
+  serverKey,
+  type AckedWrite,
+  type FailedWrite,
+  type RecorderOptions,
+  type ServerIdentity,
+} from './chaos/recorder.js';
+export {
+  longestGap,
+  lostBytesPastFork,
+  missingWrites,
+  parseTimelineHistory,
+  percentile,
+  primaryKeeperIndex,
+  readClusterData,
+  readPresentWrites,
+  readTimelineHistory,
+  rowKey,
+  serverWindows,
+  splitBrainWindows,
+  unhealthyReason,
+  waitHealthy,
+  writesAfterDeposition,
+  type HealthyResult,
+  type Outage,
+  type ServerWindow,
+  type SplitBrainWindow,
+  type TimelineSwitch,
+  type WaitHealthyOptions,
+} from './chaos/checker.js';
+export {
+  FAULTS,
+  FAULT_NAMES,
+  crashPrimaryPostgres,
+  killEtcdMember,
+  killLeaderSentinelWithPrimary,
+  killPrimaryNode,
+  killProxy,
+  partitionPrimary,
+  zombiePrimaryKeeper,
+  type ChaosTarget,
+  type FaultDef,
+  type FaultExpectation,
+  type FaultName,
+  type FaultOptions,
+  type InjectedFault,
+} from './chaos/faults.js';
+export {
+  NETNS_PREFIX,
+  createChaosNetwork,
+  netnsUnavailableReason,
+  removeStaleNetworks,
+  type ChaosNetwork,
+  type CreateChaosNetworkOptions,
+  type CutOptions,
+  type NetnsNode,
+} from './chaos/netns.js';
+export { describeCycle, runFaultCycle, type CycleOptions, type CycleResult, type PhaseOffsets } from './chaos/cycle.js';
+export { renderMarkdown, renderText, summarize, type FaultSummary } from './chaos/report.js';
+export { startChaosEnv, type ChaosEnv, type ChaosEnvOptions } from './chaos/env.js';
+export { FAST_PROFILE } from './chaos/profiles.js';

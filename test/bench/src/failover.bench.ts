@@ -1,0 +1,489 @@
+/**
+ * `npm run bench:failover` (issue 6): the write outage of an unplanned failover through the
+ * router clients use, per fault, over N runs (default 10), for stolon-ts with its default spec
+ * and the `fast` profile, and for Patroni 3.0.2 (Debian's package, etcd3, HAProxy with
+ * `GET /primary` checks) with its default and its most aggressive accepted settings, measured in
+ * the same script with the same writer, so the ratio is side by side.
+ *
+ * The writer is one application connection through the router (stolon-proxy, or HAProxy for
+ * Patroni) inserting rows back to back (5 ms apart) and reconnecting 20 ms after any error (the
+ * chaos suite's `Recorder`). The outage of a run is the longest gap between two acknowledged
+ * inserts from 2 s before the fault until the cluster is healthy again plus a second of writes.
+ *
+ * Topology, both sides: 2 PostgreSQL nodes (asynchronous replication, the default of both), one
+ * router, a single etcd member, everything on loopback; stolon's keepers run in `ip netns`
+ * namespaces (so the partition fault can run) with 1 sentinel.
+ *
+ * Faults: stolon — `killPrimaryNode`, `crashPrimaryPostgres`, `zombiePrimaryKeeper`,
+ * `partitionPrimary` (test/harness/src/chaos/faults.ts); Patroni — SIGKILL of the leader's Patroni
+ * and postmaster (compared with `killPrimaryNode`), SIGKILL of the leader's postmaster alone
+ * (compared with `crashPrimaryPostgres`).
+ *
+ * Prints the tables; writes one JSON line under test/bench/results/; `--write-doc` regenerates
+ * the bench:failover section of docs/benchmarks.md.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import {
+  FAST_PROFILE,
+  RECORDER_TABLES_SQL,
+  Recorder,
+  binPath,
+  describeCycle,
+  longestGap,
+  makeTempDir,
+  netnsUnavailableReason,
+  percentile,
+  query,
+  removeDir,
+  runFaultCycle,
+  serverKey,
+  startChaosEnv,
+  type ChaosEnv,
+  type PhaseOffsets,
+} from '@stolon-ts/harness';
+import { describeMachine, fileStamp, machineInfo, updateDocSection, writeResultLine } from './common.js';
+import { patroniUnavailableReason, startPatroniEnv, type HaproxyChecks, type PatroniEnv, type PatroniTimings } from './patroni.js';
+
+const STOLON_FAULTS = ['killPrimaryNode', 'crashPrimaryPostgres', 'zombiePrimaryKeeper', 'partitionPrimary'] as const;
+type StolonFault = (typeof STOLON_FAULTS)[number];
+/** The Patroni faults, named after the stolon fault they are compared with. */
+const PATRONI_FAULTS = ['killPrimaryNode', 'crashPrimaryPostgres'] as const;
+type PatroniFault = (typeof PATRONI_FAULTS)[number];
+
+const PROFILES = ['stolon-default', 'stolon-fast', 'patroni-default', 'patroni-aggressive'] as const;
+type Profile = (typeof PROFILES)[number];
+
+const PATRONI_DEFAULT: PatroniTimings = { ttl: 30, loopWait: 10, retryTimeout: 10 };
+/** Patroni's documented HAProxy sample (docs/haproxy.cfg, Debian's examples/haproxy.cfg). */
+const HAPROXY_DEFAULT: HaproxyChecks = { interMs: 3000, fall: 3, rise: 2 };
+/** The aggressive profile gets aggressive checks too: HAProxy is part of Patroni's outage. */
+const HAPROXY_AGGRESSIVE: HaproxyChecks = { interMs: 1000, fall: 2, rise: 1 };
+
+const USAGE = `usage: npm run bench:failover -- [--runs N] [--faults LIST] [--profiles LIST] [--patroni-aggressive TTL,LOOP,RETRY] [--write-doc] [--keep] [--log-level L]
+  --runs N          runs per fault and profile (default 10, 1..50)
+  --faults LIST     stolon faults (default ${STOLON_FAULTS.join(',')}); Patroni runs the first two
+  --profiles LIST   default ${PROFILES.join(',')}
+  --patroni-aggressive T,L,R   Patroni ttl,loop_wait,retry_timeout of the aggressive profile (default 10,2,4)
+  --write-doc       regenerate the bench:failover section of docs/benchmarks.md
+  --keep            keep the temp directories
+  --log-level L     stolon components' log level (default info)`;
+
+interface Options {
+  readonly runs: number;
+  readonly faults: readonly StolonFault[];
+  readonly profiles: readonly Profile[];
+  readonly aggressive: PatroniTimings;
+  readonly writeDoc: boolean;
+  readonly keep: boolean;
+  readonly logLevel: string;
+  readonly argv: readonly string[];
+}
+
+function list<T extends string>(flag: string, raw: string, allowed: readonly T[]): T[] {
+  const xs = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  for (const x of xs) {
+    if (!(allowed as readonly string[]).includes(x)) {
+      throw new Error(`--${flag}: "${x}" is not one of ${allowed.join(', ')}`);
+    }
+  }
+  if (xs.length === 0) {
+    throw new Error(`--${flag}: empty`);
+  }
+  return xs as T[];
+}
+
+function parseOptions(argv: readonly string[]): Options {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      runs: { type: 'string', default: '10' },
+      faults: { type: 'string', default: STOLON_FAULTS.join(',') },
+      profiles: { type: 'string', default: PROFILES.join(',') },
+      'patroni-aggressive': { type: 'string', default: '10,2,4' },
+      'write-doc': { type: 'boolean', default: false },
+      keep: { type: 'boolean', default: false },
+      'log-level': { type: 'string', default: 'info' },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  const runs = Number(values.runs);
+  if (!Number.isInteger(runs) || runs < 1 || runs > 50) {
+    throw new Error(`--runs: "${values.runs}" must be a whole number from 1 to 50`);
+  }
+  const [ttl, loopWait, retryTimeout] = values['patroni-aggressive'].split(',').map(Number);
+  if (![ttl, loopWait, retryTimeout].every((x) => Number.isInteger(x) && x! > 0)) {
+    throw new Error(`--patroni-aggressive: "${values['patroni-aggressive']}" must be three whole numbers of seconds, e.g. 10,2,4`);
+  }
+  // Patroni's documented rule (docs/dynamic_configuration.rst): loop_wait + 2 × retry_timeout ≤ ttl.
+  if (loopWait! + 2 * retryTimeout! > ttl!) {
+    throw new Error(`--patroni-aggressive: loop_wait + 2 × retry_timeout (${loopWait! + 2 * retryTimeout!}) must not exceed ttl (${ttl}), Patroni's rule`);
+  }
+  return {
+    runs,
+    faults: list('faults', values.faults, STOLON_FAULTS),
+    profiles: list('profiles', values.profiles, PROFILES),
+    aggressive: { ttl: ttl!, loopWait: loopWait!, retryTimeout: retryTimeout! },
+    writeDoc: values['write-doc'],
+    keep: values.keep,
+    logLevel: values['log-level'],
+    argv,
+  };
+}
+
+interface Run {
+  readonly profile: Profile;
+  readonly fault: StolonFault;
+  readonly run: number;
+  /** Write outage (longest gap between acknowledged writes), ms. */
+  readonly outageMs: number;
+  /**
+   * From the fault to the first acknowledged write on the new (or restarted) primary, ms; null when
+   * writes did not resume. Longer than the outage when the deposed primary kept acknowledging
+   * writes through the router (zombie, partition), which asynchronous replication may then lose.
+   */
+  readonly toNewPrimaryMs: number | null;
+  /** Writes did not resume within the recovery timeout. */
+  readonly stuck: boolean;
+  /** Time to healthy after the fault ended, ms (null: not within the wait). */
+  readonly healthyMs: number | null;
+  readonly lost: number;
+  readonly phases: PhaseOffsets | null;
+  readonly detail: string;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Environments running now, stopped by the SIGINT/SIGTERM handler (Patroni's PostgreSQL is not in a process group the harness's exit hook kills). */
+const running = new Set<() => Promise<void>>();
+
+async function stolonProfile(profile: 'stolon-default' | 'stolon-fast', opts: Options, say: (s: string) => void, dirs: string[]): Promise<Run[]> {
+  const dir = await makeTempDir(`stolon-bench-failover-${profile}-`);
+  dirs.push(dir);
+  const spec = { initMode: 'new', ...(profile === 'stolon-fast' ? FAST_PROFILE : {}) };
+  say(`${profile}: starting 2 keepers (ip netns), 1 sentinel, 1 proxy, 1 etcd in ${dir}; spec ${JSON.stringify(spec)}`);
+  let env: ChaosEnv | undefined;
+  let recorder: Recorder | undefined;
+  const runs: Run[] = [];
+  try {
+    env = await startChaosEnv({ dir: join(dir, 'c'), clusterName: `bench-${profile}`, spec, keepers: 2, sentinels: 1, proxies: 1, etcdMembers: 1, logLevel: opts.logLevel });
+    const cluster = env.cluster;
+    running.add(env.stop);
+    recorder = new Recorder({ proxies: () => [cluster.proxyClientConfig(0)], writers: 1, maxRunMs: 4 * 3_600_000 });
+    recorder.start();
+    let cycle = 0;
+    for (const fault of opts.faults) {
+      for (let i = 1; i <= opts.runs; i++) {
+        const r = await runFaultCycle(env.target, recorder, fault, { cycle: cycle++ });
+        say(`${profile} run ${i}: ${describeCycle(r)}`);
+        runs.push({
+          profile,
+          fault,
+          run: i,
+          outageMs: r.outage.ms,
+          toNewPrimaryMs: r.recoveredAt === null ? null : r.recoveredAt - r.injectedAt,
+          stuck: r.recoveredAt === null,
+          healthyMs: r.timeToHealthyMs,
+          lost: r.lost.length,
+          phases: r.phases,
+          detail: r.detail,
+        });
+        if (r.healthyAt === null || r.error !== undefined) {
+          throw new Error(`${profile}: the cluster did not recover from ${fault} (${r.error ?? r.unhealthyReason})`);
+        }
+      }
+    }
+  } finally {
+    await recorder?.stop();
+    if (env !== undefined) {
+      running.delete(env.stop);
+      await env.stop();
+    }
+  }
+  return runs;
+}
+
+async function patroniRun(env: PatroniEnv, recorder: Recorder, fault: PatroniFault): Promise<Omit<Run, 'profile' | 'run'>> {
+  await recorder.waitForProxyAcks(10, 30_000);
+  const leader = await env.leaderIndex();
+  if (leader < 0) {
+    throw new Error('no Patroni leader');
+  }
+  const firstIndex = recorder.acked.length;
+  const before = recorder.acked.filter((a) => a.ackedAt >= Date.now() - 2000);
+  const keys = new Set(before.map((a) => serverKey(a.server)));
+  const postmasters = new Set(before.map((a) => `${serverKey(a.server)}@${a.server.postmasterStart}`));
+  const startedAt = Date.now();
+  if (fault === 'killPrimaryNode') {
+    await env.killNode(leader);
+  } else {
+    await env.crashPostgres(leader);
+  }
+  const injectedAt = Date.now();
+  let recoveredAt: number | null = null;
+  for (let scan = firstIndex; recoveredAt === null && Date.now() < injectedAt + 180_000; ) {
+    for (; scan < recorder.acked.length; scan++) {
+      const a = recorder.acked[scan]!;
+      const fresh = fault === 'killPrimaryNode' ? !keys.has(serverKey(a.server)) : !postmasters.has(`${serverKey(a.server)}@${a.server.postmasterStart}`);
+      if (a.sentAt >= injectedAt && fresh) {
+        recoveredAt = a.ackedAt;
+        break;
+      }
+    }
+    await sleep(50);
+  }
+  if (fault === 'killPrimaryNode') {
+    await env.startNode(leader);
+  }
+  const endedAt = fault === 'killPrimaryNode' ? Date.now() : injectedAt;
+  const healthyAt = await env.waitHealthy(240_000);
+  await sleep(1000);
+  const end = Date.now();
+  const from = startedAt - 2000;
+  const outage = longestGap(
+    recorder.acked.filter((a) => a.ackedAt >= from && a.ackedAt <= end),
+    from,
+    end,
+  );
+  return {
+    fault,
+    outageMs: outage.ms,
+    toNewPrimaryMs: recoveredAt === null ? null : recoveredAt - injectedAt,
+    stuck: recoveredAt === null,
+    healthyMs: healthyAt === null ? null : healthyAt - endedAt,
+    lost: 0,
+    phases: null,
+    detail: fault === 'killPrimaryNode' ? `SIGKILL patroni${leader} and its postmaster` : `SIGKILL postmaster of patroni${leader}`,
+  };
+}
+
+async function patroniProfile(profile: 'patroni-default' | 'patroni-aggressive', opts: Options, say: (s: string) => void, dirs: string[]): Promise<Run[]> {
+  const timings = profile === 'patroni-default' ? PATRONI_DEFAULT : opts.aggressive;
+  const checks = profile === 'patroni-default' ? HAPROXY_DEFAULT : HAPROXY_AGGRESSIVE;
+  const dir = await makeTempDir(`stolon-bench-failover-${profile}-`);
+  dirs.push(dir);
+  say(`${profile}: starting 2 Patroni 3.0.2 nodes (ttl ${timings.ttl}, loop_wait ${timings.loopWait}, retry_timeout ${timings.retryTimeout}), HAProxy (inter ${checks.interMs} ms, fall ${checks.fall}, rise ${checks.rise}), 1 etcd in ${dir}`);
+  let env: PatroniEnv | undefined;
+  let recorder: Recorder | undefined;
+  const runs: Run[] = [];
+  try {
+    env = await startPatroniEnv({ dir, timings, haproxy: checks });
+    const e = env;
+    running.add(e.stop);
+    await query(e.clientConfig(), RECORDER_TABLES_SQL);
+    // The replica must have the tables before the first fault (it streams once the leader's next
+    // loop has created its slot).
+    if ((await e.waitHealthy(120_000, 0)) === null) {
+      throw new Error('the Patroni replica did not catch up with the leader within 120 s');
+    }
+    recorder = new Recorder({ proxies: () => [e.clientConfig()], writers: 1, maxRunMs: 4 * 3_600_000 });
+    recorder.start();
+    for (const fault of PATRONI_FAULTS.filter((f) => (opts.faults as readonly string[]).includes(f))) {
+      for (let i = 1; i <= opts.runs; i++) {
+        const r = await patroniRun(e, recorder, fault);
+        say(`${profile} run ${i}: ${fault}: ${r.detail}; outage ${r.outageMs} ms${r.stuck ? ' (writes did NOT resume within 180 s)' : ''}; healthy ${r.healthyMs ?? 'NOT'} ms after the fault ended`);
+        runs.push({ profile, run: i, ...r });
+        if (r.healthyMs === null) {
+          throw new Error(`${profile}: the Patroni cluster did not recover from ${fault}; logs:\n${e.logs().split('\n').slice(-60).join('\n')}`);
+        }
+      }
+    }
+  } finally {
+    await recorder?.stop();
+    if (env !== undefined) {
+      running.delete(env.stop);
+      await env.stop();
+    }
+  }
+  return runs;
+}
+
+interface Stat {
+  readonly runs: number;
+  readonly p50: number;
+  readonly p95: number;
+  readonly max: number;
+  readonly stuck: number;
+  /** p50 of `toNewPrimaryMs` over the runs where writes resumed. */
+  readonly toNewP50: number;
+  /** Acknowledged writes lost, summed. */
+  readonly lost: number;
+}
+
+function stat(rs: readonly Run[]): Stat | undefined {
+  if (rs.length === 0) {
+    return undefined;
+  }
+  const xs = rs.map((r) => r.outageMs);
+  const toNew = rs.flatMap((r) => (r.toNewPrimaryMs === null ? [] : [r.toNewPrimaryMs]));
+  return {
+    runs: rs.length,
+    p50: percentile(xs, 50),
+    p95: percentile(xs, 95),
+    max: Math.max(...xs),
+    stuck: rs.filter((r) => r.stuck).length,
+    toNewP50: percentile(toNew, 50),
+    lost: rs.reduce((n, r) => n + r.lost, 0),
+  };
+}
+
+const s1 = (ms: number): string => (Number.isFinite(ms) ? (ms / 1000).toFixed(2) : '-');
+
+function render(opts: Options, runs: readonly Run[], skipped: Readonly<Partial<Record<Profile, string>>>, date: string, minutes: string): { text: string; markdown: string } {
+  const t: string[] = ['', `bench:failover — write outage through the router (${date}, ${minutes} min)`, `machine: ${describeMachine(machineInfo())}`, ''];
+  const md: string[] = [];
+  const command = `npm run bench:failover -- ${opts.argv.filter((a) => a !== '--write-doc').join(' ')}`.trimEnd().replace(/ --$/, '');
+  md.push(
+    `Measured ${date} with \`${command}\` on ${describeMachine(machineInfo())} in ${minutes} min. ` +
+      'The machine was shared with other work while this ran (load average well above its 2 cores at times): figures are pessimistic for both sides.',
+  );
+  md.push('');
+  md.push('| fault | profile | runs | outage p50 (s) | p95 (s) | max (s) | to the new primary p50 (s) | acknowledged writes lost | writes never resumed |');
+  md.push('|---|---|---:|---:|---:|---:|---:|---:|---:|');
+  t.push(`${'fault'.padEnd(22)}${'profile'.padEnd(20)}${'runs'.padEnd(6)}${'p50 s'.padEnd(8)}${'p95 s'.padEnd(8)}${'max s'.padEnd(8)}${'to new p50 s'.padEnd(14)}${'lost'.padEnd(7)}stuck`);
+  for (const fault of STOLON_FAULTS) {
+    for (const profile of PROFILES) {
+      const st = stat(runs.filter((r) => r.fault === fault && r.profile === profile));
+      if (st === undefined) {
+        continue;
+      }
+      const lost = profile.startsWith('patroni') ? 'not checked' : String(st.lost);
+      t.push(`${fault.padEnd(22)}${profile.padEnd(20)}${String(st.runs).padEnd(6)}${s1(st.p50).padEnd(8)}${s1(st.p95).padEnd(8)}${s1(st.max).padEnd(8)}${s1(st.toNewP50).padEnd(14)}${lost.padEnd(7)}${st.stuck}`);
+      md.push(`| \`${fault}\` | ${profile} | ${st.runs} | ${s1(st.p50)} | ${s1(st.p95)} | ${s1(st.max)} | ${s1(st.toNewP50)} | ${lost} | ${st.stuck} |`);
+    }
+  }
+  t.push('', 'ratio stolon / Patroni (p50):');
+  md.push('', '**Ratio stolon / Patroni, p50 write outage** (lower is better for stolon):', '');
+  md.push('| fault | stolon default | Patroni default | ratio | stolon fast | Patroni aggressive | ratio |');
+  md.push('|---|---:|---:|---:|---:|---:|---:|');
+  for (const fault of PATRONI_FAULTS) {
+    const p = (profile: Profile) => stat(runs.filter((r) => r.fault === fault && r.profile === profile))?.p50;
+    const [sd, pd, sf, pa] = [p('stolon-default'), p('patroni-default'), p('stolon-fast'), p('patroni-aggressive')];
+    const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined || b === 0 ? '-' : (a / b).toFixed(2));
+    const sec = (x: number | undefined) => (x === undefined ? '-' : `${s1(x)} s`);
+    t.push(`  ${fault}: stolon default ${sec(sd)} / Patroni default ${sec(pd)} = ${ratio(sd, pd)}; stolon fast ${sec(sf)} / Patroni aggressive ${sec(pa)} = ${ratio(sf, pa)}`);
+    md.push(`| \`${fault}\` | ${sec(sd)} | ${sec(pd)} | ${ratio(sd, pd)} | ${sec(sf)} | ${sec(pa)} | ${ratio(sf, pa)} |`);
+  }
+  const phaseLine = (profile: Profile, fault: StolonFault): string | undefined => {
+    const rs = runs.filter((r) => r.profile === profile && r.fault === fault && r.phases !== null);
+    if (rs.length === 0) {
+      return undefined;
+    }
+    const keys = ['primaryLastSeen', 'declaredFailed', 'proxiesFenced', 'promoted', 'proxiesRouted'] as const;
+    return keys
+      .map((k) => {
+        const xs = rs.flatMap((r) => (r.phases?.[k] === undefined ? [] : [r.phases[k]]));
+        return xs.length === 0 ? undefined : `${k} ${percentile(xs, 50)}`;
+      })
+      .filter((x) => x !== undefined)
+      .join(', ');
+  };
+  t.push('', 'stolon median failover phases, ms after the fault (from `stolonctl events`):');
+  md.push('', 'Where stolon\'s time goes — median failover phases, ms after the fault was injected (from the sentinel\'s failover events):', '');
+  for (const profile of ['stolon-default', 'stolon-fast'] as const) {
+    for (const fault of STOLON_FAULTS) {
+      const line = phaseLine(profile, fault);
+      if (line !== undefined) {
+        t.push(`  ${profile} ${fault}: ${line}`);
+        md.push(`- ${profile}, \`${fault}\`: ${line}`);
+      }
+    }
+  }
+  for (const [profile, why] of Object.entries(skipped)) {
+    t.push(`${profile}: NOT RUN: ${why}`);
+    md.push('', `**${profile} was not run:** ${why}`);
+  }
+  return { text: t.join('\n'), markdown: md.join('\n') };
+}
+
+async function main(): Promise<number> {
+  let opts: Options;
+  try {
+    opts = parseOptions(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`bench:failover: ${(err as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  for (const c of ['keeper', 'sentinel', 'proxy', 'stolonctl'] as const) {
+    if (!existsSync(binPath(c))) {
+      process.stderr.write(`bench:failover: ${binPath(c)} is missing; run \`npm run build\` first\n`);
+      return 2;
+    }
+  }
+  const say = (s: string) => process.stdout.write(`[bench:failover ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
+  const stamp = fileStamp();
+  const started = Date.now();
+  const dirs: string[] = [];
+  let cleaning: Promise<void> | undefined;
+  const cleanup = (): Promise<void> =>
+    (cleaning ??= (async () => {
+      await Promise.allSettled([...running].map((stop) => stop()));
+      for (const d of dirs) {
+        if (opts.keep) {
+          say(`kept ${d}`);
+        } else {
+          await removeDir(d);
+        }
+      }
+    })());
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      say(`${sig}: stopping the clusters`);
+      void cleanup().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
+    });
+  }
+  const runs: Run[] = [];
+  const skipped: Partial<Record<Profile, string>> = {};
+  try {
+    const netns = await netnsUnavailableReason();
+    const patroni = await patroniUnavailableReason();
+    for (const profile of opts.profiles) {
+      if (profile === 'stolon-default' || profile === 'stolon-fast') {
+        if (netns !== undefined && opts.faults.includes('partitionPrimary')) {
+          throw new Error(`partitionPrimary needs ip netns: ${netns}; run without it (--faults)`);
+        }
+        runs.push(...(await stolonProfile(profile, opts, say, dirs)));
+      } else if (patroni !== undefined) {
+        skipped[profile] = patroni;
+        say(`${profile}: NOT RUN: ${patroni}`);
+      } else {
+        try {
+          runs.push(...(await patroniProfile(profile, opts, say, dirs)));
+        } catch (err) {
+          skipped[profile] = `it failed: ${(err as Error).message.split('\n')[0]}`;
+          say(`${profile}: FAILED: ${(err as Error).stack ?? String(err)}`);
+        }
+      }
+    }
+    const date = new Date().toISOString().slice(0, 10);
+    const minutes = ((Date.now() - started) / 60_000).toFixed(1);
+    const { text, markdown } = render(opts, runs, skipped, date, minutes);
+    process.stdout.write(`${text}\n`);
+    const file = await writeResultLine('failover', stamp, {
+      date,
+      machine: machineInfo(),
+      options: { runs: opts.runs, faults: opts.faults, profiles: opts.profiles, patroniAggressive: opts.aggressive, fast: FAST_PROFILE },
+      runs,
+      skipped,
+    });
+    say(`result line: ${file}`);
+    if (opts.writeDoc) {
+      await updateDocSection('failover', markdown);
+      say('docs/benchmarks.md updated');
+    }
+    return Object.keys(skipped).length === 0 ? 0 : 1;
+  } catch (err) {
+    say(`failed: ${(err as Error).stack ?? String(err)}`);
+    return 1;
+  } finally {
+    await cleanup();
+  }
+}
+
+process.exitCode = await main();

@@ -1,0 +1,328 @@
+/**
+ * Named, reusable faults for the chaos suite (DESIGN.md §7, STYLE.md rule 20). Each is a function
+ * that takes a {@link ChaosTarget}, injects the fault, and resolves as soon as it is injected
+ * with an {@link InjectedFault} whose `heal()` undoes what can be undone (restart what was
+ * killed, SIGCONT what was stopped, flush partition rules). Each fault says, in {@link FAULTS},
+ * what the cluster is expected to do about it and whether it can run on a given cluster
+ * (`unavailable`), so a runner never silently skips one.
+ *
+ * | fault | what it does | expected |
+ * |---|---|---|
+ * | `killPrimaryNode` | SIGKILL of the primary's keeper and its postmaster | failover |
+ * | `crashPrimaryPostgres` | SIGKILL of the primary's postmaster only; the keeper lives | restart in place or failover |
+ * | `zombiePrimaryKeeper` | SIGSTOP of the primary's keeper for longer than its lease TTL (failInterval), then SIGCONT; its PostgreSQL keeps running | failover |
+ * | `partitionPrimary` | the primary's namespace cut from etcd and the other keepers (`ip netns` + iptables), then healed | failover |
+ * | `killLeaderSentinelWithPrimary` | SIGKILL of the leader sentinel and of the primary's keeper + postmaster | failover |
+ * | `killEtcdMember` | SIGKILL of the etcd raft leader, 1 of 3 members, restarted on heal | no failover |
+ * | `killProxy` | SIGKILL of one proxy, restarted on the same port on heal | no failover |
+ */
+import type { Store } from '@stolon-ts/store';
+import type { LocalCluster } from '../cluster.js';
+import type { EtcdClusterHandle, EtcdHandle } from '../etcd.js';
+import { primaryKeeperIndex, readClusterData } from './checker.js';
+
+/** The names of the faults. */
+export const FAULT_NAMES = [
+  'killPrimaryNode',
+  'crashPrimaryPostgres',
+  'zombiePrimaryKeeper',
+  'partitionPrimary',
+  'killLeaderSentinelWithPrimary',
+  'killEtcdMember',
+  'killProxy',
+] as const;
+/** One of {@link FAULT_NAMES}. */
+export type FaultName = (typeof FAULT_NAMES)[number];
+
+/** What a fault acts on. */
+export interface ChaosTarget {
+  readonly cluster: LocalCluster;
+  /** A store client of the cluster (to read clusterdata and the sentinel leader). */
+  readonly store: Store;
+  /** The spec's failInterval in ms (the keepers' lease TTL). */
+  readonly failIntervalMs: number;
+}
+
+/** A fault that has been injected. */
+export interface InjectedFault {
+  readonly name: FaultName;
+  /** Epoch ms right after the fault took effect. */
+  readonly injectedAt: number;
+  /** Keeper index of the primary when the fault was injected. */
+  readonly primaryBefore: number;
+  /** What was done, e.g. "SIGKILL keeper1 (pid 123) and its postmaster (pid 456)". */
+  readonly detail: string;
+  /** The fault must last at least this long after `injectedAt` before `heal()`, ms. */
+  readonly minHoldMs: number;
+  /** Undoes the fault where it can (idempotent; a no-op for a crash the keeper handles). */
+  heal(): Promise<void>;
+}
+
+/** How the cluster is expected to react. */
+export type FaultExpectation = 'failover' | 'restart-or-failover' | 'no-failover';
+
+/** Options some faults take. */
+export interface FaultOptions {
+  /** A number that rotates choices between cycles (which proxy, which etcd member). @default 0 */
+  readonly cycle?: number;
+}
+
+/** A fault's entry in {@link FAULTS}. */
+export interface FaultDef {
+  readonly name: FaultName;
+  readonly expect: FaultExpectation;
+  readonly description: string;
+  /** Why it cannot run on this target, or undefined when it can. */
+  unavailable(t: ChaosTarget): string | undefined;
+  inject(t: ChaosTarget, opts?: FaultOptions): Promise<InjectedFault>;
+}
+
+/**
+ * The keeper index clusterdata names primary.
+ * @throws Error when clusterdata names none (the cluster must be healthy before a fault).
+ */
+async function currentPrimary(t: ChaosTarget): Promise<number> {
+  const p = primaryKeeperIndex(t.cluster, await readClusterData(t.store));
+  if (p < 0) {
+    throw new Error('no primary in clusterdata: inject faults into a healthy cluster');
+  }
+  return p;
+}
+
+function once(fn: () => Promise<void>): () => Promise<void> {
+  let p: Promise<void> | undefined;
+  return () => (p ??= fn());
+}
+
+/**
+ * SIGKILL of the primary's keeper and its postmaster (the node dies). Heal: start the keeper
+ * again (same uid, port, data dir), which rejoins as a standby.
+ * @throws Error when there is no primary.
+ */
+export async function killPrimaryNode(t: ChaosTarget): Promise<InjectedFault> {
+  const p = await currentPrimary(t);
+  const k = t.cluster.keepers[p]!;
+  const pm = await k.postmasterPid();
+  await t.cluster.killKeeperNode(p);
+  return {
+    name: 'killPrimaryNode',
+    injectedAt: Date.now(),
+    primaryBefore: p,
+    detail: `SIGKILL ${k.uid} (pid ${k.process.pid}) and its postmaster (pid ${pm ?? '?'})`,
+    minHoldMs: 0,
+    heal: once(() => t.cluster.startKeeper(p)),
+  };
+}
+
+/**
+ * SIGKILL of the primary's postmaster only (its backends exit when they notice); the keeper lives
+ * and must restart PostgreSQL or have the sentinel fail over. No heal.
+ * @throws Error when there is no primary or its postmaster pid cannot be read.
+ */
+export async function crashPrimaryPostgres(t: ChaosTarget): Promise<InjectedFault> {
+  const p = await currentPrimary(t);
+  const k = t.cluster.keepers[p]!;
+  const pm = await k.postmasterPid();
+  if (pm === undefined) {
+    throw new Error(`crashPrimaryPostgres: no postmaster.pid for ${k.uid}`);
+  }
+  process.kill(pm, 'SIGKILL');
+  return {
+    name: 'crashPrimaryPostgres',
+    injectedAt: Date.now(),
+    primaryBefore: p,
+    detail: `SIGKILL postmaster of ${k.uid} (pid ${pm})`,
+    minHoldMs: 0,
+    heal: () => Promise.resolve(),
+  };
+}
+
+/**
+ * SIGSTOP of the primary's keeper process (not its PostgreSQL, which keeps running and serving
+ * whoever is connected: the "zombie primary") for at least failInterval + 2 s, longer than its
+ * lease TTL; heal is SIGCONT. A keeper that fences itself only from its own event loop cannot act
+ * while stopped: only a fencer independent of it (as Patroni's watchdog) keeps the zombie from
+ * accepting writes.
+ * @throws Error when there is no primary.
+ */
+export async function zombiePrimaryKeeper(t: ChaosTarget): Promise<InjectedFault> {
+  const p = await currentPrimary(t);
+  const k = t.cluster.keepers[p]!;
+  const proc = k.process;
+  proc.pause();
+  return {
+    name: 'zombiePrimaryKeeper',
+    injectedAt: Date.now(),
+    primaryBefore: p,
+    detail: `SIGSTOP ${k.uid} (pid ${proc.pid}) for at least ${t.failIntervalMs + 2000} ms (failInterval ${t.failIntervalMs} ms)`,
+    minHoldMs: t.failIntervalMs + 2000,
+    heal: once(() => {
+      proc.resume();
+      return Promise.resolve();
+    }),
+  };
+}
+
+function etcdPorts(etcd: EtcdHandle): number[] {
+  const members = 'members' in etcd ? (etcd as EtcdClusterHandle).members : [etcd];
+  return members.flatMap((m) => [m.clientPort, m.peerPort]);
+}
+
+/**
+ * Cuts the primary's network namespace (its keeper and PostgreSQL) off from every etcd member and
+ * from the other keepers' namespaces; the host (proxies, test clients) still reaches its
+ * PostgreSQL. Heal: flush the rules. Needs a cluster started with a chaos network.
+ * @throws Error when the cluster has no chaos network or there is no primary.
+ */
+export async function partitionPrimary(t: ChaosTarget): Promise<InjectedFault> {
+  const net = t.cluster.network;
+  if (net === undefined) {
+    throw new Error('partitionPrimary needs a cluster started with a chaos network (netns: true or network)');
+  }
+  const p = await currentPrimary(t);
+  const ports = etcdPorts(t.cluster.etcd);
+  await net.cut(p, { hostTcpPorts: ports });
+  return {
+    name: 'partitionPrimary',
+    injectedAt: Date.now(),
+    primaryBefore: p,
+    detail: `cut ${t.cluster.keepers[p]!.uid} (${net.nodes[p]!.address}, netns ${net.nodes[p]!.netns}) from etcd ports ${ports.join(',')} and the other keepers`,
+    minHoldMs: t.failIntervalMs + 2000,
+    heal: once(() => net.heal(p)),
+  };
+}
+
+/**
+ * SIGKILL of the leader sentinel together with the primary's keeper and postmaster. Heal: start
+ * the sentinel (a new uid) and the keeper again.
+ * @throws Error when there is no primary, no leader, or the leader is not one of this cluster's
+ *   sentinel processes.
+ */
+export async function killLeaderSentinelWithPrimary(t: ChaosTarget): Promise<InjectedFault> {
+  const p = await currentPrimary(t);
+  const leader = await t.store.getLeader();
+  if (leader === null) {
+    throw new Error('killLeaderSentinelWithPrimary: no leader sentinel');
+  }
+  const si = t.cluster.sentinels.findIndex((s) => s.running() && s.logs().includes(`"uid":"${leader}"`));
+  if (si < 0) {
+    throw new Error(`killLeaderSentinelWithPrimary: leader ${leader} is not a running sentinel of this cluster`);
+  }
+  const s = t.cluster.sentinels[si]!;
+  await Promise.all([s.kill(), t.cluster.killKeeperNode(p)]);
+  return {
+    name: 'killLeaderSentinelWithPrimary',
+    injectedAt: Date.now(),
+    primaryBefore: p,
+    detail: `SIGKILL leader sentinel ${si} (${leader}) and ${t.cluster.keepers[p]!.uid} with its postmaster`,
+    minHoldMs: 0,
+    heal: once(async () => {
+      await Promise.all([t.cluster.startSentinel(si), t.cluster.startKeeper(p)]);
+    }),
+  };
+}
+
+/**
+ * SIGKILL of the etcd raft leader (1 member of 3: the quorum survives, a new raft leader is
+ * elected). Heal: restart it on the same ports and data. Needs an etcd cluster of ≥ 3 members.
+ * @throws Error when the cluster's etcd has fewer than 3 members or no leader answers.
+ */
+export async function killEtcdMember(t: ChaosTarget, opts: FaultOptions = {}): Promise<InjectedFault> {
+  const etcd = t.cluster.etcd;
+  if (!('members' in etcd) || (etcd as EtcdClusterHandle).members.length < 3) {
+    throw new Error('killEtcdMember needs an etcd cluster of at least 3 members (startEtcdCluster(3))');
+  }
+  const ec = etcd as EtcdClusterHandle;
+  const p = await currentPrimary(t);
+  // Odd cycles kill a follower, even ones the leader: both paths are exercised.
+  const leader = await ec.leaderIndex();
+  if (leader === undefined) {
+    throw new Error('killEtcdMember: no etcd member reports a leader');
+  }
+  const i = (opts.cycle ?? 0) % 2 === 0 ? leader : (leader + 1) % ec.members.length;
+  const m = ec.members[i]!;
+  await m.kill();
+  return {
+    name: 'killEtcdMember',
+    injectedAt: Date.now(),
+    primaryBefore: p,
+    detail: `SIGKILL etcd member ${i} (${i === leader ? 'raft leader' : 'follower'}, client port ${m.clientPort})`,
+    minHoldMs: 5000,
+    heal: once(() => m.restart()),
+  };
+}
+
+/**
+ * SIGKILL of one proxy (proxy `cycle mod P`). Heal: start it again on the same port.
+ * @throws Error when there is no primary.
+ */
+export async function killProxy(t: ChaosTarget, opts: FaultOptions = {}): Promise<InjectedFault> {
+  const p = await currentPrimary(t);
+  const i = (opts.cycle ?? 0) % t.cluster.proxies.length;
+  const px = t.cluster.proxies[i]!;
+  await px.process.kill();
+  return {
+    name: 'killProxy',
+    injectedAt: Date.now(),
+    primaryBefore: p,
+    detail: `SIGKILL proxy ${i} (port ${px.port}, pid ${px.process.pid})`,
+    minHoldMs: 2000,
+    heal: once(() => t.cluster.startProxy(i)),
+  };
+}
+
+/** Every fault with its expectation and availability check, in {@link FAULT_NAMES} order. */
+export const FAULTS: Readonly<Record<FaultName, FaultDef>> = {
+  killPrimaryNode: {
+    name: 'killPrimaryNode',
+    expect: 'failover',
+    description: "kill -9 of the primary's keeper and postgres",
+    unavailable: () => undefined,
+    inject: (t) => killPrimaryNode(t),
+  },
+  crashPrimaryPostgres: {
+    name: 'crashPrimaryPostgres',
+    expect: 'restart-or-failover',
+    description: "kill -9 of the primary's postmaster only (keeper alive)",
+    unavailable: () => undefined,
+    inject: (t) => crashPrimaryPostgres(t),
+  },
+  zombiePrimaryKeeper: {
+    name: 'zombiePrimaryKeeper',
+    expect: 'failover',
+    description: "SIGSTOP of the primary's keeper past its lease TTL, then SIGCONT",
+    unavailable: () => undefined,
+    inject: (t) => zombiePrimaryKeeper(t),
+  },
+  partitionPrimary: {
+    name: 'partitionPrimary',
+    expect: 'failover',
+    description: "the primary's keeper and postgres cut off from etcd and the other keepers (ip netns), then healed",
+    unavailable: (t) => (t.cluster.network === undefined ? 'the cluster was not started in a chaos network (netns)' : undefined),
+    inject: (t) => partitionPrimary(t),
+  },
+  killLeaderSentinelWithPrimary: {
+    name: 'killLeaderSentinelWithPrimary',
+    expect: 'failover',
+    description: "kill -9 of the leader sentinel and the primary's keeper and postgres",
+    unavailable: (t) => (t.cluster.sentinels.length < 2 ? 'needs at least 2 sentinels' : undefined),
+    inject: (t) => killLeaderSentinelWithPrimary(t),
+  },
+  killEtcdMember: {
+    name: 'killEtcdMember',
+    expect: 'no-failover',
+    description: 'kill -9 of 1 of 3 etcd members (the raft leader or a follower), then restarted',
+    unavailable: (t) =>
+      !('members' in t.cluster.etcd) || (t.cluster.etcd as EtcdClusterHandle).members.length < 3
+        ? 'needs an etcd cluster of 3 members (startEtcdCluster(3))'
+        : undefined,
+    inject: (t, o) => killEtcdMember(t, o),
+  },
+  killProxy: {
+    name: 'killProxy',
+    expect: 'no-failover',
+    description: 'kill -9 of one proxy, then restarted on the same port',
+    unavailable: () => undefined,
+    inject: (t, o) => killProxy(t, o),
+  },
+};
