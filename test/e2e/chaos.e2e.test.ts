@@ -11,8 +11,7 @@
  *
  * Self-fencing: for the zombie primary (SIGSTOP of its keeper) and the partitioned primary, the
  * direct writers show whether the deposed primary still accepted writes after another keeper was
- * promoted. Without a fencer it does, so those assertions are in their own describe block, run
- * only with STOLON_CHAOS_SELF_FENCING=1 (to be enabled once the keeper's fencer is merged).
+ * promoted. Without the keeper's fencer it does; those assertions are in their own describe block.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -48,7 +47,6 @@ const SPEC = { initMode: 'new', synchronousReplication: true, minSynchronousStan
 /** Default spec failInterval (the keepers' lease TTL), ms. */
 const FAIL_INTERVAL_MS = 6000;
 const HEALTHY_WITHIN_MS = 30_000;
-const SELF_FENCING = process.env['STOLON_CHAOS_SELF_FENCING'] === '1';
 
 let dir = '';
 let network: ChaosNetwork | undefined;
@@ -162,11 +160,10 @@ describe('chaos, short form: one cycle of each fault under synchronous replicati
   });
 });
 
-// Enable with STOLON_CHAOS_SELF_FENCING=1 once the keeper fences a primary that lost its lease
-// (DESIGN.md §4 "Self-fencing primary"). Without it both assertions fail: the zombie's PostgreSQL
-// keeps serving direct clients while its keeper is stopped, and the partitioned primary keeps
-// serving the clients on its side of the partition.
-describe.runIf(SELF_FENCING)('self-fencing (needs the keeper fencer)', () => {
+// The keeper fences a primary that lost its lease (DESIGN.md §4 "Self-fencing primary"). Without
+// it both assertions fail: the zombie's PostgreSQL keeps serving direct clients while its keeper is
+// stopped, and the partitioned primary keeps serving the clients on its side of the partition.
+describe('self-fencing', () => {
   for (const fault of ['zombiePrimaryKeeper', 'partitionPrimary'] as const) {
     it(`${fault}: the deposed primary accepted no direct write after another keeper was promoted`, () => {
       const r = results.get(fault);
