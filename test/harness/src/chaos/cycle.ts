@@ -68,9 +68,9 @@ export interface CycleResult {
   readonly unhealthyReason: string;
   /** Longest gap between acknowledged proxy writes around the fault. */
   readonly outage: Outage;
-  /** Proxy writes acknowledged during the cycle. */
+  /** Proxy writes acknowledged from 2 s before the fault to the end of the cycle. */
   readonly proxyAcks: number;
-  /** Direct writes acknowledged during the cycle. */
+  /** Direct writes acknowledged from 2 s before the fault to the end of the cycle. */
   readonly directAcks: number;
   /**
    * Acknowledged proxy writes of this cycle (and the minute before) missing on the primary, less
@@ -79,7 +79,7 @@ export interface CycleResult {
   readonly lost: readonly AckedWrite[];
   /** For lost writes: furthest WAL position past their timeline's fork, bytes (async mode). */
   readonly lostBytesPastFork: number | null;
-  /** Overlapping windows of two servers, proxy writes only. */
+  /** Overlapping windows of two servers, proxy writes only (from 2 s before the fault). */
   readonly proxySplitBrain: readonly SplitBrainWindow[];
   /** Overlapping windows of two servers, all writes (proxy and direct). */
   readonly anySplitBrain: readonly SplitBrainWindow[];
@@ -198,16 +198,14 @@ export async function runFaultCycle(t: ChaosTarget, recorder: Recorder, fault: F
   }
   const endedAt = Date.now();
 
-  const acks = recorder.acked.slice(firstIndex).filter((a) => a.ackedAt <= endedAt);
+  // Judge the writes from 2 s before the fault (the writers were running: the cycle waited for
+  // them) to the end, not only those after `firstIndex`: when none was acknowledged between then
+  // and the fault, the gap before the first write after it, and which server was primary before
+  // it, would be lost.
+  const from = inj.injectedAt - 2000;
+  const acks = recorder.acked.filter((a) => a.ackedAt >= from && a.ackedAt <= endedAt);
   const proxy = acks.filter((a) => a.kind === 'proxy');
-  // Over every write of the range, not only those after `firstIndex`: when no write was
-  // acknowledged between then and the fault, the gap before the first write after it would be lost.
-  const outageFrom = Math.max(startedAt, inj.injectedAt - 2000);
-  const outage = longestGap(
-    recorder.acked.filter((a) => a.kind === 'proxy' && a.ackedAt >= outageFrom && a.ackedAt <= endedAt),
-    outageFrom,
-    endedAt,
-  );
+  const outage = longestGap(proxy, from, endedAt);
   const proxySplitBrain = splitBrainWindows(serverWindows(proxy));
   const anySplitBrain = splitBrainWindows(serverWindows(acks));
   const deposedDirectWrites = writesAfterDeposition(acks, inj.injectedAt).filter((a) => a.kind === 'direct');
