@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Sets up a fresh machine for stolon-ts: etcd (Debian's etcd-server), iproute2 and iptables (the chaos
-# suite), npm dependencies, build. bench:failover's baseline also needs `apt-get install -y patroni haproxy`.
+# Sets up a fresh machine for stolon-ts: etcd (Debian's etcd-server), npm dependencies, build.
 # Idempotent; safe to run again. Needs PostgreSQL server binaries (default /usr/lib/postgresql/15/bin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,8 +7,6 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
-# The chaos suite's partitions: DROP rules inside the keepers' network namespaces.
-command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing ${need_apt[*]}; run as root or: sudo apt-get install -y ${need_apt[*]}" >&2
