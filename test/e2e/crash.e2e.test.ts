@@ -2,10 +2,11 @@
  * A postgres crash with its keeper alive (issues 4 and 6), on real etcd and PostgreSQL:
  * 1. SIGKILL of the primary's postmaster: the keeper notices within ~100 ms and restarts it (crash
  *    recovery); the same keeper stays primary, no failover; the write outage is printed.
- * 2. The same, but postgres cannot start again (its port taken): the keeper reports the start
+ * 2. The same, but postgres cannot start again (pg_control unreadable): the keeper reports the start
  *    error and the sentinel fails over at once, without waiting failInterval.
  */
-import net from 'node:net';
+import { chmod } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor } from '@stolon-ts/harness';
 
@@ -129,26 +130,20 @@ describe('postgres crash with its keeper alive', () => {
     expect(gap).toBeLessThan(6000);
   }));
 
-  it('postgres that cannot start again (its port taken): the keeper reports it and the sentinel fails over without waiting failInterval', guard(async () => {
+  it('postgres that cannot start again (pg_control unreadable): the keeper reports it and the sentinel fails over without waiting failInterval', guard(async () => {
     await settled();
     const p = await cluster.primaryIndex();
     const keeper = cluster.keepers[p]!;
     const w = writer();
     await waitFor(() => (w.acks.length >= 20 ? true : undefined), { timeoutMs: 20_000, what: 'the writer to get going' });
     const pid = await keeper.postmasterPid();
-    // Connections (e.g. the proxy's, until it is fenced) are dropped at once, so close() never waits on them.
-    const blocker = net.createServer((s) => s.destroy());
+    // Make the restart fail for sure (racing the keeper for the port loses now that it restarts
+    // within ~100 ms): pg_control unreadable for the postgres OS user, then the postmaster killed.
+    const control = join(keeper.dataDir, 'postgres', 'global', 'pg_control');
+    await chmod(control, 0o000);
     const killedAt = Date.now();
     process.kill(pid!, 'SIGKILL');
-    // Take the port the moment the postmaster is gone, before the keeper restarts it.
-    await waitFor(
-      () =>
-        new Promise<true | undefined>((res) => {
-          blocker.once('error', () => res(undefined));
-          blocker.listen(keeper.pgPort, '127.0.0.1', () => res(true));
-        }),
-      { timeoutMs: 5000, what: `port ${keeper.pgPort} to be free`, intervalMs: 5 },
-    );
+    const restore = () => chmod(control, 0o600);
     try {
       await waitFor(async () => ((await cluster.primaryIndex()) === 1 - p ? true : undefined), { timeoutMs: 30_000, what: 'the standby to be promoted' });
       await waitFor(() => (w.acks.some((a) => a > killedAt + 500) ? true : undefined), { timeoutMs: 30_000, what: 'writes to resume' });
@@ -162,7 +157,7 @@ describe('postgres crash with its keeper alive', () => {
       expect(gap).toBeLessThan(6000);
     } finally {
       await w.stop();
-      await new Promise<void>((r) => blocker.close(() => r()));
+      await restore();
     }
     await settled();
   }));
