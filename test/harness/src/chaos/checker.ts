@@ -208,6 +208,7 @@ export function lostBytesPastFork(lost: readonly AckedWrite[], history: readonly
  */
 export async function readPresentWrites(config: pg.ClientConfig, sinceSentAt = 0, table = 'chaos_w'): Promise<Set<string>> {
   const c = new pg.Client({ ...config, query_timeout: 60_000 });
+  c.on('error', () => undefined); // a FATAL while idle; a query in flight still rejects
   try {
     await c.connect();
     const r = await c.query<{ writer: string; seq: number }>(`select writer, seq from ${table} where sent_at >= $1`, [sinceSentAt]);
@@ -223,6 +224,7 @@ export async function readPresentWrites(config: pg.ClientConfig, sinceSentAt = 0
  */
 export async function readTimelineHistory(config: pg.ClientConfig): Promise<TimelineSwitch[]> {
   const c = new pg.Client(config);
+  c.on('error', () => undefined); // a FATAL while idle; a query in flight still rejects
   try {
     await c.connect();
     const tl = (
