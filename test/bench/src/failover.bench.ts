@@ -432,14 +432,20 @@ async function main(): Promise<number> {
         }
       }
     })());
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(sig, () => {
-      say(`${sig}: stopping the clusters`);
-      void cleanup().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
-    });
-  }
   const runs: Run[] = [];
   const skipped: Partial<Record<Profile, string>> = {};
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      say(`${sig}: stopping the clusters; what was measured so far:`);
+      // An interrupted run still reports (and records) what it measured.
+      const date = new Date().toISOString().slice(0, 10);
+      process.stdout.write(`${render(opts, runs, { ...skipped }, date, ((Date.now() - started) / 60_000).toFixed(1)).text}\n`);
+      void writeResultLine('failover', stamp, { date, machine: machineInfo(), interruptedBy: sig, runs, skipped })
+        .catch(() => undefined)
+        .then(cleanup)
+        .finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
+    });
+  }
   try {
     const netns = await netnsUnavailableReason();
     const patroni = await patroniUnavailableReason();
