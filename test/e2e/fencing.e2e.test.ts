@@ -126,6 +126,31 @@ describe('self-fencing primary', () => {
     await settled();
   }));
 
+  it('the primary keeper alone killed (postgres and its fencer live on) and restarted at once: the new keeper retires the old fencer, postgres is not fenced, no failover', guard(async () => {
+    const p = await cluster.primaryIndex();
+    const keeper = cluster.keepers[p]!;
+    const before = (await events()).length;
+    const postmaster = await keeper.postmasterPid();
+    expect(postmaster).toBeDefined();
+    // SIGKILL of the keeper process only (not its group): its armed fencer is orphaned and would
+    // fence at the old lease's deadline (at most TTL 6 s − margin from now).
+    process.kill(keeper.process.pid, 'SIGKILL');
+    // Not `process.exited`: that waits for the output pipes, which the orphaned fencer holds.
+    await new Promise((r) => setTimeout(r, 300));
+    await cluster.startKeeper(p);
+    await waitFor(() => (keeper.process.logs().includes("stopped the previous keeper process's fencer") ? true : undefined), {
+      timeoutMs: 15_000,
+      what: 'the new keeper to retire the old fencer',
+    });
+    // Past the old lease's TTL: the postmaster is the same process, so it was never fenced.
+    await new Promise((r) => setTimeout(r, 7000));
+    expect(await keeper.postmasterPid()).toBe(postmaster);
+    expect(await directWrite(p)).toBe(true);
+    expect(await cluster.primaryIndex()).toBe(p);
+    expect((await events()).length).toBe(before);
+    await settled();
+  }));
+
   it('a frozen primary keeper (SIGSTOP past its lease) has its postgres shut down before the standby is promoted; after SIGCONT it rejoins as a standby', guard(async () => {
     const p = await cluster.primaryIndex();
     const other = 1 - p;

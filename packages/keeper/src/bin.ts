@@ -124,7 +124,7 @@ async function main(): Promise<void> {
       priority: flags.priority,
       ...(owner !== undefined ? { fileOwner: owner } : {}),
     },
-    { store, logger, pg, bootUuid, status, fencer: startFencer(logger.child({ module: 'fencer' })) },
+    { store, logger, pg, bootUuid, status, fencer: startFencer(logger.child({ module: 'fencer' }), { pidFile: join(dataDir, 'fencer.pid') }) },
   );
   let server: StatusServer | undefined;
   if (statusListen !== undefined) {

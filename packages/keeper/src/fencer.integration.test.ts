@@ -5,7 +5,7 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeTempDir, removeDir, waitFor } from '@stolon-ts/harness';
@@ -123,6 +123,41 @@ describe('fencer', () => {
     expect(performance.now() - goneAt).toBeLessThan(3000);
     expect(await exited(fencer)).toBeNull();
     expect(fencer.exitCode).toBe(0);
+  });
+
+  it('a new keeper process retires the fencer its killed predecessor left armed, once it holds its own lease; never another process', { timeout: 20_000 }, async () => {
+    const pgData = join(dir, 'g');
+    const pm = await fakePostmaster(pgData);
+    const pidFile = join(dir, 'g-fencer.pid');
+    // The predecessor's fencer, tagged with the pid file as startFencer tags it, armed for 1.2 s,
+    // then orphaned (its keeper was SIGKILLed).
+    const orphan = fork(SCRIPT, [pidFile], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+    started.push(orphan);
+    await new Promise((r) => orphan.once('message', r));
+    await writeFile(pidFile, `${orphan.pid}\n`);
+    await new Promise<void>((r) => orphan.send({ type: 'arm', pgData, validForMs: 1200 }, () => r()));
+    orphan.disconnect();
+    const f = startFencer(log, { script: SCRIPT, pidFile });
+    fencers.push(f);
+    // The new keeper has published under its own lease: the orphan is SIGKILLed, not left to fence.
+    f.retirePrevious();
+    expect(await exited(orphan)).toBe('SIGKILL');
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(pm.exitCode === null && pm.signalCode === null, 'the postmaster was not fenced').toBe(true);
+    // The new fencer's own pid is recorded for the next keeper process.
+    await waitFor(async () => (Number((await readFile(pidFile, 'utf8')).trim()) !== orphan.pid ? true : undefined), { timeoutMs: 5000, what: 'the new pid' });
+
+    // A pid file naming something else (here the postmaster: a reused pid) is never signalled.
+    const other = join(dir, 'h-fencer.pid');
+    await writeFile(other, `${pm.pid}\n`);
+    const f2 = startFencer(log, { script: SCRIPT, pidFile: other });
+    fencers.push(f2);
+    f2.retirePrevious();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(pm.exitCode === null && pm.signalCode === null).toBe(true);
+    // A clean stop removes the pid file.
+    await f2.stop();
+    expect(existsSync(other)).toBe(false);
   });
 
   it('a disarmed fencer exits at once when its keeper goes away', async () => {

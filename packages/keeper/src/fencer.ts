@@ -6,6 +6,7 @@
  * down before the lease can expire, i.e. before any sentinel could promote another keeper.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '@stolon-ts/common';
 
@@ -28,8 +29,40 @@ export interface FenceControl {
   update(state: FenceState): void;
   /** Called when the fencer fenced PostgreSQL. */
   onFenced(listener: (info: { pid: number; at: string }) => void): void;
+  /**
+   * This keeper's info is now under its own store lease: SIGKILLs the fencer that a previous
+   * keeper process on the same data directory left behind (found through `pidFile`), if it still
+   * runs. That fencer guards the old process's lease, which stopped mattering once the info key
+   * was written under the new one; left alone it would shut down a healthy primary at its old
+   * deadline. Idempotent; does nothing without a previous fencer.
+   */
+  retirePrevious(): void;
   /** Clean shutdown: the fencer exits without fencing. */
   stop(): Promise<void>;
+}
+
+/**
+ * True when `pid` runs a fencer started with `tag` (its pid file's path) as argument, so neither a
+ * reused pid nor another keeper's fencer on the same host is ever hit.
+ */
+function isFencer(pid: number, tag: string): boolean {
+  try {
+    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return args.some((a) => a.includes('fencer-bin')) && args.includes(tag);
+  } catch {
+    return false;
+  }
+}
+
+/** The fencer pid recorded in `pidFile`, if that process still runs a fencer. */
+function previousFencer(pidFile: string): number | undefined {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidFile, 'utf8').trim());
+  } catch {
+    return undefined;
+  }
+  return Number.isInteger(pid) && pid > 0 && pid !== process.pid && isFencer(pid, pidFile) ? pid : undefined;
 }
 
 /**
@@ -43,11 +76,33 @@ export function fenceMarginMs(ttlMs: number): number {
 
 /**
  * Starts the fencer process (a child in the keeper's process group, with an IPC channel) and
- * restarts it if it dies while the keeper runs.
+ * restarts it if it dies while the keeper runs. With `pidFile` (the keeper's
+ * `<data-dir>/fencer.pid`), the child's pid is recorded there, and a fencer left running by a
+ * previous keeper process (killed or crashed while its postgres was the primary) is remembered
+ * for {@link FenceControl.retirePrevious}.
  */
-export function startFencer(log: Logger, opts: { readonly script?: string } = {}): FenceControl {
+export function startFencer(log: Logger, opts: { readonly script?: string; readonly pidFile?: string } = {}): FenceControl {
   // Compiled next to this module (dist/fencer-bin.js); tests run from src and pass the dist path.
   const script = opts.script ?? fileURLToPath(new URL('./fencer-bin.js', import.meta.url));
+  const pidFile = opts.pidFile;
+  let previous = pidFile === undefined ? undefined : previousFencer(pidFile);
+  if (previous !== undefined) {
+    log.warn(
+      { previousFencer: previous },
+      `a fencer left by a previous keeper process still runs (pid ${previous}); it is stopped once this keeper holds its own store lease, and fences postgres if that does not happen before the old lease could expire`,
+    );
+  }
+  const recordPid = (pid: number | undefined): void => {
+    if (pidFile === undefined || pid === undefined) {
+      return;
+    }
+    try {
+      writeFileSync(`${pidFile}.tmp`, `${pid}\n`);
+      renameSync(`${pidFile}.tmp`, pidFile);
+    } catch (err) {
+      log.warn({ err, pidFile }, `cannot record the fencer's pid in ${pidFile}: ${(err as Error).message}`);
+    }
+  };
   let child: ChildProcess | undefined;
   let stopping = false;
   const listeners: ((info: { pid: number; at: string }) => void)[] = [];
@@ -57,9 +112,11 @@ export function startFencer(log: Logger, opts: { readonly script?: string } = {}
   let ready = false;
   let pending: unknown;
   const spawnChild = (): void => {
-    const c = fork(script, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [] });
+    // The pid file's path as argument only tags the process for isFencer; fencer-bin ignores it.
+    const c = fork(script, pidFile === undefined ? [] : [pidFile], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [] });
     child = c;
     ready = false;
+    recordPid(c.pid);
     c.on('message', (m: { type?: string; pid?: number; at?: string }) => {
       if (m.type === 'ready' && child === c) {
         ready = true;
@@ -113,6 +170,19 @@ export function startFencer(log: Logger, opts: { readonly script?: string } = {}
     onFenced(listener) {
       listeners.push(listener);
     },
+    retirePrevious() {
+      const pid = previous;
+      previous = undefined;
+      if (pid === undefined || pidFile === undefined || !isFencer(pid, pidFile)) {
+        return;
+      }
+      try {
+        process.kill(pid, 'SIGKILL');
+        log.info({ previousFencer: pid }, `stopped the previous keeper process's fencer (pid ${pid}): this keeper's own lease now covers postgres`);
+      } catch {
+        // Already gone.
+      }
+    },
     async stop() {
       stopping = true;
       const c = child;
@@ -124,6 +194,9 @@ export function startFencer(log: Logger, opts: { readonly script?: string } = {}
       const t = setTimeout(() => c.kill('SIGKILL'), 2000);
       await exited;
       clearTimeout(t);
+      if (pidFile !== undefined) {
+        rmSync(pidFile, { force: true });
+      }
     },
   };
 }

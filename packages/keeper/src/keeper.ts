@@ -592,11 +592,12 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
     if (deps.fencer === undefined || state === 'stopping' || state === 'stopped') {
       return;
     }
-    deps.fencer.update(
-      isPrimary
-        ? { armed: true, pgData, leaseRemainingMs: store.infoLeaseRemainingMs('keepers', config.uid) ?? -Infinity, ttlMs: infoTtlMs() }
-        : { armed: false },
-    );
+    const leaseRemainingMs = store.infoLeaseRemainingMs('keepers', config.uid);
+    deps.fencer.update(isPrimary ? { armed: true, pgData, leaseRemainingMs: leaseRemainingMs ?? -Infinity, ttlMs: infoTtlMs() } : { armed: false });
+    if (leaseRemainingMs !== undefined) {
+      // Our info is under our own lease now (and, if primary, our fencer is armed with it).
+      deps.fencer.retirePrevious();
+    }
   };
   deps.fencer?.onFenced(({ pid, at }) => {
     activity = `self-fenced at ${at}: postgres (postmaster ${pid}) shut down because the store lease could not be renewed; it restarts once the lease is renewed and this keeper is still the primary`;

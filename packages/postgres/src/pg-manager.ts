@@ -142,6 +142,8 @@ const PROGRESS_INTERVAL_MS = 1000;
 const OUTPUT_LIMIT = 64 * 1024;
 /** Connection and statement timeouts of the probe connection, in ms. */
 const CONNECT_TIMEOUT_MS = 2000;
+/** How often promote() asks `pg_is_in_recovery()` after `pg_ctl promote -W`, ms. */
+const PROMOTE_POLL_MS = 15;
 const STATEMENT_TIMEOUT_MS = 5000;
 /** How long init waits for the temporary instance to start, in ms. */
 const INIT_START_TIMEOUT_MS = 60_000;
@@ -585,8 +587,11 @@ export class PgManager implements PostgresManager {
   }
 
   /**
-   * `pg_ctl promote -w` (skipped when `standby.signal` is already gone), then polls
-   * `pg_is_in_recovery()` every 200 ms until it is false, within `timeoutMs` overall.
+   * `pg_ctl promote -W` (no wait; skipped when `standby.signal` is already gone), then polls
+   * `pg_is_in_recovery()` every {@link PROMOTE_POLL_MS} ms until it is false, within `timeoutMs`
+   * overall. Not `pg_ctl promote -w`: its wait loop checks the control file only every 100 ms,
+   * while a PostgreSQL 15 promotion (an end-of-recovery record, no checkpoint) ends in tens of ms,
+   * and every ms here is write outage in a failover or switchover.
    * @throws StolonError `PG_NOT_RUNNING` (transient) when stopped; `PG_COMMAND_FAILED`
    *   (transient) when pg_ctl fails or recovery does not end in time.
    * @see https://www.postgresql.org/docs/current/app-pg-ctl.html
@@ -615,10 +620,7 @@ export class PgManager implements PostgresManager {
     }
     if (await exists(join(this.pgData, 'standby.signal'))) {
       this.#log.info({ pgData: this.pgData }, 'promoting postgres');
-      const seconds = Math.max(1, Math.ceil(timeoutMs / 1000));
-      const res = await this.#exec('pg_ctl', ['promote', '-w', '-t', String(seconds), '-D', this.pgData], {
-        timeoutMs: timeoutMs + 15_000,
-      });
+      const res = await this.#exec('pg_ctl', ['promote', '-W', '-D', this.pgData], { timeoutMs: Math.max(timeoutMs, 15_000) });
       if (res.code !== 0) {
         throw commandFailed('pg_ctl promote', res, 'check the server log', true);
       }
@@ -636,7 +638,7 @@ export class PgManager implements PostgresManager {
           transient: true,
         });
       }
-      await sleep(200);
+      await sleep(PROMOTE_POLL_MS);
     }
   }
 

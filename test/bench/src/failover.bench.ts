@@ -23,6 +23,8 @@
  * the bench:failover section of docs/benchmarks.md.
  */
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
@@ -61,11 +63,14 @@ const HAPROXY_DEFAULT: HaproxyChecks = { interMs: 3000, fall: 3, rise: 2 };
 /** The aggressive profile gets aggressive checks too: HAProxy is part of Patroni's outage. */
 const HAPROXY_AGGRESSIVE: HaproxyChecks = { interMs: 1000, fall: 2, rise: 1 };
 
-const USAGE = `usage: npm run bench:failover -- [--runs N] [--faults LIST] [--profiles LIST] [--patroni-aggressive TTL,LOOP,RETRY] [--write-doc] [--keep] [--log-level L]
+const USAGE = `usage: npm run bench:failover -- [--runs N] [--faults LIST] [--profiles LIST] [--patroni-aggressive TTL,LOOP,RETRY] [--reuse FILE] [--write-doc] [--keep] [--log-level L]
   --runs N          runs per fault and profile (default 10, 1..50)
   --faults LIST     stolon faults (default ${STOLON_FAULTS.join(',')}); Patroni runs the first two
   --profiles LIST   default ${PROFILES.join(',')}
   --patroni-aggressive T,L,R   Patroni ttl,loop_wait,retry_timeout of the aggressive profile (default 10,2,4)
+  --reuse FILE      take the runs of the profiles not in --profiles from an earlier result line
+                    (test/bench/results/failover-*.json), e.g. re-measure stolon after a change
+                    without re-running Patroni; the tables say which rows were reused and when
   --write-doc       regenerate the bench:failover section of docs/benchmarks.md
   --keep            keep the temp directories
   --log-level L     stolon components' log level (default info)`;
@@ -76,6 +81,7 @@ interface Options {
   readonly profiles: readonly Profile[];
   readonly aggressive: PatroniTimings;
   readonly writeDoc: boolean;
+  readonly reuse: string | undefined;
   readonly keep: boolean;
   readonly logLevel: string;
   readonly argv: readonly string[];
@@ -103,6 +109,7 @@ function parseOptions(argv: readonly string[]): Options {
       profiles: { type: 'string', default: PROFILES.join(',') },
       'patroni-aggressive': { type: 'string', default: '10,2,4' },
       'write-doc': { type: 'boolean', default: false },
+      reuse: { type: 'string' },
       keep: { type: 'boolean', default: false },
       'log-level': { type: 'string', default: 'info' },
       help: { type: 'boolean', default: false },
@@ -131,6 +138,7 @@ function parseOptions(argv: readonly string[]): Options {
     profiles: list('profiles', values.profiles, PROFILES),
     aggressive: { ttl: ttl!, loopWait: loopWait!, retryTimeout: retryTimeout! },
     writeDoc: values['write-doc'],
+    reuse: values.reuse,
     keep: values.keep,
     logLevel: values['log-level'],
     argv,
@@ -304,6 +312,38 @@ async function patroniProfile(profile: 'patroni-default' | 'patroni-aggressive',
   return runs;
 }
 
+/** Runs taken from an earlier result line (`--reuse`). */
+interface Reused {
+  readonly file: string;
+  readonly date: string;
+  readonly profiles: readonly Profile[];
+  readonly runs: readonly Run[];
+}
+
+/**
+ * Reads the runs of the profiles not measured now from result line `file`.
+ * @throws Error naming the file and what is wrong with it (unreadable, not a bench:failover
+ *   result, no runs of the missing profiles).
+ */
+async function loadReused(file: string, measuring: readonly Profile[]): Promise<Reused> {
+  let parsed: { date?: unknown; runs?: unknown };
+  try {
+    parsed = JSON.parse(await readFile(file, 'utf8')) as { date?: unknown; runs?: unknown };
+  } catch (err) {
+    throw new Error(`--reuse: cannot read ${file} as a bench:failover result line: ${(err as Error).message}`);
+  }
+  if (typeof parsed.date !== 'string' || !Array.isArray(parsed.runs)) {
+    throw new Error(`--reuse: ${file} has no "date" and "runs": not a bench:failover result line`);
+  }
+  const runs = (parsed.runs as Run[]).filter(
+    (r) => (PROFILES as readonly string[]).includes(r.profile) && !measuring.includes(r.profile) && typeof r.outageMs === 'number',
+  );
+  if (runs.length === 0) {
+    throw new Error(`--reuse: ${file} has no runs of a profile outside --profiles (${measuring.join(',')})`);
+  }
+  return { file, date: parsed.date, profiles: PROFILES.filter((p) => runs.some((r) => r.profile === p)), runs };
+}
+
 interface Stat {
   readonly runs: number;
   readonly p50: number;
@@ -335,14 +375,27 @@ function stat(rs: readonly Run[]): Stat | undefined {
 
 const s1 = (ms: number): string => (Number.isFinite(ms) ? (ms / 1000).toFixed(2) : '-');
 
-function render(opts: Options, runs: readonly Run[], skipped: Readonly<Partial<Record<Profile, string>>>, date: string, minutes: string): { text: string; markdown: string } {
+function render(
+  opts: Options,
+  measured: readonly Run[],
+  skipped: Readonly<Partial<Record<Profile, string>>>,
+  date: string,
+  minutes: string,
+  load: { readonly before: string; readonly max: number },
+  reused?: Reused,
+): { text: string; markdown: string } {
+  const runs = [...measured, ...(reused?.runs ?? [])];
   const t: string[] = ['', `bench:failover — write outage through the router (${date}, ${minutes} min)`, `machine: ${describeMachine(machineInfo())}`, ''];
   const md: string[] = [];
   const command = `npm run bench:failover -- ${opts.argv.filter((a) => a !== '--write-doc').join(' ')}`.trimEnd().replace(/ --$/, '');
-  md.push(
-    `Measured ${date} with \`${command}\` on ${describeMachine(machineInfo())} in ${minutes} min. ` +
-      'The machine was shared with other work while this ran (load average well above its 2 cores at times): figures are pessimistic for both sides.',
-  );
+  const loadText = `1-minute load average ${load.before} before the run, at most ${load.max.toFixed(2)} between runs (the benchmark's own clusters included)`;
+  md.push(`Measured ${date} with \`${command}\` on ${describeMachine(machineInfo())} in ${minutes} min; ${loadText}.`);
+  t.push(loadText);
+  if (reused !== undefined) {
+    const line = `Rows of ${reused.profiles.join(', ')}: reused from \`${reused.file}\` (measured ${reused.date}), not re-run.`;
+    md.push('', line);
+    t.push(line.replaceAll('`', ''));
+  }
   md.push('');
   md.push('| fault | profile | runs | outage p50 (s) | p95 (s) | max (s) | to the new primary p50 (s) | acknowledged writes lost | writes never resumed |');
   md.push('|---|---|---:|---:|---:|---:|---:|---:|---:|');
@@ -434,12 +487,29 @@ async function main(): Promise<number> {
     })());
   const runs: Run[] = [];
   const skipped: Partial<Record<Profile, string>> = {};
+  const loadBefore = loadavg().map((x) => x.toFixed(2)).join(', ');
+  let loadMax = loadavg()[0]!;
+  const loadTimer = setInterval(() => {
+    loadMax = Math.max(loadMax, loadavg()[0]!);
+  }, 5000);
+  loadTimer.unref();
+  const load = () => ({ before: loadBefore, max: loadMax });
+  let reused: Reused | undefined;
+  if (opts.reuse !== undefined) {
+    try {
+      reused = await loadReused(opts.reuse, opts.profiles);
+    } catch (err) {
+      process.stderr.write(`bench:failover: ${(err as Error).message}\n`);
+      return 2;
+    }
+    say(`reusing ${reused.runs.length} runs of ${reused.profiles.join(', ')} from ${opts.reuse} (${reused.date})`);
+  }
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => {
       say(`${sig}: stopping the clusters; what was measured so far:`);
       // An interrupted run still reports (and records) what it measured.
       const date = new Date().toISOString().slice(0, 10);
-      process.stdout.write(`${render(opts, runs, { ...skipped }, date, ((Date.now() - started) / 60_000).toFixed(1)).text}\n`);
+      process.stdout.write(`${render(opts, runs, { ...skipped }, date, ((Date.now() - started) / 60_000).toFixed(1), load(), reused).text}\n`);
       void writeResultLine('failover', stamp, { date, machine: machineInfo(), interruptedBy: sig, runs, skipped })
         .catch(() => undefined)
         .then(cleanup)
@@ -469,13 +539,15 @@ async function main(): Promise<number> {
     }
     const date = new Date().toISOString().slice(0, 10);
     const minutes = ((Date.now() - started) / 60_000).toFixed(1);
-    const { text, markdown } = render(opts, runs, skipped, date, minutes);
+    const { text, markdown } = render(opts, runs, skipped, date, minutes, load(), reused);
     process.stdout.write(`${text}\n`);
     const file = await writeResultLine('failover', stamp, {
       date,
       machine: machineInfo(),
       options: { runs: opts.runs, faults: opts.faults, profiles: opts.profiles, patroniAggressive: opts.aggressive, fast: FAST_PROFILE },
+      load: load(),
       runs,
+      ...(reused !== undefined ? { reused: { file: reused.file, date: reused.date, profiles: reused.profiles } } : {}),
       skipped,
     });
     say(`result line: ${file}`);
