@@ -718,3 +718,14 @@ describe('recovery_init_sync_method default', () => {
     expect(renderPostgresqlConf(base, null, 13)).not.toContain('recovery_init_sync_method');
   });
 });
+
+describe('wal_retrieve_retry_interval default', () => {
+  const base = { listenAddress: '127.0.0.1', port: 5432, parameters: {}, maxStandbys: 20, additionalWalSenders: 5, synchronousStandbyNames: '', hba: [] };
+  it('is 1s (PostgreSQL: 5s) unless the user sets it, so a standby reconnects to a restarted or new primary quickly', () => {
+    expect(renderPostgresqlConf(base, null, 15)).toContain("wal_retrieve_retry_interval = '1s'");
+    expect(renderPostgresqlConf(base, null, 13)).toContain("wal_retrieve_retry_interval = '1s'");
+    const user = renderPostgresqlConf({ ...base, parameters: { wal_retrieve_retry_interval: '3s' } }, null, 15);
+    expect(user).toContain("wal_retrieve_retry_interval = '3s'");
+    expect(user.match(/wal_retrieve_retry_interval/g)).toHaveLength(1);
+  });
+});

@@ -323,12 +323,25 @@ export function renderPostgresqlConf(
     }
     lines.push(`${name} = ${quoteParameter(value)}`);
   }
+  const defaults: string[] = [];
   if (pgVersionMajor >= 14 && !user.has('recovery_init_sync_method')) {
     // Default, not managed: after a crash or a fresh clone PostgreSQL fsyncs every file before
     // recovery; one syncfs() of the filesystem is much faster (0.2-0.45 s → 6 ms on a 1 GiB
     // clone in bench:clone). A user value wins.
     // @see https://www.postgresql.org/docs/15/runtime-config-error-handling.html
-    lines.push('', '# Default of stolon-ts (pgParameters may override)', "recovery_init_sync_method = 'syncfs'");
+    defaults.push("recovery_init_sync_method = 'syncfs'");
+  }
+  if (!user.has('wal_retrieve_retry_interval')) {
+    // Default, not managed: a standby whose primary went away (a crash restarted in place, a
+    // failover) tries to stream again only after this long; PostgreSQL's 5 s became ~5 s of
+    // blocked commits after a primary crash with synchronousReplication (measured by the chaos
+    // suite), because the restarted primary waits for its synchronous standby to reconnect.
+    // 1 s still keeps a restore_command from running more than once a second. A user value wins.
+    // @see https://www.postgresql.org/docs/15/runtime-config-replication.html#GUC-WAL-RETRIEVE-RETRY-INTERVAL
+    defaults.push("wal_retrieve_retry_interval = '1s'");
+  }
+  if (defaults.length > 0) {
+    lines.push('', '# Defaults of stolon-ts (pgParameters may override)', ...defaults);
   }
 
   lines.push('', '# Managed by stolon-ts');
