@@ -586,16 +586,6 @@ export class PgManager implements PostgresManager {
     }
   }
 
-  /**
-   * `pg_ctl promote -W` (no wait; skipped when `standby.signal` is already gone), then polls
-   * `pg_is_in_recovery()` every {@link PROMOTE_POLL_MS} ms until it is false, within `timeoutMs`
-   * overall. Not `pg_ctl promote -w`: its wait loop checks the control file only every 100 ms,
-   * while a PostgreSQL 15 promotion (an end-of-recovery record, no checkpoint) ends in tens of ms,
-   * and every ms here is write outage in a failover or switchover.
-   * @throws StolonError `PG_NOT_RUNNING` (transient) when stopped; `PG_COMMAND_FAILED`
-   *   (transient) when pg_ctl fails or recovery does not end in time.
-   * @see https://www.postgresql.org/docs/current/app-pg-ctl.html
-   */
   /** Undefined once the instance answers and is out of recovery; otherwise why not (for messages). */
   async #stillInRecovery(): Promise<string | undefined> {
     try {
@@ -611,8 +601,19 @@ export class PgManager implements PostgresManager {
     }
   }
 
+  /**
+   * `pg_ctl promote -W` (no wait; skipped when `standby.signal` is already gone), then polls
+   * `pg_is_in_recovery()` every {@link PROMOTE_POLL_MS} ms (200 ms after the first second) until
+   * it is false, within `timeoutMs` overall. Not `pg_ctl promote -w`: its wait loop checks the control file only every 100 ms,
+   * while a PostgreSQL 15 promotion (an end-of-recovery record, no checkpoint) ends in tens of ms,
+   * and every ms here is write outage in a failover or switchover.
+   * @throws StolonError `PG_NOT_RUNNING` (transient) when stopped; `PG_COMMAND_FAILED`
+   *   (transient) when pg_ctl fails or recovery does not end in time.
+   * @see https://www.postgresql.org/docs/current/app-pg-ctl.html
+   */
   async promote(timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
+    const startedAt = Date.now();
+    const deadline = startedAt + timeoutMs;
     if (!(await this.isRunning())) {
       throw new StolonError('PG_NOT_RUNNING', `cannot promote: postgres is not running on ${this.pgData}`, {
         transient: true,
@@ -638,7 +639,8 @@ export class PgManager implements PostgresManager {
           transient: true,
         });
       }
-      await sleep(PROMOTE_POLL_MS);
+      // A promotion that still has WAL to replay can take long: poll fast only at first.
+      await sleep(Date.now() - startedAt < 1000 ? PROMOTE_POLL_MS : 200);
     }
   }
 
