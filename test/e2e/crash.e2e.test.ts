@@ -8,24 +8,11 @@
 import { chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor } from '@stolon-ts/harness';
+import { failoverEvents, type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor, waitKeepersConverged } from '@stolon-ts/harness';
 
 let dir = '';
 let cluster: LocalCluster;
 let failed = false;
-
-interface EventJson {
-  kind: string;
-  cause: string;
-  oldPrimary: { keeperUID: string };
-}
-
-async function events(): Promise<EventJson[]> {
-  const r = await cluster.stolonctl(['events', '--format', 'json']);
-  expect(r.code, r.stderr).toBe(0);
-  const parsed = JSON.parse(r.stdout) as unknown;
-  return (Array.isArray(parsed) ? parsed : ((parsed as { events?: EventJson[] }).events ?? [])) as EventJson[];
-}
 
 /** Inserts through the proxy back to back (reconnecting) and returns the acknowledgement times. */
 function writer(): { acks: number[]; stop: () => Promise<void> } {
@@ -60,20 +47,6 @@ function longestGap(acks: readonly number[], from: number): number {
   return gap;
 }
 
-async function settled(): Promise<void> {
-  await waitFor(
-    async () => {
-      const r = await cluster.stolonctl(['status', '--format', 'json']);
-      if (r.code !== 0) {
-        return undefined;
-      }
-      const ks = (JSON.parse(r.stdout) as { keepers: { healthy: boolean; pg_healthy?: boolean; pg_wanted_generation?: number; pg_current_generation?: number }[] }).keepers;
-      return ks.length === 2 && ks.every((k) => k.healthy && k.pg_healthy === true && k.pg_wanted_generation === k.pg_current_generation) ? true : undefined;
-    },
-    { timeoutMs: 120_000, what: 'both keepers healthy and converged' },
-  );
-}
-
 function guard(fn: () => Promise<void>): () => Promise<void> {
   return async () => {
     try {
@@ -89,7 +62,7 @@ beforeAll(async () => {
   dir = await makeTempDir('stolon-crash-e2e-');
   cluster = await startLocalCluster({ dir, keepers: 2, clusterName: 'crash', logLevel: 'debug' });
   await query(cluster.proxyClientConfig(0), 'create table c (id serial primary key)');
-  await settled();
+  await waitKeepersConverged(cluster, 2);
 }, 180_000);
 
 afterAll(async () => {
@@ -105,7 +78,7 @@ afterAll(async () => {
 describe('postgres crash with its keeper alive', () => {
   it('SIGKILL of the postmaster: the keeper restarts it at once, the same keeper stays primary, no failover', guard(async () => {
     const p = await cluster.primaryIndex();
-    const before = (await events()).length;
+    const before = (await failoverEvents(cluster)).length;
     const w = writer();
     await waitFor(() => (w.acks.length >= 20 ? true : undefined), { timeoutMs: 20_000, what: 'the writer to get going' });
     const pid = await cluster.keepers[p]!.postmasterPid();
@@ -124,14 +97,14 @@ describe('postgres crash with its keeper alive', () => {
       }
     }
     expect(await cluster.primaryIndex()).toBe(p);
-    expect((await events()).length).toBe(before);
+    expect((await failoverEvents(cluster)).length).toBe(before);
     expect(cluster.keepers[p]!.process.logs()).toContain('postgres is no longer running');
     // Well inside failInterval (6 s): the restart, not a failover, ended the outage.
     expect(gap).toBeLessThan(6000);
   }));
 
   it('postgres that cannot start again (pg_control unreadable): the keeper reports it and the sentinel fails over without waiting failInterval', guard(async () => {
-    await settled();
+    await waitKeepersConverged(cluster, 2);
     const p = await cluster.primaryIndex();
     const keeper = cluster.keepers[p]!;
     const w = writer();
@@ -157,7 +130,7 @@ describe('postgres crash with its keeper alive', () => {
       await w.stop();
       const gap = longestGap(w.acks, killedAt);
       process.stdout.write(`postgres crash that cannot restart: failover, write outage ${gap} ms through the proxy\n`);
-      const ev = (await events()).at(-1)!;
+      const ev = (await failoverEvents(cluster)).at(-1)!;
       expect(ev.oldPrimary.keeperUID).toBe(keeper.uid);
       expect(ev.cause).toContain('cannot be started');
       // failInterval is 6 s: without the start-error report the sentinel would still be waiting.
@@ -166,6 +139,6 @@ describe('postgres crash with its keeper alive', () => {
       await w.stop();
       await restore();
     }
-    await settled();
+    await waitKeepersConverged(cluster, 2);
   }));
 });

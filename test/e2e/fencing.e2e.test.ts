@@ -11,26 +11,11 @@
  *    write to it after the promotion; after SIGCONT it rejoins as a standby.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor } from '@stolon-ts/harness';
+import { failoverEvents, type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor, waitKeepersConverged } from '@stolon-ts/harness';
 
 let dir = '';
 let cluster: LocalCluster;
 let failed = false;
-
-interface EventJson {
-  kind: string;
-  result?: string;
-  oldPrimary: { keeperUID: string };
-  newPrimary?: { keeperUID: string };
-  phases: Record<string, string>;
-}
-
-async function events(): Promise<EventJson[]> {
-  const r = await cluster.stolonctl(['events', '--format', 'json']);
-  expect(r.code, r.stderr).toBe(0);
-  const parsed = JSON.parse(r.stdout) as unknown;
-  return (Array.isArray(parsed) ? parsed : ((parsed as { events?: EventJson[] }).events ?? [])) as EventJson[];
-}
 
 async function directWrite(i: number): Promise<boolean> {
   try {
@@ -55,20 +40,6 @@ async function writableThroughProxy(what: string): Promise<void> {
   );
 }
 
-async function settled(): Promise<void> {
-  await waitFor(
-    async () => {
-      const r = await cluster.stolonctl(['status', '--format', 'json']);
-      if (r.code !== 0) {
-        return undefined;
-      }
-      const ks = (JSON.parse(r.stdout) as { keepers: { healthy: boolean; pg_healthy?: boolean; pg_wanted_generation?: number; pg_current_generation?: number }[] }).keepers;
-      return ks.length === 2 && ks.every((k) => k.healthy && k.pg_healthy === true && k.pg_wanted_generation === k.pg_current_generation) ? true : undefined;
-    },
-    { timeoutMs: 120_000, what: 'both keepers healthy and converged' },
-  );
-}
-
 function guard(fn: () => Promise<void>): () => Promise<void> {
   return async () => {
     try {
@@ -84,7 +55,7 @@ beforeAll(async () => {
   dir = await makeTempDir('stolon-fencing-e2e-');
   cluster = await startLocalCluster({ dir, keepers: 2, clusterName: 'fence', keeperStoreRelays: true, logLevel: 'debug' });
   await query(cluster.proxyClientConfig(0), 'create table f (id serial primary key)');
-  await settled();
+  await waitKeepersConverged(cluster, 2);
 }, 180_000);
 
 afterAll(async () => {
@@ -102,7 +73,7 @@ describe('self-fencing primary', () => {
     const p = await cluster.primaryIndex();
     expect(p).toBeGreaterThanOrEqual(0);
     const keeper = cluster.keepers[p]!;
-    const before = (await events()).length;
+    const before = (await failoverEvents(cluster)).length;
     const logBefore = keeper.process.logs().length;
     const cutAt = Date.now();
     keeper.storeRelay!.cut();
@@ -121,15 +92,15 @@ describe('self-fencing primary', () => {
     await writableThroughProxy('writes through the proxy after the fence is lifted');
     expect(await cluster.primaryIndex()).toBe(p);
     expect(await directWrite(p)).toBe(true);
-    expect((await events()).length).toBe(before);
+    expect((await failoverEvents(cluster)).length).toBe(before);
     expect(keeper.process.logs().slice(logBefore)).toContain('self-fenced at');
-    await settled();
+    await waitKeepersConverged(cluster, 2);
   }));
 
   it('the primary keeper alone killed (postgres and its fencer live on) and restarted at once: the new keeper retires the old fencer, postgres is not fenced, no failover', guard(async () => {
     const p = await cluster.primaryIndex();
     const keeper = cluster.keepers[p]!;
-    const before = (await events()).length;
+    const before = (await failoverEvents(cluster)).length;
     const postmaster = await keeper.postmasterPid();
     expect(postmaster).toBeDefined();
     // SIGKILL of the keeper process only (not its group): its armed fencer is orphaned and would
@@ -147,8 +118,8 @@ describe('self-fencing primary', () => {
     expect(await keeper.postmasterPid()).toBe(postmaster);
     expect(await directWrite(p)).toBe(true);
     expect(await cluster.primaryIndex()).toBe(p);
-    expect((await events()).length).toBe(before);
-    await settled();
+    expect((await failoverEvents(cluster)).length).toBe(before);
+    await waitKeepersConverged(cluster, 2);
   }));
 
   it('a frozen primary keeper (SIGSTOP past its lease) has its postgres shut down before the standby is promoted; after SIGCONT it rejoins as a standby', guard(async () => {
@@ -176,7 +147,7 @@ describe('self-fencing primary', () => {
       await writableThroughProxy('writes through the proxy to the new primary');
       probing = false;
       await probe;
-      const ev = (await events()).at(-1)!;
+      const ev = (await failoverEvents(cluster)).at(-1)!;
       expect(ev.kind).toBe('failover');
       expect(ev.oldPrimary.keeperUID).toBe(keeper.uid);
       expect(ev.newPrimary?.keeperUID).toBe(cluster.keepers[other]!.uid);
@@ -191,7 +162,7 @@ describe('self-fencing primary', () => {
       probing = false;
       keeper.process.resume();
     }
-    await settled();
+    await waitKeepersConverged(cluster, 2);
     const r = await query<{ rec: boolean }>(cluster.directClientConfig(p), 'select pg_is_in_recovery() as rec');
     expect(r[0]?.rec).toBe(true);
     expect(keeper.process.logs().slice(logBefore)).toContain('self-fencing: ');

@@ -16,11 +16,7 @@ import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor } from '@stolon-ts/harness';
-
-interface StatusJson {
-  keepers: { uid: string; healthy: boolean; pg_healthy?: boolean; pg_wanted_generation?: number; pg_current_generation?: number }[];
-}
+import { type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor, waitKeepersConverged } from '@stolon-ts/harness';
 
 const IDLE = 1000;
 /** The default spec's proxyTimeout. */
@@ -42,18 +38,6 @@ function guard(fn: () => Promise<void>): () => Promise<void> {
 }
 
 /** Every keeper healthy, its PostgreSQL healthy and converged, as the sentinel sees it. */
-async function settled(n: number): Promise<void> {
-  await waitFor(
-    async () => {
-      const r = await cluster.stolonctl(['status', '--format', 'json']);
-      const ks = (JSON.parse(r.stdout) as StatusJson).keepers;
-      return ks.length === n && ks.every((k) => k.healthy && k.pg_healthy === true && k.pg_wanted_generation === k.pg_current_generation)
-        ? true
-        : undefined;
-    },
-    { timeoutMs: 90_000, what: `${n} healthy, converged keepers` },
-  );
-}
 
 /** Where a new connection lands: in recovery or not, and the PostgreSQL port it reached. */
 async function where(config: pg.ClientConfig): Promise<{ recovery: boolean; port: number }> {
@@ -117,7 +101,7 @@ beforeAll(async () => {
     spec: { initMode: 'new', pgParameters: { max_connections: '1100' } },
   });
   await query(cluster.proxyClientConfig(0), 'create table t (id serial primary key, note text)');
-  await settled(2);
+  await waitKeepersConverged(cluster, 2, 90_000);
 }, 180_000);
 
 afterAll(async () => {
@@ -233,7 +217,7 @@ describe('stolon-proxy on a real cluster', () => {
     expect(routed.at(-1)).toContain(`127.0.0.1:${cluster.keepers[s]!.pgPort}`);
 
     // The old primary rejoins as a standby; then the read-only port reaches it, and only it.
-    await settled(2);
+    await waitKeepersConverged(cluster, 2, 90_000);
     await waitFor(
       async () => {
         try {

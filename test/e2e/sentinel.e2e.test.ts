@@ -6,7 +6,7 @@
  * keeper with no DB is dropped after deadKeeperRemovalInterval (Stolon TestKeeperRemoval).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { childPids, type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor } from '@stolon-ts/harness';
+import { childPids, type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor, waitKeepersConverged } from '@stolon-ts/harness';
 
 interface StatusJson {
   sentinels: { uid: string; leader: boolean }[];
@@ -55,15 +55,6 @@ async function newPrimary(not: number): Promise<number> {
 }
 
 /** Every keeper healthy, its PostgreSQL healthy and converged, as the sentinel sees it. */
-async function settled(n: number): Promise<void> {
-  await waitFor(
-    async () => {
-      const ks = (await status()).keepers;
-      return ks.length === n && ks.every((k) => k.healthy && k.pg_healthy === true && k.pg_wanted_generation === k.pg_current_generation) ? true : undefined;
-    },
-    { timeoutMs: 90_000, what: `${n} healthy, converged keepers` },
-  );
-}
 
 function guard(fn: () => Promise<void>): () => Promise<void> {
   return async () => {
@@ -80,7 +71,7 @@ beforeAll(async () => {
   dir = await makeTempDir('stolon-sentinel-e2e-');
   cluster = await startLocalCluster({ dir, keepers: 3, sentinels: 2, clusterName: 'sent', logLevel: 'debug' });
   await query(cluster.proxyClientConfig(0), 'create table t (id serial primary key)');
-  await settled(3);
+  await waitKeepersConverged(cluster, 3, 90_000);
 }, 180_000);
 
 afterAll(async () => {
@@ -129,7 +120,7 @@ describe('sentinel', () => {
     }
     await writable('a write after the failover to the most advanced standby');
     await cluster.startKeeper(p);
-    await settled(3);
+    await waitKeepersConverged(cluster, 3, 90_000);
   }));
 
   it('failkeeper fails the primary over to a standby, and the trace names the cause', guard(async () => {
@@ -146,7 +137,7 @@ describe('sentinel', () => {
 
   it('keeps failing over when the leader sentinel dies together with the primary node', guard(async () => {
     // Everything healthy again first (the failed keeper rejoined as a standby).
-    await settled(3);
+    await waitKeepersConverged(cluster, 3, 90_000);
     const st = await status();
     const leaderUid = st.sentinels.find((s) => s.leader)?.uid;
     expect(leaderUid).toBeDefined();

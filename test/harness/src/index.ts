@@ -25,6 +25,7 @@ export {
   type LocalClusterOptions,
 } from './cluster.js';
 export { query } from './sql.js';
+export { failoverEvents, waitKeepersConverged, type FailoverEventJson } from './converge.js';
 export { startRelay, type RelayHandle } from './relay.js';
 export {
   startKubeApiServerStandin,
