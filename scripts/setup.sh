@@ -9,6 +9,10 @@ command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 # The chaos suite cuts a keeper's network namespace off with iptables DROP rules.
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need_apt+=(iptables)
+# The proxy's native relay (packages/proxy/native/relay.c) is built by node-gyp: python3, make, a C compiler.
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+command -v make >/dev/null 2>&1 || need_apt+=(make)
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing ${need_apt[*]}; run as root or: sudo apt-get install -y ${need_apt[*]}" >&2

@@ -37,6 +37,8 @@ describe('parseProxyArgs', () => {
       roPort: 0,
       roMaxLagBytes: 1048576,
       roFallbackToPrimary: false,
+      dataPath: 'native',
+      relayThreads: 0,
     });
     // --ro-port 0 (the default): no read-only listener.
     expect(proxyConfigFromFlags(parseProxyArgs(REQUIRED, {})).readOnly).toBeNull();
@@ -55,7 +57,13 @@ describe('parseProxyArgs', () => {
       tcpKeepaliveIdleS: 30,
       tcpKeepaliveCount: 0,
       tcpKeepaliveIntervalS: 0,
+      dataPath: 'native',
+      relayThreads: 0,
       readOnly: { listenAddress: '10.0.0.5', port: 5433, maxLagBytes: 65536, fallbackToPrimary: true },
+    });
+    expect(proxyConfigFromFlags(parseProxyArgs([...REQUIRED, '--data-path', 'event-loop', '--relay-threads', '3'], {}))).toMatchObject({
+      dataPath: 'event-loop',
+      relayThreads: 3,
     });
     const own = parseProxyArgs([...REQUIRED, '--ro-port', '5432', '--ro-listen-address', '10.0.0.6'], {});
     expect(proxyConfigFromFlags(own).readOnly).toMatchObject({ listenAddress: '10.0.0.6', port: 5432 });
@@ -83,6 +91,9 @@ describe('parseProxyArgs', () => {
     [['--ro-port', '70000'], 'ro-port'],
     [['--ro-port', '5432'], 'ro-port'],
     [['--ro-max-lag-bytes', '-5'], 'ro-max-lag-bytes'],
+    [['--data-path', 'splice'], 'data-path'],
+    [['--relay-threads', '65'], 'relay-threads'],
+    [['--relay-threads', '-1'], 'relay-threads'],
   ])('rejects %j naming the flag', (extra, field) => {
     const err = configError(() => parseProxyArgs([...REQUIRED, ...extra], {}));
     expect(err.field).toBe(field);

@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import pg from 'pg';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   newClusterData,
   serializeClusterData,
@@ -257,6 +257,8 @@ interface World {
 
 const cleanups: Array<() => Promise<void>> = [];
 let currentLines: LogLine[] = [];
+/** The data path of the tests running now (set by the outer describe.each). */
+let dataPathConfig: Extra = {};
 
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) {
@@ -296,6 +298,7 @@ async function world(opts: { cd?: ClusterData; unavailable?: boolean; stopListen
       listenAddress: '127.0.0.1',
       port,
       ...(opts.stopListening === undefined ? {} : { stopListening: opts.stopListening }),
+      ...dataPathConfig,
       ...opts.config,
     },
     { store, logger },
@@ -340,687 +343,702 @@ function waitForLog(lines: LogLine[], pattern: string | RegExp, timeoutMs = 3000
 
 // ------------------------------------------------------------------ tests
 
-describe('proxy', () => {
-  it('does not listen until the store answered, then listens and routes', { timeout: 15_000 }, async () => {
-    const a = await echo('A');
-    const w = await world({
-      cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }),
-      unavailable: true,
-    });
-    // Several checks fail meanwhile (default interval before any spec was read: 1 s).
-    await new Promise((r) => setTimeout(r, 1200));
-    expect(w.proxy.state()).toBe('starting');
-    expect(await probe(w.port)).toBe('refused');
-    expect(w.lines.some((l) => l.msg.startsWith('proxy listening on'))).toBe(false);
-
-    w.backend.setUnavailable(false);
-    await waitFor(() => w.proxy.ready.then(() => true), { timeoutMs: 3000, what: 'ready' });
-    await waitForLog(w.lines, `proxy listening on 127.0.0.1:${w.port}`);
-    expect(w.proxy.port()).toBe(w.port);
-    expect(await probe(w.port)).toBe('A:probe');
-    expect(w.proxy.state()).toBe('routing');
-  });
-
-  it('routes to the enabled primary and publishes its generation with a TTL of proxyTimeout', { timeout: 15_000 }, async () => {
-    const a = await echo('A');
-    const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }) });
-    await w.proxy.ready;
-    const c = await connect(w.port);
-    expect(await ask(c, 'hello', 'echo from A')).toBe('A:hello');
-    expect(w.proxy.connections()).toBe(1);
-    expect(w.proxy.state()).toBe('routing');
-    await waitForLog(w.lines, `routing to 127.0.0.1:${a.port} (db db1, proxy generation 2)`);
-
-    const info = await w.published();
-    expect(info).toMatchObject({ UID, Generation: 2, ProxyTimeout: PROXY_TIMEOUT_MS * 1e6 });
-    expect(typeof info?.infoUID).toBe('string');
-    expect(w.publications.at(-1)?.ttlMs).toBe(PROXY_TIMEOUT_MS);
-    // A new infoUID on every publish (the sentinel's liveness signal).
-    await waitFor(() => w.publications.length >= 3, { timeoutMs: 2000, what: 'three publications' });
-    expect(new Set(w.publications.map((p) => p.info.infoUID)).size).toBe(w.publications.length);
-
-    // stop(): connections gone, listener closed, info deleted, done resolves.
-    await w.proxy.stop('test');
-    await w.proxy.done;
-    expect(w.proxy.state()).toBe('stopped');
-    await waitFor(() => c.closed, { timeoutMs: 2000, what: 'client closed by stop' });
-    expect(await probe(w.port)).toBe('refused');
-    expect(await w.published()).toBeUndefined();
-  });
-
-  it('closes connections at once when this proxy is not enabled, and still publishes', { timeout: 15_000 }, async () => {
-    const a = await echo('A');
-    const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: ['other'], generation: 4 }) });
-    await w.proxy.ready;
-    expect(await probe(w.port)).toBe('closed');
-    expect(a.open()).toBe(0);
-    expect(w.proxy.state()).toBe('fenced');
-    await waitForLog(w.lines, `fenced: this proxy (${UID}) is not in enabledProxies (proxy generation 4)`);
-    // Published anyway: the sentinel must see a proxy before it can enable it.
-    expect((await w.published())?.Generation).toBe(4);
-
-    // Enabled by the sentinel: routes (the watch makes this immediate).
-    await w.write(aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 5 }));
-    await waitFor(() => w.proxy.state() === 'routing', { timeoutMs: 2000, what: 'routing once enabled' });
-    expect(await probe(w.port)).toBe('A:probe');
-  });
-
-  it('on a primary change destroys old connections before publishing the new generation, then routes to the new primary', { timeout: 15_000 }, async () => {
-    const a = await echo('A');
-    const b = await echo('B');
-    const dbs = { db1: a.port, db2: b.port };
-    const w = await world({ cd: aClusterData({ dbs, master: 'db1', enabled: [UID], generation: 2 }) });
-    await w.proxy.ready;
-    const c1 = await connect(w.port);
-    const c2 = await connect(w.port);
-    expect(await ask(c1, 'one', 'c1 echo')).toBe('A:one');
-    expect(await ask(c2, 'two', 'c2 echo')).toBe('A:two');
-    expect(a.open()).toBe(2);
-
-    await w.write(aClusterData({ dbs, master: 'db2', enabled: [UID], generation: 3 }));
-    await waitFor(() => c1.closed && c2.closed, { timeoutMs: 2000, what: 'old client connections closed' });
-    await waitFor(() => a.open() === 0, { timeoutMs: 2000, what: 'connections to the old primary closed' });
-    const c3 = await connect(w.port);
-    expect(await ask(c3, 'three', 'echo from the new primary')).toBe('B:three');
-
-    // The fencing handshake: generation 3 was never published while a connection was open.
-    const gen3 = w.publications.filter((p) => p.info.Generation === 3);
-    expect(gen3.length).toBeGreaterThan(0);
-    expect(gen3[0]?.connections).toBe(0);
-    expect((await w.published())?.Generation).toBe(3);
-    const change = await waitForLog(w.lines, /^target changed from 127\.0\.0\.1:\d+ \(db db1\) to 127\.0\.0\.1:\d+ \(db db2\)/);
-    expect(change.msg).toBe(
-      `target changed from 127.0.0.1:${a.port} (db db1) to 127.0.0.1:${b.port} (db db2) (proxy generation 3); closed 2 connections`,
-    );
-  });
-
-  it('masterDbUid "" (fencing): closes connections, keeps listening, publishes the new generation', { timeout: 15_000 }, async () => {
-    const a = await echo('A');
-    const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 6 }) });
-    await w.proxy.ready;
-    const c = await connect(w.port);
-    expect(await ask(c, 'x', 'echo')).toBe('A:x');
-
-    await w.write(aClusterData({ dbs: { db1: a.port }, master: '', enabled: [UID], generation: 7 }));
-    await waitFor(() => c.closed, { timeoutMs: 2000, what: 'client closed on fencing' });
-    await waitFor(async () => (await w.published())?.Generation === 7, { timeoutMs: 2000, what: 'generation 7 published' });
-    const first7 = w.publications.find((p) => p.info.Generation === 7);
-    expect(first7?.connections).toBe(0);
-    expect(w.proxy.state()).toBe('fenced');
-    expect(await probe(w.port)).toBe('closed'); // listening, but closing at once
-    await waitForLog(w.lines, 'fenced: no primary published (proxy generation 7)');
-  });
-
-  it('store unavailable: closes connections and the listener within proxyTimeout; resumes when the store is back', { timeout: 20_000 }, async () => {
-    const a = await echo('A');
-    const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }) });
-    await w.proxy.ready;
-    const c = await connect(w.port);
-    expect(await ask(c, 'x', 'echo')).toBe('A:x');
-
-    const t0 = performance.now();
-    w.backend.setUnavailable(true);
-    await waitFor(() => c.closed, { timeoutMs: PROXY_TIMEOUT_MS + SLACK_MS, what: 'client closed', intervalMs: 10 });
-    expect(performance.now() - t0).toBeLessThan(PROXY_TIMEOUT_MS + SLACK_MS);
-    await waitFor(async () => (await probe(w.port)) === 'refused', {
-      timeoutMs: PROXY_TIMEOUT_MS + SLACK_MS,
-      what: 'listener closed',
-      intervalMs: 20,
-    });
-    expect(performance.now() - t0).toBeLessThan(PROXY_TIMEOUT_MS + SLACK_MS);
-    expect(w.proxy.state()).toBe('store-lost');
-    await waitForLog(w.lines, /^store unreachable: reading clusterdata: memory store unavailable/);
-    await waitForLog(w.lines, /^no successful check within proxyTimeout \(1000 ms\)/);
-    expect(w.lines.some((l) => l.msg === `proxy stopped listening on 127.0.0.1:${w.port}`)).toBe(true);
-    expect(a.open()).toBe(0);
-
-    w.backend.setUnavailable(false);
-    await waitFor(() => w.proxy.state() === 'routing', { timeoutMs: 3000, what: 'routing again' });
-    expect(await probe(w.port)).toBe('A:probe');
-    expect((await w.published())?.Generation).toBe(2);
-  });
-
-  it('store calls hanging: the watchdog (not the check loop) closes connections and the listener within proxyTimeout', { timeout: 20_000 }, async () => {
-    const a = await echo('A');
-    const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }) });
-    await w.proxy.ready;
-    const c = await connect(w.port);
-    expect(await ask(c, 'x', 'echo')).toBe('A:x');
-
-    const t0 = performance.now();
-    w.setHanging(true);
-    await waitFor(() => c.closed, { timeoutMs: PROXY_TIMEOUT_MS + SLACK_MS, what: 'client closed', intervalMs: 10 });
-    await waitFor(async () => (await probe(w.port)) === 'refused', {
-      timeoutMs: PROXY_TIMEOUT_MS + SLACK_MS,
-      what: 'listener closed',
-      intervalMs: 20,
-    });
-    expect(performance.now() - t0).toBeLessThan(PROXY_TIMEOUT_MS + SLACK_MS);
-    expect(w.proxy.state()).toBe('store-lost');
-    const line = await waitForLog(w.lines, /^no successful check within proxyTimeout \(1000 ms\): target changed from 127\.0\.0\.1:\d+ \(db db1\) to none/);
-    expect(line.msg).toMatch(/closing 1 connection, closing the listener until a check succeeds$/);
-    // The hung check itself gives up after proxyTimeout and says why.
-    await waitForLog(w.lines, /^store unreachable: reading clusterdata: no answer within 1000 ms; routing nowhere$/, 2 * PROXY_TIMEOUT_MS + SLACK_MS);
-
-    w.setHanging(false);
-    await waitFor(() => w.proxy.state() === 'routing', { timeoutMs: 3000, what: 'routing again' });
-    expect(await probe(w.port)).toBe('A:probe');
-  });
-
-  it('with stopListening false the watchdog closes connections but keeps listening', { timeout: 15_000 }, async () => {
-    const a = await echo('A');
-    const w = await world({
-      cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }),
-      stopListening: false,
-    });
-    await w.proxy.ready;
-    w.backend.setUnavailable(true);
-    await waitFor(() => w.proxy.state() === 'store-lost', { timeoutMs: PROXY_TIMEOUT_MS + SLACK_MS, what: 'store-lost' });
-    await waitForLog(w.lines, /^no successful check within proxyTimeout .*still listening$/, PROXY_TIMEOUT_MS + SLACK_MS);
-    expect(await probe(w.port)).toBe('closed');
-  });
-
-  it('invalid clusterdata (format version 2) routes nowhere; never listens if that is all it ever read', { timeout: 15_000 }, async () => {
-    const a = await echo('A');
-    const good = aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 });
-    const w = await world({ cd: good });
-    await w.proxy.ready;
-    const c = await connect(w.port);
-    expect(await ask(c, 'x', 'echo')).toBe('A:x');
-
-    await w.admin.overwriteClusterData(JSON.stringify({ ...good, formatVersion: 2 }));
-    await waitFor(() => c.closed, { timeoutMs: 2000, what: 'client closed on invalid clusterdata' });
-    expect(w.proxy.state()).toBe('fenced');
-    expect(await probe(w.port)).toBe('closed');
-    await waitForLog(w.lines, /^invalid clusterdata: unsupported clusterdata format version 2/);
-
-    // A second proxy that only ever read invalid clusterdata never listens.
-    const w2 = await world({ cd: { ...good, formatVersion: 2 } });
-    await new Promise((r) => setTimeout(r, 1200));
-    expect(w2.proxy.state()).toBe('starting');
-    expect(await probe(w2.port)).toBe('refused');
-  });
-
-  it('a malformed proxy object in clusterdata routes nowhere instead of crashing', { timeout: 15_000 }, async () => {
-    const a = await echo('A');
-    const good = aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 });
-    const w = await world({ cd: good });
-    await w.proxy.ready;
-    await w.admin.overwriteClusterData(
-      JSON.stringify({ ...good, proxy: { ...good.proxy, spec: { masterDbUid: 'db1', enabledProxies: 'px1' } } }),
-    );
-    await waitForLog(w.lines, /^invalid clusterdata: clusterdata\.proxy\.spec\.enabledProxies is not a list of strings/);
-    expect(await probe(w.port)).toBe('closed');
-  });
-
-  it('a client sending garbage to a dead primary does not crash the proxy', { timeout: 15_000 }, async () => {
-    const deadPort = await freePort(); // nothing listens there
-    const b = await echo('B');
-    const w = await world({ cd: aClusterData({ dbs: { db1: deadPort, db2: b.port }, master: 'db1', enabled: [UID], generation: 2 }) });
-    await w.proxy.ready;
-    const results = await Promise.all(
-      Array.from({ length: 20 }, async (_, i) => {
-        const c = await connect(w.port);
-        c.sock.write(Buffer.from(Array.from({ length: 4096 }, (_v, j) => (i * 31 + j * 7) % 256)));
-        if (i % 2 === 0) {
-          c.sock.resetAndDestroy();
-          return 'reset';
-        }
-        await waitFor(() => c.closed, { timeoutMs: 3000, what: `client ${i} closed` });
-        return 'closed';
-      }),
-    );
-    expect(results.filter((r) => r === 'closed')).toHaveLength(10);
-    await waitFor(() => w.proxy.connections() === 0, { timeoutMs: 3000, what: 'no connections left' });
-    expect(w.proxy.state()).toBe('routing');
-    expect(w.lines.some((l) => /connection \d+ to primary 127\.0\.0\.1:\d+ failed: connect ECONNREFUSED/.test(l.msg))).toBe(true);
-
-    // Still alive and serving after the primary moves.
-    await w.write(aClusterData({ dbs: { db1: deadPort, db2: b.port }, master: 'db2', enabled: [UID], generation: 3 }));
-    await waitFor(async () => (await probe(w.port)) === 'B:probe', { timeoutMs: 3000, what: 'routing to B' });
-  });
-
-  it('reacts to clusterdata changes on the watch, not only on the interval', { timeout: 15_000 }, async () => {
-    const a = await echo('A');
-    const spec = { initMode: 'new', proxyCheckInterval: '5s', proxyTimeout: '10s' };
-    const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2, spec }) });
-    await w.proxy.ready;
-    await waitForLog(w.lines, /^routing to/);
-    const t0 = performance.now();
-    await w.write(aClusterData({ dbs: { db1: a.port }, master: '', enabled: [UID], generation: 3, spec }));
-    await waitFor(async () => (await w.published())?.Generation === 3, { timeoutMs: 2000, what: 'generation 3 published', intervalMs: 10 });
-    expect(performance.now() - t0).toBeLessThan(1000);
-  });
-
-  it('with no clusterdata in the store: listens, routes nowhere, publishes nothing', { timeout: 15_000 }, async () => {
-    const w = await world();
-    await w.proxy.ready;
-    expect(w.proxy.state()).toBe('fenced');
-    expect(await probe(w.port)).toBe('closed');
-    expect(await w.published()).toBeUndefined();
-    await waitForLog(w.lines, 'fenced: no clusterdata in the store (cluster not initialised)');
-  });
-
-  it('fails (done rejects) when the listen address cannot be bound', { timeout: 15_000 }, async () => {
-    const a = await echo('A');
-    const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }) });
-    await w.proxy.ready;
-    const { logger, lines } = captureLogger();
-    const second = await start(
-      { uid: 'px2', listenAddress: '127.0.0.1', port: w.port },
-      { store: new MemoryStore(w.backend, { clusterName: 'c1' }), logger },
-    );
-    await expect(second.done).rejects.toThrow(/cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
-    await expect(second.ready).rejects.toThrow(/stopped before it was ready/);
-    expect(second.state()).toBe('failed');
-    expect(lines.some((l) => l.msg.includes(BUG_SENTENCE))).toBe(false);
-    await second.stop('again'); // idempotent, resolves
-  });
-});
-
-// ------------------------------------------------------------------ connections in depth
-
-/** A server that runs `onSocket` for each connection; closed by the cleanup. */
-async function server(onSocket: (s: net.Socket) => void, opts: net.ServerOpts = {}): Promise<number> {
-  const sockets = new Set<net.Socket>();
-  const srv = net.createServer(opts, (s) => {
-    sockets.add(s);
-    s.on('error', () => undefined);
-    s.on('close', () => sockets.delete(s));
-    onSocket(s);
-  });
-  await new Promise<void>((resolve) => srv.listen({ host: '127.0.0.1', port: 0 }, resolve));
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) {
-          s.destroy();
-        }
-        srv.close(() => resolve());
-      }),
-  );
-  return (srv.address() as net.AddressInfo).port;
-}
-
-/** A byte pattern the receiver can check position by position. */
-const patternByte = (i: number): number => (i * 7 + 3) % 251;
-
-function sqlState(err: unknown): string | undefined {
-  return (err as { code?: string }).code;
-}
-
-describe('proxy connections', () => {
-  it('half-close: the client FIN reaches the backend, and the backend answer after it still comes back', { timeout: 15_000 }, async () => {
-    // The backend answers only once the client has finished sending (it saw FIN), then closes.
-    const port = await server(
-      (s) => {
-        let got = '';
-        s.on('data', (d) => (got += d.toString()));
-        s.on('end', () => s.end(`answer to ${got}`));
-      },
-      { allowHalfOpen: true },
-    );
-    const w = await world({ cd: aClusterData({ dbs: { db1: port }, master: 'db1', enabled: [UID], generation: 2 }) });
-    await w.proxy.ready;
-    const sock = net.connect({ host: '127.0.0.1', port: w.port, allowHalfOpen: true });
-    let reply = '';
-    let ended = false;
-    sock.on('data', (d) => (reply += d.toString()));
-    sock.on('end', () => (ended = true));
-    await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
-    sock.end('question');
-    await waitFor(() => ended, { timeoutMs: 3000, what: 'the answer and the FIN' });
-    expect(reply).toBe('answer to question');
-    await waitFor(() => w.proxy.connections() === 0, { timeoutMs: 3000, what: 'the pair released' });
-  });
-
-  it('backpressure: a client that does not read stalls the backend instead of filling the proxy; then every byte arrives in order', { timeout: 30_000 }, async () => {
-    const TOTAL = 256 * 2 ** 20;
-    const CHUNK = 64 * 1024;
-    let written = 0;
-    const port = await server((s) => {
-      const pump = (): void => {
-        while (written < TOTAL) {
-          const chunk = Buffer.allocUnsafe(CHUNK);
-          for (let i = 0; i < CHUNK; i++) {
-            chunk[i] = patternByte(written + i);
-          }
-          written += CHUNK;
-          if (!s.write(chunk)) {
-            s.once('drain', pump);
-            return;
-          }
-        }
-        s.end();
-      };
-      pump();
-    });
-    const w = await world({ cd: aClusterData({ dbs: { db1: port }, master: 'db1', enabled: [UID], generation: 2 }) });
-    await w.proxy.ready;
-    const sock = net.connect({ host: '127.0.0.1', port: w.port });
-    sock.pause(); // a slow reader: reads nothing for now
-    await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
-    // Stalled: no progress over half a second (polled, so a busy machine only makes this slower).
-    let last = -1;
-    const stalledAt = await waitFor(
-      () => {
-        const now = written;
-        const stalled = now === last;
-        last = now;
-        return stalled ? now : undefined;
-      },
-      { timeoutMs: 15_000, what: 'the backend to stall', intervalMs: 500 },
-    );
-    // Only kernel socket buffers and the streams' highWaterMarks sit between the two: the
-    // backend stopped far below the 256 MiB it wants to send.
-    expect(stalledAt).toBeLessThan(64 * 2 ** 20);
-
-    let received = 0;
-    let mismatch = -1;
-    sock.on('data', (d: Buffer) => {
-      for (let i = 0; i < d.length && mismatch < 0; i++) {
-        if (d[i] !== patternByte(received + i)) {
-          mismatch = received + i;
-        }
-      }
-      received += d.length;
-    });
-    sock.resume();
-    await waitFor(() => received === TOTAL || mismatch >= 0, { timeoutMs: 20_000, what: 'all 256 MiB through the proxy' });
-    expect(mismatch).toBe(-1);
-    sock.destroy();
-  });
-
-  it('over --max-connections: ErrorResponse 53300 after the startup packet (SSL declined first), garbage closed, cancel forwarded; held connections unaffected', { timeout: 20_000 }, async () => {
-    const a = await echo('A');
-    const w = await world({
-      cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }),
-      config: { maxConnections: 3 },
-    });
-    await w.proxy.ready;
-    const held = await Promise.all([connect(w.port), connect(w.port), connect(w.port)]);
-    for (const [i, c] of held.entries()) {
-      expect(await ask(c, `m${i}`, `held ${i}`)).toBe(`A:m${i}`);
-    }
-
-    // A PostgreSQL client (SSL preferred, so it sends SSLRequest first) gets PostgreSQL's error.
-    const client = new pg.Client({ host: '127.0.0.1', port: w.port, user: 'u', database: 'd', ssl: false, connectionTimeoutMillis: 3000 });
-    const err = await client.connect().then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    await client.end().catch(() => undefined);
-    expect(sqlState(err)).toBe('53300');
-    expect((err as Error).message).toBe('too many connections through stolon-proxy (limit 3, --max-connections)');
-
-    // Raw: SSLRequest → 'N', then a startup message → 'E' … with the same message.
-    const raw = await connect(w.port);
-    const ssl = Buffer.alloc(8);
-    ssl.writeInt32BE(8, 0);
-    ssl.writeInt32BE(SSL_REQUEST_CODE, 4);
-    raw.sock.write(ssl);
-    await waitFor(() => (raw.data === 'N' ? true : undefined), { timeoutMs: 2000, what: 'SSL declined' });
-    const body = Buffer.from('user\0u\0\0');
-    const startup = Buffer.alloc(8);
-    startup.writeInt32BE(8 + body.length, 0);
-    startup.writeInt32BE(196_608, 4);
-    raw.sock.write(Buffer.concat([startup, body]));
-    await waitFor(() => raw.closed, { timeoutMs: 2000, what: 'refused client closed' });
-    expect(raw.data.slice(1, 2)).toBe('E');
-    expect(raw.data).toContain('C53300\0Mtoo many connections through stolon-proxy');
-
-    // Garbage over the limit: closed without an answer.
-    const junk = await connect(w.port);
-    junk.sock.write('GET / HTTP/1.1\r\n\r\n');
-    await waitFor(() => junk.closed, { timeoutMs: 2000, what: 'garbage closed' });
-    expect(junk.data).toBe('');
-
-    // A CancelRequest over the limit is forwarded to the backend (the echo proves it arrived).
-    const cancel = Buffer.alloc(16);
-    cancel.writeInt32BE(16, 0);
-    cancel.writeInt32BE(CANCEL_REQUEST_CODE, 4);
-    cancel.writeInt32BE(0x01020304, 8); // process id and key: ASCII bytes, so the text echo keeps them
-    cancel.writeInt32BE(0x05060708, 12);
-    const canceller = await connect(w.port);
-    canceller.sock.write(cancel);
-    await waitFor(() => (canceller.data.length >= 2 + 16 ? true : undefined), { timeoutMs: 2000, what: 'cancel request echoed' });
-    expect(Buffer.from(canceller.data.slice(2), 'latin1').subarray(8, 16)).toEqual(cancel.subarray(8, 16));
-    canceller.sock.destroy();
-
-    // The held connections were not disturbed; one warning per burst; freeing a slot admits a new client.
-    for (const [i, c] of held.entries()) {
-      expect(await ask(c, `n${i}`, `held ${i} again`)).toBe(`A:n${i}`);
-    }
-    expect(w.lines.filter((l) => l.msg.startsWith('refusing connection') && l.level === 40)).toHaveLength(1);
-    held[0]?.sock.destroy();
-    await waitFor(() => w.proxy.connections() === 2, { timeoutMs: 2000, what: 'a slot freed' });
-    expect(await probe(w.port)).toBe('A:probe');
-  });
-
-  it('garbage, abrupt resets and half-open clients do not disturb an established connection', { timeout: 20_000 }, async () => {
-    const a = await echo('A');
-    const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }) });
-    await w.proxy.ready;
-    const steady = await connect(w.port);
-    expect(await ask(steady, 'before', 'steady before')).toBe('A:before');
-    const noise = await Promise.all(
-      Array.from({ length: 30 }, async (_, i) => {
-        const c = await connect(w.port);
-        c.sock.write(Buffer.from(Array.from({ length: 2048 }, (_v, j) => (i * 13 + j) % 256)));
-        if (i % 3 === 0) {
-          c.sock.resetAndDestroy(); // RST
-        } else if (i % 3 === 1) {
-          c.sock.end(); // half-open: FIN, keeps reading
-        }
-        return c;
-      }),
-    );
-    expect(await ask(steady, 'during', 'steady during')).toBe('A:during');
-    for (const c of noise) {
-      c.sock.destroy();
-    }
-    await waitFor(() => w.proxy.connections() === 1, { timeoutMs: 5000, what: 'only the steady connection left' });
-    expect(await ask(steady, 'after', 'steady after')).toBe('A:after');
-    expect(w.proxy.state()).toBe('routing');
-  });
-
-  it('a backend that refuses: the client is closed, the proxy keeps serving', { timeout: 15_000 }, async () => {
-    const deadPort = await freePort();
-    const w = await world({ cd: aClusterData({ dbs: { db1: deadPort }, master: 'db1', enabled: [UID], generation: 2 }) });
-    await w.proxy.ready;
-    expect(await probe(w.port)).toBe('closed');
-    await waitForLog(w.lines, /^connection \d+ to primary 127\.0\.0\.1:\d+ failed: connect ECONNREFUSED/);
-    expect(w.proxy.connections()).toBe(0);
-    expect(w.proxy.state()).toBe('routing');
-  });
-
-  it('holds 1,000 idle connections and closes all of them on a primary change before publishing the new generation', { timeout: 60_000 }, async () => {
-    // The backend is a cheap local TCP sink (it holds sockets and never answers); what is
-    // measured is the proxy, not PostgreSQL.
-    const sink = await server(() => undefined);
-    const b = await echo('B');
-    const dbs = { db1: sink, db2: b.port };
-    const w = await world({ cd: aClusterData({ dbs, master: 'db1', enabled: [UID], generation: 2 }) });
-    await w.proxy.ready;
-    const clients: Client[] = [];
-    for (let i = 0; i < 1000; i += 100) {
-      clients.push(...(await Promise.all(Array.from({ length: 100 }, () => connect(w.port)))));
-    }
-    await waitFor(() => (w.proxy.connections() === 1000 ? true : undefined), { timeoutMs: 10_000, what: '1,000 pairs' });
-
-    const t0 = performance.now();
-    await w.write(aClusterData({ dbs, master: 'db2', enabled: [UID], generation: 3 }));
-    await waitFor(() => clients.every((c) => c.closed), { timeoutMs: 5000, what: 'all 1,000 clients closed', intervalMs: 10 });
-    const closeMs = performance.now() - t0;
-    process.stdout.write(`1,000 idle connections closed ${Math.round(closeMs)} ms after the primary changed\n`);
-    const gen3 = w.publications.find((p) => p.info.Generation === 3);
-    expect(gen3?.connections).toBe(0);
-    await waitForLog(w.lines, /^target changed from .* \(proxy generation 3\); closed 1000 connections$/);
-    expect(await probe(w.port)).toBe('B:probe');
-  });
-
-  it('TCP keepalive: --tcp-keepalive-idle applied on both sides; count and interval logged as not applied', { timeout: 15_000 }, async () => {
-    const a = await echo('A');
-    const w = await world({
-      cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }),
-      config: { tcpKeepaliveIdleS: 30, tcpKeepaliveCount: 3, tcpKeepaliveIntervalS: 5 },
-    });
-    await w.proxy.ready;
-    const c = await connect(w.port);
-    expect(await ask(c, 'x', 'echo')).toBe('A:x');
-    // `ss -o` shows a keepalive timer (at most 30 s) on the proxy's accepted socket and on its socket to A.
-    const ss = execFileSync('ss', ['-tnoH', 'state', 'established'], { encoding: 'utf8' }).split('\n');
-    const timers = (local: number, peer: number) =>
-      ss.filter((l) => l.includes(`127.0.0.1:${local} `) && l.includes(`127.0.0.1:${peer} `) && /timer:\(keepalive,/.test(l));
-    expect(timers(w.port, c.sock.localPort ?? 0)).toHaveLength(1);
-    const toA = ss.filter((l) => new RegExp(`127\\.0\\.0\\.1:${a.port}\\s*timer:\\(keepalive,([0-9.]+)(ms|sec)`).test(l));
-    expect(toA).toHaveLength(1);
-    const m = /timer:\(keepalive,([0-9.]+)(ms|sec)/.exec(toA[0] ?? '');
-    expect(Number(m?.[1]) * (m?.[2] === 'ms' ? 0.001 : 1)).toBeLessThanOrEqual(30);
-    await waitForLog(
-      w.lines,
-      /^--tcp-keepalive-count 3 and --tcp-keepalive-interval 5 are not applied: Node v\d+\.\d+\.\d+ cannot set TCP_KEEPCNT or TCP_KEEPINTVL per socket; in effect: probes every 1 s, 10 of them/,
-    );
-  });
-});
-
-// ------------------------------------------------------------------ read-only listener
-
-const LSN = 50_000_000;
-const MAX_LAG = 10_000;
-
 /**
- * Clusterdata with primary `master` (default db1) and standbys, all converged on timeline 1 at
- * LSN 50 000 000; `lag` puts a standby's replayed LSN that many bytes behind.
+ * Every test runs on both data paths: the native relay (two threads, so connections spread over
+ * both) and the event loop. Only the forwarding differs; routing, fencing and limits are shared.
  */
-function roClusterData(opts: {
-  dbs: Record<string, number>;
-  master?: string;
-  lag?: Record<string, number>;
-  generation: number;
-}): ClusterData {
-  const master = opts.master ?? 'db1';
-  const cd = aClusterData({ dbs: opts.dbs, master, enabled: [UID], generation: opts.generation });
-  for (const db of Object.values(cd.dbs)) {
-    db.status.xLogPos = LSN;
-    if (db.uid !== master) {
-      db.spec.role = 'standby';
-      db.status.replayedXLogPos = LSN - (opts.lag?.[db.uid] ?? 0);
-    }
-  }
-  return cd;
-}
+const DATA_PATHS = [
+  { name: 'native relay', config: { dataPath: 'native', relayThreads: 2 } },
+  { name: 'event loop', config: { dataPath: 'event-loop' } },
+] as const satisfies readonly { name: string; config: Extra }[];
 
-/** Opens a read-only connection and returns the name of the echo server behind it. */
-async function roBackend(port: number): Promise<{ c: Client; name: string }> {
-  const c = await connect(port);
-  const reply = await ask(c, 'who', 'a read-only echo');
-  return { c, name: reply.slice(0, reply.indexOf(':')) };
-}
+describe.each(DATA_PATHS)('data path: $name', ({ config }) => {
+  beforeAll(() => {
+    dataPathConfig = config;
+  });
 
-describe('read-only listener', () => {
-  it('balances over in-sync standbys only, closes connections to a standby that falls behind or is promoted, logs each change with the generation', { timeout: 30_000 }, async () => {
-    const [a, s2, s3] = await Promise.all([echo('A'), echo('S2'), echo('S3')]);
-    const dbs = { db1: a.port, db2: s2.port, db3: s3.port };
-    const roPort = await freePort();
-    const w = await world({
-      cd: roClusterData({ dbs, generation: 2 }),
-      config: { readOnly: { listenAddress: '127.0.0.1', port: roPort, maxLagBytes: MAX_LAG, fallbackToPrimary: false } },
+  describe('proxy', () => {
+    it('does not listen until the store answered, then listens and routes', { timeout: 15_000 }, async () => {
+      const a = await echo('A');
+      const w = await world({
+        cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }),
+        unavailable: true,
+      });
+      // Several checks fail meanwhile (default interval before any spec was read: 1 s).
+      await new Promise((r) => setTimeout(r, 1200));
+      expect(w.proxy.state()).toBe('starting');
+      expect(await probe(w.port)).toBe('refused');
+      expect(w.lines.some((l) => l.msg.startsWith('proxy listening on'))).toBe(false);
+
+      w.backend.setUnavailable(false);
+      await waitFor(() => w.proxy.ready.then(() => true), { timeoutMs: 3000, what: 'ready' });
+      await waitForLog(w.lines, `proxy listening on 127.0.0.1:${w.port}`);
+      expect(w.proxy.port()).toBe(w.port);
+      expect(await probe(w.port)).toBe('A:probe');
+      expect(w.proxy.state()).toBe('routing');
     });
-    await w.proxy.ready;
-    expect(w.proxy.roPort()).toBe(roPort);
-    await waitForLog(w.lines, `proxy listening (read-only) on 127.0.0.1:${roPort}`);
-    const main = await connect(w.port);
-    expect(await ask(main, 'm', 'main echo')).toBe('A:m');
 
-    // Least connections first: four clients, two per standby, none on the primary.
-    const ro: { c: Client; name: string }[] = [];
-    for (let i = 0; i < 4; i++) {
-      ro.push(await roBackend(roPort));
-    }
-    expect(ro.map((r) => r.name).sort()).toEqual(['S2', 'S2', 'S3', 'S3']);
-    expect(w.proxy.connections('ro')).toBe(4);
+    it('routes to the enabled primary and publishes its generation with a TTL of proxyTimeout', { timeout: 15_000 }, async () => {
+      const a = await echo('A');
+      const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }) });
+      await w.proxy.ready;
+      const c = await connect(w.port);
+      expect(await ask(c, 'hello', 'echo from A')).toBe('A:hello');
+      expect(w.proxy.connections()).toBe(1);
+      expect(w.proxy.state()).toBe('routing');
+      await waitForLog(w.lines, `routing to 127.0.0.1:${a.port} (db db1, proxy generation 2)`);
 
-    // db3 falls behind: its two connections are closed, db2's and the main one stay.
-    await w.write(roClusterData({ dbs, lag: { db3: MAX_LAG + 1 }, generation: 2 }));
-    await waitFor(() => ro.filter((r) => r.name === 'S3').every((r) => r.c.closed), { timeoutMs: 3000, what: 'S3 connections closed' });
-    expect(ro.filter((r) => r.name === 'S2').some((r) => r.c.closed)).toBe(false);
-    expect(main.closed).toBe(false);
-    await waitForLog(
-      w.lines,
-      `read-only targets changed from 127.0.0.1:${s2.port} (db db2), 127.0.0.1:${s3.port} (db db3) to 127.0.0.1:${s2.port} (db db2) (proxy generation 2); closed 2 read-only connections`,
+      const info = await w.published();
+      expect(info).toMatchObject({ UID, Generation: 2, ProxyTimeout: PROXY_TIMEOUT_MS * 1e6 });
+      expect(typeof info?.infoUID).toBe('string');
+      expect(w.publications.at(-1)?.ttlMs).toBe(PROXY_TIMEOUT_MS);
+      // A new infoUID on every publish (the sentinel's liveness signal).
+      await waitFor(() => w.publications.length >= 3, { timeoutMs: 2000, what: 'three publications' });
+      expect(new Set(w.publications.map((p) => p.info.infoUID)).size).toBe(w.publications.length);
+
+      // stop(): connections gone, listener closed, info deleted, done resolves.
+      await w.proxy.stop('test');
+      await w.proxy.done;
+      expect(w.proxy.state()).toBe('stopped');
+      await waitFor(() => c.closed, { timeoutMs: 2000, what: 'client closed by stop' });
+      expect(await probe(w.port)).toBe('refused');
+      expect(await w.published()).toBeUndefined();
+    });
+
+    it('closes connections at once when this proxy is not enabled, and still publishes', { timeout: 15_000 }, async () => {
+      const a = await echo('A');
+      const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: ['other'], generation: 4 }) });
+      await w.proxy.ready;
+      expect(await probe(w.port)).toBe('closed');
+      expect(a.open()).toBe(0);
+      expect(w.proxy.state()).toBe('fenced');
+      await waitForLog(w.lines, `fenced: this proxy (${UID}) is not in enabledProxies (proxy generation 4)`);
+      // Published anyway: the sentinel must see a proxy before it can enable it.
+      expect((await w.published())?.Generation).toBe(4);
+
+      // Enabled by the sentinel: routes (the watch makes this immediate).
+      await w.write(aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 5 }));
+      await waitFor(() => w.proxy.state() === 'routing', { timeoutMs: 2000, what: 'routing once enabled' });
+      expect(await probe(w.port)).toBe('A:probe');
+    });
+
+    it('on a primary change destroys old connections before publishing the new generation, then routes to the new primary', { timeout: 15_000 }, async () => {
+      const a = await echo('A');
+      const b = await echo('B');
+      const dbs = { db1: a.port, db2: b.port };
+      const w = await world({ cd: aClusterData({ dbs, master: 'db1', enabled: [UID], generation: 2 }) });
+      await w.proxy.ready;
+      const c1 = await connect(w.port);
+      const c2 = await connect(w.port);
+      expect(await ask(c1, 'one', 'c1 echo')).toBe('A:one');
+      expect(await ask(c2, 'two', 'c2 echo')).toBe('A:two');
+      expect(a.open()).toBe(2);
+
+      await w.write(aClusterData({ dbs, master: 'db2', enabled: [UID], generation: 3 }));
+      await waitFor(() => c1.closed && c2.closed, { timeoutMs: 2000, what: 'old client connections closed' });
+      await waitFor(() => a.open() === 0, { timeoutMs: 2000, what: 'connections to the old primary closed' });
+      const c3 = await connect(w.port);
+      expect(await ask(c3, 'three', 'echo from the new primary')).toBe('B:three');
+
+      // The fencing handshake: generation 3 was never published while a connection was open.
+      const gen3 = w.publications.filter((p) => p.info.Generation === 3);
+      expect(gen3.length).toBeGreaterThan(0);
+      expect(gen3[0]?.connections).toBe(0);
+      expect((await w.published())?.Generation).toBe(3);
+      const change = await waitForLog(w.lines, /^target changed from 127\.0\.0\.1:\d+ \(db db1\) to 127\.0\.0\.1:\d+ \(db db2\)/);
+      expect(change.msg).toBe(
+        `target changed from 127.0.0.1:${a.port} (db db1) to 127.0.0.1:${b.port} (db db2) (proxy generation 3); closed 2 connections`,
+      );
+    });
+
+    it('masterDbUid "" (fencing): closes connections, keeps listening, publishes the new generation', { timeout: 15_000 }, async () => {
+      const a = await echo('A');
+      const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 6 }) });
+      await w.proxy.ready;
+      const c = await connect(w.port);
+      expect(await ask(c, 'x', 'echo')).toBe('A:x');
+
+      await w.write(aClusterData({ dbs: { db1: a.port }, master: '', enabled: [UID], generation: 7 }));
+      await waitFor(() => c.closed, { timeoutMs: 2000, what: 'client closed on fencing' });
+      await waitFor(async () => (await w.published())?.Generation === 7, { timeoutMs: 2000, what: 'generation 7 published' });
+      const first7 = w.publications.find((p) => p.info.Generation === 7);
+      expect(first7?.connections).toBe(0);
+      expect(w.proxy.state()).toBe('fenced');
+      expect(await probe(w.port)).toBe('closed'); // listening, but closing at once
+      await waitForLog(w.lines, 'fenced: no primary published (proxy generation 7)');
+    });
+
+    it('store unavailable: closes connections and the listener within proxyTimeout; resumes when the store is back', { timeout: 20_000 }, async () => {
+      const a = await echo('A');
+      const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }) });
+      await w.proxy.ready;
+      const c = await connect(w.port);
+      expect(await ask(c, 'x', 'echo')).toBe('A:x');
+
+      const t0 = performance.now();
+      w.backend.setUnavailable(true);
+      await waitFor(() => c.closed, { timeoutMs: PROXY_TIMEOUT_MS + SLACK_MS, what: 'client closed', intervalMs: 10 });
+      expect(performance.now() - t0).toBeLessThan(PROXY_TIMEOUT_MS + SLACK_MS);
+      await waitFor(async () => (await probe(w.port)) === 'refused', {
+        timeoutMs: PROXY_TIMEOUT_MS + SLACK_MS,
+        what: 'listener closed',
+        intervalMs: 20,
+      });
+      expect(performance.now() - t0).toBeLessThan(PROXY_TIMEOUT_MS + SLACK_MS);
+      expect(w.proxy.state()).toBe('store-lost');
+      await waitForLog(w.lines, /^store unreachable: reading clusterdata: memory store unavailable/);
+      await waitForLog(w.lines, /^no successful check within proxyTimeout \(1000 ms\)/);
+      expect(w.lines.some((l) => l.msg === `proxy stopped listening on 127.0.0.1:${w.port}`)).toBe(true);
+      expect(a.open()).toBe(0);
+
+      w.backend.setUnavailable(false);
+      await waitFor(() => w.proxy.state() === 'routing', { timeoutMs: 3000, what: 'routing again' });
+      expect(await probe(w.port)).toBe('A:probe');
+      expect((await w.published())?.Generation).toBe(2);
+    });
+
+    it('store calls hanging: the watchdog (not the check loop) closes connections and the listener within proxyTimeout', { timeout: 20_000 }, async () => {
+      const a = await echo('A');
+      const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }) });
+      await w.proxy.ready;
+      const c = await connect(w.port);
+      expect(await ask(c, 'x', 'echo')).toBe('A:x');
+
+      const t0 = performance.now();
+      w.setHanging(true);
+      await waitFor(() => c.closed, { timeoutMs: PROXY_TIMEOUT_MS + SLACK_MS, what: 'client closed', intervalMs: 10 });
+      await waitFor(async () => (await probe(w.port)) === 'refused', {
+        timeoutMs: PROXY_TIMEOUT_MS + SLACK_MS,
+        what: 'listener closed',
+        intervalMs: 20,
+      });
+      expect(performance.now() - t0).toBeLessThan(PROXY_TIMEOUT_MS + SLACK_MS);
+      expect(w.proxy.state()).toBe('store-lost');
+      const line = await waitForLog(w.lines, /^no successful check within proxyTimeout \(1000 ms\): target changed from 127\.0\.0\.1:\d+ \(db db1\) to none/);
+      expect(line.msg).toMatch(/closing 1 connection, closing the listener until a check succeeds$/);
+      // The hung check itself gives up after proxyTimeout and says why.
+      await waitForLog(w.lines, /^store unreachable: reading clusterdata: no answer within 1000 ms; routing nowhere$/, 2 * PROXY_TIMEOUT_MS + SLACK_MS);
+
+      w.setHanging(false);
+      await waitFor(() => w.proxy.state() === 'routing', { timeoutMs: 3000, what: 'routing again' });
+      expect(await probe(w.port)).toBe('A:probe');
+    });
+
+    it('with stopListening false the watchdog closes connections but keeps listening', { timeout: 15_000 }, async () => {
+      const a = await echo('A');
+      const w = await world({
+        cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }),
+        stopListening: false,
+      });
+      await w.proxy.ready;
+      w.backend.setUnavailable(true);
+      await waitFor(() => w.proxy.state() === 'store-lost', { timeoutMs: PROXY_TIMEOUT_MS + SLACK_MS, what: 'store-lost' });
+      await waitForLog(w.lines, /^no successful check within proxyTimeout .*still listening$/, PROXY_TIMEOUT_MS + SLACK_MS);
+      expect(await probe(w.port)).toBe('closed');
+    });
+
+    it('invalid clusterdata (format version 2) routes nowhere; never listens if that is all it ever read', { timeout: 15_000 }, async () => {
+      const a = await echo('A');
+      const good = aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 });
+      const w = await world({ cd: good });
+      await w.proxy.ready;
+      const c = await connect(w.port);
+      expect(await ask(c, 'x', 'echo')).toBe('A:x');
+
+      await w.admin.overwriteClusterData(JSON.stringify({ ...good, formatVersion: 2 }));
+      await waitFor(() => c.closed, { timeoutMs: 2000, what: 'client closed on invalid clusterdata' });
+      expect(w.proxy.state()).toBe('fenced');
+      expect(await probe(w.port)).toBe('closed');
+      await waitForLog(w.lines, /^invalid clusterdata: unsupported clusterdata format version 2/);
+
+      // A second proxy that only ever read invalid clusterdata never listens.
+      const w2 = await world({ cd: { ...good, formatVersion: 2 } });
+      await new Promise((r) => setTimeout(r, 1200));
+      expect(w2.proxy.state()).toBe('starting');
+      expect(await probe(w2.port)).toBe('refused');
+    });
+
+    it('a malformed proxy object in clusterdata routes nowhere instead of crashing', { timeout: 15_000 }, async () => {
+      const a = await echo('A');
+      const good = aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 });
+      const w = await world({ cd: good });
+      await w.proxy.ready;
+      await w.admin.overwriteClusterData(
+        JSON.stringify({ ...good, proxy: { ...good.proxy, spec: { masterDbUid: 'db1', enabledProxies: 'px1' } } }),
+      );
+      await waitForLog(w.lines, /^invalid clusterdata: clusterdata\.proxy\.spec\.enabledProxies is not a list of strings/);
+      expect(await probe(w.port)).toBe('closed');
+    });
+
+    it('a client sending garbage to a dead primary does not crash the proxy', { timeout: 15_000 }, async () => {
+      const deadPort = await freePort(); // nothing listens there
+      const b = await echo('B');
+      const w = await world({ cd: aClusterData({ dbs: { db1: deadPort, db2: b.port }, master: 'db1', enabled: [UID], generation: 2 }) });
+      await w.proxy.ready;
+      const results = await Promise.all(
+        Array.from({ length: 20 }, async (_, i) => {
+          const c = await connect(w.port);
+          c.sock.write(Buffer.from(Array.from({ length: 4096 }, (_v, j) => (i * 31 + j * 7) % 256)));
+          if (i % 2 === 0) {
+            c.sock.resetAndDestroy();
+            return 'reset';
+          }
+          await waitFor(() => c.closed, { timeoutMs: 3000, what: `client ${i} closed` });
+          return 'closed';
+        }),
+      );
+      expect(results.filter((r) => r === 'closed')).toHaveLength(10);
+      await waitFor(() => w.proxy.connections() === 0, { timeoutMs: 3000, what: 'no connections left' });
+      expect(w.proxy.state()).toBe('routing');
+      expect(w.lines.some((l) => /connection \d+ to primary 127\.0\.0\.1:\d+ failed: connect ECONNREFUSED/.test(l.msg))).toBe(true);
+
+      // Still alive and serving after the primary moves.
+      await w.write(aClusterData({ dbs: { db1: deadPort, db2: b.port }, master: 'db2', enabled: [UID], generation: 3 }));
+      await waitFor(async () => (await probe(w.port)) === 'B:probe', { timeoutMs: 3000, what: 'routing to B' });
+    });
+
+    it('reacts to clusterdata changes on the watch, not only on the interval', { timeout: 15_000 }, async () => {
+      const a = await echo('A');
+      const spec = { initMode: 'new', proxyCheckInterval: '5s', proxyTimeout: '10s' };
+      const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2, spec }) });
+      await w.proxy.ready;
+      await waitForLog(w.lines, /^routing to/);
+      const t0 = performance.now();
+      await w.write(aClusterData({ dbs: { db1: a.port }, master: '', enabled: [UID], generation: 3, spec }));
+      await waitFor(async () => (await w.published())?.Generation === 3, { timeoutMs: 2000, what: 'generation 3 published', intervalMs: 10 });
+      expect(performance.now() - t0).toBeLessThan(1000);
+    });
+
+    it('with no clusterdata in the store: listens, routes nowhere, publishes nothing', { timeout: 15_000 }, async () => {
+      const w = await world();
+      await w.proxy.ready;
+      expect(w.proxy.state()).toBe('fenced');
+      expect(await probe(w.port)).toBe('closed');
+      expect(await w.published()).toBeUndefined();
+      await waitForLog(w.lines, 'fenced: no clusterdata in the store (cluster not initialised)');
+    });
+
+    it('fails (done rejects) when the listen address cannot be bound', { timeout: 15_000 }, async () => {
+      const a = await echo('A');
+      const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }) });
+      await w.proxy.ready;
+      const { logger, lines } = captureLogger();
+      const second = await start(
+        { uid: 'px2', listenAddress: '127.0.0.1', port: w.port },
+        { store: new MemoryStore(w.backend, { clusterName: 'c1' }), logger },
+      );
+      await expect(second.done).rejects.toThrow(/cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
+      await expect(second.ready).rejects.toThrow(/stopped before it was ready/);
+      expect(second.state()).toBe('failed');
+      expect(lines.some((l) => l.msg.includes(BUG_SENTENCE))).toBe(false);
+      await second.stop('again'); // idempotent, resolves
+    });
+  });
+
+  // ------------------------------------------------------------------ connections in depth
+
+  /** A server that runs `onSocket` for each connection; closed by the cleanup. */
+  async function server(onSocket: (s: net.Socket) => void, opts: net.ServerOpts = {}): Promise<number> {
+    const sockets = new Set<net.Socket>();
+    const srv = net.createServer(opts, (s) => {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => sockets.delete(s));
+      onSocket(s);
+    });
+    await new Promise<void>((resolve) => srv.listen({ host: '127.0.0.1', port: 0 }, resolve));
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) => {
+          for (const s of sockets) {
+            s.destroy();
+          }
+          srv.close(() => resolve());
+        }),
     );
-    expect((await roBackend(roPort)).name).toBe('S2');
+    return (srv.address() as net.AddressInfo).port;
+  }
 
-    // db2 promoted (db1 gone): every connection to db2 on the read-only port is closed; db3 caught up.
-    const promoted: Record<string, number> = { db2: s2.port, db3: s3.port };
-    await w.write(roClusterData({ dbs: promoted, master: 'db2', generation: 3 }));
-    await waitFor(() => ro.every((r) => r.c.closed) && main.closed, { timeoutMs: 3000, what: 'connections to db2 (read-only) and to db1 (main) closed' });
-    await waitFor(async () => (await roBackend(roPort)).name === 'S3', { timeoutMs: 3000, what: 'read-only to S3' });
-    expect(await probe(w.port)).toBe('S2:probe');
-    await waitForLog(w.lines, /^read-only targets changed from 127\.0\.0\.1:\d+ \(db db2\) to .*\(db db3\) \(proxy generation 3\); closed 3 read-only connections$/);
+  /** A byte pattern the receiver can check position by position. */
+  const patternByte = (i: number): number => (i * 7 + 3) % 251;
+
+  function sqlState(err: unknown): string | undefined {
+    return (err as { code?: string }).code;
+  }
+
+  describe('proxy connections', () => {
+    it('half-close: the client FIN reaches the backend, and the backend answer after it still comes back', { timeout: 15_000 }, async () => {
+      // The backend answers only once the client has finished sending (it saw FIN), then closes.
+      const port = await server(
+        (s) => {
+          let got = '';
+          s.on('data', (d) => (got += d.toString()));
+          s.on('end', () => s.end(`answer to ${got}`));
+        },
+        { allowHalfOpen: true },
+      );
+      const w = await world({ cd: aClusterData({ dbs: { db1: port }, master: 'db1', enabled: [UID], generation: 2 }) });
+      await w.proxy.ready;
+      const sock = net.connect({ host: '127.0.0.1', port: w.port, allowHalfOpen: true });
+      let reply = '';
+      let ended = false;
+      sock.on('data', (d) => (reply += d.toString()));
+      sock.on('end', () => (ended = true));
+      await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
+      sock.end('question');
+      await waitFor(() => ended, { timeoutMs: 3000, what: 'the answer and the FIN' });
+      expect(reply).toBe('answer to question');
+      await waitFor(() => w.proxy.connections() === 0, { timeoutMs: 3000, what: 'the pair released' });
+    });
+
+    it('backpressure: a client that does not read stalls the backend instead of filling the proxy; then every byte arrives in order', { timeout: 30_000 }, async () => {
+      const TOTAL = 256 * 2 ** 20;
+      const CHUNK = 64 * 1024;
+      let written = 0;
+      const port = await server((s) => {
+        const pump = (): void => {
+          while (written < TOTAL) {
+            const chunk = Buffer.allocUnsafe(CHUNK);
+            for (let i = 0; i < CHUNK; i++) {
+              chunk[i] = patternByte(written + i);
+            }
+            written += CHUNK;
+            if (!s.write(chunk)) {
+              s.once('drain', pump);
+              return;
+            }
+          }
+          s.end();
+        };
+        pump();
+      });
+      const w = await world({ cd: aClusterData({ dbs: { db1: port }, master: 'db1', enabled: [UID], generation: 2 }) });
+      await w.proxy.ready;
+      const sock = net.connect({ host: '127.0.0.1', port: w.port });
+      sock.pause(); // a slow reader: reads nothing for now
+      await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
+      // Stalled: no progress over half a second (polled, so a busy machine only makes this slower).
+      let last = -1;
+      const stalledAt = await waitFor(
+        () => {
+          const now = written;
+          const stalled = now === last;
+          last = now;
+          return stalled ? now : undefined;
+        },
+        { timeoutMs: 15_000, what: 'the backend to stall', intervalMs: 500 },
+      );
+      // Only kernel socket buffers and the streams' highWaterMarks sit between the two: the
+      // backend stopped far below the 256 MiB it wants to send.
+      expect(stalledAt).toBeLessThan(64 * 2 ** 20);
+
+      let received = 0;
+      let mismatch = -1;
+      sock.on('data', (d: Buffer) => {
+        for (let i = 0; i < d.length && mismatch < 0; i++) {
+          if (d[i] !== patternByte(received + i)) {
+            mismatch = received + i;
+          }
+        }
+        received += d.length;
+      });
+      sock.resume();
+      await waitFor(() => received === TOTAL || mismatch >= 0, { timeoutMs: 20_000, what: 'all 256 MiB through the proxy' });
+      expect(mismatch).toBe(-1);
+      sock.destroy();
+    });
+
+    it('over --max-connections: ErrorResponse 53300 after the startup packet (SSL declined first), garbage closed, cancel forwarded; held connections unaffected', { timeout: 20_000 }, async () => {
+      const a = await echo('A');
+      const w = await world({
+        cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }),
+        config: { maxConnections: 3 },
+      });
+      await w.proxy.ready;
+      const held = await Promise.all([connect(w.port), connect(w.port), connect(w.port)]);
+      for (const [i, c] of held.entries()) {
+        expect(await ask(c, `m${i}`, `held ${i}`)).toBe(`A:m${i}`);
+      }
+
+      // A PostgreSQL client (SSL preferred, so it sends SSLRequest first) gets PostgreSQL's error.
+      const client = new pg.Client({ host: '127.0.0.1', port: w.port, user: 'u', database: 'd', ssl: false, connectionTimeoutMillis: 3000 });
+      const err = await client.connect().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      await client.end().catch(() => undefined);
+      expect(sqlState(err)).toBe('53300');
+      expect((err as Error).message).toBe('too many connections through stolon-proxy (limit 3, --max-connections)');
+
+      // Raw: SSLRequest → 'N', then a startup message → 'E' … with the same message.
+      const raw = await connect(w.port);
+      const ssl = Buffer.alloc(8);
+      ssl.writeInt32BE(8, 0);
+      ssl.writeInt32BE(SSL_REQUEST_CODE, 4);
+      raw.sock.write(ssl);
+      await waitFor(() => (raw.data === 'N' ? true : undefined), { timeoutMs: 2000, what: 'SSL declined' });
+      const body = Buffer.from('user\0u\0\0');
+      const startup = Buffer.alloc(8);
+      startup.writeInt32BE(8 + body.length, 0);
+      startup.writeInt32BE(196_608, 4);
+      raw.sock.write(Buffer.concat([startup, body]));
+      await waitFor(() => raw.closed, { timeoutMs: 2000, what: 'refused client closed' });
+      expect(raw.data.slice(1, 2)).toBe('E');
+      expect(raw.data).toContain('C53300\0Mtoo many connections through stolon-proxy');
+
+      // Garbage over the limit: closed without an answer.
+      const junk = await connect(w.port);
+      junk.sock.write('GET / HTTP/1.1\r\n\r\n');
+      await waitFor(() => junk.closed, { timeoutMs: 2000, what: 'garbage closed' });
+      expect(junk.data).toBe('');
+
+      // A CancelRequest over the limit is forwarded to the backend (the echo proves it arrived).
+      const cancel = Buffer.alloc(16);
+      cancel.writeInt32BE(16, 0);
+      cancel.writeInt32BE(CANCEL_REQUEST_CODE, 4);
+      cancel.writeInt32BE(0x01020304, 8); // process id and key: ASCII bytes, so the text echo keeps them
+      cancel.writeInt32BE(0x05060708, 12);
+      const canceller = await connect(w.port);
+      canceller.sock.write(cancel);
+      await waitFor(() => (canceller.data.length >= 2 + 16 ? true : undefined), { timeoutMs: 2000, what: 'cancel request echoed' });
+      expect(Buffer.from(canceller.data.slice(2), 'latin1').subarray(8, 16)).toEqual(cancel.subarray(8, 16));
+      canceller.sock.destroy();
+
+      // The held connections were not disturbed; one warning per burst; freeing a slot admits a new client.
+      for (const [i, c] of held.entries()) {
+        expect(await ask(c, `n${i}`, `held ${i} again`)).toBe(`A:n${i}`);
+      }
+      expect(w.lines.filter((l) => l.msg.startsWith('refusing connection') && l.level === 40)).toHaveLength(1);
+      held[0]?.sock.destroy();
+      await waitFor(() => w.proxy.connections() === 2, { timeoutMs: 2000, what: 'a slot freed' });
+      expect(await probe(w.port)).toBe('A:probe');
+    });
+
+    it('garbage, abrupt resets and half-open clients do not disturb an established connection', { timeout: 20_000 }, async () => {
+      const a = await echo('A');
+      const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }) });
+      await w.proxy.ready;
+      const steady = await connect(w.port);
+      expect(await ask(steady, 'before', 'steady before')).toBe('A:before');
+      const noise = await Promise.all(
+        Array.from({ length: 30 }, async (_, i) => {
+          const c = await connect(w.port);
+          c.sock.write(Buffer.from(Array.from({ length: 2048 }, (_v, j) => (i * 13 + j) % 256)));
+          if (i % 3 === 0) {
+            c.sock.resetAndDestroy(); // RST
+          } else if (i % 3 === 1) {
+            c.sock.end(); // half-open: FIN, keeps reading
+          }
+          return c;
+        }),
+      );
+      expect(await ask(steady, 'during', 'steady during')).toBe('A:during');
+      for (const c of noise) {
+        c.sock.destroy();
+      }
+      await waitFor(() => w.proxy.connections() === 1, { timeoutMs: 5000, what: 'only the steady connection left' });
+      expect(await ask(steady, 'after', 'steady after')).toBe('A:after');
+      expect(w.proxy.state()).toBe('routing');
+    });
+
+    it('a backend that refuses: the client is closed, the proxy keeps serving', { timeout: 15_000 }, async () => {
+      const deadPort = await freePort();
+      const w = await world({ cd: aClusterData({ dbs: { db1: deadPort }, master: 'db1', enabled: [UID], generation: 2 }) });
+      await w.proxy.ready;
+      expect(await probe(w.port)).toBe('closed');
+      await waitForLog(w.lines, /^connection \d+ to primary 127\.0\.0\.1:\d+ failed: connect ECONNREFUSED/);
+      expect(w.proxy.connections()).toBe(0);
+      expect(w.proxy.state()).toBe('routing');
+    });
+
+    it('holds 1,000 idle connections and closes all of them on a primary change before publishing the new generation', { timeout: 60_000 }, async () => {
+      // The backend is a cheap local TCP sink (it holds sockets and never answers); what is
+      // measured is the proxy, not PostgreSQL.
+      const sink = await server(() => undefined);
+      const b = await echo('B');
+      const dbs = { db1: sink, db2: b.port };
+      const w = await world({ cd: aClusterData({ dbs, master: 'db1', enabled: [UID], generation: 2 }) });
+      await w.proxy.ready;
+      const clients: Client[] = [];
+      for (let i = 0; i < 1000; i += 100) {
+        clients.push(...(await Promise.all(Array.from({ length: 100 }, () => connect(w.port)))));
+      }
+      await waitFor(() => (w.proxy.connections() === 1000 ? true : undefined), { timeoutMs: 10_000, what: '1,000 pairs' });
+
+      const t0 = performance.now();
+      await w.write(aClusterData({ dbs, master: 'db2', enabled: [UID], generation: 3 }));
+      await waitFor(() => clients.every((c) => c.closed), { timeoutMs: 5000, what: 'all 1,000 clients closed', intervalMs: 10 });
+      const closeMs = performance.now() - t0;
+      process.stdout.write(`1,000 idle connections closed ${Math.round(closeMs)} ms after the primary changed\n`);
+      const gen3 = w.publications.find((p) => p.info.Generation === 3);
+      expect(gen3?.connections).toBe(0);
+      await waitForLog(w.lines, /^target changed from .* \(proxy generation 3\); closed 1000 connections$/);
+      expect(await probe(w.port)).toBe('B:probe');
+    });
+
+    it('TCP keepalive: --tcp-keepalive-idle applied on both sides; count and interval logged as not applied', { timeout: 15_000 }, async () => {
+      const a = await echo('A');
+      const w = await world({
+        cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }),
+        config: { tcpKeepaliveIdleS: 30, tcpKeepaliveCount: 3, tcpKeepaliveIntervalS: 5 },
+      });
+      await w.proxy.ready;
+      const c = await connect(w.port);
+      expect(await ask(c, 'x', 'echo')).toBe('A:x');
+      // `ss -o` shows a keepalive timer (at most 30 s) on the proxy's accepted socket and on its socket to A.
+      const ss = execFileSync('ss', ['-tnoH', 'state', 'established'], { encoding: 'utf8' }).split('\n');
+      const timers = (local: number, peer: number) =>
+        ss.filter((l) => l.includes(`127.0.0.1:${local} `) && l.includes(`127.0.0.1:${peer} `) && /timer:\(keepalive,/.test(l));
+      expect(timers(w.port, c.sock.localPort ?? 0)).toHaveLength(1);
+      const toA = ss.filter((l) => new RegExp(`127\\.0\\.0\\.1:${a.port}\\s*timer:\\(keepalive,([0-9.]+)(ms|sec)`).test(l));
+      expect(toA).toHaveLength(1);
+      const m = /timer:\(keepalive,([0-9.]+)(ms|sec)/.exec(toA[0] ?? '');
+      expect(Number(m?.[1]) * (m?.[2] === 'ms' ? 0.001 : 1)).toBeLessThanOrEqual(30);
+      await waitForLog(
+        w.lines,
+        /^--tcp-keepalive-count 3 and --tcp-keepalive-interval 5 are not applied: Node v\d+\.\d+\.\d+ cannot set TCP_KEEPCNT or TCP_KEEPINTVL per socket; in effect: probes every 1 s, 10 of them/,
+      );
+    });
   });
 
-  it('no standby qualifies: closed at once, or sent to the primary with fallbackToPrimary (and moved off it when a standby qualifies again)', { timeout: 30_000 }, async () => {
-    const [a, s2] = await Promise.all([echo('A'), echo('S2')]);
-    const dbs = { db1: a.port, db2: s2.port };
-    const behind = roClusterData({ dbs, lag: { db2: MAX_LAG + 1 }, generation: 2 });
-    const strict = await world({
-      cd: behind,
-      config: { readOnly: { listenAddress: '127.0.0.1', port: 0, maxLagBytes: MAX_LAG, fallbackToPrimary: false } },
+  // ------------------------------------------------------------------ read-only listener
+
+  const LSN = 50_000_000;
+  const MAX_LAG = 10_000;
+
+  /**
+   * Clusterdata with primary `master` (default db1) and standbys, all converged on timeline 1 at
+   * LSN 50 000 000; `lag` puts a standby's replayed LSN that many bytes behind.
+   */
+  function roClusterData(opts: {
+    dbs: Record<string, number>;
+    master?: string;
+    lag?: Record<string, number>;
+    generation: number;
+  }): ClusterData {
+    const master = opts.master ?? 'db1';
+    const cd = aClusterData({ dbs: opts.dbs, master, enabled: [UID], generation: opts.generation });
+    for (const db of Object.values(cd.dbs)) {
+      db.status.xLogPos = LSN;
+      if (db.uid !== master) {
+        db.spec.role = 'standby';
+        db.status.replayedXLogPos = LSN - (opts.lag?.[db.uid] ?? 0);
+      }
+    }
+    return cd;
+  }
+
+  /** Opens a read-only connection and returns the name of the echo server behind it. */
+  async function roBackend(port: number): Promise<{ c: Client; name: string }> {
+    const c = await connect(port);
+    const reply = await ask(c, 'who', 'a read-only echo');
+    return { c, name: reply.slice(0, reply.indexOf(':')) };
+  }
+
+  describe('read-only listener', () => {
+    it('balances over in-sync standbys only, closes connections to a standby that falls behind or is promoted, logs each change with the generation', { timeout: 30_000 }, async () => {
+      const [a, s2, s3] = await Promise.all([echo('A'), echo('S2'), echo('S3')]);
+      const dbs = { db1: a.port, db2: s2.port, db3: s3.port };
+      const roPort = await freePort();
+      const w = await world({
+        cd: roClusterData({ dbs, generation: 2 }),
+        config: { readOnly: { listenAddress: '127.0.0.1', port: roPort, maxLagBytes: MAX_LAG, fallbackToPrimary: false } },
+      });
+      await w.proxy.ready;
+      expect(w.proxy.roPort()).toBe(roPort);
+      await waitForLog(w.lines, `proxy listening (read-only) on 127.0.0.1:${roPort}`);
+      const main = await connect(w.port);
+      expect(await ask(main, 'm', 'main echo')).toBe('A:m');
+
+      // Least connections first: four clients, two per standby, none on the primary.
+      const ro: { c: Client; name: string }[] = [];
+      for (let i = 0; i < 4; i++) {
+        ro.push(await roBackend(roPort));
+      }
+      expect(ro.map((r) => r.name).sort()).toEqual(['S2', 'S2', 'S3', 'S3']);
+      expect(w.proxy.connections('ro')).toBe(4);
+
+      // db3 falls behind: its two connections are closed, db2's and the main one stay.
+      await w.write(roClusterData({ dbs, lag: { db3: MAX_LAG + 1 }, generation: 2 }));
+      await waitFor(() => ro.filter((r) => r.name === 'S3').every((r) => r.c.closed), { timeoutMs: 3000, what: 'S3 connections closed' });
+      expect(ro.filter((r) => r.name === 'S2').some((r) => r.c.closed)).toBe(false);
+      expect(main.closed).toBe(false);
+      await waitForLog(
+        w.lines,
+        `read-only targets changed from 127.0.0.1:${s2.port} (db db2), 127.0.0.1:${s3.port} (db db3) to 127.0.0.1:${s2.port} (db db2) (proxy generation 2); closed 2 read-only connections`,
+      );
+      expect((await roBackend(roPort)).name).toBe('S2');
+
+      // db2 promoted (db1 gone): every connection to db2 on the read-only port is closed; db3 caught up.
+      const promoted: Record<string, number> = { db2: s2.port, db3: s3.port };
+      await w.write(roClusterData({ dbs: promoted, master: 'db2', generation: 3 }));
+      await waitFor(() => ro.every((r) => r.c.closed) && main.closed, { timeoutMs: 3000, what: 'connections to db2 (read-only) and to db1 (main) closed' });
+      await waitFor(async () => (await roBackend(roPort)).name === 'S3', { timeoutMs: 3000, what: 'read-only to S3' });
+      expect(await probe(w.port)).toBe('S2:probe');
+      await waitForLog(w.lines, /^read-only targets changed from 127\.0\.0\.1:\d+ \(db db2\) to .*\(db db3\) \(proxy generation 3\); closed 3 read-only connections$/);
     });
-    await strict.proxy.ready;
-    expect(await probe(strict.proxy.roPort() ?? 0)).toBe('closed');
 
-    const w = await world({
-      cd: behind,
-      config: { readOnly: { listenAddress: '127.0.0.1', port: 0, maxLagBytes: MAX_LAG, fallbackToPrimary: true } },
+    it('no standby qualifies: closed at once, or sent to the primary with fallbackToPrimary (and moved off it when a standby qualifies again)', { timeout: 30_000 }, async () => {
+      const [a, s2] = await Promise.all([echo('A'), echo('S2')]);
+      const dbs = { db1: a.port, db2: s2.port };
+      const behind = roClusterData({ dbs, lag: { db2: MAX_LAG + 1 }, generation: 2 });
+      const strict = await world({
+        cd: behind,
+        config: { readOnly: { listenAddress: '127.0.0.1', port: 0, maxLagBytes: MAX_LAG, fallbackToPrimary: false } },
+      });
+      await strict.proxy.ready;
+      expect(await probe(strict.proxy.roPort() ?? 0)).toBe('closed');
+
+      const w = await world({
+        cd: behind,
+        config: { readOnly: { listenAddress: '127.0.0.1', port: 0, maxLagBytes: MAX_LAG, fallbackToPrimary: true } },
+      });
+      await w.proxy.ready;
+      const roPort = w.proxy.roPort() ?? 0;
+      const onPrimary = await roBackend(roPort);
+      expect(onPrimary.name).toBe('A');
+      await waitForLog(w.lines, /read-only: no standby within 10000 B, falling back to the primary 127\.0\.0\.1:\d+ \(db db1\); excluded db2: lag 10001 B > 10000 B/);
+
+      await w.write(roClusterData({ dbs, generation: 2 }));
+      await waitFor(() => onPrimary.c.closed, { timeoutMs: 3000, what: 'the fallback connection closed once a standby qualifies' });
+      expect((await roBackend(roPort)).name).toBe('S2');
+
+      // The primary is fenced (masterDbUid ""): the fallback cannot route to it either.
+      const fenced = roClusterData({ dbs, lag: { db2: MAX_LAG + 1 }, generation: 3 });
+      fenced.proxy.spec.masterDbUid = '';
+      await w.write(fenced);
+      await waitFor(async () => (await w.published())?.Generation === 3, { timeoutMs: 3000, what: 'generation 3 published' });
+      expect(await probe(roPort)).toBe('closed');
     });
-    await w.proxy.ready;
-    const roPort = w.proxy.roPort() ?? 0;
-    const onPrimary = await roBackend(roPort);
-    expect(onPrimary.name).toBe('A');
-    await waitForLog(w.lines, /read-only: no standby within 10000 B, falling back to the primary 127\.0\.0\.1:\d+ \(db db1\); excluded db2: lag 10001 B > 10000 B/);
 
-    await w.write(roClusterData({ dbs, generation: 2 }));
-    await waitFor(() => onPrimary.c.closed, { timeoutMs: 3000, what: 'the fallback connection closed once a standby qualifies' });
-    expect((await roBackend(roPort)).name).toBe('S2');
+    it('fails closed with the main port: the watchdog closes read-only connections and listener; invalid clusterdata routes nowhere', { timeout: 30_000 }, async () => {
+      const [a, s2] = await Promise.all([echo('A'), echo('S2')]);
+      const dbs = { db1: a.port, db2: s2.port };
+      const good = roClusterData({ dbs, generation: 2 });
+      const w = await world({
+        cd: good,
+        config: { readOnly: { listenAddress: '127.0.0.1', port: 0, maxLagBytes: MAX_LAG, fallbackToPrimary: true } },
+      });
+      await w.proxy.ready;
+      const roPort = w.proxy.roPort() ?? 0;
+      const r = await roBackend(roPort);
+      expect(r.name).toBe('S2');
 
-    // The primary is fenced (masterDbUid ""): the fallback cannot route to it either.
-    const fenced = roClusterData({ dbs, lag: { db2: MAX_LAG + 1 }, generation: 3 });
-    fenced.proxy.spec.masterDbUid = '';
-    await w.write(fenced);
-    await waitFor(async () => (await w.published())?.Generation === 3, { timeoutMs: 3000, what: 'generation 3 published' });
-    expect(await probe(roPort)).toBe('closed');
-  });
+      const t0 = performance.now();
+      w.setHanging(true);
+      await waitFor(() => r.c.closed, { timeoutMs: PROXY_TIMEOUT_MS + SLACK_MS, what: 'read-only client closed', intervalMs: 10 });
+      await waitFor(async () => (await probe(roPort)) === 'refused', { timeoutMs: PROXY_TIMEOUT_MS + SLACK_MS, what: 'read-only listener closed', intervalMs: 20 });
+      expect(performance.now() - t0).toBeLessThan(PROXY_TIMEOUT_MS + SLACK_MS);
+      await waitForLog(w.lines, /^no successful check within proxyTimeout \(1000 ms\): target changed from .* to none, read-only targets changed from .*\(db db2\) to none .*closing the listeners until a check succeeds$/);
+      expect(w.lines.some((l) => l.msg === `proxy stopped listening (read-only) on 127.0.0.1:${roPort}`)).toBe(true);
 
-  it('fails closed with the main port: the watchdog closes read-only connections and listener; invalid clusterdata routes nowhere', { timeout: 30_000 }, async () => {
-    const [a, s2] = await Promise.all([echo('A'), echo('S2')]);
-    const dbs = { db1: a.port, db2: s2.port };
-    const good = roClusterData({ dbs, generation: 2 });
-    const w = await world({
-      cd: good,
-      config: { readOnly: { listenAddress: '127.0.0.1', port: 0, maxLagBytes: MAX_LAG, fallbackToPrimary: true } },
+      w.setHanging(false);
+      await waitFor(async () => (await probe(roPort)) === 'S2:probe', { timeoutMs: 3000, what: 'read-only routing again' });
+
+      const r2 = await roBackend(roPort);
+      await w.admin.overwriteClusterData(JSON.stringify({ ...good, formatVersion: 2 }));
+      await waitFor(() => r2.c.closed, { timeoutMs: 2000, what: 'read-only client closed on invalid clusterdata' });
+      expect(await probe(roPort)).toBe('closed');
     });
-    await w.proxy.ready;
-    const roPort = w.proxy.roPort() ?? 0;
-    const r = await roBackend(roPort);
-    expect(r.name).toBe('S2');
-
-    const t0 = performance.now();
-    w.setHanging(true);
-    await waitFor(() => r.c.closed, { timeoutMs: PROXY_TIMEOUT_MS + SLACK_MS, what: 'read-only client closed', intervalMs: 10 });
-    await waitFor(async () => (await probe(roPort)) === 'refused', { timeoutMs: PROXY_TIMEOUT_MS + SLACK_MS, what: 'read-only listener closed', intervalMs: 20 });
-    expect(performance.now() - t0).toBeLessThan(PROXY_TIMEOUT_MS + SLACK_MS);
-    await waitForLog(w.lines, /^no successful check within proxyTimeout \(1000 ms\): target changed from .* to none, read-only targets changed from .*\(db db2\) to none .*closing the listeners until a check succeeds$/);
-    expect(w.lines.some((l) => l.msg === `proxy stopped listening (read-only) on 127.0.0.1:${roPort}`)).toBe(true);
-
-    w.setHanging(false);
-    await waitFor(async () => (await probe(roPort)) === 'S2:probe', { timeoutMs: 3000, what: 'read-only routing again' });
-
-    const r2 = await roBackend(roPort);
-    await w.admin.overwriteClusterData(JSON.stringify({ ...good, formatVersion: 2 }));
-    await waitFor(() => r2.c.closed, { timeoutMs: 2000, what: 'read-only client closed on invalid clusterdata' });
-    expect(await probe(roPort)).toBe('closed');
   });
 });

@@ -9,10 +9,13 @@
  * - the watchdog: a timer separate from the loop that routes nowhere (and, with
  *   `stopListening`, closes the listener) when no check succeeded within `proxyTimeout`, because
  *   a store call can hang and a hung check must not keep routing;
- * - the forwarder: accepts clients, dials the target, and pipes bytes both ways (`pipe()`:
- *   backpressure both ways, so a slow reader pauses the other side instead of buffering without
- *   bound; half-close forwarded, `allowHalfOpen`; TCP no-delay and keepalive on both sides). When
- *   the target changes (including to or from none) every existing connection is destroyed at once.
+ * - the forwarder: accepts clients, dials the target, then moves bytes both ways. By default the
+ *   two connected sockets are handed to the native relay (`relay.ts`, `native/relay.c`: threads
+ *   outside the event loop, one read and one send per message); with `dataPath: 'event-loop'`
+ *   they are piped in JavaScript. Both keep the same rules: backpressure both ways (a slow reader
+ *   pauses the other side instead of buffering without bound), half-close forwarded, TCP no-delay
+ *   and keepalive on both sides. When the target changes (including to or from none) every
+ *   existing connection is destroyed at once.
  *   Above `maxConnections` a client is refused with a PostgreSQL ErrorResponse (`53300`, "too many
  *   connections through stolon-proxy") once its startup packet is read (`pgwire.ts`).
  * - the optional read-only listener (Stolon lacks it, issue #132): a second port that balances new
@@ -57,6 +60,7 @@ import {
   type ProxyTarget,
   type ReadOnlyDecision,
 } from './target.js';
+import { Relay, defaultRelayThreads, loadRelayAddon, type RelayClose } from './relay.js';
 
 /** What {@link start} needs to know. */
 export interface ProxyConfig {
@@ -107,7 +111,24 @@ export interface ProxyConfig {
   tcpKeepaliveIntervalS?: number;
   /** The read-only listener (`--ro-port`); absent or null: none. */
   readOnly?: ReadOnlyConfig | null;
+  /**
+   * How bytes are moved once a connection is set up (`--data-path`): `native`, the relay
+   * threads of `relay.ts` (the addon built by `npm run build`); `event-loop`, Node streams on
+   * the main thread (slower: about 0.65 of HAProxy's throughput against about 1.1 for `native`,
+   * docs/benchmarks.md). `native` without the addon built makes {@link start} throw.
+   * @default 'native'
+   */
+  dataPath?: DataPath;
+  /**
+   * Relay threads for `dataPath: 'native'` (`--relay-threads`); 0: {@link defaultRelayThreads}
+   * (one per CPU, at most 4). A connection stays on the thread that got it (least loaded first).
+   * @default 0
+   */
+  relayThreads?: number;
 }
+
+/** See {@link ProxyConfig.dataPath}. */
+export type DataPath = 'native' | 'event-loop';
 
 /** The read-only listener's settings (the `--ro-*` flags). */
 export interface ReadOnlyConfig {
@@ -126,6 +147,9 @@ export interface ReadOnlyConfig {
    */
   fallbackToPrimary: boolean;
 }
+
+/** Most relay threads (`--relay-threads`): more than CPUs only adds context switches. */
+export const MAX_RELAY_THREADS = 64;
 
 /** Default of {@link ProxyConfig.maxConnections}: far above PostgreSQL's own default of 100. */
 export const DEFAULT_MAX_CONNECTIONS = 2000;
@@ -221,10 +245,10 @@ class CheckFailure extends Error {
 interface Pair {
   readonly id: number;
   readonly kind: ListenerKind;
-  readonly client: net.Socket;
-  readonly upstream: net.Socket;
   readonly target: ProxyTarget;
-  /** Resolves once both sockets emitted `close`. */
+  /** Closes both sides at once: destroys the two sockets, or asks the relay once it holds them. */
+  destroy: () => void;
+  /** Resolves once both sides are closed (both sockets emitted `close`, or the relay reported it). */
   readonly closed: Promise<void>;
 }
 
@@ -333,6 +357,37 @@ function openFilesLimit(): number | undefined {
   }
 }
 
+/**
+ * The backend → client half of the event-loop data path, as the backend socket's `onread`:
+ * each read lands in one reused buffer instead of a fresh 64 KiB allocation per read (Node's
+ * default). A write the kernel did not take at once keeps pointing into that buffer, so then the
+ * next read gets a new one; when the client's write buffer is full, the backend is paused until
+ * the client drained (backpressure). `bind` gives it the backend socket once created.
+ */
+function backendReader(client: net.Socket): { onread: net.OnReadOpts; bind(upstream: net.Socket): void } {
+  let readBuf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+  let upstream: net.Socket | null = null;
+  return {
+    onread: {
+      buffer: () => readBuf,
+      callback: (n: number, buf: Uint8Array): boolean => {
+        const flushed = client.write(buf.subarray(0, n));
+        if (client.writableLength > 0) {
+          readBuf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+        }
+        if (!flushed) {
+          client.once('drain', () => upstream?.resume());
+          return false;
+        }
+        return true;
+      },
+    },
+    bind: (u) => {
+      upstream = u;
+    },
+  };
+}
+
 class ProxyDaemon {
   private readonly uid: string;
   private readonly stopListening: boolean;
@@ -341,6 +396,10 @@ class ProxyDaemon {
   private readonly keepaliveCount: number;
   private readonly keepaliveIntervalS: number;
   private readonly roConfig: ReadOnlyConfig | null;
+  /** The native relay (`dataPath: 'native'`), or null when bytes are piped in the event loop. */
+  private readonly relay: Relay | null;
+  /** Release callbacks of the connections the relay holds, by connection id. */
+  private readonly relayed = new Map<number, (c: RelayClose) => void>();
   private readonly store: Store;
   private readonly log: Logger;
 
@@ -411,6 +470,10 @@ class ProxyDaemon {
     this.keepaliveCount = config.tcpKeepaliveCount ?? 0;
     this.keepaliveIntervalS = config.tcpKeepaliveIntervalS ?? 0;
     this.roConfig = config.readOnly ?? null;
+    this.relay =
+      (config.dataPath ?? 'native') === 'native'
+        ? new Relay(config.relayThreads || defaultRelayThreads(), (c) => this.relayed.get(c.id)?.(c))
+        : null;
     this.store = deps.store;
     this.log = deps.logger;
     this.main = { kind: 'main', address: config.listenAddress, configuredPort: config.port, boundPort: null, server: null };
@@ -441,8 +504,13 @@ class ProxyDaemon {
         maxConnections: this.maxConnections,
         tcpKeepaliveIdleMs: this.keepaliveIdleMs,
         readOnly: this.roConfig,
+        dataPath: this.relay === null ? 'event-loop' : 'native',
+        relayThreads: this.relay?.threads() ?? 0,
       },
-      `proxy ${this.uid} starting: not listening until clusterdata has been read`,
+      `proxy ${this.uid} starting: not listening until clusterdata has been read; ` +
+        (this.relay === null
+          ? 'forwarding in the event loop (--data-path event-loop)'
+          : `forwarding on ${plural(this.relay.threads(), 'native relay thread')}`),
     );
     if (this.keepaliveCount !== 0 || this.keepaliveIntervalS !== 0) {
       // Said at start rather than refused, so Stolon command lines keep working.
@@ -808,6 +876,8 @@ class ProxyDaemon {
         // A client's FIN is forwarded to the backend (pipe ends it) while the backend's answer
         // still flows back; without this, Node would end our side at once and lose that answer.
         allowHalfOpen: true,
+        // Node reads nothing until told to: the relay must find every client byte in the kernel.
+        pauseOnConnect: true,
       },
       (s) => this.onConnection(l.kind, s),
     );
@@ -876,8 +946,7 @@ class ProxyDaemon {
       p.kind === 'main' ? !sameTarget(p.target, this.target) : !this.roTargets.some((t) => sameTarget(t, p.target)),
     );
     for (const p of victims) {
-      p.client.destroy();
-      p.upstream.destroy();
+      p.destroy();
     }
     if (victims.length > 0) {
       await bounded(Promise.all(victims.map((p) => p.closed)), CLOSE_WAIT_MS, 'closing connections').catch(
@@ -1008,20 +1077,24 @@ class ProxyDaemon {
       }
     };
     client.on('data', onData);
+    client.resume(); // accepted paused (pauseOnConnect)
   }
 
   /**
-   * Pairs `client` with a new connection to `target` and pipes both ways. `initial` (bytes
+   * Pairs `client` with a new connection to `target`, then moves bytes both ways: in the native
+   * relay (handed over once the backend connected) or piped in the event loop. `initial` (bytes
    * already read from the client) is sent to the backend first.
    */
   private forward(kind: ListenerKind, client: net.Socket, target: ProxyTarget, from: string, initial: Buffer | null): void {
     this.accepted++;
     const id = this.nextPairId++;
-    // Backend → client, the direction with the larger messages: each read lands in one reused
-    // buffer instead of a fresh 64 KiB allocation per read (Node's default for sockets). A write
-    // the kernel did not take at once keeps pointing into that buffer, so then the next read gets
-    // a new one.
-    let readBuf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+    const to = formatAddress(target.host, target.port);
+    const role = kind === 'main' ? 'primary' : 'read-only backend';
+    let markClosed!: () => void;
+    const closed = new Promise<void>((resolve) => {
+      markClosed = resolve;
+    });
+    const reader = this.relay === null ? backendReader(client) : null;
     const upstream = net.connect({
       host: target.host,
       port: target.port,
@@ -1029,66 +1102,139 @@ class ProxyDaemon {
       keepAlive: true,
       keepAliveInitialDelay: this.keepaliveIdleMs,
       allowHalfOpen: true,
-      onread: {
-        buffer: () => readBuf,
-        callback: (n: number, buf: Uint8Array): boolean => {
-          const flushed = client.write(buf.subarray(0, n));
-          if (client.writableLength > 0) {
-            readBuf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
-          }
-          if (!flushed) {
-            // Backpressure: stop reading from the backend until the client drained.
-            client.once('drain', () => upstream.resume());
-            return false;
-          }
-          return true;
-        },
+      ...(reader === null ? {} : { onread: reader.onread }),
+    });
+    reader?.bind(upstream);
+    const pair: Pair = {
+      id,
+      kind,
+      target,
+      closed,
+      destroy: () => {
+        client.destroy();
+        upstream.destroy();
       },
-    });
-    // Our own timer rather than socket.setTimeout: a socket timeout cleared with setTimeout(0)
-    // is still refreshed on every read and write.
-    const connectTimer = setTimeout(() => {
-      this.log.warn({ conn: id, to }, `cannot connect to ${role} ${to} within ${CONNECT_TIMEOUT_MS} ms; closing connection ${id}`);
-      destroyBoth();
-    }, CONNECT_TIMEOUT_MS);
-
-    let clientClosed = false;
-    let upstreamClosed = false;
-    let markClosed!: () => void;
-    const closed = new Promise<void>((resolve) => {
-      markClosed = resolve;
-    });
-    const pair: Pair = { id, kind, client, upstream, target, closed };
+    };
     this.pairs.add(pair);
     const key = targetKey(target);
     if (kind === 'ro') {
       this.roCounts.set(key, (this.roCounts.get(key) ?? 0) + 1);
     }
-    const to = formatAddress(target.host, target.port);
-    const role = kind === 'main' ? 'primary' : 'read-only backend';
     this.log.debug({ conn: id, listener: kind, from, to, connections: this.pairs.size }, `connection ${id} from ${from} to ${to}`);
-
-    const destroyBoth = (): void => {
-      client.destroy();
-      upstream.destroy();
+    /** Forgets the pair once both sides are closed; `how` ends the debug line. */
+    const release = (how: string, extra: object = {}): void => {
+      if (!this.pairs.delete(pair)) {
+        return;
+      }
+      if (kind === 'ro') {
+        const n = (this.roCounts.get(key) ?? 1) - 1;
+        if (n <= 0) {
+          this.roCounts.delete(key);
+        } else {
+          this.roCounts.set(key, n);
+        }
+      }
+      if (this.overLimitWarned && this.pairs.size < this.maxConnections) {
+        this.overLimitWarned = false;
+      }
+      this.log.debug({ conn: id, connections: this.pairs.size, ...extra }, `connection ${id} closed${how}`);
+      markClosed();
     };
-    const finish = (): void => {
-      if (clientClosed && upstreamClosed && this.pairs.delete(pair)) {
-        if (kind === 'ro') {
-          const n = (this.roCounts.get(key) ?? 1) - 1;
-          if (n <= 0) {
-            this.roCounts.delete(key);
-          } else {
-            this.roCounts.set(key, n);
-          }
-        }
-        if (this.overLimitWarned && this.pairs.size < this.maxConnections) {
-          this.overLimitWarned = false;
-        }
-        this.log.debug({ conn: id, connections: this.pairs.size }, `connection ${id} closed`);
-        markClosed();
+    // Our own timer rather than socket.setTimeout: a socket timeout cleared with setTimeout(0)
+    // is still refreshed on every read and write.
+    const connectTimer = setTimeout(() => {
+      this.log.warn({ conn: id, to }, `cannot connect to ${role} ${to} within ${CONNECT_TIMEOUT_MS} ms; closing connection ${id}`);
+      pair.destroy();
+    }, CONNECT_TIMEOUT_MS);
+    let connected = false;
+    upstream.on('connect', () => {
+      connected = true;
+      clearTimeout(connectTimer);
+    });
+    upstream.once('close', () => clearTimeout(connectTimer));
+    upstream.on('error', (err) => {
+      if (!connected) {
+        this.log.warn({ conn: id, to, err }, `connection ${id} to ${role} ${to} failed: ${err.message}`);
+      } else {
+        this.log.debug({ conn: id, to, err }, `connection ${id} to ${role} ${to}: ${err.message}`);
+      }
+      pair.destroy();
+    });
+    client.on('error', (err) => {
+      this.log.debug({ conn: id, from, err }, `connection ${id} from ${from}: ${err.message}`);
+      pair.destroy();
+    });
+    if (this.relay !== null) {
+      this.relayOnConnect(this.relay, pair, client, upstream, initial, release);
+    } else {
+      this.pipeBothWays(client, upstream, initial, release);
+    }
+  }
+
+  /**
+   * The native data path: Node reads nothing from either socket (the client was accepted
+   * paused; the backend is paused before it connects); once the backend connected (and took
+   * `initial`), both are handed to the relay, which reports the close. Until then a close of
+   * either socket closes the other.
+   */
+  private relayOnConnect(
+    relay: Relay,
+    pair: Pair,
+    client: net.Socket,
+    upstream: net.Socket,
+    initial: Buffer | null,
+    release: (how: string, extra?: object) => void,
+  ): void {
+    upstream.pause();
+    let handedOff = false;
+    let open = 2;
+    const onClose = (): void => {
+      if (handedOff) {
+        return; // Node's descriptors only; the relay holds the connection
+      }
+      pair.destroy();
+      if (--open === 0) {
+        release('');
       }
     };
+    client.once('close', onClose);
+    upstream.once('close', onClose);
+    const handOff = (): void => {
+      if (client.destroyed || upstream.destroyed) {
+        return; // closed meanwhile: the close handlers release the pair
+      }
+      this.relayed.set(pair.id, (c) => {
+        this.relayed.delete(pair.id);
+        release(`: ${c.reason}`, { bytesUp: c.bytesUp, bytesDown: c.bytesDown });
+      });
+      try {
+        relay.adopt(pair.id, client, upstream);
+      } catch (err) {
+        this.relayed.delete(pair.id);
+        this.log.warn({ conn: pair.id, err }, `connection ${pair.id}: cannot hand it to the relay (${errorMessage(err)}); closing it`);
+        pair.destroy();
+        return;
+      }
+      handedOff = true;
+      pair.destroy = () => relay.close(pair.id);
+    };
+    upstream.once('connect', () => {
+      if (initial !== null && initial.length > 0) {
+        upstream.write(initial, (err) => (err ? pair.destroy() : handOff()));
+      } else {
+        handOff();
+      }
+    });
+  }
+
+  /**
+   * The event-loop data path. Client → backend: pipe() (backpressure: a slow backend pauses the
+   * client; a FIN is forwarded as a FIN). Backend → client: {@link backendReader}, same rules. At most a highWaterMark plus the kernel's socket buffers are held per
+   * direction. Data sent before the backend answered is queued until it connects.
+   */
+  private pipeBothWays(client: net.Socket, upstream: net.Socket, initial: Buffer | null, release: (how: string) => void): void {
+    let clientClosed = false;
+    let upstreamClosed = false;
     // After one side closed, end the other (flushing what is queued) and destroy it if it
     // lingers, so no pair outlives its peer.
     const endThenDestroy = (s: net.Socket): void => {
@@ -1098,42 +1244,23 @@ class ProxyDaemon {
       s.end();
       setTimeout(() => s.destroy(), LINGER_MS).unref();
     };
-
-    let connected = false;
-    upstream.on('connect', () => {
-      connected = true;
-      clearTimeout(connectTimer);
-    });
-    upstream.on('error', (err) => {
-      if (!connected) {
-        this.log.warn({ conn: id, to, err }, `connection ${id} to ${role} ${to} failed: ${err.message}`);
-      } else {
-        this.log.debug({ conn: id, to, err }, `connection ${id} to ${role} ${to}: ${err.message}`);
-      }
-      destroyBoth();
-    });
-    client.on('error', (err) => {
-      this.log.debug({ conn: id, from, err }, `connection ${id} from ${from}: ${err.message}`);
-      destroyBoth();
-    });
     client.on('close', () => {
       clientClosed = true;
       endThenDestroy(upstream);
-      finish();
+      if (upstreamClosed) {
+        release('');
+      }
     });
     upstream.on('close', () => {
-      clearTimeout(connectTimer);
       upstreamClosed = true;
       endThenDestroy(client);
-      finish();
+      if (clientClosed) {
+        release('');
+      }
     });
     if (initial !== null && initial.length > 0) {
       upstream.write(initial);
     }
-    // Client → backend: pipe() (backpressure: a slow backend pauses the client; a FIN is
-    // forwarded as a FIN). Backend → client: the onread callback above, same rules. At most a
-    // highWaterMark plus the kernel's socket buffers are held per direction. Data sent before the
-    // backend answered is queued until it connects.
     client.pipe(upstream);
     upstream.on('end', () => client.end());
   }
@@ -1165,6 +1292,7 @@ class ProxyDaemon {
     // Its store calls are bounded by proxyTimeout; loop.stop() waits for it.
     await this.loop?.stop();
     await this.routeNowhere();
+    this.relay?.stop();
     for (const s of this.refusing) {
       s.destroy();
     }
@@ -1203,7 +1331,9 @@ class ProxyDaemon {
  * successful check. Resolves as soon as the loop runs (the store may still be unreachable; see
  * {@link ProxyHandle.ready}). Never throws for store trouble: the proxy keeps retrying.
  * @throws RangeError when `config.port` (or `config.readOnly.port`) is not an integer in 0–65535,
- *   `config.uid` is empty, or a count, limit or duration is negative or not an integer.
+ *   `config.uid` is empty, a count, limit or duration is negative or not an integer, or
+ *   `relayThreads` is above {@link MAX_RELAY_THREADS}; StolonError when `dataPath` is `native`
+ *   and the relay addon is not built (the message says how to build it).
  * @see ../../../../shared/reference/stolon.md §6
  */
 export async function start(config: ProxyConfig, deps: ProxyDeps): Promise<ProxyHandle> {
@@ -1224,6 +1354,7 @@ export async function start(config: ProxyConfig, deps: ProxyDeps): Promise<Proxy
     ['tcpKeepaliveIdleS', config.tcpKeepaliveIdleS],
     ['tcpKeepaliveCount', config.tcpKeepaliveCount],
     ['tcpKeepaliveIntervalS', config.tcpKeepaliveIntervalS],
+    ['relayThreads', config.relayThreads],
   ] as const) {
     if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) {
       throw new RangeError(`${name} must be a non-negative integer, got ${v}`);
@@ -1231,6 +1362,18 @@ export async function start(config: ProxyConfig, deps: ProxyDeps): Promise<Proxy
   }
   if (config.uid === '' || config.uid.includes('/')) {
     throw new RangeError(`uid must be non-empty and contain no '/', got "${config.uid}"`);
+  }
+  if (config.relayThreads !== undefined && config.relayThreads > MAX_RELAY_THREADS) {
+    throw new RangeError(`relayThreads must be at most ${MAX_RELAY_THREADS}, got ${config.relayThreads}`);
+  }
+  if (config.dataPath !== undefined && config.dataPath !== 'native' && config.dataPath !== 'event-loop') {
+    throw new RangeError(`dataPath must be 'native' or 'event-loop', got ${JSON.stringify(config.dataPath)}`);
+  }
+  if ((config.dataPath ?? 'native') === 'native') {
+    const addon = loadRelayAddon();
+    if ('error' in addon) {
+      throw new StolonError('INTERNAL', `${addon.error}; or forward in the event loop with --data-path event-loop (slower)`);
+    }
   }
   const daemon = new ProxyDaemon(config, deps);
   daemon.begin();

@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "relay",
+      "sources": ["native/relay.c"],
+      "cflags": ["-O2", "-g", "-Wall", "-Wextra", "-Werror"]
+    }
+  ]
+}
