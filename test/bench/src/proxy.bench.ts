@@ -45,13 +45,14 @@ const TARGET_ADDED_LATENCY_MS = 0.1;
 const HAPROXY_CANDIDATES = ['/usr/sbin/haproxy', '/usr/bin/haproxy'];
 
 const USAGE = `usage: npm run bench:proxy -- [--quick] [--duration S] [--rounds N] [--clients LIST] [--scale N]
-                                 [--idle N] [--write-doc] [--keep] [--pg-bin-path DIR]
+                                 [--idle N] [--data-path native|event-loop] [--write-doc] [--keep] [--pg-bin-path DIR]
   --quick            a smoke run: 3 s per run, 1 round, clients 1,16, 200 idle connections
   --duration S       seconds per pgbench run (default 12)
   --rounds N         rounds of direct / stolon-proxy / HAProxy, order rotated each round (default 3)
   --clients LIST     pgbench client counts (default 1,16,64)
   --scale N          pgbench scale (default 10)
   --idle N           idle connections for the RSS figure (default 1000)
+  --data-path P      stolon-proxy's --data-path: native (default) or event-loop
   --write-doc        regenerate the bench:proxy section of docs/benchmarks.md
   --keep             keep the cluster directory (data and logs) afterwards
   --pg-bin-path DIR  PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
@@ -63,6 +64,8 @@ interface Options {
   readonly clients: readonly number[];
   readonly scale: number;
   readonly idle: number;
+  /** stolon-proxy's `--data-path`. */
+  readonly dataPath: 'native' | 'event-loop';
   readonly writeDoc: boolean;
   readonly keep: boolean;
   readonly pgBinPath: string;
@@ -93,6 +96,7 @@ function parseOptions(argv: readonly string[]): Options {
         clients: { type: 'string' },
         scale: { type: 'string', default: '10' },
         idle: { type: 'string' },
+        'data-path': { type: 'string', default: 'native' },
         'write-doc': { type: 'boolean', default: false },
         keep: { type: 'boolean', default: false },
         'pg-bin-path': { type: 'string', default: '/usr/lib/postgresql/15/bin' },
@@ -118,6 +122,10 @@ function parseOptions(argv: readonly string[]): Options {
     clients,
     scale: int('scale', values.scale, 1, 1000),
     idle: int('idle', values.idle ?? (quick ? '200' : '1000'), 0, 5000),
+    dataPath:
+      values['data-path'] === 'native' || values['data-path'] === 'event-loop'
+        ? values['data-path']
+        : bad(`--data-path must be native or event-loop, got ${JSON.stringify(values['data-path'])}`),
     writeDoc: values['write-doc'],
     keep: values.keep,
     pgBinPath: values['pg-bin-path'],
@@ -368,7 +376,8 @@ function render(
   const command = `npm run bench:proxy -- ${opts.argv.join(' ')}`.trimEnd();
   const header =
     `pgbench -n, simple protocol, ${opts.durationS} s per run, ${opts.rounds} round${opts.rounds === 1 ? '' : 's'} ` +
-    `(direct / stolon-proxy / HAProxy, order rotated each round), pgbench scale ${opts.scale}; medians over the rounds`;
+    `(direct / stolon-proxy / HAProxy, order rotated each round), pgbench scale ${opts.scale}; medians over the rounds; ` +
+    `stolon-proxy --data-path ${opts.dataPath}`;
 
   const t: string[] = [];
   t.push(`bench:proxy — stolon-proxy vs direct vs HAProxy (${date})`);
@@ -485,6 +494,7 @@ async function main(): Promise<number> {
       keepers: 1,
       sentinels: 1,
       proxies: 1,
+      proxyArgs: ['--data-path', opts.dataPath],
       logLevel: 'info',
       pgBinPath: opts.pgBinPath,
       // Room for the idle connections of the RSS figure: PostgreSQL forks a backend for each, and
