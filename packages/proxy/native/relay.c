@@ -29,6 +29,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <node_api.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -547,12 +549,54 @@ static napi_value js_stop(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * keepalive(fd, idleS, intervalS, count): turns TCP keepalive on for a socket and sets each
+ * non-zero one of TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT (Node can set only the first).
+ * Returns [idleS, intervalS, count] as the kernel then reports them (getsockopt).
+ */
+static napi_value js_keepalive(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4], out, item;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t v[4];
+  for (int i = 0; i < 4; i++) {
+    if ((size_t)i >= argc || napi_get_value_int32(env, argv[i], &v[i]) != napi_ok || v[i] < 0) {
+      napi_throw_type_error(env, "ERR_STOLON_RELAY", "relay.keepalive(fd, idleS, intervalS, count): integers >= 0");
+      return NULL;
+    }
+  }
+  int one = 1;
+  const int opts[3] = {TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT};
+  const char *names[3] = {"TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"};
+  const char *failed = NULL;
+  if (setsockopt(v[0], SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) != 0) failed = "SO_KEEPALIVE";
+  for (int i = 0; i < 3 && failed == NULL; i++) {
+    if (v[i + 1] > 0 && setsockopt(v[0], IPPROTO_TCP, opts[i], &v[i + 1], sizeof v[i + 1]) != 0) failed = names[i];
+  }
+  CHECK(napi_create_array_with_length(env, 3, &out));
+  for (int i = 0; i < 3 && failed == NULL; i++) {
+    int got = 0;
+    socklen_t len = sizeof got;
+    if (getsockopt(v[0], IPPROTO_TCP, opts[i], &got, &len) != 0) failed = names[i];
+    CHECK(napi_create_int32(env, got, &item));
+    CHECK(napi_set_element(env, out, (uint32_t)i, item));
+  }
+  if (failed != NULL) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "relay.keepalive: %s on fd %d: %s", failed, v[0], strerror(errno));
+    napi_throw_error(env, "ERR_STOLON_RELAY", msg);
+    return NULL;
+  }
+  return out;
+}
+
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_property_descriptor props[] = {
       {"create", NULL, js_create, NULL, NULL, NULL, napi_default, NULL},
       {"adopt", NULL, js_adopt, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
       {"stop", NULL, js_stop, NULL, NULL, NULL, napi_default, NULL},
+      {"keepalive", NULL, js_keepalive, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

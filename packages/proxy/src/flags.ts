@@ -27,9 +27,9 @@ export interface ProxyFlagConfig extends CommonConfig {
   maxConnections: number;
   /** Seconds; 0: the kernel's default. */
   tcpKeepaliveIdle: number;
-  /** Probes; 0: default. Not applied on Node 20 (logged). */
+  /** Probes; 0: default. Set through the relay addon. */
   tcpKeepaliveCount: number;
-  /** Seconds; 0: default. Not applied on Node 20 (logged). */
+  /** Seconds; 0: default. Set through the relay addon. */
   tcpKeepaliveInterval: number;
   /** "" means the same as `listenAddress`. */
   roListenAddress: string;
@@ -75,21 +75,21 @@ export const PROXY_FLAGS: FlagTable<ProxyFlagConfig> = {
     name: 'tcp-keepalive-idle',
     description:
       'seconds a connection is idle before TCP keepalive probes start, on both sides (0: the kernel default, ' +
-      'net.ipv4.tcp_keepalive_time); Node then probes every 1 s, 10 times',
+      'net.ipv4.tcp_keepalive_time); probes then follow --tcp-keepalive-interval and --tcp-keepalive-count (default: every 1 s, 10 times)',
     type: 'number',
     default: 0,
   },
   tcpKeepaliveCount: {
     name: 'tcp-keepalive-count',
     description:
-      "accepted for Stolon compatibility but not applied: Node cannot set TCP_KEEPCNT per socket (a non-zero value is logged at start)",
+      'keepalive probes before a silent peer is dropped, on both sides (TCP_KEEPCNT, set by the native relay addon; 0: 10 with --tcp-keepalive-idle, else the kernel default)',
     type: 'number',
     default: 0,
   },
   tcpKeepaliveInterval: {
     name: 'tcp-keepalive-interval',
     description:
-      "accepted for Stolon compatibility but not applied: Node cannot set TCP_KEEPINTVL per socket (a non-zero value is logged at start)",
+      'seconds between keepalive probes, on both sides (TCP_KEEPINTVL, set by the native relay addon; 0: 1 s with --tcp-keepalive-idle, else the kernel default)',
     type: 'number',
     default: 0,
   },

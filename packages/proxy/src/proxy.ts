@@ -60,7 +60,7 @@ import {
   type ProxyTarget,
   type ReadOnlyDecision,
 } from './target.js';
-import { Relay, defaultRelayThreads, loadRelayAddon, type RelayClose } from './relay.js';
+import { Relay, defaultRelayThreads, loadRelayAddon, setKeepalive, type RelayClose } from './relay.js';
 
 /** What {@link start} needs to know. */
 export interface ProxyConfig {
@@ -96,16 +96,16 @@ export interface ProxyConfig {
    */
   tcpKeepaliveIdleS?: number;
   /**
-   * Stolon's `--tcp-keepalive-count` (TCP_KEEPCNT). Node 20 cannot set it per socket: libuv
-   * sets 10 whenever `tcpKeepaliveIdleS` is set, else the kernel's `tcp_keepalive_probes`
-   * applies. A non-zero value is accepted for compatibility and logged as not applied.
+   * Stolon's `--tcp-keepalive-count` (TCP_KEEPCNT), set on both sides of every connection by the
+   * relay addon (`setKeepalive`; Node itself cannot). 0: libuv's 10 when `tcpKeepaliveIdleS` is
+   * set, else the kernel's `tcp_keepalive_probes`. Without the addon built, a non-zero value is
+   * logged as not applied.
    * @default 0
    */
   tcpKeepaliveCount?: number;
   /**
-   * Stolon's `--tcp-keepalive-interval` in seconds (TCP_KEEPINTVL); as `tcpKeepaliveCount`: libuv
-   * sets 1 s whenever `tcpKeepaliveIdleS` is set, else the kernel's `tcp_keepalive_intvl`. A
-   * non-zero value is logged as not applied.
+   * Stolon's `--tcp-keepalive-interval` in seconds (TCP_KEEPINTVL), set as `tcpKeepaliveCount`.
+   * 0: libuv's 1 s when `tcpKeepaliveIdleS` is set, else the kernel's `tcp_keepalive_intvl`.
    * @default 0
    */
   tcpKeepaliveIntervalS?: number;
@@ -395,6 +395,8 @@ class ProxyDaemon {
   private readonly keepaliveIdleMs: number;
   private readonly keepaliveCount: number;
   private readonly keepaliveIntervalS: number;
+  /** True when the interval or count is set and the addon can apply them (setsockopt per socket). */
+  private keepaliveBySockopt = false;
   private readonly roConfig: ReadOnlyConfig | null;
   /** The native relay (`dataPath: 'native'`), or null when bytes are piped in the event loop. */
   private readonly relay: Relay | null;
@@ -513,16 +515,27 @@ class ProxyDaemon {
           : `forwarding on ${plural(this.relay.threads(), 'native relay thread')}`),
     );
     if (this.keepaliveCount !== 0 || this.keepaliveIntervalS !== 0) {
-      // Said at start rather than refused, so Stolon command lines keep working.
-      const inEffect =
-        this.keepaliveIdleMs > 0
-          ? 'probes every 1 s, 10 of them (set by libuv with --tcp-keepalive-idle)'
-          : "the kernel's net.ipv4.tcp_keepalive_intvl and tcp_keepalive_probes";
-      this.log.warn(
-        { tcpKeepaliveCount: this.keepaliveCount, tcpKeepaliveIntervalS: this.keepaliveIntervalS },
-        `--tcp-keepalive-count ${this.keepaliveCount} and --tcp-keepalive-interval ${this.keepaliveIntervalS} are not applied: ` +
-          `Node ${process.version} cannot set TCP_KEEPCNT or TCP_KEEPINTVL per socket; in effect: ${inEffect}`,
-      );
+      const addon = loadRelayAddon();
+      if ('error' in addon) {
+        // Said at start rather than refused, so Stolon command lines keep working.
+        const inEffect =
+          this.keepaliveIdleMs > 0
+            ? 'probes every 1 s, 10 of them (set by libuv with --tcp-keepalive-idle)'
+            : "the kernel's net.ipv4.tcp_keepalive_intvl and tcp_keepalive_probes";
+        this.log.warn(
+          { tcpKeepaliveCount: this.keepaliveCount, tcpKeepaliveIntervalS: this.keepaliveIntervalS },
+          `--tcp-keepalive-count ${this.keepaliveCount} and --tcp-keepalive-interval ${this.keepaliveIntervalS} are not applied: ` +
+            `Node cannot set TCP_KEEPCNT or TCP_KEEPINTVL and ${addon.error}; in effect: ${inEffect}`,
+        );
+      } else {
+        this.keepaliveBySockopt = true;
+        this.log.info(
+          { tcpKeepaliveCount: this.keepaliveCount, tcpKeepaliveIntervalS: this.keepaliveIntervalS },
+          `TCP keepalive on both sides of every connection: idle ${this.keepaliveIdleMs > 0 ? `${this.keepaliveIdleMs / 1000} s` : "the kernel's"}, ` +
+            `interval ${this.keepaliveIntervalS > 0 ? `${this.keepaliveIntervalS} s` : this.keepaliveIdleMs > 0 ? '1 s (libuv)' : "the kernel's"}, ` +
+            `${this.keepaliveCount > 0 ? `${this.keepaliveCount} probes` : this.keepaliveIdleMs > 0 ? '10 probes (libuv)' : "the kernel's probe count"}`,
+        );
+      }
     }
     const limit = openFilesLimit();
     const needed = 2 * this.maxConnections + 64;
@@ -1150,7 +1163,9 @@ class ProxyDaemon {
     upstream.on('connect', () => {
       connected = true;
       clearTimeout(connectTimer);
+      this.applyKeepalive(upstream, id);
     });
+    this.applyKeepalive(client, id);
     upstream.once('close', () => clearTimeout(connectTimer));
     upstream.on('error', (err) => {
       if (!connected) {
@@ -1168,6 +1183,22 @@ class ProxyDaemon {
       this.relayOnConnect(this.relay, pair, client, upstream, initial, release);
     } else {
       this.pipeBothWays(client, upstream, initial, release);
+    }
+  }
+
+  /**
+   * Sets TCP_KEEPINTVL and TCP_KEEPCNT (and TCP_KEEPIDLE again) on a connected socket when
+   * `--tcp-keepalive-interval` or `--tcp-keepalive-count` asked for them; Node has set keepalive
+   * and the idle time already. A failure is logged; the connection goes on with Node's settings.
+   */
+  private applyKeepalive(s: net.Socket, conn: number): void {
+    if (!this.keepaliveBySockopt) {
+      return;
+    }
+    try {
+      setKeepalive(s, this.keepaliveIdleMs / 1000, this.keepaliveIntervalS, this.keepaliveCount);
+    } catch (err) {
+      this.log.warn({ conn, err }, `connection ${conn}: cannot set TCP keepalive interval and count: ${errorMessage(err)}`);
     }
   }
 

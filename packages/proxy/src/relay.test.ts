@@ -7,7 +7,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { waitFor } from '@stolon-ts/harness';
-import { Relay, defaultRelayThreads, loadRelayAddon, type RelayClose } from './relay.js';
+import { Relay, defaultRelayThreads, loadRelayAddon, setKeepalive, type RelayClose } from './relay.js';
 
 const cleanups: Array<() => void | Promise<void>> = [];
 afterEach(async () => {
@@ -231,6 +231,15 @@ describe('native relay', () => {
     await waitFor(() => r.closes.length === 3, { timeoutMs: 3000, what: 'three close reports' });
     expect(new Set(r.closes.map((c) => c.reason))).toEqual(new Set(['closed by the proxy']));
     expect(() => r.relay.adopt(99, new net.Socket(), new net.Socket())).toThrow('the relay is stopped');
+  });
+
+  it('setKeepalive sets idle, interval and count on a socket (0 keeps a value), and reports the kernel values', { timeout: 10_000 }, async () => {
+    const r = await rig(1);
+    const { client } = await r.pair();
+    expect(setKeepalive(client, 30, 5, 3)).toEqual({ idleS: 30, intervalS: 5, count: 3 });
+    expect(setKeepalive(client, 0, 7, 0)).toEqual({ idleS: 30, intervalS: 7, count: 3 });
+    expect(() => setKeepalive(client, 0, 0, 128)).toThrow(/TCP_KEEPCNT on fd \d+: Invalid argument/);
+    expect(() => setKeepalive(new net.Socket(), 1, 1, 1)).toThrow(/no file descriptor/);
   });
 
   it('rejects a bad thread count and sockets without a descriptor, owning nothing then', () => {

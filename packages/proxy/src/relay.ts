@@ -20,6 +20,7 @@ interface RelayAddon {
   adopt(handle: unknown, id: number, clientFd: number, backendFd: number): void;
   close(handle: unknown, id: number): void;
   stop(handle: unknown): void;
+  keepalive(fd: number, idleS: number, intervalS: number, count: number): [number, number, number];
 }
 
 /** Where `npm run build` (node-gyp) puts the addon, relative to this file in `dist/`. */
@@ -74,6 +75,38 @@ export interface RelayClose {
 function socketFd(s: net.Socket): number {
   const handle = (s as unknown as { _handle?: { fd?: unknown } | null })._handle;
   return typeof handle?.fd === 'number' ? handle.fd : -1;
+}
+
+/** TCP keepalive settings of a socket, as the kernel reports them. */
+export interface KeepaliveSettings {
+  /** TCP_KEEPIDLE, seconds. */
+  readonly idleS: number;
+  /** TCP_KEEPINTVL, seconds. */
+  readonly intervalS: number;
+  /** TCP_KEEPCNT, probes. */
+  readonly count: number;
+}
+
+/**
+ * Turns TCP keepalive on for a connected socket and sets each non-zero one of TCP_KEEPIDLE,
+ * TCP_KEEPINTVL and TCP_KEEPCNT (Stolon's `--tcp-keepalive-idle/-interval/-count`; Node itself
+ * can set only the idle time). Works on either data path: it needs the addon, not a relay.
+ * @returns the three values in effect afterwards (the kernel's for those left at 0).
+ * @throws Error when the addon is not built, the socket has no descriptor, or setsockopt fails
+ *   (e.g. a value above Linux's maximum: 32767 s, 32767 s, 127 probes).
+ * @see https://man7.org/linux/man-pages/man7/tcp.7.html
+ */
+export function setKeepalive(s: net.Socket, idleS: number, intervalS: number, count: number): KeepaliveSettings {
+  const l = loadRelayAddon();
+  if ('error' in l) {
+    throw new Error(l.error);
+  }
+  const fd = socketFd(s);
+  if (fd < 0) {
+    throw new Error('setKeepalive: the socket has no file descriptor');
+  }
+  const [gotIdle, gotInterval, gotCount] = l.addon.keepalive(fd, idleS, intervalS, count);
+  return { idleS: gotIdle, intervalS: gotInterval, count: gotCount };
 }
 
 /**
