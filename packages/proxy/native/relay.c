@@ -590,6 +590,33 @@ static napi_value js_keepalive(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* sockopts(fd): [TCP_NODELAY, SO_KEEPALIVE] of a socket as 0/1 (read-only; for checks and tests). */
+static napi_value js_sockopts(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out, item;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
+    napi_throw_type_error(env, "ERR_STOLON_RELAY", "relay.sockopts(fd): fd must be an integer >= 0");
+    return NULL;
+  }
+  int nodelay = 0, keepalive = 0;
+  socklen_t len = sizeof nodelay;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len) != 0 ||
+      (len = sizeof keepalive, getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &keepalive, &len)) != 0) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "relay.sockopts: fd %d: %s", fd, strerror(errno));
+    napi_throw_error(env, "ERR_STOLON_RELAY", msg);
+    return NULL;
+  }
+  CHECK(napi_create_array_with_length(env, 2, &out));
+  CHECK(napi_create_int32(env, nodelay != 0, &item));
+  CHECK(napi_set_element(env, out, 0, item));
+  CHECK(napi_create_int32(env, keepalive != 0, &item));
+  CHECK(napi_set_element(env, out, 1, item));
+  return out;
+}
+
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_property_descriptor props[] = {
       {"create", NULL, js_create, NULL, NULL, NULL, napi_default, NULL},
@@ -597,6 +624,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
       {"stop", NULL, js_stop, NULL, NULL, NULL, napi_default, NULL},
       {"keepalive", NULL, js_keepalive, NULL, NULL, NULL, napi_default, NULL},
+      {"sockopts", NULL, js_sockopts, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

@@ -343,12 +343,19 @@ function waitForLog(lines: LogLine[], pattern: string | RegExp, timeoutMs = 3000
   );
 }
 
+/** TCP options of one of this process's sockets, read from the kernel (see {@link socketOptions}). */
+interface SocketOptions extends KeepaliveSettings {
+  readonly noDelay: boolean;
+  readonly keepAlive: boolean;
+}
+
 /**
- * TCP keepalive settings of this process's established socket from `localPort` (any, when
- * undefined) to `remotePort` on 127.0.0.1: found through /proc/net/tcp (its inode) and
- * /proc/self/fd, read with the addon's getsockopt (`keepalive` with zeros changes nothing).
+ * TCP options of this process's established socket from `localPort` (any, when undefined) to
+ * `remotePort` on 127.0.0.1: found through /proc/net/tcp (its inode) and /proc/self/fd, read
+ * with the addon's getsockopt (`keepalive` with zeros changes nothing). The proxy runs in this
+ * process, so its sockets (or the relay's copies of them) are found this way.
  */
-function keepaliveOf(localPort: number | undefined, remotePort: number): KeepaliveSettings {
+function socketOptions(localPort: number | undefined, remotePort: number): SocketOptions {
   const hex = (p: number) => p.toString(16).toUpperCase().padStart(4, '0');
   const inodes = readFileSync('/proc/net/tcp', 'utf8')
     .split('\n')
@@ -368,8 +375,9 @@ function keepaliveOf(localPort: number | undefined, remotePort: number): Keepali
   if ('error' in l) {
     throw new Error(l.error);
   }
+  const [noDelay, keepAlive] = l.addon.sockopts(Number(fds[0]));
   const [idleS, intervalS, count] = l.addon.keepalive(Number(fds[0]), 0, 0, 0);
-  return { idleS, intervalS, count };
+  return { noDelay: noDelay === 1, keepAlive: keepAlive === 1, idleS, intervalS, count };
 }
 
 // ------------------------------------------------------------------ tests
@@ -907,7 +915,7 @@ describe.each(DATA_PATHS)('data path: $name', ({ config }) => {
       expect(await probe(w.port)).toBe('B:probe');
     });
 
-    it('TCP keepalive: --tcp-keepalive-idle, -interval and -count applied on both sides', { timeout: 15_000 }, async () => {
+    it('TCP no-delay and keepalive on both sides; --tcp-keepalive-idle, -interval and -count applied', { timeout: 15_000 }, async () => {
       const a = await echo('A');
       const w = await world({
         cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }),
@@ -927,8 +935,9 @@ describe.each(DATA_PATHS)('data path: $name', ({ config }) => {
       expect(Number(m?.[1]) * (m?.[2] === 'ms' ? 0.001 : 1)).toBeLessThanOrEqual(30);
       await waitForLog(w.lines, 'TCP keepalive on both sides of every connection: idle 30 s, interval 5 s, 3 probes');
       // Read back from the kernel: the proxy runs in this process, so its sockets are ours.
-      expect(keepaliveOf(w.port, c.sock.localPort ?? 0)).toEqual({ idleS: 30, intervalS: 5, count: 3 });
-      expect(keepaliveOf(undefined, a.port)).toEqual({ idleS: 30, intervalS: 5, count: 3 });
+      const want = { noDelay: true, keepAlive: true, idleS: 30, intervalS: 5, count: 3 };
+      expect(socketOptions(w.port, c.sock.localPort ?? 0)).toEqual(want);
+      expect(socketOptions(undefined, a.port)).toEqual(want);
     });
   });
 

@@ -21,6 +21,8 @@ interface RelayAddon {
   close(handle: unknown, id: number): void;
   stop(handle: unknown): void;
   keepalive(fd: number, idleS: number, intervalS: number, count: number): [number, number, number];
+  /** [TCP_NODELAY, SO_KEEPALIVE] as 0/1. */
+  sockopts(fd: number): [number, number];
 }
 
 /** Where `npm run build` (node-gyp) puts the addon, relative to this file in `dist/`. */
