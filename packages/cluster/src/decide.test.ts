@@ -1869,6 +1869,15 @@ const cases: readonly Case[] = [
     },
     expect: { dbs: ['db-k1', 'db-k2', 'db-k3'], notReasons: ['removing db'] },
   },
+  {
+    n: 119,
+    title: "the primary's report has timeline 0 (unknown: its probe query failed while postgres shut down): the standby on timeline 1 is not \"ahead\" and keeps its DB",
+    given: () => {
+      const cd = healthyPair().build();
+      return observe(cd, [keeperInfo('k1', cd, { timeline: 0, xLogPos: 0 }), 'k2'], [proxyInfo('p1', 2)]);
+    },
+    expect: { dbs: ['db-k1', 'db-k2'], notReasons: ['removing db'] },
+  },
 ];
 
 /**

@@ -731,7 +731,9 @@ function decideNormal(
     if (db.status.systemdID !== '' && master.status.systemdID !== '' && db.status.systemdID !== master.status.systemdID) {
       delete cd.dbs[db.uid];
       reasons.push(`removing db ${db.uid} of keeper ${db.spec.keeperUID}: system id differs from the primary's`);
-    } else if (db.status.healthy && db.status.timelineID > master.status.timelineID) {
+    } else if (db.status.healthy && master.status.timelineID > 0 && db.status.timelineID > master.status.timelineID) {
+      // (Timeline 0 is "unknown": a report taken while postgres could not answer; never a reason
+      // to throw a standby away.)
       delete cd.dbs[db.uid];
       reasons.push(
         `removing db ${db.uid} of keeper ${db.spec.keeperUID}: on timeline ${db.status.timelineID}, ahead of the primary's ${master.status.timelineID}`,

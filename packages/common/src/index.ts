@@ -14,7 +14,7 @@ export {
 export { BUG_SENTENCE, REDACT_PATHS, createLogger, silentLogger, type Logger } from './logger.js';
 export { monoMs, newBootUuid, newUid, nowIso } from './ids.js';
 export { storeFromConfig } from './store-config.js';
-export { exitOnConfigError, runDaemon, type DaemonHandle } from './run.js';
+export { STALL_WARN_MS, exitOnConfigError, runDaemon, watchEventLoopStalls, type DaemonHandle } from './run.js';
 export { startSerialLoop, type SerialLoop, type SerialLoopOptions } from './loop.js';
 export { UNPARSEABLE_CONNINFO, redactConninfo } from './conninfo.js';
 export {

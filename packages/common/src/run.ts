@@ -10,10 +10,40 @@ export interface DaemonHandle {
   stop(reason: string): Promise<void>;
 }
 
+/** How late a 250 ms check timer must fire for {@link watchEventLoopStalls} to warn, in ms. */
+export const STALL_WARN_MS = 1000;
+const STALL_CHECK_MS = 250;
+
+/**
+ * Warns (`stalledMs`) whenever a 250 ms timer fires at least `warnAfterMs` late: the event loop
+ * was blocked by a synchronous call, or the process got no CPU. Every lease, keepalive and fence
+ * update of a daemon is a timer, so such a stall explains a lost lease or a failover that the
+ * logs otherwise leave unexplained (a keeper silent for 7 s once cost a failover in CI).
+ * @returns a function that stops watching.
+ */
+export function watchEventLoopStalls(logger: Logger, warnAfterMs: number = STALL_WARN_MS): () => void {
+  let last = performance.now();
+  const timer = setInterval(() => {
+    const now = performance.now();
+    const late = Math.round(now - last - STALL_CHECK_MS);
+    last = now;
+    if (late >= warnAfterMs) {
+      logger.warn(
+        { stalledMs: late },
+        `the event loop was stalled for ${late} ms (a synchronous call, or no CPU for this process): timers, store lease keepalives and fencing ran that late`,
+      );
+    }
+  }, STALL_CHECK_MS);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 /**
  * Runs a daemon until SIGINT/SIGTERM or a fatal error; sets the exit code (0 on a clean stop).
+ * Warns about event-loop stalls meanwhile ({@link watchEventLoopStalls}).
  */
 export async function runDaemon(logger: Logger, handle: DaemonHandle): Promise<void> {
+  const stopWatching = watchEventLoopStalls(logger);
   const onSignal = (sig: string) => {
     logger.info({ signal: sig }, `received ${sig}, stopping`);
     void handle.stop(`signal ${sig}`);
@@ -27,6 +57,8 @@ export async function runDaemon(logger: Logger, handle: DaemonHandle): Promise<v
   } catch (err) {
     logger.fatal({ err }, `stopped on a fatal error: ${errorMessage(err)}`);
     process.exitCode = 1;
+  } finally {
+    stopWatching();
   }
 }
 

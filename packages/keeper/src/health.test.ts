@@ -8,6 +8,7 @@ import {
   keeperReadiness,
   livenessLimits,
   reportPasses,
+  reportedHealthy,
   type KeeperStatusSnapshot,
   type PublishedView,
 } from './health.js';
@@ -263,5 +264,17 @@ describe('KeeperStatus and reportPasses', () => {
   it('without a sink the pass runs unwrapped', () => {
     const run = () => Promise.resolve();
     expect(reportPasses(undefined, run)).toBe(run);
+  });
+});
+
+describe('reportedHealthy', () => {
+  it.each([
+    [{ running: true }, false, true],
+    [{ running: true }, true, false],
+    [{ running: false, error: 'postgres is not running' }, false, false],
+    // Connected, then the probe query failed (shutting down): timeline/LSN unknown, not healthy.
+    [{ running: true, error: 'probe query failed: the database system is shutting down' }, false, false],
+  ])('%j busy=%s → %s', (obs, busy, want) => {
+    expect(reportedHealthy(obs, busy)).toBe(want);
   });
 });

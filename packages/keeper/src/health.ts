@@ -50,6 +50,19 @@ export interface KeeperStatusSink {
 }
 
 /**
+ * Whether the keeper reports its PostgreSQL healthy (`postgresState.healthy`): running, probed
+ * without error, and no task (initdb, resync...) in progress. A postmaster that accepted the
+ * connection but failed the probe query (e.g. while shutting down) is not healthy: its timeline
+ * and LSN are then unknown (reported as 0), and a healthy report with them once made the sentinel
+ * take a standby for "ahead of the primary" and resync it.
+ * @param obs the PostgreSQL observation's `running` and `error` (see `PgObservation`).
+ * @param busy a keeper task is in progress.
+ */
+export function reportedHealthy(obs: { readonly running: boolean; readonly error?: string | undefined }, busy: boolean): boolean {
+  return obs.running && obs.error === undefined && !busy;
+}
+
+/**
  * Wraps a pass so the sink hears when it starts and settles; errors are re-thrown unchanged.
  * @returns `run` itself when there is no sink.
  */

@@ -38,7 +38,7 @@ import {
 } from '@stolon-ts/postgres';
 import type { Store, StoreWatch } from '@stolon-ts/store';
 import type { FenceControl } from './fencer.js';
-import { reportPasses, type KeeperStatusSink } from './health.js';
+import { reportPasses, reportedHealthy, type KeeperStatusSink } from './health.js';
 import {
   internalOnlyHba,
   planKeeperAction,
@@ -174,7 +174,7 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
     generation: local.generation,
     listenAddress: config.pgAdvertiseAddress,
     port: String(config.pgPort),
-    healthy: obs.running && task === undefined,
+    healthy: reportedHealthy(obs, task !== undefined),
     systemID: obs.systemId,
     timelineID: obs.timelineId,
     xLogPos: obs.xLogPos,
