@@ -14,7 +14,10 @@
  *     and dst is watched for EPOLLOUT until it drained;
  *   - EOF on src (a FIN) is forwarded as shutdown(dst, SHUT_WR) once dst's buffer drained
  *     (half-close); when both directions ended, both sockets are closed;
- *   - any error, a reset, or a close requested by TypeScript closes both sockets at once.
+ *   - any error, a reset, or a close requested by TypeScript closes both sockets at once;
+ *   - past the deadline TypeScript renews after every successful check (a dead-man switch),
+ *     every connection is closed and new ones are refused, so a stalled main thread cannot
+ *     leave bytes flowing to a former primary after proxyTimeout.
  * EOF on src is only read once dst's buffer drained, so when both directions ended nothing is
  * left queued here: close() then lets the kernel deliver what it holds (no linger time needed).
  * A peer that stops reading holds its connection, as it would on a direct connection.
@@ -40,6 +43,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SCRATCH_BYTES (64 * 1024)
@@ -67,7 +71,7 @@ struct conn {
   int closed;
 };
 
-typedef enum { CMD_ADOPT, CMD_CLOSE, CMD_STOP } cmd_kind_t;
+typedef enum { CMD_ADOPT, CMD_CLOSE, CMD_DEADLINE, CMD_STOP } cmd_kind_t;
 
 typedef struct cmd {
   cmd_kind_t kind;
@@ -92,10 +96,19 @@ typedef struct {
   napi_threadsafe_function tsfn;
   conn_t *conns; /* relay thread only */
   size_t count;  /* relay thread only */
+  int64_t deadline_ms; /* CLOCK_MONOTONIC ms after which nothing is relayed; 0: none (relay thread only) */
   char *scratch;
 } relay_t;
 
 /* ------------------------------------------------------------------ relay thread */
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+#define DEADLINE_REASON "the proxy did not renew its routing in time (main thread stalled?): nothing is relayed past proxyTimeout"
 
 static void report(relay_t *r, conn_t *c, const char *reason) {
   report_t *rep = malloc(sizeof(report_t));
@@ -254,6 +267,11 @@ static void adopt(relay_t *r, double id, const int fds[2]) {
   if (r->conns) r->conns->prev = c;
   r->conns = c;
   r->count++;
+  if (r->deadline_ms != 0 && now_ms() >= r->deadline_ms) {
+    close_conn(r, c, DEADLINE_REASON);
+    free(c);
+    return;
+  }
   settle(r, c);
   /* Bytes may already wait in the kernel (the client sent its startup packet): level-triggered
      epoll reports them on the next wait. */
@@ -280,7 +298,12 @@ static void *relay_main(void *arg) {
   size_t ndead = 0, capdead = 0;
   int running = 1;
   while (running) {
-    int n = epoll_wait(r->epfd, events, MAX_EVENTS, -1);
+    int timeout = -1;
+    if (r->deadline_ms != 0 && r->conns != NULL) {
+      int64_t left = r->deadline_ms - now_ms();
+      timeout = left <= 0 ? 0 : (int)(left > 60000 ? 60000 : left);
+    }
+    int n = epoll_wait(r->epfd, events, MAX_EVENTS, timeout);
     if (n < 0 && errno != EINTR) break;
     for (int i = 0; i < n; i++) {
       if (events[i].data.ptr == NULL) {
@@ -305,6 +328,9 @@ static void *relay_main(void *arg) {
                   break;
                 }
               }
+              break;
+            case CMD_DEADLINE:
+              r->deadline_ms = (int64_t)cmd->id;
               break;
             case CMD_STOP:
               while (r->conns) {
@@ -349,6 +375,19 @@ static void *relay_main(void *arg) {
         int seen = 0;
         for (size_t k = 0; k < ndead; k++) seen |= dead[k] == c;
         if (!seen) dead[ndead++] = c;
+      }
+    }
+    /* The dead-man switch: once the deadline passed, every connection is closed (the main
+       thread renews it after every successful check; a stalled main thread cannot). */
+    if (r->deadline_ms != 0 && r->conns != NULL && now_ms() >= r->deadline_ms) {
+      while (r->conns) {
+        conn_t *c = r->conns;
+        if (ndead == capdead) {
+          capdead = capdead ? capdead * 2 : 64;
+          dead = realloc(dead, capdead * sizeof *dead);
+        }
+        dead[ndead++] = c;
+        close_conn(r, c, DEADLINE_REASON);
       }
     }
     free_closed(dead, &ndead);
@@ -538,6 +577,27 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* deadline(handle, ms: number): nothing is relayed from ms milliseconds from now on (connections
+   are closed then, new ones at once) until the next call; ms < 0 removes the deadline. */
+static napi_value js_deadline(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  relay_t *r = argc >= 1 ? get_relay(env, argv[0]) : NULL;
+  double ms;
+  if (r == NULL) return NULL;
+  if (argc < 2 || napi_get_value_double(env, argv[1], &ms) != napi_ok || ms != ms) {
+    napi_throw_type_error(env, "ERR_STOLON_RELAY", "relay.deadline(handle, ms): ms must be a number");
+    return NULL;
+  }
+  cmd_t *cmd = calloc(1, sizeof(cmd_t));
+  if (cmd == NULL) return NULL;
+  cmd->kind = CMD_DEADLINE;
+  cmd->id = ms < 0 ? 0 : (double)(now_ms() + (int64_t)ms); /* monotonic ms, never 0 once booted */
+  push(r, cmd);
+  return NULL;
+}
+
 /* stop(handle): closes every connection and joins the thread (their reports still arrive). */
 static napi_value js_stop(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -622,6 +682,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"create", NULL, js_create, NULL, NULL, NULL, napi_default, NULL},
       {"adopt", NULL, js_adopt, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
+      {"deadline", NULL, js_deadline, NULL, NULL, NULL, napi_default, NULL},
       {"stop", NULL, js_stop, NULL, NULL, NULL, napi_default, NULL},
       {"keepalive", NULL, js_keepalive, NULL, NULL, NULL, napi_default, NULL},
       {"sockopts", NULL, js_sockopts, NULL, NULL, NULL, napi_default, NULL},

@@ -1082,3 +1082,24 @@ describe.each(DATA_PATHS)('data path: $name', ({ config }) => {
     });
   });
 });
+
+describe('native relay without the main thread', () => {
+  it('a stalled event loop (no check, no watchdog) still stops relaying at the watchdog deadline: the relay threads close the connection', { timeout: 20_000 }, async () => {
+    const a = await echo('A');
+    const w = await world({
+      cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2 }),
+      config: { dataPath: 'native' },
+    });
+    await w.proxy.ready;
+    const c = await connect(w.port);
+    expect(await ask(c, 'x', 'echo')).toBe('A:x');
+    // Hold this thread (the proxy's, the echo server's and the client's) well past proxyTimeout.
+    const until = performance.now() + PROXY_TIMEOUT_MS + SLACK_MS + 500;
+    while (performance.now() < until) {
+      // a synchronous call that never yields
+    }
+    const closed = await waitForLog(w.lines, /^connection \d+ closed: /);
+    expect(closed.msg).toMatch(/closed: the proxy did not renew its routing in time \(main thread stalled\?\): nothing is relayed past proxyTimeout$/);
+    await waitFor(() => c.closed, { timeoutMs: 3000, what: 'the client closed' });
+  });
+});

@@ -8,7 +8,9 @@
  *   its ProxyInfo (the proxy generation it now enforces) under a TTL of `proxyTimeout`;
  * - the watchdog: a timer separate from the loop that routes nowhere (and, with
  *   `stopListening`, closes the listener) when no check succeeded within `proxyTimeout`, because
- *   a store call can hang and a hung check must not keep routing;
+ *   a store call can hang and a hung check must not keep routing. The relay threads get the same
+ *   deadline and close their connections at it by themselves, so a stalled main thread (which
+ *   cannot fire this timer) cannot keep bytes flowing either;
  * - the forwarder: accepts clients, dials the target, then moves bytes both ways. By default the
  *   two connected sockets are handed to the native relay (`relay.ts`, `native/relay.c`: threads
  *   outside the event loop, one read and one send per message); with `dataPath: 'event-loop'`
@@ -820,7 +822,10 @@ class ProxyDaemon {
 
   private armWatchdog(deadline: number): void {
     clearTimeout(this.watchdogTimer);
-    this.watchdogTimer = setTimeout(() => this.onWatchdog(), Math.max(0, deadline - performance.now()));
+    const ms = Math.max(0, deadline - performance.now());
+    this.watchdogTimer = setTimeout(() => this.onWatchdog(), ms);
+    // The same deadline for the relay threads, enforced without this thread (relay.ts `renew`).
+    this.relay?.renew(ms);
   }
 
   private onWatchdog(): void {

@@ -221,6 +221,32 @@ describe('native relay', () => {
     expect(rep.bytesDown).toBeLessThan(32 * 2 ** 20);
   });
 
+  it('renew(ms): past the deadline every connection is closed and new ones are refused; renewing again lets them through', { timeout: 15_000 }, async () => {
+    const r = await rig(2);
+    r.relay.renew(60_000);
+    const a = await r.pair();
+    const atClient = collect(a.client);
+    r.relay.renew(300); // no renewal after this: the main thread "stalls"
+    const t0 = Date.now();
+    await waitFor(() => atClient.closed(), { timeoutMs: 3000, what: 'the relayed connection closed at the deadline' });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+    const reason = 'the proxy did not renew its routing in time (main thread stalled?): nothing is relayed past proxyTimeout';
+    await waitFor(() => r.closes.find((c) => c.id === a.id), { timeoutMs: 3000, what: 'its report' });
+    expect(r.closes.find((c) => c.id === a.id)?.reason).toBe(reason);
+    // Past the deadline a new connection is closed as soon as the relay gets it.
+    const b = await r.pair();
+    // (It may close before pair() returns: look at the socket, not at events.)
+    await waitFor(() => b.client.destroyed, { timeoutMs: 3000, what: 'a new connection refused past the deadline' });
+    expect(r.closes.find((c) => c.id === b.id)?.reason).toBe(reason);
+    // Renewed: forwarding again.
+    r.relay.renew(60_000);
+    const c = await r.pair();
+    const atC = collect(c.client);
+    c.backend.write('back');
+    await waitFor(() => atC.text() === 'back', { timeoutMs: 3000, what: 'forwarding after the renewal' });
+    r.relay.renew(-1);
+  });
+
   it('stop() closes every connection, reports each, and refuses new work', { timeout: 10_000 }, async () => {
     const r = await rig(2);
     const pairs = await Promise.all([r.pair(), r.pair(), r.pair()]);

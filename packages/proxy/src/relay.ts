@@ -19,6 +19,7 @@ interface RelayAddon {
   create(onClose: (id: number, reason: string, bytesUp: number, bytesDown: number) => void): unknown;
   adopt(handle: unknown, id: number, clientFd: number, backendFd: number): void;
   close(handle: unknown, id: number): void;
+  deadline(handle: unknown, ms: number): void;
   stop(handle: unknown): void;
   keepalive(fd: number, idleS: number, intervalS: number, count: number): [number, number, number];
   /** [TCP_NODELAY, SO_KEEPALIVE] as 0/1. */
@@ -193,6 +194,23 @@ export class Relay {
     this.load[best] = (this.load[best] ?? 0) + 1;
     client.destroy();
     backend.destroy();
+  }
+
+  /**
+   * The dead-man switch: from `ms` milliseconds from now on, every relay thread closes all its
+   * connections and refuses new ones, until the next call (negative `ms`: no deadline, the
+   * default). The proxy renews it after every successful check, to the same moment its watchdog
+   * fires, so a main thread that stalls (and so can neither check nor fire its watchdog) cannot
+   * leave bytes flowing to a former primary past `proxyTimeout`. Their `onClose` reason then says
+   * the routing was not renewed in time.
+   */
+  renew(ms: number): void {
+    if (this.stopped) {
+      return;
+    }
+    for (const h of this.handles) {
+      this.addon.deadline(h, ms);
+    }
   }
 
   /** Closes connection `id` (both sockets, at once) if the relay holds it; `onClose` follows. */
