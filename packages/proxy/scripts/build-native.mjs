@@ -5,6 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import process from 'node:process';
 
 const prefix = dirname(dirname(process.execPath));
 const args = ['rebuild', '--loglevel=warn'];
