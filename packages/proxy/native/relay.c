@@ -68,6 +68,7 @@ struct conn {
   double id;
   end_t ends[2]; /* 0: client, 1: backend */
   conn_t *prev, *next;
+  conn_t *dead_next; /* in the relay's graveyard once closed */
   int closed;
 };
 
@@ -95,6 +96,10 @@ typedef struct {
   int stopped; /* stop() called (main thread only) */
   napi_threadsafe_function tsfn;
   conn_t *conns; /* relay thread only */
+  /* Connections closed during the current batch of events; freed after it, because later events
+     of the same batch may still point at them (relay thread only). */
+  conn_t *graveyard;
+  int failed; /* the relay thread stopped on an error (atomic; read by the main thread) */
   size_t count;  /* relay thread only */
   int64_t deadline_ms; /* CLOCK_MONOTONIC ms after which nothing is relayed; 0: none (relay thread only) */
   char *scratch;
@@ -110,12 +115,12 @@ static int64_t now_ms(void) {
 
 #define DEADLINE_REASON "the proxy did not renew its routing in time (main thread stalled?): nothing is relayed past proxyTimeout"
 
-static void report(relay_t *r, conn_t *c, const char *reason) {
+static void report(relay_t *r, double id, const char *reason, double up, double down) {
   report_t *rep = malloc(sizeof(report_t));
   if (rep == NULL) return;
-  rep->id = c->id;
-  rep->bytes_up = c->ends[0].bytes_in;
-  rep->bytes_down = c->ends[1].bytes_in;
+  rep->id = id;
+  rep->bytes_up = up;
+  rep->bytes_down = down;
   snprintf(rep->reason, REASON_BYTES, "%s", reason);
   if (napi_call_threadsafe_function(r->tsfn, rep, napi_tsfn_nonblocking) != napi_ok) free(rep);
 }
@@ -136,8 +141,13 @@ static void close_conn(relay_t *r, conn_t *c, const char *reason) {
   if (c->prev) c->prev->next = c->next; else r->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   r->count--;
-  report(r, c, reason);
-  /* Freed at the end of the loop iteration: later events of this batch may point at it. */
+  report(r, c->id, reason, c->ends[0].bytes_in, c->ends[1].bytes_in);
+  c->dead_next = r->graveyard;
+  r->graveyard = c;
+}
+
+static void close_all(relay_t *r, const char *reason) {
+  while (r->conns) close_conn(r, r->conns, reason);
 }
 
 static void close_errno(relay_t *r, conn_t *c, int side, const char *what, int err) {
@@ -256,6 +266,7 @@ static void adopt(relay_t *r, double id, const int fds[2]) {
   if (c == NULL) {
     close(fds[0]);
     close(fds[1]);
+    report(r, id, "out of memory", 0, 0);
     return;
   }
   c->id = id;
@@ -269,7 +280,6 @@ static void adopt(relay_t *r, double id, const int fds[2]) {
   r->count++;
   if (r->deadline_ms != 0 && now_ms() >= r->deadline_ms) {
     close_conn(r, c, DEADLINE_REASON);
-    free(c);
     return;
   }
   settle(r, c);
@@ -277,9 +287,12 @@ static void adopt(relay_t *r, double id, const int fds[2]) {
      epoll reports them on the next wait. */
 }
 
-static void free_closed(conn_t **dead, size_t *ndead) {
-  for (size_t i = 0; i < *ndead; i++) free(dead[i]);
-  *ndead = 0;
+static void bury(relay_t *r) {
+  while (r->graveyard) {
+    conn_t *c = r->graveyard;
+    r->graveyard = c->dead_next;
+    free(c);
+  }
 }
 
 static cmd_t *take_commands(relay_t *r) {
@@ -290,12 +303,62 @@ static cmd_t *take_commands(relay_t *r) {
   return list;
 }
 
+/* Runs the commands queued by the main thread; returns 0 after CMD_STOP, else 1. */
+static int run_commands(relay_t *r) {
+  int running = 1;
+  for (cmd_t *cmd = take_commands(r), *next; cmd; cmd = next) {
+    next = cmd->next;
+    switch (cmd->kind) {
+      case CMD_ADOPT:
+        if (running) {
+          adopt(r, cmd->id, cmd->fds);
+        } else {
+          close(cmd->fds[0]);
+          close(cmd->fds[1]);
+          report(r, cmd->id, "closed by the proxy", 0, 0);
+        }
+        break;
+      case CMD_CLOSE:
+        for (conn_t *c = r->conns; c; c = c->next) {
+          if (c->id == cmd->id) {
+            close_conn(r, c, "closed by the proxy");
+            break;
+          }
+        }
+        break;
+      case CMD_DEADLINE:
+        r->deadline_ms = (int64_t)cmd->id;
+        break;
+      case CMD_STOP:
+        close_all(r, "closed by the proxy");
+        running = 0;
+        break;
+    }
+    free(cmd);
+  }
+  return running;
+}
+
+static void on_event(relay_t *r, const struct epoll_event *event) {
+  end_t *e = event->data.ptr;
+  conn_t *c = e->conn;
+  if (c->closed) return;
+  int side = e == &c->ends[0] ? 0 : 1;
+  uint32_t ev = event->events;
+  if (ev & EPOLLERR) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(e->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    close_errno(r, c, side, "error", err != 0 ? err : ECONNRESET);
+    return;
+  }
+  if ((ev & EPOLLOUT) && e->pend_len > 0 && flush_pending(r, e, side) == 0) settle(r, c);
+  if (!c->closed && (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) && (e->interest & EPOLLIN)) on_readable(r, c, side);
+}
+
 static void *relay_main(void *arg) {
   relay_t *r = arg;
   struct epoll_event events[MAX_EVENTS];
-  /* Connections closed during one batch; freed after it (events may still point at them). */
-  conn_t **dead = NULL;
-  size_t ndead = 0, capdead = 0;
   int running = 1;
   while (running) {
     int timeout = -1;
@@ -304,95 +367,31 @@ static void *relay_main(void *arg) {
       timeout = left <= 0 ? 0 : (int)(left > 60000 ? 60000 : left);
     }
     int n = epoll_wait(r->epfd, events, MAX_EVENTS, timeout);
-    if (n < 0 && errno != EINTR) break;
+    if (n < 0 && errno != EINTR) {
+      /* Cannot happen with a valid epoll fd; if it does, nothing can be relayed any more. */
+      char reason[REASON_BYTES];
+      snprintf(reason, sizeof reason, "relay thread failed: epoll_wait: %s", strerror(errno));
+      __atomic_store_n(&r->failed, 1, __ATOMIC_SEQ_CST);
+      close_all(r, reason);
+      running = 0;
+    }
     for (int i = 0; i < n; i++) {
       if (events[i].data.ptr == NULL) {
         uint64_t v;
         if (read(r->wakefd, &v, sizeof v) < 0) { /* spurious: nothing queued */ }
-        for (cmd_t *cmd = take_commands(r), *next; cmd; cmd = next) {
-          next = cmd->next;
-          switch (cmd->kind) {
-            case CMD_ADOPT:
-              if (running) adopt(r, cmd->id, cmd->fds);
-              else { close(cmd->fds[0]); close(cmd->fds[1]); }
-              break;
-            case CMD_CLOSE:
-              for (conn_t *c = r->conns; c; c = c->next) {
-                if (c->id == cmd->id) {
-                  if (ndead == capdead) {
-                    capdead = capdead ? capdead * 2 : 64;
-                    dead = realloc(dead, capdead * sizeof *dead);
-                  }
-                  dead[ndead++] = c;
-                  close_conn(r, c, "closed by the proxy");
-                  break;
-                }
-              }
-              break;
-            case CMD_DEADLINE:
-              r->deadline_ms = (int64_t)cmd->id;
-              break;
-            case CMD_STOP:
-              while (r->conns) {
-                conn_t *c = r->conns;
-                if (ndead == capdead) {
-                  capdead = capdead ? capdead * 2 : 64;
-                  dead = realloc(dead, capdead * sizeof *dead);
-                }
-                dead[ndead++] = c;
-                close_conn(r, c, "closed by the proxy");
-              }
-              running = 0;
-              break;
-          }
-          free(cmd);
-        }
-        continue;
-      }
-      end_t *e = events[i].data.ptr;
-      conn_t *c = e->conn;
-      if (c->closed) continue;
-      int side = e == &c->ends[0] ? 0 : 1;
-      uint32_t ev = events[i].events;
-      if (ev & EPOLLERR) {
-        int err = 0;
-        socklen_t len = sizeof err;
-        getsockopt(e->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-        close_errno(r, c, side, "error", err != 0 ? err : ECONNRESET);
+        running = run_commands(r) && running;
       } else {
-        if ((ev & EPOLLOUT) && e->pend_len > 0) {
-          int rc = flush_pending(r, e, side);
-          if (rc == 0) settle(r, c);
-        }
-        if (!c->closed && (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) && (e->interest & EPOLLIN)) on_readable(r, c, side);
-      }
-      if (c->closed) {
-        if (ndead == capdead) {
-          capdead = capdead ? capdead * 2 : 64;
-          dead = realloc(dead, capdead * sizeof *dead);
-        }
-        /* A connection may be recorded twice if two of its events were in the batch. */
-        int seen = 0;
-        for (size_t k = 0; k < ndead; k++) seen |= dead[k] == c;
-        if (!seen) dead[ndead++] = c;
+        on_event(r, &events[i]);
       }
     }
     /* The dead-man switch: once the deadline passed, every connection is closed (the main
        thread renews it after every successful check; a stalled main thread cannot). */
-    if (r->deadline_ms != 0 && r->conns != NULL && now_ms() >= r->deadline_ms) {
-      while (r->conns) {
-        conn_t *c = r->conns;
-        if (ndead == capdead) {
-          capdead = capdead ? capdead * 2 : 64;
-          dead = realloc(dead, capdead * sizeof *dead);
-        }
-        dead[ndead++] = c;
-        close_conn(r, c, DEADLINE_REASON);
-      }
-    }
-    free_closed(dead, &ndead);
+    if (r->deadline_ms != 0 && r->conns != NULL && now_ms() >= r->deadline_ms) close_all(r, DEADLINE_REASON);
+    bury(r);
   }
-  free(dead);
+  /* Adoptions queued after the stop (or the failure) still get their report. */
+  run_commands(r);
+  bury(r);
   napi_release_threadsafe_function(r->tsfn, napi_tsfn_release);
   return NULL;
 }
@@ -528,6 +527,10 @@ static napi_value js_adopt(napi_env env, napi_callback_info info) {
   }
   relay_t *r = get_relay(env, argv[0]);
   if (r == NULL) return NULL;
+  if (__atomic_load_n(&r->failed, __ATOMIC_SEQ_CST)) {
+    napi_throw_error(env, "ERR_STOLON_RELAY", "relay: its thread failed (see the connections' close reasons)");
+    return NULL;
+  }
   double id;
   int32_t fd[2];
   if (napi_get_value_double(env, argv[1], &id) != napi_ok || napi_get_value_int32(env, argv[2], &fd[0]) != napi_ok ||

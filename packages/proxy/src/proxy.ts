@@ -218,6 +218,14 @@ const CONNECT_TIMEOUT_MS = 5_000;
  * close before it is destroyed (so a slow peer cannot hold a half-closed pair forever).
  */
 const LINGER_MS = 5_000;
+/**
+ * How long after the watchdog's deadline the relay threads close their connections by themselves
+ * (the dead-man switch for a stalled main thread). Later than the watchdog, so that normally the
+ * watchdog closes them (and logs it); still well before a new primary can accept writes: the
+ * ProxyInfo TTL counts from the publish (after the check started), etcd reaps expired leases
+ * every 500 ms, and the sentinel must then see it, decide, and have the new primary promoted.
+ */
+const RELAY_DEADLINE_SLACK_MS = 250;
 /** Bound on each best-effort step of `stop` (closing the watch, deleting the info). */
 const STOP_STEP_TIMEOUT_MS = 2_000;
 /** Bound on waiting for destroyed sockets to emit `close` (they do at once; this is a guard). */
@@ -824,8 +832,9 @@ class ProxyDaemon {
     clearTimeout(this.watchdogTimer);
     const ms = Math.max(0, deadline - performance.now());
     this.watchdogTimer = setTimeout(() => this.onWatchdog(), ms);
-    // The same deadline for the relay threads, enforced without this thread (relay.ts `renew`).
-    this.relay?.renew(ms);
+    // The same deadline (plus RELAY_DEADLINE_SLACK_MS) for the relay threads, enforced without
+    // this thread (relay.ts `renew`).
+    this.relay?.renew(ms + RELAY_DEADLINE_SLACK_MS);
   }
 
   private onWatchdog(): void {

@@ -199,8 +199,8 @@ export class Relay {
   /**
    * The dead-man switch: from `ms` milliseconds from now on, every relay thread closes all its
    * connections and refuses new ones, until the next call (negative `ms`: no deadline, the
-   * default). The proxy renews it after every successful check, to the same moment its watchdog
-   * fires, so a main thread that stalls (and so can neither check nor fire its watchdog) cannot
+   * default). The proxy renews it after every successful check, to 250 ms after its watchdog
+   * would fire, so a main thread that stalls (and so can neither check nor fire its watchdog) cannot
    * leave bytes flowing to a former primary past `proxyTimeout`. Their `onClose` reason then says
    * the routing was not renewed in time.
    */
