@@ -560,44 +560,50 @@ static napi_value js_adopt(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* close(handle, id: number): closes that connection (both sockets) if the relay has it. */
-static napi_value js_close(napi_env env, napi_callback_info info) {
+/* Parses (handle, number) into *out; NULL after throwing (`usage` says what was expected). */
+static relay_t *handle_and_number(napi_env env, napi_callback_info info, double *out, const char *usage) {
   size_t argc = 2;
   napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  relay_t *r = argc >= 1 ? get_relay(env, argv[0]) : NULL;
-  double id;
-  if (r == NULL) return NULL;
-  if (argc < 2 || napi_get_value_double(env, argv[1], &id) != napi_ok) {
-    napi_throw_type_error(env, "ERR_STOLON_RELAY", "relay.close(handle, id): id must be a number");
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) {
+    napi_throw_type_error(env, "ERR_STOLON_RELAY", usage);
     return NULL;
   }
+  relay_t *r = get_relay(env, argv[0]);
+  if (r == NULL) return NULL;
+  if (napi_get_value_double(env, argv[1], out) != napi_ok || *out != *out) {
+    napi_throw_type_error(env, "ERR_STOLON_RELAY", usage);
+    return NULL;
+  }
+  return r;
+}
+
+/* Queues a command without descriptors; throws on out of memory. */
+static void push_simple(napi_env env, relay_t *r, cmd_kind_t kind, double id) {
   cmd_t *cmd = calloc(1, sizeof(cmd_t));
-  if (cmd == NULL) return NULL;
-  cmd->kind = CMD_CLOSE;
+  if (cmd == NULL) {
+    napi_throw_error(env, "ERR_STOLON_RELAY", "relay: out of memory");
+    return;
+  }
+  cmd->kind = kind;
   cmd->id = id;
   push(r, cmd);
+}
+
+/* close(handle, id: number): closes that connection (both sockets) if the relay has it. */
+static napi_value js_close(napi_env env, napi_callback_info info) {
+  double id;
+  relay_t *r = handle_and_number(env, info, &id, "relay.close(handle, id): id must be a number");
+  if (r != NULL) push_simple(env, r, CMD_CLOSE, id);
   return NULL;
 }
 
 /* deadline(handle, ms: number): nothing is relayed from ms milliseconds from now on (connections
    are closed then, new ones at once) until the next call; ms < 0 removes the deadline. */
 static napi_value js_deadline(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  relay_t *r = argc >= 1 ? get_relay(env, argv[0]) : NULL;
   double ms;
-  if (r == NULL) return NULL;
-  if (argc < 2 || napi_get_value_double(env, argv[1], &ms) != napi_ok || ms != ms) {
-    napi_throw_type_error(env, "ERR_STOLON_RELAY", "relay.deadline(handle, ms): ms must be a number");
-    return NULL;
-  }
-  cmd_t *cmd = calloc(1, sizeof(cmd_t));
-  if (cmd == NULL) return NULL;
-  cmd->kind = CMD_DEADLINE;
-  cmd->id = ms < 0 ? 0 : (double)(now_ms() + (int64_t)ms); /* monotonic ms, never 0 once booted */
-  push(r, cmd);
+  relay_t *r = handle_and_number(env, info, &ms, "relay.deadline(handle, ms): ms must be a number");
+  /* Monotonic ms (never 0 once booted); 0 means no deadline. */
+  if (r != NULL) push_simple(env, r, CMD_DEADLINE, ms < 0 ? 0 : (double)(now_ms() + (int64_t)ms));
   return NULL;
 }
 

@@ -18,7 +18,7 @@ import {
   type ProxyInfo,
 } from '@stolon-ts/cluster';
 import { BUG_SENTENCE, createLogger, type Logger } from '@stolon-ts/common';
-import { freePort, waitFor } from '@stolon-ts/harness';
+import { freePort, waitFor, waitUntilSteady } from '@stolon-ts/harness';
 import { MemoryBackend, MemoryStore, type Store } from '@stolon-ts/store';
 import { CANCEL_REQUEST_CODE, SSL_REQUEST_CODE } from './pgwire.js';
 import { start, type ProxyConfig, type ProxyHandle } from './proxy.js';
@@ -757,16 +757,7 @@ describe.each(DATA_PATHS)('data path: $name', ({ config }) => {
       sock.pause(); // a slow reader: reads nothing for now
       await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
       // Stalled: no progress over half a second (polled, so a busy machine only makes this slower).
-      let last = -1;
-      const stalledAt = await waitFor(
-        () => {
-          const now = written;
-          const stalled = now === last;
-          last = now;
-          return stalled ? now : undefined;
-        },
-        { timeoutMs: 15_000, what: 'the backend to stall', intervalMs: 500 },
-      );
+      const stalledAt = await waitUntilSteady(() => written, { timeoutMs: 15_000, what: 'the backend to stall' });
       // Only kernel socket buffers and the streams' highWaterMarks sit between the two: the
       // backend stopped far below the 256 MiB it wants to send.
       expect(stalledAt).toBeLessThan(64 * 2 ** 20);

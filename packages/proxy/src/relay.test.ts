@@ -6,7 +6,7 @@
  */
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { waitFor } from '@stolon-ts/harness';
+import { waitFor, waitUntilSteady } from '@stolon-ts/harness';
 import { Relay, defaultRelayThreads, loadRelayAddon, setKeepalive, type RelayClose } from './relay.js';
 
 const cleanups: Array<() => void | Promise<void>> = [];
@@ -203,16 +203,7 @@ describe('native relay', () => {
     });
     pump();
     // Stalled: no progress over half a second, far below the 64 MiB the backend wants to send.
-    let last = -1;
-    const stalledAt = await waitFor(
-      () => {
-        const now = accepted;
-        const stalled = now === last;
-        last = now;
-        return stalled ? now : undefined;
-      },
-      { timeoutMs: 10_000, what: 'the backend to stall', intervalMs: 500 },
-    );
+    const stalledAt = await waitUntilSteady(() => accepted, { timeoutMs: 10_000, what: 'the backend to stall' });
     expect(stalledAt).toBeLessThan(32 * 2 ** 20);
     client.destroy();
     const rep = await waitFor(() => r.closes.find((c) => c.id === id), { timeoutMs: 3000, what: 'the close report' });

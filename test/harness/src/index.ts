@@ -4,7 +4,7 @@
  */
 export { freePort } from './ports.js';
 export { makeTempDir, removeDir } from './tmp.js';
-export { waitFor, scaleTimeout, timeoutFactor, type WaitForOptions } from './wait.js';
+export { waitFor, waitUntilSteady, scaleTimeout, timeoutFactor, type WaitForOptions } from './wait.js';
 export { startProcess, stopAll, livePids, childPids, type ProcessHandle, type StartProcessOptions } from './process.js';
 export {
   startEtcd,

@@ -82,3 +82,21 @@ export async function waitFor<T>(
     await new Promise((r) => setTimeout(r, Math.min(intervalMs, Math.max(1, timeoutMs - elapsed))));
   }
 }
+
+/**
+ * Waits until `read()` returns the same number at two checks `intervalMs` (default 500) apart
+ * (e.g. the bytes a writer got accepted: it stalled on backpressure) and resolves with it.
+ * @throws Error as {@link waitFor} when it keeps changing for `timeoutMs`.
+ */
+export function waitUntilSteady(read: () => number, opts: WaitForOptions): Promise<number> {
+  let last: number | undefined;
+  return waitFor(
+    () => {
+      const now = read();
+      const steady = now === last;
+      last = now;
+      return steady ? now : undefined;
+    },
+    { intervalMs: 500, ...opts },
+  );
+}
