@@ -21,9 +21,17 @@ export const REDACT_PATHS = [
   '*.primaryConninfo',
 ];
 
+/** Most bytes of log output held in memory while stdout does not take them; past it lines are dropped. */
+export const LOG_BUFFER_MAX_BYTES = 16 * 1024 * 1024;
+
 /**
  * Creates the root logger: NDJSON to stdout (or `dest`), level from `--log-level`, with
- * `{ component, uid, cluster }` bindings.
+ * `{ component, uid, cluster }` bindings. Writes to stdout are asynchronous (pino's SonicBoom,
+ * `sync: false`): a synchronous write to a pipe blocks the whole process once the pipe is full,
+ * and a daemon whose log reader stalls (a busy container runtime, a paused test harness) must
+ * not stop renewing its store lease: in CI a keeper stalled 6 s that way and lost its primary
+ * role (Patroni logs from a separate thread for the same reason). At most
+ * {@link LOG_BUFFER_MAX_BYTES} wait in memory; beyond that, lines are dropped.
  */
 export function createLogger(opts: {
   level: string;
@@ -41,7 +49,7 @@ export function createLogger(opts: {
   }
   const base = pino(
     { level: opts.level, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, base: { pid: process.pid } },
-    opts.dest ?? pino.destination({ dest: 1, sync: true }),
+    opts.dest ?? pino.destination({ dest: 1, sync: false, minLength: 0, maxLength: LOG_BUFFER_MAX_BYTES }),
   );
   return base.child(bindings);
 }

@@ -82,17 +82,18 @@ function fence(pgData: string, lateByMs: number): void {
     log('info', `lease about to expire, but no postmaster runs in ${pgData}: nothing to fence`);
     return;
   }
-  log('warn', `self-fencing: the keeper's store lease could expire now and another keeper be promoted; fast shutdown of postgres (postmaster ${pid})`, {
-    pgData,
-    postmaster: pid,
-    lateByMs,
-  });
+  // Signal first, log after: a log write can block (a full stderr pipe), the fence must not wait for it.
   try {
     process.kill(pid, 'SIGINT');
   } catch (err) {
     log('error', `cannot signal postmaster ${pid}: ${(err as Error).message}`);
     return;
   }
+  log('warn', `self-fencing: the keeper's store lease could expire now and another keeper be promoted; fast shutdown of postgres (postmaster ${pid})`, {
+    pgData,
+    postmaster: pid,
+    lateByMs,
+  });
   if (connected()) {
     process.send?.({ type: 'fenced', pid, at: new Date().toISOString() }, undefined, {}, () => undefined);
   }

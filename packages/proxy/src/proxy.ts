@@ -1274,8 +1274,9 @@ class ProxyDaemon {
 
   /**
    * The event-loop data path. Client → backend: pipe() (backpressure: a slow backend pauses the
-   * client; a FIN is forwarded as a FIN). Backend → client: {@link backendReader}, same rules. At most a highWaterMark plus the kernel's socket buffers are held per
-   * direction. Data sent before the backend answered is queued until it connects.
+   * client; a FIN is forwarded as a FIN). Backend → client: {@link backendReader}, same rules.
+   * At most a highWaterMark plus the kernel's socket buffers are held per direction. Data sent
+   * before the backend answered is queued until it connects.
    */
   private pipeBothWays(client: net.Socket, upstream: net.Socket, initial: Buffer | null, release: (how: string) => void): void {
     let clientClosed = false;
