@@ -29,8 +29,8 @@ export const LOG_BUFFER_MAX_BYTES = 16 * 1024 * 1024;
  * `{ component, uid, cluster }` bindings. Writes to stdout are asynchronous (pino's SonicBoom,
  * `sync: false`): a synchronous write to a pipe blocks the whole process once the pipe is full,
  * and a daemon whose log reader stalls (a busy container runtime, a paused test harness) must
- * not stop renewing its store lease: in CI a keeper stalled 6 s that way and lost its primary
- * role (Patroni logs from a separate thread for the same reason). At most
+ * not stop renewing its store lease (in CI a keeper's event loop stalled 6-7 s while its fencer,
+ * logging to stderr, ran on time; Patroni logs from a separate thread for the same reason). At most
  * {@link LOG_BUFFER_MAX_BYTES} wait in memory; beyond that, lines are dropped.
  */
 export function createLogger(opts: {
