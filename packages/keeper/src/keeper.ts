@@ -42,6 +42,7 @@ import { reportPasses, reportedHealthy, type KeeperStatusSink } from './health.j
 import {
   internalOnlyHba,
   planKeeperAction,
+  restartWorthy,
   type ExternalFollow,
   type FollowTarget,
   type KeeperAction,
@@ -497,9 +498,9 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
             throw err;
           }
         } else if (db.spec.automaticPgRestart === true) {
-          const now = await pg.observe();
-          if (now.pendingRestart.length > 0) {
-            log.info({ parameters: now.pendingRestart }, `restarting postgres to apply ${now.pendingRestart.join(', ')} (automaticPgRestart)`);
+          const worthy = restartWorthy((await pg.observe()).pendingRestart, action.role === 'master');
+          if (worthy.length > 0) {
+            log.info({ parameters: worthy }, `restarting postgres to apply ${worthy.join(', ')} (automaticPgRestart)`);
             await pg.restart(waitMs);
           }
         }

@@ -1,7 +1,7 @@
 /** Table tests of the keeper's pure planner. */
 import { describe, expect, it } from 'vitest';
 import { newClusterData, validateSpec, type ClusterData, type DB } from '@stolon-ts/cluster';
-import { internalOnlyHba, planKeeperAction, type InternalOnlyInputs, type LocalDbState, type LocalObservation } from './plan.js';
+import { internalOnlyHba, planKeeperAction, restartWorthy, type InternalOnlyInputs, type LocalDbState, type LocalObservation } from './plan.js';
 
 const T = '2026-01-01T00:00:00.000Z';
 
@@ -176,5 +176,17 @@ describe('internalOnlyHba (reference §4.5.2)', () => {
     ['9. sync turned off while internal-only: opens', { current: true, db: db('m', 'k1', 'master') }, false],
   ])('%s', (_title, over, expected) => {
     expect(internalOnlyHba({ ...base, ...over })).toBe(expected);
+  });
+});
+
+describe('restartWorthy (automaticPgRestart)', () => {
+  it.each([
+    // Right after a promotion PostgreSQL flags the dropped recovery_target_timeline: no restart.
+    [['recovery_target_timeline'], true, []],
+    [['shared_buffers', 'recovery_target_timeline'], true, ['shared_buffers']],
+    [['recovery_target_timeline', 'max_connections'], false, ['recovery_target_timeline', 'max_connections']],
+    [[], true, []],
+  ])('%j, primary %s → %j', (pending, isPrimary, want) => {
+    expect(restartWorthy(pending, isPrimary)).toEqual(want);
   });
 });

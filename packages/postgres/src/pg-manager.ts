@@ -737,7 +737,8 @@ export class PgManager implements PostgresManager {
    *    the signal files moved away meanwhile (single-user mode refuses standby mode);
    * 2. `localEnd` is read from pg_control, see {@link RewindResult.localEnd}; a symlinked
    *    postgresql.auto.conf (Stolon's `/dev/null` trick, which pg_rewind rejects) is replaced by
-   *    an empty file;
+   *    an empty file; the source gets a CHECKPOINT, so its control file shows its new timeline
+   *    even right after its promotion;
    * 3. this node's files ({@link NODE_FILES}: configuration, last-good copies, replication
    *    password file) are saved, because pg_rewind replaces them by the source's;
    * 4. `pg_rewind --target-pgdata=PGDATA --source-server='<conninfo>' --progress` as the OS user;
@@ -788,6 +789,7 @@ export class PgManager implements PostgresManager {
     if ((await fs.lstat(auto).catch(() => undefined))?.isSymbolicLink() === true) {
       await this.#dataWrite('replacing the postgresql.auto.conf symlink', () => this.#writeAtomic(auto, ''));
     }
+    await this.#checkpointSource(source);
     const saved = await this.#snapshotNodeFiles();
     this.#log.info(
       { pgData: this.pgData, host: source.host, port: source.port, localEnd },
@@ -1559,6 +1561,42 @@ export class PgManager implements PostgresManager {
   }
 
   /** A superuser connection over the Unix socket; the caller ends it. */
+  /**
+   * Runs CHECKPOINT on the rewind source. pg_rewind takes the source's timeline from its control
+   * file, which a freshly promoted primary updates only at its first checkpoint after the
+   * promotion; before that pg_rewind finds both servers "on the same timeline", rewinds nothing,
+   * and the target then cannot follow (its WAL is past the fork). Patroni checkpoints after a
+   * promotion for the same reason.
+   * @throws StolonError `PG_COMMAND_FAILED` (not transient, as a failed pg_rewind: fall back to a
+   *   base backup) when the source cannot be reached or the checkpoint fails.
+   * @see https://www.postgresql.org/docs/current/app-pgrewind.html
+   */
+  async #checkpointSource(source: ConnTarget): Promise<void> {
+    const client = new Client({
+      host: source.host,
+      port: source.port,
+      user: source.user,
+      password: source.password,
+      database: 'postgres',
+      application_name: 'stolon-ts-rewind',
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      query_timeout: 60_000,
+    });
+    client.on('error', (err) => this.#log.debug({ err: errorMessage(err) }, 'rewind source connection error'));
+    try {
+      await client.connect();
+      await client.query('CHECKPOINT');
+    } catch (err) {
+      throw new StolonError(
+        'PG_COMMAND_FAILED',
+        `cannot CHECKPOINT the rewind source ${source.host}:${source.port} before pg_rewind: ${errorMessage(err)}; fall back to a base backup`,
+        { transient: false, cause: err },
+      );
+    } finally {
+      await endQuietly(client);
+    }
+  }
+
   async #connect(): Promise<Client> {
     const client = new Client({
       host: this.socketDir,
