@@ -20,34 +20,10 @@
  */
 import { DEFAULT_SPEC, errorMessage, parseDurationMs, resolveSpec, type ClusterData } from '@stolon-ts/cluster';
 import type { CheckResult, StatusChecks } from '@stolon-ts/common';
-import type { PgObservation } from '@stolon-ts/postgres';
-import type { KeeperState } from './keeper.js';
-import { assignedDb, planKeeperAction, type LocalDbState } from './plan.js';
+import type { KeeperState, KeeperStatusSink, PublishedView } from './types.js';
+import { assignedDb, planKeeperAction } from './plan.js';
 
-/** What the keeper had in hand when it published its info: proof that the store answered this pass. */
-export interface PublishedView {
-  /** Parsed clusterdata; undefined when there is none yet or it is invalid. */
-  readonly cd: ClusterData | undefined;
-  /** The keeper's persisted DB state at publish time. */
-  readonly local: LocalDbState;
-  /** What the keeper observed of PostgreSQL for this publish. */
-  readonly obs: Pick<PgObservation, 'initialized' | 'running' | 'role' | 'systemId'>;
-  /** Name of the background task in progress (initdb, pg_basebackup, pg_rewind, PITR), if any. */
-  readonly task: string | undefined;
-}
-
-/**
- * What the keeper tells whoever watches its passes. Implementations must be cheap and must not
- * throw: the calls sit on the keeper's pass path.
- */
-export interface KeeperStatusSink {
-  /** A pass begins. */
-  passStarted(): void;
-  /** The pass ended; `error` is what it threw, undefined when it succeeded. */
-  passSettled(error: unknown): void;
-  /** The keeper info was written to the store (after clusterdata was read) during the current pass. */
-  published(view: PublishedView): void;
-}
+export type { KeeperStatusSink, PublishedView } from './types.js';
 
 /**
  * Whether the keeper reports its PostgreSQL healthy (`postgresState.healthy`): running, probed
@@ -66,19 +42,21 @@ export function reportedHealthy(obs: { readonly running: boolean; readonly error
  * Wraps a pass so the sink hears when it starts and settles; errors are re-thrown unchanged.
  * @returns `run` itself when there is no sink.
  */
-export function reportPasses(sink: KeeperStatusSink | undefined, run: () => Promise<void>): () => Promise<void> {
+export function reportPasses<T>(sink: KeeperStatusSink | undefined, run: () => Promise<T>): () => Promise<T> {
   if (sink === undefined) {
     return run;
   }
   return async () => {
     sink.passStarted();
+    let result: T;
     try {
-      await run();
+      result = await run();
     } catch (err) {
       sink.passSettled(err ?? new Error('pass failed'));
       throw err;
     }
     sink.passSettled(undefined);
+    return result;
   };
 }
 

@@ -49,8 +49,8 @@ import {
   resolveSpec,
   type ProxyInfo,
 } from '@stolon-ts/cluster';
-import { BUG_SENTENCE, newUid, startSerialLoop, type Logger, type SerialLoop } from '@stolon-ts/common';
-import type { Store, StoreWatch } from '@stolon-ts/store';
+import { BUG_SENTENCE, newUid, startPassLoop, type Logger, type PassLoop, type PassResult } from '@stolon-ts/common';
+import type { Store } from '@stolon-ts/store';
 import { DECLINE_ENCRYPTION, MAX_STARTUP_PACKET_BYTES, TOO_MANY_CONNECTIONS, errorResponse, parseStartupPacket } from './pgwire.js';
 import {
   describeTarget,
@@ -431,12 +431,8 @@ class ProxyDaemon {
   private checkIntervalMs = msFromDefault(DEFAULT_SPEC.proxyCheckInterval);
   private proxyTimeoutMs = msFromDefault(DEFAULT_SPEC.proxyTimeout);
 
-  // Check loop (serial ticks: common's startSerialLoop).
-  private loop: SerialLoop | null = null;
-  private checkSeq = 0;
-  /** What asked for the next check, for its log line. */
-  private nextTrigger = 'start';
-  private lastLogKey = '';
+  // Check loop (common's pass loop: serial checks, the clusterdata watch, one sentence per check).
+  private loop: PassLoop | null = null;
 
   // Watchdog.
   private watchdogTimer: NodeJS.Timeout | undefined;
@@ -444,10 +440,6 @@ class ProxyDaemon {
   private watchdogFired = false;
   /** How often the watchdog fired (lets a check tell that the target moved under it). */
   private watchdogFires = 0;
-
-  // Watch.
-  private watch: StoreWatch | null = null;
-  private watchFailing = false;
 
   // Listeners, reconciled to `listenWanted` through a queue so open/close never interleave.
   private readonly main: Listener;
@@ -557,34 +549,25 @@ class ProxyDaemon {
           : `the open-files limit (${limit}) is below what --max-connections ${this.maxConnections} needs (${needed}: two per connection); raise it (ulimit -n) or lower --max-connections`,
       );
     }
-    // Serial: the next tick is armed only after the current check settled, with the interval
-    // re-read from the last spec; requests during a check coalesce into one more check.
-    this.loop = startSerialLoop({
-      run: () => {
-        const trigger = this.nextTrigger;
-        this.nextTrigger = 'interval';
-        return this.runCheck(trigger);
-      },
+    // Serial: the next check is armed only after the current one settled, with the interval
+    // re-read from the last spec; requests during a check coalesce into one more check. The
+    // clusterdata watch triggers checks; each attempt to start it is bounded by proxyTimeout.
+    this.loop = startPassLoop({
+      log: this.log,
+      run: (ctx) => this.runCheck(ctx.pass, ctx.trigger),
       intervalMs: () => this.checkIntervalMs,
-      // runCheck never rejects; this is a guard.
-      onError: (err) => this.log.error({ err }, `${BUG_SENTENCE} (proxy check loop: ${errorMessage(err)})`),
+      watch: { store: this.store, topics: ['clusterdata'], timeoutMs: () => this.proxyTimeoutMs },
+      passField: 'check',
     });
   }
 
   // ---------------------------------------------------------------- check loop
 
-  /** Asks for a check now, or once more right after the running one (requests coalesce). */
-  private requestCheck(trigger: string): void {
-    if (this.stopRequested || this.loop === null) {
-      return;
-    }
-    this.nextTrigger = trigger;
-    this.loop.trigger();
-  }
-
-  /** One pass; never rejects. Ends in exactly one reason sentence in the log. */
-  private async runCheck(trigger: string): Promise<void> {
-    const seq = ++this.checkSeq;
+  /**
+   * One check; never rejects. Its one sentence goes to the pass loop's log: a bug every check,
+   * anything else when the state, target, generation or failure kind changed (debug otherwise).
+   */
+  private async runCheck(seq: number, trigger: string): Promise<PassResult> {
     const startedAt = performance.now();
     let before = this.target;
     let roBefore = this.roTargets;
@@ -646,7 +629,6 @@ class ProxyDaemon {
       );
     }
     const fields = {
-      check: seq,
       trigger,
       state: this.current,
       target: describeTarget(this.target),
@@ -656,18 +638,11 @@ class ProxyDaemon {
       durationMs: Math.round(performance.now() - startedAt),
     };
     const key = `${this.current}|${fields.target}|${fields.roTargets ?? ''}|${this.generation}|${failure?.kind ?? ''}`;
-    const changed = key !== this.lastLogKey;
-    this.lastLogKey = key;
-    if (failure?.kind === 'bug') {
-      this.log.error({ ...fields, err: failure.err }, reason);
-    } else if (failure !== null && changed) {
-      this.log.warn({ ...fields, err: failure.err }, reason);
-    } else if (failure !== null) {
-      // Same failure as last time: the sentence already carries the message; no stack again.
-      this.log.debug(fields, reason);
-    } else {
-      this.log[changed ? 'info' : 'debug'](fields, reason);
+    if (failure === null) {
+      return { sentence: reason, fields, key };
     }
+    // A repeated failure is logged at debug without its stack: the sentence carries the message.
+    return { sentence: reason, fields, key, level: failure.kind === 'bug' ? 'error' : 'warn', err: failure.err };
   }
 
   /**
@@ -678,10 +653,6 @@ class ProxyDaemon {
   private async check(startedAt: number): Promise<{ reason: string; closed: { main: number; ro: number } }> {
     const timeoutMs = this.proxyTimeoutMs;
     const rec = await bounded(this.storeCall(this.store.getClusterData(), 'reading clusterdata'), timeoutMs, 'reading clusterdata');
-    if (await this.ensureWatch(timeoutMs)) {
-      // The watch started after the read: re-check once so a change in between is not missed.
-      this.requestCheck('watch established');
-    }
     if (this.stopRequested) {
       return { reason: 'stopping', closed: { main: 0, ro: 0 } };
     }
@@ -793,36 +764,6 @@ class ProxyDaemon {
         return `invalid clusterdata: ${f.message}`;
       case 'bug':
         return `${BUG_SENTENCE} (proxy check: ${f.message}); routing nowhere`;
-    }
-  }
-
-  /** Starts the clusterdata watch if it is not running. @returns true when it just started. */
-  private async ensureWatch(timeoutMs: number): Promise<boolean> {
-    if (this.watch !== null || this.stopRequested) {
-      return false;
-    }
-    try {
-      const w = await bounded(
-        this.store.watch(['clusterdata'], () => this.requestCheck('clusterdata changed')),
-        timeoutMs,
-        'starting the clusterdata watch',
-        (late) => void late.close().catch(() => undefined),
-      );
-      if (this.stopRequested) {
-        await w.close().catch(() => undefined);
-        return false;
-      }
-      this.watch = w;
-      this.watchFailing = false;
-      return true;
-    } catch (err) {
-      // Not a check failure: the periodic check still runs; only reaction time suffers.
-      this.log[this.watchFailing ? 'debug' : 'warn'](
-        { err },
-        `cannot watch clusterdata (${errorMessage(err)}); relying on the check every ${this.checkIntervalMs} ms`,
-      );
-      this.watchFailing = true;
-      return false;
     }
   }
 
@@ -1343,13 +1284,6 @@ class ProxyDaemon {
       s.destroy();
     }
     await this.syncListener();
-    const watch = this.watch;
-    this.watch = null;
-    if (watch !== null) {
-      await bounded(watch.close(), STOP_STEP_TIMEOUT_MS, 'closing the watch').catch((err: unknown) =>
-        this.log.debug({ err }, `closing the clusterdata watch failed: ${errorMessage(err)}`),
-      );
-    }
     if (this.everSucceeded) {
       await bounded(this.store.deleteInfo('proxies', this.uid), STOP_STEP_TIMEOUT_MS, 'deleting proxy info').catch(
         (err: unknown) =>

@@ -6,22 +6,12 @@
  *
  * State: starting → running → stopping → stopped (or failed on a fatal error).
  */
-import {
-  BUG_SENTENCE,
-  monoMs,
-  newUid,
-  nowIso,
-  startSerialLoop,
-  type Logger,
-  type SerialLoop,
-} from '@stolon-ts/common';
+import { monoMs, newUid, nowIso, startPassLoop, stopOnce, type Logger, type PassResult } from '@stolon-ts/common';
 import {
   ClusterDataInvalidError,
-  StolonError,
   StoreConflictError,
   decide,
   emptyMemory,
-  errorMessage,
   newClusterData,
   parseClusterData,
   resolveSpec,
@@ -29,7 +19,7 @@ import {
   type ClusterSpec,
   type SentinelMemory,
 } from '@stolon-ts/cluster';
-import type { Election, Store, StoreWatch } from '@stolon-ts/store';
+import type { Election, Store } from '@stolon-ts/store';
 
 export type SentinelState = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
 
@@ -69,8 +59,6 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
   let state: SentinelState = 'starting';
   let memory: SentinelMemory = emptyMemory();
   let sleepMs = DEFAULT_SLEEP_MS;
-  let pass = 0;
-  let lastReason = '';
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
 
@@ -79,28 +67,25 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
     // A new term starts with empty memory, as Stolon resets its timers on (re)gaining leadership.
     memory = emptyMemory();
     log.info({ leader }, leader ? 'became the leader sentinel' : 'no longer the leader sentinel');
-    loop.trigger();
+    loop.trigger(leader ? 'became leader' : 'lost leadership');
   });
 
-  const runPass = async (): Promise<void> => {
-    pass += 1;
-    const plog = log.child({ pass });
+  const runPass = async (): Promise<PassResult | undefined> => {
     await store.setInfo('sentinels', config.uid, { UID: config.uid }, Math.max(3 * sleepMs, 5000));
     let rec = await store.getClusterData();
     if (rec === null) {
       if (config.initialClusterSpec === undefined) {
-        say(plog, 'no clusterdata: waiting for `stolonctl init`');
-        return;
+        return { sentence: 'no clusterdata: waiting for `stolonctl init`' };
       }
       if (!election.isLeader()) {
-        return;
+        return undefined;
       }
       const cd = newClusterData(config.initialClusterSpec, newUid(), nowIso());
       await store.putClusterData(serializeClusterData(cd), null);
-      say(plog, `created cluster ${cd.cluster.uid} from the initial cluster spec`);
+      log.info(`created cluster ${cd.cluster.uid} from the initial cluster spec`);
       rec = await store.getClusterData();
       if (rec === null) {
-        return;
+        return undefined;
       }
     }
     let cd;
@@ -108,30 +93,27 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
       cd = parseClusterData(rec.text);
     } catch (err) {
       if (err instanceof ClusterDataInvalidError) {
-        say(plog, `clusterdata unusable, doing nothing: ${err.message}`, 'warn');
-        return;
+        return { sentence: `clusterdata unusable, doing nothing: ${err.message}`, level: 'warn' };
       }
       throw err;
     }
     const spec = resolveSpec(cd.cluster.spec);
     sleepMs = spec.sleepIntervalMs;
     if (!election.isLeader()) {
-      say(plog, 'not the leader: observing');
-      return;
+      return { sentence: 'not the leader: observing' };
     }
     const [keeperInfos, proxyInfos] = await Promise.all([store.listInfos('keepers'), store.listInfos('proxies')]);
     const out = decide({ cd, keeperInfos, proxyInfos, memory, now: monoMs(), wallTime: nowIso(), newUid });
     if (out.changed) {
       if (!election.isLeader()) {
-        return;
+        return undefined;
       }
       try {
         await store.putClusterData(serializeClusterData(out.next), rec.revision);
       } catch (err) {
         if (err instanceof StoreConflictError) {
-          plog.info('clusterdata changed while deciding; recomputing');
-          loop.trigger();
-          return;
+          loop.trigger('clusterdata changed while deciding');
+          return { sentence: 'clusterdata changed while deciding; recomputing', force: true };
         }
         throw err;
       }
@@ -139,54 +121,28 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
     // Memory is committed only once the decision it belongs to is stored (Stolon saves its
     // histories only after a successful put).
     memory = out.memory;
-    say(plog, out.reasons.join('; '), 'info', out.changed);
+    return { sentence: out.reasons.join('; '), force: out.changed, fields: { changed: out.changed } };
   };
 
-  const say = (plog: Logger, reason: string, level: 'info' | 'warn' = 'info', changed = false) => {
-    // Repeated identical sentences go to debug so a steady cluster does not flood the log.
-    if (reason !== lastReason || changed) {
-      plog[level]({ changed }, reason);
-      lastReason = reason;
-    } else {
-      plog.debug(reason);
-    }
-  };
-
-  const loop: SerialLoop = startSerialLoop({
+  const loop = startPassLoop({
+    log,
     run: runPass,
     intervalMs: () => sleepMs,
-    onError: (err) => {
-      if (err instanceof StolonError && err.transient) {
-        log.warn({ err }, `pass failed, retrying: ${errorMessage(err)}`);
-      } else {
-        log.error({ err }, `${BUG_SENTENCE}: ${errorMessage(err)}`);
-      }
-    },
+    watch: { store, topics: ['clusterdata', 'keepers', 'proxies'] },
   });
-  let watch: StoreWatch | undefined;
-  try {
-    watch = await store.watch(['clusterdata', 'keepers', 'proxies'], () => loop.trigger());
-  } catch (err) {
-    log.warn({ err }, `cannot watch the store yet, relying on the periodic pass: ${errorMessage(err)}`);
-  }
   state = 'running';
   log.info({ uid: config.uid }, 'sentinel started');
 
-  let stopping: Promise<void> | undefined;
-  const stop = (reason: string): Promise<void> => {
-    stopping ??= (async () => {
-      state = 'stopping';
-      log.info({ reason }, 'sentinel stopping');
-      await loop.stop();
-      await watch?.close().catch(() => undefined);
-      await election.resign().catch(() => undefined);
-      await store.deleteInfo('sentinels', config.uid).catch(() => undefined);
-      await store.close().catch(() => undefined);
-      state = 'stopped';
-      resolveDone();
-    })();
-    return stopping;
-  };
+  const stop = stopOnce(async (reason) => {
+    state = 'stopping';
+    log.info({ reason }, 'sentinel stopping');
+    await loop.stop();
+    await election.resign().catch(() => undefined);
+    await store.deleteInfo('sentinels', config.uid).catch(() => undefined);
+    await store.close().catch(() => undefined);
+    state = 'stopped';
+    resolveDone();
+  });
 
   return {
     ready: Promise.resolve(),

@@ -1,0 +1,289 @@
+/**
+ * The keeper's actions: one function per kind of step the planner (plan.ts) returns, each
+ * driving PostgreSQL through the PostgresManager. The long ones (initdb, a point-in-time restore,
+ * a resync by pg_rewind or pg_basebackup) start a background task and return at once.
+ */
+import { StolonError, errorMessage, type ClusterData, type DB, type DiscardedWal } from '@stolon-ts/cluster';
+import { nowIso } from '@stolon-ts/common';
+import type { PgConfig, PgObservation, RecoveryConfig } from '@stolon-ts/postgres';
+import { NO_DB } from './dbstate.js';
+import { internalOnlyHba, restartWorthy, type KeeperAction } from './plan.js';
+import {
+  configKey,
+  describeDiscard,
+  discardedRange,
+  pgConfigFor,
+  pitrRecovery,
+  recoveryFor,
+  slotsFor,
+  standbySettings,
+  syncStandbyUids,
+} from './pgconfig.js';
+import type { KeeperRuntime } from './runtime.js';
+
+type Action<K extends KeeperAction['kind']> = Extract<KeeperAction, { kind: K }>;
+
+/** Runs one planned step. Background tasks are started, not awaited. */
+export async function execute(rt: KeeperRuntime, action: KeeperAction, cd: ClusterData, obs: PgObservation): Promise<void> {
+  switch (action.kind) {
+    case 'wait':
+    case 'refuse':
+      return;
+    case 'stop-postgres':
+      await rt.pg.stop('fast');
+      return;
+    case 'switchover-stop':
+      return switchoverStop(rt, action, cd);
+    case 'init-new':
+      return initNew(rt, action, cd);
+    case 'init-existing':
+      return initExisting(rt, action, cd);
+    case 'init-pitr':
+      return initPitr(rt, action, cd);
+    case 'resync':
+      return resync(rt, action, cd, obs);
+    case 'converge':
+      return converge(rt, action, cd, obs);
+  }
+}
+
+/** The name of the background task an action starts, or undefined for actions that run in the pass. */
+export function taskName(action: KeeperAction): string | undefined {
+  switch (action.kind) {
+    case 'init-new':
+      return `initdb for db ${action.db.uid}`;
+    case 'init-pitr':
+      return `point-in-time restore of db ${action.db.uid}`;
+    case 'resync':
+      return `resync of db ${action.db.uid} from db ${action.from.dbUid}`;
+    case 'wait':
+    case 'refuse':
+    case 'stop-postgres':
+    case 'switchover-stop':
+    case 'init-existing':
+    case 'converge':
+      return undefined;
+  }
+}
+
+/** Planned switchover: a clean (fast) shutdown, then the DB's generation is recorded as applied. */
+async function switchoverStop(rt: KeeperRuntime, action: Action<'switchover-stop'>, cd: ClusterData): Promise<void> {
+  await rt.pg.stop('fast');
+  if (rt.local.generation !== action.db.generation) {
+    await rt.setLocal({ ...rt.local, generation: action.db.generation, clusterUID: cd.cluster.uid });
+  }
+}
+
+/** initdb of a new DB into a wiped data directory (background task). */
+function initNew(rt: KeeperRuntime, action: Action<'init-new'>, cd: ClusterData): void {
+  const { db } = action;
+  rt.tasks.run(taskName(action) ?? '', async () => {
+    await rt.pg.stop('immediate');
+    await rt.setLocal(NO_DB);
+    await rt.pg.removeData();
+    const nc = db.spec.newConfig ?? {};
+    await rt.pg.init({
+      ...(nc.locale !== undefined ? { locale: nc.locale } : {}),
+      ...(nc.encoding !== undefined ? { encoding: nc.encoding } : {}),
+      ...(nc.dataChecksums !== undefined ? { dataChecksums: nc.dataChecksums } : {}),
+    });
+    rt.appliedConfigKey = '';
+    await rt.setLocal({ uid: db.uid, generation: 0, clusterUID: cd.cluster.uid });
+  });
+}
+
+/** Adopts the data directory as it is (`initMode: existing`); the next pass writes the configuration and starts it. */
+async function initExisting(rt: KeeperRuntime, action: Action<'init-existing'>, cd: ClusterData): Promise<void> {
+  await rt.setLocal({ uid: action.db.uid, generation: 0, clusterUID: cd.cluster.uid });
+  rt.appliedConfigKey = '';
+}
+
+/** Restores the data with `pitrConfig.dataRestoreCommand`, then recovers it (background task). */
+function initPitr(rt: KeeperRuntime, action: Action<'init-pitr'>, cd: ClusterData): void {
+  const { db } = action;
+  rt.tasks.run(taskName(action) ?? '', async () => {
+    // Checked before anything is touched: an impossible recovery must not wipe the data directory.
+    const recovery = pitrRecovery(rt.config, db, action.external);
+    await rt.pg.stop('immediate');
+    await rt.setLocal(NO_DB);
+    await rt.pg.restoreData(db.spec.pitrConfig?.dataRestoreCommand ?? '');
+    await rt.pg.writeConfig(pgConfigFor(rt.config, cd, db, action.external === undefined), recovery);
+    await startPostgres(rt);
+    if (recovery?.mode === 'recovery') {
+      // Archive recovery ends with a promotion (or at the end of the archive).
+      await rt.pg.waitRecoveryDone(rt.spec?.syncTimeoutMs || Infinity);
+    }
+    rt.appliedConfigKey = '';
+    await rt.setLocal({ uid: db.uid, generation: 0, clusterUID: cd.cluster.uid });
+  });
+}
+
+/**
+ * Makes this data directory a standby of `action.from` (background task): pg_rewind when
+ * allowed, else (or when it fails) a full pg_basebackup over the DB's replication slot. The WAL
+ * the local timeline had past the fork is reported (logged, kept in dbstate, published).
+ */
+function resync(rt: KeeperRuntime, action: Action<'resync'>, cd: ClusterData, obs: PgObservation): void {
+  const { db, from } = action;
+  const { config, log, pg } = rt;
+  rt.tasks.run(taskName(action) ?? '', async (progress) => {
+    await pg.stop('fast').catch(() => pg.stop('immediate'));
+    let discarded: DiscardedWal | undefined;
+    let rewound = false;
+    if (action.tryRewind) {
+      try {
+        const r = await pg.rewind({ host: from.host, port: from.port, user: config.suUsername, password: config.suPassword });
+        discarded = discardedRange(cd, db, obs, 'pg_rewind', nowIso(), r.divergedAt, r.localEnd);
+        rewound = true;
+      } catch (err) {
+        log.warn({ err }, `pg_rewind failed, falling back to pg_basebackup: ${errorMessage(err)}`);
+      }
+    }
+    if (!rewound) {
+      if (obs.initialized) {
+        discarded = discardedRange(cd, db, obs, 'pg_basebackup', nowIso());
+      }
+      if (discarded !== undefined) {
+        // Say what is about to be thrown away before it is gone.
+        log.warn({ discardedWal: discarded }, describeDiscard(discarded, config.uid));
+      }
+      await rt.setLocal({ ...NO_DB, ...(discarded !== undefined ? { discardedWal: discarded } : {}) });
+      let lastLog = 0;
+      await pg.baseBackup(standbySettings(config, db.uid, from), {
+        onProgress: (p) => {
+          const pct = p.totalBytes > 0 ? Math.floor((100 * p.doneBytes) / p.totalBytes) : 0;
+          const sentence = `pg_basebackup from db ${from.dbUid}: ${mib(p.doneBytes)}/${mib(p.totalBytes)} MiB (${pct}%)`;
+          progress(sentence);
+          if (Date.now() - lastLog > 5000) {
+            lastLog = Date.now();
+            log.info({ doneBytes: p.doneBytes, totalBytes: p.totalBytes }, sentence);
+          }
+        },
+      });
+    } else if (discarded !== undefined) {
+      log.warn({ discardedWal: discarded }, describeDiscard(discarded, config.uid));
+    }
+    rt.appliedConfigKey = '';
+    const keep = discarded ?? rt.local.discardedWal;
+    await rt.setLocal({ uid: db.uid, generation: 0, clusterUID: cd.cluster.uid, ...(keep !== undefined ? { discardedWal: keep } : {}) });
+  });
+}
+
+/**
+ * Brings a DB that is in place to what its spec wants: promotes a standby that must be primary,
+ * writes the configuration (reload when running), starts a stopped instance, restarts for
+ * restart-only settings (`automaticPgRestart`), keeps the replication slots, and records the
+ * generation as applied.
+ * @throws what the PostgresManager throws (a failed start is also published at once as `startError`)
+ */
+async function converge(rt: KeeperRuntime, action: Action<'converge'>, cd: ClusterData, obs: PgObservation): Promise<void> {
+  const { db } = action;
+  const { pg, log } = rt;
+  const running = await pg.isRunning();
+  if (action.promote) {
+    // Promote first: the manager (like pg_ctl) needs the instance still in standby mode, and
+    // rewriting the configuration below removes standby.signal.
+    await pg.promote(rt.waitReadyMs());
+  }
+  updateInternalOnly(rt, db, action.role === 'master', running, obs);
+  const cfg = pgConfigFor(rt.config, cd, db, action.role === 'master', rt.internalOnly);
+  const recovery = action.role === 'standby' ? recoveryFor(rt.config, db.uid, action.follow, action.external) : null;
+  await applyConfig(rt, cfg, recovery, running);
+  if (!running) {
+    try {
+      await startPostgres(rt);
+      rt.startError = undefined;
+    } catch (err) {
+      // Said at once: the sentinel fails a primary that cannot start without waiting failInterval.
+      rt.startError = errorMessage(err);
+      await rt.publish(cd, await pg.observe()).catch(() => undefined);
+      throw err;
+    }
+  } else if (db.spec.automaticPgRestart === true) {
+    const worthy = restartWorthy((await pg.observe()).pendingRestart, action.role === 'master');
+    if (worthy.length > 0) {
+      log.info({ parameters: worthy }, `restarting postgres to apply ${worthy.join(', ')} (automaticPgRestart)`);
+      await pg.restart(rt.waitReadyMs());
+    }
+  }
+  const slots = slotsFor(cd, db, action.role, action.follow, action.external);
+  if (slots !== undefined) {
+    await pg.syncSlots(slots);
+  }
+  if (rt.local.generation !== db.generation) {
+    await rt.setLocal({ ...rt.local, generation: db.generation, clusterUID: cd.cluster.uid });
+  }
+}
+
+/**
+ * A stopped primary with synchronous replication starts with internal-only pg_hba and opens to
+ * users once its synchronous standbys are reported `sync` again (Stolon does the same after a
+ * primary restart; see `internalOnlyHba`). The configuration key changes with it, so the normal
+ * pg_hba is written and reloaded then.
+ */
+function updateInternalOnly(rt: KeeperRuntime, db: DB, isPrimary: boolean, running: boolean, obs: PgObservation): void {
+  const was = rt.internalOnly;
+  rt.internalOnly = internalOnlyHba({ current: was, db, isPrimary, starting: !running, reportedSync: running ? syncStandbyUids(obs) : [] });
+  if (rt.internalOnly !== was) {
+    rt.log.info(
+      { synchronousStandbys: db.spec.synchronousStandbys },
+      rt.internalOnly
+        ? `starting primary db ${db.uid} with internal-only pg_hba until its synchronous standbys are in sync again`
+        : `synchronous standbys of db ${db.uid} in sync: normal pg_hba restored`,
+    );
+  }
+}
+
+/**
+ * Writes the configuration when it changed, reloading a running instance. An invalid one
+ * (CONFIG_INVALID: a bad pgParameters value, a pg_hba line PostgreSQL rejects) is not retried
+ * and does not stop the DB from converging: the previous files stay, and the activity says so
+ * (a primary must not be failed over for a typo).
+ * @throws any other error of the write or the reload
+ */
+async function applyConfig(rt: KeeperRuntime, cfg: PgConfig, recovery: RecoveryConfig | null, running: boolean): Promise<void> {
+  const key = configKey(cfg, recovery);
+  if (key === rt.appliedConfigKey) {
+    return;
+  }
+  try {
+    const res = await rt.pg.writeConfig(cfg, recovery);
+    if (running && res.changed) {
+      await rt.pg.reload();
+    }
+    rt.appliedConfigKey = key;
+    rt.clearActivity('config-rejected');
+  } catch (err) {
+    if (err instanceof StolonError && err.code === 'CONFIG_INVALID') {
+      rt.activity = { kind: 'config-rejected', message: err.message };
+      rt.log.warn({ err, field: err.field }, `configuration rejected, previous one kept: ${err.message}`);
+      rt.appliedConfigKey = key;
+      return;
+    }
+    throw err;
+  }
+}
+
+/**
+ * Starts PostgreSQL (waiting up to dbWaitReadyTimeout); when the current configuration keeps it
+ * from starting, falls back to the last good one and says so.
+ * @throws the start's error when there is no last good configuration or it fails too
+ */
+async function startPostgres(rt: KeeperRuntime): Promise<void> {
+  const waitMs = rt.waitReadyMs();
+  try {
+    await rt.pg.start(waitMs);
+  } catch (err) {
+    if (err instanceof StolonError && err.code === 'CONFIG_INVALID' && (await rt.pg.restoreLastGoodConfig())) {
+      rt.activity = { kind: 'config-fallback', message: err.message };
+      rt.log.warn({ err }, `postgres refused the configuration, started with the last good one: ${err.message}`);
+      await rt.pg.start(waitMs);
+      return;
+    }
+    throw err;
+  }
+}
+
+function mib(bytes: number): string {
+  return (bytes / 1048576).toFixed(0);
+}

@@ -1,0 +1,374 @@
+/**
+ * The keeper in-process: the real daemon (pass loop, planner, actions, task runner) on the memory
+ * store, with PostgreSQL faked (test/fake-pg.ts). Each test drives one kind of action and checks
+ * what the keeper did to PostgreSQL, what it persisted and what it published; the fake fails the
+ * test when it is driven out of order.
+ */
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { StolonError, parseClusterData, serializeClusterData, type ClusterData, type ClusterSpec, type KeeperInfo } from '@stolon-ts/cluster';
+import { createLogger } from '@stolon-ts/common';
+import { MemoryBackend, MemoryStore } from '@stolon-ts/store';
+import { aCluster, CLUSTER_UID, type ClusterBuilder } from '../test/builders-shim.js';
+import { FakePostgres } from '../test/fake-pg.js';
+import { writeDbState } from './dbstate.js';
+import { KeeperStatus, keeperLiveness } from './health.js';
+import { start } from './keeper.js';
+import type { KeeperHandle, PersistedState } from './types.js';
+
+/** Fast passes: the keeper re-plans every 100 ms even without a watch event. */
+const FAST: ClusterSpec = { initMode: 'new', sleepInterval: '100ms', requestTimeout: '500ms', failInterval: '2s' };
+
+interface LogLine {
+  level: number;
+  msg: string;
+  [k: string]: unknown;
+}
+
+interface Rig {
+  readonly uid: string;
+  readonly pg: FakePostgres;
+  /** The test's own client of the store (the keeper closes its own on stop). */
+  readonly store: MemoryStore;
+  readonly keeper: KeeperHandle;
+  readonly status: KeeperStatus;
+  readonly lines: LogLine[];
+  readonly dataDir: string;
+  /** Replaces clusterdata (compare-and-set on the current revision). */
+  put(cd: ClusterData): Promise<void>;
+  /** The keeper's published info. */
+  info(): Promise<KeeperInfo | undefined>;
+  /** `<dataDir>/dbstate` as persisted. */
+  dbstate(): Promise<PersistedState>;
+}
+
+const rigs: Rig[] = [];
+
+afterEach(async () => {
+  for (const r of rigs.splice(0)) {
+    await r.keeper.stop('test over');
+    await r.store.close();
+    await rm(r.dataDir, { recursive: true, force: true });
+    // Checked after stop: every call the keeper made, shutdown included, was in order.
+    expect(r.pg.violations).toEqual([]);
+  }
+});
+
+async function startKeeper(cd: ClusterData | null, opts: { uid?: string; local?: PersistedState; pg?: FakePostgres; taskRetry?: { baseMs: number; maxMs: number } } = {}): Promise<Rig> {
+  const uid = opts.uid ?? 'k1';
+  const backend = new MemoryBackend();
+  const store = new MemoryStore(backend, { clusterName: 'c' });
+  if (cd !== null) {
+    await store.putClusterData(serializeClusterData(cd), null);
+  }
+  const dataDir = await mkdtemp(join(tmpdir(), 'keeper-test-'));
+  if (opts.local !== undefined) {
+    await writeDbState(dataDir, opts.local, undefined);
+  }
+  const pg = opts.pg ?? new FakePostgres();
+  const lines: LogLine[] = [];
+  const logger = createLogger({ level: 'debug', component: 'keeper', uid, dest: { write: (s: string) => void lines.push(JSON.parse(s) as LogLine) } });
+  const status = new KeeperStatus();
+  const keeper = await start(
+    {
+      uid,
+      dataDir,
+      pgAdvertiseAddress: '127.0.0.1',
+      pgPort: 5440,
+      suUsername: 'postgres',
+      suPassword: 'su-secret',
+      replUsername: 'repl',
+      replPassword: 'repl-secret',
+      canBeMaster: true,
+      canBeSynchronousReplica: true,
+      priority: 0,
+      ...(opts.taskRetry !== undefined ? { taskRetry: opts.taskRetry } : {}),
+    },
+    { store: new MemoryStore(backend, { clusterName: 'c' }), logger, pg, bootUuid: `boot-${uid}`, status },
+  );
+  const rig: Rig = {
+    uid,
+    pg,
+    store,
+    keeper,
+    status,
+    lines,
+    dataDir,
+    put: async (next) => {
+      const rec = await store.getClusterData();
+      await store.putClusterData(serializeClusterData(next), rec?.revision ?? null);
+    },
+    info: async () => (await store.listInfos('keepers'))[uid],
+    dbstate: async () => JSON.parse(await readFile(join(dataDir, 'dbstate'), 'utf8')) as PersistedState,
+  };
+  rigs.push(rig);
+  return rig;
+}
+
+/** Polls `check` every 10 ms until it returns a value other than undefined/false. */
+async function until<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined && v !== false) {
+      return v;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const fast = (): ClusterBuilder => aCluster({ spec: FAST }).initialized();
+const local = (uid: string, generation = 1): PersistedState => ({ uid, generation, clusterUID: CLUSTER_UID });
+
+/** `cd` with DB `uid` as the sentinel writes a DB it has not seen running yet (no system identifier). */
+function newDb(cd: ClusterData, uid: string): ClusterData {
+  cd.dbs[uid]!.status.systemdID = '';
+  return cd;
+}
+
+/** A fake instance that already holds a running DB in `role`. */
+function runningPg(role: 'master' | 'standby'): FakePostgres {
+  const pg = new FakePostgres();
+  Object.assign(pg.inst, { initialized: true, running: true, role, systemId: '7000000000000000001', xLogPos: 0x3000000 });
+  pg.inst.config = { cfg: { listenAddress: '', port: 0, parameters: {}, maxStandbys: 0, additionalWalSenders: 0, synchronousStandbyNames: '', hba: [] }, recovery: null };
+  return pg;
+}
+
+describe('keeper in-process: one test per action kind', () => {
+  it('wait: does nothing to PostgreSQL until the sentinel has recorded this keeper process', async () => {
+    const cd = fast().withPrimary('k1', { initMode: 'new' }).build();
+    cd.keepers['k1']!.status.bootUUID = 'boot-of-an-older-process';
+    const r = await startKeeper(cd);
+    const info = await until('the keeper info', () => r.info());
+    expect(info.bootUUID).toBe('boot-k1');
+    await new Promise((res) => setTimeout(res, 300));
+    expect(r.pg.calls.filter((c) => c !== 'observe')).toEqual([]);
+    expect(r.lines.some((l) => l.msg === 'waiting for the sentinel to register this keeper process')).toBe(true);
+  });
+
+  it('init-new: initdb in a background task, then the next pass writes the configuration and starts the primary', async () => {
+    const r = await startKeeper(newDb(fast().withPrimary('k1', { initMode: 'new' }).build(), 'db-k1'));
+    await until('the primary running at generation 1', async () => (await r.info())?.postgresState?.generation === 1 && r.pg.inst.running);
+    expect(r.pg.calls.filter((c) => !['observe', 'syncSlots', 'writeConfig'].includes(c)).slice(0, 4)).toEqual(['stop', 'removeData', 'init', 'start']);
+    expect(r.pg.inst.config?.recovery).toBeNull();
+    expect(r.pg.inst.config?.cfg.port).toBe(5440);
+    expect(await r.dbstate()).toEqual(local('db-k1'));
+    const info = await r.info();
+    expect(info?.postgresState).toMatchObject({ uid: 'db-k1', healthy: true, role: 'master', running: true });
+    expect(info?.postgresState).not.toHaveProperty('activity');
+    expect(r.lines.some((l) => l.msg === 'initdb for db db-k1: done')).toBe(true);
+  });
+
+  it('init-existing: adopts the data directory as it is, then starts it with its configuration', async () => {
+    const pg = runningPg('master');
+    pg.inst.running = false;
+    const r = await startKeeper(fast().withPrimary('k1', { initMode: 'existing' }).build(), { pg, local: { uid: 'x', generation: 3, clusterUID: 'other' } });
+    await until('the adopted primary running', () => pg.inst.running && pg.count('start') === 1);
+    expect(pg.count('init')).toBe(0);
+    expect(pg.count('removeData')).toBe(0);
+    expect((await r.dbstate()).uid).toBe('db-k1');
+  });
+
+  it('init-pitr: restores with the dataRestoreCommand, recovers from the archive, then runs as the primary', async () => {
+    const spec: ClusterSpec = {
+      ...FAST,
+      initMode: 'pitr',
+      pitrConfig: { dataRestoreCommand: 'cp -a /backup/. %d', archiveRecoverySettings: { restoreCommand: 'cp /archive/%f %p' } },
+    };
+    const pg = new FakePostgres();
+    const r = await startKeeper(newDb(aCluster({ spec }).initialized().withPrimary('k1', { initMode: 'pitr' }).build(), 'db-k1'), { pg });
+    await until('the restored primary at generation 1', async () => (await r.info())?.postgresState?.generation === 1 && pg.inst.running);
+    expect(pg.calls.filter((c) => ['restoreData', 'writeConfig', 'start', 'waitRecoveryDone'].includes(c)).slice(0, 4)).toEqual([
+      'restoreData',
+      'writeConfig',
+      'start',
+      'waitRecoveryDone',
+    ]);
+    expect(pg.inst.role).toBe('master');
+    // After recovery the keeper's own configuration is written: no recovery settings on a primary.
+    expect(pg.inst.config?.recovery).toBeNull();
+  });
+
+  it('resync: pg_basebackup in the background while passes keep publishing its progress, then the standby follows', async () => {
+    const cd = fast().withPrimary('k0').withStandby('k1', { initMode: 'resync' }).build();
+    const pg = new FakePostgres();
+    let open!: () => void;
+    pg.baseBackupGate = new Promise<void>((res) => (open = res));
+    const r = await startKeeper(cd, { pg });
+    const during = await until('the clone progress published', async () => {
+      const i = await r.info();
+      return i?.postgresState?.activity === 'pg_basebackup from db db-k0: 4/16 MiB (25%)' ? i : undefined;
+    });
+    expect(during.postgresState?.healthy).toBe(false);
+    const passesDuring = r.status.snapshot('running').passes;
+    await until('more passes while the clone runs', () => r.status.snapshot('running').passes > passesDuring + 2);
+    expect(pg.inst.running).toBe(false);
+    open();
+    await until('the standby running and following db-k0', () => pg.inst.running && pg.inst.config?.recovery?.mode === 'standby');
+    const rec = pg.inst.config?.recovery;
+    expect(rec?.mode === 'standby' && rec.standby).toMatchObject({ applicationName: 'stolon_db-k1', slotName: 'stolon_db-k1', primary: { host: '127.0.0.1', port: 5432, user: 'repl' } });
+    expect(pg.inst.role).toBe('standby');
+    expect((await r.dbstate()).uid).toBe('db-k1');
+    // The password went to PostgreSQL but never to the log.
+    expect(JSON.stringify(r.lines)).not.toContain('repl-secret');
+  });
+
+  it('converge: a running standby that must be primary is promoted before its configuration drops the recovery settings', async () => {
+    const pg = runningPg('standby');
+    const r = await startKeeper(fast().withPrimary('k1').withStandby('k2').build(), { pg, local: local('db-k1') });
+    await until('the promotion', () => pg.inst.role === 'master' && pg.count('writeConfig') > 0);
+    const promoteAt = pg.calls.indexOf('promote');
+    expect(promoteAt).toBeGreaterThanOrEqual(0);
+    expect(pg.calls.indexOf('writeConfig')).toBeGreaterThan(promoteAt);
+    expect(pg.inst.config?.recovery).toBeNull();
+    await until('the follower slot', () => pg.inst.slots.includes('stolon_db-k2'));
+    expect(await r.dbstate()).toEqual(local('db-k1'));
+  });
+
+  it('stop-postgres: a running instance whose keeper has no DB any more is stopped (a former primary takes no writes)', async () => {
+    const pg = runningPg('master');
+    await startKeeper(fast().withPrimary('k0').withKeeper('k1').build(), { pg, local: local('db-old') });
+    await until('postgres stopped', () => !pg.inst.running);
+    expect(pg.count('start')).toBe(0);
+  });
+
+  it('switchover-stop: the primary asked to shut down for a switchover stops cleanly and records the generation', async () => {
+    const cd = fast().withPrimary('k1', { generation: 4 }).withStandby('k2').build();
+    cd.dbs['db-k1']!.spec.shutdownForSwitchover = true;
+    const pg = runningPg('master');
+    const r = await startKeeper(cd, { pg, local: local('db-k1', 3) });
+    await until('postgres stopped and generation 4 recorded', async () => !pg.inst.running && (await r.dbstate()).generation === 4);
+    await new Promise((res) => setTimeout(res, 300));
+    expect(pg.count('start')).toBe(0);
+  });
+
+  it('refuse: never touches a data directory of another cluster, and says why in its info', async () => {
+    const pg = runningPg('master');
+    pg.inst.running = false;
+    const r = await startKeeper(fast().withPrimary('k0').withStandby('k1', { initMode: 'resync' }).build(), {
+      pg,
+      local: { uid: 'old', generation: 4, clusterUID: 'another-cluster' },
+    });
+    const info = await until('the refusal published', async () => {
+      const i = await r.info();
+      return i?.postgresState?.activity?.startsWith('refusing to touch the data directory') === true ? i : undefined;
+    });
+    expect(info.postgresState?.activity).toContain('cluster another-cluster');
+    expect(pg.calls.filter((c) => c !== 'observe')).toEqual([]);
+  });
+});
+
+describe('keeper in-process: failures', () => {
+  it('a background task that fails is retried with a capped exponential backoff, published meanwhile', async () => {
+    const cd = fast().withPrimary('k0').withStandby('k1', { initMode: 'resync' }).build();
+    const pg = new FakePostgres();
+    pg.fail('baseBackup', new StolonError('PG_COMMAND_FAILED', 'pg_basebackup: password authentication failed for user "repl"'), 3);
+    const attempts: number[] = [];
+    const orig = pg.baseBackup.bind(pg);
+    pg.baseBackup = (s, o) => {
+      attempts.push(performance.now());
+      return orig(s, o);
+    };
+    const r = await startKeeper(cd, { pg, taskRetry: { baseMs: 300, maxMs: 600 } });
+    const failed = await until('the failure published with its retry', async () => {
+      const a = (await r.info())?.postgresState?.activity;
+      return a?.includes('failed: pg_basebackup: password authentication failed') === true ? a : undefined;
+    });
+    expect(failed).toMatch(/^resync of db db-k1 from db db-k0 failed: .*; retrying/);
+    await until('the fourth attempt succeeds', () => pg.inst.running, 10_000);
+    expect(attempts).toHaveLength(4);
+    const gaps = attempts.slice(1).map((t, i) => t - attempts[i]!);
+    // 300 ms, 600 ms, then capped at 600 ms (each gap also holds up to one pass period).
+    expect(gaps[0]).toBeGreaterThanOrEqual(290);
+    expect(gaps[1]).toBeGreaterThanOrEqual(590);
+    expect(gaps[2]).toBeGreaterThanOrEqual(590);
+    expect(gaps[2]).toBeLessThan(1500);
+    expect(r.lines.some((l) => /attempt 2 in 1 s/.test(l.msg) && l.msg.includes('(last attempt: resync of db db-k1 from db db-k0 failed'))).toBe(true);
+    expect((await r.info())?.postgresState).not.toHaveProperty('activity');
+  });
+
+  it('an action that hangs holds the loop (no second pass, no concurrent call) until it returns, and liveness sees the stuck pass', async () => {
+    const pg = runningPg('master');
+    pg.inst.running = false;
+    const hang = pg.hang('start');
+    const r = await startKeeper(fast().withPrimary('k1').build(), { pg, local: local('db-k1') });
+    await hang.entered;
+    const passes = r.status.snapshot('running').passes;
+    await new Promise((res) => setTimeout(res, 500));
+    expect(r.status.snapshot('running').passes).toBe(passes);
+    const snap = r.status.snapshot('running');
+    expect(snap.passInProgressSinceMs).toBeDefined();
+    // Far past the limit (two dbWaitReadyTimeouts plus slack), liveness fails.
+    const live = keeperLiveness(snap, (snap.passInProgressSinceMs ?? 0) + 10 * 60_000);
+    expect(live.ok).toBe(false);
+    expect(live.reason).toMatch(/keeper loop stalled: pass \d+ running for/);
+    hang.release();
+    await until('postgres running', () => pg.inst.running);
+    await until('passes again', () => r.status.snapshot('running').passes > passes);
+  });
+
+  it('a rejected configuration keeps the previous one and says so; the fixed one is applied and the message goes', async () => {
+    const pg = runningPg('master');
+    pg.rejectParameters.add('work_mem_typo');
+    const cd = fast().withPrimary('k1').build();
+    cd.dbs['db-k1']!.spec.pgParameters = { work_mem_typo: '4MB' };
+    const r = await startKeeper(cd, { pg, local: local('db-k1') });
+    const activity = await until('the rejection published', async () => (await r.info())?.postgresState?.activity);
+    expect(activity).toMatch(/^configuration rejected, previous one kept: pgParameters\.work_mem_typo: /);
+    expect(pg.inst.running).toBe(true);
+    const writes = pg.count('writeConfig');
+    await new Promise((res) => setTimeout(res, 300));
+    expect(pg.count('writeConfig')).toBe(writes); // the same bad configuration is not retried every pass
+    const fixed = parseClusterData(serializeClusterData(cd));
+    fixed.dbs['db-k1']!.spec.pgParameters = { work_mem: '4MB' };
+    fixed.dbs['db-k1']!.generation = 2;
+    await r.put(fixed);
+    await until('the fixed configuration applied', () => pg.inst.config?.cfg.parameters['work_mem'] === '4MB');
+    expect(pg.count('reload')).toBeGreaterThan(0);
+    await until('the message gone', async () => (await r.info())?.postgresState?.activity === undefined);
+  });
+
+  it('a start that fails is published at once as startError, and retried by the next passes', async () => {
+    const pg = runningPg('master');
+    pg.inst.running = false;
+    pg.fail('start', new StolonError('PG_COMMAND_FAILED', 'postgres did not start: FATAL: could not map anonymous shared memory'), 2);
+    const r = await startKeeper(fast().withPrimary('k1').build(), { pg, local: local('db-k1') });
+    const info = await until('startError published', async () => {
+      const i = await r.info();
+      return i?.postgresState?.startError !== undefined ? i : undefined;
+    });
+    expect(info.postgresState?.startError).toContain('could not map anonymous shared memory');
+    await until('running after the retries', () => pg.inst.running);
+    await until('startError gone', async () => (await r.info())?.postgresState?.startError === undefined);
+    expect(r.lines.some((l) => l.level === 50 && l.msg.startsWith('pass failed (PG_COMMAND_FAILED), retrying at the next pass'))).toBe(true);
+  });
+});
+
+describe('the fake PostgreSQL', () => {
+  it('fails a call made out of order and records it, so the keeper tests above would fail', async () => {
+    const pg = new FakePostgres();
+    await expect(pg.promote()).rejects.toThrow('fake postgres driven out of order: promote: not running');
+    await expect(pg.start()).rejects.toThrow('start: not initialised');
+    await pg.init();
+    await expect(pg.init()).rejects.toThrow('init: PGDATA is not empty');
+    expect(pg.violations).toEqual(['promote: not running', 'start: not initialised', 'init: PGDATA is not empty']);
+    pg.violations.length = 0;
+  });
+
+  it('records two mutating calls at once', async () => {
+    const pg = runningPg('master');
+    const hang = pg.hang('reload');
+    const first = pg.reload();
+    await hang.entered;
+    await expect(pg.syncSlots([])).rejects.toThrow('syncSlots called while reload is still running');
+    hang.release();
+    await first;
+    expect(pg.violations).toEqual(['syncSlots called while reload is still running']);
+    pg.violations.length = 0;
+  });
+});

@@ -1,0 +1,76 @@
+/**
+ * One keeper pass: observe PostgreSQL, read clusterdata, publish the keeper info, plan one step
+ * (plan.ts) and run it (actions.ts). Returns the pass's one sentence for the pass loop to log.
+ */
+import { ClusterDataInvalidError, parseClusterData, resolveSpec, type ClusterData } from '@stolon-ts/cluster';
+import { redactConninfo, type PassResult } from '@stolon-ts/common';
+import { describeActivity } from './activity.js';
+import { execute, taskName } from './actions.js';
+import { planKeeperAction } from './plan.js';
+import type { KeeperRuntime } from './runtime.js';
+
+/**
+ * Runs one pass.
+ * @param afterPublish called after each publish of the pass's first observation (the fence update)
+ * @returns the pass sentence
+ * @throws store and PostgreSQL errors (the pass loop logs them and runs the next pass)
+ */
+export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Promise<PassResult> {
+  const { pg, store, config } = rt;
+  const obs = await pg.observe();
+  let cd: ClusterData | undefined;
+  try {
+    const rec = await store.getClusterData();
+    cd = rec === null ? undefined : parseClusterData(rec.text);
+  } catch (err) {
+    if (!(err instanceof ClusterDataInvalidError)) {
+      throw err;
+    }
+    // Keep publishing (so the sentinel knows this keeper is alive) but do nothing.
+    await rt.publish(undefined, obs);
+    return { sentence: `clusterdata unusable, doing nothing: ${err.message}`, level: 'warn' };
+  }
+  if (cd !== undefined) {
+    rt.spec = resolveSpec(cd.cluster.spec);
+    const mine = rt.local.uid === '' ? undefined : cd.dbs[rt.local.uid];
+    rt.isPrimary = mine !== undefined && mine.spec.keeperUID === config.uid && mine.spec.role === 'master';
+  }
+  await rt.publish(cd, obs);
+  afterPublish();
+  if (cd === undefined) {
+    return { sentence: 'no clusterdata: waiting for `stolonctl init`' };
+  }
+  const running = rt.tasks.current;
+  if (running !== undefined) {
+    return { sentence: rt.activity !== undefined ? describeActivity(rt.activity, performance.now()) : `${running} in progress` };
+  }
+  const action = planKeeperAction(cd, config.uid, rt.deps.bootUuid, rt.local, {
+    initialized: obs.initialized,
+    running: obs.running,
+    role: obs.role,
+    systemId: obs.systemId,
+  });
+  if (action.kind === 'refuse') {
+    rt.activity = { kind: 'refused', reason: action.reason };
+    return { sentence: action.reason, level: 'warn' };
+  }
+  rt.clearActivity('refused');
+  const lastError = rt.tasks.lastError;
+  const reason = action.reason + (lastError !== undefined && action.kind !== 'converge' ? ` (last attempt: ${lastError})` : '');
+  const task = taskName(action);
+  const waitMs = task === undefined ? 0 : rt.tasks.retryInMs(task);
+  if (waitMs > 0) {
+    return { sentence: `${reason}; attempt ${rt.tasks.failures(task ?? '') + 1} in ${Math.ceil(waitMs / 1000)} s`, level: 'warn', key: `backoff|${reason}` };
+  }
+  await execute(rt, action, cd, obs);
+  if (action.kind === 'converge' || action.kind === 'stop-postgres' || action.kind === 'switchover-stop') {
+    // Report the result of the step at once instead of at the next pass.
+    await rt.publish(cd, await pg.observe());
+  }
+  return {
+    sentence:
+      action.kind === 'converge' && action.external !== undefined
+        ? `${reason} (${redactConninfo(action.external.standbySettings.primaryConninfo ?? '')})`
+        : reason,
+  };
+}

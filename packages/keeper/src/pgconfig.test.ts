@@ -1,0 +1,142 @@
+/** Table tests of the keeper's pure configuration derivations. */
+import { describe, expect, it } from 'vitest';
+import { StolonError, type ClusterSpec } from '@stolon-ts/cluster';
+import { aCluster, STANDBY_SPEC, EXTERNAL_CONNINFO } from '../test/builders-shim.js';
+import {
+  configKey,
+  discardedRange,
+  pgConfigFor,
+  pitrRecovery,
+  postgresStateFor,
+  recoveryFor,
+  slotsFor,
+  syncStandbyUids,
+  type KeeperIdentity,
+} from './pgconfig.js';
+
+const ID: KeeperIdentity = { pgAdvertiseAddress: '10.0.0.5', pgPort: 5433, suUsername: 'postgres', replUsername: 'repl', replPassword: 'repl-secret' };
+const FOLLOW = { dbUid: 'db-k0', host: '10.0.0.1', port: 5432, systemId: '1' };
+
+describe('slotsFor', () => {
+  const cd = aCluster().initialized().withPrimary('k0').withStandby('k1').withStandby('k2').withStandby('k3', { follows: 'k1' }).build();
+  cd.dbs['db-k0']!.spec.additionalReplicationSlots = ['backup'];
+  const cases: { title: string; db: string; role: 'master' | 'standby'; follow?: typeof FOLLOW; want: string[] | undefined }[] = [
+    { title: 'primary: one per follower plus the additional ones', db: 'db-k0', role: 'master', want: ['stolon_db-k1', 'stolon_db-k2', 'stolon_backup'] },
+    { title: 'standby: one per sibling standby of the same primary, not itself nor a cascaded one', db: 'db-k1', role: 'standby', follow: FOLLOW, want: ['stolon_db-k2'] },
+    { title: 'standby with nothing to follow: slots untouched', db: 'db-k1', role: 'standby', want: undefined },
+  ];
+  for (const c of cases) {
+    it(c.title, () => {
+      expect(slotsFor(cd, cd.dbs[c.db]!, c.role, c.follow, undefined)).toEqual(c.want);
+    });
+  }
+  it("a standby cluster's primary keeps its followers' slots", () => {
+    const sc = aCluster({ spec: STANDBY_SPEC }).initialized().withPrimary('k0').withStandby('k1').build();
+    expect(slotsFor(sc, sc.dbs['db-k0']!, 'standby', undefined, { standbySettings: {}, archiveRecoverySettings: undefined })).toEqual(['stolon_db-k1']);
+  });
+});
+
+describe('recovery settings', () => {
+  it('an internal standby follows its primary through its own slot, as application stolon_<uid>', () => {
+    expect(recoveryFor(ID, 'db-k1', FOLLOW, undefined)).toEqual({
+      mode: 'standby',
+      standby: { primary: { host: '10.0.0.1', port: 5432, user: 'repl', password: 'repl-secret' }, applicationName: 'stolon_db-k1', slotName: 'stolon_db-k1' },
+    });
+  });
+  it("a standby cluster's primary follows the external primary, with the archive's restore_command", () => {
+    const external = { standbySettings: { primaryConninfo: EXTERNAL_CONNINFO, primarySlotName: 'sc' }, archiveRecoverySettings: { restoreCommand: 'cp /a/%f %p' } };
+    expect(recoveryFor(ID, 'db-k0', undefined, external)).toEqual({ mode: 'standby-external', primaryConninfo: EXTERNAL_CONNINFO, primarySlotName: 'sc', restoreCommand: 'cp /a/%f %p' });
+  });
+  it('a primary has none', () => {
+    expect(recoveryFor(ID, 'db-k0', undefined, undefined)).toBeNull();
+  });
+
+  const pitr = (spec: NonNullable<ClusterSpec['pitrConfig']>) => {
+    const cd = aCluster({ spec: { initMode: 'pitr', pitrConfig: spec } }).initialized().withPrimary('k0', { initMode: 'pitr' }).build();
+    return cd.dbs['db-k0']!;
+  };
+  it('pitr with an archive: archive recovery to the target', () => {
+    const target = { recoveryTargetTime: '2026-01-01 12:00:00+00' };
+    expect(pitrRecovery(ID, pitr({ dataRestoreCommand: 'x', archiveRecoverySettings: { restoreCommand: 'cp %f %p' }, recoveryTargetSettings: target }), undefined)).toEqual({
+      mode: 'recovery',
+      restoreCommand: 'cp %f %p',
+      target,
+    });
+  });
+  it('pitr without an archive: a plain start (crash recovery replays the copied WAL)', () => {
+    expect(pitrRecovery(ID, pitr({ dataRestoreCommand: 'x' }), undefined)).toBeNull();
+  });
+  it('pitr with a target but no archive: CONFIG_INVALID naming the field, before anything is touched', () => {
+    const err = (() => {
+      try {
+        pitrRecovery(ID, pitr({ dataRestoreCommand: 'x', recoveryTargetSettings: { recoveryTargetName: 'before-upgrade' } }), undefined);
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect(err).toBeInstanceOf(StolonError);
+    expect((err as StolonError).field).toBe('pitrConfig.recoveryTargetSettings');
+  });
+});
+
+describe('pgConfigFor and configKey', () => {
+  const cd = aCluster().initialized().withPrimary('k0').withStandby('k1').withStandby('k2').withStandby('k3').build();
+  cd.dbs['db-k1']!.status.listenAddress = '10.0.0.7';
+  cd.dbs['db-k2']!.status.listenAddress = '10.0.0.6';
+  cd.dbs['db-k3']!.status.listenAddress = '10.0.0.7';
+  it('strict access: lets the other DBs in from their addresses, once each, sorted (not its own)', () => {
+    const db = cd.dbs['db-k0']!;
+    db.spec.suReplAccessMode = 'strict';
+    db.status.listenAddress = '10.0.0.5';
+    const cfg = pgConfigFor(ID, cd, db, true);
+    expect(cfg).toMatchObject({ listenAddress: '10.0.0.5', port: 5433 });
+    expect(cfg.hba.filter((l) => l.startsWith('host replication'))).toEqual(['host replication repl 10.0.0.6/32 scram-sha-256', 'host replication repl 10.0.0.7/32 scram-sha-256']);
+  });
+  it('the key changes with the configuration but never holds the replication password', () => {
+    const cfg = pgConfigFor(ID, cd, cd.dbs['db-k1']!, false);
+    const a = configKey(cfg, recoveryFor(ID, 'db-k1', FOLLOW, undefined));
+    const b = configKey(cfg, recoveryFor(ID, 'db-k1', { ...FOLLOW, port: 6000 }, undefined));
+    expect(a).not.toBe(b);
+    expect(a).not.toContain('repl-secret');
+    expect(configKey(cfg, recoveryFor({ ...ID, replPassword: 'other' }, 'db-k1', FOLLOW, undefined))).toBe(a);
+  });
+});
+
+describe('discardedRange', () => {
+  const cd = aCluster().initialized().withPrimary('k0').withStandby('k1').build();
+  cd.dbs['db-k0']!.status.timelinesHistory = [{ timelineID: 1, switchPoint: 1000, reason: '' }];
+  const db = cd.dbs['db-k1']!;
+  const cases: { title: string; before: { timelineId: number; xLogPos: number }; divergedAt?: number; localEnd?: number; want: [number, number] | undefined }[] = [
+    { title: 'past the fork on the old timeline: lost', before: { timelineId: 1, xLogPos: 1500 }, want: [1000, 1500] },
+    { title: 'at the fork: nothing lost', before: { timelineId: 1, xLogPos: 1000 }, want: undefined },
+    { title: "a timeline the primary's history does not name: unknown, nothing reported", before: { timelineId: 7, xLogPos: 9000 }, want: undefined },
+    { title: "pg_rewind's own figures win", before: { timelineId: 1, xLogPos: 1500 }, divergedAt: 1200, localEnd: 1800, want: [1200, 1800] },
+  ];
+  for (const c of cases) {
+    it(c.title, () => {
+      const r = discardedRange(cd, db, c.before, 'pg_rewind', 'T', c.divergedAt, c.localEnd);
+      expect(r === undefined ? undefined : [r.fromLsn, r.toLsn]).toEqual(c.want);
+    });
+  }
+});
+
+describe('what the keeper reports', () => {
+  it('counts only stolon standbys reported sync', () => {
+    expect(
+      syncStandbyUids({
+        replication: [
+          { applicationName: 'stolon_db-k1', syncState: 'sync' },
+          { applicationName: 'stolon_db-k2', syncState: 'async' },
+          { applicationName: 'pg_receivewal', syncState: 'sync' },
+        ],
+      }),
+    ).toEqual(['db-k1']);
+  });
+  it('reports startError only while postgres is down', () => {
+    const obs = { initialized: true, running: true, role: 'master' as const, systemId: '1', timelineId: 2, xLogPos: 5, replication: [], slots: [], olderWalFile: '', pendingRestart: [], timelinesHistory: [] };
+    const inp = { id: ID, local: { uid: 'db-k0', generation: 3 }, healthy: true, activity: undefined, startError: 'boom' };
+    expect(postgresStateFor(inp, obs)).not.toHaveProperty('startError');
+    expect(postgresStateFor(inp, { ...obs, running: false })).toMatchObject({ startError: 'boom', running: false, generation: 3, port: '5433' });
+  });
+});

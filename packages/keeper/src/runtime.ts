@@ -1,0 +1,126 @@
+/**
+ * The keeper's runtime: everything a keeper process remembers between passes (its persisted DB
+ * state, the last spec, the activity it publishes, the configuration it last applied…) and the
+ * dependencies every step uses, in one object that the pass, the actions and the watchers share.
+ * Owned by one keeper process; nothing here survives a restart except through `dbstate`.
+ */
+import { DEFAULT_SPEC, parseDurationMs, type ClusterData, type KeeperInfo, type ResolvedSpec } from '@stolon-ts/cluster';
+import { newUid, type Logger } from '@stolon-ts/common';
+import type { PgObservation, PostgresManager } from '@stolon-ts/postgres';
+import type { Store } from '@stolon-ts/store';
+import { describeActivity, type Activity } from './activity.js';
+import { writeDbState } from './dbstate.js';
+import { reportedHealthy } from './health.js';
+import { postgresStateFor } from './pgconfig.js';
+import type { TaskRunner } from './tasks.js';
+import type { KeeperConfig, KeeperDeps, KeeperState, PersistedState } from './types.js';
+
+const DEFAULT_SLEEP_MS = parseDurationMs(DEFAULT_SPEC.sleepInterval) ?? 1000;
+const DEFAULT_FAIL_MS = parseDurationMs(DEFAULT_SPEC.failInterval) ?? 6000;
+const DEFAULT_WAIT_READY_MS = parseDurationMs(DEFAULT_SPEC.dbWaitReadyTimeout) ?? 60_000;
+
+/** A keeper's mutable state and its dependencies. */
+export class KeeperRuntime {
+  readonly config: KeeperConfig;
+  readonly deps: KeeperDeps;
+  readonly store: Store;
+  readonly pg: PostgresManager;
+  readonly log: Logger;
+  /** `postgres -V` of the binaries this keeper runs. */
+  readonly binaryVersion: { Maj: number; Min: number };
+  /** PGDATA: `<dataDir>/postgres`. */
+  readonly pgData: string;
+
+  state: KeeperState = 'starting';
+  /** What `<dataDir>/dbstate` holds (written through {@link setLocal} only). */
+  local: PersistedState;
+  /** The spec of the last clusterdata read; undefined before the first. */
+  spec: ResolvedSpec | undefined;
+  /** What the keeper is busy with or stuck on, published in its info. */
+  activity: Activity | undefined;
+  /** {@link configKey} of the configuration last written (or rejected); '' forces a rewrite. */
+  appliedConfigKey = '';
+  /**
+   * True while this primary (synchronous replication on, started by this keeper after it was
+   * found stopped) keeps normal users out with internal-only pg_hba; see `internalOnlyHba`.
+   */
+  internalOnly = false;
+  /** True while the last clusterdata read makes this keeper's DB the (writable) primary. */
+  isPrimary = false;
+  /** The last failed start's error while PostgreSQL should run; published so the sentinel acts at once. */
+  startError: string | undefined;
+  /** Set by `start` once the task runner exists. */
+  tasks!: TaskRunner;
+  /** Asks the pass loop for a pass now (set by `start`). */
+  trigger: (reason: string) => void = () => undefined;
+
+  constructor(config: KeeperConfig, deps: KeeperDeps, local: PersistedState, binaryVersion: { Maj: number; Min: number }, pgData: string) {
+    this.config = config;
+    this.deps = deps;
+    this.store = deps.store;
+    this.pg = deps.pg;
+    this.log = deps.logger;
+    this.local = local;
+    this.binaryVersion = binaryVersion;
+    this.pgData = pgData;
+  }
+
+  /** The pass period: the spec's sleepInterval, in ms. */
+  sleepMs(): number {
+    return this.spec?.sleepIntervalMs ?? DEFAULT_SLEEP_MS;
+  }
+
+  /** The TTL of the keeper's info: the spec's failInterval, in ms. */
+  infoTtlMs(): number {
+    return this.spec?.failIntervalMs ?? DEFAULT_FAIL_MS;
+  }
+
+  /** How long to wait for PostgreSQL to start, promote or restart: dbWaitReadyTimeout, in ms. */
+  waitReadyMs(): number {
+    return this.spec?.dbWaitReadyTimeoutMs ?? DEFAULT_WAIT_READY_MS;
+  }
+
+  /** Persists `s` to `<dataDir>/dbstate`, then adopts it. */
+  async setLocal(s: PersistedState): Promise<void> {
+    await writeDbState(this.config.dataDir, s, this.config.fileOwner);
+    this.local = s;
+  }
+
+  /** Clears the activity if it is of `kind`. */
+  clearActivity(kind: Activity['kind']): void {
+    if (this.activity?.kind === kind) {
+      this.activity = undefined;
+    }
+  }
+
+  /** The keeper info for this observation. */
+  keeperInfo(cd: ClusterData | undefined, obs: PgObservation): KeeperInfo {
+    const { config } = this;
+    return {
+      infoUID: newUid(),
+      uid: config.uid,
+      clusterUID: cd?.cluster.uid ?? '',
+      bootUUID: this.deps.bootUuid,
+      postgresBinaryVersion: this.binaryVersion,
+      postgresState: postgresStateFor(
+        {
+          id: config,
+          local: this.local,
+          healthy: reportedHealthy(obs, this.tasks.current !== undefined),
+          activity: this.activity === undefined ? undefined : describeActivity(this.activity, performance.now()),
+          startError: this.startError,
+        },
+        obs,
+      ),
+      canBeMaster: config.canBeMaster,
+      canBeSynchronousReplica: config.canBeSynchronousReplica,
+      priority: config.priority,
+    };
+  }
+
+  /** Publishes the keeper info under its lease (TTL failInterval) and tells the status sink. */
+  async publish(cd: ClusterData | undefined, obs: PgObservation): Promise<void> {
+    await this.store.setInfo('keepers', this.config.uid, this.keeperInfo(cd, obs), this.infoTtlMs());
+    this.deps.status?.published({ cd, local: this.local, obs, task: this.tasks.current });
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * The keeper's public shapes: its configuration, its dependencies, the handle `start` returns,
+ * and what it persists in `<data-dir>/dbstate`. No logic here, so every other keeper module can
+ * import it without an import cycle.
+ */
+import type { ClusterData, DiscardedWal } from '@stolon-ts/cluster';
+import type { Logger } from '@stolon-ts/common';
+import type { Store } from '@stolon-ts/store';
+import type { FenceControl } from './fencer.js';
+import type { PgObservation, PostgresManager } from '@stolon-ts/postgres';
+import type { LocalDbState } from './plan.js';
+
+/** starting → running → stopping → stopped. */
+export type KeeperState = 'starting' | 'running' | 'stopping' | 'stopped';
+
+export interface KeeperConfig {
+  readonly uid: string;
+  /** Keeper data dir: holds `dbstate` and `postgres/` (PGDATA). */
+  readonly dataDir: string;
+  /** Address and port other keepers and proxies use to reach this PostgreSQL. */
+  readonly pgAdvertiseAddress: string;
+  readonly pgPort: number;
+  readonly suUsername: string;
+  /** Needed as the pg_rewind source credentials; never logged. */
+  readonly suPassword: string;
+  readonly replUsername: string;
+  /** Needed to build the standby's connection to its primary; never logged. */
+  readonly replPassword: string;
+  readonly canBeMaster: boolean;
+  readonly canBeSynchronousReplica: boolean;
+  /** Higher is preferred among equally advanced failover candidates. */
+  readonly priority: number;
+  /** uid/gid to chown keeper-written files to (set when running as root). */
+  readonly fileOwner?: { readonly uid: number; readonly gid: number };
+  /**
+   * Backoff of a background task (initdb, clone, rewind, restore) that failed: the same task is
+   * retried after `baseMs`, then twice as long after each further failure, at most `maxMs`.
+   * @default { baseMs: 1000, maxMs: 30000 }
+   */
+  readonly taskRetry?: { readonly baseMs: number; readonly maxMs: number };
+}
+
+export interface KeeperDeps {
+  readonly store: Store;
+  readonly logger: Logger;
+  readonly pg: PostgresManager;
+  /** New per process start. */
+  readonly bootUuid: string;
+  /** Self-fencing (fencer.ts); absent in tests that fake PostgreSQL. */
+  readonly fencer?: FenceControl;
+  /** Hears about every pass and publish (the status endpoint's liveness and readiness). */
+  readonly status?: KeeperStatusSink;
+}
+
+export interface KeeperHandle {
+  readonly ready: Promise<void>;
+  readonly done: Promise<void>;
+  stop(reason: string): Promise<void>;
+  state(): KeeperState;
+}
+
+/** What the keeper keeps in `<dataDir>/dbstate`: the DB it holds, plus the last WAL range it discarded. */
+export interface PersistedState extends LocalDbState {
+  readonly discardedWal?: DiscardedWal;
+}
+
+/** What the keeper had in hand when it published its info: proof that the store answered this pass. */
+export interface PublishedView {
+  /** Parsed clusterdata; undefined when there is none yet or it is invalid. */
+  readonly cd: ClusterData | undefined;
+  /** The keeper's persisted DB state at publish time. */
+  readonly local: LocalDbState;
+  /** What the keeper observed of PostgreSQL for this publish. */
+  readonly obs: Pick<PgObservation, 'initialized' | 'running' | 'role' | 'systemId'>;
+  /** Name of the background task in progress (initdb, pg_basebackup, pg_rewind, PITR), if any. */
+  readonly task: string | undefined;
+}
+
+/**
+ * What the keeper tells whoever watches its passes. Implementations must be cheap and must not
+ * throw: the calls sit on the keeper's pass path.
+ */
+export interface KeeperStatusSink {
+  /** A pass begins. */
+  passStarted(): void;
+  /** The pass ended; `error` is what it threw, undefined when it succeeded. */
+  passSettled(error: unknown): void;
+  /** The keeper info was written to the store (after clusterdata was read) during the current pass. */
+  published(view: PublishedView): void;
+}
+

@@ -1,0 +1,82 @@
+/**
+ * The keeper's two timers besides its pass loop: the fence update (tells the fencer whether to
+ * guard PostgreSQL and how long the info lease surely lives) and the crash watch (a pass at once
+ * when PostgreSQL stops running).
+ */
+import { describeActivity } from './activity.js';
+import type { KeeperRuntime } from './runtime.js';
+
+/** How often the fencer hears the lease's remaining time even without a pass, in ms. */
+const FENCE_UPDATE_MS = 250;
+/** How often the crash watch looks at postmaster.pid, in ms. */
+const CRASH_CHECK_MS = 100;
+
+/**
+ * Tells the fencer (if any) whether to guard PostgreSQL: armed while this keeper runs the
+ * primary, with the lease's remaining time; disarmed otherwise. Once this keeper's info is under
+ * its own lease, the fencer a killed predecessor left armed is retired. See docs/architecture.md,
+ * "Self-fencing".
+ */
+export function updateFence(rt: KeeperRuntime): void {
+  const fencer = rt.deps.fencer;
+  if (fencer === undefined || rt.state === 'stopping' || rt.state === 'stopped') {
+    return;
+  }
+  const leaseRemainingMs = rt.store.infoLeaseRemainingMs('keepers', rt.config.uid);
+  fencer.update(rt.isPrimary ? { armed: true, pgData: rt.pgData, leaseRemainingMs: leaseRemainingMs ?? -Infinity, ttlMs: rt.infoTtlMs() } : { armed: false });
+  if (leaseRemainingMs !== undefined) {
+    fencer.retirePrevious();
+  }
+}
+
+/**
+ * Starts the fence updater (every 250 ms, so a frozen or cut-off keeper stops refreshing the
+ * fencer) and the fencer's report of a fence (the activity says so and a pass runs).
+ * @returns a function that stops the timer
+ */
+export function startFenceUpdates(rt: KeeperRuntime): () => void {
+  const fencer = rt.deps.fencer;
+  if (fencer === undefined) {
+    return () => undefined;
+  }
+  fencer.onFenced(({ pid, at }) => {
+    rt.activity = { kind: 'fenced', postmasterPid: pid, at };
+    rt.log.warn({ postmaster: pid, at }, describeActivity(rt.activity, performance.now()));
+    rt.trigger('fenced');
+  });
+  const timer = setInterval(() => updateFence(rt), FENCE_UPDATE_MS);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+/**
+ * Crash detection without waiting for the next pass: postmaster.pid plus kill(pid, 0) every
+ * 100 ms (no connection, no query). When PostgreSQL stops running outside a task, a pass runs at
+ * once, which restarts it (crash recovery) or reports why it cannot.
+ * @returns a function that stops the watch
+ */
+export function startCrashWatch(rt: KeeperRuntime): () => void {
+  let lastRunning: boolean | undefined;
+  let checking = false;
+  const timer = setInterval(() => {
+    if (checking || rt.state !== 'running') {
+      return;
+    }
+    checking = true;
+    void rt.pg
+      .isRunning()
+      .then((r) => {
+        if (lastRunning === true && !r && rt.tasks.current === undefined) {
+          rt.log.warn('postgres is no longer running: checking it now');
+          rt.trigger('postgres stopped');
+        }
+        lastRunning = r;
+      })
+      .catch(() => undefined)
+      .finally(() => {
+        checking = false;
+      });
+  }, CRASH_CHECK_MS);
+  timer.unref();
+  return () => clearInterval(timer);
+}
