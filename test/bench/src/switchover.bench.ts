@@ -1,5 +1,5 @@
 /**
- * `npm run bench:switchover` (issue 4): the write-unavailability window of a planned switchover
+ * `npm run bench:switchover`: the write-unavailability window of a planned switchover
  * (`stolonctl switchover`) under a steady writer through stolon-proxy, over N runs (default 10),
  * with p50/p95/max, and a check that every acknowledged write is on the new primary.
  *
@@ -10,8 +10,8 @@
  * primary between keeper0 and keeper1; between runs the cluster is left to settle (both keepers
  * healthy, converged, the standby streaming).
  *
- * Target (issue 4): p50 ≤ 1 s. Reference: Patroni 3.0.2's `switchover` measured 2.0 s on this kind
- * of machine (the issue's figure, not measured here).
+ * Target: p50 ≤ 1 s. For comparison, Patroni 3.0.2's `switchover` took 2.0 s on this kind of
+ * machine (a figure measured outside this repository, not by this script).
  *
  * Prints a table; writes one JSON line under test/bench/results/; `--write-doc` regenerates the
  * bench:switchover section of docs/benchmarks.md.
