@@ -1,5 +1,5 @@
-// ESLint flat config (STYLE.md rules 1 and 23): type-aware typescript-eslint rules, package
-// boundaries (no deep imports, no I/O in `cluster`), no console in library code.
+// ESLint flat config (docs/design.md#package-boundaries): type-aware typescript-eslint rules,
+// package boundaries (no deep imports, no I/O in `cluster`), no console in library code.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 

@@ -1,7 +1,7 @@
 import { defineConfig } from 'vitest/config';
 
 /**
- * Three tiers told apart by file name (STYLE.md rule 21); `npm test` runs all of them.
+ * Three tiers told apart by file name (docs/design.md#test-tiers); `npm test` runs all of them.
  * Integration and e2e files share real etcd/PostgreSQL processes per file, so they run
  * one file at a time on this 2-core machine.
  */

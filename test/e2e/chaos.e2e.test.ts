@@ -1,5 +1,5 @@
 /**
- * The chaos suite's short form (issue 6), part of `npm test`: one cluster — 3 keepers each in its
+ * The chaos suite's short form, part of `npm test`: one cluster — 3 keepers each in its
  * own `ip netns` namespace, 2 sentinels, 2 proxies, a 3-member etcd, synchronous replication
  * (min = max = 1) so the zero-loss check applies — with 2 writers through the proxies and one
  * direct writer per keeper (see test/harness/src/chaos/recorder.ts), and one cycle of each named
@@ -60,7 +60,8 @@ const results = new Map<FaultName, CycleResult>();
 beforeAll(async () => {
   const why = await netnsUnavailableReason();
   if (why !== undefined) {
-    // Not skipped silently (STYLE.md rule 21): the partition fault needs ip netns.
+    // Not skipped silently (a skipped suite would look like a pass): the partition fault needs
+    // ip netns.
     throw new Error(`the chaos suite needs ip netns partitions: ${why}`);
   }
   dir = await makeTempDir('stolon-chaos-e2e-');
@@ -160,9 +161,10 @@ describe('chaos, short form: one cycle of each fault under synchronous replicati
   });
 });
 
-// The keeper fences a primary that lost its lease (DESIGN.md §4 "Self-fencing primary"). Without
-// it both assertions fail: the zombie's PostgreSQL keeps serving direct clients while its keeper is
-// stopped, and the partitioned primary keeps serving the clients on its side of the partition.
+// The keeper fences a primary that lost its lease (docs/architecture.md, "Self-fencing primary").
+// Without it both assertions fail: the zombie's PostgreSQL keeps serving direct clients while its
+// keeper is stopped, and the partitioned primary keeps serving the clients on its side of the
+// partition.
 describe('self-fencing', () => {
   for (const fault of ['zombiePrimaryKeeper', 'partitionPrimary'] as const) {
     it(`${fault}: the deposed primary accepted no direct write after another keeper was promoted`, () => {

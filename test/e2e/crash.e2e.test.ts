@@ -1,5 +1,5 @@
 /**
- * A postgres crash with its keeper alive (issues 4 and 6), on real etcd and PostgreSQL:
+ * A postgres crash with its keeper alive, on real etcd and PostgreSQL:
  * 1. SIGKILL of the primary's postmaster: the keeper notices within ~100 ms and restarts it (crash
  *    recovery); the same keeper stays primary, no failover; the write outage is printed.
  * 2. The same, but postgres cannot start again (pg_control unreadable): the keeper reports the start

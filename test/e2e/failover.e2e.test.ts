@@ -1,5 +1,5 @@
 /**
- * The whole path on real etcd and real PostgreSQL (issue 2): a 2-keeper cluster behind one proxy;
+ * The whole path on real etcd and real PostgreSQL: a 2-keeper cluster behind one proxy;
  * writes through the proxy; kill -9 of the primary's keeper and postgres; a write through the
  * same proxy port succeeds on the other keeper with every row the standby had received; the
  * killed keeper comes back as a standby of the new primary and catches up.

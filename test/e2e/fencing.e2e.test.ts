@@ -1,7 +1,7 @@
 /**
- * Self-fencing primary (issue 6, DESIGN.md §4), on real etcd and PostgreSQL. Each keeper reaches
- * etcd through its own cuttable TCP relay (the partition stand-in on one host's loopback; the
- * chaos suite does the same with `ip netns`).
+ * Self-fencing primary (docs/architecture.md, "Self-fencing primary"), on real etcd and
+ * PostgreSQL. Each keeper reaches etcd through its own cuttable TCP relay (the partition stand-in
+ * on one host's loopback; the chaos suite does the same with `ip netns`).
  *
  * 1. The primary's keeper cut off from etcd just long enough for its fencer to act, then healed
  *    before its lease expires: PostgreSQL was shut down (direct clients refused), and comes back

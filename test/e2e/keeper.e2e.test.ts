@@ -1,5 +1,5 @@
 /**
- * Keeper in depth on real etcd and PostgreSQL (issue 3): configuration from the spec (reload,
+ * Keeper in depth on real etcd and PostgreSQL: configuration from the spec (reload,
  * a rejected value, pending restart and automaticPgRestart), extra replication slots, an old
  * primary with diverged writes rejoining through pg_rewind (the discarded WAL range reported),
  * PITR from a backup the test makes, a standby cluster promoted with `stolonctl promote`, and a

@@ -1,5 +1,5 @@
 /**
- * The proxy in depth on real etcd and PostgreSQL (issue 5): one 2-keeper cluster behind one proxy
+ * The proxy in depth on real etcd and PostgreSQL: one 2-keeper cluster behind one proxy
  * with a read-only listener. The read-only port reaches only standbys; garbage, resets and
  * half-open clients do not disturb a working client; 1,000 idle PostgreSQL sessions held through
  * the proxy are all closed when the sentinel fences the proxy for a failover (before the standby

@@ -1,9 +1,10 @@
 /**
- * Sentinel scenarios on real etcd and PostgreSQL (issue 4, Stolon ha_test): a failover promotes
- * the most advanced of two standbys (Stolon takes the least advanced), failkeeper moves the
- * primary, removekeeper drops a stopped standby, a failover still happens when the leader
- * sentinel dies together with the primary node (the other sentinel takes the lease), and a dead
- * keeper with no DB is dropped after deadKeeperRemovalInterval (Stolon TestKeeperRemoval).
+ * Sentinel scenarios on real etcd and PostgreSQL, after Stolon's tests/integration/ha_test.go: a
+ * failover promotes the most advanced of two standbys (Stolon takes the least advanced),
+ * failkeeper moves the primary, removekeeper drops a stopped standby, a failover still happens
+ * when the leader sentinel dies together with the primary node (the other sentinel takes the
+ * lease), and a dead keeper with no DB is dropped after deadKeeperRemovalInterval (Stolon
+ * TestKeeperRemoval).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { childPids, type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor, waitKeepersConverged } from '@stolon-ts/harness';

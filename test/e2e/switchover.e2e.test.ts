@@ -1,5 +1,5 @@
 /**
- * Planned switchover with a writer running through the proxy (issue 4): zero acknowledged writes
+ * Planned switchover with a writer running through the proxy: zero acknowledged writes
  * lost, the write outage measured, the old primary kept as a standby without a clone, and the
  * trace visible in `stolonctl events`.
  */

@@ -4,7 +4,7 @@
  * synchronous_standby_names and commits through the proxy return; (b) kill -9 of the primary's
  * node under a write load loses no acknowledged write and promotes the former synchronous
  * standby; (c) with no synchronous standby left, commits block, and return once it is back.
- * @see shared/reference/stolon.md §4.4, §4.5.1
+ * The sentinel's side is in packages/cluster/src/sync.ts.
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

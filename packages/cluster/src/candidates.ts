@@ -1,7 +1,9 @@
 /**
- * Failover candidate ranking: one exported comparator with its own tests (STYLE.md rule 6).
- * Stolon sorts by LSN ascending and takes the first, i.e. the LEAST advanced standby
- * (@see shared/reference/stolon.md §4.4 step 4); we take the most advanced (DESIGN.md §4).
+ * Failover candidate ranking: one exported comparator, tested one ordering key at a time, and a
+ * filter in front of it. Stolon sorts its candidates by LSN ascending and takes the first, i.e.
+ * the LEAST advanced standby (`findBestNewMasters` in
+ * https://github.com/sorintlab/stolon/blob/master/cmd/sentinel/cmd/sentinel.go); we take the
+ * most advanced, which loses the least data.
  */
 import type { DB } from './types.js';
 
@@ -17,7 +19,7 @@ export interface Candidate {
 /**
  * Orders candidates best first: higher reported LSN (`status.xLogPos`; losing less data comes
  * first), then higher keeper priority, then lower DB uid (a stable tie-breaker so every sentinel
- * picks the same one). DESIGN.md §4.
+ * picks the same one).
  */
 export function compareFailoverCandidates(a: Candidate, b: Candidate): number {
   if (a.db.status.xLogPos !== b.db.status.xLogPos) {
@@ -39,7 +41,8 @@ export interface EligibilityOptions {
    * Set when the failed primary ran synchronous replication: the DB uids known to be in sync
    * (its status ∩ spec synchronous standbys). Only these may be promoted, and the lag check does
    * not apply to them: they have every acknowledged commit whatever LSN they last reported.
-   * @see shared/reference/stolon.md §4.4 step 4
+   * Stolon does the same: in synchronous mode only a standby both in the spec list and known in
+   * sync may be promoted, and its lag is not checked.
    */
   readonly syncSet?: ReadonlySet<string> | undefined;
 }

@@ -1,7 +1,7 @@
 /**
  * Reading and creating the clusterdata document. Every component calls `parseClusterData` on
- * every read (STYLE.md rule 15): an unsupported format version or an invalid spec makes the
- * caller do nothing (the proxy: route nowhere).
+ * every read: an unsupported format version or an invalid spec makes the caller do nothing (the
+ * proxy: route nowhere). See docs/design.md#the-cluster-spec.
  */
 import { ClusterDataInvalidError, SpecValidationError } from './errors.js';
 import { validateSpec } from './spec.js';

@@ -1,6 +1,6 @@
 /**
- * The leader sentinel's decisions (STYLE.md rule 3): one table of numbered, described
- * scenarios, each a single `decide` pass over deep-frozen inputs, then a few multi-pass sequences
+ * The leader sentinel's decisions (docs/design.md#decision-tests-are-tables): one table of
+ * numbered, described scenarios, each a single `decide` pass over deep-frozen inputs, then a few multi-pass sequences
  * where each pass's output feeds the next. A failing case prints a structural diff of `next`.
  */
 import { describe, expect, it } from 'vitest';
@@ -1058,7 +1058,7 @@ const cases: readonly Case[] = [
       check: (out) => expect(out.next.dbs['db-k1']?.status).not.toHaveProperty('discardedWal'),
     },
   },
-  // --- synchronous replication (reference §4.5.1, §4.4 steps 4–5) ------------------------------
+  // --- synchronous replication (Stolon's strict mode; see sync.ts) ------------------------------
   {
     n: 62,
     title: 'sync on, steady: k2 in the spec, known and reported in sync: no change',
@@ -1881,9 +1881,9 @@ const cases: readonly Case[] = [
 ];
 
 /**
- * Stolon's `TestUpdateCluster` (cmd/sentinel/cmd/sentinel_test.go, cases #0–#28, @see
- * shared/reference/stolon.md §9.8) mapped to the cases above that cover each scenario, with our
- * fixes. Where the outcome differs on purpose the case title says so: #0 waits instead of
+ * Stolon's `TestUpdateCluster` (cmd/sentinel/cmd/sentinel_test.go in
+ * https://github.com/sorintlab/stolon, cases #0–#28) mapped to the cases above that cover each
+ * scenario, with our fixes. Where the outcome differs on purpose the case title says so: #0 waits instead of
  * erroring; #5/#8/#15 fence proxies before promoting; #6 the old primary DB is already gone;
  * #28 priority never moves a healthy primary.
  */

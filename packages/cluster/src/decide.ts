@@ -1,15 +1,17 @@
 /**
- * The leader sentinel's whole policy as one pure function (STYLE.md rule 2): given the current
- * clusterdata, what keepers and proxies publish, the sentinel's memory and the clock, it returns
- * the next clusterdata, the next memory, and the human sentences explaining the pass.
+ * The leader sentinel's whole policy as one pure function: given the current clusterdata, what
+ * keepers and proxies publish, the sentinel's memory and the clock, it returns the next
+ * clusterdata, the next memory, and the human sentences explaining the pass. No I/O and no clock
+ * reads, so every rule is table-tested (docs/design.md#pure-decisions).
  *
  * The loop around it reads the store, calls `decide`, writes with compare-and-set only when
  * `changed`, and commits `memory` only when that write succeeded (or nothing needed writing).
  *
- * Failover order (DESIGN.md §4, STYLE.md rule 5): primary declared failed → proxies pointed at
- * nobody with a new proxy generation → wait until every live proxy reports that generation →
- * promote the most advanced eligible standby → wait until it converged and is healthy → point
- * proxies at it. Stolon promotes and fences at the same time (@see shared/reference/stolon.md §4.4).
+ * Failover order, one step per pass and each only after the previous one converged
+ * (docs/design.md#one-step-at-a-time): primary declared failed → proxies pointed at nobody with a
+ * new proxy generation → wait until every live proxy reports that generation → promote the most
+ * advanced eligible standby → wait until it converged and is healthy → point proxies at it.
+ * Stolon clears the proxies' target and promotes in the same pass.
  */
 import { findBestCandidates, ineligibility, type Candidate } from './candidates.js';
 import { formatDurationMs } from './duration.js';
@@ -103,7 +105,7 @@ export function decide(input: DecideInput): DecideOutput {
   const { now } = input;
 
   // Only infos of this cluster count: a keeper still carrying another cluster's uid (an old
-  // `stolonctl init`) must not be given a DB (@see shared/reference/stolon.md §4.2).
+  // `stolonctl init`) must not be given a DB. Stolon drops such infos too.
   const infos: Record<string, KeeperInfo> = {};
   for (const [uid, info] of Object.entries(input.keeperInfos)) {
     if (info.clusterUID === next.cluster.uid) {
@@ -333,8 +335,8 @@ function updateKeepers(
  * Dead keeper removal: a keeper that owns no DB and has not been healthy for
  * `deadKeeperRemovalInterval` (wall clock, from `status.lastHealthyTime`) is dropped from
  * clusterdata. A keeper owning a DB is never removed here (its DB goes first, by failover or
- * standby replacement). If it comes back it registers again as a new keeper.
- * @see shared/reference/stolon.md §4.4 step 1 (Stolon's rule, same clock source).
+ * standby replacement). If it comes back it registers again as a new keeper. This is Stolon's
+ * rule, on the same clock (the wall clock of `lastHealthyTime`).
  */
 function removeDeadKeepers(cd: ClusterData, spec: ResolvedSpec, wallTime: string, reasons: string[]): void {
   const nowWall = Date.parse(wallTime);
@@ -457,15 +459,16 @@ function newDb(
 }
 
 /**
- * Stolon's "different timeline branch" test (`isDifferentTimelineBranch`, reference §4.2
- * dbValidity): why standby `db` cannot follow `followed` because their timelines diverged, or
+ * Stolon's "different timeline branch" test (`isDifferentTimelineBranch` in Stolon's
+ * cmd/sentinel/cmd/sentinel.go, where a DB on another branch is invalid and removed): why
+ * standby `db` cannot follow `followed` because their timelines diverged, or
  * undefined when it can (or the histories do not tell). Followed timeline lower than the DB's:
  * diverged. Equal and > 1: diverged iff both histories record timeline − 1 with different switch
  * points. Followed timeline higher: diverged iff the followed history's entry for the DB's
  * timeline ends (switch point) before the DB's reported position, i.e. the DB has WAL of its
  * timeline the followed DB never had (an asynchronous standby that received more of the old
  * primary's WAL than the standby promoted in its place).
- * @see shared/reference/stolon.md §4.2, §4.7; Stolon integration test TestTimelineFork
+ * @see Stolon's integration test `TestTimelineFork` (tests/integration/ha_test.go)
  */
 function forkedFrom(followed: DB, db: DB): string | undefined {
   const ftl = followed.status.timelineID;
@@ -494,7 +497,7 @@ function forkedFrom(followed: DB, db: DB): string | undefined {
 
 /**
  * A "master-type" DB: the cluster's primary, or in a standby cluster the DB that follows the
- * external primary (@see shared/reference/stolon.md §4.2 dbType).
+ * external primary (Stolon's classification of DBs, with the same two cases).
  */
 export function isMasterType(db: DB): boolean {
   return db.spec.role === 'master' || db.spec.followConfig?.type === 'external';
@@ -557,8 +560,9 @@ function decideInitializing(
       }
       chosen = wanted;
     } else {
-      // Stolon picks at random and ignores canBeMaster (its issue #840); we honour canBeMaster and
-      // pick by priority, then the lowest uid, so the same inputs always give the same primary.
+      // Stolon picks at random and ignores canBeMaster (GitHub issue sorintlab/stolon#840); we
+      // honour canBeMaster and pick by priority, then the lowest uid, so the same inputs always
+      // give the same primary.
       // A keeper that already failed to initialise goes after those that have not.
       chosen = primaryKeeperChoices(cd, keeperHealthy)
         .map((uid, i) => ({ uid, i, failed: initFailures[uid] ?? 0 }))

@@ -1,6 +1,6 @@
 /**
  * Go-style duration strings ("20s", "1m30s", "500ms", "48h0m0s"), as Stolon's cluster spec uses
- * them. Parsed once at the edge into plain millisecond numbers (STYLE.md rule 13).
+ * them. Parsed once at the edge into plain millisecond numbers (docs/design.md#timing-rules).
  * @see https://pkg.go.dev/time#ParseDuration
  */
 

@@ -1,7 +1,7 @@
 /**
- * The error taxonomy shared by every package (STYLE.md rule 16): a base class with a stable
- * `code`, structured fields, and a `transient` flag that loops use to decide between
- * "retry at the next tick" and "fail". Never match on message text; match on `code`.
+ * The error taxonomy shared by every package: a base class with a stable `code`, structured
+ * fields, and a `transient` flag that loops use to decide between "retry at the next tick" and
+ * "fail". Never match on message text; match on `code`. See docs/design.md#errors.
  */
 
 /** Stable error codes. Add here, never invent one inline. */

@@ -1,10 +1,11 @@
 /**
- * The cluster spec trio (STYLE.md rule 15): `DEFAULT_SPEC`, `validateSpec`, `resolveSpec` and
- * `validateSpecUpdate`, plus the JSON merge patch `stolonctl update --patch` applies. Pure: no I/O.
+ * The cluster spec: `DEFAULT_SPEC`, `validateSpec`, `resolveSpec` and `validateSpecUpdate`,
+ * plus the JSON merge patch `stolonctl update --patch` applies. Pure: no I/O.
+ * See docs/design.md#the-cluster-spec.
  *
- * Field names, meanings and duration strings are Stolon's
- * (@see ../../../../shared/reference/stolon.md §3.2). Our defaults are faster than Stolon's
- * (DESIGN.md §5); every difference is listed in docs/cluster-spec.md.
+ * Field names, meanings and duration strings are Stolon's (`ClusterSpec` in Stolon's
+ * internal/cluster/cluster.go). Our timing defaults are shorter than Stolon's, for a faster
+ * failover; every difference is listed in docs/cluster-spec.md.
  */
 import { z } from 'zod';
 import { formatDurationMs, parseDurationMs } from './duration.js';
@@ -132,8 +133,8 @@ function pathOf(path: readonly PropertyKey[]): string {
 }
 
 /**
- * Timing rules checked when a spec is loaded (DESIGN.md §5, STYLE.md rule 13). Each returns a
- * problem sentence naming the fields, values and the rule, or undefined. Violations are rejected,
+ * Timing rules checked when a spec is loaded (docs/design.md#timing-rules). Each problem is a
+ * sentence naming the fields, values and the rule, and how to fix it. Violations are rejected,
  * never silently adjusted.
  */
 function timingRules(r: ResolvedSpec): string[] {
@@ -171,7 +172,8 @@ function timingRules(r: ResolvedSpec): string[] {
  * cross-field and timing rules) and returns it typed.
  * @param input anything parsed from JSON
  * @throws SpecValidationError listing every problem as `field: message`; `field` is the first.
- * @see ../../../../shared/reference/stolon.md §3.2 (Stolon `ClusterSpec.Validate`)
+ * @see Stolon's `ClusterSpec.Validate` (internal/cluster/cluster.go), whose cross-field rules
+ *   are kept
  */
 export function validateSpec(input: unknown): ClusterSpec {
   const parsed = specSchema.safeParse(input);
@@ -195,7 +197,7 @@ export function validateSpec(input: unknown): ClusterSpec {
   }
   const spec = parsed.data as ClusterSpec;
   const problems: string[] = [];
-  // Cross-field rules of Stolon's ClusterSpec.Validate (@see shared/reference/stolon.md §3.2).
+  // Cross-field rules of Stolon's ClusterSpec.Validate.
   const role = spec.role ?? 'master';
   if (spec.initMode === undefined) {
     problems.push('initMode: is required; one of "new", "existing", "pitr"');

@@ -1,7 +1,7 @@
 /**
  * Planned switchover (Stolon has none; Patroni and CloudNativePG do), as a sequence of steps the
  * leader sentinel takes one pass at a time, each only after the previous one converged
- * (STYLE.md rule 5):
+ * (docs/design.md#one-step-at-a-time):
  *   1. request accepted, target chosen → proxies fenced (new proxy generation);
  *   2. every live proxy acknowledged → the primary is told to shut down cleanly
  *      (`shutdownForSwitchover`): a clean shutdown makes PostgreSQL's walsenders send every WAL

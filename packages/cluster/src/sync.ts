@@ -10,8 +10,9 @@
  * in memory only, `CurSynchronousStandbys`); *known* is persisted and only ever holds standbys
  * that are in the spec and were reported in sync since they entered it. The spec only changes
  * once known = spec, and while it changes the primary waits for old ∪ new, so at every instant at
- * least one electable standby is known to have every acknowledged commit.
- * @see shared/reference/stolon.md §4.4 step 5, §4.5.1
+ * least one electable standby is known to have every acknowledged commit. This is Stolon's
+ * algorithm (`updateCluster` in Stolon's cmd/sentinel/cmd/sentinel.go), with the deviations
+ * listed at {@link manageSynchronousStandbys}.
  */
 import { compareFailoverCandidates } from './candidates.js';
 import type { ClusterData, DB, KeeperInfo, ResolvedSpec } from './types.js';
@@ -75,8 +76,8 @@ export interface SyncInputs {
 }
 
 /**
- * One pass of synchronous standby management on a healthy, converged primary (Stolon
- * `updateCluster`, reference §4.5.1), then clears the sync settings of every other DB.
+ * One pass of synchronous standby management on a healthy, converged primary (as Stolon's
+ * `updateCluster` does it), then clears the sync settings of every other DB.
  *
  * With synchronous replication wanted:
  * 1. while known ≠ spec: known := (known ∩ spec) ∪ (reported ∩ spec); if a spec entry still not
@@ -233,7 +234,7 @@ export function manageSynchronousStandbys(inp: SyncInputs): string[] {
 
 /**
  * The standbys a failover may promote when the failed primary ran synchronous replication: those
- * both in its spec and known in sync (reference §4.4 step 4); `undefined` when it did not (any
+ * both in its spec and known in sync (Stolon's rule too); `undefined` when it did not (any
  * standby within `maxStandbyLag` may be promoted).
  */
 export function failoverSyncSet(master: DB): ReadonlySet<string> | undefined {
@@ -245,7 +246,7 @@ export function failoverSyncSet(master: DB): ReadonlySet<string> | undefined {
 }
 
 /**
- * Sync settings of a newly promoted primary `w` (reference §4.4 step 5): it waits for the old
+ * Sync settings of a newly promoted primary `w` (as in Stolon): it waits for the old
  * primary's synchronous standbys with itself replaced by the old primary (so the list keeps its
  * size; `decide` drops the old primary's entry once it is gone), or for the fake standby when that
  * leaves nothing and `minSynchronousStandbys` > 0. Nothing is known in sync yet. Without

@@ -1,5 +1,5 @@
 /**
- * The failover trace (DESIGN.md §4): every failover records an event in clusterdata with a
+ * The failover trace: every failover records an event in clusterdata with a
  * wall-clock timestamp per phase — primary last seen, declared failed, proxies fenced, candidate
  * chosen (and why), promoted, proxies routed — so `stolonctl events` can show where the write
  * outage went. Pure helpers over the next clusterdata; called from `decide`.

@@ -3,7 +3,7 @@
  * the info objects keepers, sentinels and proxies publish under leases. JSON field names are
  * Stolon's (including its `systemdID` typo and the capitalised ProxyInfo/SentinelInfo keys) so
  * that tools and operators moving from Stolon recognise them.
- * @see ../../../../shared/reference/stolon.md §3 (Stolon `internal/cluster/cluster.go`)
+ * @see https://github.com/sorintlab/stolon/blob/master/internal/cluster/cluster.go (Stolon's model)
  *
  * LSNs (`xLogPos`) are JSON numbers: exact up to 2^53 bytes of WAL (8 PiB), which no cluster
  * reaches; Stolon uses uint64.
@@ -362,7 +362,8 @@ export interface PostgresState {
   /**
    * Our addition: set while the keeper wants PostgreSQL running but its last start attempt
    * failed (the error message). The sentinel fails such a primary at once instead of waiting
-   * failInterval (issue 4: "failed over as soon as the keeper reports it could not restart it").
+   * failInterval: a primary whose keeper cannot restart PostgreSQL is failed over as soon as the
+   * keeper says so.
    */
   startError?: string;
 }

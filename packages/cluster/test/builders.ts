@@ -1,8 +1,8 @@
 /**
- * Fixture builders for the cluster package's unit tests (STYLE.md rule 3): small, chainable
- * builders for cluster data and the infos keepers and proxies publish, so that a decision test
- * states only what matters to it (`aCluster().initialized().withPrimary('k1').withStandby('k2')`)
- * instead of a 200-line literal.
+ * Fixture builders for the cluster package's unit tests: small, chainable builders for cluster
+ * data and the infos keepers and proxies publish, so that a decision test states only what
+ * matters to it (`aCluster().initialized().withPrimary('k1').withStandby('k2')`) instead of a
+ * 200-line literal (docs/design.md#decision-tests-are-tables).
  *
  * Conventions, so that tests can name things without looking them up:
  * - the DB of keeper `k1` has uid `db-k1` (override with `{ uid }`);

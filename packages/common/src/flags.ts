@@ -1,8 +1,8 @@
 /**
  * One typed flag table per program drives yargs, the `ST<COMPONENT>_*` environment fallback and
- * the generated docs (STYLE.md rule 14). Flag names are Stolon's (@see shared/reference/stolon.md
- * §2.1, §5.1, §6, §7). Secrets are only ever file paths or environment variables, never values
- * on the command line.
+ * the generated docs (docs/design.md#flag-tables). Flag names are Stolon's (its `cmd/common.go`
+ * and each program's `cmd/<program>/cmd/*.go`), so Stolon command lines keep working. Secrets are
+ * only ever file paths or environment variables, never values on the command line.
  */
 import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';

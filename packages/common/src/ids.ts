@@ -3,7 +3,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 
 /**
  * A Stolon-style UID: 8 lowercase hex characters (4 random bytes).
- * @see shared/reference/stolon.md (Stolon `common.UID()`)
+ * @see Stolon's `common.UID()` in internal/common/common.go (the first 4 bytes of a UUIDv4, in hex)
  */
 export function newUid(): string {
   return randomBytes(4).toString('hex');

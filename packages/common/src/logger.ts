@@ -1,7 +1,7 @@
 /**
- * The one pino logger per process (STYLE.md rule 17): created in the bin, passed down through
- * `deps`, scoped with child bindings. Secrets are redacted by path as a second line of defence;
- * the first is never putting them in log objects at all.
+ * The one pino logger per process (docs/design.md#logging): created in the bin, passed down
+ * through `deps`, scoped with child bindings. Secrets are redacted by path as a second line of
+ * defence; the first is never putting them in log objects at all.
  */
 import { pino, type Logger, type DestinationStream } from 'pino';
 
@@ -29,9 +29,8 @@ export const LOG_BUFFER_MAX_BYTES = 16 * 1024 * 1024;
  * `{ component, uid, cluster }` bindings. Writes to stdout are asynchronous (pino's SonicBoom,
  * `sync: false`): a synchronous write to a pipe blocks the whole process once the pipe is full,
  * and a daemon whose log reader stalls (a busy container runtime, a paused test harness) must
- * not stop renewing its store lease (in CI a keeper's event loop stalled 6-7 s while its fencer,
- * logging to stderr, ran on time; Patroni logs from a separate thread for the same reason). At most
- * {@link LOG_BUFFER_MAX_BYTES} wait in memory; beyond that, lines are dropped.
+ * not stop renewing its store lease (Patroni logs from a separate thread for the same reason).
+ * At most {@link LOG_BUFFER_MAX_BYTES} wait in memory; beyond that, lines are dropped.
  */
 export function createLogger(opts: {
   level: string;

@@ -2,7 +2,7 @@
 import { ConfigError, errorMessage } from '@stolon-ts/cluster';
 import type { Logger } from 'pino';
 
-/** The handle every daemon's `start` returns (STYLE.md rule 9). */
+/** The handle every daemon's `start` returns (docs/design.md#daemon-handles). */
 export interface DaemonHandle {
   /** Resolves when the daemon stopped; rejects with the first fatal error. */
   readonly done: Promise<void>;
@@ -18,7 +18,7 @@ const STALL_CHECK_MS = 250;
  * Warns (`stalledMs`) whenever a 250 ms timer fires at least `warnAfterMs` late: the event loop
  * was blocked by a synchronous call, or the process got no CPU. Every lease, keepalive and fence
  * update of a daemon is a timer, so such a stall explains a lost lease or a failover that the
- * logs otherwise leave unexplained (a keeper silent for 7 s once cost a failover in CI).
+ * logs otherwise leave unexplained.
  * @returns a function that stops watching.
  */
 export function watchEventLoopStalls(logger: Logger, warnAfterMs: number = STALL_WARN_MS): () => void {

@@ -4,7 +4,8 @@
  * Node's `http` module only, no framework. It binds exactly where it is told (a program's
  * `--metrics-listen-address`, Stolon's flag name) and nowhere when the flag is unset; what
  * "healthy" and "ready" mean is the program's business, passed in as two check functions.
- * @see shared/reference/stolon.md §5.10 (Stolon serves its metrics on that address)
+ * @see Stolon's `--metrics-listen-address` (cmd/common.go): Stolon serves Prometheus metrics
+ *   there; we serve the two probes
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';

@@ -3,8 +3,8 @@
  * stolon-keeper's fencer: a tiny separate process the keeper spawns (with an IPC channel) so that
  * a primary whose keeper can no longer renew its store lease stops taking writes even when the
  * keeper itself cannot act — it is frozen (SIGSTOP, a stuck event loop), killed, or cut off from
- * the store (DESIGN.md §4, "self-fencing primary"; Stolon has no such thing; Patroni's watchdog
- * is the model, without needing /dev/watchdog).
+ * the store (docs/architecture.md, "Self-fencing primary"; Stolon has no such thing; Patroni's
+ * watchdog is the model, without needing /dev/watchdog).
  *
  * Protocol (messages from the keeper, JSON over the IPC channel):
  * - `{ type: 'arm', pgData, validForMs }`: this keeper's PostgreSQL in `pgData` is the primary,

@@ -1,5 +1,5 @@
 /**
- * The keeper's side of self-fencing (DESIGN.md §4): keeps the fencer process (`fencer-bin.ts`)
+ * The keeper's side of self-fencing (docs/architecture.md, "Self-fencing primary"): keeps the fencer process (`fencer-bin.ts`)
  * running and tells it, several times a second, whether this keeper's PostgreSQL is the primary
  * and for how long the keeper's info lease is certain to live. If those updates stop — the keeper
  * is frozen, killed, or cannot reach the store to renew its lease — the fencer shuts PostgreSQL

@@ -1,4 +1,4 @@
-/** stolon-keeper flags (Stolon's names; env prefix STKEEPER). @see shared/reference/stolon.md §5.1 */
+/** stolon-keeper flags (Stolon's names, from its cmd/keeper/cmd/keeper.go; env prefix STKEEPER). */
 import { COMMON_FLAGS, type CommonConfig, type FlagTable } from '@stolon-ts/common';
 
 export interface KeeperFlags extends CommonConfig {

@@ -157,7 +157,7 @@ describe('planKeeperAction', () => {
   }
 });
 
-describe('internalOnlyHba (reference §4.5.2)', () => {
+describe('internalOnlyHba (a restarted sync primary keeps normal users out)', () => {
   const syncPrimary = db('m', 'k1', 'master', { synchronousReplication: true, synchronousStandbys: ['s1', 's2'] });
   const base: InternalOnlyInputs = { current: false, db: syncPrimary, isPrimary: true, starting: false, reportedSync: [] };
   it.each<[string, Partial<InternalOnlyInputs>, boolean]>([

@@ -1,8 +1,9 @@
 /**
- * The keeper's pure planner (STYLE.md rule 12): from clusterdata, the keeper's own local state and
- * what it observes of PostgreSQL, decide the one next step. The daemon executes it through the
- * PostgresManager. No I/O here; table-tested in plan.test.ts.
- * @see shared/reference/stolon.md §5.3–5.5 (Stolon's keeper state machine)
+ * The keeper's pure planner (docs/design.md#pure-decisions): from clusterdata, the keeper's own
+ * local state and what it observes of PostgreSQL, decide the one next step. The daemon executes it
+ * through the PostgresManager. No I/O here; table-tested in plan.test.ts. It covers what Stolon's
+ * keeper state machine does (`postgresKeeperSM` in Stolon's cmd/keeper/cmd/keeper.go): the init
+ * modes, and converging to the role, followed primary and parameters of the DB spec.
  */
 import type { ClusterData, DB, StandbySettingsSpec, ArchiveRecoverySettings } from '@stolon-ts/cluster';
 
@@ -264,9 +265,9 @@ export interface InternalOnlyInputs {
 
 /**
  * Whether a primary with synchronous replication must run with internal-only pg_hba (superuser
- * and replication rules, no user rules) — Stolon's behaviour after a primary restart
- * (reference §4.5.2). Commits that were waiting for a standby's acknowledgement when the primary
- * stopped are in its WAL; after a restart PostgreSQL would show them to any reader, and a client
+ * and replication rules, no user rules) — Stolon's behaviour after a primary restart. Commits
+ * that were waiting for a standby's acknowledgement when the primary stopped are in its WAL;
+ * after a restart PostgreSQL would show them to any reader, and a client
  * could build on data no standby has. So when the keeper starts a stopped primary with
  * synchronous replication on, normal users stay out until every synchronous standby of the spec
  * is reported `sync` again; then the normal pg_hba is written and reloaded.

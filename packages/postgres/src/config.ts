@@ -1,10 +1,11 @@
 /**
- * Pure rendering of the files the keeper owns in PGDATA (STYLE.md rule 12): postgresql.conf with
- * the managed parameters (Stolon `createPGParameters`, reference §5.6), pg_hba.conf (Stolon
- * `generateHBA`, §5.7) with the recovery modes (§5.4–5.5), libpq connection strings and password
- * files, LSN conversions, and the parsers of what the PostgreSQL tools print (pg_controldata,
- * pg_rewind, pg_basebackup progress, configuration errors, timeline history files).
- * No I/O here: everything is a function of its arguments, covered by table tests.
+ * Pure rendering of the files the keeper owns in PGDATA: postgresql.conf with the managed
+ * parameters and the recovery settings of a standby or a restore, pg_hba.conf, libpq connection
+ * strings and password files, LSN conversions, and the parsers of what the PostgreSQL tools print
+ * (pg_controldata, pg_rewind, pg_basebackup progress, configuration errors, timeline history
+ * files). The rules follow Stolon's keeper (`createPGParameters` and `generateHBA` in Stolon's
+ * cmd/keeper/cmd/keeper.go). No I/O here: everything is a function of its arguments, covered by
+ * table tests (docs/design.md#pure-decisions).
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { StolonError, type TimelineHistoryEntry } from '@stolon-ts/cluster';
@@ -14,8 +15,9 @@ import type { DbClusterState, PgConfig, RecoveryConfig } from './manager.js';
  * Parameter names the manager always sets or clears itself; a user value for any of them
  * (compared case-insensitively, as PostgreSQL does) is dropped from postgresql.conf.
  *
- * Besides Stolon's list (§5.6) this holds the recovery parameters (they are written only from
- * a {@link RecoveryConfig}), the file-location parameters and include directives
+ * Besides the parameters Stolon's keeper forces (the first nine below) this holds the recovery
+ * parameters (they are written only from a {@link RecoveryConfig}), the file-location parameters
+ * and include directives
  * (any of them would let pg_hba.conf or postgresql.conf be read from somewhere the keeper does
  * not own), and `allow_alter_system` (forced off on PostgreSQL ≥ 17).
  *
@@ -398,7 +400,7 @@ function standbyName(name: string): string {
 }
 
 /**
- * The value of `synchronous_standby_names` for a DB spec (Stolon's keeper, reference §5.6):
+ * The value of `synchronous_standby_names` for a DB spec, as Stolon's keeper writes it:
  * `stolon_<uid>` for each synchronous standby, then the external names, in the spec's order;
  * more than one name → `N (a,b,…)` with N the number of names, so *every* listed standby must
  * acknowledge a commit (deliberately not `FIRST k`/`ANY k`: with fewer, a commit could be
@@ -450,14 +452,14 @@ export interface HbaOptions {
   /**
    * Only the superuser/replication rules, no user lines nor defaults: the "internal only"
    * state Stolon uses to keep clients out of a primary that has not got its synchronous
-   * standbys yet (reference §4.5.2).
+   * standbys yet (see `internalOnlyHba` in the keeper's plan.ts).
    * @default false
    */
   readonly internalOnly?: boolean;
 }
 
 /**
- * The pg_hba.conf rules (Stolon `generateHBA`, reference §5.7), with `scram-sha-256` everywhere:
+ * The pg_hba.conf rules (as Stolon's keeper `generateHBA`), with `scram-sha-256` everywhere:
  *
  * 1. `local all <su> scram-sha-256` and `local replication <repl> scram-sha-256`, always;
  * 2. mode `all`: `host all <su>` and `host replication <repl>` from `0.0.0.0/0` and `::/0`;

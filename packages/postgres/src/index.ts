@@ -1,6 +1,6 @@
 /**
- * @stolon-ts/postgres: the PostgreSQL manager the keeper acts through (STYLE.md rule 12), and the
- * pure renderers and parsers of the files and tool output it deals with in PGDATA.
+ * @stolon-ts/postgres: the PostgreSQL manager the keeper acts through, and the pure renderers and
+ * parsers of the files and tool output it deals with in PGDATA.
  */
 export type {
   BaseBackupOptions,

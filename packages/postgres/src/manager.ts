@@ -1,6 +1,6 @@
 /**
  * The contract of the PostgreSQL manager: everything the keeper does to its instance goes through
- * it (STYLE.md rule 12). The implementation (`pg-manager.ts`) runs the PostgreSQL 15+ binaries,
+ * it, so the keeper's planning stays pure and testable without PostgreSQL. The implementation (`pg-manager.ts`) runs the PostgreSQL 15+ binaries,
  * as an unprivileged OS user when the keeper runs as root, and writes config files atomically.
  * Units: LSNs and sizes are byte counts (`number`, exact up to 8 PiB), durations are ms.
  */

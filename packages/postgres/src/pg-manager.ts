@@ -1,7 +1,7 @@
 /**
- * The PostgreSQL manager (STYLE.md rule 12): runs initdb, pg_ctl, pg_basebackup and postgres for
- * one PGDATA, writes the keeper-owned files atomically, and probes the instance with the `pg`
- * driver. Behaviour follows Stolon's `internal/postgresql/postgresql.go` (reference §5.4–5.9).
+ * The PostgreSQL manager: runs initdb, pg_ctl, pg_basebackup and postgres for one PGDATA, writes
+ * the keeper-owned files atomically (temporary file, fsync, rename), and probes the instance with
+ * the `pg` driver. Behaviour follows Stolon's internal/postgresql/postgresql.go.
  *
  * Running as root: PostgreSQL refuses to run as root, so when `process.getuid() === 0` every
  * binary is spawned with the uid/gid of `osUser` (default `postgres`) and every file or
@@ -80,7 +80,7 @@ export interface PgManagerOptions {
    * the one of the last {@link PgManager.writeConfig} (and used by init's temporary instance).
    */
   readonly port: number;
-  /** Injected pino logger (STYLE.md rule 17). */
+  /** Injected pino logger (docs/design.md#logging). */
   readonly logger: Logger;
   /**
    * Directory for the Unix-domain socket. Default: `<PGDATA parent>/run`, or a per-PGDATA

@@ -1,8 +1,7 @@
 /**
- * The `stolon-proxy` flag table (STYLE.md rule 14): Stolon's flag names and defaults, the common
- * store/log flags, and `STPROXY_*` environment fallbacks. The same table drives the generated
- * command docs.
- * @see ../../../../shared/reference/stolon.md §6 (Stolon `cmd/proxy/cmd/proxy.go` flags)
+ * The `stolon-proxy` flag table (docs/design.md#flag-tables): Stolon's flag names and defaults
+ * (from its cmd/proxy/cmd/proxy.go), the common store/log flags, and `STPROXY_*` environment
+ * fallbacks. The same table drives the generated command docs.
  */
 import { ConfigError } from '@stolon-ts/cluster';
 import { COMMON_FLAGS, addFlags, baseYargs, pickFlags, type CommonConfig, type FlagTable } from '@stolon-ts/common';

@@ -1,42 +1,21 @@
 /**
  * The proxy daemon: a TCP forwarder that sends every client connection to the current primary,
- * as clusterdata names it, and fails closed (DESIGN.md §4, STYLE.md rule 11).
- *
- * Three independent parts:
- * - the check loop (serial ticks, STYLE.md rule 10): on every clusterdata watch event and every
- *   `proxyCheckInterval` it reads and validates clusterdata, applies the target, then publishes
- *   its ProxyInfo (the proxy generation it now enforces) under a TTL of `proxyTimeout`;
- * - the watchdog: a timer separate from the loop that routes nowhere (and, with
- *   `stopListening`, closes the listener) when no check succeeded within `proxyTimeout`, because
- *   a store call can hang and a hung check must not keep routing. The relay threads get the same
- *   deadline and close their connections at it by themselves, so a stalled main thread (which
- *   cannot fire this timer) cannot keep bytes flowing either;
- * - the forwarder: accepts clients, dials the target, then moves bytes both ways. By default the
- *   two connected sockets are handed to the native relay (`relay.ts`, `native/relay.c`: threads
- *   outside the event loop, one read and one send per message); with `dataPath: 'event-loop'`
- *   they are piped in JavaScript. Both keep the same rules: backpressure both ways (a slow reader
- *   pauses the other side instead of buffering without bound), half-close forwarded, TCP no-delay
- *   and keepalive on both sides. When the target changes (including to or from none) every
- *   existing connection is destroyed at once.
- *   Above `maxConnections` a client is refused with a PostgreSQL ErrorResponse (`53300`, "too many
- *   connections through stolon-proxy") once its startup packet is read (`pgwire.ts`).
- * - the optional read-only listener (Stolon lacks it, issue #132): a second port that balances new
- *   connections over healthy, converged standbys within `maxLagBytes` of the primary (least
- *   connections first), optionally falling back to the primary; a connection whose standby leaves
- *   that set (promoted, removed, fallen behind) is destroyed. It fails closed with the main port:
- *   invalid clusterdata or the watchdog close both.
+ * as clusterdata names it, and fails closed (docs/design.md#fail-closed). It owns:
+ * - the check loop (a serial loop, docs/design.md#serial-loops): on every clusterdata watch event
+ *   and every `proxyCheckInterval` it reads and validates clusterdata, applies the target, then
+ *   publishes its ProxyInfo (the proxy generation it enforces) under a TTL of `proxyTimeout`;
+ * - the watchdog: a timer separate from the loop that routes nowhere when no check succeeded
+ *   within `proxyTimeout`, because a store call can hang and a hung check must not keep routing;
+ * - the forwarder: accepts clients, dials the target, then hands both sockets to the native relay
+ *   (`relay.ts`) or, with `dataPath: 'event-loop'`, pipes them in JavaScript;
+ * - the optional read-only listener, which balances clients over standbys.
  *
  * The fencing handshake with the sentinel: when the target changes, old connections are closed
  * (and their `close` events awaited) BEFORE the new proxy generation is published, and a new
- * primary is routed to only AFTER the publication succeeded (as Stolon: the sentinel must know
- * every proxy that may route to a primary).
+ * primary is routed to only AFTER the publication succeeded.
  *
- * Differences from Stolon, on purpose: a failed read, publish or validation routes nowhere at
- * once instead of only when the watchdog fires; the watchdog deadline counts from the START of
- * the last successful check, so it always fires before the ProxyInfo TTL (counted from the
- * publish, which is later) can expire and the sentinel can consider this proxy gone; checks also
- * run on watch events, not only every interval.
- * @see ../../../../shared/reference/stolon.md §4.6 and §6 (Stolon `cmd/proxy/cmd/proxy.go`, pollon)
+ * Behaviour in detail, and where it differs from Stolon's proxy: docs/architecture.md, "The proxy".
+ * @see https://github.com/sorintlab/stolon/blob/master/cmd/proxy/cmd/proxy.go (Stolon's proxy)
  */
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
@@ -160,7 +139,7 @@ export const DEFAULT_MAX_CONNECTIONS = 2000;
 export interface ProxyDeps {
   /** The store client; not closed by the proxy (its owner, the bin, closes it). */
   store: Store;
-  /** The process logger (STYLE.md rule 17). */
+  /** The process logger (docs/design.md#logging). */
   logger: Logger;
 }
 
@@ -182,7 +161,7 @@ export interface ProxyDeps {
  */
 export type ProxyState = 'starting' | 'routing' | 'fenced' | 'store-lost' | 'stopping' | 'stopped' | 'failed';
 
-/** The running proxy (STYLE.md rule 9). */
+/** The running proxy (docs/design.md#daemon-handles). */
 export interface ProxyHandle {
   /** Resolves when the listener opened for the first time; rejects if the proxy stops first. */
   readonly ready: Promise<void>;
@@ -591,8 +570,8 @@ class ProxyDaemon {
         closed.ro += c.ro;
       }
       // A store that cannot be read is given until proxyTimeout (the watchdog, counted from the
-      // last successful check) before connections are dropped (DESIGN.md §4): a short etcd
-      // leader election must not cut every client connection.
+      // last successful check) before connections are dropped: a short etcd leader election
+      // must not cut every client connection.
       if (!this.stopRequested) {
         if (this.everSucceeded) {
           // Once the watchdog fired the state stays store-lost (listener closed) until a success.
@@ -1314,7 +1293,6 @@ class ProxyDaemon {
  *   `config.uid` is empty, a count, limit or duration is negative or not an integer, or
  *   `relayThreads` is above {@link MAX_RELAY_THREADS}; StolonError when `dataPath` is `native`
  *   and the relay addon is not built (the message says how to build it).
- * @see ../../../../shared/reference/stolon.md §6
  */
 export async function start(config: ProxyConfig, deps: ProxyDeps): Promise<ProxyHandle> {
   if (!Number.isInteger(config.port) || config.port < 0 || config.port > 65535) {

@@ -3,11 +3,11 @@
  * loop in `proxy.ts` calls {@link resolveTarget} on every parsed clusterdata and acts on the
  * result; keeping the decision here lets it be read (and tested) as one small function.
  *
- * Fail closed (DESIGN.md §4, STYLE.md rule 11): anything other than "a published primary with an
+ * Fail closed (docs/design.md#fail-closed): anything other than "a published primary with an
  * address, and this proxy enabled" means no target. Fields the proxy relies on are checked here,
  * because `parseClusterData` only checks the top level and the cluster spec: a malformed proxy
  * or DB object must make the proxy route nowhere, not crash it.
- * @see ../../../../shared/reference/stolon.md §6 (Stolon `Check` in `cmd/proxy/cmd/proxy.go`)
+ * @see Stolon's `ClusterChecker.Check` in cmd/proxy/cmd/proxy.go, which makes the same decision
  */
 import { ClusterDataInvalidError, type ClusterData } from '@stolon-ts/cluster';
 
@@ -66,12 +66,13 @@ function invalid(message: string, field: string): ClusterDataInvalidError {
  * `proxy.spec.masterDbUid` is set, that DB exists with spec role `master` (or, in a standby
  * cluster, follows the external primary), an address and a port, and `proxyUid` is in
  * `proxy.spec.enabledProxies`; otherwise none. An absent or null `masterDbUid` /
- * `enabledProxies` counts as empty (Stolon omits empty values from its JSON).
+ * `enabledProxies` counts as empty (Stolon omits empty values from its JSON). The sentinel lists a
+ * proxy in `enabledProxies` only once it has seen the proxy's info (as Stolon's does), so it knows
+ * every proxy that may hold connections to a primary.
  * @param cd clusterdata already checked by `parseClusterData`
  * @param proxyUid this proxy's UID
  * @throws ClusterDataInvalidError when the proxy object, or the primary's DB object, has fields of
  *   the wrong type (the caller routes nowhere and fails the check).
- * @see ../../../../shared/reference/stolon.md §4.6 and §6
  */
 export function resolveTarget(cd: ClusterData, proxyUid: string): TargetDecision {
   const proxy: unknown = cd.proxy;
@@ -181,8 +182,9 @@ function lsnOf(status: Record<string, unknown>, field: string): number | undefin
 }
 
 /**
- * Decides where the read-only listener sends new clients (Stolon issue #132: Stolon has no
- * read-only routing). A DB qualifies when all of these hold, each read from clusterdata:
+ * Decides where the read-only listener sends new clients (Stolon has no read-only routing:
+ * GitHub issue sorintlab/stolon#132). A DB qualifies when all of these hold, each read from
+ * clusterdata:
  * - its spec role is `standby` and it is not `proxy.spec.masterDbUid` or `cluster.status.master`
  *   (a standby the sentinel chose for promotion leaves the set the moment its role changes);
  * - `status.healthy`, and `status.currentGeneration === generation` (its keeper has applied the

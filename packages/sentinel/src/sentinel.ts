@@ -1,7 +1,7 @@
 /**
  * The sentinel daemon: publishes its info, campaigns for the leader lease, and while leader runs
  * passes that read the store, call the pure `decide`, and write the result with compare-and-set
- * (STYLE.md rule 2). Passes run on store watch events (clusterdata, keeper and proxy infos) and
+ * (docs/design.md#pure-decisions). Passes run on store watch events (clusterdata, keeper and proxy infos) and
  * every `sleepInterval` as a safety net.
  *
  * State: starting → running → stopping → stopped (or failed on a fatal error).

@@ -153,7 +153,7 @@ export interface LoadedClusterData {
 
 /**
  * Reads and validates the stored clusterdata (format version, spec), as every component does on
- * every read (STYLE.md rule 15).
+ * every read (docs/design.md#the-cluster-spec).
  * @throws CommandError (exit 1) when the cluster was never initialised.
  * @throws ClusterDataInvalidError when the stored document is unusable.
  * @throws StoreUnavailableError when the store does not answer.

@@ -5,7 +5,7 @@
  * primary was declared failed and the write-outage estimate (proxies routed − primary last seen).
  * Building the view is a pure function over clusterdata ({@link buildEvents}); rendering is
  * separate.
- * @see ../../../../shared/DESIGN.md §4 (the failover trace); our addition, Stolon has no events
+ * Our addition: Stolon has no failover trace. See docs/architecture.md, "Failover trace".
  */
 import type { ClusterData, FailoverEvent } from '@stolon-ts/cluster';
 import {

@@ -3,7 +3,7 @@
  * by compare-and-set. The leader sentinel treats it as failed on its next pass (failing over if
  * it holds the primary DB) and then clears the mark: it is one-shot, not a state. Refused on a
  * paused cluster, where the sentinel would take no failover action.
- * @see ../../../../shared/reference/stolon.md §7 (Stolon `cmd/stolonctl/cmd/failkeeper.go`)
+ * @see https://github.com/sorintlab/stolon/blob/master/cmd/stolonctl/cmd/failkeeper.go (Stolon's command)
  */
 import type { ClusterData, DB } from '@stolon-ts/cluster';
 import {

@@ -2,7 +2,7 @@
  * `stolonctl init [spec-json] [-f FILE|-] [-y]`: creates a new cluster (new uid, phase
  * `initializing`, no keepers or DBs) from a validated spec. An existing cluster is replaced only
  * with `--yes` (or an interactive "yes"); otherwise the store is left untouched.
- * @see ../../../../shared/reference/stolon.md §7 (Stolon `cmd/stolonctl/cmd/init.go`)
+ * @see https://github.com/sorintlab/stolon/blob/master/cmd/stolonctl/cmd/init.go (Stolon's command)
  */
 import { newClusterData, serializeClusterData, StoreConflictError, validateSpec } from '@stolon-ts/cluster';
 import { newUid, nowIso } from '@stolon-ts/common';

@@ -3,7 +3,7 @@
  * takes no failover, standby-assignment or routing action (maintenance mode, Patroni's "pause").
  * Written through `update --patch`'s path (`writeSpec`: merge patch on the freshly read spec,
  * `validateSpecUpdate`, compare-and-set with retries). {@link setPaused} is shared with `resume`.
- * @see ../../../../shared/reference/stolon.md §7 (our addition; Stolon has no pause)
+ * Our addition: Stolon has no pause.
  */
 import { mergePatch } from '@stolon-ts/cluster';
 import { runCommand, type CommandContext, type ExitCodeValue } from './context.js';

@@ -4,7 +4,7 @@
  * The sentinel then promotes the DB that follows the external primary. There is no way back
  * (role cannot change from master to standby), so the operator must confirm, or pass `--yes`.
  * Written by compare-and-set (`updateClusterData`), re-read and re-checked on a conflict, like `update`.
- * @see ../../../../shared/reference/stolon.md §7 (Stolon `cmd/stolonctl/cmd/promote.go`)
+ * @see https://github.com/sorintlab/stolon/blob/master/cmd/stolonctl/cmd/promote.go (Stolon's command)
  */
 import { validateSpecUpdate, type ClusterData } from '@stolon-ts/cluster';
 import { redactConninfo } from '@stolon-ts/common';

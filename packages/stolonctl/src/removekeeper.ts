@@ -4,7 +4,7 @@
  * failover in progress is promoting it. Asks for confirmation when a human is at the terminal;
  * without one, only `--yes` proceeds. As in Stolon, other DBs' `followers` lists are left to the
  * sentinel, which recomputes them on its next pass.
- * @see ../../../../shared/reference/stolon.md §7 (Stolon `cmd/stolonctl/cmd/removekeeper.go`)
+ * @see https://github.com/sorintlab/stolon/blob/master/cmd/stolonctl/cmd/removekeeper.go (Stolon's command)
  */
 import type { ClusterData, DB } from '@stolon-ts/cluster';
 import {

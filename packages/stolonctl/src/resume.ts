@@ -1,7 +1,7 @@
 /**
  * `stolonctl resume`: clears `spec.paused` (see `pause`), so the sentinel acts again on what it
  * observes, failovers included. Same write path as `pause` and `update --patch`.
- * @see ../../../../shared/reference/stolon.md §7 (our addition; Stolon has no pause)
+ * Our addition: Stolon has no pause.
  */
 import type { CommandContext, ExitCodeValue } from './context.js';
 import { setPaused } from './pause.js';

@@ -1,7 +1,7 @@
 /**
  * `stolonctl spec [--defaults]`: prints the stored cluster spec as pretty JSON (2-space indent),
  * only the fields that are set, or with `--defaults` every field with its default filled in.
- * @see ../../../../shared/reference/stolon.md §3.2, §7 (Stolon `cmd/stolonctl/cmd/spec.go`)
+ * @see https://github.com/sorintlab/stolon/blob/master/cmd/stolonctl/cmd/spec.go (Stolon's command)
  */
 import { withDefaults } from '@stolon-ts/cluster';
 import { loadClusterData, runCommand, type CommandContext, type ExitCodeValue } from './context.js';

@@ -5,7 +5,7 @@
  * role, phase and master (and for a standby cluster what it follows, without its password), and
  * the replication tree; when the cluster is paused, a loud first line says so. Building the report is a pure function over what was read
  * ({@link buildStatus}); rendering is separate.
- * @see ../../../../shared/reference/stolon.md §7 (Stolon `cmd/stolonctl/cmd/status.go`)
+ * @see https://github.com/sorintlab/stolon/blob/master/cmd/stolonctl/cmd/status.go (Stolon's command)
  */
 import Table from 'cli-table3';
 import {

@@ -4,7 +4,7 @@
  * before any write, and written by compare-and-set on the revision read; on a conflict the
  * document is re-read and the patch re-applied to the fresh spec, so a concurrent change to
  * another field is kept. {@link patchSpec} is that path on its own, for `pause` and `resume`.
- * @see ../../../../shared/reference/stolon.md §7 (Stolon `cmd/stolonctl/cmd/update.go`)
+ * @see https://github.com/sorintlab/stolon/blob/master/cmd/stolonctl/cmd/update.go (Stolon's command)
  */
 import { mergePatch, validateSpecUpdate, type ClusterData, type ClusterSpec } from '@stolon-ts/cluster';
 import {

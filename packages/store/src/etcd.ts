@@ -1,15 +1,15 @@
 /**
- * The etcd v3 store, on microsoft/etcd3 with Stolon's key layout (@see shared/reference/stolon.md
- * §2.2, §2.4). It owns the client's fault handling and timeouts: etcd3's default retries and
- * per-host circuit breakers are switched off (STYLE.md rule 16), every call carries a gRPC
- * deadline and is raced against the same deadline, so no method takes longer than `timeoutMs`
- * (close() at most about twice that); loops retry at their next tick instead.
+ * The etcd v3 store, on microsoft/etcd3 with Stolon's key layout (see `store.ts`). It owns the
+ * client's fault handling and timeouts: etcd3's default retries and per-host circuit breakers are
+ * switched off (they would stretch a call past the timeout; docs/design.md#errors), every call
+ * carries a gRPC deadline and is raced against the same deadline, so no method takes longer than
+ * `timeoutMs` (close() at most about twice that); loops retry at their next tick instead.
  *
  * Leases (infos and the sentinel election) are kept alive by this module, not by etcd3's `Lease`:
  * one keepalive every TTL/3 with its own deadline (retried every 250 ms after a failure), so the
  * time of the last confirmed keepalive is known exactly. That is what lets a leader give up
  * leadership at 3/4 of the TTL after the last confirmation, before its lease can expire and
- * another sentinel win (rule 11). The election is our own lease + create-revision election
+ * another sentinel win (docs/design.md#fail-closed). The election is our own lease + create-revision election
  * (as etcd's Go `concurrency.Election`, keys `<prefix>/<cluster>/sentinel-leader/<lease id hex>`)
  * rather than etcd3's `Election`, which uses a fixed `election/` key prefix and unbounded waits.
  *

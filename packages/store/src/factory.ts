@@ -36,7 +36,6 @@ export interface CreateStoreOptions {
  *   `kube-resource-kind` when kubernetes is chosen without `--kube-resource-kind configmap`;
  *   `cluster-name`, `kubeconfig`, `kube-context` or `kube-namespace` when the kubernetes client
  *   configuration cannot be used (see `resolveKubeConfig`).
- * @see shared/reference/stolon.md §2.1 (`--kube-resource-kind` must be configmap)
  */
 export function createStore(opts: CreateStoreOptions): Store {
   switch (opts.backend) {

@@ -1,60 +1,18 @@
 /**
  * The Kubernetes store: the `Store` contract on the Kubernetes API (`@kubernetes/client-node` for
  * configuration and credentials, our own HTTP for deadlines and watches; see `kube-client.ts`).
- * Everything lives in one namespace (`resolveKubeConfig`: `--kube-namespace`, else the pod's
- * service account namespace, else the kubeconfig context's, else `default`).
+ * Everything lives in one namespace (`resolveKubeConfig`). Clusterdata is an annotation of one
+ * ConfigMap, written by compare-and-set on its `resourceVersion`; every info is a
+ * `coordination.k8s.io/v1` Lease with a TTL, read with the clock-skew rule of
+ * {@link LeaseObservations}; the sentinel leader holds a Lease with client-go's lock rules;
+ * watches are Kubernetes watches, one per topic, with a timer per Lease for expiries. Every method
+ * is bounded by `timeoutMs`.
  *
- * **clusterdata**: ConfigMap `stolon-cluster-<cluster>`, the JSON in annotation
- * `stolon-clusterdata` (Stolon's names, so a Stolon user recognises it; the annotation limit of
- * 256 KiB bounds its size, as in Stolon). The revision is the ConfigMap's `resourceVersion`.
- * `putClusterData` replaces the ConfigMap with `metadata.resourceVersion` = the expected
- * revision (the API server answers `409 Conflict` when it moved → `StoreConflictError`); expected
- * `null` creates it (`409 AlreadyExists` → `StoreConflictError`; a ConfigMap of that name without
- * the annotation is adopted). `overwriteClusterData` creates or replaces unconditionally (retrying
- * on conflict within the timeout). Nothing else writes this ConfigMap (leader election is not on
- * it, unlike Stolon), so its resourceVersion moves only with clusterdata. A replace that changes
- * nothing keeps the resourceVersion (the API server skips no-op updates).
- *
- * **infos** (keepers, sentinels, proxies) live under a TTL the backend enforces (Stolon's pod
- * annotations never expire): one `coordination.k8s.io/v1` Lease per info, named
- * `stolon-cluster-<cluster>.<kind>.<uid>` (sanitised with a hash suffix when the uid is not a
- * DNS-1123 name), labelled `stolon-cluster=<cluster>` and `stolon-info-kind=<kind>`, with the info
- * JSON in annotation `stolon-status` and the uid in annotation `stolon-uid`;
- * `spec.holderIdentity` = uid, `leaseDurationSeconds` = ceil(TTL in s), `renewTime` = now. The
- * writer renews it every TTL/3 (every 250 ms after a failure). Readers apply the clock-skew rule
- * of {@link LeaseObservations}: a Lease is expired once this process has seen its resourceVersion
- * unchanged for `leaseDurationSeconds`; `listInfos` leaves expired ones out and deletes them
- * (best effort, with a resourceVersion precondition so a renewal in between wins), and so does
- * whoever watches them. `crash` (conformance) = stop renewing without deleting.
- *
- * **leader election** on Lease `stolon-cluster-<cluster>-sentinel-leader` (client-go's Lease
- * lock semantics, not the deprecated ConfigMap lock Stolon uses): a candidate creates the Lease
- * when absent, takes it over (PUT with its resourceVersion, `leaseTransitions` + 1) when nobody
- * holds it or it has expired by the rule above, and the holder renews it every duration/3. The
- * leader reports `false` once no renewal was confirmed for 3/4 of the duration (the renew
- * deadline, counted from when the last successful renewal was *sent*): another candidate can
- * only take over after seeing the Lease unchanged for a whole duration, so leadership ends before
- * it can pass on. `resign` clears `holderIdentity`. Timings for the default sentinel TTL are in
- * `docs/architecture.md`.
- *
- * **watch**: one Kubernetes watch per topic (list, then `?watch=1&resourceVersion=…&allowWatchBookmarks=true`
- * with a label or field selector), resumed from the last resourceVersion seen (events or
- * BOOKMARKs) when the server ends the stream; `410 Gone` (an `ERROR` event) or any other error
- * event means relist, then call the listener once; a broken connection is re-established with a
- * bounded backoff (100 ms doubling to 2 s), then the listener is called once. TTL expiry makes no
- * Kubernetes event, so each watch keeps a timer per known Lease and calls the listener itself
- * when one expires (and deletes expired info Leases).
- *
- * Errors: every method is bounded by `timeoutMs`; no answer, a connection failure, 5xx, 429,
- * 401/403 (with the RBAC to grant) → `StoreUnavailableError`; 409 on a CAS → `StoreConflictError`;
- * objects the backend cannot read → `StolonError` `STORE_DATA_INVALID` (transient, naming the
- * object); 400/422 (a request the server refuses, e.g. clusterdata over 256 KiB) → `StolonError`
- * `STORE_DATA_INVALID` (not transient).
- *
+ * Object names, timings, watch and error handling: docs/architecture.md, "Store backends".
  * Tested only against the stand-in API server in `@stolon-ts/harness`, never a real one.
  * @see https://kubernetes.io/docs/reference/using-api/api-concepts/ (resourceVersion, watch, bookmarks, 410 Gone)
  * @see https://kubernetes.io/docs/reference/kubernetes-api/cluster-resources/lease-v1/
- * @see shared/reference/stolon.md §2.3 (Stolon's Kubernetes backend)
+ * @see https://github.com/sorintlab/stolon/blob/master/internal/store/k8s.go (Stolon's Kubernetes backend)
  */
 import { StolonError, StoreConflictError, StoreUnavailableError } from '@stolon-ts/cluster';
 import type { KubeConfig } from '@kubernetes/client-node';
@@ -542,7 +500,7 @@ export class KubernetesStore implements Store {
    * live: the send time of its last successful write plus the duration that write set, minus now.
    * No reader can count the Lease as expired earlier: readers count the duration from when they
    * see that write (see {@link LeaseObservations}), which is after it was sent. A primary's keeper
-   * uses this to fence PostgreSQL in time (DESIGN.md §4, self-fencing).
+   * uses this to fence PostgreSQL in time (docs/architecture.md, "Self-fencing primary").
    * @returns ms (≤ 0 once readers may count it expired), or undefined when this client keeps no
    *   Lease for the entry (never written successfully, deleted, or the store closed). Never
    *   throws, no I/O.

@@ -1,13 +1,14 @@
 /**
  * The store contract every backend implements (etcd v3 and Kubernetes now; Consul later) and the
  * one conformance suite checks (`conformance.ts`). Methods speak our nouns: clusterdata with its
- * revision, infos under a TTL, the sentinel leader lease, and watches (STYLE.md rule 7).
+ * revision, infos under a TTL, the sentinel leader lease, and watches. Each method states what
+ * is atomic, what it throws and how long it may take (docs/design.md#the-store-contract).
  *
  * Every method may throw `StoreUnavailableError` (transient) when the backend cannot be reached or
  * does not answer within the store's request timeout (the `timeoutMs` the backend was built with;
  * no call takes longer). Loops retry at their next tick; nothing here retries on its own.
  *
- * Key layout (KV backends), as Stolon lays it out (@see shared/reference/stolon.md §2.2):
+ * Key layout (KV backends), the same as Stolon's, so a Stolon user finds the same keys:
  *   <prefix>/<cluster>/clusterdata, <prefix>/<cluster>/{keepers,sentinels,proxies}/info/<uid>,
  *   <prefix>/<cluster>/sentinel-leader
  */
@@ -91,7 +92,8 @@ export interface Store {
    * How long, in ms from now, the info entry this client published for (kind, uid) is certain to
    * live: the earliest moment the backend could expire it is `now + result`. Computed from the
    * send time of the last refresh the backend confirmed, so it errs early, never late. A keeper
-   * acting as primary fences PostgreSQL before this reaches 0 (DESIGN.md §4, self-fencing).
+   * acting as primary fences PostgreSQL before this reaches 0 (docs/architecture.md,
+   * "Self-fencing primary").
    * @returns ms (may be ≤ 0 once the lease could have expired), or undefined when this client
    *   holds no lease for the entry (never published, deleted, or lost and not re-granted yet).
    *   Never throws, never does I/O.

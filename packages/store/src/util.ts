@@ -14,7 +14,7 @@ export const DEFAULT_TIMEOUT_MS = 5000;
 /**
  * Fraction of the lease TTL after the last confirmed keepalive during which a leader may still
  * act. The remaining quarter is the margin that lets a leader give up before its lease can
- * expire and another candidate win (STYLE.md rule 11).
+ * expire and another candidate win (docs/design.md#fail-closed).
  * @internal
  */
 export const LEADER_VALID_FRACTION = 3 / 4;
@@ -22,7 +22,7 @@ export const LEADER_VALID_FRACTION = 3 / 4;
 /** All topics, in a fixed order. @internal */
 export const ALL_TOPICS: readonly WatchTopic[] = ['clusterdata', 'keepers', 'sentinels', 'proxies', 'sentinel-leader'];
 
-/** Key layout under `<prefix>/<cluster>` (@see shared/reference/stolon.md §2.2). @internal */
+/** Key layout under `<prefix>/<cluster>`, Stolon's (see `store.ts`). @internal */
 export class KeyLayout {
   readonly base: string;
   constructor(prefix: string, clusterName: string) {

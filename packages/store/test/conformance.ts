@@ -1,6 +1,7 @@
 /**
- * The store conformance suite (STYLE.md rule 8): one vitest suite that every `Store` backend
- * runs, the in-memory one included, so daemon tests on `MemoryStore` mean the same as on etcd.
+ * The store conformance suite (docs/design.md#the-store-contract): one vitest suite that every
+ * `Store` backend runs, the in-memory one included, so daemon tests on `MemoryStore` mean the same
+ * as on etcd.
  * Each test uses its own cluster name, so tests never see each other's keys.
  */
 import { StoreConflictError, StoreUnavailableError } from '@stolon-ts/cluster';

@@ -1,5 +1,5 @@
 /**
- * `npm run test:chaos` (issue 6): the chaos suite's long form. For each replication mode (sync,
+ * `npm run test:chaos`: the chaos suite's long form. For each replication mode (sync,
  * then async by default) a fresh chaos environment (3 keepers in `ip netns` namespaces, 2
  * sentinels, 2 proxies, a 3-member etcd) runs the recorder's writers (2 through the proxies, one
  * direct writer per keeper) and N fault cycles, the faults taken round-robin so each gets the

@@ -1,5 +1,5 @@
 /**
- * `npm run bench:clone` (issue 3): how long a new keeper takes from its start to a streaming
+ * `npm run bench:clone`: how long a new keeper takes from its start to a streaming
  * standby of a ~1 GiB primary (pgbench scale 70), next to a raw `pg_basebackup` of the same
  * primary in the same run. Target: stolon / raw ≤ 1.15.
  *

@@ -1,5 +1,5 @@
 /**
- * What every benchmark under test/bench shares (STYLE.md rule 25): the machine description that
+ * What every benchmark under test/bench shares (docs/design.md#benchmarks): the machine description that
  * goes next to each figure, bounded child commands that are killed on timeout and on Ctrl-C, one
  * JSON result line per run under `test/bench/results/` (gitignored), and the regeneration of a
  * benchmark's section of `docs/benchmarks.md` between `<!-- bench:<name>:start -->` and

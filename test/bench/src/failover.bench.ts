@@ -1,5 +1,5 @@
 /**
- * `npm run bench:failover` (issue 6): the write outage of an unplanned failover through the
+ * `npm run bench:failover`: the write outage of an unplanned failover through the
  * router clients use, per fault, over N runs (default 10), for stolon-ts with its default spec
  * and the `fast` profile, and for Patroni 3.0.2 (Debian's package, etcd3, HAProxy with
  * `GET /primary` checks) with its default and its most aggressive accepted settings, measured in

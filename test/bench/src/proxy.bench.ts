@@ -1,5 +1,5 @@
 /**
- * `npm run bench:proxy` (issue 5): what stolon-proxy's forwarding costs, next to a direct
+ * `npm run bench:proxy`: what stolon-proxy's forwarding costs, next to a direct
  * connection and to HAProxy 2.6 in plain TCP mode, on the same PostgreSQL primary in the same run.
  * Targets: select-only at 16 clients, stolon-proxy's TPS ≥ HAProxy's; at 1 client, at most
  * 0.1 ms of mean latency added over direct.

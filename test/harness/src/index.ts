@@ -1,5 +1,5 @@
 /**
- * @stolon-ts/harness: the cross-process test harness (STYLE.md rules 18 and 19): free ports,
+ * @stolon-ts/harness: the cross-process test harness (docs/design.md#the-harness): free ports,
  * temp dirs, the `waitFor` helper, child-process handles with guaranteed cleanup, and a real etcd.
  */
 export { freePort } from './ports.js';
@@ -38,7 +38,7 @@ export {
   type StandinResource,
   type StandinUnavailableMode,
 } from './kube-apiserver-standin.js';
-// The chaos suite (issue 6, docs/chaos.md).
+// The chaos suite (docs/chaos.md).
 export {
   MAX_FAILED,
   RECORDER_TABLES_SQL,

@@ -1,40 +1,17 @@
 /**
- * A stand-in for the Kubernetes API server, for the Kubernetes store backend's tests. There is no
- * kube-apiserver on this machine and none can be installed (no registry we reach ships one), so
- * this plain `node:http` server on 127.0.0.1 implements, from the Kubernetes API conventions, the
- * part of the API the backend uses, with the real server's concurrency semantics:
- *
- * - resources: core/v1 `configmaps` and `coordination.k8s.io/v1` `leases`, namespaced
- *   (`/api/v1/namespaces/<ns>/configmaps[/<name>]`, `/apis/coordination.k8s.io/v1/namespaces/<ns>/leases[/<name>]`,
- *   plus the cluster-wide collections for list and watch);
- * - get, list (`labelSelector` with `=`, `==`, `!=`, `key`, `!key`; `fieldSelector` on
- *   `metadata.name` / `metadata.namespace`), create (POST; `409 AlreadyExists`), replace (PUT;
- *   `409 Conflict` when `metadata.resourceVersion` is given and stale, unconditional when it is
- *   not; `404 NotFound`; a replace that changes nothing keeps the resourceVersion and sends no
- *   event), delete (`404`; `DeleteOptions.preconditions` on `uid` / `resourceVersion` → `409`);
- *   PATCH is not implemented (`405`): the backend does not use it;
- * - one global, monotonically increasing resourceVersion (as etcd's revision under the real
- *   server), set on every write; list metadata carries the current one;
- * - watch (`?watch=1`) from a `resourceVersion`: unset or `"0"` starts with synthetic `ADDED`
- *   events for the current objects; `N` replays every later event from a bounded history and
- *   then streams live `ADDED`/`MODIFIED`/`DELETED` events (an object moving in or out of the
- *   selector is `ADDED`/`DELETED`, as the watch cache does); `BOOKMARK` events when
- *   `allowWatchBookmarks=true`; a resourceVersion older than the history gives an `ERROR` event
- *   carrying a `Status` with code 410 (reason `Expired`), as the real server does;
- *   `timeoutSeconds` ends the stream;
- * - errors are `Status` objects (`kind: Status`, `status: Failure`, `reason`, `code`, `message`,
- *   `details`); object names, label and annotation keys/values and sizes are validated
- *   (`422 Invalid`), as are Lease spec fields.
+ * A stand-in for the Kubernetes API server, for the Kubernetes store backend's tests: a plain
+ * `node:http` server on 127.0.0.1 that implements, from the Kubernetes API documentation, the part
+ * of the API the backend uses (ConfigMaps and Leases: get, list with selectors, create, replace,
+ * delete with preconditions, watch with bookmarks and `410 Gone`) with the real server's
+ * concurrency semantics (one global resourceVersion, `409 Conflict` on a stale replace). What it
+ * does and does not implement: docs/architecture.md, "Store backends". It was never checked
+ * against a real API server.
  *
  * Test hooks: {@link KubeApiServerStandin.setUnavailable} (`'refuse'` resets every connection,
  * `'hang'` accepts and never answers, pausing open watch streams), `dropWatches` (ends every
  * watch stream cleanly), `compactHistory` (forgets the event history: a watch from an older
  * resourceVersion gets 410), `setInterceptor` (answer chosen requests with an error), and
  * in-process object access that bypasses HTTP (but not resourceVersions or watch events).
- *
- * What it does not do: authentication beyond an optional bearer token, RBAC, admission, finalizers,
- * server-side apply, pagination (`limit`/`continue`), set-based selectors, protobuf, generation.
- * Everything it does was written from the API docs, never checked against a real API server.
  * @see https://kubernetes.io/docs/reference/using-api/api-concepts/ (resourceVersion, watch, bookmarks, 410 Gone)
  * @see https://github.com/kubernetes/community/blob/master/contributors/devel/sig-architecture/api-conventions.md (Status, concurrency control)
  * @see https://kubernetes.io/docs/reference/kubernetes-api/cluster-resources/lease-v1/

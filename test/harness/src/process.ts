@@ -1,5 +1,5 @@
 /**
- * Child processes of the test harness (STYLE.md rule 18): started in their own process group,
+ * Child processes of the test harness (docs/design.md#the-harness): started in their own process group,
  * output captured line by line with a `[name] ` prefix (and optionally appended to a log file),
  * and registered so that `stopAll()` and a `process.on('exit')` hook kill whatever survives a
  * test, including grandchildren such as postgres started by a keeper.

@@ -1,5 +1,5 @@
 /**
- * The one waiting helper of the test suites (STYLE.md rule 19): polls a check until it returns
+ * The one waiting helper of the test suites (docs/design.md#waiting): polls a check until it returns
  * a value, and on timeout fails with evidence (the last value and the last error seen), with the
  * stack pointing at the caller. Timeouts scale with `STOLON_TEST_TIMEOUT_FACTOR` (default 2 on CI,
  * else 1) so slow machines do not produce false failures.

@@ -1,21 +1,13 @@
 /**
- * The chaos suite's checker (DESIGN.md §7, STYLE.md rule 20): decides from the recorded history
+ * The chaos suite's checker (docs/design.md#faults-and-history): decides from the recorded history
  * (see `recorder.ts`) and from the final primary's table whether anything acknowledged was lost,
  * whether two servers accepted writes in overlapping windows (split brain), how long writes were
- * unavailable around a fault, and how long the cluster took to be healthy again.
+ * unavailable around a fault, and how long the cluster took to be healthy again. Definitions
+ * (server window, split-brain window, outage): docs/chaos.md, "The checker". All times are epoch
+ * ms of this host's clock; the servers run on the same host.
  *
  * The analysis functions are pure (history in, verdict out) and unit-tested; the functions that
  * read the cluster (`readPresentWrites`, `waitHealthy`) are documented with what they query.
- *
- * Definitions (all times epoch ms of this host's clock; servers run on the same host):
- * - **server window**: for one server identity (`addr:port/tl<timeline>`, one primary tenure),
- *   `[first insert's server time, last acknowledgement's client time]` over the writes considered.
- *   Starting at the server-side insert time and ending at the client-side ack time makes the
- *   window as wide as it can honestly be, so an overlap is never hidden by client latency.
- * - **split-brain window**: the overlap, in ms, of two different servers' windows (> 0).
- * - **outage**: the longest gap between two consecutive acknowledged proxy writes (all proxy
- *   writers merged: "could any client write?") inside a time range, including the gap from the
- *   last acknowledgement to the end of the range when writes never resumed.
  */
 import pg from 'pg';
 import { parseClusterData, type ClusterData } from '@stolon-ts/cluster';

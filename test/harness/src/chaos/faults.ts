@@ -1,20 +1,11 @@
 /**
- * Named, reusable faults for the chaos suite (DESIGN.md §7, STYLE.md rule 20). Each is a function
- * that takes a {@link ChaosTarget}, injects the fault, and resolves as soon as it is injected
- * with an {@link InjectedFault} whose `heal()` undoes what can be undone (restart what was
+ * Named, reusable faults for the chaos suite (docs/design.md#faults-and-history). Each is a
+ * function that takes a {@link ChaosTarget}, injects the fault, and resolves as soon as it is
+ * injected with an {@link InjectedFault} whose `heal()` undoes what can be undone (restart what was
  * killed, SIGCONT what was stopped, flush partition rules). Each fault says, in {@link FAULTS},
  * what the cluster is expected to do about it and whether it can run on a given cluster
- * (`unavailable`), so a runner never silently skips one.
- *
- * | fault | what it does | expected |
- * |---|---|---|
- * | `killPrimaryNode` | SIGKILL of the primary's keeper and its postmaster | failover |
- * | `crashPrimaryPostgres` | SIGKILL of the primary's postmaster only; the keeper lives | restart in place or failover |
- * | `zombiePrimaryKeeper` | SIGSTOP of the primary's keeper for longer than its lease TTL (failInterval), then SIGCONT; its PostgreSQL keeps running | failover |
- * | `partitionPrimary` | the primary's namespace cut from etcd and the other keepers (`ip netns` + iptables), then healed | failover |
- * | `killLeaderSentinelWithPrimary` | SIGKILL of the leader sentinel and of the primary's keeper + postmaster | failover |
- * | `killEtcdMember` | SIGKILL of the etcd raft leader, 1 of 3 members, restarted on heal | no failover |
- * | `killProxy` | SIGKILL of one proxy, restarted on the same port on heal | no failover |
+ * (`unavailable`), so a runner never silently skips one. The list of faults: docs/chaos.md,
+ * "The faults".
  */
 import type { Store } from '@stolon-ts/store';
 import type { LocalCluster } from '../cluster.js';

@@ -1,33 +1,13 @@
 /**
- * `ip netns` partitions for the chaos suite (DESIGN.md §7, STYLE.md rule 20): a per-test network
- * of one Linux bridge on the host and one network namespace per keeper "node", so that a keeper
- * and its PostgreSQL can be cut off from etcd and from the other keepers with DROP rules inside
- * their own namespace, and healed by flushing them.
+ * `ip netns` partitions for the chaos suite: a per-test network of one Linux bridge on the host and
+ * one network namespace per keeper "node", so that a keeper and its PostgreSQL can be cut off from
+ * etcd and from the other keepers with DROP rules inside their own namespace, and healed by
+ * flushing them. A cut (`cut(i, { hostTcpPorts })`) drops every packet to or from the other nodes
+ * and every TCP packet to or from the given host ports (etcd's); the host's proxies and test
+ * clients still reach the node's PostgreSQL, which is what self-fencing must stop.
  *
- * Layout (one `/24` picked at random in 10.213.0.0/16 – 10.222.0.0/16, checked against the host's
- * addresses and routes):
- *
- * ```
- *  host netns: etcd, sentinels, proxies, the test (127.0.0.1 and the bridge address 10.a.b.1)
- *     bridge stcb<tag> 10.a.b.1/24
- *       ├── veth stcv<tag>h0 ── [netns stolon-chaos-<pid>-<tag>-0] eth 10.a.b.10  keeper0 + its postgres
- *       ├── veth stcv<tag>h1 ── [netns …-1] 10.a.b.11  keeper1 + postgres
- *       └── …
- * ```
- *
- * A namespace has its own loopback, so everything a keeper talks to must be on the bridge: etcd
- * listens on the bridge address as well as on 127.0.0.1 (see `listenHosts` of `startEtcd`),
- * PostgreSQL listens on the node address, and the host's proxies and test clients reach it there.
- *
- * A cut (`cut(i, { hostTcpPorts })`) drops, inside node i's namespace, every packet to or from the
- * other nodes and every TCP packet to or from the given host ports (etcd's client and peer ports).
- * The host keeps reaching the node's PostgreSQL: proxies and "clients on the primary's side of
- * the partition" (the direct writers) still get through, which is what self-fencing must stop.
- *
- * Cleanup: `destroy()` deletes the namespaces (which deletes their veths) and the bridge; the
- * harness also does it from a `process.on('exit')` hook, and `createChaosNetwork` first removes
- * networks left by a process that died (their owner pid, recorded in the bridge's alias and the
- * namespace names, is gone), killing what still runs inside their namespaces.
+ * Layout, addressing and cleanup (including networks left by a process that died):
+ * docs/chaos.md, "Topology".
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';

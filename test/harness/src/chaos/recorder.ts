@@ -1,25 +1,11 @@
 /**
- * The chaos suite's history (DESIGN.md §7, STYLE.md rule 20): concurrent writers that insert
- * numbered rows and record every acknowledged write with its client-side send and ack times and
- * the identity of the server that committed it, so that a checker can decide afterwards whether
- * anything acknowledged was lost and whether two servers accepted writes at the same time.
- *
- * - Proxy writers (default 2): one persistent `pg` connection each through a stolon-proxy (writer
- *   w uses proxy w mod P), inserting into `chaos_w`; on any error the connection is dropped and,
- *   after 20 ms, a new one is made (as a pooled application would).
- * - Direct writers (optional, one per keeper): connect straight to a keeper's PostgreSQL,
- *   bypassing the proxy, and insert into `chaos_direct` with `synchronous_commit = local`, as an
- *   application that bypasses the proxy and does not wait for standbys would. A standby refuses
- *   (read-only); a primary accepts. They are how a deposed primary that still accepts writes is
- *   seen (split brain for clients that bypass the proxy): with synchronous replication on and the
- *   default `synchronous_commit`, a deposed primary's commits would just block on its lost
- *   synchronous standby, and no such write would ever be acknowledged.
- *
- * Every insert returns the server's identity: `inet_server_addr()`, `inet_server_port()` (each
- * keeper has its own address/port), the timeline of the WAL being written (from
- * `pg_walfile_name(pg_current_wal_insert_lsn())`: a promotion starts a new one, a crash restart in
- * place keeps it), `pg_postmaster_start_time()`, the server clock at the insert and the insert's
- * LSN. Times are epoch milliseconds of this host's clock (servers run on the same host).
+ * The chaos suite's history: concurrent writers that insert numbered rows and record every
+ * acknowledged write with its client-side send and ack times and the identity of the server that
+ * committed it, so that a checker can decide afterwards whether anything acknowledged was lost and
+ * whether two servers accepted writes at the same time (docs/design.md#faults-and-history).
+ * Proxy writers go through stolon-proxy; optional direct writers connect straight to each keeper's
+ * PostgreSQL with `synchronous_commit = local`, to catch a deposed primary that still accepts
+ * writes. Details: docs/chaos.md, "The recorder".
  */
 import pg from 'pg';
 
