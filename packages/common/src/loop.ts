@@ -2,7 +2,7 @@
  * The pass loop every daemon runs (keeper, sentinel, proxy): serial passes on a timer and on
  * demand, a store watch that triggers passes (with the timer as the fallback while the watch
  * cannot be had), one log sentence per pass with repeats suppressed, one rule for failed passes,
- * and a stop that happens once. See docs/architecture.md, "The daemons' pass loop".
+ * and a stop that happens once. See docs/design.md#serial-loops.
  */
 import { StolonError, errorMessage } from '@stolon-ts/cluster';
 import type { Store, StoreWatch, WatchTopic } from '@stolon-ts/store';
