@@ -2,6 +2,8 @@
 // package boundaries (no deep imports, no I/O in `cluster`), no console in library code.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import importX from 'eslint-plugin-import-x';
+import { createTypeScriptImportResolver } from 'eslint-import-resolver-typescript';
 
 const deepImports = { group: ['@stolon-ts/*/src/*', '@stolon-ts/*/dist/*'], message: 'import packages by name, not by path into src/dist' };
 
@@ -36,6 +38,21 @@ export default tseslint.config(
     files: ['packages/*/src/**/*.ts'],
     ignores: ['**/*.test.ts', '**/bin.ts'],
     rules: { 'no-console': 'error' },
+  },
+  {
+    // Production code: no import cycles (a module that needs its importer's types gets them from
+    // a types module instead), and no function longer than a screenful or two.
+    files: ['packages/*/src/**/*.ts'],
+    ignores: ['**/*.test.ts'],
+    plugins: { 'import-x': importX },
+    settings: {
+      ...importX.flatConfigs.typescript.settings,
+      'import-x/resolver-next': [createTypeScriptImportResolver({ project: ['./packages/*/tsconfig.json'], noWarnOnMultipleProjects: true })],
+    },
+    rules: {
+      'import-x/no-cycle': ['error', { ignoreExternal: true }],
+      'max-lines-per-function': ['error', { max: 150, skipBlankLines: true, skipComments: true }],
+    },
   },
   {
     // The model and decisions stay pure: no I/O, no drivers.

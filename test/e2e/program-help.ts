@@ -18,7 +18,7 @@ export const PROGRAMS = {
 export type ProgramName = keyof typeof PROGRAMS;
 
 /** One flag as `--help` lists it. */
-export interface HelpFlag {
+interface HelpFlag {
   readonly name: string;
   readonly alias: string | undefined;
   readonly type: string | undefined;
@@ -58,7 +58,7 @@ export function programHelp(program: ProgramName, subcommand?: string): ProgramH
 }
 
 /** Parses yargs help text: `Options:` entries (continuation lines joined) and `Commands:` names. */
-export function parseHelp(text: string): ProgramHelp {
+function parseHelp(text: string): ProgramHelp {
   const flags = new Map<string, HelpFlag>();
   const commands: string[] = [];
   const entries: string[] = [];

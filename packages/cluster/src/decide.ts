@@ -619,6 +619,84 @@ function proxiesBehind(cd: ClusterData, proxyInfos: Readonly<Record<string, Prox
     .sort();
 }
 
+/**
+ * Routes the proxies: the primary is published only once it converged (promotion done) and only
+ * after every live proxy acknowledged the fence generation; a change of the live proxies alone
+ * bumps the proxy generation too.
+ */
+function routeProxies(cd: ClusterData, master: DB, masterConverged: boolean, input: DecideInput, reasons: string[]): void {
+  const liveProxies = Object.keys(input.proxyInfos).sort();
+  if (cd.proxy.spec.masterDbUid !== master.uid) {
+    const behind = proxiesBehind(cd, input.proxyInfos);
+    if (!masterConverged) {
+      reasons.push(`waiting for primary ${master.spec.keeperUID} (db ${master.uid}) to converge before routing proxies to it`);
+    } else if (behind.length > 0) {
+      reasons.push(
+        `waiting for proxies ${behind.join(', ')} to acknowledge proxy generation ${cd.proxy.generation} before routing`,
+      );
+    } else {
+      tracePromoted(cd, master, input.wallTime);
+      traceRouted(cd, master, input.wallTime);
+      cd.proxy.spec.masterDbUid = master.uid;
+      cd.proxy.spec.enabledProxies = liveProxies;
+      cd.proxy.generation += 1;
+      cd.proxy.changeTime = input.wallTime;
+      reasons.push(
+        `routing proxies [${liveProxies.join(', ')}] to primary ${master.spec.keeperUID} (db ${master.uid}), proxy generation ${cd.proxy.generation}`,
+      );
+    }
+  } else if (!sortedEq(cd.proxy.spec.enabledProxies, liveProxies)) {
+    cd.proxy.spec.enabledProxies = liveProxies;
+    cd.proxy.generation += 1;
+    cd.proxy.changeTime = input.wallTime;
+    reasons.push(`enabled proxies now [${liveProxies.join(', ')}], proxy generation ${cd.proxy.generation}`);
+  }
+}
+
+/**
+ * Removes the DBs that can no longer follow the healthy, converged primary: old primaries, and
+ * standbys of another system, ahead of its timeline, or forked off its history.
+ */
+function removeDivergedDbs(cd: ClusterData, master: DB, input: DecideInput, reasons: string[]): void {
+  for (const db of Object.values(cd.dbs)) {
+    if (db.uid !== master.uid && isMasterType(db)) {
+      delete cd.dbs[db.uid];
+      reasons.push(`removing old primary db ${db.uid} of keeper ${db.spec.keeperUID}; it will be resynced as a standby`);
+    }
+  }
+  const streamingFromPrimary = new Set([...master.status.synchronousStandbys, ...reportedSyncStandbys(cd, master, input.keeperInfos)]);
+  for (const db of Object.values(cd.dbs)) {
+    if (db.uid === master.uid || db.status.currentGeneration === 0) {
+      continue;
+    }
+    if (db.status.systemdID !== '' && master.status.systemdID !== '' && db.status.systemdID !== master.status.systemdID) {
+      delete cd.dbs[db.uid];
+      reasons.push(`removing db ${db.uid} of keeper ${db.spec.keeperUID}: system id differs from the primary's`);
+    } else if (db.status.healthy && master.status.timelineID > 0 && db.status.timelineID > master.status.timelineID) {
+      // (Timeline 0 is "unknown": a report taken while postgres could not answer; never a reason
+      // to throw a standby away.)
+      delete cd.dbs[db.uid];
+      reasons.push(
+        `removing db ${db.uid} of keeper ${db.spec.keeperUID}: on timeline ${db.status.timelineID}, ahead of the primary's ${master.status.timelineID}`,
+      );
+    } else if (!streamingFromPrimary.has(db.uid)) {
+      // A standby the primary reports (or knows) in sync streams from it, so it cannot be on
+      // another branch whatever its keeper's last report says: a standby whose walreceiver is
+      // momentarily down reports the timeline of its last restartpoint with a position it may
+      // have replayed on the next one. Removing the known synchronous standby on such a report
+      // would leave no failover candidate in strict mode.
+      const fork = forkedFrom(master, db);
+      if (fork !== undefined) {
+        // It can never stream from the primary again (PostgreSQL: "new timeline N forked off
+        // current database system timeline M before current recovery point"); without this it
+        // would hold its place forever and, with synchronous replication, never be in sync.
+        delete cd.dbs[db.uid];
+        reasons.push(`removing db ${db.uid} of keeper ${db.spec.keeperUID}: ${fork}; it will be resynced`);
+      }
+    }
+  }
+}
+
 function decideNormal(
   cd: ClusterData,
   spec: ResolvedSpec,
@@ -683,35 +761,8 @@ function decideNormal(
     reasons.push(`cluster role is now master: promoting db ${master.uid} on keeper ${master.spec.keeperUID}`);
   }
 
-  // Proxies: publish the primary only once it converged (promotion done) and is healthy, and
-  // only after every live proxy acknowledged the fence generation.
-  const liveProxies = Object.keys(input.proxyInfos).sort();
   const masterConverged = convergence(master, spec.convergenceTimeoutMs) === 'converged';
-  if (cd.proxy.spec.masterDbUid !== master.uid) {
-    const behind = proxiesBehind(cd, input.proxyInfos);
-    if (!masterConverged) {
-      reasons.push(`waiting for primary ${master.spec.keeperUID} (db ${master.uid}) to converge before routing proxies to it`);
-    } else if (behind.length > 0) {
-      reasons.push(
-        `waiting for proxies ${behind.join(', ')} to acknowledge proxy generation ${cd.proxy.generation} before routing`,
-      );
-    } else {
-      tracePromoted(cd, master, input.wallTime);
-      traceRouted(cd, master, input.wallTime);
-      cd.proxy.spec.masterDbUid = master.uid;
-      cd.proxy.spec.enabledProxies = liveProxies;
-      cd.proxy.generation += 1;
-      cd.proxy.changeTime = input.wallTime;
-      reasons.push(
-        `routing proxies [${liveProxies.join(', ')}] to primary ${master.spec.keeperUID} (db ${master.uid}), proxy generation ${cd.proxy.generation}`,
-      );
-    }
-  } else if (!sortedEq(cd.proxy.spec.enabledProxies, liveProxies)) {
-    cd.proxy.spec.enabledProxies = liveProxies;
-    cd.proxy.generation += 1;
-    cd.proxy.changeTime = input.wallTime;
-    reasons.push(`enabled proxies now [${liveProxies.join(', ')}], proxy generation ${cd.proxy.generation}`);
-  }
+  routeProxies(cd, master, masterConverged, input, reasons);
 
   if (!masterConverged) {
     return false;
@@ -721,43 +772,7 @@ function decideNormal(
   }
 
   // The primary is healthy and converged: clean up and manage standbys.
-  for (const db of Object.values(cd.dbs)) {
-    if (db.uid !== master.uid && isMasterType(db)) {
-      delete cd.dbs[db.uid];
-      reasons.push(`removing old primary db ${db.uid} of keeper ${db.spec.keeperUID}; it will be resynced as a standby`);
-    }
-  }
-  const streamingFromPrimary = new Set([...master.status.synchronousStandbys, ...reportedSyncStandbys(cd, master, input.keeperInfos)]);
-  for (const db of Object.values(cd.dbs)) {
-    if (db.uid === master.uid || db.status.currentGeneration === 0) {
-      continue;
-    }
-    if (db.status.systemdID !== '' && master.status.systemdID !== '' && db.status.systemdID !== master.status.systemdID) {
-      delete cd.dbs[db.uid];
-      reasons.push(`removing db ${db.uid} of keeper ${db.spec.keeperUID}: system id differs from the primary's`);
-    } else if (db.status.healthy && master.status.timelineID > 0 && db.status.timelineID > master.status.timelineID) {
-      // (Timeline 0 is "unknown": a report taken while postgres could not answer; never a reason
-      // to throw a standby away.)
-      delete cd.dbs[db.uid];
-      reasons.push(
-        `removing db ${db.uid} of keeper ${db.spec.keeperUID}: on timeline ${db.status.timelineID}, ahead of the primary's ${master.status.timelineID}`,
-      );
-    } else if (!streamingFromPrimary.has(db.uid)) {
-      // A standby the primary reports (or knows) in sync streams from it, so it cannot be on
-      // another branch whatever its keeper's last report says: a standby whose walreceiver is
-      // momentarily down reports the timeline of its last restartpoint with a position it may
-      // have replayed on the next one. Removing the known synchronous standby on such a report
-      // would leave no failover candidate in strict mode.
-      const fork = forkedFrom(master, db);
-      if (fork !== undefined) {
-        // It can never stream from the primary again (PostgreSQL: "new timeline N forked off
-        // current database system timeline M before current recovery point"); without this it
-        // would hold its place forever and, with synchronous replication, never be in sync.
-        delete cd.dbs[db.uid];
-        reasons.push(`removing db ${db.uid} of keeper ${db.spec.keeperUID}: ${fork}; it will be resynced`);
-      }
-    }
-  }
+  removeDivergedDbs(cd, master, input, reasons);
 
   const standbys = Object.values(cd.dbs).filter((d) => d.uid !== master.uid);
   const good = standbys.filter((d) => dbHealthy(d) && convergence(d, spec.convergenceTimeoutMs) === 'converged');

@@ -25,7 +25,7 @@ import type { ClusterData, DB, KeeperInfo, ResolvedSpec } from './types.js';
 export const FAKE_SYNC_STANDBY = 'stolonfakestandby';
 
 /** Whether the cluster spec asks for synchronous replication (never in a standby cluster). */
-export function syncReplicationWanted(spec: ResolvedSpec): boolean {
+function syncReplicationWanted(spec: ResolvedSpec): boolean {
   return spec.synchronousReplication && spec.role === 'master';
 }
 

@@ -22,7 +22,7 @@ export const REDACT_PATHS = [
 ];
 
 /** Most bytes of log output held in memory while stdout does not take them; past it lines are dropped. */
-export const LOG_BUFFER_MAX_BYTES = 16 * 1024 * 1024;
+const LOG_BUFFER_MAX_BYTES = 16 * 1024 * 1024;
 
 /**
  * Creates the root logger: NDJSON to stdout (or `dest`), level from `--log-level`, with

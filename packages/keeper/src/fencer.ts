@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from '@stolon-ts/common';
 
 /** What the keeper tells the fencer on every update. */
-export type FenceState =
+type FenceState =
   | { readonly armed: false }
   | {
       readonly armed: true;

@@ -84,7 +84,7 @@ export interface KeeperStatusSnapshot {
 }
 
 /** Slack added to the keeper's own intervals before the loop counts as stalled, in ms. */
-export const LIVENESS_SLACK_MS = 30_000;
+const LIVENESS_SLACK_MS = 30_000;
 
 /**
  * How long a pass and a pause between passes may last before the loop counts as stalled, from

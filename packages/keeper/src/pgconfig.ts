@@ -32,7 +32,7 @@ export interface KeeperIdentity {
 const STANDBY_NAME_PREFIX = 'stolon_';
 
 /** The application_name and slot name of DB `dbUid`'s standby connection. */
-export function standbyName(dbUid: string): string {
+function standbyName(dbUid: string): string {
   return `${STANDBY_NAME_PREFIX}${dbUid}`;
 }
 

@@ -296,7 +296,7 @@ export function internalOnlyHba(inp: InternalOnlyInputs): boolean {
  * @see https://www.postgresql.org/docs/current/runtime-config-wal.html#RUNTIME-CONFIG-WAL-RECOVERY-TARGET
  * @see https://www.postgresql.org/docs/current/runtime-config-replication.html#RUNTIME-CONFIG-REPLICATION-STANDBY
  */
-export const RECOVERY_ONLY_SETTINGS: ReadonlySet<string> = new Set([
+const RECOVERY_ONLY_SETTINGS: ReadonlySet<string> = new Set([
   'primary_conninfo',
   'primary_slot_name',
   'promote_trigger_file',

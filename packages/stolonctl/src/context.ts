@@ -182,7 +182,7 @@ export const CAS_ATTEMPTS = 8;
  * 25 ms of jitter, so a retry does not land in step with the sentinel's next write. All eight
  * attempts together wait about 0.8 s at most.
  */
-export function casBackoffMs(attempt: number): number {
+function casBackoffMs(attempt: number): number {
   return 25 * (attempt - 1) + Math.floor(Math.random() * 25);
 }
 

@@ -12,8 +12,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Repository root (this file is test/bench/{src,dist}/common.*). */
-export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-export const RESULTS_DIR = join(REPO, 'test', 'bench', 'results');
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const RESULTS_DIR = join(REPO, 'test', 'bench', 'results');
 export const BENCH_DOC = join(REPO, 'docs', 'benchmarks.md');
 export const CHAOS_DOC = join(REPO, 'docs', 'chaos.md');
 
@@ -40,7 +40,7 @@ export function describeMachine(m: MachineInfo): string {
 }
 
 export const mib = (bytes: number): string => (bytes / 2 ** 20).toFixed(1);
-export const gib = (bytes: number): string => (bytes / 2 ** 30).toFixed(1);
+const gib = (bytes: number): string => (bytes / 2 ** 30).toFixed(1);
 export const secs = (ms: number): string => (ms / 1000).toFixed(2);
 
 export function median(xs: readonly number[]): number {
