@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { StolonError, parseClusterData, serializeClusterData, type ClusterData, type ClusterSpec, type KeeperInfo } from '@stolon-ts/cluster';
 import { createLogger } from '@stolon-ts/common';
-import { MemoryBackend, MemoryStore } from '@stolon-ts/store';
+import { MemoryBackend, MemoryStore, type Store } from '@stolon-ts/store';
+import type { FenceControl } from './fencer.js';
 import { aCluster, CLUSTER_UID, type ClusterBuilder } from '../test/builders-shim.js';
 import { FakePostgres } from '../test/fake-pg.js';
 import { writeDbState } from './dbstate.js';
@@ -56,7 +57,17 @@ afterEach(async () => {
   }
 });
 
-async function startKeeper(cd: ClusterData | null, opts: { uid?: string; local?: PersistedState; pg?: FakePostgres; taskRetry?: { baseMs: number; maxMs: number } } = {}): Promise<Rig> {
+interface StartOptions {
+  uid?: string;
+  local?: PersistedState;
+  pg?: FakePostgres;
+  taskRetry?: { baseMs: number; maxMs: number };
+  fencer?: FenceControl;
+  /** Wraps the keeper's own store client (e.g. to slow a call down). */
+  wrapStore?: (s: Store) => Store;
+}
+
+async function startKeeper(cd: ClusterData | null, opts: StartOptions = {}): Promise<Rig> {
   const uid = opts.uid ?? 'k1';
   const backend = new MemoryBackend();
   const store = new MemoryStore(backend, { clusterName: 'c' });
@@ -86,7 +97,14 @@ async function startKeeper(cd: ClusterData | null, opts: { uid?: string; local?:
       priority: 0,
       ...(opts.taskRetry !== undefined ? { taskRetry: opts.taskRetry } : {}),
     },
-    { store: new MemoryStore(backend, { clusterName: 'c' }), logger, pg, bootUuid: `boot-${uid}`, status },
+    {
+      store: (opts.wrapStore ?? ((x) => x))(new MemoryStore(backend, { clusterName: 'c' })),
+      logger,
+      pg,
+      bootUuid: `boot-${uid}`,
+      status,
+      ...(opts.fencer !== undefined ? { fencer: opts.fencer } : {}),
+    },
   );
   const rig: Rig = {
     uid,
@@ -346,6 +364,43 @@ describe('keeper in-process: failures', () => {
     await until('running after the retries', () => pg.inst.running);
     await until('startError gone', async () => (await r.info())?.postgresState?.startError === undefined);
     expect(r.lines.some((l) => l.level === 50 && l.msg.startsWith('pass failed (PG_COMMAND_FAILED), retrying at the next pass'))).toBe(true);
+  });
+});
+
+describe('keeper in-process: self-fencing', () => {
+  it('a restarted primary keeper arms its fencer only once its info is under its own lease (never with no lease, which fences at once)', async () => {
+    const updates: Parameters<FenceControl['update']>[0][] = [];
+    let retired = 0;
+    const fencer: FenceControl = {
+      update: (st) => void updates.push(st),
+      onFenced: () => undefined,
+      retirePrevious: () => void (retired += 1),
+      stop: () => Promise.resolve(),
+    };
+    // The first publish of the new process takes a while (a lease grant on a loaded store):
+    // several 250 ms fence updates run meanwhile.
+    let first = true;
+    const slowFirstPublish = (inner: Store): Store =>
+      new Proxy(inner, {
+        get(target, prop, receiver) {
+          const v = Reflect.get(target, prop, receiver) as unknown;
+          if (prop === 'setInfo' && typeof v === 'function') {
+            return async (...args: unknown[]) => {
+              if (first) {
+                first = false;
+                await new Promise((r) => setTimeout(r, 700));
+              }
+              return (v as (...a: unknown[]) => Promise<void>).apply(target, args);
+            };
+          }
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+    const pg = runningPg('master');
+    await startKeeper(fast().withPrimary('k1').build(), { pg, local: local('db-k1'), fencer, wrapStore: slowFirstPublish });
+    await until('the fencer armed', () => updates.some((u) => u.armed));
+    expect(updates.filter((u) => u.armed && !(u.leaseRemainingMs > 0))).toEqual([]);
+    expect(retired).toBeGreaterThan(0);
   });
 });
 

@@ -30,12 +30,21 @@ export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Prom
     await rt.publish(undefined, obs);
     return { sentence: `clusterdata unusable, doing nothing: ${err.message}`, level: 'warn' };
   }
+  let isPrimary = rt.isPrimary;
   if (cd !== undefined) {
     rt.spec = resolveSpec(cd.cluster.spec);
     const mine = rt.local.uid === '' ? undefined : cd.dbs[rt.local.uid];
-    rt.isPrimary = mine !== undefined && mine.spec.keeperUID === config.uid && mine.spec.role === 'master';
+    isPrimary = mine !== undefined && mine.spec.keeperUID === config.uid && mine.spec.role === 'master';
+  }
+  if (!isPrimary) {
+    rt.isPrimary = false;
   }
   await rt.publish(cd, obs);
+  // Becoming the primary takes effect only now, with the info under this process's lease: the
+  // fencer is armed from `isPrimary` every 250 ms, and armed without a lease it fences at once (a
+  // restarted keeper's first publish waits for a lease grant; its predecessor's fencer guards
+  // PostgreSQL until then).
+  rt.isPrimary = isPrimary;
   afterPublish();
   if (cd === undefined) {
     return { sentence: 'no clusterdata: waiting for `stolonctl init`' };
