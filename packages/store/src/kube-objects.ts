@@ -100,7 +100,7 @@ function invalidStoreData(message: string): StolonError {
 }
 
 /** The metadata the backend reads. @internal */
-export interface ObjectMetaView {
+interface ObjectMetaView {
   readonly name: string;
   readonly resourceVersion: string;
   readonly labels: Readonly<Record<string, string>>;

@@ -19,9 +19,6 @@ export const DEFAULT_TIMEOUT_MS = 5000;
  */
 export const LEADER_VALID_FRACTION = 3 / 4;
 
-/** All topics, in a fixed order. @internal */
-export const ALL_TOPICS: readonly WatchTopic[] = ['clusterdata', 'keepers', 'sentinels', 'proxies', 'sentinel-leader'];
-
 /** Key layout under `<prefix>/<cluster>`, Stolon's (see `store.ts`). @internal */
 export class KeyLayout {
   readonly base: string;
