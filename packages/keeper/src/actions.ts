@@ -174,7 +174,7 @@ function resync(rt: KeeperRuntime, action: Action<'resync'>, cd: ClusterData, ob
  * writes the configuration (reload when running), starts a stopped instance, restarts for
  * restart-only settings (`automaticPgRestart`), keeps the replication slots, and records the
  * generation as applied.
- * @throws what the PostgresManager throws (a failed start is also published at once as `startError`)
+ * @throws what the PostgresManager throws (a failed start is recorded as `startError` first)
  */
 async function converge(rt: KeeperRuntime, action: Action<'converge'>, cd: ClusterData, obs: PgObservation): Promise<void> {
   const { db } = action;
@@ -194,9 +194,9 @@ async function converge(rt: KeeperRuntime, action: Action<'converge'>, cd: Clust
       await startPostgres(rt);
       rt.startError = undefined;
     } catch (err) {
-      // Said at once: the sentinel fails a primary that cannot start without waiting failInterval.
+      // Published by the pass at once: the sentinel fails a primary that cannot start without
+      // waiting failInterval.
       rt.startError = errorMessage(err);
-      await rt.publish(cd, await pg.observe()).catch(() => undefined);
       throw err;
     }
   } else if (db.spec.automaticPgRestart === true) {

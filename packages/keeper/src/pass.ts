@@ -71,7 +71,18 @@ export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Prom
   if (waitMs > 0) {
     return { sentence: `${reason}; attempt ${rt.tasks.failures(task ?? '') + 1} in ${Math.ceil(waitMs / 1000)} s`, level: 'warn', key: `backoff|${reason}` };
   }
-  await execute(rt, action, cd, obs);
+  let failed: { err: unknown } | undefined;
+  try {
+    await execute(rt, action, cd, obs);
+  } catch (err) {
+    failed = { err };
+  }
+  if (failed !== undefined) {
+    // Said at once, not at the next pass: the sentinel fails a primary whose start failed
+    // (`startError`) without waiting failInterval.
+    await pg.observe().then((o) => rt.publish(cd, o)).catch(() => undefined);
+    throw failed.err;
+  }
   if (action.kind === 'converge' || action.kind === 'stop-postgres' || action.kind === 'switchover-stop') {
     // Report the result of the step at once instead of at the next pass.
     await rt.publish(cd, await pg.observe());
