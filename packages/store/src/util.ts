@@ -19,6 +19,15 @@ export const DEFAULT_TIMEOUT_MS = 5000;
  */
 export const LEADER_VALID_FRACTION = 3 / 4;
 
+/**
+ * The monotonic clock every lease and election timing uses, in ms (`performance.now()`): wall
+ * clock steps cannot shorten or stretch a TTL.
+ * @internal
+ */
+export function monotonicMs(): number {
+  return performance.now();
+}
+
 /** All topics, in a fixed order. @internal */
 export const ALL_TOPICS: readonly WatchTopic[] = ['clusterdata', 'keepers', 'sentinels', 'proxies', 'sentinel-leader'];
 
