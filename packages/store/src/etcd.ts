@@ -35,6 +35,7 @@ import {
   DEFAULT_PREFIX,
   DEFAULT_TIMEOUT_MS,
   KeyLayout,
+  KeyedSerializer,
   LEADER_VALID_FRACTION,
   TopicDispatcher,
   checkTtl,
@@ -83,7 +84,7 @@ export class EtcdStore implements Store {
   private closed = false;
   private readonly infoLeases = new Map<string, { lease: KeptLease; ttlSec: number }>();
   /** Serialises setInfo/deleteInfo per (kind, uid) so two calls never grant two leases. */
-  private readonly infoLocks = new Map<string, Promise<unknown>>();
+  private readonly infoLocks = new KeyedSerializer();
   private readonly watches = new Set<EtcdWatch>();
   private readonly elections = new OpenElections();
   private readonly leases = new Set<KeptLease>();
@@ -241,20 +242,6 @@ export class EtcdStore implements Store {
 
   // ---- infos ----
 
-  private async serialize<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.infoLocks.get(key) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.infoLocks.set(key, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.infoLocks.get(key) === tail) {
-        this.infoLocks.delete(key);
-      }
-    }
-  }
-
   /**
    * @inheritDoc
    * The TTL is `ceil(ttlMs / 1000)` seconds, at least 1, and etcd may raise it to its minimum
@@ -271,7 +258,7 @@ export class EtcdStore implements Store {
     const ttlSec = Math.max(1, Math.ceil(ttlMs / 1000));
     const key = this.keys.info(kind, uid);
     const value = JSON.stringify(info);
-    await this.serialize(k, async () => {
+    await this.infoLocks.run(k, async () => {
       let stale: KeptLease | undefined;
       for (let attempt = 0; ; attempt++) {
         let entry = this.infoLeases.get(k);
@@ -320,7 +307,7 @@ export class EtcdStore implements Store {
     this.ensureOpen('deleteInfo');
     const deadline = this.deadline();
     const k = `${kind}/${uid}`;
-    await this.serialize(k, async () => {
+    await this.infoLocks.run(k, async () => {
       await this.call(`delete ${kind} info ${uid}`, deadline, (o) =>
         this.client.delete().key(this.keys.info(kind, uid)).options(o).exec(),
       );

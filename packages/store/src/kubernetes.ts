@@ -89,6 +89,7 @@ import type {
 } from './store.js';
 import {
   DEFAULT_TIMEOUT_MS,
+  KeyedSerializer,
   LEADER_VALID_FRACTION,
   TopicDispatcher,
   checkTtl,
@@ -165,7 +166,8 @@ export class KubernetesStore implements Store {
   /** The ConfigMap as last read or written, to replace it without reading it again. */
   private configMap: ConfigMapView | undefined;
   private readonly infos = new Map<string, KeptInfo>();
-  private readonly infoLocks = new Map<string, Promise<unknown>>();
+  /** Serialises setInfo/deleteInfo and renewals per (kind, uid). */
+  private readonly infoLocks = new KeyedSerializer();
   private readonly watches = new Set<KubeWatch>();
   private readonly elections = new OpenElections();
   private readonly background = new Set<Promise<unknown>>();
@@ -260,21 +262,6 @@ export class KubernetesStore implements Store {
       }
     }
     return new StoreUnavailableError(`${what} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-  }
-
-  /** Runs `fn` after the previous call for `key` settled (per-info serialisation). */
-  private async serialize<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.infoLocks.get(key) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.infoLocks.set(key, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.infoLocks.get(key) === tail) {
-        this.infoLocks.delete(key);
-      }
-    }
   }
 
   /** Runs a best-effort background request (expired-Lease deletes); close() waits for them. */
@@ -477,7 +464,7 @@ export class KubernetesStore implements Store {
     }
     e.timer = setTimeout(() => {
       e.timer = undefined;
-      void this.serialize(`${e.kind}/${e.uid}`, async () => {
+      void this.infoLocks.run(`${e.kind}/${e.uid}`, async () => {
         if (e.stopped || this.closed) {
           return;
         }
@@ -505,7 +492,7 @@ export class KubernetesStore implements Store {
     const deadline = this.deadline();
     const key = `${kind}/${uid}`;
     const text = JSON.stringify(info);
-    await this.serialize(key, async () => {
+    await this.infoLocks.run(key, async () => {
       let e = this.infos.get(key);
       if (e === undefined) {
         e = {
@@ -557,7 +544,7 @@ export class KubernetesStore implements Store {
     this.ensureOpen('deleteInfo');
     const deadline = this.deadline();
     const key = `${kind}/${uid}`;
-    await this.serialize(key, async () => {
+    await this.infoLocks.run(key, async () => {
       const e = this.infos.get(key);
       if (e !== undefined) {
         e.stopped = true;

@@ -88,6 +88,31 @@ export function checkUid(uid: string): void {
 }
 
 /**
+ * Runs async functions one after the other per key: `run(key, fn)` starts `fn` once every earlier
+ * call for the same key has settled (fulfilled or rejected) and settles as `fn` does; calls for
+ * other keys run alongside. A key with nothing in flight takes no memory.
+ * @internal
+ */
+export class KeyedSerializer {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  /** @returns what `fn` returns; rejects as `fn` does (an earlier call's failure does not matter). */
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(key) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.tails.set(key, tail);
+    try {
+      return await run;
+    } finally {
+      if (this.tails.get(key) === tail) {
+        this.tails.delete(key);
+      }
+    }
+  }
+}
+
+/**
  * Dispatches watch events to a listener on a later macrotask, coalescing repeats of a topic
  * that is already queued. A throwing listener cannot break the watch (its error is dropped:
  * listeners are expected to only schedule work).
