@@ -21,7 +21,8 @@
 import { ConfigError, StolonError, StoreConflictError, StoreUnavailableError } from '@stolon-ts/cluster';
 import { ExponentialBackoff, noop } from 'cockatiel';
 import { Etcd3, EtcdLeaseInvalidError, type IKeyValue, type ILeaseKeepAliveResponse, type Watcher } from 'etcd3';
-import { OpenElections, type ElectionAttempt, type ElectionBackend, type ElectionLoop } from './election.js';
+import type { ElectionAttempt, ElectionBackend, ElectionLoop } from './election.js';
+import { StoreHandles } from './handles.js';
 import type {
   ClusterDataRecord,
   Election,
@@ -81,12 +82,10 @@ export class EtcdStore implements Store {
   readonly keys: KeyLayout;
   private readonly endpoints: readonly string[];
   private readonly clusterName: string;
-  private closed = false;
+  private readonly handles: StoreHandles;
   private readonly infoLeases = new Map<string, { lease: KeptLease; ttlSec: number }>();
   /** Serialises setInfo/deleteInfo per (kind, uid) so two calls never grant two leases. */
   private readonly infoLocks = new KeyedSerializer();
-  private readonly watches = new Set<EtcdWatch>();
-  private readonly elections = new OpenElections();
   private readonly leases = new Set<KeptLease>();
 
   /**
@@ -103,6 +102,7 @@ export class EtcdStore implements Store {
     this.clusterName = opts.clusterName;
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.keys = new KeyLayout(opts.prefix ?? DEFAULT_PREFIX, opts.clusterName);
+    this.handles = new StoreHandles(`etcd store for cluster ${opts.clusterName}`, this.timeoutMs);
     this.client = new Etcd3({
       hosts: [...opts.endpoints],
       // No retries and no circuit breaker: a retry would stretch a call past timeoutMs, and an
@@ -126,13 +126,6 @@ export class EtcdStore implements Store {
   }
 
   // ---- call plumbing ----
-
-  /** @internal Throws if closed. */
-  ensureOpen(what: string): void {
-    if (this.closed) {
-      throw new StoreUnavailableError(`etcd store for cluster ${this.clusterName} is closed (${what})`);
-    }
-  }
 
   /**
    * Runs `fn` with a gRPC deadline of `deadline` (epoch ms) and races it against the same
@@ -190,7 +183,7 @@ export class EtcdStore implements Store {
 
   /** @inheritDoc */
   async getClusterData(): Promise<ClusterDataRecord | null> {
-    this.ensureOpen('getClusterData');
+    this.handles.ensureOpen('getClusterData');
     const res = await this.call('get clusterdata', this.deadline(), (o) =>
       this.client.get(this.keys.clusterData).options(o).exec(),
     );
@@ -200,7 +193,7 @@ export class EtcdStore implements Store {
 
   /** @inheritDoc */
   async putClusterData(text: string, expectedRevision: string | null): Promise<string> {
-    this.ensureOpen('putClusterData');
+    this.handles.ensureOpen('putClusterData');
     if (expectedRevision !== null && !isPositiveRevision(expectedRevision)) {
       // Not a revision this backend hands out (e.g. from another backend): cannot match.
       throw new StoreConflictError(`clusterdata revision "${expectedRevision}" is not an etcd revision; read it and retry`, {
@@ -233,7 +226,7 @@ export class EtcdStore implements Store {
 
   /** @inheritDoc */
   async overwriteClusterData(text: string): Promise<string> {
-    this.ensureOpen('overwriteClusterData');
+    this.handles.ensureOpen('overwriteClusterData');
     const res = await this.call('put clusterdata', this.deadline(), (o) =>
       this.client.put(this.keys.clusterData).value(text).options(o).exec(),
     );
@@ -252,7 +245,7 @@ export class EtcdStore implements Store {
   async setInfo<K extends InfoKind>(kind: K, uid: string, info: InfoTypes[K], ttlMs: number): Promise<void> {
     checkTtl(ttlMs);
     checkUid(uid);
-    this.ensureOpen('setInfo');
+    this.handles.ensureOpen('setInfo');
     const deadline = this.deadline();
     const k = `${kind}/${uid}`;
     const ttlSec = Math.max(1, Math.ceil(ttlMs / 1000));
@@ -304,7 +297,7 @@ export class EtcdStore implements Store {
 
   /** @inheritDoc */
   async deleteInfo(kind: InfoKind, uid: string): Promise<void> {
-    this.ensureOpen('deleteInfo');
+    this.handles.ensureOpen('deleteInfo');
     const deadline = this.deadline();
     const k = `${kind}/${uid}`;
     await this.infoLocks.run(k, async () => {
@@ -324,7 +317,7 @@ export class EtcdStore implements Store {
     kind: K,
     onInvalid?: (uid: string, err: Error) => void,
   ): Promise<Record<string, InfoTypes[K]>> {
-    this.ensureOpen('listInfos');
+    this.handles.ensureOpen('listInfos');
     const dir = this.keys.infoDir(kind);
     const res = await this.call(`list ${kind} infos`, this.deadline(), (o) =>
       this.client.getAll().prefix(dir).options(o).exec(),
@@ -354,10 +347,10 @@ export class EtcdStore implements Store {
       throw new StoreUnavailableError(`etcd refused to ${what}: ${res.error}`);
     }
     const lease = new KeptLease(this, res.ID, Number(res.TTL) * 1000, sentAt, (l) => this.leases.delete(l));
-    if (this.closed) {
+    if (this.handles.isClosed) {
       // close() ran meanwhile and will not see this lease.
       await lease.revoke(deadline).catch(() => undefined);
-      throw new StoreUnavailableError(`etcd store for cluster ${this.clusterName} is closed (${what})`);
+      throw this.handles.closedError(what);
     }
     this.leases.add(lease);
     return lease;
@@ -391,9 +384,9 @@ export class EtcdStore implements Store {
    * @throws StoreUnavailableError when the watchers are not established within `timeoutMs`.
    */
   async watch(topics: readonly WatchTopic[], listener: (topic: WatchTopic) => void): Promise<StoreWatch> {
-    this.ensureOpen('watch');
-    const w = new EtcdWatch(this, [...new Set(topics)], listener, (x) => this.watches.delete(x));
-    this.watches.add(w);
+    this.handles.ensureOpen('watch');
+    const w = new EtcdWatch(this, [...new Set(topics)], listener, (x) => this.handles.forgetWatch(x));
+    this.handles.addWatch(w);
     try {
       await this.call('establish watch', this.deadline(), () => w.established);
     } catch (err) {
@@ -412,15 +405,12 @@ export class EtcdStore implements Store {
    * @throws RangeError when `ttlMs` is not positive.
    */
   async campaign(candidateUid: string, ttlMs: number): Promise<Election> {
-    checkTtl(ttlMs);
-    this.ensureOpen('campaign');
-    await Promise.resolve();
-    return this.elections.start(new EtcdElectionBackend(this, candidateUid, Math.max(1, Math.ceil(ttlMs / 1000))), this.timeoutMs);
+    return this.handles.campaign(ttlMs, () => new EtcdElectionBackend(this, candidateUid, Math.max(1, Math.ceil(ttlMs / 1000))));
   }
 
   /** @inheritDoc */
   async getLeader(): Promise<string | null> {
-    this.ensureOpen('getLeader');
+    this.handles.ensureOpen('getLeader');
     const kv = await this.firstCandidate(this.deadline());
     return kv === undefined ? null : kv.value.toString('utf8');
   }
@@ -448,14 +438,12 @@ export class EtcdStore implements Store {
    * `timeoutMs`, failures ignored: unrevoked leases expire by TTL), then closes the client.
    */
   async close(): Promise<void> {
-    if (this.closed) {
+    if (!this.handles.markClosed()) {
       return;
     }
-    this.closed = true;
     const deadline = this.deadline();
     await Promise.all([
-      this.elections.resignAll(),
-      ...[...this.watches].map((w) => w.close()),
+      this.handles.resignAndCloseAll(),
       ...[...this.infoLeases.values()].map((e) => e.lease.revoke(deadline).catch(() => undefined)),
     ]);
     this.infoLeases.clear();
@@ -471,15 +459,14 @@ export class EtcdStore implements Store {
    * once its lease expires.
    */
   async abandon(): Promise<void> {
-    if (this.closed) {
+    if (!this.handles.markClosed()) {
       return;
     }
-    this.closed = true;
-    this.elections.abandonAll();
+    this.handles.abandonElections();
     for (const l of this.leases) {
       l.close();
     }
-    await Promise.all([...this.watches].map((w) => w.close()));
+    await this.handles.closeWatches();
     this.client.close();
   }
 }

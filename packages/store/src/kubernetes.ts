@@ -77,7 +77,8 @@ import {
   type ConfigMapView,
   type LeaseView,
 } from './kube-objects.js';
-import { OpenElections, type ElectionAttempt, type ElectionBackend, type ElectionLoop } from './election.js';
+import type { ElectionAttempt, ElectionBackend, ElectionLoop } from './election.js';
+import { StoreHandles } from './handles.js';
 import type {
   ClusterDataRecord,
   Election,
@@ -162,14 +163,12 @@ export class KubernetesStore implements Store {
   readonly watchTimeoutSeconds: number;
   /** @internal The clock-skew rule's memory, shared by lists, watches and elections. */
   readonly observations = new LeaseObservations();
-  private closed = false;
+  private readonly handles: StoreHandles;
   /** The ConfigMap as last read or written, to replace it without reading it again. */
   private configMap: ConfigMapView | undefined;
   private readonly infos = new Map<string, KeptInfo>();
   /** Serialises setInfo/deleteInfo and renewals per (kind, uid). */
   private readonly infoLocks = new KeyedSerializer();
-  private readonly watches = new Set<KubeWatch>();
-  private readonly elections = new OpenElections();
   private readonly background = new Set<Promise<unknown>>();
 
   /**
@@ -184,6 +183,7 @@ export class KubernetesStore implements Store {
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.watchTimeoutSeconds = opts.watchTimeoutSeconds ?? 300;
     this.http = new KubeHttp(opts.kubeConfig);
+    this.handles = new StoreHandles(`kubernetes store for cluster ${opts.clusterName}`, this.timeoutMs);
   }
 
   // ---- request plumbing ----
@@ -191,13 +191,6 @@ export class KubernetesStore implements Store {
   /** @internal A deadline `timeoutMs` from now (monotonic ms). */
   deadline(): number {
     return monotonicMs() + this.timeoutMs;
-  }
-
-  /** @internal Throws if closed. */
-  ensureOpen(what: string): void {
-    if (this.closed) {
-      throw new StoreUnavailableError(`kubernetes store for cluster ${this.clusterName} is closed (${what})`);
-    }
   }
 
   /** @internal Path of a ConfigMap (or the collection). */
@@ -307,7 +300,7 @@ export class KubernetesStore implements Store {
 
   /** @inheritDoc */
   async getClusterData(): Promise<ClusterDataRecord | null> {
-    this.ensureOpen('getClusterData');
+    this.handles.ensureOpen('getClusterData');
     const cm = await this.readConfigMapNow(this.deadline());
     const text = cm?.annotations[CLUSTERDATA_ANNOTATION];
     return cm === undefined || text === undefined ? null : { text, revision: cm.resourceVersion };
@@ -319,7 +312,7 @@ export class KubernetesStore implements Store {
    * clusterdata": creating (expected `null`) adopts it, with its resourceVersion as precondition.
    */
   async putClusterData(text: string, expectedRevision: string | null): Promise<string> {
-    this.ensureOpen('putClusterData');
+    this.handles.ensureOpen('putClusterData');
     const deadline = this.deadline();
     const name = this.configMapName;
     if (expectedRevision === null) {
@@ -372,7 +365,7 @@ export class KubernetesStore implements Store {
 
   /** @inheritDoc */
   async overwriteClusterData(text: string): Promise<string> {
-    this.ensureOpen('overwriteClusterData');
+    this.handles.ensureOpen('overwriteClusterData');
     const deadline = this.deadline();
     const name = this.configMapName;
     // Another writer can slip in between our read and write: retry (as client-go's RetryOnConflict)
@@ -459,13 +452,13 @@ export class KubernetesStore implements Store {
 
   private scheduleRenewal(e: KeptInfo, ms: number): void {
     clearTimeout(e.timer);
-    if (e.stopped || this.closed) {
+    if (e.stopped || this.handles.isClosed) {
       return;
     }
     e.timer = setTimeout(() => {
       e.timer = undefined;
       void this.infoLocks.run(`${e.kind}/${e.uid}`, async () => {
-        if (e.stopped || this.closed) {
+        if (e.stopped || this.handles.isClosed) {
           return;
         }
         const interval = Math.max(100, e.ttlMs / 3);
@@ -488,7 +481,7 @@ export class KubernetesStore implements Store {
   async setInfo<K extends InfoKind>(kind: K, uid: string, info: InfoTypes[K], ttlMs: number): Promise<void> {
     checkTtl(ttlMs);
     checkUid(uid);
-    this.ensureOpen('setInfo');
+    this.handles.ensureOpen('setInfo');
     const deadline = this.deadline();
     const key = `${kind}/${uid}`;
     const text = JSON.stringify(info);
@@ -541,7 +534,7 @@ export class KubernetesStore implements Store {
 
   /** @inheritDoc */
   async deleteInfo(kind: InfoKind, uid: string): Promise<void> {
-    this.ensureOpen('deleteInfo');
+    this.handles.ensureOpen('deleteInfo');
     const deadline = this.deadline();
     const key = `${kind}/${uid}`;
     await this.infoLocks.run(key, async () => {
@@ -563,7 +556,7 @@ export class KubernetesStore implements Store {
    * @internal
    */
   deleteExpired(name: string, resourceVersion: string): void {
-    if (this.closed) {
+    if (this.handles.isClosed) {
       return;
     }
     this.inBackground(
@@ -591,7 +584,7 @@ export class KubernetesStore implements Store {
     kind: K,
     onInvalid?: (uid: string, err: Error) => void,
   ): Promise<Record<string, InfoTypes[K]>> {
-    this.ensureOpen('listInfos');
+    this.handles.ensureOpen('listInfos');
     const res = await this.req(`list ${kind} info Leases`, 'GET', this.leasePath(), {
       deadline: this.deadline(),
       query: { labelSelector: this.infoSelector(kind) },
@@ -649,9 +642,9 @@ export class KubernetesStore implements Store {
    * @throws StoreUnavailableError when that does not happen within `timeoutMs`.
    */
   async watch(topics: readonly WatchTopic[], listener: (topic: WatchTopic) => void): Promise<StoreWatch> {
-    this.ensureOpen('watch');
-    const w = new KubeWatch(this, [...new Set(topics)], listener, (x) => this.watches.delete(x));
-    this.watches.add(w);
+    this.handles.ensureOpen('watch');
+    const w = new KubeWatch(this, [...new Set(topics)], listener, (x) => this.handles.forgetWatch(x));
+    this.handles.addWatch(w);
     try {
       await w.start(this.deadline());
     } catch (err) {
@@ -670,10 +663,7 @@ export class KubernetesStore implements Store {
    * @throws RangeError when `ttlMs` is not positive.
    */
   async campaign(candidateUid: string, ttlMs: number): Promise<Election> {
-    checkTtl(ttlMs);
-    this.ensureOpen('campaign');
-    await Promise.resolve();
-    return this.elections.start(new KubeElectionBackend(this, candidateUid, leaseDurationSeconds(ttlMs)), this.timeoutMs);
+    return this.handles.campaign(ttlMs, () => new KubeElectionBackend(this, candidateUid, leaseDurationSeconds(ttlMs)));
   }
 
   /** @internal The leader Lease, or undefined when absent. */
@@ -691,7 +681,7 @@ export class KubernetesStore implements Store {
    *   the wrong type), naming it.
    */
   async getLeader(): Promise<string | null> {
-    this.ensureOpen('getLeader');
+    this.handles.ensureOpen('getLeader');
     const lease = await this.readLeaderLease(this.deadline());
     if (lease === undefined || lease.holder === '') {
       return null;
@@ -710,11 +700,10 @@ export class KubernetesStore implements Store {
    * bounded by `timeoutMs`, failures ignored: Leases left behind expire by their duration).
    */
   async close(): Promise<void> {
-    if (this.closed) {
+    // From here on every public call throws; what close() itself sends below does not check.
+    if (!this.handles.markClosed()) {
       return;
     }
-    // From here on every public call throws; what close() itself sends below does not check.
-    this.closed = true;
     const deadline = this.deadline();
     const infos = [...this.infos.values()];
     for (const e of infos) {
@@ -723,8 +712,7 @@ export class KubernetesStore implements Store {
     }
     this.infos.clear();
     await Promise.all([
-      this.elections.resignAll(),
-      ...[...this.watches].map((w) => w.close()),
+      this.handles.resignAndCloseAll(),
       ...infos.map((e) =>
         this.req(`delete ${e.kind} info Lease ${e.name}`, 'DELETE', this.leasePath(e.name), { deadline, allow: [404] }).catch(() => undefined),
       ),
@@ -750,17 +738,16 @@ export class KubernetesStore implements Store {
    * once the leader Lease expires.
    */
   async abandon(): Promise<void> {
-    if (this.closed) {
+    if (!this.handles.markClosed()) {
       return;
     }
-    this.closed = true;
     for (const e of this.infos.values()) {
       e.stopped = true;
       clearTimeout(e.timer);
     }
     this.infos.clear();
-    this.elections.abandonAll();
-    await Promise.all([...this.watches].map((w) => w.close()));
+    this.handles.abandonElections();
+    await this.handles.closeWatches();
     this.http.closeAll();
   }
 }
