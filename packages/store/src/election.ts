@@ -42,7 +42,8 @@ export interface ElectionLoop {
  * The backend-specific steps of a candidacy for the sentinel leader lease, driven by
  * {@link LeaderElection}. A backend holds a lease (etcd lease, Kubernetes Lease, Consul session)
  * and a claim on the leader key or object; the loop only ever asks it to act and reports what it
- * says. Only the loop calls these methods, one attempt at a time.
+ * says. Only the loop calls these methods, one attempt at a time; `release` or `abandon` may come
+ * while an attempt is in flight.
  * @internal
  */
 export interface ElectionBackend {
@@ -62,8 +63,9 @@ export interface ElectionBackend {
    */
   readonly stepDownTimer: boolean;
   /**
-   * One attempt: acquire the leadership or renew it, or learn who holds it. Sends nothing that
-   * takes leadership once `loop.stopped()` is true (the loop then ends without reporting).
+   * One attempt: acquire the leadership or renew it, or learn who holds it. Checks
+   * `loop.stopped()` between its requests and sends no more once it is true: the loop then ends
+   * without reporting the result, and `release` gives up whatever the attempt took.
    * @returns whether this candidate leads now and when to attempt next.
    * @throws anything on failure (the backend's own errors, e.g. StoreUnavailableError); the
    *   loop then calls {@link ElectionBackend.recover}.
@@ -108,7 +110,7 @@ export interface ElectionBackend {
  * The loop starts on a later tick (`campaign()` resolves before any leadership is reported).
  * After each attempt it reports what the backend found and sleeps `nextMs` (at least 1 ms); a
  * watch event, a backend `wake()` or a stop ends the sleep early (a wake-up while an attempt is
- * in flight is dropped: the attempt reads the current state anyway). After a failed attempt,
+ * in flight is dropped; the attempt after `nextMs` covers it). After a failed attempt,
  * leadership is kept only while `leaderValidUntil()` lies ahead, and the loop pauses for what
  * the backend's `recover` says. Stopping (resign or abandon) happens once: leadership is
  * reported lost at once and the loop ends after the attempt in flight, without reporting it.
