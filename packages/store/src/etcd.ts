@@ -21,6 +21,8 @@
 import { ConfigError, StolonError, StoreConflictError, StoreUnavailableError } from '@stolon-ts/cluster';
 import { ExponentialBackoff, noop } from 'cockatiel';
 import { Etcd3, EtcdLeaseInvalidError, type IKeyValue, type ILeaseKeepAliveResponse, type Watcher } from 'etcd3';
+import type { ElectionAttempt, ElectionBackend, ElectionLoop } from './election.js';
+import { StoreHandles } from './handles.js';
 import type {
   ClusterDataRecord,
   Election,
@@ -34,11 +36,12 @@ import {
   DEFAULT_PREFIX,
   DEFAULT_TIMEOUT_MS,
   KeyLayout,
+  KeyedSerializer,
   LEADER_VALID_FRACTION,
-  LeadershipNotifier,
   TopicDispatcher,
   checkTtl,
   checkUid,
+  monotonicMs,
   parseInfoText,
 } from './util.js';
 
@@ -63,10 +66,6 @@ function isPositiveRevision(rev: string): boolean {
   return /^[1-9][0-9]*$/.test(rev);
 }
 
-function monotonicMs(): number {
-  return performance.now();
-}
-
 /**
  * A store backed by etcd v3.
  *
@@ -83,12 +82,10 @@ export class EtcdStore implements Store {
   readonly keys: KeyLayout;
   private readonly endpoints: readonly string[];
   private readonly clusterName: string;
-  private closed = false;
+  private readonly handles: StoreHandles;
   private readonly infoLeases = new Map<string, { lease: KeptLease; ttlSec: number }>();
   /** Serialises setInfo/deleteInfo per (kind, uid) so two calls never grant two leases. */
-  private readonly infoLocks = new Map<string, Promise<unknown>>();
-  private readonly watches = new Set<EtcdWatch>();
-  private readonly elections = new Set<EtcdElection>();
+  private readonly infoLocks = new KeyedSerializer();
   private readonly leases = new Set<KeptLease>();
 
   /**
@@ -105,6 +102,7 @@ export class EtcdStore implements Store {
     this.clusterName = opts.clusterName;
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.keys = new KeyLayout(opts.prefix ?? DEFAULT_PREFIX, opts.clusterName);
+    this.handles = new StoreHandles(`etcd store for cluster ${opts.clusterName}`, this.timeoutMs);
     this.client = new Etcd3({
       hosts: [...opts.endpoints],
       // No retries and no circuit breaker: a retry would stretch a call past timeoutMs, and an
@@ -128,13 +126,6 @@ export class EtcdStore implements Store {
   }
 
   // ---- call plumbing ----
-
-  /** @internal Throws if closed. */
-  ensureOpen(what: string): void {
-    if (this.closed) {
-      throw new StoreUnavailableError(`etcd store for cluster ${this.clusterName} is closed (${what})`);
-    }
-  }
 
   /**
    * Runs `fn` with a gRPC deadline of `deadline` (epoch ms) and races it against the same
@@ -192,7 +183,7 @@ export class EtcdStore implements Store {
 
   /** @inheritDoc */
   async getClusterData(): Promise<ClusterDataRecord | null> {
-    this.ensureOpen('getClusterData');
+    this.handles.ensureOpen('getClusterData');
     const res = await this.call('get clusterdata', this.deadline(), (o) =>
       this.client.get(this.keys.clusterData).options(o).exec(),
     );
@@ -202,7 +193,7 @@ export class EtcdStore implements Store {
 
   /** @inheritDoc */
   async putClusterData(text: string, expectedRevision: string | null): Promise<string> {
-    this.ensureOpen('putClusterData');
+    this.handles.ensureOpen('putClusterData');
     if (expectedRevision !== null && !isPositiveRevision(expectedRevision)) {
       // Not a revision this backend hands out (e.g. from another backend): cannot match.
       throw new StoreConflictError(`clusterdata revision "${expectedRevision}" is not an etcd revision; read it and retry`, {
@@ -235,7 +226,7 @@ export class EtcdStore implements Store {
 
   /** @inheritDoc */
   async overwriteClusterData(text: string): Promise<string> {
-    this.ensureOpen('overwriteClusterData');
+    this.handles.ensureOpen('overwriteClusterData');
     const res = await this.call('put clusterdata', this.deadline(), (o) =>
       this.client.put(this.keys.clusterData).value(text).options(o).exec(),
     );
@@ -243,20 +234,6 @@ export class EtcdStore implements Store {
   }
 
   // ---- infos ----
-
-  private async serialize<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.infoLocks.get(key) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.infoLocks.set(key, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.infoLocks.get(key) === tail) {
-        this.infoLocks.delete(key);
-      }
-    }
-  }
 
   /**
    * @inheritDoc
@@ -268,13 +245,13 @@ export class EtcdStore implements Store {
   async setInfo<K extends InfoKind>(kind: K, uid: string, info: InfoTypes[K], ttlMs: number): Promise<void> {
     checkTtl(ttlMs);
     checkUid(uid);
-    this.ensureOpen('setInfo');
+    this.handles.ensureOpen('setInfo');
     const deadline = this.deadline();
     const k = `${kind}/${uid}`;
     const ttlSec = Math.max(1, Math.ceil(ttlMs / 1000));
     const key = this.keys.info(kind, uid);
     const value = JSON.stringify(info);
-    await this.serialize(k, async () => {
+    await this.infoLocks.run(k, async () => {
       let stale: KeptLease | undefined;
       for (let attempt = 0; ; attempt++) {
         let entry = this.infoLeases.get(k);
@@ -320,10 +297,10 @@ export class EtcdStore implements Store {
 
   /** @inheritDoc */
   async deleteInfo(kind: InfoKind, uid: string): Promise<void> {
-    this.ensureOpen('deleteInfo');
+    this.handles.ensureOpen('deleteInfo');
     const deadline = this.deadline();
     const k = `${kind}/${uid}`;
-    await this.serialize(k, async () => {
+    await this.infoLocks.run(k, async () => {
       await this.call(`delete ${kind} info ${uid}`, deadline, (o) =>
         this.client.delete().key(this.keys.info(kind, uid)).options(o).exec(),
       );
@@ -340,7 +317,7 @@ export class EtcdStore implements Store {
     kind: K,
     onInvalid?: (uid: string, err: Error) => void,
   ): Promise<Record<string, InfoTypes[K]>> {
-    this.ensureOpen('listInfos');
+    this.handles.ensureOpen('listInfos');
     const dir = this.keys.infoDir(kind);
     const res = await this.call(`list ${kind} infos`, this.deadline(), (o) =>
       this.client.getAll().prefix(dir).options(o).exec(),
@@ -370,10 +347,10 @@ export class EtcdStore implements Store {
       throw new StoreUnavailableError(`etcd refused to ${what}: ${res.error}`);
     }
     const lease = new KeptLease(this, res.ID, Number(res.TTL) * 1000, sentAt, (l) => this.leases.delete(l));
-    if (this.closed) {
+    if (this.handles.isClosed) {
       // close() ran meanwhile and will not see this lease.
       await lease.revoke(deadline).catch(() => undefined);
-      throw new StoreUnavailableError(`etcd store for cluster ${this.clusterName} is closed (${what})`);
+      throw this.handles.closedError(what);
     }
     this.leases.add(lease);
     return lease;
@@ -407,9 +384,9 @@ export class EtcdStore implements Store {
    * @throws StoreUnavailableError when the watchers are not established within `timeoutMs`.
    */
   async watch(topics: readonly WatchTopic[], listener: (topic: WatchTopic) => void): Promise<StoreWatch> {
-    this.ensureOpen('watch');
-    const w = new EtcdWatch(this, [...new Set(topics)], listener, (x) => this.watches.delete(x));
-    this.watches.add(w);
+    this.handles.ensureOpen('watch');
+    const w = new EtcdWatch(this, [...new Set(topics)], listener, (x) => this.handles.forgetWatch(x));
+    this.handles.addWatch(w);
     try {
       await this.call('establish watch', this.deadline(), () => w.established);
     } catch (err) {
@@ -428,18 +405,12 @@ export class EtcdStore implements Store {
    * @throws RangeError when `ttlMs` is not positive.
    */
   async campaign(candidateUid: string, ttlMs: number): Promise<Election> {
-    checkTtl(ttlMs);
-    this.ensureOpen('campaign');
-    await Promise.resolve();
-    const e = new EtcdElection(this, candidateUid, Math.max(1, Math.ceil(ttlMs / 1000)), (x) => this.elections.delete(x));
-    this.elections.add(e);
-    e.start();
-    return e;
+    return this.handles.campaign(ttlMs, () => new EtcdElectionBackend(this, candidateUid, Math.max(1, Math.ceil(ttlMs / 1000))));
   }
 
   /** @inheritDoc */
   async getLeader(): Promise<string | null> {
-    this.ensureOpen('getLeader');
+    this.handles.ensureOpen('getLeader');
     const kv = await this.firstCandidate(this.deadline());
     return kv === undefined ? null : kv.value.toString('utf8');
   }
@@ -467,14 +438,12 @@ export class EtcdStore implements Store {
    * `timeoutMs`, failures ignored: unrevoked leases expire by TTL), then closes the client.
    */
   async close(): Promise<void> {
-    if (this.closed) {
+    if (!this.handles.markClosed()) {
       return;
     }
-    this.closed = true;
     const deadline = this.deadline();
     await Promise.all([
-      ...[...this.elections].map((e) => e.resign()),
-      ...[...this.watches].map((w) => w.close()),
+      this.handles.resignAndCloseAll(),
       ...[...this.infoLeases.values()].map((e) => e.lease.revoke(deadline).catch(() => undefined)),
     ]);
     this.infoLeases.clear();
@@ -490,17 +459,14 @@ export class EtcdStore implements Store {
    * once its lease expires.
    */
   async abandon(): Promise<void> {
-    if (this.closed) {
+    if (!this.handles.markClosed()) {
       return;
     }
-    this.closed = true;
-    for (const e of [...this.elections]) {
-      e.abandon();
-    }
+    this.handles.abandonElections();
     for (const l of this.leases) {
       l.close();
     }
-    await Promise.all([...this.watches].map((w) => w.close()));
+    await this.handles.closeWatches();
     this.client.close();
   }
 }
@@ -636,6 +602,18 @@ const TOPIC_TARGET: Record<WatchTopic, (k: KeyLayout) => { key: string } | { pre
 const REWATCH_MS = 500;
 
 /**
+ * Stops listening to an etcd3 watcher and cancels it; resolves once etcd answered, never
+ * rejects. Not for a watcher etcd cancelled itself: etcd3 no longer tracks it, and cancelling
+ * it makes etcd3 throw on the answer.
+ */
+function dropWatcher(w: Watcher): Promise<void> {
+  w.removeAllListeners('data');
+  w.removeAllListeners('connected');
+  w.on('error', () => undefined);
+  return w.cancel().catch(() => undefined);
+}
+
+/**
  * One etcd watcher per topic. A put or delete calls the listener; so does every reconnect after
  * the first connection and every watcher cancelled by etcd (which is then re-created), because
  * events may have been missed.
@@ -712,12 +690,7 @@ class EtcdWatch implements StoreWatch {
       clearTimeout(t);
     }
     this.onClose(this);
-    const cancels = [...this.watchers].map((w) => {
-      w.removeAllListeners('data');
-      w.removeAllListeners('connected');
-      w.on('error', () => undefined);
-      return w.cancel().catch(() => undefined);
-    });
+    const cancels = [...this.watchers].map((w) => dropWatcher(w));
     this.watchers.clear();
     // Cancelling waits for etcd's answer; bound it so close() never hangs on a dead etcd.
     let timer: NodeJS.Timeout | undefined;
@@ -731,191 +704,127 @@ class EtcdWatch implements StoreWatch {
   }
 }
 
+/** Thrown inside an attempt when the candidacy is over (lease lost, key gone): handled as a failure. */
+class CandidacyOver extends Error {}
+
 /**
- * A candidacy for the sentinel leader lease: grant a lease, create
- * `<election prefix>/<lease id hex>` with the candidate uid, and be leader while that key has the
- * lowest create revision under the prefix and a keepalive was confirmed within 3/4 of the TTL.
- * A watcher on the prefix, keepalive results and a recheck every TTL/3 drive re-evaluation.
- * When the lease is lost (or our key vanished) the candidacy starts over with a new lease.
+ * The etcd steps of a candidacy for the sentinel leader lease (the loop is `LeaderElection`):
+ * grant a lease, create `<election prefix>/<lease id hex>` with the candidate uid, and be leader
+ * while that key has the lowest create revision under the prefix and a keepalive was confirmed
+ * within 3/4 of the TTL. A watcher on the prefix, keepalive results and a recheck every TTL/3
+ * drive re-evaluation. A failed attempt, a lost lease or a vanished key ends the candidacy at
+ * once: its lease is revoked (so the key does not block others until the TTL runs out) and,
+ * after a pause of min(1 s, TTL/4), the next attempt starts over with a new lease.
  * @internal
  */
-class EtcdElection implements Election {
-  private readonly notifier = new LeadershipNotifier();
-  private stopped = false;
+class EtcdElectionBackend implements ElectionBackend {
+  /** The watcher is up before the candidates are read, and wakes the loop once connected. */
+  readonly openWatch = 'before-attempts';
+  /** The attempt scheduled for the end of validity reports the loss (as before the loop was shared). */
+  readonly stepDownTimer = false;
+  /** The lease of the current candidacy, undefined between candidacies. */
   private lease: KeptLease | undefined;
-  private watcher: Watcher | undefined;
-  private wakeUp: (() => void) | undefined;
-  private readonly done: Promise<void>;
-  private resolveDone!: () => void;
+  private key = '';
+  /** The revoke of the lease of a candidacy that just ended, until `recover` waited for it. */
+  private giveUp: Promise<void> | undefined;
 
   constructor(
     private readonly store: EtcdStore,
     private readonly uid: string,
     private readonly ttlSec: number,
-    private readonly onStop: (e: EtcdElection) => void,
-  ) {
-    this.done = new Promise((r) => {
-      this.resolveDone = r;
-    });
-  }
+  ) {}
 
-  start(): void {
-    this.ensureWatcher();
-    // The loop starts on a later tick: campaign() resolves before any leadership is reported.
-    setImmediate(() => {
-      void this.run().finally(() => this.resolveDone());
-    });
-  }
-
-  isLeader(): boolean {
-    return this.notifier.leader && this.lease !== undefined && monotonicMs() < this.lease.leaderValidUntil();
-  }
-
-  onChange(listener: (leader: boolean) => void): void {
-    this.notifier.on(listener);
-  }
-
-  /** Watches the election prefix so a resigned or expired leader is noticed at once. */
-  private ensureWatcher(): void {
-    if (this.watcher !== undefined || this.stopped) {
-      return;
-    }
-    const w = this.store.client.watch().prefix(`${this.store.keys.election}/`).watcher();
-    w.on('data', () => this.wake());
-    w.on('connected', () => this.wake());
-    w.on('error', () => {
-      // Cancelled by etcd and dropped by etcd3 (so never cancel() it); the next pass re-creates it.
-      if (this.watcher === w) {
-        this.watcher = undefined;
-      }
-      this.wake();
-    });
-    this.watcher = w;
-  }
-
-  private wake(): void {
-    const w = this.wakeUp;
-    this.wakeUp = undefined;
-    w?.();
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const t = setTimeout(() => {
-        this.wakeUp = undefined;
-        resolve();
-      }, Math.max(1, ms));
-      this.wakeUp = () => {
-        clearTimeout(t);
-        resolve();
-      };
-    });
-  }
-
-  private async run(): Promise<void> {
-    while (!this.stopped) {
-      try {
-        await this.candidacy();
-      } catch {
-        // Unreachable etcd or similar: start over after a pause.
-      }
-      this.notifier.set(false);
-      if (!this.stopped) {
-        await this.sleep(Math.min(CAMPAIGN_RETRY_MS, (this.ttlSec * 1000) / 4));
-      }
-    }
-  }
-
-  /** One lease's candidacy; returns (or throws) when that lease is lost or on resign. */
-  private async candidacy(): Promise<void> {
-    const lease = await this.store.grantLease(this.ttlSec, this.store.deadline(), 'grant sentinel-leader lease');
-    if (this.stopped) {
-      await lease.revoke(this.store.deadline()).catch(() => undefined);
-      return;
-    }
-    this.lease = lease;
-    lease.onUpdate(() => this.wake());
-    const key = `${this.store.keys.election}/${BigInt(lease.id).toString(16)}`;
-    try {
-      await this.store.call('create sentinel-leader candidate key', this.store.deadline(), (o) =>
-        this.store.client
-          .if(key, 'Create', '==', 0)
-          .then(this.store.client.put(key).value(this.uid).lease(lease.id))
-          .options(o)
-          .commit(),
-      );
-      const recheckMs = Math.max(100, lease.ttlMs / 3);
-      while (!this.stopped && lease.alive()) {
-        this.ensureWatcher();
-        const kvs = await this.store.candidates(this.store.deadline());
-        if (!kvs.some((kv) => kv.key.toString('utf8') === key)) {
-          return; // our key is gone (lease expired or key deleted): new candidacy
-        }
-        const first = kvs[0];
-        const validFor = lease.leaderValidUntil() - monotonicMs();
-        const leader = first !== undefined && first.key.toString('utf8') === key && validFor > 0;
-        this.notifier.set(leader && !this.stopped);
-        // Wake up when leadership stops being valid, even if nothing else happens.
-        await this.sleep(leader ? Math.min(recheckMs, validFor + 1) : recheckMs);
-      }
-    } finally {
-      this.notifier.set(false);
-      this.lease = undefined;
-      if (this.stopped) {
-        // resign() revokes; nothing to do here.
-      } else {
-        // Give the key up now instead of letting it block others until the TTL runs out.
-        await lease.revoke(this.store.deadline()).catch(() => undefined);
-      }
-    }
-  }
-
-  private stop(): KeptLease | undefined {
-    this.stopped = true;
-    this.notifier.set(false);
-    const lease = this.lease;
-    this.wake();
-    const w = this.watcher;
-    this.watcher = undefined;
-    if (w !== undefined) {
-      w.removeAllListeners('data');
-      w.removeAllListeners('connected');
-      w.on('error', () => undefined);
-      void w.cancel().catch(() => undefined);
-    }
-    this.onStop(this);
-    return lease;
+  leaderValidUntil(): number {
+    return this.lease === undefined ? Number.NEGATIVE_INFINITY : this.lease.leaderValidUntil();
   }
 
   /**
-   * @inheritDoc
-   * Revoking the lease is best effort (bounded by the store timeout): if etcd is unreachable the
-   * candidate key expires with the lease TTL instead. Never throws.
+   * Starts a candidacy (grant, create the key) if none runs, then reads the candidates.
+   * @throws StoreUnavailableError when etcd fails, and CandidacyOver when the lease was lost or
+   *   the key vanished; either way the candidacy ended and its lease is being revoked.
    */
-  async resign(): Promise<void> {
-    if (this.stopped) {
-      await this.done;
-      return;
+  async tryAcquireOrRenew(loop: ElectionLoop): Promise<ElectionAttempt> {
+    let lease = this.lease;
+    try {
+      if (lease === undefined) {
+        const granted = await this.store.grantLease(this.ttlSec, this.store.deadline(), 'grant sentinel-leader lease');
+        if (loop.stopped()) {
+          await granted.revoke(this.store.deadline()).catch(() => undefined);
+          return { leader: false, nextMs: 0 };
+        }
+        lease = granted;
+        this.lease = lease;
+        lease.onUpdate(() => loop.wake());
+        const key = `${this.store.keys.election}/${BigInt(lease.id).toString(16)}`;
+        this.key = key;
+        const id = lease.id;
+        await this.store.call('create sentinel-leader candidate key', this.store.deadline(), (o) =>
+          this.store.client
+            .if(key, 'Create', '==', 0)
+            .then(this.store.client.put(key).value(this.uid).lease(id))
+            .options(o)
+            .commit(),
+        );
+      }
+      if (!lease.alive()) {
+        throw new CandidacyOver('sentinel-leader lease lost');
+      }
+      const kvs = await this.store.candidates(this.store.deadline());
+      if (!kvs.some((kv) => kv.key.toString('utf8') === this.key)) {
+        throw new CandidacyOver('sentinel-leader candidate key gone'); // lease expired or key deleted
+      }
+      const first = kvs[0];
+      const validFor = lease.leaderValidUntil() - monotonicMs();
+      const leader = first !== undefined && first.key.toString('utf8') === this.key && validFor > 0;
+      const recheckMs = Math.max(100, lease.ttlMs / 3);
+      // Wake up when leadership stops being valid, even if nothing else happens.
+      return { leader, nextMs: leader ? Math.min(recheckMs, validFor + 1) : recheckMs };
+    } catch (err) {
+      if (lease !== undefined && this.lease === lease) {
+        this.lease = undefined;
+        if (!loop.stopped()) {
+          // Give the key up now instead of letting it block others until the TTL runs out
+          // (after a stop, release() revokes).
+          this.giveUp = lease.revoke(this.store.deadline()).catch(() => undefined);
+        }
+      }
+      throw err;
     }
-    const lease = this.stop();
-    // A grant in flight when we stopped is revoked by the loop itself, hence also wait for it.
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.all([
-      lease?.revoke(this.store.deadline()).catch(() => undefined),
-      Promise.race([
-        this.done,
-        new Promise<void>((r) => {
-          timer = setTimeout(r, this.store.timeoutMs);
-        }),
-      ]),
-    ]);
-    clearTimeout(timer);
   }
 
-  /** Stops without revoking: the candidate key stays until the lease expires. */
+  /** Waits for the revoke of the ended candidacy's lease; a new one starts after min(1 s, TTL/4). */
+  async recover(): Promise<number> {
+    const giveUp = this.giveUp;
+    this.giveUp = undefined;
+    await giveUp;
+    return Math.min(CAMPAIGN_RETRY_MS, (this.ttlSec * 1000) / 4);
+  }
+
+  /**
+   * Revokes the lease (deleting the candidate key), bounded by the store timeout. A grant in
+   * flight at the stop is revoked by the attempt itself. Never throws: if etcd is unreachable
+   * the key expires with the lease TTL instead.
+   */
+  async release(): Promise<void> {
+    await this.lease?.revoke(this.store.deadline()).catch(() => undefined);
+  }
+
+  /** Stops keepalives without revoking: the candidate key stays until the lease expires. */
   abandon(): void {
-    if (!this.stopped) {
-      this.stop()?.close();
-    }
+    this.lease?.close();
+  }
+
+  /** Watches the election prefix so a resigned or expired leader is noticed at once. */
+  async watch(wake: () => void, ended: () => void): Promise<StoreWatch> {
+    const w = this.store.client.watch().prefix(`${this.store.keys.election}/`).watcher();
+    w.on('data', () => wake());
+    w.on('connected', () => wake());
+    // Cancelled by etcd and dropped by etcd3 (so never cancel() it); the loop opens another.
+    w.on('error', () => ended());
+    return {
+      close: async () => {
+        await dropWatcher(w);
+      },
+    };
   }
 }

@@ -35,6 +35,8 @@ import {
   type ConfigMapView,
   type LeaseView,
 } from './kube-objects.js';
+import type { ElectionAttempt, ElectionBackend, ElectionLoop } from './election.js';
+import { StoreHandles } from './handles.js';
 import type {
   ClusterDataRecord,
   Election,
@@ -46,11 +48,12 @@ import type {
 } from './store.js';
 import {
   DEFAULT_TIMEOUT_MS,
+  KeyedSerializer,
   LEADER_VALID_FRACTION,
-  LeadershipNotifier,
   TopicDispatcher,
   checkTtl,
   checkUid,
+  monotonicMs,
   parseInfoText,
 } from './util.js';
 
@@ -77,10 +80,6 @@ const RENEW_RETRY_MS = 250;
 /** Watch reconnect backoff: first delay and cap, in ms. */
 const BACKOFF_FIRST_MS = 100;
 const BACKOFF_MAX_MS = 2000;
-
-function monotonicMs(): number {
-  return performance.now();
-}
 
 const API_CORE = '/api/v1';
 const API_COORDINATION = '/apis/coordination.k8s.io/v1';
@@ -122,13 +121,12 @@ export class KubernetesStore implements Store {
   readonly watchTimeoutSeconds: number;
   /** @internal The clock-skew rule's memory, shared by lists, watches and elections. */
   readonly observations = new LeaseObservations();
-  private closed = false;
+  private readonly handles: StoreHandles;
   /** The ConfigMap as last read or written, to replace it without reading it again. */
   private configMap: ConfigMapView | undefined;
   private readonly infos = new Map<string, KeptInfo>();
-  private readonly infoLocks = new Map<string, Promise<unknown>>();
-  private readonly watches = new Set<KubeWatch>();
-  private readonly elections = new Set<KubeElection>();
+  /** Serialises setInfo/deleteInfo and renewals per (kind, uid). */
+  private readonly infoLocks = new KeyedSerializer();
   private readonly background = new Set<Promise<unknown>>();
 
   /**
@@ -143,6 +141,7 @@ export class KubernetesStore implements Store {
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.watchTimeoutSeconds = opts.watchTimeoutSeconds ?? 300;
     this.http = new KubeHttp(opts.kubeConfig);
+    this.handles = new StoreHandles(`kubernetes store for cluster ${opts.clusterName}`, this.timeoutMs);
   }
 
   // ---- request plumbing ----
@@ -150,13 +149,6 @@ export class KubernetesStore implements Store {
   /** @internal A deadline `timeoutMs` from now (monotonic ms). */
   deadline(): number {
     return monotonicMs() + this.timeoutMs;
-  }
-
-  /** @internal Throws if closed. */
-  ensureOpen(what: string): void {
-    if (this.closed) {
-      throw new StoreUnavailableError(`kubernetes store for cluster ${this.clusterName} is closed (${what})`);
-    }
   }
 
   /** @internal Path of a ConfigMap (or the collection). */
@@ -223,21 +215,6 @@ export class KubernetesStore implements Store {
     return new StoreUnavailableError(`${what} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
 
-  /** Runs `fn` after the previous call for `key` settled (per-info serialisation). */
-  private async serialize<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.infoLocks.get(key) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.infoLocks.set(key, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.infoLocks.get(key) === tail) {
-        this.infoLocks.delete(key);
-      }
-    }
-  }
-
   /** Runs a best-effort background request (expired-Lease deletes); close() waits for them. */
   private inBackground(p: Promise<unknown>): void {
     const q = p.catch(() => undefined);
@@ -281,7 +258,7 @@ export class KubernetesStore implements Store {
 
   /** @inheritDoc */
   async getClusterData(): Promise<ClusterDataRecord | null> {
-    this.ensureOpen('getClusterData');
+    this.handles.ensureOpen('getClusterData');
     const cm = await this.readConfigMapNow(this.deadline());
     const text = cm?.annotations[CLUSTERDATA_ANNOTATION];
     return cm === undefined || text === undefined ? null : { text, revision: cm.resourceVersion };
@@ -293,7 +270,7 @@ export class KubernetesStore implements Store {
    * clusterdata": creating (expected `null`) adopts it, with its resourceVersion as precondition.
    */
   async putClusterData(text: string, expectedRevision: string | null): Promise<string> {
-    this.ensureOpen('putClusterData');
+    this.handles.ensureOpen('putClusterData');
     const deadline = this.deadline();
     const name = this.configMapName;
     if (expectedRevision === null) {
@@ -346,7 +323,7 @@ export class KubernetesStore implements Store {
 
   /** @inheritDoc */
   async overwriteClusterData(text: string): Promise<string> {
-    this.ensureOpen('overwriteClusterData');
+    this.handles.ensureOpen('overwriteClusterData');
     const deadline = this.deadline();
     const name = this.configMapName;
     // Another writer can slip in between our read and write: retry (as client-go's RetryOnConflict)
@@ -433,13 +410,13 @@ export class KubernetesStore implements Store {
 
   private scheduleRenewal(e: KeptInfo, ms: number): void {
     clearTimeout(e.timer);
-    if (e.stopped || this.closed) {
+    if (e.stopped || this.handles.isClosed) {
       return;
     }
     e.timer = setTimeout(() => {
       e.timer = undefined;
-      void this.serialize(`${e.kind}/${e.uid}`, async () => {
-        if (e.stopped || this.closed) {
+      void this.infoLocks.run(`${e.kind}/${e.uid}`, async () => {
+        if (e.stopped || this.handles.isClosed) {
           return;
         }
         const interval = Math.max(100, e.ttlMs / 3);
@@ -462,11 +439,11 @@ export class KubernetesStore implements Store {
   async setInfo<K extends InfoKind>(kind: K, uid: string, info: InfoTypes[K], ttlMs: number): Promise<void> {
     checkTtl(ttlMs);
     checkUid(uid);
-    this.ensureOpen('setInfo');
+    this.handles.ensureOpen('setInfo');
     const deadline = this.deadline();
     const key = `${kind}/${uid}`;
     const text = JSON.stringify(info);
-    await this.serialize(key, async () => {
+    await this.infoLocks.run(key, async () => {
       let e = this.infos.get(key);
       if (e === undefined) {
         e = {
@@ -515,10 +492,10 @@ export class KubernetesStore implements Store {
 
   /** @inheritDoc */
   async deleteInfo(kind: InfoKind, uid: string): Promise<void> {
-    this.ensureOpen('deleteInfo');
+    this.handles.ensureOpen('deleteInfo');
     const deadline = this.deadline();
     const key = `${kind}/${uid}`;
-    await this.serialize(key, async () => {
+    await this.infoLocks.run(key, async () => {
       const e = this.infos.get(key);
       if (e !== undefined) {
         e.stopped = true;
@@ -537,7 +514,7 @@ export class KubernetesStore implements Store {
    * @internal
    */
   deleteExpired(name: string, resourceVersion: string): void {
-    if (this.closed) {
+    if (this.handles.isClosed) {
       return;
     }
     this.inBackground(
@@ -565,7 +542,7 @@ export class KubernetesStore implements Store {
     kind: K,
     onInvalid?: (uid: string, err: Error) => void,
   ): Promise<Record<string, InfoTypes[K]>> {
-    this.ensureOpen('listInfos');
+    this.handles.ensureOpen('listInfos');
     const res = await this.req(`list ${kind} info Leases`, 'GET', this.leasePath(), {
       deadline: this.deadline(),
       query: { labelSelector: this.infoSelector(kind) },
@@ -623,9 +600,9 @@ export class KubernetesStore implements Store {
    * @throws StoreUnavailableError when that does not happen within `timeoutMs`.
    */
   async watch(topics: readonly WatchTopic[], listener: (topic: WatchTopic) => void): Promise<StoreWatch> {
-    this.ensureOpen('watch');
-    const w = new KubeWatch(this, [...new Set(topics)], listener, (x) => this.watches.delete(x));
-    this.watches.add(w);
+    this.handles.ensureOpen('watch');
+    const w = new KubeWatch(this, [...new Set(topics)], listener, (x) => this.handles.forgetWatch(x));
+    this.handles.addWatch(w);
     try {
       await w.start(this.deadline());
     } catch (err) {
@@ -644,13 +621,7 @@ export class KubernetesStore implements Store {
    * @throws RangeError when `ttlMs` is not positive.
    */
   async campaign(candidateUid: string, ttlMs: number): Promise<Election> {
-    checkTtl(ttlMs);
-    this.ensureOpen('campaign');
-    await Promise.resolve();
-    const e = new KubeElection(this, candidateUid, leaseDurationSeconds(ttlMs), (x) => this.elections.delete(x));
-    this.elections.add(e);
-    e.start();
-    return e;
+    return this.handles.campaign(ttlMs, () => new KubeElectionBackend(this, candidateUid, leaseDurationSeconds(ttlMs)));
   }
 
   /** @internal The leader Lease, or undefined when absent. */
@@ -668,7 +639,7 @@ export class KubernetesStore implements Store {
    *   the wrong type), naming it.
    */
   async getLeader(): Promise<string | null> {
-    this.ensureOpen('getLeader');
+    this.handles.ensureOpen('getLeader');
     const lease = await this.readLeaderLease(this.deadline());
     if (lease === undefined || lease.holder === '') {
       return null;
@@ -687,11 +658,10 @@ export class KubernetesStore implements Store {
    * bounded by `timeoutMs`, failures ignored: Leases left behind expire by their duration).
    */
   async close(): Promise<void> {
-    if (this.closed) {
+    // From here on every public call throws; what close() itself sends below does not check.
+    if (!this.handles.markClosed()) {
       return;
     }
-    // From here on every public call throws; what close() itself sends below does not check.
-    this.closed = true;
     const deadline = this.deadline();
     const infos = [...this.infos.values()];
     for (const e of infos) {
@@ -700,8 +670,7 @@ export class KubernetesStore implements Store {
     }
     this.infos.clear();
     await Promise.all([
-      ...[...this.elections].map((e) => e.resign()),
-      ...[...this.watches].map((w) => w.close()),
+      this.handles.resignAndCloseAll(),
       ...infos.map((e) =>
         this.req(`delete ${e.kind} info Lease ${e.name}`, 'DELETE', this.leasePath(e.name), { deadline, allow: [404] }).catch(() => undefined),
       ),
@@ -727,19 +696,16 @@ export class KubernetesStore implements Store {
    * once the leader Lease expires.
    */
   async abandon(): Promise<void> {
-    if (this.closed) {
+    if (!this.handles.markClosed()) {
       return;
     }
-    this.closed = true;
     for (const e of this.infos.values()) {
       e.stopped = true;
       clearTimeout(e.timer);
     }
     this.infos.clear();
-    for (const e of [...this.elections]) {
-      e.abandon();
-    }
-    await Promise.all([...this.watches].map((w) => w.close()));
+    this.handles.abandonElections();
+    await this.handles.closeWatches();
     this.http.closeAll();
   }
 }
@@ -1104,22 +1070,21 @@ class KubeWatch implements StoreWatch {
 }
 
 /**
- * A candidacy for the sentinel leader Lease, with client-go's Lease lock rules (module comment).
- * One loop: read the Lease, then create, renew, take over or follow; wake-ups come from a watch
- * on the Lease (a resign or an expiry is acted on at once) and from timers.
+ * The Kubernetes steps of a candidacy for the sentinel leader Lease, with client-go's Lease lock
+ * rules (module comment); the loop is `LeaderElection`. Each attempt reads the Lease, then
+ * creates, renews, takes over or follows; wake-ups come from a watch on the Lease (a resign or an
+ * expiry is acted on at once) and from timers. A failed attempt leaves a leader leading until
+ * its renew deadline (3/4 of the duration after its last successful write was sent), retrying
+ * every 250 ms meanwhile; a follower retries every duration/3.
  * @internal
  */
-class KubeElection implements Election {
-  private readonly notifier = new LeadershipNotifier();
-  private stopped = false;
+class KubeElectionBackend implements ElectionBackend {
+  /** After each attempt: our own first write is then in the watch's initial list, not an event. */
+  readonly openWatch = 'before-sleeps';
+  /** A request may take until the renew deadline: the loss is reported on time regardless. */
+  readonly stepDownTimer = true;
   /** Monotonic time at which the last successful create/renew/takeover was sent. */
   private lastRenew = Number.NEGATIVE_INFINITY;
-  private stepDownTimer: NodeJS.Timeout | undefined;
-  private wakeUp: (() => void) | undefined;
-  private watch: StoreWatch | undefined;
-  private watchPending = false;
-  private readonly done: Promise<void>;
-  private resolveDone!: () => void;
   private readonly durationMs: number;
   private readonly renewDeadlineMs: number;
   private readonly retryMs: number;
@@ -1129,108 +1094,20 @@ class KubeElection implements Election {
     private readonly store: KubernetesStore,
     private readonly uid: string,
     private readonly durationSec: number,
-    private readonly onStop: (e: KubeElection) => void,
   ) {
     this.durationMs = durationSec * 1000;
     this.renewDeadlineMs = this.durationMs * LEADER_VALID_FRACTION;
     this.retryMs = Math.max(100, this.durationMs / 3);
     this.name = leaderLeaseName(store.clusterName);
-    this.done = new Promise((r) => {
-      this.resolveDone = r;
-    });
   }
 
-  start(): void {
-    // The loop starts on a later tick: campaign() resolves before any leadership is reported.
-    setImmediate(() => {
-      void this.run().finally(() => this.resolveDone());
-    });
-  }
-
-  isLeader(): boolean {
-    return this.notifier.leader && !this.stopped && monotonicMs() < this.lastRenew + this.renewDeadlineMs;
-  }
-
-  onChange(listener: (leader: boolean) => void): void {
-    this.notifier.on(listener);
-  }
-
-  private wake(): void {
-    const w = this.wakeUp;
-    this.wakeUp = undefined;
-    w?.();
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const t = setTimeout(() => {
-        this.wakeUp = undefined;
-        resolve();
-      }, Math.max(1, ms));
-      this.wakeUp = () => {
-        clearTimeout(t);
-        resolve();
-      };
-    });
+  leaderValidUntil(): number {
+    return this.lastRenew + this.renewDeadlineMs;
   }
 
   /** Watches the leader Lease so that a resign or an expiry wakes the loop at once (best effort). */
-  private ensureWatch(): void {
-    if (this.watch !== undefined || this.watchPending || this.stopped) {
-      return;
-    }
-    this.watchPending = true;
-    this.store.watch(['sentinel-leader'], () => this.wake()).then(
-      (w) => {
-        this.watchPending = false;
-        if (this.stopped) {
-          void w.close();
-        } else {
-          this.watch = w;
-        }
-      },
-      () => {
-        this.watchPending = false; // retried on the next pass; polling covers meanwhile
-      },
-    );
-  }
-
-  private leading(): void {
-    if (this.stopped) {
-      return;
-    }
-    this.notifier.set(true);
-    clearTimeout(this.stepDownTimer);
-    // Report the loss on time even if the loop is stuck in a request.
-    this.stepDownTimer = setTimeout(() => {
-      if (monotonicMs() >= this.lastRenew + this.renewDeadlineMs) {
-        this.notifier.set(false);
-      }
-    }, Math.max(0, this.lastRenew + this.renewDeadlineMs - monotonicMs()) + 1);
-  }
-
-  private following(): void {
-    clearTimeout(this.stepDownTimer);
-    this.notifier.set(false);
-  }
-
-  private async run(): Promise<void> {
-    while (!this.stopped) {
-      let next: number;
-      try {
-        next = await this.pass();
-      } catch {
-        // Unreachable API server or similar: a leader keeps trying fast until its renew deadline.
-        if (this.notifier.leader && monotonicMs() >= this.lastRenew + this.renewDeadlineMs) {
-          this.following();
-        }
-        next = this.notifier.leader ? RENEW_RETRY_MS : this.retryMs;
-      }
-      if (!this.stopped) {
-        this.ensureWatch();
-        await this.sleep(next);
-      }
-    }
+  watch(wake: () => void): Promise<StoreWatch> {
+    return this.store.watch(['sentinel-leader'], () => wake());
   }
 
   private record(now: number, transitions: number, acquireTime: string, rv: string | undefined): Record<string, unknown> {
@@ -1253,16 +1130,18 @@ class KubeElection implements Election {
     };
   }
 
-  /** One read-and-act pass (client-go's tryAcquireOrRenew). @returns ms until the next pass. */
-  private async pass(): Promise<number> {
-    const wasLeader = this.notifier.leader;
+  /**
+   * One read-and-act pass (client-go's tryAcquireOrRenew).
+   * @throws StolonError when a request fails or the Lease cannot be read.
+   */
+  async tryAcquireOrRenew(loop: ElectionLoop): Promise<ElectionAttempt> {
     // A leader's requests must not outlive its renew deadline.
-    const deadline = wasLeader ? Math.min(this.store.deadline(), this.lastRenew + this.renewDeadlineMs) : this.store.deadline();
+    const deadline = loop.leading() ? Math.min(this.store.deadline(), this.lastRenew + this.renewDeadlineMs) : this.store.deadline();
     const sentAt = monotonicMs();
     const now = Date.now();
     const lease = await this.store.readLeaderLease(deadline);
-    if (this.stopped) {
-      return 0;
+    if (loop.stopped()) {
+      return { leader: undefined, nextMs: 0 };
     }
     if (lease === undefined) {
       const res = await this.store.req(`create Lease ${this.name}`, 'POST', this.store.leasePath(), {
@@ -1270,7 +1149,7 @@ class KubeElection implements Election {
         body: this.record(now, 0, microTime(now), undefined),
         allow: [409],
       });
-      return this.afterWrite(res, sentAt, false);
+      return this.afterWrite(res, sentAt, false, loop);
     }
     const expiresAt = lease.durationMs === undefined ? Number.POSITIVE_INFINITY : this.store.observations.expiresAt(lease.name, lease.resourceVersion, lease.durationMs);
     if (lease.holder === this.uid) {
@@ -1280,11 +1159,10 @@ class KubeElection implements Election {
         body: this.record(now, lease.transitions, lease.acquireTime ?? microTime(now), lease.resourceVersion),
         allow: [404, 409],
       });
-      return this.afterWrite(res, sentAt, true);
+      return this.afterWrite(res, sentAt, true, loop);
     }
     if (lease.holder !== '' && monotonicMs() < expiresAt) {
-      this.following();
-      return Math.min(this.retryMs, expiresAt - monotonicMs() + 1);
+      return { leader: false, nextMs: Math.min(this.retryMs, expiresAt - monotonicMs() + 1) };
     }
     // Free (resigned) or expired: take it over, counting the transition.
     const res = await this.store.req(`take over Lease ${this.name}`, 'PUT', this.store.leasePath(this.name), {
@@ -1292,67 +1170,44 @@ class KubeElection implements Election {
       body: this.record(now, lease.transitions + 1, microTime(now), lease.resourceVersion),
       allow: [404, 409],
     });
-    return this.afterWrite(res, sentAt, false);
+    return this.afterWrite(res, sentAt, false, loop);
   }
 
   /**
    * Acts on the answer to a create, renew or takeover sent at `sentAt`.
    * @param renewing true for a renewal of a Lease we hold.
    */
-  private afterWrite(res: KubeResponse, sentAt: number, renewing: boolean): number {
+  private afterWrite(res: KubeResponse, sentAt: number, renewing: boolean, loop: ElectionLoop): ElectionAttempt {
     if (res.status >= 300) {
       // Someone else wrote first (409) or it was deleted (404): read again soon. A holder whose
       // renewal conflicted (e.g. an earlier renewal that timed out here but was applied) keeps
       // leading until its renew deadline, as client-go does, instead of flapping.
-      if (!renewing) {
-        this.following();
-      }
-      return Math.min(this.retryMs, RENEW_RETRY_MS);
+      return { leader: renewing ? undefined : false, nextMs: Math.min(this.retryMs, RENEW_RETRY_MS) };
     }
     const lease = readLease(res.body, `sentinel leader Lease ${this.name}`);
     // Our own write: observed now, so a takeover check by this process counts from here too.
     this.store.observations.observe(lease.name, lease.resourceVersion);
     // Recorded even when resign() ran meanwhile, so that resign releases what we just took.
     this.lastRenew = sentAt;
-    if (this.stopped) {
-      return 0;
+    if (loop.stopped()) {
+      return { leader: undefined, nextMs: 0 };
     }
-    this.leading();
-    return this.retryMs;
+    return { leader: true, nextMs: this.retryMs };
   }
 
-  private stop(): void {
-    this.stopped = true;
-    clearTimeout(this.stepDownTimer);
-    this.notifier.set(false);
-    this.wake();
-    const w = this.watch;
-    this.watch = undefined;
-    void w?.close();
-    this.onStop(this);
+  /** Unreachable API server or similar: a leader keeps trying fast until its renew deadline. */
+  async recover(leading: boolean): Promise<number> {
+    return leading ? RENEW_RETRY_MS : this.retryMs;
   }
 
   /**
-   * @inheritDoc
    * Waits for a pass in flight (bounded by the store timeout), then clears `holderIdentity` if
    * the Lease still names this candidate (with its resourceVersion as precondition). Best effort:
    * if the API server is unreachable the Lease expires after its duration instead. Never throws.
    */
-  async resign(): Promise<void> {
-    if (this.stopped) {
-      await this.done;
-      return;
-    }
-    this.stop();
+  async release(loopEnded: Promise<void>): Promise<void> {
     const deadline = this.store.deadline();
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      this.done,
-      new Promise<void>((r) => {
-        timer = setTimeout(r, this.store.timeoutMs);
-      }),
-    ]);
-    clearTimeout(timer);
+    await loopEnded;
     if (this.lastRenew === Number.NEGATIVE_INFINITY) {
       return; // never held it
     }
@@ -1373,10 +1228,6 @@ class KubeElection implements Election {
     }
   }
 
-  /** Stops without releasing: the Lease passes on once it expires. */
-  abandon(): void {
-    if (!this.stopped) {
-      this.stop();
-    }
-  }
+  /** Nothing runs between attempts: the Lease passes on once it expires. */
+  abandon(): void {}
 }

@@ -19,6 +19,15 @@ export const DEFAULT_TIMEOUT_MS = 5000;
  */
 export const LEADER_VALID_FRACTION = 3 / 4;
 
+/**
+ * The monotonic clock every lease and election timing uses, in ms (`performance.now()`): wall
+ * clock steps cannot shorten or stretch a TTL.
+ * @internal
+ */
+export function monotonicMs(): number {
+  return performance.now();
+}
+
 /** Key layout under `<prefix>/<cluster>`, Stolon's (see `store.ts`). @internal */
 export class KeyLayout {
   readonly base: string;
@@ -72,6 +81,31 @@ export function checkTtl(ttlMs: number): void {
 export function checkUid(uid: string): void {
   if (uid.length === 0 || uid.includes('/')) {
     throw new RangeError(`info uid must be non-empty and contain no '/', got "${uid}"`);
+  }
+}
+
+/**
+ * Runs async functions one after the other per key: `run(key, fn)` starts `fn` once every earlier
+ * call for the same key has settled (fulfilled or rejected) and settles as `fn` does; calls for
+ * other keys run alongside. A key with nothing in flight takes no memory.
+ * @internal
+ */
+export class KeyedSerializer {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  /** @returns what `fn` returns; rejects as `fn` does (an earlier call's failure does not matter). */
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(key) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.tails.set(key, tail);
+    try {
+      return await run;
+    } finally {
+      if (this.tails.get(key) === tail) {
+        this.tails.delete(key);
+      }
+    }
   }
 }
 
