@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { childPids, type EtcdHandle, type LocalCluster, makeTempDir, query, removeDir, startEtcd, startLocalCluster, waitFor } from '@stolon-ts/harness';
+import { resolvePgBinDir } from '@stolon-ts/postgres';
 
 interface KeeperStatus {
   uid: string;
@@ -24,7 +25,7 @@ interface StatusJson {
   keepers: KeeperStatus[];
 }
 
-const PG_BIN = '/usr/lib/postgresql/15/bin';
+const PG_BIN = resolvePgBinDir();
 let dir = '';
 let etcd: EtcdHandle;
 const clusters: LocalCluster[] = [];
