@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine for stolon-ts: etcd (Debian's etcd-server), npm dependencies, build.
-# Idempotent; safe to run again. Needs PostgreSQL server binaries (default /usr/lib/postgresql/15/bin).
+# Idempotent; safe to run again. Needs PostgreSQL server binaries: $PG_BIN, else `pg_config --bindir`
+# when it holds postgres, else /usr/lib/postgresql/15/bin (the order of resolvePgBinDir in packages/postgres).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +28,12 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/d
   systemctl stop etcd || true
 fi
 
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+if [ -z "${PG_BIN:-}" ]; then
+  PG_BIN=$(pg_config --bindir 2>/dev/null || true)
+  if [ -z "$PG_BIN" ] || [ ! -x "$PG_BIN/postgres" ]; then
+    PG_BIN=/usr/lib/postgresql/15/bin
+  fi
+fi
 if [ ! -x "$PG_BIN/postgres" ]; then
   echo "setup: no PostgreSQL server binaries in $PG_BIN; install postgresql-15 or set PG_BIN" >&2
   exit 1

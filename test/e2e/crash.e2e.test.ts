@@ -7,12 +7,20 @@
  */
 import { chmod } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { failoverEvents, type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor, waitKeepersConverged } from '@stolon-ts/harness';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { e2eCluster, failoverEvents, query, waitFor, waitKeepersConverged } from '@stolon-ts/harness';
 
-let dir = '';
-let cluster: LocalCluster;
-let failed = false;
+const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
+  tmpPrefix: 'stolon-crash-e2e-',
+  keepers: 2,
+  clusterName: 'crash',
+  logLevel: 'debug',
+  logTailLines: 250,
+  setup: async (c) => {
+    await query(c.proxyClientConfig(0), 'create table c (id serial primary key)');
+    await waitKeepersConverged(c, 2);
+  },
+});
 
 /** Inserts through the proxy back to back (reconnecting) and returns the acknowledgement times. */
 function writer(): { acks: number[]; stop: () => Promise<void> } {
@@ -22,7 +30,7 @@ function writer(): { acks: number[]; stop: () => Promise<void> } {
     const deadline = Date.now() + 120_000;
     while (!stopped && Date.now() < deadline) {
       try {
-        await query({ ...cluster.proxyClientConfig(0), connectionTimeoutMillis: 1000 }, 'insert into c values (default)');
+        await query({ ...e2e.cluster.proxyClientConfig(0), connectionTimeoutMillis: 1000 }, 'insert into c values (default)');
         acks.push(Date.now());
       } catch {
         await new Promise((r) => setTimeout(r, 20));
@@ -47,41 +55,13 @@ function longestGap(acks: readonly number[], from: number): number {
   return gap;
 }
 
-function guard(fn: () => Promise<void>): () => Promise<void> {
-  return async () => {
-    try {
-      await fn();
-    } catch (err) {
-      failed = true;
-      throw err;
-    }
-  };
-}
-
-beforeAll(async () => {
-  dir = await makeTempDir('stolon-crash-e2e-');
-  cluster = await startLocalCluster({ dir, keepers: 2, clusterName: 'crash', logLevel: 'debug' });
-  await query(cluster.proxyClientConfig(0), 'create table c (id serial primary key)');
-  await waitKeepersConverged(cluster, 2);
-}, 180_000);
-
-afterAll(async () => {
-  if (failed) {
-    process.stdout.write(`--- logs (tail) ---\n${cluster?.logs().split('\n').slice(-250).join('\n')}\nkept in ${dir}\n`);
-  }
-  await cluster?.stop();
-  if (!failed && dir !== '') {
-    await removeDir(dir);
-  }
-}, 120_000);
-
 describe('postgres crash with its keeper alive', () => {
-  it('SIGKILL of the postmaster: the keeper restarts it at once, the same keeper stays primary, no failover', guard(async () => {
-    const p = await cluster.primaryIndex();
-    const before = (await failoverEvents(cluster)).length;
+  it('SIGKILL of the postmaster: the keeper restarts it at once, the same keeper stays primary, no failover', async () => {
+    const p = await e2e.cluster.primaryIndex();
+    const before = (await failoverEvents(e2e.cluster)).length;
     const w = writer();
     await waitFor(() => (w.acks.length >= 20 ? true : undefined), { timeoutMs: 20_000, what: 'the writer to get going' });
-    const pid = await cluster.keepers[p]!.postmasterPid();
+    const pid = await e2e.cluster.keepers[p]!.postmasterPid();
     expect(pid).toBeDefined();
     const killedAt = Date.now();
     process.kill(pid!, 'SIGKILL');
@@ -90,23 +70,23 @@ describe('postgres crash with its keeper alive', () => {
     const gap = longestGap(w.acks, killedAt);
     process.stdout.write(`postgres crash (SIGKILL of the postmaster), keeper alive: write outage ${gap} ms through the proxy\n`);
     // Where the time went: the keeper's own account, ms after the kill.
-    for (const line of cluster.keepers[p]!.process.logs().split('\n')) {
+    for (const line of e2e.cluster.keepers[p]!.process.logs().split('\n')) {
       const m = /"time":(\d+).*"msg":"([^"]*)"/.exec(line);
       if (m !== null && Number(m[1]) >= killedAt && Number(m[1]) <= killedAt + gap + 1000 && !line.includes('"level":20')) {
         process.stdout.write(`  +${Number(m[1]) - killedAt} ms ${m[2]!.slice(0, 120)}\n`);
       }
     }
-    expect(await cluster.primaryIndex()).toBe(p);
-    expect((await failoverEvents(cluster)).length).toBe(before);
-    expect(cluster.keepers[p]!.process.logs()).toContain('postgres is no longer running');
+    expect(await e2e.cluster.primaryIndex()).toBe(p);
+    expect((await failoverEvents(e2e.cluster)).length).toBe(before);
+    expect(e2e.cluster.keepers[p]!.process.logs()).toContain('postgres is no longer running');
     // Well inside failInterval (6 s): the restart, not a failover, ended the outage.
     expect(gap).toBeLessThan(6000);
-  }));
+  });
 
-  it('postgres that cannot start again (pg_control unreadable): the keeper reports it and the sentinel fails over without waiting failInterval', guard(async () => {
-    await waitKeepersConverged(cluster, 2);
-    const p = await cluster.primaryIndex();
-    const keeper = cluster.keepers[p]!;
+  it('postgres that cannot start again (pg_control unreadable): the keeper reports it and the sentinel fails over without waiting failInterval', async () => {
+    await waitKeepersConverged(e2e.cluster, 2);
+    const p = await e2e.cluster.primaryIndex();
+    const keeper = e2e.cluster.keepers[p]!;
     const w = writer();
     await waitFor(() => (w.acks.length >= 20 ? true : undefined), { timeoutMs: 20_000, what: 'the writer to get going' });
     const pid = await keeper.postmasterPid();
@@ -125,12 +105,12 @@ describe('postgres crash with its keeper alive', () => {
         }
       });
     try {
-      await waitFor(async () => ((await cluster.primaryIndex()) === 1 - p ? true : undefined), { timeoutMs: 30_000, what: 'the standby to be promoted' });
+      await waitFor(async () => ((await e2e.cluster.primaryIndex()) === 1 - p ? true : undefined), { timeoutMs: 30_000, what: 'the standby to be promoted' });
       await waitFor(() => (w.acks.some((a) => a > killedAt + 500) ? true : undefined), { timeoutMs: 30_000, what: 'writes to resume' });
       await w.stop();
       const gap = longestGap(w.acks, killedAt);
       process.stdout.write(`postgres crash that cannot restart: failover, write outage ${gap} ms through the proxy\n`);
-      const ev = (await failoverEvents(cluster)).at(-1)!;
+      const ev = (await failoverEvents(e2e.cluster)).at(-1)!;
       expect(ev.oldPrimary.keeperUID).toBe(keeper.uid);
       expect(ev.cause).toContain('cannot be started');
       // failInterval is 6 s: without the start-error report the sentinel would still be waiting.
@@ -139,6 +119,6 @@ describe('postgres crash with its keeper alive', () => {
       await w.stop();
       await restore();
     }
-    await waitKeepersConverged(cluster, 2);
-  }));
+    await waitKeepersConverged(e2e.cluster, 2);
+  });
 });

@@ -6,128 +6,106 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor } from '@stolon-ts/harness';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { e2eCluster, query, waitFor } from '@stolon-ts/harness';
 
 interface StatusJson {
   cluster: { phase: string; masterKeeper?: string };
   keepers: { uid: string; healthy: boolean; pgHealthy: boolean; role?: string }[];
 }
 
-let dir = '';
-let cluster: LocalCluster;
-let failed = false;
-
-beforeAll(async () => {
-  dir = await makeTempDir('stolon-e2e-');
-  cluster = await startLocalCluster({
-    dir,
-    keepers: 2,
-    sentinels: 1,
-    proxies: 1,
-    clusterName: 'e2e',
-    logLevel: 'debug',
-  });
-}, 180_000);
-
-afterAll(async () => {
-  await cluster?.stop();
-  if (failed) {
-    process.stdout.write(`e2e failed: data and logs kept in ${dir}\n`);
-  } else if (dir !== '') {
-    await removeDir(dir);
-  }
-}, 120_000);
+const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
+  tmpPrefix: 'stolon-e2e-',
+  keepers: 2,
+  sentinels: 1,
+  proxies: 1,
+  clusterName: 'e2e',
+  logLevel: 'debug',
+});
 
 describe('local HA cluster on real etcd and PostgreSQL', () => {
   it('fails over to the standby after kill -9 of the primary keeper and postgres, then rejoins the old primary', async () => {
-    try {
-      const proxy = cluster.proxyClientConfig(0);
-      await query(proxy, 'create table t (id int primary key, note text)');
-      for (let i = 1; i <= 50; i++) {
-        await query(proxy, 'insert into t values ($1, $2)', [i, `row ${i}`]);
-      }
-      const primary = await cluster.primaryIndex();
-      expect(primary).toBeGreaterThanOrEqual(0);
-      const standby = 1 - primary;
+    const proxy = e2e.cluster.proxyClientConfig(0);
+    await query(proxy, 'create table t (id int primary key, note text)');
+    for (let i = 1; i <= 50; i++) {
+      await query(proxy, 'insert into t values ($1, $2)', [i, `row ${i}`]);
+    }
+    const primary = await e2e.cluster.primaryIndex();
+    expect(primary).toBeGreaterThanOrEqual(0);
+    const standby = 1 - primary;
 
-      // Everything the standby has received before the kill must survive the failover.
-      const received = await waitFor(
-        async () => {
-          const rows = await query<{ n: string }>(cluster.directClientConfig(standby), 'select count(*) as n from t');
-          return Number(rows[0]?.n) === 50 ? 50 : undefined;
-        },
-        { timeoutMs: 30_000, what: 'the standby to replay all 50 rows' },
-      );
+    // Everything the standby has received before the kill must survive the failover.
+    const received = await waitFor(
+      async () => {
+        const rows = await query<{ n: string }>(e2e.cluster.directClientConfig(standby), 'select count(*) as n from t');
+        return Number(rows[0]?.n) === 50 ? 50 : undefined;
+      },
+      { timeoutMs: 30_000, what: 'the standby to replay all 50 rows' },
+    );
 
-      const status = await cluster.stolonctl(['status', '--format', 'json']);
-      expect(status.code, status.stderr).toBe(0);
-      const st = JSON.parse(status.stdout) as StatusJson;
-      expect(st.cluster.phase).toBe('normal');
+    const status = await e2e.cluster.stolonctl(['status', '--format', 'json']);
+    expect(status.code, status.stderr).toBe(0);
+    const st = JSON.parse(status.stdout) as StatusJson;
+    expect(st.cluster.phase).toBe('normal');
 
-      const killedAt = Date.now();
-      await cluster.killKeeperNode(primary);
+    const killedAt = Date.now();
+    await e2e.cluster.killKeeperNode(primary);
 
-      // A write through the same proxy port succeeds, on the other keeper.
-      await waitFor(
-        async () => {
-          try {
-            await query(proxy, 'insert into t values (1000, $1)', ['after failover']);
-            return true;
-          } catch {
-            return undefined;
-          }
-        },
-        { timeoutMs: 60_000, what: 'a write through the proxy after the primary was killed', intervalMs: 200 },
-      );
-      const outageMs = Date.now() - killedAt;
-      process.stdout.write(`write outage after kill -9 of the primary node: ${outageMs} ms\n`);
-      const onStandby = await query<{ r: boolean }>(cluster.directClientConfig(standby), 'select pg_is_in_recovery() as r');
-      expect(onStandby[0]?.r).toBe(false);
-      const count = await query<{ n: string }>(proxy, 'select count(*) as n from t where id <= 50');
-      expect(Number(count[0]?.n)).toBe(received);
-
-      // The killed keeper comes back as a standby of the new primary and catches up.
-      await cluster.startKeeper(primary);
-      await query(proxy, 'insert into t values (1001, $1)', ['after rejoin']);
-      await waitFor(
-        async () => {
-          try {
-            const rows = await query<{ r: boolean; n: string }>(
-              cluster.directClientConfig(primary),
-              'select pg_is_in_recovery() as r, (select count(*) from t) as n',
-            );
-            return rows[0]?.r === true && Number(rows[0]?.n) === 52 ? true : undefined;
-          } catch {
-            return undefined;
-          }
-        },
-        { timeoutMs: 90_000, what: 'the old primary to rejoin as a standby with all 52 rows', intervalMs: 500 },
-      );
-      const st2 = JSON.parse((await cluster.stolonctl(['status', '--format', 'json'])).stdout) as StatusJson;
-      expect(st2.keepers.filter((k) => k.healthy)).toHaveLength(2);
-
-      // Hygiene checked on the real processes: no password in any argv, none in any log line,
-      // and (as root) postgres runs as the unprivileged user.
-      const ps = execFileSync('ps', ['-eo', 'user,args'], { encoding: 'utf8' });
-      const repl = readFileSync(cluster.replPasswordFile, 'utf8').trim();
-      expect(ps).not.toContain(cluster.suPassword);
-      expect(ps).not.toContain(repl);
-      const logs = cluster.logs();
-      expect(logs).not.toContain(cluster.suPassword);
-      expect(logs).not.toContain(repl);
-      expect(logs).not.toContain('please report this as a bug');
-      if (process.getuid?.() === 0) {
-        const postgresLines = ps.split('\n').filter((l) => /postgres: |bin\/postgres /.test(l) && l.includes(dir));
-        expect(postgresLines.length).toBeGreaterThan(0);
-        for (const l of postgresLines) {
-          expect(l.startsWith('root')).toBe(false);
+    // A write through the same proxy port succeeds, on the other keeper.
+    await waitFor(
+      async () => {
+        try {
+          await query(proxy, 'insert into t values (1000, $1)', ['after failover']);
+          return true;
+        } catch {
+          return undefined;
         }
+      },
+      { timeoutMs: 60_000, what: 'a write through the proxy after the primary was killed', intervalMs: 200 },
+    );
+    const outageMs = Date.now() - killedAt;
+    process.stdout.write(`write outage after kill -9 of the primary node: ${outageMs} ms\n`);
+    const onStandby = await query<{ r: boolean }>(e2e.cluster.directClientConfig(standby), 'select pg_is_in_recovery() as r');
+    expect(onStandby[0]?.r).toBe(false);
+    const count = await query<{ n: string }>(proxy, 'select count(*) as n from t where id <= 50');
+    expect(Number(count[0]?.n)).toBe(received);
+
+    // The killed keeper comes back as a standby of the new primary and catches up.
+    await e2e.cluster.startKeeper(primary);
+    await query(proxy, 'insert into t values (1001, $1)', ['after rejoin']);
+    await waitFor(
+      async () => {
+        try {
+          const rows = await query<{ r: boolean; n: string }>(
+            e2e.cluster.directClientConfig(primary),
+            'select pg_is_in_recovery() as r, (select count(*) from t) as n',
+          );
+          return rows[0]?.r === true && Number(rows[0]?.n) === 52 ? true : undefined;
+        } catch {
+          return undefined;
+        }
+      },
+      { timeoutMs: 90_000, what: 'the old primary to rejoin as a standby with all 52 rows', intervalMs: 500 },
+    );
+    const st2 = JSON.parse((await e2e.cluster.stolonctl(['status', '--format', 'json'])).stdout) as StatusJson;
+    expect(st2.keepers.filter((k) => k.healthy)).toHaveLength(2);
+
+    // Hygiene checked on the real processes: no password in any argv, none in any log line,
+    // and (as root) postgres runs as the unprivileged user.
+    const ps = execFileSync('ps', ['-eo', 'user,args'], { encoding: 'utf8' });
+    const repl = readFileSync(e2e.cluster.replPasswordFile, 'utf8').trim();
+    expect(ps).not.toContain(e2e.cluster.suPassword);
+    expect(ps).not.toContain(repl);
+    const logs = e2e.cluster.logs();
+    expect(logs).not.toContain(e2e.cluster.suPassword);
+    expect(logs).not.toContain(repl);
+    expect(logs).not.toContain('please report this as a bug');
+    if (process.getuid?.() === 0) {
+      const postgresLines = ps.split('\n').filter((l) => /postgres: |bin\/postgres /.test(l) && l.includes(e2e.dir));
+      expect(postgresLines.length).toBeGreaterThan(0);
+      for (const l of postgresLines) {
+        expect(l.startsWith('root')).toBe(false);
       }
-    } catch (err) {
-      failed = true;
-      process.stdout.write(`--- component logs (tail) ---\n${cluster.logs().split('\n').slice(-200).join('\n')}\n`);
-      throw err;
     }
   });
 });

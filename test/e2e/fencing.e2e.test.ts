@@ -10,16 +10,25 @@
  *    shut down before the sentinel promotes the standby, so no client — proxy or direct — can
  *    write to it after the promotion; after SIGCONT it rejoins as a standby.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { failoverEvents, type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor, waitKeepersConverged } from '@stolon-ts/harness';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { e2eCluster, failoverEvents, query, waitFor, waitKeepersConverged } from '@stolon-ts/harness';
 
-let dir = '';
-let cluster: LocalCluster;
-let failed = false;
+const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
+  tmpPrefix: 'stolon-fencing-e2e-',
+  keepers: 2,
+  clusterName: 'fence',
+  keeperStoreRelays: true,
+  logLevel: 'debug',
+  logTailLines: 250,
+  setup: async (c) => {
+    await query(c.proxyClientConfig(0), 'create table f (id serial primary key)');
+    await waitKeepersConverged(c, 2);
+  },
+});
 
 async function directWrite(i: number): Promise<boolean> {
   try {
-    await query({ ...cluster.directClientConfig(i), connectionTimeoutMillis: 1000 }, 'insert into f values (default)');
+    await query({ ...e2e.cluster.directClientConfig(i), connectionTimeoutMillis: 1000 }, 'insert into f values (default)');
     return true;
   } catch {
     return false;
@@ -30,7 +39,7 @@ async function writableThroughProxy(what: string): Promise<void> {
   await waitFor(
     async () => {
       try {
-        await query({ ...cluster.proxyClientConfig(0), connectionTimeoutMillis: 1000 }, 'insert into f values (default)');
+        await query({ ...e2e.cluster.proxyClientConfig(0), connectionTimeoutMillis: 1000 }, 'insert into f values (default)');
         return true;
       } catch {
         return undefined;
@@ -40,40 +49,12 @@ async function writableThroughProxy(what: string): Promise<void> {
   );
 }
 
-function guard(fn: () => Promise<void>): () => Promise<void> {
-  return async () => {
-    try {
-      await fn();
-    } catch (err) {
-      failed = true;
-      throw err;
-    }
-  };
-}
-
-beforeAll(async () => {
-  dir = await makeTempDir('stolon-fencing-e2e-');
-  cluster = await startLocalCluster({ dir, keepers: 2, clusterName: 'fence', keeperStoreRelays: true, logLevel: 'debug' });
-  await query(cluster.proxyClientConfig(0), 'create table f (id serial primary key)');
-  await waitKeepersConverged(cluster, 2);
-}, 180_000);
-
-afterAll(async () => {
-  if (failed) {
-    process.stdout.write(`--- logs (tail) ---\n${cluster?.logs().split('\n').slice(-250).join('\n')}\nkept in ${dir}\n`);
-  }
-  await cluster?.stop();
-  if (!failed && dir !== '') {
-    await removeDir(dir);
-  }
-}, 120_000);
-
 describe('self-fencing primary', () => {
-  it('cut off from etcd until its fencer acts, healed before the lease expires: postgres refused writes, then the same keeper serves again with no failover', guard(async () => {
-    const p = await cluster.primaryIndex();
+  it('cut off from etcd until its fencer acts, healed before the lease expires: postgres refused writes, then the same keeper serves again with no failover', async () => {
+    const p = await e2e.cluster.primaryIndex();
     expect(p).toBeGreaterThanOrEqual(0);
-    const keeper = cluster.keepers[p]!;
-    const before = (await failoverEvents(cluster)).length;
+    const keeper = e2e.cluster.keepers[p]!;
+    const before = (await failoverEvents(e2e.cluster)).length;
     const logBefore = keeper.process.logs().length;
     const cutAt = Date.now();
     keeper.storeRelay!.cut();
@@ -90,17 +71,17 @@ describe('self-fencing primary', () => {
     // The lease (TTL 6 s) cannot have run out before the fence: at most TTL − margin after the last renewal.
     expect(fencedAfterMs).toBeLessThan(6000);
     await writableThroughProxy('writes through the proxy after the fence is lifted');
-    expect(await cluster.primaryIndex()).toBe(p);
+    expect(await e2e.cluster.primaryIndex()).toBe(p);
     expect(await directWrite(p)).toBe(true);
-    expect((await failoverEvents(cluster)).length).toBe(before);
+    expect((await failoverEvents(e2e.cluster)).length).toBe(before);
     expect(keeper.process.logs().slice(logBefore)).toContain('self-fenced at');
-    await waitKeepersConverged(cluster, 2);
-  }));
+    await waitKeepersConverged(e2e.cluster, 2);
+  });
 
-  it('the primary keeper alone killed (postgres and its fencer live on) and restarted at once: the new keeper retires the old fencer, postgres is not fenced, no failover', guard(async () => {
-    const p = await cluster.primaryIndex();
-    const keeper = cluster.keepers[p]!;
-    const before = (await failoverEvents(cluster)).length;
+  it('the primary keeper alone killed (postgres and its fencer live on) and restarted at once: the new keeper retires the old fencer, postgres is not fenced, no failover', async () => {
+    const p = await e2e.cluster.primaryIndex();
+    const keeper = e2e.cluster.keepers[p]!;
+    const before = (await failoverEvents(e2e.cluster)).length;
     const postmaster = await keeper.postmasterPid();
     expect(postmaster).toBeDefined();
     // SIGKILL of the keeper process only (not its group): its armed fencer is orphaned and would
@@ -108,7 +89,7 @@ describe('self-fencing primary', () => {
     process.kill(keeper.process.pid, 'SIGKILL');
     // Not `process.exited`: that waits for the output pipes, which the orphaned fencer holds.
     await new Promise((r) => setTimeout(r, 300));
-    await cluster.startKeeper(p);
+    await e2e.cluster.startKeeper(p);
     await waitFor(() => (keeper.process.logs().includes("stopped the previous keeper process's fencer") ? true : undefined), {
       timeoutMs: 15_000,
       what: 'the new keeper to retire the old fencer',
@@ -117,15 +98,15 @@ describe('self-fencing primary', () => {
     await new Promise((r) => setTimeout(r, 7000));
     expect(await keeper.postmasterPid()).toBe(postmaster);
     expect(await directWrite(p)).toBe(true);
-    expect(await cluster.primaryIndex()).toBe(p);
-    expect((await failoverEvents(cluster)).length).toBe(before);
-    await waitKeepersConverged(cluster, 2);
-  }));
+    expect(await e2e.cluster.primaryIndex()).toBe(p);
+    expect((await failoverEvents(e2e.cluster)).length).toBe(before);
+    await waitKeepersConverged(e2e.cluster, 2);
+  });
 
-  it('a frozen primary keeper (SIGSTOP past its lease) has its postgres shut down before the standby is promoted; after SIGCONT it rejoins as a standby', guard(async () => {
-    const p = await cluster.primaryIndex();
+  it('a frozen primary keeper (SIGSTOP past its lease) has its postgres shut down before the standby is promoted; after SIGCONT it rejoins as a standby', async () => {
+    const p = await e2e.cluster.primaryIndex();
     const other = 1 - p;
-    const keeper = cluster.keepers[p]!;
+    const keeper = e2e.cluster.keepers[p]!;
     const logBefore = keeper.process.logs().length;
     // Probe direct writes to the old primary every 20 ms and remember the last one that succeeded.
     let lastDirectOk = 0;
@@ -140,17 +121,17 @@ describe('self-fencing primary', () => {
     })();
     keeper.process.pause();
     try {
-      await waitFor(async () => ((await cluster.primaryIndex()) === other ? true : undefined), {
+      await waitFor(async () => ((await e2e.cluster.primaryIndex()) === other ? true : undefined), {
         timeoutMs: 60_000,
         what: 'the standby to be promoted',
       });
       await writableThroughProxy('writes through the proxy to the new primary');
       probing = false;
       await probe;
-      const ev = (await failoverEvents(cluster)).at(-1)!;
+      const ev = (await failoverEvents(e2e.cluster)).at(-1)!;
       expect(ev.kind).toBe('failover');
       expect(ev.oldPrimary.keeperUID).toBe(keeper.uid);
-      expect(ev.newPrimary?.keeperUID).toBe(cluster.keepers[other]!.uid);
+      expect(ev.newPrimary?.keeperUID).toBe(e2e.cluster.keepers[other]!.uid);
       const chosenAt = Date.parse(ev.phases['candidateChosen'] ?? '');
       expect(Number.isFinite(chosenAt)).toBe(true);
       // No direct write reached the old primary once the sentinel chose the new one.
@@ -162,10 +143,10 @@ describe('self-fencing primary', () => {
       probing = false;
       keeper.process.resume();
     }
-    await waitKeepersConverged(cluster, 2);
-    const r = await query<{ rec: boolean }>(cluster.directClientConfig(p), 'select pg_is_in_recovery() as rec');
+    await waitKeepersConverged(e2e.cluster, 2);
+    const r = await query<{ rec: boolean }>(e2e.cluster.directClientConfig(p), 'select pg_is_in_recovery() as rec');
     expect(r[0]?.rec).toBe(true);
     expect(keeper.process.logs().slice(logBefore)).toContain('self-fencing: ');
-    expect(cluster.logs()).not.toContain('please report this as a bug');
-  }));
+    expect(e2e.cluster.logs()).not.toContain('please report this as a bug');
+  });
 });

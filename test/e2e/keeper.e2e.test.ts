@@ -8,9 +8,10 @@
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { childPids, type EtcdHandle, type LocalCluster, makeTempDir, query, removeDir, startEtcd, startLocalCluster, waitFor } from '@stolon-ts/harness';
+import { childPids, e2eCluster, type LocalCluster, query, waitFor } from '@stolon-ts/harness';
+import { resolvePgBinDir } from '@stolon-ts/postgres';
 
 interface KeeperStatus {
   uid: string;
@@ -24,11 +25,18 @@ interface StatusJson {
   keepers: KeeperStatus[];
 }
 
-const PG_BIN = '/usr/lib/postgresql/15/bin';
-let dir = '';
-let etcd: EtcdHandle;
-const clusters: LocalCluster[] = [];
-let failed = false;
+const PG_BIN = resolvePgBinDir();
+/** The main cluster; the tests start others (pitr, standby) on its etcd with `e2e.startCluster`. */
+const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
+  tmpPrefix: 'stolon-keeper-e2e-',
+  subdir: 'main',
+  clusterName: 'main',
+  keepers: 3,
+  spec: { initMode: 'new', usePgrewind: true, pgParameters: { work_mem: '5MB' } },
+  logLevel: 'debug',
+  logTailLines: 150,
+  stopTimeoutMs: 180_000,
+});
 
 function direct(c: LocalCluster, i: number): pg.ClientConfig {
   return c.directClientConfig(i);
@@ -78,52 +86,11 @@ function asPg(cmd: string, args: string[], env: Record<string, string> = {}): st
   });
 }
 
-beforeAll(async () => {
-  dir = await makeTempDir('stolon-keeper-e2e-');
-  etcd = await startEtcd({ dataDir: join(dir, 'etcd') });
-  clusters.push(
-    await startLocalCluster({
-      dir: join(dir, 'main'),
-      etcd,
-      clusterName: 'main',
-      keepers: 3,
-      spec: { initMode: 'new', usePgrewind: true, pgParameters: { work_mem: '5MB' } },
-      logLevel: 'debug',
-    }),
-  );
-}, 180_000);
-
-afterAll(async () => {
-  for (const c of clusters.reverse()) {
-    if (failed) {
-      process.stdout.write(`--- ${c.clusterName} logs (tail) ---\n${c.logs().split('\n').slice(-150).join('\n')}\n`);
-    }
-    await c.stop();
-  }
-  await etcd?.stop();
-  if (failed) {
-    process.stdout.write(`keeper e2e failed: data kept in ${dir}\n`);
-  } else if (dir !== '') {
-    await removeDir(dir);
-  }
-}, 180_000);
-
 /** A restored copy keeps the source cluster's roles, so the new cluster must use the same passwords. */
 function samePasswords(from: LocalCluster, toDir: string): void {
   mkdirSync(toDir, { recursive: true, mode: 0o755 });
   copyFileSync(from.suPasswordFile, join(toDir, 'su-password'));
   copyFileSync(from.replPasswordFile, join(toDir, 'repl-password'));
-}
-
-function guard<T>(fn: () => Promise<T>): () => Promise<T> {
-  return async () => {
-    try {
-      return await fn();
-    } catch (err) {
-      failed = true;
-      throw err;
-    }
-  };
 }
 
 /** GET on a keeper's status endpoint: the HTTP code and the parsed one-line JSON body. */
@@ -133,8 +100,8 @@ async function probe(c: LocalCluster, i: number, path: '/healthz' | '/readyz'): 
 }
 
 describe('keeper in depth', () => {
-  it('serves /healthz and /readyz: every keeper ready once converged, the primary and the standbys named', guard(async () => {
-    const c = clusters[0]!;
+  it('serves /healthz and /readyz: every keeper ready once converged, the primary and the standbys named', async () => {
+    const c = e2e.cluster;
     const p = await primaryIndex(c);
     await waitFor(
       async () => {
@@ -147,10 +114,10 @@ describe('keeper in depth', () => {
       expect(await probe(c, i, '/healthz')).toMatchObject({ code: 200, reason: expect.stringMatching(/^keeper loop alive/) as unknown });
       expect((await probe(c, i, '/readyz')).reason).toMatch(i === p ? /^primary db \w+ running at generation \d+$/ : /^standby db \w+ running at generation \d+$/);
     }
-  }));
+  });
 
-  it('applies pgParameters by reload, keeps the last good config on a bad value, reports and applies restart-only changes', guard(async () => {
-    const c = clusters[0]!;
+  it('applies pgParameters by reload, keeps the last good config on a bad value, reports and applies restart-only changes', async () => {
+    const c = e2e.cluster;
     expect(await show(c, 'work_mem')).toBe('5MB');
     await patch(c, { pgParameters: { work_mem: '7MB' } });
     await waitFor(async () => ((await show(c, 'work_mem')) === '7MB' ? true : undefined), { timeoutMs: 20_000, what: 'work_mem 7MB after reload' });
@@ -186,10 +153,10 @@ describe('keeper in depth', () => {
       timeoutMs: 60_000,
       what: 'no pending restart left',
     });
-  }));
+  });
 
-  it('creates additionalMasterReplicationSlots as stolon_<name> and drops them when removed', guard(async () => {
-    const c = clusters[0]!;
+  it('creates additionalMasterReplicationSlots as stolon_<name> and drops them when removed', async () => {
+    const c = e2e.cluster;
     const p = await primaryIndex(c);
     await patch(c, { additionalMasterReplicationSlots: ['backup'] });
     const slots = async () => (await query<{ slot_name: string }>(direct(c, p), 'select slot_name from pg_replication_slots')).map((r) => r.slot_name);
@@ -213,10 +180,10 @@ describe('keeper in depth', () => {
         { timeoutMs: 20_000, what: `standby ${c.keepers[i]!.uid} to hold its sibling's slot` },
       );
     }
-  }));
+  });
 
-  it('rejoins a diverged old primary with pg_rewind: its own writes are gone and the discarded WAL range is reported', guard(async () => {
-    const c = clusters[0]!;
+  it('rejoins a diverged old primary with pg_rewind: its own writes are gone and the discarded WAL range is reported', async () => {
+    const c = e2e.cluster;
     const p = await primaryIndex(c);
     const others = c.keepers.map((_, i) => i).filter((i) => i !== p);
     await query(c.proxyClientConfig(0), 'create table if not exists r (id int primary key, who text)');
@@ -282,50 +249,49 @@ describe('keeper in depth', () => {
     expect(rejoined?.discardedWal?.method).toBe('pg_rewind');
     expect(rejoined!.discardedWal!.toLsn).toBeGreaterThan(rejoined!.discardedWal!.fromLsn);
     expect(c.logs()).not.toContain('please report this as a bug');
-  }));
+  });
 
-  it('restores a new cluster with initMode pitr from a pg_basebackup made by the test', guard(async () => {
-    const c = clusters[0]!;
+  it('restores a new cluster with initMode pitr from a pg_basebackup made by the test', async () => {
+    const c = e2e.cluster;
     const p = await primaryIndex(c);
     await query(c.proxyClientConfig(0), 'create table pitr_check (v text)');
     await query(c.proxyClientConfig(0), "insert into pitr_check values ('in the backup')");
-    const backup = join(dir, 'backup');
+    const backup = join(e2e.dir, 'backup');
     mkdirSync(backup, { mode: 0o700 });
     if (process.getuid?.() === 0) {
       execFileSync('chown', ['postgres', backup]);
     }
-    const passfile = join(dir, 'pgpass-backup');
+    const passfile = join(e2e.dir, 'pgpass-backup');
     execFileSync('sh', ['-c', `printf '*:*:*:repluser:%s\\n' "$(cat ${c.replPasswordFile})" > ${passfile} && chmod 600 ${passfile}`]);
     if (process.getuid?.() === 0) {
       execFileSync('chown', ['postgres', passfile]);
     }
     asPg(`${PG_BIN}/pg_basebackup`, ['-D', backup, '-X', 'stream', '-c', 'fast', '-h', '127.0.0.1', '-p', String(c.keepers[p]!.pgPort), '-U', 'repluser'], { PGPASSFILE: passfile });
-    samePasswords(c, join(dir, 'pitr'));
-    const restored = await startLocalCluster({
-      dir: join(dir, 'pitr'),
-      etcd,
+    samePasswords(c, join(e2e.dir, 'pitr'));
+    const restored = await e2e.startCluster({
+      dir: join(e2e.dir, 'pitr'),
+      etcd: c.etcd,
       clusterName: 'pitr',
       keepers: 1,
       spec: { initMode: 'pitr', pitrConfig: { dataRestoreCommand: `cp -a ${backup}/. %d` } },
     });
-    clusters.push(restored);
     const rows = await query<{ v: string }>(restored.proxyClientConfig(0), 'select v from pitr_check');
     expect(rows.map((r) => r.v)).toEqual(['in the backup']);
-  }));
+  });
 
-  it('runs a standby cluster that follows the primary cluster and promotes it with stolonctl promote', guard(async () => {
-    const c = clusters[0]!;
+  it('runs a standby cluster that follows the primary cluster and promotes it with stolonctl promote', async () => {
+    const c = e2e.cluster;
     const repl = readFileSync(c.replPasswordFile, 'utf8').trim();
-    const passfile = join(dir, 'pgpass-standby');
+    const passfile = join(e2e.dir, 'pgpass-standby');
     execFileSync('sh', ['-c', `printf '*:*:*:repluser:%s\\n' "${repl}" > ${passfile} && chmod 600 ${passfile}`]);
     if (process.getuid?.() === 0) {
       execFileSync('chown', ['postgres', passfile]);
     }
     const proxyPort = c.proxies[0]!.port;
-    samePasswords(c, join(dir, 'standby'));
-    const standby = await startLocalCluster({
-      dir: join(dir, 'standby'),
-      etcd,
+    samePasswords(c, join(e2e.dir, 'standby'));
+    const standby = await e2e.startCluster({
+      dir: join(e2e.dir, 'standby'),
+      etcd: c.etcd,
       clusterName: 'standby',
       keepers: 1,
       expect: 'readonly',
@@ -340,7 +306,6 @@ describe('keeper in depth', () => {
         standbyConfig: { standbySettings: { primaryConninfo: `host=127.0.0.1 port=${proxyPort} user=repluser passfile=${passfile}` } },
       },
     });
-    clusters.push(standby);
     const sb = standby.proxyClientConfig(0);
     await query(c.proxyClientConfig(0), 'create table if not exists from_primary (v int)');
     await query(c.proxyClientConfig(0), 'insert into from_primary values (42)');
@@ -362,10 +327,10 @@ describe('keeper in depth', () => {
         return undefined;
       }
     }, { timeoutMs: 60_000, what: 'the promoted standby cluster to accept writes' });
-  }));
+  });
 
-  it('refuses to touch a data directory that belongs to another cluster (after a re-init)', guard(async () => {
-    const c = clusters[0]!;
+  it('refuses to touch a data directory that belongs to another cluster (after a re-init)', async () => {
+    const c = e2e.cluster;
     const k = c.keepers[0]!;
     const before = asPg(`${PG_BIN}/pg_controldata`, [join(k.dataDir, 'postgres')]).match(/Database system identifier:\s+(\d+)/)?.[1];
     expect(before).toBeDefined();
@@ -377,5 +342,5 @@ describe('keeper in depth', () => {
     });
     const after = asPg(`${PG_BIN}/pg_controldata`, [join(k.dataDir, 'postgres')]).match(/Database system identifier:\s+(\d+)/)?.[1];
     expect(after).toBe(before);
-  }));
+  });
 });

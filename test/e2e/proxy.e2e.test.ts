@@ -15,27 +15,29 @@
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor, waitKeepersConverged } from '@stolon-ts/harness';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { e2eCluster, query, waitFor, waitKeepersConverged } from '@stolon-ts/harness';
 
 const IDLE = 1000;
 /** The default spec's proxyTimeout. */
 const PROXY_TIMEOUT_MS = 4000;
 
-let dir = '';
-let cluster: LocalCluster;
-let failed = false;
-
-function guard(fn: () => Promise<void>): () => Promise<void> {
-  return async () => {
-    try {
-      await fn();
-    } catch (err) {
-      failed = true;
-      throw err;
-    }
-  };
-}
+const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
+  tmpPrefix: 'stolon-proxy-e2e-',
+  keepers: 2,
+  sentinels: 1,
+  proxies: 1,
+  proxyReadOnly: true,
+  clusterName: 'proxy',
+  logLevel: 'debug',
+  // Room for 1,000 idle sessions plus the test's own; PostgreSQL requires the standby's
+  // max_connections to be at least the primary's, and the spec applies to both.
+  spec: { initMode: 'new', pgParameters: { max_connections: '1100' } },
+  setup: async (c) => {
+    await query(c.proxyClientConfig(0), 'create table t (id serial primary key, note text)');
+    await waitKeepersConverged(c, 2, 90_000);
+  },
+});
 
 /** Every keeper healthy, its PostgreSQL healthy and converged, as the sentinel sees it. */
 
@@ -75,68 +77,40 @@ function tcpProbe(port: number): Promise<'refused' | 'accepted'> {
 }
 
 async function proxyRssMiB(): Promise<number> {
-  const status = await readFile(`/proc/${cluster.proxies[0]!.process.pid}/status`, 'utf8');
+  const status = await readFile(`/proc/${e2e.cluster.proxies[0]!.process.pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]) / 1024;
 }
 
 function proxyLines(pattern: RegExp): string[] {
-  return cluster
+  return e2e.cluster
     .logs()
     .split('\n')
     .filter((l) => l.startsWith('[proxy 0]') && pattern.test(l));
 }
 
-beforeAll(async () => {
-  dir = await makeTempDir('stolon-proxy-e2e-');
-  cluster = await startLocalCluster({
-    dir,
-    keepers: 2,
-    sentinels: 1,
-    proxies: 1,
-    proxyReadOnly: true,
-    clusterName: 'proxy',
-    logLevel: 'debug',
-    // Room for 1,000 idle sessions plus the test's own; PostgreSQL requires the standby's
-    // max_connections to be at least the primary's, and the spec applies to both.
-    spec: { initMode: 'new', pgParameters: { max_connections: '1100' } },
-  });
-  await query(cluster.proxyClientConfig(0), 'create table t (id serial primary key, note text)');
-  await waitKeepersConverged(cluster, 2, 90_000);
-}, 180_000);
-
-afterAll(async () => {
-  if (failed) {
-    process.stdout.write(`--- logs (tail) ---\n${cluster?.logs().split('\n').slice(-200).join('\n')}\nkept in ${dir}\n`);
-  }
-  await cluster?.stop();
-  if (!failed && dir !== '') {
-    await removeDir(dir);
-  }
-}, 120_000);
-
 describe('stolon-proxy on a real cluster', () => {
-  it('the read-only port reaches only standbys; the main port only the primary', guard(async () => {
-    const p = await cluster.primaryIndex();
-    const standbyPort = cluster.keepers[1 - p]!.pgPort;
-    await waitFor(async () => ((await where(cluster.proxyReadOnlyClientConfig(0))).recovery ? true : undefined), {
+  it('the read-only port reaches only standbys; the main port only the primary', async () => {
+    const p = await e2e.cluster.primaryIndex();
+    const standbyPort = e2e.cluster.keepers[1 - p]!.pgPort;
+    await waitFor(async () => ((await where(e2e.cluster.proxyReadOnlyClientConfig(0))).recovery ? true : undefined), {
       timeoutMs: 30_000,
       what: 'the read-only port to reach the standby',
     });
     for (let i = 0; i < 6; i++) {
-      expect(await where(cluster.proxyReadOnlyClientConfig(0))).toEqual({ recovery: true, port: standbyPort });
-      expect(await where(cluster.proxyClientConfig(0))).toEqual({ recovery: false, port: cluster.keepers[p]!.pgPort });
+      expect(await where(e2e.cluster.proxyReadOnlyClientConfig(0))).toEqual({ recovery: true, port: standbyPort });
+      expect(await where(e2e.cluster.proxyClientConfig(0))).toEqual({ recovery: false, port: e2e.cluster.keepers[p]!.pgPort });
     }
-    await expect(query(cluster.proxyReadOnlyClientConfig(0), "insert into t (note) values ('ro')")).rejects.toThrow(
+    await expect(query(e2e.cluster.proxyReadOnlyClientConfig(0), "insert into t (note) values ('ro')")).rejects.toThrow(
       /read-only transaction/,
     );
     expect(proxyLines(/read-only: 1 standby \([0-9a-f]+ lag \d+ B\)/).length).toBeGreaterThan(0);
-  }));
+  });
 
-  it('garbage, resets and half-open clients do not disturb a working client', guard(async () => {
-    const worker = await hold(cluster.proxyClientConfig(0));
+  it('garbage, resets and half-open clients do not disturb a working client', async () => {
+    const worker = await hold(e2e.cluster.proxyClientConfig(0));
     const noise = Array.from({ length: 30 }, (_, i) =>
       new Promise<void>((resolve) => {
-        const s = net.connect({ host: '127.0.0.1', port: i % 2 === 0 ? cluster.proxies[0]!.port : cluster.proxies[0]!.roPort! });
+        const s = net.connect({ host: '127.0.0.1', port: i % 2 === 0 ? e2e.cluster.proxies[0]!.port : e2e.cluster.proxies[0]!.roPort! });
         s.on('error', () => resolve());
         s.on('close', () => resolve());
         s.once('connect', () => {
@@ -159,26 +133,26 @@ describe('stolon-proxy on a real cluster', () => {
     expect(Number(n.rows[0]?.n)).toBe(50);
     expect(worker.endedAt).toBeUndefined();
     await worker.client.end();
-    expect(cluster.proxies[0]!.process.running()).toBe(true);
-  }));
+    expect(e2e.cluster.proxies[0]!.process.running()).toBe(true);
+  });
 
-  it(`${IDLE} idle sessions are all closed when the proxy is fenced for a failover; the read-only session on the promoted standby is dropped; routing follows`, guard(async () => {
-    const p = await cluster.primaryIndex();
+  it(`${IDLE} idle sessions are all closed when the proxy is fenced for a failover; the read-only session on the promoted standby is dropped; routing follows`, async () => {
+    const p = await e2e.cluster.primaryIndex();
     const s = 1 - p;
     const held: Held[] = [];
     const tOpen = performance.now();
     for (let i = 0; i < IDLE; i += 50) {
-      held.push(...(await Promise.all(Array.from({ length: Math.min(50, IDLE - i) }, () => hold(cluster.proxyClientConfig(0))))));
+      held.push(...(await Promise.all(Array.from({ length: Math.min(50, IDLE - i) }, () => hold(e2e.cluster.proxyClientConfig(0))))));
     }
     const openMs = performance.now() - tOpen;
-    const ro = await hold(cluster.proxyReadOnlyClientConfig(0));
+    const ro = await hold(e2e.cluster.proxyReadOnlyClientConfig(0));
     expect((await ro.client.query<{ r: boolean }>('select pg_is_in_recovery() as r')).rows[0]?.r).toBe(true);
     const rss = await proxyRssMiB();
     process.stdout.write(`${IDLE} idle sessions through the proxy opened in ${Math.round(openMs)} ms; proxy RSS ${rss.toFixed(1)} MiB\n`);
     const fencesBefore = proxyLines(/target changed from .* to none/).length;
 
     const t0 = performance.now();
-    const r = await cluster.stolonctl(['failkeeper', cluster.keepers[p]!.uid]);
+    const r = await e2e.cluster.stolonctl(['failkeeper', e2e.cluster.keepers[p]!.uid]);
     expect(r.code, r.stderr).toBe(0);
     await waitFor(() => (held.every((h) => h.endedAt !== undefined) ? true : undefined), {
       timeoutMs: 30_000,
@@ -204,7 +178,7 @@ describe('stolon-proxy on a real cluster', () => {
     await waitFor(
       async () => {
         try {
-          await query({ ...cluster.proxyClientConfig(0), connectionTimeoutMillis: 1000 }, "insert into t (note) values ('after failover')");
+          await query({ ...e2e.cluster.proxyClientConfig(0), connectionTimeoutMillis: 1000 }, "insert into t (note) values ('after failover')");
           return true;
         } catch {
           return undefined;
@@ -212,30 +186,30 @@ describe('stolon-proxy on a real cluster', () => {
       },
       { timeoutMs: 60_000, what: 'a write through the proxy after the failover', intervalMs: 200 },
     );
-    expect(await where(cluster.proxyClientConfig(0))).toEqual({ recovery: false, port: cluster.keepers[s]!.pgPort });
+    expect(await where(e2e.cluster.proxyClientConfig(0))).toEqual({ recovery: false, port: e2e.cluster.keepers[s]!.pgPort });
     const routed = proxyLines(/target changed from none to .* \(proxy generation \d+\)/);
-    expect(routed.at(-1)).toContain(`127.0.0.1:${cluster.keepers[s]!.pgPort}`);
+    expect(routed.at(-1)).toContain(`127.0.0.1:${e2e.cluster.keepers[s]!.pgPort}`);
 
     // The old primary rejoins as a standby; then the read-only port reaches it, and only it.
-    await waitKeepersConverged(cluster, 2, 90_000);
+    await waitKeepersConverged(e2e.cluster, 2, 90_000);
     await waitFor(
       async () => {
         try {
-          const w = await where(cluster.proxyReadOnlyClientConfig(0));
-          return w.recovery && w.port === cluster.keepers[p]!.pgPort ? true : undefined;
+          const w = await where(e2e.cluster.proxyReadOnlyClientConfig(0));
+          return w.recovery && w.port === e2e.cluster.keepers[p]!.pgPort ? true : undefined;
         } catch {
           return undefined;
         }
       },
       { timeoutMs: 60_000, what: 'the read-only port to reach the rejoined old primary' },
     );
-  }));
+  });
 
-  it('store down: every connection closed within proxyTimeout and nothing listens; store back: routing resumes', guard(async () => {
-    const main = await hold(cluster.proxyClientConfig(0));
-    const ro = await hold(cluster.proxyReadOnlyClientConfig(0));
+  it('store down: every connection closed within proxyTimeout and nothing listens; store back: routing resumes', async () => {
+    const main = await hold(e2e.cluster.proxyClientConfig(0));
+    const ro = await hold(e2e.cluster.proxyReadOnlyClientConfig(0));
     const t0 = performance.now();
-    await cluster.etcd.kill();
+    await e2e.cluster.etcd.kill();
     await waitFor(() => (main.endedAt !== undefined && ro.endedAt !== undefined ? true : undefined), {
       timeoutMs: PROXY_TIMEOUT_MS + 4000,
       what: 'both sessions closed by the watchdog',
@@ -246,16 +220,16 @@ describe('stolon-proxy on a real cluster', () => {
     // proxyTimeout counts from the start of the last successful check (at most a check interval
     // before the kill), plus timer slack on a loaded machine.
     expect(closedMs).toBeLessThan(PROXY_TIMEOUT_MS + 1500);
-    expect(await tcpProbe(cluster.proxies[0]!.port)).toBe('refused');
-    expect(await tcpProbe(cluster.proxies[0]!.roPort!)).toBe('refused');
+    expect(await tcpProbe(e2e.cluster.proxies[0]!.port)).toBe('refused');
+    expect(await tcpProbe(e2e.cluster.proxies[0]!.roPort!)).toBe('refused');
     expect(proxyLines(/no successful check within proxyTimeout \(4000 ms\)/).length).toBeGreaterThan(0);
 
     const t1 = performance.now();
-    await cluster.etcd.restart();
+    await e2e.cluster.etcd.restart();
     await waitFor(
       async () => {
         try {
-          await query({ ...cluster.proxyClientConfig(0), connectionTimeoutMillis: 1000 }, "insert into t (note) values ('store back')");
+          await query({ ...e2e.cluster.proxyClientConfig(0), connectionTimeoutMillis: 1000 }, "insert into t (note) values ('store back')");
           return true;
         } catch {
           return undefined;
@@ -267,19 +241,19 @@ describe('stolon-proxy on a real cluster', () => {
     await waitFor(
       async () => {
         try {
-          return (await where(cluster.proxyReadOnlyClientConfig(0))).recovery ? true : undefined;
+          return (await where(e2e.cluster.proxyReadOnlyClientConfig(0))).recovery ? true : undefined;
         } catch {
           return undefined;
         }
       },
       { timeoutMs: 30_000, what: 'the read-only port to reach a standby again' },
     );
-  }));
+  });
 
-  it('store frozen (SIGSTOP): the watchdog closes everything within proxyTimeout although no call fails; SIGCONT: routing resumes', guard(async () => {
-    const main = await hold(cluster.proxyClientConfig(0));
+  it('store frozen (SIGSTOP): the watchdog closes everything within proxyTimeout although no call fails; SIGCONT: routing resumes', async () => {
+    const main = await hold(e2e.cluster.proxyClientConfig(0));
     const t0 = performance.now();
-    cluster.etcd.process.pause();
+    e2e.cluster.etcd.process.pause();
     try {
       await waitFor(() => (main.endedAt !== undefined ? true : undefined), {
         timeoutMs: PROXY_TIMEOUT_MS + 4000,
@@ -291,7 +265,7 @@ describe('stolon-proxy on a real cluster', () => {
       expect(closedMs).toBeLessThan(PROXY_TIMEOUT_MS + 1500);
       // The primary's own fencer (its keeper cannot renew its lease either) may end the session
       // first; the proxy's watchdog must still stop listening within proxyTimeout.
-      await waitFor(async () => ((await tcpProbe(cluster.proxies[0]!.port)) === 'refused' ? true : undefined), {
+      await waitFor(async () => ((await tcpProbe(e2e.cluster.proxies[0]!.port)) === 'refused' ? true : undefined), {
         timeoutMs: PROXY_TIMEOUT_MS + 4000,
         what: 'the proxy to stop listening while etcd is frozen',
         intervalMs: 20,
@@ -299,13 +273,13 @@ describe('stolon-proxy on a real cluster', () => {
       expect(performance.now() - t0).toBeLessThan(PROXY_TIMEOUT_MS + 1500);
     } finally {
       // Resumed before the keepers' leases (failInterval, 6 s) can run out.
-      cluster.etcd.process.resume();
+      e2e.cluster.etcd.process.resume();
     }
     const t1 = performance.now();
     await waitFor(
       async () => {
         try {
-          await query({ ...cluster.proxyClientConfig(0), connectionTimeoutMillis: 1000 }, "insert into t (note) values ('store resumed')");
+          await query({ ...e2e.cluster.proxyClientConfig(0), connectionTimeoutMillis: 1000 }, "insert into t (note) values ('store resumed')");
           return true;
         } catch {
           return undefined;
@@ -314,6 +288,6 @@ describe('stolon-proxy on a real cluster', () => {
       { timeoutMs: 60_000, what: 'a write through the proxy once etcd resumed', intervalMs: 200 },
     );
     process.stdout.write(`etcd resumed: writes through the proxy again after ${Math.round(performance.now() - t1)} ms\n`);
-    expect(cluster.logs()).not.toContain('please report this as a bug');
-  }));
+    expect(e2e.cluster.logs()).not.toContain('please report this as a bug');
+  });
 });

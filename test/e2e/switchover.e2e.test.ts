@@ -3,20 +3,18 @@
  * lost, the write outage measured, the old primary kept as a standby without a clone, and the
  * trace visible in `stolonctl events`.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor } from '@stolon-ts/harness';
+import { e2eCluster, query, waitFor } from '@stolon-ts/harness';
 
-let dir = '';
-let cluster: LocalCluster;
-let failed = false;
+const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, { tmpPrefix: 'stolon-switchover-e2e-', keepers: 2, clusterName: 'sw', logLevel: 'debug' });
 
 function direct(i: number): pg.ClientConfig {
-  return cluster.directClientConfig(i);
+  return e2e.cluster.directClientConfig(i);
 }
 
 function primaryIndex(): Promise<number> {
-  return cluster.primaryIndex();
+  return e2e.cluster.primaryIndex();
 }
 
 /** Writes rows one at a time (new connection each, as an application reconnecting would). */
@@ -26,7 +24,7 @@ async function writer(stopAt: () => boolean, acked: { id: number; at: number }[]
   while (!stopAt() && Date.now() < deadline) {
     id += 1;
     try {
-      await query({ ...cluster.proxyClientConfig(0), connectionTimeoutMillis: 1000 }, 'insert into w values ($1)', [id]);
+      await query({ ...e2e.cluster.proxyClientConfig(0), connectionTimeoutMillis: 1000 }, 'insert into w values ($1)', [id]);
       acked.push({ id, at: Date.now() });
     } catch {
       errors.push({ at: Date.now() });
@@ -35,93 +33,73 @@ async function writer(stopAt: () => boolean, acked: { id: number; at: number }[]
   }
 }
 
-beforeAll(async () => {
-  dir = await makeTempDir('stolon-switchover-e2e-');
-  cluster = await startLocalCluster({ dir, keepers: 2, clusterName: 'sw', logLevel: 'debug' });
-}, 180_000);
-
-afterAll(async () => {
-  if (failed) {
-    process.stdout.write(`--- logs (tail) ---\n${cluster?.logs().split('\n').slice(-200).join('\n')}\nkept in ${dir}\n`);
-  }
-  await cluster?.stop();
-  if (!failed && dir !== '') {
-    await removeDir(dir);
-  }
-}, 120_000);
-
 describe('planned switchover', () => {
   it('moves the primary with a writer running: nothing acknowledged lost, old primary kept as a standby', async () => {
-    try {
-      await query(cluster.proxyClientConfig(0), 'create table w (id int primary key)');
-      const before = await primaryIndex();
-      expect(before).toBeGreaterThanOrEqual(0);
-      const other = 1 - before;
-      // The standby must be streaming before it can be a target.
-      await waitFor(async () => ((await query<{ n: string }>(direct(before), "select count(*) as n from pg_stat_replication where state = 'streaming' and application_name like 'stolon\\_%'"))[0]?.n === '1' ? true : undefined), {
-        timeoutMs: 30_000,
-        what: 'the standby to stream',
-      });
-      // …and the sentinel must have recorded it healthy and converged, or the switchover is refused.
-      await waitFor(
-        async () => {
-          const st = await cluster.stolonctl(['status', '--format', 'json']);
-          const keepers = (JSON.parse(st.stdout) as { keepers: { pg_healthy?: boolean; pg_wanted_generation?: number; pg_current_generation?: number }[] }).keepers;
-          return keepers.length === 2 && keepers.every((k) => k.pg_healthy === true && k.pg_wanted_generation === k.pg_current_generation) ? true : undefined;
-        },
-        { timeoutMs: 30_000, what: 'both keepers healthy and converged in stolonctl status' },
-      );
-      const dbDirBefore = await query<{ id: string }>(direct(other), 'select system_identifier::text as id from pg_control_system()');
+    await query(e2e.cluster.proxyClientConfig(0), 'create table w (id int primary key)');
+    const before = await primaryIndex();
+    expect(before).toBeGreaterThanOrEqual(0);
+    const other = 1 - before;
+    // The standby must be streaming before it can be a target.
+    await waitFor(async () => ((await query<{ n: string }>(direct(before), "select count(*) as n from pg_stat_replication where state = 'streaming' and application_name like 'stolon\\_%'"))[0]?.n === '1' ? true : undefined), {
+      timeoutMs: 30_000,
+      what: 'the standby to stream',
+    });
+    // …and the sentinel must have recorded it healthy and converged, or the switchover is refused.
+    await waitFor(
+      async () => {
+        const st = await e2e.cluster.stolonctl(['status', '--format', 'json']);
+        const keepers = (JSON.parse(st.stdout) as { keepers: { pg_healthy?: boolean; pg_wanted_generation?: number; pg_current_generation?: number }[] }).keepers;
+        return keepers.length === 2 && keepers.every((k) => k.pg_healthy === true && k.pg_wanted_generation === k.pg_current_generation) ? true : undefined;
+      },
+      { timeoutMs: 30_000, what: 'both keepers healthy and converged in stolonctl status' },
+    );
+    const dbDirBefore = await query<{ id: string }>(direct(other), 'select system_identifier::text as id from pg_control_system()');
 
-      const acked: { id: number; at: number }[] = [];
-      const errors: { at: number }[] = [];
-      let stop = false;
-      const w = writer(() => stop, acked, errors);
-      await waitFor(() => (acked.length >= 20 ? true : undefined), { timeoutMs: 20_000, what: 'the writer to get going' });
+    const acked: { id: number; at: number }[] = [];
+    const errors: { at: number }[] = [];
+    let stop = false;
+    const w = writer(() => stop, acked, errors);
+    await waitFor(() => (acked.length >= 20 ? true : undefined), { timeoutMs: 20_000, what: 'the writer to get going' });
 
-      const sw = await cluster.stolonctl(['switchover', '--yes', '--to', cluster.keepers[other]!.uid]);
-      expect(sw.code, sw.stderr + sw.stdout).toBe(0);
-      await waitFor(async () => ((await primaryIndex()) === other ? true : undefined), { timeoutMs: 60_000, what: 'the target to be primary' });
-      const switchedAt = Date.now();
-      await waitFor(() => (acked.some((a) => a.at > switchedAt + 1000) ? true : undefined), { timeoutMs: 30_000, what: 'writes to resume' });
-      stop = true;
-      await w;
+    const sw = await e2e.cluster.stolonctl(['switchover', '--yes', '--to', e2e.cluster.keepers[other]!.uid]);
+    expect(sw.code, sw.stderr + sw.stdout).toBe(0);
+    await waitFor(async () => ((await primaryIndex()) === other ? true : undefined), { timeoutMs: 60_000, what: 'the target to be primary' });
+    const switchedAt = Date.now();
+    await waitFor(() => (acked.some((a) => a.at > switchedAt + 1000) ? true : undefined), { timeoutMs: 30_000, what: 'writes to resume' });
+    stop = true;
+    await w;
 
-      // Zero acknowledged writes lost.
-      const ids = new Set((await query<{ id: number }>(cluster.proxyClientConfig(0), 'select id from w')).map((r) => r.id));
-      const lost = acked.filter((a) => !ids.has(a.id));
-      expect(lost).toEqual([]);
-      // The longest gap between two acknowledged writes is the write outage.
-      let gap = 0;
-      for (let i = 1; i < acked.length; i++) {
-        gap = Math.max(gap, acked[i]!.at - acked[i - 1]!.at);
-      }
-      process.stdout.write(`switchover write outage: ${gap} ms (${acked.length} writes acknowledged, ${errors.length} failed attempts)\n`);
-
-      // The old primary follows the new one, same data directory (no clone), with every row.
-      await waitFor(
-        async () => {
-          try {
-            const r = await query<{ rec: boolean; n: string }>(direct(before), 'select pg_is_in_recovery() as rec, (select count(*) from w) as n');
-            return r[0]?.rec === true && Number(r[0]?.n) === ids.size ? true : undefined;
-          } catch {
-            return undefined;
-          }
-        },
-        { timeoutMs: 60_000, what: 'the old primary to follow the new one with every row' },
-      );
-      expect(cluster.logs()).not.toMatch(new RegExp(`\\[keeper ${cluster.keepers[before]!.uid}\\].*resync of db`));
-      const dbDirAfter = await query<{ id: string }>(direct(before), 'select system_identifier::text as id from pg_control_system()');
-      expect(dbDirAfter[0]?.id).toBe(dbDirBefore[0]?.id);
-
-      const ev = await cluster.stolonctl(['events', '--format', 'json']);
-      expect(ev.code, ev.stderr).toBe(0);
-      expect(ev.stdout).toContain('"switchover"');
-      expect(ev.stdout).toContain('"completed"');
-      expect(cluster.logs()).not.toContain('please report this as a bug');
-    } catch (err) {
-      failed = true;
-      throw err;
+    // Zero acknowledged writes lost.
+    const ids = new Set((await query<{ id: number }>(e2e.cluster.proxyClientConfig(0), 'select id from w')).map((r) => r.id));
+    const lost = acked.filter((a) => !ids.has(a.id));
+    expect(lost).toEqual([]);
+    // The longest gap between two acknowledged writes is the write outage.
+    let gap = 0;
+    for (let i = 1; i < acked.length; i++) {
+      gap = Math.max(gap, acked[i]!.at - acked[i - 1]!.at);
     }
+    process.stdout.write(`switchover write outage: ${gap} ms (${acked.length} writes acknowledged, ${errors.length} failed attempts)\n`);
+
+    // The old primary follows the new one, same data directory (no clone), with every row.
+    await waitFor(
+      async () => {
+        try {
+          const r = await query<{ rec: boolean; n: string }>(direct(before), 'select pg_is_in_recovery() as rec, (select count(*) from w) as n');
+          return r[0]?.rec === true && Number(r[0]?.n) === ids.size ? true : undefined;
+        } catch {
+          return undefined;
+        }
+      },
+      { timeoutMs: 60_000, what: 'the old primary to follow the new one with every row' },
+    );
+    expect(e2e.cluster.logs()).not.toMatch(new RegExp(`\\[keeper ${e2e.cluster.keepers[before]!.uid}\\].*resync of db`));
+    const dbDirAfter = await query<{ id: string }>(direct(before), 'select system_identifier::text as id from pg_control_system()');
+    expect(dbDirAfter[0]?.id).toBe(dbDirBefore[0]?.id);
+
+    const ev = await e2e.cluster.stolonctl(['events', '--format', 'json']);
+    expect(ev.code, ev.stderr).toBe(0);
+    expect(ev.stdout).toContain('"switchover"');
+    expect(ev.stdout).toContain('"completed"');
+    expect(e2e.cluster.logs()).not.toContain('please report this as a bug');
   });
 });

@@ -6,27 +6,38 @@
  * standby; (c) with no synchronous standby left, commits block, and return once it is back.
  * The sentinel's side is in packages/cluster/src/sync.ts.
  */
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { parseClusterData, type ClusterData } from '@stolon-ts/cluster';
-import { type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor } from '@stolon-ts/harness';
+import { e2eCluster, query, waitFor } from '@stolon-ts/harness';
 import { createStore, type Store } from '@stolon-ts/store';
 
 const SPEC = { initMode: 'new', synchronousReplication: true, minSynchronousStandbys: 1, maxSynchronousStandbys: 1 };
 
-let dir = '';
-let cluster: LocalCluster;
 let store: Store;
-let failed = false;
+const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
+  tmpPrefix: 'stolon-sync-e2e-',
+  subdir: 'c',
+  keepers: 3,
+  clusterName: 'sync',
+  spec: SPEC,
+  logLevel: 'debug',
+  startTimeoutMs: 120_000,
+  setup: async (c) => {
+    store = createStore({ backend: 'etcdv3', endpoints: c.etcd.endpoints, clusterName: 'sync' });
+  },
+  teardown: async () => {
+    await store?.close().catch(() => undefined);
+  },
+});
 
 function direct(i: number): pg.ClientConfig {
-  return cluster.directClientConfig(i);
+  return e2e.cluster.directClientConfig(i);
 }
 
 /** The proxy, with a client-side limit so a blocked commit cannot hang a helper. */
 function proxy(queryTimeoutMs = 5000): pg.ClientConfig {
-  return { ...cluster.proxyClientConfig(0), query_timeout: queryTimeoutMs };
+  return { ...e2e.cluster.proxyClientConfig(0), query_timeout: queryTimeoutMs };
 }
 
 async function clusterData(): Promise<ClusterData> {
@@ -37,7 +48,7 @@ async function clusterData(): Promise<ClusterData> {
   return parseClusterData(rec.text);
 }
 
-const keeperIndex = (uid: string): number => cluster.keepers.findIndex((k) => k.uid === uid);
+const keeperIndex = (uid: string): number => e2e.cluster.keepers.findIndex((k) => k.uid === uid);
 
 /** What the sentinel says about synchronous replication right now. */
 interface SyncView {
@@ -95,40 +106,10 @@ function within<T>(p: Promise<T>, ms: number): Promise<'done' | 'pending'> {
   return Promise.race([p.then(() => 'done' as const), new Promise<'pending'>((r) => setTimeout(() => r('pending'), ms))]);
 }
 
-beforeAll(async () => {
-  dir = await makeTempDir('stolon-sync-e2e-');
-  cluster = await startLocalCluster({ dir: join(dir, 'c'), keepers: 3, clusterName: 'sync', spec: SPEC, logLevel: 'debug' });
-  store = createStore({ backend: 'etcdv3', endpoints: cluster.etcd.endpoints, clusterName: 'sync' });
-}, 120_000);
-
-afterAll(async () => {
-  if (failed && cluster !== undefined) {
-    process.stdout.write(`--- component logs (tail) ---\n${cluster.logs().split('\n').slice(-200).join('\n')}\n`);
-  }
-  await store?.close().catch(() => undefined);
-  await cluster?.stop();
-  if (failed) {
-    process.stdout.write(`sync e2e failed: data and logs kept in ${dir}\n`);
-  } else if (dir !== '') {
-    await removeDir(dir);
-  }
-}, 120_000);
-
-function guard(fn: () => Promise<void>): () => Promise<void> {
-  return async () => {
-    try {
-      await fn();
-    } catch (err) {
-      failed = true;
-      throw err;
-    }
-  };
-}
-
 describe('synchronous replication (strict mode)', () => {
   let syncStandby = -1;
 
-  it('(a) once converged the primary names one standby synchronous, and a commit through the proxy returns', guard(async () => {
+  it('(a) once converged the primary names one standby synchronous, and a commit through the proxy returns', async () => {
     const v = await settledSync('one synchronous standby, known in sync, named and streaming sync', 60_000);
     expect(v.syncKeepers).toHaveLength(1);
     syncStandby = v.syncKeepers[0]!;
@@ -141,9 +122,9 @@ describe('synchronous replication (strict mode)', () => {
       async () => Number((await query<{ n: string }>(direct(syncStandby), 'select count(*) as n from t'))[0]?.n) === 1 || undefined,
       { timeoutMs: 10_000, what: 'the synchronous standby to replay the first row' },
     );
-  }));
+  });
 
-  it('(b) kill -9 of the primary node under writes: no acknowledged write lost, the synchronous standby promoted', guard(async () => {
+  it('(b) kill -9 of the primary node under writes: no acknowledged write lost, the synchronous standby promoted', async () => {
     expect(syncStandby).toBeGreaterThanOrEqual(0);
     const { primary } = await syncView();
     const acked: number[] = [];
@@ -181,7 +162,7 @@ describe('synchronous replication (strict mode)', () => {
 
     try {
       await waitFor(() => acked.length >= 40, { timeoutMs: 20_000, what: '40 acknowledged inserts before the kill' });
-      await cluster.killKeeperNode(primary);
+      await e2e.cluster.killKeeperNode(primary);
       // From here on nothing the old primary answers can arrive: only inserts sent after this
       // instant count as written through the new primary.
       killedAt = Date.now();
@@ -212,20 +193,20 @@ describe('synchronous replication (strict mode)', () => {
     const lost = acked.filter((id) => !present.has(id));
     process.stdout.write(`sync e2e: ${acked.length} inserts acknowledged, ${lost.length} missing on the new primary\n`);
     expect(lost).toEqual([]);
-  }));
+  });
 
-  it('(c) with the synchronous standby stopped (and no other standby up) commits block, then return once it is back', guard(async () => {
+  it('(c) with the synchronous standby stopped (and no other standby up) commits block, then return once it is back', async () => {
     // The new primary picks the remaining standby as its synchronous standby.
     const v = await settledSync('the new primary to have a synchronous standby again', 40_000);
     const standby = v.syncKeepers[0]!;
-    const others = cluster.keepers.map((_, i) => i).filter((i) => i !== v.primary && i !== standby);
+    const others = e2e.cluster.keepers.map((_, i) => i).filter((i) => i !== v.primary && i !== standby);
     for (const i of others) {
       // The old primary was killed in (b); make sure no other standby could acknowledge.
-      expect(cluster.keepers[i]!.process.running()).toBe(false);
+      expect(e2e.cluster.keepers[i]!.process.running()).toBe(false);
     }
-    await cluster.keepers[standby]!.process.stop('SIGTERM', 20_000);
+    await e2e.cluster.keepers[standby]!.process.stop('SIGTERM', 20_000);
 
-    const client = new pg.Client(cluster.proxyClientConfig(0));
+    const client = new pg.Client(e2e.cluster.proxyClientConfig(0));
     client.on('error', () => undefined);
     await client.connect();
     try {
@@ -235,7 +216,7 @@ describe('synchronous replication (strict mode)', () => {
       expect(await within(blocked, 4_000)).toBe('pending');
 
       const restartedAt = Date.now();
-      await cluster.startKeeper(standby);
+      await e2e.cluster.startKeeper(standby);
       expect(await within(blocked, 45_000)).toBe('done');
       process.stdout.write(`sync e2e: the blocked commit returned ${Date.now() - restartedAt} ms after restarting the synchronous standby's keeper\n`);
       await query(proxy(), 'insert into t values (100001)');
@@ -244,6 +225,6 @@ describe('synchronous replication (strict mode)', () => {
     } finally {
       await client.end().catch(() => undefined);
     }
-    expect(cluster.logs()).not.toContain('please report this as a bug');
-  }));
+    expect(e2e.cluster.logs()).not.toContain('please report this as a bug');
+  });
 });

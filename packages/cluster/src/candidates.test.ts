@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { aCluster, dbOf, deepFreeze, type DbOptions } from '../test/builders.js';
+import { aCluster, dbOf, deepFreeze, type DbOptions } from './testing.js';
 import { compareFailoverCandidates, findBestCandidates, ineligibility, type Candidate } from './candidates.js';
 import type { DB } from './types.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { aCluster, deepFreeze, T0 } from '../test/builders.js';
+import { aCluster, deepFreeze, T0 } from './testing.js';
 import { newClusterData, parseClusterData, serializeClusterData } from './clusterdata.js';
 import { ClusterDataInvalidError, SpecValidationError } from './errors.js';
 import type { ClusterSpec } from './types.js';

@@ -17,7 +17,7 @@ import {
   T0,
   wallAt,
   type Observed,
-} from '../test/builders.js';
+} from './testing.js';
 import { newClusterData } from './clusterdata.js';
 import { decide, emptyMemory, type DecideInput, type DecideOutput, type SentinelMemory } from './decide.js';
 import type { ClusterData, ClusterSpec, DiscardedWal, FollowConfig, KeeperInfo, ProxyInfo } from './types.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { deepFreeze } from '../test/builders.js';
+import { deepFreeze } from './testing.js';
 import { SpecValidationError } from './errors.js';
 import { DEFAULT_SPEC, mergePatch, resolveSpec, validateSpec, validateSpecUpdate, withDefaults } from './spec.js';
 import type { ClusterSpec, ResolvedSpec } from './types.js';

@@ -1,6 +1,6 @@
 /** Planned switchover, pass after pass through `decide`. */
 import { describe, expect, it } from 'vitest';
-import { aCluster, decideInput, dbOf, keeperInfo, proxyInfo, seqUids } from '../test/builders.js';
+import { aCluster, decideInput, dbOf, keeperInfo, proxyInfo, seqUids } from './testing.js';
 import { decide, emptyMemory, type SentinelMemory } from './decide.js';
 import type { ClusterData, KeeperInfo, ProxyInfo } from './types.js';
 

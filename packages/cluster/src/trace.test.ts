@@ -1,6 +1,6 @@
 /** The failover trace and maintenance mode, pass after pass through `decide`. */
 import { describe, expect, it } from 'vitest';
-import { aCluster, decideInput, dbOf, keeperInfo, proxyInfo, seqUids, wallAt } from '../test/builders.js';
+import { aCluster, decideInput, dbOf, keeperInfo, proxyInfo, seqUids, wallAt } from './testing.js';
 import { decide, emptyMemory, type SentinelMemory } from './decide.js';
 import { FAILOVER_HISTORY_LIMIT } from './trace.js';
 import type { ClusterData, KeeperInfo, ProxyInfo } from './types.js';

@@ -20,7 +20,7 @@ import {
   type ListenAddress,
   type StatusServer,
 } from '@stolon-ts/common';
-import { PgManager } from '@stolon-ts/postgres';
+import { PgManager, resolvePgBinDir } from '@stolon-ts/postgres';
 import { KEEPER_FLAGS } from './flags.js';
 import { startFencer } from './fencer.js';
 import { KeeperStatus, keeperChecks } from './health.js';
@@ -77,6 +77,7 @@ async function main(): Promise<void> {
       flags.metricsListenAddress !== undefined && flags.metricsListenAddress !== ''
         ? parseListenAddress(flags.metricsListenAddress, 'metrics-listen-address')
         : undefined;
+    const pgBinPath = resolvePgBinDir({ flag: flags.pgBinPath, env: process.env });
     const store = storeFromConfig(flags);
     const dataDir = resolve(flags.dataDir);
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
@@ -88,16 +89,17 @@ async function main(): Promise<void> {
       await chown(dataDir, owner.uid, owner.gid);
     }
     const uid = await resolveUid(flags.uid, dataDir);
-    prepared = { flags, suPassword, replPassword, store, dataDir, owner, uid, statusListen };
+    prepared = { flags, pgBinPath, suPassword, replPassword, store, dataDir, owner, uid, statusListen };
   } catch (err) {
     exitOnConfigError(err, 'stolon-keeper');
   }
-  const { flags, suPassword, replPassword, store, dataDir, owner, uid, statusListen } = prepared;
+  const { flags, pgBinPath, suPassword, replPassword, store, dataDir, owner, uid, statusListen } = prepared;
   const logger = createLogger({ level: flags.logLevel, component: 'keeper', uid, cluster: flags.clusterName });
+  logger.info({ pgBinPath }, `PostgreSQL binaries in ${pgBinPath}${flags.pgBinPath === undefined ? ' (not given: resolved at startup)' : ''}`);
   const advertise = flags.pgAdvertiseAddress ?? flags.pgListenAddress;
   const pg = new PgManager({
     pgData: join(dataDir, 'postgres'),
-    binPath: flags.pgBinPath,
+    binPath: pgBinPath,
     osUser: flags.pgOsUser,
     suUsername: flags.pgSuUsername,
     suPassword,

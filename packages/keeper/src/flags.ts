@@ -1,5 +1,6 @@
 /** stolon-keeper flags (Stolon's names, from its cmd/keeper/cmd/keeper.go; env prefix STKEEPER). */
 import { COMMON_FLAGS, type CommonConfig, type FlagTable } from '@stolon-ts/common';
+import { DEFAULT_PG_BIN_DIR } from '@stolon-ts/postgres';
 
 export interface KeeperFlags extends CommonConfig {
   uid: string | undefined;
@@ -7,7 +8,8 @@ export interface KeeperFlags extends CommonConfig {
   pgListenAddress: string;
   pgAdvertiseAddress: string | undefined;
   pgPort: number;
-  pgBinPath: string;
+  /** Unset: `resolvePgBinDir` picks the directory at startup. */
+  pgBinPath: string | undefined;
   pgSuUsername: string;
   pgSuPasswordFile: string | undefined;
   pgReplUsername: string;
@@ -32,9 +34,10 @@ export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
   pgPort: { name: 'pg-port', description: 'PostgreSQL port', type: 'number', default: 5432 },
   pgBinPath: {
     name: 'pg-bin-path',
-    description: 'directory of the PostgreSQL binaries',
+    description:
+      'directory of the PostgreSQL binaries. Default, resolved at startup: $PG_BIN, else `pg_config --bindir` ' +
+      `when it holds postgres, else ${DEFAULT_PG_BIN_DIR}`,
     type: 'string',
-    default: '/usr/lib/postgresql/15/bin',
   },
   pgSuUsername: { name: 'pg-su-username', description: 'PostgreSQL superuser name', type: 'string', default: 'postgres' },
   pgSuPasswordFile: {

@@ -1,6 +1,7 @@
 /** Table tests of the keeper's liveness and readiness (the status endpoint's checks), with a fake clock. */
 import { describe, expect, it } from 'vitest';
-import { newClusterData, validateSpec, type ClusterData, type DB } from '@stolon-ts/cluster';
+import type { ClusterData } from '@stolon-ts/cluster';
+import { aCluster } from '@stolon-ts/cluster/testing';
 import {
   KeeperStatus,
   keeperChecks,
@@ -13,58 +14,14 @@ import {
   type PublishedView,
 } from './health.js';
 
-const T = '2026-01-01T00:00:00.000Z';
-
-function db(uid: string, keeperUID: string, role: 'master' | 'standby', generation = 3, extra: Partial<DB['spec']> = {}): DB {
-  return {
-    uid,
-    generation,
-    changeTime: T,
-    spec: {
-      keeperUID,
-      requestTimeout: '2s',
-      maxStandbys: 20,
-      synchronousReplication: false,
-      usePgrewind: false,
-      additionalWalSenders: 5,
-      additionalReplicationSlots: null,
-      initMode: 'none',
-      pgParameters: {},
-      pgHBA: null,
-      role,
-      followConfig: role === 'standby' ? { type: 'internal', dbuid: 'd1' } : null,
-      followers: [],
-      includePreviousConfig: false,
-      synchronousStandbys: [],
-      externalSynchronousStandbys: [],
-      ...extra,
-    },
-    status: {
-      healthy: true,
-      currentGeneration: generation,
-      listenAddress: '10.0.0.1',
-      port: '5432',
-      systemdID: 'sys1',
-      timelineID: 1,
-      xLogPos: 100,
-      timelinesHistory: [],
-      pgParameters: {},
-      synchronousStandbys: [],
-      olderWalFile: '',
-    },
-  };
-}
-
 /** Keeper k1 holds the primary d1, k2 the standby d2; both registered with their boot ids. */
 function cluster(mutate: (cd: ClusterData) => void = () => undefined): ClusterData {
-  const cd = newClusterData(validateSpec({ initMode: 'new' }), 'c1', T);
-  cd.cluster.status.phase = 'normal';
-  for (const uid of ['k1', 'k2']) {
-    cd.keepers[uid] = { uid, generation: 1, changeTime: T, spec: {}, status: { healthy: true, lastHealthyTime: T, bootUUID: `boot-${uid}` } };
-  }
-  cd.dbs.d1 = db('d1', 'k1', 'master');
-  cd.dbs.d2 = db('d2', 'k2', 'standby');
-  cd.cluster.status.master = 'd1';
+  const reported = { generation: 3, listenAddress: '10.0.0.1', port: '5432', systemId: 'sys1', xLogPos: 100 };
+  const cd = aCluster({ uid: 'c1' })
+    .initialized()
+    .withPrimary('k1', { uid: 'd1', ...reported })
+    .withStandby('k2', { uid: 'd2', ...reported })
+    .build();
   mutate(cd);
   return cd;
 }

@@ -12,7 +12,7 @@ import { StolonError, parseClusterData, serializeClusterData, type ClusterData, 
 import { createLogger } from '@stolon-ts/common';
 import { MemoryBackend, MemoryStore, type Store } from '@stolon-ts/store';
 import type { FenceControl } from './fencer.js';
-import { aCluster, CLUSTER_UID, type ClusterBuilder } from '../test/builders-shim.js';
+import { aCluster, CLUSTER_UID, type ClusterBuilder } from '@stolon-ts/cluster/testing';
 import { FakePostgres } from '../test/fake-pg.js';
 import { writeDbState } from './dbstate.js';
 import { KeeperStatus, keeperLiveness } from './health.js';

@@ -1,7 +1,7 @@
 /** Table tests of the keeper's pure configuration derivations. */
 import { describe, expect, it } from 'vitest';
 import { StolonError, type ClusterSpec } from '@stolon-ts/cluster';
-import { aCluster, STANDBY_SPEC, EXTERNAL_CONNINFO } from '../test/builders-shim.js';
+import { aCluster, STANDBY_SPEC, EXTERNAL_CONNINFO } from '@stolon-ts/cluster/testing';
 import {
   configKey,
   discardedRange,

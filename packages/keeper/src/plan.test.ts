@@ -1,55 +1,18 @@
 /** Table tests of the keeper's pure planner. */
 import { describe, expect, it } from 'vitest';
 import { newClusterData, validateSpec, type ClusterData, type DB } from '@stolon-ts/cluster';
+import { T0, aDb } from '@stolon-ts/cluster/testing';
 import { internalOnlyHba, planKeeperAction, restartWorthy, type InternalOnlyInputs, type LocalDbState, type LocalObservation } from './plan.js';
 
-const T = '2026-01-01T00:00:00.000Z';
-
 function db(uid: string, keeperUID: string, role: 'master' | 'standby', extra: Partial<DB['spec']> = {}, port = '5432'): DB {
-  return {
-    uid,
-    generation: 2,
-    changeTime: T,
-    spec: {
-      keeperUID,
-      requestTimeout: '2s',
-      maxStandbys: 20,
-      synchronousReplication: false,
-      usePgrewind: false,
-      additionalWalSenders: 5,
-      additionalReplicationSlots: null,
-      initMode: 'none',
-      pgParameters: {},
-      pgHBA: null,
-      role,
-      followConfig: null,
-      followers: [],
-      includePreviousConfig: false,
-      synchronousStandbys: [],
-      externalSynchronousStandbys: [],
-      ...extra,
-    },
-    status: {
-      healthy: true,
-      currentGeneration: 2,
-      listenAddress: '127.0.0.1',
-      port,
-      systemdID: '1',
-      timelineID: 1,
-      xLogPos: 100,
-      timelinesHistory: [],
-      pgParameters: {},
-      synchronousStandbys: [],
-      olderWalFile: '',
-    },
-  };
+  return aDb(keeperUID, role, { uid, generation: 2, port, systemId: '1', xLogPos: 100, spec: extra });
 }
 
 function cluster(dbs: DB[], boots: Record<string, string> = { k1: 'b1', k2: 'b2' }): ClusterData {
-  const cd = newClusterData(validateSpec({ initMode: 'new' }), 'c1', T);
+  const cd = newClusterData(validateSpec({ initMode: 'new' }), 'c1', T0);
   cd.cluster.status.phase = 'normal';
   for (const [uid, bootUUID] of Object.entries(boots)) {
-    cd.keepers[uid] = { uid, generation: 1, changeTime: T, spec: {}, status: { healthy: true, lastHealthyTime: T, bootUUID } };
+    cd.keepers[uid] = { uid, generation: 1, changeTime: T0, spec: {}, status: { healthy: true, lastHealthyTime: T0, bootUUID } };
   }
   for (const d of dbs) {
     cd.dbs[d.uid] = structuredClone(d);

@@ -17,6 +17,7 @@ export type {
   WriteConfigResult,
 } from './manager.js';
 export { PgManager, type PgManagerOptions } from './pg-manager.js';
+export { DEFAULT_PG_BIN_DIR, resolvePgBinDir, type ResolvePgBinDirOptions } from './pg-bin.js';
 export {
   MANAGED_PARAMETERS,
   MAX_SAFE_LSN,

@@ -24,9 +24,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, makeTempDir, removeDir, waitFor } from '@stolon-ts/harness';
 import { defaultHbaLines, formatLsn, parseLsn } from './config.js';
 import type { ConnTarget, PgConfig, RecoveryConfig, StandbySettings } from './manager.js';
+import { resolvePgBinDir } from './pg-bin.js';
 import { PgManager } from './pg-manager.js';
 
-const BIN = '/usr/lib/postgresql/15/bin';
+const BIN = resolvePgBinDir();
 const isRoot = process.getuid?.() === 0;
 const suffix = Math.random().toString(36).slice(2, 10);
 const SU_PASSWORD = `su-S3cret'"\\:pw ${suffix}`;

@@ -16,19 +16,8 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultHbaLines } from './config.js';
 import type { BaseBackupProgress, PgConfig, PgObservation, RecoveryConfig, StandbySettings } from './manager.js';
+import { resolvePgBinDir } from './pg-bin.js';
 import { PgManager } from './pg-manager.js';
-
-/** Newest installed PostgreSQL (Debian layout); the manager itself takes any bin path. */
-function findBinPath(): string {
-  const root = '/usr/lib/postgresql';
-  const versions = readdirSync(root)
-    .filter((v) => existsSync(join(root, v, 'bin', 'postgres')))
-    .sort((a, b) => Number(b) - Number(a));
-  if (versions[0] === undefined) {
-    throw new Error(`no PostgreSQL binaries under ${root}`);
-  }
-  return join(root, versions[0], 'bin');
-}
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -116,7 +105,7 @@ function conf(m: PgManager, suffixName = ''): string {
 function makeManager(pgData: string, port: number): PgManager {
   return new PgManager({
     pgData,
-    binPath: findBinPath(),
+    binPath: resolvePgBinDir(),
     suUsername: 'stolon',
     suPassword: SU_PASSWORD,
     replUsername: 'repl',

@@ -53,7 +53,7 @@ import { scramSha256Verifier } from './scram.js';
 export interface PgManagerOptions {
   /** PGDATA; made absolute. Its parent also holds `postgres.log` and (usually) the socket dir. */
   readonly pgData: string;
-  /** Directory of the PostgreSQL binaries, e.g. `/usr/lib/postgresql/15/bin`. */
+  /** Directory of the PostgreSQL binaries, e.g. what `resolvePgBinDir` returns. */
   readonly binPath: string;
   /**
    * OS user that runs every PostgreSQL binary and owns every created file when this process

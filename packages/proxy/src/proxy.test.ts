@@ -14,9 +14,9 @@ import {
   serializeClusterData,
   validateSpec,
   type ClusterData,
-  type DB,
   type ProxyInfo,
 } from '@stolon-ts/cluster';
+import { aDb } from '@stolon-ts/cluster/testing';
 import { BUG_SENTENCE, createLogger, type Logger } from '@stolon-ts/common';
 import { freePort, waitFor, waitUntilSteady } from '@stolon-ts/harness';
 import { MemoryBackend, MemoryStore, type Store } from '@stolon-ts/store';
@@ -33,44 +33,6 @@ const SLACK_MS = 750;
 
 // ------------------------------------------------------------------ fixtures
 
-function aDb(uid: string, port: number): DB {
-  return {
-    uid,
-    generation: 1,
-    changeTime: ISO,
-    spec: {
-      keeperUID: `keeper-${uid}`,
-      requestTimeout: '2s',
-      maxStandbys: 20,
-      synchronousReplication: false,
-      usePgrewind: false,
-      additionalWalSenders: 5,
-      additionalReplicationSlots: null,
-      initMode: 'none',
-      pgParameters: {},
-      pgHBA: null,
-      role: 'master',
-      followers: [],
-      includePreviousConfig: false,
-      synchronousStandbys: [],
-      externalSynchronousStandbys: [],
-    },
-    status: {
-      healthy: true,
-      currentGeneration: 1,
-      listenAddress: '127.0.0.1',
-      port: String(port),
-      systemdID: '7000000000000000001',
-      timelineID: 1,
-      xLogPos: 0,
-      timelinesHistory: [],
-      pgParameters: {},
-      synchronousStandbys: [],
-      olderWalFile: '',
-    },
-  };
-}
-
 /** Clusterdata with DBs `uid → port`, the given primary, enabled proxies and proxy generation. */
 function aClusterData(opts: {
   dbs: Record<string, number>;
@@ -82,7 +44,7 @@ function aClusterData(opts: {
   const cd = newClusterData(validateSpec(opts.spec ?? SPEC), 'c1', ISO);
   cd.cluster.status = { phase: 'normal', master: opts.master };
   for (const [uid, port] of Object.entries(opts.dbs)) {
-    cd.dbs[uid] = aDb(uid, port);
+    cd.dbs[uid] = aDb(`keeper-${uid}`, 'master', { uid, port: String(port), xLogPos: 0 });
   }
   cd.proxy.generation = opts.generation;
   cd.proxy.spec = { masterDbUid: opts.master, enabledProxies: opts.enabled };

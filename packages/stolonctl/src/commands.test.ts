@@ -10,12 +10,10 @@ import {
   serializeClusterData,
   type ClusterData,
   type ClusterSpec,
-  type DB,
   type DiscardedWal,
   type FailoverEvent,
-  type Keeper,
-  type Role,
 } from '@stolon-ts/cluster';
+import { aCluster } from '@stolon-ts/cluster/testing';
 import { MemoryBackend, MemoryStore, type Store } from '@stolon-ts/store';
 import {
   CAS_ATTEMPTS,
@@ -348,70 +346,6 @@ describe('spec', () => {
 
 const T = '2025-01-01T00:00:00.000Z';
 
-function keeper(uid: string, healthy: boolean): Keeper {
-  return {
-    uid,
-    generation: 1,
-    changeTime: T,
-    spec: {},
-    status: { healthy, lastHealthyTime: T, bootUUID: `boot-${uid}` },
-  };
-}
-
-interface DbFixture {
-  gen: number;
-  cur: number;
-  port: string;
-  healthy: boolean;
-  /** Reported LSN; default 0 (never reported). */
-  xLogPos?: number;
-  /** Reported timeline; default 1, 0 when the DB never reported (port ''). */
-  timeline?: number;
-  pendingRestart?: string[];
-  discardedWal?: DiscardedWal;
-}
-
-function db(uid: string, keeperUID: string, role: Role, followers: string[], o: DbFixture): DB {
-  return {
-    uid,
-    generation: o.gen,
-    changeTime: T,
-    spec: {
-      keeperUID,
-      requestTimeout: '2s',
-      maxStandbys: 20,
-      synchronousReplication: false,
-      usePgrewind: false,
-      additionalWalSenders: 5,
-      additionalReplicationSlots: null,
-      initMode: role === 'master' ? 'new' : 'resync',
-      pgParameters: {},
-      pgHBA: null,
-      role,
-      ...(role === 'standby' ? { followConfig: { type: 'internal' as const, dbuid: 'db1' } } : {}),
-      followers,
-      includePreviousConfig: false,
-      synchronousStandbys: [],
-      externalSynchronousStandbys: [],
-    },
-    status: {
-      healthy: o.healthy,
-      currentGeneration: o.cur,
-      listenAddress: o.port === '' ? '' : '10.0.0.1',
-      port: o.port,
-      systemdID: '1',
-      timelineID: o.timeline ?? (o.port === '' ? 0 : 1),
-      xLogPos: o.xLogPos ?? 0,
-      timelinesHistory: [],
-      pgParameters: {},
-      synchronousStandbys: [],
-      olderWalFile: '',
-      ...(o.pendingRestart !== undefined ? { pendingRestart: o.pendingRestart } : {}),
-      ...(o.discardedWal !== undefined ? { discardedWal: o.discardedWal } : {}),
-    },
-  };
-}
-
 /** keeper1 rejoined after a failover: pg_rewind threw away WAL its old timeline 1 had past the fork. */
 const DISCARDED: DiscardedWal = { fromLsn: 0x2fff000, toLsn: 0x3000800, timelineID: 1, method: 'pg_rewind', at: T };
 
@@ -421,37 +355,40 @@ const DISCARDED: DiscardedWal = { fromLsn: 0x2fff000, toLsn: 0x3000800, timeline
  * has no DB.
  */
 function handBuiltClusterData(): ClusterData {
-  const cd = newClusterData({ initMode: 'new' }, 'c0ffee00', T);
-  cd.cluster.status = { phase: 'normal', master: 'db1' };
-  cd.keepers = {
-    keeper0: keeper('keeper0', true),
-    keeper1: keeper('keeper1', true),
-    keeper2: keeper('keeper2', false),
-    keeper3: keeper('keeper3', true),
-  };
-  cd.dbs = {
-    db1: db('db1', 'keeper0', 'master', ['db2'], {
-      gen: 4,
-      cur: 4,
+  return aCluster({ uid: 'c0ffee00' })
+    .initialized()
+    .withPrimary('keeper0', {
+      uid: 'db1',
+      listenAddress: '10.0.0.1',
+      generation: 4,
       port: '5432',
-      healthy: true,
       xLogPos: 0x3001000,
       timeline: 2,
       pendingRestart: ['shared_buffers', 'max_connections'],
-    }),
-    db2: db('db2', 'keeper1', 'standby', ['db4'], {
-      gen: 2,
-      cur: 1,
+    })
+    .withStandby('keeper1', {
+      uid: 'db2',
+      listenAddress: '10.0.0.1',
+      generation: 2,
+      currentGeneration: 1,
       port: '5433',
-      healthy: true,
       xLogPos: 0x3000060,
       timeline: 2,
       discardedWal: DISCARDED,
-    }),
-    db4: db('db4', 'keeper3', 'standby', [], { gen: 1, cur: 0, port: '', healthy: false }),
-  };
-  cd.proxy.generation = 3;
-  return cd;
+    })
+    .withKeeper('keeper2', { healthy: false })
+    .withStandby('keeper3', {
+      uid: 'db4',
+      follows: 'keeper1',
+      currentGeneration: 0,
+      healthy: false,
+      listenAddress: '',
+      port: '',
+      timeline: 0,
+      xLogPos: 0,
+    })
+    .fenced(3)
+    .build();
 }
 
 async function statusHarness(): Promise<Harness> {
@@ -622,14 +559,15 @@ async function standbyCluster(opts: Parameters<typeof harness>[0] = {}): Promise
   expect(await runInit(h.ctx, { uid: 'c0ffee00', now: T, specJson: STANDBY_CLUSTER_SPEC })).toBe(ExitCode.ok);
   const cd = parseClusterData((await h.stored())!);
   cd.cluster.status = { phase: 'normal', master: 'db1' };
-  cd.keepers = { keeper0: keeper('keeper0', true), keeper1: keeper('keeper1', true) };
-  const primary = db('db1', 'keeper0', 'standby', ['db2'], { gen: 2, cur: 2, port: '5432', healthy: true, xLogPos: 0x5000000 });
-  // The DB spec carries the full conninfo, password included, for its keeper.
-  primary.spec.followConfig = { type: 'external', standbySettings: cd.cluster.spec.standbyConfig!.standbySettings! };
-  cd.dbs = {
-    db1: primary,
-    db2: db('db2', 'keeper1', 'standby', [], { gen: 1, cur: 1, port: '5433', healthy: true, xLogPos: 0x4fff000 }),
-  };
+  // The primary DB follows the external primary; its spec carries the full conninfo, password
+  // included, for its keeper.
+  const built = aCluster({ spec: cd.cluster.spec })
+    .initialized()
+    .withPrimary('keeper0', { uid: 'db1', generation: 2, listenAddress: '10.0.0.1', port: '5432', xLogPos: 0x5000000 })
+    .withStandby('keeper1', { uid: 'db2', listenAddress: '10.0.0.1', port: '5433', xLogPos: 0x4fff000 })
+    .build();
+  cd.keepers = built.keepers;
+  cd.dbs = built.dbs;
   await h.store.overwriteClusterData(serializeClusterData(cd));
   return { ...h, before: (await h.stored())! };
 }

@@ -7,7 +7,8 @@ import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { newClusterData, parseClusterData, serializeClusterData, type ClusterData, type DB, type Role } from '@stolon-ts/cluster';
+import { parseClusterData, serializeClusterData, type ClusterData } from '@stolon-ts/cluster';
+import { aCluster } from '@stolon-ts/cluster/testing';
 import { runNode, startEtcd, type CommandResult, type EtcdHandle } from '@stolon-ts/harness';
 import { EtcdStore } from '@stolon-ts/store';
 
@@ -57,56 +58,13 @@ async function storedText(name: string): Promise<string | null> {
   return (await storeOf(name).getClusterData())?.text ?? null;
 }
 
-const T = '2025-01-01T00:00:00.000Z';
-
-function fixtureDb(uid: string, keeperUID: string, role: Role, followers: string[]): DB {
-  return {
-    uid,
-    generation: 1,
-    changeTime: T,
-    spec: {
-      keeperUID,
-      requestTimeout: '2s',
-      maxStandbys: 20,
-      synchronousReplication: false,
-      usePgrewind: false,
-      additionalWalSenders: 5,
-      additionalReplicationSlots: null,
-      initMode: role === 'master' ? 'new' : 'resync',
-      pgParameters: {},
-      pgHBA: null,
-      role,
-      ...(role === 'standby' ? { followConfig: { type: 'internal' as const, dbuid: 'db0' } } : {}),
-      followers,
-      includePreviousConfig: false,
-      synchronousStandbys: [],
-      externalSynchronousStandbys: [],
-    },
-    status: {
-      healthy: true,
-      currentGeneration: 1,
-      listenAddress: '127.0.0.1',
-      port: role === 'master' ? '5432' : '5433',
-      systemdID: '1',
-      timelineID: 1,
-      xLogPos: 0x3000000,
-      timelinesHistory: [],
-      pgParameters: {},
-      synchronousStandbys: [],
-      olderWalFile: '',
-    },
-  };
-}
-
 /** keeper0 holds the primary db0; keeper1's db1 follows it. Both keepers unhealthy (stopped). */
 function twoKeeperCluster(): ClusterData {
-  const cd = newClusterData({ initMode: 'new' }, 'c0ffee00', T);
-  cd.cluster.status = { phase: 'normal', master: 'db0' };
-  for (const uid of ['keeper0', 'keeper1']) {
-    cd.keepers[uid] = { uid, generation: 1, changeTime: T, spec: {}, status: { healthy: false, lastHealthyTime: T, bootUUID: uid } };
-  }
-  cd.dbs = { db0: fixtureDb('db0', 'keeper0', 'master', ['db1']), db1: fixtureDb('db1', 'keeper1', 'standby', []) };
-  return cd;
+  return aCluster({ uid: 'c0ffee00' })
+    .initialized()
+    .withPrimary('keeper0', { uid: 'db0', keeperHealthy: false })
+    .withStandby('keeper1', { uid: 'db1', keeperHealthy: false })
+    .build();
 }
 
 /** Stores `cd` as cluster `name`'s clusterdata and returns the stored text. */

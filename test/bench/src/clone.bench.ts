@@ -27,6 +27,7 @@ import { chown, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { DEFAULT_PG_BIN_DIR, resolvePgBinDir } from '@stolon-ts/postgres';
 import { binPath, makeTempDir, removeDir, startLocalCluster, waitFor, type LocalCluster, type ProcessHandle } from '@stolon-ts/harness';
 import {
   BENCH_DOC,
@@ -64,7 +65,8 @@ const USAGE = `usage: npm run bench:clone -- [--scale N] [--runs N] [--write-doc
   --clone-timeout S  give up on one copy after S seconds (default 600)
   --settle S         pause after sync and CHECKPOINT before each measurement (default 3)
   --log-level L      component log level (default info; the phase breakdown needs info or lower)
-  --pg-bin-path DIR  PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
+  --pg-bin-path DIR  PostgreSQL binaries (default: $PG_BIN, else pg_config --bindir when it holds postgres,
+                     else ${DEFAULT_PG_BIN_DIR})
 Run \`npm run build\` first.`;
 
 interface Options {
@@ -85,6 +87,13 @@ function parseOptions(argv: readonly string[]): Options {
     process.stderr.write(`bench:clone: ${msg}\n${USAGE}\n`);
     process.exit(2);
   };
+  const pgBinDir = (flag: string | undefined): string => {
+    try {
+      return resolvePgBinDir({ flag });
+    } catch (err) {
+      return bad((err as Error).message);
+    }
+  };
   let values;
   try {
     ({ values } = parseArgs({
@@ -99,7 +108,7 @@ function parseOptions(argv: readonly string[]): Options {
         'clone-timeout': { type: 'string', default: '600' },
         settle: { type: 'string', default: '3' },
         'log-level': { type: 'string', default: 'info' },
-        'pg-bin-path': { type: 'string', default: '/usr/lib/postgresql/15/bin' },
+        'pg-bin-path': { type: 'string' },
         help: { type: 'boolean', default: false },
       },
     }));
@@ -125,7 +134,7 @@ function parseOptions(argv: readonly string[]): Options {
     cloneTimeoutMs: int('clone-timeout', values['clone-timeout'], 10, 86_400) * 1000,
     settleMs: int('settle', values.settle, 0, 600) * 1000,
     logLevel: values['log-level'],
-    pgBinPath: values['pg-bin-path'],
+    pgBinPath: pgBinDir(values['pg-bin-path']),
     argv,
   };
 }

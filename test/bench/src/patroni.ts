@@ -15,6 +15,7 @@ import { execFile } from 'node:child_process';
 import { appendFile, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
+import { resolvePgBinDir } from '@stolon-ts/postgres';
 import { freePort, query, startEtcd, startProcess, type EtcdHandle, type ProcessHandle } from '@stolon-ts/harness';
 import { osIdentity } from './common.js';
 
@@ -38,7 +39,7 @@ export interface PatroniEnvOptions {
   readonly dir: string;
   readonly timings: PatroniTimings;
   readonly haproxy: HaproxyChecks;
-  /** @default /usr/lib/postgresql/15/bin */
+  /** @default what `resolvePgBinDir` finds */
   readonly pgBinPath?: string;
 }
 
@@ -140,12 +141,14 @@ function haproxyConfig(port: number, nodes: readonly Node[], c: HaproxyChecks): 
 /**
  * Starts etcd, two Patroni nodes and HAProxy, and waits until the cluster is healthy.
  * @throws Error with the last log lines when something does not come up within 3 minutes.
+ * @throws ConfigError when no PostgreSQL server binaries are found (`resolvePgBinDir`).
  */
 export async function startPatroniEnv(opts: PatroniEnvOptions): Promise<PatroniEnv> {
   const id = await osIdentity('postgres');
   if (id === null) {
     throw new Error('the Patroni baseline needs root (to run PostgreSQL as the postgres OS user)');
   }
+  const pgBinDir = resolvePgBinDir({ flag: opts.pgBinPath });
   const etcd = await startEtcd({ dataDir: join(opts.dir, 'etcd'), name: 'patroni-etcd' });
   const password = 'patroni-bench';
   const nodes: Node[] = [];
@@ -224,7 +227,7 @@ export async function startPatroniEnv(opts: PatroniEnvOptions): Promise<PatroniE
           listen: `127.0.0.1:${pgPort}`,
           connect_address: `127.0.0.1:${pgPort}`,
           data_dir: join(dir, 'data'),
-          bin_dir: opts.pgBinPath ?? '/usr/lib/postgresql/15/bin',
+          bin_dir: pgBinDir,
           pgpass: join(dir, 'pgpass'),
           authentication: {
             replication: { username: 'replicator', password },

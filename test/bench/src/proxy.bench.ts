@@ -26,6 +26,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { DEFAULT_PG_BIN_DIR, resolvePgBinDir } from '@stolon-ts/postgres';
 import { binPath, makeTempDir, removeDir, startLocalCluster, startProcess, type LocalCluster, type ProcessHandle } from '@stolon-ts/harness';
 import {
   BENCH_DOC,
@@ -55,7 +56,8 @@ const USAGE = `usage: npm run bench:proxy -- [--quick] [--duration S] [--rounds 
   --data-path P      stolon-proxy's --data-path: native (default) or event-loop
   --write-doc        regenerate the bench:proxy section of docs/benchmarks.md
   --keep             keep the cluster directory (data and logs) afterwards
-  --pg-bin-path DIR  PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
+  --pg-bin-path DIR  PostgreSQL binaries (default: $PG_BIN, else pg_config --bindir when it holds postgres,
+                     else ${DEFAULT_PG_BIN_DIR})
 Run \`npm run build\` first. Installs HAProxy with apt-get when it is missing (needs root).`;
 
 interface Options {
@@ -83,6 +85,13 @@ function parseOptions(argv: readonly string[]): Options {
     process.stderr.write(`bench:proxy: ${msg}\n${USAGE}\n`);
     process.exit(2);
   };
+  const pgBinDir = (flag: string | undefined): string => {
+    try {
+      return resolvePgBinDir({ flag });
+    } catch (err) {
+      return bad((err as Error).message);
+    }
+  };
   let values;
   try {
     ({ values } = parseArgs({
@@ -99,7 +108,7 @@ function parseOptions(argv: readonly string[]): Options {
         'data-path': { type: 'string', default: 'native' },
         'write-doc': { type: 'boolean', default: false },
         keep: { type: 'boolean', default: false },
-        'pg-bin-path': { type: 'string', default: '/usr/lib/postgresql/15/bin' },
+        'pg-bin-path': { type: 'string' },
         help: { type: 'boolean', default: false },
       },
     }));
@@ -128,7 +137,7 @@ function parseOptions(argv: readonly string[]): Options {
         : bad(`--data-path must be native or event-loop, got ${JSON.stringify(values['data-path'])}`),
     writeDoc: values['write-doc'],
     keep: values.keep,
-    pgBinPath: values['pg-bin-path'],
+    pgBinPath: pgBinDir(values['pg-bin-path']),
     argv,
   };
 }

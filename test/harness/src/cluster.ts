@@ -11,6 +11,7 @@ import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { resolvePgBinDir } from '@stolon-ts/postgres';
 import { createChaosNetwork, type ChaosNetwork } from './chaos/netns.js';
 import { startEtcd, type EtcdHandle } from './etcd.js';
 import { freePort } from './ports.js';
@@ -76,7 +77,7 @@ export interface LocalClusterOptions {
    * cluster), or nothing (the caller waits itself).
    */
   readonly expect?: 'writable' | 'readonly' | 'none';
-  /** PostgreSQL binaries. @default /usr/lib/postgresql/15/bin */
+  /** PostgreSQL binaries. @default what `resolvePgBinDir` finds ($PG_BIN, `pg_config --bindir`, the PostgreSQL 15 default) */
   readonly pgBinPath?: string;
   /**
    * Give every keeper its own cuttable TCP relay to etcd (`keepers[i].storeRelay`), to cut one
@@ -174,6 +175,7 @@ export function runNode(script: string, args: readonly string[], stdin?: string,
 /**
  * Starts a local cluster and waits until a query through the first proxy succeeds.
  * @throws Error with component logs when the cluster does not come up within 120 s (scaled).
+ * @throws ConfigError when `pgBinPath` (or the resolved default) holds no `postgres` (`resolvePgBinDir`).
  */
 export async function startLocalCluster(opts: LocalClusterOptions): Promise<LocalCluster> {
   const dir = resolve(opts.dir);
@@ -181,7 +183,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   await chmod(dir, 0o755);
   const clusterName = opts.clusterName ?? 'stolon-local';
   const logLevel = opts.logLevel ?? 'info';
-  const pgBinPath = opts.pgBinPath ?? '/usr/lib/postgresql/15/bin';
+  const pgBinPath = resolvePgBinDir({ flag: opts.pgBinPath });
   const logFile = join(dir, 'cluster.log');
   const procs: ProcessHandle[] = [];
   const ownNetwork = opts.network === undefined && opts.netns === true;

@@ -24,6 +24,7 @@ export {
   type LocalCluster,
   type LocalClusterOptions,
 } from './cluster.js';
+export { e2eCluster, type E2eCluster, type E2eClusterOptions, type FixtureHooks } from './fixture.js';
 export { query } from './sql.js';
 export { failoverEvents, waitKeepersConverged, type FailoverEventJson } from './converge.js';
 export { startRelay, type RelayHandle } from './relay.js';

@@ -5,6 +5,7 @@
  */
 import { resolve } from 'node:path';
 import yargs from 'yargs';
+import { DEFAULT_PG_BIN_DIR } from '@stolon-ts/postgres';
 import { startLocalCluster } from './cluster.js';
 import { stopAll } from './process.js';
 
@@ -17,7 +18,10 @@ const argv = await yargs(process.argv.slice(2))
   .option('sentinels', { type: 'number', default: 1 })
   .option('proxies', { type: 'number', default: 1 })
   .option('proxy-port', { type: 'number', default: 25432, describe: 'port of the first proxy' })
-  .option('pg-bin-path', { type: 'string', default: '/usr/lib/postgresql/15/bin' })
+  .option('pg-bin-path', {
+    type: 'string',
+    describe: `PostgreSQL binaries (default: $PG_BIN, else \`pg_config --bindir\` when it holds postgres, else ${DEFAULT_PG_BIN_DIR})`,
+  })
   .option('log-level', { type: 'string', default: 'info' })
   .help()
   .parseAsync();
@@ -33,7 +37,7 @@ try {
     sentinels: argv.sentinels,
     proxies: argv.proxies,
     proxyPort: argv['proxy-port'],
-    pgBinPath: argv['pg-bin-path'],
+    ...(argv['pg-bin-path'] !== undefined ? { pgBinPath: argv['pg-bin-path'] } : {}),
     logLevel: argv['log-level'],
   });
 } catch (err) {

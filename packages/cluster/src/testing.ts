@@ -1,8 +1,8 @@
 /**
- * Fixture builders for the cluster package's unit tests: small, chainable builders for cluster
- * data and the infos keepers and proxies publish, so that a decision test states only what
- * matters to it (`aCluster().initialized().withPrimary('k1').withStandby('k2')`) instead of a
- * 200-line literal (docs/design.md#decision-tests-are-tables).
+ * `@stolon-ts/cluster/testing`: fixture builders for tests of every package. Small, chainable
+ * builders for cluster data, single DBs and the infos keepers and proxies publish, so that a test
+ * states only what matters to it (`aCluster().initialized().withPrimary('k1').withStandby('k2')`)
+ * instead of a 200-line literal. Pure, like the rest of this package: no I/O.
  *
  * Conventions, so that tests can name things without looking them up:
  * - the DB of keeper `k1` has uid `db-k1` (override with `{ uid }`);
@@ -14,9 +14,9 @@
  * - in a standby cluster (`aCluster({ spec: STANDBY_SPEC })`) `withPrimary` builds the DB that
  *   follows the external primary (role standby, followConfig external), as the sentinel does.
  */
-import { emptyMemory, type DecideInput, type SentinelMemory } from '../src/decide.js';
-import { formatDurationMs } from '../src/duration.js';
-import { resolveSpec } from '../src/spec.js';
+import { emptyMemory, type DecideInput, type SentinelMemory } from './decide.js';
+import { formatDurationMs } from './duration.js';
+import { resolveSpec } from './spec.js';
 import {
   CURRENT_FORMAT_VERSION,
   type ClusterData,
@@ -24,11 +24,14 @@ import {
   type ClusterSpec,
   type DB,
   type DBInitMode,
+  type DBSpec,
   type DiscardedWal,
   type FollowConfig,
   type KeeperInfo,
   type ProxyInfo,
-} from '../src/types.js';
+  type ResolvedSpec,
+  type Role,
+} from './types.js';
 
 /** Wall-clock time every fixture is stamped with. */
 export const T0 = '2025-01-01T00:00:00.000Z';
@@ -93,6 +96,10 @@ export interface DbOptions {
   readonly externalSynchronousStandbys?: readonly string[];
   /** Primary only: `status.synchronousStandbys`, the sentinel's known-in-sync list; default []. */
   readonly knownSynchronousStandbys?: readonly string[];
+  /** `status.listenAddress` as last recorded; default "127.0.0.1". */
+  readonly listenAddress?: string;
+  /** `status.port` as last recorded; default "5432" plus the DB's index in the cluster. */
+  readonly port?: string;
 }
 
 export interface StandbyOptions extends DbOptions {
@@ -145,7 +152,10 @@ export class ClusterBuilder {
     generation: 1,
   };
 
-  constructor(private readonly spec: ClusterSpec) {}
+  constructor(
+    private readonly spec: ClusterSpec,
+    private readonly uid: string = CLUSTER_UID,
+  ) {}
 
   /** Phase `normal` (initialisation finished). */
   initialized(): this {
@@ -199,6 +209,7 @@ export class ClusterBuilder {
     return this;
   }
 
+  /** The cluster data as declared; `dbs[*].spec.followers` computed as the sentinel computes them. */
   build(): ClusterData {
     const r = resolveSpec(this.spec);
     const uidOf = (keeperUid: string): string =>
@@ -209,7 +220,7 @@ export class ClusterBuilder {
       formatVersion: CURRENT_FORMAT_VERSION,
       changeTime: T0,
       cluster: {
-        uid: CLUSTER_UID,
+        uid: this.uid,
         generation: 1,
         changeTime: T0,
         spec: structuredClone(this.spec),
@@ -250,71 +261,16 @@ export class ClusterBuilder {
 
     for (const [i, d] of this.dbs.entries()) {
       const uid = d.opts.uid ?? dbOf(d.keeperUid);
-      const generation = d.opts.generation ?? 1;
-      const initMode = d.opts.initMode ?? 'none';
-      const followed =
-        d.role === 'standby' ? (d.opts.follows ?? this.primaryKeeper) : undefined;
-      // In a standby cluster the primary DB follows the external primary, as the sentinel makes it.
-      const externalPrimary = d.role === 'master' && r.role === 'standby';
-      let followConfig: FollowConfig | null = null;
-      if (followed !== undefined) {
-        followConfig = { type: 'internal', dbuid: uidOf(followed) };
-      } else if (externalPrimary) {
-        followConfig = { type: 'external' };
-        if (r.standbyConfig?.standbySettings !== undefined) {
-          followConfig.standbySettings = { ...r.standbyConfig.standbySettings };
-        }
-        if (r.standbyConfig?.archiveRecoverySettings !== undefined) {
-          followConfig.archiveRecoverySettings = { ...r.standbyConfig.archiveRecoverySettings };
-        }
-      }
-      const db: DB = {
+      const followed = d.role === 'standby' ? (d.opts.follows ?? this.primaryKeeper) : undefined;
+      cd.dbs[uid] = buildDb(r, {
+        keeperUid: d.keeperUid,
+        role: d.role,
         uid,
-        generation,
-        changeTime: T0,
-        spec: {
-          keeperUID: d.keeperUid,
-          requestTimeout: formatDurationMs(r.requestTimeoutMs),
-          maxStandbys: r.maxStandbys,
-          // The sentinel turns it on for a real primary only (never in a standby cluster).
-          synchronousReplication: d.role === 'master' && r.synchronousReplication && r.role === 'master',
-          usePgrewind: r.usePgrewind,
-          additionalWalSenders: r.additionalWalSenders,
-          additionalReplicationSlots:
-            uid === masterUid && r.additionalMasterReplicationSlots !== null
-              ? [...r.additionalMasterReplicationSlots]
-              : null,
-          initMode,
-          pgParameters: { ...r.pgParameters },
-          pgHBA: r.pgHBA === null ? null : [...r.pgHBA],
-          suReplAccessMode: r.defaultSUReplAccessMode,
-          automaticPgRestart: r.automaticPgRestart,
-          role: externalPrimary ? 'standby' : d.role,
-          followConfig,
-          followers: [],
-          includePreviousConfig: false,
-          synchronousStandbys: [...(d.opts.synchronousStandbys ?? [])],
-          externalSynchronousStandbys: [...(d.opts.externalSynchronousStandbys ?? [])],
-          ...(initMode === 'new' ? { newConfig: { ...r.newConfig } } : {}),
-          ...(initMode === 'pitr' && r.pitrConfig !== null ? { pitrConfig: structuredClone(r.pitrConfig) } : {}),
-        },
-        status: {
-          healthy: d.opts.healthy ?? true,
-          currentGeneration: d.opts.currentGeneration ?? generation,
-          listenAddress: '127.0.0.1',
-          port: String(5432 + i),
-          systemdID: d.opts.systemId ?? DEFAULT_SYSTEM_ID,
-          timelineID: d.opts.timeline ?? 1,
-          xLogPos: d.opts.xLogPos ?? DEFAULT_LSN,
-          timelinesHistory: [],
-          pgParameters: {},
-          synchronousStandbys: [...(d.opts.knownSynchronousStandbys ?? [])],
-          olderWalFile: '',
-          ...(d.opts.pendingRestart === undefined ? {} : { pendingRestart: [...d.opts.pendingRestart] }),
-          ...(d.opts.discardedWal === undefined ? {} : { discardedWal: { ...d.opts.discardedWal } }),
-        },
-      };
-      cd.dbs[uid] = db;
+        followedDb: followed === undefined ? undefined : uidOf(followed),
+        isMasterDb: uid === masterUid,
+        defaultPort: String(5432 + i),
+        opts: d.opts,
+      });
     }
     // Followers as the sentinel computes them: sorted uids of the DBs following each DB.
     for (const db of Object.values(cd.dbs)) {
@@ -327,6 +283,121 @@ export class ClusterBuilder {
   }
 }
 
+/** What `buildDb` needs beyond the options: where the DB sits in its cluster. */
+interface DbPlace {
+  readonly keeperUid: string;
+  /** The role the sentinel gave the DB in its cluster (a standby cluster's primary is 'master'). */
+  readonly role: Role;
+  readonly uid: string;
+  /** DB uid an internal standby follows. */
+  readonly followedDb: string | undefined;
+  /** Whether it is `cluster.status.master` (it then gets `additionalMasterReplicationSlots`). */
+  readonly isMasterDb: boolean;
+  readonly defaultPort: string;
+  readonly opts: DbOptions;
+}
+
+/** One DB, its spec derived from the resolved cluster spec `r` as the sentinel derives it. */
+function buildDb(r: ResolvedSpec, p: DbPlace): DB {
+  const o = p.opts;
+  const generation = o.generation ?? 1;
+  const initMode = o.initMode ?? 'none';
+  // In a standby cluster the primary DB follows the external primary, as the sentinel makes it.
+  const externalPrimary = p.role === 'master' && r.role === 'standby';
+  let followConfig: FollowConfig | null = null;
+  if (p.followedDb !== undefined) {
+    followConfig = { type: 'internal', dbuid: p.followedDb };
+  } else if (externalPrimary) {
+    followConfig = { type: 'external' };
+    if (r.standbyConfig?.standbySettings !== undefined) {
+      followConfig.standbySettings = { ...r.standbyConfig.standbySettings };
+    }
+    if (r.standbyConfig?.archiveRecoverySettings !== undefined) {
+      followConfig.archiveRecoverySettings = { ...r.standbyConfig.archiveRecoverySettings };
+    }
+  }
+  return {
+    uid: p.uid,
+    generation,
+    changeTime: T0,
+    spec: {
+      keeperUID: p.keeperUid,
+      requestTimeout: formatDurationMs(r.requestTimeoutMs),
+      maxStandbys: r.maxStandbys,
+      // The sentinel turns it on for a real primary only (never in a standby cluster).
+      synchronousReplication: p.role === 'master' && r.synchronousReplication && r.role === 'master',
+      usePgrewind: r.usePgrewind,
+      additionalWalSenders: r.additionalWalSenders,
+      additionalReplicationSlots:
+        p.isMasterDb && r.additionalMasterReplicationSlots !== null ? [...r.additionalMasterReplicationSlots] : null,
+      initMode,
+      pgParameters: { ...r.pgParameters },
+      pgHBA: r.pgHBA === null ? null : [...r.pgHBA],
+      suReplAccessMode: r.defaultSUReplAccessMode,
+      automaticPgRestart: r.automaticPgRestart,
+      role: externalPrimary ? 'standby' : p.role,
+      followConfig,
+      followers: [],
+      includePreviousConfig: false,
+      synchronousStandbys: [...(o.synchronousStandbys ?? [])],
+      externalSynchronousStandbys: [...(o.externalSynchronousStandbys ?? [])],
+      ...(initMode === 'new' ? { newConfig: { ...r.newConfig } } : {}),
+      ...(initMode === 'pitr' && r.pitrConfig !== null ? { pitrConfig: structuredClone(r.pitrConfig) } : {}),
+    },
+    status: {
+      healthy: o.healthy ?? true,
+      currentGeneration: o.currentGeneration ?? generation,
+      listenAddress: o.listenAddress ?? '127.0.0.1',
+      port: o.port ?? p.defaultPort,
+      systemdID: o.systemId ?? DEFAULT_SYSTEM_ID,
+      timelineID: o.timeline ?? 1,
+      xLogPos: o.xLogPos ?? DEFAULT_LSN,
+      timelinesHistory: [],
+      pgParameters: {},
+      synchronousStandbys: [...(o.knownSynchronousStandbys ?? [])],
+      olderWalFile: '',
+      ...(o.pendingRestart === undefined ? {} : { pendingRestart: [...o.pendingRestart] }),
+      ...(o.discardedWal === undefined ? {} : { discardedWal: { ...o.discardedWal } }),
+    },
+  };
+}
+
+/** Options of a stand-alone DB built by `aDb`. */
+export interface StandaloneDbOptions extends DbOptions {
+  /** Cluster spec the DB spec is derived from, as the sentinel derives it; default `MINIMAL_SPEC`. */
+  readonly clusterSpec?: ClusterSpec;
+  /**
+   * Fields that replace the derived spec's, applied last: `followConfig`, `followers`, or a spec
+   * no sentinel would write (the planner's and the proxy's tests feed such DBs on purpose).
+   */
+  readonly spec?: Partial<DBSpec>;
+}
+
+/**
+ * One DB of keeper `keeperUid`, outside any cluster builder, for tests that assemble cluster data
+ * themselves. Its spec is derived from `opts.clusterSpec` as the sentinel derives it (a primary
+ * is `cluster.status.master`; in a standby cluster it follows the external primary); it follows
+ * no DB and has no followers unless `opts.spec` says so. Its status is that of `DbOptions`, port
+ * "5432" unless given. Returns a fresh object every call.
+ * @throws SpecValidationError when `opts.clusterSpec` is invalid
+ */
+export function aDb(keeperUid: string, role: Role, opts: StandaloneDbOptions = {}): DB {
+  const uid = opts.uid ?? dbOf(keeperUid);
+  const db = buildDb(resolveSpec(opts.clusterSpec ?? MINIMAL_SPEC), {
+    keeperUid,
+    role,
+    uid,
+    followedDb: undefined,
+    isMasterDb: role === 'master',
+    defaultPort: '5432',
+    opts,
+  });
+  if (opts.spec !== undefined) {
+    db.spec = { ...db.spec, ...structuredClone(opts.spec) };
+  }
+  return db;
+}
+
 function ownerOptions(o: OwnerOptions): KeeperOptions {
   return {
     ...(o.keeperHealthy === undefined ? {} : { healthy: o.keeperHealthy }),
@@ -337,9 +408,12 @@ function ownerOptions(o: OwnerOptions): KeeperOptions {
   };
 }
 
-/** A cluster builder; `spec` defaults to `MINIMAL_SPEC`. Phase `initializing` until `.initialized()`. */
-export function aCluster(opts: { readonly spec?: ClusterSpec } = {}): ClusterBuilder {
-  return new ClusterBuilder(opts.spec ?? MINIMAL_SPEC);
+/**
+ * A cluster builder; `spec` defaults to `MINIMAL_SPEC`, the cluster uid `uid` to `CLUSTER_UID`.
+ * Phase `initializing` until `.initialized()`. The spec is validated by `build()`.
+ */
+export function aCluster(opts: { readonly spec?: ClusterSpec; readonly uid?: string } = {}): ClusterBuilder {
+  return new ClusterBuilder(opts.spec ?? MINIMAL_SPEC, opts.uid ?? CLUSTER_UID);
 }
 
 export interface KeeperInfoOptions {
