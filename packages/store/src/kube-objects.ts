@@ -162,7 +162,7 @@ export interface LeaseView extends ObjectMetaView {
  * Reads a Lease returned by the API server.
  * @throws StolonError `STORE_DATA_INVALID` (transient) naming the Lease and the field when the
  *   metadata is unusable or a spec field has the wrong type (e.g. a non-integer duration).
- * @see https://kubernetes.io/docs/reference/kubernetes-api/cluster-resources/lease-v1/
+ * @see https://kubernetes.io/docs/concepts/architecture/leases/ and the Lease v1 API (coordination.k8s.io/v1)
  * @internal
  */
 export function readLease(obj: unknown, what: string): LeaseView {

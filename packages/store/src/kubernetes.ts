@@ -10,8 +10,8 @@
  *
  * Object names, timings, watch and error handling: docs/architecture.md, "Store backends".
  * Tested only against the stand-in API server in `@stolon-ts/harness`, never a real one.
- * @see https://kubernetes.io/docs/reference/using-api/api-concepts/ (resourceVersion, watch, bookmarks, 410 Gone)
- * @see https://kubernetes.io/docs/reference/kubernetes-api/cluster-resources/lease-v1/
+ * @see the Kubernetes documentation, "Kubernetes API Concepts" (resourceVersion, watch, bookmarks, 410 Gone)
+ * @see https://kubernetes.io/docs/concepts/architecture/leases/ and the Lease v1 API (coordination.k8s.io/v1)
  * @see https://github.com/sorintlab/stolon/blob/master/internal/store/k8s.go (Stolon's Kubernetes backend)
  */
 import { StolonError, StoreConflictError, StoreUnavailableError } from '@stolon-ts/cluster';

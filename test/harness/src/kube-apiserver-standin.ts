@@ -12,9 +12,9 @@
  * watch stream cleanly), `compactHistory` (forgets the event history: a watch from an older
  * resourceVersion gets 410), `setInterceptor` (answer chosen requests with an error), and
  * in-process object access that bypasses HTTP (but not resourceVersions or watch events).
- * @see https://kubernetes.io/docs/reference/using-api/api-concepts/ (resourceVersion, watch, bookmarks, 410 Gone)
+ * @see the Kubernetes documentation, "Kubernetes API Concepts" (resourceVersion, watch, bookmarks, 410 Gone)
  * @see https://github.com/kubernetes/community/blob/master/contributors/devel/sig-architecture/api-conventions.md (Status, concurrency control)
- * @see https://kubernetes.io/docs/reference/kubernetes-api/cluster-resources/lease-v1/
+ * @see https://kubernetes.io/docs/concepts/architecture/leases/ and the Lease v1 API (coordination.k8s.io/v1)
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
