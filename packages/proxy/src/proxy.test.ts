@@ -21,7 +21,8 @@ import { BUG_SENTENCE, createLogger, type Logger } from '@stolon-ts/common';
 import { freePort, waitFor, waitUntilSteady } from '@stolon-ts/harness';
 import { MemoryBackend, MemoryStore, type Store } from '@stolon-ts/store';
 import { CANCEL_REQUEST_CODE, SSL_REQUEST_CODE } from './pgwire.js';
-import { start, type ProxyConfig, type ProxyHandle } from './proxy.js';
+import { start } from './proxy.js';
+import type { ProxyConfig, ProxyHandle } from './types.js';
 import { loadRelayAddon, type KeepaliveSettings } from './relay.js';
 
 const UID = 'px1';

@@ -42,151 +42,17 @@ import {
   type ReadOnlyDecision,
 } from './target.js';
 import { Relay, defaultRelayThreads, loadRelayAddon, setKeepalive, type RelayClose } from './relay.js';
-
-/** What {@link start} needs to know. */
-export interface ProxyConfig {
-  /**
-   * This proxy's UID: published as `UID` in its ProxyInfo and looked up in
-   * `proxy.spec.enabledProxies`. Random per process start (`newUid()`), as in Stolon.
-   */
-  uid: string;
-  /** Address to listen on for clients (the `--listen-address` flag defaults to 127.0.0.1). */
-  listenAddress: string;
-  /** TCP port to listen on; 0 lets the OS choose (see {@link ProxyHandle.port}). The `--port` flag defaults to 5432. */
-  port: number;
-  /**
-   * Close the listening socket when no check succeeded within `proxyTimeout`, so load balancers
-   * and Kubernetes readiness probes stop sending clients; it re-opens on the next successful
-   * check. When false, the listener stays open and new connections are closed at once.
-   * @default true
-   */
-  stopListening?: boolean;
-  /**
-   * Most client connections forwarded at once, both listeners together (`--max-connections`);
-   * 0 means no limit. A client over the limit gets a PostgreSQL ErrorResponse (SQLSTATE 53300)
-   * after its startup packet, and a warning is logged. Each connection holds two file
-   * descriptors: the proxy warns at start when the open-files limit cannot hold them all.
-   * @default {@link DEFAULT_MAX_CONNECTIONS}
-   */
-  maxConnections?: number;
-  /**
-   * Seconds of idleness before TCP keepalive probes start, on both sides of every connection
-   * (`--tcp-keepalive-idle`, TCP_KEEPIDLE); 0 keeps the kernel's `net.ipv4.tcp_keepalive_time`.
-   * Node (libuv) then probes every 1 s, 10 times (see `tcpKeepaliveCount`).
-   * @default 0
-   */
-  tcpKeepaliveIdleS?: number;
-  /**
-   * Stolon's `--tcp-keepalive-count` (TCP_KEEPCNT), set on both sides of every connection by the
-   * relay addon (`setKeepalive`; Node itself cannot). 0: libuv's 10 when `tcpKeepaliveIdleS` is
-   * set, else the kernel's `tcp_keepalive_probes`. Without the addon built, a non-zero value is
-   * logged as not applied.
-   * @default 0
-   */
-  tcpKeepaliveCount?: number;
-  /**
-   * Stolon's `--tcp-keepalive-interval` in seconds (TCP_KEEPINTVL), set as `tcpKeepaliveCount`.
-   * 0: libuv's 1 s when `tcpKeepaliveIdleS` is set, else the kernel's `tcp_keepalive_intvl`.
-   * @default 0
-   */
-  tcpKeepaliveIntervalS?: number;
-  /** The read-only listener (`--ro-port`); absent or null: none. */
-  readOnly?: ReadOnlyConfig | null;
-  /**
-   * How bytes are moved once a connection is set up (`--data-path`): `native`, the relay
-   * threads of `relay.ts` (the addon built by `npm run build`); `event-loop`, Node streams on
-   * the main thread (slower: about 0.65 of HAProxy's throughput against about 1.1 for `native`,
-   * docs/benchmarks.md). `native` without the addon built makes {@link start} throw.
-   * @default 'native'
-   */
-  dataPath?: DataPath;
-  /**
-   * Relay threads for `dataPath: 'native'` (`--relay-threads`); 0: {@link defaultRelayThreads}
-   * (one per CPU, at most 4). A connection stays on the thread that got it (least loaded first).
-   * @default 0
-   */
-  relayThreads?: number;
-}
-
-/** See {@link ProxyConfig.dataPath}. */
-export type DataPath = 'native' | 'event-loop';
-
-/** The read-only listener's settings (the `--ro-*` flags). */
-export interface ReadOnlyConfig {
-  /** Address to listen on (`--ro-listen-address`, defaulting to `--listen-address`). */
-  listenAddress: string;
-  /** TCP port; 0 lets the OS choose (see {@link ProxyHandle.roPort}). */
-  port: number;
-  /**
-   * Most bytes of WAL a standby's replayed LSN may be behind the primary's LSN, as last
-   * reported in clusterdata (`--ro-max-lag-bytes`). @see resolveReadOnlyTargets
-   */
-  maxLagBytes: number;
-  /**
-   * Send read-only clients to the primary when no standby qualifies, and only while the main
-   * port routes to it (`--ro-fallback-to-primary`).
-   */
-  fallbackToPrimary: boolean;
-}
-
-/** Most relay threads (`--relay-threads`): more than CPUs only adds context switches. */
-export const MAX_RELAY_THREADS = 64;
-
-/** Default of {@link ProxyConfig.maxConnections}: far above PostgreSQL's own default of 100. */
-export const DEFAULT_MAX_CONNECTIONS = 2000;
-
-/** What {@link start} uses; tests substitute an in-memory store and a captured logger. */
-export interface ProxyDeps {
-  /** The store client; not closed by the proxy (its owner, the bin, closes it). */
-  store: Store;
-  /** The process logger (docs/design.md#logging). */
-  logger: Logger;
-}
-
-/**
- * The proxy's lifecycle:
- * - `starting`: no check has succeeded yet; not listening (a proxy that never reached the store
- *   never listens, as in Stolon).
- * - `routing`: the last check succeeded and clients are forwarded to the primary.
- * - `fenced`: routing nowhere because clusterdata says so (no primary, this proxy not enabled,
- *   no clusterdata) or is invalid; still listening, new connections are closed at once.
- * - `store-lost`: routing nowhere because the last check could not read the store or publish,
- *   or no check succeeded within `proxyTimeout` (the watchdog fired; with `stopListening` the
- *   listener is then closed).
- * - `stopping`, `stopped`: after {@link ProxyHandle.stop}.
- * - `failed`: stopped on a fatal error (the listener could not be opened); `done` rejects.
- *
- * The state is the main listener's: while `fenced`, the read-only listener may still serve
- * standbys (reads during a failover are safe); in `store-lost` it routes nowhere too.
- */
-export type ProxyState = 'starting' | 'routing' | 'fenced' | 'store-lost' | 'stopping' | 'stopped' | 'failed';
-
-/** The running proxy (docs/design.md#daemon-handles). */
-export interface ProxyHandle {
-  /** Resolves when the listener opened for the first time; rejects if the proxy stops first. */
-  readonly ready: Promise<void>;
-  /** Resolves when the proxy stopped; rejects with the first fatal error. */
-  readonly done: Promise<void>;
-  /**
-   * Stops checking, closes the listener, destroys every connection and deletes this proxy's
-   * ProxyInfo (best effort). Resolves when stopped (also after a fatal error); idempotent.
-   */
-  stop(reason: string): Promise<void>;
-  /** The bound TCP port once the listener opened (useful with port 0), else the configured port. */
-  port(): number;
-  /** As {@link port}, for the read-only listener; null when there is none. */
-  roPort(): number | null;
-  /** The current {@link ProxyState}. */
-  state(): ProxyState;
-  /**
-   * Client connections currently forwarded (each paired with one connection to a backend), on
-   * both listeners, or on one when `kind` is given.
-   */
-  connections(kind?: ListenerKind): number;
-}
-
-/** Which listener a connection came in on: `main` (the primary) or `ro` (read-only). */
-export type ListenerKind = 'main' | 'ro';
+import {
+  DEFAULT_MAX_CONNECTIONS,
+  MAX_RELAY_THREADS,
+  type ListenerKind,
+  type ProxyConfig,
+  type ProxyDeps,
+  type ProxyHandle,
+  type ProxyState,
+  type ReadOnlyConfig,
+} from './types.js';
+import { CLOSE_WAIT_MS, CheckFailure, bounded, plural } from './util.js';
 
 /** Size of the reused buffer each backend read lands in (Node's default read size). */
 const READ_BUFFER_BYTES = 64 * 1024;
@@ -207,8 +73,6 @@ const LINGER_MS = 5_000;
 const RELAY_DEADLINE_SLACK_MS = 250;
 /** Bound on each best-effort step of `stop` (closing the watch, deleting the info). */
 const STOP_STEP_TIMEOUT_MS = 2_000;
-/** Bound on waiting for destroyed sockets to emit `close` (they do at once; this is a guard). */
-const CLOSE_WAIT_MS = 2_000;
 /** How long a client over the connection limit has to send its startup packet before it is dropped. */
 const REFUSE_TIMEOUT_MS = 5_000;
 /**
@@ -216,19 +80,6 @@ const REFUSE_TIMEOUT_MS = 5_000;
  * startup packet); past that they are closed at once, so a flood cannot exhaust descriptors.
  */
 const MAX_REFUSING = 64;
-
-/** Why a check failed; decides the state and the log line. */
-type FailureKind = 'store' | 'invalid' | 'slow' | 'bug';
-
-class CheckFailure extends Error {
-  constructor(
-    readonly kind: FailureKind,
-    message: string,
-    readonly err?: unknown,
-  ) {
-    super(message);
-  }
-}
 
 /** One forwarded client connection and its connection to the primary. */
 interface Pair {
@@ -270,41 +121,6 @@ function deferred(): Deferred {
     },
   };
   return d;
-}
-
-/**
- * Races `p` against a timer. On timeout the late result is disposed of with `dispose` (a watch
- * that arrives late is closed) and its rejection swallowed.
- */
-function bounded<T>(p: Promise<T>, ms: number, what: string, dispose?: (v: T) => void): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      reject(new CheckFailure('store', `${what}: no answer within ${ms} ms`));
-    }, ms);
-    p.then(
-      (v) => {
-        clearTimeout(timer);
-        if (timedOut) {
-          dispose?.(v);
-        } else {
-          resolve(v);
-        }
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        if (!timedOut) {
-          reject(err);
-        }
-      },
-    );
-  });
-}
-
-/** `1 connection`, `2 connections`. */
-function plural(n: number, noun: string): string {
-  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
 function msFromDefault(text: string): number {
