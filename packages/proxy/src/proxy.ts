@@ -6,8 +6,9 @@
  *   publishes its ProxyInfo (the proxy generation it enforces) under a TTL of `proxyTimeout`;
  * - the watchdog: a timer separate from the loop that routes nowhere when no check succeeded
  *   within `proxyTimeout`, because a store call can hang and a hung check must not keep routing;
- * - the forwarder: accepts clients, dials the target, then hands both sockets to the native relay
- *   (`relay.ts`) or, with `dataPath: 'event-loop'`, pipes them in JavaScript;
+ * - the forwarder: accepts clients, dials the target, then moves the bytes on one of the data
+ *   paths of `datapath.ts`: the native relay (`relay.ts`) or, with `dataPath: 'event-loop'`,
+ *   Node streams (TCP keepalive beyond Node's: `keepalive.ts`);
  * - the optional read-only listener, which balances clients over standbys.
  *
  * The fencing handshake with the sentinel: when the target changes, old connections are closed
@@ -41,7 +42,9 @@ import {
   type ProxyTarget,
   type ReadOnlyDecision,
 } from './target.js';
-import { Relay, defaultRelayThreads, loadRelayAddon, setKeepalive, type RelayClose } from './relay.js';
+import { NativePath, backendReader, pipeBothWays, type Release } from './datapath.js';
+import { Keepalive } from './keepalive.js';
+import { defaultRelayThreads, loadRelayAddon } from './relay.js';
 import {
   DEFAULT_MAX_CONNECTIONS,
   MAX_RELAY_THREADS,
@@ -54,15 +57,8 @@ import {
 } from './types.js';
 import { CLOSE_WAIT_MS, CheckFailure, bounded, plural } from './util.js';
 
-/** Size of the reused buffer each backend read lands in (Node's default read size). */
-const READ_BUFFER_BYTES = 64 * 1024;
 /** How long dialling the primary may take before the client connection is closed. */
 const CONNECT_TIMEOUT_MS = 5_000;
-/**
- * After one side of a connection ended cleanly, how long the other side may take to flush and
- * close before it is destroyed (so a slow peer cannot hold a half-closed pair forever).
- */
-const LINGER_MS = 5_000;
 /**
  * How long after the watchdog's deadline the relay threads close their connections by themselves
  * (the dead-man switch for a stalled main thread). Later than the watchdog, so that normally the
@@ -162,51 +158,15 @@ function openFilesLimit(): number | undefined {
   }
 }
 
-/**
- * The backend → client half of the event-loop data path, as the backend socket's `onread`:
- * each read lands in one reused buffer instead of a fresh 64 KiB allocation per read (Node's
- * default). A write the kernel did not take at once keeps pointing into that buffer, so then the
- * next read gets a new one; when the client's write buffer is full, the backend is paused until
- * the client drained (backpressure). `bind` gives it the backend socket once created.
- */
-function backendReader(client: net.Socket): { onread: net.OnReadOpts; bind(upstream: net.Socket): void } {
-  let readBuf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
-  let upstream: net.Socket | null = null;
-  return {
-    onread: {
-      buffer: () => readBuf,
-      callback: (n: number, buf: Uint8Array): boolean => {
-        const flushed = client.write(buf.subarray(0, n));
-        if (client.writableLength > 0) {
-          readBuf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
-        }
-        if (!flushed) {
-          client.once('drain', () => upstream?.resume());
-          return false;
-        }
-        return true;
-      },
-    },
-    bind: (u) => {
-      upstream = u;
-    },
-  };
-}
-
 class ProxyDaemon {
   private readonly uid: string;
   private readonly stopListening: boolean;
   private readonly maxConnections: number;
   private readonly keepaliveIdleMs: number;
-  private readonly keepaliveCount: number;
-  private readonly keepaliveIntervalS: number;
-  /** True when the interval or count is set and the addon can apply them (setsockopt per socket). */
-  private keepaliveBySockopt = false;
+  private readonly keepalive: Keepalive;
   private readonly roConfig: ReadOnlyConfig | null;
   /** The native relay (`dataPath: 'native'`), or null when bytes are piped in the event loop. */
-  private readonly relay: Relay | null;
-  /** Release callbacks of the connections the relay holds, by connection id. */
-  private readonly relayed = new Map<number, (c: RelayClose) => void>();
+  private readonly native: NativePath | null;
   private readonly store: Store;
   private readonly log: Logger;
 
@@ -266,15 +226,14 @@ class ProxyDaemon {
     this.stopListening = config.stopListening ?? true;
     this.maxConnections = config.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     this.keepaliveIdleMs = (config.tcpKeepaliveIdleS ?? 0) * 1000;
-    this.keepaliveCount = config.tcpKeepaliveCount ?? 0;
-    this.keepaliveIntervalS = config.tcpKeepaliveIntervalS ?? 0;
     this.roConfig = config.readOnly ?? null;
-    this.relay =
-      (config.dataPath ?? 'native') === 'native'
-        ? new Relay(config.relayThreads || defaultRelayThreads(), (c) => this.relayed.get(c.id)?.(c))
-        : null;
     this.store = deps.store;
     this.log = deps.logger;
+    this.native = (config.dataPath ?? 'native') === 'native' ? new NativePath(config.relayThreads || defaultRelayThreads(), this.log) : null;
+    this.keepalive = new Keepalive(
+      { idleMs: this.keepaliveIdleMs, intervalS: config.tcpKeepaliveIntervalS ?? 0, count: config.tcpKeepaliveCount ?? 0 },
+      this.log,
+    );
     this.main = { kind: 'main', address: config.listenAddress, configuredPort: config.port, boundPort: null, server: null };
     this.ro =
       this.roConfig === null
@@ -303,37 +262,15 @@ class ProxyDaemon {
         maxConnections: this.maxConnections,
         tcpKeepaliveIdleMs: this.keepaliveIdleMs,
         readOnly: this.roConfig,
-        dataPath: this.relay === null ? 'event-loop' : 'native',
-        relayThreads: this.relay?.threads() ?? 0,
+        dataPath: this.native === null ? 'event-loop' : 'native',
+        relayThreads: this.native?.threads() ?? 0,
       },
       `proxy ${this.uid} starting: not listening until clusterdata has been read; ` +
-        (this.relay === null
+        (this.native === null
           ? 'forwarding in the event loop (--data-path event-loop)'
-          : `forwarding on ${plural(this.relay.threads(), 'native relay thread')}`),
+          : `forwarding on ${plural(this.native.threads(), 'native relay thread')}`),
     );
-    if (this.keepaliveCount !== 0 || this.keepaliveIntervalS !== 0) {
-      const addon = loadRelayAddon();
-      if ('error' in addon) {
-        // Said at start rather than refused, so Stolon command lines keep working.
-        const inEffect =
-          this.keepaliveIdleMs > 0
-            ? 'probes every 1 s, 10 of them (set by libuv with --tcp-keepalive-idle)'
-            : "the kernel's net.ipv4.tcp_keepalive_intvl and tcp_keepalive_probes";
-        this.log.warn(
-          { tcpKeepaliveCount: this.keepaliveCount, tcpKeepaliveIntervalS: this.keepaliveIntervalS },
-          `--tcp-keepalive-count ${this.keepaliveCount} and --tcp-keepalive-interval ${this.keepaliveIntervalS} are not applied: ` +
-            `Node cannot set TCP_KEEPCNT or TCP_KEEPINTVL and ${addon.error}; in effect: ${inEffect}`,
-        );
-      } else {
-        this.keepaliveBySockopt = true;
-        this.log.info(
-          { tcpKeepaliveCount: this.keepaliveCount, tcpKeepaliveIntervalS: this.keepaliveIntervalS },
-          `TCP keepalive on both sides of every connection: idle ${this.keepaliveIdleMs > 0 ? `${this.keepaliveIdleMs / 1000} s` : "the kernel's"}, ` +
-            `interval ${this.keepaliveIntervalS > 0 ? `${this.keepaliveIntervalS} s` : this.keepaliveIdleMs > 0 ? '1 s (libuv)' : "the kernel's"}, ` +
-            `${this.keepaliveCount > 0 ? `${this.keepaliveCount} probes` : this.keepaliveIdleMs > 0 ? '10 probes (libuv)' : "the kernel's probe count"}`,
-        );
-      }
-    }
+    this.keepalive.announce();
     const limit = openFilesLimit();
     const needed = 2 * this.maxConnections + 64;
     if (limit !== undefined && (this.maxConnections === 0 || limit < needed)) {
@@ -570,7 +507,7 @@ class ProxyDaemon {
     this.watchdogTimer = setTimeout(() => this.onWatchdog(), ms);
     // The same deadline (plus RELAY_DEADLINE_SLACK_MS) for the relay threads, enforced without
     // this thread (relay.ts `renew`).
-    this.relay?.renew(ms + RELAY_DEADLINE_SLACK_MS);
+    this.native?.renew(ms + RELAY_DEADLINE_SLACK_MS);
   }
 
   private onWatchdog(): void {
@@ -857,7 +794,7 @@ class ProxyDaemon {
     const closed = new Promise<void>((resolve) => {
       markClosed = resolve;
     });
-    const reader = this.relay === null ? backendReader(client) : null;
+    const reader = this.native === null ? backendReader(client) : null;
     const upstream = net.connect({
       host: target.host,
       port: target.port,
@@ -885,7 +822,7 @@ class ProxyDaemon {
     }
     this.log.debug({ conn: id, listener: kind, from, to, connections: this.pairs.size }, `connection ${id} from ${from} to ${to}`);
     /** Forgets the pair once both sides are closed; `how` ends the debug line. */
-    const release = (how: string, extra: object = {}): void => {
+    const release: Release = (how, extra = {}) => {
       if (!this.pairs.delete(pair)) {
         return;
       }
@@ -913,9 +850,9 @@ class ProxyDaemon {
     upstream.on('connect', () => {
       connected = true;
       clearTimeout(connectTimer);
-      this.applyKeepalive(upstream, id);
+      this.keepalive.apply(upstream, id);
     });
-    this.applyKeepalive(client, id);
+    this.keepalive.apply(client, id);
     upstream.once('close', () => clearTimeout(connectTimer));
     upstream.on('error', (err) => {
       if (!connected) {
@@ -929,122 +866,11 @@ class ProxyDaemon {
       this.log.debug({ conn: id, from, err }, `connection ${id} from ${from}: ${err.message}`);
       pair.destroy();
     });
-    if (this.relay !== null) {
-      this.relayOnConnect(this.relay, pair, client, upstream, initial, release);
+    if (this.native !== null) {
+      this.native.carry(pair, client, upstream, initial, release);
     } else {
-      this.pipeBothWays(client, upstream, initial, release);
+      pipeBothWays(client, upstream, initial, release);
     }
-  }
-
-  /**
-   * Sets TCP_KEEPINTVL and TCP_KEEPCNT (and TCP_KEEPIDLE again) on a connected socket when
-   * `--tcp-keepalive-interval` or `--tcp-keepalive-count` asked for them; Node has set keepalive
-   * and the idle time already. A failure is logged; the connection goes on with Node's settings.
-   */
-  private applyKeepalive(s: net.Socket, conn: number): void {
-    if (!this.keepaliveBySockopt) {
-      return;
-    }
-    try {
-      setKeepalive(s, this.keepaliveIdleMs / 1000, this.keepaliveIntervalS, this.keepaliveCount);
-    } catch (err) {
-      this.log.warn({ conn, err }, `connection ${conn}: cannot set TCP keepalive interval and count: ${errorMessage(err)}`);
-    }
-  }
-
-  /**
-   * The native data path: Node reads nothing from either socket (the client was accepted
-   * paused; the backend is paused before it connects); once the backend connected (and took
-   * `initial`), both are handed to the relay, which reports the close. Until then a close of
-   * either socket closes the other.
-   */
-  private relayOnConnect(
-    relay: Relay,
-    pair: Pair,
-    client: net.Socket,
-    upstream: net.Socket,
-    initial: Buffer | null,
-    release: (how: string, extra?: object) => void,
-  ): void {
-    upstream.pause();
-    let handedOff = false;
-    let open = 2;
-    const onClose = (): void => {
-      if (handedOff) {
-        return; // Node's descriptors only; the relay holds the connection
-      }
-      pair.destroy();
-      if (--open === 0) {
-        release('');
-      }
-    };
-    client.once('close', onClose);
-    upstream.once('close', onClose);
-    const handOff = (): void => {
-      if (client.destroyed || upstream.destroyed) {
-        return; // closed meanwhile: the close handlers release the pair
-      }
-      this.relayed.set(pair.id, (c) => {
-        this.relayed.delete(pair.id);
-        release(`: ${c.reason}`, { bytesUp: c.bytesUp, bytesDown: c.bytesDown });
-      });
-      try {
-        relay.adopt(pair.id, client, upstream);
-      } catch (err) {
-        this.relayed.delete(pair.id);
-        this.log.warn({ conn: pair.id, err }, `connection ${pair.id}: cannot hand it to the relay (${errorMessage(err)}); closing it`);
-        pair.destroy();
-        return;
-      }
-      handedOff = true;
-      pair.destroy = () => relay.close(pair.id);
-    };
-    upstream.once('connect', () => {
-      if (initial !== null && initial.length > 0) {
-        upstream.write(initial, (err) => (err ? pair.destroy() : handOff()));
-      } else {
-        handOff();
-      }
-    });
-  }
-
-  /**
-   * The event-loop data path. Client → backend: pipe() (backpressure: a slow backend pauses the
-   * client; a FIN is forwarded as a FIN). Backend → client: {@link backendReader}, same rules.
-   * At most a highWaterMark plus the kernel's socket buffers are held per direction. Data sent
-   * before the backend answered is queued until it connects.
-   */
-  private pipeBothWays(client: net.Socket, upstream: net.Socket, initial: Buffer | null, release: (how: string) => void): void {
-    let clientClosed = false;
-    let upstreamClosed = false;
-    // After one side closed, end the other (flushing what is queued) and destroy it if it
-    // lingers, so no pair outlives its peer.
-    const endThenDestroy = (s: net.Socket): void => {
-      if (s.destroyed) {
-        return;
-      }
-      s.end();
-      setTimeout(() => s.destroy(), LINGER_MS).unref();
-    };
-    client.on('close', () => {
-      clientClosed = true;
-      endThenDestroy(upstream);
-      if (upstreamClosed) {
-        release('');
-      }
-    });
-    upstream.on('close', () => {
-      upstreamClosed = true;
-      endThenDestroy(client);
-      if (clientClosed) {
-        release('');
-      }
-    });
-    if (initial !== null && initial.length > 0) {
-      upstream.write(initial);
-    }
-    client.pipe(upstream);
-    upstream.on('end', () => client.end());
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -1074,7 +900,7 @@ class ProxyDaemon {
     // Its store calls are bounded by proxyTimeout; loop.stop() waits for it.
     await this.loop?.stop();
     await this.routeNowhere();
-    this.relay?.stop();
+    this.native?.stop();
     for (const s of this.refusing) {
       s.destroy();
     }
