@@ -2,7 +2,7 @@
  * The two ways a forwarded connection's bytes move once its backend is dialled (`--data-path`):
  * {@link NativePath}, which hands both sockets to the relay threads (relay.ts), and the event
  * loop's Node streams ({@link backendReader}, {@link pipeBothWays}). Both apply backpressure and
- * forward half-close; everything else about a connection is the forwarder's (proxy.ts).
+ * forward half-close; everything else about a connection is the forwarder's (forwarder.ts).
  * More: docs/architecture.md, "The proxy".
  */
 import type net from 'node:net';

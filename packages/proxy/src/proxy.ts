@@ -6,9 +6,9 @@
  *   publishes its ProxyInfo (the proxy generation it enforces) under a TTL of `proxyTimeout`;
  * - the watchdog: a timer separate from the loop that routes nowhere when no check succeeded
  *   within `proxyTimeout`, because a store call can hang and a hung check must not keep routing;
- * - the forwarder: accepts clients, dials the target, then moves the bytes on one of the data
- *   paths of `datapath.ts`: the native relay (`relay.ts`) or, with `dataPath: 'event-loop'`,
- *   Node streams (TCP keepalive beyond Node's: `keepalive.ts`);
+ * - the forwarder (`forwarder.ts`): accepts clients, dials the target, then moves the bytes on
+ *   one of the data paths of `datapath.ts`: the native relay (`relay.ts`) or, with
+ *   `dataPath: 'event-loop'`, Node streams (TCP keepalive beyond Node's: `keepalive.ts`);
  * - the optional read-only listener, which balances clients over standbys.
  *
  * The fencing handshake with the sentinel: when the target changes, old connections are closed
@@ -31,7 +31,6 @@ import {
 } from '@stolon-ts/cluster';
 import { BUG_SENTENCE, newUid, startPassLoop, type Logger, type PassLoop, type PassResult } from '@stolon-ts/common';
 import type { Store } from '@stolon-ts/store';
-import { DECLINE_ENCRYPTION, MAX_STARTUP_PACKET_BYTES, TOO_MANY_CONNECTIONS, errorResponse, parseStartupPacket } from './pgwire.js';
 import {
   describeTarget,
   formatAddress,
@@ -42,7 +41,8 @@ import {
   type ProxyTarget,
   type ReadOnlyDecision,
 } from './target.js';
-import { NativePath, backendReader, pipeBothWays, type Release } from './datapath.js';
+import { NativePath } from './datapath.js';
+import { Forwarder } from './forwarder.js';
 import { Keepalive } from './keepalive.js';
 import { defaultRelayThreads, loadRelayAddon } from './relay.js';
 import {
@@ -52,13 +52,11 @@ import {
   type ProxyConfig,
   type ProxyDeps,
   type ProxyHandle,
-  type ProxyState,
   type ReadOnlyConfig,
+  type Routing,
 } from './types.js';
 import { CLOSE_WAIT_MS, CheckFailure, bounded, plural } from './util.js';
 
-/** How long dialling the primary may take before the client connection is closed. */
-const CONNECT_TIMEOUT_MS = 5_000;
 /**
  * How long after the watchdog's deadline the relay threads close their connections by themselves
  * (the dead-man switch for a stalled main thread). Later than the watchdog, so that normally the
@@ -69,25 +67,6 @@ const CONNECT_TIMEOUT_MS = 5_000;
 const RELAY_DEADLINE_SLACK_MS = 250;
 /** Bound on each best-effort step of `stop` (closing the watch, deleting the info). */
 const STOP_STEP_TIMEOUT_MS = 2_000;
-/** How long a client over the connection limit has to send its startup packet before it is dropped. */
-const REFUSE_TIMEOUT_MS = 5_000;
-/**
- * Most over-limit clients being refused at once (each waits up to REFUSE_TIMEOUT_MS for its
- * startup packet); past that they are closed at once, so a flood cannot exhaust descriptors.
- */
-const MAX_REFUSING = 64;
-
-/** One forwarded client connection and its connection to the primary. */
-interface Pair {
-  readonly id: number;
-  readonly kind: ListenerKind;
-  readonly target: ProxyTarget;
-  /** Closes both sides at once: destroys the two sockets, or asks the relay once it holds them. */
-  destroy: () => void;
-  /** Resolves once both sides are closed (both sockets emitted `close`, or the relay reported it). */
-  readonly closed: Promise<void>;
-}
-
 interface Deferred {
   readonly promise: Promise<void>;
   resolve(): void;
@@ -134,11 +113,6 @@ interface Listener {
   server: net.Server | null;
 }
 
-/** `dbUid@host:port`: counts read-only connections per backend. */
-function targetKey(t: ProxyTarget): string {
-  return `${t.dbUid}@${formatAddress(t.host, t.port)}`;
-}
-
 function describeTargets(ts: readonly ProxyTarget[]): string {
   return ts.length === 0 ? 'none' : ts.map(describeTarget).join(', ');
 }
@@ -170,14 +144,9 @@ class ProxyDaemon {
   private readonly store: Store;
   private readonly log: Logger;
 
-  private current: ProxyState = 'starting';
-  private target: ProxyTarget | null = null;
-  /** Where the read-only listener may send new clients (empty: nowhere). */
-  private roTargets: readonly ProxyTarget[] = [];
-  /** Read-only connections per backend (`targetKey`), for least-connections balancing. */
-  private readonly roCounts = new Map<string, number>();
-  /** Rotates ties between equally loaded standbys. */
-  private roRotor = 0;
+  /** Where new clients go and the state; see {@link Routing}. */
+  private readonly routing: Routing = { state: 'starting', target: null, roTargets: [] };
+  private readonly forwarder: Forwarder;
   /** Proxy generation of the last applied clusterdata (null before any). */
   private generation: number | null = null;
   private everSucceeded = false;
@@ -202,18 +171,6 @@ class ProxyDaemon {
   private listenWanted = false;
   private listenerQueue: Promise<void> = Promise.resolve();
 
-  // Connections.
-  private readonly pairs = new Set<Pair>();
-  private nextPairId = 1;
-  private accepted = 0;
-  private refused = 0;
-  /** Clients refused for being over `maxConnections` (ErrorResponse or closed). */
-  private overLimit = 0;
-  /** Over-limit clients whose startup packet is awaited right now (destroyed by `stop`). */
-  private readonly refusing = new Set<net.Socket>();
-  /** True from the first over-limit refusal until the count is below the limit again (one warning per burst). */
-  private overLimitWarned = false;
-
   // Lifecycle.
   private stopRequested = false;
   private stopPromise: Promise<void> | null = null;
@@ -234,6 +191,15 @@ class ProxyDaemon {
       { idleMs: this.keepaliveIdleMs, intervalS: config.tcpKeepaliveIntervalS ?? 0, count: config.tcpKeepaliveCount ?? 0 },
       this.log,
     );
+    this.forwarder = new Forwarder({
+      log: this.log,
+      maxConnections: this.maxConnections,
+      keepaliveIdleMs: this.keepaliveIdleMs,
+      keepalive: this.keepalive,
+      native: this.native,
+      routing: this.routing,
+      stopping: () => this.stopRequested,
+    });
     this.main = { kind: 'main', address: config.listenAddress, configuredPort: config.port, boundPort: null, server: null };
     this.ro =
       this.roConfig === null
@@ -248,8 +214,8 @@ class ProxyDaemon {
       stop: (reason) => this.stop(reason),
       port: () => this.main.boundPort ?? this.main.configuredPort,
       roPort: () => (this.ro === null ? null : (this.ro.boundPort ?? this.ro.configuredPort)),
-      state: () => this.current,
-      connections: (kind) => (kind === undefined ? this.pairs.size : [...this.pairs].filter((p) => p.kind === kind).length),
+      state: () => this.routing.state,
+      connections: (kind) => this.forwarder.count(kind),
     };
   }
 
@@ -301,8 +267,8 @@ class ProxyDaemon {
    */
   private async runCheck(seq: number, trigger: string): Promise<PassResult> {
     const startedAt = performance.now();
-    let before = this.target;
-    let roBefore = this.roTargets;
+    let before = this.routing.target;
+    let roBefore = this.routing.roTargets;
     const watchdogFiresBefore = this.watchdogFires;
     let reason: string;
     let failure: CheckFailure | null = null;
@@ -328,7 +294,7 @@ class ProxyDaemon {
       if (!this.stopRequested) {
         if (this.everSucceeded) {
           // Once the watchdog fired the state stays store-lost (listener closed) until a success.
-          this.current = storeTrouble || this.watchdogFired ? 'store-lost' : 'fenced';
+          this.routing.state = storeTrouble || this.watchdogFired ? 'store-lost' : 'fenced';
         }
       }
     }
@@ -340,36 +306,36 @@ class ProxyDaemon {
       roBefore = [];
     }
     const gen = `proxy generation ${this.generation ?? 'unknown'}`;
-    if (!sameTarget(before, this.target)) {
+    if (!sameTarget(before, this.routing.target)) {
       this.log.info(
-        { check: seq, from: describeTarget(before), to: describeTarget(this.target), generation: this.generation, closed: closed.main },
-        `target changed from ${describeTarget(before)} to ${describeTarget(this.target)} ` +
+        { check: seq, from: describeTarget(before), to: describeTarget(this.routing.target), generation: this.generation, closed: closed.main },
+        `target changed from ${describeTarget(before)} to ${describeTarget(this.routing.target)} ` +
           `(${gen}); closed ${plural(closed.main, 'connection')}`,
       );
     }
-    if (this.ro !== null && !sameTargets(roBefore, this.roTargets)) {
+    if (this.ro !== null && !sameTargets(roBefore, this.routing.roTargets)) {
       this.log.info(
         {
           check: seq,
           from: describeTargets(roBefore),
-          to: describeTargets(this.roTargets),
+          to: describeTargets(this.routing.roTargets),
           generation: this.generation,
           closed: closed.ro,
         },
-        `read-only targets changed from ${describeTargets(roBefore)} to ${describeTargets(this.roTargets)} ` +
+        `read-only targets changed from ${describeTargets(roBefore)} to ${describeTargets(this.routing.roTargets)} ` +
           `(${gen}); closed ${plural(closed.ro, 'read-only connection')}`,
       );
     }
     const fields = {
       trigger,
-      state: this.current,
-      target: describeTarget(this.target),
-      ...(this.ro !== null ? { roTargets: describeTargets(this.roTargets) } : {}),
+      state: this.routing.state,
+      target: describeTarget(this.routing.target),
+      ...(this.ro !== null ? { roTargets: describeTargets(this.routing.roTargets) } : {}),
       generation: this.generation,
-      connections: this.pairs.size,
+      connections: this.forwarder.count(),
       durationMs: Math.round(performance.now() - startedAt),
     };
-    const key = `${this.current}|${fields.target}|${fields.roTargets ?? ''}|${this.generation}|${failure?.kind ?? ''}`;
+    const key = `${this.routing.state}|${fields.target}|${fields.roTargets ?? ''}|${this.generation}|${failure?.kind ?? ''}`;
     if (failure === null) {
       return { sentence: reason, fields, key };
     }
@@ -413,12 +379,12 @@ class ProxyDaemon {
     // Close every connection whose backend is no longer allowed first, and wait until they are
     // gone: only then may the new generation be published (the sentinel's fencing handshake).
     // A new primary is routed to, from either port, only after the publication succeeded.
-    const mainChanged = !sameTarget(this.target, decision.target);
+    const mainChanged = !sameTarget(this.routing.target, decision.target);
     const roNext = ro?.targets ?? [];
     if (mainChanged) {
-      this.target = null;
+      this.routing.target = null;
     }
-    this.roTargets = mainChanged && decision.target !== null ? roNext.filter((t) => !sameTarget(t, decision.target)) : roNext;
+    this.routing.roTargets = mainChanged && decision.target !== null ? roNext.filter((t) => !sameTarget(t, decision.target)) : roNext;
     const closed = await this.closeStale();
     if (decision.generation !== null && spec !== null) {
       const info: ProxyInfo = {
@@ -454,9 +420,9 @@ class ProxyDaemon {
     this.everSucceeded = true;
     this.watchdogFired = false;
     this.armWatchdog(startedAt + this.proxyTimeoutMs);
-    this.target = decision.target;
-    this.roTargets = roNext;
-    this.current = decision.target === null ? 'fenced' : 'routing';
+    this.routing.target = decision.target;
+    this.routing.roTargets = roNext;
+    this.routing.state = decision.target === null ? 'fenced' : 'routing';
     this.listenWanted = true;
     await this.syncListener();
     return { reason: ro === null ? decision.reason : `${decision.reason}; ${ro.reason}`, closed };
@@ -515,9 +481,9 @@ class ProxyDaemon {
     if (this.stopRequested) {
       return;
     }
-    const was = describeTarget(this.target);
-    const connections = this.pairs.size;
-    this.current = 'store-lost';
+    const was = describeTarget(this.routing.target);
+    const connections = this.forwarder.count();
+    this.routing.state = 'store-lost';
     this.watchdogFired = true;
     this.watchdogFires++;
     if (this.stopListening) {
@@ -528,8 +494,8 @@ class ProxyDaemon {
     this.log.warn(
       { from: was, connections, proxyTimeoutMs: this.proxyTimeoutMs, generation: this.generation },
       `no successful check within proxyTimeout (${this.proxyTimeoutMs} ms): ` +
-        (this.target === null ? 'routing nowhere' : `target changed from ${was} to none`) +
-        (this.ro !== null && this.roTargets.length > 0 ? `, read-only targets changed from ${describeTargets(this.roTargets)} to none` : '') +
+        (this.routing.target === null ? 'routing nowhere' : `target changed from ${was} to none`) +
+        (this.ro !== null && this.routing.roTargets.length > 0 ? `, read-only targets changed from ${describeTargets(this.routing.roTargets)} to none` : '') +
         ` (proxy generation ${this.generation ?? 'unknown'}), closing ${plural(connections, 'connection')}` +
         (this.stopListening ? `, closing the listener${this.ro !== null ? 's' : ''} until a check succeeds` : ', still listening'),
     );
@@ -579,7 +545,7 @@ class ProxyDaemon {
         // Node reads nothing until told to: the relay must find every client byte in the kernel.
         pauseOnConnect: true,
       },
-      (s) => this.onConnection(l.kind, s),
+      (s) => this.forwarder.accept(l.kind, s),
     );
     // Re-open on the port first bound, so clients (and port 0 users) find us again.
     const port = l.boundPort ?? l.configuredPort;
@@ -627,250 +593,25 @@ class ProxyDaemon {
     );
   }
 
-  // ---------------------------------------------------------------- forwarding
+  // ---------------------------------------------------------------- routing
 
   /** Routes nowhere on both listeners and destroys every connection. */
   private routeNowhere(): Promise<{ main: number; ro: number }> {
-    this.target = null;
-    this.roTargets = [];
+    this.routing.target = null;
+    this.routing.roTargets = [];
     return this.closeStale();
   }
 
   /**
-   * Destroys (both sides at once) every connection whose backend is no longer allowed: main
-   * connections not to `target`, read-only ones not to one of `roTargets`; waits until they all
-   * emitted `close`. @returns how many were closed, per listener.
+   * Closes (both sides at once) every connection whose backend is no longer allowed: main
+   * connections not to `target`, read-only ones not to one of `roTargets`; waits until they are
+   * all gone. @returns how many were closed, per listener.
    */
-  private async closeStale(): Promise<{ main: number; ro: number }> {
-    const victims = [...this.pairs].filter((p) =>
-      p.kind === 'main' ? !sameTarget(p.target, this.target) : !this.roTargets.some((t) => sameTarget(t, p.target)),
+  private closeStale(): Promise<{ main: number; ro: number }> {
+    const { routing } = this;
+    return this.forwarder.closeWhere((kind, t) =>
+      kind === 'main' ? !sameTarget(t, routing.target) : !routing.roTargets.some((r) => sameTarget(r, t)),
     );
-    for (const p of victims) {
-      p.destroy();
-    }
-    if (victims.length > 0) {
-      await bounded(Promise.all(victims.map((p) => p.closed)), CLOSE_WAIT_MS, 'closing connections').catch(
-        (err: unknown) => this.log.warn({ err }, `connections did not report closed within ${CLOSE_WAIT_MS} ms`),
-      );
-    }
-    const ro = victims.filter((p) => p.kind === 'ro').length;
-    return { main: victims.length - ro, ro };
-  }
-
-  /** The backend for a new connection on `kind`, or null: read-only picks the least loaded standby. */
-  private pick(kind: ListenerKind): ProxyTarget | null {
-    if (kind === 'main') {
-      return this.target;
-    }
-    const n = this.roTargets.length;
-    let best: ProxyTarget | null = null;
-    let bestCount = Infinity;
-    for (let i = 0; i < n; i++) {
-      const t = this.roTargets[(this.roRotor + i) % n];
-      if (t === undefined) {
-        continue;
-      }
-      const c = this.roCounts.get(targetKey(t)) ?? 0;
-      if (c < bestCount) {
-        best = t;
-        bestCount = c;
-      }
-    }
-    this.roRotor = n === 0 ? 0 : (this.roRotor + 1) % n;
-    return best;
-  }
-
-  private onConnection(kind: ListenerKind, client: net.Socket): void {
-    const target = this.pick(kind);
-    const from = `${client.remoteAddress ?? '?'}:${client.remotePort ?? '?'}`;
-    client.on('error', () => undefined); // until the pair's own handlers take over; an RST must not crash us
-    if (target === null || this.stopRequested) {
-      this.refused++;
-      // Closed at once: there is no backend this proxy may route to.
-      client.destroy();
-      this.log.debug(
-        { from, listener: kind, refused: this.refused },
-        `closed ${kind === 'ro' ? 'read-only ' : ''}connection from ${from}: no target (${this.current})`,
-      );
-      return;
-    }
-    if (this.maxConnections > 0 && this.pairs.size >= this.maxConnections) {
-      this.refuseOverLimit(kind, client, from);
-      return;
-    }
-    this.forward(kind, client, target, from, null);
-  }
-
-  /**
-   * Refuses a client over `maxConnections` the way PostgreSQL refuses one over max_connections:
-   * read its startup packet (declining SSL/GSSAPI encryption with `N` first), answer a FATAL
-   * ErrorResponse with SQLSTATE 53300, close. A CancelRequest is forwarded instead (it is short,
-   * and cancelling a query on another connection must work even at the limit); garbage, or no
-   * packet within REFUSE_TIMEOUT_MS, is closed without an answer.
-   * @see https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-START-UP
-   */
-  private refuseOverLimit(kind: ListenerKind, client: net.Socket, from: string): void {
-    this.overLimit++;
-    const limitText = `too many connections through stolon-proxy (limit ${this.maxConnections}, --max-connections)`;
-    if (!this.overLimitWarned) {
-      this.overLimitWarned = true;
-      this.log.warn(
-        { from, listener: kind, maxConnections: this.maxConnections, overLimit: this.overLimit },
-        `refusing connection from ${from}: ${limitText}; further refusals are logged at debug until connections drop below the limit`,
-      );
-    } else {
-      this.log.debug({ from, listener: kind, overLimit: this.overLimit }, `refusing connection from ${from}: ${limitText}`);
-    }
-    if (this.refusing.size >= MAX_REFUSING) {
-      client.destroy();
-      return;
-    }
-    this.refusing.add(client);
-    const release = (): void => {
-      this.refusing.delete(client);
-    };
-    const timer = setTimeout(() => client.destroy(), REFUSE_TIMEOUT_MS);
-    timer.unref();
-    client.once('close', () => {
-      clearTimeout(timer);
-      release();
-    });
-    let buf: Buffer = Buffer.alloc(0);
-    const onData = (d: Buffer): void => {
-      buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
-      for (;;) {
-        const p = parseStartupPacket(buf);
-        switch (p.kind) {
-          case 'incomplete':
-            if (buf.length > MAX_STARTUP_PACKET_BYTES) {
-              client.destroy();
-            }
-            return;
-          case 'ssl':
-          case 'gssenc':
-            // As a server without TLS: decline, the client goes on in plain text or gives up.
-            client.write(DECLINE_ENCRYPTION);
-            buf = buf.subarray(p.length);
-            continue;
-          case 'cancel': {
-            client.off('data', onData);
-            client.pause();
-            clearTimeout(timer);
-            release();
-            const target = this.pick(kind);
-            if (target === null || this.stopRequested) {
-              client.destroy();
-            } else {
-              this.forward(kind, client, target, from, buf);
-            }
-            return;
-          }
-          case 'startup':
-            client.off('data', onData);
-            client.end(errorResponse({ severity: 'FATAL', code: TOO_MANY_CONNECTIONS, message: limitText }));
-            return;
-          case 'invalid':
-            this.log.debug({ from }, `closing over-limit connection from ${from}: ${p.reason}`);
-            client.destroy();
-            return;
-        }
-      }
-    };
-    client.on('data', onData);
-    client.resume(); // accepted paused (pauseOnConnect)
-  }
-
-  /**
-   * Pairs `client` with a new connection to `target`, then moves bytes both ways: in the native
-   * relay (handed over once the backend connected) or piped in the event loop. `initial` (bytes
-   * already read from the client) is sent to the backend first.
-   */
-  private forward(kind: ListenerKind, client: net.Socket, target: ProxyTarget, from: string, initial: Buffer | null): void {
-    this.accepted++;
-    const id = this.nextPairId++;
-    const to = formatAddress(target.host, target.port);
-    const role = kind === 'main' ? 'primary' : 'read-only backend';
-    let markClosed!: () => void;
-    const closed = new Promise<void>((resolve) => {
-      markClosed = resolve;
-    });
-    const reader = this.native === null ? backendReader(client) : null;
-    const upstream = net.connect({
-      host: target.host,
-      port: target.port,
-      noDelay: true,
-      keepAlive: true,
-      keepAliveInitialDelay: this.keepaliveIdleMs,
-      allowHalfOpen: true,
-      ...(reader === null ? {} : { onread: reader.onread }),
-    });
-    reader?.bind(upstream);
-    const pair: Pair = {
-      id,
-      kind,
-      target,
-      closed,
-      destroy: () => {
-        client.destroy();
-        upstream.destroy();
-      },
-    };
-    this.pairs.add(pair);
-    const key = targetKey(target);
-    if (kind === 'ro') {
-      this.roCounts.set(key, (this.roCounts.get(key) ?? 0) + 1);
-    }
-    this.log.debug({ conn: id, listener: kind, from, to, connections: this.pairs.size }, `connection ${id} from ${from} to ${to}`);
-    /** Forgets the pair once both sides are closed; `how` ends the debug line. */
-    const release: Release = (how, extra = {}) => {
-      if (!this.pairs.delete(pair)) {
-        return;
-      }
-      if (kind === 'ro') {
-        const n = (this.roCounts.get(key) ?? 1) - 1;
-        if (n <= 0) {
-          this.roCounts.delete(key);
-        } else {
-          this.roCounts.set(key, n);
-        }
-      }
-      if (this.overLimitWarned && this.pairs.size < this.maxConnections) {
-        this.overLimitWarned = false;
-      }
-      this.log.debug({ conn: id, connections: this.pairs.size, ...extra }, `connection ${id} closed${how}`);
-      markClosed();
-    };
-    // Our own timer rather than socket.setTimeout: a socket timeout cleared with setTimeout(0)
-    // is still refreshed on every read and write.
-    const connectTimer = setTimeout(() => {
-      this.log.warn({ conn: id, to }, `cannot connect to ${role} ${to} within ${CONNECT_TIMEOUT_MS} ms; closing connection ${id}`);
-      pair.destroy();
-    }, CONNECT_TIMEOUT_MS);
-    let connected = false;
-    upstream.on('connect', () => {
-      connected = true;
-      clearTimeout(connectTimer);
-      this.keepalive.apply(upstream, id);
-    });
-    this.keepalive.apply(client, id);
-    upstream.once('close', () => clearTimeout(connectTimer));
-    upstream.on('error', (err) => {
-      if (!connected) {
-        this.log.warn({ conn: id, to, err }, `connection ${id} to ${role} ${to} failed: ${err.message}`);
-      } else {
-        this.log.debug({ conn: id, to, err }, `connection ${id} to ${role} ${to}: ${err.message}`);
-      }
-      pair.destroy();
-    });
-    client.on('error', (err) => {
-      this.log.debug({ conn: id, from, err }, `connection ${id} from ${from}: ${err.message}`);
-      pair.destroy();
-    });
-    if (this.native !== null) {
-      this.native.carry(pair, client, upstream, initial, release);
-    } else {
-      pipeBothWays(client, upstream, initial, release);
-    }
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -891,7 +632,7 @@ class ProxyDaemon {
 
   private async shutdown(reason: string): Promise<void> {
     this.stopRequested = true;
-    this.current = 'stopping';
+    this.routing.state = 'stopping';
     this.log.info({ reason }, `proxy stopping: ${reason}`);
     clearTimeout(this.watchdogTimer);
     this.watchdogTimer = undefined;
@@ -901,9 +642,7 @@ class ProxyDaemon {
     await this.loop?.stop();
     await this.routeNowhere();
     this.native?.stop();
-    for (const s of this.refusing) {
-      s.destroy();
-    }
+    this.forwarder.dropRefusing();
     await this.syncListener();
     if (this.everSucceeded) {
       await bounded(this.store.deleteInfo('proxies', this.uid), STOP_STEP_TIMEOUT_MS, 'deleting proxy info').catch(
@@ -911,10 +650,11 @@ class ProxyDaemon {
           this.log.warn({ err }, `could not delete this proxy's info (${errorMessage(err)}); it expires with its TTL`),
       );
     }
-    this.current = this.fatal !== null ? 'failed' : 'stopped';
+    this.routing.state = this.fatal !== null ? 'failed' : 'stopped';
+    const { accepted, refused, overLimit } = this.forwarder.totals();
     this.log.info(
-      { accepted: this.accepted, refused: this.refused, overLimit: this.overLimit },
-      `proxy ${this.current}: forwarded ${this.accepted} connections, refused ${this.refused} (no target) and ${this.overLimit} (over --max-connections)`,
+      { accepted, refused, overLimit },
+      `proxy ${this.routing.state}: forwarded ${accepted} connections, refused ${refused} (no target) and ${overLimit} (over --max-connections)`,
     );
     if (!this.ready.settled) {
       this.ready.reject(new Error(`proxy stopped before it was ready (${reason})`));

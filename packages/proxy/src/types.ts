@@ -1,10 +1,12 @@
 /**
  * The proxy's shapes: its configuration, dependencies, state and handle (the package's public
- * API, exported from index.ts). No logic here, so every proxy module can import it without an
- * import cycle. How the proxy works: docs/architecture.md, "The proxy".
+ * API, exported from index.ts), and the routing the check loop decides and the forwarder reads.
+ * No logic here, so every proxy module can import it without an import cycle. How the proxy
+ * works: docs/architecture.md, "The proxy".
  */
 import type { Logger } from '@stolon-ts/common';
 import type { Store } from '@stolon-ts/store';
+import type { ProxyTarget } from './target.js';
 
 /** What `start` (proxy.ts) needs to know. */
 export interface ProxyConfig {
@@ -150,3 +152,16 @@ export interface ProxyHandle {
 
 /** Which listener a connection came in on: `main` (the primary) or `ro` (read-only). */
 export type ListenerKind = 'main' | 'ro';
+
+/**
+ * Where new clients go, and the {@link ProxyState} that goes with it. One object, shared: the
+ * check loop and the watchdog and the lifecycle (stopping, stopped), all in proxy.ts, write
+ * it; the forwarder (forwarder.ts) reads it on every accept. Internal: not exported by index.ts.
+ */
+export interface Routing {
+  state: ProxyState;
+  /** The main listener's backend (the primary); null: nowhere. */
+  target: ProxyTarget | null;
+  /** Where the read-only listener may send new clients (empty: nowhere). */
+  roTargets: readonly ProxyTarget[];
+}
