@@ -9,7 +9,8 @@
  * - the forwarder (`forwarder.ts`): accepts clients, dials the target, then moves the bytes on
  *   one of the data paths of `datapath.ts`: the native relay (`relay.ts`) or, with
  *   `dataPath: 'event-loop'`, Node streams (TCP keepalive beyond Node's: `keepalive.ts`);
- * - the optional read-only listener, which balances clients over standbys.
+ * - the listeners (`listeners.ts`): the main port and the optional read-only port, whose
+ *   clients the forwarder balances over standbys.
  *
  * The fencing handshake with the sentinel: when the target changes, old connections are closed
  * (and their `close` events awaited) BEFORE the new proxy generation is published, and a new
@@ -19,7 +20,6 @@
  * @see https://github.com/sorintlab/stolon/blob/master/cmd/proxy/cmd/proxy.go (Stolon's proxy)
  */
 import { readFileSync } from 'node:fs';
-import net from 'node:net';
 import {
   DEFAULT_SPEC,
   StolonError,
@@ -33,7 +33,6 @@ import { BUG_SENTENCE, newUid, startPassLoop, type Logger, type PassLoop, type P
 import type { Store } from '@stolon-ts/store';
 import {
   describeTarget,
-  formatAddress,
   resolveReadOnlyTargets,
   resolveTarget,
   sameTarget,
@@ -44,18 +43,18 @@ import {
 import { NativePath } from './datapath.js';
 import { Forwarder } from './forwarder.js';
 import { Keepalive } from './keepalive.js';
+import { Listeners } from './listeners.js';
 import { defaultRelayThreads, loadRelayAddon } from './relay.js';
 import {
   DEFAULT_MAX_CONNECTIONS,
   MAX_RELAY_THREADS,
-  type ListenerKind,
   type ProxyConfig,
   type ProxyDeps,
   type ProxyHandle,
   type ReadOnlyConfig,
   type Routing,
 } from './types.js';
-import { CLOSE_WAIT_MS, CheckFailure, bounded, plural } from './util.js';
+import { CheckFailure, bounded, plural } from './util.js';
 
 /**
  * How long after the watchdog's deadline the relay threads close their connections by themselves
@@ -103,16 +102,6 @@ function msFromDefault(text: string): number {
   return parseDurationMs(text) ?? 0;
 }
 
-/** One listening socket, reconciled to `listenWanted`. */
-interface Listener {
-  readonly kind: ListenerKind;
-  readonly address: string;
-  readonly configuredPort: number;
-  /** The port first bound (re-used on re-open, so port-0 users find it again). */
-  boundPort: number | null;
-  server: net.Server | null;
-}
-
 function describeTargets(ts: readonly ProxyTarget[]): string {
   return ts.length === 0 ? 'none' : ts.map(describeTarget).join(', ');
 }
@@ -134,6 +123,8 @@ function openFilesLimit(): number | undefined {
 
 class ProxyDaemon {
   private readonly uid: string;
+  private readonly listenAddress: string;
+  private readonly port: number;
   private readonly stopListening: boolean;
   private readonly maxConnections: number;
   private readonly keepaliveIdleMs: number;
@@ -165,11 +156,7 @@ class ProxyDaemon {
   /** How often the watchdog fired (lets a check tell that the target moved under it). */
   private watchdogFires = 0;
 
-  // Listeners, reconciled to `listenWanted` through a queue so open/close never interleave.
-  private readonly main: Listener;
-  private readonly ro: Listener | null;
-  private listenWanted = false;
-  private listenerQueue: Promise<void> = Promise.resolve();
+  private readonly listeners: Listeners;
 
   // Lifecycle.
   private stopRequested = false;
@@ -180,6 +167,8 @@ class ProxyDaemon {
 
   constructor(config: ProxyConfig, deps: ProxyDeps) {
     this.uid = config.uid;
+    this.listenAddress = config.listenAddress;
+    this.port = config.port;
     this.stopListening = config.stopListening ?? true;
     this.maxConnections = config.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     this.keepaliveIdleMs = (config.tcpKeepaliveIdleS ?? 0) * 1000;
@@ -200,11 +189,20 @@ class ProxyDaemon {
       routing: this.routing,
       stopping: () => this.stopRequested,
     });
-    this.main = { kind: 'main', address: config.listenAddress, configuredPort: config.port, boundPort: null, server: null };
-    this.ro =
-      this.roConfig === null
-        ? null
-        : { kind: 'ro', address: this.roConfig.listenAddress, configuredPort: this.roConfig.port, boundPort: null, server: null };
+    this.listeners = new Listeners({
+      main: { address: config.listenAddress, port: config.port },
+      ro: this.roConfig === null ? null : { address: this.roConfig.listenAddress, port: this.roConfig.port },
+      keepaliveIdleMs: this.keepaliveIdleMs,
+      log: this.log,
+      onConnection: (kind, client) => this.forwarder.accept(kind, client),
+      onListening: () => {
+        if (!this.ready.settled) {
+          this.ready.resolve();
+        }
+      },
+      onError: (err) => this.fail(err),
+      stopping: () => this.stopRequested,
+    });
   }
 
   handle(): ProxyHandle {
@@ -212,8 +210,8 @@ class ProxyDaemon {
       ready: this.ready.promise,
       done: this.done.promise,
       stop: (reason) => this.stop(reason),
-      port: () => this.main.boundPort ?? this.main.configuredPort,
-      roPort: () => (this.ro === null ? null : (this.ro.boundPort ?? this.ro.configuredPort)),
+      port: () => this.listeners.mainPort(),
+      roPort: () => this.listeners.roPort(),
       state: () => this.routing.state,
       connections: (kind) => this.forwarder.count(kind),
     };
@@ -222,8 +220,8 @@ class ProxyDaemon {
   begin(): void {
     this.log.info(
       {
-        listenAddress: this.main.address,
-        port: this.main.configuredPort,
+        listenAddress: this.listenAddress,
+        port: this.port,
         stopListening: this.stopListening,
         maxConnections: this.maxConnections,
         tcpKeepaliveIdleMs: this.keepaliveIdleMs,
@@ -313,7 +311,7 @@ class ProxyDaemon {
           `(${gen}); closed ${plural(closed.main, 'connection')}`,
       );
     }
-    if (this.ro !== null && !sameTargets(roBefore, this.routing.roTargets)) {
+    if (this.roConfig !== null && !sameTargets(roBefore, this.routing.roTargets)) {
       this.log.info(
         {
           check: seq,
@@ -330,7 +328,7 @@ class ProxyDaemon {
       trigger,
       state: this.routing.state,
       target: describeTarget(this.routing.target),
-      ...(this.ro !== null ? { roTargets: describeTargets(this.routing.roTargets) } : {}),
+      ...(this.roConfig !== null ? { roTargets: describeTargets(this.routing.roTargets) } : {}),
       generation: this.generation,
       connections: this.forwarder.count(),
       durationMs: Math.round(performance.now() - startedAt),
@@ -423,8 +421,8 @@ class ProxyDaemon {
     this.routing.target = decision.target;
     this.routing.roTargets = roNext;
     this.routing.state = decision.target === null ? 'fenced' : 'routing';
-    this.listenWanted = true;
-    await this.syncListener();
+    this.listeners.setWanted(true);
+    await this.listeners.sync();
     return { reason: ro === null ? decision.reason : `${decision.reason}; ${ro.reason}`, closed };
   }
 
@@ -487,7 +485,7 @@ class ProxyDaemon {
     this.watchdogFired = true;
     this.watchdogFires++;
     if (this.stopListening) {
-      this.listenWanted = false;
+      this.listeners.setWanted(false);
     }
     // Stop publishing: nothing is published until a check succeeds again, so the sentinel sees
     // this proxy vanish when its info TTL expires, by which time it routes nowhere.
@@ -495,102 +493,12 @@ class ProxyDaemon {
       { from: was, connections, proxyTimeoutMs: this.proxyTimeoutMs, generation: this.generation },
       `no successful check within proxyTimeout (${this.proxyTimeoutMs} ms): ` +
         (this.routing.target === null ? 'routing nowhere' : `target changed from ${was} to none`) +
-        (this.ro !== null && this.routing.roTargets.length > 0 ? `, read-only targets changed from ${describeTargets(this.routing.roTargets)} to none` : '') +
+        (this.roConfig !== null && this.routing.roTargets.length > 0 ? `, read-only targets changed from ${describeTargets(this.routing.roTargets)} to none` : '') +
         ` (proxy generation ${this.generation ?? 'unknown'}), closing ${plural(connections, 'connection')}` +
-        (this.stopListening ? `, closing the listener${this.ro !== null ? 's' : ''} until a check succeeds` : ', still listening'),
+        (this.stopListening ? `, closing the listener${this.roConfig !== null ? 's' : ''} until a check succeeds` : ', still listening'),
     );
     void this.routeNowhere();
-    void this.syncListener();
-  }
-
-  // ---------------------------------------------------------------- listeners
-
-  /** Brings the listeners to `listenWanted` (queued: open and close never interleave). */
-  private syncListener(): Promise<void> {
-    const next = this.listenerQueue
-      .then(() => this.reconcileListeners())
-      .catch((err: unknown) => this.fail(err));
-    this.listenerQueue = next;
-    return next;
-  }
-
-  private async reconcileListeners(): Promise<void> {
-    const want = this.listenWanted && !this.stopRequested;
-    for (const l of this.ro === null ? [this.main] : [this.main, this.ro]) {
-      if (want && l.server === null) {
-        await this.openListener(l);
-      } else if (!want && l.server !== null) {
-        await this.closeListener(l);
-      }
-    }
-    if (want && !this.ready.settled) {
-      this.ready.resolve();
-    }
-  }
-
-  private listenerName(l: Listener): string {
-    return l.kind === 'main' ? 'proxy listening' : 'proxy listening (read-only)';
-  }
-
-  private async openListener(l: Listener): Promise<void> {
-    const server = net.createServer(
-      {
-        noDelay: true,
-        keepAlive: true,
-        // 0: libuv's TCP_KEEPIDLE 0 is refused by Linux and the kernel's keepalive time stays.
-        keepAliveInitialDelay: this.keepaliveIdleMs,
-        // A client's FIN is forwarded to the backend (pipe ends it) while the backend's answer
-        // still flows back; without this, Node would end our side at once and lose that answer.
-        allowHalfOpen: true,
-        // Node reads nothing until told to: the relay must find every client byte in the kernel.
-        pauseOnConnect: true,
-      },
-      (s) => this.forwarder.accept(l.kind, s),
-    );
-    // Re-open on the port first bound, so clients (and port 0 users) find us again.
-    const port = l.boundPort ?? l.configuredPort;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ host: l.address, port }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    }).catch((err: unknown) => {
-      throw new StolonError('INTERNAL', `cannot listen on ${formatAddress(l.address, port)}: ${errorMessage(err)}`, {
-        cause: err,
-      });
-    });
-    server.on('error', (err) => {
-      // Accept errors (EMFILE...) after listening: the server keeps accepting; report them.
-      this.log.warn({ err }, `listener error on ${formatAddress(l.address, l.boundPort ?? port)}: ${err.message}`);
-    });
-    l.server = server;
-    const addr = server.address();
-    l.boundPort = addr !== null && typeof addr === 'object' ? addr.port : port;
-    // The e2e harness waits for the main line: keep it starting with "proxy listening on".
-    this.log.info(
-      { listener: l.kind, listenAddress: l.address, port: l.boundPort },
-      `${this.listenerName(l)} on ${formatAddress(l.address, l.boundPort)}`,
-    );
-  }
-
-  private async closeListener(l: Listener): Promise<void> {
-    const server = l.server;
-    if (server === null) {
-      return;
-    }
-    l.server = null;
-    // close() stops accepting now; its callback waits for the server's connections, which are
-    // destroyed separately (routeNowhere), so this is short; bounded anyway.
-    await bounded(
-      new Promise<void>((resolve) => server.close(() => resolve())),
-      CLOSE_WAIT_MS,
-      'closing the listener',
-    ).catch(() => undefined);
-    this.log.info(
-      { listener: l.kind, listenAddress: l.address, port: l.boundPort },
-      `proxy stopped listening${l.kind === 'ro' ? ' (read-only)' : ''} on ${formatAddress(l.address, l.boundPort ?? l.configuredPort)}`,
-    );
+    void this.listeners.sync();
   }
 
   // ---------------------------------------------------------------- routing
@@ -636,14 +544,14 @@ class ProxyDaemon {
     this.log.info({ reason }, `proxy stopping: ${reason}`);
     clearTimeout(this.watchdogTimer);
     this.watchdogTimer = undefined;
-    this.listenWanted = false;
+    this.listeners.setWanted(false);
     // A check in flight may be publishing; deleting the info before it lands would be undone.
     // Its store calls are bounded by proxyTimeout; loop.stop() waits for it.
     await this.loop?.stop();
     await this.routeNowhere();
     this.native?.stop();
     this.forwarder.dropRefusing();
-    await this.syncListener();
+    await this.listeners.sync();
     if (this.everSucceeded) {
       await bounded(this.store.deleteInfo('proxies', this.uid), STOP_STEP_TIMEOUT_MS, 'deleting proxy info').catch(
         (err: unknown) =>
