@@ -3,7 +3,7 @@
  * accepts a client (or closes it when there is no target, or answers it as PostgreSQL would over
  * `--max-connections`), picks its backend from the shared {@link Routing}, dials it, sets
  * keepalive, moves the bytes on one of the two data paths (datapath.ts), and closes connections
- * on demand ({@link Forwarder.closeWhere}, for the fencing handshake in the check loop). More:
+ * on demand ({@link Forwarder.closeWhere}, for the fencing handshake in checker.ts). More:
  * docs/architecture.md, "The proxy".
  */
 import net from 'node:net';
@@ -52,7 +52,7 @@ export interface ForwarderOptions {
   readonly keepalive: Pick<Keepalive, 'apply'>;
   /** The native data path, or null: bytes are piped in the event loop. */
   readonly native: NativePath | null;
-  /** Where new clients go, read on every accept (written by the check loop). */
+  /** Where new clients go, read on every accept (written by checker.ts). */
   readonly routing: Readonly<Routing>;
   /** True once the proxy is stopping: new clients (and over-limit cancel requests) are closed. */
   readonly stopping: () => boolean;

@@ -1,6 +1,6 @@
 /**
  * TCP keepalive on both sides of every connection, beyond what Node sets itself (keepalive on
- * and the idle time, where the sockets are made: proxy.ts, forwarder.ts): the interval and
+ * and the idle time, where the sockets are made: listeners.ts, forwarder.ts): the interval and
  * the probe count (`--tcp-keepalive-interval`, `--tcp-keepalive-count`), which only the relay
  * addon can set (relay.ts `setKeepalive`). Decided and logged once at start, applied per socket.
  */

@@ -1,6 +1,6 @@
 /**
  * The proxy's listening sockets: the main port and the optional read-only port (`--ro-port`),
- * opened and closed together to match what the check loop and the watchdog want (proxy.ts),
+ * opened and closed together to match what the check loop and the watchdog want (checker.ts),
  * through one queue so an open and a close never interleave. A listener re-opens on the port it
  * first bound. Accepted clients go to the forwarder (forwarder.ts). More: docs/architecture.md,
  * "The proxy".

@@ -1,45 +1,24 @@
 /**
  * The proxy daemon: a TCP forwarder that sends every client connection to the current primary,
- * as clusterdata names it, and fails closed (docs/design.md#fail-closed). It owns:
- * - the check loop (a serial loop, docs/design.md#serial-loops): on every clusterdata watch event
- *   and every `proxyCheckInterval` it reads and validates clusterdata, applies the target, then
- *   publishes its ProxyInfo (the proxy generation it enforces) under a TTL of `proxyTimeout`;
- * - the watchdog: a timer separate from the loop that routes nowhere when no check succeeded
- *   within `proxyTimeout`, because a store call can hang and a hung check must not keep routing;
- * - the forwarder (`forwarder.ts`): accepts clients, dials the target, then moves the bytes on
- *   one of the data paths of `datapath.ts`: the native relay (`relay.ts`) or, with
- *   `dataPath: 'event-loop'`, Node streams (TCP keepalive beyond Node's: `keepalive.ts`);
- * - the listeners (`listeners.ts`): the main port and the optional read-only port, whose
- *   clients the forwarder balances over standbys.
- *
- * The fencing handshake with the sentinel: when the target changes, old connections are closed
- * (and their `close` events awaited) BEFORE the new proxy generation is published, and a new
- * primary is routed to only AFTER the publication succeeded.
+ * as clusterdata names it, and fails closed (docs/design.md#fail-closed). This module is its
+ * entry point and lifecycle: {@link start} checks the configuration and wires the parts, the
+ * handle, the start-up log lines, stop (once) and a fatal error. The parts:
+ * - checker.ts: the check loop and the watchdog (what to route to; the fencing handshake);
+ * - forwarder.ts: the connection table (accept, refuse over the limit, pick, forward, close);
+ * - datapath.ts: how bytes move, on the native relay (relay.ts) or in the event loop;
+ * - listeners.ts: the main and read-only listening sockets;
+ * - keepalive.ts: the TCP keepalive interval and count;
+ * - types.ts: the shapes (config, handle, state, routing); target.ts: the pure routing
+ *   decisions; pgwire.ts: the bit of the PostgreSQL protocol used to refuse a client.
  *
  * Behaviour in detail, and where it differs from Stolon's proxy: docs/architecture.md, "The proxy".
  * @see https://github.com/sorintlab/stolon/blob/master/cmd/proxy/cmd/proxy.go (Stolon's proxy)
  */
 import { readFileSync } from 'node:fs';
-import {
-  DEFAULT_SPEC,
-  StolonError,
-  errorMessage,
-  parseClusterData,
-  parseDurationMs,
-  resolveSpec,
-  type ProxyInfo,
-} from '@stolon-ts/cluster';
-import { BUG_SENTENCE, newUid, startPassLoop, type Logger, type PassLoop, type PassResult } from '@stolon-ts/common';
+import { StolonError, errorMessage } from '@stolon-ts/cluster';
+import type { Logger } from '@stolon-ts/common';
 import type { Store } from '@stolon-ts/store';
-import {
-  describeTarget,
-  resolveReadOnlyTargets,
-  resolveTarget,
-  sameTarget,
-  sameTargets,
-  type ProxyTarget,
-  type ReadOnlyDecision,
-} from './target.js';
+import { Checker } from './checker.js';
 import { NativePath } from './datapath.js';
 import { Forwarder } from './forwarder.js';
 import { Keepalive } from './keepalive.js';
@@ -54,18 +33,11 @@ import {
   type ReadOnlyConfig,
   type Routing,
 } from './types.js';
-import { CheckFailure, bounded, plural } from './util.js';
+import { bounded, plural } from './util.js';
 
-/**
- * How long after the watchdog's deadline the relay threads close their connections by themselves
- * (the dead-man switch for a stalled main thread). Later than the watchdog, so that normally the
- * watchdog closes them (and logs it); still well before a new primary can accept writes: the
- * ProxyInfo TTL counts from the publish (after the check started), etcd reaps expired leases
- * every 500 ms, and the sentinel must then see it, decide, and have the new primary promoted.
- */
-const RELAY_DEADLINE_SLACK_MS = 250;
-/** Bound on each best-effort step of `stop` (closing the watch, deleting the info). */
+/** Bound on each best-effort step of `stop` (deleting the info). */
 const STOP_STEP_TIMEOUT_MS = 2_000;
+
 interface Deferred {
   readonly promise: Promise<void>;
   resolve(): void;
@@ -97,15 +69,6 @@ function deferred(): Deferred {
   return d;
 }
 
-function msFromDefault(text: string): number {
-  // DEFAULT_SPEC durations are constants known to parse.
-  return parseDurationMs(text) ?? 0;
-}
-
-function describeTargets(ts: readonly ProxyTarget[]): string {
-  return ts.length === 0 ? 'none' : ts.map(describeTarget).join(', ');
-}
-
 /**
  * The soft open-files limit from /proc/self/limits (Linux); undefined elsewhere or "unlimited".
  */
@@ -121,6 +84,21 @@ function openFilesLimit(): number | undefined {
   }
 }
 
+/** Warns at start when the open-files limit cannot hold `maxConnections` (two descriptors each). */
+function warnOnOpenFilesLimit(maxConnections: number, log: Logger): void {
+  const limit = openFilesLimit();
+  const needed = 2 * maxConnections + 64;
+  if (limit !== undefined && (maxConnections === 0 || limit < needed)) {
+    log.warn(
+      { openFilesLimit: limit, maxConnections },
+      maxConnections === 0
+        ? `no connection limit (--max-connections 0): past about ${Math.floor((limit - 64) / 2)} connections the open-files limit (${limit}) will refuse new ones`
+        : `the open-files limit (${limit}) is below what --max-connections ${maxConnections} needs (${needed}: two per connection); raise it (ulimit -n) or lower --max-connections`,
+    );
+  }
+}
+
+/** The running proxy: its parts, wired; its lifecycle. */
 class ProxyDaemon {
   private readonly uid: string;
   private readonly listenAddress: string;
@@ -128,35 +106,18 @@ class ProxyDaemon {
   private readonly stopListening: boolean;
   private readonly maxConnections: number;
   private readonly keepaliveIdleMs: number;
-  private readonly keepalive: Keepalive;
   private readonly roConfig: ReadOnlyConfig | null;
-  /** The native relay (`dataPath: 'native'`), or null when bytes are piped in the event loop. */
-  private readonly native: NativePath | null;
   private readonly store: Store;
   private readonly log: Logger;
 
   /** Where new clients go and the state; see {@link Routing}. */
   private readonly routing: Routing = { state: 'starting', target: null, roTargets: [] };
+  /** The native relay (`dataPath: 'native'`), or null when bytes are piped in the event loop. */
+  private readonly native: NativePath | null;
+  private readonly keepalive: Keepalive;
   private readonly forwarder: Forwarder;
-  /** Proxy generation of the last applied clusterdata (null before any). */
-  private generation: number | null = null;
-  private everSucceeded = false;
-
-  // Timings adopted from the last successfully read spec (Stolon's defaults until then: ours).
-  private checkIntervalMs = msFromDefault(DEFAULT_SPEC.proxyCheckInterval);
-  private proxyTimeoutMs = msFromDefault(DEFAULT_SPEC.proxyTimeout);
-
-  // Check loop (common's pass loop: serial checks, the clusterdata watch, one sentence per check).
-  private loop: PassLoop | null = null;
-
-  // Watchdog.
-  private watchdogTimer: NodeJS.Timeout | undefined;
-  /** True from the watchdog firing until the next successful check. */
-  private watchdogFired = false;
-  /** How often the watchdog fired (lets a check tell that the target moved under it). */
-  private watchdogFires = 0;
-
   private readonly listeners: Listeners;
+  private readonly checker: Checker;
 
   // Lifecycle.
   private stopRequested = false;
@@ -175,6 +136,7 @@ class ProxyDaemon {
     this.roConfig = config.readOnly ?? null;
     this.store = deps.store;
     this.log = deps.logger;
+    const stopping = (): boolean => this.stopRequested;
     this.native = (config.dataPath ?? 'native') === 'native' ? new NativePath(config.relayThreads || defaultRelayThreads(), this.log) : null;
     this.keepalive = new Keepalive(
       { idleMs: this.keepaliveIdleMs, intervalS: config.tcpKeepaliveIntervalS ?? 0, count: config.tcpKeepaliveCount ?? 0 },
@@ -187,7 +149,7 @@ class ProxyDaemon {
       keepalive: this.keepalive,
       native: this.native,
       routing: this.routing,
-      stopping: () => this.stopRequested,
+      stopping,
     });
     this.listeners = new Listeners({
       main: { address: config.listenAddress, port: config.port },
@@ -201,7 +163,19 @@ class ProxyDaemon {
         }
       },
       onError: (err) => this.fail(err),
-      stopping: () => this.stopRequested,
+      stopping,
+    });
+    this.checker = new Checker({
+      uid: this.uid,
+      store: this.store,
+      log: this.log,
+      readOnly: this.roConfig,
+      stopListening: this.stopListening,
+      routing: this.routing,
+      connections: this.forwarder,
+      listeners: this.listeners,
+      relay: this.native,
+      stopping,
     });
   }
 
@@ -217,6 +191,7 @@ class ProxyDaemon {
     };
   }
 
+  /** Logs how the proxy starts (and what the keepalive flags and the open-files limit allow), then starts checking. */
   begin(): void {
     this.log.info(
       {
@@ -235,291 +210,8 @@ class ProxyDaemon {
           : `forwarding on ${plural(this.native.threads(), 'native relay thread')}`),
     );
     this.keepalive.announce();
-    const limit = openFilesLimit();
-    const needed = 2 * this.maxConnections + 64;
-    if (limit !== undefined && (this.maxConnections === 0 || limit < needed)) {
-      this.log.warn(
-        { openFilesLimit: limit, maxConnections: this.maxConnections },
-        this.maxConnections === 0
-          ? `no connection limit (--max-connections 0): past about ${Math.floor((limit - 64) / 2)} connections the open-files limit (${limit}) will refuse new ones`
-          : `the open-files limit (${limit}) is below what --max-connections ${this.maxConnections} needs (${needed}: two per connection); raise it (ulimit -n) or lower --max-connections`,
-      );
-    }
-    // Serial: the next check is armed only after the current one settled, with the interval
-    // re-read from the last spec; requests during a check coalesce into one more check. The
-    // clusterdata watch triggers checks; each attempt to start it is bounded by proxyTimeout.
-    this.loop = startPassLoop({
-      log: this.log,
-      run: (ctx) => this.runCheck(ctx.pass, ctx.trigger),
-      intervalMs: () => this.checkIntervalMs,
-      watch: { store: this.store, topics: ['clusterdata'], timeoutMs: () => this.proxyTimeoutMs },
-      passField: 'check',
-    });
-  }
-
-  // ---------------------------------------------------------------- check loop
-
-  /**
-   * One check; never rejects. Its one sentence goes to the pass loop's log: a bug every check,
-   * anything else when the state, target, generation or failure kind changed (debug otherwise).
-   */
-  private async runCheck(seq: number, trigger: string): Promise<PassResult> {
-    const startedAt = performance.now();
-    let before = this.routing.target;
-    let roBefore = this.routing.roTargets;
-    const watchdogFiresBefore = this.watchdogFires;
-    let reason: string;
-    let failure: CheckFailure | null = null;
-    const closed = { main: 0, ro: 0 };
-    try {
-      const r = await this.check(startedAt);
-      reason = r.reason;
-      closed.main += r.closed.main;
-      closed.ro += r.closed.ro;
-    } catch (err) {
-      failure = this.classify(err);
-      reason = this.failureSentence(failure);
-      const storeTrouble = failure.kind === 'store' || failure.kind === 'slow';
-      if (!this.stopRequested && !storeTrouble) {
-        // Fail closed: invalid clusterdata (or a bug) means route nowhere at once, on both ports.
-        const c = await this.routeNowhere();
-        closed.main += c.main;
-        closed.ro += c.ro;
-      }
-      // A store that cannot be read is given until proxyTimeout (the watchdog, counted from the
-      // last successful check) before connections are dropped: a short etcd leader election
-      // must not cut every client connection.
-      if (!this.stopRequested) {
-        if (this.everSucceeded) {
-          // Once the watchdog fired the state stays store-lost (listener closed) until a success.
-          this.routing.state = storeTrouble || this.watchdogFired ? 'store-lost' : 'fenced';
-        }
-      }
-    }
-    if (this.stopRequested && failure === null) {
-      reason = `check abandoned: stopping (${reason})`;
-    }
-    if (this.watchdogFires !== watchdogFiresBefore) {
-      before = null; // the watchdog already logged the change to none
-      roBefore = [];
-    }
-    const gen = `proxy generation ${this.generation ?? 'unknown'}`;
-    if (!sameTarget(before, this.routing.target)) {
-      this.log.info(
-        { check: seq, from: describeTarget(before), to: describeTarget(this.routing.target), generation: this.generation, closed: closed.main },
-        `target changed from ${describeTarget(before)} to ${describeTarget(this.routing.target)} ` +
-          `(${gen}); closed ${plural(closed.main, 'connection')}`,
-      );
-    }
-    if (this.roConfig !== null && !sameTargets(roBefore, this.routing.roTargets)) {
-      this.log.info(
-        {
-          check: seq,
-          from: describeTargets(roBefore),
-          to: describeTargets(this.routing.roTargets),
-          generation: this.generation,
-          closed: closed.ro,
-        },
-        `read-only targets changed from ${describeTargets(roBefore)} to ${describeTargets(this.routing.roTargets)} ` +
-          `(${gen}); closed ${plural(closed.ro, 'read-only connection')}`,
-      );
-    }
-    const fields = {
-      trigger,
-      state: this.routing.state,
-      target: describeTarget(this.routing.target),
-      ...(this.roConfig !== null ? { roTargets: describeTargets(this.routing.roTargets) } : {}),
-      generation: this.generation,
-      connections: this.forwarder.count(),
-      durationMs: Math.round(performance.now() - startedAt),
-    };
-    const key = `${this.routing.state}|${fields.target}|${fields.roTargets ?? ''}|${this.generation}|${failure?.kind ?? ''}`;
-    if (failure === null) {
-      return { sentence: reason, fields, key };
-    }
-    // A repeated failure is logged at debug without its stack: the sentence carries the message.
-    return { sentence: reason, fields, key, level: failure.kind === 'bug' ? 'error' : 'warn', err: failure.err };
-  }
-
-  /**
-   * Reads, validates, applies and publishes. Returns the reason sentence and how many
-   * connections it closed.
-   * @throws CheckFailure (or anything unexpected, classified by the caller).
-   */
-  private async check(startedAt: number): Promise<{ reason: string; closed: { main: number; ro: number } }> {
-    const timeoutMs = this.proxyTimeoutMs;
-    const rec = await bounded(this.storeCall(this.store.getClusterData(), 'reading clusterdata'), timeoutMs, 'reading clusterdata');
-    if (this.stopRequested) {
-      return { reason: 'stopping', closed: { main: 0, ro: 0 } };
-    }
-
-    let decision: { target: ProxyTarget | null; generation: number | null; reason: string };
-    let ro: ReadOnlyDecision | null = null;
-    let spec: { proxyCheckIntervalMs: number; proxyTimeoutMs: number } | null = null;
-    if (rec === null) {
-      decision = { target: null, generation: null, reason: 'fenced: no clusterdata in the store (cluster not initialised)' };
-      if (this.roConfig !== null) {
-        ro = { targets: [], fallback: false, reason: 'read-only: no clusterdata, routing nowhere' };
-      }
-    } else {
-      // Both throw ClusterDataInvalidError / SpecValidationError (StolonErrors → 'invalid').
-      const cd = parseClusterData(rec.text);
-      spec = resolveSpec(cd.cluster.spec);
-      decision = resolveTarget(cd, this.uid);
-      if (this.roConfig !== null) {
-        ro = resolveReadOnlyTargets(cd, {
-          maxLagBytes: this.roConfig.maxLagBytes,
-          fallback: this.roConfig.fallbackToPrimary ? decision.target : null,
-        });
-      }
-    }
-
-    // Close every connection whose backend is no longer allowed first, and wait until they are
-    // gone: only then may the new generation be published (the sentinel's fencing handshake).
-    // A new primary is routed to, from either port, only after the publication succeeded.
-    const mainChanged = !sameTarget(this.routing.target, decision.target);
-    const roNext = ro?.targets ?? [];
-    if (mainChanged) {
-      this.routing.target = null;
-    }
-    this.routing.roTargets = mainChanged && decision.target !== null ? roNext.filter((t) => !sameTarget(t, decision.target)) : roNext;
-    const closed = await this.closeStale();
-    if (decision.generation !== null && spec !== null) {
-      const info: ProxyInfo = {
-        infoUID: newUid(),
-        UID: this.uid,
-        Generation: decision.generation,
-        ProxyTimeout: Math.round(spec.proxyTimeoutMs * 1e6),
-      };
-      await bounded(
-        this.storeCall(this.store.setInfo('proxies', this.uid, info, spec.proxyTimeoutMs), 'publishing proxy info'),
-        timeoutMs,
-        'publishing proxy info',
-      );
-    }
-    if (this.stopRequested) {
-      return { reason: 'stopping', closed };
-    }
-    const newTimeoutMs = spec?.proxyTimeoutMs ?? this.proxyTimeoutMs;
-    if (performance.now() - startedAt >= newTimeoutMs) {
-      // What was read may be older than the watchdog allows; do not act on it.
-      throw new CheckFailure(
-        'slow',
-        `check took ${Math.round(performance.now() - startedAt)} ms, longer than proxyTimeout (${newTimeoutMs} ms)`,
-      );
-    }
-
-    // Success: adopt the spec's timings, re-arm the watchdog, route, listen.
-    if (spec !== null) {
-      this.checkIntervalMs = spec.proxyCheckIntervalMs;
-      this.proxyTimeoutMs = spec.proxyTimeoutMs;
-    }
-    this.generation = decision.generation;
-    this.everSucceeded = true;
-    this.watchdogFired = false;
-    this.armWatchdog(startedAt + this.proxyTimeoutMs);
-    this.routing.target = decision.target;
-    this.routing.roTargets = roNext;
-    this.routing.state = decision.target === null ? 'fenced' : 'routing';
-    this.listeners.setWanted(true);
-    await this.listeners.sync();
-    return { reason: ro === null ? decision.reason : `${decision.reason}; ${ro.reason}`, closed };
-  }
-
-  /** Marks errors thrown by a store call so they are told apart from validation errors. */
-  private async storeCall<T>(p: Promise<T>, what: string): Promise<T> {
-    try {
-      return await p;
-    } catch (err) {
-      if (err instanceof StolonError) {
-        throw new CheckFailure('store', `${what}: ${err.message}`, err);
-      }
-      // The store contract says StoreUnavailableError; anything else is a bug in a backend.
-      throw new CheckFailure('bug', `${what}: ${errorMessage(err)}`, err);
-    }
-  }
-
-  private classify(err: unknown): CheckFailure {
-    if (err instanceof CheckFailure) {
-      return err;
-    }
-    if (err instanceof StolonError) {
-      // ClusterDataInvalidError, SpecValidationError: the data, not the proxy, is wrong.
-      return new CheckFailure('invalid', err.message, err);
-    }
-    return new CheckFailure('bug', errorMessage(err), err);
-  }
-
-  private failureSentence(f: CheckFailure): string {
-    switch (f.kind) {
-      case 'store':
-        return `store unreachable: ${f.message}; routing nowhere`;
-      case 'slow':
-        return `store too slow: ${f.message}; routing nowhere`;
-      case 'invalid':
-        return `invalid clusterdata: ${f.message}`;
-      case 'bug':
-        return `${BUG_SENTENCE} (proxy check: ${f.message}); routing nowhere`;
-    }
-  }
-
-  // ---------------------------------------------------------------- watchdog
-
-  private armWatchdog(deadline: number): void {
-    clearTimeout(this.watchdogTimer);
-    const ms = Math.max(0, deadline - performance.now());
-    this.watchdogTimer = setTimeout(() => this.onWatchdog(), ms);
-    // The same deadline (plus RELAY_DEADLINE_SLACK_MS) for the relay threads, enforced without
-    // this thread (relay.ts `renew`).
-    this.native?.renew(ms + RELAY_DEADLINE_SLACK_MS);
-  }
-
-  private onWatchdog(): void {
-    this.watchdogTimer = undefined;
-    if (this.stopRequested) {
-      return;
-    }
-    const was = describeTarget(this.routing.target);
-    const connections = this.forwarder.count();
-    this.routing.state = 'store-lost';
-    this.watchdogFired = true;
-    this.watchdogFires++;
-    if (this.stopListening) {
-      this.listeners.setWanted(false);
-    }
-    // Stop publishing: nothing is published until a check succeeds again, so the sentinel sees
-    // this proxy vanish when its info TTL expires, by which time it routes nowhere.
-    this.log.warn(
-      { from: was, connections, proxyTimeoutMs: this.proxyTimeoutMs, generation: this.generation },
-      `no successful check within proxyTimeout (${this.proxyTimeoutMs} ms): ` +
-        (this.routing.target === null ? 'routing nowhere' : `target changed from ${was} to none`) +
-        (this.roConfig !== null && this.routing.roTargets.length > 0 ? `, read-only targets changed from ${describeTargets(this.routing.roTargets)} to none` : '') +
-        ` (proxy generation ${this.generation ?? 'unknown'}), closing ${plural(connections, 'connection')}` +
-        (this.stopListening ? `, closing the listener${this.roConfig !== null ? 's' : ''} until a check succeeds` : ', still listening'),
-    );
-    void this.routeNowhere();
-    void this.listeners.sync();
-  }
-
-  // ---------------------------------------------------------------- routing
-
-  /** Routes nowhere on both listeners and destroys every connection. */
-  private routeNowhere(): Promise<{ main: number; ro: number }> {
-    this.routing.target = null;
-    this.routing.roTargets = [];
-    return this.closeStale();
-  }
-
-  /**
-   * Closes (both sides at once) every connection whose backend is no longer allowed: main
-   * connections not to `target`, read-only ones not to one of `roTargets`; waits until they are
-   * all gone. @returns how many were closed, per listener.
-   */
-  private closeStale(): Promise<{ main: number; ro: number }> {
-    const { routing } = this;
-    return this.forwarder.closeWhere((kind, t) =>
-      kind === 'main' ? !sameTarget(t, routing.target) : !routing.roTargets.some((r) => sameTarget(r, t)),
-    );
+    warnOnOpenFilesLimit(this.maxConnections, this.log);
+    this.checker.start();
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -542,17 +234,16 @@ class ProxyDaemon {
     this.stopRequested = true;
     this.routing.state = 'stopping';
     this.log.info({ reason }, `proxy stopping: ${reason}`);
-    clearTimeout(this.watchdogTimer);
-    this.watchdogTimer = undefined;
     this.listeners.setWanted(false);
     // A check in flight may be publishing; deleting the info before it lands would be undone.
-    // Its store calls are bounded by proxyTimeout; loop.stop() waits for it.
-    await this.loop?.stop();
-    await this.routeNowhere();
+    // Its store calls are bounded by proxyTimeout; the checker's stop waits for it (and disarms
+    // the watchdog first).
+    await this.checker.stop();
+    await this.checker.routeNowhere();
     this.native?.stop();
     this.forwarder.dropRefusing();
     await this.listeners.sync();
-    if (this.everSucceeded) {
+    if (this.checker.hasSucceeded()) {
       await bounded(this.store.deleteInfo('proxies', this.uid), STOP_STEP_TIMEOUT_MS, 'deleting proxy info').catch(
         (err: unknown) =>
           this.log.warn({ err }, `could not delete this proxy's info (${errorMessage(err)}); it expires with its TTL`),

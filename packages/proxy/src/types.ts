@@ -155,7 +155,7 @@ export type ListenerKind = 'main' | 'ro';
 
 /**
  * Where new clients go, and the {@link ProxyState} that goes with it. One object, shared: the
- * check loop and the watchdog and the lifecycle (stopping, stopped), all in proxy.ts, write
+ * check loop and the watchdog (checker.ts) and the lifecycle (proxy.ts: stopping, stopped) write
  * it; the forwarder (forwarder.ts) reads it on every accept. Internal: not exported by index.ts.
  */
 export interface Routing {

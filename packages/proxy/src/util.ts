@@ -10,7 +10,7 @@ export const CLOSE_WAIT_MS = 2_000;
 /** Why a check failed; decides the state and the log line. */
 export type FailureKind = 'store' | 'invalid' | 'slow' | 'bug';
 
-/** A failed check, or a {@link bounded} wait that timed out (kind `store`). */
+/** A failed check (checker.ts), or a {@link bounded} wait that timed out (kind `store`). */
 export class CheckFailure extends Error {
   constructor(
     readonly kind: FailureKind,
