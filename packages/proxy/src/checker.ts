@@ -364,14 +364,30 @@ export class Checker {
   private failureSentence(f: CheckFailure): string {
     switch (f.kind) {
       case 'store':
-        return `store unreachable: ${f.message}; routing nowhere`;
+        return `store unreachable: ${f.message}; ${this.stillRouting()}`;
       case 'slow':
-        return `store too slow: ${f.message}; routing nowhere`;
+        return `store too slow: ${f.message}; ${this.stillRouting()}`;
       case 'invalid':
         return `invalid clusterdata: ${f.message}`;
       case 'bug':
         return `${BUG_SENTENCE} (proxy check: ${f.message}); routing nowhere`;
     }
+  }
+
+  /**
+   * Where clients still go after a check that could not reach the store: the targets stay until
+   * the watchdog fires (a short etcd leader election must not cut every connection), so the
+   * sentence names them; once the watchdog fired, or before any target, it routes nowhere.
+   */
+  private stillRouting(): string {
+    const { target, roTargets } = this.routing;
+    const to = [
+      ...(target === null ? [] : [`to ${describeTarget(target)}`]),
+      ...(roTargets.length === 0 ? [] : [`read-only clients to ${describeTargets(roTargets)}`]),
+    ];
+    return to.length === 0
+      ? 'routing nowhere'
+      : `still routing ${to.join(' and ')} until the watchdog fires (no successful check within proxyTimeout, ${this.proxyTimeoutMs} ms)`;
   }
 
   // ---------------------------------------------------------------- watchdog

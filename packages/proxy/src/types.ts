@@ -115,14 +115,15 @@ export interface ProxyDeps {
  * - `routing`: the last check succeeded and clients are forwarded to the primary.
  * - `fenced`: routing nowhere because clusterdata says so (no primary, this proxy not enabled,
  *   no clusterdata) or is invalid; still listening, new connections are closed at once.
- * - `store-lost`: routing nowhere because the last check could not read the store or publish,
- *   or no check succeeded within `proxyTimeout` (the watchdog fired; with `stopListening` the
- *   listener is then closed).
+ * - `store-lost`: the last check could not read the store or publish. The targets stay until no
+ *   check succeeded within `proxyTimeout`; then the watchdog fires and the proxy routes nowhere
+ *   (with `stopListening` the listener is then closed).
  * - `stopping`, `stopped`: after {@link ProxyHandle.stop}.
  * - `failed`: stopped on a fatal error (the listener could not be opened); `done` rejects.
  *
  * The state is the main listener's: while `fenced`, the read-only listener may still serve
- * standbys (reads during a failover are safe); in `store-lost` it routes nowhere too.
+ * standbys (reads during a failover are safe); in `store-lost` it keeps or drops its targets
+ * together with the main listener.
  */
 export type ProxyState = 'starting' | 'routing' | 'fenced' | 'store-lost' | 'stopping' | 'stopped' | 'failed';
 
