@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
  * `stolon-proxy`: parses flags, builds the logger and the store, runs the proxy until
- * SIGINT/SIGTERM or a fatal error (docs/design.md#daemon-handles). Everything else lives in
- * `proxy.ts`.
+ * SIGINT/SIGTERM or a fatal error (docs/design.md#daemon-handles). Everything else starts at
+ * `start` in `proxy.ts`.
  * Exit codes: 0 clean stop, 1 fatal error, 2 configuration error (one line naming the flag).
  * The proxy logs "proxy listening on <addr>:<port>" each time its listener opens (and "proxy
  * listening (read-only) on ..." for the `--ro-port` listener).

@@ -5,7 +5,7 @@
  */
 import { ConfigError } from '@stolon-ts/cluster';
 import { COMMON_FLAGS, addFlags, baseYargs, pickFlags, type CommonConfig, type FlagTable } from '@stolon-ts/common';
-import { DEFAULT_MAX_CONNECTIONS, MAX_RELAY_THREADS, type DataPath, type ProxyConfig } from './proxy.js';
+import { DEFAULT_MAX_CONNECTIONS, MAX_RELAY_THREADS, type DataPath, type ProxyConfig } from './types.js';
 import { loadRelayAddon } from './relay.js';
 
 /** Environment prefix of the proxy's flag fallbacks (`STPROXY_LISTEN_ADDRESS`, ...). */

@@ -4,16 +4,16 @@
  * listener), the bit of the PostgreSQL protocol it speaks to refuse a client (`pgwire`) and its
  * flag table (`PROXY_FLAGS`).
  */
+export { start } from './proxy.js';
 export {
   DEFAULT_MAX_CONNECTIONS,
-  start,
   type ListenerKind,
   type ProxyConfig,
   type ProxyDeps,
   type ProxyHandle,
   type ProxyState,
   type ReadOnlyConfig,
-} from './proxy.js';
+} from './types.js';
 export {
   describeTarget,
   formatAddress,

@@ -21,7 +21,8 @@ import { BUG_SENTENCE, createLogger, type Logger } from '@stolon-ts/common';
 import { freePort, waitFor, waitUntilSteady } from '@stolon-ts/harness';
 import { MemoryBackend, MemoryStore, type Store } from '@stolon-ts/store';
 import { CANCEL_REQUEST_CODE, SSL_REQUEST_CODE } from './pgwire.js';
-import { start, type ProxyConfig, type ProxyHandle } from './proxy.js';
+import { start } from './proxy.js';
+import type { ProxyConfig, ProxyHandle } from './types.js';
 import { loadRelayAddon, type KeepaliveSettings } from './relay.js';
 
 const UID = 'px1';
@@ -496,6 +497,34 @@ describe.each(DATA_PATHS)('data path: $name', ({ config }) => {
       await waitFor(() => w.proxy.state() === 'routing', { timeoutMs: 3000, what: 'routing again' });
       expect(await probe(w.port)).toBe('A:probe');
       expect((await w.published())?.Generation).toBe(2);
+    });
+
+    it('a failed store read says where it still routes until the watchdog fires, then that it routes nowhere', { timeout: 15_000 }, async () => {
+      const a = await echo('A');
+      // proxyTimeout 3 s: the first failed check (within a check interval) comes long before the watchdog.
+      const spec = { ...SPEC, proxyTimeout: '3s' };
+      const w = await world({ cd: aClusterData({ dbs: { db1: a.port }, master: 'db1', enabled: [UID], generation: 2, spec }) });
+      await w.proxy.ready;
+      const c = await connect(w.port);
+      expect(await ask(c, 'x', 'echo')).toBe('A:x');
+
+      w.backend.setUnavailable(true);
+      const unreachable = 'store unreachable: reading clusterdata: memory store unavailable (test hook) during getClusterData';
+      const first = await waitForLog(w.lines, /^store unreachable: /);
+      expect(first.msg).toBe(
+        `${unreachable}; still routing to 127.0.0.1:${a.port} (db db1) until the watchdog fires (no successful check within proxyTimeout, 3000 ms)`,
+      );
+      expect(first.target).toBe(`127.0.0.1:${a.port} (db db1)`);
+
+      const fired = await waitForLog(w.lines, /^no successful check within proxyTimeout \(3000 ms\)/, 3000 + SLACK_MS);
+      const after = await waitFor(() => w.lines.slice(w.lines.indexOf(fired)).find((l) => l.msg.startsWith('store unreachable: ')), {
+        timeoutMs: 3000,
+        what: 'a failed check after the watchdog fired',
+        intervalMs: 20,
+      });
+      expect(after.msg).toBe(`${unreachable}; routing nowhere`);
+      expect(after.target).toBe('none');
+      expect(c.closed).toBe(true);
     });
 
     it('store calls hanging: the watchdog (not the check loop) closes connections and the listener within proxyTimeout', { timeout: 20_000 }, async () => {
@@ -1002,6 +1031,28 @@ describe.each(DATA_PATHS)('data path: $name', ({ config }) => {
       await w.write(fenced);
       await waitFor(async () => (await w.published())?.Generation === 3, { timeoutMs: 3000, what: 'generation 3 published' });
       expect(await probe(roPort)).toBe('closed');
+    });
+
+    it('a failed store read names the primary and the standbys it still routes to until the watchdog fires', { timeout: 30_000 }, async () => {
+      const [a, s2] = await Promise.all([echo('A'), echo('S2')]);
+      const cd = roClusterData({ dbs: { db1: a.port, db2: s2.port }, generation: 2 });
+      // proxyTimeout 3 s: the first failed check (within a check interval) comes long before the watchdog.
+      cd.cluster.spec.proxyTimeout = '3s';
+      const w = await world({
+        cd,
+        config: { readOnly: { listenAddress: '127.0.0.1', port: 0, maxLagBytes: MAX_LAG, fallbackToPrimary: false } },
+      });
+      await w.proxy.ready;
+      expect((await roBackend(w.proxy.roPort() ?? 0)).name).toBe('S2');
+
+      w.backend.setUnavailable(true);
+      const first = await waitForLog(w.lines, /^store unreachable: /);
+      expect(first.msg).toBe(
+        'store unreachable: reading clusterdata: memory store unavailable (test hook) during getClusterData; ' +
+          `still routing to 127.0.0.1:${a.port} (db db1) and read-only clients to 127.0.0.1:${s2.port} (db db2) ` +
+          'until the watchdog fires (no successful check within proxyTimeout, 3000 ms)',
+      );
+      expect(first.roTargets).toBe(`127.0.0.1:${s2.port} (db db2)`);
     });
 
     it('fails closed with the main port: the watchdog closes read-only connections and listener; invalid clusterdata routes nowhere', { timeout: 30_000 }, async () => {

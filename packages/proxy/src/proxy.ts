@@ -1,245 +1,42 @@
 /**
  * The proxy daemon: a TCP forwarder that sends every client connection to the current primary,
- * as clusterdata names it, and fails closed (docs/design.md#fail-closed). It owns:
- * - the check loop (a serial loop, docs/design.md#serial-loops): on every clusterdata watch event
- *   and every `proxyCheckInterval` it reads and validates clusterdata, applies the target, then
- *   publishes its ProxyInfo (the proxy generation it enforces) under a TTL of `proxyTimeout`;
- * - the watchdog: a timer separate from the loop that routes nowhere when no check succeeded
- *   within `proxyTimeout`, because a store call can hang and a hung check must not keep routing;
- * - the forwarder: accepts clients, dials the target, then hands both sockets to the native relay
- *   (`relay.ts`) or, with `dataPath: 'event-loop'`, pipes them in JavaScript;
- * - the optional read-only listener, which balances clients over standbys.
- *
- * The fencing handshake with the sentinel: when the target changes, old connections are closed
- * (and their `close` events awaited) BEFORE the new proxy generation is published, and a new
- * primary is routed to only AFTER the publication succeeded.
+ * as clusterdata names it, and fails closed (docs/design.md#fail-closed). This module is its
+ * entry point and lifecycle: {@link start} checks the configuration and wires the parts, the
+ * handle, the start-up log lines, stop (once) and a fatal error. The parts:
+ * - checker.ts: the check loop and the watchdog (what to route to; the fencing handshake);
+ * - forwarder.ts: the connection table (accept, refuse over the limit, pick, forward, close);
+ * - datapath.ts: how bytes move, on the native relay (relay.ts) or in the event loop;
+ * - listeners.ts: the main and read-only listening sockets;
+ * - keepalive.ts: the TCP keepalive interval and count;
+ * - types.ts: the shapes (config, handle, state, routing); target.ts: the pure routing
+ *   decisions; pgwire.ts: the bit of the PostgreSQL protocol used to refuse a client.
  *
  * Behaviour in detail, and where it differs from Stolon's proxy: docs/architecture.md, "The proxy".
  * @see https://github.com/sorintlab/stolon/blob/master/cmd/proxy/cmd/proxy.go (Stolon's proxy)
  */
 import { readFileSync } from 'node:fs';
-import net from 'node:net';
-import {
-  DEFAULT_SPEC,
-  StolonError,
-  errorMessage,
-  parseClusterData,
-  parseDurationMs,
-  resolveSpec,
-  type ProxyInfo,
-} from '@stolon-ts/cluster';
-import { BUG_SENTENCE, newUid, startPassLoop, type Logger, type PassLoop, type PassResult } from '@stolon-ts/common';
+import { StolonError, errorMessage } from '@stolon-ts/cluster';
+import type { Logger } from '@stolon-ts/common';
 import type { Store } from '@stolon-ts/store';
-import { DECLINE_ENCRYPTION, MAX_STARTUP_PACKET_BYTES, TOO_MANY_CONNECTIONS, errorResponse, parseStartupPacket } from './pgwire.js';
+import { Checker } from './checker.js';
+import { NativePath } from './datapath.js';
+import { Forwarder } from './forwarder.js';
+import { Keepalive } from './keepalive.js';
+import { Listeners } from './listeners.js';
+import { defaultRelayThreads, loadRelayAddon } from './relay.js';
 import {
-  describeTarget,
-  formatAddress,
-  resolveReadOnlyTargets,
-  resolveTarget,
-  sameTarget,
-  sameTargets,
-  type ProxyTarget,
-  type ReadOnlyDecision,
-} from './target.js';
-import { Relay, defaultRelayThreads, loadRelayAddon, setKeepalive, type RelayClose } from './relay.js';
+  DEFAULT_MAX_CONNECTIONS,
+  MAX_RELAY_THREADS,
+  type ProxyConfig,
+  type ProxyDeps,
+  type ProxyHandle,
+  type ReadOnlyConfig,
+  type Routing,
+} from './types.js';
+import { bounded, plural } from './util.js';
 
-/** What {@link start} needs to know. */
-export interface ProxyConfig {
-  /**
-   * This proxy's UID: published as `UID` in its ProxyInfo and looked up in
-   * `proxy.spec.enabledProxies`. Random per process start (`newUid()`), as in Stolon.
-   */
-  uid: string;
-  /** Address to listen on for clients (the `--listen-address` flag defaults to 127.0.0.1). */
-  listenAddress: string;
-  /** TCP port to listen on; 0 lets the OS choose (see {@link ProxyHandle.port}). The `--port` flag defaults to 5432. */
-  port: number;
-  /**
-   * Close the listening socket when no check succeeded within `proxyTimeout`, so load balancers
-   * and Kubernetes readiness probes stop sending clients; it re-opens on the next successful
-   * check. When false, the listener stays open and new connections are closed at once.
-   * @default true
-   */
-  stopListening?: boolean;
-  /**
-   * Most client connections forwarded at once, both listeners together (`--max-connections`);
-   * 0 means no limit. A client over the limit gets a PostgreSQL ErrorResponse (SQLSTATE 53300)
-   * after its startup packet, and a warning is logged. Each connection holds two file
-   * descriptors: the proxy warns at start when the open-files limit cannot hold them all.
-   * @default {@link DEFAULT_MAX_CONNECTIONS}
-   */
-  maxConnections?: number;
-  /**
-   * Seconds of idleness before TCP keepalive probes start, on both sides of every connection
-   * (`--tcp-keepalive-idle`, TCP_KEEPIDLE); 0 keeps the kernel's `net.ipv4.tcp_keepalive_time`.
-   * Node (libuv) then probes every 1 s, 10 times (see `tcpKeepaliveCount`).
-   * @default 0
-   */
-  tcpKeepaliveIdleS?: number;
-  /**
-   * Stolon's `--tcp-keepalive-count` (TCP_KEEPCNT), set on both sides of every connection by the
-   * relay addon (`setKeepalive`; Node itself cannot). 0: libuv's 10 when `tcpKeepaliveIdleS` is
-   * set, else the kernel's `tcp_keepalive_probes`. Without the addon built, a non-zero value is
-   * logged as not applied.
-   * @default 0
-   */
-  tcpKeepaliveCount?: number;
-  /**
-   * Stolon's `--tcp-keepalive-interval` in seconds (TCP_KEEPINTVL), set as `tcpKeepaliveCount`.
-   * 0: libuv's 1 s when `tcpKeepaliveIdleS` is set, else the kernel's `tcp_keepalive_intvl`.
-   * @default 0
-   */
-  tcpKeepaliveIntervalS?: number;
-  /** The read-only listener (`--ro-port`); absent or null: none. */
-  readOnly?: ReadOnlyConfig | null;
-  /**
-   * How bytes are moved once a connection is set up (`--data-path`): `native`, the relay
-   * threads of `relay.ts` (the addon built by `npm run build`); `event-loop`, Node streams on
-   * the main thread (slower: about 0.65 of HAProxy's throughput against about 1.1 for `native`,
-   * docs/benchmarks.md). `native` without the addon built makes {@link start} throw.
-   * @default 'native'
-   */
-  dataPath?: DataPath;
-  /**
-   * Relay threads for `dataPath: 'native'` (`--relay-threads`); 0: {@link defaultRelayThreads}
-   * (one per CPU, at most 4). A connection stays on the thread that got it (least loaded first).
-   * @default 0
-   */
-  relayThreads?: number;
-}
-
-/** See {@link ProxyConfig.dataPath}. */
-export type DataPath = 'native' | 'event-loop';
-
-/** The read-only listener's settings (the `--ro-*` flags). */
-export interface ReadOnlyConfig {
-  /** Address to listen on (`--ro-listen-address`, defaulting to `--listen-address`). */
-  listenAddress: string;
-  /** TCP port; 0 lets the OS choose (see {@link ProxyHandle.roPort}). */
-  port: number;
-  /**
-   * Most bytes of WAL a standby's replayed LSN may be behind the primary's LSN, as last
-   * reported in clusterdata (`--ro-max-lag-bytes`). @see resolveReadOnlyTargets
-   */
-  maxLagBytes: number;
-  /**
-   * Send read-only clients to the primary when no standby qualifies, and only while the main
-   * port routes to it (`--ro-fallback-to-primary`).
-   */
-  fallbackToPrimary: boolean;
-}
-
-/** Most relay threads (`--relay-threads`): more than CPUs only adds context switches. */
-export const MAX_RELAY_THREADS = 64;
-
-/** Default of {@link ProxyConfig.maxConnections}: far above PostgreSQL's own default of 100. */
-export const DEFAULT_MAX_CONNECTIONS = 2000;
-
-/** What {@link start} uses; tests substitute an in-memory store and a captured logger. */
-export interface ProxyDeps {
-  /** The store client; not closed by the proxy (its owner, the bin, closes it). */
-  store: Store;
-  /** The process logger (docs/design.md#logging). */
-  logger: Logger;
-}
-
-/**
- * The proxy's lifecycle:
- * - `starting`: no check has succeeded yet; not listening (a proxy that never reached the store
- *   never listens, as in Stolon).
- * - `routing`: the last check succeeded and clients are forwarded to the primary.
- * - `fenced`: routing nowhere because clusterdata says so (no primary, this proxy not enabled,
- *   no clusterdata) or is invalid; still listening, new connections are closed at once.
- * - `store-lost`: routing nowhere because the last check could not read the store or publish,
- *   or no check succeeded within `proxyTimeout` (the watchdog fired; with `stopListening` the
- *   listener is then closed).
- * - `stopping`, `stopped`: after {@link ProxyHandle.stop}.
- * - `failed`: stopped on a fatal error (the listener could not be opened); `done` rejects.
- *
- * The state is the main listener's: while `fenced`, the read-only listener may still serve
- * standbys (reads during a failover are safe); in `store-lost` it routes nowhere too.
- */
-export type ProxyState = 'starting' | 'routing' | 'fenced' | 'store-lost' | 'stopping' | 'stopped' | 'failed';
-
-/** The running proxy (docs/design.md#daemon-handles). */
-export interface ProxyHandle {
-  /** Resolves when the listener opened for the first time; rejects if the proxy stops first. */
-  readonly ready: Promise<void>;
-  /** Resolves when the proxy stopped; rejects with the first fatal error. */
-  readonly done: Promise<void>;
-  /**
-   * Stops checking, closes the listener, destroys every connection and deletes this proxy's
-   * ProxyInfo (best effort). Resolves when stopped (also after a fatal error); idempotent.
-   */
-  stop(reason: string): Promise<void>;
-  /** The bound TCP port once the listener opened (useful with port 0), else the configured port. */
-  port(): number;
-  /** As {@link port}, for the read-only listener; null when there is none. */
-  roPort(): number | null;
-  /** The current {@link ProxyState}. */
-  state(): ProxyState;
-  /**
-   * Client connections currently forwarded (each paired with one connection to a backend), on
-   * both listeners, or on one when `kind` is given.
-   */
-  connections(kind?: ListenerKind): number;
-}
-
-/** Which listener a connection came in on: `main` (the primary) or `ro` (read-only). */
-export type ListenerKind = 'main' | 'ro';
-
-/** Size of the reused buffer each backend read lands in (Node's default read size). */
-const READ_BUFFER_BYTES = 64 * 1024;
-/** How long dialling the primary may take before the client connection is closed. */
-const CONNECT_TIMEOUT_MS = 5_000;
-/**
- * After one side of a connection ended cleanly, how long the other side may take to flush and
- * close before it is destroyed (so a slow peer cannot hold a half-closed pair forever).
- */
-const LINGER_MS = 5_000;
-/**
- * How long after the watchdog's deadline the relay threads close their connections by themselves
- * (the dead-man switch for a stalled main thread). Later than the watchdog, so that normally the
- * watchdog closes them (and logs it); still well before a new primary can accept writes: the
- * ProxyInfo TTL counts from the publish (after the check started), etcd reaps expired leases
- * every 500 ms, and the sentinel must then see it, decide, and have the new primary promoted.
- */
-const RELAY_DEADLINE_SLACK_MS = 250;
-/** Bound on each best-effort step of `stop` (closing the watch, deleting the info). */
+/** Bound on each best-effort step of `stop` (deleting the info). */
 const STOP_STEP_TIMEOUT_MS = 2_000;
-/** Bound on waiting for destroyed sockets to emit `close` (they do at once; this is a guard). */
-const CLOSE_WAIT_MS = 2_000;
-/** How long a client over the connection limit has to send its startup packet before it is dropped. */
-const REFUSE_TIMEOUT_MS = 5_000;
-/**
- * Most over-limit clients being refused at once (each waits up to REFUSE_TIMEOUT_MS for its
- * startup packet); past that they are closed at once, so a flood cannot exhaust descriptors.
- */
-const MAX_REFUSING = 64;
-
-/** Why a check failed; decides the state and the log line. */
-type FailureKind = 'store' | 'invalid' | 'slow' | 'bug';
-
-class CheckFailure extends Error {
-  constructor(
-    readonly kind: FailureKind,
-    message: string,
-    readonly err?: unknown,
-  ) {
-    super(message);
-  }
-}
-
-/** One forwarded client connection and its connection to the primary. */
-interface Pair {
-  readonly id: number;
-  readonly kind: ListenerKind;
-  readonly target: ProxyTarget;
-  /** Closes both sides at once: destroys the two sockets, or asks the relay once it holds them. */
-  destroy: () => void;
-  /** Resolves once both sides are closed (both sockets emitted `close`, or the relay reported it). */
-  readonly closed: Promise<void>;
-}
 
 interface Deferred {
   readonly promise: Promise<void>;
@@ -273,65 +70,6 @@ function deferred(): Deferred {
 }
 
 /**
- * Races `p` against a timer. On timeout the late result is disposed of with `dispose` (a watch
- * that arrives late is closed) and its rejection swallowed.
- */
-function bounded<T>(p: Promise<T>, ms: number, what: string, dispose?: (v: T) => void): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      reject(new CheckFailure('store', `${what}: no answer within ${ms} ms`));
-    }, ms);
-    p.then(
-      (v) => {
-        clearTimeout(timer);
-        if (timedOut) {
-          dispose?.(v);
-        } else {
-          resolve(v);
-        }
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        if (!timedOut) {
-          reject(err);
-        }
-      },
-    );
-  });
-}
-
-/** `1 connection`, `2 connections`. */
-function plural(n: number, noun: string): string {
-  return `${n} ${noun}${n === 1 ? '' : 's'}`;
-}
-
-function msFromDefault(text: string): number {
-  // DEFAULT_SPEC durations are constants known to parse.
-  return parseDurationMs(text) ?? 0;
-}
-
-/** One listening socket, reconciled to `listenWanted`. */
-interface Listener {
-  readonly kind: ListenerKind;
-  readonly address: string;
-  readonly configuredPort: number;
-  /** The port first bound (re-used on re-open, so port-0 users find it again). */
-  boundPort: number | null;
-  server: net.Server | null;
-}
-
-/** `dbUid@host:port`: counts read-only connections per backend. */
-function targetKey(t: ProxyTarget): string {
-  return `${t.dbUid}@${formatAddress(t.host, t.port)}`;
-}
-
-function describeTargets(ts: readonly ProxyTarget[]): string {
-  return ts.length === 0 ? 'none' : ts.map(describeTarget).join(', ');
-}
-
-/**
  * The soft open-files limit from /proc/self/limits (Linux); undefined elsewhere or "unlimited".
  */
 function openFilesLimit(): number | undefined {
@@ -346,97 +84,40 @@ function openFilesLimit(): number | undefined {
   }
 }
 
-/**
- * The backend → client half of the event-loop data path, as the backend socket's `onread`:
- * each read lands in one reused buffer instead of a fresh 64 KiB allocation per read (Node's
- * default). A write the kernel did not take at once keeps pointing into that buffer, so then the
- * next read gets a new one; when the client's write buffer is full, the backend is paused until
- * the client drained (backpressure). `bind` gives it the backend socket once created.
- */
-function backendReader(client: net.Socket): { onread: net.OnReadOpts; bind(upstream: net.Socket): void } {
-  let readBuf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
-  let upstream: net.Socket | null = null;
-  return {
-    onread: {
-      buffer: () => readBuf,
-      callback: (n: number, buf: Uint8Array): boolean => {
-        const flushed = client.write(buf.subarray(0, n));
-        if (client.writableLength > 0) {
-          readBuf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
-        }
-        if (!flushed) {
-          client.once('drain', () => upstream?.resume());
-          return false;
-        }
-        return true;
-      },
-    },
-    bind: (u) => {
-      upstream = u;
-    },
-  };
+/** Warns at start when the open-files limit cannot hold `maxConnections` (two descriptors each). */
+function warnOnOpenFilesLimit(maxConnections: number, log: Logger): void {
+  const limit = openFilesLimit();
+  const needed = 2 * maxConnections + 64;
+  if (limit !== undefined && (maxConnections === 0 || limit < needed)) {
+    log.warn(
+      { openFilesLimit: limit, maxConnections },
+      maxConnections === 0
+        ? `no connection limit (--max-connections 0): past about ${Math.floor((limit - 64) / 2)} connections the open-files limit (${limit}) will refuse new ones`
+        : `the open-files limit (${limit}) is below what --max-connections ${maxConnections} needs (${needed}: two per connection); raise it (ulimit -n) or lower --max-connections`,
+    );
+  }
 }
 
+/** The running proxy: its parts, wired; its lifecycle. */
 class ProxyDaemon {
   private readonly uid: string;
+  private readonly listenAddress: string;
+  private readonly port: number;
   private readonly stopListening: boolean;
   private readonly maxConnections: number;
   private readonly keepaliveIdleMs: number;
-  private readonly keepaliveCount: number;
-  private readonly keepaliveIntervalS: number;
-  /** True when the interval or count is set and the addon can apply them (setsockopt per socket). */
-  private keepaliveBySockopt = false;
   private readonly roConfig: ReadOnlyConfig | null;
-  /** The native relay (`dataPath: 'native'`), or null when bytes are piped in the event loop. */
-  private readonly relay: Relay | null;
-  /** Release callbacks of the connections the relay holds, by connection id. */
-  private readonly relayed = new Map<number, (c: RelayClose) => void>();
   private readonly store: Store;
   private readonly log: Logger;
 
-  private current: ProxyState = 'starting';
-  private target: ProxyTarget | null = null;
-  /** Where the read-only listener may send new clients (empty: nowhere). */
-  private roTargets: readonly ProxyTarget[] = [];
-  /** Read-only connections per backend (`targetKey`), for least-connections balancing. */
-  private readonly roCounts = new Map<string, number>();
-  /** Rotates ties between equally loaded standbys. */
-  private roRotor = 0;
-  /** Proxy generation of the last applied clusterdata (null before any). */
-  private generation: number | null = null;
-  private everSucceeded = false;
-
-  // Timings adopted from the last successfully read spec (Stolon's defaults until then: ours).
-  private checkIntervalMs = msFromDefault(DEFAULT_SPEC.proxyCheckInterval);
-  private proxyTimeoutMs = msFromDefault(DEFAULT_SPEC.proxyTimeout);
-
-  // Check loop (common's pass loop: serial checks, the clusterdata watch, one sentence per check).
-  private loop: PassLoop | null = null;
-
-  // Watchdog.
-  private watchdogTimer: NodeJS.Timeout | undefined;
-  /** True from the watchdog firing until the next successful check. */
-  private watchdogFired = false;
-  /** How often the watchdog fired (lets a check tell that the target moved under it). */
-  private watchdogFires = 0;
-
-  // Listeners, reconciled to `listenWanted` through a queue so open/close never interleave.
-  private readonly main: Listener;
-  private readonly ro: Listener | null;
-  private listenWanted = false;
-  private listenerQueue: Promise<void> = Promise.resolve();
-
-  // Connections.
-  private readonly pairs = new Set<Pair>();
-  private nextPairId = 1;
-  private accepted = 0;
-  private refused = 0;
-  /** Clients refused for being over `maxConnections` (ErrorResponse or closed). */
-  private overLimit = 0;
-  /** Over-limit clients whose startup packet is awaited right now (destroyed by `stop`). */
-  private readonly refusing = new Set<net.Socket>();
-  /** True from the first over-limit refusal until the count is below the limit again (one warning per burst). */
-  private overLimitWarned = false;
+  /** Where new clients go and the state; see {@link Routing}. */
+  private readonly routing: Routing = { state: 'starting', target: null, roTargets: [] };
+  /** The native relay (`dataPath: 'native'`), or null when bytes are piped in the event loop. */
+  private readonly native: NativePath | null;
+  private readonly keepalive: Keepalive;
+  private readonly forwarder: Forwarder;
+  private readonly listeners: Listeners;
+  private readonly checker: Checker;
 
   // Lifecycle.
   private stopRequested = false;
@@ -447,23 +128,55 @@ class ProxyDaemon {
 
   constructor(config: ProxyConfig, deps: ProxyDeps) {
     this.uid = config.uid;
+    this.listenAddress = config.listenAddress;
+    this.port = config.port;
     this.stopListening = config.stopListening ?? true;
     this.maxConnections = config.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     this.keepaliveIdleMs = (config.tcpKeepaliveIdleS ?? 0) * 1000;
-    this.keepaliveCount = config.tcpKeepaliveCount ?? 0;
-    this.keepaliveIntervalS = config.tcpKeepaliveIntervalS ?? 0;
     this.roConfig = config.readOnly ?? null;
-    this.relay =
-      (config.dataPath ?? 'native') === 'native'
-        ? new Relay(config.relayThreads || defaultRelayThreads(), (c) => this.relayed.get(c.id)?.(c))
-        : null;
     this.store = deps.store;
     this.log = deps.logger;
-    this.main = { kind: 'main', address: config.listenAddress, configuredPort: config.port, boundPort: null, server: null };
-    this.ro =
-      this.roConfig === null
-        ? null
-        : { kind: 'ro', address: this.roConfig.listenAddress, configuredPort: this.roConfig.port, boundPort: null, server: null };
+    const stopping = (): boolean => this.stopRequested;
+    this.native = (config.dataPath ?? 'native') === 'native' ? new NativePath(config.relayThreads || defaultRelayThreads(), this.log) : null;
+    this.keepalive = new Keepalive(
+      { idleMs: this.keepaliveIdleMs, intervalS: config.tcpKeepaliveIntervalS ?? 0, count: config.tcpKeepaliveCount ?? 0 },
+      this.log,
+    );
+    this.forwarder = new Forwarder({
+      log: this.log,
+      maxConnections: this.maxConnections,
+      keepaliveIdleMs: this.keepaliveIdleMs,
+      keepalive: this.keepalive,
+      native: this.native,
+      routing: this.routing,
+      stopping,
+    });
+    this.listeners = new Listeners({
+      main: { address: config.listenAddress, port: config.port },
+      ro: this.roConfig === null ? null : { address: this.roConfig.listenAddress, port: this.roConfig.port },
+      keepaliveIdleMs: this.keepaliveIdleMs,
+      log: this.log,
+      onConnection: (kind, client) => this.forwarder.accept(kind, client),
+      onListening: () => {
+        if (!this.ready.settled) {
+          this.ready.resolve();
+        }
+      },
+      onError: (err) => this.fail(err),
+      stopping,
+    });
+    this.checker = new Checker({
+      uid: this.uid,
+      store: this.store,
+      log: this.log,
+      readOnly: this.roConfig,
+      stopListening: this.stopListening,
+      routing: this.routing,
+      connections: this.forwarder,
+      listeners: this.listeners,
+      relay: this.native,
+      stopping,
+    });
   }
 
   handle(): ProxyHandle {
@@ -471,764 +184,34 @@ class ProxyDaemon {
       ready: this.ready.promise,
       done: this.done.promise,
       stop: (reason) => this.stop(reason),
-      port: () => this.main.boundPort ?? this.main.configuredPort,
-      roPort: () => (this.ro === null ? null : (this.ro.boundPort ?? this.ro.configuredPort)),
-      state: () => this.current,
-      connections: (kind) => (kind === undefined ? this.pairs.size : [...this.pairs].filter((p) => p.kind === kind).length),
+      port: () => this.listeners.mainPort(),
+      roPort: () => this.listeners.roPort(),
+      state: () => this.routing.state,
+      connections: (kind) => this.forwarder.count(kind),
     };
   }
 
+  /** Logs how the proxy starts (and what the keepalive flags and the open-files limit allow), then starts checking. */
   begin(): void {
     this.log.info(
       {
-        listenAddress: this.main.address,
-        port: this.main.configuredPort,
+        listenAddress: this.listenAddress,
+        port: this.port,
         stopListening: this.stopListening,
         maxConnections: this.maxConnections,
         tcpKeepaliveIdleMs: this.keepaliveIdleMs,
         readOnly: this.roConfig,
-        dataPath: this.relay === null ? 'event-loop' : 'native',
-        relayThreads: this.relay?.threads() ?? 0,
+        dataPath: this.native === null ? 'event-loop' : 'native',
+        relayThreads: this.native?.threads() ?? 0,
       },
       `proxy ${this.uid} starting: not listening until clusterdata has been read; ` +
-        (this.relay === null
+        (this.native === null
           ? 'forwarding in the event loop (--data-path event-loop)'
-          : `forwarding on ${plural(this.relay.threads(), 'native relay thread')}`),
+          : `forwarding on ${plural(this.native.threads(), 'native relay thread')}`),
     );
-    if (this.keepaliveCount !== 0 || this.keepaliveIntervalS !== 0) {
-      const addon = loadRelayAddon();
-      if ('error' in addon) {
-        // Said at start rather than refused, so Stolon command lines keep working.
-        const inEffect =
-          this.keepaliveIdleMs > 0
-            ? 'probes every 1 s, 10 of them (set by libuv with --tcp-keepalive-idle)'
-            : "the kernel's net.ipv4.tcp_keepalive_intvl and tcp_keepalive_probes";
-        this.log.warn(
-          { tcpKeepaliveCount: this.keepaliveCount, tcpKeepaliveIntervalS: this.keepaliveIntervalS },
-          `--tcp-keepalive-count ${this.keepaliveCount} and --tcp-keepalive-interval ${this.keepaliveIntervalS} are not applied: ` +
-            `Node cannot set TCP_KEEPCNT or TCP_KEEPINTVL and ${addon.error}; in effect: ${inEffect}`,
-        );
-      } else {
-        this.keepaliveBySockopt = true;
-        this.log.info(
-          { tcpKeepaliveCount: this.keepaliveCount, tcpKeepaliveIntervalS: this.keepaliveIntervalS },
-          `TCP keepalive on both sides of every connection: idle ${this.keepaliveIdleMs > 0 ? `${this.keepaliveIdleMs / 1000} s` : "the kernel's"}, ` +
-            `interval ${this.keepaliveIntervalS > 0 ? `${this.keepaliveIntervalS} s` : this.keepaliveIdleMs > 0 ? '1 s (libuv)' : "the kernel's"}, ` +
-            `${this.keepaliveCount > 0 ? `${this.keepaliveCount} probes` : this.keepaliveIdleMs > 0 ? '10 probes (libuv)' : "the kernel's probe count"}`,
-        );
-      }
-    }
-    const limit = openFilesLimit();
-    const needed = 2 * this.maxConnections + 64;
-    if (limit !== undefined && (this.maxConnections === 0 || limit < needed)) {
-      this.log.warn(
-        { openFilesLimit: limit, maxConnections: this.maxConnections },
-        this.maxConnections === 0
-          ? `no connection limit (--max-connections 0): past about ${Math.floor((limit - 64) / 2)} connections the open-files limit (${limit}) will refuse new ones`
-          : `the open-files limit (${limit}) is below what --max-connections ${this.maxConnections} needs (${needed}: two per connection); raise it (ulimit -n) or lower --max-connections`,
-      );
-    }
-    // Serial: the next check is armed only after the current one settled, with the interval
-    // re-read from the last spec; requests during a check coalesce into one more check. The
-    // clusterdata watch triggers checks; each attempt to start it is bounded by proxyTimeout.
-    this.loop = startPassLoop({
-      log: this.log,
-      run: (ctx) => this.runCheck(ctx.pass, ctx.trigger),
-      intervalMs: () => this.checkIntervalMs,
-      watch: { store: this.store, topics: ['clusterdata'], timeoutMs: () => this.proxyTimeoutMs },
-      passField: 'check',
-    });
-  }
-
-  // ---------------------------------------------------------------- check loop
-
-  /**
-   * One check; never rejects. Its one sentence goes to the pass loop's log: a bug every check,
-   * anything else when the state, target, generation or failure kind changed (debug otherwise).
-   */
-  private async runCheck(seq: number, trigger: string): Promise<PassResult> {
-    const startedAt = performance.now();
-    let before = this.target;
-    let roBefore = this.roTargets;
-    const watchdogFiresBefore = this.watchdogFires;
-    let reason: string;
-    let failure: CheckFailure | null = null;
-    const closed = { main: 0, ro: 0 };
-    try {
-      const r = await this.check(startedAt);
-      reason = r.reason;
-      closed.main += r.closed.main;
-      closed.ro += r.closed.ro;
-    } catch (err) {
-      failure = this.classify(err);
-      reason = this.failureSentence(failure);
-      const storeTrouble = failure.kind === 'store' || failure.kind === 'slow';
-      if (!this.stopRequested && !storeTrouble) {
-        // Fail closed: invalid clusterdata (or a bug) means route nowhere at once, on both ports.
-        const c = await this.routeNowhere();
-        closed.main += c.main;
-        closed.ro += c.ro;
-      }
-      // A store that cannot be read is given until proxyTimeout (the watchdog, counted from the
-      // last successful check) before connections are dropped: a short etcd leader election
-      // must not cut every client connection.
-      if (!this.stopRequested) {
-        if (this.everSucceeded) {
-          // Once the watchdog fired the state stays store-lost (listener closed) until a success.
-          this.current = storeTrouble || this.watchdogFired ? 'store-lost' : 'fenced';
-        }
-      }
-    }
-    if (this.stopRequested && failure === null) {
-      reason = `check abandoned: stopping (${reason})`;
-    }
-    if (this.watchdogFires !== watchdogFiresBefore) {
-      before = null; // the watchdog already logged the change to none
-      roBefore = [];
-    }
-    const gen = `proxy generation ${this.generation ?? 'unknown'}`;
-    if (!sameTarget(before, this.target)) {
-      this.log.info(
-        { check: seq, from: describeTarget(before), to: describeTarget(this.target), generation: this.generation, closed: closed.main },
-        `target changed from ${describeTarget(before)} to ${describeTarget(this.target)} ` +
-          `(${gen}); closed ${plural(closed.main, 'connection')}`,
-      );
-    }
-    if (this.ro !== null && !sameTargets(roBefore, this.roTargets)) {
-      this.log.info(
-        {
-          check: seq,
-          from: describeTargets(roBefore),
-          to: describeTargets(this.roTargets),
-          generation: this.generation,
-          closed: closed.ro,
-        },
-        `read-only targets changed from ${describeTargets(roBefore)} to ${describeTargets(this.roTargets)} ` +
-          `(${gen}); closed ${plural(closed.ro, 'read-only connection')}`,
-      );
-    }
-    const fields = {
-      trigger,
-      state: this.current,
-      target: describeTarget(this.target),
-      ...(this.ro !== null ? { roTargets: describeTargets(this.roTargets) } : {}),
-      generation: this.generation,
-      connections: this.pairs.size,
-      durationMs: Math.round(performance.now() - startedAt),
-    };
-    const key = `${this.current}|${fields.target}|${fields.roTargets ?? ''}|${this.generation}|${failure?.kind ?? ''}`;
-    if (failure === null) {
-      return { sentence: reason, fields, key };
-    }
-    // A repeated failure is logged at debug without its stack: the sentence carries the message.
-    return { sentence: reason, fields, key, level: failure.kind === 'bug' ? 'error' : 'warn', err: failure.err };
-  }
-
-  /**
-   * Reads, validates, applies and publishes. Returns the reason sentence and how many
-   * connections it closed.
-   * @throws CheckFailure (or anything unexpected, classified by the caller).
-   */
-  private async check(startedAt: number): Promise<{ reason: string; closed: { main: number; ro: number } }> {
-    const timeoutMs = this.proxyTimeoutMs;
-    const rec = await bounded(this.storeCall(this.store.getClusterData(), 'reading clusterdata'), timeoutMs, 'reading clusterdata');
-    if (this.stopRequested) {
-      return { reason: 'stopping', closed: { main: 0, ro: 0 } };
-    }
-
-    let decision: { target: ProxyTarget | null; generation: number | null; reason: string };
-    let ro: ReadOnlyDecision | null = null;
-    let spec: { proxyCheckIntervalMs: number; proxyTimeoutMs: number } | null = null;
-    if (rec === null) {
-      decision = { target: null, generation: null, reason: 'fenced: no clusterdata in the store (cluster not initialised)' };
-      if (this.roConfig !== null) {
-        ro = { targets: [], fallback: false, reason: 'read-only: no clusterdata, routing nowhere' };
-      }
-    } else {
-      // Both throw ClusterDataInvalidError / SpecValidationError (StolonErrors → 'invalid').
-      const cd = parseClusterData(rec.text);
-      spec = resolveSpec(cd.cluster.spec);
-      decision = resolveTarget(cd, this.uid);
-      if (this.roConfig !== null) {
-        ro = resolveReadOnlyTargets(cd, {
-          maxLagBytes: this.roConfig.maxLagBytes,
-          fallback: this.roConfig.fallbackToPrimary ? decision.target : null,
-        });
-      }
-    }
-
-    // Close every connection whose backend is no longer allowed first, and wait until they are
-    // gone: only then may the new generation be published (the sentinel's fencing handshake).
-    // A new primary is routed to, from either port, only after the publication succeeded.
-    const mainChanged = !sameTarget(this.target, decision.target);
-    const roNext = ro?.targets ?? [];
-    if (mainChanged) {
-      this.target = null;
-    }
-    this.roTargets = mainChanged && decision.target !== null ? roNext.filter((t) => !sameTarget(t, decision.target)) : roNext;
-    const closed = await this.closeStale();
-    if (decision.generation !== null && spec !== null) {
-      const info: ProxyInfo = {
-        infoUID: newUid(),
-        UID: this.uid,
-        Generation: decision.generation,
-        ProxyTimeout: Math.round(spec.proxyTimeoutMs * 1e6),
-      };
-      await bounded(
-        this.storeCall(this.store.setInfo('proxies', this.uid, info, spec.proxyTimeoutMs), 'publishing proxy info'),
-        timeoutMs,
-        'publishing proxy info',
-      );
-    }
-    if (this.stopRequested) {
-      return { reason: 'stopping', closed };
-    }
-    const newTimeoutMs = spec?.proxyTimeoutMs ?? this.proxyTimeoutMs;
-    if (performance.now() - startedAt >= newTimeoutMs) {
-      // What was read may be older than the watchdog allows; do not act on it.
-      throw new CheckFailure(
-        'slow',
-        `check took ${Math.round(performance.now() - startedAt)} ms, longer than proxyTimeout (${newTimeoutMs} ms)`,
-      );
-    }
-
-    // Success: adopt the spec's timings, re-arm the watchdog, route, listen.
-    if (spec !== null) {
-      this.checkIntervalMs = spec.proxyCheckIntervalMs;
-      this.proxyTimeoutMs = spec.proxyTimeoutMs;
-    }
-    this.generation = decision.generation;
-    this.everSucceeded = true;
-    this.watchdogFired = false;
-    this.armWatchdog(startedAt + this.proxyTimeoutMs);
-    this.target = decision.target;
-    this.roTargets = roNext;
-    this.current = decision.target === null ? 'fenced' : 'routing';
-    this.listenWanted = true;
-    await this.syncListener();
-    return { reason: ro === null ? decision.reason : `${decision.reason}; ${ro.reason}`, closed };
-  }
-
-  /** Marks errors thrown by a store call so they are told apart from validation errors. */
-  private async storeCall<T>(p: Promise<T>, what: string): Promise<T> {
-    try {
-      return await p;
-    } catch (err) {
-      if (err instanceof StolonError) {
-        throw new CheckFailure('store', `${what}: ${err.message}`, err);
-      }
-      // The store contract says StoreUnavailableError; anything else is a bug in a backend.
-      throw new CheckFailure('bug', `${what}: ${errorMessage(err)}`, err);
-    }
-  }
-
-  private classify(err: unknown): CheckFailure {
-    if (err instanceof CheckFailure) {
-      return err;
-    }
-    if (err instanceof StolonError) {
-      // ClusterDataInvalidError, SpecValidationError: the data, not the proxy, is wrong.
-      return new CheckFailure('invalid', err.message, err);
-    }
-    return new CheckFailure('bug', errorMessage(err), err);
-  }
-
-  private failureSentence(f: CheckFailure): string {
-    switch (f.kind) {
-      case 'store':
-        return `store unreachable: ${f.message}; routing nowhere`;
-      case 'slow':
-        return `store too slow: ${f.message}; routing nowhere`;
-      case 'invalid':
-        return `invalid clusterdata: ${f.message}`;
-      case 'bug':
-        return `${BUG_SENTENCE} (proxy check: ${f.message}); routing nowhere`;
-    }
-  }
-
-  // ---------------------------------------------------------------- watchdog
-
-  private armWatchdog(deadline: number): void {
-    clearTimeout(this.watchdogTimer);
-    const ms = Math.max(0, deadline - performance.now());
-    this.watchdogTimer = setTimeout(() => this.onWatchdog(), ms);
-    // The same deadline (plus RELAY_DEADLINE_SLACK_MS) for the relay threads, enforced without
-    // this thread (relay.ts `renew`).
-    this.relay?.renew(ms + RELAY_DEADLINE_SLACK_MS);
-  }
-
-  private onWatchdog(): void {
-    this.watchdogTimer = undefined;
-    if (this.stopRequested) {
-      return;
-    }
-    const was = describeTarget(this.target);
-    const connections = this.pairs.size;
-    this.current = 'store-lost';
-    this.watchdogFired = true;
-    this.watchdogFires++;
-    if (this.stopListening) {
-      this.listenWanted = false;
-    }
-    // Stop publishing: nothing is published until a check succeeds again, so the sentinel sees
-    // this proxy vanish when its info TTL expires, by which time it routes nowhere.
-    this.log.warn(
-      { from: was, connections, proxyTimeoutMs: this.proxyTimeoutMs, generation: this.generation },
-      `no successful check within proxyTimeout (${this.proxyTimeoutMs} ms): ` +
-        (this.target === null ? 'routing nowhere' : `target changed from ${was} to none`) +
-        (this.ro !== null && this.roTargets.length > 0 ? `, read-only targets changed from ${describeTargets(this.roTargets)} to none` : '') +
-        ` (proxy generation ${this.generation ?? 'unknown'}), closing ${plural(connections, 'connection')}` +
-        (this.stopListening ? `, closing the listener${this.ro !== null ? 's' : ''} until a check succeeds` : ', still listening'),
-    );
-    void this.routeNowhere();
-    void this.syncListener();
-  }
-
-  // ---------------------------------------------------------------- listeners
-
-  /** Brings the listeners to `listenWanted` (queued: open and close never interleave). */
-  private syncListener(): Promise<void> {
-    const next = this.listenerQueue
-      .then(() => this.reconcileListeners())
-      .catch((err: unknown) => this.fail(err));
-    this.listenerQueue = next;
-    return next;
-  }
-
-  private async reconcileListeners(): Promise<void> {
-    const want = this.listenWanted && !this.stopRequested;
-    for (const l of this.ro === null ? [this.main] : [this.main, this.ro]) {
-      if (want && l.server === null) {
-        await this.openListener(l);
-      } else if (!want && l.server !== null) {
-        await this.closeListener(l);
-      }
-    }
-    if (want && !this.ready.settled) {
-      this.ready.resolve();
-    }
-  }
-
-  private listenerName(l: Listener): string {
-    return l.kind === 'main' ? 'proxy listening' : 'proxy listening (read-only)';
-  }
-
-  private async openListener(l: Listener): Promise<void> {
-    const server = net.createServer(
-      {
-        noDelay: true,
-        keepAlive: true,
-        // 0: libuv's TCP_KEEPIDLE 0 is refused by Linux and the kernel's keepalive time stays.
-        keepAliveInitialDelay: this.keepaliveIdleMs,
-        // A client's FIN is forwarded to the backend (pipe ends it) while the backend's answer
-        // still flows back; without this, Node would end our side at once and lose that answer.
-        allowHalfOpen: true,
-        // Node reads nothing until told to: the relay must find every client byte in the kernel.
-        pauseOnConnect: true,
-      },
-      (s) => this.onConnection(l.kind, s),
-    );
-    // Re-open on the port first bound, so clients (and port 0 users) find us again.
-    const port = l.boundPort ?? l.configuredPort;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ host: l.address, port }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    }).catch((err: unknown) => {
-      throw new StolonError('INTERNAL', `cannot listen on ${formatAddress(l.address, port)}: ${errorMessage(err)}`, {
-        cause: err,
-      });
-    });
-    server.on('error', (err) => {
-      // Accept errors (EMFILE...) after listening: the server keeps accepting; report them.
-      this.log.warn({ err }, `listener error on ${formatAddress(l.address, l.boundPort ?? port)}: ${err.message}`);
-    });
-    l.server = server;
-    const addr = server.address();
-    l.boundPort = addr !== null && typeof addr === 'object' ? addr.port : port;
-    // The e2e harness waits for the main line: keep it starting with "proxy listening on".
-    this.log.info(
-      { listener: l.kind, listenAddress: l.address, port: l.boundPort },
-      `${this.listenerName(l)} on ${formatAddress(l.address, l.boundPort)}`,
-    );
-  }
-
-  private async closeListener(l: Listener): Promise<void> {
-    const server = l.server;
-    if (server === null) {
-      return;
-    }
-    l.server = null;
-    // close() stops accepting now; its callback waits for the server's connections, which are
-    // destroyed separately (routeNowhere), so this is short; bounded anyway.
-    await bounded(
-      new Promise<void>((resolve) => server.close(() => resolve())),
-      CLOSE_WAIT_MS,
-      'closing the listener',
-    ).catch(() => undefined);
-    this.log.info(
-      { listener: l.kind, listenAddress: l.address, port: l.boundPort },
-      `proxy stopped listening${l.kind === 'ro' ? ' (read-only)' : ''} on ${formatAddress(l.address, l.boundPort ?? l.configuredPort)}`,
-    );
-  }
-
-  // ---------------------------------------------------------------- forwarding
-
-  /** Routes nowhere on both listeners and destroys every connection. */
-  private routeNowhere(): Promise<{ main: number; ro: number }> {
-    this.target = null;
-    this.roTargets = [];
-    return this.closeStale();
-  }
-
-  /**
-   * Destroys (both sides at once) every connection whose backend is no longer allowed: main
-   * connections not to `target`, read-only ones not to one of `roTargets`; waits until they all
-   * emitted `close`. @returns how many were closed, per listener.
-   */
-  private async closeStale(): Promise<{ main: number; ro: number }> {
-    const victims = [...this.pairs].filter((p) =>
-      p.kind === 'main' ? !sameTarget(p.target, this.target) : !this.roTargets.some((t) => sameTarget(t, p.target)),
-    );
-    for (const p of victims) {
-      p.destroy();
-    }
-    if (victims.length > 0) {
-      await bounded(Promise.all(victims.map((p) => p.closed)), CLOSE_WAIT_MS, 'closing connections').catch(
-        (err: unknown) => this.log.warn({ err }, `connections did not report closed within ${CLOSE_WAIT_MS} ms`),
-      );
-    }
-    const ro = victims.filter((p) => p.kind === 'ro').length;
-    return { main: victims.length - ro, ro };
-  }
-
-  /** The backend for a new connection on `kind`, or null: read-only picks the least loaded standby. */
-  private pick(kind: ListenerKind): ProxyTarget | null {
-    if (kind === 'main') {
-      return this.target;
-    }
-    const n = this.roTargets.length;
-    let best: ProxyTarget | null = null;
-    let bestCount = Infinity;
-    for (let i = 0; i < n; i++) {
-      const t = this.roTargets[(this.roRotor + i) % n];
-      if (t === undefined) {
-        continue;
-      }
-      const c = this.roCounts.get(targetKey(t)) ?? 0;
-      if (c < bestCount) {
-        best = t;
-        bestCount = c;
-      }
-    }
-    this.roRotor = n === 0 ? 0 : (this.roRotor + 1) % n;
-    return best;
-  }
-
-  private onConnection(kind: ListenerKind, client: net.Socket): void {
-    const target = this.pick(kind);
-    const from = `${client.remoteAddress ?? '?'}:${client.remotePort ?? '?'}`;
-    client.on('error', () => undefined); // until the pair's own handlers take over; an RST must not crash us
-    if (target === null || this.stopRequested) {
-      this.refused++;
-      // Closed at once: there is no backend this proxy may route to.
-      client.destroy();
-      this.log.debug(
-        { from, listener: kind, refused: this.refused },
-        `closed ${kind === 'ro' ? 'read-only ' : ''}connection from ${from}: no target (${this.current})`,
-      );
-      return;
-    }
-    if (this.maxConnections > 0 && this.pairs.size >= this.maxConnections) {
-      this.refuseOverLimit(kind, client, from);
-      return;
-    }
-    this.forward(kind, client, target, from, null);
-  }
-
-  /**
-   * Refuses a client over `maxConnections` the way PostgreSQL refuses one over max_connections:
-   * read its startup packet (declining SSL/GSSAPI encryption with `N` first), answer a FATAL
-   * ErrorResponse with SQLSTATE 53300, close. A CancelRequest is forwarded instead (it is short,
-   * and cancelling a query on another connection must work even at the limit); garbage, or no
-   * packet within REFUSE_TIMEOUT_MS, is closed without an answer.
-   * @see https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-START-UP
-   */
-  private refuseOverLimit(kind: ListenerKind, client: net.Socket, from: string): void {
-    this.overLimit++;
-    const limitText = `too many connections through stolon-proxy (limit ${this.maxConnections}, --max-connections)`;
-    if (!this.overLimitWarned) {
-      this.overLimitWarned = true;
-      this.log.warn(
-        { from, listener: kind, maxConnections: this.maxConnections, overLimit: this.overLimit },
-        `refusing connection from ${from}: ${limitText}; further refusals are logged at debug until connections drop below the limit`,
-      );
-    } else {
-      this.log.debug({ from, listener: kind, overLimit: this.overLimit }, `refusing connection from ${from}: ${limitText}`);
-    }
-    if (this.refusing.size >= MAX_REFUSING) {
-      client.destroy();
-      return;
-    }
-    this.refusing.add(client);
-    const release = (): void => {
-      this.refusing.delete(client);
-    };
-    const timer = setTimeout(() => client.destroy(), REFUSE_TIMEOUT_MS);
-    timer.unref();
-    client.once('close', () => {
-      clearTimeout(timer);
-      release();
-    });
-    let buf: Buffer = Buffer.alloc(0);
-    const onData = (d: Buffer): void => {
-      buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
-      for (;;) {
-        const p = parseStartupPacket(buf);
-        switch (p.kind) {
-          case 'incomplete':
-            if (buf.length > MAX_STARTUP_PACKET_BYTES) {
-              client.destroy();
-            }
-            return;
-          case 'ssl':
-          case 'gssenc':
-            // As a server without TLS: decline, the client goes on in plain text or gives up.
-            client.write(DECLINE_ENCRYPTION);
-            buf = buf.subarray(p.length);
-            continue;
-          case 'cancel': {
-            client.off('data', onData);
-            client.pause();
-            clearTimeout(timer);
-            release();
-            const target = this.pick(kind);
-            if (target === null || this.stopRequested) {
-              client.destroy();
-            } else {
-              this.forward(kind, client, target, from, buf);
-            }
-            return;
-          }
-          case 'startup':
-            client.off('data', onData);
-            client.end(errorResponse({ severity: 'FATAL', code: TOO_MANY_CONNECTIONS, message: limitText }));
-            return;
-          case 'invalid':
-            this.log.debug({ from }, `closing over-limit connection from ${from}: ${p.reason}`);
-            client.destroy();
-            return;
-        }
-      }
-    };
-    client.on('data', onData);
-    client.resume(); // accepted paused (pauseOnConnect)
-  }
-
-  /**
-   * Pairs `client` with a new connection to `target`, then moves bytes both ways: in the native
-   * relay (handed over once the backend connected) or piped in the event loop. `initial` (bytes
-   * already read from the client) is sent to the backend first.
-   */
-  private forward(kind: ListenerKind, client: net.Socket, target: ProxyTarget, from: string, initial: Buffer | null): void {
-    this.accepted++;
-    const id = this.nextPairId++;
-    const to = formatAddress(target.host, target.port);
-    const role = kind === 'main' ? 'primary' : 'read-only backend';
-    let markClosed!: () => void;
-    const closed = new Promise<void>((resolve) => {
-      markClosed = resolve;
-    });
-    const reader = this.relay === null ? backendReader(client) : null;
-    const upstream = net.connect({
-      host: target.host,
-      port: target.port,
-      noDelay: true,
-      keepAlive: true,
-      keepAliveInitialDelay: this.keepaliveIdleMs,
-      allowHalfOpen: true,
-      ...(reader === null ? {} : { onread: reader.onread }),
-    });
-    reader?.bind(upstream);
-    const pair: Pair = {
-      id,
-      kind,
-      target,
-      closed,
-      destroy: () => {
-        client.destroy();
-        upstream.destroy();
-      },
-    };
-    this.pairs.add(pair);
-    const key = targetKey(target);
-    if (kind === 'ro') {
-      this.roCounts.set(key, (this.roCounts.get(key) ?? 0) + 1);
-    }
-    this.log.debug({ conn: id, listener: kind, from, to, connections: this.pairs.size }, `connection ${id} from ${from} to ${to}`);
-    /** Forgets the pair once both sides are closed; `how` ends the debug line. */
-    const release = (how: string, extra: object = {}): void => {
-      if (!this.pairs.delete(pair)) {
-        return;
-      }
-      if (kind === 'ro') {
-        const n = (this.roCounts.get(key) ?? 1) - 1;
-        if (n <= 0) {
-          this.roCounts.delete(key);
-        } else {
-          this.roCounts.set(key, n);
-        }
-      }
-      if (this.overLimitWarned && this.pairs.size < this.maxConnections) {
-        this.overLimitWarned = false;
-      }
-      this.log.debug({ conn: id, connections: this.pairs.size, ...extra }, `connection ${id} closed${how}`);
-      markClosed();
-    };
-    // Our own timer rather than socket.setTimeout: a socket timeout cleared with setTimeout(0)
-    // is still refreshed on every read and write.
-    const connectTimer = setTimeout(() => {
-      this.log.warn({ conn: id, to }, `cannot connect to ${role} ${to} within ${CONNECT_TIMEOUT_MS} ms; closing connection ${id}`);
-      pair.destroy();
-    }, CONNECT_TIMEOUT_MS);
-    let connected = false;
-    upstream.on('connect', () => {
-      connected = true;
-      clearTimeout(connectTimer);
-      this.applyKeepalive(upstream, id);
-    });
-    this.applyKeepalive(client, id);
-    upstream.once('close', () => clearTimeout(connectTimer));
-    upstream.on('error', (err) => {
-      if (!connected) {
-        this.log.warn({ conn: id, to, err }, `connection ${id} to ${role} ${to} failed: ${err.message}`);
-      } else {
-        this.log.debug({ conn: id, to, err }, `connection ${id} to ${role} ${to}: ${err.message}`);
-      }
-      pair.destroy();
-    });
-    client.on('error', (err) => {
-      this.log.debug({ conn: id, from, err }, `connection ${id} from ${from}: ${err.message}`);
-      pair.destroy();
-    });
-    if (this.relay !== null) {
-      this.relayOnConnect(this.relay, pair, client, upstream, initial, release);
-    } else {
-      this.pipeBothWays(client, upstream, initial, release);
-    }
-  }
-
-  /**
-   * Sets TCP_KEEPINTVL and TCP_KEEPCNT (and TCP_KEEPIDLE again) on a connected socket when
-   * `--tcp-keepalive-interval` or `--tcp-keepalive-count` asked for them; Node has set keepalive
-   * and the idle time already. A failure is logged; the connection goes on with Node's settings.
-   */
-  private applyKeepalive(s: net.Socket, conn: number): void {
-    if (!this.keepaliveBySockopt) {
-      return;
-    }
-    try {
-      setKeepalive(s, this.keepaliveIdleMs / 1000, this.keepaliveIntervalS, this.keepaliveCount);
-    } catch (err) {
-      this.log.warn({ conn, err }, `connection ${conn}: cannot set TCP keepalive interval and count: ${errorMessage(err)}`);
-    }
-  }
-
-  /**
-   * The native data path: Node reads nothing from either socket (the client was accepted
-   * paused; the backend is paused before it connects); once the backend connected (and took
-   * `initial`), both are handed to the relay, which reports the close. Until then a close of
-   * either socket closes the other.
-   */
-  private relayOnConnect(
-    relay: Relay,
-    pair: Pair,
-    client: net.Socket,
-    upstream: net.Socket,
-    initial: Buffer | null,
-    release: (how: string, extra?: object) => void,
-  ): void {
-    upstream.pause();
-    let handedOff = false;
-    let open = 2;
-    const onClose = (): void => {
-      if (handedOff) {
-        return; // Node's descriptors only; the relay holds the connection
-      }
-      pair.destroy();
-      if (--open === 0) {
-        release('');
-      }
-    };
-    client.once('close', onClose);
-    upstream.once('close', onClose);
-    const handOff = (): void => {
-      if (client.destroyed || upstream.destroyed) {
-        return; // closed meanwhile: the close handlers release the pair
-      }
-      this.relayed.set(pair.id, (c) => {
-        this.relayed.delete(pair.id);
-        release(`: ${c.reason}`, { bytesUp: c.bytesUp, bytesDown: c.bytesDown });
-      });
-      try {
-        relay.adopt(pair.id, client, upstream);
-      } catch (err) {
-        this.relayed.delete(pair.id);
-        this.log.warn({ conn: pair.id, err }, `connection ${pair.id}: cannot hand it to the relay (${errorMessage(err)}); closing it`);
-        pair.destroy();
-        return;
-      }
-      handedOff = true;
-      pair.destroy = () => relay.close(pair.id);
-    };
-    upstream.once('connect', () => {
-      if (initial !== null && initial.length > 0) {
-        upstream.write(initial, (err) => (err ? pair.destroy() : handOff()));
-      } else {
-        handOff();
-      }
-    });
-  }
-
-  /**
-   * The event-loop data path. Client → backend: pipe() (backpressure: a slow backend pauses the
-   * client; a FIN is forwarded as a FIN). Backend → client: {@link backendReader}, same rules.
-   * At most a highWaterMark plus the kernel's socket buffers are held per direction. Data sent
-   * before the backend answered is queued until it connects.
-   */
-  private pipeBothWays(client: net.Socket, upstream: net.Socket, initial: Buffer | null, release: (how: string) => void): void {
-    let clientClosed = false;
-    let upstreamClosed = false;
-    // After one side closed, end the other (flushing what is queued) and destroy it if it
-    // lingers, so no pair outlives its peer.
-    const endThenDestroy = (s: net.Socket): void => {
-      if (s.destroyed) {
-        return;
-      }
-      s.end();
-      setTimeout(() => s.destroy(), LINGER_MS).unref();
-    };
-    client.on('close', () => {
-      clientClosed = true;
-      endThenDestroy(upstream);
-      if (upstreamClosed) {
-        release('');
-      }
-    });
-    upstream.on('close', () => {
-      upstreamClosed = true;
-      endThenDestroy(client);
-      if (clientClosed) {
-        release('');
-      }
-    });
-    if (initial !== null && initial.length > 0) {
-      upstream.write(initial);
-    }
-    client.pipe(upstream);
-    upstream.on('end', () => client.end());
+    this.keepalive.announce();
+    warnOnOpenFilesLimit(this.maxConnections, this.log);
+    this.checker.start();
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -1249,30 +232,28 @@ class ProxyDaemon {
 
   private async shutdown(reason: string): Promise<void> {
     this.stopRequested = true;
-    this.current = 'stopping';
+    this.routing.state = 'stopping';
     this.log.info({ reason }, `proxy stopping: ${reason}`);
-    clearTimeout(this.watchdogTimer);
-    this.watchdogTimer = undefined;
-    this.listenWanted = false;
+    this.listeners.setWanted(false);
     // A check in flight may be publishing; deleting the info before it lands would be undone.
-    // Its store calls are bounded by proxyTimeout; loop.stop() waits for it.
-    await this.loop?.stop();
-    await this.routeNowhere();
-    this.relay?.stop();
-    for (const s of this.refusing) {
-      s.destroy();
-    }
-    await this.syncListener();
-    if (this.everSucceeded) {
+    // Its store calls are bounded by proxyTimeout; the checker's stop waits for it (and disarms
+    // the watchdog first).
+    await this.checker.stop();
+    await this.checker.routeNowhere();
+    this.native?.stop();
+    this.forwarder.dropRefusing();
+    await this.listeners.sync();
+    if (this.checker.hasSucceeded()) {
       await bounded(this.store.deleteInfo('proxies', this.uid), STOP_STEP_TIMEOUT_MS, 'deleting proxy info').catch(
         (err: unknown) =>
           this.log.warn({ err }, `could not delete this proxy's info (${errorMessage(err)}); it expires with its TTL`),
       );
     }
-    this.current = this.fatal !== null ? 'failed' : 'stopped';
+    this.routing.state = this.fatal !== null ? 'failed' : 'stopped';
+    const { accepted, refused, overLimit } = this.forwarder.totals();
     this.log.info(
-      { accepted: this.accepted, refused: this.refused, overLimit: this.overLimit },
-      `proxy ${this.current}: forwarded ${this.accepted} connections, refused ${this.refused} (no target) and ${this.overLimit} (over --max-connections)`,
+      { accepted, refused, overLimit },
+      `proxy ${this.routing.state}: forwarded ${accepted} connections, refused ${refused} (no target) and ${overLimit} (over --max-connections)`,
     );
     if (!this.ready.settled) {
       this.ready.reject(new Error(`proxy stopped before it was ready (${reason})`));

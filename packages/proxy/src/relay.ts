@@ -4,7 +4,8 @@
  * Once the proxy has accepted a client and connected to its backend, it hands both sockets to
  * a relay thread, which copies bytes both ways outside the JavaScript event loop (one read and
  * one send per message, backpressure, half-close) until either side closes or the proxy
- * closes the connection. Every routing decision stays in `proxy.ts`; the relay only moves bytes.
+ * closes the connection. Every routing decision stays in TypeScript (`checker.ts` decides,
+ * `forwarder.ts` and `datapath.ts` act); the relay only moves bytes.
  *
  * Why: on a 2-core machine where pgbench, PostgreSQL and the proxy share the CPU, forwarding in
  * the event loop cost about 40 µs of CPU per select-only transaction and reached 0.63 of

@@ -1,6 +1,6 @@
 /**
  * Where the proxy should send clients, decided from clusterdata alone (pure; no I/O). The check
- * loop in `proxy.ts` calls {@link resolveTarget} on every parsed clusterdata and acts on the
+ * loop in `checker.ts` calls {@link resolveTarget} on every parsed clusterdata and acts on the
  * result; keeping the decision here lets it be read (and tested) as one small function.
  *
  * Fail closed (docs/design.md#fail-closed): anything other than "a published primary with an

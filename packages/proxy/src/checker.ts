@@ -1,0 +1,432 @@
+/**
+ * The check loop and the watchdog: what the proxy routes to and when. A check (one pass of
+ * common's pass loop, docs/design.md#serial-loops) runs on every clusterdata watch event and
+ * every `proxyCheckInterval`: it reads and validates clusterdata, decides the targets (target.ts),
+ * closes the connections that lost their backend through the forwarder and waits until they are
+ * gone, publishes this proxy's ProxyInfo (the proxy generation it enforces) under a TTL of
+ * `proxyTimeout`, then adopts the spec's timings, re-arms the watchdog and routes. The watchdog,
+ * a timer apart from the loop, routes nowhere and drops every connection when no check succeeded
+ * within `proxyTimeout` (a store call can hang, and a hung check must not keep routing); the
+ * native relay threads hold the same deadline. Owns the {@link Routing} it writes, the
+ * generation, the timings and the watchdog. More: docs/architecture.md, "The proxy".
+ */
+import {
+  DEFAULT_SPEC,
+  StolonError,
+  errorMessage,
+  parseClusterData,
+  parseDurationMs,
+  resolveSpec,
+  type ProxyInfo,
+} from '@stolon-ts/cluster';
+import { BUG_SENTENCE, newUid, startPassLoop, type Logger, type PassLoop, type PassResult } from '@stolon-ts/common';
+import type { Store } from '@stolon-ts/store';
+import type { NativePath } from './datapath.js';
+import type { Forwarder } from './forwarder.js';
+import type { Listeners } from './listeners.js';
+import {
+  describeTarget,
+  resolveReadOnlyTargets,
+  resolveTarget,
+  sameTarget,
+  sameTargets,
+  type ProxyTarget,
+  type ReadOnlyDecision,
+} from './target.js';
+import type { ReadOnlyConfig, Routing } from './types.js';
+import { CheckFailure, bounded, plural } from './util.js';
+
+/**
+ * How long after the watchdog's deadline the relay threads close their connections by themselves
+ * (the dead-man switch for a stalled main thread). Later than the watchdog, so that normally the
+ * watchdog closes them (and logs it); still well before a new primary can accept writes: the
+ * ProxyInfo TTL counts from the publish (after the check started), etcd reaps expired leases
+ * every 500 ms, and the sentinel must then see it, decide, and have the new primary promoted.
+ */
+const RELAY_DEADLINE_SLACK_MS = 250;
+
+function msFromDefault(text: string): number {
+  // DEFAULT_SPEC durations are constants known to parse.
+  return parseDurationMs(text) ?? 0;
+}
+
+function describeTargets(ts: readonly ProxyTarget[]): string {
+  return ts.length === 0 ? 'none' : ts.map(describeTarget).join(', ');
+}
+
+/** What {@link Checker} needs. */
+export interface CheckerOptions {
+  /** This proxy's UID: published in its ProxyInfo, looked up in `enabledProxies`. */
+  readonly uid: string;
+  readonly store: Store;
+  readonly log: Logger;
+  /** The read-only listener's routing settings; null: there is no read-only listener. */
+  readonly readOnly: Pick<ReadOnlyConfig, 'maxLagBytes' | 'fallbackToPrimary'> | null;
+  /** Close the listeners when the watchdog fires (`--stop-listening`). */
+  readonly stopListening: boolean;
+  /** Written by every check and by the watchdog; read by the forwarder. */
+  readonly routing: Routing;
+  /** The connection table: closes the connections whose backend is no longer allowed. */
+  readonly connections: Pick<Forwarder, 'closeWhere' | 'count'>;
+  /** Opened after every successful check, closed by the watchdog (with `stopListening`). */
+  readonly listeners: Pick<Listeners, 'setWanted' | 'sync'>;
+  /** The native relay, whose dead-man deadline follows the watchdog's; null on the event-loop path. */
+  readonly relay: Pick<NativePath, 'renew'> | null;
+  /** True once the proxy is stopping: a check in flight then changes nothing. */
+  readonly stopping: () => boolean;
+}
+
+/** The check loop and the watchdog; see the module header. */
+export class Checker {
+  private readonly uid: string;
+  private readonly store: Store;
+  private readonly log: Logger;
+  private readonly readOnly: Pick<ReadOnlyConfig, 'maxLagBytes' | 'fallbackToPrimary'> | null;
+  private readonly stopListening: boolean;
+  private readonly routing: Routing;
+  private readonly connections: Pick<Forwarder, 'closeWhere' | 'count'>;
+  private readonly listeners: Pick<Listeners, 'setWanted' | 'sync'>;
+  private readonly relay: Pick<NativePath, 'renew'> | null;
+  private readonly stopping: () => boolean;
+
+  /** Proxy generation of the last applied clusterdata (null before any). */
+  private generation: number | null = null;
+  private everSucceeded = false;
+
+  // Timings adopted from the last successfully read spec (Stolon's defaults until then: ours).
+  private checkIntervalMs = msFromDefault(DEFAULT_SPEC.proxyCheckInterval);
+  private proxyTimeoutMs = msFromDefault(DEFAULT_SPEC.proxyTimeout);
+
+  // Check loop (common's pass loop: serial checks, the clusterdata watch, one sentence per check).
+  private loop: PassLoop | null = null;
+
+  // Watchdog.
+  private watchdogTimer: NodeJS.Timeout | undefined;
+  /** True from the watchdog firing until the next successful check. */
+  private watchdogFired = false;
+  /** How often the watchdog fired (lets a check tell that the target moved under it). */
+  private watchdogFires = 0;
+
+  constructor(opts: CheckerOptions) {
+    this.uid = opts.uid;
+    this.store = opts.store;
+    this.log = opts.log;
+    this.readOnly = opts.readOnly;
+    this.stopListening = opts.stopListening;
+    this.routing = opts.routing;
+    this.connections = opts.connections;
+    this.listeners = opts.listeners;
+    this.relay = opts.relay;
+    this.stopping = opts.stopping;
+  }
+
+  /** True once a check succeeded (this proxy then has published its info). */
+  hasSucceeded(): boolean {
+    return this.everSucceeded;
+  }
+
+  /** Starts the check loop; the first check runs on the next tick. */
+  start(): void {
+    // Serial: the next check is armed only after the current one settled, with the interval
+    // re-read from the last spec; requests during a check coalesce into one more check. The
+    // clusterdata watch triggers checks; each attempt to start it is bounded by proxyTimeout.
+    this.loop = startPassLoop({
+      log: this.log,
+      run: (ctx) => this.runCheck(ctx.pass, ctx.trigger),
+      intervalMs: () => this.checkIntervalMs,
+      watch: { store: this.store, topics: ['clusterdata'], timeoutMs: () => this.proxyTimeoutMs },
+      passField: 'check',
+    });
+  }
+
+  /**
+   * Disarms the watchdog and stops the loop; resolves once the check in flight (its store calls
+   * bounded by proxyTimeout) settled. Call once `stopping()` is true.
+   */
+  async stop(): Promise<void> {
+    clearTimeout(this.watchdogTimer);
+    this.watchdogTimer = undefined;
+    await this.loop?.stop();
+  }
+
+  /** Routes nowhere on both listeners and closes every connection. @returns how many, per listener. */
+  routeNowhere(): Promise<{ main: number; ro: number }> {
+    this.routing.target = null;
+    this.routing.roTargets = [];
+    return this.closeStale();
+  }
+
+  /**
+   * Closes (both sides at once) every connection whose backend is no longer allowed: main
+   * connections not to `target`, read-only ones not to one of `roTargets`; waits until they are
+   * all gone. @returns how many were closed, per listener.
+   */
+  private closeStale(): Promise<{ main: number; ro: number }> {
+    const { routing } = this;
+    return this.connections.closeWhere((kind, t) =>
+      kind === 'main' ? !sameTarget(t, routing.target) : !routing.roTargets.some((r) => sameTarget(r, t)),
+    );
+  }
+
+  // ---------------------------------------------------------------- check loop
+
+  /**
+   * One check; never rejects. Its one sentence goes to the pass loop's log: a bug every check,
+   * anything else when the state, target, generation or failure kind changed (debug otherwise).
+   */
+  private async runCheck(seq: number, trigger: string): Promise<PassResult> {
+    const startedAt = performance.now();
+    let before = this.routing.target;
+    let roBefore = this.routing.roTargets;
+    const watchdogFiresBefore = this.watchdogFires;
+    let reason: string;
+    let failure: CheckFailure | null = null;
+    const closed = { main: 0, ro: 0 };
+    try {
+      const r = await this.check(startedAt);
+      reason = r.reason;
+      closed.main += r.closed.main;
+      closed.ro += r.closed.ro;
+    } catch (err) {
+      failure = this.classify(err);
+      reason = this.failureSentence(failure);
+      const storeTrouble = failure.kind === 'store' || failure.kind === 'slow';
+      if (!this.stopping() && !storeTrouble) {
+        // Fail closed: invalid clusterdata (or a bug) means route nowhere at once, on both ports.
+        const c = await this.routeNowhere();
+        closed.main += c.main;
+        closed.ro += c.ro;
+      }
+      // A store that cannot be read is given until proxyTimeout (the watchdog, counted from the
+      // last successful check) before connections are dropped: a short etcd leader election
+      // must not cut every client connection.
+      if (!this.stopping()) {
+        if (this.everSucceeded) {
+          // Once the watchdog fired the state stays store-lost (listener closed) until a success.
+          this.routing.state = storeTrouble || this.watchdogFired ? 'store-lost' : 'fenced';
+        }
+      }
+    }
+    if (this.stopping() && failure === null) {
+      reason = `check abandoned: stopping (${reason})`;
+    }
+    if (this.watchdogFires !== watchdogFiresBefore) {
+      before = null; // the watchdog already logged the change to none
+      roBefore = [];
+    }
+    const gen = `proxy generation ${this.generation ?? 'unknown'}`;
+    if (!sameTarget(before, this.routing.target)) {
+      this.log.info(
+        { check: seq, from: describeTarget(before), to: describeTarget(this.routing.target), generation: this.generation, closed: closed.main },
+        `target changed from ${describeTarget(before)} to ${describeTarget(this.routing.target)} ` +
+          `(${gen}); closed ${plural(closed.main, 'connection')}`,
+      );
+    }
+    if (this.readOnly !== null && !sameTargets(roBefore, this.routing.roTargets)) {
+      this.log.info(
+        {
+          check: seq,
+          from: describeTargets(roBefore),
+          to: describeTargets(this.routing.roTargets),
+          generation: this.generation,
+          closed: closed.ro,
+        },
+        `read-only targets changed from ${describeTargets(roBefore)} to ${describeTargets(this.routing.roTargets)} ` +
+          `(${gen}); closed ${plural(closed.ro, 'read-only connection')}`,
+      );
+    }
+    const fields = {
+      trigger,
+      state: this.routing.state,
+      target: describeTarget(this.routing.target),
+      ...(this.readOnly !== null ? { roTargets: describeTargets(this.routing.roTargets) } : {}),
+      generation: this.generation,
+      connections: this.connections.count(),
+      durationMs: Math.round(performance.now() - startedAt),
+    };
+    const key = `${this.routing.state}|${fields.target}|${fields.roTargets ?? ''}|${this.generation}|${failure?.kind ?? ''}`;
+    if (failure === null) {
+      return { sentence: reason, fields, key };
+    }
+    // A repeated failure is logged at debug without its stack: the sentence carries the message.
+    return { sentence: reason, fields, key, level: failure.kind === 'bug' ? 'error' : 'warn', err: failure.err };
+  }
+
+  /**
+   * Reads, validates, applies and publishes. Returns the reason sentence and how many
+   * connections it closed.
+   * @throws CheckFailure (or anything unexpected, classified by the caller).
+   */
+  private async check(startedAt: number): Promise<{ reason: string; closed: { main: number; ro: number } }> {
+    const timeoutMs = this.proxyTimeoutMs;
+    const rec = await bounded(this.storeCall(this.store.getClusterData(), 'reading clusterdata'), timeoutMs, 'reading clusterdata');
+    if (this.stopping()) {
+      return { reason: 'stopping', closed: { main: 0, ro: 0 } };
+    }
+
+    let decision: { target: ProxyTarget | null; generation: number | null; reason: string };
+    let ro: ReadOnlyDecision | null = null;
+    let spec: { proxyCheckIntervalMs: number; proxyTimeoutMs: number } | null = null;
+    if (rec === null) {
+      decision = { target: null, generation: null, reason: 'fenced: no clusterdata in the store (cluster not initialised)' };
+      if (this.readOnly !== null) {
+        ro = { targets: [], fallback: false, reason: 'read-only: no clusterdata, routing nowhere' };
+      }
+    } else {
+      // Both throw ClusterDataInvalidError / SpecValidationError (StolonErrors → 'invalid').
+      const cd = parseClusterData(rec.text);
+      spec = resolveSpec(cd.cluster.spec);
+      decision = resolveTarget(cd, this.uid);
+      if (this.readOnly !== null) {
+        ro = resolveReadOnlyTargets(cd, {
+          maxLagBytes: this.readOnly.maxLagBytes,
+          fallback: this.readOnly.fallbackToPrimary ? decision.target : null,
+        });
+      }
+    }
+
+    // Close every connection whose backend is no longer allowed first, and wait until they are
+    // gone: only then may the new generation be published (the sentinel's fencing handshake).
+    // A new primary is routed to, from either port, only after the publication succeeded.
+    const mainChanged = !sameTarget(this.routing.target, decision.target);
+    const roNext = ro?.targets ?? [];
+    if (mainChanged) {
+      this.routing.target = null;
+    }
+    this.routing.roTargets = mainChanged && decision.target !== null ? roNext.filter((t) => !sameTarget(t, decision.target)) : roNext;
+    const closed = await this.closeStale();
+    if (decision.generation !== null && spec !== null) {
+      const info: ProxyInfo = {
+        infoUID: newUid(),
+        UID: this.uid,
+        Generation: decision.generation,
+        ProxyTimeout: Math.round(spec.proxyTimeoutMs * 1e6),
+      };
+      await bounded(
+        this.storeCall(this.store.setInfo('proxies', this.uid, info, spec.proxyTimeoutMs), 'publishing proxy info'),
+        timeoutMs,
+        'publishing proxy info',
+      );
+    }
+    if (this.stopping()) {
+      return { reason: 'stopping', closed };
+    }
+    const newTimeoutMs = spec?.proxyTimeoutMs ?? this.proxyTimeoutMs;
+    if (performance.now() - startedAt >= newTimeoutMs) {
+      // What was read may be older than the watchdog allows; do not act on it.
+      throw new CheckFailure(
+        'slow',
+        `check took ${Math.round(performance.now() - startedAt)} ms, longer than proxyTimeout (${newTimeoutMs} ms)`,
+      );
+    }
+
+    // Success: adopt the spec's timings, re-arm the watchdog, route, listen.
+    if (spec !== null) {
+      this.checkIntervalMs = spec.proxyCheckIntervalMs;
+      this.proxyTimeoutMs = spec.proxyTimeoutMs;
+    }
+    this.generation = decision.generation;
+    this.everSucceeded = true;
+    this.watchdogFired = false;
+    this.armWatchdog(startedAt + this.proxyTimeoutMs);
+    this.routing.target = decision.target;
+    this.routing.roTargets = roNext;
+    this.routing.state = decision.target === null ? 'fenced' : 'routing';
+    this.listeners.setWanted(true);
+    await this.listeners.sync();
+    return { reason: ro === null ? decision.reason : `${decision.reason}; ${ro.reason}`, closed };
+  }
+
+  /** Marks errors thrown by a store call so they are told apart from validation errors. */
+  private async storeCall<T>(p: Promise<T>, what: string): Promise<T> {
+    try {
+      return await p;
+    } catch (err) {
+      if (err instanceof StolonError) {
+        throw new CheckFailure('store', `${what}: ${err.message}`, err);
+      }
+      // The store contract says StoreUnavailableError; anything else is a bug in a backend.
+      throw new CheckFailure('bug', `${what}: ${errorMessage(err)}`, err);
+    }
+  }
+
+  private classify(err: unknown): CheckFailure {
+    if (err instanceof CheckFailure) {
+      return err;
+    }
+    if (err instanceof StolonError) {
+      // ClusterDataInvalidError, SpecValidationError: the data, not the proxy, is wrong.
+      return new CheckFailure('invalid', err.message, err);
+    }
+    return new CheckFailure('bug', errorMessage(err), err);
+  }
+
+  private failureSentence(f: CheckFailure): string {
+    switch (f.kind) {
+      case 'store':
+        return `store unreachable: ${f.message}; ${this.stillRouting()}`;
+      case 'slow':
+        return `store too slow: ${f.message}; ${this.stillRouting()}`;
+      case 'invalid':
+        return `invalid clusterdata: ${f.message}`;
+      case 'bug':
+        return `${BUG_SENTENCE} (proxy check: ${f.message}); routing nowhere`;
+    }
+  }
+
+  /**
+   * Where clients still go after a check that could not reach the store: the targets stay until
+   * the watchdog fires (a short etcd leader election must not cut every connection), so the
+   * sentence names them; once the watchdog fired, or before any target, it routes nowhere.
+   */
+  private stillRouting(): string {
+    const { target, roTargets } = this.routing;
+    const to = [
+      ...(target === null ? [] : [`to ${describeTarget(target)}`]),
+      ...(roTargets.length === 0 ? [] : [`read-only clients to ${describeTargets(roTargets)}`]),
+    ];
+    return to.length === 0
+      ? 'routing nowhere'
+      : `still routing ${to.join(' and ')} until the watchdog fires (no successful check within proxyTimeout, ${this.proxyTimeoutMs} ms)`;
+  }
+
+  // ---------------------------------------------------------------- watchdog
+
+  /** Fires the watchdog at `deadline` (performance.now() ms); renews the relay's deadline to match. */
+  private armWatchdog(deadline: number): void {
+    clearTimeout(this.watchdogTimer);
+    const ms = Math.max(0, deadline - performance.now());
+    this.watchdogTimer = setTimeout(() => this.onWatchdog(), ms);
+    // The same deadline (plus RELAY_DEADLINE_SLACK_MS) for the relay threads, enforced without
+    // this thread (relay.ts `renew`).
+    this.relay?.renew(ms + RELAY_DEADLINE_SLACK_MS);
+  }
+
+  /** No check succeeded within proxyTimeout: route nowhere, drop every connection, stop listening (with `stopListening`). */
+  private onWatchdog(): void {
+    this.watchdogTimer = undefined;
+    if (this.stopping()) {
+      return;
+    }
+    const was = describeTarget(this.routing.target);
+    const connections = this.connections.count();
+    this.routing.state = 'store-lost';
+    this.watchdogFired = true;
+    this.watchdogFires++;
+    if (this.stopListening) {
+      this.listeners.setWanted(false);
+    }
+    // Stop publishing: nothing is published until a check succeeds again, so the sentinel sees
+    // this proxy vanish when its info TTL expires, by which time it routes nowhere.
+    this.log.warn(
+      { from: was, connections, proxyTimeoutMs: this.proxyTimeoutMs, generation: this.generation },
+      `no successful check within proxyTimeout (${this.proxyTimeoutMs} ms): ` +
+        (this.routing.target === null ? 'routing nowhere' : `target changed from ${was} to none`) +
+        (this.readOnly !== null && this.routing.roTargets.length > 0 ? `, read-only targets changed from ${describeTargets(this.routing.roTargets)} to none` : '') +
+        ` (proxy generation ${this.generation ?? 'unknown'}), closing ${plural(connections, 'connection')}` +
+        (this.stopListening ? `, closing the listener${this.readOnly !== null ? 's' : ''} until a check succeeds` : ', still listening'),
+    );
+    void this.routeNowhere();
+    void this.listeners.sync();
+  }
+}
