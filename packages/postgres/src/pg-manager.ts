@@ -10,8 +10,7 @@
  * PGPASSFILE, the walreceiver from a password file in PGDATA, and roles get a SCRAM verifier
  * computed here rather than a cleartext password.
  */
-import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -47,6 +46,7 @@ import type {
   StandbySettings,
   WriteConfigResult,
 } from './manager.js';
+import { OUTPUT_LIMIT, PgExec, commandFailed, exitText, lastLines, throwIfAborted, type ExecResult } from './pg-exec.js';
 import { scramSha256Verifier } from './scram.js';
 
 /** Constructor options of {@link PgManager}. */
@@ -90,36 +90,6 @@ export interface PgManagerOptions {
   readonly socketDir?: string;
 }
 
-/** Result of one spawned binary. */
-interface ExecResult {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly stdout: string;
-  readonly stderr: string;
-  readonly aborted: boolean;
-}
-
-interface ExecOptions {
-  readonly env?: Readonly<Record<string, string>>;
-  /**
-   * Start from an allow-listed environment (PATH, HOME, locale, TZ, TMPDIR) instead of ours
-   * minus `PG*`: for user-supplied commands, which must not see the keeper's secrets.
-   */
-  readonly cleanEnv?: boolean;
-  /** Called with every stderr chunk as it arrives (for progress reports). */
-  readonly onStderr?: (chunk: string) => void;
-  readonly signal?: AbortSignal | undefined;
-  /** Kill the child (SIGTERM, then SIGKILL) after this many ms. */
-  readonly timeoutMs?: number;
-  /** New process group/session, so a signal to ours does not reach the child. */
-  readonly detached?: boolean;
-}
-
-interface Identity {
-  readonly uid: number;
-  readonly gid: number;
-}
-
 /** Password file for the walreceiver's `primary_conninfo` (`passfile=`), inside PGDATA. */
 const REPL_PASSFILE = 'stolon-replication.pgpass';
 /** Suffix of the copies of the last configuration files PostgreSQL accepted. */
@@ -138,8 +108,6 @@ const NODE_FILES = [
 ] as const;
 /** pg_basebackup progress callbacks are throttled to one per this many ms. */
 const PROGRESS_INTERVAL_MS = 1000;
-/** Longest stdout/stderr kept from a child, in characters (the tail is kept). */
-const OUTPUT_LIMIT = 64 * 1024;
 /** Connection and statement timeouts of the probe connection, in ms. */
 const CONNECT_TIMEOUT_MS = 2000;
 /** How often promote() asks `pg_is_in_recovery()` after `pg_ctl promote -W`, ms. */
@@ -167,15 +135,12 @@ export class PgManager implements PostgresManager {
   /** Unix socket directory (`unix_socket_directories`), see {@link PgManagerOptions.socketDir}. */
   readonly socketDir: string;
 
-  readonly #binPath: string;
-  readonly #osUser: string;
+  readonly #exec: PgExec;
   readonly #su: { readonly user: string; readonly password: string };
   readonly #repl: { readonly user: string; readonly password: string };
   readonly #log: Logger;
   /** Address and port last written to postgresql.conf (constructor values until then). */
   #listen: { address: string; port: number };
-  #identity: Promise<Identity | null> | undefined;
-  #version: { Maj: number; Min: number } | undefined;
 
   /** @throws StolonError `CONFIG_INVALID` when `pgData` resolves to `/`. */
   constructor(opts: PgManagerOptions) {
@@ -187,30 +152,16 @@ export class PgManager implements PostgresManager {
     }
     this.logFile = join(dirname(this.pgData), 'postgres.log');
     this.socketDir = opts.socketDir ?? defaultSocketDir(this.pgData);
-    this.#binPath = opts.binPath;
-    this.#osUser = opts.osUser ?? 'postgres';
     this.#su = { user: opts.suUsername, password: opts.suPassword };
     this.#repl = { user: opts.replUsername, password: opts.replPassword };
     this.#log = opts.logger;
+    this.#exec = new PgExec({ binPath: opts.binPath, osUser: opts.osUser ?? 'postgres', log: opts.logger });
     this.#listen = { address: opts.listenAddress, port: opts.port };
   }
 
-  /**
-   * Major/minor of `postgres -V` (e.g. `postgres (PostgreSQL) 15.10 (Debian …)` → 15/10);
-   * cached after the first success.
-   * @throws StolonError `PG_COMMAND_FAILED` when the binary cannot run or prints no version.
-   */
-  async binaryVersion(): Promise<{ Maj: number; Min: number }> {
-    if (this.#version !== undefined) {
-      return this.#version;
-    }
-    const res = await this.#exec('postgres', ['-V']);
-    const m = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?/.exec(res.stdout);
-    if (res.code !== 0 || m === null) {
-      throw commandFailed('postgres -V', res, `check binPath (${this.#binPath})`);
-    }
-    this.#version = { Maj: Number(m[1]), Min: Number(m[2] ?? '0') };
-    return this.#version;
+  /** `postgres -V` major/minor, see {@link PgExec.binaryVersion}. */
+  binaryVersion(): Promise<{ Maj: number; Min: number }> {
+    return this.#exec.binaryVersion();
   }
 
   /**
@@ -249,8 +200,8 @@ export class PgManager implements PostgresManager {
       throw new StolonError('CONFIG_INVALID', 'the superuser password contains a newline, which initdb cannot read');
     }
     await fs.mkdir(this.pgData, { recursive: true, mode: 0o700 });
-    await this.#own(this.pgData);
-    await this.#checkReachable(this.pgData);
+    await this.#exec.own(this.pgData);
+    await this.#exec.checkReachable(this.pgData);
     this.#log.info({ pgData: this.pgData }, 'initialising a new PostgreSQL data directory (initdb)');
     try {
       const args = [
@@ -270,8 +221,8 @@ export class PgManager implements PostgresManager {
       if (opts.dataChecksums === true) {
         args.push('--data-checksums');
       }
-      const res = await this.#withSecretFile(`${this.#su.password}\n`, (pwfile) =>
-        this.#exec('initdb', [...args, `--pwfile=${pwfile}`], { signal: opts.signal }),
+      const res = await this.#exec.withSecretFile(`${this.#su.password}\n`, (pwfile) =>
+        this.#exec.run('initdb', [...args, `--pwfile=${pwfile}`], { signal: opts.signal }),
       );
       throwIfAborted(res, 'initdb');
       if (res.code !== 0) {
@@ -282,7 +233,7 @@ export class PgManager implements PostgresManager {
       // the keeper's writeConfig replaces the whole file afterwards.
       const confPath = join(this.pgData, 'postgresql.conf');
       const initdbConf = await fs.readFile(confPath, 'utf8');
-      await this.#writeAtomic(
+      await this.#exec.writeAtomic(
         confPath,
         `${initdbConf}\n# stolon-ts: temporary settings while creating roles\n` +
           `listen_addresses = ''\nport = ${this.#listen.port}\n` +
@@ -380,14 +331,14 @@ export class PgManager implements PostgresManager {
     await this.#dataWrite('writing the configuration', async () => {
       await this.#ensureSocketDir();
       if (changed) {
-        await this.#writeAtomic(confPath, conf);
-        await this.#writeAtomic(hbaPath, hba);
+        await this.#exec.writeAtomic(confPath, conf);
+        await this.#exec.writeAtomic(hbaPath, hba);
       }
       // Before validation: postgres -C reads postgresql.auto.conf too. A symlink (Stolon points
       // it at /dev/null) is replaced as well, since pg_rewind refuses one.
       const auto = await fs.lstat(autoPath).catch(() => undefined);
       if (auto === undefined || !auto.isFile() || auto.size > 0) {
-        await this.#writeAtomic(autoPath, '');
+        await this.#exec.writeAtomic(autoPath, '');
       }
     });
 
@@ -417,7 +368,7 @@ export class PgManager implements PostgresManager {
       const standbySignal = join(this.pgData, 'standby.signal');
       const recoverySignal = join(this.pgData, 'recovery.signal');
       if (recovery?.mode === 'standby') {
-        await this.#writeAtomic(passfile, renderPgpassLine(recovery.standby.primary.user, recovery.standby.primary.password));
+        await this.#exec.writeAtomic(passfile, renderPgpassLine(recovery.standby.primary.user, recovery.standby.primary.password));
       } else {
         await fs.rm(passfile, { force: true });
       }
@@ -460,9 +411,9 @@ export class PgManager implements PostgresManager {
     }
     const hba = await readIfExists(join(this.pgData, `pg_hba.conf${LAST_GOOD}`));
     await this.#dataWrite('restoring the last good configuration', async () => {
-      await this.#writeAtomic(join(this.pgData, 'postgresql.conf'), conf);
+      await this.#exec.writeAtomic(join(this.pgData, 'postgresql.conf'), conf);
       if (hba !== null) {
-        await this.#writeAtomic(join(this.pgData, 'pg_hba.conf'), hba);
+        await this.#exec.writeAtomic(join(this.pgData, 'pg_hba.conf'), hba);
       }
       await fsyncDir(this.pgData);
     });
@@ -496,16 +447,16 @@ export class PgManager implements PostgresManager {
       this.#log.debug({ pgData: this.pgData }, 'postgres already running, not starting it');
       return;
     }
-    await this.#checkReachable(this.pgData);
+    await this.#exec.checkReachable(this.pgData);
     await this.#ensureSocketDir();
     await this.#waitForDeadPostmaster();
     const fh = await fs.open(this.logFile, 'a', 0o600);
     const logOffset = (await fh.stat()).size;
     await fh.close();
-    await this.#own(this.logFile);
+    await this.#exec.own(this.logFile);
     const seconds = Math.max(1, Math.ceil(timeoutMs / 1000));
     this.#log.info({ pgData: this.pgData, timeoutMs }, 'starting postgres');
-    const res = await this.#exec('pg_ctl', ['start', '-w', '-t', String(seconds), '-D', this.pgData, '-l', this.logFile], {
+    const res = await this.#exec.run('pg_ctl', ['start', '-w', '-t', String(seconds), '-D', this.pgData, '-l', this.logFile], {
       detached: true,
       timeoutMs: timeoutMs + 15_000,
     });
@@ -561,7 +512,7 @@ export class PgManager implements PostgresManager {
       return;
     }
     this.#log.info({ pgData: this.pgData, mode }, 'stopping postgres');
-    const res = await this.#exec('pg_ctl', ['stop', '-w', '-t', String(STOP_TIMEOUT_S), '-m', mode, '-D', this.pgData], {
+    const res = await this.#exec.run('pg_ctl', ['stop', '-w', '-t', String(STOP_TIMEOUT_S), '-m', mode, '-D', this.pgData], {
       timeoutMs: STOP_TIMEOUT_S * 1000 + 15_000,
     });
     if (res.code !== 0 && (await this.isRunning())) {
@@ -580,7 +531,7 @@ export class PgManager implements PostgresManager {
         transient: true,
       });
     }
-    const res = await this.#exec('pg_ctl', ['reload', '-D', this.pgData], { timeoutMs: 30_000 });
+    const res = await this.#exec.run('pg_ctl', ['reload', '-D', this.pgData], { timeoutMs: 30_000 });
     if (res.code !== 0) {
       throw commandFailed('pg_ctl reload', res, 'check the server log', true);
     }
@@ -621,7 +572,7 @@ export class PgManager implements PostgresManager {
     }
     if (await exists(join(this.pgData, 'standby.signal'))) {
       this.#log.info({ pgData: this.pgData }, 'promoting postgres');
-      const res = await this.#exec('pg_ctl', ['promote', '-W', '-D', this.pgData], { timeoutMs: Math.max(timeoutMs, 15_000) });
+      const res = await this.#exec.run('pg_ctl', ['promote', '-W', '-D', this.pgData], { timeoutMs: Math.max(timeoutMs, 15_000) });
       if (res.code !== 0) {
         throw commandFailed('pg_ctl promote', res, 'check the server log', true);
       }
@@ -666,8 +617,8 @@ export class PgManager implements PostgresManager {
     await fs.rm(tmp, { recursive: true, force: true });
     await fs.mkdir(dirname(tmp), { recursive: true });
     await fs.mkdir(tmp, { mode: 0o700 });
-    await this.#own(tmp);
-    await this.#checkReachable(tmp);
+    await this.#exec.own(tmp);
+    await this.#exec.checkReachable(tmp);
     const { host, port, user, password } = standby.primary;
     this.#log.info(
       { pgData: this.pgData, host, port, slot: standby.slotName },
@@ -676,8 +627,8 @@ export class PgManager implements PostgresManager {
     const progress = opts.onProgress === undefined ? undefined : this.#progressReporter(opts.onProgress);
     let ok = false;
     try {
-      const res = await this.#withSecretFile(renderPgpassLine(user, password), (pgpass) =>
-        this.#exec(
+      const res = await this.#exec.withSecretFile(renderPgpassLine(user, password), (pgpass) =>
+        this.#exec.run(
           'pg_basebackup',
           [
             '-D',
@@ -714,7 +665,7 @@ export class PgManager implements PostgresManager {
       // The source's last good configuration is not this node's (other port, other role).
       await removeNodeLeftovers(tmp);
       await fs.writeFile(join(tmp, 'standby.signal'), '', { mode: 0o600 });
-      await this.#own(join(tmp, 'standby.signal'));
+      await this.#exec.own(join(tmp, 'standby.signal'));
       await fs.rm(this.pgData, { recursive: true, force: true });
       await fs.rename(tmp, this.pgData);
       await fsyncDir(dirname(this.pgData));
@@ -787,7 +738,7 @@ export class PgManager implements PostgresManager {
     // Stolon's postgresql.auto.conf → /dev/null symlink makes pg_rewind fail; ours is a file.
     const auto = join(this.pgData, 'postgresql.auto.conf');
     if ((await fs.lstat(auto).catch(() => undefined))?.isSymbolicLink() === true) {
-      await this.#dataWrite('replacing the postgresql.auto.conf symlink', () => this.#writeAtomic(auto, ''));
+      await this.#dataWrite('replacing the postgresql.auto.conf symlink', () => this.#exec.writeAtomic(auto, ''));
     }
     await this.#checkpointSource(source);
     const saved = await this.#snapshotNodeFiles();
@@ -798,7 +749,7 @@ export class PgManager implements PostgresManager {
     let output = '';
     let res: ExecResult;
     try {
-      res = await this.#withSecretFile(renderPgpassLine(source.user, source.password), (pgpass) => {
+      res = await this.#exec.withSecretFile(renderPgpassLine(source.user, source.password), (pgpass) => {
         const conninfo = buildConnInfo({
           application_name: 'stolon-ts-rewind',
           connect_timeout: '10',
@@ -810,7 +761,7 @@ export class PgManager implements PostgresManager {
           sslmode: 'prefer',
           user: source.user,
         });
-        return this.#exec('pg_rewind', [`--target-pgdata=${this.pgData}`, `--source-server=${conninfo}`, '--progress'], {
+        return this.#exec.run('pg_rewind', [`--target-pgdata=${this.pgData}`, `--source-server=${conninfo}`, '--progress'], {
           env: { LC_ALL: 'C' },
           signal,
           // The divergence line comes first; the stderr kept at the end is only a tail.
@@ -879,13 +830,13 @@ export class PgManager implements PostgresManager {
     await fs.rm(`${this.pgData}.basebackup`, { recursive: true, force: true });
     await fs.mkdir(dirname(this.pgData), { recursive: true });
     await fs.mkdir(this.pgData, { mode: 0o700 });
-    await this.#own(this.pgData);
+    await this.#exec.own(this.pgData);
     let ok = false;
     try {
-      await this.#checkReachable(this.pgData);
+      await this.#exec.checkReachable(this.pgData);
       // The command itself is not logged: it may name credentials files or buckets.
       this.#log.info({ pgData: this.pgData }, 'restoring the data directory with the dataRestoreCommand');
-      const res = await this.#exec('/bin/sh', ['-c', expanded], {
+      const res = await this.#exec.run('/bin/sh', ['-c', expanded], {
         cleanEnv: true,
         env: { PGDATA: this.pgData },
         signal,
@@ -1247,7 +1198,7 @@ export class PgManager implements PostgresManager {
    * @throws StolonError `DATA_DIR_INVALID` when pg_controldata fails (no or unreadable pg_control).
    */
   async #readControlData(): Promise<Map<string, string>> {
-    const res = await this.#exec('pg_controldata', ['-D', this.pgData], { env: { LC_ALL: 'C' }, timeoutMs: 10_000 });
+    const res = await this.#exec.run('pg_controldata', ['-D', this.pgData], { env: { LC_ALL: 'C' }, timeoutMs: 10_000 });
     if (res.code !== 0) {
       throw new StolonError(
         'DATA_DIR_INVALID',
@@ -1297,7 +1248,7 @@ export class PgManager implements PostgresManager {
     const problems: { field?: string; message: string }[] = [];
     const reported = new Set<string>();
     if (opts.parse) {
-      const res = await this.#exec('postgres', ['-D', this.pgData, '-C', 'port'], {
+      const res = await this.#exec.run('postgres', ['-D', this.pgData, '-C', 'port'], {
         env: { LC_ALL: 'C' },
         timeoutMs: 30_000,
       });
@@ -1386,14 +1337,14 @@ export class PgManager implements PostgresManager {
     if (content === null) {
       await fs.rm(path, { force: true });
     } else {
-      await this.#writeAtomic(path, content);
+      await this.#exec.writeAtomic(path, content);
     }
   }
 
   /** Creates an empty file (0600, owned by the OS user) unless one already exists. */
   async #ensureEmptyFile(path: string): Promise<void> {
     if ((await readIfExists(path)) !== '') {
-      await this.#writeAtomic(path, '');
+      await this.#exec.writeAtomic(path, '');
     }
   }
 
@@ -1406,7 +1357,7 @@ export class PgManager implements PostgresManager {
       for (const name of ['postgresql.conf', 'pg_hba.conf']) {
         const content = await readIfExists(join(this.pgData, name));
         if (content !== null) {
-          await this.#writeAtomic(join(this.pgData, `${name}${LAST_GOOD}`), content);
+          await this.#exec.writeAtomic(join(this.pgData, `${name}${LAST_GOOD}`), content);
         }
       }
     } catch (err) {
@@ -1456,7 +1407,7 @@ export class PgManager implements PostgresManager {
       }
     }
     try {
-      const res = await this.#exec(
+      const res = await this.#exec.run(
         'postgres',
         ['--single', '-D', this.pgData, '-c', 'archive_mode=on', '-c', 'archive_command=false', 'template1'],
         { env: { LC_ALL: 'C' }, signal },
@@ -1546,20 +1497,6 @@ export class PgManager implements PostgresManager {
     }
   }
 
-  /** Home directory of the OS user (from /etc/passwd when root), for user commands. */
-  async #osUserHome(): Promise<string> {
-    if ((await this.#identityOf()) === null) {
-      return process.env['HOME'] ?? '/';
-    }
-    try {
-      const passwd = await fs.readFile('/etc/passwd', 'utf8');
-      const line = passwd.split('\n').find((l) => l.startsWith(`${this.#osUser}:`));
-      return line?.split(':')[5] || '/';
-    } catch {
-      return '/';
-    }
-  }
-
   /** A superuser connection over the Unix socket; the caller ends it. */
   /**
    * Runs CHECKPOINT on the rewind source. pg_rewind takes the source's timeline from its control
@@ -1643,97 +1580,18 @@ export class PgManager implements PostgresManager {
     }
   }
 
-  /** uid/gid to run binaries as and own files with; null when not root. */
-  #identityOf(): Promise<Identity | null> {
-    if (this.#identity === undefined) {
-      this.#identity = resolveIdentity(this.#osUser);
-      // A failed lookup is retried next time (the user may be created meanwhile).
-      this.#identity.catch(() => {
-        this.#identity = undefined;
-      });
-    }
-    return this.#identity;
-  }
-
-  async #own(path: string): Promise<void> {
-    const id = await this.#identityOf();
-    if (id !== null) {
-      await fs.chown(path, id.uid, id.gid);
-    }
-  }
-
-  /**
-   * When root, checks that the OS user can traverse every ancestor of `path`; postgres
-   * otherwise fails with a bare "permission denied" far from the cause.
-   */
-  async #checkReachable(path: string): Promise<void> {
-    const id = await this.#identityOf();
-    if (id === null) {
-      return;
-    }
-    for (let dir = dirname(path); ; dir = dirname(dir)) {
-      const st = await fs.stat(dir);
-      const bit = st.uid === id.uid ? 0o100 : st.gid === id.gid ? 0o010 : 0o001;
-      if ((st.mode & bit) === 0) {
-        throw new StolonError(
-          'DATA_DIR_INVALID',
-          `the OS user ${this.#osUser} cannot reach ${path}: ${dir} is not traversable for it; chmod o+x ${dir} or choose another directory`,
-        );
-      }
-      if (dir === dirname(dir)) {
-        return;
-      }
-    }
-  }
-
   async #ensureSocketDir(): Promise<void> {
     await fs.mkdir(this.socketDir, { recursive: true, mode: 0o755 });
     const st = await fs.lstat(this.socketDir);
-    const id = await this.#identityOf();
+    const id = await this.#exec.identity();
     const me = process.getuid?.() ?? -1;
     if (!st.isDirectory() || (st.uid !== me && st.uid !== id?.uid)) {
       throw new StolonError(
         'DATA_DIR_INVALID',
-        `socket directory ${this.socketDir} is not a directory owned by this user or ${this.#osUser}; remove it or pass socketDir`,
+        `socket directory ${this.socketDir} is not a directory owned by this user or ${this.#exec.osUser}; remove it or pass socketDir`,
       );
     }
-    await this.#own(this.socketDir);
-  }
-
-  /** Writes `path` atomically: temp file in the same directory, fsync, chown, rename; mode 0600. */
-  async #writeAtomic(path: string, content: string): Promise<void> {
-    const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
-    const fh = await fs.open(tmp, 'wx', 0o600);
-    try {
-      await fh.writeFile(content);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    try {
-      await this.#own(tmp);
-      await fs.rename(tmp, path);
-    } catch (err) {
-      await fs.rm(tmp, { force: true });
-      throw err;
-    }
-  }
-
-  /**
-   * Runs `fn` with a file holding `content` (mode 0600, owned by the OS user) in a fresh 0700
-   * directory under os.tmpdir(); removes both afterwards, whatever happens.
-   */
-  async #withSecretFile<T>(content: string, fn: (path: string) => Promise<T>): Promise<T> {
-    const dir = await fs.mkdtemp(join(tmpdir(), 'stolon-pg-'));
-    try {
-      await this.#own(dir);
-      const file = join(dir, 'secret');
-      await fs.writeFile(file, content, { mode: 0o600, flag: 'wx' });
-      await this.#own(file);
-      return await fn(file);
-    } finally {
-      await fs.rm(dir, { recursive: true, force: true });
-    }
+    await this.#exec.own(this.socketDir);
   }
 
   async #logTail(): Promise<string> {
@@ -1753,90 +1611,6 @@ export class PgManager implements PostgresManager {
     }
   }
 
-  /**
-   * Spawns `<binPath>/<bin>` (or `bin` itself when absolute) as the OS user (when root), with
-   * cwd `/`, no inherited `PG*` variables (or only allow-listed ones with `cleanEnv`),
-   * stdout/stderr captured (tails of up to 64 KiB). Argv must never hold a secret.
-   */
-  async #exec(bin: string, args: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
-    const id = await this.#identityOf();
-    const env: Record<string, string> = {};
-    if (opts.cleanEnv === true) {
-      for (const [k, v] of Object.entries(process.env)) {
-        if (v !== undefined && (k === 'LANG' || k.startsWith('LC_') || k === 'TZ' || k === 'TMPDIR')) {
-          env[k] = v;
-        }
-      }
-      env['PATH'] = `${this.#binPath}:/usr/local/bin:/usr/bin:/bin`;
-      env['HOME'] = await this.#osUserHome();
-    } else {
-      for (const [k, v] of Object.entries(process.env)) {
-        // PGDATA, PGPORT, PGPASSWORD… of the caller must not change what the binaries do.
-        if (v !== undefined && !k.startsWith('PG')) {
-          env[k] = v;
-        }
-      }
-    }
-    Object.assign(env, opts.env);
-    const file = bin.startsWith('/') ? bin : join(this.#binPath, bin);
-    this.#log.debug({ cmd: file, args }, `running ${bin}`);
-    if (opts.signal?.aborted === true) {
-      return { code: null, signal: null, stdout: '', stderr: '', aborted: true };
-    }
-    return new Promise<ExecResult>((resolvePromise, rejectPromise) => {
-      const child = spawn(file, args, {
-        cwd: '/',
-        env,
-        stdio: ['ignore', 'pipe', 'pipe'],
-        detached: opts.detached ?? false,
-        ...(id === null ? {} : { uid: id.uid, gid: id.gid }),
-      });
-      let stdout = '';
-      let stderr = '';
-      let aborted = false;
-      let killTimer: NodeJS.Timeout | undefined;
-      const kill = (): void => {
-        child.kill('SIGTERM');
-        killTimer ??= setTimeout(() => child.kill('SIGKILL'), 5000);
-      };
-      const onAbort = (): void => {
-        aborted = true;
-        kill();
-      };
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
-      const timer =
-        opts.timeoutMs === undefined
-          ? undefined
-          : setTimeout(() => {
-              stderr += `\n(killed after ${opts.timeoutMs} ms)`;
-              kill();
-            }, opts.timeoutMs);
-      child.stdout.setEncoding('utf8').on('data', (d: string) => {
-        stdout = (stdout + d).slice(-OUTPUT_LIMIT);
-      });
-      child.stderr.setEncoding('utf8').on('data', (d: string) => {
-        stderr = (stderr + d).slice(-OUTPUT_LIMIT);
-        opts.onStderr?.(d);
-      });
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        clearTimeout(killTimer);
-        opts.signal?.removeEventListener('abort', onAbort);
-      };
-      child.on('error', (err) => {
-        cleanup();
-        rejectPromise(
-          new StolonError('PG_COMMAND_FAILED', `cannot run ${file}: ${err.message}; check binPath and osUser`, {
-            cause: err,
-          }),
-        );
-      });
-      child.on('close', (code, signal) => {
-        cleanup();
-        resolvePromise({ code, signal, stdout, stderr, aborted });
-      });
-    });
-  }
 }
 
 // ------------------------------------------------------------------ helpers
@@ -1849,42 +1623,6 @@ function defaultSocketDir(pgData: string): string {
   }
   const hash = createHash('sha256').update(pgData).digest('hex').slice(0, 12);
   return join(tmpdir(), `stolon-pg-${hash}`);
-}
-
-async function resolveIdentity(user: string): Promise<Identity | null> {
-  if (process.getuid?.() !== 0) {
-    return null;
-  }
-  const id = async (flag: string): Promise<number> => {
-    const out = await new Promise<string>((res, rej) => {
-      const child = spawn('id', [flag, user], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let text = '';
-      child.stdout.setEncoding('utf8').on('data', (d: string) => {
-        text += d;
-      });
-      child.on('error', rej);
-      child.on('close', (code) => (code === 0 ? res(text) : rej(new Error(`id ${flag} ${user} exited with ${code}`))));
-    });
-    const n = Number.parseInt(out.trim(), 10);
-    if (!Number.isSafeInteger(n)) {
-      throw new Error(`id ${flag} ${user} printed ${JSON.stringify(out)}`);
-    }
-    return n;
-  };
-  try {
-    const uid = await id('-u');
-    const gid = await id('-g');
-    if (uid === 0) {
-      throw new Error(`${user} is root`);
-    }
-    return { uid, gid };
-  } catch (err) {
-    throw new StolonError(
-      'CONFIG_INVALID',
-      `running as root, PostgreSQL must run as an unprivileged OS user, but ${JSON.stringify(user)} is unusable (${errorMessage(err)}); create it or pass osUser`,
-      { field: 'osUser', cause: err },
-    );
-  }
 }
 
 /** True when `pid` exists in the process table as a zombie (Linux `/proc`; false elsewhere). */
@@ -1960,27 +1698,5 @@ async function endQuietly(client: Client): Promise<void> {
     await client.end();
   } catch {
     // Already closed or never connected: nothing to release.
-  }
-}
-
-function lastLines(text: string, n: number): string {
-  return text.trimEnd().split('\n').slice(-n).join('\n');
-}
-
-function exitText(res: ExecResult): string {
-  return res.signal !== null ? `killed by ${res.signal}` : `exit ${res.code}`;
-}
-
-function commandFailed(what: string, res: ExecResult, hint: string, transient = false): StolonError {
-  return new StolonError(
-    'PG_COMMAND_FAILED',
-    `${what} failed (${exitText(res)}): ${lastLines(res.stderr || res.stdout, 10) || 'no output'}; ${hint}`,
-    { transient },
-  );
-}
-
-function throwIfAborted(res: ExecResult, what: string): void {
-  if (res.aborted) {
-    throw new StolonError('ABORTED', `${what} aborted`);
   }
 }
