@@ -10,9 +10,7 @@
  * PGPASSFILE, the walreceiver from a password file in PGDATA, and roles get a SCRAM verifier
  * computed here rather than a cleartext password.
  */
-import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -47,6 +45,7 @@ import type {
   WriteConfigResult,
 } from './manager.js';
 import { OUTPUT_LIMIT, PgExec, commandFailed, exitText, lastLines, throwIfAborted, type ExecResult } from './pg-exec.js';
+import { CONNECT_TIMEOUT_MS, PgSocket, defaultSocketDir, endQuietly } from './pg-socket.js';
 import { scramSha256Verifier } from './scram.js';
 
 /** Constructor options of {@link PgManager}. */
@@ -108,11 +107,8 @@ const NODE_FILES = [
 ] as const;
 /** pg_basebackup progress callbacks are throttled to one per this many ms. */
 const PROGRESS_INTERVAL_MS = 1000;
-/** Connection and statement timeouts of the probe connection, in ms. */
-const CONNECT_TIMEOUT_MS = 2000;
 /** How often promote() asks `pg_is_in_recovery()` after `pg_ctl promote -W`, ms. */
 const PROMOTE_POLL_MS = 15;
-const STATEMENT_TIMEOUT_MS = 5000;
 /** How long init waits for the temporary instance to start, in ms. */
 const INIT_START_TIMEOUT_MS = 60_000;
 /** pg_ctl stop wait, in seconds. */
@@ -140,7 +136,8 @@ export class PgManager implements PostgresManager {
   readonly #repl: { readonly user: string; readonly password: string };
   readonly #log: Logger;
   /** Address and port last written to postgresql.conf (constructor values until then). */
-  #listen: { address: string; port: number };
+  readonly #listen: { address: string; port: number };
+  readonly #socket: PgSocket;
 
   /** @throws StolonError `CONFIG_INVALID` when `pgData` resolves to `/`. */
   constructor(opts: PgManagerOptions) {
@@ -157,6 +154,7 @@ export class PgManager implements PostgresManager {
     this.#log = opts.logger;
     this.#exec = new PgExec({ binPath: opts.binPath, osUser: opts.osUser ?? 'postgres', log: opts.logger });
     this.#listen = { address: opts.listenAddress, port: opts.port };
+    this.#socket = new PgSocket({ dir: this.socketDir, listen: this.#listen, su: this.#su, exec: this.#exec, log: opts.logger });
   }
 
   /** `postgres -V` major/minor, see {@link PgExec.binaryVersion}. */
@@ -249,7 +247,7 @@ export class PgManager implements PostgresManager {
       }
       // Not a last-good configuration: it listens on no TCP address.
       await this.#start(INIT_START_TIMEOUT_MS, false);
-      const client = await this.#connectOrThrow();
+      const client = await this.#socket.connectOrThrow();
       try {
         await client.query('BEGIN');
         // Keep the statement out of the server log whatever the logging settings are.
@@ -329,7 +327,7 @@ export class PgManager implements PostgresManager {
     const running = await this.isRunning();
 
     await this.#dataWrite('writing the configuration', async () => {
-      await this.#ensureSocketDir();
+      await this.#socket.ensureDir();
       if (changed) {
         await this.#exec.writeAtomic(confPath, conf);
         await this.#exec.writeAtomic(hbaPath, hba);
@@ -385,7 +383,8 @@ export class PgManager implements PostgresManager {
       }
       await fsyncDir(this.pgData);
     });
-    this.#listen = { address: config.listenAddress, port: config.port };
+    this.#listen.address = config.listenAddress;
+    this.#listen.port = config.port;
     // A restart-only value is only proven by a restart; until then the previous last-good stays.
     if (changed && check.verifiedRunning && check.pendingRestart.length === 0) {
       await this.#saveLastGood();
@@ -448,7 +447,7 @@ export class PgManager implements PostgresManager {
       return;
     }
     await this.#exec.checkReachable(this.pgData);
-    await this.#ensureSocketDir();
+    await this.#socket.ensureDir();
     await this.#waitForDeadPostmaster();
     const fh = await fs.open(this.logFile, 'a', 0o600);
     const logOffset = (await fh.stat()).size;
@@ -540,7 +539,7 @@ export class PgManager implements PostgresManager {
   /** Undefined once the instance answers and is out of recovery; otherwise why not (for messages). */
   async #stillInRecovery(): Promise<string | undefined> {
     try {
-      const client = await this.#connect();
+      const client = await this.#socket.connect();
       try {
         const r = await client.query<{ in_recovery: boolean }>('select pg_is_in_recovery() as in_recovery');
         return r.rows[0]?.in_recovery === false ? undefined : 'still in recovery';
@@ -976,7 +975,7 @@ export class PgManager implements PostgresManager {
       const base: PgObservation = { ...empty, initialized: true, role: fileRole, olderWalFile };
       let client: Client;
       try {
-        client = await this.#connect();
+        client = await this.#socket.connect();
       } catch (err) {
         const control = await this.#controlData();
         const why = (await this.isRunning())
@@ -1009,7 +1008,7 @@ export class PgManager implements PostgresManager {
    * @see https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-REPLICATION
    */
   async syncSlots(wanted: readonly string[]): Promise<void> {
-    const client = await this.#connectOrThrow();
+    const client = await this.#socket.connectOrThrow();
     try {
       const res = await client.query<{ slot_name: string }>(
         "select slot_name from pg_replication_slots where slot_type = 'physical' and not temporary",
@@ -1271,7 +1270,7 @@ export class PgManager implements PostgresManager {
     }
     let client: Client;
     try {
-      client = await this.#connect();
+      client = await this.#socket.connect();
     } catch (err) {
       // Starting, or shutting down: postgres -C already vouched for the values.
       this.#log.debug({ err: errorMessage(err) }, 'cannot connect to check the new configuration; relying on postgres -C');
@@ -1497,7 +1496,6 @@ export class PgManager implements PostgresManager {
     }
   }
 
-  /** A superuser connection over the Unix socket; the caller ends it. */
   /**
    * Runs CHECKPOINT on the rewind source. pg_rewind takes the source's timeline from its control
    * file, which a freshly promoted primary updates only at its first checkpoint after the
@@ -1534,43 +1532,6 @@ export class PgManager implements PostgresManager {
     }
   }
 
-  async #connect(): Promise<Client> {
-    const client = new Client({
-      host: this.socketDir,
-      port: this.#listen.port,
-      user: this.#su.user,
-      password: this.#su.password,
-      database: 'postgres',
-      application_name: 'stolon-ts-keeper',
-      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-      statement_timeout: STATEMENT_TIMEOUT_MS,
-      query_timeout: STATEMENT_TIMEOUT_MS + 1000,
-    });
-    // Without a listener, a server-side disconnect would be an uncaught 'error' event.
-    client.on('error', (err) => {
-      this.#log.debug({ err: errorMessage(err) }, 'postgres connection error');
-    });
-    try {
-      await client.connect();
-    } catch (err) {
-      await endQuietly(client);
-      throw err;
-    }
-    return client;
-  }
-
-  async #connectOrThrow(): Promise<Client> {
-    try {
-      return await this.#connect();
-    } catch (err) {
-      throw new StolonError(
-        'PG_NOT_RUNNING',
-        `cannot connect to postgres on ${this.socketDir} port ${this.#listen.port}: ${errorMessage(err)}`,
-        { cause: err, transient: true },
-      );
-    }
-  }
-
   async #requireInitialized(what: string): Promise<void> {
     if (!(await exists(join(this.pgData, 'PG_VERSION')))) {
       throw new StolonError(
@@ -1578,20 +1539,6 @@ export class PgManager implements PostgresManager {
         `cannot ${what}: ${this.pgData} is not an initialised data directory (no PG_VERSION); run init or baseBackup first`,
       );
     }
-  }
-
-  async #ensureSocketDir(): Promise<void> {
-    await fs.mkdir(this.socketDir, { recursive: true, mode: 0o755 });
-    const st = await fs.lstat(this.socketDir);
-    const id = await this.#exec.identity();
-    const me = process.getuid?.() ?? -1;
-    if (!st.isDirectory() || (st.uid !== me && st.uid !== id?.uid)) {
-      throw new StolonError(
-        'DATA_DIR_INVALID',
-        `socket directory ${this.socketDir} is not a directory owned by this user or ${this.#exec.osUser}; remove it or pass socketDir`,
-      );
-    }
-    await this.#exec.own(this.socketDir);
   }
 
   async #logTail(): Promise<string> {
@@ -1614,16 +1561,6 @@ export class PgManager implements PostgresManager {
 }
 
 // ------------------------------------------------------------------ helpers
-
-function defaultSocketDir(pgData: string): string {
-  const preferred = join(dirname(pgData), 'run');
-  // sun_path holds 108 bytes; PostgreSQL appends "/.s.PGSQL.<port>.lock" (≤ 21 bytes).
-  if (Buffer.byteLength(preferred) + 21 < 100) {
-    return preferred;
-  }
-  const hash = createHash('sha256').update(pgData).digest('hex').slice(0, 12);
-  return join(tmpdir(), `stolon-pg-${hash}`);
-}
 
 /** True when `pid` exists in the process table as a zombie (Linux `/proc`; false elsewhere). */
 async function isZombie(pid: number): Promise<boolean> {
@@ -1690,13 +1627,5 @@ async function fsyncDir(dir: string): Promise<void> {
     await fh.sync();
   } finally {
     await fh.close();
-  }
-}
-
-async function endQuietly(client: Client): Promise<void> {
-  try {
-    await client.end();
-  } catch {
-    // Already closed or never connected: nothing to release.
   }
 }
