@@ -46,6 +46,18 @@ import type {
 } from './manager.js';
 import { OUTPUT_LIMIT, PgExec, commandFailed, exitText, lastLines, throwIfAborted, type ExecResult } from './pg-exec.js';
 import { CONNECT_TIMEOUT_MS, PgSocket, defaultSocketDir, endQuietly } from './pg-socket.js';
+import {
+  LAST_GOOD,
+  REPL_PASSFILE,
+  dataWrite,
+  ensureEmptyFile,
+  exists,
+  fsyncDir,
+  putBack,
+  readIfExists,
+  removeNodeLeftovers,
+  requireInitialized,
+} from './pgdata.js';
 import { scramSha256Verifier } from './scram.js';
 
 /** Constructor options of {@link PgManager}. */
@@ -89,10 +101,6 @@ export interface PgManagerOptions {
   readonly socketDir?: string;
 }
 
-/** Password file for the walreceiver's `primary_conninfo` (`passfile=`), inside PGDATA. */
-const REPL_PASSFILE = 'stolon-replication.pgpass';
-/** Suffix of the copies of the last configuration files PostgreSQL accepted. */
-const LAST_GOOD = '.last-good';
 /**
  * Files of PGDATA that belong to this node, not to the data: pg_rewind would replace them by
  * the source's (or delete them), so they are saved before and put back after it.
@@ -306,7 +314,7 @@ export class PgManager implements PostgresManager {
    * @see https://www.postgresql.org/docs/current/app-postgres.html (`-C`)
    */
   async writeConfig(config: PgConfig, recovery: RecoveryConfig | null): Promise<WriteConfigResult> {
-    await this.#requireInitialized('write its configuration');
+    await requireInitialized(this.pgData, 'write its configuration');
     const { Maj } = await this.binaryVersion();
     const passfile = join(this.pgData, REPL_PASSFILE);
     const conf = renderPostgresqlConf(
@@ -320,13 +328,13 @@ export class PgManager implements PostgresManager {
     const hbaPath = join(this.pgData, 'pg_hba.conf');
     const autoPath = join(this.pgData, 'postgresql.auto.conf');
     let previous: { conf: string | null; hba: string | null } = { conf: null, hba: null };
-    await this.#dataWrite('reading the current configuration', async () => {
+    await dataWrite(this.pgData, 'reading the current configuration', async () => {
       previous = { conf: await readIfExists(confPath), hba: await readIfExists(hbaPath) };
     });
     const changed = previous.conf !== conf || previous.hba !== hba;
     const running = await this.isRunning();
 
-    await this.#dataWrite('writing the configuration', async () => {
+    await dataWrite(this.pgData, 'writing the configuration', async () => {
       await this.#socket.ensureDir();
       if (changed) {
         await this.#exec.writeAtomic(confPath, conf);
@@ -342,9 +350,9 @@ export class PgManager implements PostgresManager {
 
     const check = await this.#checkConfig(config, { parse: changed, running });
     if (check.problems.length > 0) {
-      await this.#dataWrite('restoring the previous configuration', async () => {
-        await this.#putBack(confPath, previous.conf);
-        await this.#putBack(hbaPath, previous.hba);
+      await dataWrite(this.pgData, 'restoring the previous configuration', async () => {
+        await putBack(this.#exec, confPath, previous.conf);
+        await putBack(this.#exec, hbaPath, previous.hba);
         await fsyncDir(this.pgData);
       });
       const unexplained = check.problems.find((p) => p.field === undefined);
@@ -362,7 +370,7 @@ export class PgManager implements PostgresManager {
       });
     }
 
-    await this.#dataWrite('writing the recovery files', async () => {
+    await dataWrite(this.pgData, 'writing the recovery files', async () => {
       const standbySignal = join(this.pgData, 'standby.signal');
       const recoverySignal = join(this.pgData, 'recovery.signal');
       if (recovery?.mode === 'standby') {
@@ -376,10 +384,10 @@ export class PgManager implements PostgresManager {
       } else if (recovery.mode === 'recovery') {
         // Both files present would mean standby mode: PostgreSQL gives standby.signal precedence.
         await fs.rm(standbySignal, { force: true });
-        await this.#ensureEmptyFile(recoverySignal);
+        await ensureEmptyFile(this.#exec, recoverySignal);
       } else {
         await fs.rm(recoverySignal, { force: true });
-        await this.#ensureEmptyFile(standbySignal);
+        await ensureEmptyFile(this.#exec, standbySignal);
       }
       await fsyncDir(this.pgData);
     });
@@ -409,7 +417,7 @@ export class PgManager implements PostgresManager {
       return false;
     }
     const hba = await readIfExists(join(this.pgData, `pg_hba.conf${LAST_GOOD}`));
-    await this.#dataWrite('restoring the last good configuration', async () => {
+    await dataWrite(this.pgData, 'restoring the last good configuration', async () => {
       await this.#exec.writeAtomic(join(this.pgData, 'postgresql.conf'), conf);
       if (hba !== null) {
         await this.#exec.writeAtomic(join(this.pgData, 'pg_hba.conf'), hba);
@@ -441,7 +449,7 @@ export class PgManager implements PostgresManager {
   }
 
   async #start(timeoutMs: number, saveLastGood: boolean): Promise<void> {
-    await this.#requireInitialized('start');
+    await requireInitialized(this.pgData, 'start');
     if (await this.isRunning()) {
       this.#log.debug({ pgData: this.pgData }, 'postgres already running, not starting it');
       return;
@@ -712,7 +720,7 @@ export class PgManager implements PostgresManager {
     if (await this.isRunning()) {
       throw new StolonError('DATA_DIR_INVALID', `cannot rewind ${this.pgData} while postgres runs on it; stop it first`);
     }
-    await this.#requireInitialized('rewind');
+    await requireInitialized(this.pgData, 'rewind');
     let control = await this.#readControlData();
     let state = parseClusterState(control.get('Database cluster state'));
     if (state !== 'shut down' && state !== 'shut down in recovery') {
@@ -737,7 +745,7 @@ export class PgManager implements PostgresManager {
     // Stolon's postgresql.auto.conf → /dev/null symlink makes pg_rewind fail; ours is a file.
     const auto = join(this.pgData, 'postgresql.auto.conf');
     if ((await fs.lstat(auto).catch(() => undefined))?.isSymbolicLink() === true) {
-      await this.#dataWrite('replacing the postgresql.auto.conf symlink', () => this.#exec.writeAtomic(auto, ''));
+      await dataWrite(this.pgData, 'replacing the postgresql.auto.conf symlink', () => this.#exec.writeAtomic(auto, ''));
     }
     await this.#checkpointSource(source);
     const saved = await this.#snapshotNodeFiles();
@@ -772,7 +780,7 @@ export class PgManager implements PostgresManager {
         });
       });
     } finally {
-      await this.#dataWrite('putting back the node configuration after pg_rewind', () => this.#restoreNodeFiles(saved));
+      await dataWrite(this.pgData, 'putting back the node configuration after pg_rewind', () => this.#restoreNodeFiles(saved));
     }
     throwIfAborted(res, 'pg_rewind');
     if (res.code !== 0) {
@@ -792,11 +800,11 @@ export class PgManager implements PostgresManager {
         `pg_rewind succeeded but printed no divergence point: ${lastLines(output, 10)}; fall back to a base backup`,
       );
     }
-    await this.#dataWrite('writing standby.signal after pg_rewind', async () => {
+    await dataWrite(this.pgData, 'writing standby.signal after pg_rewind', async () => {
       // A rewound PGDATA must replay the source's WAL before it is consistent: never start it
       // as a primary.
       await fs.rm(join(this.pgData, 'recovery.signal'), { force: true });
-      await this.#ensureEmptyFile(join(this.pgData, 'standby.signal'));
+      await ensureEmptyFile(this.#exec, join(this.pgData, 'standby.signal'));
       await fsyncDir(this.pgData);
     });
     this.#log.info({ pgData: this.pgData, ...result }, 'pg_rewind complete');
@@ -1319,34 +1327,6 @@ export class PgManager implements PostgresManager {
     }
   }
 
-  /** Runs file writes in PGDATA, turning any failure into a transient `DATA_DIR_INVALID`. */
-  async #dataWrite(what: string, fn: () => Promise<void>): Promise<void> {
-    try {
-      await fn();
-    } catch (err) {
-      throw new StolonError('DATA_DIR_INVALID', `${what} in ${this.pgData} failed: ${errorMessage(err)}`, {
-        cause: err,
-        transient: true,
-      });
-    }
-  }
-
-  /** Writes `content` to `path` atomically, or removes `path` when `content` is null. */
-  async #putBack(path: string, content: string | null): Promise<void> {
-    if (content === null) {
-      await fs.rm(path, { force: true });
-    } else {
-      await this.#exec.writeAtomic(path, content);
-    }
-  }
-
-  /** Creates an empty file (0600, owned by the OS user) unless one already exists. */
-  async #ensureEmptyFile(path: string): Promise<void> {
-    if ((await readIfExists(path)) !== '') {
-      await this.#exec.writeAtomic(path, '');
-    }
-  }
-
   /**
    * Copies postgresql.conf and pg_hba.conf to their `.last-good` names. A failure is logged,
    * not thrown: the start or write it follows did succeed.
@@ -1381,7 +1361,7 @@ export class PgManager implements PostgresManager {
       if (content === null ? lst === undefined : lst?.isFile() === true && (await readIfExists(path)) === content) {
         continue;
       }
-      await this.#putBack(path, content);
+      await putBack(this.#exec, path, content);
     }
     await fsyncDir(this.pgData);
   }
@@ -1417,7 +1397,7 @@ export class PgManager implements PostgresManager {
       }
     } finally {
       for (const name of signals) {
-        await this.#ensureEmptyFile(join(this.pgData, name));
+        await ensureEmptyFile(this.#exec, join(this.pgData, name));
       }
     }
   }
@@ -1532,15 +1512,6 @@ export class PgManager implements PostgresManager {
     }
   }
 
-  async #requireInitialized(what: string): Promise<void> {
-    if (!(await exists(join(this.pgData, 'PG_VERSION')))) {
-      throw new StolonError(
-        'DATA_DIR_INVALID',
-        `cannot ${what}: ${this.pgData} is not an initialised data directory (no PG_VERSION); run init or baseBackup first`,
-      );
-    }
-  }
-
   async #logTail(): Promise<string> {
     try {
       const fh = await fs.open(this.logFile, 'r');
@@ -1572,28 +1543,6 @@ async function isZombie(pid: number): Promise<boolean> {
   }
 }
 
-/** Content of a file, or null when it does not exist. */
-async function readIfExists(path: string): Promise<string | null> {
-  try {
-    return await fs.readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      return null;
-    }
-    throw err;
-  }
-}
-
-/**
- * Removes the files of PGDATA that describe the instance it was copied from (its last good
- * configuration, its replication password file), after a base backup or a restore.
- */
-async function removeNodeLeftovers(pgData: string): Promise<void> {
-  for (const name of [`postgresql.conf${LAST_GOOD}`, `pg_hba.conf${LAST_GOOD}`, REPL_PASSFILE]) {
-    await fs.rm(join(pgData, name), { force: true });
-  }
-}
-
 /** The key of `config.parameters` naming `name` (PostgreSQL names are case-insensitive). */
 function userParameterName(name: string, config: PgConfig | undefined): string {
   const lower = name.toLowerCase();
@@ -1610,22 +1559,4 @@ function describeProblem(p: ConfigProblem, config: PgConfig | undefined): { fiel
     };
   }
   return { field: `pgParameters.${userParameterName(p.parameter ?? '', config)}`, message: p.message };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await fs.access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await fs.open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
