@@ -44,6 +44,7 @@ import type {
   StandbySettings,
   WriteConfigResult,
 } from './manager.js';
+import type { PgContext } from './pg-context.js';
 import { OUTPUT_LIMIT, PgExec, commandFailed, exitText, lastLines, throwIfAborted, type ExecResult } from './pg-exec.js';
 import { CONNECT_TIMEOUT_MS, PgSocket, defaultSocketDir, endQuietly } from './pg-socket.js';
 import {
@@ -58,6 +59,7 @@ import {
   removeNodeLeftovers,
   requireInitialized,
 } from './pgdata.js';
+import { isRunning, waitForDeadPostmaster } from './postmaster-pid.js';
 import { scramSha256Verifier } from './scram.js';
 
 /** Constructor options of {@link PgManager}. */
@@ -139,13 +141,9 @@ export class PgManager implements PostgresManager {
   /** Unix socket directory (`unix_socket_directories`), see {@link PgManagerOptions.socketDir}. */
   readonly socketDir: string;
 
-  readonly #exec: PgExec;
+  readonly #ctx: PgContext;
   readonly #su: { readonly user: string; readonly password: string };
   readonly #repl: { readonly user: string; readonly password: string };
-  readonly #log: Logger;
-  /** Address and port last written to postgresql.conf (constructor values until then). */
-  readonly #listen: { address: string; port: number };
-  readonly #socket: PgSocket;
 
   /** @throws StolonError `CONFIG_INVALID` when `pgData` resolves to `/`. */
   constructor(opts: PgManagerOptions) {
@@ -159,15 +157,16 @@ export class PgManager implements PostgresManager {
     this.socketDir = opts.socketDir ?? defaultSocketDir(this.pgData);
     this.#su = { user: opts.suUsername, password: opts.suPassword };
     this.#repl = { user: opts.replUsername, password: opts.replPassword };
-    this.#log = opts.logger;
-    this.#exec = new PgExec({ binPath: opts.binPath, osUser: opts.osUser ?? 'postgres', log: opts.logger });
-    this.#listen = { address: opts.listenAddress, port: opts.port };
-    this.#socket = new PgSocket({ dir: this.socketDir, listen: this.#listen, su: this.#su, exec: this.#exec, log: opts.logger });
+    const log = opts.logger;
+    const exec = new PgExec({ binPath: opts.binPath, osUser: opts.osUser ?? 'postgres', log });
+    const listen = { address: opts.listenAddress, port: opts.port };
+    const socket = new PgSocket({ dir: this.socketDir, listen, su: this.#su, exec, log });
+    this.#ctx = { pgData: this.pgData, logFile: this.logFile, log, exec, socket, listen };
   }
 
   /** `postgres -V` major/minor, see {@link PgExec.binaryVersion}. */
   binaryVersion(): Promise<{ Maj: number; Min: number }> {
-    return this.#exec.binaryVersion();
+    return this.#ctx.exec.binaryVersion();
   }
 
   /**
@@ -206,9 +205,9 @@ export class PgManager implements PostgresManager {
       throw new StolonError('CONFIG_INVALID', 'the superuser password contains a newline, which initdb cannot read');
     }
     await fs.mkdir(this.pgData, { recursive: true, mode: 0o700 });
-    await this.#exec.own(this.pgData);
-    await this.#exec.checkReachable(this.pgData);
-    this.#log.info({ pgData: this.pgData }, 'initialising a new PostgreSQL data directory (initdb)');
+    await this.#ctx.exec.own(this.pgData);
+    await this.#ctx.exec.checkReachable(this.pgData);
+    this.#ctx.log.info({ pgData: this.pgData }, 'initialising a new PostgreSQL data directory (initdb)');
     try {
       const args = [
         '-D',
@@ -227,8 +226,8 @@ export class PgManager implements PostgresManager {
       if (opts.dataChecksums === true) {
         args.push('--data-checksums');
       }
-      const res = await this.#exec.withSecretFile(`${this.#su.password}\n`, (pwfile) =>
-        this.#exec.run('initdb', [...args, `--pwfile=${pwfile}`], { signal: opts.signal }),
+      const res = await this.#ctx.exec.withSecretFile(`${this.#su.password}\n`, (pwfile) =>
+        this.#ctx.exec.run('initdb', [...args, `--pwfile=${pwfile}`], { signal: opts.signal }),
       );
       throwIfAborted(res, 'initdb');
       if (res.code !== 0) {
@@ -239,10 +238,10 @@ export class PgManager implements PostgresManager {
       // the keeper's writeConfig replaces the whole file afterwards.
       const confPath = join(this.pgData, 'postgresql.conf');
       const initdbConf = await fs.readFile(confPath, 'utf8');
-      await this.#exec.writeAtomic(
+      await this.#ctx.exec.writeAtomic(
         confPath,
         `${initdbConf}\n# stolon-ts: temporary settings while creating roles\n` +
-          `listen_addresses = ''\nport = ${this.#listen.port}\n` +
+          `listen_addresses = ''\nport = ${this.#ctx.listen.port}\n` +
           `unix_socket_directories = '${this.socketDir.replace(/\\/g, '\\\\').replace(/'/g, "''")}'\n` +
           // PostgreSQL 13 still defaults to md5; the hba rules require SCRAM verifiers.
           `password_encryption = 'scram-sha-256'\n` +
@@ -255,7 +254,7 @@ export class PgManager implements PostgresManager {
       }
       // Not a last-good configuration: it listens on no TCP address.
       await this.#start(INIT_START_TIMEOUT_MS, false);
-      const client = await this.#socket.connectOrThrow();
+      const client = await this.#ctx.socket.connectOrThrow();
       try {
         await client.query('BEGIN');
         // Keep the statement out of the server log whatever the logging settings are.
@@ -280,7 +279,7 @@ export class PgManager implements PostgresManager {
         await endQuietly(client);
       }
       await this.stop('fast');
-      this.#log.info({ pgData: this.pgData }, 'PostgreSQL data directory initialised');
+      this.#ctx.log.info({ pgData: this.pgData }, 'PostgreSQL data directory initialised');
     } catch (err) {
       await this.stop('immediate').catch(() => undefined);
       await fs.rm(this.pgData, { recursive: true, force: true });
@@ -335,24 +334,24 @@ export class PgManager implements PostgresManager {
     const running = await this.isRunning();
 
     await dataWrite(this.pgData, 'writing the configuration', async () => {
-      await this.#socket.ensureDir();
+      await this.#ctx.socket.ensureDir();
       if (changed) {
-        await this.#exec.writeAtomic(confPath, conf);
-        await this.#exec.writeAtomic(hbaPath, hba);
+        await this.#ctx.exec.writeAtomic(confPath, conf);
+        await this.#ctx.exec.writeAtomic(hbaPath, hba);
       }
       // Before validation: postgres -C reads postgresql.auto.conf too. A symlink (Stolon points
       // it at /dev/null) is replaced as well, since pg_rewind refuses one.
       const auto = await fs.lstat(autoPath).catch(() => undefined);
       if (auto === undefined || !auto.isFile() || auto.size > 0) {
-        await this.#exec.writeAtomic(autoPath, '');
+        await this.#ctx.exec.writeAtomic(autoPath, '');
       }
     });
 
     const check = await this.#checkConfig(config, { parse: changed, running });
     if (check.problems.length > 0) {
       await dataWrite(this.pgData, 'restoring the previous configuration', async () => {
-        await putBack(this.#exec, confPath, previous.conf);
-        await putBack(this.#exec, hbaPath, previous.hba);
+        await putBack(this.#ctx.exec, confPath, previous.conf);
+        await putBack(this.#ctx.exec, hbaPath, previous.hba);
         await fsyncDir(this.pgData);
       });
       const unexplained = check.problems.find((p) => p.field === undefined);
@@ -364,7 +363,7 @@ export class PgManager implements PostgresManager {
         );
       }
       const text = check.problems.map((p) => `${p.field}: ${p.message}`).join('; ');
-      this.#log.warn({ pgData: this.pgData, problems: check.problems }, 'rejected an invalid configuration');
+      this.#ctx.log.warn({ pgData: this.pgData, problems: check.problems }, 'rejected an invalid configuration');
       throw new StolonError('CONFIG_INVALID', `${text}; the previous configuration is kept`, {
         field: check.problems[0]?.field ?? 'pgParameters',
       });
@@ -374,7 +373,7 @@ export class PgManager implements PostgresManager {
       const standbySignal = join(this.pgData, 'standby.signal');
       const recoverySignal = join(this.pgData, 'recovery.signal');
       if (recovery?.mode === 'standby') {
-        await this.#exec.writeAtomic(passfile, renderPgpassLine(recovery.standby.primary.user, recovery.standby.primary.password));
+        await this.#ctx.exec.writeAtomic(passfile, renderPgpassLine(recovery.standby.primary.user, recovery.standby.primary.password));
       } else {
         await fs.rm(passfile, { force: true });
       }
@@ -384,20 +383,20 @@ export class PgManager implements PostgresManager {
       } else if (recovery.mode === 'recovery') {
         // Both files present would mean standby mode: PostgreSQL gives standby.signal precedence.
         await fs.rm(standbySignal, { force: true });
-        await ensureEmptyFile(this.#exec, recoverySignal);
+        await ensureEmptyFile(this.#ctx.exec, recoverySignal);
       } else {
         await fs.rm(recoverySignal, { force: true });
-        await ensureEmptyFile(this.#exec, standbySignal);
+        await ensureEmptyFile(this.#ctx.exec, standbySignal);
       }
       await fsyncDir(this.pgData);
     });
-    this.#listen.address = config.listenAddress;
-    this.#listen.port = config.port;
+    this.#ctx.listen.address = config.listenAddress;
+    this.#ctx.listen.port = config.port;
     // A restart-only value is only proven by a restart; until then the previous last-good stays.
     if (changed && check.verifiedRunning && check.pendingRestart.length === 0) {
       await this.#saveLastGood();
     }
-    this.#log.debug(
+    this.#ctx.log.debug(
       { pgData: this.pgData, recovery: recovery?.mode ?? null, port: config.port, changed, pendingRestart: check.pendingRestart },
       'wrote postgresql.conf and pg_hba.conf',
     );
@@ -418,13 +417,13 @@ export class PgManager implements PostgresManager {
     }
     const hba = await readIfExists(join(this.pgData, `pg_hba.conf${LAST_GOOD}`));
     await dataWrite(this.pgData, 'restoring the last good configuration', async () => {
-      await this.#exec.writeAtomic(join(this.pgData, 'postgresql.conf'), conf);
+      await this.#ctx.exec.writeAtomic(join(this.pgData, 'postgresql.conf'), conf);
       if (hba !== null) {
-        await this.#exec.writeAtomic(join(this.pgData, 'pg_hba.conf'), hba);
+        await this.#ctx.exec.writeAtomic(join(this.pgData, 'pg_hba.conf'), hba);
       }
       await fsyncDir(this.pgData);
     });
-    this.#log.warn({ pgData: this.pgData }, 'restored the last configuration PostgreSQL accepted');
+    this.#ctx.log.warn({ pgData: this.pgData }, 'restored the last configuration PostgreSQL accepted');
     return true;
   }
 
@@ -451,19 +450,19 @@ export class PgManager implements PostgresManager {
   async #start(timeoutMs: number, saveLastGood: boolean): Promise<void> {
     await requireInitialized(this.pgData, 'start');
     if (await this.isRunning()) {
-      this.#log.debug({ pgData: this.pgData }, 'postgres already running, not starting it');
+      this.#ctx.log.debug({ pgData: this.pgData }, 'postgres already running, not starting it');
       return;
     }
-    await this.#exec.checkReachable(this.pgData);
-    await this.#socket.ensureDir();
-    await this.#waitForDeadPostmaster();
+    await this.#ctx.exec.checkReachable(this.pgData);
+    await this.#ctx.socket.ensureDir();
+    await waitForDeadPostmaster(this.#ctx);
     const fh = await fs.open(this.logFile, 'a', 0o600);
     const logOffset = (await fh.stat()).size;
     await fh.close();
-    await this.#exec.own(this.logFile);
+    await this.#ctx.exec.own(this.logFile);
     const seconds = Math.max(1, Math.ceil(timeoutMs / 1000));
-    this.#log.info({ pgData: this.pgData, timeoutMs }, 'starting postgres');
-    const res = await this.#exec.run('pg_ctl', ['start', '-w', '-t', String(seconds), '-D', this.pgData, '-l', this.logFile], {
+    this.#ctx.log.info({ pgData: this.pgData, timeoutMs }, 'starting postgres');
+    const res = await this.#ctx.exec.run('pg_ctl', ['start', '-w', '-t', String(seconds), '-D', this.pgData, '-l', this.logFile], {
       detached: true,
       timeoutMs: timeoutMs + 15_000,
     });
@@ -488,7 +487,7 @@ export class PgManager implements PostgresManager {
         { transient: true },
       );
     }
-    this.#log.info({ pgData: this.pgData }, 'postgres started');
+    this.#ctx.log.info({ pgData: this.pgData }, 'postgres started');
     if (saveLastGood) {
       await this.#saveLastGood();
     }
@@ -518,8 +517,8 @@ export class PgManager implements PostgresManager {
     if (!(await this.isRunning())) {
       return;
     }
-    this.#log.info({ pgData: this.pgData, mode }, 'stopping postgres');
-    const res = await this.#exec.run('pg_ctl', ['stop', '-w', '-t', String(STOP_TIMEOUT_S), '-m', mode, '-D', this.pgData], {
+    this.#ctx.log.info({ pgData: this.pgData, mode }, 'stopping postgres');
+    const res = await this.#ctx.exec.run('pg_ctl', ['stop', '-w', '-t', String(STOP_TIMEOUT_S), '-m', mode, '-D', this.pgData], {
       timeoutMs: STOP_TIMEOUT_S * 1000 + 15_000,
     });
     if (res.code !== 0 && (await this.isRunning())) {
@@ -538,7 +537,7 @@ export class PgManager implements PostgresManager {
         transient: true,
       });
     }
-    const res = await this.#exec.run('pg_ctl', ['reload', '-D', this.pgData], { timeoutMs: 30_000 });
+    const res = await this.#ctx.exec.run('pg_ctl', ['reload', '-D', this.pgData], { timeoutMs: 30_000 });
     if (res.code !== 0) {
       throw commandFailed('pg_ctl reload', res, 'check the server log', true);
     }
@@ -547,7 +546,7 @@ export class PgManager implements PostgresManager {
   /** Undefined once the instance answers and is out of recovery; otherwise why not (for messages). */
   async #stillInRecovery(): Promise<string | undefined> {
     try {
-      const client = await this.#socket.connect();
+      const client = await this.#ctx.socket.connect();
       try {
         const r = await client.query<{ in_recovery: boolean }>('select pg_is_in_recovery() as in_recovery');
         return r.rows[0]?.in_recovery === false ? undefined : 'still in recovery';
@@ -578,8 +577,8 @@ export class PgManager implements PostgresManager {
       });
     }
     if (await exists(join(this.pgData, 'standby.signal'))) {
-      this.#log.info({ pgData: this.pgData }, 'promoting postgres');
-      const res = await this.#exec.run('pg_ctl', ['promote', '-W', '-D', this.pgData], { timeoutMs: Math.max(timeoutMs, 15_000) });
+      this.#ctx.log.info({ pgData: this.pgData }, 'promoting postgres');
+      const res = await this.#ctx.exec.run('pg_ctl', ['promote', '-W', '-D', this.pgData], { timeoutMs: Math.max(timeoutMs, 15_000) });
       if (res.code !== 0) {
         throw commandFailed('pg_ctl promote', res, 'check the server log', true);
       }
@@ -588,7 +587,7 @@ export class PgManager implements PostgresManager {
     for (;;) {
       const notYet = await this.#stillInRecovery();
       if (notYet === undefined) {
-        this.#log.info({ pgData: this.pgData }, 'postgres promoted');
+        this.#ctx.log.info({ pgData: this.pgData }, 'postgres promoted');
         return;
       }
       last = notYet;
@@ -624,18 +623,18 @@ export class PgManager implements PostgresManager {
     await fs.rm(tmp, { recursive: true, force: true });
     await fs.mkdir(dirname(tmp), { recursive: true });
     await fs.mkdir(tmp, { mode: 0o700 });
-    await this.#exec.own(tmp);
-    await this.#exec.checkReachable(tmp);
+    await this.#ctx.exec.own(tmp);
+    await this.#ctx.exec.checkReachable(tmp);
     const { host, port, user, password } = standby.primary;
-    this.#log.info(
+    this.#ctx.log.info(
       { pgData: this.pgData, host, port, slot: standby.slotName },
       `taking a base backup from ${host}:${port}`,
     );
     const progress = opts.onProgress === undefined ? undefined : this.#progressReporter(opts.onProgress);
     let ok = false;
     try {
-      const res = await this.#exec.withSecretFile(renderPgpassLine(user, password), (pgpass) =>
-        this.#exec.run(
+      const res = await this.#ctx.exec.withSecretFile(renderPgpassLine(user, password), (pgpass) =>
+        this.#ctx.exec.run(
           'pg_basebackup',
           [
             '-D',
@@ -672,12 +671,12 @@ export class PgManager implements PostgresManager {
       // The source's last good configuration is not this node's (other port, other role).
       await removeNodeLeftovers(tmp);
       await fs.writeFile(join(tmp, 'standby.signal'), '', { mode: 0o600 });
-      await this.#exec.own(join(tmp, 'standby.signal'));
+      await this.#ctx.exec.own(join(tmp, 'standby.signal'));
       await fs.rm(this.pgData, { recursive: true, force: true });
       await fs.rename(tmp, this.pgData);
       await fsyncDir(dirname(this.pgData));
       ok = true;
-      this.#log.info({ pgData: this.pgData }, 'base backup complete');
+      this.#ctx.log.info({ pgData: this.pgData }, 'base backup complete');
     } finally {
       if (!ok) {
         await fs.rm(tmp, { recursive: true, force: true });
@@ -745,18 +744,18 @@ export class PgManager implements PostgresManager {
     // Stolon's postgresql.auto.conf → /dev/null symlink makes pg_rewind fail; ours is a file.
     const auto = join(this.pgData, 'postgresql.auto.conf');
     if ((await fs.lstat(auto).catch(() => undefined))?.isSymbolicLink() === true) {
-      await dataWrite(this.pgData, 'replacing the postgresql.auto.conf symlink', () => this.#exec.writeAtomic(auto, ''));
+      await dataWrite(this.pgData, 'replacing the postgresql.auto.conf symlink', () => this.#ctx.exec.writeAtomic(auto, ''));
     }
     await this.#checkpointSource(source);
     const saved = await this.#snapshotNodeFiles();
-    this.#log.info(
+    this.#ctx.log.info(
       { pgData: this.pgData, host: source.host, port: source.port, localEnd },
       `rewinding onto the timeline of ${source.host}:${source.port} (pg_rewind)`,
     );
     let output = '';
     let res: ExecResult;
     try {
-      res = await this.#exec.withSecretFile(renderPgpassLine(source.user, source.password), (pgpass) => {
+      res = await this.#ctx.exec.withSecretFile(renderPgpassLine(source.user, source.password), (pgpass) => {
         const conninfo = buildConnInfo({
           application_name: 'stolon-ts-rewind',
           connect_timeout: '10',
@@ -768,7 +767,7 @@ export class PgManager implements PostgresManager {
           sslmode: 'prefer',
           user: source.user,
         });
-        return this.#exec.run('pg_rewind', [`--target-pgdata=${this.pgData}`, `--source-server=${conninfo}`, '--progress'], {
+        return this.#ctx.exec.run('pg_rewind', [`--target-pgdata=${this.pgData}`, `--source-server=${conninfo}`, '--progress'], {
           env: { LC_ALL: 'C' },
           signal,
           // The divergence line comes first; the stderr kept at the end is only a tail.
@@ -804,10 +803,10 @@ export class PgManager implements PostgresManager {
       // A rewound PGDATA must replay the source's WAL before it is consistent: never start it
       // as a primary.
       await fs.rm(join(this.pgData, 'recovery.signal'), { force: true });
-      await ensureEmptyFile(this.#exec, join(this.pgData, 'standby.signal'));
+      await ensureEmptyFile(this.#ctx.exec, join(this.pgData, 'standby.signal'));
       await fsyncDir(this.pgData);
     });
-    this.#log.info({ pgData: this.pgData, ...result }, 'pg_rewind complete');
+    this.#ctx.log.info({ pgData: this.pgData, ...result }, 'pg_rewind complete');
     return result;
   }
 
@@ -837,13 +836,13 @@ export class PgManager implements PostgresManager {
     await fs.rm(`${this.pgData}.basebackup`, { recursive: true, force: true });
     await fs.mkdir(dirname(this.pgData), { recursive: true });
     await fs.mkdir(this.pgData, { mode: 0o700 });
-    await this.#exec.own(this.pgData);
+    await this.#ctx.exec.own(this.pgData);
     let ok = false;
     try {
-      await this.#exec.checkReachable(this.pgData);
+      await this.#ctx.exec.checkReachable(this.pgData);
       // The command itself is not logged: it may name credentials files or buckets.
-      this.#log.info({ pgData: this.pgData }, 'restoring the data directory with the dataRestoreCommand');
-      const res = await this.#exec.run('/bin/sh', ['-c', expanded], {
+      this.#ctx.log.info({ pgData: this.pgData }, 'restoring the data directory with the dataRestoreCommand');
+      const res = await this.#ctx.exec.run('/bin/sh', ['-c', expanded], {
         cleanEnv: true,
         env: { PGDATA: this.pgData },
         signal,
@@ -865,7 +864,7 @@ export class PgManager implements PostgresManager {
       await fs.rm(join(this.pgData, 'postmaster.opts'), { force: true });
       await fsyncDir(this.pgData);
       ok = true;
-      this.#log.info({ pgData: this.pgData }, 'data directory restored');
+      this.#ctx.log.info({ pgData: this.pgData }, 'data directory restored');
     } finally {
       if (!ok) {
         await fs.rm(this.pgData, { recursive: true, force: true });
@@ -901,7 +900,7 @@ export class PgManager implements PostgresManager {
       } else {
         const notYet = await this.#stillInRecovery();
         if (notYet === undefined) {
-          this.#log.info({ pgData: this.pgData }, 'archive recovery finished');
+          this.#ctx.log.info({ pgData: this.pgData }, 'archive recovery finished');
           return;
         }
         last = notYet;
@@ -940,7 +939,7 @@ export class PgManager implements PostgresManager {
     if (await this.isRunning()) {
       throw new StolonError('DATA_DIR_INVALID', `refusing to remove ${this.pgData} while postgres runs on it; stop it first`);
     }
-    this.#log.warn({ pgData: this.pgData }, 'removing the PostgreSQL data directory');
+    this.#ctx.log.warn({ pgData: this.pgData }, 'removing the PostgreSQL data directory');
     await fs.rm(this.pgData, { recursive: true, force: true });
     await fs.rm(`${this.pgData}.basebackup`, { recursive: true, force: true });
   }
@@ -983,7 +982,7 @@ export class PgManager implements PostgresManager {
       const base: PgObservation = { ...empty, initialized: true, role: fileRole, olderWalFile };
       let client: Client;
       try {
-        client = await this.#socket.connect();
+        client = await this.#ctx.socket.connect();
       } catch (err) {
         const control = await this.#controlData();
         const why = (await this.isRunning())
@@ -1016,7 +1015,7 @@ export class PgManager implements PostgresManager {
    * @see https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-REPLICATION
    */
   async syncSlots(wanted: readonly string[]): Promise<void> {
-    const client = await this.#socket.connectOrThrow();
+    const client = await this.#ctx.socket.connectOrThrow();
     try {
       const res = await client.query<{ slot_name: string }>(
         "select slot_name from pg_replication_slots where slot_type = 'physical' and not temporary",
@@ -1030,7 +1029,7 @@ export class PgManager implements PostgresManager {
         }
         try {
           await client.query('select pg_create_physical_replication_slot($1)', [name]);
-          this.#log.info({ slot: name }, `created replication slot ${name}`);
+          this.#ctx.log.info({ slot: name }, `created replication slot ${name}`);
         } catch (err) {
           failures.push(`${name}: ${errorMessage(err)}`);
         }
@@ -1041,9 +1040,9 @@ export class PgManager implements PostgresManager {
         }
         try {
           await client.query('select pg_drop_replication_slot($1)', [name]);
-          this.#log.info({ slot: name }, `dropped replication slot ${name}`);
+          this.#ctx.log.info({ slot: name }, `dropped replication slot ${name}`);
         } catch (err) {
-          this.#log.warn({ slot: name, err: errorMessage(err) }, `could not drop replication slot ${name}; will retry`);
+          this.#ctx.log.warn({ slot: name, err: errorMessage(err) }, `could not drop replication slot ${name}; will retry`);
         }
       }
       if (failures.length > 0) {
@@ -1064,40 +1063,9 @@ export class PgManager implements PostgresManager {
     }
   }
 
-  /**
-   * True when the first line of `postmaster.pid` names a live process (`kill(pid, 0)`); on Linux
-   * a process that is a zombie or not a postgres binary (pid reuse after a crash) does not count.
-   */
-  async isRunning(): Promise<boolean> {
-    let text: string;
-    try {
-      text = await fs.readFile(join(this.pgData, 'postmaster.pid'), 'utf8');
-    } catch {
-      return false;
-    }
-    const pid = Number.parseInt(text.split('\n')[0] ?? '', 10);
-    if (!Number.isSafeInteger(pid) || pid <= 0) {
-      return false;
-    }
-    try {
-      process.kill(pid, 0);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EPERM') {
-        return false;
-      }
-    }
-    try {
-      const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
-      const close = stat.lastIndexOf(')');
-      const comm = stat.slice(stat.indexOf('(') + 1, close);
-      const state = stat.slice(close + 2, close + 3);
-      if (state === 'Z' || state === 'X' || !/postgres|postmaster/.test(comm)) {
-        return false;
-      }
-    } catch {
-      // No /proc (not Linux) or the process just exited: trust kill(0) above.
-    }
-    return true;
+  /** Whether a postmaster runs on PGDATA, see {@link isRunning} in postmaster-pid.ts. */
+  isRunning(): Promise<boolean> {
+    return isRunning(this.pgData);
   }
 
   // ---------------------------------------------------------------- internals
@@ -1205,7 +1173,7 @@ export class PgManager implements PostgresManager {
    * @throws StolonError `DATA_DIR_INVALID` when pg_controldata fails (no or unreadable pg_control).
    */
   async #readControlData(): Promise<Map<string, string>> {
-    const res = await this.#exec.run('pg_controldata', ['-D', this.pgData], { env: { LC_ALL: 'C' }, timeoutMs: 10_000 });
+    const res = await this.#ctx.exec.run('pg_controldata', ['-D', this.pgData], { env: { LC_ALL: 'C' }, timeoutMs: 10_000 });
     if (res.code !== 0) {
       throw new StolonError(
         'DATA_DIR_INVALID',
@@ -1227,7 +1195,7 @@ export class PgManager implements PostgresManager {
     try {
       return parseTimelineHistory(await fs.readFile(join(this.pgData, 'pg_wal', name), 'utf8'));
     } catch (err) {
-      this.#log.debug({ err: errorMessage(err), file: name }, 'cannot read the timeline history file');
+      this.#ctx.log.debug({ err: errorMessage(err), file: name }, 'cannot read the timeline history file');
       return [];
     }
   }
@@ -1255,7 +1223,7 @@ export class PgManager implements PostgresManager {
     const problems: { field?: string; message: string }[] = [];
     const reported = new Set<string>();
     if (opts.parse) {
-      const res = await this.#exec.run('postgres', ['-D', this.pgData, '-C', 'port'], {
+      const res = await this.#ctx.exec.run('postgres', ['-D', this.pgData, '-C', 'port'], {
         env: { LC_ALL: 'C' },
         timeoutMs: 30_000,
       });
@@ -1278,10 +1246,10 @@ export class PgManager implements PostgresManager {
     }
     let client: Client;
     try {
-      client = await this.#socket.connect();
+      client = await this.#ctx.socket.connect();
     } catch (err) {
       // Starting, or shutting down: postgres -C already vouched for the values.
-      this.#log.debug({ err: errorMessage(err) }, 'cannot connect to check the new configuration; relying on postgres -C');
+      this.#ctx.log.debug({ err: errorMessage(err) }, 'cannot connect to check the new configuration; relying on postgres -C');
       return { problems, pendingRestart, verifiedRunning: false };
     }
     try {
@@ -1320,7 +1288,7 @@ export class PgManager implements PostgresManager {
       }
       return { problems, pendingRestart: pendingRestart.sort(), verifiedRunning: true };
     } catch (err) {
-      this.#log.debug({ err: errorMessage(err) }, 'cannot query pg_file_settings; relying on postgres -C');
+      this.#ctx.log.debug({ err: errorMessage(err) }, 'cannot query pg_file_settings; relying on postgres -C');
       return { problems, pendingRestart, verifiedRunning: false };
     } finally {
       await endQuietly(client);
@@ -1336,11 +1304,11 @@ export class PgManager implements PostgresManager {
       for (const name of ['postgresql.conf', 'pg_hba.conf']) {
         const content = await readIfExists(join(this.pgData, name));
         if (content !== null) {
-          await this.#exec.writeAtomic(join(this.pgData, `${name}${LAST_GOOD}`), content);
+          await this.#ctx.exec.writeAtomic(join(this.pgData, `${name}${LAST_GOOD}`), content);
         }
       }
     } catch (err) {
-      this.#log.warn({ err: errorMessage(err), pgData: this.pgData }, 'could not save the last good configuration');
+      this.#ctx.log.warn({ err: errorMessage(err), pgData: this.pgData }, 'could not save the last good configuration');
     }
   }
 
@@ -1361,7 +1329,7 @@ export class PgManager implements PostgresManager {
       if (content === null ? lst === undefined : lst?.isFile() === true && (await readIfExists(path)) === content) {
         continue;
       }
-      await putBack(this.#exec, path, content);
+      await putBack(this.#ctx.exec, path, content);
     }
     await fsyncDir(this.pgData);
   }
@@ -1373,11 +1341,11 @@ export class PgManager implements PostgresManager {
    * @throws StolonError `PG_COMMAND_FAILED` (transient) with the server's stderr tail; `ABORTED`.
    */
   async #crashRecover(state: DbClusterState | undefined, signal: AbortSignal | undefined): Promise<void> {
-    this.#log.warn(
+    this.#ctx.log.warn(
       { pgData: this.pgData, clusterState: state },
       'postgres was not shut down cleanly; running crash recovery in single-user mode before pg_rewind',
     );
-    await this.#waitForDeadPostmaster();
+    await waitForDeadPostmaster(this.#ctx);
     const signals: string[] = [];
     for (const name of ['standby.signal', 'recovery.signal']) {
       if (await exists(join(this.pgData, name))) {
@@ -1386,7 +1354,7 @@ export class PgManager implements PostgresManager {
       }
     }
     try {
-      const res = await this.#exec.run(
+      const res = await this.#ctx.exec.run(
         'postgres',
         ['--single', '-D', this.pgData, '-c', 'archive_mode=on', '-c', 'archive_command=false', 'template1'],
         { env: { LC_ALL: 'C' }, signal },
@@ -1397,41 +1365,8 @@ export class PgManager implements PostgresManager {
       }
     } finally {
       for (const name of signals) {
-        await ensureEmptyFile(this.#exec, join(this.pgData, name));
+        await ensureEmptyFile(this.#ctx.exec, join(this.pgData, name));
       }
-    }
-  }
-
-  /**
-   * After a crash, clears the way for a new postmaster when the one named by a stale
-   * `postmaster.pid` is a zombie. A killed postmaster stays a zombie until its parent (init, or
-   * whatever adopted it) reaps it — on some hosts over a second later — and PostgreSQL's
-   * lock-file check (`kill(pid, 0)`) takes a zombie for a live postmaster: a start or single-user
-   * run would fail with "lock file postmaster.pid already exists". A zombie can do nothing, so
-   * its two lock files (`postmaster.pid` and the socket's `.s.PGSQL.<port>.lock`, when they name
-   * that pid) are removed; PostgreSQL's own shared-memory check still refuses to start while any
-   * orphaned backend of the crashed postmaster is attached. {@link isRunning} already counts a
-   * zombie as stopped.
-   * @see https://www.postgresql.org/docs/current/server-start.html (lock files, shared memory)
-   */
-  async #waitForDeadPostmaster(): Promise<void> {
-    const pidFile = join(this.pgData, 'postmaster.pid');
-    let text: string;
-    try {
-      text = await fs.readFile(pidFile, 'utf8');
-    } catch {
-      return;
-    }
-    const pid = Number.parseInt(text.split('\n')[0] ?? '', 10);
-    if (!Number.isSafeInteger(pid) || pid <= 0 || !(await isZombie(pid))) {
-      return;
-    }
-    const socketLock = join(this.socketDir, `.s.PGSQL.${this.#listen.port}.lock`);
-    this.#log.warn({ pgData: this.pgData, pid }, `the crashed postmaster (pid ${pid}) is a zombie not reaped yet: removing its lock files`);
-    await fs.rm(pidFile, { force: true });
-    const lock = await readIfExists(socketLock);
-    if (lock !== null && Number.parseInt(lock.split('\n')[0] ?? '', 10) === pid) {
-      await fs.rm(socketLock, { force: true });
     }
   }
 
@@ -1452,7 +1387,7 @@ export class PgManager implements PostgresManager {
         try {
           onProgress(p);
         } catch (err) {
-          this.#log.debug({ err: errorMessage(err) }, 'base backup progress callback threw; ignored');
+          this.#ctx.log.debug({ err: errorMessage(err) }, 'base backup progress callback threw; ignored');
         }
       }
     };
@@ -1497,7 +1432,7 @@ export class PgManager implements PostgresManager {
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
       query_timeout: 60_000,
     });
-    client.on('error', (err) => this.#log.debug({ err: errorMessage(err) }, 'rewind source connection error'));
+    client.on('error', (err) => this.#ctx.log.debug({ err: errorMessage(err) }, 'rewind source connection error'));
     try {
       await client.connect();
       await client.query('CHECKPOINT');
@@ -1532,16 +1467,6 @@ export class PgManager implements PostgresManager {
 }
 
 // ------------------------------------------------------------------ helpers
-
-/** True when `pid` exists in the process table as a zombie (Linux `/proc`; false elsewhere). */
-async function isZombie(pid: number): Promise<boolean> {
-  try {
-    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
-  } catch {
-    return false;
-  }
-}
 
 /** The key of `config.parameters` naming `name` (PostgreSQL names are case-insensitive). */
 function userParameterName(name: string, config: PgConfig | undefined): string {
