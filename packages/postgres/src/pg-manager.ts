@@ -45,6 +45,7 @@ import type {
 import type { PgContext } from './pg-context.js';
 import { OUTPUT_LIMIT, PgExec, commandFailed, exitText, lastLines, throwIfAborted, type ExecResult } from './pg-exec.js';
 import { observe, readControlData, stillInRecovery, systemIdentifier } from './pg-probe.js';
+import { syncSlots } from './pg-slots.js';
 import { CONNECT_TIMEOUT_MS, PgSocket, defaultSocketDir, endQuietly } from './pg-socket.js';
 import {
   LAST_GOOD,
@@ -921,62 +922,9 @@ export class PgManager implements PostgresManager {
     return observe(this.#ctx);
   }
 
-  /**
-   * Creates the physical slots in `wanted` that are missing (`pg_create_physical_replication_slot`)
-   * and drops non-temporary physical `stolon_*` slots not in `wanted`; other slots are never
-   * touched. A drop failure (e.g. the slot is still active) is logged at warn and retried by
-   * the next call.
-   * @throws StolonError `PG_NOT_RUNNING` (transient) when no connection can be made;
-   *   `PG_COMMAND_FAILED` (transient) when a creation failed (after trying every slot).
-   * @see https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-REPLICATION
-   */
-  async syncSlots(wanted: readonly string[]): Promise<void> {
-    const client = await this.#ctx.socket.connectOrThrow();
-    try {
-      const res = await client.query<{ slot_name: string }>(
-        "select slot_name from pg_replication_slots where slot_type = 'physical' and not temporary",
-      );
-      const existing = new Set(res.rows.map((r) => r.slot_name));
-      const want = new Set(wanted);
-      const failures: string[] = [];
-      for (const name of want) {
-        if (existing.has(name)) {
-          continue;
-        }
-        try {
-          await client.query('select pg_create_physical_replication_slot($1)', [name]);
-          this.#ctx.log.info({ slot: name }, `created replication slot ${name}`);
-        } catch (err) {
-          failures.push(`${name}: ${errorMessage(err)}`);
-        }
-      }
-      for (const name of existing) {
-        if (!name.startsWith('stolon_') || want.has(name)) {
-          continue;
-        }
-        try {
-          await client.query('select pg_drop_replication_slot($1)', [name]);
-          this.#ctx.log.info({ slot: name }, `dropped replication slot ${name}`);
-        } catch (err) {
-          this.#ctx.log.warn({ slot: name, err: errorMessage(err) }, `could not drop replication slot ${name}; will retry`);
-        }
-      }
-      if (failures.length > 0) {
-        throw new StolonError('PG_COMMAND_FAILED', `creating replication slots failed: ${failures.join('; ')}`, {
-          transient: true,
-        });
-      }
-    } catch (err) {
-      if (err instanceof StolonError) {
-        throw err;
-      }
-      throw new StolonError('PG_COMMAND_FAILED', `syncing replication slots failed: ${errorMessage(err)}`, {
-        cause: err,
-        transient: true,
-      });
-    } finally {
-      await endQuietly(client);
-    }
+  /** Creates wanted slots, drops unwanted `stolon_*` ones, see {@link syncSlots} in pg-slots.ts. */
+  syncSlots(wanted: readonly string[]): Promise<void> {
+    return syncSlots(this.#ctx, wanted);
   }
 
   /** Whether a postmaster runs on PGDATA, see {@link isRunning} in postmaster-pid.ts. */
