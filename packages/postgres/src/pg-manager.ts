@@ -22,7 +22,6 @@ import {
   expandDataRestoreCommand,
   parseBaseBackupProgress,
   parseClusterState,
-  parseConfigErrors,
   parseLsn,
   parseRewindOutput,
   renderPgpassLine,
@@ -39,9 +38,9 @@ import type {
   StandbySettings,
   WriteConfigResult,
 } from './manager.js';
-import { describeProblem, restoreLastGoodConfig, saveLastGoodConfig, writeConfig } from './pg-conf-files.js';
+import { restoreLastGoodConfig, writeConfig } from './pg-conf-files.js';
 import type { PgContext } from './pg-context.js';
-import { OUTPUT_LIMIT, PgExec, commandFailed, exitText, lastLines, throwIfAborted, type ExecResult } from './pg-exec.js';
+import { OUTPUT_LIMIT, PgExec, commandFailed, lastLines, throwIfAborted, type ExecResult } from './pg-exec.js';
 import { observe, readControlData, stillInRecovery, systemIdentifier } from './pg-probe.js';
 import { syncSlots } from './pg-slots.js';
 import { CONNECT_TIMEOUT_MS, PgSocket, defaultSocketDir, endQuietly } from './pg-socket.js';
@@ -58,6 +57,14 @@ import {
   requireInitialized,
 } from './pgdata.js';
 import { isRunning, waitForDeadPostmaster } from './postmaster-pid.js';
+import {
+  promoteStandby,
+  reloadPostmaster,
+  restartPostmaster,
+  serverLogTail,
+  startPostmaster,
+  stopPostmaster,
+} from './postmaster.js';
 import { scramSha256Verifier } from './scram.js';
 
 /** Constructor options of {@link PgManager}. */
@@ -115,13 +122,8 @@ const NODE_FILES = [
 ] as const;
 /** pg_basebackup progress callbacks are throttled to one per this many ms. */
 const PROGRESS_INTERVAL_MS = 1000;
-/** How often promote() asks `pg_is_in_recovery()` after `pg_ctl promote -W`, ms. */
-const PROMOTE_POLL_MS = 15;
 /** How long init waits for the temporary instance to start, in ms. */
 const INIT_START_TIMEOUT_MS = 60_000;
-/** pg_ctl stop wait, in seconds. */
-const STOP_TIMEOUT_S = 60;
-
 /**
  * {@link PostgresManager} over the PostgreSQL ≥ 12 binaries in `binPath` (tested with 15).
  *
@@ -251,7 +253,7 @@ export class PgManager implements PostgresManager {
         throw new StolonError('ABORTED', 'init aborted');
       }
       // Not a last-good configuration: it listens on no TCP address.
-      await this.#start(INIT_START_TIMEOUT_MS, false);
+      await startPostmaster(this.#ctx, INIT_START_TIMEOUT_MS, false);
       const client = await this.#ctx.socket.connectOrThrow();
       try {
         await client.query('BEGIN');
@@ -295,163 +297,29 @@ export class PgManager implements PostgresManager {
     return restoreLastGoodConfig(this.#ctx);
   }
 
-  /**
-   * `pg_ctl start -w -t <ceil(timeoutMs/1000)> -D PGDATA -l <logFile>`: the postmaster runs in its
-   * own session and outlives this process. Does nothing when a postmaster is already running.
-   * A postmaster still starting when the wait expires is left running. After a successful
-   * start, postgresql.conf and pg_hba.conf are saved as the `last-good` configuration.
-   *
-   * A failed start is explained from the server log lines it wrote: a message naming a
-   * parameter (`invalid value for parameter "shared_buffers": "lots"`) or a pg_hba.conf line
-   * becomes `CONFIG_INVALID`.
-   *
-   * @throws StolonError `CONFIG_INVALID` (not transient; `field` = `pgParameters.<name>` or
-   *   `pgHBA`) as above — {@link restoreLastGoodConfig} then start again; `DATA_DIR_INVALID`
-   *   when PGDATA is not initialised; `PG_COMMAND_FAILED` (transient) with pg_ctl's output and
-   *   the last lines of the server log otherwise.
-   * @see https://www.postgresql.org/docs/current/app-pg-ctl.html
-   */
-  async start(timeoutMs: number): Promise<void> {
-    await this.#start(timeoutMs, true);
+  /** Starts the postmaster with pg_ctl, see {@link startPostmaster} in postmaster.ts. */
+  start(timeoutMs: number): Promise<void> {
+    return startPostmaster(this.#ctx, timeoutMs, true);
   }
 
-  async #start(timeoutMs: number, saveLastGood: boolean): Promise<void> {
-    await requireInitialized(this.pgData, 'start');
-    if (await this.isRunning()) {
-      this.#ctx.log.debug({ pgData: this.pgData }, 'postgres already running, not starting it');
-      return;
-    }
-    await this.#ctx.exec.checkReachable(this.pgData);
-    await this.#ctx.socket.ensureDir();
-    await waitForDeadPostmaster(this.#ctx);
-    const fh = await fs.open(this.logFile, 'a', 0o600);
-    const logOffset = (await fh.stat()).size;
-    await fh.close();
-    await this.#ctx.exec.own(this.logFile);
-    const seconds = Math.max(1, Math.ceil(timeoutMs / 1000));
-    this.#ctx.log.info({ pgData: this.pgData, timeoutMs }, 'starting postgres');
-    const res = await this.#ctx.exec.run('pg_ctl', ['start', '-w', '-t', String(seconds), '-D', this.pgData, '-l', this.logFile], {
-      detached: true,
-      timeoutMs: timeoutMs + 15_000,
-    });
-    if (res.code !== 0) {
-      const problems = parseConfigErrors(await this.#logSince(logOffset)).map((p) => describeProblem(p, undefined));
-      if (problems.length > 0 && !(await this.isRunning())) {
-        const hasLastGood = await exists(join(this.pgData, `postgresql.conf${LAST_GOOD}`));
-        throw new StolonError(
-          'CONFIG_INVALID',
-          `postgres did not start because of its configuration: ${problems.map((p) => `${p.field}: ${p.message}`).join('; ')}; ` +
-            (hasLastGood
-              ? 'restoreLastGoodConfig() puts the last configuration it accepted back'
-              : 'fix the cluster spec'),
-          { field: problems[0]?.field ?? 'pgParameters' },
-        );
-      }
-      const tail = await this.#logTail();
-      throw new StolonError(
-        'PG_COMMAND_FAILED',
-        `pg_ctl start failed (${exitText(res)}): ${lastLines(res.stderr || res.stdout, 5)}\n` +
-          `last lines of ${this.logFile}:\n${tail}`,
-        { transient: true },
-      );
-    }
-    this.#ctx.log.info({ pgData: this.pgData }, 'postgres started');
-    if (saveLastGood) {
-      await saveLastGoodConfig(this.#ctx);
-    }
+  /** Stops (`fast`) and starts again, see {@link restartPostmaster} in postmaster.ts. */
+  restart(timeoutMs: number): Promise<void> {
+    return restartPostmaster(this.#ctx, timeoutMs);
   }
 
-  /**
-   * Stops (`fast`) and starts again, so restart-only parameters take effect; only starts when
-   * stopped. Equivalent to `pg_ctl restart -m fast -w`, but through {@link stop} and
-   * {@link start} so a failed start is explained the same way.
-   * @param timeoutMs bound of the start; the stop has its own 60 s bound.
-   * @throws StolonError as {@link stop} and {@link start}.
-   * @see https://www.postgresql.org/docs/current/app-pg-ctl.html
-   */
-  async restart(timeoutMs: number): Promise<void> {
-    await this.stop('fast');
-    await this.start(timeoutMs);
+  /** `pg_ctl stop`, see {@link stopPostmaster} in postmaster.ts. */
+  stop(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+    return stopPostmaster(this.#ctx, mode);
   }
 
-  /**
-   * `pg_ctl stop -w -m <mode>`; does nothing when no postmaster is running.
-   * @param mode `fast` (default: disconnects clients, checkpoints) or `immediate` (crash stop).
-   * @throws StolonError `PG_COMMAND_FAILED` (transient) when the postmaster is still alive after
-   *   60 s.
-   * @see https://www.postgresql.org/docs/current/server-shutdown.html
-   */
-  async stop(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
-    if (!(await this.isRunning())) {
-      return;
-    }
-    this.#ctx.log.info({ pgData: this.pgData, mode }, 'stopping postgres');
-    const res = await this.#ctx.exec.run('pg_ctl', ['stop', '-w', '-t', String(STOP_TIMEOUT_S), '-m', mode, '-D', this.pgData], {
-      timeoutMs: STOP_TIMEOUT_S * 1000 + 15_000,
-    });
-    if (res.code !== 0 && (await this.isRunning())) {
-      throw commandFailed(`pg_ctl stop -m ${mode}`, res, 'try again, or stop it with mode immediate', true);
-    }
+  /** `pg_ctl reload`, see {@link reloadPostmaster} in postmaster.ts. */
+  reload(): Promise<void> {
+    return reloadPostmaster(this.#ctx);
   }
 
-  /**
-   * `pg_ctl reload`: re-reads postgresql.conf and pg_hba.conf.
-   * @throws StolonError `PG_NOT_RUNNING` (transient) when stopped; `PG_COMMAND_FAILED` otherwise.
-   * @see https://www.postgresql.org/docs/current/app-pg-ctl.html
-   */
-  async reload(): Promise<void> {
-    if (!(await this.isRunning())) {
-      throw new StolonError('PG_NOT_RUNNING', `cannot reload: postgres is not running on ${this.pgData}`, {
-        transient: true,
-      });
-    }
-    const res = await this.#ctx.exec.run('pg_ctl', ['reload', '-D', this.pgData], { timeoutMs: 30_000 });
-    if (res.code !== 0) {
-      throw commandFailed('pg_ctl reload', res, 'check the server log', true);
-    }
-  }
-
-  /**
-   * `pg_ctl promote -W` (no wait; skipped when `standby.signal` is already gone), then polls
-   * `pg_is_in_recovery()` every {@link PROMOTE_POLL_MS} ms (200 ms after the first second) until
-   * it is false, within `timeoutMs` overall. Not `pg_ctl promote -w`: its wait loop checks the control file only every 100 ms,
-   * while a PostgreSQL 15 promotion (an end-of-recovery record, no checkpoint) ends in tens of ms,
-   * and every ms here is write outage in a failover or switchover.
-   * @throws StolonError `PG_NOT_RUNNING` (transient) when stopped; `PG_COMMAND_FAILED`
-   *   (transient) when pg_ctl fails or recovery does not end in time.
-   * @see https://www.postgresql.org/docs/current/app-pg-ctl.html
-   */
-  async promote(timeoutMs: number): Promise<void> {
-    const startedAt = Date.now();
-    const deadline = startedAt + timeoutMs;
-    if (!(await this.isRunning())) {
-      throw new StolonError('PG_NOT_RUNNING', `cannot promote: postgres is not running on ${this.pgData}`, {
-        transient: true,
-      });
-    }
-    if (await exists(join(this.pgData, 'standby.signal'))) {
-      this.#ctx.log.info({ pgData: this.pgData }, 'promoting postgres');
-      const res = await this.#ctx.exec.run('pg_ctl', ['promote', '-W', '-D', this.pgData], { timeoutMs: Math.max(timeoutMs, 15_000) });
-      if (res.code !== 0) {
-        throw commandFailed('pg_ctl promote', res, 'check the server log', true);
-      }
-    }
-    let last = 'no answer yet';
-    for (;;) {
-      const notYet = await stillInRecovery(this.#ctx);
-      if (notYet === undefined) {
-        this.#ctx.log.info({ pgData: this.pgData }, 'postgres promoted');
-        return;
-      }
-      last = notYet;
-      if (Date.now() >= deadline) {
-        throw new StolonError('PG_COMMAND_FAILED', `promotion not finished after ${timeoutMs} ms: ${last}`, {
-          transient: true,
-        });
-      }
-      // A promotion that still has WAL to replay can take long: poll fast only at first.
-      await sleep(Date.now() - startedAt < 1000 ? PROMOTE_POLL_MS : 200);
-    }
+  /** Promotes the standby and waits for the end of recovery, see {@link promoteStandby} in postmaster.ts. */
+  promote(timeoutMs: number): Promise<void> {
+    return promoteStandby(this.#ctx, timeoutMs);
   }
 
   /**
@@ -745,7 +613,7 @@ export class PgManager implements PostgresManager {
       if (!(await this.isRunning())) {
         throw new StolonError(
           'PG_COMMAND_FAILED',
-          `postgres exited during archive recovery; last lines of ${this.logFile}:\n${await this.#logTail()}`,
+          `postgres exited during archive recovery; last lines of ${this.logFile}:\n${await serverLogTail(this.#ctx)}`,
         );
       }
       if (await exists(join(this.pgData, 'recovery.signal'))) {
@@ -883,24 +751,6 @@ export class PgManager implements PostgresManager {
     };
   }
 
-  /** The server log written since byte `offset` (at most the last 64 KiB of it). */
-  async #logSince(offset: number): Promise<string> {
-    try {
-      const fh = await fs.open(this.logFile, 'r');
-      try {
-        const { size } = await fh.stat();
-        const from = Math.max(offset, size - OUTPUT_LIMIT);
-        const buf = Buffer.alloc(Math.max(0, size - from));
-        await fh.read(buf, 0, buf.length, from);
-        return buf.toString('utf8');
-      } finally {
-        await fh.close();
-      }
-    } catch {
-      return '';
-    }
-  }
-
   /**
    * Runs CHECKPOINT on the rewind source. pg_rewind takes the source's timeline from its control
    * file, which a freshly promoted primary updates only at its first checkpoint after the
@@ -934,23 +784,6 @@ export class PgManager implements PostgresManager {
       );
     } finally {
       await endQuietly(client);
-    }
-  }
-
-  async #logTail(): Promise<string> {
-    try {
-      const fh = await fs.open(this.logFile, 'r');
-      try {
-        const { size } = await fh.stat();
-        const len = Math.min(size, 8192);
-        const buf = Buffer.alloc(len);
-        await fh.read(buf, 0, len, size - len);
-        return lastLines(buf.toString('utf8'), 20);
-      } finally {
-        await fh.close();
-      }
-    } catch (err) {
-      return `(cannot read it: ${errorMessage(err)})`;
     }
   }
 
