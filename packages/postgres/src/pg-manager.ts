@@ -14,7 +14,7 @@ import { promises as fs } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Client, escapeIdentifier, escapeLiteral } from 'pg';
+import { Client } from 'pg';
 import type { Logger } from 'pino';
 import { StolonError, errorMessage } from '@stolon-ts/cluster';
 import {
@@ -39,6 +39,7 @@ import type {
   WriteConfigResult,
 } from './manager.js';
 import { restoreLastGoodConfig, writeConfig } from './pg-conf-files.js';
+import { initDataDir, removeDataDir } from './pg-init.js';
 import type { PgContext } from './pg-context.js';
 import { OUTPUT_LIMIT, PgExec, commandFailed, lastLines, throwIfAborted, type ExecResult } from './pg-exec.js';
 import { observe, readControlData, stillInRecovery, systemIdentifier } from './pg-probe.js';
@@ -65,7 +66,6 @@ import {
   startPostmaster,
   stopPostmaster,
 } from './postmaster.js';
-import { scramSha256Verifier } from './scram.js';
 
 /** Constructor options of {@link PgManager}. */
 export interface PgManagerOptions {
@@ -122,8 +122,6 @@ const NODE_FILES = [
 ] as const;
 /** pg_basebackup progress callbacks are throttled to one per this many ms. */
 const PROGRESS_INTERVAL_MS = 1000;
-/** How long init waits for the temporary instance to start, in ms. */
-const INIT_START_TIMEOUT_MS = 60_000;
 /**
  * {@link PostgresManager} over the PostgreSQL ≥ 12 binaries in `binPath` (tested with 15).
  *
@@ -142,8 +140,10 @@ export class PgManager implements PostgresManager {
   readonly socketDir: string;
 
   readonly #ctx: PgContext;
-  readonly #su: { readonly user: string; readonly password: string };
-  readonly #repl: { readonly user: string; readonly password: string };
+  readonly #roles: {
+    readonly su: { readonly user: string; readonly password: string };
+    readonly repl: { readonly user: string; readonly password: string };
+  };
 
   /** @throws StolonError `CONFIG_INVALID` when `pgData` resolves to `/`. */
   constructor(opts: PgManagerOptions) {
@@ -155,12 +155,14 @@ export class PgManager implements PostgresManager {
     }
     this.logFile = join(dirname(this.pgData), 'postgres.log');
     this.socketDir = opts.socketDir ?? defaultSocketDir(this.pgData);
-    this.#su = { user: opts.suUsername, password: opts.suPassword };
-    this.#repl = { user: opts.replUsername, password: opts.replPassword };
+    this.#roles = {
+      su: { user: opts.suUsername, password: opts.suPassword },
+      repl: { user: opts.replUsername, password: opts.replPassword },
+    };
     const log = opts.logger;
     const exec = new PgExec({ binPath: opts.binPath, osUser: opts.osUser ?? 'postgres', log });
     const listen = { address: opts.listenAddress, port: opts.port };
-    const socket = new PgSocket({ dir: this.socketDir, listen, su: this.#su, exec, log });
+    const socket = new PgSocket({ dir: this.socketDir, listen, su: this.#roles.su, exec, log });
     this.#ctx = { pgData: this.pgData, logFile: this.logFile, log, exec, socket, listen };
   }
 
@@ -169,122 +171,9 @@ export class PgManager implements PostgresManager {
     return this.#ctx.exec.binaryVersion();
   }
 
-  /**
-   * initdb (scram-sha-256 for local and host connections, superuser password from a temporary
-   * `--pwfile`), then starts the instance on its Unix socket only, creates the replication role
-   * with a SCRAM verifier (the cleartext password never reaches the server), and stops it.
-   * PGDATA is removed again on any failure so the call can be retried.
-   *
-   * @throws StolonError `DATA_DIR_INVALID` when PGDATA exists and is not empty or the OS user
-   *   cannot reach it; `PG_COMMAND_FAILED` with initdb's stderr or the server log tail;
-   *   `ABORTED` when `signal` fired; `CONFIG_INVALID` for a password with a newline.
-   * @see https://www.postgresql.org/docs/current/app-initdb.html
-   */
-  async init(opts: {
-    locale?: string;
-    encoding?: string;
-    dataChecksums?: boolean;
-    signal?: AbortSignal;
-  }): Promise<void> {
-    if (await this.isRunning()) {
-      throw new StolonError('DATA_DIR_INVALID', `cannot init ${this.pgData}: a postmaster is running on it; stop it first`);
-    }
-    const entries = await fs.readdir(this.pgData).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') {
-        return [];
-      }
-      throw new StolonError('DATA_DIR_INVALID', `cannot read ${this.pgData}: ${err.message}`, { cause: err });
-    });
-    if (entries.length > 0) {
-      throw new StolonError(
-        'DATA_DIR_INVALID',
-        `cannot init ${this.pgData}: the directory is not empty; remove it first (removeData)`,
-      );
-    }
-    if (/[\r\n]/.test(this.#su.password)) {
-      throw new StolonError('CONFIG_INVALID', 'the superuser password contains a newline, which initdb cannot read');
-    }
-    await fs.mkdir(this.pgData, { recursive: true, mode: 0o700 });
-    await this.#ctx.exec.own(this.pgData);
-    await this.#ctx.exec.checkReachable(this.pgData);
-    this.#ctx.log.info({ pgData: this.pgData }, 'initialising a new PostgreSQL data directory (initdb)');
-    try {
-      const args = [
-        '-D',
-        this.pgData,
-        '-U',
-        this.#su.user,
-        '--auth-local=scram-sha-256',
-        '--auth-host=scram-sha-256',
-      ];
-      if (opts.locale !== undefined) {
-        args.push(`--locale=${opts.locale}`);
-      }
-      if (opts.encoding !== undefined) {
-        args.push(`--encoding=${opts.encoding}`);
-      }
-      if (opts.dataChecksums === true) {
-        args.push('--data-checksums');
-      }
-      const res = await this.#ctx.exec.withSecretFile(`${this.#su.password}\n`, (pwfile) =>
-        this.#ctx.exec.run('initdb', [...args, `--pwfile=${pwfile}`], { signal: opts.signal }),
-      );
-      throwIfAborted(res, 'initdb');
-      if (res.code !== 0) {
-        throw commandFailed('initdb', res, 'PGDATA was removed; the next attempt starts from scratch');
-      }
-
-      // Temporary settings for role creation: appended, so they win over initdb's defaults;
-      // the keeper's writeConfig replaces the whole file afterwards.
-      const confPath = join(this.pgData, 'postgresql.conf');
-      const initdbConf = await fs.readFile(confPath, 'utf8');
-      await this.#ctx.exec.writeAtomic(
-        confPath,
-        `${initdbConf}\n# stolon-ts: temporary settings while creating roles\n` +
-          `listen_addresses = ''\nport = ${this.#ctx.listen.port}\n` +
-          `unix_socket_directories = '${this.socketDir.replace(/\\/g, '\\\\').replace(/'/g, "''")}'\n` +
-          // PostgreSQL 13 still defaults to md5; the hba rules require SCRAM verifiers.
-          `password_encryption = 'scram-sha-256'\n` +
-          // pg_rewind needs hint-bit changes WAL-logged from the very start (see
-          // renderPostgresqlConf); nothing can diverge here, but it costs nothing either.
-          `wal_log_hints = on\n`,
-      );
-      if (opts.signal?.aborted === true) {
-        throw new StolonError('ABORTED', 'init aborted');
-      }
-      // Not a last-good configuration: it listens on no TCP address.
-      await startPostmaster(this.#ctx, INIT_START_TIMEOUT_MS, false);
-      const client = await this.#ctx.socket.connectOrThrow();
-      try {
-        await client.query('BEGIN');
-        // Keep the statement out of the server log whatever the logging settings are.
-        await client.query("SET LOCAL log_statement = 'none'");
-        await client.query('SET LOCAL log_min_duration_statement = -1');
-        await client.query('SET LOCAL log_min_error_statement = panic');
-        if (this.#repl.user === this.#su.user) {
-          await client.query(`ALTER ROLE ${escapeIdentifier(this.#su.user)} WITH LOGIN REPLICATION`);
-        } else {
-          await client.query(
-            `CREATE ROLE ${escapeIdentifier(this.#repl.user)} WITH LOGIN REPLICATION PASSWORD ${escapeLiteral(
-              scramSha256Verifier(this.#repl.password),
-            )}`,
-          );
-        }
-        await client.query('COMMIT');
-      } catch (err) {
-        throw new StolonError('PG_COMMAND_FAILED', `creating the replication role failed: ${errorMessage(err)}`, {
-          cause: err,
-        });
-      } finally {
-        await endQuietly(client);
-      }
-      await this.stop('fast');
-      this.#ctx.log.info({ pgData: this.pgData }, 'PostgreSQL data directory initialised');
-    } catch (err) {
-      await this.stop('immediate').catch(() => undefined);
-      await fs.rm(this.pgData, { recursive: true, force: true });
-      throw err;
-    }
+  /** initdb and the replication role, see {@link initDataDir} in pg-init.ts. */
+  init(opts: { locale?: string; encoding?: string; dataChecksums?: boolean; signal?: AbortSignal }): Promise<void> {
+    return initDataDir(this.#ctx, this.#roles, opts);
   }
 
   /** Writes and validates the configuration files, see {@link writeConfig} in pg-conf-files.ts. */
@@ -640,17 +529,9 @@ export class PgManager implements PostgresManager {
     return systemIdentifier(this.#ctx);
   }
 
-  /**
-   * Removes PGDATA (and a leftover `<PGDATA>.basebackup`), nothing else.
-   * @throws StolonError `DATA_DIR_INVALID` when a postmaster is running on it.
-   */
-  async removeData(): Promise<void> {
-    if (await this.isRunning()) {
-      throw new StolonError('DATA_DIR_INVALID', `refusing to remove ${this.pgData} while postgres runs on it; stop it first`);
-    }
-    this.#ctx.log.warn({ pgData: this.pgData }, 'removing the PostgreSQL data directory');
-    await fs.rm(this.pgData, { recursive: true, force: true });
-    await fs.rm(`${this.pgData}.basebackup`, { recursive: true, force: true });
+  /** Removes PGDATA, see {@link removeDataDir} in pg-init.ts. */
+  removeData(): Promise<void> {
+    return removeDataDir(this.#ctx);
   }
 
   /** Probes the instance (never throws), see {@link observe} in pg-probe.ts. */
