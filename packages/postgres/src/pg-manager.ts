@@ -12,15 +12,11 @@
  */
 import { promises as fs } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Client } from 'pg';
 import type { Logger } from 'pino';
 import { StolonError, errorMessage } from '@stolon-ts/cluster';
 import {
   buildConnInfo,
-  expandDataRestoreCommand,
-  parseBaseBackupProgress,
   parseClusterState,
   parseLsn,
   parseRewindOutput,
@@ -38,11 +34,12 @@ import type {
   StandbySettings,
   WriteConfigResult,
 } from './manager.js';
+import { baseBackup, restoreData, waitRecoveryDone } from './pg-clone.js';
 import { restoreLastGoodConfig, writeConfig } from './pg-conf-files.js';
 import { initDataDir, removeDataDir } from './pg-init.js';
 import type { PgContext } from './pg-context.js';
 import { OUTPUT_LIMIT, PgExec, commandFailed, lastLines, throwIfAborted, type ExecResult } from './pg-exec.js';
-import { observe, readControlData, stillInRecovery, systemIdentifier } from './pg-probe.js';
+import { observe, readControlData, systemIdentifier } from './pg-probe.js';
 import { syncSlots } from './pg-slots.js';
 import { CONNECT_TIMEOUT_MS, PgSocket, defaultSocketDir, endQuietly } from './pg-socket.js';
 import {
@@ -54,7 +51,6 @@ import {
   fsyncDir,
   putBack,
   readIfExists,
-  removeNodeLeftovers,
   requireInitialized,
 } from './pgdata.js';
 import { isRunning, waitForDeadPostmaster } from './postmaster-pid.js';
@@ -62,7 +58,6 @@ import {
   promoteStandby,
   reloadPostmaster,
   restartPostmaster,
-  serverLogTail,
   startPostmaster,
   stopPostmaster,
 } from './postmaster.js';
@@ -120,8 +115,6 @@ const NODE_FILES = [
   `pg_hba.conf${LAST_GOOD}`,
   REPL_PASSFILE,
 ] as const;
-/** pg_basebackup progress callbacks are throttled to one per this many ms. */
-const PROGRESS_INTERVAL_MS = 1000;
 /**
  * {@link PostgresManager} over the PostgreSQL ≥ 12 binaries in `binPath` (tested with 15).
  *
@@ -211,87 +204,9 @@ export class PgManager implements PostgresManager {
     return promoteStandby(this.#ctx, timeoutMs);
   }
 
-  /**
-   * `pg_basebackup -D <PGDATA>.basebackup -X stream -c fast --slot <slotName> --progress --verbose
-   * -h -p -U -w` with the password in a temporary PGPASSFILE and `PGAPPNAME` = `stolon-ts-clone-<applicationName>`;
-   * on success replaces PGDATA by the backup (without the source's `last-good` files) and adds
-   * an empty `standby.signal` (so it can never start as a primary); the keeper then writes the
-   * standby configuration with {@link writeConfig}. On failure or abort the temporary directory
-   * is removed and PGDATA is left as it was.
-   *
-   * @param opts.onProgress receives `N/M kB` progress lines as bytes, at most once per second.
-   * @throws StolonError `PG_COMMAND_FAILED` (transient) with pg_basebackup's stderr, e.g. when
-   *   the slot does not exist yet; `ABORTED` when `opts.signal` fired (the child is killed);
-   *   `DATA_DIR_INVALID` when a postmaster is running on PGDATA.
-   * @see https://www.postgresql.org/docs/current/app-pgbasebackup.html
-   */
-  async baseBackup(standby: StandbySettings, opts: BaseBackupOptions = {}): Promise<void> {
-    if (await this.isRunning()) {
-      throw new StolonError('DATA_DIR_INVALID', `cannot replace ${this.pgData} by a base backup while postgres runs on it; stop it first`);
-    }
-    const tmp = `${this.pgData}.basebackup`;
-    await fs.rm(tmp, { recursive: true, force: true });
-    await fs.mkdir(dirname(tmp), { recursive: true });
-    await fs.mkdir(tmp, { mode: 0o700 });
-    await this.#ctx.exec.own(tmp);
-    await this.#ctx.exec.checkReachable(tmp);
-    const { host, port, user, password } = standby.primary;
-    this.#ctx.log.info(
-      { pgData: this.pgData, host, port, slot: standby.slotName },
-      `taking a base backup from ${host}:${port}`,
-    );
-    const progress = opts.onProgress === undefined ? undefined : this.#progressReporter(opts.onProgress);
-    let ok = false;
-    try {
-      const res = await this.#ctx.exec.withSecretFile(renderPgpassLine(user, password), (pgpass) =>
-        this.#ctx.exec.run(
-          'pg_basebackup',
-          [
-            '-D',
-            tmp,
-            '-X',
-            'stream',
-            '-c',
-            'fast',
-            '--slot',
-            standby.slotName,
-            '--progress',
-            '--verbose',
-            '-h',
-            host,
-            '-p',
-            String(port),
-            '-U',
-            user,
-            '-w',
-          ],
-          {
-            // Not the standby's own name: under synchronous replication the copy's WAL stream would
-            // otherwise count as the synchronous standby and acknowledge commits it never keeps.
-            env: { PGPASSFILE: pgpass, PGAPPNAME: `stolon-ts-clone-${standby.applicationName}` },
-            signal: opts.signal,
-            ...(progress === undefined ? {} : { onStderr: progress }),
-          },
-        ),
-      );
-      throwIfAborted(res, 'pg_basebackup');
-      if (res.code !== 0) {
-        throw commandFailed('pg_basebackup', res, 'the previous PGDATA is untouched; retry later', true);
-      }
-      // The source's last good configuration is not this node's (other port, other role).
-      await removeNodeLeftovers(tmp);
-      await fs.writeFile(join(tmp, 'standby.signal'), '', { mode: 0o600 });
-      await this.#ctx.exec.own(join(tmp, 'standby.signal'));
-      await fs.rm(this.pgData, { recursive: true, force: true });
-      await fs.rename(tmp, this.pgData);
-      await fsyncDir(dirname(this.pgData));
-      ok = true;
-      this.#ctx.log.info({ pgData: this.pgData }, 'base backup complete');
-    } finally {
-      if (!ok) {
-        await fs.rm(tmp, { recursive: true, force: true });
-      }
-    }
+  /** Replaces PGDATA by a base backup of the primary, see {@link baseBackup} in pg-clone.ts. */
+  baseBackup(standby: StandbySettings, opts: BaseBackupOptions = {}): Promise<void> {
+    return baseBackup(this.#ctx, standby, opts);
   }
 
   /**
@@ -420,108 +335,14 @@ export class PgManager implements PostgresManager {
     return result;
   }
 
-  /**
-   * Point-in-time recovery, step 1: removes PGDATA (and a leftover `<PGDATA>.basebackup`),
-   * recreates it empty (0700, owned by the OS user), and runs `/bin/sh -c <command>` as the OS
-   * user, cwd `/`, with `%d` → PGDATA and `%%` → `%` ({@link expandDataRestoreCommand}) and an
-   * allow-listed environment: PATH (PostgreSQL binaries first), HOME of the OS user, LANG/LC_*,
-   * TZ, TMPDIR, and PGDATA. The command is visible in the process list, as in Stolon: keep
-   * secrets in files it reads, not in its text.
-   *
-   * Afterwards PGDATA is set to 0700 (a copy may carry the backup directory's mode, which
-   * PostgreSQL refuses), and `postmaster.pid`, `postmaster.opts`, the `last-good` files and the
-   * replication password file are removed (they describe another instance).
-   *
-   * @throws StolonError `PG_COMMAND_FAILED` (transient; PGDATA removed) when the command fails
-   *   (with its stderr tail) or leaves no PG_VERSION; `CONFIG_INVALID` when `%d` cannot be
-   *   substituted safely; `DATA_DIR_INVALID` when postgres runs on PGDATA; `ABORTED`.
-   * @see https://www.postgresql.org/docs/current/continuous-archiving.html#BACKUP-PITR-RECOVERY
-   */
-  async restoreData(command: string, signal?: AbortSignal): Promise<void> {
-    if (await this.isRunning()) {
-      throw new StolonError('DATA_DIR_INVALID', `refusing to replace ${this.pgData} while postgres runs on it; stop it first`);
-    }
-    const expanded = expandDataRestoreCommand(command, this.pgData);
-    await fs.rm(this.pgData, { recursive: true, force: true });
-    await fs.rm(`${this.pgData}.basebackup`, { recursive: true, force: true });
-    await fs.mkdir(dirname(this.pgData), { recursive: true });
-    await fs.mkdir(this.pgData, { mode: 0o700 });
-    await this.#ctx.exec.own(this.pgData);
-    let ok = false;
-    try {
-      await this.#ctx.exec.checkReachable(this.pgData);
-      // The command itself is not logged: it may name credentials files or buckets.
-      this.#ctx.log.info({ pgData: this.pgData }, 'restoring the data directory with the dataRestoreCommand');
-      const res = await this.#ctx.exec.run('/bin/sh', ['-c', expanded], {
-        cleanEnv: true,
-        env: { PGDATA: this.pgData },
-        signal,
-      });
-      throwIfAborted(res, 'the dataRestoreCommand');
-      if (res.code !== 0) {
-        throw commandFailed('the dataRestoreCommand', res, 'PGDATA was removed; the next attempt starts from scratch', true);
-      }
-      if (!(await exists(join(this.pgData, 'PG_VERSION')))) {
-        throw new StolonError(
-          'PG_COMMAND_FAILED',
-          `the dataRestoreCommand succeeded but left no PG_VERSION in ${this.pgData}; check that it restores a base backup into %d`,
-          { transient: true },
-        );
-      }
-      await fs.chmod(this.pgData, 0o700);
-      await removeNodeLeftovers(this.pgData);
-      await fs.rm(join(this.pgData, 'postmaster.pid'), { force: true });
-      await fs.rm(join(this.pgData, 'postmaster.opts'), { force: true });
-      await fsyncDir(this.pgData);
-      ok = true;
-      this.#ctx.log.info({ pgData: this.pgData }, 'data directory restored');
-    } finally {
-      if (!ok) {
-        await fs.rm(this.pgData, { recursive: true, force: true });
-      }
-    }
+  /** Recreates PGDATA with the dataRestoreCommand, see {@link restoreData} in pg-clone.ts. */
+  restoreData(command: string, signal?: AbortSignal): Promise<void> {
+    return restoreData(this.#ctx, command, signal);
   }
 
-  /**
-   * Polls every 200 ms until archive recovery is over: `recovery.signal` removed by the server
-   * and `pg_is_in_recovery()` false (PostgreSQL ≥ 12; with a target, `recovery_target_action =
-   * promote` ends it there, without one the end of the archive does).
-   * @param timeoutMs overall bound; `Infinity` waits for ever (Stolon's syncTimeout 0).
-   * @throws StolonError `PG_COMMAND_FAILED` (not transient) with the server log tail when the
-   *   postmaster exited (e.g. "recovery ended before configured recovery target was reached");
-   *   `PG_COMMAND_FAILED` (transient) on timeout; `ABORTED` when `signal` fired.
-   * @see https://www.postgresql.org/docs/current/continuous-archiving.html#BACKUP-PITR-RECOVERY
-   */
-  async waitRecoveryDone(timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    const deadline = performance.now() + timeoutMs;
-    let last = 'no answer yet';
-    for (;;) {
-      if (signal?.aborted === true) {
-        throw new StolonError('ABORTED', 'waiting for the end of recovery aborted');
-      }
-      if (!(await this.isRunning())) {
-        throw new StolonError(
-          'PG_COMMAND_FAILED',
-          `postgres exited during archive recovery; last lines of ${this.logFile}:\n${await serverLogTail(this.#ctx)}`,
-        );
-      }
-      if (await exists(join(this.pgData, 'recovery.signal'))) {
-        last = 'recovery.signal still present';
-      } else {
-        const notYet = await stillInRecovery(this.#ctx);
-        if (notYet === undefined) {
-          this.#ctx.log.info({ pgData: this.pgData }, 'archive recovery finished');
-          return;
-        }
-        last = notYet;
-      }
-      if (performance.now() >= deadline) {
-        throw new StolonError('PG_COMMAND_FAILED', `archive recovery not finished after ${timeoutMs} ms: ${last}`, {
-          transient: true,
-        });
-      }
-      await sleep(200);
-    }
+  /** Waits for the end of archive recovery, see {@link waitRecoveryDone} in pg-clone.ts. */
+  waitRecoveryDone(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return waitRecoveryDone(this.#ctx, timeoutMs, signal);
   }
 
   /** `Database system identifier` from pg_controldata, see {@link systemIdentifier} in pg-probe.ts. */
@@ -607,29 +428,6 @@ export class PgManager implements PostgresManager {
         await ensureEmptyFile(this.#ctx.exec, join(this.pgData, name));
       }
     }
-  }
-
-  /** Wraps a progress callback: parses pg_basebackup's stderr lines, one call per second at most. */
-  #progressReporter(onProgress: NonNullable<BaseBackupOptions['onProgress']>): (chunk: string) => void {
-    let partial = '';
-    let lastCall = Number.NEGATIVE_INFINITY;
-    return (chunk) => {
-      const parts = (partial + chunk).split(/[\r\n]/);
-      partial = parts.pop() ?? '';
-      for (const line of parts) {
-        const p = parseBaseBackupProgress(line);
-        const now = performance.now();
-        if (p === undefined || now - lastCall < PROGRESS_INTERVAL_MS) {
-          continue;
-        }
-        lastCall = now;
-        try {
-          onProgress(p);
-        } catch (err) {
-          this.#ctx.log.debug({ err: errorMessage(err) }, 'base backup progress callback threw; ignored');
-        }
-      }
-    };
   }
 
   /**
