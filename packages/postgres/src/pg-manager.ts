@@ -1,7 +1,13 @@
 /**
- * The PostgreSQL manager: runs initdb, pg_ctl, pg_basebackup and postgres for one PGDATA, writes
- * the keeper-owned files atomically (temporary file, fsync, rename), and probes the instance with
- * the `pg` driver. Behaviour follows Stolon's internal/postgresql/postgresql.go.
+ * The PostgreSQL manager: `PgManager`, the {@link PostgresManager} the keeper drives, for one
+ * PGDATA. It holds the context its parts share (pg-context.ts) and hands each call to the part
+ * whose job it is: pg-init.ts (initdb, removeData), pg-conf-files.ts (the configuration files
+ * and their last good copies), postmaster.ts (pg_ctl start, stop, restart, reload, promote),
+ * pg-clone.ts (base backup, restore, archive recovery), pg-rewind.ts, pg-probe.ts (observe,
+ * pg_controldata), pg-slots.ts; beneath them postmaster-pid.ts (is a postmaster running),
+ * pg-exec.ts (binaries and files as the OS user), pg-socket.ts (the local connections) and
+ * pgdata.ts (PGDATA's file names and operations). Behaviour follows Stolon's
+ * internal/postgresql/postgresql.go.
  *
  * Running as root: PostgreSQL refuses to run as root, so when `process.getuid() === 0` every
  * binary is spawned with the uid/gid of `osUser` (default `postgres`) and every file or
@@ -10,22 +16,12 @@
  * PGPASSFILE, the walreceiver from a password file in PGDATA, and roles get a SCRAM verifier
  * computed here rather than a cleartext password.
  */
-import { promises as fs } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { Client } from 'pg';
 import type { Logger } from 'pino';
-import { StolonError, errorMessage } from '@stolon-ts/cluster';
-import {
-  buildConnInfo,
-  parseClusterState,
-  parseLsn,
-  parseRewindOutput,
-  renderPgpassLine,
-} from './config.js';
+import { StolonError } from '@stolon-ts/cluster';
 import type {
   BaseBackupOptions,
   ConnTarget,
-  DbClusterState,
   PgConfig,
   PgObservation,
   PostgresManager,
@@ -36,31 +32,15 @@ import type {
 } from './manager.js';
 import { baseBackup, restoreData, waitRecoveryDone } from './pg-clone.js';
 import { restoreLastGoodConfig, writeConfig } from './pg-conf-files.js';
-import { initDataDir, removeDataDir } from './pg-init.js';
 import type { PgContext } from './pg-context.js';
-import { OUTPUT_LIMIT, PgExec, commandFailed, lastLines, throwIfAborted, type ExecResult } from './pg-exec.js';
-import { observe, readControlData, systemIdentifier } from './pg-probe.js';
+import { PgExec } from './pg-exec.js';
+import { initDataDir, removeDataDir } from './pg-init.js';
+import { observe, systemIdentifier } from './pg-probe.js';
+import { rewind } from './pg-rewind.js';
 import { syncSlots } from './pg-slots.js';
-import { CONNECT_TIMEOUT_MS, PgSocket, defaultSocketDir, endQuietly } from './pg-socket.js';
-import {
-  LAST_GOOD,
-  REPL_PASSFILE,
-  dataWrite,
-  ensureEmptyFile,
-  exists,
-  fsyncDir,
-  putBack,
-  readIfExists,
-  requireInitialized,
-} from './pgdata.js';
-import { isRunning, waitForDeadPostmaster } from './postmaster-pid.js';
-import {
-  promoteStandby,
-  reloadPostmaster,
-  restartPostmaster,
-  startPostmaster,
-  stopPostmaster,
-} from './postmaster.js';
+import { PgSocket, defaultSocketDir } from './pg-socket.js';
+import { isRunning } from './postmaster-pid.js';
+import { promoteStandby, reloadPostmaster, restartPostmaster, startPostmaster, stopPostmaster } from './postmaster.js';
 
 /** Constructor options of {@link PgManager}. */
 export interface PgManagerOptions {
@@ -103,18 +83,6 @@ export interface PgManagerOptions {
   readonly socketDir?: string;
 }
 
-/**
- * Files of PGDATA that belong to this node, not to the data: pg_rewind would replace them by
- * the source's (or delete them), so they are saved before and put back after it.
- */
-const NODE_FILES = [
-  'postgresql.conf',
-  'pg_hba.conf',
-  'postgresql.auto.conf',
-  `postgresql.conf${LAST_GOOD}`,
-  `pg_hba.conf${LAST_GOOD}`,
-  REPL_PASSFILE,
-] as const;
 /**
  * {@link PostgresManager} over the PostgreSQL ≥ 12 binaries in `binPath` (tested with 15).
  *
@@ -209,130 +177,9 @@ export class PgManager implements PostgresManager {
     return baseBackup(this.#ctx, standby, opts);
   }
 
-  /**
-   * pg_rewind of the stopped instance onto `source`'s timeline:
-   *
-   * 1. pg_control must say "shut down" or "shut down in recovery"; otherwise crash recovery runs
-   *    first in single-user mode (`postgres --single -D PGDATA -c archive_mode=on -c
-   *    archive_command=false template1 < /dev/null`, as Patroni does: the archive settings keep
-   *    the end-of-recovery checkpoint from recycling WAL that pg_rewind still has to read), with
-   *    the signal files moved away meanwhile (single-user mode refuses standby mode);
-   * 2. `localEnd` is read from pg_control, see {@link RewindResult.localEnd}; a symlinked
-   *    postgresql.auto.conf (Stolon's `/dev/null` trick, which pg_rewind rejects) is replaced by
-   *    an empty file; the source gets a CHECKPOINT, so its control file shows its new timeline
-   *    even right after its promotion;
-   * 3. this node's files ({@link NODE_FILES}: configuration, last-good copies, replication
-   *    password file) are saved, because pg_rewind replaces them by the source's;
-   * 4. `pg_rewind --target-pgdata=PGDATA --source-server='<conninfo>' --progress` as the OS user;
-   *    the conninfo has `dbname=postgres`, `sslmode=prefer`, `connect_timeout=10`,
-   *    `options='-c synchronous_commit=off'` (Stolon's, so a synchronous primary without a
-   *    standby cannot block it) and `passfile=` pointing at a temporary password file;
-   * 5. the saved files are put back (also after a failure), and on success `standby.signal`
-   *    replaces any `recovery.signal`.
-   *
-   * @param source the new primary, as a superuser (pg_rewind reads its files with
-   *   pg_read_binary_file).
-   * @param signal aborting kills the running step; PGDATA is then unusable (base backup next).
-   * @throws StolonError `DATA_DIR_INVALID` when running or not initialised;
-   *   `PG_COMMAND_FAILED` (transient) when single-user crash recovery failed;
-   *   `PG_COMMAND_FAILED` (not transient) with pg_rewind's stderr tail (never a password);
-   *   `ABORTED`.
-   * @see https://www.postgresql.org/docs/current/app-pgrewind.html
-   * @see https://www.postgresql.org/docs/current/app-postgres.html (single-user mode)
-   */
-  async rewind(source: ConnTarget, signal?: AbortSignal): Promise<RewindResult> {
-    if (await this.isRunning()) {
-      throw new StolonError('DATA_DIR_INVALID', `cannot rewind ${this.pgData} while postgres runs on it; stop it first`);
-    }
-    await requireInitialized(this.pgData, 'rewind');
-    let control = await readControlData(this.#ctx);
-    let state = parseClusterState(control.get('Database cluster state'));
-    if (state !== 'shut down' && state !== 'shut down in recovery') {
-      await this.#crashRecover(state, signal);
-      control = await readControlData(this.#ctx);
-      state = parseClusterState(control.get('Database cluster state'));
-      if (state !== 'shut down' && state !== 'shut down in recovery') {
-        throw new StolonError(
-          'PG_COMMAND_FAILED',
-          `after single-user crash recovery pg_control still says ${JSON.stringify(state ?? control.get('Database cluster state'))}; fall back to a base backup`,
-          { transient: true },
-        );
-      }
-    }
-    const lsnOf = (label: string): number => {
-      const v = control.get(label);
-      return v === undefined ? 0 : parseLsn(v);
-    };
-    const localEnd = Math.max(lsnOf('Latest checkpoint location'), lsnOf('Minimum recovery ending location'));
-    const localTimeline = Number(control.get("Latest checkpoint's TimeLineID") ?? '0');
-
-    // Stolon's postgresql.auto.conf → /dev/null symlink makes pg_rewind fail; ours is a file.
-    const auto = join(this.pgData, 'postgresql.auto.conf');
-    if ((await fs.lstat(auto).catch(() => undefined))?.isSymbolicLink() === true) {
-      await dataWrite(this.pgData, 'replacing the postgresql.auto.conf symlink', () => this.#ctx.exec.writeAtomic(auto, ''));
-    }
-    await this.#checkpointSource(source);
-    const saved = await this.#snapshotNodeFiles();
-    this.#ctx.log.info(
-      { pgData: this.pgData, host: source.host, port: source.port, localEnd },
-      `rewinding onto the timeline of ${source.host}:${source.port} (pg_rewind)`,
-    );
-    let output = '';
-    let res: ExecResult;
-    try {
-      res = await this.#ctx.exec.withSecretFile(renderPgpassLine(source.user, source.password), (pgpass) => {
-        const conninfo = buildConnInfo({
-          application_name: 'stolon-ts-rewind',
-          connect_timeout: '10',
-          dbname: 'postgres',
-          host: source.host,
-          options: '-c synchronous_commit=off',
-          passfile: pgpass,
-          port: String(source.port),
-          sslmode: 'prefer',
-          user: source.user,
-        });
-        return this.#ctx.exec.run('pg_rewind', [`--target-pgdata=${this.pgData}`, `--source-server=${conninfo}`, '--progress'], {
-          env: { LC_ALL: 'C' },
-          signal,
-          // The divergence line comes first; the stderr kept at the end is only a tail.
-          onStderr: (chunk) => {
-            if (output.length < OUTPUT_LIMIT) {
-              output += chunk;
-            }
-          },
-        });
-      });
-    } finally {
-      await dataWrite(this.pgData, 'putting back the node configuration after pg_rewind', () => this.#restoreNodeFiles(saved));
-    }
-    throwIfAborted(res, 'pg_rewind');
-    if (res.code !== 0) {
-      throw commandFailed('pg_rewind', res, 'fall back to a base backup');
-    }
-    const parsed = parseRewindOutput(output);
-    let result: RewindResult;
-    if (parsed !== undefined) {
-      result = { ...parsed, localEnd };
-    } else if (/no rewind required/.test(output)) {
-      // Same timeline as the source ("source and target cluster are on the same timeline"):
-      // nothing diverged, the local WAL simply ends earlier.
-      result = { divergedAt: localEnd, divergedTimeline: localTimeline, localEnd, rewound: false };
-    } else {
-      throw new StolonError(
-        'PG_COMMAND_FAILED',
-        `pg_rewind succeeded but printed no divergence point: ${lastLines(output, 10)}; fall back to a base backup`,
-      );
-    }
-    await dataWrite(this.pgData, 'writing standby.signal after pg_rewind', async () => {
-      // A rewound PGDATA must replay the source's WAL before it is consistent: never start it
-      // as a primary.
-      await fs.rm(join(this.pgData, 'recovery.signal'), { force: true });
-      await ensureEmptyFile(this.#ctx.exec, join(this.pgData, 'standby.signal'));
-      await fsyncDir(this.pgData);
-    });
-    this.#ctx.log.info({ pgData: this.pgData, ...result }, 'pg_rewind complete');
-    return result;
+  /** pg_rewind onto `source`'s timeline, see {@link rewind} in pg-rewind.ts. */
+  rewind(source: ConnTarget, signal?: AbortSignal): Promise<RewindResult> {
+    return rewind(this.#ctx, source, signal);
   }
 
   /** Recreates PGDATA with the dataRestoreCommand, see {@link restoreData} in pg-clone.ts. */
@@ -369,103 +216,4 @@ export class PgManager implements PostgresManager {
   isRunning(): Promise<boolean> {
     return isRunning(this.pgData);
   }
-
-  // ---------------------------------------------------------------- internals
-
-  /** Contents of {@link NODE_FILES} (null = absent), to put back after pg_rewind. */
-  async #snapshotNodeFiles(): Promise<Map<string, string | null>> {
-    const out = new Map<string, string | null>();
-    for (const name of NODE_FILES) {
-      out.set(name, await readIfExists(join(this.pgData, name)));
-    }
-    return out;
-  }
-
-  /** Puts back what {@link #snapshotNodeFiles} saw; files already identical are not rewritten. */
-  async #restoreNodeFiles(saved: ReadonlyMap<string, string | null>): Promise<void> {
-    for (const [name, content] of saved) {
-      const path = join(this.pgData, name);
-      const lst = await fs.lstat(path).catch(() => undefined);
-      if (content === null ? lst === undefined : lst?.isFile() === true && (await readIfExists(path)) === content) {
-        continue;
-      }
-      await putBack(this.#ctx.exec, path, content);
-    }
-    await fsyncDir(this.pgData);
-  }
-
-  /**
-   * Crash recovery of a stopped, uncleanly shut down instance in single-user mode, so that
-   * pg_rewind gets a cleanly shut down target (Patroni's `ensure_clean_shutdown`). The signal
-   * files are moved away meanwhile and put back afterwards, whatever happens.
-   * @throws StolonError `PG_COMMAND_FAILED` (transient) with the server's stderr tail; `ABORTED`.
-   */
-  async #crashRecover(state: DbClusterState | undefined, signal: AbortSignal | undefined): Promise<void> {
-    this.#ctx.log.warn(
-      { pgData: this.pgData, clusterState: state },
-      'postgres was not shut down cleanly; running crash recovery in single-user mode before pg_rewind',
-    );
-    await waitForDeadPostmaster(this.#ctx);
-    const signals: string[] = [];
-    for (const name of ['standby.signal', 'recovery.signal']) {
-      if (await exists(join(this.pgData, name))) {
-        signals.push(name);
-        await fs.rm(join(this.pgData, name));
-      }
-    }
-    try {
-      const res = await this.#ctx.exec.run(
-        'postgres',
-        ['--single', '-D', this.pgData, '-c', 'archive_mode=on', '-c', 'archive_command=false', 'template1'],
-        { env: { LC_ALL: 'C' }, signal },
-      );
-      throwIfAborted(res, 'single-user crash recovery');
-      if (res.code !== 0) {
-        throw commandFailed('postgres --single (crash recovery)', res, 'retry later or fall back to a base backup', true);
-      }
-    } finally {
-      for (const name of signals) {
-        await ensureEmptyFile(this.#ctx.exec, join(this.pgData, name));
-      }
-    }
-  }
-
-  /**
-   * Runs CHECKPOINT on the rewind source. pg_rewind takes the source's timeline from its control
-   * file, which a freshly promoted primary updates only at its first checkpoint after the
-   * promotion; before that pg_rewind finds both servers "on the same timeline", rewinds nothing,
-   * and the target then cannot follow (its WAL is past the fork). Patroni checkpoints after a
-   * promotion for the same reason.
-   * @throws StolonError `PG_COMMAND_FAILED` (not transient, as a failed pg_rewind: fall back to a
-   *   base backup) when the source cannot be reached or the checkpoint fails.
-   * @see https://www.postgresql.org/docs/current/app-pgrewind.html
-   */
-  async #checkpointSource(source: ConnTarget): Promise<void> {
-    const client = new Client({
-      host: source.host,
-      port: source.port,
-      user: source.user,
-      password: source.password,
-      database: 'postgres',
-      application_name: 'stolon-ts-rewind',
-      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-      query_timeout: 60_000,
-    });
-    client.on('error', (err) => this.#ctx.log.debug({ err: errorMessage(err) }, 'rewind source connection error'));
-    try {
-      await client.connect();
-      await client.query('CHECKPOINT');
-    } catch (err) {
-      throw new StolonError(
-        'PG_COMMAND_FAILED',
-        `cannot CHECKPOINT the rewind source ${source.host}:${source.port} before pg_rewind: ${errorMessage(err)}; fall back to a base backup`,
-        { transient: false, cause: err },
-      );
-    } finally {
-      await endQuietly(client);
-    }
-  }
-
 }
-
-// ------------------------------------------------------------------ helpers
