@@ -1,13 +1,8 @@
 /**
  * The PostgreSQL manager: `PgManager`, the {@link PostgresManager} the keeper drives, for one
- * PGDATA. It holds the context its parts share (pg-context.ts) and hands each call to the part
- * whose job it is: pg-init.ts (initdb, removeData), pg-conf-files.ts (the configuration files
- * and their last good copies), postmaster.ts (pg_ctl start, stop, restart, reload, promote),
- * pg-clone.ts (base backup, restore, archive recovery), pg-rewind.ts, pg-probe.ts (observe,
- * pg_controldata), pg-slots.ts; beneath them postmaster-pid.ts (is a postmaster running),
- * pg-exec.ts (binaries and files as the OS user), pg-socket.ts (the local connections) and
- * pgdata.ts (PGDATA's file names and operations). Behaviour follows Stolon's
- * internal/postgresql/postgresql.go.
+ * PGDATA. It holds the context its parts share (pg-context.ts) and hands each call to the module
+ * whose job it is; docs/architecture.md, "PostgreSQL manager", lists them. Behaviour follows
+ * Stolon's internal/postgresql/postgresql.go.
  *
  * Running as root: PostgreSQL refuses to run as root, so when `process.getuid() === 0` every
  * binary is spawned with the uid/gid of `osUser` (default `postgres`) and every file or
