@@ -13,7 +13,16 @@ import type { PgConfig, RecoveryConfig, WriteConfigResult } from './manager.js';
 import type { PgContext } from './pg-context.js';
 import { exitText, lastLines } from './pg-exec.js';
 import { endQuietly } from './pg-socket.js';
-import { LAST_GOOD, REPL_PASSFILE, dataWrite, ensureEmptyFile, fsyncDir, putBack, readIfExists, requireInitialized } from './pgdata.js';
+import {
+  LAST_GOOD,
+  REPL_PASSFILE,
+  dataWrite,
+  ensureEmptyFile,
+  fsyncDir,
+  putBack,
+  readIfExists,
+  requireInitialized,
+} from './pgdata.js';
 import { isRunning } from './postmaster-pid.js';
 
 /**

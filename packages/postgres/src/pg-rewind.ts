@@ -14,7 +14,17 @@ import type { PgContext } from './pg-context.js';
 import { OUTPUT_LIMIT, commandFailed, lastLines, throwIfAborted, type ExecResult } from './pg-exec.js';
 import { readControlData } from './pg-probe.js';
 import { CONNECT_TIMEOUT_MS, endQuietly } from './pg-socket.js';
-import { LAST_GOOD, REPL_PASSFILE, dataWrite, ensureEmptyFile, exists, fsyncDir, putBack, readIfExists, requireInitialized } from './pgdata.js';
+import {
+  LAST_GOOD,
+  REPL_PASSFILE,
+  dataWrite,
+  ensureEmptyFile,
+  exists,
+  fsyncDir,
+  putBack,
+  readIfExists,
+  requireInitialized,
+} from './pgdata.js';
 import { isRunning, waitForDeadPostmaster } from './postmaster-pid.js';
 
 /**
