@@ -1,0 +1,232 @@
+/**
+ * Making PGDATA a copy of another instance: a base backup of the primary (pg_basebackup, with its
+ * progress), or a restore by the user's dataRestoreCommand followed by archive recovery
+ * (waitRecoveryDone). pg_rewind, which repairs PGDATA instead of replacing it: pg-rewind.ts. The
+ * manager as a whole: pg-manager.ts.
+ */
+import { promises as fs } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { StolonError, errorMessage } from '@stolon-ts/cluster';
+import { expandDataRestoreCommand, parseBaseBackupProgress, renderPgpassLine } from './config.js';
+import type { BaseBackupOptions, StandbySettings } from './manager.js';
+import type { PgContext } from './pg-context.js';
+import { commandFailed, throwIfAborted } from './pg-exec.js';
+import { stillInRecovery } from './pg-probe.js';
+import { exists, fsyncDir, removeNodeLeftovers } from './pgdata.js';
+import { isRunning } from './postmaster-pid.js';
+import { serverLogTail } from './postmaster.js';
+
+/** pg_basebackup progress callbacks are throttled to one per this many ms. */
+const PROGRESS_INTERVAL_MS = 1000;
+
+/**
+ * `pg_basebackup -D <PGDATA>.basebackup -X stream -c fast --slot <slotName> --progress --verbose
+ * -h -p -U -w` with the password in a temporary PGPASSFILE and `PGAPPNAME` = `stolon-ts-clone-<applicationName>`;
+ * on success replaces PGDATA by the backup (without the source's `last-good` files) and adds
+ * an empty `standby.signal` (so it can never start as a primary); the keeper then writes the
+ * standby configuration with writeConfig (pg-conf-files.ts). On failure or abort the temporary
+ * directory is removed and PGDATA is left as it was.
+ *
+ * @param opts.onProgress receives `N/M kB` progress lines as bytes, at most once per second.
+ * @throws StolonError `PG_COMMAND_FAILED` (transient) with pg_basebackup's stderr, e.g. when
+ *   the slot does not exist yet; `ABORTED` when `opts.signal` fired (the child is killed);
+ *   `DATA_DIR_INVALID` when a postmaster is running on PGDATA.
+ * @see https://www.postgresql.org/docs/current/app-pgbasebackup.html
+ */
+export async function baseBackup(ctx: PgContext, standby: StandbySettings, opts: BaseBackupOptions = {}): Promise<void> {
+  if (await isRunning(ctx.pgData)) {
+    throw new StolonError('DATA_DIR_INVALID', `cannot replace ${ctx.pgData} by a base backup while postgres runs on it; stop it first`);
+  }
+  const tmp = `${ctx.pgData}.basebackup`;
+  await fs.rm(tmp, { recursive: true, force: true });
+  await fs.mkdir(dirname(tmp), { recursive: true });
+  await fs.mkdir(tmp, { mode: 0o700 });
+  await ctx.exec.own(tmp);
+  await ctx.exec.checkReachable(tmp);
+  const { host, port, user, password } = standby.primary;
+  ctx.log.info(
+    { pgData: ctx.pgData, host, port, slot: standby.slotName },
+    `taking a base backup from ${host}:${port}`,
+  );
+  const progress = opts.onProgress === undefined ? undefined : progressReporter(ctx, opts.onProgress);
+  let ok = false;
+  try {
+    const res = await ctx.exec.withSecretFile(renderPgpassLine(user, password), (pgpass) =>
+      ctx.exec.run(
+        'pg_basebackup',
+        [
+          '-D',
+          tmp,
+          '-X',
+          'stream',
+          '-c',
+          'fast',
+          '--slot',
+          standby.slotName,
+          '--progress',
+          '--verbose',
+          '-h',
+          host,
+          '-p',
+          String(port),
+          '-U',
+          user,
+          '-w',
+        ],
+        {
+          // Not the standby's own name: under synchronous replication the copy's WAL stream would
+          // otherwise count as the synchronous standby and acknowledge commits it never keeps.
+          env: { PGPASSFILE: pgpass, PGAPPNAME: `stolon-ts-clone-${standby.applicationName}` },
+          signal: opts.signal,
+          ...(progress === undefined ? {} : { onStderr: progress }),
+        },
+      ),
+    );
+    throwIfAborted(res, 'pg_basebackup');
+    if (res.code !== 0) {
+      throw commandFailed('pg_basebackup', res, 'the previous PGDATA is untouched; retry later', true);
+    }
+    // The source's last good configuration is not this node's (other port, other role).
+    await removeNodeLeftovers(tmp);
+    await fs.writeFile(join(tmp, 'standby.signal'), '', { mode: 0o600 });
+    await ctx.exec.own(join(tmp, 'standby.signal'));
+    await fs.rm(ctx.pgData, { recursive: true, force: true });
+    await fs.rename(tmp, ctx.pgData);
+    await fsyncDir(dirname(ctx.pgData));
+    ok = true;
+    ctx.log.info({ pgData: ctx.pgData }, 'base backup complete');
+  } finally {
+    if (!ok) {
+      await fs.rm(tmp, { recursive: true, force: true });
+    }
+  }
+}
+
+/** Wraps a progress callback: parses pg_basebackup's stderr lines, one call per second at most. */
+function progressReporter(ctx: PgContext, onProgress: NonNullable<BaseBackupOptions['onProgress']>): (chunk: string) => void {
+  let partial = '';
+  let lastCall = Number.NEGATIVE_INFINITY;
+  return (chunk) => {
+    const parts = (partial + chunk).split(/[\r\n]/);
+    partial = parts.pop() ?? '';
+    for (const line of parts) {
+      const p = parseBaseBackupProgress(line);
+      const now = performance.now();
+      if (p === undefined || now - lastCall < PROGRESS_INTERVAL_MS) {
+        continue;
+      }
+      lastCall = now;
+      try {
+        onProgress(p);
+      } catch (err) {
+        ctx.log.debug({ err: errorMessage(err) }, 'base backup progress callback threw; ignored');
+      }
+    }
+  };
+}
+
+/**
+ * Point-in-time recovery, step 1: removes PGDATA (and a leftover `<PGDATA>.basebackup`),
+ * recreates it empty (0700, owned by the OS user), and runs `/bin/sh -c <command>` as the OS
+ * user, cwd `/`, with `%d` → PGDATA and `%%` → `%` ({@link expandDataRestoreCommand}) and an
+ * allow-listed environment: PATH (PostgreSQL binaries first), HOME of the OS user, LANG/LC_*,
+ * TZ, TMPDIR, and PGDATA. The command is visible in the process list, as in Stolon: keep
+ * secrets in files it reads, not in its text.
+ *
+ * Afterwards PGDATA is set to 0700 (a copy may carry the backup directory's mode, which
+ * PostgreSQL refuses), and `postmaster.pid`, `postmaster.opts`, the `last-good` files and the
+ * replication password file are removed (they describe another instance).
+ *
+ * @throws StolonError `PG_COMMAND_FAILED` (transient; PGDATA removed) when the command fails
+ *   (with its stderr tail) or leaves no PG_VERSION; `CONFIG_INVALID` when `%d` cannot be
+ *   substituted safely; `DATA_DIR_INVALID` when postgres runs on PGDATA; `ABORTED`.
+ * @see https://www.postgresql.org/docs/current/continuous-archiving.html#BACKUP-PITR-RECOVERY
+ */
+export async function restoreData(ctx: PgContext, command: string, signal?: AbortSignal): Promise<void> {
+  if (await isRunning(ctx.pgData)) {
+    throw new StolonError('DATA_DIR_INVALID', `refusing to replace ${ctx.pgData} while postgres runs on it; stop it first`);
+  }
+  const expanded = expandDataRestoreCommand(command, ctx.pgData);
+  await fs.rm(ctx.pgData, { recursive: true, force: true });
+  await fs.rm(`${ctx.pgData}.basebackup`, { recursive: true, force: true });
+  await fs.mkdir(dirname(ctx.pgData), { recursive: true });
+  await fs.mkdir(ctx.pgData, { mode: 0o700 });
+  await ctx.exec.own(ctx.pgData);
+  let ok = false;
+  try {
+    await ctx.exec.checkReachable(ctx.pgData);
+    // The command itself is not logged: it may name credentials files or buckets.
+    ctx.log.info({ pgData: ctx.pgData }, 'restoring the data directory with the dataRestoreCommand');
+    const res = await ctx.exec.run('/bin/sh', ['-c', expanded], {
+      cleanEnv: true,
+      env: { PGDATA: ctx.pgData },
+      signal,
+    });
+    throwIfAborted(res, 'the dataRestoreCommand');
+    if (res.code !== 0) {
+      throw commandFailed('the dataRestoreCommand', res, 'PGDATA was removed; the next attempt starts from scratch', true);
+    }
+    if (!(await exists(join(ctx.pgData, 'PG_VERSION')))) {
+      throw new StolonError(
+        'PG_COMMAND_FAILED',
+        `the dataRestoreCommand succeeded but left no PG_VERSION in ${ctx.pgData}; check that it restores a base backup into %d`,
+        { transient: true },
+      );
+    }
+    await fs.chmod(ctx.pgData, 0o700);
+    await removeNodeLeftovers(ctx.pgData);
+    await fs.rm(join(ctx.pgData, 'postmaster.pid'), { force: true });
+    await fs.rm(join(ctx.pgData, 'postmaster.opts'), { force: true });
+    await fsyncDir(ctx.pgData);
+    ok = true;
+    ctx.log.info({ pgData: ctx.pgData }, 'data directory restored');
+  } finally {
+    if (!ok) {
+      await fs.rm(ctx.pgData, { recursive: true, force: true });
+    }
+  }
+}
+
+/**
+ * Polls every 200 ms until archive recovery is over: `recovery.signal` removed by the server
+ * and `pg_is_in_recovery()` false (PostgreSQL ≥ 12; with a target, `recovery_target_action =
+ * promote` ends it there, without one the end of the archive does).
+ * @param timeoutMs overall bound; `Infinity` waits for ever (Stolon's syncTimeout 0).
+ * @throws StolonError `PG_COMMAND_FAILED` (not transient) with the server log tail when the
+ *   postmaster exited (e.g. "recovery ended before configured recovery target was reached");
+ *   `PG_COMMAND_FAILED` (transient) on timeout; `ABORTED` when `signal` fired.
+ * @see https://www.postgresql.org/docs/current/continuous-archiving.html#BACKUP-PITR-RECOVERY
+ */
+export async function waitRecoveryDone(ctx: PgContext, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  let last = 'no answer yet';
+  for (;;) {
+    if (signal?.aborted === true) {
+      throw new StolonError('ABORTED', 'waiting for the end of recovery aborted');
+    }
+    if (!(await isRunning(ctx.pgData))) {
+      throw new StolonError(
+        'PG_COMMAND_FAILED',
+        `postgres exited during archive recovery; last lines of ${ctx.logFile}:\n${await serverLogTail(ctx)}`,
+      );
+    }
+    if (await exists(join(ctx.pgData, 'recovery.signal'))) {
+      last = 'recovery.signal still present';
+    } else {
+      const notYet = await stillInRecovery(ctx);
+      if (notYet === undefined) {
+        ctx.log.info({ pgData: ctx.pgData }, 'archive recovery finished');
+        return;
+      }
+      last = notYet;
+    }
+    if (performance.now() >= deadline) {
+      throw new StolonError('PG_COMMAND_FAILED', `archive recovery not finished after ${timeoutMs} ms: ${last}`, {
+        transient: true,
+      });
+    }
+    await sleep(200);
+  }
+}

@@ -1,0 +1,339 @@
+/**
+ * The manager's process context: runs the PostgreSQL binaries of `binPath`, and creates files, as
+ * the OS user (PostgreSQL refuses to run as root, so a root keeper spawns them with that user's
+ * uid/gid and chowns what it creates), with a scrubbed environment and secrets in temporary
+ * password files rather than argv. Also the helpers that turn a command's result into a
+ * StolonError. The manager as a whole: pg-manager.ts.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import type { Logger } from 'pino';
+import { StolonError, errorMessage } from '@stolon-ts/cluster';
+
+/** Result of one spawned binary. */
+export interface ExecResult {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly aborted: boolean;
+}
+
+interface ExecOptions {
+  readonly env?: Readonly<Record<string, string>>;
+  /**
+   * Start from an allow-listed environment (PATH, HOME, locale, TZ, TMPDIR) instead of ours
+   * minus `PG*`: for user-supplied commands, which must not see the keeper's secrets.
+   */
+  readonly cleanEnv?: boolean;
+  /** Called with every stderr chunk as it arrives (for progress reports). */
+  readonly onStderr?: (chunk: string) => void;
+  readonly signal?: AbortSignal | undefined;
+  /** Kill the child (SIGTERM, then SIGKILL) after this many ms. */
+  readonly timeoutMs?: number;
+  /** New process group/session, so a signal to ours does not reach the child. */
+  readonly detached?: boolean;
+}
+
+interface Identity {
+  readonly uid: number;
+  readonly gid: number;
+}
+
+/** Longest stdout/stderr kept from a child, in characters (the tail is kept). */
+export const OUTPUT_LIMIT = 64 * 1024;
+
+/**
+ * Runs the binaries of one PostgreSQL installation and creates files as one OS user: that user
+ * when this process runs as root, the current user otherwise.
+ */
+export class PgExec {
+  /** The OS user named in the options (used only when this process is root). */
+  readonly osUser: string;
+  readonly #binPath: string;
+  readonly #log: Logger;
+  #identity: Promise<Identity | null> | undefined;
+  #version: { Maj: number; Min: number } | undefined;
+
+  /**
+   * @param opts.binPath directory of the PostgreSQL binaries.
+   * @param opts.osUser OS user that runs them and owns created files when this process is root.
+   */
+  constructor(opts: { readonly binPath: string; readonly osUser: string; readonly log: Logger }) {
+    this.#binPath = opts.binPath;
+    this.osUser = opts.osUser;
+    this.#log = opts.log;
+  }
+
+  /**
+   * Major/minor of `postgres -V` (e.g. `postgres (PostgreSQL) 15.10 (Debian …)` → 15/10);
+   * cached after the first success.
+   * @throws StolonError `PG_COMMAND_FAILED` when the binary cannot run or prints no version.
+   */
+  async binaryVersion(): Promise<{ Maj: number; Min: number }> {
+    if (this.#version !== undefined) {
+      return this.#version;
+    }
+    const res = await this.run('postgres', ['-V']);
+    const m = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?/.exec(res.stdout);
+    if (res.code !== 0 || m === null) {
+      throw commandFailed('postgres -V', res, `check binPath (${this.#binPath})`);
+    }
+    this.#version = { Maj: Number(m[1]), Min: Number(m[2] ?? '0') };
+    return this.#version;
+  }
+
+  /**
+   * uid/gid to run binaries as and own files with; null when not root.
+   * @throws StolonError `CONFIG_INVALID` (`field` = `osUser`) when root and the OS user does not
+   *   exist or is root itself; the lookup is retried on the next call.
+   */
+  identity(): Promise<Identity | null> {
+    if (this.#identity === undefined) {
+      this.#identity = resolveIdentity(this.osUser);
+      // A failed lookup is retried next time (the user may be created meanwhile).
+      this.#identity.catch(() => {
+        this.#identity = undefined;
+      });
+    }
+    return this.#identity;
+  }
+
+  /** Chowns `path` to the OS user when root; does nothing otherwise. */
+  async own(path: string): Promise<void> {
+    const id = await this.identity();
+    if (id !== null) {
+      await fs.chown(path, id.uid, id.gid);
+    }
+  }
+
+  /**
+   * When root, checks that the OS user can traverse every ancestor of `path`; postgres
+   * otherwise fails with a bare "permission denied" far from the cause.
+   * @throws StolonError `DATA_DIR_INVALID` naming the first ancestor it cannot traverse.
+   */
+  async checkReachable(path: string): Promise<void> {
+    const id = await this.identity();
+    if (id === null) {
+      return;
+    }
+    for (let dir = dirname(path); ; dir = dirname(dir)) {
+      const st = await fs.stat(dir);
+      const bit = st.uid === id.uid ? 0o100 : st.gid === id.gid ? 0o010 : 0o001;
+      if ((st.mode & bit) === 0) {
+        throw new StolonError(
+          'DATA_DIR_INVALID',
+          `the OS user ${this.osUser} cannot reach ${path}: ${dir} is not traversable for it; chmod o+x ${dir} or choose another directory`,
+        );
+      }
+      if (dir === dirname(dir)) {
+        return;
+      }
+    }
+  }
+
+  /** Writes `path` atomically: temp file in the same directory, fsync, chown, rename; mode 0600. */
+  async writeAtomic(path: string, content: string): Promise<void> {
+    const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
+    const fh = await fs.open(tmp, 'wx', 0o600);
+    try {
+      await fh.writeFile(content);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    try {
+      await this.own(tmp);
+      await fs.rename(tmp, path);
+    } catch (err) {
+      await fs.rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  /**
+   * Runs `fn` with a file holding `content` (mode 0600, owned by the OS user) in a fresh 0700
+   * directory under os.tmpdir(); removes both afterwards, whatever happens.
+   */
+  async withSecretFile<T>(content: string, fn: (path: string) => Promise<T>): Promise<T> {
+    const dir = await fs.mkdtemp(join(tmpdir(), 'stolon-pg-'));
+    try {
+      await this.own(dir);
+      const file = join(dir, 'secret');
+      await fs.writeFile(file, content, { mode: 0o600, flag: 'wx' });
+      await this.own(file);
+      return await fn(file);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Spawns `<binPath>/<bin>` (or `bin` itself when absolute) as the OS user (when root), with
+   * cwd `/`, no inherited `PG*` variables (or only allow-listed ones with `cleanEnv`),
+   * stdout/stderr captured (tails of up to 64 KiB). Argv must never hold a secret.
+   * @returns the exit status and output; `aborted` when `opts.signal` fired (before or during).
+   * @throws StolonError `PG_COMMAND_FAILED` when the binary cannot be spawned.
+   */
+  async run(bin: string, args: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
+    const id = await this.identity();
+    const env: Record<string, string> = {};
+    if (opts.cleanEnv === true) {
+      for (const [k, v] of Object.entries(process.env)) {
+        if (v !== undefined && (k === 'LANG' || k.startsWith('LC_') || k === 'TZ' || k === 'TMPDIR')) {
+          env[k] = v;
+        }
+      }
+      env['PATH'] = `${this.#binPath}:/usr/local/bin:/usr/bin:/bin`;
+      env['HOME'] = await this.#osUserHome();
+    } else {
+      for (const [k, v] of Object.entries(process.env)) {
+        // PGDATA, PGPORT, PGPASSWORD… of the caller must not change what the binaries do.
+        if (v !== undefined && !k.startsWith('PG')) {
+          env[k] = v;
+        }
+      }
+    }
+    Object.assign(env, opts.env);
+    const file = bin.startsWith('/') ? bin : join(this.#binPath, bin);
+    this.#log.debug({ cmd: file, args }, `running ${bin}`);
+    if (opts.signal?.aborted === true) {
+      return { code: null, signal: null, stdout: '', stderr: '', aborted: true };
+    }
+    return new Promise<ExecResult>((resolvePromise, rejectPromise) => {
+      const child = spawn(file, args, {
+        cwd: '/',
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: opts.detached ?? false,
+        ...(id === null ? {} : { uid: id.uid, gid: id.gid }),
+      });
+      let stdout = '';
+      let stderr = '';
+      let aborted = false;
+      let killTimer: NodeJS.Timeout | undefined;
+      const kill = (): void => {
+        child.kill('SIGTERM');
+        killTimer ??= setTimeout(() => child.kill('SIGKILL'), 5000);
+      };
+      const onAbort = (): void => {
+        aborted = true;
+        kill();
+      };
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      const timer =
+        opts.timeoutMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              stderr += `\n(killed after ${opts.timeoutMs} ms)`;
+              kill();
+            }, opts.timeoutMs);
+      child.stdout.setEncoding('utf8').on('data', (d: string) => {
+        stdout = (stdout + d).slice(-OUTPUT_LIMIT);
+      });
+      child.stderr.setEncoding('utf8').on('data', (d: string) => {
+        stderr = (stderr + d).slice(-OUTPUT_LIMIT);
+        opts.onStderr?.(d);
+      });
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        clearTimeout(killTimer);
+        opts.signal?.removeEventListener('abort', onAbort);
+      };
+      child.on('error', (err) => {
+        cleanup();
+        rejectPromise(
+          new StolonError('PG_COMMAND_FAILED', `cannot run ${file}: ${err.message}; check binPath and osUser`, {
+            cause: err,
+          }),
+        );
+      });
+      child.on('close', (code, signal) => {
+        cleanup();
+        resolvePromise({ code, signal, stdout, stderr, aborted });
+      });
+    });
+  }
+
+  /** Home directory of the OS user (from /etc/passwd when root), for user commands. */
+  async #osUserHome(): Promise<string> {
+    if ((await this.identity()) === null) {
+      return process.env['HOME'] ?? '/';
+    }
+    try {
+      const passwd = await fs.readFile('/etc/passwd', 'utf8');
+      const line = passwd.split('\n').find((l) => l.startsWith(`${this.osUser}:`));
+      return line?.split(':')[5] || '/';
+    } catch {
+      return '/';
+    }
+  }
+}
+
+async function resolveIdentity(user: string): Promise<Identity | null> {
+  if (process.getuid?.() !== 0) {
+    return null;
+  }
+  const id = async (flag: string): Promise<number> => {
+    const out = await new Promise<string>((res, rej) => {
+      const child = spawn('id', [flag, user], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let text = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => {
+        text += d;
+      });
+      child.on('error', rej);
+      child.on('close', (code) => (code === 0 ? res(text) : rej(new Error(`id ${flag} ${user} exited with ${code}`))));
+    });
+    const n = Number.parseInt(out.trim(), 10);
+    if (!Number.isSafeInteger(n)) {
+      throw new Error(`id ${flag} ${user} printed ${JSON.stringify(out)}`);
+    }
+    return n;
+  };
+  try {
+    const uid = await id('-u');
+    const gid = await id('-g');
+    if (uid === 0) {
+      throw new Error(`${user} is root`);
+    }
+    return { uid, gid };
+  } catch (err) {
+    throw new StolonError(
+      'CONFIG_INVALID',
+      `running as root, PostgreSQL must run as an unprivileged OS user, but ${JSON.stringify(user)} is unusable (${errorMessage(err)}); create it or pass osUser`,
+      { field: 'osUser', cause: err },
+    );
+  }
+}
+
+/** The last `n` lines of `text`, trailing whitespace trimmed. */
+export function lastLines(text: string, n: number): string {
+  return text.trimEnd().split('\n').slice(-n).join('\n');
+}
+
+/** How a command ended, for messages: `exit <code>` or `killed by <signal>`. */
+export function exitText(res: ExecResult): string {
+  return res.signal !== null ? `killed by ${res.signal}` : `exit ${res.code}`;
+}
+
+/**
+ * `PG_COMMAND_FAILED` for a failed command: how it ended, the last 10 lines of its stderr (else
+ * stdout), and `hint` (what happens next or what to do).
+ */
+export function commandFailed(what: string, res: ExecResult, hint: string, transient = false): StolonError {
+  return new StolonError(
+    'PG_COMMAND_FAILED',
+    `${what} failed (${exitText(res)}): ${lastLines(res.stderr || res.stdout, 10) || 'no output'}; ${hint}`,
+    { transient },
+  );
+}
+
+/** @throws StolonError `ABORTED` (`<what> aborted`) when the command was aborted by its signal. */
+export function throwIfAborted(res: ExecResult, what: string): void {
+  if (res.aborted) {
+    throw new StolonError('ABORTED', `${what} aborted`);
+  }
+}

@@ -1,0 +1,254 @@
+/**
+ * Probes: what PostgreSQL reports about itself (`observe`: role, system id, timeline, WAL
+ * position, replication, slots, pending_restart), pg_controldata of a stopped instance, the
+ * timeline history files in pg_wal, and whether recovery has ended. Never changes anything.
+ * The manager as a whole: pg-manager.ts.
+ */
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import type { Client } from 'pg';
+import { StolonError, errorMessage, type TimelineHistoryEntry } from '@stolon-ts/cluster';
+import { parseClusterState, parseControlData, parseLsn, parseTimelineHistory } from './config.js';
+import type { DbClusterState, PgObservation } from './manager.js';
+import type { PgContext } from './pg-context.js';
+import { exitText, lastLines } from './pg-exec.js';
+import { endQuietly } from './pg-socket.js';
+import { exists } from './pgdata.js';
+import { isRunning } from './postmaster-pid.js';
+
+/**
+ * Probes the instance; never throws. When no connection can be made, `running` is false,
+ * `role` comes from `standby.signal`, and `systemId`/`timelineId`/`xLogPos`/`clusterState`
+ * come from pg_controldata (latest checkpoint) when PGDATA is initialised.
+ *
+ * Connected: the timeline of a primary is the one of its current WAL file (a promotion is
+ * visible at once, before the next checkpoint); of a standby `received_tli` from
+ * pg_stat_wal_receiver, else the latest checkpoint's. `pendingRestart` is
+ * `pg_settings.pending_restart` (meaningful after a reload). `timelinesHistory` is parsed from
+ * `pg_wal/<timeline>.history` (a standby receives it from its primary), running or not.
+ *
+ * @see https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-RECOVERY-INFO-TABLE
+ * @see https://www.postgresql.org/docs/current/functions-info.html#FUNCTIONS-PG-CONTROL-CHECKPOINT
+ * @see https://www.postgresql.org/docs/current/view-pg-settings.html
+ */
+export async function observe(ctx: PgContext): Promise<PgObservation> {
+  const empty: PgObservation = {
+    initialized: false,
+    running: false,
+    role: undefined,
+    systemId: '',
+    timelineId: 0,
+    xLogPos: 0,
+    replication: [],
+    slots: [],
+    olderWalFile: '',
+    pendingRestart: [],
+    timelinesHistory: [],
+  };
+  try {
+    if (!(await exists(join(ctx.pgData, 'PG_VERSION')))) {
+      return { ...empty, error: `${ctx.pgData} is not initialised` };
+    }
+    const fileRole = (await exists(join(ctx.pgData, 'standby.signal'))) ? 'standby' : 'master';
+    const olderWalFile = await oldestWalFile(ctx);
+    const base: PgObservation = { ...empty, initialized: true, role: fileRole, olderWalFile };
+    let client: Client;
+    try {
+      client = await ctx.socket.connect();
+    } catch (err) {
+      const control = await controlData(ctx);
+      const why = (await isRunning(ctx.pgData))
+        ? `postgres is running but not accepting connections: ${errorMessage(err)}`
+        : 'postgres is not running';
+      const timelinesHistory = await timelineHistory(ctx, control.timelineId ?? 0);
+      return { ...base, ...control, timelinesHistory, error: why };
+    }
+    try {
+      const probed = await probeQuery(client);
+      const timelinesHistory = await timelineHistory(ctx, probed.timelineId ?? 0);
+      return { ...base, ...probed, timelinesHistory, running: true };
+    } catch (err) {
+      return { ...base, running: true, error: `probe query failed: ${errorMessage(err)}` };
+    } finally {
+      await endQuietly(client);
+    }
+  } catch (err) {
+    return { ...empty, error: `probe failed: ${errorMessage(err)}` };
+  }
+}
+
+/**
+ * `Database system identifier` from pg_controldata; works while stopped.
+ * @returns undefined when PGDATA has no PG_VERSION.
+ * @throws StolonError `DATA_DIR_INVALID` when pg_controldata fails or prints no identifier.
+ * @see https://www.postgresql.org/docs/current/app-pgcontroldata.html
+ */
+export async function systemIdentifier(ctx: PgContext): Promise<string | undefined> {
+  if (!(await exists(join(ctx.pgData, 'PG_VERSION')))) {
+    return undefined;
+  }
+  const id = (await readControlData(ctx)).get('Database system identifier');
+  if (id === undefined || !/^\d+$/.test(id)) {
+    throw new StolonError('DATA_DIR_INVALID', `pg_controldata printed no system identifier for ${ctx.pgData}`);
+  }
+  return id;
+}
+
+/** Undefined once the instance answers and is out of recovery; otherwise why not (for messages). */
+export async function stillInRecovery(ctx: PgContext): Promise<string | undefined> {
+  try {
+    const client = await ctx.socket.connect();
+    try {
+      const r = await client.query<{ in_recovery: boolean }>('select pg_is_in_recovery() as in_recovery');
+      return r.rows[0]?.in_recovery === false ? undefined : 'still in recovery';
+    } finally {
+      await endQuietly(client);
+    }
+  } catch (err) {
+    return errorMessage(err);
+  }
+}
+
+/**
+ * pg_controldata output as label → value ({@link parseControlData}).
+ * @throws StolonError `DATA_DIR_INVALID` when pg_controldata fails (no or unreadable pg_control).
+ */
+export async function readControlData(ctx: PgContext): Promise<Map<string, string>> {
+  const res = await ctx.exec.run('pg_controldata', ['-D', ctx.pgData], { env: { LC_ALL: 'C' }, timeoutMs: 10_000 });
+  if (res.code !== 0) {
+    throw new StolonError(
+      'DATA_DIR_INVALID',
+      `pg_controldata -D ${ctx.pgData} failed (${exitText(res)}): ${lastLines(res.stderr || res.stdout, 5)}`,
+    );
+  }
+  return parseControlData(res.stdout);
+}
+
+/**
+ * The connected part of {@link observe}: role, system id, timeline, WAL position (received and
+ * replayed on a standby), replication, slots and pending_restart.
+ */
+async function probeQuery(client: Client): Promise<Partial<PgObservation>> {
+  const head = await client.query<{ in_recovery: boolean; system_id: string; checkpoint_tli: number }>(
+    `select pg_is_in_recovery() as in_recovery,
+            (select system_identifier::text from pg_control_system()) as system_id,
+            (select timeline_id from pg_control_checkpoint()) as checkpoint_tli`,
+  );
+  const h = head.rows[0];
+  if (h === undefined) {
+    throw new Error('no row from the probe query');
+  }
+  let timelineId: number;
+  let xLogPos: number;
+  let replayedXLogPos: number | undefined;
+  if (h.in_recovery) {
+    const r = await client.query<{ received: string | null; replayed: string | null; received_tli: number | null; segment_tli: string | null }>(
+      `select pg_last_wal_receive_lsn()::text as received, pg_last_wal_replay_lsn()::text as replayed,
+              (select received_tli from pg_stat_wal_receiver) as received_tli,
+              (select max(substr(name, 1, 8)) from pg_ls_waldir() where name ~ '^[0-9A-F]{24}$') as segment_tli`,
+    );
+    const row = r.rows[0];
+    xLogPos = Math.max(
+      row?.received === null || row?.received === undefined ? 0 : parseLsn(row.received),
+      row?.replayed === null || row?.replayed === undefined ? 0 : parseLsn(row.replayed),
+    );
+    // Without a walreceiver (its primary just died, or between reconnects) there is no
+    // received_tli, and the last restartpoint's timeline lags a promotion by as long as the new
+    // primary's first checkpoint takes (minutes when spread). The newest WAL segment in pg_wal
+    // is named after the timeline last received, which is what received_tli said. A stale
+    // timeline makes the sentinel see a standby that cannot be promoted ("on timeline 3,
+    // primary was on 4") or one that forked from the primary.
+    const segmentTli = Number.parseInt(row?.segment_tli ?? '', 16);
+    timelineId = row?.received_tli ?? Math.max(h.checkpoint_tli, Number.isSafeInteger(segmentTli) ? segmentTli : 0);
+    replayedXLogPos = row?.replayed === null || row?.replayed === undefined ? undefined : parseLsn(row.replayed);
+  } else {
+    const r = await client.query<{ lsn: string; walfile: string }>(
+      'select pg_current_wal_lsn()::text as lsn, pg_walfile_name(pg_current_wal_lsn()) as walfile',
+    );
+    const row = r.rows[0];
+    xLogPos = row === undefined ? 0 : parseLsn(row.lsn);
+    // The WAL file name starts with the insert timeline: right after a promotion it is already
+    // the new one, while pg_control_checkpoint() shows the old one until the next checkpoint.
+    const tli = Number.parseInt(row?.walfile.slice(0, 8) ?? '', 16);
+    timelineId = Number.isSafeInteger(tli) && tli > 0 ? tli : h.checkpoint_tli;
+  }
+  const repl = await client.query<{ application_name: string; sync_state: string }>(
+    "select application_name, sync_state from pg_stat_replication where application_name <> '' order by application_name",
+  );
+  const slots = await client.query<{ slot_name: string }>(
+    "select slot_name from pg_replication_slots where slot_type = 'physical' and not temporary order by slot_name",
+  );
+  const pending = await client.query<{ name: string }>('select name from pg_settings where pending_restart order by name');
+  return {
+    role: h.in_recovery ? 'standby' : 'master',
+    systemId: h.system_id,
+    timelineId,
+    xLogPos,
+    ...(replayedXLogPos !== undefined ? { replayedXLogPos } : {}),
+    replication: repl.rows.map((r) => ({ applicationName: r.application_name, syncState: r.sync_state })),
+    slots: slots.rows.map((r) => r.slot_name),
+    pendingRestart: pending.rows.map((r) => r.name),
+  };
+}
+
+/**
+ * System id, checkpoint timeline, checkpoint LSN and cluster state of a stopped instance;
+ * `{}` on any error.
+ */
+async function controlData(ctx: PgContext): Promise<{
+  systemId?: string;
+  timelineId?: number;
+  xLogPos?: number;
+  clusterState?: DbClusterState;
+}> {
+  try {
+    const control = await readControlData(ctx);
+    const out: { systemId?: string; timelineId?: number; xLogPos?: number; clusterState?: DbClusterState } = {};
+    const sys = control.get('Database system identifier');
+    if (sys !== undefined) {
+      out.systemId = sys;
+    }
+    const tli = Number(control.get("Latest checkpoint's TimeLineID"));
+    if (Number.isSafeInteger(tli) && tli > 0) {
+      out.timelineId = tli;
+    }
+    const lsn = control.get('Latest checkpoint location');
+    if (lsn !== undefined) {
+      out.xLogPos = parseLsn(lsn);
+    }
+    const state = parseClusterState(control.get('Database cluster state'));
+    if (state !== undefined) {
+      out.clusterState = state;
+    }
+    return out;
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * Entries of `pg_wal/<timeline>.history` ({@link parseTimelineHistory}); `[]` for timeline 1
+ * or when the file is missing or unreadable (logged at debug).
+ */
+async function timelineHistory(ctx: PgContext, timelineId: number): Promise<TimelineHistoryEntry[]> {
+  if (!Number.isSafeInteger(timelineId) || timelineId <= 1) {
+    return [];
+  }
+  const name = `${timelineId.toString(16).toUpperCase().padStart(8, '0')}.history`;
+  try {
+    return parseTimelineHistory(await fs.readFile(join(ctx.pgData, 'pg_wal', name), 'utf8'));
+  } catch (err) {
+    ctx.log.debug({ err: errorMessage(err), file: name }, 'cannot read the timeline history file');
+    return [];
+  }
+}
+
+/** Lexicographically first 24-hex-digit file in pg_wal, "" when unknown. */
+async function oldestWalFile(ctx: PgContext): Promise<string> {
+  try {
+    const names = (await fs.readdir(join(ctx.pgData, 'pg_wal'))).filter((n) => /^[0-9A-F]{24}$/.test(n)).sort();
+    return names[0] ?? '';
+  } catch {
+    return '';
+  }
+}

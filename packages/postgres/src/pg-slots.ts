@@ -1,0 +1,66 @@
+/**
+ * Replication slots of the local instance: creates the physical slots the keeper wants and drops
+ * the `stolon_*` ones it no longer wants, leaving every other slot alone. The manager as a whole:
+ * pg-manager.ts.
+ */
+import { StolonError, errorMessage } from '@stolon-ts/cluster';
+import type { PgContext } from './pg-context.js';
+import { endQuietly } from './pg-socket.js';
+
+/**
+ * Creates the physical slots in `wanted` that are missing (`pg_create_physical_replication_slot`)
+ * and drops non-temporary physical `stolon_*` slots not in `wanted`; other slots are never
+ * touched. A drop failure (e.g. the slot is still active) is logged at warn and retried by
+ * the next call.
+ * @throws StolonError `PG_NOT_RUNNING` (transient) when no connection can be made;
+ *   `PG_COMMAND_FAILED` (transient) when a creation failed (after trying every slot).
+ * @see https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-REPLICATION
+ */
+export async function syncSlots(ctx: PgContext, wanted: readonly string[]): Promise<void> {
+  const client = await ctx.socket.connectOrThrow();
+  try {
+    const res = await client.query<{ slot_name: string }>(
+      "select slot_name from pg_replication_slots where slot_type = 'physical' and not temporary",
+    );
+    const existing = new Set(res.rows.map((r) => r.slot_name));
+    const want = new Set(wanted);
+    const failures: string[] = [];
+    for (const name of want) {
+      if (existing.has(name)) {
+        continue;
+      }
+      try {
+        await client.query('select pg_create_physical_replication_slot($1)', [name]);
+        ctx.log.info({ slot: name }, `created replication slot ${name}`);
+      } catch (err) {
+        failures.push(`${name}: ${errorMessage(err)}`);
+      }
+    }
+    for (const name of existing) {
+      if (!name.startsWith('stolon_') || want.has(name)) {
+        continue;
+      }
+      try {
+        await client.query('select pg_drop_replication_slot($1)', [name]);
+        ctx.log.info({ slot: name }, `dropped replication slot ${name}`);
+      } catch (err) {
+        ctx.log.warn({ slot: name, err: errorMessage(err) }, `could not drop replication slot ${name}; will retry`);
+      }
+    }
+    if (failures.length > 0) {
+      throw new StolonError('PG_COMMAND_FAILED', `creating replication slots failed: ${failures.join('; ')}`, {
+        transient: true,
+      });
+    }
+  } catch (err) {
+    if (err instanceof StolonError) {
+      throw err;
+    }
+    throw new StolonError('PG_COMMAND_FAILED', `syncing replication slots failed: ${errorMessage(err)}`, {
+      cause: err,
+      transient: true,
+    });
+  } finally {
+    await endQuietly(client);
+  }
+}

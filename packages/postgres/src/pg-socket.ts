@@ -1,0 +1,135 @@
+/**
+ * The instance's Unix-domain socket: where its directory is, that directory's ownership, and the
+ * superuser connections (`pg` driver) every SQL probe and command of the manager goes through.
+ * The manager never connects over TCP to its own instance. The manager as a whole: pg-manager.ts.
+ */
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { Client } from 'pg';
+import type { Logger } from 'pino';
+import { StolonError, errorMessage } from '@stolon-ts/cluster';
+import type { PgExec } from './pg-exec.js';
+
+/** Connection and statement timeouts of the probe connection, in ms. */
+export const CONNECT_TIMEOUT_MS = 2000;
+const STATEMENT_TIMEOUT_MS = 5000;
+
+/** The socket directory and superuser connections of one instance. */
+export class PgSocket {
+  /** Unix socket directory (`unix_socket_directories`). */
+  readonly dir: string;
+  readonly #listen: { readonly port: number };
+  readonly #su: { readonly user: string; readonly password: string };
+  readonly #exec: PgExec;
+  readonly #log: Logger;
+
+  /**
+   * @param opts.listen the port last written to postgresql.conf, read at every connection (it
+   *   names the socket `.s.PGSQL.<port>`); the caller updates it in place.
+   * @param opts.su the superuser role every connection uses; the password is never logged.
+   */
+  constructor(opts: {
+    readonly dir: string;
+    readonly listen: { readonly port: number };
+    readonly su: { readonly user: string; readonly password: string };
+    readonly exec: PgExec;
+    readonly log: Logger;
+  }) {
+    this.dir = opts.dir;
+    this.#listen = opts.listen;
+    this.#su = opts.su;
+    this.#exec = opts.exec;
+    this.#log = opts.log;
+  }
+
+  /**
+   * Creates the socket directory (0755) when missing and chowns it to the OS user.
+   * @throws StolonError `DATA_DIR_INVALID` when it is not a directory owned by this user or the
+   *   OS user.
+   */
+  async ensureDir(): Promise<void> {
+    await fs.mkdir(this.dir, { recursive: true, mode: 0o755 });
+    const st = await fs.lstat(this.dir);
+    const id = await this.#exec.identity();
+    const me = process.getuid?.() ?? -1;
+    if (!st.isDirectory() || (st.uid !== me && st.uid !== id?.uid)) {
+      throw new StolonError(
+        'DATA_DIR_INVALID',
+        `socket directory ${this.dir} is not a directory owned by this user or ${this.#exec.osUser}; remove it or pass socketDir`,
+      );
+    }
+    await this.#exec.own(this.dir);
+  }
+
+  /**
+   * A superuser connection over the Unix socket (database `postgres`, application_name
+   * `stolon-ts-keeper`, 2 s to connect, 5 s statement timeout); the caller ends it.
+   * @throws the driver's error when no connection can be made.
+   */
+  async connect(): Promise<Client> {
+    const client = new Client({
+      host: this.dir,
+      port: this.#listen.port,
+      user: this.#su.user,
+      password: this.#su.password,
+      database: 'postgres',
+      application_name: 'stolon-ts-keeper',
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      statement_timeout: STATEMENT_TIMEOUT_MS,
+      query_timeout: STATEMENT_TIMEOUT_MS + 1000,
+    });
+    // Without a listener, a server-side disconnect would be an uncaught 'error' event.
+    client.on('error', (err) => {
+      this.#log.debug({ err: errorMessage(err) }, 'postgres connection error');
+    });
+    try {
+      await client.connect();
+    } catch (err) {
+      await endQuietly(client);
+      throw err;
+    }
+    return client;
+  }
+
+  /**
+   * {@link connect}, with the failure as a StolonError.
+   * @throws StolonError `PG_NOT_RUNNING` (transient) when no connection can be made.
+   */
+  async connectOrThrow(): Promise<Client> {
+    try {
+      return await this.connect();
+    } catch (err) {
+      throw new StolonError(
+        'PG_NOT_RUNNING',
+        `cannot connect to postgres on ${this.dir} port ${this.#listen.port}: ${errorMessage(err)}`,
+        { cause: err, transient: true },
+      );
+    }
+  }
+}
+
+/**
+ * The socket directory when none is given: `<PGDATA parent>/run`, or a per-PGDATA directory
+ * under `os.tmpdir()` when that path would make the socket path longer than a socket address
+ * can hold.
+ */
+export function defaultSocketDir(pgData: string): string {
+  const preferred = join(dirname(pgData), 'run');
+  // sun_path holds 108 bytes; PostgreSQL appends "/.s.PGSQL.<port>.lock" (≤ 21 bytes).
+  if (Buffer.byteLength(preferred) + 21 < 100) {
+    return preferred;
+  }
+  const hash = createHash('sha256').update(pgData).digest('hex').slice(0, 12);
+  return join(tmpdir(), `stolon-pg-${hash}`);
+}
+
+/** Ends a `pg` client, ignoring errors (already closed, never connected). */
+export async function endQuietly(client: Client): Promise<void> {
+  try {
+    await client.end();
+  } catch {
+    // Already closed or never connected: nothing to release.
+  }
+}

@@ -1,0 +1,214 @@
+/**
+ * The postmaster's lifecycle through pg_ctl: start (waiting for readiness, explaining a failed
+ * start from the server log), stop, restart, reload, and promotion (waiting for the end of
+ * recovery); and reading the server log (`<PGDATA>/../postgres.log`). Whether one runs:
+ * postmaster-pid.ts. The manager as a whole: pg-manager.ts.
+ */
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { StolonError, errorMessage } from '@stolon-ts/cluster';
+import { parseConfigErrors } from './config.js';
+import { describeProblem, saveLastGoodConfig } from './pg-conf-files.js';
+import type { PgContext } from './pg-context.js';
+import { OUTPUT_LIMIT, commandFailed, exitText, lastLines } from './pg-exec.js';
+import { stillInRecovery } from './pg-probe.js';
+import { LAST_GOOD, exists, requireInitialized } from './pgdata.js';
+import { isRunning, waitForDeadPostmaster } from './postmaster-pid.js';
+
+/** How often {@link promoteStandby} asks `pg_is_in_recovery()` after `pg_ctl promote -W`, ms. */
+const PROMOTE_POLL_MS = 15;
+/** pg_ctl stop wait, in seconds. */
+const STOP_TIMEOUT_S = 60;
+
+/**
+ * `pg_ctl start -w -t <ceil(timeoutMs/1000)> -D PGDATA -l <logFile>`: the postmaster runs in its
+ * own session and outlives this process. Does nothing when a postmaster is already running.
+ * A postmaster still starting when the wait expires is left running. After a successful
+ * start, postgresql.conf and pg_hba.conf are saved as the `last-good` configuration.
+ *
+ * A failed start is explained from the server log lines it wrote: a message naming a
+ * parameter (`invalid value for parameter "shared_buffers": "lots"`) or a pg_hba.conf line
+ * becomes `CONFIG_INVALID`.
+ *
+ * @param saveLastGood false for init's temporary instance, which listens on no TCP address.
+ * @throws StolonError `CONFIG_INVALID` (not transient; `field` = `pgParameters.<name>` or
+ *   `pgHBA`) as above — restoreLastGoodConfig (pg-conf-files.ts) then start again;
+ *   `DATA_DIR_INVALID` when PGDATA is not initialised; `PG_COMMAND_FAILED` (transient) with
+ *   pg_ctl's output and the last lines of the server log otherwise.
+ * @see https://www.postgresql.org/docs/current/app-pg-ctl.html
+ */
+export async function startPostmaster(ctx: PgContext, timeoutMs: number, saveLastGood: boolean): Promise<void> {
+  await requireInitialized(ctx.pgData, 'start');
+  if (await isRunning(ctx.pgData)) {
+    ctx.log.debug({ pgData: ctx.pgData }, 'postgres already running, not starting it');
+    return;
+  }
+  await ctx.exec.checkReachable(ctx.pgData);
+  await ctx.socket.ensureDir();
+  await waitForDeadPostmaster(ctx);
+  const fh = await fs.open(ctx.logFile, 'a', 0o600);
+  const logOffset = (await fh.stat()).size;
+  await fh.close();
+  await ctx.exec.own(ctx.logFile);
+  const seconds = Math.max(1, Math.ceil(timeoutMs / 1000));
+  ctx.log.info({ pgData: ctx.pgData, timeoutMs }, 'starting postgres');
+  const res = await ctx.exec.run('pg_ctl', ['start', '-w', '-t', String(seconds), '-D', ctx.pgData, '-l', ctx.logFile], {
+    detached: true,
+    timeoutMs: timeoutMs + 15_000,
+  });
+  if (res.code !== 0) {
+    const problems = parseConfigErrors(await serverLogSince(ctx, logOffset)).map((p) => describeProblem(p, undefined));
+    if (problems.length > 0 && !(await isRunning(ctx.pgData))) {
+      const hasLastGood = await exists(join(ctx.pgData, `postgresql.conf${LAST_GOOD}`));
+      throw new StolonError(
+        'CONFIG_INVALID',
+        `postgres did not start because of its configuration: ${problems.map((p) => `${p.field}: ${p.message}`).join('; ')}; ` +
+          (hasLastGood
+            ? 'restoreLastGoodConfig() puts the last configuration it accepted back'
+            : 'fix the cluster spec'),
+        { field: problems[0]?.field ?? 'pgParameters' },
+      );
+    }
+    const tail = await serverLogTail(ctx);
+    throw new StolonError(
+      'PG_COMMAND_FAILED',
+      `pg_ctl start failed (${exitText(res)}): ${lastLines(res.stderr || res.stdout, 5)}\n` +
+        `last lines of ${ctx.logFile}:\n${tail}`,
+      { transient: true },
+    );
+  }
+  ctx.log.info({ pgData: ctx.pgData }, 'postgres started');
+  if (saveLastGood) {
+    await saveLastGoodConfig(ctx);
+  }
+}
+
+/**
+ * Stops (`fast`) and starts again, so restart-only parameters take effect; only starts when
+ * stopped. Equivalent to `pg_ctl restart -m fast -w`, but through {@link stopPostmaster} and
+ * {@link startPostmaster} so a failed start is explained the same way.
+ * @param timeoutMs bound of the start; the stop has its own 60 s bound.
+ * @throws StolonError as {@link stopPostmaster} and {@link startPostmaster}.
+ * @see https://www.postgresql.org/docs/current/app-pg-ctl.html
+ */
+export async function restartPostmaster(ctx: PgContext, timeoutMs: number): Promise<void> {
+  await stopPostmaster(ctx, 'fast');
+  await startPostmaster(ctx, timeoutMs, true);
+}
+
+/**
+ * `pg_ctl stop -w -m <mode>`; does nothing when no postmaster is running.
+ * @param mode `fast` (default: disconnects clients, checkpoints) or `immediate` (crash stop).
+ * @throws StolonError `PG_COMMAND_FAILED` (transient) when the postmaster is still alive after
+ *   60 s.
+ * @see https://www.postgresql.org/docs/current/server-shutdown.html
+ */
+export async function stopPostmaster(ctx: PgContext, mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+  if (!(await isRunning(ctx.pgData))) {
+    return;
+  }
+  ctx.log.info({ pgData: ctx.pgData, mode }, 'stopping postgres');
+  const res = await ctx.exec.run('pg_ctl', ['stop', '-w', '-t', String(STOP_TIMEOUT_S), '-m', mode, '-D', ctx.pgData], {
+    timeoutMs: STOP_TIMEOUT_S * 1000 + 15_000,
+  });
+  if (res.code !== 0 && (await isRunning(ctx.pgData))) {
+    throw commandFailed(`pg_ctl stop -m ${mode}`, res, 'try again, or stop it with mode immediate', true);
+  }
+}
+
+/**
+ * `pg_ctl reload`: re-reads postgresql.conf and pg_hba.conf.
+ * @throws StolonError `PG_NOT_RUNNING` (transient) when stopped; `PG_COMMAND_FAILED` otherwise.
+ * @see https://www.postgresql.org/docs/current/app-pg-ctl.html
+ */
+export async function reloadPostmaster(ctx: PgContext): Promise<void> {
+  if (!(await isRunning(ctx.pgData))) {
+    throw new StolonError('PG_NOT_RUNNING', `cannot reload: postgres is not running on ${ctx.pgData}`, {
+      transient: true,
+    });
+  }
+  const res = await ctx.exec.run('pg_ctl', ['reload', '-D', ctx.pgData], { timeoutMs: 30_000 });
+  if (res.code !== 0) {
+    throw commandFailed('pg_ctl reload', res, 'check the server log', true);
+  }
+}
+
+/**
+ * `pg_ctl promote -W` (no wait; skipped when `standby.signal` is already gone), then polls
+ * `pg_is_in_recovery()` every {@link PROMOTE_POLL_MS} ms (200 ms after the first second) until
+ * it is false, within `timeoutMs` overall. Not `pg_ctl promote -w`: its wait loop checks the control file only every 100 ms,
+ * while a PostgreSQL 15 promotion (an end-of-recovery record, no checkpoint) ends in tens of ms,
+ * and every ms here is write outage in a failover or switchover.
+ * @throws StolonError `PG_NOT_RUNNING` (transient) when stopped; `PG_COMMAND_FAILED`
+ *   (transient) when pg_ctl fails or recovery does not end in time.
+ * @see https://www.postgresql.org/docs/current/app-pg-ctl.html
+ */
+export async function promoteStandby(ctx: PgContext, timeoutMs: number): Promise<void> {
+  const startedAt = Date.now();
+  const deadline = startedAt + timeoutMs;
+  if (!(await isRunning(ctx.pgData))) {
+    throw new StolonError('PG_NOT_RUNNING', `cannot promote: postgres is not running on ${ctx.pgData}`, {
+      transient: true,
+    });
+  }
+  if (await exists(join(ctx.pgData, 'standby.signal'))) {
+    ctx.log.info({ pgData: ctx.pgData }, 'promoting postgres');
+    const res = await ctx.exec.run('pg_ctl', ['promote', '-W', '-D', ctx.pgData], { timeoutMs: Math.max(timeoutMs, 15_000) });
+    if (res.code !== 0) {
+      throw commandFailed('pg_ctl promote', res, 'check the server log', true);
+    }
+  }
+  let last = 'no answer yet';
+  for (;;) {
+    const notYet = await stillInRecovery(ctx);
+    if (notYet === undefined) {
+      ctx.log.info({ pgData: ctx.pgData }, 'postgres promoted');
+      return;
+    }
+    last = notYet;
+    if (Date.now() >= deadline) {
+      throw new StolonError('PG_COMMAND_FAILED', `promotion not finished after ${timeoutMs} ms: ${last}`, {
+        transient: true,
+      });
+    }
+    // A promotion that still has WAL to replay can take long: poll fast only at first.
+    await sleep(Date.now() - startedAt < 1000 ? PROMOTE_POLL_MS : 200);
+  }
+}
+
+/** The last 20 lines of the server log (from its last 8 KiB), or why it cannot be read. */
+export async function serverLogTail(ctx: PgContext): Promise<string> {
+  try {
+    const fh = await fs.open(ctx.logFile, 'r');
+    try {
+      const { size } = await fh.stat();
+      const len = Math.min(size, 8192);
+      const buf = Buffer.alloc(len);
+      await fh.read(buf, 0, len, size - len);
+      return lastLines(buf.toString('utf8'), 20);
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    return `(cannot read it: ${errorMessage(err)})`;
+  }
+}
+
+/** The server log written since byte `offset` (at most the last 64 KiB of it). */
+async function serverLogSince(ctx: PgContext, offset: number): Promise<string> {
+  try {
+    const fh = await fs.open(ctx.logFile, 'r');
+    try {
+      const { size } = await fh.stat();
+      const from = Math.max(offset, size - OUTPUT_LIMIT);
+      const buf = Buffer.alloc(Math.max(0, size - from));
+      await fh.read(buf, 0, buf.length, from);
+      return buf.toString('utf8');
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return '';
+  }
+}
