@@ -15,7 +15,7 @@ export { BUG_SENTENCE, REDACT_PATHS, createLogger, silentLogger, type Logger } f
 export { monoMs, newBootUuid, newUid, nowIso } from './ids.js';
 export { storeFromConfig } from './store-config.js';
 export { STALL_WARN_MS, exitOnConfigError, runDaemon, watchEventLoopStalls, type DaemonHandle } from './run.js';
-export { describePassFailure, startPassLoop, stopOnce, type PassContext, type PassLoop, type PassLoopOptions, type PassResult } from './loop.js';
+export { describePassFailure, startPassLoop, stopOnce, withTimeout, type PassContext, type PassLoop, type PassLoopOptions, type PassResult } from './loop.js';
 export { UNPARSEABLE_CONNINFO, redactConninfo } from './conninfo.js';
 export {
   parseListenAddress,

@@ -257,15 +257,23 @@ export function startPassLoop(opts: PassLoopOptions): PassLoop {
 }
 
 /**
- * Settles like `p`, or rejects after `ms`; a value that arrives late goes to `dispose`.
- * @throws Error `no answer within <ms> ms` on timeout
+ * Settles like `p`, or rejects with `onTimeout()` after `ms`; a value that arrives late goes to
+ * `dispose` (a late rejection is ignored).
+ * @param ms the bound, in ms
+ * @throws what `onTimeout` returns (default: Error `no answer within <ms> ms`) on timeout; else
+ *   whatever `p` rejects with
  */
-function withTimeout<T>(p: Promise<T>, ms: number, dispose?: (late: T) => void): Promise<T> {
+export function withTimeout<T>(
+  p: Promise<T>,
+  ms: number,
+  dispose?: (late: T) => void,
+  onTimeout: () => Error = () => new Error(`no answer within ${ms} ms`),
+): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
-      reject(new Error(`no answer within ${ms} ms`));
+      reject(onTimeout());
     }, ms);
     p.then(
       (v) => {

@@ -3,6 +3,7 @@
  * check fails with ({@link CheckFailure}, which a bounded wait's timeout also is), and
  * {@link plural} for log sentences.
  */
+import { withTimeout } from '@stolon-ts/common';
 
 /** Bound on waiting for destroyed sockets or a closed listener to report closed (they do at once; this is a guard). */
 export const CLOSE_WAIT_MS = 2_000;
@@ -28,27 +29,7 @@ export class CheckFailure extends Error {
  *   whatever `p` rejects with.
  */
 export function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      reject(new CheckFailure('store', `${what}: no answer within ${ms} ms`));
-    }, ms);
-    p.then(
-      (v) => {
-        clearTimeout(timer);
-        if (!timedOut) {
-          resolve(v);
-        }
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        if (!timedOut) {
-          reject(err);
-        }
-      },
-    );
-  });
+  return withTimeout(p, ms, undefined, () => new CheckFailure('store', `${what}: no answer within ${ms} ms`));
 }
 
 /** `1 connection`, `2 connections`. */
