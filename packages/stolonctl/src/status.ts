@@ -91,6 +91,13 @@ export interface KeeperRow {
   readonly pendingRestart: readonly string[];
   /** The WAL range the keeper discarded when it rejoined after a failover, or null. */
   readonly discardedWal: DiscardedWal | null;
+  /**
+   * What the keeper says it is busy with or stuck on (its live info's `activity`: a clone's
+   * progress, a failed task with its retry, a rejected configuration, a fence…), or null.
+   */
+  readonly activity: string | null;
+  /** Why the keeper's last start of PostgreSQL failed, while it stays down; or null. */
+  readonly startError: string | null;
 }
 
 /** One node of the replication tree. */
@@ -175,6 +182,12 @@ const NO_DB = {
   discardedWal: null,
 } as const satisfies Partial<KeeperRow>;
 
+/** The keeper-row fields that come from the keeper's live info rather than clusterdata. */
+function liveFields(info: KeeperInfo | undefined): Pick<KeeperRow, 'activity' | 'startError'> {
+  const st = info?.postgresState;
+  return { activity: st?.activity ?? null, startError: st?.startError ?? null };
+}
+
 /** Builds the status report from what was read. Pure. */
 export function buildStatus(inp: StatusInputs): StatusReport {
   const { cd } = inp;
@@ -194,7 +207,7 @@ export function buildStatus(inp: StatusInputs): StatusReport {
   const keepers: KeeperRow[] = Object.values(cd.keepers).map((k) => {
     const db = dbByKeeper.get(k.uid);
     if (db === undefined) {
-      return { uid: k.uid, registered: true, healthy: k.status.healthy, listenAddress: '(no db assigned)', ...NO_DB };
+      return { uid: k.uid, registered: true, healthy: k.status.healthy, listenAddress: '(no db assigned)', ...NO_DB, ...liveFields(inp.keepers[k.uid]) };
     }
     const addr = db.status.listenAddress;
     const lsn = reportedLsn(db);
@@ -216,13 +229,14 @@ export function buildStatus(inp: StatusInputs): StatusReport {
       lagBytes: db === masterDb || lsn === null || masterLsn === null ? null : Math.max(0, masterLsn - lsn),
       pendingRestart: [...(db.status.pendingRestart ?? [])],
       discardedWal: db.status.discardedWal === undefined ? null : { ...db.status.discardedWal },
+      ...liveFields(inp.keepers[k.uid]),
     };
   });
   // A keeper that publishes info but that no sentinel has added yet (none running, or the
   // keeper reports another cluster uid) would otherwise be invisible.
   for (const uid of Object.keys(inp.keepers)) {
     if (cd.keepers[uid] === undefined) {
-      keepers.push({ uid, registered: false, healthy: false, listenAddress: '(not in clusterdata yet)', ...NO_DB });
+      keepers.push({ uid, registered: false, healthy: false, listenAddress: '(not in clusterdata yet)', ...NO_DB, ...liveFields(inp.keepers[uid]) });
     }
   }
   keepers.sort(byUid);
@@ -383,6 +397,13 @@ export function renderStatusTable(r: StatusReport): string {
   if (discards.length > 0) {
     parts.push('', ...discards);
   }
+  const busy = r.keepers.flatMap((k) => [
+    ...(k.activity === null ? [] : [`keeper ${k.uid}: ${k.activity}`]),
+    ...(k.startError === null ? [] : [`keeper ${k.uid}: postgres does not start: ${k.startError}`]),
+  ]);
+  if (busy.length > 0) {
+    parts.push('', ...busy);
+  }
   parts.push('', '=== Cluster Info ===', '');
   parts.push(`Cluster UID: ${r.cluster.uid}`, `Cluster Role: ${r.cluster.role}`);
   if (r.cluster.following !== null) {
@@ -414,7 +435,7 @@ export function renderStatusTable(r: StatusReport): string {
  * The report as one JSON object, with Stolon's snake_case keys where Stolon has the field
  * (`sentinels`, `proxies`, `keepers[].listen_address`, `cluster.master_keeper_uid`, …) plus
  * our additions (`role`, `registered`, `db_uid`, `timeline`, `xLogPos`, `lsn`, `lagBytes`,
- * `pendingRestart`, `discardedWal`; cluster `role`, `following`, `phase`, `paused`,
+ * `pendingRestart`, `discardedWal`, `activity`, `startError`; cluster `role`, `following`, `phase`, `paused`,
  * `failover_in_progress`; `tree`).
  */
 export function statusJson(r: StatusReport): unknown {
@@ -445,6 +466,8 @@ export function statusJson(r: StatusReport): unknown {
       lagBytes: k.lagBytes,
       pendingRestart: k.pendingRestart,
       discardedWal: k.discardedWal,
+      activity: k.activity,
+      startError: k.startError,
     })),
     cluster: {
       uid: r.cluster.uid,
