@@ -169,6 +169,49 @@ const forkedTrio = (k3: { timeline: number; xLogPos: number }, k3Switch = LSN): 
 const FAKE = 'stolonfakestandby';
 const SYNC_ONLY_REASON = 'synchronous replication is on and only a standby known to be in sync may be promoted';
 
+/**
+ * The pass after a promotion ordered by a failover, produced by `decide` itself: primary k1 lost
+ * (sync lists as given), standbys k2 (at LSN) and k3 (at `k3Lsn`), proxies fenced at generation 3
+ * and acknowledged by p1; k2 (most advanced) was chosen, db-k1 deleted, db-k2 not yet converged
+ * as primary, db-k3 still following the deleted db-k1.
+ */
+const k2Chosen = (spec: ClusterSpec = MINIMAL_SPEC, sync: readonly string[] = [], k3Lsn = LSN - 100): ClusterData => {
+  const cd = aCluster({ spec })
+    .initialized()
+    .withPrimary('k1', { xLogPos: LSN, keeperHealthy: false, healthy: false, synchronousStandbys: sync, knownSynchronousStandbys: sync })
+    .withStandby('k2', { xLogPos: LSN })
+    .withStandby('k3', { xLogPos: k3Lsn })
+    .fenced(3, ['p1'])
+    .build();
+  const out = decide(observe(cd, ['k2', 'k3'], [proxyInfo('p1', 3)]));
+  expect(out.next.cluster.status.master).toBe('db-k2');
+  expect(out.next.dbs['db-k3']?.spec.followConfig?.dbuid).toBe('db-k1');
+  return out.next;
+};
+
+/**
+ * Primary k1 (keeper live, forced failed or unhealthy) already told to shut down by a failover in
+ * progress (`shutdownForSwitchover` at generation 2, applied), standby k2; proxies fenced at
+ * generation 3, no proxy alive.
+ */
+const k1Stopping = (): ClusterData => {
+  const cd = aCluster()
+    .initialized()
+    .withPrimary('k1', { xLogPos: LSN, forceFail: true, generation: 2 })
+    .withStandby('k2', { xLogPos: LSN })
+    .fenced(3)
+    .build();
+  cd.dbs['db-k1']!.spec.shutdownForSwitchover = true;
+  cd.cluster.status.failover = {
+    id: 'db-k1-x',
+    kind: 'failover',
+    cause: 'keeper k1 lost (info lease expired) or failed by stolonctl failkeeper',
+    oldPrimary: { keeperUID: 'k1', dbUid: 'db-k1', xLogPos: LSN },
+    phases: { declaredFailed: T0, proxiesFenced: T0 },
+  };
+  return cd;
+};
+
 const cases: readonly Case[] = [
   // --- initialisation ---------------------------------------------------------------------
   {
@@ -609,16 +652,20 @@ const cases: readonly Case[] = [
   // --- forceFail --------------------------------------------------------------------------
   {
     n: 32,
-    title: 'forceFail on the primary keeper, no proxies: failover in this pass, forceFail cleared',
+    title: 'forceFail on the primary keeper, no proxies, its postgres still running: told to shut down first, no promotion yet, forceFail kept (see 120)',
     given: () => {
       const cd = aCluster().initialized().withPrimary('k1', { forceFail: true }).withStandby('k2').build();
       return observe(cd, ['k1', 'k2']);
     },
     expect: {
-      dbs: ['db-k2'],
-      next: { cluster: { status: { master: 'db-k2' } }, dbs: { 'db-k2': { spec: { role: 'master' } } } },
-      reasons: ['keeper k1 forced failed by stolonctl failkeeper', 'promoting keeper k2'],
-      check: (out) => expect(out.next.keepers['k1']?.status).not.toHaveProperty('forceFail'),
+      dbs: ['db-k1', 'db-k2'],
+      next: {
+        cluster: { status: { master: 'db-k1' } },
+        dbs: { 'db-k1': { generation: 2, spec: { role: 'master', shutdownForSwitchover: true } }, 'db-k2': { spec: { role: 'standby' } } },
+        keepers: { k1: { status: { forceFail: true } } },
+      },
+      reasons: ['keeper k1 forced failed by stolonctl failkeeper', 'its keeper is live and reports postgres running: shutting it down'],
+      notReasons: ['promoting keeper'],
     },
   },
   {
@@ -1532,7 +1579,7 @@ const cases: readonly Case[] = [
   },
   {
     n: 98,
-    title: 'primary healthy but not converged 1 ms past convergenceTimeout (30s): failed over to the standby',
+    title: 'primary healthy but not converged 1 ms past convergenceTimeout (30s): failed, its keeper live and postgres running, so it is told to shut down before the standby is promoted',
     stolon: [8],
     given: () => {
       const cd = aCluster()
@@ -1547,13 +1594,14 @@ const cases: readonly Case[] = [
       });
     },
     expect: {
-      dbs: ['db-k2'],
+      dbs: ['db-k1', 'db-k2'],
       next: {
-        cluster: { status: { master: 'db-k2', failover: { cause: 'db db-k1 did not converge within convergenceTimeout' } } },
-        dbs: { 'db-k2': { spec: { role: 'master', followConfig: null } } },
+        cluster: { status: { master: 'db-k1', failover: { cause: 'db db-k1 did not converge within convergenceTimeout' } } },
+        dbs: { 'db-k1': { generation: 3, spec: { shutdownForSwitchover: true } }, 'db-k2': { spec: { role: 'standby' } } },
         proxy: { generation: 3, spec: { masterDbUid: '' } },
       },
-      reasons: ['promoting keeper k2'],
+      reasons: ['shutting it down before promoting a standby'],
+      notReasons: ['promoting keeper k2'],
     },
   },
   {
@@ -1878,6 +1926,138 @@ const cases: readonly Case[] = [
     },
     expect: { dbs: ['db-k1', 'db-k2'], notReasons: ['removing db'] },
   },
+  {
+    n: 120,
+    title: 'after 32: the forced-failed primary\'s keeper reports its postgres stopped: k2 promoted, the old primary DB removed, forceFail cleared',
+    given: () => {
+      const cd = k1Stopping();
+      return observe(cd, [keeperInfo('k1', cd, { running: false, pgHealthy: false }), 'k2']);
+    },
+    expect: {
+      dbs: ['db-k2'],
+      next: { cluster: { status: { master: 'db-k2' } }, dbs: { 'db-k2': { spec: { role: 'master' } } } },
+      reasons: ['keeper k1 forced failed by stolonctl failkeeper', 'promoting keeper k2'],
+      check: (out) => expect(out.next.keepers['k1']?.status).not.toHaveProperty('forceFail'),
+    },
+  },
+  {
+    n: 121,
+    title: 'primary told to shut down, then its keeper info lapses: k2 promoted at once (the keeper\'s self-fencing stops postgres before its lease can expire)',
+    given: () => observe(k1Stopping(), ['k2']),
+    expect: { dbs: ['db-k2'], next: { cluster: { status: { master: 'db-k2' } } }, reasons: ['promoting keeper k2'], notReasons: ['LIVENESS'] },
+  },
+  {
+    n: 122,
+    title: 'primary told to shut down still reports postgres running 1 ms past convergenceTimeout: k2 promoted anyway, with a LIVENESS reason',
+    given: () => {
+      const cd = k1Stopping();
+      return observe(cd, [keeperInfo('k1', cd, { generation: 1, running: true }), 'k2'], [], {
+        now: 30_001,
+        memory: { dbErrorSince: {}, dbConvergingSince: { 'db-k1': { generation: 2, since: 0 } } },
+      });
+    },
+    expect: {
+      dbs: ['db-k2'],
+      next: { cluster: { status: { master: 'db-k2' } } },
+      reasons: ['LIVENESS: primary k1 (db db-k1) still reports postgres running convergenceTimeout 30s after it was told to shut down', 'promoting keeper k2'],
+    },
+  },
+  {
+    n: 123,
+    title: 'primary told to shut down still running within convergenceTimeout: waiting, no promotion, forceFail kept',
+    given: () => {
+      const cd = k1Stopping();
+      return observe(cd, [keeperInfo('k1', cd, { generation: 1, running: true }), 'k2'], [], {
+        now: 20_000,
+        memory: { dbErrorSince: {}, dbConvergingSince: { 'db-k1': { generation: 2, since: 0 } } },
+      });
+    },
+    expect: {
+      dbs: ['db-k1', 'db-k2'],
+      next: { cluster: { status: { master: 'db-k1' } }, keepers: { k1: { status: { forceFail: true } } } },
+      reasons: ['waiting for its keeper to stop postgres before promoting a standby'],
+      notReasons: ['promoting keeper'],
+    },
+  },
+  {
+    n: 124,
+    title: 'primary told to shut down, but no standby can replace it any more (k2 lost): the order is withdrawn, it may run again',
+    given: () => {
+      const cd = k1Stopping();
+      return observe(cd, [keeperInfo('k1', cd, { running: false, pgHealthy: false })]);
+    },
+    expect: {
+      dbs: ['db-k1', 'db-k2'],
+      next: { cluster: { status: { master: 'db-k1' } } },
+      reasons: ['no eligible standby to promote', 'no standby can replace primary k1 (db db-k1) now: it may run again'],
+      check: (out) => expect(out.next.dbs['db-k1']?.spec).not.toHaveProperty('shutdownForSwitchover'),
+    },
+  },
+  {
+    n: 125,
+    title: 'the standby chosen by a failover (k2) loses its keeper before its promotion completed: the other standby k3, still following the deleted old primary, is promoted in its place',
+    given: () => observe(k2Chosen(), ['k3'], [proxyInfo('p1', 3)]),
+    expect: {
+      dbs: ['db-k3'],
+      next: {
+        cluster: { status: { master: 'db-k3', failover: { oldPrimary: { dbUid: 'db-k1', timelineID: 1 }, newPrimary: { keeperUID: 'k3' } } } },
+        dbs: { 'db-k3': { spec: { role: 'master', followConfig: null } } },
+        proxy: { generation: 3, spec: { masterDbUid: '' } },
+      },
+      reasons: ['primary k2 (db db-k2) failed before its promotion completed: promoting keeper k3 (db db-k3, LSN 4999900, primary\'s last LSN 5000000)'],
+      check: (out) => expect(out.next.cluster.status.failover?.choice).toMatch(/keeper k2 \(db db-k2\) failed before its promotion completed; then most advanced/),
+    },
+  },
+  {
+    n: 126,
+    title: 'as 125, but k3 lags the OLD primary\'s last LSN by more than maxStandbyLag: not promoted (compared with the old primary, not the unconverged choice)',
+    given: () => observe(k2Chosen(MINIMAL_SPEC, [], LSN - 2 * MIB), ['k3'], [proxyInfo('p1', 3)]),
+    expect: {
+      dbs: ['db-k2', 'db-k3'],
+      next: { cluster: { status: { master: 'db-k2' } } },
+      reasons: ['no eligible standby to promote (k3: lags 2097152 bytes behind the primary (maxStandbyLag 1048576))'],
+    },
+  },
+  {
+    n: 127,
+    title: 'sync on (two synchronous standbys k2, k3, both known): the chosen k2 fails before its promotion completed: k3, in the old primary\'s sync set, is promoted',
+    given: () => observe(k2Chosen(SYNC2_SPEC, ['db-k2', 'db-k3']), ['k3'], [proxyInfo('p1', 3)]),
+    expect: {
+      dbs: ['db-k3'],
+      next: {
+        cluster: { status: { master: 'db-k3', failover: { oldPrimary: { synchronousStandbys: ['db-k2', 'db-k3'] } } } },
+        dbs: { 'db-k3': { spec: { role: 'master', synchronousReplication: true } } },
+      },
+      reasons: ['failed before its promotion completed: promoting keeper k3'],
+    },
+  },
+  {
+    n: 128,
+    title: 'sync on (only k2 known in sync): the chosen k2 fails before its promotion completed: k3 is outside the old primary\'s sync set and is NOT promoted',
+    given: () => observe(k2Chosen(SYNC_SPEC, ['db-k2']), ['k3'], [proxyInfo('p1', 3)]),
+    expect: {
+      dbs: ['db-k2', 'db-k3'],
+      next: { cluster: { status: { master: 'db-k2' } } },
+      reasons: ['no eligible standby to promote (k3: not a synchronous standby known to be in sync)', 'known in sync: [db-k2]'],
+      notReasons: ['promoting keeper'],
+    },
+  },
+  {
+    n: 129,
+    title: 'the chosen k2 never converges within convergenceTimeout while its keeper is live and reports postgres running: it is told to shut down first, like an old primary',
+    given: () => {
+      const cd = k2Chosen();
+      return observe(cd, [keeperInfo('k2', cd, { generation: 1, running: true }), 'k3'], [proxyInfo('p1', 3)], {
+        now: 40_001,
+        memory: { dbErrorSince: {}, dbConvergingSince: { 'db-k2': { generation: 2, since: 10_000 } } },
+      });
+    },
+    expect: {
+      dbs: ['db-k2', 'db-k3'],
+      next: { cluster: { status: { master: 'db-k2' } }, dbs: { 'db-k2': { spec: { shutdownForSwitchover: true } } } },
+      reasons: ['primary k2 (db db-k2) failed but its keeper is live and reports postgres running: shutting it down'],
+    },
+  },
 ];
 
 /**
@@ -2102,9 +2282,13 @@ describe('decide, pass after pass', () => {
     });
   });
 
-  it('forceFail on the primary with a live proxy: the fence handshake runs to a promotion', () => {
+  it('forceFail on the primary with a live proxy: the fence handshake, then the old primary stopped, then the promotion', () => {
     const loop = new Loop(healthyPair().withPrimary('k1', { forceFail: true }).build());
-    const keepers = (cd: ClusterData) => [keeperInfo('k1', cd), keeperInfo('k2', cd)];
+    let k1Running = true;
+    const keepers = (cd: ClusterData) => [
+      keeperInfo('k1', cd, k1Running ? { running: true } : { running: false, pgHealthy: false }),
+      keeperInfo('k2', cd),
+    ];
 
     let out = loop.pass((cd) => ({ keepers: keepers(cd), proxies: [proxyInfo('p1', 2)] }));
     check(out, decideInput(loop.cd), {
@@ -2112,6 +2296,18 @@ describe('decide, pass after pass', () => {
       reasons: ['keeper k1 forced failed by stolonctl failkeeper', 'fencing proxies with proxy generation 3'],
     });
 
+    // The proxy enforces the fence; k1's keeper is live and its postgres runs: stop it first.
+    out = loop.pass((cd) => ({ keepers: keepers(cd), proxies: [proxyInfo('p1', 3)] }));
+    check(out, decideInput(loop.cd), {
+      dbs: ['db-k1', 'db-k2'],
+      next: { dbs: { 'db-k1': { spec: { shutdownForSwitchover: true } } }, keepers: { k1: { status: { forceFail: true } } } },
+      reasons: ['shutting it down before promoting a standby'],
+      notReasons: ['promoting keeper'],
+    });
+    out = loop.pass((cd) => ({ keepers: keepers(cd), proxies: [proxyInfo('p1', 3)] }));
+    check(out, decideInput(loop.cd), { dbs: ['db-k1', 'db-k2'], reasons: ['waiting for its keeper to stop postgres'], notReasons: ['promoting keeper'] });
+
+    k1Running = false;
     out = loop.pass((cd) => ({ keepers: keepers(cd), proxies: [proxyInfo('p1', 3)] }));
     check(out, decideInput(loop.cd), {
       dbs: ['db-k2'],
@@ -2129,6 +2325,27 @@ describe('decide, pass after pass', () => {
         keepers: { k1: { status: { healthy: true } } },
         dbs: { u1: { spec: { keeperUID: 'k1', initMode: 'resync', followConfig: { dbuid: 'db-k2' } } } },
       },
+    });
+  });
+
+  it('zone loss: the primary and the standby chosen to replace it both die; the third keeper is promoted within a pass, and the chosen one returns as a standby, never a second primary', () => {
+    const loop = new Loop(
+      aCluster().initialized().withPrimary('k1', { xLogPos: LSN }).withStandby('k2', { xLogPos: LSN }).withStandby('k3', { xLogPos: LSN - 100 }).routedTo('k1', ['p1'], 2).build(),
+    );
+    const p1 = (cd: ClusterData) => [proxyInfo('p1', cd.proxy.generation)];
+    loop.pass((cd) => ({ keepers: [keeperInfo('k2', cd), keeperInfo('k3', cd)], proxies: [proxyInfo('p1', 2)] })); // k1 lost: fenced
+    let out = loop.pass((cd) => ({ keepers: [keeperInfo('k2', cd), keeperInfo('k3', cd)], proxies: p1(cd) }));
+    check(out, decideInput(loop.cd), { next: { cluster: { status: { master: 'db-k2' } } }, reasons: ['promoting keeper k2'] });
+    // k2 dies before applying the promotion.
+    out = loop.pass((cd) => ({ keepers: [keeperInfo('k3', cd)], proxies: p1(cd) }));
+    check(out, decideInput(loop.cd), { dbs: ['db-k3'], next: { cluster: { status: { master: 'db-k3' } } }, reasons: ['promoting keeper k3'] });
+    out = loop.pass((cd) => ({ keepers: [keeperInfo('k3', cd, { timeline: 2 })], proxies: p1(cd) }));
+    check(out, decideInput(loop.cd), { next: { proxy: { spec: { masterDbUid: 'db-k3' } } } });
+    expect(out.next.failoverHistory?.at(-1)).toMatchObject({ result: 'completed', newPrimary: { keeperUID: 'k3' } });
+    // k2 comes back with its data directory of db-k2 (possibly promoted): no DB of its own, then a resync standby.
+    out = loop.pass((cd) => ({ keepers: [keeperInfo('k2', cd, { dbUid: 'db-k2', timeline: 2 }), keeperInfo('k3', cd, { timeline: 2 })], proxies: p1(cd) }));
+    check(out, decideInput(loop.cd), {
+      next: { cluster: { status: { master: 'db-k3' } }, dbs: { u1: { spec: { keeperUID: 'k2', role: 'standby', initMode: 'resync' } } } },
     });
   });
 

@@ -9,8 +9,10 @@
  *
  * Failover order, one step per pass and each only after the previous one converged
  * (docs/design.md#one-step-at-a-time): primary declared failed → proxies pointed at nobody with a
- * new proxy generation → wait until every live proxy reports that generation → promote the most
- * advanced eligible standby → wait until it converged and is healthy → point proxies at it.
+ * new proxy generation → wait until every live proxy reports that generation → stop the old primary
+ * if its keeper is live and reports it running (bounded by convergenceTimeout) → promote the most
+ * advanced eligible standby → wait until it converged and is healthy → point proxies at it. A chosen
+ * standby that fails before it converged is replaced the same way (see `failoverReference`).
  * Stolon clears the proxies' target and promotes in the same pass.
  */
 import { findBestCandidates, ineligibility, type Candidate } from './candidates.js';
@@ -44,6 +46,12 @@ export interface SentinelMemory {
    * so the next choice goes to a keeper that has not failed yet (Stolon retries its random pick).
    */
   readonly initFailures?: Readonly<Record<string, number>>;
+  /**
+   * The switchover in progress (its event id) and when this sentinel first saw it, for
+   * `switchoverTimeout`. A new leader starts the timer again from its first pass: the switchover
+   * then gets at most one more `switchoverTimeout`, still bounded.
+   */
+  readonly switchoverSince?: { readonly id: string; readonly since: number };
 }
 
 /** An empty memory, as after (re)gaining leadership. */
@@ -167,7 +175,16 @@ export function decide(input: DecideInput): DecideOutput {
     decideInitializing(next, spec, input, keeperHealthy, dbHealthy, convergence, reasons, initFailures);
   } else {
     removeDeadKeepers(next, spec, input.wallTime, reasons);
-    awaitingFence = decideNormal(next, spec, input, keeperHealthy, dbHealthy, convergence, reasons, trace);
+    const sw = input.memory.switchoverSince;
+    const ev = next.cluster.status.failover;
+    const timers: NormalTimers = {
+      switchoverElapsedMs: ev?.kind === 'switchover' && sw?.id === ev.id ? now - sw.since : 0,
+      // An aborted switchover's primary was shut down on purpose: give it failInterval to restart.
+      resetDbError: (uid) => {
+        delete dbErrorSince[uid];
+      },
+    };
+    awaitingFence = decideNormal(next, spec, input, { keeperHealthy, dbHealthy, convergence }, reasons, trace, timers);
   }
 
   // forceFail is one-shot (Stolon), but our failover spans passes: fence, wait for every proxy,
@@ -219,6 +236,10 @@ export function decide(input: DecideInput): DecideOutput {
       ),
     );
   }
+  const evNext = next.cluster.status.failover;
+  const swPrev = input.memory.switchoverSince;
+  const switchoverSince =
+    evNext?.kind === 'switchover' ? { id: evNext.id, since: swPrev?.id === evNext.id ? swPrev.since : now } : undefined;
   if (next.cluster.status.phase !== 'initializing') {
     for (const k of Object.keys(initFailures)) {
       delete initFailures[k];
@@ -226,7 +247,13 @@ export function decide(input: DecideInput): DecideOutput {
   }
   return {
     next,
-    memory: { dbErrorSince, dbConvergingSince, keeperLastSeen, ...(Object.keys(initFailures).length > 0 ? { initFailures } : {}) },
+    memory: {
+      dbErrorSince,
+      dbConvergingSince,
+      keeperLastSeen,
+      ...(Object.keys(initFailures).length > 0 ? { initFailures } : {}),
+      ...(switchoverSince !== undefined ? { switchoverSince } : {}),
+    },
     reasons,
     changed,
   };
@@ -536,6 +563,19 @@ interface TraceContext {
 }
 type DbHealth = (db: DB) => boolean;
 type ConvergenceFn = (db: DB, timeoutMs: number) => Convergence;
+/** The health views decide computes once per pass. */
+interface HealthViews {
+  readonly keeperHealthy: Health;
+  readonly dbHealthy: DbHealth;
+  readonly convergence: ConvergenceFn;
+}
+/** Timers of the normal phase kept in the sentinel memory. */
+interface NormalTimers {
+  /** Monotonic ms since this sentinel first saw the switchover in progress (0 if none). */
+  readonly switchoverElapsedMs: number;
+  /** Forgets when a DB was first seen failing. */
+  readonly resetDbError: (dbUid: string) => void;
+}
 
 function decideInitializing(
   cd: ClusterData,
@@ -697,20 +737,21 @@ function removeDivergedDbs(cd: ClusterData, master: DB, input: DecideInput, reas
   }
 }
 
-function decideNormal(
+/**
+ * Runs the switchover step when one is requested or in progress.
+ * @returns true when the pass is handled (decide takes no normal step).
+ */
+function runSwitchover(
   cd: ClusterData,
   spec: ResolvedSpec,
   input: DecideInput,
-  keeperHealthy: Health,
-  dbHealthy: DbHealth,
-  convergence: ConvergenceFn,
+  h: HealthViews,
+  masterOk: boolean,
   reasons: string[],
-  trace: TraceContext,
+  timers: NormalTimers,
 ): boolean {
+  const { convergence } = h;
   const master = cd.dbs[cd.cluster.status.master];
-  const masterOk =
-    master !== undefined && dbHealthy(master) && convergence(master, spec.convergenceTimeoutMs) !== 'failed';
-
   // A planned switchover in progress owns the primary (it is shut down on purpose); a new request
   // starts only from a healthy, converged primary of a primary cluster.
   const switching = cd.cluster.status.failover?.kind === 'switchover';
@@ -719,6 +760,7 @@ function decideNormal(
     cd.cluster.status.failover === undefined &&
     masterOk &&
     spec.role === 'master' &&
+    master !== undefined &&
     convergence(master, spec.convergenceTimeoutMs) === 'converged';
   if (master !== undefined && (switching || requested)) {
     const outcome = switchoverStep({
@@ -727,17 +769,52 @@ function decideNormal(
       master,
       keeperInfos: input.keeperInfos,
       proxiesBehind: () => proxiesBehind(cd, input.proxyInfos),
-      dbHealthy,
+      dbHealthy: h.dbHealthy,
       converged: (db) => convergence(db, spec.convergenceTimeoutMs) === 'converged',
+      keeperLive: h.keeperHealthy,
+      elapsedMs: timers.switchoverElapsedMs,
       wallTime: input.wallTime,
       reasons,
     });
     if (outcome === 'handled') {
-      return false;
+      return true;
+    }
+    if (outcome === 'aborted') {
+      timers.resetDbError(master.uid);
     }
   }
   if (cd.cluster.status.switchoverRequest !== undefined && cd.cluster.status.failover === undefined && !requested) {
     reasons.push('switchover requested: waiting for a healthy, converged primary');
+  }
+  return false;
+}
+
+function decideNormal(
+  cd: ClusterData,
+  spec: ResolvedSpec,
+  input: DecideInput,
+  h: HealthViews,
+  reasons: string[],
+  trace: TraceContext,
+  timers: NormalTimers,
+): boolean {
+  const { keeperHealthy, dbHealthy, convergence } = h;
+  const master = cd.dbs[cd.cluster.status.master];
+  // A primary a failover is shutting down (see stopOldPrimary) stays failed: its shutdown order
+  // restarts its convergence timer, which must not make it look healthy again.
+  const beingStopped = (db: DB): boolean => db.spec.shutdownForSwitchover === true && cd.cluster.status.failover?.kind === 'failover';
+  const isOk = (db: DB): boolean =>
+    dbHealthy(db) && convergence(db, spec.convergenceTimeoutMs) !== 'failed' && !beingStopped(db);
+  if (runSwitchover(cd, spec, input, h, master !== undefined && isOk(master), reasons, timers)) {
+    return false;
+  }
+  // Again: an aborted switchover gives its primary a fresh failInterval.
+  const masterOk = master !== undefined && isOk(master);
+  if (masterOk && cd.cluster.status.failover?.kind !== 'switchover' && master.spec.shutdownForSwitchover === true) {
+    // A failed primary told to shut down before a promotion recovered first (the failover
+    // aborts): it may run again.
+    delete master.spec.shutdownForSwitchover;
+    reasons.push(`primary ${master.spec.keeperUID} (db ${master.uid}) recovered before a standby was promoted: it may run again`);
   }
 
   if (!masterOk) {
@@ -751,7 +828,7 @@ function decideNormal(
           : `db ${master.uid} did not converge within convergenceTimeout`;
       traceDeclared(cd, master, cause, input.wallTime, trace.lastSeenIso(master.spec.keeperUID));
     }
-    return failover(cd, spec, input, master, dbHealthy, reasons);
+    return failover(cd, spec, input, master, dbHealthy, convergence, reasons);
   }
   // Keeps the primary DB in line with the cluster role: this is how `stolonctl promote` (role
   // standby → master) turns a standby cluster's external follower into a real primary.
@@ -826,8 +903,93 @@ function decideNormal(
 }
 
 /**
- * The primary is not OK: fence proxies, then promote the best candidate.
- * @returns true while waiting for live proxies to acknowledge the fence.
+ * Shuts down a failed primary whose keeper is still live and reports its PostgreSQL running,
+ * before any standby is promoted, so direct clients can never write to two primaries. It reuses
+ * the switchover's clean shutdown (`shutdownForSwitchover`: the keeper stops PostgreSQL fast,
+ * which lets walsenders send the remaining WAL, and keeps it down). A keeper whose info is gone
+ * is not waited for: its fencer stops PostgreSQL before its lease can expire
+ * (docs/architecture.md, "Self-fencing primary"). Bounded by `convergenceTimeout`, counted from
+ * the shutdown order: past it the promotion goes ahead (liveness), with a loud reason.
+ * @returns true while waiting for the keeper to report PostgreSQL stopped.
+ */
+function stopOldPrimary(
+  cd: ClusterData,
+  spec: ResolvedSpec,
+  input: DecideInput,
+  master: DB,
+  convergence: ConvergenceFn,
+  reasons: string[],
+): boolean {
+  const who = `${master.spec.keeperUID} (db ${master.uid})`;
+  const info = input.keeperInfos[master.spec.keeperUID];
+  const st = info?.clusterUID === cd.cluster.uid ? info.postgresState : undefined;
+  const running = st !== undefined && st.uid === master.uid && (st.running ?? st.healthy);
+  if (!running) {
+    return false;
+  }
+  if (master.spec.shutdownForSwitchover !== true) {
+    master.spec.shutdownForSwitchover = true;
+    reasons.push(
+      `primary ${who} failed but its keeper is live and reports postgres running: shutting it down before promoting a standby`,
+    );
+    return true;
+  }
+  if (convergence(master, spec.convergenceTimeoutMs) === 'failed') {
+    reasons.push(
+      `LIVENESS: primary ${who} still reports postgres running convergenceTimeout ${formatDurationMs(spec.convergenceTimeoutMs)} ` +
+        `after it was told to shut down; promoting a standby anyway (its proxies are fenced)`,
+    );
+    return false;
+  }
+  reasons.push(`primary ${who} failed: waiting for its keeper to stop postgres before promoting a standby`);
+  return true;
+}
+
+/** What a failover compares candidates with, and who may win. */
+interface FailoverReference {
+  /** The primary whose timeline and last LSN the candidates are compared with. */
+  readonly primary: DB;
+  /** Synchronous replication: the DB uids that may be promoted; undefined: any within maxStandbyLag. */
+  readonly syncSet: ReadonlySet<string> | undefined;
+  /**
+   * Set when the failed primary is a standby chosen by this failover (or switchover) that failed
+   * before its promotion completed: it never served clients through the proxies, so the standbys
+   * still following the replaced (deleted) primary are candidates too, compared with that primary.
+   */
+  readonly unserved: boolean;
+}
+
+/**
+ * The reference of a failover of `master`. Normally `master` itself and its known synchronous
+ * standbys. When `master` is the unconverged choice of the failover in progress (proxies never
+ * routed to it), the old primary recorded in the event: its timeline and last LSN, and in
+ * synchronous mode the set it had known in sync (never a standby outside it).
+ */
+function failoverReference(cd: ClusterData, master: DB): FailoverReference {
+  const ev = cd.cluster.status.failover;
+  const unserved =
+    ev !== undefined &&
+    ev.newPrimary?.dbUid === master.uid &&
+    ev.oldPrimary.dbUid !== master.uid &&
+    ev.phases.proxiesRouted === undefined &&
+    cd.proxy.spec.masterDbUid !== master.uid;
+  if (!unserved) {
+    return { primary: master, syncSet: failoverSyncSet(master), unserved: false };
+  }
+  const old = ev.oldPrimary;
+  const primary: DB = {
+    ...master,
+    uid: old.dbUid,
+    status: { ...master.status, timelineID: old.timelineID ?? master.status.timelineID, xLogPos: old.xLogPos },
+  };
+  const syncSet = old.synchronousStandbys !== undefined ? new Set(old.synchronousStandbys) : failoverSyncSet(master);
+  return { primary, syncSet, unserved: true };
+}
+
+/**
+ * The primary is not OK: fence proxies, stop the old primary if its keeper is reachable, then
+ * promote the best candidate.
+ * @returns true while waiting for live proxies to acknowledge the fence or for the old primary to stop.
  */
 function failover(
   cd: ClusterData,
@@ -835,6 +997,7 @@ function failover(
   input: DecideInput,
   master: DB | undefined,
   dbHealthy: DbHealth,
+  convergence: ConvergenceFn,
   reasons: string[],
 ): boolean {
   const who = master === undefined ? 'missing' : `${master.spec.keeperUID} (db ${master.uid})`;
@@ -856,8 +1019,40 @@ function failover(
     return true;
   }
   traceFenced(cd, input.wallTime);
+  const choice = chooseCandidate(cd, spec, master, dbHealthy, reasons);
+  if (choice === undefined) {
+    if (master.spec.shutdownForSwitchover === true && cd.cluster.status.failover?.kind !== 'switchover') {
+      // Told to shut down for a promotion that can no longer happen: it may run again.
+      delete master.spec.shutdownForSwitchover;
+      reasons.push(`no standby can replace primary ${who} now: it may run again`);
+    }
+    return false;
+  }
+  if (stopOldPrimary(cd, spec, input, master, convergence, reasons)) {
+    return true;
+  }
+  promote(cd, spec, input, master, choice, reasons);
+  return false;
+}
+
+/** The candidate a failover promotes, with what it was compared with. */
+interface Choice {
+  readonly best: Candidate;
+  readonly ref: FailoverReference;
+  readonly count: number;
+}
+
+/** The most advanced eligible standby to replace the failed `master`, or undefined (and why, in reasons). */
+function chooseCandidate(cd: ClusterData, spec: ResolvedSpec, master: DB, dbHealthy: DbHealth, reasons: string[]): Choice | undefined {
+  const who = `${master.spec.keeperUID} (db ${master.uid})`;
+  const ref = failoverReference(cd, master);
+  // A standby follows the failed primary, or (unserved choice) still the primary it replaced.
+  const follows = (d: DB): boolean => {
+    const f = d.spec.followConfig?.dbuid;
+    return f === master.uid || (ref.unserved && f !== undefined && cd.dbs[f] === undefined);
+  };
   const candidates: Candidate[] = Object.values(cd.dbs)
-    .filter((d) => d.uid !== master.uid && d.spec.followConfig?.dbuid === master.uid)
+    .filter((d) => d.uid !== master.uid && follows(d))
     .map((db) => {
       const k = cd.keepers[db.spec.keeperUID];
       return { db, canBeMaster: k?.status.canBeMaster !== false, priority: k?.status.priority ?? 0 };
@@ -866,13 +1061,13 @@ function failover(
   // blip; it must not make a standby whose postgres is down right now the promotion target.
   const upNow = (db: DB): boolean => db.status.healthy && dbHealthy(db);
   // Synchronous replication: only a standby known to have every acknowledged commit may win.
-  const syncSet = failoverSyncSet(master);
-  const best = findBestCandidates(candidates, master, { isHealthy: upNow, maxStandbyLag: spec.maxStandbyLag, syncSet })[0];
+  const { syncSet, primary: refDb } = ref;
+  const best = findBestCandidates(candidates, refDb, { isHealthy: upNow, maxStandbyLag: spec.maxStandbyLag, syncSet })[0];
   if (best === undefined) {
     const why = candidates
       .map(
         (c) =>
-          `${c.db.spec.keeperUID}: ${ineligibility(c, master, { healthy: upNow(c.db), maxStandbyLag: spec.maxStandbyLag, syncSet }) ?? 'eligible'}`,
+          `${c.db.spec.keeperUID}: ${ineligibility(c, refDb, { healthy: upNow(c.db), maxStandbyLag: spec.maxStandbyLag, syncSet }) ?? 'eligible'}`,
       )
       .join('; ');
     const sync =
@@ -881,12 +1076,30 @@ function failover(
         : `; synchronous replication is on and only a standby known to be in sync may be promoted (known in sync: [${[...syncSet].sort().join(', ')}])`;
     reasons.push(`primary ${who} failed: no eligible standby to promote${why === '' ? '' : ` (${why})`}${sync}`);
     traceNoCandidate(cd, `no eligible standby${why === '' ? '' : `: ${why}`}`);
-    return false;
+    return undefined;
   }
+  return { best, ref, count: candidates.length };
+}
+
+/** Promotes the chosen standby in place of the failed `master`. */
+function promote(cd: ClusterData, spec: ResolvedSpec, input: DecideInput, master: DB, choice: Choice, reasons: string[]): void {
+  const who = `${master.spec.keeperUID} (db ${master.uid})`;
+  const { best, ref } = choice;
+  const { syncSet, primary: refDb } = ref;
   const w = best.db;
-  // The old primary's DB goes at once: its keeper, if it comes back, then has no DB and keeps
-  // PostgreSQL stopped until it is given a fresh standby DB. Stolon keeps it as role master until
-  // the new primary converged, which lets a returning old keeper start a second writable primary.
+  const ev = cd.cluster.status.failover;
+  if (ev !== undefined && !ref.unserved) {
+    // What a later choice is compared with if this one fails before its promotion completes.
+    ev.oldPrimary.timelineID = master.status.timelineID;
+    if (syncSet !== undefined) {
+      ev.oldPrimary.synchronousStandbys = [...syncSet].sort();
+    }
+  }
+  const earlier = ref.unserved && ev !== undefined ? `${ev.choice ?? ''}; keeper ${who} failed before its promotion completed; then ` : '';
+  // The old primary's DB goes at once (and so does a chosen standby that failed before its
+  // promotion completed): its keeper, if it comes back, then has no DB and keeps PostgreSQL
+  // stopped until it is given a fresh standby DB. Stolon keeps it as role master until the new
+  // primary converged, which lets a returning old keeper start a second writable primary.
   delete cd.dbs[master.uid];
   cd.cluster.status.master = w.uid;
   makeMasterType(w, spec);
@@ -894,14 +1107,13 @@ function failover(
   traceChosen(
     cd,
     w,
-    `most advanced eligible standby: LSN ${w.status.xLogPos} (old primary's last ${master.status.xLogPos}), priority ${best.priority ?? 0}, of ${candidates.length} standby(s)`,
+    `${earlier}most advanced eligible standby: LSN ${w.status.xLogPos} (old primary's last ${refDb.status.xLogPos}), priority ${best.priority ?? 0}, of ${choice.count} standby(s)`,
     input.wallTime,
   );
   reasons.push(
-    `primary ${who} failed: promoting keeper ${w.spec.keeperUID} (db ${w.uid}, LSN ${w.status.xLogPos}, ` +
-      `primary's last LSN ${master.status.xLogPos})`,
+    `primary ${who} failed${ref.unserved ? ' before its promotion completed' : ''}: promoting keeper ${w.spec.keeperUID} (db ${w.uid}, LSN ${w.status.xLogPos}, ` +
+      `primary's last LSN ${refDb.status.xLogPos})`,
   );
-  return false;
 }
 
 /** Copies cluster-wide settings into every DB spec, recomputes followers, bumps generations. */

@@ -7,3 +7,4 @@ export { parseClusterData, newClusterData, serializeClusterData } from './cluste
 export { compareFailoverCandidates, findBestCandidates, ineligibility, type Candidate, type EligibilityOptions } from './candidates.js';
 export { decide, emptyMemory, isMasterType, type DecideInput, type DecideOutput, type SentinelMemory } from './decide.js';
 export { FAKE_SYNC_STANDBY } from './sync.js';
+export { SWITCHOVER_BECAME_FAILOVER } from './switchover.js';

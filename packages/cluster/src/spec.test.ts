@@ -199,6 +199,12 @@ describe('validateSpec rejects', () => {
       issue: ['requestTimeout: must be greater than 0s'],
     },
     {
+      title: 'a zero switchoverTimeout',
+      spec: { initMode: 'new', switchoverTimeout: '0s' },
+      field: 'switchoverTimeout',
+      issue: ['switchoverTimeout: must be greater than 0s'],
+    },
+    {
       title: 'maxSynchronousStandbys below minSynchronousStandbys',
       spec: { initMode: 'new', minSynchronousStandbys: 2, maxSynchronousStandbys: 1 },
       field: 'maxSynchronousStandbys',
@@ -268,6 +274,7 @@ describe('resolveSpec', () => {
     deadKeeperRemovalIntervalMs: 172_800_000,
     proxyCheckIntervalMs: 1_000,
     proxyTimeoutMs: 4_000,
+    switchoverTimeoutMs: 60_000,
     maxStandbys: 20,
     maxStandbysPerSender: 3,
     maxStandbyLag: 1_048_576,

@@ -27,6 +27,7 @@ export const DEFAULT_SPEC = {
   deadKeeperRemovalInterval: '48h',
   proxyCheckInterval: '1s', // Stolon: 5s.
   proxyTimeout: '4s', // Stolon: 15s.
+  switchoverTimeout: '60s', // Ours: Stolon has no switchover.
   maxStandbys: 20,
   maxStandbysPerSender: 3,
   maxStandbyLag: 1024 * 1024, // Stolon: 1024*1204 (a typo for 1 MiB).
@@ -70,6 +71,7 @@ const specSchema = z.strictObject({
   deadKeeperRemovalInterval: duration.optional(),
   proxyCheckInterval: duration.optional(),
   proxyTimeout: duration.optional(),
+  switchoverTimeout: duration.optional(),
   maxStandbys: u16.min(1).optional(),
   maxStandbysPerSender: u16.min(1).optional(),
   maxStandbyLag: z.number().int().min(0).max(2 ** 32 - 1).optional(),
@@ -159,6 +161,9 @@ function timingRules(r: ResolvedSpec): string[] {
   if (r.requestTimeoutMs <= 0) {
     problems.push('requestTimeout: must be greater than 0s.');
   }
+  if (r.switchoverTimeoutMs <= 0) {
+    problems.push('switchoverTimeout: must be greater than 0s (a switchover that cannot finish must end); e.g. "60s".');
+  }
   if (r.maxSynchronousStandbys < r.minSynchronousStandbys) {
     problems.push(
       `maxSynchronousStandbys: ${r.maxSynchronousStandbys} must be at least minSynchronousStandbys (${r.minSynchronousStandbys}).`,
@@ -243,6 +248,7 @@ function resolveUnchecked(spec: ClusterSpec): ResolvedSpec {
     deadKeeperRemovalIntervalMs: ms(spec.deadKeeperRemovalInterval ?? d.deadKeeperRemovalInterval),
     proxyCheckIntervalMs: ms(spec.proxyCheckInterval ?? d.proxyCheckInterval),
     proxyTimeoutMs: ms(spec.proxyTimeout ?? d.proxyTimeout),
+    switchoverTimeoutMs: ms(spec.switchoverTimeout ?? d.switchoverTimeout),
     maxStandbys: spec.maxStandbys ?? d.maxStandbys,
     maxStandbysPerSender: spec.maxStandbysPerSender ?? d.maxStandbysPerSender,
     maxStandbyLag: spec.maxStandbyLag ?? d.maxStandbyLag,

@@ -108,4 +108,67 @@ describe('planned switchover', () => {
     expect(out.next.cluster.status.master).toBe(dbOf('k1'));
     expect(out.next.dbs[dbOf('k1')]?.spec.shutdownForSwitchover).toBeUndefined();
   });
+
+  it('becomes a failover when the old primary\'s keeper is lost before the promotion: recorded as aborted, then the most advanced standby is promoted', () => {
+    const loop = new Loop(threeKeepers());
+    loop.cd.cluster.status.switchoverRequest = { requestedAt: 'now', targetKeeperUID: 'k3' };
+    const all = (c: ClusterData) => [keeperInfo('k1', c, { xLogPos: LSN }), keeperInfo('k2', c, { xLogPos: LSN }), keeperInfo('k3', c, { xLogPos: LSN - 100 })];
+    loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', 2)] }));
+    let out = loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', 3)] }));
+    expect(out.next.dbs[dbOf('k1')]?.spec.shutdownForSwitchover).toBe(true);
+    // k1's keeper and postgres die while it shuts down: its info lapses.
+    const k2k3 = (c: ClusterData) => ({ keepers: all(c).slice(1), proxies: [proxyInfo('p1', 3)] });
+    out = loop.pass(k2k3);
+    expect(out.reasons.join(' | ')).toMatch(/switchover aborted: keeper k1 of the old primary was lost before the promotion; continuing as a failover/);
+    expect(out.next.failoverHistory?.at(-1)).toMatchObject({ kind: 'switchover', result: 'aborted' });
+    expect(out.next.failoverHistory?.at(-1)?.choice).toMatch(/continuing as a failover$/);
+    // The failover rules (not the switchover's requested target) choose: k2 is the most advanced.
+    expect(out.next.cluster.status.master).toBe(dbOf('k2'));
+    expect(out.next.cluster.status.failover).toMatchObject({ kind: 'failover', newPrimary: { keeperUID: 'k2' } });
+    out = loop.pass((c) => ({ keepers: [keeperInfo('k2', c, { xLogPos: LSN + 10, timeline: 2 }), keeperInfo('k3', c, { xLogPos: LSN })], proxies: [proxyInfo('p1', 3)] }));
+    expect(out.next.proxy.spec.masterDbUid).toBe(dbOf('k2'));
+    expect(out.next.failoverHistory?.at(-1)).toMatchObject({ kind: 'failover', result: 'completed' });
+  });
+
+  it('aborts past switchoverTimeout when the target never gets the final WAL: the old primary resumes and proxies go back to it', () => {
+    const loop = new Loop(threeKeepers());
+    loop.cd.cluster.status.switchoverRequest = { requestedAt: 'now', targetKeeperUID: 'k2' };
+    const all = (c: ClusterData, k1: Parameters<typeof keeperInfo>[2] = {}) => [
+      keeperInfo('k1', c, { xLogPos: LSN, ...k1 }),
+      keeperInfo('k2', c, { xLogPos: LSN }),
+      keeperInfo('k3', c, { xLogPos: LSN - 100 }),
+    ];
+    loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', 2)] }));
+    loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', 3)] }));
+    const gen = loop.cd.dbs[dbOf('k1')]!.generation;
+    const stopped = { running: false, pgHealthy: false, xLogPos: LSN + 500, generation: gen } as const;
+    // k2 was disconnected: it never receives past LSN. 59.8 s after the request: still waiting.
+    let out = loop.pass((c) => ({ keepers: all(c, stopped), proxies: [proxyInfo('p1', 3)] }), 59_600);
+    expect(out.reasons.join(' ')).toMatch(/waiting for keeper k2 to receive the primary's final WAL/);
+    expect(out.memory.switchoverSince).toMatchObject({ id: out.next.cluster.status.failover?.id });
+    // Past the default switchoverTimeout (60s): aborted, k1 told to run again, with a fresh failInterval.
+    out = loop.pass((c) => ({ keepers: all(c, stopped), proxies: [proxyInfo('p1', 3)] }), 400);
+    expect(out.reasons.join(' | ')).toMatch(/switchover aborted: switchoverTimeout 1m0s passed before the target could be promoted/);
+    expect(out.next.failoverHistory?.at(-1)).toMatchObject({ kind: 'switchover', result: 'aborted' });
+    expect(out.next.cluster.status.failover).toBeUndefined();
+    expect(out.next.cluster.status.master).toBe(dbOf('k1'));
+    expect(out.next.dbs[dbOf('k1')]?.spec.shutdownForSwitchover).toBeUndefined();
+    expect(out.memory.switchoverSince).toBeUndefined();
+    expect(out.reasons.join(' ')).not.toMatch(/promoting keeper/);
+    // k1 restarted and applied the new generation: proxies routed to it.
+    out = loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', c.proxy.generation)] }));
+    expect(out.next.cluster.status.master).toBe(dbOf('k1'));
+    expect(out.next.proxy.spec.masterDbUid).toBe(dbOf('k1'));
+  });
+
+  it('a new leader (empty memory) starts switchoverTimeout again from its first pass', () => {
+    const loop = new Loop(threeKeepers());
+    loop.cd.cluster.status.switchoverRequest = { requestedAt: 'now', targetKeeperUID: 'k2' };
+    const all = (c: ClusterData) => [keeperInfo('k1', c, { xLogPos: LSN }), keeperInfo('k2', c, { xLogPos: LSN }), keeperInfo('k3', c, { xLogPos: LSN })];
+    loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', 2)] }));
+    loop.memory = emptyMemory();
+    const out = loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', 2)] }), 120_000);
+    expect(out.reasons.join(' ')).toMatch(/switchover: waiting for proxies p1/);
+    expect(out.memory.switchoverSince?.since).toBe(loop.now);
+  });
 });

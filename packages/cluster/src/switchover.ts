@@ -11,10 +11,15 @@
  *      exactly where the new timeline starts);
  *   4. the new primary converged → proxies routed to it (the normal path in decide).
  * Nothing acknowledged is lost, even without synchronous replication.
+ * A switchover that cannot reach step 3 ends: when the old primary's keeper is lost it becomes
+ * an ordinary failover (recorded as `aborted`, its choice ending with
+ * {@link SWITCHOVER_BECAME_FAILOVER}); past `switchoverTimeout` (or when the target fails) it is
+ * aborted and the old primary resumes.
  * The trace is the same FailoverEvent as a failover's, `kind: 'switchover'`.
  */
 import { compareFailoverCandidates, ineligibility, type Candidate } from './candidates.js';
-import { inheritSynchronousStandbys } from './sync.js';
+import { formatDurationMs } from './duration.js';
+import { failoverSyncSet, inheritSynchronousStandbys } from './sync.js';
 import type { ClusterData, DB, FailoverEvent, KeeperInfo, ResolvedSpec } from './types.js';
 
 /** What the switchover step needs from decide. */
@@ -27,12 +32,23 @@ export interface SwitchoverContext {
   readonly proxiesBehind: () => string[];
   readonly dbHealthy: (db: DB) => boolean;
   readonly converged: (db: DB) => boolean;
+  /** Whether the keeper's info is live and it is not failed by `stolonctl failkeeper`. */
+  readonly keeperLive: (keeperUid: string) => boolean;
+  /** Monotonic ms since the leader sentinel first saw this switchover (restarts on a leader change). */
+  readonly elapsedMs: number;
   readonly wallTime: string;
   readonly reasons: string[];
 }
 
-/** Result: `handled` means decide must not take its normal steps this pass. */
-export type SwitchoverOutcome = 'none' | 'handled';
+/**
+ * Result: `handled` means decide must not take its normal steps this pass; `aborted`, the
+ * switchover ended and the old primary resumes (decide gives it failInterval to restart);
+ * `failover`, it ended because the old primary was lost and the failover rules take over.
+ */
+export type SwitchoverOutcome = 'none' | 'handled' | 'aborted' | 'failover';
+
+/** The end of the `choice` of a switchover that ended because its old primary was lost. */
+export const SWITCHOVER_BECAME_FAILOVER = 'continuing as a failover';
 
 function candidateOf(cd: ClusterData, db: DB): Candidate {
   const k = cd.keepers[db.spec.keeperUID];
@@ -59,7 +75,18 @@ function abort(ctx: SwitchoverContext, ev: FailoverEvent, why: string): Switchov
   delete cd.cluster.status.failover;
   ctx.reasons.push(`switchover aborted: ${why}; primary ${master.spec.keeperUID} (db ${master.uid}) stays primary`);
   // The proxies are re-routed to the (restarted) primary by the normal path.
-  return 'none';
+  return 'aborted';
+}
+
+/** The old primary was lost before the promotion: end the switchover; decide fails it over. */
+function becomeFailover(ctx: SwitchoverContext, ev: FailoverEvent, why: string): SwitchoverOutcome {
+  const { cd } = ctx;
+  ev.result = 'aborted';
+  ev.choice = `${ev.choice ?? ''}${ev.choice ? '; ' : ''}aborted: ${why}; ${SWITCHOVER_BECAME_FAILOVER}`;
+  cd.failoverHistory = [...(cd.failoverHistory ?? []), ev].slice(-20);
+  delete cd.cluster.status.failover;
+  ctx.reasons.push(`switchover aborted: ${why}; ${SWITCHOVER_BECAME_FAILOVER} (the failover rules choose the new primary)`);
+  return 'failover';
 }
 
 /**
@@ -128,6 +155,12 @@ export function switchoverStep(ctx: SwitchoverContext): SwitchoverOutcome {
     // Promotion ordered; the normal path routes proxies once the target converged.
     return 'none';
   }
+  if (!ctx.keeperLive(master.spec.keeperUID)) {
+    return becomeFailover(ctx, ev, `keeper ${master.spec.keeperUID} of the old primary was lost before the promotion`);
+  }
+  if (ctx.elapsedMs > ctx.spec.switchoverTimeoutMs) {
+    return abort(ctx, ev, `switchoverTimeout ${formatDurationMs(ctx.spec.switchoverTimeoutMs)} passed before the target could be promoted`);
+  }
   const target = cd.dbs[targetUid];
   if (target === undefined || !(target.status.healthy && ctx.dbHealthy(target))) {
     return abort(ctx, ev, `target db ${targetUid} is gone or unhealthy`);
@@ -164,6 +197,14 @@ export function switchoverStep(ctx: SwitchoverContext): SwitchoverOutcome {
   }
   ev.oldPrimary.xLogPos = finalLsn;
   ev.newPrimary.xLogPos = target.status.xLogPos;
+  // Should the target fail before its promotion completes, the old primary (now its standby, with
+  // every WAL record up to its shutdown checkpoint) may take its place, as may its known
+  // synchronous standbys (see decide's failover of an unserved choice).
+  ev.oldPrimary.timelineID = master.status.timelineID;
+  const syncSet = failoverSyncSet(master);
+  if (syncSet !== undefined) {
+    ev.oldPrimary.synchronousStandbys = [...new Set([...syncSet, master.uid])].sort();
+  }
   delete master.spec.shutdownForSwitchover;
   // The old primary becomes a standby of the new one, same DB: no clone, no rewind.
   master.spec.role = 'standby';

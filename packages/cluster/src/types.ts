@@ -33,6 +33,11 @@ export interface ClusterSpec {
   deadKeeperRemovalInterval?: string;
   proxyCheckInterval?: string;
   proxyTimeout?: string;
+  /**
+   * Our addition: how long a planned switchover may take from the request being accepted to the
+   * target's promotion being ordered; past it the switchover is aborted (the old primary resumes).
+   */
+  switchoverTimeout?: string;
   maxStandbys?: number;
   maxStandbysPerSender?: number;
   maxStandbyLag?: number;
@@ -109,6 +114,7 @@ export interface ResolvedSpec {
   deadKeeperRemovalIntervalMs: number;
   proxyCheckIntervalMs: number;
   proxyTimeoutMs: number;
+  switchoverTimeoutMs: number;
   maxStandbys: number;
   maxStandbysPerSender: number;
   /** Bytes of WAL a standby may be behind the primary and still be promoted (async mode). */
@@ -158,7 +164,23 @@ export interface FailoverEvent {
   kind: 'failover' | 'switchover';
   /** Why the primary was declared failed (or who asked for the switchover). */
   cause: string;
-  oldPrimary: { keeperUID: string; dbUid: string; xLogPos: number };
+  oldPrimary: {
+    keeperUID: string;
+    dbUid: string;
+    xLogPos: number;
+    /**
+     * The timeline it was on, recorded when a candidate is chosen: if the chosen standby fails
+     * before its promotion completed (it never served clients), the next candidate is compared
+     * with the old primary's timeline and LSN, not the failed one's.
+     */
+    timelineID?: number;
+    /**
+     * Synchronous replication only: the DB uids known to have every commit it acknowledged
+     * (its known-in-sync ∩ spec list, recorded when a candidate is chosen). Only these may be
+     * promoted in place of a chosen standby that fails before its promotion completed.
+     */
+    synchronousStandbys?: string[];
+  };
   newPrimary?: { keeperUID: string; dbUid: string; xLogPos: number };
   /** Why this candidate (or why none could be chosen). */
   choice?: string;
@@ -235,8 +257,9 @@ export interface DBSpec {
   /** Our addition: `automaticPgRestart` copied from the cluster spec. */
   automaticPgRestart?: boolean;
   /**
-   * Our addition, set on the primary during a planned switchover: shut PostgreSQL down cleanly
-   * (so every standby receives all its WAL) and keep it down until told otherwise.
+   * Our addition, set on the primary during a planned switchover, and on a failed primary whose
+   * keeper is still live before a standby is promoted in its place (fencing it): shut PostgreSQL
+   * down cleanly (so every standby receives all its WAL) and keep it down until told otherwise.
    */
   shutdownForSwitchover?: boolean;
   role: Role;

@@ -181,7 +181,10 @@ function buildParser(args: readonly string[], select: (name: CommandName, argv: 
           .option('to', { type: 'string', describe: 'keeper to promote (default: the most up-to-date eligible standby)' })
           .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'switch over without asking' })
           .option('wait', { type: 'boolean', default: true, describe: 'wait for the outcome (--no-wait to return at once)' })
-          .option('timeout', { type: 'string', default: '60s', describe: 'how long to wait for the outcome' }),
+          .option('timeout', {
+            type: 'string',
+            describe: "how long to wait for the outcome (default: the cluster spec's switchoverTimeout + 30s, so the sentinel's verdict is seen)",
+          }),
       (argv) => select('switchover', argv),
     )
     .demandCommand(1, `give a command: ${COMMANDS}`)
@@ -304,7 +307,7 @@ async function main(args: readonly string[]): Promise<ExitCodeValue> {
           ...(typeof argv['to'] === 'string' ? { to: argv['to'] } : {}),
           yes: argv['yes'] === true,
           noWait: argv['wait'] === false,
-          timeout: String(argv['timeout'] ?? '60s'),
+          ...(typeof argv['timeout'] === 'string' ? { timeout: argv['timeout'] } : {}),
         });
     }
   } finally {

@@ -5,10 +5,22 @@
  * fences the proxies, shuts the primary down cleanly, waits until the target received all its
  * WAL, promotes the target and re-points the old primary as a standby (no clone). Nothing
  * acknowledged is lost, even without synchronous replication. By default the command waits for
- * the outcome and prints the phases.
+ * the outcome and prints the phases. The sentinel ends a switchover that cannot finish (past the
+ * spec's `switchoverTimeout`, or when the target fails: aborted, the old primary resumes; when
+ * the old primary's keeper is lost: it becomes a failover); the command says which, and for a
+ * failover waits for it and prints its outcome too.
  */
 import { nowIso } from '@stolon-ts/common';
-import { compareFailoverCandidates, ineligibility, parseDurationMs, resolveSpec, type ClusterData, type FailoverEvent } from '@stolon-ts/cluster';
+import {
+  compareFailoverCandidates,
+  formatDurationMs,
+  ineligibility,
+  parseDurationMs,
+  resolveSpec,
+  SWITCHOVER_BECAME_FAILOVER,
+  type ClusterData,
+  type FailoverEvent,
+} from '@stolon-ts/cluster';
 import {
   CommandError,
   ExitCode,
@@ -28,7 +40,10 @@ export interface SwitchoverOptions {
   readonly yes?: boolean;
   /** `--no-wait`: return once the request is recorded. @default false */
   readonly noWait?: boolean;
-  /** `--timeout` as a duration string. @default "60s" */
+  /**
+   * `--timeout` as a duration string. Default: the spec's `switchoverTimeout` plus 30 s, so the
+   * sentinel's own verdict (completed, aborted, or a failover) is seen.
+   */
   readonly timeout?: string;
   /** Poll period while waiting, ms. @default 200 */
   readonly pollMs?: number;
@@ -89,23 +104,50 @@ function precheck(cd: ClusterData, to: string | undefined): void {
 
 function describe(ev: FailoverEvent): string {
   return [
-    `switchover ${ev.result ?? 'in progress'}: ${ev.oldPrimary.keeperUID} → ${ev.newPrimary?.keeperUID ?? '?'} (${ev.choice ?? ''})`,
+    `${ev.kind} ${ev.result ?? 'in progress'}: ${ev.oldPrimary.keeperUID} → ${ev.newPrimary?.keeperUID ?? '?'} (${ev.choice ?? ''})`,
     `  ${describePhases(viewEvent(ev, ev.result === undefined))}`,
   ].join('\n');
 }
 
+/** Whether the sentinel ended this switchover because its old primary was lost (a failover follows). */
+function becameFailover(ev: FailoverEvent): boolean {
+  return ev.kind === 'switchover' && ev.result === 'aborted' && (ev.choice ?? '').endsWith(SWITCHOVER_BECAME_FAILOVER);
+}
+
+/** Polls until the failover that followed the switchover `sw` ended, then prints it. */
+async function awaitFailover(ctx: CommandContext, sw: FailoverEvent, deadline: number, timeout: string, pollMs: number): Promise<void> {
+  ctx.out(`switchover became a failover: the old primary's keeper ${sw.oldPrimary.keeperUID} was lost; waiting for the failover`);
+  for (;;) {
+    const { cd } = await loadClusterData(ctx);
+    const ev = (cd.failoverHistory ?? []).find(
+      (e) => e.kind === 'failover' && e.oldPrimary.dbUid === sw.oldPrimary.dbUid && e.result !== undefined,
+    );
+    if (ev !== undefined) {
+      ctx.out(describe(ev));
+      return;
+    }
+    if (Date.now() > deadline) {
+      throw new CommandError(`the failover that replaced the switchover did not finish within ${timeout}; see stolonctl events`, ExitCode.runtime);
+    }
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+}
+
 /**
  * Requests a switchover and (unless `noWait`) waits for its outcome.
- * @returns 0 when completed (or recorded, with `noWait`); 1 when refused, aborted by the sentinel,
- *   or not finished within the timeout; 2 for a bad `--timeout`.
+ * @returns 0 when completed (or recorded, with `noWait`); 1 when refused, aborted by the sentinel
+ *   (also when it became a failover, whose outcome is printed), or not finished within the
+ *   timeout; 2 for a bad `--timeout`.
  */
 export function runSwitchover(ctx: CommandContext, opts: SwitchoverOptions = {}): Promise<ExitCodeValue> {
   return runCommand(ctx, 'switchover', async () => {
-    const timeoutMs = parseDurationMs(opts.timeout ?? '60s');
-    if (timeoutMs === undefined || timeoutMs <= 0) {
+    const given = opts.timeout === undefined ? undefined : parseDurationMs(opts.timeout);
+    if (opts.timeout !== undefined && (given === undefined || given <= 0)) {
       throw new CommandError(`--timeout: "${opts.timeout}" is not a positive duration such as 60s`, ExitCode.usage, { field: 'timeout' });
     }
     const loaded = await loadClusterData(ctx);
+    const timeoutMs = given ?? resolveSpec(loaded.cd.cluster.spec).switchoverTimeoutMs + 30_000;
+    const timeoutText = opts.timeout ?? formatDurationMs(timeoutMs);
     precheck(loaded.cd, opts.to);
     const master = loaded.cd.dbs[loaded.cd.cluster.status.master];
     if (opts.yes !== true) {
@@ -142,13 +184,16 @@ export function runSwitchover(ctx: CommandContext, opts: SwitchoverOptions = {})
       const done = history.slice(Math.max(0, historyBefore - 1)).find((e) => e.kind === 'switchover' && Date.parse(e.phases.declaredFailed) >= Date.parse(requestedAt) - 1000 && e.result !== undefined);
       if (done !== undefined) {
         ctx.out(describe(done));
+        if (becameFailover(done)) {
+          await awaitFailover(ctx, done, deadline, timeoutText, opts.pollMs ?? 200);
+        }
         return done.result === 'completed' ? ExitCode.ok : ExitCode.runtime;
       }
       if (cd.cluster.status.switchoverRequest === undefined && cd.cluster.status.failover === undefined) {
         throw new CommandError('the sentinel refused the switchover; its log says why (see also stolonctl status)', ExitCode.runtime);
       }
       if (Date.now() > deadline) {
-        throw new CommandError(`switchover not finished within ${opts.timeout ?? '60s'}; see stolonctl events`, ExitCode.runtime);
+        throw new CommandError(`switchover not finished within ${timeoutText}; see stolonctl events`, ExitCode.runtime);
       }
       await new Promise((r) => setTimeout(r, opts.pollMs ?? 200));
     }
