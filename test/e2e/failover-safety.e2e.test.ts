@@ -1,0 +1,193 @@
+/**
+ * Failover safety on real etcd and PostgreSQL, 3 keepers behind one proxy:
+ * (a) `stolonctl failkeeper` on the primary: the old primary, whose keeper is live, is shut down
+ *     before the new one is promoted, so a client writing straight to its port never overlaps
+ *     with a client writing to the new primary;
+ * (b) zone loss: the primary node dies, then (at once) the node of the standby the sentinel chose
+ *     to promote: the third keeper becomes primary in bounded time;
+ * (c) the old primary's node dies as a switchover starts: the switchover becomes a failover, a
+ *     primary exists again in bounded time, and `stolonctl switchover` says so.
+ * The decisions are table-tested in packages/cluster/src/decide.test.ts and switchover.test.ts.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { parseClusterData, type ClusterData } from '@stolon-ts/cluster';
+import { e2eCluster, query, waitFor, waitKeepersConverged } from '@stolon-ts/harness';
+import { createStore, type Store } from '@stolon-ts/store';
+
+let store: Store;
+const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
+  tmpPrefix: 'stolon-failover-safety-e2e-',
+  keepers: 3,
+  clusterName: 'ffs',
+  logLevel: 'debug',
+  setup: async (c) => {
+    store = createStore({ backend: 'etcdv3', endpoints: c.etcd.endpoints, clusterName: 'ffs' });
+    await query(c.proxyClientConfig(0), 'create table a (id serial primary key, who int)');
+  },
+  teardown: async () => {
+    await store?.close().catch(() => undefined);
+  },
+});
+
+/** Straight to keeper `i`'s PostgreSQL, with client-side limits so a dying server cannot hang a loop. */
+function direct(i: number): pg.ClientConfig {
+  return { ...e2e.cluster.directClientConfig(i), connectionTimeoutMillis: 1000, query_timeout: 2000 };
+}
+
+async function clusterData(): Promise<ClusterData> {
+  const rec = await store.getClusterData();
+  if (rec === null) {
+    throw new Error('no clusterdata');
+  }
+  return parseClusterData(rec.text);
+}
+
+const keeperIndex = (uid: string): number => e2e.cluster.keepers.findIndex((k) => k.uid === uid);
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until a write through the proxy succeeds; returns the keeper index of the primary then. */
+async function writableThroughProxy(timeoutMs: number): Promise<number> {
+  await waitFor(
+    async () => {
+      try {
+        await query({ ...e2e.cluster.proxyClientConfig(0), connectionTimeoutMillis: 1000, query_timeout: 2000 }, 'insert into a (who) values (-1)');
+        return true;
+      } catch {
+        return undefined;
+      }
+    },
+    { timeoutMs, what: 'a write through the proxy', intervalMs: 200 },
+  );
+  return e2e.cluster.primaryIndex();
+}
+
+describe('failover safety', () => {
+  it('failkeeper on the primary: the old primary stops taking direct writes before the new one takes its first (overlap 0)', async () => {
+    await waitKeepersConverged(e2e.cluster, 3);
+    const old = await e2e.cluster.primaryIndex();
+    expect(old).toBeGreaterThanOrEqual(0);
+    const others = [0, 1, 2].filter((i) => i !== old);
+    const deadline = Date.now() + 90_000;
+    let stop = false;
+    let lastOldAck = 0;
+    let oldAcks = 0;
+    let firstNew: { sentAt: number; keeper: number } | undefined;
+
+    const oldWriter = (async () => {
+      while (!stop && Date.now() < deadline) {
+        try {
+          await query(direct(old), 'insert into a (who) values ($1)', [old]);
+          lastOldAck = Date.now();
+          oldAcks += 1;
+        } catch {
+          await sleep(10);
+        }
+      }
+    })();
+    await waitFor(() => (oldAcks >= 10 ? true : undefined), { timeoutMs: 20_000, what: 'direct writes to the old primary' });
+    const newChecker = (async () => {
+      while (!stop && firstNew === undefined && Date.now() < deadline) {
+        for (const i of others) {
+          const sentAt = Date.now();
+          try {
+            await query(direct(i), 'insert into a (who) values ($1)', [i]);
+            firstNew ??= { sentAt, keeper: i };
+          } catch {
+            // A standby refuses writes; a stopped server refuses connections.
+          }
+        }
+        await sleep(10);
+      }
+    })();
+
+    const r = await e2e.cluster.stolonctl(['failkeeper', e2e.cluster.keepers[old]!.uid]);
+    expect(r.code, r.stderr).toBe(0);
+    await waitFor(() => firstNew, { timeoutMs: 60_000, what: 'a direct write accepted by the new primary', intervalMs: 50 });
+    stop = true;
+    await Promise.all([oldWriter, newChecker]);
+
+    const gap = firstNew!.sentAt - lastOldAck;
+    process.stdout.write(`failkeeper: last direct write to the old primary acknowledged ${gap} ms before the first write to the new one was sent\n`);
+    expect(lastOldAck).toBeGreaterThan(0);
+    expect(gap).toBeGreaterThan(0);
+    expect(e2e.cluster.logs()).toMatch(/its keeper is live and reports postgres running: shutting it down before promoting a standby/);
+    expect(await writableThroughProxy(30_000)).toBe(firstNew!.keeper);
+  });
+
+  it('zone loss: the primary and the standby chosen to replace it die together; the third keeper becomes primary', async () => {
+    await waitKeepersConverged(e2e.cluster, 3);
+    const old = await e2e.cluster.primaryIndex();
+    expect(old).toBeGreaterThanOrEqual(0);
+    const oldMaster = (await clusterData()).cluster.status.master;
+
+    // Kill the chosen standby's node the moment the sentinel names it, before it can converge.
+    let chosen: number | undefined;
+    let killing: Promise<void> | undefined;
+    const watch = await store.watch(['clusterdata'], () => {
+      void clusterData()
+        .then((cd) => {
+          const m = cd.dbs[cd.cluster.status.master];
+          if (chosen === undefined && m !== undefined && m.uid !== oldMaster) {
+            chosen = keeperIndex(m.spec.keeperUID);
+            killing = e2e.cluster.killKeeperNode(chosen);
+          }
+        })
+        .catch(() => undefined);
+    });
+    try {
+      await e2e.cluster.killKeeperNode(old);
+      await waitFor(() => (killing !== undefined ? true : undefined), { timeoutMs: 30_000, what: 'the sentinel to choose a standby', intervalMs: 5 });
+      await killing;
+    } finally {
+      await watch.close();
+    }
+    const killedAt = Date.now();
+    const third = [0, 1, 2].find((i) => i !== old && i !== chosen)!;
+
+    expect(await writableThroughProxy(45_000)).toBe(third);
+    process.stdout.write(`zone loss: writable through the proxy on the third keeper ${Date.now() - killedAt} ms after the chosen standby was killed\n`);
+    const last = (await clusterData()).failoverHistory?.at(-1);
+    expect(last).toMatchObject({ kind: 'failover', result: 'completed', newPrimary: { keeperUID: e2e.cluster.keepers[third]!.uid } });
+    expect(last?.choice).toMatch(/failed before its promotion completed/);
+
+    await e2e.cluster.startKeeper(old);
+    await e2e.cluster.startKeeper(chosen!);
+  });
+
+  it('the old primary\'s node dies as a switchover starts: it becomes a failover, a primary exists again, and stolonctl switchover says so', async () => {
+    await waitKeepersConverged(e2e.cluster, 3);
+    const old = await e2e.cluster.primaryIndex();
+    expect(old).toBeGreaterThanOrEqual(0);
+
+    let killing: Promise<void> | undefined;
+    const watch = await store.watch(['clusterdata'], () => {
+      void clusterData()
+        .then((cd) => {
+          if (killing === undefined && cd.cluster.status.failover?.kind === 'switchover') {
+            killing = e2e.cluster.killKeeperNode(old);
+          }
+        })
+        .catch(() => undefined);
+    });
+    let sw: Awaited<ReturnType<typeof e2e.cluster.stolonctl>>;
+    try {
+      sw = await e2e.cluster.stolonctl(['switchover', '--yes']);
+      await killing;
+    } finally {
+      await watch.close();
+    }
+    expect(killing).toBeDefined();
+    process.stdout.write(`stolonctl switchover said:\n${sw.stdout}${sw.stderr}\n`);
+    expect(sw.code).toBe(1);
+    expect(sw.stdout).toMatch(/switchover aborted: .*continuing as a failover/);
+    expect(sw.stdout).toMatch(/switchover became a failover/);
+    expect(sw.stdout).toMatch(/failover completed/);
+
+    const now = await writableThroughProxy(30_000);
+    expect(now).toBeGreaterThanOrEqual(0);
+    expect(now).not.toBe(old);
+    await e2e.cluster.startKeeper(old);
+    await waitKeepersConverged(e2e.cluster, 3);
+  });
+});
