@@ -171,4 +171,26 @@ describe('planned switchover', () => {
     expect(out.reasons.join(' ')).toMatch(/switchover: waiting for proxies p1/);
     expect(out.memory.switchoverSince?.since).toBe(loop.now);
   });
+
+  it('the target dies after its promotion was ordered but before it converged: the old primary, now its standby with every WAL record, is promoted again', () => {
+    const loop = new Loop(threeKeepers());
+    loop.cd.cluster.status.switchoverRequest = { requestedAt: 'now', targetKeeperUID: 'k2' };
+    const all = (c: ClusterData, k1: Parameters<typeof keeperInfo>[2] = {}, k2: Parameters<typeof keeperInfo>[2] = {}) => [
+      keeperInfo('k1', c, { xLogPos: LSN, ...k1 }),
+      keeperInfo('k2', c, { xLogPos: LSN, ...k2 }),
+      keeperInfo('k3', c, { xLogPos: LSN - 100 }),
+    ];
+    loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', 2)] }));
+    loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', 3)] }));
+    const gen = loop.cd.dbs[dbOf('k1')]!.generation;
+    const stopped = { running: false, pgHealthy: false, xLogPos: LSN + 500, generation: gen } as const;
+    let out = loop.pass((c) => ({ keepers: all(c, stopped, { xLogPos: LSN + 600 }), proxies: [proxyInfo('p1', 3)] }));
+    expect(out.next.cluster.status.master).toBe(dbOf('k2'));
+    // k2's node dies before it applied the promotion; k1 restarted as a standby at its shutdown checkpoint.
+    out = loop.pass((c) => ({ keepers: [keeperInfo('k1', c, { xLogPos: LSN + 500 }), keeperInfo('k3', c, { xLogPos: LSN - 100 })], proxies: [proxyInfo('p1', 3)] }));
+    expect(out.reasons.join(' | ')).toMatch(/primary k2 \(db db-k2\) failed before its promotion completed: promoting keeper k1/);
+    expect(out.next.cluster.status.master).toBe(dbOf('k1'));
+    expect(out.next.dbs[dbOf('k2')]).toBeUndefined();
+    expect(out.next.dbs[dbOf('k1')]?.spec).toMatchObject({ role: 'master', followConfig: null });
+  });
 });
