@@ -585,8 +585,7 @@ describe.each(DATA_PATHS)('data path: $name', ({ config }) => {
       // proxyTimeout 3 s, but the store says the info lease is certain to live only until 600 ms
       // after the last publish (no keepalive confirmed in between, as when they fail): a hung
       // store must cut clients by then, not at proxyTimeout.
-      let w: World | undefined;
-      const startedAt = performance.now();
+      const started: { at: number; world?: World } = { at: performance.now() };
       const cd = aClusterData({
         dbs: { db1: a.port },
         master: 'db1',
@@ -594,7 +593,11 @@ describe.each(DATA_PATHS)('data path: $name', ({ config }) => {
         generation: 2,
         spec: { ...SPEC, proxyTimeout: '3s' },
       });
-      w = await world({ cd, leaseRemainingMs: () => (w?.publications.at(-1)?.at ?? startedAt) + 600 - performance.now() });
+      const w = await world({
+        cd,
+        leaseRemainingMs: () => (started.world?.publications.at(-1)?.at ?? started.at) + 600 - performance.now(),
+      });
+      started.world = w;
       await w.proxy.ready;
       const c = await connect(w.port);
       expect(await ask(c, 'x', 'echo')).toBe('A:x');
