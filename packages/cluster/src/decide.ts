@@ -60,7 +60,7 @@ export interface SentinelMemory {
 }
 
 /** A progress marker and when it was first seen (monotonic ms, `DecideInput.now`). */
-export interface Progress {
+interface Progress {
   readonly infoUID: string;
   readonly since: number;
 }
