@@ -130,7 +130,7 @@ function progressingProxies(
     const { spec: ps } = input.cd.proxy;
     if (ps.enabledProxies.includes(uid) || ps.masterDbUid === '' || info.Generation < input.cd.proxy.generation) {
       reasons.push(
-        `proxy ${uid} made no progress for ${stalledMs} ms (no successful check; more than its proxyTimeout ` +
+        `proxy ${uid} made no progress for ${Math.round(stalledMs)} ms (no successful check; more than its proxyTimeout ` +
           `${formatDurationMs(timeoutMs)} + ${formatDurationMs(PROXY_PROGRESS_MARGIN_MS)}): its watchdog has stopped it forwarding, not waiting for it`,
       );
     }
@@ -444,7 +444,7 @@ function updateKeepers(
       reasons.push(
         stalled === undefined
           ? `keeper ${keeper.uid} lost: its info lease expired`
-          : `keeper ${keeper.uid} lost: no progress for ${stalled} ms (its info did not change for more than failInterval ${formatDurationMs(progress.failIntervalMs)})`,
+          : `keeper ${keeper.uid} lost: no progress for ${Math.round(stalled)} ms (its info did not change for more than failInterval ${formatDurationMs(progress.failIntervalMs)})`,
       );
     }
   }

@@ -1,10 +1,12 @@
 /**
  * The sentinel loop in-process on the memory store: its clusterdata writes are guarded by its
- * election (`Store.putClusterData` with `leader`), and a write the store refuses because this
- * sentinel no longer leads is dropped, not retried as a conflict.
+ * election (`Store.putClusterData` with `leader`), a write the store refuses because this
+ * sentinel no longer leads is dropped, not retried as a conflict; and a proxy whose info lives
+ * but never changes (its checks fail) does not block a failover.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { NotLeaderError, parseClusterData } from '@stolon-ts/cluster';
+import { NotLeaderError, parseClusterData, serializeClusterData, type ClusterData } from '@stolon-ts/cluster';
+import { aCluster, keeperInfo, proxyInfo } from '@stolon-ts/cluster/testing';
 import { createLogger } from '@stolon-ts/common';
 import { waitFor } from '@stolon-ts/harness';
 import { MemoryBackend, MemoryStore, type Election, type Store } from '@stolon-ts/store';
@@ -85,5 +87,61 @@ describe('sentinel', () => {
     expect(puts.length).toBeGreaterThan(before);
     expect((await admin.getClusterData())?.revision).toBe(rec?.revision);
     await admin.close();
+  });
+
+  it('a proxy whose info lives but never changes (its checks fail) delays a failover by about proxyTimeout + 1 s, no more', { timeout: 20_000 }, async () => {
+    const backend = new MemoryBackend();
+    const admin = new MemoryStore(backend, { clusterName: 'c1' });
+    const spec = { initMode: 'new', sleepInterval: '200ms', requestTimeout: '500ms', failInterval: '2s', proxyCheckInterval: '200ms', proxyTimeout: '1s' } as const;
+    await admin.overwriteClusterData(
+      serializeClusterData(aCluster({ spec }).initialized().withPrimary('k1').withStandby('k2').routedTo('k1', ['p1'], 2).build()),
+    );
+    // p1 published once at generation 2, then every check failed: the lease is kept alive (by
+    // this client's keepalive), the info never changes again.
+    await admin.setInfo('proxies', 'p1', { ...proxyInfo('p1', 2), ProxyTimeout: 1_000_000_000 }, 1000);
+    // The keepers publish every 200 ms (a new infoUID each time), as a keeper does every pass.
+    let keepers = ['k1', 'k2'];
+    let n = 0;
+    const publish = async (): Promise<ClusterData> => {
+      const cd = parseClusterData((await admin.getClusterData())?.text ?? '');
+      n += 1;
+      for (const k of keepers) {
+        await admin.setInfo('keepers', k, { ...keeperInfo(k, cd), infoUID: `${k}-${n}` }, 2000);
+      }
+      return cd;
+    };
+    await publish();
+    const ticker = setInterval(() => void publish().catch(() => undefined), 200);
+    try {
+      const lines: { msg: string }[] = [];
+      const logger = createLogger({
+        level: 'info',
+        component: 'sentinel',
+        dest: { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string }) },
+      });
+      const h = await start({ uid: 's1', leaderTtlMs: 1000 }, { store: new MemoryStore(backend, { clusterName: 'c1' }), logger });
+      handles.push(h);
+      await waitFor(() => h.isLeader(), { timeoutMs: 5000, what: 's1 to lead' });
+      await new Promise((r) => setTimeout(r, 500));
+
+      // k1 (the primary's keeper) is lost.
+      keepers = ['k2'];
+      await admin.deleteInfo('keepers', 'k1');
+      const lostAt = performance.now();
+      const cd = await waitFor(
+        async () => {
+          const c = await publish();
+          return c.cluster.status.master === 'db-k2' ? c : undefined;
+        },
+        { timeoutMs: 6000, what: 'db-k2 promoted', intervalMs: 100 },
+      );
+      // Fenced at once, then p1 was waited for until 1 s + 1 s after its marker was first seen.
+      expect(performance.now() - lostAt).toBeLessThan(4000);
+      expect(cd.proxy.spec.masterDbUid).toBe('');
+      expect(lines.some((l) => /proxy p1 made no progress for \d+ ms .*not waiting for it/.test(l.msg))).toBe(true);
+    } finally {
+      clearInterval(ticker);
+      await admin.close();
+    }
   });
 });
