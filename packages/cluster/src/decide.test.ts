@@ -12,6 +12,7 @@ import {
   keeperInfo,
   MINIMAL_SPEC,
   proxyInfo,
+  republished,
   seqUids,
   STANDBY_SPEC,
   T0,
@@ -1925,6 +1926,124 @@ const cases: readonly Case[] = [
       return observe(cd, [keeperInfo('k1', cd, { timeline: 0, xLogPos: 0 }), 'k2'], [proxyInfo('p1', 2)]);
     },
     expect: { dbs: ['db-k1', 'db-k2'], notReasons: ['removing db'] },
+  },  // --- progress markers: a live lease is not enough, the info must change ----------------------
+  {
+    n: 150,
+    title: 'primary keeper k1 keeps its lease but its info (infoUID) has not changed for more than failInterval: treated as lost, fencing starts',
+    given: () => {
+      const cd = healthyPair().build();
+      return observe(cd, ['k1', 'k2'], [proxyInfo('p1', 2)], {
+        memory: { ...emptyMemory(), keeperProgress: { k1: { infoUID: 'info-k1', since: 3_000 }, k2: { infoUID: 'old', since: 3_000 } } },
+      });
+    },
+    expect: {
+      next: {
+        keepers: { k1: { status: { healthy: false } }, k2: { status: { healthy: true } } },
+        dbs: { 'db-k1': { status: { healthy: false } } },
+        proxy: { generation: 3, spec: { masterDbUid: '' } },
+      },
+      reasons: [
+        'keeper k1 lost: no progress for 7000 ms (its info did not change for more than failInterval 6s)',
+        'primary k1 (db db-k1) failed: fencing proxies with proxy generation 3',
+      ],
+      memory: { keeperProgress: { k1: { infoUID: 'info-k1', since: 3_000 }, k2: { infoUID: 'info-k2', since: 10_000 } } },
+    },
+  },
+  {
+    n: 151,
+    title: 'primary keeper k1 unchanged for exactly failInterval: still healthy, nothing happens',
+    given: () => {
+      const cd = healthyPair().build();
+      return observe(cd, ['k1', 'k2'], [proxyInfo('p1', 2)], {
+        memory: { ...emptyMemory(), keeperProgress: { k1: { infoUID: 'info-k1', since: 4_000 } } },
+      });
+    },
+    expect: { changed: false, notReasons: ['lost', 'fencing'], memory: { keeperProgress: { k1: { since: 4_000 } } } },
+  },
+  {
+    n: 152,
+    title: 'standby keeper k2 stalled (no progress for more than failInterval): its DB is not healthy and it is not promoted',
+    given: () => {
+      const cd = k1LostAndFenced().fenced(3, ['p1']).withStandby('k2', { xLogPos: LSN }).withStandby('k3', { xLogPos: LSN - 1_000 }).build();
+      return observe(cd, ['k2', 'k3'], [proxyInfo('p1', 3)], {
+        memory: { ...emptyMemory(), keeperProgress: { k2: { infoUID: 'info-k2', since: 1_000 } } },
+      });
+    },
+    expect: {
+      next: { cluster: { status: { master: 'db-k3' } }, dbs: { 'db-k2': { status: { healthy: false } } } },
+      reasons: ['keeper k2 lost: no progress for 9000 ms', 'promoting keeper k3'],
+    },
+  },
+  {
+    n: 153,
+    title: 'fence pending, proxy p2 behind with a frozen info for more than proxyTimeout + 1 s: dropped from the fence wait, k2 promoted',
+    given: () => {
+      const cd = k1LostAndFenced().fenced(3, ['p1', 'p2']).withStandby('k2', { xLogPos: LSN }).build();
+      return observe(cd, ['k2'], [proxyInfo('p1', 3), proxyInfo('p2', 2)], {
+        memory: { ...emptyMemory(), proxyProgress: { p2: { infoUID: 'pinfo-p2', since: 4_999 } } },
+      });
+    },
+    expect: {
+      next: { cluster: { status: { master: 'db-k2' } } },
+      reasons: [
+        'proxy p2 made no progress for 5001 ms (no successful check; more than its proxyTimeout 4s + 1s): its watchdog has stopped it forwarding, not waiting for it',
+        'promoting keeper k2',
+      ],
+      notReasons: ['waiting for proxies'],
+      memory: { proxyProgress: { p1: { infoUID: 'pinfo-p1', since: 10_000 }, p2: { since: 4_999 } } },
+    },
+  },
+  {
+    n: 154,
+    title: 'fence pending, proxy p2 behind with a frozen info for exactly proxyTimeout + 1 s: still waited for',
+    given: () => {
+      const cd = k1LostAndFenced().fenced(3, ['p1', 'p2']).withStandby('k2', { xLogPos: LSN }).build();
+      return observe(cd, ['k2'], [proxyInfo('p1', 3), proxyInfo('p2', 2)], {
+        memory: { ...emptyMemory(), proxyProgress: { p2: { infoUID: 'pinfo-p2', since: 5_000 } } },
+      });
+    },
+    expect: {
+      next: { cluster: { status: { master: 'db-k1' } } },
+      reasons: ['waiting for proxies p2 to acknowledge fence generation 3 before promoting'],
+      notReasons: ['promoting keeper', 'made no progress'],
+    },
+  },
+  {
+    n: 155,
+    title: 'a proxy publishing a longer ProxyTimeout than the spec is given its own: p2 (10 s) frozen for 6 s is still waited for',
+    given: () => {
+      const cd = k1LostAndFenced().fenced(3, ['p1', 'p2']).withStandby('k2', { xLogPos: LSN }).build();
+      return observe(cd, ['k2'], [proxyInfo('p1', 3), { ...proxyInfo('p2', 2), ProxyTimeout: 10_000_000_000 }], {
+        memory: { ...emptyMemory(), proxyProgress: { p2: { infoUID: 'pinfo-p2', since: 4_000 } } },
+      });
+    },
+    expect: { reasons: ['waiting for proxies p2'], notReasons: ['promoting keeper'] },
+  },
+  {
+    n: 156,
+    title: 'new leader (empty memory): frozen markers are first seen now, so nobody is stalled yet (the new leader waits a full interval)',
+    given: () => {
+      const cd = k1LostAndFenced().fenced(3, ['p1', 'p2']).withStandby('k2', { xLogPos: LSN }).build();
+      return observe(cd, ['k2'], [proxyInfo('p1', 3), proxyInfo('p2', 2)]);
+    },
+    expect: {
+      reasons: ['waiting for proxies p2'],
+      memory: { keeperProgress: { k2: { since: 10_000 } }, proxyProgress: { p1: { since: 10_000 }, p2: { since: 10_000 } } },
+    },
+  },
+  {
+    n: 157,
+    title: 'routed proxy p2 stalled: dropped from enabledProxies (as if its lease expired), with a reason naming it',
+    given: () => {
+      const cd = healthyPair().routedTo('k1', ['p1', 'p2'], 2).build();
+      return observe(cd, ['k1', 'k2'], [proxyInfo('p1', 2), proxyInfo('p2', 2)], {
+        memory: { ...emptyMemory(), proxyProgress: { p2: { infoUID: 'pinfo-p2', since: 0 } } },
+      });
+    },
+    expect: {
+      next: { proxy: { generation: 3, spec: { masterDbUid: 'db-k1', enabledProxies: ['p1'] } } },
+      reasons: ['proxy p2 made no progress for 10000 ms', 'enabled proxies now [p1], proxy generation 3'],
+    },
   },
   {
     n: 120,
@@ -2185,14 +2304,21 @@ class Loop {
     this.cd = cd;
   }
 
+  /**
+   * One pass. Every keeper and proxy info gets a new `infoUID`, as a keeper publishes every pass
+   * and a proxy after every successful check, except those of the uids in `stalled`, whose
+   * marker stays as given (a hung keeper pass, a proxy whose checks fail).
+   */
   pass(
-    observeFn: (cd: ClusterData) => { keepers: readonly KeeperInfo[]; proxies?: readonly ProxyInfo[] },
+    observeFn: (cd: ClusterData) => { keepers: readonly KeeperInfo[]; proxies?: readonly ProxyInfo[]; stalled?: readonly string[] },
     advanceMs = 1_000,
   ): DecideOutput {
     this.now += advanceMs;
     const o = observeFn(this.cd);
+    const keepers = republished(o.keepers, this.now, o.stalled);
+    const proxies = republished(o.proxies ?? [], this.now, o.stalled);
     const out = decide(
-      decideInput(this.cd, { keepers: o.keepers, proxies: o.proxies ?? [], memory: this.memory, now: this.now, newUid: this.newUid }),
+      decideInput(this.cd, { keepers, proxies, memory: this.memory, now: this.now, newUid: this.newUid }),
     );
     this.cd = out.next;
     this.memory = out.memory;
@@ -2367,6 +2493,52 @@ describe('decide, pass after pass', () => {
     });
     out = loop.pass(k1Down, 100); // p1 now reports 3
     check(out, decideInput(loop.cd), { dbs: ['db-k2'], next: { cluster: { status: { master: 'db-k2' } } }, reasons: ['promoting keeper k2'] });
+  });
+
+  it('a proxy whose checks keep failing (frozen marker, live lease) delays a failover by at most proxyTimeout + 1 s', () => {
+    const loop = new Loop(healthyPair().withStandby('k2', { xLogPos: LSN }).routedTo('k1', ['p1', 'p2'], 2).build());
+    // p2 read clusterdata at generation 2 once, then every check failed (e.g. it cannot parse the
+    // clusterdata): its info keeps its lease but never changes again.
+    const p2 = proxyInfo('p2', 2);
+    const k1Gone = (cd: ClusterData) => ({ keepers: [keeperInfo('k2', cd)], proxies: [proxyInfo('p1', cd.proxy.generation), p2], stalled: ['p2'] });
+
+    let out = loop.pass((cd) => ({ keepers: [keeperInfo('k1', cd), keeperInfo('k2', cd)], proxies: [proxyInfo('p1', 2), p2], stalled: ['p2'] }), 1_000);
+    check(out, decideInput(loop.cd), { changed: false, memory: { proxyProgress: { p2: { since: 1_000 } } } }); // t = 1000: p2 first seen
+    out = loop.pass(k1Gone, 1_000); // t = 2000: k1 lost, fence at generation 3
+    check(out, decideInput(loop.cd), { next: { proxy: { generation: 3, spec: { masterDbUid: '' } } }, reasons: ['waiting for proxies p1, p2'] });
+    out = loop.pass(k1Gone, 1_000); // t = 3000: p1 acknowledged
+    check(out, decideInput(loop.cd), { reasons: ['waiting for proxies p2 to'] });
+    out = loop.pass(k1Gone, 3_000); // t = 6000: exactly proxyTimeout + 1 s after p2 was last seen changing
+    check(out, decideInput(loop.cd), { next: { cluster: { status: { master: 'db-k1' } } }, reasons: ['waiting for proxies p2'] });
+    out = loop.pass(k1Gone, 1); // t = 6001
+    check(out, decideInput(loop.cd), {
+      next: { cluster: { status: { master: 'db-k2' } } },
+      reasons: ['proxy p2 made no progress for 5001 ms', 'promoting keeper k2'],
+    });
+    out = loop.pass(k1Gone, 100);
+    check(out, decideInput(loop.cd), { next: { proxy: { generation: 4, spec: { masterDbUid: 'db-k2', enabledProxies: ['p1'] } } } });
+  });
+
+  it('a keeper whose passes hang (frozen marker, live lease) while its postgres is down: failed over after failInterval', () => {
+    const loop = new Loop(healthyPair().build());
+    // k1's last publish said all is well; then its pass hung (the disk under it), so it keeps
+    // reporting that while the store backend keeps its lease alive.
+    let k1: KeeperInfo | undefined;
+    const hung = (cd: ClusterData) => {
+      k1 ??= keeperInfo('k1', cd);
+      return { keepers: [k1, keeperInfo('k2', cd)], proxies: [proxyInfo('p1', cd.proxy.generation)], stalled: ['k1'] };
+    };
+    let out = loop.pass(hung, 1_000); // t = 1000: first seen
+    check(out, decideInput(loop.cd), { changed: false });
+    out = loop.pass(hung, 6_000); // t = 7000: exactly failInterval
+    check(out, decideInput(loop.cd), { changed: false, notReasons: ['lost'] });
+    out = loop.pass(hung, 1); // t = 7001
+    check(out, decideInput(loop.cd), {
+      next: { keepers: { k1: { status: { healthy: false } } }, proxy: { generation: 3, spec: { masterDbUid: '' } } },
+      reasons: ['keeper k1 lost: no progress for 6001 ms', 'fencing proxies with proxy generation 3'],
+    });
+    out = loop.pass(hung, 100);
+    check(out, decideInput(loop.cd), { dbs: ['db-k2'], reasons: ['promoting keeper k2'] });
   });
 
   it('primary postgres recovers within failInterval: the timer restarts from the next failure', () => {

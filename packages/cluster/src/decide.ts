@@ -52,11 +52,98 @@ export interface SentinelMemory {
    * then gets at most one more `switchoverTimeout`, still bounded.
    */
   readonly switchoverSince?: { readonly id: string; readonly since: number };
+  /**
+   * Keeper uid → its last progress marker (`KeeperInfo.infoUID`, new on every keeper pass) and
+   * when this sentinel first saw that marker. A keeper whose marker has not changed for more than
+   * failInterval is not healthy, however alive its lease (Stolon's keeper info histories).
+   */
+  readonly keeperProgress?: Readonly<Record<string, Progress>>;
+  /**
+   * Proxy uid → its last progress marker (`ProxyInfo.infoUID`, new after every successful check)
+   * and when this sentinel first saw it. A proxy whose marker has not changed for more than its
+   * proxyTimeout + {@link PROXY_PROGRESS_MARGIN_MS} is treated as gone (Stolon's proxy info
+   * histories): its watchdog has stopped it forwarding by then.
+   */
+  readonly proxyProgress?: Readonly<Record<string, Progress>>;
 }
 
-/** An empty memory, as after (re)gaining leadership. */
+/** A progress marker and when it was first seen (monotonic ms, `DecideInput.now`). */
+interface Progress {
+  readonly infoUID: string;
+  readonly since: number;
+}
+
+/**
+ * An empty memory, as after (re)gaining leadership. Its progress timers start at the first pass:
+ * a new leader sees every marker as fresh, so a keeper or proxy that stopped making progress is
+ * noticed one full interval (failInterval; proxyTimeout + margin) after the new leader's first
+ * pass, never earlier than by the old leader.
+ */
 export function emptyMemory(): SentinelMemory {
-  return { dbErrorSince: {}, dbConvergingSince: {}, keeperLastSeen: {} };
+  return { dbErrorSince: {}, dbConvergingSince: {}, keeperLastSeen: {}, keeperProgress: {}, proxyProgress: {} };
+}
+
+/**
+ * How long after a proxy's watchdog must have fired the sentinel still waits before it no longer
+ * waits for that proxy, in ms. The watchdog fires at most proxyTimeout after the start of the
+ * proxy's last successful check, which precedes the publish of the marker the sentinel saw; this
+ * margin covers the watchdog closing the connections (and the native relay's own dead-man
+ * deadline, 250 ms after the watchdog's, for a stalled event loop) and timer lateness.
+ */
+const PROXY_PROGRESS_MARGIN_MS = 1_000;
+
+/**
+ * Remembers, per uid, when its marker last changed: a new or changed marker is stamped `now`,
+ * an unchanged one keeps its time, and uids without a live info are forgotten.
+ */
+function trackProgress(
+  prev: Readonly<Record<string, Progress>> | undefined,
+  markers: Readonly<Record<string, string>>,
+  now: number,
+): Record<string, Progress> {
+  const out: Record<string, Progress> = {};
+  for (const [uid, infoUID] of Object.entries(markers)) {
+    const p = prev?.[uid];
+    out[uid] = p !== undefined && p.infoUID === infoUID ? p : { infoUID, since: now };
+  }
+  return out;
+}
+
+/** Maps infos to their progress markers. */
+function markersOf<T extends { readonly infoUID: string }>(infos: Readonly<Record<string, T>>): Record<string, string> {
+  return Object.fromEntries(Object.entries(infos).map(([uid, i]) => [uid, i.infoUID]));
+}
+
+/**
+ * The live proxies that still count: those whose marker changed within their proxyTimeout (the
+ * larger of the spec's and the one the proxy publishes) + {@link PROXY_PROGRESS_MARGIN_MS}. A
+ * dropped proxy is treated as if its lease had expired: not waited for, not enabled. A sentence
+ * names each one dropped while it matters (it was enabled, or a fence is in effect).
+ */
+function progressingProxies(
+  input: DecideInput,
+  spec: ResolvedSpec,
+  progress: Readonly<Record<string, Progress>>,
+  reasons: string[],
+): Record<string, ProxyInfo> {
+  const out: Record<string, ProxyInfo> = {};
+  for (const [uid, info] of Object.entries(input.proxyInfos)) {
+    const timeoutMs = Math.max(spec.proxyTimeoutMs, Math.round(info.ProxyTimeout / 1e6));
+    const since = progress[uid]?.since ?? input.now;
+    const stalledMs = input.now - since;
+    if (stalledMs <= timeoutMs + PROXY_PROGRESS_MARGIN_MS) {
+      out[uid] = info;
+      continue;
+    }
+    const { spec: ps } = input.cd.proxy;
+    if (ps.enabledProxies.includes(uid) || ps.masterDbUid === '' || info.Generation < input.cd.proxy.generation) {
+      reasons.push(
+        `proxy ${uid} made no progress for ${Math.round(stalledMs)} ms (no successful check; more than its proxyTimeout ` +
+          `${formatDurationMs(timeoutMs)} + ${formatDurationMs(PROXY_PROGRESS_MARGIN_MS)}): its watchdog has stopped it forwarding, not waiting for it`,
+      );
+    }
+  }
+  return out;
 }
 
 export interface DecideInput {
@@ -121,6 +208,22 @@ export function decide(input: DecideInput): DecideOutput {
     }
   }
 
+  const keeperProgress = trackProgress(input.memory.keeperProgress, markersOf(infos), now);
+  const proxyProgress = trackProgress(input.memory.proxyProgress, markersOf(input.proxyInfos), now);
+  // Alive is not enough: a keeper whose info has not changed for more than failInterval (a hung
+  // pass, while the store keeps its lease alive) is not healthy, and what it last said about its
+  // DB no longer counts.
+  const stalledMs = (uid: string): number | undefined => {
+    const p = keeperProgress[uid];
+    return p !== undefined && now - p.since > spec.failIntervalMs ? now - p.since : undefined;
+  };
+  const reporting: Record<string, KeeperInfo> = {};
+  for (const [uid, info] of Object.entries(infos)) {
+    if (stalledMs(uid) === undefined) {
+      reporting[uid] = info;
+    }
+  }
+
   const keeperLastSeen: Record<string, number> = { ...(input.memory.keeperLastSeen ?? {}) };
   const initFailures: Record<string, number> = { ...(input.memory.initFailures ?? {}) };
   for (const uid of Object.keys(infos)) {
@@ -139,8 +242,8 @@ export function decide(input: DecideInput): DecideOutput {
     },
   };
 
-  updateKeepers(next, infos, input.wallTime, reasons);
-  updateDbStatuses(next, infos, dbErrorSince, now);
+  updateKeepers(next, infos, input.wallTime, reasons, { stalledMs, failIntervalMs: spec.failIntervalMs });
+  updateDbStatuses(next, reporting, dbErrorSince, now);
 
   const keeperHealthy = (uid: string): boolean => next.keepers[uid]?.status.healthy === true;
   // A keeper that says its postgres cannot be started: failed now, no failInterval grace.
@@ -184,7 +287,18 @@ export function decide(input: DecideInput): DecideOutput {
         delete dbErrorSince[uid];
       },
     };
-    awaitingFence = decideNormal(next, spec, input, { keeperHealthy, dbHealthy, convergence }, reasons, trace, timers);
+    const proxyInfos = progressingProxies(input, spec, proxyProgress, reasons);
+    // Only keepers making progress speak for their postgres: a hung keeper's last "running" must
+    // not make a failover wait for it to stop its primary (its fencer does, see stopOldPrimary).
+    awaitingFence = decideNormal(
+      next,
+      spec,
+      { ...input, proxyInfos, keeperInfos: reporting },
+      { keeperHealthy, dbHealthy, convergence },
+      reasons,
+      trace,
+      timers,
+    );
   }
 
   // forceFail is one-shot (Stolon), but our failover spans passes: fence, wait for every proxy,
@@ -251,6 +365,8 @@ export function decide(input: DecideInput): DecideOutput {
       dbErrorSince,
       dbConvergingSince,
       keeperLastSeen,
+      keeperProgress,
+      proxyProgress,
       ...(Object.keys(initFailures).length > 0 ? { initFailures } : {}),
       ...(switchoverSince !== undefined ? { switchoverSince } : {}),
     },
@@ -302,12 +418,16 @@ function copyKeeperFlags(status: Keeper['status'], info: KeeperInfo): void {
   }
 }
 
-/** Adds newly seen keepers and recomputes every keeper's health from live infos. */
+/**
+ * Adds newly seen keepers and recomputes every keeper's health: healthy when its info is live,
+ * it made progress within failInterval (`progress.stalledMs` undefined) and it is not forced failed.
+ */
 function updateKeepers(
   cd: ClusterData,
   infos: Readonly<Record<string, KeeperInfo>>,
   wallTime: string,
   reasons: string[],
+  progress: { readonly stalledMs: (uid: string) => number | undefined; readonly failIntervalMs: number },
 ): void {
   for (const [uid, info] of Object.entries(infos)) {
     if (cd.keepers[uid] === undefined) {
@@ -331,7 +451,8 @@ function updateKeepers(
   for (const keeper of Object.values(cd.keepers)) {
     const info = infos[keeper.uid];
     const forced = keeper.status.forceFail === true;
-    const healthy = info !== undefined && !forced;
+    const stalled = info === undefined ? undefined : progress.stalledMs(keeper.uid);
+    const healthy = info !== undefined && !forced && stalled === undefined;
     if (forced) {
       // Cleared at the end of the pass (see `decide`), not here: a failover spans passes.
       reasons.push(`keeper ${keeper.uid} forced failed by stolonctl failkeeper`);
@@ -353,7 +474,11 @@ function updateKeepers(
       // Seen healthy until this pass: pin lastHealthyTime to now, since it is refreshed only
       // once a minute while healthy and dead-keeper removal counts from it.
       keeper.status.lastHealthyTime = wallTime;
-      reasons.push(`keeper ${keeper.uid} lost: its info lease expired`);
+      reasons.push(
+        stalled === undefined
+          ? `keeper ${keeper.uid} lost: its info lease expired`
+          : `keeper ${keeper.uid} lost: no progress for ${Math.round(stalled)} ms (its info did not change for more than failInterval ${formatDurationMs(progress.failIntervalMs)})`,
+      );
     }
   }
 }
@@ -820,7 +945,7 @@ function decideNormal(
   if (!masterOk) {
     if (master !== undefined) {
       const cause = !keeperHealthy(master.spec.keeperUID)
-        ? `keeper ${master.spec.keeperUID} lost (info lease expired) or failed by stolonctl failkeeper`
+        ? `keeper ${master.spec.keeperUID} lost (info lease expired or no progress for failInterval) or failed by stolonctl failkeeper`
         : reportedStartError(master, input.keeperInfos) !== undefined
           ? `postgres of keeper ${master.spec.keeperUID} cannot be started: ${reportedStartError(master, input.keeperInfos)}`
           : !dbHealthy(master)
@@ -906,9 +1031,10 @@ function decideNormal(
  * Shuts down a failed primary whose keeper is still live and reports its PostgreSQL running,
  * before any standby is promoted, so direct clients can never write to two primaries. It reuses
  * the switchover's clean shutdown (`shutdownForSwitchover`: the keeper stops PostgreSQL fast,
- * which lets walsenders send the remaining WAL, and keeps it down). A keeper whose info is gone
- * is not waited for: its fencer stops PostgreSQL before its lease can expire
- * (docs/architecture.md, "Self-fencing primary"). Bounded by `convergenceTimeout`, counted from
+ * which lets walsenders send the remaining WAL, and keeps it down). A keeper whose info is gone,
+ * or whose info made no progress for failInterval (a hung pass; `input.keeperInfos` then lacks it),
+ * is not waited for: its fencer stops PostgreSQL before its lease can expire or failInterval after
+ * its last completed pass (docs/architecture.md, "Self-fencing primary"). Bounded by `convergenceTimeout`, counted from
  * the shutdown order: past it the promotion goes ahead (liveness), with a loud reason.
  * @returns true while waiting for the keeper to report PostgreSQL stopped.
  */

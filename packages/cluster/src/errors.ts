@@ -56,6 +56,17 @@ export class StoreConflictError extends StolonError {
   }
 }
 
+/**
+ * A write that requires the sentinel leadership was refused: the election given is not (any
+ * more) the leader, as the store decided atomically with the write where it can (the store
+ * contract, `Store.putClusterData`). Not transient: this sentinel must observe, not retry.
+ */
+export class NotLeaderError extends StolonError {
+  constructor(message: string, opts: StolonErrorOptions = {}) {
+    super('NOT_LEADER', message, opts);
+  }
+}
+
 /** The store could not be reached or did not answer within the request timeout. Transient. */
 export class StoreUnavailableError extends StolonError {
   constructor(message: string, opts: StolonErrorOptions = {}) {

@@ -1,6 +1,6 @@
 /** Planned switchover, pass after pass through `decide`. */
 import { describe, expect, it } from 'vitest';
-import { aCluster, decideInput, dbOf, keeperInfo, proxyInfo, seqUids } from './testing.js';
+import { aCluster, decideInput, dbOf, keeperInfo, proxyInfo, republished, seqUids } from './testing.js';
 import { decide, emptyMemory, type SentinelMemory } from './decide.js';
 import type { ClusterData, KeeperInfo, ProxyInfo } from './types.js';
 
@@ -13,7 +13,16 @@ class Loop {
   constructor(public cd: ClusterData) {}
   pass(observe: (cd: ClusterData) => { keepers: KeeperInfo[]; proxies: ProxyInfo[] }, advanceMs = 100) {
     this.now += advanceMs;
-    const out = decide(decideInput(this.cd, { ...observe(this.cd), memory: this.memory, now: this.now, newUid: this.newUid }));
+    const o = observe(this.cd);
+    const out = decide(
+      decideInput(this.cd, {
+        keepers: republished(o.keepers, this.now),
+        proxies: republished(o.proxies, this.now),
+        memory: this.memory,
+        now: this.now,
+        newUid: this.newUid,
+      }),
+    );
     this.cd = out.next;
     this.memory = out.memory;
     return out;

@@ -517,6 +517,15 @@ export function byUid<T extends KeeperInfo | ProxyInfo>(...infos: readonly T[]):
   return out;
 }
 
+/**
+ * `infos` as published again at `now`: each gets a new progress marker (`infoUID`), as a keeper
+ * publishes every pass and a proxy after every successful check; those whose uid is in `stalled`
+ * keep theirs (a hung keeper pass, a proxy whose checks fail). For multi-pass tests.
+ */
+export function republished<T extends KeeperInfo | ProxyInfo>(infos: readonly T[], now: number, stalled: readonly string[] = []): T[] {
+  return infos.map((i) => (stalled.includes('uid' in i ? i.uid : i.UID) ? i : { ...i, infoUID: `${i.infoUID}@${now}` }));
+}
+
 /** A deterministic `newUid`: "u1", "u2", ... (a fresh sequence per call). */
 export function seqUids(prefix = 'u'): () => string {
   let n = 0;

@@ -1,6 +1,6 @@
 /** The failover trace and maintenance mode, pass after pass through `decide`. */
 import { describe, expect, it } from 'vitest';
-import { aCluster, decideInput, dbOf, keeperInfo, proxyInfo, seqUids, wallAt } from './testing.js';
+import { aCluster, decideInput, dbOf, keeperInfo, proxyInfo, republished, seqUids, wallAt } from './testing.js';
 import { decide, emptyMemory, type SentinelMemory } from './decide.js';
 import { FAILOVER_HISTORY_LIMIT } from './trace.js';
 import type { ClusterData, KeeperInfo, ProxyInfo } from './types.js';
@@ -24,7 +24,15 @@ class Loop {
   pass(observe: (cd: ClusterData) => { keepers: KeeperInfo[]; proxies: ProxyInfo[] }, advanceMs = 500) {
     this.now += advanceMs;
     const o = observe(this.cd);
-    const out = decide(decideInput(this.cd, { ...o, memory: this.memory, now: this.now, newUid: this.newUid }));
+    const out = decide(
+      decideInput(this.cd, {
+        keepers: republished(o.keepers, this.now),
+        proxies: republished(o.proxies, this.now),
+        memory: this.memory,
+        now: this.now,
+        newUid: this.newUid,
+      }),
+    );
     this.cd = out.next;
     this.memory = out.memory;
     return out;

@@ -393,7 +393,12 @@ export interface PostgresState {
 
 /** Published by each keeper under its lease at `keepers/info/<uid>`. */
 export interface KeeperInfo {
-  /** New random value on every publish (Stolon's heartbeat token). */
+  /**
+   * New random value on every publish (Stolon's heartbeat token): the keeper's progress marker,
+   * new in every pass that observed PostgreSQL and read clusterdata. The sentinel fails a keeper
+   * whose marker did not change for failInterval, whatever its lease (docs/architecture.md,
+   * "Alive means making progress").
+   */
   infoUID: string;
   uid: string;
   clusterUID: string;
@@ -414,6 +419,10 @@ export interface SentinelInfo {
 
 /** Published by each proxy at `proxies/info/<uid>` (keys as in Stolon; ProxyTimeout in ns). */
 export interface ProxyInfo {
+  /**
+   * New random value after every successful check only: the proxy's progress marker. The
+   * sentinel stops waiting for a proxy whose marker did not change for its proxyTimeout + 1 s.
+   */
   infoUID: string;
   UID: string;
   /** The proxy generation this proxy enforces right now. */

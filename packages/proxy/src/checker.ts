@@ -6,9 +6,14 @@
  * gone, publishes this proxy's ProxyInfo (the proxy generation it enforces) under a TTL of
  * `proxyTimeout`, then adopts the spec's timings, re-arms the watchdog and routes. The watchdog,
  * a timer apart from the loop, routes nowhere and drops every connection when no check succeeded
- * within `proxyTimeout` (a store call can hang, and a hung check must not keep routing); the
- * native relay threads hold the same deadline. Owns the {@link Routing} it writes, the
- * generation, the timings and the watchdog. More: docs/architecture.md, "The proxy".
+ * within `proxyTimeout` (a store call can hang, and a hung check must not keep routing), or
+ * earlier, before this proxy's info lease could expire (`Store.infoLeaseRemainingMs`): the
+ * sentinel stops waiting for a proxy whose info is gone, so the proxy must have stopped
+ * forwarding by then. The native relay threads hold the same deadline. Only a successful check
+ * publishes, so the info's progress marker (`infoUID`) changes exactly once per successful check
+ * and freezes while checks fail (the sentinel stops waiting for such a proxy proxyTimeout + 1 s
+ * after it last saw the marker change). Owns the {@link Routing} it writes, the generation, the
+ * timings and the watchdog. More: docs/architecture.md, "The proxy".
  */
 import {
   DEFAULT_SPEC,
@@ -102,6 +107,10 @@ export class Checker {
 
   // Watchdog.
   private watchdogTimer: NodeJS.Timeout | undefined;
+  /** performance.now() ms: the start of the last successful check + proxyTimeout. */
+  private checkDeadline = 0;
+  /** True when the last successful check published this proxy's info (so its lease bounds the watchdog). */
+  private leaseBound = false;
   /** True from the watchdog firing until the next successful check. */
   private watchdogFired = false;
   /** How often the watchdog fired (lets a check tell that the target moved under it). */
@@ -295,6 +304,8 @@ export class Checker {
     }
     this.routing.roTargets = mainChanged && decision.target !== null ? roNext.filter((t) => !sameTarget(t, decision.target)) : roNext;
     const closed = await this.closeStale();
+    const newTimeoutMs = spec?.proxyTimeoutMs ?? this.proxyTimeoutMs;
+    this.throwIfSlow(startedAt, newTimeoutMs); // a slow check publishes nothing (no progress)
     if (decision.generation !== null && spec !== null) {
       const info: ProxyInfo = {
         infoUID: newUid(),
@@ -311,14 +322,7 @@ export class Checker {
     if (this.stopping()) {
       return { reason: 'stopping', closed };
     }
-    const newTimeoutMs = spec?.proxyTimeoutMs ?? this.proxyTimeoutMs;
-    if (performance.now() - startedAt >= newTimeoutMs) {
-      // What was read may be older than the watchdog allows; do not act on it.
-      throw new CheckFailure(
-        'slow',
-        `check took ${Math.round(performance.now() - startedAt)} ms, longer than proxyTimeout (${newTimeoutMs} ms)`,
-      );
-    }
+    this.throwIfSlow(startedAt, newTimeoutMs);
 
     // Success: adopt the spec's timings, re-arm the watchdog, route, listen.
     if (spec !== null) {
@@ -328,6 +332,7 @@ export class Checker {
     this.generation = decision.generation;
     this.everSucceeded = true;
     this.watchdogFired = false;
+    this.leaseBound = decision.generation !== null && spec !== null;
     this.armWatchdog(startedAt + this.proxyTimeoutMs);
     this.routing.target = decision.target;
     this.routing.roTargets = roNext;
@@ -335,6 +340,17 @@ export class Checker {
     this.listeners.setWanted(true);
     await this.listeners.sync();
     return { reason: ro === null ? decision.reason : `${decision.reason}; ${ro.reason}`, closed };
+  }
+
+  /**
+   * What was read may be older than the watchdog allows: do not act on it (nor publish it).
+   * @throws CheckFailure 'slow' when the check started `timeoutMs` or more ago.
+   */
+  private throwIfSlow(startedAt: number, timeoutMs: number): void {
+    const took = performance.now() - startedAt;
+    if (took >= timeoutMs) {
+      throw new CheckFailure('slow', `check took ${Math.round(took)} ms, longer than proxyTimeout (${timeoutMs} ms)`);
+    }
   }
 
   /** Marks errors thrown by a store call so they are told apart from validation errors. */
@@ -392,20 +408,52 @@ export class Checker {
 
   // ---------------------------------------------------------------- watchdog
 
-  /** Fires the watchdog at `deadline` (performance.now() ms); renews the relay's deadline to match. */
-  private armWatchdog(deadline: number): void {
+  /**
+   * Arms the watchdog for a successful check whose proxyTimeout ends at `checkDeadline`
+   * (performance.now() ms); see {@link scheduleWatchdog}.
+   */
+  private armWatchdog(checkDeadline: number): void {
+    this.checkDeadline = checkDeadline;
+    this.scheduleWatchdog();
+  }
+
+  /**
+   * The watchdog's deadline, in performance.now() ms: the last successful check's start +
+   * proxyTimeout, or earlier the moment this proxy's info lease could expire (when that check
+   * published; `Store.infoLeaseRemainingMs` errs early; no lease counts as expired), and whether
+   * the lease is what bounds it.
+   */
+  private watchdogDeadline(): { readonly at: number; readonly lease: boolean } {
+    if (!this.leaseBound) {
+      return { at: this.checkDeadline, lease: false };
+    }
+    const leaseEnd = performance.now() + (this.store.infoLeaseRemainingMs('proxies', this.uid) ?? 0);
+    return leaseEnd < this.checkDeadline ? { at: leaseEnd, lease: true } : { at: this.checkDeadline, lease: false };
+  }
+
+  /** Sets the watchdog timer to {@link watchdogDeadline}; renews the relay's deadline to match. */
+  private scheduleWatchdog(): void {
     clearTimeout(this.watchdogTimer);
-    const ms = Math.max(0, deadline - performance.now());
+    const ms = Math.max(0, this.watchdogDeadline().at - performance.now());
     this.watchdogTimer = setTimeout(() => this.onWatchdog(), ms);
     // The same deadline (plus RELAY_DEADLINE_SLACK_MS) for the relay threads, enforced without
     // this thread (relay.ts `renew`).
     this.relay?.renew(ms + RELAY_DEADLINE_SLACK_MS);
   }
 
-  /** No check succeeded within proxyTimeout: route nowhere, drop every connection, stop listening (with `stopListening`). */
+  /**
+   * No check succeeded within proxyTimeout, or this proxy's info lease could expire now: route
+   * nowhere, drop every connection, stop listening (with `stopListening`). A lease renewed since
+   * the timer was set (the store's keepalive) only moves the deadline.
+   */
   private onWatchdog(): void {
     this.watchdogTimer = undefined;
     if (this.stopping()) {
+      return;
+    }
+    const deadline = this.watchdogDeadline();
+    if (deadline.at > performance.now()) {
+      this.scheduleWatchdog();
       return;
     }
     const was = describeTarget(this.routing.target);
@@ -420,7 +468,9 @@ export class Checker {
     // this proxy vanish when its info TTL expires, by which time it routes nowhere.
     this.log.warn(
       { from: was, connections, proxyTimeoutMs: this.proxyTimeoutMs, generation: this.generation },
-      `no successful check within proxyTimeout (${this.proxyTimeoutMs} ms): ` +
+      (deadline.lease
+        ? `no successful check before this proxy's info lease could expire (proxyTimeout ${this.proxyTimeoutMs} ms): `
+        : `no successful check within proxyTimeout (${this.proxyTimeoutMs} ms): `) +
         (this.routing.target === null ? 'routing nowhere' : `target changed from ${was} to none`) +
         (this.readOnly !== null && this.routing.roTargets.length > 0 ? `, read-only targets changed from ${describeTargets(this.routing.roTargets)} to none` : '') +
         ` (proxy generation ${this.generation ?? 'unknown'}), closing ${plural(connections, 'connection')}` +

@@ -178,20 +178,27 @@ interface Publication {
   readonly info: ProxyInfo;
   readonly ttlMs: number;
   readonly connections: number;
+  /** performance.now() when it was sent. */
+  readonly at: number;
 }
 
 /**
  * Wraps a store: records publications, and while `hang()` is true every call except `close`
- * returns a promise that never settles (a frozen etcd, as under SIGSTOP).
+ * and `infoLeaseRemainingMs` (no I/O) returns a promise that never settles (a frozen etcd, as
+ * under SIGSTOP). `leaseRemainingMs`, when given, replaces the store's `infoLeaseRemainingMs`.
  */
 function recordingStore(
   inner: MemoryStore,
   onPublish: (info: ProxyInfo, ttlMs: number) => void,
   hang: () => boolean,
+  leaseRemainingMs?: () => number | undefined,
 ): Store {
   return new Proxy(inner, {
     get(target, prop) {
-      if (hang() && prop !== 'close') {
+      if (prop === 'infoLeaseRemainingMs' && leaseRemainingMs !== undefined) {
+        return leaseRemainingMs;
+      }
+      if (hang() && prop !== 'close' && prop !== 'infoLeaseRemainingMs') {
         return () => new Promise(() => undefined);
       }
       if (prop === 'setInfo') {
@@ -237,7 +244,16 @@ afterEach(async () => {
 /** ProxyConfig fields a test may set (the rest: uid px1 on 127.0.0.1, a free port). */
 type Extra = Partial<Omit<ProxyConfig, 'uid' | 'listenAddress' | 'port'>>;
 
-async function world(opts: { cd?: ClusterData; unavailable?: boolean; stopListening?: boolean; config?: Extra } = {}): Promise<World> {
+async function world(
+  opts: {
+    cd?: ClusterData;
+    unavailable?: boolean;
+    stopListening?: boolean;
+    config?: Extra;
+    /** Replaces the proxy's store's `infoLeaseRemainingMs`. */
+    leaseRemainingMs?: () => number | undefined;
+  } = {},
+): Promise<World> {
   const backend = new MemoryBackend();
   const admin = new MemoryStore(backend, { clusterName: 'c1' });
   if (opts.cd !== undefined) {
@@ -253,8 +269,9 @@ async function world(opts: { cd?: ClusterData; unavailable?: boolean; stopListen
   let hanging = false;
   const store = recordingStore(
     new MemoryStore(backend, { clusterName: 'c1' }),
-    (info, ttlMs) => publications.push({ info, ttlMs, connections: handle?.connections() ?? -1 }),
+    (info, ttlMs) => publications.push({ info, ttlMs, connections: handle?.connections() ?? -1, at: performance.now() }),
     () => hanging,
+    opts.leaseRemainingMs,
   );
   const port = await freePort();
   handle = await start(
@@ -296,6 +313,15 @@ async function echo(name: string): Promise<Echo> {
   const e = await echoServer(name);
   cleanups.push(() => e.close());
   return e;
+}
+
+/**
+ * The start of the watchdog's line when it fired for proxyTimeout `ms`, as a regex source: at the
+ * check deadline, or earlier at the info lease's end. With the memory store unavailable its
+ * keepalives fail, so either may come first.
+ */
+function watchdogFired(ms: number): string {
+  return `no successful check (?:within proxyTimeout \\(${ms} ms\\)|before this proxy's info lease could expire \\(proxyTimeout ${ms} ms\\))`;
 }
 
 /** Waits until the log has a line whose message equals or matches `pattern`. */
@@ -489,7 +515,7 @@ describe.each(DATA_PATHS)('data path: $name', ({ config }) => {
       expect(performance.now() - t0).toBeLessThan(PROXY_TIMEOUT_MS + SLACK_MS);
       expect(w.proxy.state()).toBe('store-lost');
       await waitForLog(w.lines, /^store unreachable: reading clusterdata: memory store unavailable/);
-      await waitForLog(w.lines, /^no successful check within proxyTimeout \(1000 ms\)/);
+      await waitForLog(w.lines, new RegExp(`^${watchdogFired(1000)}`));
       expect(w.lines.some((l) => l.msg === `proxy stopped listening on 127.0.0.1:${w.port}`)).toBe(true);
       expect(a.open()).toBe(0);
 
@@ -516,7 +542,7 @@ describe.each(DATA_PATHS)('data path: $name', ({ config }) => {
       );
       expect(first.target).toBe(`127.0.0.1:${a.port} (db db1)`);
 
-      const fired = await waitForLog(w.lines, /^no successful check within proxyTimeout \(3000 ms\)/, 3000 + SLACK_MS);
+      const fired = await waitForLog(w.lines, new RegExp(`^${watchdogFired(3000)}`), 3000 + SLACK_MS);
       const after = await waitFor(() => w.lines.slice(w.lines.indexOf(fired)).find((l) => l.msg.startsWith('store unreachable: ')), {
         timeoutMs: 3000,
         what: 'a failed check after the watchdog fired',
@@ -554,6 +580,39 @@ describe.each(DATA_PATHS)('data path: $name', ({ config }) => {
       expect(await probe(w.port)).toBe('A:probe');
     });
 
+    it('the watchdog fires before this proxy\'s info lease could expire, even when that is sooner than proxyTimeout', { timeout: 20_000 }, async () => {
+      const a = await echo('A');
+      // proxyTimeout 3 s, but the store says the info lease is certain to live only until 600 ms
+      // after the last publish (no keepalive confirmed in between, as when they fail): a hung
+      // store must cut clients by then, not at proxyTimeout.
+      const started: { world?: World } = {};
+      const cd = aClusterData({
+        dbs: { db1: a.port },
+        master: 'db1',
+        enabled: [UID],
+        generation: 2,
+        spec: { ...SPEC, proxyTimeout: '3s' },
+      });
+      const w = await world({
+        cd,
+        leaseRemainingMs: () => (started.world?.publications.at(-1)?.at ?? performance.now()) + 600 - performance.now(),
+      });
+      started.world = w;
+      await w.proxy.ready;
+      const c = await connect(w.port);
+      expect(await ask(c, 'x', 'echo')).toBe('A:x');
+      await new Promise((r) => setTimeout(r, 1000)); // checks keep succeeding: no watchdog
+      expect(c.closed).toBe(false);
+      expect(await ask(c, 'y', 'echo')).toBe('A:y');
+
+      const hungAt = performance.now();
+      w.setHanging(true);
+      await waitFor(() => c.closed, { timeoutMs: 3000 + SLACK_MS, what: 'client closed by the watchdog' });
+      const after = performance.now() - hungAt;
+      await waitForLog(w.lines, /^no successful check before this proxy's info lease could expire/);
+      expect(after).toBeLessThan(600 + 200 + SLACK_MS); // not proxyTimeout (3 s)
+    });
+
     it('with stopListening false the watchdog closes connections but keeps listening', { timeout: 15_000 }, async () => {
       const a = await echo('A');
       const w = await world({
@@ -563,7 +622,7 @@ describe.each(DATA_PATHS)('data path: $name', ({ config }) => {
       await w.proxy.ready;
       w.backend.setUnavailable(true);
       await waitFor(() => w.proxy.state() === 'store-lost', { timeoutMs: PROXY_TIMEOUT_MS + SLACK_MS, what: 'store-lost' });
-      await waitForLog(w.lines, /^no successful check within proxyTimeout .*still listening$/, PROXY_TIMEOUT_MS + SLACK_MS);
+      await waitForLog(w.lines, new RegExp(`^${watchdogFired(1000)}.*still listening$`), PROXY_TIMEOUT_MS + SLACK_MS);
       expect(await probe(w.port)).toBe('closed');
     });
 
@@ -580,6 +639,14 @@ describe.each(DATA_PATHS)('data path: $name', ({ config }) => {
       expect(w.proxy.state()).toBe('fenced');
       expect(await probe(w.port)).toBe('closed');
       await waitForLog(w.lines, /^invalid clusterdata: unsupported clusterdata format version 2/);
+
+      // Failing checks publish nothing: the info's progress marker freezes while the store's
+      // keepalive keeps its lease alive, so the sentinel can tell this proxy makes no progress.
+      const published = w.publications.length;
+      const last = w.publications.at(-1)?.info;
+      await new Promise((r) => setTimeout(r, 3 * PROXY_TIMEOUT_MS));
+      expect(w.publications.length).toBe(published);
+      expect((await w.published())?.infoUID).toBe(last?.infoUID);
 
       // A second proxy that only ever read invalid clusterdata never listens.
       const w2 = await world({ cd: { ...good, formatVersion: 2 } });

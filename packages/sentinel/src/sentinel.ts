@@ -1,7 +1,8 @@
 /**
  * The sentinel daemon: publishes its info, campaigns for the leader lease, and while leader runs
  * passes that read the store, call the pure `decide`, and write the result with compare-and-set
- * (docs/design.md#pure-decisions). Passes run on store watch events (clusterdata, keeper and proxy infos) and
+ * guarded by its election (`Store.putClusterData` with `leader`: the store refuses the write
+ * once this sentinel no longer leads; docs/design.md#pure-decisions). Passes run on store watch events (clusterdata, keeper and proxy infos) and
  * every `sleepInterval` as a safety net.
  *
  * State: starting → running → stopping → stopped (or failed on a fatal error).
@@ -9,6 +10,7 @@
 import { monoMs, newUid, nowIso, startPassLoop, stopOnce, type Logger, type PassResult } from '@stolon-ts/common';
 import {
   ClusterDataInvalidError,
+  NotLeaderError,
   StoreConflictError,
   decide,
   emptyMemory,
@@ -81,7 +83,14 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
         return undefined;
       }
       const cd = newClusterData(config.initialClusterSpec, newUid(), nowIso());
-      await store.putClusterData(serializeClusterData(cd), null);
+      try {
+        await store.putClusterData(serializeClusterData(cd), null, election);
+      } catch (err) {
+        if (err instanceof NotLeaderError) {
+          return { sentence: `lost the leadership before creating the cluster: ${err.message}`, level: 'warn' };
+        }
+        throw err;
+      }
       log.info(`created cluster ${cd.cluster.uid} from the initial cluster spec`);
       rec = await store.getClusterData();
       if (rec === null) {
@@ -109,8 +118,12 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
         return undefined;
       }
       try {
-        await store.putClusterData(serializeClusterData(out.next), rec.revision);
+        await store.putClusterData(serializeClusterData(out.next), rec.revision, election);
       } catch (err) {
+        if (err instanceof NotLeaderError) {
+          // The store refused: another sentinel may lead by now. Nothing of this pass is kept.
+          return { sentence: `lost the leadership before writing: ${err.message}; this decision is dropped`, level: 'warn', force: true };
+        }
         if (err instanceof StoreConflictError) {
           loop.trigger('clusterdata changed while deciding');
           return { sentence: 'clusterdata changed while deciding; recomputing', force: true };

@@ -134,7 +134,8 @@ export class LeaderElection implements Election {
    * @param onStop called once, synchronously, when resign or abandon stops the election.
    */
   constructor(
-    private readonly backend: ElectionBackend,
+    /** The backend's steps; a store reads its own backend's leader claim for guarded writes. */
+    readonly backend: ElectionBackend,
     private readonly timeoutMs: number,
     private readonly onStop: (e: LeaderElection) => void,
   ) {

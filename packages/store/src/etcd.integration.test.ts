@@ -2,7 +2,7 @@
  * EtcdStore against a real etcd (one per file, started by the harness): the conformance suite,
  * then etcd-specific behaviour (bounded failure when etcd is gone, recovery after a restart).
  */
-import { StoreUnavailableError } from '@stolon-ts/cluster';
+import { NotLeaderError, StoreUnavailableError } from '@stolon-ts/cluster';
 import { startEtcd, waitFor, type EtcdHandle } from '@stolon-ts/harness';
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -115,5 +115,22 @@ describe('EtcdStore with etcd going away', () => {
     }
     await waitFor(() => e.isLeader(), { timeoutMs: 15_000, what: 's1 to lead again after etcd resumed' });
     await store.close();
+  });
+
+  it('a guarded clusterdata write fails once the leader\'s candidate key is gone, whether or not the election noticed yet', async () => {
+    const store = new EtcdStore({ endpoints: etcd.endpoints, clusterName: 'guard', timeoutMs: 2000 });
+    const raw = new Etcd3({ hosts: etcd.endpoints });
+    try {
+      const e = await store.campaign('s1', 20_000);
+      await waitFor(() => e.isLeader(), { timeoutMs: 10_000, what: 's1 to lead' });
+      const rev = await store.putClusterData('{"v":1}', null, e);
+      // Another party removes the key (as an expired lease would); the transaction compares it.
+      await raw.delete().prefix(`${PREFIX}/guard/sentinel-leader/`).exec();
+      await expect(store.putClusterData('{"v":2}', rev, e)).rejects.toBeInstanceOf(NotLeaderError);
+      expect((await store.getClusterData())?.text).toBe('{"v":1}');
+      await store.close();
+    } finally {
+      raw.close();
+    }
   });
 });

@@ -18,10 +18,10 @@
  * `--election-timeout` 1000 ms: 2 s). The TTL etcd grants is the one used for keepalive timing.
  * Expired leases are reaped by etcd every 500 ms, so an entry may outlive its TTL by about that.
  */
-import { ConfigError, StolonError, StoreConflictError, StoreUnavailableError } from '@stolon-ts/cluster';
+import { ConfigError, NotLeaderError, StolonError, StoreConflictError, StoreUnavailableError } from '@stolon-ts/cluster';
 import { ExponentialBackoff, noop } from 'cockatiel';
 import { Etcd3, EtcdLeaseInvalidError, type IKeyValue, type ILeaseKeepAliveResponse, type Watcher } from 'etcd3';
-import type { ElectionAttempt, ElectionBackend, ElectionLoop } from './election.js';
+import { LeaderElection, type ElectionAttempt, type ElectionBackend, type ElectionLoop } from './election.js';
 import { StoreHandles } from './handles.js';
 import type {
   ClusterDataRecord,
@@ -191,8 +191,13 @@ export class EtcdStore implements Store {
     return kv === undefined ? null : { text: kv.value.toString('utf8'), revision: kv.mod_revision };
   }
 
-  /** @inheritDoc */
-  async putClusterData(text: string, expectedRevision: string | null): Promise<string> {
+  /**
+   * @inheritDoc
+   * With `leader`, the transaction also compares the create revision of the candidate's key
+   * `<prefix>/<cluster>/sentinel-leader/<lease id hex>` with the one it was elected with: a key
+   * that still exists with it is still the lowest, i.e. the leader.
+   */
+  async putClusterData(text: string, expectedRevision: string | null, leader?: Election): Promise<string> {
     this.handles.ensureOpen('putClusterData');
     if (expectedRevision !== null && !isPositiveRevision(expectedRevision)) {
       // Not a revision this backend hands out (e.g. from another backend): cannot match.
@@ -200,18 +205,26 @@ export class EtcdStore implements Store {
         revision: expectedRevision,
       });
     }
+    const claim = leader === undefined ? undefined : this.leaderClaim(leader);
     const key = this.keys.clusterData;
-    const res = await this.call('compare-and-set clusterdata', this.deadline(), (o) =>
-      (expectedRevision === null
-        ? this.client.if(key, 'Create', '==', 0)
-        : this.client.if(key, 'Mod', '==', expectedRevision)
-      )
+    const res = await this.call('compare-and-set clusterdata', this.deadline(), (o) => {
+      const cmp =
+        expectedRevision === null ? this.client.if(key, 'Create', '==', 0) : this.client.if(key, 'Mod', '==', expectedRevision);
+      if (claim !== undefined) {
+        cmp.and(claim.key, 'Create', '==', claim.createRevision);
+      }
+      return cmp
         .then(this.client.put(key).value(text))
-        .else(this.client.get(key))
+        .else(this.client.get(key), ...(claim === undefined ? [] : [this.client.get(claim.key)]))
         .options(o)
-        .commit(),
-    );
+        .commit();
+    });
     if (!res.succeeded) {
+      if (claim !== undefined && res.responses[1]?.response_range?.kvs[0]?.create_revision !== claim.createRevision) {
+        throw new NotLeaderError(
+          `not the sentinel leader of ${this.clusterName} any more: its candidate key ${claim.key} is gone (lease expired or revoked); clusterdata not written`,
+        );
+      }
       const found = res.responses[0]?.response_range?.kvs[0]?.mod_revision;
       throw new StoreConflictError(
         expectedRevision === null
@@ -222,6 +235,22 @@ export class EtcdStore implements Store {
     }
     // The put is the transaction's only write, so the key's new mod revision is the header's.
     return res.header.revision;
+  }
+
+  /**
+   * The candidate key and create revision of `leader`, an election of this client that leads.
+   * @throws NotLeaderError otherwise.
+   */
+  private leaderClaim(leader: Election): { readonly key: string; readonly createRevision: string } {
+    const backend = leader instanceof LeaderElection ? leader.backend : undefined;
+    const claim = backend instanceof EtcdElectionBackend ? backend.claimOn(this) : undefined;
+    if (claim === undefined) {
+      throw new NotLeaderError(`the election given is not a candidacy of this etcd client for ${this.clusterName}; clusterdata not written`);
+    }
+    if (!leader.isLeader()) {
+      throw new NotLeaderError(`not the sentinel leader of ${this.clusterName} (any more); clusterdata not written`);
+    }
+    return claim;
   }
 
   /** @inheritDoc */
@@ -725,6 +754,8 @@ class EtcdElectionBackend implements ElectionBackend {
   /** The lease of the current candidacy, undefined between candidacies. */
   private lease: KeptLease | undefined;
   private key = '';
+  /** The create revision of `key`, as last read; undefined between candidacies. */
+  private createRevision: string | undefined;
   /** The revoke of the lease of a candidacy that just ended, until `recover` waited for it. */
   private giveUp: Promise<void> | undefined;
 
@@ -736,6 +767,16 @@ class EtcdElectionBackend implements ElectionBackend {
 
   leaderValidUntil(): number {
     return this.lease === undefined ? Number.NEGATIVE_INFINITY : this.lease.leaderValidUntil();
+  }
+
+  /**
+   * What a write guarded by this candidacy compares: its key and that key's create revision, when
+   * this backend belongs to `store` and a candidacy with a key runs; undefined otherwise.
+   */
+  claimOn(store: EtcdStore): { readonly key: string; readonly createRevision: string } | undefined {
+    return store === this.store && this.lease !== undefined && this.createRevision !== undefined
+      ? { key: this.key, createRevision: this.createRevision }
+      : undefined;
   }
 
   /**
@@ -770,9 +811,11 @@ class EtcdElectionBackend implements ElectionBackend {
         throw new CandidacyOver('sentinel-leader lease lost');
       }
       const kvs = await this.store.candidates(this.store.deadline());
-      if (!kvs.some((kv) => kv.key.toString('utf8') === this.key)) {
+      const mine = kvs.find((kv) => kv.key.toString('utf8') === this.key);
+      if (mine === undefined) {
         throw new CandidacyOver('sentinel-leader candidate key gone'); // lease expired or key deleted
       }
+      this.createRevision = mine.create_revision;
       const first = kvs[0];
       const validFor = lease.leaderValidUntil() - monotonicMs();
       const leader = first !== undefined && first.key.toString('utf8') === this.key && validFor > 0;
@@ -782,6 +825,7 @@ class EtcdElectionBackend implements ElectionBackend {
     } catch (err) {
       if (lease !== undefined && this.lease === lease) {
         this.lease = undefined;
+        this.createRevision = undefined;
         if (!loop.stopped()) {
           // Give the key up now instead of letting it block others until the TTL runs out
           // (after a stop, release() revokes).

@@ -14,7 +14,7 @@
  * @see https://kubernetes.io/docs/concepts/architecture/leases/ and the Lease v1 API (coordination.k8s.io/v1)
  * @see https://github.com/sorintlab/stolon/blob/master/internal/store/k8s.go (Stolon's Kubernetes backend)
  */
-import { StolonError, StoreConflictError, StoreUnavailableError } from '@stolon-ts/cluster';
+import { NotLeaderError, StolonError, StoreConflictError, StoreUnavailableError } from '@stolon-ts/cluster';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { KubeHttp, KubeRequestError, type KubeResponse, type KubeWatchStream } from './kube-client.js';
 import {
@@ -35,7 +35,7 @@ import {
   type ConfigMapView,
   type LeaseView,
 } from './kube-objects.js';
-import type { ElectionAttempt, ElectionBackend, ElectionLoop } from './election.js';
+import { LeaderElection, type ElectionAttempt, type ElectionBackend, type ElectionLoop } from './election.js';
 import { StoreHandles } from './handles.js';
 import type {
   ClusterDataRecord,
@@ -268,10 +268,20 @@ export class KubernetesStore implements Store {
    * @inheritDoc
    * A ConfigMap of the right name without the `stolon-clusterdata` annotation counts as "no
    * clusterdata": creating (expected `null`) adopts it, with its resourceVersion as precondition.
+   *
+   * With `leader`: a ConfigMap write cannot be made conditional on the leader Lease in one
+   * request, so the guard is checked here, just before each write request is sent (this
+   * candidate's leadership is valid by its last confirmed renewal, 3/4 of the lease duration), and
+   * the request's deadline is cut to the end of that validity. Not guaranteed: a write sent in
+   * time but delayed in flight (or applied after the client gave up waiting) can land after
+   * another sentinel took over; the resourceVersion precondition then still keeps it from
+   * overwriting anything the new leader wrote, but one decision of the old leader can be stored.
    */
-  async putClusterData(text: string, expectedRevision: string | null): Promise<string> {
+  async putClusterData(text: string, expectedRevision: string | null, leader?: Election): Promise<string> {
     this.handles.ensureOpen('putClusterData');
-    const deadline = this.deadline();
+    const guard = leader === undefined ? undefined : this.leaderGuard(leader);
+    guard?.check();
+    const deadline = Math.min(this.deadline(), guard?.validUntil() ?? Number.POSITIVE_INFINITY);
     const name = this.configMapName;
     if (expectedRevision === null) {
       const res = await this.req(`create ConfigMap ${name}`, 'POST', this.configMapPath(), {
@@ -289,6 +299,7 @@ export class KubernetesStore implements Store {
           `clusterdata of ${this.clusterName} already exists (ConfigMap ${name}, resourceVersion ${existing?.resourceVersion ?? '?'}); read it and retry`,
         );
       }
+      guard?.check();
       return this.replaceConfigMap(existing, text, deadline, null);
     }
     const cached = this.configMap;
@@ -299,7 +310,29 @@ export class KubernetesStore implements Store {
         { revision: expectedRevision },
       );
     }
+    guard?.check();
     return this.replaceConfigMap(base, text, deadline, expectedRevision);
+  }
+
+  /**
+   * The check of `leader`, an election of this client: `check` throws NotLeaderError unless it
+   * leads now by its last confirmed renewal; `validUntil` is when that leadership ends
+   * (monotonic ms).
+   * @throws NotLeaderError at once when `leader` is not an election of this client.
+   */
+  private leaderGuard(leader: Election): { check(): void; validUntil(): number } {
+    const backend = leader instanceof LeaderElection ? leader.backend : undefined;
+    if (!(backend instanceof KubeElectionBackend) || !backend.belongsTo(this)) {
+      throw new NotLeaderError(`the election given is not a candidacy of this Kubernetes client for ${this.clusterName}; clusterdata not written`);
+    }
+    return {
+      check: () => {
+        if (!leader.isLeader()) {
+          throw new NotLeaderError(`not the sentinel leader of ${this.clusterName} (any more); clusterdata not written`);
+        }
+      },
+      validUntil: () => backend.leaderValidUntil(),
+    };
   }
 
   /** PUT with `base`'s resourceVersion as precondition; 404/409 → StoreConflictError. */
@@ -1103,6 +1136,11 @@ class KubeElectionBackend implements ElectionBackend {
 
   leaderValidUntil(): number {
     return this.lastRenew + this.renewDeadlineMs;
+  }
+
+  /** True when this candidacy runs on `store`. */
+  belongsTo(store: KubernetesStore): boolean {
+    return store === this.store;
   }
 
   /** Watches the leader Lease so that a resign or an expiry wakes the loop at once (best effort). */

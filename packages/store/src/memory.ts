@@ -9,7 +9,7 @@
  *
  * Passes the same conformance suite as the etcd store (`test/conformance.ts`).
  */
-import { StoreConflictError, StoreUnavailableError } from '@stolon-ts/cluster';
+import { NotLeaderError, StoreConflictError, StoreUnavailableError } from '@stolon-ts/cluster';
 import type {
   ClusterDataRecord,
   Election,
@@ -310,10 +310,22 @@ export class MemoryStore implements Store {
     return cd === null ? null : { text: cd.text, revision: String(cd.revision) };
   }
 
-  /** @inheritDoc */
-  async putClusterData(text: string, expectedRevision: string | null): Promise<string> {
+  /**
+   * @inheritDoc
+   * With `leader`, checked in the same synchronous step as the revision: the candidate's key
+   * still exists and is the lowest (the leader), and its leadership is still valid.
+   */
+  async putClusterData(text: string, expectedRevision: string | null, leader?: Election): Promise<string> {
     await Promise.resolve();
     const space = this.space('putClusterData');
+    if (leader !== undefined) {
+      if (!(leader instanceof MemoryElection) || !this.elections.has(leader)) {
+        throw new NotLeaderError(`the election given is not a candidacy of this memory store client for ${this.clusterName}; clusterdata not written`);
+      }
+      if (!leader.isLeader() || !leader.holdsLeaderKey()) {
+        throw new NotLeaderError(`not the sentinel leader of ${this.clusterName} (any more); clusterdata not written`);
+      }
+    }
     const cur = space.clusterData;
     if (expectedRevision === null ? cur !== null : cur === null || String(cur.revision) !== expectedRevision) {
       throw new StoreConflictError(
@@ -570,6 +582,17 @@ class MemoryElection implements Election {
 
   onChange(listener: (leader: boolean) => void): void {
     this.notifier.on(listener);
+  }
+
+  /** True while this candidacy's key exists on a live lease and is the lowest (the leader's). */
+  holdsLeaderKey(): boolean {
+    return (
+      !this.stopped &&
+      this.key !== null &&
+      this.leaseId !== null &&
+      this.backend.leaseExists(this.leaseId) &&
+      this.backend.leader(this.space)?.key === this.key
+    );
   }
 
   private tick(): void {

@@ -67,10 +67,21 @@ export interface Store {
   /**
    * Writes clusterdata only if its revision is still `expectedRevision` (compare-and-set);
    * `expectedRevision` null means "only if no clusterdata exists". Atomic.
+   *
+   * With `leader` (an `Election` this client's `campaign` returned), the write also requires that
+   * this candidate still leads: etcd and the memory store compare the candidate's leader key
+   * (still present with the create revision it was elected with, which makes it the lowest) in
+   * the same transaction as the revision, so a sentinel that lost its lease cannot write.
+   * Kubernetes cannot make a ConfigMap write conditional on the Lease object, so it checks only
+   * that the candidate holds the leadership by its last confirmed renewal (renewed within 3/4 of
+   * the lease duration) just before sending the write; a write delayed in flight past that can
+   * still land (docs/design.md#the-store-contract).
    * @returns the new revision.
    * @throws StoreConflictError when the stored revision moved (or the key exists / is gone).
+   * @throws NotLeaderError when `leader` is given and does not lead (any more), or is not an
+   *   election of this client.
    */
-  putClusterData(text: string, expectedRevision: string | null): Promise<string>;
+  putClusterData(text: string, expectedRevision: string | null, leader?: Election): Promise<string>;
 
   /**
    * Writes clusterdata unconditionally (`stolonctl init --yes`).

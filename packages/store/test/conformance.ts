@@ -4,7 +4,7 @@
  * as on etcd.
  * Each test uses its own cluster name, so tests never see each other's keys.
  */
-import { StoreConflictError, StoreUnavailableError } from '@stolon-ts/cluster';
+import { NotLeaderError, StoreConflictError, StoreUnavailableError } from '@stolon-ts/cluster';
 import type { KeeperInfo, ProxyInfo, SentinelInfo } from '@stolon-ts/cluster';
 import { waitFor } from '@stolon-ts/harness';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -435,6 +435,30 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(ea.isLeader()).toBe(false);
         await waitFor(() => eb.isLeader(), { timeoutMs: expiryBoundMs, what: 'sB to lead after sA crashed' });
         expect(await b.getLeader()).toBe('sB');
+      }, SLOW_TEST_MS);
+
+      it('a clusterdata write guarded by the election succeeds for the leader only: a follower, a resigned leader and another client\'s election get NotLeaderError', async () => {
+        const cluster = uniqueCluster();
+        const a = open(cluster);
+        const b = open(cluster);
+        const ea = await a.campaign('sA', ttlMs);
+        await waitFor(() => ea.isLeader(), { timeoutMs: 10_000, what: 'sA to lead' });
+        const eb = await b.campaign('sB', ttlMs);
+        await waitFor(async () => (await b.getLeader()) === 'sA', { timeoutMs: 5000, what: 'getLeader = sA' });
+
+        const created = await a.putClusterData('{"v":1}', null, ea);
+        const rev = await a.putClusterData('{"v":2}', created, ea);
+        await expectRejects(b.putClusterData('{"v":"follower"}', rev, eb), NotLeaderError);
+        await expectRejects(a.putClusterData('{"v":"foreign"}', rev, eb), NotLeaderError);
+        expect(await b.getClusterData()).toEqual({ text: '{"v":2}', revision: rev });
+
+        await ea.resign();
+        await expectRejects(a.putClusterData('{"v":"resigned"}', rev, ea), NotLeaderError);
+        await waitFor(() => eb.isLeader(), { timeoutMs: ttlMs + 2000, what: 'sB to lead after sA resigned' });
+        const rev3 = await b.putClusterData('{"v":3}', rev, eb);
+        // The old leader's write loses on leadership even with the current revision.
+        await expectRejects(a.putClusterData('{"v":"old leader"}', rev3, ea), NotLeaderError);
+        expect((await a.getClusterData())?.text).toBe('{"v":3}');
       }, SLOW_TEST_MS);
 
       it('a resigned candidate does not come back', async () => {

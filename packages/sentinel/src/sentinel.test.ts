@@ -1,0 +1,147 @@
+/**
+ * The sentinel loop in-process on the memory store: its clusterdata writes are guarded by its
+ * election (`Store.putClusterData` with `leader`), a write the store refuses because this
+ * sentinel no longer leads is dropped, not retried as a conflict; and a proxy whose info lives
+ * but never changes (its checks fail) does not block a failover.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { NotLeaderError, parseClusterData, serializeClusterData, type ClusterData } from '@stolon-ts/cluster';
+import { aCluster, keeperInfo, proxyInfo } from '@stolon-ts/cluster/testing';
+import { createLogger } from '@stolon-ts/common';
+import { waitFor } from '@stolon-ts/harness';
+import { MemoryBackend, MemoryStore, type Election, type Store } from '@stolon-ts/store';
+import { start, type SentinelHandle } from './sentinel.js';
+
+interface Put {
+  readonly expectedRevision: string | null;
+  readonly leader: Election | undefined;
+}
+
+/** Wraps `inner`: records every putClusterData; `refuse()` true makes it throw NotLeaderError instead. */
+function recording(inner: MemoryStore, puts: Put[], refuse: () => boolean): Store {
+  return new Proxy(inner, {
+    get(target, prop) {
+      if (prop === 'putClusterData') {
+        return async (text: string, expectedRevision: string | null, leader?: Election) => {
+          puts.push({ expectedRevision, leader });
+          if (refuse()) {
+            throw new NotLeaderError('not the sentinel leader of c1 (any more); clusterdata not written');
+          }
+          return target.putClusterData(text, expectedRevision, leader);
+        };
+      }
+      const v: unknown = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
+const handles: SentinelHandle[] = [];
+afterEach(async () => {
+  for (const h of handles.splice(0)) {
+    await h.stop('test over');
+  }
+});
+
+describe('sentinel', () => {
+  it('guards every clusterdata write with its election; a write refused as not leader is dropped with a warning', { timeout: 15_000 }, async () => {
+    const backend = new MemoryBackend();
+    const admin = new MemoryStore(backend, { clusterName: 'c1' });
+    const puts: Put[] = [];
+    let refusing = false;
+    const lines: { level: number; msg: string }[] = [];
+    const logger = createLogger({
+      level: 'debug',
+      component: 'sentinel',
+      uid: 's1',
+      cluster: 'c1',
+      dest: { write: (s: string) => void lines.push(JSON.parse(s) as { level: number; msg: string }) },
+    });
+    const store = recording(new MemoryStore(backend, { clusterName: 'c1' }), puts, () => refusing);
+    const h = await start({ uid: 's1', initialClusterSpec: { initMode: 'new' }, leaderTtlMs: 1000 }, { store, logger });
+    handles.push(h);
+    await waitFor(async () => (await admin.getClusterData()) !== null, { timeoutMs: 5000, what: 'the cluster created' });
+    expect(puts.length).toBeGreaterThan(0);
+    expect(puts.every((p) => p.leader !== undefined && p.leader.isLeader())).toBe(true);
+
+    // A keeper appears: the decision needs a write, which the store refuses.
+    refusing = true;
+    const before = puts.length;
+    const rec = await admin.getClusterData();
+    await admin.setInfo(
+      'keepers',
+      'k1',
+      {
+        infoUID: 'i1',
+        uid: 'k1',
+        clusterUID: parseClusterData(rec?.text ?? '').cluster.uid,
+        bootUUID: 'b1',
+        postgresBinaryVersion: { Maj: 15, Min: 0 },
+      },
+      5000,
+    );
+    await waitFor(() => lines.find((l) => l.msg.startsWith('lost the leadership before writing: not the sentinel leader')), {
+      timeoutMs: 5000,
+      what: 'the refused write logged',
+    });
+    expect(puts.length).toBeGreaterThan(before);
+    expect((await admin.getClusterData())?.revision).toBe(rec?.revision);
+    await admin.close();
+  });
+
+  it('a proxy whose info lives but never changes (its checks fail) delays a failover by about proxyTimeout + 1 s, no more', { timeout: 20_000 }, async () => {
+    const backend = new MemoryBackend();
+    const admin = new MemoryStore(backend, { clusterName: 'c1' });
+    const spec = { initMode: 'new', sleepInterval: '200ms', requestTimeout: '500ms', failInterval: '2s', proxyCheckInterval: '200ms', proxyTimeout: '1s' } as const;
+    await admin.overwriteClusterData(
+      serializeClusterData(aCluster({ spec }).initialized().withPrimary('k1').withStandby('k2').routedTo('k1', ['p1'], 2).build()),
+    );
+    // p1 published once at generation 2, then every check failed: the lease is kept alive (by
+    // this client's keepalive), the info never changes again.
+    await admin.setInfo('proxies', 'p1', { ...proxyInfo('p1', 2), ProxyTimeout: 1_000_000_000 }, 1000);
+    // The keepers publish every 200 ms (a new infoUID each time), as a keeper does every pass.
+    let keepers = ['k1', 'k2'];
+    let n = 0;
+    const publish = async (): Promise<ClusterData> => {
+      const cd = parseClusterData((await admin.getClusterData())?.text ?? '');
+      n += 1;
+      for (const k of keepers) {
+        await admin.setInfo('keepers', k, { ...keeperInfo(k, cd), infoUID: `${k}-${n}` }, 2000);
+      }
+      return cd;
+    };
+    await publish();
+    const ticker = setInterval(() => void publish().catch(() => undefined), 200);
+    try {
+      const lines: { msg: string }[] = [];
+      const logger = createLogger({
+        level: 'info',
+        component: 'sentinel',
+        dest: { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string }) },
+      });
+      const h = await start({ uid: 's1', leaderTtlMs: 1000 }, { store: new MemoryStore(backend, { clusterName: 'c1' }), logger });
+      handles.push(h);
+      await waitFor(() => h.isLeader(), { timeoutMs: 5000, what: 's1 to lead' });
+      await new Promise((r) => setTimeout(r, 500));
+
+      // k1 (the primary's keeper) is lost.
+      keepers = ['k2'];
+      await admin.deleteInfo('keepers', 'k1');
+      const lostAt = performance.now();
+      const cd = await waitFor(
+        async () => {
+          const c = await publish();
+          return c.cluster.status.master === 'db-k2' ? c : undefined;
+        },
+        { timeoutMs: 6000, what: 'db-k2 promoted', intervalMs: 100 },
+      );
+      // Fenced at once, then p1 was waited for until 1 s + 1 s after its marker was first seen.
+      expect(performance.now() - lostAt).toBeLessThan(4000);
+      expect(cd.proxy.spec.masterDbUid).toBe('');
+      expect(lines.some((l) => /proxy p1 made no progress for \d+ ms .*not waiting for it/.test(l.msg))).toBe(true);
+    } finally {
+      clearInterval(ticker);
+      await admin.close();
+    }
+  });
+});
