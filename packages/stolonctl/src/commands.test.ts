@@ -989,6 +989,8 @@ describe('removekeeper', () => {
     // A failover to keeper1 lands between our read and our write.
     const c = concurrent((cd) => {
       cd.cluster.status.master = 'db2';
+      cd.dbs['db2']!.spec.role = 'master';
+      cd.dbs['db1']!.spec.role = 'standby';
     }, 1);
     const h = await seeded(handBuiltClusterData(), { wrap: c.wrap });
     c.bind(h);
@@ -1284,7 +1286,9 @@ describe('events', () => {
   it('a hand-broken event exits 1 naming where it is; an uninitialised cluster exits 1', async () => {
     const h = await withEvents([{ id: 'x' } as unknown as FailoverEvent]);
     expect(await runEvents(h.ctx)).toBe(ExitCode.runtime);
-    expect(h.errs.at(-1)).toMatch(/^stolonctl events: clusterdata failoverHistory\[0\] is not a failover event/);
+    expect(h.errs.at(-1)).toMatch(
+      /^stolonctl events: the stored clusterdata of cluster c1 is unusable: clusterdata is invalid: failoverHistory\.0\.kind: expected one of "failover", "switchover", got nothing/,
+    );
     const empty = harness();
     expect(await runEvents(empty.ctx)).toBe(ExitCode.runtime);
     expect(empty.errs.at(-1)).toBe('stolonctl events: cluster c1 is not initialized; run stolonctl init');
