@@ -6,7 +6,7 @@
  *
  * State: starting → running → stopping → stopped (or failed on a fatal error).
  */
-import { monoMs, newUid, nowIso, startPassLoop, stopOnce, type Logger, type PassResult } from '@stolon-ts/common';
+import { BUG_SENTENCE, monoMs, newUid, nowIso, startPassLoop, stopOnce, type Logger, type PassResult } from '@stolon-ts/common';
 import {
   ClusterDataInvalidError,
   StoreConflictError,
@@ -14,12 +14,38 @@ import {
   emptyMemory,
   newClusterData,
   parseClusterData,
+  repairClusterData,
   resolveSpec,
   serializeClusterData,
+  type ClusterDataRepair,
   type ClusterSpec,
+  type KeeperInfo,
   type SentinelMemory,
 } from '@stolon-ts/cluster';
 import type { Election, Store } from '@stolon-ts/store';
+
+/** The leader's read of clusterdata: usable (maybe repaired), or refused with the sentence to log. */
+type LeaderRead = { readonly ok: true; readonly repair: ClusterDataRepair } | { readonly ok: false; readonly sentence: string };
+
+/**
+ * The leader's read: `repairClusterData`, which drops malformed entries not needed for safety
+ * (docs/architecture.md#invalid-clusterdata), or a refusal sentence naming the problem and the fix.
+ * @throws what `repairClusterData` throws other than ClusterDataInvalidError (a bug)
+ */
+function readForDecide(text: string, keeperInfos: Readonly<Record<string, KeeperInfo>>): LeaderRead {
+  try {
+    return { ok: true, repair: repairClusterData(text, keeperInfos) };
+  } catch (err) {
+    if (err instanceof ClusterDataInvalidError) {
+      return {
+        ok: false,
+        sentence:
+          `clusterdata unusable, refusing to act (no failover, no standby or proxy change; leadership and sentinel info kept): ${err.message}`,
+      };
+    }
+    throw err;
+  }
+}
 
 export type SentinelState = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
 
@@ -88,28 +114,44 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
         return undefined;
       }
     }
-    let cd;
-    try {
-      cd = parseClusterData(rec.text);
-    } catch (err) {
-      if (err instanceof ClusterDataInvalidError) {
-        return { sentence: `clusterdata unusable, doing nothing: ${err.message}`, level: 'warn' };
-      }
-      throw err;
-    }
-    const spec = resolveSpec(cd.cluster.spec);
-    sleepMs = spec.sleepIntervalMs;
     if (!election.isLeader()) {
+      // Observers read as every other component does; only the leader repairs.
+      try {
+        sleepMs = resolveSpec(parseClusterData(rec.text).cluster.spec).sleepIntervalMs;
+      } catch (err) {
+        if (err instanceof ClusterDataInvalidError) {
+          return { sentence: `not the leader; clusterdata is unusable: ${err.message}`, level: 'warn' };
+        }
+        throw err;
+      }
       return { sentence: 'not the leader: observing' };
     }
     const [keeperInfos, proxyInfos] = await Promise.all([store.listInfos('keepers'), store.listInfos('proxies')]);
+    const read = readForDecide(rec.text, keeperInfos);
+    if (!read.ok) {
+      // Leadership and the sentinel info are kept (above); nothing else is done (fail closed).
+      return { sentence: read.sentence, level: 'error', key: read.sentence };
+    }
+    const { cd, dropped } = read.repair;
+    const spec = resolveSpec(cd.cluster.spec);
+    sleepMs = spec.sleepIntervalMs;
     const out = decide({ cd, keeperInfos, proxyInfos, memory, now: monoMs(), wallTime: nowIso(), newUid });
-    if (out.changed) {
+    const text = serializeClusterData(out.next);
+    try {
+      // Never write what keepers and proxies would refuse to read.
+      parseClusterData(text);
+    } catch (err) {
+      if (err instanceof ClusterDataInvalidError) {
+        return { sentence: `${BUG_SENTENCE}: the decided clusterdata is invalid, not writing it: ${err.message}`, level: 'error' };
+      }
+      throw err;
+    }
+    if (out.changed || dropped.length > 0) {
       if (!election.isLeader()) {
         return undefined;
       }
       try {
-        await store.putClusterData(serializeClusterData(out.next), rec.revision);
+        await store.putClusterData(text, rec.revision);
       } catch (err) {
         if (err instanceof StoreConflictError) {
           loop.trigger('clusterdata changed while deciding');
@@ -117,6 +159,14 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
         }
         throw err;
       }
+    }
+    if (dropped.length > 0) {
+      memory = out.memory;
+      return {
+        sentence: `clusterdata had malformed entries not needed for safety; repaired: ${dropped.join('; ')}; then: ${out.reasons.join('; ')}`,
+        level: 'error',
+        fields: { changed: true, dropped },
+      };
     }
     // Memory is committed only once the decision it belongs to is stored (Stolon saves its
     // histories only after a successful put).
