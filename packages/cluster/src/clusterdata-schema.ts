@@ -281,3 +281,60 @@ export function clusterDataIssues(raw: unknown): ClusterDataIssue[] {
   const issues = schemaIssues(raw);
   return issues.length > 0 ? issues : crossFieldIssues(raw as z.infer<typeof document>);
 }
+
+const keeperInfo = z.looseObject({
+  infoUID: z.string(),
+  uid: z.string(),
+  clusterUID: z.string(),
+  bootUUID: z.string(),
+  postgresBinaryVersion: z.looseObject({ Maj: z.number(), Min: z.number() }),
+  postgresState: z
+    .looseObject({
+      uid: z.string(),
+      generation: nonNegInt,
+      listenAddress: z.string(),
+      port: z.string(),
+      healthy: z.boolean(),
+      systemID: z.string(),
+      timelineID: nonNegInt,
+      xLogPos: lsn,
+      replayedXLogPos: lsn.optional(),
+      timelinesHistory: z.array(z.looseObject({ timelineID: nonNegInt, switchPoint: lsn, reason: z.string() })),
+      pgParameters: stringMap,
+      synchronousStandbys: strings,
+      olderWalFile: z.string(),
+      role: role.optional(),
+      running: z.boolean().optional(),
+      pendingRestart: strings.optional(),
+      discardedWal: z
+        .looseObject({ fromLsn: lsn, toLsn: lsn, timelineID: nonNegInt, method: z.enum(['pg_rewind', 'pg_basebackup']), at: z.string() })
+        .optional(),
+      activity: z.string().optional(),
+      startError: z.string().optional(),
+    })
+    .optional(),
+  canBeMaster: z.boolean().optional(),
+  canBeSynchronousReplica: z.boolean().optional(),
+  priority: z.number().optional(),
+});
+
+const proxyInfo = z.looseObject({ infoUID: z.string(), UID: z.string(), Generation: nonNegInt, ProxyTimeout: z.number() });
+
+/**
+ * The problems of one keeper or proxy info as read from the store (the store checks only that it
+ * is a JSON object), against the `KeeperInfo` / `ProxyInfo` types; unknown keys tolerated.
+ * @param kind which info
+ * @param raw the info as parsed from JSON
+ * @returns `path: problem` sentences, empty when the info is valid
+ */
+export function infoIssues(kind: 'keepers' | 'proxies', raw: unknown): string[] {
+  const parsed = (kind === 'keepers' ? keeperInfo : proxyInfo).safeParse(raw);
+  if (parsed.success) {
+    return [];
+  }
+  return parsed.error.issues.map((i) => {
+    const path = i.path.length === 0 ? '(info)' : i.path.map(String).join('.');
+    const got = describeValue(valueAt(raw, i.path));
+    return i.code === 'invalid_type' ? `${path}: expected ${i.expected}, got ${got}` : `${path}: ${i.message}, got ${got}`;
+  });
+}

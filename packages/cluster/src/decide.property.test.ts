@@ -1,13 +1,14 @@
 /**
  * Property: `decide` never throws on store content. Any clusterdata that `parseClusterData`
- * accepts (schema, cross-field rules and spec), with any keeper and proxy infos, gives a result,
+ * accepts (schema, cross-field rules and spec), with any keeper and proxy infos of their types
+ * (what the leader sentinel lets through, see `infoIssues`), gives a result,
  * and that result is itself a document every reader accepts (the sentinel never writes what
  * keepers and proxies would refuse). Bounded: a fixed number of runs, each a few decide calls.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseClusterData, serializeClusterData } from './clusterdata.js';
-import { clusterDataIssues } from './clusterdata-schema.js';
+import { clusterDataIssues, infoIssues } from './clusterdata-schema.js';
 import { decide, emptyMemory, type SentinelMemory } from './decide.js';
 import { validateSpec } from './spec.js';
 import { CLUSTER_UID, STANDBY_SPEC, T0, seqUids, wallAt } from './testing.js';
@@ -310,6 +311,9 @@ describe('decide never throws on store content (property)', () => {
         let memory = remembered ? oldMemory(current, obs.now - obs.memoryAge) : emptyMemory();
         const keeperInfos = byUid(obs.keepers, (i) => i.uid);
         const proxyInfos = byUid(obs.proxies, (p) => p.UID);
+        // Infos as the leader sentinel lets through (it leaves out or refuses malformed ones).
+        expect(Object.values(keeperInfos).flatMap((i) => infoIssues('keepers', i))).toEqual([]);
+        expect(Object.values(proxyInfos).flatMap((i) => infoIssues('proxies', i))).toEqual([]);
         const newUid = seqUids();
         for (let pass = 0; pass < 3; pass++) {
           const now = obs.now + pass * 1000;

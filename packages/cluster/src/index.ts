@@ -4,6 +4,7 @@ export * from './duration.js';
 export * from './types.js';
 export { DEFAULT_SPEC, validateSpec, resolveSpec, withDefaults, validateSpecUpdate, mergePatch } from './spec.js';
 export { parseClusterData, repairClusterData, newClusterData, serializeClusterData, type ClusterDataRepair } from './clusterdata.js';
+export { infoIssues } from './clusterdata-schema.js';
 export { compareFailoverCandidates, findBestCandidates, ineligibility, type Candidate, type EligibilityOptions } from './candidates.js';
 export { decide, emptyMemory, isMasterType, type DecideInput, type DecideOutput, type SentinelMemory } from './decide.js';
 export { FAKE_SYNC_STANDBY } from './sync.js';

@@ -100,4 +100,26 @@ describe('sentinel with malformed clusterdata', () => {
     expect(after.dbs['db-k2']?.spec.keeperUID).toBe('k2');
     expect(errors(lines).join('\n')).toContain("dropped keeper entry k2 (keepers.k2.status: expected object, got string \"ok\"); it is registered again from its keeper's live info");
   });
+
+  it.each<[string, 'keepers' | 'proxies', string, Record<string, unknown>, string]>([
+    ['a malformed proxy info refuses the pass (a failover must wait for that proxy)', 'proxies', 'p1', { infoUID: 'i', UID: 'p1', ProxyTimeout: 4e9 },
+      'the info of proxy p1 is malformed (Generation: expected number, got nothing (the field is missing)); refusing to act'],
+    ['a malformed info of the primary\'s keeper refuses the pass', 'keepers', 'k1', { infoUID: 'i', uid: 'k1', clusterUID: 'c1a55e00', bootUUID: 'b', postgresBinaryVersion: { Maj: 15, Min: 0 }, postgresState: null },
+      'the info of keeper k1, which holds the primary, is malformed (postgresState: expected object, got null); refusing to act'],
+  ])('%s', async (_title, kind, uid, info, message) => {
+    const cd = healthyPair();
+    const text = serializeClusterData(cd);
+    const { store, lines } = await startWith(cd, text);
+    await store.setInfo(kind, uid, info as never, 60_000);
+    await until('a refusal', () => errors(lines).some((m) => m.includes(message)));
+    expect((await store.getClusterData())!.text).toBe(text);
+  });
+
+  it('leaves out a malformed info of a standby\'s keeper, which then counts as not live', async () => {
+    const cd = healthyPair();
+    const { store, lines } = await startWith(cd, serializeClusterData(cd));
+    await store.setInfo('keepers', 'k2', { ...keeperInfo('k2', cd), postgresState: { uid: 'db-k2' } } as never, 60_000);
+    await until('k2 marked unhealthy', async () => parseClusterData((await store.getClusterData())!.text).keepers['k2']?.status.healthy === false);
+    expect(errors(lines).join('\n')).toContain('ignored the malformed info of keeper k2 (postgresState.generation: expected number, got nothing (the field is missing)');
+  });
 });

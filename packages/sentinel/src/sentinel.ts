@@ -12,6 +12,7 @@ import {
   StoreConflictError,
   decide,
   emptyMemory,
+  infoIssues,
   newClusterData,
   parseClusterData,
   repairClusterData,
@@ -20,31 +21,77 @@ import {
   type ClusterDataRepair,
   type ClusterSpec,
   type KeeperInfo,
+  type ProxyInfo,
   type SentinelMemory,
 } from '@stolon-ts/cluster';
 import type { Election, Store } from '@stolon-ts/store';
 
-/** The leader's read of clusterdata: usable (maybe repaired), or refused with the sentence to log. */
-type LeaderRead = { readonly ok: true; readonly repair: ClusterDataRepair } | { readonly ok: false; readonly sentence: string };
+/** The leader's read: usable (maybe repaired, malformed infos left out), or refused with the sentence to log. */
+type LeaderRead =
+  | {
+      readonly ok: true;
+      readonly repair: ClusterDataRepair;
+      /** The keeper infos `decide` may use. */
+      readonly keeperInfos: Record<string, KeeperInfo>;
+      /** One sentence per keeper info left out. */
+      readonly ignored: readonly string[];
+    }
+  | { readonly ok: false; readonly sentence: string };
+
+const REFUSING = 'refusing to act (no failover, no standby or proxy change; leadership and sentinel info kept)';
 
 /**
- * The leader's read: `repairClusterData`, which drops malformed entries not needed for safety
- * (docs/architecture.md#invalid-clusterdata), or a refusal sentence naming the problem and the fix.
+ * The leader's read (docs/architecture.md#invalid-clusterdata): `repairClusterData`, which drops
+ * malformed clusterdata entries not needed for safety, and the infos checked against their types.
+ * A malformed proxy info refuses the pass: that proxy might still route to a primary, and a
+ * failover must wait for it. A malformed info of the primary's keeper refuses too (the sentinel
+ * does not guess whether the primary is alive); any other malformed keeper info is left out, so
+ * that keeper counts as not live.
  * @throws what `repairClusterData` throws other than ClusterDataInvalidError (a bug)
  */
-function readForDecide(text: string, keeperInfos: Readonly<Record<string, KeeperInfo>>): LeaderRead {
-  try {
-    return { ok: true, repair: repairClusterData(text, keeperInfos) };
-  } catch (err) {
-    if (err instanceof ClusterDataInvalidError) {
+function readForDecide(
+  text: string,
+  allKeeperInfos: Readonly<Record<string, KeeperInfo>>,
+  proxyInfos: Readonly<Record<string, ProxyInfo>>,
+): LeaderRead {
+  for (const [uid, info] of Object.entries(proxyInfos)) {
+    const problems = infoIssues('proxies', info);
+    if (problems.length > 0) {
       return {
         ok: false,
-        sentence:
-          `clusterdata unusable, refusing to act (no failover, no standby or proxy change; leadership and sentinel info kept): ${err.message}`,
+        sentence: `the info of proxy ${uid} is malformed (${problems.join('; ')}); ${REFUSING}: a proxy whose generation cannot be read may still route to the primary; fix or stop that proxy`,
       };
+    }
+  }
+  const keeperInfos: Record<string, KeeperInfo> = {};
+  const bad: Record<string, string[]> = {};
+  for (const [uid, info] of Object.entries(allKeeperInfos)) {
+    const problems = infoIssues('keepers', info);
+    if (problems.length === 0) {
+      keeperInfos[uid] = info;
+    } else {
+      bad[uid] = problems;
+    }
+  }
+  let repair: ClusterDataRepair;
+  try {
+    repair = repairClusterData(text, keeperInfos);
+  } catch (err) {
+    if (err instanceof ClusterDataInvalidError) {
+      return { ok: false, sentence: `clusterdata unusable, ${REFUSING}: ${err.message}` };
     }
     throw err;
   }
+  const { cd } = repair;
+  const primaryKeeper = cd.dbs[cd.cluster.status.master]?.spec.keeperUID;
+  if (primaryKeeper !== undefined && bad[primaryKeeper] !== undefined) {
+    return {
+      ok: false,
+      sentence: `the info of keeper ${primaryKeeper}, which holds the primary, is malformed (${bad[primaryKeeper].join('; ')}); ${REFUSING} rather than guess whether the primary is alive; fix that keeper (a version mismatch?)`,
+    };
+  }
+  const ignored = Object.entries(bad).map(([uid, problems]) => `ignored the malformed info of keeper ${uid} (${problems.join('; ')}): it counts as not live`);
+  return { ok: true, repair, keeperInfos, ignored };
 }
 
 export type SentinelState = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
@@ -126,13 +173,15 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
       }
       return { sentence: 'not the leader: observing' };
     }
-    const [keeperInfos, proxyInfos] = await Promise.all([store.listInfos('keepers'), store.listInfos('proxies')]);
-    const read = readForDecide(rec.text, keeperInfos);
+    const [allKeeperInfos, proxyInfos] = await Promise.all([store.listInfos('keepers'), store.listInfos('proxies')]);
+    const read = readForDecide(rec.text, allKeeperInfos, proxyInfos);
     if (!read.ok) {
       // Leadership and the sentinel info are kept (above); nothing else is done (fail closed).
       return { sentence: read.sentence, level: 'error', key: read.sentence };
     }
-    const { cd, dropped } = read.repair;
+    const { keeperInfos } = read;
+    const { cd } = read.repair;
+    const dropped = [...read.ignored, ...read.repair.dropped];
     const spec = resolveSpec(cd.cluster.spec);
     sleepMs = spec.sleepIntervalMs;
     const out = decide({ cd, keeperInfos, proxyInfos, memory, now: monoMs(), wallTime: nowIso(), newUid });
@@ -146,7 +195,7 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
       }
       throw err;
     }
-    if (out.changed || dropped.length > 0) {
+    if (out.changed || read.repair.dropped.length > 0) {
       if (!election.isLeader()) {
         return undefined;
       }
@@ -163,7 +212,7 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
     if (dropped.length > 0) {
       memory = out.memory;
       return {
-        sentence: `clusterdata had malformed entries not needed for safety; repaired: ${dropped.join('; ')}; then: ${out.reasons.join('; ')}`,
+        sentence: `malformed store content not needed for safety; repaired: ${dropped.join('; ')}; then: ${out.reasons.join('; ')}`,
         level: 'error',
         fields: { changed: true, dropped },
       };
