@@ -412,6 +412,19 @@ async function statusHarness(): Promise<Harness> {
 }
 
 describe('status', () => {
+  it('on clusterdata with a malformed entry exits 1 naming its path and the fix, in table and json format alike', async () => {
+    const h = await statusHarness();
+    const doc = JSON.parse(serializeClusterData(handBuiltClusterData())) as { dbs: Record<string, unknown> };
+    doc.dbs['x'] = null;
+    await h.store.overwriteClusterData(JSON.stringify(doc));
+    for (const format of ['table', 'json'] as const) {
+      expect(await runStatus(h.ctx, { format })).toBe(ExitCode.runtime);
+      expect(h.errs.at(-1)).toMatch(
+        /^stolonctl status: the stored clusterdata of cluster c1 is unusable: clusterdata is invalid: dbs\.x: expected object, got null; .*correct the named fields in the stored document, or restore a good copy of it/,
+      );
+    }
+  });
+
   it('prints Stolon-style sections with keeper rows and the replication tree', async () => {
     const h = await statusHarness();
     expect(await runStatus(h.ctx)).toBe(0);
