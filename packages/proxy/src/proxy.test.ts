@@ -46,6 +46,14 @@ function aClusterData(opts: {
   cd.cluster.status = { phase: 'normal', master: opts.master };
   for (const [uid, port] of Object.entries(opts.dbs)) {
     cd.dbs[uid] = aDb(`keeper-${uid}`, 'master', { uid, port: String(port), xLogPos: 0 });
+    // Every DB's keeper is registered, as parseClusterData requires.
+    cd.keepers[`keeper-${uid}`] = {
+      uid: `keeper-${uid}`,
+      generation: 1,
+      changeTime: ISO,
+      spec: {},
+      status: { healthy: true, lastHealthyTime: ISO, bootUUID: 'b' },
+    };
   }
   cd.proxy.generation = opts.generation;
   cd.proxy.spec = { masterDbUid: opts.master, enabledProxies: opts.enabled };
@@ -663,7 +671,7 @@ describe.each(DATA_PATHS)('data path: $name', ({ config }) => {
       await w.admin.overwriteClusterData(
         JSON.stringify({ ...good, proxy: { ...good.proxy, spec: { masterDbUid: 'db1', enabledProxies: 'px1' } } }),
       );
-      await waitForLog(w.lines, /^invalid clusterdata: clusterdata\.proxy\.spec\.enabledProxies is not a list of strings/);
+      await waitForLog(w.lines, /^invalid clusterdata: clusterdata is invalid: proxy\.spec\.enabledProxies: expected array, got string "px1"/);
       expect(await probe(w.port)).toBe('closed');
     });
 

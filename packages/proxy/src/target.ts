@@ -4,9 +4,10 @@
  * result; keeping the decision here lets it be read (and tested) as one small function.
  *
  * Fail closed (docs/design.md#fail-closed): anything other than "a published primary with an
- * address, and this proxy enabled" means no target. Fields the proxy relies on are checked here,
- * because `parseClusterData` only checks the top level and the cluster spec: a malformed proxy
- * or DB object must make the proxy route nowhere, not crash it.
+ * address, and this proxy enabled" means no target. `parseClusterData` validates the whole
+ * document first; the fields the proxy relies on are checked here again (defence in depth, and
+ * for callers handing in a document that did not come through it): a malformed proxy or DB object
+ * must make the proxy route nowhere, not crash it.
  * @see Stolon's `ClusterChecker.Check` in cmd/proxy/cmd/proxy.go, which makes the same decision
  */
 import { ClusterDataInvalidError, type ClusterData } from '@stolon-ts/cluster';

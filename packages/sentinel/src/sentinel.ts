@@ -7,21 +7,94 @@
  *
  * State: starting → running → stopping → stopped (or failed on a fatal error).
  */
-import { monoMs, newUid, nowIso, startPassLoop, stopOnce, type Logger, type PassResult } from '@stolon-ts/common';
+import { BUG_SENTENCE, monoMs, newUid, nowIso, startPassLoop, stopOnce, type Logger, type PassResult } from '@stolon-ts/common';
 import {
   ClusterDataInvalidError,
   NotLeaderError,
   StoreConflictError,
   decide,
   emptyMemory,
+  infoIssues,
   newClusterData,
   parseClusterData,
+  repairClusterData,
   resolveSpec,
   serializeClusterData,
+  type ClusterDataRepair,
   type ClusterSpec,
+  type KeeperInfo,
+  type ProxyInfo,
   type SentinelMemory,
 } from '@stolon-ts/cluster';
 import type { Election, Store } from '@stolon-ts/store';
+
+/** The leader's read: usable (maybe repaired, malformed infos left out), or refused with the sentence to log. */
+type LeaderRead =
+  | {
+      readonly ok: true;
+      readonly repair: ClusterDataRepair;
+      /** The keeper infos `decide` may use. */
+      readonly keeperInfos: Record<string, KeeperInfo>;
+      /** One sentence per keeper info left out. */
+      readonly ignored: readonly string[];
+    }
+  | { readonly ok: false; readonly sentence: string };
+
+const REFUSING = 'refusing to act (no failover, no standby or proxy change; leadership and sentinel info kept)';
+
+/**
+ * The leader's read (docs/architecture.md#invalid-clusterdata): `repairClusterData`, which drops
+ * malformed clusterdata entries not needed for safety, and the infos checked against their types.
+ * A malformed proxy info refuses the pass: that proxy might still route to a primary, and a
+ * failover must wait for it. A malformed info of the primary's keeper refuses too (the sentinel
+ * does not guess whether the primary is alive); any other malformed keeper info is left out, so
+ * that keeper counts as not live.
+ * @throws what `repairClusterData` throws other than ClusterDataInvalidError (a bug)
+ */
+function readForDecide(
+  text: string,
+  allKeeperInfos: Readonly<Record<string, KeeperInfo>>,
+  proxyInfos: Readonly<Record<string, ProxyInfo>>,
+): LeaderRead {
+  for (const [uid, info] of Object.entries(proxyInfos)) {
+    const problems = infoIssues('proxies', info);
+    if (problems.length > 0) {
+      return {
+        ok: false,
+        sentence: `the info of proxy ${uid} is malformed (${problems.join('; ')}); ${REFUSING}: a proxy whose generation cannot be read may still route to the primary; fix or stop that proxy`,
+      };
+    }
+  }
+  const keeperInfos: Record<string, KeeperInfo> = {};
+  const bad: Record<string, string[]> = {};
+  for (const [uid, info] of Object.entries(allKeeperInfos)) {
+    const problems = infoIssues('keepers', info);
+    if (problems.length === 0) {
+      keeperInfos[uid] = info;
+    } else {
+      bad[uid] = problems;
+    }
+  }
+  let repair: ClusterDataRepair;
+  try {
+    repair = repairClusterData(text, keeperInfos);
+  } catch (err) {
+    if (err instanceof ClusterDataInvalidError) {
+      return { ok: false, sentence: `clusterdata unusable, ${REFUSING}: ${err.message}` };
+    }
+    throw err;
+  }
+  const { cd } = repair;
+  const primaryKeeper = cd.dbs[cd.cluster.status.master]?.spec.keeperUID;
+  if (primaryKeeper !== undefined && bad[primaryKeeper] !== undefined) {
+    return {
+      ok: false,
+      sentence: `the info of keeper ${primaryKeeper}, which holds the primary, is malformed (${bad[primaryKeeper].join('; ')}); ${REFUSING} rather than guess whether the primary is alive; fix that keeper (a version mismatch?)`,
+    };
+  }
+  const ignored = Object.entries(bad).map(([uid, problems]) => `ignored the malformed info of keeper ${uid} (${problems.join('; ')}): it counts as not live`);
+  return { ok: true, repair, keeperInfos, ignored };
+}
 
 export type SentinelState = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
 
@@ -97,28 +170,46 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
         return undefined;
       }
     }
-    let cd;
+    if (!election.isLeader()) {
+      // Observers read as every other component does; only the leader repairs.
+      try {
+        sleepMs = resolveSpec(parseClusterData(rec.text).cluster.spec).sleepIntervalMs;
+      } catch (err) {
+        if (err instanceof ClusterDataInvalidError) {
+          return { sentence: `not the leader; clusterdata is unusable: ${err.message}`, level: 'warn' };
+        }
+        throw err;
+      }
+      return { sentence: 'not the leader: observing' };
+    }
+    const [allKeeperInfos, proxyInfos] = await Promise.all([store.listInfos('keepers'), store.listInfos('proxies')]);
+    const read = readForDecide(rec.text, allKeeperInfos, proxyInfos);
+    if (!read.ok) {
+      // Leadership and the sentinel info are kept (above); nothing else is done (fail closed).
+      return { sentence: read.sentence, level: 'error', key: read.sentence };
+    }
+    const { keeperInfos } = read;
+    const { cd } = read.repair;
+    const dropped = [...read.ignored, ...read.repair.dropped];
+    const spec = resolveSpec(cd.cluster.spec);
+    sleepMs = spec.sleepIntervalMs;
+    const out = decide({ cd, keeperInfos, proxyInfos, memory, now: monoMs(), wallTime: nowIso(), newUid });
+    const text = serializeClusterData(out.next);
     try {
-      cd = parseClusterData(rec.text);
+      // Never write what keepers and proxies would refuse to read.
+      parseClusterData(text);
     } catch (err) {
       if (err instanceof ClusterDataInvalidError) {
-        return { sentence: `clusterdata unusable, doing nothing: ${err.message}`, level: 'warn' };
+        return { sentence: `${BUG_SENTENCE}: the decided clusterdata is invalid, not writing it: ${err.message}`, level: 'error' };
       }
       throw err;
     }
-    const spec = resolveSpec(cd.cluster.spec);
-    sleepMs = spec.sleepIntervalMs;
-    if (!election.isLeader()) {
-      return { sentence: 'not the leader: observing' };
-    }
-    const [keeperInfos, proxyInfos] = await Promise.all([store.listInfos('keepers'), store.listInfos('proxies')]);
-    const out = decide({ cd, keeperInfos, proxyInfos, memory, now: monoMs(), wallTime: nowIso(), newUid });
-    if (out.changed) {
+    if (out.changed || read.repair.dropped.length > 0) {
       if (!election.isLeader()) {
         return undefined;
       }
       try {
-        await store.putClusterData(serializeClusterData(out.next), rec.revision, election);
+        await store.putClusterData(text, rec.revision, election);
       } catch (err) {
         if (err instanceof NotLeaderError) {
           // The store refused: another sentinel may lead by now. Nothing of this pass is kept.
@@ -130,6 +221,14 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
         }
         throw err;
       }
+    }
+    if (dropped.length > 0) {
+      memory = out.memory;
+      return {
+        sentence: `malformed store content not needed for safety; repaired: ${dropped.join('; ')}; then: ${out.reasons.join('; ')}`,
+        level: 'error',
+        fields: { changed: true, dropped },
+      };
     }
     // Memory is committed only once the decision it belongs to is stored (Stolon saves its
     // histories only after a successful put).

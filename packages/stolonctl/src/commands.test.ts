@@ -412,6 +412,19 @@ async function statusHarness(): Promise<Harness> {
 }
 
 describe('status', () => {
+  it('on clusterdata with a malformed entry exits 1 naming its path and the fix, in table and json format alike', async () => {
+    const h = await statusHarness();
+    const doc = JSON.parse(serializeClusterData(handBuiltClusterData())) as { dbs: Record<string, unknown> };
+    doc.dbs['x'] = null;
+    await h.store.overwriteClusterData(JSON.stringify(doc));
+    for (const format of ['table', 'json'] as const) {
+      expect(await runStatus(h.ctx, { format })).toBe(ExitCode.runtime);
+      expect(h.errs.at(-1)).toMatch(
+        /^stolonctl status: the stored clusterdata of cluster c1 is unusable: clusterdata is invalid: dbs\.x: expected object, got null; .*correct the named fields in the stored document, or restore a good copy of it/,
+      );
+    }
+  });
+
   it('prints Stolon-style sections with keeper rows and the replication tree', async () => {
     const h = await statusHarness();
     expect(await runStatus(h.ctx)).toBe(0);
@@ -989,6 +1002,8 @@ describe('removekeeper', () => {
     // A failover to keeper1 lands between our read and our write.
     const c = concurrent((cd) => {
       cd.cluster.status.master = 'db2';
+      cd.dbs['db2']!.spec.role = 'master';
+      cd.dbs['db1']!.spec.role = 'standby';
     }, 1);
     const h = await seeded(handBuiltClusterData(), { wrap: c.wrap });
     c.bind(h);
@@ -1284,7 +1299,9 @@ describe('events', () => {
   it('a hand-broken event exits 1 naming where it is; an uninitialised cluster exits 1', async () => {
     const h = await withEvents([{ id: 'x' } as unknown as FailoverEvent]);
     expect(await runEvents(h.ctx)).toBe(ExitCode.runtime);
-    expect(h.errs.at(-1)).toMatch(/^stolonctl events: clusterdata failoverHistory\[0\] is not a failover event/);
+    expect(h.errs.at(-1)).toMatch(
+      /^stolonctl events: the stored clusterdata of cluster c1 is unusable: clusterdata is invalid: failoverHistory\.0\.kind: expected one of "failover", "switchover", got nothing/,
+    );
     const empty = harness();
     expect(await runEvents(empty.ctx)).toBe(ExitCode.runtime);
     expect(empty.errs.at(-1)).toBe('stolonctl events: cluster c1 is not initialized; run stolonctl init');

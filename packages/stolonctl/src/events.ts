@@ -72,8 +72,8 @@ function isObject(v: unknown): v is Record<string, unknown> {
 }
 
 /**
- * Checks the parts of a stored event that rendering relies on (parseClusterData does not look at
- * the failover trace).
+ * Checks the parts of a stored event that rendering relies on (parseClusterData checks them too;
+ * this stays as defence in depth for a document that did not come through it).
  * @throws CommandError (exit 1) naming the event's place in clusterdata.
  */
 function checkEvent(v: unknown, where: string): FailoverEvent {

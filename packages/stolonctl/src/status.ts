@@ -261,7 +261,7 @@ export function buildStatus(inp: StatusInputs): StatusReport {
           : {
               id: failover.id,
               kind: failover.kind,
-              // Not checked by parseClusterData: a hand-edited event must not break status.
+              // parseClusterData checks the event; kept defensive so status never crashes on it.
               oldPrimaryKeeperUid: (failover.oldPrimary as FailoverEvent['oldPrimary'] | undefined)?.keeperUID ?? '(unknown)',
             },
       available: masterDb !== undefined,
