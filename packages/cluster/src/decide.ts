@@ -184,6 +184,46 @@ function sortedEq(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
+/** The keeper infos of one pass, as `decide` reads them. */
+interface KeeperViews {
+  /** Live infos of this cluster, keyed by keeper uid. */
+  readonly infos: Record<string, KeeperInfo>;
+  /** The progress markers, for the next memory. */
+  readonly keeperProgress: Record<string, Progress>;
+  /** How long a keeper made no progress (ms), when more than failInterval; else undefined. */
+  readonly stalledMs: (uid: string) => number | undefined;
+  /** The infos of keepers making progress: only they speak for their postgres. */
+  readonly reporting: Record<string, KeeperInfo>;
+}
+
+/**
+ * Only infos of this cluster count: a keeper still carrying another cluster's uid (an old
+ * `stolonctl init`) must not be given a DB (Stolon drops such infos too). Alive is not enough: a
+ * keeper whose info has not changed for more than failInterval (a hung pass, while the store
+ * keeps its lease alive) is not healthy, and what it last said about its DB no longer counts.
+ */
+function keeperViews(input: DecideInput, clusterUid: string, failIntervalMs: number): KeeperViews {
+  const { now } = input;
+  const infos: Record<string, KeeperInfo> = {};
+  for (const [uid, info] of Object.entries(input.keeperInfos)) {
+    if (info.clusterUID === clusterUid) {
+      infos[uid] = info;
+    }
+  }
+  const keeperProgress = trackProgress(input.memory.keeperProgress, markersOf(infos), now);
+  const stalledMs = (uid: string): number | undefined => {
+    const p = keeperProgress[uid];
+    return p !== undefined && now - p.since > failIntervalMs ? now - p.since : undefined;
+  };
+  const reporting: Record<string, KeeperInfo> = {};
+  for (const [uid, info] of Object.entries(infos)) {
+    if (stalledMs(uid) === undefined) {
+      reporting[uid] = info;
+    }
+  }
+  return { infos, keeperProgress, stalledMs, reporting };
+}
+
 /**
  * Computes the next cluster data. Pure: never mutates its input, reads no clock or randomness
  * except through `input`.
@@ -199,30 +239,8 @@ export function decide(input: DecideInput): DecideOutput {
   };
   const { now } = input;
 
-  // Only infos of this cluster count: a keeper still carrying another cluster's uid (an old
-  // `stolonctl init`) must not be given a DB. Stolon drops such infos too.
-  const infos: Record<string, KeeperInfo> = {};
-  for (const [uid, info] of Object.entries(input.keeperInfos)) {
-    if (info.clusterUID === next.cluster.uid) {
-      infos[uid] = info;
-    }
-  }
-
-  const keeperProgress = trackProgress(input.memory.keeperProgress, markersOf(infos), now);
+  const { infos, keeperProgress, stalledMs, reporting } = keeperViews(input, next.cluster.uid, spec.failIntervalMs);
   const proxyProgress = trackProgress(input.memory.proxyProgress, markersOf(input.proxyInfos), now);
-  // Alive is not enough: a keeper whose info has not changed for more than failInterval (a hung
-  // pass, while the store keeps its lease alive) is not healthy, and what it last said about its
-  // DB no longer counts.
-  const stalledMs = (uid: string): number | undefined => {
-    const p = keeperProgress[uid];
-    return p !== undefined && now - p.since > spec.failIntervalMs ? now - p.since : undefined;
-  };
-  const reporting: Record<string, KeeperInfo> = {};
-  for (const [uid, info] of Object.entries(infos)) {
-    if (stalledMs(uid) === undefined) {
-      reporting[uid] = info;
-    }
-  }
 
   const keeperLastSeen: Record<string, number> = { ...(input.memory.keeperLastSeen ?? {}) };
   const initFailures: Record<string, number> = { ...(input.memory.initFailures ?? {}) };
