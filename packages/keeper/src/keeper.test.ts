@@ -402,6 +402,28 @@ describe('keeper in-process: self-fencing', () => {
     expect(updates.filter((u) => u.armed && !(u.leaseRemainingMs > 0))).toEqual([]);
     expect(retired).toBeGreaterThan(0);
   });
+  it('a primary keeper whose pass hangs while its lease lives runs out of fence time failInterval after its last publish', async () => {
+    const updates: { at: number; st: Parameters<FenceControl['update']>[0] }[] = [];
+    const fencer: FenceControl = {
+      update: (st) => void updates.push({ at: performance.now(), st }),
+      onFenced: () => undefined,
+      retirePrevious: () => undefined,
+      stop: () => Promise.resolve(),
+    };
+    const pg = runningPg('master');
+    const r = await startKeeper(fast().withPrimary('k1').build(), { pg, local: local('db-k1'), fencer });
+    await until('the fencer armed', () => updates.some((u) => u.st.armed));
+    // The next pass blocks in its observation (a hung disk): no publish any more, but the store
+    // keeps the info lease alive.
+    const hang = pg.hang('observe');
+    await hang.entered;
+    const hungAt = performance.now();
+    const out = await until('the fence time run out', () => updates.find((u) => u.at > hungAt && u.st.armed && !(u.st.leaseRemainingMs > 0)));
+    // failInterval is 2 s: the last publish was at most one pass (100 ms) before the hang.
+    expect(out.at - hungAt).toBeLessThan(2_000 + 500);
+    expect(await r.info()).toBeDefined();
+    hang.release();
+  });
 });
 
 describe('the fake PostgreSQL', () => {

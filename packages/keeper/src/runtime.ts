@@ -47,6 +47,12 @@ export class KeeperRuntime {
   internalOnly = false;
   /** True while the last clusterdata read makes this keeper's DB the (writable) primary. */
   isPrimary = false;
+  /**
+   * When (monotonic ms, `performance.now()`) the last info the store accepted was sent: the
+   * sentinel saw this progress marker no earlier, and fails this keeper failInterval after it
+   * stops changing (docs/architecture.md, "Alive means making progress").
+   */
+  lastPublishSentAt: number | undefined;
   /** The last failed start's error while PostgreSQL should run; published so the sentinel acts at once. */
   startError: string | undefined;
   /** Set by `start` once the task runner exists. */
@@ -120,7 +126,9 @@ export class KeeperRuntime {
 
   /** Publishes the keeper info under its lease (TTL failInterval) and tells the status sink. */
   async publish(cd: ClusterData | undefined, obs: PgObservation): Promise<void> {
+    const sentAt = performance.now();
     await this.store.setInfo('keepers', this.config.uid, this.keeperInfo(cd, obs), this.infoTtlMs());
+    this.lastPublishSentAt = sentAt;
     this.deps.status?.published({ cd, local: this.local, obs, task: this.tasks.current });
   }
 }

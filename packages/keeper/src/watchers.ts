@@ -12,8 +12,23 @@ const FENCE_UPDATE_MS = 250;
 const CRASH_CHECK_MS = 100;
 
 /**
+ * How long PostgreSQL may keep running as primary, in ms from now: until the info lease could
+ * expire, and no later than failInterval after the last publish the store accepted. The second
+ * bound is for a keeper whose pass hangs while its lease keepalive lives: the sentinel fails such a
+ * keeper failInterval after its progress marker stopped changing and promotes a standby, so its
+ * PostgreSQL must be down by then (docs/architecture.md, "Alive means making progress").
+ * @returns ms, -Infinity when there is no lease or no accepted publish
+ */
+function guardedRemainingMs(rt: KeeperRuntime, leaseRemainingMs: number | undefined): number {
+  if (leaseRemainingMs === undefined || rt.lastPublishSentAt === undefined) {
+    return -Infinity;
+  }
+  return Math.min(leaseRemainingMs, rt.lastPublishSentAt + rt.infoTtlMs() - performance.now());
+}
+
+/**
  * Tells the fencer (if any) whether to guard PostgreSQL: armed while this keeper runs the
- * primary, with the lease's remaining time; disarmed otherwise. Once this keeper's info is under
+ * primary, with the time it may keep running (`guardedRemainingMs`); disarmed otherwise. Once this keeper's info is under
  * its own lease, the fencer a killed predecessor left armed is retired. See docs/architecture.md,
  * "Self-fencing".
  */
@@ -23,7 +38,9 @@ export function updateFence(rt: KeeperRuntime): void {
     return;
   }
   const leaseRemainingMs = rt.store.infoLeaseRemainingMs('keepers', rt.config.uid);
-  fencer.update(rt.isPrimary ? { armed: true, pgData: rt.pgData, leaseRemainingMs: leaseRemainingMs ?? -Infinity, ttlMs: rt.infoTtlMs() } : { armed: false });
+  fencer.update(
+    rt.isPrimary ? { armed: true, pgData: rt.pgData, leaseRemainingMs: guardedRemainingMs(rt, leaseRemainingMs), ttlMs: rt.infoTtlMs() } : { armed: false },
+  );
   if (leaseRemainingMs !== undefined) {
     fencer.retirePrevious();
   }

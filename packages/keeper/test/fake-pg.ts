@@ -258,6 +258,13 @@ export class FakePostgres implements PostgresManager {
   async observe(): Promise<PgObservation> {
     this.calls.push('observe');
     await Promise.resolve();
+    // Not a mutating call (no #enter), but it can hang like any other (a hung disk).
+    const hang = this.#hangs.get('observe');
+    if (hang !== undefined) {
+      this.#hangs.delete('observe');
+      hang.entered();
+      await hang.release;
+    }
     const i = this.inst;
     return {
       initialized: i.initialized,
