@@ -8,13 +8,14 @@
 import { describe, expect, it } from 'vitest';
 import { KNOWN_BUG_FAULTS, type Fault, type Scenario } from './model.js';
 import { runSequence } from './run.js';
+import type { Violation } from './world.js';
 
 interface Case {
   readonly title: string;
   readonly scenario: Scenario;
   readonly faults: readonly Fault[];
-  /** The known bug this sequence hits (the property it breaks, and why). */
-  readonly knownBug?: string;
+  /** The known bug this sequence hits: the property it breaks, and why. */
+  readonly knownBug?: { readonly property: Violation['property']; readonly why: string };
 }
 
 const ASYNC: Scenario = { sync: false, keepers: 3, proxies: 2 };
@@ -33,17 +34,69 @@ const CASES: readonly Case[] = [
       { tick: 11, kind: 'switchover', target: 0 },
       { tick: 13, kind: 'pg-crash', target: 2 },
     ],
-    knownBug: 'a-liveness, bug 2: the target restarted after the clean shutdown, never receives the final WAL, and the switchover waits for it for ever',
+    knownBug: { property: 'a-liveness', why: 'bug 2: the target restarted after the clean shutdown, never receives the final WAL, and the switchover waits for it for ever' },
   },
   {
-    title: 'a switchover whose target replication stalls through the old primary shutdown',
+    title: 'synchronous replication: a second switchover back to the old primary, whose replication stalled',
+    scenario: SYNC,
+    faults: [
+      { tick: 0, kind: 'replication-stalls', target: 0 },
+      { tick: 0, kind: 'switchover', target: 0 },
+      { tick: 1, kind: 'switchover', target: 0 },
+    ],
+    knownBug: { property: 'a-liveness', why: 'bug 2: the second switchover picks k1 (within maxStandbyLag), k1 misses the final WAL of the cleanly ' +
+      'stopped k2, and the switchover waits for it for ever (k2 stays down)' },
+  },
+  {
+    title: 'a switchover whose old primary dies before it shuts down',
+    scenario: ASYNC,
+    faults: [
+      { tick: 0, kind: 'switchover', target: 0 },
+      { tick: 0, kind: 'keeper-dies-forever', target: 0 },
+    ],
+    knownBug: { property: 'a-liveness', why: 'bug 2: "switchover: waiting for primary k1 to shut down" for ever; no deadline, no abort' },
+  },
+  {
+    title: 'the primary dies, then the standby chosen to replace it dies before its promotion completes',
+    scenario: ASYNC,
+    faults: [
+      { tick: 0, kind: 'keeper-dies-forever', target: 0 },
+      { tick: 2, kind: 'keeper-dies-forever', target: 1 },
+    ],
+    knownBug: { property: 'a-liveness', why: 'bug 1: k2 (db d2) is chosen and dies; k3 still follows the deleted d1, so "no eligible standby to promote" for ever' },
+  },
+  {
+    title: 'primary and a standby lost for a while; the standby chosen meanwhile is lost for good',
     scenario: ASYNC,
     faults: [
       { tick: 0, kind: 'keeper-dies', target: 0 },
-      { tick: 0, kind: 'replication-stalls', target: 5 },
-      { tick: 12, kind: 'switchover', target: 0 },
+      { tick: 0, kind: 'keeper-dies', target: 1 },
+      { tick: 2, kind: 'keeper-dies-forever', target: 2 },
     ],
-    knownBug: 'a-liveness, bug 2: the target misses the final WAL and the switchover waits for it for ever',
+    knownBug: {
+      property: 'a-liveness',
+      why:
+        'bug 1: k3 is chosen and lost; k2 returns with its standby db d2 still following the deleted d1, so its keeper waits ' +
+        '("followed db d1 is not in clusterdata") with postgres stopped and the sentinel finds "no eligible standby (k2: unhealthy)" for ever',
+    },
+  },
+  {
+    title: 'the primary keeper hangs and its postgres crashes',
+    scenario: ASYNC,
+    faults: [
+      { tick: 0, kind: 'keeper-hangs-forever', target: 0 },
+      { tick: 0, kind: 'pg-crash', target: 0 },
+    ],
+    knownBug: { property: 'a-liveness', why: 'bug 3: the hung keeper keeps its info lease alive, its last report says healthy, no failover ever' },
+  },
+  {
+    title: 'the primary dies while a proxy whose checks fail keeps its lease',
+    scenario: ASYNC,
+    faults: [
+      { tick: 0, kind: 'keeper-dies', target: 0 },
+      { tick: 0, kind: 'proxy-check-fails-forever', target: 0 },
+    ],
+    knownBug: { property: 'a-liveness', why: 'bug 3: p1 never acknowledges the fence generation but its lease lives, so the sentinel waits for ever' },
   },
   {
     title: 'synchronous replication: a lagging standby swapped in for a failed synchronous standby is promoted',
@@ -53,15 +106,13 @@ const CASES: readonly Case[] = [
       { tick: 1, kind: 'pg-wont-start', target: 4 },
       { tick: 3, kind: 'keeper-dies', target: 0 },
     ],
-    knownBug:
-      'c-sync-promotion, finding 4: d3 is reported sync (streaming, behind) as soon as it enters synchronous_standby_names, ' +
-      'becomes known in sync without the commits only d2 acknowledged, and is promoted without them',
+    knownBug: { property: 'c-sync-promotion', why: 'finding 4: d3 is reported sync (streaming, behind) as soon as it enters synchronous_standby_names, ' +
+      'becomes known in sync without the commits only d2 acknowledged, and is promoted without them' },
   },
 ];
 
-function expectHolds(c: Case): void {
-  const r = runSequence(c.scenario, c.faults, process.env['SIM_TRACE'] === '1' ? (s) => console.log(s) : undefined);
-  expect(r.violations, r.final).toEqual([]);
+function run(c: Case): ReturnType<typeof runSequence> {
+  return runSequence(c.scenario, c.faults, process.env['SIM_TRACE'] === '1' ? (s) => console.log(s) : undefined);
 }
 
 describe('simulated fault sequences', () => {
@@ -75,10 +126,18 @@ describe('simulated fault sequences', () => {
     }
   });
   for (const c of CASES) {
-    if (c.knownBug === undefined) {
-      it(c.title, () => expectHolds(c));
+    const known = c.knownBug;
+    if (known === undefined) {
+      it(c.title, () => {
+        const r = run(c);
+        expect(r.violations, r.final).toEqual([]);
+      });
     } else {
-      it.fails(`${c.title} (known: ${c.knownBug})`, () => expectHolds(c));
+      it(`${c.title} (known bug, breaks ${known.property}: ${known.why})`, () => {
+        const r = run(c);
+        expect(r.violations.length, `no violation any more: the bug is fixed, remove knownBug from this case\n${r.final}`).toBeGreaterThan(0);
+        expect(r.violations.map((v) => v.property), r.final).toContain(known.property);
+      });
     }
   }
 });

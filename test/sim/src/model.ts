@@ -109,7 +109,7 @@ export interface Scenario {
 }
 
 /** Ticks in which faults may happen: [0, HEAL_TICK). At HEAL_TICK every transient fault ends. */
-export const HEAL_TICK = 30;
+export const HEAL_TICK = 20;
 /** Ticks after HEAL_TICK within which the liveness property must hold. */
 export const LIVENESS_TICKS = 25;
 /** Bytes of WAL a routed primary writes per tick (one commit). */

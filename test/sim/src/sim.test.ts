@@ -50,6 +50,9 @@ describe('simulation', () => {
         `violations ${JSON.stringify(r.violations, null, 1)}\nfinal ${r.final}`;
       expect.fail(report);
     }
+    if (details.interrupted) {
+      console.log(`simulation: time limit ${timeLimitMs} ms reached after ${details.numRuns} of ${runs} sequences (seed ${details.seed})`);
+    }
     expect(details.failed).toBe(false);
     expect(details.numRuns).toBeGreaterThan(0);
   }, timeLimitMs + 300_000);

@@ -111,6 +111,8 @@ interface SimProxy {
   target: ProxyTarget | null;
   generation: number;
   lastOk: number;
+  /** The last info published (a new infoUID per successful check), kept alive by the lease. */
+  info: ProxyInfo | undefined;
   infoExpires: number;
 }
 
@@ -182,6 +184,7 @@ export class World {
       target: null,
       generation: 0,
       lastOk: 0,
+      info: undefined,
       infoExpires: 0,
     }));
   }
@@ -672,6 +675,7 @@ export class World {
       p.target = decision.target;
       p.generation = decision.generation;
       p.lastOk = this.now;
+      p.info = { infoUID: `pi${this.tick}`, UID: p.uid, Generation: decision.generation, ProxyTimeout: 3e9 };
       p.infoExpires = this.now + 3000; // proxyTimeout of simSpec
       return;
     }
@@ -692,8 +696,8 @@ export class World {
     }
     const proxyInfos: Record<string, ProxyInfo> = {};
     for (const p of this.proxies) {
-      if (p.infoExpires > this.now) {
-        proxyInfos[p.uid] = { infoUID: `pi${this.tick}`, UID: p.uid, Generation: p.generation, ProxyTimeout: 3e9 };
+      if (p.info !== undefined && p.infoExpires > this.now) {
+        proxyInfos[p.uid] = p.info;
       }
     }
     const before = this.cd;
