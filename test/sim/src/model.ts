@@ -53,6 +53,8 @@ export const FAULT_KINDS = [
   'stale-db',
   /** The leader sentinel changes: the new leader starts with an empty memory. */
   'sentinel-restart',
+  /** The sentinel's clusterdata write fails this tick (lost compare-and-set): nothing it decided, memory included, is kept. */
+  'sentinel-write-fails',
 ] as const;
 
 export type FaultKind = (typeof FAULT_KINDS)[number];

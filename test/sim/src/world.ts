@@ -155,6 +155,8 @@ export class World {
   private systemSeq = 0;
   acked: Acked = { timeline: 1, lsn: 0 };
   violations: Violation[] = [];
+  /** The sentinel's next clusterdata write fails. */
+  private sentinelWriteFails = false;
   /** The last `decide` reasons, for the failure report. */
   lastReasons: readonly string[] = [];
 
@@ -399,6 +401,9 @@ export class World {
       }
       case 'sentinel-restart':
         this.memory = emptyMemory();
+        return;
+      case 'sentinel-write-fails':
+        this.sentinelWriteFails = true;
         return;
     }
   }
@@ -711,6 +716,12 @@ export class World {
       newUid: () => `d${++this.uidSeq}`,
     });
     this.lastReasons = out.reasons;
+    if (out.changed && this.sentinelWriteFails) {
+      // The loop commits the memory only with a successful write (or when nothing needed writing).
+      this.sentinelWriteFails = false;
+      return;
+    }
+    this.sentinelWriteFails = false;
     this.memory = out.memory;
     if (out.changed) {
       this.cd = out.next;
