@@ -27,6 +27,14 @@ const CASES: readonly Case[] = [
   { title: 'a planned switchover to the best standby completes', scenario: ASYNC, faults: [{ tick: 2, kind: 'switchover', target: 0 }] },
   { title: 'synchronous replication: a switchover to a named keeper completes', scenario: SYNC, faults: [{ tick: 2, kind: 'switchover', target: 1 }] },
   {
+    title: 'the switchover target is failed by stolonctl failkeeper while it promotes: the old primary takes over again',
+    scenario: { sync: false, keepers: 4, proxies: 2 },
+    faults: [
+      { tick: 11, kind: 'switchover', target: 0 },
+      { tick: 14, kind: 'force-fail', target: 5 },
+    ],
+  },
+  {
     title: 'a switchover whose target crashes while the old primary shuts down',
     scenario: ASYNC,
     faults: [
@@ -112,7 +120,7 @@ const CASES: readonly Case[] = [
 ];
 
 function run(c: Case): ReturnType<typeof runSequence> {
-  return runSequence(c.scenario, c.faults, process.env['SIM_TRACE'] === '1' ? (s) => console.log(s) : undefined);
+  return runSequence(c.scenario, c.faults, process.env['SIM_TRACE'] === '1' ? { onTick: (s) => console.log(s) } : {});
 }
 
 describe('simulated fault sequences', () => {

@@ -4,7 +4,9 @@
  * it prints: `SIM_SEED=<seed> npx vitest run --project unit test/sim/src/sim.test.ts`.
  * `SIM_RUNS` sets the number of sequences (`npm run test:sim` runs many more, bounded by
  * `SIM_TIME_LIMIT_MS`); `SIM_FAULTS=all` also draws the fault kinds of the known bugs
- * (`SIM_FAULTS=kind,kind` draws only those); `SIM_TRACE=1` prints every tick of the counterexample.
+ * (`SIM_FAULTS=kind,kind` draws only those); `SIM_PROPERTIES=safety` skips liveness (to hunt
+ * safety violations with the known liveness bugs' fault kinds on); `SIM_TRACE=1` prints every
+ * tick of the counterexample.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -34,16 +36,17 @@ function kindsFromEnv(): ((sync: boolean) => readonly FaultKind[]) {
   return () => chosen;
 }
 const kinds = kindsFromEnv();
+const liveness = env['SIM_PROPERTIES'] !== 'safety';
 
 describe('simulation', () => {
   it(`holds liveness, one primary, sync promotion and proxy fencing over ${runs} generated fault sequences`, () => {
     const details = fc.check(
-      fc.property(simCases(kinds), (c) => runSequence(c.scenario, c.faults).violations.length === 0),
+      fc.property(simCases(kinds), (c) => runSequence(c.scenario, c.faults, { liveness }).violations.length === 0),
       { numRuns: runs, interruptAfterTimeLimit: timeLimitMs, ...(seed === undefined ? {} : { seed }) },
     );
     if (details.failed && details.counterexample !== null) {
       const [c] = details.counterexample;
-      const r = runSequence(c.scenario, c.faults, env['SIM_TRACE'] === '1' ? (s) => console.log(s) : undefined);
+      const r = runSequence(c.scenario, c.faults, { liveness, ...(env['SIM_TRACE'] === '1' ? { onTick: (s: string) => console.log(s) } : {}) });
       const report =
         `seed ${details.seed} (SIM_SEED=${details.seed}), shrunk ${details.numShrinks} times\n` +
         `scenario ${JSON.stringify(c.scenario)}\nfaults ${JSON.stringify(c.faults)}\n` +

@@ -434,7 +434,7 @@ export class World {
     d.history = [...d.history, { timelineID: d.timeline, switchPoint: d.lsn, reason: 'promotion' }];
     d.timeline += 1;
     d.role = 'master';
-    k.commitLsn = d.lsn;
+    k.commitLsn = 0; // no commit on the new timeline yet (the end of WAL may be a shutdown checkpoint)
     const ev = this.cd.cluster.status.failover;
     const mustHaveAll = this.scenario.sync || ev?.kind === 'switchover';
     const hasAll = contains({ ...d, timeline: d.timeline - 1, history: d.history.slice(0, -1) }, this.acked);
