@@ -13,7 +13,7 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['packages/*/src/**/*.test.ts', 'test/harness/src/**/*.test.ts'],
+          include: ['packages/*/src/**/*.test.ts', 'test/harness/src/**/*.test.ts', 'test/sim/src/**/*.test.ts'],
           exclude: ['**/*.integration.test.ts', '**/node_modules/**', '**/dist/**'],
         },
       },

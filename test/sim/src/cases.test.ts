@@ -1,0 +1,151 @@
+/**
+ * Named replays of fault sequences: every counterexample the simulation found, and a few
+ * scenarios that must hold. A case with `knownBug` reproduces a bug fixed on another branch (or
+ * reported) and is expected to fail; once the fix is merged, it fails as "expected to fail but
+ * passed": remove its `knownBug` (and the fault kind from KNOWN_BUG_FAULTS in model.ts).
+ * `SIM_TRACE=1` prints every tick of every case.
+ */
+import { describe, expect, it } from 'vitest';
+import { KNOWN_BUG_FAULTS, type Fault, type Scenario } from './model.js';
+import { runSequence } from './run.js';
+import type { Violation } from './world.js';
+
+interface Case {
+  readonly title: string;
+  readonly scenario: Scenario;
+  readonly faults: readonly Fault[];
+  /** The known bug this sequence hits: the property it breaks, and why. */
+  readonly knownBug?: { readonly property: Violation['property']; readonly why: string };
+}
+
+const ASYNC: Scenario = { sync: false, keepers: 3, proxies: 2 };
+const SYNC: Scenario = { sync: true, keepers: 3, proxies: 2 };
+
+const CASES: readonly Case[] = [
+  { title: 'the primary dies: the most advanced standby is promoted and routed to', scenario: ASYNC, faults: [{ tick: 2, kind: 'keeper-dies', target: 0 }] },
+  { title: 'synchronous replication: the primary dies, its synchronous standby is promoted', scenario: SYNC, faults: [{ tick: 2, kind: 'keeper-dies', target: 0 }] },
+  { title: 'a planned switchover to the best standby completes', scenario: ASYNC, faults: [{ tick: 2, kind: 'switchover', target: 0 }] },
+  { title: 'synchronous replication: a switchover to a named keeper completes', scenario: SYNC, faults: [{ tick: 2, kind: 'switchover', target: 1 }] },
+  {
+    title: 'the switchover target is failed by stolonctl failkeeper while it promotes: the old primary takes over again',
+    scenario: { sync: false, keepers: 4, proxies: 2 },
+    faults: [
+      { tick: 11, kind: 'switchover', target: 0 },
+      { tick: 14, kind: 'force-fail', target: 5 },
+    ],
+  },
+  {
+    title: 'a switchover whose target crashes while the old primary shuts down',
+    scenario: ASYNC,
+    faults: [
+      { tick: 0, kind: 'keeper-dies', target: 1 },
+      { tick: 11, kind: 'switchover', target: 0 },
+      { tick: 13, kind: 'pg-crash', target: 2 },
+    ],
+    knownBug: { property: 'a-liveness', why: 'bug 2: the target restarted after the clean shutdown, never receives the final WAL, and the switchover waits for it for ever' },
+  },
+  {
+    title: 'synchronous replication: a second switchover back to the old primary, whose replication stalled',
+    scenario: SYNC,
+    faults: [
+      { tick: 0, kind: 'replication-stalls', target: 0 },
+      { tick: 0, kind: 'switchover', target: 0 },
+      { tick: 1, kind: 'switchover', target: 0 },
+    ],
+    knownBug: { property: 'a-liveness', why: 'bug 2: the second switchover picks k1 (within maxStandbyLag), k1 misses the final WAL of the cleanly ' +
+      'stopped k2, and the switchover waits for it for ever (k2 stays down)' },
+  },
+  {
+    title: 'a switchover whose old primary dies before it shuts down',
+    scenario: ASYNC,
+    faults: [
+      { tick: 0, kind: 'switchover', target: 0 },
+      { tick: 0, kind: 'keeper-dies-forever', target: 0 },
+    ],
+    knownBug: { property: 'a-liveness', why: 'bug 2: "switchover: waiting for primary k1 to shut down" for ever; no deadline, no abort' },
+  },
+  {
+    title: 'the primary dies, then the standby chosen to replace it dies before its promotion completes',
+    scenario: ASYNC,
+    faults: [
+      { tick: 0, kind: 'keeper-dies-forever', target: 0 },
+      { tick: 2, kind: 'keeper-dies-forever', target: 1 },
+    ],
+    knownBug: { property: 'a-liveness', why: 'bug 1: k2 (db d2) is chosen and dies; k3 still follows the deleted d1, so "no eligible standby to promote" for ever' },
+  },
+  {
+    title: 'primary and a standby lost for a while; the standby chosen meanwhile is lost for good',
+    scenario: ASYNC,
+    faults: [
+      { tick: 0, kind: 'keeper-dies', target: 0 },
+      { tick: 0, kind: 'keeper-dies', target: 1 },
+      { tick: 2, kind: 'keeper-dies-forever', target: 2 },
+    ],
+    knownBug: {
+      property: 'a-liveness',
+      why:
+        'bug 1: k3 is chosen and lost; k2 returns with its standby db d2 still following the deleted d1, so its keeper waits ' +
+        '("followed db d1 is not in clusterdata") with postgres stopped and the sentinel finds "no eligible standby (k2: unhealthy)" for ever',
+    },
+  },
+  {
+    title: 'the primary keeper hangs and its postgres crashes',
+    scenario: ASYNC,
+    faults: [
+      { tick: 0, kind: 'keeper-hangs-forever', target: 0 },
+      { tick: 0, kind: 'pg-crash', target: 0 },
+    ],
+    knownBug: { property: 'a-liveness', why: 'bug 3: the hung keeper keeps its info lease alive, its last report says healthy, no failover ever' },
+  },
+  {
+    title: 'the primary dies while a proxy whose checks fail keeps its lease',
+    scenario: ASYNC,
+    faults: [
+      { tick: 0, kind: 'keeper-dies', target: 0 },
+      { tick: 0, kind: 'proxy-check-fails-forever', target: 0 },
+    ],
+    knownBug: { property: 'a-liveness', why: 'bug 3: p1 never acknowledges the fence generation but its lease lives, so the sentinel waits for ever' },
+  },
+  {
+    title: 'synchronous replication: a lagging standby swapped in for a failed synchronous standby is promoted',
+    scenario: SYNC,
+    faults: [
+      { tick: 0, kind: 'replication-stalls', target: 2 },
+      { tick: 1, kind: 'pg-wont-start', target: 4 },
+      { tick: 3, kind: 'keeper-dies', target: 0 },
+    ],
+    knownBug: { property: 'c-sync-promotion', why: 'finding 4: d3 is reported sync (streaming, behind) as soon as it enters synchronous_standby_names, ' +
+      'becomes known in sync without the commits only d2 acknowledged, and is promoted without them' },
+  },
+];
+
+function run(c: Case): ReturnType<typeof runSequence> {
+  return runSequence(c.scenario, c.faults, process.env['SIM_TRACE'] === '1' ? { onTick: (s) => console.log(s) } : {});
+}
+
+describe('simulated fault sequences', () => {
+  it('every known-bug replay uses a fault kind the sim test does not draw for its scenario', () => {
+    for (const c of CASES.filter((x) => x.knownBug !== undefined)) {
+      const marked = c.faults.filter((f) => {
+        const known = KNOWN_BUG_FAULTS[f.kind];
+        return known !== undefined && (known.syncOnly !== true || c.scenario.sync);
+      });
+      expect(marked, c.title).not.toEqual([]);
+    }
+  });
+  for (const c of CASES) {
+    const known = c.knownBug;
+    if (known === undefined) {
+      it(c.title, () => {
+        const r = run(c);
+        expect(r.violations, r.final).toEqual([]);
+      });
+    } else {
+      it(`${c.title} (known bug, breaks ${known.property}: ${known.why})`, () => {
+        const r = run(c);
+        expect(r.violations.length, `no violation any more: the bug is fixed, remove knownBug from this case\n${r.final}`).toBeGreaterThan(0);
+        expect(r.violations.map((v) => v.property), r.final).toContain(known.property);
+      });
+    }
+  }
+});
