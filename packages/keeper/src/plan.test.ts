@@ -106,6 +106,21 @@ const cases: Case[] = [
     cd: cluster([db('d1', 'k1', 'master', { followers: [] }, '5433'), db('d3', 'k2', 'standby', { initMode: 'resync', followConfig: { type: 'internal', dbuid: 'd1' } })]),
     keeper: 'k2', boot: 'b2', local: { uid: '', generation: 0 }, obs: empty, kind: 'wait', reason: /waiting for the primary to create replication slot stolon_d3/,
   },
+  {
+    title: '21. standby whose followed db is gone (replaced by a failover in progress), instance stopped: start it as a standby with no upstream, so it can be a failover candidate',
+    cd: cluster([db('d2', 'k2', 'standby', { followConfig: { type: 'internal', dbuid: 'd1' } }), db('d3', 'k1', 'master')]),
+    keeper: 'k2', boot: 'b2', local: { uid: 'd2', generation: 2 }, obs: stopped, kind: 'converge', reason: /followed db d1 is not in clusterdata: running as a standby with no upstream/,
+    extra: (a) => {
+      expect(a.kind === 'converge' && a.role).toBe('standby');
+      expect(a.kind === 'converge' && a.external).toEqual({ standbySettings: {}, archiveRecoverySettings: undefined });
+      expect(a.kind === 'converge' && a.promote).toBe(false);
+    },
+  },
+  {
+    title: '22. standby whose followed db is gone, instance running as a standby: leave it as it is (wait)',
+    cd: cluster([db('d2', 'k2', 'standby', { followConfig: { type: 'internal', dbuid: 'd1' } }), db('d3', 'k1', 'master')]),
+    keeper: 'k2', boot: 'b2', local: { uid: 'd2', generation: 2 }, obs: runningStandby, kind: 'wait', reason: /followed db d1 is not in clusterdata/,
+  },
   { title: '11. known db but data dir not initialized: wait', cd: cluster([primary]), keeper: 'k1', boot: 'b1', local: { uid: 'd1', generation: 2 }, obs: empty, kind: 'wait', reason: /not initialized/ },
 ];
 

@@ -236,6 +236,22 @@ export function planKeeperAction(
   }
   const follow = followTarget(cd, db);
   if (typeof follow === 'string') {
+    const followed = db.spec.followConfig?.dbuid ?? '';
+    if (!obs.running && followed !== '' && cd.dbs[followed] === undefined) {
+      // The followed DB was replaced by a failover that has not converged yet (its chosen standby
+      // may even have died). Kept stopped, this standby would be unhealthy and never a candidate
+      // to replace it; in recovery with no upstream it is read-only, reports its position, and is
+      // pointed at the new primary once there is one.
+      return {
+        kind: 'converge',
+        db,
+        role: 'standby',
+        follow: undefined,
+        external: { standbySettings: {}, archiveRecoverySettings: undefined },
+        promote: false,
+        reason: `standby db ${db.uid}: ${follow}: running as a standby with no upstream until the sentinel names its primary`,
+      };
+    }
     return { kind: 'wait', reason: `standby db ${db.uid}: ${follow}` };
   }
   return {

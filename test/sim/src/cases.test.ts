@@ -42,7 +42,6 @@ const CASES: readonly Case[] = [
       { tick: 11, kind: 'switchover', target: 0 },
       { tick: 13, kind: 'pg-crash', target: 2 },
     ],
-    knownBug: { property: 'a-liveness', why: 'bug 2: the target restarted after the clean shutdown, never receives the final WAL, and the switchover waits for it for ever' },
   },
   {
     title: 'synchronous replication: a second switchover back to the old primary, whose replication stalled',
@@ -52,8 +51,6 @@ const CASES: readonly Case[] = [
       { tick: 0, kind: 'switchover', target: 0 },
       { tick: 1, kind: 'switchover', target: 0 },
     ],
-    knownBug: { property: 'a-liveness', why: 'bug 2: the second switchover picks k1 (within maxStandbyLag), k1 misses the final WAL of the cleanly ' +
-      'stopped k2, and the switchover waits for it for ever (k2 stays down)' },
   },
   {
     title: 'a switchover whose old primary dies before it shuts down',
@@ -62,7 +59,6 @@ const CASES: readonly Case[] = [
       { tick: 0, kind: 'switchover', target: 0 },
       { tick: 0, kind: 'keeper-dies-forever', target: 0 },
     ],
-    knownBug: { property: 'a-liveness', why: 'bug 2: "switchover: waiting for primary k1 to shut down" for ever; no deadline, no abort' },
   },
   {
     title: 'the primary dies, then the standby chosen to replace it dies before its promotion completes',
@@ -71,7 +67,6 @@ const CASES: readonly Case[] = [
       { tick: 0, kind: 'keeper-dies-forever', target: 0 },
       { tick: 2, kind: 'keeper-dies-forever', target: 1 },
     ],
-    knownBug: { property: 'a-liveness', why: 'bug 1: k2 (db d2) is chosen and dies; k3 still follows the deleted d1, so "no eligible standby to promote" for ever' },
   },
   {
     title: 'primary and a standby lost for a while; the standby chosen meanwhile is lost for good',
@@ -81,12 +76,6 @@ const CASES: readonly Case[] = [
       { tick: 0, kind: 'keeper-dies', target: 1 },
       { tick: 2, kind: 'keeper-dies-forever', target: 2 },
     ],
-    knownBug: {
-      property: 'a-liveness',
-      why:
-        'bug 1: k3 is chosen and lost; k2 returns with its standby db d2 still following the deleted d1, so its keeper waits ' +
-        '("followed db d1 is not in clusterdata") with postgres stopped and the sentinel finds "no eligible standby (k2: unhealthy)" for ever',
-    },
   },
   {
     title: 'the primary keeper hangs and its postgres crashes',
@@ -95,7 +84,6 @@ const CASES: readonly Case[] = [
       { tick: 0, kind: 'keeper-hangs-forever', target: 0 },
       { tick: 0, kind: 'pg-crash', target: 0 },
     ],
-    knownBug: { property: 'a-liveness', why: 'bug 3: the hung keeper keeps its info lease alive, its last report says healthy, no failover ever' },
   },
   {
     title: 'the primary dies while a proxy whose checks fail keeps its lease',
@@ -104,7 +92,6 @@ const CASES: readonly Case[] = [
       { tick: 0, kind: 'keeper-dies', target: 0 },
       { tick: 0, kind: 'proxy-check-fails-forever', target: 0 },
     ],
-    knownBug: { property: 'a-liveness', why: 'bug 3: p1 never acknowledges the fence generation but its lease lives, so the sentinel waits for ever' },
   },
   {
     title: 'synchronous replication: a lagging standby swapped in for a failed synchronous standby is promoted',
@@ -116,6 +103,53 @@ const CASES: readonly Case[] = [
     ],
     knownBug: { property: 'c-sync-promotion', why: 'finding 4: d3 is reported sync (streaming, behind) as soon as it enters synchronous_standby_names, ' +
       'becomes known in sync without the commits only d2 acknowledged, and is promoted without them' },
+  },
+  {
+    title: 'synchronous replication: the primary lost for a while, its synchronous standby chosen and lost before its promotion: the old primary resumes',
+    scenario: SYNC,
+    faults: [
+      { tick: 0, kind: 'keeper-dies', target: 0 },
+      { tick: 2, kind: 'keeper-dies', target: 1 },
+    ],
+  },
+  {
+    title: 'the primary lost for a while, the new primary lost for a while, the standby chosen next lost for good: the keeper with the newest data resumes or is promoted',
+    scenario: { sync: false, keepers: 3, proxies: 2 },
+    faults: [
+      { tick: 0, kind: 'keeper-dies', target: 0 },
+      { tick: 7, kind: 'keeper-dies', target: 1 },
+      { tick: 9, kind: 'keeper-dies-forever', target: 5 },
+    ],
+  },
+  {
+    title: 'failkeeper on the primary, the standby lost for a while, then the primary keeper hangs for good',
+    scenario: { sync: false, keepers: 2, proxies: 2 },
+    faults: [
+      { tick: 0, kind: 'force-fail', target: 0 },
+      { tick: 1, kind: 'keeper-dies', target: 3 },
+      { tick: 3, kind: 'keeper-hangs-forever', target: 0 },
+    ],
+    knownBug: { property: 'a-liveness', why: 'finding 5: k2 comes back without a DB entry and k1 is hung with its postgres stopped: no primary' },
+  },
+  {
+    title: 'the primary lost for good, the standby chosen lost for a while, the next choice lost for good',
+    scenario: { sync: false, keepers: 3, proxies: 2 },
+    faults: [
+      { tick: 0, kind: 'keeper-dies-forever', target: 0 },
+      { tick: 2, kind: 'keeper-dies', target: 1 },
+      { tick: 3, kind: 'keeper-dies-forever', target: 5 },
+    ],
+    knownBug: { property: 'a-liveness', why: 'finding 5: k2 returns with data as recent as any, but its DB (a failed choice) was removed; nothing can be promoted' },
+  },
+  {
+    title: 'the primary postgres crashes during a switchover to a lagging standby',
+    scenario: { sync: false, keepers: 2, proxies: 2 },
+    faults: [
+      { tick: 4, kind: 'keeper-lags', target: 3 },
+      { tick: 7, kind: 'switchover', target: 0 },
+      { tick: 9, kind: 'pg-crash', target: 0 },
+    ],
+    knownBug: { property: 'c-sync-promotion', why: 'finding 6: the crashed primary reports its last checkpoint (LSN 1000) as its final LSN, so k2 at 9000 is promoted without commits up to 14000' },
   },
 ];
 

@@ -67,24 +67,22 @@ export interface Fault {
 }
 
 /**
- * Fault kinds that hit a known bug, fixed on other branches (bugs 1–3) or reported (finding 4):
+ * Fault kinds that hit a known bug not fixed yet (findings 4–6; bugs 1–3 are fixed, their replays in
+ * cases.test.ts pass):
  * not drawn by `npm test` until the fix is merged (a `syncOnly` kind is still drawn in
  * asynchronous scenarios). Remove a kind here once its fix is in; the sim
  * test then draws it too. `SIM_FAULTS=all` draws them anyway.
  */
 export const KNOWN_BUG_FAULTS: Readonly<Partial<Record<FaultKind, { readonly bug: string; readonly syncOnly?: true }>>> = {
-  // 1. The chosen standby dies before its promotion completes: "no eligible standby to
-  //    promote" for ever, although another healthy standby exists (the other standbys still
-  //    follow the deleted old primary's DB uid).
-  'keeper-dies-forever': { bug: 'bug 1: the chosen standby dies before its promotion completes; no eligible standby for ever' },
-  // 2. A switchover whose old primary's keeper dies mid-way never finishes (no deadline). The
-  //    same missing deadline strands a switchover whose target misses the stopped primary's
-  //    final WAL (its postgres crashed, or its replication stalled, during the shutdown).
-  switchover: { bug: 'bug 2: a switchover that cannot complete waits for ever (no deadline)' },
-  // 3. A hung keeper keeps its info alive, so its dead postgres is never failed over; a proxy
-  //    whose checks fail keeps its lease and blocks the fence wait for ever.
-  'keeper-hangs-forever': { bug: 'bug 3: a hung keeper keeps its lease, its dead postgres is never failed over' },
-  'proxy-check-fails-forever': { bug: 'bug 3: a proxy whose checks fail keeps its lease, the fence wait never ends' },
+  // 5. When the keepers holding DBs are lost for good or hang, a surviving keeper whose DB entry
+  //    was removed (a failed chosen standby, a failed standby) is never given one while there is
+  //    no healthy primary, so nothing can be promoted although its data is as recent as any.
+  'keeper-dies-forever': { bug: 'finding 5: the only surviving keeper has no DB entry, so nothing can be promoted' },
+  'keeper-hangs-forever': { bug: 'finding 5 (as keeper-dies-forever)' },
+  // 6. A primary whose postgres crashes during a switchover's clean shutdown reports an older LSN
+  //    (not the end of its WAL) as its final one; the switchover then promotes a target that
+  //    lacks acknowledged commits.
+  switchover: { bug: 'finding 6: a crash during the switchover shutdown is taken for the clean shutdown' },
   // 4. Synchronous replication: when a synchronous standby fails, a lagging standby swapped in
   //    is "known in sync" as soon as PostgreSQL reports it sync (its walsender is streaming),
   //    though it lacks commits the failed one acknowledged; promoting it loses them.
