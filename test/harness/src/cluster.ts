@@ -258,6 +258,15 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       if (pid !== undefined) {
         try { process.kill(pid, 'SIGQUIT'); } catch { /* gone */ }
       }
+      // The fencer runs in its own session, out of reach of the group kill: a SIGKILLed keeper's
+      // fencer must not outlive the test (it would exit by itself within its lease's TTL).
+      const fencer = Number((await readFile(join(k.dataDir, 'fencer.pid'), 'utf8').catch(() => '')).trim());
+      if (Number.isInteger(fencer) && fencer > 0) {
+        const cmdline = await readFile(`/proc/${fencer}/cmdline`, 'utf8').catch(() => '');
+        if (cmdline.includes('fencer-bin')) {
+          try { process.kill(fencer, 'SIGKILL'); } catch { /* gone */ }
+        }
+      }
     }));
     await Promise.allSettled(relays.map((r) => r.close()));
     if (ownEtcd) {
