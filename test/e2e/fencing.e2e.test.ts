@@ -190,7 +190,7 @@ describe('self-fencing primary', () => {
       expect(lastDirectOk).toBeGreaterThan(0);
       expect(lastDirectOk).toBeLessThan(chosenAt);
       expect(await directWrite(p)).toBe(false);
-      expect(await keeper.postmasterPid().then((pid) => pid === postmaster && alive(pid))).toBe(false);
+      expect(await keeper.postmasterPid().then((pid) => pid !== undefined && pid === postmaster && alive(pid))).toBe(false);
     } finally {
       probing = false;
       keeper.process.resumeGroup();
