@@ -15,16 +15,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-/** Every failpoint and where it sits (listed in docs/design.md, "Failpoints"). */
-const FAILPOINT_NAMES = [
-  /** The keeper's pass, before it observes PostgreSQL: its process and its lease keepalive go on. */
-  'keeperPassHang',
-  /** The proxy's check, before it reads clusterdata: the check fails as if the store were unreachable. */
-  'proxyCheckFail',
-] as const;
-
-/** A failpoint's name. */
-export type FailpointName = (typeof FAILPOINT_NAMES)[number];
+/**
+ * A failpoint's name; every one is listed in docs/design.md, "Failpoints":
+ * - `keeperPassHang`: the keeper's pass, before it observes PostgreSQL (its process, its lease
+ *   keepalive and its fencer updates go on);
+ * - `proxyCheckFail`: the proxy's check, before it reads clusterdata (the check fails as if the
+ *   store were unreachable).
+ */
+export type FailpointName = 'keeperPassHang' | 'proxyCheckFail';
 
 /** Thrown by an active failpoint whose action is `error`. */
 export class FailpointError extends Error {

@@ -321,7 +321,7 @@ const noFailpoints = (t: ChaosTarget): string | undefined =>
  * another. Heal: start both keepers again. Needs 3 keepers.
  * @throws Error when there is no primary or no new primary is named within 3 × failInterval + 10 s.
  */
-export async function chosenStandbyDiesMidPromotion(t: ChaosTarget): Promise<InjectedFault> {
+async function chosenStandbyDiesMidPromotion(t: ChaosTarget): Promise<InjectedFault> {
   const p = await currentPrimary(t);
   await t.cluster.killKeeperNode(p);
   const q = await waitClusterData(t, 'the sentinel to name a new primary', 3 * t.failIntervalMs + 10_000, (cd) => {
@@ -348,7 +348,7 @@ export async function chosenStandbyDiesMidPromotion(t: ChaosTarget): Promise<Inj
  * start the keeper again; wait (≤ 60 s) for the stolonctl process.
  * @throws Error when there is no primary or the switchover does not start within 15 s.
  */
-export async function oldPrimaryDiesMidSwitchover(t: ChaosTarget): Promise<InjectedFault> {
+async function oldPrimaryDiesMidSwitchover(t: ChaosTarget): Promise<InjectedFault> {
   const p = await currentPrimary(t);
   const sw = t.cluster.stolonctl(['switchover', '--yes']);
   await waitClusterData(t, 'the switchover to start', 15_000, (cd) =>
@@ -376,7 +376,7 @@ export async function oldPrimaryDiesMidSwitchover(t: ChaosTarget): Promise<Injec
  * failpoint (the pass resumes; the keeper rejoins as a standby). Needs failpoints.
  * @throws Error when there is no primary or no postmaster pid.
  */
-export async function keeperPassHang(t: ChaosTarget): Promise<InjectedFault> {
+async function keeperPassHang(t: ChaosTarget): Promise<InjectedFault> {
   const p = await currentPrimary(t);
   const k = t.cluster.keepers[p]!;
   const dir = k.failpointsDir!;
@@ -407,7 +407,7 @@ export async function keeperPassHang(t: ChaosTarget): Promise<InjectedFault> {
  * failpoint and start the keeper again. Needs failpoints.
  * @throws Error when there is no primary.
  */
-export async function proxyChecksFail(t: ChaosTarget, opts: FaultOptions = {}): Promise<InjectedFault> {
+async function proxyChecksFail(t: ChaosTarget, opts: FaultOptions = {}): Promise<InjectedFault> {
   const p = await currentPrimary(t);
   const i = (opts.cycle ?? 0) % t.cluster.proxies.length;
   const dir = t.cluster.proxies[i]!.failpointsDir!;
@@ -432,7 +432,7 @@ export async function proxyChecksFail(t: ChaosTarget, opts: FaultOptions = {}): 
  * still fence PostgreSQL before another keeper is promoted. Heal: SIGCONT of the group.
  * @throws Error when there is no primary.
  */
-export async function sigstopKeeperGroup(t: ChaosTarget): Promise<InjectedFault> {
+async function sigstopKeeperGroup(t: ChaosTarget): Promise<InjectedFault> {
   const p = await currentPrimary(t);
   const k = t.cluster.keepers[p]!;
   const proc = k.process;
