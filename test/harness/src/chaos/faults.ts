@@ -324,6 +324,8 @@ const noFailpoints = (t: ChaosTarget): string | undefined =>
 async function chosenStandbyDiesMidPromotion(t: ChaosTarget): Promise<InjectedFault> {
   const p = await currentPrimary(t);
   await t.cluster.killKeeperNode(p);
+  // The fault starts with the first kill: the failover event it causes is declared after it.
+  const injectedAt = Date.now();
   const q = await waitClusterData(t, 'the sentinel to name a new primary', 3 * t.failIntervalMs + 10_000, (cd) => {
     const i = primaryKeeperIndex(t.cluster, cd);
     return i >= 0 && i !== p ? i : undefined;
@@ -331,7 +333,7 @@ async function chosenStandbyDiesMidPromotion(t: ChaosTarget): Promise<InjectedFa
   await t.cluster.killKeeperNode(q);
   return {
     name: 'chosenStandbyDiesMidPromotion',
-    injectedAt: Date.now(),
+    injectedAt,
     primaryBefore: p,
     detail: `SIGKILL ${t.cluster.keepers[p]!.uid} with its postmaster, then ${t.cluster.keepers[q]!.uid} with its postmaster once clusterdata named it the new primary`,
     minHoldMs: 0,
