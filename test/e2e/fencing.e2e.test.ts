@@ -90,8 +90,8 @@ describe('self-fencing primary', () => {
     // SIGKILL of the keeper process only (not its group): its armed fencer is orphaned and would
     // fence at the old lease's deadline (at most TTL 6 s − margin from now).
     process.kill(keeper.process.pid, 'SIGKILL');
-    // Not `process.exited`: that waits for the output pipes, which the orphaned fencer holds.
-    await new Promise((r) => setTimeout(r, 300));
+    // The orphaned fencer holds none of the keeper's output pipes, so the handle sees the exit.
+    await keeper.process.exited;
     await e2e.cluster.startKeeper(p);
     await waitFor(() => (keeper.process.logs().includes("stopped the previous keeper process's fencer") ? true : undefined), {
       timeoutMs: 15_000,
