@@ -64,6 +64,13 @@ export interface InjectedFault {
   readonly detail: string;
   /** The fault must last at least this long after `injectedAt` before `heal()`, ms. */
   readonly minHoldMs: number;
+  /**
+   * Set when, as injected, no server holding every acknowledged write is left to promote (e.g.
+   * the primary and its only synchronous standby both killed): writes must not resume before
+   * the heal (a promotion then would lose acknowledged writes, which the cycle checks), so the
+   * cycle holds for `minHoldMs`, heals, and only then waits for writes to resume.
+   */
+  readonly resumeAfterHeal?: boolean;
   /** Undoes the fault where it can (idempotent; a no-op for a crash the keeper handles). */
   heal(): Promise<void>;
 }
@@ -318,11 +325,17 @@ const noFailpoints = (t: ChaosTarget): string | undefined =>
  * The primary's node killed (keeper and postmaster, SIGKILL); as soon as the sentinel names a new
  * primary in clusterdata (it chose the candidate and asked it to promote), that keeper's node is
  * killed too. The sentinel must notice that its chosen standby died mid-promotion and choose
- * another. Heal: start both keepers again. Needs 3 keepers.
+ * another — unless, under synchronous replication, those two were the primary and its only
+ * synchronous standbys: then no server left holds every acknowledged write, nothing may be
+ * promoted, and writes resume after the heal (`resumeAfterHeal`). Heal: start both keepers again.
+ * Needs 3 keepers.
  * @throws Error when there is no primary or no new primary is named within 3 × failInterval + 10 s.
  */
 async function chosenStandbyDiesMidPromotion(t: ChaosTarget): Promise<InjectedFault> {
+  const before = await readClusterData(t.store);
   const p = await currentPrimary(t);
+  const master = before.dbs[before.cluster.status.master];
+  const syncKeepers = before.cluster.spec.synchronousReplication === true ? (master?.spec.synchronousStandbys ?? []).map((u) => before.dbs[u]?.spec.keeperUID) : undefined;
   await t.cluster.killKeeperNode(p);
   // The fault starts with the first kill: the failover event it causes is declared after it.
   const injectedAt = Date.now();
@@ -331,12 +344,18 @@ async function chosenStandbyDiesMidPromotion(t: ChaosTarget): Promise<InjectedFa
     return i >= 0 && i !== p ? i : undefined;
   });
   await t.cluster.killKeeperNode(q);
+  // Synchronous replication: only a synchronous standby surely holds every acknowledged write.
+  const live = new Set([p, q].map((i) => t.cluster.keepers[i]!.uid));
+  const noSafeCandidate = syncKeepers !== undefined && syncKeepers.every((k) => k === undefined || live.has(k));
   return {
     name: 'chosenStandbyDiesMidPromotion',
     injectedAt,
     primaryBefore: p,
-    detail: `SIGKILL ${t.cluster.keepers[p]!.uid} with its postmaster, then ${t.cluster.keepers[q]!.uid} with its postmaster once clusterdata named it the new primary`,
-    minHoldMs: 0,
+    detail:
+      `SIGKILL ${t.cluster.keepers[p]!.uid} with its postmaster, then ${t.cluster.keepers[q]!.uid} with its postmaster once clusterdata named it the new primary` +
+      (noSafeCandidate ? ' (no synchronous standby left: no promotion expected before the heal)' : ''),
+    minHoldMs: noSafeCandidate ? t.failIntervalMs * 2 + 2000 : 0,
+    ...(noSafeCandidate ? { resumeAfterHeal: true } : {}),
     heal: once(async () => {
       await Promise.all([t.cluster.startKeeper(p), t.cluster.startKeeper(q)]);
     }),
