@@ -9,6 +9,9 @@
  * 2. The primary's keeper frozen (SIGSTOP, the "zombie primary") past its lease: its PostgreSQL is
  *    shut down before the sentinel promotes the standby, so no client — proxy or direct — can
  *    write to it after the promotion; after SIGCONT it rejoins as a standby.
+ * 3. The same with the keeper's whole process group frozen (`kill -STOP -<pgid>`, what a shell's
+ *    job control or a cgroup freeze of the keeper does): the fencer runs in its own session, so it
+ *    is not frozen with the keeper.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { e2eCluster, failoverEvents, query, waitFor, waitKeepersConverged } from '@stolon-ts/harness';
@@ -87,8 +90,8 @@ describe('self-fencing primary', () => {
     // SIGKILL of the keeper process only (not its group): its armed fencer is orphaned and would
     // fence at the old lease's deadline (at most TTL 6 s − margin from now).
     process.kill(keeper.process.pid, 'SIGKILL');
-    // Not `process.exited`: that waits for the output pipes, which the orphaned fencer holds.
-    await new Promise((r) => setTimeout(r, 300));
+    // The orphaned fencer holds none of the keeper's output pipes, so the handle sees the exit.
+    await keeper.process.exited;
     await e2e.cluster.startKeeper(p);
     await waitFor(() => (keeper.process.logs().includes("stopped the previous keeper process's fencer") ? true : undefined), {
       timeoutMs: 15_000,
@@ -149,4 +152,63 @@ describe('self-fencing primary', () => {
     expect(keeper.process.logs().slice(logBefore)).toContain('self-fencing: ');
     expect(e2e.cluster.logs()).not.toContain('please report this as a bug');
   });
+
+  it('a frozen primary keeper process group (SIGSTOP of the keeper and everything in its group) still has its postgres fenced before the standby is promoted', async () => {
+    await waitKeepersConverged(e2e.cluster, 2);
+    const p = await e2e.cluster.primaryIndex();
+    const other = 1 - p;
+    const keeper = e2e.cluster.keepers[p]!;
+    const postmaster = await keeper.postmasterPid();
+    expect(postmaster).toBeDefined();
+    const logBefore = keeper.process.logs().length;
+    let lastDirectOk = 0;
+    let probing = true;
+    const probe = (async () => {
+      while (probing) {
+        if (await directWrite(p)) {
+          lastDirectOk = Date.now();
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    keeper.process.pauseGroup();
+    try {
+      await waitFor(async () => ((await e2e.cluster.primaryIndex()) === other ? true : undefined), {
+        timeoutMs: 60_000,
+        what: 'the standby to be promoted',
+      });
+      await writableThroughProxy('writes through the proxy to the new primary');
+      probing = false;
+      await probe;
+      const ev = (await failoverEvents(e2e.cluster)).at(-1)!;
+      expect(ev.kind).toBe('failover');
+      expect(ev.oldPrimary.keeperUID).toBe(keeper.uid);
+      const chosenAt = Date.parse(ev.phases['candidateChosen'] ?? '');
+      expect(Number.isFinite(chosenAt)).toBe(true);
+      // Fenced while its keeper was frozen: the old postmaster is gone and took no direct write
+      // once the sentinel chose the new primary.
+      expect(lastDirectOk).toBeGreaterThan(0);
+      expect(lastDirectOk).toBeLessThan(chosenAt);
+      expect(await directWrite(p)).toBe(false);
+      expect(await keeper.postmasterPid().then((pid) => pid !== undefined && pid === postmaster && alive(pid))).toBe(false);
+    } finally {
+      probing = false;
+      keeper.process.resumeGroup();
+    }
+    await waitKeepersConverged(e2e.cluster, 2);
+    const r = await query<{ rec: boolean }>(e2e.cluster.directClientConfig(p), 'select pg_is_in_recovery() as rec');
+    expect(r[0]?.rec).toBe(true);
+    // The fencer's own log line, relayed by the keeper once it runs again.
+    await keeper.process.waitForLog('self-fencing: ', 10_000);
+    expect(keeper.process.logs().slice(logBefore)).toContain('self-fencing: ');
+  });
 });
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

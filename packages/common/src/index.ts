@@ -13,6 +13,7 @@ export {
 } from './flags.js';
 export { BUG_SENTENCE, REDACT_PATHS, createLogger, silentLogger, type Logger } from './logger.js';
 export { monoMs, newBootUuid, newUid, nowIso } from './ids.js';
+export { failpoint } from './failpoint.js';
 export { storeFromConfig } from './store-config.js';
 export { STALL_WARN_MS, exitOnConfigError, runDaemon, watchEventLoopStalls, type DaemonHandle } from './run.js';
 export { describePassFailure, startPassLoop, stopOnce, withTimeout, type PassContext, type PassLoop, type PassLoopOptions, type PassResult } from './loop.js';

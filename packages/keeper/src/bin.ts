@@ -21,6 +21,7 @@ import {
   type StatusServer,
 } from '@stolon-ts/common';
 import { PgManager, resolvePgBinDir } from '@stolon-ts/postgres';
+import { acquireDataDirLock } from './datadir-lock.js';
 import { KEEPER_FLAGS } from './flags.js';
 import { startFencer } from './fencer.js';
 import { KeeperStatus, keeperChecks } from './health.js';
@@ -88,12 +89,14 @@ async function main(): Promise<void> {
       // the keeper's own files through its privileges.
       await chown(dataDir, owner.uid, owner.gid);
     }
+    // Before anything touches the data dir: one keeper per data directory.
+    const lock = acquireDataDirLock(dataDir);
     const uid = await resolveUid(flags.uid, dataDir);
-    prepared = { flags, pgBinPath, suPassword, replPassword, store, dataDir, owner, uid, statusListen };
+    prepared = { flags, pgBinPath, suPassword, replPassword, store, dataDir, owner, uid, statusListen, lock };
   } catch (err) {
     exitOnConfigError(err, 'stolon-keeper');
   }
-  const { flags, pgBinPath, suPassword, replPassword, store, dataDir, owner, uid, statusListen } = prepared;
+  const { flags, pgBinPath, suPassword, replPassword, store, dataDir, owner, uid, statusListen, lock } = prepared;
   const logger = createLogger({ level: flags.logLevel, component: 'keeper', uid, cluster: flags.clusterName });
   logger.info({ pgBinPath }, `PostgreSQL binaries in ${pgBinPath}${flags.pgBinPath === undefined ? ' (not given: resolved at startup)' : ''}`);
   const advertise = flags.pgAdvertiseAddress ?? flags.pgListenAddress;
@@ -145,6 +148,7 @@ async function main(): Promise<void> {
   }
   await runDaemon(logger, handle);
   await server?.close();
+  lock.release();
 }
 
 await main();

@@ -20,12 +20,17 @@
  * immediate shutdown (SIGQUIT) if the postmaster still runs 1.5 s later. The postmaster is the
  * pid in `pgData/postmaster.pid` whose command line names `pgData`, so a reused pid is never hit.
  *
- * If the keeper goes away (IPC channel closed), an armed fencer still waits for its deadline,
- * fences, and exits; a disarmed one exits at once. It imports nothing but Node's own modules so
+ * The fencer runs in its own session (the keeper forks it detached), so a SIGSTOP or SIGKILL of
+ * the keeper's process group does not reach it. It has no stdio: log lines go to the keeper over
+ * the IPC channel, or, with no keeper listening, to `fencer.log` next to the pid file named by its
+ * first argument. If the keeper goes away (IPC channel closed), an armed fencer still waits for
+ * its deadline, fences, and exits — at once if no postmaster runs any more; a disarmed one exits
+ * at once. It never outlives its keeper by more than the lease's remaining time plus the 1.5 s
+ * escalation. It imports nothing but Node's own modules so
  * that it starts fast and cannot fail on the keeper's dependencies.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { appendFileSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
 const CHECK_MS = 50;
 const ESCALATE_MS = 1500;
@@ -38,14 +43,35 @@ interface ArmMessage {
 type Message = ArmMessage | { readonly type: 'disarm' } | { readonly type: 'exit' };
 
 let armed: { pgData: string; deadline: number } | undefined;
+/** Set once a fence without a keeper schedules the exit after the escalation (SIGQUIT) check. */
+let exitScheduled = false;
 /** `process.connected`, not a 'disconnect' listener: a keeper that dies at once may close the channel before this module has loaded. */
 const connected = (): boolean => process.connected === true;
 
 const now = (): number => Number(process.hrtime.bigint() / 1_000_000n);
 
-function log(level: 'info' | 'warn' | 'error', msg: string, extra: Record<string, unknown> = {}): void {
-  const lvl = { info: 30, warn: 40, error: 50 }[level];
-  process.stderr.write(`${JSON.stringify({ level: lvl, time: Date.now(), pid: process.pid, component: 'keeper-fencer', ...extra, msg })}\n`);
+/** `<data-dir>/fencer.log` (next to the pid file given as argument), for lines no keeper hears. */
+const pidFileArg = process.argv[2];
+const orphanLog = pidFileArg === undefined ? undefined : join(dirname(pidFileArg), 'fencer.log');
+
+/**
+ * A log line: to the keeper over the IPC channel (it logs it with its own logger), or, once no
+ * keeper listens, appended to `orphanLog` as a JSON line. The fencer has no stdio of its own: it
+ * runs in its own session and must not hold the keeper's output pipes.
+ */
+function log(level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}): void {
+  if (connected()) {
+    process.send?.({ type: 'log', level, msg, fields }, undefined, {}, () => undefined);
+    return;
+  }
+  if (orphanLog !== undefined) {
+    const lvl = { info: 30, warn: 40, error: 50 }[level];
+    try {
+      appendFileSync(orphanLog, `${JSON.stringify({ level: lvl, time: Date.now(), pid: process.pid, component: 'keeper-fencer', ...fields, msg })}\n`);
+    } catch {
+      // Nowhere to write: the fence matters, its log line does not.
+    }
+  }
 }
 
 /** The postmaster pid of `pgData`, or undefined when none runs. */
@@ -114,15 +140,20 @@ function fence(pgData: string, lateByMs: number): void {
 }
 
 setInterval(() => {
+  if (armed !== undefined && !connected() && postmasterPid(armed.pgData) === undefined) {
+    // The keeper is gone and so is its postgres (the whole node was killed): nothing left to fence.
+    process.exit(0);
+  }
   if (armed !== undefined && now() >= armed.deadline) {
     const { pgData, deadline } = armed;
     armed = undefined;
     fence(pgData, now() - deadline);
     if (!connected()) {
       // Wait for the escalation timer, then exit.
+      exitScheduled = true;
       setTimeout(() => process.exit(0), ESCALATE_MS + 100);
     }
-  } else if (armed === undefined && !connected()) {
+  } else if (armed === undefined && !connected() && !exitScheduled) {
     process.exit(0);
   }
 }, CHECK_MS);

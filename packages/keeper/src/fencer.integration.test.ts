@@ -5,7 +5,7 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeTempDir, removeDir, waitFor } from '@stolon-ts/harness';
@@ -158,6 +158,52 @@ describe('fencer', () => {
     // A clean stop removes the pid file.
     await f2.stop();
     expect(existsSync(other)).toBe(false);
+  });
+
+  it('runs in its own session with no inherited stdio; its log lines reach the keeper over IPC', { timeout: 20_000 }, async () => {
+    const pgData = join(dir, 'i');
+    const pm = await fakePostmaster(pgData);
+    const pidFile = join(dir, 'i-fencer.pid');
+    const lines: { msg: string; fencerPid?: number }[] = [];
+    const keeperLog = createLogger({ level: 'info', component: 'test', dest: { write: (l: string) => lines.push(JSON.parse(l)) } });
+    const f = startFencer(keeperLog, { script: SCRIPT, pidFile });
+    fencers.push(f);
+    const pid = await waitFor(async () => Number((await readFile(pidFile, 'utf8').catch(() => '')).trim()) || undefined, {
+      timeoutMs: 5000,
+      what: 'the fencer pid',
+    });
+    // /proc/<pid>/stat: "pid (comm) state ppid pgrp session …": a session leader of its own.
+    const stat = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+    expect(Number(stat[3])).toBe(pid);
+    expect(Number(stat[2])).toBe(pid);
+    for (const fd of [0, 1, 2]) {
+      expect(await readlink(`/proc/${pid}/fd/${fd}`)).toBe('/dev/null');
+    }
+    f.update({ armed: true, pgData, leaseRemainingMs: 0, ttlMs: 6000 });
+    expect(await exited(pm)).toBe('SIGINT');
+    await waitFor(() => (lines.some((l) => l.msg.startsWith('self-fencing: ') && l.fencerPid === pid) ? true : undefined), {
+      timeoutMs: 5000,
+      what: "the fencer's log line through the keeper's logger",
+    });
+  });
+
+  it('an armed fencer whose keeper is gone exits at once when no postmaster runs any more (the whole node was killed), logging to fencer.log', { timeout: 20_000 }, async () => {
+    const pgData = join(dir, 'j');
+    const pm = await fakePostmaster(pgData);
+    const pidFile = join(dir, 'j', 'fencer.pid');
+    const fencer = fork(SCRIPT, [pidFile], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+    started.push(fencer);
+    await new Promise((r) => fencer.once('message', r));
+    await new Promise<void>((r) => fencer.send({ type: 'arm', pgData, validForMs: 60_000 }, () => r()));
+    fencer.disconnect();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(fencer.exitCode).toBeNull();
+    pm.kill('SIGKILL');
+    const t0 = performance.now();
+    expect(await exited(fencer)).toBeNull();
+    expect(fencer.exitCode).toBe(0);
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(await readFile(join(dir, 'j', 'fencer.log'), 'utf8')).toContain('keeper gone; postgres in');
   });
 
   it('a disarmed fencer exits at once when its keeper goes away', async () => {

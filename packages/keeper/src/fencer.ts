@@ -75,8 +75,9 @@ export function fenceMarginMs(ttlMs: number): number {
 }
 
 /**
- * Starts the fencer process (a child in the keeper's process group, with an IPC channel) and
- * restarts it if it dies while the keeper runs. With `pidFile` (the keeper's
+ * Starts the fencer process (a child in its own session, so that freezing or killing the keeper's
+ * process group leaves it running; with an IPC channel and no inherited stdio: its log lines are
+ * sent over the channel and logged here) and restarts it if it dies while the keeper runs. With `pidFile` (the keeper's
  * `<data-dir>/fencer.pid`), the child's pid is recorded there, and a fencer left running by a
  * previous keeper process (killed or crashed while its postgres was the primary) is remembered
  * for {@link FenceControl.retirePrevious}.
@@ -112,13 +113,21 @@ export function startFencer(log: Logger, opts: { readonly script?: string; reado
   let ready = false;
   let pending: unknown;
   const spawnChild = (): void => {
-    // The pid file's path as argument only tags the process for isFencer; fencer-bin ignores it.
-    const c = fork(script, pidFile === undefined ? [] : [pidFile], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [] });
+    // The pid file's path as argument tags the process for isFencer; fencer-bin writes its log
+    // lines to `fencer.log` next to it while no keeper listens.
+    // Its own session (detached: setsid): a SIGSTOP or SIGKILL of the keeper's process group must
+    // not reach the fencer, whose whole point is to act while the keeper cannot. No inherited
+    // stdio: its log lines come over the IPC channel (logged below), so an orphaned fencer never
+    // holds the keeper's output pipes open.
+    const c = fork(script, pidFile === undefined ? [] : [pidFile], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'], execArgv: [], detached: true });
     child = c;
     ready = false;
     recordPid(c.pid);
-    c.on('message', (m: { type?: string; pid?: number; at?: string }) => {
-      if (m.type === 'ready' && child === c) {
+    c.on('message', (m: { type?: string; pid?: number; at?: string; level?: string; msg?: string; fields?: Record<string, unknown> }) => {
+      if (m.type === 'log' && typeof m.msg === 'string') {
+        const level = m.level === 'error' || m.level === 'warn' ? m.level : 'info';
+        log[level]({ ...m.fields, fencerPid: c.pid }, m.msg);
+      } else if (m.type === 'ready' && child === c) {
         ready = true;
         if (pending !== undefined) {
           send(pending);

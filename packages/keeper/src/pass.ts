@@ -3,7 +3,7 @@
  * (plan.ts) and run it (actions.ts). Returns the pass's one sentence for the pass loop to log.
  */
 import { ClusterDataInvalidError, parseClusterData, resolveSpec, type ClusterData } from '@stolon-ts/cluster';
-import { redactConninfo, type PassResult } from '@stolon-ts/common';
+import { failpoint, redactConninfo, type PassResult } from '@stolon-ts/common';
 import { describeActivity } from './activity.js';
 import { execute, taskName } from './actions.js';
 import { planKeeperAction } from './plan.js';
@@ -17,6 +17,7 @@ import type { KeeperRuntime } from './runtime.js';
  */
 export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Promise<PassResult> {
   const { pg, store, config } = rt;
+  await failpoint('keeperPassHang');
   const obs = await pg.observe();
   let cd: ClusterData | undefined;
   try {

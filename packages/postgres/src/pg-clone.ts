@@ -80,6 +80,7 @@ export async function baseBackup(ctx: PgContext, standby: StandbySettings, opts:
           // otherwise count as the synchronous standby and acknowledge commits it never keeps.
           env: { PGPASSFILE: pgpass, PGAPPNAME: `stolon-ts-clone-${standby.applicationName}` },
           signal: opts.signal,
+          supervised: true,
           ...(progress === undefined ? {} : { onStderr: progress }),
         },
       ),
@@ -163,6 +164,7 @@ export async function restoreData(ctx: PgContext, command: string, signal?: Abor
       cleanEnv: true,
       env: { PGDATA: ctx.pgData },
       signal,
+      supervised: true,
     });
     throwIfAborted(res, 'the dataRestoreCommand');
     if (res.code !== 0) {

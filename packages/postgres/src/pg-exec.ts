@@ -7,9 +7,10 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { StolonError, errorMessage } from '@stolon-ts/cluster';
 
@@ -36,7 +37,19 @@ interface ExecOptions {
   readonly timeoutMs?: number;
   /** New process group/session, so a signal to ours does not reach the child. */
   readonly detached?: boolean;
+  /**
+   * Run the binary under the child supervisor (`child-supervisor-bin.ts`), which ends it and every
+   * process it started once this process is gone, even by SIGKILL: for the long commands that
+   * write to PGDATA (pg_basebackup, pg_rewind, a dataRestoreCommand, single-user recovery), so a
+   * killed keeper's copy never runs on beside its successor's. Costs a Node start (~50 ms).
+   */
+  readonly supervised?: boolean;
 }
+
+/** The compiled child supervisor: next to this module in dist, or in dist when run from src (tests). */
+const SUPERVISOR = [new URL('./child-supervisor-bin.js', import.meta.url), new URL('../dist/child-supervisor-bin.js', import.meta.url)]
+  .map((u) => fileURLToPath(u))
+  .find((f) => existsSync(f));
 
 interface Identity {
   readonly uid: number;
@@ -203,14 +216,27 @@ export class PgExec {
     if (opts.signal?.aborted === true) {
       return { code: null, signal: null, stdout: '', stderr: '', aborted: true };
     }
+    if (opts.supervised === true && SUPERVISOR === undefined) {
+      throw new StolonError('PG_COMMAND_FAILED', `cannot run ${bin}: child-supervisor-bin.js is missing next to pg-exec.js; rebuild the package (npm run build)`);
+    }
     return new Promise<ExecResult>((resolvePromise, rejectPromise) => {
-      const child = spawn(file, args, {
-        cwd: '/',
-        env,
-        stdio: ['ignore', 'pipe', 'pipe'],
-        detached: opts.detached ?? false,
-        ...(id === null ? {} : { uid: id.uid, gid: id.gid }),
-      });
+      // Supervised: the supervisor holds the pipe's read end as its stdin; this process never
+      // writes to it, and its exit (SIGKILL included) closes it. The supervisor starts as this
+      // process's user and runs the binary as the OS user.
+      const child =
+        opts.supervised === true && SUPERVISOR !== undefined
+          ? spawn(process.execPath, [SUPERVISOR, file, ...args], {
+              cwd: '/',
+              env: id === null ? env : { ...env, STOLON_SUPERVISED_ID: `${id.uid}:${id.gid}` },
+              stdio: ['pipe', 'pipe', 'pipe'],
+            })
+          : spawn(file, args, {
+              cwd: '/',
+              env,
+              stdio: ['ignore', 'pipe', 'pipe'],
+              detached: opts.detached ?? false,
+              ...(id === null ? {} : { uid: id.uid, gid: id.gid }),
+            });
       let stdout = '';
       let stderr = '';
       let aborted = false;
@@ -231,6 +257,7 @@ export class PgExec {
               stderr += `\n(killed after ${opts.timeoutMs} ms)`;
               kill();
             }, opts.timeoutMs);
+      child.stdin?.on('error', () => undefined);
       child.stdout.setEncoding('utf8').on('data', (d: string) => {
         stdout = (stdout + d).slice(-OUTPUT_LIMIT);
       });

@@ -87,7 +87,7 @@ export async function initDataDir(
       args.push('--data-checksums');
     }
     const res = await ctx.exec.withSecretFile(`${roles.su.password}\n`, (pwfile) =>
-      ctx.exec.run('initdb', [...args, `--pwfile=${pwfile}`], { signal: opts.signal }),
+      ctx.exec.run('initdb', [...args, `--pwfile=${pwfile}`], { signal: opts.signal, supervised: true }),
     );
     throwIfAborted(res, 'initdb');
     if (res.code !== 0) {

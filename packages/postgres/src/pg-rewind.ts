@@ -126,6 +126,7 @@ export async function rewind(ctx: PgContext, source: ConnTarget, signal?: AbortS
       return ctx.exec.run('pg_rewind', [`--target-pgdata=${ctx.pgData}`, `--source-server=${conninfo}`, '--progress'], {
         env: { LC_ALL: 'C' },
         signal,
+        supervised: true,
         // The divergence line comes first; the stderr kept at the end is only a tail.
         onStderr: (chunk) => {
           if (output.length < OUTPUT_LIMIT) {
@@ -189,7 +190,7 @@ async function crashRecover(ctx: PgContext, state: DbClusterState | undefined, s
     const res = await ctx.exec.run(
       'postgres',
       ['--single', '-D', ctx.pgData, '-c', 'archive_mode=on', '-c', 'archive_command=false', 'template1'],
-      { env: { LC_ALL: 'C' }, signal },
+      { env: { LC_ALL: 'C' }, signal, supervised: true },
     );
     throwIfAborted(res, 'single-user crash recovery');
     if (res.code !== 0) {

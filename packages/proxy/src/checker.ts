@@ -24,7 +24,7 @@ import {
   resolveSpec,
   type ProxyInfo,
 } from '@stolon-ts/cluster';
-import { BUG_SENTENCE, newUid, startPassLoop, type Logger, type PassLoop, type PassResult } from '@stolon-ts/common';
+import { BUG_SENTENCE, failpoint, newUid, startPassLoop, type Logger, type PassLoop, type PassResult } from '@stolon-ts/common';
 import type { Store } from '@stolon-ts/store';
 import type { NativePath } from './datapath.js';
 import type { Forwarder } from './forwarder.js';
@@ -268,6 +268,10 @@ export class Checker {
    */
   private async check(startedAt: number): Promise<{ reason: string; closed: { main: number; ro: number } }> {
     const timeoutMs = this.proxyTimeoutMs;
+    // Failpoint (docs/design.md, "Failpoints"): this check fails as a check cut off from the store does.
+    await failpoint('proxyCheckFail').catch((err: unknown) => {
+      throw new CheckFailure('store', `reading clusterdata: ${errorMessage(err)}`, err);
+    });
     const rec = await bounded(this.storeCall(this.store.getClusterData(), 'reading clusterdata'), timeoutMs, 'reading clusterdata');
     if (this.stopping()) {
       return { reason: 'stopping', closed: { main: 0, ro: 0 } };

@@ -3,7 +3,8 @@
  * then async by default) a fresh chaos environment (3 keepers in `ip netns` namespaces, 2
  * sentinels, 2 proxies, a 3-member etcd) runs the recorder's writers (2 through the proxies, one
  * direct writer per keeper) and N fault cycles, the faults taken round-robin so each gets the
- * same share (default 56 cycles in all = 8 per fault, split between the modes). Every cycle is
+ * same share (default 8 cycles per fault in all, split between the modes; `--faults` picks
+ * some). Every cycle is
  * bounded (writes must resume within 60 s, healthy within 90 s) and the whole run by
  * `--max-minutes`; a cycle that leaves the cluster unhealthy ends its mode's loop.
  *
@@ -40,6 +41,7 @@ import {
   summarize,
   type ChaosEnv,
   type CycleResult,
+  type FaultName,
 } from '@stolon-ts/harness';
 import { CHAOS_DOC, describeMachine, fileStamp, machineInfo, updateDocSection, writeResultLine } from './common.js';
 
@@ -53,8 +55,9 @@ const SPECS: Record<Mode, Record<string, unknown>> = {
   async: { initMode: 'new' },
 };
 
-const USAGE = `usage: npm run test:chaos -- [--cycles N] [--modes sync,async] [--max-minutes M] [--no-self-fencing] [--write-doc] [--keep] [--log-level L]
-  --cycles N        fault cycles in all, split evenly between the modes, faults round-robin (default 56 = 8 per fault)
+const USAGE = `usage: npm run test:chaos -- [--cycles N] [--faults LIST] [--modes sync,async] [--max-minutes M] [--no-self-fencing] [--write-doc] [--keep] [--log-level L]
+  --cycles N        fault cycles in all, split evenly between the modes, faults round-robin (default 8 per fault)
+  --faults LIST     only these faults, comma-separated (default all: ${FAULT_NAMES.join(', ')})
   --modes LIST      replication modes to run, in order (default sync,async)
   --max-minutes M   stop starting new cycles after M minutes (default 120)
   --no-self-fencing only report, do not fail on, direct writes taken by a deposed primary
@@ -64,6 +67,7 @@ const USAGE = `usage: npm run test:chaos -- [--cycles N] [--modes sync,async] [-
 
 interface Options {
   readonly cycles: number;
+  readonly faults: readonly FaultName[];
   readonly modes: readonly Mode[];
   readonly maxMinutes: number;
   readonly selfFencing: boolean;
@@ -77,7 +81,8 @@ function parseOptions(argv: readonly string[]): Options {
   const { values } = parseArgs({
     args: [...argv],
     options: {
-      cycles: { type: 'string', default: '56' },
+      cycles: { type: 'string' },
+      faults: { type: 'string', default: FAULT_NAMES.join(',') },
       modes: { type: 'string', default: 'sync,async' },
       'max-minutes': { type: 'string', default: '120' },
       'self-fencing': { type: 'boolean', default: true },
@@ -93,7 +98,16 @@ function parseOptions(argv: readonly string[]): Options {
     process.stdout.write(`${USAGE}\n`);
     process.exit(0);
   }
-  const cycles = Number(values.cycles);
+  const faults = values.faults.split(',').map((f) => f.trim()).filter((f) => f !== '');
+  for (const f of faults) {
+    if (!(FAULT_NAMES as readonly string[]).includes(f)) {
+      throw new Error(`--faults: "${f}" is not a fault; the faults are ${FAULT_NAMES.join(', ')}`);
+    }
+  }
+  if (faults.length === 0) {
+    throw new Error('--faults: give at least one fault');
+  }
+  const cycles = Number(values.cycles ?? String(8 * faults.length));
   if (!Number.isInteger(cycles) || cycles < 1 || cycles > 1000) {
     throw new Error(`--cycles: "${values.cycles}" must be a whole number from 1 to 1000`);
   }
@@ -112,6 +126,7 @@ function parseOptions(argv: readonly string[]): Options {
   }
   return {
     cycles,
+    faults: faults as FaultName[],
     modes: modes as Mode[],
     maxMinutes,
     selfFencing: values['self-fencing'] && !values['no-self-fencing'],
@@ -237,7 +252,7 @@ async function main(): Promise<number> {
           notes.push(`${mode}: stopped after ${i} of ${n} cycles, --max-minutes ${opts.maxMinutes} reached`);
           break;
         }
-        const fault = FAULT_NAMES[i % FAULT_NAMES.length]!;
+        const fault = opts.faults[i % opts.faults.length]!;
         const r = await runFaultCycle(env.target, recorder, fault, { cycle: i });
         const v = violations(r, mode, opts.selfFencing);
         results.push({ mode, r, v });
@@ -287,7 +302,7 @@ async function main(): Promise<number> {
     const file = await writeResultLine('chaos', stamp, {
       date,
       machine: machineInfo(),
-      options: { cycles: opts.cycles, modes: opts.modes, maxMinutes: opts.maxMinutes, selfFencing: opts.selfFencing },
+      options: { cycles: opts.cycles, faults: opts.faults, modes: opts.modes, maxMinutes: opts.maxMinutes, selfFencing: opts.selfFencing },
       cycles: results.map((x) => jsonCycle(x.r, x.mode, x.v)),
       notes,
     });

@@ -85,6 +85,13 @@ export interface LocalClusterOptions {
    * @default false
    */
   readonly keeperStoreRelays?: boolean;
+  /**
+   * Start every keeper and proxy with failpoints enabled (docs/design.md, "Failpoints"): each has
+   * its own directory, `keepers[i].failpointsDir` and `proxies[i].failpointsDir`
+   * (`<dir>/failpoints/<keeper uid>`, `<dir>/failpoints/proxy<i>`), so one process at a time can
+   * be made to fail. @default false
+   */
+  readonly failpoints?: boolean;
 }
 
 export interface KeeperProc {
@@ -100,6 +107,8 @@ export interface KeeperProc {
   process: ProcessHandle;
   /** This keeper's own relay to etcd, with `keeperStoreRelays`. */
   readonly storeRelay?: RelayHandle;
+  /** This keeper's failpoint directory (`STOLON_FAILPOINTS_DIR`), with `failpoints`. */
+  readonly failpointsDir?: string;
   /** Reads the postmaster pid from PGDATA/postmaster.pid, if any. */
   postmasterPid(): Promise<number | undefined>;
 }
@@ -117,7 +126,7 @@ export interface LocalCluster {
   /** Current sentinel processes (an entry is replaced by {@link LocalCluster.startSentinel}). */
   readonly sentinels: ProcessHandle[];
   /** Proxies; `process` is replaced by {@link LocalCluster.startProxy}. */
-  readonly proxies: { port: number; roPort?: number; process: ProcessHandle }[];
+  readonly proxies: { port: number; roPort?: number; failpointsDir?: string; process: ProcessHandle }[];
   /** The chaos network the keepers run in, if any. */
   readonly network: ChaosNetwork | undefined;
   readonly suPasswordFile: string;
@@ -235,7 +244,14 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
    * Starts a component; `netnsPrefix` runs it in a chaos network namespace, `endpoints` (a keeper's
    * store relay) overrides the etcd endpoints.
    */
-  const spawn = (name: string, component: 'keeper' | 'sentinel' | 'proxy', args: string[], netnsPrefix: string[] = [], endpoints?: string): ProcessHandle => {
+  const spawn = (
+    name: string,
+    component: 'keeper' | 'sentinel' | 'proxy',
+    args: string[],
+    netnsPrefix: string[] = [],
+    endpoints?: string,
+    failpointsDir?: string,
+  ): ProcessHandle => {
     // `ip netns exec` execs the command, so the handle's pid is the program's own pid.
     const flags = endpoints !== undefined ? storeFlags(endpoints) : netnsPrefix.length > 0 ? nodeStoreFlags() : storeFlags();
     const argv = [process.execPath, binPath(component), ...flags, '--log-level', logLevel, ...args];
@@ -244,6 +260,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       cmd: netnsPrefix[0] ?? argv[0]!,
       args: netnsPrefix.length > 0 ? [...netnsPrefix.slice(1), ...argv] : argv.slice(1),
       logFile,
+      ...(failpointsDir !== undefined ? { env: { STOLON_FAILPOINTS_DIR: failpointsDir } } : {}),
     });
     procs.push(p);
     return p;
@@ -257,6 +274,15 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       const pid = await k.postmasterPid();
       if (pid !== undefined) {
         try { process.kill(pid, 'SIGQUIT'); } catch { /* gone */ }
+      }
+      // The fencer runs in its own session, out of reach of the group kill: a SIGKILLed keeper's
+      // fencer must not outlive the test (it would exit by itself within its lease's TTL).
+      const fencer = Number((await readFile(join(k.dataDir, 'fencer.pid'), 'utf8').catch(() => '')).trim());
+      if (Number.isInteger(fencer) && fencer > 0) {
+        const cmdline = await readFile(`/proc/${fencer}/cmdline`, 'utf8').catch(() => '');
+        if (cmdline.includes('fencer-bin')) {
+          try { process.kill(fencer, 'SIGKILL'); } catch { /* gone */ }
+        }
       }
     }));
     await Promise.allSettled(relays.map((r) => r.close()));
@@ -295,9 +321,14 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         relays.push(storeRelay);
       }
       const node = network?.nodes[i];
+      const failpointsDir = opts.failpoints === true ? join(dir, 'failpoints', uid) : undefined;
+      if (failpointsDir !== undefined) {
+        await mkdir(failpointsDir, { recursive: true });
+      }
       keepers.push({
         uid,
         dataDir,
+        ...(failpointsDir !== undefined ? { failpointsDir } : {}),
         pgHost: node?.address ?? '127.0.0.1',
         pgPort,
         ...(storeRelay !== undefined ? { storeRelay } : {}),
@@ -330,7 +361,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         '--pg-su-password-file', suPasswordFile,
         '--pg-repl-password-file', replPasswordFile,
         '--metrics-listen-address', `127.0.0.1:${k.statusPort}`,
-      ], network?.execPrefix(i) ?? [], k.storeRelay === undefined ? undefined : `http://127.0.0.1:${k.storeRelay.port}`);
+      ], network?.execPrefix(i) ?? [], k.storeRelay === undefined ? undefined : `http://127.0.0.1:${k.storeRelay.port}`, k.failpointsDir);
       await k.process.waitForLog('keeper started', 30_000);
     };
     const sentinels: ProcessHandle[] = [];
@@ -342,19 +373,25 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       throw new Error(`startKeepers must be an integer from 1 to keepers (${nKeepers}), got ${nStart}`);
     }
     await Promise.all(keepers.slice(0, nStart).map((_, i) => startKeeper(i)));
-    const proxies: { port: number; roPort?: number; process: ProcessHandle }[] = [];
+    const proxies: { port: number; roPort?: number; failpointsDir?: string; process: ProcessHandle }[] = [];
     const proxyArgs = (port: number, roPort: number | undefined): string[] => [
       '--listen-address', '127.0.0.1', '--port', String(port),
       ...(roPort === undefined ? [] : ['--ro-port', String(roPort)]),
       ...(opts.proxyArgs ?? []),
     ];
+    const proxyFailpoints = (i: number): string | undefined => (opts.failpoints === true ? join(dir, 'failpoints', `proxy${i}`) : undefined);
     for (let i = 0; i < (opts.proxies ?? 1); i++) {
+      const fpDir = proxyFailpoints(i);
+      if (fpDir !== undefined) {
+        await mkdir(fpDir, { recursive: true });
+      }
       const port = i === 0 && opts.proxyPort !== undefined ? opts.proxyPort : await freePort();
       const roPort = opts.proxyReadOnly === true ? await freePort() : undefined;
       proxies.push({
         port,
         ...(roPort === undefined ? {} : { roPort }),
-        process: spawn(`proxy ${i}`, 'proxy', proxyArgs(port, roPort)),
+        ...(fpDir !== undefined ? { failpointsDir: fpDir } : {}),
+        process: spawn(`proxy ${i}`, 'proxy', proxyArgs(port, roPort), [], undefined, fpDir),
       });
     }
     const proxyClientConfig = (i = 0): pg.ClientConfig => ({
@@ -444,7 +481,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         if (px.process.running()) {
           throw new Error(`proxy ${i} is still running (pid ${px.process.pid})`);
         }
-        px.process = spawn(`proxy ${i}`, 'proxy', proxyArgs(px.port, px.roPort));
+        px.process = spawn(`proxy ${i}`, 'proxy', proxyArgs(px.port, px.roPort), [], undefined, px.failpointsDir);
         await px.process.waitForLog('proxy listening on', 30_000);
       },
       killKeeperNode: async (i) => {

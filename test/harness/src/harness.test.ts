@@ -85,6 +85,22 @@ describe('startProcess', () => {
     expect(p.running()).toBe(false);
   });
 
+  it('pauseGroup stops the child and what it started in its group; resumeGroup continues them; stop works on a paused group', async () => {
+    // The ticker is a grandchild: pausing the shell alone would not stop it.
+    const p = startProcess({ name: 'group', cmd: 'sh', args: ['-c', '(while true; do echo tick; sleep 0.05; done) & wait'] });
+    await p.waitForLog('tick', 5000);
+    p.pauseGroup();
+    await new Promise((r) => setTimeout(r, 100));
+    const n = p.logs().split('\n').length;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(p.logs().split('\n').length).toBe(n);
+    p.resumeGroup();
+    await waitFor(() => p.logs().split('\n').length > n, { timeoutMs: 2000, what: 'more ticks' });
+    p.pauseGroup();
+    await p.stop('SIGTERM', 2000);
+    expect(p.running()).toBe(false);
+  });
+
   it('a missing binary shows up as an exit with a log line', async () => {
     const p = startProcess({ name: 'nope', cmd: '/nonexistent/binary', args: [] });
     await p.exited;

@@ -77,6 +77,7 @@ export {
 export {
   FAULTS,
   FAULT_NAMES,
+  LONG_FORM_ONLY_FAULTS,
   crashPrimaryPostgres,
   killEtcdMember,
   killLeaderSentinelWithPrimary,

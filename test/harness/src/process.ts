@@ -53,6 +53,13 @@ export interface ProcessHandle {
   pause(): void;
   /** SIGCONTs the child. */
   resume(): void;
+  /**
+   * SIGSTOPs the child's whole process group (a keeper and whatever it runs in its group; not
+   * what runs in its own session, such as postgres or the keeper's fencer).
+   */
+  pauseGroup(): void;
+  /** SIGCONTs the child's whole process group. */
+  resumeGroup(): void;
   /** True until the child has exited. */
   running(): boolean;
 }
@@ -223,12 +230,8 @@ class ChildHandle implements ProcessHandle {
       } catch {
         // already gone
       }
-      // A SIGSTOPped child would never handle the signal.
-      try {
-        process.kill(this.pid, 'SIGCONT');
-      } catch {
-        // already gone
-      }
+      // A SIGSTOPped child (or group) would never handle the signal.
+      killGroup(this.pid, 'SIGCONT');
       let timer: NodeJS.Timeout | undefined;
       const timedOut = await Promise.race([
         this.exited.then(() => false),
@@ -263,6 +266,18 @@ class ChildHandle implements ProcessHandle {
   resume(): void {
     if (this.isRunning) {
       process.kill(this.pid, 'SIGCONT');
+    }
+  }
+
+  pauseGroup(): void {
+    if (this.isRunning) {
+      killGroup(this.pid, 'SIGSTOP');
+    }
+  }
+
+  resumeGroup(): void {
+    if (this.isRunning) {
+      killGroup(this.pid, 'SIGCONT');
     }
   }
 }

@@ -4,8 +4,9 @@
  * inject a fault, wait (bounded) until proxy writes resume as the fault's expectation says, hold
  * the fault for its minimum duration, heal it, wait (bounded) until the cluster is healthy, let
  * writes flow for another second, then judge the cycle from the recorded history and the current
- * primary's table. Every wait is bounded; a timeout is recorded in the result, not thrown, so a
- * loop can report it and stop.
+ * primary's table (a fault that leaves nothing safe to promote, `resumeAfterHeal`, is held and
+ * healed first, and writes must resume after the heal). Every wait is bounded; a timeout is
+ * recorded in the result, not thrown, so a loop can report it and stop.
  */
 import { type ClusterData, type FailoverEvent } from '@stolon-ts/cluster';
 import {
@@ -173,7 +174,15 @@ export async function runFaultCycle(t: ChaosTarget, recorder: Recorder, fault: F
   };
   let recoveredAt: number | null = null;
   let scan = firstIndex;
-  const recoveryDeadline = inj.injectedAt + (opts.recoveryTimeoutMs ?? 60_000);
+  const holdUntil = inj.injectedAt + inj.minHoldMs;
+  let healedAt: number | undefined;
+  if (inj.resumeAfterHeal === true) {
+    // No server may be promoted before the heal: hold, heal, then wait for writes to resume.
+    await sleep(Math.max(0, holdUntil - Date.now()));
+    await inj.heal();
+    healedAt = Date.now();
+  }
+  const recoveryDeadline = (healedAt ?? inj.injectedAt) + (opts.recoveryTimeoutMs ?? 60_000);
   while (recoveredAt === null && Date.now() < recoveryDeadline) {
     for (; scan < recorder.acked.length; scan++) {
       const a = recorder.acked[scan]!;
@@ -186,12 +195,11 @@ export async function runFaultCycle(t: ChaosTarget, recorder: Recorder, fault: F
       await sleep(50);
     }
   }
-  const holdUntil = inj.injectedAt + inj.minHoldMs;
   if (Date.now() < holdUntil) {
     await sleep(holdUntil - Date.now());
   }
   await inj.heal();
-  const faultEndedAt = fault === 'crashPrimaryPostgres' ? inj.injectedAt : Date.now();
+  const faultEndedAt = fault === 'crashPrimaryPostgres' ? inj.injectedAt : (healedAt ?? Date.now());
   const health = await waitHealthy(t.cluster, t.store, { timeoutMs: opts.healthyTimeoutMs ?? 90_000 });
   if (health.healthyAt !== null) {
     await sleep(opts.settleMs ?? 1000);

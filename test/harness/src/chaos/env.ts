@@ -89,6 +89,8 @@ export async function startChaosEnv(opts: ChaosEnvOptions): Promise<ChaosEnv> {
       etcd,
       ...(network !== undefined ? { network } : {}),
       logLevel: opts.logLevel ?? 'info',
+      // Per-process failpoint directories for the faults that need them (keeperPassHang, proxyChecksFail).
+      failpoints: true,
     });
     store = createStore({ backend: 'etcdv3', endpoints: etcd.endpoints, clusterName: opts.clusterName });
     await query(cluster.proxyClientConfig(0), RECORDER_TABLES_SQL);

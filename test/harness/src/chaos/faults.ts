@@ -7,6 +7,9 @@
  * (`unavailable`), so a runner never silently skips one. The list of faults: docs/chaos.md,
  * "The faults".
  */
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { resolveSpec, type ClusterData } from '@stolon-ts/cluster';
 import type { Store } from '@stolon-ts/store';
 import type { LocalCluster } from '../cluster.js';
 import type { EtcdClusterHandle, EtcdHandle } from '../etcd.js';
@@ -21,7 +24,23 @@ export const FAULT_NAMES = [
   'killLeaderSentinelWithPrimary',
   'killEtcdMember',
   'killProxy',
+  'chosenStandbyDiesMidPromotion',
+  'oldPrimaryDiesMidSwitchover',
+  'keeperPassHang',
+  'proxyChecksFail',
+  'sigstopKeeperGroup',
 ] as const;
+/**
+ * The faults the short form (`test/e2e/chaos.e2e.test.ts`) leaves to the long form
+ * (`npm run test:chaos`): each costs a cycle of failInterval or more, and `npm test` time matters.
+ */
+export const LONG_FORM_ONLY_FAULTS: ReadonlySet<string> = new Set([
+  'chosenStandbyDiesMidPromotion',
+  'oldPrimaryDiesMidSwitchover',
+  'keeperPassHang',
+  'proxyChecksFail',
+  'sigstopKeeperGroup',
+]);
 /** One of {@link FAULT_NAMES}. */
 export type FaultName = (typeof FAULT_NAMES)[number];
 
@@ -45,6 +64,13 @@ export interface InjectedFault {
   readonly detail: string;
   /** The fault must last at least this long after `injectedAt` before `heal()`, ms. */
   readonly minHoldMs: number;
+  /**
+   * Set when, as injected, no server holding every acknowledged write is left to promote (e.g.
+   * the primary and its only synchronous standby both killed): writes must not resume before
+   * the heal (a promotion then would lose acknowledged writes, which the cycle checks), so the
+   * cycle holds for `minHoldMs`, heals, and only then waits for writes to resume.
+   */
+  readonly resumeAfterHeal?: boolean;
   /** Undoes the fault where it can (idempotent; a no-op for a crash the keeper handles). */
   heal(): Promise<void>;
 }
@@ -262,6 +288,189 @@ export async function killProxy(t: ChaosTarget, opts: FaultOptions = {}): Promis
   };
 }
 
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Polls clusterdata every 20 ms until `pred` holds.
+ * @throws Error naming `what` after `timeoutMs`
+ */
+async function waitClusterData<T>(t: ChaosTarget, what: string, timeoutMs: number, pred: (cd: ClusterData) => T | undefined): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = pred(await readClusterData(t.store));
+      if (v !== undefined) {
+        return v;
+      }
+    } catch (err) {
+      last = err;
+    }
+    await sleep(20);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last === undefined ? '' : ` (last error: ${(last as Error).message})`}`);
+}
+
+/** Activates failpoint `name` with `action` in `dir` (docs/design.md, "Failpoints"), or clears it (undefined). */
+async function setFailpoint(dir: string, name: string, action: string | undefined): Promise<void> {
+  await (action === undefined ? rm(join(dir, name), { force: true }) : writeFile(join(dir, name), action));
+}
+
+const noFailpoints = (t: ChaosTarget): string | undefined =>
+  t.cluster.keepers.some((k) => k.failpointsDir === undefined) || t.cluster.proxies.some((p) => p.failpointsDir === undefined)
+    ? 'the cluster was not started with failpoints (failpoints: true)'
+    : undefined;
+
+/**
+ * The primary's node killed (keeper and postmaster, SIGKILL); as soon as the sentinel names a new
+ * primary in clusterdata (it chose the candidate and asked it to promote), that keeper's node is
+ * killed too. The sentinel must notice that its chosen standby died mid-promotion and choose
+ * another — unless, under synchronous replication, those two were the primary and its only
+ * synchronous standbys: then no server left holds every acknowledged write, nothing may be
+ * promoted, and writes resume after the heal (`resumeAfterHeal`). Heal: start both keepers again.
+ * Needs 3 keepers.
+ * @throws Error when there is no primary or no new primary is named within 3 × failInterval + 10 s.
+ */
+async function chosenStandbyDiesMidPromotion(t: ChaosTarget): Promise<InjectedFault> {
+  const before = await readClusterData(t.store);
+  const p = await currentPrimary(t);
+  const master = before.dbs[before.cluster.status.master];
+  const syncKeepers = before.cluster.spec.synchronousReplication === true ? (master?.spec.synchronousStandbys ?? []).map((u) => before.dbs[u]?.spec.keeperUID) : undefined;
+  await t.cluster.killKeeperNode(p);
+  // The fault starts with the first kill: the failover event it causes is declared after it.
+  const injectedAt = Date.now();
+  const q = await waitClusterData(t, 'the sentinel to name a new primary', 3 * t.failIntervalMs + 10_000, (cd) => {
+    const i = primaryKeeperIndex(t.cluster, cd);
+    return i >= 0 && i !== p ? i : undefined;
+  });
+  await t.cluster.killKeeperNode(q);
+  // Synchronous replication: only a synchronous standby surely holds every acknowledged write.
+  const live = new Set([p, q].map((i) => t.cluster.keepers[i]!.uid));
+  const noSafeCandidate = syncKeepers !== undefined && syncKeepers.every((k) => k === undefined || live.has(k));
+  return {
+    name: 'chosenStandbyDiesMidPromotion',
+    injectedAt,
+    primaryBefore: p,
+    detail:
+      `SIGKILL ${t.cluster.keepers[p]!.uid} with its postmaster, then ${t.cluster.keepers[q]!.uid} with its postmaster once clusterdata named it the new primary` +
+      (noSafeCandidate ? ' (no synchronous standby left: no promotion expected before the heal)' : ''),
+    minHoldMs: noSafeCandidate ? t.failIntervalMs * 2 + 2000 : 0,
+    ...(noSafeCandidate ? { resumeAfterHeal: true } : {}),
+    heal: once(async () => {
+      await Promise.all([t.cluster.startKeeper(p), t.cluster.startKeeper(q)]);
+    }),
+  };
+}
+
+/**
+ * `stolonctl switchover --yes`, and as soon as the sentinel starts it (clusterdata has a
+ * switchover in progress) the old primary's node is killed (keeper and postmaster, SIGKILL): the
+ * switchover must end (completed or aborted) and a failover give the cluster a primary. Heal:
+ * start the keeper again; wait (≤ 60 s) for the stolonctl process.
+ * @throws Error when there is no primary or the switchover does not start within 15 s.
+ */
+async function oldPrimaryDiesMidSwitchover(t: ChaosTarget): Promise<InjectedFault> {
+  const p = await currentPrimary(t);
+  const sw = t.cluster.stolonctl(['switchover', '--yes']);
+  await waitClusterData(t, 'the switchover to start', 15_000, (cd) =>
+    cd.cluster.status.failover?.kind === 'switchover' || primaryKeeperIndex(t.cluster, cd) !== p ? true : undefined,
+  );
+  await t.cluster.killKeeperNode(p);
+  return {
+    name: 'oldPrimaryDiesMidSwitchover',
+    injectedAt: Date.now(),
+    primaryBefore: p,
+    detail: `stolonctl switchover, then SIGKILL ${t.cluster.keepers[p]!.uid} with its postmaster as the switchover started`,
+    minHoldMs: 0,
+    heal: once(async () => {
+      await t.cluster.startKeeper(p);
+      await Promise.race([sw, sleep(60_000)]);
+    }),
+  };
+}
+
+/**
+ * The primary's keeper pass hangs (failpoint `keeperPassHang`: its process, its lease keepalive
+ * and its fencer updates go on, so its lease never expires), and its PostgreSQL is then stopped
+ * (fast shutdown, SIGINT to the postmaster), which the hung keeper cannot restart or report: the
+ * sentinel must tell a keeper that is alive but makes no progress and fail over. Heal: clear the
+ * failpoint (the pass resumes; the keeper rejoins as a standby). Needs failpoints.
+ * @throws Error when there is no primary or no postmaster pid.
+ */
+async function keeperPassHang(t: ChaosTarget): Promise<InjectedFault> {
+  const p = await currentPrimary(t);
+  const k = t.cluster.keepers[p]!;
+  const dir = k.failpointsDir!;
+  await setFailpoint(dir, 'keeperPassHang', 'hang');
+  // Let a pass reach the failpoint (one sleepInterval; passes also run on every clusterdata change).
+  const { sleepIntervalMs } = resolveSpec((await readClusterData(t.store)).cluster.spec);
+  await sleep(Math.min(sleepIntervalMs, 5000) + 500);
+  const pm = await k.postmasterPid();
+  if (pm === undefined) {
+    await setFailpoint(dir, 'keeperPassHang', undefined);
+    throw new Error(`keeperPassHang: no postmaster.pid for ${k.uid}`);
+  }
+  process.kill(pm, 'SIGINT');
+  return {
+    name: 'keeperPassHang',
+    injectedAt: Date.now(),
+    primaryBefore: p,
+    detail: `failpoint keeperPassHang=hang on ${k.uid}, then SIGINT (fast shutdown) of its postmaster (pid ${pm})`,
+    minHoldMs: t.failIntervalMs + 2000,
+    heal: once(() => setFailpoint(dir, 'keeperPassHang', undefined)),
+  };
+}
+
+/**
+ * Every check of one proxy (proxy `cycle mod P`) fails (failpoint `proxyCheckFail`: as if it could
+ * not reach the store; it publishes nothing), and the primary's node is killed: the failover must
+ * complete without waiting forever for that proxy to acknowledge the fence. Heal: clear the
+ * failpoint and start the keeper again. Needs failpoints.
+ * @throws Error when there is no primary.
+ */
+async function proxyChecksFail(t: ChaosTarget, opts: FaultOptions = {}): Promise<InjectedFault> {
+  const p = await currentPrimary(t);
+  const i = (opts.cycle ?? 0) % t.cluster.proxies.length;
+  const dir = t.cluster.proxies[i]!.failpointsDir!;
+  await setFailpoint(dir, 'proxyCheckFail', 'error');
+  await t.cluster.killKeeperNode(p);
+  return {
+    name: 'proxyChecksFail',
+    injectedAt: Date.now(),
+    primaryBefore: p,
+    detail: `failpoint proxyCheckFail=error on proxy ${i}, then SIGKILL ${t.cluster.keepers[p]!.uid} with its postmaster`,
+    minHoldMs: t.failIntervalMs + 2000,
+    heal: once(async () => {
+      await setFailpoint(dir, 'proxyCheckFail', undefined);
+      await t.cluster.startKeeper(p);
+    }),
+  };
+}
+
+/**
+ * SIGSTOP of the primary keeper's whole process group (the keeper and what runs in its group;
+ * PostgreSQL and the fencer run in sessions of their own) past its lease TTL: the fencer must
+ * still fence PostgreSQL before another keeper is promoted. Heal: SIGCONT of the group.
+ * @throws Error when there is no primary.
+ */
+async function sigstopKeeperGroup(t: ChaosTarget): Promise<InjectedFault> {
+  const p = await currentPrimary(t);
+  const k = t.cluster.keepers[p]!;
+  const proc = k.process;
+  proc.pauseGroup();
+  return {
+    name: 'sigstopKeeperGroup',
+    injectedAt: Date.now(),
+    primaryBefore: p,
+    detail: `SIGSTOP process group ${proc.pid} of ${k.uid} for at least ${t.failIntervalMs + 2000} ms (failInterval ${t.failIntervalMs} ms)`,
+    minHoldMs: t.failIntervalMs + 2000,
+    heal: once(() => {
+      proc.resumeGroup();
+      return Promise.resolve();
+    }),
+  };
+}
+
 /** Every fault with its expectation and availability check, in {@link FAULT_NAMES} order. */
 export const FAULTS: Readonly<Record<FaultName, FaultDef>> = {
   killPrimaryNode: {
@@ -315,5 +524,40 @@ export const FAULTS: Readonly<Record<FaultName, FaultDef>> = {
     description: 'kill -9 of one proxy, then restarted on the same port',
     unavailable: () => undefined,
     inject: (t, o) => killProxy(t, o),
+  },
+  chosenStandbyDiesMidPromotion: {
+    name: 'chosenStandbyDiesMidPromotion',
+    expect: 'failover',
+    description: "kill -9 of the primary's node, then of the node of the standby the sentinel chose, as it promotes",
+    unavailable: (t) => (t.cluster.keepers.length < 3 ? 'needs at least 3 keepers' : undefined),
+    inject: (t) => chosenStandbyDiesMidPromotion(t),
+  },
+  oldPrimaryDiesMidSwitchover: {
+    name: 'oldPrimaryDiesMidSwitchover',
+    expect: 'failover',
+    description: "stolonctl switchover, then kill -9 of the old primary's node as the switchover starts",
+    unavailable: (t) => (t.cluster.keepers.length < 2 ? 'needs at least 2 keepers' : undefined),
+    inject: (t) => oldPrimaryDiesMidSwitchover(t),
+  },
+  keeperPassHang: {
+    name: 'keeperPassHang',
+    expect: 'failover',
+    description: "the primary keeper's pass hangs (failpoint; its lease lives on) and its postgres is stopped",
+    unavailable: noFailpoints,
+    inject: (t) => keeperPassHang(t),
+  },
+  proxyChecksFail: {
+    name: 'proxyChecksFail',
+    expect: 'failover',
+    description: "every check of one proxy fails (failpoint) while the primary's node is killed",
+    unavailable: noFailpoints,
+    inject: (t, o) => proxyChecksFail(t, o),
+  },
+  sigstopKeeperGroup: {
+    name: 'sigstopKeeperGroup',
+    expect: 'failover',
+    description: "SIGSTOP of the primary keeper's whole process group past its lease TTL, then SIGCONT",
+    unavailable: () => undefined,
+    inject: (t) => sigstopKeeperGroup(t),
   },
 };
