@@ -121,6 +121,15 @@ const cases: Case[] = [
     cd: cluster([db('d2', 'k2', 'standby', { followConfig: { type: 'internal', dbuid: 'd1' } }), db('d3', 'k1', 'master')]),
     keeper: 'k2', boot: 'b2', local: { uid: 'd2', generation: 2 }, obs: runningStandby, kind: 'wait', reason: /followed db d1 is not in clusterdata/,
   },
+  {
+    title: '23. a failover stops the failed primary before promoting a standby: the reason says failover, not switchover',
+    cd: (() => {
+      const c = cluster([db('d1', 'k1', 'master', { shutdownForSwitchover: true }), standby]);
+      c.cluster.status.failover = { id: 'f1', kind: 'failover', cause: 'failkeeper', oldPrimary: { keeperUID: 'k1', dbUid: 'd1', xLogPos: 100 }, phases: { declaredFailed: T0 } };
+      return c;
+    })(),
+    keeper: 'k1', boot: 'b1', local: { uid: 'd1', generation: 2 }, obs: runningPrimary, kind: 'switchover-stop', reason: /^failover: shutting down primary db d1 cleanly$/,
+  },
   { title: '11. known db but data dir not initialized: wait', cd: cluster([primary]), keeper: 'k1', boot: 'b1', local: { uid: 'd1', generation: 2 }, obs: empty, kind: 'wait', reason: /not initialized/ },
 ];
 

@@ -192,12 +192,14 @@ export function planKeeperAction(
     };
   }
   if (db.spec.role === 'master' && db.spec.shutdownForSwitchover === true) {
-    // Planned switchover: a clean (fast) shutdown lets the walsenders hand every WAL record to
-    // the standbys before PostgreSQL exits; then stay down until the sentinel says what next.
+    // Planned switchover, or a failover stopping a failed primary before it promotes a standby:
+    // a clean (fast) shutdown lets the walsenders hand every WAL record to the standbys before
+    // PostgreSQL exits; then stay down until the sentinel says what next.
+    const why = cd.cluster.status.failover?.kind === 'failover' ? 'failover' : 'switchover';
     return {
       kind: 'switchover-stop',
       db,
-      reason: obs.running ? `switchover: shutting down primary db ${db.uid} cleanly` : `switchover: primary db ${db.uid} is shut down, waiting for the sentinel`,
+      reason: obs.running ? `${why}: shutting down primary db ${db.uid} cleanly` : `${why}: primary db ${db.uid} is shut down, waiting for the sentinel`,
     };
   }
   if (db.spec.role === 'master') {
