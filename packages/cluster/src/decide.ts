@@ -1165,9 +1165,6 @@ function failover(
   traceFenced(cd, input.wallTime);
   const choice = chooseCandidate(cd, spec, master, dbHealthy, reasons);
   if (choice === undefined) {
-    if (resumeOldPrimary(cd, spec, input, master, reasons)) {
-      return false;
-    }
     if (master.spec.shutdownForSwitchover === true && cd.cluster.status.failover?.kind !== 'switchover') {
       // Told to shut down for a promotion that can no longer happen: it may run again.
       delete master.spec.shutdownForSwitchover;
@@ -1180,53 +1177,6 @@ function failover(
   }
   promote(cd, spec, input, master, choice, reasons);
   return false;
-}
-
-/**
- * The last resort when the standby a failover chose failed before its promotion completed and no
- * other standby can replace it: the old primary it replaced, if its keeper is back, making
- * progress, holds no DB and still has that DB's data directory (its info reports that DB uid).
- * The old primary has every commit it acknowledged and every standby replicated from it, so it
- * loses nothing; the chosen standby never served clients through the proxies. Its DB is recreated
- * under the same uid (its keeper starts PostgreSQL again as primary; no clone), the failed choice's
- * DB is removed like an old primary's, and with synchronous replication it waits for the
- * synchronous standbys the failed choice had inherited, as after any promotion.
- * @returns true when the old primary was given back its role this pass
- */
-function resumeOldPrimary(cd: ClusterData, spec: ResolvedSpec, input: DecideInput, master: DB, reasons: string[]): boolean {
-  const ev = cd.cluster.status.failover;
-  if (ev === undefined || !failoverReference(cd, master).unserved) {
-    return false;
-  }
-  const old = ev.oldPrimary;
-  const keeper = cd.keepers[old.keeperUID];
-  const reported = input.keeperInfos[old.keeperUID]?.postgresState;
-  if (
-    keeper?.status.healthy !== true ||
-    keeper.status.canBeMaster === false ||
-    reported?.uid !== old.dbUid ||
-    cd.dbs[old.dbUid] !== undefined ||
-    Object.values(cd.dbs).some((d) => d.spec.keeperUID === old.keeperUID)
-  ) {
-    return false;
-  }
-  const db = newDb(old.dbUid, old.keeperUID, 'none', 'master', undefined, spec, input.wallTime);
-  makeMasterType(db, spec);
-  cd.dbs[db.uid] = db;
-  delete cd.dbs[master.uid];
-  cd.cluster.status.master = db.uid;
-  reasons.push(...inheritSynchronousStandbys(db, master, spec));
-  traceChosen(
-    cd,
-    db,
-    `${ev.choice ?? ''}; keeper ${master.spec.keeperUID} (db ${master.uid}) failed before its promotion completed and no standby can replace it: the old primary resumes`,
-    input.wallTime,
-  );
-  reasons.push(
-    `primary ${master.spec.keeperUID} (db ${master.uid}) failed before its promotion completed and no standby can replace it: ` +
-      `keeper ${old.keeperUID} is back with the old primary's data (db ${old.dbUid}); it resumes as primary`,
-  );
-  return true;
 }
 
 /** The candidate a failover promotes, with what it was compared with. */

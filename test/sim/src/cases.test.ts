@@ -105,7 +105,7 @@ const CASES: readonly Case[] = [
       'becomes known in sync without the commits only d2 acknowledged, and is promoted without them' },
   },
   {
-    title: 'synchronous replication: the primary lost for a while, its synchronous standby chosen and lost before its promotion: the old primary resumes',
+    title: 'synchronous replication: the primary lost for a while, its synchronous standby chosen and lost for a while before its promotion: it completes the promotion when it returns',
     scenario: SYNC,
     faults: [
       { tick: 0, kind: 'keeper-dies', target: 0 },
@@ -113,13 +113,14 @@ const CASES: readonly Case[] = [
     ],
   },
   {
-    title: 'the primary lost for a while, the new primary lost for a while, the standby chosen next lost for good: the keeper with the newest data resumes or is promoted',
+    title: 'the primary lost for a while, the new primary lost for a while, the standby chosen next lost for good',
     scenario: { sync: false, keepers: 3, proxies: 2 },
     faults: [
       { tick: 0, kind: 'keeper-dies', target: 0 },
       { tick: 7, kind: 'keeper-dies', target: 1 },
       { tick: 9, kind: 'keeper-dies-forever', target: 5 },
     ],
+    knownBug: { property: 'a-liveness', why: 'finding 5: k1 and k2 return without DB entries (old primaries), k3 holds the only DB and is gone: nothing can be promoted' },
   },
   {
     title: 'failkeeper on the primary, the standby lost for a while, then the primary keeper hangs for good',
@@ -129,7 +130,15 @@ const CASES: readonly Case[] = [
       { tick: 1, kind: 'keeper-dies', target: 3 },
       { tick: 3, kind: 'keeper-hangs-forever', target: 0 },
     ],
-    knownBug: { property: 'a-liveness', why: 'finding 5: k2 comes back without a DB entry and k1 is hung with its postgres stopped: no primary' },
+  },
+  {
+    title: 'two keepers: the primary lost for a while, the standby chosen to replace it hangs for good',
+    scenario: { sync: false, keepers: 2, proxies: 2 },
+    faults: [
+      { tick: 0, kind: 'keeper-dies', target: 0 },
+      { tick: 1, kind: 'keeper-hangs-forever', target: 3 },
+    ],
+    knownBug: { property: 'a-liveness', why: 'finding 5: k1 returns with the old primary data but without a DB entry; k2 (the failed choice) holds the only DB: nothing can be promoted' },
   },
   {
     title: 'the primary lost for good, the standby chosen lost for a while, the next choice lost for good',

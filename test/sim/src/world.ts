@@ -741,11 +741,7 @@ export class World {
       return;
     }
     const known = old.status.synchronousStandbys.filter((u) => old.spec.synchronousStandbys.includes(u));
-    // The failover's old primary resuming (its chosen standby failed before its promotion
-    // completed) is no promotion: it had every commit it acknowledged. promoteData still checks
-    // the data side.
-    const resumed = next.cluster.status.failover?.oldPrimary.dbUid === newUid;
-    if (!known.includes(newUid) && !resumed) {
+    if (!known.includes(newUid)) {
       this.violations.push({
         property: 'c-sync-promotion',
         tick: this.tick - this.base,
