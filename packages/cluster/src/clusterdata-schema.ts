@@ -305,6 +305,7 @@ const keeperInfo = z.looseObject({
       olderWalFile: z.string(),
       role: role.optional(),
       running: z.boolean().optional(),
+      cleanShutdown: z.boolean().optional(),
       pendingRestart: strings.optional(),
       discardedWal: z
         .looseObject({ fromLsn: lsn, toLsn: lsn, timelineID: nonNegInt, method: z.enum(['pg_rewind', 'pg_basebackup']), at: z.string() })

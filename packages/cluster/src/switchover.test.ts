@@ -170,6 +170,27 @@ describe('planned switchover', () => {
     expect(out.next.proxy.spec.masterDbUid).toBe(dbOf('k1'));
   });
 
+  it('the primary crashes during its clean shutdown (its LSN is its last checkpoint): aborted at once, it restarts and stays primary, nothing promoted', () => {
+    const loop = new Loop(threeKeepers());
+    loop.cd.cluster.status.switchoverRequest = { requestedAt: 'now', targetKeeperUID: 'k2' };
+    const all = (c: ClusterData, k1: Parameters<typeof keeperInfo>[2] = {}) => [
+      keeperInfo('k1', c, { xLogPos: LSN, ...k1 }),
+      keeperInfo('k2', c, { xLogPos: LSN }),
+      keeperInfo('k3', c, { xLogPos: LSN - 100 }),
+    ];
+    loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', 2)] }));
+    loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', 3)] }));
+    const gen = loop.cd.dbs[dbOf('k1')]!.generation;
+    // Stopped, but by a crash: the last checkpoint is far behind what it acknowledged (LSN).
+    const crashed = { running: false, pgHealthy: false, xLogPos: LSN - 10_000, generation: gen, cleanShutdown: false } as const;
+    const out = loop.pass((c) => ({ keepers: all(c, crashed), proxies: [proxyInfo('p1', 3)] }));
+    expect(out.reasons.join(' | ')).toMatch(/switchover aborted: primary k1 stopped without a clean shutdown \(crashed\)/);
+    expect(out.reasons.join(' ')).not.toMatch(/promoting/);
+    expect(out.next.cluster.status.master).toBe(dbOf('k1'));
+    expect(out.next.dbs[dbOf('k1')]?.spec.shutdownForSwitchover).toBeUndefined();
+    expect(out.next.failoverHistory?.at(-1)).toMatchObject({ kind: 'switchover', result: 'aborted' });
+  });
+
   it('a new leader (empty memory) starts switchoverTimeout again from its first pass', () => {
     const loop = new Loop(threeKeepers());
     loop.cd.cluster.status.switchoverRequest = { requestedAt: 'now', targetKeeperUID: 'k2' };

@@ -187,6 +187,12 @@ export function switchoverStep(ctx: SwitchoverContext): SwitchoverOutcome {
     reasons.push(`switchover: waiting for primary ${master.spec.keeperUID} to shut down`);
     return 'handled';
   }
+  if (state.cleanShutdown === false) {
+    // It crashed instead: its reported LSN is its last checkpoint, not the end of its WAL, so no
+    // target can be shown to have everything it acknowledged. It restarts (crash recovery) and
+    // stays the primary.
+    return abort(ctx, ev, `primary ${master.spec.keeperUID} stopped without a clean shutdown (crashed), so its final LSN is unknown`);
+  }
   // Step 3: the target must have received everything the primary wrote (its shutdown checkpoint).
   const finalLsn = state.xLogPos;
   if (!(target.status.xLogPos > finalLsn)) {

@@ -441,6 +441,8 @@ export interface KeeperInfoOptions {
   readonly discardedWal?: DiscardedWal;
   /** Whether the postmaster runs (absent by default). */
   readonly running?: boolean;
+  /** `postgresState.cleanShutdown` (set only with it). */
+  readonly cleanShutdown?: boolean;
   /**
    * DB uids reported `sync` in pg_stat_replication; default the DB's known list
    * (`status.synchronousStandbys`), i.e. everything the sentinel knows in sync still is.
@@ -490,6 +492,7 @@ export function keeperInfo(uid: string, cd: ClusterData, opts: KeeperInfoOptions
     synchronousStandbys: [...(opts.syncStandbys ?? db?.status.synchronousStandbys ?? [])],
     olderWalFile: db?.status.olderWalFile ?? '',
     ...(opts.running !== undefined ? { running: opts.running } : {}),
+    ...(opts.cleanShutdown !== undefined ? { cleanShutdown: opts.cleanShutdown } : {}),
     ...(opts.startError !== undefined ? { startError: opts.startError } : {}),
   };
   const pendingRestart = opts.pendingRestart ?? db?.status.pendingRestart;

@@ -376,6 +376,12 @@ export interface PostgresState {
   role?: Role;
   /** Our addition: whether the postmaster is running. */
   running?: boolean;
+  /**
+   * Our addition, set while PostgreSQL is stopped: whether pg_controldata says it was shut down
+   * cleanly (`shut down`). After a crash the reported `xLogPos` (the last checkpoint) is not the
+   * end of its WAL, so a switchover must not take it as the primary's final LSN.
+   */
+  cleanShutdown?: boolean;
   /** Our addition: parameters changed but waiting for a restart. */
   pendingRestart?: string[];
   /** Our addition: the last WAL range this keeper discarded on rejoin. */

@@ -139,4 +139,11 @@ describe('what the keeper reports', () => {
     expect(postgresStateFor(inp, obs)).not.toHaveProperty('startError');
     expect(postgresStateFor(inp, { ...obs, running: false })).toMatchObject({ startError: 'boom', running: false, generation: 3, port: '5433' });
   });
+  it('reports whether a stopped postgres was shut down cleanly (pg_controldata), so a switchover never takes a crash for its clean shutdown', () => {
+    const obs = { initialized: true, running: true, role: 'master' as const, systemId: '1', timelineId: 2, xLogPos: 5, replication: [], slots: [], olderWalFile: '', pendingRestart: [], timelinesHistory: [] };
+    const inp = { id: ID, local: { uid: 'db-k0', generation: 3 }, healthy: true, activity: undefined, startError: undefined };
+    expect(postgresStateFor(inp, obs)).not.toHaveProperty('cleanShutdown');
+    expect(postgresStateFor(inp, { ...obs, running: false, clusterState: 'shut down' })).toMatchObject({ cleanShutdown: true });
+    expect(postgresStateFor(inp, { ...obs, running: false, clusterState: 'in production' })).toMatchObject({ cleanShutdown: false });
+  });
 });

@@ -235,6 +235,7 @@ export function postgresStateFor(inp: ReportInputs, obs: PgObservation): Postgre
     olderWalFile: obs.olderWalFile,
     ...(obs.role !== undefined ? { role: obs.role } : {}),
     running: obs.running,
+    ...(!obs.running && obs.clusterState !== undefined ? { cleanShutdown: obs.clusterState === 'shut down' } : {}),
     pendingRestart: [...obs.pendingRestart],
     ...(inp.local.discardedWal !== undefined ? { discardedWal: inp.local.discardedWal } : {}),
     ...(inp.activity !== undefined ? { activity: inp.activity } : {}),

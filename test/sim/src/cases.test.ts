@@ -151,14 +151,13 @@ const CASES: readonly Case[] = [
     knownBug: { property: 'a-liveness', why: 'finding 5: k2 returns with data as recent as any, but its DB (a failed choice) was removed; nothing can be promoted' },
   },
   {
-    title: 'the primary postgres crashes during a switchover to a lagging standby',
+    title: 'the primary postgres crashes during a switchover to a lagging standby: aborted, the primary restarts (finding 6, fixed)',
     scenario: { sync: false, keepers: 2, proxies: 2 },
     faults: [
       { tick: 4, kind: 'keeper-lags', target: 3 },
       { tick: 7, kind: 'switchover', target: 0 },
       { tick: 9, kind: 'pg-crash', target: 0 },
     ],
-    knownBug: { property: 'c-sync-promotion', why: 'finding 6: the crashed primary reports its last checkpoint (LSN 1000) as its final LSN, so k2 at 9000 is promoted without commits up to 14000' },
   },
 ];
 

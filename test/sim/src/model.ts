@@ -67,8 +67,8 @@ export interface Fault {
 }
 
 /**
- * Fault kinds that hit a known bug not fixed yet (findings 4–6; bugs 1–3 are fixed, their replays in
- * cases.test.ts pass):
+ * Fault kinds that hit a known bug not fixed yet (findings 4 and 5; bugs 1–3 and finding 6 are fixed,
+ * their replays in cases.test.ts pass):
  * not drawn by `npm test` until the fix is merged (a `syncOnly` kind is still drawn in
  * asynchronous scenarios). Remove a kind here once its fix is in; the sim
  * test then draws it too. `SIM_FAULTS=all` draws them anyway.
@@ -79,10 +79,6 @@ export const KNOWN_BUG_FAULTS: Readonly<Partial<Record<FaultKind, { readonly bug
   //    no healthy primary, so nothing can be promoted although its data is as recent as any.
   'keeper-dies-forever': { bug: 'finding 5: the only surviving keeper has no DB entry, so nothing can be promoted' },
   'keeper-hangs-forever': { bug: 'finding 5 (as keeper-dies-forever)' },
-  // 6. A primary whose postgres crashes during a switchover's clean shutdown reports an older LSN
-  //    (not the end of its WAL) as its final one; the switchover then promotes a target that
-  //    lacks acknowledged commits.
-  switchover: { bug: 'finding 6: a crash during the switchover shutdown is taken for the clean shutdown' },
   // 4. Synchronous replication: when a synchronous standby fails, a lagging standby swapped in
   //    is "known in sync" as soon as PostgreSQL reports it sync (its walsender is streaming),
   //    though it lacks commits the failed one acknowledged; promoting it loses them.

@@ -71,6 +71,8 @@ interface DataDir {
 
 interface Pg {
   running: boolean;
+  /** Whether the last stop was a clean shutdown (pg_controldata `shut down`), not a crash. */
+  clean: boolean;
   /** Port of the instance a standby streams from. */
   followPort: number | undefined;
   /** DB uids in synchronous_standby_names (primary), FAKE_SYNC_STANDBY included. */
@@ -172,7 +174,7 @@ export class World {
       procForever: false,
       boot: 1,
       data: { uid: '', generation: 0, initialized: false, systemId: '', timeline: 0, lsn: 0, checkpoint: 0, history: [], role: 'standby' },
-      pg: { running: false, followPort: undefined, syncNames: [], streaming: new Set(), startError: undefined },
+      pg: { running: false, clean: true, followPort: undefined, syncNames: [], streaming: new Set(), startError: undefined },
       task: undefined,
       lag: false,
       stalled: false,
@@ -305,7 +307,10 @@ export class World {
     k.task = undefined;
   }
 
-  private stopPg(k: SimKeeper): void {
+  private stopPg(k: SimKeeper, clean = true): void {
+    if (k.pg.running) {
+      k.pg.clean = clean;
+    }
     k.pg.running = false;
     k.pg.followPort = undefined;
     k.pg.streaming = new Set();
@@ -323,7 +328,7 @@ export class World {
         k.proc = 'dead';
         k.procForever = f.kind === 'keeper-dies-forever';
         k.task = undefined;
-        this.stopPg(k);
+        this.stopPg(k, false);
         return;
       case 'keeper-returns':
         if (k.proc !== 'up') {
@@ -355,7 +360,7 @@ export class World {
       case 'pg-crash':
       case 'pg-wont-start':
         if (k.task?.kind !== 'clone') {
-          this.stopPg(k);
+          this.stopPg(k, false);
           k.wontStart ||= f.kind === 'pg-wont-start';
         }
         return;
@@ -665,6 +670,7 @@ export class World {
         olderWalFile: '',
         ...(running ? { role: d.role } : {}),
         running,
+        ...(!running && d.initialized ? { cleanShutdown: k.pg.clean } : {}),
         pendingRestart: [],
         ...(k.pg.startError !== undefined && !running ? { startError: k.pg.startError } : {}),
       },
