@@ -34,6 +34,16 @@ const lsn = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const strings = z.array(z.string());
 const stringMap = z.record(z.string(), z.string());
 const role = z.enum(['master', 'standby']);
+/** A timeline history, as DB statuses and keeper infos carry it (`TimelineHistoryEntry[]`). */
+const timelinesHistory = z.array(z.looseObject({ timelineID: nonNegInt, switchPoint: lsn, reason: z.string() }));
+/** The WAL a keeper discarded on rejoin (`DiscardedWal`), in DB statuses and keeper infos. */
+const discardedWal = z.looseObject({
+  fromLsn: lsn,
+  toLsn: lsn,
+  timelineID: nonNegInt,
+  method: z.enum(['pg_rewind', 'pg_basebackup']),
+  at: z.string(),
+});
 const looseSettings = z.looseObject({});
 
 const failoverEvent = z.looseObject({
@@ -129,20 +139,12 @@ const db = z.looseObject({
     timelineID: nonNegInt,
     xLogPos: lsn,
     replayedXLogPos: lsn.optional(),
-    timelinesHistory: z.array(z.looseObject({ timelineID: nonNegInt, switchPoint: lsn, reason: z.string() })),
+    timelinesHistory,
     pgParameters: stringMap,
     synchronousStandbys: strings,
     olderWalFile: z.string(),
     pendingRestart: strings.optional(),
-    discardedWal: z
-      .looseObject({
-        fromLsn: lsn,
-        toLsn: lsn,
-        timelineID: nonNegInt,
-        method: z.enum(['pg_rewind', 'pg_basebackup']),
-        at: z.string(),
-      })
-      .optional(),
+    discardedWal: discardedWal.optional(),
   }),
 });
 
@@ -299,7 +301,7 @@ const keeperInfo = z.looseObject({
       timelineID: nonNegInt,
       xLogPos: lsn,
       replayedXLogPos: lsn.optional(),
-      timelinesHistory: z.array(z.looseObject({ timelineID: nonNegInt, switchPoint: lsn, reason: z.string() })),
+      timelinesHistory,
       pgParameters: stringMap,
       synchronousStandbys: strings,
       olderWalFile: z.string(),
@@ -307,9 +309,7 @@ const keeperInfo = z.looseObject({
       running: z.boolean().optional(),
       cleanShutdown: z.boolean().optional(),
       pendingRestart: strings.optional(),
-      discardedWal: z
-        .looseObject({ fromLsn: lsn, toLsn: lsn, timelineID: nonNegInt, method: z.enum(['pg_rewind', 'pg_basebackup']), at: z.string() })
-        .optional(),
+      discardedWal: discardedWal.optional(),
       activity: z.string().optional(),
       startError: z.string().optional(),
     })

@@ -40,6 +40,21 @@ function threeKeepers(): ClusterData {
   return cd;
 }
 
+/** k1 → k2 switchover requested on {@link threeKeepers}, proxies fenced and k1 told to shut down. */
+function switchoverToK2Fenced() {
+  const loop = new Loop(threeKeepers());
+  loop.cd.cluster.status.switchoverRequest = { requestedAt: 'now', targetKeeperUID: 'k2' };
+  /** The three keepers' infos; `k1` overrides k1's (e.g. stopped). */
+  const all = (c: ClusterData, k1: Parameters<typeof keeperInfo>[2] = {}) => [
+    keeperInfo('k1', c, { xLogPos: LSN, ...k1 }),
+    keeperInfo('k2', c, { xLogPos: LSN }),
+    keeperInfo('k3', c, { xLogPos: LSN - 100 }),
+  ];
+  loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', 2)] }));
+  loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', 3)] }));
+  return { loop, all, gen: loop.cd.dbs[dbOf('k1')]!.generation };
+}
+
 describe('planned switchover', () => {
   it('fences, shuts the primary down cleanly, waits for the target to have its last WAL, promotes, and keeps the old primary as a standby without a clone', () => {
     const cd = threeKeepers();
@@ -140,16 +155,7 @@ describe('planned switchover', () => {
   });
 
   it('aborts past switchoverTimeout when the target never gets the final WAL: the old primary resumes and proxies go back to it', () => {
-    const loop = new Loop(threeKeepers());
-    loop.cd.cluster.status.switchoverRequest = { requestedAt: 'now', targetKeeperUID: 'k2' };
-    const all = (c: ClusterData, k1: Parameters<typeof keeperInfo>[2] = {}) => [
-      keeperInfo('k1', c, { xLogPos: LSN, ...k1 }),
-      keeperInfo('k2', c, { xLogPos: LSN }),
-      keeperInfo('k3', c, { xLogPos: LSN - 100 }),
-    ];
-    loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', 2)] }));
-    loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', 3)] }));
-    const gen = loop.cd.dbs[dbOf('k1')]!.generation;
+    const { loop, all, gen } = switchoverToK2Fenced();
     const stopped = { running: false, pgHealthy: false, xLogPos: LSN + 500, generation: gen } as const;
     // k2 was disconnected: it never receives past LSN. 59.8 s after the request: still waiting.
     let out = loop.pass((c) => ({ keepers: all(c, stopped), proxies: [proxyInfo('p1', 3)] }), 59_600);
@@ -171,16 +177,7 @@ describe('planned switchover', () => {
   });
 
   it('the primary crashes during its clean shutdown (its LSN is its last checkpoint): aborted at once, it restarts and stays primary, nothing promoted', () => {
-    const loop = new Loop(threeKeepers());
-    loop.cd.cluster.status.switchoverRequest = { requestedAt: 'now', targetKeeperUID: 'k2' };
-    const all = (c: ClusterData, k1: Parameters<typeof keeperInfo>[2] = {}) => [
-      keeperInfo('k1', c, { xLogPos: LSN, ...k1 }),
-      keeperInfo('k2', c, { xLogPos: LSN }),
-      keeperInfo('k3', c, { xLogPos: LSN - 100 }),
-    ];
-    loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', 2)] }));
-    loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', 3)] }));
-    const gen = loop.cd.dbs[dbOf('k1')]!.generation;
+    const { loop, all, gen } = switchoverToK2Fenced();
     // Stopped, but by a crash: the last checkpoint is far behind what it acknowledged (LSN).
     const crashed = { running: false, pgHealthy: false, xLogPos: LSN - 10_000, generation: gen, cleanShutdown: false } as const;
     const out = loop.pass((c) => ({ keepers: all(c, crashed), proxies: [proxyInfo('p1', 3)] }));
