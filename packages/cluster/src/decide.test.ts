@@ -1252,6 +1252,40 @@ const cases: readonly Case[] = [
     },
   },
   {
+    n: 130,
+    title: 'sync on, after 72: k3 reported in sync but behind the primary\'s WAL position of that report: not known yet (it may lack commits only k2 acknowledged); the position is remembered',
+    given: () => {
+      const cd = syncTrio(SYNC_SPEC, ['db-k2', 'db-k3'], ['db-k2']).build();
+      return observe(cd, [keeperInfo('k1', cd, { syncStandbys: ['db-k3'] }), keeperInfo('k3', cd, { xLogPos: LSN - 1000 })], [proxyInfo('p1', 2)]);
+    },
+    expect: {
+      next: { dbs: { 'db-k1': { spec: { synchronousStandbys: ['db-k2', 'db-k3'] }, status: { synchronousStandbys: ['db-k2'] } } } },
+      memory: { syncCatchUp: { 'db-k3': { primaryUid: 'db-k1', lsn: LSN } } },
+      reasons: [
+        `synchronous standby db db-k3 is reported in sync by primary k1 but not yet known in sync: it must reach the primary's WAL position ${LSN} when it was first reported (it reports ${LSN - 1000})`,
+        'waiting for synchronous standbys [db-k3]',
+      ],
+    },
+  },
+  {
+    n: 131,
+    title: 'sync on, after 130: k3 reached the remembered position (the primary moved on since): known in sync, failed k2 dropped',
+    given: () => {
+      const cd = syncTrio(SYNC_SPEC, ['db-k2', 'db-k3'], ['db-k2']).build();
+      return observe(
+        cd,
+        [keeperInfo('k1', cd, { syncStandbys: ['db-k3'], xLogPos: LSN + 50_000 }), keeperInfo('k3', cd, { xLogPos: LSN })],
+        [proxyInfo('p1', 2)],
+        { memory: { ...emptyMemory(), syncCatchUp: { 'db-k3': { primaryUid: 'db-k1', lsn: LSN } } } },
+      );
+    },
+    expect: {
+      next: { dbs: { 'db-k1': { spec: { synchronousStandbys: ['db-k3'] }, status: { synchronousStandbys: ['db-k3'] } } } },
+      reasons: ['now [db-k3] (were [db-k2, db-k3])'],
+      check: (out) => expect(out.memory.syncCatchUp).toBeUndefined(),
+    },
+  },
+  {
     n: 74,
     title: 'sync on, the only synchronous standby k2 fails and no other is good: k2 stays listed (re-added up to min), no fake standby',
     given: () => {

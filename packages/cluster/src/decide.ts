@@ -19,7 +19,7 @@ import { findBestCandidates, ineligibility, type Candidate } from './candidates.
 import { formatDurationMs } from './duration.js';
 import { resolveSpec } from './spec.js';
 import { switchoverStep } from './switchover.js';
-import { failoverSyncSet, inheritSynchronousStandbys, manageSynchronousStandbys, reportedSyncStandbys } from './sync.js';
+import { failoverSyncSet, inheritSynchronousStandbys, manageSynchronousStandbys, reportedSyncStandbys, type SyncCatchUp } from './sync.js';
 import { traceChosen, traceDeclared, traceFenced, traceNoCandidate, tracePromoted, traceRouted } from './trace.js';
 import type {
   ClusterData,
@@ -65,6 +65,11 @@ export interface SentinelMemory {
    * histories): its watchdog has stopped it forwarding by then.
    */
   readonly proxyProgress?: Readonly<Record<string, Progress>>;
+  /**
+   * Standby DB uid → the primary's WAL position it must reach before it is known in sync
+   * ({@link SyncCatchUp}, synchronous replication only).
+   */
+  readonly syncCatchUp?: Readonly<Record<string, SyncCatchUp>>;
 }
 
 /** A progress marker and when it was first seen (monotonic ms, `DecideInput.now`). */
@@ -244,6 +249,7 @@ export function decide(input: DecideInput): DecideOutput {
 
   const keeperLastSeen: Record<string, number> = { ...(input.memory.keeperLastSeen ?? {}) };
   const initFailures: Record<string, number> = { ...(input.memory.initFailures ?? {}) };
+  const syncCatchUp: Record<string, SyncCatchUp> = { ...(input.memory.syncCatchUp ?? {}) };
   for (const uid of Object.keys(infos)) {
     keeperLastSeen[uid] = now;
   }
@@ -304,6 +310,7 @@ export function decide(input: DecideInput): DecideOutput {
       resetDbError: (uid) => {
         delete dbErrorSince[uid];
       },
+      syncCatchUp,
     };
     const proxyInfos = progressingProxies(input, spec, proxyProgress, reasons);
     // Only keepers making progress speak for their postgres: a hung keeper's last "running" must
@@ -347,11 +354,7 @@ export function decide(input: DecideInput): DecideOutput {
       }
     }
   }
-  for (const uid of Object.keys(dbErrorSince)) {
-    if (next.dbs[uid] === undefined) {
-      delete dbErrorSince[uid];
-    }
-  }
+  forgetRemovedDbs(next, dbErrorSince, syncCatchUp);
 
   const changed = fingerprint(next) !== fingerprint(input.cd);
   if (changed) {
@@ -387,10 +390,25 @@ export function decide(input: DecideInput): DecideOutput {
       proxyProgress,
       ...(Object.keys(initFailures).length > 0 ? { initFailures } : {}),
       ...(switchoverSince !== undefined ? { switchoverSince } : {}),
+      ...(Object.keys(syncCatchUp).length > 0 ? { syncCatchUp } : {}),
     },
     reasons,
     changed,
   };
+}
+
+/** Drops the memory of DBs no longer in `cd` (and catch-up thresholds of a replaced primary). */
+function forgetRemovedDbs(cd: ClusterData, dbErrorSince: Record<string, number>, syncCatchUp: Record<string, SyncCatchUp>): void {
+  for (const uid of Object.keys(dbErrorSince)) {
+    if (cd.dbs[uid] === undefined) {
+      delete dbErrorSince[uid];
+    }
+  }
+  for (const [uid, c] of Object.entries(syncCatchUp)) {
+    if (cd.dbs[uid] === undefined || cd.cluster.status.master !== c.primaryUid) {
+      delete syncCatchUp[uid];
+    }
+  }
 }
 
 /**
@@ -718,6 +736,8 @@ interface NormalTimers {
   readonly switchoverElapsedMs: number;
   /** Forgets when a DB was first seen failing. */
   readonly resetDbError: (dbUid: string) => void;
+  /** The synchronous catch-up thresholds (memory `syncCatchUp`), updated in place. */
+  readonly syncCatchUp: Record<string, SyncCatchUp>;
 }
 
 function decideInitializing(
@@ -1008,7 +1028,14 @@ function decideNormal(
     d.spec.initMode = 'none';
   }
   reasons.push(
-    ...manageSynchronousStandbys({ cd, master, spec, good, reported: reportedSyncStandbys(cd, master, input.keeperInfos) }),
+    ...manageSynchronousStandbys({
+      cd,
+      master,
+      spec,
+      good,
+      reported: reportedSyncStandbys(cd, master, input.keeperInfos),
+      catchUp: timers.syncCatchUp,
+    }),
   );
   if (good.length >= spec.maxStandbysPerSender) {
     for (const d of standbys) {

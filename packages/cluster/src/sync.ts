@@ -8,11 +8,11 @@
  * Known vs reported: *reported* is what the primary's keeper sees as `sync` in
  * pg_stat_replication right now (its info's `postgresState.synchronousStandbys`; Stolon keeps it
  * in memory only, `CurSynchronousStandbys`); *known* is persisted and only ever holds standbys
- * that are in the spec and were reported in sync since they entered it. The spec only changes
- * once known = spec, and while it changes the primary waits for old ∪ new, so at every instant at
- * least one electable standby is known to have every acknowledged commit. This is Stolon's
- * algorithm (`updateCluster` in Stolon's cmd/sentinel/cmd/sentinel.go), with the deviations
- * listed at {@link manageSynchronousStandbys}.
+ * that are in the spec, were reported in sync since they entered it, and have caught up (see
+ * {@link SyncCatchUp}). The spec only changes once known = spec, and while it changes the primary
+ * waits for old ∪ new, so at every instant at least one electable standby is known to have every
+ * acknowledged commit. This is Stolon's algorithm (`updateCluster` in Stolon's
+ * cmd/sentinel/cmd/sentinel.go), with the deviations listed at {@link manageSynchronousStandbys}.
  */
 import { compareFailoverCandidates } from './candidates.js';
 import type { ClusterData, DB, KeeperInfo, ResolvedSpec } from './types.js';
@@ -62,6 +62,24 @@ function clearSync(db: DB): void {
   db.status.synchronousStandbys = [];
 }
 
+/**
+ * A standby that entered the synchronous set and was reported `sync`, but may not yet have every
+ * commit acknowledged before it entered. PostgreSQL reports a standby `sync` as soon as its
+ * walsender is streaming and it is listed in synchronous_standby_names; its flushed WAL can still
+ * be behind commits that only the previous synchronous standbys acknowledged (a stalled disk, a
+ * lagging standby swapped in for a failed one). So the sentinel records the primary's WAL position
+ * of the first report that shows the standby `sync` (the keeper reads pg_stat_replication before
+ * the WAL position, so every commit acknowledged without this standby lies below it) and counts
+ * the standby as known in sync only once the standby itself reports WAL up to there. Kept in the
+ * sentinel's memory: a new leader records it again, later, which only delays the swap.
+ */
+export interface SyncCatchUp {
+  /** The primary DB whose synchronous set the standby entered. */
+  readonly primaryUid: string;
+  /** The primary's reported WAL position (bytes) when it first reported the standby `sync`. */
+  readonly lsn: number;
+}
+
 /** What {@link manageSynchronousStandbys} works from. */
 export interface SyncInputs {
   /** The next clusterdata (mutated). */
@@ -73,6 +91,11 @@ export interface SyncInputs {
   readonly good: readonly DB[];
   /** From {@link reportedSyncStandbys}. */
   readonly reported: readonly string[];
+  /**
+   * Standby DB uid → its catch-up threshold ({@link SyncCatchUp}); from the sentinel's memory,
+   * updated in place (entries no longer pending are dropped).
+   */
+  readonly catchUp: Record<string, SyncCatchUp>;
 }
 
 /**
@@ -80,8 +103,9 @@ export interface SyncInputs {
  * `updateCluster` does it), then clears the sync settings of every other DB.
  *
  * With synchronous replication wanted:
- * 1. while known ≠ spec: known := (known ∩ spec) ∪ (reported ∩ spec); if a spec entry still not
- *    known was deleted or is not good, the pending change is abandoned (spec := known);
+ * 1. while known ≠ spec: known := (known ∩ spec) ∪ (reported ∩ spec ∩ caught up, see
+ *    {@link SyncCatchUp}); if a spec entry still not known was deleted or is not good, the pending
+ *    change is abandoned (spec := known);
  * 2. if still known ≠ spec, wait: nothing else changes;
  * 3. else the next set starts from spec: drop deleted and not-good entries, drop the surplus over
  *    `maxSynchronousStandbys` (keeping the most advanced), add the best good standbys on the
@@ -94,7 +118,8 @@ export interface SyncInputs {
  *
  * Without it (or in a standby cluster) every list is cleared.
  *
- * Deviations from Stolon, on purpose: the best standbys are taken most advanced first (Stolon
+ * Deviations from Stolon, on purpose: a reported standby must also have caught up before it is
+ * known in sync (Stolon trusts the report alone); the best standbys are taken most advanced first (Stolon
  * sorts ascending, as in its failover choice); the surplus dropped is the least advanced (Stolon:
  * map order); previous entries re-added up to the minimum must still exist (a deleted DB can
  * never come back under the same uid; the fake standby blocks commits just the same); the
@@ -129,7 +154,8 @@ export function manageSynchronousStandbys(inp: SyncInputs): string[] {
   let wanted = sorted(master.spec.synchronousStandbys);
   if (!sameSet(known, wanted)) {
     const inSpec = new Set(wanted);
-    known = sorted([...known.filter((u) => inSpec.has(u)), ...inp.reported.filter((u) => inSpec.has(u))]);
+    const caughtUp = learnCaughtUp(inp, known, wanted, reasons);
+    known = sorted([...known.filter((u) => inSpec.has(u)), ...caughtUp]);
     const pending = wanted.filter((u) => !known.includes(u));
     const lost = pending.filter((u) => !exists(u) || !goodUids.has(u));
     if (lost.length > 0) {
@@ -142,6 +168,11 @@ export function manageSynchronousStandbys(inp: SyncInputs): string[] {
   }
   master.status.synchronousStandbys = known;
   master.spec.synchronousStandbys = wanted;
+  for (const u of Object.keys(inp.catchUp)) {
+    if (known.includes(u) || !wanted.includes(u) || inp.catchUp[u]?.primaryUid !== master.uid) {
+      delete inp.catchUp[u];
+    }
+  }
 
   // 2. A failover may only trust a set the primary has confirmed; change it only from there.
   if (!sameSet(known, wanted)) {
@@ -230,6 +261,36 @@ export function manageSynchronousStandbys(inp: SyncInputs): string[] {
   // 5.
   master.status.synchronousStandbys = known.filter((u) => real.includes(u));
   return reasons;
+}
+
+/**
+ * The pending spec entries (in `wanted`, not in `known`) reported `sync` that have caught up: the
+ * first report records the threshold in `inp.catchUp`; an entry counts once the standby's own
+ * reported WAL position (its DB status, the flushed WAL it received) reached it.
+ */
+function learnCaughtUp(inp: SyncInputs, known: readonly string[], wanted: readonly string[], reasons: string[]): string[] {
+  const { cd, master } = inp;
+  const out: string[] = [];
+  for (const u of inp.reported) {
+    if (!wanted.includes(u) || known.includes(u)) {
+      continue;
+    }
+    let c = inp.catchUp[u];
+    if (c === undefined || c.primaryUid !== master.uid) {
+      c = { primaryUid: master.uid, lsn: master.status.xLogPos };
+      inp.catchUp[u] = c;
+    }
+    const db = cd.dbs[u];
+    if (db !== undefined && db.status.timelineID === master.status.timelineID && db.status.xLogPos >= c.lsn) {
+      out.push(u);
+    } else {
+      reasons.push(
+        `synchronous standby db ${u} is reported in sync by primary ${master.spec.keeperUID} but not yet known in sync: ` +
+          `it must reach the primary's WAL position ${c.lsn} when it was first reported (it reports ${db?.status.xLogPos ?? 'nothing'})`,
+      );
+    }
+  }
+  return out;
 }
 
 /**

@@ -138,6 +138,13 @@ async function probeQuery(client: Client): Promise<Partial<PgObservation>> {
   if (h === undefined) {
     throw new Error('no row from the probe query');
   }
+  // Replication first, the WAL position after it: a standby reported `sync` here is already in
+  // synchronous_standby_names, so every commit acknowledged without it lies below the position
+  // read next. The sentinel counts a new synchronous standby as in sync only once it reaches that
+  // position (packages/cluster/src/sync.ts, SyncCatchUp).
+  const repl = await client.query<{ application_name: string; sync_state: string }>(
+    "select application_name, sync_state from pg_stat_replication where application_name <> '' order by application_name",
+  );
   let timelineId: number;
   let xLogPos: number;
   let replayedXLogPos: number | undefined;
@@ -172,9 +179,6 @@ async function probeQuery(client: Client): Promise<Partial<PgObservation>> {
     const tli = Number.parseInt(row?.walfile.slice(0, 8) ?? '', 16);
     timelineId = Number.isSafeInteger(tli) && tli > 0 ? tli : h.checkpoint_tli;
   }
-  const repl = await client.query<{ application_name: string; sync_state: string }>(
-    "select application_name, sync_state from pg_stat_replication where application_name <> '' order by application_name",
-  );
   const slots = await client.query<{ slot_name: string }>(
     "select slot_name from pg_replication_slots where slot_type = 'physical' and not temporary order by slot_name",
   );

@@ -94,15 +94,13 @@ const CASES: readonly Case[] = [
     ],
   },
   {
-    title: 'synchronous replication: a lagging standby swapped in for a failed synchronous standby is promoted',
+    title: 'synchronous replication: a lagging standby swapped in for a failed synchronous standby is not known in sync before it catches up (finding 4, fixed)',
     scenario: SYNC,
     faults: [
       { tick: 0, kind: 'replication-stalls', target: 2 },
       { tick: 1, kind: 'pg-wont-start', target: 4 },
       { tick: 3, kind: 'keeper-dies', target: 0 },
     ],
-    knownBug: { property: 'c-sync-promotion', why: 'finding 4: d3 is reported sync (streaming, behind) as soon as it enters synchronous_standby_names, ' +
-      'becomes known in sync without the commits only d2 acknowledged, and is promoted without them' },
   },
   {
     title: 'synchronous replication: the primary lost for a while, its synchronous standby chosen and lost for a while before its promotion: it completes the promotion when it returns',

@@ -67,7 +67,7 @@ export interface Fault {
 }
 
 /**
- * Fault kinds that hit a known bug not fixed yet (findings 4 and 5; bugs 1–3 and finding 6 are fixed,
+ * Fault kinds that hit a known bug not fixed yet (finding 5; bugs 1–3 and findings 4 and 6 are fixed,
  * their replays in cases.test.ts pass):
  * not drawn by `npm test` until the fix is merged (a `syncOnly` kind is still drawn in
  * asynchronous scenarios). Remove a kind here once its fix is in; the sim
@@ -79,11 +79,6 @@ export const KNOWN_BUG_FAULTS: Readonly<Partial<Record<FaultKind, { readonly bug
   //    no healthy primary, so nothing can be promoted although its data is as recent as any.
   'keeper-dies-forever': { bug: 'finding 5: the only surviving keeper has no DB entry, so nothing can be promoted' },
   'keeper-hangs-forever': { bug: 'finding 5 (as keeper-dies-forever)' },
-  // 4. Synchronous replication: when a synchronous standby fails, a lagging standby swapped in
-  //    is "known in sync" as soon as PostgreSQL reports it sync (its walsender is streaming),
-  //    though it lacks commits the failed one acknowledged; promoting it loses them.
-  'keeper-lags': { bug: 'finding 4: a lagging standby swapped into the synchronous set is promoted without acknowledged commits', syncOnly: true },
-  'replication-stalls': { bug: 'finding 4 (as keeper-lags)', syncOnly: true },
 };
 
 /** The fault kinds drawn by default for a scenario: every kind whose known bug it cannot hit. */
