@@ -6,7 +6,10 @@
  * (b) zone loss: the primary node dies, then (at once) the node of the standby the sentinel chose
  *     to promote: the third keeper becomes primary in bounded time;
  * (c) the old primary's node dies as a switchover starts: the switchover becomes a failover, a
- *     primary exists again in bounded time, and `stolonctl switchover` says so.
+ *     primary exists again in bounded time, and `stolonctl switchover` says so;
+ * (d) no keeper holding a DB is left (a standby down, then the primary and the standby chosen in its
+ *     place): the old primary's keeper, restarted without a DB, gets its DB back as a standby and is
+ *     promoted again, with every row it had.
  * The decisions are table-tested in packages/cluster/src/decide.test.ts and switchover.test.ts.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -60,6 +63,35 @@ async function writableThroughProxy(timeoutMs: number): Promise<number> {
     { timeoutMs, what: 'a write through the proxy', intervalMs: 200 },
   );
   return e2e.cluster.primaryIndex();
+}
+
+/**
+ * Kills the primary node `old`, then the node of the standby the sentinel names to replace it the
+ * moment clusterdata names it, before it can converge. @returns the chosen keeper's index.
+ */
+async function killPrimaryAndChosen(old: number): Promise<number> {
+  const oldMaster = (await clusterData()).cluster.status.master;
+  let chosen: number | undefined;
+  let killing: Promise<void> | undefined;
+  const watch = await store.watch(['clusterdata'], () => {
+    void clusterData()
+      .then((cd) => {
+        const m = cd.dbs[cd.cluster.status.master];
+        if (chosen === undefined && m !== undefined && m.uid !== oldMaster) {
+          chosen = keeperIndex(m.spec.keeperUID);
+          killing = e2e.cluster.killKeeperNode(chosen);
+        }
+      })
+      .catch(() => undefined);
+  });
+  try {
+    await e2e.cluster.killKeeperNode(old);
+    await waitFor(() => (killing !== undefined ? true : undefined), { timeoutMs: 30_000, what: 'the sentinel to choose a standby', intervalMs: 5 });
+    await killing;
+  } finally {
+    await watch.close();
+  }
+  return chosen!;
 }
 
 describe('failover safety', () => {
@@ -119,29 +151,7 @@ describe('failover safety', () => {
     await waitKeepersConverged(e2e.cluster, 3);
     const old = await e2e.cluster.primaryIndex();
     expect(old).toBeGreaterThanOrEqual(0);
-    const oldMaster = (await clusterData()).cluster.status.master;
-
-    // Kill the chosen standby's node the moment the sentinel names it, before it can converge.
-    let chosen: number | undefined;
-    let killing: Promise<void> | undefined;
-    const watch = await store.watch(['clusterdata'], () => {
-      void clusterData()
-        .then((cd) => {
-          const m = cd.dbs[cd.cluster.status.master];
-          if (chosen === undefined && m !== undefined && m.uid !== oldMaster) {
-            chosen = keeperIndex(m.spec.keeperUID);
-            killing = e2e.cluster.killKeeperNode(chosen);
-          }
-        })
-        .catch(() => undefined);
-    });
-    try {
-      await e2e.cluster.killKeeperNode(old);
-      await waitFor(() => (killing !== undefined ? true : undefined), { timeoutMs: 30_000, what: 'the sentinel to choose a standby', intervalMs: 5 });
-      await killing;
-    } finally {
-      await watch.close();
-    }
+    const chosen = await killPrimaryAndChosen(old);
     const killedAt = Date.now();
     const third = [0, 1, 2].find((i) => i !== old && i !== chosen)!;
 
@@ -152,7 +162,7 @@ describe('failover safety', () => {
     expect(last?.choice).toMatch(/failed before its promotion completed/);
 
     await e2e.cluster.startKeeper(old);
-    await e2e.cluster.startKeeper(chosen!);
+    await e2e.cluster.startKeeper(chosen);
   });
 
   it('the old primary\'s node dies as a switchover starts: it becomes a failover, a primary exists again, and stolonctl switchover says so', async () => {
@@ -188,6 +198,31 @@ describe('failover safety', () => {
     expect(now).toBeGreaterThanOrEqual(0);
     expect(now).not.toBe(old);
     await e2e.cluster.startKeeper(old);
+    await waitKeepersConverged(e2e.cluster, 3);
+  });
+
+  it('every keeper holding a DB is gone (a standby down, the primary and the chosen standby killed): the old primary, restarted, gets its DB back and is primary again', async () => {
+    await waitKeepersConverged(e2e.cluster, 3);
+    const old = await e2e.cluster.primaryIndex();
+    expect(old).toBeGreaterThanOrEqual(0);
+    const rows = Number((await query<{ n: string }>(direct(old), 'select count(*) as n from a'))[0]!.n);
+    const others = [0, 1, 2].filter((i) => i !== old);
+    // One standby down first, then the primary and the standby chosen in its place: no DB holder is left.
+    await e2e.cluster.killKeeperNode(others[1]!);
+    const chosen = await killPrimaryAndChosen(old);
+    expect(chosen).toBe(others[0]);
+    await e2e.cluster.startKeeper(old);
+    const startedAt = Date.now();
+
+    expect(await writableThroughProxy(60_000)).toBe(old);
+    process.stdout.write(`no DB holder left: the old primary writable again through the proxy ${Date.now() - startedAt} ms after its keeper was started\n`);
+    expect(e2e.cluster.logs()).toMatch(/holds no db but has data of db \S+ \(timeline \d+\): giving it back as a standby/);
+    const after = Number((await query<{ n: string }>(direct(old), 'select count(*) as n from a'))[0]!.n);
+    expect(after).toBeGreaterThan(rows);
+    expect((await clusterData()).failoverHistory?.at(-1)).toMatchObject({ kind: 'failover', result: 'completed', newPrimary: { keeperUID: e2e.cluster.keepers[old]!.uid } });
+
+    await e2e.cluster.startKeeper(others[0]!);
+    await e2e.cluster.startKeeper(others[1]!);
     await waitKeepersConverged(e2e.cluster, 3);
   });
 });

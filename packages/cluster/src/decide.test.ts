@@ -2211,6 +2211,83 @@ const cases: readonly Case[] = [
       reasons: ['primary k2 (db db-k2) failed but its keeper is live and reports postgres running: shutting it down'],
     },
   },
+  {
+    n: 132,
+    title: 'the chosen k2 and the other standby k3 lost before the promotion completed; the old primary\'s keeper k1 is back without a DB, with the data of db-k1: db-k1 is given back as a standby of the failed choice (initMode none), no promotion yet',
+    given: () => {
+      const cd = k2Chosen();
+      return observe(cd, [keeperInfo('k1', cd, { dbUid: 'db-k1', generation: 2, xLogPos: LSN - 1000, running: false, pgHealthy: false })], [proxyInfo('p1', 3)]);
+    },
+    expect: {
+      dbs: ['db-k1', 'db-k2', 'db-k3'],
+      next: {
+        cluster: { status: { master: 'db-k2' } },
+        dbs: { 'db-k1': { generation: 3, spec: { keeperUID: 'k1', role: 'standby', initMode: 'none', followConfig: { type: 'internal', dbuid: 'db-k2' } } } },
+      },
+      reasons: ['no eligible standby to promote', 'keeper k1 holds no db but has data of db db-k1 (timeline 1): giving it back as a standby'],
+      notReasons: ['promoting keeper'],
+    },
+  },
+  {
+    n: 133,
+    title: 'as 132, but k1\'s data directory is of another system (or k1 cannot be primary): not given a DB',
+    given: () => {
+      const cd = k2Chosen();
+      cd.keepers['k4'] = structuredClone(cd.keepers['k1']!);
+      cd.keepers['k4'].uid = 'k4';
+      return observe(
+        cd,
+        [
+          keeperInfo('k1', cd, { dbUid: 'db-k1', generation: 2, running: false, pgHealthy: false, systemId: '999' }),
+          keeperInfo('k4', cd, { dbUid: 'db-k4', generation: 2, running: false, pgHealthy: false, canBeMaster: false }),
+        ],
+        [proxyInfo('p1', 3)],
+      );
+    },
+    expect: { dbs: ['db-k2', 'db-k3'], notReasons: ['giving it back'] },
+  },
+  {
+    n: 134,
+    title: 'after 132: db-k1 runs as a standby with no upstream at the old primary\'s last LSN: promoted in place of the failed choice',
+    given: () => {
+      const first = decide(
+        observe(k2Chosen(), [keeperInfo('k1', k2Chosen(), { dbUid: 'db-k1', generation: 2, running: false, pgHealthy: false })], [proxyInfo('p1', 3)]),
+      ).next;
+      return observe(first, [keeperInfo('k1', first, { generation: 3, xLogPos: LSN, running: true })], [proxyInfo('p1', 3)]);
+    },
+    expect: {
+      dbs: ['db-k1', 'db-k3'],
+      next: { cluster: { status: { master: 'db-k1' } }, dbs: { 'db-k1': { spec: { role: 'master', followConfig: null } } } },
+      reasons: ['primary k2 (db db-k2) failed before its promotion completed: promoting keeper k1 (db db-k1'],
+    },
+  },
+  {
+    n: 135,
+    title: 'the chosen k2, failing for longer than failInterval, comes back as a new keeper process (new boot id) while k3 could replace it: k2 gets a fresh failInterval to finish its promotion, k3 is not promoted',
+    given: () => {
+      const cd = k2Chosen();
+      const k2 = { ...keeperInfo('k2', cd, { running: false, pgHealthy: false }), bootUUID: 'boot-k2-again' };
+      return observe(cd, [k2, 'k3'], [proxyInfo('p1', 3)], { now: 100_000, memory: { ...emptyMemory(), dbErrorSince: { 'db-k2': 0 } } });
+    },
+    expect: {
+      dbs: ['db-k2', 'db-k3'],
+      next: { cluster: { status: { master: 'db-k2' } }, keepers: { k2: { status: { bootUUID: 'boot-k2-again' } } } },
+      memory: { dbErrorSince: { 'db-k2': 100_000 } },
+      notReasons: ['promoting keeper'],
+    },
+  },
+  {
+    n: 136,
+    title: 'as 135, but the same keeper process (same boot id): the choice has failed for longer than failInterval and k3 is promoted',
+    given: () => {
+      const cd = k2Chosen();
+      return observe(cd, [keeperInfo('k2', cd, { running: false, pgHealthy: false }), 'k3'], [proxyInfo('p1', 3)], {
+        now: 100_000,
+        memory: { ...emptyMemory(), dbErrorSince: { 'db-k2': 0 } },
+      });
+    },
+    expect: { dbs: ['db-k3'], next: { cluster: { status: { master: 'db-k3' } } }, reasons: ['failed before its promotion completed: promoting keeper k3'] },
+  },
 ];
 
 /**

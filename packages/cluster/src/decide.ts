@@ -266,8 +266,10 @@ export function decide(input: DecideInput): DecideOutput {
     },
   };
 
+  const rebooted = rebootedKeepers(next, infos);
   updateKeepers(next, infos, input.wallTime, reasons, { stalledMs, failIntervalMs: spec.failIntervalMs });
   updateDbStatuses(next, reporting, dbErrorSince, now);
+  graceForRebootedChoice(next, rebooted, dbErrorSince, now);
 
   const keeperHealthy = (uid: string): boolean => next.keepers[uid]?.status.healthy === true;
   // A keeper that says its postgres cannot be started: failed now, no failInterval grace.
@@ -542,6 +544,27 @@ function removeDeadKeepers(cd: ClusterData, spec: ResolvedSpec, wallTime: string
       `removed dead keeper ${keeper.uid}: no DB and not healthy since ${keeper.status.lastHealthyTime} ` +
         `(more than deadKeeperRemovalInterval ${formatDurationMs(spec.deadKeeperRemovalIntervalMs)})`,
     );
+  }
+}
+
+/** Registered keepers whose info carries a new boot id: a new keeper process, registered this pass. */
+function rebootedKeepers(cd: ClusterData, infos: Readonly<Record<string, KeeperInfo>>): Set<string> {
+  return new Set(Object.keys(infos).filter((uid) => cd.keepers[uid] !== undefined && cd.keepers[uid].status.bootUUID !== infos[uid]?.bootUUID));
+}
+
+/**
+ * The standby a failover chose, whose keeper comes back as a new process: its DB error timer starts
+ * again, so the returning keeper has failInterval to finish the promotion before the choice is
+ * replaced. A keeper acts only once this pass has registered its boot id (Stolon's rule, see the
+ * keeper's planner), so without the grace the choice, failing since the keeper went away, could be
+ * replaced in the very pass after the returning keeper started promoting: two primaries for direct
+ * clients. The failover stays bounded by convergenceTimeout, counted from the choice.
+ */
+function graceForRebootedChoice(cd: ClusterData, rebooted: ReadonlySet<string>, dbErrorSince: Record<string, number>, now: number): void {
+  const m = cd.dbs[cd.cluster.status.master];
+  const ev = cd.cluster.status.failover;
+  if (m !== undefined && rebooted.has(m.spec.keeperUID) && ev?.newPrimary?.dbUid === m.uid && ev.phases.proxiesRouted === undefined) {
+    dbErrorSince[m.uid] = now;
   }
 }
 
@@ -1192,6 +1215,7 @@ function failover(
   traceFenced(cd, input.wallTime);
   const choice = chooseCandidate(cd, spec, master, dbHealthy, reasons);
   if (choice === undefined) {
+    adoptFreeKeepers(cd, spec, input, master, reasons);
     if (master.spec.shutdownForSwitchover === true && cd.cluster.status.failover?.kind !== 'switchover') {
       // Told to shut down for a promotion that can no longer happen: it may run again.
       delete master.spec.shutdownForSwitchover;
@@ -1206,6 +1230,48 @@ function failover(
   return false;
 }
 
+/**
+ * The last resort when the standby a failover chose failed before its promotion completed and no
+ * standby can replace it: live keepers that hold no DB but still have a data directory of this
+ * cluster (an old primary, an earlier failed choice, a standby whose DB was removed) get their DB
+ * back, under the uid their data carries, as a standby of the failed choice with initMode none.
+ * Their keepers start PostgreSQL in recovery on the data they have (no clone, read-only, whether or
+ * not the upstream answers) and report its timeline and position; from the next pass they are
+ * candidates like any standby, compared with the old primary's timeline and last LSN (and, with
+ * synchronous replication, eligible only if the DB is in the old primary's known-in-sync set). So a
+ * failover is never stuck while a keeper with data as recent as any lives. A keeper that cannot be
+ * primary (`canBeMaster` false) or whose data belongs to another system is left alone.
+ */
+function adoptFreeKeepers(cd: ClusterData, spec: ResolvedSpec, input: DecideInput, master: DB, reasons: string[]): void {
+  if (!failoverReference(cd, master).unserved) {
+    return;
+  }
+  const held = new Set(Object.values(cd.dbs).map((d) => d.spec.keeperUID));
+  for (const keeper of Object.values(cd.keepers)) {
+    const st = input.keeperInfos[keeper.uid]?.postgresState;
+    if (
+      held.has(keeper.uid) ||
+      keeper.status.healthy !== true ||
+      keeper.status.canBeMaster === false ||
+      input.keeperInfos[keeper.uid]?.clusterUID !== cd.cluster.uid ||
+      st === undefined ||
+      st.uid === '' ||
+      cd.dbs[st.uid] !== undefined ||
+      st.systemID === '' ||
+      (master.status.systemdID !== '' && st.systemID !== master.status.systemdID)
+    ) {
+      continue;
+    }
+    const db = newDb(st.uid, keeper.uid, 'none', 'standby', master.uid, spec, input.wallTime);
+    db.generation = st.generation + 1;
+    cd.dbs[db.uid] = db;
+    reasons.push(
+      `keeper ${keeper.uid} holds no db but has data of db ${st.uid} (timeline ${st.timelineID}): ` +
+        `giving it back as a standby so that it can replace the failed choice ${master.spec.keeperUID} (db ${master.uid}) if its data is recent enough`,
+    );
+  }
+}
+
 /** The candidate a failover promotes, with what it was compared with. */
 interface Choice {
   readonly best: Candidate;
@@ -1217,10 +1283,11 @@ interface Choice {
 function chooseCandidate(cd: ClusterData, spec: ResolvedSpec, master: DB, dbHealthy: DbHealth, reasons: string[]): Choice | undefined {
   const who = `${master.spec.keeperUID} (db ${master.uid})`;
   const ref = failoverReference(cd, master);
-  // A standby follows the failed primary, or (unserved choice) still the primary it replaced.
+  // A standby follows the failed primary, or (unserved choice) still the primary it replaced (whose
+  // DB may be back as a standby, see adoptFreeKeepers) or another DB that is gone.
   const follows = (d: DB): boolean => {
     const f = d.spec.followConfig?.dbuid;
-    return f === master.uid || (ref.unserved && f !== undefined && cd.dbs[f] === undefined);
+    return f === master.uid || (ref.unserved && f !== undefined && (f === ref.primary.uid || cd.dbs[f] === undefined));
   };
   const candidates: Candidate[] = Object.values(cd.dbs)
     .filter((d) => d.uid !== master.uid && follows(d))

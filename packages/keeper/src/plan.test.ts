@@ -117,9 +117,10 @@ const cases: Case[] = [
     },
   },
   {
-    title: '22. standby whose followed db is gone, instance running as a standby: leave it as it is (wait)',
+    title: '22. standby whose followed db is gone, instance running as a standby: converge as a standby with no upstream too (a DB spec changed meanwhile gets applied)',
     cd: cluster([db('d2', 'k2', 'standby', { followConfig: { type: 'internal', dbuid: 'd1' } }), db('d3', 'k1', 'master')]),
-    keeper: 'k2', boot: 'b2', local: { uid: 'd2', generation: 2 }, obs: runningStandby, kind: 'wait', reason: /followed db d1 is not in clusterdata/,
+    keeper: 'k2', boot: 'b2', local: { uid: 'd2', generation: 2 }, obs: runningStandby, kind: 'converge', reason: /followed db d1 is not in clusterdata: running as a standby with no upstream/,
+    extra: (a) => expect(a.kind === 'converge' && a.external).toEqual({ standbySettings: {}, archiveRecoverySettings: undefined }),
   },
   {
     title: '23. a failover stops the failed primary before promoting a standby: the reason says failover, not switchover',

@@ -239,11 +239,13 @@ export function planKeeperAction(
   const follow = followTarget(cd, db);
   if (typeof follow === 'string') {
     const followed = db.spec.followConfig?.dbuid ?? '';
-    if (!obs.running && followed !== '' && cd.dbs[followed] === undefined) {
+    if (followed !== '' && cd.dbs[followed] === undefined) {
       // The followed DB was replaced by a failover that has not converged yet (its chosen standby
       // may even have died). Kept stopped, this standby would be unhealthy and never a candidate
       // to replace it; in recovery with no upstream it is read-only, reports its position, and is
-      // pointed at the new primary once there is one.
+      // pointed at the new primary once there is one. A running one converges the same way (its
+      // upstream was stopped before the promotion): waiting instead would leave a DB spec changed
+      // meanwhile unapplied, and an unconverged standby is no candidate either.
       return {
         kind: 'converge',
         db,

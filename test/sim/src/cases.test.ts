@@ -118,7 +118,6 @@ const CASES: readonly Case[] = [
       { tick: 7, kind: 'keeper-dies', target: 1 },
       { tick: 9, kind: 'keeper-dies-forever', target: 5 },
     ],
-    knownBug: { property: 'a-liveness', why: 'finding 5: k1 and k2 return without DB entries (old primaries), k3 holds the only DB and is gone: nothing can be promoted' },
   },
   {
     title: 'failkeeper on the primary, the standby lost for a while, then the primary keeper hangs for good',
@@ -136,7 +135,6 @@ const CASES: readonly Case[] = [
       { tick: 0, kind: 'keeper-dies', target: 0 },
       { tick: 1, kind: 'keeper-hangs-forever', target: 3 },
     ],
-    knownBug: { property: 'a-liveness', why: 'finding 5: k1 returns with the old primary data but without a DB entry; k2 (the failed choice) holds the only DB: nothing can be promoted' },
   },
   {
     title: 'the primary lost for good, the standby chosen lost for a while, the next choice lost for good',
@@ -146,7 +144,25 @@ const CASES: readonly Case[] = [
       { tick: 2, kind: 'keeper-dies', target: 1 },
       { tick: 3, kind: 'keeper-dies-forever', target: 5 },
     ],
-    knownBug: { property: 'a-liveness', why: 'finding 5: k2 returns with data as recent as any, but its DB (a failed choice) was removed; nothing can be promoted' },
+  },
+  {
+    title: 'the primary keeper hangs for good, a standby lost for a while, the chosen standby lost for good, the sentinel restarts',
+    scenario: { sync: false, keepers: 3, proxies: 2 },
+    faults: [
+      { tick: 0, kind: 'keeper-hangs-forever', target: 0 },
+      { tick: 0, kind: 'keeper-dies', target: 4 },
+      { tick: 3, kind: 'keeper-dies-forever', target: 2 },
+      { tick: 5, kind: 'sentinel-restart', target: 0 },
+    ],
+  },
+  {
+    title: 'the primary keeper hangs for good, a standby hangs for a while (its DB spec changes meanwhile), the chosen standby lost for good',
+    scenario: { sync: false, keepers: 3, proxies: 2 },
+    faults: [
+      { tick: 0, kind: 'keeper-hangs-forever', target: 0 },
+      { tick: 0, kind: 'keeper-hangs', target: 1 },
+      { tick: 3, kind: 'keeper-dies-forever', target: 5 },
+    ],
   },
   {
     title: 'the primary postgres crashes during a switchover to a lagging standby: aborted, the primary restarts (finding 6, fixed)',

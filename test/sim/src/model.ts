@@ -67,18 +67,13 @@ export interface Fault {
 }
 
 /**
- * Fault kinds that hit a known bug not fixed yet (finding 5; bugs 1–3 and findings 4 and 6 are fixed,
+ * Fault kinds that hit a known bug not fixed yet (none now; bugs 1–3 and findings 4–6 are fixed,
  * their replays in cases.test.ts pass):
  * not drawn by `npm test` until the fix is merged (a `syncOnly` kind is still drawn in
  * asynchronous scenarios). Remove a kind here once its fix is in; the sim
  * test then draws it too. `SIM_FAULTS=all` draws them anyway.
  */
 export const KNOWN_BUG_FAULTS: Readonly<Partial<Record<FaultKind, { readonly bug: string; readonly syncOnly?: true }>>> = {
-  // 5. When the keepers holding DBs are lost for good or hang, a surviving keeper whose DB entry
-  //    was removed (a failed chosen standby, a failed standby) is never given one while there is
-  //    no healthy primary, so nothing can be promoted although its data is as recent as any.
-  'keeper-dies-forever': { bug: 'finding 5: the only surviving keeper has no DB entry, so nothing can be promoted' },
-  'keeper-hangs-forever': { bug: 'finding 5 (as keeper-dies-forever)' },
 };
 
 /** The fault kinds drawn by default for a scenario: every kind whose known bug it cannot hit. */
