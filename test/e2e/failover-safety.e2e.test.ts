@@ -9,7 +9,10 @@
  *     primary exists again in bounded time, and `stolonctl switchover` says so;
  * (d) no keeper holding a DB is left (a standby down, then the primary and the standby chosen in its
  *     place): the old primary's keeper, restarted without a DB, gets its DB back as a standby and is
- *     promoted again, with every row it had.
+ *     promoted again, with every row it had;
+ * (e) after a failover, the standby chosen in a second one is killed before its promotion and
+ *     restarted: it keeps every row acknowledged on the second primary's timeline (found by
+ *     test:chaos, chosenStandbyDiesMidPromotion after killLeaderSentinelWithPrimary).
  * The decisions are table-tested in packages/cluster/src/decide.test.ts and switchover.test.ts.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -223,6 +226,37 @@ describe('failover safety', () => {
 
     await e2e.cluster.startKeeper(others[0]!);
     await e2e.cluster.startKeeper(others[1]!);
+    await waitKeepersConverged(e2e.cluster, 3);
+  });
+
+  it('a chosen standby killed before its promotion and restarted still has every write acknowledged on its upstream\'s new timeline (it replays them in recovery before promoting)', async () => {
+    await waitKeepersConverged(e2e.cluster, 3);
+    const first = await e2e.cluster.primaryIndex();
+    await e2e.cluster.killKeeperNode(first);
+    const second = await writableThroughProxy(45_000);
+    expect(second).not.toBe(first);
+    const third = [0, 1, 2].find((i) => i !== first && i !== second)!;
+    // Rows acknowledged on the second primary's timeline, received by the third keeper's standby.
+    await query(e2e.cluster.proxyClientConfig(0), 'create table if not exists tl (id int primary key)');
+    await query(e2e.cluster.proxyClientConfig(0), 'insert into tl select g from generate_series(1, 500) g on conflict do nothing');
+    const lsn = (await query<{ lsn: string }>(direct(second), 'select pg_current_wal_flush_lsn()::text as lsn'))[0]!.lsn;
+    await waitFor(
+      async () => {
+        const r = await query<{ ok: boolean }>(direct(third), 'select pg_last_wal_receive_lsn() >= $1::pg_lsn as ok', [lsn]).catch(() => []);
+        return r[0]?.ok === true ? true : undefined;
+      },
+      { timeoutMs: 20_000, what: 'the third keeper to receive the rows' },
+    );
+    const chosen = await killPrimaryAndChosen(second);
+    expect(chosen).toBe(third);
+    await e2e.cluster.startKeeper(third);
+    expect(await writableThroughProxy(60_000)).toBe(third);
+    const n = (await query<{ n: string }>(e2e.cluster.proxyClientConfig(0), 'select count(*) as n from tl'))[0]!.n;
+    expect(Number(n)).toBe(500);
+    expect(e2e.cluster.keepers[third]!.process.logs()).toContain('in recovery first: it replays every WAL record it received');
+
+    await e2e.cluster.startKeeper(first);
+    await e2e.cluster.startKeeper(second);
     await waitKeepersConverged(e2e.cluster, 3);
   });
 });

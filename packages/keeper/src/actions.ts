@@ -179,13 +179,18 @@ function resync(rt: KeeperRuntime, action: Action<'resync'>, cd: ClusterData, ob
 async function converge(rt: KeeperRuntime, action: Action<'converge'>, cd: ClusterData, obs: PgObservation): Promise<void> {
   const { db } = action;
   const { pg, log } = rt;
-  const running = await pg.isRunning();
+  const wasRunning = await pg.isRunning();
+  let running = wasRunning;
+  if (action.role === 'master' && !running && obs.role === 'standby') {
+    await recoverThenPromote(rt, cd, db);
+    running = true;
+  }
   if (action.promote) {
     // Promote first: the manager (like pg_ctl) needs the instance still in standby mode, and
     // rewriting the configuration below removes standby.signal.
     await pg.promote(rt.waitReadyMs());
   }
-  updateInternalOnly(rt, db, action.role === 'master', running, obs);
+  updateInternalOnly(rt, db, action.role === 'master', wasRunning, obs);
   const cfg = pgConfigFor(rt.config, cd, db, action.role === 'master', rt.internalOnly);
   const recovery = action.role === 'standby' ? recoveryFor(rt.config, db.uid, action.follow, action.external) : null;
   await applyConfig(rt, cfg, recovery, running);
@@ -213,6 +218,25 @@ async function converge(rt: KeeperRuntime, action: Action<'converge'>, cd: Clust
   if (rt.local.generation !== db.generation) {
     await rt.setLocal({ ...rt.local, generation: db.generation, clusterUID: cd.cluster.uid });
   }
+}
+
+/**
+ * Promotes a stopped standby's data directory (a chosen standby whose keeper or node died before
+ * the promotion, then came back): started as a standby with no upstream first, so that PostgreSQL
+ * replays every WAL record it had received, following the timeline history files to the newest
+ * timeline (`recovery_target_timeline = latest`), and only then promoted; a promotion request takes
+ * effect once no more local WAL is available. Started without standby.signal it would run crash
+ * recovery instead, which replays only the timeline in pg_control (the last restartpoint's) and
+ * ends there: every commit the standby had received on a later timeline (after its upstream's own
+ * promotion) would be lost, acknowledged synchronous commits included.
+ * @see https://www.postgresql.org/docs/current/warm-standby.html#STANDBY-SERVER-OPERATION
+ */
+async function recoverThenPromote(rt: KeeperRuntime, cd: ClusterData, db: DB): Promise<void> {
+  const noUpstream = { standbySettings: {}, archiveRecoverySettings: undefined };
+  await applyConfig(rt, pgConfigFor(rt.config, cd, db, false, false), recoveryFor(rt.config, db.uid, undefined, noUpstream), false);
+  rt.log.info(`starting db ${db.uid} in recovery first: it replays every WAL record it received, on every timeline, before its promotion`);
+  await startPostgres(rt);
+  await rt.pg.promote(rt.waitReadyMs());
 }
 
 /**
