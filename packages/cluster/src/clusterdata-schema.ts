@@ -92,6 +92,7 @@ const keeper = z.looseObject({
     canBeMaster: z.boolean().optional(),
     canBeSynchronousReplica: z.boolean().optional(),
     priority: z.number().optional(),
+    memberAddress: z.string().optional(),
   }),
 });
 
@@ -317,6 +318,7 @@ const keeperInfo = z.looseObject({
   canBeMaster: z.boolean().optional(),
   canBeSynchronousReplica: z.boolean().optional(),
   priority: z.number().optional(),
+  memberAddress: z.string().optional(),
 });
 
 const proxyInfo = z.looseObject({ infoUID: z.string(), UID: z.string(), Generation: nonNegInt, ProxyTimeout: z.number() });

@@ -2278,7 +2278,7 @@ const cases: readonly Case[] = [
   },
   {
     n: 136,
-    title: 'as 135, but the same keeper process (same boot id): the choice has failed for longer than failInterval and k3 is promoted',
+    title: 'as 135, but the same keeper process (same boot id): the choice has failed for longer than failInterval; its keeper is live with postgres down, so it is told to keep it down before k3 is promoted',
     given: () => {
       const cd = k2Chosen();
       return observe(cd, [keeperInfo('k2', cd, { running: false, pgHealthy: false }), 'k3'], [proxyInfo('p1', 3)], {
@@ -2286,7 +2286,12 @@ const cases: readonly Case[] = [
         memory: { ...emptyMemory(), dbErrorSince: { 'db-k2': 0 } },
       });
     },
-    expect: { dbs: ['db-k3'], next: { cluster: { status: { master: 'db-k3' } } }, reasons: ['failed before its promotion completed: promoting keeper k3'] },
+    expect: {
+      dbs: ['db-k2', 'db-k3'],
+      next: { cluster: { status: { master: 'db-k2' } }, dbs: { 'db-k2': { spec: { shutdownForSwitchover: true } } } },
+      reasons: ['primary k2 (db db-k2) failed; its keeper is live (postgres down): telling it to keep postgres down before promoting a standby'],
+      notReasons: ['promoting keeper'],
+    },
   },
 ];
 
@@ -2602,7 +2607,12 @@ describe('decide, pass after pass', () => {
       next: { cluster: { status: { master: 'db-k1' } }, proxy: { generation: 3, spec: { masterDbUid: '' } } },
       reasons: ['fencing proxies with proxy generation 3', 'waiting for proxies p1'],
     });
-    out = loop.pass(k1Down, 100); // p1 now reports 3
+    out = loop.pass(k1Down, 100); // p1 now reports 3; k1's keeper is live: it must keep postgres down first
+    check(out, decideInput(loop.cd), {
+      next: { cluster: { status: { master: 'db-k1' } }, dbs: { 'db-k1': { spec: { shutdownForSwitchover: true } } } },
+      reasons: ['its keeper is live (postgres down): telling it to keep postgres down before promoting a standby'],
+    });
+    out = loop.pass(k1Down, 100); // k1 applied that generation, postgres still down
     check(out, decideInput(loop.cd), { dbs: ['db-k2'], next: { cluster: { status: { master: 'db-k2' } } }, reasons: ['promoting keeper k2'] });
   });
 

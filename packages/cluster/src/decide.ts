@@ -454,6 +454,11 @@ function copyKeeperFlags(status: Keeper['status'], info: KeeperInfo): void {
   if (info.priority !== undefined) {
     status.priority = info.priority;
   }
+  if (info.memberAddress !== undefined) {
+    status.memberAddress = info.memberAddress;
+  } else {
+    delete status.memberAddress;
+  }
 }
 
 /**
@@ -1097,14 +1102,16 @@ function decideNormal(
 
 /**
  * Shuts down a failed primary whose keeper is still live and reports its PostgreSQL running,
- * before any standby is promoted, so direct clients can never write to two primaries. It reuses
+ * before any standby is promoted, so direct clients can never write to two primaries; a live
+ * keeper whose PostgreSQL is down is told to keep it down, and the promotion waits until it applied
+ * that order (so a fenced or crashed primary is never started again under a promoted standby). It reuses
  * the switchover's clean shutdown (`shutdownForSwitchover`: the keeper stops PostgreSQL fast,
  * which lets walsenders send the remaining WAL, and keeps it down). A keeper whose info is gone,
  * or whose info made no progress for failInterval (a hung pass; `input.keeperInfos` then lacks it),
  * is not waited for: its fencer stops PostgreSQL before its lease can expire or failInterval after
  * its last completed pass (docs/architecture.md, "Self-fencing primary"). Bounded by `convergenceTimeout`, counted from
  * the shutdown order: past it the promotion goes ahead (liveness), with a loud reason.
- * @returns true while waiting for the keeper to report PostgreSQL stopped.
+ * @returns true while waiting for the keeper to report PostgreSQL stopped under the shutdown order.
  */
 function stopOldPrimary(
   cd: ClusterData,
@@ -1117,16 +1124,23 @@ function stopOldPrimary(
   const who = `${master.spec.keeperUID} (db ${master.uid})`;
   const info = input.keeperInfos[master.spec.keeperUID];
   const st = info?.clusterUID === cd.cluster.uid ? info.postgresState : undefined;
-  const running = st !== undefined && st.uid === master.uid && (st.running ?? st.healthy);
-  if (!running) {
+  if (st === undefined || st.uid !== master.uid) {
     return false;
   }
+  const running = st.running ?? st.healthy;
   if (master.spec.shutdownForSwitchover !== true) {
+    // A live keeper whose postgres is down (crashed, fenced) is told to keep it down too: it could
+    // otherwise start it again, on the clusterdata it read just before this promotion.
     master.spec.shutdownForSwitchover = true;
     reasons.push(
-      `primary ${who} failed but its keeper is live and reports postgres running: shutting it down before promoting a standby`,
+      running
+        ? `primary ${who} failed but its keeper is live and reports postgres running: shutting it down before promoting a standby`
+        : `primary ${who} failed; its keeper is live (postgres down): telling it to keep postgres down before promoting a standby`,
     );
     return true;
+  }
+  if (!running && master.status.currentGeneration === master.generation) {
+    return false;
   }
   if (convergence(master, spec.convergenceTimeoutMs) === 'failed') {
     reasons.push(

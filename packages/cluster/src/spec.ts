@@ -28,6 +28,7 @@ export const DEFAULT_SPEC = {
   proxyCheckInterval: '1s', // Stolon: 5s.
   proxyTimeout: '4s', // Stolon: 15s.
   switchoverTimeout: '60s', // Ours: Stolon has no switchover.
+  failsafeMode: true, // Ours: Stolon has none (Patroni's failsafe_mode, off by default there).
   maxStandbys: 20,
   maxStandbysPerSender: 3,
   maxStandbyLag: 1024 * 1024, // Stolon: 1024*1204 (a typo for 1 MiB).
@@ -72,6 +73,7 @@ const specSchema = z.strictObject({
   proxyCheckInterval: duration.optional(),
   proxyTimeout: duration.optional(),
   switchoverTimeout: duration.optional(),
+  failsafeMode: z.boolean().optional(),
   maxStandbys: u16.min(1).optional(),
   maxStandbysPerSender: u16.min(1).optional(),
   maxStandbyLag: z.number().int().min(0).max(2 ** 32 - 1).optional(),
@@ -249,6 +251,7 @@ function resolveUnchecked(spec: ClusterSpec): ResolvedSpec {
     proxyCheckIntervalMs: ms(spec.proxyCheckInterval ?? d.proxyCheckInterval),
     proxyTimeoutMs: ms(spec.proxyTimeout ?? d.proxyTimeout),
     switchoverTimeoutMs: ms(spec.switchoverTimeout ?? d.switchoverTimeout),
+    failsafeMode: spec.failsafeMode ?? d.failsafeMode,
     maxStandbys: spec.maxStandbys ?? d.maxStandbys,
     maxStandbysPerSender: spec.maxStandbysPerSender ?? d.maxStandbysPerSender,
     maxStandbyLag: spec.maxStandbyLag ?? d.maxStandbyLag,

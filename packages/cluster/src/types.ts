@@ -38,6 +38,12 @@ export interface ClusterSpec {
    * target's promotion being ordered; past it the switchover is aborted (the old primary resumes).
    */
   switchoverTimeout?: string;
+  /**
+   * Our addition (Patroni's `failsafe_mode`): while the store is unreachable, the primary keeps
+   * its role as long as every keeper in clusterdata confirms it over the member API
+   * (docs/architecture.md, "Store outages: failsafe mode").
+   */
+  failsafeMode?: boolean;
   maxStandbys?: number;
   maxStandbysPerSender?: number;
   maxStandbyLag?: number;
@@ -115,6 +121,7 @@ export interface ResolvedSpec {
   proxyCheckIntervalMs: number;
   proxyTimeoutMs: number;
   switchoverTimeoutMs: number;
+  failsafeMode: boolean;
   maxStandbys: number;
   maxStandbysPerSender: number;
   /** Bytes of WAL a standby may be behind the primary and still be promoted (async mode). */
@@ -220,6 +227,11 @@ export interface KeeperStatus {
   canBeSynchronousReplica?: boolean;
   /** Our addition: higher is preferred among equally advanced failover candidates. */
   priority?: number;
+  /**
+   * Our addition: where the keeper's member API listens (`host:port`, from its info), for the
+   * primary's failsafe confirmations and the proxies (docs/architecture.md, "Store outages: failsafe mode").
+   */
+  memberAddress?: string;
 }
 
 export interface Keeper {
@@ -416,6 +428,8 @@ export interface KeeperInfo {
   canBeSynchronousReplica?: boolean;
   /** Our addition (`--priority`): higher is preferred among equally advanced candidates. */
   priority?: number;
+  /** Our addition (`--member-advertise-address`): where this keeper's member API listens, `host:port`. */
+  memberAddress?: string;
 }
 
 /** Published by each sentinel at `sentinels/info/<uid>` (capitalised key, as in Stolon). */

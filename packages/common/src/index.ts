@@ -26,3 +26,4 @@ export {
   type StatusChecks,
   type StatusServer,
 } from './status-server.js';
+export { MIN_MEMBER_TOKEN_LENGTH, bearerMatches, memberRequest, readMemberToken, type MemberResponse } from './member.js';

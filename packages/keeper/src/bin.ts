@@ -13,6 +13,7 @@ import {
   newUid,
   parseListenAddress,
   pickFlags,
+  readMemberToken,
   readSecret,
   runDaemon,
   startStatusServer,
@@ -22,6 +23,7 @@ import {
 } from '@stolon-ts/common';
 import { PgManager, resolvePgBinDir } from '@stolon-ts/postgres';
 import { acquireDataDirLock } from './datadir-lock.js';
+import type { MemberApiConfig } from './failsafe.js';
 import { KEEPER_FLAGS } from './flags.js';
 import { startFencer } from './fencer.js';
 import { KeeperStatus, keeperChecks } from './health.js';
@@ -61,6 +63,33 @@ async function resolveUid(flag: string | undefined, dataDir: string): Promise<st
   return uid;
 }
 
+/**
+ * The member API settings from the flags, or undefined when `--member-listen-address` is unset.
+ * @throws ConfigError naming the flag: an address that does not parse, a listen address on every
+ *   interface without `--member-advertise-address`, or no token (the API is never served open).
+ */
+function memberConfig(flags: { memberListenAddress: string | undefined; memberAdvertiseAddress: string | undefined; memberTokenFile: string | undefined }): MemberApiConfig | undefined {
+  if (flags.memberListenAddress === undefined || flags.memberListenAddress === '') {
+    return undefined;
+  }
+  const listen = parseListenAddress(flags.memberListenAddress, 'member-listen-address');
+  const advertise = flags.memberAdvertiseAddress ?? flags.memberListenAddress;
+  const adv = parseListenAddress(advertise, 'member-advertise-address');
+  if (adv.host === '' || adv.host === '0.0.0.0' || adv.host === '::') {
+    throw new ConfigError(
+      `--member-advertise-address: "${advertise}" is not an address other keepers can reach; give this keeper's own host:port`,
+      { field: 'member-advertise-address' },
+    );
+  }
+  const token = readMemberToken(flags.memberTokenFile, 'STKEEPER_MEMBER_TOKEN', 'member-token-file', process.env);
+  if (token === undefined) {
+    throw new ConfigError('--member-listen-address needs a member token: --member-token-file (or STKEEPER_MEMBER_TOKEN); the member API is never served without one', {
+      field: 'member-token-file',
+    });
+  }
+  return { listen, advertise: adv.host.includes(':') ? `[${adv.host}]:${adv.port}` : `${adv.host}:${adv.port}`, token };
+}
+
 async function main(): Promise<void> {
   let prepared;
   try {
@@ -78,6 +107,7 @@ async function main(): Promise<void> {
       flags.metricsListenAddress !== undefined && flags.metricsListenAddress !== ''
         ? parseListenAddress(flags.metricsListenAddress, 'metrics-listen-address')
         : undefined;
+    const member = memberConfig(flags);
     const pgBinPath = resolvePgBinDir({ flag: flags.pgBinPath, env: process.env });
     const store = storeFromConfig(flags);
     const dataDir = resolve(flags.dataDir);
@@ -92,11 +122,11 @@ async function main(): Promise<void> {
     // Before anything touches the data dir: one keeper per data directory.
     const lock = acquireDataDirLock(dataDir);
     const uid = await resolveUid(flags.uid, dataDir);
-    prepared = { flags, pgBinPath, suPassword, replPassword, store, dataDir, owner, uid, statusListen, lock };
+    prepared = { flags, pgBinPath, suPassword, replPassword, store, dataDir, owner, uid, statusListen, lock, member };
   } catch (err) {
     exitOnConfigError(err, 'stolon-keeper');
   }
-  const { flags, pgBinPath, suPassword, replPassword, store, dataDir, owner, uid, statusListen, lock } = prepared;
+  const { flags, pgBinPath, suPassword, replPassword, store, dataDir, owner, uid, statusListen, lock, member } = prepared;
   const logger = createLogger({ level: flags.logLevel, component: 'keeper', uid, cluster: flags.clusterName });
   logger.info({ pgBinPath }, `PostgreSQL binaries in ${pgBinPath}${flags.pgBinPath === undefined ? ' (not given: resolved at startup)' : ''}`);
   const advertise = flags.pgAdvertiseAddress ?? flags.pgListenAddress;
@@ -114,6 +144,7 @@ async function main(): Promise<void> {
   });
   const bootUuid = newBootUuid();
   const status = new KeeperStatus();
+  const fencer = startFencer(logger.child({ module: 'fencer' }), { pidFile: join(dataDir, 'fencer.pid') });
   const handle = await start(
     {
       uid,
@@ -128,9 +159,13 @@ async function main(): Promise<void> {
       canBeSynchronousReplica: flags.canBeSynchronousReplica,
       priority: flags.priority,
       ...(owner !== undefined ? { fileOwner: owner } : {}),
+      ...(member !== undefined ? { member } : {}),
     },
-    { store, logger, pg, bootUuid, status, fencer: startFencer(logger.child({ module: 'fencer' }), { pidFile: join(dataDir, 'fencer.pid') }) },
-  );
+    { store, logger, pg, bootUuid, status, fencer },
+  ).catch(async (err: unknown) => {
+    await fencer.stop();
+    return exitOnConfigError(err, 'stolon-keeper');
+  });
   let server: StatusServer | undefined;
   if (statusListen !== undefined) {
     try {

@@ -19,6 +19,9 @@ export interface KeeperFlags extends CommonConfig {
   canBeSynchronousReplica: boolean;
   priority: number;
   metricsListenAddress: string | undefined;
+  memberListenAddress: string | undefined;
+  memberAdvertiseAddress: string | undefined;
+  memberTokenFile: string | undefined;
 }
 
 export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
@@ -79,5 +82,26 @@ export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
       '(200 once PostgreSQL has converged to its role and generation and the store answered); no metrics yet. ' +
       'Unset: no endpoint',
     type: 'string',
+  },
+  memberListenAddress: {
+    name: 'member-listen-address',
+    description:
+      'host:port of the member API that failsafe mode uses (the primary asks every keeper to confirm it while the store is ' +
+      'unreachable; proxies ask the primary). Needs a member token. Unset: not served, and the primary cannot keep its role ' +
+      'through a store outage',
+    type: 'string',
+  },
+  memberAdvertiseAddress: {
+    name: 'member-advertise-address',
+    description: 'host:port other keepers and proxies use to reach the member API (default: --member-listen-address)',
+    type: 'string',
+  },
+  memberTokenFile: {
+    name: 'member-token-file',
+    description:
+      'file holding the member API bearer token, the same on every keeper and proxy, at least 32 characters ' +
+      '(or set STKEEPER_MEMBER_TOKEN)',
+    type: 'string',
+    secretFile: true,
   },
 };

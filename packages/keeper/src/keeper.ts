@@ -6,6 +6,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ConfigError } from '@stolon-ts/cluster';
 import { startPassLoop, stopOnce } from '@stolon-ts/common';
 import { readDbState } from './dbstate.js';
 import { reportPasses } from './health.js';
@@ -13,7 +14,8 @@ import { runPass } from './pass.js';
 import { KeeperRuntime } from './runtime.js';
 import { TaskRunner } from './tasks.js';
 import type { KeeperConfig, KeeperDeps, KeeperHandle } from './types.js';
-import { startCrashWatch, startFenceUpdates, updateFence } from './watchers.js';
+import { startConfirmationRounds, startMemberApi } from './failsafe.js';
+import { fenceRemainingMs, startCrashWatch, startFenceUpdates, updateFence } from './watchers.js';
 
 /** Retry backoff of a failed background task, in ms (see {@link KeeperConfig.taskRetry}). */
 const DEFAULT_TASK_RETRY = { baseMs: 1000, maxMs: 30_000 } as const;
@@ -23,6 +25,7 @@ const DEFAULT_TASK_RETRY = { baseMs: 1000, maxMs: 30_000 } as const;
  * and every sleepInterval.
  * @returns the handle; `done` resolves once `stop` finished
  * @throws StolonError DATA_DIR_INVALID when the data dir cannot be created or its dbstate read
+ * @throws ConfigError naming `member-listen-address` when the member API cannot listen
  */
 export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<KeeperHandle> {
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
@@ -35,6 +38,17 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
     onSettled: () => rt.trigger('background task settled'),
     retry: config.taskRetry ?? DEFAULT_TASK_RETRY,
   });
+  // The member API first: a port that cannot be bound fails the start before anything runs.
+  const member = config.member;
+  const memberApi =
+    member === undefined
+      ? undefined
+      : await startMemberApi(rt, member, () => fenceRemainingMs(rt)).catch((err: unknown) => {
+          throw new ConfigError(`--member-listen-address: cannot listen on ${member.listen.host}:${member.listen.port}: ${(err as Error).message}`, {
+            field: 'member-listen-address',
+          });
+        });
+  const stopRounds = config.member === undefined ? () => undefined : startConfirmationRounds(rt, config.member);
   const stopFenceUpdates = startFenceUpdates(rt);
   const stopCrashWatch = startCrashWatch(rt);
   const run = reportPasses(deps.status, () => runPass(rt, () => updateFence(rt)));
@@ -46,7 +60,10 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
   });
   rt.trigger = (reason) => loop.trigger(reason);
   rt.state = 'running';
-  log.info({ dataDir: config.dataDir, pgPort: config.pgPort }, 'keeper started');
+  log.info(
+    { dataDir: config.dataDir, pgPort: config.pgPort, ...(memberApi !== undefined ? { memberApi: `${memberApi.address.host}:${memberApi.address.port}` } : {}) },
+    'keeper started',
+  );
 
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
@@ -57,6 +74,8 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
     await rt.tasks.idle();
     stopFenceUpdates();
     stopCrashWatch();
+    stopRounds();
+    await memberApi?.close();
     // Before PostgreSQL is stopped below: a clean stop must not be reported as a fence.
     await deps.fencer?.stop();
     // A clean stop takes PostgreSQL down too: the keeper owns it, and leaving a primary running

@@ -6,6 +6,7 @@ import { ClusterDataInvalidError, parseClusterData, resolveSpec, type ClusterDat
 import { failpoint, redactConninfo, type PassResult } from '@stolon-ts/common';
 import { describeActivity } from './activity.js';
 import { execute, taskName } from './actions.js';
+import { promiseHold } from './failsafe.js';
 import { planKeeperAction } from './plan.js';
 import type { KeeperRuntime } from './runtime.js';
 
@@ -34,6 +35,7 @@ export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Prom
   let isPrimary = rt.isPrimary;
   if (cd !== undefined) {
     rt.spec = resolveSpec(cd.cluster.spec);
+    rt.lastCd = cd;
     const mine = rt.local.uid === '' ? undefined : cd.dbs[rt.local.uid];
     isPrimary = mine !== undefined && mine.spec.keeperUID === config.uid && mine.spec.role === 'master';
   }
@@ -65,6 +67,10 @@ export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Prom
     return { sentence: action.reason, level: 'warn' };
   }
   rt.clearActivity('refused');
+  const hold = action.kind === 'converge' && action.role === 'master' && (action.promote || !obs.running) ? promiseHold(rt, performance.now()) : undefined;
+  if (hold !== undefined) {
+    return { sentence: hold, level: 'warn', key: 'failsafe-promise' };
+  }
   const lastError = rt.tasks.lastError;
   const reason = action.reason + (lastError !== undefined && action.kind !== 'converge' ? ` (last attempt: ${lastError})` : '');
   const task = taskName(action);

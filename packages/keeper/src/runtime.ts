@@ -10,6 +10,7 @@ import type { PgObservation, PostgresManager } from '@stolon-ts/postgres';
 import type { Store } from '@stolon-ts/store';
 import { describeActivity, type Activity } from './activity.js';
 import { writeDbState } from './dbstate.js';
+import { newFailsafeState, type FailsafeState } from './failsafe.js';
 import { reportedHealthy } from './health.js';
 import { postgresStateFor } from './pgconfig.js';
 import type { TaskRunner } from './tasks.js';
@@ -36,6 +37,10 @@ export class KeeperRuntime {
   local: PersistedState;
   /** The spec of the last clusterdata read; undefined before the first. */
   spec: ResolvedSpec | undefined;
+  /** The last clusterdata read; failsafe mode answers and asks from it while the store is unreachable. */
+  lastCd: ClusterData | undefined;
+  /** Failsafe mode's rounds, confirmations and promise (failsafe.ts). */
+  readonly failsafe: FailsafeState = newFailsafeState();
   /** What the keeper is busy with or stuck on, published in its info. */
   activity: Activity | undefined;
   /** {@link configKey} of the configuration last written (or rejected); '' forces a rewrite. */
@@ -121,6 +126,7 @@ export class KeeperRuntime {
       canBeMaster: config.canBeMaster,
       canBeSynchronousReplica: config.canBeSynchronousReplica,
       priority: config.priority,
+      ...(config.member !== undefined ? { memberAddress: config.member.advertise } : {}),
     };
   }
 

@@ -6,6 +6,7 @@
 import type { ClusterData, DiscardedWal } from '@stolon-ts/cluster';
 import type { Logger } from '@stolon-ts/common';
 import type { Store } from '@stolon-ts/store';
+import type { MemberApiConfig } from './failsafe.js';
 import type { FenceControl } from './fencer.js';
 import type { PgObservation, PostgresManager } from '@stolon-ts/postgres';
 import type { LocalDbState } from './plan.js';
@@ -38,6 +39,8 @@ export interface KeeperConfig {
    * @default { baseMs: 1000, maxMs: 30000 }
    */
   readonly taskRetry?: { readonly baseMs: number; readonly maxMs: number };
+  /** The member API (failsafe mode); absent: not served, and this keeper cannot take part in failsafe mode. */
+  readonly member?: MemberApiConfig;
 }
 
 export interface KeeperDeps {

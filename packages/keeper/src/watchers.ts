@@ -13,17 +13,28 @@ const CRASH_CHECK_MS = 100;
 
 /**
  * How long PostgreSQL may keep running as primary, in ms from now: until the info lease could
- * expire, and no later than failInterval after the last publish the store accepted. The second
+ * expire, and no later than failInterval after the last publish the store accepted; or, in
+ * failsafe mode, until failInterval after the start of the last round every other keeper
+ * confirmed, whichever is later (failsafe.ts). The second
  * bound is for a keeper whose pass hangs while its lease keepalive lives: the sentinel fails such a
  * keeper failInterval after its progress marker stopped changing and promotes a standby, so its
  * PostgreSQL must be down by then (docs/architecture.md, "Alive means making progress").
  * @returns ms, -Infinity when there is no lease or no accepted publish
  */
 function guardedRemainingMs(rt: KeeperRuntime, leaseRemainingMs: number | undefined): number {
-  if (leaseRemainingMs === undefined || rt.lastPublishSentAt === undefined) {
-    return -Infinity;
-  }
-  return Math.min(leaseRemainingMs, rt.lastPublishSentAt + rt.infoTtlMs() - performance.now());
+  const now = performance.now();
+  const leased =
+    leaseRemainingMs === undefined || rt.lastPublishSentAt === undefined
+      ? -Infinity
+      : Math.min(leaseRemainingMs, rt.lastPublishSentAt + rt.infoTtlMs() - now);
+  // Failsafe mode: a round every other keeper confirmed counts as a lease renewal sent at its start.
+  const confirmed = rt.spec?.failsafeMode === true ? rt.failsafe.confirmedUntil - now : -Infinity;
+  return Math.max(leased, confirmed);
+}
+
+/** This keeper's fence deadline, ms from now (see `guardedRemainingMs`); -Infinity without lease or confirmation. */
+export function fenceRemainingMs(rt: KeeperRuntime): number {
+  return guardedRemainingMs(rt, rt.store.infoLeaseRemainingMs('keepers', rt.config.uid));
 }
 
 /**

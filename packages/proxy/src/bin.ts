@@ -7,7 +7,7 @@
  * The proxy logs "proxy listening on <addr>:<port>" each time its listener opens (and "proxy
  * listening (read-only) on ..." for the `--ro-port` listener).
  */
-import { BUG_SENTENCE, createLogger, exitOnConfigError, newUid, runDaemon, storeFromConfig } from '@stolon-ts/common';
+import { BUG_SENTENCE, createLogger, exitOnConfigError, newUid, readMemberToken, runDaemon, storeFromConfig } from '@stolon-ts/common';
 import type { Store } from '@stolon-ts/store';
 import { PROXY_PROGRAM, parseProxyArgs, proxyConfigFromFlags, type ProxyFlagConfig } from './flags.js';
 import { start } from './proxy.js';
@@ -15,8 +15,10 @@ import { start } from './proxy.js';
 async function main(): Promise<void> {
   let config: ProxyFlagConfig;
   let store: Store;
+  let memberToken: string | undefined;
   try {
     config = parseProxyArgs(process.argv.slice(2), process.env);
+    memberToken = readMemberToken(config.memberTokenFile, 'STPROXY_MEMBER_TOKEN', 'member-token-file', process.env);
     store = storeFromConfig(config);
   } catch (err) {
     exitOnConfigError(err, PROXY_PROGRAM);
@@ -24,7 +26,7 @@ async function main(): Promise<void> {
   // Random per process start, as in Stolon: a restarted proxy is a new proxy to the sentinel.
   const uid = newUid();
   const logger = createLogger({ level: config.logLevel, component: 'proxy', uid, cluster: config.clusterName });
-  const handle = await start({ uid, ...proxyConfigFromFlags(config) }, { store, logger });
+  const handle = await start({ uid, ...proxyConfigFromFlags(config), ...(memberToken !== undefined ? { memberToken } : {}) }, { store, logger });
   await runDaemon(logger, handle);
   await store.close().catch((err: unknown) => logger.warn({ err }, 'closing the store client failed'));
 }

@@ -22,9 +22,10 @@ import {
   parseClusterData,
   parseDurationMs,
   resolveSpec,
+  type ClusterData,
   type ProxyInfo,
 } from '@stolon-ts/cluster';
-import { BUG_SENTENCE, failpoint, newUid, startPassLoop, type Logger, type PassLoop, type PassResult } from '@stolon-ts/common';
+import { BUG_SENTENCE, failpoint, memberRequest, newUid, startPassLoop, type Logger, type PassLoop, type PassResult } from '@stolon-ts/common';
 import type { Store } from '@stolon-ts/store';
 import type { NativePath } from './datapath.js';
 import type { Forwarder } from './forwarder.js';
@@ -79,6 +80,35 @@ export interface CheckerOptions {
   readonly relay: Pick<NativePath, 'renew'> | null;
   /** True once the proxy is stopping: a check in flight then changes nothing. */
   readonly stopping: () => boolean;
+  /**
+   * The member API token (failsafe mode: while the store is unreachable, keep routing while the
+   * primary's keeper confirms it still holds the role); undefined: fail closed at the watchdog.
+   */
+  readonly memberToken?: string | undefined;
+}
+
+/** What failsafe mode needs from the last successful check: whom to ask about which primary. */
+interface FailsafeTarget {
+  /** The primary's keeper's member API, `host:port`. */
+  readonly memberAddress: string;
+  readonly dbUid: string;
+  readonly generation: number;
+}
+
+/** Longest wait for the primary's keeper's answer, in ms (bounded further by proxyCheckInterval). */
+const FAILSAFE_ASK_TIMEOUT_MS = 1000;
+
+/**
+ * Whom failsafe mode asks after this check: the keeper of the routed primary, when the spec has
+ * `failsafeMode` on and that keeper publishes a member address; null otherwise.
+ */
+function failsafeTargetOf(cd: ClusterData, target: ProxyTarget | null, generation: number | null): FailsafeTarget | null {
+  const master = cd.dbs[cd.proxy.spec.masterDbUid];
+  const addr = master === undefined ? undefined : cd.keepers[master.spec.keeperUID]?.status.memberAddress;
+  if (target === null || generation === null || master === undefined || addr === undefined || addr === '' || !resolveSpec(cd.cluster.spec).failsafeMode) {
+    return null;
+  }
+  return { memberAddress: addr, dbUid: master.uid, generation };
 }
 
 /** The check loop and the watchdog; see the module header. */
@@ -93,6 +123,14 @@ export class Checker {
   private readonly listeners: Pick<Listeners, 'setWanted' | 'sync'>;
   private readonly relay: Pick<NativePath, 'renew'> | null;
   private readonly stopping: () => boolean;
+  private readonly memberToken: string | undefined;
+
+  /** Set by a successful check in failsafe mode with a primary routed to; null otherwise. */
+  private failsafeTarget: FailsafeTarget | null = null;
+  private failsafeTimer: NodeJS.Timeout | undefined;
+  private failsafeAsking = false;
+  /** Whether the last failsafe answer confirmed (for logging changes only); undefined: not asking. */
+  private failsafeConfirmed: boolean | undefined;
 
   /** Proxy generation of the last applied clusterdata (null before any). */
   private generation: number | null = null;
@@ -107,8 +145,10 @@ export class Checker {
 
   // Watchdog.
   private watchdogTimer: NodeJS.Timeout | undefined;
-  /** performance.now() ms: the start of the last successful check + proxyTimeout. */
+  /** performance.now() ms: the start of the last successful check + proxyTimeout (or later, by failsafe mode). */
   private checkDeadline = 0;
+  /** performance.now() ms: the start of the last successful check. */
+  private lastGoodCheckAt = 0;
   /** True when the last successful check published this proxy's info (so its lease bounds the watchdog). */
   private leaseBound = false;
   /** True from the watchdog firing until the next successful check. */
@@ -127,6 +167,7 @@ export class Checker {
     this.listeners = opts.listeners;
     this.relay = opts.relay;
     this.stopping = opts.stopping;
+    this.memberToken = opts.memberToken;
   }
 
   /** True once a check succeeded (this proxy then has published its info). */
@@ -139,6 +180,7 @@ export class Checker {
     // Serial: the next check is armed only after the current one settled, with the interval
     // re-read from the last spec; requests during a check coalesce into one more check. The
     // clusterdata watch triggers checks; each attempt to start it is bounded by proxyTimeout.
+    this.scheduleFailsafe();
     this.loop = startPassLoop({
       log: this.log,
       run: (ctx) => this.runCheck(ctx.pass, ctx.trigger),
@@ -155,6 +197,8 @@ export class Checker {
   async stop(): Promise<void> {
     clearTimeout(this.watchdogTimer);
     this.watchdogTimer = undefined;
+    clearTimeout(this.failsafeTimer);
+    this.failsafeTimer = undefined;
     await this.loop?.stop();
   }
 
@@ -280,6 +324,7 @@ export class Checker {
     let decision: { target: ProxyTarget | null; generation: number | null; reason: string };
     let ro: ReadOnlyDecision | null = null;
     let spec: { proxyCheckIntervalMs: number; proxyTimeoutMs: number } | null = null;
+    let cd: ClusterData | null = null;
     if (rec === null) {
       decision = { target: null, generation: null, reason: 'fenced: no clusterdata in the store (cluster not initialised)' };
       if (this.readOnly !== null) {
@@ -287,7 +332,7 @@ export class Checker {
       }
     } else {
       // Both throw ClusterDataInvalidError / SpecValidationError (StolonErrors → 'invalid').
-      const cd = parseClusterData(rec.text);
+      cd = parseClusterData(rec.text);
       spec = resolveSpec(cd.cluster.spec);
       decision = resolveTarget(cd, this.uid);
       if (this.readOnly !== null) {
@@ -334,9 +379,11 @@ export class Checker {
       this.proxyTimeoutMs = spec.proxyTimeoutMs;
     }
     this.generation = decision.generation;
+    this.failsafeTarget = cd === null ? null : failsafeTargetOf(cd, decision.target, decision.generation);
     this.everSucceeded = true;
     this.watchdogFired = false;
     this.leaseBound = decision.generation !== null && spec !== null;
+    this.lastGoodCheckAt = startedAt;
     this.armWatchdog(startedAt + this.proxyTimeoutMs);
     this.routing.target = decision.target;
     this.routing.roTargets = roNext;
@@ -408,6 +455,74 @@ export class Checker {
     return to.length === 0
       ? 'routing nowhere'
       : `still routing ${to.join(' and ')} until the watchdog fires (no successful check within proxyTimeout, ${this.proxyTimeoutMs} ms)`;
+  }
+
+  // ---------------------------------------------------------------- failsafe
+
+  /** Every proxyCheckInterval: {@link askFailsafe} when no check succeeded for longer than that. */
+  private scheduleFailsafe(): void {
+    this.failsafeTimer = setTimeout(() => {
+      if (this.stopping()) {
+        return;
+      }
+      this.scheduleFailsafe();
+      void this.askFailsafe();
+    }, this.checkIntervalMs);
+    this.failsafeTimer.unref();
+  }
+
+  /**
+   * Failsafe mode (docs/architecture.md, "Store outages: failsafe mode"): when no check succeeded
+   * for more than a check interval plus 500 ms and the watchdog has not fired, asks the primary's
+   * keeper whether it still holds the role for the routed DB at this proxy generation. A yes
+   * moves the watchdog to the ask's start + the keeper's answer (at most proxyTimeout), past this
+   * proxy's own info lease: the primary then stays writable only while every keeper confirms it,
+   * and no other keeper becomes writable before it fenced itself, so routing to it is safe. A no,
+   * or no answer, changes nothing: the watchdog fires as without failsafe mode.
+   */
+  private async askFailsafe(): Promise<void> {
+    const t = this.failsafeTarget;
+    const token = this.memberToken;
+    const startedAt = performance.now();
+    const sinceCheckMs = startedAt - this.lastGoodCheckAt;
+    if (t === null || token === undefined || this.failsafeAsking || this.watchdogFired || this.routing.target === null || sinceCheckMs < this.checkIntervalMs + 500) {
+      if (sinceCheckMs < this.checkIntervalMs + 500 && this.failsafeConfirmed !== undefined) {
+        this.failsafeConfirmed = undefined;
+      }
+      return;
+    }
+    this.failsafeAsking = true;
+    let holds = false;
+    let why: string;
+    try {
+      const r = await memberRequest(t.memberAddress, `/failsafe/primary?db=${encodeURIComponent(t.dbUid)}&generation=${t.generation}`, {
+        token,
+        timeoutMs: Math.min(FAILSAFE_ASK_TIMEOUT_MS, this.checkIntervalMs),
+      });
+      const a = r.body as { holds?: unknown; remainingMs?: unknown; reason?: unknown } | undefined;
+      why = typeof a?.reason === 'string' ? a.reason : `HTTP ${r.status}`;
+      if (r.status === 200 && a?.holds === true && typeof a.remainingMs === 'number' && a.remainingMs > 0 && !this.stopping() && !this.watchdogFired) {
+        holds = true;
+        const until = startedAt + Math.min(a.remainingMs, this.proxyTimeoutMs);
+        if (until > this.watchdogDeadline().at) {
+          this.leaseBound = false;
+          this.armWatchdog(until);
+        }
+      }
+    } catch (err) {
+      why = `unreachable at ${t.memberAddress}: ${errorMessage(err)}`;
+    } finally {
+      this.failsafeAsking = false;
+    }
+    if (holds !== this.failsafeConfirmed) {
+      this.failsafeConfirmed = holds;
+      this.log.warn(
+        { target: describeTarget(this.routing.target), generation: t.generation },
+        holds
+          ? `store unreachable, failsafe: the primary's keeper confirms it holds the role (${why}); still routing`
+          : `store unreachable, failsafe: the primary's keeper does not confirm (${why}); routing stops when the watchdog fires`,
+      );
+    }
   }
 
   // ---------------------------------------------------------------- watchdog

@@ -39,6 +39,7 @@ export interface ProxyFlagConfig extends CommonConfig {
   dataPath: DataPath;
   /** 0: one per CPU, at most 4. */
   relayThreads: number;
+  memberTokenFile: string | undefined;
 }
 
 /** Default of `--ro-max-lag-bytes`: 1 MiB, the cluster spec's default `maxStandbyLag`. */
@@ -132,6 +133,14 @@ export const PROXY_FLAGS: FlagTable<ProxyFlagConfig> = {
     description: 'native relay threads (0: one per CPU, at most 4); each connection stays on the least loaded thread when it opened',
     type: 'number',
     default: 0,
+  },
+  memberTokenFile: {
+    name: 'member-token-file',
+    description:
+      "file holding the keepers' member API token (or set STPROXY_MEMBER_TOKEN): in failsafe mode the proxy keeps routing " +
+      "through a store outage while the primary's keeper confirms its role. Unset: routing stops proxyTimeout into an outage",
+    type: 'string',
+    secretFile: true,
   },
 };
 

@@ -176,6 +176,7 @@ class ProxyDaemon {
       listeners: this.listeners,
       relay: this.native,
       stopping,
+      memberToken: config.memberToken,
     });
   }
 

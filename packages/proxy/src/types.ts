@@ -27,6 +27,12 @@ export interface ProxyConfig {
    */
   stopListening?: boolean;
   /**
+   * The member API bearer token (`--member-token-file` or STPROXY_MEMBER_TOKEN): in failsafe mode,
+   * while the store is unreachable, the proxy keeps routing while the primary's keeper confirms
+   * it still holds the role. Undefined: it stops routing at the watchdog, as without failsafe mode.
+   */
+  memberToken?: string;
+  /**
    * Most client connections forwarded at once, both listeners together (`--max-connections`);
    * 0 means no limit. A client over the limit gets a PostgreSQL ErrorResponse (SQLSTATE 53300)
    * after its startup packet, and a warning is logged. Each connection holds two file

@@ -20,8 +20,10 @@ import {
   repairClusterData,
   resolveSpec,
   serializeClusterData,
+  type ClusterData,
   type ClusterDataRepair,
   type ClusterSpec,
+  type ResolvedSpec,
   type KeeperInfo,
   type ProxyInfo,
   type SentinelMemory,
@@ -125,6 +127,29 @@ export interface SentinelHandle {
 const DEFAULT_SLEEP_MS = 1000;
 
 /**
+ * How long a sentinel that could not read the store for a while waits for keepers and proxies to
+ * publish their infos again before it decides, in ms: two sleepIntervals (a keeper or proxy
+ * publishes every pass) plus a requestTimeout (the lease grant and put of an info whose lease
+ * expired during the outage), at most failInterval. Without this wait, infos whose leases etcd
+ * expired during an outage make the first pass after it fail the primary (docs/architecture.md,
+ * "Store outages: failsafe mode").
+ */
+function republishGraceMs(spec: ResolvedSpec | undefined): number {
+  const s = spec ?? resolveSpec({ initMode: 'new' });
+  return Math.min(s.failIntervalMs, 2 * s.sleepIntervalMs + s.requestTimeoutMs);
+}
+
+/** The keepers last seen healthy and the enabled proxies whose infos are not in the store now. */
+function missingInfos(cd: ClusterData, keeperInfos: Readonly<Record<string, unknown>>, proxyInfos: Readonly<Record<string, unknown>>): string[] {
+  return [
+    ...Object.values(cd.keepers)
+      .filter((k) => k.status.healthy && keeperInfos[k.uid] === undefined)
+      .map((k) => `keeper ${k.uid}`),
+    ...cd.proxy.spec.enabledProxies.filter((p) => proxyInfos[p] === undefined).map((p) => `proxy ${p}`),
+  ];
+}
+
+/**
  * Starts a sentinel.
  * @returns once its info is published and it campaigns; `done` settles when it stops.
  */
@@ -145,9 +170,21 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
     loop.trigger(leader ? 'became leader' : 'lost leadership');
   });
 
+  // After this sentinel could not read the store for a while, keepers and
+  // proxies need a moment to publish their infos again (leases that expired during a store outage
+  // are granted anew): see republishWait.
+  let lastReadAt: number | undefined;
+  let republishSince: number | undefined;
+  let graceMs = republishGraceMs(undefined);
+
   const runPass = async (): Promise<PassResult | undefined> => {
     await store.setInfo('sentinels', config.uid, { UID: config.uid }, Math.max(3 * sleepMs, 5000));
     let rec = await store.getClusterData();
+    const readAt = monoMs();
+    if (lastReadAt !== undefined && readAt - lastReadAt > graceMs) {
+      republishSince ??= readAt;
+    }
+    lastReadAt = readAt;
     if (rec === null) {
       if (config.initialClusterSpec === undefined) {
         return { sentence: 'no clusterdata: waiting for `stolonctl init`' };
@@ -193,6 +230,19 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
     const dropped = [...read.ignored, ...read.repair.dropped];
     const spec = resolveSpec(cd.cluster.spec);
     sleepMs = spec.sleepIntervalMs;
+    graceMs = republishGraceMs(spec);
+    if (republishSince !== undefined) {
+      const missing = missingInfos(cd, keeperInfos, proxyInfos);
+      if (missing.length > 0 && readAt - republishSince < graceMs) {
+        return {
+          sentence:
+            `the store was unreachable to this sentinel: waiting up to ${graceMs} ms for ${missing.join(', ')} ` +
+            'to publish their infos again before judging anyone lost',
+          key: 'republish-wait',
+        };
+      }
+      republishSince = undefined;
+    }
     const out = decide({ cd, keeperInfos, proxyInfos, memory, now: monoMs(), wallTime: nowIso(), newUid });
     const text = serializeClusterData(out.next);
     try {

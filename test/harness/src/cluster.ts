@@ -92,6 +92,13 @@ export interface LocalClusterOptions {
    * be made to fail. @default false
    */
   readonly failpoints?: boolean;
+  /**
+   * Give every keeper a member API (`--member-listen-address` on a free port, on its node address
+   * in a chaos network) and every keeper and proxy the same member token file, so failsafe mode
+   * (the spec's `failsafeMode`, on by default) can keep the primary through a store outage.
+   * @default false
+   */
+  readonly memberApi?: boolean;
 }
 
 export interface KeeperProc {
@@ -102,6 +109,8 @@ export interface KeeperProc {
   readonly pgPort: number;
   /** Port of the keeper's status endpoint on 127.0.0.1 (`--metrics-listen-address`: /healthz, /readyz). */
   readonly statusPort: number;
+  /** Port of the keeper's member API (on `pgHost`), with `memberApi`. */
+  readonly memberPort?: number;
   /** The keeper's network namespace when the cluster runs in a chaos network. */
   readonly netns?: string;
   process: ProcessHandle;
@@ -151,9 +160,9 @@ export interface LocalCluster {
   startSentinel(i: number): Promise<void>;
   /**
    * Starts proxy `i` again on the same port after it died or was killed, and waits until it
-   * listens (its "proxy listening on" log line).
+   * listens (its "proxy listening on" log line) unless `waitListening` is false.
    */
-  startProxy(i: number): Promise<void>;
+  startProxy(i: number, opts?: { readonly waitListening?: boolean }): Promise<void>;
   /** SIGKILLs keeper `i` and its postmaster (the whole "node" dies). */
   killKeeperNode(i: number): Promise<void>;
   /** All captured component logs. */
@@ -219,19 +228,20 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     throw err;
   }
 
-  const secret = async (name: string): Promise<[string, string]> => {
+  const secret = async (name: string, bytes = 12): Promise<[string, string]> => {
     const file = join(dir, name);
     let value: string;
     if (existsSync(file)) {
       value = (await readFile(file, 'utf8')).trim();
     } else {
-      value = randomBytes(12).toString('hex');
+      value = randomBytes(bytes).toString('hex');
       await writeFile(file, `${value}\n`, { mode: 0o600 });
     }
     return [file, value];
   };
   const [suPasswordFile, suPassword] = await secret('su-password');
   const [replPasswordFile] = await secret('repl-password');
+  const [memberTokenFile] = await secret('member-token', 32);
 
   const storeFlags = (endpoints = etcd.endpoints.join(',')) => ['--cluster-name', clusterName, '--store-backend', 'etcdv3', '--store-endpoints', endpoints];
   const relays: RelayHandle[] = [];
@@ -311,6 +321,10 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       savedPorts[uid] = pgPort;
       const statusPort = savedPorts[`${uid}-status`] ?? (await freePort());
       savedPorts[`${uid}-status`] = statusPort;
+      const memberPort = opts.memberApi === true ? (savedPorts[`${uid}-member`] ?? (await freePort())) : undefined;
+      if (memberPort !== undefined) {
+        savedPorts[`${uid}-member`] = memberPort;
+      }
       const dataDir = join(dir, uid);
       let storeRelay: RelayHandle | undefined;
       if (opts.keeperStoreRelays === true) {
@@ -333,6 +347,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         pgPort,
         ...(storeRelay !== undefined ? { storeRelay } : {}),
         statusPort,
+        ...(memberPort !== undefined ? { memberPort } : {}),
         ...(node !== undefined ? { netns: node.netns } : {}),
         process: undefined as unknown as ProcessHandle,
         postmasterPid: async () => {
@@ -361,6 +376,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         '--pg-su-password-file', suPasswordFile,
         '--pg-repl-password-file', replPasswordFile,
         '--metrics-listen-address', `127.0.0.1:${k.statusPort}`,
+        ...(k.memberPort !== undefined ? ['--member-listen-address', `${k.pgHost}:${k.memberPort}`, '--member-token-file', memberTokenFile] : []),
       ], network?.execPrefix(i) ?? [], k.storeRelay === undefined ? undefined : `http://127.0.0.1:${k.storeRelay.port}`, k.failpointsDir);
       await k.process.waitForLog('keeper started', 30_000);
     };
@@ -377,6 +393,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     const proxyArgs = (port: number, roPort: number | undefined): string[] => [
       '--listen-address', '127.0.0.1', '--port', String(port),
       ...(roPort === undefined ? [] : ['--ro-port', String(roPort)]),
+      ...(opts.memberApi === true ? ['--member-token-file', memberTokenFile] : []),
       ...(opts.proxyArgs ?? []),
     ];
     const proxyFailpoints = (i: number): string | undefined => (opts.failpoints === true ? join(dir, 'failpoints', `proxy${i}`) : undefined);
@@ -473,7 +490,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         sentinels[i] = spawn(`sentinel ${i}`, 'sentinel', []);
         await sentinels[i].waitForLog('sentinel started', 30_000);
       },
-      startProxy: async (i) => {
+      startProxy: async (i, startOpts) => {
         const px = proxies[i];
         if (px === undefined) {
           throw new Error(`no proxy ${i}`);
@@ -482,7 +499,9 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
           throw new Error(`proxy ${i} is still running (pid ${px.process.pid})`);
         }
         px.process = spawn(`proxy ${i}`, 'proxy', proxyArgs(px.port, px.roPort), [], undefined, px.failpointsDir);
-        await px.process.waitForLog('proxy listening on', 30_000);
+        if (startOpts?.waitListening !== false) {
+          await px.process.waitForLog('proxy listening on', 30_000);
+        }
       },
       killKeeperNode: async (i) => {
         const k = keepers[i];

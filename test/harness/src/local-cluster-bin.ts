@@ -37,6 +37,7 @@ try {
     sentinels: argv.sentinels,
     proxies: argv.proxies,
     proxyPort: argv['proxy-port'],
+    memberApi: true,
     ...(argv['pg-bin-path'] !== undefined ? { pgBinPath: argv['pg-bin-path'] } : {}),
     logLevel: argv['log-level'],
   });

@@ -1,0 +1,200 @@
+/**
+ * Store outages with failsafe mode (docs/architecture.md, "Store outages: failsafe mode"), on real
+ * etcd and PostgreSQL: 2 keepers with the member API, 1 sentinel, 1 proxy, default timings
+ * (failInterval 6 s, proxyTimeout 4 s). A writer through the proxy and direct writers to each
+ * keeper's PostgreSQL run through each outage (the chaos recorder):
+ * (a) etcd frozen with SIGSTOP for 60 s: writes go on through the proxy and directly (largest gap
+ *     ≤ 1 s), nothing acknowledged is lost, the same primary afterwards, no failover;
+ * (b) etcd killed and restarted 30 s later: the same;
+ * (c) etcd frozen and the primary's keeper unable to reach the other keeper's member API (here:
+ *     that keeper frozen with SIGSTOP; the chaos suite cuts the network instead): the primary
+ *     fences itself within the lease deadline, as without failsafe mode, and the standby never
+ *     accepts a write;
+ * (d) a standby keeper restarted while etcd is frozen (it confirms without clusterdata, for its
+ *     own cluster) and a proxy started while etcd is frozen (it routes nowhere until it can read
+ *     the store): the primary keeps serving through the first proxy.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  RECORDER_TABLES_SQL,
+  Recorder,
+  e2eCluster,
+  failoverEvents,
+  longestGap,
+  missingWrites,
+  query,
+  readPresentWrites,
+  waitFor,
+  waitKeepersConverged,
+  type AckedWrite,
+} from '@stolon-ts/harness';
+
+const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
+  tmpPrefix: 'stolon-store-outage-e2e-',
+  keepers: 2,
+  proxies: 2,
+  clusterName: 'outage',
+  memberApi: true,
+  setup: async (c) => {
+    await query(c.proxyClientConfig(0), RECORDER_TABLES_SQL);
+  },
+});
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A recorder on fresh tables (each test's writers number their rows from 0 again). */
+async function recorder(): Promise<Recorder> {
+  const c = e2e.cluster;
+  await query(c.proxyClientConfig(0), 'truncate chaos_w, chaos_direct');
+  return new Recorder({
+    proxies: () => [c.proxyClientConfig(0)],
+    direct: () => c.keepers.map((_, i) => c.directClientConfig(i)),
+    writers: 1,
+    queryTimeoutMs: 3000,
+    maxRunMs: 5 * 60_000,
+  });
+}
+
+/** The largest gap (ms) between acknowledged writes of `kind` from `from` to `to`, with the count. */
+function gap(acked: readonly AckedWrite[], kind: 'proxy' | 'direct', from: number, to: number): { ms: number; n: number } {
+  const ws = acked.filter((a) => a.kind === kind);
+  return { ms: longestGap(ws, from, to).ms, n: ws.filter((a) => a.ackedAt >= from && a.ackedAt <= to).length };
+}
+
+/** Runs `outage` under the writers; returns what they saw from its start to 2 s after it ended. */
+async function underWriters(outage: () => Promise<void>): Promise<{ acked: AckedWrite[]; from: number; to: number; rec: Recorder }> {
+  const rec = await recorder();
+  rec.start();
+  try {
+    await rec.waitForProxyAcks(20, 20_000);
+    const from = Date.now();
+    await outage();
+    await sleep(2000);
+    const to = Date.now();
+    return { acked: [...rec.acked], from, to, rec };
+  } finally {
+    await rec.stop();
+  }
+}
+
+async function expectNothingLost(acked: readonly AckedWrite[], primary: number): Promise<void> {
+  const c = e2e.cluster;
+  const proxyRows = await readPresentWrites(c.directClientConfig(primary), 0, 'chaos_w');
+  const directRows = await readPresentWrites(c.directClientConfig(primary), 0, 'chaos_direct');
+  expect(missingWrites(acked.filter((a) => a.kind === 'proxy'), proxyRows)).toEqual([]);
+  expect(missingWrites(acked.filter((a) => a.kind === 'direct'), directRows)).toEqual([]);
+}
+
+describe('store outages with failsafe mode', () => {
+  it('(a) etcd frozen for 60 s: writes continue through the proxy and directly, nothing lost, same primary, no failover', async () => {
+    const c = e2e.cluster;
+    await waitKeepersConverged(c, 2);
+    const p = await c.primaryIndex();
+    const events = (await failoverEvents(c)).length;
+    const r = await underWriters(async () => {
+      c.etcd.process.pause();
+      await sleep(60_000);
+      c.etcd.process.resume();
+    });
+    const viaProxy = gap(r.acked, 'proxy', r.from, r.to);
+    const direct = gap(r.acked, 'direct', r.from, r.to);
+    process.stdout.write(`etcd frozen 60 s: largest gap ${viaProxy.ms} ms through the proxy (${viaProxy.n} writes), ${direct.ms} ms direct (${direct.n} writes)\n`);
+    expect(viaProxy.ms).toBeLessThanOrEqual(1000);
+    expect(direct.ms).toBeLessThanOrEqual(1000);
+    await expectNothingLost(r.acked, p);
+    expect(await c.primaryIndex()).toBe(p);
+    expect((await failoverEvents(c)).length).toBe(events);
+    expect(c.keepers[p]!.process.logs()).toMatch(/store unreachable, failsafe: primary confirmed by 1\/1 members/);
+    expect(c.logs()).not.toMatch(/self-fencing: /);
+  });
+
+  it('(b) etcd killed and restarted 30 s later: the same', async () => {
+    const c = e2e.cluster;
+    await waitKeepersConverged(c, 2);
+    const p = await c.primaryIndex();
+    const events = (await failoverEvents(c)).length;
+    const r = await underWriters(async () => {
+      await c.etcd.kill();
+      await sleep(30_000);
+      await c.etcd.restart();
+    });
+    const viaProxy = gap(r.acked, 'proxy', r.from, r.to);
+    const direct = gap(r.acked, 'direct', r.from, r.to);
+    process.stdout.write(`etcd killed for 30 s: largest gap ${viaProxy.ms} ms through the proxy (${viaProxy.n} writes), ${direct.ms} ms direct (${direct.n} writes)\n`);
+    expect(viaProxy.ms).toBeLessThanOrEqual(1000);
+    expect(direct.ms).toBeLessThanOrEqual(1000);
+    await expectNothingLost(r.acked, p);
+    expect(await c.primaryIndex()).toBe(p);
+    expect((await failoverEvents(c)).length).toBe(events);
+  });
+
+  it('(c) etcd frozen and the other keeper unreachable: the primary fences itself within the lease deadline; the standby never accepts a write', async () => {
+    const c = e2e.cluster;
+    await waitKeepersConverged(c, 2);
+    const p = await c.primaryIndex();
+    const s = 1 - p;
+    const logBefore = c.keepers[p]!.process.logs().length;
+    const rec = await recorder();
+    rec.start();
+    let frozenAt = 0;
+    try {
+      await rec.waitForProxyAcks(20, 20_000);
+      c.keepers[s]!.process.pause();
+      frozenAt = Date.now();
+      c.etcd.process.pause();
+      await waitFor(() => (c.keepers[p]!.process.logs().slice(logBefore).includes('self-fencing: ') ? true : undefined), {
+        timeoutMs: 15_000,
+        what: 'the primary to fence itself',
+        intervalMs: 20,
+      });
+    } finally {
+      const fencedAfterMs = Date.now() - frozenAt;
+      c.etcd.process.resume();
+      c.keepers[s]!.process.resume();
+      await rec.stop();
+      process.stdout.write(`etcd frozen and the standby keeper unreachable: the primary fenced itself ${fencedAfterMs} ms in\n`);
+      // Lease TTL 6 s from the last keepalive, which was at most TTL/3 before the freeze.
+      expect(fencedAfterMs).toBeLessThan(6000);
+    }
+    expect(c.keepers[p]!.process.logs().slice(logBefore)).toMatch(/failsafe: primary confirmed by 0\/1 members/);
+    const standbyServer = `${c.keepers[s]!.pgHost}:${c.keepers[s]!.pgPort}`;
+    expect(rec.acked.filter((a) => a.kind === 'direct' && `${a.server.addr}:${a.server.port}` === standbyServer)).toEqual([]);
+    await waitKeepersConverged(c, 2);
+  });
+
+  it('(d) a standby keeper restarted and a proxy started while etcd is frozen: the primary keeps serving; the new proxy routes nowhere until the store is back', async () => {
+    const c = e2e.cluster;
+    await waitKeepersConverged(c, 2);
+    const p = await c.primaryIndex();
+    const s = 1 - p;
+    const events = (await failoverEvents(c)).length;
+    let newProxyRefused = false;
+    await c.proxies[1]!.process.stop();
+    const r = await underWriters(async () => {
+      c.etcd.process.pause();
+      await sleep(2000);
+      await c.keepers[s]!.process.kill();
+      await c.startKeeper(s);
+      await c.startProxy(1, { waitListening: false });
+      await sleep(8000);
+      try {
+        await query({ ...c.proxyClientConfig(1), connectionTimeoutMillis: 1500, query_timeout: 1500 }, 'select 1');
+      } catch {
+        newProxyRefused = true;
+      }
+      await sleep(5000);
+      c.etcd.process.resume();
+    });
+    const direct = gap(r.acked, 'direct', r.from, r.to);
+    process.stdout.write(`standby keeper restarted during a 15 s freeze: largest direct gap ${direct.ms} ms (${direct.n} writes)\n`);
+    expect(direct.ms).toBeLessThanOrEqual(1000);
+    expect(newProxyRefused).toBe(true);
+    await expectNothingLost(r.acked, p);
+    expect(await c.primaryIndex()).toBe(p);
+    expect((await failoverEvents(c)).length).toBe(events);
+    await waitFor(async () => ((await query(c.proxyClientConfig(1), 'select 1').catch(() => undefined)) === undefined ? undefined : true), {
+      timeoutMs: 20_000,
+      what: 'the new proxy to route once the store is back',
+    });
+  });
+});
