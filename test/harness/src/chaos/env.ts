@@ -91,6 +91,8 @@ export async function startChaosEnv(opts: ChaosEnvOptions): Promise<ChaosEnv> {
       logLevel: opts.logLevel ?? 'info',
       // Per-process failpoint directories for the faults that need them (keeperPassHang, proxyChecksFail).
       failpoints: true,
+      // The member API, so that failsafe mode keeps the primary through the store faults.
+      memberApi: true,
     });
     store = createStore({ backend: 'etcdv3', endpoints: etcd.endpoints, clusterName: opts.clusterName });
     await query(cluster.proxyClientConfig(0), RECORDER_TABLES_SQL);

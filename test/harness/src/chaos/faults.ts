@@ -29,6 +29,9 @@ export const FAULT_NAMES = [
   'keeperPassHang',
   'proxyChecksFail',
   'sigstopKeeperGroup',
+  'freezeStore',
+  'killStore',
+  'freezeStoreAndPartitionPrimary',
 ] as const;
 /**
  * The faults the short form (`test/e2e/chaos.e2e.test.ts`) leaves to the long form
@@ -40,6 +43,9 @@ export const LONG_FORM_ONLY_FAULTS: ReadonlySet<string> = new Set([
   'keeperPassHang',
   'proxyChecksFail',
   'sigstopKeeperGroup',
+  'freezeStore',
+  'killStore',
+  'freezeStoreAndPartitionPrimary',
 ]);
 /** One of {@link FAULT_NAMES}. */
 export type FaultName = (typeof FAULT_NAMES)[number];
@@ -316,6 +322,9 @@ async function setFailpoint(dir: string, name: string, action: string | undefine
   await (action === undefined ? rm(join(dir, name), { force: true }) : writeFile(join(dir, name), action));
 }
 
+const noMemberApi = (t: ChaosTarget): string | undefined =>
+  t.cluster.keepers.some((k) => k.memberPort === undefined) ? 'the keepers have no member API (memberApi: true), so failsafe mode cannot act' : undefined;
+
 const noFailpoints = (t: ChaosTarget): string | undefined =>
   t.cluster.keepers.some((k) => k.failpointsDir === undefined) || t.cluster.proxies.some((p) => p.failpointsDir === undefined)
     ? 'the cluster was not started with failpoints (failpoints: true)'
@@ -371,10 +380,15 @@ async function chosenStandbyDiesMidPromotion(t: ChaosTarget): Promise<InjectedFa
  */
 async function oldPrimaryDiesMidSwitchover(t: ChaosTarget): Promise<InjectedFault> {
   const p = await currentPrimary(t);
-  const sw = t.cluster.stolonctl(['switchover', '--yes']);
+  let said: string | undefined;
+  const sw = t.cluster.stolonctl(['switchover', '--yes']).then((r) => {
+    said = `stolonctl switchover exited ${r.code}: ${(r.stdout + r.stderr).trim().slice(-600)}`;
+  });
   await waitClusterData(t, 'the switchover to start', 15_000, (cd) =>
     cd.cluster.status.failover?.kind === 'switchover' || primaryKeeperIndex(t.cluster, cd) !== p ? true : undefined,
-  );
+  ).catch((err: unknown) => {
+    throw new Error(`${(err as Error).message}${said === undefined ? ' (stolonctl switchover still running)' : ` (${said})`}`);
+  });
   await t.cluster.killKeeperNode(p);
   return {
     name: 'oldPrimaryDiesMidSwitchover',
@@ -471,6 +485,95 @@ async function sigstopKeeperGroup(t: ChaosTarget): Promise<InjectedFault> {
   };
 }
 
+/** How long the store faults keep the store away, ms. */
+const STORE_OUTAGE_MS = 30_000;
+
+/** Every etcd member of the cluster (one for a single-member etcd). */
+function etcdMembers(etcd: EtcdHandle): EtcdHandle[] {
+  return 'members' in etcd ? [...(etcd as EtcdClusterHandle).members] : [etcd];
+}
+
+/**
+ * SIGSTOP of every etcd member for 30 s (a store that hangs: the Kubernetes API server under an
+ * upgrade, a stalled disk): with failsafe mode the primary keeps serving, confirmed by the other
+ * keepers, and the proxies keep routing to it; nothing is promoted. Heal: SIGCONT.
+ * @throws Error when there is no primary.
+ */
+async function freezeStore(t: ChaosTarget): Promise<InjectedFault> {
+  const p = await currentPrimary(t);
+  const members = etcdMembers(t.cluster.etcd);
+  for (const m of members) {
+    m.process.pause();
+  }
+  return {
+    name: 'freezeStore',
+    injectedAt: Date.now(),
+    primaryBefore: p,
+    detail: `SIGSTOP of all ${members.length} etcd members for ${STORE_OUTAGE_MS} ms`,
+    minHoldMs: STORE_OUTAGE_MS,
+    heal: once(() => {
+      for (const m of members) {
+        m.process.resume();
+      }
+      return Promise.resolve();
+    }),
+  };
+}
+
+/**
+ * SIGKILL of every etcd member (a store that refuses connections); heal: restart them on the same
+ * ports and data after 30 s. Expected as for {@link freezeStore}.
+ * @throws Error when there is no primary.
+ */
+async function killStore(t: ChaosTarget): Promise<InjectedFault> {
+  const p = await currentPrimary(t);
+  const members = etcdMembers(t.cluster.etcd);
+  await Promise.all(members.map((m) => m.kill()));
+  return {
+    name: 'killStore',
+    injectedAt: Date.now(),
+    primaryBefore: p,
+    detail: `SIGKILL of all ${members.length} etcd members, restarted after ${STORE_OUTAGE_MS} ms`,
+    minHoldMs: STORE_OUTAGE_MS,
+    heal: once(async () => {
+      await Promise.all(members.map((m) => m.restart()));
+    }),
+  };
+}
+
+/**
+ * Every etcd member frozen and, at the same time, the primary's namespace cut off from the other
+ * keepers (and etcd): no keeper can confirm it, so it must fence itself within its lease deadline as
+ * without failsafe mode, and no other keeper may accept writes (nothing can be promoted without the
+ * store). Held for failInterval + 2 s. Heal: flush the rules and SIGCONT etcd. Needs a chaos network.
+ * @throws Error when the cluster has no chaos network or there is no primary.
+ */
+async function freezeStoreAndPartitionPrimary(t: ChaosTarget): Promise<InjectedFault> {
+  const net = t.cluster.network;
+  if (net === undefined) {
+    throw new Error('freezeStoreAndPartitionPrimary needs a cluster started with a chaos network (netns: true or network)');
+  }
+  const p = await currentPrimary(t);
+  const members = etcdMembers(t.cluster.etcd);
+  for (const m of members) {
+    m.process.pause();
+  }
+  await net.cut(p, { hostTcpPorts: etcdPorts(t.cluster.etcd) });
+  return {
+    name: 'freezeStoreAndPartitionPrimary',
+    injectedAt: Date.now(),
+    primaryBefore: p,
+    detail: `SIGSTOP of all ${members.length} etcd members, and ${t.cluster.keepers[p]!.uid} cut off from the other keepers`,
+    minHoldMs: t.failIntervalMs + 2000,
+    heal: once(async () => {
+      await net.heal(p);
+      for (const m of members) {
+        m.process.resume();
+      }
+    }),
+  };
+}
+
 /** Every fault with its expectation and availability check, in {@link FAULT_NAMES} order. */
 export const FAULTS: Readonly<Record<FaultName, FaultDef>> = {
   killPrimaryNode: {
@@ -559,5 +662,26 @@ export const FAULTS: Readonly<Record<FaultName, FaultDef>> = {
     description: "SIGSTOP of the primary keeper's whole process group past its lease TTL, then SIGCONT",
     unavailable: () => undefined,
     inject: (t) => sigstopKeeperGroup(t),
+  },
+  freezeStore: {
+    name: 'freezeStore',
+    expect: 'no-failover',
+    description: 'SIGSTOP of every etcd member for 30 s (failsafe mode keeps the primary), then SIGCONT',
+    unavailable: noMemberApi,
+    inject: (t) => freezeStore(t),
+  },
+  killStore: {
+    name: 'killStore',
+    expect: 'no-failover',
+    description: 'kill -9 of every etcd member, restarted 30 s later',
+    unavailable: noMemberApi,
+    inject: (t) => killStore(t),
+  },
+  freezeStoreAndPartitionPrimary: {
+    name: 'freezeStoreAndPartitionPrimary',
+    expect: 'restart-or-failover',
+    description: "every etcd member frozen and the primary cut off from the other keepers: it fences itself; then healed",
+    unavailable: (t) => noMemberApi(t) ?? (t.cluster.network === undefined ? 'the cluster was not started in a chaos network (netns)' : undefined),
+    inject: (t) => freezeStoreAndPartitionPrimary(t),
   },
 };
