@@ -1144,8 +1144,8 @@ function stopOldPrimary(
   }
   if (convergence(master, spec.convergenceTimeoutMs) === 'failed') {
     reasons.push(
-      `LIVENESS: primary ${who} still reports postgres running convergenceTimeout ${formatDurationMs(spec.convergenceTimeoutMs)} ` +
-        `after it was told to shut down; promoting a standby anyway (its proxies are fenced)`,
+      `LIVENESS: primary ${who} still reports postgres ${running ? 'running' : 'down without having applied the order'} ` +
+        `convergenceTimeout ${formatDurationMs(spec.convergenceTimeoutMs)} after it was told to shut down; promoting a standby anyway (its proxies are fenced)`,
     );
     return false;
   }

@@ -545,7 +545,8 @@ async function killStore(t: ChaosTarget): Promise<InjectedFault> {
  * Every etcd member frozen and, at the same time, the primary's namespace cut off from the other
  * keepers (and etcd): no keeper can confirm it, so it must fence itself within its lease deadline as
  * without failsafe mode, and no other keeper may accept writes (nothing can be promoted without the
- * store). Held for failInterval + 2 s. Heal: flush the rules and SIGCONT etcd. Needs a chaos network.
+ * store), so writes resume only after the heal (`resumeAfterHeal`). Held for failInterval + 2 s. Heal:
+ * flush the rules and SIGCONT etcd. Needs a chaos network.
  * @throws Error when the cluster has no chaos network or there is no primary.
  */
 async function freezeStoreAndPartitionPrimary(t: ChaosTarget): Promise<InjectedFault> {
@@ -565,6 +566,8 @@ async function freezeStoreAndPartitionPrimary(t: ChaosTarget): Promise<InjectedF
     primaryBefore: p,
     detail: `SIGSTOP of all ${members.length} etcd members, and ${t.cluster.keepers[p]!.uid} cut off from the other keepers`,
     minHoldMs: t.failIntervalMs + 2000,
+    // Nothing can write until the heal: the primary fences, and nothing is promoted without the store.
+    resumeAfterHeal: true,
     heal: once(async () => {
       await net.heal(p);
       for (const m of members) {
