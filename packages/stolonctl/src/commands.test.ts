@@ -455,6 +455,8 @@ describe('status', () => {
     expect(text).toContain('Cluster Role: master');
     expect(text).not.toContain('Following:');
     expect(text).toContain('Phase: normal');
+    // No keeper of this fixture publishes a member API address.
+    expect(text).toContain('Failsafe mode: on, but keepers without the member API (keeper0, keeper1, keeper2, keeper3) cannot confirm a primary');
     expect(text).toContain('Master Keeper: keeper0');
     expect(text).toContain('===== Keepers/DB tree =====\n\nkeeper0 (master)\n└─keeper1\n  └─keeper3');
     // Keeper rows sorted by uid.

@@ -132,6 +132,11 @@ export interface StatusReport {
     readonly masterKeeperUid: string | null;
     readonly masterDbUid: string | null;
     readonly proxyGeneration: number;
+    /**
+     * Failsafe mode (spec `failsafeMode`): whether it is on, and which keepers publish no member
+     * API address (while any does, a primary cannot keep its role through a store outage).
+     */
+    readonly failsafe: { readonly on: boolean; readonly keepers: number; readonly withoutMemberApi: readonly string[] };
   };
   /** The master DB and, recursively, its followers; null without a master. */
   readonly tree: TreeNode | null;
@@ -268,6 +273,14 @@ export function buildStatus(inp: StatusInputs): StatusReport {
       masterKeeperUid: masterDb?.spec.keeperUID ?? null,
       masterDbUid: masterDb?.uid ?? null,
       proxyGeneration: cd.proxy.generation,
+      failsafe: {
+        on: cd.cluster.spec.failsafeMode ?? true,
+        keepers: Object.keys(cd.keepers).length,
+        withoutMemberApi: Object.values(cd.keepers)
+          .filter((k) => (k.status.memberAddress ?? '') === '')
+          .map((k) => k.uid)
+          .sort(),
+      },
     },
     tree: masterDb === undefined ? null : treeOf(cd, masterDb.uid, new Set()),
   };
@@ -413,6 +426,15 @@ export function renderStatusTable(r: StatusReport): string {
   if (r.cluster.paused) {
     parts.push('Paused: true (stolonctl resume to re-enable the sentinel)');
   }
+  const fs = r.cluster.failsafe;
+  parts.push(
+    !fs.on
+      ? 'Failsafe mode: off (a store outage stops the primary)'
+      : fs.withoutMemberApi.length === 0
+        ? `Failsafe mode: on (member API on ${fs.keepers}/${fs.keepers} keepers)`
+        : `Failsafe mode: on, but keepers without the member API (${fs.withoutMemberApi.join(', ')}) cannot confirm a primary: ` +
+          'through a store outage the primary fences itself',
+  );
   const f = r.cluster.failoverInProgress;
   if (f !== null) {
     parts.push(`In progress: ${f.kind} ${f.id} from keeper ${f.oldPrimaryKeeperUid} (stolonctl events shows its phases)`);
