@@ -210,8 +210,14 @@ describe('failover safety', () => {
     expect(old).toBeGreaterThanOrEqual(0);
     const rows = Number((await query<{ n: string }>(direct(old), 'select count(*) as n from a'))[0]!.n);
     const others = [0, 1, 2].filter((i) => i !== old);
-    // One standby down first, then the primary and the standby chosen in its place: no DB holder is left.
+    // One standby down first (and seen lost, so it is not the one chosen), then the primary and the
+    // standby chosen in its place: no DB holder is left.
     await e2e.cluster.killKeeperNode(others[1]!);
+    const lost = e2e.cluster.keepers[others[1]!]!.uid;
+    await waitFor(async () => ((await clusterData()).keepers[lost]?.status.healthy === false ? true : undefined), {
+      timeoutMs: 30_000,
+      what: `the sentinel to see keeper ${lost} lost`,
+    });
     const chosen = await killPrimaryAndChosen(old);
     expect(chosen).toBe(others[0]);
     await e2e.cluster.startKeeper(old);
