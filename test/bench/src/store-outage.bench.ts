@@ -534,9 +534,10 @@ function render(
 ): { text: string; markdown: string } {
   const t: string[] = [];
   const md: string[] = [];
-  const cmd = `npm run bench:store-outage${opts.argv.length > 0 ? ` -- ${opts.argv.join(' ')}` : ''}`;
+  const args = opts.argv.filter((a) => a !== '--write-doc');
+  const cmd = `npm run bench:store-outage${args.length > 0 ? ` -- ${args.join(' ')}` : ''}`;
   md.push(
-    `Measured ${header.date} with \`${cmd.replace(/ --write-doc/, '')}\` on ${describeMachine(machineInfo())} in ${header.minutes} min; ${header.versions}; 1-minute load average ${header.load.before} before the run, at most ${header.load.max.toFixed(2)} during it (the benchmark's own clusters included).`,
+    `Measured ${header.date} with \`${cmd}\` on ${describeMachine(machineInfo())} in ${header.minutes} min; ${header.versions}; 1-minute load average ${header.load.before} before the run, at most ${header.load.max.toFixed(2)} during it (the benchmark's own clusters included).`,
     '',
     'Largest gap between consecutive acknowledged writes within [freeze start, resume + 10 s], per writer (one connection, 2 s query timeout, reconnecting on error):',
     '',
