@@ -46,7 +46,7 @@ import {
   type PhaseOffsets,
 } from '@stolon-ts/harness';
 import { describeMachine, fileStamp, machineInfo, updateDocSection, writeResultLine } from './common.js';
-import { patroniUnavailableReason, startPatroniEnv, type HaproxyChecks, type PatroniEnv, type PatroniTimings } from './patroni.js';
+import { HAPROXY_DEFAULT, PATRONI_DEFAULT, patroniUnavailableReason, startPatroniEnv, type HaproxyChecks, type PatroniEnv, type PatroniTimings } from './patroni.js';
 
 const STOLON_FAULTS = ['killPrimaryNode', 'crashPrimaryPostgres', 'zombiePrimaryKeeper', 'partitionPrimary'] as const;
 type StolonFault = (typeof STOLON_FAULTS)[number];
@@ -57,9 +57,6 @@ type PatroniFault = (typeof PATRONI_FAULTS)[number];
 const PROFILES = ['stolon-default', 'stolon-fast', 'patroni-default', 'patroni-aggressive'] as const;
 type Profile = (typeof PROFILES)[number];
 
-const PATRONI_DEFAULT: PatroniTimings = { ttl: 30, loopWait: 10, retryTimeout: 10 };
-/** Patroni's documented HAProxy sample (docs/haproxy.cfg, Debian's examples/haproxy.cfg). */
-const HAPROXY_DEFAULT: HaproxyChecks = { interMs: 3000, fall: 3, rise: 2 };
 /** The aggressive profile gets aggressive checks too: HAProxy is part of Patroni's outage. */
 const HAPROXY_AGGRESSIVE: HaproxyChecks = { interMs: 1000, fall: 2, rise: 1 };
 

@@ -1,5 +1,6 @@
 /**
- * Patroni 3.0.2 (Debian's `patroni` package) as a baseline for `bench:failover`: two Patroni
+ * Patroni 3.0.2 (Debian's `patroni` package) as a baseline for `bench:failover` and
+ * `bench:store-outage`: two Patroni
  * nodes on loopback ports over a single-member etcd (Patroni's `etcd3` API), PostgreSQL 15 from
  * the same binaries stolon uses, run as the `postgres` OS user, and HAProxy in TCP mode routing
  * to whichever node answers `GET /primary` with 200 on Patroni's REST port — the way Patroni's
@@ -26,6 +27,9 @@ export interface PatroniTimings {
   readonly retryTimeout: number;
 }
 
+/** Patroni's defaults: `ttl` 30 s, `loop_wait` 10 s, `retry_timeout` 10 s. */
+export const PATRONI_DEFAULT: PatroniTimings = { ttl: 30, loopWait: 10, retryTimeout: 10 };
+
 /** HAProxy's health-check timing for the Patroni backends. */
 export interface HaproxyChecks {
   /** `inter`, ms. */
@@ -34,6 +38,9 @@ export interface HaproxyChecks {
   readonly rise: number;
 }
 
+/** Patroni's documented HAProxy sample (docs/haproxy.cfg, Debian's examples/haproxy.cfg): `inter 3s fall 3 rise 2`. */
+export const HAPROXY_DEFAULT: HaproxyChecks = { interMs: 3000, fall: 3, rise: 2 };
+
 /** Options of {@link startPatroniEnv}. */
 export interface PatroniEnvOptions {
   readonly dir: string;
@@ -41,6 +48,11 @@ export interface PatroniEnvOptions {
   readonly haproxy: HaproxyChecks;
   /** @default what `resolvePgBinDir` finds */
   readonly pgBinPath?: string;
+  /**
+   * Patroni's failsafe mode (`failsafe_mode: true` in bootstrap.dcs): with the DCS unreachable the
+   * leader stays primary while every member answers its `POST /failsafe`. @default false
+   */
+  readonly failsafeMode?: boolean;
 }
 
 interface Node {
@@ -59,6 +71,8 @@ export interface PatroniEnv {
   readonly nodes: readonly { readonly name: string; readonly pgPort: number; readonly restPort: number }[];
   /** Client config through HAProxy. */
   clientConfig(): pg.ClientConfig;
+  /** Client config straight to node i's PostgreSQL (superuser; connect timeout 1 s, query timeout 3 s). */
+  directClientConfig(i: number): pg.ClientConfig;
   /** Index of the node whose REST API answers `/primary` with 200, or -1. */
   leaderIndex(): Promise<number>;
   /** SIGKILL of node i's Patroni and its postmaster. */
@@ -218,6 +232,7 @@ export async function startPatroniEnv(opts: PatroniEnvOptions): Promise<PatroniE
             loop_wait: opts.timings.loopWait,
             retry_timeout: opts.timings.retryTimeout,
             maximum_lag_on_failover: 1048576,
+            ...(opts.failsafeMode === true ? { failsafe_mode: true } : {}),
             postgresql: { use_pg_rewind: true, remove_data_directory_on_rewind_failure: true, remove_data_directory_on_diverged_timelines: true },
           },
           initdb: [{ encoding: 'UTF8' }],
@@ -333,6 +348,7 @@ export async function startPatroniEnv(opts: PatroniEnvOptions): Promise<PatroniE
       etcd,
       nodes: nodes.map((n) => ({ name: n.name, pgPort: n.pgPort, restPort: n.restPort })),
       clientConfig,
+      directClientConfig: direct,
       leaderIndex: leader,
       async killNode(i) {
         const n = nodes[i]!;
