@@ -128,15 +128,15 @@ const DEFAULT_SLEEP_MS = 1000;
 
 /**
  * How long a sentinel that could not read the store for a while waits for keepers and proxies to
- * publish their infos again before it decides, in ms: two sleepIntervals (a keeper or proxy
- * publishes every pass) plus a requestTimeout (the lease grant and put of an info whose lease
- * expired during the outage), at most failInterval. Without this wait, infos whose leases etcd
- * expired during an outage make the first pass after it fail the primary (docs/architecture.md,
- * "Store outages: failsafe mode").
+ * publish their infos again before it decides, in ms: failInterval, the time any of them is given
+ * to show progress. The wait ends as soon as every keeper it last saw healthy and every enabled
+ * proxy has an info again, which takes a pass or two once the store answers; only a member that
+ * really died during the outage makes it wait that long. Without this wait, infos whose leases
+ * etcd expired during an outage make the first pass after it fail the primary
+ * (docs/architecture.md, "Store outages: failsafe mode").
  */
 function republishGraceMs(spec: ResolvedSpec | undefined): number {
-  const s = spec ?? resolveSpec({ initMode: 'new' });
-  return Math.min(s.failIntervalMs, 2 * s.sleepIntervalMs + s.requestTimeoutMs);
+  return (spec ?? resolveSpec({ initMode: 'new' })).failIntervalMs;
 }
 
 /** The keepers last seen healthy and the enabled proxies whose infos are not in the store now. */
