@@ -19,6 +19,7 @@ export { STALL_WARN_MS, exitOnConfigError, runDaemon, watchEventLoopStalls, type
 export { describePassFailure, startPassLoop, stopOnce, withTimeout, type PassContext, type PassLoop, type PassLoopOptions, type PassResult } from './loop.js';
 export { UNPARSEABLE_CONNINFO, redactConninfo } from './conninfo.js';
 export {
+  listenHttp,
   parseListenAddress,
   startStatusServer,
   type CheckResult,

@@ -7,7 +7,7 @@
  * @see Stolon's `--metrics-listen-address` (cmd/common.go): Stolon serves Prometheus metrics
  *   there; we serve the two probes
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ConfigError } from '@stolon-ts/cluster';
 
@@ -109,6 +109,16 @@ export function startStatusServer(listen: ListenAddress, checks: StatusChecks): 
   server.requestTimeout = 5000;
   server.headersTimeout = 5000;
   server.keepAliveTimeout = 1000;
+  return listenHttp(server, listen, 'idle');
+}
+
+/**
+ * Binds `server` to `listen` and resolves once it listens.
+ * @param closing which connections `close()` ends at once: only idle ones (requests in flight
+ *   finish) or all of them
+ * @throws Error the listen error (e.g. `EADDRINUSE`); callers name their flag
+ */
+export function listenHttp(server: Server, listen: ListenAddress, closing: 'idle' | 'all'): Promise<StatusServer> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen({ port: listen.port, ...(listen.host !== '' ? { host: listen.host } : {}) }, () => {
@@ -119,7 +129,11 @@ export function startStatusServer(listen: ListenAddress, checks: StatusChecks): 
         close: () =>
           new Promise<void>((done) => {
             server.close(() => done());
-            server.closeIdleConnections();
+            if (closing === 'all') {
+              server.closeAllConnections();
+            } else {
+              server.closeIdleConnections();
+            }
           }),
       });
     });

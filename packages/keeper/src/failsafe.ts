@@ -19,9 +19,8 @@
  *   primary fences.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
-import { bearerMatches, memberRequest, type ListenAddress } from '@stolon-ts/common';
+import { bearerMatches, listenHttp, memberRequest, type ListenAddress, type StatusServer } from '@stolon-ts/common';
 import { fenceMarginMs } from './fencer.js';
 import type { KeeperRuntime } from './runtime.js';
 
@@ -213,11 +212,8 @@ async function handleMember(rt: KeeperRuntime, token: string, fenceRemainingMs: 
   sendJson(res, 404, { error: `no such endpoint ${req.method ?? '?'} ${url.pathname}: POST /failsafe/confirm or GET /failsafe/primary` });
 }
 
-/** A running member API. */
-export interface MemberApi {
-  readonly address: ListenAddress;
-  close(): Promise<void>;
-}
+/** A running member API (the same handle as the status endpoint's). */
+type MemberApi = StatusServer;
 
 /**
  * Starts the member API and resolves once it listens.
@@ -236,21 +232,7 @@ export function startMemberApi(rt: KeeperRuntime, cfg: MemberApiConfig, fenceRem
   server.requestTimeout = 5000;
   server.headersTimeout = 5000;
   server.keepAliveTimeout = 5000;
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ port: cfg.listen.port, ...(cfg.listen.host !== '' ? { host: cfg.listen.host } : {}) }, () => {
-      server.off('error', reject);
-      const a = server.address() as AddressInfo;
-      resolve({
-        address: { host: a.address, port: a.port },
-        close: () =>
-          new Promise<void>((done) => {
-            server.close(() => done());
-            server.closeAllConnections();
-          }),
-      });
-    });
-  });
+  return listenHttp(server, cfg.listen, 'all');
 }
 
 /**

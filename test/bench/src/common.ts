@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { availableParallelism, cpus, release, totalmem } from 'node:os';
+import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -220,4 +220,18 @@ export async function processCpuMs(pid: number): Promise<number | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Starts watching the 1-minute load average (every 5 s, unref'd timer) for the length of a run.
+ * @returns the load averages before the run (1, 5, 15 min, as text) and the highest 1-minute one seen since
+ */
+export function trackLoad(): () => { before: string; max: number } {
+  const before = loadavg().map((x) => x.toFixed(2)).join(', ');
+  let max = loadavg()[0]!;
+  const timer = setInterval(() => {
+    max = Math.max(max, loadavg()[0]!);
+  }, 5000);
+  timer.unref();
+  return () => ({ before, max });
 }

@@ -24,7 +24,6 @@
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
@@ -45,7 +44,7 @@ import {
   type ChaosEnv,
   type PhaseOffsets,
 } from '@stolon-ts/harness';
-import { describeMachine, fileStamp, machineInfo, updateDocSection, writeResultLine } from './common.js';
+import { describeMachine, fileStamp, machineInfo, trackLoad, updateDocSection, writeResultLine } from './common.js';
 import { HAPROXY_DEFAULT, PATRONI_DEFAULT, patroniUnavailableReason, startPatroniEnv, type HaproxyChecks, type PatroniEnv, type PatroniTimings } from './patroni.js';
 
 const STOLON_FAULTS = ['killPrimaryNode', 'crashPrimaryPostgres', 'zombiePrimaryKeeper', 'partitionPrimary'] as const;
@@ -484,13 +483,7 @@ async function main(): Promise<number> {
     })());
   const runs: Run[] = [];
   const skipped: Partial<Record<Profile, string>> = {};
-  const loadBefore = loadavg().map((x) => x.toFixed(2)).join(', ');
-  let loadMax = loadavg()[0]!;
-  const loadTimer = setInterval(() => {
-    loadMax = Math.max(loadMax, loadavg()[0]!);
-  }, 5000);
-  loadTimer.unref();
-  const load = () => ({ before: loadBefore, max: loadMax });
+  const load = trackLoad();
   let reused: Reused | undefined;
   if (opts.reuse !== undefined) {
     try {

@@ -22,7 +22,6 @@
  * section of docs/benchmarks.md.
  */
 import { existsSync } from 'node:fs';
-import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
@@ -37,7 +36,7 @@ import {
   type LocalCluster,
   type ProcessHandle,
 } from '@stolon-ts/harness';
-import { describeMachine, fileStamp, machineInfo, runCommand, updateDocSection, writeResultLine } from './common.js';
+import { describeMachine, fileStamp, machineInfo, runCommand, trackLoad, updateDocSection, writeResultLine } from './common.js';
 import { HAPROXY_DEFAULT, PATRONI_DEFAULT, patroniUnavailableReason, startPatroniEnv, type PatroniEnv } from './patroni.js';
 
 const SYSTEMS = ['stolon-failsafe', 'stolon-nofailsafe', 'patroni-failsafe', 'patroni-nofailsafe'] as const;
@@ -646,13 +645,7 @@ async function main(): Promise<number> {
     })());
   const rows: Row[] = [];
   const skipped: Partial<Record<System, string>> = {};
-  const loadBefore = loadavg().map((x) => x.toFixed(2)).join(', ');
-  let loadMax = loadavg()[0]!;
-  const loadTimer = setInterval(() => {
-    loadMax = Math.max(loadMax, loadavg()[0]!);
-  }, 5000);
-  loadTimer.unref();
-  const load = () => ({ before: loadBefore, max: loadMax });
+  const load = trackLoad();
   const vers = await versions();
   const header = () => ({ date: new Date().toISOString().slice(0, 10), minutes: ((Date.now() - started) / 60_000).toFixed(1), load: load(), versions: vers });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
