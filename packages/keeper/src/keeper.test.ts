@@ -424,6 +424,39 @@ describe('keeper in-process: self-fencing', () => {
     expect(await r.info()).toBeDefined();
     hang.release();
   });
+  it('a fenced primary is not restarted until its lease is renewed: a start the fencer would stop at once is never tried, so no startError is published', async () => {
+    const updates: Parameters<FenceControl['update']>[0][] = [];
+    const fencer: FenceControl = {
+      update: (st) => void updates.push(st),
+      onFenced: () => undefined,
+      retirePrevious: () => undefined,
+      stop: () => Promise.resolve(),
+    };
+    // Just healed after a cut from the store: the store answers again, but the lease keepalive
+    // has not been renewed yet, so the lease may expire within the fence margin (TTL 2 s: 1 s).
+    let renewed = false;
+    const staleLease = (inner: Store): Store =>
+      new Proxy(inner, {
+        get(target, prop, receiver) {
+          const v = Reflect.get(target, prop, receiver) as unknown;
+          if (prop === 'infoLeaseRemainingMs' && typeof v === 'function') {
+            return (...args: unknown[]) => (renewed ? (v as (...a: unknown[]) => number | undefined).apply(target, args) : 300);
+          }
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+    const pg = runningPg('master');
+    pg.inst.running = false;
+    const r = await startKeeper(fast().withPrimary('k1').build(), { pg, local: local('db-k1'), fencer, wrapStore: staleLease });
+    await until('the keeper says it waits for the lease', () => r.lines.some((l) => l.msg.includes('waiting for the store lease to be renewed')));
+    // Several passes (100 ms each) ran meanwhile.
+    await new Promise((res) => setTimeout(res, 500));
+    expect(pg.count('start')).toBe(0);
+    expect((await r.info())?.postgresState?.startError).toBeUndefined();
+    renewed = true;
+    await until('the primary restarted once the lease is renewed', () => pg.inst.running);
+    expect(pg.count('start')).toBe(1);
+  });
 });
 
 describe('the fake PostgreSQL', () => {

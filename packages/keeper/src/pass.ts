@@ -9,6 +9,7 @@ import { execute, taskName } from './actions.js';
 import { promiseHold } from './failsafe.js';
 import { planKeeperAction } from './plan.js';
 import type { KeeperRuntime } from './runtime.js';
+import { awaitFenceTimeForStart } from './watchers.js';
 
 /**
  * Runs one pass.
@@ -70,6 +71,11 @@ export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Prom
   const hold = action.kind === 'converge' && action.role === 'master' && (action.promote || !obs.running) ? promiseHold(rt, performance.now()) : undefined;
   if (hold !== undefined) {
     return { sentence: hold, level: 'warn', key: 'failsafe-promise' };
+  }
+  const startsPrimary = action.kind === 'converge' && action.role === 'master' && !obs.running;
+  const leaseHold = startsPrimary ? await awaitFenceTimeForStart(rt, Math.min(1000, rt.sleepMs())) : undefined;
+  if (leaseHold !== undefined) {
+    return { sentence: leaseHold, level: 'warn', key: 'lease-hold' };
   }
   const lastError = rt.tasks.lastError;
   const reason = action.reason + (lastError !== undefined && action.kind !== 'converge' ? ` (last attempt: ${lastError})` : '');

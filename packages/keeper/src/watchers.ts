@@ -4,6 +4,7 @@
  * when PostgreSQL stops running).
  */
 import { describeActivity } from './activity.js';
+import { fenceMarginMs } from './fencer.js';
 import type { KeeperRuntime } from './runtime.js';
 
 /** How often the fencer hears the lease's remaining time even without a pass, in ms. */
@@ -35,6 +36,49 @@ function guardedRemainingMs(rt: KeeperRuntime, leaseRemainingMs: number | undefi
 /** This keeper's fence deadline, ms from now (see `guardedRemainingMs`); -Infinity without lease or confirmation. */
 export function fenceRemainingMs(rt: KeeperRuntime): number {
   return guardedRemainingMs(rt, rt.store.infoLeaseRemainingMs('keepers', rt.config.uid));
+}
+
+/**
+ * The fence time (`fenceRemainingMs`) a primary must have left before the keeper starts its
+ * PostgreSQL, in ms: the fencer's margin (`fenceMarginMs`) plus a twelfth of the TTL (at most
+ * 1 s) for `pg_ctl start` to return. Lease keepalives on schedule (every TTL/3) always leave more
+ * (at least 2/3 of the TTL), so only a keeper whose lease is overdue — one just reconnected to the
+ * store after a cut, before its next keepalive — waits.
+ * @param ttlMs the info lease TTL (failInterval), ms
+ */
+export function startFenceTimeMs(ttlMs: number): number {
+  return fenceMarginMs(ttlMs) + Math.min(1000, Math.floor(ttlMs / 12));
+}
+
+/**
+ * Before starting PostgreSQL as the primary: waits (polling every 50 ms, up to `maxWaitMs`) until
+ * this keeper's fence time is at least {@link startFenceTimeMs}. A primary started with less
+ * would be stopped by the armed fencer at once, and the failed start, published as `startError`,
+ * makes the sentinel fail the primary without waiting failInterval: a keeper cut off from the
+ * store just long enough to be fenced, then healed before its lease expired, would cause the
+ * failover the fence was meant to spare. Without a fencer there is nothing to wait for.
+ * @returns undefined when the start may go ahead; otherwise the sentence saying why it waits
+ */
+export async function awaitFenceTimeForStart(rt: KeeperRuntime, maxWaitMs: number): Promise<string | undefined> {
+  if (rt.deps.fencer === undefined) {
+    return undefined;
+  }
+  const need = startFenceTimeMs(rt.infoTtlMs());
+  const deadline = performance.now() + maxWaitMs;
+  for (;;) {
+    const left = fenceRemainingMs(rt);
+    if (left >= need) {
+      return undefined;
+    }
+    if (performance.now() >= deadline) {
+      return (
+        `waiting for the store lease to be renewed before starting postgres as the primary: ` +
+        `${left === -Infinity ? 'no lease' : `${Math.max(0, Math.round(left))} ms of fence time left`}, ` +
+        `${need} ms needed (the fencer would stop it at once)`
+      );
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 /**
