@@ -4,7 +4,9 @@
  * (failInterval 6 s, proxyTimeout 4 s). A writer through the proxy and direct writers to each
  * keeper's PostgreSQL run through each outage (the chaos recorder):
  * (a) etcd frozen with SIGSTOP for 60 s: writes go on through the proxy and directly (largest gap
- *     ≤ 1 s), nothing acknowledged is lost, the same primary afterwards, no failover;
+ *     ≤ 1 s), nothing acknowledged is lost, the same primary afterwards, no failover; meanwhile
+ *     `stolonctl status --member-address` says the primary is confirmed by 1/1 members, and after
+ *     it `stolonctl events` shows the spell;
  * (b) etcd killed and restarted 30 s later: the same;
  * (c) etcd frozen and the primary's keeper unable to reach the other keeper's member API (here:
  *     that keeper frozen with SIGSTOP; the chaos suite cuts the network instead): the primary
@@ -14,6 +16,7 @@
  *     own cluster) and a proxy started while etcd is frozen (it routes nowhere until it can read
  *     the store): the primary keeps serving through the first proxy.
  */
+import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   RECORDER_TABLES_SQL,
@@ -91,9 +94,14 @@ describe('store outages with failsafe mode', () => {
     await waitKeepersConverged(c, 2);
     const p = await c.primaryIndex();
     const events = (await failoverEvents(c)).length;
+    const members = c.keepers.map((k) => `${k.pgHost}:${k.memberPort!}`).join(',');
+    let during: { code: number | null; stdout: string; stderr: string } | undefined;
     const r = await underWriters(async () => {
       c.etcd.process.pause();
-      await sleep(60_000);
+      await sleep(20_000);
+      // What an operator sees meanwhile: the store cannot be read, the keepers say who serves.
+      during = await c.stolonctl(['status', '--store-timeout', '1s', '--member-address', members, '--member-token-file', c.memberTokenFile]);
+      await sleep(40_000);
       c.etcd.process.resume();
     });
     const viaProxy = gap(r.acked, 'proxy', r.from, r.to);
@@ -106,6 +114,21 @@ describe('store outages with failsafe mode', () => {
     expect((await failoverEvents(c)).length).toBe(events);
     expect(c.keepers[p]!.process.logs()).toMatch(/store unreachable, failsafe: primary confirmed by 1\/1 members/);
     expect(c.logs()).not.toMatch(/self-fencing: /);
+    expect(during?.code).toBe(1);
+    expect(during?.stdout).toMatch(new RegExp(`^Store unreachable, failsafe: primary ${c.keepers[p]!.uid} confirmed by 1/1 members \\(last round \\d+ ms ago\\)`));
+    expect(during?.stdout).not.toContain(await readFile(c.memberTokenFile, 'utf8'));
+    // Once the store is back, the sentinel records the spell: stolonctl events shows it.
+    const spell = await waitFor(
+      async () => {
+        const out = await c.stolonctl(['events', '--format', 'json']);
+        const list = JSON.parse(out.stdout) as { kind: string; keeperUID?: string; rounds?: number; confirmedRounds?: number; fenced?: boolean }[];
+        return list.filter((e) => e.kind === 'failsafe').at(-1);
+      },
+      { timeoutMs: 20_000, what: 'the failsafe spell in stolonctl events' },
+    );
+    expect(spell).toMatchObject({ keeperUID: c.keepers[p]!.uid, fenced: false });
+    expect(spell.rounds).toBeGreaterThanOrEqual(40);
+    expect(spell.confirmedRounds).toBe(spell.rounds);
   });
 
   it('(b) etcd killed and restarted 30 s later: the same', async () => {

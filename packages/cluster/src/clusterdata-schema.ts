@@ -12,6 +12,7 @@
  * spec field this version does not know would be silently ignored otherwise.
  */
 import { z } from 'zod';
+import type { FailsafeEpisode } from './types.js';
 
 /** One problem found in a clusterdata document. */
 export interface ClusterDataIssue {
@@ -157,6 +158,23 @@ const proxy = z.looseObject({
   status: z.looseObject({}),
 });
 
+/** A failsafe spell (`FailsafeEpisode`), in a keeper info and in `failsafeHistory`. */
+export const failsafeEpisodeSchema = z.looseObject({
+  keeperUID: z.string(),
+  since: z.string(),
+  until: z.string(),
+  rounds: nonNegInt,
+  confirmedRounds: nonNegInt,
+  members: nonNegInt,
+  fenced: z.boolean(),
+  lastFailure: z.string().optional(),
+});
+
+/** Whether `v` is a well-formed failsafe spell (an entry of `failsafeHistory` or a keeper info's). */
+export function isFailsafeEpisode(v: unknown): v is FailsafeEpisode {
+  return failsafeEpisodeSchema.safeParse(v).success;
+}
+
 const document = z.looseObject({
   formatVersion: z.literal(1),
   changeTime: z.string(),
@@ -165,6 +183,9 @@ const document = z.looseObject({
   dbs: z.record(z.string(), db),
   proxy,
   failoverHistory: z.array(failoverEvent).optional(),
+  // A record only, written by the sentinel and shown by stolonctl events: an entry that does not
+  // match is skipped by its readers (isFailsafeEpisode), never a reason to refuse the document.
+  failsafeHistory: z.array(z.unknown()).optional(),
 });
 
 function describeValue(v: unknown): string {
@@ -319,6 +340,7 @@ const keeperInfo = z.looseObject({
   canBeSynchronousReplica: z.boolean().optional(),
   priority: z.number().optional(),
   memberAddress: z.string().optional(),
+  failsafeEpisode: failsafeEpisodeSchema.optional(),
 });
 
 const proxyInfo = z.looseObject({ infoUID: z.string(), UID: z.string(), Generation: nonNegInt, ProxyTimeout: z.number() });

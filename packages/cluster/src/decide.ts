@@ -20,7 +20,7 @@ import { formatDurationMs } from './duration.js';
 import { resolveSpec } from './spec.js';
 import { switchoverStep } from './switchover.js';
 import { failoverSyncSet, inheritSynchronousStandbys, manageSynchronousStandbys, reportedSyncStandbys, type SyncCatchUp } from './sync.js';
-import { traceChosen, traceDeclared, traceFenced, traceNoCandidate, tracePromoted, traceRouted } from './trace.js';
+import { recordFailsafeEpisodes, traceChosen, traceDeclared, traceFenced, traceNoCandidate, tracePromoted, traceRouted } from './trace.js';
 import type {
   ClusterData,
   DB,
@@ -268,6 +268,7 @@ export function decide(input: DecideInput): DecideOutput {
 
   const rebooted = rebootedKeepers(next, infos);
   updateKeepers(next, infos, input.wallTime, reasons, { stalledMs, failIntervalMs: spec.failIntervalMs });
+  reasons.push(...recordFailsafeEpisodes(next, infos));
   updateDbStatuses(next, reporting, dbErrorSince, now);
   graceForRebootedChoice(next, rebooted, dbErrorSince, now);
 

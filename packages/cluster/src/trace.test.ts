@@ -2,8 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import { aCluster, decideInput, dbOf, keeperInfo, proxyInfo, republished, seqUids, wallAt } from './testing.js';
 import { decide, emptyMemory, type SentinelMemory } from './decide.js';
-import { FAILOVER_HISTORY_LIMIT } from './trace.js';
-import type { ClusterData, KeeperInfo, ProxyInfo } from './types.js';
+import { FAILOVER_HISTORY_LIMIT, FAILSAFE_HISTORY_LIMIT } from './trace.js';
+import type { ClusterData, FailsafeEpisode, KeeperInfo, ProxyInfo } from './types.js';
 
 const LSN = 50_000_000;
 
@@ -129,5 +129,54 @@ describe('maintenance mode (spec.paused)', () => {
     const cd = aCluster({ spec: { initMode: 'new', paused: true } }).initialized().withPrimary('k1', { xLogPos: LSN }).withKeeper('k3').routedTo('k1', ['p1'], 2).build();
     const out = decide(decideInput(cd, { keepers: [keeperInfo('k1', cd, { xLogPos: LSN }), keeperInfo('k3', cd)], proxies: [proxyInfo('p1', 2)] }));
     expect(Object.values(out.next.dbs).map((d) => d.spec.keeperUID)).toEqual(['k1']);
+  });
+});
+
+describe('failsafe spells (failsafeHistory)', () => {
+  const spell = (since: string, extra: Partial<FailsafeEpisode> = {}): FailsafeEpisode => ({
+    keeperUID: 'k1',
+    since,
+    until: '2026-12-06T10:01:00.000Z',
+    rounds: 60,
+    confirmedRounds: 60,
+    members: 1,
+    fenced: false,
+    ...extra,
+  });
+  const infos = (cd: ClusterData, ep?: FailsafeEpisode): KeeperInfo[] => [
+    { ...keeperInfo('k1', cd, { xLogPos: LSN }), ...(ep !== undefined ? { failsafeEpisode: ep } : {}) },
+    keeperInfo('k2', cd, { xLogPos: LSN }),
+  ];
+
+  it('records the spell a primary keeper publishes once, keeps it when the info no longer carries it, and says so', () => {
+    const cd = routedPair();
+    const ep = spell('2026-12-06T10:00:00.000Z');
+    const first = decide(decideInput(cd, { keepers: infos(cd, ep), proxies: [proxyInfo('p1', 2)] }));
+    expect(first.next.failsafeHistory).toEqual([ep]);
+    expect(first.changed).toBe(true);
+    expect(first.reasons.join(' ')).toMatch(/recorded a failsafe spell of keeper k1 \(store unreachable .*: 60\/60 rounds confirmed by all 1 members\)/);
+    const again = decide(decideInput(first.next, { keepers: infos(first.next, ep), proxies: [proxyInfo('p1', 2)] }));
+    expect(again.next.failsafeHistory).toEqual([ep]);
+    expect(again.reasons.join(' ')).not.toMatch(/recorded a failsafe spell/);
+    const gone = decide(decideInput(again.next, { keepers: infos(again.next), proxies: [proxyInfo('p1', 2)] }));
+    expect(gone.next.failsafeHistory).toEqual([ep]);
+  });
+
+  it('keeps the last FAILSAFE_HISTORY_LIMIT spells and drops stored entries that are not spells (a record only)', () => {
+    const cd = routedPair();
+    const old = Array.from({ length: FAILSAFE_HISTORY_LIMIT }, (_, i) => spell(`2026-12-05T10:00:${String(i).padStart(2, '0')}.000Z`));
+    cd.failsafeHistory = [...old, { keeperUID: 7 } as unknown as FailsafeEpisode];
+    const ep = spell('2026-12-06T10:00:00.000Z', { fenced: true, confirmedRounds: 2, rounds: 3, lastFailure: 'k2: unreachable' });
+    const out = decide(decideInput(cd, { keepers: infos(cd, ep), proxies: [proxyInfo('p1', 2)] }));
+    expect(out.next.failsafeHistory).toHaveLength(FAILSAFE_HISTORY_LIMIT);
+    expect(out.next.failsafeHistory?.[0]).toEqual(old[1]);
+    expect(out.next.failsafeHistory?.at(-1)).toEqual(ep);
+    expect(out.reasons.join(' ')).toMatch(/2\/3 rounds confirmed by all 1 members; it fenced itself/);
+  });
+
+  it('a malformed spell in a keeper info is not recorded', () => {
+    const cd = routedPair();
+    const out = decide(decideInput(cd, { keepers: infos(cd, { ...spell('x'), rounds: -1 }), proxies: [proxyInfo('p1', 2)] }));
+    expect(out.next.failsafeHistory).toBeUndefined();
   });
 });

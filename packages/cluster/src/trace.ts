@@ -4,10 +4,42 @@
  * chosen (and why), promoted, proxies routed — so `stolonctl events` can show where the write
  * outage went. Pure helpers over the next clusterdata; called from `decide`.
  */
-import type { ClusterData, DB, FailoverEvent } from './types.js';
+import { isFailsafeEpisode } from './clusterdata-schema.js';
+import type { ClusterData, DB, FailoverEvent, KeeperInfo } from './types.js';
 
 /** Finished events kept in `failoverHistory`. */
 export const FAILOVER_HISTORY_LIMIT = 20;
+
+/** Failsafe spells kept in `failsafeHistory`. */
+export const FAILSAFE_HISTORY_LIMIT = 20;
+
+/**
+ * Records in `failsafeHistory` every failsafe spell a live keeper publishes (`KeeperInfo.failsafeEpisode`)
+ * that is not there yet (same keeper and start time), oldest first, keeping the last
+ * {@link FAILSAFE_HISTORY_LIMIT}. Entries that are not well-formed spells are dropped (a record only).
+ * @returns one reason per spell recorded
+ */
+export function recordFailsafeEpisodes(cd: ClusterData, infos: Readonly<Record<string, KeeperInfo>>): string[] {
+  const stored: unknown = cd.failsafeHistory;
+  const history = Array.isArray(stored) ? stored.filter(isFailsafeEpisode) : [];
+  const fresh = Object.values(infos)
+    .map((i) => i.failsafeEpisode)
+    .filter((e) => e !== undefined && isFailsafeEpisode(e) && !history.some((h) => h.keeperUID === e.keeperUID && h.since === e.since))
+    .map((e) => e!)
+    .sort((a, b) => a.since.localeCompare(b.since));
+  if (fresh.length === 0) {
+    if (stored !== undefined && (!Array.isArray(stored) || history.length !== stored.length)) {
+      cd.failsafeHistory = history;
+    }
+    return [];
+  }
+  cd.failsafeHistory = [...history, ...fresh].slice(-FAILSAFE_HISTORY_LIMIT);
+  return fresh.map(
+    (e) =>
+      `recorded a failsafe spell of keeper ${e.keeperUID} (store unreachable ${e.since} to ${e.until}: ` +
+      `${e.confirmedRounds}/${e.rounds} rounds confirmed by all ${e.members} members${e.fenced ? '; it fenced itself' : ''})`,
+  );
+}
 
 /** Starts the event for a failing primary, unless one is already in progress. */
 export function traceDeclared(cd: ClusterData, master: DB, cause: string, wallTime: string, lastSeen: string | undefined): FailoverEvent {

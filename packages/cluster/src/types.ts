@@ -164,6 +164,28 @@ export interface SwitchoverRequest {
   requestedAt: string;
 }
 
+/**
+ * Our addition: one spell of a primary keeper's failsafe confirmation rounds (the store looked
+ * unreachable to it; docs/architecture.md, "Store outages: failsafe mode"), as that keeper
+ * publishes it once the store answers again and the sentinel records it in `failsafeHistory`.
+ */
+export interface FailsafeEpisode {
+  /** The primary's keeper that ran the rounds. */
+  keeperUID: string;
+  /** Wall-clock RFC 3339 time of its first round, and of the first pass that reached the store again. */
+  since: string;
+  until: string;
+  /** Rounds run, and how many of them every member confirmed. */
+  rounds: number;
+  confirmedRounds: number;
+  /** How many other keepers each round asked (the keepers of its last clusterdata). */
+  members: number;
+  /** Whether its fencer stopped PostgreSQL during the spell (a round failed and the lease ran out). */
+  fenced: boolean;
+  /** Why the last failed round failed (which member, what it said), when one did. */
+  lastFailure?: string;
+}
+
 /** One failover (or switchover), with a wall-clock RFC 3339 timestamp (ms) per phase. */
 export interface FailoverEvent {
   /** Random 8-hex id. */
@@ -363,6 +385,8 @@ export interface ClusterData {
   proxy: Proxy;
   /** Our addition: the last finished failovers/switchovers, newest last (at most 20). */
   failoverHistory?: FailoverEvent[];
+  /** Our addition: the last failsafe spells of primaries during store outages, newest last (at most 20). */
+  failsafeHistory?: FailsafeEpisode[];
 }
 
 /** What a keeper observes of its PostgreSQL instance (Stolon's PostgresState, plus `role`/`running`). */
@@ -430,6 +454,8 @@ export interface KeeperInfo {
   priority?: number;
   /** Our addition (`--member-advertise-address`): where this keeper's member API listens, `host:port`. */
   memberAddress?: string;
+  /** Our addition: this keeper process's last finished failsafe spell, if any (the sentinel records it). */
+  failsafeEpisode?: FailsafeEpisode;
 }
 
 /** Published by each sentinel at `sentinels/info/<uid>` (capitalised key, as in Stolon). */

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { resolveSpec, type ClusterData } from '@stolon-ts/cluster';
 import { aCluster } from '@stolon-ts/cluster/testing';
 import { memberRequest, silentLogger } from '@stolon-ts/common';
-import { PROMISE_MARGIN_MS, answerConfirm, answerPrimary, newFailsafeState, promiseHold, startMemberApi } from './failsafe.js';
+import { PROMISE_MARGIN_MS, answerConfirm, answerPrimary, answerStatus, newFailsafeState, promiseHold, startMemberApi } from './failsafe.js';
 import type { KeeperRuntime } from './runtime.js';
 
 const TOKEN = 'a'.repeat(40);
@@ -26,6 +26,8 @@ function runtime(uid: string, cd: ClusterData | undefined, opts: { isPrimary?: b
     local: { uid: opts.localUid ?? '', generation: 1 },
     infoTtlMs: () => TTL,
     log: silentLogger(),
+    // A lease renewed on schedule: the store looks reachable.
+    store: { infoLeaseRemainingMs: () => TTL },
   } as unknown as KeeperRuntime;
 }
 
@@ -92,8 +94,38 @@ describe('answerPrimary (for proxies)', () => {
   });
 });
 
+describe('answerStatus (for stolonctl status during an outage)', () => {
+  it('the primary in a spell of rounds: the last round, its fence time; a standby: its promise', () => {
+    const c = cd();
+    const primary = runtime('k1', c, { isPrimary: true, localUid: 'db-k1' });
+    (primary as unknown as { store: unknown }).store = { infoLeaseRemainingMs: () => 1000 };
+    primary.failsafe.lastRound = { at: 9_700, confirmed: 1, of: 2, failures: ['k3: unreachable at 10.0.0.3:5433 (timeout)'] };
+    expect(answerStatus(primary, 4321.4, 10_000)).toEqual({
+      keeperUID: 'k1',
+      clusterUID: c.cluster.uid,
+      storeReachable: false,
+      failsafeMode: true,
+      primary: true,
+      primaryKeeperUID: 'k1',
+      lastRound: { agoMs: 300, confirmed: 1, of: 2, failures: ['k3: unreachable at 10.0.0.3:5433 (timeout)'] },
+      fenceRemainingMs: 4321,
+      promise: null,
+    });
+    const standby = runtime('k2', c);
+    answerConfirm(standby, ask(c), 10_000);
+    expect(answerStatus(standby, -Infinity, 11_000)).toMatchObject({
+      storeReachable: true,
+      primary: false,
+      primaryKeeperUID: 'k1',
+      lastRound: null,
+      fenceRemainingMs: null,
+      promise: { primaryKeeperUID: 'k1', remainingMs: TTL + PROMISE_MARGIN_MS - 1000 },
+    });
+  });
+});
+
 describe('member API', () => {
-  it('answers only with the bearer token, validates the body, and serves both endpoints', async () => {
+  it('answers only with the bearer token, validates the body, and serves its three endpoints', async () => {
     const c = cd();
     const rt = runtime('k2', c);
     const api = await startMemberApi(rt, { listen: { host: '127.0.0.1', port: 0 }, advertise: 'x', token: TOKEN }, () => 0);
@@ -111,6 +143,9 @@ describe('member API', () => {
       expect(primary.status).toBe(200);
       expect(primary.body).toMatchObject({ holds: false });
       expect((await memberRequest(addr, '/failsafe/primary?db=db-k1', { token: TOKEN, timeoutMs: 2000 })).status).toBe(400);
+      const status = await memberRequest(addr, '/failsafe/status', { token: TOKEN, timeoutMs: 2000 });
+      expect(status).toMatchObject({ status: 200, body: { keeperUID: 'k2', primary: false, primaryKeeperUID: 'k1' } });
+      expect((await memberRequest(addr, '/failsafe/status', { token: 'x'.repeat(40), timeoutMs: 2000 })).status).toBe(401);
       expect((await memberRequest(addr, '/nope', { token: TOKEN, timeoutMs: 2000 })).status).toBe(404);
     } finally {
       await api.close();

@@ -4,7 +4,8 @@
  *
  * - **The member API** (`--member-listen-address`, bearer token from `--member-token-file` or
  *   `STKEEPER_MEMBER_TOKEN`; never served without a token): `POST /failsafe/confirm` from the
- *   primary's keeper, `GET /failsafe/primary` from the proxies.
+ *   primary's keeper, `GET /failsafe/primary` from the proxies, `GET /failsafe/status` from
+ *   `stolonctl status --member-address` (this keeper's view, for an operator during an outage).
  * - **Confirmation rounds** on the primary's keeper while the store is unreachable (its info lease
  *   keepalive is overdue): every sleepInterval it asks every other keeper named in the last
  *   clusterdata it read. When all confirm, the fencer's deadline moves to the round's start +
@@ -20,6 +21,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { z } from 'zod';
+import type { FailsafeEpisode } from '@stolon-ts/cluster';
 import { bearerMatches, listenHttp, memberRequest, type ListenAddress, type StatusServer } from '@stolon-ts/common';
 import { fenceMarginMs } from './fencer.js';
 import type { KeeperRuntime } from './runtime.js';
@@ -50,10 +52,21 @@ export interface FailsafeState {
   confirming: boolean | undefined;
   /** A primary this keeper confirmed: it must not become primary itself before `until`. */
   promise: { readonly primaryKeeperUID: string; readonly until: number } | undefined;
+  /** The spell of rounds running now (opened by the first round, closed when the store answers again). */
+  spell: Omit<FailsafeEpisode, 'until'> | undefined;
+  /** The last closed spell, published in the keeper info until the process ends (the sentinel records it). */
+  lastEpisode: FailsafeEpisode | undefined;
 }
 
 export function newFailsafeState(): FailsafeState {
-  return { confirmedUntil: -Infinity, lastRound: undefined, confirming: undefined, promise: undefined };
+  return { confirmedUntil: -Infinity, lastRound: undefined, confirming: undefined, promise: undefined, spell: undefined, lastEpisode: undefined };
+}
+
+/** Notes a fence in the spell running now, if any (called when the fencer reports it fenced). */
+export function noteFenced(fs: FailsafeState): void {
+  if (fs.spell !== undefined) {
+    fs.spell.fenced = true;
+  }
 }
 
 const confirmRequest = z.strictObject({
@@ -159,6 +172,53 @@ export function answerPrimary(rt: KeeperRuntime, dbUid: string, generation: numb
   return { holds: true, remainingMs, reason: `primary db ${dbUid} at proxy generation ${generation}` };
 }
 
+/**
+ * What `GET /failsafe/status` answers (read by `stolonctl status --member-address` when the store
+ * cannot be read): this keeper's own view of failsafe mode. Durations in ms, relative to the answer.
+ */
+export interface FailsafeStatusAnswer {
+  readonly keeperUID: string;
+  /** The cluster of the last clusterdata this keeper read, or of its data directory before that. */
+  readonly clusterUID: string | null;
+  /** False when this keeper's info lease keepalive is overdue (the store looks unreachable to it). */
+  readonly storeReachable: boolean;
+  /** The spec's `failsafeMode` as this keeper last read it (null before it read any). */
+  readonly failsafeMode: boolean | null;
+  /** Whether this keeper runs the primary. */
+  readonly primary: boolean;
+  /** The primary keeper its last clusterdata names, or null. */
+  readonly primaryKeeperUID: string | null;
+  /** The last confirmation round (primary only), or null when none ran since the store was last reachable. */
+  readonly lastRound: { readonly agoMs: number; readonly confirmed: number; readonly of: number; readonly failures: readonly string[] } | null;
+  /** How long PostgreSQL may keep running as the primary before the fencer stops it (primary only), else null. */
+  readonly fenceRemainingMs: number | null;
+  /** A primary this keeper confirmed and how long it still must not become primary itself, or null. */
+  readonly promise: { readonly primaryKeeperUID: string; readonly remainingMs: number } | null;
+}
+
+/** Builds the `GET /failsafe/status` answer from this keeper's runtime (`now`: monotonic ms). */
+export function answerStatus(rt: KeeperRuntime, fenceRemainingMs: number, now: number): FailsafeStatusAnswer {
+  const cd = rt.lastCd;
+  const master = cd === undefined ? undefined : cd.dbs[cd.cluster.status.master];
+  const fs = rt.failsafe;
+  const reachable = !storeLooksUnreachable(rt);
+  return {
+    keeperUID: rt.config.uid,
+    clusterUID: cd?.cluster.uid ?? rt.local.clusterUID ?? null,
+    storeReachable: reachable,
+    failsafeMode: rt.spec === undefined ? null : rt.spec.failsafeMode,
+    primary: rt.isPrimary,
+    primaryKeeperUID: master?.spec.keeperUID ?? null,
+    lastRound:
+      fs.lastRound === undefined || reachable
+        ? null
+        : { agoMs: Math.round(now - fs.lastRound.at), confirmed: fs.lastRound.confirmed, of: fs.lastRound.of, failures: fs.lastRound.failures },
+    fenceRemainingMs: rt.isPrimary && Number.isFinite(fenceRemainingMs) ? Math.max(0, Math.round(fenceRemainingMs)) : null,
+    promise:
+      fs.promise === undefined || now >= fs.promise.until ? null : { primaryKeeperUID: fs.promise.primaryKeeperUID, remainingMs: Math.round(fs.promise.until - now) },
+  };
+}
+
 function sendJson(res: ServerResponse, code: number, body: unknown): void {
   const text = JSON.stringify(body) + '\n';
   res.writeHead(code, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
@@ -209,7 +269,13 @@ async function handleMember(rt: KeeperRuntime, token: string, fenceRemainingMs: 
     sendJson(res, 200, answerPrimary(rt, db, generation, fenceRemainingMs()));
     return;
   }
-  sendJson(res, 404, { error: `no such endpoint ${req.method ?? '?'} ${url.pathname}: POST /failsafe/confirm or GET /failsafe/primary` });
+  if (url.pathname === '/failsafe/status' && req.method === 'GET') {
+    sendJson(res, 200, answerStatus(rt, fenceRemainingMs(), performance.now()));
+    return;
+  }
+  sendJson(res, 404, {
+    error: `no such endpoint ${req.method ?? '?'} ${url.pathname}: POST /failsafe/confirm, GET /failsafe/primary or GET /failsafe/status`,
+  });
 }
 
 /** A running member API (the same handle as the status endpoint's). */
@@ -280,6 +346,14 @@ async function confirmationRound(rt: KeeperRuntime, cfg: MemberApiConfig): Promi
   const fs = rt.failsafe;
   fs.lastRound = { at: startedAt, confirmed: others.length - failures.length, of: others.length, failures };
   const ok = failures.length === 0;
+  fs.spell ??= { keeperUID: rt.config.uid, since: new Date().toISOString(), rounds: 0, confirmedRounds: 0, members: others.length, fenced: false };
+  fs.spell.rounds += 1;
+  fs.spell.members = others.length;
+  if (ok) {
+    fs.spell.confirmedRounds += 1;
+  } else {
+    fs.spell.lastFailure = failures.join('; ');
+  }
   if (ok) {
     fs.confirmedUntil = Math.max(fs.confirmedUntil, startedAt + rt.infoTtlMs());
   }
@@ -309,9 +383,17 @@ export function startConfirmationRounds(rt: KeeperRuntime, cfg: MemberApiConfig)
     timer = setTimeout(tick, rt.sleepMs());
     timer.unref();
     if (running || rt.state !== 'running' || !rt.isPrimary || rt.spec?.failsafeMode !== true || !storeLooksUnreachable(rt)) {
-      if (!storeLooksUnreachable(rt) && rt.failsafe.confirming !== undefined) {
-        rt.failsafe.confirming = undefined;
-        rt.log.info('store reachable again: failsafe confirmation rounds stop');
+      const fs = rt.failsafe;
+      if (!storeLooksUnreachable(rt) && fs.spell !== undefined) {
+        fs.lastEpisode = { ...fs.spell, until: new Date().toISOString() };
+        fs.spell = undefined;
+        fs.confirming = undefined;
+        fs.lastRound = undefined;
+        rt.log.info(
+          { episode: fs.lastEpisode },
+          `store reachable again: failsafe confirmation rounds stop (${fs.lastEpisode.confirmedRounds}/${fs.lastEpisode.rounds} rounds confirmed by all ` +
+            `${fs.lastEpisode.members} members since ${fs.lastEpisode.since})`,
+        );
       }
       return;
     }

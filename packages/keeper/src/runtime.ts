@@ -127,6 +127,7 @@ export class KeeperRuntime {
       canBeSynchronousReplica: config.canBeSynchronousReplica,
       priority: config.priority,
       ...(config.member !== undefined ? { memberAddress: config.member.advertise } : {}),
+      ...(this.failsafe.lastEpisode !== undefined ? { failsafeEpisode: this.failsafe.lastEpisode } : {}),
     };
   }
 

@@ -4,6 +4,7 @@
  * when PostgreSQL stops running).
  */
 import { describeActivity } from './activity.js';
+import { noteFenced } from './failsafe.js';
 import { fenceMarginMs } from './fencer.js';
 import type { KeeperRuntime } from './runtime.js';
 
@@ -113,6 +114,7 @@ export function startFenceUpdates(rt: KeeperRuntime): () => void {
   }
   fencer.onFenced(({ pid, at }) => {
     rt.activity = { kind: 'fenced', postmasterPid: pid, at };
+    noteFenced(rt.failsafe);
     rt.log.warn({ postmaster: pid, at }, describeActivity(rt.activity, performance.now()));
     rt.trigger('fenced');
   });

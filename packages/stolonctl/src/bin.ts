@@ -7,7 +7,7 @@
  */
 import { createInterface } from 'node:readline/promises';
 import { ConfigError, errorMessage } from '@stolon-ts/cluster';
-import { BUG_SENTENCE, COMMON_FLAGS, addFlags, baseYargs } from '@stolon-ts/common';
+import { BUG_SENTENCE, COMMON_FLAGS, addFlags, baseYargs, readMemberToken } from '@stolon-ts/common';
 import type { Argv } from 'yargs';
 import {
   ENV_PREFIX,
@@ -52,6 +52,28 @@ function str(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
+/** The options of `status`. */
+function statusOptions(y: Argv): Argv {
+  return y
+    .option('format', {
+      type: 'string',
+      choices: [...STATUS_FORMATS],
+      default: 'table',
+      describe: 'output format',
+    })
+    .option('member-address', {
+      type: 'string',
+      requiresArg: true,
+      describe:
+        'comma-separated keeper member API addresses (host:port) to ask when the store cannot be read (or set STOLONCTL_MEMBER_ADDRESS): shows whether the primary keeps serving under failsafe mode',
+    })
+    .option('member-token-file', {
+      type: 'string',
+      requiresArg: true,
+      describe: "file holding the keepers' member API token for --member-address (or set STOLONCTL_MEMBER_TOKEN)",
+    });
+}
+
 function buildParser(args: readonly string[], select: (name: CommandName, argv: Record<string, unknown>) => void): Argv {
   const fileOpt = {
     alias: 'f',
@@ -78,13 +100,7 @@ function buildParser(args: readonly string[], select: (name: CommandName, argv: 
     .command(
       'status',
       'show the cluster status',
-      (y) =>
-        y.option('format', {
-          type: 'string',
-          choices: [...STATUS_FORMATS],
-          default: 'table',
-          describe: 'output format',
-        }),
+      statusOptions,
       (argv) => select('status', argv),
     )
     .command(
@@ -277,8 +293,28 @@ async function main(args: readonly string[]): Promise<ExitCodeValue> {
           ...(file !== undefined ? { file } : {}),
           yes: argv['yes'] === true,
         });
-      case 'status':
-        return await runStatus(ctx, { format: argv['format'] as StatusFormat });
+      case 'status': {
+        const addresses = (str(argv['member-address']) ?? process.env['STOLONCTL_MEMBER_ADDRESS'] ?? '')
+          .split(',')
+          .map((a) => a.trim())
+          .filter((a) => a !== '');
+        // Read only when addresses are given: a bad token file is then a usage error (exit 2).
+        let token: string | undefined;
+        try {
+          token = addresses.length > 0 ? readMemberToken(str(argv['member-token-file']), 'STOLONCTL_MEMBER_TOKEN', 'member-token-file', process.env) : undefined;
+        } catch (err) {
+          if (err instanceof ConfigError) {
+            process.stderr.write(`${PROGRAM} status: ${err.message}\n`);
+            return ExitCode.usage;
+          }
+          throw err;
+        }
+        return await runStatus(ctx, {
+          format: argv['format'] as StatusFormat,
+          ...(addresses.length > 0 ? { memberAddresses: addresses } : {}),
+          ...(token !== undefined ? { memberToken: token } : {}),
+        });
+      }
       case 'events':
         return await runEvents(ctx, {
           format: argv['format'] as EventsFormat,

@@ -2,6 +2,8 @@
  * Unit tier: the stolonctl subcommands run in-process against the in-memory store. Every refusal
  * is checked to leave the stored clusterdata byte-for-byte as it was.
  */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   DEFAULT_SPEC,
@@ -30,6 +32,7 @@ import {
   runSpec,
   runStatus,
   runUpdate,
+  outageHeadline,
   type CommandContext,
 } from './index.js';
 
@@ -586,7 +589,86 @@ describe('status', () => {
     h.backend.setUnavailable(true);
     expect(await runStatus(h.ctx, { format: 'json' })).toBe(ExitCode.runtime);
     expect(h.errs.at(-1)).toMatch(/^stolonctl status: store unavailable: memory store unavailable/);
+    expect(h.errs.at(-2)).toMatch(/give --member-address <keeper host:port>\[,…\] and --member-token-file/);
     h.backend.setUnavailable(false);
+  });
+
+  it('with the store unreachable and --member-address: asks the keepers and shows "store unreachable, failsafe: primary … confirmed by N/N members", exit 1', async () => {
+    const TOKEN = 'b'.repeat(40);
+    const answers: Record<string, unknown> = {
+      '/k0': {
+        keeperUID: 'keeper0',
+        clusterUID: 'c0ffee00',
+        storeReachable: false,
+        failsafeMode: true,
+        primary: true,
+        primaryKeeperUID: 'keeper0',
+        lastRound: { agoMs: 420, confirmed: 1, of: 1, failures: [] },
+        fenceRemainingMs: 5400,
+        promise: null,
+      },
+      '/k1': {
+        keeperUID: 'keeper1',
+        clusterUID: 'c0ffee00',
+        storeReachable: false,
+        failsafeMode: true,
+        primary: false,
+        primaryKeeperUID: 'keeper0',
+        lastRound: null,
+        fenceRemainingMs: null,
+        promise: { primaryKeeperUID: 'keeper0', remainingMs: 6100 },
+      },
+    };
+    // Two keepers' member APIs in one server: the address's port picks the keeper.
+    const servers: Server[] = [];
+    const addr: string[] = [];
+    for (const key of ['/k0', '/k1']) {
+      const srv = createServer((req, res) => {
+        const ok = req.headers.authorization === `Bearer ${TOKEN}` && req.url === '/failsafe/status';
+        res.writeHead(ok ? 200 : 401, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(ok ? answers[key] : { error: 'missing or wrong bearer token' }));
+      });
+      await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+      servers.push(srv);
+      addr.push(`127.0.0.1:${(srv.address() as AddressInfo).port}`);
+    }
+    try {
+      const h = await seeded(handBuiltClusterData());
+      h.backend.setUnavailable(true);
+      expect(await runStatus(h.ctx, { memberAddresses: [...addr, '127.0.0.1:1'], memberToken: TOKEN })).toBe(ExitCode.runtime);
+      const text = h.out.at(-1)!;
+      expect(text.split('\n')[0]).toBe('Store unreachable, failsafe: primary keeper0 confirmed by 1/1 members (last round 420 ms ago)');
+      expect(text).toMatch(/^Store error: memory store unavailable/m);
+      expect(text).toContain(`keeper0 at ${addr[0]}: primary; cannot reach the store; last round 1/1 confirmed 420 ms ago; may serve 5400 ms more`);
+      expect(text).toContain(`keeper1 at ${addr[1]}: not primary (its last clusterdata names keeper0); cannot reach the store; confirmed primary keeper0: will not become primary for 6100 ms`);
+      expect(text).toMatch(/127\.0\.0\.1:1: no answer \(/);
+      expect(text).not.toContain(TOKEN);
+      expect(await runStatus(h.ctx, { format: 'json', memberAddresses: addr, memberToken: TOKEN })).toBe(ExitCode.runtime);
+      expect(JSON.parse(h.out.at(-1)!)).toMatchObject({ store: { reachable: false }, headline: expect.stringMatching(/^store unreachable, failsafe: primary keeper0 confirmed by 1\/1/) as unknown });
+      // A wrong token: each keeper says so, and the headline finds no primary.
+      expect(await runStatus(h.ctx, { memberAddresses: addr, memberToken: 'c'.repeat(40) })).toBe(ExitCode.runtime);
+      expect(h.out.at(-1)).toMatch(/^Store unreachable; none of the keepers asked runs the primary\n/);
+      expect(h.out.at(-1)).toContain('no answer (HTTP 401: missing or wrong bearer token)');
+    } finally {
+      await Promise.all(servers.map((srv) => new Promise((r) => srv.close(r))));
+    }
+  });
+
+  it.each([
+    ['a round not confirmed by every member', { confirmed: 1, of: 2, failures: ['keeper2: unreachable'] }, /^store unreachable, failsafe: primary keeper0 confirmed by 1\/2 members \(last round 10 ms ago; keeper2: unreachable\); fences itself in 900 ms unless confirmed again$/],
+    ['failsafe mode off', null, /^store unreachable, failsafe mode off: primary keeper0 fences itself when its lease could expire$/],
+  ])('outage headline: %s', (_what, lastRound, want) => {
+    const answer = {
+      keeperUID: 'keeper0',
+      storeReachable: false,
+      failsafeMode: lastRound !== null,
+      primary: true,
+      primaryKeeperUID: 'keeper0',
+      lastRound: lastRound === null ? null : { agoMs: 10, ...lastRound },
+      fenceRemainingMs: 900,
+      promise: null,
+    };
+    expect(outageHeadline([{ address: 'a:1', answer }])).toMatch(want);
   });
 });
 
@@ -1296,6 +1378,30 @@ describe('events', () => {
     expect(await runEvents(h.ctx, opts)).toBe(ExitCode.usage);
     expect(h.errs).toHaveLength(1);
     expect(h.errs[0]).toMatch(message);
+  });
+
+  it('shows the failsafe spells of store outages after the failovers; json merges both oldest first', async () => {
+    const h = await withEvents([completedEvent()]);
+    const cd = parseClusterData((await h.stored())!);
+    cd.failsafeHistory = [
+      { keeperUID: 'keeper0', since: '2025-01-01T00:00:05.000Z', until: '2025-01-01T00:00:07.500Z', rounds: 3, confirmedRounds: 3, members: 1, fenced: false },
+      { keeperUID: 'keeper1', since: '2025-01-01T00:01:00.000Z', until: '2025-01-01T00:01:09.000Z', rounds: 4, confirmedRounds: 2, members: 1, fenced: true, lastFailure: 'keeper0: unreachable' },
+    ];
+    await h.store.overwriteClusterData(serializeClusterData(cd));
+    expect(await runEvents(h.ctx)).toBe(ExitCode.ok);
+    const text = h.out.at(-1)!;
+    expect(text.indexOf('=== failover db0-done ===')).toBeLessThan(text.indexOf('=== store outage (failsafe mode) keeper0 2025-01-01T00:00:05.000Z ==='));
+    expect(text).toContain('store unreachable  2025-01-01T00:00:05.000Z to 2025-01-01T00:00:07.500Z (2500 ms, as this keeper saw it)');
+    expect(text).toContain('rounds             3/3 confirmed by all 1 members');
+    expect(text).toContain('outcome            kept the primary role throughout');
+    expect(text).toContain('outcome            the primary fenced itself (a round was not confirmed and its lease could expire)');
+    expect(text).toContain('last failure       keeper0: unreachable');
+    expect(await runEvents(h.ctx, { format: 'json' })).toBe(ExitCode.ok);
+    const list = JSON.parse(h.out.at(-1)!) as { kind: string; keeperUID?: string; id?: string }[];
+    expect(list.map((e) => e.kind)).toEqual(['failsafe', 'failover', 'failsafe']);
+    expect(list[0]).toMatchObject({ kind: 'failsafe', keeperUID: 'keeper0', rounds: 3 });
+    expect(await runEvents(h.ctx, { last: 1 })).toBe(ExitCode.ok);
+    expect(h.out.at(-1)).toContain('(the last 1 of 2 failsafe spells; --last to show more)');
   });
 
   it('a hand-broken event exits 1 naming where it is; an uninitialised cluster exits 1', async () => {

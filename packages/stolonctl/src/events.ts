@@ -5,9 +5,11 @@
  * primary was declared failed and the write-outage estimate (proxies routed − primary last seen).
  * Building the view is a pure function over clusterdata ({@link buildEvents}); rendering is
  * separate.
+ * Also the failsafe spells of primaries during store outages (`failsafeHistory`; docs/architecture.md,
+ * "Store outages: failsafe mode").
  * Our addition: Stolon has no failover trace. See docs/architecture.md, "Failover trace".
  */
-import type { ClusterData, FailoverEvent } from '@stolon-ts/cluster';
+import { isFailsafeEpisode, type ClusterData, type FailoverEvent, type FailsafeEpisode } from '@stolon-ts/cluster';
 import {
   CommandError,
   ExitCode,
@@ -65,6 +67,13 @@ export interface EventsReport {
   readonly events: readonly EventView[];
   /** How many events there were before `--last` cut them. */
   readonly total: number;
+  /**
+   * The failsafe spells of primaries during store outages (`failsafeHistory`), oldest first, the
+   * last `--last` of them; malformed entries are skipped (a record only).
+   */
+  readonly failsafe: readonly FailsafeEpisode[];
+  /** How many well-formed spells there were before `--last` cut them. */
+  readonly failsafeTotal: number;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -130,7 +139,41 @@ export function buildEvents(cd: ClusterData, last?: number): EventsReport {
   if (cd.cluster.status.failover !== undefined) {
     all.push(viewEvent(checkEvent(cd.cluster.status.failover, 'cluster.status.failover'), true));
   }
-  return { events: last === undefined ? all : all.slice(-last), total: all.length };
+  const stored: unknown = cd.failsafeHistory;
+  const spells = Array.isArray(stored) ? stored.filter(isFailsafeEpisode) : [];
+  return {
+    events: last === undefined ? all : all.slice(-last),
+    total: all.length,
+    failsafe: last === undefined ? spells : spells.slice(-last),
+    failsafeTotal: spells.length,
+  };
+}
+
+/** `1234 ms` between two RFC 3339 times, or `?` when either does not parse. */
+function spanMs(from: string, to: string): string {
+  const a = timeMs(from);
+  const b = timeMs(to);
+  return a === null || b === null ? '?' : `${b - a} ms`;
+}
+
+/** One block of `events`' table for a failsafe spell. */
+function failsafeBlock(e: FailsafeEpisode): string {
+  const rows: [string, string][] = [
+    ['primary keeper', e.keeperUID],
+    ['store unreachable', `${e.since} to ${e.until} (${spanMs(e.since, e.until)}, as this keeper saw it)`],
+    ['rounds', `${e.confirmedRounds}/${e.rounds} confirmed by all ${e.members} members`],
+    [
+      'outcome',
+      e.fenced
+        ? 'the primary fenced itself (a round was not confirmed and its lease could expire)'
+        : e.confirmedRounds === e.rounds
+          ? 'kept the primary role throughout'
+          : 'kept the primary role (an unconfirmed round was covered by the lease or a later round)',
+    ],
+    ['last failure', e.lastFailure ?? '-'],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  return [`=== store outage (failsafe mode) ${e.keeperUID} ${e.since} ===`, '', ...rows.map(([k, val]) => `${k.padEnd(width)}  ${val}`)].join('\n');
 }
 
 /** `+35 ms`, `0 ms`, `-5210 ms`. */
@@ -166,7 +209,7 @@ export function describePhases(v: EventView): string {
 
 /** Renders the report as one block of aligned `label  value` lines per event. */
 export function renderEventsTable(r: EventsReport): string {
-  if (r.events.length === 0) {
+  if (r.events.length === 0 && r.failsafe.length === 0) {
     return 'no failovers recorded';
   }
   const blocks = r.events.map((v) => {
@@ -200,20 +243,30 @@ export function renderEventsTable(r: EventsReport): string {
   if (r.events.length < r.total) {
     blocks.unshift(`(the last ${r.events.length} of ${r.total} events; --last to show more)`);
   }
+  if (r.events.length === 0) {
+    blocks.push('no failovers recorded');
+  }
+  if (r.failsafe.length < r.failsafeTotal) {
+    blocks.push(`(the last ${r.failsafe.length} of ${r.failsafeTotal} failsafe spells; --last to show more)`);
+  }
+  blocks.push(...r.failsafe.map(failsafeBlock));
   return blocks.join('\n\n');
 }
 
 /**
- * The report as JSON: a list, oldest first, of each stored event's own fields plus `inProgress`,
- * `offsetsMs` (phase → ms from `declaredFailed`) and `writeOutageMs` (or null).
+ * The report as JSON: a list of each stored event's own fields plus `inProgress`, `offsetsMs`
+ * (phase → ms from `declaredFailed`) and `writeOutageMs` (or null), then each failsafe spell's
+ * fields with `kind: "failsafe"`; the two merged oldest first (by `declaredFailed` and `since`).
+ * Readers that want failovers only keep `kind` failover and switchover.
  */
 export function eventsJson(r: EventsReport): unknown {
-  return r.events.map((v) => ({
-    ...v.event,
-    inProgress: v.inProgress,
-    offsetsMs: v.offsetsMs,
-    writeOutageMs: v.writeOutageMs,
+  const failovers = r.events.map((v) => ({
+    at: timeMs(v.event.phases.declaredFailed) ?? 0,
+    json: { ...v.event, inProgress: v.inProgress, offsetsMs: v.offsetsMs, writeOutageMs: v.writeOutageMs } as object,
   }));
+  const spells = r.failsafe.map((e) => ({ at: timeMs(e.since) ?? 0, json: { kind: 'failsafe', ...e } as object }));
+  // Stable: failovers keep their stored order among themselves (the one in progress last).
+  return [...failovers, ...spells].sort((a, b) => a.at - b.at).map((x) => x.json);
 }
 
 /**

@@ -9,6 +9,8 @@
  */
 import Table from 'cli-table3';
 import {
+  StoreUnavailableError,
+  errorMessage,
   isMasterType,
   type ClusterData,
   type ClusterPhase,
@@ -20,7 +22,7 @@ import {
   type Role,
   type SentinelInfo,
 } from '@stolon-ts/cluster';
-import { redactConninfo } from '@stolon-ts/common';
+import { memberRequest, redactConninfo } from '@stolon-ts/common';
 import {
   CommandError,
   ExitCode,
@@ -43,6 +45,113 @@ export const PAUSED_BANNER =
 export interface StatusOptions {
   /** `--format`. @default "table" */
   readonly format?: StatusFormat;
+  /**
+   * `--member-address`: keepers' member API addresses (`host:port`) to ask when the store cannot
+   * be read, with `memberToken`. @default none
+   */
+  readonly memberAddresses?: readonly string[];
+  /** The member API token (`--member-token-file` or `STOLONCTL_MEMBER_TOKEN`); never printed. */
+  readonly memberToken?: string;
+}
+
+/** One keeper's answer to `GET /failsafe/status` (the keeper's `FailsafeStatusAnswer`), or why there is none. */
+export interface MemberAnswer {
+  readonly address: string;
+  readonly answer?: {
+    readonly keeperUID: string;
+    readonly storeReachable: boolean;
+    readonly failsafeMode: boolean | null;
+    readonly primary: boolean;
+    readonly primaryKeeperUID: string | null;
+    readonly lastRound: { readonly agoMs: number; readonly confirmed: number; readonly of: number; readonly failures: readonly string[] } | null;
+    readonly fenceRemainingMs: number | null;
+    readonly promise: { readonly primaryKeeperUID: string; readonly remainingMs: number } | null;
+  };
+  readonly error?: string;
+}
+
+/** What `status` shows when the store cannot be read and member addresses were given. */
+export interface OutageReport {
+  /** The store's error. */
+  readonly storeError: string;
+  readonly members: readonly MemberAnswer[];
+  /** The headline, e.g. "store unreachable, failsafe: primary keeper0 confirmed by 1/1 members (last round 300 ms ago)". */
+  readonly headline: string;
+}
+
+/** How long one member API call of `status` may take, ms. */
+const MEMBER_STATUS_TIMEOUT_MS = 2000;
+
+/**
+ * Builds the outage headline from the members' answers. Pure.
+ * @returns e.g. "store unreachable, failsafe: primary keeper0 confirmed by 1/1 members (last round 300 ms ago)"
+ */
+export function outageHeadline(members: readonly MemberAnswer[]): string {
+  const primary = members.find((m) => m.answer?.primary === true)?.answer;
+  if (primary === undefined) {
+    const named = members.map((m) => m.answer?.primaryKeeperUID).find((u) => typeof u === 'string');
+    return (
+      `store unreachable; none of the keepers asked runs the primary` +
+      (named !== undefined ? ` (their last clusterdata names ${named}: add its member address)` : '')
+    );
+  }
+  if (primary.failsafeMode !== true) {
+    return `store unreachable, failsafe mode off: primary ${primary.keeperUID} fences itself when its lease could expire`;
+  }
+  const r = primary.lastRound;
+  if (r === null) {
+    return primary.storeReachable
+      ? `the store is reachable from primary ${primary.keeperUID} (not from here): no failsafe rounds needed`
+      : `store unreachable, failsafe: primary ${primary.keeperUID} has run no confirmation round yet`;
+  }
+  const left = primary.fenceRemainingMs === null ? '' : `; fences itself in ${primary.fenceRemainingMs} ms unless confirmed again`;
+  return (
+    `store unreachable, failsafe: primary ${primary.keeperUID} confirmed by ${r.confirmed}/${r.of} members (last round ${r.agoMs} ms ago` +
+    (r.failures.length > 0 ? `; ${r.failures.join('; ')}` : '') +
+    `)${r.confirmed < r.of ? left : ''}`
+  );
+}
+
+function describeMember(m: MemberAnswer): string {
+  const a = m.answer;
+  if (a === undefined) {
+    return `${m.address}: no answer (${m.error ?? 'unknown error'})`;
+  }
+  const parts = [a.primary ? 'primary' : `not primary (its last clusterdata names ${a.primaryKeeperUID ?? 'no primary'})`];
+  parts.push(a.storeReachable ? 'reaches the store' : 'cannot reach the store');
+  if (a.lastRound !== null) {
+    parts.push(`last round ${a.lastRound.confirmed}/${a.lastRound.of} confirmed ${a.lastRound.agoMs} ms ago`);
+  }
+  if (a.fenceRemainingMs !== null) {
+    parts.push(`may serve ${a.fenceRemainingMs} ms more without a renewal or confirmed round`);
+  }
+  if (a.promise !== null) {
+    parts.push(`confirmed primary ${a.promise.primaryKeeperUID}: will not become primary for ${a.promise.remainingMs} ms`);
+  }
+  return `${a.keeperUID} at ${m.address}: ${parts.join('; ')}`;
+}
+
+/** Renders the outage report: the headline, the store's error, one line per keeper asked. */
+export function renderOutage(r: OutageReport): string {
+  return [r.headline.charAt(0).toUpperCase() + r.headline.slice(1), `Store error: ${r.storeError}`, 'Keepers asked (member API):', ...r.members.map((m) => `  ${describeMember(m)}`)].join('\n');
+}
+
+/** Asks each address's `GET /failsafe/status`, in parallel. Never throws: failures are in `error`. */
+async function askMembers(addresses: readonly string[], token: string): Promise<MemberAnswer[]> {
+  return Promise.all(
+    addresses.map(async (address): Promise<MemberAnswer> => {
+      try {
+        const r = await memberRequest(address, '/failsafe/status', { token, timeoutMs: MEMBER_STATUS_TIMEOUT_MS });
+        const b = r.body as MemberAnswer['answer'] & { error?: string };
+        if (r.status !== 200 || b === undefined || typeof b.keeperUID !== 'string') {
+          return { address, error: `HTTP ${r.status}${typeof b?.error === 'string' ? `: ${b.error}` : ''}` };
+        }
+        return { address, answer: b };
+      } catch (err) {
+        return { address, error: errorMessage(err) };
+      }
+    }),
+  );
 }
 
 /** A live sentinel (its info entry exists). */
@@ -516,8 +625,11 @@ export function statusJson(r: StatusReport): unknown {
 
 /**
  * Prints the cluster status.
+ * When the store cannot be read and `memberAddresses` and `memberToken` are given, asks those
+ * keepers' member API (`GET /failsafe/status`) instead and prints whether the primary keeps its
+ * role under failsafe mode ("store unreachable, failsafe: primary … confirmed by N/N members").
  * @returns 0; 1 when the cluster is not initialised, its clusterdata is invalid or the store
- *   fails; 2 for an unknown format.
+ *   fails (also after printing the members' answers); 2 for an unknown format.
  */
 export function runStatus(ctx: CommandContext, opts: StatusOptions = {}): Promise<ExitCodeValue> {
   return runCommand(ctx, 'status', async () => {
@@ -527,7 +639,27 @@ export function runStatus(ctx: CommandContext, opts: StatusOptions = {}): Promis
         field: 'format',
       });
     }
-    const { cd } = await loadClusterData(ctx);
+    let cd: ClusterData;
+    try {
+      ({ cd } = await loadClusterData(ctx));
+    } catch (err) {
+      if (!(err instanceof StoreUnavailableError)) {
+        throw err;
+      }
+      const addresses = opts.memberAddresses ?? [];
+      if (addresses.length === 0 || opts.memberToken === undefined) {
+        ctx.err(
+          'stolonctl status: to see whether the primary keeps serving under failsafe mode, give --member-address <keeper host:port>[,…] ' +
+            'and --member-token-file (or STOLONCTL_MEMBER_TOKEN)',
+        );
+        throw err;
+      }
+      const members = await askMembers(addresses, opts.memberToken);
+      const report: OutageReport = { storeError: err.message, members, headline: outageHeadline(members) };
+      ctx.out(format === 'json' ? JSON.stringify({ store: { reachable: false, error: err.message }, headline: report.headline, members }, null, 2) : renderOutage(report));
+      // Still a failure for scripts: the store, which decides everything, is unreachable.
+      return ExitCode.runtime;
+    }
     const [sentinels, leader, proxies, keepers] = await Promise.all([
       ctx.store.listInfos('sentinels'),
       ctx.store.getLeader(),

@@ -138,6 +138,8 @@ export interface LocalCluster {
   readonly proxies: { port: number; roPort?: number; failpointsDir?: string; process: ProcessHandle }[];
   /** The chaos network the keepers run in, if any. */
   readonly network: ChaosNetwork | undefined;
+  /** The member API token file every keeper and proxy reads with `memberApi` (for `stolonctl status --member-token-file`). */
+  readonly memberTokenFile: string;
   readonly suPasswordFile: string;
   readonly replPasswordFile: string;
   /** Superuser password (tests need it to connect). */
@@ -458,6 +460,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       sentinels,
       proxies,
       network,
+      memberTokenFile,
       suPasswordFile,
       replPasswordFile,
       suPassword,

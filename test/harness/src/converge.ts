@@ -55,5 +55,7 @@ export async function failoverEvents(cluster: LocalCluster): Promise<FailoverEve
     throw new Error(`stolonctl events exited ${r.code}: ${r.stderr}`);
   }
   const parsed = JSON.parse(r.stdout) as unknown;
-  return (Array.isArray(parsed) ? parsed : ((parsed as { events?: FailoverEventJson[] }).events ?? [])) as FailoverEventJson[];
+  const list = (Array.isArray(parsed) ? parsed : ((parsed as { events?: FailoverEventJson[] }).events ?? [])) as FailoverEventJson[];
+  // The list also holds failsafe spells (kind "failsafe"); they are not failovers.
+  return list.filter((e) => e.kind === 'failover' || e.kind === 'switchover');
 }
