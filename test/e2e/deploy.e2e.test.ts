@@ -376,9 +376,10 @@ function failsafeProblems(objs: Obj[]): string[] {
       problems.push(`keeper: the member API listens on port ${listen.port}, but containerPort "member" is ${memberPort ?? 'not declared'}`);
     }
   }
+  const proxy = one<Workload>(objs, 'Deployment', 'stolon-proxy');
   const readers = [
     { w: sts, c: keeper, prefix: 'STKEEPER' },
-    ...[one<Workload>(objs, 'Deployment', 'stolon-proxy')].map((w) => ({ w, c: container(w, 'proxy'), prefix: 'STPROXY' })),
+    { w: proxy, c: container(proxy, 'proxy'), prefix: 'STPROXY' },
   ];
   const sources = readers.map(({ w, c, prefix }) => {
     const where = `${id(w)} container ${c.name}`;
