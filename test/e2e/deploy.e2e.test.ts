@@ -14,6 +14,9 @@
  *    ports the keeper listens on, Services and disruption budgets selecting real pods, password
  *    files inside the mounted Secret, keeper uids valid, the init spec valid, least-privilege
  *    RBAC, non-root pods, tini kept as PID 1 (`args`, never `command`).
+ * 5. Failsafe mode can act ({@link failsafeProblems}): the keepers serve the member API on a
+ *    declared port and advertise their pod IP, and keepers and proxies read one member token from
+ *    the same key of a mounted Secret, as files their user can read.
  */
 import { execFileSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
@@ -32,7 +35,7 @@ import { Service } from 'kubernetes-models/v1/Service';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { describe, expect, it } from 'vitest';
 import { validateSpec } from '@stolon-ts/cluster';
-import { parseEndpoints } from '@stolon-ts/common';
+import { parseEndpoints, parseListenAddress, readMemberToken } from '@stolon-ts/common';
 import { PROGRAMS, flagOfEnv, helpNamesEnv, programHelp, type ProgramHelp, type ProgramName } from './program-help.js';
 
 /**
@@ -75,7 +78,11 @@ interface PodSpec {
   containers: Container[];
   securityContext?: { runAsNonRoot?: boolean; runAsUser?: number; fsGroup?: number };
   affinity?: { podAntiAffinity?: { requiredDuringSchedulingIgnoredDuringExecution?: { topologyKey: string; labelSelector: { matchLabels: Record<string, string> } }[] } };
-  volumes?: { name: string; secret?: { secretName: string }; configMap?: { name: string } }[];
+  volumes?: {
+    name: string;
+    secret?: { secretName: string; defaultMode?: number; items?: { key: string; path: string; mode?: number }[] };
+    configMap?: { name: string };
+  }[];
   serviceAccountName?: string;
 }
 interface Workload extends Obj {
@@ -263,8 +270,12 @@ function checkContainer(objs: Obj[], w: Workload, c: Container): string[] {
   return problems;
 }
 
-/** `$(VAR)` references in env values expanded as the kubelet does, with stand-ins for the downward API. */
-function expandEnv(c: Container, podLabels: Record<string, string>, ordinal: number): Record<string, string> {
+/**
+ * `$(VAR)` references in env values expanded as the kubelet does (only variables defined earlier in
+ * the list), with stand-ins for the downward API.
+ * @param podIP what `status.podIP` gives
+ */
+function expandEnv(c: Container, podLabels: Record<string, string>, ordinal: number, podIP = '10.1.2.3'): Record<string, string> {
   const out: Record<string, string> = {};
   for (const e of c.env ?? []) {
     const path = e.valueFrom?.fieldRef?.fieldPath;
@@ -277,7 +288,7 @@ function expandEnv(c: Container, podLabels: Record<string, string>, ordinal: num
           : label !== undefined
             ? (podLabels[label] ?? '')
             : path === 'status.podIP'
-              ? '10.1.2.3'
+              ? podIP
               : '';
   }
   return out;
@@ -286,6 +297,112 @@ function expandEnv(c: Container, podLabels: Record<string, string>, ordinal: num
 const container = (w: Workload, name: string) => w.spec.template.spec.containers.find((c) => c.name === name)!;
 const portOf = (c: Container, port: string | number | undefined) => (typeof port === 'number' ? port : c.ports?.find((p) => p.name === port)?.containerPort);
 const matches = (selector: Record<string, string>, labels: Record<string, string>) => Object.entries(selector).every(([k, v]) => labels[k] === v);
+
+/**
+ * The Secret and key a file inside a container comes from, or why it does not come from one: the
+ * file must lie in a mounted Secret volume (with `items`, one of them), the Secret must be in the
+ * manifests with that key, and the file must be readable by the pod's user (Secret files belong to
+ * root, their group is the pod's fsGroup when it has one).
+ */
+function secretOfFile(objs: Obj[], w: Workload, c: Container, path: string): { secret: string; key: string } | string {
+  const mount = c.volumeMounts?.find((m) => path.startsWith(`${m.mountPath}/`));
+  if (mount === undefined) {
+    return `${path} is on no volume mounted in container ${c.name}`;
+  }
+  const pod = w.spec.template.spec;
+  const vol = pod.volumes?.find((v) => v.name === mount.name)?.secret;
+  if (vol === undefined) {
+    return `${path} is on volume ${mount.name}, which is not a Secret volume`;
+  }
+  const file = path.slice(mount.mountPath.length + 1);
+  const item = vol.items?.find((i) => i.path === file);
+  if (vol.items !== undefined && item === undefined) {
+    return `${path}: volume ${mount.name} projects no item at ${file}`;
+  }
+  const key = item?.key ?? file;
+  const secret = objs.find((o) => o.kind === 'Secret' && o.metadata.name === vol.secretName) as (Obj & { data?: object; stringData?: object }) | undefined;
+  if (secret === undefined) {
+    return `${path}: Secret ${vol.secretName} is not in the manifests`;
+  }
+  if (!Object.keys({ ...secret.data, ...secret.stringData }).includes(key)) {
+    return `${path}: Secret ${vol.secretName} has no key ${key}`;
+  }
+  const mode = item?.mode ?? vol.defaultMode ?? 0o644;
+  const sc = pod.securityContext;
+  const readable = sc?.runAsUser === 0 || (mode & 0o004) !== 0 || (sc?.fsGroup !== undefined && (mode & 0o040) !== 0);
+  if (!readable) {
+    return `${path}: mode ${mode.toString(8)} with fsGroup ${sc?.fsGroup ?? 'unset'}: user ${sc?.runAsUser ?? '?'} cannot read it`;
+  }
+  return { secret: vol.secretName, key };
+}
+
+/**
+ * Problems with failsafe mode's wiring (docs/architecture.md, "Store outages: failsafe mode"); []
+ * when it holds. With an IPv4 and an IPv6 pod IP: the keeper's member API listens on its pod IP (or
+ * every interface of that family) at a port the container declares as `member`, and advertises
+ * exactly its pod IP and that port, in a form the keeper accepts (`parseListenAddress`) — no DNS
+ * name, since DNS depends on the control plane whose outage failsafe mode rides out. The keeper and
+ * the proxy read the token from a file (`ST*_MEMBER_TOKEN_FILE`, never the token itself in an
+ * environment variable) in the same key of the same mounted Secret.
+ */
+function failsafeProblems(objs: Obj[]): string[] {
+  const problems: string[] = [];
+  const sts = one<Workload>(objs, 'StatefulSet', 'stolon-keeper');
+  const keeper = container(sts, 'keeper');
+  const memberPort = portOf(keeper, 'member');
+  for (const podIP of ['10.1.2.3', 'fd00::5']) {
+    const env = expandEnv(keeper, sts.spec.template.metadata.labels, 0, podIP);
+    const text = env.STKEEPER_MEMBER_LISTEN_ADDRESS;
+    if (text === undefined || text === '') {
+      problems.push('keeper: no STKEEPER_MEMBER_LISTEN_ADDRESS, so no member API');
+      break;
+    }
+    let listen, advertise;
+    try {
+      listen = parseListenAddress(text, 'member-listen-address');
+      advertise = parseListenAddress(env.STKEEPER_MEMBER_ADVERTISE_ADDRESS ?? text, 'member-advertise-address');
+    } catch (err) {
+      problems.push(`keeper with pod IP ${podIP}: ${(err as Error).message}`);
+      continue;
+    }
+    const wildcards = podIP.includes(':') ? ['::'] : ['0.0.0.0', '::'];
+    if (listen.host !== podIP && !wildcards.includes(listen.host)) {
+      problems.push(`keeper with pod IP ${podIP}: the member API listens on "${listen.host}", neither the pod IP nor ${wildcards.join(' or ')}`);
+    }
+    if (advertise.host !== podIP || advertise.port !== listen.port) {
+      problems.push(`keeper with pod IP ${podIP}: advertises ${advertise.host}:${advertise.port}, not its pod IP and member API port ${listen.port}`);
+    }
+    if (memberPort !== listen.port) {
+      problems.push(`keeper: the member API listens on port ${listen.port}, but containerPort "member" is ${memberPort ?? 'not declared'}`);
+    }
+  }
+  const proxy = one<Workload>(objs, 'Deployment', 'stolon-proxy');
+  const readers = [
+    { w: sts, c: keeper, prefix: 'STKEEPER' },
+    { w: proxy, c: container(proxy, 'proxy'), prefix: 'STPROXY' },
+  ];
+  const sources = readers.map(({ w, c, prefix }) => {
+    const where = `${id(w)} container ${c.name}`;
+    if ((c.env ?? []).some((e) => e.name === `${prefix}_MEMBER_TOKEN`)) {
+      problems.push(`${where}: ${prefix}_MEMBER_TOKEN puts the token in the environment; mount it and use ${prefix}_MEMBER_TOKEN_FILE`);
+    }
+    const file = expandEnv(c, w.spec.template.metadata.labels, 0)[`${prefix}_MEMBER_TOKEN_FILE`];
+    if (file === undefined || file === '') {
+      problems.push(`${where}: no ${prefix}_MEMBER_TOKEN_FILE`);
+      return undefined;
+    }
+    const from = secretOfFile(objs, w, c, file);
+    if (typeof from === 'string') {
+      problems.push(`${where}: ${from}`);
+      return undefined;
+    }
+    return `Secret ${from.secret} key ${from.key}`;
+  });
+  if (sources.every((s) => s !== undefined) && new Set(sources).size !== 1) {
+    problems.push(`keepers and proxies must read one token: ${readers.map((r, i) => `${r.c.name} from ${sources[i]}`).join(', ')}`);
+  }
+  return [...new Set(problems)];
+}
 
 describe('deploy/ manifests', () => {
   for (const dir of DIRS) {
@@ -448,12 +565,84 @@ describe('deploy/ manifests', () => {
     expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 999, fsGroup: 999 });
   });
 
-  it('the example Secret says EXAMPLE in every value', () => {
-    const s = one<Obj & { stringData: Record<string, string> }>(objects('deploy/base'), 'Secret', 'stolon-passwords');
+  it('the example Secrets say EXAMPLE in every value; the example member token is one the programs accept', () => {
+    const base = objects('deploy/base');
+    const s = one<Obj & { stringData: Record<string, string> }>(base, 'Secret', 'stolon-passwords');
     expect(Object.keys(s.stringData).sort()).toEqual(['pg-repl-password', 'pg-su-password']);
-    for (const v of Object.values(s.stringData)) {
+    const m = one<Obj & { stringData: Record<string, string> }>(base, 'Secret', 'stolon-member-token');
+    expect(Object.keys(m.stringData)).toEqual(['member-token']);
+    for (const v of [...Object.values(s.stringData), ...Object.values(m.stringData)]) {
       expect(v).toMatch(/^EXAMPLE-/);
     }
+    const token = m.stringData['member-token'];
+    expect(readMemberToken(undefined, 'TOKEN', 'member-token-file', { TOKEN: token })).toBe(token);
+  });
+
+  it('failsafe mode: keepers serve the member API on a declared port and advertise their pod IP; keepers and proxies read one token from a mounted Secret', () => {
+    for (const dir of DIRS) {
+      expect(failsafeProblems(objects(dir)), dir).toEqual([]);
+    }
+    const k = objects('deploy/overlays/kubernetes');
+    const sts = one<Workload>(k, 'StatefulSet', 'stolon-keeper');
+    const keeper = container(sts, 'keeper');
+    const memberEnv = ['STKEEPER_MEMBER_LISTEN_ADDRESS', 'STKEEPER_MEMBER_ADVERTISE_ADDRESS', 'STKEEPER_MEMBER_TOKEN_FILE'];
+    expect(keeper.env?.filter((e) => memberEnv.includes(e.name)).map((e) => e.name).sort()).toEqual([...memberEnv].sort());
+    expect(keeper.env?.find((e) => e.name === 'POD_IP')?.valueFrom?.fieldRef?.fieldPath).toBe('status.podIP');
+    const proxy = container(one<Workload>(k, 'Deployment', 'stolon-proxy'), 'proxy');
+    expect(proxy.env?.map((e) => e.name)).toContain('STPROXY_MEMBER_TOKEN_FILE');
+  });
+
+  it('the failsafe check catches broken wiring: wrong key, another Secret, unmounted or unreadable file, token in the environment, undeclared port, DNS or unexpanded advertise address', () => {
+    /** failsafeProblems on a copy of the kubernetes overlay after `change`. */
+    const broken = (change: (k: { keeper: Container; proxy: Container; keeperPod: PodSpec; proxyPod: PodSpec; objs: Obj[] }) => void) => {
+      const objs = structuredClone(objects('deploy/overlays/kubernetes'));
+      const sts = one<Workload>(objs, 'StatefulSet', 'stolon-keeper');
+      const dep = one<Workload>(objs, 'Deployment', 'stolon-proxy');
+      change({ keeper: container(sts, 'keeper'), proxy: container(dep, 'proxy'), keeperPod: sts.spec.template.spec, proxyPod: dep.spec.template.spec, objs });
+      return failsafeProblems(objs);
+    };
+    const setEnv = (c: Container, name: string, value: string) => {
+      const e = c.env?.find((x) => x.name === name);
+      expect(e, name).toBeDefined();
+      e!.value = value;
+    };
+    const P = 'Deployment/stolon-proxy container proxy';
+    const K = 'StatefulSet/stolon-keeper container keeper';
+    expect(broken(({ proxy }) => setEnv(proxy, 'STPROXY_MEMBER_TOKEN_FILE', '/etc/stolon/member/token'))).toEqual([
+      `${P}: /etc/stolon/member/token: Secret stolon-member-token has no key token`,
+    ]);
+    expect(
+      broken(({ proxyPod, objs }) => {
+        const other = structuredClone(one(objs, 'Secret', 'stolon-member-token'));
+        other.metadata.name = 'other-token';
+        objs.push(other);
+        proxyPod.volumes!.find((v) => v.name === 'member-token')!.secret!.secretName = 'other-token';
+      }),
+    ).toEqual(['keepers and proxies must read one token: keeper from Secret stolon-member-token key member-token, proxy from Secret other-token key member-token']);
+    expect(broken(({ proxy }) => (proxy.volumeMounts = []))).toEqual([`${P}: /etc/stolon/member/member-token is on no volume mounted in container proxy`]);
+    expect(broken(({ proxyPod }) => (proxyPod.volumes!.find((v) => v.name === 'member-token')!.secret!.defaultMode = 0o400))).toEqual([
+      `${P}: /etc/stolon/member/member-token: mode 400 with fsGroup 999: user 999 cannot read it`,
+    ]);
+    expect(broken(({ keeper }) => keeper.env?.push({ name: 'STKEEPER_MEMBER_TOKEN', value: 'x'.repeat(64) }))).toEqual([
+      `${K}: STKEEPER_MEMBER_TOKEN puts the token in the environment; mount it and use STKEEPER_MEMBER_TOKEN_FILE`,
+    ]);
+    expect(broken(({ keeper }) => (keeper.ports!.find((p) => p.name === 'member')!.containerPort = 8082))).toEqual([
+      'keeper: the member API listens on port 8081, but containerPort "member" is 8082',
+    ]);
+    expect(broken(({ keeper }) => setEnv(keeper, 'STKEEPER_MEMBER_ADVERTISE_ADDRESS', 'stolon-keeper-$(POD_INDEX).stolon-keeper:8081'))).toEqual([
+      'keeper with pod IP 10.1.2.3: advertises stolon-keeper-0.stolon-keeper:8081, not its pod IP and member API port 8081',
+      'keeper with pod IP fd00::5: advertises stolon-keeper-0.stolon-keeper:8081, not its pod IP and member API port 8081',
+    ]);
+    expect(broken(({ keeper }) => setEnv(keeper, 'STKEEPER_MEMBER_LISTEN_ADDRESS', '$(POD_IP):8081'))).toEqual([
+      expect.stringMatching(/^keeper with pod IP fd00::5: --member-listen-address: "fd00::5:8081" is not host:port/),
+    ]);
+    expect(
+      broken(({ keeper }) => {
+        // POD_IP defined after the variables that use it: the kubelet leaves $(POD_IP) as it is.
+        const env = keeper.env!;
+        env.push(...env.splice(env.findIndex((e) => e.name === 'POD_IP'), 1));
+      }),
+    ).toEqual([expect.stringMatching(/^keeper with pod IP 10\.1\.2\.3: --member-listen-address: "\[\$\(POD_IP\)\]:8081" is not host:port/), expect.stringMatching(/^keeper with pod IP fd00::5: /)]);
   });
 
   it('Services and disruption budgets select real pods, on ports those pods listen on; the ro Service reaches --ro-port', () => {
