@@ -68,10 +68,10 @@ const KEEPER_SECRET_ENV: Record<string, string> = {
 };
 /**
  * What the postmaster's (and a backend's shell's) environment may hold: the keeper's allow-list,
- * what pg_ctl and postgres set themselves (PGDATA, PGLOCALEDIR, PGSYSCONFDIR, the locale
- * categories) and what a shell adds (PWD, SHLVL, _).
+ * what pg_ctl and postgres set themselves (PGDATA, PG_GRANDPARENT_PID, PGLOCALEDIR, PGSYSCONFDIR,
+ * the locale categories) and what a shell adds (PWD, SHLVL, _).
  */
-const CHILD_ENV_ALLOWED = /^(PATH|HOME|LANG|LANGUAGE|LC_[A-Z]+|TZ|TMPDIR|PGDATA|PGLOCALEDIR|PGSYSCONFDIR|PWD|OLDPWD|SHLVL|_)$/;
+const CHILD_ENV_ALLOWED = /^(PATH|HOME|LANG|LANGUAGE|LC_[A-Z]+|TZ|TMPDIR|PGDATA|PG_GRANDPARENT_PID|PGLOCALEDIR|PGSYSCONFDIR|PWD|OLDPWD|SHLVL|_)$/;
 /** Replication password file of the standby: next to its PGDATA, outside it. */
 const REPL_PASSFILE_NAME = 'replication.pgpass';
 /** Where the replication password file used to be, inside PGDATA. */
@@ -531,7 +531,8 @@ describe('PgManager (real PostgreSQL)', () => {
     expect(st.mode & 0o777).toBe(0o600);
     expect(st.uid).toBe(Number(execFileSync('id', ['-u', ...(isRoot ? ['postgres'] : [])], { encoding: 'utf8' }).trim()));
     expect(readFileSync(passfile, 'utf8')).toContain(suffix);
-    expect(conf(standby)).toContain(`passfile='${passfile}'`);
+    const [conninfo] = await sql<{ setting: string }>(standbyPort, "select setting from pg_settings where name = 'primary_conninfo'");
+    expect(conninfo?.setting).toContain(`passfile='${passfile}'`);
 
     // A PGDATA written by an earlier version, which kept the password file inside it: the next
     // writeConfig removes it.
