@@ -29,7 +29,7 @@
  * escalation. It imports nothing but Node's own modules so
  * that it starts fast and cannot fail on the keeper's dependencies.
  */
-import { appendFileSync, readFileSync } from 'node:fs';
+import { closeSync, constants, openSync, readFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 const CHECK_MS = 50;
@@ -67,7 +67,13 @@ function log(level: 'info' | 'warn' | 'error', msg: string, fields: Record<strin
   if (orphanLog !== undefined) {
     const lvl = { info: 30, warn: 40, error: 50 }[level];
     try {
-      appendFileSync(orphanLog, `${JSON.stringify({ level: lvl, time: Date.now(), pid: process.pid, component: 'keeper-fencer', ...fields, msg })}\n`);
+      // O_NOFOLLOW: the fencer of a root keeper never appends to what a link points to.
+      const fd = openSync(orphanLog, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+      try {
+        writeSync(fd, `${JSON.stringify({ level: lvl, time: Date.now(), pid: process.pid, component: 'keeper-fencer', ...fields, msg })}\n`);
+      } finally {
+        closeSync(fd);
+      }
     } catch {
       // Nowhere to write: the fence matters, its log line does not.
     }
