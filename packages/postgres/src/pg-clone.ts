@@ -91,8 +91,8 @@ export async function baseBackup(ctx: PgContext, standby: StandbySettings, opts:
     }
     // The source's last good configuration is not this node's (other port, other role).
     await removeNodeLeftovers(tmp);
-    await fs.writeFile(join(tmp, 'standby.signal'), '', { mode: 0o600 });
-    await ctx.exec.own(join(tmp, 'standby.signal'));
+    // The OS user owns `tmp`: a new file, never written or chowned through a link.
+    await ctx.exec.writeAtomic(join(tmp, 'standby.signal'), '');
     await fs.rm(ctx.pgData, { recursive: true, force: true });
     await fs.rename(tmp, ctx.pgData);
     await fsyncDir(dirname(ctx.pgData));

@@ -1,0 +1,121 @@
+/**
+ * Issue #15, hole 1, PGDATA's side: PGDATA belongs to PostgreSQL's OS user, so whoever acts as
+ * that user (any SQL superuser, through `COPY … TO PROGRAM`) can plant links in it, or swap a
+ * file root just wrote for a link before root chowns it. PgExec, run as root, must never write or
+ * chown what such a link points to: a root-owned file outside keeps its content, owner and mode.
+ * Needs root (CI runs as root): as another user it fails, it does not skip.
+ */
+import { execFileSync } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
+import { chmod, chown, lstat, mkdir, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import pino from 'pino';
+import { makeTempDir, removeDir } from '@stolon-ts/harness';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { PgExec } from './pg-exec.js';
+
+const VICTIM_TEXT = 'root-owned file outside PGDATA\n';
+
+let root = '';
+let victim = '';
+let pgData = '';
+let pg = { uid: -1, gid: -1 };
+const exec = new PgExec({ binPath: '/usr/lib/postgresql/15/bin', osUser: 'postgres', log: pino({ level: 'silent' }) });
+
+async function victimState(): Promise<{ text: string; uid: number; gid: number; mode: number }> {
+  const st = await stat(victim);
+  return { text: await readFile(victim, 'utf8'), uid: st.uid, gid: st.gid, mode: st.mode & 0o7777 };
+}
+const UNTOUCHED = { text: VICTIM_TEXT, uid: 0, gid: 0, mode: 0o640 };
+
+/** What the OS user can do in its own directory: replace `path` by a link to the victim. */
+async function swapForLink(path: string): Promise<void> {
+  await rm(path, { force: true });
+  await symlink(victim, path);
+  execFileSync('chown', ['-h', `${pg.uid}:${pg.gid}`, path]);
+}
+
+beforeAll(async () => {
+  if (process.getuid?.() !== 0) {
+    throw new Error('this test must run as root (it checks what a root keeper does); CI runs it as root');
+  }
+  pg = {
+    uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })),
+    gid: Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' })),
+  };
+  root = await makeTempDir('stolon-pgexec-links-');
+  await mkdir(join(root, 'outside'), { mode: 0o700 });
+  victim = join(root, 'outside', 'victim');
+});
+
+afterAll(async () => {
+  await removeDir(root);
+});
+
+beforeEach(async () => {
+  await writeFile(victim, VICTIM_TEXT);
+  await chown(victim, 0, 0);
+  await chmod(victim, 0o640);
+  pgData = join(root, `pgdata-${Date.now()}`);
+  await mkdir(pgData, { mode: 0o700 });
+  await chown(pgData, pg.uid, pg.gid);
+});
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe('PgExec as root in a PGDATA the OS user controls', () => {
+  it('writeAtomic replaces a link planted at the target and writes a file of the OS user', async () => {
+    const conf = join(pgData, 'postgresql.conf');
+    await swapForLink(conf);
+    await exec.writeAtomic(conf, "port = 5432\n");
+    expect(await victimState()).toEqual(UNTOUCHED);
+    const st = await lstat(conf);
+    expect(st.isFile()).toBe(true);
+    expect([st.uid, st.gid, st.mode & 0o777]).toEqual([pg.uid, pg.gid, 0o600]);
+    expect(await readFile(conf, 'utf8')).toBe('port = 5432\n');
+    expect(await readdir(pgData)).toEqual(['postgresql.conf']);
+  });
+
+  it('writeAtomic never chowns what its temp file was swapped for once written', async () => {
+    // The OS user replaces the temp file by a link as soon as root closed it.
+    const realOpen = fsp.open.bind(fsp);
+    vi.spyOn(fsp, 'open').mockImplementation(async (...args: Parameters<typeof fsp.open>) => {
+      const fh = await realOpen(...args);
+      const path = String(args[0]);
+      if (path.includes('.tmp-')) {
+        const close = fh.close.bind(fh);
+        fh.close = async () => {
+          await close();
+          await swapForLink(path);
+        };
+      }
+      return fh;
+    });
+    await exec.writeAtomic(join(pgData, 'pg_hba.conf'), 'local all all scram-sha-256\n').catch(() => undefined);
+    expect(await victimState()).toEqual(UNTOUCHED);
+  });
+
+  it('writeAtomic creates a new temp file: a link planted at the temp name is never written through', async () => {
+    // The temp name is random; plant a link at every name open() is asked to create.
+    const realOpen = fsp.open.bind(fsp);
+    vi.spyOn(fsp, 'open').mockImplementation(async (...args: Parameters<typeof fsp.open>) => {
+      const path = String(args[0]);
+      if (path.includes('.tmp-')) {
+        await swapForLink(path);
+      }
+      return realOpen(...args);
+    });
+    await expect(exec.writeAtomic(join(pgData, 'standby.signal'), 'x')).rejects.toThrow();
+    expect(await victimState()).toEqual(UNTOUCHED);
+  });
+
+  it('own() chowns a link itself, not what it points to', async () => {
+    const link = join(pgData, 'run');
+    await swapForLink(link);
+    await exec.own(link);
+    expect(await victimState()).toEqual(UNTOUCHED);
+    expect((await lstat(link)).uid).toBe(pg.uid);
+  });
+});
