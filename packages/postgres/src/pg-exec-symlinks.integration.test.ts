@@ -3,6 +3,7 @@
  * that user (any SQL superuser, through `COPY … TO PROGRAM`) can plant links in it, or swap a
  * file root just wrote for a link before root chowns it. PgExec, run as root, must never write or
  * chown what such a link points to: a root-owned file outside keeps its content, owner and mode.
+ * Removing such a tree (removeTree, pg-remove.ts) is left to the OS user.
  * Needs root (CI runs as root): as another user it fails, it does not skip.
  */
 import { execFileSync } from 'node:child_process';
@@ -13,6 +14,7 @@ import pino from 'pino';
 import { makeTempDir, removeDir } from '@stolon-ts/harness';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PgExec } from './pg-exec.js';
+import { removeTree } from './pg-remove.js';
 
 const VICTIM_TEXT = 'root-owned file outside PGDATA\n';
 
@@ -117,5 +119,28 @@ describe('PgExec as root in a PGDATA the OS user controls', () => {
     await exec.own(link);
     expect(await victimState()).toEqual(UNTOUCHED);
     expect((await lstat(link)).uid).toBe(pg.uid);
+  });
+});
+
+describe('removeTree as root', () => {
+  it('removes an OS-user tree with links inside, following none of them', async () => {
+    await mkdir(join(pgData, 'base', '1'), { recursive: true });
+    await writeFile(join(pgData, 'base', '1', '1259'), 'x');
+    await symlink(join(root, 'outside'), join(pgData, 'base', 'outside-dir'));
+    await symlink(victim, join(pgData, 'global'));
+    execFileSync('chown', ['-hR', `${pg.uid}:${pg.gid}`, pgData]);
+    await removeTree(exec, pgData);
+    await expect(lstat(pgData)).rejects.toThrow(/ENOENT/);
+    expect(await victimState()).toEqual(UNTOUCHED);
+    await removeTree(exec, pgData); // missing: fine
+  });
+
+  it('leaves the removal of the content to the OS user: what it may not remove stays, with a clear error', async () => {
+    // A root-owned directory with a file: root could remove it, the OS user cannot. A recursive
+    // removal by root would also descend into whatever the OS user swapped in for a subdirectory.
+    await mkdir(join(pgData, 'rootdir'));
+    await writeFile(join(pgData, 'rootdir', 'f'), 'x');
+    await expect(removeTree(exec, pgData)).rejects.toThrow(/removing the content of .* as postgres/);
+    expect(await readFile(join(pgData, 'rootdir', 'f'), 'utf8')).toBe('x');
   });
 });

@@ -183,19 +183,23 @@ export class PgExec {
   }
 
   /**
-   * Runs `fn` with a file holding `content` (mode 0600, owned by the OS user) in a fresh 0700
-   * directory under os.tmpdir(); removes both afterwards, whatever happens.
+   * Runs `fn` with a file holding `content` (mode 0600, owned by the OS user) in a fresh
+   * directory under os.tmpdir() (this process's; mode 0700, 0711 when root so that the OS user can
+   * reach the file); removes both afterwards, whatever happens.
    */
   async withSecretFile<T>(content: string, fn: (path: string) => Promise<T>): Promise<T> {
     const dir = await fs.mkdtemp(join(tmpdir(), 'stolon-pg-'));
     try {
-      await this.own(dir);
+      const id = await this.identity();
+      if (id !== null) {
+        // Root keeps the directory (the OS user only traverses it to read the file), so the
+        // recursive removal below never meets a link the OS user made.
+        await fs.chmod(dir, 0o711);
+      }
       const file = join(dir, 'secret');
-      // Through the descriptor: the OS user owns `dir` by now.
       const fh = await fs.open(file, NEW_FILE, 0o600);
       try {
         await fh.writeFile(content);
-        const id = await this.identity();
         if (id !== null) {
           await fh.chown(id.uid, id.gid);
         }
