@@ -69,6 +69,8 @@ async function oldLayout(): Promise<void> {
   await chown(join(dataDir, 'dbstate'), pg.uid, pg.gid);
   await writeFile(join(dataDir, 'keeperstate'), JSON.stringify({ UID: 'keeper0' }), { mode: 0o600 });
   await writeFile(join(dataDir, 'keeper.lock'), '{"pid":1}', { mode: 0o644 });
+  await writeFile(join(dataDir, 'fencer.pid'), '123\n', { mode: 0o644 });
+  await chown(join(dataDir, 'fencer.pid'), pg.uid, pg.gid);
   await mkdir(join(dataDir, 'postgres'), { mode: 0o700 });
   await writeFile(join(dataDir, 'postgres', 'PG_VERSION'), '15\n');
   execFileSync('chown', ['-R', `${pg.uid}:${pg.gid}`, join(dataDir, 'postgres')]);
@@ -97,20 +99,23 @@ describe('prepareDataDir as root', () => {
     expect(await readDbState(dataDir)).toEqual({ uid: 'db7', generation: 4, clusterUID: 'c9' });
     expect(JSON.parse(await readFile(join(dataDir, 'keeperstate'), 'utf8'))).toEqual({ UID: 'keeper0' });
     expect(await readFile(join(dataDir, 'keeper.lock'), 'utf8')).toBe('{"pid":1}');
-    for (const name of ['dbstate', 'keeperstate', 'keeper.lock']) {
+    expect(await readFile(join(dataDir, 'fencer.pid'), 'utf8')).toBe('123\n');
+    for (const name of ['dbstate', 'keeperstate', 'keeper.lock', 'fencer.pid']) {
       const f = await lstat(join(dataDir, name));
       expect([name, f.isFile(), f.uid, f.mode & 0o077]).toEqual([name, true, 0, 0]);
     }
     // Planted links gone; PGDATA untouched and still the OS user's.
-    expect((await readdir(dataDir)).sort()).toEqual(['dbstate', 'keeper.lock', 'keeperstate', 'postgres']);
+    expect((await readdir(dataDir)).sort()).toEqual(['dbstate', 'fencer.pid', 'keeper.lock', 'keeperstate', 'postgres']);
     const pgd = await stat(join(dataDir, 'postgres'));
     expect([pgd.uid, pgd.mode & 0o777]).toEqual([pg.uid, 0o700]);
     expect(await readFile(join(dataDir, 'postgres', 'PG_VERSION'), 'utf8')).toBe('15\n');
     // The OS user can no longer plant anything where root writes, and can still write PGDATA.
     expect(asPostgres('ln', ['-s', victim, join(dataDir, 'fencer.pid.tmp')])).toBe(false);
     expect(asPostgres('touch', [join(dataDir, 'postgres', 'postmaster.opts')])).toBe(true);
-    // A second start changes nothing.
+    // A second start changes nothing, not even a root-owned temp file (a live keeper's write).
+    await writeFile(join(dataDir, '.dbstate.99.tmp'), '{}', { mode: 0o600 });
     expect(await prepareDataDir(dataDir, pg)).toEqual([]);
+    expect(existsSync(join(dataDir, '.dbstate.99.tmp'))).toBe(true);
   });
 
   it('replaces a state file hard-linked to a file outside by a copy, leaving that file alone', async () => {

@@ -36,8 +36,11 @@ const PG_ENTRIES = new Set(['run', 'postgres.basebackup', 'postgres.log']);
  *   `dbstate`, which are refused (their content cannot be known);
  * - a link at `run`, `postgres.basebackup` or `postgres.log` is removed; a link at `postgres`
  *   (PGDATA) is refused;
- * - temp files of the keeper's atomic writes (`.dbstate.<pid>.tmp`, `fencer.pid.tmp`,
- *   `keeperstate.tmp`, `keeper.lock.stale.<pid>`, `<state file>.secure.tmp`) are removed.
+ * - links or files of another user at the temp names of the keeper's atomic writes
+ *   (`.dbstate.<pid>.tmp`, `fencer.pid.tmp`, `keeperstate.tmp`, `keeper.lock.stale.<pid>`,
+ *   `<state file>.secure.tmp`) are removed.
+ * A directory already laid out this way is left as it is, so running this while another keeper
+ * uses the directory (before the data-dir lock refuses the second one) disturbs nothing.
  * Nothing is ever written through a link. Run it before anything else touches the data dir.
  * @param pgOwner uid/gid of the PostgreSQL OS user when this process is root, else undefined.
  * @returns one sentence per change made (empty when none), for the log.
@@ -65,10 +68,12 @@ export async function prepareDataDir(dataDir: string, pgOwner: { readonly uid: n
   for (const name of await fs.readdir(dataDir)) {
     const path = join(dataDir, name);
     if (LEFTOVER.some((re) => re.test(name))) {
+      // Only what root did not make: a root-owned one may be a live keeper's write in progress
+      // (this runs before the data-dir lock), and is replaced by the next write anyway.
       const lst = await fs.lstat(path);
-      if (!lst.isDirectory()) {
+      if (!lst.isDirectory() && (lst.isSymbolicLink() || lst.uid !== 0)) {
         await fs.rm(path, { force: true });
-        done.push(`removed ${path}, left over from an interrupted write`);
+        done.push(`removed ${path}: a temp name of the keeper, made by uid ${lst.uid}`);
       }
     } else if ((STATE_FILES as readonly string[]).includes(name)) {
       done.push(...(await secureStateFile(path, PRECIOUS.has(name))));

@@ -100,7 +100,7 @@ export function startFencer(log: Logger, opts: { readonly script?: string; reado
     }
     try {
       // A new temp file renamed over the pid file: a link at either name is replaced, not followed.
-      writeStateFileSync(pidFile, `${pidFile}.tmp`, `${pid}\n`, 0o644);
+      writeStateFileSync(pidFile, `${pidFile}.tmp`, `${pid}\n`, 0o600);
     } catch (err) {
       log.warn({ err, pidFile }, `cannot record the fencer's pid in ${pidFile}: ${(err as Error).message}`);
     }
