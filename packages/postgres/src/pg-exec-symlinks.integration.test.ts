@@ -3,16 +3,19 @@
  * that user (any SQL superuser, through `COPY … TO PROGRAM`) can plant links in it, or swap a
  * file root just wrote for a link before root chowns it. PgExec, run as root, must never write or
  * chown what such a link points to: a root-owned file outside keeps its content, owner and mode.
- * Removing such a tree (removeTree, pg-remove.ts) is left to the OS user.
+ * Removing such a tree (removeTree, pg-remove.ts) is left to the OS user. Nor may root read a file
+ * of its own through such a link and copy it where the OS user reads (the last good configuration).
  * Needs root (CI runs as root): as another user it fails, it does not skip.
  */
 import { execFileSync } from 'node:child_process';
-import { promises as fsp } from 'node:fs';
-import { chmod, chown, lstat, mkdir, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { existsSync, promises as fsp } from 'node:fs';
+import { chmod, chown, link, lstat, mkdir, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pino from 'pino';
 import { makeTempDir, removeDir } from '@stolon-ts/harness';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { restoreLastGoodConfig, saveLastGoodConfig } from './pg-conf-files.js';
+import type { PgContext } from './pg-context.js';
 import { PgExec } from './pg-exec.js';
 import { removeTree } from './pg-remove.js';
 
@@ -142,5 +145,31 @@ describe('removeTree as root', () => {
     await writeFile(join(pgData, 'rootdir', 'f'), 'x');
     await expect(removeTree(exec, pgData)).rejects.toThrow(/removing the content of .* as postgres/);
     expect(await readFile(join(pgData, 'rootdir', 'f'), 'utf8')).toBe('x');
+  });
+});
+
+describe('files root reads in PGDATA and copies', () => {
+  /** The parts of the context the last-good functions use. */
+  const ctx = (): PgContext => ({ pgData, exec, log: pino({ level: 'silent' }) }) as unknown as PgContext;
+
+  it('restoreLastGoodConfig does not copy what a link or hard link at a .last-good name points to', async () => {
+    await swapForLink(join(pgData, 'postgresql.conf.last-good'));
+    expect(await restoreLastGoodConfig(ctx())).toBe(false);
+    await rm(join(pgData, 'postgresql.conf.last-good'));
+    await writeFile(join(pgData, 'postgresql.conf.last-good'), 'port = 5433\n');
+    await link(victim, join(pgData, 'pg_hba.conf.last-good'));
+    expect(await restoreLastGoodConfig(ctx())).toBe(true);
+    expect(await readFile(join(pgData, 'postgresql.conf'), 'utf8')).toBe('port = 5433\n');
+    expect(existsSync(join(pgData, 'pg_hba.conf'))).toBe(false);
+    expect({ ...(await victimState()) }).toMatchObject({ text: VICTIM_TEXT, uid: 0, mode: 0o640 });
+  });
+
+  it('saveLastGoodConfig does not copy what a link at postgresql.conf points to', async () => {
+    await swapForLink(join(pgData, 'postgresql.conf'));
+    await writeFile(join(pgData, 'pg_hba.conf'), 'local all all trust\n');
+    await saveLastGoodConfig(ctx());
+    expect(existsSync(join(pgData, 'postgresql.conf.last-good'))).toBe(false);
+    expect(await readFile(join(pgData, 'pg_hba.conf.last-good'), 'utf8')).toBe('local all all trust\n');
+    expect(await victimState()).toEqual(UNTOUCHED);
   });
 });

@@ -10,6 +10,7 @@ import { StolonError, errorMessage } from '@stolon-ts/cluster';
 import type { PgContext } from './pg-context.js';
 import { commandFailed, throwIfAborted } from './pg-exec.js';
 import { removeTree } from './pg-remove.js';
+import { readIfExists } from './pgdata.js';
 import { endQuietly } from './pg-socket.js';
 import { isRunning } from './postmaster-pid.js';
 import { startPostmaster, stopPostmaster } from './postmaster.js';
@@ -98,7 +99,10 @@ export async function initDataDir(
     // Temporary settings for role creation: appended, so they win over initdb's defaults;
     // the keeper's writeConfig replaces the whole file afterwards.
     const confPath = join(ctx.pgData, 'postgresql.conf');
-    const initdbConf = await fs.readFile(confPath, 'utf8');
+    const initdbConf = await readIfExists(confPath);
+    if (initdbConf === null) {
+      throw new StolonError('PG_COMMAND_FAILED', `initdb left no postgresql.conf of its own in ${ctx.pgData}; PGDATA was removed, the next attempt starts from scratch`);
+    }
     await ctx.exec.writeAtomic(
       confPath,
       `${initdbConf}\n# stolon-ts: temporary settings while creating roles\n` +
