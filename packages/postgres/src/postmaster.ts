@@ -202,10 +202,13 @@ export async function promoteStandby(ctx: PgContext, timeoutMs: number): Promise
   }
 }
 
+/** Reading the server log: never through a link (its tail goes into errors and the published info). */
+const READ_LOG = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+
 /** The last 20 lines of the server log (from its last 8 KiB), or why it cannot be read. */
 export async function serverLogTail(ctx: PgContext): Promise<string> {
   try {
-    const fh = await fs.open(ctx.logFile, 'r');
+    const fh = await fs.open(ctx.logFile, READ_LOG);
     try {
       const { size } = await fh.stat();
       const len = Math.min(size, 8192);
@@ -223,7 +226,7 @@ export async function serverLogTail(ctx: PgContext): Promise<string> {
 /** The server log written since byte `offset` (at most the last 64 KiB of it). */
 async function serverLogSince(ctx: PgContext, offset: number): Promise<string> {
   try {
-    const fh = await fs.open(ctx.logFile, 'r');
+    const fh = await fs.open(ctx.logFile, READ_LOG);
     try {
       const { size } = await fh.stat();
       const from = Math.max(offset, size - OUTPUT_LIMIT);
