@@ -9,17 +9,27 @@ import { join } from 'node:path';
 import { StolonError, errorMessage } from '@stolon-ts/cluster';
 import type { PgExec } from './pg-exec.js';
 
-/** Password file for the walreceiver's `primary_conninfo` (`passfile=`), inside PGDATA. */
-export const REPL_PASSFILE = 'stolon-replication.pgpass';
+/**
+ * Name of the walreceiver's password file (`primary_conninfo`'s `passfile=`), in the directory
+ * that holds PGDATA (the keeper's `<data-dir>`), never in PGDATA itself: whatever is in PGDATA
+ * goes into every base backup taken from the node, and so would the replication password.
+ */
+export const REPL_PASSFILE = 'replication.pgpass';
+/**
+ * Where earlier versions kept the replication password file: inside PGDATA. Removed wherever it
+ * is found (writeConfig, after a base backup, a restore or pg_rewind).
+ */
+export const LEGACY_REPL_PASSFILE = 'stolon-replication.pgpass';
 /** Suffix of the copies of the last configuration files PostgreSQL accepted. */
 export const LAST_GOOD = '.last-good';
 
 /**
  * Removes the files of PGDATA that describe the instance it was copied from (its last good
- * configuration, its replication password file), after a base backup or a restore.
+ * configuration; the replication password file an earlier version kept in PGDATA), after a base
+ * backup or a restore.
  */
 export async function removeNodeLeftovers(pgData: string): Promise<void> {
-  for (const name of [`postgresql.conf${LAST_GOOD}`, `pg_hba.conf${LAST_GOOD}`, REPL_PASSFILE]) {
+  for (const name of [`postgresql.conf${LAST_GOOD}`, `pg_hba.conf${LAST_GOOD}`, LEGACY_REPL_PASSFILE]) {
     await fs.rm(join(pgData, name), { force: true });
   }
 }
