@@ -78,6 +78,7 @@ async function oldLayout(): Promise<void> {
   await plant('fencer.pid.tmp');
   await plant('.dbstate.4242.tmp');
   await plant('postgres.log');
+  await plant('replication.pgpass');
 }
 
 describe('prepareDataDir as root', () => {

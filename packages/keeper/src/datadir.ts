@@ -2,11 +2,12 @@
  * The keeper's `--data-dir` and who may write in it (docs/security.md, "The data directory and
  * the root keeper"). A keeper run as root keeps its own state — `keeperstate`, `dbstate`,
  * `keeper.lock`, `fencer.pid`, `fencer.log` — in `<data-dir>`, owned by root (mode 0755), and
- * hands the PostgreSQL OS user only what PostgreSQL writes: PGDATA (`<data-dir>/postgres`), the
- * base backup in progress (`postgres.basebackup`), the socket directory (`run`), the server
- * log (`postgres.log`) and a standby's `replication.pgpass` (written by the keeper, read by it). Whoever can act as that user (any SQL superuser, through
- * `COPY … TO PROGRAM`) can then not plant a link where root writes its state. A keeper run as
- * another user owns everything itself (mode 0700), as before.
+ * hands the PostgreSQL OS user only what PostgreSQL uses: PGDATA (`<data-dir>/postgres`), the
+ * base backup in progress (`postgres.basebackup`), the socket directory (`run`), the server log
+ * (`postgres.log`) and a standby's `replication.pgpass` (written by the keeper, read by
+ * PostgreSQL). Whoever can act as that user (any SQL superuser, through `COPY … TO PROGRAM`) can
+ * then not plant a link where root writes its state. A keeper run as another user owns everything
+ * itself (mode 0700), as before.
  *
  * Older versions chowned the whole `<data-dir>` to the OS user; {@link prepareDataDir} takes such a
  * directory back, keeping every file's content.
