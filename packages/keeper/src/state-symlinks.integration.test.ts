@@ -6,7 +6,7 @@
  * that file's content, owner and mode are unchanged and the intended file was written.
  * Needs root (CI runs as root): as another user it fails, it does not skip.
  */
-import { execFileSync, fork } from 'node:child_process';
+import { execFileSync, fork, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, chown, lstat, mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -114,5 +114,28 @@ describe('a root keeper and links planted in its data directory', () => {
     await exited;
     expect(await victimState()).toEqual(UNTOUCHED);
     expect((await lstat(join(dataDir, 'fencer.log'))).isSymbolicLink()).toBe(true);
+  });
+
+  it("the fencer never signals a root process that PGDATA's owner names in postmaster.pid", async () => {
+    const pgData = join(dataDir, 'postgres');
+    await mkdir(pgData, { mode: 0o700 });
+    await chown(pgData, pg.uid, pg.gid);
+    // A root process whose command line names PGDATA, as a postmaster's does.
+    const rootProc = spawn('bash', ['-c', `exec -a "postgres -D ${pgData}" sleep 600`], { stdio: 'ignore' });
+    try {
+      await new Promise((r) => setTimeout(r, 150));
+      await writeFile(join(pgData, 'postmaster.pid'), `${rootProc.pid}\n${pgData}\n`);
+      await chown(join(pgData, 'postmaster.pid'), pg.uid, pg.gid);
+      const fencer = startFencer(log, { script: SCRIPT, pidFile: join(dataDir, 'fencer.pid') });
+      try {
+        fencer.update({ armed: true, pgData, leaseRemainingMs: -Infinity, ttlMs: 6000 });
+        await new Promise((r) => setTimeout(r, 800));
+        expect(rootProc.exitCode === null && rootProc.signalCode === null).toBe(true);
+      } finally {
+        await fencer.stop();
+      }
+    } finally {
+      rootProc.kill('SIGKILL');
+    }
   });
 });
