@@ -13,6 +13,7 @@ import { expandDataRestoreCommand, parseBaseBackupProgress, renderPgpassLine } f
 import type { BaseBackupOptions, StandbySettings } from './manager.js';
 import type { PgContext } from './pg-context.js';
 import { commandFailed, throwIfAborted } from './pg-exec.js';
+import { removeTree } from './pg-remove.js';
 import { stillInRecovery } from './pg-probe.js';
 import { exists, fsyncDir, removeNodeLeftovers } from './pgdata.js';
 import { isRunning } from './postmaster-pid.js';
@@ -41,7 +42,7 @@ export async function baseBackup(ctx: PgContext, standby: StandbySettings, opts:
     throw new StolonError('DATA_DIR_INVALID', `cannot replace ${ctx.pgData} by a base backup while postgres runs on it; stop it first`);
   }
   const tmp = `${ctx.pgData}.basebackup`;
-  await fs.rm(tmp, { recursive: true, force: true });
+  await removeTree(ctx.exec, tmp);
   await fs.mkdir(dirname(tmp), { recursive: true });
   await fs.mkdir(tmp, { mode: 0o700 });
   await ctx.exec.own(tmp);
@@ -92,16 +93,16 @@ export async function baseBackup(ctx: PgContext, standby: StandbySettings, opts:
     }
     // The source's last good configuration is not this node's (other port, other role).
     await removeNodeLeftovers(tmp);
-    await fs.writeFile(join(tmp, 'standby.signal'), '', { mode: 0o600 });
-    await ctx.exec.own(join(tmp, 'standby.signal'));
-    await fs.rm(ctx.pgData, { recursive: true, force: true });
+    // The OS user owns `tmp`: a new file, never written or chowned through a link.
+    await ctx.exec.writeAtomic(join(tmp, 'standby.signal'), '');
+    await removeTree(ctx.exec, ctx.pgData);
     await fs.rename(tmp, ctx.pgData);
     await fsyncDir(dirname(ctx.pgData));
     ok = true;
     ctx.log.info({ pgData: ctx.pgData }, 'base backup complete');
   } finally {
     if (!ok) {
-      await fs.rm(tmp, { recursive: true, force: true });
+      await removeTree(ctx.exec, tmp);
     }
   }
 }
@@ -152,8 +153,8 @@ export async function restoreData(ctx: PgContext, command: string, signal?: Abor
     throw new StolonError('DATA_DIR_INVALID', `refusing to replace ${ctx.pgData} while postgres runs on it; stop it first`);
   }
   const expanded = expandDataRestoreCommand(command, ctx.pgData);
-  await fs.rm(ctx.pgData, { recursive: true, force: true });
-  await fs.rm(`${ctx.pgData}.basebackup`, { recursive: true, force: true });
+  await removeTree(ctx.exec, ctx.pgData);
+  await removeTree(ctx.exec, `${ctx.pgData}.basebackup`);
   await fs.mkdir(dirname(ctx.pgData), { recursive: true });
   await fs.mkdir(ctx.pgData, { mode: 0o700 });
   await ctx.exec.own(ctx.pgData);
@@ -187,7 +188,7 @@ export async function restoreData(ctx: PgContext, command: string, signal?: Abor
     ctx.log.info({ pgData: ctx.pgData }, 'data directory restored');
   } finally {
     if (!ok) {
-      await fs.rm(ctx.pgData, { recursive: true, force: true });
+      await removeTree(ctx.exec, ctx.pgData);
     }
   }
 }

@@ -8,7 +8,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, promises as fs } from 'node:fs';
+import { constants, existsSync, promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -52,6 +52,9 @@ interface Identity {
   readonly uid: number;
   readonly gid: number;
 }
+
+/** Flags of a file root creates where the OS user may write: a new file, never through a link. */
+const NEW_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 
 /**
  * The variables a child may take from the keeper's environment: `LANG`, `LANGUAGE` and `LC_*`
@@ -151,11 +154,14 @@ export class PgExec {
     return this.#identity;
   }
 
-  /** Chowns `path` to the OS user when root; does nothing otherwise. */
+  /**
+   * Chowns `path` to the OS user when root; does nothing otherwise. A symbolic link at `path` is
+   * chowned itself, never what it points to (lchown): the OS user may have planted it.
+   */
   async own(path: string): Promise<void> {
     const id = await this.identity();
     if (id !== null) {
-      await fs.chown(path, id.uid, id.gid);
+      await fs.lchown(path, id.uid, id.gid);
     }
   }
 
@@ -184,18 +190,27 @@ export class PgExec {
     }
   }
 
-  /** Writes `path` atomically: temp file in the same directory, fsync, chown, rename; mode 0600. */
+  /**
+   * Writes `path` atomically: a new temp file in the same directory (created with
+   * `O_EXCL | O_NOFOLLOW`, mode 0600), written, fsynced, chowned to the OS user through its
+   * descriptor, renamed over `path`. The directory may be the OS user's (PGDATA): nothing is
+   * written or chowned through a link it planted, and a link at `path` is replaced.
+   * @throws the file system's error; the temp file is removed then.
+   */
   async writeAtomic(path: string, content: string): Promise<void> {
     const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
-    const fh = await fs.open(tmp, 'wx', 0o600);
+    const id = await this.identity();
+    const fh = await fs.open(tmp, NEW_FILE, 0o600);
     try {
-      await fh.writeFile(content);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    try {
-      await this.own(tmp);
+      try {
+        await fh.writeFile(content);
+        await fh.sync();
+        if (id !== null) {
+          await fh.chown(id.uid, id.gid);
+        }
+      } finally {
+        await fh.close();
+      }
       await fs.rename(tmp, path);
     } catch (err) {
       await fs.rm(tmp, { force: true });
@@ -204,16 +219,29 @@ export class PgExec {
   }
 
   /**
-   * Runs `fn` with a file holding `content` (mode 0600, owned by the OS user) in a fresh 0700
-   * directory under os.tmpdir(); removes both afterwards, whatever happens.
+   * Runs `fn` with a file holding `content` (mode 0600, owned by the OS user) in a fresh
+   * directory under os.tmpdir() (this process's; mode 0700, 0711 when root so that the OS user can
+   * reach the file); removes both afterwards, whatever happens.
    */
   async withSecretFile<T>(content: string, fn: (path: string) => Promise<T>): Promise<T> {
     const dir = await fs.mkdtemp(join(tmpdir(), 'stolon-pg-'));
     try {
-      await this.own(dir);
+      const id = await this.identity();
+      if (id !== null) {
+        // Root keeps the directory (the OS user only traverses it to read the file), so the
+        // recursive removal below never meets a link the OS user made.
+        await fs.chmod(dir, 0o711);
+      }
       const file = join(dir, 'secret');
-      await fs.writeFile(file, content, { mode: 0o600, flag: 'wx' });
-      await this.own(file);
+      const fh = await fs.open(file, NEW_FILE, 0o600);
+      try {
+        await fh.writeFile(content);
+        if (id !== null) {
+          await fh.chown(id.uid, id.gid);
+        }
+      } finally {
+        await fh.close();
+      }
       return await fn(file);
     } finally {
       await fs.rm(dir, { recursive: true, force: true });

@@ -4,7 +4,7 @@
  * atomically or remove, fsync a directory, the "is it initialised" check). Atomic writes
  * themselves are {@link PgExec.writeAtomic}. The manager as a whole: pg-manager.ts.
  */
-import { promises as fs } from 'node:fs';
+import { constants, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { StolonError, errorMessage } from '@stolon-ts/cluster';
 import type { PgExec } from './pg-exec.js';
@@ -78,15 +78,31 @@ export async function ensureEmptyFile(exec: PgExec, path: string): Promise<void>
   }
 }
 
-/** Content of a file, or null when it does not exist. */
+/**
+ * Content of a file in PGDATA, or null when it does not exist or is not a regular file of its own
+ * (a symbolic link, a file with other hard links, a FIFO…). The OS user owns PGDATA and could put
+ * such a thing there to make a root keeper read a file of root's and copy it where the OS user
+ * reads (the last good configuration, the files kept across pg_rewind); so it is opened with
+ * `O_NOFOLLOW | O_NONBLOCK` and checked on the descriptor, and read as absent: the next write
+ * replaces it.
+ * @throws the file system's error other than ENOENT and ELOOP (EACCES…).
+ */
 export async function readIfExists(path: string): Promise<string | null> {
+  let fh;
   try {
-    return await fs.readFile(path, 'utf8');
+    fh = await fs.open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ELOOP') {
       return null;
     }
     throw err;
+  }
+  try {
+    const st = await fh.stat();
+    return st.isFile() && st.nlink === 1 ? await fh.readFile('utf8') : null;
+  } finally {
+    await fh.close();
   }
 }
 
