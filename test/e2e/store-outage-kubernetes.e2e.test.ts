@@ -8,7 +8,10 @@
  * (a) the API server hangs for 30 s (connections accepted, requests never answered, watch streams
  *     stalled): writes go on through the proxy and directly (largest gap ≤ 1 s), nothing
  *     acknowledged is lost, the same primary afterwards, no failover;
- * (b) the API server refuses for 30 s (every connection reset, watches included): the same.
+ * (b) the API server refuses for 30 s (every connection reset, watches included) and comes back
+ *     as a restarted one would while another client wrote meanwhile: the resourceVersion moved on
+ *     and the watch history is gone, so every watch resuming from its last resourceVersion gets
+ *     410 Gone and relists: the same.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -60,7 +63,11 @@ function gap(acked: readonly AckedWrite[], kind: 'proxy' | 'direct', from: numbe
   return { ms: longestGap(ws, from, to).ms, n: ws.filter((a) => a.ackedAt >= from && a.ackedAt <= to).length };
 }
 
-/** Makes the stand-in unavailable in `mode` for OUTAGE_MS under the writers; returns what they saw from its start to 2 s after it ended. */
+/**
+ * Makes the stand-in unavailable in `mode` for OUTAGE_MS under the writers (after `refuse`, the
+ * resourceVersion moves on and the watch history is forgotten, as in (b)); returns what they saw
+ * from the outage's start to 2 s after it ended.
+ */
 async function outageUnderWriters(mode: Exclude<StandinUnavailableMode, false>): Promise<{ acked: AckedWrite[]; from: number; to: number }> {
   const c = e2e.cluster;
   const rec = await recorder();
@@ -72,6 +79,11 @@ async function outageUnderWriters(mode: Exclude<StandinUnavailableMode, false>):
     try {
       await sleep(OUTAGE_MS);
     } finally {
+      if (mode === 'refuse') {
+        // A write by someone else (any namespace moves the one resourceVersion), then no history.
+        c.kubeApi.putObject('configmaps', 'default', { metadata: { name: `written-during-the-outage-${Date.now()}` } });
+        c.kubeApi.compactHistory();
+      }
       c.kubeApi.setUnavailable(false);
     }
     await sleep(2000);
@@ -122,7 +134,7 @@ describe('Kubernetes API server outages with failsafe mode (stand-in API server)
     await rideOut('hang');
   });
 
-  it('(b) the API server refuses connections for 30 s: the same', async () => {
+  it('(b) the API server refuses connections for 30 s and comes back without its watch history: the same', async () => {
     await rideOut('refuse');
   });
 });
