@@ -639,11 +639,13 @@ export function runStatus(ctx: CommandContext, opts: StatusOptions = {}): Promis
       }
       const addresses = opts.memberAddresses ?? [];
       if (addresses.length === 0 || opts.memberToken === undefined) {
-        ctx.err(
-          'stolonctl status: to see whether the primary keeps serving under failsafe mode, give --member-address <keeper host:port>[,…] ' +
-            'and --member-token-file (or STOLONCTL_MEMBER_TOKEN)',
+        // One line, as every store failure: the store's own message, then where to look instead.
+        throw new CommandError(
+          `store unavailable: ${err.message}; to see whether the primary keeps serving under failsafe mode, ` +
+            'give --member-address <keeper host:port>[,…] and --member-token-file (or STOLONCTL_MEMBER_TOKEN)',
+          ExitCode.runtime,
+          { cause: err },
         );
-        throw err;
       }
       const members = await askMembers(addresses, opts.memberToken);
       const report: OutageReport = { storeError: err.message, members, headline: outageHeadline(members) };
