@@ -109,7 +109,7 @@ async function main(): Promise<void> {
         : undefined;
     const member = memberConfig(flags);
     const pgBinPath = resolvePgBinDir({ flag: flags.pgBinPath, env: process.env });
-    const store = storeFromConfig(flags);
+    const store = storeFromConfig(flags, 'STKEEPER');
     const dataDir = resolve(flags.dataDir);
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
     const isRoot = process.getuid?.() === 0;
