@@ -28,6 +28,7 @@ import { KEEPER_FLAGS } from './flags.js';
 import { startFencer } from './fencer.js';
 import { KeeperStatus, keeperChecks } from './health.js';
 import { start } from './keeper.js';
+import { parseAllowSpecCommands } from './spec-commands.js';
 
 function osUserIds(user: string): { uid: number; gid: number } {
   try {
@@ -108,6 +109,7 @@ async function main(): Promise<void> {
         ? parseListenAddress(flags.metricsListenAddress, 'metrics-listen-address')
         : undefined;
     const member = memberConfig(flags);
+    const allowSpecCommands = parseAllowSpecCommands(flags.allowSpecCommands);
     const pgBinPath = resolvePgBinDir({ flag: flags.pgBinPath, env: process.env });
     const store = storeFromConfig(flags, 'STKEEPER');
     const dataDir = resolve(flags.dataDir);
@@ -122,11 +124,11 @@ async function main(): Promise<void> {
     // Before anything touches the data dir: one keeper per data directory.
     const lock = acquireDataDirLock(dataDir);
     const uid = await resolveUid(flags.uid, dataDir);
-    prepared = { flags, pgBinPath, suPassword, replPassword, store, dataDir, owner, uid, statusListen, lock, member };
+    prepared = { flags, pgBinPath, suPassword, replPassword, store, dataDir, owner, uid, statusListen, lock, member, allowSpecCommands };
   } catch (err) {
     exitOnConfigError(err, 'stolon-keeper');
   }
-  const { flags, pgBinPath, suPassword, replPassword, store, dataDir, owner, uid, statusListen, lock, member } = prepared;
+  const { flags, pgBinPath, suPassword, replPassword, store, dataDir, owner, uid, statusListen, lock, member, allowSpecCommands } = prepared;
   const logger = createLogger({ level: flags.logLevel, component: 'keeper', uid, cluster: flags.clusterName });
   logger.info({ pgBinPath }, `PostgreSQL binaries in ${pgBinPath}${flags.pgBinPath === undefined ? ' (not given: resolved at startup)' : ''}`);
   const advertise = flags.pgAdvertiseAddress ?? flags.pgListenAddress;
@@ -160,6 +162,7 @@ async function main(): Promise<void> {
       priority: flags.priority,
       ...(owner !== undefined ? { fileOwner: owner } : {}),
       ...(member !== undefined ? { member } : {}),
+      allowSpecCommands,
     },
     { store, logger, pg, bootUuid, status, fencer },
   ).catch(async (err: unknown) => {

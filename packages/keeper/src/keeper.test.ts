@@ -546,6 +546,7 @@ describe('keeper --allow-spec-commands: command-bearing settings from the spec',
   it("a standby-cluster primary's restoreCommand is not written by default", async () => {
     const pg = runningPg('standby');
     const cd = fast().withPrimary('k1').build();
+    cd.dbs['db-k1']!.spec.role = 'standby';
     cd.dbs['db-k1']!.spec.followConfig = {
       type: 'external',
       standbySettings: { primaryConninfo: 'host=10.0.0.9 port=5432' },
