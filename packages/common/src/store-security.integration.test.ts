@@ -155,6 +155,8 @@ describe('etcd with authentication and a role limited to the cluster prefix', ()
     await enableEtcdAuth(url, 'root-secret', [
       { name: 'stolon-a1', password: 'a1-secret', readWritePrefix: 'stolon/cluster/a1/' },
       { name: 'nobody', password: 'nobody-secret' },
+      // What a keeper needs and no more: read the cluster, write its own info.
+      { name: 'keeper-a1', password: 'keeper-secret', readPrefix: 'stolon/cluster/a1/', readWritePrefix: 'stolon/cluster/a1/keepers/info/' },
     ]);
     passwordFile = join(dir, 'store-password');
     await writeFile(passwordFile, 'a1-secret\n', { mode: 0o600 });
@@ -179,6 +181,25 @@ describe('etcd with authentication and a role limited to the cluster prefix', ()
       await waitFor(() => election.isLeader(), { timeoutMs: 10_000, what: 'leadership with auth' });
       expect(await store.getLeader()).toBe('s1');
       await election.resign();
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a keeper-only role (read the cluster, write keepers/info/) publishes its info and watches, but cannot write clusterdata', async () => {
+    const store = storeFrom(['--cluster-name', 'a1', '--store-endpoints', url, '--store-user', 'keeper-a1'], { STSENTINEL_STORE_PASSWORD: 'keeper-secret' });
+    try {
+      const seen: string[] = [];
+      const w = await store.watch(['clusterdata'], (t) => seen.push(t));
+      const cd = await store.getClusterData();
+      expect(cd?.text).toBe('{"v":1}');
+      await store.setInfo('keepers', 'k2', { infoUID: 'i', uid: 'k2', clusterUID: 'c', bootUUID: 'b', postgresBinaryVersion: { Maj: 16, Min: 0 } }, 10_000);
+      expect(Object.keys(await store.listInfos('keepers'))).toContain('k2');
+      const err = await failure(store.putClusterData('{"v":"forged"}', cd!.revision));
+      expect(err).toBeInstanceOf(StoreUnavailableError);
+      expect(err.message).toMatch(/permission denied to --store-user keeper-a1/);
+      await store.deleteInfo('keepers', 'k2');
+      await w.close();
     } finally {
       await store.close();
     }

@@ -83,8 +83,10 @@ export async function makeEtcdTestCerts(dir: string): Promise<EtcdTestCerts> {
 export interface EtcdTestUser {
   readonly name: string;
   readonly password: string;
-  /** Key prefix the user's role (named after the user) may read and write; none: no permission at all. */
+  /** Key prefix the user's role (named after the user) may read and write. */
   readonly readWritePrefix?: string;
+  /** Key prefix the user's role may only read. Neither prefix: no permission at all. */
+  readonly readPrefix?: string;
 }
 
 async function gateway(endpoint: string, path: string, body: unknown, token?: string): Promise<void> {
@@ -108,8 +110,9 @@ function prefixEnd(prefix: string): Buffer {
 
 /**
  * Switches on etcd authentication on a plain-http etcd: creates `root` (role root) with
- * `rootPassword`, each user with a role of its own name granted readwrite on its prefix only
- * (as `etcdctl role grant-permission <user> readwrite --prefix <prefix>`), then `auth enable`.
+ * `rootPassword`, each user with a role of its own name granted readwrite and/or read on its
+ * prefixes only (as `etcdctl role grant-permission <user> readwrite --prefix <prefix>`), then
+ * `auth enable`.
  * @param endpoint an `http://` client URL of the etcd.
  * @throws Error naming the gateway call that failed.
  */
@@ -120,15 +123,14 @@ export async function enableEtcdAuth(endpoint: string, rootPassword: string, use
   for (const u of users) {
     await gateway(endpoint, 'user/add', { name: u.name, password: u.password });
     await gateway(endpoint, 'role/add', { name: u.name });
-    if (u.readWritePrefix !== undefined) {
-      await gateway(endpoint, 'role/grant', {
-        name: u.name,
-        perm: {
-          permType: 'READWRITE',
-          key: Buffer.from(u.readWritePrefix).toString('base64'),
-          range_end: prefixEnd(u.readWritePrefix).toString('base64'),
-        },
-      });
+    const grants: [string, string | undefined][] = [['READWRITE', u.readWritePrefix], ['READ', u.readPrefix]];
+    for (const [permType, prefix] of grants) {
+      if (prefix !== undefined) {
+        await gateway(endpoint, 'role/grant', {
+          name: u.name,
+          perm: { permType, key: Buffer.from(prefix).toString('base64'), range_end: prefixEnd(prefix).toString('base64') },
+        });
+      }
     }
     await gateway(endpoint, 'user/grant', { user: u.name, role: u.name });
   }
