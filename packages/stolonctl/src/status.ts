@@ -654,10 +654,14 @@ export function runStatus(ctx: CommandContext, opts: StatusOptions = {}): Promis
       }
       const addresses = opts.memberAddresses ?? [];
       if (addresses.length === 0 || opts.memberToken === undefined) {
-        ctx.err(
-          'stolonctl status: to see whether the primary keeps serving under failsafe mode, give --member-address <keeper host:port>[,…] ' +
-            'and --member-token-file (or STOLONCTL_MEMBER_TOKEN)',
-        );
+        // A refusal naming a flag (TLS trust, credentials, permission) is this command's own
+        // configuration, not a store outage: the failsafe hint would only distract.
+        if (err.field === undefined) {
+          ctx.err(
+            'stolonctl status: to see whether the primary keeps serving under failsafe mode, give --member-address <keeper host:port>[,…] ' +
+              'and --member-token-file (or STOLONCTL_MEMBER_TOKEN)',
+          );
+        }
         throw err;
       }
       const members = await askMembers(addresses, opts.memberToken);

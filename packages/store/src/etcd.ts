@@ -19,6 +19,7 @@
  * Expired leases are reaped by etcd every 500 ms, so an entry may outlive its TTL by about that.
  */
 import { ConfigError, NotLeaderError, StolonError, StoreConflictError, StoreUnavailableError } from '@stolon-ts/cluster';
+import { isIP } from 'node:net';
 import { credentials as grpcCredentials, type VerifyOptions } from '@grpc/grpc-js';
 import { ExponentialBackoff, noop } from 'cockatiel';
 import { Etcd3, EtcdLeaseInvalidError, type IKeyValue, type ILeaseKeepAliveResponse, type Watcher } from 'etcd3';
@@ -79,6 +80,39 @@ export interface EtcdAuthOptions {
   readonly username: string;
   /** Never logged, never part of an error message. */
   readonly password: string;
+}
+
+/** The host of a client URL, without IPv6 brackets ('' when it does not parse). */
+function endpointHost(url: string): string {
+  try {
+    return new URL(url).hostname.replace(/^\[|\]$/g, '');
+  } catch {
+    return '';
+  }
+}
+
+let ipServernameWarningFiltered = false;
+
+/**
+ * Drops Node's DEP0123 warning ("Setting the TLS ServerName to an IP address is not permitted by
+ * RFC 6066"), which grpc-js triggers for every `https://<IP address>` endpoint: Node already
+ * ignores such a server name (no SNI is sent), and the certificate is still checked against the IP
+ * address. Every other warning is emitted as before. Installed once per process.
+ */
+function filterIpServernameWarning(): void {
+  if (ipServernameWarningFiltered) {
+    return;
+  }
+  ipServernameWarningFiltered = true;
+  const emit = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+  process.emitWarning = ((...args: unknown[]) => {
+    const [, typeOrOptions, code] = args;
+    const c = typeof typeOrOptions === 'object' && typeOrOptions !== null ? (typeOrOptions as { code?: unknown }).code : code;
+    if (c === 'DEP0123') {
+      return;
+    }
+    emit(...args);
+  }) as typeof process.emitWarning;
 }
 
 /**
@@ -168,6 +202,9 @@ export class EtcdStore implements Store {
     this.caGiven = tls.ca !== undefined;
     this.username = opts.auth?.username;
     const timeoutMs = this.timeoutMs;
+    if (opts.endpoints.some((e) => e.startsWith('https://') && isIP(endpointHost(e)) !== 0)) {
+      filterIpServernameWarning();
+    }
     const verify: VerifyOptions | undefined = tls.skipVerify === true ? { rejectUnauthorized: false, checkServerIdentity: () => undefined } : undefined;
     this.client = withVerifyOptions(verify, () => new Etcd3({
       hosts: [...opts.endpoints],
