@@ -159,7 +159,7 @@ const proxy = z.looseObject({
 });
 
 /** A failsafe spell (`FailsafeEpisode`), in a keeper info and in `failsafeHistory`. */
-export const failsafeEpisodeSchema = z.looseObject({
+const failsafeEpisodeSchema = z.looseObject({
   keeperUID: z.string(),
   since: z.string(),
   until: z.string(),

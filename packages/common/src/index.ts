@@ -27,4 +27,4 @@ export {
   type StatusChecks,
   type StatusServer,
 } from './status-server.js';
-export { MIN_MEMBER_TOKEN_LENGTH, bearerMatches, memberRequest, readMemberToken, type MemberResponse } from './member.js';
+export { MIN_MEMBER_TOKEN_LENGTH, bearerMatches, memberRequest, readMemberToken, type MemberFailsafeStatus, type MemberResponse } from './member.js';

@@ -95,3 +95,27 @@ export async function memberRequest(
   }
   return { status: res.status, body };
 }
+
+/**
+ * What `GET /failsafe/status` answers (served by every keeper, read by `stolonctl status --member-address`
+ * when the store cannot be read): this keeper's own view of failsafe mode. Durations in ms, relative to the answer.
+ */
+export interface MemberFailsafeStatus {
+  readonly keeperUID: string;
+  /** The cluster of the last clusterdata this keeper read, or of its data directory before that. */
+  readonly clusterUID: string | null;
+  /** False when this keeper's info lease keepalive is overdue (the store looks unreachable to it). */
+  readonly storeReachable: boolean;
+  /** The spec's `failsafeMode` as this keeper last read it (null before it read any). */
+  readonly failsafeMode: boolean | null;
+  /** Whether this keeper runs the primary. */
+  readonly primary: boolean;
+  /** The primary keeper its last clusterdata names, or null. */
+  readonly primaryKeeperUID: string | null;
+  /** The last confirmation round (primary only), or null when none ran since the store was last reachable. */
+  readonly lastRound: { readonly agoMs: number; readonly confirmed: number; readonly of: number; readonly failures: readonly string[] } | null;
+  /** How long PostgreSQL may keep running as the primary before the fencer stops it (primary only), else null. */
+  readonly fenceRemainingMs: number | null;
+  /** A primary this keeper confirmed and how long it still must not become primary itself, or null. */
+  readonly promise: { readonly primaryKeeperUID: string; readonly remainingMs: number } | null;
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** stolon-keeper: parses flags, reads secrets, builds the logger, store and Postgres manager, runs the keeper. */
 import { execFileSync } from 'node:child_process';
-import { chown, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ConfigError } from '@stolon-ts/cluster';
 import {
@@ -23,12 +23,14 @@ import {
 } from '@stolon-ts/common';
 import { PgManager, resolvePgBinDir } from '@stolon-ts/postgres';
 import { acquireDataDirLock } from './datadir-lock.js';
+import { prepareDataDir } from './datadir.js';
 import type { MemberApiConfig } from './failsafe.js';
 import { KEEPER_FLAGS } from './flags.js';
 import { startFencer } from './fencer.js';
 import { KeeperStatus, keeperChecks } from './health.js';
 import { start } from './keeper.js';
 import { parseAllowSpecCommands } from './spec-commands.js';
+import { writeStateFile } from './state-file.js';
 
 function osUserIds(user: string): { uid: number; gid: number } {
   try {
@@ -59,7 +61,7 @@ async function resolveUid(flag: string | undefined, dataDir: string): Promise<st
     throw new ConfigError(`--uid: this data dir belongs to keeper "${saved}", not "${flag}"; use the right --data-dir`, { field: 'uid' });
   }
   if (saved === undefined) {
-    await writeFile(file, JSON.stringify({ UID: uid }), { mode: 0o600 });
+    await writeStateFile(file, `${file}.tmp`, JSON.stringify({ UID: uid }), 0o600);
   }
   return uid;
 }
@@ -113,23 +115,23 @@ async function main(): Promise<void> {
     const pgBinPath = resolvePgBinDir({ flag: flags.pgBinPath, env: process.env });
     const store = storeFromConfig(flags, 'STKEEPER');
     const dataDir = resolve(flags.dataDir);
-    await mkdir(dataDir, { recursive: true, mode: 0o700 });
     const isRoot = process.getuid?.() === 0;
     const owner = isRoot ? osUserIds(flags.pgOsUser) : undefined;
-    if (owner !== undefined) {
-      // PostgreSQL runs as the unprivileged user and must own its data dir; root keeps control of
-      // the keeper's own files through its privileges.
-      await chown(dataDir, owner.uid, owner.gid);
-    }
-    // Before anything touches the data dir: one keeper per data directory.
+    // Root: <data-dir> owned by root, PostgreSQL's user owning only what PostgreSQL writes
+    // (PGDATA, run, postgres.log), so it cannot plant links where root writes (datadir.ts).
+    const dataDirChanges = await prepareDataDir(dataDir, owner);
+    // Before anything else touches the data dir: one keeper per data directory.
     const lock = acquireDataDirLock(dataDir);
     const uid = await resolveUid(flags.uid, dataDir);
-    prepared = { flags, pgBinPath, suPassword, replPassword, store, dataDir, owner, uid, statusListen, lock, member, allowSpecCommands };
+    prepared = { flags, pgBinPath, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands };
   } catch (err) {
     exitOnConfigError(err, 'stolon-keeper');
   }
-  const { flags, pgBinPath, suPassword, replPassword, store, dataDir, owner, uid, statusListen, lock, member, allowSpecCommands } = prepared;
+  const { flags, pgBinPath, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands } = prepared;
   const logger = createLogger({ level: flags.logLevel, component: 'keeper', uid, cluster: flags.clusterName });
+  for (const change of dataDirChanges) {
+    logger.warn({ dataDir }, `data directory: ${change}`);
+  }
   logger.info({ pgBinPath }, `PostgreSQL binaries in ${pgBinPath}${flags.pgBinPath === undefined ? ' (not given: resolved at startup)' : ''}`);
   const advertise = flags.pgAdvertiseAddress ?? flags.pgListenAddress;
   const pg = new PgManager({
@@ -160,7 +162,6 @@ async function main(): Promise<void> {
       canBeMaster: flags.canBeMaster,
       canBeSynchronousReplica: flags.canBeSynchronousReplica,
       priority: flags.priority,
-      ...(owner !== undefined ? { fileOwner: owner } : {}),
       ...(member !== undefined ? { member } : {}),
       allowSpecCommands,
     },

@@ -2,10 +2,11 @@
  * The keeper's `<data-dir>/dbstate` file: which DB uid and generation the data directory holds,
  * for which cluster (Stolon keeps the same file). Written atomically; a missing file means no DB.
  */
-import { chown, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StolonError, errorMessage } from '@stolon-ts/cluster';
-import type { KeeperConfig, PersistedState } from './types.js';
+import { writeStateFile } from './state-file.js';
+import type { PersistedState } from './types.js';
 
 /** The state of a data directory that holds no DB. */
 export const NO_DB: PersistedState = Object.freeze({ uid: '', generation: 0, clusterUID: '' });
@@ -34,15 +35,12 @@ export async function readDbState(dataDir: string): Promise<PersistedState> {
 }
 
 /**
- * Writes `<dataDir>/dbstate` atomically: a temp file (mode 0600, flushed), chowned to `owner`
- * when given, renamed over the old one. A crash leaves the old file or the new one, never half.
+ * Writes `<dataDir>/dbstate` atomically: a new temp file `.dbstate.<pid>.tmp` (mode 0600, owned by
+ * this process's user, flushed) renamed over the old one. A crash leaves the old file or the new
+ * one, never half; a link planted at either name is replaced, never written through
+ * ({@link writeStateFile}).
  * @throws the file system's error (ENOSPC, EACCES…)
  */
-export async function writeDbState(dataDir: string, s: PersistedState, owner: KeeperConfig['fileOwner']): Promise<void> {
-  const tmp = join(dataDir, `.dbstate.${process.pid}.tmp`);
-  await writeFile(tmp, JSON.stringify(s), { mode: 0o600, flush: true });
-  if (owner !== undefined) {
-    await chown(tmp, owner.uid, owner.gid);
-  }
-  await rename(tmp, join(dataDir, 'dbstate'));
+export async function writeDbState(dataDir: string, s: PersistedState): Promise<void> {
+  await writeStateFile(join(dataDir, 'dbstate'), join(dataDir, `.dbstate.${process.pid}.tmp`), JSON.stringify(s), 0o600);
 }

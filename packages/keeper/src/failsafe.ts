@@ -22,7 +22,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { z } from 'zod';
 import type { FailsafeEpisode } from '@stolon-ts/cluster';
-import { bearerMatches, listenHttp, memberRequest, type ListenAddress, type StatusServer } from '@stolon-ts/common';
+import { bearerMatches, listenHttp, memberRequest, type ListenAddress, type MemberFailsafeStatus, type StatusServer } from '@stolon-ts/common';
 import { fenceMarginMs } from './fencer.js';
 import type { KeeperRuntime } from './runtime.js';
 
@@ -172,29 +172,8 @@ export function answerPrimary(rt: KeeperRuntime, dbUid: string, generation: numb
   return { holds: true, remainingMs, reason: `primary db ${dbUid} at proxy generation ${generation}` };
 }
 
-/**
- * What `GET /failsafe/status` answers (read by `stolonctl status --member-address` when the store
- * cannot be read): this keeper's own view of failsafe mode. Durations in ms, relative to the answer.
- */
-export interface FailsafeStatusAnswer {
-  readonly keeperUID: string;
-  /** The cluster of the last clusterdata this keeper read, or of its data directory before that. */
-  readonly clusterUID: string | null;
-  /** False when this keeper's info lease keepalive is overdue (the store looks unreachable to it). */
-  readonly storeReachable: boolean;
-  /** The spec's `failsafeMode` as this keeper last read it (null before it read any). */
-  readonly failsafeMode: boolean | null;
-  /** Whether this keeper runs the primary. */
-  readonly primary: boolean;
-  /** The primary keeper its last clusterdata names, or null. */
-  readonly primaryKeeperUID: string | null;
-  /** The last confirmation round (primary only), or null when none ran since the store was last reachable. */
-  readonly lastRound: { readonly agoMs: number; readonly confirmed: number; readonly of: number; readonly failures: readonly string[] } | null;
-  /** How long PostgreSQL may keep running as the primary before the fencer stops it (primary only), else null. */
-  readonly fenceRemainingMs: number | null;
-  /** A primary this keeper confirmed and how long it still must not become primary itself, or null. */
-  readonly promise: { readonly primaryKeeperUID: string; readonly remainingMs: number } | null;
-}
+/** What `GET /failsafe/status` answers: {@link MemberFailsafeStatus} (common/member.ts). */
+export type FailsafeStatusAnswer = MemberFailsafeStatus;
 
 /** Builds the `GET /failsafe/status` answer from this keeper's runtime (`now`: monotonic ms). */
 export function answerStatus(rt: KeeperRuntime, fenceRemainingMs: number, now: number): FailsafeStatusAnswer {

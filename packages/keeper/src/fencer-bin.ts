@@ -18,7 +18,8 @@
  * Fencing = a fast shutdown of the postmaster (SIGINT: new connections are refused and every
  * session ends at once, @see PostgreSQL docs "Shutting Down the Server"), escalated to an
  * immediate shutdown (SIGQUIT) if the postmaster still runs 1.5 s later. The postmaster is the
- * pid in `pgData/postmaster.pid` whose command line names `pgData`, so a reused pid is never hit.
+ * pid in `pgData/postmaster.pid` whose command line names `pgData` and that runs as PGDATA's
+ * owner, so neither a reused pid nor a process named there by PGDATA's owner is ever hit.
  *
  * The fencer runs in its own session (the keeper forks it detached), so a SIGSTOP or SIGKILL of
  * the keeper's process group does not reach it. It has no stdio: log lines go to the keeper over
@@ -29,7 +30,7 @@
  * escalation. It imports nothing but Node's own modules so
  * that it starts fast and cannot fail on the keeper's dependencies.
  */
-import { appendFileSync, readFileSync } from 'node:fs';
+import { closeSync, constants, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 const CHECK_MS = 50;
@@ -67,7 +68,13 @@ function log(level: 'info' | 'warn' | 'error', msg: string, fields: Record<strin
   if (orphanLog !== undefined) {
     const lvl = { info: 30, warn: 40, error: 50 }[level];
     try {
-      appendFileSync(orphanLog, `${JSON.stringify({ level: lvl, time: Date.now(), pid: process.pid, component: 'keeper-fencer', ...fields, msg })}\n`);
+      // O_NOFOLLOW: the fencer of a root keeper never appends to what a link points to.
+      const fd = openSync(orphanLog, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+      try {
+        writeSync(fd, `${JSON.stringify({ level: lvl, time: Date.now(), pid: process.pid, component: 'keeper-fencer', ...fields, msg })}\n`);
+      } finally {
+        closeSync(fd);
+      }
     } catch {
       // Nowhere to write: the fence matters, its log line does not.
     }
@@ -87,10 +94,22 @@ function postmasterPid(pgData: string): number | undefined {
   }
   try {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
-    return cmdline.includes(pgData) ? pid : undefined;
+    // PGDATA's owner writes postmaster.pid, and the postmaster runs as that owner (PostgreSQL
+    // refuses otherwise): a pid of another user's process (root's, named there by PGDATA's owner
+    // to have a root fencer signal it) is never the postmaster.
+    return cmdline.includes(pgData) && processUid(pid) === statSync(pgData).uid ? pid : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** The real uid of `pid` (/proc/<pid>/status, `Uid:` line), or undefined. */
+function processUid(pid: number): number | undefined {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('Uid:'));
+  const uid = Number(line?.split(/\s+/)[1]);
+  return Number.isInteger(uid) ? uid : undefined;
 }
 
 function alive(pid: number): boolean {

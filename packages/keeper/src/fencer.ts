@@ -6,9 +6,10 @@
  * down before the lease can expire, i.e. before any sentinel could promote another keeper.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '@stolon-ts/common';
+import { writeStateFileSync } from './state-file.js';
 
 /** What the keeper tells the fencer on every update. */
 type FenceState =
@@ -98,8 +99,8 @@ export function startFencer(log: Logger, opts: { readonly script?: string; reado
       return;
     }
     try {
-      writeFileSync(`${pidFile}.tmp`, `${pid}\n`);
-      renameSync(`${pidFile}.tmp`, pidFile);
+      // A new temp file renamed over the pid file: a link at either name is replaced, not followed.
+      writeStateFileSync(pidFile, `${pidFile}.tmp`, `${pid}\n`, 0o600);
     } catch (err) {
       log.warn({ err, pidFile }, `cannot record the fencer's pid in ${pidFile}: ${(err as Error).message}`);
     }

@@ -79,7 +79,7 @@ async function startKeeper(cd: ClusterData | null, opts: StartOptions = {}): Pro
   }
   const dataDir = await mkdtemp(join(tmpdir(), 'keeper-test-'));
   if (opts.local !== undefined) {
-    await writeDbState(dataDir, opts.local, undefined);
+    await writeDbState(dataDir, opts.local);
   }
   const pg = opts.pg ?? new FakePostgres();
   const lines: LogLine[] = [];

@@ -96,7 +96,7 @@ export class KeeperRuntime {
 
   /** Persists `s` to `<dataDir>/dbstate`, then adopts it. */
   async setLocal(s: PersistedState): Promise<void> {
-    await writeDbState(this.config.dataDir, s, this.config.fileOwner);
+    await writeDbState(this.config.dataDir, s);
     this.local = s;
   }
 

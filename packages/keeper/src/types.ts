@@ -32,8 +32,6 @@ export interface KeeperConfig {
   readonly canBeSynchronousReplica: boolean;
   /** Higher is preferred among equally advanced failover candidates. */
   readonly priority: number;
-  /** uid/gid to chown keeper-written files to (set when running as root). */
-  readonly fileOwner?: { readonly uid: number; readonly gid: number };
   /**
    * Backoff of a background task (initdb, clone, rewind, restore) that failed: the same task is
    * retried after `baseMs`, then twice as long after each further failure, at most `maxMs`.

@@ -47,7 +47,7 @@ export function fenceRemainingMs(rt: KeeperRuntime): number {
  * store after a cut, before its next keepalive — waits.
  * @param ttlMs the info lease TTL (failInterval), ms
  */
-export function startFenceTimeMs(ttlMs: number): number {
+function startFenceTimeMs(ttlMs: number): number {
   return fenceMarginMs(ttlMs) + Math.min(1000, Math.floor(ttlMs / 12));
 }
 

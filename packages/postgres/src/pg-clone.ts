@@ -13,6 +13,7 @@ import { expandDataRestoreCommand, parseBaseBackupProgress, renderPgpassLine } f
 import type { BaseBackupOptions, StandbySettings } from './manager.js';
 import type { PgContext } from './pg-context.js';
 import { commandFailed, throwIfAborted } from './pg-exec.js';
+import { removeTree } from './pg-remove.js';
 import { stillInRecovery } from './pg-probe.js';
 import { exists, fsyncDir, removeNodeLeftovers } from './pgdata.js';
 import { isRunning } from './postmaster-pid.js';
@@ -24,7 +25,8 @@ const PROGRESS_INTERVAL_MS = 1000;
 /**
  * `pg_basebackup -D <PGDATA>.basebackup -X stream -c fast --slot <slotName> --progress --verbose
  * -h -p -U -w` with the password in a temporary PGPASSFILE and `PGAPPNAME` = `stolon-ts-clone-<applicationName>`;
- * on success replaces PGDATA by the backup (without the source's `last-good` files) and adds
+ * on success replaces PGDATA by the backup (without the source's `last-good` files, nor the
+ * replication password file an earlier version kept in PGDATA) and adds
  * an empty `standby.signal` (so it can never start as a primary); the keeper then writes the
  * standby configuration with writeConfig (pg-conf-files.ts). On failure or abort the temporary
  * directory is removed and PGDATA is left as it was.
@@ -40,7 +42,7 @@ export async function baseBackup(ctx: PgContext, standby: StandbySettings, opts:
     throw new StolonError('DATA_DIR_INVALID', `cannot replace ${ctx.pgData} by a base backup while postgres runs on it; stop it first`);
   }
   const tmp = `${ctx.pgData}.basebackup`;
-  await fs.rm(tmp, { recursive: true, force: true });
+  await removeTree(ctx.exec, tmp);
   await fs.mkdir(dirname(tmp), { recursive: true });
   await fs.mkdir(tmp, { mode: 0o700 });
   await ctx.exec.own(tmp);
@@ -91,16 +93,16 @@ export async function baseBackup(ctx: PgContext, standby: StandbySettings, opts:
     }
     // The source's last good configuration is not this node's (other port, other role).
     await removeNodeLeftovers(tmp);
-    await fs.writeFile(join(tmp, 'standby.signal'), '', { mode: 0o600 });
-    await ctx.exec.own(join(tmp, 'standby.signal'));
-    await fs.rm(ctx.pgData, { recursive: true, force: true });
+    // The OS user owns `tmp`: a new file, never written or chowned through a link.
+    await ctx.exec.writeAtomic(join(tmp, 'standby.signal'), '');
+    await removeTree(ctx.exec, ctx.pgData);
     await fs.rename(tmp, ctx.pgData);
     await fsyncDir(dirname(ctx.pgData));
     ok = true;
     ctx.log.info({ pgData: ctx.pgData }, 'base backup complete');
   } finally {
     if (!ok) {
-      await fs.rm(tmp, { recursive: true, force: true });
+      await removeTree(ctx.exec, tmp);
     }
   }
 }
@@ -131,14 +133,15 @@ function progressReporter(ctx: PgContext, onProgress: NonNullable<BaseBackupOpti
 /**
  * Point-in-time recovery, step 1: removes PGDATA (and a leftover `<PGDATA>.basebackup`),
  * recreates it empty (0700, owned by the OS user), and runs `/bin/sh -c <command>` as the OS
- * user, cwd `/`, with `%d` → PGDATA and `%%` → `%` ({@link expandDataRestoreCommand}) and an
- * allow-listed environment: PATH (PostgreSQL binaries first), HOME of the OS user, LANG/LC_*,
- * TZ, TMPDIR, and PGDATA. The command is visible in the process list, as in Stolon: keep
- * secrets in files it reads, not in its text.
+ * user, cwd `/`, with `%d` → PGDATA and `%%` → `%` ({@link expandDataRestoreCommand}) and the
+ * minimal environment of every child (`childEnv` in pg-exec.ts: PATH with the PostgreSQL
+ * binaries first, HOME of the OS user, LANG/LANGUAGE/LC_*, TZ, TMPDIR) plus PGDATA. The command
+ * is visible in the process list, as in Stolon: keep secrets in files it reads, not in its text.
  *
  * Afterwards PGDATA is set to 0700 (a copy may carry the backup directory's mode, which
  * PostgreSQL refuses), and `postmaster.pid`, `postmaster.opts`, the `last-good` files and the
- * replication password file are removed (they describe another instance).
+ * replication password file an earlier version kept in PGDATA are removed (they describe
+ * another instance).
  *
  * @throws StolonError `PG_COMMAND_FAILED` (transient; PGDATA removed) when the command fails
  *   (with its stderr tail) or leaves no PG_VERSION; `CONFIG_INVALID` when `%d` cannot be
@@ -150,8 +153,8 @@ export async function restoreData(ctx: PgContext, command: string, signal?: Abor
     throw new StolonError('DATA_DIR_INVALID', `refusing to replace ${ctx.pgData} while postgres runs on it; stop it first`);
   }
   const expanded = expandDataRestoreCommand(command, ctx.pgData);
-  await fs.rm(ctx.pgData, { recursive: true, force: true });
-  await fs.rm(`${ctx.pgData}.basebackup`, { recursive: true, force: true });
+  await removeTree(ctx.exec, ctx.pgData);
+  await removeTree(ctx.exec, `${ctx.pgData}.basebackup`);
   await fs.mkdir(dirname(ctx.pgData), { recursive: true });
   await fs.mkdir(ctx.pgData, { mode: 0o700 });
   await ctx.exec.own(ctx.pgData);
@@ -161,7 +164,6 @@ export async function restoreData(ctx: PgContext, command: string, signal?: Abor
     // The command itself is not logged: it may name credentials files or buckets.
     ctx.log.info({ pgData: ctx.pgData }, 'restoring the data directory with the dataRestoreCommand');
     const res = await ctx.exec.run('/bin/sh', ['-c', expanded], {
-      cleanEnv: true,
       env: { PGDATA: ctx.pgData },
       signal,
       supervised: true,
@@ -186,7 +188,7 @@ export async function restoreData(ctx: PgContext, command: string, signal?: Abor
     ctx.log.info({ pgData: ctx.pgData }, 'data directory restored');
   } finally {
     if (!ok) {
-      await fs.rm(ctx.pgData, { recursive: true, force: true });
+      await removeTree(ctx.exec, ctx.pgData);
     }
   }
 }

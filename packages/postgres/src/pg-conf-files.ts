@@ -1,8 +1,8 @@
 /**
  * The keeper-owned configuration files of PGDATA: postgresql.conf, pg_hba.conf, an empty
- * postgresql.auto.conf, the signal files and the replication password file; their validation by
- * PostgreSQL itself, and the last configuration it accepted (`*.last-good`). Rendering and parsing
- * are pure and live in config.ts. The manager as a whole: pg-manager.ts.
+ * postgresql.auto.conf, the signal files; the replication password file next to PGDATA; their
+ * validation by PostgreSQL itself, and the last configuration it accepted (`*.last-good`).
+ * Rendering and parsing are pure and live in config.ts. The manager as a whole: pg-manager.ts.
  */
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
@@ -15,7 +15,7 @@ import { exitText, lastLines } from './pg-exec.js';
 import { endQuietly } from './pg-socket.js';
 import {
   LAST_GOOD,
-  REPL_PASSFILE,
+  LEGACY_REPL_PASSFILE,
   dataWrite,
   ensureEmptyFile,
   fsyncDir,
@@ -29,8 +29,11 @@ import { isRunning } from './postmaster-pid.js';
  * Writes postgresql.conf ({@link renderPostgresqlConf}), pg_hba.conf ({@link renderHba}) and an
  * empty postgresql.auto.conf (discarding anything ALTER SYSTEM stored), each atomically
  * (temp file, fsync, rename, mode 0600, owned by the OS user). Then the recovery files:
- * `standby.signal` (+ the replication password file for `standby`) for the standby modes,
- * `recovery.signal` for `recovery`, none of them for `null`. Does not reload.
+ * `standby.signal` for the standby modes, `recovery.signal` for `recovery`, none of them for
+ * `null`; for `standby` also the replication password file `ctx.replPassfile` (outside PGDATA,
+ * 0600, owned by the OS user; removed in the other modes), which `primary_conninfo` names with
+ * `passfile=`. A password file an earlier version left inside PGDATA is removed in every mode.
+ * Does not reload.
  *
  * Validation, when postgresql.conf or pg_hba.conf changed: `postgres -C port` parses the new
  * postgresql.conf exactly as a start would (names, value syntax and ranges; it is safe on a
@@ -53,7 +56,7 @@ import { isRunning } from './postmaster-pid.js';
 export async function writeConfig(ctx: PgContext, config: PgConfig, recovery: RecoveryConfig | null): Promise<WriteConfigResult> {
   await requireInitialized(ctx.pgData, 'write its configuration');
   const { Maj } = await ctx.exec.binaryVersion();
-  const passfile = join(ctx.pgData, REPL_PASSFILE);
+  const passfile = ctx.replPassfile;
   const conf = renderPostgresqlConf(
     config,
     recovery,
@@ -115,6 +118,8 @@ export async function writeConfig(ctx: PgContext, config: PgConfig, recovery: Re
     } else {
       await fs.rm(passfile, { force: true });
     }
+    // After the new file is in place: until the reload, a reconnecting walreceiver still reads this one.
+    await fs.rm(join(ctx.pgData, LEGACY_REPL_PASSFILE), { force: true });
     if (recovery === null) {
       await fs.rm(standbySignal, { force: true });
       await fs.rm(recoverySignal, { force: true });
@@ -144,7 +149,7 @@ export async function writeConfig(ctx: PgContext, config: PgConfig, recovery: Re
 /**
  * Copies `postgresql.conf.last-good` and `pg_hba.conf.last-good` (saved by a successful start,
  * postmaster.ts, and by {@link writeConfig}) back over postgresql.conf and pg_hba.conf, atomically. Signal files
- * and the replication password file are left alone; does not reload or start.
+ * and the replication password file (outside PGDATA) are left alone; does not reload or start.
  * @returns false (and changes nothing) when no last-good postgresql.conf exists.
  * @throws StolonError `DATA_DIR_INVALID` (transient) when a write fails.
  */

@@ -14,6 +14,8 @@ export interface PgContext {
   readonly pgData: string;
   /** Server log file (`pg_ctl -l`): `<PGDATA>/../postgres.log`. */
   readonly logFile: string;
+  /** The walreceiver's replication password file: `<PGDATA>/../replication.pgpass`, outside PGDATA. */
+  readonly replPassfile: string;
   readonly log: Logger;
   /** Runs the PostgreSQL binaries and creates files as the OS user. */
   readonly exec: PgExec;

@@ -1,13 +1,14 @@
 /**
  * The manager's process context: runs the PostgreSQL binaries of `binPath`, and creates files, as
  * the OS user (PostgreSQL refuses to run as root, so a root keeper spawns them with that user's
- * uid/gid and chowns what it creates), with a scrubbed environment and secrets in temporary
- * password files rather than argv. Also the helpers that turn a command's result into a
- * StolonError. The manager as a whole: pg-manager.ts.
+ * uid/gid and chowns what it creates), with a minimal environment ({@link childEnv}: none of the
+ * keeper's variables beyond PATH, locale, TZ and TMPDIR, so no `STKEEPER_*` secret reaches
+ * PostgreSQL) and secrets in temporary password files rather than argv. Also the helpers that
+ * turn a command's result into a StolonError. The manager as a whole: pg-manager.ts.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, promises as fs } from 'node:fs';
+import { constants, existsSync, promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,12 +25,8 @@ export interface ExecResult {
 }
 
 interface ExecOptions {
+  /** Variables of this call (PGPASSFILE, PGAPPNAME, LC_ALL, PGDATA…), added to {@link childEnv}'s. */
   readonly env?: Readonly<Record<string, string>>;
-  /**
-   * Start from an allow-listed environment (PATH, HOME, locale, TZ, TMPDIR) instead of ours
-   * minus `PG*`: for user-supplied commands, which must not see the keeper's secrets.
-   */
-  readonly cleanEnv?: boolean;
   /** Called with every stderr chunk as it arrives (for progress reports). */
   readonly onStderr?: (chunk: string) => void;
   readonly signal?: AbortSignal | undefined;
@@ -56,6 +53,47 @@ interface Identity {
   readonly gid: number;
 }
 
+/** Flags of a file root creates where the OS user may write: a new file, never through a link. */
+const NEW_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+
+/**
+ * The variables a child may take from the keeper's environment: `LANG`, `LANGUAGE` and `LC_*`
+ * (initdb's default locale and encoding, the server's and the tools' message language), `TZ`
+ * (initdb writes it as `timezone` and `log_timezone`), `TMPDIR` (for archive and restore
+ * commands). None of them is a secret.
+ */
+const INHERITED_ENV = /^(LANG|LANGUAGE|LC_[A-Z_]+|TZ|TMPDIR)$/;
+
+/**
+ * The environment every PostgreSQL binary, and so the postmaster, every backend, `archive_command`,
+ * `restore_command` and a dataRestoreCommand, starts from. It is built, not inherited: the keeper's
+ * environment may hold its secrets (`STKEEPER_PG_SU_PASSWORD`, `STKEEPER_PG_REPL_PASSWORD`,
+ * `STKEEPER_MEMBER_TOKEN`, store credentials) and anything else the operator set, and any SQL
+ * superuser can read a backend's environment (`COPY … FROM PROGRAM 'env'`). It holds only:
+ * - `PATH`: `binPath` first (so commands find the server's own `pg_*` tools), then the keeper's
+ *   `PATH` (where the operator installed archive tools), else `/usr/local/bin:/usr/bin:/bin`;
+ * - `HOME`: `home` (the OS user's home directory when the keeper runs as root), where libpq looks
+ *   for `~/.pgpass` and `~/.postgresql/` and archive tools for their configuration;
+ * - the keeper's `LANG`, `LANGUAGE`, `LC_*`, `TZ` and `TMPDIR`, when set ({@link INHERITED_ENV}).
+ * Not `PG*` (the caller's PGDATA, PGPORT or PGPASSWORD must not change what a binary does: what a
+ * call needs, such as PGPASSFILE, it passes itself), nor `USER`/`LOGNAME` (libpq and initdb take the
+ * user name from the uid; a root keeper's would be wrong).
+ * @param parent the keeper's environment, usually `process.env`.
+ * @returns a new object; the caller adds the variables of its call.
+ */
+export function childEnv(parent: NodeJS.ProcessEnv, opts: { readonly binPath: string; readonly home: string }): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(parent)) {
+    if (v !== undefined && INHERITED_ENV.test(k)) {
+      env[k] = v;
+    }
+  }
+  const path = parent['PATH'] !== undefined && parent['PATH'] !== '' ? parent['PATH'] : '/usr/local/bin:/usr/bin:/bin';
+  env['PATH'] = `${opts.binPath}:${path}`;
+  env['HOME'] = opts.home;
+  return env;
+}
+
 /** Longest stdout/stderr kept from a child, in characters (the tail is kept). */
 export const OUTPUT_LIMIT = 64 * 1024;
 
@@ -70,6 +108,7 @@ export class PgExec {
   readonly #log: Logger;
   #identity: Promise<Identity | null> | undefined;
   #version: { Maj: number; Min: number } | undefined;
+  #home: string | undefined;
 
   /**
    * @param opts.binPath directory of the PostgreSQL binaries.
@@ -115,11 +154,14 @@ export class PgExec {
     return this.#identity;
   }
 
-  /** Chowns `path` to the OS user when root; does nothing otherwise. */
+  /**
+   * Chowns `path` to the OS user when root; does nothing otherwise. A symbolic link at `path` is
+   * chowned itself, never what it points to (lchown): the OS user may have planted it.
+   */
   async own(path: string): Promise<void> {
     const id = await this.identity();
     if (id !== null) {
-      await fs.chown(path, id.uid, id.gid);
+      await fs.lchown(path, id.uid, id.gid);
     }
   }
 
@@ -148,18 +190,27 @@ export class PgExec {
     }
   }
 
-  /** Writes `path` atomically: temp file in the same directory, fsync, chown, rename; mode 0600. */
+  /**
+   * Writes `path` atomically: a new temp file in the same directory (created with
+   * `O_EXCL | O_NOFOLLOW`, mode 0600), written, fsynced, chowned to the OS user through its
+   * descriptor, renamed over `path`. The directory may be the OS user's (PGDATA): nothing is
+   * written or chowned through a link it planted, and a link at `path` is replaced.
+   * @throws the file system's error; the temp file is removed then.
+   */
   async writeAtomic(path: string, content: string): Promise<void> {
     const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
-    const fh = await fs.open(tmp, 'wx', 0o600);
+    const id = await this.identity();
+    const fh = await fs.open(tmp, NEW_FILE, 0o600);
     try {
-      await fh.writeFile(content);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    try {
-      await this.own(tmp);
+      try {
+        await fh.writeFile(content);
+        await fh.sync();
+        if (id !== null) {
+          await fh.chown(id.uid, id.gid);
+        }
+      } finally {
+        await fh.close();
+      }
       await fs.rename(tmp, path);
     } catch (err) {
       await fs.rm(tmp, { force: true });
@@ -168,16 +219,29 @@ export class PgExec {
   }
 
   /**
-   * Runs `fn` with a file holding `content` (mode 0600, owned by the OS user) in a fresh 0700
-   * directory under os.tmpdir(); removes both afterwards, whatever happens.
+   * Runs `fn` with a file holding `content` (mode 0600, owned by the OS user) in a fresh
+   * directory under os.tmpdir() (this process's; mode 0700, 0711 when root so that the OS user can
+   * reach the file); removes both afterwards, whatever happens.
    */
   async withSecretFile<T>(content: string, fn: (path: string) => Promise<T>): Promise<T> {
     const dir = await fs.mkdtemp(join(tmpdir(), 'stolon-pg-'));
     try {
-      await this.own(dir);
+      const id = await this.identity();
+      if (id !== null) {
+        // Root keeps the directory (the OS user only traverses it to read the file), so the
+        // recursive removal below never meets a link the OS user made.
+        await fs.chmod(dir, 0o711);
+      }
       const file = join(dir, 'secret');
-      await fs.writeFile(file, content, { mode: 0o600, flag: 'wx' });
-      await this.own(file);
+      const fh = await fs.open(file, NEW_FILE, 0o600);
+      try {
+        await fh.writeFile(content);
+        if (id !== null) {
+          await fh.chown(id.uid, id.gid);
+        }
+      } finally {
+        await fh.close();
+      }
       return await fn(file);
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
@@ -186,30 +250,14 @@ export class PgExec {
 
   /**
    * Spawns `<binPath>/<bin>` (or `bin` itself when absolute) as the OS user (when root), with
-   * cwd `/`, no inherited `PG*` variables (or only allow-listed ones with `cleanEnv`),
-   * stdout/stderr captured (tails of up to 64 KiB). Argv must never hold a secret.
+   * cwd `/`, the minimal environment of {@link childEnv} plus `opts.env`, stdout/stderr captured
+   * (tails of up to 64 KiB). Argv must never hold a secret.
    * @returns the exit status and output; `aborted` when `opts.signal` fired (before or during).
    * @throws StolonError `PG_COMMAND_FAILED` when the binary cannot be spawned.
    */
   async run(bin: string, args: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
     const id = await this.identity();
-    const env: Record<string, string> = {};
-    if (opts.cleanEnv === true) {
-      for (const [k, v] of Object.entries(process.env)) {
-        if (v !== undefined && (k === 'LANG' || k.startsWith('LC_') || k === 'TZ' || k === 'TMPDIR')) {
-          env[k] = v;
-        }
-      }
-      env['PATH'] = `${this.#binPath}:/usr/local/bin:/usr/bin:/bin`;
-      env['HOME'] = await this.#osUserHome();
-    } else {
-      for (const [k, v] of Object.entries(process.env)) {
-        // PGDATA, PGPORT, PGPASSWORD… of the caller must not change what the binaries do.
-        if (v !== undefined && !k.startsWith('PG')) {
-          env[k] = v;
-        }
-      }
-    }
+    const env = childEnv(process.env, { binPath: this.#binPath, home: await this.#osUserHome() });
     Object.assign(env, opts.env);
     const file = bin.startsWith('/') ? bin : join(this.#binPath, bin);
     this.#log.debug({ cmd: file, args }, `running ${bin}`);
@@ -285,18 +333,24 @@ export class PgExec {
     });
   }
 
-  /** Home directory of the OS user (from /etc/passwd when root), for user commands. */
+  /**
+   * Home directory of the OS user (from /etc/passwd when root, read once), else ours; `/` when
+   * unknown.
+   */
   async #osUserHome(): Promise<string> {
     if ((await this.identity()) === null) {
       return process.env['HOME'] ?? '/';
     }
-    try {
-      const passwd = await fs.readFile('/etc/passwd', 'utf8');
-      const line = passwd.split('\n').find((l) => l.startsWith(`${this.osUser}:`));
-      return line?.split(':')[5] || '/';
-    } catch {
-      return '/';
+    if (this.#home === undefined) {
+      try {
+        const passwd = await fs.readFile('/etc/passwd', 'utf8');
+        const line = passwd.split('\n').find((l) => l.startsWith(`${this.osUser}:`));
+        this.#home = line?.split(':')[5] || '/';
+      } catch {
+        return '/';
+      }
     }
+    return this.#home;
   }
 }
 

@@ -9,6 +9,8 @@ import { escapeIdentifier, escapeLiteral } from 'pg';
 import { StolonError, errorMessage } from '@stolon-ts/cluster';
 import type { PgContext } from './pg-context.js';
 import { commandFailed, throwIfAborted } from './pg-exec.js';
+import { removeTree } from './pg-remove.js';
+import { readIfExists } from './pgdata.js';
 import { endQuietly } from './pg-socket.js';
 import { isRunning } from './postmaster-pid.js';
 import { startPostmaster, stopPostmaster } from './postmaster.js';
@@ -97,7 +99,10 @@ export async function initDataDir(
     // Temporary settings for role creation: appended, so they win over initdb's defaults;
     // the keeper's writeConfig replaces the whole file afterwards.
     const confPath = join(ctx.pgData, 'postgresql.conf');
-    const initdbConf = await fs.readFile(confPath, 'utf8');
+    const initdbConf = await readIfExists(confPath);
+    if (initdbConf === null) {
+      throw new StolonError('PG_COMMAND_FAILED', `initdb left no postgresql.conf of its own in ${ctx.pgData}; PGDATA was removed, the next attempt starts from scratch`);
+    }
     await ctx.exec.writeAtomic(
       confPath,
       `${initdbConf}\n# stolon-ts: temporary settings while creating roles\n` +
@@ -142,7 +147,7 @@ export async function initDataDir(
     ctx.log.info({ pgData: ctx.pgData }, 'PostgreSQL data directory initialised');
   } catch (err) {
     await stopPostmaster(ctx, 'immediate').catch(() => undefined);
-    await fs.rm(ctx.pgData, { recursive: true, force: true });
+    await removeTree(ctx.exec, ctx.pgData);
     throw err;
   }
 }
@@ -156,6 +161,6 @@ export async function removeDataDir(ctx: PgContext): Promise<void> {
     throw new StolonError('DATA_DIR_INVALID', `refusing to remove ${ctx.pgData} while postgres runs on it; stop it first`);
   }
   ctx.log.warn({ pgData: ctx.pgData }, 'removing the PostgreSQL data directory');
-  await fs.rm(ctx.pgData, { recursive: true, force: true });
-  await fs.rm(`${ctx.pgData}.basebackup`, { recursive: true, force: true });
+  await removeTree(ctx.exec, ctx.pgData);
+  await removeTree(ctx.exec, `${ctx.pgData}.basebackup`);
 }

@@ -56,6 +56,26 @@ const suffix = Math.random().toString(36).slice(2, 10);
 // Quotes, backslashes, colons and spaces exercise every escaping path (pgpass, conninfo, SQL).
 const SU_PASSWORD = `su-S3cret'"\\:pw ${suffix}`;
 const REPL_PASSWORD = `repl-S3cret:'\\ pw ${suffix}`;
+/**
+ * Secrets a keeper may be given as environment variables (its own flags' fallbacks), set in this
+ * process's environment for the whole file: none of them may reach PostgreSQL.
+ */
+const KEEPER_SECRET_ENV: Record<string, string> = {
+  STKEEPER_PG_SU_PASSWORD: SU_PASSWORD,
+  STKEEPER_PG_REPL_PASSWORD: REPL_PASSWORD,
+  STKEEPER_MEMBER_TOKEN: `member-token-${suffix}`,
+  STKEEPER_STORE_PASSWORD: `store-${suffix}`,
+};
+/**
+ * What the postmaster's (and a backend's shell's) environment may hold: the keeper's allow-list,
+ * what pg_ctl and postgres set themselves (PGDATA, PG_GRANDPARENT_PID, PGLOCALEDIR, PGSYSCONFDIR,
+ * the locale categories) and what a shell adds (PWD, SHLVL, _).
+ */
+const CHILD_ENV_ALLOWED = /^(PATH|HOME|LANG|LANGUAGE|LC_[A-Z]+|TZ|TMPDIR|PGDATA|PG_GRANDPARENT_PID|PGLOCALEDIR|PGSYSCONFDIR|PWD|OLDPWD|SHLVL|_)$/;
+/** Replication password file of the standby: next to its PGDATA, outside it. */
+const REPL_PASSFILE_NAME = 'replication.pgpass';
+/** Where the replication password file used to be, inside PGDATA. */
+const LEGACY_REPL_PASSFILE_NAME = 'stolon-replication.pgpass';
 
 const logLines: string[] = [];
 const logger = pino(
@@ -137,6 +157,50 @@ function postmasterPid(pgData: string): number {
   return Number(readFileSync(join(pgData, 'postmaster.pid'), 'utf8').split('\n')[0]);
 }
 
+/** `NAME=value` entries (NUL- or newline-separated) as a map. */
+function parseEnv(text: string, sep: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const entry of text.split(sep)) {
+    const eq = entry.indexOf('=');
+    if (eq > 0) {
+      out.set(entry.slice(0, eq), entry.slice(eq + 1));
+    }
+  }
+  return out;
+}
+
+/** Fails when `env` holds a keeper secret, a variable outside {@link CHILD_ENV_ALLOWED}, or the wrong HOME. */
+function assertMinimalEnv(env: Map<string, string>, where: string): void {
+  expect(env.size, where).toBeGreaterThan(0);
+  for (const [k, v] of env) {
+    expect(v, `${where}: ${k}`).not.toContain(suffix);
+  }
+  expect([...env.keys()].filter((k) => !CHILD_ENV_ALLOWED.test(k)).sort(), where).toEqual([]);
+  expect(env.get('PATH'), where).toMatch(new RegExp(`^${resolvePgBinDir()}:`));
+  if (isRoot) {
+    expect(env.get('HOME'), where).toBe(execFileSync('sh', ['-c', 'getent passwd postgres | cut -d: -f6'], { encoding: 'utf8' }).trim());
+  }
+}
+
+/** Every regular file under `dir` whose bytes contain `needle`. */
+function filesContaining(dir: string, needle: string): string[] {
+  const found: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    const path = join(e.parentPath, e.name);
+    try {
+      if (e.isFile() && readFileSync(path).includes(needle)) {
+        found.push(path);
+      }
+    } catch (err) {
+      // A running server removes files (pg_stat_tmp, WAL segments) while we read.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw err;
+      }
+    }
+  }
+  return found;
+}
+
 function assertNoSecretsInPs(): void {
   const ps = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
   expect(ps).not.toContain(SU_PASSWORD);
@@ -145,6 +209,7 @@ function assertNoSecretsInPs(): void {
 }
 
 beforeAll(async () => {
+  Object.assign(process.env, KEEPER_SECRET_ENV);
   root = await mkdtemp(join(tmpdir(), 'stolon-pgm-'));
   await chmod(root, 0o755);
   await mkdir(join(root, 'p'), { mode: 0o755 });
@@ -156,6 +221,9 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  for (const k of Object.keys(KEEPER_SECRET_ENV)) {
+    delete process.env[k];
+  }
   for (const m of [standby, primary]) {
     await m?.stop('immediate').catch(() => undefined);
   }
@@ -364,8 +432,6 @@ describe('PgManager (real PostgreSQL)', () => {
     // The primary's last good configuration is not copied along.
     expect(existsSync(join(standby.pgData, 'postgresql.conf.last-good'))).toBe(false);
     expect(await standby.writeConfig(configFor(standbyPort), standbyRecovery('stolon_s1'))).toMatchObject({ changed: true });
-    const passfile = statSync(join(standby.pgData, 'stolon-replication.pgpass'));
-    expect(passfile.mode & 0o777).toBe(0o600);
     expect(readFileSync(join(standby.pgData, 'postgresql.conf'), 'utf8')).not.toContain(suffix);
     await standby.start(30_000);
 
@@ -424,6 +490,58 @@ describe('PgManager (real PostgreSQL)', () => {
     }
   });
 
+  it('gives the postmaster and its backends a minimal environment, without the keeper secrets', async () => {
+    for (const m of [primary, standby]) {
+      const pid = postmasterPid(m.pgData);
+      const environ = parseEnv(readFileSync(`/proc/${pid}/environ`, 'utf8'), '\0');
+      for (const name of Object.keys(KEEPER_SECRET_ENV)) {
+        expect(environ.has(name), `${name} in the postmaster of ${m.pgData}`).toBe(false);
+      }
+      assertMinimalEnv(environ, `postmaster of ${m.pgData}`);
+    }
+    // What any SQL superuser (COPY … FROM PROGRAM, archive_command) sees: a backend's shell.
+    const client = new Client({ host: '127.0.0.1', port: primaryPort, user: 'stolon', password: SU_PASSWORD, database: 'postgres' });
+    await client.connect();
+    try {
+      await client.query('create temp table environ (line text)');
+      // base64: one line, whatever the values hold (COPY's text format would parse tabs and backslashes).
+      await client.query("copy environ from program 'env -0 | base64 -w0'");
+      const rows = await client.query<{ line: string }>('select line from environ');
+      expect(rows.rows).toHaveLength(1);
+      assertMinimalEnv(parseEnv(Buffer.from(rows.rows[0]?.line ?? '', 'base64').toString('utf8'), '\0'), 'a backend');
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('keeps the replication password out of PGDATA: a base backup of the standby has none; its file is next to PGDATA (0600, the OS user)', async () => {
+    expect(filesContaining(standby.pgData, suffix)).toEqual([]);
+    // The real thing: a base backup of the standby, as a tar stream.
+    const tar = execFileSync(
+      join(resolvePgBinDir(), 'pg_basebackup'),
+      ['-D', '-', '-F', 't', '-X', 'none', '-c', 'fast', '-h', '127.0.0.1', '-p', String(standbyPort), '-U', 'repl', '-w'],
+      { env: { PGPASSWORD: REPL_PASSWORD }, maxBuffer: 1024 * 1024 * 1024, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    expect(tar.length).toBeGreaterThan(1024 * 1024);
+    expect(tar.includes('PG_VERSION')).toBe(true);
+    expect(tar.includes(suffix)).toBe(false);
+
+    const passfile = join(root, 's', REPL_PASSFILE_NAME);
+    const st = statSync(passfile);
+    expect(st.mode & 0o777).toBe(0o600);
+    expect(st.uid).toBe(Number(execFileSync('id', ['-u', ...(isRoot ? ['postgres'] : [])], { encoding: 'utf8' }).trim()));
+    expect(readFileSync(passfile, 'utf8')).toContain(suffix);
+    const [conninfo] = await sql<{ setting: string }>(standbyPort, "select setting from pg_settings where name = 'primary_conninfo'");
+    expect(conninfo?.setting).toContain(`passfile='${passfile}'`);
+
+    // A PGDATA written by an earlier version, which kept the password file inside it: the next
+    // writeConfig removes it.
+    writeFileSync(join(standby.pgData, LEGACY_REPL_PASSFILE_NAME), `*:*:*:repl:old-${suffix}\n`, { mode: 0o600 });
+    expect(await standby.writeConfig(configFor(standbyPort), standbyRecovery('stolon_s1'))).toMatchObject({ changed: false });
+    expect(existsSync(join(standby.pgData, LEGACY_REPL_PASSFILE_NAME))).toBe(false);
+    expect(existsSync(passfile)).toBe(true);
+  });
+
   it('promotes the standby onto timeline 2', async () => {
     await standby.promote(30_000);
     const obs = await standby.observe();
@@ -435,7 +553,7 @@ describe('PgManager (real PostgreSQL)', () => {
     // What the keeper does next: rewrite the config as a primary.
     await standby.writeConfig(configFor(standbyPort), null);
     expect(existsSync(join(standby.pgData, 'standby.signal'))).toBe(false);
-    expect(existsSync(join(standby.pgData, 'stolon-replication.pgpass'))).toBe(false);
+    expect(existsSync(join(root, 's', REPL_PASSFILE_NAME))).toBe(false);
     await standby.reload();
     await sql(standbyPort, 'insert into t values (3)');
     await standby.promote(5000); // already a primary: returns at once

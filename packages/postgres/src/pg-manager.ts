@@ -6,10 +6,12 @@
  *
  * Running as root: PostgreSQL refuses to run as root, so when `process.getuid() === 0` every
  * binary is spawned with the uid/gid of `osUser` (default `postgres`) and every file or
- * directory the manager creates is chowned to it. Secrets never appear in argv or logs: initdb
- * reads the superuser password from a temporary `--pwfile`, pg_basebackup from a temporary
- * PGPASSFILE, the walreceiver from a password file in PGDATA, and roles get a SCRAM verifier
- * computed here rather than a cleartext password.
+ * directory the manager creates is chowned to it. Secrets never appear in argv, logs, PGDATA or
+ * the environment of PostgreSQL: initdb reads the superuser password from a temporary
+ * `--pwfile`, pg_basebackup from a temporary PGPASSFILE, the walreceiver from a password file
+ * next to PGDATA (not in it, so base backups of the node do not carry it), roles get a SCRAM
+ * verifier computed here rather than a cleartext password, and every binary starts from a
+ * minimal environment (`childEnv` in pg-exec.ts), not the keeper's.
  */
 import { dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
@@ -34,12 +36,16 @@ import { observe, systemIdentifier } from './pg-probe.js';
 import { rewind } from './pg-rewind.js';
 import { syncSlots } from './pg-slots.js';
 import { PgSocket, defaultSocketDir } from './pg-socket.js';
+import { REPL_PASSFILE } from './pgdata.js';
 import { isRunning } from './postmaster-pid.js';
 import { promoteStandby, reloadPostmaster, restartPostmaster, startPostmaster, stopPostmaster } from './postmaster.js';
 
 /** Constructor options of {@link PgManager}. */
 export interface PgManagerOptions {
-  /** PGDATA; made absolute. Its parent also holds `postgres.log` and (usually) the socket dir. */
+  /**
+   * PGDATA; made absolute. Its parent also holds `postgres.log`, the replication password file
+   * `replication.pgpass` and (usually) the socket dir.
+   */
   readonly pgData: string;
   /** Directory of the PostgreSQL binaries, e.g. what `resolvePgBinDir` returns. */
   readonly binPath: string;
@@ -82,16 +88,23 @@ export interface PgManagerOptions {
  * {@link PostgresManager} over the PostgreSQL ≥ 12 binaries in `binPath` (tested with 15).
  *
  * Files: `<PGDATA>/postgresql.conf`, `pg_hba.conf`, `postgresql.auto.conf` (kept empty),
- * `standby.signal` / `recovery.signal`, `stolon-replication.pgpass` (internal standby only) and
- * `postgresql.conf.last-good` / `pg_hba.conf.last-good` (the last files PostgreSQL accepted)
- * are owned by the manager; `<PGDATA>/../postgres.log` receives the server log; base backups
- * are made in `<PGDATA>.basebackup` and renamed over PGDATA once complete.
+ * `standby.signal` / `recovery.signal` and `postgresql.conf.last-good` / `pg_hba.conf.last-good`
+ * (the last files PostgreSQL accepted) are owned by the manager, and so is
+ * `<PGDATA>/../replication.pgpass` (internal standby only; outside PGDATA so that no base backup
+ * carries it); `<PGDATA>/../postgres.log` receives the server log; base backups are made in
+ * `<PGDATA>.basebackup` and renamed over PGDATA once complete.
  */
 export class PgManager implements PostgresManager {
   /** Absolute PGDATA. */
   readonly pgData: string;
   /** Server log file (`pg_ctl -l`): `<PGDATA>/../postgres.log`. */
   readonly logFile: string;
+  /**
+   * The walreceiver's password file (`primary_conninfo`'s `passfile=`):
+   * `<PGDATA>/../replication.pgpass`, mode 0600, owned by the OS user; present only while
+   * configured as an internal standby.
+   */
+  readonly replPassfile: string;
   /** Unix socket directory (`unix_socket_directories`), see {@link PgManagerOptions.socketDir}. */
   readonly socketDir: string;
 
@@ -110,6 +123,7 @@ export class PgManager implements PostgresManager {
       });
     }
     this.logFile = join(dirname(this.pgData), 'postgres.log');
+    this.replPassfile = join(dirname(this.pgData), REPL_PASSFILE);
     this.socketDir = opts.socketDir ?? defaultSocketDir(this.pgData);
     this.#roles = {
       su: { user: opts.suUsername, password: opts.suPassword },
@@ -119,7 +133,7 @@ export class PgManager implements PostgresManager {
     const exec = new PgExec({ binPath: opts.binPath, osUser: opts.osUser ?? 'postgres', log });
     const listen = { address: opts.listenAddress, port: opts.port };
     const socket = new PgSocket({ dir: this.socketDir, listen, su: this.#roles.su, exec, log });
-    this.#ctx = { pgData: this.pgData, logFile: this.logFile, log, exec, socket, listen };
+    this.#ctx = { pgData: this.pgData, logFile: this.logFile, replPassfile: this.replPassfile, log, exec, socket, listen };
   }
 
   /** `postgres -V` major/minor, see {@link PgExec.binaryVersion}. */

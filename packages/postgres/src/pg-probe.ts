@@ -13,7 +13,7 @@ import type { DbClusterState, PgObservation } from './manager.js';
 import type { PgContext } from './pg-context.js';
 import { exitText, lastLines } from './pg-exec.js';
 import { endQuietly } from './pg-socket.js';
-import { exists } from './pgdata.js';
+import { exists, readIfExists } from './pgdata.js';
 import { isRunning } from './postmaster-pid.js';
 
 /**
@@ -240,7 +240,8 @@ async function timelineHistory(ctx: PgContext, timelineId: number): Promise<Time
   }
   const name = `${timelineId.toString(16).toUpperCase().padStart(8, '0')}.history`;
   try {
-    return parseTimelineHistory(await fs.readFile(join(ctx.pgData, 'pg_wal', name), 'utf8'));
+    // Not through a link: the OS user could point one at a file of root's.
+    return parseTimelineHistory((await readIfExists(join(ctx.pgData, 'pg_wal', name))) ?? '');
   } catch (err) {
     ctx.log.debug({ err: errorMessage(err), file: name }, 'cannot read the timeline history file');
     return [];

@@ -16,7 +16,7 @@ import { readControlData } from './pg-probe.js';
 import { CONNECT_TIMEOUT_MS, endQuietly } from './pg-socket.js';
 import {
   LAST_GOOD,
-  REPL_PASSFILE,
+  LEGACY_REPL_PASSFILE,
   dataWrite,
   ensureEmptyFile,
   exists,
@@ -29,7 +29,8 @@ import { isRunning, waitForDeadPostmaster } from './postmaster-pid.js';
 
 /**
  * Files of PGDATA that belong to this node, not to the data: pg_rewind would replace them by
- * the source's (or delete them), so they are saved before and put back after it.
+ * the source's (or delete them), so they are saved before and put back after it. (The
+ * replication password file is outside PGDATA, out of pg_rewind's reach.)
  */
 const NODE_FILES = [
   'postgresql.conf',
@@ -37,7 +38,6 @@ const NODE_FILES = [
   'postgresql.auto.conf',
   `postgresql.conf${LAST_GOOD}`,
   `pg_hba.conf${LAST_GOOD}`,
-  REPL_PASSFILE,
 ] as const;
 
 /**
@@ -52,14 +52,15 @@ const NODE_FILES = [
  *    postgresql.auto.conf (Stolon's `/dev/null` trick, which pg_rewind rejects) is replaced by
  *    an empty file; the source gets a CHECKPOINT, so its control file shows its new timeline
  *    even right after its promotion;
- * 3. this node's files ({@link NODE_FILES}: configuration, last-good copies, replication
- *    password file) are saved, because pg_rewind replaces them by the source's;
+ * 3. this node's files ({@link NODE_FILES}: configuration, last-good copies) are saved, because
+ *    pg_rewind replaces them by the source's;
  * 4. `pg_rewind --target-pgdata=PGDATA --source-server='<conninfo>' --progress` as the OS user;
  *    the conninfo has `dbname=postgres`, `sslmode=prefer`, `connect_timeout=10`,
  *    `options='-c synchronous_commit=off'` (Stolon's, so a synchronous primary without a
  *    standby cannot block it) and `passfile=` pointing at a temporary password file;
- * 5. the saved files are put back (also after a failure), and on success `standby.signal`
- *    replaces any `recovery.signal`.
+ * 5. the saved files are put back (also after a failure), a replication password file an
+ *    earlier version kept in PGDATA (ours, or the source's copied over) is removed, and on
+ *    success `standby.signal` replaces any `recovery.signal`.
  *
  * @param source the new primary, as a superuser (pg_rewind reads its files with
  *   pg_read_binary_file).
@@ -248,8 +249,12 @@ async function snapshotNodeFiles(ctx: PgContext): Promise<Map<string, string | n
   return out;
 }
 
-/** Puts back what {@link snapshotNodeFiles} saw; files already identical are not rewritten. */
+/**
+ * Puts back what {@link snapshotNodeFiles} saw (files already identical are not rewritten) and
+ * removes {@link LEGACY_REPL_PASSFILE}.
+ */
 async function restoreNodeFiles(ctx: PgContext, saved: ReadonlyMap<string, string | null>): Promise<void> {
+  await fs.rm(join(ctx.pgData, LEGACY_REPL_PASSFILE), { force: true });
   for (const [name, content] of saved) {
     const path = join(ctx.pgData, name);
     const lst = await fs.lstat(path).catch(() => undefined);

@@ -4,22 +4,32 @@
  * atomically or remove, fsync a directory, the "is it initialised" check). Atomic writes
  * themselves are {@link PgExec.writeAtomic}. The manager as a whole: pg-manager.ts.
  */
-import { promises as fs } from 'node:fs';
+import { constants, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { StolonError, errorMessage } from '@stolon-ts/cluster';
 import type { PgExec } from './pg-exec.js';
 
-/** Password file for the walreceiver's `primary_conninfo` (`passfile=`), inside PGDATA. */
-export const REPL_PASSFILE = 'stolon-replication.pgpass';
+/**
+ * Name of the walreceiver's password file (`primary_conninfo`'s `passfile=`), in the directory
+ * that holds PGDATA (the keeper's `<data-dir>`), never in PGDATA itself: whatever is in PGDATA
+ * goes into every base backup taken from the node, and so would the replication password.
+ */
+export const REPL_PASSFILE = 'replication.pgpass';
+/**
+ * Where earlier versions kept the replication password file: inside PGDATA. Removed wherever it
+ * is found (writeConfig, after a base backup, a restore or pg_rewind).
+ */
+export const LEGACY_REPL_PASSFILE = 'stolon-replication.pgpass';
 /** Suffix of the copies of the last configuration files PostgreSQL accepted. */
 export const LAST_GOOD = '.last-good';
 
 /**
  * Removes the files of PGDATA that describe the instance it was copied from (its last good
- * configuration, its replication password file), after a base backup or a restore.
+ * configuration; the replication password file an earlier version kept in PGDATA), after a base
+ * backup or a restore.
  */
 export async function removeNodeLeftovers(pgData: string): Promise<void> {
-  for (const name of [`postgresql.conf${LAST_GOOD}`, `pg_hba.conf${LAST_GOOD}`, REPL_PASSFILE]) {
+  for (const name of [`postgresql.conf${LAST_GOOD}`, `pg_hba.conf${LAST_GOOD}`, LEGACY_REPL_PASSFILE]) {
     await fs.rm(join(pgData, name), { force: true });
   }
 }
@@ -68,15 +78,31 @@ export async function ensureEmptyFile(exec: PgExec, path: string): Promise<void>
   }
 }
 
-/** Content of a file, or null when it does not exist. */
+/**
+ * Content of a file in PGDATA, or null when it does not exist or is not a regular file of its own
+ * (a symbolic link, a file with other hard links, a FIFO…). The OS user owns PGDATA and could put
+ * such a thing there to make a root keeper read a file of root's and copy it where the OS user
+ * reads (the last good configuration, the files kept across pg_rewind); so it is opened with
+ * `O_NOFOLLOW | O_NONBLOCK` and checked on the descriptor, and read as absent: the next write
+ * replaces it.
+ * @throws the file system's error other than ENOENT and ELOOP (EACCES…).
+ */
 export async function readIfExists(path: string): Promise<string | null> {
+  let fh;
   try {
-    return await fs.readFile(path, 'utf8');
+    fh = await fs.open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ELOOP') {
       return null;
     }
     throw err;
+  }
+  try {
+    const st = await fh.stat();
+    return st.isFile() && st.nlink === 1 ? await fh.readFile('utf8') : null;
+  } finally {
+    await fh.close();
   }
 }
 

@@ -4,7 +4,7 @@
  * recovery); and reading the server log (`<PGDATA>/../postgres.log`). Whether one runs:
  * postmaster-pid.ts. The manager as a whole: pg-manager.ts.
  */
-import { promises as fs } from 'node:fs';
+import { constants, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { StolonError, errorMessage } from '@stolon-ts/cluster';
@@ -20,6 +20,34 @@ import { isRunning, waitForDeadPostmaster } from './postmaster-pid.js';
 const PROMOTE_POLL_MS = 15;
 /** pg_ctl stop wait, in seconds. */
 const STOP_TIMEOUT_S = 60;
+
+/**
+ * Creates the server log if missing and hands it to the OS user, through its descriptor: a link
+ * at its name is refused, not followed (its directory may have been the OS user's).
+ * @returns the log's size in bytes, where this start's lines begin.
+ * @throws StolonError `DATA_DIR_INVALID` when the log is a symbolic link or has other hard links.
+ */
+async function openServerLog(ctx: PgContext): Promise<number> {
+  const fh = await fs.open(ctx.logFile, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600).catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') {
+      throw new StolonError('DATA_DIR_INVALID', `the server log ${ctx.logFile} is a symbolic link; remove it (the keeper makes the file)`, { cause: err });
+    }
+    throw err;
+  });
+  try {
+    const st = await fh.stat();
+    if (st.nlink !== 1) {
+      throw new StolonError('DATA_DIR_INVALID', `the server log ${ctx.logFile} has ${st.nlink} hard links; remove it (the keeper makes the file)`);
+    }
+    const id = await ctx.exec.identity();
+    if (id !== null) {
+      await fh.chown(id.uid, id.gid);
+    }
+    return st.size;
+  } finally {
+    await fh.close();
+  }
+}
 
 /**
  * `pg_ctl start -w -t <ceil(timeoutMs/1000)> -D PGDATA -l <logFile>`: the postmaster runs in its
@@ -47,10 +75,7 @@ export async function startPostmaster(ctx: PgContext, timeoutMs: number, saveLas
   await ctx.exec.checkReachable(ctx.pgData);
   await ctx.socket.ensureDir();
   await waitForDeadPostmaster(ctx);
-  const fh = await fs.open(ctx.logFile, 'a', 0o600);
-  const logOffset = (await fh.stat()).size;
-  await fh.close();
-  await ctx.exec.own(ctx.logFile);
+  const logOffset = await openServerLog(ctx);
   const seconds = Math.max(1, Math.ceil(timeoutMs / 1000));
   ctx.log.info({ pgData: ctx.pgData, timeoutMs }, 'starting postgres');
   const res = await ctx.exec.run('pg_ctl', ['start', '-w', '-t', String(seconds), '-D', ctx.pgData, '-l', ctx.logFile], {
@@ -177,10 +202,13 @@ export async function promoteStandby(ctx: PgContext, timeoutMs: number): Promise
   }
 }
 
+/** Reading the server log: never through a link (its tail goes into errors and the published info). */
+const READ_LOG = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+
 /** The last 20 lines of the server log (from its last 8 KiB), or why it cannot be read. */
 export async function serverLogTail(ctx: PgContext): Promise<string> {
   try {
-    const fh = await fs.open(ctx.logFile, 'r');
+    const fh = await fs.open(ctx.logFile, READ_LOG);
     try {
       const { size } = await fh.stat();
       const len = Math.min(size, 8192);
@@ -198,7 +226,7 @@ export async function serverLogTail(ctx: PgContext): Promise<string> {
 /** The server log written since byte `offset` (at most the last 64 KiB of it). */
 async function serverLogSince(ctx: PgContext, offset: number): Promise<string> {
   try {
-    const fh = await fs.open(ctx.logFile, 'r');
+    const fh = await fs.open(ctx.logFile, READ_LOG);
     try {
       const { size } = await fh.stat();
       const from = Math.max(offset, size - OUTPUT_LIMIT);

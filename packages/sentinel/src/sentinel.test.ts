@@ -144,4 +144,65 @@ describe('sentinel', () => {
       await admin.close();
     }
   });
+  it('after a store outage, infos that survived it under expired leases do not end the republish wait: their disappearance right after is no failover', { timeout: 30_000 }, async () => {
+    const backend = new MemoryBackend();
+    const admin = new MemoryStore(backend, { clusterName: 'c1' });
+    const spec = { initMode: 'new', sleepInterval: '200ms', requestTimeout: '500ms', failInterval: '2s', proxyCheckInterval: '200ms', proxyTimeout: '1s' } as const;
+    await admin.overwriteClusterData(
+      serializeClusterData(aCluster({ spec }).initialized().withPrimary('k1').withStandby('k2').routedTo('k1', ['p1'], 2).build()),
+    );
+    // Infos under long leases: they outlive the outage in the store, as etcd's do until it revokes
+    // the leases that expired while it was frozen, a moment after it runs again.
+    let n = 0;
+    const publish = async (): Promise<void> => {
+      const cd = parseClusterData((await admin.getClusterData())?.text ?? '');
+      n += 1;
+      for (const k of ['k1', 'k2']) {
+        await admin.setInfo('keepers', k, { ...keeperInfo(k, cd), infoUID: `${k}-${n}` }, 10_000);
+      }
+      await admin.setInfo('proxies', 'p1', { ...proxyInfo('p1', cd.proxy.generation), infoUID: `p1-${n}` }, 10_000);
+    };
+    await publish();
+    let ticker: NodeJS.Timeout | undefined = setInterval(() => void publish().catch(() => undefined), 200);
+    const lines: { msg: string }[] = [];
+    const logger = createLogger({ level: 'info', component: 'sentinel', dest: { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string }) } });
+    try {
+      const h = await start({ uid: 's1', leaderTtlMs: 1000 }, { store: new MemoryStore(backend, { clusterName: 'c1' }), logger });
+      handles.push(h);
+      await waitFor(() => h.isLeader(), { timeoutMs: 5000, what: 's1 to lead' });
+      await new Promise((r) => setTimeout(r, 600));
+      const before = parseClusterData((await admin.getClusterData())?.text ?? '');
+
+      // The store is unreachable for 3 s (> failInterval): nobody publishes.
+      clearInterval(ticker);
+      ticker = undefined;
+      backend.setUnavailable(true);
+      await new Promise((r) => setTimeout(r, 3000));
+      backend.setUnavailable(false);
+      const back = lines.length;
+      await waitFor(() => h.isLeader(), { timeoutMs: 5000, what: 's1 to lead again' });
+      await new Promise((r) => setTimeout(r, 400));
+      // The expired leases are revoked: the old infos vanish; the members publish again 400 ms later.
+      for (const k of ['k1', 'k2']) {
+        await admin.deleteInfo('keepers', k);
+      }
+      await admin.deleteInfo('proxies', 'p1');
+      await new Promise((r) => setTimeout(r, 400));
+      await publish();
+      ticker = setInterval(() => void publish().catch(() => undefined), 200);
+      await new Promise((r) => setTimeout(r, 1500));
+
+      const after = parseClusterData((await admin.getClusterData())?.text ?? '');
+      expect(after.cluster.status.failover).toBeUndefined();
+      expect(after.failoverHistory ?? []).toEqual([]);
+      expect(after.proxy.generation).toBe(before.proxy.generation);
+      expect(after.cluster.status.master).toBe('db-k1');
+      expect(lines.slice(back).some((l) => /waiting up to 2000 ms for keeper k1, keeper k2, proxy p1 to publish their infos again/.test(l.msg))).toBe(true);
+    } finally {
+      if (ticker !== undefined) {
+        clearInterval(ticker);
+      }
+      await admin.close();
+    }
+  });
 });

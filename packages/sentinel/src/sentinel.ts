@@ -130,22 +130,46 @@ const DEFAULT_SLEEP_MS = 1000;
  * How long a sentinel that could not read the store for a while waits for keepers and proxies to
  * publish their infos again before it decides, in ms: failInterval, the time any of them is given
  * to show progress. The wait ends as soon as every keeper it last saw healthy and every enabled
- * proxy has an info again, which takes a pass or two once the store answers; only a member that
- * really died during the outage makes it wait that long. Without this wait, infos whose leases
- * etcd expired during an outage make the first pass after it fail the primary
- * (docs/architecture.md, "Store outages: failsafe mode").
+ * proxy has published again since the store came back (a new progress marker: see
+ * `notRepublished`), which takes a pass or two once the store answers; only a member that really
+ * died during the outage makes it wait that long. Without this wait, infos whose leases etcd
+ * expired during an outage make the first passes after it fail the primary: absent at once, or
+ * still there at the first read and revoked a moment later (docs/architecture.md, "Store outages:
+ * failsafe mode").
  */
 function republishGraceMs(spec: ResolvedSpec | undefined): number {
   return (spec ?? resolveSpec({ initMode: 'new' })).failIntervalMs;
 }
 
-/** The keepers last seen healthy and the enabled proxies whose infos are not in the store now. */
-function missingInfos(cd: ClusterData, keeperInfos: Readonly<Record<string, unknown>>, proxyInfos: Readonly<Record<string, unknown>>): string[] {
+/** Progress markers (`infoUID`) of infos by uid; `kind/uid` keys. */
+type Markers = ReadonlyMap<string, string>;
+
+function markersOf(keeperInfos: Readonly<Record<string, { infoUID: string }>>, proxyInfos: Readonly<Record<string, { infoUID: string }>>): Markers {
+  return new Map([
+    ...Object.entries(keeperInfos).map(([uid, i]): [string, string] => [`keeper/${uid}`, i.infoUID]),
+    ...Object.entries(proxyInfos).map(([uid, i]): [string, string] => [`proxy/${uid}`, i.infoUID]),
+  ]);
+}
+
+/**
+ * The keepers last seen healthy and the enabled proxies that have not published again since the
+ * store came back: their info is absent, or still carries the progress marker it had at the first
+ * read after the outage (`atReturn`). Such an info may be one the store has not yet deleted although
+ * its lease expired during the outage (etcd revokes those a moment after it runs again), so its
+ * presence proves nothing; only a new marker does.
+ */
+function notRepublished(
+  cd: ClusterData,
+  keeperInfos: Readonly<Record<string, { infoUID: string }>>,
+  proxyInfos: Readonly<Record<string, { infoUID: string }>>,
+  atReturn: Markers,
+): string[] {
+  const stale = (key: string, info: { infoUID: string } | undefined): boolean => info === undefined || atReturn.get(key) === info.infoUID;
   return [
     ...Object.values(cd.keepers)
-      .filter((k) => k.status.healthy && keeperInfos[k.uid] === undefined)
+      .filter((k) => k.status.healthy && stale(`keeper/${k.uid}`, keeperInfos[k.uid]))
       .map((k) => `keeper ${k.uid}`),
-    ...cd.proxy.spec.enabledProxies.filter((p) => proxyInfos[p] === undefined).map((p) => `proxy ${p}`),
+    ...cd.proxy.spec.enabledProxies.filter((p) => stale(`proxy/${p}`, proxyInfos[p])).map((p) => `proxy ${p}`),
   ];
 }
 
@@ -175,6 +199,8 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
   // are granted anew): see republishWait.
   let lastReadAt: number | undefined;
   let republishSince: number | undefined;
+  /** The progress markers at the first read after the outage (see notRepublished). */
+  let markersAtReturn: Markers | undefined;
   let graceMs = republishGraceMs(undefined);
 
   const runPass = async (): Promise<PassResult | undefined> => {
@@ -232,7 +258,8 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
     sleepMs = spec.sleepIntervalMs;
     graceMs = republishGraceMs(spec);
     if (republishSince !== undefined) {
-      const missing = missingInfos(cd, keeperInfos, proxyInfos);
+      markersAtReturn ??= markersOf(keeperInfos, proxyInfos);
+      const missing = notRepublished(cd, keeperInfos, proxyInfos, markersAtReturn);
       if (missing.length > 0 && readAt - republishSince < graceMs) {
         return {
           sentence:
@@ -242,6 +269,7 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
         };
       }
       republishSince = undefined;
+      markersAtReturn = undefined;
     }
     const out = decide({ cd, keeperInfos, proxyInfos, memory, now: monoMs(), wallTime: nowIso(), newUid });
     const text = serializeClusterData(out.next);

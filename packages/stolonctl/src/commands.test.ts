@@ -666,6 +666,7 @@ describe('status', () => {
   ])('outage headline: %s', (_what, lastRound, want) => {
     const answer = {
       keeperUID: 'keeper0',
+      clusterUID: 'c0ffee00',
       storeReachable: false,
       failsafeMode: lastRound !== null,
       primary: true,

@@ -22,7 +22,7 @@ import {
   type Role,
   type SentinelInfo,
 } from '@stolon-ts/cluster';
-import { memberRequest, redactConninfo } from '@stolon-ts/common';
+import { memberRequest, redactConninfo, type MemberFailsafeStatus } from '@stolon-ts/common';
 import {
   CommandError,
   ExitCode,
@@ -54,19 +54,10 @@ export interface StatusOptions {
   readonly memberToken?: string;
 }
 
-/** One keeper's answer to `GET /failsafe/status` (the keeper's `FailsafeStatusAnswer`), or why there is none. */
+/** One keeper's answer to `GET /failsafe/status`, or why there is none. */
 export interface MemberAnswer {
   readonly address: string;
-  readonly answer?: {
-    readonly keeperUID: string;
-    readonly storeReachable: boolean;
-    readonly failsafeMode: boolean | null;
-    readonly primary: boolean;
-    readonly primaryKeeperUID: string | null;
-    readonly lastRound: { readonly agoMs: number; readonly confirmed: number; readonly of: number; readonly failures: readonly string[] } | null;
-    readonly fenceRemainingMs: number | null;
-    readonly promise: { readonly primaryKeeperUID: string; readonly remainingMs: number } | null;
-  };
+  readonly answer?: MemberFailsafeStatus;
   readonly error?: string;
 }
 

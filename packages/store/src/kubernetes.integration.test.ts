@@ -5,12 +5,12 @@
  * expiry seen without a Kubernetes event, leader step-down, error mapping, bad store contents).
  * Nothing here ran against a real API server.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StolonError, StoreConflictError, StoreUnavailableError } from '@stolon-ts/cluster';
 import type { KeeperInfo } from '@stolon-ts/cluster';
-import { startKubeApiServerStandin, waitFor, type KubeApiServerStandin, type KubeObject } from '@stolon-ts/harness';
+import { startKubeApiServerStandin, waitFor, writeStandinKubeconfig, type KubeApiServerStandin, type KubeObject } from '@stolon-ts/harness';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { describeStoreConformance } from '../test/conformance.js';
 import { resolveKubeConfig } from './kube-client.js';
@@ -21,23 +21,8 @@ import type { Store, WatchTopic } from './store.js';
 const NS = 'stolon-test';
 
 /** A kubeconfig file for the stand-in, with one context per token, all in namespace NS. */
-async function writeKubeconfig(dir: string, server: string, tokens: readonly string[]): Promise<string> {
-  const file = join(dir, `kubeconfig-${tokens.join('-')}`);
-  const lines = [
-    'apiVersion: v1',
-    'kind: Config',
-    'clusters:',
-    '- name: standin',
-    '  cluster:',
-    `    server: ${server}`,
-    'users:',
-    ...tokens.flatMap((t) => [`- name: user-${t}`, '  user:', `    token: ${t}`]),
-    'contexts:',
-    ...tokens.flatMap((t) => [`- name: ctx-${t}`, '  context:', '    cluster: standin', `    user: user-${t}`, `    namespace: ${NS}`]),
-    `current-context: ctx-${tokens[0] ?? ''}`,
-  ];
-  await writeFile(file, `${lines.join('\n')}\n`);
-  return file;
+function writeKubeconfig(dir: string, server: string, tokens: readonly string[]): Promise<string> {
+  return writeStandinKubeconfig(join(dir, `kubeconfig-${tokens.join('-')}`), server, { namespace: NS, tokens });
 }
 
 function storeFor(kubeconfig: string, clusterName: string, opts: { context?: string; timeoutMs?: number; watchTimeoutSeconds?: number } = {}): KubernetesStore {

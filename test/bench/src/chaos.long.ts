@@ -27,6 +27,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
+  FAULTS,
   FAULT_NAMES,
   Recorder,
   binPath,
@@ -154,6 +155,13 @@ function violations(r: CycleResult, mode: Mode, selfFencing: boolean): string[] 
   }
   if (mode === 'async' && r.lost.length > 0 && (r.lostBytesPastFork === null || r.lostBytesPastFork > MAX_STANDBY_LAG)) {
     v.push(`${r.lost.length} acknowledged writes lost, ${r.lostBytesPastFork ?? 'unknown'} bytes past the fork (maxStandbyLag ${MAX_STANDBY_LAG})`);
+  }
+  if (FAULTS[r.fault].expect === 'no-failover' && (r.phases !== null || r.primaryAfter !== r.primaryBefore)) {
+    // Also an aborted one: declaring the primary failed fences the proxies (a write stall).
+    v.push(
+      `expected no failover, but ${r.primaryAfter !== r.primaryBefore ? `the primary moved ${r.primaryBefore} → ${r.primaryAfter}` : 'the sentinel declared the primary failed'}` +
+        (r.phases !== null ? ` (failover event, ms after the fault: ${Object.entries(r.phases).map(([k, ms]) => `${k} ${ms}`).join(', ')})` : ''),
+    );
   }
   if (r.proxySplitBrain.length > 0) {
     v.push(`split brain through the proxies: ${r.proxySplitBrain.map((w) => `${w.a} and ${w.b} for ${w.ms} ms`).join('; ')}`);

@@ -1,8 +1,9 @@
 /**
  * A local HA cluster on loopback, used both by the README's first command (`npm run cluster`)
- * and by the end-to-end tests: etcd (Debian's binary), N keepers, M sentinels, P proxies, all
- * on 127.0.0.1 free ports, data under one directory. Every process is a child of this one and
- * is stopped by `stop()` (and by the harness's exit hook if the caller dies).
+ * and by the end-to-end tests: a store (etcd, Debian's binary; or, with `store: 'kubernetes'`, the
+ * Kubernetes API stand-in running in this process), N keepers, M sentinels, P proxies, all on
+ * 127.0.0.1 free ports, data under one directory. Every process is a child of this one and is
+ * stopped by `stop()` (and by the harness's exit hook if the caller dies).
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -14,6 +15,7 @@ import pg from 'pg';
 import { resolvePgBinDir } from '@stolon-ts/postgres';
 import { createChaosNetwork, type ChaosNetwork } from './chaos/netns.js';
 import { startEtcd, type EtcdHandle } from './etcd.js';
+import { startKubeApiServerStandin, writeStandinKubeconfig, type KubeApiServerStandin } from './kube-apiserver-standin.js';
 import { freePort } from './ports.js';
 import { startProcess, type ProcessHandle } from './process.js';
 import { startRelay, type RelayHandle } from './relay.js';
@@ -27,10 +29,28 @@ export function binPath(component: 'keeper' | 'sentinel' | 'proxy' | 'stolonctl'
   return join(REPO, 'packages', component, 'dist', 'bin.js');
 }
 
+/** The store backends a local cluster can run on. */
+export type LocalClusterStore = 'etcdv3' | 'kubernetes';
+
+/** Namespace of the stolon objects on the Kubernetes API stand-in (`store: 'kubernetes'`). */
+const KUBE_NAMESPACE = 'stolon';
+
 export interface LocalClusterOptions {
   /** Directory for all data and logs (created, mode 0755 so the postgres OS user can traverse it). */
   readonly dir: string;
   readonly clusterName?: string;
+  /**
+   * The store every keeper, sentinel, proxy and `stolonctl` call uses. `'etcdv3'`: an etcd (started
+   * by the cluster, or `etcd`). `'kubernetes'`: a Kubernetes API stand-in
+   * (`startKubeApiServerStandin`) started by the cluster in this process on a free 127.0.0.1 port,
+   * with a kubeconfig `<dir>/kubeconfig` (bearer token, namespace `stolon`), and the programs run
+   * with `--store-backend kubernetes --kube-resource-kind configmap --kubeconfig <that file>`; the
+   * stand-in is `LocalCluster.kubeApi` and keeps everything in memory, so such a cluster cannot be
+   * started again from its directory. Not combinable with `etcd`, `keeperStoreRelays`, `network`
+   * or `netns` (startLocalCluster throws).
+   * @default 'etcdv3'
+   */
+  readonly store?: LocalClusterStore;
   /** @default 2 */
   readonly keepers?: number;
   /**
@@ -132,7 +152,19 @@ export interface CommandResult {
 
 export interface LocalCluster {
   readonly clusterName: string;
+  /** The store backend the programs use (`LocalClusterOptions.store`). */
+  readonly store: LocalClusterStore;
+  /**
+   * The cluster's etcd (`store: 'etcdv3'`).
+   * @throws Error when read on a cluster with `store: 'kubernetes'`, which has no etcd.
+   */
   readonly etcd: EtcdHandle;
+  /**
+   * The Kubernetes API stand-in the programs use (`store: 'kubernetes'`), e.g. to make it hang
+   * or refuse with `setUnavailable`.
+   * @throws Error when read on a cluster with `store: 'etcdv3'`.
+   */
+  readonly kubeApi: KubeApiServerStandin;
   readonly keepers: KeeperProc[];
   /** Current sentinel processes (an entry is replaced by {@link LocalCluster.startSentinel}). */
   readonly sentinels: ProcessHandle[];
@@ -146,7 +178,11 @@ export interface LocalCluster {
   readonly replPasswordFile: string;
   /** Superuser password (tests need it to connect). */
   readonly suPassword: string;
-  /** Common flags for any program: cluster name and store. */
+  /**
+   * Common flags for any program: cluster name and store (`--store-backend etcdv3
+   * --store-endpoints …`, or `--store-backend kubernetes --kube-resource-kind configmap
+   * --kubeconfig <dir>/kubeconfig`).
+   */
   storeFlags(): string[];
   /** Runs stolonctl with the store flags prepended. */
   stolonctl(args: readonly string[], stdin?: string): Promise<CommandResult>;
@@ -174,6 +210,49 @@ export interface LocalCluster {
   stop(): Promise<void>;
 }
 
+/**
+ * Throws when `opts` combines `store: 'kubernetes'` with an etcd-only option.
+ * @throws Error naming the option.
+ */
+function checkStoreOptions(opts: LocalClusterOptions): void {
+  const store = opts.store ?? 'etcdv3';
+  if (store !== 'etcdv3' && store !== 'kubernetes') {
+    throw new Error(`store must be 'etcdv3' or 'kubernetes', got ${JSON.stringify(store)}`);
+  }
+  if (store !== 'kubernetes') {
+    return;
+  }
+  const etcdOnly = [
+    opts.etcd !== undefined ? 'etcd' : undefined,
+    opts.keeperStoreRelays === true ? 'keeperStoreRelays' : undefined,
+    opts.network !== undefined ? 'network' : undefined,
+    opts.netns === true ? 'netns' : undefined,
+  ].filter((o): o is string => o !== undefined);
+  if (etcdOnly.length > 0) {
+    throw new Error(
+      `store: 'kubernetes' cannot be combined with ${etcdOnly.join(', ')}: ${etcdOnly.length === 1 ? 'that option needs' : 'those options need'} ` +
+        "an etcd cluster (the Kubernetes API stand-in listens on 127.0.0.1 only and has no relay per keeper); use store: 'etcdv3'",
+    );
+  }
+}
+
+/**
+ * Starts a Kubernetes API stand-in with a random bearer token and writes `<dir>/kubeconfig` for it
+ * (namespace {@link KUBE_NAMESPACE}).
+ * @throws the stand-in's listen error or the write error; the stand-in is stopped then.
+ */
+async function startKubeStandin(dir: string): Promise<{ api: KubeApiServerStandin; kubeconfig: string }> {
+  const token = randomBytes(16).toString('hex');
+  const api = await startKubeApiServerStandin({ token });
+  try {
+    const kubeconfig = await writeStandinKubeconfig(join(dir, 'kubeconfig'), api.url, { namespace: KUBE_NAMESPACE, tokens: [token] });
+    return { api, kubeconfig };
+  } catch (err) {
+    await api.stop();
+    throw err;
+  }
+}
+
 /** Runs a node program and collects its output. */
 export function runNode(script: string, args: readonly string[], stdin?: string, env?: NodeJS.ProcessEnv): Promise<CommandResult> {
   return new Promise((res) => {
@@ -198,8 +277,12 @@ export function runNode(script: string, args: readonly string[], stdin?: string,
  * Starts a local cluster and waits until a query through the first proxy succeeds.
  * @throws Error with component logs when the cluster does not come up within 120 s (scaled).
  * @throws ConfigError when `pgBinPath` (or the resolved default) holds no `postgres` (`resolvePgBinDir`).
+ * @throws Error before anything starts when `store: 'kubernetes'` is combined with `etcd`,
+ *   `keeperStoreRelays`, `network` or `netns` (naming them), or `store` is not a known backend.
  */
 export async function startLocalCluster(opts: LocalClusterOptions): Promise<LocalCluster> {
+  checkStoreOptions(opts);
+  const storeKind = opts.store ?? 'etcdv3';
   const dir = resolve(opts.dir);
   await mkdir(dir, { recursive: true });
   await chmod(dir, 0o755);
@@ -220,17 +303,28 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     );
   }
   const ownEtcd = opts.etcd === undefined;
-  let etcd: EtcdHandle;
+  let etcd: EtcdHandle | undefined;
+  let kube: { readonly api: KubeApiServerStandin; readonly kubeconfig: string } | undefined;
   try {
-    etcd =
-      opts.etcd ??
-      (await startEtcd({ dataDir: join(dir, 'etcd'), name: 'etcd', ...(network !== undefined ? { listenHosts: [network.hostAddress] } : {}) }));
+    if (storeKind === 'kubernetes') {
+      kube = await startKubeStandin(dir);
+    } else {
+      etcd =
+        opts.etcd ??
+        (await startEtcd({ dataDir: join(dir, 'etcd'), name: 'etcd', ...(network !== undefined ? { listenHosts: [network.hostAddress] } : {}) }));
+    }
   } catch (err) {
     if (ownNetwork) {
       await network?.destroy();
     }
     throw err;
   }
+  const etcdOnly = (what: string): EtcdHandle => {
+    if (etcd === undefined) {
+      throw new Error(`${what}: this cluster runs on the Kubernetes API stand-in (store: 'kubernetes'), not on etcd; use cluster.kubeApi`);
+    }
+    return etcd;
+  };
 
   const secret = async (name: string, bytes = 12): Promise<[string, string]> => {
     const file = join(dir, name);
@@ -247,13 +341,16 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   const [replPasswordFile] = await secret('repl-password');
   const [memberTokenFile] = await secret('member-token', 32);
 
-  const storeFlags = (endpoints = etcd.endpoints.join(',')) => ['--cluster-name', clusterName, '--store-backend', 'etcdv3', '--store-endpoints', endpoints];
+  const storeFlags = (endpoints?: string): string[] =>
+    kube !== undefined
+      ? ['--cluster-name', clusterName, '--store-backend', 'kubernetes', '--kube-resource-kind', 'configmap', '--kubeconfig', kube.kubeconfig]
+      : ['--cluster-name', clusterName, '--store-backend', 'etcdv3', '--store-endpoints', endpoints ?? etcdOnly('storeFlags').endpoints.join(',')];
   const relays: RelayHandle[] = [];
   /** Keepers in namespaces reach etcd on the bridge address (same ports). */
   const nodeStoreFlags = () =>
     network === undefined
       ? storeFlags()
-      : storeFlags(etcd.endpoints.map((u) => u.replace('//127.0.0.1:', `//${network.hostAddress}:`)).join(','));
+      : storeFlags(etcdOnly('a keeper in a chaos network').endpoints.map((u) => u.replace('//127.0.0.1:', `//${network.hostAddress}:`)).join(','));
   /**
    * Starts a component; `netnsPrefix` runs it in a chaos network namespace, `endpoints` (a keeper's
    * store relay) overrides the etcd endpoints.
@@ -279,7 +376,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     procs.push(p);
     return p;
   };
-  const stolonctl = (args: readonly string[], stdin?: string) => runNode(binPath('stolonctl'), [...storeFlags(), ...args], stdin);
+  const stolonctl = (args: readonly string[], stdin?: string): Promise<CommandResult> => runNode(binPath('stolonctl'), [...storeFlags(), ...args], stdin);
 
   const cleanup = async () => {
     await Promise.allSettled(procs.filter((p) => p.running()).map((p) => p.stop('SIGTERM', 20_000)));
@@ -301,8 +398,9 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     }));
     await Promise.allSettled(relays.map((r) => r.close()));
     if (ownEtcd) {
-      await etcd.stop();
+      await etcd?.stop();
     }
+    await kube?.api.stop();
     if (ownNetwork) {
       await network?.destroy();
     }
@@ -332,10 +430,11 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       const dataDir = join(dir, uid);
       let storeRelay: RelayHandle | undefined;
       if (opts.keeperStoreRelays === true) {
-        if (etcd.endpoints.length !== 1) {
+        const endpoints = etcdOnly('keeperStoreRelays').endpoints;
+        if (endpoints.length !== 1) {
           throw new Error('keeperStoreRelays needs a single-member etcd');
         }
-        storeRelay = await startRelay(Number(new URL(etcd.endpoints[0]!).port));
+        storeRelay = await startRelay(Number(new URL(endpoints[0]!).port));
         relays.push(storeRelay);
       }
       const node = network?.nodes[i];
@@ -456,9 +555,19 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         { timeoutMs: 120_000, what: `a ${expect} primary through the proxy`, intervalMs: 500 },
       );
     }
+    const kubeApi = kube?.api;
     const cluster: LocalCluster = {
       clusterName,
-      etcd,
+      store: storeKind,
+      get etcd(): EtcdHandle {
+        return etcdOnly('cluster.etcd');
+      },
+      get kubeApi(): KubeApiServerStandin {
+        if (kubeApi === undefined) {
+          throw new Error("cluster.kubeApi: this cluster runs on etcd (store: 'etcdv3'); start it with store: 'kubernetes' for the Kubernetes API stand-in");
+        }
+        return kubeApi;
+      },
       keepers,
       sentinels,
       proxies,

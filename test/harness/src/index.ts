@@ -1,6 +1,7 @@
 /**
  * @stolon-ts/harness: the cross-process test harness (docs/design.md#the-harness): free ports,
- * temp dirs, the `waitFor` helper, child-process handles with guaranteed cleanup, and a real etcd.
+ * temp dirs, the `waitFor` helper, child-process handles with guaranteed cleanup, a real etcd and
+ * the Kubernetes API stand-in.
  */
 export { freePort } from './ports.js';
 export { makeTempDir, removeDir } from './tmp.js';
@@ -24,6 +25,7 @@ export {
   type KeeperProc,
   type LocalCluster,
   type LocalClusterOptions,
+  type LocalClusterStore,
 } from './cluster.js';
 export { e2eCluster, type E2eCluster, type E2eClusterOptions, type FixtureHooks } from './fixture.js';
 export { query } from './sql.js';
@@ -31,6 +33,7 @@ export { failoverEvents, waitKeepersConverged, type FailoverEventJson } from './
 export { startRelay, type RelayHandle } from './relay.js';
 export {
   startKubeApiServerStandin,
+  writeStandinKubeconfig,
   type KubeApiServerStandin,
   type KubeApiServerStandinOptions,
   type KubeObject,
@@ -38,6 +41,7 @@ export {
   type StandinError,
   type StandinRequest,
   type StandinResource,
+  type StandinKubeconfigOptions,
   type StandinUnavailableMode,
 } from './kube-apiserver-standin.js';
 // The chaos suite (docs/chaos.md).

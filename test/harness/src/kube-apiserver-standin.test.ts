@@ -3,9 +3,13 @@
  * (resourceVersion, optimistic concurrency, Status errors, selectors, watch with bookmarks and
  * 410 Gone, validation) and the test hooks (unavailability, dropped watches, compaction).
  */
+import { readFile, stat } from 'node:fs/promises';
 import { request } from 'node:http';
+import { join } from 'node:path';
+import { createStore } from '@stolon-ts/store';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startKubeApiServerStandin, type KubeApiServerStandin, type KubeObject } from './kube-apiserver-standin.js';
+import { startKubeApiServerStandin, writeStandinKubeconfig, type KubeApiServerStandin, type KubeObject } from './kube-apiserver-standin.js';
+import { makeTempDir, removeDir } from './tmp.js';
 import { waitFor } from './wait.js';
 
 const CM = '/api/v1/namespaces/ns1/configmaps';
@@ -298,5 +302,38 @@ describe('Kubernetes API server stand-in', () => {
     } finally {
       await s.stop();
     }
+  });
+});
+
+describe('writeStandinKubeconfig', () => {
+  it('writes a kubeconfig (mode 0600) the Kubernetes store reads: the server, the first token, the namespace', async () => {
+    const dir = await makeTempDir('stolon-standin-kubeconfig-');
+    const s = await startKubeApiServerStandin({ token: 'tok-1' });
+    const store = createStore({
+      backend: 'kubernetes',
+      endpoints: [],
+      clusterName: 'kc1',
+      kubeResourceKind: 'configmap',
+      kubeconfig: await writeStandinKubeconfig(join(dir, 'kubeconfig'), s.url, { namespace: 'ns-a', tokens: ['tok-1', 'tok-2'] }),
+      timeoutMs: 2000,
+    });
+    try {
+      expect(await readFile(join(dir, 'kubeconfig'), 'utf8')).toContain(`server: ${s.url}`);
+      expect((await stat(join(dir, 'kubeconfig'))).mode & 0o777).toBe(0o600);
+      await store.overwriteClusterData('{"x":1}');
+      expect(s.getObject('configmaps', 'ns-a', 'stolon-cluster-kc1')?.metadata.annotations?.['stolon-clusterdata']).toBe('{"x":1}');
+    } finally {
+      await store.close();
+      await s.stop();
+      await removeDir(dir);
+    }
+  });
+
+  it('refuses no tokens, and tokens or namespaces that are not letters, digits and dashes', async () => {
+    await expect(writeStandinKubeconfig('/nonexistent/kubeconfig', 'http://127.0.0.1:1', { namespace: 'ns', tokens: [] })).rejects.toThrow(RangeError);
+    await expect(writeStandinKubeconfig('/nonexistent/kubeconfig', 'http://127.0.0.1:1', { namespace: 'ns', tokens: ['a: b'] })).rejects.toThrow(
+      /"a: b" must be letters, digits and '-' only/,
+    );
+    await expect(writeStandinKubeconfig('/nonexistent/kubeconfig', 'http://127.0.0.1:1', { namespace: 'a/b', tokens: ['t'] })).rejects.toThrow(RangeError);
   });
 });

@@ -17,6 +17,7 @@
  * @see https://kubernetes.io/docs/concepts/architecture/leases/ and the Lease v1 API (coordination.k8s.io/v1)
  */
 import { randomUUID } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { freePort } from './ports.js';
@@ -438,6 +439,53 @@ function statusBody(code: number, reason: string, message: string, details?: Rec
     ...(details === undefined ? {} : { details }),
     code,
   };
+}
+
+/** Options of {@link writeStandinKubeconfig}. */
+export interface StandinKubeconfigOptions {
+  /** Namespace of every context (where the store's objects go). */
+  readonly namespace: string;
+  /**
+   * Bearer tokens, one user and one context per token (`user-<token>`, `ctx-<token>`); the
+   * current context is the first token's. Tokens must be YAML plain scalars (letters, digits, `-`).
+   */
+  readonly tokens: readonly string[];
+}
+
+/**
+ * Writes a kubeconfig file for a stand-in API server (or any API server at `server` over plain
+ * HTTP): one cluster `standin`, one user and context per token, all in `opts.namespace`.
+ * @param file path of the file to write (replaced if it exists; mode 0600)
+ * @param server base URL, e.g. {@link KubeApiServerStandin.url}
+ * @returns `file`
+ * @throws RangeError when `tokens` is empty or a token or the namespace is not made of letters,
+ *   digits and `-`; the error of `writeFile` when the file cannot be written.
+ */
+export async function writeStandinKubeconfig(file: string, server: string, opts: StandinKubeconfigOptions): Promise<string> {
+  const { namespace, tokens } = opts;
+  if (tokens.length === 0) {
+    throw new RangeError('writeStandinKubeconfig: give at least one token');
+  }
+  for (const v of [namespace, ...tokens]) {
+    if (!/^[A-Za-z0-9-]+$/.test(v)) {
+      throw new RangeError(`writeStandinKubeconfig: "${v}" must be letters, digits and '-' only`);
+    }
+  }
+  const lines = [
+    'apiVersion: v1',
+    'kind: Config',
+    'clusters:',
+    '- name: standin',
+    '  cluster:',
+    `    server: ${server}`,
+    'users:',
+    ...tokens.flatMap((t) => [`- name: user-${t}`, '  user:', `    token: ${t}`]),
+    'contexts:',
+    ...tokens.flatMap((t) => [`- name: ctx-${t}`, '  context:', '    cluster: standin', `    user: user-${t}`, `    namespace: ${namespace}`]),
+    `current-context: ctx-${tokens[0]!}`,
+  ];
+  await writeFile(file, `${lines.join('\n')}\n`, { mode: 0o600 });
+  return file;
 }
 
 /** Starts the stand-in on a free port of 127.0.0.1. */
