@@ -136,6 +136,14 @@ describe('etcd with TLS and client-certificate auth (--client-cert-auth --truste
     }
   });
 
+  it('--store-user against an etcd without authentication: one line naming --store-user', async () => {
+    const store = storeFrom(['--cluster-name', 'tls10', '--store-endpoints', url, '--store-ca-file', certs.caFile, '--store-cert-file', certs.clientCertFile, '--store-key', certs.clientKeyFile, '--store-user', 'u'], {
+      STSENTINEL_STORE_PASSWORD: 'pw',
+    });
+    const err = await expectStoreFailure(store, /--store-user/);
+    expect(err.message).toMatch(/does not have authentication enabled/);
+  });
+
   it('plain http endpoints against this etcd: one line saying to use https', async () => {
     const store = storeFrom(['--cluster-name', 'tls9', '--store-endpoints', url.replace('https://', 'http://')]);
     await expectStoreFailure(store, /https:\/\//);

@@ -335,7 +335,14 @@ export class EtcdStore implements Store {
         field: 'store-password-file',
       };
     }
-    if (/user name is empty|user name not found|auth.*not enabled|invalid auth token|token.*(missing|not provided)/i.test(msg)) {
+    if (/authentication is not enabled/i.test(msg)) {
+      return {
+        problem: `etcd at ${at} does not have authentication enabled, but --store-user ${this.username ?? ''} was given`,
+        fix: 'enable etcd authentication (etcdctl auth enable), or drop --store-user and --store-password-file',
+        field: 'store-user',
+      };
+    }
+    if (/user name is empty|invalid auth token|token.*(missing|not provided)/i.test(msg)) {
       return {
         problem: this.username === undefined ? 'etcd requires authentication and no user was given' : `etcd refused the authentication of ${this.username}`,
         fix: 'pass --store-user and --store-password-file (or the STORE_PASSWORD variable) for a user whose role may read and write the cluster prefix',
@@ -349,7 +356,7 @@ export class EtcdStore implements Store {
         field: 'store-ca-file',
       };
     }
-    if (/self[- ]signed certificate|unable to (verify|get local issuer)|certificate signature failure|unknown ca\b(?!.*alert)|UNABLE_TO_VERIFY|DEPTH_ZERO_SELF_SIGNED/i.test(msg)) {
+    if (/self[- ]signed certificate|unable to (verify|get local issuer)|certificate signature failure|UNABLE_TO_VERIFY|DEPTH_ZERO_SELF_SIGNED/i.test(msg) && !/alert/i.test(msg)) {
       return {
         problem: `etcd's server certificate at ${at} is not trusted (${this.caGiven ? 'not signed by the CA in --store-ca-file' : 'not signed by a system CA, and no --store-ca-file was given'})`,
         fix: "pass --store-ca-file with the CA that signed etcd's server certificate (--store-skip-tls-verify only for tests)",
