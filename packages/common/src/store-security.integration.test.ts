@@ -163,8 +163,8 @@ describe('etcd with authentication and a role limited to the cluster prefix', ()
     await enableEtcdAuth(url, 'root-secret', [
       { name: 'stolon-a1', password: 'a1-secret', readWritePrefix: 'stolon/cluster/a1/' },
       { name: 'nobody', password: 'nobody-secret' },
-      // What a keeper needs and no more: read the cluster, write its own info.
-      { name: 'keeper-a1', password: 'keeper-secret', readPrefix: 'stolon/cluster/a1/', readWritePrefix: 'stolon/cluster/a1/keepers/info/' },
+      // What keeper k2 needs and no more: read the cluster, write its own info.
+      { name: 'keeper-a1', password: 'keeper-secret', readPrefix: 'stolon/cluster/a1/', readWriteKey: 'stolon/cluster/a1/keepers/info/k2' },
     ]);
     passwordFile = join(dir, 'store-password');
     await writeFile(passwordFile, 'a1-secret\n', { mode: 0o600 });
@@ -194,7 +194,7 @@ describe('etcd with authentication and a role limited to the cluster prefix', ()
     }
   });
 
-  it('a keeper-only role (read the cluster, write keepers/info/) publishes its info and watches, but cannot write clusterdata', async () => {
+  it("a keeper's own role (read the cluster, write its info's key) publishes its info and watches, but cannot write clusterdata or another keeper's info", async () => {
     const store = storeFrom(['--cluster-name', 'a1', '--store-endpoints', url, '--store-user', 'keeper-a1'], { STSENTINEL_STORE_PASSWORD: 'keeper-secret' });
     try {
       const seen: string[] = [];
@@ -206,6 +206,8 @@ describe('etcd with authentication and a role limited to the cluster prefix', ()
       const err = await failure(store.putClusterData('{"v":"forged"}', cd!.revision));
       expect(err).toBeInstanceOf(StoreUnavailableError);
       expect(err.message).toMatch(/permission denied to --store-user keeper-a1/);
+      const forged = await failure(store.setInfo('keepers', 'k1', { infoUID: 'i', uid: 'k1', clusterUID: 'c', bootUUID: 'b', postgresBinaryVersion: { Maj: 16, Min: 0 } }, 10_000));
+      expect(forged.message).toMatch(/permission denied/);
       await store.deleteInfo('keepers', 'k2');
       await w.close();
     } finally {

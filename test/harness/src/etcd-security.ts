@@ -85,8 +85,10 @@ export interface EtcdTestUser {
   readonly password: string;
   /** Key prefix the user's role (named after the user) may read and write. */
   readonly readWritePrefix?: string;
-  /** Key prefix the user's role may only read. Neither prefix: no permission at all. */
+  /** Key prefix the user's role may only read. Neither prefix nor key: no permission at all. */
   readonly readPrefix?: string;
+  /** One key the user's role may read and write (as `grant-permission` without `--prefix`). */
+  readonly readWriteKey?: string;
 }
 
 async function gateway(endpoint: string, path: string, body: unknown, token?: string): Promise<void> {
@@ -131,6 +133,9 @@ export async function enableEtcdAuth(endpoint: string, rootPassword: string, use
           perm: { permType, key: Buffer.from(prefix).toString('base64'), range_end: prefixEnd(prefix).toString('base64') },
         });
       }
+    }
+    if (u.readWriteKey !== undefined) {
+      await gateway(endpoint, 'role/grant', { name: u.name, perm: { permType: 'READWRITE', key: Buffer.from(u.readWriteKey).toString('base64') } });
     }
     await gateway(endpoint, 'user/grant', { user: u.name, role: u.name });
   }
