@@ -5,8 +5,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { binPath, runNode } from '@stolon-ts/harness';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { binPath, makeEtcdTestCerts, runNode, startEtcd, type EtcdHandle, type EtcdTestCerts } from '@stolon-ts/harness';
 
 const store = ['--cluster-name', 'c', '--store-backend', 'etcdv3', '--store-endpoints', 'http://127.0.0.1:1'];
 const dir = mkdtempSync(join(tmpdir(), 'stolon-flags-'));
@@ -44,6 +44,10 @@ const cases: Case[] = [
   { title: 'sentinel without --cluster-name', program: 'sentinel', args: ['--store-backend', 'etcdv3'], stderr: /cluster-name/ },
   { title: 'proxy with a bad store endpoint', program: 'proxy', args: ['--cluster-name', 'c', '--store-backend', 'etcdv3', '--store-endpoints', 'ftp://x'], stderr: /--store-endpoints: "ftp:\/\/x" must use http or https/ },
   { title: 'proxy with a bad store timeout', program: 'proxy', args: [...store, '--store-timeout', 'soon'], stderr: /--store-timeout: "soon" is not a positive duration/ },
+  { title: 'keeper with an unknown --allow-spec-commands name', program: 'keeper', args: [...keeperBase, '--pg-su-password-file', pw, '--pg-repl-password-file', pw, '--allow-spec-commands', 'archive_command,shared_preload_libraries'], stderr: /--allow-spec-commands: "shared_preload_libraries" is not a command-bearing setting/ },
+  { title: 'sentinel with TLS flags on http:// endpoints', program: 'sentinel', args: [...store, '--store-skip-tls-verify'], stderr: /--store-endpoints: .* is not https:\/\/, but TLS flags were given/ },
+  { title: 'proxy with a store user but no password', program: 'proxy', args: [...store, '--store-user', 'u'], stderr: /--store-password-file is required \(or set STPROXY_STORE_PASSWORD\)/ },
+  { title: 'stolonctl with a store password given as a flag value', program: 'stolonctl', args: [...store, '--store-password', 'secret-value', 'status'], stderr: /Unknown argument|store-password/ },
   { title: 'stolonctl cluster name from the environment, bad backend from the environment', program: 'stolonctl', args: ['status'], env: { STOLONCTL_CLUSTER_NAME: 'c', STOLONCTL_STORE_BACKEND: 'zookeeper' }, stderr: /store-backend/ },
 ];
 
@@ -75,5 +79,42 @@ describe('program flags', () => {
     for (const cmd of ['init', 'status', 'spec', 'update']) {
       expect(ctl.stdout).toContain(cmd);
     }
+  });
+});
+
+describe('stolonctl against etcd with TLS and client-certificate auth', () => {
+  let certs: EtcdTestCerts;
+  let etcd: EtcdHandle;
+  let tlsStore: string[];
+  beforeAll(async () => {
+    certs = await makeEtcdTestCerts(mkdtempSync(join(dir, 'pki-')));
+    etcd = await startEtcd({ tls: certs });
+    tlsStore = ['--cluster-name', 'tls', '--store-backend', 'etcdv3', '--store-endpoints', etcd.endpoints[0]!];
+  });
+  afterAll(async () => {
+    await etcd?.stop();
+  });
+
+  it('init and status work with --store-ca-file, --store-cert-file and --store-key (the last two from STOLONCTL_*)', async () => {
+    const env = { ...process.env, STOLONCTL_STORE_CERT_FILE: certs.clientCertFile, STOLONCTL_STORE_KEY: certs.clientKeyFile };
+    const init = await runNode(binPath('stolonctl'), [...tlsStore, '--store-ca-file', certs.caFile, 'init', '--yes'], undefined, env);
+    expect(init.code, init.stderr).toBe(0);
+    const status = await runNode(binPath('stolonctl'), [...tlsStore, '--store-ca-file', certs.caFile, 'status', '--format', 'json'], undefined, env);
+    expect(status.code, status.stderr).toBe(0);
+    expect(JSON.parse(status.stdout)).toHaveProperty('cluster');
+  });
+
+  it('the wrong CA: one line naming --store-ca-file, exit 1', async () => {
+    const r = await runNode(binPath('stolonctl'), [...tlsStore, '--store-ca-file', certs.otherCaFile, '--store-cert-file', certs.clientCertFile, '--store-key', certs.clientKeyFile, 'status']);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/^stolonctl status: store unavailable: etcd .* is not trusted .*pass --store-ca-file/);
+  });
+
+  it('a key that does not belong to the certificate: one line naming --store-key, exit 2', async () => {
+    const r = await runNode(binPath('stolonctl'), [...tlsStore, '--store-ca-file', certs.caFile, '--store-cert-file', certs.clientCertFile, '--store-key', certs.otherClientKeyFile, 'status']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/--store-key: .* does not match the certificate in --store-cert-file/);
   });
 });

@@ -21,6 +21,8 @@ const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
   keepers: 1,
   expect: 'none',
   spec: { initMode: 'pitr', pitrConfig: { dataRestoreCommand: `sleep ${MARKER}` } },
+  // The spec's restore command is run only when the keeper's operator allows it.
+  keeperArgs: ['--allow-spec-commands', 'data_restore_command'],
   logTailLines: 150,
 });
 

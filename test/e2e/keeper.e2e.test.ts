@@ -274,6 +274,7 @@ describe('keeper in depth', () => {
       clusterName: 'pitr',
       keepers: 1,
       spec: { initMode: 'pitr', pitrConfig: { dataRestoreCommand: `cp -a ${backup}/. %d` } },
+      keeperArgs: ['--allow-spec-commands', 'data_restore_command'],
     });
     const rows = await query<{ v: string }>(restored.proxyClientConfig(0), 'select v from pitr_check');
     expect(rows.map((r) => r.v)).toEqual(['in the backup']);
@@ -295,6 +296,7 @@ describe('keeper in depth', () => {
       clusterName: 'standby',
       keepers: 1,
       expect: 'readonly',
+      keeperArgs: ['--allow-spec-commands', 'data_restore_command'],
       spec: {
         initMode: 'pitr',
         role: 'standby',

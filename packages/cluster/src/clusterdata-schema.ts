@@ -334,6 +334,7 @@ const keeperInfo = z.looseObject({
       discardedWal: discardedWal.optional(),
       activity: z.string().optional(),
       startError: z.string().optional(),
+      refusedSpecCommands: strings.optional(),
     })
     .optional(),
   canBeMaster: z.boolean().optional(),

@@ -431,6 +431,11 @@ export interface PostgresState {
    * keeper says so.
    */
   startError?: string;
+  /**
+   * Our addition: command-bearing settings of this DB's spec the keeper does not apply, because
+   * its `--allow-spec-commands` does not allow them (e.g. `archive_command`, `data_restore_command`).
+   */
+  refusedSpecCommands?: string[];
 }
 
 /** Published by each keeper under its lease at `keepers/info/<uid>`. */

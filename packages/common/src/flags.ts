@@ -37,6 +37,12 @@ export interface CommonConfig {
   storeEndpoints: string;
   storePrefix: string;
   storeTimeout: string;
+  storeCaFile: string | undefined;
+  storeCertFile: string | undefined;
+  storeKey: string | undefined;
+  storeSkipTlsVerify: boolean;
+  storeUser: string | undefined;
+  storePasswordFile: string | undefined;
   kubeResourceKind: string | undefined;
   kubeconfig: string | undefined;
   kubeContext: string | undefined;
@@ -67,6 +73,41 @@ export const COMMON_FLAGS: FlagTable<CommonConfig> = {
     description: 'store request timeout (duration, e.g. 5s)',
     type: 'string',
     default: '5s',
+  },
+  storeCaFile: {
+    name: 'store-ca-file',
+    description:
+      'PEM file of the CA that signed the store\'s server certificate, checked on every https:// store connection (etcdv3; unset: the system CAs)',
+    type: 'string',
+  },
+  storeCertFile: {
+    name: 'store-cert-file',
+    description: 'PEM client certificate presented to the store, for etcd --client-cert-auth (etcdv3; needs --store-key)',
+    type: 'string',
+  },
+  storeKey: {
+    name: 'store-key',
+    description: 'PEM private key of --store-cert-file (etcdv3)',
+    type: 'string',
+    secretFile: true,
+  },
+  storeSkipTlsVerify: {
+    name: 'store-skip-tls-verify',
+    description:
+      'do not verify the store\'s server certificate (etcdv3; anyone on the path can then read and rewrite clusterdata: for tests only)',
+    type: 'boolean',
+    default: false,
+  },
+  storeUser: {
+    name: 'store-user',
+    description: 'etcd user name, when etcd authentication is enabled (etcdv3; needs --store-password-file or the STORE_PASSWORD variable)',
+    type: 'string',
+  },
+  storePasswordFile: {
+    name: 'store-password-file',
+    description: 'file holding the password of --store-user (or set the program\'s <PREFIX>_STORE_PASSWORD, e.g. STKEEPER_STORE_PASSWORD)',
+    type: 'string',
+    secretFile: true,
   },
   kubeResourceKind: {
     name: 'kube-resource-kind',

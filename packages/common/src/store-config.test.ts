@@ -39,7 +39,7 @@ describe('storeFromConfig with --store-backend kubernetes', () => {
 
   it('builds a KubernetesStore in the namespace the flags resolve to; --store-endpoints is not even parsed', async () => {
     const c = parse(['--cluster-name', 'c1', '--store-backend', 'kubernetes', '--kube-resource-kind', 'configmap', '--kubeconfig', kubeconfig, '--store-endpoints', 'ftp://not-used']);
-    const s = storeFromConfig(c);
+    const s = storeFromConfig(c, 'STSENTINEL', {});
     expect(s).toBeInstanceOf(KubernetesStore);
     expect((s as KubernetesStore).namespace).toBe('from-context');
     await s.close();
@@ -49,7 +49,7 @@ describe('storeFromConfig with --store-backend kubernetes', () => {
     const c = parse(['--cluster-name', 'c1', '--store-backend', 'kubernetes', '--kubeconfig', kubeconfig]);
     let err: unknown;
     try {
-      storeFromConfig(c);
+      storeFromConfig(c, 'STSENTINEL', {});
     } catch (e) {
       err = e;
     }
@@ -62,5 +62,63 @@ describe('storeFromConfig with --store-backend kubernetes', () => {
 
   it('consul is still refused by the flag table', () => {
     expect(() => parse(['--cluster-name', 'c1', '--store-backend', 'consul'])).toThrow(/store-backend/);
+  });
+});
+
+describe('the store TLS and authentication flags (etcdv3)', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'stolon-common-tls-'));
+    await writeFile(join(dir, 'not-a-cert.pem'), 'hello\n');
+    await writeFile(join(dir, 'empty-password'), '\n');
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  function configError(args: readonly string[], env: NodeJS.ProcessEnv = {}): ConfigError {
+    let err: unknown;
+    try {
+      storeFromConfig(parse(['--cluster-name', 'c1', '--store-backend', 'etcdv3', ...args], env), 'STSENTINEL', env);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+
+  it("parses Stolon's --store-ca-file, --store-cert-file, --store-key, --store-skip-tls-verify and --store-user, --store-password-file, with STSENTINEL_* fallbacks", () => {
+    const c = parse(['--cluster-name', 'c1', '--store-backend', 'etcdv3', '--store-ca-file', '/ca', '--store-cert-file', '/cert', '--store-skip-tls-verify'], {
+      STSENTINEL_STORE_KEY: '/key',
+      STSENTINEL_STORE_USER: 'u',
+      STSENTINEL_STORE_PASSWORD_FILE: '/pw',
+    });
+    expect(c).toMatchObject({ storeCaFile: '/ca', storeCertFile: '/cert', storeKey: '/key', storeSkipTlsVerify: true, storeUser: 'u', storePasswordFile: '/pw' });
+    expect(parse(['--cluster-name', 'c1', '--store-backend', 'etcdv3']).storeSkipTlsVerify).toBe(false);
+  });
+
+  it('never takes the store password as a flag', () => {
+    expect(() => parse(['--cluster-name', 'c1', '--store-backend', 'etcdv3', '--store-password', 'x'])).toThrow(/Unknown argument/);
+  });
+
+  it('refuses TLS flags with http:// endpoints, naming --store-endpoints', () => {
+    const err = configError(['--store-endpoints', 'http://127.0.0.1:2379', '--store-skip-tls-verify']);
+    expect(err.field).toBe('store-endpoints');
+    expect(err.message).toMatch(/use https:\/\/ endpoints/);
+  });
+
+  it('refuses --store-cert-file without --store-key, a CA file that is not a certificate, and a missing file, each naming its flag', () => {
+    expect(configError(['--store-endpoints', 'https://127.0.0.1:2379', '--store-cert-file', join(dir, 'not-a-cert.pem')]).field).toBe('store-key');
+    const bad = configError(['--store-endpoints', 'https://127.0.0.1:2379', '--store-ca-file', join(dir, 'not-a-cert.pem')]);
+    expect(bad.field).toBe('store-ca-file');
+    expect(bad.message).toMatch(/^--store-ca-file: .* is not a PEM certificate/);
+    expect(configError(['--store-endpoints', 'https://127.0.0.1:2379', '--store-ca-file', join(dir, 'missing.pem')]).message).toMatch(/^--store-ca-file: cannot read /);
+  });
+
+  it('refuses an empty password file and a password without a user', () => {
+    expect(configError(['--store-user', 'u', '--store-password-file', join(dir, 'empty-password')]).message).toMatch(/^--store-password-file: .* is empty/);
+    const err = configError([], { STSENTINEL_STORE_PASSWORD: 'secret' });
+    expect(err.field).toBe('store-user');
+    expect(err.message).not.toContain('secret');
   });
 });

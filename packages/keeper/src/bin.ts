@@ -29,6 +29,7 @@ import { KEEPER_FLAGS } from './flags.js';
 import { startFencer } from './fencer.js';
 import { KeeperStatus, keeperChecks } from './health.js';
 import { start } from './keeper.js';
+import { parseAllowSpecCommands } from './spec-commands.js';
 import { writeStateFile } from './state-file.js';
 
 function osUserIds(user: string): { uid: number; gid: number } {
@@ -110,8 +111,9 @@ async function main(): Promise<void> {
         ? parseListenAddress(flags.metricsListenAddress, 'metrics-listen-address')
         : undefined;
     const member = memberConfig(flags);
+    const allowSpecCommands = parseAllowSpecCommands(flags.allowSpecCommands);
     const pgBinPath = resolvePgBinDir({ flag: flags.pgBinPath, env: process.env });
-    const store = storeFromConfig(flags);
+    const store = storeFromConfig(flags, 'STKEEPER');
     const dataDir = resolve(flags.dataDir);
     const isRoot = process.getuid?.() === 0;
     const owner = isRoot ? osUserIds(flags.pgOsUser) : undefined;
@@ -121,11 +123,11 @@ async function main(): Promise<void> {
     // Before anything else touches the data dir: one keeper per data directory.
     const lock = acquireDataDirLock(dataDir);
     const uid = await resolveUid(flags.uid, dataDir);
-    prepared = { flags, pgBinPath, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges };
+    prepared = { flags, pgBinPath, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands };
   } catch (err) {
     exitOnConfigError(err, 'stolon-keeper');
   }
-  const { flags, pgBinPath, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges } = prepared;
+  const { flags, pgBinPath, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands } = prepared;
   const logger = createLogger({ level: flags.logLevel, component: 'keeper', uid, cluster: flags.clusterName });
   for (const change of dataDirChanges) {
     logger.warn({ dataDir }, `data directory: ${change}`);
@@ -161,6 +163,7 @@ async function main(): Promise<void> {
       canBeSynchronousReplica: flags.canBeSynchronousReplica,
       priority: flags.priority,
       ...(member !== undefined ? { member } : {}),
+      allowSpecCommands,
     },
     { store, logger, pg, bootUuid, status, fencer },
   ).catch(async (err: unknown) => {

@@ -1,6 +1,7 @@
 /** stolon-keeper flags (Stolon's names, from its cmd/keeper/cmd/keeper.go; env prefix STKEEPER). */
 import { COMMON_FLAGS, type CommonConfig, type FlagTable } from '@stolon-ts/common';
 import { DEFAULT_PG_BIN_DIR } from '@stolon-ts/postgres';
+import { DEFAULT_ALLOW_SPEC_COMMANDS, SPEC_COMMANDS } from './spec-commands.js';
 
 export interface KeeperFlags extends CommonConfig {
   uid: string | undefined;
@@ -22,6 +23,7 @@ export interface KeeperFlags extends CommonConfig {
   memberListenAddress: string | undefined;
   memberAdvertiseAddress: string | undefined;
   memberTokenFile: string | undefined;
+  allowSpecCommands: string;
 }
 
 export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
@@ -103,5 +105,14 @@ export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
       '(or set STKEEPER_MEMBER_TOKEN)',
     type: 'string',
     secretFile: true,
+  },
+  allowSpecCommands: {
+    name: 'allow-spec-commands',
+    description:
+      'command-bearing settings this keeper accepts from the cluster spec, which anyone who can write the store controls ' +
+      `(they run shell commands as the postgres user): none, all, or a comma-separated list of ${SPEC_COMMANDS.join(', ')}. ` +
+      'Refused ones are not applied, and are logged and shown by stolonctl status (docs/security.md)',
+    type: 'string',
+    default: DEFAULT_ALLOW_SPEC_COMMANDS,
   },
 };

@@ -17,6 +17,7 @@ import { FakePostgres } from '../test/fake-pg.js';
 import { writeDbState } from './dbstate.js';
 import { KeeperStatus, keeperLiveness } from './health.js';
 import { start } from './keeper.js';
+import { SPEC_COMMANDS, type SpecCommand } from './spec-commands.js';
 import type { KeeperHandle, PersistedState } from './types.js';
 
 /** Fast passes: the keeper re-plans every 100 ms even without a watch event. */
@@ -65,6 +66,8 @@ interface StartOptions {
   fencer?: FenceControl;
   /** Wraps the keeper's own store client (e.g. to slow a call down). */
   wrapStore?: (s: Store) => Store;
+  /** `--allow-spec-commands`, parsed. Unset: the flag's default (none). */
+  allowSpecCommands?: ReadonlySet<SpecCommand>;
 }
 
 async function startKeeper(cd: ClusterData | null, opts: StartOptions = {}): Promise<Rig> {
@@ -96,6 +99,7 @@ async function startKeeper(cd: ClusterData | null, opts: StartOptions = {}): Pro
       canBeSynchronousReplica: true,
       priority: 0,
       ...(opts.taskRetry !== undefined ? { taskRetry: opts.taskRetry } : {}),
+      ...(opts.allowSpecCommands !== undefined ? { allowSpecCommands: opts.allowSpecCommands } : {}),
     },
     {
       store: (opts.wrapStore ?? ((x) => x))(new MemoryStore(backend, { clusterName: 'c' })),
@@ -199,7 +203,10 @@ describe('keeper in-process: one test per action kind', () => {
       pitrConfig: { dataRestoreCommand: 'cp -a /backup/. %d', archiveRecoverySettings: { restoreCommand: 'cp /archive/%f %p' } },
     };
     const pg = new FakePostgres();
-    const r = await startKeeper(newDb(aCluster({ spec }).initialized().withPrimary('k1', { initMode: 'pitr' }).build(), 'db-k1'), { pg });
+    const r = await startKeeper(newDb(aCluster({ spec }).initialized().withPrimary('k1', { initMode: 'pitr' }).build(), 'db-k1'), {
+      pg,
+      allowSpecCommands: new Set(['data_restore_command', 'restore_command']),
+    });
     await until('the restored primary at generation 1', async () => (await r.info())?.postgresState?.generation === 1 && pg.inst.running);
     expect(pg.calls.filter((c) => ['restoreData', 'writeConfig', 'start', 'waitRecoveryDone'].includes(c)).slice(0, 4)).toEqual([
       'restoreData',
@@ -480,5 +487,84 @@ describe('the fake PostgreSQL', () => {
     await first;
     expect(pg.violations).toEqual(['syncSlots called while reload is still running']);
     pg.violations.length = 0;
+  });
+});
+
+describe('keeper --allow-spec-commands: command-bearing settings from the spec', () => {
+  const COMMANDS = {
+    archive_command: 'cp %p /archive/%f',
+    ARCHIVE_CLEANUP_COMMAND: 'pg_archivecleanup /archive %r',
+    recovery_end_command: 'touch /tmp/x',
+    ssl_passphrase_command: 'echo secret',
+  };
+
+  it('by default a primary does not apply archive_command and the other command parameters: logged once, published, the rest applied', async () => {
+    const pg = runningPg('master');
+    const cd = fast().withPrimary('k1').build();
+    cd.dbs['db-k1']!.spec.pgParameters = { ...COMMANDS, archive_mode: 'on', work_mem: '8MB' };
+    const r = await startKeeper(cd, { pg, local: local('db-k1') });
+    await until('the configuration applied', () => pg.inst.config?.cfg.parameters['work_mem'] === '8MB');
+    const params = pg.inst.config?.cfg.parameters ?? {};
+    expect(params).toEqual({ archive_mode: 'on', work_mem: '8MB' });
+    const info = await until('the refusal published', async () => (await r.info())?.postgresState?.refusedSpecCommands);
+    expect(info).toEqual(['archive_command', 'archive_cleanup_command', 'recovery_end_command', 'ssl_passphrase_command']);
+    await new Promise((res) => setTimeout(res, 300));
+    const said = r.lines.filter((l) => l.msg.includes('--allow-spec-commands'));
+    expect(said).toHaveLength(1);
+    expect(said[0]!.level).toBe(50);
+    expect(said[0]!.msg).toBe(
+      'keeper k1 refuses archive_command, archive_cleanup_command, recovery_end_command, ssl_passphrase_command from the cluster spec ' +
+        '(commands run as the postgres user; not applied): allow them with --allow-spec-commands ' +
+        'archive_command,archive_cleanup_command,recovery_end_command,ssl_passphrase_command on the keeper if the spec is trusted',
+    );
+  });
+
+  it('applies exactly the ones the operator allowed', async () => {
+    const pg = runningPg('master');
+    const cd = fast().withPrimary('k1').build();
+    cd.dbs['db-k1']!.spec.pgParameters = { ...COMMANDS, work_mem: '8MB' };
+    const r = await startKeeper(cd, { pg, local: local('db-k1'), allowSpecCommands: new Set(['archive_command']) });
+    await until('the configuration applied', () => pg.inst.config?.cfg.parameters['work_mem'] === '8MB');
+    expect(pg.inst.config?.cfg.parameters).toEqual({ archive_command: 'cp %p /archive/%f', work_mem: '8MB' });
+    expect(await until('published', async () => (await r.info())?.postgresState?.refusedSpecCommands)).toEqual([
+      'archive_cleanup_command',
+      'recovery_end_command',
+      'ssl_passphrase_command',
+    ]);
+  });
+
+  it('with all allowed, applies them all and publishes no refusal', async () => {
+    const pg = runningPg('master');
+    const cd = fast().withPrimary('k1').build();
+    cd.dbs['db-k1']!.spec.pgParameters = { archive_command: 'cp %p /archive/%f' };
+    const r = await startKeeper(cd, { pg, local: local('db-k1'), allowSpecCommands: new Set(SPEC_COMMANDS) });
+    await until('archive_command applied', () => pg.inst.config?.cfg.parameters['archive_command'] === 'cp %p /archive/%f');
+    const info = await until('the keeper info', () => r.info());
+    expect(info.postgresState?.refusedSpecCommands).toBeUndefined();
+  });
+
+  it("a standby-cluster primary's restoreCommand is not written by default", async () => {
+    const pg = runningPg('standby');
+    const cd = fast().withPrimary('k1').build();
+    cd.dbs['db-k1']!.spec.role = 'standby';
+    cd.dbs['db-k1']!.spec.followConfig = {
+      type: 'external',
+      standbySettings: { primaryConninfo: 'host=10.0.0.9 port=5432' },
+      archiveRecoverySettings: { restoreCommand: 'cp /archive/%f %p' },
+    };
+    const r = await startKeeper(cd, { pg, local: local('db-k1') });
+    await until('the external standby configuration', () => pg.inst.config?.recovery?.mode === 'standby-external');
+    expect(pg.inst.config?.recovery).not.toHaveProperty('restoreCommand');
+    expect(await until('published', async () => (await r.info())?.postgresState?.refusedSpecCommands)).toEqual(['restore_command']);
+  });
+
+  it('init-pitr with a dataRestoreCommand the operator did not allow: nothing is run or wiped, and the keeper says why', async () => {
+    const spec: ClusterSpec = { ...FAST, initMode: 'pitr', pitrConfig: { dataRestoreCommand: 'cp -a /backup/. %d' } };
+    const pg = new FakePostgres();
+    const r = await startKeeper(newDb(aCluster({ spec }).initialized().withPrimary('k1', { initMode: 'pitr' }).build(), 'db-k1'), { pg });
+    const activity = await until('the refusal published', async () => (await r.info())?.postgresState?.activity);
+    expect(activity).toMatch(/pitrConfig\.dataRestoreCommand.*--allow-spec-commands data_restore_command/);
+    expect(pg.count('restoreData')).toBe(0);
+    expect(pg.count('stop')).toBe(0);
   });
 });

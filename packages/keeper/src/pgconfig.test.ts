@@ -13,8 +13,20 @@ import {
   syncStandbyUids,
   type KeeperIdentity,
 } from './pgconfig.js';
+import { SPEC_COMMANDS } from './spec-commands.js';
 
-const ID: KeeperIdentity = { pgAdvertiseAddress: '10.0.0.5', pgPort: 5433, suUsername: 'postgres', replUsername: 'repl', replPassword: 'repl-secret' };
+/** A keeper whose operator allowed every command-bearing setting (`--allow-spec-commands all`). */
+const ID: KeeperIdentity = {
+  pgAdvertiseAddress: '10.0.0.5',
+  pgPort: 5433,
+  suUsername: 'postgres',
+  replUsername: 'repl',
+  replPassword: 'repl-secret',
+  uid: 'k5',
+  allowSpecCommands: new Set(SPEC_COMMANDS),
+};
+/** The same keeper with the flag's default (none allowed). */
+const STRICT: KeeperIdentity = { ...ID, allowSpecCommands: new Set() };
 const FOLLOW = { dbUid: 'db-k0', host: '10.0.0.1', port: 5432, systemId: '1' };
 
 describe('slotsFor', () => {
@@ -77,6 +89,33 @@ describe('recovery settings', () => {
     })();
     expect(err).toBeInstanceOf(StolonError);
     expect((err as StolonError).field).toBe('pitrConfig.recoveryTargetSettings');
+  });
+});
+
+describe('command-bearing settings without --allow-spec-commands (the default: none)', () => {
+  it('pgConfigFor leaves the command parameters out, whatever their case, and keeps the rest', () => {
+    const cd = aCluster().initialized().withPrimary('k0').build();
+    const db = cd.dbs['db-k0']!;
+    db.spec.pgParameters = { Archive_Command: 'cp %p /a/%f', archive_cleanup_command: 'x', recovery_end_command: 'y', ssl_passphrase_command: 'z', archive_mode: 'on', work_mem: '8MB' };
+    expect(pgConfigFor(STRICT, cd, db, true).parameters).toEqual({ archive_mode: 'on', work_mem: '8MB' });
+    expect(pgConfigFor({ ...STRICT, allowSpecCommands: new Set(['archive_command']) }, cd, db, true).parameters).toEqual({ Archive_Command: 'cp %p /a/%f', archive_mode: 'on', work_mem: '8MB' });
+    expect(pgConfigFor(ID, cd, db, true).parameters).toEqual(db.spec.pgParameters);
+  });
+  it("a standby cluster's primary follows without the restore_command", () => {
+    const external = { standbySettings: { primaryConninfo: EXTERNAL_CONNINFO }, archiveRecoverySettings: { restoreCommand: 'cp /a/%f %p' } };
+    expect(recoveryFor(STRICT, 'db-k0', undefined, external)).toEqual({ mode: 'standby-external', primaryConninfo: EXTERNAL_CONNINFO });
+  });
+  it('a point-in-time restore is refused as a whole, naming the flag, before anything is touched', () => {
+    const cd = aCluster({ spec: { initMode: 'pitr', pitrConfig: { dataRestoreCommand: 'cp -a /b/. %d', archiveRecoverySettings: { restoreCommand: 'cp %f %p' } } } })
+      .initialized()
+      .withPrimary('k0', { initMode: 'pitr' })
+      .build();
+    const db = cd.dbs['db-k0']!;
+    expect(() => pitrRecovery(STRICT, db, undefined)).toThrow(
+      'pitrConfig.dataRestoreCommand: keeper k5 refuses restore_command, data_restore_command from the cluster spec (commands run as the postgres user; not applied): ' +
+        'allow them with --allow-spec-commands restore_command,data_restore_command on the keeper if the spec is trusted',
+    );
+    expect(() => pitrRecovery({ ...STRICT, allowSpecCommands: new Set(['data_restore_command']) }, db, undefined)).toThrow(/^pitrConfig\.archiveRecoverySettings\.restoreCommand: .*--allow-spec-commands restore_command /);
   });
 });
 

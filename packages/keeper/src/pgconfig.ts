@@ -17,6 +17,7 @@ import {
   type StandbySettings,
 } from '@stolon-ts/postgres';
 import type { ExternalFollow, FollowTarget } from './plan.js';
+import { allowedPgParameters, describeRefusedSpecCommands, refusedSpecCommands, type SpecCommand } from './spec-commands.js';
 
 /** The parts of the keeper's configuration the derivations need. */
 export interface KeeperIdentity {
@@ -26,6 +27,21 @@ export interface KeeperIdentity {
   readonly replUsername: string;
   /** Goes into the standby's primary_conninfo (through a password file); never logged. */
   readonly replPassword: string;
+  /** The keeper's uid, for messages. */
+  readonly uid?: string;
+  /** `--allow-spec-commands` (spec-commands.ts); absent: none allowed. */
+  readonly allowSpecCommands?: ReadonlySet<SpecCommand>;
+}
+
+const NONE_ALLOWED: ReadonlySet<SpecCommand> = new Set();
+
+function allowedOf(id: KeeperIdentity): ReadonlySet<SpecCommand> {
+  return id.allowSpecCommands ?? NONE_ALLOWED;
+}
+
+/** The command-bearing settings of `db`'s spec this keeper does not apply (none: empty). */
+export function refusedFor(id: KeeperIdentity, db: DB): string[] {
+  return refusedSpecCommands(db, allowedOf(id));
 }
 
 /** Prefix of application_name and replication slot names: `stolon_<db uid>`, as Stolon names them. */
@@ -55,7 +71,8 @@ export function pgConfigFor(id: KeeperIdentity, cd: ClusterData, db: DB, isPrima
   return {
     listenAddress: id.pgAdvertiseAddress,
     port: id.pgPort,
-    parameters: db.spec.pgParameters,
+    // Command-bearing parameters only when the operator allowed them (spec-commands.ts).
+    parameters: allowedPgParameters(db.spec.pgParameters, allowedOf(id)),
     maxStandbys: db.spec.maxStandbys,
     additionalWalSenders: db.spec.additionalWalSenders,
     synchronousStandbyNames: renderSynchronousStandbyNames(db.spec),
@@ -103,7 +120,7 @@ export function recoveryFor(id: KeeperIdentity, dbUid: string, follow: FollowTar
       primaryConninfo: ss.primaryConninfo ?? '',
       ...(ss.primarySlotName !== undefined ? { primarySlotName: ss.primarySlotName } : {}),
       ...(ss.recoveryMinApplyDelay !== undefined ? { recoveryMinApplyDelay: ss.recoveryMinApplyDelay } : {}),
-      ...(external.archiveRecoverySettings?.restoreCommand !== undefined
+      ...(external.archiveRecoverySettings?.restoreCommand !== undefined && allowedOf(id).has('restore_command')
         ? { restoreCommand: external.archiveRecoverySettings.restoreCommand }
         : {}),
     };
@@ -127,6 +144,16 @@ export function pitrRecovery(id: KeeperIdentity, db: DB, external: ExternalFollo
     return recoveryFor(id, db.uid, undefined, external);
   }
   const pitr = db.spec.pitrConfig ?? {};
+  // A restore the operator did not allow is refused as a whole, before anything is touched: a
+  // PITR without its restore_command would silently stop at the end of the base backup.
+  const refused = refusedSpecCommands(db, allowedOf(id)).filter((c) => c === 'data_restore_command' || c === 'restore_command');
+  if (refused.length > 0) {
+    throw new StolonError(
+      'CONFIG_INVALID',
+      `${refused.includes('data_restore_command') ? 'pitrConfig.dataRestoreCommand' : 'pitrConfig.archiveRecoverySettings.restoreCommand'}: ${describeRefusedSpecCommands(refused as SpecCommand[], id.uid ?? '(this keeper)')}`,
+      { field: refused.includes('data_restore_command') ? 'pitrConfig.dataRestoreCommand' : 'pitrConfig.archiveRecoverySettings.restoreCommand' },
+    );
+  }
   const target = pitr.recoveryTargetSettings;
   const restoreCommand = pitr.archiveRecoverySettings?.restoreCommand;
   if (restoreCommand !== undefined) {
@@ -215,6 +242,8 @@ export interface ReportInputs {
   readonly activity: string | undefined;
   /** The last failed start's error, reported only while PostgreSQL is down. */
   readonly startError: string | undefined;
+  /** Command-bearing spec settings not applied (`--allow-spec-commands`); empty or absent: none. */
+  readonly refusedSpecCommands?: readonly string[];
 }
 
 /** The `postgresState` of the keeper's info, from what it observed of PostgreSQL. */
@@ -240,5 +269,6 @@ export function postgresStateFor(inp: ReportInputs, obs: PgObservation): Postgre
     ...(inp.local.discardedWal !== undefined ? { discardedWal: inp.local.discardedWal } : {}),
     ...(inp.activity !== undefined ? { activity: inp.activity } : {}),
     ...(inp.startError !== undefined && !obs.running ? { startError: inp.startError } : {}),
+    ...(inp.refusedSpecCommands !== undefined && inp.refusedSpecCommands.length > 0 ? { refusedSpecCommands: [...inp.refusedSpecCommands] } : {}),
   };
 }

@@ -12,7 +12,8 @@ import { describeActivity, type Activity } from './activity.js';
 import { writeDbState } from './dbstate.js';
 import { newFailsafeState, type FailsafeState } from './failsafe.js';
 import { reportedHealthy } from './health.js';
-import { postgresStateFor } from './pgconfig.js';
+import { postgresStateFor, refusedFor } from './pgconfig.js';
+import { describeRefusedSpecCommands, type SpecCommand } from './spec-commands.js';
 import type { TaskRunner } from './tasks.js';
 import type { KeeperConfig, KeeperDeps, KeeperState, PersistedState } from './types.js';
 
@@ -60,6 +61,8 @@ export class KeeperRuntime {
   lastPublishSentAt: number | undefined;
   /** The last failed start's error while PostgreSQL should run; published so the sentinel acts at once. */
   startError: string | undefined;
+  /** The command-bearing spec settings last refused, joined (to log a change once). */
+  lastRefusedKey = '';
   /** Set by `start` once the task runner exists. */
   tasks!: TaskRunner;
   /** Asks the pass loop for a pass now (set by `start`). */
@@ -104,6 +107,25 @@ export class KeeperRuntime {
     }
   }
 
+  /**
+   * The command-bearing settings of this keeper's DB spec it does not apply (`--allow-spec-commands`);
+   * logs the refusal (error level) whenever the set changes, and once when it is gone.
+   */
+  private refusedSpecCommands(cd: ClusterData | undefined): string[] {
+    const db = cd === undefined ? undefined : Object.values(cd.dbs).find((d) => d.spec.keeperUID === this.config.uid);
+    const refused = db === undefined ? [] : refusedFor(this.config, db);
+    const key = refused.join(',');
+    if (key !== this.lastRefusedKey) {
+      if (refused.length > 0) {
+        this.log.error({ refusedSpecCommands: refused }, describeRefusedSpecCommands(refused as SpecCommand[], this.config.uid));
+      } else {
+        this.log.info('no command-bearing setting of the cluster spec is refused any more');
+      }
+      this.lastRefusedKey = key;
+    }
+    return refused;
+  }
+
   /** The keeper info for this observation. */
   keeperInfo(cd: ClusterData | undefined, obs: PgObservation): KeeperInfo {
     const { config } = this;
@@ -120,6 +142,7 @@ export class KeeperRuntime {
           healthy: reportedHealthy(obs, this.tasks.current !== undefined),
           activity: this.activity === undefined ? undefined : describeActivity(this.activity, performance.now()),
           startError: this.startError,
+          refusedSpecCommands: this.refusedSpecCommands(cd),
         },
         obs,
       ),

@@ -10,6 +10,7 @@ import type { MemberApiConfig } from './failsafe.js';
 import type { FenceControl } from './fencer.js';
 import type { PgObservation, PostgresManager } from '@stolon-ts/postgres';
 import type { LocalDbState } from './plan.js';
+import type { SpecCommand } from './spec-commands.js';
 
 /** starting → running → stopping → stopped. */
 export type KeeperState = 'starting' | 'running' | 'stopping' | 'stopped';
@@ -39,6 +40,11 @@ export interface KeeperConfig {
   readonly taskRetry?: { readonly baseMs: number; readonly maxMs: number };
   /** The member API (failsafe mode); absent: not served, and this keeper cannot take part in failsafe mode. */
   readonly member?: MemberApiConfig;
+  /**
+   * `--allow-spec-commands`: the command-bearing spec settings this keeper applies (spec-commands.ts).
+   * Absent: none, the flag's default.
+   */
+  readonly allowSpecCommands?: ReadonlySet<SpecCommand>;
 }
 
 export interface KeeperDeps {

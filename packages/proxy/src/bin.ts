@@ -19,7 +19,7 @@ async function main(): Promise<void> {
   try {
     config = parseProxyArgs(process.argv.slice(2), process.env);
     memberToken = readMemberToken(config.memberTokenFile, 'STPROXY_MEMBER_TOKEN', 'member-token-file', process.env);
-    store = storeFromConfig(config);
+    store = storeFromConfig(config, 'STPROXY');
   } catch (err) {
     exitOnConfigError(err, PROXY_PROGRAM);
   }

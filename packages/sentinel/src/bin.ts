@@ -37,7 +37,7 @@ async function main(): Promise<void> {
         throw new ConfigError(`--initial-cluster-spec: ${(err as Error).message}`, { field: 'initial-cluster-spec' });
       }
     }
-    store = storeFromConfig(flags);
+    store = storeFromConfig(flags, 'STSENTINEL');
   } catch (err) {
     exitOnConfigError(err, 'stolon-sentinel');
   }

@@ -478,19 +478,24 @@ describe('status', () => {
       postgresState: { uid: 'x', generation: 1, listenAddress: '10.0.0.1', port: '5433', healthy: false, systemID: '', timelineID: 0, xLogPos: 0, timelinesHistory: [], pgParameters: {}, synchronousStandbys: [], olderWalFile: '', ...postgresState },
     });
     await h.store.setInfo('keepers', 'keeper1', info('keeper1', { activity: 'resync of db db2 from db db1 failed: pg_basebackup: password authentication failed for user "repl"; retrying in 8 s' }) as never, 60_000);
-    await h.store.setInfo('keepers', 'keeper3', info('keeper3', { running: false, startError: 'postgres did not start: FATAL: could not map anonymous shared memory' }) as never, 60_000);
+    await h.store.setInfo('keepers', 'keeper3', info('keeper3', { running: false, startError: 'postgres did not start: FATAL: could not map anonymous shared memory', refusedSpecCommands: ['archive_command'] }) as never, 60_000);
     expect(await runStatus(h.ctx)).toBe(0);
     const lines = h.out.join('\n').split('\n');
     const busy = 'keeper keeper1: resync of db db2 from db db1 failed: pg_basebackup: password authentication failed for user "repl"; retrying in 8 s';
     const start = 'keeper keeper3: postgres does not start: postgres did not start: FATAL: could not map anonymous shared memory';
     expect(lines).toContain(busy);
     expect(lines).toContain(start);
+    expect(lines).toContain('keeper keeper3: not applied from the spec: archive_command (allow with --allow-spec-commands on that keeper)');
     expect(lines.indexOf(busy)).toBeLessThan(lines.indexOf('=== Cluster Info ==='));
     expect(lines.filter((l) => l.startsWith('keeper keeper0:'))).toEqual([]);
     const j = await runStatus(h.ctx, { format: 'json' }).then(() => JSON.parse(h.out.at(-1)!) as { keepers: Array<Record<string, unknown>> });
     expect(j.keepers.find((k) => k['uid'] === 'keeper1')).toMatchObject({ activity: busy.slice('keeper keeper1: '.length), startError: null });
-    expect(j.keepers.find((k) => k['uid'] === 'keeper3')).toMatchObject({ activity: null, startError: start.slice('keeper keeper3: postgres does not start: '.length) });
-    expect(j.keepers.find((k) => k['uid'] === 'keeper0')).toMatchObject({ activity: null, startError: null });
+    expect(j.keepers.find((k) => k['uid'] === 'keeper3')).toMatchObject({
+      activity: null,
+      startError: start.slice('keeper keeper3: postgres does not start: '.length),
+      refusedSpecCommands: ['archive_command'],
+    });
+    expect(j.keepers.find((k) => k['uid'] === 'keeper0')).toMatchObject({ activity: null, startError: null, refusedSpecCommands: [] });
   });
 
   it('--format json gives one object with the same data', async () => {
@@ -528,6 +533,7 @@ describe('status', () => {
       discardedWal: null,
       activity: null,
       startError: null,
+      refusedSpecCommands: [],
     });
     expect(j.keepers[1]).toMatchObject({
       uid: 'keeper1',

@@ -353,5 +353,5 @@ export interface StoreSetup {
  */
 export function storeFromFlags(argv: Record<string, unknown>): StoreSetup {
   const config = pickFlags(argv, COMMON_FLAGS);
-  return { config, store: storeFromConfig(config) };
+  return { config, store: storeFromConfig(config, ENV_PREFIX) };
 }

@@ -198,6 +198,8 @@ export interface KeeperRow {
   readonly activity: string | null;
   /** Why the keeper's last start of PostgreSQL failed, while it stays down; or null. */
   readonly startError: string | null;
+  /** Command-bearing spec settings the keeper does not apply (its `--allow-spec-commands`); empty: none. */
+  readonly refusedSpecCommands: readonly string[];
 }
 
 /** One node of the replication tree. */
@@ -288,9 +290,9 @@ const NO_DB = {
 } as const satisfies Partial<KeeperRow>;
 
 /** The keeper-row fields that come from the keeper's live info rather than clusterdata. */
-function liveFields(info: KeeperInfo | undefined): Pick<KeeperRow, 'activity' | 'startError'> {
+function liveFields(info: KeeperInfo | undefined): Pick<KeeperRow, 'activity' | 'startError' | 'refusedSpecCommands'> {
   const st = info?.postgresState;
-  return { activity: st?.activity ?? null, startError: st?.startError ?? null };
+  return { activity: st?.activity ?? null, startError: st?.startError ?? null, refusedSpecCommands: st?.refusedSpecCommands ?? [] };
 }
 
 /** Builds the status report from what was read. Pure. */
@@ -513,6 +515,9 @@ export function renderStatusTable(r: StatusReport): string {
   const busy = r.keepers.flatMap((k) => [
     ...(k.activity === null ? [] : [`keeper ${k.uid}: ${k.activity}`]),
     ...(k.startError === null ? [] : [`keeper ${k.uid}: postgres does not start: ${k.startError}`]),
+    ...(k.refusedSpecCommands.length === 0
+      ? []
+      : [`keeper ${k.uid}: not applied from the spec: ${k.refusedSpecCommands.join(', ')} (allow with --allow-spec-commands on that keeper)`]),
   ]);
   if (busy.length > 0) {
     parts.push('', ...busy);
@@ -557,7 +562,7 @@ export function renderStatusTable(r: StatusReport): string {
  * The report as one JSON object, with Stolon's snake_case keys where Stolon has the field
  * (`sentinels`, `proxies`, `keepers[].listen_address`, `cluster.master_keeper_uid`, …) plus
  * our additions (`role`, `registered`, `db_uid`, `timeline`, `xLogPos`, `lsn`, `lagBytes`,
- * `pendingRestart`, `discardedWal`, `activity`, `startError`; cluster `role`, `following`, `phase`, `paused`,
+ * `pendingRestart`, `discardedWal`, `activity`, `startError`, `refusedSpecCommands`; cluster `role`, `following`, `phase`, `paused`,
  * `failover_in_progress`; `tree`).
  */
 export function statusJson(r: StatusReport): unknown {
@@ -590,6 +595,7 @@ export function statusJson(r: StatusReport): unknown {
       discardedWal: k.discardedWal,
       activity: k.activity,
       startError: k.startError,
+      refusedSpecCommands: k.refusedSpecCommands,
     })),
     cluster: {
       uid: r.cluster.uid,
@@ -639,6 +645,11 @@ export function runStatus(ctx: CommandContext, opts: StatusOptions = {}): Promis
       }
       const addresses = opts.memberAddresses ?? [];
       if (addresses.length === 0 || opts.memberToken === undefined) {
+        // A refusal naming a flag (TLS trust, credentials, permission) is this command's own
+        // configuration, not a store outage: the failsafe hint would only distract.
+        if (err.field !== undefined) {
+          throw err;
+        }
         // One line, as every store failure: the store's own message, then where to look instead.
         throw new CommandError(
           `store unavailable: ${err.message}; to see whether the primary keeps serving under failsafe mode, ` +

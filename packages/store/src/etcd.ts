@@ -19,6 +19,8 @@
  * Expired leases are reaped by etcd every 500 ms, so an entry may outlive its TTL by about that.
  */
 import { ConfigError, NotLeaderError, StolonError, StoreConflictError, StoreUnavailableError } from '@stolon-ts/cluster';
+import { isIP } from 'node:net';
+import { credentials as grpcCredentials, type VerifyOptions } from '@grpc/grpc-js';
 import { ExponentialBackoff, noop } from 'cockatiel';
 import { Etcd3, EtcdLeaseInvalidError, type IKeyValue, type ILeaseKeepAliveResponse, type Watcher } from 'etcd3';
 import { LeaderElection, type ElectionAttempt, type ElectionBackend, type ElectionLoop } from './election.js';
@@ -55,6 +57,80 @@ export interface EtcdStoreOptions {
   readonly prefix?: string;
   /** Per-call timeout in ms; no store method takes longer. @default 5000 */
   readonly timeoutMs?: number;
+  /** TLS material for `https://` endpoints (`--store-ca-file`, `--store-cert-file`, `--store-key`, `--store-skip-tls-verify`). */
+  readonly tls?: EtcdTlsOptions;
+  /** etcd user and password, when etcd authentication is enabled (`--store-user`, `--store-password-file`). */
+  readonly auth?: EtcdAuthOptions;
+}
+
+/** TLS settings of {@link EtcdStoreOptions}; every buffer holds PEM text. */
+export interface EtcdTlsOptions {
+  /** CA certificate(s) that signed etcd's server certificate; unset: the system CAs. */
+  readonly ca?: Buffer | undefined;
+  /** Client certificate (chain) for etcd's `--client-cert-auth`; needs `key`. */
+  readonly cert?: Buffer | undefined;
+  /** Private key of `cert`. Never logged. */
+  readonly key?: Buffer | undefined;
+  /** Accept any server certificate (no chain or name check). For tests only. */
+  readonly skipVerify?: boolean | undefined;
+}
+
+/** etcd authentication of {@link EtcdStoreOptions}. */
+export interface EtcdAuthOptions {
+  readonly username: string;
+  /** Never logged, never part of an error message. */
+  readonly password: string;
+}
+
+/** The host of a client URL, without IPv6 brackets ('' when it does not parse). */
+function endpointHost(url: string): string {
+  try {
+    return new URL(url).hostname.replace(/^\[|\]$/g, '');
+  } catch {
+    return '';
+  }
+}
+
+let ipServernameWarningFiltered = false;
+
+/**
+ * Drops Node's DEP0123 warning ("Setting the TLS ServerName to an IP address is not permitted by
+ * RFC 6066"), which grpc-js triggers for every `https://<IP address>` endpoint: Node already
+ * ignores such a server name (no SNI is sent), and the certificate is still checked against the IP
+ * address. Every other warning is emitted as before. Installed once per process.
+ */
+function filterIpServernameWarning(): void {
+  if (ipServernameWarningFiltered) {
+    return;
+  }
+  ipServernameWarningFiltered = true;
+  const emit = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+  process.emitWarning = ((...args: unknown[]) => {
+    const [, typeOrOptions, code] = args;
+    const c = typeof typeOrOptions === 'object' && typeOrOptions !== null ? (typeOrOptions as { code?: unknown }).code : code;
+    if (c === 'DEP0123') {
+      return;
+    }
+    emit(...args);
+  }) as typeof process.emitWarning;
+}
+
+/**
+ * Calls `make` while `@grpc/grpc-js`'s `credentials.createSsl` also applies `verify`: etcd3 builds
+ * its channel credentials with `createSsl(ca, key, cert)` inside its (synchronous) constructor and
+ * has no option for verify options, which `--store-skip-tls-verify` needs. Restored before returning.
+ */
+function withVerifyOptions<T>(verify: VerifyOptions | undefined, make: () => T): T {
+  if (verify === undefined) {
+    return make();
+  }
+  const original = grpcCredentials.createSsl;
+  grpcCredentials.createSsl = (ca, key, cert) => original(ca, key, cert, verify);
+  try {
+    return make();
+  } finally {
+    grpcCredentials.createSsl = original;
+  }
 }
 
 /** Delay between keepalive attempts after a failed one, in ms. */
@@ -82,6 +158,11 @@ export class EtcdStore implements Store {
   readonly keys: KeyLayout;
   private readonly endpoints: readonly string[];
   private readonly clusterName: string;
+  /** For error hints: https endpoints, a client certificate, a CA file, the etcd user. */
+  private readonly tlsInUse: boolean;
+  private readonly clientCertGiven: boolean;
+  private readonly caGiven: boolean;
+  private readonly username: string | undefined;
   private readonly handles: StoreHandles;
   private readonly infoLeases = new Map<string, { lease: KeptLease; ttlSec: number }>();
   /** Serialises setInfo/deleteInfo per (kind, uid) so two calls never grant two leases. */
@@ -98,13 +179,55 @@ export class EtcdStore implements Store {
         field: 'store-endpoints',
       });
     }
+    const tls = opts.tls ?? {};
+    const wantsTls = tls.ca !== undefined || tls.cert !== undefined || tls.skipVerify === true;
+    if (wantsTls && opts.endpoints.some((e) => !e.startsWith('https://'))) {
+      throw new ConfigError(
+        `--store-endpoints: ${opts.endpoints.join(',')} is not https://, but TLS flags were given (--store-ca-file, --store-cert-file, --store-key, --store-skip-tls-verify); use https:// endpoints`,
+        { field: 'store-endpoints' },
+      );
+    }
+    if ((tls.cert === undefined) !== (tls.key === undefined)) {
+      throw new ConfigError('--store-cert-file and --store-key go together: give both (the client certificate and its key) or neither', {
+        field: tls.cert === undefined ? 'store-cert-file' : 'store-key',
+      });
+    }
     this.endpoints = opts.endpoints;
     this.clusterName = opts.clusterName;
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.keys = new KeyLayout(opts.prefix ?? DEFAULT_PREFIX, opts.clusterName);
     this.handles = new StoreHandles(`etcd store for cluster ${opts.clusterName}`, this.timeoutMs);
-    this.client = new Etcd3({
+    this.tlsInUse = opts.endpoints.some((e) => e.startsWith('https://'));
+    this.clientCertGiven = tls.cert !== undefined;
+    this.caGiven = tls.ca !== undefined;
+    this.username = opts.auth?.username;
+    const timeoutMs = this.timeoutMs;
+    if (opts.endpoints.some((e) => e.startsWith('https://') && isIP(endpointHost(e)) !== 0)) {
+      filterIpServernameWarning();
+    }
+    const verify: VerifyOptions | undefined = tls.skipVerify === true ? { rejectUnauthorized: false, checkServerIdentity: () => undefined } : undefined;
+    this.client = withVerifyOptions(verify, () => new Etcd3({
       hosts: [...opts.endpoints],
+      ...(tls.ca !== undefined || tls.cert !== undefined || verify !== undefined
+        ? {
+            credentials: {
+              // grpc-js takes null for "the system CAs"; etcd3's type says Buffer.
+              rootCertificate: (tls.ca ?? null) as Buffer,
+              ...(tls.key !== undefined ? { privateKey: tls.key } : {}),
+              ...(tls.cert !== undefined ? { certChain: tls.cert } : {}),
+            },
+          }
+        : {}),
+      ...(opts.auth !== undefined
+        ? {
+            auth: {
+              username: opts.auth.username,
+              password: opts.auth.password,
+              // The token exchange is bounded like every other call.
+              callOptions: () => ({ deadline: Date.now() + timeoutMs }),
+            },
+          }
+        : {}),
       // No retries and no circuit breaker: a retry would stretch a call past timeoutMs, and an
       // open breaker would fail calls for 5 s after etcd is back. Our loops retry at their next tick.
       faultHandling: {
@@ -122,7 +245,7 @@ export class EtcdStore implements Store {
         'grpc.initial_reconnect_backoff_ms': 100,
         'grpc.max_reconnect_backoff_ms': 1000,
       },
-    });
+    }));
   }
 
   // ---- call plumbing ----
@@ -173,10 +296,88 @@ export class EtcdStore implements Store {
       return err;
     }
     const msg = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    const access = this.accessProblem(msg.replace(/\s+/g, ' '));
+    if (access !== undefined) {
+      return new StoreUnavailableError(`etcd ${what} failed: ${access.problem}; ${access.fix}`, { cause: err, field: access.field });
+    }
+    // A TLS-only etcd reached over http:// fails like an unreachable one (gRPC only says it
+    // could not connect), so an http client says what else to check.
+    const tlsHint =
+      !this.tlsInUse && /No connection established/i.test(msg) && !/ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT/i.test(msg)
+        ? '; if etcd serves TLS, use https:// endpoints with --store-ca-file (and --store-cert-file and --store-key for client certificates)'
+        : '';
     return new StoreUnavailableError(
-      `etcd ${what} failed (${msg}); check that etcd is up and reachable at ${this.endpoints.join(',')}`,
+      `etcd ${what} failed (${msg.replace(/\s+/g, ' ')}); check that etcd is up and reachable at ${this.endpoints.join(',')}${tlsHint}`,
       { cause: err },
     );
+  }
+
+  /**
+   * Recognises a refusal that retrying will not cure (TLS trust, client certificate, etcd
+   * authentication or permission) in an etcd/gRPC error message and says which flag fixes it.
+   * Messages never carry the password: etcd and etcd3 do not echo it, and it is not added here.
+   * @returns the problem, the fix and the flag, or undefined for anything else.
+   */
+  private accessProblem(msg: string): { problem: string; fix: string; field: string } | undefined {
+    const at = this.endpoints.join(',');
+    if (/permission denied/i.test(msg)) {
+      const who = this.username === undefined ? 'this client' : `--store-user ${this.username}`;
+      return {
+        problem: `permission denied to ${who} on ${`${this.keys.base}/`}`,
+        fix: `grant the user's role readwrite on that prefix (etcdctl role grant-permission <role> readwrite --prefix ${`${this.keys.base}/`}), or use the user meant for cluster ${this.clusterName}`,
+        field: 'store-user',
+      };
+    }
+    if (/authentication failed|invalid user ID or password/i.test(msg)) {
+      return {
+        problem: `etcd rejected user ${this.username ?? '(none)'} (authentication failed)`,
+        fix: 'check --store-user and the password in --store-password-file (or the STORE_PASSWORD variable)',
+        field: 'store-password-file',
+      };
+    }
+    if (/authentication is not enabled/i.test(msg)) {
+      return {
+        problem: `etcd at ${at} does not have authentication enabled, but --store-user ${this.username ?? ''} was given`,
+        fix: 'enable etcd authentication (etcdctl auth enable), or drop --store-user and --store-password-file',
+        field: 'store-user',
+      };
+    }
+    if (/user name is empty|invalid auth token|token.*(missing|not provided)/i.test(msg)) {
+      return {
+        problem: this.username === undefined ? 'etcd requires authentication and no user was given' : `etcd refused the authentication of ${this.username}`,
+        fix: 'pass --store-user and --store-password-file (or the STORE_PASSWORD variable) for a user whose role may read and write the cluster prefix',
+        field: 'store-user',
+      };
+    }
+    if (/certificate (has expired|is not yet valid)/i.test(msg) && !/alert/i.test(msg)) {
+      return {
+        problem: `etcd's server certificate at ${at} is outside its validity period (${msg.match(/certificate (has expired|is not yet valid)/i)?.[0] ?? ''})`,
+        fix: "renew etcd's server certificate (or check this host's clock)",
+        field: 'store-ca-file',
+      };
+    }
+    if (/self[- ]signed certificate|unable to (verify|get local issuer)|certificate signature failure|UNABLE_TO_VERIFY|DEPTH_ZERO_SELF_SIGNED/i.test(msg) && !/alert/i.test(msg)) {
+      return {
+        problem: `etcd's server certificate at ${at} is not trusted (${this.caGiven ? 'not signed by the CA in --store-ca-file' : 'not signed by a system CA, and no --store-ca-file was given'})`,
+        fix: "pass --store-ca-file with the CA that signed etcd's server certificate (--store-skip-tls-verify only for tests)",
+        field: 'store-ca-file',
+      };
+    }
+    if (/does not match certificate's altnames|altnames|ERR_TLS_CERT_ALTNAME_INVALID/i.test(msg)) {
+      return {
+        problem: `etcd's server certificate does not name the host in --store-endpoints ${at}`,
+        fix: 'use an endpoint host or IP address the certificate names (its subjectAltName), or reissue the certificate with it',
+        field: 'store-endpoints',
+      };
+    }
+    if (this.tlsInUse && /alert (bad certificate|certificate required|unknown ca|certificate unknown|handshake failure)|alert number 4[2-8]|alert number 116|certificate required/i.test(msg)) {
+      return {
+        problem: `etcd at ${at} refused ${this.clientCertGiven ? 'the client certificate in --store-cert-file' : 'the connection: it requires a client certificate'}`,
+        fix: "pass --store-cert-file and --store-key with a client certificate signed by a CA etcd trusts (its --trusted-ca-file), and that certificate's key",
+        field: 'store-cert-file',
+      };
+    }
+    return undefined;
   }
 
   // ---- clusterdata ----

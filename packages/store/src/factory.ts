@@ -1,6 +1,6 @@
 /** Builds the store a program's `--store-backend` flag names. */
 import { ConfigError } from '@stolon-ts/cluster';
-import { EtcdStore } from './etcd.js';
+import { EtcdStore, type EtcdAuthOptions, type EtcdTlsOptions } from './etcd.js';
 import { resolveKubeConfig } from './kube-client.js';
 import { checkKubeClusterName } from './kube-objects.js';
 import { KubernetesStore } from './kubernetes.js';
@@ -18,6 +18,10 @@ export interface CreateStoreOptions {
   readonly prefix?: string;
   /** `--store-timeout` in ms, per request. @default 5000 */
   readonly timeoutMs?: number;
+  /** `--store-ca-file`, `--store-cert-file`, `--store-key`, `--store-skip-tls-verify`, read (etcdv3; ignored with kubernetes). */
+  readonly tls?: EtcdTlsOptions;
+  /** `--store-user` and its password (etcdv3; ignored with kubernetes). */
+  readonly auth?: EtcdAuthOptions;
   /** `--kube-resource-kind`: required with kubernetes, and must be `configmap` (as in Stolon). */
   readonly kubeResourceKind?: string | undefined;
   /** `--kubeconfig` (kubernetes). */
@@ -45,6 +49,8 @@ export function createStore(opts: CreateStoreOptions): Store {
         clusterName: opts.clusterName,
         ...(opts.prefix === undefined ? {} : { prefix: opts.prefix }),
         ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
+        ...(opts.tls === undefined ? {} : { tls: opts.tls }),
+        ...(opts.auth === undefined ? {} : { auth: opts.auth }),
       });
     case 'kubernetes': {
       const kind = opts.kubeResourceKind ?? '';
@@ -66,6 +72,8 @@ export function createStore(opts: CreateStoreOptions): Store {
         kubeConfig: kube.kubeConfig,
         namespace: kube.namespace,
         ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
+        ...(opts.tls === undefined ? {} : { tls: opts.tls }),
+        ...(opts.auth === undefined ? {} : { auth: opts.auth }),
       });
     }
     default:

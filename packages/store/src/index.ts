@@ -11,7 +11,7 @@ export type {
   StoreWatch,
   WatchTopic,
 } from './store.js';
-export { EtcdStore, type EtcdStoreOptions } from './etcd.js';
+export { EtcdStore, type EtcdAuthOptions, type EtcdStoreOptions, type EtcdTlsOptions } from './etcd.js';
 export { KubernetesStore, type KubernetesStoreOptions } from './kubernetes.js';
 export {
   resolveKubeConfig,

@@ -66,6 +66,8 @@ export interface LocalClusterOptions {
   readonly proxyPort?: number;
   /** Extra flags for every proxy, e.g. `['--max-connections', '3000']`. */
   readonly proxyArgs?: readonly string[];
+  /** Extra flags for every keeper, e.g. `['--allow-spec-commands', 'data_restore_command']`. */
+  readonly keeperArgs?: readonly string[];
   /**
    * Give every proxy a read-only listener on a free port (`--ro-port`; see
    * `proxies[i].roPort` and `proxyReadOnlyClientConfig`). Other `--ro-*` flags go in `proxyArgs`.
@@ -478,6 +480,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         '--pg-repl-password-file', replPasswordFile,
         '--metrics-listen-address', `127.0.0.1:${k.statusPort}`,
         ...(k.memberPort !== undefined ? ['--member-listen-address', `${k.pgHost}:${k.memberPort}`, '--member-token-file', memberTokenFile] : []),
+        ...(opts.keeperArgs ?? []),
       ], network?.execPrefix(i) ?? [], k.storeRelay === undefined ? undefined : `http://127.0.0.1:${k.storeRelay.port}`, k.failpointsDir);
       await k.process.waitForLog('keeper started', 30_000);
     };

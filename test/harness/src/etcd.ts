@@ -5,8 +5,10 @@
  * `startEtcd` runs one member; `startEtcdCluster(n)` runs n members as one cluster, so a chaos
  * test can kill one of three.
  */
-import { access, constants } from 'node:fs/promises';
+import { access, constants, readFile } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
+import type { EtcdTestCerts } from './etcd-security.js';
 import { freePort } from './ports.js';
 import { startProcess, type ProcessHandle } from './process.js';
 import { makeTempDir, removeDir } from './tmp.js';
@@ -26,11 +28,17 @@ export interface StartEtcdOptions {
    * address of a chaos network, so keepers in namespaces can reach etcd). Must exist on the host.
    */
   readonly listenHosts?: readonly string[];
+  /**
+   * Serve clients over TLS with `certs` (from `makeEtcdTestCerts`): `https://` client URLs, the
+   * server certificate, and `--client-cert-auth` with `--trusted-ca-file` the test CA, so a client
+   * without a certificate signed by that CA cannot connect. Peers stay plain http on loopback.
+   */
+  readonly tls?: EtcdTestCerts;
 }
 
 /** A running etcd member. */
 export interface EtcdHandle {
-  /** Client URLs, e.g. `['http://127.0.0.1:40123']`. */
+  /** Client URLs, e.g. `['http://127.0.0.1:40123']` (`https://` with the `tls` option). */
   readonly endpoints: string[];
   readonly clientPort: number;
   readonly peerPort: number;
@@ -55,11 +63,39 @@ async function ensureBinary(): Promise<void> {
   }
 }
 
+interface HealthAnswer {
+  readonly ok: boolean;
+  readonly status: number;
+  readonly body: string;
+}
+
+async function httpHealth(endpoint: string): Promise<HealthAnswer> {
+  const res = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) });
+  return { ok: res.ok, status: res.status, body: await res.text() };
+}
+
+/** `GET /health` over TLS with the test client certificate (etcd demands one). */
+async function httpsHealth(endpoint: string, tls: EtcdTestCerts): Promise<HealthAnswer> {
+  const [ca, cert, key] = await Promise.all([readFile(tls.caFile), readFile(tls.clientCertFile), readFile(tls.clientKeyFile)]);
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(`${endpoint}/health`, { ca, cert, key, timeout: 1000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ ok: (res.statusCode ?? 0) < 300, status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('no answer within 1000 ms')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 /**
  * Polls `GET /health` on the client URL until etcd reports healthy.
  * @throws Error with the last log lines when etcd exits or is not healthy in time.
  */
-async function waitHealthy(proc: ProcessHandle, endpoint: string, timeoutMs: number): Promise<void> {
+async function waitHealthy(proc: ProcessHandle, endpoint: string, timeoutMs: number, tls?: EtcdTestCerts): Promise<void> {
   const deadline = performance.now() + scaleTimeout(timeoutMs);
   let last = 'no answer yet';
   while (performance.now() < deadline) {
@@ -67,12 +103,11 @@ async function waitHealthy(proc: ProcessHandle, endpoint: string, timeoutMs: num
       throw new Error(`etcd exited before becoming healthy; logs:\n${proc.logs().split('\n').slice(-30).join('\n')}`);
     }
     try {
-      const res = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) });
-      const body = await res.text();
-      if (res.ok && /"health"\s*:\s*"true"/.test(body)) {
+      const res = tls === undefined ? await httpHealth(endpoint) : await httpsHealth(endpoint, tls);
+      if (res.ok && /"health"\s*:\s*"true"/.test(res.body)) {
         return;
       }
-      last = `HTTP ${res.status} ${body}`;
+      last = `HTTP ${res.status} ${res.body}`;
     } catch (err) {
       last = err instanceof Error ? err.message : String(err);
     }
@@ -99,10 +134,21 @@ interface MemberSpec {
   readonly initialCluster: string;
   /** Extra etcd flags. */
   readonly extraArgs: readonly string[];
+  /** TLS with client-certificate auth on the client URLs. */
+  readonly tls?: EtcdTestCerts;
+}
+
+function clientUrlOf(m: MemberSpec): string {
+  return `${m.tls === undefined ? 'http' : 'https'}://127.0.0.1:${m.clientPort}`;
 }
 
 function memberArgs(m: MemberSpec): string[] {
-  const clientUrls = ['127.0.0.1', ...m.listenHosts].map((h) => `http://${h}:${m.clientPort}`);
+  const scheme = m.tls === undefined ? 'http' : 'https';
+  const clientUrls = ['127.0.0.1', ...m.listenHosts].map((h) => `${scheme}://${h}:${m.clientPort}`);
+  const tlsArgs =
+    m.tls === undefined
+      ? []
+      : [`--cert-file=${m.tls.serverCertFile}`, `--key-file=${m.tls.serverKeyFile}`, '--client-cert-auth', `--trusted-ca-file=${m.tls.caFile}`];
   const peerUrl = `http://127.0.0.1:${m.peerPort}`;
   return [
     `--name=${m.memberName}`,
@@ -115,6 +161,7 @@ function memberArgs(m: MemberSpec): string[] {
     '--initial-cluster-state=new',
     '--logger=zap',
     '--log-outputs=stderr',
+    ...tlsArgs,
     ...m.extraArgs,
   ];
 }
@@ -132,7 +179,7 @@ function spawnMember(m: MemberSpec): ProcessHandle {
 /** A member handle over a spec; `waitMs` bounds the health wait of start/restart. */
 function memberHandle(m: MemberSpec, first: ProcessHandle, cleanupDir: string | undefined, waitMs: number): EtcdHandle {
   let proc = first;
-  const clientUrl = `http://127.0.0.1:${m.clientPort}`;
+  const clientUrl = clientUrlOf(m);
   return {
     endpoints: [clientUrl],
     clientPort: m.clientPort,
@@ -154,7 +201,7 @@ function memberHandle(m: MemberSpec, first: ProcessHandle, cleanupDir: string | 
     async restart(): Promise<void> {
       await proc.stop('SIGTERM', 10_000);
       proc = spawnMember(m);
-      await waitHealthy(proc, clientUrl, waitMs);
+      await waitHealthy(proc, clientUrl, waitMs, m.tls);
     },
   };
 }
@@ -182,10 +229,11 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdHandle
     listenHosts: opts.listenHosts ?? [],
     initialCluster: `${memberName}=http://127.0.0.1:${peerPort}`,
     extraArgs: [],
+    ...(opts.tls !== undefined ? { tls: opts.tls } : {}),
   };
   const proc = spawnMember(spec);
   try {
-    await waitHealthy(proc, `http://127.0.0.1:${clientPort}`, 20_000);
+    await waitHealthy(proc, clientUrlOf(spec), 20_000, spec.tls);
   } catch (err) {
     await proc.kill();
     if (ownDir) {

@@ -16,6 +16,7 @@ export {
   type StartEtcdClusterOptions,
   type StartEtcdOptions,
 } from './etcd.js';
+export { enableEtcdAuth, makeEtcdTestCerts, type EtcdTestCerts, type EtcdTestUser } from './etcd-security.js';
 export {
   binPath,
   runNode,
