@@ -25,6 +25,7 @@ describe('parseProxyArgs', () => {
       storeEndpoints: 'http://127.0.0.1:2379',
       storePrefix: 'stolon/cluster',
       storeTimeout: '5s',
+      storeSkipTlsVerify: false,
       logLevel: 'info',
       listenAddress: '127.0.0.1',
       port: 5432,
