@@ -466,6 +466,49 @@ describe('keeper in-process: self-fencing', () => {
   });
 });
 
+describe('keeper in-process: passes the clusterdata watch asks for', () => {
+  // A long sleepInterval, so that the timer's passes do not hide the watch's.
+  const SLOW: ClusterSpec = { initMode: 'new', sleepInterval: '3s', requestTimeout: '500ms', failInterval: '10s' };
+
+  it('a clusterdata change in reported WAL positions only runs no pass (no observation, no publish); any other change does', async () => {
+    const pg = runningPg('master');
+    const r = await startKeeper(aCluster({ spec: SLOW }).initialized().withPrimary('k1').build(), { pg, local: local('db-k1') });
+    await until('the first pass published', async () => (await r.info()) !== undefined);
+    await new Promise((res) => setTimeout(res, 300));
+    const observed = pg.count('observe');
+    const infoUID = (await r.info())?.infoUID;
+    // What the sentinel writes when a keeper reports new WAL: positions and changeTime only.
+    for (let i = 1; i <= 5; i++) {
+      const cd = parseClusterData((await r.store.getClusterData())!.text);
+      cd.dbs['db-k1']!.status.xLogPos += 1000 * i;
+      cd.changeTime = new Date().toISOString();
+      await r.put(cd);
+      await new Promise((res) => setTimeout(res, 60));
+    }
+    await new Promise((res) => setTimeout(res, 300));
+    expect(pg.count('observe')).toBe(observed);
+    expect((await r.info())?.infoUID).toBe(infoUID);
+    // A change that matters (here a keeper flag in its status) runs a pass at once.
+    const cd = parseClusterData((await r.store.getClusterData())!.text);
+    cd.keepers['k1']!.status.priority = 5;
+    await r.put(cd);
+    await until('a pass for the relevant change', () => pg.count('observe') > observed, 1500);
+  });
+
+  it('a pass something else asked for (postgres stopped) runs in full even when the watch asked too', async () => {
+    const pg = runningPg('master');
+    const r = await startKeeper(aCluster({ spec: SLOW }).initialized().withPrimary('k1').build(), { pg, local: local('db-k1') });
+    await until('the first pass published', async () => (await r.info()) !== undefined);
+    await new Promise((res) => setTimeout(res, 300));
+    // postgres dies; the crash watch asks for a pass, and an LSN-only clusterdata write arrives too.
+    pg.inst.running = false;
+    const cd = parseClusterData((await r.store.getClusterData())!.text);
+    cd.dbs['db-k1']!.status.xLogPos += 1000;
+    await r.put(cd);
+    await until('restarted by a pass well before the 3 s timer', () => pg.inst.running, 1500);
+  });
+});
+
 describe('the fake PostgreSQL', () => {
   it('fails a call made out of order and records it, so the keeper tests above would fail', async () => {
     const pg = new FakePostgres();

@@ -10,7 +10,7 @@ import { ConfigError } from '@stolon-ts/cluster';
 import { startPassLoop, stopOnce } from '@stolon-ts/common';
 import { readDbState } from './dbstate.js';
 import { reportPasses } from './health.js';
-import { runPass } from './pass.js';
+import { runPass, skipWatchPass } from './pass.js';
 import { KeeperRuntime } from './runtime.js';
 import { TaskRunner } from './tasks.js';
 import type { KeeperConfig, KeeperDeps, KeeperHandle } from './types.js';
@@ -54,11 +54,21 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
   const run = reportPasses(deps.status, () => runPass(rt, () => updateFence(rt)));
   const loop = startPassLoop({
     log,
-    run: () => run(),
+    run: async ({ trigger }) => {
+      // The watch's trigger (see startPassLoop); a clusterdata change in WAL positions only needs no pass.
+      if (trigger === 'clusterdata changed' && (await skipWatchPass(rt))) {
+        return undefined;
+      }
+      rt.passRequested = false;
+      return run();
+    },
     intervalMs: () => rt.sleepMs(),
     watch: { store: rt.store, topics: ['clusterdata'] },
   });
-  rt.trigger = (reason) => loop.trigger(reason);
+  rt.trigger = (reason) => {
+    rt.passRequested = true;
+    loop.trigger(reason);
+  };
   rt.state = 'running';
   log.info(
     { dataDir: config.dataDir, pgPort: config.pgPort, ...(memberApi !== undefined ? { memberApi: `${memberApi.address.host}:${memberApi.address.port}` } : {}) },

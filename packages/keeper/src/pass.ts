@@ -107,3 +107,42 @@ export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Prom
         : reason,
   };
 }
+
+/** `cd` as JSON without what changes with every WAL write: reported LSNs, lastHealthyTime, changeTime. */
+function withoutReportedPositions(cd: ClusterData): string {
+  return JSON.stringify(cd, (k, v: unknown) => (k === 'xLogPos' || k === 'replayedXLogPos' || k === 'lastHealthyTime' || k === 'changeTime' ? undefined : v));
+}
+
+/**
+ * Whether a pass the clusterdata watch asked for can be skipped: this keeper published less than
+ * sleepInterval ago, nothing else asked for a pass (`rt.passRequested`), and the stored clusterdata
+ * differs from the last one it read only in reported WAL positions (`xLogPos`, `replayedXLogPos`),
+ * `lastHealthyTime` and `changeTime` — what the sentinel rewrites whenever a keeper reports new WAL,
+ * and which changes nothing a keeper does. Without this, under a write load every keeper publish
+ * (a new WAL position) made the sentinel rewrite clusterdata, which woke every keeper for a pass
+ * that published a newer position again, as fast as the store answered. The timer pass (every
+ * sleepInterval) still reports positions. Keeps `rt.lastCd` current when it skips.
+ * @returns true to skip; false (run the pass) also when the store or the document cannot be read
+ */
+export async function skipWatchPass(rt: KeeperRuntime): Promise<boolean> {
+  const last = rt.lastCd;
+  const published = rt.lastPublishSentAt;
+  if (last === undefined || published === undefined || rt.passRequested || performance.now() - published >= rt.sleepMs()) {
+    return false;
+  }
+  let cd: ClusterData;
+  try {
+    const rec = await rt.store.getClusterData();
+    if (rec === null) {
+      return false;
+    }
+    cd = parseClusterData(rec.text);
+  } catch {
+    return false;
+  }
+  if (rt.passRequested || withoutReportedPositions(cd) !== withoutReportedPositions(last)) {
+    return false;
+  }
+  rt.lastCd = cd;
+  return true;
+}

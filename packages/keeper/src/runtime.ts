@@ -67,6 +67,11 @@ export class KeeperRuntime {
   tasks!: TaskRunner;
   /** Asks the pass loop for a pass now (set by `start`). */
   trigger: (reason: string) => void = () => undefined;
+  /**
+   * Set by {@link trigger} (a crash, a fence, a task's end…) until the next full pass: a pass the
+   * clusterdata watch also asked for must then run in full (`skipWatchPass`).
+   */
+  passRequested = false;
 
   constructor(config: KeeperConfig, deps: KeeperDeps, local: PersistedState, binaryVersion: { Maj: number; Min: number }, pgData: string) {
     this.config = config;
