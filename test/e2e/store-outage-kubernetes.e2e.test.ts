@@ -15,23 +15,18 @@
  *     and the watch history is gone, so every watch resuming from its last resourceVersion gets
  *     410 Gone and relists: the same, status and spell included.
  */
-import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   RECORDER_TABLES_SQL,
-  Recorder,
   e2eCluster,
   failoverEvents,
-  longestGap,
-  missingWrites,
   query,
-  readPresentWrites,
-  waitFor,
   waitKeepersConverged,
-  type CommandResult,
   type AckedWrite,
+  type CommandResult,
   type StandinUnavailableMode,
 } from '@stolon-ts/harness';
+import { expectNothingLost, expectOperatorView, failsafeSpells, outageRecorder, sleep, statusDuringOutage, writeGap as gap } from './store-outage-common.js';
 
 const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
   tmpPrefix: 'stolon-store-outage-k8s-e2e-',
@@ -47,27 +42,6 @@ const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
 
 const OUTAGE_MS = 30_000;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** A recorder on fresh tables (each test's writers number their rows from 0 again). */
-async function recorder(): Promise<Recorder> {
-  const c = e2e.cluster;
-  await query(c.proxyClientConfig(0), 'truncate chaos_w, chaos_direct');
-  return new Recorder({
-    proxies: () => [c.proxyClientConfig(0)],
-    direct: () => c.keepers.map((_, i) => c.directClientConfig(i)),
-    writers: 1,
-    queryTimeoutMs: 3000,
-    maxRunMs: 5 * 60_000,
-  });
-}
-
-/** The largest gap (ms) between acknowledged writes of `kind` from `from` to `to`, with the count. */
-function gap(acked: readonly AckedWrite[], kind: 'proxy' | 'direct', from: number, to: number): { ms: number; n: number } {
-  const ws = acked.filter((a) => a.kind === kind);
-  return { ms: longestGap(ws, from, to).ms, n: ws.filter((a) => a.ackedAt >= from && a.ackedAt <= to).length };
-}
-
 /**
  * Makes the stand-in unavailable in `mode` for OUTAGE_MS under the writers (after `refuse`, the
  * resourceVersion moves on and the watch history is forgotten, as in (b)); returns what they saw
@@ -78,7 +52,7 @@ async function outageUnderWriters(
   mode: Exclude<StandinUnavailableMode, false>,
 ): Promise<{ acked: AckedWrite[]; from: number; to: number; during: CommandResult | undefined }> {
   const c = e2e.cluster;
-  const rec = await recorder();
+  const rec = await outageRecorder(c);
   rec.start();
   try {
     await rec.waitForProxyAcks(20, 20_000);
@@ -88,8 +62,7 @@ async function outageUnderWriters(
     try {
       await sleep(10_000);
       // What an operator sees meanwhile: the store cannot be read, the keepers say who serves.
-      const members = c.keepers.map((k) => `${k.pgHost}:${k.memberPort!}`).join(',');
-      during = await c.stolonctl(['status', '--store-timeout', '1s', '--member-address', members, '--member-token-file', c.memberTokenFile]);
+      during = await statusDuringOutage(c);
       await sleep(from + OUTAGE_MS - Date.now());
     } finally {
       if (mode === 'refuse') {
@@ -107,28 +80,13 @@ async function outageUnderWriters(
   }
 }
 
-async function expectNothingLost(acked: readonly AckedWrite[], primary: number): Promise<void> {
-  const c = e2e.cluster;
-  const proxyRows = await readPresentWrites(c.directClientConfig(primary), 0, 'chaos_w');
-  const directRows = await readPresentWrites(c.directClientConfig(primary), 0, 'chaos_direct');
-  expect(missingWrites(acked.filter((a) => a.kind === 'proxy'), proxyRows)).toEqual([]);
-  expect(missingWrites(acked.filter((a) => a.kind === 'direct'), directRows)).toEqual([]);
-}
-
-/** How many failsafe spells `stolonctl events` lists now. */
-async function failsafeSpells(): Promise<number> {
-  const out = await e2e.cluster.stolonctl(['events', '--format', 'json']);
-  expect(out.code).toBe(0);
-  return (JSON.parse(out.stdout) as { kind: string }[]).filter((e) => e.kind === 'failsafe').length;
-}
-
 /** One outage of the stand-in in `mode`, with every check of the file. */
 async function rideOut(mode: Exclude<StandinUnavailableMode, false>): Promise<void> {
   const c = e2e.cluster;
   await waitKeepersConverged(c, 2);
   const p = await c.primaryIndex();
   const events = (await failoverEvents(c)).length;
-  const spellsBefore = await failsafeSpells();
+  const spellsBefore = await failsafeSpells(c);
   const logsBefore = c.keepers.map((k) => k.process.logs().length);
   const r = await outageUnderWriters(mode);
   const viaProxy = gap(r.acked, 'proxy', r.from, r.to);
@@ -139,7 +97,7 @@ async function rideOut(mode: Exclude<StandinUnavailableMode, false>): Promise<vo
   );
   expect(viaProxy.ms).toBeLessThanOrEqual(1000);
   expect(direct.ms).toBeLessThanOrEqual(1000);
-  await expectNothingLost(r.acked, p);
+  await expectNothingLost(c, r.acked, p);
   expect(await c.primaryIndex()).toBe(p);
   await waitKeepersConverged(c, 2);
   expect((await failoverEvents(c)).length).toBe(events);
@@ -148,24 +106,9 @@ async function rideOut(mode: Exclude<StandinUnavailableMode, false>): Promise<vo
   for (const l of logsSince) {
     expect(l).not.toMatch(/self-fencing: /);
   }
-  expect(r.during?.code).toBe(1);
-  expect(r.during?.stdout).toMatch(new RegExp(`^Store unreachable, failsafe: primary ${c.keepers[p]!.uid} confirmed by 1/1 members \\(last round \\d+ ms ago\\)`));
-  expect(r.during?.stdout).not.toContain(await readFile(c.memberTokenFile, 'utf8'));
-  // Once the store is back, the sentinel records the spell: stolonctl events shows it.
-  const spell = await waitFor(
-    async () => {
-      const out = await c.stolonctl(['events', '--format', 'json']);
-      const list = JSON.parse(out.stdout) as { kind: string; keeperUID?: string; rounds?: number; confirmedRounds?: number; fenced?: boolean }[];
-      const spells = list.filter((e) => e.kind === 'failsafe');
-      return spells.length > spellsBefore ? spells.at(-1) : undefined;
-    },
-    { timeoutMs: 20_000, what: 'the failsafe spell in stolonctl events' },
-  );
-  process.stdout.write(`failsafe spell of the ${mode}: ${spell.confirmedRounds}/${spell.rounds} rounds confirmed by all members\n`);
-  expect(spell).toMatchObject({ keeperUID: c.keepers[p]!.uid, fenced: false });
   // A round every sleepInterval (1 s) from about 2.5 s into the 30 s outage.
-  expect(spell.rounds).toBeGreaterThanOrEqual(20);
-  expect(spell.confirmedRounds).toBe(spell.rounds);
+  const spell = await expectOperatorView(c, p, r.during, { spellsBefore, minRounds: 20 });
+  process.stdout.write(`failsafe spell of the ${mode}: ${spell.confirmedRounds}/${spell.rounds} rounds confirmed by all members\n`);
 }
 
 describe('Kubernetes API server outages with failsafe mode (stand-in API server)', () => {

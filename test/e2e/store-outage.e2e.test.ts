@@ -16,21 +16,9 @@
  *     own cluster) and a proxy started while etcd is frozen (it routes nowhere until it can read
  *     the store): the primary keeps serving through the first proxy.
  */
-import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import {
-  RECORDER_TABLES_SQL,
-  Recorder,
-  e2eCluster,
-  failoverEvents,
-  longestGap,
-  missingWrites,
-  query,
-  readPresentWrites,
-  waitFor,
-  waitKeepersConverged,
-  type AckedWrite,
-} from '@stolon-ts/harness';
+import { RECORDER_TABLES_SQL, e2eCluster, failoverEvents, query, waitFor, waitKeepersConverged, type AckedWrite, type CommandResult } from '@stolon-ts/harness';
+import { expectNothingLost, expectOperatorView, failsafeSpells, outageRecorder, sleep, statusDuringOutage, writeGap as gap } from './store-outage-common.js';
 
 const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
   tmpPrefix: 'stolon-store-outage-e2e-',
@@ -43,30 +31,9 @@ const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
   },
 });
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** A recorder on fresh tables (each test's writers number their rows from 0 again). */
-async function recorder(): Promise<Recorder> {
-  const c = e2e.cluster;
-  await query(c.proxyClientConfig(0), 'truncate chaos_w, chaos_direct');
-  return new Recorder({
-    proxies: () => [c.proxyClientConfig(0)],
-    direct: () => c.keepers.map((_, i) => c.directClientConfig(i)),
-    writers: 1,
-    queryTimeoutMs: 3000,
-    maxRunMs: 5 * 60_000,
-  });
-}
-
-/** The largest gap (ms) between acknowledged writes of `kind` from `from` to `to`, with the count. */
-function gap(acked: readonly AckedWrite[], kind: 'proxy' | 'direct', from: number, to: number): { ms: number; n: number } {
-  const ws = acked.filter((a) => a.kind === kind);
-  return { ms: longestGap(ws, from, to).ms, n: ws.filter((a) => a.ackedAt >= from && a.ackedAt <= to).length };
-}
-
 /** Runs `outage` under the writers; returns what they saw from its start to 2 s after it ended. */
-async function underWriters(outage: () => Promise<void>): Promise<{ acked: AckedWrite[]; from: number; to: number; rec: Recorder }> {
-  const rec = await recorder();
+async function underWriters(outage: () => Promise<void>): Promise<{ acked: AckedWrite[]; from: number; to: number }> {
+  const rec = await outageRecorder(e2e.cluster);
   rec.start();
   try {
     await rec.waitForProxyAcks(20, 20_000);
@@ -74,18 +41,10 @@ async function underWriters(outage: () => Promise<void>): Promise<{ acked: Acked
     await outage();
     await sleep(2000);
     const to = Date.now();
-    return { acked: [...rec.acked], from, to, rec };
+    return { acked: [...rec.acked], from, to };
   } finally {
     await rec.stop();
   }
-}
-
-async function expectNothingLost(acked: readonly AckedWrite[], primary: number): Promise<void> {
-  const c = e2e.cluster;
-  const proxyRows = await readPresentWrites(c.directClientConfig(primary), 0, 'chaos_w');
-  const directRows = await readPresentWrites(c.directClientConfig(primary), 0, 'chaos_direct');
-  expect(missingWrites(acked.filter((a) => a.kind === 'proxy'), proxyRows)).toEqual([]);
-  expect(missingWrites(acked.filter((a) => a.kind === 'direct'), directRows)).toEqual([]);
 }
 
 describe('store outages with failsafe mode', () => {
@@ -94,13 +53,13 @@ describe('store outages with failsafe mode', () => {
     await waitKeepersConverged(c, 2);
     const p = await c.primaryIndex();
     const events = (await failoverEvents(c)).length;
-    const members = c.keepers.map((k) => `${k.pgHost}:${k.memberPort!}`).join(',');
-    let during: { code: number | null; stdout: string; stderr: string } | undefined;
+    const spellsBefore = await failsafeSpells(c);
+    let during: CommandResult | undefined;
     const r = await underWriters(async () => {
       c.etcd.process.pause();
       await sleep(20_000);
       // What an operator sees meanwhile: the store cannot be read, the keepers say who serves.
-      during = await c.stolonctl(['status', '--store-timeout', '1s', '--member-address', members, '--member-token-file', c.memberTokenFile]);
+      during = await statusDuringOutage(c);
       await sleep(40_000);
       c.etcd.process.resume();
     });
@@ -109,26 +68,12 @@ describe('store outages with failsafe mode', () => {
     process.stdout.write(`etcd frozen 60 s: largest gap ${viaProxy.ms} ms through the proxy (${viaProxy.n} writes), ${direct.ms} ms direct (${direct.n} writes)\n`);
     expect(viaProxy.ms).toBeLessThanOrEqual(1000);
     expect(direct.ms).toBeLessThanOrEqual(1000);
-    await expectNothingLost(r.acked, p);
+    await expectNothingLost(c, r.acked, p);
     expect(await c.primaryIndex()).toBe(p);
     expect((await failoverEvents(c)).length).toBe(events);
     expect(c.keepers[p]!.process.logs()).toMatch(/store unreachable, failsafe: primary confirmed by 1\/1 members/);
     expect(c.logs()).not.toMatch(/self-fencing: /);
-    expect(during?.code).toBe(1);
-    expect(during?.stdout).toMatch(new RegExp(`^Store unreachable, failsafe: primary ${c.keepers[p]!.uid} confirmed by 1/1 members \\(last round \\d+ ms ago\\)`));
-    expect(during?.stdout).not.toContain(await readFile(c.memberTokenFile, 'utf8'));
-    // Once the store is back, the sentinel records the spell: stolonctl events shows it.
-    const spell = await waitFor(
-      async () => {
-        const out = await c.stolonctl(['events', '--format', 'json']);
-        const list = JSON.parse(out.stdout) as { kind: string; keeperUID?: string; rounds?: number; confirmedRounds?: number; fenced?: boolean }[];
-        return list.filter((e) => e.kind === 'failsafe').at(-1);
-      },
-      { timeoutMs: 20_000, what: 'the failsafe spell in stolonctl events' },
-    );
-    expect(spell).toMatchObject({ keeperUID: c.keepers[p]!.uid, fenced: false });
-    expect(spell.rounds).toBeGreaterThanOrEqual(40);
-    expect(spell.confirmedRounds).toBe(spell.rounds);
+    await expectOperatorView(c, p, during, { spellsBefore, minRounds: 40 });
   });
 
   it('(b) etcd killed and restarted 30 s later: the same', async () => {
@@ -146,7 +91,7 @@ describe('store outages with failsafe mode', () => {
     process.stdout.write(`etcd killed for 30 s: largest gap ${viaProxy.ms} ms through the proxy (${viaProxy.n} writes), ${direct.ms} ms direct (${direct.n} writes)\n`);
     expect(viaProxy.ms).toBeLessThanOrEqual(1000);
     expect(direct.ms).toBeLessThanOrEqual(1000);
-    await expectNothingLost(r.acked, p);
+    await expectNothingLost(e2e.cluster, r.acked, p);
     expect(await c.primaryIndex()).toBe(p);
     expect((await failoverEvents(c)).length).toBe(events);
   });
@@ -157,7 +102,7 @@ describe('store outages with failsafe mode', () => {
     const p = await c.primaryIndex();
     const s = 1 - p;
     const logBefore = c.keepers[p]!.process.logs().length;
-    const rec = await recorder();
+    const rec = await outageRecorder(c);
     rec.start();
     let frozenAt = 0;
     try {
@@ -212,7 +157,7 @@ describe('store outages with failsafe mode', () => {
     process.stdout.write(`standby keeper restarted during a 15 s freeze: largest direct gap ${direct.ms} ms (${direct.n} writes)\n`);
     expect(direct.ms).toBeLessThanOrEqual(1000);
     expect(newProxyRefused).toBe(true);
-    await expectNothingLost(r.acked, p);
+    await expectNothingLost(e2e.cluster, r.acked, p);
     expect(await c.primaryIndex()).toBe(p);
     expect((await failoverEvents(c)).length).toBe(events);
     await waitFor(async () => ((await query(c.proxyClientConfig(1), 'select 1').catch(() => undefined)) === undefined ? undefined : true), {

@@ -1,0 +1,96 @@
+/**
+ * What the store-outage e2e files share (store-outage.e2e.test.ts on etcd,
+ * store-outage-kubernetes.e2e.test.ts on the Kubernetes API stand-in): writers through the proxy
+ * and straight to each keeper's PostgreSQL (the chaos recorder), the largest gap between their
+ * acknowledged writes, the check that nothing acknowledged is lost, and what an operator sees:
+ * `stolonctl status --member-address` during the outage and the failsafe spell in
+ * `stolonctl events` after it.
+ */
+import { readFile } from 'node:fs/promises';
+import { expect } from 'vitest';
+import {
+  Recorder,
+  longestGap,
+  missingWrites,
+  query,
+  readPresentWrites,
+  waitFor,
+  type AckedWrite,
+  type CommandResult,
+  type LocalCluster,
+} from '@stolon-ts/harness';
+
+/** Resolves after `ms`. */
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A recorder on fresh tables (each test's writers number their rows from 0 again): 1 proxy writer, 1 direct writer per keeper. */
+export async function outageRecorder(c: LocalCluster): Promise<Recorder> {
+  await query(c.proxyClientConfig(0), 'truncate chaos_w, chaos_direct');
+  return new Recorder({
+    proxies: () => [c.proxyClientConfig(0)],
+    direct: () => c.keepers.map((_, i) => c.directClientConfig(i)),
+    writers: 1,
+    queryTimeoutMs: 3000,
+    maxRunMs: 5 * 60_000,
+  });
+}
+
+/** The largest gap (ms) between acknowledged writes of `kind` from `from` to `to` (epoch ms), with the count. */
+export function writeGap(acked: readonly AckedWrite[], kind: 'proxy' | 'direct', from: number, to: number): { ms: number; n: number } {
+  const ws = acked.filter((a) => a.kind === kind);
+  return { ms: longestGap(ws, from, to).ms, n: ws.filter((a) => a.ackedAt >= from && a.ackedAt <= to).length };
+}
+
+/** Every acknowledged write, through the proxy and direct, is on keeper `primary`'s PostgreSQL. */
+export async function expectNothingLost(c: LocalCluster, acked: readonly AckedWrite[], primary: number): Promise<void> {
+  const proxyRows = await readPresentWrites(c.directClientConfig(primary), 0, 'chaos_w');
+  const directRows = await readPresentWrites(c.directClientConfig(primary), 0, 'chaos_direct');
+  expect(missingWrites(acked.filter((a) => a.kind === 'proxy'), proxyRows)).toEqual([]);
+  expect(missingWrites(acked.filter((a) => a.kind === 'direct'), directRows)).toEqual([]);
+}
+
+/** `stolonctl status` as an operator runs it while the store cannot be read: asking every keeper's member API. */
+export function statusDuringOutage(c: LocalCluster): Promise<CommandResult> {
+  const members = c.keepers.map((k) => `${k.pgHost}:${k.memberPort!}`).join(',');
+  return c.stolonctl(['status', '--store-timeout', '1s', '--member-address', members, '--member-token-file', c.memberTokenFile]);
+}
+
+/** How many failsafe spells `stolonctl events` lists now. */
+export async function failsafeSpells(c: LocalCluster): Promise<number> {
+  const out = await c.stolonctl(['events', '--format', 'json']);
+  expect(out.code).toBe(0);
+  return (JSON.parse(out.stdout) as { kind: string }[]).filter((e) => e.kind === 'failsafe').length;
+}
+
+/**
+ * What an operator saw: `during` (from {@link statusDuringOutage}) said keeper `primary` is
+ * confirmed by 1/1 members without printing the token; after the outage `stolonctl events` lists
+ * a new spell (more than `spellsBefore`) of that keeper, not fenced, every one of at least
+ * `minRounds` rounds confirmed.
+ * @returns the spell's confirmed and total rounds
+ */
+export async function expectOperatorView(
+  c: LocalCluster,
+  primary: number,
+  during: CommandResult | undefined,
+  opts: { readonly spellsBefore: number; readonly minRounds: number },
+): Promise<{ confirmedRounds: number; rounds: number }> {
+  const uid = c.keepers[primary]!.uid;
+  expect(during?.code).toBe(1);
+  expect(during?.stdout).toMatch(new RegExp(`^Store unreachable, failsafe: primary ${uid} confirmed by 1/1 members \\(last round \\d+ ms ago\\)`));
+  expect(during?.stdout).not.toContain(await readFile(c.memberTokenFile, 'utf8'));
+  // Once the store is back, the sentinel records the spell: stolonctl events shows it.
+  const spell = await waitFor(
+    async () => {
+      const out = await c.stolonctl(['events', '--format', 'json']);
+      const list = JSON.parse(out.stdout) as { kind: string; keeperUID?: string; rounds?: number; confirmedRounds?: number; fenced?: boolean }[];
+      const spells = list.filter((e) => e.kind === 'failsafe');
+      return spells.length > opts.spellsBefore ? spells.at(-1) : undefined;
+    },
+    { timeoutMs: 20_000, what: 'the failsafe spell in stolonctl events' },
+  );
+  expect(spell).toMatchObject({ keeperUID: uid, fenced: false });
+  expect(spell.rounds).toBeGreaterThanOrEqual(opts.minRounds);
+  expect(spell.confirmedRounds).toBe(spell.rounds);
+  return { confirmedRounds: spell.confirmedRounds!, rounds: spell.rounds! };
+}
