@@ -6,25 +6,23 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, chown, link, lstat, mkdir, readFile, readdir, stat, symlink, writeFile } from 'node:fs/promises';
+import { chown, link, lstat, mkdir, readFile, readdir, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError } from '@stolon-ts/cluster';
-import { makeTempDir, removeDir } from '@stolon-ts/harness';
+import { removeDir, startRootVictim, type RootVictim, type VictimState } from '@stolon-ts/harness';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { prepareDataDir } from './datadir.js';
 import { readDbState, writeDbState } from './dbstate.js';
 
 const VICTIM_TEXT = 'root-owned file outside the data directory\n';
 
+let fixture: RootVictim;
 let root = '';
 let victim = '';
 let pg = { uid: -1, gid: -1 };
 let dataDir = '';
 
-async function victimState(): Promise<{ text: string; uid: number; gid: number; mode: number; nlink: number }> {
-  const st = await stat(victim);
-  return { text: await readFile(victim, 'utf8'), uid: st.uid, gid: st.gid, mode: st.mode & 0o7777, nlink: st.nlink };
-}
+const victimState = (): Promise<VictimState> => fixture.state();
 const UNTOUCHED = { text: VICTIM_TEXT, uid: 0, gid: 0, mode: 0o640, nlink: 1 };
 
 async function plant(name: string): Promise<void> {
@@ -38,16 +36,8 @@ function asPostgres(cmd: string, args: string[]): boolean {
 }
 
 beforeAll(async () => {
-  if (process.getuid?.() !== 0) {
-    throw new Error('this test must run as root (it checks what a root keeper does); CI runs it as root');
-  }
-  pg = {
-    uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })),
-    gid: Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' })),
-  };
-  root = await makeTempDir('stolon-datadir-');
-  await mkdir(join(root, 'outside'), { mode: 0o700 });
-  victim = join(root, 'outside', 'victim');
+  fixture = await startRootVictim('stolon-datadir-', VICTIM_TEXT);
+  ({ root, victim, pg } = fixture);
 });
 
 afterAll(async () => {
@@ -55,9 +45,7 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
-  await writeFile(victim, VICTIM_TEXT);
-  await chown(victim, 0, 0);
-  await chmod(victim, 0o640);
+  await fixture.reset();
   dataDir = join(root, `data-${Date.now()}`);
 });
 

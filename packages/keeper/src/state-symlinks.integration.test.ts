@@ -8,10 +8,10 @@
  */
 import { execFileSync, fork, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, chown, lstat, mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
+import { chown, lstat, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { makeTempDir, removeDir, waitFor } from '@stolon-ts/harness';
+import { removeDir, startRootVictim, waitFor, type RootVictim, type VictimState } from '@stolon-ts/harness';
 import { createLogger } from '@stolon-ts/common';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { readDbState, writeDbState } from './dbstate.js';
@@ -21,16 +21,14 @@ const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'fenc
 const VICTIM_TEXT = 'root-owned file outside the data directory\n';
 const log = createLogger({ level: 'silent', component: 'test' });
 
+let fixture: RootVictim;
 let root = '';
 let victim = '';
 let pg = { uid: -1, gid: -1 };
 let dataDir = '';
 
-async function victimState(): Promise<{ text: string; uid: number; gid: number; mode: number }> {
-  const st = await stat(victim);
-  return { text: await readFile(victim, 'utf8'), uid: st.uid, gid: st.gid, mode: st.mode & 0o7777 };
-}
-const UNTOUCHED = { text: VICTIM_TEXT, uid: 0, gid: 0, mode: 0o640 };
+const victimState = (): Promise<VictimState> => fixture.state();
+const UNTOUCHED = { text: VICTIM_TEXT, uid: 0, gid: 0, mode: 0o640, nlink: 1 };
 
 /** A link at `name` in the data dir to the victim, owned by the OS user as if it planted it. */
 async function plant(name: string): Promise<void> {
@@ -39,18 +37,9 @@ async function plant(name: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  if (process.getuid?.() !== 0) {
-    throw new Error('this test must run as root (it checks what a root keeper does); CI runs it as root');
-  }
+  fixture = await startRootVictim('stolon-symlinks-', VICTIM_TEXT);
+  ({ root, victim, pg } = fixture);
   expect(existsSync(SCRIPT), `${SCRIPT} missing: run npm run build`).toBe(true);
-  pg = {
-    uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })),
-    gid: Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' })),
-  };
-  root = await makeTempDir('stolon-symlinks-');
-  const outside = join(root, 'outside');
-  await mkdir(outside, { mode: 0o700 });
-  victim = join(outside, 'victim');
 });
 
 afterAll(async () => {
@@ -58,9 +47,7 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
-  await writeFile(victim, VICTIM_TEXT);
-  await chown(victim, 0, 0);
-  await chmod(victim, 0o640);
+  await fixture.reset();
   // The data directory as older root keepers left it: the OS user's, mode 0700.
   dataDir = join(root, `data-${Date.now()}`);
   await mkdir(dataDir, { mode: 0o700 });

@@ -9,10 +9,10 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, promises as fsp } from 'node:fs';
-import { chmod, chown, link, lstat, mkdir, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chown, link, lstat, mkdir, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pino from 'pino';
-import { makeTempDir, removeDir } from '@stolon-ts/harness';
+import { removeDir, startRootVictim, type RootVictim, type VictimState } from '@stolon-ts/harness';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { restoreLastGoodConfig, saveLastGoodConfig } from './pg-conf-files.js';
 import type { PgContext } from './pg-context.js';
@@ -21,17 +21,15 @@ import { removeTree } from './pg-remove.js';
 
 const VICTIM_TEXT = 'root-owned file outside PGDATA\n';
 
+let fixture: RootVictim;
 let root = '';
 let victim = '';
 let pgData = '';
 let pg = { uid: -1, gid: -1 };
 const exec = new PgExec({ binPath: '/usr/lib/postgresql/15/bin', osUser: 'postgres', log: pino({ level: 'silent' }) });
 
-async function victimState(): Promise<{ text: string; uid: number; gid: number; mode: number }> {
-  const st = await stat(victim);
-  return { text: await readFile(victim, 'utf8'), uid: st.uid, gid: st.gid, mode: st.mode & 0o7777 };
-}
-const UNTOUCHED = { text: VICTIM_TEXT, uid: 0, gid: 0, mode: 0o640 };
+const victimState = (): Promise<VictimState> => fixture.state();
+const UNTOUCHED = { text: VICTIM_TEXT, uid: 0, gid: 0, mode: 0o640, nlink: 1 };
 
 /** What the OS user can do in its own directory: replace `path` by a link to the victim. */
 async function swapForLink(path: string): Promise<void> {
@@ -41,16 +39,8 @@ async function swapForLink(path: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  if (process.getuid?.() !== 0) {
-    throw new Error('this test must run as root (it checks what a root keeper does); CI runs it as root');
-  }
-  pg = {
-    uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })),
-    gid: Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' })),
-  };
-  root = await makeTempDir('stolon-pgexec-links-');
-  await mkdir(join(root, 'outside'), { mode: 0o700 });
-  victim = join(root, 'outside', 'victim');
+  fixture = await startRootVictim('stolon-pgexec-links-', VICTIM_TEXT);
+  ({ root, victim, pg } = fixture);
 });
 
 afterAll(async () => {
@@ -58,9 +48,7 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
-  await writeFile(victim, VICTIM_TEXT);
-  await chown(victim, 0, 0);
-  await chmod(victim, 0o640);
+  await fixture.reset();
   pgData = join(root, `pgdata-${Date.now()}`);
   await mkdir(pgData, { mode: 0o700 });
   await chown(pgData, pg.uid, pg.gid);

@@ -5,6 +5,7 @@
  */
 export { freePort } from './ports.js';
 export { makeTempDir, removeDir } from './tmp.js';
+export { startRootVictim, type RootVictim, type VictimState } from './root-victim.js';
 export { waitFor, waitUntilSteady, scaleTimeout, timeoutFactor, type WaitForOptions } from './wait.js';
 export { startProcess, stopAll, livePids, childPids, type ProcessHandle, type StartProcessOptions } from './process.js';
 export {
