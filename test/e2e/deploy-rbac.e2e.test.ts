@@ -192,6 +192,9 @@ describe('deploy/base RBAC against the requests of each component (Kubernetes AP
     // Proxies: their Lease names are random, so update cannot be limited by name (rbac.yaml says
     // so); the leader Lease stays writable by them. Listing and watching every Lease is not granted.
     expect(grants('proxy', [lease('list'), lease('watch'), lease('deletecollection'), lease('patch', LEADER_LEASE)])).toEqual([]);
+    expect(grants('proxy', [lease('update', LEADER_LEASE)]), 'the documented limit: if proxies can no longer update any Lease, update rbac.yaml and docs/security.md').toEqual([
+      `update leases/${LEADER_LEASE}`,
+    ]);
     // The init Job creates clusterdata and cannot change it afterwards, nor touch Leases.
     expect(grants('init', [configMap('update', CLUSTERDATA), configMap('delete', CLUSTERDATA), lease('create'), lease('update', LEADER_LEASE), lease('list')])).toEqual([]);
     // The sentinels do not create ConfigMaps (the init Job does) nor touch any other ConfigMap.
