@@ -23,25 +23,36 @@ import type { KeeperRuntime } from './runtime.js';
 
 type Action<K extends KeeperAction['kind']> = Extract<KeeperAction, { kind: K }>;
 
-/** Runs one planned step. Background tasks are started, not awaited. */
-export async function execute(rt: KeeperRuntime, action: KeeperAction, cd: ClusterData, obs: PgObservation): Promise<void> {
+/**
+ * Runs one planned step. Background tasks are started, not awaited.
+ * @returns whether the step changed something the keeper should report at once (PostgreSQL
+ *   stopped, started, promoted, restarted or reconfigured, slots or the applied generation
+ *   changed); false for a converge that found everything as wanted and for background tasks (they
+ *   trigger a pass when they settle).
+ */
+export async function execute(rt: KeeperRuntime, action: KeeperAction, cd: ClusterData, obs: PgObservation): Promise<boolean> {
   switch (action.kind) {
     case 'wait':
     case 'refuse':
-      return;
+      return false;
     case 'stop-postgres':
       await rt.pg.stop('fast');
-      return;
+      return true;
     case 'switchover-stop':
-      return switchoverStop(rt, action, cd);
+      await switchoverStop(rt, action, cd);
+      return true;
     case 'init-new':
-      return initNew(rt, action, cd);
+      initNew(rt, action, cd);
+      return false;
     case 'init-existing':
-      return initExisting(rt, action, cd);
+      await initExisting(rt, action, cd);
+      return false;
     case 'init-pitr':
-      return initPitr(rt, action, cd);
+      initPitr(rt, action, cd);
+      return false;
     case 'resync':
-      return resync(rt, action, cd, obs);
+      resync(rt, action, cd, obs);
+      return false;
     case 'converge':
       return converge(rt, action, cd, obs);
   }
@@ -174,26 +185,31 @@ function resync(rt: KeeperRuntime, action: Action<'resync'>, cd: ClusterData, ob
  * writes the configuration (reload when running), starts a stopped instance, restarts for
  * restart-only settings (`automaticPgRestart`), keeps the replication slots, and records the
  * generation as applied.
+ * @returns whether anything changed (see {@link execute}); in the steady state nothing does, and
+ *   the slots are checked against the pass's observation without another connection.
  * @throws what the PostgresManager throws (a failed start is recorded as `startError` first)
  */
-async function converge(rt: KeeperRuntime, action: Action<'converge'>, cd: ClusterData, obs: PgObservation): Promise<void> {
+async function converge(rt: KeeperRuntime, action: Action<'converge'>, cd: ClusterData, obs: PgObservation): Promise<boolean> {
   const { db } = action;
   const { pg, log } = rt;
   const wasRunning = await pg.isRunning();
   let running = wasRunning;
+  let changed = false;
   if (action.role === 'master' && !running && obs.role === 'standby') {
     await recoverThenPromote(rt, cd, db);
     running = true;
+    changed = true;
   }
   if (action.promote) {
     // Promote first: the manager (like pg_ctl) needs the instance still in standby mode, and
     // rewriting the configuration below removes standby.signal.
     await pg.promote(rt.waitReadyMs());
+    changed = true;
   }
   updateInternalOnly(rt, db, action.role === 'master', wasRunning, obs);
   const cfg = pgConfigFor(rt.config, cd, db, action.role === 'master', rt.internalOnly);
   const recovery = action.role === 'standby' ? recoveryFor(rt.config, db.uid, action.follow, action.external) : null;
-  await applyConfig(rt, cfg, recovery, running);
+  changed = (await applyConfig(rt, cfg, recovery, running)) || changed;
   if (!running) {
     try {
       await startPostgres(rt);
@@ -204,20 +220,39 @@ async function converge(rt: KeeperRuntime, action: Action<'converge'>, cd: Clust
       rt.startError = errorMessage(err);
       throw err;
     }
+    changed = true;
   } else if (db.spec.automaticPgRestart === true) {
     const worthy = restartWorthy((await pg.observe()).pendingRestart, action.role === 'master');
     if (worthy.length > 0) {
       log.info({ parameters: worthy }, `restarting postgres to apply ${worthy.join(', ')} (automaticPgRestart)`);
       await pg.restart(rt.waitReadyMs());
+      changed = true;
     }
   }
   const slots = slotsFor(cd, db, action.role, action.follow, action.external);
-  if (slots !== undefined) {
+  if (slots !== undefined && (changed || !slotsMatch(obs, slots))) {
     await pg.syncSlots(slots);
+    changed = true;
   }
   if (rt.local.generation !== db.generation) {
     await rt.setLocal({ ...rt.local, generation: db.generation, clusterUID: cd.cluster.uid });
+    changed = true;
   }
+  return changed;
+}
+
+/**
+ * Whether the pass's observation shows the replication slots exactly as `wanted`: PostgreSQL was
+ * probed (running, no probe error), every wanted slot exists and no other `stolon_` slot does (what
+ * `syncSlots` would create or drop). Slots not named `stolon_*` are the operator's and not counted.
+ */
+function slotsMatch(obs: Pick<PgObservation, 'running' | 'error' | 'slots'>, wanted: readonly string[]): boolean {
+  if (!obs.running || obs.error !== undefined) {
+    return false;
+  }
+  const have = new Set(obs.slots);
+  const want = new Set(wanted);
+  return wanted.every((n) => have.has(n)) && obs.slots.every((n) => !n.startsWith('stolon_') || want.has(n));
 }
 
 /**
@@ -263,12 +298,13 @@ function updateInternalOnly(rt: KeeperRuntime, db: DB, isPrimary: boolean, runni
  * (CONFIG_INVALID: a bad pgParameters value, a pg_hba line PostgreSQL rejects) is not retried
  * and does not stop the DB from converging: the previous files stay, and the activity says so
  * (a primary must not be failed over for a typo).
+ * @returns true when it wrote (or refused) a configuration, false when it was already applied
  * @throws any other error of the write or the reload
  */
-async function applyConfig(rt: KeeperRuntime, cfg: PgConfig, recovery: RecoveryConfig | null, running: boolean): Promise<void> {
+async function applyConfig(rt: KeeperRuntime, cfg: PgConfig, recovery: RecoveryConfig | null, running: boolean): Promise<boolean> {
   const key = configKey(cfg, recovery);
   if (key === rt.appliedConfigKey) {
-    return;
+    return false;
   }
   try {
     const res = await rt.pg.writeConfig(cfg, recovery);
@@ -277,12 +313,13 @@ async function applyConfig(rt: KeeperRuntime, cfg: PgConfig, recovery: RecoveryC
     }
     rt.appliedConfigKey = key;
     rt.clearActivity('config-rejected');
+    return true;
   } catch (err) {
     if (err instanceof StolonError && err.code === 'CONFIG_INVALID') {
       rt.activity = { kind: 'config-rejected', message: err.message };
       rt.log.warn({ err, field: err.field }, `configuration rejected, previous one kept: ${err.message}`);
       rt.appliedConfigKey = key;
-      return;
+      return true;
     }
     throw err;
   }

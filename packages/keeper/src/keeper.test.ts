@@ -495,6 +495,41 @@ describe('keeper in-process: passes the clusterdata watch asks for', () => {
     await until('a pass for the relevant change', () => pg.count('observe') > observed, 1500);
   });
 
+  it('a steady-state pass publishes once and observes once: nothing changed, so no second publish and no slot sync', async () => {
+    const pg = runningPg('master');
+    let publishes = 0;
+    await startKeeper(fast().withPrimary('k1').withStandby('k2').build(), {
+      pg,
+      local: local('db-k1'),
+      wrapStore: (st) =>
+        new Proxy(st, {
+          get(target, prop, receiver) {
+            const v = Reflect.get(target, prop, receiver) as unknown;
+            if (prop === 'setInfo' && typeof v === 'function') {
+              return (...args: unknown[]) => {
+                publishes++;
+                return (v as (...a: unknown[]) => unknown).apply(target, args);
+              };
+            }
+            return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+          },
+        }),
+    });
+    // The first converge creates the standby's slot (a change, reported at once).
+    await until('the slot for the standby', () => pg.inst.slots.includes('stolon_db-k2'));
+    await new Promise((res) => setTimeout(res, 300));
+    const [observed, published, synced] = [pg.count('observe'), publishes, pg.count('syncSlots')];
+    await new Promise((res) => setTimeout(res, 1000));
+    const passes = pg.count('observe') - observed;
+    expect(passes).toBeGreaterThanOrEqual(5);
+    // One observation and one store write per pass (the 100 ms timer), no slot sync.
+    expect(publishes - published).toBe(passes);
+    expect(pg.count('syncSlots')).toBe(synced);
+    // A slot that went missing is seen in the observation and recreated.
+    pg.inst.slots = [];
+    await until('the slot recreated', () => pg.inst.slots.includes('stolon_db-k2'));
+  });
+
   it('a pass something else asked for (postgres stopped) runs in full even when the watch asked too', async () => {
     const pg = runningPg('master');
     const r = await startKeeper(aCluster({ spec: SLOW }).initialized().withPrimary('k1').build(), { pg, local: local('db-k1') });

@@ -85,8 +85,9 @@ export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Prom
     return { sentence: `${reason}; attempt ${rt.tasks.failures(task ?? '') + 1} in ${Math.ceil(waitMs / 1000)} s`, level: 'warn', key: `backoff|${reason}` };
   }
   let failed: { err: unknown } | undefined;
+  let changed = false;
   try {
-    await execute(rt, action, cd, obs);
+    changed = await execute(rt, action, cd, obs);
   } catch (err) {
     failed = { err };
   }
@@ -96,8 +97,9 @@ export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Prom
     await pg.observe().then((o) => rt.publish(cd, o)).catch(() => undefined);
     throw failed.err;
   }
-  if (action.kind === 'converge' || action.kind === 'stop-postgres' || action.kind === 'switchover-stop') {
-    // Report the result of the step at once instead of at the next pass.
+  if (changed) {
+    // Report the result of the step at once instead of at the next pass. A step that changed
+    // nothing (the steady state) is not published twice: every publish is a store write.
     await rt.publish(cd, await pg.observe());
   }
   return {

@@ -10,7 +10,7 @@ import { aCluster, keeperInfo, proxyInfo } from '@stolon-ts/cluster/testing';
 import { createLogger } from '@stolon-ts/common';
 import { waitFor } from '@stolon-ts/harness';
 import { MemoryBackend, MemoryStore, type Election, type Store } from '@stolon-ts/store';
-import { start, type SentinelHandle } from './sentinel.js';
+import { infoNeedsPublish, start, type SentinelHandle } from './sentinel.js';
 
 interface Put {
   readonly expectedRevision: string | null;
@@ -87,6 +87,71 @@ describe('sentinel', () => {
     expect(puts.length).toBeGreaterThan(before);
     expect((await admin.getClusterData())?.revision).toBe(rec?.revision);
     await admin.close();
+  });
+
+  it("writes its own info once and lets the lease keep it, though every keeper publish runs a pass; writes it again when the lease is lost", { timeout: 25_000 }, async () => {
+    const backend = new MemoryBackend();
+    const admin = new MemoryStore(backend, { clusterName: 'c1' });
+    const spec = { initMode: 'new', sleepInterval: '200ms', requestTimeout: '500ms', failInterval: '2s' } as const;
+    await admin.overwriteClusterData(serializeClusterData(aCluster({ spec }).initialized().withPrimary('k1').withStandby('k2').build()));
+    let infoWrites = 0;
+    const inner = new MemoryStore(backend, { clusterName: 'c1' });
+    const store = new Proxy(inner, {
+      get(target, prop) {
+        const v: unknown = Reflect.get(target, prop, target);
+        if (prop === 'setInfo') {
+          return (...args: Parameters<Store['setInfo']>) => {
+            if (args[0] === 'sentinels') {
+              infoWrites++;
+            }
+            return target.setInfo(...args);
+          };
+        }
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    let n = 0;
+    const publish = async (): Promise<void> => {
+      const cd = parseClusterData((await admin.getClusterData())?.text ?? '');
+      n += 1;
+      for (const k of ['k1', 'k2']) {
+        await admin.setInfo('keepers', k, { ...keeperInfo(k, cd), infoUID: `${k}-${n}` }, 2000);
+      }
+    };
+    const ticker = setInterval(() => void publish().catch(() => undefined), 50);
+    try {
+      const h = await start({ uid: 's1', leaderTtlMs: 1000 }, { store, logger: createLogger({ level: 'silent', component: 'sentinel' }) });
+      handles.push(h);
+      await waitFor(() => h.isLeader(), { timeoutMs: 5000, what: 's1 to lead' });
+      await waitFor(async () => (await admin.listInfos('sentinels'))['s1'], { timeoutMs: 5000, what: "s1's info" });
+      const before = infoWrites;
+      // 2 s: about 80 keeper publishes, each waking the sentinel for a pass; the info TTL is 5 s.
+      await new Promise((r) => setTimeout(r, 2000));
+      expect(n).toBeGreaterThan(20);
+      expect(infoWrites - before).toBe(0);
+      expect((await admin.listInfos('sentinels'))['s1']).toEqual({ UID: 's1' });
+      // An outage longer than the info's TTL (5 s): the lease expires with the key; once the store
+      // answers again, the next pass writes it anew.
+      backend.setUnavailable(true);
+      await new Promise((r) => setTimeout(r, 5500));
+      backend.setUnavailable(false);
+      await waitFor(async () => (await admin.listInfos('sentinels'))['s1'], { timeoutMs: 5000, what: "s1's info written again" });
+      expect(infoWrites).toBeGreaterThan(before);
+    } finally {
+      clearInterval(ticker);
+      await admin.close();
+    }
+  });
+
+  it('infoNeedsPublish: first time, TTL changed, lease lost or gone, or a TTL since the last write', () => {
+    const last = { ttlMs: 5000, atMs: 1000 };
+    expect(infoNeedsPublish(undefined, 5000, undefined, 0)).toBe(true);
+    expect(infoNeedsPublish(last, 5000, 4000, 2000)).toBe(false);
+    expect(infoNeedsPublish(last, 6000, 4000, 2000)).toBe(true);
+    expect(infoNeedsPublish(last, 5000, undefined, 2000)).toBe(true);
+    expect(infoNeedsPublish(last, 5000, 0, 2000)).toBe(true);
+    expect(infoNeedsPublish(last, 5000, 4000, 5999)).toBe(false);
+    expect(infoNeedsPublish(last, 5000, 4000, 6000)).toBe(true);
   });
 
   it('a proxy whose info lives but never changes (its checks fail) delays a failover by about proxyTimeout + 1 s, no more', { timeout: 20_000 }, async () => {

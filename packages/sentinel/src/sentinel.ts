@@ -152,6 +152,35 @@ function markersOf(keeperInfos: Readonly<Record<string, { infoUID: string }>>, p
 }
 
 /**
+ * Whether the sentinel must write its info (`{ UID }`, which never changes) in this pass: never
+ * written, its TTL changed, the store holds no live lease for it any more (`leaseRemainingMs`
+ * undefined or ≤ 0: lost in a store outage), or it was written a TTL ago or more (a slow refresh,
+ * should someone have deleted the key). Otherwise the lease's keepalives keep it, and the pass, which
+ * runs on every keeper and proxy publish, writes nothing: every write is an fsync on every store
+ * member.
+ * @param last when it was last written (monotonic ms) and with which TTL (ms)
+ */
+export function infoNeedsPublish(
+  last: { readonly ttlMs: number; readonly atMs: number } | undefined,
+  ttlMs: number,
+  leaseRemainingMs: number | undefined,
+  nowMs: number,
+): boolean {
+  return last === undefined || last.ttlMs !== ttlMs || leaseRemainingMs === undefined || leaseRemainingMs <= 0 || nowMs - last.atMs >= ttlMs;
+}
+
+/** Writes the sentinel's info under a lease of `ttlMs` when {@link infoNeedsPublish} says so. */
+function infoPublisher(store: Store, uid: string): (ttlMs: number) => Promise<void> {
+  let last: { readonly ttlMs: number; readonly atMs: number } | undefined;
+  return async (ttlMs) => {
+    if (infoNeedsPublish(last, ttlMs, store.infoLeaseRemainingMs('sentinels', uid), monoMs())) {
+      await store.setInfo('sentinels', uid, { UID: uid }, ttlMs);
+      last = { ttlMs, atMs: monoMs() };
+    }
+  };
+}
+
+/**
  * The keepers last seen healthy and the enabled proxies that have not published again since the
  * store came back: their info is absent, or still carries the progress marker it had at the first
  * read after the outage (`atReturn`). Such an info may be one the store has not yet deleted although
@@ -203,8 +232,9 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
   let markersAtReturn: Markers | undefined;
   let graceMs = republishGraceMs(undefined);
 
+  const publishInfo = infoPublisher(store, config.uid);
   const runPass = async (): Promise<PassResult | undefined> => {
-    await store.setInfo('sentinels', config.uid, { UID: config.uid }, Math.max(3 * sleepMs, 5000));
+    await publishInfo(Math.max(3 * sleepMs, 5000));
     let rec = await store.getClusterData();
     const readAt = monoMs();
     if (lastReadAt !== undefined && readAt - lastReadAt > graceMs) {
