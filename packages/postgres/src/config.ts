@@ -8,7 +8,7 @@
  * table tests (docs/design.md#pure-decisions).
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { StolonError, type TimelineHistoryEntry } from '@stolon-ts/cluster';
+import { StolonError, isCidr, type TimelineHistoryEntry } from '@stolon-ts/cluster';
 import type { DbClusterState, PgConfig, RecoveryConfig } from './manager.js';
 
 /**
@@ -437,16 +437,25 @@ export interface HbaOptions {
   /**
    * spec.defaultSUReplAccessMode: `all` lets the superuser and the replication role in from any
    * address on every node; `strict` only on the primary, and only from the other keepers'
-   * addresses (`peerAddresses`).
+   * addresses (`peerAddresses`); `keepers` on every node, from `peerAddresses` and `ownAddress`.
    */
-  readonly mode: 'all' | 'strict';
+  readonly mode: 'all' | 'strict' | 'keepers';
   /** Whether this node is (or is about to become) the primary; matters for `strict` only. */
   readonly isPrimary: boolean;
   /**
-   * `strict` only: advertised addresses of the other DBs (IPv4, IPv6 or host names), written
-   * sorted and deduplicated; an IPv4 address gets `/32`, an IPv6 one `/128`, a host name no mask.
+   * `strict` and `keepers`: advertised addresses of the other DBs (IPv4, IPv6 or host names),
+   * written sorted and deduplicated; an IPv4 address gets `/32`, an IPv6 one `/128`, a host name
+   * no mask.
    */
   readonly peerAddresses: readonly string[];
+  /** `keepers` only: this node's own advertised address, admitted like a peer's. */
+  readonly ownAddress?: string;
+  /**
+   * `strict` and `keepers`: spec.suAllowedCIDRs, CIDR ranges the superuser may also log in from
+   * (on every node), written in the given order.
+   * @default []
+   */
+  readonly suCidrs?: readonly string[];
   /** spec.pgHBA: `null` for the defaults (everyone with a password), otherwise lines verbatim. */
   readonly userLines: readonly string[] | null;
   /**
@@ -459,7 +468,8 @@ export interface HbaOptions {
 }
 
 /**
- * The pg_hba.conf rules (as Stolon's keeper `generateHBA`), with `scram-sha-256` everywhere:
+ * The pg_hba.conf rules (as Stolon's keeper `generateHBA`, plus mode `keepers`), with
+ * `scram-sha-256` everywhere. pg_hba.conf is read top down and the first matching line decides:
  *
  * 1. `local all <su> scram-sha-256` and `local replication <repl> scram-sha-256`, always;
  * 2. mode `all`: `host all <su>` and `host replication <repl>` from `0.0.0.0/0` and `::/0`;
@@ -467,12 +477,19 @@ export interface HbaOptions {
  *    `host all <su> A scram-sha-256` then `host replication <repl> A scram-sha-256` (Stolon
  *    used `/32` for IPv6 addresses too, and the replication auth method for the superuser —
  *    both bugs, not copied);
- * 3. unless `internalOnly`: `userLines` verbatim when non-null (`[]` = nobody else), else
+ *    mode `keepers`: the same on every node, for the peers and `ownAddress`;
+ * 3. modes `strict` and `keepers`: `host all <su> C scram-sha-256` for each of `suCidrs`, then
+ *    `host all <su> all reject`, `host replication <su> all reject` and
+ *    `host replication <repl> all reject`, so that neither role gets in from elsewhere through
+ *    the lines below (`host all all 0.0.0.0/0` matches the superuser too; Stolon's strict mode
+ *    let it in that way);
+ * 4. unless `internalOnly`: `userLines` verbatim when non-null (`[]` = nobody else), else
  *    `host all all 0.0.0.0/0 scram-sha-256` and `host all all ::/0 scram-sha-256`.
  *
  * @throws StolonError `CONFIG_INVALID` for a role name pg_hba.conf cannot hold (empty, `"` or
- *   a newline), a peer address that is neither an IP address nor a host name (`field`
- *   `peerAddresses`), and a user line containing a newline (`field` `pgHBA[i]`).
+ *   a newline), a peer or own address that is neither an IP address nor a host name (`field`
+ *   `peerAddresses`), a range of `suCidrs` that is not a CIDR (`field` `suAllowedCIDRs`), and a
+ *   user line containing a newline (`field` `pgHBA[i]`).
  * @see https://www.postgresql.org/docs/current/auth-pg-hba-conf.html
  */
 export function renderHbaLines(opts: HbaOptions): string[] {
@@ -486,9 +503,23 @@ export function renderHbaLines(opts: HbaOptions): string[] {
       `host replication ${repl} 0.0.0.0/0 scram-sha-256`,
       `host replication ${repl} ::/0 scram-sha-256`,
     );
-  } else if (opts.isPrimary) {
-    for (const address of [...new Set(opts.peerAddresses.map(hbaAddress))].sort()) {
+  } else {
+    const keepers =
+      opts.mode === 'keepers' ? [...opts.peerAddresses, ...(opts.ownAddress !== undefined ? [opts.ownAddress] : [])] : opts.isPrimary ? opts.peerAddresses : [];
+    for (const address of [...new Set(keepers.map(hbaAddress))].sort()) {
       lines.push(`host all ${su} ${address} scram-sha-256`, `host replication ${repl} ${address} scram-sha-256`);
+    }
+    for (const cidr of opts.suCidrs ?? []) {
+      if (!isCidr(cidr)) {
+        throw new StolonError('CONFIG_INVALID', `suAllowedCIDRs: ${JSON.stringify(cidr)} is not a CIDR address range such as "10.0.0.0/8"`, {
+          field: 'suAllowedCIDRs',
+        });
+      }
+      lines.push(`host all ${su} ${cidr} scram-sha-256`);
+    }
+    lines.push(`host all ${su} all reject`, `host replication ${su} all reject`);
+    if (repl !== su) {
+      lines.push(`host replication ${repl} all reject`);
     }
   }
   if (opts.internalOnly === true) {
