@@ -31,6 +31,7 @@ import { KeeperStatus, keeperChecks } from './health.js';
 import { start } from './keeper.js';
 import { parseAllowSpecCommands } from './spec-commands.js';
 import { writeStateFile } from './state-file.js';
+import { TlsFiles, tlsSources } from './tls.js';
 
 function osUserIds(user: string): { uid: number; gid: number } {
   try {
@@ -123,11 +124,15 @@ async function main(): Promise<void> {
     // Before anything else touches the data dir: one keeper per data directory.
     const lock = acquireDataDirLock(dataDir);
     const uid = await resolveUid(flags.uid, dataDir);
-    prepared = { flags, pgBinPath, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands };
+    // Checked and copied before PostgreSQL can start with ssl on.
+    const tlsSrc = tlsSources(flags);
+    const tls = tlsSrc === undefined ? undefined : new TlsFiles(tlsSrc, dataDir, owner?.gid);
+    await tls?.install();
+    prepared = { flags, pgBinPath, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls };
   } catch (err) {
     exitOnConfigError(err, 'stolon-keeper');
   }
-  const { flags, pgBinPath, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands } = prepared;
+  const { flags, pgBinPath, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls } = prepared;
   const logger = createLogger({ level: flags.logLevel, component: 'keeper', uid, cluster: flags.clusterName });
   for (const change of dataDirChanges) {
     logger.warn({ dataDir }, `data directory: ${change}`);
@@ -145,6 +150,7 @@ async function main(): Promise<void> {
     listenAddress: flags.pgListenAddress,
     port: flags.pgPort,
     logger: logger.child({ module: 'postgres' }),
+    sslRootCert: tls?.caCopy,
   });
   const bootUuid = newBootUuid();
   const status = new KeeperStatus();
@@ -165,7 +171,7 @@ async function main(): Promise<void> {
       ...(member !== undefined ? { member } : {}),
       allowSpecCommands,
     },
-    { store, logger, pg, bootUuid, status, fencer },
+    { store, logger, pg, bootUuid, status, fencer, ...(tls !== undefined ? { tls } : {}) },
   ).catch(async (err: unknown) => {
     await fencer.stop();
     return exitOnConfigError(err, 'stolon-keeper');

@@ -16,6 +16,9 @@ export interface KeeperFlags extends CommonConfig {
   pgReplUsername: string;
   pgReplPasswordFile: string | undefined;
   pgOsUser: string;
+  pgSslCertFile: string | undefined;
+  pgSslKeyFile: string | undefined;
+  pgSslCaFile: string | undefined;
   canBeMaster: boolean;
   canBeSynchronousReplica: boolean;
   priority: number;
@@ -63,6 +66,26 @@ export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
     description: 'when the keeper runs as root, the unprivileged OS user that runs PostgreSQL',
     type: 'string',
     default: 'postgres',
+  },
+  pgSslCertFile: {
+    name: 'pg-ssl-cert-file',
+    description:
+      'PEM server certificate for PostgreSQL (needs --pg-ssl-key-file): the keeper turns ssl on with a copy of it, and ' +
+      'reloads PostgreSQL when the file changes (rotation without a restart; docs/security.md). Its subject alternative ' +
+      'names must include --pg-advertise-address for standbys verifying it. Unset: TLS as pgParameters say (off by default)',
+    type: 'string',
+  },
+  pgSslKeyFile: {
+    name: 'pg-ssl-key-file',
+    description: 'PEM private key of --pg-ssl-cert-file (not encrypted); copied for PostgreSQL with the permissions it requires',
+    type: 'string',
+  },
+  pgSslCaFile: {
+    name: 'pg-ssl-ca-file',
+    description:
+      'PEM CA certificate(s) the keepers\' server certificates chain to: PostgreSQL\'s ssl_ca_file, and this keeper connects ' +
+      'to the others (replication, pg_basebackup, pg_rewind) with sslmode=verify-full. Unset: those connections use sslmode=prefer',
+    type: 'string',
   },
   canBeMaster: { name: 'can-be-master', description: 'whether this keeper may become primary', type: 'boolean', default: true },
   canBeSynchronousReplica: {

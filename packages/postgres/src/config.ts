@@ -60,6 +60,9 @@ export const MANAGED_PARAMETERS: readonly string[] = Object.freeze([
 
 const MANAGED_SET: ReadonlySet<string> = new Set(MANAGED_PARAMETERS);
 
+/** Set by the manager, a user value dropped, only when the keeper has TLS files ({@link PgConfig.ssl}). */
+const SSL_PARAMETERS: ReadonlySet<string> = new Set(['ssl', 'ssl_cert_file', 'ssl_key_file', 'ssl_ca_file']);
+
 /** A GUC name as postgresql.conf accepts it (custom `ext.name` included). */
 const PARAMETER_NAME = /^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/;
 
@@ -139,6 +142,26 @@ export interface RenderOptions {
    * file is 0600 either way). Ignored in the other recovery modes.
    */
   readonly passfile?: string;
+  /**
+   * For an internal standby: the CA file (PEM, readable by PostgreSQL's OS user) the primary's
+   * certificate must chain to. Set: `sslmode=verify-full sslrootcert=<file>` in
+   * `primary_conninfo`; absent: `sslmode=prefer` (encrypted when the primary offers TLS, not
+   * verified). See {@link clientSslParams}.
+   */
+  readonly sslRootCert?: string | undefined;
+}
+
+/**
+ * The libpq TLS settings of the keepers' own connections to another keeper (a standby's
+ * walreceiver, pg_basebackup, pg_rewind): with a CA file, `sslmode=verify-full` (encrypted, the
+ * server's certificate chains to that CA and names the host connected to) and `sslrootcert`;
+ * without, `sslmode=prefer` (encrypted when the server offers TLS, unverified).
+ * @param rootCert absolute path of the CA file, or undefined.
+ * @returns libpq keywords → values.
+ * @see https://www.postgresql.org/docs/current/libpq-ssl.html#LIBPQ-SSL-PROTECTION
+ */
+export function clientSslParams(rootCert: string | undefined): Record<string, string> {
+  return rootCert === undefined ? { sslmode: 'prefer' } : { sslmode: 'verify-full', sslrootcert: rootCert };
 }
 
 /** The `recovery_target*` settings, in {@link RecoveryTarget} order, with their names. */
@@ -182,7 +205,7 @@ export function recoveryParameters(recovery: RecoveryConfig, options: RenderOpti
         application_name: standby.applicationName,
         host: standby.primary.host,
         port: String(standby.primary.port),
-        sslmode: 'prefer',
+        ...clientSslParams(options.sslRootCert),
         user: standby.primary.user,
       };
       if (options.passfile !== undefined) {
@@ -270,6 +293,7 @@ export function recoveryParameters(recovery: RecoveryConfig, options: RenderOpti
  * | `wal_log_hints` | always `on` (Stolon: only with usePgrewind), see below |
  * | `synchronous_standby_names` | `config.synchronousStandbyNames` |
  * | `allow_alter_system` (pg ≥ 17) | `off` |
+ * | `ssl`, `ssl_cert_file`, `ssl_key_file`, `ssl_ca_file` | with `config.ssl` only: `on` and its files (user values dropped) |
  * | recovery parameters | from `recovery`, see {@link recoveryParameters} |
  *
  * `wal_log_hints` is always on: pg_rewind needs it (or data checksums) on the *target* for the
@@ -320,7 +344,7 @@ export function renderPostgresqlConf(
     '# Set parameters through the cluster spec (pgParameters) instead.',
   ];
   for (const [lower, { name, value }] of user) {
-    if (MANAGED_SET.has(lower) || lower === 'wal_level' || lower === 'wal_keep_size') {
+    if (MANAGED_SET.has(lower) || lower === 'wal_level' || lower === 'wal_keep_size' || (config.ssl !== undefined && SSL_PARAMETERS.has(lower))) {
       continue;
     }
     lines.push(`${name} = ${quoteParameter(value)}`);
@@ -347,6 +371,10 @@ export function renderPostgresqlConf(
   }
 
   lines.push('', '# Managed by stolon-ts');
+  if (config.ssl !== undefined) {
+    // New certificate files change this file, so the keeper reloads and PostgreSQL reads them.
+    lines.push(`# TLS files (keeper --pg-ssl-*-file): digest ${config.ssl.digest.replace(/[^0-9a-f]/g, '')}`);
+  }
   const managed: [string, string][] = [
     ['listen_addresses', config.listenAddress],
     ['port', String(config.port)],
@@ -373,6 +401,12 @@ export function renderPostgresqlConf(
     // postgresql.auto.conf is emptied on every write, but ALTER SYSTEM could still change a
     // setting until then; PostgreSQL 17 can refuse it outright.
     managed.push(['allow_alter_system', 'off']);
+  }
+  if (config.ssl !== undefined) {
+    managed.push(['ssl', 'on'], ['ssl_cert_file', config.ssl.certFile], ['ssl_key_file', config.ssl.keyFile]);
+    if (config.ssl.caFile !== undefined) {
+      managed.push(['ssl_ca_file', config.ssl.caFile]);
+    }
   }
   if (recovery !== null) {
     managed.push(...recoveryParameters(recovery, options));

@@ -9,6 +9,7 @@ export type {
   DbClusterState,
   PgConfig,
   PgObservation,
+  PgSslFiles,
   PostgresManager,
   RecoveryConfig,
   RecoveryTarget,

@@ -26,4 +26,6 @@ export interface PgContext {
    * place by writeConfig, so the socket always connects to the configured port.
    */
   readonly listen: { address: string; port: number };
+  /** CA file for `sslmode=verify-full` to the other keepers (`PgManagerOptions.sslRootCert`); absent: `prefer`. */
+  readonly sslRootCert?: string;
 }

@@ -82,6 +82,13 @@ export interface PgManagerOptions {
    * ~100 bytes a socket address can hold.
    */
   readonly socketDir?: string;
+  /**
+   * CA file (PEM, readable by the OS user) that the other keepers' server certificates chain to:
+   * connections to them (a standby's walreceiver, pg_basebackup, pg_rewind and its CHECKPOINT)
+   * then use `sslmode=verify-full`. Absent: `sslmode=prefer` (encrypted when offered, unverified;
+   * the CHECKPOINT connection unencrypted). See `clientSslParams`.
+   */
+  readonly sslRootCert?: string | undefined;
 }
 
 /**
@@ -133,7 +140,16 @@ export class PgManager implements PostgresManager {
     const exec = new PgExec({ binPath: opts.binPath, osUser: opts.osUser ?? 'postgres', log });
     const listen = { address: opts.listenAddress, port: opts.port };
     const socket = new PgSocket({ dir: this.socketDir, listen, su: this.#roles.su, exec, log });
-    this.#ctx = { pgData: this.pgData, logFile: this.logFile, replPassfile: this.replPassfile, log, exec, socket, listen };
+    this.#ctx = {
+      pgData: this.pgData,
+      logFile: this.logFile,
+      replPassfile: this.replPassfile,
+      log,
+      exec,
+      socket,
+      listen,
+      ...(opts.sslRootCert !== undefined ? { sslRootCert: opts.sslRootCert } : {}),
+    };
   }
 
   /** `postgres -V` major/minor, see {@link PgExec.binaryVersion}. */
