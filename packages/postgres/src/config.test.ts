@@ -210,6 +210,37 @@ describe('renderPostgresqlConf', () => {
     );
   });
 
+  it('standby with a CA file: sslmode=verify-full and sslrootcert in primary_conninfo', () => {
+    const conf = renderPostgresqlConf(baseConfig, { mode: 'standby', standby }, 15, { passfile: '/d/r.pgpass', sslRootCert: '/d/pg-ca.crt' });
+    expect(settings(conf).get('primary_conninfo')).toBe(
+      quoteParameter(
+        "application_name='stolon_abc' host='10.0.0.1' passfile='/d/r.pgpass' port='5432' sslmode='verify-full' sslrootcert='/d/pg-ca.crt' user='repl'",
+      ),
+    );
+  });
+
+  it('server TLS files: ssl on with the keeper\'s files, user ssl settings dropped, the digest in a comment', () => {
+    const user = { ssl: 'off', SSL_Cert_File: '/elsewhere.crt', ssl_key_file: '/elsewhere.key', ssl_ca_file: '/x', ssl_min_protocol_version: 'TLSv1.3' };
+    const ssl = { certFile: '/d/pg-server.crt', keyFile: '/d/pg-server.key', caFile: '/d/pg-ca.crt', digest: '0123abcd' };
+    const conf = renderPostgresqlConf({ ...baseConfig, parameters: user, ssl }, null, 15);
+    const got = settings(conf);
+    expect([got.get('ssl'), got.get('ssl_cert_file'), got.get('ssl_key_file'), got.get('ssl_ca_file')]).toEqual([
+      "'on'",
+      "'/d/pg-server.crt'",
+      "'/d/pg-server.key'",
+      "'/d/pg-ca.crt'",
+    ]);
+    expect(got.get('ssl_min_protocol_version')).toBe("'TLSv1.3'");
+    expect(conf).not.toContain('/elsewhere');
+    expect(conf).toContain('# TLS files (keeper --pg-ssl-*-file): digest 0123abcd');
+    expect(renderPostgresqlConf({ ...baseConfig, parameters: user, ssl: { ...ssl, digest: 'ffff' } }, null, 15)).not.toBe(conf);
+  });
+
+  it('no server TLS files: the user\'s ssl settings are kept (Stolon users set them in pgParameters)', () => {
+    const got = settings(renderPostgresqlConf({ ...baseConfig, parameters: { ssl: 'on', ssl_cert_file: 'server.crt' } }, null, 15));
+    expect([got.get('ssl'), got.get('ssl_cert_file')]).toEqual(["'on'", "'server.crt'"]);
+  });
+
   it.each([
     ['name with a newline', { parameters: { 'a\nport': '1' } }],
     ['name with an equals sign', { parameters: { 'a=b': '1' } }],
