@@ -150,7 +150,7 @@ async function main(): Promise<void> {
     listenAddress: flags.pgListenAddress,
     port: flags.pgPort,
     logger: logger.child({ module: 'postgres' }),
-    sslRootCert: tls?.caCopy,
+    ...(tls?.caCopy !== undefined ? { peerSsl: { rootCert: tls.caCopy, mode: flags.pgSslPeerMode === 'verify-ca' ? 'verify-ca' : 'verify-full' } } : {}),
   });
   const bootUuid = newBootUuid();
   const status = new KeeperStatus();

@@ -19,6 +19,7 @@ export interface KeeperFlags extends CommonConfig {
   pgSslCertFile: string | undefined;
   pgSslKeyFile: string | undefined;
   pgSslCaFile: string | undefined;
+  pgSslPeerMode: string;
   canBeMaster: boolean;
   canBeSynchronousReplica: boolean;
   priority: number;
@@ -84,8 +85,18 @@ export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
     name: 'pg-ssl-ca-file',
     description:
       'PEM CA certificate(s) the keepers\' server certificates chain to: PostgreSQL\'s ssl_ca_file, and this keeper connects ' +
-      'to the others (replication, pg_basebackup, pg_rewind) with sslmode=verify-full. Unset: those connections use sslmode=prefer',
+      'to the others (replication, pg_basebackup, pg_rewind) verifying their certificates (--pg-ssl-peer-mode). Unset: those ' +
+      'connections use sslmode=prefer (encrypted when offered, unverified)',
     type: 'string',
+  },
+  pgSslPeerMode: {
+    name: 'pg-ssl-peer-mode',
+    description:
+      'with --pg-ssl-ca-file, the sslmode of this keeper\'s connections to the others: verify-full (the certificate must name the ' +
+      'address in --pg-advertise-address) or verify-ca (the chain only: for addresses no certificate can name, such as pod IPs)',
+    type: 'string',
+    choices: ['verify-full', 'verify-ca'],
+    default: 'verify-full',
   },
   canBeMaster: { name: 'can-be-master', description: 'whether this keeper may become primary', type: 'boolean', default: true },
   canBeSynchronousReplica: {

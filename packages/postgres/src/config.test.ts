@@ -5,6 +5,7 @@ import { StolonError } from '@stolon-ts/cluster';
 import {
   MANAGED_PARAMETERS,
   buildConnInfo,
+  clientSslParams,
   defaultHbaLines,
   expandDataRestoreCommand,
   formatLsn,
@@ -84,6 +85,16 @@ describe('buildConnInfo', () => {
 
   it('rejects a keyword that could inject another one', () => {
     expect(() => buildConnInfo({ 'host=x port': '1' })).toThrow(StolonError);
+  });
+});
+
+describe('clientSslParams', () => {
+  it.each([
+    [undefined, { sslmode: 'prefer' }],
+    [{ rootCert: '/d/ca.crt', mode: 'verify-full' as const }, { sslmode: 'verify-full', sslrootcert: '/d/ca.crt' }],
+    [{ rootCert: '/d/ca.crt', mode: 'verify-ca' as const }, { sslmode: 'verify-ca', sslrootcert: '/d/ca.crt' }],
+  ])('%j → %j', (peer, expected) => {
+    expect(clientSslParams(peer)).toEqual(expected);
   });
 });
 
@@ -211,7 +222,7 @@ describe('renderPostgresqlConf', () => {
   });
 
   it('standby with a CA file: sslmode=verify-full and sslrootcert in primary_conninfo', () => {
-    const conf = renderPostgresqlConf(baseConfig, { mode: 'standby', standby }, 15, { passfile: '/d/r.pgpass', sslRootCert: '/d/pg-ca.crt' });
+    const conf = renderPostgresqlConf(baseConfig, { mode: 'standby', standby }, 15, { passfile: '/d/r.pgpass', peerSsl: { rootCert: '/d/pg-ca.crt', mode: 'verify-full' } });
     expect(settings(conf).get('primary_conninfo')).toBe(
       quoteParameter(
         "application_name='stolon_abc' host='10.0.0.1' passfile='/d/r.pgpass' port='5432' sslmode='verify-full' sslrootcert='/d/pg-ca.crt' user='repl'",

@@ -143,25 +143,33 @@ export interface RenderOptions {
    */
   readonly passfile?: string;
   /**
-   * For an internal standby: the CA file (PEM, readable by PostgreSQL's OS user) the primary's
-   * certificate must chain to. Set: `sslmode=verify-full sslrootcert=<file>` in
-   * `primary_conninfo`; absent: `sslmode=prefer` (encrypted when the primary offers TLS, not
-   * verified). See {@link clientSslParams}.
+   * For an internal standby: how `primary_conninfo` verifies the primary's certificate, see
+   * {@link clientSslParams}; absent: `sslmode=prefer`.
    */
-  readonly sslRootCert?: string | undefined;
+  readonly peerSsl?: PeerSsl | undefined;
+}
+
+/**
+ * How a keeper's connections to another keeper verify its certificate: against the CA file
+ * `rootCert` (PEM, absolute, readable by PostgreSQL's OS user), with `verify-full` (the
+ * certificate also names the address connected to) or `verify-ca` (the chain only).
+ */
+export interface PeerSsl {
+  readonly rootCert: string;
+  readonly mode: 'verify-full' | 'verify-ca';
 }
 
 /**
  * The libpq TLS settings of the keepers' own connections to another keeper (a standby's
- * walreceiver, pg_basebackup, pg_rewind): with a CA file, `sslmode=verify-full` (encrypted, the
- * server's certificate chains to that CA and names the host connected to) and `sslrootcert`;
- * without, `sslmode=prefer` (encrypted when the server offers TLS, unverified).
- * @param rootCert absolute path of the CA file, or undefined.
- * @returns libpq keywords → values.
+ * walreceiver, pg_basebackup, pg_rewind): with {@link PeerSsl}, its `sslmode` (`verify-full`:
+ * encrypted, the server's certificate chains to the CA and names the host connected to;
+ * `verify-ca`: the chain only) and `sslrootcert`; without, `sslmode=prefer` (encrypted when the
+ * server offers TLS, unverified).
+ * @returns libpq keywords → values, e.g. `{ sslmode: 'verify-full', sslrootcert: '/data/pg-ca.crt' }`.
  * @see https://www.postgresql.org/docs/current/libpq-ssl.html#LIBPQ-SSL-PROTECTION
  */
-export function clientSslParams(rootCert: string | undefined): Record<string, string> {
-  return rootCert === undefined ? { sslmode: 'prefer' } : { sslmode: 'verify-full', sslrootcert: rootCert };
+export function clientSslParams(peer: PeerSsl | undefined): Record<string, string> {
+  return peer === undefined ? { sslmode: 'prefer' } : { sslmode: peer.mode, sslrootcert: peer.rootCert };
 }
 
 /** The `recovery_target*` settings, in {@link RecoveryTarget} order, with their names. */
@@ -205,7 +213,7 @@ export function recoveryParameters(recovery: RecoveryConfig, options: RenderOpti
         application_name: standby.applicationName,
         host: standby.primary.host,
         port: String(standby.primary.port),
-        ...clientSslParams(options.sslRootCert),
+        ...clientSslParams(options.peerSsl),
         user: standby.primary.user,
       };
       if (options.passfile !== undefined) {

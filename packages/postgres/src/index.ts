@@ -42,6 +42,7 @@ export {
   renderSynchronousStandbyNames,
   type ConfigProblem,
   type HbaOptions,
+  type PeerSsl,
   type RenderOptions,
   type RewindOutput,
   type SynchronousStandbysSpec,

@@ -27,6 +27,7 @@ import type {
   StandbySettings,
   WriteConfigResult,
 } from './manager.js';
+import type { PeerSsl } from './config.js';
 import { baseBackup, restoreData, waitRecoveryDone } from './pg-clone.js';
 import { restoreLastGoodConfig, writeConfig } from './pg-conf-files.js';
 import type { PgContext } from './pg-context.js';
@@ -83,12 +84,12 @@ export interface PgManagerOptions {
    */
   readonly socketDir?: string;
   /**
-   * CA file (PEM, readable by the OS user) that the other keepers' server certificates chain to:
-   * connections to them (a standby's walreceiver, pg_basebackup, pg_rewind and its CHECKPOINT)
-   * then use `sslmode=verify-full`. Absent: `sslmode=prefer` (encrypted when offered, unverified;
+   * How connections to the other keepers (a standby's walreceiver, pg_basebackup, pg_rewind and
+   * its CHECKPOINT) verify their certificates: a CA file (PEM, readable by the OS user) and
+   * `verify-full` or `verify-ca`. Absent: `sslmode=prefer` (encrypted when offered, unverified;
    * the CHECKPOINT connection unencrypted). See `clientSslParams`.
    */
-  readonly sslRootCert?: string | undefined;
+  readonly peerSsl?: PeerSsl | undefined;
 }
 
 /**
@@ -148,7 +149,7 @@ export class PgManager implements PostgresManager {
       exec,
       socket,
       listen,
-      ...(opts.sslRootCert !== undefined ? { sslRootCert: opts.sslRootCert } : {}),
+      ...(opts.peerSsl !== undefined ? { peerSsl: opts.peerSsl } : {}),
     };
   }
 
