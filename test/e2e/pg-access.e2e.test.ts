@@ -13,6 +13,8 @@
  * - Certificates rotate without downtime: a CA bundle (old and new CA) first, then the new
  *   certificate and key; the keeper reloads PostgreSQL (same postmaster, an open session keeps
  *   working) and the new certificate is served.
+ * - After a failover the former primary rejoins with pg_rewind (a superuser connection from a
+ *   keeper's address, over verified TLS).
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -45,6 +47,9 @@ const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
   keepers: 2,
   sentinels: 1,
   proxies: 1,
+  // A former primary rejoins with pg_rewind: its superuser connection to the new primary goes
+  // through pg_hba (a keeper's address) and TLS (verify-full) too.
+  spec: { initMode: 'new', usePgrewind: true },
   keeperArgs: ['--pg-ssl-cert-file', src.cert, '--pg-ssl-key-file', src.key, '--pg-ssl-ca-file', src.ca],
   setup: async (c) => {
     await query(c.proxyClientConfig(0), "create role app login password 'app-secret'");
@@ -167,5 +172,19 @@ describe('server TLS', () => {
     } finally {
       await held.end().catch(() => undefined);
     }
+  });
+
+  it('after a failover the former primary rejoins with pg_rewind over verified TLS, and replicates over it again', async () => {
+    const { primary, standby } = await primaryAndStandby();
+    await query(e2e.cluster.proxyClientConfig(0), 'create table if not exists f (id int)');
+    await e2e.cluster.killKeeperNode(primary);
+    await waitFor(async () => ((await e2e.cluster.primaryIndex()) === standby ? true : undefined), { timeoutMs: 60_000, what: 'the standby promoted' });
+    await e2e.cluster.startKeeper(primary);
+    await waitKeepersConverged(e2e.cluster, 2, 90_000);
+    const logs = e2e.cluster.logs();
+    expect(logs).toContain('pg_rewind complete');
+    expect(logs).not.toContain('pg_rewind failed');
+    const [receiver] = await query<{ conninfo: string }>(e2e.cluster.directClientConfig(primary), 'select conninfo from pg_stat_wal_receiver');
+    expect(receiver?.conninfo).toMatch(/sslmode=verify-full/);
   });
 });
