@@ -527,6 +527,11 @@ describe('renderHbaLines / defaultHbaLines / renderHba', () => {
       [...local, 'host all su 127.0.0.1/32 scram-sha-256', 'host replication repl 127.0.0.1/32 scram-sha-256', ...reject],
     ],
     [
+      '13b. keepers: a wildcard advertise address (listen "*" reused) is left out, not refused',
+      { mode: 'keepers', peerAddresses: ['0.0.0.0', '10.0.0.2'], ownAddress: '*', userLines: [] },
+      [...local, 'host all su 10.0.0.2/32 scram-sha-256', 'host replication repl 10.0.0.2/32 scram-sha-256', ...reject],
+    ],
+    [
       '14. keepers, superuser and replication role the same: one reject for replication',
       { mode: 'keepers', replUsername: 'su', ownAddress: '127.0.0.1', userLines: [] },
       [

@@ -519,7 +519,8 @@ export interface HbaOptions {
  *    `host all <su> A scram-sha-256` then `host replication <repl> A scram-sha-256` (Stolon
  *    used `/32` for IPv6 addresses too, and the replication auth method for the superuser —
  *    both bugs, not copied);
- *    mode `keepers`: the same on every node, for the peers and `ownAddress`;
+ *    mode `keepers`: the same on every node, for the peers and `ownAddress` (wildcards such as
+ *    `*` or `0.0.0.0`, which name no host, are left out);
  * 3. modes `strict` and `keepers`: `host all <su> C scram-sha-256` for each of `suCidrs`, then
  *    `host all <su> all reject`, `host replication <su> all reject` and
  *    `host replication <repl> all reject`, so that neither role gets in from elsewhere through
@@ -548,7 +549,8 @@ export function renderHbaLines(opts: HbaOptions): string[] {
   } else {
     const keepers =
       opts.mode === 'keepers' ? [...opts.peerAddresses, ...(opts.ownAddress !== undefined ? [opts.ownAddress] : [])] : opts.isPrimary ? opts.peerAddresses : [];
-    for (const address of [...new Set(keepers.map(hbaAddress))].sort()) {
+    // A wildcard advertise address (a listen address reused as it) names no host: nothing to admit.
+    for (const address of [...new Set(keepers.filter((a) => !WILDCARD_ADDRESSES.has(a)).map(hbaAddress))].sort()) {
       lines.push(`host all ${su} ${address} scram-sha-256`, `host replication ${repl} ${address} scram-sha-256`);
     }
     for (const cidr of opts.suCidrs ?? []) {
@@ -583,6 +585,9 @@ export function renderHbaLines(opts: HbaOptions): string[] {
   });
   return lines;
 }
+
+/** Listen addresses that mean "every interface": never a keeper's own address in pg_hba.conf. */
+const WILDCARD_ADDRESSES: ReadonlySet<string> = new Set(['*', '0.0.0.0', '::']);
 
 /**
  * {@link renderHbaLines} with mode `all` (Stolon's default `defaultSUReplAccessMode`), kept for
