@@ -15,6 +15,9 @@
  *   working) and the new certificate is served.
  * - After a failover the former primary rejoins with pg_rewind (a superuser connection from a
  *   keeper's address, over verified TLS).
+ * - A second cluster on the same etcd, its keepers started with `--pg-ssl-required`: a login
+ *   without TLS is rejected (even the superuser's from a keeper's address), with TLS it works,
+ *   directly and through the proxy, and the standby replicates.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -24,7 +27,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { e2eCluster, makeEtcdTestCerts, query, waitFor, waitKeepersConverged } from '@stolon-ts/harness';
+import { e2eCluster, makeEtcdTestCerts, query, waitFor, waitKeepersConverged, type LocalCluster } from '@stolon-ts/harness';
 
 const PSQL = '/usr/lib/postgresql/15/bin/psql';
 /** The operator's files the keepers read (rotated in place by the last test). */
@@ -186,5 +189,53 @@ describe('server TLS', () => {
     expect(logs).not.toContain('pg_rewind failed');
     const [receiver] = await query<{ conninfo: string }>(e2e.cluster.directClientConfig(primary), 'select conninfo from pg_stat_wal_receiver');
     expect(receiver?.conninfo).toMatch(/sslmode=verify-full/);
+  });
+});
+
+describe('--pg-ssl-required', () => {
+  let c2: LocalCluster;
+  let tls: pg.ClientConfig['ssl'];
+
+  it('rejects every login without TLS, even the superuser\'s from a keeper\'s address; with TLS it works, directly and through the proxy', async () => {
+    c2 = await e2e.startCluster({
+      dir: join(e2e.dir, 'required'),
+      etcd: e2e.cluster.etcd,
+      clusterName: 'pgsslreq',
+      keepers: 2,
+      expect: 'none',
+      keeperArgs: ['--pg-ssl-cert-file', src.cert, '--pg-ssl-key-file', src.key, '--pg-ssl-ca-file', src.ca, '--pg-ssl-required'],
+    });
+    tls = { ca: await readFile(src.ca, 'utf8') };
+    await waitFor(
+      async () => {
+        try {
+          const rows = await query<{ r: boolean }>({ ...c2.proxyClientConfig(0), ssl: tls }, 'select pg_is_in_recovery() as r');
+          return rows[0]?.r === false ? true : undefined;
+        } catch {
+          return undefined;
+        }
+      },
+      { timeoutMs: 120_000, intervalMs: 500, what: 'a writable primary through the proxy, over TLS' },
+    );
+    await waitKeepersConverged(c2, 2, 90_000);
+    for (let i = 0; i < 2; i++) {
+      expect(await login(c2.directClientConfig(i))).toMatch(/pg_hba\.conf rejects connection for host "127\.0\.0\.1", user "postgres", database "postgres", no encryption/);
+      expect(await login({ ...c2.directClientConfig(i), ssl: tls })).toBe('ok');
+    }
+    expect(await login(c2.proxyClientConfig(0))).toMatch(/no encryption/);
+  });
+
+  it('the standby replicates over verified TLS', async () => {
+    let primary = -1;
+    for (let i = 0; i < 2; i++) {
+      const [row] = await query<{ r: boolean }>({ ...c2.directClientConfig(i), ssl: tls }, 'select pg_is_in_recovery() as r');
+      primary = row?.r === false ? i : primary;
+    }
+    expect(primary).toBeGreaterThanOrEqual(0);
+    const senders = await query<{ ssl: boolean }>(
+      { ...c2.directClientConfig(primary), ssl: tls },
+      "select s.ssl from pg_stat_replication r join pg_stat_ssl s using (pid) where r.application_name like 'stolon_%'",
+    );
+    expect(senders).toEqual([{ ssl: true }]);
   });
 });

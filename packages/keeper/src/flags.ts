@@ -20,6 +20,7 @@ export interface KeeperFlags extends CommonConfig {
   pgSslKeyFile: string | undefined;
   pgSslCaFile: string | undefined;
   pgSslPeerMode: string;
+  pgSslRequired: boolean;
   canBeMaster: boolean;
   canBeSynchronousReplica: boolean;
   priority: number;
@@ -97,6 +98,14 @@ export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
     type: 'string',
     choices: ['verify-full', 'verify-ca'],
     default: 'verify-full',
+  },
+  pgSslRequired: {
+    name: 'pg-ssl-required',
+    description:
+      'reject every TCP login to PostgreSQL without TLS (hostnossl … reject first in pg_hba.conf, before pgHBA); needs ' +
+      '--pg-ssl-cert-file, on every keeper. Without --pg-ssl-ca-file this keeper connects to the others with sslmode=require',
+    type: 'boolean',
+    default: false,
   },
   canBeMaster: { name: 'can-be-master', description: 'whether this keeper may become primary', type: 'boolean', default: true },
   canBeSynchronousReplica: {

@@ -31,6 +31,8 @@ export interface KeeperIdentity {
   readonly uid?: string;
   /** `--allow-spec-commands` (spec-commands.ts); absent: none allowed. */
   readonly allowSpecCommands?: ReadonlySet<SpecCommand>;
+  /** `--pg-ssl-required`: pg_hba rejects every TCP login without TLS. */
+  readonly pgSslRequired?: boolean;
 }
 
 const NONE_ALLOWED: ReadonlySet<SpecCommand> = new Set();
@@ -94,6 +96,7 @@ export function pgConfigFor(id: KeeperIdentity, cd: ClusterData, db: DB, isPrima
       ].sort(),
       userLines: db.spec.pgHBA,
       internalOnly,
+      requireSsl: id.pgSslRequired === true,
     }),
   };
 }

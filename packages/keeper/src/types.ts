@@ -45,6 +45,8 @@ export interface KeeperConfig {
    * Absent: none, the flag's default.
    */
   readonly allowSpecCommands?: ReadonlySet<SpecCommand>;
+  /** `--pg-ssl-required`: PostgreSQL rejects every TCP login without TLS (pg_hba.conf). */
+  readonly pgSslRequired?: boolean;
 }
 
 export interface KeeperDeps {

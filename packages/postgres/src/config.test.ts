@@ -93,6 +93,7 @@ describe('clientSslParams', () => {
     [undefined, { sslmode: 'prefer' }],
     [{ rootCert: '/d/ca.crt', mode: 'verify-full' as const }, { sslmode: 'verify-full', sslrootcert: '/d/ca.crt' }],
     [{ rootCert: '/d/ca.crt', mode: 'verify-ca' as const }, { sslmode: 'verify-ca', sslrootcert: '/d/ca.crt' }],
+    [{ mode: 'require' as const }, { sslmode: 'require' }],
   ])('%j → %j', (peer, expected) => {
     expect(clientSslParams(peer)).toEqual(expected);
   });
@@ -525,6 +526,20 @@ describe('renderHbaLines / defaultHbaLines / renderHba', () => {
       '13. keepers, a single keeper: itself only',
       { mode: 'keepers', ownAddress: '127.0.0.1', userLines: [] },
       [...local, 'host all su 127.0.0.1/32 scram-sha-256', 'host replication repl 127.0.0.1/32 scram-sha-256', ...reject],
+    ],
+    [
+      '13a. requireSsl: every TCP login without TLS rejected first, before the keepers, the su CIDRs and the user lines',
+      { mode: 'keepers', ownAddress: '127.0.0.1', suCidrs: ['10.0.0.0/8'], userLines: ['host all all 0.0.0.0/0 trust'], requireSsl: true },
+      [
+        ...local,
+        'hostnossl all all all reject',
+        'hostnossl replication all all reject',
+        'host all su 127.0.0.1/32 scram-sha-256',
+        'host replication repl 127.0.0.1/32 scram-sha-256',
+        'host all su 10.0.0.0/8 scram-sha-256',
+        ...reject,
+        'host all all 0.0.0.0/0 trust',
+      ],
     ],
     [
       '13b. keepers: a wildcard advertise address (listen "*" reused) is left out, not refused',

@@ -150,26 +150,28 @@ export interface RenderOptions {
 }
 
 /**
- * How a keeper's connections to another keeper verify its certificate: against the CA file
- * `rootCert` (PEM, absolute, readable by PostgreSQL's OS user), with `verify-full` (the
- * certificate also names the address connected to) or `verify-ca` (the chain only).
+ * How a keeper's connections to another keeper use TLS: `verify-full` (the certificate chains to
+ * the CA file `rootCert` — PEM, absolute, readable by PostgreSQL's OS user — and names the address
+ * connected to), `verify-ca` (the chain only), or `require` (encrypted, not verified; no CA).
  */
-export interface PeerSsl {
-  readonly rootCert: string;
-  readonly mode: 'verify-full' | 'verify-ca';
-}
+export type PeerSsl =
+  | { readonly mode: 'verify-full' | 'verify-ca'; readonly rootCert: string }
+  | { readonly mode: 'require' };
 
 /**
  * The libpq TLS settings of the keepers' own connections to another keeper (a standby's
  * walreceiver, pg_basebackup, pg_rewind): with {@link PeerSsl}, its `sslmode` (`verify-full`:
  * encrypted, the server's certificate chains to the CA and names the host connected to;
- * `verify-ca`: the chain only) and `sslrootcert`; without, `sslmode=prefer` (encrypted when the
- * server offers TLS, unverified).
+ * `verify-ca`: the chain only; both with `sslrootcert`; `require`: encrypted, unverified);
+ * without, `sslmode=prefer` (encrypted when the server offers TLS, unverified).
  * @returns libpq keywords → values, e.g. `{ sslmode: 'verify-full', sslrootcert: '/data/pg-ca.crt' }`.
  * @see https://www.postgresql.org/docs/current/libpq-ssl.html#LIBPQ-SSL-PROTECTION
  */
 export function clientSslParams(peer: PeerSsl | undefined): Record<string, string> {
-  return peer === undefined ? { sslmode: 'prefer' } : { sslmode: peer.mode, sslrootcert: peer.rootCert };
+  if (peer === undefined) {
+    return { sslmode: 'prefer' };
+  }
+  return peer.mode === 'require' ? { sslmode: 'require' } : { sslmode: peer.mode, sslrootcert: peer.rootCert };
 }
 
 /** The `recovery_target*` settings, in {@link RecoveryTarget} order, with their names. */
@@ -501,6 +503,12 @@ export interface HbaOptions {
   /** spec.pgHBA: `null` for the defaults (everyone with a password), otherwise lines verbatim. */
   readonly userLines: readonly string[] | null;
   /**
+   * The keeper's `--pg-ssl-required`: every TCP login without TLS is rejected, first thing after
+   * the `local` lines, whoever and whatever the lines below say.
+   * @default false
+   */
+  readonly requireSsl?: boolean;
+  /**
    * Only the superuser/replication rules, no user lines nor defaults: the "internal only"
    * state Stolon uses to keep clients out of a primary that has not got its synchronous
    * standbys yet (see `internalOnlyHba` in the keeper's plan.ts).
@@ -513,7 +521,8 @@ export interface HbaOptions {
  * The pg_hba.conf rules (as Stolon's keeper `generateHBA`, plus mode `keepers`), with
  * `scram-sha-256` everywhere. pg_hba.conf is read top down and the first matching line decides:
  *
- * 1. `local all <su> scram-sha-256` and `local replication <repl> scram-sha-256`, always;
+ * 1. `local all <su> scram-sha-256` and `local replication <repl> scram-sha-256`, always; with
+ *    `requireSsl`, then `hostnossl all all all reject` and `hostnossl replication all all reject`;
  * 2. mode `all`: `host all <su>` and `host replication <repl>` from `0.0.0.0/0` and `::/0`;
  *    mode `strict`: on the primary only, for each peer address A (sorted),
  *    `host all <su> A scram-sha-256` then `host replication <repl> A scram-sha-256` (Stolon
@@ -539,6 +548,9 @@ export function renderHbaLines(opts: HbaOptions): string[] {
   const su = hbaName(opts.suUsername);
   const repl = hbaName(opts.replUsername);
   const lines = [`local all ${su} scram-sha-256`, `local replication ${repl} scram-sha-256`];
+  if (opts.requireSsl === true) {
+    lines.push('hostnossl all all all reject', 'hostnossl replication all all reject');
+  }
   if (opts.mode === 'all') {
     lines.push(
       `host all ${su} 0.0.0.0/0 scram-sha-256`,

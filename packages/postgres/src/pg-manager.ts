@@ -85,9 +85,9 @@ export interface PgManagerOptions {
   readonly socketDir?: string;
   /**
    * How connections to the other keepers (a standby's walreceiver, pg_basebackup, pg_rewind and
-   * its CHECKPOINT) verify their certificates: a CA file (PEM, readable by the OS user) and
-   * `verify-full` or `verify-ca`. Absent: `sslmode=prefer` (encrypted when offered, unverified;
-   * the CHECKPOINT connection unencrypted). See `clientSslParams`.
+   * its CHECKPOINT) use TLS: a CA file (PEM, readable by the OS user) and `verify-full` or
+   * `verify-ca`, or `require` (encrypted, unverified). Absent: `sslmode=prefer` (encrypted when
+   * offered, unverified; the CHECKPOINT connection unencrypted). See `clientSslParams`.
    */
   readonly peerSsl?: PeerSsl | undefined;
 }

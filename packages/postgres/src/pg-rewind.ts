@@ -227,14 +227,16 @@ async function checkpointSource(ctx: PgContext, source: ConnTarget): Promise<voi
     query_timeout: 60_000,
     // As pg_rewind's own connection: verified TLS with a CA (node's TLS checks the host name or
     // IP, unless the mode is verify-ca).
-    ...(ctx.peerSsl !== undefined
-      ? {
-          ssl: {
-            ca: await fs.readFile(ctx.peerSsl.rootCert, 'utf8'),
-            ...(ctx.peerSsl.mode === 'verify-ca' ? { checkServerIdentity: () => undefined } : {}),
-          },
-        }
-      : {}),
+    ...(ctx.peerSsl === undefined
+      ? {}
+      : ctx.peerSsl.mode === 'require'
+        ? { ssl: { rejectUnauthorized: false } }
+        : {
+            ssl: {
+              ca: await fs.readFile(ctx.peerSsl.rootCert, 'utf8'),
+              ...(ctx.peerSsl.mode === 'verify-ca' ? { checkServerIdentity: () => undefined } : {}),
+            },
+          }),
   });
   client.on('error', (err) => ctx.log.debug({ err: errorMessage(err) }, 'rewind source connection error'));
   try {
