@@ -274,6 +274,16 @@ async function startKubeStandin(
   }
 }
 
+/**
+ * The spec `stolonctl init` gets: `spec` (default `{"initMode":"new"}`); in a chaos network,
+ * unless the spec says otherwise, `suAllowedCIDRs` admits the superuser from the host address,
+ * where the proxies and the test's own connections come from (the keepers are elsewhere).
+ */
+function initSpec(spec: Record<string, unknown> | undefined, network: ChaosNetwork | undefined): Record<string, unknown> {
+  const base = spec ?? { initMode: 'new' };
+  return network === undefined || 'suAllowedCIDRs' in base ? base : { ...base, suAllowedCIDRs: [`${network.hostAddress}/32`] };
+}
+
 /** Runs a node program and collects its output. */
 export function runNode(script: string, args: readonly string[], stdin?: string, env?: NodeJS.ProcessEnv): Promise<CommandResult> {
   return new Promise((res) => {
@@ -436,12 +446,12 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       // (`stolonctl spec` to see whether the cluster exists, then `init` without --yes).
       const initFlags = [...storeFlags(), ...identityFlags('init')];
       const existing = await runNode(binPath('stolonctl'), [...initFlags, 'spec']);
-      const init = existing.code === 0 ? existing : await runNode(binPath('stolonctl'), [...initFlags, 'init', JSON.stringify(opts.spec ?? { initMode: 'new' })]);
+      const init = existing.code === 0 ? existing : await runNode(binPath('stolonctl'), [...initFlags, 'init', JSON.stringify(initSpec(opts.spec, network))]);
       if (init.code !== 0) {
         throw new Error(`stolonctl init failed (${init.code}): ${init.stderr}`);
       }
     } else if ((await runNode(binPath('stolonctl'), [...storeFlags(), 'status', '--format', 'json'])).code !== 0) {
-      const init = await stolonctl(['init', '--yes', JSON.stringify(opts.spec ?? { initMode: 'new' })]);
+      const init = await stolonctl(['init', '--yes', JSON.stringify(initSpec(opts.spec, network))]);
       if (init.code !== 0) {
         throw new Error(`stolonctl init failed (${init.code}): ${init.stderr}`);
       }
