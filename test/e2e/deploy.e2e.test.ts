@@ -13,7 +13,10 @@
  * 4. The wiring holds: one cluster name everywhere (labels, RBAC resourceNames), probes on the
  *    ports the keeper listens on, Services and disruption budgets selecting real pods, password
  *    files inside the mounted Secret, keeper uids valid, the init spec valid, least-privilege
- *    RBAC, non-root pods, tini kept as PID 1 (`args`, never `command`).
+ *    RBAC (one ServiceAccount and Role per component; deploy-rbac.e2e.test.ts checks the Roles
+ *    against the requests the programs make), a NetworkPolicy that lets only proxies, keepers and
+ *    a backup Job reach the keepers' PostgreSQL, non-root pods, tini kept as PID 1 (`args`, never
+ *    `command`).
  * 5. Failsafe mode can act ({@link failsafeProblems}): the keepers serve the member API on a
  *    declared port and advertise their pod IP, and keepers and proxies read one member token from
  *    the same key of a mounted Secret, as files their user can read.
@@ -26,6 +29,7 @@ import { parseAllDocuments } from 'yaml';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import { Job } from 'kubernetes-models/batch/v1/Job';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
 import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
@@ -129,6 +133,7 @@ const MODELS: Record<string, { model: { new (data: never): { validate(): void } 
   'apps/v1 StatefulSet': { model: StatefulSet, types: 'kubernetes-models/apps/v1/StatefulSet' },
   'apps/v1 Deployment': { model: Deployment, types: 'kubernetes-models/apps/v1/Deployment' },
   'batch/v1 Job': { model: Job, types: 'kubernetes-models/batch/v1/Job' },
+  'networking.k8s.io/v1 NetworkPolicy': { model: NetworkPolicy, types: 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy' },
   'policy/v1 PodDisruptionBudget': { model: PodDisruptionBudget, types: 'kubernetes-models/policy/v1/PodDisruptionBudget' },
   'rbac.authorization.k8s.io/v1 Role': { model: Role, types: 'kubernetes-models/rbac.authorization.k8s.io/v1/Role' },
   'rbac.authorization.k8s.io/v1 RoleBinding': { model: RoleBinding, types: 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding' },
@@ -297,6 +302,53 @@ function expandEnv(c: Container, podLabels: Record<string, string>, ordinal: num
 const container = (w: Workload, name: string) => w.spec.template.spec.containers.find((c) => c.name === name)!;
 const portOf = (c: Container, port: string | number | undefined) => (typeof port === 'number' ? port : c.ports?.find((p) => p.name === port)?.containerPort);
 const matches = (selector: Record<string, string>, labels: Record<string, string>) => Object.entries(selector).every(([k, v]) => labels[k] === v);
+
+/** A NetworkPolicy, as much as {@link keeperIngress} reads. */
+type NetworkPolicyObj = Obj & {
+  spec: {
+    podSelector: { matchLabels?: Record<string, string> };
+    policyTypes?: string[];
+    ingress: { ports?: { port?: number | string; protocol?: string }[]; from?: { podSelector?: { matchLabels?: Record<string, string> }; namespaceSelector?: unknown; ipBlock?: unknown }[] }[];
+  };
+};
+
+/**
+ * Who may connect to each port the keeper pods declare, by the NetworkPolicies selecting them
+ * (Ingress): `'any'` when some rule admits everyone, else the workloads (`Kind/name`) whose pods
+ * a rule's pod selectors match, `component=<c>` for a selector matching no workload of the
+ * manifests (e.g. a backup Job), `any namespace or address` for namespace selectors and IP
+ * blocks; `[]` when nothing may.
+ * @throws (an expectation) when no NetworkPolicy selects the keeper pods.
+ */
+function keeperIngress(objs: Obj[]): Record<number, string[] | 'any'> {
+  const sts = one<Workload>(objs, 'StatefulSet', 'stolon-keeper');
+  const labels = sts.spec.template.metadata.labels;
+  const policies = byKind<NetworkPolicyObj>(objs, 'NetworkPolicy').filter(
+    (np) => matches(np.spec.podSelector.matchLabels ?? {}, labels) && (np.spec.policyTypes ?? ['Ingress']).includes('Ingress'),
+  );
+  expect(policies.map(id), 'NetworkPolicies selecting the keeper pods').not.toEqual([]);
+  const keeper = container(sts, 'keeper');
+  const out: Record<number, string[] | 'any'> = {};
+  for (const { containerPort } of keeper.ports ?? []) {
+    const rules = policies.flatMap((np) => np.spec.ingress).filter((r) => r.ports === undefined || r.ports.some((p) => (p.protocol ?? 'TCP') === 'TCP' && portOf(keeper, p.port) === containerPort));
+    if (rules.some((r) => r.from === undefined || r.from.length === 0)) {
+      out[containerPort] = 'any';
+      continue;
+    }
+    const who = rules.flatMap((r) =>
+      (r.from ?? []).flatMap((peer) => {
+        if (peer.podSelector === undefined || peer.namespaceSelector !== undefined || peer.ipBlock !== undefined) {
+          return ['any namespace or address'];
+        }
+        const sel = peer.podSelector.matchLabels ?? {};
+        const hit = workloads(objs).filter((w) => matches(sel, w.spec.template.metadata.labels)).map(id);
+        return hit.length > 0 ? hit : [`component=${sel['app.kubernetes.io/component'] ?? '?'}`];
+      }),
+    );
+    out[containerPort] = [...new Set(who)].sort();
+  }
+  return out;
+}
 
 /**
  * The Secret and key a file inside a container comes from, or why it does not come from one: the
@@ -494,31 +546,67 @@ describe('deploy/ manifests', () => {
         expect(env.map((e) => e.valueFrom?.fieldRef?.fieldPath), id(w)).toEqual(["metadata.labels['stolon-cluster']"]);
       }
       for (const role of byKind<Obj & { rules: { resources: string[]; resourceNames?: string[] }[] }>(objs, 'Role')) {
-        const names = role.rules.flatMap((r) => (r.resources.includes('configmaps') ? (r.resourceNames ?? []) : []));
-        expect(names).toEqual([`stolon-cluster-${name}`]);
+        const configMaps = role.rules.flatMap((r) => (r.resources.includes('configmaps') ? (r.resourceNames ?? []) : []));
+        expect([...new Set(configMaps)], id(role)).toEqual([`stolon-cluster-${name}`]);
+        // Leases: the sentinel leader's, or an info Lease of this cluster (stolon-cluster-<name>.<kind>.<uid>).
+        for (const lease of role.rules.flatMap((r) => (r.resources.includes('leases') ? (r.resourceNames ?? []) : []))) {
+          expect(lease, id(role)).toMatch(new RegExp(`^stolon-cluster-${name}(-sentinel-leader|\\.(keepers|sentinels|proxies)\\.[a-z0-9-]+)$`));
+        }
       }
     }
   });
 
-  it('RBAC (kubernetes backend): configmaps and leases only, update of ConfigMaps limited to the cluster one; the etcd overlay has none', () => {
+  it('RBAC (kubernetes backend): one ServiceAccount, Role and RoleBinding per component, configmaps and leases only; the etcd overlay has none', () => {
     const k = objects('deploy/overlays/kubernetes');
-    const role = one<Obj & { rules: { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }[] }>(k, 'Role', 'stolon');
-    const grants = role.rules.flatMap((r) => r.resources.flatMap((res) => r.verbs.map((v) => `${r.apiGroups.join(',')}/${res} ${v}${r.resourceNames ? ' (named)' : ''}`)));
-    expect(grants.sort()).toEqual(
-      [
-        '/configmaps get', '/configmaps list', '/configmaps watch', '/configmaps create', '/configmaps update (named)',
-        'coordination.k8s.io/leases get', 'coordination.k8s.io/leases list', 'coordination.k8s.io/leases watch',
-        'coordination.k8s.io/leases create', 'coordination.k8s.io/leases update', 'coordination.k8s.io/leases delete',
-      ].sort(),
-    );
-    const binding = one<Obj & { subjects: { kind: string; name: string; namespace?: string }[] }>(k, 'RoleBinding', 'stolon');
-    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'stolon', namespace: 'stolon' }]);
+    type Rule = { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] };
+    const components = { 'StatefulSet/stolon-keeper': 'keeper', 'Deployment/stolon-sentinel': 'sentinel', 'Deployment/stolon-proxy': 'proxy', 'Job/stolon-init': 'init' };
+    expect(workloads(k).map(id).sort()).toEqual(Object.keys(components).sort());
     for (const w of workloads(k)) {
-      expect(w.spec.template.spec.serviceAccountName, id(w)).toBe('stolon');
+      // Its own ServiceAccount (named after the component), bound to its own Role only.
+      const sa = w.spec.template.spec.serviceAccountName ?? '';
+      expect(sa, id(w)).toBe(`stolon-${components[id(w) as keyof typeof components]}`);
+      expect(one(k, 'ServiceAccount', sa).metadata.labels?.['app.kubernetes.io/component'], sa).toBe(w.spec.template.metadata.labels['app.kubernetes.io/component']);
+      const bindings = byKind<Obj & { roleRef: { kind: string; name: string }; subjects: { kind: string; name: string; namespace?: string }[] }>(k, 'RoleBinding').filter((b) =>
+        b.subjects.some((x) => x.kind === 'ServiceAccount' && x.name === sa),
+      );
+      expect(bindings.map((b) => [b.metadata.name, b.roleRef.kind, b.roleRef.name, b.subjects]), sa).toEqual([
+        [sa, 'Role', sa, [{ kind: 'ServiceAccount', name: sa, namespace: 'stolon' }]],
+      ]);
+      const rules = one<Obj & { rules: Rule[] }>(k, 'Role', sa).rules;
+      for (const r of rules) {
+        expect(r.apiGroups.length === 1 && ((r.apiGroups[0] === '' && r.resources.join() === 'configmaps') || (r.apiGroups[0] === 'coordination.k8s.io' && r.resources.join() === 'leases')), `${sa}: ${JSON.stringify(r)}`).toBe(true);
+        expect(r.verbs.filter((v) => !['get', 'list', 'watch', 'create', 'update', 'delete'].includes(v)), sa).toEqual([]);
+      }
+    }
+    expect(byKind(k, 'ServiceAccount')).toHaveLength(4);
+    // Keepers renew their Leases by name: every keeper of the StatefulSet must be listed.
+    const replicas = (one<Workload>(k, 'StatefulSet', 'stolon-keeper').spec as { replicas?: number }).replicas ?? 1;
+    const keeperLeases = one<Obj & { rules: Rule[] }>(k, 'Role', 'stolon-keeper').rules.find((r) => r.verbs.includes('update'))?.resourceNames ?? [];
+    for (let i = 0; i < replicas; i++) {
+      expect(keeperLeases).toContain(`stolon-cluster-kube-stolon.keepers.keeper${i}`);
     }
     const e = objects('deploy/overlays/etcd');
     expect(byKind(e, 'Role').concat(byKind(e, 'RoleBinding'))).toEqual([]);
-    expect(one(e, 'ServiceAccount', 'stolon').automountServiceAccountToken).toBe(false);
+    const accounts = byKind<Obj & { automountServiceAccountToken?: boolean }>(e, 'ServiceAccount');
+    expect(accounts.map((a) => [a.metadata.name, a.automountServiceAccountToken])).toEqual(byKind(k, 'ServiceAccount').map((a) => [a.metadata.name, false]));
+  });
+
+  it("NetworkPolicy: the keepers' PostgreSQL only from proxies, keepers and a backup Job, the member API only from proxies and keepers, the status port open", () => {
+    for (const dir of DIRS) {
+      const objs = objects(dir);
+      expect(keeperIngress(objs), dir).toEqual({
+        5432: ['Deployment/stolon-proxy', 'StatefulSet/stolon-keeper', 'component=backup'],
+        8080: 'any',
+        8081: ['Deployment/stolon-proxy', 'StatefulSet/stolon-keeper'],
+      });
+    }
+    // The check sees a port opened to everyone, a peer from anywhere and a port left out.
+    const objs = structuredClone(objects('deploy/overlays/kubernetes'));
+    const np = one<NetworkPolicyObj>(objs, 'NetworkPolicy', 'stolon-keeper');
+    np.spec.ingress.push({ ports: [{ port: 5432 }] });
+    np.spec.ingress[1]!.from!.push({ namespaceSelector: {} });
+    np.spec.ingress.splice(2, 1);
+    expect(keeperIngress(objs)).toEqual({ 5432: 'any', 8080: [], 8081: ['Deployment/stolon-proxy', 'StatefulSet/stolon-keeper', 'any namespace or address'] });
   });
 
   it('store backend per overlay: kubernetes with kind configmap, or etcdv3 with valid endpoints', () => {

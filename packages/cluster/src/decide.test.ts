@@ -2736,3 +2736,14 @@ describe('decide, pass after pass, with synchronous replication', () => {
     });
   });
 });
+
+describe('decide: keeper addresses for pg_hba', () => {
+  it("records a keeper's address on its DB before its data directory holds that DB (its first clone), so the primary admits its replication", () => {
+    const cd = healthyPair().build();
+    const info = keeperInfo('k2', cd, { dbUid: '' });
+    info.postgresState!.listenAddress = '10.0.0.9';
+    const out = decide(observe(cd, ['k1', info], [proxyInfo('p1', 2)]));
+    const db = Object.values(out.next.dbs).find((d) => d.spec.keeperUID === 'k2');
+    expect(db?.status).toMatchObject({ listenAddress: '10.0.0.9', healthy: false });
+  });
+});

@@ -583,12 +583,16 @@ function updateDbStatuses(
 ): void {
   for (const db of Object.values(cd.dbs)) {
     const state = infos[db.spec.keeperUID]?.postgresState;
+    if (state !== undefined && state.listenAddress !== '') {
+      // The keeper's address, even before its data directory holds this DB (a first clone):
+      // the primary admits replication from the keepers' addresses only (pg_hba.conf).
+      db.status.listenAddress = state.listenAddress;
+    }
     if (state === undefined || state.uid !== db.uid) {
       dbErrorSince[db.uid] ??= now;
       db.status.healthy = false;
       continue;
     }
-    db.status.listenAddress = state.listenAddress;
     db.status.port = state.port;
     db.status.currentGeneration = state.generation;
     if (state.discardedWal !== undefined) {
@@ -1380,6 +1384,7 @@ function finishDbSpecs(cd: ClusterData, prev: ClusterData, spec: ResolvedSpec, w
     db.spec.pgParameters = { ...spec.pgParameters };
     db.spec.pgHBA = spec.pgHBA === null ? null : [...spec.pgHBA];
     db.spec.suReplAccessMode = spec.defaultSUReplAccessMode;
+    db.spec.suAllowedCIDRs = [...spec.suAllowedCIDRs];
     db.spec.automaticPgRestart = spec.automaticPgRestart;
     if (db.spec.initMode !== 'pitr') {
       delete db.spec.pitrConfig;

@@ -10,3 +10,4 @@ export { decide, emptyMemory, isMasterType, type DecideInput, type DecideOutput,
 export { FAKE_SYNC_STANDBY } from './sync.js';
 export { SWITCHOVER_BECAME_FAILOVER } from './switchover.js';
 export { FAILSAFE_HISTORY_LIMIT } from './trace.js';
+export { isCidr } from './cidr.js';

@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 import { formatDurationMs, parseDurationMs } from './duration.js';
+import { isCidr } from './cidr.js';
 import { SpecValidationError } from './errors.js';
 import type { ClusterSpec, ResolvedSpec } from './types.js';
 
@@ -41,7 +42,10 @@ export const DEFAULT_SPEC = {
   mergePgParameters: true,
   role: 'master',
   newConfig: {},
-  defaultSUReplAccessMode: 'all',
+  // Stolon: 'all' (superuser and replication from anywhere). Ours: only from the keepers
+  // (and the superuser from suAllowedCIDRs); docs/security.md.
+  defaultSUReplAccessMode: 'keepers',
+  suAllowedCIDRs: [] as string[], // Ours.
   pgParameters: {},
   pgHBA: null,
   automaticPgRestart: false,
@@ -122,7 +126,10 @@ const specSchema = z.strictObject({
       archiveRecoverySettings: archiveRecoverySettings.optional(),
     })
     .optional(),
-  defaultSUReplAccessMode: z.enum(['all', 'strict']).optional(),
+  defaultSUReplAccessMode: z.enum(['all', 'strict', 'keepers']).optional(),
+  suAllowedCIDRs: z
+    .array(z.string().refine(isCidr, 'must be a CIDR address range such as "10.0.0.0/8" or "fd00::/64" (an address, a slash and a mask length)'))
+    .optional(),
   pgParameters: z.record(z.string(), z.string()).nullable().optional(),
   pgHBA: z
     .array(z.string().refine((s) => !/[\r\n]/.test(s), 'must not contain a newline'))
@@ -269,6 +276,7 @@ function resolveUnchecked(spec: ClusterSpec): ResolvedSpec {
     existingConfig: spec.existingConfig === undefined ? null : { ...spec.existingConfig },
     standbyConfig: spec.standbyConfig === undefined ? null : structuredClone(spec.standbyConfig),
     defaultSUReplAccessMode: spec.defaultSUReplAccessMode ?? d.defaultSUReplAccessMode,
+    suAllowedCIDRs: [...(spec.suAllowedCIDRs ?? d.suAllowedCIDRs)],
     pgParameters: { ...(spec.pgParameters ?? {}) },
     pgHBA: spec.pgHBA === undefined ? null : spec.pgHBA === null ? null : [...spec.pgHBA],
     automaticPgRestart: spec.automaticPgRestart ?? d.automaticPgRestart,

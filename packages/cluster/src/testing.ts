@@ -334,6 +334,7 @@ function buildDb(r: ResolvedSpec, p: DbPlace): DB {
       pgParameters: { ...r.pgParameters },
       pgHBA: r.pgHBA === null ? null : [...r.pgHBA],
       suReplAccessMode: r.defaultSUReplAccessMode,
+      suAllowedCIDRs: [...r.suAllowedCIDRs],
       automaticPgRestart: r.automaticPgRestart,
       role: externalPrimary ? 'standby' : p.role,
       followConfig,

@@ -16,7 +16,14 @@ export type InitMode = 'new' | 'existing' | 'pitr';
 export type DBInitMode = 'none' | InitMode | 'resync';
 export type Role = 'master' | 'standby';
 export type ClusterPhase = 'initializing' | 'normal';
-export type SUReplAccessMode = 'all' | 'strict';
+/**
+ * Who may log in as the superuser or the replication role over TCP (pg_hba.conf; docs/security.md):
+ * `all` (Stolon's default): from anywhere; `strict` (Stolon): on the primary only, from the other
+ * keepers; `keepers` (ours, the default): on every node, from every keeper (itself included).
+ * `strict` and `keepers` also admit the superuser from `suAllowedCIDRs` and reject both roles
+ * from anywhere else, whatever `pgHBA` says.
+ */
+export type SUReplAccessMode = 'all' | 'strict' | 'keepers';
 
 /**
  * The user's cluster spec, as stored (JSON form). Every field optional; durations are Go-style
@@ -61,6 +68,11 @@ export interface ClusterSpec {
   existingConfig?: { keeperUID?: string };
   standbyConfig?: StandbyConfig;
   defaultSUReplAccessMode?: SUReplAccessMode;
+  /**
+   * Our addition: CIDR ranges the superuser may also log in from (with its password) when
+   * `defaultSUReplAccessMode` is `keepers` or `strict`, e.g. the proxies' network, on every node.
+   */
+  suAllowedCIDRs?: string[];
   pgParameters?: Record<string, string> | null;
   pgHBA?: string[] | null;
   automaticPgRestart?: boolean;
@@ -140,6 +152,7 @@ export interface ResolvedSpec {
   existingConfig: { keeperUID?: string } | null;
   standbyConfig: StandbyConfig | null;
   defaultSUReplAccessMode: SUReplAccessMode;
+  suAllowedCIDRs: string[];
   pgParameters: Record<string, string>;
   pgHBA: string[] | null;
   automaticPgRestart: boolean;
@@ -288,6 +301,8 @@ export interface DBSpec {
   pgHBA: string[] | null;
   /** Our addition: `defaultSUReplAccessMode` copied from the cluster spec. */
   suReplAccessMode?: SUReplAccessMode;
+  /** Our addition: `suAllowedCIDRs` copied from the cluster spec (absent: none). */
+  suAllowedCIDRs?: string[];
   /** Our addition: `automaticPgRestart` copied from the cluster spec. */
   automaticPgRestart?: boolean;
   /**

@@ -12,7 +12,6 @@ import {
   configKey,
   describeDiscard,
   discardedRange,
-  pgConfigFor,
   pitrRecovery,
   recoveryFor,
   slotsFor,
@@ -118,7 +117,7 @@ function initPitr(rt: KeeperRuntime, action: Action<'init-pitr'>, cd: ClusterDat
     await rt.pg.stop('immediate');
     await rt.setLocal(NO_DB);
     await rt.pg.restoreData(db.spec.pitrConfig?.dataRestoreCommand ?? '');
-    await rt.pg.writeConfig(pgConfigFor(rt.config, cd, db, action.external === undefined), recovery);
+    await rt.pg.writeConfig(await rt.pgConfig(cd, db, action.external === undefined), recovery);
     await startPostgres(rt);
     if (recovery?.mode === 'recovery') {
       // Archive recovery ends with a promotion (or at the end of the archive).
@@ -207,7 +206,7 @@ async function converge(rt: KeeperRuntime, action: Action<'converge'>, cd: Clust
     changed = true;
   }
   updateInternalOnly(rt, db, action.role === 'master', wasRunning, obs);
-  const cfg = pgConfigFor(rt.config, cd, db, action.role === 'master', rt.internalOnly);
+  const cfg = await rt.pgConfig(cd, db, action.role === 'master', rt.internalOnly);
   const recovery = action.role === 'standby' ? recoveryFor(rt.config, db.uid, action.follow, action.external) : null;
   changed = (await applyConfig(rt, cfg, recovery, running)) || changed;
   if (!running) {
@@ -268,7 +267,7 @@ function slotsMatch(obs: Pick<PgObservation, 'running' | 'error' | 'slots'>, wan
  */
 async function recoverThenPromote(rt: KeeperRuntime, cd: ClusterData, db: DB): Promise<void> {
   const noUpstream = { standbySettings: {}, archiveRecoverySettings: undefined };
-  await applyConfig(rt, pgConfigFor(rt.config, cd, db, false, false), recoveryFor(rt.config, db.uid, undefined, noUpstream), false);
+  await applyConfig(rt, await rt.pgConfig(cd, db, false, false), recoveryFor(rt.config, db.uid, undefined, noUpstream), false);
   rt.log.info(`starting db ${db.uid} in recovery first: it replays every WAL record it received, on every timeline, before its promotion`);
   await startPostgres(rt);
   await rt.pg.promote(rt.waitReadyMs());

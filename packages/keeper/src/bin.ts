@@ -21,7 +21,7 @@ import {
   type ListenAddress,
   type StatusServer,
 } from '@stolon-ts/common';
-import { PgManager, resolvePgBinDir } from '@stolon-ts/postgres';
+import { PgManager, resolvePgBinDir, type PeerSsl } from '@stolon-ts/postgres';
 import { acquireDataDirLock } from './datadir-lock.js';
 import { prepareDataDir } from './datadir.js';
 import type { MemberApiConfig } from './failsafe.js';
@@ -31,6 +31,7 @@ import { KeeperStatus, keeperChecks } from './health.js';
 import { start } from './keeper.js';
 import { parseAllowSpecCommands } from './spec-commands.js';
 import { writeStateFile } from './state-file.js';
+import { TlsFiles, tlsSources } from './tls.js';
 
 function osUserIds(user: string): { uid: number; gid: number } {
   try {
@@ -93,6 +94,14 @@ function memberConfig(flags: { memberListenAddress: string | undefined; memberAd
   return { listen, advertise: adv.host.includes(':') ? `[${adv.host}]:${adv.port}` : `${adv.host}:${adv.port}`, token };
 }
 
+/** How this keeper's connections to the others use TLS (`PgManagerOptions.peerSsl`), from the flags. */
+function peerSslOf(caCopy: string | undefined, mode: string, required: boolean): { peerSsl?: PeerSsl } {
+  if (caCopy !== undefined) {
+    return { peerSsl: { rootCert: caCopy, mode: mode === 'verify-ca' ? 'verify-ca' : 'verify-full' } };
+  }
+  return required ? { peerSsl: { mode: 'require' } } : {};
+}
+
 async function main(): Promise<void> {
   let prepared;
   try {
@@ -123,11 +132,20 @@ async function main(): Promise<void> {
     // Before anything else touches the data dir: one keeper per data directory.
     const lock = acquireDataDirLock(dataDir);
     const uid = await resolveUid(flags.uid, dataDir);
-    prepared = { flags, pgBinPath, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands };
+    // Checked and copied before PostgreSQL can start with ssl on.
+    const tlsSrc = tlsSources(flags);
+    const tls = tlsSrc === undefined ? undefined : new TlsFiles(tlsSrc, dataDir, owner?.gid);
+    if (flags.pgSslRequired && tls === undefined) {
+      throw new ConfigError('--pg-ssl-required needs --pg-ssl-cert-file and --pg-ssl-key-file: PostgreSQL cannot offer TLS without them', {
+        field: 'pg-ssl-required',
+      });
+    }
+    await tls?.install();
+    prepared = { flags, pgBinPath, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls };
   } catch (err) {
     exitOnConfigError(err, 'stolon-keeper');
   }
-  const { flags, pgBinPath, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands } = prepared;
+  const { flags, pgBinPath, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls } = prepared;
   const logger = createLogger({ level: flags.logLevel, component: 'keeper', uid, cluster: flags.clusterName });
   for (const change of dataDirChanges) {
     logger.warn({ dataDir }, `data directory: ${change}`);
@@ -145,6 +163,7 @@ async function main(): Promise<void> {
     listenAddress: flags.pgListenAddress,
     port: flags.pgPort,
     logger: logger.child({ module: 'postgres' }),
+    ...peerSslOf(tls?.caCopy, flags.pgSslPeerMode, flags.pgSslRequired),
   });
   const bootUuid = newBootUuid();
   const status = new KeeperStatus();
@@ -164,8 +183,9 @@ async function main(): Promise<void> {
       priority: flags.priority,
       ...(member !== undefined ? { member } : {}),
       allowSpecCommands,
+      pgSslRequired: flags.pgSslRequired,
     },
-    { store, logger, pg, bootUuid, status, fencer },
+    { store, logger, pg, bootUuid, status, fencer, ...(tls !== undefined ? { tls } : {}) },
   ).catch(async (err: unknown) => {
     await fencer.stop();
     return exitOnConfigError(err, 'stolon-keeper');

@@ -5,7 +5,8 @@
  * hands the PostgreSQL OS user only what PostgreSQL uses: PGDATA (`<data-dir>/postgres`), the
  * base backup in progress (`postgres.basebackup`), the socket directory (`run`), the server log
  * (`postgres.log`) and a standby's `replication.pgpass` (written by the keeper, read by
- * PostgreSQL). Whoever can act as that user (any SQL superuser, through `COPY … TO PROGRAM`) can
+ * PostgreSQL). The TLS copies (`pg-server.crt`, `pg-server.key`, `pg-ca.crt`, tls.ts) stay
+ * root's; PostgreSQL reads the key through its group. Whoever can act as that user (any SQL superuser, through `COPY … TO PROGRAM`) can
  * then not plant a link where root writes its state. A keeper run as another user owns everything
  * itself (mode 0700), as before.
  *

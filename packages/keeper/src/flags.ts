@@ -16,6 +16,11 @@ export interface KeeperFlags extends CommonConfig {
   pgReplUsername: string;
   pgReplPasswordFile: string | undefined;
   pgOsUser: string;
+  pgSslCertFile: string | undefined;
+  pgSslKeyFile: string | undefined;
+  pgSslCaFile: string | undefined;
+  pgSslPeerMode: string;
+  pgSslRequired: boolean;
   canBeMaster: boolean;
   canBeSynchronousReplica: boolean;
   priority: number;
@@ -63,6 +68,44 @@ export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
     description: 'when the keeper runs as root, the unprivileged OS user that runs PostgreSQL',
     type: 'string',
     default: 'postgres',
+  },
+  pgSslCertFile: {
+    name: 'pg-ssl-cert-file',
+    description:
+      'PEM server certificate for PostgreSQL (needs --pg-ssl-key-file): the keeper turns ssl on with a copy of it, and ' +
+      'reloads PostgreSQL when the file changes (rotation without a restart; docs/security.md). Its subject alternative ' +
+      'names must include --pg-advertise-address for standbys verifying it. Unset: TLS as pgParameters say (off by default)',
+    type: 'string',
+  },
+  pgSslKeyFile: {
+    name: 'pg-ssl-key-file',
+    description: 'PEM private key of --pg-ssl-cert-file (not encrypted); copied for PostgreSQL with the permissions it requires',
+    type: 'string',
+  },
+  pgSslCaFile: {
+    name: 'pg-ssl-ca-file',
+    description:
+      'PEM CA certificate(s) the keepers\' server certificates chain to: PostgreSQL\'s ssl_ca_file, and this keeper connects ' +
+      'to the others (replication, pg_basebackup, pg_rewind) verifying their certificates (--pg-ssl-peer-mode). Unset: those ' +
+      'connections use sslmode=prefer (encrypted when offered, unverified)',
+    type: 'string',
+  },
+  pgSslPeerMode: {
+    name: 'pg-ssl-peer-mode',
+    description:
+      'with --pg-ssl-ca-file, the sslmode of this keeper\'s connections to the others: verify-full (the certificate must name the ' +
+      'address in --pg-advertise-address) or verify-ca (the chain only: for addresses no certificate can name, such as pod IPs)',
+    type: 'string',
+    choices: ['verify-full', 'verify-ca'],
+    default: 'verify-full',
+  },
+  pgSslRequired: {
+    name: 'pg-ssl-required',
+    description:
+      'reject every TCP login to PostgreSQL without TLS (hostnossl … reject first in pg_hba.conf, before pgHBA); needs ' +
+      '--pg-ssl-cert-file, on every keeper. Without --pg-ssl-ca-file this keeper connects to the others with sslmode=require',
+    type: 'boolean',
+    default: false,
   },
   canBeMaster: { name: 'can-be-master', description: 'whether this keeper may become primary', type: 'boolean', default: true },
   canBeSynchronousReplica: {

@@ -130,7 +130,32 @@ describe('pgConfigFor and configKey', () => {
     db.status.listenAddress = '10.0.0.5';
     const cfg = pgConfigFor(ID, cd, db, true);
     expect(cfg).toMatchObject({ listenAddress: '10.0.0.5', port: 5433 });
-    expect(cfg.hba.filter((l) => l.startsWith('host replication'))).toEqual(['host replication repl 10.0.0.6/32 scram-sha-256', 'host replication repl 10.0.0.7/32 scram-sha-256']);
+    expect(cfg.hba.filter((l) => l.startsWith('host replication'))).toEqual([
+      'host replication repl 10.0.0.6/32 scram-sha-256',
+      'host replication repl 10.0.0.7/32 scram-sha-256',
+      'host replication postgres all reject',
+      'host replication repl all reject',
+    ]);
+  });
+  it('keepers access (the default): every keeper, itself included, on a standby too; the su CIDRs; the rest rejected', () => {
+    const db = cd.dbs['db-k1']!;
+    db.spec.suReplAccessMode = 'keepers';
+    db.spec.suAllowedCIDRs = ['10.9.0.0/16'];
+    const hba = pgConfigFor(ID, cd, db, false).hba;
+    expect(hba.filter((l) => l.startsWith('host replication'))).toEqual([
+      'host replication repl 10.0.0.5/32 scram-sha-256',
+      'host replication repl 10.0.0.6/32 scram-sha-256',
+      'host replication repl 10.0.0.7/32 scram-sha-256',
+      'host replication postgres all reject',
+      'host replication repl all reject',
+    ]);
+    expect(hba).toContain('host all postgres 10.9.0.0/16 scram-sha-256');
+    expect(hba.indexOf('host all postgres all reject')).toBeLessThan(hba.indexOf('host all all 0.0.0.0/0 scram-sha-256'));
+  });
+  it('a DB spec without an access mode gets the default (keepers), not Stolon\'s open one', () => {
+    const db = cd.dbs['db-k2']!;
+    delete db.spec.suReplAccessMode;
+    expect(pgConfigFor(ID, cd, db, false).hba).not.toContain('host all postgres 0.0.0.0/0 scram-sha-256');
   });
   it('the key changes with the configuration but never holds the replication password', () => {
     const cfg = pgConfigFor(ID, cd, cd.dbs['db-k1']!, false);

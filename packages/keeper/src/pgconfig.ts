@@ -6,7 +6,7 @@
  * pgconfig.test.ts.
  */
 import type { ClusterData, DB, DiscardedWal, PostgresState } from '@stolon-ts/cluster';
-import { StolonError } from '@stolon-ts/cluster';
+import { DEFAULT_SPEC, StolonError } from '@stolon-ts/cluster';
 import {
   formatLsn,
   renderHbaLines,
@@ -31,6 +31,8 @@ export interface KeeperIdentity {
   readonly uid?: string;
   /** `--allow-spec-commands` (spec-commands.ts); absent: none allowed. */
   readonly allowSpecCommands?: ReadonlySet<SpecCommand>;
+  /** `--pg-ssl-required`: pg_hba rejects every TCP login without TLS. */
+  readonly pgSslRequired?: boolean;
 }
 
 const NONE_ALLOWED: ReadonlySet<SpecCommand> = new Set();
@@ -64,8 +66,8 @@ export function syncStandbyUids(obs: Pick<PgObservation, 'replication'>): string
 
 /**
  * The configuration to write for `db`: listen address and port, the spec's pgParameters and
- * sender counts, synchronous_standby_names, and pg_hba lines that let the other DBs' addresses
- * replicate. `internalOnly` keeps normal users out (see `internalOnlyHba` in plan.ts).
+ * sender counts, synchronous_standby_names, and pg_hba lines that let the keepers' addresses
+ * (the other DBs' and, in mode `keepers`, this one's) replicate and log in as the superuser. `internalOnly` keeps normal users out (see `internalOnlyHba` in plan.ts).
  */
 export function pgConfigFor(id: KeeperIdentity, cd: ClusterData, db: DB, isPrimary: boolean, internalOnly = false): PgConfig {
   return {
@@ -80,8 +82,11 @@ export function pgConfigFor(id: KeeperIdentity, cd: ClusterData, db: DB, isPrima
     hba: renderHbaLines({
       suUsername: id.suUsername,
       replUsername: id.replUsername,
-      mode: db.spec.suReplAccessMode ?? 'all',
+      // A DB spec from before the field existed: the secure default, not Stolon's open one.
+      mode: db.spec.suReplAccessMode ?? DEFAULT_SPEC.defaultSUReplAccessMode,
       isPrimary,
+      ownAddress: id.pgAdvertiseAddress,
+      suCidrs: db.spec.suAllowedCIDRs ?? [],
       peerAddresses: [
         ...new Set(
           Object.values(cd.dbs)
@@ -91,6 +96,7 @@ export function pgConfigFor(id: KeeperIdentity, cd: ClusterData, db: DB, isPrima
       ].sort(),
       userLines: db.spec.pgHBA,
       internalOnly,
+      requireSsl: id.pgSslRequired === true,
     }),
   };
 }

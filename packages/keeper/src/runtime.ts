@@ -4,15 +4,15 @@
  * dependencies every step uses, in one object that the pass, the actions and the watchers share.
  * Owned by one keeper process; nothing here survives a restart except through `dbstate`.
  */
-import { DEFAULT_SPEC, parseDurationMs, type ClusterData, type KeeperInfo, type ResolvedSpec } from '@stolon-ts/cluster';
+import { DEFAULT_SPEC, parseDurationMs, type ClusterData, type DB, type KeeperInfo, type ResolvedSpec } from '@stolon-ts/cluster';
 import { newUid, type Logger } from '@stolon-ts/common';
-import type { PgObservation, PostgresManager } from '@stolon-ts/postgres';
+import type { PgConfig, PgObservation, PostgresManager } from '@stolon-ts/postgres';
 import type { Store } from '@stolon-ts/store';
 import { describeActivity, type Activity } from './activity.js';
 import { writeDbState } from './dbstate.js';
 import { newFailsafeState, type FailsafeState } from './failsafe.js';
 import { reportedHealthy } from './health.js';
-import { postgresStateFor, refusedFor } from './pgconfig.js';
+import { pgConfigFor, postgresStateFor, refusedFor } from './pgconfig.js';
 import { describeRefusedSpecCommands, type SpecCommand } from './spec-commands.js';
 import type { TaskRunner } from './tasks.js';
 import type { KeeperConfig, KeeperDeps, KeeperState, PersistedState } from './types.js';
@@ -97,6 +97,17 @@ export class KeeperRuntime {
   /** How long to wait for PostgreSQL to start, promote or restart: dbWaitReadyTimeout, in ms. */
   waitReadyMs(): number {
     return this.spec?.dbWaitReadyTimeoutMs ?? DEFAULT_WAIT_READY_MS;
+  }
+
+  /**
+   * {@link pgConfigFor} plus the server TLS files, read again first: the TLS digest in the
+   * configuration changes when the operator's files did, so the keeper rewrites postgresql.conf
+   * and reloads PostgreSQL (docs/security.md, "Certificate rotation").
+   */
+  async pgConfig(cd: ClusterData, db: DB, isPrimary: boolean, internalOnly = false): Promise<PgConfig> {
+    const cfg = pgConfigFor(this.config, cd, db, isPrimary, internalOnly);
+    const tls = this.deps.tls;
+    return tls === undefined ? cfg : { ...cfg, ssl: await tls.refresh(this.log) };
   }
 
   /** Persists `s` to `<dataDir>/dbstate`, then adopts it. */

@@ -19,15 +19,28 @@ const TMP_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | co
  * fsynced, renamed over `path`). A crash leaves the old file or the new one, never half of one;
  * a link at `tmp` or `path` is replaced, never written through.
  * @param tmp the temp file's path; must be in the directory of `path`.
- * @param mode permission bits of the new file (before the umask), e.g. 0o600.
+ * @param mode permission bits of the new file, e.g. 0o600 (set exactly, whatever the umask).
+ * @param owner uid/gid given to the new file before anything is written into it (root only);
+ *   absent: this process's.
  * @throws the file system's error (ENOSPC, EACCES; EEXIST when something re-appeared at `tmp`
  *   between its removal and its creation); the temp file is removed then.
  */
-export async function writeStateFile(path: string, tmp: string, content: string | Uint8Array, mode: number): Promise<void> {
+export async function writeStateFile(
+  path: string,
+  tmp: string,
+  content: string | Uint8Array,
+  mode: number,
+  owner?: { readonly uid: number; readonly gid: number },
+): Promise<void> {
   await rm(tmp, { force: true });
   const fh = await open(tmp, TMP_FLAGS, mode);
   try {
     try {
+      if (owner !== undefined) {
+        await fh.chown(owner.uid, owner.gid);
+      }
+      // Exactly `mode`, whatever the umask.
+      await fh.chmod(mode);
       await fh.writeFile(content);
       await fh.sync();
     } finally {

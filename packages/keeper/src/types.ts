@@ -8,7 +8,7 @@ import type { Logger } from '@stolon-ts/common';
 import type { Store } from '@stolon-ts/store';
 import type { MemberApiConfig } from './failsafe.js';
 import type { FenceControl } from './fencer.js';
-import type { PgObservation, PostgresManager } from '@stolon-ts/postgres';
+import type { PgObservation, PgSslFiles, PostgresManager } from '@stolon-ts/postgres';
 import type { LocalDbState } from './plan.js';
 import type { SpecCommand } from './spec-commands.js';
 
@@ -45,6 +45,8 @@ export interface KeeperConfig {
    * Absent: none, the flag's default.
    */
   readonly allowSpecCommands?: ReadonlySet<SpecCommand>;
+  /** `--pg-ssl-required`: PostgreSQL rejects every TCP login without TLS (pg_hba.conf). */
+  readonly pgSslRequired?: boolean;
 }
 
 export interface KeeperDeps {
@@ -57,6 +59,8 @@ export interface KeeperDeps {
   readonly fencer?: FenceControl;
   /** Hears about every pass and publish (the status endpoint's liveness and readiness). */
   readonly status?: KeeperStatusSink;
+  /** PostgreSQL's server TLS files (tls.ts), refreshed whenever the configuration is derived; absent: no TLS. */
+  readonly tls?: { refresh(log: Logger): Promise<PgSslFiles> };
 }
 
 export interface KeeperHandle {

@@ -5,6 +5,7 @@ import { StolonError } from '@stolon-ts/cluster';
 import {
   MANAGED_PARAMETERS,
   buildConnInfo,
+  clientSslParams,
   defaultHbaLines,
   expandDataRestoreCommand,
   formatLsn,
@@ -84,6 +85,17 @@ describe('buildConnInfo', () => {
 
   it('rejects a keyword that could inject another one', () => {
     expect(() => buildConnInfo({ 'host=x port': '1' })).toThrow(StolonError);
+  });
+});
+
+describe('clientSslParams', () => {
+  it.each([
+    [undefined, { sslmode: 'prefer' }],
+    [{ rootCert: '/d/ca.crt', mode: 'verify-full' as const }, { sslmode: 'verify-full', sslrootcert: '/d/ca.crt' }],
+    [{ rootCert: '/d/ca.crt', mode: 'verify-ca' as const }, { sslmode: 'verify-ca', sslrootcert: '/d/ca.crt' }],
+    [{ mode: 'require' as const }, { sslmode: 'require' }],
+  ])('%j → %j', (peer, expected) => {
+    expect(clientSslParams(peer)).toEqual(expected);
   });
 });
 
@@ -208,6 +220,37 @@ describe('renderPostgresqlConf', () => {
         "application_name='stolon_abc' host='10.0.0.1' passfile='/data/pg/stolon.pgpass' port='5432' sslmode='prefer' user='repl'",
       ),
     );
+  });
+
+  it('standby with a CA file: sslmode=verify-full and sslrootcert in primary_conninfo', () => {
+    const conf = renderPostgresqlConf(baseConfig, { mode: 'standby', standby }, 15, { passfile: '/d/r.pgpass', peerSsl: { rootCert: '/d/pg-ca.crt', mode: 'verify-full' } });
+    expect(settings(conf).get('primary_conninfo')).toBe(
+      quoteParameter(
+        "application_name='stolon_abc' host='10.0.0.1' passfile='/d/r.pgpass' port='5432' sslmode='verify-full' sslrootcert='/d/pg-ca.crt' user='repl'",
+      ),
+    );
+  });
+
+  it('server TLS files: ssl on with the keeper\'s files, user ssl settings dropped, the digest in a comment', () => {
+    const user = { ssl: 'off', SSL_Cert_File: '/elsewhere.crt', ssl_key_file: '/elsewhere.key', ssl_ca_file: '/x', ssl_min_protocol_version: 'TLSv1.3' };
+    const ssl = { certFile: '/d/pg-server.crt', keyFile: '/d/pg-server.key', caFile: '/d/pg-ca.crt', digest: '0123abcd' };
+    const conf = renderPostgresqlConf({ ...baseConfig, parameters: user, ssl }, null, 15);
+    const got = settings(conf);
+    expect([got.get('ssl'), got.get('ssl_cert_file'), got.get('ssl_key_file'), got.get('ssl_ca_file')]).toEqual([
+      "'on'",
+      "'/d/pg-server.crt'",
+      "'/d/pg-server.key'",
+      "'/d/pg-ca.crt'",
+    ]);
+    expect(got.get('ssl_min_protocol_version')).toBe("'TLSv1.3'");
+    expect(conf).not.toContain('/elsewhere');
+    expect(conf).toContain('# TLS files (keeper --pg-ssl-*-file): digest 0123abcd');
+    expect(renderPostgresqlConf({ ...baseConfig, parameters: user, ssl: { ...ssl, digest: 'ffff' } }, null, 15)).not.toBe(conf);
+  });
+
+  it('no server TLS files: the user\'s ssl settings are kept (Stolon users set them in pgParameters)', () => {
+    const got = settings(renderPostgresqlConf({ ...baseConfig, parameters: { ssl: 'on', ssl_cert_file: 'server.crt' } }, null, 15));
+    expect([got.get('ssl'), got.get('ssl_cert_file')]).toEqual(["'on'", "'server.crt'"]);
   });
 
   it.each([
@@ -410,44 +453,110 @@ describe('renderHbaLines / defaultHbaLines / renderHba', () => {
     userLines: null,
   };
 
+  const reject = ['host all su all reject', 'host replication su all reject', 'host replication repl all reject'];
   it.each<[string, Partial<HbaOptions>, string[]]>([
     ['1. all, primary, null user lines: open to everyone with a password', {}, [...local, ...allMode, ...everyone]],
     ['2. all, standby: same su/repl access (mode all ignores the role)', { isPrimary: false }, [...local, ...allMode, ...everyone]],
     ['3. all, empty user lines: only su and repl', { userLines: [] }, [...local, ...allMode]],
     [
-      '4. all, user lines appended verbatim',
-      { userLines: ['hostssl app app 10.0.0.0/8 scram-sha-256'] },
+      '4. all, user lines appended verbatim; suCidrs and ownAddress ignored',
+      { userLines: ['hostssl app app 10.0.0.0/8 scram-sha-256'], suCidrs: ['10.1.0.0/16'], ownAddress: '10.0.0.5' },
       [...local, ...allMode, 'hostssl app app 10.0.0.0/8 scram-sha-256'],
     ],
     [
-      '5. strict primary: IPv4 peers get /32, sorted, su and repl per peer, scram for both',
-      { mode: 'strict', peerAddresses: ['10.0.0.9', '10.0.0.2'] },
+      '5. strict primary: IPv4 peers get /32, sorted, su and repl per peer, scram for both; su and repl rejected from elsewhere',
+      { mode: 'strict', peerAddresses: ['10.0.0.9', '10.0.0.2'], ownAddress: '10.0.0.5' },
       [
         ...local,
         'host all su 10.0.0.2/32 scram-sha-256',
         'host replication repl 10.0.0.2/32 scram-sha-256',
         'host all su 10.0.0.9/32 scram-sha-256',
         'host replication repl 10.0.0.9/32 scram-sha-256',
+        ...reject,
         ...everyone,
       ],
     ],
     [
       '6. strict primary: IPv6 peers get /128, duplicates written once',
       { mode: 'strict', peerAddresses: ['fd00::2', 'fd00::2'], userLines: [] },
-      [...local, 'host all su fd00::2/128 scram-sha-256', 'host replication repl fd00::2/128 scram-sha-256'],
+      [...local, 'host all su fd00::2/128 scram-sha-256', 'host replication repl fd00::2/128 scram-sha-256', ...reject],
     ],
     [
       '7. strict primary: a host name is written without a mask',
       { mode: 'strict', peerAddresses: ['keeper-1.db.svc'], userLines: [] },
-      [...local, 'host all su keeper-1.db.svc scram-sha-256', 'host replication repl keeper-1.db.svc scram-sha-256'],
+      [...local, 'host all su keeper-1.db.svc scram-sha-256', 'host replication repl keeper-1.db.svc scram-sha-256', ...reject],
     ],
-    ['8. strict standby: only local su/repl access', { mode: 'strict', isPrimary: false, peerAddresses: ['10.0.0.2'] }, [...local, ...everyone]],
+    [
+      '8. strict standby: only local su/repl access, and the su CIDRs',
+      { mode: 'strict', isPrimary: false, peerAddresses: ['10.0.0.2'], suCidrs: ['10.1.0.0/16'] },
+      [...local, 'host all su 10.1.0.0/16 scram-sha-256', ...reject, ...everyone],
+    ],
     ['9. internalOnly: no user lines, no defaults', { internalOnly: true, userLines: ['host all app 0.0.0.0/0 trust'] }, [...local, ...allMode]],
     ['10. internalOnly with null user lines: no defaults either', { internalOnly: true }, [...local, ...allMode]],
     [
       '11. internalOnly, strict primary: only the peers',
       { internalOnly: true, mode: 'strict', peerAddresses: ['10.0.0.2'] },
-      [...local, 'host all su 10.0.0.2/32 scram-sha-256', 'host replication repl 10.0.0.2/32 scram-sha-256'],
+      [...local, 'host all su 10.0.0.2/32 scram-sha-256', 'host replication repl 10.0.0.2/32 scram-sha-256', ...reject],
+    ],
+    [
+      '12. keepers (the default), standby: every keeper, itself included, sorted; then the su CIDRs in order; then the rejects before the user lines',
+      {
+        mode: 'keepers',
+        isPrimary: false,
+        peerAddresses: ['10.0.0.9', '10.0.0.2'],
+        ownAddress: '10.0.0.5',
+        suCidrs: ['10.2.0.0/16', 'fd00:1::/64'],
+        userLines: ['host all all 0.0.0.0/0 scram-sha-256'],
+      },
+      [
+        ...local,
+        'host all su 10.0.0.2/32 scram-sha-256',
+        'host replication repl 10.0.0.2/32 scram-sha-256',
+        'host all su 10.0.0.5/32 scram-sha-256',
+        'host replication repl 10.0.0.5/32 scram-sha-256',
+        'host all su 10.0.0.9/32 scram-sha-256',
+        'host replication repl 10.0.0.9/32 scram-sha-256',
+        'host all su 10.2.0.0/16 scram-sha-256',
+        'host all su fd00:1::/64 scram-sha-256',
+        ...reject,
+        'host all all 0.0.0.0/0 scram-sha-256',
+      ],
+    ],
+    [
+      '13. keepers, a single keeper: itself only',
+      { mode: 'keepers', ownAddress: '127.0.0.1', userLines: [] },
+      [...local, 'host all su 127.0.0.1/32 scram-sha-256', 'host replication repl 127.0.0.1/32 scram-sha-256', ...reject],
+    ],
+    [
+      '13a. requireSsl: every TCP login without TLS rejected first, before the keepers, the su CIDRs and the user lines',
+      { mode: 'keepers', ownAddress: '127.0.0.1', suCidrs: ['10.0.0.0/8'], userLines: ['host all all 0.0.0.0/0 trust'], requireSsl: true },
+      [
+        ...local,
+        'hostnossl all all all reject',
+        'hostnossl replication all all reject',
+        'host all su 127.0.0.1/32 scram-sha-256',
+        'host replication repl 127.0.0.1/32 scram-sha-256',
+        'host all su 10.0.0.0/8 scram-sha-256',
+        ...reject,
+        'host all all 0.0.0.0/0 trust',
+      ],
+    ],
+    [
+      '13b. keepers: a wildcard advertise address (listen "*" reused) is left out, not refused',
+      { mode: 'keepers', peerAddresses: ['0.0.0.0', '10.0.0.2'], ownAddress: '*', userLines: [] },
+      [...local, 'host all su 10.0.0.2/32 scram-sha-256', 'host replication repl 10.0.0.2/32 scram-sha-256', ...reject],
+    ],
+    [
+      '14. keepers, superuser and replication role the same: one reject for replication',
+      { mode: 'keepers', replUsername: 'su', ownAddress: '127.0.0.1', userLines: [] },
+      [
+        'local all su scram-sha-256',
+        'local replication su scram-sha-256',
+        'host all su 127.0.0.1/32 scram-sha-256',
+        'host replication su 127.0.0.1/32 scram-sha-256',
+        'host all su all reject',
+        'host replication su all reject',
+      ],
     ],
   ])('%s', (_title, patch, expected) => {
     expect(renderHbaLines({ ...base, ...patch })).toEqual(expected);
@@ -478,6 +587,12 @@ describe('renderHbaLines / defaultHbaLines / renderHba', () => {
     const userLines = ['host all all 10.0.0.0/8 scram-sha-256', `host all all 0.0.0.0/0 trust${brk}local all all trust`];
     expect(() => renderHbaLines({ ...base, userLines })).toThrow(
       expect.objectContaining({ code: 'CONFIG_INVALID', field: `pgHBA[${i}]` }),
+    );
+  });
+
+  it.each(['10.0.0.1', 'all', '0.0.0.0/0 trust', '10.0.0.0/33', '::/129', 'samenet', ''])('refuses the su CIDR %j, naming suAllowedCIDRs', (cidr) => {
+    expect(() => renderHbaLines({ ...base, mode: 'keepers', suCidrs: ['10.9.0.0/16', cidr] })).toThrow(
+      expect.objectContaining({ code: 'CONFIG_INVALID', field: 'suAllowedCIDRs' }),
     );
   });
 

@@ -8,7 +8,7 @@
  * table tests (docs/design.md#pure-decisions).
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { StolonError, type TimelineHistoryEntry } from '@stolon-ts/cluster';
+import { StolonError, isCidr, type TimelineHistoryEntry } from '@stolon-ts/cluster';
 import type { DbClusterState, PgConfig, RecoveryConfig } from './manager.js';
 
 /**
@@ -59,6 +59,9 @@ export const MANAGED_PARAMETERS: readonly string[] = Object.freeze([
 ]);
 
 const MANAGED_SET: ReadonlySet<string> = new Set(MANAGED_PARAMETERS);
+
+/** Set by the manager, a user value dropped, only when the keeper has TLS files ({@link PgConfig.ssl}). */
+const SSL_PARAMETERS: ReadonlySet<string> = new Set(['ssl', 'ssl_cert_file', 'ssl_key_file', 'ssl_ca_file']);
 
 /** A GUC name as postgresql.conf accepts it (custom `ext.name` included). */
 const PARAMETER_NAME = /^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/;
@@ -139,6 +142,36 @@ export interface RenderOptions {
    * file is 0600 either way). Ignored in the other recovery modes.
    */
   readonly passfile?: string;
+  /**
+   * For an internal standby: how `primary_conninfo` verifies the primary's certificate, see
+   * {@link clientSslParams}; absent: `sslmode=prefer`.
+   */
+  readonly peerSsl?: PeerSsl | undefined;
+}
+
+/**
+ * How a keeper's connections to another keeper use TLS: `verify-full` (the certificate chains to
+ * the CA file `rootCert` — PEM, absolute, readable by PostgreSQL's OS user — and names the address
+ * connected to), `verify-ca` (the chain only), or `require` (encrypted, not verified; no CA).
+ */
+export type PeerSsl =
+  | { readonly mode: 'verify-full' | 'verify-ca'; readonly rootCert: string }
+  | { readonly mode: 'require' };
+
+/**
+ * The libpq TLS settings of the keepers' own connections to another keeper (a standby's
+ * walreceiver, pg_basebackup, pg_rewind): with {@link PeerSsl}, its `sslmode` (`verify-full`:
+ * encrypted, the server's certificate chains to the CA and names the host connected to;
+ * `verify-ca`: the chain only; both with `sslrootcert`; `require`: encrypted, unverified);
+ * without, `sslmode=prefer` (encrypted when the server offers TLS, unverified).
+ * @returns libpq keywords → values, e.g. `{ sslmode: 'verify-full', sslrootcert: '/data/pg-ca.crt' }`.
+ * @see https://www.postgresql.org/docs/current/libpq-ssl.html#LIBPQ-SSL-PROTECTION
+ */
+export function clientSslParams(peer: PeerSsl | undefined): Record<string, string> {
+  if (peer === undefined) {
+    return { sslmode: 'prefer' };
+  }
+  return peer.mode === 'require' ? { sslmode: 'require' } : { sslmode: peer.mode, sslrootcert: peer.rootCert };
 }
 
 /** The `recovery_target*` settings, in {@link RecoveryTarget} order, with their names. */
@@ -182,7 +215,7 @@ export function recoveryParameters(recovery: RecoveryConfig, options: RenderOpti
         application_name: standby.applicationName,
         host: standby.primary.host,
         port: String(standby.primary.port),
-        sslmode: 'prefer',
+        ...clientSslParams(options.peerSsl),
         user: standby.primary.user,
       };
       if (options.passfile !== undefined) {
@@ -270,6 +303,7 @@ export function recoveryParameters(recovery: RecoveryConfig, options: RenderOpti
  * | `wal_log_hints` | always `on` (Stolon: only with usePgrewind), see below |
  * | `synchronous_standby_names` | `config.synchronousStandbyNames` |
  * | `allow_alter_system` (pg ≥ 17) | `off` |
+ * | `ssl`, `ssl_cert_file`, `ssl_key_file`, `ssl_ca_file` | with `config.ssl` only: `on` and its files (user values dropped) |
  * | recovery parameters | from `recovery`, see {@link recoveryParameters} |
  *
  * `wal_log_hints` is always on: pg_rewind needs it (or data checksums) on the *target* for the
@@ -320,7 +354,7 @@ export function renderPostgresqlConf(
     '# Set parameters through the cluster spec (pgParameters) instead.',
   ];
   for (const [lower, { name, value }] of user) {
-    if (MANAGED_SET.has(lower) || lower === 'wal_level' || lower === 'wal_keep_size') {
+    if (MANAGED_SET.has(lower) || lower === 'wal_level' || lower === 'wal_keep_size' || (config.ssl !== undefined && SSL_PARAMETERS.has(lower))) {
       continue;
     }
     lines.push(`${name} = ${quoteParameter(value)}`);
@@ -347,6 +381,10 @@ export function renderPostgresqlConf(
   }
 
   lines.push('', '# Managed by stolon-ts');
+  if (config.ssl !== undefined) {
+    // New certificate files change this file, so the keeper reloads and PostgreSQL reads them.
+    lines.push(`# TLS files (keeper --pg-ssl-*-file): digest ${config.ssl.digest.replace(/[^0-9a-f]/g, '')}`);
+  }
   const managed: [string, string][] = [
     ['listen_addresses', config.listenAddress],
     ['port', String(config.port)],
@@ -373,6 +411,12 @@ export function renderPostgresqlConf(
     // postgresql.auto.conf is emptied on every write, but ALTER SYSTEM could still change a
     // setting until then; PostgreSQL 17 can refuse it outright.
     managed.push(['allow_alter_system', 'off']);
+  }
+  if (config.ssl !== undefined) {
+    managed.push(['ssl', 'on'], ['ssl_cert_file', config.ssl.certFile], ['ssl_key_file', config.ssl.keyFile]);
+    if (config.ssl.caFile !== undefined) {
+      managed.push(['ssl_ca_file', config.ssl.caFile]);
+    }
   }
   if (recovery !== null) {
     managed.push(...recoveryParameters(recovery, options));
@@ -437,18 +481,33 @@ export interface HbaOptions {
   /**
    * spec.defaultSUReplAccessMode: `all` lets the superuser and the replication role in from any
    * address on every node; `strict` only on the primary, and only from the other keepers'
-   * addresses (`peerAddresses`).
+   * addresses (`peerAddresses`); `keepers` on every node, from `peerAddresses` and `ownAddress`.
    */
-  readonly mode: 'all' | 'strict';
+  readonly mode: 'all' | 'strict' | 'keepers';
   /** Whether this node is (or is about to become) the primary; matters for `strict` only. */
   readonly isPrimary: boolean;
   /**
-   * `strict` only: advertised addresses of the other DBs (IPv4, IPv6 or host names), written
-   * sorted and deduplicated; an IPv4 address gets `/32`, an IPv6 one `/128`, a host name no mask.
+   * `strict` and `keepers`: advertised addresses of the other DBs (IPv4, IPv6 or host names),
+   * written sorted and deduplicated; an IPv4 address gets `/32`, an IPv6 one `/128`, a host name
+   * no mask.
    */
   readonly peerAddresses: readonly string[];
+  /** `keepers` only: this node's own advertised address, admitted like a peer's. */
+  readonly ownAddress?: string;
+  /**
+   * `strict` and `keepers`: spec.suAllowedCIDRs, CIDR ranges the superuser may also log in from
+   * (on every node), written in the given order.
+   * @default []
+   */
+  readonly suCidrs?: readonly string[];
   /** spec.pgHBA: `null` for the defaults (everyone with a password), otherwise lines verbatim. */
   readonly userLines: readonly string[] | null;
+  /**
+   * The keeper's `--pg-ssl-required`: every TCP login without TLS is rejected, first thing after
+   * the `local` lines, whoever and whatever the lines below say.
+   * @default false
+   */
+  readonly requireSsl?: boolean;
   /**
    * Only the superuser/replication rules, no user lines nor defaults: the "internal only"
    * state Stolon uses to keep clients out of a primary that has not got its synchronous
@@ -459,26 +518,39 @@ export interface HbaOptions {
 }
 
 /**
- * The pg_hba.conf rules (as Stolon's keeper `generateHBA`), with `scram-sha-256` everywhere:
+ * The pg_hba.conf rules (as Stolon's keeper `generateHBA`, plus mode `keepers`), with
+ * `scram-sha-256` everywhere. pg_hba.conf is read top down and the first matching line decides:
  *
- * 1. `local all <su> scram-sha-256` and `local replication <repl> scram-sha-256`, always;
+ * 1. `local all <su> scram-sha-256` and `local replication <repl> scram-sha-256`, always; with
+ *    `requireSsl`, then `hostnossl all all all reject` and `hostnossl replication all all reject`;
  * 2. mode `all`: `host all <su>` and `host replication <repl>` from `0.0.0.0/0` and `::/0`;
  *    mode `strict`: on the primary only, for each peer address A (sorted),
  *    `host all <su> A scram-sha-256` then `host replication <repl> A scram-sha-256` (Stolon
  *    used `/32` for IPv6 addresses too, and the replication auth method for the superuser —
  *    both bugs, not copied);
- * 3. unless `internalOnly`: `userLines` verbatim when non-null (`[]` = nobody else), else
+ *    mode `keepers`: the same on every node, for the peers and `ownAddress` (wildcards such as
+ *    `*` or `0.0.0.0`, which name no host, are left out);
+ * 3. modes `strict` and `keepers`: `host all <su> C scram-sha-256` for each of `suCidrs`, then
+ *    `host all <su> all reject`, `host replication <su> all reject` and
+ *    `host replication <repl> all reject`, so that neither role gets in from elsewhere through
+ *    the lines below (`host all all 0.0.0.0/0` matches the superuser too; Stolon's strict mode
+ *    let it in that way);
+ * 4. unless `internalOnly`: `userLines` verbatim when non-null (`[]` = nobody else), else
  *    `host all all 0.0.0.0/0 scram-sha-256` and `host all all ::/0 scram-sha-256`.
  *
  * @throws StolonError `CONFIG_INVALID` for a role name pg_hba.conf cannot hold (empty, `"` or
- *   a newline), a peer address that is neither an IP address nor a host name (`field`
- *   `peerAddresses`), and a user line containing a newline (`field` `pgHBA[i]`).
+ *   a newline), a peer or own address that is neither an IP address nor a host name (`field`
+ *   `peerAddresses`), a range of `suCidrs` that is not a CIDR (`field` `suAllowedCIDRs`), and a
+ *   user line containing a newline (`field` `pgHBA[i]`).
  * @see https://www.postgresql.org/docs/current/auth-pg-hba-conf.html
  */
 export function renderHbaLines(opts: HbaOptions): string[] {
   const su = hbaName(opts.suUsername);
   const repl = hbaName(opts.replUsername);
   const lines = [`local all ${su} scram-sha-256`, `local replication ${repl} scram-sha-256`];
+  if (opts.requireSsl === true) {
+    lines.push('hostnossl all all all reject', 'hostnossl replication all all reject');
+  }
   if (opts.mode === 'all') {
     lines.push(
       `host all ${su} 0.0.0.0/0 scram-sha-256`,
@@ -486,9 +558,24 @@ export function renderHbaLines(opts: HbaOptions): string[] {
       `host replication ${repl} 0.0.0.0/0 scram-sha-256`,
       `host replication ${repl} ::/0 scram-sha-256`,
     );
-  } else if (opts.isPrimary) {
-    for (const address of [...new Set(opts.peerAddresses.map(hbaAddress))].sort()) {
+  } else {
+    const keepers =
+      opts.mode === 'keepers' ? [...opts.peerAddresses, ...(opts.ownAddress !== undefined ? [opts.ownAddress] : [])] : opts.isPrimary ? opts.peerAddresses : [];
+    // A wildcard advertise address (a listen address reused as it) names no host: nothing to admit.
+    for (const address of [...new Set(keepers.filter((a) => !WILDCARD_ADDRESSES.has(a)).map(hbaAddress))].sort()) {
       lines.push(`host all ${su} ${address} scram-sha-256`, `host replication ${repl} ${address} scram-sha-256`);
+    }
+    for (const cidr of opts.suCidrs ?? []) {
+      if (!isCidr(cidr)) {
+        throw new StolonError('CONFIG_INVALID', `suAllowedCIDRs: ${JSON.stringify(cidr)} is not a CIDR address range such as "10.0.0.0/8"`, {
+          field: 'suAllowedCIDRs',
+        });
+      }
+      lines.push(`host all ${su} ${cidr} scram-sha-256`);
+    }
+    lines.push(`host all ${su} all reject`, `host replication ${su} all reject`);
+    if (repl !== su) {
+      lines.push(`host replication ${repl} all reject`);
     }
   }
   if (opts.internalOnly === true) {
@@ -510,6 +597,9 @@ export function renderHbaLines(opts: HbaOptions): string[] {
   });
   return lines;
 }
+
+/** Listen addresses that mean "every interface": never a keeper's own address in pg_hba.conf. */
+const WILDCARD_ADDRESSES: ReadonlySet<string> = new Set(['*', '0.0.0.0', '::']);
 
 /**
  * {@link renderHbaLines} with mode `all` (Stolon's default `defaultSUReplAccessMode`), kept for

@@ -97,6 +97,28 @@ export interface PgConfig {
   readonly usePgrewind?: boolean;
   /** pg_hba.conf lines, complete (the keeper renders them with `renderHbaLines`). */
   readonly hba: readonly string[];
+  /** Server TLS: absent, PostgreSQL's own (or pgParameters') `ssl` settings stay as they are. */
+  readonly ssl?: PgSslFiles | undefined;
+}
+
+/**
+ * The server certificate files PostgreSQL is to use (`ssl = on`), as the keeper installed them
+ * (absolute paths readable by PostgreSQL's OS user; the key file of mode 0600, or 0640 owned by
+ * root, as PostgreSQL requires).
+ * @see https://www.postgresql.org/docs/current/ssl-tcp.html#SSL-SERVER-FILES
+ */
+export interface PgSslFiles {
+  /** `ssl_cert_file`: the server certificate (PEM), possibly followed by intermediates. */
+  readonly certFile: string;
+  /** `ssl_key_file`: its private key (PEM). */
+  readonly keyFile: string;
+  /** `ssl_ca_file`: CA certificates (PEM); absent: not set. */
+  readonly caFile?: string | undefined;
+  /**
+   * A digest of the three files' contents, written as a comment into postgresql.conf: new files
+   * change postgresql.conf, so the keeper reloads PostgreSQL, which then reads them.
+   */
+  readonly digest: string;
 }
 
 /** Result of {@link PostgresManager.writeConfig}. */

@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { StolonError, errorMessage } from '@stolon-ts/cluster';
-import { expandDataRestoreCommand, parseBaseBackupProgress, renderPgpassLine } from './config.js';
+import { clientSslParams, expandDataRestoreCommand, parseBaseBackupProgress, renderPgpassLine, type PeerSsl } from './config.js';
 import type { BaseBackupOptions, StandbySettings } from './manager.js';
 import type { PgContext } from './pg-context.js';
 import { commandFailed, throwIfAborted } from './pg-exec.js';
@@ -24,7 +24,8 @@ const PROGRESS_INTERVAL_MS = 1000;
 
 /**
  * `pg_basebackup -D <PGDATA>.basebackup -X stream -c fast --slot <slotName> --progress --verbose
- * -h -p -U -w` with the password in a temporary PGPASSFILE and `PGAPPNAME` = `stolon-ts-clone-<applicationName>`;
+ * -h -p -U -w` with the password in a temporary PGPASSFILE, `PGAPPNAME` = `stolon-ts-clone-<applicationName>`
+ * and `PGSSLMODE` (`prefer`, or the manager's `peerSsl` mode with `PGSSLROOTCERT`);
  * on success replaces PGDATA by the backup (without the source's `last-good` files, nor the
  * replication password file an earlier version kept in PGDATA) and adds
  * an empty `standby.signal` (so it can never start as a primary); the keeper then writes the
@@ -80,7 +81,7 @@ export async function baseBackup(ctx: PgContext, standby: StandbySettings, opts:
         {
           // Not the standby's own name: under synchronous replication the copy's WAL stream would
           // otherwise count as the synchronous standby and acknowledge commits it never keeps.
-          env: { PGPASSFILE: pgpass, PGAPPNAME: `stolon-ts-clone-${standby.applicationName}` },
+          env: { PGPASSFILE: pgpass, PGAPPNAME: `stolon-ts-clone-${standby.applicationName}`, ...sslEnv(ctx.peerSsl) },
           signal: opts.signal,
           supervised: true,
           ...(progress === undefined ? {} : { onStderr: progress }),
@@ -105,6 +106,12 @@ export async function baseBackup(ctx: PgContext, standby: StandbySettings, opts:
       await removeTree(ctx.exec, tmp);
     }
   }
+}
+
+/** {@link clientSslParams} as libpq environment variables (`PGSSLMODE`, `PGSSLROOTCERT`). */
+function sslEnv(peer: PeerSsl | undefined): Record<string, string> {
+  const p = clientSslParams(peer);
+  return { PGSSLMODE: p['sslmode'] ?? 'prefer', ...(p['sslrootcert'] !== undefined ? { PGSSLROOTCERT: p['sslrootcert'] } : {}) };
 }
 
 /** Wraps a progress callback: parses pg_basebackup's stderr lines, one call per second at most. */

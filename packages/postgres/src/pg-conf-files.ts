@@ -61,7 +61,7 @@ export async function writeConfig(ctx: PgContext, config: PgConfig, recovery: Re
     config,
     recovery,
     Maj,
-    recovery?.mode === 'standby' ? { socketDir: ctx.socket.dir, passfile } : { socketDir: ctx.socket.dir },
+    recovery?.mode === 'standby' ? { socketDir: ctx.socket.dir, passfile, peerSsl: ctx.peerSsl } : { socketDir: ctx.socket.dir },
   );
   const hba = renderHba(config.hba);
   const confPath = join(ctx.pgData, 'postgresql.conf');

@@ -5,6 +5,7 @@
  * cycle.
  */
 import type { Logger } from 'pino';
+import type { PeerSsl } from './config.js';
 import type { PgExec } from './pg-exec.js';
 import type { PgSocket } from './pg-socket.js';
 
@@ -26,4 +27,6 @@ export interface PgContext {
    * place by writeConfig, so the socket always connects to the configured port.
    */
   readonly listen: { address: string; port: number };
+  /** How connections to the other keepers verify them (`PgManagerOptions.peerSsl`); absent: `sslmode=prefer`. */
+  readonly peerSsl?: PeerSsl;
 }

@@ -27,6 +27,7 @@ import type {
   StandbySettings,
   WriteConfigResult,
 } from './manager.js';
+import type { PeerSsl } from './config.js';
 import { baseBackup, restoreData, waitRecoveryDone } from './pg-clone.js';
 import { restoreLastGoodConfig, writeConfig } from './pg-conf-files.js';
 import type { PgContext } from './pg-context.js';
@@ -82,6 +83,13 @@ export interface PgManagerOptions {
    * ~100 bytes a socket address can hold.
    */
   readonly socketDir?: string;
+  /**
+   * How connections to the other keepers (a standby's walreceiver, pg_basebackup, pg_rewind and
+   * its CHECKPOINT) use TLS: a CA file (PEM, readable by the OS user) and `verify-full` or
+   * `verify-ca`, or `require` (encrypted, unverified). Absent: `sslmode=prefer` (encrypted when
+   * offered, unverified; the CHECKPOINT connection unencrypted). See `clientSslParams`.
+   */
+  readonly peerSsl?: PeerSsl | undefined;
 }
 
 /**
@@ -133,7 +141,16 @@ export class PgManager implements PostgresManager {
     const exec = new PgExec({ binPath: opts.binPath, osUser: opts.osUser ?? 'postgres', log });
     const listen = { address: opts.listenAddress, port: opts.port };
     const socket = new PgSocket({ dir: this.socketDir, listen, su: this.#roles.su, exec, log });
-    this.#ctx = { pgData: this.pgData, logFile: this.logFile, replPassfile: this.replPassfile, log, exec, socket, listen };
+    this.#ctx = {
+      pgData: this.pgData,
+      logFile: this.logFile,
+      replPassfile: this.replPassfile,
+      log,
+      exec,
+      socket,
+      listen,
+      ...(opts.peerSsl !== undefined ? { peerSsl: opts.peerSsl } : {}),
+    };
   }
 
   /** `postgres -V` major/minor, see {@link PgExec.binaryVersion}. */

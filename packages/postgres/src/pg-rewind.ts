@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { StolonError, errorMessage } from '@stolon-ts/cluster';
-import { buildConnInfo, parseClusterState, parseLsn, parseRewindOutput, renderPgpassLine } from './config.js';
+import { buildConnInfo, clientSslParams, parseClusterState, parseLsn, parseRewindOutput, renderPgpassLine } from './config.js';
 import type { ConnTarget, DbClusterState, RewindResult } from './manager.js';
 import type { PgContext } from './pg-context.js';
 import { OUTPUT_LIMIT, commandFailed, lastLines, throwIfAborted, type ExecResult } from './pg-exec.js';
@@ -55,7 +55,8 @@ const NODE_FILES = [
  * 3. this node's files ({@link NODE_FILES}: configuration, last-good copies) are saved, because
  *    pg_rewind replaces them by the source's;
  * 4. `pg_rewind --target-pgdata=PGDATA --source-server='<conninfo>' --progress` as the OS user;
- *    the conninfo has `dbname=postgres`, `sslmode=prefer`, `connect_timeout=10`,
+ *    the conninfo has `dbname=postgres`, `sslmode=prefer` (`verify-full` with the manager's
+ *    `peerSsl`, see `clientSslParams`), `connect_timeout=10`,
  *    `options='-c synchronous_commit=off'` (Stolon's, so a synchronous primary without a
  *    standby cannot block it) and `passfile=` pointing at a temporary password file;
  * 5. the saved files are put back (also after a failure), a replication password file an
@@ -121,7 +122,7 @@ export async function rewind(ctx: PgContext, source: ConnTarget, signal?: AbortS
         options: '-c synchronous_commit=off',
         passfile: pgpass,
         port: String(source.port),
-        sslmode: 'prefer',
+        ...clientSslParams(ctx.peerSsl),
         user: source.user,
       });
       return ctx.exec.run('pg_rewind', [`--target-pgdata=${ctx.pgData}`, `--source-server=${conninfo}`, '--progress'], {
@@ -224,6 +225,18 @@ async function checkpointSource(ctx: PgContext, source: ConnTarget): Promise<voi
     application_name: 'stolon-ts-rewind',
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     query_timeout: 60_000,
+    // As pg_rewind's own connection: verified TLS with a CA (node's TLS checks the host name or
+    // IP, unless the mode is verify-ca).
+    ...(ctx.peerSsl === undefined
+      ? {}
+      : ctx.peerSsl.mode === 'require'
+        ? { ssl: { rejectUnauthorized: false } }
+        : {
+            ssl: {
+              ca: await fs.readFile(ctx.peerSsl.rootCert, 'utf8'),
+              ...(ctx.peerSsl.mode === 'verify-ca' ? { checkServerIdentity: () => undefined } : {}),
+            },
+          }),
   });
   client.on('error', (err) => ctx.log.debug({ err: errorMessage(err) }, 'rewind source connection error'));
   try {

@@ -460,7 +460,7 @@ describe('KubernetesStore on the stand-in API server', () => {
       );
       const err = await s.listInfos('keepers').catch((e: unknown) => e);
       expect(err).toBeInstanceOf(StoreUnavailableError);
-      expect((err as Error).message).toMatch(/grant the service account .*leases\.coordination\.k8s\.io in namespace stolon-test/);
+      expect((err as Error).message).toMatch(/grant this program's service account that request on .*leases\.coordination\.k8s\.io in namespace stolon-test/);
       const secured = await startKubeApiServerStandin({ token: 'right' });
       try {
         const bad = await writeKubeconfig(dir, secured.url, ['wrong']);

@@ -200,7 +200,7 @@ export class KubernetesStore implements Store {
           }
           if (err.status === 403) {
             return new StoreUnavailableError(
-              `${where} forbids ${what} (403 ${err.message}); grant the service account get, list, watch, create, update and delete on configmaps and leases.coordination.k8s.io in namespace ${this.namespace}`,
+              `${where} forbids ${what} (403 ${err.message}); grant this program's service account that request on configmaps or leases.coordination.k8s.io in namespace ${this.namespace} (deploy/base/rbac.yaml lists what each component needs)`,
               { cause: err },
             );
           }

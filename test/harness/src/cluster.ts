@@ -121,6 +121,11 @@ export interface LocalClusterOptions {
    * @default false
    */
   readonly memberApi?: boolean;
+  /**
+   * With `store: 'kubernetes'`: keep the stand-in's structured request log from the start
+   * (`kubeApi.requests()`, each request with the {@link KubeIdentity} that sent it). @default false
+   */
+  readonly kubeRequestLog?: boolean;
 }
 
 export interface KeeperProc {
@@ -237,20 +242,46 @@ function checkStoreOptions(opts: LocalClusterOptions): void {
 }
 
 /**
- * Starts a Kubernetes API stand-in with a random bearer token and writes `<dir>/kubeconfig` for it
- * (namespace {@link KUBE_NAMESPACE}).
+ * Who talks to the Kubernetes API stand-in: each program with its own bearer token (as each
+ * component of deploy/ has its own ServiceAccount), `init` being the first `stolonctl init` (as
+ * the deploy's init Job runs it) and `stolonctl` every other `stolonctl` call.
+ */
+export type KubeIdentity = 'keeper' | 'sentinel' | 'proxy' | 'init' | 'stolonctl';
+
+const KUBE_IDENTITIES: readonly KubeIdentity[] = ['stolonctl', 'keeper', 'sentinel', 'proxy', 'init'];
+
+/**
+ * Starts a Kubernetes API stand-in and writes `<dir>/kubeconfig` for it (namespace
+ * {@link KUBE_NAMESPACE}): one random bearer token, user and context per {@link KubeIdentity}, the
+ * stand-in's user being the identity's name; the current context is `stolonctl`'s.
+ * @returns the stand-in, the kubeconfig, and the context of each identity
  * @throws the stand-in's listen error or the write error; the stand-in is stopped then.
  */
-async function startKubeStandin(dir: string): Promise<{ api: KubeApiServerStandin; kubeconfig: string }> {
-  const token = randomBytes(16).toString('hex');
-  const api = await startKubeApiServerStandin({ token });
+async function startKubeStandin(
+  dir: string,
+  logRequests: boolean,
+): Promise<{ api: KubeApiServerStandin; kubeconfig: string; context: Readonly<Record<KubeIdentity, string>> }> {
+  const tokens = KUBE_IDENTITIES.map((who) => `${who}-${randomBytes(16).toString('hex')}`);
+  const users = Object.fromEntries(tokens.map((t, i) => [t, KUBE_IDENTITIES[i]!]));
+  const context = Object.fromEntries(tokens.map((t, i) => [KUBE_IDENTITIES[i]!, `ctx-${t}`])) as Record<KubeIdentity, string>;
+  const api = await startKubeApiServerStandin({ users, logRequests });
   try {
-    const kubeconfig = await writeStandinKubeconfig(join(dir, 'kubeconfig'), api.url, { namespace: KUBE_NAMESPACE, tokens: [token] });
-    return { api, kubeconfig };
+    const kubeconfig = await writeStandinKubeconfig(join(dir, 'kubeconfig'), api.url, { namespace: KUBE_NAMESPACE, tokens });
+    return { api, kubeconfig, context };
   } catch (err) {
     await api.stop();
     throw err;
   }
+}
+
+/**
+ * The spec `stolonctl init` gets: `spec` (default `{"initMode":"new"}`); in a chaos network,
+ * unless the spec says otherwise, `suAllowedCIDRs` admits the superuser from the host address,
+ * where the proxies and the test's own connections come from (the keepers are elsewhere).
+ */
+function initSpec(spec: Record<string, unknown> | undefined, network: ChaosNetwork | undefined): Record<string, unknown> {
+  const base = spec ?? { initMode: 'new' };
+  return network === undefined || 'suAllowedCIDRs' in base ? base : { ...base, suAllowedCIDRs: [`${network.hostAddress}/32`] };
 }
 
 /** Runs a node program and collects its output. */
@@ -304,10 +335,10 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   }
   const ownEtcd = opts.etcd === undefined;
   let etcd: EtcdHandle | undefined;
-  let kube: { readonly api: KubeApiServerStandin; readonly kubeconfig: string } | undefined;
+  let kube: { readonly api: KubeApiServerStandin; readonly kubeconfig: string; readonly context: Readonly<Record<KubeIdentity, string>> } | undefined;
   try {
     if (storeKind === 'kubernetes') {
-      kube = await startKubeStandin(dir);
+      kube = await startKubeStandin(dir, opts.kubeRequestLog === true);
     } else {
       etcd =
         opts.etcd ??
@@ -345,6 +376,8 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     kube !== undefined
       ? ['--cluster-name', clusterName, '--store-backend', 'kubernetes', '--kube-resource-kind', 'configmap', '--kubeconfig', kube.kubeconfig]
       : ['--cluster-name', clusterName, '--store-backend', 'etcdv3', '--store-endpoints', endpoints ?? etcdOnly('storeFlags').endpoints.join(',')];
+  /** The kubeconfig context of `who` (kubernetes store), after the store flags. */
+  const identityFlags = (who: KubeIdentity): string[] => (kube !== undefined ? ['--kube-context', kube.context[who]] : []);
   const relays: RelayHandle[] = [];
   /** Keepers in namespaces reach etcd on the bridge address (same ports). */
   const nodeStoreFlags = () =>
@@ -365,7 +398,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   ): ProcessHandle => {
     // `ip netns exec` execs the command, so the handle's pid is the program's own pid.
     const flags = endpoints !== undefined ? storeFlags(endpoints) : netnsPrefix.length > 0 ? nodeStoreFlags() : storeFlags();
-    const argv = [process.execPath, binPath(component), ...flags, '--log-level', logLevel, ...args];
+    const argv = [process.execPath, binPath(component), ...flags, ...identityFlags(component), '--log-level', logLevel, ...args];
     const p = startProcess({
       name,
       cmd: netnsPrefix[0] ?? argv[0]!,
@@ -408,9 +441,17 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
 
   const keepers: KeeperProc[] = [];
   try {
-    const existing = await runNode(binPath('stolonctl'), [...storeFlags(), 'status', '--format', 'json']);
-    if (existing.code !== 0) {
-      const init = await stolonctl(['init', '--yes', JSON.stringify(opts.spec ?? { initMode: 'new' })]);
+    if (kube !== undefined) {
+      // The stand-in starts empty: initialise as the deploy's init Job does, with its identity
+      // (`stolonctl spec` to see whether the cluster exists, then `init` without --yes).
+      const initFlags = [...storeFlags(), ...identityFlags('init')];
+      const existing = await runNode(binPath('stolonctl'), [...initFlags, 'spec']);
+      const init = existing.code === 0 ? existing : await runNode(binPath('stolonctl'), [...initFlags, 'init', JSON.stringify(initSpec(opts.spec, network))]);
+      if (init.code !== 0) {
+        throw new Error(`stolonctl init failed (${init.code}): ${init.stderr}`);
+      }
+    } else if ((await runNode(binPath('stolonctl'), [...storeFlags(), 'status', '--format', 'json'])).code !== 0) {
+      const init = await stolonctl(['init', '--yes', JSON.stringify(initSpec(opts.spec, network))]);
       if (init.code !== 0) {
         throw new Error(`stolonctl init failed (${init.code}): ${init.stderr}`);
       }

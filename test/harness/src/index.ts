@@ -24,6 +24,7 @@ export {
   startLocalCluster,
   type CommandResult,
   type KeeperProc,
+  type KubeIdentity,
   type LocalCluster,
   type LocalClusterOptions,
   type LocalClusterStore,
@@ -40,10 +41,12 @@ export {
   type KubeObject,
   type KubeObjectMeta,
   type StandinError,
+  type StandinLoggedRequest,
   type StandinRequest,
   type StandinResource,
   type StandinKubeconfigOptions,
   type StandinUnavailableMode,
+  type StandinVerb,
 } from './kube-apiserver-standin.js';
 // The chaos suite (docs/chaos.md).
 export {

@@ -285,6 +285,36 @@ describe('Kubernetes API server stand-in', () => {
     }
   });
 
+  it('logRequests: each request with its authorization verb, resource, name (a metadata.name field selector names it) and user; off by default', async () => {
+    const s = await startKubeApiServerStandin({ token: 'admin-tok', users: { 'k-tok': 'keeper', 'p-tok': 'proxy' }, logRequests: true });
+    const as = (t: string) => ({ Authorization: `Bearer ${t}` });
+    try {
+      expect((await call(s.url, 'POST', CM, configMap('lg'), as('k-tok'))).status).toBe(201);
+      expect((await call(s.url, 'GET', `${CM}/lg`, undefined, as('p-tok'))).status).toBe(200);
+      expect((await call(s.url, 'GET', `${CM}?fieldSelector=metadata.name%3Dlg`, undefined, as('admin-tok'))).status).toBe(200);
+      expect((await call(s.url, 'GET', `${LEASES}?labelSelector=a%3Db`, undefined, as('k-tok'))).status).toBe(200);
+      const w = openWatch(s.url, `${CM}?watch=1&fieldSelector=metadata.name%3D%3Dlg`);
+      expect(await w.status).toBe(401);
+      expect((await call(s.url, 'PUT', `${CM}/lg`, configMap('lg'), as('p-tok'))).status).toBe(200);
+      expect((await call(s.url, 'DELETE', `${CM}/lg`, undefined, as('p-tok'))).status).toBe(200);
+      expect((await call(s.url, 'DELETE', CM, undefined, as('wrong'))).status).toBe(401);
+      expect(s.requests().map((r) => [r.user, r.verb, r.apiGroup, r.resource, r.namespace, r.name])).toEqual([
+        ['keeper', 'create', '', 'configmaps', 'ns1', undefined],
+        ['proxy', 'get', '', 'configmaps', 'ns1', 'lg'],
+        ['standin-admin', 'list', '', 'configmaps', 'ns1', 'lg'],
+        ['keeper', 'list', 'coordination.k8s.io', 'leases', 'ns1', undefined],
+        ['anonymous', 'watch', '', 'configmaps', 'ns1', 'lg'],
+        ['proxy', 'update', '', 'configmaps', 'ns1', 'lg'],
+        ['proxy', 'delete', '', 'configmaps', 'ns1', 'lg'],
+        ['anonymous', 'deletecollection', '', 'configmaps', 'ns1', undefined],
+      ]);
+      expect(s.requests()[3]).toMatchObject({ method: 'GET', path: LEASES, query: 'labelSelector=a%3Db' });
+      expect(api.requests()).toEqual([]);
+    } finally {
+      await s.stop();
+    }
+  });
+
   it('hang holds open watch streams’ events and delivers them afterwards; dropWatches ends streams cleanly', async () => {
     const s = await startKubeApiServerStandin();
     try {

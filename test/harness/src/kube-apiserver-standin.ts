@@ -76,6 +76,40 @@ export interface KubeApiServerStandinOptions {
   readonly bookmarkIntervalMs?: number;
   /** When set, every request must carry `Authorization: Bearer <token>` (else 401). */
   readonly token?: string;
+  /**
+   * More accepted bearer tokens, each mapped to the user it authenticates (e.g. one per
+   * component, to tell in {@link KubeApiServerStandin.requests} who sent what). With `token` or
+   * `users` set, a request carrying none of them gets 401; `token` itself authenticates as user
+   * `standin-admin`.
+   */
+  readonly users?: Readonly<Record<string, string>>;
+  /** Keep the structured request log ({@link KubeApiServerStandin.requests}). @default false */
+  readonly logRequests?: boolean;
+}
+
+/** Kubernetes' authorization verb of a request (as the API server's `RequestInfo` resolves it). */
+export type StandinVerb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'patch' | 'delete' | 'deletecollection';
+
+/** One request as the authorizer of a real API server would see it (`logRequests`). */
+export interface StandinLoggedRequest {
+  readonly method: string;
+  /** Path without the query. */
+  readonly path: string;
+  /** The query string, without `?` ('' for none). */
+  readonly query: string;
+  /** Undefined for a path that names no resource the stand-in serves. */
+  readonly verb: StandinVerb | undefined;
+  /** The resource's API group (`''` for core, `coordination.k8s.io` for Leases). */
+  readonly apiGroup: string | undefined;
+  readonly resource: StandinResource | undefined;
+  readonly namespace: string | undefined;
+  /**
+   * The object's name: from the path, or for a list or watch from a `metadata.name=<name>` field
+   * selector, as the real API server does (so RBAC `resourceNames` apply to such requests).
+   */
+  readonly name: string | undefined;
+  /** Who sent it: the user of the bearer token (`users`, `standin-admin` for `token`), else `anonymous`. */
+  readonly user: string;
 }
 
 /** Availability modes of {@link KubeApiServerStandin.setUnavailable}. */
@@ -92,6 +126,11 @@ export interface KubeApiServerStandin {
   watchCount(): number;
   /** Every request received (method and path with query), oldest first; the last 10 000. */
   requestLog(): readonly string[];
+  /**
+   * Every request received since the start, oldest first, with its authorization verb, resource,
+   * name and user; empty unless started with `logRequests`. Unbounded: for short tests.
+   */
+  requests(): readonly StandinLoggedRequest[];
   /**
    * `'refuse'`: every open connection is reset (watches included) and new ones are reset at once.
    * `'hang'`: requests are accepted and never answered, open watch streams stop delivering
@@ -501,6 +540,11 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
   const sockets = new Set<Socket>();
   const held = new Set<ServerResponse>();
   const log: string[] = [];
+  const logged: StandinLoggedRequest[] = [];
+  const users = new Map<string, string>(Object.entries(opts.users ?? {}));
+  if (opts.token !== undefined) {
+    users.set(opts.token, 'standin-admin');
+  }
   let mode: StandinUnavailableMode = false;
   let interceptor: ((req: StandinRequest) => StandinError | undefined) | undefined;
   let stopped = false;
@@ -866,13 +910,18 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
     if (log.length > 10_000) {
       log.shift();
     }
+    const auth = req.headers.authorization ?? '';
+    const user = auth.startsWith('Bearer ') ? users.get(auth.slice('Bearer '.length)) : undefined;
+    if (opts.logRequests === true) {
+      logged.push(describeRequest(method, url, parsePath(url.pathname), user ?? 'anonymous'));
+    }
     if (mode === 'hang') {
       held.add(res);
       res.on('close', () => held.delete(res));
       return;
     }
     const body = method === 'GET' ? '' : await readBody(req);
-    if (opts.token !== undefined && req.headers.authorization !== `Bearer ${opts.token}`) {
+    if (users.size > 0 && user === undefined) {
       throw new HttpError(401, 'Unauthorized', 'Unauthorized');
     }
     const p = parsePath(url.pathname);
@@ -980,6 +1029,7 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
     resourceVersion: () => String(rv),
     watchCount: () => watchers.size,
     requestLog: () => [...log],
+    requests: () => [...logged],
     setUnavailable(next: StandinUnavailableMode): void {
       const prev = mode;
       mode = next;
@@ -1046,6 +1096,58 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
       }
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
+  };
+}
+
+/**
+ * The authorization view of a request, as the API server's `RequestInfo` resolver builds it:
+ * GET of an object is `get`, of a collection `list` (`watch` with `?watch=1`), POST `create`, PUT
+ * `update`, PATCH `patch`, DELETE `delete` (`deletecollection` without a name); a list or watch
+ * with a `metadata.name=<name>` field selector names that object.
+ */
+function describeRequest(
+  method: string,
+  url: URL,
+  p: { resource: StandinResource; namespace: string | undefined; name: string | undefined } | undefined,
+  user: string,
+): StandinLoggedRequest {
+  let name = p?.name;
+  let verb: StandinVerb | undefined;
+  if (p !== undefined) {
+    const collection = name === undefined;
+    switch (method) {
+      case 'GET':
+        verb = !collection ? 'get' : ['1', 'true'].includes(url.searchParams.get('watch') ?? '') ? 'watch' : 'list';
+        break;
+      case 'POST':
+        verb = 'create';
+        break;
+      case 'PUT':
+        verb = 'update';
+        break;
+      case 'PATCH':
+        verb = 'patch';
+        break;
+      case 'DELETE':
+        verb = collection ? 'deletecollection' : 'delete';
+        break;
+    }
+    if (collection && (verb === 'list' || verb === 'watch')) {
+      const terms = (url.searchParams.get('fieldSelector') ?? '').split(',').map((t) => t.trim());
+      const named = terms.map((t) => /^metadata\.name==?(.+)$/.exec(t)?.[1]).filter((n): n is string => n !== undefined);
+      name = named.length === 1 ? named[0] : undefined;
+    }
+  }
+  return {
+    method,
+    path: url.pathname,
+    query: url.search.replace(/^\?/, ''),
+    verb,
+    apiGroup: p === undefined ? undefined : p.resource === 'leases' ? 'coordination.k8s.io' : '',
+    resource: p?.resource,
+    namespace: p?.namespace,
+    name,
+    user,
   };
 }
 

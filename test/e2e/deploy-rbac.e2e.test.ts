@@ -1,0 +1,208 @@
+/**
+ * The Kubernetes RBAC of deploy/base (rbac.yaml, serviceaccount.yaml and the workloads'
+ * `serviceAccountName`) against the requests the programs really make. No API server runs on this
+ * machine, so a small cluster (2 keepers, 1 sentinel, 1 proxy) runs on the harness's Kubernetes
+ * API stand-in, each program with its own bearer token, and the stand-in logs every request with
+ * its authorization verb, resource, name and sender. The cluster is initialised as the init Job
+ * does (`stolonctl spec`, then `stolonctl init`), switched over with `stolonctl` (which the docs
+ * run in a sentinel pod), its proxy killed and restarted (the sentinel deletes the dead proxy's
+ * expired Lease), and stopped (every program deletes its own Lease). Then every logged request is
+ * evaluated against the Role(s) bound to the ServiceAccount of the workload running that program,
+ * with a small RBAC evaluator ({@link allows}: apiGroups, resources, verbs, resourceNames; a list
+ * or watch with a `metadata.name` field selector is named, as on a real API server). And each
+ * Role is checked not to grant what its component must not have: keepers and proxies cannot write
+ * clusterdata, keepers cannot write the leader Lease or other components' Leases.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseAllDocuments } from 'yaml';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { e2eCluster, query, waitFor, waitKeepersConverged, type KubeIdentity, type StandinLoggedRequest } from '@stolon-ts/harness';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+/** The cluster name and namespace of deploy/ (the `stolon-cluster` label; the overlays' namespace). */
+const CLUSTER = 'kube-stolon';
+const NAMESPACE = 'stolon';
+const CLUSTERDATA = `stolon-cluster-${CLUSTER}`;
+const LEADER_LEASE = `stolon-cluster-${CLUSTER}-sentinel-leader`;
+
+interface Rule {
+  apiGroups?: string[];
+  resources?: string[];
+  verbs: string[];
+  resourceNames?: string[];
+}
+interface Obj {
+  kind: string;
+  metadata: { name: string };
+  rules?: Rule[];
+  roleRef?: { kind: string; name: string };
+  subjects?: { kind: string; name: string; namespace?: string }[];
+  spec?: { template?: { spec?: { serviceAccountName?: string } } };
+}
+
+/** One request as RBAC sees it. */
+interface Access {
+  readonly verb: string;
+  readonly apiGroup: string;
+  readonly resource: string;
+  readonly name?: string | undefined;
+}
+
+/** Every object of the base's YAML files, parsed with the `yaml` package. */
+function baseObjects(): Obj[] {
+  const kustomization = parseAllDocuments(readFileSync(join(REPO, 'deploy/base/kustomization.yaml'), 'utf8'))[0]?.toJSON() as { resources: string[] };
+  return kustomization.resources.flatMap((f) =>
+    parseAllDocuments(readFileSync(join(REPO, 'deploy/base', f), 'utf8')).map((d) => d.toJSON() as Obj).filter((o) => o !== null),
+  );
+}
+
+/**
+ * Whether one rule grants `a` (Kubernetes' RBAC rule matching, namespaced Roles only): the API
+ * group, the resource and the verb must each be listed (or `*`), and a rule with resourceNames
+ * grants only requests naming one of them (so never a create, nor an unnamed list or watch).
+ */
+function ruleAllows(r: Rule, a: Access): boolean {
+  const has = (list: string[] | undefined, v: string) => (list ?? []).includes('*') || (list ?? []).includes(v);
+  if (!has(r.apiGroups, a.apiGroup) || !has(r.resources, a.resource) || !has(r.verbs, a.verb)) {
+    return false;
+  }
+  return r.resourceNames === undefined || r.resourceNames.length === 0 || (a.name !== undefined && r.resourceNames.includes(a.name));
+}
+
+/** The rules of every Role bound (by a RoleBinding in `objs`) to ServiceAccount `sa`. */
+function rulesOf(objs: Obj[], sa: string): Rule[] {
+  const roles = objs
+    .filter((o) => o.kind === 'RoleBinding' && (o.subjects ?? []).some((s) => s.kind === 'ServiceAccount' && s.name === sa))
+    .map((b) => {
+      expect(b.roleRef?.kind, `RoleBinding ${b.metadata.name}`).toBe('Role');
+      return b.roleRef?.name;
+    });
+  return objs.filter((o) => o.kind === 'Role' && roles.includes(o.metadata.name)).flatMap((o) => o.rules ?? []);
+}
+
+/** Whether the rules grant `a`. */
+function allows(rules: Rule[], a: Access): boolean {
+  return rules.some((r) => ruleAllows(r, a));
+}
+
+/** The ServiceAccount each program runs as: its workload's; `stolonctl` runs in a sentinel pod. */
+function serviceAccounts(objs: Obj[]): Record<KubeIdentity, string> {
+  const sa = (kind: string, name: string): string => {
+    const w = objs.find((o) => o.kind === kind && o.metadata.name === name);
+    const n = w?.spec?.template?.spec?.serviceAccountName;
+    expect(n, `${kind}/${name} serviceAccountName`).toBeDefined();
+    return n ?? '';
+  };
+  const sentinel = sa('Deployment', 'stolon-sentinel');
+  return { keeper: sa('StatefulSet', 'stolon-keeper'), sentinel, proxy: sa('Deployment', 'stolon-proxy'), init: sa('Job', 'stolon-init'), stolonctl: sentinel };
+}
+
+const lease = (verb: string, name?: string): Access => ({ verb, apiGroup: 'coordination.k8s.io', resource: 'leases', name });
+const configMap = (verb: string, name?: string): Access => ({ verb, apiGroup: '', resource: 'configmaps', name });
+const show = (a: Access) => `${a.verb} ${a.resource}${a.name === undefined ? '' : `/${a.name}`}`;
+
+const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
+  tmpPrefix: 'stolon-deploy-rbac-e2e-',
+  store: 'kubernetes',
+  kubeRequestLog: true,
+  clusterName: CLUSTER,
+  keepers: 2,
+  sentinels: 1,
+  proxies: 1,
+});
+
+describe('deploy/base RBAC against the requests of each component (Kubernetes API stand-in)', () => {
+  it("every request each program makes through init, a switchover, a proxy's death and restart and a stop is allowed by its own Role", async () => {
+    const c = e2e.cluster;
+    await waitKeepersConverged(c, 2, 60_000);
+    const before = await c.primaryIndex();
+    // Refused until the standby streams and the sentinel has seen it converged: try until accepted.
+    await waitFor(async () => ((await c.stolonctl(['switchover', '--yes', '--to', c.keepers[1 - before]!.uid])).code === 0 ? true : undefined), {
+      timeoutMs: 60_000,
+      intervalMs: 2_000,
+      what: 'stolonctl switchover to succeed',
+    });
+    await waitFor(async () => ((await c.primaryIndex()) === 1 - before ? true : undefined), { timeoutMs: 60_000, what: 'the switchover target to be primary' });
+    await waitKeepersConverged(c, 2, 60_000);
+
+    // A proxy that dies leaves its Lease to expire: the sentinel deletes it; the new proxy creates its own.
+    const proxyLeases = () => c.kubeApi.requests().filter((r) => r.user === 'proxy' && r.verb === 'create').length;
+    const created = proxyLeases();
+    await c.proxies[0]!.process.stop('SIGKILL', 5_000);
+    await waitFor(() => (c.kubeApi.requests().some((r) => r.user === 'sentinel' && r.verb === 'delete' && r.name?.includes('.proxies.') === true) ? true : undefined), {
+      timeoutMs: 60_000,
+      what: "the sentinel to delete the dead proxy's expired Lease",
+    });
+    await c.startProxy(0);
+    await waitFor(() => (proxyLeases() > created ? true : undefined), { timeoutMs: 30_000, what: 'the new proxy to create its Lease' });
+    await waitFor(async () => ((await query<{ one: number }>(c.proxyClientConfig(0), 'select 1 as one'))[0]?.one === 1 ? true : undefined), {
+      timeoutMs: 30_000,
+      what: 'the new proxy to route',
+    });
+    await c.stop();
+
+    const objs = baseObjects();
+    const sas = serviceAccounts(objs);
+    const log: readonly StandinLoggedRequest[] = c.kubeApi.requests();
+    expect(new Set(log.map((r) => r.user))).toEqual(new Set<string>(['init', 'keeper', 'sentinel', 'proxy', 'stolonctl']));
+    const denied = log
+      .filter((r) => {
+        const rules = rulesOf(objs, sas[r.user as KubeIdentity]);
+        return r.verb === undefined || r.resource === undefined || !allows(rules, { verb: r.verb, apiGroup: r.apiGroup ?? '', resource: r.resource, name: r.name });
+      })
+      .map((r) => `${r.user} (ServiceAccount ${sas[r.user as KubeIdentity]}): ${r.method} ${r.path}?${r.query} = ${r.verb ?? '?'} ${r.resource ?? '?'}${r.name === undefined ? '' : `/${r.name}`}`);
+    expect([...new Set(denied)]).toEqual([]);
+    expect(log.every((r) => r.namespace === NAMESPACE)).toBe(true);
+
+    // What each did, so that the check above covered the writes that matter.
+    const did = (who: KubeIdentity) => new Set(log.filter((r) => r.user === who).map((r) => show({ verb: r.verb ?? '?', apiGroup: '', resource: r.resource ?? '?', name: r.name })));
+    expect([...did('init')].sort()).toEqual([`create configmaps`, `get configmaps/${CLUSTERDATA}`].sort());
+    expect(did('sentinel')).toContain(`update configmaps/${CLUSTERDATA}`);
+    expect(did('sentinel')).toContain(`update leases/${LEADER_LEASE}`);
+    expect(did('stolonctl')).toContain(`update configmaps/${CLUSTERDATA}`);
+    for (const who of ['keeper', 'proxy'] as const) {
+      expect([...did(who)].filter((d) => d.startsWith('update') || d.startsWith('delete')).every((d) => d.includes(`.${who === 'keeper' ? 'keepers' : 'proxies'}.`)), who).toBe(true);
+      expect(did(who)).toContain(`watch configmaps/${CLUSTERDATA}`);
+      expect(did(who)).toContain('create leases');
+    }
+    expect(did('keeper')).toContain(`update leases/${CLUSTERDATA}.keepers.keeper0`);
+    expect(did('keeper')).toContain(`delete leases/${CLUSTERDATA}.keepers.keeper1`);
+  });
+
+  it('no Role grants a component what it must not have (what RBAC can express)', () => {
+    const objs = baseObjects();
+    const sas = serviceAccounts(objs);
+    const rules = (who: KubeIdentity) => rulesOf(objs, sas[who]);
+    const grants = (who: KubeIdentity, accesses: Access[]) => accesses.filter((a) => allows(rules(who), a)).map(show);
+    const writeClusterData = ['update', 'patch', 'delete', 'create', 'deletecollection'].map((v) => configMap(v, v === 'create' || v === 'deletecollection' ? undefined : CLUSTERDATA));
+    const otherKinds = ['secrets', 'pods', 'events', 'serviceaccounts'].flatMap((resource) =>
+      ['get', 'list', 'create', 'update', 'delete'].map((verb) => ({ verb, apiGroup: '', resource })),
+    );
+    // Keepers and proxies (client-facing; a keeper's PostgreSQL superuser can read the token): read clusterdata only.
+    expect(grants('proxy', writeClusterData), 'proxy').toEqual([]);
+    expect(grants('keeper', writeClusterData), 'keeper').toEqual([]);
+    expect(grants('keeper', [configMap('list'), configMap('get', 'other'), configMap('watch')])).toEqual([]);
+    expect(grants('proxy', [configMap('list'), configMap('get', 'other'), configMap('watch')])).toEqual([]);
+    // Keepers: no write of the leader Lease nor of a sentinel's or proxy's Lease (their names are known patterns).
+    const notKeepers = [LEADER_LEASE, `${CLUSTERDATA}.proxies.abc`, `${CLUSTERDATA}.sentinels.abc`];
+    expect(grants('keeper', notKeepers.flatMap((n) => [lease('update', n), lease('delete', n), lease('patch', n)]))).toEqual([]);
+    expect(grants('keeper', [lease('list'), lease('watch'), lease('deletecollection')])).toEqual([]);
+    // Proxies: their Lease names are random, so update cannot be limited by name (rbac.yaml says
+    // so); the leader Lease stays writable by them. Listing and watching every Lease is not granted.
+    expect(grants('proxy', [lease('list'), lease('watch'), lease('deletecollection'), lease('patch', LEADER_LEASE)])).toEqual([]);
+    expect(grants('proxy', [lease('update', LEADER_LEASE)]), 'the documented limit: if proxies can no longer update any Lease, update rbac.yaml and docs/security.md').toEqual([
+      `update leases/${LEADER_LEASE}`,
+    ]);
+    // The init Job creates clusterdata and cannot change it afterwards, nor touch Leases.
+    expect(grants('init', [configMap('update', CLUSTERDATA), configMap('delete', CLUSTERDATA), lease('create'), lease('update', LEADER_LEASE), lease('list')])).toEqual([]);
+    // The sentinels do not create ConfigMaps (the init Job does) nor touch any other ConfigMap.
+    expect(grants('sentinel', [configMap('create'), configMap('update', 'other'), configMap('list'), configMap('delete', CLUSTERDATA)])).toEqual([]);
+    for (const who of ['keeper', 'sentinel', 'proxy', 'init'] as const) {
+      expect(grants(who, otherKinds), who).toEqual([]);
+    }
+    // Each program has its own ServiceAccount: four of them, none shared.
+    expect(new Set([sas.keeper, sas.sentinel, sas.proxy, sas.init]).size).toBe(4);
+  });
+});
