@@ -35,6 +35,7 @@ import { PgExec } from './pg-exec.js';
 import { initDataDir, removeDataDir } from './pg-init.js';
 import { observe, systemIdentifier } from './pg-probe.js';
 import { rewind } from './pg-rewind.js';
+import { setRolePassword } from './pg-roles.js';
 import { syncSlots } from './pg-slots.js';
 import { PgSocket, defaultSocketDir } from './pg-socket.js';
 import { REPL_PASSFILE } from './pgdata.js';
@@ -117,9 +118,10 @@ export class PgManager implements PostgresManager {
   readonly socketDir: string;
 
   readonly #ctx: PgContext;
+  /** Passwords replaced in place by {@link setPasswords}: the socket reads `su` at every connection. */
   readonly #roles: {
-    readonly su: { readonly user: string; readonly password: string };
-    readonly repl: { readonly user: string; readonly password: string };
+    readonly su: { readonly user: string; password: string };
+    readonly repl: { readonly user: string; password: string };
   };
 
   /** @throws StolonError `CONFIG_INVALID` when `pgData` resolves to `/`. */
@@ -143,6 +145,7 @@ export class PgManager implements PostgresManager {
     const socket = new PgSocket({ dir: this.socketDir, listen, su: this.#roles.su, exec, log });
     this.#ctx = {
       pgData: this.pgData,
+      suUser: opts.suUsername,
       logFile: this.logFile,
       replPassfile: this.replPassfile,
       log,
@@ -236,6 +239,17 @@ export class PgManager implements PostgresManager {
   /** Creates wanted slots, drops unwanted `stolon_*` ones, see {@link syncSlots} in pg-slots.ts. */
   syncSlots(wanted: readonly string[]): Promise<void> {
     return syncSlots(this.#ctx, wanted);
+  }
+
+  /** Replaces the passwords used from now on (nothing changes in PostgreSQL), see {@link PostgresManager.setPasswords}. */
+  setPasswords(passwords: { readonly su: string; readonly repl: string }): void {
+    this.#roles.su.password = passwords.su;
+    this.#roles.repl.password = passwords.repl;
+  }
+
+  /** ALTER ROLE with a client-side SCRAM verifier, see {@link setRolePassword} in pg-roles.ts. */
+  setRolePassword(role: string, password: string): Promise<void> {
+    return setRolePassword(this.#ctx, role, password);
   }
 
   /** Whether a postmaster runs on PGDATA, see {@link isRunning} in postmaster-pid.ts. */
