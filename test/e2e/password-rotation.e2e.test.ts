@@ -163,6 +163,7 @@ describe('password rotation', () => {
     await waitFor(async () => ((await allHealthy()) ? true : undefined), { timeoutMs: 60_000, what: 'both keepers healthy again' });
     const logs = e2e.cluster.logs();
     expect(logs).not.toMatch(/pg_rewind failed/);
+    expect(logs).toMatch(new RegExp(`\\[keeper ${standbyUid}\\].*pg_rewind complete`));
     expect(logs).not.toMatch(/password authentication failed/);
     for (const secret of [NEW_SU, NEW_REPL, oldSu]) {
       expect(logs).not.toContain(secret);
