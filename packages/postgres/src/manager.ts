@@ -255,7 +255,8 @@ export interface PostgresManager {
     signal?: AbortSignal;
   }): Promise<void>;
   /**
-   * Writes postgresql.conf (owned entirely by the keeper), pg_hba.conf and an empty
+   * Writes postgresql.conf (owned entirely by the keeper), pg_ident.conf (the keeper's OS users
+   * mapped to the superuser, for the peer-authenticated socket login), pg_hba.conf and an empty
    * postgresql.auto.conf atomically, then the signal files: `standby.signal` for the standby
    * modes, `recovery.signal` for `recovery`, neither for `null`. Does not reload.
    *

@@ -57,13 +57,16 @@ export interface PgManagerOptions {
    * @default 'postgres'
    */
   readonly osUser?: string;
-  /** Superuser role created by initdb and used for every local SQL connection. */
+  /**
+   * Superuser role created by initdb and used for every local SQL connection (peer
+   * authentication through pg_ident.conf, see `renderIdentConf` in config.ts).
+   */
   readonly suUsername: string;
-  /** Never logged, never in argv. */
+  /** Never logged, never in argv. The value at start; {@link PgManager.setPasswords} replaces it. */
   readonly suPassword: string;
   /** Replication role created by {@link PgManager.init} (may equal `suUsername`). */
   readonly replUsername: string;
-  /** Never logged, never in argv. */
+  /** Never logged, never in argv. The value at start; {@link PgManager.setPasswords} replaces it. */
   readonly replPassword: string;
   /**
    * The keeper's `--pg-listen-address`, replaced by the one of the last
@@ -96,7 +99,7 @@ export interface PgManagerOptions {
 /**
  * {@link PostgresManager} over the PostgreSQL ≥ 12 binaries in `binPath` (tested with 15).
  *
- * Files: `<PGDATA>/postgresql.conf`, `pg_hba.conf`, `postgresql.auto.conf` (kept empty),
+ * Files: `<PGDATA>/postgresql.conf`, `pg_hba.conf`, `pg_ident.conf`, `postgresql.auto.conf` (kept empty),
  * `standby.signal` / `recovery.signal` and `postgresql.conf.last-good` / `pg_hba.conf.last-good`
  * (the last files PostgreSQL accepted) are owned by the manager, and so is
  * `<PGDATA>/../replication.pgpass` (internal standby only; outside PGDATA so that no base backup
