@@ -107,8 +107,12 @@ async function main(): Promise<void> {
   try {
     const argv = await addFlags(baseYargs(process.argv.slice(2), 'stolon-keeper'), KEEPER_FLAGS, 'STKEEPER', process.env).parseAsync();
     const flags = pickFlags(argv as Record<string, unknown>, KEEPER_FLAGS);
-    const suPassword = readSecret(flags.pgSuPasswordFile, 'STKEEPER_PG_SU_PASSWORD', 'pg-su-password-file', process.env);
-    const replPassword = readSecret(flags.pgReplPasswordFile, 'STKEEPER_PG_REPL_PASSWORD', 'pg-repl-password-file', process.env);
+    // Read again at every pass (passwords.ts): the files may be rotated while the keeper runs.
+    const readPasswords = (): { su: string; repl: string } => ({
+      su: readSecret(flags.pgSuPasswordFile, 'STKEEPER_PG_SU_PASSWORD', 'pg-su-password-file', process.env),
+      repl: readSecret(flags.pgReplPasswordFile, 'STKEEPER_PG_REPL_PASSWORD', 'pg-repl-password-file', process.env),
+    });
+    const { su: suPassword, repl: replPassword } = readPasswords();
     if (!Number.isInteger(flags.priority)) {
       throw new ConfigError(`--priority: ${flags.priority} is not a whole number`, { field: 'priority' });
     }
@@ -141,11 +145,11 @@ async function main(): Promise<void> {
       });
     }
     await tls?.install();
-    prepared = { flags, pgBinPath, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls };
+    prepared = { flags, pgBinPath, readPasswords, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls };
   } catch (err) {
     exitOnConfigError(err, 'stolon-keeper');
   }
-  const { flags, pgBinPath, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls } = prepared;
+  const { flags, pgBinPath, readPasswords, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls } = prepared;
   const logger = createLogger({ level: flags.logLevel, component: 'keeper', uid, cluster: flags.clusterName });
   for (const change of dataDirChanges) {
     logger.warn({ dataDir }, `data directory: ${change}`);
@@ -185,7 +189,7 @@ async function main(): Promise<void> {
       allowSpecCommands,
       pgSslRequired: flags.pgSslRequired,
     },
-    { store, logger, pg, bootUuid, status, fencer, ...(tls !== undefined ? { tls } : {}) },
+    { store, logger, pg, bootUuid, status, fencer, passwords: readPasswords, ...(tls !== undefined ? { tls } : {}) },
   ).catch(async (err: unknown) => {
     await fencer.stop();
     return exitOnConfigError(err, 'stolon-keeper');

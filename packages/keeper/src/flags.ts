@@ -52,14 +52,14 @@ export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
   pgSuUsername: { name: 'pg-su-username', description: 'PostgreSQL superuser name', type: 'string', default: 'postgres' },
   pgSuPasswordFile: {
     name: 'pg-su-password-file',
-    description: 'file holding the superuser password (or set STKEEPER_PG_SU_PASSWORD)',
+    description: 'file holding the superuser password (or set STKEEPER_PG_SU_PASSWORD); read again at every pass, a change is set on the role by the primary',
     type: 'string',
     secretFile: true,
   },
   pgReplUsername: { name: 'pg-repl-username', description: 'PostgreSQL replication user name', type: 'string', default: 'repluser' },
   pgReplPasswordFile: {
     name: 'pg-repl-password-file',
-    description: 'file holding the replication password (or set STKEEPER_PG_REPL_PASSWORD)',
+    description: 'file holding the replication password (or set STKEEPER_PG_REPL_PASSWORD); read again at every pass, a change is set on the role by the primary',
     type: 'string',
     secretFile: true,
   },

@@ -68,6 +68,8 @@ interface StartOptions {
   wrapStore?: (s: Store) => Store;
   /** `--allow-spec-commands`, parsed. Unset: the flag's default (none). */
   allowSpecCommands?: ReadonlySet<SpecCommand>;
+  /** The password files as the keeper reads them at every pass; unset: no re-reading. */
+  passwords?: () => { su: string; repl: string };
 }
 
 async function startKeeper(cd: ClusterData | null, opts: StartOptions = {}): Promise<Rig> {
@@ -108,6 +110,7 @@ async function startKeeper(cd: ClusterData | null, opts: StartOptions = {}): Pro
       bootUuid: `boot-${uid}`,
       status,
       ...(opts.fencer !== undefined ? { fencer: opts.fencer } : {}),
+      ...(opts.passwords !== undefined ? { passwords: opts.passwords } : {}),
     },
   );
   const rig: Rig = {
@@ -541,6 +544,68 @@ describe('keeper in-process: passes the clusterdata watch asks for', () => {
     cd.dbs['db-k1']!.status.xLogPos += 1000;
     await r.put(cd);
     await until('restarted by a pass well before the 3 s timer', () => pg.inst.running, 1500);
+  });
+});
+
+describe('keeper in-process: password rotation', () => {
+  it('a primary applies a password file that changed while it runs, once per change, and never logs it', async () => {
+    const pg = runningPg('master');
+    const files = { su: 'su-secret', repl: 'repl-secret' };
+    const r = await startKeeper(fast().withPrimary('k1').withStandby('k2').build(), { pg, local: local('db-k1'), passwords: () => ({ ...files }) });
+    await until('the primary configured', () => pg.count('writeConfig') > 0);
+    await new Promise((res) => setTimeout(res, 300));
+    expect(pg.count('setRolePassword')).toBe(0);
+    files.su = 'su-new';
+    files.repl = 'repl-new';
+    await until('both roles set', () => pg.inst.rolePasswords['postgres'] === 'su-new' && pg.inst.rolePasswords['repl'] === 'repl-new');
+    expect(pg.passwords).toEqual({ su: 'su-new', repl: 'repl-new' });
+    await new Promise((res) => setTimeout(res, 300));
+    expect(pg.count('setRolePassword')).toBe(2);
+    expect(r.lines.some((l) => l.msg === 'password of role postgres rotated: set from its changed password file')).toBe(true);
+    const log = JSON.stringify(r.lines);
+    expect(log).not.toContain('su-new');
+    expect(log).not.toContain('repl-new');
+  });
+
+  it('a standby rewrites its replication password at once, applies nothing, and applies the change only if it is promoted', async () => {
+    const pg = runningPg('standby');
+    const files = { su: 'su-secret', repl: 'repl-secret' };
+    const cd = fast().withPrimary('k0').withStandby('k1').build();
+    const r = await startKeeper(cd, { pg, local: local('db-k1'), passwords: () => ({ ...files }) });
+    const standbyPassword = (): string | undefined => {
+      const rec = pg.inst.config?.recovery;
+      return rec?.mode === 'standby' ? rec.standby.primary.password : undefined;
+    };
+    await until('the standby configured', () => standbyPassword() === 'repl-secret');
+    files.repl = 'repl-new';
+    await until('replication.pgpass rewritten with the new password', () => standbyPassword() === 'repl-new');
+    expect(pg.count('setRolePassword')).toBe(0);
+    await r.put(fast().withPrimary('k1').withStandby('k0').build());
+    await until('promoted, then the changed replication password applied', () => pg.inst.role === 'master' && pg.inst.rolePasswords['repl'] === 'repl-new');
+    // The superuser file never changed while this keeper ran: its password is left alone.
+    expect(pg.inst.rolePasswords['postgres']).toBeUndefined();
+  });
+
+  it('a keeper whose file is stale applies nothing when it becomes primary, and keeps its passwords when a file cannot be read', async () => {
+    const pg = runningPg('standby');
+    let broken = false;
+    const r = await startKeeper(fast().withPrimary('k1').withStandby('k2').build(), {
+      pg,
+      local: local('db-k1'),
+      passwords: () => {
+        if (broken) {
+          throw new StolonError('CONFIG_INVALID', '--pg-su-password-file: /x is empty; put the password in it');
+        }
+        return { su: 'su-secret', repl: 'repl-secret' };
+      },
+    });
+    await until('the promotion', () => pg.inst.role === 'master' && pg.count('writeConfig') > 0);
+    broken = true;
+    await until('the read error logged', () => r.lines.some((l) => l.msg.startsWith('cannot read the password files')));
+    await new Promise((res) => setTimeout(res, 300));
+    expect(r.lines.filter((l) => l.msg.startsWith('cannot read the password files'))).toHaveLength(1);
+    expect(pg.count('setRolePassword')).toBe(0);
+    expect(pg.passwords).toBeUndefined();
   });
 });
 

@@ -7,6 +7,7 @@ import { failpoint, redactConninfo, type PassResult } from '@stolon-ts/common';
 import { describeActivity } from './activity.js';
 import { execute, taskName } from './actions.js';
 import { promiseHold } from './failsafe.js';
+import { refreshPasswords, rotatePasswords } from './passwords.js';
 import { planKeeperAction } from './plan.js';
 import type { KeeperRuntime } from './runtime.js';
 import { awaitFenceTimeForStart } from './watchers.js';
@@ -18,8 +19,9 @@ import { awaitFenceTimeForStart } from './watchers.js';
  * @throws store and PostgreSQL errors (the pass loop logs them and runs the next pass)
  */
 export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Promise<PassResult> {
-  const { pg, store, config } = rt;
   await failpoint('keeperPassHang');
+  refreshPasswords(rt);
+  const { pg, store, config } = rt;
   const obs = await pg.observe();
   let cd: ClusterData | undefined;
   try {
@@ -54,6 +56,9 @@ export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Prom
     return { sentence: 'no clusterdata: waiting for `stolonctl init`' };
   }
   const running = rt.tasks.current;
+  if (running === undefined) {
+    await rotatePasswords(rt, obs);
+  }
   if (running !== undefined) {
     return { sentence: rt.activity !== undefined ? describeActivity(rt.activity, performance.now()) : `${running} in progress` };
   }

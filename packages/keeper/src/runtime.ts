@@ -23,7 +23,8 @@ const DEFAULT_WAIT_READY_MS = parseDurationMs(DEFAULT_SPEC.dbWaitReadyTimeout) ?
 
 /** A keeper's mutable state and its dependencies. */
 export class KeeperRuntime {
-  readonly config: KeeperConfig;
+  /** The configuration; replaced (never mutated) when a password file changes (passwords.ts). */
+  config: KeeperConfig;
   readonly deps: KeeperDeps;
   readonly store: Store;
   readonly pg: PostgresManager;
@@ -63,6 +64,13 @@ export class KeeperRuntime {
   startError: string | undefined;
   /** The command-bearing spec settings last refused, joined (to log a change once). */
   lastRefusedKey = '';
+  /**
+   * Per role, the password this process last set on its primary, or found when it started
+   * (passwords.ts): a file that differs from it was changed while this process ran.
+   */
+  readonly passwordsSet: { su: string; repl: string };
+  /** The last password file read error, to log a change once; '' when the files were read. */
+  passwordReadError = '';
   /** Set by `start` once the task runner exists. */
   tasks!: TaskRunner;
   /** Asks the pass loop for a pass now (set by `start`). */
@@ -75,6 +83,7 @@ export class KeeperRuntime {
 
   constructor(config: KeeperConfig, deps: KeeperDeps, local: PersistedState, binaryVersion: { Maj: number; Min: number }, pgData: string) {
     this.config = config;
+    this.passwordsSet = { su: config.suPassword, repl: config.replPassword };
     this.deps = deps;
     this.store = deps.store;
     this.pg = deps.pg;

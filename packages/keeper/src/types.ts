@@ -23,10 +23,13 @@ export interface KeeperConfig {
   readonly pgAdvertiseAddress: string;
   readonly pgPort: number;
   readonly suUsername: string;
-  /** Needed as the pg_rewind source credentials; never logged. */
+  /**
+   * Needed as the pg_rewind source credentials; never logged. The value at start: with
+   * {@link KeeperDeps.passwords}, the runtime's copy follows the files (passwords.ts).
+   */
   readonly suPassword: string;
   readonly replUsername: string;
-  /** Needed to build the standby's connection to its primary; never logged. */
+  /** Needed to build the standby's connection to its primary; never logged. Like {@link suPassword}. */
   readonly replPassword: string;
   readonly canBeMaster: boolean;
   readonly canBeSynchronousReplica: boolean;
@@ -59,6 +62,13 @@ export interface KeeperDeps {
   readonly fencer?: FenceControl;
   /** Hears about every pass and publish (the status endpoint's liveness and readiness). */
   readonly status?: KeeperStatusSink;
+  /**
+   * Reads the current superuser and replication passwords (the `--pg-*-password-file` files, or
+   * the environment's static values), at the start of every pass (passwords.ts); absent: the
+   * configuration's values stay. Throws when a file cannot be read or is empty (the previous
+   * values are kept then).
+   */
+  readonly passwords?: () => { readonly su: string; readonly repl: string };
   /** PostgreSQL's server TLS files (tls.ts), refreshed whenever the configuration is derived; absent: no TLS. */
   readonly tls?: { refresh(log: Logger): Promise<PgSslFiles> };
 }

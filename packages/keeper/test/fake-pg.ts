@@ -31,6 +31,8 @@ export interface FakeInstance {
   /** application_name → sync_state of connected standbys. */
   replication: Record<string, string>;
   slots: string[];
+  /** Role name → the password last set with setRolePassword. */
+  rolePasswords: Record<string, string>;
   /** The configuration last written. */
   config: { cfg: PgConfig; recovery: RecoveryConfig | null } | undefined;
   pendingRestart: string[];
@@ -52,6 +54,7 @@ const MUTATING: ReadonlySet<Method> = new Set<Method>([
   'waitRecoveryDone',
   'removeData',
   'syncSlots',
+  'setRolePassword',
 ]);
 
 export class FakePostgres implements PostgresManager {
@@ -65,6 +68,7 @@ export class FakePostgres implements PostgresManager {
     xLogPos: 0,
     replication: {},
     slots: [],
+    rolePasswords: {},
     config: undefined,
     pendingRestart: [],
   };
@@ -289,6 +293,20 @@ export class FakePostgres implements PostgresManager {
   syncSlots(wanted: readonly string[]): Promise<void> {
     return this.#run('syncSlots', this.inst.running ? undefined : 'not running', () => {
       this.inst.slots = [...wanted];
+    });
+  }
+
+  /** The passwords last handed over with setPasswords. */
+  passwords: { su: string; repl: string } | undefined;
+
+  setPasswords(passwords: { readonly su: string; readonly repl: string }): void {
+    this.passwords = { ...passwords };
+  }
+
+  setRolePassword(role: string, password: string): Promise<void> {
+    const refusal = !this.inst.running ? 'not running' : this.inst.role !== 'master' ? 'read-only standby' : undefined;
+    return this.#run('setRolePassword', refusal, () => {
+      this.inst.rolePasswords[role] = password;
     });
   }
 

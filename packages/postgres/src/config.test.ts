@@ -20,6 +20,7 @@ import {
   recoveryParameters,
   renderHba,
   renderHbaLines,
+  renderIdentConf,
   renderPgpassLine,
   renderPostgresqlConf,
   renderSynchronousStandbyNames,
@@ -436,7 +437,7 @@ describe('recoveryParameters / renderPostgresqlConf with a recovery mode', () =>
 });
 
 describe('renderHbaLines / defaultHbaLines / renderHba', () => {
-  const local = ['local all su scram-sha-256', 'local replication repl scram-sha-256'];
+  const local = ['local all su peer map=stolon_keeper', 'local replication repl scram-sha-256'];
   const allMode = [
     'host all su 0.0.0.0/0 scram-sha-256',
     'host all su ::/0 scram-sha-256',
@@ -550,7 +551,7 @@ describe('renderHbaLines / defaultHbaLines / renderHba', () => {
       '14. keepers, superuser and replication role the same: one reject for replication',
       { mode: 'keepers', replUsername: 'su', ownAddress: '127.0.0.1', userLines: [] },
       [
-        'local all su scram-sha-256',
+        'local all su peer map=stolon_keeper',
         'local replication su scram-sha-256',
         'host all su 127.0.0.1/32 scram-sha-256',
         'host replication su 127.0.0.1/32 scram-sha-256',
@@ -572,7 +573,7 @@ describe('renderHbaLines / defaultHbaLines / renderHba', () => {
 
   it('quotes role names that are keywords or unusual', () => {
     const lines = defaultHbaLines({ suUsername: 'all', replUsername: 'Repl User', userLines: [] });
-    expect(lines[0]).toBe('local all "all" scram-sha-256');
+    expect(lines[0]).toBe('local all "all" peer map=stolon_keeper');
     expect(lines[1]).toBe('local replication "Repl User" scram-sha-256');
   });
 
@@ -789,6 +790,22 @@ describe('parseLsn / formatLsn', () => {
 
   it.each([-1, 0.5, Number.MAX_SAFE_INTEGER + 1, Number.NaN])('formatLsn rejects %d', (n) => {
     expect(() => formatLsn(n)).toThrow(StolonError);
+  });
+});
+
+describe('renderIdentConf', () => {
+  it('maps each OS user once to the superuser in map stolon_keeper, quoting unusual names', () => {
+    expect(renderIdentConf(['root', 'postgres', 'root'], 'postgres').split('\n').slice(1)).toEqual([
+      'stolon_keeper root postgres',
+      'stolon_keeper postgres postgres',
+      '',
+    ]);
+    expect(renderIdentConf(['Some User'], 'all')).toContain('stolon_keeper "Some User" "all"\n');
+  });
+
+  it('refuses a name pg_ident.conf cannot hold', () => {
+    expect(() => renderIdentConf(['a"b'], 'su')).toThrow(StolonError);
+    expect(() => renderIdentConf(['root'], '')).toThrow(StolonError);
   });
 });
 

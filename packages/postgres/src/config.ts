@@ -519,9 +519,12 @@ export interface HbaOptions {
 
 /**
  * The pg_hba.conf rules (as Stolon's keeper `generateHBA`, plus mode `keepers`), with
- * `scram-sha-256` everywhere. pg_hba.conf is read top down and the first matching line decides:
+ * `scram-sha-256` everywhere but the keeper's own socket login. pg_hba.conf is read top down and
+ * the first matching line decides:
  *
- * 1. `local all <su> scram-sha-256` and `local replication <repl> scram-sha-256`, always; with
+ * 1. `local all <su> peer map=stolon_keeper` ({@link KEEPER_IDENT_MAP}: the OS users that own
+ *    PGDATA, see {@link renderIdentConf}; the keeper's local connections so need no password
+ *    and survive a password rotation) and `local replication <repl> scram-sha-256`, always; with
  *    `requireSsl`, then `hostnossl all all all reject` and `hostnossl replication all all reject`;
  * 2. mode `all`: `host all <su>` and `host replication <repl>` from `0.0.0.0/0` and `::/0`;
  *    mode `strict`: on the primary only, for each peer address A (sorted),
@@ -547,7 +550,7 @@ export interface HbaOptions {
 export function renderHbaLines(opts: HbaOptions): string[] {
   const su = hbaName(opts.suUsername);
   const repl = hbaName(opts.replUsername);
-  const lines = [`local all ${su} scram-sha-256`, `local replication ${repl} scram-sha-256`];
+  const lines = [`local all ${su} peer map=${KEEPER_IDENT_MAP}`, `local replication ${repl} scram-sha-256`];
   if (opts.requireSsl === true) {
     lines.push('hostnossl all all all reject', 'hostnossl replication all all reject');
   }
@@ -596,6 +599,38 @@ export function renderHbaLines(opts: HbaOptions): string[] {
     lines.push(line);
   });
   return lines;
+}
+
+/**
+ * Name of the user name map (pg_ident.conf) of the superuser's `local` line of pg_hba.conf: peer
+ * authentication through it lets the OS users of {@link renderIdentConf} log in as the superuser
+ * over the Unix socket without a password.
+ * @see https://www.postgresql.org/docs/current/auth-username-maps.html
+ */
+const KEEPER_IDENT_MAP = 'stolon_keeper';
+
+/**
+ * pg_ident.conf: one line `stolon_keeper <os user> <superuser>` for each of `osUsers`
+ * (deduplicated, in order), names double-quoted when they are not plain lower-case identifiers.
+ * With the `local all <su> peer map=stolon_keeper` line of {@link renderHbaLines}, those OS users
+ * (the keeper's own, root when it runs as root, and the OS user that runs PostgreSQL — who can
+ * read and change PGDATA anyway) connect over the Unix socket as the superuser without a
+ * password, as Debian's packaging does for `postgres`.
+ * @throws StolonError `CONFIG_INVALID` for a name pg_ident.conf cannot hold (empty, `"`, a newline).
+ * @see https://www.postgresql.org/docs/current/auth-username-maps.html
+ * @see https://www.postgresql.org/docs/current/auth-peer.html
+ */
+export function renderIdentConf(osUsers: readonly string[], suUsername: string): string {
+  const role = identName(suUsername);
+  const lines = [...new Set(osUsers)].map((u) => `${KEEPER_IDENT_MAP} ${identName(u)} ${role}`);
+  return `# Written by the stolon-ts keeper; replaced whenever it writes pg_hba.conf.\n${lines.join('\n')}\n`;
+}
+
+function identName(name: string): string {
+  if (name === '' || /["\r\n]/.test(name)) {
+    throw new StolonError('CONFIG_INVALID', `name ${JSON.stringify(name)} cannot be written in pg_ident.conf`);
+  }
+  return /^[a-z_][a-z0-9_]*$/.test(name) && name !== 'all' ? name : `"${name}"`;
 }
 
 /** Listen addresses that mean "every interface": never a keeper's own address in pg_hba.conf. */

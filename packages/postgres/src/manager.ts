@@ -255,7 +255,8 @@ export interface PostgresManager {
     signal?: AbortSignal;
   }): Promise<void>;
   /**
-   * Writes postgresql.conf (owned entirely by the keeper), pg_hba.conf and an empty
+   * Writes postgresql.conf (owned entirely by the keeper), pg_ident.conf (the keeper's OS users
+   * mapped to the superuser, for the peer-authenticated socket login), pg_hba.conf and an empty
    * postgresql.auto.conf atomically, then the signal files: `standby.signal` for the standby
    * modes, `recovery.signal` for `recovery`, neither for `null`. Does not reload.
    *
@@ -365,6 +366,22 @@ export interface PostgresManager {
    * their WAL).
    */
   syncSlots(wanted: readonly string[]): Promise<void>;
+  /**
+   * Replaces the passwords the manager uses from now on: the superuser's for initdb and for a
+   * socket that still asks for one (an instance whose pg_hba.conf predates peer authentication),
+   * the replication role's for the role initdb creates. Changes nothing in PostgreSQL.
+   */
+  setPasswords(passwords: { readonly su: string; readonly repl: string }): void;
+  /**
+   * Sets `role`'s password on the running instance: `ALTER ROLE … PASSWORD '<SCRAM-SHA-256
+   * verifier>'`, the verifier computed here (`scramSha256Verifier`), in a transaction that turns
+   * statement logging off, so that neither the password nor its verifier reaches the server log
+   * or pg_stat_activity. Only meaningful on a primary (a standby is read-only).
+   * @throws StolonError `PG_NOT_RUNNING` (transient) when no connection can be made;
+   *   `PG_COMMAND_FAILED` (transient) when the statement fails (the message never holds the password).
+   * @see https://www.postgresql.org/docs/current/sql-alterrole.html
+   */
+  setRolePassword(role: string, password: string): Promise<void>;
   /** True when the postmaster process is alive (postmaster.pid points at a live process). */
   isRunning(): Promise<boolean>;
 }

@@ -5,10 +5,11 @@
  * Rendering and parsing are pure and live in config.ts. The manager as a whole: pg-manager.ts.
  */
 import { promises as fs } from 'node:fs';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from 'pg';
 import { StolonError, errorMessage } from '@stolon-ts/cluster';
-import { parseConfigErrors, renderHba, renderPgpassLine, renderPostgresqlConf, type ConfigProblem } from './config.js';
+import { parseConfigErrors, renderHba, renderIdentConf, renderPgpassLine, renderPostgresqlConf, type ConfigProblem } from './config.js';
 import type { PgConfig, RecoveryConfig, WriteConfigResult } from './manager.js';
 import type { PgContext } from './pg-context.js';
 import { exitText, lastLines } from './pg-exec.js';
@@ -26,7 +27,8 @@ import {
 import { isRunning } from './postmaster-pid.js';
 
 /**
- * Writes postgresql.conf ({@link renderPostgresqlConf}), pg_hba.conf ({@link renderHba}) and an
+ * Writes postgresql.conf ({@link renderPostgresqlConf}), pg_ident.conf ({@link identConf}, before
+ * pg_hba.conf, whose superuser `local` line names its map), pg_hba.conf ({@link renderHba}) and an
  * empty postgresql.auto.conf (discarding anything ALTER SYSTEM stored), each atomically
  * (temp file, fsync, rename, mode 0600, owned by the OS user). Then the recovery files:
  * `standby.signal` for the standby modes, `recovery.signal` for `recovery`, none of them for
@@ -64,20 +66,24 @@ export async function writeConfig(ctx: PgContext, config: PgConfig, recovery: Re
     recovery?.mode === 'standby' ? { socketDir: ctx.socket.dir, passfile, peerSsl: ctx.peerSsl } : { socketDir: ctx.socket.dir },
   );
   const hba = renderHba(config.hba);
+  const ident = await identConf(ctx);
   const confPath = join(ctx.pgData, 'postgresql.conf');
   const hbaPath = join(ctx.pgData, 'pg_hba.conf');
+  const identPath = join(ctx.pgData, 'pg_ident.conf');
   const autoPath = join(ctx.pgData, 'postgresql.auto.conf');
-  let previous: { conf: string | null; hba: string | null } = { conf: null, hba: null };
+  let previous: { conf: string | null; hba: string | null; ident: string | null } = { conf: null, hba: null, ident: null };
   await dataWrite(ctx.pgData, 'reading the current configuration', async () => {
-    previous = { conf: await readIfExists(confPath), hba: await readIfExists(hbaPath) };
+    previous = { conf: await readIfExists(confPath), hba: await readIfExists(hbaPath), ident: await readIfExists(identPath) };
   });
-  const changed = previous.conf !== conf || previous.hba !== hba;
+  // pg_rewind and pg_basebackup bring the source's pg_ident.conf: compared on its own.
+  const changed = previous.conf !== conf || previous.hba !== hba || previous.ident !== ident;
   const running = await isRunning(ctx.pgData);
 
   await dataWrite(ctx.pgData, 'writing the configuration', async () => {
     await ctx.socket.ensureDir();
     if (changed) {
       await ctx.exec.writeAtomic(confPath, conf);
+      await ctx.exec.writeAtomic(identPath, ident);
       await ctx.exec.writeAtomic(hbaPath, hba);
     }
     // Before validation: postgres -C reads postgresql.auto.conf too. A symlink (Stolon points
@@ -144,6 +150,25 @@ export async function writeConfig(ctx: PgContext, config: PgConfig, recovery: Re
     'wrote postgresql.conf and pg_hba.conf',
   );
   return { changed, pendingRestart: check.pendingRestart };
+}
+
+/**
+ * pg_ident.conf for this manager ({@link renderIdentConf}): this process's OS user (root when
+ * it runs as root) and, when root, the OS user that runs PostgreSQL, mapped to the superuser.
+ * A process user without a passwd entry is left out (peer authentication could not name it
+ * either); its keeper then cannot connect over the socket, which the start reports.
+ */
+async function identConf(ctx: PgContext): Promise<string> {
+  const users: string[] = [];
+  try {
+    users.push(userInfo().username);
+  } catch (err) {
+    ctx.log.warn({ err: errorMessage(err) }, 'this process has no OS user name: it cannot use peer authentication over the socket');
+  }
+  if ((await ctx.exec.identity()) !== null) {
+    users.push(ctx.exec.osUser);
+  }
+  return renderIdentConf(users, ctx.suUser);
 }
 
 /**

@@ -17,6 +17,8 @@ export interface PgContext {
   readonly logFile: string;
   /** The walreceiver's replication password file: `<PGDATA>/../replication.pgpass`, outside PGDATA. */
   readonly replPassfile: string;
+  /** The superuser role, which the keeper's OS users map to in pg_ident.conf. */
+  readonly suUser: string;
   readonly log: Logger;
   /** Runs the PostgreSQL binaries and creates files as the OS user. */
   readonly exec: PgExec;

@@ -559,6 +559,46 @@ describe('PgManager (real PostgreSQL)', () => {
     await standby.promote(5000); // already a primary: returns at once
   });
 
+  it('rotates a password with a client-side SCRAM verifier: the new one logs in, the old one no longer, and the manager still connects (peer)', async () => {
+    const ident = readFileSync(join(primary.pgData, 'pg_ident.conf'), 'utf8');
+    expect(ident).toContain(isRoot ? 'stolon_keeper root stolon\nstolon_keeper postgres stolon\n' : 'stolon_keeper ');
+    const login = async (user: string, password: string): Promise<string> => {
+      const c = new Client({ host: '127.0.0.1', port: primaryPort, user, password, database: 'postgres', connectionTimeoutMillis: 2000 });
+      try {
+        await c.connect();
+        await c.end();
+        return 'ok';
+      } catch (err) {
+        return (err as Error).message;
+      }
+    };
+    const newSu = `su-rotated'"\\:${suffix}-x`;
+    const newRepl = `repl rotated ${suffix}-y`;
+    await primary.setRolePassword('repl', newRepl);
+    await primary.setRolePassword('stolon', newSu);
+    expect(await login('repl', newRepl)).toBe('ok');
+    expect(await login('repl', REPL_PASSWORD)).toMatch(/password authentication failed/);
+    expect(await login('stolon', newSu)).toBe('ok');
+    expect(await login('stolon', SU_PASSWORD)).toMatch(/password authentication failed/);
+    const stored = await new Client({ host: '127.0.0.1', port: primaryPort, user: 'stolon', password: newSu, database: 'postgres' });
+    await stored.connect();
+    const rows = (await stored.query<{ rolpassword: string }>("select rolpassword from pg_authid where rolname = 'stolon'")).rows;
+    await stored.end();
+    expect(rows[0]?.rolpassword).toMatch(/^SCRAM-SHA-256\$4096:[A-Za-z0-9+/=]{24}\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$/);
+    // The keeper's own connection needs no password: peer authentication over the socket.
+    const obs = await primary.observe();
+    expect(obs).toMatchObject({ running: true, role: 'master' });
+    expect(obs.error).toBeUndefined();
+    // Neither the password nor its verifier reached the server log.
+    const serverLog = readFileSync(join(root, 'p', 'postgres.log'), 'utf8');
+    expect(serverLog).not.toContain(suffix);
+    expect(serverLog).not.toContain(rows[0]?.rolpassword ?? 'none');
+    await primary.setRolePassword('stolon', SU_PASSWORD);
+    await primary.setRolePassword('repl', REPL_PASSWORD);
+    expect(await login('stolon', SU_PASSWORD)).toBe('ok');
+    await expect(primary.setRolePassword('no_such_role', 'x')).rejects.toMatchObject({ code: 'PG_COMMAND_FAILED' });
+  });
+
   it('drops the now inactive slot, stops both, and observes them stopped', async () => {
     await waitFor(async () => {
       await primary.syncSlots([]);

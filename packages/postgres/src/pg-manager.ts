@@ -35,6 +35,7 @@ import { PgExec } from './pg-exec.js';
 import { initDataDir, removeDataDir } from './pg-init.js';
 import { observe, systemIdentifier } from './pg-probe.js';
 import { rewind } from './pg-rewind.js';
+import { setRolePassword } from './pg-roles.js';
 import { syncSlots } from './pg-slots.js';
 import { PgSocket, defaultSocketDir } from './pg-socket.js';
 import { REPL_PASSFILE } from './pgdata.js';
@@ -56,13 +57,16 @@ export interface PgManagerOptions {
    * @default 'postgres'
    */
   readonly osUser?: string;
-  /** Superuser role created by initdb and used for every local SQL connection. */
+  /**
+   * Superuser role created by initdb and used for every local SQL connection (peer
+   * authentication through pg_ident.conf, see `renderIdentConf` in config.ts).
+   */
   readonly suUsername: string;
-  /** Never logged, never in argv. */
+  /** Never logged, never in argv. The value at start; {@link PgManager.setPasswords} replaces it. */
   readonly suPassword: string;
   /** Replication role created by {@link PgManager.init} (may equal `suUsername`). */
   readonly replUsername: string;
-  /** Never logged, never in argv. */
+  /** Never logged, never in argv. The value at start; {@link PgManager.setPasswords} replaces it. */
   readonly replPassword: string;
   /**
    * The keeper's `--pg-listen-address`, replaced by the one of the last
@@ -95,7 +99,7 @@ export interface PgManagerOptions {
 /**
  * {@link PostgresManager} over the PostgreSQL ≥ 12 binaries in `binPath` (tested with 15).
  *
- * Files: `<PGDATA>/postgresql.conf`, `pg_hba.conf`, `postgresql.auto.conf` (kept empty),
+ * Files: `<PGDATA>/postgresql.conf`, `pg_hba.conf`, `pg_ident.conf`, `postgresql.auto.conf` (kept empty),
  * `standby.signal` / `recovery.signal` and `postgresql.conf.last-good` / `pg_hba.conf.last-good`
  * (the last files PostgreSQL accepted) are owned by the manager, and so is
  * `<PGDATA>/../replication.pgpass` (internal standby only; outside PGDATA so that no base backup
@@ -117,9 +121,10 @@ export class PgManager implements PostgresManager {
   readonly socketDir: string;
 
   readonly #ctx: PgContext;
+  /** Passwords replaced in place by {@link setPasswords}: the socket reads `su` at every connection. */
   readonly #roles: {
-    readonly su: { readonly user: string; readonly password: string };
-    readonly repl: { readonly user: string; readonly password: string };
+    readonly su: { readonly user: string; password: string };
+    readonly repl: { readonly user: string; password: string };
   };
 
   /** @throws StolonError `CONFIG_INVALID` when `pgData` resolves to `/`. */
@@ -143,6 +148,7 @@ export class PgManager implements PostgresManager {
     const socket = new PgSocket({ dir: this.socketDir, listen, su: this.#roles.su, exec, log });
     this.#ctx = {
       pgData: this.pgData,
+      suUser: opts.suUsername,
       logFile: this.logFile,
       replPassfile: this.replPassfile,
       log,
@@ -236,6 +242,17 @@ export class PgManager implements PostgresManager {
   /** Creates wanted slots, drops unwanted `stolon_*` ones, see {@link syncSlots} in pg-slots.ts. */
   syncSlots(wanted: readonly string[]): Promise<void> {
     return syncSlots(this.#ctx, wanted);
+  }
+
+  /** Replaces the passwords used from now on (nothing changes in PostgreSQL), see {@link PostgresManager.setPasswords}. */
+  setPasswords(passwords: { readonly su: string; readonly repl: string }): void {
+    this.#roles.su.password = passwords.su;
+    this.#roles.repl.password = passwords.repl;
+  }
+
+  /** ALTER ROLE with a client-side SCRAM verifier, see {@link setRolePassword} in pg-roles.ts. */
+  setRolePassword(role: string, password: string): Promise<void> {
+    return setRolePassword(this.#ctx, role, password);
   }
 
   /** Whether a postmaster runs on PGDATA, see {@link isRunning} in postmaster-pid.ts. */

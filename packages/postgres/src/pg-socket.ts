@@ -28,7 +28,8 @@ export class PgSocket {
   /**
    * @param opts.listen the port last written to postgresql.conf, read at every connection (it
    *   names the socket `.s.PGSQL.<port>`); the caller updates it in place.
-   * @param opts.su the superuser role every connection uses; the password is never logged.
+   * @param opts.su the superuser role every connection uses; the password, read at every
+   *   connection (the caller replaces it in place), is never logged.
    */
   constructor(opts: {
     readonly dir: string;
@@ -65,7 +66,10 @@ export class PgSocket {
 
   /**
    * A superuser connection over the Unix socket (database `postgres`, application_name
-   * `stolon-ts-keeper`, 2 s to connect, 5 s statement timeout); the caller ends it.
+   * `stolon-ts-keeper`, 2 s to connect, 5 s statement timeout); the caller ends it. The keeper's
+   * pg_hba.conf authenticates it by peer (`renderHbaLines`, `renderIdentConf` in config.ts), so
+   * no password is asked; the current superuser password is sent only when the server asks for
+   * one (initdb's temporary instance, a pg_hba.conf written by an earlier version).
    * @throws the driver's error when no connection can be made.
    */
   async connect(): Promise<Client> {

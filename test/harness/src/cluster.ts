@@ -8,7 +8,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -181,8 +181,15 @@ export interface LocalCluster {
   readonly memberTokenFile: string;
   readonly suPasswordFile: string;
   readonly replPasswordFile: string;
-  /** Superuser password (tests need it to connect). */
+  /** Superuser password (tests need it to connect); the new one after {@link rewritePasswords}. */
   readonly suPassword: string;
+  /**
+   * Replaces the content of the password files every keeper reads (`--pg-su-password-file`,
+   * `--pg-repl-password-file`) the way kubelet updates a mounted Secret: a new file renamed over
+   * the old one, so a keeper never reads half of it. From then on {@link suPassword} and the
+   * client configs use the new superuser password.
+   */
+  rewritePasswords(next: { readonly su?: string; readonly repl?: string }): Promise<void>;
   /**
    * Common flags for any program: cluster name and store (`--store-backend etcdv3
    * --store-endpoints …`, or `--store-backend kubernetes --kube-resource-kind configmap
@@ -368,7 +375,8 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     }
     return [file, value];
   };
-  const [suPasswordFile, suPassword] = await secret('su-password');
+  const [suPasswordFile, initialSuPassword] = await secret('su-password');
+  let suPassword = initialSuPassword;
   const [replPasswordFile] = await secret('repl-password');
   const [memberTokenFile] = await secret('member-token', 32);
 
@@ -616,7 +624,18 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       memberTokenFile,
       suPasswordFile,
       replPasswordFile,
-      suPassword,
+      get suPassword(): string {
+        return suPassword;
+      },
+      rewritePasswords: async (next) => {
+        for (const [file, value] of [[suPasswordFile, next.su], [replPasswordFile, next.repl]] as const) {
+          if (value !== undefined) {
+            await writeFile(`${file}.new`, `${value}\n`, { mode: 0o600 });
+            await rename(`${file}.new`, file);
+          }
+        }
+        suPassword = next.su ?? suPassword;
+      },
       storeFlags,
       stolonctl,
       proxyClientConfig,
