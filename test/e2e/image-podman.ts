@@ -18,7 +18,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
-import { copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** Where the base recipe's downloads and the minbase tarball are kept between runs. */
@@ -55,7 +55,7 @@ RUN set -eux; export DEBIAN_FRONTEND=noninteractive; apt-get update; \\
     apt-get install -y --no-install-recommends postgresql-common; \\
     sed -ri 's/#(create_main_cluster) .*$/\\1 = false/' /etc/postgresql-common/createcluster.conf; \\
     apt-get install -y --no-install-recommends postgresql-15; \\
-    rm -rf /var/lib/apt/lists/*
+    apt-get clean; rm -rf /var/lib/apt/lists/*
 ENV PG_MAJOR=15 PATH=$PATH:/usr/lib/postgresql/15/bin PGDATA=/var/lib/postgresql/data
 STOPSIGNAL SIGINT
 `;
@@ -212,7 +212,22 @@ export async function standInBases(): Promise<StandInBases> {
     await writeFile(join(ctx, 'Containerfile'), POSTGRES_CONTAINERFILE(base));
     await podmanOk([...build, '-t', postgresImage, ctx], { logFile: log });
   }
+  await removeStaleBases(hash);
   return { nodeImage, postgresImage, seconds: (performance.now() - started) / 1000 };
+}
+
+/** Removes stand-in images and cache directories of earlier recipes (another hash). */
+async function removeStaleBases(hash: string): Promise<void> {
+  const names = (await podman(['images', '--format', '{{.Repository}}:{{.Tag}}'])).stdout.split('\n');
+  const stale = names.filter((n) => n.startsWith('localhost/stolon-ts-test-') && !n.endsWith(`:${hash}`));
+  if (stale.length > 0) {
+    await podman(['rmi', '-f', ...stale]);
+  }
+  for (const dir of await readdir(CACHE_ROOT)) {
+    if (dir !== hash) {
+      await rm(join(CACHE_ROOT, dir), { recursive: true, force: true });
+    }
+  }
 }
 
 /**

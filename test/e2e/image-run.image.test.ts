@@ -72,8 +72,8 @@ beforeAll(async () => {
   const buildLog = join(REPO, '.test-results', 'image-build.log');
   await mkdir(dirname(buildLog), { recursive: true });
   const buildSeconds = await buildImage(REPO, bases, TAG, buildLog);
-  const size = (await podmanOk(['image', 'inspect', TAG, '--format', '{{.Size}}'])).trim();
-  logs.push(`stand-in bases ${bases.seconds.toFixed(0)} s, image build ${buildSeconds.toFixed(0)} s, image ${(Number(size) / 1e6).toFixed(0)} MB`);
+  const mb = async (image: string) => (Number((await podmanOk(['image', 'inspect', image, '--format', '{{.Size}}'])).trim()) / 1e6).toFixed(0);
+  logs.push(`stand-in bases ${bases.seconds.toFixed(0)} s, image build ${buildSeconds.toFixed(0)} s, image ${await mb(TAG)} MB (its postgres base ${await mb(bases.postgresImage)} MB)`);
   console.log(`image test: ${logs[0]}`);
 
   etcd = await startEtcd({ name: 'etcd (image test)' });
