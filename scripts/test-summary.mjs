@@ -17,6 +17,13 @@ for (const file of files) {
   }
   passed += r.numPassedTests ?? 0;
   failed += r.numFailedTests ?? 0;
+  // A file that failed outside its tests (e.g. in beforeAll, its tests then reported as skipped)
+  // counts as one failure, so that the closing line does not say "0 failed".
+  for (const f of r.testResults ?? []) {
+    if (f.status === 'failed' && !(f.assertionResults ?? []).some((a) => a.status === 'failed')) {
+      failed++;
+    }
+  }
   skipped += (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
 }
 console.log(`tests: ${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);

@@ -65,8 +65,11 @@ async function isPrimary(k: Keeper): Promise<boolean | undefined> {
   }
 }
 
+let podmanReady = false;
+
 beforeAll(async () => {
   await requirePodman();
+  podmanReady = true;
   await removeTestContainers();
   const bases = await standInBases();
   const buildLog = join(REPO, '.test-results', 'image-build.log');
@@ -96,6 +99,9 @@ beforeAll(async () => {
 }, 1_500_000);
 
 afterAll(async () => {
+  if (!podmanReady) {
+    return;
+  }
   const names = [...keepers.map((k) => k.container), `stolon-ts-test-${run}-sentinel`, `stolon-ts-test-${run}-proxy`];
   await mkdir(join(REPO, '.test-results', 'image-logs'), { recursive: true });
   for (const name of names) {
