@@ -2,13 +2,15 @@ import { defineConfig } from 'vitest/config';
 
 /**
  * Three tiers told apart by file name (docs/design.md#test-tiers); `npm test` runs all of them.
+ * A fourth, `image`, exists only under `npm run test:image`.
  * Integration and e2e files share real etcd/PostgreSQL processes per file, so they run
  * one file at a time on this 2-core machine.
  */
 export default defineConfig({
   test: {
     // The JSON report lets .ci/run print one plain "N passed, N failed" closing line.
-    reporters: ['default', ['json', { outputFile: '.test-results/vitest.json' }]],
+    // `npm run test:image` writes its own report, so that .ci/run can count both runs.
+    reporters: ['default', ['json', { outputFile: process.env['STOLON_IMAGE_TEST'] === '1' ? '.test-results/vitest-image.json' : '.test-results/vitest.json' }]],
     projects: [
       {
         test: {
@@ -35,6 +37,11 @@ export default defineConfig({
           fileParallelism: false,
         },
       },
+      // `npm run test:image` only (it sets STOLON_IMAGE_TEST): builds images/Dockerfile with podman
+      // and runs its containers, 4-5 minutes on a fresh machine, 1-2.5 minutes with its bases cached; .ci/run runs it after `npm test`.
+      ...(process.env['STOLON_IMAGE_TEST'] === '1'
+        ? [{ test: { name: 'image', include: ['test/e2e/**/*.image.test.ts'], testTimeout: 300_000, hookTimeout: 1_500_000, fileParallelism: false } }]
+        : []),
     ],
   },
 });

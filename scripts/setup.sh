@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up a fresh machine for stolon-ts: etcd (Debian's etcd-server), npm dependencies, build.
+# Sets up a fresh machine for stolon-ts: etcd (Debian's etcd-server), the compilers, podman for the
+# image test, npm dependencies, build.
 # Idempotent; safe to run again. Needs PostgreSQL server binaries: $PG_BIN, else `pg_config --bindir`
 # when it holds postgres, else /usr/lib/postgresql/15/bin (the order of resolvePgBinDir in packages/postgres).
 set -euo pipefail
@@ -10,10 +11,17 @@ command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 # The chaos suite cuts a keeper's network namespace off with iptables DROP rules.
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need_apt+=(iptables)
-# The proxy's native relay (packages/proxy/native/relay.c) is built by node-gyp: python3, make, a C compiler.
+# The proxy's native relay (packages/proxy/native/relay.c) is built by node-gyp: python3, make, a C
+# compiler, and g++, which node-gyp's Makefile links the addon with ($(CXX)); Debian's gcc lacks it.
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
+command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
+# `npm run test:image` builds images/Dockerfile and runs its containers with podman (runc, not
+# crun, which refuses this kernel's cgroups) from base images made with debootstrap.
+command -v podman >/dev/null 2>&1 || need_apt+=(podman)
+command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || need_apt+=(runc)
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing ${need_apt[*]}; run as root or: sudo apt-get install -y ${need_apt[*]}" >&2

@@ -51,6 +51,46 @@ const args = (i: Instruction) => i.getArgumentsContent() ?? '';
 const fullArgs = (i: Instruction) => i.getTextContent().replace(/\\\n/g, ' ').replace(/\s+/g, ' ').replace(/^\S+ /, '').trim();
 const of = (s: Stage, keyword: string) => s.instructions.filter((i) => i.getKeyword() === keyword);
 
+/**
+ * The Debian packages that provide each tool the proxy's native build runs (build-essential
+ * brings make, gcc, g++ and libc6-dev; python3 is separate).
+ */
+const TOOL_PACKAGES: Readonly<Record<string, readonly string[]>> = {
+  python3: ['python3'],
+  make: ['make', 'build-essential'],
+  cc: ['gcc', 'build-essential'],
+  gcc: ['gcc', 'build-essential'],
+  'g++': ['g++', 'build-essential'],
+  'the C library headers': ['libc6-dev', 'build-essential'],
+};
+
+/** GNU make's built-in values of the variables node-gyp's Makefile leaves to make. */
+const MAKE_DEFAULTS: Readonly<Record<string, string>> = { CC: 'cc', CXX: 'g++' };
+
+/** The packages `apt-get install` names in a stage's RUN instructions. */
+function aptInstalled(stage: Stage): string[] {
+  const run = of(stage, 'RUN').map(args).join('\n').replace(/\\\n/g, ' ');
+  return [...run.matchAll(/apt-get install((?:\s+[^\s&;|]+)+)/g)].flatMap((m) => (m[1] ?? '').trim().split(/\s+/)).filter((w) => !w.startsWith('-'));
+}
+
+/**
+ * The program a node-gyp Makefile variable runs, followed through its `VAR ?= $(OTHER)` lines
+ * (e.g. LINK.target → $(LINK) → $(CXX.target) → $(CXX) → make's default, g++).
+ */
+function makeProgram(makefile: string, name: string, depth = 0): string {
+  const line = new RegExp(`^${name.replace(/\./g, '\\.')}\\s*[?:]?=\\s*(.*)$`, 'm').exec(makefile);
+  const value = line?.[1]?.trim().split(/\s+/)[0];
+  if (value === undefined) {
+    const fallback = MAKE_DEFAULTS[name];
+    if (fallback === undefined) {
+      throw new Error(`node-gyp's Makefile does not set ${name}`);
+    }
+    return fallback;
+  }
+  const ref = /^\$\(([\w.]+)\)$/.exec(value)?.[1];
+  return ref !== undefined && depth < 10 ? makeProgram(makefile, ref, depth + 1) : value;
+}
+
 describe('images/Dockerfile', () => {
   it('passes the dockerfile-utils validator with every optional rule raised to an error', () => {
     const E = ValidationSeverity.ERROR;
@@ -68,23 +108,25 @@ describe('images/Dockerfile', () => {
     expect(diagnostics.map((d) => `line ${d.range.start.line + 1}: ${d.message}`)).toEqual([]);
   });
 
-  it('is multi-stage: a Node 20 bookworm build stage, the final stage on the official postgres 15 bookworm image', () => {
+  it('is multi-stage: a Node 24 (LTS) bookworm build stage, the final stage on the official postgres 15 bookworm image', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
-    expect(stages[0]!.from).toBe('node:20-bookworm-slim');
-    expect(finalStage.from).toBe('postgres:15-bookworm');
+    expect(stages[0]!.from).toMatch(/^node:24-bookworm-slim@sha256:[0-9a-f]{64}$/);
+    expect(finalStage.from).toMatch(/^postgres:15-bookworm@sha256:[0-9a-f]{64}$/);
+    expect(globalArgs.get('PG_MAJOR')).toBe('15');
     // The node binary copied into the runtime comes from the build stage (same Debian release).
     expect(of(finalStage, 'COPY').map(fullArgs)).toContain(`--from=${stages[0]!.name ?? ''} /usr/local/bin/node /usr/local/bin/node`);
   });
 
-  it('pins every base image to a version tag (or a digest), never latest', () => {
+  it('takes each base image from a build argument whose default is pinned by digest (a tag alone is mutable)', () => {
     const stageNames = new Set(stages.map((s) => s.name).filter((n) => n !== undefined));
+    const fromArgs = dockerfile.getFROMs().map((f) => f.getImage() ?? '').filter((image) => !stageNames.has(image));
+    expect(fromArgs).toEqual(['${NODE_IMAGE}', '${POSTGRES_IMAGE}']);
     for (const s of stages) {
       if (stageNames.has(s.from)) {
         continue;
       }
-      const digest = /@sha256:[0-9a-f]{64}$/.test(s.from);
-      const tag = /^[^@]+:([^:/@]+)$/.exec(s.from)?.[1];
-      expect(digest || (tag !== undefined && tag !== 'latest' && /\d/.test(tag)), `FROM ${s.from}`).toBe(true);
+      const tag = /^[^@:]+:([^:/@]+)@sha256:[0-9a-f]{64}$/.exec(s.from)?.[1];
+      expect(tag !== undefined && tag !== 'latest' && /\d/.test(tag), `FROM ${s.from}: a version tag and a digest`).toBe(true);
     }
   });
 
@@ -153,5 +195,42 @@ describe('images/Dockerfile', () => {
     }
     const ignore = readFileSync(join(REPO, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
     expect(ignore).toEqual(expect.arrayContaining(['**/node_modules', '**/dist', '.git']));
+  });
+
+  it('installs every tool the native build needs: the programs node-gyp\'s Makefile runs, python3, make, the libc headers', () => {
+    const build = stages.find((st) => of(st, 'RUN').some((r) => args(r).includes('build:native')));
+    expect(build, 'the stage that runs build:native').toBeDefined();
+    const installed = new Set(aptInstalled(build!));
+    // node-gyp writes this Makefile when `npm run build` builds the addon (npm test builds first).
+    const makefilePath = join(REPO, 'packages/proxy/build/Makefile');
+    expect(existsSync(makefilePath), 'packages/proxy/build/Makefile: run `npm run build` first').toBe(true);
+    const makefile = readFileSync(makefilePath, 'utf8');
+    const gyp = JSON.parse(readFileSync(join(REPO, 'packages/proxy/binding.gyp'), 'utf8')) as { targets: { sources: string[] }[] };
+    const sources = gyp.targets.flatMap((t) => t.sources);
+    // The rules node-gyp uses: cmd_cc for .c, cmd_cxx for .cc/.cpp, cmd_solink_module to link the addon.
+    expect(makefile).toMatch(/^cmd_cc = \$\(CC\.\$\(TOOLSET\)\)/m);
+    expect(makefile).toMatch(/^cmd_solink_module = \$\(LINK\.\$\(TOOLSET\)\)/m);
+    const tools = new Set(['python3', 'make', 'the C library headers', makeProgram(makefile, 'LINK.target')]);
+    if (sources.some((f) => f.endsWith('.c'))) {
+      tools.add(makeProgram(makefile, 'CC.target'));
+    }
+    if (sources.some((f) => /\.(cc|cpp|cxx)$/.test(f))) {
+      tools.add(makeProgram(makefile, 'CXX.target'));
+    }
+    expect(tools).toContain('g++'); // node-gyp links with $(CXX): the defect of issue #16
+    for (const tool of tools) {
+      const pkgs = TOOL_PACKAGES[tool];
+      expect(pkgs, `no Debian package known for ${tool}`).toBeDefined();
+      expect(pkgs!.some((p) => installed.has(p)), `the build stage installs none of ${pkgs!.join(', ')} (for ${tool})`).toBe(true);
+    }
+    // CC or CXX set in the image would change which programs run; the checks above assume make's defaults.
+    expect(dockerfile.getENVs().flatMap((e) => e.getProperties().map((p) => p.getName()))).not.toEqual(expect.arrayContaining(['CC']));
+    expect(dockerfile.getENVs().flatMap((e) => e.getProperties().map((p) => p.getName()))).not.toEqual(expect.arrayContaining(['CXX']));
+  });
+
+  it('scripts/setup.sh installs the same compilers for the host build (gcc and g++)', () => {
+    const setup = readFileSync(join(REPO, 'scripts/setup.sh'), 'utf8');
+    expect(setup).toMatch(/need_apt\+=\(gcc\)/);
+    expect(setup).toMatch(/need_apt\+=\(g\+\+\)/);
   });
 });
