@@ -406,6 +406,26 @@ describe('PgManager (real PostgreSQL)', () => {
     await sql(primaryPort, "select pg_drop_replication_slot('user_slot')");
   });
 
+  it('observes over one kept connection; one the server closed is replaced within the same observation', async () => {
+    const probes = async (): Promise<{ pid: number }[]> =>
+      sql<{ pid: number }>(primaryPort, "select pid from pg_stat_activity where application_name = 'stolon-ts-keeper' order by pid");
+    expect((await primary.observe()).error).toBeUndefined();
+    const first = await probes();
+    expect(first).toHaveLength(1);
+    for (let i = 0; i < 3; i++) {
+      expect((await primary.observe()).error).toBeUndefined();
+    }
+    expect(await probes()).toEqual(first);
+    // Closed by the server between two observations: the next one still succeeds, on a new backend.
+    await sql(primaryPort, `select pg_terminate_backend(${first[0]!.pid})`);
+    const obs = await primary.observe();
+    expect(obs.error).toBeUndefined();
+    expect(obs.running).toBe(true);
+    const second = await probes();
+    expect(second).toHaveLength(1);
+    expect(second[0]!.pid).not.toBe(first[0]!.pid);
+  });
+
   it('a failed base backup (missing slot) leaves nothing behind', async () => {
     await sql(primaryPort, 'create table t (id int primary key)');
     await sql(primaryPort, 'insert into t values (1)');

@@ -52,29 +52,41 @@ export async function observe(ctx: PgContext): Promise<PgObservation> {
     const fileRole = (await exists(join(ctx.pgData, 'standby.signal'))) ? 'standby' : 'master';
     const olderWalFile = await oldestWalFile(ctx);
     const base: PgObservation = { ...empty, initialized: true, role: fileRole, olderWalFile };
-    let client: Client;
-    try {
-      client = await ctx.socket.connect();
-    } catch (err) {
-      const control = await controlData(ctx);
-      const why = (await isRunning(ctx.pgData))
-        ? `postgres is running but not accepting connections: ${errorMessage(err)}`
-        : 'postgres is not running';
-      const timelinesHistory = await timelineHistory(ctx, control.timelineId ?? 0);
-      return { ...base, ...control, timelinesHistory, error: why };
-    }
-    try {
-      const probed = await probeQuery(client);
-      const timelinesHistory = await timelineHistory(ctx, probed.timelineId ?? 0);
-      return { ...base, ...probed, timelinesHistory, running: true };
-    } catch (err) {
-      return { ...base, running: true, error: `probe query failed: ${errorMessage(err)}` };
-    } finally {
-      await endQuietly(client);
+    // The kept probe connection (PgSocket.probe); a reused one the server closed since (a restart,
+    // a fence) is dropped and the probe tried once more on a new connection, so a pass does not
+    // report a failed probe for a connection it did not need. A timeout is not retried: the
+    // instance is slow, not the connection stale.
+    for (let attempt = 0; ; attempt++) {
+      let conn: { readonly client: Client; readonly reused: boolean };
+      try {
+        conn = await ctx.socket.probe();
+      } catch (err) {
+        const control = await controlData(ctx);
+        const why = (await isRunning(ctx.pgData))
+          ? `postgres is running but not accepting connections: ${errorMessage(err)}`
+          : 'postgres is not running';
+        const timelinesHistory = await timelineHistory(ctx, control.timelineId ?? 0);
+        return { ...base, ...control, timelinesHistory, error: why };
+      }
+      try {
+        const probed = await probeQuery(conn.client);
+        const timelinesHistory = await timelineHistory(ctx, probed.timelineId ?? 0);
+        return { ...base, ...probed, timelinesHistory, running: true };
+      } catch (err) {
+        await ctx.socket.dropProbe(conn.client);
+        if (attempt > 0 || !conn.reused || isTimeout(err)) {
+          return { ...base, running: true, error: `probe query failed: ${errorMessage(err)}` };
+        }
+      }
     }
   } catch (err) {
     return { ...empty, error: `probe failed: ${errorMessage(err)}` };
   }
+}
+
+/** A statement or client-side query timeout (SQLSTATE 57014, or the driver's `Query read timeout`). */
+function isTimeout(err: unknown): boolean {
+  return (err as { code?: unknown }).code === '57014' || /timeout/i.test(errorMessage(err));
 }
 
 /**

@@ -97,6 +97,46 @@ export class PgSocket {
     return client;
   }
 
+  /** The kept probe connection ({@link probe}), while it is open. */
+  #probe: Client | undefined;
+
+  /**
+   * The probe connection the keeper observes PostgreSQL with every pass: kept open between calls
+   * (a new backend every pass costs a fork, a login and a catalog cache per second per node) and
+   * opened again ({@link connect}) once it was dropped or the server closed it (a restart, a
+   * fence, `pg_terminate_backend`). The caller must not end it: on a failed query it calls
+   * {@link dropProbe}.
+   * @returns the client, and whether it was opened before this call (a reused connection may have
+   *   been closed by the server since: the caller retries once on a fresh one)
+   * @throws the driver's error when no connection can be made.
+   */
+  async probe(): Promise<{ readonly client: Client; readonly reused: boolean }> {
+    const kept = this.#probe;
+    if (kept !== undefined) {
+      return { client: kept, reused: true };
+    }
+    const client = await this.connect();
+    const forget = (): void => {
+      if (this.#probe === client) {
+        this.#probe = undefined;
+      }
+    };
+    client.once('end', forget);
+    client.on('error', forget);
+    this.#probe = client;
+    return { client, reused: false };
+  }
+
+  /** Ends `client` if it is the kept probe connection (after a failed query), so the next {@link probe} opens a new one. */
+  async dropProbe(client?: Client): Promise<void> {
+    const kept = this.#probe;
+    if (kept === undefined || (client !== undefined && client !== kept)) {
+      return;
+    }
+    this.#probe = undefined;
+    await endQuietly(kept);
+  }
+
   /**
    * {@link connect}, with the failure as a StolonError.
    * @throws StolonError `PG_NOT_RUNNING` (transient) when no connection can be made.
