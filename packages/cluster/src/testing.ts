@@ -15,6 +15,7 @@
  *   follows the external primary (role standby, followConfig external), as the sentinel does.
  */
 import { emptyMemory, type DecideInput, type SentinelMemory } from './decide.js';
+import { ConfigError } from './errors.js';
 import { formatDurationMs } from './duration.js';
 import { resolveSpec } from './spec.js';
 import {
@@ -32,6 +33,22 @@ import {
   type ResolvedSpec,
   type Role,
 } from './types.js';
+
+/**
+ * The ConfigError `fn` throws, for a test to check its field and message.
+ * @throws `fn`'s error when it is not a ConfigError, and an Error when `fn` returns.
+ */
+export function configErrorOf(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      return err;
+    }
+    throw err;
+  }
+  throw new Error('expected a ConfigError, but nothing was thrown');
+}
 
 /** Wall-clock time every fixture is stamped with. */
 export const T0 = '2025-01-01T00:00:00.000Z';

@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFile, lstat, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError } from '@stolon-ts/cluster';
+import { configErrorOf } from '@stolon-ts/cluster/testing';
 import { createLogger } from '@stolon-ts/common';
 import { makeEtcdTestCerts, makeTempDir, removeDir, type EtcdTestCerts } from '@stolon-ts/harness';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,15 +31,6 @@ afterAll(async () => {
   await removeDir(root);
 });
 
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 async function rejected(p: Promise<unknown>): Promise<ConfigError> {
   const err = await p.then(
@@ -59,7 +51,7 @@ describe('tlsSources', () => {
     [{ pgSslCertFile: '/c' }, 'pg-ssl-key-file'],
     [{ pgSslCaFile: '/ca' }, 'pg-ssl-ca-file'],
   ])('%j is refused, naming %s', (flags, field) => {
-    expect(configError(() => tlsSources(flags)).field).toBe(field);
+    expect(configErrorOf(() => tlsSources(flags)).field).toBe(field);
   });
   it('certificate and key, CA optional', () => {
     expect(tlsSources({ pgSslCertFile: '/c', pgSslKeyFile: '/k' })).toEqual({ certFile: '/c', keyFile: '/k', caFile: undefined });

@@ -11,7 +11,7 @@ import type { PgContext } from './pg-context.js';
 import { commandFailed, throwIfAborted } from './pg-exec.js';
 import { removeTree } from './pg-remove.js';
 import { readIfExists } from './pgdata.js';
-import { endQuietly } from './pg-socket.js';
+import { endQuietly, unloggedTransaction } from './pg-socket.js';
 import { isRunning } from './postmaster-pid.js';
 import { startPostmaster, stopPostmaster } from './postmaster.js';
 import { scramSha256Verifier } from './scram.js';
@@ -121,21 +121,12 @@ export async function initDataDir(
     await startPostmaster(ctx, INIT_START_TIMEOUT_MS, false);
     const client = await ctx.socket.connectOrThrow();
     try {
-      await client.query('BEGIN');
-      // Keep the statement out of the server log whatever the logging settings are.
-      await client.query("SET LOCAL log_statement = 'none'");
-      await client.query('SET LOCAL log_min_duration_statement = -1');
-      await client.query('SET LOCAL log_min_error_statement = panic');
-      if (roles.repl.user === roles.su.user) {
-        await client.query(`ALTER ROLE ${escapeIdentifier(roles.su.user)} WITH LOGIN REPLICATION`);
-      } else {
-        await client.query(
-          `CREATE ROLE ${escapeIdentifier(roles.repl.user)} WITH LOGIN REPLICATION PASSWORD ${escapeLiteral(
-            scramSha256Verifier(roles.repl.password),
-          )}`,
-        );
-      }
-      await client.query('COMMIT');
+      // The password verifier stays out of the server log whatever the logging settings are.
+      await unloggedTransaction(client, [
+        roles.repl.user === roles.su.user
+          ? `ALTER ROLE ${escapeIdentifier(roles.su.user)} WITH LOGIN REPLICATION`
+          : `CREATE ROLE ${escapeIdentifier(roles.repl.user)} WITH LOGIN REPLICATION PASSWORD ${escapeLiteral(scramSha256Verifier(roles.repl.password))}`,
+      ]);
     } catch (err) {
       throw new StolonError('PG_COMMAND_FAILED', `creating the replication role failed: ${errorMessage(err)}`, {
         cause: err,

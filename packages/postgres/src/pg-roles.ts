@@ -6,7 +6,7 @@
 import { escapeIdentifier, escapeLiteral } from 'pg';
 import { StolonError, errorMessage } from '@stolon-ts/cluster';
 import type { PgContext } from './pg-context.js';
-import { endQuietly } from './pg-socket.js';
+import { endQuietly, unloggedTransaction } from './pg-socket.js';
 import { scramSha256Verifier } from './scram.js';
 
 /**
@@ -23,12 +23,7 @@ export async function setRolePassword(ctx: PgContext, role: string, password: st
   const verifier = scramSha256Verifier(password);
   const client = await ctx.socket.connectOrThrow();
   try {
-    await client.query('BEGIN');
-    await client.query("SET LOCAL log_statement = 'none'");
-    await client.query('SET LOCAL log_min_duration_statement = -1');
-    await client.query('SET LOCAL log_min_error_statement = panic');
-    await client.query(`ALTER ROLE ${escapeIdentifier(role)} PASSWORD ${escapeLiteral(verifier)}`);
-    await client.query('COMMIT');
+    await unloggedTransaction(client, [`ALTER ROLE ${escapeIdentifier(role)} PASSWORD ${escapeLiteral(verifier)}`]);
   } catch (err) {
     throw new StolonError('PG_COMMAND_FAILED', `setting the password of role ${role} failed: ${errorMessage(err)}`, { cause: err, transient: true });
   } finally {

@@ -169,6 +169,25 @@ export function defaultSocketDir(pgData: string): string {
   return join(tmpdir(), `stolon-pg-${hash}`);
 }
 
+/**
+ * Runs `statements` in one transaction with `log_statement`, `log_min_duration_statement` and
+ * `log_min_error_statement` turned off for it, so that a statement carrying a secret (a password
+ * verifier) never reaches the server log, whatever the logging settings.
+ * @throws the driver's error of the statement that failed (the caller ends the client, which rolls
+ *   the transaction back)
+ * @see https://www.postgresql.org/docs/current/runtime-config-logging.html
+ */
+export async function unloggedTransaction(client: Client, statements: readonly string[]): Promise<void> {
+  await client.query('BEGIN');
+  await client.query("SET LOCAL log_statement = 'none'");
+  await client.query('SET LOCAL log_min_duration_statement = -1');
+  await client.query('SET LOCAL log_min_error_statement = panic');
+  for (const statement of statements) {
+    await client.query(statement);
+  }
+  await client.query('COMMIT');
+}
+
 /** Ends a `pg` client, ignoring errors (already closed, never connected). */
 export async function endQuietly(client: Client): Promise<void> {
   try {

@@ -3,20 +3,12 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '@stolon-ts/cluster';
+import { configErrorOf } from '@stolon-ts/cluster/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EtcdStore } from './etcd.js';
 import { createStore, type CreateStoreOptions } from './factory.js';
 import { KubernetesStore } from './kubernetes.js';
 
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('createStore', () => {
   let dir: string;
@@ -50,18 +42,18 @@ describe('createStore', () => {
 
   it('kubernetes: --kube-resource-kind is required and must be configmap; the cluster name must fit object names', () => {
     const base: CreateStoreOptions = { backend: 'kubernetes', endpoints: [], clusterName: 'c1', kubeconfig };
-    const missing = configError(() => createStore(base));
+    const missing = configErrorOf(() => createStore(base));
     expect(missing.field).toBe('kube-resource-kind');
     expect(missing.message).toMatch(/required with --store-backend kubernetes: pass --kube-resource-kind configmap/);
-    const secret = configError(() => createStore({ ...base, kubeResourceKind: 'secret' }));
+    const secret = configErrorOf(() => createStore({ ...base, kubeResourceKind: 'secret' }));
     expect(secret.field).toBe('kube-resource-kind');
     expect(secret.message).toMatch(/"secret" is not supported; use configmap/);
-    expect(configError(() => createStore({ ...base, kubeResourceKind: 'configmap', clusterName: 'My_Cluster' })).field).toBe('cluster-name');
-    expect(configError(() => createStore({ ...base, kubeResourceKind: 'configmap', kubeContext: 'nope' })).field).toBe('kube-context');
+    expect(configErrorOf(() => createStore({ ...base, kubeResourceKind: 'configmap', clusterName: 'My_Cluster' })).field).toBe('cluster-name');
+    expect(configErrorOf(() => createStore({ ...base, kubeResourceKind: 'configmap', kubeContext: 'nope' })).field).toBe('kube-context');
   });
 
   it.each(['consul', 'etcdv2', 'etcd', ''])('rejects backend %j with a ConfigError on store-backend', (backend) => {
-    const err = configError(() => createStore({ backend, endpoints: ['http://127.0.0.1:2379'], clusterName: 'c' }));
+    const err = configErrorOf(() => createStore({ backend, endpoints: ['http://127.0.0.1:2379'], clusterName: 'c' }));
     expect(err.field).toBe('store-backend');
     expect(err.message).toMatch(/use etcdv3 or kubernetes \(consul is not available yet\)/);
   });

@@ -5,7 +5,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError } from '@stolon-ts/cluster';
+import { configErrorOf } from '@stolon-ts/cluster/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SERVICE_ACCOUNT_DIR, resolveKubeConfig } from './kube-client.js';
 
@@ -34,16 +34,6 @@ contexts:
     user: alice
 current-context: prod-alpha
 `;
-
-function configErrorOf(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('resolveKubeConfig', () => {
   let dir: string;
