@@ -66,7 +66,7 @@ const readyCases: Case[] = [
     title: 'watchdog fired (no successful check within proxyTimeout): not ready',
     snapshot: snap({ state: 'store-lost', target: null, deadlineMs: undefined, nowMs: 26_000, loop: { createdAtMs: 0, passInProgressSinceMs: undefined, lastSettledAtMs: 25_500, passes: 7 } }),
     ok: false,
-    reason: /^no successful check for 16000 ms \(proxyTimeout 15000 ms\): routing nowhere$/,
+    reason: /^no successful check for 16000 ms \(the watchdog's limit: proxyTimeout 15000 ms, or earlier when this proxy's info lease could expire\): routing nowhere$/,
   },
   {
     title: 'deadline reached before the watchdog ran: not ready',

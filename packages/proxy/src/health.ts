@@ -81,7 +81,10 @@ function notFresh(s: ProxyHealthSnapshot): CheckResult | undefined {
   }
   const age = Math.round(s.nowMs - s.lastGoodCheckAtMs);
   if (s.deadlineMs === undefined || s.nowMs >= s.deadlineMs) {
-    return { ok: false, reason: `no successful check for ${age} ms (proxyTimeout ${s.proxyTimeoutMs} ms): routing nowhere` };
+    return {
+      ok: false,
+      reason: `no successful check for ${age} ms (the watchdog's limit: proxyTimeout ${s.proxyTimeoutMs} ms, or earlier when this proxy's info lease could expire): routing nowhere`,
+    };
   }
   return undefined;
 }
