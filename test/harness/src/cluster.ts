@@ -150,7 +150,7 @@ export interface KeeperProc {
 }
 
 /** One proxy of a {@link LocalCluster}. */
-export interface ProxyProc {
+interface ProxyProc {
   readonly port: number;
   readonly roPort?: number;
   readonly statusPort: number;
