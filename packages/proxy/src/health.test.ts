@@ -103,25 +103,15 @@ const roCases: Case[] = [
   { title: 'starting: not ready', snapshot: snap({ state: 'starting' }), ok: false, reason: /^proxy starting$/ },
 ];
 
-describe('proxyLiveness', () => {
-  it.each(liveCases)('$title', ({ snapshot, ok, reason }) => {
-    const r = proxyLiveness(snapshot);
-    expect(r.ok).toBe(ok);
-    expect(r.reason).toMatch(reason);
-  });
-});
+const tables: [string, (s: ProxyHealthSnapshot) => { ok: boolean; reason: string }, Case[]][] = [
+  ['proxyLiveness', proxyLiveness, liveCases],
+  ['proxyReadiness', proxyReadiness, readyCases],
+  ['proxyReadOnlyReadiness', proxyReadOnlyReadiness, roCases],
+];
 
-describe('proxyReadiness', () => {
-  it.each(readyCases)('$title', ({ snapshot, ok, reason }) => {
-    const r = proxyReadiness(snapshot);
-    expect(r.ok).toBe(ok);
-    expect(r.reason).toMatch(reason);
-  });
-});
-
-describe('proxyReadOnlyReadiness', () => {
-  it.each(roCases)('$title', ({ snapshot, ok, reason }) => {
-    const r = proxyReadOnlyReadiness(snapshot);
+describe.each(tables)('%s', (_name, check, cases) => {
+  it.each(cases)('$title', ({ snapshot, ok, reason }) => {
+    const r = check(snapshot);
     expect(r.ok).toBe(ok);
     expect(r.reason).toMatch(reason);
   });
