@@ -749,11 +749,27 @@ describe('deploy/ manifests', () => {
     expect(portOf(proxy, 'postgres')).toBe(Number(env.STPROXY_PORT));
     expect(one<Obj & { spec: { ports: { port: number }[] } }>(objs, 'Service', 'stolon-proxy-ro').spec.ports[0]).toMatchObject({ port: 5433 });
     expect(portOf(proxy, 'postgres-ro')).toBe(Number(env.STPROXY_RO_PORT));
-    expect(portOf(proxy, proxy.readinessProbe?.tcpSocket?.port)).toBe(Number(env.STPROXY_PORT));
     for (const pdb of byKind<Obj & { spec: { selector: { matchLabels: Record<string, string> } } }>(objs, 'PodDisruptionBudget')) {
       expect(pods.filter((w) => matches(pdb.spec.selector.matchLabels, w.spec.template.metadata.labels)).map(id), id(pdb)).toHaveLength(1);
     }
     expect(one(objs, 'PodDisruptionBudget', 'stolon-keeper').spec).toMatchObject({ maxUnavailable: 1 });
+  });
+
+  it('proxies and sentinels: HTTP probes (/readyz, /healthz) on the port their --metrics-listen-address listens on', () => {
+    const objs = objects('deploy/overlays/kubernetes');
+    for (const [name, prefix] of [
+      ['proxy', 'STPROXY'],
+      ['sentinel', 'STSENTINEL'],
+    ] as const) {
+      const c = container(one<Workload>(objs, 'Deployment', `stolon-${name}`), name);
+      const env = expandEnv(c, {}, 0);
+      const listen = parseListenAddress(env[`${prefix}_METRICS_LISTEN_ADDRESS`] ?? '', 'metrics-listen-address');
+      expect(c.readinessProbe?.tcpSocket, name).toBeUndefined();
+      expect(c.readinessProbe?.httpGet?.path, name).toBe('/readyz');
+      expect(portOf(c, c.readinessProbe?.httpGet?.port), name).toBe(listen.port);
+      expect(c.livenessProbe?.httpGet?.path, name).toBe('/healthz');
+      expect(portOf(c, c.livenessProbe?.httpGet?.port), name).toBe(listen.port);
+    }
   });
 
   it('pods run non-root from one pinned image with tini as PID 1 (args, never command)', () => {

@@ -15,16 +15,18 @@ export { BUG_SENTENCE, REDACT_PATHS, createLogger, silentLogger, type Logger } f
 export { monoMs, newBootUuid, newUid, nowIso } from './ids.js';
 export { failpoint } from './failpoint.js';
 export { storeFromConfig } from './store-config.js';
-export { STALL_WARN_MS, exitOnConfigError, runDaemon, watchEventLoopStalls, type DaemonHandle } from './run.js';
+export { STALL_WARN_MS, exitOnConfigError, runDaemon, watchEventLoopStalls, type DaemonHandle, type DaemonStatus } from './run.js';
 export { describePassFailure, startPassLoop, stopOnce, withTimeout, type PassContext, type PassLoop, type PassLoopOptions, type PassResult } from './loop.js';
 export { UNPARSEABLE_CONNINFO, redactConninfo } from './conninfo.js';
 export {
   listenHttp,
   parseListenAddress,
   startStatusServer,
+  statusListenOf,
   type CheckResult,
   type ListenAddress,
   type StatusChecks,
   type StatusServer,
 } from './status-server.js';
+export { PassTracker, loopLiveness, type LoopLimits, type LoopSnapshot } from './liveness.js';
 export { MIN_MEMBER_TOKEN_LENGTH, bearerMatches, memberRequest, readMemberToken, type MemberFailsafeStatus, type MemberResponse } from './member.js';

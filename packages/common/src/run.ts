@@ -1,6 +1,7 @@
 /** What every bin does around its daemon: signals, exit codes, fatal error reporting. */
 import { ConfigError, errorMessage } from '@stolon-ts/cluster';
 import type { Logger } from 'pino';
+import { startStatusEndpoint, type ListenAddress, type StatusChecks, type StatusServer } from './status-server.js';
 
 /** The handle every daemon's `start` returns (docs/design.md#daemon-handles). */
 export interface DaemonHandle {
@@ -38,11 +39,32 @@ export function watchEventLoopStalls(logger: Logger, warnAfterMs: number = STALL
   return () => clearInterval(timer);
 }
 
+/** A daemon's status endpoint (`--metrics-listen-address`), served by {@link runDaemon}. */
+export interface DaemonStatus {
+  /** Where to listen (`statusListenOf` of the flag); undefined: no endpoint. */
+  readonly listen: ListenAddress | undefined;
+  /** The flag's name and value, for the error line. */
+  readonly flag: { readonly name: string; readonly value: string };
+  /** The daemon's checks; called once, after the daemon started. */
+  readonly checks: () => StatusChecks;
+  /** The program name, for the error line (`stolon-proxy`, ...). */
+  readonly program: string;
+}
+
 /**
  * Runs a daemon until SIGINT/SIGTERM or a fatal error; sets the exit code (0 on a clean stop).
- * Warns about event-loop stalls meanwhile ({@link watchEventLoopStalls}).
+ * Warns about event-loop stalls meanwhile ({@link watchEventLoopStalls}). With `status.listen`,
+ * serves the status endpoint meanwhile and closes it once the daemon stopped; when it cannot
+ * listen, stops the daemon and exits 2 with one line naming the flag ({@link exitOnConfigError}).
  */
-export async function runDaemon(logger: Logger, handle: DaemonHandle): Promise<void> {
+export async function runDaemon(logger: Logger, handle: DaemonHandle, status?: DaemonStatus): Promise<void> {
+  let server: StatusServer | undefined;
+  if (status?.listen !== undefined) {
+    server = await startStatusEndpoint(status.listen, status.flag, status.checks(), logger).catch(async (err: unknown) => {
+      await handle.stop('status endpoint failed');
+      return exitOnConfigError(err, status.program);
+    });
+  }
   const stopWatching = watchEventLoopStalls(logger);
   const onSignal = (sig: string) => {
     logger.info({ signal: sig }, `received ${sig}, stopping`);
@@ -59,6 +81,7 @@ export async function runDaemon(logger: Logger, handle: DaemonHandle): Promise<v
     process.exitCode = 1;
   } finally {
     stopWatching();
+    await server?.close();
   }
 }
 

@@ -67,6 +67,22 @@ describe('status server', () => {
     expect(await call(port, '/readyz', 'HEAD')).toMatchObject({ code: 200, body: '' });
   });
 
+  it('serves more checks by exact path; they cannot shadow /healthz or /readyz, nor inherited keys', async () => {
+    server = await startStatusServer(
+      { host: '127.0.0.1', port: 0 },
+      {
+        healthz: () => ({ ok: true, reason: 'alive' }),
+        readyz: () => ({ ok: false, reason: 'no primary' }),
+        more: { '/readyz/read-only': () => ({ ok: true, reason: '1 read-only target' }), '/readyz': () => ({ ok: true, reason: 'shadow' }) },
+      },
+    );
+    const port = server.address.port;
+    expect(await call(port, '/readyz/read-only')).toMatchObject({ code: 200, body: '{"status":"ok","reason":"1 read-only target"}\n' });
+    expect((await call(port, '/readyz')).code).toBe(503);
+    expect((await call(port, '/toString')).code).toBe(404);
+    expect(JSON.parse((await call(port, '/nope')).body)).toEqual({ status: 'fail', reason: 'no such endpoint /nope: try /healthz, /readyz, /readyz/read-only' });
+  });
+
   it('rejects with the listen error when the address is taken', async () => {
     server = await startStatusServer({ host: '127.0.0.1', port: 0 }, { healthz: () => ({ ok: true, reason: '' }), readyz: () => ({ ok: true, reason: '' }) });
     await expect(

@@ -10,6 +10,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ConfigError } from '@stolon-ts/cluster';
+import type { Logger } from './logger.js';
 
 /** The outcome of one check: `ok` → 200, otherwise 503; `reason` is one human sentence. */
 export interface CheckResult {
@@ -23,6 +24,11 @@ export interface StatusChecks {
   readonly healthz: () => CheckResult;
   /** `/readyz` (readiness): true when the component does its job right now. */
   readonly readyz: () => CheckResult;
+  /**
+   * More checks by exact path (e.g. `/readyz/read-only`), answered as the two above; they cannot
+   * replace `/healthz` or `/readyz`.
+   */
+  readonly more?: Readonly<Record<string, () => CheckResult>>;
 }
 
 /** Where to listen: `host` "" means every interface (Go's `:8080`). */
@@ -57,7 +63,15 @@ export function parseListenAddress(text: string, flag: string): ListenAddress {
   return { host: m[1] ?? m[2] ?? '', port };
 }
 
-const PATHS: Readonly<Record<string, keyof StatusChecks>> = { '/healthz': 'healthz', '/readyz': 'readyz' };
+const PATHS: Readonly<Record<string, 'healthz' | 'readyz'>> = { '/healthz': 'healthz', '/readyz': 'readyz' };
+
+function checkOf(checks: StatusChecks, path: string): (() => CheckResult) | undefined {
+  const which = PATHS[path];
+  if (which !== undefined) {
+    return checks[which];
+  }
+  return checks.more !== undefined && Object.hasOwn(checks.more, path) ? checks.more[path] : undefined;
+}
 
 /** Longest reason sent, in characters: the body stays one short line whatever a check says. */
 const MAX_REASON = 500;
@@ -76,9 +90,10 @@ function send(res: ServerResponse, code: number, body: { status: string; reason:
 function handle(checks: StatusChecks, req: IncomingMessage, res: ServerResponse): void {
   const path = (req.url ?? '/').split('?')[0] ?? '/';
   const head = req.method === 'HEAD';
-  const which = PATHS[path];
-  if (which === undefined) {
-    send(res, 404, { status: 'fail', reason: `no such endpoint ${path}: try /healthz or /readyz` }, head);
+  const check = checkOf(checks, path);
+  if (check === undefined) {
+    const known = [...new Set(['/healthz', '/readyz', ...Object.keys(checks.more ?? {})])].join(', ');
+    send(res, 404, { status: 'fail', reason: `no such endpoint ${path}: try ${known}` }, head);
     return;
   }
   if (req.method !== 'GET' && !head) {
@@ -88,7 +103,7 @@ function handle(checks: StatusChecks, req: IncomingMessage, res: ServerResponse)
   }
   let result: CheckResult;
   try {
-    result = checks[which]();
+    result = check();
   } catch (err) {
     // A check that throws is a failed check, never a crash of the endpoint.
     result = { ok: false, reason: `check failed: ${err instanceof Error ? err.message : String(err)}` };
@@ -110,6 +125,40 @@ export function startStatusServer(listen: ListenAddress, checks: StatusChecks): 
   server.headersTimeout = 5000;
   server.keepAliveTimeout = 1000;
   return listenHttp(server, listen, 'idle');
+}
+
+/**
+ * Parses a `--metrics-listen-address`-style flag value: unset or "" means no endpoint.
+ * @param flag the flag name, for the error message
+ * @returns the address, or undefined when the flag is unset or empty
+ * @throws ConfigError naming `flag` when the value is not host:port (see {@link parseListenAddress})
+ */
+export function statusListenOf(value: string | undefined, flag: string): ListenAddress | undefined {
+  return value === undefined || value === '' ? undefined : parseListenAddress(value, flag);
+}
+
+/**
+ * {@link startStatusServer} for a daemon's flag: logs where it listens, and turns a listen error
+ * into a ConfigError naming the flag.
+ * @param flag the flag name (e.g. `metrics-listen-address`) and the value it was given
+ * @param log where the "status endpoint on host:port" line goes
+ * @throws ConfigError naming `flag` when the address cannot be bound (e.g. `EADDRINUSE`)
+ */
+export async function startStatusEndpoint(
+  listen: ListenAddress,
+  flag: { readonly name: string; readonly value: string },
+  checks: StatusChecks,
+  log: Pick<Logger, 'info'>,
+): Promise<StatusServer> {
+  let server: StatusServer;
+  try {
+    server = await startStatusServer(listen, checks);
+  } catch (err) {
+    throw new ConfigError(`--${flag.name}: cannot listen on ${flag.value}: ${(err as Error).message}`, { field: flag.name });
+  }
+  const paths = ['/healthz', '/readyz', ...Object.keys(checks.more ?? {})].join(', ');
+  log.info({ address: server.address }, `status endpoint on ${listen.host}:${server.address.port} (GET ${paths})`);
+  return server;
 }
 
 /**

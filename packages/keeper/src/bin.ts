@@ -16,10 +16,8 @@ import {
   readMemberToken,
   readSecret,
   runDaemon,
-  startStatusServer,
+  statusListenOf,
   storeFromConfig,
-  type ListenAddress,
-  type StatusServer,
 } from '@stolon-ts/common';
 import { PgManager, resolvePgBinDir, type PeerSsl } from '@stolon-ts/postgres';
 import { acquireDataDirLock } from './datadir-lock.js';
@@ -119,10 +117,7 @@ async function main(): Promise<void> {
     if (!Number.isInteger(flags.pgPort) || flags.pgPort < 1 || flags.pgPort > 65535) {
       throw new ConfigError(`--pg-port: ${flags.pgPort} is not a TCP port (1-65535)`, { field: 'pg-port' });
     }
-    const statusListen: ListenAddress | undefined =
-      flags.metricsListenAddress !== undefined && flags.metricsListenAddress !== ''
-        ? parseListenAddress(flags.metricsListenAddress, 'metrics-listen-address')
-        : undefined;
+    const statusListen = statusListenOf(flags.metricsListenAddress, 'metrics-listen-address');
     const member = memberConfig(flags);
     const allowSpecCommands = parseAllowSpecCommands(flags.allowSpecCommands);
     const pgBinPath = resolvePgBinDir({ flag: flags.pgBinPath, env: process.env });
@@ -194,23 +189,12 @@ async function main(): Promise<void> {
     await fencer.stop();
     return exitOnConfigError(err, 'stolon-keeper');
   });
-  let server: StatusServer | undefined;
-  if (statusListen !== undefined) {
-    try {
-      server = await startStatusServer(statusListen, keeperChecks(status, handle.state, uid, bootUuid));
-      logger.info({ address: server.address }, `status endpoint on ${statusListen.host}:${server.address.port} (GET /healthz, /readyz)`);
-    } catch (err) {
-      await handle.stop('status endpoint failed');
-      exitOnConfigError(
-        new ConfigError(`--metrics-listen-address: cannot listen on ${flags.metricsListenAddress ?? ''}: ${(err as Error).message}`, {
-          field: 'metrics-listen-address',
-        }),
-        'stolon-keeper',
-      );
-    }
-  }
-  await runDaemon(logger, handle);
-  await server?.close();
+  await runDaemon(logger, handle, {
+    listen: statusListen,
+    flag: { name: 'metrics-listen-address', value: flags.metricsListenAddress ?? '' },
+    checks: () => keeperChecks(status, handle.state, uid, bootUuid),
+    program: 'stolon-keeper',
+  });
   lock.release();
 }
 

@@ -19,7 +19,7 @@
  * last pass; {@link keeperLiveness} and {@link keeperReadiness} are pure and table-tested.
  */
 import { DEFAULT_SPEC, errorMessage, parseDurationMs, resolveSpec, type ClusterData } from '@stolon-ts/cluster';
-import type { CheckResult, StatusChecks } from '@stolon-ts/common';
+import { loopLiveness, type CheckResult, type StatusChecks } from '@stolon-ts/common';
 import type { KeeperState, KeeperStatusSink, PublishedView } from './types.js';
 import { assignedDb, planKeeperAction } from './plan.js';
 
@@ -114,17 +114,8 @@ export function keeperLiveness(s: KeeperStatusSnapshot, nowMs: number): CheckRes
     // Shutting down on purpose: a restart would not help, and the pod is going away anyway.
     return { ok: true, reason: `keeper ${s.state}` };
   }
-  const { maxPassMs, maxIdleMs } = livenessLimits(s.lastPass?.view?.cd);
-  if (s.passInProgressSinceMs !== undefined) {
-    const running = nowMs - s.passInProgressSinceMs;
-    return running > maxPassMs
-      ? { ok: false, reason: `keeper loop stalled: pass ${s.passes} running for ${running} ms (limit ${maxPassMs} ms)` }
-      : { ok: true, reason: `keeper loop alive: pass ${s.passes} running for ${running} ms` };
-  }
-  const idle = nowMs - (s.lastPass?.settledAtMs ?? s.createdAtMs);
-  return idle > maxIdleMs
-    ? { ok: false, reason: `keeper loop stalled: no pass for ${idle} ms (limit ${maxIdleMs} ms)` }
-    : { ok: true, reason: `keeper loop alive: ${s.passes} passes, last one settled ${idle} ms ago` };
+  const snapshot = { createdAtMs: s.createdAtMs, passInProgressSinceMs: s.passInProgressSinceMs, lastSettledAtMs: s.lastPass?.settledAtMs, passes: s.passes };
+  return loopLiveness('keeper', snapshot, livenessLimits(s.lastPass?.view?.cd), nowMs);
 }
 
 /**

@@ -5,20 +5,34 @@
  * `start` in `proxy.ts`.
  * Exit codes: 0 clean stop, 1 fatal error, 2 configuration error (one line naming the flag).
  * The proxy logs "proxy listening on <addr>:<port>" each time its listener opens (and "proxy
- * listening (read-only) on ..." for the `--ro-port` listener).
+ * listening (read-only) on ..." for the `--ro-port` listener), and "status endpoint on ..." when
+ * `--metrics-listen-address` is given (health.ts).
  */
-import { BUG_SENTENCE, createLogger, exitOnConfigError, newUid, readMemberToken, runDaemon, storeFromConfig } from '@stolon-ts/common';
+import {
+  BUG_SENTENCE,
+  createLogger,
+  exitOnConfigError,
+  newUid,
+  readMemberToken,
+  runDaemon,
+  statusListenOf,
+  storeFromConfig,
+  type ListenAddress,
+} from '@stolon-ts/common';
 import type { Store } from '@stolon-ts/store';
 import { PROXY_PROGRAM, parseProxyArgs, proxyConfigFromFlags, type ProxyFlagConfig } from './flags.js';
+import { proxyChecks } from './health.js';
 import { start } from './proxy.js';
 
 async function main(): Promise<void> {
   let config: ProxyFlagConfig;
   let store: Store;
   let memberToken: string | undefined;
+  let statusListen: ListenAddress | undefined;
   try {
     config = parseProxyArgs(process.argv.slice(2), process.env);
     memberToken = readMemberToken(config.memberTokenFile, 'STPROXY_MEMBER_TOKEN', 'member-token-file', process.env);
+    statusListen = statusListenOf(config.metricsListenAddress, 'metrics-listen-address');
     store = storeFromConfig(config, 'STPROXY');
   } catch (err) {
     exitOnConfigError(err, PROXY_PROGRAM);
@@ -27,7 +41,12 @@ async function main(): Promise<void> {
   const uid = newUid();
   const logger = createLogger({ level: config.logLevel, component: 'proxy', uid, cluster: config.clusterName });
   const handle = await start({ uid, ...proxyConfigFromFlags(config), ...(memberToken !== undefined ? { memberToken } : {}) }, { store, logger });
-  await runDaemon(logger, handle);
+  await runDaemon(logger, handle, {
+    listen: statusListen,
+    flag: { name: 'metrics-listen-address', value: config.metricsListenAddress ?? '' },
+    checks: () => proxyChecks(handle.health),
+    program: PROXY_PROGRAM,
+  });
   await store.close().catch((err: unknown) => logger.warn({ err }, 'closing the store client failed'));
 }
 

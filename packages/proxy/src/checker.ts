@@ -25,7 +25,7 @@ import {
   type ClusterData,
   type ProxyInfo,
 } from '@stolon-ts/cluster';
-import { BUG_SENTENCE, failpoint, memberRequest, newUid, startPassLoop, type Logger, type PassLoop, type PassResult } from '@stolon-ts/common';
+import { BUG_SENTENCE, PassTracker, failpoint, memberRequest, newUid, startPassLoop, type Logger, type PassLoop, type PassResult } from '@stolon-ts/common';
 import type { Store } from '@stolon-ts/store';
 import type { NativePath } from './datapath.js';
 import type { Forwarder } from './forwarder.js';
@@ -39,6 +39,7 @@ import {
   type ProxyTarget,
   type ReadOnlyDecision,
 } from './target.js';
+import type { ProxyHealthSnapshot } from './health.js';
 import type { ReadOnlyConfig, Routing } from './types.js';
 import { CheckFailure, bounded, plural } from './util.js';
 
@@ -142,6 +143,8 @@ export class Checker {
 
   // Check loop (common's pass loop: serial checks, the clusterdata watch, one sentence per check).
   private loop: PassLoop | null = null;
+  /** When checks start and settle (the status endpoint's liveness). */
+  private readonly passes = new PassTracker();
 
   // Watchdog.
   private watchdogTimer: NodeJS.Timeout | undefined;
@@ -175,6 +178,25 @@ export class Checker {
     return this.everSucceeded;
   }
 
+  /**
+   * What the status endpoint decides from (health.ts): the check loop's passes, the routing, the
+   * last successful check and the watchdog's deadline, all in performance.now() ms.
+   */
+  health(): ProxyHealthSnapshot {
+    return {
+      state: this.routing.state,
+      target: this.routing.target === null ? null : describeTarget(this.routing.target),
+      roTargets: this.routing.roTargets.length,
+      readOnly: this.readOnly !== null,
+      loop: this.passes.snapshot(),
+      lastGoodCheckAtMs: this.everSucceeded ? this.lastGoodCheckAt : undefined,
+      deadlineMs: this.everSucceeded && !this.watchdogFired ? this.checkDeadline : undefined,
+      proxyTimeoutMs: this.proxyTimeoutMs,
+      checkIntervalMs: this.checkIntervalMs,
+      nowMs: this.passes.nowMs(),
+    };
+  }
+
   /** Starts the check loop; the first check runs on the next tick. */
   start(): void {
     // Serial: the next check is armed only after the current one settled, with the interval
@@ -183,7 +205,7 @@ export class Checker {
     this.scheduleFailsafe();
     this.loop = startPassLoop({
       log: this.log,
-      run: (ctx) => this.runCheck(ctx.pass, ctx.trigger),
+      run: this.passes.wrap((ctx) => this.runCheck(ctx.pass, ctx.trigger)),
       intervalMs: () => this.checkIntervalMs,
       watch: { store: this.store, topics: ['clusterdata'], timeoutMs: () => this.proxyTimeoutMs },
       passField: 'check',

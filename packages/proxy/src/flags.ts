@@ -4,7 +4,7 @@
  * fallbacks. The same table drives the generated command docs.
  */
 import { ConfigError } from '@stolon-ts/cluster';
-import { COMMON_FLAGS, addFlags, baseYargs, pickFlags, type CommonConfig, type FlagTable } from '@stolon-ts/common';
+import { COMMON_FLAGS, addFlags, baseYargs, pickFlags, statusListenOf, type CommonConfig, type FlagTable } from '@stolon-ts/common';
 import { DEFAULT_MAX_CONNECTIONS, MAX_RELAY_THREADS, type DataPath, type ProxyConfig } from './types.js';
 import { loadRelayAddon } from './relay.js';
 
@@ -40,6 +40,8 @@ export interface ProxyFlagConfig extends CommonConfig {
   /** 0: one per CPU, at most 4. */
   relayThreads: number;
   memberTokenFile: string | undefined;
+  /** host:port of the status endpoint; undefined or "": none. */
+  metricsListenAddress: string | undefined;
 }
 
 /** Default of `--ro-max-lag-bytes`: 1 MiB, the cluster spec's default `maxStandbyLag`. */
@@ -142,6 +144,14 @@ export const PROXY_FLAGS: FlagTable<ProxyFlagConfig> = {
     type: 'string',
     secretFile: true,
   },
+  metricsListenAddress: {
+    name: 'metrics-listen-address',
+    description:
+      'host:port of the HTTP status endpoint (e.g. 127.0.0.1:8080): GET /healthz (200 while the check loop runs), GET /readyz ' +
+      '(200 while routing to a primary with a successful check within proxyTimeout) and, with --ro-port, GET /readyz/read-only ' +
+      '(200 with at least one read-only target); no metrics yet. Unset: no endpoint',
+    type: 'string',
+  },
 };
 
 function flagOfYargsMessage(msg: string): string | undefined {
@@ -161,7 +171,8 @@ function flagOfYargsMessage(msg: string): string | undefined {
  * @throws ConfigError with `field` set to the flag name, as one line: unknown flag, missing
  *   `--cluster-name`/`--store-backend`, a bad choice, `--port` not an integer in 0–65535, an
  *   empty `--listen-address`, a negative or fractional count, `--ro-port` equal to `--port` on
- *   the same address, `--data-path native` when the relay addon is not built.
+ *   the same address, `--data-path native` when the relay addon is not built, a
+ *   `--metrics-listen-address` that is not host:port.
  */
 export function parseProxyArgs(args: readonly string[], env: NodeJS.ProcessEnv): ProxyFlagConfig {
   let argv: Record<string, unknown>;
@@ -212,6 +223,7 @@ export function parseProxyArgs(args: readonly string[], env: NodeJS.ProcessEnv):
   if (c.roPort !== 0 && c.roPort === c.port && (c.roListenAddress === '' || c.roListenAddress === c.listenAddress)) {
     throw new ConfigError(`--ro-port: ${c.roPort} is also --port; give the read-only listener its own port`, { field: 'ro-port' });
   }
+  statusListenOf(c.metricsListenAddress, 'metrics-listen-address');
   if (c.dataPath === 'native') {
     const addon = loadRelayAddon();
     if ('error' in addon) {

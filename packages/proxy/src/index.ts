@@ -35,4 +35,5 @@ export {
   proxyConfigFromFlags,
   type ProxyFlagConfig,
 } from './flags.js';
+export { proxyChecks, proxyLiveness, proxyReadOnlyReadiness, proxyReadiness, type ProxyHealthSnapshot } from './health.js';
 export { errorResponse, parseStartupPacket, type ErrorFields, type StartupPacket } from './pgwire.js';

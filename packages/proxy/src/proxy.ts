@@ -189,6 +189,7 @@ class ProxyDaemon {
       roPort: () => this.listeners.roPort(),
       state: () => this.routing.state,
       connections: (kind) => this.forwarder.count(kind),
+      health: () => this.checker.health(),
     };
   }
 

@@ -6,6 +6,7 @@
  */
 import type { Logger } from '@stolon-ts/common';
 import type { Store } from '@stolon-ts/store';
+import type { ProxyHealthSnapshot } from './health.js';
 import type { ProxyTarget } from './target.js';
 
 /** What `start` (proxy.ts) needs to know. */
@@ -155,6 +156,8 @@ export interface ProxyHandle {
    * both listeners, or on one when `kind` is given.
    */
   connections(kind?: ListenerKind): number;
+  /** What the status endpoint's checks decide from (health.ts: `proxyChecks`). */
+  health(): ProxyHealthSnapshot;
 }
 
 /** Which listener a connection came in on: `main` (the primary) or `ro` (read-only). */

@@ -10,15 +10,19 @@ import {
   newUid,
   pickFlags,
   runDaemon,
+  statusListenOf,
   storeFromConfig,
+  type ListenAddress,
 } from '@stolon-ts/common';
 import { SENTINEL_FLAGS } from './flags.js';
+import { sentinelChecks } from './health.js';
 import { start } from './sentinel.js';
 
 async function main(): Promise<void> {
   let flags;
   let initialClusterSpec: ClusterSpec | undefined;
   let store;
+  let statusListen: ListenAddress | undefined;
   try {
     const argv = await addFlags(baseYargs(process.argv.slice(2), 'stolon-sentinel'), SENTINEL_FLAGS, 'STSENTINEL', process.env).parseAsync();
     flags = pickFlags(argv as Record<string, unknown>, SENTINEL_FLAGS);
@@ -37,6 +41,7 @@ async function main(): Promise<void> {
         throw new ConfigError(`--initial-cluster-spec: ${(err as Error).message}`, { field: 'initial-cluster-spec' });
       }
     }
+    statusListen = statusListenOf(flags.metricsListenAddress, 'metrics-listen-address');
     store = storeFromConfig(flags, 'STSENTINEL');
   } catch (err) {
     exitOnConfigError(err, 'stolon-sentinel');
@@ -47,7 +52,12 @@ async function main(): Promise<void> {
     { uid, ...(initialClusterSpec !== undefined ? { initialClusterSpec } : {}) },
     { store, logger },
   );
-  await runDaemon(logger, handle);
+  await runDaemon(logger, handle, {
+    listen: statusListen,
+    flag: { name: 'metrics-listen-address', value: flags.metricsListenAddress ?? '' },
+    checks: () => sentinelChecks(handle.health),
+    program: 'stolon-sentinel',
+  });
 }
 
 await main();

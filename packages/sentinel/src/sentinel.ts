@@ -7,7 +7,7 @@
  *
  * State: starting → running → stopping → stopped (or failed on a fatal error).
  */
-import { BUG_SENTENCE, monoMs, newUid, nowIso, startPassLoop, stopOnce, type Logger, type PassResult } from '@stolon-ts/common';
+import { BUG_SENTENCE, PassTracker, monoMs, newUid, nowIso, startPassLoop, stopOnce, type Logger, type PassResult } from '@stolon-ts/common';
 import {
   ClusterDataInvalidError,
   NotLeaderError,
@@ -29,6 +29,7 @@ import {
   type SentinelMemory,
 } from '@stolon-ts/cluster';
 import type { Election, Store } from '@stolon-ts/store';
+import type { SentinelHealthSnapshot } from './health.js';
 
 /** The leader's read: usable (maybe repaired, malformed infos left out), or refused with the sentence to log. */
 type LeaderRead =
@@ -122,6 +123,8 @@ export interface SentinelHandle {
   stop(reason: string): Promise<void>;
   state(): SentinelState;
   isLeader(): boolean;
+  /** What the status endpoint's checks decide from (health.ts: `sentinelChecks`). */
+  health(): SentinelHealthSnapshot;
 }
 
 const DEFAULT_SLEEP_MS = 1000;
@@ -202,6 +205,13 @@ function notRepublished(
   ];
 }
 
+/** A promise and the function that resolves it (Node 20 has no `Promise.withResolvers`). */
+function doneSignal(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
 /**
  * Starts a sentinel.
  * @returns once its info is published and it campaigns; `done` settles when it stops.
@@ -212,8 +222,7 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
   let state: SentinelState = 'starting';
   let memory: SentinelMemory = emptyMemory();
   let sleepMs = DEFAULT_SLEEP_MS;
-  let resolveDone!: () => void;
-  const done = new Promise<void>((r) => (resolveDone = r));
+  const { promise: done, resolve: resolveDone } = doneSignal();
 
   const election: Election = await store.campaign(config.uid, config.leaderTtlMs ?? 5000);
   election.onChange((leader) => {
@@ -227,6 +236,7 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
   // proxies need a moment to publish their infos again (leases that expired during a store outage
   // are granted anew): see republishWait.
   let lastReadAt: number | undefined;
+  const passes = new PassTracker(monoMs);
   let republishSince: number | undefined;
   /** The progress markers at the first read after the outage (see notRepublished). */
   let markersAtReturn: Markers | undefined;
@@ -346,7 +356,7 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
 
   const loop = startPassLoop({
     log,
-    run: runPass,
+    run: passes.wrap(runPass),
     intervalMs: () => sleepMs,
     watch: { store, topics: ['clusterdata', 'keepers', 'proxies'] },
   });
@@ -370,5 +380,6 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
     stop,
     state: () => state,
     isLeader: () => election.isLeader(),
+    health: () => ({ state, leader: election.isLeader(), loop: passes.snapshot(), lastStoreReadAtMs: lastReadAt, sleepMs, nowMs: monoMs() }),
   };
 }

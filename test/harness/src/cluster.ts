@@ -149,6 +149,15 @@ export interface KeeperProc {
   postmasterPid(): Promise<number | undefined>;
 }
 
+/** One proxy of a {@link LocalCluster}. */
+interface ProxyProc {
+  readonly port: number;
+  readonly roPort?: number;
+  readonly statusPort: number;
+  readonly failpointsDir?: string;
+  process: ProcessHandle;
+}
+
 export interface CommandResult {
   readonly code: number | null;
   readonly stdout: string;
@@ -173,8 +182,17 @@ export interface LocalCluster {
   readonly keepers: KeeperProc[];
   /** Current sentinel processes (an entry is replaced by {@link LocalCluster.startSentinel}). */
   readonly sentinels: ProcessHandle[];
-  /** Proxies; `process` is replaced by {@link LocalCluster.startProxy}. */
-  readonly proxies: { port: number; roPort?: number; failpointsDir?: string; process: ProcessHandle }[];
+  /**
+   * Port of each sentinel's status endpoint on 127.0.0.1 (`--metrics-listen-address`: /healthz,
+   * /readyz), by index; kept when {@link LocalCluster.startSentinel} restarts it.
+   */
+  readonly sentinelStatusPorts: readonly number[];
+  /**
+   * Proxies; `process` is replaced by {@link LocalCluster.startProxy}. `statusPort`: the proxy's
+   * status endpoint on 127.0.0.1 (`--metrics-listen-address`: /healthz, /readyz, and with a
+   * read-only listener /readyz/read-only).
+   */
+  readonly proxies: ProxyProc[];
   /** The chaos network the keepers run in, if any. */
   readonly network: ChaosNetwork | undefined;
   /** The member API token file every keeper and proxy reads with `memberApi` (for `stolonctl status --member-token-file`). */
@@ -534,17 +552,20 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       await k.process.waitForLog('keeper started', 30_000);
     };
     const sentinels: ProcessHandle[] = [];
+    const sentinelStatusPorts: number[] = [];
+    const sentinelArgs = (i: number): string[] => ['--metrics-listen-address', `127.0.0.1:${sentinelStatusPorts[i] ?? 0}`];
     for (let i = 0; i < (opts.sentinels ?? 1); i++) {
-      sentinels.push(spawn(`sentinel ${i}`, 'sentinel', []));
+      sentinelStatusPorts.push(await freePort());
+      sentinels.push(spawn(`sentinel ${i}`, 'sentinel', sentinelArgs(i)));
     }
     const nStart = opts.startKeepers ?? nKeepers;
     if (!Number.isInteger(nStart) || nStart < 1 || nStart > nKeepers) {
       throw new Error(`startKeepers must be an integer from 1 to keepers (${nKeepers}), got ${nStart}`);
     }
     await Promise.all(keepers.slice(0, nStart).map((_, i) => startKeeper(i)));
-    const proxies: { port: number; roPort?: number; failpointsDir?: string; process: ProcessHandle }[] = [];
-    const proxyArgs = (port: number, roPort: number | undefined): string[] => [
-      '--listen-address', '127.0.0.1', '--port', String(port),
+    const proxies: ProxyProc[] = [];
+    const proxyArgs = (port: number, roPort: number | undefined, statusPort: number): string[] => [
+      '--listen-address', '127.0.0.1', '--port', String(port), '--metrics-listen-address', `127.0.0.1:${statusPort}`,
       ...(roPort === undefined ? [] : ['--ro-port', String(roPort)]),
       ...(opts.memberApi === true ? ['--member-token-file', memberTokenFile] : []),
       ...(opts.proxyArgs ?? []),
@@ -557,11 +578,13 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       }
       const port = i === 0 && opts.proxyPort !== undefined ? opts.proxyPort : await freePort();
       const roPort = opts.proxyReadOnly === true ? await freePort() : undefined;
+      const statusPort = await freePort();
       proxies.push({
         port,
         ...(roPort === undefined ? {} : { roPort }),
+        statusPort,
         ...(fpDir !== undefined ? { failpointsDir: fpDir } : {}),
-        process: spawn(`proxy ${i}`, 'proxy', proxyArgs(port, roPort), [], undefined, fpDir),
+        process: spawn(`proxy ${i}`, 'proxy', proxyArgs(port, roPort, statusPort), [], undefined, fpDir),
       });
     }
     const proxyClientConfig = (i = 0): pg.ClientConfig => ({
@@ -619,6 +642,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       },
       keepers,
       sentinels,
+      sentinelStatusPorts,
       proxies,
       network,
       memberTokenFile,
@@ -662,7 +686,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         if (old.running()) {
           throw new Error(`sentinel ${i} is still running (pid ${old.pid})`);
         }
-        sentinels[i] = spawn(`sentinel ${i}`, 'sentinel', []);
+        sentinels[i] = spawn(`sentinel ${i}`, 'sentinel', sentinelArgs(i));
         await sentinels[i].waitForLog('sentinel started', 30_000);
       },
       startProxy: async (i, startOpts) => {
@@ -673,7 +697,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         if (px.process.running()) {
           throw new Error(`proxy ${i} is still running (pid ${px.process.pid})`);
         }
-        px.process = spawn(`proxy ${i}`, 'proxy', proxyArgs(px.port, px.roPort), [], undefined, px.failpointsDir);
+        px.process = spawn(`proxy ${i}`, 'proxy', proxyArgs(px.port, px.roPort, px.statusPort), [], undefined, px.failpointsDir);
         if (startOpts?.waitListening !== false) {
           await px.process.waitForLog('proxy listening on', 30_000);
         }
