@@ -1,21 +1,9 @@
 /** `stolon-proxy` flags: Stolon's names and defaults, STPROXY_* fallbacks, one-line errors naming the flag. */
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '@stolon-ts/cluster';
+import { configErrorOf } from '@stolon-ts/cluster/testing';
 import { parseProxyArgs, proxyConfigFromFlags } from './flags.js';
 
 const REQUIRED = ['--cluster-name', 'c1', '--store-backend', 'etcdv3'];
-
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      return err;
-    }
-    throw err;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('parseProxyArgs', () => {
   it('applies the defaults', () => {
@@ -96,12 +84,12 @@ describe('parseProxyArgs', () => {
     [['--relay-threads', '65'], 'relay-threads'],
     [['--relay-threads', '-1'], 'relay-threads'],
   ])('rejects %j naming the flag', (extra, field) => {
-    const err = configError(() => parseProxyArgs([...REQUIRED, ...extra], {}));
+    const err = configErrorOf(() => parseProxyArgs([...REQUIRED, ...extra], {}));
     expect(err.field).toBe(field);
     expect(err.message).not.toContain('\n');
   });
 
   it('rejects a missing --cluster-name', () => {
-    expect(configError(() => parseProxyArgs(['--store-backend', 'etcdv3'], {})).field).toBe('cluster-name');
+    expect(configErrorOf(() => parseProxyArgs(['--store-backend', 'etcdv3'], {})).field).toBe('cluster-name');
   });
 });
