@@ -68,24 +68,36 @@ async function readFlagFile(path: string, flag: string): Promise<Buffer> {
 }
 
 /**
- * Reads and checks the operator's files: the certificate and each CA certificate parse as X.509
- * PEM, the key as a PEM private key, and the key is the certificate's (PostgreSQL would refuse
- * to start, or to reload its TLS settings, with a mismatched pair).
- * @throws ConfigError naming the flag whose file is unreadable or wrong (never its content).
+ * Reads the operator's files and digests them (no parsing: cheap enough for every pass).
+ * @throws ConfigError naming the flag whose file cannot be read.
  */
 async function readTlsMaterial(src: TlsSources): Promise<TlsMaterial> {
   const cert = await readFlagFile(src.certFile, 'pg-ssl-cert-file');
   const key = await readFlagFile(src.keyFile, 'pg-ssl-key-file');
   const ca = src.caFile === undefined ? undefined : await readFlagFile(src.caFile, 'pg-ssl-ca-file');
+  const h = createHash('sha256');
+  for (const part of [cert, key, ca ?? Buffer.alloc(0)]) {
+    h.update(createHash('sha256').update(part).digest());
+  }
+  return { cert, key, ca, digest: h.digest('hex').slice(0, 32) };
+}
+
+/**
+ * Checks a set read by {@link readTlsMaterial}: the certificate and each CA certificate parse as
+ * X.509 PEM, the key as a PEM private key, and the key is the certificate's (PostgreSQL would
+ * refuse to start, or to reload its TLS settings, with a mismatched pair).
+ * @throws ConfigError naming the flag whose file is wrong (never its content).
+ */
+function checkTlsMaterial(src: TlsSources, m: TlsMaterial): void {
   let x509: X509Certificate;
   try {
-    x509 = new X509Certificate(cert);
+    x509 = new X509Certificate(m.cert);
   } catch (err) {
     throw new ConfigError(`--pg-ssl-cert-file: ${src.certFile} is not a PEM certificate: ${errorMessage(err)}`, { field: 'pg-ssl-cert-file' });
   }
   let matches: boolean;
   try {
-    matches = x509.checkPrivateKey(createPrivateKey(key));
+    matches = x509.checkPrivateKey(createPrivateKey(m.key));
   } catch {
     throw new ConfigError(`--pg-ssl-key-file: ${src.keyFile} is not a PEM private key (an encrypted key cannot be used: PostgreSQL would ask for its passphrase)`, {
       field: 'pg-ssl-key-file',
@@ -94,18 +106,13 @@ async function readTlsMaterial(src: TlsSources): Promise<TlsMaterial> {
   if (!matches) {
     throw new ConfigError(`--pg-ssl-key-file: ${src.keyFile} is not the private key of the certificate in ${src.certFile}`, { field: 'pg-ssl-key-file' });
   }
-  if (ca !== undefined) {
+  if (m.ca !== undefined) {
     try {
-      new X509Certificate(ca);
+      new X509Certificate(m.ca);
     } catch (err) {
       throw new ConfigError(`--pg-ssl-ca-file: ${src.caFile ?? ''} is not a PEM certificate: ${errorMessage(err)}`, { field: 'pg-ssl-ca-file' });
     }
   }
-  const h = createHash('sha256');
-  for (const part of [cert, key, ca ?? Buffer.alloc(0)]) {
-    h.update(createHash('sha256').update(part).digest());
-  }
-  return { cert, key, ca, digest: h.digest('hex').slice(0, 32) };
 }
 
 /**
@@ -146,7 +153,9 @@ export class TlsFiles {
    *   error when a copy cannot be written.
    */
   async install(): Promise<PgSslFiles> {
-    return this.#write(await readTlsMaterial(this.#src));
+    const material = await readTlsMaterial(this.#src);
+    checkTlsMaterial(this.#src, material);
+    return this.#write(material);
   }
 
   /**
@@ -160,15 +169,17 @@ export class TlsFiles {
     let material: TlsMaterial;
     try {
       material = await readTlsMaterial(this.#src);
+      // Parsed and checked only when the files changed: the pass runs every sleepInterval.
+      if (material.digest === current.digest) {
+        return current;
+      }
+      checkTlsMaterial(this.#src, material);
     } catch (err) {
       const why = errorMessage(err);
       if (why !== this.#lastRefused) {
         this.#lastRefused = why;
         log.warn({ err: why }, `TLS files not reloaded, the ones in place stay: ${why}`);
       }
-      return current;
-    }
-    if (material.digest === current.digest) {
       return current;
     }
     const next = await this.#write(material);
