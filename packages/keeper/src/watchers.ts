@@ -115,7 +115,9 @@ export function startFenceUpdates(rt: KeeperRuntime): () => void {
   fencer.onFenced(({ pid, at }) => {
     rt.activity = { kind: 'fenced', postmasterPid: pid, at };
     noteFenced(rt.failsafe);
-    rt.log.warn({ postmaster: pid, at }, describeActivity(rt.activity, performance.now()));
+    // Restarted only on a sentinel decision made after this keeper published again (renewBootUuid).
+    rt.renewBootUuid();
+    rt.log.warn({ postmaster: pid, at, bootUUID: rt.bootUuid }, describeActivity(rt.activity, performance.now()));
     rt.trigger('fenced');
   });
   const timer = setInterval(() => updateFence(rt), FENCE_UPDATE_MS);
