@@ -201,7 +201,7 @@ export class KeeperRuntime {
    * to, on the infos it read before this keeper could publish again). With a new boot id the
    * planner waits until the sentinel has recorded it, in a pass that read this keeper's new info:
    * the primary is started again only on a decision made after that (docs/architecture.md,
-   * "Self-fencing").
+   * "Self-fencing primary").
    */
   renewBootUuid(): void {
     this.bootUuid = newBootUuid();
