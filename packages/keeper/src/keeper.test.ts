@@ -489,9 +489,12 @@ describe('keeper in-process: self-fencing', () => {
       return i !== undefined && i.bootUUID !== 'boot-k1' ? i : undefined;
     });
     await until('the keeper waits for the sentinel', () => r.lines.some((l) => l.msg === 'waiting for the sentinel to register this keeper process'));
+    // The fencer reports again while that postmaster shuts down: the same fence, the same boot id.
+    fenced?.({ pid: 4242, at: new Date().toISOString() });
     // Several passes (100 ms each) ran meanwhile.
     await new Promise((res) => setTimeout(res, 500));
     expect(pg.count('start')).toBe(0);
+    expect((await r.info())?.bootUUID).toBe(info.bootUUID);
     // A sentinel pass that read the new info records its boot id, still naming k1 primary.
     const cd = parseClusterData((await r.store.getClusterData())!.text);
     cd.keepers['k1']!.status.bootUUID = info.bootUUID;
