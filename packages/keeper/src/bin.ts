@@ -192,7 +192,7 @@ async function main(): Promise<void> {
   await runDaemon(logger, handle, {
     listen: statusListen,
     flag: { name: 'metrics-listen-address', value: flags.metricsListenAddress ?? '' },
-    checks: () => keeperChecks(status, handle.state, uid, bootUuid),
+    checks: () => keeperChecks(status, handle.state, uid),
     program: 'stolon-keeper',
   });
   lock.release();
