@@ -77,6 +77,7 @@ interface Container {
   readinessProbe?: { httpGet?: { path: string; port: string | number }; tcpSocket?: { port: string | number } };
   livenessProbe?: { httpGet?: { path: string; port: string | number } };
   volumeMounts?: { name: string; mountPath: string }[];
+  resources?: { requests?: Record<string, string | number>; limits?: Record<string, string | number> };
 }
 interface PodSpec {
   containers: Container[];
@@ -456,6 +457,55 @@ function failsafeProblems(objs: Obj[]): string[] {
   return [...new Set(problems)];
 }
 
+/** Bytes in a Kubernetes quantity ("2Gi", "256Mi", "500M"); NaN when it is not one. */
+function quantityBytes(q: string | number | undefined): number {
+  const m = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(String(q ?? ''));
+  const unit: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, k: 1e3, M: 1e6, G: 1e9, T: 1e12 };
+  return m === null ? NaN : Number(m[1]) * (m[2] === undefined ? 1 : (unit[m[2]] ?? NaN));
+}
+
+/** Bytes in a PostgreSQL memory setting ("128MB", "4096kB", a bare number in `unit`). */
+function pgBytes(v: string, unit: number): number {
+  const m = /^(\d+)\s*(kB|MB|GB|TB)?$/.exec(v.trim());
+  const units: Record<string, number> = { kB: 2 ** 10, MB: 2 ** 20, GB: 2 ** 30, TB: 2 ** 40 };
+  return m === null ? NaN : Number(m[1]) * (m[2] === undefined ? unit : (units[m[2]] ?? NaN));
+}
+
+const MiB = 2 ** 20;
+
+/**
+ * Problems with the memory limits against the sizing rules of docs/kubernetes.md ("Sizing the
+ * keepers", "Sizing the proxies"); [] when they hold. The keeper's rule reads the init spec's
+ * pgParameters (PostgreSQL 15's defaults for the ones it leaves out) and the /dev/shm emptyDir.
+ */
+function sizingProblems(objs: Obj[]): string[] {
+  const problems: string[] = [];
+  const sts = one<Workload>(objs, 'StatefulSet', 'stolon-keeper');
+  const job = one<Workload>(objs, 'Job', 'stolon-init');
+  const cm = one<Obj & { data: Record<string, string> }>(objs, 'ConfigMap', job.spec.template.spec.volumes?.find((v) => v.configMap !== undefined)?.configMap?.name ?? '?');
+  const pg = { shared_buffers: '128MB', max_connections: '100', work_mem: '4MB', maintenance_work_mem: '64MB', autovacuum_max_workers: '3', ...(JSON.parse(cm.data['cluster-spec.json'] ?? '{}') as { pgParameters?: Record<string, string> }).pgParameters };
+  const shm = sts.spec.template.spec.volumes?.find((v) => v.name === 'shm') as { emptyDir?: { medium?: string; sizeLimit?: string } } | undefined;
+  const shmBytes = shm?.emptyDir?.medium === 'Memory' ? quantityBytes(shm.emptyDir.sizeLimit) : 0;
+  const keeperNeeds =
+    pgBytes(pg.shared_buffers, 8192) +
+    Number(pg.max_connections) * (pgBytes(pg.work_mem, 1024) + 2 * MiB) +
+    (Number(pg.autovacuum_max_workers) + 1) * pgBytes(pg.maintenance_work_mem, 1024) +
+    shmBytes +
+    192 * MiB;
+  const keeperLimit = quantityBytes(container(sts, 'keeper').resources?.limits?.memory);
+  if (!(keeperLimit >= keeperNeeds)) {
+    problems.push(`keeper: memory limit ${keeperLimit / MiB} MiB is below the sizing rule's ${keeperNeeds / MiB} MiB`);
+  }
+  const proxy = container(one<Workload>(objs, 'Deployment', 'stolon-proxy'), 'proxy');
+  const maxConnections = Number(expandEnv(proxy, {}, 0).STPROXY_MAX_CONNECTIONS ?? 2000);
+  const proxyNeeds = 128 * MiB + maxConnections * 256 * 1024;
+  const proxyLimit = quantityBytes(proxy.resources?.limits?.memory);
+  if (!(proxyLimit >= proxyNeeds)) {
+    problems.push(`proxy: memory limit ${proxyLimit / MiB} MiB is below the sizing rule's ${proxyNeeds / MiB} MiB for --max-connections ${maxConnections}`);
+  }
+  return problems;
+}
+
 describe('deploy/ manifests', () => {
   for (const dir of DIRS) {
     it(`${dir}: kubectl kustomize builds it, and every object validates against the Kubernetes schema (ajv) and types (no unknown field)`, () => {
@@ -794,5 +844,22 @@ describe('deploy/ manifests', () => {
     const vol = job.spec.template.spec.volumes?.find((v) => v.configMap !== undefined);
     const cm = one<Obj & { data: Record<string, string> }>(objs, 'ConfigMap', vol?.configMap?.name ?? '?');
     expect(() => validateSpec(JSON.parse(cm.data['cluster-spec.json'] ?? '') as unknown)).not.toThrow();
+  });
+
+  it('memory limits follow the sizing rules of docs/kubernetes.md (keeper: from the init spec; proxy: from --max-connections), and the check fails when they do not', () => {
+    for (const dir of DIRS) {
+      expect(sizingProblems(objects(dir)), dir).toEqual([]);
+    }
+    const objs = structuredClone(objects('deploy/overlays/kubernetes'));
+    const cm = byKind<Obj & { data: Record<string, string> }>(objs, 'ConfigMap').find((c) => c.metadata.name.startsWith('stolon-init-spec'))!;
+    const spec = JSON.parse(cm.data['cluster-spec.json']!) as { pgParameters: Record<string, string> };
+    spec.pgParameters.max_connections = '400';
+    cm.data['cluster-spec.json'] = JSON.stringify(spec);
+    const proxy = container(one<Workload>(objs, 'Deployment', 'stolon-proxy'), 'proxy');
+    proxy.env = proxy.env?.filter((e) => e.name !== 'STPROXY_MAX_CONNECTIONS');
+    expect(sizingProblems(objs)).toEqual([
+      'keeper: memory limit 2048 MiB is below the sizing rule\'s 3232 MiB',
+      'proxy: memory limit 256 MiB is below the sizing rule\'s 628 MiB for --max-connections 2000',
+    ]);
   });
 });
