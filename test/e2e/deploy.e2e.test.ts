@@ -20,6 +20,7 @@
  * 5. Failsafe mode can act ({@link failsafeProblems}): the keepers serve the member API on a
  *    declared port and advertise their pod IP, and keepers and proxies read one member token from
  *    the same key of a mounted Secret, as files their user can read.
+ * 6. Memory limits follow the sizing rules of docs/kubernetes.md ({@link sizingProblems}).
  */
 import { execFileSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
