@@ -82,8 +82,14 @@ interface Container {
 }
 interface PodSpec {
   containers: Container[];
+  topologySpreadConstraints?: { topologyKey: string; maxSkew: number; whenUnsatisfiable: string; labelSelector?: { matchLabels?: Record<string, string> } }[];
   securityContext?: { runAsNonRoot?: boolean; runAsUser?: number; fsGroup?: number };
-  affinity?: { podAntiAffinity?: { requiredDuringSchedulingIgnoredDuringExecution?: { topologyKey: string; labelSelector: { matchLabels: Record<string, string> } }[] } };
+  affinity?: {
+    podAntiAffinity?: {
+      requiredDuringSchedulingIgnoredDuringExecution?: { topologyKey: string; labelSelector: { matchLabels: Record<string, string> } }[];
+      preferredDuringSchedulingIgnoredDuringExecution?: { weight: number; podAffinityTerm: { topologyKey: string; labelSelector: { matchLabels: Record<string, string> } } }[];
+    };
+  };
   volumes?: {
     name: string;
     secret?: { secretName: string; defaultMode?: number; items?: { key: string; path: string; mode?: number }[] };
@@ -862,5 +868,41 @@ describe('deploy/ manifests', () => {
       'keeper: memory limit 2048 MiB is below the sizing rule\'s 3232 MiB',
       'proxy: memory limit 256 MiB is below the sizing rule\'s 628 MiB for --max-connections 2000',
     ]);
+  });
+
+  it('keepers, sentinels and proxies spread over zones and nodes, each counting only its own pods', () => {
+    for (const dir of DIRS) {
+      const objs = objects(dir);
+      for (const w of workloads(objs).filter((x) => x.kind !== 'Job')) {
+        const pod = w.spec.template.spec;
+        const labels = w.spec.template.metadata.labels;
+        const zone = (pod.topologySpreadConstraints ?? []).filter((t) => t.topologyKey === 'topology.kubernetes.io/zone');
+        expect(zone.map((t) => [t.maxSkew, matches(t.labelSelector?.matchLabels ?? { none: 'x' }, labels)]), `${dir} ${id(w)}`).toEqual([[1, true]]);
+        // Only pods of this component and cluster: the selector names both.
+        expect(zone[0]?.labelSelector?.matchLabels, `${dir} ${id(w)}`).toMatchObject({ 'app.kubernetes.io/component': labels['app.kubernetes.io/component'], 'stolon-cluster': labels['stolon-cluster'] });
+        const anti = pod.affinity?.podAntiAffinity;
+        const perNode = [...(anti?.requiredDuringSchedulingIgnoredDuringExecution ?? []), ...(anti?.preferredDuringSchedulingIgnoredDuringExecution ?? []).map((p) => p.podAffinityTerm)];
+        expect(perNode.filter((a) => a.topologyKey === 'kubernetes.io/hostname' && matches(a.labelSelector.matchLabels, labels)), `${dir} ${id(w)}`).toHaveLength(1);
+      }
+    }
+  });
+
+  it('app.kubernetes.io/version on every object and pod template, equal to the image tag, and in no selector nor volumeClaimTemplate', () => {
+    for (const dir of DIRS) {
+      const objs = objects(dir);
+      const tags = new Set(workloads(objs).flatMap((w) => w.spec.template.spec.containers.map((c) => /:([^:/@]+)(@|$)/.exec(c.image ?? '')?.[1])));
+      expect(tags.size, dir).toBe(1);
+      const version = [...tags][0];
+      for (const o of objs) {
+        expect(o.metadata.labels?.['app.kubernetes.io/version'], `${dir} ${id(o)}`).toBe(version);
+      }
+      for (const w of workloads(objs)) {
+        expect(w.spec.template.metadata.labels['app.kubernetes.io/version'], `${dir} ${id(w)} pod template`).toBe(version);
+        expect(w.spec.selector?.matchLabels ?? {}, `${dir} ${id(w)} selector`).not.toHaveProperty(['app.kubernetes.io/version']);
+        for (const t of (w.spec.volumeClaimTemplates ?? []) as { metadata: { labels?: Record<string, string> } }[]) {
+          expect(t.metadata.labels ?? {}, `${dir} ${id(w)} volumeClaimTemplates (immutable)`).not.toHaveProperty(['app.kubernetes.io/version']);
+        }
+      }
+    }
   });
 });
