@@ -39,7 +39,7 @@ import { Secret } from 'kubernetes-models/v1/Secret';
 import { Service } from 'kubernetes-models/v1/Service';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { describe, expect, it } from 'vitest';
-import { validateSpec } from '@stolon-ts/cluster';
+import { resolveSpec, validateSpec } from '@stolon-ts/cluster';
 import { parseEndpoints, parseListenAddress, readMemberToken } from '@stolon-ts/common';
 import { PROGRAMS, flagOfEnv, helpNamesEnv, programHelp, type ProgramHelp, type ProgramName } from './program-help.js';
 
@@ -78,6 +78,7 @@ interface Container {
   readinessProbe?: { httpGet?: { path: string; port: string | number }; tcpSocket?: { port: string | number } };
   livenessProbe?: { httpGet?: { path: string; port: string | number } };
   volumeMounts?: { name: string; mountPath: string }[];
+  lifecycle?: { preStop?: { exec?: { command: string[] }; sleep?: { seconds: number }; httpGet?: unknown } };
   resources?: { requests?: Record<string, string | number>; limits?: Record<string, string | number> };
 }
 interface PodSpec {
@@ -96,6 +97,7 @@ interface PodSpec {
     configMap?: { name: string };
   }[];
   serviceAccountName?: string;
+  terminationGracePeriodSeconds?: number;
 }
 interface Workload extends Obj {
   spec: { selector?: { matchLabels: Record<string, string> }; template: { metadata: { labels: Record<string, string> }; spec: PodSpec }; volumeClaimTemplates?: unknown[] };
@@ -464,6 +466,13 @@ function failsafeProblems(objs: Obj[]): string[] {
   return [...new Set(problems)];
 }
 
+/** The cluster spec the init Job's `stolonctl init` reads (its ConfigMap's cluster-spec.json), as text. */
+function initSpec(objs: Obj[]): string {
+  const job = one<Workload>(objs, 'Job', 'stolon-init');
+  const cm = one<Obj & { data: Record<string, string> }>(objs, 'ConfigMap', job.spec.template.spec.volumes?.find((v) => v.configMap !== undefined)?.configMap?.name ?? '?');
+  return cm.data['cluster-spec.json'] ?? '{}';
+}
+
 /** Bytes in a Kubernetes quantity ("2Gi", "256Mi", "500M"); NaN when it is not one. */
 function quantityBytes(q: string | number | undefined): number {
   const m = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(String(q ?? ''));
@@ -488,9 +497,7 @@ const MiB = 2 ** 20;
 function sizingProblems(objs: Obj[]): string[] {
   const problems: string[] = [];
   const sts = one<Workload>(objs, 'StatefulSet', 'stolon-keeper');
-  const job = one<Workload>(objs, 'Job', 'stolon-init');
-  const cm = one<Obj & { data: Record<string, string> }>(objs, 'ConfigMap', job.spec.template.spec.volumes?.find((v) => v.configMap !== undefined)?.configMap?.name ?? '?');
-  const pg = { shared_buffers: '128MB', max_connections: '100', work_mem: '4MB', maintenance_work_mem: '64MB', autovacuum_max_workers: '3', ...(JSON.parse(cm.data['cluster-spec.json'] ?? '{}') as { pgParameters?: Record<string, string> }).pgParameters };
+  const pg = { shared_buffers: '128MB', max_connections: '100', work_mem: '4MB', maintenance_work_mem: '64MB', autovacuum_max_workers: '3', ...(JSON.parse(initSpec(objs)) as { pgParameters?: Record<string, string> }).pgParameters };
   const shm = sts.spec.template.spec.volumes?.find((v) => v.name === 'shm') as { emptyDir?: { medium?: string; sizeLimit?: string } } | undefined;
   const shmBytes = shm?.emptyDir?.medium === 'Memory' ? quantityBytes(shm.emptyDir.sizeLimit) : 0;
   const keeperNeeds =
@@ -903,6 +910,21 @@ describe('deploy/ manifests', () => {
           expect(t.metadata.labels ?? {}, `${dir} ${id(w)} volumeClaimTemplates (immutable)`).not.toHaveProperty(['app.kubernetes.io/version']);
         }
       }
+    }
+  });
+
+  it("proxies: a preStop sleep keeps a terminating proxy serving while the Services drop it, within a grace period that also covers the proxy's stop", () => {
+    for (const dir of DIRS) {
+      const objs = objects(dir);
+      const dep = one<Workload>(objs, 'Deployment', 'stolon-proxy');
+      const preStop = container(dep, 'proxy').lifecycle?.preStop;
+      // An exec of sleep from the image's coreutils (Kubernetes 1.28 has no sleep action by default).
+      expect(preStop?.exec?.command.slice(0, 1), dir).toEqual(['/bin/sleep']);
+      const seconds = Number(preStop?.exec?.command[1]);
+      expect(seconds, dir).toBeGreaterThanOrEqual(5);
+      const { proxyTimeoutMs } = resolveSpec(JSON.parse(initSpec(objs)) as unknown);
+      // After SIGTERM: the last check (bounded by proxyTimeout), then deleting the info (2 s).
+      expect(dep.spec.template.spec.terminationGracePeriodSeconds ?? 30, dir).toBeGreaterThanOrEqual(seconds + proxyTimeoutMs / 1000 + 2 + 5);
     }
   });
 });
