@@ -23,7 +23,9 @@
  * 6. Memory limits follow the sizing rules of docs/kubernetes.md ({@link sizingProblems}).
  */
 import { execFileSync } from 'node:child_process';
-import { dirname, join, resolve } from 'node:path';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { parseAllDocuments } from 'yaml';
@@ -41,6 +43,7 @@ import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { describe, expect, it } from 'vitest';
 import { resolveSpec, validateSpec } from '@stolon-ts/cluster';
 import { parseEndpoints, parseListenAddress, readMemberToken } from '@stolon-ts/common';
+import { EXAMPLE_SECRET_PREFIX, refuseExampleSecret } from '@stolon-ts/keeper';
 import { PROGRAMS, flagOfEnv, helpNamesEnv, programHelp, type ProgramHelp, type ProgramName } from './program-help.js';
 
 /**
@@ -128,6 +131,15 @@ function render(dir: string): Obj[] {
 }
 
 const rendered = new Map(DIRS.map((d) => [d, render(d)] as const));
+const EXAMPLE_SECRETS_DIR = 'deploy/components/example-secrets';
+/**
+ * The Secrets the operator creates (docs/kubernetes.md, step 3), as the example-secrets component
+ * has them: the same names and keys, placeholder values. No directory in {@link DIRS} holds them.
+ */
+const OPERATOR_SECRETS = parseAllDocuments(readFileSync(join(REPO, EXAMPLE_SECRETS_DIR, 'secret.yaml'), 'utf8')).map((d) => d.toJSON() as Obj);
+/** The Secret `name` from the manifests, else the one the operator creates ({@link OPERATOR_SECRETS}). */
+const secretIn = (objs: Obj[], name: string): Obj | undefined =>
+  objs.find((o) => o.kind === 'Secret' && o.metadata.name === name) ?? OPERATOR_SECRETS.find((o) => o.metadata.name === name);
 const objects = (dir: (typeof DIRS)[number]) => rendered.get(dir) ?? [];
 const byKind = <T extends Obj = Obj>(objs: Obj[], kind: string) => objs.filter((o) => o.kind === kind) as T[];
 const one = <T extends Obj = Obj>(objs: Obj[], kind: string, name: string): T => {
@@ -382,7 +394,7 @@ function secretOfFile(objs: Obj[], w: Workload, c: Container, path: string): { s
     return `${path}: volume ${mount.name} projects no item at ${file}`;
   }
   const key = item?.key ?? file;
-  const secret = objs.find((o) => o.kind === 'Secret' && o.metadata.name === vol.secretName) as (Obj & { data?: object; stringData?: object }) | undefined;
+  const secret = secretIn(objs, vol.secretName) as (Obj & { data?: object; stringData?: object }) | undefined;
   if (secret === undefined) {
     return `${path}: Secret ${vol.secretName} is not in the manifests`;
   }
@@ -706,8 +718,9 @@ describe('deploy/ manifests', () => {
       const path = env[v] ?? '';
       const mount = c.volumeMounts?.find((m) => path.startsWith(`${m.mountPath}/`));
       const secretName = pod.volumes?.find((vol) => vol.name === mount?.name)?.secret?.secretName;
-      const secret = one<Obj & { stringData?: Record<string, string> }>(objs, 'Secret', secretName ?? '?');
-      expect(Object.keys(secret.stringData ?? {}), v).toContain(path.slice((mount?.mountPath.length ?? 0) + 1));
+      const secret = secretIn(objs, secretName ?? '?') as (Obj & { stringData?: Record<string, string> }) | undefined;
+      expect(secret, secretName).toBeDefined();
+      expect(Object.keys(secret?.stringData ?? {}), v).toContain(path.slice((mount?.mountPath.length ?? 0) + 1));
     }
     expect(env.STKEEPER_DATA_DIR).toBe(c.volumeMounts?.find((m) => m.name === 'data')?.mountPath);
     expect(sts.spec.volumeClaimTemplates).toHaveLength(1);
@@ -717,17 +730,38 @@ describe('deploy/ manifests', () => {
     expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 999, fsGroup: 999 });
   });
 
-  it('the example Secrets say EXAMPLE in every value; the example member token is one the programs accept', () => {
-    const base = objects('deploy/base');
-    const s = one<Obj & { stringData: Record<string, string> }>(base, 'Secret', 'stolon-passwords');
-    expect(Object.keys(s.stringData).sort()).toEqual(['pg-repl-password', 'pg-su-password']);
-    const m = one<Obj & { stringData: Record<string, string> }>(base, 'Secret', 'stolon-member-token');
-    expect(Object.keys(m.stringData)).toEqual(['member-token']);
-    for (const v of [...Object.values(s.stringData), ...Object.values(m.stringData)]) {
-      expect(v).toMatch(/^EXAMPLE-/);
+  it('no Secret in the base or the overlays; the example-secrets component holds every Secret the pods mount, with placeholders the keeper refuses, and builds into an overlay', () => {
+    for (const dir of DIRS) {
+      expect(byKind(objects(dir), 'Secret').map(id), dir).toEqual([]);
+      const mounted = workloads(objects(dir)).flatMap((w) => (w.spec.template.spec.volumes ?? []).flatMap((v) => (v.secret !== undefined ? [v.secret.secretName] : [])));
+      expect([...new Set(mounted)].sort(), dir).toEqual(OPERATOR_SECRETS.map((o) => o.metadata.name).sort());
     }
+    const s = one<Obj & { stringData: Record<string, string> }>(OPERATOR_SECRETS, 'Secret', 'stolon-passwords');
+    expect(Object.keys(s.stringData).sort()).toEqual(['pg-repl-password', 'pg-su-password']);
+    const m = one<Obj & { stringData: Record<string, string> }>(OPERATOR_SECRETS, 'Secret', 'stolon-member-token');
+    expect(Object.keys(m.stringData)).toEqual(['member-token']);
+    for (const [key, v] of [...Object.entries(s.stringData), ...Object.entries(m.stringData)]) {
+      expect(v, key).toMatch(new RegExp(`^${EXAMPLE_SECRET_PREFIX}-`));
+      expect(() => refuseExampleSecret(v, `${key}-file`, key), key).toThrow(/holds an example value/);
+    }
+    // Apart from being an example, the token has the form the programs accept.
     const token = m.stringData['member-token'];
     expect(readMemberToken(undefined, 'TOKEN', 'member-token-file', { TOKEN: token })).toBe(token);
+    // The component composes with an overlay, as its comment shows, into valid Secrets.
+    const tmp = mkdtempSync(join(tmpdir(), 'stolon-deploy-example-'));
+    try {
+      writeFileSync(
+        join(tmp, 'kustomization.yaml'),
+        `resources:\n  - ${relative(tmp, join(REPO, 'deploy/overlays/kubernetes'))}\ncomponents:\n  - ${relative(tmp, join(REPO, EXAMPLE_SECRETS_DIR))}\n`,
+      );
+      const secrets = byKind(render(relative(REPO, tmp)), 'Secret');
+      expect(secrets.map(id).sort()).toEqual(['Secret/stolon-member-token', 'Secret/stolon-passwords']);
+      for (const o of secrets) {
+        expect(() => new Secret(o as never).validate(), id(o)).not.toThrow();
+      }
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
   });
 
   it('failsafe mode: keepers serve the member API on a declared port and advertise their pod IP; keepers and proxies read one token from a mounted Secret', () => {
@@ -765,7 +799,7 @@ describe('deploy/ manifests', () => {
     ]);
     expect(
       broken(({ proxyPod, objs }) => {
-        const other = structuredClone(one(objs, 'Secret', 'stolon-member-token'));
+        const other = structuredClone(secretIn(objs, 'stolon-member-token')!);
         other.metadata.name = 'other-token';
         objs.push(other);
         proxyPod.volumes!.find((v) => v.name === 'member-token')!.secret!.secretName = 'other-token';
