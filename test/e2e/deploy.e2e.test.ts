@@ -21,6 +21,11 @@
  *    declared port and advertise their pod IP, and keepers and proxies read one member token from
  *    the same key of a mounted Secret, as files their user can read.
  * 6. Memory limits follow the sizing rules of docs/kubernetes.md ({@link sizingProblems}).
+ * 7. Policy: every pod meets the Pod Security "restricted" profile ({@link podSecurityProblems}),
+ *    every long-running container has HTTP readiness and liveness probes, the keepers have
+ *    Guaranteed QoS ({@link workloadPolicyProblems}); zone spreading, the version label, the
+ *    proxies' preStop, and no Secret outside deploy/components/example-secrets. Each check has a
+ *    case that feeds it a broken manifest.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -532,6 +537,141 @@ function sizingProblems(objs: Obj[]): string[] {
   return problems;
 }
 
+/** A container's or pod's security settings, as much as {@link podSecurityProblems} reads. */
+interface SecurityContext {
+  runAsNonRoot?: boolean;
+  runAsUser?: number;
+  privileged?: boolean;
+  allowPrivilegeEscalation?: boolean;
+  procMount?: string;
+  capabilities?: { add?: string[]; drop?: string[] };
+  seccompProfile?: { type: string };
+  appArmorProfile?: { type: string };
+  seLinuxOptions?: { type?: string; user?: string; role?: string };
+  sysctls?: { name: string }[];
+}
+/** A pod spec, as much as the policy checks read (the schema tests check the rest). */
+type PolicyPod = Omit<PodSpec, 'containers' | 'securityContext' | 'volumes'> & {
+  hostNetwork?: boolean;
+  hostPID?: boolean;
+  hostIPC?: boolean;
+  securityContext?: SecurityContext;
+  volumes?: Record<string, unknown>[];
+  containers: (Container & { securityContext?: SecurityContext; ports?: { containerPort: number; hostPort?: number }[]; restartPolicy?: string })[];
+  initContainers?: PolicyPod['containers'];
+  ephemeralContainers?: PolicyPod['containers'];
+};
+
+/** The volume types the Pod Security "restricted" profile allows. */
+const RESTRICTED_VOLUME_TYPES = ['configMap', 'csi', 'downwardAPI', 'emptyDir', 'ephemeral', 'persistentVolumeClaim', 'projected', 'secret'];
+/** The sysctls the "baseline" profile (and so "restricted") allows. */
+const SAFE_SYSCTLS = ['kernel.shm_rmid_forced', 'net.ipv4.ip_local_port_range', 'net.ipv4.ip_unprivileged_port_start', 'net.ipv4.tcp_syncookies', 'net.ipv4.ping_group_range', 'net.ipv4.ip_local_reserved_ports', 'net.ipv4.tcp_keepalive_time', 'net.ipv4.tcp_fin_timeout', 'net.ipv4.tcp_keepalive_intvl', 'net.ipv4.tcp_keepalive_probes'];
+
+/**
+ * Where a pod template breaks the Pod Security Standards' "restricted" profile (which includes
+ * "baseline"), as the admission controller would judge it, one line per breach; [] when it
+ * complies. Pod-level settings count for every container that does not override them.
+ */
+function podSecurityProblems(w: Workload): string[] {
+  const pod = w.spec.template.spec as unknown as PolicyPod;
+  const at = id(w);
+  const problems: string[] = [];
+  for (const ns of ['hostNetwork', 'hostPID', 'hostIPC'] as const) {
+    if (pod[ns] === true) {
+      problems.push(`${at}: ${ns}`);
+    }
+  }
+  for (const v of pod.volumes ?? []) {
+    const type = Object.keys(v).find((k) => k !== 'name');
+    if (type === undefined || !RESTRICTED_VOLUME_TYPES.includes(type)) {
+      problems.push(`${at}: volume ${String(v.name)} is of type ${type ?? '?'}`);
+    }
+  }
+  for (const sysctl of pod.securityContext?.sysctls ?? []) {
+    if (!SAFE_SYSCTLS.includes(sysctl.name)) {
+      problems.push(`${at}: sysctl ${sysctl.name}`);
+    }
+  }
+  const podSc = pod.securityContext ?? {};
+  const all = [...(pod.initContainers ?? []), ...pod.containers, ...(pod.ephemeralContainers ?? [])];
+  for (const c of all) {
+    const where = `${at} container ${c.name}`;
+    const sc = c.securityContext ?? {};
+    if (sc.privileged === true) {
+      problems.push(`${where}: privileged`);
+    }
+    if (sc.allowPrivilegeEscalation !== false) {
+      problems.push(`${where}: allowPrivilegeEscalation is not false`);
+    }
+    if ((sc.runAsNonRoot ?? podSc.runAsNonRoot) !== true) {
+      problems.push(`${where}: runAsNonRoot is not true`);
+    }
+    if ((sc.runAsUser ?? podSc.runAsUser) === 0) {
+      problems.push(`${where}: runAsUser 0`);
+    }
+    const seccomp = (sc.seccompProfile ?? podSc.seccompProfile)?.type;
+    if (seccomp !== 'RuntimeDefault' && seccomp !== 'Localhost') {
+      problems.push(`${where}: seccompProfile ${seccomp ?? 'unset'}, not RuntimeDefault or Localhost`);
+    }
+    if (!(sc.capabilities?.drop ?? []).includes('ALL')) {
+      problems.push(`${where}: capabilities do not drop ALL`);
+    }
+    for (const cap of sc.capabilities?.add ?? []) {
+      if (cap !== 'NET_BIND_SERVICE') {
+        problems.push(`${where}: adds capability ${cap}`);
+      }
+    }
+    if ((c.ports ?? []).some((p) => (p.hostPort ?? 0) !== 0)) {
+      problems.push(`${where}: hostPort`);
+    }
+    if (sc.procMount !== undefined && sc.procMount !== 'Default') {
+      problems.push(`${where}: procMount ${sc.procMount}`);
+    }
+    if ((sc.appArmorProfile ?? podSc.appArmorProfile)?.type === 'Unconfined') {
+      problems.push(`${where}: AppArmor Unconfined`);
+    }
+    const se = sc.seLinuxOptions ?? podSc.seLinuxOptions;
+    if (se !== undefined && (se.user !== undefined || se.role !== undefined || (se.type !== undefined && !['container_t', 'container_init_t', 'container_kvm_t', 'container_engine_t'].includes(se.type)))) {
+      problems.push(`${where}: seLinuxOptions ${JSON.stringify(se)}`);
+    }
+  }
+  return problems;
+}
+
+/** CPU cores or bytes in a Kubernetes quantity ("1", "250m", "2Gi"); NaN when it is not one. */
+const quantity = (q: string | number | undefined) => (/^\d+(\.\d+)?m$/.test(String(q)) ? Number(String(q).slice(0, -1)) / 1000 : quantityBytes(q));
+
+/**
+ * The workload policy beyond Pod Security: every long-running container (of a Deployment or
+ * StatefulSet, sidecars included) has HTTP readiness and liveness probes, and every container of
+ * the keepers requests exactly its limits of CPU and memory (Guaranteed QoS). One line per breach.
+ */
+function workloadPolicyProblems(w: Workload): string[] {
+  const pod = w.spec.template.spec as unknown as PolicyPod;
+  const problems: string[] = [];
+  if (w.kind !== 'Job') {
+    for (const c of [...pod.containers, ...(pod.initContainers ?? []).filter((x) => x.restartPolicy === 'Always')]) {
+      for (const probe of ['readinessProbe', 'livenessProbe'] as const) {
+        if (c[probe]?.httpGet === undefined) {
+          problems.push(`${id(w)} container ${c.name}: no HTTP ${probe}`);
+        }
+      }
+    }
+  }
+  if (w.metadata.labels?.['app.kubernetes.io/component'] === 'keeper') {
+    for (const c of [...(pod.initContainers ?? []), ...pod.containers]) {
+      for (const r of ['cpu', 'memory']) {
+        const request = quantity(c.resources?.requests?.[r]);
+        const limit = quantity(c.resources?.limits?.[r]);
+        if (!(request > 0) || request !== limit) {
+          problems.push(`${id(w)} container ${c.name}: ${r} request ${c.resources?.requests?.[r] ?? 'unset'} is not its limit ${c.resources?.limits?.[r] ?? 'unset'} (Guaranteed QoS)`);
+        }
+      }
+    }
+  }
+  return problems;
+}
+
 describe('deploy/ manifests', () => {
   for (const dir of DIRS) {
     it(`${dir}: kubectl kustomize builds it, and every object validates against the Kubernetes schema (ajv) and types (no unknown field)`, () => {
@@ -960,5 +1100,75 @@ describe('deploy/ manifests', () => {
       // After SIGTERM: the last check (bounded by proxyTimeout), then deleting the info (2 s).
       expect(dep.spec.template.spec.terminationGracePeriodSeconds ?? 30, dir).toBeGreaterThanOrEqual(seconds + proxyTimeoutMs / 1000 + 2 + 5);
     }
+  });
+
+  it('policy: every pod meets Pod Security "restricted", long-running containers have HTTP readiness and liveness probes, keepers request what they limit', () => {
+    for (const dir of DIRS) {
+      const ws = workloads(objects(dir));
+      expect(ws.map(id).sort(), dir).toEqual(['Deployment/stolon-proxy', 'Deployment/stolon-sentinel', 'Job/stolon-init', 'StatefulSet/stolon-keeper']);
+      expect(ws.flatMap(podSecurityProblems), dir).toEqual([]);
+      expect(ws.flatMap(workloadPolicyProblems), dir).toEqual([]);
+    }
+  });
+
+  it('the policy checks catch each breach', () => {
+    const objs = structuredClone(objects('deploy/overlays/kubernetes'));
+    const keeper = one<Workload>(objs, 'StatefulSet', 'stolon-keeper');
+    const proxy = one<Workload>(objs, 'Deployment', 'stolon-proxy');
+    const sentinel = one<Workload>(objs, 'Deployment', 'stolon-sentinel');
+    const job = one<Workload>(objs, 'Job', 'stolon-init');
+    const kp = keeper.spec.template.spec as unknown as PolicyPod;
+    const pp = proxy.spec.template.spec as unknown as PolicyPod;
+    const sp = sentinel.spec.template.spec as unknown as PolicyPod;
+    const jp = job.spec.template.spec as unknown as PolicyPod;
+    // Pod level.
+    kp.hostNetwork = true;
+    kp.hostPID = true;
+    kp.hostIPC = true;
+    kp.volumes!.push({ name: 'host', hostPath: { path: '/var/run' } });
+    kp.securityContext!.sysctls = [{ name: 'kernel.msgmax' }];
+    delete pp.securityContext!.runAsNonRoot;
+    delete pp.securityContext!.seccompProfile;
+    // Container level.
+    const k = kp.containers[0]!;
+    k.securityContext = { ...k.securityContext, privileged: true, allowPrivilegeEscalation: true, capabilities: { drop: ['NET_RAW'], add: ['SYS_ADMIN', 'NET_BIND_SERVICE'] }, procMount: 'Unmasked', runAsUser: 0 };
+    k.ports!.push({ containerPort: 9999, hostPort: 9999 });
+    const j = jp.containers[0]!;
+    j.securityContext = { ...j.securityContext, seccompProfile: { type: 'Unconfined' }, appArmorProfile: { type: 'Unconfined' }, seLinuxOptions: { type: 'spc_t' } };
+    // Probes and QoS.
+    delete sp.containers[0]!.livenessProbe;
+    pp.containers[0]!.readinessProbe = { tcpSocket: { port: 5432 } };
+    pp.initContainers = [{ name: 'sidecar', restartPolicy: 'Always', securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] }, runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } } }];
+    k.resources = { requests: { cpu: '500m', memory: '2Gi' }, limits: { cpu: '1', memory: '2048Mi' } };
+    kp.initContainers = [{ name: 'init', securityContext: pp.initContainers[0]!.securityContext! }];
+    const K = 'StatefulSet/stolon-keeper';
+    expect(workloads(objs).flatMap(podSecurityProblems)).toEqual([
+      'Deployment/stolon-proxy container proxy: runAsNonRoot is not true',
+      'Deployment/stolon-proxy container proxy: seccompProfile unset, not RuntimeDefault or Localhost',
+      `${K}: hostNetwork`,
+      `${K}: hostPID`,
+      `${K}: hostIPC`,
+      `${K}: volume host is of type hostPath`,
+      `${K}: sysctl kernel.msgmax`,
+      `${K} container keeper: privileged`,
+      `${K} container keeper: allowPrivilegeEscalation is not false`,
+      `${K} container keeper: runAsUser 0`,
+      `${K} container keeper: capabilities do not drop ALL`,
+      `${K} container keeper: adds capability SYS_ADMIN`,
+      `${K} container keeper: hostPort`,
+      `${K} container keeper: procMount Unmasked`,
+      'Job/stolon-init container init: seccompProfile Unconfined, not RuntimeDefault or Localhost',
+      'Job/stolon-init container init: AppArmor Unconfined',
+      'Job/stolon-init container init: seLinuxOptions {"type":"spc_t"}',
+    ]);
+    expect(workloads(objs).flatMap(workloadPolicyProblems)).toEqual([
+      'Deployment/stolon-proxy container proxy: no HTTP readinessProbe',
+      'Deployment/stolon-proxy container sidecar: no HTTP readinessProbe',
+      'Deployment/stolon-proxy container sidecar: no HTTP livenessProbe',
+      'Deployment/stolon-sentinel container sentinel: no HTTP livenessProbe',
+      `${K} container init: cpu request unset is not its limit unset (Guaranteed QoS)`,
+      `${K} container init: memory request unset is not its limit unset (Guaranteed QoS)`,
+      `${K} container keeper: cpu request 500m is not its limit 1 (Guaranteed QoS)`,
+    ]);
   });
 });
