@@ -1068,6 +1068,21 @@ describe('deploy/ manifests', () => {
     }
   });
 
+  it('an overlay pinning the image by digest, as docs/kubernetes.md step 1 shows, renders <name>:<tag>@<digest>', () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'stolon-deploy-digest-'));
+    const digest = `sha256:${'0123456789abcdef'.repeat(4)}`;
+    try {
+      writeFileSync(
+        join(tmp, 'kustomization.yaml'),
+        `resources:\n  - ${relative(tmp, join(REPO, 'deploy/overlays/kubernetes'))}\nimages:\n  - name: registry.example.com/stolon-ts\n    newTag: 0.1.0-pg15\n    digest: ${digest}\n`,
+      );
+      const images = new Set(workloads(render(relative(REPO, tmp))).flatMap((w) => w.spec.template.spec.containers.map((c) => c.image)));
+      expect([...images]).toEqual([`registry.example.com/stolon-ts:0.1.0-pg15@${digest}`]);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
   it('app.kubernetes.io/version on every object and pod template, equal to the image tag, and in no selector nor volumeClaimTemplate', () => {
     for (const dir of DIRS) {
       const objs = objects(dir);
