@@ -82,7 +82,7 @@ interface Container {
   args?: string[];
   env?: EnvVar[];
   envFrom?: { prefix?: string; configMapRef?: { name: string } }[];
-  ports?: { name?: string; containerPort: number }[];
+  ports?: { name?: string; containerPort: number; hostPort?: number }[];
   readinessProbe?: { httpGet?: { path: string; port: string | number }; tcpSocket?: { port: string | number } };
   livenessProbe?: { httpGet?: { path: string; port: string | number } };
   volumeMounts?: { name: string; mountPath: string }[];
@@ -557,7 +557,7 @@ type PolicyPod = Omit<PodSpec, 'containers' | 'securityContext' | 'volumes'> & {
   hostIPC?: boolean;
   securityContext?: SecurityContext;
   volumes?: Record<string, unknown>[];
-  containers: (Container & { securityContext?: SecurityContext; ports?: { containerPort: number; hostPort?: number }[]; restartPolicy?: string })[];
+  containers: (Container & { securityContext?: SecurityContext; restartPolicy?: string })[];
   initContainers?: PolicyPod['containers'];
   ephemeralContainers?: PolicyPod['containers'];
 };
@@ -1044,7 +1044,7 @@ describe('deploy/ manifests', () => {
     spec.pgParameters.max_connections = '400';
     cm.data['cluster-spec.json'] = JSON.stringify(spec);
     const proxy = container(one<Workload>(objs, 'Deployment', 'stolon-proxy'), 'proxy');
-    proxy.env = proxy.env?.filter((e) => e.name !== 'STPROXY_MAX_CONNECTIONS');
+    proxy.env = (proxy.env ?? []).filter((e) => e.name !== 'STPROXY_MAX_CONNECTIONS');
     expect(sizingProblems(objs)).toEqual([
       'keeper: memory limit 2048 MiB is below the sizing rule\'s 3232 MiB',
       'proxy: memory limit 256 MiB is below the sizing rule\'s 628 MiB for --max-connections 2000',
