@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { ConfigError } from '@stolon-ts/cluster';
+import { ConfigError, parseDurationMs } from '@stolon-ts/cluster';
 import {
   addFlags,
   baseYargs,
@@ -117,6 +117,12 @@ async function main(): Promise<void> {
     if (!Number.isInteger(flags.pgPort) || flags.pgPort < 1 || flags.pgPort > 65535) {
       throw new ConfigError(`--pg-port: ${flags.pgPort} is not a TCP port (1-65535)`, { field: 'pg-port' });
     }
+    const shutdownSwitchoverTimeoutMs = parseDurationMs(flags.shutdownSwitchoverTimeout);
+    if (shutdownSwitchoverTimeoutMs === undefined) {
+      throw new ConfigError(`--shutdown-switchover-timeout: "${flags.shutdownSwitchoverTimeout}" is not a duration such as 30s (0 disables)`, {
+        field: 'shutdown-switchover-timeout',
+      });
+    }
     const statusListen = statusListenOf(flags.metricsListenAddress, 'metrics-listen-address');
     const member = memberConfig(flags);
     const allowSpecCommands = parseAllowSpecCommands(flags.allowSpecCommands);
@@ -140,11 +146,11 @@ async function main(): Promise<void> {
       });
     }
     await tls?.install();
-    prepared = { flags, pgBinPath, readPasswords, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls };
+    prepared = { flags, shutdownSwitchoverTimeoutMs, pgBinPath, readPasswords, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls };
   } catch (err) {
     exitOnConfigError(err, 'stolon-keeper');
   }
-  const { flags, pgBinPath, readPasswords, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls } = prepared;
+  const { flags, shutdownSwitchoverTimeoutMs, pgBinPath, readPasswords, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls } = prepared;
   const logger = createLogger({ level: flags.logLevel, component: 'keeper', uid, cluster: flags.clusterName });
   for (const change of dataDirChanges) {
     logger.warn({ dataDir }, `data directory: ${change}`);
@@ -183,6 +189,7 @@ async function main(): Promise<void> {
       ...(member !== undefined ? { member } : {}),
       allowSpecCommands,
       pgSslRequired: flags.pgSslRequired,
+      shutdownSwitchoverTimeoutMs,
     },
     { store, logger, pg, bootUuid, status, fencer, passwords: readPasswords, ...(tls !== undefined ? { tls } : {}) },
   ).catch(async (err: unknown) => {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { ConfigError } from '@stolon-ts/cluster';
 import { startPassLoop, stopOnce } from '@stolon-ts/common';
 import { readDbState } from './dbstate.js';
+import { drainPrimary } from './drain.js';
 import { reportPasses } from './health.js';
 import { runPass, skipWatchPass } from './pass.js';
 import { KeeperRuntime } from './runtime.js';
@@ -78,6 +79,11 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
   const stop = stopOnce(async (reason) => {
+    // A primary first hands its role over (bounded): the passes, the fence updates and the
+    // crash watch keep running meanwhile, so the state stays `running` until it ends.
+    if (config.shutdownSwitchoverTimeoutMs !== undefined && rt.state === 'running') {
+      await drainPrimary(rt, config.shutdownSwitchoverTimeoutMs).catch((err: unknown) => log.warn({ err }, 'switchover before stopping failed'));
+    }
     rt.state = 'stopping';
     log.info({ reason }, 'keeper stopping');
     await loop.stop();

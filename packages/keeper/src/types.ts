@@ -50,6 +50,11 @@ export interface KeeperConfig {
   readonly allowSpecCommands?: ReadonlySet<SpecCommand>;
   /** `--pg-ssl-required`: PostgreSQL rejects every TCP login without TLS (pg_hba.conf). */
   readonly pgSslRequired?: boolean;
+  /**
+   * `--shutdown-switchover-timeout` in ms: on `stop`, a primary asks for a switchover and waits
+   * at most this long for it before it stops (drain.ts); 0 disables. Absent: no drain.
+   */
+  readonly shutdownSwitchoverTimeoutMs?: number;
 }
 
 export interface KeeperDeps {

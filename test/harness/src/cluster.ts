@@ -69,6 +69,13 @@ export interface LocalClusterOptions {
   /** Extra flags for every keeper, e.g. `['--allow-spec-commands', 'data_restore_command']`. */
   readonly keeperArgs?: readonly string[];
   /**
+   * Every keeper's `--shutdown-switchover-timeout`. The harness's default is `'0'` (no switchover
+   * when a primary's keeper is stopped, unlike the program's default): tests that stop a primary's
+   * keeper mean a failover, and `stop()` stops every program at once, so a primary's keeper would
+   * otherwise wait for a switchover the stopping sentinel never makes. @default '0'
+   */
+  readonly shutdownSwitchoverTimeout?: string;
+  /**
    * Give every proxy a read-only listener on a free port (`--ro-port`; see
    * `proxies[i].roPort` and `proxyReadOnlyClientConfig`). Other `--ro-*` flags go in `proxyArgs`.
    */
@@ -547,6 +554,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         '--pg-repl-password-file', replPasswordFile,
         '--metrics-listen-address', `127.0.0.1:${k.statusPort}`,
         ...(k.memberPort !== undefined ? ['--member-listen-address', `${k.pgHost}:${k.memberPort}`, '--member-token-file', memberTokenFile] : []),
+        '--shutdown-switchover-timeout', opts.shutdownSwitchoverTimeout ?? '0',
         ...(opts.keeperArgs ?? []),
       ], network?.execPrefix(i) ?? [], k.storeRelay === undefined ? undefined : `http://127.0.0.1:${k.storeRelay.port}`, k.failpointsDir);
       await k.process.waitForLog('keeper started', 30_000);
