@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { ConfigError, parseDurationMs } from '@stolon-ts/cluster';
+import { ConfigError, errorMessage, parseDurationMs } from '@stolon-ts/cluster';
 import {
   addFlags,
   baseYargs,
@@ -18,8 +18,10 @@ import {
   runDaemon,
   statusListenOf,
   storeFromConfig,
+  type Logger,
 } from '@stolon-ts/common';
 import { PgManager, resolvePgBinDir, type PeerSsl } from '@stolon-ts/postgres';
+import { PodLabels } from '@stolon-ts/store';
 import { acquireDataDirLock } from './datadir-lock.js';
 import { prepareDataDir } from './datadir.js';
 import type { MemberApiConfig } from './failsafe.js';
@@ -27,6 +29,7 @@ import { KEEPER_FLAGS } from './flags.js';
 import { startFencer } from './fencer.js';
 import { KeeperStatus, keeperChecks } from './health.js';
 import { start } from './keeper.js';
+import { RoleLabeller } from './role-label.js';
 import { parseAllowSpecCommands } from './spec-commands.js';
 import { writeStateFile } from './state-file.js';
 import { TlsFiles, tlsSources } from './tls.js';
@@ -90,6 +93,29 @@ function memberConfig(flags: { memberListenAddress: string | undefined; memberAd
     });
   }
   return { listen, advertise: adv.host.includes(':') ? `[${adv.host}]:${adv.port}` : `${adv.host}:${adv.port}`, token };
+}
+
+/** Bound of each pod label request (role-label.ts), in ms: short, as the last one delays the stop. */
+const POD_LABEL_TIMEOUT_MS = 2000;
+
+/**
+ * The pod role labeller for `--kube-pod-name`, or undefined when the flag is unset. A client
+ * configuration that cannot be resolved gives a labeller that labels nothing and logs why once.
+ */
+function roleLabellerOf(
+  flags: { kubePodName: string | undefined; kubeconfig: string | undefined; kubeContext: string | undefined; kubeNamespace: string | undefined },
+  logger: Logger,
+): RoleLabeller | undefined {
+  if (flags.kubePodName === undefined || flags.kubePodName === '') {
+    return undefined;
+  }
+  const log = logger.child({ module: 'role-label' });
+  try {
+    const pod = new PodLabels({ kubeconfig: flags.kubeconfig, context: flags.kubeContext, namespace: flags.kubeNamespace, pod: flags.kubePodName, timeoutMs: POD_LABEL_TIMEOUT_MS });
+    return new RoleLabeller((labels) => pod.set(labels), log);
+  } catch (err) {
+    return new RoleLabeller(undefined, log, `no Kubernetes client configuration: ${errorMessage(err)}`);
+  }
 }
 
 /** How this keeper's connections to the others use TLS (`PgManagerOptions.peerSsl`), from the flags. */
@@ -171,6 +197,7 @@ async function main(): Promise<void> {
     ...peerSslOf(tls?.caCopy, flags.pgSslPeerMode, flags.pgSslRequired),
   });
   const bootUuid = newBootUuid();
+  const roleLabel = roleLabellerOf(flags, logger);
   const status = new KeeperStatus();
   const fencer = startFencer(logger.child({ module: 'fencer' }), { pidFile: join(dataDir, 'fencer.pid') });
   const handle = await start(
@@ -191,7 +218,7 @@ async function main(): Promise<void> {
       pgSslRequired: flags.pgSslRequired,
       shutdownSwitchoverTimeoutMs,
     },
-    { store, logger, pg, bootUuid, status, fencer, passwords: readPasswords, ...(tls !== undefined ? { tls } : {}) },
+    { store, logger, pg, bootUuid, status, fencer, passwords: readPasswords, ...(tls !== undefined ? { tls } : {}), ...(roleLabel !== undefined ? { roleLabel } : {}) },
   ).catch(async (err: unknown) => {
     await fencer.stop();
     return exitOnConfigError(err, 'stolon-keeper');

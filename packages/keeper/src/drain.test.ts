@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { serializeClusterData, type ClusterData } from '@stolon-ts/cluster';
 import { aCluster, dbOf } from '@stolon-ts/cluster/testing';
-import { createLogger } from '@stolon-ts/common';
+import { silentLogger } from '@stolon-ts/common';
 import type { Store } from '@stolon-ts/store';
 import { drainBlocker, drainPrimary } from './drain.js';
 import type { KeeperRuntime } from './runtime.js';
@@ -37,7 +37,7 @@ function runtime(read: () => Promise<ClusterData | null>): KeeperRuntime & { tri
   } as unknown as Store;
   return {
     isPrimary: true,
-    log: createLogger({ level: 'silent', component: 'keeper' }),
+    log: silentLogger(),
     store,
     local: { uid: dbOf('k1') },
     config: { uid: 'k1' },

@@ -37,6 +37,7 @@ export interface KeeperFlags extends CommonConfig {
   memberTokenFile: string | undefined;
   allowSpecCommands: string;
   shutdownSwitchoverTimeout: string;
+  kubePodName: string | undefined;
 }
 
 export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
@@ -176,5 +177,15 @@ export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
       'a shutdown checkpoint. 0 disables',
     type: 'string',
     default: DEFAULT_SHUTDOWN_SWITCHOVER_TIMEOUT,
+  },
+  kubePodName: {
+    name: 'kube-pod-name',
+    description:
+      'on Kubernetes, the name of this keeper\'s own pod (downward API metadata.name): the keeper keeps its label ' +
+      'stolon-ts/role at primary, standby or none (JSON merge patch; needs RBAC patch on that pod), for a primary-only ' +
+      'PodDisruptionBudget and role Services. The API server and namespace come from --kubeconfig, --kube-context and ' +
+      '--kube-namespace as for the kubernetes store, else the pod service account, whatever the store backend. Failures are ' +
+      'logged once per reason and affect nothing else. Unset: no label',
+    type: 'string',
   },
 };

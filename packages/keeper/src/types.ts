@@ -10,6 +10,7 @@ import type { MemberApiConfig } from './failsafe.js';
 import type { FenceControl } from './fencer.js';
 import type { PgObservation, PgSslFiles, PostgresManager } from '@stolon-ts/postgres';
 import type { LocalDbState } from './plan.js';
+import type { PodRole } from './role-label.js';
 import type { SpecCommand } from './spec-commands.js';
 
 /** starting → running → stopping → stopped. */
@@ -74,6 +75,8 @@ export interface KeeperDeps {
    * values are kept then).
    */
   readonly passwords?: () => { readonly su: string; readonly repl: string };
+  /** Keeps the pod's role label current (role-label.ts, `--kube-pod-name`); absent: no label. */
+  readonly roleLabel?: { update(role: PodRole): void; stop(): Promise<void> };
   /** PostgreSQL's server TLS files (tls.ts), refreshed whenever the configuration is derived; absent: no TLS. */
   readonly tls?: { refresh(log: Logger): Promise<PgSslFiles> };
 }
