@@ -95,7 +95,7 @@ export async function drainPrimary(rt: KeeperRuntime, timeoutMs: number): Promis
   };
   const cd = await read();
   if (cd === undefined) {
-    log.warn('stopping the primary without a switchover: the store does not answer (the sentinel fails over)');
+    log.warn('stopping the primary without a switchover: the store does not answer, or its clusterdata is unusable (the sentinel fails over)');
     return 'store-unreachable';
   }
   const myDb = rt.local.uid;
@@ -120,7 +120,7 @@ export async function drainPrimary(rt: KeeperRuntime, timeoutMs: number): Promis
       if (left() <= 0) {
         continue;
       }
-      log.warn('stopping the primary without a switchover: the store stopped answering while waiting for it');
+      log.warn('stopping the primary without a switchover: the store stopped answering (or its clusterdata became unusable) while waiting for it');
       return 'store-unreachable';
     }
     const master = now.dbs[now.cluster.status.master];
