@@ -935,10 +935,6 @@ function removeDivergedDbs(cd: ClusterData, master: DB, input: DecideInput, reas
 }
 
 /**
- * Runs the switchover step when one is requested or in progress.
- * @returns true when the pass is handled (decide takes no normal step).
- */
-/**
  * The switchover request a stopping primary's keeper asks for with its info's
  * `switchoverRequestedAt`, or undefined: none asked, or this very request (same keeper, DB and
  * time) already has a switchover in the history (completed or aborted: it is not retried; a
@@ -955,6 +951,10 @@ function keeperSwitchoverRequest(cd: ClusterData, master: DB, input: DecideInput
   return tried ? undefined : { requestedAt: at, requestedBy: by };
 }
 
+/**
+ * Runs the switchover step when one is requested or in progress.
+ * @returns true when the pass is handled (decide takes no normal step).
+ */
 function runSwitchover(
   cd: ClusterData,
   spec: ResolvedSpec,
