@@ -20,9 +20,17 @@
  * 5. Failsafe mode can act ({@link failsafeProblems}): the keepers serve the member API on a
  *    declared port and advertise their pod IP, and keepers and proxies read one member token from
  *    the same key of a mounted Secret, as files their user can read.
+ * 6. Memory limits follow the sizing rules of docs/kubernetes.md ({@link sizingProblems}).
+ * 7. Policy: every pod meets the Pod Security "restricted" profile ({@link podSecurityProblems}),
+ *    every long-running container has HTTP readiness and liveness probes, the keepers have
+ *    Guaranteed QoS ({@link workloadPolicyProblems}); zone spreading, the version label, the
+ *    proxies' preStop, and no Secret outside deploy/components/example-secrets. Each check has a
+ *    case that feeds it a broken manifest.
  */
 import { execFileSync } from 'node:child_process';
-import { dirname, join, resolve } from 'node:path';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { parseAllDocuments } from 'yaml';
@@ -38,8 +46,9 @@ import { Secret } from 'kubernetes-models/v1/Secret';
 import { Service } from 'kubernetes-models/v1/Service';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { describe, expect, it } from 'vitest';
-import { validateSpec } from '@stolon-ts/cluster';
+import { resolveSpec, validateSpec } from '@stolon-ts/cluster';
 import { parseEndpoints, parseListenAddress, readMemberToken } from '@stolon-ts/common';
+import { EXAMPLE_SECRET_PREFIX, refuseExampleSecret } from '@stolon-ts/keeper';
 import { PROGRAMS, flagOfEnv, helpNamesEnv, programHelp, type ProgramHelp, type ProgramName } from './program-help.js';
 
 /**
@@ -73,21 +82,30 @@ interface Container {
   args?: string[];
   env?: EnvVar[];
   envFrom?: { prefix?: string; configMapRef?: { name: string } }[];
-  ports?: { name?: string; containerPort: number }[];
+  ports?: { name?: string; containerPort: number; hostPort?: number }[];
   readinessProbe?: { httpGet?: { path: string; port: string | number }; tcpSocket?: { port: string | number } };
   livenessProbe?: { httpGet?: { path: string; port: string | number } };
   volumeMounts?: { name: string; mountPath: string }[];
+  lifecycle?: { preStop?: { exec?: { command: string[] }; sleep?: { seconds: number }; httpGet?: unknown } };
+  resources?: { requests?: Record<string, string | number>; limits?: Record<string, string | number> };
 }
 interface PodSpec {
   containers: Container[];
+  topologySpreadConstraints?: { topologyKey: string; maxSkew: number; whenUnsatisfiable: string; labelSelector?: { matchLabels?: Record<string, string> } }[];
   securityContext?: { runAsNonRoot?: boolean; runAsUser?: number; fsGroup?: number };
-  affinity?: { podAntiAffinity?: { requiredDuringSchedulingIgnoredDuringExecution?: { topologyKey: string; labelSelector: { matchLabels: Record<string, string> } }[] } };
+  affinity?: {
+    podAntiAffinity?: {
+      requiredDuringSchedulingIgnoredDuringExecution?: { topologyKey: string; labelSelector: { matchLabels: Record<string, string> } }[];
+      preferredDuringSchedulingIgnoredDuringExecution?: { weight: number; podAffinityTerm: { topologyKey: string; labelSelector: { matchLabels: Record<string, string> } } }[];
+    };
+  };
   volumes?: {
     name: string;
     secret?: { secretName: string; defaultMode?: number; items?: { key: string; path: string; mode?: number }[] };
     configMap?: { name: string };
   }[];
   serviceAccountName?: string;
+  terminationGracePeriodSeconds?: number;
 }
 interface Workload extends Obj {
   spec: { selector?: { matchLabels: Record<string, string> }; template: { metadata: { labels: Record<string, string> }; spec: PodSpec }; volumeClaimTemplates?: unknown[] };
@@ -118,6 +136,15 @@ function render(dir: string): Obj[] {
 }
 
 const rendered = new Map(DIRS.map((d) => [d, render(d)] as const));
+const EXAMPLE_SECRETS_DIR = 'deploy/components/example-secrets';
+/**
+ * The Secrets the operator creates (docs/kubernetes.md, step 3), as the example-secrets component
+ * has them: the same names and keys, placeholder values. No directory in {@link DIRS} holds them.
+ */
+const OPERATOR_SECRETS = parseAllDocuments(readFileSync(join(REPO, EXAMPLE_SECRETS_DIR, 'secret.yaml'), 'utf8')).map((d) => d.toJSON() as Obj);
+/** The Secret `name` from the manifests, else the one the operator creates ({@link OPERATOR_SECRETS}). */
+const secretIn = (objs: Obj[], name: string): Obj | undefined =>
+  objs.find((o) => o.kind === 'Secret' && o.metadata.name === name) ?? OPERATOR_SECRETS.find((o) => o.metadata.name === name);
 const objects = (dir: (typeof DIRS)[number]) => rendered.get(dir) ?? [];
 const byKind = <T extends Obj = Obj>(objs: Obj[], kind: string) => objs.filter((o) => o.kind === kind) as T[];
 const one = <T extends Obj = Obj>(objs: Obj[], kind: string, name: string): T => {
@@ -372,7 +399,7 @@ function secretOfFile(objs: Obj[], w: Workload, c: Container, path: string): { s
     return `${path}: volume ${mount.name} projects no item at ${file}`;
   }
   const key = item?.key ?? file;
-  const secret = objs.find((o) => o.kind === 'Secret' && o.metadata.name === vol.secretName) as (Obj & { data?: object; stringData?: object }) | undefined;
+  const secret = secretIn(objs, vol.secretName) as (Obj & { data?: object; stringData?: object }) | undefined;
   if (secret === undefined) {
     return `${path}: Secret ${vol.secretName} is not in the manifests`;
   }
@@ -454,6 +481,195 @@ function failsafeProblems(objs: Obj[]): string[] {
     problems.push(`keepers and proxies must read one token: ${readers.map((r, i) => `${r.c.name} from ${sources[i]}`).join(', ')}`);
   }
   return [...new Set(problems)];
+}
+
+/** The cluster spec the init Job's `stolonctl init` reads (its ConfigMap's cluster-spec.json), as text. */
+function initSpec(objs: Obj[]): string {
+  const job = one<Workload>(objs, 'Job', 'stolon-init');
+  const cm = one<Obj & { data: Record<string, string> }>(objs, 'ConfigMap', job.spec.template.spec.volumes?.find((v) => v.configMap !== undefined)?.configMap?.name ?? '?');
+  return cm.data['cluster-spec.json'] ?? '{}';
+}
+
+/** Bytes in a Kubernetes quantity ("2Gi", "256Mi", "500M"); NaN when it is not one. */
+function quantityBytes(q: string | number | undefined): number {
+  const m = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(String(q ?? ''));
+  const unit: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, k: 1e3, M: 1e6, G: 1e9, T: 1e12 };
+  return m === null ? NaN : Number(m[1]) * (m[2] === undefined ? 1 : (unit[m[2]] ?? NaN));
+}
+
+/** Bytes in a PostgreSQL memory setting ("128MB", "4096kB", a bare number in `unit`). */
+function pgBytes(v: string, unit: number): number {
+  const m = /^(\d+)\s*(kB|MB|GB|TB)?$/.exec(v.trim());
+  const units: Record<string, number> = { kB: 2 ** 10, MB: 2 ** 20, GB: 2 ** 30, TB: 2 ** 40 };
+  return m === null ? NaN : Number(m[1]) * (m[2] === undefined ? unit : (units[m[2]] ?? NaN));
+}
+
+const MiB = 2 ** 20;
+
+/**
+ * Problems with the memory limits against the sizing rules of docs/kubernetes.md ("Sizing the
+ * keepers", "Sizing the proxies"); [] when they hold. The keeper's rule reads the init spec's
+ * pgParameters (PostgreSQL 15's defaults for the ones it leaves out) and the /dev/shm emptyDir.
+ */
+function sizingProblems(objs: Obj[]): string[] {
+  const problems: string[] = [];
+  const sts = one<Workload>(objs, 'StatefulSet', 'stolon-keeper');
+  const pg = { shared_buffers: '128MB', max_connections: '100', work_mem: '4MB', maintenance_work_mem: '64MB', autovacuum_max_workers: '3', ...(JSON.parse(initSpec(objs)) as { pgParameters?: Record<string, string> }).pgParameters };
+  const shm = sts.spec.template.spec.volumes?.find((v) => v.name === 'shm') as { emptyDir?: { medium?: string; sizeLimit?: string } } | undefined;
+  const shmBytes = shm?.emptyDir?.medium === 'Memory' ? quantityBytes(shm.emptyDir.sizeLimit) : 0;
+  const keeperNeeds =
+    pgBytes(pg.shared_buffers, 8192) +
+    Number(pg.max_connections) * (pgBytes(pg.work_mem, 1024) + 2 * MiB) +
+    (Number(pg.autovacuum_max_workers) + 1) * pgBytes(pg.maintenance_work_mem, 1024) +
+    shmBytes +
+    192 * MiB;
+  const keeperLimit = quantityBytes(container(sts, 'keeper').resources?.limits?.memory);
+  if (!(keeperLimit >= keeperNeeds)) {
+    problems.push(`keeper: memory limit ${keeperLimit / MiB} MiB is below the sizing rule's ${keeperNeeds / MiB} MiB`);
+  }
+  const proxy = container(one<Workload>(objs, 'Deployment', 'stolon-proxy'), 'proxy');
+  const maxConnections = Number(expandEnv(proxy, {}, 0).STPROXY_MAX_CONNECTIONS ?? 2000);
+  const proxyNeeds = 128 * MiB + maxConnections * 256 * 1024;
+  const proxyLimit = quantityBytes(proxy.resources?.limits?.memory);
+  if (!(proxyLimit >= proxyNeeds)) {
+    problems.push(`proxy: memory limit ${proxyLimit / MiB} MiB is below the sizing rule's ${proxyNeeds / MiB} MiB for --max-connections ${maxConnections}`);
+  }
+  return problems;
+}
+
+/** A container's or pod's security settings, as much as {@link podSecurityProblems} reads. */
+interface SecurityContext {
+  runAsNonRoot?: boolean;
+  runAsUser?: number;
+  privileged?: boolean;
+  allowPrivilegeEscalation?: boolean;
+  procMount?: string;
+  capabilities?: { add?: string[]; drop?: string[] };
+  seccompProfile?: { type: string };
+  appArmorProfile?: { type: string };
+  seLinuxOptions?: { type?: string; user?: string; role?: string };
+  sysctls?: { name: string }[];
+}
+/** A pod spec, as much as the policy checks read (the schema tests check the rest). */
+type PolicyPod = Omit<PodSpec, 'containers' | 'securityContext' | 'volumes'> & {
+  hostNetwork?: boolean;
+  hostPID?: boolean;
+  hostIPC?: boolean;
+  securityContext?: SecurityContext;
+  volumes?: Record<string, unknown>[];
+  containers: (Container & { securityContext?: SecurityContext; restartPolicy?: string })[];
+  initContainers?: PolicyPod['containers'];
+  ephemeralContainers?: PolicyPod['containers'];
+};
+
+/** The volume types the Pod Security "restricted" profile allows. */
+const RESTRICTED_VOLUME_TYPES = ['configMap', 'csi', 'downwardAPI', 'emptyDir', 'ephemeral', 'persistentVolumeClaim', 'projected', 'secret'];
+/** The sysctls the "baseline" profile (and so "restricted") allows. */
+const SAFE_SYSCTLS = ['kernel.shm_rmid_forced', 'net.ipv4.ip_local_port_range', 'net.ipv4.ip_unprivileged_port_start', 'net.ipv4.tcp_syncookies', 'net.ipv4.ping_group_range', 'net.ipv4.ip_local_reserved_ports', 'net.ipv4.tcp_keepalive_time', 'net.ipv4.tcp_fin_timeout', 'net.ipv4.tcp_keepalive_intvl', 'net.ipv4.tcp_keepalive_probes'];
+
+/**
+ * Where a pod template breaks the Pod Security Standards' "restricted" profile (which includes
+ * "baseline"), as the admission controller would judge it, one line per breach; [] when it
+ * complies. Pod-level settings count for every container that does not override them.
+ */
+function podSecurityProblems(w: Workload): string[] {
+  const pod = w.spec.template.spec as unknown as PolicyPod;
+  const at = id(w);
+  const problems: string[] = [];
+  for (const ns of ['hostNetwork', 'hostPID', 'hostIPC'] as const) {
+    if (pod[ns] === true) {
+      problems.push(`${at}: ${ns}`);
+    }
+  }
+  for (const v of pod.volumes ?? []) {
+    const type = Object.keys(v).find((k) => k !== 'name');
+    if (type === undefined || !RESTRICTED_VOLUME_TYPES.includes(type)) {
+      problems.push(`${at}: volume ${String(v.name)} is of type ${type ?? '?'}`);
+    }
+  }
+  for (const sysctl of pod.securityContext?.sysctls ?? []) {
+    if (!SAFE_SYSCTLS.includes(sysctl.name)) {
+      problems.push(`${at}: sysctl ${sysctl.name}`);
+    }
+  }
+  const podSc = pod.securityContext ?? {};
+  const all = [...(pod.initContainers ?? []), ...pod.containers, ...(pod.ephemeralContainers ?? [])];
+  for (const c of all) {
+    const where = `${at} container ${c.name}`;
+    const sc = c.securityContext ?? {};
+    if (sc.privileged === true) {
+      problems.push(`${where}: privileged`);
+    }
+    if (sc.allowPrivilegeEscalation !== false) {
+      problems.push(`${where}: allowPrivilegeEscalation is not false`);
+    }
+    if ((sc.runAsNonRoot ?? podSc.runAsNonRoot) !== true) {
+      problems.push(`${where}: runAsNonRoot is not true`);
+    }
+    if ((sc.runAsUser ?? podSc.runAsUser) === 0) {
+      problems.push(`${where}: runAsUser 0`);
+    }
+    const seccomp = (sc.seccompProfile ?? podSc.seccompProfile)?.type;
+    if (seccomp !== 'RuntimeDefault' && seccomp !== 'Localhost') {
+      problems.push(`${where}: seccompProfile ${seccomp ?? 'unset'}, not RuntimeDefault or Localhost`);
+    }
+    if (!(sc.capabilities?.drop ?? []).includes('ALL')) {
+      problems.push(`${where}: capabilities do not drop ALL`);
+    }
+    for (const cap of sc.capabilities?.add ?? []) {
+      if (cap !== 'NET_BIND_SERVICE') {
+        problems.push(`${where}: adds capability ${cap}`);
+      }
+    }
+    if ((c.ports ?? []).some((p) => (p.hostPort ?? 0) !== 0)) {
+      problems.push(`${where}: hostPort`);
+    }
+    if (sc.procMount !== undefined && sc.procMount !== 'Default') {
+      problems.push(`${where}: procMount ${sc.procMount}`);
+    }
+    if ((sc.appArmorProfile ?? podSc.appArmorProfile)?.type === 'Unconfined') {
+      problems.push(`${where}: AppArmor Unconfined`);
+    }
+    const se = sc.seLinuxOptions ?? podSc.seLinuxOptions;
+    if (se !== undefined && (se.user !== undefined || se.role !== undefined || (se.type !== undefined && !['container_t', 'container_init_t', 'container_kvm_t', 'container_engine_t'].includes(se.type)))) {
+      problems.push(`${where}: seLinuxOptions ${JSON.stringify(se)}`);
+    }
+  }
+  return problems;
+}
+
+/** CPU cores or bytes in a Kubernetes quantity ("1", "250m", "2Gi"); NaN when it is not one. */
+const quantity = (q: string | number | undefined) => (/^\d+(\.\d+)?m$/.test(String(q)) ? Number(String(q).slice(0, -1)) / 1000 : quantityBytes(q));
+
+/**
+ * The workload policy beyond Pod Security: every long-running container (of a Deployment or
+ * StatefulSet, sidecars included) has HTTP readiness and liveness probes, and every container of
+ * the keepers requests exactly its limits of CPU and memory (Guaranteed QoS). One line per breach.
+ */
+function workloadPolicyProblems(w: Workload): string[] {
+  const pod = w.spec.template.spec as unknown as PolicyPod;
+  const problems: string[] = [];
+  if (w.kind !== 'Job') {
+    for (const c of [...pod.containers, ...(pod.initContainers ?? []).filter((x) => x.restartPolicy === 'Always')]) {
+      for (const probe of ['readinessProbe', 'livenessProbe'] as const) {
+        if (c[probe]?.httpGet === undefined) {
+          problems.push(`${id(w)} container ${c.name}: no HTTP ${probe}`);
+        }
+      }
+    }
+  }
+  if (w.metadata.labels?.['app.kubernetes.io/component'] === 'keeper') {
+    for (const c of [...(pod.initContainers ?? []), ...pod.containers]) {
+      for (const r of ['cpu', 'memory']) {
+        const request = quantity(c.resources?.requests?.[r]);
+        const limit = quantity(c.resources?.limits?.[r]);
+        if (!(request > 0) || request !== limit) {
+          problems.push(`${id(w)} container ${c.name}: ${r} request ${c.resources?.requests?.[r] ?? 'unset'} is not its limit ${c.resources?.limits?.[r] ?? 'unset'} (Guaranteed QoS)`);
+        }
+      }
+    }
+  }
+  return problems;
 }
 
 describe('deploy/ manifests', () => {
@@ -651,8 +867,9 @@ describe('deploy/ manifests', () => {
       const path = env[v] ?? '';
       const mount = c.volumeMounts?.find((m) => path.startsWith(`${m.mountPath}/`));
       const secretName = pod.volumes?.find((vol) => vol.name === mount?.name)?.secret?.secretName;
-      const secret = one<Obj & { stringData?: Record<string, string> }>(objs, 'Secret', secretName ?? '?');
-      expect(Object.keys(secret.stringData ?? {}), v).toContain(path.slice((mount?.mountPath.length ?? 0) + 1));
+      const secret = secretIn(objs, secretName ?? '?') as (Obj & { stringData?: Record<string, string> }) | undefined;
+      expect(secret, secretName).toBeDefined();
+      expect(Object.keys(secret?.stringData ?? {}), v).toContain(path.slice((mount?.mountPath.length ?? 0) + 1));
     }
     expect(env.STKEEPER_DATA_DIR).toBe(c.volumeMounts?.find((m) => m.name === 'data')?.mountPath);
     expect(sts.spec.volumeClaimTemplates).toHaveLength(1);
@@ -662,17 +879,38 @@ describe('deploy/ manifests', () => {
     expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 999, fsGroup: 999 });
   });
 
-  it('the example Secrets say EXAMPLE in every value; the example member token is one the programs accept', () => {
-    const base = objects('deploy/base');
-    const s = one<Obj & { stringData: Record<string, string> }>(base, 'Secret', 'stolon-passwords');
-    expect(Object.keys(s.stringData).sort()).toEqual(['pg-repl-password', 'pg-su-password']);
-    const m = one<Obj & { stringData: Record<string, string> }>(base, 'Secret', 'stolon-member-token');
-    expect(Object.keys(m.stringData)).toEqual(['member-token']);
-    for (const v of [...Object.values(s.stringData), ...Object.values(m.stringData)]) {
-      expect(v).toMatch(/^EXAMPLE-/);
+  it('no Secret in the base or the overlays; the example-secrets component holds every Secret the pods mount, with placeholders the keeper refuses, and builds into an overlay', () => {
+    for (const dir of DIRS) {
+      expect(byKind(objects(dir), 'Secret').map(id), dir).toEqual([]);
+      const mounted = workloads(objects(dir)).flatMap((w) => (w.spec.template.spec.volumes ?? []).flatMap((v) => (v.secret !== undefined ? [v.secret.secretName] : [])));
+      expect([...new Set(mounted)].sort(), dir).toEqual(OPERATOR_SECRETS.map((o) => o.metadata.name).sort());
     }
+    const s = one<Obj & { stringData: Record<string, string> }>(OPERATOR_SECRETS, 'Secret', 'stolon-passwords');
+    expect(Object.keys(s.stringData).sort()).toEqual(['pg-repl-password', 'pg-su-password']);
+    const m = one<Obj & { stringData: Record<string, string> }>(OPERATOR_SECRETS, 'Secret', 'stolon-member-token');
+    expect(Object.keys(m.stringData)).toEqual(['member-token']);
+    for (const [key, v] of [...Object.entries(s.stringData), ...Object.entries(m.stringData)]) {
+      expect(v, key).toMatch(new RegExp(`^${EXAMPLE_SECRET_PREFIX}-`));
+      expect(() => refuseExampleSecret(v, `${key}-file`, key), key).toThrow(/holds an example value/);
+    }
+    // Apart from being an example, the token has the form the programs accept.
     const token = m.stringData['member-token'];
     expect(readMemberToken(undefined, 'TOKEN', 'member-token-file', { TOKEN: token })).toBe(token);
+    // The component composes with an overlay, as its comment shows, into valid Secrets.
+    const tmp = mkdtempSync(join(tmpdir(), 'stolon-deploy-example-'));
+    try {
+      writeFileSync(
+        join(tmp, 'kustomization.yaml'),
+        `resources:\n  - ${relative(tmp, join(REPO, 'deploy/overlays/kubernetes'))}\ncomponents:\n  - ${relative(tmp, join(REPO, EXAMPLE_SECRETS_DIR))}\n`,
+      );
+      const secrets = byKind(render(relative(REPO, tmp)), 'Secret');
+      expect(secrets.map(id).sort()).toEqual(['Secret/stolon-member-token', 'Secret/stolon-passwords']);
+      for (const o of secrets) {
+        expect(() => new Secret(o as never).validate(), id(o)).not.toThrow();
+      }
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
   });
 
   it('failsafe mode: keepers serve the member API on a declared port and advertise their pod IP; keepers and proxies read one token from a mounted Secret', () => {
@@ -710,7 +948,7 @@ describe('deploy/ manifests', () => {
     ]);
     expect(
       broken(({ proxyPod, objs }) => {
-        const other = structuredClone(one(objs, 'Secret', 'stolon-member-token'));
+        const other = structuredClone(secretIn(objs, 'stolon-member-token')!);
         other.metadata.name = 'other-token';
         objs.push(other);
         proxyPod.volumes!.find((v) => v.name === 'member-token')!.secret!.secretName = 'other-token';
@@ -803,5 +1041,158 @@ describe('deploy/ manifests', () => {
     const vol = job.spec.template.spec.volumes?.find((v) => v.configMap !== undefined);
     const cm = one<Obj & { data: Record<string, string> }>(objs, 'ConfigMap', vol?.configMap?.name ?? '?');
     expect(() => validateSpec(JSON.parse(cm.data['cluster-spec.json'] ?? '') as unknown)).not.toThrow();
+  });
+
+  it('memory limits follow the sizing rules of docs/kubernetes.md (keeper: from the init spec; proxy: from --max-connections), and the check fails when they do not', () => {
+    for (const dir of DIRS) {
+      expect(sizingProblems(objects(dir)), dir).toEqual([]);
+    }
+    const objs = structuredClone(objects('deploy/overlays/kubernetes'));
+    const cm = byKind<Obj & { data: Record<string, string> }>(objs, 'ConfigMap').find((c) => c.metadata.name.startsWith('stolon-init-spec'))!;
+    const spec = JSON.parse(cm.data['cluster-spec.json']!) as { pgParameters: Record<string, string> };
+    spec.pgParameters.max_connections = '400';
+    cm.data['cluster-spec.json'] = JSON.stringify(spec);
+    const proxy = container(one<Workload>(objs, 'Deployment', 'stolon-proxy'), 'proxy');
+    proxy.env = (proxy.env ?? []).filter((e) => e.name !== 'STPROXY_MAX_CONNECTIONS');
+    expect(sizingProblems(objs)).toEqual([
+      'keeper: memory limit 2048 MiB is below the sizing rule\'s 3232 MiB',
+      'proxy: memory limit 256 MiB is below the sizing rule\'s 628 MiB for --max-connections 2000',
+    ]);
+  });
+
+  it('keepers, sentinels and proxies spread over zones and nodes, each counting only its own pods', () => {
+    for (const dir of DIRS) {
+      const objs = objects(dir);
+      for (const w of workloads(objs).filter((x) => x.kind !== 'Job')) {
+        const pod = w.spec.template.spec;
+        const labels = w.spec.template.metadata.labels;
+        const zone = (pod.topologySpreadConstraints ?? []).filter((t) => t.topologyKey === 'topology.kubernetes.io/zone');
+        expect(zone.map((t) => [t.maxSkew, matches(t.labelSelector?.matchLabels ?? { none: 'x' }, labels)]), `${dir} ${id(w)}`).toEqual([[1, true]]);
+        // Only pods of this component and cluster: the selector names both.
+        expect(zone[0]?.labelSelector?.matchLabels, `${dir} ${id(w)}`).toMatchObject({ 'app.kubernetes.io/component': labels['app.kubernetes.io/component'], 'stolon-cluster': labels['stolon-cluster'] });
+        const anti = pod.affinity?.podAntiAffinity;
+        const perNode = [...(anti?.requiredDuringSchedulingIgnoredDuringExecution ?? []), ...(anti?.preferredDuringSchedulingIgnoredDuringExecution ?? []).map((p) => p.podAffinityTerm)];
+        expect(perNode.filter((a) => a.topologyKey === 'kubernetes.io/hostname' && matches(a.labelSelector.matchLabels, labels)), `${dir} ${id(w)}`).toHaveLength(1);
+      }
+    }
+  });
+
+  it('an overlay pinning the image by digest, as docs/kubernetes.md step 1 shows, renders <name>:<tag>@<digest>', () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'stolon-deploy-digest-'));
+    const digest = `sha256:${'0123456789abcdef'.repeat(4)}`;
+    try {
+      writeFileSync(
+        join(tmp, 'kustomization.yaml'),
+        `resources:\n  - ${relative(tmp, join(REPO, 'deploy/overlays/kubernetes'))}\nimages:\n  - name: registry.example.com/stolon-ts\n    newTag: 0.1.0-pg15\n    digest: ${digest}\n`,
+      );
+      const images = new Set(workloads(render(relative(REPO, tmp))).flatMap((w) => w.spec.template.spec.containers.map((c) => c.image)));
+      expect([...images]).toEqual([`registry.example.com/stolon-ts:0.1.0-pg15@${digest}`]);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  it('app.kubernetes.io/version on every object and pod template, equal to the image tag, and in no selector nor volumeClaimTemplate', () => {
+    for (const dir of DIRS) {
+      const objs = objects(dir);
+      const tags = new Set(workloads(objs).flatMap((w) => w.spec.template.spec.containers.map((c) => /:([^:/@]+)(@|$)/.exec(c.image ?? '')?.[1])));
+      expect(tags.size, dir).toBe(1);
+      const version = [...tags][0];
+      for (const o of objs) {
+        expect(o.metadata.labels?.['app.kubernetes.io/version'], `${dir} ${id(o)}`).toBe(version);
+      }
+      for (const w of workloads(objs)) {
+        expect(w.spec.template.metadata.labels['app.kubernetes.io/version'], `${dir} ${id(w)} pod template`).toBe(version);
+        expect(w.spec.selector?.matchLabels ?? {}, `${dir} ${id(w)} selector`).not.toHaveProperty(['app.kubernetes.io/version']);
+        for (const t of (w.spec.volumeClaimTemplates ?? []) as { metadata: { labels?: Record<string, string> } }[]) {
+          expect(t.metadata.labels ?? {}, `${dir} ${id(w)} volumeClaimTemplates (immutable)`).not.toHaveProperty(['app.kubernetes.io/version']);
+        }
+      }
+    }
+  });
+
+  it("proxies: a preStop sleep keeps a terminating proxy serving while the Services drop it, within a grace period that also covers the proxy's stop", () => {
+    for (const dir of DIRS) {
+      const objs = objects(dir);
+      const dep = one<Workload>(objs, 'Deployment', 'stolon-proxy');
+      const preStop = container(dep, 'proxy').lifecycle?.preStop;
+      // An exec of sleep from the image's coreutils (Kubernetes 1.28 has no sleep action by default).
+      expect(preStop?.exec?.command.slice(0, 1), dir).toEqual(['/bin/sleep']);
+      const seconds = Number(preStop?.exec?.command[1]);
+      expect(seconds, dir).toBeGreaterThanOrEqual(5);
+      const { proxyTimeoutMs } = resolveSpec(JSON.parse(initSpec(objs)) as unknown);
+      // After SIGTERM: the last check (bounded by proxyTimeout), then deleting the info (2 s).
+      expect(dep.spec.template.spec.terminationGracePeriodSeconds ?? 30, dir).toBeGreaterThanOrEqual(seconds + proxyTimeoutMs / 1000 + 2 + 5);
+    }
+  });
+
+  it('policy: every pod meets Pod Security "restricted", long-running containers have HTTP readiness and liveness probes, keepers request what they limit', () => {
+    for (const dir of DIRS) {
+      const ws = workloads(objects(dir));
+      expect(ws.map(id).sort(), dir).toEqual(['Deployment/stolon-proxy', 'Deployment/stolon-sentinel', 'Job/stolon-init', 'StatefulSet/stolon-keeper']);
+      expect(ws.flatMap(podSecurityProblems), dir).toEqual([]);
+      expect(ws.flatMap(workloadPolicyProblems), dir).toEqual([]);
+    }
+  });
+
+  it('the policy checks catch each breach', () => {
+    const objs = structuredClone(objects('deploy/overlays/kubernetes'));
+    const keeper = one<Workload>(objs, 'StatefulSet', 'stolon-keeper');
+    const proxy = one<Workload>(objs, 'Deployment', 'stolon-proxy');
+    const sentinel = one<Workload>(objs, 'Deployment', 'stolon-sentinel');
+    const job = one<Workload>(objs, 'Job', 'stolon-init');
+    const kp = keeper.spec.template.spec as unknown as PolicyPod;
+    const pp = proxy.spec.template.spec as unknown as PolicyPod;
+    const sp = sentinel.spec.template.spec as unknown as PolicyPod;
+    const jp = job.spec.template.spec as unknown as PolicyPod;
+    // Pod level.
+    kp.hostNetwork = true;
+    kp.hostPID = true;
+    kp.hostIPC = true;
+    kp.volumes!.push({ name: 'host', hostPath: { path: '/var/run' } });
+    kp.securityContext!.sysctls = [{ name: 'kernel.msgmax' }];
+    delete pp.securityContext!.runAsNonRoot;
+    delete pp.securityContext!.seccompProfile;
+    // Container level.
+    const k = kp.containers[0]!;
+    k.securityContext = { ...k.securityContext, privileged: true, allowPrivilegeEscalation: true, capabilities: { drop: ['NET_RAW'], add: ['SYS_ADMIN', 'NET_BIND_SERVICE'] }, procMount: 'Unmasked', runAsUser: 0 };
+    k.ports!.push({ containerPort: 9999, hostPort: 9999 });
+    const j = jp.containers[0]!;
+    j.securityContext = { ...j.securityContext, seccompProfile: { type: 'Unconfined' }, appArmorProfile: { type: 'Unconfined' }, seLinuxOptions: { type: 'spc_t' } };
+    // Probes and QoS.
+    delete sp.containers[0]!.livenessProbe;
+    pp.containers[0]!.readinessProbe = { tcpSocket: { port: 5432 } };
+    pp.initContainers = [{ name: 'sidecar', restartPolicy: 'Always', securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] }, runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } } }];
+    k.resources = { requests: { cpu: '500m', memory: '2Gi' }, limits: { cpu: '1', memory: '2048Mi' } };
+    kp.initContainers = [{ name: 'init', securityContext: pp.initContainers[0]!.securityContext! }];
+    const K = 'StatefulSet/stolon-keeper';
+    expect(workloads(objs).flatMap(podSecurityProblems)).toEqual([
+      'Deployment/stolon-proxy container proxy: runAsNonRoot is not true',
+      'Deployment/stolon-proxy container proxy: seccompProfile unset, not RuntimeDefault or Localhost',
+      `${K}: hostNetwork`,
+      `${K}: hostPID`,
+      `${K}: hostIPC`,
+      `${K}: volume host is of type hostPath`,
+      `${K}: sysctl kernel.msgmax`,
+      `${K} container keeper: privileged`,
+      `${K} container keeper: allowPrivilegeEscalation is not false`,
+      `${K} container keeper: runAsUser 0`,
+      `${K} container keeper: capabilities do not drop ALL`,
+      `${K} container keeper: adds capability SYS_ADMIN`,
+      `${K} container keeper: hostPort`,
+      `${K} container keeper: procMount Unmasked`,
+      'Job/stolon-init container init: seccompProfile Unconfined, not RuntimeDefault or Localhost',
+      'Job/stolon-init container init: AppArmor Unconfined',
+      'Job/stolon-init container init: seLinuxOptions {"type":"spc_t"}',
+    ]);
+    expect(workloads(objs).flatMap(workloadPolicyProblems)).toEqual([
+      'Deployment/stolon-proxy container proxy: no HTTP readinessProbe',
+      'Deployment/stolon-proxy container sidecar: no HTTP readinessProbe',
+      'Deployment/stolon-proxy container sidecar: no HTTP livenessProbe',
+      'Deployment/stolon-sentinel container sentinel: no HTTP livenessProbe',
+      `${K} container init: cpu request unset is not its limit unset (Guaranteed QoS)`,
+      `${K} container init: memory request unset is not its limit unset (Guaranteed QoS)`,
+      `${K} container keeper: cpu request 500m is not its limit 1 (Guaranteed QoS)`,
+    ]);
   });
 });

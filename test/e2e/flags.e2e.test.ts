@@ -14,6 +14,11 @@ const pw = join(dir, 'pw');
 writeFileSync(pw, 'secret-value\n', { mode: 0o600 });
 const empty = join(dir, 'empty');
 writeFileSync(empty, '');
+// The values deploy/components/example-secrets publishes: a keeper refuses them.
+const exampleSu = join(dir, 'example-su');
+writeFileSync(exampleSu, 'EXAMPLE-replace-me-superuser-password');
+const exampleToken = join(dir, 'example-token');
+writeFileSync(exampleToken, 'EXAMPLE-replace-me-member-token-from-openssl-rand-hex-32');
 const kubeconfig = join(dir, 'kubeconfig');
 writeFileSync(
   kubeconfig,
@@ -32,6 +37,9 @@ const keeperBase = [...store, '--data-dir', join(dir, 'k')];
 const cases: Case[] = [
   { title: 'keeper without a superuser password file', program: 'keeper', args: [...keeperBase, '--pg-repl-password-file', pw], stderr: /--pg-su-password-file is required \(or set STKEEPER_PG_SU_PASSWORD\)/ },
   { title: 'keeper with an empty password file', program: 'keeper', args: [...keeperBase, '--pg-su-password-file', empty, '--pg-repl-password-file', pw], stderr: /--pg-su-password-file: .* is empty/ },
+  { title: 'keeper with the example superuser password', program: 'keeper', args: [...keeperBase, '--pg-su-password-file', exampleSu, '--pg-repl-password-file', pw], stderr: /^stolon-keeper: --pg-su-password-file: .*example-su holds an example value/ },
+  { title: 'keeper with the example replication password in the environment', program: 'keeper', args: [...keeperBase, '--pg-su-password-file', pw], env: { STKEEPER_PG_REPL_PASSWORD: 'EXAMPLE-replace-me-replication-password' }, stderr: /--pg-repl-password-file: \$STKEEPER_PG_REPL_PASSWORD holds an example value/ },
+  { title: 'keeper with the example member token', program: 'keeper', args: [...keeperBase, '--pg-su-password-file', pw, '--pg-repl-password-file', pw, '--member-listen-address', '127.0.0.1:8081', '--member-token-file', exampleToken], stderr: /--member-token-file: .*example-token holds an example value/ },
   { title: 'keeper with a password given as a flag value', program: 'keeper', args: [...keeperBase, '--pg-su-password', 'x'], stderr: /Unknown argument|pg-su-password/ },
   { title: 'keeper with a port out of range', program: 'keeper', args: [...keeperBase, '--pg-su-password-file', pw, '--pg-repl-password-file', pw, '--pg-port', '70000'], stderr: /--pg-port: 70000 is not a TCP port/ },
   { title: 'keeper with a bad uid', program: 'keeper', args: [...keeperBase, '--pg-su-password-file', pw, '--pg-repl-password-file', pw, '--uid', 'Bad-Uid'], stderr: /--uid: "Bad-Uid" must match/ },

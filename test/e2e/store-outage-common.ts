@@ -35,10 +35,54 @@ export async function outageRecorder(c: LocalCluster): Promise<Recorder> {
   });
 }
 
+/** The largest gap between acknowledged writes: its length and bounds (ms, epoch ms) and the count of writes. */
+interface WriteGap {
+  readonly ms: number;
+  readonly from: number;
+  readonly to: number;
+  readonly n: number;
+}
+
 /** The largest gap (ms) between acknowledged writes of `kind` from `from` to `to` (epoch ms), with the count. */
-export function writeGap(acked: readonly AckedWrite[], kind: 'proxy' | 'direct', from: number, to: number): { ms: number; n: number } {
+export function writeGap(acked: readonly AckedWrite[], kind: 'proxy' | 'direct', from: number, to: number): WriteGap {
   const ws = acked.filter((a) => a.kind === kind);
-  return { ms: longestGap(ws, from, to).ms, n: ws.filter((a) => a.ackedAt >= from && a.ackedAt <= to).length };
+  const g = longestGap(ws, from, to);
+  return { ms: g.ms, from: g.from, to: g.to, n: ws.filter((a) => a.ackedAt >= from && a.ackedAt <= to).length };
+}
+
+/** What failsafe mode, the watchdogs and the fencer logged from 3 s before a gap to 5 s into it: the first 25 lines, shortened. */
+function logsAround(c: LocalCluster, g: WriteGap): string {
+  const lines = c
+    .logs()
+    .split('\n')
+    .filter((l) => /failsafe|watchdog|fenc|store unreachable|routing|lost/.test(l))
+    .filter((l) => {
+      const t = Number(/"time":(\d+)/.exec(l)?.[1] ?? NaN);
+      return t >= g.from - 3000 && t <= g.from + 5000;
+    });
+  return lines
+    .slice(0, 25)
+    .map((l) => l.replace(/"(level|pid|component|cluster|hostname)":[^,]*,/g, '').slice(0, 260))
+    .join('\n');
+}
+
+/**
+ * Asserts that the largest gap between acknowledged writes of each kind in `kinds`, from `r.from`
+ * to `r.to`, is at most `limitMs`, after printing them under `title`. A failure's message carries
+ * the cluster's failsafe, watchdog and fencing lines around the gap: CI prints little else.
+ */
+export function expectGapsWithin(
+  c: LocalCluster,
+  r: { readonly acked: readonly AckedWrite[]; readonly from: number; readonly to: number },
+  title: string,
+  limitMs: number,
+  kinds: readonly ('proxy' | 'direct')[] = ['proxy', 'direct'],
+): void {
+  const gaps = kinds.map((k) => ({ kind: k, g: writeGap(r.acked, k, r.from, r.to) }));
+  process.stdout.write(`${title}: largest gap ${gaps.map(({ kind, g }) => `${g.ms} ms ${kind === 'proxy' ? 'through the proxy' : 'direct'} (${g.n} writes)`).join(', ')}\n`);
+  for (const { kind, g } of gaps) {
+    expect(g.ms, `${kind} writes stopped for ${g.ms} ms from ${new Date(g.from).toISOString()}; logs around it:\n${logsAround(c, g)}`).toBeLessThanOrEqual(limitMs);
+  }
 }
 
 /** Every acknowledged write, through the proxy and direct, is on keeper `primary`'s PostgreSQL. */

@@ -42,7 +42,7 @@ export function describeActivity(a: Activity, nowMs: number): string {
     case 'fenced':
       return (
         `self-fenced at ${a.at}: postgres (postmaster ${a.postmasterPid}) shut down because the store lease could not be renewed; ` +
-        'it restarts once the lease is renewed and this keeper is still the primary'
+        'it restarts only once a sentinel that read this keeper\'s info again still names it the primary'
       );
     case 'refused':
       return a.reason;

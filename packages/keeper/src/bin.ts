@@ -29,6 +29,7 @@ import { KEEPER_FLAGS } from './flags.js';
 import { startFencer } from './fencer.js';
 import { KeeperStatus, keeperChecks } from './health.js';
 import { start } from './keeper.js';
+import { refuseExampleSecret } from './passwords.js';
 import { RoleLabeller } from './role-label.js';
 import { parseAllowSpecCommands } from './spec-commands.js';
 import { writeStateFile } from './state-file.js';
@@ -44,6 +45,11 @@ function osUserIds(user: string): { uid: number; gid: number } {
       field: 'pg-os-user',
     });
   }
+}
+
+/** Where a secret is read from, for messages: its file when one is given, else the environment variable. */
+function secretSource(file: string | undefined, envVar: string): string {
+  return file !== undefined && file !== '' ? file : `$${envVar}`;
 }
 
 /** The keeper uid: the flag, else the one kept in `<data-dir>/keeperstate`, else a new one saved there. */
@@ -86,7 +92,8 @@ function memberConfig(flags: { memberListenAddress: string | undefined; memberAd
       { field: 'member-advertise-address' },
     );
   }
-  const token = readMemberToken(flags.memberTokenFile, 'STKEEPER_MEMBER_TOKEN', 'member-token-file', process.env);
+  const read = readMemberToken(flags.memberTokenFile, 'STKEEPER_MEMBER_TOKEN', 'member-token-file', process.env);
+  const token = read === undefined ? undefined : refuseExampleSecret(read, 'member-token-file', secretSource(flags.memberTokenFile, 'STKEEPER_MEMBER_TOKEN'));
   if (token === undefined) {
     throw new ConfigError('--member-listen-address needs a member token: --member-token-file (or STKEEPER_MEMBER_TOKEN); the member API is never served without one', {
       field: 'member-token-file',
@@ -131,10 +138,13 @@ async function main(): Promise<void> {
   try {
     const argv = await addFlags(baseYargs(process.argv.slice(2), 'stolon-keeper'), KEEPER_FLAGS, 'STKEEPER', process.env).parseAsync();
     const flags = pickFlags(argv as Record<string, unknown>, KEEPER_FLAGS);
-    // Read again at every pass (passwords.ts): the files may be rotated while the keeper runs.
+    // Read again at every pass (passwords.ts): the files may be rotated while the keeper runs. An
+    // example value stops the start, and is not taken in a rotation (passwords.ts logs why).
+    const readPassword = (file: string | undefined, envVar: string, flag: string): string =>
+      refuseExampleSecret(readSecret(file, envVar, flag, process.env), flag, secretSource(file, envVar));
     const readPasswords = (): { su: string; repl: string } => ({
-      su: readSecret(flags.pgSuPasswordFile, 'STKEEPER_PG_SU_PASSWORD', 'pg-su-password-file', process.env),
-      repl: readSecret(flags.pgReplPasswordFile, 'STKEEPER_PG_REPL_PASSWORD', 'pg-repl-password-file', process.env),
+      su: readPassword(flags.pgSuPasswordFile, 'STKEEPER_PG_SU_PASSWORD', 'pg-su-password-file'),
+      repl: readPassword(flags.pgReplPasswordFile, 'STKEEPER_PG_REPL_PASSWORD', 'pg-repl-password-file'),
     });
     const { su: suPassword, repl: replPassword } = readPasswords();
     if (!Number.isInteger(flags.priority)) {
@@ -226,7 +236,7 @@ async function main(): Promise<void> {
   await runDaemon(logger, handle, {
     listen: statusListen,
     flag: { name: 'metrics-listen-address', value: flags.metricsListenAddress ?? '' },
-    checks: () => keeperChecks(status, handle.state, uid, bootUuid),
+    checks: () => keeperChecks(status, handle.state, uid),
     program: 'stolon-keeper',
   });
   lock.release();

@@ -30,7 +30,7 @@ const runningPrimary = { initialized: true, running: true, role: 'master' as con
 const runningStandby = { initialized: true, running: true, role: 'standby' as const, systemId: 'sys1' };
 
 function view(over: Partial<PublishedView> = {}): PublishedView {
-  return { cd: cluster(), local: { uid: 'd1', generation: 3, clusterUID: 'c1' }, obs: runningPrimary, task: undefined, ...over };
+  return { cd: cluster(), local: { uid: 'd1', generation: 3, clusterUID: 'c1' }, obs: runningPrimary, task: undefined, bootUuid: 'boot-k1', ...over };
 }
 
 /** A snapshot whose last pass settled at 10 000 ms with `v` published (`null`: nothing published). */
@@ -62,7 +62,7 @@ const readyCases: ReadyCase[] = [
   {
     title: '2. standby following its primary at its generation: ready',
     keeper: 'k2',
-    snapshot: snap({}, view({ local: { uid: 'd2', generation: 3, clusterUID: 'c1' }, obs: runningStandby })),
+    snapshot: snap({}, view({ local: { uid: 'd2', generation: 3, clusterUID: 'c1' }, obs: runningStandby, bootUuid: 'boot-k2' })),
     ok: true,
     reason: /^standby db d2 running at generation 3$/,
   },
@@ -86,13 +86,19 @@ const readyCases: ReadyCase[] = [
   {
     title: '10. clone in progress: not ready, naming the task',
     keeper: 'k2',
-    snapshot: snap({}, view({ local: { uid: '', generation: 0, clusterUID: '' }, obs: { initialized: false, running: false, role: undefined, systemId: '' }, task: 'resync of db d2 from db d1' })),
+    snapshot: snap({}, view({ local: { uid: '', generation: 0, clusterUID: '' }, obs: { initialized: false, running: false, role: undefined, systemId: '' }, task: 'resync of db d2 from db d1', bootUuid: 'boot-k2' })),
     ok: false,
     reason: /^resync of db d2 from db d1 in progress$/,
   },
   {
     title: '11. sentinel has not registered this keeper process yet: not ready, with the planner sentence',
     snapshot: snap({}, view({ cd: cluster((cd) => (cd.keepers.k1!.status.bootUUID = 'older-boot')) })),
+    ok: false,
+    reason: /^not converged: waiting for the sentinel to register this keeper process$/,
+  },
+  {
+    title: '11b. primary fenced, its new boot id not recorded by the sentinel yet: not ready',
+    snapshot: snap({}, view({ bootUuid: 'boot-after-fence', obs: { ...runningPrimary, running: false, role: undefined } })),
     ok: false,
     reason: /^not converged: waiting for the sentinel to register this keeper process$/,
   },
@@ -105,7 +111,7 @@ const readyCases: ReadyCase[] = [
   {
     title: '13. DB spec says standby, postgres still a primary (old primary after failover): not ready',
     keeper: 'k2',
-    snapshot: snap({}, view({ local: { uid: 'd2', generation: 3, clusterUID: 'c1' }, obs: runningPrimary })),
+    snapshot: snap({}, view({ local: { uid: 'd2', generation: 3, clusterUID: 'c1' }, obs: runningPrimary, bootUuid: 'boot-k2' })),
     ok: false,
     reason: /^not converged: db d2 must be a standby but the local instance is a primary/,
   },
@@ -127,7 +133,7 @@ const readyCases: ReadyCase[] = [
     snapshot: snap({}, view({ cd: cluster((cd) => {
       cd.dbs.d2!.spec.initMode = 'resync';
       cd.dbs.d1!.spec.followers = ['d2'];
-    }), local: { uid: 'old', generation: 5, clusterUID: 'c1' }, obs: runningStandby })),
+    }), local: { uid: 'old', generation: 5, clusterUID: 'c1' }, obs: runningStandby, bootUuid: 'boot-k2' })),
     ok: false,
     reason: /^not converged: resyncing db d2 from db d1/,
   },
@@ -149,7 +155,7 @@ const readyCases: ReadyCase[] = [
 describe('keeperReadiness', () => {
   for (const c of readyCases) {
     it(c.title, () => {
-      const r = keeperReadiness(c.snapshot, c.keeper ?? 'k1', `boot-${c.keeper ?? 'k1'}`, c.now ?? NOW);
+      const r = keeperReadiness(c.snapshot, c.keeper ?? 'k1', c.now ?? NOW);
       expect(r.reason).toMatch(c.reason);
       expect(r.ok).toBe(c.ok);
     });
@@ -173,7 +179,7 @@ describe('keeperLiveness', () => {
   it('4. the store down for minutes is still alive as long as passes keep settling', () => {
     const s = snap({}, null, 'store unavailable');
     expect(keeperLiveness(s, 10_000 + 30_000).ok).toBe(true);
-    expect(keeperReadiness(s, 'k1', 'boot-k1', 10_000 + 30_000).ok).toBe(false);
+    expect(keeperReadiness(s, 'k1', 10_000 + 30_000).ok).toBe(false);
   });
   it('5. no pass since creation past the idle limit is not alive', () => {
     expect(keeperLiveness(snap({ lastPass: undefined }), 31_001)).toEqual({ ok: false, reason: 'keeper loop stalled: no pass for 31001 ms (limit 31000 ms)' });
@@ -187,7 +193,7 @@ describe('KeeperStatus and reportPasses', () => {
   it('records passes, publishes and errors; the checks read them through keeperChecks', async () => {
     let now = 1000;
     const status = new KeeperStatus({ nowMs: () => now });
-    const checks = keeperChecks(status, () => 'running', 'k1', 'boot-k1');
+    const checks = keeperChecks(status, () => 'running', 'k1');
     expect(checks.readyz()).toEqual({ ok: false, reason: 'no keeper pass has completed yet' });
 
     const okPass = reportPasses(status, async () => {

@@ -121,11 +121,11 @@ export function keeperLiveness(s: KeeperStatusSnapshot, nowMs: number): CheckRes
 /**
  * Readiness (`/readyz`): alive, the store reachable in the last pass, and PostgreSQL converged to
  * this keeper's DB spec (role and generation). Each "no" names the first unmet condition.
+ * The boot id is the one the last publish carried (the planner waits until the sentinel has seen it).
  * @param keeperUid this keeper's uid
- * @param bootUuid this keeper process's boot id (the planner waits until the sentinel has seen it)
  * @param nowMs monotonic ms, same clock as the snapshot
  */
-export function keeperReadiness(s: KeeperStatusSnapshot, keeperUid: string, bootUuid: string, nowMs: number): CheckResult {
+export function keeperReadiness(s: KeeperStatusSnapshot, keeperUid: string, nowMs: number): CheckResult {
   if (s.state !== 'running') {
     return { ok: false, reason: `keeper ${s.state}` };
   }
@@ -143,7 +143,7 @@ export function keeperReadiness(s: KeeperStatusSnapshot, keeperUid: string, boot
   if (last.error !== undefined) {
     return { ok: false, reason: `last pass failed: ${last.error}` };
   }
-  const { cd, local, obs, task } = last.view;
+  const { cd, local, obs, task, bootUuid } = last.view;
   if (cd === undefined) {
     return { ok: false, reason: 'no usable clusterdata: waiting for `stolonctl init` (or the clusterdata is invalid)' };
   }
@@ -236,9 +236,9 @@ export class KeeperStatus implements KeeperStatusSink {
  * The `/healthz` and `/readyz` checks of a keeper.
  * @param state the daemon's state (the handle's `state()`)
  */
-export function keeperChecks(status: KeeperStatus, state: () => KeeperState, keeperUid: string, bootUuid: string): StatusChecks {
+export function keeperChecks(status: KeeperStatus, state: () => KeeperState, keeperUid: string): StatusChecks {
   return {
     healthz: () => keeperLiveness(status.snapshot(state()), status.nowMs()),
-    readyz: () => keeperReadiness(status.snapshot(state()), keeperUid, bootUuid, status.nowMs()),
+    readyz: () => keeperReadiness(status.snapshot(state()), keeperUid, status.nowMs()),
   };
 }

@@ -4,4 +4,5 @@ export type { KeeperConfig, KeeperDeps, KeeperHandle, KeeperState } from './type
 export { describeDiscard } from './pgconfig.js';
 export { assignedDb, planKeeperAction, type ExternalFollow, type FollowTarget, type KeeperAction, type LocalDbState, type LocalObservation } from './plan.js';
 export { KEEPER_FLAGS, type KeeperFlags } from './flags.js';
+export { EXAMPLE_SECRET_PREFIX, refuseExampleSecret } from './passwords.js';
 export { ROLE_LABEL, type PodRole } from './role-label.js';

@@ -467,6 +467,41 @@ describe('keeper in-process: self-fencing', () => {
     await until('the primary restarted once the lease is renewed', () => pg.inst.running);
     expect(pg.count('start')).toBe(1);
   });
+  it('a fenced primary is restarted only once a sentinel recorded its new boot id: never on the clusterdata it read before, which still names it primary', async () => {
+    let fenced: ((info: { pid: number; at: string }) => void) | undefined;
+    const updates: Parameters<FenceControl['update']>[0][] = [];
+    const fencer: FenceControl = {
+      update: (st) => void updates.push(st),
+      onFenced: (l) => void (fenced = l),
+      retirePrevious: () => undefined,
+      stop: () => Promise.resolve(),
+    };
+    const pg = runningPg('master');
+    const r = await startKeeper(fast().withPrimary('k1').build(), { pg, local: local('db-k1'), fencer });
+    await until('the fencer armed', () => updates.some((u) => u.armed));
+    // The fencer shut the postmaster down (the store was out of reach for a lease). The store
+    // answers again; its clusterdata was written before the fence and still names k1 primary,
+    // although a sentinel may already have judged k1 lost on infos read before k1 published again.
+    pg.inst.running = false;
+    fenced?.({ pid: 4242, at: new Date().toISOString() });
+    const info = await until('an info with a new boot id', async () => {
+      const i = await r.info();
+      return i !== undefined && i.bootUUID !== 'boot-k1' ? i : undefined;
+    });
+    await until('the keeper waits for the sentinel', () => r.lines.some((l) => l.msg === 'waiting for the sentinel to register this keeper process'));
+    // The fencer reports again while that postmaster shuts down: the same fence, the same boot id.
+    fenced?.({ pid: 4242, at: new Date().toISOString() });
+    // Several passes (100 ms each) ran meanwhile.
+    await new Promise((res) => setTimeout(res, 500));
+    expect(pg.count('start')).toBe(0);
+    expect((await r.info())?.bootUUID).toBe(info.bootUUID);
+    // A sentinel pass that read the new info records its boot id, still naming k1 primary.
+    const cd = parseClusterData((await r.store.getClusterData())!.text);
+    cd.keepers['k1']!.status.bootUUID = info.bootUUID;
+    await r.put(cd);
+    await until('the primary restarted on that decision', () => pg.inst.running);
+    expect(pg.count('start')).toBe(1);
+  });
 });
 
 describe('keeper in-process: passes the clusterdata watch asks for', () => {

@@ -67,7 +67,8 @@ export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Prom
   if (running !== undefined) {
     return { sentence: rt.activity !== undefined ? describeActivity(rt.activity, performance.now()) : `${running} in progress` };
   }
-  const action = planKeeperAction(cd, config.uid, rt.deps.bootUuid, rt.local, {
+  const plannedBoot = rt.bootUuid;
+  const action = planKeeperAction(cd, config.uid, plannedBoot, rt.local, {
     initialized: obs.initialized,
     running: obs.running,
     role: obs.role,
@@ -93,6 +94,11 @@ export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Prom
   const waitMs = task === undefined ? 0 : rt.tasks.retryInMs(task);
   if (waitMs > 0) {
     return { sentence: `${reason}; attempt ${rt.tasks.failures(task ?? '') + 1} in ${Math.ceil(waitMs / 1000)} s`, level: 'warn', key: `backoff|${reason}` };
+  }
+  if (rt.bootUuid !== plannedBoot) {
+    // Fenced while this pass waited (the fencer's report arrived meanwhile): the plan was made on
+    // clusterdata that may predate the fence; the next pass waits for the sentinel instead.
+    return { sentence: 'fenced during this pass: its plan is dropped', level: 'warn' };
   }
   let failed: { err: unknown } | undefined;
   let changed = false;

@@ -8,9 +8,37 @@
  * that becomes primary without having seen its file change) is never applied: a keeper holding a
  * stale copy must not set an old password back.
  */
-import { errorMessage } from '@stolon-ts/cluster';
+import { ConfigError, errorMessage } from '@stolon-ts/cluster';
 import type { PgObservation } from '@stolon-ts/postgres';
 import type { KeeperRuntime } from './runtime.js';
+
+/**
+ * How the placeholder values of the example Secrets begin (deploy/components/example-secrets):
+ * published with the repository, so a keeper never runs with one.
+ */
+export const EXAMPLE_SECRET_PREFIX = 'EXAMPLE-replace-me';
+
+/**
+ * Refuses a password or member token that is still an example placeholder (it starts with
+ * {@link EXAMPLE_SECRET_PREFIX}). The error names the flag, where the value came from and the fix;
+ * it never repeats the value.
+ * @param value the secret as read
+ * @param flag the flag that names its file, without dashes (e.g. `pg-su-password-file`)
+ * @param from the file it was read from, or the environment variable holding it
+ * @returns `value`, when it is not an example value
+ * @throws ConfigError naming `flag`
+ */
+export function refuseExampleSecret(value: string, flag: string, from: string): string {
+  if (!value.startsWith(EXAMPLE_SECRET_PREFIX)) {
+    return value;
+  }
+  throw new ConfigError(
+    `--${flag}: ${from} holds an example value ("${EXAMPLE_SECRET_PREFIX}…", published with stolon-ts), which is no secret: ` +
+      'put a value of your own in it, e.g. from `openssl rand -hex 32` (on Kubernetes, create the Secret yourself ' +
+      'and leave out deploy/components/example-secrets: docs/kubernetes.md, step 3)',
+    { field: flag },
+  );
+}
 
 /**
  * Reads the password files ({@link KeeperDeps.passwords}); when a value changed, the runtime's

@@ -5,7 +5,7 @@
  * Owned by one keeper process; nothing here survives a restart except through `dbstate`.
  */
 import { DEFAULT_SPEC, parseDurationMs, type ClusterData, type DB, type KeeperInfo, type ResolvedSpec } from '@stolon-ts/cluster';
-import { newUid, type Logger } from '@stolon-ts/common';
+import { newBootUuid, newUid, type Logger } from '@stolon-ts/common';
 import type { PgConfig, PgObservation, PostgresManager } from '@stolon-ts/postgres';
 import type { Store } from '@stolon-ts/store';
 import { describeActivity, type Activity } from './activity.js';
@@ -85,11 +85,18 @@ export class KeeperRuntime {
    * clusterdata watch also asked for must then run in full (`skipWatchPass`).
    */
   passRequested = false;
+  /**
+   * The boot id published in the keeper info: the process's (`deps.bootUuid`) until its primary is
+   * fenced, then a new one ({@link renewBootUuid}). The planner does nothing to PostgreSQL until the
+   * sentinel has recorded the current one in clusterdata (Stolon's boot id rule, plan.ts).
+   */
+  bootUuid: string;
 
   constructor(config: KeeperConfig, deps: KeeperDeps, local: PersistedState, binaryVersion: { Maj: number; Min: number }, pgData: string) {
     this.config = config;
     this.passwordsSet = { su: config.suPassword, repl: config.replPassword };
     this.deps = deps;
+    this.bootUuid = deps.bootUuid;
     this.store = deps.store;
     this.pg = deps.pg;
     this.log = deps.logger;
@@ -163,7 +170,7 @@ export class KeeperRuntime {
       infoUID: newUid(),
       uid: config.uid,
       clusterUID: cd?.cluster.uid ?? '',
-      bootUUID: this.deps.bootUuid,
+      bootUUID: this.bootUuid,
       postgresBinaryVersion: this.binaryVersion,
       postgresState: postgresStateFor(
         {
@@ -190,6 +197,19 @@ export class KeeperRuntime {
     const sentAt = performance.now();
     await this.store.setInfo('keepers', this.config.uid, this.keeperInfo(cd, obs), this.infoTtlMs());
     this.lastPublishSentAt = sentAt;
-    this.deps.status?.published({ cd, local: this.local, obs, task: this.tasks.current });
+    this.deps.status?.published({ cd, local: this.local, obs, task: this.tasks.current, bootUuid: this.bootUuid });
+  }
+
+  /**
+   * Takes a new boot id, as a new keeper process would: called when this keeper's primary was
+   * fenced. Its lease was then not continuous, so the clusterdata it can read may have been written
+   * before the fence, naming it primary although a sentinel has since judged it lost (or is about
+   * to, on the infos it read before this keeper could publish again). With a new boot id the
+   * planner waits until the sentinel has recorded it, in a pass that read this keeper's new info:
+   * the primary is started again only on a decision made after that (docs/architecture.md,
+   * "Self-fencing primary").
+   */
+  renewBootUuid(): void {
+    this.bootUuid = newBootUuid();
   }
 }

@@ -62,7 +62,10 @@ export interface KeeperDeps {
   readonly store: Store;
   readonly logger: Logger;
   readonly pg: PostgresManager;
-  /** New per process start. */
+  /**
+   * The boot id at process start (new per process). The runtime takes a new one when its primary
+   * was fenced (`KeeperRuntime.bootUuid`).
+   */
   readonly bootUuid: string;
   /** Self-fencing (fencer.ts); absent in tests that fake PostgreSQL. */
   readonly fencer?: FenceControl;
@@ -103,6 +106,8 @@ export interface PublishedView {
   readonly obs: Pick<PgObservation, 'initialized' | 'running' | 'role' | 'systemId'>;
   /** Name of the background task in progress (initdb, pg_basebackup, pg_rewind, PITR), if any. */
   readonly task: string | undefined;
+  /** The boot id this publish carried (the planner waits until the sentinel has recorded it). */
+  readonly bootUuid: string;
 }
 
 /**

@@ -112,10 +112,18 @@ export function startFenceUpdates(rt: KeeperRuntime): () => void {
   if (fencer === undefined) {
     return () => undefined;
   }
+  let lastFencedPid: number | undefined;
   fencer.onFenced(({ pid, at }) => {
     rt.activity = { kind: 'fenced', postmasterPid: pid, at };
     noteFenced(rt.failsafe);
-    rt.log.warn({ postmaster: pid, at }, describeActivity(rt.activity, performance.now()));
+    if (pid !== lastFencedPid) {
+      // Restarted only on a sentinel decision made after this keeper published again
+      // (renewBootUuid). The fencer reports every signal it sends to a postmaster still shutting
+      // down: one new boot id per fenced postmaster, not per report.
+      lastFencedPid = pid;
+      rt.renewBootUuid();
+      rt.log.warn({ postmaster: pid, at, bootUUID: rt.bootUuid }, describeActivity(rt.activity, performance.now()));
+    }
     rt.trigger('fenced');
   });
   const timer = setInterval(() => updateFence(rt), FENCE_UPDATE_MS);

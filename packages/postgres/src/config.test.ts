@@ -860,4 +860,10 @@ describe('wal_retrieve_retry_interval default', () => {
     expect(user).toContain("wal_retrieve_retry_interval = '3s'");
     expect(user.match(/wal_retrieve_retry_interval/g)).toHaveLength(1);
   });
+  it('wal_receiver_status_interval is 1s (PostgreSQL: 10s) unless the user sets it, so a standby finds a connection to a vanished primary broken quickly', () => {
+    expect(renderPostgresqlConf(base, null, 15)).toContain("wal_receiver_status_interval = '1s'");
+    const user = renderPostgresqlConf({ ...base, parameters: { wal_receiver_status_interval: '5s' } }, null, 15);
+    expect(user).toContain("wal_receiver_status_interval = '5s'");
+    expect(user.match(/wal_receiver_status_interval/g)).toHaveLength(1);
+  });
 });

@@ -376,6 +376,15 @@ export function renderPostgresqlConf(
     // @see https://www.postgresql.org/docs/15/runtime-config-replication.html#GUC-WAL-RETRIEVE-RETRY-INTERVAL
     defaults.push("wal_retrieve_retry_interval = '1s'");
   }
+  if (!user.has('wal_receiver_status_interval')) {
+    // Default, not managed: a standby whose primary vanished without closing the connection (a
+    // network partition, then the primary fenced and restarted) notices only when it sends on that
+    // connection again and gets a reset; PostgreSQL's 10 s status interval kept a synchronous
+    // standby away ~4 s after the heal, and commits waited for it (chaos
+    // freezeStoreAndPartitionPrimary). One status message a second is nothing. A user value wins.
+    // @see https://www.postgresql.org/docs/15/runtime-config-replication.html#GUC-WAL-RECEIVER-STATUS-INTERVAL
+    defaults.push("wal_receiver_status_interval = '1s'");
+  }
   if (defaults.length > 0) {
     lines.push('', '# Defaults of stolon-ts (pgParameters may override)', ...defaults);
   }

@@ -5,6 +5,7 @@
  * and every wait is bounded.
  */
 import { execFileSync } from 'node:child_process';
+import http from 'node:http';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 import pg from 'pg';
@@ -1180,5 +1181,47 @@ describe('native relay without the main thread', () => {
     const closed = await waitForLog(w.lines, /^connection \d+ closed: /);
     expect(closed.msg).toMatch(/closed: the proxy did not renew its routing in time \(main thread stalled\?\): nothing is relayed past proxyTimeout$/);
     await waitFor(() => c.closed, { timeoutMs: 3000, what: 'the client closed' });
+  });
+});
+
+describe('failsafe mode: asking the primary keeper while the store is unreachable', () => {
+  it('asks every 250 ms, not every proxyCheckInterval, so a yes that comes shortly before the watchdog would fire still keeps it routing', { timeout: 20_000 }, async () => {
+    // The primary's keeper says yes only from 2.3 s after the store was lost, 0.7–1.7 s before this
+    // proxy's own deadline (its first confirmation round can come that late: docs/architecture.md,
+    // "Store outages: failsafe mode").
+    // Asked every proxyCheckInterval (1 s), the proxy may ask just before that and next only after
+    // its watchdog fired; every 250 ms it cannot miss it.
+    const asks: number[] = [];
+    let yesFrom = Infinity;
+    const api = http.createServer((_req, res) => {
+      asks.push(performance.now());
+      const holds = performance.now() >= yesFrom;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(holds ? { holds: true, remainingMs: 4000, reason: 'confirmed' } : { holds: false, remainingMs: 0, reason: 'no confirmed round yet' }));
+    });
+    await new Promise<void>((r) => api.listen({ host: '127.0.0.1', port: 0 }, r));
+    cleanups.push(() => new Promise<void>((r) => api.close(() => r())));
+    const apiPort = (api.address() as net.AddressInfo).port;
+    const primary = await echo('primary');
+    const cd = aClusterData({ dbs: { d1: primary.port }, master: 'd1', enabled: [UID], generation: 1, spec: { initMode: 'new', proxyCheckInterval: '1s', proxyTimeout: '4s' } });
+    cd.keepers['keeper-d1']!.status.memberAddress = `127.0.0.1:${apiPort}`;
+    const w = await world({ cd, config: { memberToken: 'x'.repeat(32) } });
+    await waitForLog(w.lines, /^routing to /, 5000);
+    const lostAt = performance.now();
+    w.setHanging(true);
+    // The proxy's deadline: its last good check's start (0–1 s before) + proxyTimeout (4 s).
+    yesFrom = lostAt + 2300;
+    await waitForLog(w.lines, /keeper confirms it holds the role/, 8000);
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(w.lines.filter((l) => new RegExp(watchdogFired(4000)).test(l.msg))).toEqual([]);
+    const c = await connect(w.port);
+    c.sock.write('q');
+    await waitFor(() => (c.data === 'primary:q' ? true : undefined), { timeoutMs: 2000, what: 'a new connection routed to the primary' });
+    c.sock.destroy();
+    // Every ask up to the first one answered yes, in order: no more than 250 ms (+ timer slack) apart.
+    const upTo = asks.slice(0, asks.findIndex((t) => t >= yesFrom) + 1);
+    expect(upTo.length).toBeGreaterThan(2);
+    const gaps = upTo.slice(1).map((t, i) => Math.round(t - upTo[i]!));
+    expect(gaps.filter((g) => g >= 400)).toEqual([]);
   });
 });

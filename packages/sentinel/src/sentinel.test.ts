@@ -5,7 +5,7 @@
  * but never changes (its checks fail) does not block a failover.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { NotLeaderError, parseClusterData, serializeClusterData, type ClusterData } from '@stolon-ts/cluster';
+import { NotLeaderError, StoreUnavailableError, parseClusterData, serializeClusterData, type ClusterData } from '@stolon-ts/cluster';
 import { aCluster, keeperInfo, proxyInfo } from '@stolon-ts/cluster/testing';
 import { createLogger } from '@stolon-ts/common';
 import { waitFor } from '@stolon-ts/harness';
@@ -267,6 +267,95 @@ describe('sentinel', () => {
       if (ticker !== undefined) {
         clearInterval(ticker);
       }
+      await admin.close();
+    }
+  });
+  it('a sentinel that takes over after a later store outage waits for infos to be republished, although it saw an earlier outage only as an observer', { timeout: 40_000 }, async () => {
+    const backend = new MemoryBackend();
+    const admin = new MemoryStore(backend, { clusterName: 'c1' });
+    const spec = { initMode: 'new', sleepInterval: '200ms', requestTimeout: '500ms', failInterval: '2s', proxyCheckInterval: '200ms', proxyTimeout: '1s' } as const;
+    await admin.overwriteClusterData(
+      serializeClusterData(aCluster({ spec }).initialized().withPrimary('k1').withStandby('k2').routedTo('k1', ['p1'], 2).build()),
+    );
+    let n = 0;
+    /** Publishes the infos of `who` with new progress markers, under leases that outlive an outage (see the test above). */
+    const publish = async (who: readonly string[] = ['k1', 'k2', 'p1']): Promise<void> => {
+      const cd = parseClusterData((await admin.getClusterData())?.text ?? '');
+      n += 1;
+      for (const k of who.filter((w) => w.startsWith('k'))) {
+        await admin.setInfo('keepers', k, { ...keeperInfo(k, cd), infoUID: `${k}-${n}` }, 10_000);
+      }
+      if (who.includes('p1')) {
+        await admin.setInfo('proxies', 'p1', { ...proxyInfo('p1', cd.proxy.generation), infoUID: `p1-${n}` }, 10_000);
+      }
+    };
+    let who: readonly string[] = ['k1', 'k2', 'p1'];
+    await publish();
+    let ticker: NodeJS.Timeout | undefined = setInterval(() => void publish(who).catch(() => undefined), 200);
+    const outage = async (ms: number, during: () => Promise<void> = async () => undefined): Promise<void> => {
+      clearInterval(ticker);
+      backend.setUnavailable(true);
+      await during();
+      await new Promise((r) => setTimeout(r, ms));
+      backend.setUnavailable(false);
+      ticker = setInterval(() => void publish(who).catch(() => undefined), 200);
+    };
+    const lines: { msg: string; uid?: string }[] = [];
+    const logger = (uid: string) =>
+      createLogger({ level: 'info', component: 'sentinel', uid, dest: { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string; uid?: string }) } });
+    try {
+      const h1 = await start({ uid: 's1', leaderTtlMs: 1000 }, { store: new MemoryStore(backend, { clusterName: 'c1' }), logger: logger('s1') });
+      handles.push(h1);
+      await waitFor(() => h1.isLeader(), { timeoutMs: 5000, what: 's1 to lead' });
+      // s2 cannot reach the store for 3 s (> failInterval) while it observes; s1 goes on leading.
+      let s2Cut = false;
+      const s2Store = new Proxy(new MemoryStore(backend, { clusterName: 'c1' }), {
+        get(target, prop) {
+          const v: unknown = Reflect.get(target, prop, target);
+          if (typeof v !== 'function') {
+            return v;
+          }
+          return (...a: unknown[]) => {
+            if (s2Cut && (prop === 'getClusterData' || prop === 'setInfo' || prop === 'listInfos')) {
+              return Promise.reject(new StoreUnavailableError('s2 is cut off from the store'));
+            }
+            return (v as (...x: unknown[]) => unknown).apply(target, a);
+          };
+        },
+      });
+      const h2 = await start({ uid: 's2', leaderTtlMs: 1000 }, { store: s2Store, logger: logger('s2') });
+      handles.push(h2);
+      await new Promise((r) => setTimeout(r, 600));
+      s2Cut = true;
+      await new Promise((r) => setTimeout(r, 3000));
+      s2Cut = false;
+      await new Promise((r) => setTimeout(r, 3000));
+      expect(h1.isLeader()).toBe(true);
+      const before = parseClusterData((await admin.getClusterData())?.text ?? '');
+      expect(before.cluster.status.master).toBe('db-k1');
+      // A second outage, during which s1 goes away: s2 takes over once the store answers. k1's
+      // info expired meanwhile and k1 publishes again only 700 ms after the return (a keeper that
+      // fenced its primary and was cut off a little longer).
+      who = ['k2', 'p1'];
+      await outage(3000, async () => {
+        await admin.deleteInfo('keepers', 'k1').catch(() => undefined);
+        void h1.stop('gone');
+      });
+      const back = lines.length;
+      await admin.deleteInfo('keepers', 'k1').catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 700));
+      who = ['k1', 'k2', 'p1'];
+      await waitFor(() => h2.isLeader(), { timeoutMs: 5000, what: 's2 to lead' });
+      await new Promise((r) => setTimeout(r, 1500));
+
+      const after = parseClusterData((await admin.getClusterData())?.text ?? '');
+      expect(lines.slice(back).filter((l) => l.uid === 's2' && / lost: /.test(l.msg)).map((l) => l.msg)).toEqual([]);
+      expect(after.cluster.status.failover).toBeUndefined();
+      expect(after.proxy.generation).toBe(before.proxy.generation);
+      expect(after.cluster.status.master).toBe('db-k1');
+      expect(lines.slice(back).some((l) => l.uid === 's2' && /to publish their infos again before judging anyone lost/.test(l.msg))).toBe(true);
+    } finally {
+      clearInterval(ticker);
       await admin.close();
     }
   });

@@ -20,16 +20,15 @@ import {
   repairClusterData,
   resolveSpec,
   serializeClusterData,
-  type ClusterData,
   type ClusterDataRepair,
   type ClusterSpec,
-  type ResolvedSpec,
   type KeeperInfo,
   type ProxyInfo,
   type SentinelMemory,
 } from '@stolon-ts/cluster';
 import type { Election, Store } from '@stolon-ts/store';
 import type { SentinelHealthSnapshot } from './health.js';
+import { RepublishWait } from './republish.js';
 
 /** The leader's read: usable (maybe repaired, malformed infos left out), or refused with the sentence to log. */
 type LeaderRead =
@@ -130,31 +129,6 @@ export interface SentinelHandle {
 const DEFAULT_SLEEP_MS = 1000;
 
 /**
- * How long a sentinel that could not read the store for a while waits for keepers and proxies to
- * publish their infos again before it decides, in ms: failInterval, the time any of them is given
- * to show progress. The wait ends as soon as every keeper it last saw healthy and every enabled
- * proxy has published again since the store came back (a new progress marker: see
- * `notRepublished`), which takes a pass or two once the store answers; only a member that really
- * died during the outage makes it wait that long. Without this wait, infos whose leases etcd
- * expired during an outage make the first passes after it fail the primary: absent at once, or
- * still there at the first read and revoked a moment later (docs/architecture.md, "Store outages:
- * failsafe mode").
- */
-function republishGraceMs(spec: ResolvedSpec | undefined): number {
-  return (spec ?? resolveSpec({ initMode: 'new' })).failIntervalMs;
-}
-
-/** Progress markers (`infoUID`) of infos by uid; `kind/uid` keys. */
-type Markers = ReadonlyMap<string, string>;
-
-function markersOf(keeperInfos: Readonly<Record<string, { infoUID: string }>>, proxyInfos: Readonly<Record<string, { infoUID: string }>>): Markers {
-  return new Map([
-    ...Object.entries(keeperInfos).map(([uid, i]): [string, string] => [`keeper/${uid}`, i.infoUID]),
-    ...Object.entries(proxyInfos).map(([uid, i]): [string, string] => [`proxy/${uid}`, i.infoUID]),
-  ]);
-}
-
-/**
  * Whether the sentinel must write its info (`{ UID }`, which never changes) in this pass: never
  * written, its TTL changed, the store holds no live lease for it any more (`leaseRemainingMs`
  * undefined or ≤ 0: lost in a store outage), or it was written a TTL ago or more (a slow refresh,
@@ -183,28 +157,6 @@ function infoPublisher(store: Store, uid: string): (ttlMs: number) => Promise<vo
   };
 }
 
-/**
- * The keepers last seen healthy and the enabled proxies that have not published again since the
- * store came back: their info is absent, or still carries the progress marker it had at the first
- * read after the outage (`atReturn`). Such an info may be one the store has not yet deleted although
- * its lease expired during the outage (etcd revokes those a moment after it runs again), so its
- * presence proves nothing; only a new marker does.
- */
-function notRepublished(
-  cd: ClusterData,
-  keeperInfos: Readonly<Record<string, { infoUID: string }>>,
-  proxyInfos: Readonly<Record<string, { infoUID: string }>>,
-  atReturn: Markers,
-): string[] {
-  const stale = (key: string, info: { infoUID: string } | undefined): boolean => info === undefined || atReturn.get(key) === info.infoUID;
-  return [
-    ...Object.values(cd.keepers)
-      .filter((k) => k.status.healthy && stale(`keeper/${k.uid}`, keeperInfos[k.uid]))
-      .map((k) => `keeper ${k.uid}`),
-    ...cd.proxy.spec.enabledProxies.filter((p) => stale(`proxy/${p}`, proxyInfos[p])).map((p) => `proxy ${p}`),
-  ];
-}
-
 /** A promise and the function that resolves it (Node 20 has no `Promise.withResolvers`). */
 function doneSignal(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;
@@ -224,33 +176,30 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
   let sleepMs = DEFAULT_SLEEP_MS;
   const { promise: done, resolve: resolveDone } = doneSignal();
 
+  // After this sentinel could not read the store for a while, and at the start of each of its
+  // terms as leader, keepers and proxies need a moment to publish their infos again (leases that
+  // expired during a store outage are granted anew): see republish.ts.
+  const republish = new RepublishWait();
   const election: Election = await store.campaign(config.uid, config.leaderTtlMs ?? 5000);
   election.onChange((leader) => {
-    // A new term starts with empty memory, as Stolon resets its timers on (re)gaining leadership.
+    // A new term starts with empty memory, as Stolon resets its timers on (re)gaining leadership,
+    // and with a republish wait (republish.ts).
     memory = emptyMemory();
+    if (leader) {
+      republish.newTerm();
+    }
     log.info({ leader }, leader ? 'became the leader sentinel' : 'no longer the leader sentinel');
     loop.trigger(leader ? 'became leader' : 'lost leadership');
   });
 
-  // After this sentinel could not read the store for a while, keepers and
-  // proxies need a moment to publish their infos again (leases that expired during a store outage
-  // are granted anew): see republishWait.
-  let lastReadAt: number | undefined;
   const passes = new PassTracker(monoMs);
-  let republishSince: number | undefined;
-  /** The progress markers at the first read after the outage (see notRepublished). */
-  let markersAtReturn: Markers | undefined;
-  let graceMs = republishGraceMs(undefined);
 
   const publishInfo = infoPublisher(store, config.uid);
   const runPass = async (): Promise<PassResult | undefined> => {
     await publishInfo(Math.max(3 * sleepMs, 5000));
     let rec = await store.getClusterData();
     const readAt = monoMs();
-    if (lastReadAt !== undefined && readAt - lastReadAt > graceMs) {
-      republishSince ??= readAt;
-    }
-    lastReadAt = readAt;
+    republish.read(readAt);
     if (rec === null) {
       if (config.initialClusterSpec === undefined) {
         return { sentence: 'no clusterdata: waiting for `stolonctl init`' };
@@ -276,7 +225,11 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
     if (!election.isLeader()) {
       // Observers read as every other component does; only the leader repairs.
       try {
-        sleepMs = resolveSpec(parseClusterData(rec.text).cluster.spec).sleepIntervalMs;
+        const observed = resolveSpec(parseClusterData(rec.text).cluster.spec);
+        sleepMs = observed.sleepIntervalMs;
+        // The spec's failInterval, not the default, decides what counts as an outage for a
+        // sentinel that has not led yet (and how long its wait would be once it leads).
+        republish.setSpec(observed);
       } catch (err) {
         if (err instanceof ClusterDataInvalidError) {
           return { sentence: `not the leader; clusterdata is unusable: ${err.message}`, level: 'warn' };
@@ -296,20 +249,10 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
     const dropped = [...read.ignored, ...read.repair.dropped];
     const spec = resolveSpec(cd.cluster.spec);
     sleepMs = spec.sleepIntervalMs;
-    graceMs = republishGraceMs(spec);
-    if (republishSince !== undefined) {
-      markersAtReturn ??= markersOf(keeperInfos, proxyInfos);
-      const missing = notRepublished(cd, keeperInfos, proxyInfos, markersAtReturn);
-      if (missing.length > 0 && readAt - republishSince < graceMs) {
-        return {
-          sentence:
-            `the store was unreachable to this sentinel: waiting up to ${graceMs} ms for ${missing.join(', ')} ` +
-            'to publish their infos again before judging anyone lost',
-          key: 'republish-wait',
-        };
-      }
-      republishSince = undefined;
-      markersAtReturn = undefined;
+    republish.setSpec(spec);
+    const waiting = republish.check(cd, keeperInfos, proxyInfos, readAt);
+    if (waiting !== undefined) {
+      return { sentence: waiting, key: 'republish-wait' };
     }
     const out = decide({ cd, keeperInfos, proxyInfos, memory, now: monoMs(), wallTime: nowIso(), newUid });
     const text = serializeClusterData(out.next);
@@ -380,6 +323,6 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
     stop,
     state: () => state,
     isLeader: () => election.isLeader(),
-    health: () => ({ state, leader: election.isLeader(), loop: passes.snapshot(), lastStoreReadAtMs: lastReadAt, sleepMs, nowMs: monoMs() }),
+    health: () => ({ state, leader: election.isLeader(), loop: passes.snapshot(), lastStoreReadAtMs: republish.lastReadAt, sleepMs, nowMs: monoMs() }),
   };
 }
