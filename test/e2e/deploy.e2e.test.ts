@@ -772,7 +772,7 @@ describe('deploy/ manifests', () => {
     }
   });
 
-  it('RBAC (kubernetes backend): one ServiceAccount, Role and RoleBinding per component, configmaps and leases only; the etcd overlay has none', () => {
+  it("RBAC (kubernetes backend): one ServiceAccount, Role and RoleBinding per component, configmaps and leases only (and the keepers' patch of their own pods); the etcd overlay has none", () => {
     const k = objects('deploy/overlays/kubernetes');
     type Rule = { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] };
     const components = { 'StatefulSet/stolon-keeper': 'keeper', 'Deployment/stolon-sentinel': 'sentinel', 'Deployment/stolon-proxy': 'proxy', 'Job/stolon-init': 'init' };
@@ -790,6 +790,12 @@ describe('deploy/ manifests', () => {
       ]);
       const rules = one<Obj & { rules: Rule[] }>(k, 'Role', sa).rules;
       for (const r of rules) {
+        // The keepers' role label (--kube-pod-name): patch of named pods, nothing else on pods.
+        if (sa === 'stolon-keeper' && r.apiGroups.join() === '' && r.resources.join() === 'pods') {
+          expect(r.verbs, `${sa}: ${JSON.stringify(r)}`).toEqual(['patch']);
+          expect(r.resourceNames?.length ?? 0, `${sa}: pods by name only`).toBeGreaterThan(0);
+          continue;
+        }
         expect(r.apiGroups.length === 1 && ((r.apiGroups[0] === '' && r.resources.join() === 'configmaps') || (r.apiGroups[0] === 'coordination.k8s.io' && r.resources.join() === 'leases')), `${sa}: ${JSON.stringify(r)}`).toBe(true);
         expect(r.verbs.filter((v) => !['get', 'list', 'watch', 'create', 'update', 'delete'].includes(v)), sa).toEqual([]);
       }
@@ -798,8 +804,11 @@ describe('deploy/ manifests', () => {
     // Keepers renew their Leases by name: every keeper of the StatefulSet must be listed.
     const replicas = (one<Workload>(k, 'StatefulSet', 'stolon-keeper').spec as { replicas?: number }).replicas ?? 1;
     const keeperLeases = one<Obj & { rules: Rule[] }>(k, 'Role', 'stolon-keeper').rules.find((r) => r.verbs.includes('update'))?.resourceNames ?? [];
+    const keeperPods = one<Obj & { rules: Rule[] }>(k, 'Role', 'stolon-keeper').rules.find((r) => r.resources.includes('pods'))?.resourceNames ?? [];
     for (let i = 0; i < replicas; i++) {
       expect(keeperLeases).toContain(`stolon-cluster-kube-stolon.keepers.keeper${i}`);
+      // …and label their own pods by name (the StatefulSet's pod names).
+      expect(keeperPods).toContain(`stolon-keeper-${i}`);
     }
     const e = objects('deploy/overlays/etcd');
     expect(byKind(e, 'Role').concat(byKind(e, 'RoleBinding'))).toEqual([]);
