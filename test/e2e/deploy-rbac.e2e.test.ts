@@ -11,7 +11,9 @@
  * with a small RBAC evaluator ({@link allows}: apiGroups, resources, verbs, resourceNames; a list
  * or watch with a `metadata.name` field selector is named, as on a real API server). And each
  * Role is checked not to grant what its component must not have: keepers and proxies cannot write
- * clusterdata, keepers cannot write the leader Lease or other components' Leases.
+ * clusterdata, keepers cannot write the leader Lease or other components' Leases. The keepers run
+ * with `--kube-pod-name` (as keeper.yaml) on pod objects of the stand-in, so their role label
+ * patches are among the requests checked, and the labels are checked to follow the switchover.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -101,6 +103,9 @@ function serviceAccounts(objs: Obj[]): Record<KubeIdentity, string> {
 
 const lease = (verb: string, name?: string): Access => ({ verb, apiGroup: 'coordination.k8s.io', resource: 'leases', name });
 const configMap = (verb: string, name?: string): Access => ({ verb, apiGroup: '', resource: 'configmaps', name });
+const pod = (verb: string, name?: string): Access => ({ verb, apiGroup: '', resource: 'pods', name });
+/** The keepers' pod role label (packages/keeper/src/role-label.ts). */
+const ROLE_LABEL = 'stolon-ts/role';
 const show = (a: Access) => `${a.verb} ${a.resource}${a.name === undefined ? '' : `/${a.name}`}`;
 
 const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
@@ -128,6 +133,13 @@ describe('deploy/base RBAC against the requests of each component (Kubernetes AP
     });
     await waitFor(async () => ((await c.primaryIndex()) === 1 - before ? true : undefined), { timeoutMs: 60_000, what: 'the switchover target to be primary' });
     await waitKeepersConverged(c, 2, 60_000);
+    // Each keeper's pod label follows its role.
+    const roleOf = (i: number) => c.kubeApi.getObject('pods', NAMESPACE, `stolon-keeper-${i}`)?.metadata.labels?.[ROLE_LABEL];
+    await waitFor(() => (roleOf(1 - before) === 'primary' && roleOf(before) === 'standby' ? true : undefined), {
+      timeoutMs: 30_000,
+      what: `the pod labels to follow the switchover (now ${roleOf(0) ?? 'unset'}, ${roleOf(1) ?? 'unset'})`,
+    });
+    expect(c.kubeApi.getObject('pods', NAMESPACE, 'stolon-keeper-0')?.metadata.labels?.['app.kubernetes.io/component'], 'other labels kept').toBe('keeper');
 
     // A proxy that dies leaves its Lease to expire: the sentinel deletes it; the new proxy creates its own.
     const proxyLeases = () => c.kubeApi.requests().filter((r) => r.user === 'proxy' && r.verb === 'create').length;
@@ -144,6 +156,8 @@ describe('deploy/base RBAC against the requests of each component (Kubernetes AP
       what: 'the new proxy to route',
     });
     await c.stop();
+    // A stopped keeper's pod serves no role.
+    expect([0, 1].map((i) => c.kubeApi.getObject('pods', NAMESPACE, `stolon-keeper-${i}`)?.metadata.labels?.[ROLE_LABEL])).toEqual(['none', 'none']);
 
     const objs = baseObjects();
     const sas = serviceAccounts(objs);
@@ -171,6 +185,9 @@ describe('deploy/base RBAC against the requests of each component (Kubernetes AP
     }
     expect(did('keeper')).toContain(`update leases/${CLUSTERDATA}.keepers.keeper0`);
     expect(did('proxy')).toContain(`update leases/${CLUSTERDATA}.proxies.proxy0`);
+    expect(did('keeper')).toContain('patch pods/stolon-keeper-0');
+    expect(did('keeper')).toContain('patch pods/stolon-keeper-1');
+    expect([...did('keeper')].filter((d) => d.includes(' pods')).sort()).toEqual(['patch pods/stolon-keeper-0', 'patch pods/stolon-keeper-1']);
     expect(did('keeper')).toContain(`delete leases/${CLUSTERDATA}.keepers.keeper1`);
   });
 
@@ -204,6 +221,12 @@ describe('deploy/base RBAC against the requests of each component (Kubernetes AP
     expect(grants('sentinel', [configMap('create'), configMap('update', 'other'), configMap('list'), configMap('delete', CLUSTERDATA)])).toEqual([]);
     for (const who of ['keeper', 'sentinel', 'proxy', 'init'] as const) {
       expect(grants(who, otherKinds), who).toEqual([]);
+    }
+    // Keepers: patch of the keeper pods by name only (their role label); no other pod, no other verb.
+    expect(grants('keeper', [pod('patch', 'stolon-keeper-0'), pod('patch', 'stolon-keeper-4')])).toEqual(['patch pods/stolon-keeper-0', 'patch pods/stolon-keeper-4']);
+    expect(grants('keeper', [pod('patch'), pod('patch', 'stolon-proxy-abc'), pod('get', 'stolon-keeper-0'), pod('update', 'stolon-keeper-0'), pod('delete', 'stolon-keeper-0'), pod('list'), pod('watch')])).toEqual([]);
+    for (const who of ['sentinel', 'proxy', 'init'] as const) {
+      expect(grants(who, [pod('patch', 'stolon-keeper-0'), pod('patch')]), who).toEqual([]);
     }
     // Each program has its own ServiceAccount: four of them, none shared.
     expect(new Set([sas.keeper, sas.sentinel, sas.proxy, sas.init]).size).toBe(4);

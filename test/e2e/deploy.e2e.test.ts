@@ -772,7 +772,7 @@ describe('deploy/ manifests', () => {
     }
   });
 
-  it('RBAC (kubernetes backend): one ServiceAccount, Role and RoleBinding per component, configmaps and leases only; the etcd overlay has none', () => {
+  it("RBAC (kubernetes backend): one ServiceAccount, Role and RoleBinding per component, configmaps and leases only (and the keepers' patch of their own pods); the etcd overlay has none", () => {
     const k = objects('deploy/overlays/kubernetes');
     type Rule = { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] };
     const components = { 'StatefulSet/stolon-keeper': 'keeper', 'Deployment/stolon-sentinel': 'sentinel', 'StatefulSet/stolon-proxy': 'proxy', 'Job/stolon-init': 'init' };
@@ -790,6 +790,12 @@ describe('deploy/ manifests', () => {
       ]);
       const rules = one<Obj & { rules: Rule[] }>(k, 'Role', sa).rules;
       for (const r of rules) {
+        // The keepers' role label (--kube-pod-name): patch of named pods, nothing else on pods.
+        if (sa === 'stolon-keeper' && r.apiGroups.join() === '' && r.resources.join() === 'pods') {
+          expect(r.verbs, `${sa}: ${JSON.stringify(r)}`).toEqual(['patch']);
+          expect(r.resourceNames?.length ?? 0, `${sa}: pods by name only`).toBeGreaterThan(0);
+          continue;
+        }
         expect(r.apiGroups.length === 1 && ((r.apiGroups[0] === '' && r.resources.join() === 'configmaps') || (r.apiGroups[0] === 'coordination.k8s.io' && r.resources.join() === 'leases')), `${sa}: ${JSON.stringify(r)}`).toBe(true);
         expect(r.verbs.filter((v) => !['get', 'list', 'watch', 'create', 'update', 'delete'].includes(v)), sa).toEqual([]);
       }
@@ -807,6 +813,12 @@ describe('deploy/ manifests', () => {
       const env = container(w, component).env ?? [];
       expect(env.find((v) => v.name === `ST${component === 'keeper' ? 'KEEPER' : 'PROXY'}_UID`)?.value, component).toBe(`${component}$(POD_INDEX)`);
       expect(env.find((v) => v.name === 'POD_INDEX')?.valueFrom, component).toEqual({ fieldRef: { fieldPath: "metadata.labels['apps.kubernetes.io/pod-index']" } });
+    }
+    // …and keepers label their own pods by name (the StatefulSet's pod names).
+    const keeperReplicas = (one<Workload>(k, 'StatefulSet', 'stolon-keeper').spec as { replicas?: number }).replicas ?? 1;
+    const keeperPods = one<Obj & { rules: Rule[] }>(k, 'Role', 'stolon-keeper').rules.find((r) => r.resources.includes('pods'))?.resourceNames ?? [];
+    for (let i = 0; i < keeperReplicas; i++) {
+      expect(keeperPods).toContain(`stolon-keeper-${i}`);
     }
     const e = objects('deploy/overlays/etcd');
     expect(byKind(e, 'Role').concat(byKind(e, 'RoleBinding'))).toEqual([]);

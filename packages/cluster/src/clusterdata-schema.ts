@@ -75,7 +75,7 @@ const cluster = z.looseObject({
     phase: z.enum(['initializing', 'normal']),
     master: z.string(),
     failover: failoverEvent.optional(),
-    switchoverRequest: z.looseObject({ targetKeeperUID: z.string().optional(), requestedAt: z.string() }).optional(),
+    switchoverRequest: z.looseObject({ targetKeeperUID: z.string().optional(), requestedAt: z.string(), requestedBy: z.string().optional() }).optional(),
   }),
 });
 
@@ -343,6 +343,7 @@ const keeperInfo = z.looseObject({
   priority: z.number().optional(),
   memberAddress: z.string().optional(),
   failsafeEpisode: failsafeEpisodeSchema.optional(),
+  switchoverRequestedAt: z.string().optional(),
 });
 
 const proxyInfo = z.looseObject({ infoUID: z.string(), UID: z.string(), Generation: nonNegInt, ProxyTimeout: z.number() });

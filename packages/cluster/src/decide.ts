@@ -29,6 +29,7 @@ import type {
   KeeperInfo,
   ProxyInfo,
   ResolvedSpec,
+  SwitchoverRequest,
 } from './types.js';
 
 /**
@@ -934,6 +935,23 @@ function removeDivergedDbs(cd: ClusterData, master: DB, input: DecideInput, reas
 }
 
 /**
+ * The switchover request a stopping primary's keeper asks for with its info's
+ * `switchoverRequestedAt`, or undefined: none asked, or this very request (same keeper, DB and
+ * time) already has a switchover in the history (completed or aborted: it is not retried; a
+ * refused one leaves no trace and is asked again at the next pass, while the keeper still asks).
+ */
+function keeperSwitchoverRequest(cd: ClusterData, master: DB, input: DecideInput): SwitchoverRequest | undefined {
+  const at = input.keeperInfos[master.spec.keeperUID]?.switchoverRequestedAt;
+  if (at === undefined) {
+    return undefined;
+  }
+  const by = `keeper ${master.spec.keeperUID}, stopping`;
+  const cause = `requested by ${by} at ${at}`;
+  const tried = (cd.failoverHistory ?? []).some((e) => e.kind === 'switchover' && e.oldPrimary.dbUid === master.uid && e.cause === cause);
+  return tried ? undefined : { requestedAt: at, requestedBy: by };
+}
+
+/**
  * Runs the switchover step when one is requested or in progress.
  * @returns true when the pass is handled (decide takes no normal step).
  */
@@ -951,13 +969,19 @@ function runSwitchover(
   // A planned switchover in progress owns the primary (it is shut down on purpose); a new request
   // starts only from a healthy, converged primary of a primary cluster.
   const switching = cd.cluster.status.failover?.kind === 'switchover';
-  const requested =
-    cd.cluster.status.switchoverRequest !== undefined &&
+  const canStart =
     cd.cluster.status.failover === undefined &&
     masterOk &&
     spec.role === 'master' &&
     master !== undefined &&
     convergence(master, spec.convergenceTimeoutMs) === 'converged';
+  // A stopping primary's keeper asks through its info (keepers cannot write clusterdata); the
+  // request is made only when it can start now, so none is left behind once that keeper is gone.
+  const drain = canStart && cd.cluster.status.switchoverRequest === undefined ? keeperSwitchoverRequest(cd, master, input) : undefined;
+  if (drain !== undefined) {
+    cd.cluster.status.switchoverRequest = drain;
+  }
+  const requested = cd.cluster.status.switchoverRequest !== undefined && canStart;
   if (master !== undefined && (switching || requested)) {
     const outcome = switchoverStep({
       cd,

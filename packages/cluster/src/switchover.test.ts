@@ -220,4 +220,56 @@ describe('planned switchover', () => {
     expect(out.next.dbs[dbOf('k2')]).toBeUndefined();
     expect(out.next.dbs[dbOf('k1')]?.spec).toMatchObject({ role: 'master', followConfig: null });
   });
+
+  it("starts a switchover for a stopping primary's keeper (its info's switchoverRequestedAt), once per request, and only when it can start", () => {
+    const AT = '2025-01-01T00:00:00.000Z';
+    const loop = new Loop(threeKeepers());
+    /** k1 asks (or not), k2 is healthy or not. */
+    const infos = (c: ClusterData, o: { ask?: boolean; k2Healthy?: boolean } = {}) => {
+      const k1 = keeperInfo('k1', c, { xLogPos: LSN });
+      return [
+        o.ask === false ? k1 : { ...k1, switchoverRequestedAt: AT },
+        keeperInfo('k2', c, { xLogPos: LSN, pgHealthy: o.k2Healthy ?? true }),
+        keeperInfo('k3', c, { xLogPos: LSN - 100 }),
+      ];
+    };
+    // Nothing asked: nothing happens.
+    let out = loop.pass((c) => ({ keepers: infos(c, { ask: false }), proxies: [proxyInfo('p1', 2)] }));
+    expect(out.next.cluster.status.failover).toBeUndefined();
+    // Asked: the switchover starts at once, its trace naming the keeper that asked.
+    out = loop.pass((c) => ({ keepers: infos(c), proxies: [proxyInfo('p1', 2)] }));
+    expect(out.next.cluster.status.switchoverRequest).toBeUndefined();
+    expect(out.next.cluster.status.failover).toMatchObject({
+      kind: 'switchover',
+      cause: `requested by keeper k1, stopping at ${AT}`,
+      newPrimary: { keeperUID: 'k2' },
+    });
+    // The target fails: aborted. The same request is not made again while k1 keeps asking.
+    out = loop.pass((c) => ({ keepers: [infos(c)[0]!, infos(c)[2]!], proxies: [proxyInfo('p1', 3)] }));
+    expect(out.next.failoverHistory?.at(-1)).toMatchObject({ kind: 'switchover', result: 'aborted', cause: `requested by keeper k1, stopping at ${AT}` });
+    for (let i = 0; i < 3; i++) {
+      out = loop.pass((c) => ({ keepers: infos(c), proxies: [proxyInfo('p1', 3)] }));
+      expect(out.next.cluster.status.failover).toBeUndefined();
+      expect(out.next.cluster.status.switchoverRequest).toBeUndefined();
+    }
+  });
+
+  it("leaves no request behind when a stopping primary's keeper asks while the switchover cannot start", () => {
+    const cd = threeKeepers();
+    // A failover is in progress: the request is not recorded (it would outlive the keeper that asked).
+    cd.cluster.status.failover = {
+      id: 'x',
+      kind: 'failover',
+      cause: 'test',
+      oldPrimary: { keeperUID: 'k1', dbUid: dbOf('k1'), xLogPos: LSN },
+      phases: { declaredFailed: 'now', primaryLastSeen: 'now' },
+    };
+    const loop = new Loop(cd);
+    const out = loop.pass((c) => ({
+      keepers: [{ ...keeperInfo('k1', c, { xLogPos: LSN }), switchoverRequestedAt: 'now' }, keeperInfo('k2', c, { xLogPos: LSN })],
+      proxies: [proxyInfo('p1', 2)],
+    }));
+    expect(out.next.cluster.status.switchoverRequest).toBeUndefined();
+    expect(out.next.cluster.status.failover?.kind).not.toBe('switchover');
+  });
 });

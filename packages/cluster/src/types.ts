@@ -169,12 +169,20 @@ export interface ClusterStatus {
   switchoverRequest?: SwitchoverRequest;
 }
 
-/** Written by `stolonctl switchover`; consumed (and removed) by the leader sentinel. */
+/**
+ * Written by `stolonctl switchover`, or by the leader sentinel for a primary's keeper that is
+ * stopping (`KeeperInfo.switchoverRequestedAt`); consumed (and removed) by the leader sentinel.
+ */
 export interface SwitchoverRequest {
   /** Keeper to promote; absent: the best candidate. */
   targetKeeperUID?: string;
   /** RFC 3339 time of the request. */
   requestedAt: string;
+  /**
+   * Our addition: who asked, for the trace's `cause` (e.g. "keeper keeper0, stopping"); absent:
+   * `stolonctl switchover`.
+   */
+  requestedBy?: string;
 }
 
 /**
@@ -476,6 +484,13 @@ export interface KeeperInfo {
   memberAddress?: string;
   /** Our addition: this keeper process's last finished failsafe spell, if any (the sentinel records it). */
   failsafeEpisode?: FailsafeEpisode;
+  /**
+   * Our addition: RFC 3339 time this keeper process was asked to stop (SIGTERM) while it ran the
+   * primary, and asked for a switchover before it stops (`--shutdown-switchover-timeout`). Keepers
+   * cannot write clusterdata, so the leader sentinel turns it into a `switchoverRequest`, once per
+   * value.
+   */
+  switchoverRequestedAt?: string;
 }
 
 /** Published by each sentinel at `sentinels/info/<uid>` (capitalised key, as in Stolon). */

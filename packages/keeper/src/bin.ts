@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { ConfigError } from '@stolon-ts/cluster';
+import { ConfigError, errorMessage, parseDurationMs } from '@stolon-ts/cluster';
 import {
   addFlags,
   baseYargs,
@@ -18,8 +18,10 @@ import {
   runDaemon,
   statusListenOf,
   storeFromConfig,
+  type Logger,
 } from '@stolon-ts/common';
 import { PgManager, resolvePgBinDir, type PeerSsl } from '@stolon-ts/postgres';
+import { PodLabels } from '@stolon-ts/store';
 import { acquireDataDirLock } from './datadir-lock.js';
 import { prepareDataDir } from './datadir.js';
 import type { MemberApiConfig } from './failsafe.js';
@@ -28,6 +30,7 @@ import { startFencer } from './fencer.js';
 import { KeeperStatus, keeperChecks } from './health.js';
 import { start } from './keeper.js';
 import { refuseExampleSecret } from './passwords.js';
+import { RoleLabeller } from './role-label.js';
 import { parseAllowSpecCommands } from './spec-commands.js';
 import { writeStateFile } from './state-file.js';
 import { TlsFiles, tlsSources } from './tls.js';
@@ -99,6 +102,29 @@ function memberConfig(flags: { memberListenAddress: string | undefined; memberAd
   return { listen, advertise: adv.host.includes(':') ? `[${adv.host}]:${adv.port}` : `${adv.host}:${adv.port}`, token };
 }
 
+/** Bound of each pod label request (role-label.ts), in ms: short, as the last one delays the stop. */
+const POD_LABEL_TIMEOUT_MS = 2000;
+
+/**
+ * The pod role labeller for `--kube-pod-name`, or undefined when the flag is unset. A client
+ * configuration that cannot be resolved gives a labeller that labels nothing and logs why once.
+ */
+function roleLabellerOf(
+  flags: { kubePodName: string | undefined; kubeconfig: string | undefined; kubeContext: string | undefined; kubeNamespace: string | undefined },
+  logger: Logger,
+): RoleLabeller | undefined {
+  if (flags.kubePodName === undefined || flags.kubePodName === '') {
+    return undefined;
+  }
+  const log = logger.child({ module: 'role-label' });
+  try {
+    const pod = new PodLabels({ kubeconfig: flags.kubeconfig, context: flags.kubeContext, namespace: flags.kubeNamespace, pod: flags.kubePodName, timeoutMs: POD_LABEL_TIMEOUT_MS });
+    return new RoleLabeller((labels) => pod.set(labels), log);
+  } catch (err) {
+    return new RoleLabeller(undefined, log, `no Kubernetes client configuration: ${errorMessage(err)}`);
+  }
+}
+
 /** How this keeper's connections to the others use TLS (`PgManagerOptions.peerSsl`), from the flags. */
 function peerSslOf(caCopy: string | undefined, mode: string, required: boolean): { peerSsl?: PeerSsl } {
   if (caCopy !== undefined) {
@@ -127,6 +153,12 @@ async function main(): Promise<void> {
     if (!Number.isInteger(flags.pgPort) || flags.pgPort < 1 || flags.pgPort > 65535) {
       throw new ConfigError(`--pg-port: ${flags.pgPort} is not a TCP port (1-65535)`, { field: 'pg-port' });
     }
+    const shutdownSwitchoverTimeoutMs = parseDurationMs(flags.shutdownSwitchoverTimeout);
+    if (shutdownSwitchoverTimeoutMs === undefined) {
+      throw new ConfigError(`--shutdown-switchover-timeout: "${flags.shutdownSwitchoverTimeout}" is not a duration such as 30s (0 disables)`, {
+        field: 'shutdown-switchover-timeout',
+      });
+    }
     const statusListen = statusListenOf(flags.metricsListenAddress, 'metrics-listen-address');
     const member = memberConfig(flags);
     const allowSpecCommands = parseAllowSpecCommands(flags.allowSpecCommands);
@@ -150,11 +182,11 @@ async function main(): Promise<void> {
       });
     }
     await tls?.install();
-    prepared = { flags, pgBinPath, readPasswords, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls };
+    prepared = { flags, shutdownSwitchoverTimeoutMs, pgBinPath, readPasswords, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls };
   } catch (err) {
     exitOnConfigError(err, 'stolon-keeper');
   }
-  const { flags, pgBinPath, readPasswords, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls } = prepared;
+  const { flags, shutdownSwitchoverTimeoutMs, pgBinPath, readPasswords, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls } = prepared;
   const logger = createLogger({ level: flags.logLevel, component: 'keeper', uid, cluster: flags.clusterName });
   for (const change of dataDirChanges) {
     logger.warn({ dataDir }, `data directory: ${change}`);
@@ -175,6 +207,7 @@ async function main(): Promise<void> {
     ...peerSslOf(tls?.caCopy, flags.pgSslPeerMode, flags.pgSslRequired),
   });
   const bootUuid = newBootUuid();
+  const roleLabel = roleLabellerOf(flags, logger);
   const status = new KeeperStatus();
   const fencer = startFencer(logger.child({ module: 'fencer' }), { pidFile: join(dataDir, 'fencer.pid') });
   const handle = await start(
@@ -193,8 +226,9 @@ async function main(): Promise<void> {
       ...(member !== undefined ? { member } : {}),
       allowSpecCommands,
       pgSslRequired: flags.pgSslRequired,
+      shutdownSwitchoverTimeoutMs,
     },
-    { store, logger, pg, bootUuid, status, fencer, passwords: readPasswords, ...(tls !== undefined ? { tls } : {}) },
+    { store, logger, pg, bootUuid, status, fencer, passwords: readPasswords, ...(tls !== undefined ? { tls } : {}), ...(roleLabel !== undefined ? { roleLabel } : {}) },
   ).catch(async (err: unknown) => {
     await fencer.stop();
     return exitOnConfigError(err, 'stolon-keeper');

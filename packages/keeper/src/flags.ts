@@ -3,6 +3,13 @@ import { COMMON_FLAGS, type CommonConfig, type FlagTable } from '@stolon-ts/comm
 import { DEFAULT_PG_BIN_DIR } from '@stolon-ts/postgres';
 import { DEFAULT_ALLOW_SPEC_COMMANDS, SPEC_COMMANDS } from './spec-commands.js';
 
+/**
+ * Default of `--shutdown-switchover-timeout`: a switchover takes about a second, but it first
+ * waits for every live proxy to acknowledge the fence, and a proxy that just died is waited for
+ * its proxyTimeout (15 s by default) plus 1 s; 30 s covers that with room.
+ */
+const DEFAULT_SHUTDOWN_SWITCHOVER_TIMEOUT = '30s';
+
 export interface KeeperFlags extends CommonConfig {
   uid: string | undefined;
   dataDir: string;
@@ -29,6 +36,8 @@ export interface KeeperFlags extends CommonConfig {
   memberAdvertiseAddress: string | undefined;
   memberTokenFile: string | undefined;
   allowSpecCommands: string;
+  shutdownSwitchoverTimeout: string;
+  kubePodName: string | undefined;
 }
 
 export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
@@ -157,5 +166,26 @@ export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
       'Refused ones are not applied, and are logged and shown by stolonctl status (docs/security.md)',
     type: 'string',
     default: DEFAULT_ALLOW_SPEC_COMMANDS,
+  },
+  shutdownSwitchoverTimeout: {
+    name: 'shutdown-switchover-timeout',
+    description:
+      'when this keeper is asked to stop (SIGTERM, SIGINT) while it runs the primary and a healthy standby follows it, it first ' +
+      'asks the sentinel for a planned switchover and waits up to this long (duration, e.g. 30s) for another keeper to become ' +
+      'primary, then stops; without a standby, with the store unreachable, or past it, it stops at once as without it (the ' +
+      'sentinel then fails over). Keep it below the time the stop may take (Kubernetes: terminationGracePeriodSeconds) minus ' +
+      'a shutdown checkpoint. 0 disables',
+    type: 'string',
+    default: DEFAULT_SHUTDOWN_SWITCHOVER_TIMEOUT,
+  },
+  kubePodName: {
+    name: 'kube-pod-name',
+    description:
+      'on Kubernetes, the name of this keeper\'s own pod (downward API metadata.name): the keeper keeps its label ' +
+      'stolon-ts/role at primary, standby or none (JSON merge patch; needs RBAC patch on that pod), for a primary-only ' +
+      'PodDisruptionBudget and role Services. The API server and namespace come from --kubeconfig, --kube-context and ' +
+      '--kube-namespace as for the kubernetes store, else the pod service account, whatever the store backend. Failures are ' +
+      'logged once per reason and affect nothing else. Unset: no label',
+    type: 'string',
   },
 };

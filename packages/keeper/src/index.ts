@@ -5,3 +5,4 @@ export { describeDiscard } from './pgconfig.js';
 export { assignedDb, planKeeperAction, type ExternalFollow, type FollowTarget, type KeeperAction, type LocalDbState, type LocalObservation } from './plan.js';
 export { KEEPER_FLAGS, type KeeperFlags } from './flags.js';
 export { EXAMPLE_SECRET_PREFIX, refuseExampleSecret } from './passwords.js';
+export { ROLE_LABEL, type PodRole } from './role-label.js';

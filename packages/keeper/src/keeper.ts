@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { ConfigError } from '@stolon-ts/cluster';
 import { startPassLoop, stopOnce } from '@stolon-ts/common';
 import { readDbState } from './dbstate.js';
+import { drainPrimary } from './drain.js';
+import { podRoleOf } from './role-label.js';
 import { reportPasses } from './health.js';
 import { runPass, skipWatchPass } from './pass.js';
 import { KeeperRuntime } from './runtime.js';
@@ -51,7 +53,10 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
   const stopRounds = config.member === undefined ? () => undefined : startConfirmationRounds(rt, config.member);
   const stopFenceUpdates = startFenceUpdates(rt);
   const stopCrashWatch = startCrashWatch(rt);
-  const run = reportPasses(deps.status, () => runPass(rt, () => updateFence(rt)));
+  const passAndLabel = reportPasses(deps.status, () => runPass(rt, () => updateFence(rt)));
+  // The role label follows every pass, in the background (role-label.ts).
+  const label = (): void => deps.roleLabel?.update(podRoleOf(rt.isPrimary, rt.lastCd, rt.local.uid, config.uid));
+  const run = () => passAndLabel().finally(label);
   const loop = startPassLoop({
     log,
     run: async ({ trigger }) => {
@@ -78,6 +83,11 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
   const stop = stopOnce(async (reason) => {
+    // A primary first hands its role over (bounded): the passes, the fence updates and the
+    // crash watch keep running meanwhile, so the state stays `running` until it ends.
+    if (config.shutdownSwitchoverTimeoutMs !== undefined && rt.state === 'running') {
+      await drainPrimary(rt, config.shutdownSwitchoverTimeoutMs).catch((err: unknown) => log.warn({ err }, 'switchover before stopping failed'));
+    }
     rt.state = 'stopping';
     log.info({ reason }, 'keeper stopping');
     await loop.stop();
@@ -91,6 +101,7 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
     // A clean stop takes PostgreSQL down too: the keeper owns it, and leaving a primary running
     // without its keeper would leave it unfenced.
     await rt.pg.stop('fast').catch((err: unknown) => log.warn({ err }, 'stopping postgres failed'));
+    await deps.roleLabel?.stop();
     await rt.store.deleteInfo('keepers', config.uid).catch(() => undefined);
     await rt.store.close().catch(() => undefined);
     rt.state = 'stopped';

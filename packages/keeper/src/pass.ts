@@ -55,6 +55,11 @@ export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Prom
   if (cd === undefined) {
     return { sentence: 'no clusterdata: waiting for `stolonctl init`' };
   }
+  if (rt.switchoverRequestedAt !== undefined && !isPrimary) {
+    // Stopping after handing the primary over (drain.ts): PostgreSQL, shut down for the
+    // switchover, is not started again as a standby only to be stopped.
+    return { sentence: 'the primary was handed over before this keeper stops: not starting PostgreSQL again' };
+  }
   const running = rt.tasks.current;
   if (running === undefined) {
     await rotatePasswords(rt, obs);

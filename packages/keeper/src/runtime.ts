@@ -71,6 +71,11 @@ export class KeeperRuntime {
   readonly passwordsSet: { su: string; repl: string };
   /** The last password file read error, to log a change once; '' when the files were read. */
   passwordReadError = '';
+  /**
+   * RFC 3339 time this process, asked to stop while primary, asked for a switchover first
+   * (drain.ts); published as the info's `switchoverRequestedAt`. Undefined otherwise.
+   */
+  switchoverRequestedAt: string | undefined = undefined;
   /** Set by `start` once the task runner exists. */
   tasks!: TaskRunner;
   /** Asks the pass loop for a pass now (set by `start`). */
@@ -183,6 +188,7 @@ export class KeeperRuntime {
       priority: config.priority,
       ...(config.member !== undefined ? { memberAddress: config.member.advertise } : {}),
       ...(this.failsafe.lastEpisode !== undefined ? { failsafeEpisode: this.failsafe.lastEpisode } : {}),
+      ...(this.switchoverRequestedAt !== undefined ? { switchoverRequestedAt: this.switchoverRequestedAt } : {}),
     };
   }
 

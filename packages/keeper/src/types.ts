@@ -10,6 +10,7 @@ import type { MemberApiConfig } from './failsafe.js';
 import type { FenceControl } from './fencer.js';
 import type { PgObservation, PgSslFiles, PostgresManager } from '@stolon-ts/postgres';
 import type { LocalDbState } from './plan.js';
+import type { PodRole } from './role-label.js';
 import type { SpecCommand } from './spec-commands.js';
 
 /** starting → running → stopping → stopped. */
@@ -50,6 +51,11 @@ export interface KeeperConfig {
   readonly allowSpecCommands?: ReadonlySet<SpecCommand>;
   /** `--pg-ssl-required`: PostgreSQL rejects every TCP login without TLS (pg_hba.conf). */
   readonly pgSslRequired?: boolean;
+  /**
+   * `--shutdown-switchover-timeout` in ms: on `stop`, a primary asks for a switchover and waits
+   * at most this long for it before it stops (drain.ts); 0 disables. Absent: no drain.
+   */
+  readonly shutdownSwitchoverTimeoutMs?: number;
 }
 
 export interface KeeperDeps {
@@ -72,6 +78,8 @@ export interface KeeperDeps {
    * values are kept then).
    */
   readonly passwords?: () => { readonly su: string; readonly repl: string };
+  /** Keeps the pod's role label current (role-label.ts, `--kube-pod-name`); absent: no label. */
+  readonly roleLabel?: { update(role: PodRole): void; stop(): Promise<void> };
   /** PostgreSQL's server TLS files (tls.ts), refreshed whenever the configuration is derived; absent: no TLS. */
   readonly tls?: { refresh(log: Logger): Promise<PgSslFiles> };
 }

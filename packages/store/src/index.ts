@@ -19,5 +19,6 @@ export {
   type NamespaceSource,
   type ResolvedKubeConfig,
 } from './kube-client.js';
+export { PodLabels, type PodLabelsOptions } from './kube-pod.js';
 export { MemoryBackend, MemoryStore, type MemoryStoreOptions } from './memory.js';
 export { createStore, type CreateStoreOptions } from './factory.js';

@@ -219,6 +219,8 @@ export interface KubeRequestOptions {
   readonly deadline: number;
   /** HTTP error statuses returned instead of thrown (e.g. 404, 409). */
   readonly allow?: readonly number[];
+  /** Content-Type of the body. @default 'application/json' */
+  readonly contentType?: string;
 }
 
 /** A watch stream in progress. */
@@ -300,7 +302,7 @@ export class KubeHttp {
     ro.headers = {
       ...ro.headers,
       Accept: 'application/json',
-      ...(payload === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) }),
+      ...(payload === undefined ? {} : { 'Content-Type': opts.contentType ?? 'application/json', 'Content-Length': Buffer.byteLength(payload) }),
     };
     const mod = url.protocol === 'https:' ? https : http;
     return new Promise<KubeResponse>((resolve, reject) => {

@@ -46,8 +46,10 @@ export interface LocalClusterOptions {
    * with a kubeconfig `<dir>/kubeconfig` (bearer token, namespace `stolon`), and the programs run
    * with `--store-backend kubernetes --kube-resource-kind configmap --kubeconfig <that file>`; the
    * stand-in is `LocalCluster.kubeApi` and keeps everything in memory, so such a cluster cannot be
-   * started again from its directory. Not combinable with `etcd`, `keeperStoreRelays`, `network`
-   * or `netns` (startLocalCluster throws).
+   * started again from its directory. Keeper i also runs with `--kube-pod-name stolon-keeper-<i>`
+   * (as in deploy/base/keeper.yaml), on a pod object the stand-in holds (labelled
+   * `app.kubernetes.io/component: keeper`), so it keeps that pod's `stolon-ts/role` label. Not
+   * combinable with `etcd`, `keeperStoreRelays`, `network` or `netns` (startLocalCluster throws).
    * @default 'etcdv3'
    */
   readonly store?: LocalClusterStore;
@@ -68,6 +70,13 @@ export interface LocalClusterOptions {
   readonly proxyArgs?: readonly string[];
   /** Extra flags for every keeper, e.g. `['--allow-spec-commands', 'data_restore_command']`. */
   readonly keeperArgs?: readonly string[];
+  /**
+   * Every keeper's `--shutdown-switchover-timeout`. The harness's default is `'0'` (no switchover
+   * when a primary's keeper is stopped, unlike the program's default): tests that stop a primary's
+   * keeper mean a failover, and `stop()` stops every program at once, so a primary's keeper would
+   * otherwise wait for a switchover the stopping sentinel never makes. @default '0'
+   */
+  readonly shutdownSwitchoverTimeout?: string;
   /**
    * Give every proxy a read-only listener on a free port (`--ro-port`; see
    * `proxies[i].roPort` and `proxyReadOnlyClientConfig`). Other `--ro-*` flags go in `proxyArgs`.
@@ -468,6 +477,10 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   const keepers: KeeperProc[] = [];
   try {
     if (kube !== undefined) {
+      // The keepers' pods, as the StatefulSet would make them, for their role label.
+      for (let i = 0; i < nKeepers; i++) {
+        kube.api.putObject('pods', KUBE_NAMESPACE, { metadata: { name: `stolon-keeper-${i}`, labels: { 'app.kubernetes.io/component': 'keeper' } } });
+      }
       // The stand-in starts empty: initialise as the deploy's init Job does, with its identity
       // (`stolonctl spec` to see whether the cluster exists, then `init` without --yes).
       const initFlags = [...storeFlags(), ...identityFlags('init')];
@@ -547,6 +560,8 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         '--pg-repl-password-file', replPasswordFile,
         '--metrics-listen-address', `127.0.0.1:${k.statusPort}`,
         ...(k.memberPort !== undefined ? ['--member-listen-address', `${k.pgHost}:${k.memberPort}`, '--member-token-file', memberTokenFile] : []),
+        '--shutdown-switchover-timeout', opts.shutdownSwitchoverTimeout ?? '0',
+        ...(kube !== undefined ? ['--kube-pod-name', `stolon-keeper-${i}`] : []),
         ...(opts.keeperArgs ?? []),
       ], network?.execPrefix(i) ?? [], k.storeRelay === undefined ? undefined : `http://127.0.0.1:${k.storeRelay.port}`, k.failpointsDir);
       await k.process.waitForLog('keeper started', 30_000);

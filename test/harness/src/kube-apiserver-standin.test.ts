@@ -147,7 +147,21 @@ describe('Kubernetes API server stand-in', () => {
 
     expect((await call(base, 'PUT', `${CM}/put-missing`, { metadata: { name: 'put-missing' } })).status).toBe(404);
     expect((await call(base, 'PUT', `${CM}/put-a`, { metadata: { name: 'other' } })).status).toBe(400);
-    expect((await call(base, 'PATCH', `${CM}/put-a`, {})).status).toBe(405);
+    // Only JSON merge patches (what a keeper sends to label its pod) are implemented.
+    expect((await call(base, 'PATCH', `${CM}/put-a`, {})).status).toBe(415);
+  });
+
+  it('merge-patches a pod put in-process (a keeper labelling its pod): null removes a label, the name stays', async () => {
+    const POD = '/api/v1/namespaces/ns/pods';
+    api.putObject('pods', 'ns', { metadata: { name: 'p-0', labels: { a: '1', b: '2' } }, spec: { x: 1 } });
+    const mp = { 'Content-Type': 'application/merge-patch+json' };
+    const patched = await call(base, 'PATCH', `${POD}/p-0`, { metadata: { labels: { b: null, role: 'primary' } } }, mp);
+    expect(patched.status).toBe(200);
+    expect(patched.body).toMatchObject({ kind: 'Pod', metadata: { name: 'p-0', labels: { a: '1', role: 'primary' } }, spec: { x: 1 } });
+    expect((patched.body['metadata'] as KubeObject['metadata']).labels).not.toHaveProperty('b');
+    expect((await call(base, 'PATCH', `${POD}/p-0`, { metadata: { labels: { role: 'not valid!' } } }, mp)).status).toBe(422);
+    expect((await call(base, 'PATCH', `${POD}/p-0`, { metadata: { name: 'other' } }, mp)).status).toBe(422);
+    expect((await call(base, 'PATCH', `${POD}/missing`, { metadata: {} }, mp)).status).toBe(404);
   });
 
   it('deletes with optional preconditions; 404 when missing', async () => {

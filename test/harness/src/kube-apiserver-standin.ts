@@ -22,8 +22,12 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import type { Socket } from 'node:net';
 import { freePort } from './ports.js';
 
-/** The resource types the stand-in serves. */
-export type StandinResource = 'configmaps' | 'leases';
+/**
+ * The resource types the stand-in serves. `pods` only as far as a keeper labels its own pod:
+ * objects put in-process ({@link KubeApiServerStandin.putObject}), then get and a JSON merge
+ * patch (`application/merge-patch+json`) of one pod; no pod spec or status is checked.
+ */
+export type StandinResource = 'configmaps' | 'leases' | 'pods';
 
 /** Object metadata, as much of `ObjectMeta` as the stand-in looks at. */
 export interface KubeObjectMeta {
@@ -173,7 +177,27 @@ const RESOURCES: Record<StandinResource, ResourceType> = {
     kind: 'Lease',
     listKind: 'LeaseList',
   },
+  pods: { prefix: '/api/v1', apiVersion: 'v1', kind: 'Pod', listKind: 'PodList' },
 };
+
+/**
+ * RFC 7386 JSON merge patch of `target` by `patch`: objects merge key by key, `null` removes a
+ * key, anything else replaces.
+ */
+function mergePatch(target: unknown, patch: unknown): unknown {
+  if (!isRecord(patch)) {
+    return clone(patch);
+  }
+  const out: Record<string, unknown> = isRecord(target) ? { ...target } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) {
+      delete out[k];
+    } else {
+      out[k] = mergePatch(out[k], v);
+    }
+  }
+  return out;
+}
 
 /** Request bodies above this are refused with 413, as the real server's 3 MiB limit. */
 const MAX_BODY_BYTES = 3 * 1024 * 1024;
@@ -787,6 +811,29 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
     };
   };
 
+  /** PATCH of one object: a JSON merge patch only (what a keeper sends to label its pod). */
+  const handleMergePatch = (resource: StandinResource, ns: string, name: string, body: string, contentType: string): { code: number; body: unknown } => {
+    if (contentType.split(';')[0]?.trim() !== 'application/merge-patch+json') {
+      throw new HttpError(415, 'UnsupportedMediaType', `the stand-in accepts only application/merge-patch+json patches, not "${contentType}"`);
+    }
+    const old = objects.get(key(resource, ns, name));
+    if (old === undefined) {
+      throw notFound(resource, name);
+    }
+    let patch: unknown;
+    try {
+      patch = JSON.parse(body);
+    } catch {
+      throw new HttpError(400, 'BadRequest', 'the patch is not JSON');
+    }
+    const merged = mergePatch(clone(old), patch) as KubeObject;
+    if (!isRecord(merged) || !isRecord(merged.metadata) || merged.metadata.name !== name) {
+      throw invalid(RESOURCES[resource].kind, name, [{ field: 'metadata.name', message: 'field is immutable' }]);
+    }
+    validateObject(resource, merged);
+    return { code: 200, body: write(resource, ns, merged, clone(old)) };
+  };
+
   const handleList = (resource: StandinResource, ns: string | undefined, sel: Selector): { code: number; body: unknown } => {
     const items = [...objects.entries()]
       .filter(([k]) => k.startsWith(`${resource}/`))
@@ -864,7 +911,7 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
   };
 
   const parsePath = (path: string): { resource: StandinResource; namespace: string | undefined; name: string | undefined } | undefined => {
-    for (const resource of ['configmaps', 'leases'] as const) {
+    for (const resource of ['configmaps', 'leases', 'pods'] as const) {
       const prefix = RESOURCES[resource].prefix;
       if (!path.startsWith(`${prefix}/`)) {
         continue;
@@ -987,8 +1034,13 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
         answer(res, out.code, out.body);
         return;
       }
+      case 'PATCH': {
+        const out = handleMergePatch(resource, ns, name, body, req.headers['content-type'] ?? '');
+        answer(res, out.code, out.body);
+        return;
+      }
       default:
-        throw new HttpError(405, 'MethodNotAllowed', `the stand-in does not implement ${method} on objects (PATCH is not used by the store backend)`);
+        throw new HttpError(405, 'MethodNotAllowed', `the stand-in does not implement ${method} on objects`);
     }
   };
 
