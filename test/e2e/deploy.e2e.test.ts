@@ -830,9 +830,9 @@ describe('deploy/ manifests', () => {
     for (const dir of DIRS) {
       const objs = objects(dir);
       expect(keeperIngress(objs), dir).toEqual({
-        5432: ['StatefulSet/stolon-proxy', 'StatefulSet/stolon-keeper', 'component=backup'],
+        5432: ['StatefulSet/stolon-keeper', 'StatefulSet/stolon-proxy', 'component=backup'],
         8080: 'any',
-        8081: ['StatefulSet/stolon-proxy', 'StatefulSet/stolon-keeper'],
+        8081: ['StatefulSet/stolon-keeper', 'StatefulSet/stolon-proxy'],
       });
     }
     // The check sees a port opened to everyone, a peer from anywhere and a port left out.
@@ -841,7 +841,7 @@ describe('deploy/ manifests', () => {
     np.spec.ingress.push({ ports: [{ port: 5432 }] });
     np.spec.ingress[1]!.from!.push({ namespaceSelector: {} });
     np.spec.ingress.splice(2, 1);
-    expect(keeperIngress(objs)).toEqual({ 5432: 'any', 8080: [], 8081: ['StatefulSet/stolon-proxy', 'StatefulSet/stolon-keeper', 'any namespace or address'] });
+    expect(keeperIngress(objs)).toEqual({ 5432: 'any', 8080: [], 8081: ['StatefulSet/stolon-keeper', 'StatefulSet/stolon-proxy', 'any namespace or address'] });
   });
 
   it('store backend per overlay: kubernetes with kind configmap, or etcdv3 with valid endpoints', () => {
@@ -1014,11 +1014,11 @@ describe('deploy/ manifests', () => {
 
   it('proxies and sentinels: HTTP probes (/readyz, /healthz) on the port their --metrics-listen-address listens on', () => {
     const objs = objects('deploy/overlays/kubernetes');
-    for (const [name, prefix] of [
-      ['proxy', 'STPROXY'],
-      ['sentinel', 'STSENTINEL'],
+    for (const [name, prefix, kind] of [
+      ['proxy', 'STPROXY', 'StatefulSet'],
+      ['sentinel', 'STSENTINEL', 'Deployment'],
     ] as const) {
-      const c = container(one<Workload>(objs, 'Deployment', `stolon-${name}`), name);
+      const c = container(one<Workload>(objs, kind, `stolon-${name}`), name);
       const env = expandEnv(c, {}, 0);
       const listen = parseListenAddress(env[`${prefix}_METRICS_LISTEN_ADDRESS`] ?? '', 'metrics-listen-address');
       expect(c.readinessProbe?.tcpSocket, name).toBeUndefined();
@@ -1177,8 +1177,6 @@ describe('deploy/ manifests', () => {
     kp.initContainers = [{ name: 'init', securityContext: pp.initContainers[0]!.securityContext! }];
     const K = 'StatefulSet/stolon-keeper';
     expect(workloads(objs).flatMap(podSecurityProblems)).toEqual([
-      'StatefulSet/stolon-proxy container proxy: runAsNonRoot is not true',
-      'StatefulSet/stolon-proxy container proxy: seccompProfile unset, not RuntimeDefault or Localhost',
       `${K}: hostNetwork`,
       `${K}: hostPID`,
       `${K}: hostIPC`,
@@ -1191,18 +1189,20 @@ describe('deploy/ manifests', () => {
       `${K} container keeper: adds capability SYS_ADMIN`,
       `${K} container keeper: hostPort`,
       `${K} container keeper: procMount Unmasked`,
+      'StatefulSet/stolon-proxy container proxy: runAsNonRoot is not true',
+      'StatefulSet/stolon-proxy container proxy: seccompProfile unset, not RuntimeDefault or Localhost',
       'Job/stolon-init container init: seccompProfile Unconfined, not RuntimeDefault or Localhost',
       'Job/stolon-init container init: AppArmor Unconfined',
       'Job/stolon-init container init: seLinuxOptions {"type":"spc_t"}',
     ]);
     expect(workloads(objs).flatMap(workloadPolicyProblems)).toEqual([
-      'StatefulSet/stolon-proxy container proxy: no HTTP readinessProbe',
-      'StatefulSet/stolon-proxy container sidecar: no HTTP readinessProbe',
-      'StatefulSet/stolon-proxy container sidecar: no HTTP livenessProbe',
       'Deployment/stolon-sentinel container sentinel: no HTTP livenessProbe',
       `${K} container init: cpu request unset is not its limit unset (Guaranteed QoS)`,
       `${K} container init: memory request unset is not its limit unset (Guaranteed QoS)`,
       `${K} container keeper: cpu request 500m is not its limit 1 (Guaranteed QoS)`,
+      'StatefulSet/stolon-proxy container proxy: no HTTP readinessProbe',
+      'StatefulSet/stolon-proxy container sidecar: no HTTP readinessProbe',
+      'StatefulSet/stolon-proxy container sidecar: no HTTP livenessProbe',
     ]);
   });
 });
