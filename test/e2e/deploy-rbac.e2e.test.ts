@@ -98,7 +98,7 @@ function serviceAccounts(objs: Obj[]): Record<KubeIdentity, string> {
     return n ?? '';
   };
   const sentinel = sa('Deployment', 'stolon-sentinel');
-  return { keeper: sa('StatefulSet', 'stolon-keeper'), sentinel, proxy: sa('Deployment', 'stolon-proxy'), init: sa('Job', 'stolon-init'), stolonctl: sentinel };
+  return { keeper: sa('StatefulSet', 'stolon-keeper'), sentinel, proxy: sa('StatefulSet', 'stolon-proxy'), init: sa('Job', 'stolon-init'), stolonctl: sentinel };
 }
 
 const lease = (verb: string, name?: string): Access => ({ verb, apiGroup: 'coordination.k8s.io', resource: 'leases', name });
@@ -116,6 +116,8 @@ const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
   keepers: 2,
   sentinels: 1,
   proxies: 1,
+  // As proxy.yaml's StatefulSet gives its pod of ordinal 0.
+  proxyArgs: ['--uid', 'proxy0'],
 });
 
 describe('deploy/base RBAC against the requests of each component (Kubernetes API stand-in)', () => {
@@ -182,6 +184,7 @@ describe('deploy/base RBAC against the requests of each component (Kubernetes AP
       expect(did(who)).toContain('create leases');
     }
     expect(did('keeper')).toContain(`update leases/${CLUSTERDATA}.keepers.keeper0`);
+    expect(did('proxy')).toContain(`update leases/${CLUSTERDATA}.proxies.proxy0`);
     expect(did('keeper')).toContain('patch pods/stolon-keeper-0');
     expect(did('keeper')).toContain('patch pods/stolon-keeper-1');
     expect([...did('keeper')].filter((d) => d.includes(' pods')).sort()).toEqual(['patch pods/stolon-keeper-0', 'patch pods/stolon-keeper-1']);
@@ -206,12 +209,12 @@ describe('deploy/base RBAC against the requests of each component (Kubernetes AP
     const notKeepers = [LEADER_LEASE, `${CLUSTERDATA}.proxies.abc`, `${CLUSTERDATA}.sentinels.abc`];
     expect(grants('keeper', notKeepers.flatMap((n) => [lease('update', n), lease('delete', n), lease('patch', n)]))).toEqual([]);
     expect(grants('keeper', [lease('list'), lease('watch'), lease('deletecollection')])).toEqual([]);
-    // Proxies: their Lease names are random, so update cannot be limited by name (rbac.yaml says
-    // so); the leader Lease stays writable by them. Listing and watching every Lease is not granted.
-    expect(grants('proxy', [lease('list'), lease('watch'), lease('deletecollection'), lease('patch', LEADER_LEASE)])).toEqual([]);
-    expect(grants('proxy', [lease('update', LEADER_LEASE)]), 'the documented limit: if proxies can no longer update any Lease, update rbac.yaml and docs/security.md').toEqual([
-      `update leases/${LEADER_LEASE}`,
-    ]);
+    // Proxies: no write of the leader Lease nor of a keeper's or sentinel's Lease (their own names,
+    // proxy<ordinal>, are known: proxy.yaml's StatefulSet and --uid); no list or watch of Leases.
+    const notProxies = [LEADER_LEASE, `${CLUSTERDATA}.keepers.keeper0`, `${CLUSTERDATA}.sentinels.abc`, `${CLUSTERDATA}.proxies.abc`];
+    expect(grants('proxy', notProxies.flatMap((n) => [lease('update', n), lease('delete', n), lease('patch', n)]))).toEqual([]);
+    expect(grants('proxy', [lease('list'), lease('watch'), lease('deletecollection')])).toEqual([]);
+    expect(grants('proxy', [lease('update', `${CLUSTERDATA}.proxies.proxy1`)])).toEqual([`update leases/${CLUSTERDATA}.proxies.proxy1`]);
     // The init Job creates clusterdata and cannot change it afterwards, nor touch Leases.
     expect(grants('init', [configMap('update', CLUSTERDATA), configMap('delete', CLUSTERDATA), lease('create'), lease('update', LEADER_LEASE), lease('list')])).toEqual([]);
     // The sentinels do not create ConfigMaps (the init Job does) nor touch any other ConfigMap.

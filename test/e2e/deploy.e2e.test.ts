@@ -455,7 +455,7 @@ function failsafeProblems(objs: Obj[]): string[] {
       problems.push(`keeper: the member API listens on port ${listen.port}, but containerPort "member" is ${memberPort ?? 'not declared'}`);
     }
   }
-  const proxy = one<Workload>(objs, 'Deployment', 'stolon-proxy');
+  const proxy = one<Workload>(objs, 'StatefulSet', 'stolon-proxy');
   const readers = [
     { w: sts, c: keeper, prefix: 'STKEEPER' },
     { w: proxy, c: container(proxy, 'proxy'), prefix: 'STPROXY' },
@@ -527,7 +527,7 @@ function sizingProblems(objs: Obj[]): string[] {
   if (!(keeperLimit >= keeperNeeds)) {
     problems.push(`keeper: memory limit ${keeperLimit / MiB} MiB is below the sizing rule's ${keeperNeeds / MiB} MiB`);
   }
-  const proxy = container(one<Workload>(objs, 'Deployment', 'stolon-proxy'), 'proxy');
+  const proxy = container(one<Workload>(objs, 'StatefulSet', 'stolon-proxy'), 'proxy');
   const maxConnections = Number(expandEnv(proxy, {}, 0).STPROXY_MAX_CONNECTIONS ?? 2000);
   const proxyNeeds = 128 * MiB + maxConnections * 256 * 1024;
   const proxyLimit = quantityBytes(proxy.resources?.limits?.memory);
@@ -720,15 +720,15 @@ describe('deploy/ manifests', () => {
 
   it('the flag check catches an unknown flag, an unknown ST*_ variable, a bad choice and a variable meant for another program', () => {
     const objs = structuredClone(objects('deploy/overlays/etcd'));
-    const proxy = one<Workload>(objs, 'Deployment', 'stolon-proxy');
+    const proxy = one<Workload>(objs, 'StatefulSet', 'stolon-proxy');
     const c = proxy.spec.template.spec.containers[0]!;
     c.args = ['stolon-proxy', '--listen-adress', '0.0.0.0'];
     c.env = [...(c.env ?? []), { name: 'STPROXY_STOP_LISTENNING', value: 'true' }, { name: 'STPROXY_LOG_LEVEL', value: 'verbose' }, { name: 'STKEEPER_PG_PORT', value: '5432' }];
     expect(checkContainer(objs, proxy, c)).toEqual([
-      'Deployment/stolon-proxy container proxy: stolon-proxy has no flag --listen-adress',
+      'StatefulSet/stolon-proxy container proxy: stolon-proxy has no flag --listen-adress',
       expect.stringMatching(/STPROXY_STOP_LISTENNING \(no flag --stop-listenning\)$/),
       expect.stringMatching(/--log-level verbose is not one of debug, info, warn, error$/),
-      'Deployment/stolon-proxy container proxy: STKEEPER_PG_PORT is for another program than stolon-proxy',
+      'StatefulSet/stolon-proxy container proxy: STKEEPER_PG_PORT is for another program than stolon-proxy',
     ]);
   });
 
@@ -775,7 +775,7 @@ describe('deploy/ manifests', () => {
   it("RBAC (kubernetes backend): one ServiceAccount, Role and RoleBinding per component, configmaps and leases only (and the keepers' patch of their own pods); the etcd overlay has none", () => {
     const k = objects('deploy/overlays/kubernetes');
     type Rule = { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] };
-    const components = { 'StatefulSet/stolon-keeper': 'keeper', 'Deployment/stolon-sentinel': 'sentinel', 'Deployment/stolon-proxy': 'proxy', 'Job/stolon-init': 'init' };
+    const components = { 'StatefulSet/stolon-keeper': 'keeper', 'Deployment/stolon-sentinel': 'sentinel', 'StatefulSet/stolon-proxy': 'proxy', 'Job/stolon-init': 'init' };
     expect(workloads(k).map(id).sort()).toEqual(Object.keys(components).sort());
     for (const w of workloads(k)) {
       // Its own ServiceAccount (named after the component), bound to its own Role only.
@@ -801,13 +801,23 @@ describe('deploy/ manifests', () => {
       }
     }
     expect(byKind(k, 'ServiceAccount')).toHaveLength(4);
-    // Keepers renew their Leases by name: every keeper of the StatefulSet must be listed.
-    const replicas = (one<Workload>(k, 'StatefulSet', 'stolon-keeper').spec as { replicas?: number }).replicas ?? 1;
-    const keeperLeases = one<Obj & { rules: Rule[] }>(k, 'Role', 'stolon-keeper').rules.find((r) => r.verbs.includes('update'))?.resourceNames ?? [];
+    // Keepers and proxies renew their Leases by name (uid <component><ordinal>): every pod of the
+    // StatefulSet must be listed, and its uid must be the one the Role names.
+    for (const [component, kind] of [['keeper', 'keepers'], ['proxy', 'proxies']] as const) {
+      const w = one<Workload>(k, 'StatefulSet', `stolon-${component}`);
+      const replicas = (w.spec as { replicas?: number }).replicas ?? 1;
+      const named = one<Obj & { rules: Rule[] }>(k, 'Role', `stolon-${component}`).rules.find((r) => r.verbs.includes('update'))?.resourceNames ?? [];
+      for (let i = 0; i < replicas; i++) {
+        expect(named, component).toContain(`stolon-cluster-kube-stolon.${kind}.${component}${i}`);
+      }
+      const env = container(w, component).env ?? [];
+      expect(env.find((v) => v.name === `ST${component === 'keeper' ? 'KEEPER' : 'PROXY'}_UID`)?.value, component).toBe(`${component}$(POD_INDEX)`);
+      expect(env.find((v) => v.name === 'POD_INDEX')?.valueFrom, component).toEqual({ fieldRef: { fieldPath: "metadata.labels['apps.kubernetes.io/pod-index']" } });
+    }
+    // …and keepers label their own pods by name (the StatefulSet's pod names).
+    const keeperReplicas = (one<Workload>(k, 'StatefulSet', 'stolon-keeper').spec as { replicas?: number }).replicas ?? 1;
     const keeperPods = one<Obj & { rules: Rule[] }>(k, 'Role', 'stolon-keeper').rules.find((r) => r.resources.includes('pods'))?.resourceNames ?? [];
-    for (let i = 0; i < replicas; i++) {
-      expect(keeperLeases).toContain(`stolon-cluster-kube-stolon.keepers.keeper${i}`);
-      // …and label their own pods by name (the StatefulSet's pod names).
+    for (let i = 0; i < keeperReplicas; i++) {
       expect(keeperPods).toContain(`stolon-keeper-${i}`);
     }
     const e = objects('deploy/overlays/etcd');
@@ -820,9 +830,9 @@ describe('deploy/ manifests', () => {
     for (const dir of DIRS) {
       const objs = objects(dir);
       expect(keeperIngress(objs), dir).toEqual({
-        5432: ['Deployment/stolon-proxy', 'StatefulSet/stolon-keeper', 'component=backup'],
+        5432: ['StatefulSet/stolon-keeper', 'StatefulSet/stolon-proxy', 'component=backup'],
         8080: 'any',
-        8081: ['Deployment/stolon-proxy', 'StatefulSet/stolon-keeper'],
+        8081: ['StatefulSet/stolon-keeper', 'StatefulSet/stolon-proxy'],
       });
     }
     // The check sees a port opened to everyone, a peer from anywhere and a port left out.
@@ -831,7 +841,7 @@ describe('deploy/ manifests', () => {
     np.spec.ingress.push({ ports: [{ port: 5432 }] });
     np.spec.ingress[1]!.from!.push({ namespaceSelector: {} });
     np.spec.ingress.splice(2, 1);
-    expect(keeperIngress(objs)).toEqual({ 5432: 'any', 8080: [], 8081: ['Deployment/stolon-proxy', 'StatefulSet/stolon-keeper', 'any namespace or address'] });
+    expect(keeperIngress(objs)).toEqual({ 5432: 'any', 8080: [], 8081: ['StatefulSet/stolon-keeper', 'StatefulSet/stolon-proxy', 'any namespace or address'] });
   });
 
   it('store backend per overlay: kubernetes with kind configmap, or etcdv3 with valid endpoints', () => {
@@ -923,7 +933,7 @@ describe('deploy/ manifests', () => {
     const memberEnv = ['STKEEPER_MEMBER_LISTEN_ADDRESS', 'STKEEPER_MEMBER_ADVERTISE_ADDRESS', 'STKEEPER_MEMBER_TOKEN_FILE'];
     expect(keeper.env?.filter((e) => memberEnv.includes(e.name)).map((e) => e.name).sort()).toEqual([...memberEnv].sort());
     expect(keeper.env?.find((e) => e.name === 'POD_IP')?.valueFrom?.fieldRef?.fieldPath).toBe('status.podIP');
-    const proxy = container(one<Workload>(k, 'Deployment', 'stolon-proxy'), 'proxy');
+    const proxy = container(one<Workload>(k, 'StatefulSet', 'stolon-proxy'), 'proxy');
     expect(proxy.env?.map((e) => e.name)).toContain('STPROXY_MEMBER_TOKEN_FILE');
   });
 
@@ -932,7 +942,7 @@ describe('deploy/ manifests', () => {
     const broken = (change: (k: { keeper: Container; proxy: Container; keeperPod: PodSpec; proxyPod: PodSpec; objs: Obj[] }) => void) => {
       const objs = structuredClone(objects('deploy/overlays/kubernetes'));
       const sts = one<Workload>(objs, 'StatefulSet', 'stolon-keeper');
-      const dep = one<Workload>(objs, 'Deployment', 'stolon-proxy');
+      const dep = one<Workload>(objs, 'StatefulSet', 'stolon-proxy');
       change({ keeper: container(sts, 'keeper'), proxy: container(dep, 'proxy'), keeperPod: sts.spec.template.spec, proxyPod: dep.spec.template.spec, objs });
       return failsafeProblems(objs);
     };
@@ -941,7 +951,7 @@ describe('deploy/ manifests', () => {
       expect(e, name).toBeDefined();
       e!.value = value;
     };
-    const P = 'Deployment/stolon-proxy container proxy';
+    const P = 'StatefulSet/stolon-proxy container proxy';
     const K = 'StatefulSet/stolon-keeper container keeper';
     expect(broken(({ proxy }) => setEnv(proxy, 'STPROXY_MEMBER_TOKEN_FILE', '/etc/stolon/member/token'))).toEqual([
       `${P}: /etc/stolon/member/token: Secret stolon-member-token has no key token`,
@@ -990,7 +1000,7 @@ describe('deploy/ manifests', () => {
         expect(portOf(targets[0]!.spec.template.spec.containers[0]!, p.targetPort), `${id(svc)} port ${p.port}`).toBeDefined();
       }
     }
-    const proxy = container(one<Workload>(objs, 'Deployment', 'stolon-proxy'), 'proxy');
+    const proxy = container(one<Workload>(objs, 'StatefulSet', 'stolon-proxy'), 'proxy');
     const env = expandEnv(proxy, {}, 0);
     expect(one<Obj & { spec: { ports: { port: number; targetPort: string }[] } }>(objs, 'Service', 'stolon-proxy').spec.ports[0]).toMatchObject({ port: 5432 });
     expect(portOf(proxy, 'postgres')).toBe(Number(env.STPROXY_PORT));
@@ -1004,11 +1014,11 @@ describe('deploy/ manifests', () => {
 
   it('proxies and sentinels: HTTP probes (/readyz, /healthz) on the port their --metrics-listen-address listens on', () => {
     const objs = objects('deploy/overlays/kubernetes');
-    for (const [name, prefix] of [
-      ['proxy', 'STPROXY'],
-      ['sentinel', 'STSENTINEL'],
+    for (const [name, prefix, kind] of [
+      ['proxy', 'STPROXY', 'StatefulSet'],
+      ['sentinel', 'STSENTINEL', 'Deployment'],
     ] as const) {
-      const c = container(one<Workload>(objs, 'Deployment', `stolon-${name}`), name);
+      const c = container(one<Workload>(objs, kind, `stolon-${name}`), name);
       const env = expandEnv(c, {}, 0);
       const listen = parseListenAddress(env[`${prefix}_METRICS_LISTEN_ADDRESS`] ?? '', 'metrics-listen-address');
       expect(c.readinessProbe?.tcpSocket, name).toBeUndefined();
@@ -1052,7 +1062,7 @@ describe('deploy/ manifests', () => {
     const spec = JSON.parse(cm.data['cluster-spec.json']!) as { pgParameters: Record<string, string> };
     spec.pgParameters.max_connections = '400';
     cm.data['cluster-spec.json'] = JSON.stringify(spec);
-    const proxy = container(one<Workload>(objs, 'Deployment', 'stolon-proxy'), 'proxy');
+    const proxy = container(one<Workload>(objs, 'StatefulSet', 'stolon-proxy'), 'proxy');
     proxy.env = (proxy.env ?? []).filter((e) => e.name !== 'STPROXY_MAX_CONNECTIONS');
     expect(sizingProblems(objs)).toEqual([
       'keeper: memory limit 2048 MiB is below the sizing rule\'s 3232 MiB',
@@ -1114,7 +1124,7 @@ describe('deploy/ manifests', () => {
   it("proxies: a preStop sleep keeps a terminating proxy serving while the Services drop it, within a grace period that also covers the proxy's stop", () => {
     for (const dir of DIRS) {
       const objs = objects(dir);
-      const dep = one<Workload>(objs, 'Deployment', 'stolon-proxy');
+      const dep = one<Workload>(objs, 'StatefulSet', 'stolon-proxy');
       const preStop = container(dep, 'proxy').lifecycle?.preStop;
       // An exec of sleep from the image's coreutils (Kubernetes 1.28 has no sleep action by default).
       expect(preStop?.exec?.command.slice(0, 1), dir).toEqual(['/bin/sleep']);
@@ -1129,7 +1139,7 @@ describe('deploy/ manifests', () => {
   it('policy: every pod meets Pod Security "restricted", long-running containers have HTTP readiness and liveness probes, keepers request what they limit', () => {
     for (const dir of DIRS) {
       const ws = workloads(objects(dir));
-      expect(ws.map(id).sort(), dir).toEqual(['Deployment/stolon-proxy', 'Deployment/stolon-sentinel', 'Job/stolon-init', 'StatefulSet/stolon-keeper']);
+      expect(ws.map(id).sort(), dir).toEqual(['Deployment/stolon-sentinel', 'Job/stolon-init', 'StatefulSet/stolon-keeper', 'StatefulSet/stolon-proxy']);
       expect(ws.flatMap(podSecurityProblems), dir).toEqual([]);
       expect(ws.flatMap(workloadPolicyProblems), dir).toEqual([]);
     }
@@ -1138,7 +1148,7 @@ describe('deploy/ manifests', () => {
   it('the policy checks catch each breach', () => {
     const objs = structuredClone(objects('deploy/overlays/kubernetes'));
     const keeper = one<Workload>(objs, 'StatefulSet', 'stolon-keeper');
-    const proxy = one<Workload>(objs, 'Deployment', 'stolon-proxy');
+    const proxy = one<Workload>(objs, 'StatefulSet', 'stolon-proxy');
     const sentinel = one<Workload>(objs, 'Deployment', 'stolon-sentinel');
     const job = one<Workload>(objs, 'Job', 'stolon-init');
     const kp = keeper.spec.template.spec as unknown as PolicyPod;
@@ -1167,8 +1177,6 @@ describe('deploy/ manifests', () => {
     kp.initContainers = [{ name: 'init', securityContext: pp.initContainers[0]!.securityContext! }];
     const K = 'StatefulSet/stolon-keeper';
     expect(workloads(objs).flatMap(podSecurityProblems)).toEqual([
-      'Deployment/stolon-proxy container proxy: runAsNonRoot is not true',
-      'Deployment/stolon-proxy container proxy: seccompProfile unset, not RuntimeDefault or Localhost',
       `${K}: hostNetwork`,
       `${K}: hostPID`,
       `${K}: hostIPC`,
@@ -1181,18 +1189,20 @@ describe('deploy/ manifests', () => {
       `${K} container keeper: adds capability SYS_ADMIN`,
       `${K} container keeper: hostPort`,
       `${K} container keeper: procMount Unmasked`,
+      'StatefulSet/stolon-proxy container proxy: runAsNonRoot is not true',
+      'StatefulSet/stolon-proxy container proxy: seccompProfile unset, not RuntimeDefault or Localhost',
       'Job/stolon-init container init: seccompProfile Unconfined, not RuntimeDefault or Localhost',
       'Job/stolon-init container init: AppArmor Unconfined',
       'Job/stolon-init container init: seLinuxOptions {"type":"spc_t"}',
     ]);
     expect(workloads(objs).flatMap(workloadPolicyProblems)).toEqual([
-      'Deployment/stolon-proxy container proxy: no HTTP readinessProbe',
-      'Deployment/stolon-proxy container sidecar: no HTTP readinessProbe',
-      'Deployment/stolon-proxy container sidecar: no HTTP livenessProbe',
       'Deployment/stolon-sentinel container sentinel: no HTTP livenessProbe',
       `${K} container init: cpu request unset is not its limit unset (Guaranteed QoS)`,
       `${K} container init: memory request unset is not its limit unset (Guaranteed QoS)`,
       `${K} container keeper: cpu request 500m is not its limit 1 (Guaranteed QoS)`,
+      'StatefulSet/stolon-proxy container proxy: no HTTP readinessProbe',
+      'StatefulSet/stolon-proxy container sidecar: no HTTP readinessProbe',
+      'StatefulSet/stolon-proxy container sidecar: no HTTP livenessProbe',
     ]);
   });
 });

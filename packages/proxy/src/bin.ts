@@ -37,8 +37,9 @@ async function main(): Promise<void> {
   } catch (err) {
     exitOnConfigError(err, PROXY_PROGRAM);
   }
-  // Random per process start, as in Stolon: a restarted proxy is a new proxy to the sentinel.
-  const uid = newUid();
+  // Random per process start, as in Stolon (a restarted proxy is a new proxy to the sentinel),
+  // unless --uid fixes it (a StatefulSet's ordinal: its Lease name is then known to RBAC).
+  const uid = config.uid ?? newUid();
   const logger = createLogger({ level: config.logLevel, component: 'proxy', uid, cluster: config.clusterName });
   const handle = await start({ uid, ...proxyConfigFromFlags(config), ...(memberToken !== undefined ? { memberToken } : {}) }, { store, logger });
   await runDaemon(logger, handle, {

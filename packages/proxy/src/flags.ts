@@ -16,9 +16,12 @@ export const PROXY_PROGRAM = 'stolon-proxy';
 
 /**
  * Everything `stolon-proxy` reads from flags: the common flags plus one field per proxy flag
- * (the bin maps them to a {@link ProxyConfig}; `uid` is random per process start, as in Stolon).
+ * (the bin maps them to a {@link ProxyConfig}; without `--uid` the uid is random per process
+ * start, as in Stolon).
  */
 export interface ProxyFlagConfig extends CommonConfig {
+  /** `--uid`; undefined: random per process start. */
+  uid: string | undefined;
   listenAddress: string;
   port: number;
   stopListening: boolean;
@@ -50,6 +53,14 @@ export const DEFAULT_RO_MAX_LAG_BYTES = 1024 * 1024;
 /** The proxy's flags; a mapped type makes a missing entry a compile error. */
 export const PROXY_FLAGS: FlagTable<ProxyFlagConfig> = {
   ...COMMON_FLAGS,
+  uid: {
+    name: 'uid',
+    description:
+      'proxy uid ([a-z0-9_]+, unique in the cluster: two live proxies with one uid would share one info). Default: random per ' +
+      'process start, as in Stolon. A fixed uid (e.g. proxy<ordinal> of a StatefulSet pod) makes the name of its info known in ' +
+      'advance, so Kubernetes RBAC can limit the proxy to its own Lease',
+    type: 'string',
+  },
   listenAddress: {
     name: 'listen-address',
     description: 'proxy listening address',
@@ -172,7 +183,7 @@ function flagOfYargsMessage(msg: string): string | undefined {
  *   `--cluster-name`/`--store-backend`, a bad choice, `--port` not an integer in 0–65535, an
  *   empty `--listen-address`, a negative or fractional count, `--ro-port` equal to `--port` on
  *   the same address, `--data-path native` when the relay addon is not built, a
- *   `--metrics-listen-address` that is not host:port.
+ *   `--metrics-listen-address` that is not host:port, a `--uid` outside [a-z0-9_]+.
  */
 export function parseProxyArgs(args: readonly string[], env: NodeJS.ProcessEnv): ProxyFlagConfig {
   let argv: Record<string, unknown>;
@@ -222,6 +233,9 @@ export function parseProxyArgs(args: readonly string[], env: NodeJS.ProcessEnv):
   }
   if (c.roPort !== 0 && c.roPort === c.port && (c.roListenAddress === '' || c.roListenAddress === c.listenAddress)) {
     throw new ConfigError(`--ro-port: ${c.roPort} is also --port; give the read-only listener its own port`, { field: 'ro-port' });
+  }
+  if (c.uid !== undefined && !/^[a-z0-9_]+$/.test(c.uid)) {
+    throw new ConfigError(`--uid: ${JSON.stringify(c.uid)} must match [a-z0-9_]+ (e.g. proxy0)`, { field: 'uid' });
   }
   statusListenOf(c.metricsListenAddress, 'metrics-listen-address');
   if (c.dataPath === 'native') {
