@@ -36,6 +36,31 @@ function recording(inner: MemoryStore, puts: Put[], refuse: () => boolean): Stor
   });
 }
 
+/**
+ * The republish-wait tests' world on the memory store: keepers k1 (primary) and k2 and proxy p1,
+ * fast timings (failInterval 2 s). `publish(who)` writes the infos of `who` (default all three)
+ * with new progress markers under 10 s leases: they outlive an outage in the store, as etcd's do
+ * until it revokes the leases that expired while it was frozen, a moment after it runs again.
+ */
+async function republishRig(): Promise<{ backend: MemoryBackend; admin: MemoryStore; publish: (who?: readonly string[]) => Promise<void> }> {
+  const backend = new MemoryBackend();
+  const admin = new MemoryStore(backend, { clusterName: 'c1' });
+  const spec = { initMode: 'new', sleepInterval: '200ms', requestTimeout: '500ms', failInterval: '2s', proxyCheckInterval: '200ms', proxyTimeout: '1s' } as const;
+  await admin.overwriteClusterData(serializeClusterData(aCluster({ spec }).initialized().withPrimary('k1').withStandby('k2').routedTo('k1', ['p1'], 2).build()));
+  let n = 0;
+  const publish = async (who: readonly string[] = ['k1', 'k2', 'p1']): Promise<void> => {
+    const cd = parseClusterData((await admin.getClusterData())?.text ?? '');
+    n += 1;
+    for (const k of who.filter((w) => w.startsWith('k'))) {
+      await admin.setInfo('keepers', k, { ...keeperInfo(k, cd), infoUID: `${k}-${n}` }, 10_000);
+    }
+    if (who.includes('p1')) {
+      await admin.setInfo('proxies', 'p1', { ...proxyInfo('p1', cd.proxy.generation), infoUID: `p1-${n}` }, 10_000);
+    }
+  };
+  return { backend, admin, publish };
+}
+
 const handles: SentinelHandle[] = [];
 afterEach(async () => {
   for (const h of handles.splice(0)) {
@@ -210,23 +235,7 @@ describe('sentinel', () => {
     }
   });
   it('after a store outage, infos that survived it under expired leases do not end the republish wait: their disappearance right after is no failover', { timeout: 30_000 }, async () => {
-    const backend = new MemoryBackend();
-    const admin = new MemoryStore(backend, { clusterName: 'c1' });
-    const spec = { initMode: 'new', sleepInterval: '200ms', requestTimeout: '500ms', failInterval: '2s', proxyCheckInterval: '200ms', proxyTimeout: '1s' } as const;
-    await admin.overwriteClusterData(
-      serializeClusterData(aCluster({ spec }).initialized().withPrimary('k1').withStandby('k2').routedTo('k1', ['p1'], 2).build()),
-    );
-    // Infos under long leases: they outlive the outage in the store, as etcd's do until it revokes
-    // the leases that expired while it was frozen, a moment after it runs again.
-    let n = 0;
-    const publish = async (): Promise<void> => {
-      const cd = parseClusterData((await admin.getClusterData())?.text ?? '');
-      n += 1;
-      for (const k of ['k1', 'k2']) {
-        await admin.setInfo('keepers', k, { ...keeperInfo(k, cd), infoUID: `${k}-${n}` }, 10_000);
-      }
-      await admin.setInfo('proxies', 'p1', { ...proxyInfo('p1', cd.proxy.generation), infoUID: `p1-${n}` }, 10_000);
-    };
+    const { backend, admin, publish } = await republishRig();
     await publish();
     let ticker: NodeJS.Timeout | undefined = setInterval(() => void publish().catch(() => undefined), 200);
     const lines: { msg: string }[] = [];
@@ -271,24 +280,7 @@ describe('sentinel', () => {
     }
   });
   it('a sentinel that takes over after a later store outage waits for infos to be republished, although it saw an earlier outage only as an observer', { timeout: 40_000 }, async () => {
-    const backend = new MemoryBackend();
-    const admin = new MemoryStore(backend, { clusterName: 'c1' });
-    const spec = { initMode: 'new', sleepInterval: '200ms', requestTimeout: '500ms', failInterval: '2s', proxyCheckInterval: '200ms', proxyTimeout: '1s' } as const;
-    await admin.overwriteClusterData(
-      serializeClusterData(aCluster({ spec }).initialized().withPrimary('k1').withStandby('k2').routedTo('k1', ['p1'], 2).build()),
-    );
-    let n = 0;
-    /** Publishes the infos of `who` with new progress markers, under leases that outlive an outage (see the test above). */
-    const publish = async (who: readonly string[] = ['k1', 'k2', 'p1']): Promise<void> => {
-      const cd = parseClusterData((await admin.getClusterData())?.text ?? '');
-      n += 1;
-      for (const k of who.filter((w) => w.startsWith('k'))) {
-        await admin.setInfo('keepers', k, { ...keeperInfo(k, cd), infoUID: `${k}-${n}` }, 10_000);
-      }
-      if (who.includes('p1')) {
-        await admin.setInfo('proxies', 'p1', { ...proxyInfo('p1', cd.proxy.generation), infoUID: `p1-${n}` }, 10_000);
-      }
-    };
+    const { backend, admin, publish } = await republishRig();
     let who: readonly string[] = ['k1', 'k2', 'p1'];
     await publish();
     let ticker: NodeJS.Timeout | undefined = setInterval(() => void publish(who).catch(() => undefined), 200);
