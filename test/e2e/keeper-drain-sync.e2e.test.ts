@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { e2eCluster, query, waitFor } from '@stolon-ts/harness';
+import { proxyRowWriter, waitConvergedInStatus } from './switchover-common.js';
 
 const BOUND_S = 25;
 const e2e = e2eCluster(
@@ -38,30 +39,11 @@ describe('keeper drain on SIGTERM, synchronous replication', () => {
       },
       { timeoutMs: 90_000, what: 'two streaming standbys, one synchronous' },
     );
-    await waitFor(
-      async () => {
-        const st = await c.stolonctl(['status', '--format', 'json']);
-        const keepers = (JSON.parse(st.stdout) as { keepers: { pg_healthy?: boolean; pg_wanted_generation?: number; pg_current_generation?: number }[] }).keepers;
-        return keepers.length === 3 && keepers.every((k) => k.pg_healthy === true && k.pg_wanted_generation === k.pg_current_generation) ? true : undefined;
-      },
-      { timeoutMs: 60_000, what: 'all keepers healthy and converged in stolonctl status' },
-    );
+    await waitConvergedInStatus(c, 3, 60_000);
 
     const acked: { id: number; at: number }[] = [];
     let stop = false;
-    const w = (async () => {
-      let id = 0;
-      const deadline = Date.now() + 120_000;
-      while (!stop && Date.now() < deadline) {
-        id += 1;
-        try {
-          await query({ ...c.proxyClientConfig(0), connectionTimeoutMillis: 1000 }, 'insert into w values ($1)', [id]);
-          acked.push({ id, at: Date.now() });
-        } catch {
-          await new Promise((r) => setTimeout(r, 20));
-        }
-      }
-    })();
+    const w = proxyRowWriter(c, () => stop, acked, { maxMs: 120_000 });
     await waitFor(() => (acked.length >= 20 ? true : undefined), { timeoutMs: 20_000, what: 'the writer to get going' });
 
     const keeper = c.keepers[before]!;

@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { e2eCluster, query, waitFor } from '@stolon-ts/harness';
+import { proxyRowWriter, waitConvergedInStatus } from './switchover-common.js';
 
 /** The bound under test: long enough for a switchover on a loaded 2-core machine, short enough to tell a wait from none. */
 const BOUND_S = 25;
@@ -27,21 +28,6 @@ async function isPrimary(i: number): Promise<boolean> {
     return (await query<{ r: boolean }>(direct(i), 'select pg_is_in_recovery() as r'))[0]?.r === false;
   } catch {
     return false;
-  }
-}
-
-/** Writes rows one at a time through the proxy (a new connection each, as a reconnecting application). */
-async function writer(stopAt: () => boolean, acked: { id: number; at: number }[]): Promise<void> {
-  let id = 0;
-  const deadline = Date.now() + 120_000;
-  while (!stopAt() && Date.now() < deadline) {
-    id += 1;
-    try {
-      await query({ ...e2e.cluster.proxyClientConfig(0), connectionTimeoutMillis: 1000 }, 'insert into w values ($1)', [id]);
-      acked.push({ id, at: Date.now() });
-    } catch {
-      await new Promise((r) => setTimeout(r, 20));
-    }
   }
 }
 
@@ -68,18 +54,11 @@ describe('keeper drain on SIGTERM', () => {
     const other = 1 - before;
     // The keeper only asks when clusterdata shows a healthy standby, and the sentinel only starts
     // from a converged primary: wait for both as stolonctl status shows them.
-    await waitFor(
-      async () => {
-        const st = await c.stolonctl(['status', '--format', 'json']);
-        const keepers = (JSON.parse(st.stdout) as { keepers: { pg_healthy?: boolean; pg_wanted_generation?: number; pg_current_generation?: number }[] }).keepers;
-        return keepers.length === 2 && keepers.every((k) => k.pg_healthy === true && k.pg_wanted_generation === k.pg_current_generation) ? true : undefined;
-      },
-      { timeoutMs: 60_000, what: 'both keepers healthy and converged in stolonctl status' },
-    );
+    await waitConvergedInStatus(c, 2, 60_000);
 
     const acked: { id: number; at: number }[] = [];
     let stop = false;
-    const w = writer(() => stop, acked);
+    const w = proxyRowWriter(c, () => stop, acked, { maxMs: 120_000 });
     await waitFor(() => (acked.length >= 20 ? true : undefined), { timeoutMs: 20_000, what: 'the writer to get going' });
 
     // Watch, every 100 ms, when the standby becomes primary, while the old primary's keeper stops.

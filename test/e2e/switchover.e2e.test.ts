@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { e2eCluster, query, waitFor } from '@stolon-ts/harness';
+import { proxyRowWriter, waitConvergedInStatus } from './switchover-common.js';
 
 const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, { tmpPrefix: 'stolon-switchover-e2e-', keepers: 2, clusterName: 'sw', logLevel: 'debug' });
 
@@ -15,22 +16,6 @@ function direct(i: number): pg.ClientConfig {
 
 function primaryIndex(): Promise<number> {
   return e2e.cluster.primaryIndex();
-}
-
-/** Writes rows one at a time (new connection each, as an application reconnecting would). */
-async function writer(stopAt: () => boolean, acked: { id: number; at: number }[], errors: { at: number }[]): Promise<void> {
-  let id = 0;
-  const deadline = Date.now() + 60_000;
-  while (!stopAt() && Date.now() < deadline) {
-    id += 1;
-    try {
-      await query({ ...e2e.cluster.proxyClientConfig(0), connectionTimeoutMillis: 1000 }, 'insert into w values ($1)', [id]);
-      acked.push({ id, at: Date.now() });
-    } catch {
-      errors.push({ at: Date.now() });
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
 }
 
 describe('planned switchover', () => {
@@ -45,20 +30,13 @@ describe('planned switchover', () => {
       what: 'the standby to stream',
     });
     // …and the sentinel must have recorded it healthy and converged, or the switchover is refused.
-    await waitFor(
-      async () => {
-        const st = await e2e.cluster.stolonctl(['status', '--format', 'json']);
-        const keepers = (JSON.parse(st.stdout) as { keepers: { pg_healthy?: boolean; pg_wanted_generation?: number; pg_current_generation?: number }[] }).keepers;
-        return keepers.length === 2 && keepers.every((k) => k.pg_healthy === true && k.pg_wanted_generation === k.pg_current_generation) ? true : undefined;
-      },
-      { timeoutMs: 30_000, what: 'both keepers healthy and converged in stolonctl status' },
-    );
+    await waitConvergedInStatus(e2e.cluster, 2, 30_000);
     const dbDirBefore = await query<{ id: string }>(direct(other), 'select system_identifier::text as id from pg_control_system()');
 
     const acked: { id: number; at: number }[] = [];
     const errors: { at: number }[] = [];
     let stop = false;
-    const w = writer(() => stop, acked, errors);
+    const w = proxyRowWriter(e2e.cluster, () => stop, acked, { maxMs: 60_000, errors });
     await waitFor(() => (acked.length >= 20 ? true : undefined), { timeoutMs: 20_000, what: 'the writer to get going' });
 
     const sw = await e2e.cluster.stolonctl(['switchover', '--yes', '--to', e2e.cluster.keepers[other]!.uid]);
