@@ -134,7 +134,13 @@ describe('store outages with failsafe mode', () => {
   it('(d) a standby keeper restarted and a proxy started while etcd is frozen: the primary keeps serving; the new proxy routes nowhere until the store is back', async () => {
     const c = e2e.cluster;
     await waitKeepersConverged(c, 2);
-    const p = await c.primaryIndex();
+    // After (c) the fenced primary restarts only once a sentinel has recorded its new boot id, and
+    // the clusterdata that waitKeepersConverged reads can still show it healthy from before (c):
+    // wait for PostgreSQL itself to run as the primary.
+    const p = await waitFor(async () => {
+      const i = await c.primaryIndex();
+      return i >= 0 ? i : undefined;
+    }, { timeoutMs: 30_000, what: 'a running primary' });
     const s = 1 - p;
     const events = (await failoverEvents(c)).length;
     let newProxyRefused = false;
