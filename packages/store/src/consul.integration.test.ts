@@ -42,7 +42,7 @@ describeStoreConformance('consul (stand-in Consul API)', async () => {
   };
 });
 
-const keeperInfo = (uid: string, infoUID = 'i1'): KeeperInfo => ({ infoUID, uid, clusterUID: 'cu1', bootUUID: 'b1' });
+const keeperInfo = (uid: string, infoUID = 'i1'): KeeperInfo => ({ infoUID, uid, clusterUID: 'cu1', bootUUID: 'b1', postgresBinaryVersion: { Maj: 15, Min: 0 } });
 
 describe('ConsulStore on the stand-in: what is specific to Consul', () => {
   let api: ConsulStandin;

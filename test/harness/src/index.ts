@@ -20,6 +20,7 @@ export {
 export { enableEtcdAuth, makeEtcdTestCerts, type EtcdTestCerts, type EtcdTestUser } from './etcd-security.js';
 export {
   binPath,
+  defaultTestStore,
   runNode,
   startLocalCluster,
   type CommandResult,
