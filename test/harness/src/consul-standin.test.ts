@@ -1,0 +1,375 @@
+/**
+ * The Consul stand-in's own checks: the KV, session, blocking-query and ACL semantics taken from
+ * Consul's documentation and source, and the fault modes. python-consul and Patroni check it
+ * independently (consul-standin-python.integration.test.ts, test/e2e/consul-standin-patroni.e2e.test.ts).
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parseGoDuration, startConsulStandin, type ConsulStandin } from './consul-standin.js';
+
+interface Answer {
+  status: number;
+  text: string;
+  headers: Headers;
+  json: () => unknown;
+}
+
+async function call(base: string, method: string, path: string, body?: string, headers: Record<string, string> = {}): Promise<Answer> {
+  const res = await fetch(`${base}${path}`, { method, headers, ...(body === undefined ? {} : { body }) });
+  const text = await res.text();
+  return { status: res.status, text, headers: res.headers, json: () => JSON.parse(text) as unknown };
+}
+
+type KvJson = { Key: string; Value: string | null; Flags: number; CreateIndex: number; ModifyIndex: number; LockIndex: number; Session?: string }[];
+
+const idx = (a: Answer): number => Number(a.headers.get('x-consul-index'));
+
+describe('Consul stand-in: KV', () => {
+  let c: ConsulStandin;
+  beforeAll(async () => {
+    c = await startConsulStandin();
+  });
+  afterAll(async () => {
+    await c.close();
+  });
+
+  it('puts and gets a key in Consul\'s shape, with index headers (never 0) and 404 when missing', async () => {
+    const missing = await call(c.url, 'GET', '/v1/kv/a/missing');
+    expect(missing.status).toBe(404);
+    expect(missing.text).toBe('');
+    expect(idx(missing)).toBeGreaterThanOrEqual(1);
+    expect(missing.headers.get('x-consul-knownleader')).toBe('true');
+    expect(missing.headers.get('x-consul-lastcontact')).toBe('0');
+    expect((await call(c.url, 'PUT', '/v1/kv/a/one?flags=42', 'hello')).text).toBe('true');
+    const got = await call(c.url, 'GET', '/v1/kv/a/one');
+    expect(got.status).toBe(200);
+    const [e] = got.json() as KvJson;
+    expect(e).toEqual({ LockIndex: 0, Key: 'a/one', Flags: 42, Value: Buffer.from('hello').toString('base64'), CreateIndex: e!.ModifyIndex, ModifyIndex: e!.ModifyIndex });
+    expect(idx(got)).toBe(e!.ModifyIndex);
+    expect(got.headers.get('content-type')).toBe('application/json');
+    const raw = await call(c.url, 'GET', '/v1/kv/a/one?raw');
+    expect(raw.text).toBe('hello');
+    // An empty value is JSON null (Go's nil []byte), as Consul answers.
+    await call(c.url, 'PUT', '/v1/kv/a/empty', '');
+    expect(((await call(c.url, 'GET', '/v1/kv/a/empty')).json() as KvJson)[0]!.Value).toBeNull();
+  });
+
+  it('keeps CreateIndex and raises ModifyIndex on an update; an identical write changes nothing', async () => {
+    await call(c.url, 'PUT', '/v1/kv/b/k', 'v1');
+    const [first] = (await call(c.url, 'GET', '/v1/kv/b/k')).json() as KvJson;
+    await call(c.url, 'PUT', '/v1/kv/b/k', 'v2');
+    const [second] = (await call(c.url, 'GET', '/v1/kv/b/k')).json() as KvJson;
+    expect(second!.CreateIndex).toBe(first!.CreateIndex);
+    expect(second!.ModifyIndex).toBeGreaterThan(first!.ModifyIndex);
+    await call(c.url, 'PUT', '/v1/kv/b/k', 'v2');
+    const [third] = (await call(c.url, 'GET', '/v1/kv/b/k')).json() as KvJson;
+    expect(third!.ModifyIndex).toBe(second!.ModifyIndex);
+  });
+
+  it('does check-and-set: cas=0 creates only, cas=<ModifyIndex> replaces, anything else fails', async () => {
+    expect((await call(c.url, 'PUT', '/v1/kv/c/k?cas=0', 'x')).text).toBe('true');
+    expect((await call(c.url, 'PUT', '/v1/kv/c/k?cas=0', 'y')).text).toBe('false');
+    const [e] = (await call(c.url, 'GET', '/v1/kv/c/k')).json() as KvJson;
+    expect((await call(c.url, 'PUT', `/v1/kv/c/k?cas=${e!.ModifyIndex + 1000}`, 'y')).text).toBe('false');
+    expect((await call(c.url, 'PUT', `/v1/kv/c/k?cas=${e!.ModifyIndex}`, 'y')).text).toBe('true');
+    expect(c.getKey('c/k')?.value.toString()).toBe('y');
+    // cas on a missing key other than 0 fails
+    expect((await call(c.url, 'PUT', '/v1/kv/c/none?cas=5', 'y')).text).toBe('false');
+    // delete-cas: a stale index fails, the right one deletes, a missing key answers true (as Consul)
+    const [now] = (await call(c.url, 'GET', '/v1/kv/c/k')).json() as KvJson;
+    expect((await call(c.url, 'DELETE', `/v1/kv/c/k?cas=${now!.ModifyIndex - 1}`)).text).toBe('false');
+    expect((await call(c.url, 'DELETE', `/v1/kv/c/k?cas=${now!.ModifyIndex}`)).text).toBe('true');
+    expect(c.getKey('c/k')).toBeUndefined();
+    expect((await call(c.url, 'DELETE', '/v1/kv/c/k?cas=12345')).text).toBe('true');
+    const bad = await call(c.url, 'PUT', '/v1/kv/c/k?cas=1&acquire=x', 'y');
+    expect(bad.status).toBe(400);
+    expect(bad.text).toMatch(/^Conflicting flags: acquire=x&cas=1/);
+    expect((await call(c.url, 'PUT', '/v1/kv/c/k?cas=abc', 'y')).status).toBe(500);
+  });
+
+  it('lists recursively and by keys with a separator; a delete raises the prefix index (tombstone)', async () => {
+    for (const k of ['d/x/1', 'd/x/2', 'd/y', 'dz']) {
+      await call(c.url, 'PUT', `/v1/kv/${k}`, k);
+    }
+    const rec = await call(c.url, 'GET', '/v1/kv/d/?recurse');
+    expect((rec.json() as KvJson).map((e) => e.Key)).toEqual(['d/x/1', 'd/x/2', 'd/y']);
+    expect(idx(rec)).toBe(Math.max(...(rec.json() as KvJson).map((e) => e.ModifyIndex)));
+    expect((await call(c.url, 'GET', '/v1/kv/d/?keys')).json()).toEqual(['d/x/1', 'd/x/2', 'd/y']);
+    expect((await call(c.url, 'GET', '/v1/kv/d/?keys&separator=/')).json()).toEqual(['d/x/', 'd/y']);
+    expect((await call(c.url, 'GET', '/v1/kv/nothing/?recurse')).status).toBe(404);
+    expect((await call(c.url, 'GET', '/v1/kv/nothing/?keys')).status).toBe(404);
+    const before = idx(rec);
+    await call(c.url, 'DELETE', '/v1/kv/d/y');
+    const after = await call(c.url, 'GET', '/v1/kv/d/?recurse');
+    expect((after.json() as KvJson).map((e) => e.Key)).toEqual(['d/x/1', 'd/x/2']);
+    expect(idx(after)).toBeGreaterThan(before);
+    expect((await call(c.url, 'DELETE', '/v1/kv/d/?recurse')).text).toBe('true');
+    const gone = await call(c.url, 'GET', '/v1/kv/d/?recurse');
+    expect(gone.status).toBe(404);
+    expect(idx(gone)).toBeGreaterThan(idx(after));
+    expect(c.getKey('dz')).toBeDefined();
+  });
+
+  it('answers a blocking read when the key changes, and after wait with the same index otherwise', async () => {
+    await call(c.url, 'PUT', '/v1/kv/e/k', 'v1');
+    const first = await call(c.url, 'GET', '/v1/kv/e/k');
+    const t0 = Date.now();
+    const timedOut = await call(c.url, 'GET', `/v1/kv/e/k?index=${idx(first)}&wait=300ms`);
+    const took = Date.now() - t0;
+    expect(took).toBeGreaterThanOrEqual(290);
+    expect(took).toBeLessThan(300 + 300 / 16 + 200);
+    expect(idx(timedOut)).toBe(idx(first));
+    // An unrelated write does not answer a single-key read early.
+    const pending = call(c.url, 'GET', `/v1/kv/e/k?index=${idx(first)}&wait=5s`);
+    await new Promise((r) => setTimeout(r, 100));
+    await call(c.url, 'PUT', '/v1/kv/e/other', 'x');
+    let settled = false;
+    void pending.then(() => (settled = true));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(settled).toBe(false);
+    const t1 = Date.now();
+    await call(c.url, 'PUT', '/v1/kv/e/k', 'v2');
+    const woke = await pending;
+    expect(Date.now() - t1).toBeLessThan(1000);
+    expect(idx(woke)).toBeGreaterThan(idx(first));
+    expect(Buffer.from((woke.json() as KvJson)[0]!.Value!, 'base64').toString()).toBe('v2');
+  });
+
+  it('wakes a blocked recursive read on a delete under the prefix', async () => {
+    await call(c.url, 'PUT', '/v1/kv/f/a', '1');
+    await call(c.url, 'PUT', '/v1/kv/f/b', '2');
+    const list = await call(c.url, 'GET', '/v1/kv/f/?recurse');
+    const pending = call(c.url, 'GET', `/v1/kv/f/?recurse&index=${idx(list)}&wait=5s`);
+    await new Promise((r) => setTimeout(r, 100));
+    const t0 = Date.now();
+    await call(c.url, 'DELETE', '/v1/kv/f/a');
+    const woke = await pending;
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect((woke.json() as KvJson).map((e) => e.Key)).toEqual(['f/b']);
+  });
+
+  it('refuses bad blocking parameters as Consul does', async () => {
+    expect((await call(c.url, 'GET', '/v1/kv/x?index=abc')).text).toBe('Invalid index');
+    expect((await call(c.url, 'GET', '/v1/kv/x?index=1&wait=soon')).text).toBe('Invalid wait time');
+    expect((await call(c.url, 'GET', '/v1/kv/')).status).toBe(400);
+  });
+});
+
+interface SessionJson {
+  ID: string;
+  Name: string;
+  Node: string;
+  LockDelay: number;
+  Behavior: string;
+  TTL: string;
+  NodeChecks: string[] | null;
+  CreateIndex: number;
+}
+
+describe('Consul stand-in: sessions and locks', () => {
+  let c: ConsulStandin;
+  beforeAll(async () => {
+    c = await startConsulStandin({ sessionTtlMin: '1s' });
+  });
+  afterAll(async () => {
+    await c.close();
+  });
+  const create = async (body: Record<string, unknown>): Promise<string> => {
+    const a = await call(c.url, 'PUT', '/v1/session/create', JSON.stringify(body));
+    expect(a.status, a.text).toBe(200);
+    return (a.json() as { ID: string }).ID;
+  };
+
+  it('creates a session with Consul\'s defaults and reads it back', async () => {
+    const id = await create({ Name: 'n1' });
+    const info = await call(c.url, 'GET', `/v1/session/info/${id}`);
+    const [s] = info.json() as SessionJson[];
+    expect(s).toMatchObject({ ID: id, Name: 'n1', Node: 'consul-standin', LockDelay: 15e9, Behavior: 'release', TTL: '', NodeChecks: ['serfHealth'] });
+    expect(idx(info)).toBeGreaterThanOrEqual(s!.CreateIndex);
+    // lower-case keys (python-consul), an explicit empty check list, lock delay in seconds when small
+    const id2 = await create({ name: 'n2', checks: [], lockdelay: 5, behavior: 'delete', ttl: '10s' });
+    const [s2] = (await call(c.url, 'GET', `/v1/session/info/${id2}`)).json() as SessionJson[];
+    expect(s2).toMatchObject({ Name: 'n2', NodeChecks: null, LockDelay: 5e9, Behavior: 'delete', TTL: '10s' });
+    expect(((await call(c.url, 'GET', '/v1/session/list')).json() as SessionJson[]).map((x) => x.ID).sort()).toEqual([id, id2].sort());
+    expect(((await call(c.url, 'GET', '/v1/session/node/consul-standin')).json() as SessionJson[]).length).toBe(2);
+    expect((await call(c.url, 'GET', '/v1/session/info/no-such')).json()).toEqual([]);
+    await call(c.url, 'PUT', `/v1/session/destroy/${id}`);
+    await call(c.url, 'PUT', `/v1/session/destroy/${id2}`);
+  });
+
+  it('refuses bad sessions with Consul\'s messages', async () => {
+    const short = await call(c.url, 'PUT', '/v1/session/create', JSON.stringify({ TTL: '500ms' }));
+    expect(short.status).toBe(500);
+    expect(short.text).toBe("Invalid Session TTL '500000000', must be between [1s=24h0m0s]");
+    const long = await call(c.url, 'PUT', '/v1/session/create', JSON.stringify({ TTL: '86401s' }));
+    expect(long.text).toMatch(/^Invalid Session TTL '86401000000000'/);
+    expect((await call(c.url, 'PUT', '/v1/session/create', JSON.stringify({ Behavior: 'keep' }))).text).toBe("Invalid Behavior setting 'keep'");
+    expect((await call(c.url, 'PUT', '/v1/session/create', JSON.stringify({ Checks: ['nope'] }))).text).toBe("Missing check 'nope' registration");
+    expect((await call(c.url, 'PUT', '/v1/session/create', JSON.stringify({ Node: 'other' }))).text).toBe('Missing node registration');
+    expect((await call(c.url, 'GET', '/v1/session/create')).status).toBe(405);
+    const renew = await call(c.url, 'PUT', '/v1/session/renew/no-such');
+    expect(renew.status).toBe(404);
+    expect(renew.text).toBe("Session id 'no-such' not found");
+    expect((await call(c.url, 'PUT', '/v1/session/destroy/no-such')).text).toBe('true');
+  });
+
+  it('acquires and releases locks: LockIndex, Session, holders and invalid sessions', async () => {
+    const s1 = await create({ LockDelay: '0s' });
+    const s2 = await create({ LockDelay: '0s' });
+    expect((await call(c.url, 'PUT', `/v1/kv/lock?acquire=${s1}`, 'one')).text).toBe('true');
+    let [e] = (await call(c.url, 'GET', '/v1/kv/lock')).json() as KvJson;
+    expect(e).toMatchObject({ LockIndex: 1, Session: s1, Value: Buffer.from('one').toString('base64') });
+    expect((await call(c.url, 'PUT', `/v1/kv/lock?acquire=${s2}`, 'two')).text).toBe('false');
+    // Re-acquiring by the holder keeps LockIndex and updates the value.
+    expect((await call(c.url, 'PUT', `/v1/kv/lock?acquire=${s1}`, 'one-b')).text).toBe('true');
+    [e] = (await call(c.url, 'GET', '/v1/kv/lock')).json() as KvJson;
+    expect(e).toMatchObject({ LockIndex: 1, Session: s1 });
+    expect((await call(c.url, 'PUT', `/v1/kv/lock?release=${s2}`)).text).toBe('false');
+    expect((await call(c.url, 'PUT', `/v1/kv/lock?release=${s1}`, 'released')).text).toBe('true');
+    [e] = (await call(c.url, 'GET', '/v1/kv/lock')).json() as KvJson;
+    expect(e!.Session).toBeUndefined();
+    expect(e!.LockIndex).toBe(1);
+    // An explicit release starts no lock-delay.
+    expect((await call(c.url, 'PUT', `/v1/kv/lock?acquire=${s2}`, 'two')).text).toBe('true');
+    [e] = (await call(c.url, 'GET', '/v1/kv/lock')).json() as KvJson;
+    expect(e).toMatchObject({ LockIndex: 2, Session: s2 });
+    const invalid = await call(c.url, 'PUT', '/v1/kv/lock2?acquire=00000000-0000-0000-0000-00000000dead', 'x');
+    expect(invalid.status).toBe(500);
+    expect(invalid.text).toBe('invalid session "00000000-0000-0000-0000-00000000dead"');
+    await call(c.url, 'PUT', `/v1/session/destroy/${s1}`);
+    await call(c.url, 'PUT', `/v1/session/destroy/${s2}`);
+  });
+
+  it('on destroy releases the keys of a release session and starts lock-delay against other sessions', async () => {
+    const holder = await create({ LockDelay: '700ms' });
+    const other = await create({});
+    await call(c.url, 'PUT', `/v1/kv/ld?acquire=${holder}`, 'v');
+    const [before] = (await call(c.url, 'GET', '/v1/kv/ld')).json() as KvJson;
+    const pending = call(c.url, 'GET', `/v1/kv/ld?index=${before!.ModifyIndex}&wait=5s`);
+    await new Promise((r) => setTimeout(r, 50));
+    await call(c.url, 'PUT', `/v1/session/destroy/${holder}`);
+    const [after] = (await pending).json() as KvJson;
+    expect(after!.Session).toBeUndefined();
+    expect(after!.ModifyIndex).toBeGreaterThan(before!.ModifyIndex);
+    expect(Buffer.from(after!.Value!, 'base64').toString()).toBe('v');
+    expect((await call(c.url, 'PUT', `/v1/kv/ld?acquire=${other}`, 'w')).text).toBe('false');
+    await new Promise((r) => setTimeout(r, 800));
+    expect((await call(c.url, 'PUT', `/v1/kv/ld?acquire=${other}`, 'w')).text).toBe('true');
+    await call(c.url, 'PUT', `/v1/session/destroy/${other}`);
+  });
+
+  it('deletes the keys of a delete session when its TTL runs out (TTL × 2), and renew keeps it alive', async () => {
+    const id = await create({ TTL: '1s', Behavior: 'delete', LockDelay: '1ms' });
+    await call(c.url, 'PUT', `/v1/kv/eph?acquire=${id}`, 'x');
+    const list = await call(c.url, 'GET', '/v1/kv/?recurse');
+    const t0 = Date.now();
+    // Renewed at 0.9 s and 1.8 s: alive at 2.5 s although more than 2 × TTL after creation.
+    for (const at of [900, 1800]) {
+      await new Promise((r) => setTimeout(r, at - (Date.now() - t0)));
+      const renew = await call(c.url, 'PUT', `/v1/session/renew/${id}`);
+      expect(renew.status).toBe(200);
+      expect((renew.json() as SessionJson[])[0]!.ID).toBe(id);
+    }
+    await new Promise((r) => setTimeout(r, 2500 - (Date.now() - t0)));
+    expect(c.sessionIds()).toContain(id);
+    // Last renewal at 1.8 s: invalidated at 3.8 s, not at 2.8 s (TTL × 1).
+    await new Promise((r) => setTimeout(r, 3300 - (Date.now() - t0)));
+    expect(c.sessionIds()).toContain(id);
+    const woke = await call(c.url, 'GET', `/v1/kv/?recurse&index=${idx(list)}&wait=3s`);
+    expect(Date.now() - t0).toBeLessThan(4600);
+    expect(c.sessionIds()).not.toContain(id);
+    expect(c.getKey('eph')).toBeUndefined();
+    expect(idx(woke)).toBeGreaterThan(idx(list));
+    expect((await call(c.url, 'PUT', `/v1/session/renew/${id}`)).status).toBe(404);
+  }, 10_000);
+
+  it('expireSession invalidates at once, as the TTL timer would', async () => {
+    const id = await create({ TTL: '60s' });
+    await call(c.url, 'PUT', `/v1/kv/exp?acquire=${id}`, 'x');
+    expect(c.expireSession(id)).toBe(true);
+    expect(c.getKey('exp')?.session).toBeUndefined();
+    expect(c.expireSession(id)).toBe(false);
+  });
+});
+
+describe('Consul stand-in: ACL', () => {
+  let c: ConsulStandin;
+  beforeAll(async () => {
+    c = await startConsulStandin({ aclToken: 'sekret' });
+  });
+  afterAll(async () => {
+    await c.close();
+  });
+
+  it('refuses the anonymous token and unknown tokens, accepts the token in header, query or bearer', async () => {
+    const anon = await call(c.url, 'PUT', '/v1/kv/k', 'v');
+    expect(anon.status).toBe(403);
+    expect(anon.text).toMatch(/^Permission denied: anonymous token lacks permission 'key:write' on "k"/);
+    const unknown = await call(c.url, 'GET', '/v1/kv/k', undefined, { 'X-Consul-Token': 'wrong' });
+    expect(unknown.status).toBe(403);
+    expect(unknown.text).toBe('ACL not found');
+    expect((await call(c.url, 'PUT', '/v1/kv/k', 'v', { 'X-Consul-Token': 'sekret' })).text).toBe('true');
+    expect((await call(c.url, 'GET', '/v1/kv/k?token=sekret')).status).toBe(200);
+    expect((await call(c.url, 'GET', '/v1/kv/k', undefined, { Authorization: 'Bearer sekret' })).status).toBe(200);
+    expect((await call(c.url, 'GET', '/v1/kv/k')).status).toBe(403);
+    // A denied list is filtered, not refused (FilterDirEnt).
+    const list = await call(c.url, 'GET', '/v1/kv/?recurse');
+    expect(list.status).toBe(404);
+    expect(list.headers.get('x-consul-results-filtered-by-acls')).toBe('true');
+    expect((await call(c.url, 'PUT', '/v1/session/create', '{}')).status).toBe(403);
+    expect((await call(c.url, 'PUT', '/v1/session/create', '{}', { 'X-Consul-Token': 'sekret' })).status).toBe(200);
+    expect((await call(c.url, 'GET', '/v1/status/leader')).status).toBe(200);
+  });
+});
+
+describe('Consul stand-in: faults', () => {
+  let c: ConsulStandin | undefined;
+  afterEach(async () => {
+    await c?.close();
+  });
+
+  it("'refuse' closes the port and reopens it on the same port with the data kept", async () => {
+    c = await startConsulStandin();
+    await call(c.url, 'PUT', '/v1/kv/k', 'v');
+    const blocked = call(c.url, 'GET', `/v1/kv/k?index=${c.index() + 10}&wait=10s`).then(
+      () => 'answered',
+      () => 'reset',
+    );
+    await new Promise((r) => setTimeout(r, 50));
+    await c.setFault('refuse');
+    expect(await blocked).toBe('reset');
+    await expect(fetch(`${c.url}/v1/kv/k`)).rejects.toThrow();
+    await c.setFault(null);
+    const back = await call(c.url, 'GET', '/v1/kv/k?raw');
+    expect(back.text).toBe('v');
+  });
+
+  it("'hang' accepts and never answers, and applies nothing", async () => {
+    c = await startConsulStandin();
+    await c.setFault('hang');
+    const ac = new AbortController();
+    const pending = fetch(`${c.url}/v1/kv/h`, { method: 'PUT', body: 'x', signal: ac.signal }).then(
+      () => 'answered',
+      () => 'aborted',
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    ac.abort();
+    expect(await pending).toBe('aborted');
+    expect(c.getKey('h')).toBeUndefined();
+    expect(c.requestLog()).toContain('PUT /v1/kv/h');
+    await c.setFault(null);
+    expect((await call(c.url, 'PUT', '/v1/kv/h', 'x')).text).toBe('true');
+  });
+});
+
+describe('parseGoDuration', () => {
+  it('reads Go durations and refuses others', () => {
+    expect(parseGoDuration('15s')).toBe(15e9);
+    expect(parseGoDuration('15.0s')).toBe(15e9);
+    expect(parseGoDuration('1h2m3.5s')).toBe(3723.5e9);
+    expect(parseGoDuration('0')).toBe(0);
+    expect(parseGoDuration('0.001s')).toBe(1e6);
+    expect(() => parseGoDuration('10')).toThrow('time: missing unit in duration "10"');
+    expect(() => parseGoDuration('ten')).toThrow('time: invalid duration "ten"');
+    expect(() => parseGoDuration('')).toThrow();
+  });
+});
