@@ -31,7 +31,7 @@
  *
  * Not implemented: Raft and more than one server (there is never a leader election, so
  * `X-Consul-KnownLeader` is always true and `X-Consul-LastContact` 0), consistency modes (all
- * reads are consistent), transactions (`/v1/txn`), health checks other than an always-passing
+ * reads are consistent), transaction operations other than KV ones, health checks other than an always-passing
  * `serfHealth`, services and the rest of the catalog, tombstone reaping, key validation beyond
  * "Missing key name", ACL policies (a token may do everything or nothing), namespaces and
  * partitions. Checked against python-consul 0.7.1 (Debian's python3-consul) and Patroni 3.0.2's
@@ -223,6 +223,68 @@ interface ReadResult {
 
 /** Who sent a request: the management token, nobody (anonymous) or an unknown token. */
 type Caller = 'management' | 'anonymous' | 'unknown';
+
+/** One KV operation of a `/v1/txn` request, decoded (values from base64). */
+type TxnKvOp =
+  | { readonly verb: 'set' | 'cas'; readonly key: string; readonly value: Buffer | null; readonly flags: number; readonly index: number }
+  | { readonly verb: 'get' | 'check-not-exists' | 'delete'; readonly key: string }
+  | { readonly verb: 'check-index' | 'delete-cas'; readonly key: string; readonly index: number }
+  | { readonly verb: 'check-session'; readonly key: string; readonly session: string };
+
+const TXN_VERBS = new Set(['set', 'cas', 'get', 'check-index', 'check-session', 'check-not-exists', 'delete', 'delete-cas']);
+/** Consul's limit on operations per transaction (`maxTxnOps`). */
+const MAX_TXN_OPS = 128;
+
+/**
+ * Decodes a `/v1/txn` body: a JSON array of `{ "KV": { Verb, Key, Value (base64), Flags, Index,
+ * Session } }`. Only KV operations; `lock`/`unlock` and node, service and check operations are
+ * not implemented (400 naming the op).
+ * @throws ConsulError 400 for a body Consul would refuse, 413 past the op limit.
+ */
+function decodeTxn(raw: string): TxnKvOp[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch (err) {
+    throw new ConsulError(400, `Failed to parse body: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (!Array.isArray(parsed)) {
+    throw new ConsulError(400, 'Failed to parse body: expected a JSON array of operations');
+  }
+  if (parsed.length > MAX_TXN_OPS) {
+    throw new ConsulError(413, `Transaction contains too many operations (${parsed.length} > ${MAX_TXN_OPS})`);
+  }
+  return parsed.map((item: unknown, i: number): TxnKvOp => {
+    const kv = (item as { KV?: Record<string, unknown> } | null)?.KV;
+    if (kv === undefined || kv === null || typeof kv !== 'object') {
+      throw new ConsulError(400, `Failed to parse body: operation ${i} is not a KV operation (the stand-in implements KV operations only)`);
+    }
+    const verb = String(kv['Verb'] ?? '');
+    const key = String(kv['Key'] ?? '');
+    if (!TXN_VERBS.has(verb)) {
+      throw new ConsulError(400, `Failed to parse body: unknown KV verb "${verb}" (the stand-in implements ${[...TXN_VERBS].join(', ')})`);
+    }
+    const index = Number(kv['Index'] ?? 0);
+    switch (verb) {
+      case 'set':
+      case 'cas': {
+        const v = kv['Value'];
+        const value = typeof v === 'string' && v !== '' ? Buffer.from(v, 'base64') : null;
+        if (value !== null && value.length > KV_MAX_VALUE_SIZE) {
+          throw new ConsulError(413, `Value for key "${key}" is too large (${value.length} > ${KV_MAX_VALUE_SIZE} bytes)`);
+        }
+        return { verb, key, value, flags: Number(kv['Flags'] ?? 0), index };
+      }
+      case 'check-index':
+      case 'delete-cas':
+        return { verb, key, index };
+      case 'check-session':
+        return { verb, key, session: String(kv['Session'] ?? '') };
+      default:
+        return { verb: verb as 'get' | 'check-not-exists' | 'delete', key };
+    }
+  });
+}
 
 /**
  * The store: KV entries, tombstones, sessions, lock delays and the indexes, as Consul's state
@@ -442,6 +504,98 @@ class ConsulState {
     }
     this.onChange();
     return true;
+  }
+
+  /**
+   * `TxnRequest` of KV operations (`/v1/txn`): every op is checked and applied in order on a copy
+   * of the KV table at one Raft index; the copy replaces the table only when no op failed.
+   * @returns for each op, the entry it read or wrote (null for deletes and checks without one),
+   *   or the errors (`OpIndex`, `What`) that rolled the transaction back.
+   */
+  txn(ops: readonly TxnKvOp[]): { results: Array<Entry | null>; errors: Array<{ OpIndex: number; What: string }> } {
+    const idx = this.next();
+    const kv = new Map(this.kv);
+    const tombstones = new Map(this.tombstones);
+    const results: Array<Entry | null> = [];
+    const errors: Array<{ OpIndex: number; What: string }> = [];
+    let changed = false;
+    const put = (e: Omit<Entry, 'createIndex' | 'modifyIndex'>): Entry => {
+      const existing = kv.get(e.key);
+      const next = { ...e, createIndex: existing?.createIndex ?? idx, modifyIndex: idx };
+      kv.set(e.key, next);
+      changed = true;
+      return next;
+    };
+    const remove = (key: string): void => {
+      if (kv.delete(key)) {
+        tombstones.set(key, idx);
+        changed = true;
+      }
+    };
+    ops.forEach((op, i) => {
+      const existing = kv.get(op.key);
+      const fail = (what: string): void => {
+        errors.push({ OpIndex: i, What: what });
+      };
+      switch (op.verb) {
+        case 'set':
+        case 'cas':
+          if (op.verb === 'cas' && (op.index === 0 ? existing !== undefined : existing?.modifyIndex !== op.index)) {
+            fail(`failed to set key "${op.key}", index is stale`);
+            return;
+          }
+          // Consul answers writes with the entry without its value.
+          results.push({ ...put({ key: op.key, value: op.value, flags: op.flags, lockIndex: existing?.lockIndex ?? 0, session: existing?.session ?? '' }), value: null });
+          return;
+        case 'get':
+        case 'check-index':
+        case 'check-session':
+          if (existing === undefined) {
+            fail(`key "${op.key}" doesn't exist`);
+          } else if (op.verb === 'check-index' && existing.modifyIndex !== op.index) {
+            fail(`current modify index ${existing.modifyIndex} != ${op.index}`);
+          } else if (op.verb === 'check-session' && existing.session !== op.session) {
+            fail(`key "${op.key}" is not currently locked by session "${op.session}"`);
+          } else {
+            results.push(existing);
+          }
+          return;
+        case 'check-not-exists':
+          if (existing !== undefined) {
+            fail(`key "${op.key}" exists`);
+            return;
+          }
+          results.push(null);
+          return;
+        case 'delete':
+          remove(op.key);
+          results.push(null);
+          return;
+        case 'delete-cas':
+          if (existing !== undefined && existing.modifyIndex !== op.index) {
+            fail(`failed to delete key "${op.key}", index is stale`);
+            return;
+          }
+          remove(op.key);
+          results.push(null);
+          return;
+      }
+    });
+    if (errors.length > 0) {
+      return { results: [], errors };
+    }
+    if (changed) {
+      this.kv.clear();
+      for (const [k, e] of kv) {
+        this.kv.set(k, e);
+      }
+      for (const [k, t] of tombstones) {
+        this.tombstones.set(k, t);
+      }
+      this.kvsTableIndex = idx;
+      this.onChange();
+    }
+    return { results, errors };
   }
 
   clearTimers(): void {
@@ -864,6 +1018,23 @@ export async function startConsulStandin(opts: ConsulStandinOptions = {}): Promi
     }
   };
 
+  const handleTxn = async (req: IncomingMessage, res: ServerResponse, who: Caller): Promise<void> => {
+    if (req.method !== 'PUT') {
+      throw methodNotAllowed(req.method);
+    }
+    const ops = decodeTxn((await readBody(req, KV_MAX_VALUE_SIZE * 2)).toString('utf8'));
+    for (const op of ops) {
+      authorize(who, 'key', op.verb === 'get' || op.verb.startsWith('check') ? 'read' : 'write', op.key);
+    }
+    const { results, errors } = state.txn(ops);
+    if (errors.length > 0) {
+      sendJson(res, 409, { Results: null, Errors: errors });
+      return;
+    }
+    // As Consul: ops without an entry (deletes, check-not-exists) add no result.
+    sendJson(res, 200, { Results: results.filter((e): e is Entry => e !== null).map((e) => ({ KV: entryJson(e) })), Errors: null }, { 'X-Consul-Index': String(state.raftIndex) });
+  };
+
   const handleMisc = (req: IncomingMessage, res: ServerResponse, path: string, who: Caller): void => {
     const addr = `127.0.0.1:${port}`;
     const meta = { 'X-Consul-Index': String(state.raftIndex), 'X-Consul-KnownLeader': 'true', 'X-Consul-LastContact': '0' };
@@ -912,6 +1083,8 @@ export async function startConsulStandin(opts: ConsulStandinOptions = {}): Promi
       await handleKv(req, res, path, q, who);
     } else if (path.startsWith('/v1/session/')) {
       await handleSession(req, res, path, q, who);
+    } else if (path === '/v1/txn') {
+      await handleTxn(req, res, who);
     } else {
       handleMisc(req, res, path, who);
     }
