@@ -38,7 +38,8 @@ export interface ConsulRead {
 export type TxnOp =
   | { readonly verb: 'cas'; readonly key: string; readonly value: string; readonly index: number }
   | { readonly verb: 'set'; readonly key: string; readonly value: string }
-  | { readonly verb: 'check-session'; readonly key: string; readonly session: string };
+  | { readonly verb: 'check-session'; readonly key: string; readonly session: string }
+  | { readonly verb: 'lock' | 'unlock'; readonly key: string; readonly value: string; readonly session: string };
 
 /** What a transaction did: the modify index of each KV it wrote, or the op that failed. @internal */
 export type TxnResult = { readonly ok: true; readonly modifyIndexes: number[] } | { readonly ok: false; readonly failedOp: number; readonly what: string };

@@ -83,14 +83,22 @@ describe('ConsulStore on the stand-in: what is specific to Consul', () => {
     expect(cd[0]?.Session).toBeUndefined();
   });
 
-  it('a restarted process takes over the info key its crashed predecessor still holds, at once', async () => {
+  it('a restarted process takes over the info key its crashed predecessor still holds, at once and without the key ever disappearing', async () => {
     const c = cluster();
+    const key = `${PREFIX}/${c}/keepers/info/k1`;
     const first = new ConsulStore({ endpoints: [api.url], clusterName: c, timeoutMs: 2000 });
     await first.setInfo('keepers', 'k1', keeperInfo('k1', 'old'), 20_000);
+    const created = api.getKey(key);
     await first.abandon(); // its session lives on for 20–40 s
     const second = open(c);
     await second.setInfo('keepers', 'k1', keeperInfo('k1', 'new'), 20_000);
     expect(await second.listInfos('keepers')).toEqual({ k1: keeperInfo('k1', 'new') });
+    // Moved from one session to the other in one transaction: the same entry (a delete and a
+    // new create would give a new CreateIndex, and a sentinel reading in between a lost keeper).
+    const after = api.getKey(key);
+    expect(after?.createIndex).toBe(created?.createIndex);
+    expect(after?.session).not.toBe(created?.session);
+    expect(api.sessionIds()).not.toContain(created?.session);
   });
 
   it('raises the session TTL to the server\'s minimum (learnt from Consul\'s refusal) and reports the lease from it', async () => {

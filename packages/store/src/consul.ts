@@ -15,8 +15,9 @@
  *   between TTL and 2×TTL after its last renewal (its timers run at TTL × 2), so an entry of a
  *   dead process lives up to 2×TTL; `infoLeaseRemainingMs` counts from the send time of the last
  *   confirmed renewal with the plain TTL, so it errs early, never late. A key still locked by an
- *   older session of the same uid (a crashed predecessor) is taken over: that session is
- *   destroyed first.
+ *   older session of the same uid (a crashed predecessor, or our own before a TTL change) is
+ *   taken over in one transaction (`unlock` with the old session, `lock` with the new one), so the
+ *   entry never disappears meanwhile; the predecessor's session is destroyed afterwards.
  * - Sentinel election: a session lock on `<prefix>/<cluster>/sentinel-leader` (value: the
  *   candidate uid), `Behavior=release`, `LockDelay=0s`; the holder leads while its last confirmed
  *   renewal was sent within 3/4 of the TTL. No lock-delay is needed for safety: the holder stops
@@ -313,16 +314,23 @@ export class ConsulStore implements Store {
       const session = entry.session;
       if (!(await this.http.lock('acquire', key, value, session.id))) {
         // Locked by another session: our previous one (TTL change, lost renewals) or a crashed
-        // predecessor with the same uid. Free the key and try once more.
+        // predecessor with the same uid. Move the lock in one transaction (unlock, lock), so the
+        // entry never disappears: a reader that saw it gone would take the keeper for lost.
         const holder = (await this.http.read(key)).kvs[0]?.session;
-        const previous = this.infoSessions.get(k);
-        if (holder !== undefined && holder === previous?.session.id) {
-          await this.http.lock('release', key, value, holder);
-        } else if (holder !== undefined && holder !== session.id) {
-          await this.http.destroySession(holder);
-        }
-        if (!(await this.http.lock('acquire', key, value, session.id))) {
+        const moved =
+          holder !== undefined &&
+          holder !== session.id &&
+          (await this.http.txn(`take over ${key}`, [
+            { verb: 'unlock', key, value, session: holder },
+            { verb: 'lock', key, value, session: session.id },
+          ])).ok;
+        if (!moved && !(await this.http.lock('acquire', key, value, session.id))) {
           throw new StoreUnavailableError(`Consul did not let session ${session.id} take ${key} (held by ${holder ?? 'nobody'}); retrying at the next publish`);
+        }
+        const previous = this.infoSessions.get(k);
+        if (holder !== undefined && holder !== previous?.session.id && holder !== session.id) {
+          // A crashed predecessor's session: it holds nothing now, so destroying it deletes nothing.
+          await this.http.destroySession(holder).catch(() => undefined);
         }
       }
       const previous = this.infoSessions.get(k);

@@ -229,16 +229,17 @@ type TxnKvOp =
   | { readonly verb: 'set' | 'cas'; readonly key: string; readonly value: Buffer | null; readonly flags: number; readonly index: number }
   | { readonly verb: 'get' | 'check-not-exists' | 'delete'; readonly key: string }
   | { readonly verb: 'check-index' | 'delete-cas'; readonly key: string; readonly index: number }
-  | { readonly verb: 'check-session'; readonly key: string; readonly session: string };
+  | { readonly verb: 'check-session'; readonly key: string; readonly session: string }
+  | { readonly verb: 'lock' | 'unlock'; readonly key: string; readonly value: Buffer | null; readonly flags: number; readonly session: string };
 
-const TXN_VERBS = new Set(['set', 'cas', 'get', 'check-index', 'check-session', 'check-not-exists', 'delete', 'delete-cas']);
+const TXN_VERBS = new Set(['set', 'cas', 'get', 'check-index', 'check-session', 'check-not-exists', 'delete', 'delete-cas', 'lock', 'unlock']);
 /** Consul's limit on operations per transaction (`maxTxnOps`). */
 const MAX_TXN_OPS = 128;
 
 /**
  * Decodes a `/v1/txn` body: a JSON array of `{ "KV": { Verb, Key, Value (base64), Flags, Index,
- * Session } }`. Only KV operations; `lock`/`unlock` and node, service and check operations are
- * not implemented (400 naming the op).
+ * Session } }`. Only KV operations; node, service and check operations are not implemented (400
+ * naming the op).
  * @throws ConsulError 400 for a body Consul would refuse, 413 past the op limit.
  */
 function decodeTxn(raw: string): TxnKvOp[] {
@@ -280,6 +281,11 @@ function decodeTxn(raw: string): TxnKvOp[] {
         return { verb, key, index };
       case 'check-session':
         return { verb, key, session: String(kv['Session'] ?? '') };
+      case 'lock':
+      case 'unlock': {
+        const v = kv['Value'];
+        return { verb, key, value: typeof v === 'string' && v !== '' ? Buffer.from(v, 'base64') : null, flags: Number(kv['Flags'] ?? 0), session: String(kv['Session'] ?? '') };
+      }
       default:
         return { verb: verb as 'get' | 'check-not-exists' | 'delete', key };
     }
@@ -558,6 +564,25 @@ class ConsulState {
             fail(`key "${op.key}" is not currently locked by session "${op.session}"`);
           } else {
             results.push(existing);
+          }
+          return;
+        case 'lock':
+          // `kvsLockTxn`: the session must exist; a lock held by another session fails.
+          if (!this.sessions.has(op.session)) {
+            fail(`failed to lock key "${op.key}": invalid session "${op.session}"`);
+          } else if (existing !== undefined && existing.session !== '' && existing.session !== op.session) {
+            fail(`failed to lock key "${op.key}", lock is already held`);
+          } else {
+            const lockIndex = existing === undefined ? 1 : existing.session === op.session ? existing.lockIndex : existing.lockIndex + 1;
+            results.push({ ...put({ key: op.key, value: op.value, flags: op.flags, lockIndex, session: op.session }), value: null });
+          }
+          return;
+        case 'unlock':
+          // `kvsUnlockTxn`: only the holder unlocks (no lock-delay: it is not an invalidation).
+          if (existing === undefined || existing.session !== op.session) {
+            fail(`failed to unlock key "${op.key}", lock isn't held, or is held by another session`);
+          } else {
+            results.push({ ...put({ key: op.key, value: op.value, flags: op.flags, lockIndex: existing.lockIndex, session: '' }), value: null });
           }
           return;
         case 'check-not-exists':
