@@ -373,3 +373,70 @@ describe('parseGoDuration', () => {
     expect(() => parseGoDuration('')).toThrow();
   });
 });
+
+describe('Consul stand-in: transactions (/v1/txn, KV operations)', () => {
+  let c: ConsulStandin;
+  beforeAll(async () => {
+    c = await startConsulStandin({ sessionTtlMin: '1s' });
+  });
+  afterAll(async () => {
+    await c.close();
+  });
+  const b64 = (s: string): string => Buffer.from(s).toString('base64');
+  const txn = (ops: unknown[]): Promise<Answer> => call(c.url, 'PUT', '/v1/txn', JSON.stringify(ops));
+  const session = async (): Promise<string> => ((await call(c.url, 'PUT', '/v1/session/create', JSON.stringify({ TTL: '30s', LockDelay: '0s' }))).json() as { ID: string }).ID;
+
+  it('applies every op at one index and answers each write with its entry without the value; deletes add no result', async () => {
+    await call(c.url, 'PUT', '/v1/kv/t/gone', 'x');
+    const ok = await txn([{ KV: { Verb: 'cas', Key: 't/a', Value: b64('1'), Index: 0 } }, { KV: { Verb: 'set', Key: 't/b', Value: b64('2') } }, { KV: { Verb: 'delete', Key: 't/gone' } }]);
+    expect(ok.status).toBe(200);
+    const body = ok.json() as { Results: Array<{ KV: { Key: string; Value: string | null; ModifyIndex: number } }>; Errors: null };
+    expect(body.Errors).toBeNull();
+    expect(body.Results.map((r) => r.KV.Key)).toEqual(['t/a', 't/b']);
+    expect(body.Results.every((r) => r.KV.Value === null)).toBe(true);
+    expect(body.Results[0]!.KV.ModifyIndex).toBe(body.Results[1]!.KV.ModifyIndex);
+    expect((await call(c.url, 'GET', '/v1/kv/t/a?raw')).text).toBe('1');
+    expect((await call(c.url, 'GET', '/v1/kv/t/gone')).status).toBe(404);
+  });
+
+  it('rolls everything back with 409 and the failing op when one check fails', async () => {
+    const [a] = (await call(c.url, 'GET', '/v1/kv/t/a')).json() as KvJson;
+    const failed = await txn([{ KV: { Verb: 'set', Key: 't/a', Value: b64('changed') } }, { KV: { Verb: 'check-index', Key: 't/b', Index: 1 } }]);
+    expect(failed.status).toBe(409);
+    const body = failed.json() as { Results: null; Errors: Array<{ OpIndex: number; What: string }> };
+    expect(body.Results).toBeNull();
+    expect(body.Errors[0]?.OpIndex).toBe(1);
+    const [after] = (await call(c.url, 'GET', '/v1/kv/t/a')).json() as KvJson;
+    expect(after).toEqual(a);
+    const stale = await txn([{ KV: { Verb: 'cas', Key: 't/a', Value: b64('x'), Index: a!.ModifyIndex + 1000 } }]);
+    expect(stale.status).toBe(409);
+  });
+
+  it('check-session passes only for the lock holder; unlock + lock moves a lock to another session in one step', async () => {
+    const s1 = await session();
+    const s2 = await session();
+    expect((await call(c.url, 'PUT', `/v1/kv/t/lock?acquire=${s1}`, 'v1')).text).toBe('true');
+    expect((await txn([{ KV: { Verb: 'check-session', Key: 't/lock', Session: s2 } }])).status).toBe(409);
+    expect((await txn([{ KV: { Verb: 'check-session', Key: 't/lock', Session: s1 } }])).status).toBe(200);
+    // s2 cannot lock a key s1 holds …
+    expect((await txn([{ KV: { Verb: 'lock', Key: 't/lock', Value: b64('v2'), Session: s2 } }])).status).toBe(409);
+    const [before] = (await call(c.url, 'GET', '/v1/kv/t/lock')).json() as KvJson;
+    // … but unlock with s1 and lock with s2 in one transaction moves it: same entry, new holder.
+    const moved = await txn([
+      { KV: { Verb: 'unlock', Key: 't/lock', Value: b64('v2'), Session: s1 } },
+      { KV: { Verb: 'lock', Key: 't/lock', Value: b64('v2'), Session: s2 } },
+    ]);
+    expect(moved.status).toBe(200);
+    const [after] = (await call(c.url, 'GET', '/v1/kv/t/lock')).json() as KvJson;
+    expect(after).toMatchObject({ Session: s2, CreateIndex: before!.CreateIndex, LockIndex: before!.LockIndex + 1, Value: b64('v2') });
+  });
+
+  it('refuses what it does not implement, naming it', async () => {
+    const node = await txn([{ Node: { Verb: 'get', Node: { Node: 'n' } } }]);
+    expect(node.status).toBe(400);
+    expect(node.text).toMatch(/KV operations only/);
+    const verb = await txn([{ KV: { Verb: 'frobnicate', Key: 'x' } }]);
+    expect(verb.status).toBe(400);
+    expect(verb.text).toMatch(/unknown KV verb "frobnicate"/);
+  });
+});
