@@ -205,7 +205,9 @@ describe('Consul stand-in: sessions and locks', () => {
     expect((await call(c.url, 'PUT', '/v1/session/create', JSON.stringify({ Behavior: 'keep' }))).text).toBe("Invalid Behavior setting 'keep'");
     expect((await call(c.url, 'PUT', '/v1/session/create', JSON.stringify({ Checks: ['nope'] }))).text).toBe("Missing check 'nope' registration");
     expect((await call(c.url, 'PUT', '/v1/session/create', JSON.stringify({ Node: 'other' }))).text).toBe('Missing node registration');
-    expect((await call(c.url, 'GET', '/v1/session/create')).status).toBe(405);
+    const get = await call(c.url, 'GET', '/v1/session/create');
+    expect(get.status).toBe(405);
+    expect(get.headers.get('allow')).toBe('PUT');
     const renew = await call(c.url, 'PUT', '/v1/session/renew/no-such');
     expect(renew.status).toBe(404);
     expect(renew.text).toBe("Session id 'no-such' not found");

@@ -799,7 +799,7 @@ export async function startConsulStandin(opts: ConsulStandinOptions = {}): Promi
         sendJson(res, 200, kvDelete(who, key, q));
         return;
       default:
-        throw methodNotAllowed(req.method);
+        throw methodNotAllowed(req.method, ['GET', 'PUT', 'DELETE']);
     }
   };
 
@@ -814,7 +814,7 @@ export async function startConsulStandin(opts: ConsulStandinOptions = {}): Promi
     const visible = (list: Session[]): Record<string, unknown>[] => (who === 'management' ? list.map(sessionJson) : []);
     const expectMethod = (m: string): void => {
       if (req.method !== m) {
-        throw methodNotAllowed(req.method);
+        throw methodNotAllowed(req.method, [m]);
       }
     };
     switch (op) {
@@ -868,7 +868,7 @@ export async function startConsulStandin(opts: ConsulStandinOptions = {}): Promi
     const addr = `127.0.0.1:${port}`;
     const meta = { 'X-Consul-Index': String(state.raftIndex), 'X-Consul-KnownLeader': 'true', 'X-Consul-LastContact': '0' };
     if (req.method !== 'GET') {
-      throw methodNotAllowed(req.method);
+      throw methodNotAllowed(req.method, ['GET']);
     }
     switch (path) {
       case '/v1/status/leader':
@@ -918,7 +918,8 @@ export async function startConsulStandin(opts: ConsulStandinOptions = {}): Promi
   };
 
   const listen = async (): Promise<void> => {
-    const s = createServer((req, res) => {
+    // No request timeout: like Go's net/http server, and a held ('hang') request keeps hanging.
+    const s = createServer({ requestTimeout: 0 }, (req, res) => {
       handle(req, res).catch((err: unknown) => sendError(res, err));
     });
     // Consul keeps idle connections open; a short keep-alive would race clients that reuse them.
@@ -1041,8 +1042,9 @@ function goQueryEncode(q: URLSearchParams): string {
   return pairs.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
 }
 
-function methodNotAllowed(method: string | undefined): ConsulError {
-  return new ConsulError(405, `method ${method ?? ''} not allowed`);
+/** `MethodNotAllowedError`: 405 with an `Allow` header. */
+function methodNotAllowed(method: string | undefined, allow: readonly string[]): ConsulError {
+  return new ConsulError(405, `method ${method ?? ''} not allowed`, { Allow: allow.join(',') });
 }
 
 /** The request body, refusing more than `limit` bytes with Consul's 413. */
