@@ -345,6 +345,25 @@ describe('Consul stand-in: faults', () => {
     expect(back.text).toBe('v');
   });
 
+  it("after 'refuse', restarted: sessions get a full TTL × 2 again and lock-delays are gone", async () => {
+    c = await startConsulStandin({ sessionTtlMin: '1s' });
+    const create = async (body: Record<string, unknown>): Promise<string> => ((await call(c!.url, 'PUT', '/v1/session/create', JSON.stringify(body))).json() as { ID: string }).ID;
+    const ttl = await create({ TTL: '1s' });
+    const holder = await create({ LockDelay: '30s' });
+    const other = await create({});
+    await call(c.url, 'PUT', `/v1/kv/r?acquire=${holder}`, 'x');
+    await call(c.url, 'PUT', `/v1/session/destroy/${holder}`);
+    expect((await call(c.url, 'PUT', `/v1/kv/r?acquire=${other}`, 'y')).text).toBe('false');
+    const t0 = Date.now();
+    await c.setFault('refuse');
+    await new Promise((r) => setTimeout(r, 1500));
+    await c.setFault(null, { restarted: true });
+    // created at t0 - ε with TTL 1 s: gone at 2 s without the restart, at 1.5 s + 2 s with it
+    await new Promise((r) => setTimeout(r, 2500 - (Date.now() - t0)));
+    expect(c.sessionIds()).toContain(ttl);
+    expect((await call(c.url, 'PUT', `/v1/kv/r?acquire=${other}`, 'y')).text).toBe('true');
+  });
+
   it("'hang' accepts and never answers, and applies nothing", async () => {
     c = await startConsulStandin();
     await c.setFault('hang');

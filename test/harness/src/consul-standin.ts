@@ -38,8 +38,8 @@
  * Consul DCS, never against a real Consul.
  *
  * Test hooks: {@link ConsulStandin.setFault} (`'refuse'` closes the listener and every
- * connection, reopened on the same port when cleared; `'hang'` accepts requests and never
- * answers them), `expireSession` (invalidate a session now, as its TTL would), in-process reads
+ * connection, reopened on the same port when cleared, optionally as a restarted server;
+ * `'hang'` accepts requests and never answers them), `expireSession` (invalidate a session now, as its TTL would), in-process reads
  * (`getKey`, `sessionIds`, `index`) and the request log.
  * @see https://developer.hashicorp.com/consul/api-docs/kv
  * @see https://developer.hashicorp.com/consul/api-docs/session
@@ -94,8 +94,11 @@ export interface ConsulStandin {
    * never answered (nor applied), answers due to blocked reads are held. `null`: back to normal
    * (the listener reopens on the same port; held requests are reset). Session TTL timers keep
    * running through both faults, as on a server the clients are cut off from.
+   * @param opts.restarted with `null` after `'refuse'`: come back as a restarted Consul server
+   *   would (its Raft data kept): every session gets a full TTL × 2 again (Consul rebuilds its
+   *   session timers when it becomes leader) and lock-delays are forgotten (they live in memory).
    */
-  setFault(mode: ConsulFault): Promise<void>;
+  setFault(mode: ConsulFault, opts?: { readonly restarted?: boolean }): Promise<void>;
   /** The current fault mode. */
   fault(): ConsulFault;
   /** The Raft index of the last write (1 before any). */
@@ -442,6 +445,14 @@ class ConsulState {
     }
     this.onChange();
     return true;
+  }
+
+  /** As a newly elected leader (`initializeSessionTimers`): full TTLs again, no lock-delays. */
+  restartTimers(onExpire: (id: string) => void): void {
+    this.lockDelays.clear();
+    for (const s of this.sessions.values()) {
+      this.resetTimer(s, s.ttl === '' ? 0 : parseGoDuration(s.ttl), onExpire);
+    }
   }
 
   clearTimers(): void {
@@ -855,7 +866,9 @@ export async function startConsulStandin(opts: ConsulStandinOptions = {}): Promi
         if (op !== 'list') {
           needId();
         }
-        const pick = (): Session[] => [...state.sessions.values()].filter((s) => (op === 'list' ? true : op === 'info' ? s.id === arg : s.node === arg));
+        // memdb's `id` index: sorted by ID
+        const pick = (): Session[] =>
+          [...state.sessions.values()].filter((s) => (op === 'list' ? true : op === 'info' ? s.id === arg : s.node === arg)).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
         blockingRead(res, q, () => ({ status: 200, index: state.sessionsIndex(), body: visible(pick()) }));
         return;
       }
@@ -966,7 +979,7 @@ export async function startConsulStandin(opts: ConsulStandinOptions = {}): Promi
     port,
     requestLog: () => [...log],
     fault: () => mode,
-    async setFault(next: ConsulFault): Promise<void> {
+    async setFault(next: ConsulFault, faultOpts: { readonly restarted?: boolean } = {}): Promise<void> {
       if (closed) {
         return;
       }
@@ -983,6 +996,9 @@ export async function startConsulStandin(opts: ConsulStandinOptions = {}): Promi
         held.clear();
       }
       if (prev === 'refuse' && next !== 'refuse') {
+        if (faultOpts.restarted === true) {
+          state.restartTimers(expire);
+        }
         await listen();
       }
     },
