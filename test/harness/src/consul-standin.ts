@@ -421,6 +421,14 @@ class ConsulState {
     }
   }
 
+  /** As a newly elected leader (`initializeSessionTimers`): full TTLs again, no lock-delays. */
+  restartTimers(onExpire: (id: string) => void): void {
+    this.lockDelays.clear();
+    for (const s of this.sessions.values()) {
+      this.resetTimer(s, s.ttl === '' ? 0 : parseGoDuration(s.ttl), onExpire);
+    }
+  }
+
   /** `deleteSessionTxn`: removes the session, releases or deletes its keys, starts lock-delays. */
   destroySession(id: string): boolean {
     const idx = this.next();
@@ -445,14 +453,6 @@ class ConsulState {
     }
     this.onChange();
     return true;
-  }
-
-  /** As a newly elected leader (`initializeSessionTimers`): full TTLs again, no lock-delays. */
-  restartTimers(onExpire: (id: string) => void): void {
-    this.lockDelays.clear();
-    for (const s of this.sessions.values()) {
-      this.resetTimer(s, s.ttl === '' ? 0 : parseGoDuration(s.ttl), onExpire);
-    }
   }
 
   clearTimers(): void {
