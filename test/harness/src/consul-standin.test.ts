@@ -234,6 +234,11 @@ describe('Consul stand-in: sessions and locks', () => {
     expect((await call(c.url, 'PUT', `/v1/kv/lock?acquire=${s2}`, 'two')).text).toBe('true');
     [e] = (await call(c.url, 'GET', '/v1/kv/lock')).json() as KvJson;
     expect(e).toMatchObject({ LockIndex: 2, Session: s2 });
+    // A plain PUT on a locked key keeps the holder and sets the value; LockIndex comes from the
+    // request (0), as `kvsSetTxn` keeps only CreateIndex and Session of the old entry.
+    expect((await call(c.url, 'PUT', '/v1/kv/lock', 'plain')).text).toBe('true');
+    [e] = (await call(c.url, 'GET', '/v1/kv/lock')).json() as KvJson;
+    expect(e).toMatchObject({ LockIndex: 0, Session: s2, Value: Buffer.from('plain').toString('base64') });
     const invalid = await call(c.url, 'PUT', '/v1/kv/lock2?acquire=00000000-0000-0000-0000-00000000dead', 'x');
     expect(invalid.status).toBe(500);
     expect(invalid.text).toBe('invalid session "00000000-0000-0000-0000-00000000dead"');
