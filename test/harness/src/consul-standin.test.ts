@@ -205,7 +205,9 @@ describe('Consul stand-in: sessions and locks', () => {
     expect((await call(c.url, 'PUT', '/v1/session/create', JSON.stringify({ Behavior: 'keep' }))).text).toBe("Invalid Behavior setting 'keep'");
     expect((await call(c.url, 'PUT', '/v1/session/create', JSON.stringify({ Checks: ['nope'] }))).text).toBe("Missing check 'nope' registration");
     expect((await call(c.url, 'PUT', '/v1/session/create', JSON.stringify({ Node: 'other' }))).text).toBe('Missing node registration');
-    expect((await call(c.url, 'GET', '/v1/session/create')).status).toBe(405);
+    const get = await call(c.url, 'GET', '/v1/session/create');
+    expect(get.status).toBe(405);
+    expect(get.headers.get('allow')).toBe('PUT');
     const renew = await call(c.url, 'PUT', '/v1/session/renew/no-such');
     expect(renew.status).toBe(404);
     expect(renew.text).toBe("Session id 'no-such' not found");
@@ -232,6 +234,11 @@ describe('Consul stand-in: sessions and locks', () => {
     expect((await call(c.url, 'PUT', `/v1/kv/lock?acquire=${s2}`, 'two')).text).toBe('true');
     [e] = (await call(c.url, 'GET', '/v1/kv/lock')).json() as KvJson;
     expect(e).toMatchObject({ LockIndex: 2, Session: s2 });
+    // A plain PUT on a locked key keeps the holder and sets the value; LockIndex comes from the
+    // request (0), as `kvsSetTxn` keeps only CreateIndex and Session of the old entry.
+    expect((await call(c.url, 'PUT', '/v1/kv/lock', 'plain')).text).toBe('true');
+    [e] = (await call(c.url, 'GET', '/v1/kv/lock')).json() as KvJson;
+    expect(e).toMatchObject({ LockIndex: 0, Session: s2, Value: Buffer.from('plain').toString('base64') });
     const invalid = await call(c.url, 'PUT', '/v1/kv/lock2?acquire=00000000-0000-0000-0000-00000000dead', 'x');
     expect(invalid.status).toBe(500);
     expect(invalid.text).toBe('invalid session "00000000-0000-0000-0000-00000000dead"');
@@ -341,6 +348,25 @@ describe('Consul stand-in: faults', () => {
     await c.setFault(null);
     const back = await call(c.url, 'GET', '/v1/kv/k?raw');
     expect(back.text).toBe('v');
+  });
+
+  it("after 'refuse', restarted: sessions get a full TTL × 2 again and lock-delays are gone", async () => {
+    c = await startConsulStandin({ sessionTtlMin: '1s' });
+    const create = async (body: Record<string, unknown>): Promise<string> => ((await call(c!.url, 'PUT', '/v1/session/create', JSON.stringify(body))).json() as { ID: string }).ID;
+    const ttl = await create({ TTL: '1s' });
+    const holder = await create({ LockDelay: '30s' });
+    const other = await create({});
+    await call(c.url, 'PUT', `/v1/kv/r?acquire=${holder}`, 'x');
+    await call(c.url, 'PUT', `/v1/session/destroy/${holder}`);
+    expect((await call(c.url, 'PUT', `/v1/kv/r?acquire=${other}`, 'y')).text).toBe('false');
+    const t0 = Date.now();
+    await c.setFault('refuse');
+    await new Promise((r) => setTimeout(r, 1500));
+    await c.setFault(null, { restarted: true });
+    // created at t0 - ε with TTL 1 s: gone at 2 s without the restart, at 1.5 s + 2 s with it
+    await new Promise((r) => setTimeout(r, 2500 - (Date.now() - t0)));
+    expect(c.sessionIds()).toContain(ttl);
+    expect((await call(c.url, 'PUT', `/v1/kv/r?acquire=${other}`, 'y')).text).toBe('true');
   });
 
   it("'hang' accepts and never answers, and applies nothing", async () => {

@@ -38,8 +38,8 @@
  * Consul DCS, never against a real Consul.
  *
  * Test hooks: {@link ConsulStandin.setFault} (`'refuse'` closes the listener and every
- * connection, reopened on the same port when cleared; `'hang'` accepts requests and never
- * answers them), `expireSession` (invalidate a session now, as its TTL would), in-process reads
+ * connection, reopened on the same port when cleared, optionally as a restarted server;
+ * `'hang'` accepts requests and never answers them), `expireSession` (invalidate a session now, as its TTL would), in-process reads
  * (`getKey`, `sessionIds`, `index`) and the request log.
  * @see https://developer.hashicorp.com/consul/api-docs/kv
  * @see https://developer.hashicorp.com/consul/api-docs/session
@@ -94,8 +94,11 @@ export interface ConsulStandin {
    * never answered (nor applied), answers due to blocked reads are held. `null`: back to normal
    * (the listener reopens on the same port; held requests are reset). Session TTL timers keep
    * running through both faults, as on a server the clients are cut off from.
+   * @param opts.restarted with `null` after `'refuse'`: come back as a restarted Consul server
+   *   would (its Raft data kept): every session gets a full TTL × 2 again (Consul rebuilds its
+   *   session timers when it becomes leader) and lock-delays are forgotten (they live in memory).
    */
-  setFault(mode: ConsulFault): Promise<void>;
+  setFault(mode: ConsulFault, opts?: { readonly restarted?: boolean }): Promise<void>;
   /** The current fault mode. */
   fault(): ConsulFault;
   /** The Raft index of the last write (1 before any). */
@@ -483,6 +486,14 @@ class ConsulState {
     if (ttlNs > 0) {
       s.timer = setTimeout(() => onExpire(s.id), (ttlNs / NS_PER_MS) * SESSION_TTL_MULTIPLIER);
       s.timer.unref();
+    }
+  }
+
+  /** As a newly elected leader (`initializeSessionTimers`): full TTLs again, no lock-delays. */
+  restartTimers(onExpire: (id: string) => void): void {
+    this.lockDelays.clear();
+    for (const s of this.sessions.values()) {
+      this.resetTimer(s, s.ttl === '' ? 0 : parseGoDuration(s.ttl), onExpire);
     }
   }
 
@@ -978,7 +989,7 @@ export async function startConsulStandin(opts: ConsulStandinOptions = {}): Promi
         sendJson(res, 200, kvDelete(who, key, q));
         return;
       default:
-        throw methodNotAllowed(req.method);
+        throw methodNotAllowed(req.method, ['GET', 'PUT', 'DELETE']);
     }
   };
 
@@ -993,7 +1004,7 @@ export async function startConsulStandin(opts: ConsulStandinOptions = {}): Promi
     const visible = (list: Session[]): Record<string, unknown>[] => (who === 'management' ? list.map(sessionJson) : []);
     const expectMethod = (m: string): void => {
       if (req.method !== m) {
-        throw methodNotAllowed(req.method);
+        throw methodNotAllowed(req.method, [m]);
       }
     };
     switch (op) {
@@ -1034,7 +1045,9 @@ export async function startConsulStandin(opts: ConsulStandinOptions = {}): Promi
         if (op !== 'list') {
           needId();
         }
-        const pick = (): Session[] => [...state.sessions.values()].filter((s) => (op === 'list' ? true : op === 'info' ? s.id === arg : s.node === arg));
+        // memdb's `id` index: sorted by ID
+        const pick = (): Session[] =>
+          [...state.sessions.values()].filter((s) => (op === 'list' ? true : op === 'info' ? s.id === arg : s.node === arg)).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
         blockingRead(res, q, () => ({ status: 200, index: state.sessionsIndex(), body: visible(pick()) }));
         return;
       }
@@ -1064,7 +1077,7 @@ export async function startConsulStandin(opts: ConsulStandinOptions = {}): Promi
     const addr = `127.0.0.1:${port}`;
     const meta = { 'X-Consul-Index': String(state.raftIndex), 'X-Consul-KnownLeader': 'true', 'X-Consul-LastContact': '0' };
     if (req.method !== 'GET') {
-      throw methodNotAllowed(req.method);
+      throw methodNotAllowed(req.method, ['GET']);
     }
     switch (path) {
       case '/v1/status/leader':
@@ -1116,7 +1129,8 @@ export async function startConsulStandin(opts: ConsulStandinOptions = {}): Promi
   };
 
   const listen = async (): Promise<void> => {
-    const s = createServer((req, res) => {
+    // No request timeout: like Go's net/http server, and a held ('hang') request keeps hanging.
+    const s = createServer({ requestTimeout: 0 }, (req, res) => {
       handle(req, res).catch((err: unknown) => sendError(res, err));
     });
     // Consul keeps idle connections open; a short keep-alive would race clients that reuse them.
@@ -1163,7 +1177,7 @@ export async function startConsulStandin(opts: ConsulStandinOptions = {}): Promi
     port,
     requestLog: () => [...log],
     fault: () => mode,
-    async setFault(next: ConsulFault): Promise<void> {
+    async setFault(next: ConsulFault, faultOpts: { readonly restarted?: boolean } = {}): Promise<void> {
       if (closed) {
         return;
       }
@@ -1180,6 +1194,9 @@ export async function startConsulStandin(opts: ConsulStandinOptions = {}): Promi
         held.clear();
       }
       if (prev === 'refuse' && next !== 'refuse') {
+        if (faultOpts.restarted === true) {
+          state.restartTimers(expire);
+        }
         await listen();
       }
     },
@@ -1239,8 +1256,9 @@ function goQueryEncode(q: URLSearchParams): string {
   return pairs.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
 }
 
-function methodNotAllowed(method: string | undefined): ConsulError {
-  return new ConsulError(405, `method ${method ?? ''} not allowed`);
+/** `MethodNotAllowedError`: 405 with an `Allow` header. */
+function methodNotAllowed(method: string | undefined, allow: readonly string[]): ConsulError {
+  return new ConsulError(405, `method ${method ?? ''} not allowed`, { Allow: allow.join(',') });
 }
 
 /** The request body, refusing more than `limit` bytes with Consul's 413. */
