@@ -556,31 +556,38 @@ class ConsulState {
       };
       switch (op.verb) {
         case 'set':
-        case 'cas':
+        case 'cas': {
           if (op.verb === 'cas' && (op.index === 0 ? existing !== undefined : existing?.modifyIndex !== op.index)) {
             fail(`failed to set key "${op.key}", index is stale`);
             return;
           }
-          // Consul answers writes with the entry without its value.
-          results.push({ ...put({ key: op.key, value: op.value, flags: op.flags, lockIndex: existing?.lockIndex ?? 0, session: existing?.session ?? '' }), value: null });
+          // `kvsSetTxn`: LockIndex comes from the request (0), the holder stays; a write that
+          // changes nothing is skipped. Consul answers writes with the entry without its value.
+          const next = { key: op.key, value: op.value, flags: op.flags, lockIndex: 0, session: existing?.session ?? '' };
+          const same = existing !== undefined && existing.lockIndex === 0 && existing.flags === op.flags && sameValue(existing.value, op.value);
+          results.push({ ...(same ? existing : put(next)), value: null });
           return;
+        }
         case 'get':
         case 'check-index':
         case 'check-session':
           if (existing === undefined) {
             fail(`key "${op.key}" doesn't exist`);
           } else if (op.verb === 'check-index' && existing.modifyIndex !== op.index) {
-            fail(`current modify index ${existing.modifyIndex} != ${op.index}`);
+            fail(`failed index check for key "${op.key}", current modify index ${existing.modifyIndex} != ${op.index}`);
           } else if (op.verb === 'check-session' && existing.session !== op.session) {
-            fail(`key "${op.key}" is not currently locked by session "${op.session}"`);
+            fail(`failed session check for key "${op.key}", current session "${existing.session}" != "${op.session}"`);
           } else {
-            results.push(existing);
+            // Only `get` answers with the value.
+            results.push(op.verb === 'get' ? existing : { ...existing, value: null });
           }
           return;
         case 'lock':
           // `kvsLockTxn`: the session must exist; a lock held by another session fails.
           if (!this.sessions.has(op.session)) {
-            fail(`failed to lock key "${op.key}": invalid session "${op.session}"`);
+            fail(`invalid session "${op.session}"`);
+          } else if ((this.lockDelays.get(op.key) ?? 0) > Date.now()) {
+            fail(`failed to lock key "${op.key}" due to lock delay`);
           } else if (existing !== undefined && existing.session !== '' && existing.session !== op.session) {
             fail(`failed to lock key "${op.key}", lock is already held`);
           } else {
