@@ -1065,7 +1065,7 @@ export async function startConsulStandin(opts: ConsulStandinOptions = {}): Promi
 
   const handleTxn = async (req: IncomingMessage, res: ServerResponse, who: Caller): Promise<void> => {
     if (req.method !== 'PUT') {
-      throw methodNotAllowed(req.method);
+      throw methodNotAllowed(req.method, ['PUT']);
     }
     const ops = decodeTxn((await readBody(req, KV_MAX_VALUE_SIZE * 2)).toString('utf8'));
     for (const op of ops) {
