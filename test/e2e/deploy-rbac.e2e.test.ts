@@ -1,8 +1,9 @@
 /**
  * The Kubernetes RBAC of deploy/base (rbac.yaml, serviceaccount.yaml and the workloads'
  * `serviceAccountName`) against the requests the programs really make. No API server runs on this
- * machine, so a small cluster (2 keepers, 1 sentinel, 1 proxy) runs on the harness's Kubernetes
- * API stand-in, each program with its own bearer token, and the stand-in logs every request with
+ * machine, so a small cluster (2 keepers, 1 sentinel, a read-write proxy and a read-only proxy, as
+ * proxy.yaml's two StatefulSets run them) runs on the harness's Kubernetes API stand-in, each
+ * program with its own bearer token (the two proxies each with their own), and the stand-in logs every request with
  * its authorization verb, resource, name and sender. The cluster is initialised as the init Job
  * does (`stolonctl spec`, then `stolonctl init`), switched over with `stolonctl` (which the docs
  * run in a sentinel pod), its proxy killed and restarted (the sentinel deletes the dead proxy's
@@ -11,7 +12,8 @@
  * with a small RBAC evaluator ({@link allows}: apiGroups, resources, verbs, resourceNames; a list
  * or watch with a `metadata.name` field selector is named, as on a real API server). And each
  * Role is checked not to grant what its component must not have: keepers and proxies cannot write
- * clusterdata, keepers cannot write the leader Lease or other components' Leases. The keepers run
+ * clusterdata, keepers cannot write the leader Lease or other components' Leases, a read-write proxy
+ * cannot write a read-only proxy's Lease nor the other way round. The keepers run
  * with `--kube-pod-name` (as keeper.yaml) on pod objects of the stand-in, so their role label
  * patches are among the requests checked, and the labels are checked to follow the switchover.
  */
@@ -98,7 +100,14 @@ function serviceAccounts(objs: Obj[]): Record<KubeIdentity, string> {
     return n ?? '';
   };
   const sentinel = sa('Deployment', 'stolon-sentinel');
-  return { keeper: sa('StatefulSet', 'stolon-keeper'), sentinel, proxy: sa('StatefulSet', 'stolon-proxy'), init: sa('Job', 'stolon-init'), stolonctl: sentinel };
+  return {
+    keeper: sa('StatefulSet', 'stolon-keeper'),
+    sentinel,
+    proxy: sa('StatefulSet', 'stolon-proxy'),
+    'proxy-ro': sa('StatefulSet', 'stolon-proxy-ro'),
+    init: sa('Job', 'stolon-init'),
+    stolonctl: sentinel,
+  };
 }
 
 const lease = (verb: string, name?: string): Access => ({ verb, apiGroup: 'coordination.k8s.io', resource: 'leases', name });
@@ -115,9 +124,12 @@ const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
   clusterName: CLUSTER,
   keepers: 2,
   sentinels: 1,
-  proxies: 1,
-  // As proxy.yaml's StatefulSet gives its pod of ordinal 0.
-  proxyArgs: ['--uid', 'proxy0'],
+  // Proxy 0 as stolon-proxy's pod of ordinal 0 (read-write), proxy 1 as stolon-proxy-ro's (a
+  // read-only listener, its own uid and identity); proxy.yaml.
+  proxies: 2,
+  proxyReadOnly: (i) => i === 1,
+  proxyArgs: (i) => ['--uid', i === 0 ? 'proxy0' : 'proxyro0'],
+  proxyKubeIdentity: (i) => (i === 0 ? 'proxy' : 'proxy-ro'),
 });
 
 describe('deploy/base RBAC against the requests of each component (Kubernetes API stand-in)', () => {
@@ -140,6 +152,11 @@ describe('deploy/base RBAC against the requests of each component (Kubernetes AP
       what: `the pod labels to follow the switchover (now ${roleOf(0) ?? 'unset'}, ${roleOf(1) ?? 'unset'})`,
     });
     expect(c.kubeApi.getObject('pods', NAMESPACE, 'stolon-keeper-0')?.metadata.labels?.['app.kubernetes.io/component'], 'other labels kept').toBe('keeper');
+    // The read-only proxy serves reads from the standby.
+    await waitFor(async () => ((await query<{ r: boolean }>(c.proxyReadOnlyClientConfig(1), 'select pg_is_in_recovery() as r'))[0]?.r === true ? true : undefined), {
+      timeoutMs: 30_000,
+      what: 'the read-only proxy to route to the standby',
+    });
 
     // A proxy that dies leaves its Lease to expire: the sentinel deletes it; the new proxy creates its own.
     const proxyLeases = () => c.kubeApi.requests().filter((r) => r.user === 'proxy' && r.verb === 'create').length;
@@ -162,7 +179,7 @@ describe('deploy/base RBAC against the requests of each component (Kubernetes AP
     const objs = baseObjects();
     const sas = serviceAccounts(objs);
     const log: readonly StandinLoggedRequest[] = c.kubeApi.requests();
-    expect(new Set(log.map((r) => r.user))).toEqual(new Set<string>(['init', 'keeper', 'sentinel', 'proxy', 'stolonctl']));
+    expect(new Set(log.map((r) => r.user))).toEqual(new Set<string>(['init', 'keeper', 'sentinel', 'proxy', 'proxy-ro', 'stolonctl']));
     const denied = log
       .filter((r) => {
         const rules = rulesOf(objs, sas[r.user as KubeIdentity]);
@@ -178,13 +195,17 @@ describe('deploy/base RBAC against the requests of each component (Kubernetes AP
     expect(did('sentinel')).toContain(`update configmaps/${CLUSTERDATA}`);
     expect(did('sentinel')).toContain(`update leases/${LEADER_LEASE}`);
     expect(did('stolonctl')).toContain(`update configmaps/${CLUSTERDATA}`);
-    for (const who of ['keeper', 'proxy'] as const) {
-      expect([...did(who)].filter((d) => d.startsWith('update') || d.startsWith('delete')).every((d) => d.includes(`.${who === 'keeper' ? 'keepers' : 'proxies'}.`)), who).toBe(true);
+    const ownLeases = { keeper: 'keepers.keeper', proxy: 'proxies.proxy', 'proxy-ro': 'proxies.proxyro' } as const;
+    for (const [who, own] of Object.entries(ownLeases) as [keyof typeof ownLeases, string][]) {
+      const writes = [...did(who)].filter((d) => d.startsWith('update') || d.startsWith('delete'));
+      expect(writes.filter((d) => !new RegExp(`/${CLUSTERDATA}\\.${own.replace('.', '\\.')}\\d+$`).test(d)), who).toEqual([]);
       expect(did(who)).toContain(`watch configmaps/${CLUSTERDATA}`);
       expect(did(who)).toContain('create leases');
     }
     expect(did('keeper')).toContain(`update leases/${CLUSTERDATA}.keepers.keeper0`);
     expect(did('proxy')).toContain(`update leases/${CLUSTERDATA}.proxies.proxy0`);
+    expect(did('proxy-ro')).toContain(`update leases/${CLUSTERDATA}.proxies.proxyro0`);
+    expect(did('proxy-ro')).toContain(`delete leases/${CLUSTERDATA}.proxies.proxyro0`);
     expect(did('keeper')).toContain('patch pods/stolon-keeper-0');
     expect(did('keeper')).toContain('patch pods/stolon-keeper-1');
     expect([...did('keeper')].filter((d) => d.includes(' pods')).sort()).toEqual(['patch pods/stolon-keeper-0', 'patch pods/stolon-keeper-1']);
@@ -215,20 +236,32 @@ describe('deploy/base RBAC against the requests of each component (Kubernetes AP
     expect(grants('proxy', notProxies.flatMap((n) => [lease('update', n), lease('delete', n), lease('patch', n)]))).toEqual([]);
     expect(grants('proxy', [lease('list'), lease('watch'), lease('deletecollection')])).toEqual([]);
     expect(grants('proxy', [lease('update', `${CLUSTERDATA}.proxies.proxy1`)])).toEqual([`update leases/${CLUSTERDATA}.proxies.proxy1`]);
+    // Read-only proxies: the same, on their own names (proxyro<ordinal>, stolon-proxy-ro), and
+    // neither kind of proxy may write the other's Leases.
+    expect(grants('proxy-ro', writeClusterData), 'proxy-ro').toEqual([]);
+    expect(grants('proxy-ro', [configMap('list'), configMap('get', 'other'), configMap('watch')])).toEqual([]);
+    const notReadOnlyProxies = [LEADER_LEASE, `${CLUSTERDATA}.keepers.keeper0`, `${CLUSTERDATA}.sentinels.abc`, `${CLUSTERDATA}.proxies.abc`, `${CLUSTERDATA}.proxies.proxy0`];
+    expect(grants('proxy-ro', notReadOnlyProxies.flatMap((n) => [lease('update', n), lease('delete', n), lease('patch', n)]))).toEqual([]);
+    expect(grants('proxy-ro', [lease('list'), lease('watch'), lease('deletecollection')])).toEqual([]);
+    expect(grants('proxy-ro', [lease('update', `${CLUSTERDATA}.proxies.proxyro1`), lease('delete', `${CLUSTERDATA}.proxies.proxyro4`)])).toEqual([
+      `update leases/${CLUSTERDATA}.proxies.proxyro1`,
+      `delete leases/${CLUSTERDATA}.proxies.proxyro4`,
+    ]);
+    expect(grants('proxy', [lease('update', `${CLUSTERDATA}.proxies.proxyro0`), lease('delete', `${CLUSTERDATA}.proxies.proxyro0`)])).toEqual([]);
     // The init Job creates clusterdata and cannot change it afterwards, nor touch Leases.
     expect(grants('init', [configMap('update', CLUSTERDATA), configMap('delete', CLUSTERDATA), lease('create'), lease('update', LEADER_LEASE), lease('list')])).toEqual([]);
     // The sentinels do not create ConfigMaps (the init Job does) nor touch any other ConfigMap.
     expect(grants('sentinel', [configMap('create'), configMap('update', 'other'), configMap('list'), configMap('delete', CLUSTERDATA)])).toEqual([]);
-    for (const who of ['keeper', 'sentinel', 'proxy', 'init'] as const) {
+    for (const who of ['keeper', 'sentinel', 'proxy', 'proxy-ro', 'init'] as const) {
       expect(grants(who, otherKinds), who).toEqual([]);
     }
     // Keepers: patch of the keeper pods by name only (their role label); no other pod, no other verb.
     expect(grants('keeper', [pod('patch', 'stolon-keeper-0'), pod('patch', 'stolon-keeper-4')])).toEqual(['patch pods/stolon-keeper-0', 'patch pods/stolon-keeper-4']);
     expect(grants('keeper', [pod('patch'), pod('patch', 'stolon-proxy-abc'), pod('get', 'stolon-keeper-0'), pod('update', 'stolon-keeper-0'), pod('delete', 'stolon-keeper-0'), pod('list'), pod('watch')])).toEqual([]);
-    for (const who of ['sentinel', 'proxy', 'init'] as const) {
+    for (const who of ['sentinel', 'proxy', 'proxy-ro', 'init'] as const) {
       expect(grants(who, [pod('patch', 'stolon-keeper-0'), pod('patch')]), who).toEqual([]);
     }
-    // Each program has its own ServiceAccount: four of them, none shared.
-    expect(new Set([sas.keeper, sas.sentinel, sas.proxy, sas.init]).size).toBe(4);
+    // Each workload has its own ServiceAccount: five of them, none shared.
+    expect(new Set([sas.keeper, sas.sentinel, sas.proxy, sas['proxy-ro'], sas.init]).size).toBe(5);
   });
 });

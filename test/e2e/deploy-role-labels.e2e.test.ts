@@ -89,7 +89,14 @@ describe('deploy/components/role-labels in the kubernetes overlay', () => {
       }
       // Another cluster's keepers in the same namespace are not selected.
       expect(matches(sel, { ...keeperPod(role), 'stolon-cluster': 'other' }), id).toBe(false);
-      // Nor any other workload's pods, whatever their labels plus the role label.
+      // Nor any other workload's pods, whatever their labels plus the role label (the read-only proxies' included).
+      expect(workloads.map((w) => `${w.kind}/${w.metadata.name}`).sort()).toEqual([
+        'Deployment/stolon-sentinel',
+        'Job/stolon-init',
+        'StatefulSet/stolon-keeper',
+        'StatefulSet/stolon-proxy',
+        'StatefulSet/stolon-proxy-ro',
+      ]);
       for (const w of workloads.filter((x) => x !== keeper)) {
         const labels = ((w.spec['template'] as Pod | undefined)?.metadata.labels ?? {}) as Record<string, string>;
         expect(matches(sel, { ...labels, [ROLE_LABEL]: role }), `${id} vs ${w.kind}/${w.metadata.name}`).toBe(false);

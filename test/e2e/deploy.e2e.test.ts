@@ -11,15 +11,18 @@
  *    built bins), with values inside the flag's choices — except the few in
  *    {@link PENDING_UNTIL_MERGED}.
  * 4. The wiring holds: one cluster name everywhere (labels, RBAC resourceNames), probes on the
- *    ports the keeper listens on, Services and disruption budgets selecting real pods, password
- *    files inside the mounted Secret, keeper uids valid, the init spec valid, least-privilege
+ *    ports the keeper listens on, Services and disruption budgets selecting real pods, each proxy
+ *    Service only pods judged by the readiness of the listener it reaches (`/readyz` for the
+ *    read-write proxies, `/readyz/read-only` for the read-only ones: {@link serviceReadinessProblems}),
+ *    workload selectors disjoint, password files inside the mounted Secret, keeper and proxy uids
+ *    valid, the init spec valid, least-privilege
  *    RBAC (one ServiceAccount and Role per component; deploy-rbac.e2e.test.ts checks the Roles
  *    against the requests the programs make), a NetworkPolicy that lets only proxies, keepers and
  *    a backup Job reach the keepers' PostgreSQL, non-root pods, tini kept as PID 1 (`args`, never
  *    `command`).
  * 5. Failsafe mode can act ({@link failsafeProblems}): the keepers serve the member API on a
- *    declared port and advertise their pod IP, and keepers and proxies read one member token from
- *    the same key of a mounted Secret, as files their user can read.
+ *    declared port and advertise their pod IP, and keepers and both kinds of proxies read one
+ *    member token from the same key of a mounted Secret, as files their user can read.
  * 6. Memory limits follow the sizing rules of docs/kubernetes.md ({@link sizingProblems}).
  * 7. Policy: every pod meets the Pod Security "restricted" profile ({@link podSecurityProblems}),
  *    every long-running container has HTTP readiness and liveness probes, the keepers have
@@ -49,6 +52,7 @@ import { describe, expect, it } from 'vitest';
 import { resolveSpec, validateSpec } from '@stolon-ts/cluster';
 import { parseEndpoints, parseListenAddress, readMemberToken } from '@stolon-ts/common';
 import { EXAMPLE_SECRET_PREFIX, refuseExampleSecret } from '@stolon-ts/keeper';
+import { parseProxyArgs, proxyConfigFromFlags } from '@stolon-ts/proxy';
 import { PROGRAMS, flagOfEnv, helpNamesEnv, programHelp, type ProgramHelp, type ProgramName } from './program-help.js';
 
 /**
@@ -330,6 +334,76 @@ const container = (w: Workload, name: string) => w.spec.template.spec.containers
 const portOf = (c: Container, port: string | number | undefined) => (typeof port === 'number' ? port : c.ports?.find((p) => p.name === port)?.containerPort);
 const matches = (selector: Record<string, string>, labels: Record<string, string>) => Object.entries(selector).every(([k, v]) => labels[k] === v);
 
+/** The proxy StatefulSets: read-write (`/readyz`) and read-only (`/readyz/read-only`). */
+const PROXY_WORKLOADS = ['stolon-proxy', 'stolon-proxy-ro'] as const;
+type ServiceObj = Obj & { spec: { selector: Record<string, string>; ports: { port: number; targetPort: string | number }[] } };
+
+/**
+ * A proxy pod's configuration as the proxy's own flag parser reads it (`parseProxyArgs` and
+ * `proxyConfigFromFlags` of packages/proxy): the container's `env`, expanded for pod `ordinal`,
+ * over the ConfigMaps of its `envFrom`, as the kubelet gives them.
+ * @throws the proxy's ConfigError when it would refuse to start (e.g. a uid outside [a-z0-9_]+)
+ */
+function proxyConfigOf(objs: Obj[], w: Workload, ordinal = 0) {
+  const c = container(w, 'proxy');
+  const env: Record<string, string> = {};
+  for (const from of c.envFrom ?? []) {
+    const cm = objs.find((o) => o.kind === 'ConfigMap' && o.metadata.name === from.configMapRef?.name) as (Obj & { data?: Record<string, string> }) | undefined;
+    for (const [k, v] of Object.entries(cm?.data ?? {})) {
+      env[`${from.prefix ?? ''}${k}`] = v;
+    }
+  }
+  Object.assign(env, expandEnv(c, w.spec.template.metadata.labels, ordinal));
+  const flags = parseProxyArgs([], env);
+  return { uid: flags.uid, ...proxyConfigFromFlags(flags) };
+}
+
+const isLoopback = (address: string) => address === 'localhost' || address === '::1' || address.startsWith('127.');
+
+/**
+ * Whether each Service judges the proxy pods it selects by the readiness of the listener it sends
+ * clients to: a Service port on a proxy's main listener (the primary) needs readinessProbe
+ * `/readyz`, one on its read-only listener `/readyz/read-only`. A pod has one readiness, so a pod
+ * serving both Services would leave one of them judged by the other's (issue #16: the read-only
+ * Service emptied while no primary was routed). A port on no listener open beyond the pod's
+ * loopback is a problem too. One line per problem; [] when every Service holds.
+ */
+function serviceReadinessProblems(objs: Obj[]): string[] {
+  const problems: string[] = [];
+  for (const svc of byKind<ServiceObj>(objs, 'Service')) {
+    for (const w of workloads(objs).filter((x) => x.kind !== 'Job' && matches(svc.spec.selector, x.spec.template.metadata.labels))) {
+      const c = w.spec.template.spec.containers.find((x) => invocations(x).program === 'stolon-proxy');
+      if (c === undefined) {
+        continue;
+      }
+      const cfg = proxyConfigOf(objs, w);
+      const ready = c.readinessProbe?.httpGet?.path;
+      for (const p of svc.spec.ports) {
+        const port = portOf(c, p.targetPort);
+        const reaches = (l: { listenAddress: string; port: number } | null | undefined) => l !== null && l !== undefined && l.port === port && !isLoopback(l.listenAddress);
+        const want = reaches(cfg) ? '/readyz' : reaches(cfg.readOnly) ? '/readyz/read-only' : undefined;
+        const where = `${id(svc)} port ${p.port} → ${id(w)} port ${port ?? String(p.targetPort)}`;
+        if (want === undefined) {
+          problems.push(`${where}: no proxy listener reachable from outside the pod there`);
+        } else if (ready !== want) {
+          problems.push(`${where}: the ${want === '/readyz' ? 'read-write' : 'read-only'} listener, judged by readinessProbe ${ready ?? 'none'} instead of ${want}`);
+        }
+      }
+    }
+  }
+  return problems;
+}
+
+/** Pairs of workloads where one's selector matches the other's pods (a controller must own only its own); [] when none. */
+function overlappingSelectors(objs: Obj[]): string[] {
+  const ws = workloads(objs);
+  return ws.flatMap((a) =>
+    ws
+      .filter((b) => b !== a && a.spec.selector !== undefined && matches(a.spec.selector.matchLabels, b.spec.template.metadata.labels))
+      .map((b) => `${id(a)}'s selector matches the pods of ${id(b)}`),
+  );
+}
+
 /** A NetworkPolicy, as much as {@link keeperIngress} reads. */
 type NetworkPolicyObj = Obj & {
   spec: {
@@ -422,7 +496,7 @@ function secretOfFile(objs: Obj[], w: Workload, c: Container, path: string): { s
  * exactly its pod IP and that port, in a form the keeper accepts (`parseListenAddress`) — no DNS
  * name, since DNS depends on the control plane whose outage failsafe mode rides out. The keeper and
  * the proxy read the token from a file (`ST*_MEMBER_TOKEN_FILE`, never the token itself in an
- * environment variable) in the same key of the same mounted Secret.
+ * environment variable) in the same key of the same mounted Secret, the read-only proxies too.
  */
 function failsafeProblems(objs: Obj[]): string[] {
   const problems: string[] = [];
@@ -455,10 +529,12 @@ function failsafeProblems(objs: Obj[]): string[] {
       problems.push(`keeper: the member API listens on port ${listen.port}, but containerPort "member" is ${memberPort ?? 'not declared'}`);
     }
   }
-  const proxy = one<Workload>(objs, 'StatefulSet', 'stolon-proxy');
   const readers = [
     { w: sts, c: keeper, prefix: 'STKEEPER' },
-    { w: proxy, c: container(proxy, 'proxy'), prefix: 'STPROXY' },
+    ...PROXY_WORKLOADS.map((name) => {
+      const proxy = one<Workload>(objs, 'StatefulSet', name);
+      return { w: proxy, c: container(proxy, 'proxy'), prefix: 'STPROXY' };
+    }),
   ];
   const sources = readers.map(({ w, c, prefix }) => {
     const where = `${id(w)} container ${c.name}`;
@@ -478,7 +554,7 @@ function failsafeProblems(objs: Obj[]): string[] {
     return `Secret ${from.secret} key ${from.key}`;
   });
   if (sources.every((s) => s !== undefined) && new Set(sources).size !== 1) {
-    problems.push(`keepers and proxies must read one token: ${readers.map((r, i) => `${r.c.name} from ${sources[i]}`).join(', ')}`);
+    problems.push(`keepers and proxies must read one token: ${readers.map((r, i) => `${r.w.metadata.name} from ${sources[i]}`).join(', ')}`);
   }
   return [...new Set(problems)];
 }
@@ -527,12 +603,15 @@ function sizingProblems(objs: Obj[]): string[] {
   if (!(keeperLimit >= keeperNeeds)) {
     problems.push(`keeper: memory limit ${keeperLimit / MiB} MiB is below the sizing rule's ${keeperNeeds / MiB} MiB`);
   }
-  const proxy = container(one<Workload>(objs, 'StatefulSet', 'stolon-proxy'), 'proxy');
-  const maxConnections = Number(expandEnv(proxy, {}, 0).STPROXY_MAX_CONNECTIONS ?? 2000);
-  const proxyNeeds = 128 * MiB + maxConnections * 256 * 1024;
-  const proxyLimit = quantityBytes(proxy.resources?.limits?.memory);
-  if (!(proxyLimit >= proxyNeeds)) {
-    problems.push(`proxy: memory limit ${proxyLimit / MiB} MiB is below the sizing rule's ${proxyNeeds / MiB} MiB for --max-connections ${maxConnections}`);
+  for (const name of PROXY_WORKLOADS) {
+    const w = one<Workload>(objs, 'StatefulSet', name);
+    const proxy = container(w, 'proxy');
+    const maxConnections = Number(expandEnv(proxy, {}, 0).STPROXY_MAX_CONNECTIONS ?? 2000);
+    const proxyNeeds = 128 * MiB + maxConnections * 256 * 1024;
+    const proxyLimit = quantityBytes(proxy.resources?.limits?.memory);
+    if (!(proxyLimit >= proxyNeeds)) {
+      problems.push(`${w.spec.template.metadata.labels['app.kubernetes.io/component'] ?? name}: memory limit ${proxyLimit / MiB} MiB is below the sizing rule's ${proxyNeeds / MiB} MiB for --max-connections ${maxConnections}`);
+    }
   }
   return problems;
 }
@@ -775,7 +854,7 @@ describe('deploy/ manifests', () => {
   it("RBAC (kubernetes backend): one ServiceAccount, Role and RoleBinding per component, configmaps and leases only (and the keepers' patch of their own pods); the etcd overlay has none", () => {
     const k = objects('deploy/overlays/kubernetes');
     type Rule = { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] };
-    const components = { 'StatefulSet/stolon-keeper': 'keeper', 'Deployment/stolon-sentinel': 'sentinel', 'StatefulSet/stolon-proxy': 'proxy', 'Job/stolon-init': 'init' };
+    const components = { 'StatefulSet/stolon-keeper': 'keeper', 'Deployment/stolon-sentinel': 'sentinel', 'StatefulSet/stolon-proxy': 'proxy', 'StatefulSet/stolon-proxy-ro': 'proxy-ro', 'Job/stolon-init': 'init' };
     expect(workloads(k).map(id).sort()).toEqual(Object.keys(components).sort());
     for (const w of workloads(k)) {
       // Its own ServiceAccount (named after the component), bound to its own Role only.
@@ -800,19 +879,32 @@ describe('deploy/ manifests', () => {
         expect(r.verbs.filter((v) => !['get', 'list', 'watch', 'create', 'update', 'delete'].includes(v)), sa).toEqual([]);
       }
     }
-    expect(byKind(k, 'ServiceAccount')).toHaveLength(4);
-    // Keepers and proxies renew their Leases by name (uid <component><ordinal>): every pod of the
-    // StatefulSet must be listed, and its uid must be the one the Role names.
-    for (const [component, kind] of [['keeper', 'keepers'], ['proxy', 'proxies']] as const) {
-      const w = one<Workload>(k, 'StatefulSet', `stolon-${component}`);
+    expect(byKind(k, 'ServiceAccount')).toHaveLength(5);
+    // Keepers and proxies renew their Leases by name (uid <prefix><ordinal>): every pod of the
+    // StatefulSet must be listed, its uid must be the one the Role names, and no Role names
+    // another StatefulSet's (the read-write and read-only proxies share the `proxies` kind).
+    const uids = [
+      ['stolon-keeper', 'keeper', 'keepers', 'keeper', 'STKEEPER_UID'],
+      ['stolon-proxy', 'proxy', 'proxies', 'proxy', 'STPROXY_UID'],
+      ['stolon-proxy-ro', 'proxy', 'proxies', 'proxyro', 'STPROXY_UID'],
+    ] as const;
+    for (const [name, containerName, kind, prefix, uidEnv] of uids) {
+      const w = one<Workload>(k, 'StatefulSet', name);
       const replicas = (w.spec as { replicas?: number }).replicas ?? 1;
-      const named = one<Obj & { rules: Rule[] }>(k, 'Role', `stolon-${component}`).rules.find((r) => r.verbs.includes('update'))?.resourceNames ?? [];
+      const named = one<Obj & { rules: Rule[] }>(k, 'Role', name).rules.find((r) => r.verbs.includes('update'))?.resourceNames ?? [];
       for (let i = 0; i < replicas; i++) {
-        expect(named, component).toContain(`stolon-cluster-kube-stolon.${kind}.${component}${i}`);
+        expect(named, name).toContain(`stolon-cluster-kube-stolon.${kind}.${prefix}${i}`);
       }
-      const env = container(w, component).env ?? [];
-      expect(env.find((v) => v.name === `ST${component === 'keeper' ? 'KEEPER' : 'PROXY'}_UID`)?.value, component).toBe(`${component}$(POD_INDEX)`);
-      expect(env.find((v) => v.name === 'POD_INDEX')?.valueFrom, component).toEqual({ fieldRef: { fieldPath: "metadata.labels['apps.kubernetes.io/pod-index']" } });
+      expect(named.filter((n) => !new RegExp(`^stolon-cluster-kube-stolon\\.${kind}\\.${prefix}\\d+$`).test(n)), name).toEqual([]);
+      const env = container(w, containerName).env ?? [];
+      expect(env.find((v) => v.name === uidEnv)?.value, name).toBe(`${prefix}$(POD_INDEX)`);
+      expect(env.find((v) => v.name === 'POD_INDEX')?.valueFrom, name).toEqual({ fieldRef: { fieldPath: "metadata.labels['apps.kubernetes.io/pod-index']" } });
+    }
+    // The proxies' uids, as the proxy parses them (its rule: [a-z0-9_]+), for a few ordinals.
+    for (const [name, , , prefix] of uids.slice(1)) {
+      for (const ordinal of [0, 1, 12]) {
+        expect(proxyConfigOf(k, one<Workload>(k, 'StatefulSet', name), ordinal).uid).toBe(`${prefix}${ordinal}`);
+      }
     }
     // …and keepers label their own pods by name (the StatefulSet's pod names).
     const keeperReplicas = (one<Workload>(k, 'StatefulSet', 'stolon-keeper').spec as { replicas?: number }).replicas ?? 1;
@@ -826,13 +918,13 @@ describe('deploy/ manifests', () => {
     expect(accounts.map((a) => [a.metadata.name, a.automountServiceAccountToken])).toEqual(byKind(k, 'ServiceAccount').map((a) => [a.metadata.name, false]));
   });
 
-  it("NetworkPolicy: the keepers' PostgreSQL only from proxies, keepers and a backup Job, the member API only from proxies and keepers, the status port open", () => {
+  it("NetworkPolicy: the keepers' PostgreSQL only from proxies (read-write and read-only), keepers and a backup Job, the member API only from proxies and keepers, the status port open", () => {
     for (const dir of DIRS) {
       const objs = objects(dir);
       expect(keeperIngress(objs), dir).toEqual({
-        5432: ['StatefulSet/stolon-keeper', 'StatefulSet/stolon-proxy', 'component=backup'],
+        5432: ['StatefulSet/stolon-keeper', 'StatefulSet/stolon-proxy', 'StatefulSet/stolon-proxy-ro', 'component=backup'],
         8080: 'any',
-        8081: ['StatefulSet/stolon-keeper', 'StatefulSet/stolon-proxy'],
+        8081: ['StatefulSet/stolon-keeper', 'StatefulSet/stolon-proxy', 'StatefulSet/stolon-proxy-ro'],
       });
     }
     // The check sees a port opened to everyone, a peer from anywhere and a port left out.
@@ -841,7 +933,7 @@ describe('deploy/ manifests', () => {
     np.spec.ingress.push({ ports: [{ port: 5432 }] });
     np.spec.ingress[1]!.from!.push({ namespaceSelector: {} });
     np.spec.ingress.splice(2, 1);
-    expect(keeperIngress(objs)).toEqual({ 5432: 'any', 8080: [], 8081: ['StatefulSet/stolon-keeper', 'StatefulSet/stolon-proxy', 'any namespace or address'] });
+    expect(keeperIngress(objs)).toEqual({ 5432: 'any', 8080: [], 8081: ['StatefulSet/stolon-keeper', 'StatefulSet/stolon-proxy', 'StatefulSet/stolon-proxy-ro', 'any namespace or address'] });
   });
 
   it('store backend per overlay: kubernetes with kind configmap, or etcdv3 with valid endpoints', () => {
@@ -963,7 +1055,9 @@ describe('deploy/ manifests', () => {
         objs.push(other);
         proxyPod.volumes!.find((v) => v.name === 'member-token')!.secret!.secretName = 'other-token';
       }),
-    ).toEqual(['keepers and proxies must read one token: keeper from Secret stolon-member-token key member-token, proxy from Secret other-token key member-token']);
+    ).toEqual([
+      'keepers and proxies must read one token: stolon-keeper from Secret stolon-member-token key member-token, stolon-proxy from Secret other-token key member-token, stolon-proxy-ro from Secret stolon-member-token key member-token',
+    ]);
     expect(broken(({ proxy }) => (proxy.volumeMounts = []))).toEqual([`${P}: /etc/stolon/member/member-token is on no volume mounted in container proxy`]);
     expect(broken(({ proxyPod }) => (proxyPod.volumes!.find((v) => v.name === 'member-token')!.secret!.defaultMode = 0o400))).toEqual([
       `${P}: /etc/stolon/member/member-token: mode 400 with fsGroup 999: user 999 cannot read it`,
@@ -990,39 +1084,110 @@ describe('deploy/ manifests', () => {
     ).toEqual([expect.stringMatching(/^keeper with pod IP 10\.1\.2\.3: --member-listen-address: "\[\$\(POD_IP\)\]:8081" is not host:port/), expect.stringMatching(/^keeper with pod IP fd00::5: /)]);
   });
 
-  it('Services and disruption budgets select real pods, on ports those pods listen on; the ro Service reaches --ro-port', () => {
+  it('Services and disruption budgets select real pods, on ports those pods listen on; the rw Service reaches the read-write proxies\' --port, the ro Service the read-only proxies\' --ro-port', () => {
     const objs = objects('deploy/overlays/kubernetes');
     const pods = workloads(objs);
-    for (const svc of byKind<Obj & { spec: { selector: Record<string, string>; ports: { port: number; targetPort: string | number }[] } }>(objs, 'Service')) {
+    for (const svc of byKind<ServiceObj>(objs, 'Service')) {
       const targets = pods.filter((w) => matches(svc.spec.selector, w.spec.template.metadata.labels) && w.kind !== 'Job');
       expect(targets.map(id), id(svc)).toHaveLength(1);
       for (const p of svc.spec.ports) {
         expect(portOf(targets[0]!.spec.template.spec.containers[0]!, p.targetPort), `${id(svc)} port ${p.port}`).toBeDefined();
       }
     }
-    const proxy = container(one<Workload>(objs, 'StatefulSet', 'stolon-proxy'), 'proxy');
-    const env = expandEnv(proxy, {}, 0);
-    expect(one<Obj & { spec: { ports: { port: number; targetPort: string }[] } }>(objs, 'Service', 'stolon-proxy').spec.ports[0]).toMatchObject({ port: 5432 });
-    expect(portOf(proxy, 'postgres')).toBe(Number(env.STPROXY_PORT));
-    expect(one<Obj & { spec: { ports: { port: number }[] } }>(objs, 'Service', 'stolon-proxy-ro').spec.ports[0]).toMatchObject({ port: 5433 });
-    expect(portOf(proxy, 'postgres-ro')).toBe(Number(env.STPROXY_RO_PORT));
+    const rw = one<Workload>(objs, 'StatefulSet', 'stolon-proxy');
+    const rwConfig = proxyConfigOf(objs, rw);
+    expect(one<ServiceObj>(objs, 'Service', 'stolon-proxy').spec.ports).toMatchObject([{ port: 5432, targetPort: 'postgres' }]);
+    expect(portOf(container(rw, 'proxy'), 'postgres')).toBe(rwConfig.port);
+    expect(rwConfig.listenAddress).toBe('0.0.0.0');
+    // The read-only listener is the read-only proxies' only: the read-write pods declare none.
+    expect(rwConfig.readOnly).toBeNull();
+    expect(portOf(container(rw, 'proxy'), 'postgres-ro')).toBeUndefined();
+    const ro = one<Workload>(objs, 'StatefulSet', 'stolon-proxy-ro');
+    const roConfig = proxyConfigOf(objs, ro);
+    expect(one<ServiceObj>(objs, 'Service', 'stolon-proxy-ro').spec.ports).toMatchObject([{ port: 5433, targetPort: 'postgres-ro' }]);
+    expect(portOf(container(ro, 'proxy'), 'postgres-ro')).toBe(roConfig.readOnly?.port);
+    expect(roConfig.readOnly?.listenAddress).toBe('0.0.0.0');
+    // Its main listener (a proxy always has one) stays on the pod's loopback, on no declared port.
+    expect(roConfig.listenAddress).toBe('127.0.0.1');
+    expect((container(ro, 'proxy').ports ?? []).map((p) => p.containerPort)).not.toContain(roConfig.port);
     for (const pdb of byKind<Obj & { spec: { selector: { matchLabels: Record<string, string> } } }>(objs, 'PodDisruptionBudget')) {
       expect(pods.filter((w) => matches(pdb.spec.selector.matchLabels, w.spec.template.metadata.labels)).map(id), id(pdb)).toHaveLength(1);
     }
     expect(one(objs, 'PodDisruptionBudget', 'stolon-keeper').spec).toMatchObject({ maxUnavailable: 1 });
+    // A not-ready read-only proxy (no standby qualifies) may be evicted: a drain must not wait on it.
+    expect(one(objs, 'PodDisruptionBudget', 'stolon-proxy-ro').spec).toMatchObject({ minAvailable: 1, unhealthyPodEvictionPolicy: 'AlwaysAllow' });
   });
 
-  it('proxies and sentinels: HTTP probes (/readyz, /healthz) on the port their --metrics-listen-address listens on', () => {
+  it('each proxy Service selects only pods judged by the readiness of the listener it reaches: stolon-proxy /readyz, stolon-proxy-ro /readyz/read-only', () => {
+    for (const dir of DIRS) {
+      const objs = objects(dir);
+      const readinessBehind = (service: string) =>
+        workloads(objs)
+          .filter((w) => w.kind !== 'Job' && matches(one<ServiceObj>(objs, 'Service', service).spec.selector, w.spec.template.metadata.labels))
+          .map((w) => `${id(w)} ${container(w, 'proxy').readinessProbe?.httpGet?.path ?? 'none'}`);
+      expect(readinessBehind('stolon-proxy'), dir).toEqual(['StatefulSet/stolon-proxy /readyz']);
+      expect(readinessBehind('stolon-proxy-ro'), dir).toEqual(['StatefulSet/stolon-proxy-ro /readyz/read-only']);
+      expect(serviceReadinessProblems(objs), dir).toEqual([]);
+    }
+  });
+
+  it('the readiness check catches a Service judged by the other listener\'s readiness, as both Services were before issue #16, and a Service on a listener closed to the pod network', () => {
+    const variant = (change: (o: { objs: Obj[]; rw: Container; ro: Container; roSvc: ServiceObj; rwSvc: ServiceObj }) => void) => {
+      const objs = structuredClone(objects('deploy/overlays/kubernetes'));
+      change({
+        objs,
+        rw: container(one<Workload>(objs, 'StatefulSet', 'stolon-proxy'), 'proxy'),
+        ro: container(one<Workload>(objs, 'StatefulSet', 'stolon-proxy-ro'), 'proxy'),
+        roSvc: one<ServiceObj>(objs, 'Service', 'stolon-proxy-ro'),
+        rwSvc: one<ServiceObj>(objs, 'Service', 'stolon-proxy'),
+      });
+      return serviceReadinessProblems(objs);
+    };
+    // The layout before: one proxy workload with both listeners, both Services on its pods (/readyz).
+    expect(
+      variant(({ rw, roSvc, rwSvc }) => {
+        rw.env!.push({ name: 'STPROXY_RO_PORT', value: '5433' });
+        rw.ports!.push({ name: 'postgres-ro', containerPort: 5433 });
+        roSvc.spec.selector = { ...rwSvc.spec.selector };
+      }),
+    ).toEqual(['Service/stolon-proxy-ro port 5433 → StatefulSet/stolon-proxy port 5433: the read-only listener, judged by readinessProbe /readyz instead of /readyz/read-only']);
+    expect(variant(({ ro }) => (ro.readinessProbe!.httpGet!.path = '/readyz'))).toEqual([
+      'Service/stolon-proxy-ro port 5433 → StatefulSet/stolon-proxy-ro port 5433: the read-only listener, judged by readinessProbe /readyz instead of /readyz/read-only',
+    ]);
+    expect(variant(({ ro }) => (ro.env!.find((e) => e.name === 'STPROXY_RO_LISTEN_ADDRESS')!.value = '127.0.0.1'))).toEqual([
+      'Service/stolon-proxy-ro port 5433 → StatefulSet/stolon-proxy-ro port 5433: no proxy listener reachable from outside the pod there',
+    ]);
+    // The read-only pods behind the read-write Service: their main listener is the pod's own.
+    expect(
+      variant(({ ro, rwSvc }) => {
+        ro.ports!.push({ name: 'postgres', containerPort: 5432 });
+        rwSvc.spec.selector['app.kubernetes.io/component'] = 'proxy-ro';
+      }),
+    ).toEqual(['Service/stolon-proxy port 5432 → StatefulSet/stolon-proxy-ro port 5432: no proxy listener reachable from outside the pod there']);
+  });
+
+  it('workload selectors are disjoint: no StatefulSet, Deployment or Job selects the pods of another (the read-write and read-only proxies included)', () => {
+    for (const dir of DIRS) {
+      expect(overlappingSelectors(objects(dir)), dir).toEqual([]);
+    }
+    // Told apart by the component label: the read-only pods labelled as the read-write ones are caught.
+    const objs = structuredClone(objects('deploy/overlays/kubernetes'));
+    one<Workload>(objs, 'StatefulSet', 'stolon-proxy-ro').spec.template.metadata.labels['app.kubernetes.io/component'] = 'proxy';
+    expect(overlappingSelectors(objs)).toEqual(["StatefulSet/stolon-proxy's selector matches the pods of StatefulSet/stolon-proxy-ro"]);
+  });
+
+  it('proxies and sentinels: HTTP probes (/readyz or /readyz/read-only, /healthz) on the port their --metrics-listen-address listens on', () => {
     const objs = objects('deploy/overlays/kubernetes');
-    for (const [name, prefix, kind] of [
-      ['proxy', 'STPROXY', 'StatefulSet'],
-      ['sentinel', 'STSENTINEL', 'Deployment'],
+    for (const [name, containerName, prefix, kind, ready] of [
+      ['stolon-proxy', 'proxy', 'STPROXY', 'StatefulSet', '/readyz'],
+      ['stolon-proxy-ro', 'proxy', 'STPROXY', 'StatefulSet', '/readyz/read-only'],
+      ['stolon-sentinel', 'sentinel', 'STSENTINEL', 'Deployment', '/readyz'],
     ] as const) {
-      const c = container(one<Workload>(objs, kind, `stolon-${name}`), name);
+      const c = container(one<Workload>(objs, kind, name), containerName);
       const env = expandEnv(c, {}, 0);
       const listen = parseListenAddress(env[`${prefix}_METRICS_LISTEN_ADDRESS`] ?? '', 'metrics-listen-address');
       expect(c.readinessProbe?.tcpSocket, name).toBeUndefined();
-      expect(c.readinessProbe?.httpGet?.path, name).toBe('/readyz');
+      expect(c.readinessProbe?.httpGet?.path, name).toBe(ready);
       expect(portOf(c, c.readinessProbe?.httpGet?.port), name).toBe(listen.port);
       expect(c.livenessProbe?.httpGet?.path, name).toBe('/healthz');
       expect(portOf(c, c.livenessProbe?.httpGet?.port), name).toBe(listen.port);
@@ -1064,9 +1229,12 @@ describe('deploy/ manifests', () => {
     cm.data['cluster-spec.json'] = JSON.stringify(spec);
     const proxy = container(one<Workload>(objs, 'StatefulSet', 'stolon-proxy'), 'proxy');
     proxy.env = (proxy.env ?? []).filter((e) => e.name !== 'STPROXY_MAX_CONNECTIONS');
+    const roProxy = container(one<Workload>(objs, 'StatefulSet', 'stolon-proxy-ro'), 'proxy');
+    roProxy.env!.find((e) => e.name === 'STPROXY_MAX_CONNECTIONS')!.value = '1000';
     expect(sizingProblems(objs)).toEqual([
       'keeper: memory limit 2048 MiB is below the sizing rule\'s 3232 MiB',
       'proxy: memory limit 256 MiB is below the sizing rule\'s 628 MiB for --max-connections 2000',
+      'proxy-ro: memory limit 256 MiB is below the sizing rule\'s 378 MiB for --max-connections 1000',
     ]);
   });
 
@@ -1124,22 +1292,24 @@ describe('deploy/ manifests', () => {
   it("proxies: a preStop sleep keeps a terminating proxy serving while the Services drop it, within a grace period that also covers the proxy's stop", () => {
     for (const dir of DIRS) {
       const objs = objects(dir);
-      const dep = one<Workload>(objs, 'StatefulSet', 'stolon-proxy');
-      const preStop = container(dep, 'proxy').lifecycle?.preStop;
-      // An exec of sleep from the image's coreutils (Kubernetes 1.28 has no sleep action by default).
-      expect(preStop?.exec?.command.slice(0, 1), dir).toEqual(['/bin/sleep']);
-      const seconds = Number(preStop?.exec?.command[1]);
-      expect(seconds, dir).toBeGreaterThanOrEqual(5);
-      const { proxyTimeoutMs } = resolveSpec(JSON.parse(initSpec(objs)) as unknown);
-      // After SIGTERM: the last check (bounded by proxyTimeout), then deleting the info (2 s).
-      expect(dep.spec.template.spec.terminationGracePeriodSeconds ?? 30, dir).toBeGreaterThanOrEqual(seconds + proxyTimeoutMs / 1000 + 2 + 5);
+      for (const name of PROXY_WORKLOADS) {
+        const dep = one<Workload>(objs, 'StatefulSet', name);
+        const preStop = container(dep, 'proxy').lifecycle?.preStop;
+        // An exec of sleep from the image's coreutils (Kubernetes 1.28 has no sleep action by default).
+        expect(preStop?.exec?.command.slice(0, 1), `${dir} ${name}`).toEqual(['/bin/sleep']);
+        const seconds = Number(preStop?.exec?.command[1]);
+        expect(seconds, `${dir} ${name}`).toBeGreaterThanOrEqual(5);
+        const { proxyTimeoutMs } = resolveSpec(JSON.parse(initSpec(objs)) as unknown);
+        // After SIGTERM: the last check (bounded by proxyTimeout), then deleting the info (2 s).
+        expect(dep.spec.template.spec.terminationGracePeriodSeconds ?? 30, `${dir} ${name}`).toBeGreaterThanOrEqual(seconds + proxyTimeoutMs / 1000 + 2 + 5);
+      }
     }
   });
 
   it('policy: every pod meets Pod Security "restricted", long-running containers have HTTP readiness and liveness probes, keepers request what they limit', () => {
     for (const dir of DIRS) {
       const ws = workloads(objects(dir));
-      expect(ws.map(id).sort(), dir).toEqual(['Deployment/stolon-sentinel', 'Job/stolon-init', 'StatefulSet/stolon-keeper', 'StatefulSet/stolon-proxy']);
+      expect(ws.map(id).sort(), dir).toEqual(['Deployment/stolon-sentinel', 'Job/stolon-init', 'StatefulSet/stolon-keeper', 'StatefulSet/stolon-proxy', 'StatefulSet/stolon-proxy-ro']);
       expect(ws.flatMap(podSecurityProblems), dir).toEqual([]);
       expect(ws.flatMap(workloadPolicyProblems), dir).toEqual([]);
     }

@@ -123,12 +123,12 @@ function kubectlProblems(w: World, ws: string[]): string[] {
   }
   const verbAt = ws.findIndex((x, i) => i > 0 && ['exec', 'logs', 'delete'].includes(x));
   const target = verbAt >= 0 ? ws.slice(verbAt + 1).find((x) => !x.startsWith('-') && x !== NAMESPACE) : undefined;
-  if (target !== undefined && verbAt >= 0 && ws[verbAt] !== 'delete' && /^stolon-[a-z]+-\d+$/.test(target) && statefulSetOfPod(w, target) === undefined) {
+  if (target !== undefined && verbAt >= 0 && ws[verbAt] !== 'delete' && /^stolon-[a-z-]+-\d+$/.test(target) && statefulSetOfPod(w, target) === undefined) {
     problems.push(`${line}: pod ${target} belongs to no StatefulSet of the manifests`);
   }
   if (ws[verbAt] === 'delete' && (ws[verbAt + 1] === 'pod' || ws[verbAt + 1] === 'pvc')) {
     const name = ws[verbAt + 2] ?? '';
-    const claim = /^([a-z0-9-]+?)-(stolon-[a-z]+-\d+)$/.exec(name);
+    const claim = /^([a-z0-9-]+?)-(stolon-[a-z-]+-\d+)$/.exec(name);
     const ok =
       ws[verbAt + 1] === 'pod'
         ? statefulSetOfPod(w, name) !== undefined
@@ -189,7 +189,8 @@ const STEPS: readonly [string, RegExp][] = [
   ['create the passwords and the member token', /kubectl -n stolon create secret generic stolon-passwords/],
   ['deploy', /kubectl apply -k deploy\/overlays\/kubernetes/],
   ['init (the init Job, or stolonctl init)', /stolon-init|stolonctl init/],
-  ['connect through the proxy', /psql -h stolon-proxy/],
+  ['connect through the proxy', /psql -h stolon-proxy /],
+  ['read from a standby through the read-only proxies', /psql -h stolon-proxy-ro -p 5433 /],
   ["kill the primary's pod", /kubectl -n stolon delete pod stolon-keeper-0/],
   ['scale', /kubectl -n stolon scale statefulset stolon-keeper --replicas=3/],
   ['update the image with a switchover', /## \d+\. Update the image[\s\S]*stolonctl switchover/],
@@ -231,6 +232,9 @@ describe('docs/kubernetes.md walkthrough', () => {
       'kubectl -n stolon get pods -l app.kubernetes.io/component=keepers',
       'kubectl -n stolon create secret generic stolon-password --from-literal=pg-su-password=x',
       'kubectl -n stolon exec stolon-keepers-0 -- true',
+      'kubectl -n stolon exec stolon-proxy-r-0 -- true',
+      'kubectl -n stolon exec stolon-proxy-ro-0 -- true',
+      'kubectl -n stolon scale statefulset stolon-proxy-ro --replicas=3',
       'kubectl -n stolon delete pvc pgdata-stolon-keeper-1',
       'stolonctl failover keeper0',
       'stolonctl switchover --yes --target keeper1   # a comment',
@@ -246,6 +250,7 @@ describe('docs/kubernetes.md walkthrough', () => {
       'kubectl -n stolon get pods -l app.kubernetes.io/component=keepers: -l app.kubernetes.io/component=keepers selects nothing in the manifests',
       'kubectl -n stolon create secret generic stolon-password --from-literal=pg-su-password=x: Secret stolon-password is mounted by no pod of the manifests',
       'kubectl -n stolon exec stolon-keepers-0 -- true: pod stolon-keepers-0 belongs to no StatefulSet of the manifests',
+      'kubectl -n stolon exec stolon-proxy-r-0 -- true: pod stolon-proxy-r-0 belongs to no StatefulSet of the manifests',
       'kubectl -n stolon delete pvc pgdata-stolon-keeper-1: pvc pgdata-stolon-keeper-1 belongs to no StatefulSet of the manifests',
       'stolonctl failover keeper0: stolonctl has no command failover',
       'stolonctl switchover --yes --target keeper1: stolonctl switchover has no flag --target',

@@ -92,8 +92,17 @@ export interface LocalClusterOptions {
   readonly proxies?: number;
   /** Fixed proxy port for the first proxy (others and unset: free ports). */
   readonly proxyPort?: number;
-  /** Extra flags for every proxy, e.g. `['--max-connections', '3000']`. */
-  readonly proxyArgs?: readonly string[];
+  /**
+   * Extra flags for every proxy, e.g. `['--max-connections', '3000']`, or for proxy `i` (a
+   * function of the index, e.g. a `--uid` each).
+   */
+  readonly proxyArgs?: readonly string[] | ((i: number) => readonly string[]);
+  /**
+   * With `store: 'kubernetes'`: the identity proxy `i` talks to the stand-in as, `proxy` (default,
+   * deploy's read-write proxies) or `proxy-ro` (deploy's read-only proxies, stolon-proxy-ro, with
+   * their own ServiceAccount).
+   */
+  readonly proxyKubeIdentity?: (i: number) => 'proxy' | 'proxy-ro';
   /** Extra flags for every keeper, e.g. `['--allow-spec-commands', 'data_restore_command']`. */
   readonly keeperArgs?: readonly string[];
   /**
@@ -105,9 +114,10 @@ export interface LocalClusterOptions {
   readonly shutdownSwitchoverTimeout?: string;
   /**
    * Give every proxy a read-only listener on a free port (`--ro-port`; see
-   * `proxies[i].roPort` and `proxyReadOnlyClientConfig`). Other `--ro-*` flags go in `proxyArgs`.
+   * `proxies[i].roPort` and `proxyReadOnlyClientConfig`), or only the proxies `i` for which it
+   * returns true. Other `--ro-*` flags go in `proxyArgs`.
    */
-  readonly proxyReadOnly?: boolean;
+  readonly proxyReadOnly?: boolean | ((i: number) => boolean);
   /** Cluster spec passed to `stolonctl init`. @default {"initMode":"new"} */
   readonly spec?: Record<string, unknown>;
   /**
@@ -318,11 +328,12 @@ function checkStoreOptions(opts: LocalClusterOptions): void {
 /**
  * Who talks to the Kubernetes API stand-in: each program with its own bearer token (as each
  * component of deploy/ has its own ServiceAccount), `init` being the first `stolonctl init` (as
- * the deploy's init Job runs it) and `stolonctl` every other `stolonctl` call.
+ * the deploy's init Job runs it), `stolonctl` every other `stolonctl` call, and `proxy-ro` the
+ * proxies {@link LocalClusterOptions.proxyKubeIdentity} gives it (deploy's read-only proxies).
  */
-export type KubeIdentity = 'keeper' | 'sentinel' | 'proxy' | 'init' | 'stolonctl';
+export type KubeIdentity = 'keeper' | 'sentinel' | 'proxy' | 'proxy-ro' | 'init' | 'stolonctl';
 
-const KUBE_IDENTITIES: readonly KubeIdentity[] = ['stolonctl', 'keeper', 'sentinel', 'proxy', 'init'];
+const KUBE_IDENTITIES: readonly KubeIdentity[] = ['stolonctl', 'keeper', 'sentinel', 'proxy', 'proxy-ro', 'init'];
 
 /**
  * Starts a Kubernetes API stand-in and writes `<dir>/kubeconfig` for it (namespace
@@ -470,7 +481,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       : storeFlags(etcdOnly('a keeper in a chaos network').endpoints.map((u) => u.replace('//127.0.0.1:', `//${network.hostAddress}:`)).join(','));
   /**
    * Starts a component; `netnsPrefix` runs it in a chaos network namespace, `endpoints` (a keeper's
-   * store relay) overrides the etcd endpoints.
+   * store relay) overrides the etcd endpoints, `identity` the component's own Kubernetes identity.
    */
   const spawn = (
     name: string,
@@ -479,10 +490,11 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     netnsPrefix: string[] = [],
     endpoints?: string,
     failpointsDir?: string,
+    identity: KubeIdentity = component,
   ): ProcessHandle => {
     // `ip netns exec` execs the command, so the handle's pid is the program's own pid.
     const flags = endpoints !== undefined ? storeFlags(endpoints) : netnsPrefix.length > 0 ? nodeStoreFlags() : storeFlags();
-    const argv = [process.execPath, binPath(component), ...flags, ...identityFlags(component), '--log-level', logLevel, ...args];
+    const argv = [process.execPath, binPath(component), ...flags, ...identityFlags(identity), '--log-level', logLevel, ...args];
     const p = startProcess({
       name,
       cmd: netnsPrefix[0] ?? argv[0]!,
@@ -633,12 +645,13 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     }
     await Promise.all(keepers.slice(0, nStart).map((_, i) => startKeeper(i)));
     const proxies: ProxyProc[] = [];
-    const proxyArgs = (port: number, roPort: number | undefined, statusPort: number): string[] => [
+    const proxyArgs = (i: number, port: number, roPort: number | undefined, statusPort: number): string[] => [
       '--listen-address', '127.0.0.1', '--port', String(port), '--metrics-listen-address', `127.0.0.1:${statusPort}`,
       ...(roPort === undefined ? [] : ['--ro-port', String(roPort)]),
       ...(opts.memberApi === true ? ['--member-token-file', memberTokenFile] : []),
-      ...(opts.proxyArgs ?? []),
+      ...(typeof opts.proxyArgs === 'function' ? opts.proxyArgs(i) : (opts.proxyArgs ?? [])),
     ];
+    const proxyIdentity = (i: number): KubeIdentity => opts.proxyKubeIdentity?.(i) ?? 'proxy';
     const proxyFailpoints = (i: number): string | undefined => (opts.failpoints === true ? join(dir, 'failpoints', `proxy${i}`) : undefined);
     for (let i = 0; i < (opts.proxies ?? 1); i++) {
       const fpDir = proxyFailpoints(i);
@@ -646,14 +659,15 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         await mkdir(fpDir, { recursive: true });
       }
       const port = i === 0 && opts.proxyPort !== undefined ? opts.proxyPort : await freePort();
-      const roPort = opts.proxyReadOnly === true ? await freePort() : undefined;
+      const readOnly = typeof opts.proxyReadOnly === 'function' ? opts.proxyReadOnly(i) : opts.proxyReadOnly === true;
+      const roPort = readOnly ? await freePort() : undefined;
       const statusPort = await freePort();
       proxies.push({
         port,
         ...(roPort === undefined ? {} : { roPort }),
         statusPort,
         ...(fpDir !== undefined ? { failpointsDir: fpDir } : {}),
-        process: spawn(`proxy ${i}`, 'proxy', proxyArgs(port, roPort, statusPort), [], undefined, fpDir),
+        process: spawn(`proxy ${i}`, 'proxy', proxyArgs(i, port, roPort, statusPort), [], undefined, fpDir, proxyIdentity(i)),
       });
     }
     const proxyClientConfig = (i = 0): pg.ClientConfig => ({
@@ -667,7 +681,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     const proxyReadOnlyClientConfig = (i = 0): pg.ClientConfig => {
       const roPort = proxies[i]?.roPort;
       if (roPort === undefined) {
-        throw new Error(`proxy ${i} has no read-only listener: start the cluster with proxyReadOnly: true`);
+        throw new Error(`proxy ${i} has no read-only listener: start the cluster with proxyReadOnly true (for proxy ${i})`);
       }
       return { ...proxyClientConfig(i), port: roPort };
     };
@@ -798,7 +812,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         if (px.process.running()) {
           throw new Error(`proxy ${i} is still running (pid ${px.process.pid})`);
         }
-        px.process = spawn(`proxy ${i}`, 'proxy', proxyArgs(px.port, px.roPort, px.statusPort), [], undefined, px.failpointsDir);
+        px.process = spawn(`proxy ${i}`, 'proxy', proxyArgs(i, px.port, px.roPort, px.statusPort), [], undefined, px.failpointsDir, proxyIdentity(i));
         if (startOpts?.waitListening !== false) {
           await px.process.waitForLog('proxy listening on', 30_000);
         }
