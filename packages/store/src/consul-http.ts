@@ -20,7 +20,7 @@ export interface ConsulTlsOptions {
 }
 
 /** One KV entry as Consul returns it, with the value decoded to text. @internal */
-export interface ConsulKv {
+interface ConsulKv {
   readonly key: string;
   readonly value: string;
   readonly modifyIndex: number;
