@@ -1,12 +1,14 @@
 /**
- * The proxy in depth on real etcd and PostgreSQL: one 2-keeper cluster behind one proxy
+ * The proxy in depth on a real store and PostgreSQL: one 2-keeper cluster behind one proxy
  * with a read-only listener. The read-only port reaches only standbys; garbage, resets and
  * half-open clients do not disturb a working client; 1,000 idle PostgreSQL sessions held through
  * the proxy are all closed when the sentinel fences the proxy for a failover (before the standby
  * is promoted), the read-only connection to the promoted standby is dropped, and new connections
- * reach the new primary; with etcd down every connection is closed within proxyTimeout and
- * nothing listens, and routing resumes when etcd is back; the same when etcd is frozen (SIGSTOP), where
- * no store call fails and only the watchdog can act.
+ * reach the new primary; with the store down every connection is closed within proxyTimeout and
+ * nothing listens, and routing resumes when the store is back; the same when the store is frozen
+ * (etcd SIGSTOPped, a stand-in that never answers), where no store call fails and only the
+ * watchdog can act. On etcd by default; on another backend with STOLON_TEST_STORE_BACKEND
+ * (`npm run test:backends`).
  *
  * The 1,000 sessions are real PostgreSQL backends (max_connections raised through the spec's
  * pgParameters), so the proxy's figures here include PostgreSQL's connection handling too; the
@@ -209,14 +211,14 @@ describe('stolon-proxy on a real cluster', () => {
     const main = await hold(e2e.cluster.proxyClientConfig(0));
     const ro = await hold(e2e.cluster.proxyReadOnlyClientConfig(0));
     const t0 = performance.now();
-    await e2e.cluster.etcd.kill();
+    await e2e.cluster.storeFault('down');
     await waitFor(() => (main.endedAt !== undefined && ro.endedAt !== undefined ? true : undefined), {
       timeoutMs: PROXY_TIMEOUT_MS + 4000,
       what: 'both sessions closed by the watchdog',
       intervalMs: 20,
     });
     const closedMs = Math.max(main.endedAt!, ro.endedAt!) - t0;
-    process.stdout.write(`etcd killed: sessions closed after ${Math.round(closedMs)} ms (proxyTimeout ${PROXY_TIMEOUT_MS} ms)\n`);
+    process.stdout.write(`store (${e2e.cluster.store}) down: sessions closed after ${Math.round(closedMs)} ms (proxyTimeout ${PROXY_TIMEOUT_MS} ms)\n`);
     // proxyTimeout counts from the start of the last successful check (at most a check interval
     // before the kill), plus timer slack on a loaded machine.
     expect(closedMs).toBeLessThan(PROXY_TIMEOUT_MS + 1500);
@@ -232,7 +234,7 @@ describe('stolon-proxy on a real cluster', () => {
     );
 
     const t1 = performance.now();
-    await e2e.cluster.etcd.restart();
+    await e2e.cluster.storeFault(null);
     await waitFor(
       async () => {
         try {
@@ -242,9 +244,9 @@ describe('stolon-proxy on a real cluster', () => {
           return undefined;
         }
       },
-      { timeoutMs: 60_000, what: 'a write through the proxy once etcd is back', intervalMs: 200 },
+      { timeoutMs: 60_000, what: 'a write through the proxy once the store is back', intervalMs: 200 },
     );
-    process.stdout.write(`etcd restarted: writes through the proxy again after ${Math.round(performance.now() - t1)} ms\n`);
+    process.stdout.write(`store (${e2e.cluster.store}) back: writes through the proxy again after ${Math.round(performance.now() - t1)} ms\n`);
     await waitFor(
       async () => {
         try {
@@ -257,30 +259,30 @@ describe('stolon-proxy on a real cluster', () => {
     );
   });
 
-  it('store frozen (SIGSTOP): the watchdog closes everything within proxyTimeout although no call fails; SIGCONT: routing resumes', async () => {
+  it('store frozen (etcd SIGSTOPped, or a stand-in that never answers): the watchdog closes everything within proxyTimeout although no call fails; store back: routing resumes', async () => {
     const main = await hold(e2e.cluster.proxyClientConfig(0));
     const t0 = performance.now();
-    e2e.cluster.etcd.process.pause();
+    await e2e.cluster.storeFault('frozen');
     try {
       await waitFor(() => (main.endedAt !== undefined ? true : undefined), {
         timeoutMs: PROXY_TIMEOUT_MS + 4000,
-        what: 'the session closed by the watchdog while etcd is frozen',
+        what: 'the session closed by the watchdog while the store is frozen',
         intervalMs: 20,
       });
       const closedMs = main.endedAt! - t0;
-      process.stdout.write(`etcd frozen: session closed after ${Math.round(closedMs)} ms (proxyTimeout ${PROXY_TIMEOUT_MS} ms)\n`);
+      process.stdout.write(`store (${e2e.cluster.store}) frozen: session closed after ${Math.round(closedMs)} ms (proxyTimeout ${PROXY_TIMEOUT_MS} ms)\n`);
       expect(closedMs).toBeLessThan(PROXY_TIMEOUT_MS + 1500);
       // The primary's own fencer (its keeper cannot renew its lease either) may end the session
       // first; the proxy's watchdog must still stop listening within proxyTimeout.
       await waitFor(async () => ((await tcpProbe(e2e.cluster.proxies[0]!.port)) === 'refused' ? true : undefined), {
         timeoutMs: PROXY_TIMEOUT_MS + 4000,
-        what: 'the proxy to stop listening while etcd is frozen',
+        what: 'the proxy to stop listening while the store is frozen',
         intervalMs: 20,
       });
       expect(performance.now() - t0).toBeLessThan(PROXY_TIMEOUT_MS + 1500);
     } finally {
       // Resumed before the keepers' leases (failInterval, 6 s) can run out.
-      e2e.cluster.etcd.process.resume();
+      await e2e.cluster.storeFault(null);
     }
     const t1 = performance.now();
     await waitFor(
@@ -292,9 +294,9 @@ describe('stolon-proxy on a real cluster', () => {
           return undefined;
         }
       },
-      { timeoutMs: 60_000, what: 'a write through the proxy once etcd resumed', intervalMs: 200 },
+      { timeoutMs: 60_000, what: 'a write through the proxy once the store resumed', intervalMs: 200 },
     );
-    process.stdout.write(`etcd resumed: writes through the proxy again after ${Math.round(performance.now() - t1)} ms\n`);
+    process.stdout.write(`store (${e2e.cluster.store}) resumed: writes through the proxy again after ${Math.round(performance.now() - t1)} ms\n`);
     expect(e2e.cluster.logs()).not.toContain('please report this as a bug');
   });
 });

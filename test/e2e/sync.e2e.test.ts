@@ -10,7 +10,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { parseClusterData, type ClusterData } from '@stolon-ts/cluster';
 import { e2eCluster, query, waitFor } from '@stolon-ts/harness';
-import { createStore, type Store } from '@stolon-ts/store';
+import type { Store } from '@stolon-ts/store';
 
 const SPEC = { initMode: 'new', synchronousReplication: true, minSynchronousStandbys: 1, maxSynchronousStandbys: 1 };
 
@@ -24,7 +24,7 @@ const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
   logLevel: 'debug',
   startTimeoutMs: 120_000,
   setup: async (c) => {
-    store = createStore({ backend: 'etcdv3', endpoints: c.etcd.endpoints, clusterName: 'sync' });
+    store = c.openStore();
   },
   teardown: async () => {
     await store?.close().catch(() => undefined);

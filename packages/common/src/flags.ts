@@ -34,7 +34,7 @@ export type FlagTable<C> = { readonly [K in keyof C]-?: FlagSpec };
 export interface CommonConfig {
   clusterName: string;
   storeBackend: string;
-  storeEndpoints: string;
+  storeEndpoints: string | undefined;
   storePrefix: string;
   storeTimeout: string;
   storeCaFile: string | undefined;
@@ -43,6 +43,7 @@ export interface CommonConfig {
   storeSkipTlsVerify: boolean;
   storeUser: string | undefined;
   storePasswordFile: string | undefined;
+  storeTokenFile: string | undefined;
   kubeResourceKind: string | undefined;
   kubeconfig: string | undefined;
   kubeContext: string | undefined;
@@ -55,19 +56,18 @@ export const COMMON_FLAGS: FlagTable<CommonConfig> = {
   storeBackend: {
     name: 'store-backend',
     description:
-      'store backend type: etcdv3, or kubernetes (ConfigMap and Leases in one namespace; needs --kube-resource-kind configmap); consul is not available yet',
+      'store backend type: etcdv3, consul, or kubernetes (ConfigMap and Leases in one namespace; needs --kube-resource-kind configmap)',
     type: 'string',
     required: true,
-    choices: ['etcdv3', 'kubernetes'],
+    choices: ['etcdv3', 'consul', 'kubernetes'],
   },
   storeEndpoints: {
     name: 'store-endpoints',
     description:
-      'comma-separated list of store endpoints (etcdv3; ignored with kubernetes, which finds the API server through the kubeconfig or the pod service account)',
+      'comma-separated list of store endpoints (default http://127.0.0.1:2379 for etcdv3, http://127.0.0.1:8500 for consul, as in Stolon; ignored with kubernetes, which finds the API server through the kubeconfig or the pod service account)',
     type: 'string',
-    default: 'http://127.0.0.1:2379',
   },
-  storePrefix: { name: 'store-prefix', description: 'store key prefix (etcdv3; ignored with kubernetes)', type: 'string', default: 'stolon/cluster' },
+  storePrefix: { name: 'store-prefix', description: 'store key prefix (etcdv3, consul; ignored with kubernetes)', type: 'string', default: 'stolon/cluster' },
   storeTimeout: {
     name: 'store-timeout',
     description: 'store request timeout (duration, e.g. 5s)',
@@ -106,6 +106,12 @@ export const COMMON_FLAGS: FlagTable<CommonConfig> = {
   storePasswordFile: {
     name: 'store-password-file',
     description: 'file holding the password of --store-user (or set the program\'s <PREFIX>_STORE_PASSWORD, e.g. STKEEPER_STORE_PASSWORD)',
+    type: 'string',
+    secretFile: true,
+  },
+  storeTokenFile: {
+    name: 'store-token-file',
+    description: 'file holding the Consul ACL token (consul; or set the program\'s <PREFIX>_STORE_TOKEN, e.g. STKEEPER_STORE_TOKEN)',
     type: 'string',
     secretFile: true,
   },

@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '@stolon-ts/cluster';
-import { KubernetesStore } from '@stolon-ts/store';
+import { ConsulStore, KubernetesStore } from '@stolon-ts/store';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMON_FLAGS, addFlags, baseYargs, pickFlags, type CommonConfig } from './flags.js';
 import { storeFromConfig } from './store-config.js';
@@ -60,8 +60,21 @@ describe('storeFromConfig with --store-backend kubernetes', () => {
     );
   });
 
-  it('consul is still refused by the flag table', () => {
-    expect(() => parse(['--cluster-name', 'c1', '--store-backend', 'consul'])).toThrow(/store-backend/);
+  it('consul: Stolon\'s default endpoint http://127.0.0.1:8500; the ACL token from --store-token-file or <PREFIX>_STORE_TOKEN, refused with another backend', async () => {
+    const c = parse(['--cluster-name', 'c1', '--store-backend', 'consul']);
+    expect(c.storeEndpoints).toBeUndefined();
+    const s = storeFromConfig(c, 'STSENTINEL', { STSENTINEL_STORE_TOKEN: 'tok' });
+    expect(s).toBeInstanceOf(ConsulStore);
+    expect((s as unknown as { http: { endpoints: string[] } }).http.endpoints).toEqual(['http://127.0.0.1:8500']);
+    await s.close();
+    let err: unknown;
+    try {
+      storeFromConfig(parse(['--cluster-name', 'c1', '--store-backend', 'etcdv3']), 'STSENTINEL', { STSENTINEL_STORE_TOKEN: 'tok' });
+    } catch (e) {
+      err = e;
+    }
+    expect((err as ConfigError).field).toBe('store-token-file');
+    expect((err as Error).message).not.toContain('tok ');
   });
 });
 

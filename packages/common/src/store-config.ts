@@ -94,16 +94,41 @@ function storeAuth(c: CommonConfig, envPrefix: string, env: NodeJS.ProcessEnv): 
   return { username: c.storeUser, password: readSecret(c.storePasswordFile, passwordVar, 'store-password-file', env) };
 }
 
+/** `--store-endpoints` when none is given, per backend (Stolon's defaults). */
+const DEFAULT_ETCD_ENDPOINT = 'http://127.0.0.1:2379';
+const DEFAULT_CONSUL_ENDPOINT = 'http://127.0.0.1:8500';
+
+/**
+ * The Consul ACL token: `--store-token-file`, else `<PREFIX>_STORE_TOKEN`; none when neither.
+ * @throws ConfigError (`store-token-file`) when given with another backend than consul, or the
+ *   file cannot be read or is empty.
+ */
+function storeToken(c: CommonConfig, envPrefix: string, env: NodeJS.ProcessEnv): string | undefined {
+  const tokenVar = envName(envPrefix, 'store-token');
+  if (!given(c.storeTokenFile) && !given(env[tokenVar])) {
+    return undefined;
+  }
+  if (c.storeBackend !== 'consul') {
+    throw new ConfigError(`--store-token-file (or ${tokenVar}) is a Consul ACL token, but --store-backend is ${c.storeBackend}; drop it (etcd takes --store-user and --store-password-file)`, {
+      field: 'store-token-file',
+    });
+  }
+  return readSecret(c.storeTokenFile, tokenVar, 'store-token-file', env);
+}
+
 /**
  * Checks the common flags and creates the store client they describe (`--store-endpoints` and the
- * TLS and authentication flags are only used for etcdv3: the kubernetes backend ignores them, it
- * takes its credentials from the kubeconfig or the pod's service account). Nothing is sent to
- * the store yet; files named by flags are read now.
+ * TLS flags are used for etcdv3 and consul, `--store-user` and its password for etcdv3, the ACL
+ * token for consul: the kubernetes backend ignores them all, it takes its credentials from the
+ * kubeconfig or the pod's service account). Nothing is sent to the store yet; files named by
+ * flags are read now. Without `--store-endpoints`: http://127.0.0.1:2379 (etcdv3) or
+ * http://127.0.0.1:8500 (consul), as in Stolon.
  * @param envPrefix the program's environment prefix (`STKEEPER`, `STSENTINEL`, `STPROXY`,
- *   `STOLONCTL`): the etcd password may come from `<envPrefix>_STORE_PASSWORD`.
+ *   `STOLONCTL`): the etcd password may come from `<envPrefix>_STORE_PASSWORD`, the Consul token
+ *   from `<envPrefix>_STORE_TOKEN`.
  * @param env the environment to read it from. @default process.env
  * @throws ConfigError naming the flag (cluster-name, store-backend, store-endpoints, store-timeout,
- *   store-ca-file, store-cert-file, store-key, store-user, store-password-file,
+ *   store-ca-file, store-cert-file, store-key, store-user, store-password-file, store-token-file,
  *   kube-resource-kind, kubeconfig, kube-context, kube-namespace).
  */
 export function storeFromConfig(c: CommonConfig, envPrefix: string, env: NodeJS.ProcessEnv = process.env): Store {
@@ -119,17 +144,20 @@ export function storeFromConfig(c: CommonConfig, envPrefix: string, env: NodeJS.
       field: 'store-timeout',
     });
   }
-  const etcd = c.storeBackend !== 'kubernetes';
-  const tls = etcd ? storeTls(c) : undefined;
-  const auth = etcd ? storeAuth(c, envPrefix, env) : undefined;
+  const kv = c.storeBackend !== 'kubernetes';
+  const tls = kv ? storeTls(c) : undefined;
+  const auth = c.storeBackend === 'etcdv3' ? storeAuth(c, envPrefix, env) : undefined;
+  const token = storeToken(c, envPrefix, env);
+  const endpoints = given(c.storeEndpoints) ? c.storeEndpoints : c.storeBackend === 'consul' ? DEFAULT_CONSUL_ENDPOINT : DEFAULT_ETCD_ENDPOINT;
   return createStore({
     backend: c.storeBackend,
-    endpoints: etcd ? parseEndpoints(c.storeEndpoints) : [],
+    endpoints: kv ? parseEndpoints(endpoints) : [],
     clusterName: c.clusterName,
     prefix: c.storePrefix,
     timeoutMs,
     ...(tls !== undefined ? { tls } : {}),
     ...(auth !== undefined ? { auth } : {}),
+    ...(token !== undefined ? { token } : {}),
     kubeResourceKind: c.kubeResourceKind,
     kubeconfig: c.kubeconfig,
     kubeContext: c.kubeContext,

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { ConfigError } from '@stolon-ts/cluster';
 import { configErrorOf } from '@stolon-ts/cluster/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConsulStore } from './consul.js';
 import { EtcdStore } from './etcd.js';
 import { createStore, type CreateStoreOptions } from './factory.js';
 import { KubernetesStore } from './kubernetes.js';
@@ -52,10 +53,21 @@ describe('createStore', () => {
     expect(configErrorOf(() => createStore({ ...base, kubeResourceKind: 'configmap', kubeContext: 'nope' })).field).toBe('kube-context');
   });
 
-  it.each(['consul', 'etcdv2', 'etcd', ''])('rejects backend %j with a ConfigError on store-backend', (backend) => {
+  it.each(['etcdv2', 'etcd', 'zookeeper', ''])('rejects backend %j with a ConfigError on store-backend', (backend) => {
     const err = configErrorOf(() => createStore({ backend, endpoints: ['http://127.0.0.1:2379'], clusterName: 'c' }));
     expect(err.field).toBe('store-backend');
-    expect(err.message).toMatch(/use etcdv3 or kubernetes \(consul is not available yet\)/);
+    expect(err.message).toMatch(/use etcdv3, consul or kubernetes/);
+  });
+
+  it('builds a ConsulStore for consul; an endpoint that is not http(s) is a ConfigError on store-endpoints', async () => {
+    const s = createStore({ backend: 'consul', endpoints: ['http://127.0.0.1:8500'], clusterName: 'c', token: 't' });
+    expect(s).toBeInstanceOf(ConsulStore);
+    await s.close();
+    expect(configErrorOf(() => createStore({ backend: 'consul', endpoints: ['unix:///x'], clusterName: 'c' })).field).toBe('store-endpoints');
+    expect(configErrorOf(() => createStore({ backend: 'consul', endpoints: [], clusterName: 'c' })).field).toBe('store-endpoints');
+    expect(
+      configErrorOf(() => createStore({ backend: 'consul', endpoints: ['http://127.0.0.1:8500'], clusterName: 'c', tls: { skipVerify: true } })).message,
+    ).toMatch(/not https:\/\/, but TLS flags were given/);
   });
 
   it('rejects an empty endpoint list with a ConfigError on store-endpoints', () => {

@@ -1,5 +1,6 @@
 /** Builds the store a program's `--store-backend` flag names. */
 import { ConfigError } from '@stolon-ts/cluster';
+import { ConsulStore } from './consul.js';
 import { EtcdStore, type EtcdAuthOptions, type EtcdTlsOptions } from './etcd.js';
 import { resolveKubeConfig } from './kube-client.js';
 import { checkKubeClusterName } from './kube-objects.js';
@@ -8,20 +9,22 @@ import type { Store } from './store.js';
 
 /** Options of {@link createStore}, mirroring the common `--store-*` and `--kube-*` flags. */
 export interface CreateStoreOptions {
-  /** `--store-backend`: `etcdv3` or `kubernetes`. */
-  readonly backend: 'etcdv3' | 'kubernetes' | (string & {});
-  /** `--store-endpoints`, e.g. `['http://127.0.0.1:2379']` (etcdv3; ignored with kubernetes). */
+  /** `--store-backend`: `etcdv3`, `consul` or `kubernetes`. */
+  readonly backend: 'etcdv3' | 'consul' | 'kubernetes' | (string & {});
+  /** `--store-endpoints`, e.g. `['http://127.0.0.1:2379']` (etcdv3, consul; ignored with kubernetes). */
   readonly endpoints: readonly string[];
   /** `--cluster-name`. */
   readonly clusterName: string;
-  /** `--store-prefix` (etcdv3; ignored with kubernetes, as in Stolon). @default 'stolon/cluster' */
+  /** `--store-prefix` (etcdv3, consul; ignored with kubernetes, as in Stolon). @default 'stolon/cluster' */
   readonly prefix?: string;
   /** `--store-timeout` in ms, per request. @default 5000 */
   readonly timeoutMs?: number;
-  /** `--store-ca-file`, `--store-cert-file`, `--store-key`, `--store-skip-tls-verify`, read (etcdv3; ignored with kubernetes). */
+  /** `--store-ca-file`, `--store-cert-file`, `--store-key`, `--store-skip-tls-verify`, read (etcdv3, consul; ignored with kubernetes). */
   readonly tls?: EtcdTlsOptions;
   /** `--store-user` and its password (etcdv3; ignored with kubernetes). */
   readonly auth?: EtcdAuthOptions;
+  /** Consul ACL token read from `--store-token-file` (consul only). */
+  readonly token?: string | undefined;
   /** `--kube-resource-kind`: required with kubernetes, and must be `configmap` (as in Stolon). */
   readonly kubeResourceKind?: string | undefined;
   /** `--kubeconfig` (kubernetes). */
@@ -35,8 +38,8 @@ export interface CreateStoreOptions {
 /**
  * Creates the store client for `opts.backend`. Nothing is sent to the store until the first call;
  * for kubernetes the kubeconfig (or the pod's service account) is read now.
- * @throws ConfigError naming the flag: `store-backend` for any backend other than `etcdv3` and
- *   `kubernetes` (consul is not available yet); `store-endpoints` when etcdv3 has no endpoint;
+ * @throws ConfigError naming the flag: `store-backend` for any backend other than `etcdv3`,
+ *   `consul` and `kubernetes`; `store-endpoints` when etcdv3 or consul has no usable endpoint;
  *   `kube-resource-kind` when kubernetes is chosen without `--kube-resource-kind configmap`;
  *   `cluster-name`, `kubeconfig`, `kube-context` or `kube-namespace` when the kubernetes client
  *   configuration cannot be used (see `resolveKubeConfig`).
@@ -51,6 +54,15 @@ export function createStore(opts: CreateStoreOptions): Store {
         ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
         ...(opts.tls === undefined ? {} : { tls: opts.tls }),
         ...(opts.auth === undefined ? {} : { auth: opts.auth }),
+      });
+    case 'consul':
+      return new ConsulStore({
+        endpoints: opts.endpoints,
+        clusterName: opts.clusterName,
+        ...(opts.prefix === undefined ? {} : { prefix: opts.prefix }),
+        ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
+        ...(opts.tls === undefined ? {} : { tls: opts.tls }),
+        token: opts.token,
       });
     case 'kubernetes': {
       const kind = opts.kubeResourceKind ?? '';
@@ -78,7 +90,7 @@ export function createStore(opts: CreateStoreOptions): Store {
     }
     default:
       throw new ConfigError(
-        `--store-backend: "${opts.backend}" is not supported; use etcdv3 or kubernetes (consul is not available yet)`,
+        `--store-backend: "${opts.backend}" is not supported; use etcdv3, consul or kubernetes`,
         { field: 'store-backend' },
       );
   }

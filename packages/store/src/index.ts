@@ -1,5 +1,5 @@
 /**
- * @stolon-ts/store: the store contract (`Store`), its etcd v3, Kubernetes and in-memory
+ * @stolon-ts/store: the store contract (`Store`), its etcd v3, Consul, Kubernetes and in-memory
  * implementations, and `createStore` for the `--store-*` and `--kube-*` flags.
  */
 export type {
@@ -12,6 +12,7 @@ export type {
   WatchTopic,
 } from './store.js';
 export { EtcdStore, type EtcdAuthOptions, type EtcdStoreOptions, type EtcdTlsOptions } from './etcd.js';
+export { ConsulStore, type ConsulStoreOptions, type ConsulTlsOptions } from './consul.js';
 export { KubernetesStore, type KubernetesStoreOptions } from './kubernetes.js';
 export {
   resolveKubeConfig,

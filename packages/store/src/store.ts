@@ -1,5 +1,5 @@
 /**
- * The store contract every backend implements (etcd v3 and Kubernetes now; Consul later) and the
+ * The store contract every backend implements (etcd v3, Consul, Kubernetes, memory) and the
  * one conformance suite checks (`conformance.ts`). Methods speak our nouns: clusterdata with its
  * revision, infos under a TTL, the sentinel leader lease, and watches. Each method states what
  * is atomic, what it throws and how long it may take (docs/design.md#the-store-contract).

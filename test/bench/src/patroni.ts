@@ -1,7 +1,9 @@
 /**
  * Patroni 3.0.2 (Debian's `patroni` package) as a baseline for `bench:failover` and
- * `bench:store-outage`: two Patroni
- * nodes on loopback ports over a single-member etcd (Patroni's `etcd3` API), PostgreSQL 15 from
+ * `bench:store-outage`, and as an independent client of the harness's Consul stand-in
+ * (test/e2e/consul-standin-patroni.e2e.test.ts): two Patroni
+ * nodes on loopback ports over a single-member etcd (Patroni's `etcd3` API) or a given Consul
+ * (`dcs`), PostgreSQL 15 from
  * the same binaries stolon uses, run as the `postgres` OS user, and HAProxy in TCP mode routing
  * to whichever node answers `GET /primary` with 200 on Patroni's REST port — the way Patroni's
  * documentation has users reach the primary (its sample haproxy.cfg: `http-check expect status
@@ -45,7 +47,8 @@ export const HAPROXY_DEFAULT: HaproxyChecks = { interMs: 3000, fall: 3, rise: 2 
 export interface PatroniEnvOptions {
   readonly dir: string;
   readonly timings: PatroniTimings;
-  readonly haproxy: HaproxyChecks;
+  /** HAProxy's checks, or null to run no HAProxy (then {@link PatroniEnv.clientConfig} throws). */
+  readonly haproxy: HaproxyChecks | null;
   /** @default what `resolvePgBinDir` finds */
   readonly pgBinPath?: string;
   /**
@@ -53,6 +56,13 @@ export interface PatroniEnvOptions {
    * leader stays primary while every member answers its `POST /failsafe`. @default false
    */
   readonly failsafeMode?: boolean;
+  /**
+   * Patroni's `consul:` section (e.g. `{ host: '127.0.0.1:8500', token }`) to use that Consul as
+   * the DCS instead of starting an etcd. @default a single-member etcd (`etcd3:`)
+   */
+  readonly consul?: Readonly<Record<string, unknown>>;
+  /** How long the cluster may take to become healthy, ms. @default 180000 */
+  readonly startTimeoutMs?: number;
 }
 
 interface Node {
@@ -67,7 +77,8 @@ interface Node {
 
 /** A running two-node Patroni cluster behind HAProxy. */
 export interface PatroniEnv {
-  readonly etcd: EtcdHandle;
+  /** The etcd the cluster runs on; undefined with `consul`. */
+  readonly etcd: EtcdHandle | undefined;
   readonly nodes: readonly { readonly name: string; readonly pgPort: number; readonly restPort: number }[];
   /** Client config through HAProxy. */
   clientConfig(): pg.ClientConfig;
@@ -106,8 +117,11 @@ function bounded(p: Promise<unknown>, ms: number): Promise<void> {
   ]).finally(() => clearTimeout(timer));
 }
 
-/** Why Patroni cannot run here (missing programs), or undefined. */
-export async function patroniUnavailableReason(): Promise<string | undefined> {
+/**
+ * Why Patroni cannot run here (missing programs), or undefined.
+ * @param needHaproxy whether HAProxy is needed too @default true
+ */
+export async function patroniUnavailableReason(needHaproxy = true): Promise<string | undefined> {
   const version = (cmd: string, args: string[]) =>
     new Promise<string | undefined>((resolve) => {
       execFile(cmd, args, { timeout: 20_000 }, (err, stdout, stderr) => resolve(err === null ? `${stdout}${stderr}`.trim() : undefined));
@@ -119,7 +133,7 @@ export async function patroniUnavailableReason(): Promise<string | undefined> {
   if (!p.includes('3.0.2')) {
     return `found ${p}, not Patroni 3.0.2`;
   }
-  if ((await version('haproxy', ['-v'])) === undefined) {
+  if (needHaproxy && (await version('haproxy', ['-v'])) === undefined) {
     return 'the `haproxy` program is missing: apt-get install -y haproxy';
   }
   if ((await version('setpriv', ['--version'])) === undefined) {
@@ -153,8 +167,9 @@ function haproxyConfig(port: number, nodes: readonly Node[], c: HaproxyChecks): 
 }
 
 /**
- * Starts etcd, two Patroni nodes and HAProxy, and waits until the cluster is healthy.
- * @throws Error with the last log lines when something does not come up within 3 minutes.
+ * Starts etcd (unless `consul`), two Patroni nodes and HAProxy (unless `haproxy` is null), and
+ * waits until the cluster is healthy.
+ * @throws Error with the last log lines when something does not come up within `startTimeoutMs`.
  * @throws ConfigError when no PostgreSQL server binaries are found (`resolvePgBinDir`).
  */
 export async function startPatroniEnv(opts: PatroniEnvOptions): Promise<PatroniEnv> {
@@ -163,7 +178,7 @@ export async function startPatroniEnv(opts: PatroniEnvOptions): Promise<PatroniE
     throw new Error('the Patroni baseline needs root (to run PostgreSQL as the postgres OS user)');
   }
   const pgBinDir = resolvePgBinDir({ flag: opts.pgBinPath });
-  const etcd = await startEtcd({ dataDir: join(opts.dir, 'etcd'), name: 'patroni-etcd' });
+  const etcd = opts.consul === undefined ? await startEtcd({ dataDir: join(opts.dir, 'etcd'), name: 'patroni-etcd' }) : undefined;
   const password = 'patroni-bench';
   const nodes: Node[] = [];
   const procs: ProcessHandle[] = [];
@@ -176,7 +191,7 @@ export async function startPatroniEnv(opts: PatroniEnvOptions): Promise<PatroniE
     await Promise.allSettled(nodes.map((n) => (n.process === undefined ? undefined : bounded(n.process.stop('SIGTERM', 15_000), 20_000))));
     await Promise.all(nodes.map(killPostmaster));
     await Promise.allSettled(nodes.map((n) => (n.process === undefined ? undefined : bounded(n.process.kill(), 10_000))));
-    await etcd.stop();
+    await etcd?.stop();
   };
   const killPostmaster = async (n: Node): Promise<void> => {
     const pid = await postmasterPid(n);
@@ -225,7 +240,7 @@ export async function startPatroniEnv(opts: PatroniEnvOptions): Promise<PatroniE
         scope: 'bench',
         name,
         restapi: { listen: `127.0.0.1:${restPort}`, connect_address: `127.0.0.1:${restPort}` },
-        etcd3: { hosts: [`127.0.0.1:${etcd.clientPort}`] },
+        ...(etcd === undefined ? { consul: opts.consul } : { etcd3: { hosts: [`127.0.0.1:${etcd.clientPort}`] } }),
         bootstrap: {
           dcs: {
             ttl: opts.timings.ttl,
@@ -259,7 +274,7 @@ export async function startPatroniEnv(opts: PatroniEnvOptions): Promise<PatroniE
     }
     // The first node bootstraps (initdb) before the second one starts, so it clones from it.
     nodes[0]!.process = spawn(nodes[0]!);
-    const deadline = Date.now() + 180_000;
+    const deadline = Date.now() + (opts.startTimeoutMs ?? 180_000);
     const leader = async (): Promise<number> => {
       for (let i = 0; i < nodes.length; i++) {
         try {
@@ -282,11 +297,13 @@ export async function startPatroniEnv(opts: PatroniEnvOptions): Promise<PatroniE
     }
     nodes[1]!.process = spawn(nodes[1]!);
     const haPort = await freePort();
-    const haCfg = join(opts.dir, 'haproxy.cfg');
-    await writeFile(haCfg, haproxyConfig(haPort, nodes, opts.haproxy));
-    haproxy = startProcess({ name: 'haproxy', cmd: 'haproxy', args: ['-db', '-f', haCfg], logFile: join(opts.dir, 'patroni.log') });
-    procs.push(haproxy);
-    const clientConfig = (): pg.ClientConfig => ({
+    if (opts.haproxy !== null) {
+      const haCfg = join(opts.dir, 'haproxy.cfg');
+      await writeFile(haCfg, haproxyConfig(haPort, nodes, opts.haproxy));
+      haproxy = startProcess({ name: 'haproxy', cmd: 'haproxy', args: ['-db', '-f', haCfg], logFile: join(opts.dir, 'patroni.log') });
+      procs.push(haproxy);
+    }
+    const viaHaproxy = (): pg.ClientConfig => ({
       host: '127.0.0.1',
       port: haPort,
       user: 'postgres',
@@ -294,6 +311,12 @@ export async function startPatroniEnv(opts: PatroniEnvOptions): Promise<PatroniE
       database: 'postgres',
       connectionTimeoutMillis: 3000,
     });
+    const clientConfig = (): pg.ClientConfig => {
+      if (opts.haproxy === null) {
+        throw new Error('this Patroni cluster runs without HAProxy');
+      }
+      return viaHaproxy();
+    };
     const direct = (i: number): pg.ClientConfig => ({
       host: '127.0.0.1',
       port: nodes[i]!.pgPort,
@@ -330,8 +353,9 @@ export async function startPatroniEnv(opts: PatroniEnvOptions): Promise<PatroniE
             // the servers: the replica streams and has replayed to within maxLagBytes of the leader.
             (await replicaWithin(l, maxLagBytes));
           if (ok) {
-            await query({ ...clientConfig(), connectionTimeoutMillis: 1000 }, 'create table if not exists chaos_probe (id bigserial primary key)');
-            await query({ ...clientConfig(), connectionTimeoutMillis: 1000 }, 'insert into chaos_probe default values');
+            const writeTo = opts.haproxy === null ? direct(l) : viaHaproxy();
+            await query({ ...writeTo, connectionTimeoutMillis: 1000 }, 'create table if not exists chaos_probe (id bigserial primary key)');
+            await query({ ...writeTo, connectionTimeoutMillis: 1000 }, 'insert into chaos_probe default values');
             return Date.now();
           }
         } catch {

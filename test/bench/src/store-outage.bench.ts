@@ -286,6 +286,10 @@ async function stolonEnv(system: 'stolon-failsafe' | 'stolon-nofailsafe', dir: s
 async function patroniEnv(system: 'patroni-failsafe' | 'patroni-nofailsafe', dir: string, say: (s: string) => void): Promise<SystemEnv> {
   const failsafe = system === 'patroni-failsafe';
   const env: PatroniEnv = await startPatroniEnv({ dir, timings: PATRONI_DEFAULT, haproxy: HAPROXY_DEFAULT, failsafeMode: failsafe });
+  const etcd = env.etcd;
+  if (etcd === undefined) {
+    throw new Error('the Patroni baseline of bench:store-outage runs on etcd');
+  }
   const failsafeMembers = async (): Promise<number> => {
     for (const n of env.nodes) {
       try {
@@ -301,7 +305,7 @@ async function patroniEnv(system: 'patroni-failsafe' | 'patroni-nofailsafe', dir
     return 0;
   };
   return {
-    etcd: env.etcd.process,
+    etcd: etcd.process,
     proxyConfig: () => env.clientConfig(),
     directConfig: (i) => env.directClientConfig(i),
     nodeName: (i) => env.nodes[i]?.name ?? `node${i}`,

@@ -3,24 +3,26 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { startLocalCluster, type LocalClusterOptions } from './cluster.js';
+import { defaultTestStore, startLocalCluster, type LocalClusterOptions } from './cluster.js';
 import type { EtcdHandle } from './etcd.js';
 
 describe('startLocalCluster store option', () => {
   const dir = join(tmpdir(), `stolon-cluster-options-${process.pid}`);
 
-  it.each<[string, Partial<LocalClusterOptions>, RegExp]>([
-    ['etcd', { etcd: {} as EtcdHandle }, /store: 'kubernetes' cannot be combined with etcd: that option needs an etcd cluster/],
-    ['keeperStoreRelays', { keeperStoreRelays: true }, /cannot be combined with keeperStoreRelays:/],
-    ['netns', { netns: true }, /cannot be combined with netns:/],
-    ['several', { keeperStoreRelays: true, netns: true }, /cannot be combined with keeperStoreRelays, netns: those options need/],
-  ])("store: 'kubernetes' with %s is refused before anything starts", async (_, extra, message) => {
-    await expect(startLocalCluster({ dir, store: 'kubernetes', ...extra })).rejects.toThrow(message);
+  it.each<[string, 'kubernetes' | 'consul', Partial<LocalClusterOptions>, RegExp]>([
+    ['etcd', 'kubernetes', { etcd: {} as EtcdHandle }, /store: 'kubernetes' cannot be combined with etcd: that option needs an etcd cluster/],
+    ['netns', 'kubernetes', { netns: true }, /cannot be combined with netns:/],
+    ['several', 'consul', { etcd: {} as EtcdHandle, netns: true }, /store: 'consul' cannot be combined with etcd, netns: those options need/],
+  ])("a stand-in store with %s is refused before anything starts (%s)", async (_, store, extra, message) => {
+    await expect(startLocalCluster({ dir, store, ...extra })).rejects.toThrow(message);
     expect(existsSync(dir)).toBe(false);
   });
 
-  it('an unknown store is refused', async () => {
-    await expect(startLocalCluster({ dir, store: 'consul' as unknown as 'etcdv3' })).rejects.toThrow(/store must be 'etcdv3' or 'kubernetes', got "consul"/);
+  it('an unknown store is refused, from the option and from STOLON_TEST_STORE_BACKEND', async () => {
+    await expect(startLocalCluster({ dir, store: 'zookeeper' as unknown as 'etcdv3' })).rejects.toThrow(/store must be one of etcdv3, kubernetes, consul, got "zookeeper"/);
     expect(existsSync(dir)).toBe(false);
+    expect(() => defaultTestStore({ STOLON_TEST_STORE_BACKEND: 'etcdv2' })).toThrow(/STOLON_TEST_STORE_BACKEND=etcdv2: use one of etcdv3, kubernetes, consul/);
+    expect(defaultTestStore({})).toBe('etcdv3');
+    expect(defaultTestStore({ STOLON_TEST_STORE_BACKEND: 'consul' })).toBe('consul');
   });
 });

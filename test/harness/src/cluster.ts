@@ -13,8 +13,10 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { resolvePgBinDir } from '@stolon-ts/postgres';
+import { createStore, type Store } from '@stolon-ts/store';
 import { createChaosNetwork, type ChaosNetwork } from './chaos/netns.js';
 import { startEtcd, type EtcdHandle } from './etcd.js';
+import { startConsulStandin, type ConsulStandin } from './consul-standin.js';
 import { startKubeApiServerStandin, writeStandinKubeconfig, type KubeApiServerStandin } from './kube-apiserver-standin.js';
 import { freePort } from './ports.js';
 import { startProcess, type ProcessHandle } from './process.js';
@@ -30,7 +32,25 @@ export function binPath(component: 'keeper' | 'sentinel' | 'proxy' | 'stolonctl'
 }
 
 /** The store backends a local cluster can run on. */
-export type LocalClusterStore = 'etcdv3' | 'kubernetes';
+export type LocalClusterStore = 'etcdv3' | 'kubernetes' | 'consul';
+
+const STORES: readonly LocalClusterStore[] = ['etcdv3', 'kubernetes', 'consul'];
+
+/**
+ * The store a local cluster runs on when `LocalClusterOptions.store` is not given:
+ * `STOLON_TEST_STORE_BACKEND` (the variable Stolon's integration tests read), else etcdv3.
+ * @throws Error when the variable names another backend.
+ */
+export function defaultTestStore(env: NodeJS.ProcessEnv = process.env): LocalClusterStore {
+  const v = env['STOLON_TEST_STORE_BACKEND'];
+  if (v === undefined || v === '') {
+    return 'etcdv3';
+  }
+  if (!(STORES as readonly string[]).includes(v)) {
+    throw new Error(`STOLON_TEST_STORE_BACKEND=${v}: use one of ${STORES.join(', ')}`);
+  }
+  return v as LocalClusterStore;
+}
 
 /** Namespace of the stolon objects on the Kubernetes API stand-in (`store: 'kubernetes'`). */
 const KUBE_NAMESPACE = 'stolon';
@@ -48,9 +68,15 @@ export interface LocalClusterOptions {
    * stand-in is `LocalCluster.kubeApi` and keeps everything in memory, so such a cluster cannot be
    * started again from its directory. Keeper i also runs with `--kube-pod-name stolon-keeper-<i>`
    * (as in deploy/base/keeper.yaml), on a pod object the stand-in holds (labelled
-   * `app.kubernetes.io/component: keeper`), so it keeps that pod's `stolon-ts/role` label. Not
-   * combinable with `etcd`, `keeperStoreRelays`, `network` or `netns` (startLocalCluster throws).
-   * @default 'etcdv3'
+   * `app.kubernetes.io/component: keeper`), so it keeps that pod's `stolon-ts/role` label.
+   * With `keeperStoreRelays`, each keeper gets its own kubeconfig whose server is its relay. Not
+   * combinable with `etcd`, `network` or `netns` (startLocalCluster throws).
+   * `'consul'`: a Consul stand-in (`startConsulStandin`, Consul's default 10 s minimum session
+   * TTL) started by the cluster in this process on a free 127.0.0.1 port, `LocalCluster.consul`;
+   * the programs run with `--store-backend consul --store-endpoints <its URL>`. Combinable with
+   * `keeperStoreRelays` (each keeper's relay leads to the stand-in), not with `etcd`, `network`
+   * or `netns`.
+   * @default {@link defaultTestStore}: `STOLON_TEST_STORE_BACKEND`, else 'etcdv3'
    */
   readonly store?: LocalClusterStore;
   /** @default 2 */
@@ -121,8 +147,9 @@ export interface LocalClusterOptions {
   /** PostgreSQL binaries. @default what `resolvePgBinDir` finds ($PG_BIN, `pg_config --bindir`, the PostgreSQL 15 default) */
   readonly pgBinPath?: string;
   /**
-   * Give every keeper its own cuttable TCP relay to etcd (`keepers[i].storeRelay`), to cut one
-   * keeper off from the store while everything else still reaches it. Needs a single-member etcd.
+   * Give every keeper its own cuttable TCP relay to the store (`keepers[i].storeRelay`), to cut one
+   * keeper off from the store while everything else still reaches it. Needs a single-member etcd
+   * (or a stand-in store).
    * @default false
    */
   readonly keeperStoreRelays?: boolean;
@@ -198,6 +225,12 @@ export interface LocalCluster {
    * @throws Error when read on a cluster with `store: 'etcdv3'`.
    */
   readonly kubeApi: KubeApiServerStandin;
+  /**
+   * The Consul stand-in the programs use (`store: 'consul'`), e.g. to make it hang or refuse
+   * with `setFault`.
+   * @throws Error when read on a cluster with another store.
+   */
+  readonly consul: ConsulStandin;
   readonly keepers: KeeperProc[];
   /** Current sentinel processes (an entry is replaced by {@link LocalCluster.startSentinel}). */
   readonly sentinels: ProcessHandle[];
@@ -235,6 +268,14 @@ export interface LocalCluster {
   storeFlags(): string[];
   /** Runs stolonctl with the store flags prepended. */
   stolonctl(args: readonly string[], stdin?: string): Promise<CommandResult>;
+  /**
+   * Makes the store fail for every program, whatever the backend: `'down'` (etcd SIGKILLed; a
+   * stand-in refuses every connection), `'frozen'` (etcd SIGSTOPped; a stand-in accepts requests
+   * and never answers), `null` (back: etcd restarted or resumed, the stand-in answers again).
+   */
+  storeFault(mode: 'down' | 'frozen' | null): Promise<void>;
+  /** A store client of the test's own on this cluster's store (the caller closes it). */
+  openStore(): Store;
   /** A `pg` client config through the proxy at index `i`. */
   proxyClientConfig(i?: number): pg.ClientConfig;
   /** A `pg` client config through the read-only listener of proxy `i` (needs `proxyReadOnly`). */
@@ -264,23 +305,22 @@ export interface LocalCluster {
  * @throws Error naming the option.
  */
 function checkStoreOptions(opts: LocalClusterOptions): void {
-  const store = opts.store ?? 'etcdv3';
-  if (store !== 'etcdv3' && store !== 'kubernetes') {
-    throw new Error(`store must be 'etcdv3' or 'kubernetes', got ${JSON.stringify(store)}`);
+  const store = opts.store ?? defaultTestStore();
+  if (!STORES.includes(store)) {
+    throw new Error(`store must be one of ${STORES.join(', ')}, got ${JSON.stringify(store)}`);
   }
-  if (store !== 'kubernetes') {
+  if (store === 'etcdv3') {
     return;
   }
   const etcdOnly = [
     opts.etcd !== undefined ? 'etcd' : undefined,
-    opts.keeperStoreRelays === true ? 'keeperStoreRelays' : undefined,
     opts.network !== undefined ? 'network' : undefined,
     opts.netns === true ? 'netns' : undefined,
   ].filter((o): o is string => o !== undefined);
   if (etcdOnly.length > 0) {
     throw new Error(
-      `store: 'kubernetes' cannot be combined with ${etcdOnly.join(', ')}: ${etcdOnly.length === 1 ? 'that option needs' : 'those options need'} ` +
-        "an etcd cluster (the Kubernetes API stand-in listens on 127.0.0.1 only and has no relay per keeper); use store: 'etcdv3'",
+      `store: '${store}' cannot be combined with ${etcdOnly.join(', ')}: ${etcdOnly.length === 1 ? 'that option needs' : 'those options need'} ` +
+        `an etcd cluster (the ${store === 'kubernetes' ? 'Kubernetes API' : 'Consul'} stand-in listens on 127.0.0.1 only); use store: 'etcdv3'`,
     );
   }
 }
@@ -305,14 +345,14 @@ const KUBE_IDENTITIES: readonly KubeIdentity[] = ['stolonctl', 'keeper', 'sentin
 async function startKubeStandin(
   dir: string,
   logRequests: boolean,
-): Promise<{ api: KubeApiServerStandin; kubeconfig: string; context: Readonly<Record<KubeIdentity, string>> }> {
+): Promise<{ api: KubeApiServerStandin; kubeconfig: string; tokens: readonly string[]; context: Readonly<Record<KubeIdentity, string>> }> {
   const tokens = KUBE_IDENTITIES.map((who) => `${who}-${randomBytes(16).toString('hex')}`);
   const users = Object.fromEntries(tokens.map((t, i) => [t, KUBE_IDENTITIES[i]!]));
   const context = Object.fromEntries(tokens.map((t, i) => [KUBE_IDENTITIES[i]!, `ctx-${t}`])) as Record<KubeIdentity, string>;
   const api = await startKubeApiServerStandin({ users, logRequests });
   try {
     const kubeconfig = await writeStandinKubeconfig(join(dir, 'kubeconfig'), api.url, { namespace: KUBE_NAMESPACE, tokens });
-    return { api, kubeconfig, context };
+    return { api, kubeconfig, tokens, context };
   } catch (err) {
     await api.stop();
     throw err;
@@ -353,12 +393,12 @@ export function runNode(script: string, args: readonly string[], stdin?: string,
  * Starts a local cluster and waits until a query through the first proxy succeeds.
  * @throws Error with component logs when the cluster does not come up within 120 s (scaled).
  * @throws ConfigError when `pgBinPath` (or the resolved default) holds no `postgres` (`resolvePgBinDir`).
- * @throws Error before anything starts when `store: 'kubernetes'` is combined with `etcd`,
- *   `keeperStoreRelays`, `network` or `netns` (naming them), or `store` is not a known backend.
+ * @throws Error before anything starts when a stand-in store (`kubernetes`, `consul`) is combined
+ *   with `etcd`, `network` or `netns` (naming them), or `store` is not a known backend.
  */
 export async function startLocalCluster(opts: LocalClusterOptions): Promise<LocalCluster> {
   checkStoreOptions(opts);
-  const storeKind = opts.store ?? 'etcdv3';
+  const storeKind = opts.store ?? defaultTestStore();
   const dir = resolve(opts.dir);
   await mkdir(dir, { recursive: true });
   await chmod(dir, 0o755);
@@ -380,10 +420,13 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   }
   const ownEtcd = opts.etcd === undefined;
   let etcd: EtcdHandle | undefined;
-  let kube: { readonly api: KubeApiServerStandin; readonly kubeconfig: string; readonly context: Readonly<Record<KubeIdentity, string>> } | undefined;
+  let consul: ConsulStandin | undefined;
+  let kube: { readonly api: KubeApiServerStandin; readonly kubeconfig: string; readonly tokens: readonly string[]; readonly context: Readonly<Record<KubeIdentity, string>> } | undefined;
   try {
     if (storeKind === 'kubernetes') {
       kube = await startKubeStandin(dir, opts.kubeRequestLog === true);
+    } else if (storeKind === 'consul') {
+      consul = await startConsulStandin();
     } else {
       etcd =
         opts.etcd ??
@@ -397,7 +440,9 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   }
   const etcdOnly = (what: string): EtcdHandle => {
     if (etcd === undefined) {
-      throw new Error(`${what}: this cluster runs on the Kubernetes API stand-in (store: 'kubernetes'), not on etcd; use cluster.kubeApi`);
+      throw new Error(
+        `${what}: this cluster runs on the ${storeKind === 'consul' ? "Consul stand-in (store: 'consul'), not on etcd; use cluster.consul" : "Kubernetes API stand-in (store: 'kubernetes'), not on etcd; use cluster.kubeApi"}`,
+      );
     }
     return etcd;
   };
@@ -420,11 +465,15 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
 
   const storeFlags = (endpoints?: string): string[] =>
     kube !== undefined
-      ? ['--cluster-name', clusterName, '--store-backend', 'kubernetes', '--kube-resource-kind', 'configmap', '--kubeconfig', kube.kubeconfig]
-      : ['--cluster-name', clusterName, '--store-backend', 'etcdv3', '--store-endpoints', endpoints ?? etcdOnly('storeFlags').endpoints.join(',')];
+      ? ['--cluster-name', clusterName, '--store-backend', 'kubernetes', '--kube-resource-kind', 'configmap', '--kubeconfig', endpoints === undefined ? kube.kubeconfig : (relayKubeconfigs.get(endpoints) ?? kube.kubeconfig)]
+      : consul !== undefined
+        ? ['--cluster-name', clusterName, '--store-backend', 'consul', '--store-endpoints', endpoints ?? consul.url]
+        : ['--cluster-name', clusterName, '--store-backend', 'etcdv3', '--store-endpoints', endpoints ?? etcdOnly('storeFlags').endpoints.join(',')];
   /** The kubeconfig context of `who` (kubernetes store), after the store flags. */
   const identityFlags = (who: KubeIdentity): string[] => (kube !== undefined ? ['--kube-context', kube.context[who]] : []);
   const relays: RelayHandle[] = [];
+  /** Kubernetes store: the kubeconfig that leads through each keeper's relay, by relay URL. */
+  const relayKubeconfigs = new Map<string, string>();
   /** Keepers in namespaces reach etcd on the bridge address (same ports). */
   const nodeStoreFlags = () =>
     network === undefined
@@ -481,6 +530,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       await etcd?.stop();
     }
     await kube?.api.stop();
+    await consul?.close();
     if (ownNetwork) {
       await network?.destroy();
     }
@@ -522,12 +572,16 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       const dataDir = join(dir, uid);
       let storeRelay: RelayHandle | undefined;
       if (opts.keeperStoreRelays === true) {
-        const endpoints = etcdOnly('keeperStoreRelays').endpoints;
+        const endpoints = consul !== undefined ? [consul.url] : kube !== undefined ? [kube.api.url] : etcdOnly('keeperStoreRelays').endpoints;
         if (endpoints.length !== 1) {
           throw new Error('keeperStoreRelays needs a single-member etcd');
         }
         storeRelay = await startRelay(Number(new URL(endpoints[0]!).port));
         relays.push(storeRelay);
+        if (kube !== undefined) {
+          const url = `http://127.0.0.1:${storeRelay.port}`;
+          relayKubeconfigs.set(url, await writeStandinKubeconfig(join(dir, `kubeconfig-${uid}-relay`), url, { namespace: KUBE_NAMESPACE, tokens: kube.tokens }));
+        }
       }
       const node = network?.nodes[i];
       const failpointsDir = opts.failpoints === true ? join(dir, 'failpoints', uid) : undefined;
@@ -657,6 +711,8 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       );
     }
     const kubeApi = kube?.api;
+    let storeDown = false;
+    const consulApi = consul;
     const cluster: LocalCluster = {
       clusterName,
       store: storeKind,
@@ -668,6 +724,36 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
           throw new Error("cluster.kubeApi: this cluster runs on etcd (store: 'etcdv3'); start it with store: 'kubernetes' for the Kubernetes API stand-in");
         }
         return kubeApi;
+      },
+      storeFault: async (mode) => {
+        if (kubeApi !== undefined) {
+          kubeApi.setUnavailable(mode === 'down' ? 'refuse' : mode === 'frozen' ? 'hang' : false);
+        } else if (consulApi !== undefined) {
+          await consulApi.setFault(mode === 'down' ? 'refuse' : mode === 'frozen' ? 'hang' : null);
+        } else {
+          const e = etcdOnly('storeFault');
+          if (mode === 'down') {
+            storeDown = true;
+            await e.kill();
+          } else if (mode === 'frozen') {
+            e.process.pause();
+          } else if (storeDown) {
+            storeDown = false;
+            await e.restart();
+          } else {
+            e.process.resume();
+          }
+        }
+      },
+      openStore: () =>
+        kube !== undefined
+          ? createStore({ backend: 'kubernetes', endpoints: [], clusterName, kubeResourceKind: 'configmap', kubeconfig: kube.kubeconfig })
+          : createStore({ backend: storeKind, endpoints: consulApi !== undefined ? [consulApi.url] : etcdOnly('openStore').endpoints, clusterName }),
+      get consul(): ConsulStandin {
+        if (consulApi === undefined) {
+          throw new Error(`cluster.consul: this cluster runs on ${storeKind}; start it with store: 'consul' for the Consul stand-in`);
+        }
+        return consulApi;
       },
       keepers,
       sentinels,

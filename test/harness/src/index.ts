@@ -1,7 +1,7 @@
 /**
  * @stolon-ts/harness: the cross-process test harness (docs/design.md#the-harness): free ports,
- * temp dirs, the `waitFor` helper, child-process handles with guaranteed cleanup, a real etcd and
- * the Kubernetes API stand-in.
+ * temp dirs, the `waitFor` helper, child-process handles with guaranteed cleanup, a real etcd,
+ * the Kubernetes API stand-in and the Consul HTTP API stand-in.
  */
 export { freePort } from './ports.js';
 export { makeTempDir, removeDir } from './tmp.js';
@@ -20,6 +20,7 @@ export {
 export { enableEtcdAuth, makeEtcdTestCerts, type EtcdTestCerts, type EtcdTestUser } from './etcd-security.js';
 export {
   binPath,
+  defaultTestStore,
   runNode,
   startLocalCluster,
   type CommandResult,
@@ -48,6 +49,14 @@ export {
   type StandinUnavailableMode,
   type StandinVerb,
 } from './kube-apiserver-standin.js';
+export {
+  parseGoDuration,
+  startConsulStandin,
+  type ConsulFault,
+  type ConsulKvEntry,
+  type ConsulStandin,
+  type ConsulStandinOptions,
+} from './consul-standin.js';
 // The chaos suite (docs/chaos.md).
 export {
   MAX_FAILED,

@@ -1,8 +1,12 @@
 #!/usr/bin/env node
 /**
  * `npm run cluster` / `stolon-local`: starts a local HA cluster on loopback (etcd, keepers,
- * sentinels, proxies), prints how to connect, and stops everything on Ctrl-C.
+ * sentinels, proxies), prints how to connect, and stops everything on Ctrl-C. With
+ * `--store-backend kubernetes` or `consul` the store is a stand-in API server running inside
+ * this process (no Kubernetes API server or Consul exists here), whose contents are lost on
+ * Ctrl-C; such a cluster needs a new `--dir` every time.
  */
+import { existsSync, readdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import yargs from 'yargs';
 import { DEFAULT_PG_BIN_DIR } from '@stolon-ts/postgres';
@@ -22,17 +26,31 @@ const argv = await yargs(process.argv.slice(2))
     type: 'string',
     describe: `PostgreSQL binaries (default: $PG_BIN, else \`pg_config --bindir\` when it holds postgres, else ${DEFAULT_PG_BIN_DIR})`,
   })
+  .option('store-backend', {
+    type: 'string',
+    choices: ['etcdv3', 'kubernetes', 'consul'],
+    default: 'etcdv3',
+    describe: 'etcdv3: a real etcd; kubernetes or consul: a stand-in API server in this process (in memory, for trying the backend)',
+  })
   .option('log-level', { type: 'string', default: 'info' })
   .help()
   .parseAsync();
 
 const dir = resolve(argv.dir);
+const store = argv['store-backend'] as 'etcdv3' | 'kubernetes' | 'consul';
+if (store !== 'etcdv3' && existsSync(dir) && readdirSync(dir).length > 0) {
+  process.stderr.write(
+    `--store-backend ${store}: ${dir} is not empty; the ${store} stand-in keeps the cluster's store in memory only, so its data directories cannot be reused: pass a new --dir\n`,
+  );
+  process.exit(2);
+}
 process.stdout.write(`starting local cluster "${argv['cluster-name']}" in ${dir} (logs: ${dir}/cluster.log)...\n`);
 let cluster;
 try {
   cluster = await startLocalCluster({
     dir,
     clusterName: argv['cluster-name'],
+    store,
     keepers: argv.keepers,
     sentinels: argv.sentinels,
     proxies: argv.proxies,
@@ -50,7 +68,7 @@ const flags = cluster.storeFlags().join(' ');
 process.stdout.write(
   [
     '',
-    'cluster is up. Connect through the proxy:',
+    `cluster is up (store: ${store === 'etcdv3' ? 'etcd' : `${store} stand-in in this process, in memory`}). Connect through the proxy:`,
     `  PGPASSWORD=$(cat ${cluster.suPasswordFile}) psql "host=127.0.0.1 port=${cluster.proxies[0]?.port} user=postgres dbname=postgres"`,
     'Status:',
     `  npx stolonctl ${flags} status`,
