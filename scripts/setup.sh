@@ -22,6 +22,9 @@ command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v podman >/dev/null 2>&1 || need_apt+=(podman)
 command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || need_apt+=(runc)
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
+# The Kubernetes API stand-in is checked with Patroni's own Kubernetes client
+# (test/harness/src/kube-standin-patroni.test.ts runs it with /usr/bin/patroni's interpreter).
+[ -x /usr/bin/patroni ] || need_apt+=(patroni)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing ${need_apt[*]}; run as root or: sudo apt-get install -y ${need_apt[*]}" >&2
