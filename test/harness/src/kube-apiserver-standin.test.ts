@@ -442,6 +442,9 @@ describe('Kubernetes API server stand-in: what a real API server does that clien
     });
     expect(api.getObject('configmaps', 'ns1', 'u-s')).toBeUndefined();
     expect((await call(api.url, 'POST', `${CM}?fieldValidation=Loose`, configMap('u-s'))).status).toBe(422);
+    // Not implemented, so refused rather than written.
+    expect((await call(api.url, 'POST', `${CM}?dryRun=All`, configMap('u-s'))).status).toBe(400);
+    expect(api.getObject('configmaps', 'ns1', 'u-s')).toBeUndefined();
     // A merge patch is checked after merging.
     api.putObject('pods', 'ns1', { metadata: { name: 'p' } });
     const patch = await call(api.url, 'PATCH', `${CM}/b-a?fieldValidation=Strict`, { junk: 1 }, { 'Content-Type': 'application/merge-patch+json' });

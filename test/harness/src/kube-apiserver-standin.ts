@@ -1324,6 +1324,10 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
     }
     const { resource, namespace, name } = p;
     const warnings: string[] = [];
+    // A real server validates a dry-run write and stores nothing; refused here rather than stored.
+    if (method !== 'GET' && url.searchParams.has('dryRun')) {
+      throw new HttpError(400, 'BadRequest', 'the stand-in does not implement dryRun');
+    }
     if (name === undefined) {
       const sel: Selector = {
         labels: parseRequirements(url.searchParams.get('labelSelector'), 'label'),
