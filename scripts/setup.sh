@@ -22,11 +22,13 @@ command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v podman >/dev/null 2>&1 || need_apt+=(podman)
 command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || need_apt+=(runc)
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
-# The Consul stand-in's independent checks: Debian's python-consul run by /usr/bin/python3
-# (test/harness/src/consul-standin-python.integration.test.ts) and Patroni 3.0.2 with its Consul DCS
-# (test/e2e/consul-standin-patroni.e2e.test.ts, which runs PostgreSQL as the postgres OS user).
+# The stand-ins' independent checks: Debian's python-consul run by /usr/bin/python3
+# (test/harness/src/consul-standin-python.integration.test.ts), Patroni 3.0.2 with its Consul DCS
+# (test/e2e/consul-standin-patroni.e2e.test.ts, which runs PostgreSQL as the postgres OS user) and
+# Patroni's own Kubernetes client (test/harness/src/kube-standin-patroni.test.ts, with
+# /usr/bin/patroni's interpreter).
 { [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import consul' >/dev/null 2>&1; } || need_apt+=(python3-consul)
-command -v patroni >/dev/null 2>&1 || need_apt+=(patroni)
+[ -x /usr/bin/patroni ] || need_apt+=(patroni)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing ${need_apt[*]}; run as root or: sudo apt-get install -y ${need_apt[*]}" >&2

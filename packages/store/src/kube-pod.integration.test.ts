@@ -12,7 +12,7 @@ let dir: string;
 let kubeconfig: string;
 
 beforeAll(async () => {
-  api = await startKubeApiServerStandin({ token: 'labels' });
+  api = await startKubeApiServerStandin({ token: 'labels', namespaces: [NS] });
   dir = await mkdtemp(join(tmpdir(), 'stolon-kube-pod-'));
   kubeconfig = await writeStandinKubeconfig(join(dir, 'kubeconfig'), api.url, { namespace: NS, tokens: ['labels'] });
 });

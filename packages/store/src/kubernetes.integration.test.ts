@@ -45,7 +45,7 @@ const keeperInfo = (uid: string): KeeperInfo => ({
 });
 
 describeStoreConformance('kubernetes (stand-in API server)', async () => {
-  const api = await startKubeApiServerStandin({ token: 'conformance' });
+  const api = await startKubeApiServerStandin({ token: 'conformance', namespaces: [NS] });
   const dir = await mkdtemp(join(tmpdir(), 'stolon-k8s-conf-'));
   const kubeconfig = await writeKubeconfig(dir, api.url, ['conformance']);
   return {
@@ -86,7 +86,7 @@ describe('KubernetesStore on the stand-in API server', () => {
   };
 
   beforeAll(async () => {
-    api = await startKubeApiServerStandin({ bookmarkIntervalMs: 100 });
+    api = await startKubeApiServerStandin({ bookmarkIntervalMs: 100, namespaces: [NS] });
     dir = await mkdtemp(join(tmpdir(), 'stolon-k8s-'));
     kubeconfig = await writeKubeconfig(dir, api.url, ['a', 'b']);
   });
@@ -461,7 +461,7 @@ describe('KubernetesStore on the stand-in API server', () => {
       const err = await s.listInfos('keepers').catch((e: unknown) => e);
       expect(err).toBeInstanceOf(StoreUnavailableError);
       expect((err as Error).message).toMatch(/grant this program's service account that request on .*leases\.coordination\.k8s\.io in namespace stolon-test/);
-      const secured = await startKubeApiServerStandin({ token: 'right' });
+      const secured = await startKubeApiServerStandin({ token: 'right', namespaces: [NS] });
       try {
         const bad = await writeKubeconfig(dir, secured.url, ['wrong']);
         const s2 = storeFor(bad, name);

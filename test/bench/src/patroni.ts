@@ -166,6 +166,61 @@ function haproxyConfig(port: number, nodes: readonly Node[], c: HaproxyChecks): 
   ].join('\n');
 }
 
+/** Options of {@link patroniNodeConfig}. */
+export interface PatroniNodeConfigOptions {
+  readonly scope: string;
+  readonly name: string;
+  /** The node's directory: its data directory (`data`), pgpass and socket go there. */
+  readonly dir: string;
+  readonly pgPort: number;
+  readonly restPort: number;
+  readonly pgBinDir: string;
+  /** Password of the `postgres` superuser and the `replicator` user. */
+  readonly password: string;
+  readonly timings: PatroniTimings;
+  readonly failsafeMode?: boolean;
+  /** The DCS section(s), e.g. `{ etcd3: { hosts: [...] } }` or `{ kubernetes: { ... } }`. */
+  readonly dcs: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * The Patroni configuration of one node on loopback ports (write it as JSON: YAML is a superset):
+ * pg_rewind, md5 from 127.0.0.1, the given DCS.
+ */
+export function patroniNodeConfig(o: PatroniNodeConfigOptions): Record<string, unknown> {
+  return {
+    scope: o.scope,
+    name: o.name,
+    restapi: { listen: `127.0.0.1:${o.restPort}`, connect_address: `127.0.0.1:${o.restPort}` },
+    ...o.dcs,
+    bootstrap: {
+      dcs: {
+        ttl: o.timings.ttl,
+        loop_wait: o.timings.loopWait,
+        retry_timeout: o.timings.retryTimeout,
+        maximum_lag_on_failover: 1048576,
+        ...(o.failsafeMode === true ? { failsafe_mode: true } : {}),
+        postgresql: { use_pg_rewind: true, remove_data_directory_on_rewind_failure: true, remove_data_directory_on_diverged_timelines: true },
+      },
+      initdb: [{ encoding: 'UTF8' }],
+      pg_hba: ['host replication replicator 127.0.0.1/32 md5', 'host all all 127.0.0.1/32 md5'],
+    },
+    postgresql: {
+      listen: `127.0.0.1:${o.pgPort}`,
+      connect_address: `127.0.0.1:${o.pgPort}`,
+      data_dir: join(o.dir, 'data'),
+      bin_dir: o.pgBinDir,
+      pgpass: join(o.dir, 'pgpass'),
+      authentication: {
+        replication: { username: 'replicator', password: o.password },
+        superuser: { username: 'postgres', password: o.password },
+      },
+      parameters: { unix_socket_directories: o.dir },
+    },
+    tags: { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false },
+  };
+}
+
 /**
  * Starts etcd (unless `consul`), two Patroni nodes and HAProxy (unless `haproxy` is null), and
  * waits until the cluster is healthy.
@@ -235,38 +290,18 @@ export async function startPatroniEnv(opts: PatroniEnvOptions): Promise<PatroniE
       const pgPort = await freePort();
       const restPort = await freePort();
       const config = join(dir, 'patroni.yml');
-      // YAML is a superset of JSON.
-      const cfg = {
+      const cfg = patroniNodeConfig({
         scope: 'bench',
         name,
-        restapi: { listen: `127.0.0.1:${restPort}`, connect_address: `127.0.0.1:${restPort}` },
-        ...(etcd === undefined ? { consul: opts.consul } : { etcd3: { hosts: [`127.0.0.1:${etcd.clientPort}`] } }),
-        bootstrap: {
-          dcs: {
-            ttl: opts.timings.ttl,
-            loop_wait: opts.timings.loopWait,
-            retry_timeout: opts.timings.retryTimeout,
-            maximum_lag_on_failover: 1048576,
-            ...(opts.failsafeMode === true ? { failsafe_mode: true } : {}),
-            postgresql: { use_pg_rewind: true, remove_data_directory_on_rewind_failure: true, remove_data_directory_on_diverged_timelines: true },
-          },
-          initdb: [{ encoding: 'UTF8' }],
-          pg_hba: ['host replication replicator 127.0.0.1/32 md5', 'host all all 127.0.0.1/32 md5'],
-        },
-        postgresql: {
-          listen: `127.0.0.1:${pgPort}`,
-          connect_address: `127.0.0.1:${pgPort}`,
-          data_dir: join(dir, 'data'),
-          bin_dir: pgBinDir,
-          pgpass: join(dir, 'pgpass'),
-          authentication: {
-            replication: { username: 'replicator', password },
-            superuser: { username: 'postgres', password },
-          },
-          parameters: { unix_socket_directories: dir },
-        },
-        tags: { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false },
-      };
+        dir,
+        pgPort,
+        restPort,
+        pgBinDir,
+        password,
+        timings: opts.timings,
+        failsafeMode: opts.failsafeMode === true,
+        dcs: etcd === undefined ? { consul: opts.consul } : { etcd3: { hosts: [`127.0.0.1:${etcd.clientPort}`] } },
+      });
       await writeFile(config, JSON.stringify(cfg, null, 2), { mode: 0o600 });
       await chown(config, id.uid, id.gid);
       const node: Node = { name, dir, dataDir: join(dir, 'data'), pgPort, restPort, config, process: undefined as unknown as ProcessHandle };

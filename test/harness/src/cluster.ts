@@ -349,7 +349,8 @@ async function startKubeStandin(
   const tokens = KUBE_IDENTITIES.map((who) => `${who}-${randomBytes(16).toString('hex')}`);
   const users = Object.fromEntries(tokens.map((t, i) => [t, KUBE_IDENTITIES[i]!]));
   const context = Object.fromEntries(tokens.map((t, i) => [KUBE_IDENTITIES[i]!, `ctx-${t}`])) as Record<KubeIdentity, string>;
-  const api = await startKubeApiServerStandin({ users, logRequests });
+  // The namespace exists before anything is created in it, as an operator's `kubectl create namespace`.
+  const api = await startKubeApiServerStandin({ users, logRequests, namespaces: [KUBE_NAMESPACE] });
   try {
     const kubeconfig = await writeStandinKubeconfig(join(dir, 'kubeconfig'), api.url, { namespace: KUBE_NAMESPACE, tokens });
     return { api, kubeconfig, tokens, context };

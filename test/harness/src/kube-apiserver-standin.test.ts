@@ -8,7 +8,7 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { createStore } from '@stolon-ts/store';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startKubeApiServerStandin, writeStandinKubeconfig, type KubeApiServerStandin, type KubeObject } from './kube-apiserver-standin.js';
+import { queryBool, startKubeApiServerStandin, writeStandinKubeconfig, type KubeApiServerStandin, type KubeObject } from './kube-apiserver-standin.js';
 import { makeTempDir, removeDir } from './tmp.js';
 import { waitFor } from './wait.js';
 
@@ -84,7 +84,7 @@ describe('Kubernetes API server stand-in', () => {
   let api: KubeApiServerStandin;
   let base: string;
   beforeAll(async () => {
-    api = await startKubeApiServerStandin({ bookmarkIntervalMs: 100, historyLimit: 50 });
+    api = await startKubeApiServerStandin({ bookmarkIntervalMs: 100, historyLimit: 50, namespaces: ['ns1', 'ns2'] });
     base = api.url;
   });
   afterAll(async () => {
@@ -175,7 +175,7 @@ describe('Kubernetes API server stand-in', () => {
     expect((await call(base, 'DELETE', `${CM}/del-a`)).status).toBe(404);
   });
 
-  it('validates names, labels, annotation sizes and Lease fields (422 Invalid), and normalises MicroTime', async () => {
+  it('validates names, labels, annotation sizes and Lease fields (422 Invalid); MicroTime must have six fractional digits (400), is normalised to UTC', async () => {
     const badName = await call(base, 'POST', CM, configMap('Bad_Name'));
     expect(badName.status).toBe(422);
     expect(badName.body).toMatchObject({ reason: 'Invalid', code: 422 });
@@ -186,12 +186,28 @@ describe('Kubernetes API server stand-in', () => {
 
     const badLease = await call(base, 'POST', LEASES, { metadata: { name: 'l0' }, spec: { leaseDurationSeconds: 0 } });
     expect(badLease.status).toBe(422);
-    expect((await call(base, 'POST', LEASES, { metadata: { name: 'l0' }, spec: { renewTime: 'yesterday' } })).status).toBe(422);
+    // A MicroTime is decoded with Go's time.Parse(RFC3339Micro): a decode error is a 400, not a 422.
+    const notTime = await call(base, 'POST', LEASES, { metadata: { name: 'l0' }, spec: { renewTime: 'yesterday' } });
+    expect(notTime).toMatchObject({ status: 400, body: { kind: 'Status', status: 'Failure', reason: 'BadRequest', code: 400 } });
+    expect(notTime.body['message']).toBe(
+      'Lease in version "v1" cannot be handled as a Lease: parsing time "yesterday" as "2006-01-02T15:04:05.000000Z07:00": cannot parse "yesterday" as "2006"',
+    );
+    for (const [t, rest, as] of [
+      ['2024-05-06T07:08:09.123Z', '.123Z', '.000000'],
+      ['2024-05-06T07:08:09Z', 'Z', '.000000'],
+      ['2024-05-06T07:08:09.123456789Z', '789Z', 'Z07:00'],
+      ['2024-05-06T07:08:09.123456', '', 'Z07:00'],
+    ] as const) {
+      const r = await call(base, 'POST', LEASES, { metadata: { name: 'l0' }, spec: { acquireTime: t } });
+      expect(r.status, t).toBe(400);
+      expect(r.body['message'], t).toContain(`cannot parse "${rest}" as "${as}"`);
+    }
+    expect((await call(base, 'POST', LEASES, { metadata: { name: 'l0' }, spec: { renewTime: 1 } })).status).toBe(400);
     const lease = await call(base, 'POST', LEASES, {
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',
       metadata: { name: 'l1' },
-      spec: { holderIdentity: 'me', leaseDurationSeconds: 10, renewTime: '2024-05-06T07:08:09.123Z', leaseTransitions: 0 },
+      spec: { holderIdentity: 'me', leaseDurationSeconds: 10, renewTime: '2024-05-06T09:08:09.123000+02:00', leaseTransitions: 0 },
     });
     expect(lease.status).toBe(201);
     expect(lease.body['kind']).toBe('Lease');
@@ -238,7 +254,7 @@ describe('Kubernetes API server stand-in', () => {
   });
 
   it('answers a watch from a resourceVersion older than the history with an ERROR event carrying Status 410', async () => {
-    const small = await startKubeApiServerStandin({ historyLimit: 3 });
+    const small = await startKubeApiServerStandin({ historyLimit: 3, namespaces: ['ns1'] });
     try {
       const first = await call(small.url, 'POST', CM, configMap('h0'));
       for (let i = 1; i <= 4; i++) {
@@ -268,7 +284,7 @@ describe('Kubernetes API server stand-in', () => {
   });
 
   it('hooks: refuse resets connections, hang holds requests and watch events, dropWatches ends streams, interceptor and token', async () => {
-    const s = await startKubeApiServerStandin({ token: 'sekrit' });
+    const s = await startKubeApiServerStandin({ token: 'sekrit', namespaces: ['ns1'] });
     const auth = { Authorization: 'Bearer sekrit' };
     try {
       expect((await call(s.url, 'GET', CM)).status).toBe(401);
@@ -300,7 +316,7 @@ describe('Kubernetes API server stand-in', () => {
   });
 
   it('logRequests: each request with its authorization verb, resource, name (a metadata.name field selector names it) and user; off by default', async () => {
-    const s = await startKubeApiServerStandin({ token: 'admin-tok', users: { 'k-tok': 'keeper', 'p-tok': 'proxy' }, logRequests: true });
+    const s = await startKubeApiServerStandin({ token: 'admin-tok', users: { 'k-tok': 'keeper', 'p-tok': 'proxy' }, logRequests: true, namespaces: ['ns1'] });
     const as = (t: string) => ({ Authorization: `Bearer ${t}` });
     try {
       expect((await call(s.url, 'POST', CM, configMap('lg'), as('k-tok'))).status).toBe(201);
@@ -349,10 +365,139 @@ describe('Kubernetes API server stand-in', () => {
   });
 });
 
+describe('Kubernetes API server stand-in: what a real API server does that clients notice', () => {
+  let api: KubeApiServerStandin;
+  beforeAll(async () => {
+    api = await startKubeApiServerStandin({ namespaces: ['ns1'], historyLimit: 5, tooLargeResourceVersionWaitMs: 600 });
+  });
+  afterAll(async () => {
+    await api?.stop();
+  });
+
+  it('boolean query parameters as apimachinery reads them: anything but absent, 0 and false (any case) is true', async () => {
+    expect(queryBool(new URLSearchParams(''), 'watch')).toBe(false);
+    for (const v of ['0', 'false', 'False', 'FALSE']) {
+      expect(queryBool(new URLSearchParams({ watch: v }), 'watch'), v).toBe(false);
+    }
+    for (const v of ['1', 'true', 'True', 'yes', '']) {
+      expect(queryBool(new URLSearchParams({ watch: v }), 'watch'), v).toBe(true);
+    }
+    // Over HTTP: Python clients (Patroni) send watch=True; that is a watch stream, not a list.
+    await call(api.url, 'POST', CM, configMap('b-a'));
+    const w = openWatch(api.url, `${CM}?watch=True&allowWatchBookmarks=True&resourceVersion=${api.resourceVersion()}`);
+    expect(await w.status).toBe(200);
+    await waitFor(() => api.watchCount() === 1, { timeoutMs: 2000, what: 'the watch=True stream' });
+    await waitFor(() => w.events.some((e) => e.type === 'BOOKMARK'), { timeoutMs: 3000, what: 'a bookmark (allowWatchBookmarks=True)' });
+    w.close();
+    const list = await call(api.url, 'GET', `${CM}?watch=False`);
+    expect(list.body['kind']).toBe('ConfigMapList');
+  });
+
+  it('namespaces: the four of every cluster plus the configured ones; creating in a missing one is 404 NotFound for the namespace', async () => {
+    const nsList = await call(api.url, 'GET', '/api/v1/namespaces');
+    expect((nsList.body['items'] as KubeObject[]).map((o) => o.metadata.name)).toEqual(['default', 'kube-node-lease', 'kube-public', 'kube-system', 'ns1']);
+    const missing = await call(api.url, 'POST', '/api/v1/namespaces/nope/configmaps', configMap('x'));
+    expect(missing).toMatchObject({
+      status: 404,
+      body: { kind: 'Status', status: 'Failure', reason: 'NotFound', message: 'namespaces "nope" not found', details: { name: 'nope', kind: 'namespaces' }, code: 404 },
+    });
+    expect((await call(api.url, 'POST', '/apis/coordination.k8s.io/v1/namespaces/nope/leases', { metadata: { name: 'x' } })).status).toBe(404);
+    // Reading a missing namespace is an empty list, as on a real server.
+    expect((await call(api.url, 'GET', '/api/v1/namespaces/nope/configmaps')).body['items']).toEqual([]);
+    const created = await call(api.url, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'nope' } });
+    expect(created).toMatchObject({ status: 201, body: { kind: 'Namespace', status: { phase: 'Active' }, metadata: { labels: { 'kubernetes.io/metadata.name': 'nope' } } } });
+    expect((created.body['metadata'] as Record<string, unknown>)['namespace']).toBeUndefined();
+    expect((await call(api.url, 'POST', '/api/v1/namespaces', { metadata: { name: 'Not_A_Label' } })).status).toBe(422);
+    expect((await call(api.url, 'POST', '/api/v1/namespaces/nope/configmaps', configMap('x'))).status).toBe(201);
+    api.createNamespace('other');
+    expect((await call(api.url, 'GET', '/api/v1/namespaces/other')).status).toBe(200);
+    // Deleting a namespace deletes what is in it (at once; a real server does it in the background).
+    expect((await call(api.url, 'DELETE', '/api/v1/namespaces/nope')).status).toBe(200);
+    expect(api.getObject('configmaps', 'nope', 'x')).toBeUndefined();
+    expect((await call(api.url, 'POST', '/api/v1/namespaces/nope/configmaps', configMap('x'))).status).toBe(404);
+  });
+
+  it('unknown fields: dropped with a Warning header by default, dropped silently with Ignore, refused (400) with Strict', async () => {
+    const res = await fetch(`${api.url}${LEASES}`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ metadata: { name: 'u-a', bogusMeta: 1 }, spec: { holderIdentity: 'h', bogusSpec: 2 }, bogusTop: 3 }),
+    });
+    expect(res.status).toBe(201);
+    expect(res.headers.get('warning')).toBe('299 - "unknown field \\"metadata.bogusMeta\\"", 299 - "unknown field \\"spec.bogusSpec\\"", 299 - "unknown field \\"bogusTop\\""');
+    const stored = api.getObject('leases', 'ns1', 'u-a');
+    expect(stored?.metadata).not.toHaveProperty('bogusMeta');
+    expect(stored).not.toHaveProperty('bogusTop');
+    expect(stored?.['spec']).toEqual({ holderIdentity: 'h' });
+
+    const ignored = await fetch(`${api.url}${CM}/b-a?fieldValidation=Ignore`, { method: 'PUT', body: JSON.stringify({ ...configMap('b-a'), extra: 1 }) });
+    expect(ignored.status).toBe(200);
+    expect(ignored.headers.get('warning')).toBeNull();
+    expect(api.getObject('configmaps', 'ns1', 'b-a')).not.toHaveProperty('extra');
+
+    const strict = await call(api.url, 'POST', `${CM}?fieldValidation=Strict`, { ...configMap('u-s'), extra: 1, data: { a: 'b' } });
+    expect(strict).toMatchObject({
+      status: 400,
+      body: { reason: 'BadRequest', message: 'ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error: unknown field "extra"' },
+    });
+    expect(api.getObject('configmaps', 'ns1', 'u-s')).toBeUndefined();
+    expect((await call(api.url, 'POST', `${CM}?fieldValidation=Loose`, configMap('u-s'))).status).toBe(422);
+    // Not implemented, so refused rather than written.
+    expect((await call(api.url, 'POST', `${CM}?dryRun=All`, configMap('u-s'))).status).toBe(400);
+    expect(api.getObject('configmaps', 'ns1', 'u-s')).toBeUndefined();
+    // A merge patch is checked after merging.
+    api.putObject('pods', 'ns1', { metadata: { name: 'p' } });
+    const patch = await call(api.url, 'PATCH', `${CM}/b-a?fieldValidation=Strict`, { junk: 1 }, { 'Content-Type': 'application/merge-patch+json' });
+    expect(patch.status).toBe(400);
+  });
+
+  it('list resourceVersion semantics: NotOlderThan serves the current state, Exact the state then or 410 Expired, too new waits then 504', async () => {
+    const a = await call(api.url, 'POST', CM, configMap('rv-a', { rv: '1' }));
+    await call(api.url, 'PUT', `${CM}/rv-a`, configMap('rv-a', { rv: '1' }, { v: '2' }));
+    const sel = '?labelSelector=rv%3D1';
+    const exact = await call(api.url, 'GET', `${CM}${sel}&resourceVersion=${rvOf(a)}&resourceVersionMatch=Exact`);
+    expect(exact.status).toBe(200);
+    expect(rvOf(exact)).toBe(rvOf(a));
+    expect((exact.body['items'] as KubeObject[])[0]?.metadata.annotations).toEqual({});
+    const notOlder = await call(api.url, 'GET', `${CM}${sel}&resourceVersion=1`);
+    expect(rvOf(notOlder)).toBe(api.resourceVersion());
+    expect((notOlder.body['items'] as KubeObject[])[0]?.metadata.annotations).toEqual({ v: '2' });
+
+    for (let i = 0; i < 6; i++) {
+      await call(api.url, 'POST', CM, configMap(`rv-fill-${i}`));
+    }
+    const gone = await call(api.url, 'GET', `${CM}?resourceVersion=${rvOf(a)}&resourceVersionMatch=Exact`);
+    expect(gone).toMatchObject({ status: 410, body: { kind: 'Status', reason: 'Expired', code: 410, message: 'The resourceVersion for the provided list is too old.' } });
+    expect((await call(api.url, 'GET', `${CM}?resourceVersionMatch=Exact`)).status).toBe(422);
+
+    const ahead = Number(api.resourceVersion()) + 5;
+    const t0 = Date.now();
+    const tooLarge = await call(api.url, 'GET', `${CM}?resourceVersion=${ahead}`);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(550);
+    expect(tooLarge).toMatchObject({
+      status: 504,
+      body: {
+        reason: 'Timeout',
+        code: 504,
+        message: `Timeout: Too large resource version: ${ahead}, current: ${api.resourceVersion()}`,
+        details: { causes: [{ reason: 'ResourceVersionTooLarge', message: 'Too large resource version' }], retryAfterSeconds: 1 },
+      },
+    });
+    // Reached while waiting: answered then.
+    const next = Number(api.resourceVersion()) + 1;
+    const waiting = call(api.url, 'GET', `${CM}?resourceVersion=${next}`);
+    await new Promise((r) => setTimeout(r, 100));
+    await call(api.url, 'POST', CM, configMap('rv-late'));
+    const late = await waiting;
+    expect(late.status).toBe(200);
+    expect(Number(rvOf(late))).toBeGreaterThanOrEqual(next);
+  });
+});
+
 describe('writeStandinKubeconfig', () => {
   it('writes a kubeconfig (mode 0600) the Kubernetes store reads: the server, the first token, the namespace', async () => {
     const dir = await makeTempDir('stolon-standin-kubeconfig-');
-    const s = await startKubeApiServerStandin({ token: 'tok-1' });
+    const s = await startKubeApiServerStandin({ token: 'tok-1', namespaces: ['ns-a'] });
     const store = createStore({
       backend: 'kubernetes',
       endpoints: [],

@@ -3,9 +3,11 @@
  * `node:http` server on 127.0.0.1 that implements, from the Kubernetes API documentation, the part
  * of the API the backend uses (ConfigMaps and Leases: get, list with selectors, create, replace,
  * delete with preconditions, watch with bookmarks and `410 Gone`) with the real server's
- * concurrency semantics (one global resourceVersion, `409 Conflict` on a stale replace). What it
- * does and does not implement: docs/architecture.md, "Store backends". It was never checked
- * against a real API server.
+ * concurrency semantics (one global resourceVersion, `409 Conflict` on a stale replace), plus
+ * namespaces and the discovery documents kubectl needs (`kube-standin-discovery.ts`). What it
+ * implements, checks and does not: docs/architecture.md, "Store backends". It was never checked
+ * against a real API server; kubectl and Patroni's Kubernetes client are run against it
+ * (`kube-standin-kubectl.test.ts`, `kube-standin-patroni.test.ts`).
  *
  * Test hooks: {@link KubeApiServerStandin.setUnavailable} (`'refuse'` resets every connection,
  * `'hang'` accepts and never answers, pausing open watch streams), `dropWatches` (ends every
@@ -20,14 +22,17 @@ import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { discoveryDocument } from './kube-standin-discovery.js';
 import { freePort } from './ports.js';
 
 /**
  * The resource types the stand-in serves. `pods` only as far as a keeper labels its own pod:
  * objects put in-process ({@link KubeApiServerStandin.putObject}), then get and a JSON merge
  * patch (`application/merge-patch+json`) of one pod; no pod spec or status is checked.
+ * `namespaces` (cluster-scoped): create, get, list, watch and delete; an object can only be
+ * created in a namespace that exists (404 otherwise, as the real server's NamespaceLifecycle).
  */
-export type StandinResource = 'configmaps' | 'leases' | 'pods';
+export type StandinResource = 'configmaps' | 'leases' | 'pods' | 'namespaces';
 
 /** Object metadata, as much of `ObjectMeta` as the stand-in looks at. */
 export interface KubeObjectMeta {
@@ -89,6 +94,17 @@ export interface KubeApiServerStandinOptions {
   readonly users?: Readonly<Record<string, string>>;
   /** Keep the structured request log ({@link KubeApiServerStandin.requests}). @default false */
   readonly logRequests?: boolean;
+  /**
+   * Namespaces to create at start, besides those every cluster has (`default`, `kube-system`,
+   * `kube-public`, `kube-node-lease`). Creating an object in any other namespace is a 404 until
+   * that namespace is created (POST `/api/v1/namespaces` or {@link KubeApiServerStandin.createNamespace}).
+   */
+  readonly namespaces?: readonly string[];
+  /**
+   * How long a list at a resourceVersion newer than the current one waits for it before the 504
+   * "Too large resource version" (the real server's watch cache waits 3 s). @default 3000
+   */
+  readonly tooLargeResourceVersionWaitMs?: number;
 }
 
 /** Kubernetes' authorization verb of a request (as the API server's `RequestInfo` resolves it). */
@@ -156,6 +172,8 @@ export interface KubeApiServerStandin {
    * @returns the stored object (a copy) with its new resourceVersion.
    */
   putObject(resource: StandinResource, namespace: string, obj: KubeObject): KubeObject;
+  /** Creates a namespace in-process (as `kubectl create namespace`); no-op when it exists. */
+  createNamespace(name: string): void;
   /** Deletes an object in-process; watches see it. @returns whether it existed. */
   deleteObject(resource: StandinResource, namespace: string, name: string): boolean;
   /** Closes every connection and the listener. Idempotent. */
@@ -164,21 +182,37 @@ export interface KubeApiServerStandin {
 
 interface ResourceType {
   readonly prefix: string;
+  readonly namespaced: boolean;
   readonly apiVersion: string;
   readonly kind: string;
   readonly listKind: string;
 }
 
 const RESOURCES: Record<StandinResource, ResourceType> = {
-  configmaps: { prefix: '/api/v1', apiVersion: 'v1', kind: 'ConfigMap', listKind: 'ConfigMapList' },
+  configmaps: { prefix: '/api/v1', namespaced: true, apiVersion: 'v1', kind: 'ConfigMap', listKind: 'ConfigMapList' },
   leases: {
     prefix: '/apis/coordination.k8s.io/v1',
+    namespaced: true,
     apiVersion: 'coordination.k8s.io/v1',
     kind: 'Lease',
     listKind: 'LeaseList',
   },
-  pods: { prefix: '/api/v1', apiVersion: 'v1', kind: 'Pod', listKind: 'PodList' },
+  pods: { prefix: '/api/v1', namespaced: true, apiVersion: 'v1', kind: 'Pod', listKind: 'PodList' },
+  namespaces: { prefix: '/api/v1', namespaced: false, apiVersion: 'v1', kind: 'Namespace', listKind: 'NamespaceList' },
 };
+
+/** The namespaces a new cluster has (kube-apiserver creates them at start). */
+const SYSTEM_NAMESPACES = ['default', 'kube-system', 'kube-public', 'kube-node-lease'] as const;
+
+/**
+ * A boolean query parameter as the real server reads it (k8s.io/apimachinery
+ * `Convert_Slice_string_To_bool`): absent is false, `0` and `false` (any case) are false, anything
+ * else (`1`, `true`, `True`, even the empty string) is true.
+ */
+export function queryBool(q: URLSearchParams, name: string): boolean {
+  const v = q.get(name);
+  return v !== null && v !== '0' && v.toLowerCase() !== 'false';
+}
 
 /**
  * RFC 7386 JSON merge patch of `target` by `patch`: objects merge key by key, `null` removes a
@@ -215,7 +249,7 @@ interface StoredEvent {
   readonly namespace: string;
   /** The object after the change (for DELETED: as deleted, with the deletion's resourceVersion). */
   readonly object: KubeObject;
-  /** The object before the change (MODIFIED only), for selector transitions. */
+  /** The object before the change (MODIFIED: for selector transitions; both: to list at an older resourceVersion). */
   readonly previous: KubeObject | undefined;
 }
 
@@ -258,7 +292,9 @@ const DNS1123_SUBDOMAIN_RE = new RegExp(`^${DNS1123_LABEL}(\\.${DNS1123_LABEL})*
 const QUALIFIED_NAME_RE = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
 const LABEL_VALUE_RE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 const CONFIGMAP_KEY_RE = /^[-._a-zA-Z0-9]+$/;
-const MICROTIME_RE = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/;
+/** `metav1.RFC3339Micro` (`2006-01-02T15:04:05.000000Z07:00`): exactly six fractional digits. */
+const MICROTIME_RE = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\.(\d{6})(Z|[+-]\d{2}:\d{2})$/;
+const MICRO_LAYOUT = '2006-01-02T15:04:05.000000Z07:00';
 
 /** Why `name` is not a DNS-1123 subdomain, or undefined when it is (`IsDNS1123Subdomain`). */
 function dnsSubdomainProblem(name: string): string | undefined {
@@ -301,21 +337,156 @@ function qualifiedNameProblem(key: string): string | undefined {
 }
 
 /**
- * Normalises a MicroTime (RFC 3339 with up to 9 fractional digits) to the server's form,
- * `2006-01-02T15:04:05.000000Z` (UTC, microseconds).
- * @returns undefined when `s` is not a valid time.
+ * Why `s` is not a MicroTime as the real server decodes it (`time.Parse(RFC3339Micro, s)`: RFC 3339
+ * with exactly six fractional digits), in the words of Go's `time.ParseError`; undefined when it is one.
+ */
+function microTimeProblem(s: string): string | undefined {
+  const head = `parsing time ${JSON.stringify(s)} as ${JSON.stringify(MICRO_LAYOUT)}: cannot parse`;
+  const dt = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}/.exec(s);
+  if (dt === null) {
+    return `${head} ${JSON.stringify(s)} as "2006"`;
+  }
+  const rest = s.slice(dt[0].length);
+  const frac = /^\.\d{6}/.exec(rest);
+  if (frac === null) {
+    return `${head} ${JSON.stringify(rest)} as ".000000"`;
+  }
+  const zone = rest.slice(frac[0].length);
+  if (!/^(Z|[+-]\d{2}:\d{2})$/.test(zone)) {
+    return `${head} ${JSON.stringify(zone)} as "Z07:00"`;
+  }
+  const m = MICROTIME_RE.exec(s);
+  if (m === null || !Number.isFinite(Date.parse(`${m[1] ?? ''}${m[3] ?? 'Z'}`))) {
+    return `parsing time ${JSON.stringify(s)}: value out of range`;
+  }
+  return undefined;
+}
+
+/**
+ * Normalises a MicroTime to the server's form, `2006-01-02T15:04:05.000000Z` (UTC).
+ * @returns undefined when `s` is not a valid MicroTime ({@link microTimeProblem}).
  */
 function normaliseMicroTime(s: string): string | undefined {
   const m = MICROTIME_RE.exec(s);
-  if (m === null) {
+  if (m === null || microTimeProblem(s) !== undefined) {
     return undefined;
   }
   const base = Date.parse(`${m[1] ?? ''}${m[3] ?? 'Z'}`);
-  if (!Number.isFinite(base)) {
-    return undefined;
+  return `${new Date(base).toISOString().slice(0, 19)}.${m[2] ?? '000000'}Z`;
+}
+
+/** A field schema: each known field maps to `true` (kept as it is) or to the schema of its object value. */
+interface FieldSchema {
+  readonly [field: string]: true | FieldSchema;
+}
+
+/** `ObjectMeta`'s fields; anything else in `metadata` is an unknown field. */
+const OBJECT_META: FieldSchema = Object.fromEntries(
+  [
+    'name',
+    'generateName',
+    'namespace',
+    'selfLink',
+    'uid',
+    'resourceVersion',
+    'generation',
+    'creationTimestamp',
+    'deletionTimestamp',
+    'deletionGracePeriodSeconds',
+    'labels',
+    'annotations',
+    'ownerReferences',
+    'finalizers',
+    'managedFields',
+  ].map((f) => [f, true as const]),
+);
+
+/**
+ * The fields of each type, from the core/v1 and coordination.k8s.io/v1 API reference, to drop
+ * (or refuse) unknown ones as the real server does; `pods`: not checked (no schema here).
+ */
+const SCHEMAS: Record<StandinResource, FieldSchema | undefined> = {
+  configmaps: { apiVersion: true, kind: true, metadata: OBJECT_META, data: true, binaryData: true, immutable: true },
+  leases: {
+    apiVersion: true,
+    kind: true,
+    metadata: OBJECT_META,
+    spec: { holderIdentity: true, leaseDurationSeconds: true, acquireTime: true, renewTime: true, leaseTransitions: true, strategy: true, preferredHolder: true },
+  },
+  namespaces: { apiVersion: true, kind: true, metadata: OBJECT_META, spec: { finalizers: true }, status: { phase: true, conditions: true } },
+  pods: undefined,
+};
+
+/** Removes from `obj` (recursively) the fields `schema` does not know. @returns their paths, e.g. `spec.foo`. */
+function pruneUnknown(obj: Record<string, unknown>, schema: FieldSchema, prefix = ''): string[] {
+  const out: string[] = [];
+  for (const k of Object.keys(obj)) {
+    const sub = schema[k];
+    const path = `${prefix}${k}`;
+    const v = obj[k];
+    if (sub === undefined) {
+      out.push(path);
+      delete obj[k];
+    } else if (sub !== true && isRecord(v)) {
+      out.push(...pruneUnknown(v, sub, `${path}.`));
+    }
   }
-  const micros = (m[2] ?? '').padEnd(6, '0').slice(0, 6);
-  return `${new Date(base).toISOString().slice(0, 19)}.${micros}Z`;
+  return out;
+}
+
+/** The `fieldValidation` directive of a write (`Warn` when absent, the default of current servers). */
+type FieldValidation = 'Ignore' | 'Warn' | 'Strict';
+
+function fieldValidationOf(q: URLSearchParams, optionsKind: string): FieldValidation {
+  const v = q.get('fieldValidation') ?? '';
+  if (v === '') {
+    return 'Warn';
+  }
+  if (v === 'Ignore' || v === 'Warn' || v === 'Strict') {
+    return v;
+  }
+  const message = `Unsupported value: ${JSON.stringify(v)}: supported values: "Ignore", "Strict", "Warn"`;
+  throw new HttpError(422, 'Invalid', `${optionsKind}.meta.k8s.io "" is invalid: fieldValidation: ${message}`, {
+    group: 'meta.k8s.io',
+    kind: optionsKind,
+    causes: [{ reason: 'FieldValueNotSupported', message, field: 'fieldValidation' }],
+  });
+}
+
+/**
+ * What the real server's decoding of a request body does beyond JSON: MicroTimes must parse
+ * (else 400), unknown fields are dropped (`Ignore`), dropped with a warning (`Warn`, added to
+ * `warnings`) or refused with 400 (`Strict`). Mutates `obj`.
+ * @throws HttpError 400 BadRequest, worded as the real server's decode errors
+ */
+function decodeObject(resource: StandinResource, obj: KubeObject, mode: FieldValidation, warnings: string[]): void {
+  const kind = RESOURCES[resource].kind;
+  const cannot = (why: string): HttpError => new HttpError(400, 'BadRequest', `${kind} in version "v1" cannot be handled as a ${kind}: ${why}`);
+  const spec = obj['spec'];
+  if (resource === 'leases' && isRecord(spec)) {
+    for (const f of ['acquireTime', 'renewTime'] as const) {
+      const v = spec[f];
+      if (v === undefined || v === null) {
+        continue;
+      }
+      if (typeof v !== 'string') {
+        throw cannot(`json: cannot unmarshal ${typeof v} into Go struct field LeaseSpec.spec.${f} of type string`);
+      }
+      const problem = microTimeProblem(v);
+      if (problem !== undefined) {
+        throw cannot(problem);
+      }
+    }
+  }
+  const schema = SCHEMAS[resource];
+  const unknown = schema === undefined ? [] : pruneUnknown(obj, schema);
+  const texts = unknown.map((u) => `unknown field ${JSON.stringify(u)}`);
+  if (texts.length > 0 && mode === 'Strict') {
+    throw cannot(`strict decoding error: ${texts.join(', ')}`);
+  }
+  if (mode === 'Warn') {
+    warnings.push(...texts);
+  }
 }
 
 function clone<T>(v: T): T {
@@ -340,7 +511,8 @@ function validateObject(resource: StandinResource, obj: KubeObject): void {
   const t = RESOURCES[resource];
   const name = obj.metadata.name ?? '';
   const causes: Array<{ field: string; message: string }> = [];
-  const nameProblem = dnsSubdomainProblem(name);
+  const nameProblem =
+    resource === 'namespaces' && name.length > 63 ? 'must be no more than 63 characters' : resource === 'namespaces' && name.includes('.') ? 'a lowercase RFC 1123 label must consist of lower case alphanumeric characters or \'-\'' : dnsSubdomainProblem(name);
   if (nameProblem !== undefined) {
     causes.push({ field: 'metadata.name', message: `Invalid value: "${name}": ${nameProblem}` });
   }
@@ -399,7 +571,7 @@ function validateObject(resource: StandinResource, obj: KubeObject): void {
         }
       }
     }
-  } else {
+  } else if (resource === 'leases') {
     const spec = obj['spec'];
     if (spec !== undefined && spec !== null) {
       if (!isRecord(spec)) {
@@ -422,10 +594,9 @@ function validateObject(resource: StandinResource, obj: KubeObject): void {
           if (v === undefined || v === null) {
             continue;
           }
+          // Decoding already refused (400) a value that is not a MicroTime (decodeProblems).
           const norm = typeof v === 'string' ? normaliseMicroTime(v) : undefined;
-          if (norm === undefined) {
-            causes.push({ field: `spec.${f}`, message: `Invalid value: ${JSON.stringify(v)}: must be an RFC 3339 time with microseconds` });
-          } else {
+          if (norm !== undefined) {
             spec[f] = norm;
           }
         }
@@ -555,6 +726,7 @@ export async function writeStandinKubeconfig(file: string, server: string, opts:
 export async function startKubeApiServerStandin(opts: KubeApiServerStandinOptions = {}): Promise<KubeApiServerStandin> {
   const historyLimit = opts.historyLimit ?? 1000;
   const bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 1000;
+  const tooLargeWaitMs = opts.tooLargeResourceVersionWaitMs ?? 3000;
   const objects = new Map<string, KubeObject>();
   let rv = 0;
   /** Watches may resume from any resourceVersion >= this (events after it are all in `history`). */
@@ -615,7 +787,7 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
       return undefined;
     }
     const now = matches(w.selector, ev.object);
-    if (ev.type !== 'MODIFIED' || ev.previous === undefined) {
+    if (ev.type === 'DELETED' || ev.type === 'ADDED' || ev.previous === undefined) {
       return now ? { type: ev.type, object: ev.object } : undefined;
     }
     const before = matches(w.selector, ev.previous);
@@ -655,7 +827,11 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
   const write = (resource: StandinResource, ns: string, obj: KubeObject, previous: KubeObject | undefined): KubeObject => {
     rv += 1;
     const stored: KubeObject = clone(obj);
-    stored.metadata.namespace = ns;
+    if (RESOURCES[resource].namespaced) {
+      stored.metadata.namespace = ns;
+    } else {
+      delete stored.metadata.namespace;
+    }
     stored.metadata.resourceVersion = String(rv);
     stored.metadata.uid = previous?.metadata.uid ?? obj.metadata.uid ?? randomUUID();
     stored.metadata.creationTimestamp =
@@ -677,7 +853,7 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
     rv += 1;
     const gone = clone(old);
     gone.metadata.resourceVersion = String(rv);
-    record({ rv, type: 'DELETED', resource, namespace: ns, object: gone, previous: undefined });
+    record({ rv, type: 'DELETED', resource, namespace: ns, object: gone, previous: clone(old) });
     return gone;
   };
 
@@ -697,7 +873,7 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
     );
 
   /** Parses a request body as an object of `resource`. @throws HttpError 400. */
-  const parseBody = (resource: StandinResource, body: string, urlNs: string): KubeObject => {
+  const parseBody = (resource: StandinResource, body: string, urlNs: string, mode: FieldValidation, warnings: string[]): KubeObject => {
     let v: unknown;
     try {
       v = JSON.parse(body);
@@ -720,14 +896,17 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
     }
     const obj = v as KubeObject;
     const ns = obj.metadata.namespace;
-    if (ns !== undefined && ns !== '' && ns !== urlNs) {
+    if (t.namespaced && ns !== undefined && ns !== '' && ns !== urlNs) {
       throw new HttpError(400, 'BadRequest', 'the namespace of the provided object does not match the namespace sent on the request');
     }
+    decodeObject(resource, obj, mode, warnings);
     return obj;
   };
 
-  const handleCreate = (resource: StandinResource, ns: string, body: string): { code: number; body: unknown } => {
-    const obj = parseBody(resource, body, ns);
+  const namespaceNotFound = (ns: string): HttpError => new HttpError(404, 'NotFound', `namespaces "${ns}" not found`, { name: ns, kind: 'namespaces' });
+
+  const handleCreate = (resource: StandinResource, ns: string, body: string, q: URLSearchParams, warnings: string[]): { code: number; body: unknown } => {
+    const obj = parseBody(resource, body, ns, fieldValidationOf(q, 'CreateOptions'), warnings);
     const name = obj.metadata.name ?? '';
     if (name === '') {
       throw invalid(RESOURCES[resource].kind, name, [{ field: 'metadata.name', message: 'Required value: name or generateName is required' }]);
@@ -736,6 +915,16 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
       throw new HttpError(500, 'InternalError', 'resourceVersion should not be set on objects to be created');
     }
     validateObject(resource, obj);
+    // NamespaceLifecycle admission: no new objects in a namespace that does not exist.
+    if (RESOURCES[resource].namespaced && !objects.has(key('namespaces', '', ns))) {
+      throw namespaceNotFound(ns);
+    }
+    if (resource === 'namespaces') {
+      delete obj.metadata.namespace;
+      obj.metadata.labels = { ...obj.metadata.labels, 'kubernetes.io/metadata.name': name };
+      obj['spec'] = { finalizers: ['kubernetes'] };
+      obj['status'] = { phase: 'Active' };
+    }
     if (objects.has(key(resource, ns, name))) {
       throw new HttpError(
         409,
@@ -748,8 +937,15 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
     return { code: 201, body: write(resource, ns, obj, undefined) };
   };
 
-  const handleReplace = (resource: StandinResource, ns: string, name: string, body: string): { code: number; body: unknown } => {
-    const obj = parseBody(resource, body, ns);
+  const handleReplace = (
+    resource: StandinResource,
+    ns: string,
+    name: string,
+    body: string,
+    q: URLSearchParams,
+    warnings: string[],
+  ): { code: number; body: unknown } => {
+    const obj = parseBody(resource, body, ns, fieldValidationOf(q, 'UpdateOptions'), warnings);
     if (obj.metadata.name !== name) {
       throw new HttpError(400, 'BadRequest', `the name of the object (${obj.metadata.name ?? ''}) does not match the name on the URL (${name})`);
     }
@@ -798,6 +994,16 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
         );
       }
     }
+    if (resource === 'namespaces') {
+      // The real server marks the namespace Terminating and its controller deletes the contents
+      // before the namespace goes; here all of it goes at once.
+      for (const [k, o] of [...objects.entries()]) {
+        const r = k.split('/')[0] as StandinResource;
+        if (RESOURCES[r].namespaced && o.metadata.namespace === name) {
+          remove(r, name, o.metadata.name ?? '');
+        }
+      }
+    }
     remove(resource, ns, name);
     return {
       code: 200,
@@ -812,9 +1018,23 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
   };
 
   /** PATCH of one object: a JSON merge patch only (what a keeper sends to label its pod). */
-  const handleMergePatch = (resource: StandinResource, ns: string, name: string, body: string, contentType: string): { code: number; body: unknown } => {
-    if (contentType.split(';')[0]?.trim() !== 'application/merge-patch+json') {
-      throw new HttpError(415, 'UnsupportedMediaType', `the stand-in accepts only application/merge-patch+json patches, not "${contentType}"`);
+  const handleMergePatch = (
+    resource: StandinResource,
+    ns: string,
+    name: string,
+    body: string,
+    contentType: string,
+    q: URLSearchParams,
+    warnings: string[],
+  ): { code: number; body: unknown } => {
+    const mode = fieldValidationOf(q, 'PatchOptions');
+    const type = contentType.split(';')[0]?.trim() ?? '';
+    if (type !== 'application/merge-patch+json' && type !== 'application/strategic-merge-patch+json') {
+      throw new HttpError(
+        415,
+        'UnsupportedMediaType',
+        `the stand-in accepts only application/merge-patch+json and application/strategic-merge-patch+json patches, not "${contentType}"`,
+      );
     }
     const old = objects.get(key(resource, ns, name));
     if (old === undefined) {
@@ -826,16 +1046,104 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
     } catch {
       throw new HttpError(400, 'BadRequest', 'the patch is not JSON');
     }
+    // A strategic merge patch is a JSON merge patch as long as it has no lists (merged by key by a
+    // real server) and no $-directives: what Patroni sends. Others are refused, not misapplied.
+    if (type === 'application/strategic-merge-patch+json' && strategicOnlyParts(patch)) {
+      throw new HttpError(415, 'UnsupportedMediaType', 'the stand-in applies strategic merge patches without lists and $-directives only');
+    }
     const merged = mergePatch(clone(old), patch) as KubeObject;
     if (!isRecord(merged) || !isRecord(merged.metadata) || merged.metadata.name !== name) {
       throw invalid(RESOURCES[resource].kind, name, [{ field: 'metadata.name', message: 'field is immutable' }]);
     }
+    // A resourceVersion (or uid) in the patch is a precondition, as in a replace.
+    if (isRecord(patch) && isRecord(patch['metadata'])) {
+      const want = patch['metadata']['resourceVersion'];
+      if (typeof want === 'string' && want !== '' && want !== old.metadata.resourceVersion) {
+        throw conflict(resource, name, 'the object has been modified; please apply your changes to the latest version and try again');
+      }
+      const uid = patch['metadata']['uid'];
+      if (typeof uid === 'string' && uid !== '' && uid !== old.metadata.uid) {
+        throw conflict(resource, name, `Precondition failed: UID in precondition: ${uid}, UID in object meta: ${old.metadata.uid ?? ''}`);
+      }
+    }
+    decodeObject(resource, merged, mode, warnings);
     validateObject(resource, merged);
+    if (JSON.stringify(comparable(merged)) === JSON.stringify(comparable(old))) {
+      return { code: 200, body: withType(resource, old) };
+    }
     return { code: 200, body: write(resource, ns, merged, clone(old)) };
   };
 
-  const handleList = (resource: StandinResource, ns: string | undefined, sel: Selector): { code: number; body: unknown } => {
-    const items = [...objects.entries()]
+  /** The objects as they were at resourceVersion `at` (>= compactedThrough): the current ones with the history after `at` undone. */
+  const objectsAt = (at: number): Map<string, KubeObject> => {
+    const m = new Map(objects);
+    for (let i = history.length - 1; i >= 0; i--) {
+      const ev = history[i]!;
+      if (ev.rv <= at) {
+        break;
+      }
+      const k = key(ev.resource, ev.namespace, ev.object.metadata.name ?? '');
+      if (ev.type === 'ADDED' || ev.previous === undefined) {
+        m.delete(k);
+      } else {
+        m.set(k, ev.previous);
+      }
+    }
+    return m;
+  };
+
+  const listOptionsInvalid = (field: string, reason: string, message: string): HttpError =>
+    new HttpError(422, 'Invalid', `ListOptions.meta.k8s.io "" is invalid: ${field}: ${message}`, {
+      group: 'meta.k8s.io',
+      kind: 'ListOptions',
+      causes: [{ reason, message, field }],
+    });
+
+  /**
+   * A list, with the real server's resourceVersion semantics: none is the current state; `0` or
+   * `N` (resourceVersionMatch unset or NotOlderThan) is the current state once it is at least
+   * `N`, waiting up to `tooLargeResourceVersionWaitMs` for it (then 504 "Too large resource
+   * version"); `N` with resourceVersionMatch=Exact is the state at `N` (410 Expired when `N` is
+   * older than the history). `limit` is ignored (everything in one page, as a server may).
+   */
+  const handleList = async (resource: StandinResource, ns: string | undefined, sel: Selector, q: URLSearchParams): Promise<{ code: number; body: unknown }> => {
+    const rvText = q.get('resourceVersion') ?? '';
+    const match = q.get('resourceVersionMatch') ?? '';
+    if (match !== '' && match !== 'Exact' && match !== 'NotOlderThan') {
+      throw listOptionsInvalid('resourceVersionMatch', 'FieldValueNotSupported', `Unsupported value: ${JSON.stringify(match)}: supported values: "Exact", "NotOlderThan"`);
+    }
+    if (match !== '' && rvText === '') {
+      throw listOptionsInvalid('resourceVersionMatch', 'FieldValueForbidden', 'Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided');
+    }
+    if (match === 'Exact' && rvText === '0') {
+      throw listOptionsInvalid('resourceVersionMatch', 'FieldValueForbidden', 'Forbidden: resourceVersionMatch "exact" is forbidden for resourceVersion "0"');
+    }
+    let source = objects;
+    let exactRv: number | undefined;
+    if (rvText !== '' && rvText !== '0') {
+      const want = /^[0-9]+$/.test(rvText) ? Number(rvText) : Number.NaN;
+      if (!Number.isSafeInteger(want)) {
+        throw new HttpError(400, 'BadRequest', `invalid resource version: ${rvText}`);
+      }
+      const deadline = Date.now() + tooLargeWaitMs;
+      while (want > rv && Date.now() < deadline && !stopped) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      if (want > rv) {
+        throw new HttpError(504, 'Timeout', `Timeout: Too large resource version: ${want}, current: ${rv}`, {
+          causes: [{ reason: 'ResourceVersionTooLarge', message: 'Too large resource version' }],
+          retryAfterSeconds: 1,
+        });
+      }
+      if (match === 'Exact') {
+        if (want < compactedThrough) {
+          throw new HttpError(410, 'Expired', 'The resourceVersion for the provided list is too old.');
+        }
+        source = objectsAt(want);
+        exactRv = want;
+      }
+    }
+    const items = [...source.entries()]
       .filter(([k]) => k.startsWith(`${resource}/`))
       .map(([, o]) => o)
       .filter((o) => (ns === undefined || o.metadata.namespace === ns) && matches(sel, o))
@@ -843,7 +1151,7 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
       .map((o) => clone(o));
     return {
       code: 200,
-      body: { kind: RESOURCES[resource].listKind, apiVersion: RESOURCES[resource].apiVersion, metadata: { resourceVersion: String(rv) }, items },
+      body: { kind: RESOURCES[resource].listKind, apiVersion: RESOURCES[resource].apiVersion, metadata: { resourceVersion: String(exactRv ?? rv) }, items },
     };
   };
 
@@ -856,7 +1164,7 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
       namespace: ns,
       selector: sel,
       res,
-      bookmarks: q.get('allowWatchBookmarks') === 'true' || q.get('allowWatchBookmarks') === '1',
+      bookmarks: queryBool(q, 'allowWatchBookmarks'),
       timers: [],
       held: [],
       closed: false,
@@ -886,7 +1194,7 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
         return;
       }
       if (from > rv) {
-        errorEvent(504, 'Timeout', `Too large resource version: ${from}, current: ${rv}`);
+        errorEvent(504, 'Timeout', `Timeout: Too large resource version: ${from}, current: ${rv}`);
         return;
       }
       for (const ev of history) {
@@ -911,6 +1219,13 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
   };
 
   const parsePath = (path: string): { resource: StandinResource; namespace: string | undefined; name: string | undefined } | undefined => {
+    if (path === '/api/v1/namespaces') {
+      return { resource: 'namespaces', namespace: undefined, name: undefined };
+    }
+    const nsPath = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(path);
+    if (nsPath !== null) {
+      return { resource: 'namespaces', namespace: undefined, name: decodeURIComponent(nsPath[1] ?? '') };
+    }
     for (const resource of ['configmaps', 'leases', 'pods'] as const) {
       const prefix = RESOURCES[resource].prefix;
       if (!path.startsWith(`${prefix}/`)) {
@@ -926,6 +1241,15 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
     }
     return undefined;
   };
+
+  const createNamespace = (name: string): void => {
+    if (!objects.has(key('namespaces', '', name))) {
+      handleCreate('namespaces', '', JSON.stringify({ metadata: { name } }), new URLSearchParams(), []);
+    }
+  };
+  for (const n of [...SYSTEM_NAMESPACES, ...(opts.namespaces ?? [])]) {
+    createNamespace(n);
+  }
 
   const readBody = (req: IncomingMessage): Promise<string> =>
     new Promise((resolve, reject) => {
@@ -944,8 +1268,12 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
       req.on('error', reject);
     });
 
-  const answer = (res: ServerResponse, code: number, body: unknown): void => {
+  const answer = (res: ServerResponse, code: number, body: unknown, warnings: readonly string[] = []): void => {
     const text = JSON.stringify(body);
+    if (warnings.length > 0) {
+      // RFC 7234 warn-code 299 with the text quoted, as the real server's warning headers.
+      res.setHeader('Warning', warnings.map((w) => `299 - ${JSON.stringify(w)}`));
+    }
     res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
     res.end(text);
   };
@@ -972,7 +1300,7 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
       throw new HttpError(401, 'Unauthorized', 'Unauthorized');
     }
     const p = parsePath(url.pathname);
-    const isWatch = ['1', 'true'].includes(url.searchParams.get('watch') ?? '');
+    const isWatch = queryBool(url.searchParams, 'watch');
     const intercepted = interceptor?.({
       method,
       path: url.pathname,
@@ -986,10 +1314,20 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
     if (intercepted !== undefined) {
       throw new HttpError(intercepted.code, intercepted.reason, intercepted.message);
     }
+    const discovery = method === 'GET' ? discoveryDocument(url.pathname, `127.0.0.1:${port}`) : undefined;
+    if (discovery !== undefined) {
+      answer(res, 200, discovery);
+      return;
+    }
     if (p === undefined) {
       throw new HttpError(404, 'NotFound', 'the server could not find the requested resource');
     }
     const { resource, namespace, name } = p;
+    const warnings: string[] = [];
+    // A real server validates a dry-run write and stores nothing; refused here rather than stored.
+    if (method !== 'GET' && url.searchParams.has('dryRun')) {
+      throw new HttpError(400, 'BadRequest', 'the stand-in does not implement dryRun');
+    }
     if (name === undefined) {
       const sel: Selector = {
         labels: parseRequirements(url.searchParams.get('labelSelector'), 'label'),
@@ -1003,13 +1341,13 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
         return;
       }
       if (method === 'GET') {
-        const out = handleList(resource, namespace, sel);
+        const out = await handleList(resource, namespace, sel, url.searchParams);
         answer(res, out.code, out.body);
         return;
       }
-      if (method === 'POST' && namespace !== undefined) {
-        const out = handleCreate(resource, namespace, body);
-        answer(res, out.code, out.body);
+      if (method === 'POST' && (namespace !== undefined || !RESOURCES[resource].namespaced)) {
+        const out = handleCreate(resource, namespace ?? '', body, url.searchParams, warnings);
+        answer(res, out.code, out.body, warnings);
         return;
       }
       throw new HttpError(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource (${method})`);
@@ -1025,8 +1363,8 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
         return;
       }
       case 'PUT': {
-        const out = handleReplace(resource, ns, name, body);
-        answer(res, out.code, out.body);
+        const out = handleReplace(resource, ns, name, body, url.searchParams, warnings);
+        answer(res, out.code, out.body, warnings);
         return;
       }
       case 'DELETE': {
@@ -1035,8 +1373,8 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
         return;
       }
       case 'PATCH': {
-        const out = handleMergePatch(resource, ns, name, body, req.headers['content-type'] ?? '');
-        answer(res, out.code, out.body);
+        const out = handleMergePatch(resource, ns, name, body, req.headers['content-type'] ?? '', url.searchParams, warnings);
+        answer(res, out.code, out.body, warnings);
         return;
       }
       default:
@@ -1129,6 +1467,9 @@ export async function startKubeApiServerStandin(opts: KubeApiServerStandinOption
       const old = objects.get(key(resource, namespace, obj.metadata.name ?? ''));
       return write(resource, namespace, obj, old === undefined ? undefined : clone(old));
     },
+    createNamespace(name: string): void {
+      createNamespace(name);
+    },
     deleteObject(resource, namespace, name) {
       return remove(resource, namespace, name) !== undefined;
     },
@@ -1169,7 +1510,7 @@ function describeRequest(
     const collection = name === undefined;
     switch (method) {
       case 'GET':
-        verb = !collection ? 'get' : ['1', 'true'].includes(url.searchParams.get('watch') ?? '') ? 'watch' : 'list';
+        verb = !collection ? 'get' : queryBool(url.searchParams, 'watch') ? 'watch' : 'list';
         break;
       case 'POST':
         verb = 'create';
@@ -1201,6 +1542,17 @@ function describeRequest(
     name,
     user,
   };
+}
+
+/** Whether a strategic merge patch has a list or a `$` directive somewhere (which it would not merge as a JSON merge patch). */
+function strategicOnlyParts(patch: unknown): boolean {
+  if (Array.isArray(patch)) {
+    return true;
+  }
+  if (!isRecord(patch)) {
+    return false;
+  }
+  return Object.entries(patch).some(([k, v]) => k.startsWith('$') || strategicOnlyParts(v));
 }
 
 /** An object without the fields the server owns, keys sorted, to detect no-op replaces. */
