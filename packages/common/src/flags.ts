@@ -20,7 +20,18 @@ export interface FlagSpec {
   readonly choices?: readonly string[];
   /** True for paths to files holding secrets (documentation only; the value is a path). */
   readonly secretFile?: boolean;
+  /**
+   * Stolon's spelling of this flag where it differs from ours (e.g. `pg-su-passwordfile` for
+   * `pg-su-password-file`): accepted on the command line, and as `<PREFIX>_<ALIAS>` in the
+   * environment, with the same meaning.
+   */
   readonly alias?: string;
+  /**
+   * Values refused with the reason and what to use instead (e.g. Stolon's `etcdv2` backend),
+   * checked before `choices` so the message is ours, whether the value came from the command line
+   * or the environment.
+   */
+  readonly refusedValues?: Readonly<Record<string, string>>;
 }
 
 /** A table keyed by the config field; a mapped type makes a missing entry a compile error. */
@@ -50,6 +61,12 @@ export interface CommonConfig {
   logLevel: string;
 }
 
+const V2_REFUSAL =
+  "is Stolon's etcd v2 API backend, which is not supported: use --store-backend etcdv3 (etcd 3.x serves the v3 API; a Stolon cluster's v2 keys are not read, see docs/differences-from-stolon.md)";
+
+/** Stolon's names of its etcd v2 backend (`etcd` is its old alias of `etcdv2`), refused. */
+const STOLON_V2_BACKENDS: Readonly<Record<string, string>> = { etcdv2: V2_REFUSAL, etcd: V2_REFUSAL };
+
 export const COMMON_FLAGS: FlagTable<CommonConfig> = {
   clusterName: { name: 'cluster-name', description: 'cluster name', type: 'string', required: true },
   storeBackend: {
@@ -59,6 +76,7 @@ export const COMMON_FLAGS: FlagTable<CommonConfig> = {
     type: 'string',
     required: true,
     choices: ['etcdv3', 'kubernetes'],
+    refusedValues: STOLON_V2_BACKENDS,
   },
   storeEndpoints: {
     name: 'store-endpoints',
@@ -148,40 +166,140 @@ function camel(name: string): string {
   return name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
+/** What a Stolon-only flag's value does here (all unset: nothing, e.g. Stolon's default). */
+interface StolonFlagOutcome {
+  /** Logged (daemons) or printed (stolonctl) once at startup. */
+  readonly warn?: string;
+  /** Refused: the reason and what to use instead; the program exits with it. */
+  readonly error?: string;
+  /** Other flags set by it (e.g. `--debug` sets `log-level` to `debug`). */
+  readonly set?: Readonly<Record<string, string | number | boolean>>;
+}
+
 /**
- * Adds the table's flags to a yargs instance; defaults come from `env` (the ST*_ variable) when
- * set, so explicit flags win over the environment and the environment over built-in defaults.
+ * A flag Stolon has that is not one of ours under any name: it is accepted, so a Stolon command
+ * line or environment still parses, and then either means the same (nothing to do), is ignored
+ * with a warning because it cannot change what happens (`--log-color`), is translated
+ * (`--debug`), or is refused with the flag and what to use instead. Never silently taken when it
+ * would change behaviour we do not implement (docs/differences-from-stolon.md).
+ */
+export interface StolonOnlyFlag {
+  /** Stolon's kebab-case flag name. */
+  readonly name: string;
+  readonly type: 'string' | 'boolean';
+  /** What the flag does here (docs/differences-from-stolon.md says it too; not in --help). */
+  readonly description: string;
+  /**
+   * Only from the command line: `<PREFIX>_<NAME>` is not this flag's fallback but the secret's
+   * own variable, read elsewhere (Stolon's `--pg-su-password` and STKEEPER_PG_SU_PASSWORD).
+   */
+  readonly argvOnly?: boolean;
+  /** What a given value does; `argv` has the other flags, their environment fallbacks applied. */
+  readonly outcome: (value: string | boolean, argv: Readonly<Record<string, unknown>>) => StolonFlagOutcome;
+}
+
+/** Stolon-only flags of a program, and where their warnings go. */
+export interface StolonFlags {
+  readonly flags: readonly StolonOnlyFlag[];
+  /** Receives each warning; the caller logs or prints them once its logger exists. */
+  readonly warnings: string[];
+}
+
+
+/**
+ * The environment value of a flag: `<PREFIX>_<NAME>`, else `<PREFIX>_<ALIAS>` (Stolon's
+ * spelling), typed as the flag is.
+ * @throws ConfigError when a number/boolean value does not parse, or when both variables are set
+ *   to different values.
+ */
+function envValue(
+  spec: { name: string; alias?: string | undefined; type: FlagSpec['type'] },
+  envPrefix: string,
+  env: NodeJS.ProcessEnv,
+): string | number | boolean | undefined {
+  const set = [spec.name, ...(spec.alias !== undefined ? [spec.alias] : [])]
+    .map((n) => ({ variable: envName(envPrefix, n), value: env[envName(envPrefix, n)] }))
+    .filter((e): e is { variable: string; value: string } => e.value !== undefined && e.value !== '');
+  const first = set[0];
+  if (first === undefined) {
+    return undefined;
+  }
+  const second = set[1];
+  if (second !== undefined && second.value !== first.value) {
+    throw new ConfigError(`${first.variable} and ${second.variable} name the same setting with different values; set only one`, {
+      field: spec.name,
+    });
+  }
+  const { variable, value } = first;
+  if (spec.type === 'number') {
+    const n = Number(value);
+    if (!Number.isFinite(n)) {
+      throw new ConfigError(`${variable}: "${value}" is not a number`, { field: spec.name });
+    }
+    return n;
+  }
+  if (spec.type === 'boolean') {
+    if (!['true', 'false', '1', '0'].includes(value)) {
+      throw new ConfigError(`${variable}: "${value}" is not true or false`, { field: spec.name });
+    }
+    return value === 'true' || value === '1';
+  }
+  return value;
+}
+
+/** Sets a parsed flag in yargs' argv under its kebab and camelCase keys. */
+function setArg(argv: Record<string, unknown>, name: string, value: unknown): void {
+  argv[name] = value;
+  argv[camel(name)] = value;
+}
+
+/**
+ * Before yargs validates (choices, required): refuses the table's `refusedValues`, and applies
+ * each given Stolon-only flag's outcome (throw, set, warn).
+ * @throws ConfigError naming the flag and its environment variable.
+ */
+function stolonCheck<C>(argv: Record<string, unknown>, table: FlagTable<C>, envPrefix: string, stolon: StolonFlags | undefined): void {
+  for (const spec of Object.values(table) as FlagSpec[]) {
+    const v = argv[spec.name];
+    const refusal = typeof v === 'string' && spec.refusedValues !== undefined && Object.hasOwn(spec.refusedValues, v) ? spec.refusedValues[v] : undefined;
+    if (refusal !== undefined) {
+      throw new ConfigError(`--${spec.name} ${String(v)} (or ${envName(envPrefix, spec.name)}) ${refusal}`, { field: spec.name });
+    }
+  }
+  for (const f of stolon?.flags ?? []) {
+    const v = argv[f.name];
+    if (typeof v !== 'string' && typeof v !== 'boolean') {
+      continue;
+    }
+    const out = f.outcome(v, argv);
+    const where = f.argvOnly === true ? `--${f.name}` : `--${f.name} (or ${envName(envPrefix, f.name)})`;
+    if (out.error !== undefined) {
+      throw new ConfigError(`${where}: ${out.error}`, { field: f.name });
+    }
+    for (const [name, value] of Object.entries(out.set ?? {})) {
+      setArg(argv, name, value);
+    }
+    if (out.warn !== undefined) {
+      stolon?.warnings.push(`${where}: ${out.warn}`);
+    }
+  }
+}
+
+/**
+ * Adds the table's flags to a yargs instance; defaults come from `env` (the ST*_ variable, or the
+ * one of the flag's Stolon alias) when set, so explicit flags win over the environment and the
+ * environment over built-in defaults. With `stolon`, also Stolon's flags that are not ours (in
+ * their own help group), checked as {@link StolonOnlyFlag} says before yargs validates.
  * @throws ConfigError when an environment value for a number/boolean flag does not parse.
  */
-export function addFlags<C>(y: Argv, table: FlagTable<C>, envPrefix: string, env: NodeJS.ProcessEnv): Argv {
+export function addFlags<C>(y: Argv, table: FlagTable<C>, envPrefix: string, env: NodeJS.ProcessEnv, stolon?: StolonFlags): Argv {
   let out = y;
   for (const spec of Object.values(table) as FlagSpec[]) {
-    const fromEnv = env[envName(envPrefix, spec.name)];
-    let def: string | number | boolean | undefined = spec.default;
-    if (fromEnv !== undefined && fromEnv !== '') {
-      if (spec.type === 'number') {
-        def = Number(fromEnv);
-        if (!Number.isFinite(def)) {
-          throw new ConfigError(`${envName(envPrefix, spec.name)}: "${fromEnv}" is not a number`, {
-            field: spec.name,
-          });
-        }
-      } else if (spec.type === 'boolean') {
-        if (!['true', 'false', '1', '0'].includes(fromEnv)) {
-          throw new ConfigError(`${envName(envPrefix, spec.name)}: "${fromEnv}" is not true or false`, {
-            field: spec.name,
-          });
-        }
-        def = fromEnv === 'true' || fromEnv === '1';
-      } else {
-        def = fromEnv;
-      }
-    }
+    const fromEnv = envValue(spec, envPrefix, env);
+    const def = fromEnv ?? spec.default;
+    const vars = [spec.name, ...(spec.alias !== undefined ? [spec.alias] : [])].map((n) => envName(envPrefix, n)).join(' or ');
     out = out.option(spec.name, {
-      describe:
-        spec.description +
-        (spec.secretFile ? ' (a file path; the secret itself is never a flag)' : '') +
-        ` [env ${envName(envPrefix, spec.name)}]`,
+      describe: spec.description + (spec.secretFile ? ' (a file path; the secret itself is never a flag)' : '') + ` [env ${vars}]`,
       type: spec.type,
       ...(def !== undefined ? { default: def } : {}),
       ...(spec.choices ? { choices: [...spec.choices] } : {}),
@@ -189,7 +307,23 @@ export function addFlags<C>(y: Argv, table: FlagTable<C>, envPrefix: string, env
       ...(spec.required && def === undefined ? { demandOption: `--${spec.name} (or ${envName(envPrefix, spec.name)}) is required` } : {}),
     });
   }
-  return out;
+  const stolonFlags = stolon?.flags ?? [];
+  for (const f of stolonFlags) {
+    const fromEnv = f.argvOnly === true ? undefined : envValue(f, envPrefix, env);
+    // Hidden: listed once in the epilogue, described in docs/differences-from-stolon.md.
+    out = out.option(f.name, { type: f.type, hidden: true, ...(fromEnv !== undefined ? { default: fromEnv } : {}) });
+  }
+  if (stolonFlags.length > 0) {
+    const list = (fs: readonly StolonOnlyFlag[]): string => fs.map((f) => `--${f.name}`).join(', ');
+    const secrets = stolonFlags.filter((f) => f.argvOnly === true);
+    out = out.epilogue(
+      `Stolon's ${list(stolonFlags.filter((f) => f.argvOnly !== true))} (and their ${envPrefix}_* variables) are accepted too: ` +
+        'each means the same, is ignored with a warning, or is refused naming what to use instead' +
+        (secrets.length > 0 ? `; ${list(secrets)} are refused: a password is never a flag` : '') +
+        ' (docs/differences-from-stolon.md).',
+    );
+  }
+  return out.middleware((argv) => stolonCheck(argv as Record<string, unknown>, table, envPrefix, stolon), true);
 }
 
 /** Picks the table's values out of parsed yargs arguments into a typed config object. */
