@@ -317,9 +317,10 @@ export function addFlags<C>(y: Argv, table: FlagTable<C>, envPrefix: string, env
     const list = (fs: readonly StolonOnlyFlag[]): string => fs.map((f) => `--${f.name}`).join(', ');
     const secrets = stolonFlags.filter((f) => f.argvOnly === true);
     out = out.epilogue(
-      `Stolon's ${list(stolonFlags.filter((f) => f.argvOnly !== true))} (and their ${envPrefix}_* variables) are accepted too: ` +
-        'each means the same, is ignored with a warning, or is refused naming what to use instead' +
-        (secrets.length > 0 ? `; ${list(secrets)} are refused: a password is never a flag` : '') +
+      `Stolon's flags not listed above are accepted too, with their ${envPrefix}_* variables: ` +
+        `${list(stolonFlags.filter((f) => f.argvOnly !== true))}. Each means the same, is ignored with a warning, or is ` +
+        'refused naming what to use instead' +
+        (secrets.length > 0 ? `; ${list(secrets)} (a password on the command line) are refused` : '') +
         ' (docs/differences-from-stolon.md).',
     );
   }
