@@ -247,6 +247,7 @@ describe("Stolon's other spellings", () => {
     { title: '--pg-su-auth-method trust', program: 'keeper', args: [...store, '--data-dir', dataDir, '--pg-su-auth-method', 'trust'], refused: /--pg-su-auth-method \(or STKEEPER_PG_SU_AUTH_METHOD\): trust .* not supported/ },
     { title: 'STKEEPER_DISABLE_DATA_DIR_LOCKING=true', program: 'keeper', args: [...store, '--data-dir', dataDir], env: { STKEEPER_DISABLE_DATA_DIR_LOCKING: 'true' }, refused: /--disable-data-dir-locking .*not supported: the keeper always holds the lock/ },
     { title: '--pg-advertise-port other than --pg-port', program: 'keeper', args: [...store, '--data-dir', dataDir, '--pg-advertise-port', '6432'], refused: /--pg-advertise-port .*"6432" differs from --pg-port 5432/ },
+    { title: "stolonctl's clusterdata read (Stolon's CI reads the cluster phase with it)", program: 'stolonctl', args: [...store, 'clusterdata', 'read', '--pretty'], refused: /^stolonctl: clusterdata: Stolon's clusterdata read\/write is not available: stolonctl status --format json/ },
     { title: 'one setting in both spellings, different values', program: 'keeper', args: [...store, '--data-dir', dataDir], env: { STKEEPER_PG_SU_PASSWORD_FILE: '/a', STKEEPER_PG_SU_PASSWORDFILE: '/b' }, refused: /STKEEPER_PG_SU_PASSWORD_FILE and STKEEPER_PG_SU_PASSWORDFILE name the same setting with different values/ },
   ];
   it('refused with one line naming the flag and what to use instead, exit 2', async () => {

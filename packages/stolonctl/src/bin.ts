@@ -77,6 +77,31 @@ function statusOptions(y: Argv): Argv {
     });
 }
 
+/** Stolon's stolonctl commands that are not here, each refused with why and what to use instead. */
+const STOLON_ONLY_COMMANDS: Readonly<Record<string, string>> = {
+  clusterdata:
+    "Stolon's clusterdata read/write is not available: stolonctl status --format json and stolonctl spec show the cluster; " +
+    'moving clusterdata between stores or adopting a Stolon cluster is not supported yet (docs/differences-from-stolon.md)',
+  register: "Stolon's register (DBs as Consul services) is not available (docs/differences-from-stolon.md)",
+  version: "Stolon's version command is not available: the image tag or the package version tells the version",
+};
+
+/** Registers {@link STOLON_ONLY_COMMANDS}, hidden from the help, with any arguments (e.g. `clusterdata read --pretty`). */
+function refuseStolonCommands(y: Argv): Argv {
+  let out = y;
+  for (const [name, why] of Object.entries(STOLON_ONLY_COMMANDS)) {
+    out = out.command({
+      command: name,
+      describe: false,
+      builder: (b: Argv) => b.strict(false),
+      handler: () => {
+        throw new UsageError(`${name}: ${why}`);
+      },
+    });
+  }
+  return out;
+}
+
 function buildParser(args: readonly string[], select: (name: CommandName, argv: Record<string, unknown>) => void, warnings: string[]): Argv {
   const fileOpt = {
     alias: 'f',
@@ -84,7 +109,7 @@ function buildParser(args: readonly string[], select: (name: CommandName, argv: 
     describe: 'read the spec from this file; - reads standard input',
     requiresArg: true,
   } as const;
-  return addFlags(baseYargs(args, PROGRAM), COMMON_FLAGS, ENV_PREFIX, process.env, { flags: STOLONCTL_STOLON_FLAGS, warnings })
+  return refuseStolonCommands(addFlags(baseYargs(args, PROGRAM), COMMON_FLAGS, ENV_PREFIX, process.env, { flags: STOLONCTL_STOLON_FLAGS, warnings }))
     .command(
       'init [spec-json]',
       'initialize a new cluster (default spec {"initMode":"new"})',
