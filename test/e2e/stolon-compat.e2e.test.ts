@@ -9,8 +9,9 @@
  * too: each is accepted with the same meaning, ignored with a warning, or refused naming the fix.
  */
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   binPath,
@@ -26,6 +27,8 @@ import {
   type KubeApiServerStandin,
   type ProcessHandle,
 } from '@stolon-ts/harness';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 type Component = 'keeper' | 'sentinel' | 'proxy';
 
@@ -291,5 +294,20 @@ describe("Stolon's other spellings", () => {
     expect(help).toMatch(/--pg-su-password-file, --pg-su-passwordfile /);
     expect(help).toContain('STKEEPER_PG_SU_PASSWORD_FILE or STKEEPER_PG_SU_PASSWORDFILE');
     expect(help).toMatch(/Stolon's flags not listed above are accepted too, with their STKEEPER_\* variables: --debug, --log-color, .*--disable-data-dir-locking\./);
+  });
+
+  it("docs/differences-from-stolon.md names every Stolon flag each program's help names (aliases and the closing sentence)", () => {
+    const doc = readFileSync(join(REPO, 'docs/differences-from-stolon.md'), 'utf8');
+    for (const c of ['keeper', 'sentinel', 'proxy', 'stolonctl'] as const) {
+      const raw = execFileSync(process.execPath, [binPath(c), '--help'], { encoding: 'utf8', env: cleanEnv({}) });
+      // Option entries start a line: `  --pg-su-password-file, --pg-su-passwordfile  file holding…`.
+      const aliases = [...raw.matchAll(/^\s+--[a-z0-9-]+, --([a-z0-9-]+)\s/gm)].map((m) => m[1] ?? '');
+      const closing = /Stolon's flags not listed above .*$/.exec(raw.replace(/\s+/g, ' '))?.[0] ?? '';
+      const named = [...aliases, ...[...closing.matchAll(/--([a-z0-9-]+)/g)].map((m) => m[1] ?? '')];
+      expect(named.length, c).toBeGreaterThan(0);
+      for (const f of named) {
+        expect(doc, `${c}: --${f}`).toContain(`\`--${f}\``);
+      }
+    }
   });
 });

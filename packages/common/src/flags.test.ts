@@ -20,10 +20,9 @@ const TABLE: FlagTable<T> = {
 const TOGGLE: StolonOnlyFlag = {
   name: 'toggle',
   type: 'boolean',
-  description: 't',
   outcome: (v) => (v === true ? { error: 'not here' } : {}),
 };
-const SECRET: StolonOnlyFlag = { name: 'secret', type: 'string', description: 's', argvOnly: true, outcome: () => ({ error: 'never on argv' }) };
+const SECRET: StolonOnlyFlag = { name: 'secret', type: 'string', argvOnly: true, outcome: () => ({ error: 'never on argv' }) };
 
 function parse(args: string[], env: NodeJS.ProcessEnv = {}): { config: T; warnings: string[] } {
   const warnings: string[] = [];

@@ -187,8 +187,6 @@ export interface StolonOnlyFlag {
   /** Stolon's kebab-case flag name. */
   readonly name: string;
   readonly type: 'string' | 'boolean';
-  /** What the flag does here (docs/differences-from-stolon.md says it too; not in --help). */
-  readonly description: string;
   /**
    * Only from the command line: `<PREFIX>_<NAME>` is not this flag's fallback but the secret's
    * own variable, read elsewhere (Stolon's `--pg-su-password` and STKEEPER_PG_SU_PASSWORD).
@@ -204,7 +202,6 @@ export interface StolonFlags {
   /** Receives each warning; the caller logs or prints them once its logger exists. */
   readonly warnings: string[];
 }
-
 
 /**
  * The environment value of a flag: `<PREFIX>_<NAME>`, else `<PREFIX>_<ALIAS>` (Stolon's
@@ -288,8 +285,9 @@ function stolonCheck<C>(argv: Record<string, unknown>, table: FlagTable<C>, envP
 /**
  * Adds the table's flags to a yargs instance; defaults come from `env` (the ST*_ variable, or the
  * one of the flag's Stolon alias) when set, so explicit flags win over the environment and the
- * environment over built-in defaults. With `stolon`, also Stolon's flags that are not ours (in
- * their own help group), checked as {@link StolonOnlyFlag} says before yargs validates.
+ * environment over built-in defaults. With `stolon`, also Stolon's flags that are not ours (hidden
+ * from the help but named in its closing sentence), checked as {@link StolonOnlyFlag} says before
+ * yargs validates.
  * @throws ConfigError when an environment value for a number/boolean flag does not parse.
  */
 export function addFlags<C>(y: Argv, table: FlagTable<C>, envPrefix: string, env: NodeJS.ProcessEnv, stolon?: StolonFlags): Argv {

@@ -9,7 +9,6 @@ import type { StolonOnlyFlag } from './flags.js';
 const DEBUG: StolonOnlyFlag = {
   name: 'debug',
   type: 'boolean',
-  description: "Stolon's deprecated --debug: the same as --log-level debug",
   outcome: (v) => (v === true ? { set: { 'log-level': 'debug' }, warn: 'deprecated (as in Stolon): use --log-level debug' } : {}),
 };
 
@@ -17,7 +16,6 @@ const DEBUG: StolonOnlyFlag = {
 const LOG_COLOR: StolonOnlyFlag = {
   name: 'log-color',
   type: 'boolean',
-  description: 'ignored, with a warning when true: logs are JSON lines, without colour',
   outcome: (v) => (v === true ? { warn: 'ignored: logs are JSON lines, without colour' } : {}),
 };
 
@@ -32,7 +30,6 @@ export const STOLONCTL_STOLON_FLAGS: readonly StolonOnlyFlag[] = [
   {
     name: 'metrics-listen-address',
     type: 'string',
-    description: 'ignored, with a warning when set (as in Stolon, stolonctl serves no metrics)',
     outcome: (v) => (v !== '' ? { warn: 'ignored: stolonctl serves no metrics (neither does Stolon\'s)' } : {}),
   },
 ];

@@ -204,7 +204,6 @@ function passwordOnArgv(role: 'su' | 'repl'): StolonOnlyFlag {
     name: `pg-${role}-password`,
     type: 'string',
     argvOnly: true,
-    description: `refused: a password is never taken from the command line (any local user can read it); use --pg-${role}-passwordfile or ${variable}`,
     outcome: () => ({
       error:
         `a password is never taken from the command line, where any local user can read it: put it in a file and pass ` +
@@ -219,7 +218,6 @@ function authMethod(role: 'su' | 'repl'): StolonOnlyFlag {
   return {
     name: `pg-${role}-auth-method`,
     type: 'string',
-    description: `md5 (Stolon's default): accepted, the ${who} logs in with its password (scram-sha-256); trust: refused`,
     outcome: (v) =>
       v === 'md5'
         ? { warn: `md5: the ${who} logs in with its password, checked with scram-sha-256 (PostgreSQL's md5 method does the same for scram passwords)` }
@@ -239,7 +237,6 @@ export const KEEPER_STOLON_FLAGS: readonly StolonOnlyFlag[] = [
   {
     name: 'pg-advertise-port',
     type: 'string',
-    description: 'accepted when equal to --pg-port; another port (PAT) is refused',
     outcome: (v, argv) =>
       v === '' || Number(v) === argv['pg-port']
         ? {}
@@ -252,7 +249,6 @@ export const KEEPER_STOLON_FLAGS: readonly StolonOnlyFlag[] = [
   {
     name: 'disable-data-dir-locking',
     type: 'boolean',
-    description: 'false: accepted; true: refused (the keeper always locks its data directory)',
     outcome: (v) =>
       v === true
         ? { error: 'not supported: the keeper always holds the lock on its data directory (two keepers on one data directory corrupt it); drop the flag' }
