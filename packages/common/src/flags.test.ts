@@ -54,6 +54,13 @@ describe('addFlags: Stolon spellings', () => {
     expect(parse(['--password-file', '/f'], { STX_PASSWORDFILE: '/e' }).config.passwordFile).toBe('/f');
   });
 
+  it("boolean variables take Go's spellings (Stolon parses them with strconv.ParseBool)", () => {
+    for (const [v, want] of [['True', true], ['T', true], ['1', true], ['FALSE', false], ['f', false], ['0', false]] as const) {
+      expect(parse([], { STX_LOG_COLOR: v }).warnings.length, v).toBe(want ? 1 : 0);
+    }
+    expect(errorOf(() => parse([], { STX_LOG_COLOR: 'yes' })).message).toBe('STX_LOG_COLOR: "yes" is not true or false');
+  });
+
   it('both variables of one setting with different values: refused, naming both', () => {
     expect(errorOf(() => parse([], { STX_PASSWORD_FILE: '/a', STX_PASSWORDFILE: '/b' })).message).toBe(
       'STX_PASSWORD_FILE and STX_PASSWORDFILE name the same setting with different values; set only one',

@@ -203,6 +203,10 @@ export interface StolonFlags {
   readonly warnings: string[];
 }
 
+/** Boolean spellings in variables: Go's strconv.ParseBool's, which Stolon's variables go through. */
+const TRUE_WORDS: readonly string[] = ['1', 't', 'T', 'true', 'TRUE', 'True'];
+const FALSE_WORDS: readonly string[] = ['0', 'f', 'F', 'false', 'FALSE', 'False'];
+
 /**
  * The environment value of a flag: `<PREFIX>_<NAME>`, else `<PREFIX>_<ALIAS>` (Stolon's
  * spelling), typed as the flag is.
@@ -236,10 +240,13 @@ function envValue(
     return n;
   }
   if (spec.type === 'boolean') {
-    if (!['true', 'false', '1', '0'].includes(value)) {
-      throw new ConfigError(`${variable}: "${value}" is not true or false`, { field: spec.name });
+    if (TRUE_WORDS.includes(value)) {
+      return true;
     }
-    return value === 'true' || value === '1';
+    if (FALSE_WORDS.includes(value)) {
+      return false;
+    }
+    throw new ConfigError(`${variable}: "${value}" is not true or false`, { field: spec.name });
   }
   return value;
 }
