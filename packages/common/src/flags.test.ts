@@ -61,6 +61,13 @@ describe('addFlags: Stolon spellings', () => {
     expect(errorOf(() => parse([], { STX_LOG_COLOR: 'yes' })).message).toBe('STX_LOG_COLOR: "yes" is not true or false');
   });
 
+  it("--flag=value of a boolean takes Go's spellings too; anything else is refused, never read as false", () => {
+    const t = (v: string) => parse([`--debug=${v}`]).config.logLevel;
+    expect(['True', 'T', '1', 'true'].map(t)).toEqual(['debug', 'debug', 'debug', 'debug']);
+    expect(['False', 'f', '0', 'false'].map(t)).toEqual(['info', 'info', 'info', 'info']);
+    expect(errorOf(() => parse(['--toggle=yes'])).message).toBe('--toggle=yes: not true or false');
+  });
+
   it('both variables of one setting with different values: refused, naming both', () => {
     expect(errorOf(() => parse([], { STX_PASSWORD_FILE: '/a', STX_PASSWORDFILE: '/b' })).message).toBe(
       'STX_PASSWORD_FILE and STX_PASSWORDFILE name the same setting with different values; set only one',

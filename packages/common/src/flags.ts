@@ -258,11 +258,43 @@ function setArg(argv: Record<string, unknown>, name: string, value: unknown): vo
 }
 
 /**
- * Before yargs validates (choices, required): refuses the table's `refusedValues`, and applies
- * each given Stolon-only flag's outcome (throw, set, warn).
+ * `--flag=value` of boolean flags read with Go's spellings, as Stolon's flags are: yargs takes any
+ * value but `true` as false (`--can-be-master=True` would silently be false).
+ * @throws ConfigError naming the flag when the value is no boolean.
+ */
+function readBooleanArgs(argv: Record<string, unknown>, raw: readonly string[], booleans: ReadonlyMap<string, string>): void {
+  for (const arg of raw) {
+    if (arg === '--') {
+      return;
+    }
+    const m = /^--([a-z0-9-]+)=(.*)$/.exec(arg);
+    const name = m?.[1] === undefined ? undefined : booleans.get(m[1]);
+    if (name === undefined || m?.[2] === undefined) {
+      continue;
+    }
+    if (!TRUE_WORDS.includes(m[2]) && !FALSE_WORDS.includes(m[2])) {
+      throw new ConfigError(`--${m[1]}=${m[2]}: not true or false`, { field: name });
+    }
+    setArg(argv, name, TRUE_WORDS.includes(m[2]));
+  }
+}
+
+/**
+ * Before yargs validates (choices, required): reads `--flag=value` of booleans as Go does, refuses
+ * the table's `refusedValues`, and applies each given Stolon-only flag's outcome (throw, set, warn).
  * @throws ConfigError naming the flag and its environment variable.
  */
-function stolonCheck<C>(argv: Record<string, unknown>, table: FlagTable<C>, envPrefix: string, stolon: StolonFlags | undefined): void {
+function stolonCheck<C>(argv: Record<string, unknown>, table: FlagTable<C>, envPrefix: string, stolon: StolonFlags | undefined, raw: readonly string[]): void {
+  const booleans = new Map<string, string>();
+  for (const f of [...(Object.values(table) as FlagSpec[]), ...(stolon?.flags ?? [])]) {
+    if (f.type === 'boolean') {
+      booleans.set(f.name, f.name);
+      if ('alias' in f && f.alias !== undefined) {
+        booleans.set(f.alias, f.name);
+      }
+    }
+  }
+  readBooleanArgs(argv, raw, booleans);
   for (const spec of Object.values(table) as FlagSpec[]) {
     const v = argv[spec.name];
     const refusal = typeof v === 'string' && spec.refusedValues !== undefined && Object.hasOwn(spec.refusedValues, v) ? spec.refusedValues[v] : undefined;
@@ -329,7 +361,8 @@ export function addFlags<C>(y: Argv, table: FlagTable<C>, envPrefix: string, env
         ' (docs/differences-from-stolon.md).',
     );
   }
-  return out.middleware((argv) => stolonCheck(argv as Record<string, unknown>, table, envPrefix, stolon), true);
+  const raw = RAW_ARGS.get(y) ?? [];
+  return out.middleware((argv) => stolonCheck(argv as Record<string, unknown>, table, envPrefix, stolon, raw), true);
 }
 
 /** Picks the table's values out of parsed yargs arguments into a typed config object. */
@@ -341,9 +374,14 @@ export function pickFlags<C>(argv: Record<string, unknown>, table: FlagTable<C>)
   return out as C;
 }
 
+/** The command line each {@link baseYargs} instance parses, for {@link readBooleanArgs}. */
+const RAW_ARGS = new WeakMap<Argv, readonly string[]>();
+
 /** A yargs instance for a program, strict about unknown flags, with fix-it errors. */
 export function baseYargs(args: readonly string[], scriptName: string): Argv {
-  return yargs([...args])
+  const y = yargs([...args]);
+  RAW_ARGS.set(y, args);
+  return y
     .scriptName(scriptName)
     .strict()
     .parserConfiguration({ 'camel-case-expansion': true })
