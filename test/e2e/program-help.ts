@@ -29,7 +29,7 @@ interface HelpFlag {
 /** A program's (or subcommand's) help, parsed. */
 export interface ProgramHelp {
   readonly text: string;
-  /** Long flag name → flag. */
+  /** Long flag name (or long alias, e.g. Stolon's `pg-su-passwordfile`) → flag. */
   readonly flags: ReadonlyMap<string, HelpFlag>;
   /** Subcommand names (stolonctl), from the `Commands:` section. */
   readonly commands: readonly string[];
@@ -82,17 +82,21 @@ function parseHelp(text: string): ProgramHelp {
     }
   }
   for (const e of entries) {
-    const m = /^(?:-(\w), )?--([a-z0-9-]+)/.exec(e);
+    // `-f, --format` or `--pg-su-password-file, --pg-su-passwordfile` (a long alias: Stolon's spelling).
+    const m = /^(?:-(\w), )?--([a-z0-9-]+)((?:, --[a-z0-9-]+)*)/.exec(e);
     if (m?.[2] === undefined) {
       continue;
     }
     const choices = /\[choices: ((?:"[^"]*"(?:, )?)+)\]/.exec(e)?.[1];
-    flags.set(m[2], {
+    const flag: HelpFlag = {
       name: m[2],
       alias: m[1],
       type: /\[(string|number|boolean|array)\]/.exec(e)?.[1],
       choices: choices === undefined ? undefined : [...choices.matchAll(/"([^"]*)"/g)].map((c) => c[1] ?? ''),
-    });
+    };
+    for (const name of [m[2], ...[...(m[3] ?? '').matchAll(/--([a-z0-9-]+)/g)].map((a) => a[1] ?? '')]) {
+      flags.set(name, flag);
+    }
   }
   return { text, flags, commands };
 }

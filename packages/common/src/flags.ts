@@ -20,7 +20,18 @@ export interface FlagSpec {
   readonly choices?: readonly string[];
   /** True for paths to files holding secrets (documentation only; the value is a path). */
   readonly secretFile?: boolean;
+  /**
+   * Stolon's spelling of this flag where it differs from ours (e.g. `pg-su-passwordfile` for
+   * `pg-su-password-file`): accepted on the command line, and as `<PREFIX>_<ALIAS>` in the
+   * environment, with the same meaning.
+   */
   readonly alias?: string;
+  /**
+   * Values refused with the reason and what to use instead (e.g. Stolon's `etcdv2` backend),
+   * checked before `choices` so the message is ours, whether the value came from the command line
+   * or the environment.
+   */
+  readonly refusedValues?: Readonly<Record<string, string>>;
 }
 
 /** A table keyed by the config field; a mapped type makes a missing entry a compile error. */
@@ -51,6 +62,12 @@ export interface CommonConfig {
   logLevel: string;
 }
 
+const V2_REFUSAL =
+  "is Stolon's etcd v2 API backend, which is not supported: use --store-backend etcdv3 (etcd 3.x serves the v3 API; a Stolon cluster's v2 keys are not read, see docs/differences-from-stolon.md)";
+
+/** Stolon's names of its etcd v2 backend (`etcd` is its old alias of `etcdv2`), refused. */
+const STOLON_V2_BACKENDS: Readonly<Record<string, string>> = { etcdv2: V2_REFUSAL, etcd: V2_REFUSAL };
+
 export const COMMON_FLAGS: FlagTable<CommonConfig> = {
   clusterName: { name: 'cluster-name', description: 'cluster name', type: 'string', required: true },
   storeBackend: {
@@ -60,6 +77,7 @@ export const COMMON_FLAGS: FlagTable<CommonConfig> = {
     type: 'string',
     required: true,
     choices: ['etcdv3', 'consul', 'kubernetes'],
+    refusedValues: STOLON_V2_BACKENDS,
   },
   storeEndpoints: {
     name: 'store-endpoints',
@@ -154,40 +172,177 @@ function camel(name: string): string {
   return name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
+/** What a Stolon-only flag's value does here (all unset: nothing, e.g. Stolon's default). */
+interface StolonFlagOutcome {
+  /** Logged (daemons) or printed (stolonctl) once at startup. */
+  readonly warn?: string;
+  /** Refused: the reason and what to use instead; the program exits with it. */
+  readonly error?: string;
+  /** Other flags set by it (e.g. `--debug` sets `log-level` to `debug`). */
+  readonly set?: Readonly<Record<string, string | number | boolean>>;
+}
+
 /**
- * Adds the table's flags to a yargs instance; defaults come from `env` (the ST*_ variable) when
- * set, so explicit flags win over the environment and the environment over built-in defaults.
- * @throws ConfigError when an environment value for a number/boolean flag does not parse.
+ * A flag Stolon has that is not one of ours under any name: it is accepted, so a Stolon command
+ * line or environment still parses, and then either means the same (nothing to do), is ignored
+ * with a warning because it cannot change what happens (`--log-color`), is translated
+ * (`--debug`), or is refused with the flag and what to use instead. Never silently taken when it
+ * would change behaviour we do not implement (docs/differences-from-stolon.md).
  */
-export function addFlags<C>(y: Argv, table: FlagTable<C>, envPrefix: string, env: NodeJS.ProcessEnv): Argv {
-  let out = y;
-  for (const spec of Object.values(table) as FlagSpec[]) {
-    const fromEnv = env[envName(envPrefix, spec.name)];
-    let def: string | number | boolean | undefined = spec.default;
-    if (fromEnv !== undefined && fromEnv !== '') {
-      if (spec.type === 'number') {
-        def = Number(fromEnv);
-        if (!Number.isFinite(def)) {
-          throw new ConfigError(`${envName(envPrefix, spec.name)}: "${fromEnv}" is not a number`, {
-            field: spec.name,
-          });
-        }
-      } else if (spec.type === 'boolean') {
-        if (!['true', 'false', '1', '0'].includes(fromEnv)) {
-          throw new ConfigError(`${envName(envPrefix, spec.name)}: "${fromEnv}" is not true or false`, {
-            field: spec.name,
-          });
-        }
-        def = fromEnv === 'true' || fromEnv === '1';
-      } else {
-        def = fromEnv;
+export interface StolonOnlyFlag {
+  /** Stolon's kebab-case flag name. */
+  readonly name: string;
+  readonly type: 'string' | 'boolean';
+  /**
+   * Only from the command line: `<PREFIX>_<NAME>` is not this flag's fallback but the secret's
+   * own variable, read elsewhere (Stolon's `--pg-su-password` and STKEEPER_PG_SU_PASSWORD).
+   */
+  readonly argvOnly?: boolean;
+  /** What a given value does; `argv` has the other flags, their environment fallbacks applied. */
+  readonly outcome: (value: string | boolean, argv: Readonly<Record<string, unknown>>) => StolonFlagOutcome;
+}
+
+/** Stolon-only flags of a program, and where their warnings go. */
+export interface StolonFlags {
+  readonly flags: readonly StolonOnlyFlag[];
+  /** Receives each warning; the caller logs or prints them once its logger exists. */
+  readonly warnings: string[];
+}
+
+/** Boolean spellings in variables: Go's strconv.ParseBool's, which Stolon's variables go through. */
+const TRUE_WORDS: readonly string[] = ['1', 't', 'T', 'true', 'TRUE', 'True'];
+const FALSE_WORDS: readonly string[] = ['0', 'f', 'F', 'false', 'FALSE', 'False'];
+
+/**
+ * The environment value of a flag: `<PREFIX>_<NAME>`, else `<PREFIX>_<ALIAS>` (Stolon's
+ * spelling), typed as the flag is.
+ * @throws ConfigError when a number/boolean value does not parse, or when both variables are set
+ *   to different values.
+ */
+function envValue(
+  spec: { name: string; alias?: string | undefined; type: FlagSpec['type'] },
+  envPrefix: string,
+  env: NodeJS.ProcessEnv,
+): string | number | boolean | undefined {
+  const set = [spec.name, ...(spec.alias !== undefined ? [spec.alias] : [])]
+    .map((n) => ({ variable: envName(envPrefix, n), value: env[envName(envPrefix, n)] }))
+    .filter((e): e is { variable: string; value: string } => e.value !== undefined && e.value !== '');
+  const first = set[0];
+  if (first === undefined) {
+    return undefined;
+  }
+  const second = set[1];
+  if (second !== undefined && second.value !== first.value) {
+    throw new ConfigError(`${first.variable} and ${second.variable} name the same setting with different values; set only one`, {
+      field: spec.name,
+    });
+  }
+  const { variable, value } = first;
+  if (spec.type === 'number') {
+    const n = Number(value);
+    if (!Number.isFinite(n)) {
+      throw new ConfigError(`${variable}: "${value}" is not a number`, { field: spec.name });
+    }
+    return n;
+  }
+  if (spec.type === 'boolean') {
+    if (TRUE_WORDS.includes(value)) {
+      return true;
+    }
+    if (FALSE_WORDS.includes(value)) {
+      return false;
+    }
+    throw new ConfigError(`${variable}: "${value}" is not true or false`, { field: spec.name });
+  }
+  return value;
+}
+
+/** Sets a parsed flag in yargs' argv under its kebab and camelCase keys. */
+function setArg(argv: Record<string, unknown>, name: string, value: unknown): void {
+  argv[name] = value;
+  argv[camel(name)] = value;
+}
+
+/**
+ * `--flag=value` of boolean flags read with Go's spellings, as Stolon's flags are: yargs takes any
+ * value but `true` as false (`--can-be-master=True` would silently be false).
+ * @throws ConfigError naming the flag when the value is no boolean.
+ */
+function readBooleanArgs(argv: Record<string, unknown>, raw: readonly string[], booleans: ReadonlyMap<string, string>): void {
+  for (const arg of raw) {
+    if (arg === '--') {
+      return;
+    }
+    const m = /^--([a-z0-9-]+)=(.*)$/.exec(arg);
+    const name = m?.[1] === undefined ? undefined : booleans.get(m[1]);
+    if (name === undefined || m?.[2] === undefined) {
+      continue;
+    }
+    if (!TRUE_WORDS.includes(m[2]) && !FALSE_WORDS.includes(m[2])) {
+      throw new ConfigError(`--${m[1]}=${m[2]}: not true or false`, { field: name });
+    }
+    setArg(argv, name, TRUE_WORDS.includes(m[2]));
+  }
+}
+
+/**
+ * Before yargs validates (choices, required): reads `--flag=value` of booleans as Go does, refuses
+ * the table's `refusedValues`, and applies each given Stolon-only flag's outcome (throw, set, warn).
+ * @throws ConfigError naming the flag and its environment variable.
+ */
+function stolonCheck<C>(argv: Record<string, unknown>, table: FlagTable<C>, envPrefix: string, stolon: StolonFlags | undefined, raw: readonly string[]): void {
+  const booleans = new Map<string, string>();
+  for (const f of [...(Object.values(table) as FlagSpec[]), ...(stolon?.flags ?? [])]) {
+    if (f.type === 'boolean') {
+      booleans.set(f.name, f.name);
+      if ('alias' in f && f.alias !== undefined) {
+        booleans.set(f.alias, f.name);
       }
     }
+  }
+  readBooleanArgs(argv, raw, booleans);
+  for (const spec of Object.values(table) as FlagSpec[]) {
+    const v = argv[spec.name];
+    const refusal = typeof v === 'string' && spec.refusedValues !== undefined && Object.hasOwn(spec.refusedValues, v) ? spec.refusedValues[v] : undefined;
+    if (refusal !== undefined) {
+      throw new ConfigError(`--${spec.name} ${String(v)} (or ${envName(envPrefix, spec.name)}) ${refusal}`, { field: spec.name });
+    }
+  }
+  for (const f of stolon?.flags ?? []) {
+    const v = argv[f.name];
+    if (typeof v !== 'string' && typeof v !== 'boolean') {
+      continue;
+    }
+    const out = f.outcome(v, argv);
+    const where = f.argvOnly === true ? `--${f.name}` : `--${f.name} (or ${envName(envPrefix, f.name)})`;
+    if (out.error !== undefined) {
+      throw new ConfigError(`${where}: ${out.error}`, { field: f.name });
+    }
+    for (const [name, value] of Object.entries(out.set ?? {})) {
+      setArg(argv, name, value);
+    }
+    if (out.warn !== undefined) {
+      stolon?.warnings.push(`${where}: ${out.warn}`);
+    }
+  }
+}
+
+/**
+ * Adds the table's flags to a yargs instance; defaults come from `env` (the ST*_ variable, or the
+ * one of the flag's Stolon alias) when set, so explicit flags win over the environment and the
+ * environment over built-in defaults. With `stolon`, also Stolon's flags that are not ours (hidden
+ * from the help but named in its closing sentence), checked as {@link StolonOnlyFlag} says before
+ * yargs validates.
+ * @throws ConfigError when an environment value for a number/boolean flag does not parse.
+ */
+export function addFlags<C>(y: Argv, table: FlagTable<C>, envPrefix: string, env: NodeJS.ProcessEnv, stolon?: StolonFlags): Argv {
+  let out = y;
+  for (const spec of Object.values(table) as FlagSpec[]) {
+    const fromEnv = envValue(spec, envPrefix, env);
+    const def = fromEnv ?? spec.default;
+    const vars = [spec.name, ...(spec.alias !== undefined ? [spec.alias] : [])].map((n) => envName(envPrefix, n)).join(' or ');
     out = out.option(spec.name, {
-      describe:
-        spec.description +
-        (spec.secretFile ? ' (a file path; the secret itself is never a flag)' : '') +
-        ` [env ${envName(envPrefix, spec.name)}]`,
+      describe: spec.description + (spec.secretFile ? ' (a file path; the secret itself is never a flag)' : '') + ` [env ${vars}]`,
       type: spec.type,
       ...(def !== undefined ? { default: def } : {}),
       ...(spec.choices ? { choices: [...spec.choices] } : {}),
@@ -195,7 +350,25 @@ export function addFlags<C>(y: Argv, table: FlagTable<C>, envPrefix: string, env
       ...(spec.required && def === undefined ? { demandOption: `--${spec.name} (or ${envName(envPrefix, spec.name)}) is required` } : {}),
     });
   }
-  return out;
+  const stolonFlags = stolon?.flags ?? [];
+  for (const f of stolonFlags) {
+    const fromEnv = f.argvOnly === true ? undefined : envValue(f, envPrefix, env);
+    // Hidden: listed once in the epilogue, described in docs/differences-from-stolon.md.
+    out = out.option(f.name, { type: f.type, hidden: true, ...(fromEnv !== undefined ? { default: fromEnv } : {}) });
+  }
+  if (stolonFlags.length > 0) {
+    const list = (fs: readonly StolonOnlyFlag[]): string => fs.map((f) => `--${f.name}`).join(', ');
+    const secrets = stolonFlags.filter((f) => f.argvOnly === true);
+    out = out.epilogue(
+      `Stolon's flags not listed above are accepted too, with their ${envPrefix}_* variables: ` +
+        `${list(stolonFlags.filter((f) => f.argvOnly !== true))}. Each means the same, is ignored with a warning, or is ` +
+        'refused naming what to use instead' +
+        (secrets.length > 0 ? `; ${list(secrets)} (a password on the command line) are refused` : '') +
+        ' (docs/differences-from-stolon.md).',
+    );
+  }
+  const raw = RAW_ARGS.get(y) ?? [];
+  return out.middleware((argv) => stolonCheck(argv as Record<string, unknown>, table, envPrefix, stolon, raw), true);
 }
 
 /** Picks the table's values out of parsed yargs arguments into a typed config object. */
@@ -207,9 +380,14 @@ export function pickFlags<C>(argv: Record<string, unknown>, table: FlagTable<C>)
   return out as C;
 }
 
+/** The command line each {@link baseYargs} instance parses, for {@link readBooleanArgs}. */
+const RAW_ARGS = new WeakMap<Argv, readonly string[]>();
+
 /** A yargs instance for a program, strict about unknown flags, with fix-it errors. */
 export function baseYargs(args: readonly string[], scriptName: string): Argv {
-  return yargs([...args])
+  const y = yargs([...args]);
+  RAW_ARGS.set(y, args);
+  return y
     .scriptName(scriptName)
     .strict()
     .parserConfiguration({ 'camel-case-expansion': true })

@@ -10,12 +10,15 @@ export {
   type CommonConfig,
   type FlagSpec,
   type FlagTable,
+  type StolonFlags,
+  type StolonOnlyFlag,
 } from './flags.js';
+export { DAEMON_STOLON_FLAGS, STOLONCTL_STOLON_FLAGS } from './stolon-flags.js';
 export { BUG_SENTENCE, REDACT_PATHS, createLogger, silentLogger, type Logger } from './logger.js';
 export { monoMs, newBootUuid, newUid, nowIso } from './ids.js';
 export { failpoint } from './failpoint.js';
 export { storeFromConfig } from './store-config.js';
-export { STALL_WARN_MS, exitOnConfigError, runDaemon, watchEventLoopStalls, type DaemonHandle, type DaemonStatus } from './run.js';
+export { STALL_WARN_MS, exitOnConfigError, logConfiguration, runDaemon, watchEventLoopStalls, type DaemonHandle, type DaemonStatus } from './run.js';
 export { describePassFailure, startPassLoop, stopOnce, withTimeout, type PassContext, type PassLoop, type PassLoopOptions, type PassResult } from './loop.js';
 export { UNPARSEABLE_CONNINFO, redactConninfo } from './conninfo.js';
 export {

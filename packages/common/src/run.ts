@@ -39,6 +39,19 @@ export function watchEventLoopStalls(logger: Logger, warnAfterMs: number = STALL
   return () => clearInterval(timer);
 }
 
+/**
+ * Logs, once at startup, the warnings of the Stolon flags given ({@link StolonFlags}) and the
+ * flags in effect, as one `configuration` line (`flags`: every flag's parsed value, after the
+ * environment fallbacks and Stolon's spellings; secrets are file paths there, never values).
+ * @param extra more fields for the line, e.g. where each password was read from
+ */
+export function logConfiguration(logger: Logger, flags: object, warnings: readonly string[], extra: Record<string, unknown> = {}): void {
+  for (const w of warnings) {
+    logger.warn(w);
+  }
+  logger.info({ flags, ...extra }, 'configuration');
+}
+
 /** A daemon's status endpoint (`--metrics-listen-address`), served by {@link runDaemon}. */
 export interface DaemonStatus {
   /** Where to listen (`statusListenOf` of the flag); undefined: no endpoint. */

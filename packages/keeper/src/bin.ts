@@ -9,6 +9,7 @@ import {
   baseYargs,
   createLogger,
   exitOnConfigError,
+  logConfiguration,
   newBootUuid,
   newUid,
   parseListenAddress,
@@ -25,7 +26,7 @@ import { PodLabels } from '@stolon-ts/store';
 import { acquireDataDirLock } from './datadir-lock.js';
 import { prepareDataDir } from './datadir.js';
 import type { MemberApiConfig } from './failsafe.js';
-import { KEEPER_FLAGS } from './flags.js';
+import { KEEPER_FLAGS, KEEPER_STOLON_FLAGS } from './flags.js';
 import { startFencer } from './fencer.js';
 import { KeeperStatus, keeperChecks } from './health.js';
 import { start } from './keeper.js';
@@ -135,8 +136,12 @@ function peerSslOf(caCopy: string | undefined, mode: string, required: boolean):
 
 async function main(): Promise<void> {
   let prepared;
+  const warnings: string[] = [];
   try {
-    const argv = await addFlags(baseYargs(process.argv.slice(2), 'stolon-keeper'), KEEPER_FLAGS, 'STKEEPER', process.env).parseAsync();
+    const argv = await addFlags(baseYargs(process.argv.slice(2), 'stolon-keeper'), KEEPER_FLAGS, 'STKEEPER', process.env, {
+      flags: KEEPER_STOLON_FLAGS,
+      warnings,
+    }).parseAsync();
     const flags = pickFlags(argv as Record<string, unknown>, KEEPER_FLAGS);
     // Read again at every pass (passwords.ts): the files may be rotated while the keeper runs. An
     // example value stops the start, and is not taken in a rotation (passwords.ts logs why).
@@ -188,6 +193,11 @@ async function main(): Promise<void> {
   }
   const { flags, shutdownSwitchoverTimeoutMs, pgBinPath, readPasswords, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls } = prepared;
   const logger = createLogger({ level: flags.logLevel, component: 'keeper', uid, cluster: flags.clusterName });
+  logConfiguration(logger, flags, warnings, {
+    uid,
+    suPasswordFrom: secretSource(flags.pgSuPasswordFile, 'STKEEPER_PG_SU_PASSWORD'),
+    replPasswordFrom: secretSource(flags.pgReplPasswordFile, 'STKEEPER_PG_REPL_PASSWORD'),
+  });
   for (const change of dataDirChanges) {
     logger.warn({ dataDir }, `data directory: ${change}`);
   }

@@ -1,5 +1,5 @@
 /** stolon-keeper flags (Stolon's names, from its cmd/keeper/cmd/keeper.go; env prefix STKEEPER). */
-import { COMMON_FLAGS, type CommonConfig, type FlagTable } from '@stolon-ts/common';
+import { COMMON_FLAGS, DAEMON_STOLON_FLAGS, type CommonConfig, type FlagTable, type StolonOnlyFlag } from '@stolon-ts/common';
 import { DEFAULT_PG_BIN_DIR } from '@stolon-ts/postgres';
 import { DEFAULT_ALLOW_SPEC_COMMANDS, SPEC_COMMANDS } from './spec-commands.js';
 
@@ -42,7 +42,12 @@ export interface KeeperFlags extends CommonConfig {
 
 export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
   ...COMMON_FLAGS,
-  uid: { name: 'uid', description: 'keeper uid (must be unique in the cluster; [a-z0-9_]+). Default: generated once and kept in the data dir', type: 'string' },
+  uid: {
+    name: 'uid',
+    description: 'keeper uid (must be unique in the cluster; [a-z0-9_]+). Default: generated once and kept in the data dir',
+    type: 'string',
+    alias: 'id',
+  },
   dataDir: { name: 'data-dir', description: 'data directory (holds the keeper state and PGDATA in postgres/)', type: 'string', required: true },
   pgListenAddress: { name: 'pg-listen-address', description: 'PostgreSQL listen address', type: 'string', default: '127.0.0.1' },
   pgAdvertiseAddress: {
@@ -64,6 +69,7 @@ export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
     description: 'file holding the superuser password (or set STKEEPER_PG_SU_PASSWORD); read again at every pass, a change is set on the role by the primary',
     type: 'string',
     secretFile: true,
+    alias: 'pg-su-passwordfile',
   },
   pgReplUsername: { name: 'pg-repl-username', description: 'PostgreSQL replication user name', type: 'string', default: 'repluser' },
   pgReplPasswordFile: {
@@ -71,6 +77,7 @@ export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
     description: 'file holding the replication password (or set STKEEPER_PG_REPL_PASSWORD); read again at every pass, a change is set on the role by the primary',
     type: 'string',
     secretFile: true,
+    alias: 'pg-repl-passwordfile',
   },
   pgOsUser: {
     name: 'pg-os-user',
@@ -189,3 +196,62 @@ export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
     type: 'string',
   },
 };
+
+/** Stolon's `--pg-su-password` / `--pg-repl-password`: a password on the command line, refused. */
+function passwordOnArgv(role: 'su' | 'repl'): StolonOnlyFlag {
+  const variable = role === 'su' ? 'STKEEPER_PG_SU_PASSWORD' : 'STKEEPER_PG_REPL_PASSWORD';
+  return {
+    name: `pg-${role}-password`,
+    type: 'string',
+    argvOnly: true,
+    outcome: () => ({
+      error:
+        `a password is never taken from the command line, where any local user can read it: put it in a file and pass ` +
+        `--pg-${role}-passwordfile (or --pg-${role}-password-file), or set ${variable}`,
+    }),
+  };
+}
+
+/** Stolon's `--pg-su-auth-method` / `--pg-repl-auth-method` (md5 or trust; md5 by default). */
+function authMethod(role: 'su' | 'repl'): StolonOnlyFlag {
+  const who = role === 'su' ? 'superuser' : 'replication user';
+  return {
+    name: `pg-${role}-auth-method`,
+    type: 'string',
+    outcome: (v) =>
+      v === 'md5'
+        ? { warn: `md5: the ${who} logs in with its password, checked with scram-sha-256 (PostgreSQL's md5 method does the same for scram passwords)` }
+        : v === 'trust'
+          ? { error: `trust (logins without a password) is not supported: the ${who} always has a password; drop the flag and give --pg-${role}-passwordfile` }
+          : { error: `"${String(v)}" is not md5 or trust (Stolon's two methods); drop the flag: the ${who} logs in with its password` },
+  };
+}
+
+/** Stolon's keeper flags that are not ours under any name (docs/differences-from-stolon.md). */
+export const KEEPER_STOLON_FLAGS: readonly StolonOnlyFlag[] = [
+  ...DAEMON_STOLON_FLAGS,
+  passwordOnArgv('su'),
+  passwordOnArgv('repl'),
+  authMethod('su'),
+  authMethod('repl'),
+  {
+    name: 'pg-advertise-port',
+    type: 'string',
+    outcome: (v, argv) =>
+      v === '' || Number(v) === argv['pg-port']
+        ? {}
+        : {
+            error:
+              `"${String(v)}" differs from --pg-port ${String(argv['pg-port'])}: publishing PostgreSQL on another port than it listens on is not ` +
+              'supported; forward the same port, or set --pg-port to the port the others reach',
+          },
+  },
+  {
+    name: 'disable-data-dir-locking',
+    type: 'boolean',
+    outcome: (v) =>
+      v === true
+        ? { error: 'not supported: the keeper always holds the lock on its data directory (two keepers on one data directory corrupt it); drop the flag' }
+        : {},
+  },
+];

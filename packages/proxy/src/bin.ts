@@ -12,6 +12,7 @@ import {
   BUG_SENTENCE,
   createLogger,
   exitOnConfigError,
+  logConfiguration,
   newUid,
   readMemberToken,
   runDaemon,
@@ -29,8 +30,9 @@ async function main(): Promise<void> {
   let store: Store;
   let memberToken: string | undefined;
   let statusListen: ListenAddress | undefined;
+  const warnings: string[] = [];
   try {
-    config = parseProxyArgs(process.argv.slice(2), process.env);
+    config = parseProxyArgs(process.argv.slice(2), process.env, warnings);
     memberToken = readMemberToken(config.memberTokenFile, 'STPROXY_MEMBER_TOKEN', 'member-token-file', process.env);
     statusListen = statusListenOf(config.metricsListenAddress, 'metrics-listen-address');
     store = storeFromConfig(config, 'STPROXY');
@@ -41,6 +43,7 @@ async function main(): Promise<void> {
   // unless --uid fixes it (a StatefulSet's ordinal: its Lease name is then known to RBAC).
   const uid = config.uid ?? newUid();
   const logger = createLogger({ level: config.logLevel, component: 'proxy', uid, cluster: config.clusterName });
+  logConfiguration(logger, config, warnings);
   const handle = await start({ uid, ...proxyConfigFromFlags(config), ...(memberToken !== undefined ? { memberToken } : {}) }, { store, logger });
   await runDaemon(logger, handle, {
     listen: statusListen,

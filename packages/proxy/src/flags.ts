@@ -4,7 +4,7 @@
  * fallbacks. The same table drives the generated command docs.
  */
 import { ConfigError } from '@stolon-ts/cluster';
-import { COMMON_FLAGS, addFlags, baseYargs, pickFlags, statusListenOf, type CommonConfig, type FlagTable } from '@stolon-ts/common';
+import { COMMON_FLAGS, DAEMON_STOLON_FLAGS, addFlags, baseYargs, pickFlags, statusListenOf, type CommonConfig, type FlagTable } from '@stolon-ts/common';
 import { DEFAULT_MAX_CONNECTIONS, MAX_RELAY_THREADS, type DataPath, type ProxyConfig } from './types.js';
 import { loadRelayAddon } from './relay.js';
 
@@ -179,16 +179,17 @@ function flagOfYargsMessage(msg: string): string | undefined {
  * over defaults).
  * @param args `process.argv.slice(2)`
  * @param env usually `process.env`
+ * @param warnings receives the warnings of Stolon's flags given (e.g. `--log-color`), to log
  * @throws ConfigError with `field` set to the flag name, as one line: unknown flag, missing
  *   `--cluster-name`/`--store-backend`, a bad choice, `--port` not an integer in 0–65535, an
  *   empty `--listen-address`, a negative or fractional count, `--ro-port` equal to `--port` on
  *   the same address, `--data-path native` when the relay addon is not built, a
  *   `--metrics-listen-address` that is not host:port, a `--uid` outside [a-z0-9_]+.
  */
-export function parseProxyArgs(args: readonly string[], env: NodeJS.ProcessEnv): ProxyFlagConfig {
+export function parseProxyArgs(args: readonly string[], env: NodeJS.ProcessEnv, warnings: string[] = []): ProxyFlagConfig {
   let argv: Record<string, unknown>;
   try {
-    argv = addFlags(baseYargs(args, PROXY_PROGRAM), PROXY_FLAGS, PROXY_ENV_PREFIX, env)
+    argv = addFlags(baseYargs(args, PROXY_PROGRAM), PROXY_FLAGS, PROXY_ENV_PREFIX, env, { flags: DAEMON_STOLON_FLAGS, warnings })
       .fail((msg: string | null | undefined, err: Error | undefined) => {
         const raw = msg ?? err?.message ?? 'invalid arguments';
         // yargs puts our demandOption text ("--x (or STPROXY_X) is required") after its own line.

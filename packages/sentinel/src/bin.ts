@@ -3,10 +3,12 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError, validateSpec, type ClusterSpec } from '@stolon-ts/cluster';
 import {
+  DAEMON_STOLON_FLAGS,
   addFlags,
   baseYargs,
   createLogger,
   exitOnConfigError,
+  logConfiguration,
   newUid,
   pickFlags,
   runDaemon,
@@ -23,8 +25,12 @@ async function main(): Promise<void> {
   let initialClusterSpec: ClusterSpec | undefined;
   let store;
   let statusListen: ListenAddress | undefined;
+  const warnings: string[] = [];
   try {
-    const argv = await addFlags(baseYargs(process.argv.slice(2), 'stolon-sentinel'), SENTINEL_FLAGS, 'STSENTINEL', process.env).parseAsync();
+    const argv = await addFlags(baseYargs(process.argv.slice(2), 'stolon-sentinel'), SENTINEL_FLAGS, 'STSENTINEL', process.env, {
+      flags: DAEMON_STOLON_FLAGS,
+      warnings,
+    }).parseAsync();
     flags = pickFlags(argv as Record<string, unknown>, SENTINEL_FLAGS);
     if (flags.initialClusterSpec !== undefined) {
       let raw: unknown;
@@ -48,6 +54,7 @@ async function main(): Promise<void> {
   }
   const uid = newUid();
   const logger = createLogger({ level: flags.logLevel, component: 'sentinel', uid, cluster: flags.clusterName });
+  logConfiguration(logger, flags, warnings);
   const handle = await start(
     { uid, ...(initialClusterSpec !== undefined ? { initialClusterSpec } : {}) },
     { store, logger },

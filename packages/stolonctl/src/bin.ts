@@ -7,7 +7,7 @@
  */
 import { createInterface } from 'node:readline/promises';
 import { ConfigError, errorMessage } from '@stolon-ts/cluster';
-import { BUG_SENTENCE, COMMON_FLAGS, addFlags, baseYargs, readMemberToken } from '@stolon-ts/common';
+import { BUG_SENTENCE, COMMON_FLAGS, STOLONCTL_STOLON_FLAGS, addFlags, baseYargs, readMemberToken } from '@stolon-ts/common';
 import type { Argv } from 'yargs';
 import {
   ENV_PREFIX,
@@ -56,10 +56,13 @@ function str(v: unknown): string | undefined {
 function statusOptions(y: Argv): Argv {
   return y
     .option('format', {
+      alias: 'f',
       type: 'string',
-      choices: [...STATUS_FORMATS],
+      choices: [...STATUS_FORMATS, 'text'],
       default: 'table',
-      describe: 'output format',
+      describe: "output format (text: Stolon's name of table)",
+      // Stolon's `status -f text` is our table.
+      coerce: (v: unknown) => (v === 'text' ? 'table' : v),
     })
     .option('member-address', {
       type: 'string',
@@ -74,14 +77,39 @@ function statusOptions(y: Argv): Argv {
     });
 }
 
-function buildParser(args: readonly string[], select: (name: CommandName, argv: Record<string, unknown>) => void): Argv {
+/** Stolon's stolonctl commands that are not here, each refused with why and what to use instead. */
+const STOLON_ONLY_COMMANDS: Readonly<Record<string, string>> = {
+  clusterdata:
+    "Stolon's clusterdata read/write is not available: stolonctl status --format json and stolonctl spec show the cluster; " +
+    'moving clusterdata between stores or adopting a Stolon cluster is not supported yet (docs/differences-from-stolon.md)',
+  register: "Stolon's register (DBs as Consul services) is not available (docs/differences-from-stolon.md)",
+  version: "Stolon's version command is not available: the image tag or the package version tells the version",
+};
+
+/** Registers {@link STOLON_ONLY_COMMANDS}, hidden from the help, with any arguments (e.g. `clusterdata read --pretty`). */
+function refuseStolonCommands(y: Argv): Argv {
+  let out = y;
+  for (const [name, why] of Object.entries(STOLON_ONLY_COMMANDS)) {
+    out = out.command({
+      command: name,
+      describe: false,
+      builder: (b: Argv) => b.strict(false),
+      handler: () => {
+        throw new UsageError(`${name}: ${why}`);
+      },
+    });
+  }
+  return out;
+}
+
+function buildParser(args: readonly string[], select: (name: CommandName, argv: Record<string, unknown>) => void, warnings: string[]): Argv {
   const fileOpt = {
     alias: 'f',
     type: 'string',
     describe: 'read the spec from this file; - reads standard input',
     requiresArg: true,
   } as const;
-  return addFlags(baseYargs(args, PROGRAM), COMMON_FLAGS, ENV_PREFIX, process.env)
+  return refuseStolonCommands(addFlags(baseYargs(args, PROGRAM), COMMON_FLAGS, ENV_PREFIX, process.env, { flags: STOLONCTL_STOLON_FLAGS, warnings }))
     .command(
       'init [spec-json]',
       'initialize a new cluster (default spec {"initMode":"new"})',
@@ -246,16 +274,24 @@ async function confirmOnTty(question: string): Promise<boolean> {
 
 async function main(args: readonly string[]): Promise<ExitCodeValue> {
   let selected: { name: CommandName; argv: Record<string, unknown> } | undefined;
+  const warnings: string[] = [];
   try {
-    await buildParser(args, (name, argv) => {
-      selected = { name, argv };
-    }).parseAsync();
+    await buildParser(
+      args,
+      (name, argv) => {
+        selected = { name, argv };
+      },
+      warnings,
+    ).parseAsync();
   } catch (err) {
     if (err instanceof UsageError || err instanceof ConfigError) {
       process.stderr.write(`${PROGRAM}: ${err.message}; run ${PROGRAM} --help for usage\n`);
       return ExitCode.usage;
     }
     throw err;
+  }
+  for (const w of warnings) {
+    process.stderr.write(`${PROGRAM}: warning: ${w}\n`);
   }
   if (selected === undefined) {
     // --help was handled by yargs (it exits itself); nothing else leaves no command selected.
