@@ -6,11 +6,21 @@ import { defineConfig } from 'vitest/config';
  * Integration and e2e files share real etcd/PostgreSQL processes per file, so they run
  * one file at a time on this 2-core machine.
  */
+/** Where this run's JSON report goes: one file per script, so that .ci/run can count them all. */
+function reportFile(): string {
+  if (process.env['STOLON_IMAGE_TEST'] === '1') {
+    return '.test-results/vitest-image.json';
+  }
+  const backend = process.env['STOLON_TEST_STORE_BACKEND'];
+  return backend !== undefined && backend !== '' ? `.test-results/vitest-backend-${backend}.json` : '.test-results/vitest.json';
+}
+
 export default defineConfig({
   test: {
     // The JSON report lets .ci/run print one plain "N passed, N failed" closing line.
     // `npm run test:image` writes its own report, so that .ci/run can count both runs.
-    reporters: ['default', ['json', { outputFile: process.env['STOLON_IMAGE_TEST'] === '1' ? '.test-results/vitest-image.json' : '.test-results/vitest.json' }]],
+    // `npm run test:backends` writes one per backend (STOLON_TEST_STORE_BACKEND).
+    reporters: ['default', ['json', { outputFile: reportFile() }]],
     projects: [
       {
         test: {

@@ -1,4 +1,4 @@
-// Prints vitest's JSON reports (`npm test`'s, and `npm run test:image`'s when given) as one plain
+// Prints vitest's JSON reports (`npm test`'s, and `npm run test:image`'s and `npm run test:backends`'s when given) as one plain
 // closing line: "tests: N passed, N failed, N skipped", summed over the reports.
 import { readFileSync } from 'node:fs';
 const files = process.argv.length > 2 ? process.argv.slice(2) : ['.test-results/vitest.json'];
