@@ -11,6 +11,9 @@ function reportFile(): string {
   if (process.env['STOLON_IMAGE_TEST'] === '1') {
     return '.test-results/vitest-image.json';
   }
+  if (process.env['STOLON_BACKENDS_SUITE'] === '1') {
+    return '.test-results/vitest-backends.json';
+  }
   const backend = process.env['STOLON_TEST_STORE_BACKEND'];
   return backend !== undefined && backend !== '' ? `.test-results/vitest-backend-${backend}.json` : '.test-results/vitest.json';
 }
@@ -49,6 +52,11 @@ export default defineConfig({
       },
       // `npm run test:image` only (it sets STOLON_IMAGE_TEST): builds images/Dockerfile with podman
       // and runs its containers, 4-5 minutes on a fresh machine, 1-2.5 minutes with its bases cached; .ci/run runs it after `npm test`.
+      // `npm run test:backends` only (it sets STOLON_BACKENDS_SUITE): the tests of one backend each
+      // (the stand-ins checked by Patroni, the Kubernetes store outage, pod role labels), about 3 minutes.
+      ...(process.env['STOLON_BACKENDS_SUITE'] === '1'
+        ? [{ test: { name: 'backends', include: ['test/e2e/**/*.backends.test.ts'], testTimeout: 240_000, hookTimeout: 120_000, fileParallelism: false } }]
+        : []),
       ...(process.env['STOLON_IMAGE_TEST'] === '1'
         ? [{ test: { name: 'image', include: ['test/e2e/**/*.image.test.ts'], testTimeout: 300_000, hookTimeout: 1_500_000, fileParallelism: false } }]
         : []),

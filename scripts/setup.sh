@@ -24,7 +24,7 @@ command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || need_apt+=(runc)
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
 # The stand-ins' independent checks: Debian's python-consul run by /usr/bin/python3
 # (test/harness/src/consul-standin-python.integration.test.ts), Patroni 3.0.2 with its Consul DCS
-# (test/e2e/consul-standin-patroni.e2e.test.ts, which runs PostgreSQL as the postgres OS user) and
+# (test/e2e/consul-standin-patroni.backends.test.ts, which runs PostgreSQL as the postgres OS user) and
 # Patroni's own Kubernetes client (test/harness/src/kube-standin-patroni.test.ts, with
 # /usr/bin/patroni's interpreter).
 { [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import consul' >/dev/null 2>&1; } || need_apt+=(python3-consul)

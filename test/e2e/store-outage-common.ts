@@ -1,6 +1,6 @@
 /**
  * What the store-outage e2e files share (store-outage.e2e.test.ts on etcd,
- * store-outage-kubernetes.e2e.test.ts on the Kubernetes API stand-in): writers through the proxy
+ * store-outage-kubernetes.backends.test.ts on the Kubernetes API stand-in): writers through the proxy
  * and straight to each keeper's PostgreSQL (the chaos recorder), the largest gap between their
  * acknowledged writes, the check that nothing acknowledged is lost, and what an operator sees:
  * `stolonctl status --member-address` during the outage and the failsafe spell in

@@ -10,7 +10,6 @@ describe('parseProxyArgs', () => {
     expect(parseProxyArgs(REQUIRED, {})).toEqual({
       clusterName: 'c1',
       storeBackend: 'etcdv3',
-      storeEndpoints: 'http://127.0.0.1:2379',
       storePrefix: 'stolon/cluster',
       storeTimeout: '5s',
       storeSkipTlsVerify: false,

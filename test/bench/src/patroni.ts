@@ -1,7 +1,7 @@
 /**
  * Patroni 3.0.2 (Debian's `patroni` package) as a baseline for `bench:failover` and
  * `bench:store-outage`, and as an independent client of the harness's Consul stand-in
- * (test/e2e/consul-standin-patroni.e2e.test.ts): two Patroni
+ * (test/e2e/consul-standin-patroni.backends.test.ts): two Patroni
  * nodes on loopback ports over a single-member etcd (Patroni's `etcd3` API) or a given Consul
  * (`dcs`), PostgreSQL 15 from
  * the same binaries stolon uses, run as the `postgres` OS user, and HAProxy in TCP mode routing

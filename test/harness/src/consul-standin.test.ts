@@ -1,7 +1,7 @@
 /**
  * The Consul stand-in's own checks: the KV, session, blocking-query and ACL semantics taken from
  * Consul's documentation and source, and the fault modes. python-consul and Patroni check it
- * independently (consul-standin-python.integration.test.ts, test/e2e/consul-standin-patroni.e2e.test.ts).
+ * independently (consul-standin-python.integration.test.ts, test/e2e/consul-standin-patroni.backends.test.ts).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseGoDuration, startConsulStandin, type ConsulStandin } from './consul-standin.js';
