@@ -33,13 +33,13 @@ import { ConfigError, NotLeaderError, StoreConflictError, StoreUnavailableError 
 import { ConsulHttp, type ConsulTlsOptions } from './consul-http.js';
 import { LeaderElection, type ElectionAttempt, type ElectionBackend, type ElectionLoop } from './election.js';
 import { StoreHandles } from './handles.js';
+import { KeptLease } from './kept-lease.js';
 import type { ClusterDataRecord, Election, InfoKind, InfoTypes, Store, StoreWatch, WatchTopic } from './store.js';
 import {
   DEFAULT_PREFIX,
   DEFAULT_TIMEOUT_MS,
   KeyLayout,
   KeyedSerializer,
-  LEADER_VALID_FRACTION,
   TopicDispatcher,
   checkTtl,
   checkUid,
@@ -72,87 +72,24 @@ const RENEW_RETRY_MS = 250;
 const CAMPAIGN_RETRY_MS = 1000;
 
 /**
- * A Consul session kept alive by a renewal every TTL/3. `lastConfirmed` is the monotonic time
- * at which the last successful renewal (or the create) was sent.
+ * A Consul session kept alive by a renewal every TTL/3 (every 250 ms after a failure); see
+ * `KeptLease` for the timing rules.
  * @internal
  */
-class KeptSession {
-  private state: 'alive' | 'lost' | 'closed' = 'alive';
-  private timer: NodeJS.Timeout | undefined;
-  private readonly listeners = new Set<() => void>();
-
+class ConsulSession extends KeptLease {
   constructor(
     private readonly http: ConsulHttp,
-    readonly id: string,
-    readonly ttlMs: number,
-    private lastConfirmed: number,
-    private readonly onClose: (s: KeptSession) => void,
+    id: string,
+    ttlMs: number,
+    lastConfirmed: number,
+    onClose: (s: KeptLease) => void,
   ) {
-    this.schedule(this.intervalMs());
+    super(id, ttlMs, lastConfirmed, http.timeoutMs, RENEW_RETRY_MS, onClose);
   }
 
-  private intervalMs(): number {
-    return Math.max(100, this.ttlMs / 3);
-  }
-
-  alive(): boolean {
-    return this.state === 'alive' && monotonicMs() - this.lastConfirmed < this.ttlMs;
-  }
-
-  remainingMs(): number {
-    return this.state === 'alive' ? this.lastConfirmed + this.ttlMs - monotonicMs() : -Infinity;
-  }
-
-  leaderValidUntil(): number {
-    return this.state === 'alive' ? this.lastConfirmed + this.ttlMs * LEADER_VALID_FRACTION : Number.NEGATIVE_INFINITY;
-  }
-
-  onUpdate(fn: () => void): void {
-    this.listeners.add(fn);
-  }
-
-  private schedule(ms: number): void {
-    this.timer = setTimeout(() => void this.tick(), ms);
-  }
-
-  private async tick(): Promise<void> {
-    this.timer = undefined;
-    if (this.state !== 'alive') {
-      return;
-    }
-    const sentAt = monotonicMs();
-    let next = this.intervalMs();
-    try {
-      const ttl = await this.http.renewSession(this.id, Math.min(this.http.timeoutMs, this.intervalMs()));
-      if (ttl === undefined) {
-        this.state = 'lost';
-      } else {
-        this.lastConfirmed = sentAt;
-      }
-    } catch {
-      if (monotonicMs() - this.lastConfirmed >= this.ttlMs) {
-        this.state = 'lost';
-      }
-      next = Math.min(next, RENEW_RETRY_MS);
-    }
-    if (this.state === 'alive') {
-      this.schedule(next);
-    } else {
-      this.close();
-    }
-    for (const l of this.listeners) {
-      l();
-    }
-  }
-
-  /** Stops renewals without destroying (the session expires by TTL). Idempotent. */
-  close(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    if (this.state === 'alive') {
-      this.state = 'closed';
-    }
-    this.onClose(this);
+  /** One `PUT /v1/session/renew/<id>`; Consul answers 404 for a session it invalidated. */
+  protected async renewOnce(limitMs: number): Promise<boolean> {
+    return (await this.http.renewSession(this.id, limitMs)) !== undefined;
   }
 
   /** Stops renewals and destroys the session; a session Consul no longer knows is fine. */
@@ -187,9 +124,9 @@ export class ConsulStore implements Store {
   readonly watchWaitMs: number;
   private readonly clusterName: string;
   private readonly handles: StoreHandles;
-  private readonly infoSessions = new Map<string, { session: KeptSession; ttlSec: number }>();
+  private readonly infoSessions = new Map<string, { session: ConsulSession; ttlSec: number }>();
   private readonly infoLocks = new KeyedSerializer();
-  private readonly sessions = new Set<KeptSession>();
+  private readonly sessions = new Set<KeptLease>();
 
   /**
    * Creates the client; nothing is sent until the first call.
@@ -277,10 +214,10 @@ export class ConsulStore implements Store {
    * Creates a session kept alive by this client.
    * @internal
    */
-  async keptSession(name: string, ttlSec: number, behavior: 'release' | 'delete'): Promise<KeptSession> {
+  async keptSession(name: string, ttlSec: number, behavior: 'release' | 'delete'): Promise<ConsulSession> {
     const sentAt = monotonicMs();
     const created = await this.http.createSession(name, ttlSec, behavior);
-    const session = new KeptSession(this.http, created.id, created.ttlSec * 1000, sentAt, (s) => this.sessions.delete(s));
+    const session = new ConsulSession(this.http, created.id, created.ttlSec * 1000, sentAt, (s) => this.sessions.delete(s));
     if (this.handles.isClosed) {
       await session.destroy().catch(() => undefined);
       throw this.handles.closedError(`create session ${name}`);
@@ -560,7 +497,7 @@ class CandidacyOver extends Error {}
 class ConsulElectionBackend implements ElectionBackend {
   readonly openWatch = 'before-attempts';
   readonly stepDownTimer = true;
-  private session: KeptSession | undefined;
+  private session: ConsulSession | undefined;
   private giveUp: Promise<void> | undefined;
 
   constructor(

@@ -25,6 +25,7 @@ import { ExponentialBackoff, noop } from 'cockatiel';
 import { Etcd3, EtcdLeaseInvalidError, type IKeyValue, type ILeaseKeepAliveResponse, type Watcher } from 'etcd3';
 import { LeaderElection, type ElectionAttempt, type ElectionBackend, type ElectionLoop } from './election.js';
 import { StoreHandles } from './handles.js';
+import { KeptLease } from './kept-lease.js';
 import type {
   ClusterDataRecord,
   Election,
@@ -39,7 +40,6 @@ import {
   DEFAULT_TIMEOUT_MS,
   KeyLayout,
   KeyedSerializer,
-  LEADER_VALID_FRACTION,
   TopicDispatcher,
   checkTtl,
   checkUid,
@@ -164,7 +164,7 @@ export class EtcdStore implements Store {
   private readonly caGiven: boolean;
   private readonly username: string | undefined;
   private readonly handles: StoreHandles;
-  private readonly infoLeases = new Map<string, { lease: KeptLease; ttlSec: number }>();
+  private readonly infoLeases = new Map<string, { lease: EtcdLease; ttlSec: number }>();
   /** Serialises setInfo/deleteInfo per (kind, uid) so two calls never grant two leases. */
   private readonly infoLocks = new KeyedSerializer();
   private readonly leases = new Set<KeptLease>();
@@ -482,7 +482,7 @@ export class EtcdStore implements Store {
     const key = this.keys.info(kind, uid);
     const value = JSON.stringify(info);
     await this.infoLocks.run(k, async () => {
-      let stale: KeptLease | undefined;
+      let stale: EtcdLease | undefined;
       for (let attempt = 0; ; attempt++) {
         let entry = this.infoLeases.get(k);
         if (entry !== undefined && (entry.ttlSec !== ttlSec || !entry.lease.alive())) {
@@ -570,13 +570,13 @@ export class EtcdStore implements Store {
    * Grants a lease of `ttlSec` seconds and starts keeping it alive.
    * @internal
    */
-  async grantLease(ttlSec: number, deadline: number, what: string): Promise<KeptLease> {
+  async grantLease(ttlSec: number, deadline: number, what: string): Promise<EtcdLease> {
     const sentAt = monotonicMs();
     const res = await this.call(what, deadline, (o) => this.client.leaseClient.leaseGrant({ TTL: ttlSec, ID: 0 }, o));
     if (res.error) {
       throw new StoreUnavailableError(`etcd refused to ${what}: ${res.error}`);
     }
-    const lease = new KeptLease(this, res.ID, Number(res.TTL) * 1000, sentAt, (l) => this.leases.delete(l));
+    const lease = new EtcdLease(this, res.ID, Number(res.TTL) * 1000, sentAt, (l) => this.leases.delete(l));
     if (this.handles.isClosed) {
       // close() ran meanwhile and will not see this lease.
       await lease.revoke(deadline).catch(() => undefined);
@@ -702,103 +702,25 @@ export class EtcdStore implements Store {
 }
 
 /**
- * An etcd lease kept alive by a keepalive every TTL/3 (every 250 ms after a failure).
- * `lastConfirmed` is the monotonic time at which the last successful keepalive (or the grant)
- * was *sent*: etcd extends the lease when it receives it, so the lease cannot expire before
- * `lastConfirmed + ttlMs`.
+ * An etcd lease kept alive by a keepalive every TTL/3 (every 250 ms after a failure); see
+ * `KeptLease` for the timing rules.
  * @internal
  */
-class KeptLease {
-  private state: 'alive' | 'lost' | 'closed' = 'alive';
-  private timer: NodeJS.Timeout | undefined;
-  private readonly listeners = new Set<() => void>();
-
+class EtcdLease extends KeptLease {
   constructor(
     private readonly store: EtcdStore,
-    readonly id: string,
-    readonly ttlMs: number,
-    private lastConfirmed: number,
-    private readonly onClose: (l: KeptLease) => void,
+    id: string,
+    ttlMs: number,
+    lastConfirmed: number,
+    onClose: (l: KeptLease) => void,
   ) {
-    this.schedule(this.intervalMs());
+    super(id, ttlMs, lastConfirmed, store.timeoutMs, KEEPALIVE_RETRY_MS, onClose);
   }
 
-  private intervalMs(): number {
-    return Math.max(100, this.ttlMs / 3);
-  }
-
-  /** True while the lease can still exist on etcd. */
-  alive(): boolean {
-    return this.state === 'alive' && monotonicMs() - this.lastConfirmed < this.ttlMs;
-  }
-
-  /**
-   * Ms from now until the earliest moment etcd could expire the lease (`lastConfirmed + ttlMs`
-   * − now); 0 or less once it may have; -Infinity after it was lost or closed.
-   */
-  remainingMs(): number {
-    return this.state === 'alive' ? this.lastConfirmed + this.ttlMs - monotonicMs() : -Infinity;
-  }
-
-  /** Until when (monotonic ms) a leader holding this lease may act. */
-  leaderValidUntil(): number {
-    return this.state === 'alive' ? this.lastConfirmed + this.ttlMs * LEADER_VALID_FRACTION : 0;
-  }
-
-  /** Calls `fn` after every keepalive attempt and when the lease is lost or closed. */
-  onUpdate(fn: () => void): void {
-    this.listeners.add(fn);
-  }
-
-  private emit(): void {
-    for (const l of this.listeners) {
-      l();
-    }
-  }
-
-  private schedule(ms: number): void {
-    this.timer = setTimeout(() => void this.tick(), ms);
-  }
-
-  private async tick(): Promise<void> {
-    this.timer = undefined;
-    if (this.state !== 'alive') {
-      return;
-    }
-    const sentAt = monotonicMs();
-    let next = this.intervalMs();
-    try {
-      const res = await this.store.keepaliveOnce(this.id, Math.min(this.store.timeoutMs, this.intervalMs()));
-      if (Number(res.TTL) <= 0) {
-        // etcd says the lease is gone (expired or revoked elsewhere).
-        this.state = 'lost';
-      } else {
-        this.lastConfirmed = sentAt;
-      }
-    } catch {
-      if (monotonicMs() - this.lastConfirmed >= this.ttlMs) {
-        this.state = 'lost';
-      }
-      next = Math.min(next, KEEPALIVE_RETRY_MS);
-    }
-    if (this.state === 'alive') {
-      this.schedule(next);
-    } else {
-      this.close();
-    }
-    this.emit();
-  }
-
-  /** Stops keepalives without revoking (the lease expires by TTL). Idempotent. */
-  close(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    if (this.state === 'alive') {
-      this.state = 'closed';
-    }
-    this.onClose(this);
-    this.emit();
-    this.listeners.clear();
+  /** One keepalive; etcd answers TTL 0 for a lease it no longer knows. */
+  protected async renewOnce(limitMs: number): Promise<boolean> {
+    const res = await this.store.keepaliveOnce(this.id, limitMs);
+    return Number(res.TTL) > 0;
   }
 
   /**
@@ -953,7 +875,7 @@ class EtcdElectionBackend implements ElectionBackend {
   /** The attempt scheduled for the end of validity reports the loss (as before the loop was shared). */
   readonly stepDownTimer = false;
   /** The lease of the current candidacy, undefined between candidacies. */
-  private lease: KeptLease | undefined;
+  private lease: EtcdLease | undefined;
   private key = '';
   /** The create revision of `key`, as last read; undefined between candidacies. */
   private createRevision: string | undefined;
