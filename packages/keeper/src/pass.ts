@@ -23,6 +23,7 @@ export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Prom
   refreshPasswords(rt);
   const { pg, store, config } = rt;
   const obs = await pg.observe();
+  rt.deps.status?.observed?.(obs);
   let cd: ClusterData | undefined;
   try {
     const rec = await store.getClusterData();
