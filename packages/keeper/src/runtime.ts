@@ -199,6 +199,13 @@ export class KeeperRuntime {
     };
   }
 
+  /** Observes PostgreSQL (`PostgresManager.observe`, never throws) and tells the status sink, whose checks and metrics read it. */
+  async observe(): Promise<PgObservation> {
+    const obs = await this.pg.observe();
+    this.deps.status?.observed?.(obs);
+    return obs;
+  }
+
   /** Publishes the keeper info under its lease (TTL failInterval) and tells the status sink. */
   async publish(cd: ClusterData | undefined, obs: PgObservation): Promise<void> {
     const sentAt = performance.now();
