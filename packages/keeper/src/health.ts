@@ -15,8 +15,9 @@
  *   planner's sentence as the reason. Kubernetes uses readiness for StatefulSet rolling updates
  *   (the next keeper is updated only once this one is ready) and for PodDisruptionBudgets.
  *
- * The keeper reports through {@link KeeperStatusSink} (two hooks); {@link KeeperStatus} keeps the
- * last pass; {@link keeperLiveness} and {@link keeperReadiness} are pure and table-tested.
+ * The keeper reports through {@link KeeperStatusSink}; {@link KeeperStatus} keeps the last pass,
+ * and the facts the role endpoints (role-checks.ts) and the metrics (keeper-metrics.ts) read;
+ * {@link keeperLiveness} and {@link keeperReadiness} are pure and table-tested.
  */
 import { DEFAULT_SPEC, errorMessage, parseDurationMs, resolveSpec, type ClusterData } from '@stolon-ts/cluster';
 import { loopLiveness, type CheckResult, type StatusChecks } from '@stolon-ts/common';
@@ -182,7 +183,6 @@ export interface KeeperStatusOptions {
   /** Hears each settled pass's duration in seconds (the pass duration histogram); must not throw. */
   readonly onPassSettled?: (seconds: number) => void;
 }
-
 
 /** Keeps what the keeper reports about its passes (the {@link KeeperStatusSink} the keeper is given). */
 export class KeeperStatus implements KeeperStatusSink {
