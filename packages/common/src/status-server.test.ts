@@ -2,6 +2,7 @@
 import { request } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '@stolon-ts/cluster';
+import { createDaemonMetrics } from './metrics.js';
 import { parseListenAddress, startStatusServer, type CheckResult, type StatusServer } from './status-server.js';
 
 interface Reply {
@@ -111,4 +112,54 @@ describe('parseListenAddress', () => {
       expect(() => parseListenAddress(bad, 'metrics-listen-address')).toThrow(/--metrics-listen-address: /);
     });
   }
+});
+
+describe('status endpoint: /metrics and query parameters', () => {
+  it('serves the Prometheus text of a daemon registry, passes the query to extra checks, and lists /metrics in a 404', async () => {
+    const m = createDaemonMetrics('keeper', 'c1');
+    const seen: string[] = [];
+    const s = await startStatusServer(
+      { host: '127.0.0.1', port: 0 },
+      {
+        healthz: () => ({ ok: true, reason: 'fine' }),
+        readyz: () => ({ ok: true, reason: 'fine' }),
+        more: { '/replica': (q) => (seen.push(q.get('lag') ?? ''), { ok: q.get('lag') === '1MB', reason: 'lag checked' }) },
+        metrics: m.source,
+      },
+    );
+    try {
+      const base = `http://127.0.0.1:${s.address.port}`;
+      const res = await fetch(`${base}/metrics`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+      const text = await res.text();
+      expect(text).toContain('stolon_cluster_identifier{cluster_name="c1",component="keeper"} 1');
+      expect(text).toContain('process_cpu_seconds_total');
+      expect((await fetch(`${base}/replica?lag=1MB`)).status).toBe(200);
+      expect((await fetch(`${base}/replica?lag=2MB`)).status).toBe(503);
+      expect(seen).toEqual(['1MB', '2MB']);
+      const missing = await fetch(`${base}/nope`);
+      expect(missing.status).toBe(404);
+      expect(await missing.text()).toMatch(/\/replica, \/metrics/);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('answers 500 with the reason when collecting fails, and 404 on /metrics without a source', async () => {
+    const s = await startStatusServer(
+      { host: '127.0.0.1', port: 0 },
+      { healthz: () => ({ ok: true, reason: '' }), readyz: () => ({ ok: true, reason: '' }), metrics: () => Promise.reject(new Error('collector broke')) },
+    );
+    const plain = await startStatusServer({ host: '127.0.0.1', port: 0 }, { healthz: () => ({ ok: true, reason: '' }), readyz: () => ({ ok: true, reason: '' }) });
+    try {
+      const res = await fetch(`http://127.0.0.1:${s.address.port}/metrics`);
+      expect(res.status).toBe(500);
+      expect(await res.text()).toMatch(/collector broke/);
+      expect((await fetch(`http://127.0.0.1:${plain.address.port}/metrics`)).status).toBe(404);
+    } finally {
+      await s.close();
+      await plain.close();
+    }
+  });
 });

@@ -1,11 +1,12 @@
 /**
- * A tiny HTTP status endpoint for orchestrators (Kubernetes probes): `GET /healthz` and
- * `GET /readyz` answer 200 or 503 with one line of JSON `{"status":"ok"|"fail","reason":"…"}`.
- * Node's `http` module only, no framework. It binds exactly where it is told (a program's
- * `--metrics-listen-address`, Stolon's flag name) and nowhere when the flag is unset; what
- * "healthy" and "ready" mean is the program's business, passed in as two check functions.
- * @see Stolon's `--metrics-listen-address` (cmd/common.go): Stolon serves Prometheus metrics
- *   there; we serve the two probes
+ * A tiny HTTP status endpoint for orchestrators (Kubernetes probes) and Prometheus: `GET /healthz`
+ * and `GET /readyz` (and any further check paths) answer 200 or 503 with one line of JSON
+ * `{"status":"ok"|"fail","reason":"…"}`; `GET /metrics` answers the Prometheus text format when
+ * the program passes a metrics source. Node's `http` module only, no framework. It binds exactly
+ * where it is told (a program's `--metrics-listen-address`, Stolon's flag name) and nowhere when
+ * the flag is unset; what "healthy" and "ready" mean is the program's business, passed in as
+ * check functions.
+ * @see Stolon's `--metrics-listen-address` (cmd/common.go): Stolon serves Prometheus metrics there
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -25,10 +26,16 @@ export interface StatusChecks {
   /** `/readyz` (readiness): true when the component does its job right now. */
   readonly readyz: () => CheckResult;
   /**
-   * More checks by exact path (e.g. `/readyz/read-only`), answered as the two above; they cannot
-   * replace `/healthz` or `/readyz`.
+   * More checks by exact path (e.g. `/readyz/read-only`, `/replica`), answered as the two above;
+   * they cannot replace `/healthz` or `/readyz`. A check gets the request's query parameters
+   * (e.g. `/replica?lag=1MB`).
    */
-  readonly more?: Readonly<Record<string, () => CheckResult>>;
+  readonly more?: Readonly<Record<string, (query: URLSearchParams) => CheckResult>>;
+  /**
+   * `GET /metrics`: the Prometheus exposition (text format 0.0.4) and its content type, e.g. a
+   * prom-client registry's `metrics()` and `contentType` (see `metrics.ts`). Unset: 404.
+   */
+  readonly metrics?: () => Promise<{ readonly contentType: string; readonly text: string }>;
 }
 
 /** Where to listen: `host` "" means every interface (Go's `:8080`). */
@@ -65,7 +72,7 @@ export function parseListenAddress(text: string, flag: string): ListenAddress {
 
 const PATHS: Readonly<Record<string, 'healthz' | 'readyz'>> = { '/healthz': 'healthz', '/readyz': 'readyz' };
 
-function checkOf(checks: StatusChecks, path: string): (() => CheckResult) | undefined {
+function checkOf(checks: StatusChecks, path: string): ((query: URLSearchParams) => CheckResult) | undefined {
   const which = PATHS[path];
   if (which !== undefined) {
     return checks[which];
@@ -87,12 +94,30 @@ function send(res: ServerResponse, code: number, body: { status: string; reason:
   res.end(head ? undefined : text);
 }
 
+/** Answers `GET /metrics` from `source`; a failing source is a 500 with the reason, never a crash. */
+function sendMetrics(source: NonNullable<StatusChecks['metrics']>, res: ServerResponse, head: boolean): void {
+  source().then(
+    ({ contentType, text }) => {
+      res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+      res.end(head ? undefined : text);
+    },
+    (err: unknown) => {
+      send(res, 500, { status: 'fail', reason: `collecting metrics failed: ${err instanceof Error ? err.message : String(err)}` }, head);
+    },
+  );
+}
+
 function handle(checks: StatusChecks, req: IncomingMessage, res: ServerResponse): void {
-  const path = (req.url ?? '/').split('?')[0] ?? '/';
+  const url = new URL(req.url ?? '/', 'http://status');
+  const path = url.pathname;
   const head = req.method === 'HEAD';
+  if (path === '/metrics' && checks.metrics !== undefined && (req.method === 'GET' || head)) {
+    sendMetrics(checks.metrics, res, head);
+    return;
+  }
   const check = checkOf(checks, path);
   if (check === undefined) {
-    const known = [...new Set(['/healthz', '/readyz', ...Object.keys(checks.more ?? {})])].join(', ');
+    const known = [...new Set(['/healthz', '/readyz', ...Object.keys(checks.more ?? {}), ...(checks.metrics !== undefined ? ['/metrics'] : [])])].join(', ');
     send(res, 404, { status: 'fail', reason: `no such endpoint ${path}: try ${known}` }, head);
     return;
   }
@@ -103,7 +128,7 @@ function handle(checks: StatusChecks, req: IncomingMessage, res: ServerResponse)
   }
   let result: CheckResult;
   try {
-    result = check();
+    result = check(url.searchParams);
   } catch (err) {
     // A check that throws is a failed check, never a crash of the endpoint.
     result = { ok: false, reason: `check failed: ${err instanceof Error ? err.message : String(err)}` };
@@ -156,7 +181,7 @@ export async function startStatusEndpoint(
   } catch (err) {
     throw new ConfigError(`--${flag.name}: cannot listen on ${flag.value}: ${(err as Error).message}`, { field: flag.name });
   }
-  const paths = ['/healthz', '/readyz', ...Object.keys(checks.more ?? {})].join(', ');
+  const paths = ['/healthz', '/readyz', ...Object.keys(checks.more ?? {}), ...(checks.metrics !== undefined ? ['/metrics'] : [])].join(', ');
   log.info({ address: server.address }, `status endpoint on ${listen.host}:${server.address.port} (GET ${paths})`);
   return server;
 }

@@ -134,49 +134,59 @@ function initPitr(rt: KeeperRuntime, action: Action<'init-pitr'>, cd: ClusterDat
  * the local timeline had past the fork is reported (logged, kept in dbstate, published).
  */
 function resync(rt: KeeperRuntime, action: Action<'resync'>, cd: ClusterData, obs: PgObservation): void {
+  rt.tasks.run(taskName(action) ?? '', async (progress) => {
+    try {
+      await resyncTask(rt, action, cd, obs, progress);
+    } finally {
+      rt.resyncProgress = undefined;
+    }
+  });
+}
+
+/** The body of {@link resync}'s background task; `progress` replaces the published activity sentence. */
+async function resyncTask(rt: KeeperRuntime, action: Action<'resync'>, cd: ClusterData, obs: PgObservation, progress: (sentence: string) => void): Promise<void> {
   const { db, from } = action;
   const { config, log, pg } = rt;
-  rt.tasks.run(taskName(action) ?? '', async (progress) => {
-    await pg.stop('fast').catch(() => pg.stop('immediate'));
-    let discarded: DiscardedWal | undefined;
-    let rewound = false;
-    if (action.tryRewind) {
-      try {
-        const r = await pg.rewind({ host: from.host, port: from.port, user: config.suUsername, password: config.suPassword });
-        discarded = discardedRange(cd, db, obs, 'pg_rewind', nowIso(), r.divergedAt, r.localEnd);
-        rewound = true;
-      } catch (err) {
-        log.warn({ err }, `pg_rewind failed, falling back to pg_basebackup: ${errorMessage(err)}`);
-      }
+  await pg.stop('fast').catch(() => pg.stop('immediate'));
+  let discarded: DiscardedWal | undefined;
+  let rewound = false;
+  if (action.tryRewind) {
+    try {
+      const r = await pg.rewind({ host: from.host, port: from.port, user: config.suUsername, password: config.suPassword });
+      discarded = discardedRange(cd, db, obs, 'pg_rewind', nowIso(), r.divergedAt, r.localEnd);
+      rewound = true;
+    } catch (err) {
+      log.warn({ err }, `pg_rewind failed, falling back to pg_basebackup: ${errorMessage(err)}`);
     }
-    if (!rewound) {
-      if (obs.initialized) {
-        discarded = discardedRange(cd, db, obs, 'pg_basebackup', nowIso());
-      }
-      if (discarded !== undefined) {
-        // Say what is about to be thrown away before it is gone.
-        log.warn({ discardedWal: discarded }, describeDiscard(discarded, config.uid));
-      }
-      await rt.setLocal({ ...NO_DB, ...(discarded !== undefined ? { discardedWal: discarded } : {}) });
-      let lastLog = 0;
-      await pg.baseBackup(standbySettings(config, db.uid, from), {
-        onProgress: (p) => {
-          const pct = p.totalBytes > 0 ? Math.floor((100 * p.doneBytes) / p.totalBytes) : 0;
-          const sentence = `pg_basebackup from db ${from.dbUid}: ${mib(p.doneBytes)}/${mib(p.totalBytes)} MiB (${pct}%)`;
-          progress(sentence);
-          if (Date.now() - lastLog > 5000) {
-            lastLog = Date.now();
-            log.info({ doneBytes: p.doneBytes, totalBytes: p.totalBytes }, sentence);
-          }
-        },
-      });
-    } else if (discarded !== undefined) {
+  }
+  if (!rewound) {
+    if (obs.initialized) {
+      discarded = discardedRange(cd, db, obs, 'pg_basebackup', nowIso());
+    }
+    if (discarded !== undefined) {
+      // Say what is about to be thrown away before it is gone.
       log.warn({ discardedWal: discarded }, describeDiscard(discarded, config.uid));
     }
-    rt.appliedConfigKey = '';
-    const keep = discarded ?? rt.local.discardedWal;
-    await rt.setLocal({ uid: db.uid, generation: 0, clusterUID: cd.cluster.uid, ...(keep !== undefined ? { discardedWal: keep } : {}) });
-  });
+    await rt.setLocal({ ...NO_DB, ...(discarded !== undefined ? { discardedWal: discarded } : {}) });
+    let lastLog = 0;
+    await pg.baseBackup(standbySettings(config, db.uid, from), {
+      onProgress: (p) => {
+        rt.resyncProgress = { doneBytes: p.doneBytes, totalBytes: p.totalBytes };
+        const pct = p.totalBytes > 0 ? Math.floor((100 * p.doneBytes) / p.totalBytes) : 0;
+        const sentence = `pg_basebackup from db ${from.dbUid}: ${mib(p.doneBytes)}/${mib(p.totalBytes)} MiB (${pct}%)`;
+        progress(sentence);
+        if (Date.now() - lastLog > 5000) {
+          lastLog = Date.now();
+          log.info({ doneBytes: p.doneBytes, totalBytes: p.totalBytes }, sentence);
+        }
+      },
+    });
+  } else if (discarded !== undefined) {
+    log.warn({ discardedWal: discarded }, describeDiscard(discarded, config.uid));
+  }
+  rt.appliedConfigKey = '';
+  const keep = discarded ?? rt.local.discardedWal;
+  await rt.setLocal({ uid: db.uid, generation: 0, clusterUID: cd.cluster.uid, ...(keep !== undefined ? { discardedWal: keep } : {}) });
 }
 
 /**
@@ -308,8 +318,10 @@ async function applyConfig(rt: KeeperRuntime, cfg: PgConfig, recovery: RecoveryC
   try {
     const res = await rt.pg.writeConfig(cfg, recovery);
     if (running && res.changed) {
+      rt.needsReload = true;
       await rt.pg.reload();
     }
+    rt.needsReload = false;
     rt.appliedConfigKey = key;
     rt.clearActivity('config-rejected');
     return true;

@@ -7,6 +7,7 @@ import { ConfigError, errorMessage, parseDurationMs } from '@stolon-ts/cluster';
 import {
   addFlags,
   baseYargs,
+  createDaemonMetrics,
   createLogger,
   exitOnConfigError,
   logConfiguration,
@@ -30,6 +31,7 @@ import { KEEPER_FLAGS, KEEPER_STOLON_FLAGS } from './flags.js';
 import { startFencer } from './fencer.js';
 import { KeeperStatus, keeperChecks } from './health.js';
 import { start } from './keeper.js';
+import { registerKeeperMetrics } from './keeper-metrics.js';
 import { refuseExampleSecret } from './passwords.js';
 import { RoleLabeller } from './role-label.js';
 import { parseAllowSpecCommands } from './spec-commands.js';
@@ -218,7 +220,10 @@ async function main(): Promise<void> {
   });
   const bootUuid = newBootUuid();
   const roleLabel = roleLabellerOf(flags, logger);
-  const status = new KeeperStatus();
+  const metrics = createDaemonMetrics('keeper', flags.clusterName);
+  // The histogram's hook is set just below; passes start only after `start`.
+  const status: KeeperStatus = new KeeperStatus({ onPassSettled: (s) => observePass(s) });
+  const observePass = registerKeeperMetrics(metrics.registry, () => status.facts(), uid);
   const fencer = startFencer(logger.child({ module: 'fencer' }), { pidFile: join(dataDir, 'fencer.pid') });
   const handle = await start(
     {
@@ -246,7 +251,7 @@ async function main(): Promise<void> {
   await runDaemon(logger, handle, {
     listen: statusListen,
     flag: { name: 'metrics-listen-address', value: flags.metricsListenAddress ?? '' },
-    checks: () => keeperChecks(status, handle.state, uid),
+    checks: () => keeperChecks(status, handle.state, uid, metrics.source),
     program: 'stolon-keeper',
   });
   lock.release();

@@ -140,7 +140,9 @@ export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
     name: 'metrics-listen-address',
     description:
       'host:port of the HTTP status endpoint: GET /healthz (200 while the keeper loop runs) and GET /readyz ' +
-      '(200 once PostgreSQL has converged to its role and generation and the store answered); no metrics yet. ' +
+      '(200 once PostgreSQL has converged to its role and generation and the store answered), GET /metrics (Prometheus), ' +
+      'and Patroni-style role checks for load balancers: GET /primary, /replica (?lag=16MB), /read-only, /sync, /health ' +
+      '(docs/metrics.md). ' +
       'Unset: no endpoint',
     type: 'string',
   },

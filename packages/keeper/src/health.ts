@@ -15,12 +15,15 @@
  *   planner's sentence as the reason. Kubernetes uses readiness for StatefulSet rolling updates
  *   (the next keeper is updated only once this one is ready) and for PodDisruptionBudgets.
  *
- * The keeper reports through {@link KeeperStatusSink} (two hooks); {@link KeeperStatus} keeps the
- * last pass; {@link keeperLiveness} and {@link keeperReadiness} are pure and table-tested.
+ * The keeper reports through {@link KeeperStatusSink}; {@link KeeperStatus} keeps the last pass,
+ * and the facts the role endpoints (role-checks.ts) and the metrics (keeper-metrics.ts) read;
+ * {@link keeperLiveness} and {@link keeperReadiness} are pure and table-tested.
  */
 import { DEFAULT_SPEC, errorMessage, parseDurationMs, resolveSpec, type ClusterData } from '@stolon-ts/cluster';
 import { loopLiveness, type CheckResult, type StatusChecks } from '@stolon-ts/common';
-import type { KeeperState, KeeperStatusSink, PublishedView } from './types.js';
+import type { PgObservation } from '@stolon-ts/postgres';
+import { healthCheck, primaryCheck, readOnlyCheck, replicaCheck, syncCheck, type RoleCheckInput } from './role-checks.js';
+import type { KeeperErrorKind, KeeperFacts, KeeperState, KeeperStatusSink, PublishedView } from './types.js';
 import { assignedDb, planKeeperAction } from './plan.js';
 
 export type { KeeperStatusSink, PublishedView } from './types.js';
@@ -175,19 +178,59 @@ export function keeperReadiness(s: KeeperStatusSnapshot, keeperUid: string, nowM
 export interface KeeperStatusOptions {
   /** Monotonic clock in ms. @default performance.now */
   readonly nowMs?: () => number;
+  /** Wall clock in ms since the epoch, for the timestamps the metrics export. @default Date.now */
+  readonly wallMs?: () => number;
+  /** Hears each settled pass's duration in seconds (the pass duration histogram); must not throw. */
+  readonly onPassSettled?: (seconds: number) => void;
 }
 
 /** Keeps what the keeper reports about its passes (the {@link KeeperStatusSink} the keeper is given). */
 export class KeeperStatus implements KeeperStatusSink {
   readonly #now: () => number;
+  readonly #wall: () => number;
+  readonly #onPassSettled: ((seconds: number) => void) | undefined;
   readonly #createdAtMs: number;
   #passes = 0;
   #current: { startedAtMs: number; view: PublishedView | undefined } | undefined;
   #last: SettledPass | undefined;
+  #view: { view: PublishedView; atMs: number } | undefined;
+  #obs: { obs: PgObservation; atMs: number; wallMs: number } | undefined;
+  readonly #errors: Record<KeeperErrorKind, number> = { store: 0, pass: 0, task: 0 };
+  #lastErrorWallMs: number | undefined;
+  #lastSuccessWallMs: number | undefined;
+  #lastValidCdWallMs: number | undefined;
 
   constructor(opts: KeeperStatusOptions = {}) {
     this.#now = opts.nowMs ?? (() => performance.now());
+    this.#wall = opts.wallMs ?? (() => Date.now());
+    this.#onPassSettled = opts.onPassSettled;
     this.#createdAtMs = this.#now();
+  }
+
+  /** @inheritdoc */
+  observed(obs: PgObservation): void {
+    this.#obs = { obs, atMs: this.#now(), wallMs: this.#wall() };
+  }
+
+  /** @inheritdoc */
+  errorSeen(kind: KeeperErrorKind): void {
+    this.#errors[kind] += 1;
+    this.#lastErrorWallMs = this.#wall();
+  }
+
+  /** The cached facts for the metrics and the role endpoints (see {@link KeeperFacts}). */
+  facts(): KeeperFacts {
+    return {
+      view: this.#view?.view,
+      viewAtMs: this.#view?.atMs,
+      obs: this.#obs?.obs,
+      obsAtMs: this.#obs?.atMs,
+      obsWallMs: this.#obs?.wallMs,
+      errors: { ...this.#errors },
+      lastErrorWallMs: this.#lastErrorWallMs,
+      lastSuccessWallMs: this.#lastSuccessWallMs,
+      lastValidCdWallMs: this.#lastValidCdWallMs,
+    };
   }
 
   /** @inheritdoc */
@@ -201,6 +244,10 @@ export class KeeperStatus implements KeeperStatusSink {
     if (this.#current !== undefined) {
       this.#current.view = view;
     }
+    this.#view = { view, atMs: this.#now() };
+    if (view.cd !== undefined) {
+      this.#lastValidCdWallMs = this.#wall();
+    }
   }
 
   /** @inheritdoc */
@@ -213,6 +260,12 @@ export class KeeperStatus implements KeeperStatusSink {
       view: cur.view,
     };
     this.#current = undefined;
+    if (error === undefined) {
+      this.#lastSuccessWallMs = this.#wall();
+    } else {
+      this.errorSeen(cur.view === undefined ? 'store' : 'pass');
+    }
+    this.#onPassSettled?.((this.#last.settledAtMs - this.#last.startedAtMs) / 1000);
   }
 
   /** The current monotonic time of this status's clock, in ms. */
@@ -233,12 +286,29 @@ export class KeeperStatus implements KeeperStatusSink {
 }
 
 /**
- * The `/healthz` and `/readyz` checks of a keeper.
+ * The checks of a keeper's status endpoint: `/healthz` and `/readyz`, and the role endpoints
+ * `/primary`, `/replica`, `/read-only`, `/sync` and `/health` (role-checks.ts, Patroni's
+ * semantics), all from cached state.
  * @param state the daemon's state (the handle's `state()`)
+ * @param metrics `GET /metrics`'s source (`createDaemonMetrics(...).source`); absent: no `/metrics`
  */
-export function keeperChecks(status: KeeperStatus, state: () => KeeperState, keeperUid: string): StatusChecks {
+export function keeperChecks(
+  status: KeeperStatus,
+  state: () => KeeperState,
+  keeperUid: string,
+  metrics?: StatusChecks['metrics'],
+): StatusChecks {
+  const input = (): RoleCheckInput => ({ keeperUid, state: state(), facts: status.facts(), nowMs: status.nowMs() });
   return {
     healthz: () => keeperLiveness(status.snapshot(state()), status.nowMs()),
     readyz: () => keeperReadiness(status.snapshot(state()), keeperUid, status.nowMs()),
+    more: {
+      '/primary': () => primaryCheck(input()),
+      '/replica': (q) => replicaCheck(input(), q),
+      '/read-only': (q) => readOnlyCheck(input(), q),
+      '/sync': () => syncCheck(input()),
+      '/health': () => healthCheck(input()),
+    },
+    ...(metrics !== undefined ? { metrics } : {}),
   };
 }

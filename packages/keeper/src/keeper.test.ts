@@ -15,7 +15,7 @@ import type { FenceControl } from './fencer.js';
 import { aCluster, CLUSTER_UID, type ClusterBuilder } from '@stolon-ts/cluster/testing';
 import { FakePostgres } from '../test/fake-pg.js';
 import { writeDbState } from './dbstate.js';
-import { KeeperStatus, keeperLiveness } from './health.js';
+import { KeeperStatus, keeperChecks, keeperLiveness } from './health.js';
 import { start } from './keeper.js';
 import { SPEC_COMMANDS, type SpecCommand } from './spec-commands.js';
 import type { KeeperHandle, PersistedState } from './types.js';
@@ -641,6 +641,21 @@ describe('keeper in-process: password rotation', () => {
     expect(r.lines.filter((l) => l.msg.startsWith('cannot read the password files'))).toHaveLength(1);
     expect(pg.count('setRolePassword')).toBe(0);
     expect(pg.passwords).toBeUndefined();
+  });
+});
+
+describe('keeper in-process: the role endpoints follow the passes', () => {
+  it('/primary answers 200 on the converged primary the proxies route to, and 503 once the sentinel fences the proxies', async () => {
+    const r = await startKeeper(fast().withPrimary('k1').routedTo('k1', ['p1']).build(), { pg: runningPg('master'), local: local('db-k1') });
+    const checks = keeperChecks(r.status, r.keeper.state, 'k1');
+    const primary = (): { ok: boolean; reason: string } => checks.more!['/primary']!(new URLSearchParams());
+    await until('/primary answering 200', () => primary().ok);
+    expect(primary().reason).toBe('primary db db-k1');
+    expect(checks.more!['/replica']!(new URLSearchParams()).ok).toBe(false);
+    expect(checks.more!['/health']!(new URLSearchParams()).ok).toBe(true);
+    await r.put(fast().withPrimary('k1').fenced(3).build());
+    await until('/primary answering 503 once the proxies are fenced', () => !primary().ok);
+    expect(primary().reason).toMatch(/proxies are fenced/);
   });
 });
 

@@ -36,7 +36,12 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
   const { log } = rt;
   rt.tasks = new TaskRunner({
     log,
-    setActivity: (a) => (rt.activity = a),
+    setActivity: (a) => {
+      rt.activity = a;
+      if (a?.kind === 'task-failed') {
+        deps.status?.errorSeen?.('task');
+      }
+    },
     onSettled: () => rt.trigger('background task settled'),
     retry: config.taskRetry ?? DEFAULT_TASK_RETRY,
   });

@@ -21,8 +21,8 @@ import { awaitFenceTimeForStart } from './watchers.js';
 export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Promise<PassResult> {
   await failpoint('keeperPassHang');
   refreshPasswords(rt);
-  const { pg, store, config } = rt;
-  const obs = await pg.observe();
+  const { store, config } = rt;
+  const obs = await rt.observe();
   let cd: ClusterData | undefined;
   try {
     const rec = await store.getClusterData();
@@ -110,13 +110,13 @@ export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Prom
   if (failed !== undefined) {
     // Said at once, not at the next pass: the sentinel fails a primary whose start failed
     // (`startError`) without waiting failInterval.
-    await pg.observe().then((o) => rt.publish(cd, o)).catch(() => undefined);
+    await rt.observe().then((o) => rt.publish(cd, o)).catch(() => undefined);
     throw failed.err;
   }
   if (changed) {
     // Report the result of the step at once instead of at the next pass. A step that changed
     // nothing (the steady state) is not published twice: every publish is a store write.
-    await rt.publish(cd, await pg.observe());
+    await rt.publish(cd, await rt.observe());
   }
   return {
     sentence:

@@ -52,6 +52,13 @@ export class KeeperRuntime {
    * found stopped) keeps normal users out with internal-only pg_hba; see `internalOnlyHba`.
    */
   internalOnly = false;
+  /**
+   * Stolon's needsReload: a changed configuration was written for a running PostgreSQL and its
+   * reload has not succeeded yet (a failed reload is retried at the next pass).
+   */
+  needsReload = false;
+  /** pg_basebackup's progress while a resync clones this DB, in bytes; undefined otherwise. */
+  resyncProgress: { readonly doneBytes: number; readonly totalBytes: number } | undefined;
   /** True while the last clusterdata read makes this keeper's DB the (writable) primary. */
   isPrimary = false;
   /**
@@ -192,12 +199,31 @@ export class KeeperRuntime {
     };
   }
 
+  /** Observes PostgreSQL (`PostgresManager.observe`, never throws) and tells the status sink, whose checks and metrics read it. */
+  async observe(): Promise<PgObservation> {
+    const obs = await this.pg.observe();
+    this.deps.status?.observed?.(obs);
+    return obs;
+  }
+
   /** Publishes the keeper info under its lease (TTL failInterval) and tells the status sink. */
   async publish(cd: ClusterData | undefined, obs: PgObservation): Promise<void> {
     const sentAt = performance.now();
     await this.store.setInfo('keepers', this.config.uid, this.keeperInfo(cd, obs), this.infoTtlMs());
     this.lastPublishSentAt = sentAt;
-    this.deps.status?.published({ cd, local: this.local, obs, task: this.tasks.current, bootUuid: this.bootUuid });
+    const kind = this.activity?.kind;
+    this.deps.status?.published({
+      cd,
+      local: this.local,
+      obs,
+      task: this.tasks.current,
+      bootUuid: this.bootUuid,
+      healthy: reportedHealthy(obs, this.tasks.current !== undefined),
+      fenced: kind === 'fenced' && !obs.running,
+      needsReload: this.needsReload,
+      configRejected: kind === 'config-rejected' || kind === 'config-fallback',
+      ...(this.resyncProgress !== undefined ? { resync: this.resyncProgress } : {}),
+    });
   }
 
   /**

@@ -103,12 +103,25 @@ export interface PublishedView {
   /** The keeper's persisted DB state at publish time. */
   readonly local: LocalDbState;
   /** What the keeper observed of PostgreSQL for this publish. */
-  readonly obs: Pick<PgObservation, 'initialized' | 'running' | 'role' | 'systemId'>;
+  readonly obs: Pick<PgObservation, 'initialized' | 'running' | 'role' | 'systemId'> & Partial<PgObservation>;
   /** Name of the background task in progress (initdb, pg_basebackup, pg_rewind, PITR), if any. */
   readonly task: string | undefined;
   /** The boot id this publish carried (the planner waits until the sentinel has recorded it). */
   readonly bootUuid: string;
+  /** The info's `postgresState.healthy` (see `reportedHealthy`); absent in views built by tests: unknown. */
+  readonly healthy?: boolean;
+  /** The fencer shut PostgreSQL down and it has not run since (activity `fenced`). */
+  readonly fenced?: boolean;
+  /** The process wrote a configuration of a running PostgreSQL and has not reloaded it yet (Stolon's needsReload). */
+  readonly needsReload?: boolean;
+  /** The spec's pgParameters/pgHBA were rejected, or PostgreSQL runs on its last good configuration. */
+  readonly configRejected?: boolean;
+  /** pg_basebackup's progress while a resync clones this DB, in bytes; absent otherwise. */
+  readonly resync?: { readonly doneBytes: number; readonly totalBytes: number };
 }
+
+/** Kinds of error {@link KeeperStatusSink.errorSeen} counts. */
+export type KeeperErrorKind = 'store' | 'pass' | 'task';
 
 /**
  * What the keeper tells whoever watches its passes. Implementations must be cheap and must not
@@ -121,5 +134,28 @@ export interface KeeperStatusSink {
   passSettled(error: unknown): void;
   /** The keeper info was written to the store (after clusterdata was read) during the current pass. */
   published(view: PublishedView): void;
+  /** PostgreSQL was observed (the pass's first step, before the store is read). */
+  observed?(obs: PgObservation): void;
+  /** A background task (initdb, clone, rewind, restore) failed. Pass errors arrive through `passSettled`. */
+  errorSeen?(kind: KeeperErrorKind): void;
 }
 
+/**
+ * What the keeper last saw, for the metrics and the role endpoints (keeper-metrics.ts,
+ * role-checks.ts): cached by the pass, read per scrape or check, never queried then.
+ */
+export interface KeeperFacts {
+  /** The last publish of any pass (also of one still running), and when it happened (monotonic ms). */
+  readonly view: PublishedView | undefined;
+  readonly viewAtMs: number | undefined;
+  /** The last observation of PostgreSQL (each pass's first step), when (monotonic ms), and its wall time (epoch ms). */
+  readonly obs: PgObservation | undefined;
+  readonly obsAtMs: number | undefined;
+  readonly obsWallMs: number | undefined;
+  /** Errors so far by kind (`store`: a pass failed before it could publish; `pass`: after; `task`: a background task). */
+  readonly errors: Readonly<Record<KeeperErrorKind, number>>;
+  /** Wall times (epoch ms) of the last error of any kind, the last pass that succeeded, and the last publish that read valid clusterdata. */
+  readonly lastErrorWallMs: number | undefined;
+  readonly lastSuccessWallMs: number | undefined;
+  readonly lastValidCdWallMs: number | undefined;
+}

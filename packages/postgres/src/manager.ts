@@ -163,6 +163,18 @@ export interface PgObservation {
   readonly xLogPos: number;
   /** Standby only: pg_last_wal_replay_lsn() in bytes, what readers of the standby see. */
   readonly replayedXLogPos?: number;
+  /** Standby only: pg_last_wal_receive_lsn() in bytes; absent before the standby received any WAL by streaming. */
+  readonly receivedXLogPos?: number;
+  /**
+   * Standby only: a WAL receiver runs and streams from the primary (`pg_stat_wal_receiver.status`
+   * is `streaming`); false while it is starting, catching up from the archive, or gone.
+   */
+  readonly walReceiverStreaming?: boolean;
+  /**
+   * Standby only: `pg_last_xact_replay_timestamp()` as ms since the epoch, the commit time on the
+   * primary of the last transaction replayed; absent before any was replayed since the start.
+   */
+  readonly lastReplayAtMs?: number;
   /** application_names of standbys currently streaming, with their sync_state. */
   readonly replication: readonly { applicationName: string; syncState: string }[];
   /** Existing physical replication slots (non-temporary). */

@@ -473,6 +473,14 @@ describe('PgManager (real PostgreSQL)', () => {
       const rows = await sql<{ n: string }>(standbyPort, 'select count(*) as n from t');
       return rows[0]?.n === '2' ? true : undefined;
     }, 'row 2 to be replicated to the standby');
+    // What the keeper's role checks and metrics read: streaming, the received LSN, the replayed commit's time.
+    const receiving = await waitFor(async () => {
+      const o = await standby.observe();
+      return o.walReceiverStreaming === true && o.lastReplayAtMs !== undefined ? o : undefined;
+    }, 'the standby to stream and to have replayed a commit');
+    expect(receiving.receivedXLogPos).toBeGreaterThanOrEqual(receiving.replayedXLogPos ?? Infinity);
+    expect(Math.abs(Date.now() - (receiving.lastReplayAtMs ?? 0))).toBeLessThan(60_000);
+    expect(primaryObs.walReceiverStreaming).toBeUndefined();
 
     const streaming = await waitFor(async () => {
       const o: PgObservation = await primary.observe();

@@ -21,7 +21,8 @@ import { isRunning } from './postmaster-pid.js';
  * `role` comes from `standby.signal`, and `systemId`/`timelineId`/`xLogPos`/`clusterState`
  * come from pg_controldata (latest checkpoint) when PGDATA is initialised.
  *
- * Connected: the timeline of a primary is the one of its current WAL file (a promotion is
+ * Connected: a standby also reports its received LSN, whether its WAL receiver streams, and the
+ * commit time of the last transaction it replayed. The timeline of a primary is the one of its current WAL file (a promotion is
  * visible at once, before the next checkpoint); of a standby `received_tli` from
  * pg_stat_wal_receiver, else the latest checkpoint's. `pendingRestart` is
  * `pg_settings.pending_restart` (meaningful after a reload). `timelinesHistory` is parsed from
@@ -160,10 +161,22 @@ async function probeQuery(client: Client): Promise<Partial<PgObservation>> {
   let timelineId: number;
   let xLogPos: number;
   let replayedXLogPos: number | undefined;
+  let standby: Pick<PgObservation, 'receivedXLogPos' | 'walReceiverStreaming' | 'lastReplayAtMs'> = {};
   if (h.in_recovery) {
-    const r = await client.query<{ received: string | null; replayed: string | null; received_tli: number | null; segment_tli: string | null }>(
+    // One statement for the standby's positions (the metrics and role checks read these from the
+    // pass's observation; nothing queries PostgreSQL per scrape).
+    const r = await client.query<{
+      received: string | null;
+      replayed: string | null;
+      received_tli: number | null;
+      receiver_status: string | null;
+      replay_ms: string | null;
+      segment_tli: string | null;
+    }>(
       `select pg_last_wal_receive_lsn()::text as received, pg_last_wal_replay_lsn()::text as replayed,
               (select received_tli from pg_stat_wal_receiver) as received_tli,
+              (select status from pg_stat_wal_receiver) as receiver_status,
+              (extract(epoch from pg_last_xact_replay_timestamp()) * 1000)::bigint::text as replay_ms,
               (select max(substr(name, 1, 8)) from pg_ls_waldir() where name ~ '^[0-9A-F]{24}$') as segment_tli`,
     );
     const row = r.rows[0];
@@ -180,6 +193,11 @@ async function probeQuery(client: Client): Promise<Partial<PgObservation>> {
     const segmentTli = Number.parseInt(row?.segment_tli ?? '', 16);
     timelineId = row?.received_tli ?? Math.max(h.checkpoint_tli, Number.isSafeInteger(segmentTli) ? segmentTli : 0);
     replayedXLogPos = row?.replayed === null || row?.replayed === undefined ? undefined : parseLsn(row.replayed);
+    standby = {
+      ...(row?.received !== null && row?.received !== undefined ? { receivedXLogPos: parseLsn(row.received) } : {}),
+      walReceiverStreaming: row?.receiver_status === 'streaming',
+      ...(row?.replay_ms !== null && row?.replay_ms !== undefined ? { lastReplayAtMs: Number(row.replay_ms) } : {}),
+    };
   } else {
     const r = await client.query<{ lsn: string; walfile: string }>(
       'select pg_current_wal_lsn()::text as lsn, pg_walfile_name(pg_current_wal_lsn()) as walfile',
@@ -201,6 +219,7 @@ async function probeQuery(client: Client): Promise<Partial<PgObservation>> {
     timelineId,
     xLogPos,
     ...(replayedXLogPos !== undefined ? { replayedXLogPos } : {}),
+    ...standby,
     replication: repl.rows.map((r) => ({ applicationName: r.application_name, syncState: r.sync_state })),
     slots: slots.rows.map((r) => r.slot_name),
     pendingRestart: pending.rows.map((r) => r.name),

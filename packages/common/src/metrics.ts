@@ -1,0 +1,44 @@
+/**
+ * The Prometheus registry each daemon serves on `GET /metrics` (`--metrics-listen-address`), on
+ * prom-client. Naming follows Prometheus's conventions (base units in names: `_seconds`,
+ * `_bytes`; counters end in `_total`) and keeps Stolon's metric names where Stolon had the same
+ * metric (`stolon_cluster_identifier`, `stolon_keeper_*`, `stolon_sentinel_*`): see
+ * docs/metrics.md for the full list.
+ * @see https://prometheus.io/docs/practices/naming/
+ */
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** The components that serve metrics. */
+export type MetricsComponent = 'keeper' | 'sentinel' | 'proxy';
+
+/** A daemon's registry and the source `startStatusEndpoint` serves on `/metrics`. */
+export interface DaemonMetrics {
+  /** Register the component's own metrics here (`new Gauge({ …, registers: [registry] })`). */
+  readonly registry: Registry;
+  /** For `StatusChecks.metrics`. */
+  readonly source: () => Promise<{ readonly contentType: string; readonly text: string }>;
+}
+
+/**
+ * Creates a daemon's registry with Node's default process metrics (`process_cpu_seconds_total`,
+ * `process_resident_memory_bytes`, `nodejs_eventloop_lag_seconds`, …) and Stolon's
+ * `stolon_cluster_identifier{cluster_name, component} 1`, which lets dashboards group every
+ * series of one cluster.
+ * @param component which daemon
+ * @param clusterName `--cluster-name`
+ */
+export function createDaemonMetrics(component: MetricsComponent, clusterName: string): DaemonMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const id = new Gauge({
+    name: 'stolon_cluster_identifier',
+    help: 'Always 1: the cluster and component this process belongs to (Stolon\'s metric)',
+    labelNames: ['cluster_name', 'component'] as const,
+    registers: [registry],
+  });
+  id.set({ cluster_name: clusterName, component }, 1);
+  return {
+    registry,
+    source: async () => ({ contentType: registry.contentType, text: await registry.metrics() }),
+  };
+}
