@@ -296,9 +296,16 @@ export class SentinelMetrics {
     this.leaderCount.inc();
   }
 
-  /** A pass ended after `seconds` (whatever its outcome). */
-  passEnded(seconds: number): void {
-    this.passDuration.observe(seconds);
+  /** `pass` wrapped to observe its duration in `stolon_sentinel_pass_duration_seconds`, whatever its outcome. */
+  timed<T>(pass: () => Promise<T>): () => Promise<T> {
+    return async () => {
+      const end = this.passDuration.startTimer();
+      try {
+        return await pass();
+      } finally {
+        end();
+      }
+    };
   }
 
   /**

@@ -315,14 +315,7 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
 
   const loop = startPassLoop({
     log,
-    run: passes.wrap(async () => {
-      const t0 = monoMs();
-      try {
-        return await runPass();
-      } finally {
-        metrics.passEnded((monoMs() - t0) / 1000);
-      }
-    }),
+    run: passes.wrap(metrics.timed(runPass)),
     intervalMs: () => sleepMs,
     watch: { store, topics: ['clusterdata', 'keepers', 'proxies'] },
   });
