@@ -15,10 +15,10 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ListenerKind } from './types.js';
 
 /** The `listener` label: `main` (the primary) or `read-only` (`--ro-port`). */
-export type ListenerLabel = 'main' | 'read-only';
+type ListenerLabel = 'main' | 'read-only';
 
 /** The `listener` label of a {@link ListenerKind}. */
-export function listenerLabel(kind: ListenerKind): ListenerLabel {
+function listenerLabel(kind: ListenerKind): ListenerLabel {
   return kind === 'main' ? 'main' : 'read-only';
 }
 

@@ -35,10 +35,10 @@ export type DecisionKind =
   | 'status_update';
 
 /** The `state` label values of `stolon_sentinel_keepers`; each keeper counts in exactly one. */
-export const KEEPER_STATES = ['healthy', 'no_db', 'unhealthy'] as const;
+const KEEPER_STATES = ['healthy', 'no_db', 'unhealthy'] as const;
 
 /** The `phase` label values of `stolon_sentinel_failover_phase_duration_seconds`. */
-export const FAILOVER_PHASES = [
+const FAILOVER_PHASES = [
   'detection',
   'fence',
   'choose',

@@ -50,7 +50,7 @@ export const PHASES = [
  * progress marker, or the first report of its postgres failing), so the proxies were without a
  * primary at most that long; clients also need to reconnect once their proxy follows.
  */
-export const WRITE_OUTAGE_BOUND = "from the primary's last observed progress to routing the proxies to the new primary; clients reconnect after it";
+const WRITE_OUTAGE_BOUND = "from the primary's last observed progress to routing the proxies to the new primary; clients reconnect after it";
 
 /** A phase name. */
 export type PhaseName = (typeof PHASES)[number][0];
