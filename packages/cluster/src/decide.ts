@@ -40,7 +40,12 @@ export interface SentinelMemory {
   readonly dbErrorSince: Readonly<Record<string, number>>;
   /** DB uid → generation and the time the DB was first seen not converged at that generation. */
   readonly dbConvergingSince: Readonly<Record<string, { readonly generation: number; readonly since: number }>>;
-  /** Keeper uid → last time its info was seen (for the failover trace's "primary last seen"). */
+  /**
+   * Keeper uid → its last observed progress: when this sentinel first saw its current progress
+   * marker (`keeperProgress`), kept after its info is gone (for the failover trace's "primary
+   * last seen"). Not the last pass its info was there: a killed keeper's info outlives it until
+   * its lease expires.
+   */
   readonly keeperLastSeen?: Readonly<Record<string, number>>;
   /**
    * Keeper uid → how many initial-primary attempts it failed (initTimeout) during initialisation,
@@ -251,8 +256,10 @@ export function decide(input: DecideInput): DecideOutput {
   const keeperLastSeen: Record<string, number> = { ...(input.memory.keeperLastSeen ?? {}) };
   const initFailures: Record<string, number> = { ...(input.memory.initFailures ?? {}) };
   const syncCatchUp: Record<string, SyncCatchUp> = { ...(input.memory.syncCatchUp ?? {}) };
+  // The keeper's last observed progress (when this sentinel first saw its current marker), not
+  // the last pass its info was there: a killed keeper's info outlives it until its lease expires.
   for (const uid of Object.keys(infos)) {
-    keeperLastSeen[uid] = now;
+    keeperLastSeen[uid] = keeperProgress[uid]?.since ?? now;
   }
   for (const uid of Object.keys(keeperLastSeen)) {
     if (next.keepers[uid] === undefined && infos[uid] === undefined) {
@@ -261,8 +268,12 @@ export function decide(input: DecideInput): DecideOutput {
   }
   const wallMs = Date.parse(input.wallTime);
   const trace: TraceContext = {
-    lastSeenIso: (uid) => {
-      const seen = keeperLastSeen[uid];
+    lastSeenIso: (db) => {
+      const progress = keeperLastSeen[db.spec.keeperUID];
+      // A keeper that keeps making progress while it reports its postgres failing: the primary
+      // was last seen serving before that first report (dbErrorSince, filled in below).
+      const failing = dbErrorSince[db.uid];
+      const seen = progress === undefined ? failing : failing === undefined ? progress : Math.min(progress, failing);
       return seen === undefined || Number.isNaN(wallMs) ? undefined : new Date(wallMs - (now - seen)).toISOString();
     },
   };
@@ -753,8 +764,12 @@ function primaryKeeperChoices(cd: ClusterData, keeperHealthy: Health): string[] 
 
 type Health = (uid: string) => boolean;
 interface TraceContext {
-  /** Wall-clock time the keeper's info was last seen, if known. */
-  readonly lastSeenIso: (keeperUid: string) => string | undefined;
+  /**
+   * Wall-clock time (RFC 3339) the primary `db` was last observed making progress, if known: the
+   * earlier of its keeper's last progress marker change as this sentinel saw it and the first
+   * report of its postgres failing (`dbErrorSince`).
+   */
+  readonly lastSeenIso: (db: DB) => string | undefined;
 }
 type DbHealth = (db: DB) => boolean;
 type ConvergenceFn = (db: DB, timeoutMs: number) => Convergence;
@@ -1046,7 +1061,7 @@ function decideNormal(
           : !dbHealthy(master)
             ? `postgres of keeper ${master.spec.keeperUID} reported unhealthy for more than failInterval`
           : `db ${master.uid} did not converge within convergenceTimeout`;
-      traceDeclared(cd, master, cause, input.wallTime, trace.lastSeenIso(master.spec.keeperUID));
+      traceDeclared(cd, master, cause, input.wallTime, trace.lastSeenIso(master));
     }
     return failover(cd, spec, input, master, dbHealthy, convergence, reasons);
   }

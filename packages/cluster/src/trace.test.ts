@@ -21,12 +21,12 @@ class Loop {
   now = 10_000;
   private readonly newUid = seqUids('n');
   constructor(public cd: ClusterData) {}
-  pass(observe: (cd: ClusterData) => { keepers: KeeperInfo[]; proxies: ProxyInfo[] }, advanceMs = 500) {
+  pass(observe: (cd: ClusterData) => { keepers: KeeperInfo[]; proxies: ProxyInfo[] }, advanceMs = 500, stalled: readonly string[] = []) {
     this.now += advanceMs;
     const o = observe(this.cd);
     const out = decide(
       decideInput(this.cd, {
-        keepers: republished(o.keepers, this.now),
+        keepers: republished(o.keepers, this.now, stalled),
         proxies: republished(o.proxies, this.now),
         memory: this.memory,
         now: this.now,
@@ -78,6 +78,38 @@ describe('failover trace', () => {
     expect(done?.phases.promoted).toBe(wallAt(loop.now));
     expect(done?.phases.proxiesRouted).toBe(wallAt(loop.now));
     expect(out.reasons.join(' ')).toMatch(/routing proxies \[p1\] to primary k2/);
+  });
+
+  it("takes primary last seen from the primary keeper's last observed progress, not from the last pass its info was still there", () => {
+    // The keeper was killed at T0: its progress marker freezes, but its lease keeps its info in the
+    // store until the lease expires; the sentinel only notices then. The outage started at T0.
+    const loop = new Loop(routedPair());
+    const both = (cd: ClusterData) => [keeperInfo('k1', cd, { xLogPos: LSN }), keeperInfo('k2', cd, { xLogPos: LSN })];
+    loop.pass((cd) => ({ keepers: both(cd), proxies: [proxyInfo('p1', 2)] }), 500, ['k1']); // k1's last marker, first seen at T0
+    const t0 = loop.now;
+    loop.pass((cd) => ({ keepers: both(cd), proxies: [proxyInfo('p1', 2)] }), 1_500, ['k1']); // lease alive, no progress
+    loop.pass((cd) => ({ keepers: both(cd), proxies: [proxyInfo('p1', 2)] }), 1_500, ['k1']);
+    const out = loop.pass((cd) => ({ keepers: [keeperInfo('k2', cd, { xLogPos: LSN })], proxies: [proxyInfo('p1', 2)] }), 1_500);
+    const ev = out.next.cluster.status.failover;
+    expect(ev?.phases.declaredFailed).toBe(wallAt(loop.now));
+    expect(ev?.phases.primaryLastSeen).toBe(wallAt(t0));
+  });
+
+  it('takes primary last seen from the first report of its postgres failing when its keeper kept making progress', () => {
+    const loop = new Loop(routedPair());
+    const k2 = (cd: ClusterData) => keeperInfo('k2', cd, { xLogPos: LSN });
+    loop.pass((cd) => ({ keepers: [keeperInfo('k1', cd, { xLogPos: LSN }), k2(cd)], proxies: [proxyInfo('p1', 2)] }));
+    // k1's postgres is reported down from here on; its keeper keeps publishing.
+    const down = (cd: ClusterData) => ({ keepers: [keeperInfo('k1', cd, { xLogPos: LSN, pgHealthy: false }), k2(cd)], proxies: [proxyInfo('p1', 2)] });
+    loop.pass(down);
+    const firstReport = loop.now;
+    let out = loop.pass(down, 2_000);
+    for (let i = 0; i < 10 && out.next.cluster.status.failover === undefined; i++) {
+      out = loop.pass(down, 2_000);
+    }
+    const ev = out.next.cluster.status.failover;
+    expect(ev?.cause).toMatch(/postgres of keeper k1/);
+    expect(ev?.phases.primaryLastSeen).toBe(wallAt(firstReport));
   });
 
   it('ends as aborted when the old primary serves again before any standby could be promoted', () => {

@@ -235,7 +235,12 @@ export interface FailoverEvent {
   /** Why this candidate (or why none could be chosen). */
   choice?: string;
   phases: {
-    /** Last time the old primary's keeper info was seen by the leader sentinel. */
+    /**
+     * The old primary's last observed progress: when the leader sentinel first saw its keeper's
+     * last progress marker (`KeeperInfo.infoUID`), or first saw its postgres reported failing if
+     * that came earlier. Not the last time its info was there (a killed keeper's info outlives it
+     * until its lease expires). A switchover records its start.
+     */
     primaryLastSeen?: string;
     declaredFailed: string;
     /** Every live proxy acknowledged the fence generation. */

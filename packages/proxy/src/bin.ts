@@ -10,6 +10,7 @@
  */
 import {
   BUG_SENTENCE,
+  createDaemonMetrics,
   createLogger,
   exitOnConfigError,
   logConfiguration,
@@ -44,11 +45,15 @@ async function main(): Promise<void> {
   const uid = config.uid ?? newUid();
   const logger = createLogger({ level: config.logLevel, component: 'proxy', uid, cluster: config.clusterName });
   logConfiguration(logger, config, warnings);
-  const handle = await start({ uid, ...proxyConfigFromFlags(config), ...(memberToken !== undefined ? { memberToken } : {}) }, { store, logger });
+  const m = createDaemonMetrics('proxy', config.clusterName);
+  const handle = await start(
+    { uid, ...proxyConfigFromFlags(config), ...(memberToken !== undefined ? { memberToken } : {}) },
+    { store, logger, registry: m.registry },
+  );
   await runDaemon(logger, handle, {
     listen: statusListen,
     flag: { name: 'metrics-listen-address', value: config.metricsListenAddress ?? '' },
-    checks: () => proxyChecks(handle.health),
+    checks: () => ({ ...proxyChecks(handle.health), metrics: m.source }),
     program: PROXY_PROGRAM,
   });
   await store.close().catch((err: unknown) => logger.warn({ err }, 'closing the store client failed'));

@@ -30,6 +30,7 @@ import type { Store } from '@stolon-ts/store';
 import type { NativePath } from './datapath.js';
 import type { Forwarder } from './forwarder.js';
 import type { Listeners } from './listeners.js';
+import type { ProxyMetrics } from './metrics.js';
 import {
   describeTarget,
   resolveReadOnlyTargets,
@@ -86,6 +87,8 @@ export interface CheckerOptions {
    * primary's keeper confirms it still holds the role); undefined: fail closed at the watchdog.
    */
   readonly memberToken?: string | undefined;
+  /** Counts checks and target changes (metrics.ts). */
+  readonly metrics: Pick<ProxyMetrics, 'checkFailed' | 'checkSucceeded' | 'targetChanged'>;
 }
 
 /** What failsafe mode needs from the last successful check: whom to ask about which primary. */
@@ -134,6 +137,7 @@ export class Checker {
   private readonly relay: Pick<NativePath, 'renew'> | null;
   private readonly stopping: () => boolean;
   private readonly memberToken: string | undefined;
+  private readonly metrics: Pick<ProxyMetrics, 'checkFailed' | 'checkSucceeded' | 'targetChanged'>;
 
   /** Set by a successful check in failsafe mode with a primary routed to; null otherwise. */
   private failsafeTarget: FailsafeTarget | null = null;
@@ -180,6 +184,12 @@ export class Checker {
     this.relay = opts.relay;
     this.stopping = opts.stopping;
     this.memberToken = opts.memberToken;
+    this.metrics = opts.metrics;
+  }
+
+  /** The proxy generation this proxy enforces (its last successful check's); null before any. */
+  enforcedGeneration(): number | null {
+    return this.generation;
   }
 
   /** True once a check succeeded (this proxy then has published its info). */
@@ -273,6 +283,7 @@ export class Checker {
       closed.ro += r.closed.ro;
     } catch (err) {
       failure = this.classify(err);
+      this.metrics.checkFailed(failure.kind);
       reason = this.failureSentence(failure);
       const storeTrouble = failure.kind === 'store' || failure.kind === 'slow';
       if (!this.stopping() && !storeTrouble) {
@@ -300,6 +311,7 @@ export class Checker {
     }
     const gen = `proxy generation ${this.generation ?? 'unknown'}`;
     if (!sameTarget(before, this.routing.target)) {
+      this.metrics.targetChanged();
       this.log.info(
         { check: seq, from: describeTarget(before), to: describeTarget(this.routing.target), generation: this.generation, closed: closed.main },
         `target changed from ${describeTarget(before)} to ${describeTarget(this.routing.target)} ` +
@@ -412,6 +424,7 @@ export class Checker {
     this.generation = decision.generation;
     this.failsafeTarget = cd === null ? null : failsafeTargetOf(cd, decision.target, decision.generation);
     this.everSucceeded = true;
+    this.metrics.checkSucceeded(Date.now());
     this.watchdogFired = false;
     this.leaseBound = decision.generation !== null && spec !== null;
     this.lastGoodCheckAt = startedAt;
@@ -610,6 +623,9 @@ export class Checker {
       return;
     }
     const was = describeTarget(this.routing.target);
+    if (this.routing.target !== null) {
+      this.metrics.targetChanged();
+    }
     const connections = this.connections.count();
     this.routing.state = 'store-lost';
     this.watchdogFired = true;

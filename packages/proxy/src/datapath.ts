@@ -53,6 +53,11 @@ export class NativePath {
     return this.relay.threads();
   }
 
+  /** Connections each relay thread holds now (index = thread). */
+  loads(): number[] {
+    return this.relay.loads();
+  }
+
   /** The relay threads' dead-man deadline, `ms` from now (see {@link Relay.renew}). */
   renew(ms: number): void {
     this.relay.renew(ms);

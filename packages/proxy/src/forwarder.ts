@@ -10,6 +10,7 @@ import net from 'node:net';
 import type { Logger } from '@stolon-ts/common';
 import { backendReader, pipeBothWays, type NativePath, type Release } from './datapath.js';
 import type { Keepalive } from './keepalive.js';
+import type { ProxyMetrics } from './metrics.js';
 import { DECLINE_ENCRYPTION, MAX_STARTUP_PACKET_BYTES, TOO_MANY_CONNECTIONS, errorResponse, parseStartupPacket } from './pgwire.js';
 import { formatAddress, type ProxyTarget } from './target.js';
 import type { ListenerKind, Routing } from './types.js';
@@ -56,6 +57,8 @@ export interface ForwarderOptions {
   readonly routing: Readonly<Routing>;
   /** True once the proxy is stopping: new clients (and over-limit cancel requests) are closed. */
   readonly stopping: () => boolean;
+  /** Counts accepts, refusals and bytes (metrics.ts). */
+  readonly metrics: Pick<ProxyMetrics, 'accepted' | 'refused' | 'closed'>;
 }
 
 /** The connection table; see the module header. */
@@ -67,8 +70,11 @@ export class Forwarder {
   private readonly native: NativePath | null;
   private readonly routing: Readonly<Routing>;
   private readonly stopping: () => boolean;
+  private readonly metrics: Pick<ProxyMetrics, 'accepted' | 'refused' | 'closed'>;
 
   private readonly pairs = new Set<Pair>();
+  /** Connections forwarded now per listener (so {@link count} of one listener is O(1), for scrapes). */
+  private readonly perKind: Record<ListenerKind, number> = { main: 0, ro: 0 };
   private nextPairId = 1;
   /** Read-only connections per backend (`targetKey`), for least-connections balancing. */
   private readonly roCounts = new Map<string, number>();
@@ -91,11 +97,12 @@ export class Forwarder {
     this.native = opts.native;
     this.routing = opts.routing;
     this.stopping = opts.stopping;
+    this.metrics = opts.metrics;
   }
 
   /** Connections forwarded now (each a client and its backend), on both listeners or on `kind`. */
   count(kind?: ListenerKind): number {
-    return kind === undefined ? this.pairs.size : [...this.pairs].filter((p) => p.kind === kind).length;
+    return kind === undefined ? this.pairs.size : this.perKind[kind];
   }
 
   /**
@@ -143,6 +150,7 @@ export class Forwarder {
     client.on('error', () => undefined); // until the pair's own handlers take over; an RST must not crash us
     if (target === null || this.stopping()) {
       this.refused++;
+      this.metrics.refused(kind, target === null ? 'no_target' : 'stopping');
       // Closed at once: there is no backend this proxy may route to.
       client.destroy();
       this.log.debug(
@@ -192,6 +200,7 @@ export class Forwarder {
    */
   private refuseOverLimit(kind: ListenerKind, client: net.Socket, from: string): void {
     this.overLimit++;
+    this.metrics.refused(kind, 'max_connections');
     const limitText = `too many connections through stolon-proxy (limit ${this.maxConnections}, --max-connections)`;
     if (!this.overLimitWarned) {
       this.overLimitWarned = true;
@@ -268,6 +277,7 @@ export class Forwarder {
    */
   private forward(kind: ListenerKind, client: net.Socket, target: ProxyTarget, from: string, initial: Buffer | null): void {
     this.accepted++;
+    this.metrics.accepted(kind);
     const id = this.nextPairId++;
     const to = formatAddress(target.host, target.port);
     const role = kind === 'main' ? 'primary' : 'read-only backend';
@@ -297,6 +307,7 @@ export class Forwarder {
       },
     };
     this.pairs.add(pair);
+    this.perKind[kind]++;
     const key = targetKey(target);
     if (kind === 'ro') {
       this.roCounts.set(key, (this.roCounts.get(key) ?? 0) + 1);
@@ -306,6 +317,15 @@ export class Forwarder {
     const release: Release = (how, extra = {}) => {
       if (!this.pairs.delete(pair)) {
         return;
+      }
+      this.perKind[kind]--;
+      // Bytes: the relay reports its own (plus what Node sent before the hand-off); on the
+      // event-loop path each socket counted what it read.
+      const relayed = extra as { bytesUp?: number; bytesDown?: number };
+      if (this.native !== null) {
+        this.metrics.closed(kind, (relayed.bytesUp ?? 0) + (initial?.length ?? 0), relayed.bytesDown ?? 0);
+      } else {
+        this.metrics.closed(kind, client.bytesRead, upstream.bytesRead);
       }
       if (kind === 'ro') {
         const n = (this.roCounts.get(key) ?? 1) - 1;

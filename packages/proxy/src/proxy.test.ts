@@ -9,6 +9,7 @@ import http from 'node:http';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 import pg from 'pg';
+import { Registry } from 'prom-client';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   newClusterData,
@@ -234,6 +235,8 @@ interface World {
   setHanging(hang: boolean): void;
   write(cd: ClusterData): Promise<void>;
   published(): Promise<ProxyInfo | undefined>;
+  /** The value of one series of the proxy's metrics (e.g. `stolon_proxy_connections{listener="main"}`), undefined when absent. */
+  metric(series: string): Promise<number | undefined>;
 }
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -283,6 +286,7 @@ async function world(
     opts.leaseRemainingMs,
   );
   const port = await freePort();
+  const registry = new Registry();
   handle = await start(
     {
       uid: UID,
@@ -292,7 +296,7 @@ async function world(
       ...dataPathConfig,
       ...opts.config,
     },
-    { store, logger },
+    { store, logger, registry },
   );
   const proxy = handle;
   cleanups.push(async () => {
@@ -315,6 +319,10 @@ async function world(
       await admin.overwriteClusterData(serializeClusterData(cd));
     },
     published: async () => (await admin.listInfos('proxies'))[UID],
+    metric: async (series) => {
+      const line = (await registry.metrics()).split('\n').find((l) => l.startsWith(`${series} `));
+      return line === undefined ? undefined : Number(line.slice(series.length + 1));
+    },
   };
 }
 
@@ -845,6 +853,50 @@ describe.each(DATA_PATHS)('data path: $name', ({ config }) => {
       sock.destroy();
     });
 
+    it('metrics: connections now and in total, bytes each way once closed, target changes, generation, primary, refusals, relay threads', { timeout: 15_000 }, async () => {
+      const a = await echo('A');
+      const b = await echo('B');
+      const dbs = { db1: a.port, db2: b.port };
+      const w = await world({ cd: aClusterData({ dbs, master: 'db1', enabled: [UID], generation: 2 }) });
+      await w.proxy.ready;
+      await waitFor(async () => (await w.metric('stolon_proxy_has_primary')) === 1, { timeoutMs: 2000, what: 'has_primary 1' });
+      expect(await w.metric('stolon_proxy_generation')).toBe(2);
+      expect(Date.now() / 1000 - ((await w.metric('stolon_proxy_last_check_success_seconds')) ?? 0)).toBeLessThan(2);
+      const c1 = await connect(w.port);
+      const c2 = await connect(w.port);
+      expect(await ask(c1, 'hello', 'c1 echo')).toBe('A:hello'); // 5 bytes up, 7 down
+      expect(await ask(c2, 'x', 'c2 echo')).toBe('A:x'); // 1 up, 3 down
+      expect(await w.metric('stolon_proxy_connections{listener="main"}')).toBe(2);
+      expect(await w.metric('stolon_proxy_connections_total{listener="main"}')).toBe(2);
+      if (dataPathConfig.dataPath === 'native') {
+        // Two relay threads, least loaded first: one connection each.
+        expect(await w.metric('stolon_proxy_relay_thread_connections{thread="0"}')).toBe(1);
+        expect(await w.metric('stolon_proxy_relay_thread_connections{thread="1"}')).toBe(1);
+      } else {
+        expect(await w.metric('stolon_proxy_relay_thread_connections{thread="0"}')).toBeUndefined();
+      }
+      const changesBefore = (await w.metric('stolon_proxy_target_changes_total')) ?? NaN;
+
+      // Fenced: both closed (their bytes counted), no primary, then a client refused for want of a target.
+      await w.write(aClusterData({ dbs, master: '', enabled: [UID], generation: 3 }));
+      await waitFor(() => c1.closed && c2.closed, { timeoutMs: 2000, what: 'clients closed on fencing' });
+      await waitFor(async () => (await w.metric('stolon_proxy_connections{listener="main"}')) === 0, { timeoutMs: 2000, what: 'no connection' });
+      expect(await w.metric('stolon_proxy_has_primary')).toBe(0);
+      expect(await w.metric('stolon_proxy_generation')).toBe(3);
+      expect(await w.metric('stolon_proxy_bytes_total{listener="main",direction="up"}')).toBe(6);
+      expect(await w.metric('stolon_proxy_bytes_total{listener="main",direction="down"}')).toBe(10);
+      expect(await probe(w.port)).toBe('closed');
+      expect(await w.metric('stolon_proxy_connections_refused_total{listener="main",reason="no_target"}')).toBe(1);
+
+      // Routed to the new primary: two target changes in all (to none, to db2).
+      await w.write(aClusterData({ dbs, master: 'db2', enabled: [UID], generation: 4 }));
+      await waitFor(async () => (await w.metric('stolon_proxy_has_primary')) === 1, { timeoutMs: 2000, what: 'has_primary 1 again' });
+      expect(await probe(w.port)).toBe('B:probe');
+      expect(await w.metric('stolon_proxy_target_changes_total')).toBe(changesBefore + 2);
+      expect(await w.metric('stolon_proxy_connections_total{listener="main"}')).toBe(3);
+      expect(await w.metric('stolon_proxy_check_failures_total{kind="store"}')).toBeUndefined();
+    });
+
     it('over --max-connections: ErrorResponse 53300 after the startup packet (SSL declined first), garbage closed, cancel forwarded; held connections unaffected', { timeout: 20_000 }, async () => {
       const a = await echo('A');
       const w = await world({
@@ -909,6 +961,9 @@ describe.each(DATA_PATHS)('data path: $name', ({ config }) => {
       held[0]?.sock.destroy();
       await waitFor(() => w.proxy.connections() === 2, { timeoutMs: 2000, what: 'a slot freed' });
       expect(await probe(w.port)).toBe('A:probe');
+      // pg's client, the raw one, the garbage one and the canceller's first accept were refused.
+      expect(await w.metric('stolon_proxy_connections_refused_total{listener="main",reason="max_connections"}')).toBe(4);
+      expect(await w.metric('stolon_proxy_connections_refused_total{listener="main",reason="no_target"}')).toBe(0);
     });
 
     it('garbage, abrupt resets and half-open clients do not disturb an established connection', { timeout: 20_000 }, async () => {

@@ -15,6 +15,7 @@
  * @see https://github.com/sorintlab/stolon/blob/master/cmd/proxy/cmd/proxy.go (Stolon's proxy)
  */
 import { readFileSync } from 'node:fs';
+import { Registry } from 'prom-client';
 import { StolonError, errorMessage } from '@stolon-ts/cluster';
 import type { Logger } from '@stolon-ts/common';
 import type { Store } from '@stolon-ts/store';
@@ -23,6 +24,7 @@ import { NativePath } from './datapath.js';
 import { Forwarder } from './forwarder.js';
 import { Keepalive } from './keepalive.js';
 import { Listeners } from './listeners.js';
+import { ProxyMetrics } from './metrics.js';
 import { defaultRelayThreads, loadRelayAddon } from './relay.js';
 import {
   DEFAULT_MAX_CONNECTIONS,
@@ -142,7 +144,15 @@ class ProxyDaemon {
       { idleMs: this.keepaliveIdleMs, intervalS: config.tcpKeepaliveIntervalS ?? 0, count: config.tcpKeepaliveCount ?? 0 },
       this.log,
     );
+    const metrics = new ProxyMetrics(deps.registry ?? new Registry(), {
+      connections: (kind) => this.forwarder.count(kind),
+      readOnly: this.roConfig !== null,
+      generation: () => this.checker.enforcedGeneration(),
+      hasPrimary: () => this.routing.target !== null,
+      relayLoad: () => this.native?.loads() ?? null,
+    });
     this.forwarder = new Forwarder({
+      metrics,
       log: this.log,
       maxConnections: this.maxConnections,
       keepaliveIdleMs: this.keepaliveIdleMs,
@@ -177,6 +187,7 @@ class ProxyDaemon {
       relay: this.native,
       stopping,
       memberToken: config.memberToken,
+      metrics,
     });
   }
 

@@ -160,6 +160,11 @@ export class Relay {
     return this.handles.length;
   }
 
+  /** Connections each thread holds now (index = thread); a copy, O(threads). */
+  loads(): number[] {
+    return [...this.load];
+  }
+
   /** Connections currently held. */
   size(): number {
     return this.owner.size;

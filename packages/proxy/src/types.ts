@@ -5,6 +5,7 @@
  * works: docs/architecture.md, "The proxy".
  */
 import type { Logger } from '@stolon-ts/common';
+import type { Registry } from 'prom-client';
 import type { Store } from '@stolon-ts/store';
 import type { ProxyHealthSnapshot } from './health.js';
 import type { ProxyTarget } from './target.js';
@@ -113,6 +114,11 @@ export interface ProxyDeps {
   store: Store;
   /** The process logger (docs/design.md#logging). */
   logger: Logger;
+  /**
+   * Where to register the proxy's metrics (metrics.ts; the status endpoint's `/metrics`).
+   * Default: a private registry nobody scrapes.
+   */
+  registry?: Registry;
 }
 
 /**

@@ -6,6 +6,7 @@ import {
   DAEMON_STOLON_FLAGS,
   addFlags,
   baseYargs,
+  createDaemonMetrics,
   createLogger,
   exitOnConfigError,
   logConfiguration,
@@ -55,14 +56,15 @@ async function main(): Promise<void> {
   const uid = newUid();
   const logger = createLogger({ level: flags.logLevel, component: 'sentinel', uid, cluster: flags.clusterName });
   logConfiguration(logger, flags, warnings);
+  const m = createDaemonMetrics('sentinel', flags.clusterName);
   const handle = await start(
     { uid, ...(initialClusterSpec !== undefined ? { initialClusterSpec } : {}) },
-    { store, logger },
+    { store, logger, registry: m.registry },
   );
   await runDaemon(logger, handle, {
     listen: statusListen,
     flag: { name: 'metrics-listen-address', value: flags.metricsListenAddress ?? '' },
-    checks: () => sentinelChecks(handle.health),
+    checks: () => ({ ...sentinelChecks(handle.health), metrics: m.source }),
     program: 'stolon-sentinel',
   });
 }

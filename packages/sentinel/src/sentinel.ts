@@ -27,7 +27,9 @@ import {
   type SentinelMemory,
 } from '@stolon-ts/cluster';
 import type { Election, Store } from '@stolon-ts/store';
+import { Registry } from 'prom-client';
 import type { SentinelHealthSnapshot } from './health.js';
+import { SentinelMetrics } from './metrics.js';
 import { RepublishWait } from './republish.js';
 
 /** The leader's read: usable (maybe repaired, malformed infos left out), or refused with the sentence to log. */
@@ -114,6 +116,11 @@ export interface SentinelConfig {
 export interface SentinelDeps {
   readonly store: Store;
   readonly logger: Logger;
+  /**
+   * Where to register the sentinel's metrics (metrics.ts; the status endpoint's `/metrics`).
+   * Default: a private registry nobody scrapes.
+   */
+  readonly registry?: Registry;
 }
 
 export interface SentinelHandle {
@@ -181,7 +188,11 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
   // expired during a store outage are granted anew): see republish.ts.
   const republish = new RepublishWait();
   const election: Election = await store.campaign(config.uid, config.leaderTtlMs ?? 5000);
+  const metrics = new SentinelMetrics(deps.registry ?? new Registry(), () => election.isLeader());
   election.onChange((leader) => {
+    if (leader) {
+      metrics.becameLeader();
+    }
     // A new term starts with empty memory, as Stolon resets its timers on (re)gaining leadership,
     // and with a republish wait (republish.ts).
     memory = emptyMemory();
@@ -216,6 +227,7 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
         }
         throw err;
       }
+      metrics.decided(undefined, cd);
       log.info(`created cluster ${cd.cluster.uid} from the initial cluster spec`);
       rec = await store.getClusterData();
       if (rec === null) {
@@ -225,7 +237,9 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
     if (!election.isLeader()) {
       // Observers read as every other component does; only the leader repairs.
       try {
-        const observed = resolveSpec(parseClusterData(rec.text).cluster.spec);
+        const observedCd = parseClusterData(rec.text);
+        const observed = resolveSpec(observedCd.cluster.spec);
+        metrics.checked(observedCd, Date.now());
         sleepMs = observed.sleepIntervalMs;
         // The spec's failInterval, not the default, decides what counts as an outage for a
         // sentinel that has not led yet (and how long its wait would be once it leads).
@@ -282,7 +296,9 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
         }
         throw err;
       }
+      metrics.decided(cd, out.next);
     }
+    metrics.checked(out.next, Date.now());
     if (dropped.length > 0) {
       memory = out.memory;
       return {
@@ -299,7 +315,7 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
 
   const loop = startPassLoop({
     log,
-    run: passes.wrap(runPass),
+    run: passes.wrap(metrics.timed(runPass)),
     intervalMs: () => sleepMs,
     watch: { store, topics: ['clusterdata', 'keepers', 'proxies'] },
   });

@@ -1308,7 +1308,7 @@ describe('events', () => {
         'declared failed at  2025-01-01T00:00:10.000Z',
         'phases              primary last seen -5210 ms, declared failed 0 ms, proxies fenced +35 ms, candidate chosen +40 ms, ' +
           'promoted +480 ms, proxies routed +510 ms',
-        'write outage        5720 ms (estimate: proxies routed − primary last seen)',
+        "write outage        at most 5720 ms (from the primary's last observed progress to routing the proxies to the new primary; clients reconnect after it)",
       ].join('\n'),
     );
   });

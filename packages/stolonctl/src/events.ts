@@ -2,7 +2,8 @@
  * `stolonctl events [--format table|json] [--last N]`: the failover trace — the finished
  * failovers and switchovers kept in `failoverHistory` (newest last), then the one in progress
  * (`cluster.status.failover`), each with its phases as millisecond offsets from the moment the
- * primary was declared failed and the write-outage estimate (proxies routed − primary last seen).
+ * primary was declared failed and the write-outage bound (proxies routed − primary last seen: at
+ * most this long, from the primary's last observed progress, were the proxies without a primary).
  * Building the view is a pure function over clusterdata ({@link buildEvents}); rendering is
  * separate.
  * Also the failsafe spells of primaries during store outages (`failsafeHistory`; docs/architecture.md,
@@ -43,6 +44,14 @@ export const PHASES = [
   ['proxiesRouted', 'proxies routed'],
 ] as const satisfies readonly (readonly [keyof FailoverEvent['phases'], string])[];
 
+/**
+ * What the write-outage figure bounds, printed after it. The primary stopped after its last
+ * observed progress (`primaryLastSeen`: when the leader sentinel first saw its keeper's last
+ * progress marker, or the first report of its postgres failing), so the proxies were without a
+ * primary at most that long; clients also need to reconnect once their proxy follows.
+ */
+const WRITE_OUTAGE_BOUND = "from the primary's last observed progress to routing the proxies to the new primary; clients reconnect after it";
+
 /** A phase name. */
 export type PhaseName = (typeof PHASES)[number][0];
 
@@ -57,7 +66,11 @@ export interface EventView {
    * `primaryLastSeen`); a phase whose time does not parse is left out.
    */
   readonly offsetsMs: Partial<Record<PhaseName, number>>;
-  /** `proxiesRouted − primaryLastSeen` in ms when both are known, else null. */
+  /**
+   * `proxiesRouted − primaryLastSeen` in ms when both are known, else null: an upper bound (to a
+   * store round trip) on the write outage behind the proxies, since the primary stopped after its
+   * last observed progress (`primaryLastSeen`); clients also reconnect after the routing.
+   */
   readonly writeOutageMs: number | null;
 }
 
@@ -217,7 +230,7 @@ export function renderEventsTable(r: EventsReport): string {
     const result = v.inProgress ? 'in progress' : (e.result ?? '-');
     const outage =
       v.writeOutageMs !== null
-        ? `${v.writeOutageMs} ms (estimate: proxies routed − primary last seen)`
+        ? `at most ${v.writeOutageMs} ms (${WRITE_OUTAGE_BOUND})`
         : v.inProgress
           ? 'not known yet (needs primary last seen and proxies routed)'
           : '- (primary last seen or proxies routed not recorded)';

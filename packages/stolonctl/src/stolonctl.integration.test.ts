@@ -301,7 +301,7 @@ describe('stolonctl bin against etcd', () => {
     expect(table.stdout).toContain(
       'primary last seen -5210 ms, declared failed 0 ms, proxies fenced +35 ms, candidate chosen +40 ms, promoted +480 ms, proxies routed +510 ms',
     );
-    expect(table.stdout).toMatch(/^write outage\s+5720 ms/m);
+    expect(table.stdout).toMatch(/^write outage\s+at most 5720 ms \(from the primary/m);
     const json = await ctl(name, ['events', '--format', 'json', '--last', '1']);
     expect(json.code).toBe(0);
     expect(JSON.parse(json.stdout)).toMatchObject([{ id: 'db9-done', inProgress: false, writeOutageMs: 5720, offsetsMs: { proxiesRouted: 510 } }]);
