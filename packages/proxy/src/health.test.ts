@@ -125,7 +125,7 @@ describe('proxyChecks', () => {
     expect(checks.readyz().ok).toBe(true);
     s = snap({ state: 'fenced', target: null });
     expect(checks.readyz().ok).toBe(false);
-    expect(checks.more?.['/readyz/read-only']?.().ok).toBe(true);
+    expect(checks.more?.['/readyz/read-only']?.(new URLSearchParams()).ok).toBe(true);
     expect(checks.healthz().ok).toBe(true);
     expect(proxyChecks(() => snap({ readOnly: false })).more).toBeUndefined();
   });
