@@ -19,6 +19,11 @@ describe('prometheus helper', () => {
     ]);
   });
 
+  it('lists the rule files when there are any', () => {
+    expect(JSON.parse(prometheusConfig([], 2, ['/x/rules.yml'])).rule_files).toEqual(['/x/rules.yml']);
+    expect('rule_files' in JSON.parse(prometheusConfig([], 2))).toBe(false);
+  });
+
   it('a missing binary fails naming the package to install', async () => {
     await expect(startPrometheus({ jobs: [], bin: '/nonexistent/prometheus' })).rejects.toThrow(/apt-get install -y prometheus/);
   });

@@ -48,6 +48,11 @@ export interface StartPrometheusOptions {
   readonly scrapeIntervalS?: number;
   /** The `prometheus` binary. @default {@link prometheusBinary}('prometheus') */
   readonly bin?: string;
+  /**
+   * A rule file's content (`groups: …`, e.g. a PrometheusRule's `spec` as YAML or JSON) for
+   * Prometheus to evaluate; its alerts show in the `ALERTS` series.
+   */
+  readonly rules?: string;
 }
 
 /** One sample of an instant query: the series' labels (`__name__` included when kept) and value. */
@@ -74,11 +79,12 @@ export interface PrometheusHandle {
  * The configuration file Prometheus gets: JSON, which is YAML too. Exported for the tests.
  * @param intervalS scrape and evaluation interval, seconds
  */
-export function prometheusConfig(jobs: readonly PrometheusJob[], intervalS: number): string {
+export function prometheusConfig(jobs: readonly PrometheusJob[], intervalS: number, ruleFiles: readonly string[] = []): string {
   const interval = `${intervalS}s`;
   return JSON.stringify(
     {
       global: { scrape_interval: interval, evaluation_interval: interval, scrape_timeout: `${Math.max(1, Math.min(intervalS, 10))}s` },
+      ...(ruleFiles.length > 0 ? { rule_files: [...ruleFiles] } : {}),
       scrape_configs: jobs.map((j) => ({
         job_name: j.name,
         metrics_path: '/metrics',
@@ -111,7 +117,11 @@ export async function startPrometheus(opts: StartPrometheusOptions): Promise<Pro
   try {
     const port = await freePort();
     const config = join(dir, 'prometheus.yml');
-    await writeFile(config, prometheusConfig(opts.jobs, opts.scrapeIntervalS ?? 1));
+    const ruleFiles = opts.rules === undefined ? [] : [join(dir, 'rules.yml')];
+    if (opts.rules !== undefined) {
+      await writeFile(join(dir, 'rules.yml'), opts.rules);
+    }
+    await writeFile(config, prometheusConfig(opts.jobs, opts.scrapeIntervalS ?? 1, ruleFiles));
     proc = startProcess({
       name: 'prometheus',
       cmd: bin,
