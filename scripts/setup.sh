@@ -29,6 +29,9 @@ command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need_a
 # /usr/bin/patroni's interpreter).
 { [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import consul' >/dev/null 2>&1; } || need_apt+=(python3-consul)
 [ -x /usr/bin/patroni ] || need_apt+=(patroni)
+# The monitoring tests and `npm run bench:metrics` run a real Prometheus, and promtool checks the
+# programs' /metrics and deploy/components/monitoring's rules (test/harness/src/prometheus.ts).
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing ${need_apt[*]}; run as root or: sudo apt-get install -y ${need_apt[*]}" >&2
@@ -42,6 +45,14 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
   systemctl stop etcd || true
 fi
+# Likewise a Prometheus service (and the node exporter it recommends); the tests start their own
+# Prometheus on free ports.
+for svc in prometheus prometheus-node-exporter; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled --quiet "$svc" 2>/dev/null; then
+    systemctl stop "$svc" >/dev/null 2>&1 || true
+    systemctl disable "$svc" >/dev/null 2>&1 || true
+  fi
+done
 
 if [ -z "${PG_BIN:-}" ]; then
   PG_BIN=$(pg_config --bindir 2>/dev/null || true)

@@ -1,7 +1,7 @@
 /**
  * @stolon-ts/harness: the cross-process test harness (docs/design.md#the-harness): free ports,
  * temp dirs, the `waitFor` helper, child-process handles with guaranteed cleanup, a real etcd,
- * the Kubernetes API stand-in and the Consul HTTP API stand-in.
+ * the Kubernetes API stand-in, the Consul HTTP API stand-in, and a real Prometheus.
  */
 export { freePort } from './ports.js';
 export { makeTempDir, removeDir } from './tmp.js';
@@ -32,6 +32,18 @@ export {
 } from './cluster.js';
 export { e2eCluster, type E2eCluster, type E2eClusterOptions, type FixtureHooks } from './fixture.js';
 export { query } from './sql.js';
+export {
+  prometheusBinary,
+  prometheusConfig,
+  runPromtool,
+  scrapeMetrics,
+  startPrometheus,
+  type PrometheusHandle,
+  type PrometheusJob,
+  type PromSample,
+  type PromtoolResult,
+  type StartPrometheusOptions,
+} from './prometheus.js';
 export { failoverEvents, waitKeepersConverged, type FailoverEventJson } from './converge.js';
 export { startRelay, type RelayHandle } from './relay.js';
 export {
