@@ -45,7 +45,6 @@ function value(m: Map<string, number>, series: string): number {
 const SENTINEL_NAMES = [
   'stolon_sentinel_is_leader',
   'stolon_sentinel_leader_changes_total',
-  'stolon_sentinel_leader_count',
   'stolon_sentinel_last_cluster_check_success_seconds',
   'stolon_sentinel_pass_duration_seconds_count',
   'stolon_sentinel_keepers{state="healthy"}',

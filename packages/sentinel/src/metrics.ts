@@ -1,8 +1,9 @@
 /**
  * The sentinel's Prometheus metrics (`GET /metrics` on `--metrics-listen-address`; docs/metrics.md,
  * "Sentinel"). Stolon's names where Stolon had the metric (`stolon_sentinel_is_leader`,
- * `stolon_sentinel_leader_count`, `stolon_sentinel_last_cluster_check_success_seconds`), ours
- * otherwise.
+ * `stolon_sentinel_last_cluster_check_success_seconds`), ours otherwise. Stolon's
+ * `stolon_sentinel_leader_count` is `stolon_sentinel_leader_changes_total` here: a counter must end
+ * in `_total` (`promtool check metrics` refuses the old name).
  *
  * Only the leader decides: `decisions_total`, `failovers_total`, `switchovers_total` and the phase
  * histogram move on the sentinel that led when the decision was written (sum their increases over
@@ -221,7 +222,6 @@ export function clusterGauges(cd: ClusterData): ClusterGauges {
 /** The sentinel's metrics in a registry; sentinel.ts calls the methods on its events. */
 export class SentinelMetrics {
   private readonly leaderChanges: Counter;
-  private readonly leaderCount: Counter;
   private readonly lastCheck: Gauge;
   private readonly passDuration: Histogram;
   private readonly decisions: Counter<'kind'>;
@@ -248,11 +248,6 @@ export class SentinelMetrics {
       },
     });
     this.leaderChanges = new Counter({ name: 'stolon_sentinel_leader_changes_total', help: 'Times this sentinel became the leader', registers });
-    this.leaderCount = new Counter({
-      name: 'stolon_sentinel_leader_count',
-      help: 'Times this sentinel became the leader (Stolon\'s name; same as stolon_sentinel_leader_changes_total)',
-      registers,
-    });
     this.lastCheck = new Gauge({
       name: 'stolon_sentinel_last_cluster_check_success_seconds',
       help: 'When a pass last read valid clusterdata and (leader) wrote its decision, seconds since the epoch (Stolon\'s metric)',
@@ -287,13 +282,11 @@ export class SentinelMetrics {
       this.phases.zero({ phase });
     }
     this.leaderChanges.inc(0);
-    this.leaderCount.inc(0);
   }
 
   /** This sentinel became the leader. */
   becameLeader(): void {
     this.leaderChanges.inc();
-    this.leaderCount.inc();
   }
 
   /** `pass` wrapped to observe its duration in `stolon_sentinel_pass_duration_seconds`, whatever its outcome. */
