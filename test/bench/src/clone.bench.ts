@@ -44,6 +44,7 @@ import {
   runCommand,
   secs,
   updateDocSection,
+  reportBenchFailure,
   writeResultLine,
   type MachineInfo,
   type OsIdentity,
@@ -815,13 +816,8 @@ async function main(): Promise<number> {
     if (interrupted) {
       return 130;
     }
-    process.stderr.write(`bench:clone failed: ${(err as Error).stack ?? String(err)}\n`);
-    if (cluster !== undefined) {
-      const file = await writeResultLine('clone', `${stamp}-failed`, { error: (err as Error).message, logs: cluster.logs() }).catch(() => undefined);
-      if (file !== undefined) {
-        process.stderr.write(`component logs saved in ${file}\n`);
-      }
-    }
+    const failed = cluster;
+    await reportBenchFailure('clone', stamp, err, failed === undefined ? undefined : () => failed.logs());
     return 1;
   } finally {
     say('cleaning up');

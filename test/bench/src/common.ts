@@ -185,6 +185,22 @@ export async function writeResultLine(name: string, stamp: string, result: unkno
 }
 
 /**
+ * Reports a failed benchmark on stderr (`bench:<name> failed: <stack>`) and, when a cluster ran,
+ * saves its component logs as `test/bench/results/<name>-<stamp>-failed.json` and names the file.
+ * Never throws (a log that cannot be saved is only not named).
+ * @param logs the cluster's logs, or undefined when no cluster was started
+ */
+export async function reportBenchFailure(name: string, stamp: string, err: unknown, logs: (() => string) | undefined): Promise<void> {
+  process.stderr.write(`bench:${name} failed: ${(err as Error).stack ?? String(err)}\n`);
+  if (logs !== undefined) {
+    const file = await writeResultLine(name, `${stamp}-failed`, { error: (err as Error).message, logs: logs() }).catch(() => undefined);
+    if (file !== undefined) {
+      process.stderr.write(`component logs saved in ${file}\n`);
+    }
+  }
+}
+
+/**
  * Replaces the text between `<!-- bench:<name>:start -->` and `<!-- bench:<name>:end -->` in
  * `doc` (atomically: temp file, rename).
  * @param doc @default docs/benchmarks.md

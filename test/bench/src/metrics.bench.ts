@@ -33,6 +33,7 @@ import {
   runCommand,
   trackLoad,
   updateDocSection,
+  reportBenchFailure,
   writeResultLine,
 } from './common.js';
 
@@ -378,13 +379,8 @@ async function main(): Promise<number> {
     }
     return 0;
   } catch (err) {
-    process.stderr.write(`bench:metrics failed: ${(err as Error).stack ?? String(err)}\n`);
-    if (cluster !== undefined) {
-      const file = await writeResultLine('metrics', `${stamp}-failed`, { error: (err as Error).message, logs: cluster.logs() }).catch(() => undefined);
-      if (file !== undefined) {
-        process.stderr.write(`component logs saved in ${file}\n`);
-      }
-    }
+    const failed = cluster;
+    await reportBenchFailure('metrics', stamp, err, failed === undefined ? undefined : () => failed.logs());
     return 1;
   } finally {
     say('cleaning up');

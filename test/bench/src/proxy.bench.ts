@@ -38,6 +38,7 @@ import {
   median,
   runCommand,
   updateDocSection,
+  reportBenchFailure,
   writeResultLine,
   type MachineInfo,
 } from './common.js';
@@ -601,13 +602,8 @@ async function main(): Promise<number> {
     if (interrupted) {
       return 130;
     }
-    process.stderr.write(`bench:proxy failed: ${(err as Error).stack ?? String(err)}\n`);
-    if (cluster !== undefined) {
-      const file = await writeResultLine('proxy', `${stamp}-failed`, { error: (err as Error).message, logs: cluster.logs() }).catch(() => undefined);
-      if (file !== undefined) {
-        process.stderr.write(`component logs saved in ${file}\n`);
-      }
-    }
+    const failed = cluster;
+    await reportBenchFailure('proxy', stamp, err, failed === undefined ? undefined : () => failed.logs());
     return 1;
   } finally {
     say('cleaning up');
