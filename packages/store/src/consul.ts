@@ -329,14 +329,7 @@ export class ConsulStore implements Store {
   async watch(topics: readonly WatchTopic[], listener: (topic: WatchTopic) => void): Promise<StoreWatch> {
     this.handles.ensureOpen('watch');
     const w = new ConsulWatch(this, [...new Set(topics)], listener, (x) => this.handles.forgetWatch(x));
-    this.handles.addWatch(w);
-    try {
-      await w.established;
-    } catch (err) {
-      await w.close();
-      throw err;
-    }
-    return w;
+    return this.handles.openWatch(w, () => w.established);
   }
 
   // ---- election ----

@@ -616,14 +616,7 @@ export class EtcdStore implements Store {
   async watch(topics: readonly WatchTopic[], listener: (topic: WatchTopic) => void): Promise<StoreWatch> {
     this.handles.ensureOpen('watch');
     const w = new EtcdWatch(this, [...new Set(topics)], listener, (x) => this.handles.forgetWatch(x));
-    this.handles.addWatch(w);
-    try {
-      await this.call('establish watch', this.deadline(), () => w.established);
-    } catch (err) {
-      await w.close();
-      throw err;
-    }
-    return w;
+    return this.handles.openWatch(w, () => this.call('establish watch', this.deadline(), () => w.established));
   }
 
   // ---- election ----

@@ -58,9 +58,22 @@ export class StoreHandles {
     return true;
   }
 
-  /** Keeps `w` open with the client until {@link StoreHandles.forgetWatch} (its own close). */
-  addWatch(w: StoreWatch): void {
+  /**
+   * What every `Store.watch` does with a new watch: keeps `w` open with the client until
+   * {@link StoreHandles.forgetWatch} (its own close), then waits for `establish`; if that fails,
+   * closes `w` and rethrows.
+   * @returns `w`, established.
+   * @throws whatever `establish` rejects with.
+   */
+  async openWatch<W extends StoreWatch>(w: W, establish: () => Promise<void>): Promise<W> {
     this.watches.add(w);
+    try {
+      await establish();
+    } catch (err) {
+      await w.close();
+      throw err;
+    }
+    return w;
   }
 
   /** Forgets a watch that closed. */

@@ -635,14 +635,11 @@ export class KubernetesStore implements Store {
   async watch(topics: readonly WatchTopic[], listener: (topic: WatchTopic) => void): Promise<StoreWatch> {
     this.handles.ensureOpen('watch');
     const w = new KubeWatch(this, [...new Set(topics)], listener, (x) => this.handles.forgetWatch(x));
-    this.handles.addWatch(w);
     try {
-      await w.start(this.deadline());
+      return await this.handles.openWatch(w, () => w.start(this.deadline()));
     } catch (err) {
-      await w.close();
       throw this.mapError('establish watch', err);
     }
-    return w;
   }
 
   // ---- election ----
