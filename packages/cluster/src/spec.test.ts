@@ -311,6 +311,7 @@ describe('resolveSpec', () => {
     pgHBA: null,
     automaticPgRestart: false,
     paused: false,
+    backup: null,
   };
 
   it('resolves every default, durations in ms', () => {

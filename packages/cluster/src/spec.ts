@@ -50,7 +50,7 @@ export const DEFAULT_SPEC = {
   pgHBA: null,
   automaticPgRestart: false,
   paused: false,
-} as const satisfies Omit<Required<ClusterSpec>, 'initMode' | 'pitrConfig' | 'existingConfig' | 'standbyConfig'>;
+} as const satisfies Omit<Required<ClusterSpec>, 'initMode' | 'pitrConfig' | 'existingConfig' | 'standbyConfig' | 'backup'>;
 
 const duration = z.string().refine((s) => parseDurationMs(s) !== undefined, {
   message: 'must be a duration such as "500ms", "5s", "1m30s" (a Go duration string, not negative)',
@@ -63,6 +63,31 @@ const slotName = z
 
 const archiveRecoverySettings = z.strictObject({ restoreCommand: z.string().optional() });
 const noNewline = z.string().refine((v) => !/[\r\n]/.test(v), 'must not contain a newline');
+
+const stanzaName = z.string().regex(/^[A-Za-z0-9_-]+$/, 'must match ^[A-Za-z0-9_-]+$ (a pgBackRest stanza name)');
+const repoPath = noNewline.refine((v) => v.startsWith('/'), 'must be an absolute path (starting with "/")');
+const backupSchema = z.strictObject({
+  repository: z.strictObject({
+    path: repoPath,
+    s3: z
+      .strictObject({
+        bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name (3-63 of a-z, 0-9, "." and "-")'),
+        endpoint: z.string().regex(/^[A-Za-z0-9.-]+(:[0-9]{1,5})?$/, 'must be a host name, optionally with ":port" (no scheme, no path)'),
+        region: z.string().regex(/^[a-z0-9-]+$/, 'must be a region name such as "us-east-1"'),
+        uriStyle: z.enum(['host', 'path']).optional(),
+        verifyTls: z.boolean().optional(),
+      })
+      .optional(),
+  }),
+  stanza: stanzaName.optional(),
+  retentionFull: z.number().int().min(1).max(9999999).optional(),
+  retentionDiff: z.number().int().min(1).max(9999999).optional(),
+  compressType: z.enum(['none', 'gz', 'lz4', 'zst', 'bz2']).optional(),
+  compressLevel: z.number().int().min(0).max(22).optional(),
+  archiveAsync: z.boolean().optional(),
+  processMax: z.number().int().min(1).max(999).optional(),
+  archiveWarnBytes: z.number().int().min(0).optional(),
+});
 
 /** Strict schema of the stored spec: an unknown field is an error naming it. */
 const specSchema = z.strictObject({
@@ -100,6 +125,7 @@ const specSchema = z.strictObject({
   pitrConfig: z
     .strictObject({
       dataRestoreCommand: z.string().optional(),
+      fromBackup: z.strictObject({ stanza: stanzaName.optional(), set: z.string().regex(/^[0-9A-Za-z_-]+$/, 'must be a backup label such as "20261206-101500F" (from stolonctl backups)').optional() }).optional(),
       archiveRecoverySettings: archiveRecoverySettings.optional(),
       recoveryTargetSettings: z
         .strictObject({
@@ -137,6 +163,7 @@ const specSchema = z.strictObject({
     .optional(),
   automaticPgRestart: z.boolean().optional(),
   paused: z.boolean().optional(),
+  backup: backupSchema.optional(),
 });
 
 function pathOf(path: readonly PropertyKey[]): string {
@@ -219,8 +246,15 @@ export function validateSpec(input: unknown): ClusterSpec {
     problems.push('initMode: "new" cannot be used with role "standby"; a standby cluster starts with initMode "pitr" (a copy of the primary cluster)');
   } else if (spec.initMode === 'existing' && !spec.existingConfig?.keeperUID) {
     problems.push('existingConfig.keeperUID: is required with initMode "existing" (the keeper whose data directory becomes the primary)');
-  } else if (spec.initMode === 'pitr' && !spec.pitrConfig?.dataRestoreCommand) {
-    problems.push('pitrConfig.dataRestoreCommand: is required with initMode "pitr" (a shell command filling %d, e.g. a pg_basebackup or a copy)');
+  } else if (spec.initMode === 'pitr' && !spec.pitrConfig?.dataRestoreCommand && spec.pitrConfig?.fromBackup === undefined) {
+    problems.push(
+      'pitrConfig.dataRestoreCommand: is required with initMode "pitr" (a shell command filling %d, e.g. a pg_basebackup or a copy), unless pitrConfig.fromBackup restores from the backup repository',
+    );
+  } else if (spec.initMode === 'pitr' && spec.pitrConfig?.dataRestoreCommand && spec.pitrConfig.fromBackup !== undefined) {
+    problems.push('pitrConfig.fromBackup: cannot be used with pitrConfig.dataRestoreCommand; keep one of the two');
+  }
+  if (spec.pitrConfig?.fromBackup !== undefined && spec.backup === undefined) {
+    problems.push('pitrConfig.fromBackup: needs a backup section (backup.repository is where the backup is read from)');
   }
   if (role === 'standby') {
     if (spec.standbyConfig?.standbySettings?.primaryConninfo === undefined) {
@@ -281,6 +315,7 @@ function resolveUnchecked(spec: ClusterSpec): ResolvedSpec {
     pgHBA: spec.pgHBA === undefined ? null : spec.pgHBA === null ? null : [...spec.pgHBA],
     automaticPgRestart: spec.automaticPgRestart ?? d.automaticPgRestart,
     paused: spec.paused ?? d.paused,
+    backup: spec.backup === undefined ? null : structuredClone(spec.backup),
   };
 }
 

@@ -77,6 +77,11 @@ export interface ClusterSpec {
   pgHBA?: string[] | null;
   automaticPgRestart?: boolean;
   /**
+   * Our addition: continuous WAL archiving and base backups with pgBackRest (docs/backup.md).
+   * Absent: no archiving (Stolon's behaviour; `archive_command` in `pgParameters` still works).
+   */
+  backup?: BackupSpec;
+  /**
    * Our addition (`stolonctl pause`/`resume`): the sentinel keeps observing but takes no failover,
    * standby-assignment or routing action. Patroni calls this maintenance mode.
    */
@@ -103,8 +108,69 @@ export interface RecoveryTargetSettings {
 export interface PITRConfig {
   /** Shell command that fills the data directory; `%d` is replaced by its path, `%%` by `%`. */
   dataRestoreCommand?: string;
+  /**
+   * Our addition: restore from a pgBackRest backup in `backup.repository` instead of running
+   * `dataRestoreCommand` (exactly one of the two); WAL comes from the same repository, so
+   * `archiveRecoverySettings` is not needed. `recoveryTargetSettings` picks the target (absent:
+   * the end of the archive).
+   */
+  fromBackup?: BackupSource;
   archiveRecoverySettings?: ArchiveRecoverySettings;
   recoveryTargetSettings?: RecoveryTargetSettings;
+}
+
+/** Our addition: the pgBackRest repository and what to keep there (docs/backup.md). */
+export interface BackupSpec {
+  repository: BackupRepository;
+  /** pgBackRest stanza name; default: the cluster name. `^[A-Za-z0-9_-]+$`. */
+  stanza?: string;
+  /** Full backups kept (`repo1-retention-full`); default 2. */
+  retentionFull?: number;
+  /** Differential backups kept (`repo1-retention-diff`); default: pgBackRest's (as many as full). */
+  retentionDiff?: number;
+  /** `compress-type`; default `lz4`. */
+  compressType?: BackupCompressType;
+  /** `compress-level`; default: pgBackRest's for the type. */
+  compressLevel?: number;
+  /** `archive-async` (WAL pushed in batches by a background process, spooled beside PGDATA); default false. */
+  archiveAsync?: boolean;
+  /** Parallel processes for backup and restore (`process-max`); default 1. */
+  processMax?: number;
+  /**
+   * Bytes of WAL waiting to be archived (`pg_wal/archive_status/*.ready`) past which the keeper
+   * warns and publishes the condition; default 1 GiB. Archiving never drops WAL to stay under it.
+   */
+  archiveWarnBytes?: number;
+}
+
+export type BackupCompressType = 'none' | 'gz' | 'lz4' | 'zst' | 'bz2';
+
+/**
+ * Where pgBackRest keeps backups and archived WAL: a POSIX directory (a volume every keeper
+ * mounts at the same path) or, with `s3`, S3-compatible object storage. Credentials never go
+ * in the spec: keepers read them from files or the environment (docs/backup.md).
+ */
+export interface BackupRepository {
+  /** POSIX: an absolute directory. S3: the path inside the bucket (absolute, e.g. `/stolon`). */
+  path: string;
+  s3?: {
+    bucket: string;
+    /** Host name (optionally `host:port`) of the S3 endpoint, e.g. `s3.eu-west-1.amazonaws.com`. */
+    endpoint: string;
+    region: string;
+    /** `repo1-s3-uri-style`; default `host`. */
+    uriStyle?: 'host' | 'path';
+    /** Verify the endpoint's TLS certificate (`repo1-storage-verify-tls`); default true. */
+    verifyTls?: boolean;
+  };
+}
+
+/** Our addition: which backup `pitrConfig.fromBackup` restores. */
+export interface BackupSource {
+  /** The stanza the backup was taken in (the source cluster's); default: `backup.stanza`. */
+  stanza?: string;
+  /** A backup label from `stolonctl backups` (e.g. `20261206-101500F`); default: the latest that reaches the target. */
+  set?: string;
 }
 
 /** Stolon's `standbySettings`: how a standby cluster's primary follows the external primary. */
@@ -157,6 +223,7 @@ export interface ResolvedSpec {
   pgHBA: string[] | null;
   automaticPgRestart: boolean;
   paused: boolean;
+  backup: BackupSpec | null;
 }
 
 export interface ClusterStatus {

@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest';
+import { backupStanza, pgbackrestRepoOptions } from './backup.js';
+import { resolveSpec, validateSpec } from './spec.js';
+
+describe('backup spec section', () => {
+  it('defaults the stanza to the cluster name and renders POSIX options', () => {
+    const b = { repository: { path: '/var/lib/backup' } };
+    expect(backupStanza(b, 'kube-stolon')).toBe('kube-stolon');
+    expect(pgbackrestRepoOptions(b, 'main')).toEqual([
+      '--stanza=main',
+      '--repo1-path=/var/lib/backup',
+      '--repo1-retention-full=2',
+      '--compress-type=lz4',
+      '--process-max=1',
+    ]);
+  });
+
+  it('renders S3 options without credentials', () => {
+    const opts = pgbackrestRepoOptions(
+      { repository: { path: '/stolon', s3: { bucket: 'pg-backups', endpoint: '127.0.0.1:9000', region: 'us-east-1', uriStyle: 'path', verifyTls: false } }, retentionDiff: 3, compressType: 'zst', compressLevel: 3 },
+      's',
+    );
+    expect(opts).toContain('--repo1-type=s3');
+    expect(opts).toContain('--repo1-s3-uri-style=path');
+    expect(opts).toContain('--no-repo1-storage-verify-tls');
+    expect(opts).toContain('--repo1-retention-diff=3');
+    expect(opts.join(' ')).not.toMatch(/key/i);
+  });
+
+  it.each([
+    [{ repository: { path: 'relative' } }, 'backup.repository.path'],
+    [{ repository: { path: '/x' }, stanza: 'a b' }, 'backup.stanza'],
+    [{ repository: { path: '/x' }, compressType: 'xz' }, 'backup.compressType'],
+    [{ repository: { path: '/x', s3: { bucket: 'B', endpoint: 'h', region: 'r' } } }, 'backup.repository.s3.bucket'],
+    [{ repository: { path: '/x', s3: { bucket: 'bucket', endpoint: 'https://h', region: 'r' } } }, 'backup.repository.s3.endpoint'],
+    [{ repository: { path: '/x' }, unknown: 1 }, 'backup.unknown'],
+  ])('refuses %j naming %s', (backup, field) => {
+    expect(() => validateSpec({ initMode: 'new', backup })).toThrow(field);
+  });
+
+  it('pitrConfig.fromBackup replaces dataRestoreCommand and needs the backup section', () => {
+    const backup = { repository: { path: '/b' } };
+    expect(resolveSpec({ initMode: 'pitr', backup, pitrConfig: { fromBackup: { stanza: 'old' } } }).pitrConfig?.fromBackup).toEqual({ stanza: 'old' });
+    expect(() => validateSpec({ initMode: 'pitr', pitrConfig: { fromBackup: {} } })).toThrow('pitrConfig.fromBackup: needs a backup section');
+    expect(() => validateSpec({ initMode: 'pitr', backup, pitrConfig: { fromBackup: {}, dataRestoreCommand: 'cp -a /x %d' } })).toThrow('keep one of the two');
+    expect(() => validateSpec({ initMode: 'pitr', backup, pitrConfig: {} })).toThrow('pitrConfig.dataRestoreCommand: is required');
+    expect(resolveSpec({ initMode: 'new' }).backup).toBeNull();
+  });
+});
