@@ -46,7 +46,7 @@ export interface TargetDecision {
  * event to `failoverHistory`). A failover (`kind: 'failover'`), an aborted switchover, or a
  * switchover that became a failover is not one.
  */
-export function switchoverInProgress(cd: ClusterData): boolean {
+function switchoverInProgress(cd: ClusterData): boolean {
   const status: unknown = cd.cluster.status;
   const ev = isObject(status) ? status['failover'] : undefined;
   return isObject(ev) && ev['kind'] === 'switchover' && ev['result'] === undefined;
