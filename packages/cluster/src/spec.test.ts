@@ -288,6 +288,7 @@ describe('resolveSpec', () => {
     proxyCheckIntervalMs: 1_000,
     proxyTimeoutMs: 4_000,
     switchoverTimeoutMs: 60_000,
+    switchoverHoldTimeoutMs: 10_000,
     failsafeMode: true,
     maxStandbys: 20,
     maxStandbysPerSender: 3,

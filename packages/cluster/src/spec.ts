@@ -29,6 +29,7 @@ export const DEFAULT_SPEC = {
   proxyCheckInterval: '1s', // Stolon: 5s.
   proxyTimeout: '4s', // Stolon: 15s.
   switchoverTimeout: '60s', // Ours: Stolon has no switchover.
+  switchoverHoldTimeout: '10s', // Ours: see docs/cluster-spec.md for the choice.
   failsafeMode: true, // Ours: Stolon has none (Patroni's failsafe_mode, off by default there).
   maxStandbys: 20,
   maxStandbysPerSender: 3,
@@ -102,6 +103,7 @@ const specSchema = z.strictObject({
   proxyCheckInterval: duration.optional(),
   proxyTimeout: duration.optional(),
   switchoverTimeout: duration.optional(),
+  switchoverHoldTimeout: duration.optional(),
   failsafeMode: z.boolean().optional(),
   maxStandbys: u16.min(1).optional(),
   maxStandbysPerSender: u16.min(1).optional(),
@@ -292,6 +294,7 @@ function resolveUnchecked(spec: ClusterSpec): ResolvedSpec {
     proxyCheckIntervalMs: ms(spec.proxyCheckInterval ?? d.proxyCheckInterval),
     proxyTimeoutMs: ms(spec.proxyTimeout ?? d.proxyTimeout),
     switchoverTimeoutMs: ms(spec.switchoverTimeout ?? d.switchoverTimeout),
+    switchoverHoldTimeoutMs: ms(spec.switchoverHoldTimeout ?? d.switchoverHoldTimeout),
     failsafeMode: spec.failsafeMode ?? d.failsafeMode,
     maxStandbys: spec.maxStandbys ?? d.maxStandbys,
     maxStandbysPerSender: spec.maxStandbysPerSender ?? d.maxStandbysPerSender,

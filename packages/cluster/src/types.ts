@@ -46,6 +46,13 @@ export interface ClusterSpec {
    */
   switchoverTimeout?: string;
   /**
+   * Our addition: during a planned switchover, from the fence until the new primary is routed,
+   * proxies accept new client connections and hold them (not connected to any backend) for at
+   * most this long each, then connect them to the new primary; past it a held connection is
+   * closed, as a connection with no primary is otherwise. `0s`: no holding (closed at once).
+   */
+  switchoverHoldTimeout?: string;
+  /**
    * Our addition (Patroni's `failsafe_mode`): while the store is unreachable, the primary keeps
    * its role as long as every keeper in clusterdata confirms it over the member API
    * (docs/architecture.md, "Store outages: failsafe mode").
@@ -199,6 +206,7 @@ export interface ResolvedSpec {
   proxyCheckIntervalMs: number;
   proxyTimeoutMs: number;
   switchoverTimeoutMs: number;
+  switchoverHoldTimeoutMs: number;
   failsafeMode: boolean;
   maxStandbys: number;
   maxStandbysPerSender: number;

@@ -75,7 +75,7 @@ export interface CheckerOptions {
   /** Written by every check and by the watchdog; read by the forwarder. */
   readonly routing: Routing;
   /** The connection table: closes the connections whose backend is no longer allowed. */
-  readonly connections: Pick<Forwarder, 'closeWhere' | 'count'>;
+  readonly connections: Pick<Forwarder, 'closeWhere' | 'count' | 'releaseHeld'>;
   /** Opened after every successful check, closed by the watchdog (with `stopListening`). */
   readonly listeners: Pick<Listeners, 'setWanted' | 'sync'>;
   /** The native relay, whose dead-man deadline follows the watchdog's; null on the event-loop path. */
@@ -132,7 +132,7 @@ export class Checker {
   private readonly readOnly: Pick<ReadOnlyConfig, 'maxLagBytes' | 'fallbackToPrimary'> | null;
   private readonly stopListening: boolean;
   private readonly routing: Routing;
-  private readonly connections: Pick<Forwarder, 'closeWhere' | 'count'>;
+  private readonly connections: Pick<Forwarder, 'closeWhere' | 'count' | 'releaseHeld'>;
   private readonly listeners: Pick<Listeners, 'setWanted' | 'sync'>;
   private readonly relay: Pick<NativePath, 'renew'> | null;
   private readonly stopping: () => boolean;
@@ -243,11 +243,18 @@ export class Checker {
     await this.loop?.stop();
   }
 
-  /** Routes nowhere on both listeners and closes every connection. @returns how many, per listener. */
+  /** Routes nowhere on both listeners and closes every connection (held ones too). @returns how many, per listener. */
   routeNowhere(): Promise<{ main: number; ro: number }> {
     this.routing.target = null;
     this.routing.roTargets = [];
+    this.endHold();
     return this.closeStale();
+  }
+
+  /** Stops holding new clients and closes the held ones (fail closed: as when not holding). */
+  private endHold(): void {
+    this.routing.holdMs = 0;
+    this.connections.releaseHeld();
   }
 
   /**
@@ -292,6 +299,9 @@ export class Checker {
         closed.main += c.main;
         closed.ro += c.ro;
       }
+      // Holding needs a fresh clusterdata saying a planned switchover is in progress: a check
+      // that cannot read one ends the hold (the connections held are closed, as without it).
+      this.endHold();
       // A store that cannot be read is given until proxyTimeout (the watchdog, counted from the
       // last successful check) before connections are dropped: a short etcd leader election
       // must not cut every client connection.
@@ -364,12 +374,12 @@ export class Checker {
       return { reason: 'stopping', closed: { main: 0, ro: 0 } };
     }
 
-    let decision: { target: ProxyTarget | null; generation: number | null; reason: string };
+    let decision: { target: ProxyTarget | null; generation: number | null; reason: string; hold: boolean };
     let ro: ReadOnlyDecision | null = null;
-    let spec: { proxyCheckIntervalMs: number; proxyTimeoutMs: number } | null = null;
+    let spec: { proxyCheckIntervalMs: number; proxyTimeoutMs: number; switchoverHoldTimeoutMs: number } | null = null;
     let cd: ClusterData | null = null;
     if (rec === null) {
-      decision = { target: null, generation: null, reason: 'fenced: no clusterdata in the store (cluster not initialised)' };
+      decision = { target: null, generation: null, reason: 'fenced: no clusterdata in the store (cluster not initialised)', hold: false };
       if (this.readOnly !== null) {
         ro = { targets: [], fallback: false, reason: 'read-only: no clusterdata, routing nowhere' };
       }
@@ -391,6 +401,13 @@ export class Checker {
     // A new primary is routed to, from either port, only after the publication succeeded.
     const mainChanged = !sameTarget(this.routing.target, decision.target);
     const roNext = ro?.targets ?? [];
+    // A planned switchover: hold new main-listener clients from now (holding routes nowhere).
+    // Not the other way: a hold ends only once this check succeeded, so a client arriving while
+    // the new primary's generation is being published is held and then connected, not closed.
+    const holdMs = decision.hold && spec !== null ? spec.switchoverHoldTimeoutMs : 0;
+    if (holdMs > 0) {
+      this.routing.holdMs = holdMs;
+    }
     if (mainChanged) {
       this.routing.target = null;
     }
@@ -431,6 +448,8 @@ export class Checker {
     this.armWatchdog(startedAt + this.proxyTimeoutMs);
     this.routing.target = decision.target;
     this.routing.roTargets = roNext;
+    this.routing.holdMs = holdMs;
+    this.connections.releaseHeld(); // to the new primary, or closed when the hold ended without one
     this.routing.state = decision.target === null ? 'fenced' : 'routing';
     this.listeners.setWanted(true);
     await this.listeners.sync();

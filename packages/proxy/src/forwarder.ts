@@ -3,8 +3,12 @@
  * accepts a client (or closes it when there is no target, or answers it as PostgreSQL would over
  * `--max-connections`), picks its backend from the shared {@link Routing}, dials it, sets
  * keepalive, moves the bytes on one of the two data paths (datapath.ts), and closes connections
- * on demand ({@link Forwarder.closeWhere}, for the fencing handshake in checker.ts). More:
- * docs/architecture.md, "The proxy".
+ * on demand ({@link Forwarder.closeWhere}, for the fencing handshake in checker.ts). During a
+ * planned switchover (`Routing.holdMs` > 0 with no target) a new main-listener client is held
+ * instead of closed: accepted and left paused, connected to no backend, until the check loop
+ * routes the new primary ({@link Forwarder.releaseHeld} then forwards it there) or its
+ * `switchoverHoldTimeout` passes (closed). Holding happens before a connection is set up, so it
+ * costs nothing per byte on established ones. More: docs/architecture.md, "The proxy".
  */
 import net from 'node:net';
 import type { Logger } from '@stolon-ts/common';
@@ -35,6 +39,16 @@ interface Pair {
   destroy: () => void;
   /** Resolves once both sides are closed (both sockets emitted `close`, or the relay reported it). */
   readonly closed: Promise<void>;
+}
+
+/** A main-listener client held during a planned switchover, waiting for the new primary. */
+interface Held {
+  readonly client: net.Socket;
+  readonly from: string;
+  /** performance.now() ms when it was accepted. */
+  readonly since: number;
+  /** Closes it at its `switchoverHoldTimeout`. */
+  timer: NodeJS.Timeout | undefined;
 }
 
 /** `dbUid@host:port`: counts read-only connections per backend. */
@@ -88,6 +102,10 @@ export class Forwarder {
   private readonly refusing = new Set<net.Socket>();
   /** True from the first over-limit refusal until the count is below the limit again (one warning per burst). */
   private overLimitWarned = false;
+  /** Main-listener clients held now (planned switchover); see the module header. */
+  private readonly held = new Set<Held>();
+  /** True from the first held connection closed at its timeout until the hold ends (one warning per hold). */
+  private holdTimeoutWarned = false;
 
   constructor(opts: ForwarderOptions) {
     this.log = opts.log;
@@ -133,6 +151,89 @@ export class Forwarder {
     return { main: victims.length - ro, ro };
   }
 
+  /** Main-listener clients held now, waiting for the new primary of a planned switchover. */
+  heldCount(): number {
+    return this.held.size;
+  }
+
+  /**
+   * Acts on the held clients after the routing changed (call after every change of
+   * `routing.target` or `routing.holdMs`): with a target, forwards each to it (their startup
+   * packets, buffered in the kernel, go first); with none and no longer holding (or stopping),
+   * closes them; while still holding, leaves them. Logs what it did once.
+   */
+  releaseHeld(): void {
+    if (this.held.size === 0) {
+      this.holdTimeoutWarned = false;
+      return;
+    }
+    const target = this.routing.target;
+    const stopping = this.stopping();
+    if (target === null && this.routing.holdMs > 0 && !stopping) {
+      return;
+    }
+    const list = [...this.held];
+    this.held.clear();
+    this.holdTimeoutWarned = false;
+    const now = performance.now();
+    let longest = 0;
+    let n = 0;
+    for (const h of list) {
+      clearTimeout(h.timer);
+      if (h.client.destroyed) {
+        continue;
+      }
+      n++;
+      longest = Math.max(longest, now - h.since);
+      if (target === null || stopping) {
+        this.refused++;
+        this.metrics.refused('main', stopping ? 'stopping' : 'hold_timeout');
+        h.client.destroy();
+      } else {
+        this.forward('main', h.client, target, h.from, null);
+      }
+    }
+    if (n > 0) {
+      const waited = `held up to ${Math.round(longest)} ms`;
+      this.log.info(
+        { held: n, longestMs: Math.round(longest), to: target === null ? null : formatAddress(target.host, target.port) },
+        target === null || stopping
+          ? `closed ${n} held connection${n === 1 ? '' : 's'} (${waited}): ${stopping ? 'stopping' : 'the planned switchover ended without a new primary routed'}`
+          : `connected ${n} held connection${n === 1 ? '' : 's'} to the new primary ${formatAddress(target.host, target.port)} (${waited})`,
+      );
+    }
+  }
+
+  /**
+   * Holds a main-listener client (paused, no backend) until {@link releaseHeld} or
+   * `routing.holdMs` passes, then closes it (reason `hold_timeout`).
+   */
+  private hold(client: net.Socket, from: string): void {
+    const holdMs = this.routing.holdMs;
+    const h: Held = { client, from, since: performance.now(), timer: undefined };
+    h.timer = setTimeout(() => {
+      if (!this.held.delete(h)) {
+        return;
+      }
+      this.refused++;
+      this.metrics.refused('main', 'hold_timeout');
+      client.destroy();
+      const text = `closed held connection from ${from}: no new primary routed within switchoverHoldTimeout (${holdMs} ms)`;
+      if (!this.holdTimeoutWarned) {
+        this.holdTimeoutWarned = true;
+        this.log.warn({ from, holdMs }, `${text}; further ones are logged at debug until the hold ends`);
+      } else {
+        this.log.debug({ from, holdMs }, text);
+      }
+    }, holdMs);
+    client.once('close', () => {
+      clearTimeout(h.timer);
+      this.held.delete(h);
+    });
+    this.held.add(h);
+    this.log.debug({ from, held: this.held.size, holdMs }, `holding connection from ${from}: planned switchover in progress`);
+  }
+
   /** Destroys the over-limit clients still being refused (at stop). */
   dropRefusing(): void {
     for (const s of this.refusing) {
@@ -141,14 +242,27 @@ export class Forwarder {
   }
 
   /**
-   * A client accepted (paused) on listener `kind`: closed at once when there is no target or
-   * the proxy is stopping, refused over `--max-connections`, else forwarded to its backend.
+   * A client accepted (paused) on listener `kind`: refused over `--max-connections` (held clients
+   * count), held when the main listener has no target during a planned switchover
+   * (`routing.holdMs` > 0), closed at once when there is no target otherwise or the proxy is
+   * stopping, else forwarded to its backend.
    */
   accept(kind: ListenerKind, client: net.Socket): void {
     const target = this.pick(kind);
     const from = `${client.remoteAddress ?? '?'}:${client.remotePort ?? '?'}`;
     client.on('error', () => undefined); // until the pair's own handlers take over; an RST must not crash us
-    if (target === null || this.stopping()) {
+    const stopping = this.stopping();
+    const holding = target === null && kind === 'main' && this.routing.holdMs > 0 && !stopping;
+    // Held clients count against the limit: each holds a descriptor and becomes a connection.
+    if (this.maxConnections > 0 && this.pairs.size + this.held.size >= this.maxConnections && (holding || (target !== null && !stopping))) {
+      this.refuseOverLimit(kind, client, from);
+      return;
+    }
+    if (holding) {
+      this.hold(client, from);
+      return;
+    }
+    if (target === null || stopping) {
       this.refused++;
       this.metrics.refused(kind, target === null ? 'no_target' : 'stopping');
       // Closed at once: there is no backend this proxy may route to.
@@ -157,10 +271,6 @@ export class Forwarder {
         { from, listener: kind, refused: this.refused },
         `closed ${kind === 'ro' ? 'read-only ' : ''}connection from ${from}: no target (${this.routing.state})`,
       );
-      return;
-    }
-    if (this.maxConnections > 0 && this.pairs.size >= this.maxConnections) {
-      this.refuseOverLimit(kind, client, from);
       return;
     }
     this.forward(kind, client, target, from, null);

@@ -25,14 +25,18 @@ function listenerLabel(kind: ListenerKind): ListenerLabel {
 /**
  * Why a client was refused (`stolon_proxy_connections_refused_total{reason}`): `no_target` (no
  * primary, or no qualifying standby on the read-only listener: closed at once), `stopping` (the
- * proxy is stopping), `max_connections` (over `--max-connections`: a PostgreSQL ErrorResponse).
+ * proxy is stopping), `max_connections` (over `--max-connections`: a PostgreSQL ErrorResponse), `hold_timeout` (held
+ * during a planned switchover for `switchoverHoldTimeout` with no new primary routed, or the hold
+ * ended without one: closed).
  */
-export type RefusalReason = 'no_target' | 'stopping' | 'max_connections';
+export type RefusalReason = 'no_target' | 'stopping' | 'max_connections' | 'hold_timeout';
 
 /** What the gauges read at each scrape; each must be cheap (no walk over connections). */
 export interface ProxyMetricsSources {
   /** Connections forwarded now on one listener. */
   readonly connections: (kind: ListenerKind) => number;
+  /** Main-listener clients held now, waiting for the new primary of a planned switchover. */
+  readonly held: () => number;
   /** Whether the read-only listener exists (its series are then always exported). */
   readonly readOnly: boolean;
   /** The proxy generation this proxy enforces (its last successful check's), null before any. */
@@ -67,10 +71,18 @@ export class ProxyMetrics {
         }
       },
     });
+    new Gauge({
+      name: 'stolon_proxy_held_connections',
+      help: 'Client connections held now (accepted, not connected) waiting for the new primary of a planned switchover',
+      registers,
+      collect() {
+        this.set(sources.held());
+      },
+    });
     this.opened = new Counter({ name: 'stolon_proxy_connections_total', help: 'Client connections forwarded since start, by listener', labelNames: ['listener'] as const, registers });
     this.refusals = new Counter({
       name: 'stolon_proxy_connections_refused_total',
-      help: 'Client connections refused since start, by listener and reason (no_target, stopping, max_connections)',
+      help: 'Client connections refused since start, by listener and reason (no_target, stopping, max_connections, hold_timeout)',
       labelNames: ['listener', 'reason'] as const,
       registers,
     });
@@ -117,7 +129,7 @@ export class ProxyMetrics {
     for (const kind of listeners) {
       const listener = listenerLabel(kind);
       this.opened.inc({ listener }, 0);
-      for (const reason of ['no_target', 'max_connections'] as const) {
+      for (const reason of kind === 'main' ? (['no_target', 'max_connections', 'hold_timeout'] as const) : (['no_target', 'max_connections'] as const)) {
         this.refusals.inc({ listener, reason }, 0);
       }
       this.bytes.inc({ listener, direction: 'up' }, 0);

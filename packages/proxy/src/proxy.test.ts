@@ -1088,6 +1088,86 @@ describe.each(DATA_PATHS)('data path: $name', ({ config }) => {
     return { c, name: reply.slice(0, reply.indexOf(':')) };
   }
 
+  describe('planned switchover: holding new connections', () => {
+    /** Clusterdata fenced for a switchover (or failover) of db1 to db2 in progress, proxy generation 3. */
+    function fencedFor(kind: 'switchover' | 'failover', ports: { a: number; b: number }, spec?: object): ClusterData {
+      const cd = aClusterData({ dbs: { db1: ports.a, db2: ports.b }, master: '', enabled: [UID], generation: 3, ...(spec === undefined ? {} : { spec }) });
+      cd.cluster.status.master = 'db1';
+      cd.cluster.status.failover = {
+        id: 'ev1',
+        kind,
+        cause: 'test',
+        oldPrimary: { keeperUID: 'keeper-db1', dbUid: 'db1', xLogPos: 0 },
+        newPrimary: { keeperUID: 'keeper-db2', dbUid: 'db2', xLogPos: 0 },
+        phases: { declaredFailed: ISO },
+      };
+      return cd;
+    }
+
+    it('holds a new client while the switchover is in progress, then connects it to the new primary with the bytes it sent meanwhile', { timeout: 15_000 }, async () => {
+      const a = await echo('A');
+      const b = await echo('B');
+      const w = await world({ cd: aClusterData({ dbs: { db1: a.port, db2: b.port }, master: 'db1', enabled: [UID], generation: 2 }) });
+      await w.proxy.ready;
+      const old = await connect(w.port);
+      expect(await ask(old, 'x', 'the old primary')).toBe('A:x');
+      await w.write(fencedFor('switchover', { a: a.port, b: b.port }));
+      await waitFor(() => old.closed, { timeoutMs: 3000, what: 'the old primary session closed by the fence' });
+      await waitFor(async () => (await w.published())?.Generation === 3, { timeoutMs: 3000, what: 'generation 3 acknowledged' });
+      const c = await connect(w.port);
+      c.sock.write('early');
+      // Held: neither closed nor connected anywhere, for well past a check interval.
+      await new Promise((r) => setTimeout(r, 600));
+      expect(c.closed).toBe(false);
+      expect(c.data).toBe('');
+      expect(a.open() + b.open()).toBe(0);
+      expect(await w.metric('stolon_proxy_held_connections')).toBe(1);
+      // The sentinel routes the proxies to the new primary (the event moves to the history).
+      const routed = aClusterData({ dbs: { db1: a.port, db2: b.port }, master: 'db2', enabled: [UID], generation: 4 });
+      await w.write(routed);
+      await waitFor(() => (c.data === 'B:early' ? true : undefined), { timeoutMs: 3000, what: 'the held client connected to B', intervalMs: 10 });
+      expect(await ask(c, 'more', 'B again')).toBe('B:more');
+      expect(a.open()).toBe(0);
+      await waitForLog(w.lines, /^connected 1 held connection to the new primary 127\.0\.0\.1:\d+ \(held up to \d+ ms\)$/);
+      expect(await w.metric('stolon_proxy_held_connections')).toBe(0);
+      c.sock.destroy();
+    });
+
+    it('closes a held client once switchoverHoldTimeout passed without a new primary', { timeout: 15_000 }, async () => {
+      const a = await echo('A');
+      const b = await echo('B');
+      const spec = { ...SPEC, switchoverHoldTimeout: '300ms' };
+      const w = await world({ cd: fencedFor('switchover', { a: a.port, b: b.port }, spec) });
+      await w.proxy.ready;
+      const t0 = performance.now();
+      const c = await connect(w.port);
+      await waitFor(() => c.closed, { timeoutMs: 3000, what: 'the held client closed', intervalMs: 10 });
+      const took = performance.now() - t0;
+      expect(took).toBeGreaterThanOrEqual(290);
+      expect(took).toBeLessThan(300 + SLACK_MS);
+      expect(c.data).toBe('');
+      await waitForLog(w.lines, /^closed held connection from .*: no new primary routed within switchoverHoldTimeout \(300 ms\)/);
+      expect(await w.metric('stolon_proxy_connections_refused_total{listener="main",reason="hold_timeout"}')).toBe(1);
+    });
+
+    it('a failover keeps closing new clients at once; a store that cannot be read ends the hold', { timeout: 15_000 }, async () => {
+      const a = await echo('A');
+      const b = await echo('B');
+      const w = await world({ cd: fencedFor('failover', { a: a.port, b: b.port }) });
+      await w.proxy.ready;
+      expect(await probe(w.port)).toBe('closed');
+      await w.write(fencedFor('switchover', { a: a.port, b: b.port }));
+      await waitForLog(w.lines, /planned switchover in progress: holding new connections/);
+      const c = await connect(w.port);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(c.closed).toBe(false);
+      w.backend.setUnavailable(true);
+      await waitFor(() => c.closed, { timeoutMs: 3000, what: 'the held client closed when a check failed', intervalMs: 10 });
+      expect(c.data).toBe('');
+      expect(await probe(w.port)).toMatch(/^(closed|refused)$/);
+    });
+  });
+
   describe('read-only listener', () => {
     it('balances over in-sync standbys only, closes connections to a standby that falls behind or is promoted, logs each change with the generation', { timeout: 30_000 }, async () => {
       const [a, s2, s3] = await Promise.all([echo('A'), echo('S2'), echo('S3')]);

@@ -113,7 +113,7 @@ class ProxyDaemon {
   private readonly log: Logger;
 
   /** Where new clients go and the state; see {@link Routing}. */
-  private readonly routing: Routing = { state: 'starting', target: null, roTargets: [] };
+  private readonly routing: Routing = { state: 'starting', target: null, roTargets: [], holdMs: 0 };
   /** The native relay (`dataPath: 'native'`), or null when bytes are piped in the event loop. */
   private readonly native: NativePath | null;
   private readonly keepalive: Keepalive;
@@ -146,6 +146,7 @@ class ProxyDaemon {
     );
     const metrics = new ProxyMetrics(deps.registry ?? new Registry(), {
       connections: (kind) => this.forwarder.count(kind),
+      held: () => this.forwarder.heldCount(),
       readOnly: this.roConfig !== null,
       generation: () => this.checker.enforcedGeneration(),
       hasPrimary: () => this.routing.target !== null,

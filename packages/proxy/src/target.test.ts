@@ -94,6 +94,33 @@ describe('resolveTarget', () => {
     expect((caught as ClusterDataInvalidError).field).toBe(field);
   });
 
+  it('holds new clients only while a planned switchover is in progress and there is no target', () => {
+    const withEvent = (kind: 'switchover' | 'failover', routed: boolean, result?: 'completed' | 'aborted') =>
+      cd((c) => {
+        if (!routed) {
+          c.proxy.spec.masterDbUid = '';
+        }
+        c.cluster.status.failover = {
+          id: 'e',
+          kind,
+          cause: 'test',
+          oldPrimary: { keeperUID: 'k1', dbUid: 'db1', xLogPos: 0 },
+          phases: { declaredFailed: '2024-01-01T00:00:00.000Z' },
+          ...(result === undefined ? {} : { result }),
+        };
+      });
+    const sw = resolveTarget(withEvent('switchover', false), 'px1');
+    expect(sw.target).toBeNull();
+    expect(sw.hold).toBe(true);
+    expect(sw.reason).toBe(
+      'fenced: no primary published (proxy generation 7); planned switchover in progress: holding new connections until the new primary is routed',
+    );
+    expect(resolveTarget(withEvent('failover', false), 'px1').hold).toBe(false);
+    expect(resolveTarget(withEvent('switchover', false, 'aborted'), 'px1').hold).toBe(false);
+    expect(resolveTarget(withEvent('switchover', true), 'px1')).toMatchObject({ hold: false, target: { dbUid: 'db1' } });
+    expect(resolveTarget(cd((c) => (c.proxy.spec.masterDbUid = '')), 'px1').hold).toBe(false);
+  });
+
   it('sameTarget compares db, host and port', () => {
     const t = { dbUid: 'a', host: 'h', port: 1 };
     expect(sameTarget(null, null)).toBe(true);

@@ -30,6 +30,26 @@ export interface TargetDecision {
   readonly generation: number;
   /** One human sentence saying why, e.g. "routing to 127.0.0.1:5433 (db abc, proxy generation 7)". */
   readonly reason: string;
+  /**
+   * True when there is no target because a planned switchover is in progress (see
+   * {@link switchoverInProgress}): new clients on the main listener are then held, not closed,
+   * until the new primary is routed (or `switchoverHoldTimeout`). Always false with a target.
+   */
+  readonly hold: boolean;
+}
+
+/**
+ * True while clusterdata records a planned switchover that has not ended
+ * (`cluster.status.failover` with `kind: 'switchover'` and no `result`): from the fence (proxy
+ * generation bumped, `masterDbUid` emptied) through the old primary's clean shutdown and the
+ * target's promotion, until the sentinel routes the proxies to the new primary (which moves the
+ * event to `failoverHistory`). A failover (`kind: 'failover'`), an aborted switchover, or a
+ * switchover that became a failover is not one.
+ */
+function switchoverInProgress(cd: ClusterData): boolean {
+  const status: unknown = cd.cluster.status;
+  const ev = isObject(status) ? status['failover'] : undefined;
+  return isObject(ev) && ev['kind'] === 'switchover' && ev['result'] === undefined;
 }
 
 /**
@@ -97,7 +117,13 @@ export function resolveTarget(cd: ClusterData, proxyUid: string): TargetDecision
     throw invalid('clusterdata.proxy.spec.enabledProxies is not a list of strings', 'proxy.spec.enabledProxies');
   }
   const gen = `proxy generation ${generation}`;
-  const none = (why: string): TargetDecision => ({ target: null, generation, reason: `fenced: ${why} (${gen})` });
+  const hold = switchoverInProgress(cd);
+  const none = (why: string): TargetDecision => ({
+    target: null,
+    generation,
+    reason: `fenced: ${why} (${gen})${hold ? '; planned switchover in progress: holding new connections until the new primary is routed' : ''}`,
+    hold,
+  });
 
   if (masterDbUid === '') {
     return none('no primary published');
@@ -145,7 +171,7 @@ export function resolveTarget(cd: ClusterData, proxyUid: string): TargetDecision
     );
   }
   const target: ProxyTarget = { dbUid: masterDbUid, host, port };
-  return { target, generation, reason: `routing to ${formatAddress(host, port)} (db ${masterDbUid}, ${gen})` };
+  return { target, generation, reason: `routing to ${formatAddress(host, port)} (db ${masterDbUid}, ${gen})`, hold: false };
 }
 
 /** Options of {@link resolveReadOnlyTargets} (the `--ro-*` flags). */

@@ -127,7 +127,8 @@ export interface ProxyDeps {
  *   never listens, as in Stolon).
  * - `routing`: the last check succeeded and clients are forwarded to the primary.
  * - `fenced`: routing nowhere because clusterdata says so (no primary, this proxy not enabled,
- *   no clusterdata) or is invalid; still listening, new connections are closed at once.
+ *   no clusterdata) or is invalid; still listening, new connections are closed at once (during a
+ *   planned switchover they are held instead: {@link Routing.holdMs}).
  * - `store-lost`: the last check could not read the store or publish. The targets stay until no
  *   check succeeded within `proxyTimeout`; then the watchdog fires and the proxy routes nowhere
  *   (with `stopListening` the listener is then closed).
@@ -180,4 +181,10 @@ export interface Routing {
   target: ProxyTarget | null;
   /** Where the read-only listener may send new clients (empty: nowhere). */
   roTargets: readonly ProxyTarget[];
+  /**
+   * While `target` is null during a planned switchover: how long, in ms, each new main-listener
+   * client is held (accepted, not connected) waiting for the new primary (the spec's
+   * `switchoverHoldTimeout`); 0: not holding, new clients are closed at once.
+   */
+  holdMs: number;
 }

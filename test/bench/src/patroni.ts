@@ -1,6 +1,6 @@
 /**
- * Patroni 3.0.2 (Debian's `patroni` package) as a baseline for `bench:failover` and
- * `bench:store-outage`, and as an independent client of the harness's Consul stand-in
+ * Patroni 3.0.2 (Debian's `patroni` package) as a baseline for `bench:failover`,
+ * `bench:store-outage` and `bench:switchover` (`patronictl switchover`), and as an independent client of the harness's Consul stand-in
  * (test/e2e/consul-standin-patroni.backends.test.ts): two Patroni
  * nodes on loopback ports over a single-member etcd (Patroni's `etcd3` API) or a given Consul
  * (`dcs`), PostgreSQL 15 from
@@ -92,6 +92,11 @@ export interface PatroniEnv {
   crashPostgres(i: number): Promise<void>;
   /** Starts node i's Patroni again. */
   startNode(i: number): Promise<void>;
+  /**
+   * `patronictl switchover --leader <leader> --candidate <node to> --force` (Patroni's planned
+   * switchover), bounded by 120 s. @returns its exit code (null when it was killed) and output.
+   */
+  switchover(to: number): Promise<{ code: number | null; output: string }>;
   /**
    * Waits until one leader and one replica are running (REST `/cluster`), the replica within
    * `maxLagBytes` of the leader, and a write through HAProxy succeeds; returns when (epoch ms), or
@@ -431,6 +436,19 @@ export async function startPatroniEnv(opts: PatroniEnvOptions): Promise<PatroniE
         n.process = spawn(n);
         await Promise.resolve();
       },
+      switchover: (to) =>
+        new Promise((resolve) => {
+          const n = nodes[to]!;
+          execFile(
+            'patronictl',
+            ['-c', n.config, 'switchover', '--leader', nodes[1 - to]!.name, '--candidate', n.name, '--force', 'bench'],
+            { timeout: 120_000, env: { ...process.env, HOME: n.dir } },
+            (err, stdout, stderr) => {
+              const code = err === null ? 0 : typeof err.code === 'number' ? err.code : null;
+              resolve({ code, output: `${stdout}${stderr}` });
+            },
+          );
+        }),
       waitHealthy,
       logs: () => procs.map((p) => p.logs()).join('\n'),
       stop,

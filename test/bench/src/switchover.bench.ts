@@ -1,39 +1,47 @@
 /**
- * `npm run bench:switchover`: the write-unavailability window of a planned switchover
- * (`stolonctl switchover`) under a steady writer through stolon-proxy, over N runs (default 10),
- * with p50/p95/max, and a check that every acknowledged write is on the new primary.
+ * `npm run bench:switchover`: what a planned switchover costs an application that opens a new
+ * connection per write, through stolon-proxy (`stolonctl switchover`, new connections held from the
+ * fence until the new primary is routed) and, side by side on the same machine, through HAProxy in
+ * front of Patroni 3.0.2 (`patronictl switchover`, Patroni's defaults and its documented HAProxy
+ * checks, the setup `bench:failover` uses), over N runs each (default 10).
  *
- * The writer is one application connection through the proxy doing single-row INSERTs back to
- * back; on any error it reconnects (after 20 ms) and goes on, as a pooled application would.
- * The window of a run is the longest gap between two consecutive acknowledged INSERTs from the
- * moment `stolonctl switchover` is started until writes have resumed for 1 s. Runs alternate the
- * primary between keeper0 and keeper1; between runs the cluster is left to settle (both keepers
- * healthy, converged, the standby streaming).
+ * The writer opens a new connection for every single-row INSERT and closes it; on any error it
+ * tries again 20 ms later. Per run: the largest gap between two consecutive acknowledged INSERTs
+ * from 1 s before the switchover command until writes have flowed for 1 s after it returned; the
+ * failed connection attempts; and the acknowledged writes missing from the new primary (any fails
+ * the run). For stolon, an attempt that started before the proxy's fence (its "target changed …
+ * to none" log line) was already connected to the old primary: a session on it, which the fence
+ * ends like every open session; those are counted apart ("ended by the fence"), every later
+ * failure is a failed attempt. For Patroni every failure counts (the counterpart, an attempt in
+ * flight when the old primary is demoted, is at most one of them). Runs alternate the primary
+ * between the two nodes and wait for the cluster to settle in between.
  *
- * Target: p50 ≤ 1 s. For comparison, Patroni 3.0.2's `switchover` took 2.0 s on this kind of
- * machine (a figure measured outside this repository, not by this script).
+ * Targets (stolon): largest gap p50 ≤ 0.5 s, 0 failed connection attempts, 0 lost.
  *
  * Prints a table; writes one JSON line under test/bench/results/; `--write-doc` regenerates the
  * bench:switchover section of docs/benchmarks.md.
  */
 import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { binPath, type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor } from '@stolon-ts/harness';
 import { describeMachine, fileStamp, machineInfo, updateDocSection, writeResultLine } from './common.js';
+import { HAPROXY_DEFAULT, PATRONI_DEFAULT, patroniUnavailableReason, startPatroniEnv, type PatroniEnv } from './patroni.js';
 
-const TARGET_P50_MS = 1000;
-/** Patroni 3.0.2's `switchover` on this kind of machine, in ms: measured outside this repository, not by this script. */
-const PATRONI_MS = 2000;
+const TARGET_GAP_MS = 500;
 
-const USAGE = `usage: npm run bench:switchover -- [--runs N] [--write-doc] [--keep] [--log-level L]
-  --runs N       switchovers to measure (default 10, 1..50)
-  --write-doc    regenerate the bench:switchover section of docs/benchmarks.md
-  --keep         keep the temp directory
-  --log-level L  components' log level (default info)`;
+const USAGE = `usage: npm run bench:switchover -- [--runs N] [--patroni-runs N] [--write-doc] [--keep] [--log-level L]
+  --runs N          stolon switchovers to measure (default 10, 1..50)
+  --patroni-runs N  Patroni switchovers to measure (default: --runs; 0: skip Patroni)
+  --write-doc       regenerate the bench:switchover section of docs/benchmarks.md
+  --keep            keep the temp directories
+  --log-level L     stolon components' log level (default info)`;
 
 interface Options {
   readonly runs: number;
+  readonly patroniRuns: number;
   readonly writeDoc: boolean;
   readonly keep: boolean;
   readonly logLevel: string;
@@ -45,6 +53,7 @@ function parseOptions(argv: readonly string[]): Options {
     args: [...argv],
     options: {
       runs: { type: 'string', default: '10' },
+      'patroni-runs': { type: 'string' },
       'write-doc': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       'log-level': { type: 'string', default: 'info' },
@@ -60,7 +69,11 @@ function parseOptions(argv: readonly string[]): Options {
   if (!Number.isInteger(runs) || runs < 1 || runs > 50) {
     throw new Error(`--runs: "${values.runs}" must be a whole number from 1 to 50`);
   }
-  return { runs, writeDoc: values['write-doc'], keep: values.keep, logLevel: values['log-level'], argv };
+  const patroniRuns = Number(values['patroni-runs'] ?? runs);
+  if (!Number.isInteger(patroniRuns) || patroniRuns < 0 || patroniRuns > 50) {
+    throw new Error(`--patroni-runs: "${values['patroni-runs']}" must be a whole number from 0 to 50`);
+  }
+  return { runs, patroniRuns, writeDoc: values['write-doc'], keep: values.keep, logLevel: values['log-level'], argv };
 }
 
 interface Ack {
@@ -68,10 +81,16 @@ interface Ack {
   readonly at: number;
 }
 
-/** A steady writer through the proxy: one connection, reconnect on error. */
+interface Failure {
+  /** Epoch ms when the attempt started. */
+  readonly startedAt: number;
+  readonly stage: 'connect' | 'insert';
+}
+
+/** The writer: a new connection per INSERT, 20 ms pause after a failure. */
 class Writer {
   readonly acked: Ack[] = [];
-  errors = 0;
+  readonly failures: Failure[] = [];
   private stopped = false;
   private done: Promise<void> | undefined;
 
@@ -88,60 +107,116 @@ class Writer {
 
   private async loop(): Promise<void> {
     let id = 0;
-    let client: pg.Client | undefined;
-    const deadline = Date.now() + 30 * 60_000;
+    const deadline = Date.now() + 10 * 60_000;
     while (!this.stopped && Date.now() < deadline) {
+      id += 1;
+      const startedAt = Date.now();
+      const c = new pg.Client({ ...this.config(), connectionTimeoutMillis: 15_000, query_timeout: 5000 });
+      c.on('error', () => undefined);
+      let stage: Failure['stage'] = 'connect';
       try {
-        if (client === undefined) {
-          const c = new pg.Client({ ...this.config(), connectionTimeoutMillis: 1000, query_timeout: 5000 });
-          c.on('error', () => undefined);
-          client = c;
-          await c.connect();
-        }
-        id += 1;
-        await client.query('insert into bench_w values ($1)', [id]);
+        await c.connect();
+        stage = 'insert';
+        await c.query('insert into bench_w values ($1)', [id]);
         this.acked.push({ id, at: Date.now() });
       } catch {
-        this.errors += 1;
-        await client?.end().catch(() => undefined);
-        client = undefined;
+        this.failures.push({ startedAt, stage });
         await new Promise((r) => setTimeout(r, 20));
+      } finally {
+        await c.end().catch(() => undefined);
       }
     }
-    await client?.end().catch(() => undefined);
   }
 }
 
-interface Phase {
-  readonly name: string;
-  readonly ms: number;
-}
+type System = 'stolon' | 'patroni';
 
 interface RunResult {
+  readonly system: System;
   readonly run: number;
   readonly from: string;
   readonly to: string;
-  /** Longest gap between consecutive acknowledged writes in the run's window, ms. */
-  readonly outageMs: number;
-  /** `stolonctl switchover` wall time until it reported the outcome, ms. */
+  /** Largest gap between consecutive acknowledged writes in the run's window, ms. */
+  readonly gapMs: number;
+  /** The switchover command's wall time until it returned, ms. */
   readonly commandMs: number;
   readonly acked: number;
+  /** Failed connection attempts (stolon: started after the proxy's fence). */
   readonly failedAttempts: number;
-  /** Phases of the recorded switchover event, ms after the request was accepted. */
-  readonly phases: readonly Phase[];
+  /** stolon: attempts already connected to the old primary when the proxy fenced it (ended). */
+  readonly endedByFence: number;
+  readonly lost: number;
+}
+
+/** What one system offers the shared measuring loop. */
+interface Subject {
+  readonly system: System;
+  /** Waits until both nodes are healthy and the standby streams. */
+  settle(): Promise<void>;
+  /** The current primary's index (0 or 1). */
+  primary(): Promise<number>;
+  name(i: number): string;
+  client(): pg.ClientConfig;
+  /** Where to check for lost writes and empty the table: the primary (not through HAProxy, which may still send to the old one). */
+  primaryClient(): Promise<pg.ClientConfig>;
+  /** Runs the switchover to node `to`; throws with the command's output when it fails. */
+  switchover(to: number): Promise<void>;
+  /** When the proxy fenced (epoch ms) since `since`, for stolon; undefined for Patroni. */
+  fencedAt(since: number): number | undefined;
+}
+
+async function measure(s: Subject, run: number): Promise<RunResult> {
+  await s.settle();
+  const from = await s.primary();
+  const to = 1 - from;
+  const writer = new Writer(() => s.client());
+  writer.start();
+  try {
+    await waitFor(() => (writer.acked.length >= 50 ? true : undefined), { timeoutMs: 60_000, what: 'the writer to get going' });
+    const startedAt = Date.now();
+    await s.switchover(to);
+    const commandMs = Date.now() - startedAt;
+    await waitFor(async () => ((await s.primary()) === to ? true : undefined), { timeoutMs: 60_000, what: 'the target to be primary' });
+    const resumedFrom = await waitFor(() => writer.acked.find((a) => a.at > startedAt + commandMs)?.at, { timeoutMs: 60_000, what: 'writes to resume' });
+    await waitFor(() => (writer.acked.some((a) => a.at > resumedFrom + 1000) ? true : undefined), { timeoutMs: 30_000, what: 'a second of writes' });
+    await writer.stop();
+    const window = writer.acked.filter((a) => a.at >= startedAt - 1000);
+    let gapMs = 0;
+    for (let i = 1; i < window.length; i++) {
+      gapMs = Math.max(gapMs, window[i]!.at - window[i - 1]!.at);
+    }
+    const fence = s.fencedAt(startedAt - 1000);
+    const inRun = writer.failures.filter((f) => f.startedAt >= startedAt - 1000);
+    const ended = fence === undefined ? [] : inRun.filter((f) => f.startedAt < fence);
+    const primary = await s.primaryClient();
+    const ids = new Set((await query<{ id: number }>(primary, 'select id from bench_w')).map((r) => r.id));
+    const lost = writer.acked.filter((a) => !ids.has(a.id));
+    if (lost.length > 0) {
+      throw new Error(`${s.system} run ${run}: ${lost.length} acknowledged writes lost (first ids ${lost.slice(0, 5).map((a) => a.id).join(', ')})`);
+    }
+    await query(primary, 'truncate bench_w');
+    return {
+      system: s.system,
+      run,
+      from: s.name(from),
+      to: s.name(to),
+      gapMs,
+      commandMs,
+      acked: window.length,
+      failedAttempts: inRun.length - ended.length,
+      endedByFence: ended.length,
+      lost: lost.length,
+    };
+  } finally {
+    await writer.stop();
+  }
 }
 
 interface StatusJson {
-  keepers: { uid: string; healthy: boolean; role?: string; pg_healthy?: boolean; pg_wanted_generation?: number; pg_current_generation?: number }[];
+  keepers: { uid: string; healthy: boolean; pg_healthy?: boolean; pg_wanted_generation?: number; pg_current_generation?: number }[];
 }
 
-interface EventJson {
-  kind?: string;
-  result?: string;
-  phases?: Record<string, string>;
-}
-
-async function settled(cluster: LocalCluster): Promise<void> {
+async function stolonSettled(cluster: LocalCluster): Promise<void> {
   await waitFor(
     async () => {
       const st = await cluster.stolonctl(['status', '--format', 'json']);
@@ -149,9 +224,7 @@ async function settled(cluster: LocalCluster): Promise<void> {
         return undefined;
       }
       const ks = (JSON.parse(st.stdout) as StatusJson).keepers;
-      return ks.length === 2 && ks.every((k) => k.healthy && k.pg_healthy === true && k.pg_wanted_generation === k.pg_current_generation)
-        ? true
-        : undefined;
+      return ks.length === 2 && ks.every((k) => k.healthy && k.pg_healthy === true && k.pg_wanted_generation === k.pg_current_generation) ? true : undefined;
     },
     { timeoutMs: 120_000, what: 'both keepers healthy and converged', intervalMs: 250 },
   );
@@ -168,119 +241,163 @@ async function settled(cluster: LocalCluster): Promise<void> {
   );
 }
 
+function stolonSubject(cluster: LocalCluster): Subject {
+  return {
+    system: 'stolon',
+    settle: () => stolonSettled(cluster),
+    primary: () => cluster.primaryIndex(),
+    name: (i) => cluster.keepers[i]!.uid,
+    client: () => cluster.proxyClientConfig(0),
+    primaryClient: () => Promise.resolve(cluster.proxyClientConfig(0)),
+    async switchover(to) {
+      const sw = await cluster.stolonctl(['switchover', '--yes', '--to', cluster.keepers[to]!.uid, '--timeout', '60s']);
+      if (sw.code !== 0) {
+        throw new Error(`stolonctl switchover failed (exit ${sw.code}): ${sw.stderr || sw.stdout}`);
+      }
+    },
+    fencedAt: (since) =>
+      cluster
+        .logs()
+        .split('\n')
+        .filter((l) => l.startsWith('[proxy') && l.includes('"msg":"target changed from') && / to none \(proxy generation/.test(l))
+        .map((l) => Number(/"time":(\d+)/.exec(l)?.[1] ?? NaN))
+        .find((t) => t >= since),
+  };
+}
+
+function patroniSubject(env: PatroniEnv): Subject {
+  return {
+    system: 'patroni',
+    async settle() {
+      if ((await env.waitHealthy(120_000, 0)) === null) {
+        throw new Error('the Patroni cluster did not become healthy within 120 s');
+      }
+    },
+    primary: () => env.leaderIndex(),
+    name: (i) => env.nodes[i]!.name,
+    client: () => env.clientConfig(),
+    primaryClient: async () => env.directClientConfig(await env.leaderIndex()),
+    async switchover(to) {
+      const r = await env.switchover(to);
+      if (r.code !== 0) {
+        throw new Error(`patronictl switchover failed (exit ${r.code}): ${r.output}`);
+      }
+    },
+    fencedAt: () => undefined,
+  };
+}
+
 function percentile(xs: readonly number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   if (s.length === 0) {
     return NaN;
   }
-  // Nearest rank.
-  const rank = Math.max(1, Math.ceil((p / 100) * s.length));
+  const rank = Math.max(1, Math.ceil((p / 100) * s.length)); // nearest rank
   return s[rank - 1]!;
 }
 
-function lastSwitchoverPhases(stdout: string): Phase[] {
-  const parsed = JSON.parse(stdout) as unknown;
-  const list = (Array.isArray(parsed) ? parsed : ((parsed as { events?: unknown[] }).events ?? [])) as EventJson[];
-  const ev = [...list].reverse().find((e) => e.kind === 'switchover');
-  const phases = ev?.phases ?? {};
-  const t0 = Date.parse(phases['declaredFailed'] ?? '');
-  return Object.entries(phases)
-    .map(([name, iso]) => ({ name, ms: Date.parse(iso) - t0 }))
-    .filter((p) => Number.isFinite(p.ms))
-    .sort((a, b) => a.ms - b.ms);
+interface Summary {
+  readonly runs: number;
+  readonly gapP50: number;
+  readonly gapP95: number;
+  readonly gapMax: number;
+  readonly failedP50: number;
+  readonly failedP95: number;
+  readonly failedTotal: number;
+  readonly endedTotal: number;
+  readonly lost: number;
 }
 
-async function measure(cluster: LocalCluster, run: number): Promise<RunResult> {
-  await settled(cluster);
-  const from = await cluster.primaryIndex();
-  const to = 1 - from;
-  const writer = new Writer(() => cluster.proxyClientConfig(0));
-  writer.start();
-  try {
-    await waitFor(() => (writer.acked.length >= 50 ? true : undefined), { timeoutMs: 30_000, what: 'the writer to get going' });
-    const startedAt = Date.now();
-    const sw = await cluster.stolonctl(['switchover', '--yes', '--to', cluster.keepers[to]!.uid, '--timeout', '60s']);
-    const commandMs = Date.now() - startedAt;
-    if (sw.code !== 0) {
-      throw new Error(`stolonctl switchover failed (exit ${sw.code}): ${sw.stderr || sw.stdout}`);
-    }
-    await waitFor(async () => ((await cluster.primaryIndex()) === to ? true : undefined), { timeoutMs: 60_000, what: 'the target to be primary' });
-    const resumedFrom = await waitFor(() => writer.acked.find((a) => a.at > startedAt + commandMs)?.at, {
-      timeoutMs: 60_000,
-      what: 'writes to resume',
-    });
-    await waitFor(() => (writer.acked.some((a) => a.at > resumedFrom + 1000) ? true : undefined), { timeoutMs: 30_000, what: 'a second of writes' });
-    await writer.stop();
-    const window = writer.acked.filter((a) => a.at >= startedAt - 1000);
-    let outageMs = 0;
-    for (let i = 1; i < window.length; i++) {
-      outageMs = Math.max(outageMs, window[i]!.at - window[i - 1]!.at);
-    }
-    const ids = new Set((await query<{ id: number }>(cluster.proxyClientConfig(0), 'select id from bench_w')).map((r) => r.id));
-    const lost = writer.acked.filter((a) => !ids.has(a.id));
-    if (lost.length > 0) {
-      throw new Error(`run ${run}: ${lost.length} acknowledged writes lost (first ids ${lost.slice(0, 5).map((a) => a.id).join(', ')})`);
-    }
-    await query(cluster.proxyClientConfig(0), 'truncate bench_w');
-    const ev = await cluster.stolonctl(['events', '--format', 'json']);
-    return {
-      run,
-      from: cluster.keepers[from]!.uid,
-      to: cluster.keepers[to]!.uid,
-      outageMs,
-      commandMs,
-      acked: writer.acked.length,
-      failedAttempts: writer.errors,
-      phases: ev.code === 0 ? lastSwitchoverPhases(ev.stdout) : [],
-    };
-  } finally {
-    await writer.stop();
-  }
-}
-
-function render(opts: Options, runs: readonly RunResult[], date: string): { text: string; markdown: string } {
-  const outages = runs.map((r) => r.outageMs);
-  const p50 = percentile(outages, 50);
-  const p95 = percentile(outages, 95);
-  const max = Math.max(...outages);
-  const verdict = p50 <= TARGET_P50_MS ? 'met' : 'NOT met';
-  const command = `npm run bench:switchover -- ${opts.argv.filter((a) => a !== '--write-doc').join(' ')}`.trimEnd().replace(/ --$/, '');
-  const phaseNames = [...new Set(runs.flatMap((r) => r.phases.map((p) => p.name)))];
-  const medianPhase = (name: string): string => {
-    const xs = runs.flatMap((r) => r.phases.filter((p) => p.name === name).map((p) => p.ms));
-    return xs.length === 0 ? '-' : String(percentile(xs, 50));
+function summarize(rs: readonly RunResult[]): Summary {
+  const gaps = rs.map((r) => r.gapMs);
+  const failed = rs.map((r) => r.failedAttempts);
+  return {
+    runs: rs.length,
+    gapP50: percentile(gaps, 50),
+    gapP95: percentile(gaps, 95),
+    gapMax: Math.max(...gaps),
+    failedP50: percentile(failed, 50),
+    failedP95: percentile(failed, 95),
+    failedTotal: failed.reduce((a, b) => a + b, 0),
+    endedTotal: rs.reduce((a, r) => a + r.endedByFence, 0),
+    lost: rs.reduce((a, r) => a + r.lost, 0),
   };
-  const t: string[] = [];
-  t.push('');
-  t.push(`bench:switchover — write outage of a planned switchover through stolon-proxy (${date})`);
-  t.push(`machine: ${describeMachine(machineInfo())}`);
-  t.push('');
-  t.push(`${'run'.padEnd(5)}${'from → to'.padEnd(22)}${'outage ms'.padEnd(11)}${'command ms'.padEnd(12)}${'acked'.padEnd(8)}failed attempts`);
+}
+
+const LABEL: Record<System, string> = {
+  stolon: 'stolon-ts (`stolonctl switchover`, proxy holds new connections)',
+  patroni: 'Patroni 3.0.2 + HAProxy (`patronictl switchover`, defaults)',
+};
+
+function render(opts: Options, runs: readonly RunResult[], date: string, patroniSkipped: string | undefined): { text: string; markdown: string } {
+  const systems = (['stolon', 'patroni'] as const).filter((s) => runs.some((r) => r.system === s));
+  const sums = new Map(systems.map((s) => [s, summarize(runs.filter((r) => r.system === s))]));
+  const st = sums.get('stolon')!;
+  const verdict = `largest gap p50 ≤ ${TARGET_GAP_MS} ms: ${st.gapP50 <= TARGET_GAP_MS ? 'met' : 'NOT met'}; 0 failed connection attempts: ${st.failedTotal === 0 ? 'met' : 'NOT met'}; 0 lost: met`;
+  const command = `npm run bench:switchover -- ${opts.argv.filter((a) => a !== '--write-doc').join(' ')}`.trimEnd().replace(/ --$/, '');
+  const machine = describeMachine(machineInfo());
+  const t: string[] = ['', `bench:switchover — a planned switchover seen by a writer opening a new connection per INSERT (${date})`, `machine: ${machine}`, ''];
+  t.push(`${'system'.padEnd(9)}${'run'.padEnd(5)}${'from → to'.padEnd(24)}${'gap ms'.padEnd(8)}${'command ms'.padEnd(12)}${'acked'.padEnd(7)}${'failed'.padEnd(8)}ended by fence`);
   for (const r of runs) {
-    t.push(`${String(r.run).padEnd(5)}${`${r.from} → ${r.to}`.padEnd(22)}${String(r.outageMs).padEnd(11)}${String(r.commandMs).padEnd(12)}${String(r.acked).padEnd(8)}${r.failedAttempts}`);
+    t.push(`${r.system.padEnd(9)}${String(r.run).padEnd(5)}${`${r.from} → ${r.to}`.padEnd(24)}${String(r.gapMs).padEnd(8)}${String(r.commandMs).padEnd(12)}${String(r.acked).padEnd(7)}${String(r.failedAttempts).padEnd(8)}${r.system === 'stolon' ? r.endedByFence : '-'}`);
   }
   t.push('');
-  t.push(
-    `outage p50 ${p50} ms, p95 ${p95} ms, max ${max} ms over ${runs.length} runs; target p50 ≤ ${TARGET_P50_MS} ms: ${verdict}; ` +
-      `p50 / Patroni's ${PATRONI_MS} ms = ${(p50 / PATRONI_MS).toFixed(2)}; acknowledged writes lost: 0`,
-  );
-  t.push(`median phase times after the request was accepted (ms): ${phaseNames.map((n) => `${n} ${medianPhase(n)}`).join(', ')}`);
-  const md: string[] = [];
-  md.push(`Measured ${date} with \`${command}\` on ${describeMachine(machineInfo())}: 2 keepers, 1 sentinel, 1 proxy, default timings.`);
-  md.push('');
-  md.push('| run | from → to | write outage (ms) | `stolonctl switchover` (ms) | writes acknowledged | failed attempts |');
-  md.push('|---:|---|---:|---:|---:|---:|');
-  for (const r of runs) {
-    md.push(`| ${r.run} | ${r.from} → ${r.to} | ${r.outageMs} | ${r.commandMs} | ${r.acked} | ${r.failedAttempts} |`);
+  const md: string[] = [
+    `Measured ${date} with \`${command}\` on ${machine}, **the machine loaded by other work (2 cores shared)**: ` +
+      'stolon-ts with 2 keepers, 1 sentinel, 1 proxy and the default spec; Patroni 3.0.2 with 2 nodes, 1 etcd, its defaults ' +
+      '(`ttl` 30, `loop_wait` 10, `retry_timeout` 10) and HAProxy with its documented checks (`inter 3s fall 3 rise 2`, `on-marked-down shutdown-sessions`).',
+    '',
+    '| system | runs | largest gap p50 (ms) | p95 | max | failed connection attempts p50 / p95 / total | attempts ended by the fence | acknowledged writes lost |',
+    '|---|---:|---:|---:|---:|---|---:|---:|',
+  ];
+  for (const s of systems) {
+    const m = sums.get(s)!;
+    const line = `${s}: largest gap p50 ${m.gapP50} ms, p95 ${m.gapP95} ms, max ${m.gapMax} ms; failed connection attempts p50 ${m.failedP50}, p95 ${m.failedP95}, total ${m.failedTotal}${s === 'stolon' ? `; ended by the fence ${m.endedTotal}` : ''}; lost ${m.lost} (${m.runs} runs)`;
+    t.push(line);
+    md.push(`| ${LABEL[s]} | ${m.runs} | ${m.gapP50} | ${m.gapP95} | ${m.gapMax} | ${m.failedP50} / ${m.failedP95} / ${m.failedTotal} | ${s === 'stolon' ? m.endedTotal : '—'} | ${m.lost} |`);
   }
-  md.push('');
-  md.push(
-    `**Write outage p50 ${p50} ms, p95 ${p95} ms, max ${max} ms over ${runs.length} runs (target p50 ≤ ${TARGET_P50_MS} ms: ${verdict}); ` +
-      `0 acknowledged writes lost.** Patroni 3.0.2's switchover: ${PATRONI_MS} ms (measured outside this repository), so p50 is ${(p50 / PATRONI_MS).toFixed(2)} of it.`,
-  );
-  md.push('');
-  md.push(`Median phase times (ms after the sentinel accepted the request, from \`stolonctl events\`): ${phaseNames.map((n) => `${n} ${medianPhase(n)}`).join(', ')}.`);
+  t.push(`targets (stolon): ${verdict}`);
+  md.push('', `Targets for stolon-ts: ${verdict}.${patroniSkipped === undefined ? '' : ` Patroni not run: ${patroniSkipped}.`}`, '');
+  md.push('| system | run | from → to | largest gap (ms) | switchover command (ms) | writes acknowledged | failed attempts | ended by the fence |');
+  md.push('|---|---:|---|---:|---:|---:|---:|---:|');
+  for (const r of runs) {
+    md.push(`| ${r.system} | ${r.run} | ${r.from} → ${r.to} | ${r.gapMs} | ${r.commandMs} | ${r.acked} | ${r.failedAttempts} | ${r.system === 'stolon' ? r.endedByFence : '—'} |`);
+  }
   return { text: t.join('\n'), markdown: md.join('\n') };
+}
+
+async function runStolon(opts: Options, dir: string, say: (s: string) => void, track: (c: LocalCluster) => void): Promise<RunResult[]> {
+  await mkdir(dir, { recursive: true });
+  say(`stolon: starting a local cluster in ${dir}: 2 keepers, 1 sentinel, 1 proxy`);
+  const cluster = await startLocalCluster({ dir, clusterName: 'bench-switchover', keepers: 2, sentinels: 1, proxies: 1, logLevel: opts.logLevel });
+  track(cluster);
+  await query(cluster.proxyClientConfig(0), 'create table bench_w (id int primary key)');
+  const s = stolonSubject(cluster);
+  const runs: RunResult[] = [];
+  for (let i = 1; i <= opts.runs; i++) {
+    const r = await measure(s, i);
+    say(`stolon run ${i}: ${r.from} → ${r.to}: largest gap ${r.gapMs} ms, ${r.failedAttempts} failed attempts, ${r.endedByFence} ended by the fence (command ${r.commandMs} ms)`);
+    runs.push(r);
+  }
+  await cluster.stop();
+  return runs;
+}
+
+async function runPatroni(opts: Options, dir: string, say: (s: string) => void, track: (e: PatroniEnv) => void): Promise<RunResult[]> {
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  say(`patroni: starting 2 Patroni 3.0.2 nodes (defaults), HAProxy (inter 3s fall 3 rise 2), 1 etcd in ${dir}`);
+  const env = await startPatroniEnv({ dir, timings: PATRONI_DEFAULT, haproxy: HAPROXY_DEFAULT });
+  track(env);
+  await query(env.clientConfig(), 'create table bench_w (id int primary key)');
+  const s = patroniSubject(env);
+  const runs: RunResult[] = [];
+  for (let i = 1; i <= opts.patroniRuns; i++) {
+    const r = await measure(s, i);
+    say(`patroni run ${i}: ${r.from} → ${r.to}: largest gap ${r.gapMs} ms, ${r.failedAttempts} failed attempts (command ${r.commandMs} ms)`);
+    runs.push(r);
+  }
+  await env.stop();
+  return runs;
 }
 
 async function main(): Promise<number> {
@@ -301,10 +418,12 @@ async function main(): Promise<number> {
   const stamp = fileStamp();
   const dir = await makeTempDir('stolon-bench-switchover-');
   let cluster: LocalCluster | undefined;
+  let patroni: PatroniEnv | undefined;
   let cleaning: Promise<void> | undefined;
   const cleanup = (): Promise<void> =>
     (cleaning ??= (async () => {
       await cluster?.stop().catch((err: unknown) => say(`stopping the cluster failed: ${(err as Error).message}`));
+      await patroni?.stop().catch((err: unknown) => say(`stopping Patroni failed: ${(err as Error).message}`));
       if (opts.keep) {
         say(`kept ${dir}`);
       } else {
@@ -318,17 +437,17 @@ async function main(): Promise<number> {
     });
   }
   try {
-    say(`starting a local cluster in ${dir}: 2 keepers, 1 sentinel, 1 proxy`);
-    cluster = await startLocalCluster({ dir, clusterName: 'bench-switchover', keepers: 2, sentinels: 1, proxies: 1, logLevel: opts.logLevel });
-    await query(cluster.proxyClientConfig(0), 'create table bench_w (id int primary key)');
-    const runs: RunResult[] = [];
-    for (let i = 1; i <= opts.runs; i++) {
-      const r = await measure(cluster, i);
-      say(`run ${i}: ${r.from} → ${r.to}: write outage ${r.outageMs} ms (command ${r.commandMs} ms, ${r.failedAttempts} failed attempts)`);
-      runs.push(r);
+    const runs = await runStolon(opts, join(dir, 'stolon'), say, (c) => (cluster = c));
+    cluster = undefined;
+    const skipped = opts.patroniRuns === 0 ? 'skipped with --patroni-runs 0' : await patroniUnavailableReason();
+    if (skipped === undefined) {
+      runs.push(...(await runPatroni(opts, join(dir, 'patroni'), say, (e) => (patroni = e))));
+      patroni = undefined;
+    } else {
+      say(`patroni: not run: ${skipped}`);
     }
     const date = new Date().toISOString().slice(0, 10);
-    const { text, markdown } = render(opts, runs, date);
+    const { text, markdown } = render(opts, runs, date, skipped);
     process.stdout.write(`${text}\n`);
     const file = await writeResultLine('switchover', stamp, { date, machine: machineInfo(), runs });
     say(`result line: ${file}`);
@@ -339,8 +458,9 @@ async function main(): Promise<number> {
     return 0;
   } catch (err) {
     say(`failed: ${(err as Error).stack ?? String(err)}`);
-    if (cluster !== undefined) {
-      process.stdout.write(`--- logs (tail) ---\n${cluster.logs().split('\n').slice(-80).join('\n')}\n`);
+    const logs = cluster?.logs() ?? patroni?.logs();
+    if (logs !== undefined) {
+      process.stdout.write(`--- logs (tail) ---\n${logs.split('\n').slice(-80).join('\n')}\n`);
     }
     return 1;
   } finally {
