@@ -308,7 +308,11 @@ describe('scheduled switchover (switchoverRequest.scheduledAt)', () => {
       expect(out.next.proxy.generation).toBe(2);
     }
     const out = loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', 2)] }));
-    expect(out.next.cluster.status.failover).toMatchObject({ kind: 'switchover', newPrimary: { keeperUID: 'k3' } });
+    expect(out.next.cluster.status.failover).toMatchObject({
+      kind: 'switchover',
+      newPrimary: { keeperUID: 'k3' },
+      cause: `requested with stolonctl switchover at ${wallAt(0)}, scheduled for ${wallAt(10_350)}`,
+    });
   });
 
   it('a stopping primary keeper replaces a scheduled switchover that is not due', () => {

@@ -176,7 +176,9 @@ export function switchoverStep(ctx: SwitchoverContext): SwitchoverOutcome {
     ev = {
       id: `${master.uid}-${Date.parse(wallTime).toString(36)}`,
       kind: 'switchover',
-      cause: `requested ${req.requestedBy !== undefined ? `by ${req.requestedBy}` : 'with stolonctl switchover'} at ${req.requestedAt}`,
+      cause:
+        `requested ${req.requestedBy !== undefined ? `by ${req.requestedBy}` : 'with stolonctl switchover'} at ${req.requestedAt}` +
+        (req.scheduledAt !== undefined ? `, scheduled for ${req.scheduledAt}` : ''),
       oldPrimary: { keeperUID: master.spec.keeperUID, dbUid: master.uid, xLogPos: master.status.xLogPos },
       newPrimary: { keeperUID: target.db.spec.keeperUID, dbUid: target.db.uid, xLogPos: target.db.status.xLogPos },
       choice:
