@@ -75,7 +75,7 @@ const cluster = z.looseObject({
     phase: z.enum(['initializing', 'normal']),
     master: z.string(),
     failover: failoverEvent.optional(),
-    switchoverRequest: z.looseObject({ targetKeeperUID: z.string().optional(), requestedAt: z.string(), requestedBy: z.string().optional() }).optional(),
+    switchoverRequest: z.looseObject({ targetKeeperUID: z.string().optional(), requestedAt: z.string(), requestedBy: z.string().optional(), scheduledAt: z.string().optional() }).optional(),
   }),
 });
 
@@ -118,6 +118,7 @@ const db = z.looseObject({
     suAllowedCIDRs: strings.optional(),
     automaticPgRestart: z.boolean().optional(),
     shutdownForSwitchover: z.boolean().optional(),
+    restartRequest: z.looseObject({ requestedAt: z.string(), generation: nonNegInt }).optional(),
     role,
     followConfig: z
       .looseObject({
@@ -330,6 +331,8 @@ const keeperInfo = z.looseObject({
       olderWalFile: z.string(),
       role: role.optional(),
       running: z.boolean().optional(),
+      startedAt: z.string().optional(),
+      streaming: z.boolean().optional(),
       cleanShutdown: z.boolean().optional(),
       pendingRestart: strings.optional(),
       discardedWal: discardedWal.optional(),

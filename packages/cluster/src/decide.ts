@@ -18,7 +18,7 @@
 import { findBestCandidates, ineligibility, type Candidate } from './candidates.js';
 import { formatDurationMs } from './duration.js';
 import { resolveSpec } from './spec.js';
-import { switchoverStep } from './switchover.js';
+import { dropExpiredSchedule, scheduleState, switchoverStep } from './switchover.js';
 import { failoverSyncSet, inheritSynchronousStandbys, manageSynchronousStandbys, reportedSyncStandbys, type SyncCatchUp } from './sync.js';
 import { recordFailsafeEpisodes, traceChosen, traceDeclared, traceFenced, traceNoCandidate, tracePromoted, traceRouted } from './trace.js';
 import type {
@@ -992,11 +992,29 @@ function runSwitchover(
     convergence(master, spec.convergenceTimeoutMs) === 'converged';
   // A stopping primary's keeper asks through its info (keepers cannot write clusterdata); the
   // request is made only when it can start now, so none is left behind once that keeper is gone.
-  const drain = canStart && cd.cluster.status.switchoverRequest === undefined ? keeperSwitchoverRequest(cd, master, input) : undefined;
+  const nowMs = Date.parse(input.wallTime);
+  const pending = cd.cluster.status.switchoverRequest;
+  if (pending !== undefined && cd.cluster.status.failover === undefined && scheduleState(pending, nowMs) === 'expired') {
+    reasons.push(dropExpiredSchedule(cd, master, input.wallTime));
+  }
+  // A scheduled switchover not due yet gives way to a stopping primary's keeper (its keeper will
+  // be gone by the scheduled time).
+  const notDue = (r: SwitchoverRequest | undefined): boolean => r !== undefined && scheduleState(r, nowMs) === 'wait';
+  const drain =
+    canStart && (cd.cluster.status.switchoverRequest === undefined || notDue(cd.cluster.status.switchoverRequest))
+      ? keeperSwitchoverRequest(cd, master, input)
+      : undefined;
   if (drain !== undefined) {
+    if (cd.cluster.status.switchoverRequest !== undefined) {
+      reasons.push(`scheduled switchover for ${cd.cluster.status.switchoverRequest.scheduledAt} replaced by the stopping primary keeper's request`);
+    }
     cd.cluster.status.switchoverRequest = drain;
   }
-  const requested = cd.cluster.status.switchoverRequest !== undefined && canStart;
+  const scheduled = cd.cluster.status.failover === undefined && notDue(cd.cluster.status.switchoverRequest);
+  if (scheduled) {
+    reasons.push(`switchover scheduled at ${cd.cluster.status.switchoverRequest?.scheduledAt}: waiting`);
+  }
+  const requested = cd.cluster.status.switchoverRequest !== undefined && canStart && !scheduled;
   if (master !== undefined && (switching || requested)) {
     const outcome = switchoverStep({
       cd,
@@ -1018,7 +1036,7 @@ function runSwitchover(
       timers.resetDbError(master.uid);
     }
   }
-  if (cd.cluster.status.switchoverRequest !== undefined && cd.cluster.status.failover === undefined && !requested) {
+  if (cd.cluster.status.switchoverRequest !== undefined && cd.cluster.status.failover === undefined && !requested && !scheduled) {
     reasons.push('switchover requested: waiting for a healthy, converged primary');
   }
   return false;

@@ -1,6 +1,7 @@
 /** Planned switchover, pass after pass through `decide`. */
 import { describe, expect, it } from 'vitest';
-import { aCluster, decideInput, dbOf, keeperInfo, proxyInfo, republished, seqUids } from './testing.js';
+import { aCluster, decideInput, dbOf, keeperInfo, proxyInfo, republished, seqUids, wallAt } from './testing.js';
+import { SCHEDULED_SWITCHOVER_MAX_LATE_MS, scheduleState } from './switchover.js';
 import { decide, emptyMemory, type SentinelMemory } from './decide.js';
 import type { ClusterData, KeeperInfo, ProxyInfo } from './types.js';
 
@@ -271,5 +272,73 @@ describe('planned switchover', () => {
     }));
     expect(out.next.cluster.status.switchoverRequest).toBeUndefined();
     expect(out.next.cluster.status.failover?.kind).not.toBe('switchover');
+  });
+});
+
+describe('scheduled switchover (switchoverRequest.scheduledAt)', () => {
+  const all = (c: ClusterData) => [
+    keeperInfo('k1', c, { xLogPos: LSN }),
+    keeperInfo('k2', c, { xLogPos: LSN }),
+    keeperInfo('k3', c, { xLogPos: LSN - 100 }),
+  ];
+  // Loop starts at now = 10_000 ms after T0 and each pass advances 100 ms.
+  it.each([
+    { name: 'before its time: waits, the request stays', atMs: 60_000, started: false, kept: true, reason: /switchover scheduled at .*: waiting/ },
+    { name: 'at its time: starts', atMs: 10_100, started: true, kept: false, reason: /fencing proxies/ },
+    { name: 'a little late (no leader until now): starts', atMs: 10_100 - 4 * 60_000, started: true, kept: false, reason: /fencing proxies/ },
+    { name: 'more than 5m late: dropped and recorded as aborted', atMs: 10_100 - 5 * 60_000 - 1, started: false, kept: false, reason: /not started: more than 5m0s late/ },
+  ])('$name', ({ atMs, started, kept, reason }) => {
+    const loop = new Loop(threeKeepers());
+    loop.cd.cluster.status.switchoverRequest = { requestedAt: wallAt(0), scheduledAt: wallAt(atMs) };
+    const out = loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', 2)] }));
+    expect(out.reasons.join('\n')).toMatch(reason);
+    expect(out.next.cluster.status.failover?.kind === 'switchover').toBe(started);
+    expect(out.next.cluster.status.switchoverRequest !== undefined).toBe(kept);
+    if (!started && !kept) {
+      expect(out.next.failoverHistory?.at(-1)).toMatchObject({ kind: 'switchover', result: 'aborted' });
+    }
+  });
+
+  it('waits pass after pass, then starts once the sentinel clock reaches it', () => {
+    const loop = new Loop(threeKeepers());
+    loop.cd.cluster.status.switchoverRequest = { requestedAt: wallAt(0), scheduledAt: wallAt(10_350), targetKeeperUID: 'k3' };
+    for (let i = 0; i < 3; i++) {
+      const out = loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', 2)] }));
+      expect(out.next.cluster.status.failover).toBeUndefined();
+      expect(out.next.proxy.generation).toBe(2);
+    }
+    const out = loop.pass((c) => ({ keepers: all(c), proxies: [proxyInfo('p1', 2)] }));
+    expect(out.next.cluster.status.failover).toMatchObject({
+      kind: 'switchover',
+      newPrimary: { keeperUID: 'k3' },
+      cause: `requested with stolonctl switchover at ${wallAt(0)}, scheduled for ${wallAt(10_350)}`,
+    });
+  });
+
+  it('a stopping primary keeper replaces a scheduled switchover that is not due', () => {
+    const loop = new Loop(threeKeepers());
+    loop.cd.cluster.status.switchoverRequest = { requestedAt: wallAt(0), scheduledAt: wallAt(3_600_000) };
+    const out = loop.pass((c) => ({
+      keepers: [{ ...keeperInfo('k1', c, { xLogPos: LSN }), switchoverRequestedAt: wallAt(9_000) }, ...all(c).slice(1)],
+      proxies: [proxyInfo('p1', 2)],
+    }));
+    expect(out.reasons.join('\n')).toMatch(/replaced by the stopping primary keeper's request/);
+    expect(out.next.cluster.status.failover).toMatchObject({ kind: 'switchover', cause: expect.stringMatching(/keeper k1, stopping/) });
+  });
+});
+
+describe('scheduleState', () => {
+  it.each([
+    { scheduledAt: undefined, now: 0, want: 'start' },
+    { scheduledAt: '2025-01-01T00:01:00.000Z', now: Date.parse('2025-01-01T00:00:59.999Z'), want: 'wait' },
+    { scheduledAt: '2025-01-01T00:01:00.000Z', now: Date.parse('2025-01-01T00:01:00.000Z'), want: 'start' },
+    { scheduledAt: '2025-01-01T00:01:00.000Z', now: Date.parse('2025-01-01T00:06:00.000Z'), want: 'start' },
+    { scheduledAt: '2025-01-01T00:01:00.000Z', now: Date.parse('2025-01-01T00:06:00.001Z'), want: 'expired' },
+    { scheduledAt: 'not a time', now: 0, want: 'expired' },
+  ] as const)('$scheduledAt at $now → $want', ({ scheduledAt, now, want }) => {
+    expect(scheduleState(scheduledAt === undefined ? {} : { scheduledAt }, now)).toBe(want);
+  });
+  it('the bound is 5 minutes', () => {
+    expect(SCHEDULED_SWITCHOVER_MAX_LATE_MS).toBe(300_000);
   });
 });

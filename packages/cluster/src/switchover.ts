@@ -20,7 +20,7 @@
 import { compareFailoverCandidates, ineligibility, type Candidate } from './candidates.js';
 import { formatDurationMs } from './duration.js';
 import { failoverSyncSet, inheritSynchronousStandbys } from './sync.js';
-import type { ClusterData, DB, FailoverEvent, KeeperInfo, ResolvedSpec } from './types.js';
+import type { ClusterData, DB, FailoverEvent, KeeperInfo, ResolvedSpec, SwitchoverRequest } from './types.js';
 
 /** What the switchover step needs from decide. */
 export interface SwitchoverContext {
@@ -49,6 +49,57 @@ export type SwitchoverOutcome = 'none' | 'handled' | 'aborted' | 'failover';
 
 /** The end of the `choice` of a switchover that ended because its old primary was lost. */
 export const SWITCHOVER_BECAME_FAILOVER = 'continuing as a failover';
+
+/**
+ * How late a scheduled switchover (`SwitchoverRequest.scheduledAt`) may still start, ms: one
+ * found later than this past its time (no leader sentinel, or no healthy, converged primary until
+ * then) is dropped and recorded as aborted instead: a switchover planned for a quiet hour must not
+ * happen hours later at a busy one. Patroni starts an overdue scheduled switchover whatever its
+ * delay; we bound it.
+ */
+export const SCHEDULED_SWITCHOVER_MAX_LATE_MS = 5 * 60_000;
+
+/**
+ * Where a switchover request stands against its schedule at `nowMs` (epoch ms): `start` (no
+ * schedule, or due), `wait` (before `scheduledAt`), or `expired` (more than
+ * {@link SCHEDULED_SWITCHOVER_MAX_LATE_MS} past it). An unparseable `scheduledAt` counts as
+ * expired (stolonctl writes only valid RFC 3339 times).
+ */
+export function scheduleState(req: Pick<SwitchoverRequest, 'scheduledAt'>, nowMs: number): 'start' | 'wait' | 'expired' {
+  if (req.scheduledAt === undefined) {
+    return 'start';
+  }
+  const at = Date.parse(req.scheduledAt);
+  if (!Number.isFinite(at) || nowMs > at + SCHEDULED_SWITCHOVER_MAX_LATE_MS) {
+    return 'expired';
+  }
+  return nowMs < at ? 'wait' : 'start';
+}
+
+/**
+ * Drops an expired scheduled switchover request, recording it as an aborted switchover in the
+ * history (so `stolonctl events` shows it did not happen, and why). @returns the reason line.
+ */
+export function dropExpiredSchedule(cd: ClusterData, master: DB | undefined, wallTime: string): string {
+  const req = cd.cluster.status.switchoverRequest;
+  delete cd.cluster.status.switchoverRequest;
+  const why =
+    `scheduled switchover for ${req?.scheduledAt ?? '?'} not started: more than ${formatDurationMs(SCHEDULED_SWITCHOVER_MAX_LATE_MS)} late ` +
+    '(no leader sentinel or no healthy, converged primary until now); schedule it again';
+  if (master !== undefined) {
+    const ev: FailoverEvent = {
+      id: `${master.uid}-${Date.parse(wallTime).toString(36)}`,
+      kind: 'switchover',
+      cause: `requested with stolonctl switchover --at ${req?.scheduledAt ?? '?'} at ${req?.requestedAt ?? '?'}`,
+      oldPrimary: { keeperUID: master.spec.keeperUID, dbUid: master.uid, xLogPos: master.status.xLogPos },
+      choice: `aborted: ${why}`,
+      phases: { declaredFailed: wallTime },
+      result: 'aborted',
+    };
+    cd.failoverHistory = [...(cd.failoverHistory ?? []), ev].slice(-20);
+  }
+  return why;
+}
 
 function candidateOf(cd: ClusterData, db: DB): Candidate {
   const k = cd.keepers[db.spec.keeperUID];
@@ -125,7 +176,9 @@ export function switchoverStep(ctx: SwitchoverContext): SwitchoverOutcome {
     ev = {
       id: `${master.uid}-${Date.parse(wallTime).toString(36)}`,
       kind: 'switchover',
-      cause: `requested ${req.requestedBy !== undefined ? `by ${req.requestedBy}` : 'with stolonctl switchover'} at ${req.requestedAt}`,
+      cause:
+        `requested ${req.requestedBy !== undefined ? `by ${req.requestedBy}` : 'with stolonctl switchover'} at ${req.requestedAt}` +
+        (req.scheduledAt !== undefined ? `, scheduled for ${req.scheduledAt}` : ''),
       oldPrimary: { keeperUID: master.spec.keeperUID, dbUid: master.uid, xLogPos: master.status.xLogPos },
       newPrimary: { keeperUID: target.db.spec.keeperUID, dbUid: target.db.uid, xLogPos: target.db.status.xLogPos },
       choice:

@@ -258,6 +258,14 @@ export interface SwitchoverRequest {
    * `stolonctl switchover`.
    */
   requestedBy?: string;
+  /**
+   * Our addition (`stolonctl switchover --at`; Patroni's `switchover --scheduled`): RFC 3339 time
+   * before which the leader sentinel does not start it. A request found more than
+   * `SCHEDULED_SWITCHOVER_MAX_LATE_MS` past this time (no leader sentinel, or no healthy primary
+   * until then) is dropped and recorded as an aborted switchover instead of starting late.
+   * Absent: start at once.
+   */
+  scheduledAt?: string;
 }
 
 /**
@@ -399,6 +407,14 @@ export interface DBSpec {
    * down cleanly (so every standby receives all its WAL) and keep it down until told otherwise.
    */
   shutdownForSwitchover?: boolean;
+  /**
+   * Our addition (`stolonctl restart`): restart PostgreSQL once. Written by stolonctl together
+   * with a new DB `generation` (this request's `generation`); the keeper restarts a running
+   * PostgreSQL when the generation it last applied is below it, then reports the new generation
+   * as applied (its acknowledgement, with `PostgresState.startedAt`). Left in place afterwards:
+   * it is acted on once.
+   */
+  restartRequest?: RestartRequest;
   role: Role;
   followConfig?: FollowConfig | null;
   /** DB uids following this one (a replication slot `stolon_<uid>` is kept for each). */
@@ -406,6 +422,14 @@ export interface DBSpec {
   includePreviousConfig: boolean;
   synchronousStandbys: string[];
   externalSynchronousStandbys: string[];
+}
+
+/** See {@link DBSpec.restartRequest}. */
+export interface RestartRequest {
+  /** RFC 3339 time stolonctl asked. */
+  requestedAt: string;
+  /** The DB generation written with the request; applied generations from it on include the restart. */
+  generation: number;
 }
 
 export interface TimelineHistoryEntry {
@@ -515,6 +539,10 @@ export interface PostgresState {
   role?: Role;
   /** Our addition: whether the postmaster is running. */
   running?: boolean;
+  /** Our addition: running only, `pg_postmaster_start_time()` as RFC 3339 (changes on every restart). */
+  startedAt?: string;
+  /** Our addition: standby only, whether its WAL receiver streams from its upstream (`pg_stat_wal_receiver`). */
+  streaming?: boolean;
   /**
    * Our addition, set while PostgreSQL is stopped: whether pg_controldata says it was shut down
    * cleanly (`shut down`). After a crash the reported `xLogPos` (the last checkpoint) is not the

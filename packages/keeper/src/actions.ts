@@ -3,11 +3,11 @@
  * driving PostgreSQL through the PostgresManager. The long ones (initdb, a point-in-time restore,
  * a resync by pg_rewind or pg_basebackup) start a background task and return at once.
  */
-import { StolonError, errorMessage, type ClusterData, type DB, type DiscardedWal } from '@stolon-ts/cluster';
+import { StolonError, errorMessage, restartRequested, restartWorthy, type ClusterData, type DB, type DiscardedWal } from '@stolon-ts/cluster';
 import { nowIso } from '@stolon-ts/common';
 import type { PgConfig, PgObservation, RecoveryConfig } from '@stolon-ts/postgres';
 import { NO_DB } from './dbstate.js';
-import { internalOnlyHba, restartWorthy, type KeeperAction } from './plan.js';
+import { internalOnlyHba, type KeeperAction } from './plan.js';
 import {
   configKey,
   describeDiscard,
@@ -229,6 +229,11 @@ async function converge(rt: KeeperRuntime, action: Action<'converge'>, cd: Clust
       rt.startError = errorMessage(err);
       throw err;
     }
+    changed = true;
+  } else if (restartRequested(db, rt.local.generation)) {
+    // `stolonctl restart`: once; the generation recorded below is the acknowledgement.
+    log.info({ requestedAt: db.spec.restartRequest?.requestedAt }, `restarting postgres of db ${db.uid} as requested by stolonctl restart`);
+    await pg.restart(rt.waitReadyMs());
     changed = true;
   } else if (db.spec.automaticPgRestart === true) {
     const worthy = restartWorthy((await pg.observe()).pendingRestart, action.role === 'master');

@@ -270,6 +270,8 @@ export function postgresStateFor(inp: ReportInputs, obs: PgObservation): Postgre
     olderWalFile: obs.olderWalFile,
     ...(obs.role !== undefined ? { role: obs.role } : {}),
     running: obs.running,
+    ...(obs.running && obs.startedAtMs !== undefined ? { startedAt: new Date(obs.startedAtMs).toISOString() } : {}),
+    ...(obs.walReceiverStreaming !== undefined ? { streaming: obs.walReceiverStreaming } : {}),
     ...(!obs.running && obs.clusterState !== undefined ? { cleanShutdown: obs.clusterState === 'shut down' } : {}),
     pendingRestart: [...obs.pendingRestart],
     ...(inp.local.discardedWal !== undefined ? { discardedWal: inp.local.discardedWal } : {}),

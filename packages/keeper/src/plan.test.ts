@@ -1,8 +1,8 @@
 /** Table tests of the keeper's pure planner. */
 import { describe, expect, it } from 'vitest';
-import { newClusterData, validateSpec, type ClusterData, type DB } from '@stolon-ts/cluster';
+import { newClusterData, restartWorthy, validateSpec, type ClusterData, type DB } from '@stolon-ts/cluster';
 import { T0, aDb } from '@stolon-ts/cluster/testing';
-import { internalOnlyHba, planKeeperAction, restartWorthy, type InternalOnlyInputs, type LocalDbState, type LocalObservation } from './plan.js';
+import { internalOnlyHba, planKeeperAction, type InternalOnlyInputs, type LocalDbState, type LocalObservation } from './plan.js';
 
 function db(uid: string, keeperUID: string, role: 'master' | 'standby', extra: Partial<DB['spec']> = {}, port = '5432'): DB {
   return aDb(keeperUID, role, { uid, generation: 2, port, systemId: '1', xLogPos: 100, spec: extra });

@@ -306,39 +306,3 @@ export function internalOnlyHba(inp: InternalOnlyInputs): boolean {
   const reported = new Set(inp.reportedSync);
   return !inp.db.spec.synchronousStandbys.every((uid) => reported.has(uid));
 }
-
-/**
- * Settings that only matter while PostgreSQL is in recovery (a standby, or a primary before its
- * promotion completes): the recovery target and standby server settings. A promoted primary's
- * config drops them, and PostgreSQL may then flag the postmaster-context ones (e.g.
- * `recovery_target_timeline`) as `pending_restart`; restarting a new primary for them would only
- * cut its first sessions off right after a failover.
- * @see https://www.postgresql.org/docs/current/runtime-config-wal.html#RUNTIME-CONFIG-WAL-RECOVERY-TARGET
- * @see https://www.postgresql.org/docs/current/runtime-config-replication.html#RUNTIME-CONFIG-REPLICATION-STANDBY
- */
-const RECOVERY_ONLY_SETTINGS: ReadonlySet<string> = new Set([
-  'primary_conninfo',
-  'primary_slot_name',
-  'promote_trigger_file',
-  'recovery_min_apply_delay',
-  'restore_command',
-  'archive_cleanup_command',
-  'recovery_end_command',
-  'recovery_target',
-  'recovery_target_action',
-  'recovery_target_inclusive',
-  'recovery_target_lsn',
-  'recovery_target_name',
-  'recovery_target_time',
-  'recovery_target_timeline',
-  'recovery_target_xid',
-]);
-
-/**
- * Which of PostgreSQL's `pending_restart` settings justify an automatic restart
- * (`automaticPgRestart`): all of them on a standby; on a primary, not the
- * {@link RECOVERY_ONLY_SETTINGS}. @returns the setting names, in the given order.
- */
-export function restartWorthy(pendingRestart: readonly string[], isPrimary: boolean): string[] {
-  return isPrimary ? pendingRestart.filter((p) => !RECOVERY_ONLY_SETTINGS.has(p)) : [...pendingRestart];
-}

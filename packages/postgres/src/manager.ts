@@ -157,6 +157,8 @@ export interface PgObservation {
   /** The postmaster is running and accepts connections. */
   readonly running: boolean;
   readonly role: 'master' | 'standby' | undefined;
+  /** Running only: `pg_postmaster_start_time()` as ms since the epoch (changes on every restart). */
+  readonly startedAtMs?: number;
   readonly systemId: string;
   readonly timelineId: number;
   /** Current LSN in bytes: pg_current_wal_lsn() on a primary, max(received, replayed) on a standby. */

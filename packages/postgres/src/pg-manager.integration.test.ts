@@ -374,8 +374,13 @@ describe('PgManager (real PostgreSQL)', () => {
     }, 'max_connections to be pending restart after the reload');
     expect(await primary.writeConfig(more, null)).toEqual({ changed: false, pendingRestart: ['max_connections'] });
 
+    const startedBefore = (await primary.observe()).startedAtMs;
+    expect(startedBefore).toBeGreaterThan(0);
     await primary.restart(30_000);
-    expect((await primary.observe()).pendingRestart).toEqual([]);
+    const after = await primary.observe();
+    expect(after.pendingRestart).toEqual([]);
+    // pg_postmaster_start_time() moves with the restart (stolonctl restart's acknowledgement).
+    expect(after.startedAtMs).toBeGreaterThan(startedBefore!);
     const rows = await sql<{ setting: string }>(primaryPort, "select setting from pg_settings where name = 'max_connections'");
     expect(rows[0]?.setting).toBe('40');
     expect(conf(primary, '.last-good')).toBe(conf(primary));

@@ -142,10 +142,11 @@ export async function readControlData(ctx: PgContext): Promise<Map<string, strin
  * replayed on a standby), replication, slots and pending_restart.
  */
 async function probeQuery(client: Client): Promise<Partial<PgObservation>> {
-  const head = await client.query<{ in_recovery: boolean; system_id: string; checkpoint_tli: number }>(
+  const head = await client.query<{ in_recovery: boolean; system_id: string; checkpoint_tli: number; started_ms: string }>(
     `select pg_is_in_recovery() as in_recovery,
             (select system_identifier::text from pg_control_system()) as system_id,
-            (select timeline_id from pg_control_checkpoint()) as checkpoint_tli`,
+            (select timeline_id from pg_control_checkpoint()) as checkpoint_tli,
+            (extract(epoch from pg_postmaster_start_time()) * 1000)::bigint::text as started_ms`,
   );
   const h = head.rows[0];
   if (h === undefined) {
@@ -216,6 +217,7 @@ async function probeQuery(client: Client): Promise<Partial<PgObservation>> {
   return {
     role: h.in_recovery ? 'standby' : 'master',
     systemId: h.system_id,
+    startedAtMs: Number(h.started_ms),
     timelineId,
     xLogPos,
     ...(replayedXLogPos !== undefined ? { replayedXLogPos } : {}),

@@ -24,13 +24,14 @@ import { runPause } from './pause.js';
 import { runPromote } from './promote.js';
 import { runSwitchover } from './switchover.js';
 import { runRemovekeeper } from './removekeeper.js';
+import { runRestart } from './restart.js';
 import { runResume } from './resume.js';
 import { runSpec } from './spec.js';
 import { STATUS_FORMATS, runStatus, type StatusFormat } from './status.js';
 import { runUpdate } from './update.js';
 
 const PROGRAM = 'stolonctl';
-const COMMANDS = 'init, status, events, spec, update, pause, resume, failkeeper, removekeeper, promote or switchover';
+const COMMANDS = 'init, status, events, spec, update, pause, resume, failkeeper, removekeeper, promote, switchover or restart';
 
 type CommandName =
   | 'init'
@@ -43,13 +44,43 @@ type CommandName =
   | 'failkeeper'
   | 'removekeeper'
   | 'promote'
-  | 'switchover';
+  | 'switchover'
+  | 'restart';
 
 /** A command-line problem found by yargs (unknown flag, missing required flag, bad choice). */
 class UsageError extends Error {}
 
 function str(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;
+}
+
+/** The options of `switchover`. */
+function switchoverOptions(y: Argv): Argv {
+  return y
+    .option('to', { type: 'string', describe: 'keeper to promote (default: the most up-to-date eligible standby)' })
+    .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'switch over without asking' })
+    .option('wait', { type: 'boolean', default: true, describe: 'wait for the outcome (--no-wait to return at once)' })
+    .option('at', {
+      type: 'string',
+      describe:
+        'schedule it: an RFC 3339 time with a time zone (2026-12-07T03:00:00Z) or a duration from now (10m); returns once recorded; ' +
+        'the leader sentinel starts it then, or drops it if it cannot start within 5m of that time',
+    })
+    .option('cancel', { type: 'boolean', default: false, describe: 'remove the switchover requested or scheduled and not started yet' })
+    .option('timeout', {
+      type: 'string',
+      describe: "how long to wait for the outcome (default: the cluster spec's switchoverTimeout + 30s, so the sentinel's verdict is seen)",
+    });
+}
+
+/** The options of `restart`. */
+function restartOptions(y: Argv): Argv {
+  return y
+    .option('keeper', { type: 'string', describe: "restart only this keeper's PostgreSQL (a primary is switched over first unless --in-place)" })
+    .option('pending-only', { type: 'boolean', default: false, describe: 'only instances with a parameter pending restart (pg_settings.pending_restart)' })
+    .option('in-place', { type: 'boolean', default: false, describe: 'restart the primary in place (writes stop while it restarts) instead of switching over' })
+    .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'restart without asking' })
+    .option('timeout', { type: 'string', default: '2m', describe: 'how long each step (one instance, or the switchover) may take before the restart stops' });
 }
 
 /** The options of `status`. */
@@ -220,16 +251,14 @@ function buildParser(args: readonly string[], select: (name: CommandName, argv: 
     .command(
       'switchover',
       'planned change of primary: fence proxies, stop the primary cleanly, promote a caught-up standby; nothing acknowledged is lost',
-      (y) =>
-        y
-          .option('to', { type: 'string', describe: 'keeper to promote (default: the most up-to-date eligible standby)' })
-          .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'switch over without asking' })
-          .option('wait', { type: 'boolean', default: true, describe: 'wait for the outcome (--no-wait to return at once)' })
-          .option('timeout', {
-            type: 'string',
-            describe: "how long to wait for the outcome (default: the cluster spec's switchoverTimeout + 30s, so the sentinel's verdict is seen)",
-          }),
+      switchoverOptions,
       (argv) => select('switchover', argv),
+    )
+    .command(
+      'restart',
+      'rolling restart of PostgreSQL: standbys one at a time, each back and streaming before the next, then the primary through a switchover',
+      restartOptions,
+      (argv) => select('restart', argv),
     )
     .demandCommand(1, `give a command: ${COMMANDS}`)
     .fail((msg: string | null, err: Error | null) => {
@@ -379,6 +408,16 @@ async function main(args: readonly string[]): Promise<ExitCodeValue> {
           ...(typeof argv['to'] === 'string' ? { to: argv['to'] } : {}),
           yes: argv['yes'] === true,
           noWait: argv['wait'] === false,
+          ...(typeof argv['timeout'] === 'string' ? { timeout: argv['timeout'] } : {}),
+          ...(typeof argv['at'] === 'string' ? { at: argv['at'] } : {}),
+          cancel: argv['cancel'] === true,
+        });
+      case 'restart':
+        return await runRestart(ctx, {
+          ...(typeof argv['keeper'] === 'string' ? { keeper: argv['keeper'] } : {}),
+          pendingOnly: argv['pending-only'] === true,
+          inPlace: argv['in-place'] === true,
+          yes: argv['yes'] === true,
           ...(typeof argv['timeout'] === 'string' ? { timeout: argv['timeout'] } : {}),
         });
     }

@@ -565,6 +565,7 @@ describe('status', () => {
       phase: 'normal',
       paused: false,
       failover_in_progress: null,
+      scheduled_switchover: null,
       available: true,
       master_keeper_uid: 'keeper0',
       master_db_uid: 'db1',

@@ -72,3 +72,4 @@ export {
   type UpdateOptions,
 } from './update.js';
 export { runSwitchover, type SwitchoverOptions } from './switchover.js';
+export { runRestart, type RestartOptions } from './restart.js';

@@ -229,6 +229,11 @@ export interface StatusReport {
     readonly paused: boolean;
     /** The failover or switchover in progress (`status.failover`), or null. */
     readonly failoverInProgress: { readonly id: string; readonly kind: string; readonly oldPrimaryKeeperUid: string } | null;
+    /**
+     * A switchover scheduled with `stolonctl switchover --at` and not started yet
+     * (`status.switchoverRequest.scheduledAt`), or null; `targetKeeperUid` null: the best standby.
+     */
+    readonly scheduledSwitchover: { readonly at: string; readonly targetKeeperUid: string | null; readonly requestedAt: string } | null;
     /** True when a master DB is set (Stolon's "available"). */
     readonly available: boolean;
     readonly masterKeeperUid: string | null;
@@ -350,6 +355,7 @@ export function buildStatus(inp: StatusInputs): StatusReport {
 
   const role = cd.cluster.spec.role ?? 'master';
   const failover = cd.cluster.status.failover;
+  const sreq = cd.cluster.status.switchoverRequest;
   const conninfo = cd.cluster.spec.standbyConfig?.standbySettings?.primaryConninfo;
   return {
     clusterName: inp.clusterName,
@@ -371,6 +377,8 @@ export function buildStatus(inp: StatusInputs): StatusReport {
               // parseClusterData checks the event; kept defensive so status never crashes on it.
               oldPrimaryKeeperUid: (failover.oldPrimary as FailoverEvent['oldPrimary'] | undefined)?.keeperUID ?? '(unknown)',
             },
+      scheduledSwitchover:
+        sreq?.scheduledAt === undefined ? null : { at: sreq.scheduledAt, targetKeeperUid: sreq.targetKeeperUID ?? null, requestedAt: sreq.requestedAt },
       available: masterDb !== undefined,
       masterKeeperUid: masterDb?.spec.keeperUID ?? null,
       masterDbUid: masterDb?.uid ?? null,
@@ -544,6 +552,13 @@ export function renderStatusTable(r: StatusReport): string {
   if (f !== null) {
     parts.push(`In progress: ${f.kind} ${f.id} from keeper ${f.oldPrimaryKeeperUid} (stolonctl events shows its phases)`);
   }
+  const sch = r.cluster.scheduledSwitchover;
+  if (sch !== null) {
+    parts.push(
+      `Scheduled switchover: at ${sch.at} to ${sch.targetKeeperUid !== null ? `keeper ${sch.targetKeeperUid}` : 'the most up-to-date standby'} ` +
+        '(stolonctl switchover --cancel removes it)',
+    );
+  }
   if (r.cluster.available) {
     parts.push(`Master Keeper: ${r.cluster.masterKeeperUid ?? ''}`);
   } else {
@@ -563,7 +578,7 @@ export function renderStatusTable(r: StatusReport): string {
  * (`sentinels`, `proxies`, `keepers[].listen_address`, `cluster.master_keeper_uid`, …) plus
  * our additions (`role`, `registered`, `db_uid`, `timeline`, `xLogPos`, `lsn`, `lagBytes`,
  * `pendingRestart`, `discardedWal`, `activity`, `startError`, `refusedSpecCommands`; cluster `role`, `following`, `phase`, `paused`,
- * `failover_in_progress`; `tree`).
+ * `failover_in_progress`, `scheduled_switchover`; `tree`).
  */
 export function statusJson(r: StatusReport): unknown {
   const node = (n: TreeNode): unknown => ({
@@ -611,6 +626,10 @@ export function statusJson(r: StatusReport): unknown {
               kind: r.cluster.failoverInProgress.kind,
               old_primary_keeper_uid: r.cluster.failoverInProgress.oldPrimaryKeeperUid,
             },
+      scheduled_switchover:
+        r.cluster.scheduledSwitchover === null
+          ? null
+          : { at: r.cluster.scheduledSwitchover.at, target_keeper_uid: r.cluster.scheduledSwitchover.targetKeeperUid, requested_at: r.cluster.scheduledSwitchover.requestedAt },
       available: r.cluster.available,
       master_keeper_uid: r.cluster.masterKeeperUid,
       master_db_uid: r.cluster.masterDbUid,
