@@ -63,6 +63,8 @@ const failoverEvent = z.looseObject({
     proxiesRouted: z.string().optional(),
   }),
   result: z.enum(['completed', 'aborted']).optional(),
+  newTimeline: z.looseObject({ timelineID: nonNegInt, switchPoint: lsn }).optional(),
+  discardedWal: discardedWal.optional(),
 });
 
 const cluster = z.looseObject({
@@ -76,6 +78,8 @@ const cluster = z.looseObject({
     master: z.string(),
     failover: failoverEvent.optional(),
     switchoverRequest: z.looseObject({ targetKeeperUID: z.string().optional(), requestedAt: z.string(), requestedBy: z.string().optional() }).optional(),
+    reloadRequest: z.looseObject({ generation: nonNegInt, requestedAt: z.string(), keeperUIDs: strings.optional() }).optional(),
+    reinitRequest: z.looseObject({ keeperUID: z.string(), dbUid: z.string(), requestedAt: z.string() }).optional(),
   }),
 });
 
@@ -118,6 +122,7 @@ const db = z.looseObject({
     suAllowedCIDRs: strings.optional(),
     automaticPgRestart: z.boolean().optional(),
     shutdownForSwitchover: z.boolean().optional(),
+    reinitRequestedAt: z.string().optional(),
     role,
     followConfig: z
       .looseObject({
@@ -333,6 +338,7 @@ const keeperInfo = z.looseObject({
       cleanShutdown: z.boolean().optional(),
       pendingRestart: strings.optional(),
       discardedWal: discardedWal.optional(),
+      walReceiverStreaming: z.boolean().optional(),
       activity: z.string().optional(),
       startError: z.string().optional(),
       refusedSpecCommands: strings.optional(),
@@ -344,6 +350,8 @@ const keeperInfo = z.looseObject({
   memberAddress: z.string().optional(),
   failsafeEpisode: failsafeEpisodeSchema.optional(),
   switchoverRequestedAt: z.string().optional(),
+  reloadGeneration: nonNegInt.optional(),
+  version: z.string().optional(),
 });
 
 const proxyInfo = z.looseObject({ infoUID: z.string(), UID: z.string(), Generation: nonNegInt, ProxyTimeout: z.number() });

@@ -10,5 +10,6 @@ export { decide, emptyMemory, isMasterType, type DecideInput, type DecideOutput,
 export { FAKE_SYNC_STANDBY } from './sync.js';
 export { SWITCHOVER_BECAME_FAILOVER } from './switchover.js';
 export { FAILSAFE_HISTORY_LIMIT } from './trace.js';
+export { STOLON_TS_VERSION } from './version.js';
 export { isCidr } from './cidr.js';
 export { DEFAULT_BACKUP, backupStanza, pgbackrestRepoOptions } from './backup.js';

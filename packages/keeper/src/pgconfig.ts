@@ -273,6 +273,7 @@ export function postgresStateFor(inp: ReportInputs, obs: PgObservation): Postgre
     ...(!obs.running && obs.clusterState !== undefined ? { cleanShutdown: obs.clusterState === 'shut down' } : {}),
     pendingRestart: [...obs.pendingRestart],
     ...(inp.local.discardedWal !== undefined ? { discardedWal: inp.local.discardedWal } : {}),
+    ...(obs.walReceiverStreaming !== undefined ? { walReceiverStreaming: obs.walReceiverStreaming } : {}),
     ...(inp.activity !== undefined ? { activity: inp.activity } : {}),
     ...(inp.startError !== undefined && !obs.running ? { startError: inp.startError } : {}),
     ...(inp.refusedSpecCommands !== undefined && inp.refusedSpecCommands.length > 0 ? { refusedSpecCommands: [...inp.refusedSpecCommands] } : {}),
