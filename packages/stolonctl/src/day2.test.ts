@@ -2,10 +2,22 @@
  * Unit tier: the pure parts of the day-2 commands — reinit's refusal rules, the history derived
  * from clusterdata, version-skew detection, and reload's per-keeper outcome.
  */
-import { describe, expect, it } from 'vitest';
-import type { ClusterData, FailoverEvent } from '@stolon-ts/cluster';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseClusterData, serializeClusterData, type ClusterData, type FailoverEvent } from '@stolon-ts/cluster';
 import { aCluster, dbOf, keeperInfo } from '@stolon-ts/cluster/testing';
-import { buildHistory, buildVersions, describeDiscarded, reinitRefusal, reloadOutcomes, renderHistoryTable, versionSkew } from './index.js';
+import { MemoryBackend, MemoryStore } from '@stolon-ts/store';
+import {
+  buildHistory,
+  buildVersions,
+  describeDiscarded,
+  reinitRefusal,
+  reloadOutcomes,
+  renderHistoryTable,
+  runReinit,
+  runReload,
+  versionSkew,
+  type CommandContext,
+} from './index.js';
 
 const LSN = 0x3000000;
 
@@ -179,5 +191,53 @@ describe('reloadOutcomes', () => {
       { keeperUID: 'k2', role: 'standby', reloaded: false, pendingRestart: [], why: 'it has not run a pass that converged its DB since the request' },
       { keeperUID: 'k3', role: 'standby', reloaded: false, pendingRestart: [], why: 'it publishes no info: is the keeper running?' },
     ]);
+  });
+});
+
+describe('the commands against the in-memory store', () => {
+  const stores: MemoryStore[] = [];
+  afterEach(async () => {
+    await Promise.all(stores.splice(0).map((x) => x.close()));
+  });
+
+  async function setup(cd: ClusterData): Promise<{ ctx: CommandContext; store: MemoryStore; out: string[]; errs: string[] }> {
+    const store = new MemoryStore(new MemoryBackend(), { clusterName: 'c1' });
+    stores.push(store);
+    await store.overwriteClusterData(serializeClusterData(cd));
+    const out: string[] = [];
+    const errs: string[] = [];
+    return { ctx: { store, clusterName: 'c1', out: (t) => out.push(t), err: (l) => errs.push(l) }, store, out, errs };
+  }
+
+  it('reinit of the primary exits 1 and writes nothing; of a standby (--no-wait) records the request', async () => {
+    const h = await setup(twoStandbys());
+    const before = (await h.store.getClusterData())!.text;
+    expect(await runReinit(h.ctx, { keeper: 'k1', yes: true })).toBe(1);
+    expect(h.errs.join('\n')).toMatch(/^stolonctl reinit: keeper k1 holds the primary/);
+    expect((await h.store.getClusterData())!.text).toBe(before);
+    expect(await runReinit(h.ctx, { keeper: 'k2', noWait: true })).toBe(1);
+    expect(h.errs.at(-1)).toMatch(/--yes/);
+    expect(await runReinit(h.ctx, { keeper: 'k2', yes: true, noWait: true })).toBe(0);
+    const cd = parseClusterData((await h.store.getClusterData())!.text);
+    expect(cd.cluster.status.reinitRequest).toMatchObject({ keeperUID: 'k2', dbUid: dbOf('k2') });
+    expect(await runReinit(h.ctx, { keeper: '', yes: true })).toBe(2);
+    expect(await runReinit(h.ctx, { keeper: 'k3', yes: true, timeout: 'soon' })).toBe(2);
+  });
+
+  it('reload bumps the generation and reports each keeper; exit 1 when one does not acknowledge in time', async () => {
+    const cd = twoStandbys();
+    const h = await setup(cd);
+    await h.store.setInfo('keepers', 'k1', { ...keeperInfo('k1', cd, { pendingRestart: ['shared_buffers'] }), reloadGeneration: 1 }, 10_000);
+    await h.store.setInfo('keepers', 'k2', { ...keeperInfo('k2', cd), reloadGeneration: 1 }, 10_000);
+    expect(await runReload(h.ctx, { keeper: 'k1', timeout: '1s', pollMs: 20 })).toBe(0);
+    expect(h.out.join('\n')).toMatch(/generation 1\) for keeper k1\nkeeper k1 \(primary\): reloaded; pending restart: shared_buffers/);
+    expect(parseClusterData((await h.store.getClusterData())!.text).cluster.status.reloadRequest).toMatchObject({ generation: 1, keeperUIDs: ['k1'] });
+    h.out.length = 0;
+    expect(await runReload(h.ctx, { timeout: '1s', pollMs: 50 })).toBe(1);
+    expect(parseClusterData((await h.store.getClusterData())!.text).cluster.status.reloadRequest?.generation).toBe(2);
+    expect(h.out.join('\n')).toMatch(/keeper k3 \(standby\): not reloaded within 1s: it publishes no info/);
+    expect(h.errs.at(-1)).toMatch(/3 keeper\(s\) holding a DB did not reload within 1s/);
+    expect(await runReload(h.ctx, { keeper: 'nope' })).toBe(1);
+    expect(await runReload(h.ctx, { timeout: '0s' })).toBe(2);
   });
 });

@@ -112,9 +112,10 @@ async function awaitReinit(ctx: CommandContext, uid: string, oldDb: string, requ
   for (;;) {
     const { cd } = await loadClusterData(ctx);
     const mine = Object.values(cd.dbs).find((d) => d.spec.keeperUID === uid);
-    if (replacedBy === undefined && mine !== undefined && mine.uid !== oldDb) {
+    if (mine !== undefined && mine.uid !== oldDb && mine.uid !== replacedBy) {
+      // A clone that failed past syncTimeout gets yet another new DB from the sentinel: follow it.
+      ctx.out(`the sentinel replaced db ${replacedBy ?? oldDb} by db ${mine.uid}; keeper ${uid} clones it from the primary with pg_basebackup`);
       replacedBy = mine.uid;
-      ctx.out(`the sentinel replaced db ${oldDb} by db ${mine.uid}; keeper ${uid} clones it from the primary with pg_basebackup`);
     }
     if (replacedBy === undefined && cd.cluster.status.reinitRequest?.requestedAt !== requestedAt && mine?.uid === oldDb) {
       throw new CommandError('the sentinel dropped the request (its log says why; see also stolonctl status)', ExitCode.runtime);
