@@ -63,6 +63,8 @@ const failoverEvent = z.looseObject({
     proxiesRouted: z.string().optional(),
   }),
   result: z.enum(['completed', 'aborted']).optional(),
+  newTimeline: z.looseObject({ timelineID: nonNegInt, switchPoint: lsn }).optional(),
+  discardedWal: discardedWal.optional(),
 });
 
 const cluster = z.looseObject({
@@ -76,6 +78,8 @@ const cluster = z.looseObject({
     master: z.string(),
     failover: failoverEvent.optional(),
     switchoverRequest: z.looseObject({ targetKeeperUID: z.string().optional(), requestedAt: z.string(), requestedBy: z.string().optional(), scheduledAt: z.string().optional() }).optional(),
+    reloadRequest: z.looseObject({ generation: nonNegInt, requestedAt: z.string(), keeperUIDs: strings.optional() }).optional(),
+    reinitRequest: z.looseObject({ keeperUID: z.string(), dbUid: z.string(), requestedAt: z.string() }).optional(),
   }),
 });
 
@@ -119,6 +123,7 @@ const db = z.looseObject({
     automaticPgRestart: z.boolean().optional(),
     shutdownForSwitchover: z.boolean().optional(),
     restartRequest: z.looseObject({ requestedAt: z.string(), generation: nonNegInt }).optional(),
+    reinitRequestedAt: z.string().optional(),
     role,
     followConfig: z
       .looseObject({
@@ -347,6 +352,8 @@ const keeperInfo = z.looseObject({
   memberAddress: z.string().optional(),
   failsafeEpisode: failsafeEpisodeSchema.optional(),
   switchoverRequestedAt: z.string().optional(),
+  reloadGeneration: nonNegInt.optional(),
+  version: z.string().optional(),
 });
 
 const proxyInfo = z.looseObject({ infoUID: z.string(), UID: z.string(), Generation: nonNegInt, ProxyTimeout: z.number() });

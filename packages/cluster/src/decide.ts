@@ -20,7 +20,7 @@ import { formatDurationMs } from './duration.js';
 import { resolveSpec } from './spec.js';
 import { dropExpiredSchedule, scheduleState, switchoverStep } from './switchover.js';
 import { failoverSyncSet, inheritSynchronousStandbys, manageSynchronousStandbys, reportedSyncStandbys, type SyncCatchUp } from './sync.js';
-import { recordFailsafeEpisodes, traceChosen, traceDeclared, traceFenced, traceNoCandidate, tracePromoted, traceRouted } from './trace.js';
+import { recordEventOutcomes, recordFailsafeEpisodes, traceChosen, traceDeclared, traceFenced, traceNoCandidate, tracePromoted, traceRouted } from './trace.js';
 import type {
   ClusterData,
   DB,
@@ -282,6 +282,7 @@ export function decide(input: DecideInput): DecideOutput {
   updateKeepers(next, infos, input.wallTime, reasons, { stalledMs, failIntervalMs: spec.failIntervalMs });
   reasons.push(...recordFailsafeEpisodes(next, infos));
   updateDbStatuses(next, reporting, dbErrorSince, now);
+  reasons.push(...recordEventOutcomes(next));
   graceForRebootedChoice(next, rebooted, dbErrorSince, now);
 
   const keeperHealthy = (uid: string): boolean => next.keepers[uid]?.status.healthy === true;
@@ -950,6 +951,37 @@ function removeDivergedDbs(cd: ClusterData, master: DB, input: DecideInput, reas
 }
 
 /**
+ * Consumes a `stolonctl reinit` request (`cluster.status.reinitRequest`), with a healthy,
+ * converged primary: the standby DB it names is replaced by a new DB of the same keeper with
+ * initMode `resync` and `reinitRequestedAt`, which its keeper clones afresh with pg_basebackup
+ * (the keeper's resync path; the old data directory is replaced only once the clone succeeded).
+ * Dropped with a reason, changing nothing, when the DB is gone or already replaced, or is the
+ * primary. Whether losing a synchronous standby is acceptable was stolonctl's to check (`--force`).
+ */
+function applyReinitRequest(cd: ClusterData, spec: ResolvedSpec, input: DecideInput, master: DB, reasons: string[]): void {
+  const req = cd.cluster.status.reinitRequest;
+  if (req === undefined) {
+    return;
+  }
+  delete cd.cluster.status.reinitRequest;
+  const db = cd.dbs[req.dbUid];
+  if (db === undefined || db.spec.keeperUID !== req.keeperUID) {
+    reasons.push(`reinit of keeper ${req.keeperUID} dropped: its db ${req.dbUid} is no longer in the cluster (already replaced)`);
+    return;
+  }
+  if (db.uid === master.uid) {
+    reasons.push(`reinit of keeper ${req.keeperUID} refused: it holds the primary db ${db.uid}`);
+    return;
+  }
+  delete cd.dbs[db.uid];
+  const uid = input.newUid();
+  const fresh = newDb(uid, req.keeperUID, 'resync', 'standby', master.uid, spec, input.wallTime);
+  fresh.spec.reinitRequestedAt = req.requestedAt;
+  cd.dbs[uid] = fresh;
+  reasons.push(`reinit of keeper ${req.keeperUID} (stolonctl reinit at ${req.requestedAt}): db ${db.uid} replaced by new standby db ${uid}, cloned again from primary db ${master.uid}`);
+}
+
+/**
  * The switchover request a stopping primary's keeper asks for with its info's
  * `switchoverRequestedAt`, or undefined: none asked, or this very request (same keeper, DB and
  * time) already has a switchover in the history (completed or aborted: it is not retried; a
@@ -1103,6 +1135,7 @@ function decideNormal(
 
   // The primary is healthy and converged: clean up and manage standbys.
   removeDivergedDbs(cd, master, input, reasons);
+  applyReinitRequest(cd, spec, input, master, reasons);
 
   const standbys = Object.values(cd.dbs).filter((d) => d.uid !== master.uid);
   const good = standbys.filter((d) => dbHealthy(d) && convergence(d, spec.convergenceTimeoutMs) === 'converged');
@@ -1116,6 +1149,7 @@ function decideNormal(
   );
   for (const d of good) {
     d.spec.initMode = 'none';
+    delete d.spec.reinitRequestedAt;
   }
   reasons.push(
     ...manageSynchronousStandbys({

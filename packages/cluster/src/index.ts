@@ -10,6 +10,7 @@ export { decide, emptyMemory, isMasterType, type DecideInput, type DecideOutput,
 export { FAKE_SYNC_STANDBY } from './sync.js';
 export { SCHEDULED_SWITCHOVER_MAX_LATE_MS, SWITCHOVER_BECAME_FAILOVER, scheduleState } from './switchover.js';
 export { FAILSAFE_HISTORY_LIMIT } from './trace.js';
+export { STOLON_TS_VERSION } from './version.js';
 export { isCidr } from './cidr.js';
 export { DEFAULT_BACKUP, backupStanza, pgbackrestRepoOptions, pgbackrestRepoSettings, renderPgbackrestConf } from './backup.js';
 export { instancesDown, planRestart, restartPending, restartRequested, restartWorthy, type RestartPlan, type RestartPlanOptions } from './restart.js';

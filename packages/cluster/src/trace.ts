@@ -110,3 +110,41 @@ export function traceRouted(cd: ClusterData, master: DB, wallTime: string): void
   cd.failoverHistory = [...(cd.failoverHistory ?? []), ev].slice(-FAILOVER_HISTORY_LIMIT);
   delete cd.cluster.status.failover;
 }
+
+/**
+ * Completes the recorded events (the one in progress and `failoverHistory`) with what is only
+ * known after the promotion, so `stolonctl history` can say it after the DBs involved are gone:
+ * - `newTimeline`: once the new primary's DB reports a timeline above the old primary's, that
+ *   timeline and its switch point (from the DB's `timelinesHistory`; both as it reports them);
+ * - `discardedWal`: once a DB of the old primary's keeper reports WAL it discarded (pg_rewind or
+ *   a new clone) at or after the event's promotion.
+ * Events already complete are left alone; at most the history's length is visited.
+ * @returns one reason per event completed
+ */
+export function recordEventOutcomes(cd: ClusterData): string[] {
+  const reasons: string[] = [];
+  const events = [...(cd.failoverHistory ?? []), ...(cd.cluster.status.failover !== undefined ? [cd.cluster.status.failover] : [])];
+  for (const ev of events) {
+    if (ev.newTimeline === undefined && ev.newPrimary !== undefined && ev.phases.promoted !== undefined) {
+      const db = cd.dbs[ev.newPrimary.dbUid];
+      const tl = db?.status.timelineID ?? 0;
+      const prev = db?.status.timelinesHistory.find((h) => h.timelineID === tl - 1);
+      if (db !== undefined && tl > (ev.oldPrimary.timelineID ?? 0) && prev !== undefined) {
+        ev.newTimeline = { timelineID: tl, switchPoint: prev.switchPoint };
+        reasons.push(`${ev.kind} ${ev.id}: keeper ${ev.newPrimary.keeperUID} started timeline ${tl} at LSN ${prev.switchPoint}`);
+      }
+    }
+    if (ev.discardedWal === undefined && ev.result === 'completed' && ev.phases.promoted !== undefined) {
+      const since = Date.parse(ev.phases.promoted);
+      const found = Object.values(cd.dbs)
+        .filter((d) => d.spec.keeperUID === ev.oldPrimary.keeperUID)
+        .map((d) => d.status.discardedWal)
+        .find((w) => w !== undefined && Date.parse(w.at) >= since);
+      if (found !== undefined) {
+        ev.discardedWal = { ...found };
+        reasons.push(`${ev.kind} ${ev.id}: keeper ${ev.oldPrimary.keeperUID} discarded WAL ${found.fromLsn}–${found.toLsn} when it rejoined (${found.method})`);
+      }
+    }
+  }
+  return reasons;
+}

@@ -242,6 +242,36 @@ export interface ClusterStatus {
   failover?: FailoverEvent;
   /** Our addition: a planned switchover asked for by `stolonctl switchover`, not yet started. */
   switchoverRequest?: SwitchoverRequest;
+  /**
+   * Our addition (`stolonctl reload`): keepers re-render postgresql.conf and pg_hba.conf and reload
+   * PostgreSQL once per new `generation`, and acknowledge it in their info (`reloadGeneration`).
+   * Kept after it was acted on: its generation only grows.
+   */
+  reloadRequest?: ReloadRequest;
+  /**
+   * Our addition (`stolonctl reinit`): a standby to wipe and clone again from the primary; the
+   * leader sentinel consumes it (removes it) by giving the keeper a new DB with initMode `resync`.
+   */
+  reinitRequest?: ReinitRequest;
+}
+
+/** Written by `stolonctl reload`; read by every keeper. */
+export interface ReloadRequest {
+  /** Grows by one per request; a keeper reloads once per generation it has not acknowledged. */
+  generation: number;
+  /** RFC 3339 time of the request. */
+  requestedAt: string;
+  /** Keeper UIDs to reload; absent: every keeper. */
+  keeperUIDs?: string[];
+}
+
+/** Written by `stolonctl reinit`; consumed by the leader sentinel. */
+export interface ReinitRequest {
+  keeperUID: string;
+  /** The DB uid the keeper held when the request was made: the request is for that DB only. */
+  dbUid: string;
+  /** RFC 3339 time of the request. */
+  requestedAt: string;
 }
 
 /**
@@ -336,6 +366,16 @@ export interface FailoverEvent {
   };
   /** Set when the event ended. */
   result?: 'completed' | 'aborted';
+  /**
+   * Our addition, recorded once the new primary reports its promotion: the timeline it started and
+   * the LSN (bytes) where it left the previous one (`pg_wal/<timeline>.history`).
+   */
+  newTimeline?: { timelineID: number; switchPoint: number };
+  /**
+   * Our addition: the WAL the old primary's keeper discarded when it rejoined as a standby after
+   * this event (its `DBStatus.discardedWal`), once it reported one.
+   */
+  discardedWal?: DiscardedWal;
 }
 
 export interface Cluster {
@@ -401,6 +441,11 @@ export interface DBSpec {
   suAllowedCIDRs?: string[];
   /** Our addition: `automaticPgRestart` copied from the cluster spec. */
   automaticPgRestart?: boolean;
+  /**
+   * Our addition: RFC 3339 time of the `stolonctl reinit` this DB was made for: its keeper clones
+   * it with pg_basebackup, never pg_rewind (which would keep the data). Removed once it streams.
+   */
+  reinitRequestedAt?: string;
   /**
    * Our addition, set on the primary during a planned switchover, and on a failed primary whose
    * keeper is still live before a standby is promoted in its place (fencing it): shut PostgreSQL
@@ -599,11 +644,17 @@ export interface KeeperInfo {
    * value.
    */
   switchoverRequestedAt?: string;
+  /** Our addition (`stolonctl reload`): the last `ReloadRequest.generation` this keeper process acted on. */
+  reloadGeneration?: number;
+  /** Our addition: the stolon-ts version of the keeper program (`STOLON_TS_VERSION`). */
+  version?: string;
 }
 
 /** Published by each sentinel at `sentinels/info/<uid>` (capitalised key, as in Stolon). */
 export interface SentinelInfo {
   UID: string;
+  /** Our addition: the stolon-ts version of the sentinel program (`STOLON_TS_VERSION`). */
+  Version?: string;
 }
 
 /** Published by each proxy at `proxies/info/<uid>` (keys as in Stolon; ProxyTimeout in ns). */
@@ -618,4 +669,6 @@ export interface ProxyInfo {
   Generation: number;
   /** The proxy's own timeout in nanoseconds (Go time.Duration). */
   ProxyTimeout: number;
+  /** Our addition: the stolon-ts version of the proxy program (`STOLON_TS_VERSION`). */
+  Version?: string;
 }

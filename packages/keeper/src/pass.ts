@@ -8,7 +8,7 @@ import { describeActivity } from './activity.js';
 import { execute, taskName } from './actions.js';
 import { promiseHold } from './failsafe.js';
 import { refreshPasswords, rotatePasswords } from './passwords.js';
-import { planKeeperAction } from './plan.js';
+import { planKeeperAction, reloadDue } from './plan.js';
 import type { KeeperRuntime } from './runtime.js';
 import { awaitFenceTimeForStart } from './watchers.js';
 
@@ -100,10 +100,19 @@ export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Prom
     // clusterdata that may predate the fence; the next pass waits for the sentinel instead.
     return { sentence: 'fenced during this pass: its plan is dropped', level: 'warn' };
   }
+  // `stolonctl reload`: converge writes the configuration files again, then PostgreSQL reloads.
+  const reload = action.kind === 'converge' ? reloadDue(cd, config.uid, rt.reloadedGeneration) : undefined;
+  if (reload !== undefined) {
+    rt.appliedConfigKey = '';
+  }
   let failed: { err: unknown } | undefined;
   let changed = false;
   try {
     changed = await execute(rt, action, cd, obs);
+    if (reload !== undefined) {
+      await reloadNow(rt, reload);
+      changed = true;
+    }
   } catch (err) {
     failed = { err };
   }
@@ -124,6 +133,30 @@ export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Prom
         ? `${reason} (${redactConninfo(action.external.standbySettings.primaryConninfo ?? '')})`
         : reason,
   };
+}
+
+/**
+ * How long the keeper lets the postmaster apply a reload (it handles SIGHUP asynchronously)
+ * before observing `pg_settings.pending_restart` for its info, ms.
+ */
+const RELOAD_SETTLE_MS = 500;
+
+/**
+ * Acts on `stolonctl reload` generation `generation` after converge rewrote the configuration
+ * files: reloads a running PostgreSQL (`pg_ctl reload`, what `pg_reload_conf()` does) and waits
+ * {@link RELOAD_SETTLE_MS}; a stopped one reads the files when it starts. Then records the
+ * generation, which the next publish acknowledges (`reloadGeneration`).
+ * @throws what `pg_ctl reload` throws (the generation is then not acknowledged; the next pass retries)
+ */
+async function reloadNow(rt: KeeperRuntime, generation: number): Promise<void> {
+  if (await rt.pg.isRunning()) {
+    await rt.pg.reload();
+    await new Promise((r) => setTimeout(r, RELOAD_SETTLE_MS));
+    rt.log.info({ reloadGeneration: generation }, `configuration rewritten and PostgreSQL reloaded (stolonctl reload, generation ${generation})`);
+  } else {
+    rt.log.info({ reloadGeneration: generation }, `configuration rewritten; PostgreSQL is not running and reads it when it starts (stolonctl reload, generation ${generation})`);
+  }
+  rt.reloadedGeneration = generation;
 }
 
 /** `cd` as JSON without what changes with every WAL write: reported LSNs, lastHealthyTime, changeTime. */

@@ -166,7 +166,8 @@ export function planKeeperAction(
           return { kind: 'wait', reason: `cannot resync db ${db.uid} yet: waiting for the primary to create replication slot stolon_${db.uid}` };
         }
         const sameSystem = obs.initialized && (obs.systemId ?? '') !== '' && obs.systemId === from.systemId;
-        const tryRewind = db.spec.usePgrewind && sameSystem;
+        // `stolonctl reinit` asks for a new copy: pg_rewind of an intact standby would keep its data.
+        const tryRewind = db.spec.usePgrewind && sameSystem && db.spec.reinitRequestedAt === undefined;
         return {
           kind: 'resync',
           db,
@@ -305,4 +306,18 @@ export function internalOnlyHba(inp: InternalOnlyInputs): boolean {
   }
   const reported = new Set(inp.reportedSync);
   return !inp.db.spec.synchronousStandbys.every((uid) => reported.has(uid));
+}
+
+/**
+ * The `stolonctl reload` generation this keeper has to act on now, or undefined: there is a
+ * request (`cluster.status.reloadRequest`), it names this keeper (or every keeper), and its
+ * generation is above the last one this process acted on.
+ * @param acted the last generation acted on (0: none)
+ */
+export function reloadDue(cd: ClusterData, keeperUid: string, acted: number): number | undefined {
+  const req = cd.cluster.status.reloadRequest;
+  if (req === undefined || req.generation <= acted) {
+    return undefined;
+  }
+  return req.keeperUIDs === undefined || req.keeperUIDs.includes(keeperUid) ? req.generation : undefined;
 }

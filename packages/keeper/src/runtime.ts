@@ -4,7 +4,7 @@
  * dependencies every step uses, in one object that the pass, the actions and the watchers share.
  * Owned by one keeper process; nothing here survives a restart except through `dbstate`.
  */
-import { DEFAULT_SPEC, parseDurationMs, type ClusterData, type DB, type KeeperInfo, type ResolvedSpec } from '@stolon-ts/cluster';
+import { DEFAULT_SPEC, STOLON_TS_VERSION, parseDurationMs, type ClusterData, type DB, type KeeperInfo, type ResolvedSpec } from '@stolon-ts/cluster';
 import { newBootUuid, newUid, type Logger } from '@stolon-ts/common';
 import type { PgConfig, PgObservation, PostgresManager } from '@stolon-ts/postgres';
 import type { Store } from '@stolon-ts/store';
@@ -83,6 +83,11 @@ export class KeeperRuntime {
    * (drain.ts); published as the info's `switchoverRequestedAt`. Undefined otherwise.
    */
   switchoverRequestedAt: string | undefined = undefined;
+  /**
+   * The last `stolonctl reload` generation (`cluster.status.reloadRequest`) this process acted on,
+   * published as the info's `reloadGeneration`; 0 before any (a restarted keeper reloads once).
+   */
+  reloadedGeneration = 0;
   /** Set by `start` once the task runner exists. */
   tasks!: TaskRunner;
   /** Asks the pass loop for a pass now (set by `start`). */
@@ -196,6 +201,8 @@ export class KeeperRuntime {
       ...(config.member !== undefined ? { memberAddress: config.member.advertise } : {}),
       ...(this.failsafe.lastEpisode !== undefined ? { failsafeEpisode: this.failsafe.lastEpisode } : {}),
       ...(this.switchoverRequestedAt !== undefined ? { switchoverRequestedAt: this.switchoverRequestedAt } : {}),
+      ...(this.reloadedGeneration > 0 ? { reloadGeneration: this.reloadedGeneration } : {}),
+      version: STOLON_TS_VERSION,
     };
   }
 

@@ -22,6 +22,7 @@ import {
   parseClusterData,
   parseDurationMs,
   resolveSpec,
+  STOLON_TS_VERSION,
   type ClusterData,
   type ProxyInfo,
 } from '@stolon-ts/cluster';
@@ -421,6 +422,7 @@ export class Checker {
         UID: this.uid,
         Generation: decision.generation,
         ProxyTimeout: Math.round(spec.proxyTimeoutMs * 1e6),
+        Version: STOLON_TS_VERSION,
       };
       await bounded(
         this.storeCall(this.store.setInfo('proxies', this.uid, info, spec.proxyTimeoutMs), 'publishing proxy info'),

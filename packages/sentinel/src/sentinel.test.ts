@@ -5,7 +5,7 @@
  * but never changes (its checks fail) does not block a failover.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { NotLeaderError, StoreUnavailableError, parseClusterData, serializeClusterData, type ClusterData } from '@stolon-ts/cluster';
+import { NotLeaderError, STOLON_TS_VERSION, StoreUnavailableError, parseClusterData, serializeClusterData, type ClusterData } from '@stolon-ts/cluster';
 import { aCluster, keeperInfo, proxyInfo } from '@stolon-ts/cluster/testing';
 import { createLogger } from '@stolon-ts/common';
 import { waitFor } from '@stolon-ts/harness';
@@ -154,7 +154,7 @@ describe('sentinel', () => {
       await new Promise((r) => setTimeout(r, 2000));
       expect(n).toBeGreaterThan(20);
       expect(infoWrites - before).toBe(0);
-      expect((await admin.listInfos('sentinels'))['s1']).toEqual({ UID: 's1' });
+      expect((await admin.listInfos('sentinels'))['s1']).toEqual({ UID: 's1', Version: STOLON_TS_VERSION });
       // An outage longer than the info's TTL (5 s): the lease expires with the key; once the store
       // answers again, the next pass writes it anew.
       backend.setUnavailable(true);

@@ -20,6 +20,7 @@ import {
   repairClusterData,
   resolveSpec,
   serializeClusterData,
+  STOLON_TS_VERSION,
   type ClusterDataRepair,
   type ClusterSpec,
   type KeeperInfo,
@@ -158,7 +159,7 @@ function infoPublisher(store: Store, uid: string): (ttlMs: number) => Promise<vo
   let last: { readonly ttlMs: number; readonly atMs: number } | undefined;
   return async (ttlMs) => {
     if (infoNeedsPublish(last, ttlMs, store.infoLeaseRemainingMs('sentinels', uid), monoMs())) {
-      await store.setInfo('sentinels', uid, { UID: uid }, ttlMs);
+      await store.setInfo('sentinels', uid, { UID: uid, Version: STOLON_TS_VERSION }, ttlMs);
       last = { ttlMs, atMs: monoMs() };
     }
   };

@@ -19,9 +19,12 @@ import {
 } from './context.js';
 import { EVENTS_FORMATS, runEvents, type EventsFormat } from './events.js';
 import { runFailkeeper } from './failkeeper.js';
+import { HISTORY_FORMATS, runHistory, type HistoryFormat } from './history.js';
 import { runInit } from './init.js';
 import { runPause } from './pause.js';
 import { runPromote } from './promote.js';
+import { runReinit } from './reinit.js';
+import { runReload } from './reload.js';
 import { runSwitchover } from './switchover.js';
 import { runRemovekeeper } from './removekeeper.js';
 import { runRestart } from './restart.js';
@@ -29,9 +32,10 @@ import { runResume } from './resume.js';
 import { runSpec } from './spec.js';
 import { STATUS_FORMATS, runStatus, type StatusFormat } from './status.js';
 import { runUpdate } from './update.js';
+import { VERSION_FORMATS, runVersion, type VersionFormat } from './version.js';
 
 const PROGRAM = 'stolonctl';
-const COMMANDS = 'init, status, events, spec, update, pause, resume, failkeeper, removekeeper, promote, switchover or restart';
+const COMMANDS = 'init, status, events, history, spec, update, pause, resume, reload, failkeeper, removekeeper, reinit, promote, switchover, restart or version';
 
 type CommandName =
   | 'init'
@@ -45,7 +49,11 @@ type CommandName =
   | 'removekeeper'
   | 'promote'
   | 'switchover'
-  | 'restart';
+  | 'restart'
+  | 'history'
+  | 'reload'
+  | 'reinit'
+  | 'version';
 
 /** A command-line problem found by yargs (unknown flag, missing required flag, bad choice). */
 class UsageError extends Error {}
@@ -114,8 +122,12 @@ const STOLON_ONLY_COMMANDS: Readonly<Record<string, string>> = {
     "Stolon's clusterdata read/write is not available: stolonctl status --format json and stolonctl spec show the cluster; " +
     'moving clusterdata between stores or adopting a Stolon cluster is not supported yet (docs/differences-from-stolon.md)',
   register: "Stolon's register (DBs as Consul services) is not available (docs/differences-from-stolon.md)",
-  version: "Stolon's version command is not available: the image tag or the package version tells the version",
 };
+
+/** The `--format table|json` option of `history` and `version`. */
+function formatOption(formats: readonly string[]): (y: Argv) => Argv {
+  return (y) => y.option('format', { type: 'string', choices: [...formats], default: 'table', describe: 'output format' });
+}
 
 /** Registers {@link STOLON_ONLY_COMMANDS}, hidden from the help, with any arguments (e.g. `clusterdata read --pretty`). */
 function refuseStolonCommands(y: Argv): Argv {
@@ -133,6 +145,44 @@ function refuseStolonCommands(y: Argv): Argv {
   return out;
 }
 
+/** The day-2 commands: history, reload, reinit and version (Patroni's names). */
+function day2Commands(y: Argv, select: (name: CommandName, argv: Record<string, unknown>) => void): Argv {
+  return y
+    .command(
+      'history',
+      "show the timelines: each failover and switchover with when, why, from and to which keeper, and the old primary's discarded WAL",
+      formatOption(HISTORY_FORMATS),
+      (argv) => select('history', argv),
+    )
+    .command(
+      'reload',
+      'make the keepers rewrite postgresql.conf and pg_hba.conf and reload PostgreSQL now; lists parameters pending a restart',
+      (b) =>
+        b
+          .option('keeper', { type: 'string', requiresArg: true, describe: 'reload only this keeper (default: every keeper)' })
+          .option('timeout', { type: 'string', requiresArg: true, default: '30s', describe: 'how long to wait for the keepers to acknowledge' }),
+      (argv) => select('reload', argv),
+    )
+    .command(
+      'reinit <keeper>',
+      "wipe a standby's data and clone it again from the primary (never the primary; a synchronous standby needed for commits only with --force)",
+      (b) =>
+        b
+          .positional('keeper', { type: 'string', describe: 'the keeper UID (see stolonctl status)' })
+          .option('force', { type: 'boolean', default: false, describe: 'also re-clone a synchronous standby whose loss makes commits wait (fewer than minSynchronousStandbys would remain)' })
+          .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 're-clone without asking' })
+          .option('wait', { type: 'boolean', default: true, describe: 'wait until it streams again (--no-wait to return at once)' })
+          .option('timeout', { type: 'string', requiresArg: true, default: '10m', describe: 'how long to wait for it to stream again' }),
+      (argv) => select('reinit', argv),
+    )
+    .command(
+      'version',
+      "show stolonctl's version and every keeper's, sentinel's and proxy's, with a WARNING line on version skew (exit 0)",
+      formatOption(VERSION_FORMATS),
+      (argv) => select('version', argv),
+    );
+}
+
 function buildParser(args: readonly string[], select: (name: CommandName, argv: Record<string, unknown>) => void, warnings: string[]): Argv {
   const fileOpt = {
     alias: 'f',
@@ -140,7 +190,7 @@ function buildParser(args: readonly string[], select: (name: CommandName, argv: 
     describe: 'read the spec from this file; - reads standard input',
     requiresArg: true,
   } as const;
-  return refuseStolonCommands(addFlags(baseYargs(args, PROGRAM), COMMON_FLAGS, ENV_PREFIX, process.env, { flags: STOLONCTL_STOLON_FLAGS, warnings }))
+  const parser = refuseStolonCommands(addFlags(baseYargs(args, PROGRAM), COMMON_FLAGS, ENV_PREFIX, process.env, { flags: STOLONCTL_STOLON_FLAGS, warnings }))
     .command(
       'init [spec-json]',
       'initialize a new cluster (default spec {"initMode":"new"})',
@@ -259,7 +309,8 @@ function buildParser(args: readonly string[], select: (name: CommandName, argv: 
       'rolling restart of PostgreSQL: standbys one at a time, each back and streaming before the next, then the primary through a switchover',
       restartOptions,
       (argv) => select('restart', argv),
-    )
+    );
+  return day2Commands(parser, select)
     .demandCommand(1, `give a command: ${COMMANDS}`)
     .fail((msg: string | null, err: Error | null) => {
       // Thrown so that parsing stops here; turned into one stderr line by main().
@@ -403,6 +454,23 @@ async function main(args: readonly string[]): Promise<ExitCodeValue> {
         return await runRemovekeeper(ctx, { keeper: String(argv['keeper']), yes: argv['yes'] === true });
       case 'promote':
         return await runPromote(ctx, { yes: argv['yes'] === true });
+      case 'history':
+        return await runHistory(ctx, { format: argv['format'] as HistoryFormat });
+      case 'version':
+        return await runVersion(ctx, { format: argv['format'] as VersionFormat });
+      case 'reload':
+        return await runReload(ctx, {
+          ...(typeof argv['keeper'] === 'string' ? { keeper: argv['keeper'] } : {}),
+          ...(typeof argv['timeout'] === 'string' ? { timeout: argv['timeout'] } : {}),
+        });
+      case 'reinit':
+        return await runReinit(ctx, {
+          keeper: String(argv['keeper']),
+          force: argv['force'] === true,
+          yes: argv['yes'] === true,
+          noWait: argv['wait'] === false,
+          ...(typeof argv['timeout'] === 'string' ? { timeout: argv['timeout'] } : {}),
+        });
       case 'switchover':
         return await runSwitchover(ctx, {
           ...(typeof argv['to'] === 'string' ? { to: argv['to'] } : {}),

@@ -35,6 +35,20 @@ export {
   type PhaseName,
 } from './events.js';
 export { runFailkeeper, type FailkeeperOptions } from './failkeeper.js';
+export {
+  HISTORY_FORMATS,
+  buildHistory,
+  describeDiscarded,
+  renderHistoryTable,
+  runHistory,
+  type DiscardedView,
+  type HistoryFormat,
+  type HistoryReport,
+  type HistoryRow,
+} from './history.js';
+export { reinitRefusal, runReinit, type ReinitOptions } from './reinit.js';
+export { reloadOutcomes, runReload, type ReloadOptions, type ReloadOutcome } from './reload.js';
+export { VERSION_FORMATS, buildVersions, runVersion, versionSkew, type ComponentVersion, type VersionFormat, type VersionInputs } from './version.js';
 export { DEFAULT_INIT_SPEC, runInit, type InitOptions } from './init.js';
 export { runPause } from './pause.js';
 export { PROMOTE_ATTEMPTS, runPromote, type PromoteOptions } from './promote.js';

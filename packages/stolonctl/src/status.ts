@@ -415,8 +415,8 @@ function treeOf(cd: ClusterData, dbUid: string, seen: Set<string>): TreeNode | n
   return { keeperUid: db.spec.keeperUID, dbUid: db.uid, role: db.spec.role, external, followers };
 }
 
-/** A borderless, colourless table in Stolon's tab-aligned look. */
-function table(head: string[], rows: (string | number | boolean)[][]): string {
+/** A borderless, colourless table in Stolon's tab-aligned look: `head`, then one line per row. */
+export function table(head: string[], rows: (string | number | boolean)[][]): string {
   const t = new Table({
     head,
     chars: {
