@@ -16,8 +16,9 @@
  * - the CronJobs run `stolonctl backup --type <full|diff|incr>` as the ServiceAccount
  *   stolon-backup, one run at a time, in pods that meet Pod Security "restricted", name this
  *   cluster, and that the NetworkPolicy stolon-keeper does not admit to the keepers;
- * - the Role grants reading and updating the clusterdata ConfigMap only (deploy-rbac.e2e.test.ts
- *   checks it against the requests `stolonctl backup` makes); the etcd overlay removes it.
+ * - the Role grants get and update of the clusterdata ConfigMap and list of Leases only
+ *   (deploy-rbac.e2e.test.ts checks it against the requests `stolonctl backup` makes); the etcd
+ *   overlay removes it.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -74,7 +75,7 @@ interface PodTemplate {
   spec: PodSpec;
 }
 type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> } } & Record<string, unknown>;
-type CronJobObj = Obj & { spec: { schedule: string; concurrencyPolicy?: string; jobTemplate: { spec: { template: PodTemplate } } } };
+type CronJobObj = Obj & { spec: { schedule: string; concurrencyPolicy?: string; jobTemplate: { spec: { activeDeadlineSeconds?: number; template: PodTemplate } } } };
 type RoleObj = Obj & { rules: { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }[] };
 
 /** The kubernetes-models class and type module of each kind the components add or change. */
@@ -268,6 +269,9 @@ describe('deploy/components/backup with backup-posix or backup-s3', () => {
         expect(flags[0], where).toBe('--type');
         expect(['full', 'diff', 'incr'], where).toContain(flags[1]);
         expect(j.metadata.name, where).toBe(`stolon-backup-${flags[1] ?? '?'}`);
+        // stolonctl's wait ends before the Job's deadline stops the pod, so its own message is logged.
+        const timeout = /^(\d+)h$/.exec(flags[flags.indexOf('--timeout') + 1] ?? '');
+        expect(Number(timeout?.[1]) * 3600, `${where}: --timeout in hours, below activeDeadlineSeconds`).toBeLessThan(j.spec.jobTemplate.spec.activeDeadlineSeconds ?? 0);
         expect(flagProblems('stolonctl', c, flags.filter((f) => f.startsWith('--')).map((f) => f.slice(2)), 'backup'), where).toEqual([]);
         expect(flagProblems('stolonctl', c, []), where).toEqual([]);
         expect(c.env?.find((e) => e.name === 'STOLONCTL_CLUSTER_NAME')?.valueFrom?.fieldRef?.fieldPath, where).toBe("metadata.labels['stolon-cluster']");
@@ -288,9 +292,12 @@ describe('deploy/components/backup with backup-posix or backup-s3', () => {
     }
   });
 
-  it('RBAC: stolon-backup may read and update the clusterdata ConfigMap and nothing else; the etcd overlay removes the Role and mounts no token', () => {
+  it('RBAC: stolon-backup may get and update the clusterdata ConfigMap and list Leases, nothing else; the etcd overlay removes the Role and mounts no token', () => {
     const role = find<RoleObj>(BUILDS.posix, 'Role', 'stolon-backup');
-    expect(role.rules).toEqual([{ apiGroups: [''], resources: ['configmaps'], resourceNames: [CLUSTERDATA], verbs: ['get', 'list', 'watch', 'update'] }]);
+    expect(role.rules).toEqual([
+      { apiGroups: [''], resources: ['configmaps'], resourceNames: [CLUSTERDATA], verbs: ['get', 'update'] },
+      { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['list'] },
+    ]);
     const binding = find<Obj & { roleRef: { kind: string; name: string }; subjects: { kind: string; name: string }[] }>(BUILDS.posix, 'RoleBinding', 'stolon-backup');
     expect(binding.roleRef).toMatchObject({ kind: 'Role', name: 'stolon-backup' });
     expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'stolon-backup', namespace: 'stolon' }]);
