@@ -16,6 +16,9 @@
  * cannot write a read-only proxy's Lease nor the other way round. The keepers run
  * with `--kube-pod-name` (as keeper.yaml) on pod objects of the stand-in, so their role label
  * patches are among the requests checked, and the labels are checked to follow the switchover.
+ * The optional backup component (deploy/components/backup) is checked the same way: `stolonctl
+ * backup --no-wait` runs as its CronJobs' identity, and no more than reading and updating
+ * clusterdata is granted to it.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -23,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { e2eCluster, query, waitFor, waitKeepersConverged, type KubeIdentity, type StandinLoggedRequest } from '@stolon-ts/harness';
+import { programHelp } from './program-help.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 /** The cluster name and namespace of deploy/ (the `stolon-cluster` label; the overlays' namespace). */
@@ -43,7 +47,7 @@ interface Obj {
   rules?: Rule[];
   roleRef?: { kind: string; name: string };
   subjects?: { kind: string; name: string; namespace?: string }[];
-  spec?: { template?: { spec?: { serviceAccountName?: string } } };
+  spec?: { template?: { spec?: { serviceAccountName?: string } }; jobTemplate?: { spec?: { template?: { spec?: { serviceAccountName?: string } } } } };
 }
 
 /** One request as RBAC sees it. */
@@ -54,13 +58,25 @@ interface Access {
   readonly name?: string | undefined;
 }
 
-/** Every object of the base's YAML files, parsed with the `yaml` package. */
+/**
+ * Every object of the YAML files of the base and of the backup component (its CronJobs, their
+ * ServiceAccount and Role), parsed with the `yaml` package.
+ */
 function baseObjects(): Obj[] {
-  const kustomization = parseAllDocuments(readFileSync(join(REPO, 'deploy/base/kustomization.yaml'), 'utf8'))[0]?.toJSON() as { resources: string[] };
-  return kustomization.resources.flatMap((f) =>
-    parseAllDocuments(readFileSync(join(REPO, 'deploy/base', f), 'utf8')).map((d) => d.toJSON() as Obj).filter((o) => o !== null),
-  );
+  return ['deploy/base', 'deploy/components/backup'].flatMap((dir) => {
+    const kustomization = parseAllDocuments(readFileSync(join(REPO, dir, 'kustomization.yaml'), 'utf8'))[0]?.toJSON() as { resources: string[] };
+    return kustomization.resources.flatMap((f) =>
+      parseAllDocuments(readFileSync(join(REPO, dir, f), 'utf8')).map((d) => d.toJSON() as Obj).filter((o) => o !== null),
+    );
+  });
 }
+
+/**
+ * Whether this branch's stolonctl has the `backup` command (another branch of issue #19 adds it):
+ * until then the test that runs it is skipped, and the Role of the backup component is checked
+ * against what it must not grant only.
+ */
+const HAS_BACKUP_COMMAND = programHelp('stolonctl').commands.includes('backup');
 
 /**
  * Whether one rule grants `a` (Kubernetes' RBAC rule matching, namespaced Roles only): the API
@@ -100,6 +116,9 @@ function serviceAccounts(objs: Obj[]): Record<KubeIdentity, string> {
     return n ?? '';
   };
   const sentinel = sa('Deployment', 'stolon-sentinel');
+  const backupJobs = objs.filter((o) => o.kind === 'CronJob').map((o) => o.spec?.jobTemplate?.spec?.template?.spec?.serviceAccountName);
+  expect(backupJobs.length, 'the backup CronJobs').toBeGreaterThan(0);
+  expect(new Set(backupJobs).size, 'one ServiceAccount for every backup CronJob').toBe(1);
   return {
     keeper: sa('StatefulSet', 'stolon-keeper'),
     sentinel,
@@ -107,6 +126,7 @@ function serviceAccounts(objs: Obj[]): Record<KubeIdentity, string> {
     'proxy-ro': sa('StatefulSet', 'stolon-proxy-ro'),
     init: sa('Job', 'stolon-init'),
     stolonctl: sentinel,
+    backup: backupJobs[0] ?? '',
   };
 }
 
@@ -130,9 +150,21 @@ const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
   proxyReadOnly: (i) => i === 1,
   proxyArgs: (i) => ['--uid', i === 0 ? 'proxy0' : 'proxyro0'],
   proxyKubeIdentity: (i) => (i === 0 ? 'proxy' : 'proxy-ro'),
+  // A backup section, as deploy/components/backup-posix's init spec has: `stolonctl backup` needs
+  // one. The keepers run without --allow-spec-commands backup, so none acts on it.
+  spec: { initMode: 'new', backup: { repository: { path: '/var/tmp/stolon-deploy-rbac-backup-repo' } } },
 });
 
 describe('deploy/base RBAC against the requests of each component (Kubernetes API stand-in)', () => {
+  // First, while the cluster runs; the next test checks its requests with everyone else's.
+  it.runIf(HAS_BACKUP_COMMAND)("stolonctl backup --no-wait, as deploy/components/backup's CronJobs run it, records its request", async () => {
+    const c = e2e.cluster;
+    await waitKeepersConverged(c, 2, 60_000);
+    const r = await c.stolonctl(['backup', '--type', 'full', '--no-wait'], undefined, 'backup');
+    expect(r.code, r.stderr).toBe(0);
+    expect(c.kubeApi.requests().some((q) => q.user === 'backup' && q.verb === 'update')).toBe(true);
+  });
+
   it("every request each program makes through init, a switchover, a proxy's death and restart and a stop is allowed by its own Role", async () => {
     const c = e2e.cluster;
     await waitKeepersConverged(c, 2, 60_000);
@@ -179,7 +211,7 @@ describe('deploy/base RBAC against the requests of each component (Kubernetes AP
     const objs = baseObjects();
     const sas = serviceAccounts(objs);
     const log: readonly StandinLoggedRequest[] = c.kubeApi.requests();
-    expect(new Set(log.map((r) => r.user))).toEqual(new Set<string>(['init', 'keeper', 'sentinel', 'proxy', 'proxy-ro', 'stolonctl']));
+    expect(new Set(log.map((r) => r.user))).toEqual(new Set<string>(['init', 'keeper', 'sentinel', 'proxy', 'proxy-ro', 'stolonctl', ...(HAS_BACKUP_COMMAND ? ['backup'] : [])]));
     const denied = log
       .filter((r) => {
         const rules = rulesOf(objs, sas[r.user as KubeIdentity]);
@@ -210,6 +242,11 @@ describe('deploy/base RBAC against the requests of each component (Kubernetes AP
     expect(did('keeper')).toContain('patch pods/stolon-keeper-1');
     expect([...did('keeper')].filter((d) => d.includes(' pods')).sort()).toEqual(['patch pods/stolon-keeper-0', 'patch pods/stolon-keeper-1']);
     expect(did('keeper')).toContain(`delete leases/${CLUSTERDATA}.keepers.keeper1`);
+    if (HAS_BACKUP_COMMAND) {
+      // stolonctl backup: reads clusterdata and writes its request there, reads the keepers' infos;
+      // exactly what the component's Role grants (the next test checks it grants no more).
+      expect([...did('backup')].sort()).toEqual([`get configmaps/${CLUSTERDATA}`, 'list leases', `update configmaps/${CLUSTERDATA}`]);
+    }
   });
 
   it('no Role grants a component what it must not have (what RBAC can express)', () => {
@@ -252,16 +289,25 @@ describe('deploy/base RBAC against the requests of each component (Kubernetes AP
     expect(grants('init', [configMap('update', CLUSTERDATA), configMap('delete', CLUSTERDATA), lease('create'), lease('update', LEADER_LEASE), lease('list')])).toEqual([]);
     // The sentinels do not create ConfigMaps (the init Job does) nor touch any other ConfigMap.
     expect(grants('sentinel', [configMap('create'), configMap('update', 'other'), configMap('list'), configMap('delete', CLUSTERDATA)])).toEqual([]);
-    for (const who of ['keeper', 'sentinel', 'proxy', 'proxy-ro', 'init'] as const) {
+    for (const who of ['keeper', 'sentinel', 'proxy', 'proxy-ro', 'init', 'backup'] as const) {
       expect(grants(who, otherKinds), who).toEqual([]);
     }
+    // The backup CronJobs (stolonctl backup): get and update clusterdata, list Leases (the keepers' infos, by label);
+    // no other ConfigMap, no create, no write or watch of any Lease.
+    expect(grants('backup', [configMap('get', CLUSTERDATA), configMap('update', CLUSTERDATA), lease('list')])).toEqual([
+      `get configmaps/${CLUSTERDATA}`,
+      `update configmaps/${CLUSTERDATA}`,
+      'list leases',
+    ]);
+    expect(grants('backup', [configMap('create'), configMap('delete', CLUSTERDATA), configMap('patch', CLUSTERDATA), configMap('list'), configMap('watch', CLUSTERDATA), configMap('get', 'other'), configMap('update', 'other')])).toEqual([]);
+    expect(grants('backup', [lease('create'), lease('get', LEADER_LEASE), lease('update', LEADER_LEASE), lease('delete', `${CLUSTERDATA}.keepers.keeper0`), lease('watch'), lease('deletecollection')])).toEqual([]);
     // Keepers: patch of the keeper pods by name only (their role label); no other pod, no other verb.
     expect(grants('keeper', [pod('patch', 'stolon-keeper-0'), pod('patch', 'stolon-keeper-4')])).toEqual(['patch pods/stolon-keeper-0', 'patch pods/stolon-keeper-4']);
     expect(grants('keeper', [pod('patch'), pod('patch', 'stolon-proxy-abc'), pod('get', 'stolon-keeper-0'), pod('update', 'stolon-keeper-0'), pod('delete', 'stolon-keeper-0'), pod('list'), pod('watch')])).toEqual([]);
-    for (const who of ['sentinel', 'proxy', 'proxy-ro', 'init'] as const) {
+    for (const who of ['sentinel', 'proxy', 'proxy-ro', 'init', 'backup'] as const) {
       expect(grants(who, [pod('patch', 'stolon-keeper-0'), pod('patch')]), who).toEqual([]);
     }
-    // Each workload has its own ServiceAccount: five of them, none shared.
-    expect(new Set([sas.keeper, sas.sentinel, sas.proxy, sas['proxy-ro'], sas.init]).size).toBe(5);
+    // Each workload has its own ServiceAccount: six of them (the backup CronJobs share one), none shared.
+    expect(new Set([sas.keeper, sas.sentinel, sas.proxy, sas['proxy-ro'], sas.init, sas.backup]).size).toBe(6);
   });
 });

@@ -127,6 +127,9 @@ describe('images/Dockerfile, built with podman and run', () => {
     expect(cfg.StopSignal).toBe('SIGTERM');
     const versions = await podmanOk(['run', '--rm', ...ULIMITS, TAG, 'sh', '-c', 'id -u; node --version; postgres --version || /usr/lib/postgresql/15/bin/postgres --version']);
     expect(versions).toMatch(/^999\nv24\.\d+\.\d+\n.*PostgreSQL\) 15\./s);
+    // pgBackRest, which the keeper runs for the spec's backup section (docs/backup.md), runs as the image's user.
+    const pgbackrest = await podmanOk(['run', '--rm', ...ULIMITS, TAG, 'pgbackrest', 'version']);
+    expect(pgbackrest.trim()).toMatch(/^pgBackRest 2\.\d+/);
   });
 
   it('holds no secret: no key, token or npmrc in the image, none in its config or history', async () => {

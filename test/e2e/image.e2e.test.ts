@@ -148,6 +148,11 @@ describe('images/Dockerfile', () => {
     expect(of(finalStage, 'RUN').map(args).join('\n')).toMatch(/apt-get install [^\n]*\btini\b/);
   });
 
+  it('installs pgBackRest in the runtime stage and the build fails if it does not run (the keeper runs it for the spec\'s backup section)', () => {
+    expect(aptInstalled(finalStage)).toContain('pgbackrest');
+    expect(of(finalStage, 'RUN').map(args).join('\n')).toMatch(/\bpgbackrest version\b/);
+  });
+
   it('bakes in no secret: no ENV or ARG named like a password, secret, token or key', () => {
     const names = [
       ...dockerfile.getENVs().flatMap((e) => e.getProperties().map((p) => p.getName())),

@@ -266,8 +266,11 @@ export interface LocalCluster {
    * --kubeconfig <dir>/kubeconfig`).
    */
   storeFlags(): string[];
-  /** Runs stolonctl with the store flags prepended. */
-  stolonctl(args: readonly string[], stdin?: string): Promise<CommandResult>;
+  /**
+   * Runs stolonctl with the store flags prepended; with the kubernetes store, `as` picks the
+   * identity it talks to the stand-in as (default `stolonctl`, the kubeconfig's current context).
+   */
+  stolonctl(args: readonly string[], stdin?: string, as?: KubeIdentity): Promise<CommandResult>;
   /**
    * Makes the store fail for every program, whatever the backend: `'down'` (etcd SIGKILLed; a
    * stand-in refuses every connection), `'frozen'` (etcd SIGSTOPped; a stand-in accepts requests
@@ -329,11 +332,12 @@ function checkStoreOptions(opts: LocalClusterOptions): void {
  * Who talks to the Kubernetes API stand-in: each program with its own bearer token (as each
  * component of deploy/ has its own ServiceAccount), `init` being the first `stolonctl init` (as
  * the deploy's init Job runs it), `stolonctl` every other `stolonctl` call, and `proxy-ro` the
- * proxies {@link LocalClusterOptions.proxyKubeIdentity} gives it (deploy's read-only proxies).
+ * proxies {@link LocalClusterOptions.proxyKubeIdentity} gives it (deploy's read-only proxies), and
+ * `backup` the `stolonctl` calls made as deploy's backup CronJobs (`LocalCluster.stolonctl`'s `as`).
  */
-export type KubeIdentity = 'keeper' | 'sentinel' | 'proxy' | 'proxy-ro' | 'init' | 'stolonctl';
+export type KubeIdentity = 'keeper' | 'sentinel' | 'proxy' | 'proxy-ro' | 'init' | 'stolonctl' | 'backup';
 
-const KUBE_IDENTITIES: readonly KubeIdentity[] = ['stolonctl', 'keeper', 'sentinel', 'proxy', 'proxy-ro', 'init'];
+const KUBE_IDENTITIES: readonly KubeIdentity[] = ['stolonctl', 'keeper', 'sentinel', 'proxy', 'proxy-ro', 'init', 'backup'];
 
 /**
  * Starts a Kubernetes API stand-in and writes `<dir>/kubeconfig` for it (namespace
@@ -521,7 +525,8 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     procs.push(p);
     return p;
   };
-  const stolonctl = (args: readonly string[], stdin?: string): Promise<CommandResult> => runNode(binPath('stolonctl'), [...storeFlags(), ...args], stdin);
+  const stolonctl = (args: readonly string[], stdin?: string, as?: KubeIdentity): Promise<CommandResult> =>
+    runNode(binPath('stolonctl'), [...storeFlags(), ...(as !== undefined ? identityFlags(as) : []), ...args], stdin);
 
   // A test that times out inside startLocalCluster never gets the cluster to stop: when its
   // worker exits, the group kill ends etcd, keepers and proxies, and this ends what runs in its
