@@ -12,3 +12,14 @@ export { SWITCHOVER_BECAME_FAILOVER } from './switchover.js';
 export { FAILSAFE_HISTORY_LIMIT } from './trace.js';
 export { isCidr } from './cidr.js';
 export { DEFAULT_BACKUP, backupStanza, pgbackrestRepoOptions } from './backup.js';
+export {
+  BACKUP_CATALOG_LIMIT,
+  BACKUP_START_WINDOW_MS,
+  backupCatalogFromInfo,
+  chooseBackupKeeper,
+  keeperBackupCatalog,
+  keeperBackupRun,
+  outstandingBackup,
+  type BackupChoice,
+  type OutstandingBackup,
+} from './backup-request.js';
