@@ -140,7 +140,7 @@ const INFO = JSON.stringify([
       },
     ],
     cipher: 'none',
-    db: [{ id: 1, 'repo-key': 1, 'system-id': 7000000000000000001, version: '15' }],
+    db: [{ id: 1, 'repo-key': 1, 'system-id': 7000000000000000000, version: '15' }],
     name: 'main',
     repo: [{ cipher: 'none', key: 1, status: { code: 0, message: 'ok' } }],
     status: { code: 0, lock: { backup: { held: false } }, message: 'ok' },

@@ -190,6 +190,11 @@ const infoJson = z.array(
   }),
 );
 
+/** `{ [key]: v }`, or `{}` when pgBackRest gave null or nothing. */
+function field<K extends string>(key: K, v: string | null | undefined): Partial<Record<K, string>> {
+  return v === null || v === undefined ? {} : ({ [key]: v } as Record<K, string>);
+}
+
 /** pgBackRest's stanza status code "no valid backups": an empty list, not an error. */
 const NO_VALID_BACKUPS = 2;
 
@@ -225,11 +230,11 @@ export function backupCatalogFromInfo(stdout: string, stanza: string, refreshedA
     stopTime: new Date(b.timestamp.stop * 1000).toISOString(),
     walStart: b.archive.start ?? '',
     walStop: b.archive.stop ?? '',
-    ...(b.lsn?.start != null ? { lsnStart: b.lsn.start } : {}),
-    ...(b.lsn?.stop != null ? { lsnStop: b.lsn.stop } : {}),
+    ...field('lsnStart', b.lsn?.start),
+    ...field('lsnStop', b.lsn?.stop),
     sizeBytes: b.info.size,
     repoSizeBytes: b.info.repository.size,
-    ...(b.prior != null ? { reference: b.prior } : {}),
+    ...field('reference', b.prior),
     ...(b.error === true ? { error: true } : {}),
   }));
   const backups = all.slice(-BACKUP_CATALOG_LIMIT);
@@ -241,8 +246,8 @@ export function backupCatalogFromInfo(stdout: string, stanza: string, refreshedA
     stanza,
     backups,
     ...(all.length > backups.length ? { omitted: all.length - backups.length } : {}),
-    ...(archive?.min != null ? { walMin: archive.min } : {}),
-    ...(archive?.max != null ? { walMax: archive.max } : {}),
+    ...field('walMin', archive?.min),
+    ...field('walMax', archive?.max),
     ...(ok ? {} : { error: `stanza ${stanza}: ${entry.status.message} (pgBackRest status ${entry.status.code})` }),
   };
 }
