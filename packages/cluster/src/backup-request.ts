@@ -37,8 +37,8 @@ const runSchema = z.looseObject({
   finishedAt: z.string().optional(),
   label: z.string().optional(),
   error: z.string().optional(),
-  bytesDone: bytes.optional(),
-  bytesTotal: bytes.optional(),
+  percent: z.number().min(0).max(100).optional(),
+  sizeBytes: bytes.optional(),
 });
 
 const catalogSchema = z.looseObject({

@@ -607,9 +607,10 @@ export interface KeeperBackupRun {
   label?: string;
   /** Why it failed (failed only). */
   error?: string;
-  /** Bytes of the data directory copied so far and in all, as pgBackRest reports them while running; the backup's size when done. */
-  bytesDone?: number;
-  bytesTotal?: number;
+  /** Share of the data directory copied, 0–100, from pgBackRest's log while it runs. */
+  percent?: number;
+  /** The size of the data directory the backup restores, in bytes (done only; `pgbackrest info`). */
+  sizeBytes?: number;
 }
 
 /** The backups of a stanza, as a keeper last read them from the repository. */

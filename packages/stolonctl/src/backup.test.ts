@@ -52,10 +52,10 @@ describe('backup', () => {
     const first = (await h.stored()).cluster.status.backupRequest!;
     expect(await runBackup(h.ctx, { noWait: true })).toBe(ExitCode.runtime);
     expect(h.errs.at(-1)).toMatch(new RegExp(`a full backup \\(request ${first.id}, .*\\) waits for keeper k1 to start it; wait for it, or ask again after `));
-    const run: KeeperBackupRun = { requestId: first.id, type: 'full', state: 'running', startedAt: new Date().toISOString(), bytesDone: 3 << 20, bytesTotal: 12 << 20 };
+    const run: KeeperBackupRun = { requestId: first.id, type: 'full', state: 'running', startedAt: new Date().toISOString(), percent: 25.4 };
     await h.publish('k1', { backup: run });
     expect(await runBackup(h.ctx, { noWait: true })).toBe(ExitCode.runtime);
-    expect(h.errs.at(-1)).toMatch(/a full backup \(request \w+\) is already running on keeper k1 since .*, 3\.0 MiB of 12\.0 MiB \(25%\); wait for it to end/);
+    expect(h.errs.at(-1)).toMatch(/a full backup \(request \w+\) is already running on keeper k1 since .*, 25% copied; wait for it to end/);
     expect((await h.stored()).cluster.status.backupRequest).toEqual(first);
     await h.publish('k1', { backup: { ...run, state: 'done', label: '20261206-220000F' } });
     expect(await runBackup(h.ctx, { noWait: true, type: 'diff' })).toBe(ExitCode.ok);
@@ -71,7 +71,7 @@ describe('backup', () => {
           const req = (await h.stored()).cluster.status.backupRequest;
           if (req !== undefined) {
             const startedAt = new Date().toISOString();
-            const end = outcome === 'done' ? { label: '20261206-220000F', bytesDone: 2048, bytesTotal: 2048 } : { error: 'pgbackrest backup failed (exit 82): archive timeout' };
+            const end = outcome === 'done' ? { label: '20261206-220000F', sizeBytes: 2048 } : { error: 'pgbackrest backup failed (exit 82): archive timeout' };
             await h.publish('k1', { backup: { requestId: req.id, type: req.type, state: outcome, startedAt, finishedAt: startedAt, ...end } });
           }
         })();

@@ -69,13 +69,9 @@ function precheck(cd: ClusterData, infos: Readonly<Record<string, KeeperInfo>>):
   return choice;
 }
 
-/** `, 12.0 MiB of 40.0 MiB (30%)` while pgBackRest reports its progress, else ''. */
+/** `, 30% copied` once pgBackRest reports its progress, else ''. */
 function progressText(run: KeeperBackupRun | undefined): string {
-  if (run?.bytesDone === undefined || run.bytesTotal === undefined || run.bytesTotal === 0) {
-    return '';
-  }
-  const pct = Math.floor((100 * run.bytesDone) / run.bytesTotal);
-  return `, ${formatBytes(run.bytesDone)} of ${formatBytes(run.bytesTotal)} (${pct}%)`;
+  return run?.percent === undefined ? '' : `, ${Math.floor(run.percent)}% copied`;
 }
 
 /** Follows the keeper's run of request `id` until it ends. */
@@ -89,7 +85,7 @@ async function follow(ctx: CommandContext, keeperUID: string, id: string, type: 
     const mine = run?.requestId === id ? run : undefined;
     if (mine?.state === 'done') {
       const took = mine.finishedAt === undefined ? '' : ` in ${formatDurationMs(Date.parse(mine.finishedAt) - Date.parse(mine.startedAt))}`;
-      const size = mine.bytesTotal === undefined ? '' : `, ${formatBytes(mine.bytesTotal)}`;
+      const size = mine.sizeBytes === undefined ? '' : `, ${formatBytes(mine.sizeBytes)}`;
       ctx.out(`${type} backup ${mine.label ?? '(no label reported)'} done on keeper ${keeperUID}${took}${size}`);
       return ExitCode.ok;
     }
