@@ -51,11 +51,11 @@ describe('backup', () => {
     expect(await runBackup(h.ctx, { noWait: true })).toBe(ExitCode.ok);
     const first = (await h.stored()).cluster.status.backupRequest!;
     expect(await runBackup(h.ctx, { noWait: true })).toBe(ExitCode.runtime);
-    expect(h.errs.at(-1)).toMatch(new RegExp(`a full backup \\(request ${first.id}, .*\\) waits for keeper k1 to start it; wait for it, or ask again after `));
+    expect(h.errs.at(-1)).toMatch(new RegExp(`backup request ${first.id} \\(full, made at .*\\) waits for keeper k1 to start it; wait for it, or ask again after `));
     const run: KeeperBackupRun = { requestId: first.id, type: 'full', state: 'running', startedAt: new Date().toISOString(), percent: 25.4 };
     await h.publish('k1', { backup: run });
     expect(await runBackup(h.ctx, { noWait: true })).toBe(ExitCode.runtime);
-    expect(h.errs.at(-1)).toMatch(/a full backup \(request \w+\) is already running on keeper k1 since .*, 25% copied; wait for it to end/);
+    expect(h.errs.at(-1)).toMatch(/backup request \w+ \(full\) is already running on keeper k1 since .*, 25% copied; wait for it to end/);
     expect((await h.stored()).cluster.status.backupRequest).toEqual(first);
     await h.publish('k1', { backup: { ...run, state: 'done', label: '20261206-220000F' } });
     expect(await runBackup(h.ctx, { noWait: true, type: 'diff' })).toBe(ExitCode.ok);

@@ -50,14 +50,14 @@ function precheck(cd: ClusterData, infos: Readonly<Record<string, KeeperInfo>>):
     const r = busy.request;
     if (busy.state === 'running') {
       throw new CommandError(
-        `a ${r.type} backup (request ${r.id}) is already running on keeper ${r.keeperUID} since ${busy.run?.startedAt ?? r.requestedAt}${progressText(busy.run)}; ` +
+        `backup request ${r.id} (${r.type}) is already running on keeper ${r.keeperUID} since ${busy.run?.startedAt ?? r.requestedAt}${progressText(busy.run)}; ` +
           'wait for it to end (stolonctl backups lists it once done)',
         ExitCode.runtime,
       );
     }
     const expires = new Date(Date.parse(r.requestedAt) + BACKUP_START_WINDOW_MS).toISOString();
     throw new CommandError(
-      `a ${r.type} backup (request ${r.id}, ${r.requestedAt}) waits for keeper ${r.keeperUID} to start it; ` +
+      `backup request ${r.id} (${r.type}, made at ${r.requestedAt}) waits for keeper ${r.keeperUID} to start it; ` +
         `wait for it, or ask again after ${expires}, when the keeper will no longer start it`,
       ExitCode.runtime,
     );
