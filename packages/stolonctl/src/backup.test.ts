@@ -3,7 +3,7 @@
  * with the keeper's side (its published `backup` and `backups`) written by the test.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseClusterData, serializeClusterData, type ClusterData, type ClusterSpec, type KeeperBackupRun, type KeeperInfo } from '@stolon-ts/cluster';
+import { parseClusterData, serializeClusterData, type BackupCatalog, type ClusterData, type ClusterSpec, type KeeperBackupRun, type KeeperInfo } from '@stolon-ts/cluster';
 import { aCluster, keeperInfo } from '@stolon-ts/cluster/testing';
 import { MemoryBackend, MemoryStore } from '@stolon-ts/store';
 import { ExitCode, runBackup, runBackups, type CommandContext } from './index.js';
@@ -108,7 +108,7 @@ describe('backup', () => {
 });
 
 describe('backups', () => {
-  const catalog = {
+  const catalog: BackupCatalog = {
     refreshedAt: new Date().toISOString(),
     stanza: 'c1',
     walMin: '000000010000000000000001',
