@@ -178,8 +178,8 @@ export function maintainBackups(rt: KeeperRuntime, cd: ClusterData | undefined, 
   if (rt.backups === undefined) {
     rt.backups = 'loading';
     void readLedger(rt).then((ledger) => {
+      // Acted on from the next pass (sleepInterval at most): no extra pass.
       rt.backups = { ledger, running: false, catalog: undefined, catalogDueMs: 0, catalogReading: false };
-      rt.trigger('backup ledger read');
     });
     return;
   }
