@@ -65,7 +65,9 @@ describe('stolonctl backup and backups (pgBackRest, POSIX repository)', () => {
     expect(empty).toMatchObject({ keeperUID: primaryUid, stanza: STANZA, backups: [] });
 
     await query(c.proxyClientConfig(0), 'create table t as select g from generate_series(1, 20000) g');
+    const fullStart = performance.now();
     const full = await c.stolonctl(['backup', '--type', 'full', '--timeout', '3m']);
+    const fullMs = performance.now() - fullStart;
     expect(full.stderr).toBe('');
     expect(full.code).toBe(0);
     // Which keeper and why: the primary's, although the standby is healthy.
@@ -91,6 +93,7 @@ describe('stolonctl backup and backups (pgBackRest, POSIX repository)', () => {
     // More writes, then two incremental backups asked for at once: one request is recorded, the
     // other refused (the compare-and-set loser sees the winner's request outstanding).
     await query(c.proxyClientConfig(0), 'insert into t select g from generate_series(1, 20000) g');
+    const incrStart = performance.now();
     const both = await Promise.all([0, 1].map(() => c.stolonctl(['backup', '--type', 'incr', '--no-wait'])));
     expect(both.map((r) => r.code).sort()).toEqual([0, 1]);
     const refused = both.find((r) => r.code === 1)!;
@@ -102,7 +105,10 @@ describe('stolonctl backup and backups (pgBackRest, POSIX repository)', () => {
       },
       { timeoutMs: 180_000, what: 'the incr backup in stolonctl backups', intervalMs: 1000 },
     );
+    const incrMs = performance.now() - incrStart;
     const b1 = withIncr.backups[1]!;
+    // Figures for docs/benchmarks-style notes: whole command times, as an operator sees them.
+    console.log(`backup e2e: full ${label} ${(b0.sizeBytes / 2 ** 20).toFixed(1)} MiB in ${(fullMs / 1000).toFixed(1)} s (stolonctl backup); incr ${b1.label} listed ${(incrMs / 1000).toFixed(1)} s after the request`);
     expect(b1).toMatchObject({ type: 'incr', reference: label });
     expect(b1.label.startsWith(`${label}_`)).toBe(true);
     expect(b1.walStart > b0.walStop).toBe(true);
