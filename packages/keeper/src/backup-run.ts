@@ -255,9 +255,10 @@ async function runBackup(rt: KeeperRuntime, st: BackupState, request: BackupRequ
     return;
   }
   rt.log.info({ request: request.id, type: request.type }, `pgbackrest backup --type=${request.type} (request ${request.id}${request.choice !== undefined ? `, ${request.choice}` : ''})`);
-  // --no-archive-mode-check: the keepers run archive_mode = always (archiving.ts), which pgBackRest's
-  // backup refuses otherwise ("archive_mode=always not supported"): its check guards against two
-  // archivers pushing segments that differ in checksum, which archive-push refuses anyway.
+  // --no-archive-mode-check: with archive_mode = always (archiving.ts decides it) pgBackRest's
+  // backup refuses to run otherwise ("[067]: archive_mode=always not supported": its check guards
+  // against several archivers pushing segments that differ in checksum, which archive-push refuses
+  // anyway); with archive_mode = on it changes nothing.
   const extra = [`--type=${request.type}`, '--start-fast', '--no-archive-mode-check', '--log-level-console=off', '--log-level-stderr=detail'];
   const args = withOptions(pgbackrestCommand('backup', archiving.backup, archiving.local, { port: rt.config.pgPort, user: rt.config.suUsername }), extra);
   let end: Partial<KeeperBackupRun>;
