@@ -46,6 +46,7 @@ const discardedWal = z.looseObject({
   at: z.string(),
 });
 const looseSettings = z.looseObject({});
+const backupType = z.enum(['full', 'diff', 'incr']);
 
 const failoverEvent = z.looseObject({
   id: z.string(),
@@ -80,6 +81,9 @@ const cluster = z.looseObject({
     switchoverRequest: z.looseObject({ targetKeeperUID: z.string().optional(), requestedAt: z.string(), requestedBy: z.string().optional(), scheduledAt: z.string().optional() }).optional(),
     reloadRequest: z.looseObject({ generation: nonNegInt, requestedAt: z.string(), keeperUIDs: strings.optional() }).optional(),
     reinitRequest: z.looseObject({ keeperUID: z.string(), dbUid: z.string(), requestedAt: z.string() }).optional(),
+    backupRequest: z
+      .looseObject({ id: z.string(), keeperUID: z.string(), type: backupType, requestedAt: z.string(), choice: z.string().optional() })
+      .optional(),
   }),
 });
 
@@ -344,6 +348,7 @@ const keeperInfo = z.looseObject({
       activity: z.string().optional(),
       startError: z.string().optional(),
       refusedSpecCommands: strings.optional(),
+      archive: z.looseObject({ stanza: z.string(), stanzaError: z.string().optional() }).optional(),
     })
     .optional(),
   canBeMaster: z.boolean().optional(),
@@ -354,6 +359,10 @@ const keeperInfo = z.looseObject({
   switchoverRequestedAt: z.string().optional(),
   reloadGeneration: nonNegInt.optional(),
   version: z.string().optional(),
+  // Records only, read by stolonctl (backup-request.ts checks them): a malformed one must not
+  // make the sentinel drop this keeper's info and so judge the keeper gone.
+  backup: z.unknown().optional(),
+  backups: z.unknown().optional(),
 });
 
 const proxyInfo = z.looseObject({ infoUID: z.string(), UID: z.string(), Generation: nonNegInt, ProxyTimeout: z.number() });

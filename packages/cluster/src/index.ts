@@ -12,5 +12,24 @@ export { SCHEDULED_SWITCHOVER_MAX_LATE_MS, SWITCHOVER_BECAME_FAILOVER, scheduleS
 export { FAILSAFE_HISTORY_LIMIT } from './trace.js';
 export { STOLON_TS_VERSION } from './version.js';
 export { isCidr } from './cidr.js';
-export { DEFAULT_BACKUP, backupStanza, pgbackrestRepoOptions, pgbackrestRepoSettings, renderPgbackrestConf } from './backup.js';
+export {
+  DEFAULT_BACKUP,
+  backupStanza,
+  pgbackrestArgs,
+  pgbackrestRepoOptions,
+  pgbackrestRepoSettings,
+  renderPgbackrestConf,
+  type PgbackrestCommand,
+} from './backup.js';
+export {
+  BACKUP_CATALOG_LIMIT,
+  BACKUP_START_WINDOW_MS,
+  backupCatalogFromInfo,
+  chooseBackupKeeper,
+  keeperBackupCatalog,
+  keeperBackupRun,
+  outstandingBackup,
+  type BackupChoice,
+  type OutstandingBackup,
+} from './backup-request.js';
 export { instancesDown, planRestart, restartPending, restartRequested, restartWorthy, type RestartPlan, type RestartPlanOptions } from './restart.js';

@@ -4,7 +4,7 @@
  * dependencies every step uses, in one object that the pass, the actions and the watchers share.
  * Owned by one keeper process; nothing here survives a restart except through `dbstate`.
  */
-import { DEFAULT_SPEC, STOLON_TS_VERSION, parseDurationMs, type ClusterData, type DB, type KeeperInfo, type ResolvedSpec } from '@stolon-ts/cluster';
+import { DEFAULT_SPEC, STOLON_TS_VERSION, backupStanza, parseDurationMs, type ArchiveState, type ClusterData, type DB, type KeeperInfo, type ResolvedSpec } from '@stolon-ts/cluster';
 import { newBootUuid, newUid, type Logger } from '@stolon-ts/common';
 import type { PgConfig, PgObservation, PostgresManager } from '@stolon-ts/postgres';
 import type { Store } from '@stolon-ts/store';
@@ -12,8 +12,10 @@ import { describeActivity, type Activity } from './activity.js';
 import { writeDbState } from './dbstate.js';
 import { newFailsafeState, type FailsafeState } from './failsafe.js';
 import { reportedHealthy } from './health.js';
-import { pgConfigFor, postgresStateFor, refusedFor } from './pgconfig.js';
+import { archivingFor, pgConfigFor, postgresStateFor, refusedFor } from './pgconfig.js';
 import { describeRefusedSpecCommands, type SpecCommand } from './spec-commands.js';
+import type { BackupState } from './backup-run.js';
+import type { StanzaState } from './stanza.js';
 import type { TaskRunner } from './tasks.js';
 import type { KeeperConfig, KeeperDeps, KeeperState, PersistedState } from './types.js';
 
@@ -71,6 +73,13 @@ export class KeeperRuntime {
   startError: string | undefined;
   /** The command-bearing spec settings last refused, joined (to log a change once). */
   lastRefusedKey = '';
+  /** `pgbackrest stanza-create` on this primary (stanza.ts); undefined when not primary or no backup section applied. */
+  stanza: StanzaState | undefined;
+  /**
+   * `stolonctl backup` requests run here and the repository's catalog (backup-run.ts): `'loading'`
+   * while `<data-dir>/backup-requests` is read at the first pass, undefined before.
+   */
+  backups: BackupState | 'loading' | undefined;
   /**
    * Per role, the password this process last set on its primary, or found when it started
    * (passwords.ts): a file that differs from it was changed while this process ran.
@@ -162,7 +171,7 @@ export class KeeperRuntime {
    */
   private refusedSpecCommands(cd: ClusterData | undefined): string[] {
     const db = cd === undefined ? undefined : Object.values(cd.dbs).find((d) => d.spec.keeperUID === this.config.uid);
-    const refused = db === undefined ? [] : refusedFor(this.config, db);
+    const refused = db === undefined ? [] : refusedFor(this.config, db, cd?.cluster.spec.backup);
     const key = refused.join(',');
     if (key !== this.lastRefusedKey) {
       if (refused.length > 0) {
@@ -173,6 +182,26 @@ export class KeeperRuntime {
       this.lastRefusedKey = key;
     }
     return refused;
+  }
+
+  /** What this keeper publishes of pgBackRest archiving (`postgresState.archive`); undefined when the `backup` section is not applied here. */
+  private archiveState(cd: ClusterData | undefined): ArchiveState | undefined {
+    const archiving = archivingFor(this.config, cd);
+    if (archiving === undefined) {
+      return undefined;
+    }
+    const stanza = backupStanza(archiving.backup, archiving.local.clusterName);
+    const error = this.stanza?.stanza === stanza ? this.stanza.error : undefined;
+    return { stanza, ...(error !== undefined ? { stanzaError: error } : {}) };
+  }
+
+  /** The `backup` (last run) and `backups` (catalog, primary only) fields of the info (backup-run.ts). */
+  private backupInfo(): Pick<KeeperInfo, 'backup' | 'backups'> {
+    const st = this.backups;
+    if (st === undefined || st === 'loading') {
+      return {};
+    }
+    return { ...(st.ledger.last !== undefined ? { backup: st.ledger.last } : {}), ...(st.catalog !== undefined ? { backups: st.catalog } : {}) };
   }
 
   /** The keeper info for this observation. */
@@ -192,6 +221,7 @@ export class KeeperRuntime {
           activity: this.activity === undefined ? undefined : describeActivity(this.activity, performance.now()),
           startError: this.startError,
           refusedSpecCommands: this.refusedSpecCommands(cd),
+          archive: this.archiveState(cd),
         },
         obs,
       ),
@@ -203,6 +233,7 @@ export class KeeperRuntime {
       ...(this.switchoverRequestedAt !== undefined ? { switchoverRequestedAt: this.switchoverRequestedAt } : {}),
       ...(this.reloadedGeneration > 0 ? { reloadGeneration: this.reloadedGeneration } : {}),
       version: STOLON_TS_VERSION,
+      ...this.backupInfo(),
     };
   }
 

@@ -17,6 +17,8 @@ import {
   type ExitCodeValue,
   type StoreSetup,
 } from './context.js';
+import { BACKUP_TYPES, runBackup } from './backup.js';
+import { BACKUPS_FORMATS, runBackups, type BackupsFormat } from './backups.js';
 import { EVENTS_FORMATS, runEvents, type EventsFormat } from './events.js';
 import { runFailkeeper } from './failkeeper.js';
 import { HISTORY_FORMATS, runHistory, type HistoryFormat } from './history.js';
@@ -35,7 +37,7 @@ import { runUpdate } from './update.js';
 import { VERSION_FORMATS, runVersion, type VersionFormat } from './version.js';
 
 const PROGRAM = 'stolonctl';
-const COMMANDS = 'init, status, events, history, spec, update, pause, resume, reload, failkeeper, removekeeper, reinit, promote, switchover, restart or version';
+const COMMANDS = 'init, status, events, history, spec, update, pause, resume, reload, failkeeper, removekeeper, reinit, promote, switchover, restart, backup, backups or version';
 
 type CommandName =
   | 'init'
@@ -53,7 +55,10 @@ type CommandName =
   | 'history'
   | 'reload'
   | 'reinit'
-  | 'version';
+  | 'version'
+
+  | 'backup'
+  | 'backups';
 
 /** A command-line problem found by yargs (unknown flag, missing required flag, bad choice). */
 class UsageError extends Error {}
@@ -309,6 +314,22 @@ function buildParser(args: readonly string[], select: (name: CommandName, argv: 
       'rolling restart of PostgreSQL: standbys one at a time, each back and streaming before the next, then the primary through a switchover',
       restartOptions,
       (argv) => select('restart', argv),
+    )
+    .command(
+      'backup',
+      "take a pgBackRest base backup into the spec's backup repository, on the primary's keeper",
+      (y) =>
+        y
+          .option('type', { type: 'string', choices: [...BACKUP_TYPES], default: 'full', describe: 'full, diff (changes since the last full) or incr (since the last backup)' })
+          .option('wait', { type: 'boolean', default: true, describe: 'wait for the backup to end, printing progress (--no-wait to return once requested)' })
+          .option('timeout', { type: 'string', default: '1h', describe: 'how long to wait for the backup to end (it goes on after)' }),
+      (argv) => select('backup', argv),
+    )
+    .command(
+      'backups',
+      'list the backups in the repository, as the primary\'s keeper last read them (time shown)',
+      (y) => y.option('format', { type: 'string', choices: [...BACKUPS_FORMATS], default: 'table', describe: 'output format' }),
+      (argv) => select('backups', argv),
     );
   return day2Commands(parser, select)
     .demandCommand(1, `give a command: ${COMMANDS}`)
@@ -488,6 +509,14 @@ async function main(args: readonly string[]): Promise<ExitCodeValue> {
           yes: argv['yes'] === true,
           ...(typeof argv['timeout'] === 'string' ? { timeout: argv['timeout'] } : {}),
         });
+      case 'backup':
+        return await runBackup(ctx, {
+          type: argv['type'] as (typeof BACKUP_TYPES)[number],
+          noWait: argv['wait'] === false,
+          ...(typeof argv['timeout'] === 'string' ? { timeout: argv['timeout'] } : {}),
+        });
+      case 'backups':
+        return await runBackups(ctx, { format: argv['format'] as BackupsFormat });
     }
   } finally {
     await setup.store.close().catch(() => undefined);

@@ -87,3 +87,5 @@ export {
 } from './update.js';
 export { runSwitchover, type SwitchoverOptions } from './switchover.js';
 export { runRestart, type RestartOptions } from './restart.js';
+export { BACKUP_TYPES, runBackup, type BackupOptions } from './backup.js';
+export { BACKUPS_FORMATS, formatBytes, runBackups, type BackupsFormat, type BackupsOptions } from './backups.js';
