@@ -22,7 +22,7 @@ export interface PgIdentity {
 }
 
 /** The `postgres` OS user's ids when this process is root, else null. */
-export async function postgresIdentity(): Promise<PgIdentity | null> {
+async function postgresIdentity(): Promise<PgIdentity | null> {
   if (process.getuid?.() !== 0) {
     return null;
   }

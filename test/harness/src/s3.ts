@@ -10,8 +10,8 @@
  * {@link S3ServerHandle.accessKey} / {@link S3ServerHandle.secretKey}.
  */
 import { execFile } from 'node:child_process';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { freePort } from './ports.js';
 import { startProcess, type ProcessHandle } from './process.js';
@@ -74,7 +74,7 @@ export async function startS3Server(opts: StartS3ServerOptions = {}): Promise<S3
       throw new Error(`openssl req (s3rver certificate) failed: ${err.stderr ?? err.message}`);
     });
     const port = await freePort();
-    const bin = createRequire(import.meta.url).resolve('s3rver/bin/s3rver.js');
+    const bin = fileURLToPath(import.meta.resolve('s3rver/bin/s3rver.js'));
     proc = startProcess({
       name: 's3rver',
       cmd: process.execPath,
