@@ -23,8 +23,8 @@
  */
 import { chown, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pgbackrestRepoOptions, type BackupSpec } from '@stolon-ts/cluster';
-import { makeTempDir, pgbackrestConfig, removeDir, startPlainPostgres, type PlainPostgres } from '@stolon-ts/harness';
+import { pgbackrestRepoOptions, pgbackrestRepoSettings, renderPgbackrestConf, type BackupSpec } from '@stolon-ts/cluster';
+import { makeTempDir, removeDir, startPlainPostgres, type PlainPostgres } from '@stolon-ts/harness';
 import { parseBenchArgs } from './args.js';
 import {
   BENCH_DOC,
@@ -137,13 +137,17 @@ async function owned(env: { identity: OsIdentity | null }, path: string, mode = 
   }
 }
 
-/** Writes the pgBackRest configuration: the rendered repository options, plus async archiving when asked. */
+/** Writes the pgBackRest configuration as the keeper does (`pgbackrestRepoSettings`), plus async archiving when asked. */
 async function writeConf(env: Env, archiveAsync: boolean): Promise<void> {
   const extra: Record<string, string> = { 'log-path': env.logDir, 'lock-path': env.logDir, 'log-level-file': 'warn' };
   if (archiveAsync) {
     Object.assign(extra, { 'archive-async': 'y', 'spool-path': env.spoolDir });
   }
-  await writeFile(env.conf, pgbackrestConfig(pgbackrestRepoOptions(env.spec, STANZA), STANZA, { pgPath: env.pg.dataDir, port: env.pg.port, socketDir: env.pg.socketDir }, extra), { mode: 0o600 });
+  const text = renderPgbackrestConf(
+    { ...pgbackrestRepoSettings(env.spec), ...extra },
+    { [STANZA]: { 'pg1-path': env.pg.dataDir, 'pg1-port': String(env.pg.port), 'pg1-socket-path': env.pg.socketDir } },
+  );
+  await writeFile(env.conf, text, { mode: 0o600 });
   if (env.identity !== null) {
     await chown(env.conf, env.identity.uid, env.identity.gid);
   }

@@ -2,12 +2,11 @@
  * @stolon-ts/harness: the cross-process test harness (docs/design.md#the-harness): free ports,
  * temp dirs, the `waitFor` helper, child-process handles with guaranteed cleanup, a real etcd,
  * the Kubernetes API stand-in, the Consul HTTP API stand-in, a real Prometheus, a local S3 server (s3rver) and a plain
- * PostgreSQL instance with pgBackRest configuration for the backup tests and benchmarks.
+ * PostgreSQL instance for the backup tests and benchmarks.
  */
 export { freePort } from './ports.js';
 export { startS3Server, type S3ServerHandle, type StartS3ServerOptions } from './s3.js';
 export {
-  pgbackrestConfig,
   runAs,
   startPlainPostgres,
   type PlainPostgres,

@@ -2,8 +2,7 @@
  * A plain PostgreSQL instance (no keeper) for the pgBackRest tests and benchmarks: `initdb` (or an
  * existing data directory, such as a restore), extra `postgresql.conf` settings, `pg_ctl start` as
  * the `postgres` OS user when this process is root (PostgreSQL refuses to run as root), `trust`
- * authentication on 127.0.0.1 only. Also {@link pgbackrestConfig}: the options
- * `pgbackrestRepoOptions` renders, as a pgBackRest configuration file.
+ * authentication on 127.0.0.1 only.
  */
 import { execFile, type ExecFileOptions } from 'node:child_process';
 import { appendFile, chown, mkdir, writeFile } from 'node:fs/promises';
@@ -164,37 +163,4 @@ export async function startPlainPostgres(opts: StartPlainPostgresOptions): Promi
         }
       })()),
   };
-}
-
-/**
- * A pgBackRest configuration file made of `repoOptions` (argv entries as `pgbackrestRepoOptions`
- * renders them: `--name=value`, `--no-name`) in `[global]` and the PostgreSQL options in the
- * stanza's section. pgBackRest rejects an option on the command line that the command does not take
- * (`option 'compress-type' not valid for command 'stanza-create'`) but ignores it in the
- * configuration file (https://pgbackrest.org/configuration.html), so one file serves every command.
- * `--stanza` is left out: pass it on the command line.
- * @param global more `[global]` options, e.g. `{ 'log-path': …, 'lock-path': … }`.
- * @throws Error naming an entry that is not of the form `--name=value` or `--no-name`.
- */
-export function pgbackrestConfig(
-  repoOptions: readonly string[],
-  stanza: string,
-  pgOptions: { pgPath: string; port: number; socketDir: string },
-  global: Readonly<Record<string, string>> = {},
-): string {
-  const lines = ['[global]'];
-  for (const o of repoOptions) {
-    const m = /^--(no-)?([a-z0-9-]+)(?:=(.*))?$/.exec(o);
-    if (m === null || (m[1] !== undefined) === (m[3] !== undefined)) {
-      throw new Error(`pgbackrestConfig: ${JSON.stringify(o)} is not --name=value or --no-name`);
-    }
-    if (m[2] !== 'stanza') {
-      lines.push(m[1] !== undefined ? `${m[2]}=n` : `${m[2]}=${m[3]}`);
-    }
-  }
-  for (const [k, v] of Object.entries(global)) {
-    lines.push(`${k}=${v}`);
-  }
-  lines.push('', `[${stanza}]`, `pg1-path=${pgOptions.pgPath}`, `pg1-port=${pgOptions.port}`, `pg1-socket-path=${pgOptions.socketDir}`, 'pg1-user=postgres');
-  return `${lines.join('\n')}\n`;
 }

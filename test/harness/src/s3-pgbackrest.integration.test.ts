@@ -1,7 +1,7 @@
 /**
  * pgBackRest 2.45 against the local S3 server (s3rver, HTTPS, self-signed certificate) with the
- * repository options `pgbackrestRepoOptions` renders for an `s3` repository (`uriStyle: 'path'`,
- * `verifyTls: false`), on a plain PostgreSQL 15 whose `archive_command` is `pgbackrest
+ * repository settings the keeper uses for an `s3` repository (`uriStyle: 'path'`, `verifyTls:
+ * false`): `pgbackrestRepoSettings` in a configuration file from `renderPgbackrestConf`, on a plain PostgreSQL 15 whose `archive_command` is `pgbackrest
  * archive-push`: stanza-create, archive-push, check, a full backup, info, a restore into a new
  * directory that starts and has the rows. Then TLS verification with `--repo1-storage-ca-file`.
  * Credentials only in pgBackRest's `PGBACKREST_REPO1_S3_KEY*` variables. The steps build on each
@@ -9,9 +9,9 @@
  */
 import { mkdir, chown, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pgbackrestRepoOptions, type BackupSpec } from '@stolon-ts/cluster';
+import { pgbackrestRepoOptions, pgbackrestRepoSettings, renderPgbackrestConf, type BackupSpec } from '@stolon-ts/cluster';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pgbackrestConfig, runAs, startPlainPostgres, type PlainPostgres } from './plain-postgres.js';
+import { runAs, startPlainPostgres, type PlainPostgres } from './plain-postgres.js';
 import { startS3Server, type S3ServerHandle } from './s3.js';
 import { makeTempDir, removeDir } from './tmp.js';
 import { waitFor } from './wait.js';
@@ -39,6 +39,8 @@ describe('pgBackRest on an S3 repository (s3rver)', () => {
     expect(r.code, `pgbackrest ${args.join(' ')}: ${r.stderr}${r.stdout}`).toBe(0);
     return r.stdout;
   };
+  const configFile = (settings: Record<string, string>, extra: Record<string, string>): string =>
+    renderPgbackrestConf({ ...settings, ...extra }, { [STANZA]: { 'pg1-path': primary.dataDir, 'pg1-port': String(primary.port), 'pg1-socket-path': primary.socketDir } });
   const writeConf = async (path: string, text: string): Promise<void> => {
     await writeFile(path, text, { mode: 0o600 });
     if (primary.identity !== null) {
@@ -62,15 +64,7 @@ describe('pgBackRest on an S3 repository (s3rver)', () => {
     if (primary.identity !== null) {
       await chown(work, primary.identity.uid, primary.identity.gid);
     }
-    await writeConf(
-      conf,
-      pgbackrestConfig(
-        pgbackrestRepoOptions(spec, STANZA),
-        STANZA,
-        { pgPath: primary.dataDir, port: primary.port, socketDir: primary.socketDir },
-        { 'log-path': work, 'lock-path': work },
-      ),
-    );
+    await writeConf(conf, configFile(pgbackrestRepoSettings(spec), { 'log-path': work, 'lock-path': work }));
   });
 
   afterAll(async () => {
@@ -82,10 +76,13 @@ describe('pgBackRest on an S3 repository (s3rver)', () => {
     }
   });
 
-  it('renders path-style S3 options without TLS verification and without credentials', () => {
-    const o = pgbackrestRepoOptions(spec, STANZA);
-    expect(o).toEqual(expect.arrayContaining(['--repo1-type=s3', `--repo1-s3-endpoint=${s3.endpoint}`, '--repo1-s3-uri-style=path', '--no-repo1-storage-verify-tls']));
-    expect(o.join(' ')).not.toContain(s3.secretKey);
+  it('renders path-style S3 settings without TLS verification and without credentials', () => {
+    expect(pgbackrestRepoOptions(spec, STANZA)).toEqual(
+      expect.arrayContaining(['--repo1-type=s3', `--repo1-s3-endpoint=${s3.endpoint}`, '--repo1-s3-uri-style=path', '--no-repo1-storage-verify-tls']),
+    );
+    const settings = pgbackrestRepoSettings(spec);
+    expect(settings).toMatchObject({ 'repo1-type': 's3', 'repo1-s3-uri-style': 'path', 'repo1-storage-verify-tls': 'n' });
+    expect(JSON.stringify(settings)).not.toContain(s3.secretKey);
   });
 
   it('creates the stanza in the bucket', async () => {
@@ -149,16 +146,16 @@ describe('pgBackRest on an S3 repository (s3rver)', () => {
   });
 
   it('verifies the server certificate with --repo1-storage-ca-file, and fails without it', async () => {
-    const verifying = pgbackrestRepoOptions({ repository: { ...spec.repository, s3: { ...spec.repository.s3!, endpoint: s3.tlsEndpoint, verifyTls: true } } }, STANZA);
-    expect(verifying).not.toContain('--no-repo1-storage-verify-tls');
+    const verifyingSpec: BackupSpec = { repository: { ...spec.repository, s3: { ...spec.repository.s3!, endpoint: s3.tlsEndpoint, verifyTls: true } } };
+    const verifying = pgbackrestRepoSettings(verifyingSpec);
+    expect(verifying).not.toHaveProperty('repo1-storage-verify-tls');
     const work = join(dir, 'pgbackrest');
-    const pgOpts = { pgPath: primary.dataDir, port: primary.port, socketDir: primary.socketDir };
     const withCa = join(work, 'ca.conf');
-    await writeConf(withCa, pgbackrestConfig(verifying, STANZA, pgOpts, { 'log-path': work, 'lock-path': work, 'repo1-storage-ca-file': s3.caFile }));
+    await writeConf(withCa, configFile(verifying, { 'log-path': work, 'lock-path': work, 'repo1-storage-ca-file': s3.caFile }));
     const [info] = JSON.parse(await ok(['info', '--output=json'], withCa)) as { backup: unknown[] }[];
     expect(info!.backup).toHaveLength(1);
     const withoutCa = join(work, 'no-ca.conf');
-    await writeConf(withoutCa, pgbackrestConfig(verifying, STANZA, pgOpts, { 'log-path': work, 'lock-path': work }));
+    await writeConf(withoutCa, configFile(verifying, { 'log-path': work, 'lock-path': work }));
     // pgBackRest retries a failed TLS handshake until --io-timeout (default 60 s): keep it short.
     const r = await pgbackrest(['--io-timeout=3', 'info'], withoutCa);
     expect(`${r.stdout}${r.stderr}`).toMatch(/unable to verify certificate/);
