@@ -11,4 +11,4 @@ export { FAKE_SYNC_STANDBY } from './sync.js';
 export { SWITCHOVER_BECAME_FAILOVER } from './switchover.js';
 export { FAILSAFE_HISTORY_LIMIT } from './trace.js';
 export { isCidr } from './cidr.js';
-export { DEFAULT_BACKUP, backupStanza, pgbackrestRepoOptions, pgbackrestRepoSettings, renderPgbackrestConf } from './backup.js';
+export { DEFAULT_BACKUP, backupStanza, pgbackrestArgs, pgbackrestRepoOptions, pgbackrestRepoSettings, renderPgbackrestConf, type PgbackrestCommand } from './backup.js';

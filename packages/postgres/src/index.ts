@@ -15,6 +15,7 @@ export type {
   RecoveryTarget,
   RewindResult,
   StandbySettings,
+  ToolResult,
   WriteConfigResult,
 } from './manager.js';
 export { PgManager, type PgManagerOptions } from './pg-manager.js';
