@@ -32,6 +32,9 @@ command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need_a
 # The monitoring tests and `npm run bench:metrics` run a real Prometheus, and promtool checks the
 # programs' /metrics and deploy/components/monitoring's rules (test/harness/src/prometheus.ts).
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+# The backup tests and `npm run bench:backup` run pgBackRest; the S3 test makes its certificate with openssl.
+command -v pgbackrest >/dev/null 2>&1 || need_apt+=(pgbackrest)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing ${need_apt[*]}; run as root or: sudo apt-get install -y ${need_apt[*]}" >&2

@@ -25,9 +25,8 @@
 import { existsSync } from 'node:fs';
 import { chown, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { DEFAULT_PG_BIN_DIR, resolvePgBinDir } from '@stolon-ts/postgres';
+import { DEFAULT_PG_BIN_DIR } from '@stolon-ts/postgres';
 import { binPath, makeTempDir, removeDir, startLocalCluster, waitFor, type LocalCluster, type ProcessHandle } from '@stolon-ts/harness';
 import {
   BENCH_DOC,
@@ -49,6 +48,7 @@ import {
   type MachineInfo,
   type OsIdentity,
 } from './common.js';
+import { parseBenchArgs } from './args.js';
 
 const TARGET_RATIO = 1.15;
 /** The keeper's default `--pg-repl-username` (the harness does not override it). */
@@ -84,46 +84,16 @@ interface Options {
 
 /** Parses and validates the flags; exits 2 with the usage on a bad one. */
 function parseOptions(argv: readonly string[]): Options {
-  const bad = (msg: string): never => {
-    process.stderr.write(`bench:clone: ${msg}\n${USAGE}\n`);
-    process.exit(2);
-  };
-  const pgBinDir = (flag: string | undefined): string => {
-    try {
-      return resolvePgBinDir({ flag });
-    } catch (err) {
-      return bad((err as Error).message);
-    }
-  };
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      strict: true,
-      allowPositionals: false,
-      options: {
-        scale: { type: 'string', default: '70' },
-        runs: { type: 'string', default: '1' },
-        'write-doc': { type: 'boolean', default: false },
-        keep: { type: 'boolean', default: false },
-        'clone-timeout': { type: 'string', default: '600' },
-        settle: { type: 'string', default: '3' },
-        'log-level': { type: 'string', default: 'info' },
-        'pg-bin-path': { type: 'string' },
-        help: { type: 'boolean', default: false },
-      },
-    }));
-  } catch (err) {
-    return bad((err as Error).message);
-  }
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    process.exit(0);
-  }
-  const int = (name: string, raw: string, min: number, max: number): number => {
-    const n = Number(raw);
-    return Number.isInteger(n) && n >= min && n <= max ? n : bad(`--${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
-  };
+  const { values, int, bad, pgBinDir } = parseBenchArgs('clone', USAGE, argv, {
+    scale: { type: 'string', default: '70' },
+    runs: { type: 'string', default: '1' },
+    'write-doc': { type: 'boolean', default: false },
+    keep: { type: 'boolean', default: false },
+    'clone-timeout': { type: 'string', default: '600' },
+    settle: { type: 'string', default: '3' },
+    'log-level': { type: 'string', default: 'info' },
+    'pg-bin-path': { type: 'string' },
+  });
   if (!['trace', 'debug', 'info'].includes(values['log-level'])) {
     bad(`--log-level must be trace, debug or info (the phase breakdown reads info lines), got ${JSON.stringify(values['log-level'])}`);
   }

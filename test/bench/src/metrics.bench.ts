@@ -18,8 +18,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { DEFAULT_PG_BIN_DIR, resolvePgBinDir } from '@stolon-ts/postgres';
+import { DEFAULT_PG_BIN_DIR } from '@stolon-ts/postgres';
 import { binPath, makeTempDir, removeDir, startLocalCluster, startPrometheus, type LocalCluster, type PrometheusHandle } from '@stolon-ts/harness';
 import {
   BENCH_DOC,
@@ -36,6 +35,7 @@ import {
   reportBenchFailure,
   writeResultLine,
 } from './common.js';
+import { parseBenchArgs } from './args.js';
 
 const TARGET_RATIO = 0.98;
 
@@ -65,45 +65,16 @@ interface Options {
 }
 
 function parseOptions(argv: readonly string[]): Options {
-  const bad = (msg: string): never => {
-    process.stderr.write(`bench:metrics: ${msg}\n${USAGE}\n`);
-    process.exit(2);
-  };
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      strict: true,
-      allowPositionals: false,
-      options: {
-        scrapes: { type: 'string', default: '200' },
-        duration: { type: 'string', default: '20' },
-        clients: { type: 'string', default: '8' },
-        rounds: { type: 'string', default: '2' },
-        scale: { type: 'string', default: '10' },
-        'write-doc': { type: 'boolean', default: false },
-        keep: { type: 'boolean', default: false },
-        'pg-bin-path': { type: 'string' },
-        help: { type: 'boolean', default: false },
-      },
-    }));
-  } catch (err) {
-    return bad((err as Error).message);
-  }
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    process.exit(0);
-  }
-  const int = (name: string, raw: string, min: number, max: number): number => {
-    const n = Number(raw);
-    return Number.isInteger(n) && n >= min && n <= max ? n : bad(`--${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
-  };
-  let pgBinPath: string;
-  try {
-    pgBinPath = resolvePgBinDir({ flag: values['pg-bin-path'] });
-  } catch (err) {
-    return bad((err as Error).message);
-  }
+  const { values, int, pgBinDir } = parseBenchArgs('metrics', USAGE, argv, {
+    scrapes: { type: 'string', default: '200' },
+    duration: { type: 'string', default: '20' },
+    clients: { type: 'string', default: '8' },
+    rounds: { type: 'string', default: '2' },
+    scale: { type: 'string', default: '10' },
+    'write-doc': { type: 'boolean', default: false },
+    keep: { type: 'boolean', default: false },
+    'pg-bin-path': { type: 'string' },
+  });
   return {
     scrapes: int('scrapes', values.scrapes, 1, 100_000),
     durationS: int('duration', values.duration, 1, 3600),
@@ -112,7 +83,7 @@ function parseOptions(argv: readonly string[]): Options {
     scale: int('scale', values.scale, 1, 1000),
     writeDoc: values['write-doc'],
     keep: values.keep,
-    pgBinPath,
+    pgBinPath: pgBinDir(values['pg-bin-path']),
     argv,
   };
 }

@@ -24,9 +24,8 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { DEFAULT_PG_BIN_DIR, resolvePgBinDir } from '@stolon-ts/postgres';
+import { DEFAULT_PG_BIN_DIR } from '@stolon-ts/postgres';
 import { binPath, makeTempDir, removeDir, startLocalCluster, startProcess, type LocalCluster, type ProcessHandle } from '@stolon-ts/harness';
 import {
   BENCH_DOC,
@@ -42,6 +41,7 @@ import {
   writeResultLine,
   type MachineInfo,
 } from './common.js';
+import { parseBenchArgs } from './args.js';
 
 const TARGET_ADDED_LATENCY_MS = 0.1;
 const HAPROXY_CANDIDATES = ['/usr/sbin/haproxy', '/usr/bin/haproxy'];
@@ -82,48 +82,18 @@ const WORKLOADS: readonly Workload[] = ['select-only', 'tpcb-like'];
 const TARGET_NAME: Record<Target, string> = { direct: 'direct', stolon: 'stolon-proxy', haproxy: 'HAProxy' };
 
 function parseOptions(argv: readonly string[]): Options {
-  const bad = (msg: string): never => {
-    process.stderr.write(`bench:proxy: ${msg}\n${USAGE}\n`);
-    process.exit(2);
-  };
-  const pgBinDir = (flag: string | undefined): string => {
-    try {
-      return resolvePgBinDir({ flag });
-    } catch (err) {
-      return bad((err as Error).message);
-    }
-  };
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      strict: true,
-      allowPositionals: false,
-      options: {
-        quick: { type: 'boolean', default: false },
-        duration: { type: 'string' },
-        rounds: { type: 'string' },
-        clients: { type: 'string' },
-        scale: { type: 'string', default: '10' },
-        idle: { type: 'string' },
-        'data-path': { type: 'string', default: 'native' },
-        'write-doc': { type: 'boolean', default: false },
-        keep: { type: 'boolean', default: false },
-        'pg-bin-path': { type: 'string' },
-        help: { type: 'boolean', default: false },
-      },
-    }));
-  } catch (err) {
-    return bad((err as Error).message);
-  }
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    process.exit(0);
-  }
-  const int = (name: string, raw: string, min: number, max: number): number => {
-    const n = Number(raw);
-    return Number.isInteger(n) && n >= min && n <= max ? n : bad(`--${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
-  };
+  const { values, int, bad, pgBinDir } = parseBenchArgs('proxy', USAGE, argv, {
+    quick: { type: 'boolean', default: false },
+    duration: { type: 'string' },
+    rounds: { type: 'string' },
+    clients: { type: 'string' },
+    scale: { type: 'string', default: '10' },
+    idle: { type: 'string' },
+    'data-path': { type: 'string', default: 'native' },
+    'write-doc': { type: 'boolean', default: false },
+    keep: { type: 'boolean', default: false },
+    'pg-bin-path': { type: 'string' },
+  });
   const quick = values.quick;
   const clients = (values.clients ?? (quick ? '1,16' : '1,16,64')).split(',').map((c) => int('clients', c.trim(), 1, 500));
   return {

@@ -1,9 +1,19 @@
 /**
  * @stolon-ts/harness: the cross-process test harness (docs/design.md#the-harness): free ports,
  * temp dirs, the `waitFor` helper, child-process handles with guaranteed cleanup, a real etcd,
- * the Kubernetes API stand-in, the Consul HTTP API stand-in, and a real Prometheus.
+ * the Kubernetes API stand-in, the Consul HTTP API stand-in, a real Prometheus, a local S3 server (s3rver) and a plain
+ * PostgreSQL instance for the backup tests and benchmarks.
  */
 export { freePort } from './ports.js';
+export { startS3Server, type S3ServerHandle, type StartS3ServerOptions } from './s3.js';
+export {
+  runAs,
+  startPlainPostgres,
+  type PlainPostgres,
+  type PgIdentity,
+  type RunAsResult,
+  type StartPlainPostgresOptions,
+} from './plain-postgres.js';
 export { makeTempDir, removeDir } from './tmp.js';
 export { startRootVictim, type RootVictim, type VictimState } from './root-victim.js';
 export { waitFor, waitUntilSteady, scaleTimeout, timeoutFactor, type WaitForOptions } from './wait.js';
