@@ -12,3 +12,4 @@ export { SWITCHOVER_BECAME_FAILOVER } from './switchover.js';
 export { FAILSAFE_HISTORY_LIMIT } from './trace.js';
 export { isCidr } from './cidr.js';
 export { DEFAULT_BACKUP, backupStanza, pgbackrestRepoOptions } from './backup.js';
+export { restoreTargetOf, type RestoreTarget } from './restore-target.js';

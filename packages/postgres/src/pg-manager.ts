@@ -19,6 +19,7 @@ import { StolonError } from '@stolon-ts/cluster';
 import type {
   BaseBackupOptions,
   ConnTarget,
+  DataRestoreProgram,
   PgConfig,
   PgObservation,
   PostgresManager,
@@ -215,7 +216,7 @@ export class PgManager implements PostgresManager {
   }
 
   /** Recreates PGDATA with the dataRestoreCommand, see {@link restoreData} in pg-clone.ts. */
-  restoreData(command: string, signal?: AbortSignal): Promise<void> {
+  restoreData(command: string | DataRestoreProgram, signal?: AbortSignal): Promise<void> {
     return restoreData(this.#ctx, command, signal);
   }
 
