@@ -1,6 +1,25 @@
 import { describe, expect, it } from 'vitest';
-import { backupStanza, pgbackrestRepoOptions } from './backup.js';
+import { backupStanza, pgbackrestArgs, pgbackrestRepoOptions } from './backup.js';
 import { resolveSpec, validateSpec } from './spec.js';
+
+describe('pgbackrestArgs', () => {
+  it('leaves out the options a command refuses on its command line, then appends the command', () => {
+    const opts = pgbackrestRepoOptions({ repository: { path: '/b', s3: { bucket: 'x', endpoint: 'e', region: 'r', verifyTls: false } }, compressLevel: 3 }, 'main');
+    expect(pgbackrestArgs('stanza-create', [...opts, '--spool-path=/s', '--archive-async'])).toEqual([
+      '--stanza=main',
+      '--repo1-path=/b',
+      '--repo1-type=s3',
+      '--repo1-s3-bucket=x',
+      '--repo1-s3-endpoint=e',
+      '--repo1-s3-region=r',
+      '--repo1-s3-uri-style=host',
+      '--no-repo1-storage-verify-tls',
+      'stanza-create',
+    ]);
+    expect(pgbackrestArgs('backup', opts)).toEqual([...opts, 'backup']);
+    expect(pgbackrestArgs('archive-push', ['--repo1-retention-full=2', '--compress-type=lz4'])).toEqual(['--compress-type=lz4', 'archive-push']);
+  });
+});
 
 describe('backup spec section', () => {
   it('defaults the stanza to the cluster name and renders POSIX options', () => {

@@ -59,3 +59,38 @@ export function pgbackrestRepoOptions(backup: BackupSpec, stanza: string): strin
   out.push(`--process-max=${backup.processMax ?? DEFAULT_BACKUP.processMax}`);
   return out;
 }
+
+/** The pgBackRest commands stolon-ts runs. */
+export type PgbackrestCommand = 'archive-push' | 'archive-get' | 'stanza-create' | 'check' | 'info' | 'backup' | 'restore' | 'expire' | 'verify';
+
+/**
+ * Options pgBackRest refuses on the command line of each command (`ERROR: [031]: option '…' not
+ * valid for command '…'`), by name without `--`, `--no-` or value. Measured against pgBackRest
+ * 2.45 for every option {@link pgbackrestRepoOptions} and the keeper give; each command's valid
+ * options are listed on https://pgbackrest.org/command.html.
+ */
+const INVALID_OPTIONS: Readonly<Record<PgbackrestCommand, readonly string[]>> = {
+  'archive-push': ['repo1-retention-full', 'repo1-retention-diff', 'pg1-port', 'pg1-socket-path', 'pg1-user'],
+  'archive-get': ['repo1-retention-full', 'repo1-retention-diff', 'compress-type', 'compress-level', 'pg1-port', 'pg1-socket-path', 'pg1-user'],
+  'stanza-create': ['repo1-retention-full', 'repo1-retention-diff', 'compress-type', 'compress-level', 'process-max', 'archive-async', 'spool-path'],
+  check: ['repo1-retention-full', 'repo1-retention-diff', 'compress-type', 'compress-level', 'process-max', 'archive-async', 'spool-path', 'lock-path'],
+  info: ['repo1-retention-full', 'repo1-retention-diff', 'compress-type', 'compress-level', 'process-max', 'archive-async', 'spool-path', 'pg1-path', 'pg1-port', 'pg1-socket-path', 'pg1-user'],
+  backup: ['archive-async', 'spool-path'],
+  restore: ['repo1-retention-full', 'repo1-retention-diff', 'compress-type', 'compress-level', 'archive-async', 'pg1-port', 'pg1-socket-path', 'pg1-user'],
+  expire: ['compress-type', 'compress-level', 'process-max', 'archive-async', 'spool-path', 'pg1-path', 'pg1-port', 'pg1-socket-path', 'pg1-user'],
+  verify: ['repo1-retention-full', 'repo1-retention-diff', 'compress-type', 'compress-level', 'archive-async', 'spool-path', 'lock-path', 'pg1-path', 'pg1-port', 'pg1-socket-path', 'pg1-user'],
+};
+
+/**
+ * `options` (e.g. from {@link pgbackrestRepoOptions}, plus paths) without those `command` refuses
+ * on its command line, then `command`: the argv after `pgbackrest`. pgBackRest fails a command
+ * given an option it does not take (`--compress-type` for `stanza-create`, `--repo1-retention-full`
+ * for `archive-push`), so the same option list can serve every command only through this.
+ * @param options `--name=value`, `--name` or `--no-name` entries.
+ * @example pgbackrestArgs('stanza-create', ['--stanza=main', '--compress-type=lz4']) → ['--stanza=main', 'stanza-create']
+ */
+export function pgbackrestArgs(command: PgbackrestCommand, options: readonly string[]): string[] {
+  const invalid = new Set(INVALID_OPTIONS[command]);
+  const name = (opt: string): string => opt.replace(/^--(no-)?/, '').replace(/=.*$/s, '');
+  return [...options.filter((o) => !invalid.has(name(o))), command];
+}

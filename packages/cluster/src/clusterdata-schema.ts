@@ -336,6 +336,7 @@ const keeperInfo = z.looseObject({
       activity: z.string().optional(),
       startError: z.string().optional(),
       refusedSpecCommands: strings.optional(),
+      archive: z.looseObject({ stanza: z.string(), stanzaError: z.string().optional() }).optional(),
     })
     .optional(),
   canBeMaster: z.boolean().optional(),

@@ -11,5 +11,5 @@ export { FAKE_SYNC_STANDBY } from './sync.js';
 export { SWITCHOVER_BECAME_FAILOVER } from './switchover.js';
 export { FAILSAFE_HISTORY_LIMIT } from './trace.js';
 export { isCidr } from './cidr.js';
-export { DEFAULT_BACKUP, backupStanza, pgbackrestRepoOptions } from './backup.js';
+export { DEFAULT_BACKUP, backupStanza, pgbackrestArgs, pgbackrestRepoOptions, type PgbackrestCommand } from './backup.js';
 export { restoreTargetOf, type RestoreTarget } from './restore-target.js';

@@ -531,6 +531,16 @@ export interface PostgresState {
    * its `--allow-spec-commands` does not allow them (e.g. `archive_command`, `data_restore_command`).
    */
   refusedSpecCommands?: string[];
+  /** Our addition: pgBackRest archiving as this keeper sees it; absent when the spec's `backup` section is not applied here. */
+  archive?: ArchiveState;
+}
+
+/** Our addition: a keeper's view of WAL archiving with pgBackRest (docs/backup.md, "How archiving works"). */
+export interface ArchiveState {
+  /** The pgBackRest stanza. */
+  stanza: string;
+  /** Primary only: why the last `pgbackrest stanza-create` failed; absent once one succeeded. */
+  stanzaError?: string;
 }
 
 /** Published by each keeper under its lease at `keepers/info/<uid>`. */

@@ -217,7 +217,7 @@ async function converge(rt: KeeperRuntime, action: Action<'converge'>, cd: Clust
   }
   updateInternalOnly(rt, db, action.role === 'master', wasRunning, obs);
   const cfg = await rt.pgConfig(cd, db, action.role === 'master', rt.internalOnly);
-  const recovery = action.role === 'standby' ? recoveryFor(rt.config, db.uid, action.follow, action.external) : null;
+  const recovery = action.role === 'standby' ? recoveryFor(rt.config, db.uid, action.follow, action.external, cd) : null;
   changed = (await applyConfig(rt, cfg, recovery, running)) || changed;
   if (!running) {
     try {

@@ -24,6 +24,7 @@ import {
 } from '@stolon-ts/common';
 import { PgManager, resolvePgBinDir, type PeerSsl } from '@stolon-ts/postgres';
 import { PodLabels } from '@stolon-ts/store';
+import { pgbackrestLocal } from './archiving.js';
 import { acquireDataDirLock } from './datadir-lock.js';
 import { prepareDataDir } from './datadir.js';
 import type { MemberApiConfig } from './failsafe.js';
@@ -34,6 +35,7 @@ import { start } from './keeper.js';
 import { registerKeeperMetrics } from './keeper-metrics.js';
 import { refuseExampleSecret } from './passwords.js';
 import { RoleLabeller } from './role-label.js';
+import { installPgbackrestFiles, readBackupSecrets } from './pgbackrest-files.js';
 import { parseAllowSpecCommands } from './spec-commands.js';
 import { writeStateFile } from './state-file.js';
 import { TlsFiles, tlsSources } from './tls.js';
@@ -189,11 +191,16 @@ async function main(): Promise<void> {
       });
     }
     await tls?.install();
-    prepared = { flags, shutdownSwitchoverTimeoutMs, pgBinPath, readPasswords, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls };
+    // pgBackRest's configuration file (the S3 credentials) and directories, whatever the spec:
+    // the spec's backup section may appear later (pgbackrest-files.ts).
+    // The socket directory is the manager's, known once it exists (below).
+    const pgbackrest = pgbackrestLocal(flags.clusterName, dataDir, join(dataDir, 'postgres'), '');
+    await installPgbackrestFiles(pgbackrest, await readBackupSecrets(flags, process.env), owner);
+    prepared = { pgbackrest, flags, shutdownSwitchoverTimeoutMs, pgBinPath, readPasswords, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls };
   } catch (err) {
     exitOnConfigError(err, 'stolon-keeper');
   }
-  const { flags, shutdownSwitchoverTimeoutMs, pgBinPath, readPasswords, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls } = prepared;
+  const { pgbackrest, flags, shutdownSwitchoverTimeoutMs, pgBinPath, readPasswords, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls } = prepared;
   const logger = createLogger({ level: flags.logLevel, component: 'keeper', uid, cluster: flags.clusterName });
   logConfiguration(logger, flags, warnings, {
     uid,
@@ -242,6 +249,7 @@ async function main(): Promise<void> {
       allowSpecCommands,
       pgSslRequired: flags.pgSslRequired,
       shutdownSwitchoverTimeoutMs,
+      pgbackrest: { ...pgbackrest, socketDir: pg.socketDir },
     },
     { store, logger, pg, bootUuid, status, fencer, passwords: readPasswords, ...(tls !== undefined ? { tls } : {}), ...(roleLabel !== undefined ? { roleLabel } : {}) },
   ).catch(async (err: unknown) => {

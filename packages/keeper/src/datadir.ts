@@ -4,8 +4,9 @@
  * `keeper.lock`, `fencer.pid`, `fencer.log` — in `<data-dir>`, owned by root (mode 0755), and
  * hands the PostgreSQL OS user only what PostgreSQL uses: PGDATA (`<data-dir>/postgres`), the
  * base backup in progress (`postgres.basebackup`), the socket directory (`run`), the server log
- * (`postgres.log`) and a standby's `replication.pgpass` (written by the keeper, read by
- * PostgreSQL). The TLS copies (`pg-server.crt`, `pg-server.key`, `pg-ca.crt`, tls.ts) stay
+ * (`postgres.log`), a standby's `replication.pgpass` (written by the keeper, read by
+ * PostgreSQL), and pgBackRest's files (pgbackrest-files.ts: `pgbackrest/` for its lock, log and
+ * spool directories; `pgbackrest.conf` and `pgbackrest-s3-ca.crt`, written by the keeper). The TLS copies (`pg-server.crt`, `pg-server.key`, `pg-ca.crt`, tls.ts) stay
  * root's; PostgreSQL reads the key through its group. Whoever can act as that user (any SQL superuser, through `COPY … TO PROGRAM`) can
  * then not plant a link where root writes its state. A keeper run as another user owns everything
  * itself (mode 0700), as before.
@@ -25,7 +26,7 @@ const PRECIOUS = new Set<string>(['keeperstate', 'dbstate']);
 /** Temp and aside names the keeper uses for its state files: removed when found at startup. */
 const LEFTOVER = [/^\.dbstate\.\d+\.tmp$/, /^fencer\.pid\.tmp$/, /^keeperstate\.tmp$/, /^keeper\.lock\.stale\.\d+$/, /\.secure\.tmp$/];
 /** Entries the OS user owns; a link at one of these names was planted, never made by a keeper. */
-const PG_ENTRIES = new Set(['run', 'postgres.basebackup', 'postgres.log', 'replication.pgpass']);
+const PG_ENTRIES = new Set(['run', 'postgres.basebackup', 'postgres.log', 'replication.pgpass', 'pgbackrest']);
 
 /**
  * Creates `dataDir` if missing and makes it safe for this process. Not root (`pgOwner`
@@ -36,7 +37,8 @@ const PG_ENTRIES = new Set(['run', 'postgres.basebackup', 'postgres.log', 'repli
  *   a new root-owned file (mode 0600) with the same content;
  * - a link (or other non-file) at a state-file name is removed, except at `keeperstate` and
  *   `dbstate`, which are refused (their content cannot be known);
- * - a link at `run`, `postgres.basebackup`, `postgres.log` or `replication.pgpass` is removed;
+ * - a link at `run`, `postgres.basebackup`, `postgres.log`, `replication.pgpass` or `pgbackrest`
+ *   is removed;
  *   a link at `postgres` (PGDATA) is refused;
  * - links or files of another user at the temp names of the keeper's atomic writes
  *   (`.dbstate.<pid>.tmp`, `fencer.pid.tmp`, `keeperstate.tmp`, `keeper.lock.stale.<pid>`,

@@ -36,6 +36,9 @@ export interface KeeperFlags extends CommonConfig {
   memberAdvertiseAddress: string | undefined;
   memberTokenFile: string | undefined;
   allowSpecCommands: string;
+  backupS3KeyFile: string | undefined;
+  backupS3KeySecretFile: string | undefined;
+  backupS3CaFile: string | undefined;
   shutdownSwitchoverTimeout: string;
   kubePodName: string | undefined;
 }
@@ -175,6 +178,28 @@ export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
       'Refused ones are not applied, and are logged and shown by stolonctl status (docs/security.md)',
     type: 'string',
     default: DEFAULT_ALLOW_SPEC_COMMANDS,
+  },
+  backupS3KeyFile: {
+    name: 'backup-s3-key-file',
+    description:
+      'file holding the S3 access key of the spec\'s backup repository (or set STKEEPER_BACKUP_S3_KEY); with --backup-s3-key-secret-file. ' +
+      'Read at start and written, with the secret, into <data-dir>/pgbackrest.conf (mode 0600, owned by --pg-os-user), never into ' +
+      'argv or logs (docs/backup.md)',
+    type: 'string',
+    secretFile: true,
+  },
+  backupS3KeySecretFile: {
+    name: 'backup-s3-key-secret-file',
+    description: 'file holding the secret of --backup-s3-key-file (or set STKEEPER_BACKUP_S3_KEY_SECRET)',
+    type: 'string',
+    secretFile: true,
+  },
+  backupS3CaFile: {
+    name: 'backup-s3-ca-file',
+    description:
+      'PEM CA certificate(s) the S3 endpoint\'s certificate chains to (pgBackRest repo1-storage-ca-file; copied into <data-dir> at start). ' +
+      'Unset: the system\'s CAs',
+    type: 'string',
   },
   shutdownSwitchoverTimeout: {
     name: 'shutdown-switchover-timeout',

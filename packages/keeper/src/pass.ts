@@ -9,6 +9,7 @@ import { execute, taskName } from './actions.js';
 import { promiseHold } from './failsafe.js';
 import { refreshPasswords, rotatePasswords } from './passwords.js';
 import { planKeeperAction } from './plan.js';
+import { maintainStanza } from './stanza.js';
 import type { KeeperRuntime } from './runtime.js';
 import { awaitFenceTimeForStart } from './watchers.js';
 
@@ -64,6 +65,7 @@ export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Prom
   if (running === undefined) {
     await rotatePasswords(rt, obs);
   }
+  maintainStanza(rt, cd, obs);
   if (running !== undefined) {
     return { sentence: rt.activity !== undefined ? describeActivity(rt.activity, performance.now()) : `${running} in progress` };
   }

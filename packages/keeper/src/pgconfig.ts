@@ -5,7 +5,7 @@
  * range a rejoin discards, and the keeper's published PostgreSQL state. No I/O; table-tested in
  * pgconfig.test.ts.
  */
-import type { ClusterData, DB, DiscardedWal, PostgresState } from '@stolon-ts/cluster';
+import type { ArchiveState, BackupSpec, ClusterData, DB, DiscardedWal, PostgresState } from '@stolon-ts/cluster';
 import { DEFAULT_SPEC, StolonError } from '@stolon-ts/cluster';
 import {
   formatLsn,
@@ -16,6 +16,7 @@ import {
   type RecoveryConfig,
   type StandbySettings,
 } from '@stolon-ts/postgres';
+import { archiveParameters, archiveRestoreCommand, type PgbackrestLocal } from './archiving.js';
 import type { ExternalFollow, FollowTarget } from './plan.js';
 import { allowedPgParameters, describeRefusedSpecCommands, refusedSpecCommands, type SpecCommand } from './spec-commands.js';
 
@@ -33,6 +34,8 @@ export interface KeeperIdentity {
   readonly allowSpecCommands?: ReadonlySet<SpecCommand>;
   /** `--pg-ssl-required`: pg_hba rejects every TCP login without TLS. */
   readonly pgSslRequired?: boolean;
+  /** This keeper's pgBackRest files (archiving.ts); absent: the `backup` section is never applied. */
+  readonly pgbackrest?: PgbackrestLocal;
 }
 
 const NONE_ALLOWED: ReadonlySet<SpecCommand> = new Set();
@@ -41,9 +44,22 @@ function allowedOf(id: KeeperIdentity): ReadonlySet<SpecCommand> {
   return id.allowSpecCommands ?? NONE_ALLOWED;
 }
 
-/** The command-bearing settings of `db`'s spec this keeper does not apply (none: empty). */
-export function refusedFor(id: KeeperIdentity, db: DB): string[] {
-  return refusedSpecCommands(db, allowedOf(id));
+/** The command-bearing settings of `db`'s spec (and of the cluster spec's `backup`) this keeper does not apply (none: empty). */
+export function refusedFor(id: KeeperIdentity, db: DB, backup?: BackupSpec | null): string[] {
+  return refusedSpecCommands(db, allowedOf(id), backup);
+}
+
+/**
+ * The cluster spec's `backup` section when this keeper applies it: set, allowed by
+ * `--allow-spec-commands backup`, and the keeper has its pgBackRest files.
+ * @returns the section and the keeper's files, or undefined when archiving is off here
+ */
+export function archivingFor(id: KeeperIdentity, cd: ClusterData | undefined): { backup: BackupSpec; local: PgbackrestLocal } | undefined {
+  const backup = cd?.cluster.spec.backup;
+  if (backup === undefined || id.pgbackrest === undefined || !allowedOf(id).has('backup')) {
+    return undefined;
+  }
+  return { backup, local: id.pgbackrest };
 }
 
 /** Prefix of application_name and replication slot names: `stolon_<db uid>`, as Stolon names them. */
@@ -68,13 +84,19 @@ export function syncStandbyUids(obs: Pick<PgObservation, 'replication'>): string
  * The configuration to write for `db`: listen address and port, the spec's pgParameters and
  * sender counts, synchronous_standby_names, and pg_hba lines that let the keepers' addresses
  * (the other DBs' and, in mode `keepers`, this one's) replicate and log in as the superuser. `internalOnly` keeps normal users out (see `internalOnlyHba` in plan.ts).
+ * With the spec's `backup` applied ({@link archivingFor}), `archive_mode` and `archive_command`
+ * are pgBackRest's (archiving.ts), whatever pgParameters says.
  */
 export function pgConfigFor(id: KeeperIdentity, cd: ClusterData, db: DB, isPrimary: boolean, internalOnly = false): PgConfig {
+  const archiving = archivingFor(id, cd);
   return {
     listenAddress: id.pgAdvertiseAddress,
     port: id.pgPort,
     // Command-bearing parameters only when the operator allowed them (spec-commands.ts).
-    parameters: allowedPgParameters(db.spec.pgParameters, allowedOf(id)),
+    parameters: {
+      ...allowedPgParameters(withoutArchiveParameters(db.spec.pgParameters, archiving !== undefined), allowedOf(id)),
+      ...(archiving !== undefined ? archiveParameters(archiving.backup, archiving.local) : {}),
+    },
     maxStandbys: db.spec.maxStandbys,
     additionalWalSenders: db.spec.additionalWalSenders,
     synchronousStandbyNames: renderSynchronousStandbyNames(db.spec),
@@ -101,6 +123,14 @@ export function pgConfigFor(id: KeeperIdentity, cd: ClusterData, db: DB, isPrima
   };
 }
 
+/** `params` without `archive_mode` and `archive_command` (any case) when `drop`, else as is. */
+function withoutArchiveParameters(params: Readonly<Record<string, string>>, drop: boolean): Readonly<Record<string, string>> {
+  if (!drop) {
+    return params;
+  }
+  return Object.fromEntries(Object.entries(params).filter(([name]) => !['archive_mode', 'archive_command'].includes(name.toLowerCase())));
+}
+
 /** How DB `dbUid` connects to the primary it follows (replication role, its slot, its application_name). */
 export function standbySettings(id: KeeperIdentity, dbUid: string, from: { host: string; port: number }): StandbySettings {
   return {
@@ -112,12 +142,25 @@ export function standbySettings(id: KeeperIdentity, dbUid: string, from: { host:
 
 /**
  * The recovery settings of a standby: following an internal primary (`follow`) or, for a
- * standby cluster's primary, the external one (`external`).
+ * standby cluster's primary, the external one (`external`). An internal standby also reads WAL
+ * from the pgBackRest archive (`restore_command`) when `cd`'s `backup` section is applied here
+ * ({@link archivingFor}); a standby cluster's primary uses `standbyConfig`'s restore command only.
  * @returns null when it follows nothing (a primary)
  */
-export function recoveryFor(id: KeeperIdentity, dbUid: string, follow: FollowTarget | undefined, external: ExternalFollow | undefined): RecoveryConfig | null {
+export function recoveryFor(
+  id: KeeperIdentity,
+  dbUid: string,
+  follow: FollowTarget | undefined,
+  external: ExternalFollow | undefined,
+  cd?: ClusterData,
+): RecoveryConfig | null {
   if (follow !== undefined) {
-    return { mode: 'standby', standby: standbySettings(id, dbUid, follow) };
+    const archiving = archivingFor(id, cd);
+    return {
+      mode: 'standby',
+      standby: standbySettings(id, dbUid, follow),
+      ...(archiving !== undefined ? { restoreCommand: archiveRestoreCommand(archiving.backup, archiving.local) } : {}),
+    };
   }
   if (external !== undefined) {
     const ss = external.standbySettings;
@@ -250,6 +293,8 @@ export interface ReportInputs {
   readonly startError: string | undefined;
   /** Command-bearing spec settings not applied (`--allow-spec-commands`); empty or absent: none. */
   readonly refusedSpecCommands?: readonly string[];
+  /** pgBackRest archiving as this keeper sees it; absent when the `backup` section is not applied here. */
+  readonly archive?: ArchiveState | undefined;
 }
 
 /** The `postgresState` of the keeper's info, from what it observed of PostgreSQL. */
@@ -276,5 +321,6 @@ export function postgresStateFor(inp: ReportInputs, obs: PgObservation): Postgre
     ...(inp.activity !== undefined ? { activity: inp.activity } : {}),
     ...(inp.startError !== undefined && !obs.running ? { startError: inp.startError } : {}),
     ...(inp.refusedSpecCommands !== undefined && inp.refusedSpecCommands.length > 0 ? { refusedSpecCommands: [...inp.refusedSpecCommands] } : {}),
+    ...(inp.archive !== undefined ? { archive: inp.archive } : {}),
   };
 }

@@ -4,7 +4,7 @@
  * dependencies every step uses, in one object that the pass, the actions and the watchers share.
  * Owned by one keeper process; nothing here survives a restart except through `dbstate`.
  */
-import { DEFAULT_SPEC, parseDurationMs, type ClusterData, type DB, type KeeperInfo, type ResolvedSpec } from '@stolon-ts/cluster';
+import { DEFAULT_SPEC, backupStanza, parseDurationMs, type ArchiveState, type ClusterData, type DB, type KeeperInfo, type ResolvedSpec } from '@stolon-ts/cluster';
 import { newBootUuid, newUid, type Logger } from '@stolon-ts/common';
 import type { PgConfig, PgObservation, PostgresManager } from '@stolon-ts/postgres';
 import type { Store } from '@stolon-ts/store';
@@ -12,8 +12,9 @@ import { describeActivity, type Activity } from './activity.js';
 import { writeDbState } from './dbstate.js';
 import { newFailsafeState, type FailsafeState } from './failsafe.js';
 import { reportedHealthy } from './health.js';
-import { pgConfigFor, postgresStateFor, refusedFor } from './pgconfig.js';
+import { archivingFor, pgConfigFor, postgresStateFor, refusedFor } from './pgconfig.js';
 import { describeRefusedSpecCommands, type SpecCommand } from './spec-commands.js';
+import type { StanzaState } from './stanza.js';
 import type { TaskRunner } from './tasks.js';
 import type { KeeperConfig, KeeperDeps, KeeperState, PersistedState } from './types.js';
 
@@ -71,6 +72,8 @@ export class KeeperRuntime {
   startError: string | undefined;
   /** The command-bearing spec settings last refused, joined (to log a change once). */
   lastRefusedKey = '';
+  /** `pgbackrest stanza-create` on this primary (stanza.ts); undefined when not primary or no backup section applied. */
+  stanza: StanzaState | undefined;
   /**
    * Per role, the password this process last set on its primary, or found when it started
    * (passwords.ts): a file that differs from it was changed while this process ran.
@@ -157,7 +160,7 @@ export class KeeperRuntime {
    */
   private refusedSpecCommands(cd: ClusterData | undefined): string[] {
     const db = cd === undefined ? undefined : Object.values(cd.dbs).find((d) => d.spec.keeperUID === this.config.uid);
-    const refused = db === undefined ? [] : refusedFor(this.config, db);
+    const refused = db === undefined ? [] : refusedFor(this.config, db, cd?.cluster.spec.backup);
     const key = refused.join(',');
     if (key !== this.lastRefusedKey) {
       if (refused.length > 0) {
@@ -168,6 +171,17 @@ export class KeeperRuntime {
       this.lastRefusedKey = key;
     }
     return refused;
+  }
+
+  /** What this keeper publishes of pgBackRest archiving (`postgresState.archive`); undefined when the `backup` section is not applied here. */
+  private archiveState(cd: ClusterData | undefined): ArchiveState | undefined {
+    const archiving = archivingFor(this.config, cd);
+    if (archiving === undefined) {
+      return undefined;
+    }
+    const stanza = backupStanza(archiving.backup, archiving.local.clusterName);
+    const error = this.stanza?.stanza === stanza ? this.stanza.error : undefined;
+    return { stanza, ...(error !== undefined ? { stanzaError: error } : {}) };
   }
 
   /** The keeper info for this observation. */
@@ -187,6 +201,7 @@ export class KeeperRuntime {
           activity: this.activity === undefined ? undefined : describeActivity(this.activity, performance.now()),
           startError: this.startError,
           refusedSpecCommands: this.refusedSpecCommands(cd),
+          archive: this.archiveState(cd),
         },
         obs,
       ),

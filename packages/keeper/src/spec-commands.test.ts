@@ -23,7 +23,7 @@ describe('parseAllowSpecCommands', () => {
     expect((err as ConfigError).field).toBe('allow-spec-commands');
     expect((err as Error).message).toBe(
       '--allow-spec-commands: "shared_preload_libraries" is not a command-bearing setting; give none, all, or a comma-separated list of ' +
-        'archive_command, archive_cleanup_command, recovery_end_command, ssl_passphrase_command, restore_command, data_restore_command',
+        'archive_command, archive_cleanup_command, recovery_end_command, ssl_passphrase_command, restore_command, data_restore_command, backup',
     );
     expect(() => parseAllowSpecCommands('all,archive_command')).toThrow(ConfigError);
   });
@@ -39,6 +39,15 @@ describe('specCommandsIn and refusedSpecCommands', () => {
     db.spec.pitrConfig = { dataRestoreCommand: 'cp -a /b/. %d' };
     expect(specCommandsIn(db)).toEqual(['archive_cleanup_command', 'ssl_passphrase_command', 'restore_command', 'data_restore_command']);
     expect(refusedSpecCommands(db, new Set(['restore_command', 'archive_cleanup_command']))).toEqual(['ssl_passphrase_command', 'data_restore_command']);
+  });
+  it('the cluster spec\'s backup section counts as `backup`', () => {
+    const cd = aCluster().initialized().withPrimary('k0').build();
+    const db = cd.dbs['db-k0']!;
+    const backup = { repository: { path: '/backup' } };
+    expect(specCommandsIn(db, null)).toEqual([]);
+    expect(specCommandsIn(db, backup)).toEqual(['backup']);
+    expect(refusedSpecCommands(db, new Set(), backup)).toEqual(['backup']);
+    expect(refusedSpecCommands(db, parseAllowSpecCommands('backup'), backup)).toEqual([]);
   });
   it('allowedPgParameters drops only the command parameters not allowed', () => {
     expect(allowedPgParameters({ archive_command: 'a', recovery_end_command: 'b', shared_buffers: '1GB' }, new Set(['recovery_end_command']))).toEqual({

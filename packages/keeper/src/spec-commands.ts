@@ -7,7 +7,7 @@
  * of the configuration, logged and published (`postgresState.refusedSpecCommands`, shown by
  * `stolonctl status`). Pure; table-tested in spec-commands.test.ts.
  */
-import { ConfigError, type DB } from '@stolon-ts/cluster';
+import { ConfigError, type BackupSpec, type DB } from '@stolon-ts/cluster';
 
 /**
  * The command-bearing settings, by the name `--allow-spec-commands` takes:
@@ -17,7 +17,10 @@ import { ConfigError, type DB } from '@stolon-ts/cluster';
  *   `pitrConfig` (written as PostgreSQL's `restore_command`; a `pgParameters` value for it is
  *   always dropped, the keeper manages it);
  * - `data_restore_command`: `pitrConfig.dataRestoreCommand`, which the keeper itself runs to
- *   restore the data of an `initMode: pitr` cluster.
+ *   restore the data of an `initMode: pitr` cluster;
+ * - `backup`: the cluster spec's `backup` section, which makes PostgreSQL and the keeper run
+ *   pgBackRest (`archive-push`, `archive-get`, `stanza-create`) against the repository it names:
+ *   whoever writes it can send the WAL, and so every row, anywhere.
  */
 export const SPEC_COMMANDS = Object.freeze([
   'archive_command',
@@ -26,6 +29,7 @@ export const SPEC_COMMANDS = Object.freeze([
   'ssl_passphrase_command',
   'restore_command',
   'data_restore_command',
+  'backup',
 ] as const);
 
 /** One of {@link SPEC_COMMANDS}. */
@@ -74,8 +78,9 @@ function set(v: string | undefined | null): boolean {
 /**
  * The command-bearing settings `db`'s spec gives a non-empty value, sorted as {@link SPEC_COMMANDS}.
  * `pgParameters` names are compared case-insensitively, as PostgreSQL does.
+ * @param backup the cluster spec's `backup` section (DB specs do not carry it); absent or null: none.
  */
-export function specCommandsIn(db: DB): SpecCommand[] {
+export function specCommandsIn(db: DB, backup?: BackupSpec | null): SpecCommand[] {
   const found = new Set<SpecCommand>();
   for (const [name, value] of Object.entries(db.spec.pgParameters ?? {})) {
     const lower = name.toLowerCase();
@@ -89,12 +94,18 @@ export function specCommandsIn(db: DB): SpecCommand[] {
   if (set(db.spec.pitrConfig?.dataRestoreCommand)) {
     found.add('data_restore_command');
   }
+  if (backup !== undefined && backup !== null) {
+    found.add('backup');
+  }
   return SPEC_COMMANDS.filter((c) => found.has(c));
 }
 
-/** The command-bearing settings `db`'s spec sets that `allowed` does not allow (in {@link SPEC_COMMANDS} order). */
-export function refusedSpecCommands(db: DB, allowed: ReadonlySet<SpecCommand>): SpecCommand[] {
-  return specCommandsIn(db).filter((c) => !allowed.has(c));
+/**
+ * The command-bearing settings `db`'s spec (and the cluster spec's `backup`) sets that `allowed`
+ * does not allow (in {@link SPEC_COMMANDS} order).
+ */
+export function refusedSpecCommands(db: DB, allowed: ReadonlySet<SpecCommand>, backup?: BackupSpec | null): SpecCommand[] {
+  return specCommandsIn(db, backup).filter((c) => !allowed.has(c));
 }
 
 /** `params` without the command-bearing parameters `allowed` does not allow (names compared case-insensitively). */

@@ -15,6 +15,7 @@ import type {
   RecoveryConfig,
   RewindResult,
   StandbySettings,
+  ToolResult,
   WriteConfigResult,
 } from '@stolon-ts/postgres';
 
@@ -312,5 +313,11 @@ export class FakePostgres implements PostgresManager {
 
   isRunning(): Promise<boolean> {
     return Promise.resolve(this.inst.running);
+  }
+
+  /** Records the call; the tool "succeeds" with no output. */
+  runTool(): Promise<ToolResult> {
+    this.calls.push('runTool');
+    return Promise.resolve({ code: 0, stdout: '', stderr: '' });
   }
 }

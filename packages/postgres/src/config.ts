@@ -195,7 +195,7 @@ function isSet(value: string | undefined): value is string {
  *
  * | mode | parameters |
  * |---|---|
- * | `standby` | `primary_conninfo` (built, see {@link RenderOptions.passfile}), `primary_slot_name`, `recovery_target_timeline = 'latest'` |
+ * | `standby` | `primary_conninfo` (built, see {@link RenderOptions.passfile}), `primary_slot_name`, `restore_command` when set, `recovery_target_timeline = 'latest'` |
  * | `standby-external` | `primary_conninfo` verbatim, `primary_slot_name`, `recovery_min_apply_delay`, `restore_command` when set, `recovery_target_timeline = 'latest'` |
  * | `recovery` with a target | `restore_command`, the given `recovery_target*` values, `recovery_target_action = 'promote'` |
  * | `recovery` without a target | `restore_command`, `recovery_target_timeline = 'latest'` |
@@ -226,6 +226,7 @@ export function recoveryParameters(recovery: RecoveryConfig, options: RenderOpti
       return [
         ['primary_conninfo', buildConnInfo(conn)],
         ['primary_slot_name', standby.slotName],
+        ...(isSet(recovery.restoreCommand) ? [['restore_command', recovery.restoreCommand] as [string, string]] : []),
         // Follow a promoted primary onto its new timeline instead of stopping at the old one.
         ['recovery_target_timeline', 'latest'],
       ];

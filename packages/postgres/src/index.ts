@@ -16,6 +16,7 @@ export type {
   RecoveryTarget,
   RewindResult,
   StandbySettings,
+  ToolResult,
   WriteConfigResult,
 } from './manager.js';
 export { PgManager, type PgManagerOptions } from './pg-manager.js';

@@ -64,7 +64,12 @@ export interface RecoveryTarget {
  * @see https://www.postgresql.org/docs/current/recovery-config.html
  */
 export type RecoveryConfig =
-  | { readonly mode: 'standby'; readonly standby: StandbySettings }
+  | {
+      readonly mode: 'standby';
+      readonly standby: StandbySettings;
+      /** `restore_command` (e.g. the keeper's pgBackRest `archive-get`): WAL from the archive when streaming has none. */
+      readonly restoreCommand?: string | undefined;
+    }
   | {
       readonly mode: 'standby-external';
       readonly primaryConninfo: string;
@@ -91,6 +96,13 @@ export interface DataRestoreProgram {
   readonly program: string;
   /** Its arguments, PGDATA among them where it needs it; never a secret (argv is visible). */
   readonly args: readonly string[];
+}
+
+/** The result of {@link PostgresManager.runTool}. */
+export interface ToolResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
 }
 
 /** What the keeper wants in postgresql.conf and pg_hba.conf, besides the recovery settings. */
@@ -410,4 +422,13 @@ export interface PostgresManager {
   setRolePassword(role: string, password: string): Promise<void>;
   /** True when the postmaster process is alive (postmaster.pid points at a live process). */
   isRunning(): Promise<boolean>;
+  /**
+   * Runs a tool other than PostgreSQL's own (e.g. `pgbackrest stanza-create`) as the OS user, with
+   * the minimal environment PostgreSQL's commands get (no keeper variable: argv and files carry
+   * what it needs; never a secret in argv). `file` is absolute, or a bare name looked up in the
+   * keeper's PATH. `timeoutMs` kills it (SIGTERM, then SIGKILL 5 s later).
+   * @returns its exit code (null when killed) and output tails (64 KiB each)
+   * @throws StolonError `PG_COMMAND_FAILED` when it cannot be found or spawned.
+   */
+  runTool(file: string, args: readonly string[], opts?: { readonly timeoutMs?: number }): Promise<ToolResult>;
 }

@@ -13,6 +13,7 @@
  * verifier computed here rather than a cleartext password, and every binary starts from a
  * minimal environment (`childEnv` in pg-exec.ts), not the keeper's.
  */
+import { accessSync, constants } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { StolonError } from '@stolon-ts/cluster';
@@ -26,6 +27,7 @@ import type {
   RecoveryConfig,
   RewindResult,
   StandbySettings,
+  ToolResult,
   WriteConfigResult,
 } from './manager.js';
 import type { PeerSsl } from './config.js';
@@ -260,4 +262,28 @@ export class PgManager implements PostgresManager {
   isRunning(): Promise<boolean> {
     return isRunning(this.pgData);
   }
+
+  /** Runs a tool as the OS user, see {@link PostgresManager.runTool}. */
+  async runTool(file: string, args: readonly string[], opts: { readonly timeoutMs?: number } = {}): Promise<ToolResult> {
+    const res = await this.#ctx.exec.run(file.startsWith('/') ? file : whichInPath(file), args, opts);
+    return { code: res.code, stdout: res.stdout, stderr: res.stderr };
+  }
+}
+
+/**
+ * The absolute path of executable `name` in the keeper's PATH (else /usr/local/bin, /usr/bin, /bin).
+ * @throws StolonError `PG_COMMAND_FAILED` naming it when none is found.
+ */
+function whichInPath(name: string): string {
+  const path = process.env['PATH'] !== undefined && process.env['PATH'] !== '' ? process.env['PATH'] : '/usr/local/bin:/usr/bin:/bin';
+  for (const dir of path.split(':')) {
+    const file = join(dir === '' ? '.' : dir, name);
+    try {
+      accessSync(file, constants.X_OK);
+      return resolve(file);
+    } catch {
+      // Not here.
+    }
+  }
+  throw new StolonError('PG_COMMAND_FAILED', `cannot find ${name} in PATH (${path}); install it or add its directory to the keeper's PATH`);
 }
