@@ -86,6 +86,6 @@ describe('restore from the backup repository', () => {
   });
 
   it('restores the files only: pgBackRest writes no recovery settings', () => {
-    expect(restoreArgs('20261206-220000F')).toEqual(['--set=20261206-220000F', '--type=none', 'restore']);
+    expect(restoreArgs('20261206-220000F')).toEqual(['--set=20261206-220000F', '--type=none']);
   });
 });

@@ -6,7 +6,10 @@
  * (`archive-get` from the source stanza) and the recovery target itself, as for any restore
  * (pgconfig.ts `pitrRecovery`). Pure: no I/O; table-tested in restore.test.ts.
  */
-import { StolonError, type RestoreTarget } from '@stolon-ts/cluster';
+import { StolonError, backupStanza, type BackupSpec, type ClusterData, type DB, type RestoreTarget } from '@stolon-ts/cluster';
+import { archiveRestoreCommand, pgbackrestCommand, type PgbackrestLocal } from './archiving.js';
+import { archivingFor, type KeeperIdentity } from './pgconfig.js';
+import { describeRefusedSpecCommands } from './spec-commands.js';
 
 /** One backup of a stanza, as `pgbackrest info --output=json` lists it. */
 export interface BackupSet {
@@ -188,11 +191,66 @@ export function chooseBackupSet(sets: readonly BackupSet[], stanza: string, set:
 }
 
 /**
- * The arguments of `pgbackrest restore` after the common options (repository, source `--stanza`,
- * `--pg1-path`, ...): the backup `label`, and `--type=none` so pgBackRest writes no recovery
- * settings (the keeper writes them, with the target).
+ * The options added to `pgbackrest … restore` (after the command; the common options come from
+ * `pgbackrestCommand` with the source stanza): the backup `label`, and `--type=none` so pgBackRest
+ * writes no recovery settings (the keeper writes them, with the target).
  * @see https://pgbackrest.org/command.html#command-restore
  */
 export function restoreArgs(label: string): string[] {
-  return [`--set=${label}`, '--type=none', 'restore'];
+  return [`--set=${label}`, '--type=none'];
+}
+
+/** What a restore from the backup repository uses on this keeper ({@link backupRestoreFor}). */
+export interface BackupRestore {
+  readonly backup: BackupSpec;
+  readonly local: PgbackrestLocal;
+  /** The stanza read from: `fromBackup.stanza`, else the cluster's own. */
+  readonly sourceStanza: string;
+  /** The stanza the restored cluster archives into after its promotion (`backup.stanza`, else the cluster name). */
+  readonly ownStanza: string;
+  /** `restore_command`: `pgbackrest … archive-get %f "%p"` for the source stanza. */
+  readonly restoreCommand: string;
+}
+
+/**
+ * The pgBackRest settings of `db`'s restore from the backup repository (`pitrConfig.fromBackup`):
+ * the cluster spec's `backup` section and this keeper's pgBackRest files, with the source stanza.
+ * @returns undefined when `db` has no `fromBackup`
+ * @throws StolonError `CONFIG_INVALID` (field `pitrConfig.fromBackup`) when this keeper does not
+ *   allow `backup` (`--allow-spec-commands`), or the spec has no backup section
+ */
+export function backupRestoreFor(id: KeeperIdentity, db: DB, cd: ClusterData | undefined): BackupRestore | undefined {
+  const from = db.spec.pitrConfig?.fromBackup;
+  if (from === undefined) {
+    return undefined;
+  }
+  const backup = cd?.cluster.spec.backup;
+  if (backup === undefined) {
+    throw new StolonError('CONFIG_INVALID', `${FROM_BACKUP}: needs the cluster spec's backup section (backup.repository is where the backup is read from)`, {
+      field: FROM_BACKUP,
+    });
+  }
+  const archiving = archivingFor(id, cd);
+  if (archiving === undefined) {
+    throw new StolonError('CONFIG_INVALID', `${FROM_BACKUP}: ${describeRefusedSpecCommands(['backup'], id.uid ?? '(this keeper)')}`, { field: FROM_BACKUP });
+  }
+  const ownStanza = backupStanza(backup, archiving.local.clusterName);
+  const sourceStanza = from.stanza ?? ownStanza;
+  return {
+    backup,
+    local: archiving.local,
+    sourceStanza,
+    ownStanza,
+    restoreCommand: archiveRestoreCommand({ ...backup, stanza: sourceStanza }, archiving.local),
+  };
+}
+
+/** The argv after `pgbackrest` of `info --output=json` for the source stanza. */
+export function infoArgs(r: BackupRestore): string[] {
+  return [...pgbackrestCommand('info', { ...r.backup, stanza: r.sourceStanza }, r.local), '--output=json'];
+}
+
+/** The argv after `pgbackrest` of the restore of backup `label` from the source stanza into this keeper's PGDATA. */
+export function restoreCommandArgs(r: BackupRestore, label: string): string[] {
+  return [...pgbackrestCommand('restore', { ...r.backup, stanza: r.sourceStanza }, r.local), ...restoreArgs(label)];
 }
