@@ -11,7 +11,7 @@ const programs = [
   { name: 'stolon-keeper', bin: 'packages/keeper/dist/bin.js', subcommands: [] },
   { name: 'stolon-sentinel', bin: 'packages/sentinel/dist/bin.js', subcommands: [] },
   { name: 'stolon-proxy', bin: 'packages/proxy/dist/bin.js', subcommands: [] },
-  { name: 'stolonctl', bin: 'packages/stolonctl/dist/bin.js', subcommands: ['init', 'status', 'events', 'spec', 'update', 'pause', 'resume', 'failkeeper', 'removekeeper', 'promote', 'switchover'] },
+  { name: 'stolonctl', bin: 'packages/stolonctl/dist/bin.js', subcommands: ['init', 'status', 'events', 'spec', 'update', 'pause', 'resume', 'failkeeper', 'removekeeper', 'promote', 'switchover', 'backup', 'backups'] },
 ];
 
 function help(bin, args) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backupStanza, pgbackrestArgs, pgbackrestRepoOptions } from './backup.js';
+import { backupStanza, pgbackrestArgs, pgbackrestRepoOptions, pgbackrestRepoSettings, renderPgbackrestConf } from './backup.js';
 import { resolveSpec, validateSpec } from './spec.js';
 
 describe('pgbackrestArgs', () => {
@@ -64,5 +64,15 @@ describe('backup spec section', () => {
     expect(() => validateSpec({ initMode: 'pitr', backup, pitrConfig: { fromBackup: {}, dataRestoreCommand: 'cp -a /x %d' } })).toThrow('keep one of the two');
     expect(() => validateSpec({ initMode: 'pitr', backup, pitrConfig: {} })).toThrow('pitrConfig.dataRestoreCommand: is required');
     expect(resolveSpec({ initMode: 'new' }).backup).toBeNull();
+  });
+});
+
+describe('pgBackRest configuration file', () => {
+  it('renders the repository settings and stanza sections', () => {
+    const settings = pgbackrestRepoSettings({ repository: { path: '/r', s3: { bucket: 'bkt', endpoint: 'h:9000', region: 'r1', verifyTls: false } } });
+    expect(settings).toMatchObject({ 'repo1-path': '/r', 'repo1-type': 's3', 'repo1-storage-verify-tls': 'n', 'compress-type': 'lz4' });
+    expect(settings).not.toHaveProperty('stanza');
+    expect(renderPgbackrestConf({ 'repo1-path': '/r' }, { main: { 'pg1-path': '/d', 'pg1-port': '5432' } })).toBe('[global]\nrepo1-path=/r\n\n[main]\npg1-path=/d\npg1-port=5432\n');
+    expect(() => renderPgbackrestConf({ 'repo1-path': '/r\nrepo2-path=/x' })).toThrow('values one line');
   });
 });

@@ -1,11 +1,13 @@
 /**
  * The `backup` spec section turned into pgBackRest options (docs/backup.md). Pure: no I/O.
- * Every pgBackRest command the keeper or stolonctl runs — `archive-push` and `archive-get` from
- * PostgreSQL, `stanza-create`, `backup`, `info`, `restore`, `check` — gets the same repository
- * options from {@link pgbackrestRepoOptions}, so they all agree on where the repository is.
- * Options are pgBackRest's command-line spelling (`--name=value`; see
- * https://pgbackrest.org/command.html); S3 credentials are never among them (the keeper passes
- * them in a configuration file or pgBackRest's `PGBACKREST_REPO1_S3_KEY*` variables).
+ * Every pgBackRest command the keeper runs — `archive-push` and `archive-get` from PostgreSQL,
+ * `stanza-create`, `backup`, `info`, `restore`, `check` — reads the same settings from one
+ * configuration file ({@link pgbackrestRepoSettings} rendered by {@link renderPgbackrestConf}), so
+ * they all agree on where the repository is. A file, not command-line options: pgBackRest 2.45
+ * refuses an option on the command line of a command it does not apply to (`--compress-type` for
+ * `archive-get`, `--repo1-retention-full` for `archive-push`, …) but ignores it in a file
+ * (https://pgbackrest.org/configuration.html). S3 credentials are never in the spec: the keeper
+ * adds them to its own copy of the file.
  */
 import type { BackupSpec } from './types.js';
 
@@ -28,8 +30,46 @@ export function backupStanza(backup: BackupSpec, clusterName: string): string {
 }
 
 /**
+ * Repository, retention and compression settings of the `backup` section, by pgBackRest option
+ * name (no leading `--`), for the `[global]` section of a configuration file. Credentials are not
+ * included.
+ * @returns e.g. `{ 'repo1-path': '/backup', 'repo1-retention-full': '2', 'compress-type': 'lz4', 'process-max': '1' }`.
+ */
+export function pgbackrestRepoSettings(backup: BackupSpec): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const opt of pgbackrestRepoOptions(backup, '')) {
+    if (opt.startsWith('--stanza=')) {
+      continue;
+    }
+    const m = /^--(no-)?([a-z0-9-]+)(?:=(.*))?$/.exec(opt)!;
+    out[m[2]!] = m[1] !== undefined ? 'n' : (m[3] ?? 'y');
+  }
+  return out;
+}
+
+/**
+ * A pgBackRest configuration file: `[global]` then one section per stanza, `name=value` lines.
+ * @throws Error when a name or value holds a newline or a name is not a pgBackRest option name
+ *   (values come from the validated spec and the keeper's own paths, so this is a bug guard).
+ */
+export function renderPgbackrestConf(global: Readonly<Record<string, string>>, stanzas: Readonly<Record<string, Readonly<Record<string, string>>>> = {}): string {
+  const section = (name: string, opts: Readonly<Record<string, string>>): string[] => [
+    `[${name}]`,
+    ...Object.entries(opts).map(([k, v]) => {
+      if (!/^[a-z0-9-]+$/.test(k) || /[\r\n]/.test(v)) {
+        throw new Error(`pgBackRest option ${JSON.stringify(k)}=${JSON.stringify(v)}: names are lower-case words joined by "-", values one line`);
+      }
+      return `${k}=${v}`;
+    }),
+    '',
+  ];
+  return [...section('global', global), ...Object.entries(stanzas).flatMap(([name, opts]) => section(name, opts))].join('\n');
+}
+
+/**
  * Repository, retention, compression and archiving options for pgBackRest, as argv entries, plus
- * `--stanza`. Credentials are not included.
+ * `--stanza`. Credentials are not included. Valid on the command line of `backup` only (other
+ * commands refuse some of them): prefer a configuration file from {@link pgbackrestRepoSettings}.
  * @param stanza the stanza to use (normally {@link backupStanza}; a restore passes the source's).
  * @returns e.g. `['--stanza=main', '--repo1-path=/backup', '--repo1-retention-full=2', '--compress-type=lz4', ...]`.
  */

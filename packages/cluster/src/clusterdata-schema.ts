@@ -46,6 +46,7 @@ const discardedWal = z.looseObject({
   at: z.string(),
 });
 const looseSettings = z.looseObject({});
+const backupType = z.enum(['full', 'diff', 'incr']);
 
 const failoverEvent = z.looseObject({
   id: z.string(),
@@ -76,6 +77,9 @@ const cluster = z.looseObject({
     master: z.string(),
     failover: failoverEvent.optional(),
     switchoverRequest: z.looseObject({ targetKeeperUID: z.string().optional(), requestedAt: z.string(), requestedBy: z.string().optional() }).optional(),
+    backupRequest: z
+      .looseObject({ id: z.string(), keeperUID: z.string(), type: backupType, requestedAt: z.string(), choice: z.string().optional() })
+      .optional(),
   }),
 });
 
@@ -345,6 +349,10 @@ const keeperInfo = z.looseObject({
   memberAddress: z.string().optional(),
   failsafeEpisode: failsafeEpisodeSchema.optional(),
   switchoverRequestedAt: z.string().optional(),
+  // Records only, read by stolonctl (backup-request.ts checks them): a malformed one must not
+  // make the sentinel drop this keeper's info and so judge the keeper gone.
+  backup: z.unknown().optional(),
+  backups: z.unknown().optional(),
 });
 
 const proxyInfo = z.looseObject({ infoUID: z.string(), UID: z.string(), Generation: nonNegInt, ProxyTimeout: z.number() });

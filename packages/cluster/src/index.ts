@@ -11,5 +11,24 @@ export { FAKE_SYNC_STANDBY } from './sync.js';
 export { SWITCHOVER_BECAME_FAILOVER } from './switchover.js';
 export { FAILSAFE_HISTORY_LIMIT } from './trace.js';
 export { isCidr } from './cidr.js';
-export { DEFAULT_BACKUP, backupStanza, pgbackrestArgs, pgbackrestRepoOptions, type PgbackrestCommand } from './backup.js';
+export {
+  DEFAULT_BACKUP,
+  backupStanza,
+  pgbackrestArgs,
+  pgbackrestRepoOptions,
+  pgbackrestRepoSettings,
+  renderPgbackrestConf,
+  type PgbackrestCommand,
+} from './backup.js';
+export {
+  BACKUP_CATALOG_LIMIT,
+  BACKUP_START_WINDOW_MS,
+  backupCatalogFromInfo,
+  chooseBackupKeeper,
+  keeperBackupCatalog,
+  keeperBackupRun,
+  outstandingBackup,
+  type BackupChoice,
+  type OutstandingBackup,
+} from './backup-request.js';
 export { restoreTargetOf, type RestoreTarget } from './restore-target.js';

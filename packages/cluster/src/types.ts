@@ -234,6 +234,28 @@ export interface ClusterStatus {
   failover?: FailoverEvent;
   /** Our addition: a planned switchover asked for by `stolonctl switchover`, not yet started. */
   switchoverRequest?: SwitchoverRequest;
+  /**
+   * Our addition: the last base backup asked for by `stolonctl backup`. Written by stolonctl only
+   * (compare-and-set); the sentinel keeps it as it is; the keeper it names runs it once and
+   * reports in its info (`KeeperInfo.backup`). Replaced by the next request.
+   */
+  backupRequest?: BackupRequest;
+}
+
+/** pgBackRest's backup types (`--type`): full, differential (since the last full), incremental (since the last backup). */
+export type BackupType = 'full' | 'diff' | 'incr';
+
+/** Our addition: one `stolonctl backup` (docs/backup.md, "Taking and listing backups"). */
+export interface BackupRequest {
+  /** Random 8-hex id; a keeper runs each id at most once, across restarts. */
+  id: string;
+  /** The keeper chosen at request time to run `pgbackrest backup`. */
+  keeperUID: string;
+  type: BackupType;
+  /** RFC 3339 time of the request (stolonctl's clock). */
+  requestedAt: string;
+  /** Why that keeper, as stolonctl printed it. */
+  choice?: string;
 }
 
 /**
@@ -573,6 +595,70 @@ export interface KeeperInfo {
    * value.
    */
   switchoverRequestedAt?: string;
+  /** Our addition: the last `stolonctl backup` request this keeper ran (or refused), and how it went. */
+  backup?: KeeperBackupRun;
+  /**
+   * Our addition: the primary's keeper's summary of the backups in the repository (`pgbackrest
+   * info`), refreshed after each backup it runs and every few minutes; what `stolonctl backups` shows.
+   */
+  backups?: BackupCatalog;
+}
+
+/** A keeper's run of one {@link BackupRequest}. */
+export interface KeeperBackupRun {
+  /** `BackupRequest.id`. */
+  requestId: string;
+  type: BackupType;
+  state: 'running' | 'done' | 'failed';
+  /** RFC 3339 times (the keeper's clock). */
+  startedAt: string;
+  finishedAt?: string;
+  /** pgBackRest's backup label, e.g. `20261206-221500F` (done only). */
+  label?: string;
+  /** Why it failed (failed only). */
+  error?: string;
+  /** Share of the data directory copied, 0–100, from pgBackRest's log while it runs. */
+  percent?: number;
+  /** The size of the data directory the backup restores, in bytes (done only; `pgbackrest info`). */
+  sizeBytes?: number;
+}
+
+/** The backups of a stanza, as a keeper last read them from the repository. */
+export interface BackupCatalog {
+  /** RFC 3339 time of the read (the keeper's clock). */
+  refreshedAt: string;
+  stanza: string;
+  /** The newest backups, oldest first (at most `BACKUP_CATALOG_LIMIT`, 50). */
+  backups: BackupCatalogEntry[];
+  /** How many older backups the repository holds beyond `backups`. */
+  omitted?: number;
+  /** Archived WAL range of the current database: first and last segment (`pgbackrest info` archive min/max). */
+  walMin?: string;
+  walMax?: string;
+  /** Why the repository could not be read (then `backups` is the last good read's, or empty). */
+  error?: string;
+}
+
+/** One backup in the repository (fields of `pgbackrest info --output=json`). */
+export interface BackupCatalogEntry {
+  label: string;
+  type: BackupType;
+  /** RFC 3339 times. */
+  startTime: string;
+  stopTime: string;
+  /** First and last WAL segment the backup needs to be consistent. */
+  walStart: string;
+  walStop: string;
+  /** LSNs as PostgreSQL prints them (`0/3000028`), when pgBackRest reports them. */
+  lsnStart?: string;
+  lsnStop?: string;
+  /** Size of the data directory it restores, and what it stored in the repository, in bytes. */
+  sizeBytes: number;
+  repoSizeBytes: number;
+  /** diff/incr: the backup it is based on (pgBackRest's `prior`); absent for full. */
+  reference?: string;
+  /** pgBackRest found a checksum error in a page. */
+  error?: boolean;
 }
 
 /** Published by each sentinel at `sentinels/info/<uid>` (capitalised key, as in Stolon). */

@@ -10,6 +10,7 @@ import { promiseHold } from './failsafe.js';
 import { refreshPasswords, rotatePasswords } from './passwords.js';
 import { planKeeperAction } from './plan.js';
 import { maintainStanza } from './stanza.js';
+import { maintainBackups } from './backup-run.js';
 import type { KeeperRuntime } from './runtime.js';
 import { awaitFenceTimeForStart } from './watchers.js';
 
@@ -66,6 +67,7 @@ export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Prom
     await rotatePasswords(rt, obs);
   }
   maintainStanza(rt, cd, obs);
+  maintainBackups(rt, cd, obs);
   if (running !== undefined) {
     return { sentence: rt.activity !== undefined ? describeActivity(rt.activity, performance.now()) : `${running} in progress` };
   }

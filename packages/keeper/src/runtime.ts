@@ -14,6 +14,7 @@ import { newFailsafeState, type FailsafeState } from './failsafe.js';
 import { reportedHealthy } from './health.js';
 import { archivingFor, pgConfigFor, postgresStateFor, refusedFor } from './pgconfig.js';
 import { describeRefusedSpecCommands, type SpecCommand } from './spec-commands.js';
+import type { BackupState } from './backup-run.js';
 import type { StanzaState } from './stanza.js';
 import type { TaskRunner } from './tasks.js';
 import type { KeeperConfig, KeeperDeps, KeeperState, PersistedState } from './types.js';
@@ -74,6 +75,11 @@ export class KeeperRuntime {
   lastRefusedKey = '';
   /** `pgbackrest stanza-create` on this primary (stanza.ts); undefined when not primary or no backup section applied. */
   stanza: StanzaState | undefined;
+  /**
+   * `stolonctl backup` requests run here and the repository's catalog (backup-run.ts): `'loading'`
+   * while `<data-dir>/backup-requests` is read at the first pass, undefined before.
+   */
+  backups: BackupState | 'loading' | undefined;
   /**
    * Per role, the password this process last set on its primary, or found when it started
    * (passwords.ts): a file that differs from it was changed while this process ran.
@@ -184,6 +190,15 @@ export class KeeperRuntime {
     return { stanza, ...(error !== undefined ? { stanzaError: error } : {}) };
   }
 
+  /** The `backup` (last run) and `backups` (catalog, primary only) fields of the info (backup-run.ts). */
+  private backupInfo(): Pick<KeeperInfo, 'backup' | 'backups'> {
+    const st = this.backups;
+    if (st === undefined || st === 'loading') {
+      return {};
+    }
+    return { ...(st.ledger.last !== undefined ? { backup: st.ledger.last } : {}), ...(st.catalog !== undefined ? { backups: st.catalog } : {}) };
+  }
+
   /** The keeper info for this observation. */
   keeperInfo(cd: ClusterData | undefined, obs: PgObservation): KeeperInfo {
     const { config } = this;
@@ -211,6 +226,7 @@ export class KeeperRuntime {
       ...(config.member !== undefined ? { memberAddress: config.member.advertise } : {}),
       ...(this.failsafe.lastEpisode !== undefined ? { failsafeEpisode: this.failsafe.lastEpisode } : {}),
       ...(this.switchoverRequestedAt !== undefined ? { switchoverRequestedAt: this.switchoverRequestedAt } : {}),
+      ...this.backupInfo(),
     };
   }
 

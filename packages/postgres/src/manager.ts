@@ -426,9 +426,15 @@ export interface PostgresManager {
    * Runs a tool other than PostgreSQL's own (e.g. `pgbackrest stanza-create`) as the OS user, with
    * the minimal environment PostgreSQL's commands get (no keeper variable: argv and files carry
    * what it needs; never a secret in argv). `file` is absolute, or a bare name looked up in the
-   * keeper's PATH. `timeoutMs` kills it (SIGTERM, then SIGKILL 5 s later).
+   * keeper's PATH. `timeoutMs` kills it (SIGTERM, then SIGKILL 5 s later). `onStderr` gets its
+   * stderr as it comes (progress); `supervised` ends it with the keeper, even a SIGKILLed one (the
+   * child supervisor, as for pg_basebackup), for a long command that must not outlive its keeper.
    * @returns its exit code (null when killed) and output tails (64 KiB each)
    * @throws StolonError `PG_COMMAND_FAILED` when it cannot be found or spawned.
    */
-  runTool(file: string, args: readonly string[], opts?: { readonly timeoutMs?: number }): Promise<ToolResult>;
+  runTool(
+    file: string,
+    args: readonly string[],
+    opts?: { readonly timeoutMs?: number; readonly onStderr?: (chunk: string) => void; readonly supervised?: boolean },
+  ): Promise<ToolResult>;
 }

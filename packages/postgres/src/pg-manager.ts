@@ -264,7 +264,11 @@ export class PgManager implements PostgresManager {
   }
 
   /** Runs a tool as the OS user, see {@link PostgresManager.runTool}. */
-  async runTool(file: string, args: readonly string[], opts: { readonly timeoutMs?: number } = {}): Promise<ToolResult> {
+  async runTool(
+    file: string,
+    args: readonly string[],
+    opts: { readonly timeoutMs?: number; readonly onStderr?: (chunk: string) => void; readonly supervised?: boolean } = {},
+  ): Promise<ToolResult> {
     const res = await this.#ctx.exec.run(file.startsWith('/') ? file : whichInPath(file), args, opts);
     return { code: res.code, stdout: res.stdout, stderr: res.stderr };
   }

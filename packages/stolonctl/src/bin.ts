@@ -17,6 +17,8 @@ import {
   type ExitCodeValue,
   type StoreSetup,
 } from './context.js';
+import { BACKUP_TYPES, runBackup } from './backup.js';
+import { BACKUPS_FORMATS, runBackups, type BackupsFormat } from './backups.js';
 import { EVENTS_FORMATS, runEvents, type EventsFormat } from './events.js';
 import { runFailkeeper } from './failkeeper.js';
 import { runInit } from './init.js';
@@ -30,7 +32,7 @@ import { STATUS_FORMATS, runStatus, type StatusFormat } from './status.js';
 import { runUpdate } from './update.js';
 
 const PROGRAM = 'stolonctl';
-const COMMANDS = 'init, status, events, spec, update, pause, resume, failkeeper, removekeeper, promote or switchover';
+const COMMANDS = 'init, status, events, spec, update, pause, resume, failkeeper, removekeeper, promote, switchover, backup or backups';
 
 type CommandName =
   | 'init'
@@ -43,7 +45,9 @@ type CommandName =
   | 'failkeeper'
   | 'removekeeper'
   | 'promote'
-  | 'switchover';
+  | 'switchover'
+  | 'backup'
+  | 'backups';
 
 /** A command-line problem found by yargs (unknown flag, missing required flag, bad choice). */
 class UsageError extends Error {}
@@ -231,6 +235,22 @@ function buildParser(args: readonly string[], select: (name: CommandName, argv: 
           }),
       (argv) => select('switchover', argv),
     )
+    .command(
+      'backup',
+      "take a pgBackRest base backup into the spec's backup repository, on the primary's keeper",
+      (y) =>
+        y
+          .option('type', { type: 'string', choices: [...BACKUP_TYPES], default: 'full', describe: 'full, diff (changes since the last full) or incr (since the last backup)' })
+          .option('wait', { type: 'boolean', default: true, describe: 'wait for the backup to end, printing progress (--no-wait to return once requested)' })
+          .option('timeout', { type: 'string', default: '1h', describe: 'how long to wait for the backup to end (it goes on after)' }),
+      (argv) => select('backup', argv),
+    )
+    .command(
+      'backups',
+      'list the backups in the repository, as the primary\'s keeper last read them (time shown)',
+      (y) => y.option('format', { type: 'string', choices: [...BACKUPS_FORMATS], default: 'table', describe: 'output format' }),
+      (argv) => select('backups', argv),
+    )
     .demandCommand(1, `give a command: ${COMMANDS}`)
     .fail((msg: string | null, err: Error | null) => {
       // Thrown so that parsing stops here; turned into one stderr line by main().
@@ -381,6 +401,14 @@ async function main(args: readonly string[]): Promise<ExitCodeValue> {
           noWait: argv['wait'] === false,
           ...(typeof argv['timeout'] === 'string' ? { timeout: argv['timeout'] } : {}),
         });
+      case 'backup':
+        return await runBackup(ctx, {
+          type: argv['type'] as (typeof BACKUP_TYPES)[number],
+          noWait: argv['wait'] === false,
+          ...(typeof argv['timeout'] === 'string' ? { timeout: argv['timeout'] } : {}),
+        });
+      case 'backups':
+        return await runBackups(ctx, { format: argv['format'] as BackupsFormat });
     }
   } finally {
     await setup.store.close().catch(() => undefined);

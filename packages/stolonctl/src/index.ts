@@ -72,3 +72,5 @@ export {
   type UpdateOptions,
 } from './update.js';
 export { runSwitchover, type SwitchoverOptions } from './switchover.js';
+export { BACKUP_TYPES, runBackup, type BackupOptions } from './backup.js';
+export { BACKUPS_FORMATS, formatBytes, runBackups, type BackupsFormat, type BackupsOptions } from './backups.js';

@@ -408,7 +408,7 @@ function treeOf(cd: ClusterData, dbUid: string, seen: Set<string>): TreeNode | n
 }
 
 /** A borderless, colourless table in Stolon's tab-aligned look. */
-function table(head: string[], rows: (string | number | boolean)[][]): string {
+export function table(head: string[], rows: (string | number | boolean)[][]): string {
   const t = new Table({
     head,
     chars: {

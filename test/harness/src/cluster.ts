@@ -7,7 +7,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,7 +19,7 @@ import { startEtcd, type EtcdHandle } from './etcd.js';
 import { startConsulStandin, type ConsulStandin } from './consul-standin.js';
 import { startKubeApiServerStandin, writeStandinKubeconfig, type KubeApiServerStandin } from './kube-apiserver-standin.js';
 import { freePort } from './ports.js';
-import { startProcess, type ProcessHandle } from './process.js';
+import { onHarnessExit, startProcess, type ProcessHandle } from './process.js';
 import { startRelay, type RelayHandle } from './relay.js';
 import { query } from './sql.js';
 import { waitFor } from './wait.js';
@@ -391,6 +391,21 @@ export function runNode(script: string, args: readonly string[], stdin?: string,
 }
 
 /**
+ * Sends `signal` to the pid in the first line of `pidFile` if that process's command line contains
+ * `mark` (so a stale file whose pid was reused is harmless). Synchronous, for the exit hook.
+ */
+function killOwnedBySync(pidFile: string, mark: string, signal: NodeJS.Signals): void {
+  try {
+    const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+    if (Number.isInteger(pid) && pid > 0 && readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').includes(mark)) {
+      process.kill(pid, signal);
+    }
+  } catch {
+    // No file, no such process, or it is gone.
+  }
+}
+
+/**
  * Starts a local cluster and waits until a query through the first proxy succeeds.
  * @throws Error with component logs when the cluster does not come up within 120 s (scaled).
  * @throws ConfigError when `pgBinPath` (or the resolved default) holds no `postgres` (`resolvePgBinDir`).
@@ -508,6 +523,15 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   };
   const stolonctl = (args: readonly string[], stdin?: string): Promise<CommandResult> => runNode(binPath('stolonctl'), [...storeFlags(), ...args], stdin);
 
+  // A test that times out inside startLocalCluster never gets the cluster to stop: when its
+  // worker exits, the group kill ends etcd, keepers and proxies, and this ends what runs in its
+  // own session (postmasters, fencers).
+  const forgetExitCleanup = onHarnessExit(() => {
+    for (const k of keepers) {
+      killOwnedBySync(join(k.dataDir, 'postgres', 'postmaster.pid'), join(k.dataDir, 'postgres'), 'SIGQUIT');
+      killOwnedBySync(join(k.dataDir, 'fencer.pid'), 'fencer-bin', 'SIGKILL');
+    }
+  });
   const cleanup = async () => {
     await Promise.allSettled(procs.filter((p) => p.running()).map((p) => p.stop('SIGTERM', 20_000)));
     // Keepers stop their postgres on SIGTERM; kill any postmaster left by a SIGKILLed keeper.
@@ -535,6 +559,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     if (ownNetwork) {
       await network?.destroy();
     }
+    forgetExitCleanup();
   };
 
   const keepers: KeeperProc[] = [];

@@ -33,6 +33,14 @@ const argv = await yargs(process.argv.slice(2))
     describe: 'etcdv3: a real etcd; kubernetes or consul: a stand-in API server in this process (in memory, for trying the backend)',
   })
   .option('log-level', { type: 'string', default: 'info' })
+  .check((a) => {
+    for (const name of ['keepers', 'sentinels', 'proxies'] as const) {
+      if (!Number.isInteger(a[name]) || a[name] < 1) {
+        throw new Error(`--${name} ${String(a[name])}: must be a whole number of at least 1 (the local cluster is reached through a proxy, run by sentinels over keepers)`);
+      }
+    }
+    return true;
+  })
   .help()
   .parseAsync();
 
@@ -45,7 +53,21 @@ if (store !== 'etcdv3' && existsSync(dir) && readdirSync(dir).length > 0) {
   process.exit(2);
 }
 process.stdout.write(`starting local cluster "${argv['cluster-name']}" in ${dir} (logs: ${dir}/cluster.log)...\n`);
-let cluster;
+let cluster: Awaited<ReturnType<typeof startLocalCluster>> | undefined;
+let stopping = false;
+const shutdown = async (sig: string): Promise<void> => {
+  if (stopping) {
+    return;
+  }
+  stopping = true;
+  process.stdout.write(`\n${sig}: stopping the cluster...\n`);
+  // Still starting: stop every process started so far.
+  await (cluster === undefined ? stopAll() : cluster.stop());
+  process.stdout.write('stopped.\n');
+  process.exit(cluster === undefined ? 130 : 0);
+};
+process.on('SIGINT', () => void shutdown('SIGINT'));
+process.on('SIGTERM', () => void shutdown('SIGTERM'));
 try {
   cluster = await startLocalCluster({
     dir,
@@ -82,16 +104,4 @@ process.stdout.write(
     '',
   ].join('\n'),
 );
-let stopping = false;
-const shutdown = async (sig: string) => {
-  if (stopping) {
-    return;
-  }
-  stopping = true;
-  process.stdout.write(`\n${sig}: stopping the cluster...\n`);
-  await cluster.stop();
-  process.stdout.write('stopped.\n');
-  process.exit(0);
-};
-process.on('SIGINT', () => void shutdown('SIGINT'));
-process.on('SIGTERM', () => void shutdown('SIGTERM'));
+

@@ -88,7 +88,30 @@ function installExitHook(): void {
     for (const h of registry) {
       killGroup(h.pid, 'SIGKILL');
     }
+    for (const fn of exitCleanups) {
+      try {
+        fn();
+      } catch {
+        // Best effort: the process is exiting.
+      }
+    }
   });
+}
+
+/** Synchronous last-resort cleanups run by the exit hook (see {@link onHarnessExit}). */
+const exitCleanups = new Set<() => void>();
+
+/**
+ * Registers `fn` to run (synchronously, errors ignored) if this process exits while it is still
+ * registered: for what the group kill cannot reach, such as a postmaster or a fencer that runs in
+ * its own session. Call the returned function once the normal cleanup has run.
+ */
+export function onHarnessExit(fn: () => void): () => void {
+  installExitHook();
+  exitCleanups.add(fn);
+  return () => {
+    exitCleanups.delete(fn);
+  };
 }
 
 class ChildHandle implements ProcessHandle {
