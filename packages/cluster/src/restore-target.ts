@@ -66,7 +66,7 @@ const LSN = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/;
  * @returns undefined when `text` is not an LSN
  * @see https://www.postgresql.org/docs/current/datatype-pg-lsn.html
  */
-export function parseTargetLsn(text: string): number | undefined {
+function parseTargetLsn(text: string): number | undefined {
   const m = LSN.exec(text.trim());
   return m === null ? undefined : parseInt(m[1] ?? '0', 16) * 2 ** 32 + parseInt(m[2] ?? '0', 16);
 }

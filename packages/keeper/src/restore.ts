@@ -7,6 +7,7 @@
  * (pgconfig.ts `pitrRecovery`). Pure: no I/O; table-tested in restore.test.ts.
  */
 import { StolonError, backupStanza, type BackupSpec, type ClusterData, type DB, type RestoreTarget } from '@stolon-ts/cluster';
+import { formatLsn, parseLsn } from '@stolon-ts/postgres';
 import { archiveRestoreCommand, pgbackrestCommand, type PgbackrestLocal } from './archiving.js';
 import { archivingFor, type KeeperIdentity } from './pgconfig.js';
 import { describeRefusedSpecCommands } from './spec-commands.js';
@@ -40,8 +41,11 @@ interface InfoJsonStanza {
 }
 
 function lsnOf(text: unknown): number | undefined {
-  const m = typeof text === 'string' ? /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(text) : null;
-  return m === null ? undefined : parseInt(m[1] ?? '0', 16) * 2 ** 32 + parseInt(m[2] ?? '0', 16);
+  try {
+    return typeof text === 'string' ? parseLsn(text) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -131,11 +135,7 @@ function reaches(b: BackupSet, t: RestoreTarget): boolean {
 }
 
 function stopOf(b: BackupSet): string {
-  return `${new Date(b.stopMs).toISOString()}${b.stopLsn === undefined ? '' : `, LSN ${formatLsnText(b.stopLsn)}`}`;
-}
-
-function formatLsnText(pos: number): string {
-  return `${Math.floor(pos / 2 ** 32).toString(16).toUpperCase()}/${(pos % 2 ** 32).toString(16).toUpperCase()}`;
+  return `${new Date(b.stopMs).toISOString()}${b.stopLsn === undefined ? '' : `, LSN ${formatLsn(b.stopLsn)}`}`;
 }
 
 /**
