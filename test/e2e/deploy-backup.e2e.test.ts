@@ -45,9 +45,9 @@ import { PROGRAMS, flagOfEnv, programHelp, type ProgramName } from './program-he
  * cannot outlive its reason.
  */
 const PENDING_UNTIL_MERGED = {
-  commands: { backup: 'stolonctl' } as Readonly<Record<string, ProgramName>>,
-  flags: { 'backup-s3-key-file': 'stolon-keeper', 'backup-s3-key-secret-file': 'stolon-keeper', 'backup-s3-ca-file': 'stolon-keeper' } as Readonly<Record<string, ProgramName>>,
-  allowSpecCommands: ['backup'] as readonly string[],
+  commands: {} as Readonly<Record<string, ProgramName>>,
+  flags: {} as Readonly<Record<string, ProgramName>>,
+  allowSpecCommands: [] as readonly string[],
 };
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');

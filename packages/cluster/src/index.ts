@@ -33,3 +33,4 @@ export {
   type OutstandingBackup,
 } from './backup-request.js';
 export { instancesDown, planRestart, restartPending, restartRequested, restartWorthy, type RestartPlan, type RestartPlanOptions } from './restart.js';
+export { restoreTargetOf, type RestoreTarget } from './restore-target.js';

@@ -11,7 +11,8 @@ import { z } from 'zod';
 import { formatDurationMs, parseDurationMs } from './duration.js';
 import { isCidr } from './cidr.js';
 import { SpecValidationError } from './errors.js';
-import type { ClusterSpec, ResolvedSpec } from './types.js';
+import { restoreTargetOf } from './restore-target.js';
+import type { ClusterSpec, PITRConfig, ResolvedSpec } from './types.js';
 
 /**
  * Our defaults, in the stored (JSON) form. Stolon's are in comments where they differ.
@@ -168,6 +169,25 @@ const specSchema = z.strictObject({
   backup: backupSchema.optional(),
 });
 
+/**
+ * Rules of `pitrConfig.fromBackup` (docs/backup.md, "Restoring"): the WAL comes from the backup
+ * repository, so no `archiveRecoverySettings`; the recovery target must be one the keeper can
+ * compare with the backups ({@link restoreTargetOf}).
+ */
+function fromBackupRules(pitr: PITRConfig): string[] {
+  const problems: string[] = [];
+  if (pitr.archiveRecoverySettings !== undefined) {
+    problems.push(
+      'pitrConfig.archiveRecoverySettings: not used with pitrConfig.fromBackup (WAL is read from the backup repository with pgbackrest archive-get); remove it',
+    );
+  }
+  const target = restoreTargetOf(pitr.recoveryTargetSettings);
+  if ('problem' in target) {
+    problems.push(target.problem);
+  }
+  return problems;
+}
+
 function pathOf(path: readonly PropertyKey[]): string {
   return path.length === 0 ? '(spec)' : path.map((p) => String(p)).join('.');
 }
@@ -257,6 +277,9 @@ export function validateSpec(input: unknown): ClusterSpec {
   }
   if (spec.pitrConfig?.fromBackup !== undefined && spec.backup === undefined) {
     problems.push('pitrConfig.fromBackup: needs a backup section (backup.repository is where the backup is read from)');
+  }
+  if (spec.pitrConfig?.fromBackup !== undefined) {
+    problems.push(...fromBackupRules(spec.pitrConfig));
   }
   if (role === 'standby') {
     if (spec.standbyConfig?.standbySettings?.primaryConninfo === undefined) {

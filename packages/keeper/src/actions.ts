@@ -3,9 +3,10 @@
  * driving PostgreSQL through the PostgresManager. The long ones (initdb, a point-in-time restore,
  * a resync by pg_rewind or pg_basebackup) start a background task and return at once.
  */
-import { StolonError, errorMessage, restartRequested, restartWorthy, type ClusterData, type DB, type DiscardedWal } from '@stolon-ts/cluster';
+import { StolonError, errorMessage, restartRequested, restartWorthy, restoreTargetOf, type ClusterData, type DB, type DiscardedWal } from '@stolon-ts/cluster';
 import { nowIso } from '@stolon-ts/common';
-import type { PgConfig, PgObservation, RecoveryConfig } from '@stolon-ts/postgres';
+import type { DataRestoreProgram, PgConfig, PgObservation, RecoveryConfig } from '@stolon-ts/postgres';
+import { PGBACKREST } from './archiving.js';
 import { NO_DB } from './dbstate.js';
 import { internalOnlyHba, type KeeperAction } from './plan.js';
 import {
@@ -18,6 +19,7 @@ import {
   standbySettings,
   syncStandbyUids,
 } from './pgconfig.js';
+import { backupRestoreFor, chooseBackupSet, describeTarget, infoArgs, parseBackupInfo, restoreCommandArgs, type BackupRestore } from './restore.js';
 import type { KeeperRuntime } from './runtime.js';
 
 type Action<K extends KeeperAction['kind']> = Extract<KeeperAction, { kind: K }>;
@@ -108,24 +110,102 @@ async function initExisting(rt: KeeperRuntime, action: Action<'init-existing'>, 
   rt.appliedConfigKey = '';
 }
 
-/** Restores the data with `pitrConfig.dataRestoreCommand`, then recovers it (background task). */
+/**
+ * Restores the data with `pitrConfig.dataRestoreCommand`, or with `pgbackrest restore` for
+ * `pitrConfig.fromBackup` (restore.ts), then recovers it (background task). Everything that can be
+ * checked is checked before the data directory is touched; when the restore or the recovery fails
+ * the data directory is removed, so nothing half-restored remains (the DB is recorded only after
+ * recovery ended).
+ */
 function initPitr(rt: KeeperRuntime, action: Action<'init-pitr'>, cd: ClusterData): void {
   const { db } = action;
   rt.tasks.run(taskName(action) ?? '', async () => {
     // Checked before anything is touched: an impossible recovery must not wipe the data directory.
-    const recovery = pitrRecovery(rt.config, db, action.external);
+    const fromBackup = action.external === undefined ? backupRestoreFor(rt.config, db, cd) : undefined;
+    const recovery = pitrRecovery(rt.config, db, action.external, fromBackup);
+    const source = fromBackup === undefined ? (db.spec.pitrConfig?.dataRestoreCommand ?? '') : await backupRestoreProgram(rt, db, fromBackup);
     await rt.pg.stop('immediate');
     await rt.setLocal(NO_DB);
-    await rt.pg.restoreData(db.spec.pitrConfig?.dataRestoreCommand ?? '');
-    await rt.pg.writeConfig(await rt.pgConfig(cd, db, action.external === undefined), recovery);
-    await startPostgres(rt);
-    if (recovery?.mode === 'recovery') {
-      // Archive recovery ends with a promotion (or at the end of the archive).
-      await rt.pg.waitRecoveryDone(rt.spec?.syncTimeoutMs || Infinity);
+    let restored = false;
+    try {
+      await rt.pg.restoreData(source);
+      restored = true;
+      await rt.pg.writeConfig(await rt.pgConfig(cd, db, action.external === undefined), recovery);
+      await startPostgres(rt);
+      if (recovery?.mode === 'recovery') {
+        // Archive recovery ends with a promotion (or at the end of the archive).
+        await rt.pg.waitRecoveryDone(rt.spec?.syncTimeoutMs || Infinity);
+      }
+    } catch (err) {
+      await rt.pg.stop('immediate').catch(() => undefined);
+      await rt.pg.removeData().catch((e: unknown) => rt.log.warn({ err: e }, `could not remove the data directory of the failed restore: ${errorMessage(e)}`));
+      throw typeof source === 'string' ? err : fromBackupFailure(source, restored, err);
     }
     rt.appliedConfigKey = '';
     await rt.setLocal({ uid: db.uid, generation: 0, clusterUID: cd.cluster.uid });
   });
+}
+
+/** What a restore from the backup repository runs: `pgbackrest restore`, and the target in words. */
+interface BackupRestoreProgram extends DataRestoreProgram {
+  readonly target: string;
+}
+
+/**
+ * The error of a failed restore from the backup repository, naming the spec field to look at:
+ * `pitrConfig.fromBackup` when `pgbackrest restore` failed, `pitrConfig.recoveryTargetSettings`
+ * when PostgreSQL's recovery did (e.g. "recovery ended before configured recovery target was
+ * reached"). Transient: the task is retried.
+ */
+function fromBackupFailure(source: BackupRestoreProgram, restored: boolean, err: unknown): StolonError {
+  const message = restored
+    ? `pitrConfig.recoveryTargetSettings: recovery to ${source.target} after the ${source.what} failed; the data directory was removed: ${errorMessage(err)}`
+    : `pitrConfig.fromBackup: ${errorMessage(err)}`;
+  return new StolonError('PG_COMMAND_FAILED', message, { transient: true, cause: err, field: restored ? 'pitrConfig.recoveryTargetSettings' : 'pitrConfig.fromBackup' });
+}
+
+/** Bound of `pgbackrest info`, ms: a repository that does not answer fails the attempt (retried). */
+const PGBACKREST_INFO_TIMEOUT_MS = 120_000;
+
+/**
+ * Chooses the backup of a restore from the backup repository (`pgbackrest info` of the source
+ * stanza, restore.ts `chooseBackupSet`) and returns the `pgbackrest restore` to run. Warns when the
+ * restored cluster will archive into the stanza it restores from (docs/backup.md, "Restoring into
+ * the stanza of the source").
+ * @throws StolonError `CONFIG_INVALID` naming `pitrConfig.fromBackup` (the repository cannot be
+ *   read, no such stanza or backup) or `pitrConfig.recoveryTargetSettings` (no backup ends before
+ *   the target); nothing has been touched then.
+ */
+async function backupRestoreProgram(rt: KeeperRuntime, db: DB, r: BackupRestore): Promise<BackupRestoreProgram> {
+  const target = restoreTargetOf(db.spec.pitrConfig?.recoveryTargetSettings);
+  if ('problem' in target) {
+    throw new StolonError('CONFIG_INVALID', target.problem, { field: 'pitrConfig.recoveryTargetSettings' });
+  }
+  const res = await rt.pg.runTool(PGBACKREST, infoArgs(r), { timeoutMs: PGBACKREST_INFO_TIMEOUT_MS });
+  if (res.code !== 0) {
+    const tail = `${res.stdout}\n${res.stderr}`.trim().split('\n').slice(-3).join(' / ');
+    throw new StolonError(
+      'CONFIG_INVALID',
+      `pitrConfig.fromBackup: cannot read stanza ${r.sourceStanza} in the backup repository ${r.backup.repository.path} (pgbackrest info exited with ${res.code ?? 'a signal'}): ${tail}`,
+      { field: 'pitrConfig.fromBackup' },
+    );
+  }
+  const sets = parseBackupInfo(res.stdout, r.sourceStanza, r.backup.repository.path);
+  const chosen = chooseBackupSet(sets, r.sourceStanza, db.spec.pitrConfig?.fromBackup?.set, target);
+  rt.log.info({ stanza: r.sourceStanza, set: chosen.label, target: describeTarget(target) }, `restoring ${chosen.why} from stanza ${r.sourceStanza}, recovering to ${describeTarget(target)}`);
+  if (r.sourceStanza === r.ownStanza) {
+    rt.log.warn(
+      { stanza: r.ownStanza },
+      `pitrConfig.fromBackup: restoring from stanza ${r.sourceStanza}, which is also this cluster's own (backup.stanza): once promoted it archives into it. ` +
+        'If the cluster that wrote it still runs, stop it or give this cluster another backup.stanza: two clusters archiving into one stanza collide (docs/backup.md)',
+    );
+  }
+  return {
+    what: `pgbackrest restore of backup ${chosen.label} from stanza ${r.sourceStanza}`,
+    program: PGBACKREST,
+    args: restoreCommandArgs(r, chosen.label),
+    target: describeTarget(target),
+  };
 }
 
 /**

@@ -8,12 +8,22 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { StolonError, parseClusterData, serializeClusterData, type ClusterData, type ClusterSpec, type KeeperInfo } from '@stolon-ts/cluster';
+import {
+  StolonError,
+  parseClusterData,
+  serializeClusterData,
+  type ClusterData,
+  type ClusterSpec,
+  type KeeperInfo,
+  type RecoveryTargetSettings,
+} from '@stolon-ts/cluster';
+import type { DataRestoreProgram, PgConfig, RecoveryConfig, ToolResult, WriteConfigResult } from '@stolon-ts/postgres';
 import { createLogger } from '@stolon-ts/common';
 import { MemoryBackend, MemoryStore, type Store } from '@stolon-ts/store';
 import type { FenceControl } from './fencer.js';
 import { aCluster, CLUSTER_UID, type ClusterBuilder } from '@stolon-ts/cluster/testing';
 import { FakePostgres } from '../test/fake-pg.js';
+import type { PgbackrestLocal } from './archiving.js';
 import { writeDbState } from './dbstate.js';
 import { KeeperStatus, keeperChecks, keeperLiveness } from './health.js';
 import { start } from './keeper.js';
@@ -70,6 +80,8 @@ interface StartOptions {
   allowSpecCommands?: ReadonlySet<SpecCommand>;
   /** The password files as the keeper reads them at every pass; unset: no re-reading. */
   passwords?: () => { su: string; repl: string };
+  /** The keeper's pgBackRest files (`KeeperConfig.pgbackrest`); unset: none. */
+  pgbackrest?: PgbackrestLocal;
 }
 
 async function startKeeper(cd: ClusterData | null, opts: StartOptions = {}): Promise<Rig> {
@@ -102,6 +114,7 @@ async function startKeeper(cd: ClusterData | null, opts: StartOptions = {}): Pro
       priority: 0,
       ...(opts.taskRetry !== undefined ? { taskRetry: opts.taskRetry } : {}),
       ...(opts.allowSpecCommands !== undefined ? { allowSpecCommands: opts.allowSpecCommands } : {}),
+      ...(opts.pgbackrest !== undefined ? { pgbackrest: opts.pgbackrest } : {}),
     },
     {
       store: (opts.wrapStore ?? ((x) => x))(new MemoryStore(backend, { clusterName: 'c' })),
@@ -759,5 +772,127 @@ describe('keeper --allow-spec-commands: command-bearing settings from the spec',
     expect(activity).toMatch(/pitrConfig\.dataRestoreCommand.*--allow-spec-commands data_restore_command/);
     expect(pg.count('restoreData')).toBe(0);
     expect(pg.count('stop')).toBe(0);
+  });
+});
+
+/** A fake whose `pgbackrest info` lists two backups of stanza `src`, and that records the restore it runs. */
+class BackupRepoPg extends FakePostgres {
+  readonly tools: string[][] = [];
+  restored: string | DataRestoreProgram | undefined;
+  infoCode = 0;
+
+  override runTool(file = '', args: readonly string[] = []): Promise<ToolResult> {
+    this.tools.push([file, ...args]);
+    if (!args.includes('info')) {
+      return super.runTool();
+    }
+    const backups = [
+      { label: '20261206-220000F', type: 'full', timestamp: { start: 1796594395, stop: 1796594400 }, lsn: { start: '0/2000028', stop: '0/2000100' } },
+      { label: '20261206-221000F', type: 'full', timestamp: { start: 1796594995, stop: 1796595000 }, lsn: { start: '0/5000028', stop: '0/5000100' } },
+    ];
+    return Promise.resolve(
+      this.infoCode === 0
+        ? { code: 0, stdout: JSON.stringify([{ name: 'src', backup: backups, status: { code: 0, message: 'ok' } }]), stderr: '' }
+        : { code: this.infoCode, stdout: '', stderr: 'ERROR: [041]: unable to open file: Permission denied' },
+    );
+  }
+
+  override restoreData(source?: string | DataRestoreProgram): Promise<void> {
+    this.restored = source;
+    return super.restoreData();
+  }
+
+  /** The recovery settings of every writeConfig, in order. */
+  readonly recoveries: (RecoveryConfig | null)[] = [];
+
+  override writeConfig(cfg: PgConfig, recovery: RecoveryConfig | null): Promise<WriteConfigResult> {
+    this.recoveries.push(recovery);
+    return super.writeConfig(cfg, recovery);
+  }
+}
+
+const PGBACKREST_LOCAL = { clusterName: 'c', configFile: '/data/pgbackrest.conf', dir: '/data/pgbackrest', pgData: '/data/postgres', socketDir: '/data/run' };
+
+/** A cluster restoring from stanza `src` of the repository `/repo` to `target`. */
+function fromBackupCluster(recoveryTargetSettings?: RecoveryTargetSettings): ClusterData {
+  const spec: ClusterSpec = {
+    ...FAST,
+    initMode: 'pitr',
+    backup: { repository: { path: '/repo' } },
+    pitrConfig: { fromBackup: { stanza: 'src' }, ...(recoveryTargetSettings !== undefined ? { recoveryTargetSettings } : {}) },
+  };
+  return newDb(aCluster({ spec }).initialized().withPrimary('k1', { initMode: 'pitr' }).build(), 'db-k1');
+}
+
+describe('keeper in-process: restore from the backup repository (pitrConfig.fromBackup)', () => {
+  it('chooses the backup before the target, restores the files with pgbackrest, recovers with archive-get of the source stanza', async () => {
+    const pg = new BackupRepoPg();
+    const r = await startKeeper(fromBackupCluster({ recoveryTargetTime: '2026-12-06 22:05:00+00' }), {
+      pg,
+      allowSpecCommands: new Set(['backup']),
+      pgbackrest: PGBACKREST_LOCAL,
+    });
+    await until('the restored primary at generation 1', async () => (await r.info())?.postgresState?.generation === 1 && pg.inst.running);
+    const info = pg.tools.find((t) => t.includes('info'));
+    expect(info).toEqual(expect.arrayContaining(['pgbackrest', '--stanza=src', '--repo1-path=/repo', '--output=json']));
+    const restored = pg.restored as DataRestoreProgram;
+    expect(restored.program).toBe('pgbackrest');
+    expect(restored.args).toEqual(expect.arrayContaining(['--stanza=src', '--pg1-path=/data/postgres', 'restore', '--set=20261206-220000F', '--type=none']));
+    // The recovery settings are the keeper's: archive-get from the source stanza, the target, promote.
+    const recoveryWrite = pg.calls.indexOf('restoreData');
+    expect(pg.calls.slice(recoveryWrite, recoveryWrite + 4)).toEqual(['restoreData', 'writeConfig', 'start', 'waitRecoveryDone']);
+    expect(r.lines.some((l) => /restoring backup 20261206-220000F, the newest that ended before recoveryTargetTime 2026-12-06 22:05:00\+00/.test(l.msg))).toBe(true);
+    const recovery = pg.recoveries[0];
+    expect(recovery).toMatchObject({ mode: 'recovery', target: { recoveryTargetTime: '2026-12-06 22:05:00+00' } });
+    expect(recovery?.mode === 'recovery' ? recovery.restoreCommand : '').toMatch(/^pgbackrest --config=\/data\/pgbackrest\.conf --stanza=src .*archive-get %f "%p"$/);
+    expect(pg.inst.config?.recovery).toBeNull();
+  });
+
+  it('without --allow-spec-commands backup: nothing is run or wiped, and the keeper names pitrConfig.fromBackup', async () => {
+    const pg = new BackupRepoPg();
+    const r = await startKeeper(fromBackupCluster(), { pg, pgbackrest: PGBACKREST_LOCAL });
+    const activity = await until('the refusal published', async () => (await r.info())?.postgresState?.activity);
+    expect(activity).toMatch(/pitrConfig\.fromBackup: keeper k1 refuses backup .*--allow-spec-commands backup/);
+    expect(pg.count('restoreData')).toBe(0);
+    expect(pg.count('stop')).toBe(0);
+  });
+
+  it('a target before every backup, or an unreadable repository: refused before the data directory is touched', async () => {
+    const pg = new BackupRepoPg();
+    const r = await startKeeper(fromBackupCluster({ recoveryTargetTime: '2026-12-06 21:00:00+00' }), {
+      pg,
+      allowSpecCommands: new Set(['backup']),
+      pgbackrest: PGBACKREST_LOCAL,
+    });
+    const activity = await until('the refusal published', async () => (await r.info())?.postgresState?.activity);
+    expect(activity).toMatch(/pitrConfig\.recoveryTargetSettings: no backup of stanza src ends before recoveryTargetTime 2026-12-06 21:00:00\+00/);
+    expect(pg.count('restoreData')).toBe(0);
+    expect(pg.count('stop')).toBe(0);
+
+    const pg2 = new BackupRepoPg();
+    pg2.infoCode = 41;
+    const r2 = await startKeeper(fromBackupCluster(), { uid: 'k1', pg: pg2, allowSpecCommands: new Set(['backup']), pgbackrest: PGBACKREST_LOCAL });
+    const activity2 = await until('the refusal published', async () => (await r2.info())?.postgresState?.activity);
+    expect(activity2).toMatch(/pitrConfig\.fromBackup: cannot read stanza src in the backup repository \/repo \(pgbackrest info exited with 41\): ERROR: \[041\]/);
+    expect(pg2.count('restoreData')).toBe(0);
+  });
+
+  it('a recovery that fails removes the data directory and names pitrConfig.recoveryTargetSettings', async () => {
+    const pg = new BackupRepoPg();
+    pg.fail('waitRecoveryDone', new StolonError('PG_COMMAND_FAILED', 'postgres exited during archive recovery: FATAL: recovery ended before configured recovery target was reached'));
+    const r = await startKeeper(fromBackupCluster({ recoveryTargetXid: '999999' }), {
+      pg,
+      allowSpecCommands: new Set(['backup']),
+      pgbackrest: PGBACKREST_LOCAL,
+      taskRetry: { baseMs: 60_000, maxMs: 60_000 },
+    });
+    const activity = await until('the failure published', async () => {
+      const a = (await r.info())?.postgresState?.activity;
+      return a?.includes('recovery ended') === true ? a : undefined;
+    });
+    expect(activity).toMatch(/pitrConfig\.recoveryTargetSettings: recovery to recoveryTargetXid 999999 after the pgbackrest restore of backup 20261206-221000F from stanza src failed; the data directory was removed/);
+    const failedAt = pg.calls.lastIndexOf('waitRecoveryDone');
+    expect(pg.calls.slice(failedAt)).toEqual(expect.arrayContaining(['stop', 'removeData']));
+    expect((await r.dbstate()).uid).toBe('');
   });
 });

@@ -182,17 +182,26 @@ export function recoveryFor(
  * A standby cluster's primary follows its external primary. Otherwise, with
  * `archiveRecoverySettings.restoreCommand`, archive recovery to the spec's target (PostgreSQL
  * refuses recovery.signal without restore_command). Without an archive, nothing: a plain start's
- * crash recovery replays the WAL the base backup carries.
+ * crash recovery replays the WAL the base backup carries. With `pitrConfig.fromBackup`, archive
+ * recovery with `fromBackup.restoreCommand` (pgBackRest's `archive-get` of the source stanza,
+ * restore.ts `backupRestoreFor`) to the spec's target, or to the end of the archive.
  * @returns the recovery settings, or null for a plain start
  * @throws StolonError CONFIG_INVALID (field `pitrConfig.recoveryTargetSettings`) when a recovery
  *   target is set without a restore command
  * @see https://www.postgresql.org/docs/current/runtime-config-wal.html#RUNTIME-CONFIG-WAL-ARCHIVE-RECOVERY
  */
-export function pitrRecovery(id: KeeperIdentity, db: DB, external: ExternalFollow | undefined): RecoveryConfig | null {
+export function pitrRecovery(id: KeeperIdentity, db: DB, external: ExternalFollow | undefined, fromBackup?: { readonly restoreCommand: string }): RecoveryConfig | null {
   if (external !== undefined) {
     return recoveryFor(id, db.uid, undefined, external);
   }
   const pitr = db.spec.pitrConfig ?? {};
+  if (pitr.fromBackup !== undefined) {
+    if (fromBackup === undefined) {
+      throw new StolonError('INTERNAL', 'pitrConfig.fromBackup: the restore from the backup repository was not prepared (backupRestoreFor)');
+    }
+    // pgBackRest's archive-get of the source stanza; the target as for any restore.
+    return { mode: 'recovery', restoreCommand: fromBackup.restoreCommand, ...(pitr.recoveryTargetSettings !== undefined ? { target: pitr.recoveryTargetSettings } : {}) };
+  }
   // A restore the operator did not allow is refused as a whole, before anything is touched: a
   // PITR without its restore_command would silently stop at the end of the base backup.
   const refused = refusedSpecCommands(db, allowedOf(id)).filter((c) => c === 'data_restore_command' || c === 'restore_command');

@@ -19,8 +19,9 @@ import { ConfigError, type BackupSpec, type DB } from '@stolon-ts/cluster';
  * - `data_restore_command`: `pitrConfig.dataRestoreCommand`, which the keeper itself runs to
  *   restore the data of an `initMode: pitr` cluster;
  * - `backup`: the cluster spec's `backup` section, which makes PostgreSQL and the keeper run
- *   pgBackRest (`archive-push`, `archive-get`, `stanza-create`) against the repository it names:
- *   whoever writes it can send the WAL, and so every row, anywhere.
+ *   pgBackRest (`archive-push`, `archive-get`, `stanza-create`; `info` and `restore` for
+ *   `pitrConfig.fromBackup`) against the repository it names: whoever writes it can send the WAL,
+ *   and so every row, anywhere, or start a new cluster from someone else's backup.
  */
 export const SPEC_COMMANDS = Object.freeze([
   'archive_command',

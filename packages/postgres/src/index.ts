@@ -6,6 +6,7 @@ export type {
   BaseBackupOptions,
   BaseBackupProgress,
   ConnTarget,
+  DataRestoreProgram,
   DbClusterState,
   PgConfig,
   PgObservation,

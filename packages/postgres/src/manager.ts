@@ -85,6 +85,19 @@ export type RecoveryConfig =
       readonly target?: RecoveryTarget | undefined;
     };
 
+/**
+ * A program that fills an empty PGDATA for {@link PostgresManager.restoreData} (the keeper's
+ * `pgbackrest restore`), run as the OS user without a shell parsing its arguments.
+ */
+export interface DataRestoreProgram {
+  /** Names it in logs and errors, e.g. `pgbackrest restore (pitrConfig.fromBackup)`. */
+  readonly what: string;
+  /** Absolute, or a bare name looked up in the child's PATH (the PostgreSQL binaries, then the keeper's PATH). */
+  readonly program: string;
+  /** Its arguments, PGDATA among them where it needs it; never a secret (argv is visible). */
+  readonly args: readonly string[];
+}
+
 /** The result of {@link PostgresManager.runTool}. */
 export interface ToolResult {
   readonly code: number | null;
@@ -359,14 +372,15 @@ export interface PostgresManager {
    * Point-in-time recovery, step 1 (Stolon `dataRestoreCommand`): wipes PGDATA, recreates it
    * (0700, owned by the OS user) and runs `/bin/sh -c <command>` as the OS user with `%d`
    * replaced by PGDATA and `%%` by `%`, with a minimal environment (PATH with the PostgreSQL
-   * binaries first, HOME, locale, TZ, PGDATA — none of the keeper's variables). Then the keeper
+   * binaries first, HOME, locale, TZ, PGDATA — none of the keeper's variables); or, given a
+   * {@link DataRestoreProgram}, that program with its arguments. Then the keeper
    * writes a `recovery` configuration, starts, and calls {@link waitRecoveryDone}.
    * @throws StolonError `PG_COMMAND_FAILED` (transient; PGDATA removed) with the command's
    *   stderr tail, or when it left no PG_VERSION; `CONFIG_INVALID` for a PGDATA path `%d` cannot
    *   hold; `DATA_DIR_INVALID` when postgres runs on PGDATA; `ABORTED`.
    * @see https://www.postgresql.org/docs/current/continuous-archiving.html#BACKUP-PITR-RECOVERY
    */
-  restoreData(command: string, signal?: AbortSignal): Promise<void>;
+  restoreData(command: string | DataRestoreProgram, signal?: AbortSignal): Promise<void>;
   /**
    * Waits until archive recovery has finished: `recovery.signal` is gone and
    * `pg_is_in_recovery()` is false (PostgreSQL ≥ 12). For the `recovery` mode only — a standby

@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { StolonError, errorMessage } from '@stolon-ts/cluster';
 import { clientSslParams, expandDataRestoreCommand, parseBaseBackupProgress, renderPgpassLine, type PeerSsl } from './config.js';
-import type { BaseBackupOptions, StandbySettings } from './manager.js';
+import type { BaseBackupOptions, DataRestoreProgram, StandbySettings } from './manager.js';
 import type { PgContext } from './pg-context.js';
 import { commandFailed, throwIfAborted } from './pg-exec.js';
 import { removeTree } from './pg-remove.js';
@@ -144,6 +144,8 @@ function progressReporter(ctx: PgContext, onProgress: NonNullable<BaseBackupOpti
  * minimal environment of every child (`childEnv` in pg-exec.ts: PATH with the PostgreSQL
  * binaries first, HOME of the OS user, LANG/LANGUAGE/LC_*, TZ, TMPDIR) plus PGDATA. The command
  * is visible in the process list, as in Stolon: keep secrets in files it reads, not in its text.
+ * With a {@link DataRestoreProgram} instead of a command (the keeper's `pgbackrest restore`), that
+ * program runs with its arguments as given, found in the same PATH, no shell parsing them.
  *
  * Afterwards PGDATA is set to 0700 (a copy may carry the backup directory's mode, which
  * PostgreSQL refuses), and `postmaster.pid`, `postmaster.opts`, the `last-good` files and the
@@ -155,11 +157,14 @@ function progressReporter(ctx: PgContext, onProgress: NonNullable<BaseBackupOpti
  *   substituted safely; `DATA_DIR_INVALID` when postgres runs on PGDATA; `ABORTED`.
  * @see https://www.postgresql.org/docs/current/continuous-archiving.html#BACKUP-PITR-RECOVERY
  */
-export async function restoreData(ctx: PgContext, command: string, signal?: AbortSignal): Promise<void> {
+export async function restoreData(ctx: PgContext, source: string | DataRestoreProgram, signal?: AbortSignal): Promise<void> {
   if (await isRunning(ctx.pgData)) {
     throw new StolonError('DATA_DIR_INVALID', `refusing to replace ${ctx.pgData} while postgres runs on it; stop it first`);
   }
-  const expanded = expandDataRestoreCommand(command, ctx.pgData);
+  const what = typeof source === 'string' ? 'the dataRestoreCommand' : source.what;
+  // `exec "$0" "$@"`: the program is found in the child's PATH as the shell finds archive and
+  // restore commands, and its arguments reach it untouched.
+  const argv = typeof source === 'string' ? ['-c', expandDataRestoreCommand(source, ctx.pgData)] : ['-c', 'exec "$0" "$@"', source.program, ...source.args];
   await removeTree(ctx.exec, ctx.pgData);
   await removeTree(ctx.exec, `${ctx.pgData}.basebackup`);
   await fs.mkdir(dirname(ctx.pgData), { recursive: true });
@@ -169,20 +174,20 @@ export async function restoreData(ctx: PgContext, command: string, signal?: Abor
   try {
     await ctx.exec.checkReachable(ctx.pgData);
     // The command itself is not logged: it may name credentials files or buckets.
-    ctx.log.info({ pgData: ctx.pgData }, 'restoring the data directory with the dataRestoreCommand');
-    const res = await ctx.exec.run('/bin/sh', ['-c', expanded], {
+    ctx.log.info({ pgData: ctx.pgData }, `restoring the data directory with ${what}`);
+    const res = await ctx.exec.run('/bin/sh', argv, {
       env: { PGDATA: ctx.pgData },
       signal,
       supervised: true,
     });
-    throwIfAborted(res, 'the dataRestoreCommand');
+    throwIfAborted(res, what);
     if (res.code !== 0) {
-      throw commandFailed('the dataRestoreCommand', res, 'PGDATA was removed; the next attempt starts from scratch', true);
+      throw commandFailed(what, res, 'PGDATA was removed; the next attempt starts from scratch', true);
     }
     if (!(await exists(join(ctx.pgData, 'PG_VERSION')))) {
       throw new StolonError(
         'PG_COMMAND_FAILED',
-        `the dataRestoreCommand succeeded but left no PG_VERSION in ${ctx.pgData}; check that it restores a base backup into %d`,
+        `${what} succeeded but left no PG_VERSION in ${ctx.pgData}; check that it restores a base backup into ${typeof source === 'string' ? '%d' : 'PGDATA'}`,
         { transient: true },
       );
     }

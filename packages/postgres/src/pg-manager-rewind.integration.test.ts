@@ -332,7 +332,14 @@ describe('PgManager rewind and point-in-time recovery (real PostgreSQL)', () => 
       delete process.env['STOLON_TEST_SECRET'];
     }
 
-    await pg.r.restoreData(`cp -a ${backupDir}/. %d`);
+    // A program (the keeper's pgbackrest restore): its arguments reach it as given, no shell parses them.
+    const failedProgram: unknown = await pg.r
+      .restoreData({ what: 'the test restore program', program: 'sh', args: ['-c', 'echo "got [$1]" >&2; exit 4', 'sh', 'a b; $HOME'] })
+      .catch((e: unknown) => e);
+    expect(failedProgram).toMatchObject({ code: 'PG_COMMAND_FAILED', transient: true });
+    expect((failedProgram as Error).message).toMatch(/^the test restore program .*got \[a b; \$HOME\]/s);
+    expect(existsSync(pg.r.pgData)).toBe(false);
+    await pg.r.restoreData({ what: 'cp of the base backup', program: 'cp', args: ['-a', `${backupDir}/.`, pg.r.pgData] });
     expect(statSync(pg.r.pgData).mode & 0o777).toBe(0o700);
     expect(existsSync(join(pg.r.pgData, 'postgresql.conf.last-good'))).toBe(false);
     expect(await pg.r.systemIdentifier()).toBe(await pg.s.systemIdentifier());

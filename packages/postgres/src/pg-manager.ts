@@ -20,6 +20,7 @@ import { StolonError } from '@stolon-ts/cluster';
 import type {
   BaseBackupOptions,
   ConnTarget,
+  DataRestoreProgram,
   PgConfig,
   PgObservation,
   PostgresManager,
@@ -217,7 +218,7 @@ export class PgManager implements PostgresManager {
   }
 
   /** Recreates PGDATA with the dataRestoreCommand, see {@link restoreData} in pg-clone.ts. */
-  restoreData(command: string, signal?: AbortSignal): Promise<void> {
+  restoreData(command: string | DataRestoreProgram, signal?: AbortSignal): Promise<void> {
     return restoreData(this.#ctx, command, signal);
   }
 
