@@ -348,7 +348,22 @@ const keeperInfo = z.looseObject({
       activity: z.string().optional(),
       startError: z.string().optional(),
       refusedSpecCommands: strings.optional(),
-      archive: z.looseObject({ stanza: z.string(), stanzaError: z.string().optional() }).optional(),
+      archive: z
+        .looseObject({
+          stanza: z.string(),
+          stanzaError: z.string().optional(),
+          archivedCount: nonNegInt.optional(),
+          lastArchivedWal: z.string().optional(),
+          lastArchivedTime: z.string().optional(),
+          failedCount: nonNegInt.optional(),
+          lastFailedWal: z.string().optional(),
+          lastFailedTime: z.string().optional(),
+          failing: z.boolean().optional(),
+          readyCount: nonNegInt.optional(),
+          readyBytes: z.number().nonnegative().optional(),
+          backlogWarning: z.boolean().optional(),
+        })
+        .optional(),
     })
     .optional(),
   canBeMaster: z.boolean().optional(),

@@ -642,8 +642,24 @@ export interface PostgresState {
 export interface ArchiveState {
   /** The pgBackRest stanza. */
   stanza: string;
-  /** Primary only: why the last `pgbackrest stanza-create` failed; absent once one succeeded. */
+  /** Primary only: why the last `pgbackrest stanza-create` (or the push of older timelines' segments after it) failed; absent once one succeeded. */
   stanzaError?: string;
+  /** PostgreSQL's `pg_stat_archiver` (counts since its last statistics reset), while it runs. */
+  archivedCount?: number;
+  lastArchivedWal?: string;
+  /** RFC 3339. */
+  lastArchivedTime?: string;
+  failedCount?: number;
+  lastFailedWal?: string;
+  /** RFC 3339. */
+  lastFailedTime?: string;
+  /** The last attempt failed: a failure newer than the last success. */
+  failing?: boolean;
+  /** WAL files waiting to be archived (`pg_wal/archive_status/*.ready`), and their bytes. */
+  readyCount?: number;
+  readyBytes?: number;
+  /** `readyBytes` is above `backup.archiveWarnBytes` (archiving never drops WAL: `pg_wal` keeps growing). */
+  backlogWarning?: boolean;
 }
 
 /** Published by each keeper under its lease at `keepers/info/<uid>`. */

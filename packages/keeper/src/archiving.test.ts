@@ -1,7 +1,7 @@
 /** The pgBackRest commands and parameters the keeper derives from the spec's `backup` section. */
 import { describe, expect, it } from 'vitest';
 import { aCluster } from '@stolon-ts/cluster/testing';
-import { archiveParameters, archiveRestoreCommand, pgbackrestCommand, pgbackrestLocal, renderPgbackrestConf, shellQuote } from './archiving.js';
+import { archiveParameters, archiveRestoreCommand, archiveStateFor, catchUpSegments, pgbackrestCommand, pgbackrestLocal, renderPgbackrestConf, shellQuote } from './archiving.js';
 import { archivingFor, pgConfigFor, recoveryFor, refusedFor, type KeeperIdentity } from './pgconfig.js';
 import { parseAllowSpecCommands } from './spec-commands.js';
 
@@ -38,10 +38,10 @@ describe('pgbackrestCommand', () => {
 });
 
 describe('archive_command and restore_command', () => {
-  it('archive_mode always, archive-push %p; archive-get %f "%p"; % in a path doubled, odd characters quoted', () => {
+  it('archive_mode on, archive-push %p; archive-get %f "%p"; % in a path doubled, odd characters quoted', () => {
     const odd = pgbackrestLocal('main', "/data/it's 100%", "/data/it's 100%/postgres", '/run');
     const params = archiveParameters(BACKUP, odd);
-    expect(params['archive_mode']).toBe('always');
+    expect(params['archive_mode']).toBe('on');
     expect(params['archive_command']).toBe(
       "pgbackrest '--config=/data/it'\\''s 100%%/pgbackrest.conf' --stanza=main --repo1-path=/backup --compress-type=lz4 --process-max=1 " +
         "'--lock-path=/data/it'\\''s 100%%/pgbackrest/lock' '--log-path=/data/it'\\''s 100%%/pgbackrest/log' '--pg1-path=/data/it'\\''s 100%%/postgres' archive-push %p",
@@ -84,7 +84,7 @@ describe('the keeper applies the backup section only when allowed', () => {
   it('allowed: pgBackRest archiving on primary and standby (pgParameters archive settings replaced), archive-get on standbys', () => {
     expect(archivingFor(id, cd)).toBeDefined();
     const params = pgConfigFor(id, cd, db, true).parameters;
-    expect(params['archive_mode']).toBe('always');
+    expect(params['archive_mode']).toBe('on');
     expect(params['archive_command']).toMatch(/ archive-push %p$/);
     expect(params['ARCHIVE_MODE']).toBeUndefined();
     expect(params['work_mem']).toBe('8MB');
@@ -104,5 +104,31 @@ describe('the keeper applies the backup section only when allowed', () => {
     expect(archivingFor(id, plain)).toBeUndefined();
     const { pgbackrest: _files, ...withoutFiles } = id;
     expect(archivingFor(withoutFiles, cd)).toBeUndefined();
+  });
+});
+
+describe('catchUpSegments and archiveStateFor', () => {
+  it('a promoted primary pushes the complete segments of older timelines only', () => {
+    const files = ['000000020000000000000005', '000000010000000000000004', '000000010000000000000003', '000000010000000000000005.partial', '00000002.history', 'archive_status'];
+    expect(catchUpSegments(files, 2)).toEqual(['000000010000000000000003', '000000010000000000000004']);
+    expect(catchUpSegments(files, 1)).toEqual([]);
+  });
+  it('failing when the last failure is newer than the last success; the backlog warning past archiveWarnBytes', () => {
+    const a = { archivedCount: 3, lastArchivedWal: 'A', lastArchivedAtMs: 1000, failedCount: 1, lastFailedWal: 'B', lastFailedAtMs: 2000, readyCount: 2, readyBytes: 32 };
+    expect(archiveStateFor({ ...BACKUP, archiveWarnBytes: 31 }, 's', undefined, a)).toEqual({
+      stanza: 's',
+      archivedCount: 3,
+      lastArchivedWal: 'A',
+      lastArchivedTime: '1970-01-01T00:00:01.000Z',
+      failedCount: 1,
+      lastFailedWal: 'B',
+      lastFailedTime: '1970-01-01T00:00:02.000Z',
+      failing: true,
+      readyCount: 2,
+      readyBytes: 32,
+      backlogWarning: true,
+    });
+    expect(archiveStateFor(BACKUP, 's', 'boom', { ...a, lastArchivedAtMs: 3000 })).toMatchObject({ stanzaError: 'boom', failing: false, backlogWarning: false });
+    expect(archiveStateFor(BACKUP, 's', undefined, undefined)).toEqual({ stanza: 's' });
   });
 });

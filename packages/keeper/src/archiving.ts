@@ -10,7 +10,8 @@
  * outside PGDATA (datadir.ts).
  */
 import { join } from 'node:path';
-import { backupStanza, pgbackrestArgs, pgbackrestRepoOptions, type BackupSpec, type PgbackrestCommand } from '@stolon-ts/cluster';
+import { DEFAULT_BACKUP, backupStanza, pgbackrestArgs, pgbackrestRepoOptions, type ArchiveState, type BackupSpec, type PgbackrestCommand } from '@stolon-ts/cluster';
+import type { ArchiverObservation } from '@stolon-ts/postgres';
 
 /** The pgBackRest executable, looked up in PATH (the keeper's PATH reaches PostgreSQL's commands). */
 export const PGBACKREST = 'pgbackrest';
@@ -85,20 +86,22 @@ function commandLine(argv: readonly string[], tail: string): string {
 
 /**
  * The archiving parameters of every keeper's PostgreSQL when `backup` is set and allowed:
- * `archive_mode = always` and `archive_command = pgbackrest … archive-push %p`.
+ * `archive_mode = on` and `archive_command = pgbackrest … archive-push %p`.
  *
- * `always`, not `on`: with `on` only the primary archives, so a segment a standby received but the
- * failed primary never archived (its `archive_command` had not run, or failed, before it died) is
- * never archived by anyone: the new primary archives only the segments it writes itself, from the
- * timeline switch on. With `always` every standby archives every segment it receives too, so the
- * archive has no hole across a failover; pgBackRest's `archive-push` accepts a segment that is
- * already in the archive with the same content (and refuses one that differs).
+ * `on`, not `always`: pgBackRest refuses `backup` and `check` on a primary running
+ * `archive_mode = always` (`ERROR: [067]: archive_mode=always not supported`, pgBackRest 2.45), and
+ * a promoted standby keeps its `archive_mode` until a restart, so standbys cannot run `always`
+ * either without breaking backups after every failover. With `on` a standby archives nothing, so a
+ * segment it received that the failed primary had not archived yet would never be archived: the
+ * new primary's keeper pushes the old timelines' complete segments still in its `pg_wal` after the
+ * promotion ({@link catchUpSegments}, stanza.ts); pgBackRest's `archive-push` accepts a segment
+ * already archived with the same content.
  * @see https://www.postgresql.org/docs/current/warm-standby.html#CONTINUOUS-ARCHIVING-IN-STANDBY
  * @see https://pgbackrest.org/command.html#command-archive-push
  */
 export function archiveParameters(backup: BackupSpec, local: PgbackrestLocal): Record<string, string> {
   return {
-    archive_mode: 'always',
+    archive_mode: 'on',
     archive_command: commandLine([PGBACKREST, ...pgbackrestCommand('archive-push', backup, local)], '%p'),
   };
 }
@@ -146,4 +149,44 @@ export function renderPgbackrestConf(s: PgbackrestSecrets): string {
     lines.push(`${name}=${value}`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * The published archiving state (`postgresState.archive`): the stanza, the last stanza-create
+ * failure, and what PostgreSQL reports of archiving while it runs, with `failing` (the last
+ * failure is newer than the last success) and `backlogWarning` (the waiting WAL is above
+ * `backup.archiveWarnBytes`, default 1 GiB).
+ * @param archiver the pass's observation; undefined while PostgreSQL does not run.
+ */
+export function archiveStateFor(backup: BackupSpec, stanza: string, stanzaError: string | undefined, archiver: ArchiverObservation | undefined): ArchiveState {
+  const out: ArchiveState = { stanza, ...(stanzaError !== undefined ? { stanzaError } : {}) };
+  if (archiver === undefined) {
+    return out;
+  }
+  const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString());
+  const archivedTime = iso(archiver.lastArchivedAtMs);
+  const failedTime = iso(archiver.lastFailedAtMs);
+  return {
+    ...out,
+    archivedCount: archiver.archivedCount,
+    ...(archiver.lastArchivedWal !== undefined ? { lastArchivedWal: archiver.lastArchivedWal } : {}),
+    ...(archivedTime !== undefined ? { lastArchivedTime: archivedTime } : {}),
+    failedCount: archiver.failedCount,
+    ...(archiver.lastFailedWal !== undefined ? { lastFailedWal: archiver.lastFailedWal } : {}),
+    ...(failedTime !== undefined ? { lastFailedTime: failedTime } : {}),
+    failing: archiver.lastFailedAtMs !== undefined && archiver.lastFailedAtMs > (archiver.lastArchivedAtMs ?? 0),
+    readyCount: archiver.readyCount,
+    readyBytes: archiver.readyBytes,
+    backlogWarning: archiver.readyBytes > (backup.archiveWarnBytes ?? DEFAULT_BACKUP.archiveWarnBytes),
+  };
+}
+
+/**
+ * The WAL files a newly promoted primary pushes to the archive itself: the complete segments of
+ * timelines older than `timeline` among `pgWalFiles` (names in `pg_wal`), sorted. Those are what it
+ * received as a standby; with `archive_mode = on` nothing archived them there, and the failed
+ * primary may not have.
+ */
+export function catchUpSegments(pgWalFiles: readonly string[], timeline: number): string[] {
+  return pgWalFiles.filter((f) => /^[0-9A-F]{24}$/.test(f) && Number.parseInt(f.slice(0, 8), 16) < timeline).sort();
 }

@@ -139,6 +139,29 @@ describe('keeper metrics', () => {
     expect(valueOf(text, 'stolon_keeper_postgres_up')).toBe(0);
   });
 
+  it('archiving: pg_stat_archiver counts and times, the waiting WAL, failing, and the backlog warning past backup.archiveWarnBytes', async () => {
+    const { status, registry } = setup();
+    const archiver = { archivedCount: 7, lastArchivedAtMs: 900_000, failedCount: 2, lastFailedAtMs: 950_000, lastFailedWal: '000000010000000000000009', readyCount: 3, readyBytes: 48 * MB };
+    const o = { ...obs, archiver };
+    const cd = aCluster({ uid: 'c1', spec: { initMode: 'new', backup: { repository: { path: '/b' }, archiveWarnBytes: 32 * MB } } }).initialized().withPrimary('k1').withStandby('k2').build();
+    status.passStarted();
+    status.observed(o);
+    status.published({ cd, local: { uid: 'db-k2', generation: 1, clusterUID: 'c1' }, obs: o, task: undefined, bootUuid: 'b' });
+    const text = await registry.metrics();
+    expect(valueOf(text, 'stolon_keeper_archive_archived_total')).toBe(7);
+    expect(valueOf(text, 'stolon_keeper_archive_failed_total')).toBe(2);
+    expect(valueOf(text, 'stolon_keeper_archive_last_archived_timestamp_seconds')).toBe(900);
+    expect(valueOf(text, 'stolon_keeper_archive_last_failed_timestamp_seconds')).toBe(950);
+    expect(valueOf(text, 'stolon_keeper_archive_failing')).toBe(1);
+    expect(valueOf(text, 'stolon_keeper_archive_ready_files')).toBe(3);
+    expect(valueOf(text, 'stolon_keeper_archive_ready_bytes')).toBe(48 * MB);
+    expect(valueOf(text, 'stolon_keeper_archive_backlog_warning')).toBe(1);
+    status.observed({ ...o, archiver: { ...archiver, lastArchivedAtMs: 960_000, readyCount: 0, readyBytes: 0 } });
+    const after = await registry.metrics();
+    expect(valueOf(after, 'stolon_keeper_archive_failing')).toBe(0);
+    expect(valueOf(after, 'stolon_keeper_archive_backlog_warning')).toBe(0);
+  });
+
   it('the status endpoint serves /metrics and the role paths from keeperChecks', () => {
     const { status } = setup();
     const checks = keeperChecks(status, () => 'running', 'k2', async () => ({ contentType: 'text/plain', text: '' }));

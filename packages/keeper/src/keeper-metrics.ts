@@ -9,7 +9,7 @@
  * lists every one with its type, labels and meaning.
  * @see Stolon's cmd/keeper/cmd/keeper.go (its keeper metrics)
  */
-import { DEFAULT_SPEC, parseDurationMs, resolveSpec } from '@stolon-ts/cluster';
+import { DEFAULT_BACKUP, DEFAULT_SPEC, parseDurationMs, resolveSpec } from '@stolon-ts/cluster';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { roleFacts, type MetricRole, type RoleFacts } from './role-checks.js';
 import type { KeeperErrorKind, KeeperFacts } from './types.js';
@@ -146,6 +146,54 @@ function registerState(registry: Registry, src: Source): void {
   });
 }
 
+/** A counter whose value is PostgreSQL's own count, set at scrape time (it drops when its statistics are reset, which Prometheus reads as a counter reset). */
+function mirroredCounter(registry: Registry, name: string, help: string, value: (f: KeeperFacts) => number | undefined, src: Source): void {
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(value(src.facts()) ?? 0);
+    },
+  });
+}
+
+/**
+ * WAL archiving, from the last observation's `pg_stat_archiver` and `pg_wal/archive_status` (0
+ * while PostgreSQL does not run), whatever runs `archive_command` (docs/architecture.md, "How
+ * archiving works").
+ */
+function registerArchive(registry: Registry, src: Source): void {
+  const arch = (f: KeeperFacts) => (f.obs?.running === true ? f.obs.archiver : undefined);
+  mirroredCounter(registry, 'stolon_keeper_archive_archived_total', 'WAL files archived successfully (pg_stat_archiver.archived_count)', (f) => arch(f)?.archivedCount, src);
+  mirroredCounter(registry, 'stolon_keeper_archive_failed_total', 'Failed attempts to archive a WAL file (pg_stat_archiver.failed_count)', (f) => arch(f)?.failedCount, src);
+  computed(registry, 'stolon_keeper_archive_last_archived_timestamp_seconds', 'Time of the last WAL file archived, seconds since the epoch (0: none)', (f) => seconds(arch(f)?.lastArchivedAtMs), src);
+  computed(registry, 'stolon_keeper_archive_last_failed_timestamp_seconds', 'Time of the last failed archiving attempt, seconds since the epoch (0: none)', (f) => seconds(arch(f)?.lastFailedAtMs), src);
+  computed(
+    registry,
+    'stolon_keeper_archive_failing',
+    'The last archiving attempt failed (a failure newer than the last success): 1 or 0',
+    (f) => {
+      const a = arch(f);
+      return flag(a?.lastFailedAtMs !== undefined && a.lastFailedAtMs > (a.lastArchivedAtMs ?? 0));
+    },
+    src,
+  );
+  computed(registry, 'stolon_keeper_archive_ready_files', 'WAL files waiting to be archived (pg_wal/archive_status/*.ready)', (f) => arch(f)?.readyCount, src);
+  computed(registry, 'stolon_keeper_archive_ready_bytes', 'Bytes of the WAL files waiting to be archived', (f) => arch(f)?.readyBytes, src);
+  computed(
+    registry,
+    'stolon_keeper_archive_backlog_warning',
+    'The spec has a backup section and the WAL waiting to be archived is above backup.archiveWarnBytes: 1 or 0',
+    (f) => {
+      const backup = f.view?.cd?.cluster.spec.backup;
+      return flag(backup !== undefined && (arch(f)?.readyBytes ?? 0) > (backup.archiveWarnBytes ?? DEFAULT_BACKUP.archiveWarnBytes));
+    },
+    src,
+  );
+}
+
 /**
  * Registers every keeper metric on `registry`.
  * @param facts the keeper's cached facts (`KeeperStatus.facts`), read at every scrape; must be cheap
@@ -157,6 +205,7 @@ export function registerKeeperMetrics(registry: Registry, facts: () => KeeperFac
   registerRoles(registry, src);
   registerWal(registry, src);
   registerState(registry, src);
+  registerArchive(registry, src);
   const passes = new Histogram({
     name: 'stolon_keeper_pass_duration_seconds',
     help: 'Duration of the keeper\'s passes (observe, read clusterdata, publish, plan, act), in seconds',

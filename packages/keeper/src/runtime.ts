@@ -4,11 +4,12 @@
  * dependencies every step uses, in one object that the pass, the actions and the watchers share.
  * Owned by one keeper process; nothing here survives a restart except through `dbstate`.
  */
-import { DEFAULT_SPEC, STOLON_TS_VERSION, backupStanza, parseDurationMs, type ArchiveState, type ClusterData, type DB, type KeeperInfo, type ResolvedSpec } from '@stolon-ts/cluster';
+import { DEFAULT_BACKUP, DEFAULT_SPEC, STOLON_TS_VERSION, backupStanza, parseDurationMs, type ArchiveState, type ClusterData, type DB, type KeeperInfo, type ResolvedSpec } from '@stolon-ts/cluster';
 import { newBootUuid, newUid, type Logger } from '@stolon-ts/common';
 import type { PgConfig, PgObservation, PostgresManager } from '@stolon-ts/postgres';
 import type { Store } from '@stolon-ts/store';
 import { describeActivity, type Activity } from './activity.js';
+import { archiveStateFor } from './archiving.js';
 import { writeDbState } from './dbstate.js';
 import { newFailsafeState, type FailsafeState } from './failsafe.js';
 import { reportedHealthy } from './health.js';
@@ -73,6 +74,8 @@ export class KeeperRuntime {
   startError: string | undefined;
   /** The command-bearing spec settings last refused, joined (to log a change once). */
   lastRefusedKey = '';
+  /** A backlog warning was logged and the backlog has not gone back below `backup.archiveWarnBytes` since. */
+  archiveBacklogWarned = false;
   /** `pgbackrest stanza-create` on this primary (stanza.ts); undefined when not primary or no backup section applied. */
   stanza: StanzaState | undefined;
   /**
@@ -184,15 +187,32 @@ export class KeeperRuntime {
     return refused;
   }
 
-  /** What this keeper publishes of pgBackRest archiving (`postgresState.archive`); undefined when the `backup` section is not applied here. */
-  private archiveState(cd: ClusterData | undefined): ArchiveState | undefined {
+  /**
+   * What this keeper publishes of pgBackRest archiving (`postgresState.archive`); undefined when
+   * the `backup` section is not applied here. Logs a warning when the WAL waiting to be archived
+   * goes above `backup.archiveWarnBytes`, and once when it is back below.
+   */
+  private archiveState(cd: ClusterData | undefined, obs: PgObservation): ArchiveState | undefined {
     const archiving = archivingFor(this.config, cd);
     if (archiving === undefined) {
       return undefined;
     }
     const stanza = backupStanza(archiving.backup, archiving.local.clusterName);
     const error = this.stanza?.stanza === stanza ? this.stanza.error : undefined;
-    return { stanza, ...(error !== undefined ? { stanzaError: error } : {}) };
+    const st = archiveStateFor(archiving.backup, stanza, error, obs.running ? obs.archiver : undefined);
+    if (st.backlogWarning === true && !this.archiveBacklogWarned) {
+      this.log.warn(
+        { readyCount: st.readyCount, readyBytes: st.readyBytes, lastFailedWal: st.lastFailedWal },
+        `${st.readyCount ?? 0} WAL files (${st.readyBytes ?? 0} bytes) wait to be archived, above backup.archiveWarnBytes ` +
+          `(${archiving.backup.archiveWarnBytes ?? DEFAULT_BACKUP.archiveWarnBytes}): pg_wal keeps them until pgBackRest archives them` +
+          `${st.failing === true ? `; archiving fails (last failed WAL ${st.lastFailedWal ?? '?'}): check the repository and the PostgreSQL log` : ''}`,
+      );
+      this.archiveBacklogWarned = true;
+    } else if (st.backlogWarning === false && this.archiveBacklogWarned) {
+      this.log.info({ readyBytes: st.readyBytes }, 'the WAL waiting to be archived is back below backup.archiveWarnBytes');
+      this.archiveBacklogWarned = false;
+    }
+    return st;
   }
 
   /** The `backup` (last run) and `backups` (catalog, primary only) fields of the info (backup-run.ts). */
@@ -221,7 +241,7 @@ export class KeeperRuntime {
           activity: this.activity === undefined ? undefined : describeActivity(this.activity, performance.now()),
           startError: this.startError,
           refusedSpecCommands: this.refusedSpecCommands(cd),
-          archive: this.archiveState(cd),
+          archive: this.archiveState(cd, obs),
         },
         obs,
       ),

@@ -1,14 +1,18 @@
 /**
- * `pgbackrest stanza-create` on the primary (docs/backup.md, "How archiving works"): archive-push
+ * `pgbackrest stanza-create` on the primary (docs/architecture.md, "How archiving works"): archive-push
  * refuses to archive into a stanza that does not exist, so the primary's keeper creates it once
  * PostgreSQL runs as primary — after `init`, and again on each keeper that becomes primary (after
  * a failover or switchover), where it finds the stanza in place and checks it matches this
- * database (stanza-create is idempotent). It runs in the background, never holding up a pass; a
- * failure is logged, published (`postgresState.archive.stanzaError`) and retried, never fatal: the
- * WAL waits in `pg_wal` meanwhile.
+ * database (stanza-create is idempotent). Then it pushes the complete segments of older timelines
+ * still in `pg_wal` (`catchUpSegments`: what a promoted standby received and the failed primary may
+ * not have archived). It runs in the background, never holding up a pass; a failure is logged,
+ * published (`postgresState.archive.stanzaError`) and retried, never fatal: the WAL waits in
+ * `pg_wal` meanwhile.
  */
-import { errorMessage, type ClusterData } from '@stolon-ts/cluster';
-import { PGBACKREST, pgbackrestCommand } from './archiving.js';
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { errorMessage, type BackupSpec, type ClusterData } from '@stolon-ts/cluster';
+import { PGBACKREST, catchUpSegments, pgbackrestCommand, type PgbackrestLocal } from './archiving.js';
 import { archivingFor } from './pgconfig.js';
 import type { KeeperRuntime } from './runtime.js';
 
@@ -46,7 +50,11 @@ export interface StanzaState {
  * failed one is tried again after {@link STANZA_RETRY_MS}). Not primary: forgets the state, so the
  * next time this keeper becomes primary it runs again. Never throws.
  */
-export function maintainStanza(rt: KeeperRuntime, cd: ClusterData | undefined, obs: { readonly running: boolean; readonly role?: string | undefined }): void {
+export function maintainStanza(
+  rt: KeeperRuntime,
+  cd: ClusterData | undefined,
+  obs: { readonly running: boolean; readonly role?: string | undefined; readonly timelineId: number },
+): void {
   const archiving = archivingFor(rt.config, cd);
   if (archiving === undefined || !rt.isPrimary || !obs.running || obs.role !== 'master') {
     if (rt.stanza !== undefined && !rt.stanza.running) {
@@ -70,7 +78,10 @@ export function maintainStanza(rt: KeeperRuntime, cd: ClusterData | undefined, o
   void rt.pg
     .runTool(PGBACKREST, args, { timeoutMs: STANZA_CREATE_TIMEOUT_MS })
     .then(
-      (res) => (res.code === 0 ? undefined : `pgbackrest stanza-create exited with ${res.code ?? 'a signal'}: ${lastLinesOf(`${res.stdout}\n${res.stderr}`, 3)}`),
+      async (res) =>
+        res.code === 0
+          ? catchUp(rt, archiving.backup, archiving.local, obs.timelineId)
+          : `pgbackrest stanza-create exited with ${res.code ?? 'a signal'}: ${lastLinesOf(`${res.stdout}\n${res.stderr}`, 3)}`,
       (err: unknown) => `pgbackrest stanza-create could not run: ${errorMessage(err)}`,
     )
     .then((error) => {
@@ -85,4 +96,29 @@ export function maintainStanza(rt: KeeperRuntime, cd: ClusterData | undefined, o
       }
       rt.trigger('stanza-create ended');
     });
+}
+
+/**
+ * Pushes {@link catchUpSegments} of this primary's `pg_wal` with `pgbackrest archive-push`, one at a
+ * time (a segment already archived with the same content is accepted).
+ * @returns undefined when every push succeeded, else the first failure's sentence
+ */
+async function catchUp(rt: KeeperRuntime, backup: BackupSpec, local: PgbackrestLocal, timeline: number): Promise<string | undefined> {
+  let files: string[];
+  try {
+    files = catchUpSegments(await fs.readdir(join(local.pgData, 'pg_wal')), timeline);
+  } catch (err) {
+    return `cannot list pg_wal to push the older timelines' segments: ${errorMessage(err)}`;
+  }
+  const push = pgbackrestCommand('archive-push', backup, local);
+  for (const f of files) {
+    const res = await rt.pg.runTool(PGBACKREST, [...push, join(local.pgData, 'pg_wal', f)], { timeoutMs: STANZA_CREATE_TIMEOUT_MS }).catch((err: unknown) => errorMessage(err));
+    if (typeof res === 'string' || res.code !== 0) {
+      return `pgbackrest archive-push of ${f} (a segment of an older timeline this primary received as a standby) failed: ${typeof res === 'string' ? res : lastLinesOf(`${res.stdout}\n${res.stderr}`, 3)}`;
+    }
+  }
+  if (files.length > 0) {
+    rt.log.info({ segments: files.length, first: files[0], last: files[files.length - 1] }, `pushed ${files.length} segments of older timelines from pg_wal to the archive`);
+  }
+  return undefined;
 }

@@ -3,6 +3,7 @@
  * parsers of the files and tool output it deals with in PGDATA.
  */
 export type {
+  ArchiverObservation,
   BaseBackupOptions,
   BaseBackupProgress,
   ConnTarget,

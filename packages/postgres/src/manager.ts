@@ -225,6 +225,27 @@ export interface PgObservation {
   readonly clusterState?: DbClusterState;
   /** Why the probe could not see more (not running, auth failure...), for the keeper's reason. */
   readonly error?: string;
+  /** Running only: WAL archiving as PostgreSQL reports it (`pg_stat_archiver`, `pg_wal/archive_status`). */
+  readonly archiver?: ArchiverObservation;
+}
+
+/**
+ * WAL archiving of a running instance: `pg_stat_archiver` (counts since the last statistics
+ * reset; times in epoch ms) and the WAL files waiting to be archived (`pg_wal/archive_status/*.ready`,
+ * their bytes the files' sizes in `pg_wal`).
+ * @see https://www.postgresql.org/docs/current/monitoring-stats.html#MONITORING-PG-STAT-ARCHIVER-VIEW
+ */
+export interface ArchiverObservation {
+  readonly archivedCount: number;
+  readonly lastArchivedWal?: string;
+  readonly lastArchivedAtMs?: number;
+  readonly failedCount: number;
+  readonly lastFailedWal?: string;
+  readonly lastFailedAtMs?: number;
+  /** WAL files waiting (`.ready`). */
+  readonly readyCount: number;
+  /** Their bytes. */
+  readonly readyBytes: number;
 }
 
 /** pg_basebackup progress, see {@link BaseBackupOptions.onProgress}. */

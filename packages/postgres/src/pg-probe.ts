@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Client } from 'pg';
 import { StolonError, errorMessage, type TimelineHistoryEntry } from '@stolon-ts/cluster';
 import { parseClusterState, parseControlData, parseLsn, parseTimelineHistory } from './config.js';
-import type { DbClusterState, PgObservation } from './manager.js';
+import type { ArchiverObservation, DbClusterState, PgObservation } from './manager.js';
 import type { PgContext } from './pg-context.js';
 import { exitText, lastLines } from './pg-exec.js';
 import { endQuietly } from './pg-socket.js';
@@ -214,6 +214,7 @@ async function probeQuery(client: Client): Promise<Partial<PgObservation>> {
     "select slot_name from pg_replication_slots where slot_type = 'physical' and not temporary order by slot_name",
   );
   const pending = await client.query<{ name: string }>('select name from pg_settings where pending_restart order by name');
+  const archiver = await archiverQuery(client);
   return {
     role: h.in_recovery ? 'standby' : 'master',
     systemId: h.system_id,
@@ -225,6 +226,44 @@ async function probeQuery(client: Client): Promise<Partial<PgObservation>> {
     replication: repl.rows.map((r) => ({ applicationName: r.application_name, syncState: r.sync_state })),
     slots: slots.rows.map((r) => r.slot_name),
     pendingRestart: pending.rows.map((r) => r.name),
+    archiver,
+  };
+}
+
+/** The archiver part of {@link probeQuery}: `pg_stat_archiver` and the `.ready` files with their segments' sizes. */
+async function archiverQuery(client: Client): Promise<ArchiverObservation> {
+  const r = await client.query<{
+    archived: string;
+    last_archived: string | null;
+    archived_ms: string | null;
+    failed: string;
+    last_failed: string | null;
+    failed_ms: string | null;
+    ready: string;
+    ready_bytes: string;
+  }>(
+    `with ready as (select left(name, -6) as wal from pg_ls_archive_statusdir() where name like '%.ready')
+     select archived_count::text as archived, last_archived_wal as last_archived,
+            (extract(epoch from last_archived_time) * 1000)::bigint::text as archived_ms,
+            failed_count::text as failed, last_failed_wal as last_failed,
+            (extract(epoch from last_failed_time) * 1000)::bigint::text as failed_ms,
+            (select count(*) from ready)::text as ready,
+            (select coalesce(sum(w.size), 0) from ready join pg_ls_waldir() w on w.name = ready.wal)::text as ready_bytes
+       from pg_stat_archiver`,
+  );
+  const row = r.rows[0];
+  const num = (v: string | null | undefined): number | undefined => (v === null || v === undefined ? undefined : Number(v));
+  const archivedMs = num(row?.archived_ms);
+  const failedMs = num(row?.failed_ms);
+  return {
+    archivedCount: num(row?.archived) ?? 0,
+    ...(row?.last_archived !== null && row?.last_archived !== undefined ? { lastArchivedWal: row.last_archived } : {}),
+    ...(archivedMs !== undefined ? { lastArchivedAtMs: archivedMs } : {}),
+    failedCount: num(row?.failed) ?? 0,
+    ...(row?.last_failed !== null && row?.last_failed !== undefined ? { lastFailedWal: row.last_failed } : {}),
+    ...(failedMs !== undefined ? { lastFailedAtMs: failedMs } : {}),
+    readyCount: num(row?.ready) ?? 0,
+    readyBytes: num(row?.ready_bytes) ?? 0,
   };
 }
 

@@ -479,6 +479,20 @@ describe('status', () => {
     });
     await h.store.setInfo('keepers', 'keeper1', info('keeper1', { activity: 'resync of db db2 from db db1 failed: pg_basebackup: password authentication failed for user "repl"; retrying in 8 s' }) as never, 60_000);
     await h.store.setInfo('keepers', 'keeper3', info('keeper3', { running: false, startError: 'postgres did not start: FATAL: could not map anonymous shared memory', refusedSpecCommands: ['archive_command'] }) as never, 60_000);
+    const archive = {
+      stanza: 'main',
+      archivedCount: 5,
+      lastArchivedWal: '000000010000000000000007',
+      lastArchivedTime: '2026-12-06T10:00:00.000Z',
+      failedCount: 2,
+      lastFailedWal: '000000010000000000000008',
+      lastFailedTime: '2026-12-06T10:01:00.000Z',
+      failing: true,
+      readyCount: 5,
+      readyBytes: 83886080,
+      backlogWarning: true,
+    };
+    await h.store.setInfo('keepers', 'keeper2', info('keeper2', { archive }) as never, 60_000);
     expect(await runStatus(h.ctx)).toBe(0);
     const lines = h.out.join('\n').split('\n');
     const busy = 'keeper keeper1: resync of db db2 from db db1 failed: pg_basebackup: password authentication failed for user "repl"; retrying in 8 s';
@@ -486,6 +500,10 @@ describe('status', () => {
     expect(lines).toContain(busy);
     expect(lines).toContain(start);
     expect(lines).toContain('keeper keeper3: not applied from the spec: archive_command (allow with --allow-spec-commands on that keeper)');
+    expect(lines).toContain(
+      'keeper keeper2: archiving (stanza main): last archived 000000010000000000000007 at 2026-12-06T10:00:00.000Z; ' +
+        '2 failed attempts, failing (last failed 000000010000000000000008 at 2026-12-06T10:01:00.000Z); 5 WAL files (83886080 bytes) waiting, above backup.archiveWarnBytes',
+    );
     expect(lines.indexOf(busy)).toBeLessThan(lines.indexOf('=== Cluster Info ==='));
     expect(lines.filter((l) => l.startsWith('keeper keeper0:'))).toEqual([]);
     const j = await runStatus(h.ctx, { format: 'json' }).then(() => JSON.parse(h.out.at(-1)!) as { keepers: Array<Record<string, unknown>> });
@@ -495,7 +513,8 @@ describe('status', () => {
       startError: start.slice('keeper keeper3: postgres does not start: '.length),
       refusedSpecCommands: ['archive_command'],
     });
-    expect(j.keepers.find((k) => k['uid'] === 'keeper0')).toMatchObject({ activity: null, startError: null, refusedSpecCommands: [] });
+    expect(j.keepers.find((k) => k['uid'] === 'keeper0')).toMatchObject({ activity: null, startError: null, refusedSpecCommands: [], archive: null });
+    expect(j.keepers.find((k) => k['uid'] === 'keeper2')).toMatchObject({ archive });
   });
 
   it('--format json gives one object with the same data', async () => {
@@ -534,6 +553,7 @@ describe('status', () => {
       activity: null,
       startError: null,
       refusedSpecCommands: [],
+      archive: null,
     });
     expect(j.keepers[1]).toMatchObject({
       uid: 'keeper1',

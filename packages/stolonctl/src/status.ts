@@ -12,6 +12,7 @@ import {
   StoreUnavailableError,
   errorMessage,
   isMasterType,
+  type ArchiveState,
   type ClusterData,
   type ClusterPhase,
   type DB,
@@ -200,6 +201,8 @@ export interface KeeperRow {
   readonly startError: string | null;
   /** Command-bearing spec settings the keeper does not apply (its `--allow-spec-commands`); empty: none. */
   readonly refusedSpecCommands: readonly string[];
+  /** WAL archiving with pgBackRest as the keeper publishes it (`postgresState.archive`), or null when it does not apply the `backup` section. */
+  readonly archive: ArchiveState | null;
 }
 
 /** One node of the replication tree. */
@@ -295,9 +298,38 @@ const NO_DB = {
 } as const satisfies Partial<KeeperRow>;
 
 /** The keeper-row fields that come from the keeper's live info rather than clusterdata. */
-function liveFields(info: KeeperInfo | undefined): Pick<KeeperRow, 'activity' | 'startError' | 'refusedSpecCommands'> {
+function liveFields(info: KeeperInfo | undefined): Pick<KeeperRow, 'activity' | 'startError' | 'refusedSpecCommands' | 'archive'> {
   const st = info?.postgresState;
-  return { activity: st?.activity ?? null, startError: st?.startError ?? null, refusedSpecCommands: st?.refusedSpecCommands ?? [] };
+  return {
+    activity: st?.activity ?? null,
+    startError: st?.startError ?? null,
+    refusedSpecCommands: st?.refusedSpecCommands ?? [],
+    archive: st?.archive ?? null,
+  };
+}
+
+/**
+ * The table's line about keeper `uid`'s archiving, e.g. `keeper k0: archiving (stanza main): last
+ * archived 000000010000000000000007 at 2026-12-06T10:00:00.000Z; 2 failed attempts, failing (last
+ * failed 000000010000000000000008 at …); 5 WAL files (83886080 bytes) waiting, above
+ * backup.archiveWarnBytes`.
+ */
+function describeArchive(uid: string, a: ArchiveState): string {
+  const parts = [
+    a.lastArchivedWal === undefined ? 'nothing archived yet' : `last archived ${a.lastArchivedWal}${a.lastArchivedTime === undefined ? '' : ` at ${a.lastArchivedTime}`}`,
+  ];
+  if ((a.failedCount ?? 0) > 0) {
+    parts.push(
+      `${a.failedCount ?? 0} failed attempts${a.failing === true ? ', failing' : ''} (last failed ${a.lastFailedWal ?? '?'}${a.lastFailedTime === undefined ? '' : ` at ${a.lastFailedTime}`})`,
+    );
+  }
+  if (a.readyCount !== undefined) {
+    parts.push(`${a.readyCount} WAL files (${a.readyBytes ?? 0} bytes) waiting${a.backlogWarning === true ? ', above backup.archiveWarnBytes' : ''}`);
+  }
+  if (a.stanzaError !== undefined) {
+    parts.push(`stanza-create failed: ${a.stanzaError}`);
+  }
+  return `keeper ${uid}: archiving (stanza ${a.stanza}): ${parts.join('; ')}`;
 }
 
 /** Builds the status report from what was read. Pure. */
@@ -526,6 +558,7 @@ export function renderStatusTable(r: StatusReport): string {
     ...(k.refusedSpecCommands.length === 0
       ? []
       : [`keeper ${k.uid}: not applied from the spec: ${k.refusedSpecCommands.join(', ')} (allow with --allow-spec-commands on that keeper)`]),
+    ...(k.archive === null ? [] : [describeArchive(k.uid, k.archive)]),
   ]);
   if (busy.length > 0) {
     parts.push('', ...busy);
@@ -577,7 +610,7 @@ export function renderStatusTable(r: StatusReport): string {
  * The report as one JSON object, with Stolon's snake_case keys where Stolon has the field
  * (`sentinels`, `proxies`, `keepers[].listen_address`, `cluster.master_keeper_uid`, …) plus
  * our additions (`role`, `registered`, `db_uid`, `timeline`, `xLogPos`, `lsn`, `lagBytes`,
- * `pendingRestart`, `discardedWal`, `activity`, `startError`, `refusedSpecCommands`; cluster `role`, `following`, `phase`, `paused`,
+ * `pendingRestart`, `discardedWal`, `activity`, `startError`, `refusedSpecCommands`, `archive`; cluster `role`, `following`, `phase`, `paused`,
  * `failover_in_progress`, `scheduled_switchover`; `tree`).
  */
 export function statusJson(r: StatusReport): unknown {
@@ -611,6 +644,7 @@ export function statusJson(r: StatusReport): unknown {
       activity: k.activity,
       startError: k.startError,
       refusedSpecCommands: k.refusedSpecCommands,
+      archive: k.archive,
     })),
     cluster: {
       uid: r.cluster.uid,
