@@ -94,7 +94,11 @@ export async function writeConfig(ctx: PgContext, config: PgConfig, recovery: Re
     }
   });
 
-  const check = await checkConfig(ctx, config, { parse: changed, running });
+  // A file that only lost lines of the one in place (a promotion drops the standby's recovery
+  // settings, nothing else) parses if that one did: skip `postgres -C`, which costs a postgres
+  // start (~0.1-0.2 s) on the promoted primary's path to accepting writes.
+  const onlyLostLines = previous.conf !== null && previous.hba === hba && previous.ident === ident && linesSubset(conf, previous.conf);
+  const check = await checkConfig(ctx, config, { parse: changed && !onlyLostLines, running });
   if (check.problems.length > 0) {
     await dataWrite(ctx.pgData, 'restoring the previous configuration', async () => {
       await putBack(ctx.exec, confPath, previous.conf);
@@ -193,6 +197,12 @@ export async function restoreLastGoodConfig(ctx: PgContext): Promise<boolean> {
   });
   ctx.log.warn({ pgData: ctx.pgData }, 'restored the last configuration PostgreSQL accepted');
   return true;
+}
+
+/** Whether every line of `next` is also a line of `prev` (`next` only dropped lines). */
+function linesSubset(next: string, prev: string): boolean {
+  const have = new Set(prev.split('\n'));
+  return next.split('\n').every((l) => have.has(l));
 }
 
 /**
