@@ -14,9 +14,15 @@ function reportFile(): string {
   if (process.env['STOLON_BACKENDS_SUITE'] === '1') {
     return '.test-results/vitest-backends.json';
   }
+  if (process.env['STOLON_BACKUP_SUITE'] === '1') {
+    return '.test-results/vitest-backup.json';
+  }
   const backend = process.env['STOLON_TEST_STORE_BACKEND'];
   return backend !== undefined && backend !== '' ? `.test-results/vitest-backend-${backend}.json` : '.test-results/vitest.json';
 }
+
+/** The pgBackRest files: `npm run test:backup`, not `npm test` (which stays near 20 minutes). */
+const BACKUP_SUITE = ['test/e2e/backup-*.e2e.test.ts', 'test/harness/src/s3-pgbackrest.integration.test.ts'];
 
 export default defineConfig({
   test: {
@@ -36,6 +42,7 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['packages/*/src/**/*.integration.test.ts', 'test/harness/src/**/*.integration.test.ts'],
+          exclude: [...BACKUP_SUITE, '**/node_modules/**', '**/dist/**'],
           testTimeout: 60_000,
           hookTimeout: 60_000,
           fileParallelism: false,
@@ -45,6 +52,7 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.e2e.test.ts'],
+          exclude: [...BACKUP_SUITE, '**/node_modules/**', '**/dist/**'],
           testTimeout: 240_000,
           hookTimeout: 120_000,
           fileParallelism: false,
@@ -56,6 +64,11 @@ export default defineConfig({
       // (the stand-ins checked by Patroni, the Kubernetes store outage, pod role labels), about 3 minutes.
       ...(process.env['STOLON_BACKENDS_SUITE'] === '1'
         ? [{ test: { name: 'backends', include: ['test/e2e/**/*.backends.test.ts'], testTimeout: 240_000, hookTimeout: 120_000, fileParallelism: false } }]
+        : []),
+      // `npm run test:backup` only (it sets STOLON_BACKUP_SUITE): archiving, backups, restores
+      // and S3 with real pgBackRest, about 6 minutes.
+      ...(process.env['STOLON_BACKUP_SUITE'] === '1'
+        ? [{ test: { name: 'backup', include: BACKUP_SUITE, testTimeout: 240_000, hookTimeout: 120_000, fileParallelism: false } }]
         : []),
       ...(process.env['STOLON_IMAGE_TEST'] === '1'
         ? [{ test: { name: 'image', include: ['test/e2e/**/*.image.test.ts'], testTimeout: 300_000, hookTimeout: 1_500_000, fileParallelism: false } }]
