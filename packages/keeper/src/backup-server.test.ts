@@ -1,21 +1,13 @@
 /** Unit tier: the keeper's pgBackRest TLS server settings (backup-server.ts). */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { makeBackupTls } from '@stolon-ts/harness';
 import { readBackupTls, serverConfLines, standbyBackupOptions, type BackupServerConfig } from './backup-server.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'stolon-backup-server-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-/** A self-signed certificate with CN `cn` (enough for reading the CN). */
-function cert(cn: string): { certFile: string; keyFile: string } {
-  const certFile = join(dir, `${cn}.crt`);
-  const keyFile = join(dir, `${cn}.key`);
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', `/CN=${cn}`], { stdio: 'ignore' });
-  return { certFile, keyFile };
-}
 
 const where = (d: string) => ({ dataDir: d, listenAddress: '10.0.0.5', advertiseAddress: 'keeper-0.db' });
 
@@ -25,15 +17,17 @@ describe('readBackupTls', () => {
   });
 
   it('names the missing flag when only some are given', async () => {
-    const c = cert('partial');
+    const tls = await makeBackupTls(join(dir, 'tls-partial'), ['partial']);
+    const c = tls.keepers['partial']!;
     await expect(readBackupTls({ backupTlsCertFile: c.certFile, backupServerPort: 8432 }, where(dir), undefined)).rejects.toThrow(/--backup-tls-key-file is required/);
     await expect(readBackupTls({ backupTlsCertFile: c.certFile, backupTlsKeyFile: c.keyFile, backupTlsCaFile: c.certFile }, where(dir), undefined)).rejects.toThrow(/--backup-server-port is required/);
   });
 
   it('copies the files (0600), takes the CN of its certificate first, and refuses a wildcard CN', async () => {
-    const c = cert('keeper0');
+    const tls = await makeBackupTls(join(dir, 'tls'), ['keeper0']);
+    const c = tls.keepers['keeper0']!;
     const data = mkdtempSync(join(dir, 'data-'));
-    const flags = { backupTlsCertFile: c.certFile, backupTlsKeyFile: c.keyFile, backupTlsCaFile: c.certFile, backupServerPort: 8432, backupTlsClientCns: 'keeper1, keeper0,keeper2' };
+    const flags = { backupTlsCertFile: c.certFile, backupTlsKeyFile: c.keyFile, backupTlsCaFile: tls.caFile, backupServerPort: 8432, backupTlsClientCns: 'keeper1, keeper0,keeper2' };
     const got = await readBackupTls(flags, where(data), undefined);
     expect(got).toMatchObject({ listenAddress: '10.0.0.5', port: 8432, host: 'keeper-0.db', clientCns: ['keeper0', 'keeper1', 'keeper2'], keyFile: join(data, 'pgbackrest-tls.key') });
     expect(readFileSync(got!.keyFile, 'utf8')).toBe(readFileSync(c.keyFile, 'utf8'));
