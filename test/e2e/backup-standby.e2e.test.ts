@@ -2,7 +2,7 @@
  * `stolonctl backup` from a standby, on real etcd, PostgreSQL and pgBackRest, with a POSIX
  * repository in a temp directory: a 2-keeper cluster whose keepers allow `backup` and run a
  * pgBackRest TLS server (`backupTls`: a private CA, one certificate per keeper). Both keepers
- * publish their server; with pgbench writing through the proxy, `stolonctl backup` names the
+ * publish their server, and the primary's keeper starts its server again after it is killed; with pgbench writing through the proxy, `stolonctl backup` names the
  * standby's keeper and succeeds (`--backup-standby`, the primary reached over mutual TLS);
  * `stolonctl backups --format json` lists the backup; `pgbackrest restore` of it into a new
  * directory, started as a plain PostgreSQL recovered to the end of the backup, passes
@@ -78,6 +78,19 @@ describe('stolonctl backup from a standby (pgBackRest TLS server, POSIX reposito
       what: 'stolonctl backups to list the stanza',
       intervalMs: 1000,
     });
+
+    // The keeper restarts its server when it dies: SIGKILL the primary keeper's one (found by its
+    // configuration file), and a new one serves the backup below.
+    const conf = join(c.keepers[primary]!.dataDir, 'pgbackrest.conf');
+    const serverPids = (): number[] =>
+      spawnSync('pgrep', ['-f', `^/[^ ]*pgbackrest --config=${conf} .* server$`], { encoding: 'utf8' })
+        .stdout.split('\n')
+        .filter((l) => l.trim() !== '')
+        .map(Number);
+    const [killed] = serverPids();
+    expect(killed).toBeGreaterThan(0);
+    process.kill(killed!, 'SIGKILL');
+    await waitFor(async () => (serverPids().some((p) => p !== killed) ? true : undefined), { timeoutMs: 30_000, what: "the primary keeper's pgBackRest server to be started again", intervalMs: 500 });
 
     const proxy = c.proxyClientConfig(0);
     const pgbenchEnv = { PGPASSWORD: c.suPassword, PGHOST: String(proxy.host), PGPORT: String(proxy.port), PGUSER: 'postgres', PGDATABASE: 'postgres' };
