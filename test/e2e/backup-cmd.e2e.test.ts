@@ -1,8 +1,9 @@
 /**
  * `stolonctl backup` and `stolonctl backups` on real etcd, PostgreSQL and pgBackRest, with a POSIX
  * repository in a temp directory: a 2-keeper cluster whose keepers allow `backup`. A full backup
- * is taken on the primary's keeper (backups from a standby need the primary's pgBackRest reachable
- * over TLS or SSH, which keepers do not set up: the command says so while the standby is healthy);
+ * is taken on the primary's keeper (backups from a standby need the keepers' pgBackRest TLS servers,
+ * not configured here: the command says so while the standby is healthy; backup-standby.e2e.test.ts
+ * covers them);
  * `stolonctl backups --format json` lists it with its WAL range, as pgBackRest's own `info` does;
  * of two requests made at once one is refused; an incremental backup after more writes references
  * the full one; the keeper recorded each request id (it never runs one twice).
@@ -70,8 +71,8 @@ describe('stolonctl backup and backups (pgBackRest, POSIX repository)', () => {
     const fullMs = performance.now() - fullStart;
     expect(full.stderr).toBe('');
     expect(full.code).toBe(0);
-    // Which keeper and why: the primary's, although the standby is healthy.
-    expect(full.stdout).toContain(`from the primary's keeper ${primaryUid}: keeper ${standbyUid} holds a healthy, caught-up standby, but pgBackRest backs up a standby only`);
+    // Which keeper and why: the primary's, although the standby is healthy (no TLS servers).
+    expect(full.stdout).toContain(`from the primary's keeper ${primaryUid}: keeper ${standbyUid} holds a healthy, caught-up standby, but the primary's keeper ${primaryUid} runs no pgBackRest TLS server`);
     const fullLabel = /full backup (\d{8}-\d{6}F) done on keeper (\S+) in /.exec(full.stdout);
     expect(fullLabel?.[2]).toBe(primaryUid);
     const label = fullLabel?.[1] ?? '';

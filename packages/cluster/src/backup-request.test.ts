@@ -21,12 +21,18 @@ function pair(opts: { spec?: ClusterSpec; k1Healthy?: boolean; k2Lsn?: number; k
   return b.build();
 }
 
-function infos(cd: ClusterData, without: readonly string[] = []): Record<string, KeeperInfo> {
-  return byUid(...Object.keys(cd.keepers).filter((k) => !without.includes(k)).map((k) => keeperInfo(k, cd)));
+const server = (k: string) => ({ host: `${k}.example`, port: 8432, pgData: `/data/${k}/postgres`, pgPort: 5432, socketPath: `/data/${k}/run`, user: 'postgres' });
+
+function infos(cd: ClusterData, without: readonly string[] = [], servers: readonly string[] = []): Record<string, KeeperInfo> {
+  return byUid(
+    ...Object.keys(cd.keepers)
+      .filter((k) => !without.includes(k))
+      .map((k) => ({ ...keeperInfo(k, cd), ...(servers.includes(k) ? { backupServer: server(k) } : {}) })),
+  );
 }
 
 describe('chooseBackupKeeper', () => {
-  const cases: { name: string; cd: () => ClusterData; without?: string[]; keeper?: string; match: RegExp }[] = [
+  const cases: { name: string; cd: () => ClusterData; without?: string[]; servers?: string[]; keeper?: string; match: RegExp }[] = [
     { name: 'no backup section', cd: () => pair({ spec: { initMode: 'new' } }), match: /no backup section.*stolonctl update --patch/ },
     { name: 'initializing', cd: () => aCluster({ spec: BACKUP }).withPrimary('k1').build(), match: /still initializing/ },
     {
@@ -49,22 +55,28 @@ describe('chooseBackupKeeper', () => {
     },
     { name: 'unhealthy primary', cd: () => pair({ k1Healthy: false }), match: /keeper k1 is not healthy/ },
     { name: "primary's info gone", cd: () => pair(), without: ['k1'], match: /k1 publishes no info/ },
-    { name: 'healthy standby: still the primary, says why', cd: () => pair(), keeper: 'k1', match: /^from the primary's keeper k1: keeper k2 holds a healthy, caught-up standby, but pgBackRest/ },
+    { name: 'healthy standby: still the primary, says why', cd: () => pair(), keeper: 'k1', match: /^from the primary's keeper k1: keeper k2 holds a healthy, caught-up standby, but the primary's keeper k1 runs no pgBackRest TLS server/ },
+    { name: 'standby and primary serve pgBackRest: the standby', cd: () => pair(), servers: ['k1', 'k2'], keeper: 'k2', match: /^from the standby of keeper k2 /u },
+    { name: 'only the standby serves: the primary', cd: () => pair(), servers: ['k2'], keeper: 'k1', match: /but the primary's keeper k1 runs no/ },
+    { name: 'only the primary serves: the primary', cd: () => pair(), servers: ['k1'], keeper: 'k1', match: /but no such standby's keeper runs a/ },
+    { name: 'a serving standby too far behind: the primary', cd: () => pair({ k2Lsn: LSN - 10 * 1024 * 1024 }), servers: ['k1', 'k2'], keeper: 'k1', match: /no healthy, caught-up standby$/ },
+    { name: 'the serving standby among several', cd: () => pair({ k3: true }), servers: ['k1', 'k3'], keeper: 'k3', match: /standby of keeper k3/ },
     { name: 'standby too far behind', cd: () => pair({ k2Lsn: LSN - 10 * 1024 * 1024 }), keeper: 'k1', match: /no healthy, caught-up standby$/ },
     { name: 'standby unhealthy', cd: () => pair({ k2Healthy: false }), keeper: 'k1', match: /no healthy, caught-up standby$/ },
     { name: "standby's info gone", cd: () => pair(), without: ['k2'], keeper: 'k1', match: /no healthy, caught-up standby$/ },
     { name: 'no standby at all', cd: () => pair({ noStandby: true }), keeper: 'k1', match: /no healthy, caught-up standby$/ },
     { name: 'an asynchronous standby is named before a synchronous one', cd: () => pair({ sync: true, k3: true }), keeper: 'k1', match: /keeper k3 holds/ },
   ];
-  it.each(cases)('$name', ({ cd: make, without, keeper, match }) => {
+  it.each(cases)('$name', ({ cd: make, without, servers, keeper, match }) => {
     const cd = make();
-    const got = chooseBackupKeeper(cd, infos(cd, without), resolveSpec(cd.cluster.spec));
+    const got = chooseBackupKeeper(cd, infos(cd, without, servers), resolveSpec(cd.cluster.spec));
     if (keeper === undefined) {
       expect(got.ok).toBe(false);
       expect(got.ok ? '' : got.reason).toMatch(match);
     } else {
       expect(got).toMatchObject({ ok: true, keeperUID: keeper });
       expect(got.ok ? got.choice : '').toMatch(match);
+      expect(got.ok ? got.primary : undefined).toEqual(keeper === 'k1' ? undefined : { keeperUID: 'k1', ...server('k1') });
     }
   });
 });

@@ -5,16 +5,16 @@
  * the latter built from `pgbackrest info --output=json` by {@link backupCatalogFromInfo}). Pure:
  * no I/O, no clock reads (times come in as arguments).
  *
- * Where a backup comes from: always the primary. pgBackRest takes a backup from a standby only
- * with `--backup-standby`, and then still runs `pg_backup_start()`/`pg_backup_stop()` on the
- * primary through a pgBackRest process on the primary's host (its TLS server or SSH), because it
- * connects to PostgreSQL over the local socket only (https://pgbackrest.org/user-guide.html#standby-backup).
- * Keepers do not run that server, so a standby cannot take part; PostgreSQL 15 itself allows a
- * non-exclusive backup on a standby, but pgBackRest does not use that.
+ * Where a backup comes from: a healthy, caught-up standby when its keeper and the primary's keeper
+ * both run a pgBackRest TLS server (`KeeperInfo.backupServer`), else the primary. pgBackRest takes
+ * a backup from a standby only with `--backup-standby`, and then still runs
+ * `pg_backup_start()`/`pg_backup_stop()` on the primary through a pgBackRest process on the
+ * primary's host (its TLS server), because it connects to PostgreSQL over the local socket only
+ * (https://pgbackrest.org/user-guide.html#standby-backup); the files are copied from the standby.
  */
 import { z } from 'zod';
 import { ineligibility } from './candidates.js';
-import type { BackupCatalog, BackupCatalogEntry, BackupRequest, BackupType, ClusterData, KeeperBackupRun, KeeperInfo, ResolvedSpec } from './types.js';
+import type { BackupCatalog, BackupCatalogEntry, BackupPrimary, BackupServer, BackupRequest, BackupType, ClusterData, KeeperBackupRun, KeeperInfo, ResolvedSpec } from './types.js';
 
 /** Backups kept in a keeper info's {@link BackupCatalog}: the newest 50 (the info stays a few KiB). */
 export const BACKUP_CATALOG_LIMIT = 50;
@@ -82,15 +82,35 @@ export function keeperBackupCatalog(info: KeeperInfo | undefined): BackupCatalog
   return r.success ? (r.data as BackupCatalog) : undefined;
 }
 
-/** Where a new backup request should go, or why none can be made now. */
-export type BackupChoice = { readonly ok: true; readonly keeperUID: string; readonly choice: string } | { readonly ok: false; readonly reason: string };
+const serverSchema = z.looseObject({
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535),
+  pgData: z.string().min(1),
+  pgPort: z.number().int().min(1).max(65535),
+  socketPath: z.string().min(1),
+  user: z.string().min(1),
+});
+
+/** A keeper info's `backupServer` field, checked like {@link keeperBackupRun}; undefined when absent or malformed. */
+export function keeperBackupServer(info: KeeperInfo | undefined): BackupServer | undefined {
+  const r = serverSchema.safeParse(info?.backupServer);
+  return r.success ? (r.data as BackupServer) : undefined;
+}
 
 /**
- * Chooses the keeper that runs a backup requested now: the primary's, when the cluster is up,
- * has a `backup` section, and the primary is healthy and publishing. The sentence says which
- * keeper and why, naming the best healthy, caught-up standby (streaming, within `maxStandbyLag`,
- * not a synchronous standby when another qualifies) and why it is not used (see the module
- * comment).
+ * Where a new backup request should go, or why none can be made now. `primary` is set when the
+ * chosen keeper runs a standby (its backup reaches the primary through `primary`'s TLS server).
+ */
+export type BackupChoice =
+  | { readonly ok: true; readonly keeperUID: string; readonly choice: string; readonly primary?: BackupPrimary }
+  | { readonly ok: false; readonly reason: string };
+
+/**
+ * Chooses the keeper that runs a backup requested now, when the cluster is up, has a `backup`
+ * section, and the primary is healthy and publishing: the best healthy, caught-up standby
+ * (streaming, within `maxStandbyLag`, not a synchronous standby when another qualifies, then the
+ * most advanced) when its keeper and the primary's keeper both publish a `backupServer`, else the
+ * primary's keeper. The sentence says which keeper and why (see the module comment).
  * @param cd the stored clusterdata
  * @param infos keeper infos by uid, as read from the store
  * @param spec `resolveSpec(cd.cluster.spec)`
@@ -128,13 +148,28 @@ export function chooseBackupKeeper(cd: ClusterData, infos: Readonly<Record<strin
       const sb = master.spec.synchronousStandbys.includes(b.uid) ? 1 : 0;
       return sa - sb || b.status.xLogPos - a.status.xLogPos || a.spec.keeperUID.localeCompare(b.spec.keeperUID);
     });
+  const primaryServer = keeperBackupServer(infos[primaryKeeper]);
+  const served = standbys.find((d) => keeperBackupServer(infos[d.spec.keeperUID]) !== undefined);
+  if (primaryServer !== undefined && served !== undefined) {
+    return {
+      ok: true,
+      keeperUID: served.spec.keeperUID,
+      choice: `from the standby of keeper ${served.spec.keeperUID} (healthy, caught up; the primary's keeper ${primaryKeeper} serves pgBackRest over TLS)`,
+      primary: { keeperUID: primaryKeeper, ...pickServer(primaryServer) },
+    };
+  }
   const best = standbys[0];
-  const choice =
+  const why =
     best === undefined
-      ? `from the primary's keeper ${primaryKeeper}: no healthy, caught-up standby`
-      : `from the primary's keeper ${primaryKeeper}: keeper ${best.spec.keeperUID} holds a healthy, caught-up standby, but pgBackRest backs up a standby only ` +
-        "with the primary's pgBackRest reachable over TLS or SSH, which keepers do not set up (docs/backup.md)";
-  return { ok: true, keeperUID: primaryKeeper, choice };
+      ? 'no healthy, caught-up standby'
+      : `keeper ${best.spec.keeperUID} holds a healthy, caught-up standby, but ${primaryServer === undefined ? `the primary's keeper ${primaryKeeper} runs no` : 'no such standby\'s keeper runs a'} ` +
+        'pgBackRest TLS server (--backup-server-port, docs/backup.md), which a backup from a standby needs';
+  return { ok: true, keeperUID: primaryKeeper, choice: `from the primary's keeper ${primaryKeeper}: ${why}` };
+}
+
+/** The fields of {@link BackupServer} only (an info may carry more). */
+function pickServer(s: BackupServer): BackupServer {
+  return { host: s.host, port: s.port, pgData: s.pgData, pgPort: s.pgPort, socketPath: s.socketPath, user: s.user };
 }
 
 /** A request that stops a new one: started and still running, or not started yet but still startable. */

@@ -82,7 +82,7 @@ const cluster = z.looseObject({
     reloadRequest: z.looseObject({ generation: nonNegInt, requestedAt: z.string(), keeperUIDs: strings.optional() }).optional(),
     reinitRequest: z.looseObject({ keeperUID: z.string(), dbUid: z.string(), requestedAt: z.string() }).optional(),
     backupRequest: z
-      .looseObject({ id: z.string(), keeperUID: z.string(), type: backupType, requestedAt: z.string(), choice: z.string().optional() })
+      .looseObject({ id: z.string(), keeperUID: z.string(), type: backupType, requestedAt: z.string(), choice: z.string().optional(), primary: z.unknown().optional() })
       .optional(),
   }),
 });
@@ -378,6 +378,7 @@ const keeperInfo = z.looseObject({
   // make the sentinel drop this keeper's info and so judge the keeper gone.
   backup: z.unknown().optional(),
   backups: z.unknown().optional(),
+  backupServer: z.unknown().optional(),
 });
 
 const proxyInfo = z.looseObject({ infoUID: z.string(), UID: z.string(), Generation: nonNegInt, ProxyTimeout: z.number() });

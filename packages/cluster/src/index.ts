@@ -28,6 +28,7 @@ export {
   chooseBackupKeeper,
   keeperBackupCatalog,
   keeperBackupRun,
+  keeperBackupServer,
   outstandingBackup,
   type BackupChoice,
   type OutstandingBackup,

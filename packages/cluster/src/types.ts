@@ -294,6 +294,32 @@ export interface BackupRequest {
   requestedAt: string;
   /** Why that keeper, as stolonctl printed it. */
   choice?: string;
+  /**
+   * Our addition: set when `keeperUID` runs a standby and backs it up with pgBackRest's
+   * `--backup-standby`: the primary's keeper and its pgBackRest TLS server, as published then.
+   */
+  primary?: BackupPrimary;
+}
+
+/** Where a keeper's pgBackRest TLS server is reached and what it serves (`KeeperInfo.backupServer`). */
+export interface BackupServer {
+  /** Host name other keepers connect to (`--backup-server-host`; in the keeper's certificate). */
+  host: string;
+  /** TCP port of `pgbackrest server` (`--backup-server-port`). */
+  port: number;
+  /** PGDATA of this keeper's PostgreSQL (`pgN-path`). */
+  pgData: string;
+  /** PostgreSQL's port (`pgN-port`). */
+  pgPort: number;
+  /** PostgreSQL's Unix socket directory on that host (`pgN-socket-path`). */
+  socketPath: string;
+  /** Role pgBackRest connects as over that socket (`pgN-user`: the keeper's superuser). */
+  user: string;
+}
+
+/** The primary of a standby backup request: its keeper and {@link BackupServer}. */
+export interface BackupPrimary extends BackupServer {
+  keeperUID: string;
 }
 
 /**
@@ -703,6 +729,11 @@ export interface KeeperInfo {
    * info`), refreshed after each backup it runs and every few minutes; what `stolonctl backups` shows.
    */
   backups?: BackupCatalog;
+  /**
+   * Our addition: this keeper's pgBackRest TLS server (`pgbackrest server`), while it runs; a
+   * standby's keeper reaches the primary's through it to back up the standby (docs/backup.md).
+   */
+  backupServer?: BackupServer;
 }
 
 /** A keeper's run of one {@link BackupRequest}. */

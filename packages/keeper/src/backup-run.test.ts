@@ -13,7 +13,10 @@ import type { KeeperRuntime } from './runtime.js';
 
 const AT = Date.parse('2026-12-06T22:00:00Z');
 const REQ: BackupRequest = { id: 'r1', keeperUID: 'k1', type: 'full', requestedAt: new Date(AT).toISOString() };
-const OK = { busy: false, archiving: true, primary: true };
+const OK: { busy: boolean; archiving: boolean; primary: boolean; standbyOf?: string; tls?: boolean } = { busy: false, archiving: true, primary: true };
+const PRIMARY = { keeperUID: 'k0', host: 'localhost', port: 8432, pgData: '/data/k0/postgres', pgPort: 5432, socketPath: '/data/k0/run', user: 'postgres' };
+const STANDBY_REQ: BackupRequest = { ...REQ, primary: PRIMARY };
+const STANDBY_HERE = { primary: false, standbyOf: 'k0', tls: true };
 
 describe('nextBackupStep', () => {
   const cases: { name: string; req?: BackupRequest; ran?: string[]; afterMs?: number; here?: Partial<typeof OK>; want: string; reason?: RegExp }[] = [
@@ -27,6 +30,10 @@ describe('nextBackupStep', () => {
     { name: 'unparsable request time', req: { ...REQ, requestedAt: 'yesterday' }, want: 'refuse', reason: /start window/ },
     { name: 'backup section not applied here', req: REQ, here: { archiving: false }, want: 'refuse', reason: /start it with --allow-spec-commands backup/ },
     { name: 'no longer the primary', req: REQ, here: { primary: false }, want: 'refuse', reason: /no longer runs the primary; run stolonctl backup again/ },
+    { name: 'standby request on a standby of the named primary', req: STANDBY_REQ, here: STANDBY_HERE, want: 'run' },
+    { name: 'standby request, this keeper now follows another primary', req: STANDBY_REQ, here: { ...STANDBY_HERE, standbyOf: 'k9' }, want: 'refuse', reason: /no longer runs a standby of the primary of keeper k0/ },
+    { name: 'standby request, this keeper is the primary now', req: STANDBY_REQ, here: { primary: true, tls: true }, want: 'refuse', reason: /no longer runs a standby/ },
+    { name: 'standby request without a TLS server here', req: STANDBY_REQ, here: { ...STANDBY_HERE, tls: false }, want: 'refuse', reason: /no pgBackRest TLS server configured \(--backup-server-port\)/ },
   ];
   it.each(cases)('$name', ({ req, ran, afterMs, here, want, reason }) => {
     const step = nextBackupStep(req, 'k1', ran ?? [], AT + (afterMs ?? 1000), { ...OK, ...here });

@@ -7,12 +7,17 @@
  *   then done with the label and size, or failed with pgBackRest's error). Each request id is
  *   recorded in `<data-dir>/backup-requests` before the backup starts, so a request runs at most
  *   once, across restarts too; a run the keeper process did not see end is reported failed.
+ *   A request naming a primary (`BackupRequest.primary`) is for this keeper's standby: it adds
+ *   `--backup-standby` and reaches that primary through its keeper's pgBackRest TLS server
+ *   (backup-server.ts).
  *   A request is refused (reported failed, with why) when the spec's `backup` section is not
- *   applied here (`--allow-spec-commands backup`), when this keeper no longer runs the primary,
- *   or when it is first seen more than `BACKUP_START_WINDOW_MS` after it was made.
+ *   applied here (`--allow-spec-commands backup`), when this keeper no longer runs the primary
+ *   (or, for a standby request, a standby of the primary it names, or has no TLS server
+ *   configured), or when it is first seen more than `BACKUP_START_WINDOW_MS` after it was made.
  * - **The catalog.** The primary's keeper reads `pgbackrest info --output=json` after each backup
  *   it ran and every {@link CATALOG_REFRESH_MS} (every {@link CATALOG_RETRY_MS} after a failed
- *   read), and publishes the newest backups (`KeeperInfo.backups`).
+ *   read), and publishes the newest backups (`KeeperInfo.backups`); a standby's keeper publishes
+ *   the catalog it read after its own backup until its next pass as primary.
  * `--no-archive-mode-check`: see {@link runBackup}. `--start-fast`: without it pgBackRest's `pg_backup_start` waits for the next scheduled
  * checkpoint (up to `checkpoint_timeout`, 5 min by default) before copying anything
  * (https://pgbackrest.org/command.html#command-backup). The decision is pure ({@link nextBackupStep},
@@ -32,6 +37,7 @@ import {
   type KeeperBackupRun,
 } from '@stolon-ts/cluster';
 import { nowIso } from '@stolon-ts/common';
+import { maintainBackupServer, standbyBackupOptions } from './backup-server.js';
 import { PGBACKREST, pgbackrestCommand } from './archiving.js';
 import { archivingFor } from './pgconfig.js';
 import type { KeeperRuntime } from './runtime.js';
@@ -63,6 +69,8 @@ export interface BackupState {
   /** Wall-clock ms of the next catalog read; 0: at the next pass. */
   catalogDueMs: number;
   catalogReading: boolean;
+  /** True when `catalog` was read after a backup of this keeper's standby (kept while not primary). */
+  catalogFromStandbyRun?: boolean;
 }
 
 /** What this pass does about the stored backup request. */
@@ -75,7 +83,9 @@ type BackupStep =
  * The step for `request` on keeper `keeperUID`: nothing when it names another keeper, was run or
  * refused already (`ran`), or a backup runs in this process now; else refused when it is past
  * its start window, the `backup` section is not applied here, or this keeper's PostgreSQL is not
- * the running primary; else run.
+ * the running primary — for a request naming a primary (`request.primary`, a standby backup):
+ * not a running standby of the current primary, whose keeper is the one named, or this keeper
+ * has no pgBackRest TLS server configured; else run.
  * @param nowMs wall-clock ms
  */
 export function nextBackupStep(
@@ -83,7 +93,7 @@ export function nextBackupStep(
   keeperUID: string,
   ran: readonly string[],
   nowMs: number,
-  here: { readonly busy: boolean; readonly archiving: boolean; readonly primary: boolean },
+  here: { readonly busy: boolean; readonly archiving: boolean; readonly primary: boolean; readonly standbyOf?: string | undefined; readonly tls?: boolean },
 ): BackupStep {
   if (request === undefined || request.keeperUID !== keeperUID || ran.includes(request.id) || here.busy) {
     return { kind: 'none' };
@@ -102,6 +112,19 @@ export function nextBackupStep(
       request,
       reason: `keeper ${keeperUID} does not apply the spec's backup section: start it with --allow-spec-commands backup (stolonctl status shows refused settings)`,
     };
+  }
+  if (request.primary !== undefined) {
+    if (here.tls !== true) {
+      return { kind: 'refuse', request, reason: `keeper ${keeperUID} has no pgBackRest TLS server configured (--backup-server-port); run stolonctl backup again` };
+    }
+    if (here.standbyOf !== request.primary.keeperUID) {
+      return {
+        kind: 'refuse',
+        request,
+        reason: `keeper ${keeperUID} no longer runs a standby of the primary of keeper ${request.primary.keeperUID}; run stolonctl backup again (it picks anew)`,
+      };
+    }
+    return { kind: 'run', request };
   }
   if (!here.primary) {
     return { kind: 'refuse', request, reason: `keeper ${keeperUID} no longer runs the primary; run stolonctl backup again (it picks the primary)` };
@@ -188,11 +211,14 @@ export function maintainBackups(rt: KeeperRuntime, cd: ClusterData | undefined, 
   }
   const st = rt.backups;
   const archiving = archivingFor(rt.config, cd);
+  maintainBackupServer(rt, archiving !== undefined);
   const primary = rt.isPrimary && obs.running && obs.role === 'master';
   const step = nextBackupStep(cd?.cluster.status.backupRequest, rt.config.uid, st.ledger.ran, Date.now(), {
     busy: st.running,
     archiving: archiving !== undefined,
     primary,
+    standbyOf: standbyOf(rt, cd, obs),
+    tls: rt.config.backupServer !== undefined,
   });
   if (step.kind === 'refuse') {
     const at = nowIso();
@@ -204,7 +230,10 @@ export function maintainBackups(rt: KeeperRuntime, cd: ClusterData | undefined, 
     void runBackup(rt, st, step.request, archiving);
   }
   if (!primary || archiving === undefined) {
-    st.catalog = undefined;
+    if (st.catalogFromStandbyRun !== true || archiving === undefined) {
+      st.catalog = undefined;
+      st.catalogFromStandbyRun = false;
+    }
     st.catalogDueMs = 0;
   } else if (!st.catalogReading && !st.running && Date.now() >= st.catalogDueMs) {
     void refreshCatalog(rt, st, archiving);
@@ -212,6 +241,19 @@ export function maintainBackups(rt: KeeperRuntime, cd: ClusterData | undefined, 
 }
 
 type Archiving = NonNullable<ReturnType<typeof archivingFor>>;
+
+/** The keeper of the primary this keeper's running standby follows (clusterdata), else undefined. */
+function standbyOf(rt: KeeperRuntime, cd: ClusterData | undefined, obs: { readonly running: boolean; readonly role?: string | undefined }): string | undefined {
+  if (cd === undefined || rt.isPrimary || !obs.running || obs.role !== 'standby') {
+    return undefined;
+  }
+  const mine = Object.values(cd.dbs).find((d) => d.spec.keeperUID === rt.config.uid);
+  const follow = mine?.spec.followConfig;
+  if (follow?.type !== 'internal' || follow.dbuid !== cd.cluster.status.master) {
+    return undefined;
+  }
+  return cd.dbs[follow.dbuid]?.spec.keeperUID;
+}
 
 /** `pgbackrest <opts> <extra> <command>`: `extra` goes before the command word, which is last. */
 function withOptions(args: readonly string[], extra: readonly string[]): string[] {
@@ -221,6 +263,7 @@ function withOptions(args: readonly string[], extra: readonly string[]): string[
 /** Reads the catalog (`pgbackrest info --output=json`) into `st.catalog`; a failure keeps the last list with the error. */
 async function refreshCatalog(rt: KeeperRuntime, st: BackupState, archiving: Archiving): Promise<void> {
   st.catalogReading = true;
+  st.catalogFromStandbyRun = false;
   const stanza = backupStanza(archiving.backup, archiving.local.clusterName);
   let catalog: BackupCatalog;
   try {
@@ -260,6 +303,10 @@ async function runBackup(rt: KeeperRuntime, st: BackupState, request: BackupRequ
   // against several archivers pushing segments that differ in checksum, which archive-push refuses
   // anyway); with archive_mode = on it changes nothing.
   const extra = [`--type=${request.type}`, '--start-fast', '--no-archive-mode-check', '--log-level-console=off', '--log-level-stderr=detail'];
+  const server = rt.config.backupServer;
+  if (request.primary !== undefined && server !== undefined) {
+    extra.push(...standbyBackupOptions(server, request.primary));
+  }
   const args = withOptions(pgbackrestCommand('backup', archiving.backup, archiving.local, { port: rt.config.pgPort, user: rt.config.suUsername }), extra);
   let end: Partial<KeeperBackupRun>;
   try {
@@ -282,6 +329,7 @@ async function runBackup(rt: KeeperRuntime, st: BackupState, request: BackupRequ
   }
   if (end.state === 'done') {
     await refreshCatalog(rt, st, archiving);
+    st.catalogFromStandbyRun = request.primary !== undefined;
     const size = st.catalog?.backups.find((b) => b.label === end.label)?.sizeBytes;
     end = { ...end, ...(size !== undefined ? { sizeBytes: size } : {}) };
     rt.log.info({ request: request.id, label: end.label }, `backup ${end.label ?? ''} done`);

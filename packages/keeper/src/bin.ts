@@ -36,6 +36,7 @@ import { registerKeeperMetrics } from './keeper-metrics.js';
 import { refuseExampleSecret } from './passwords.js';
 import { RoleLabeller } from './role-label.js';
 import { installPgbackrestFiles, readBackupSecrets } from './pgbackrest-files.js';
+import { readBackupTls } from './backup-server.js';
 import { parseAllowSpecCommands } from './spec-commands.js';
 import { writeStateFile } from './state-file.js';
 import { TlsFiles, tlsSources } from './tls.js';
@@ -195,12 +196,13 @@ async function main(): Promise<void> {
     // the spec's backup section may appear later (pgbackrest-files.ts).
     // The socket directory is the manager's, known once it exists (below).
     const pgbackrest = pgbackrestLocal(flags.clusterName, dataDir, join(dataDir, 'postgres'), '');
-    await installPgbackrestFiles(pgbackrest, await readBackupSecrets(flags, process.env), owner);
-    prepared = { pgbackrest, flags, shutdownSwitchoverTimeoutMs, pgBinPath, readPasswords, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls };
+    const backupServer = await readBackupTls(flags, { dataDir, listenAddress: flags.pgListenAddress, advertiseAddress: flags.pgAdvertiseAddress ?? flags.pgListenAddress }, owner);
+    await installPgbackrestFiles(pgbackrest, await readBackupSecrets(flags, process.env), owner, backupServer);
+    prepared = { backupServer, pgbackrest, flags, shutdownSwitchoverTimeoutMs, pgBinPath, readPasswords, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls };
   } catch (err) {
     exitOnConfigError(err, 'stolon-keeper');
   }
-  const { pgbackrest, flags, shutdownSwitchoverTimeoutMs, pgBinPath, readPasswords, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls } = prepared;
+  const { backupServer, pgbackrest, flags, shutdownSwitchoverTimeoutMs, pgBinPath, readPasswords, suPassword, replPassword, store, dataDir, uid, statusListen, lock, member, dataDirChanges, allowSpecCommands, tls } = prepared;
   const logger = createLogger({ level: flags.logLevel, component: 'keeper', uid, cluster: flags.clusterName });
   logConfiguration(logger, flags, warnings, {
     uid,
@@ -250,6 +252,7 @@ async function main(): Promise<void> {
       pgSslRequired: flags.pgSslRequired,
       shutdownSwitchoverTimeoutMs,
       pgbackrest: { ...pgbackrest, socketDir: pg.socketDir },
+      ...(backupServer !== undefined ? { backupServer } : {}),
     },
     { store, logger, pg, bootUuid, status, fencer, passwords: readPasswords, ...(tls !== undefined ? { tls } : {}), ...(roleLabel !== undefined ? { roleLabel } : {}) },
   ).catch(async (err: unknown) => {

@@ -39,6 +39,12 @@ export interface KeeperFlags extends CommonConfig {
   backupS3KeyFile: string | undefined;
   backupS3KeySecretFile: string | undefined;
   backupS3CaFile: string | undefined;
+  backupTlsCertFile: string | undefined;
+  backupTlsKeyFile: string | undefined;
+  backupTlsCaFile: string | undefined;
+  backupTlsClientCns: string | undefined;
+  backupServerPort: number | undefined;
+  backupServerHost: string | undefined;
   shutdownSwitchoverTimeout: string;
   kubePodName: string | undefined;
 }
@@ -199,6 +205,40 @@ export const KEEPER_FLAGS: FlagTable<KeeperFlags> = {
     description:
       'PEM CA certificate(s) the S3 endpoint\'s certificate chains to (pgBackRest repo1-storage-ca-file; copied into <data-dir> at start). ' +
       'Unset: the system\'s CAs',
+    type: 'string',
+  },
+  backupTlsCertFile: {
+    name: 'backup-tls-cert-file',
+    description:
+      'PEM certificate of this keeper for pgBackRest\'s mutual TLS, signed by --backup-tls-ca-file, naming --backup-server-host ' +
+      '(subjectAltName DNS); its CN is this keeper\'s client identity. With --backup-tls-key-file, --backup-tls-ca-file and ' +
+      '--backup-server-port the keeper runs a pgBackRest TLS server, so backups can be taken from a standby (docs/backup.md). ' +
+      'Copied into <data-dir> at start',
+    type: 'string',
+  },
+  backupTlsKeyFile: { name: 'backup-tls-key-file', description: 'PEM private key of --backup-tls-cert-file (copied into <data-dir>, mode 0600)', type: 'string' },
+  backupTlsCaFile: {
+    name: 'backup-tls-ca-file',
+    description: 'PEM CA certificate every keeper\'s --backup-tls-cert-file is signed by; keep this CA private to the keepers (docs/security.md)',
+    type: 'string',
+  },
+  backupTlsClientCns: {
+    name: 'backup-tls-client-cns',
+    description:
+      'comma-separated certificate CNs (of other keepers\' --backup-tls-cert-file) this keeper\'s pgBackRest TLS server accepts, besides ' +
+      'the CN of its own certificate (pgBackRest tls-server-auth; wildcards are not allowed)',
+    type: 'string',
+  },
+  backupServerPort: {
+    name: 'backup-server-port',
+    description: 'TCP port of this keeper\'s pgBackRest TLS server (`pgbackrest server`, on --pg-listen-address); needs the --backup-tls-* files',
+    type: 'number',
+  },
+  backupServerHost: {
+    name: 'backup-server-host',
+    description:
+      'host name other keepers use to reach this keeper\'s pgBackRest TLS server; must be a DNS name in its certificate (pgBackRest ' +
+      'checks DNS names only). Default: --pg-advertise-address',
     type: 'string',
   },
   shutdownSwitchoverTimeout: {

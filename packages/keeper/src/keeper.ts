@@ -17,6 +17,7 @@ import { KeeperRuntime } from './runtime.js';
 import { TaskRunner } from './tasks.js';
 import type { KeeperConfig, KeeperDeps, KeeperHandle } from './types.js';
 import { startConfirmationRounds, startMemberApi } from './failsafe.js';
+import { stopBackupServer } from './backup-server.js';
 import { fenceRemainingMs, startCrashWatch, startFenceUpdates, updateFence } from './watchers.js';
 
 /** Retry backoff of a failed background task, in ms (see {@link KeeperConfig.taskRetry}). */
@@ -103,6 +104,7 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
     await memberApi?.close();
     // Before PostgreSQL is stopped below: a clean stop must not be reported as a fence.
     await deps.fencer?.stop();
+    stopBackupServer(rt);
     // A clean stop takes PostgreSQL down too: the keeper owns it, and leaving a primary running
     // without its keeper would leave it unfenced.
     await rt.pg.stop('fast').catch((err: unknown) => log.warn({ err }, 'stopping postgres failed'));

@@ -13,6 +13,7 @@ import { dirname, join } from 'node:path';
 import { ConfigError } from '@stolon-ts/cluster';
 import { readSecret } from '@stolon-ts/common';
 import { renderPgbackrestConf, type PgbackrestLocal } from './archiving.js';
+import { serverConfLines, type BackupServerConfig } from './backup-server.js';
 import { writeStateFile } from './state-file.js';
 
 /** The S3 secrets, read at start; both absent for a POSIX repository. */
@@ -64,7 +65,8 @@ export async function readBackupSecrets(
 }
 
 /**
- * Writes the keeper's pgBackRest configuration file (and the CA copy) and makes `local.dir`, all
+ * Writes the keeper's pgBackRest configuration file (and the CA copy; with `server`, a
+ * `[global:server]` section for its TLS server, backup-server.ts) and makes `local.dir`, all
  * owned by `owner` (PostgreSQL's OS user) when this process is root. Run at start, after
  * `prepareDataDir` (which removes a link planted at `pgbackrest`).
  * @param owner uid/gid of PostgreSQL's OS user when root, else undefined.
@@ -75,13 +77,15 @@ export async function installPgbackrestFiles(
   local: PgbackrestLocal,
   secrets: BackupSecrets,
   owner: { readonly uid: number; readonly gid: number } | undefined,
+  server?: BackupServerConfig,
 ): Promise<void> {
   let caFile: string | undefined;
   if (secrets.s3Ca !== undefined) {
     caFile = join(dirname(local.configFile), 'pgbackrest-s3-ca.crt');
     await writeStateFile(caFile, `${caFile}.tmp`, secrets.s3Ca, 0o600, owner);
   }
-  const conf = renderPgbackrestConf({ s3Key: secrets.s3Key, s3KeySecret: secrets.s3KeySecret, s3CaFile: caFile });
+  const conf =
+    renderPgbackrestConf({ s3Key: secrets.s3Key, s3KeySecret: secrets.s3KeySecret, s3CaFile: caFile }) + (server !== undefined ? `${serverConfLines(server).join('\n')}\n` : '');
   await writeStateFile(local.configFile, `${local.configFile}.tmp`, conf, 0o600, owner);
   await fs.mkdir(local.dir, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'EEXIST') {

@@ -16,6 +16,7 @@ import { reportedHealthy } from './health.js';
 import { archivingFor, pgConfigFor, postgresStateFor, refusedFor } from './pgconfig.js';
 import { describeRefusedSpecCommands, type SpecCommand } from './spec-commands.js';
 import type { BackupState } from './backup-run.js';
+import { backupServerInfo, type BackupServerState } from './backup-server.js';
 import type { StanzaState } from './stanza.js';
 import type { TaskRunner } from './tasks.js';
 import type { KeeperConfig, KeeperDeps, KeeperState, PersistedState } from './types.js';
@@ -83,6 +84,8 @@ export class KeeperRuntime {
    * while `<data-dir>/backup-requests` is read at the first pass, undefined before.
    */
   backups: BackupState | 'loading' | undefined;
+  /** The pgBackRest TLS server this process started last (backup-server.ts); undefined before. */
+  backupServer: BackupServerState | undefined;
   /**
    * Per role, the password this process last set on its primary, or found when it started
    * (passwords.ts): a file that differs from it was changed while this process ran.
@@ -215,13 +218,15 @@ export class KeeperRuntime {
     return st;
   }
 
-  /** The `backup` (last run) and `backups` (catalog, primary only) fields of the info (backup-run.ts). */
-  private backupInfo(): Pick<KeeperInfo, 'backup' | 'backups'> {
+  /** The `backup` (last run), `backups` (catalog) and `backupServer` fields of the info (backup-run.ts, backup-server.ts). */
+  private backupInfo(): Pick<KeeperInfo, 'backup' | 'backups' | 'backupServer'> {
+    const server = backupServerInfo(this, this.config.pgbackrest?.socketDir ?? '');
+    const withServer = server !== undefined ? { backupServer: server } : {};
     const st = this.backups;
     if (st === undefined || st === 'loading') {
-      return {};
+      return withServer;
     }
-    return { ...(st.ledger.last !== undefined ? { backup: st.ledger.last } : {}), ...(st.catalog !== undefined ? { backups: st.catalog } : {}) };
+    return { ...(st.ledger.last !== undefined ? { backup: st.ledger.last } : {}), ...(st.catalog !== undefined ? { backups: st.catalog } : {}), ...withServer };
   }
 
   /** The keeper info for this observation. */

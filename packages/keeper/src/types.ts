@@ -7,6 +7,7 @@ import type { ClusterData, DiscardedWal } from '@stolon-ts/cluster';
 import type { Logger } from '@stolon-ts/common';
 import type { Store } from '@stolon-ts/store';
 import type { PgbackrestLocal } from './archiving.js';
+import type { BackupServerConfig } from './backup-server.js';
 import type { MemberApiConfig } from './failsafe.js';
 import type { FenceControl } from './fencer.js';
 import type { PgObservation, PgSslFiles, PostgresManager } from '@stolon-ts/postgres';
@@ -54,6 +55,8 @@ export interface KeeperConfig {
   readonly pgSslRequired?: boolean;
   /** This keeper's pgBackRest files (archiving.ts); absent: the spec's `backup` section is never applied. */
   readonly pgbackrest?: PgbackrestLocal;
+  /** This keeper's pgBackRest TLS server (backup-server.ts); absent: none runs, and backups are not taken from this keeper's standby. */
+  readonly backupServer?: BackupServerConfig;
   /**
    * `--shutdown-switchover-timeout` in ms: on `stop`, a primary asks for a switchover and waits
    * at most this long for it before it stops (drain.ts); 0 disables. Absent: no drain.

@@ -452,12 +452,13 @@ export interface PostgresManager {
    * keeper's PATH. `timeoutMs` kills it (SIGTERM, then SIGKILL 5 s later). `onStderr` gets its
    * stderr as it comes (progress); `supervised` ends it with the keeper, even a SIGKILLed one (the
    * child supervisor, as for pg_basebackup), for a long command that must not outlive its keeper.
+   * `signal` ends it (SIGTERM, then SIGKILL 5 s later) when aborted.
    * @returns its exit code (null when killed) and output tails (64 KiB each)
    * @throws StolonError `PG_COMMAND_FAILED` when it cannot be found or spawned.
    */
   runTool(
     file: string,
     args: readonly string[],
-    opts?: { readonly timeoutMs?: number; readonly onStderr?: (chunk: string) => void; readonly supervised?: boolean },
+    opts?: { readonly timeoutMs?: number; readonly onStderr?: (chunk: string) => void; readonly supervised?: boolean; readonly signal?: AbortSignal },
   ): Promise<ToolResult>;
 }

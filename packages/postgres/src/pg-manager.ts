@@ -267,7 +267,7 @@ export class PgManager implements PostgresManager {
   async runTool(
     file: string,
     args: readonly string[],
-    opts: { readonly timeoutMs?: number; readonly onStderr?: (chunk: string) => void; readonly supervised?: boolean } = {},
+    opts: { readonly timeoutMs?: number; readonly onStderr?: (chunk: string) => void; readonly supervised?: boolean; readonly signal?: AbortSignal } = {},
   ): Promise<ToolResult> {
     const res = await this.#ctx.exec.run(file.startsWith('/') ? file : whichInPath(file), args, opts);
     return { code: res.code, stdout: res.stdout, stderr: res.stderr };

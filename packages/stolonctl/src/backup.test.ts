@@ -35,7 +35,18 @@ describe('backup', () => {
     expect(await runBackup(h.ctx, { type: 'incr', noWait: true })).toBe(ExitCode.ok);
     const req = (await h.stored()).cluster.status.backupRequest;
     expect(req).toMatchObject({ keeperUID: 'k1', type: 'incr', id: expect.stringMatching(/^[0-9a-f]{8}$/) });
-    expect(h.out.join('\n')).toMatch(/incr backup requested \(request [0-9a-f]{8}\) from the primary's keeper k1: keeper k2 holds a healthy, caught-up standby, but pgBackRest/);
+    expect(h.out.join('\n')).toMatch(/incr backup requested \(request [0-9a-f]{8}\) from the primary's keeper k1: keeper k2 holds a healthy, caught-up standby, but the primary's keeper k1 runs no pgBackRest TLS server/);
+  });
+
+  it('names the standby, and records the primary it reaches, when both keepers publish a pgBackRest TLS server', async () => {
+    const h = await setup();
+    const server = (k: string) => ({ host: `${k}.example`, port: 8432, pgData: `/data/${k}/postgres`, pgPort: 5432, socketPath: `/data/${k}/run`, user: 'postgres' });
+    await h.publish('k1', { backupServer: server('k1') });
+    await h.publish('k2', { backupServer: server('k2') });
+    expect(await runBackup(h.ctx, { type: 'full', noWait: true })).toBe(ExitCode.ok);
+    const req = (await h.stored()).cluster.status.backupRequest;
+    expect(req).toMatchObject({ keeperUID: 'k2', type: 'full', primary: { keeperUID: 'k1', ...server('k1') } });
+    expect(h.out.join('\n')).toMatch(/full backup requested \(request [0-9a-f]{8}\) from the standby of keeper k2 /);
   });
 
   it('refuses without a backup section, leaving clusterdata as it was', async () => {

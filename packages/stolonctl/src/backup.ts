@@ -2,7 +2,8 @@
  * `stolonctl backup [--type full|diff|incr] [--no-wait] [--timeout 1h]`: a pgBackRest base backup
  * of the cluster, taken by a keeper (docs/backup.md, "Taking and listing backups"). Like
  * `switchover`, it only writes a request into clusterdata (`cluster.status.backupRequest`, by
- * compare-and-set) naming the keeper chosen now (`chooseBackupKeeper`: the primary's) and why;
+ * compare-and-set) naming the keeper chosen now (`chooseBackupKeeper`: a standby's when it and
+ * the primary's keeper run a pgBackRest TLS server, else the primary's) and why;
  * that keeper runs `pgbackrest backup` once and reports in its info (`KeeperInfo.backup`), which
  * this command follows until the backup is done or failed.
  */
@@ -15,6 +16,7 @@ import {
   outstandingBackup,
   parseDurationMs,
   resolveSpec,
+  type BackupPrimary,
   type BackupType,
   type ClusterData,
   type KeeperBackupRun,
@@ -44,7 +46,7 @@ const DEFAULT_TIMEOUT = '1h';
 const PROGRESS_EVERY_MS = 5_000;
 
 /** Refuses a request while another one is outstanding, and when no keeper can take the backup. */
-function precheck(cd: ClusterData, infos: Readonly<Record<string, KeeperInfo>>): { keeperUID: string; choice: string } {
+function precheck(cd: ClusterData, infos: Readonly<Record<string, KeeperInfo>>): { keeperUID: string; choice: string; primary?: BackupPrimary } {
   const busy = outstandingBackup(cd, infos, Date.now());
   if (busy !== undefined) {
     const r = busy.request;
@@ -142,7 +144,7 @@ export function runBackup(ctx: CommandContext, opts: BackupOptions = {}): Promis
       ({ cd }) => {
         const c = precheck(cd, infos);
         const next = structuredClone(cd);
-        next.cluster.status.backupRequest = { id, keeperUID: c.keeperUID, type, requestedAt, choice: c.choice };
+        next.cluster.status.backupRequest = { id, keeperUID: c.keeperUID, type, requestedAt, choice: c.choice, ...(c.primary !== undefined ? { primary: c.primary } : {}) };
         return { write: next, result: c };
       },
       { first: loaded },

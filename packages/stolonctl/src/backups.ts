@@ -32,15 +32,20 @@ export function formatBytes(n: number): string {
 }
 
 /**
- * The catalog to show: the one the primary's keeper publishes, else the most recently read one
- * any keeper publishes (e.g. a former primary's, while its info lasts).
+ * The catalog to show: the one the primary's keeper publishes, unless a catalog read later lists a
+ * newer backup (a standby's keeper's, read after it took a backup, before the primary's next
+ * read); without the primary's, the most recently read one any keeper publishes (e.g. a former
+ * primary's, while its info lasts). Labels sort by time (pgBackRest's `YYYYMMDD-HHMMSS` form).
  */
 function pickCatalog(primaryKeeper: string | undefined, infos: Readonly<Record<string, KeeperInfo>>): { keeperUID: string; catalog: BackupCatalog } | undefined {
   const all = Object.entries(infos)
     .map(([keeperUID, info]) => ({ keeperUID, catalog: keeperBackupCatalog(info) }))
     .filter((c): c is { keeperUID: string; catalog: BackupCatalog } => c.catalog !== undefined)
     .sort((a, b) => Date.parse(b.catalog.refreshedAt) - Date.parse(a.catalog.refreshedAt));
-  return all.find((c) => c.keeperUID === primaryKeeper) ?? all[0];
+  const newest = (c: BackupCatalog): string => c.backups.at(-1)?.label ?? '';
+  const ofPrimary = all.find((c) => c.keeperUID === primaryKeeper);
+  const later = all.find((c) => ofPrimary !== undefined && Date.parse(c.catalog.refreshedAt) > Date.parse(ofPrimary.catalog.refreshedAt) && newest(c.catalog) > newest(ofPrimary.catalog));
+  return later ?? ofPrimary ?? all[0];
 }
 
 function render(keeperUID: string, c: BackupCatalog, nowMs: number): string {

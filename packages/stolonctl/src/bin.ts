@@ -317,7 +317,7 @@ function buildParser(args: readonly string[], select: (name: CommandName, argv: 
     )
     .command(
       'backup',
-      "take a pgBackRest base backup into the spec's backup repository, on the primary's keeper",
+      "take a pgBackRest base backup into the spec's backup repository, on a standby's keeper when the keepers run pgBackRest TLS servers, else the primary's",
       (y) =>
         y
           .option('type', { type: 'string', choices: [...BACKUP_TYPES], default: 'full', describe: 'full, diff (changes since the last full) or incr (since the last backup)' })
@@ -327,7 +327,7 @@ function buildParser(args: readonly string[], select: (name: CommandName, argv: 
     )
     .command(
       'backups',
-      'list the backups in the repository, as the primary\'s keeper last read them (time shown)',
+      'list the backups in the repository, as a keeper last read them (the primary\'s, or a standby\'s after its own backup; time shown)',
       (y) => y.option('format', { type: 'string', choices: [...BACKUPS_FORMATS], default: 'table', describe: 'output format' }),
       (argv) => select('backups', argv),
     );

@@ -18,6 +18,7 @@ import { createChaosNetwork, type ChaosNetwork } from './chaos/netns.js';
 import { startEtcd, type EtcdHandle } from './etcd.js';
 import { startConsulStandin, type ConsulStandin } from './consul-standin.js';
 import { startKubeApiServerStandin, writeStandinKubeconfig, type KubeApiServerStandin } from './kube-apiserver-standin.js';
+import { makeBackupTls } from './backup-tls.js';
 import { freePort } from './ports.js';
 import { onHarnessExit, startProcess, type ProcessHandle } from './process.js';
 import { startRelay, type RelayHandle } from './relay.js';
@@ -105,6 +106,13 @@ export interface LocalClusterOptions {
   readonly proxyKubeIdentity?: (i: number) => 'proxy' | 'proxy-ro';
   /** Extra flags for every keeper, e.g. `['--allow-spec-commands', 'data_restore_command']`. */
   readonly keeperArgs?: readonly string[];
+  /**
+   * Give every keeper a pgBackRest TLS server (`--backup-tls-*`, `--backup-server-port` on a
+   * free port, `--backup-server-host localhost`), with a CA and a certificate per keeper (CN: its
+   * uid) made by `makeBackupTls`, each accepting every keeper's CN. Backups then come from a
+   * standby (also needs `--allow-spec-commands backup` and a spec `backup` section).
+   */
+  readonly backupTls?: boolean;
   /**
    * Every keeper's `--shutdown-switchover-timeout`. The harness's default is `'0'` (no switchover
    * when a primary's keeper is stopped, unlike the program's default): tests that stop a primary's
@@ -641,6 +649,21 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         },
       });
     }
+    const backupTls = opts.backupTls === true ? await makeBackupTls(join(dir, 'backup-tls'), keepers.map((k) => k.uid)) : undefined;
+    const backupTlsArgs = async (uid: string): Promise<string[]> => {
+      const files = backupTls?.keepers[uid];
+      if (backupTls === undefined || files === undefined) {
+        return [];
+      }
+      const port = savedPorts[`${uid}-backup`] ?? (await freePort());
+      savedPorts[`${uid}-backup`] = port;
+      return ['--backup-tls-cert-file', files.certFile, '--backup-tls-key-file', files.keyFile, '--backup-tls-ca-file', backupTls.caFile,
+        '--backup-tls-client-cns', keepers.map((k) => k.uid).join(','), '--backup-server-port', String(port), '--backup-server-host', 'localhost'];
+    };
+    const keeperTlsArgs: string[][] = [];
+    for (const k of keepers) {
+      keeperTlsArgs.push(await backupTlsArgs(k.uid));
+    }
     await writeFile(portsFile, JSON.stringify(savedPorts));
     const startKeeper = async (i: number) => {
       const k = keepers[i];
@@ -659,6 +682,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         ...(k.memberPort !== undefined ? ['--member-listen-address', `${k.pgHost}:${k.memberPort}`, '--member-token-file', memberTokenFile] : []),
         '--shutdown-switchover-timeout', opts.shutdownSwitchoverTimeout ?? '0',
         ...(kube !== undefined ? ['--kube-pod-name', `stolon-keeper-${i}`] : []),
+        ...(keeperTlsArgs[i] ?? []),
         ...(opts.keeperArgs ?? []),
       ], network?.execPrefix(i) ?? [], k.storeRelay === undefined ? undefined : `http://127.0.0.1:${k.storeRelay.port}`, k.failpointsDir);
       await k.process.waitForLog('keeper started', 30_000);

@@ -5,6 +5,7 @@
  * PostgreSQL instance for the backup tests and benchmarks.
  */
 export { freePort } from './ports.js';
+export { makeBackupTls, type BackupTlsFiles } from './backup-tls.js';
 export { startS3Server, type S3ServerHandle, type StartS3ServerOptions } from './s3.js';
 export {
   runAs,
