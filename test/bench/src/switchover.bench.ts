@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { binPath, type LocalCluster, makeTempDir, query, removeDir, startLocalCluster, waitFor } from '@stolon-ts/harness';
-import { describeMachine, fileStamp, machineInfo, updateDocSection, writeResultLine } from './common.js';
+import { describeMachine, fileStamp, machineInfo, trackLoad, updateDocSection, writeResultLine } from './common.js';
 import { HAPROXY_DEFAULT, PATRONI_DEFAULT, patroniUnavailableReason, startPatroniEnv, type PatroniEnv } from './patroni.js';
 
 const TARGET_GAP_MS = 500;
@@ -329,7 +329,13 @@ const LABEL: Record<System, string> = {
   patroni: 'Patroni 3.0.2 + HAProxy (`patronictl switchover`, defaults)',
 };
 
-function render(opts: Options, runs: readonly RunResult[], date: string, patroniSkipped: string | undefined): { text: string; markdown: string } {
+function render(
+  opts: Options,
+  runs: readonly RunResult[],
+  date: string,
+  patroniSkipped: string | undefined,
+  load: { before: string; max: number },
+): { text: string; markdown: string } {
   const systems = (['stolon', 'patroni'] as const).filter((s) => runs.some((r) => r.system === s));
   const sums = new Map(systems.map((s) => [s, summarize(runs.filter((r) => r.system === s))]));
   const st = sums.get('stolon')!;
@@ -343,7 +349,7 @@ function render(opts: Options, runs: readonly RunResult[], date: string, patroni
   }
   t.push('');
   const md: string[] = [
-    `Measured ${date} with \`${command}\` on ${machine}, **the machine loaded by other work (2 cores shared)**: ` +
+    `Measured ${date} with \`${command}\` on ${machine}; 1-minute load average ${load.before} before the run, at most ${load.max.toFixed(2)} during it (the benchmark's own clusters included): ` +
       'stolon-ts with 2 keepers, 1 sentinel, 1 proxy and the default spec; Patroni 3.0.2 with 2 nodes, 1 etcd, its defaults ' +
       '(`ttl` 30, `loop_wait` 10, `retry_timeout` 10) and HAProxy with its documented checks (`inter 3s fall 3 rise 2`, `on-marked-down shutdown-sessions`).',
     '',
@@ -416,6 +422,7 @@ async function main(): Promise<number> {
   }
   const say = (s: string) => process.stdout.write(`[bench:switchover ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
   const stamp = fileStamp();
+  const load = trackLoad();
   const dir = await makeTempDir('stolon-bench-switchover-');
   let cluster: LocalCluster | undefined;
   let patroni: PatroniEnv | undefined;
@@ -447,7 +454,7 @@ async function main(): Promise<number> {
       say(`patroni: not run: ${skipped}`);
     }
     const date = new Date().toISOString().slice(0, 10);
-    const { text, markdown } = render(opts, runs, date, skipped);
+    const { text, markdown } = render(opts, runs, date, skipped, load());
     process.stdout.write(`${text}\n`);
     const file = await writeResultLine('switchover', stamp, { date, machine: machineInfo(), runs });
     say(`result line: ${file}`);
