@@ -1,13 +1,15 @@
 /**
  * The `backup` spec section turned into pgBackRest options (docs/backup.md). Pure: no I/O.
- * Every pgBackRest command the keeper runs — `archive-push` and `archive-get` from PostgreSQL,
- * `stanza-create`, `backup`, `info`, `restore`, `check` — reads the same settings from one
- * configuration file ({@link pgbackrestRepoSettings} rendered by {@link renderPgbackrestConf}), so
- * they all agree on where the repository is. A file, not command-line options: pgBackRest 2.45
- * refuses an option on the command line of a command it does not apply to (`--compress-type` for
- * `archive-get`, `--repo1-retention-full` for `archive-push`, …) but ignores it in a file
- * (https://pgbackrest.org/configuration.html). S3 credentials are never in the spec: the keeper
- * adds them to its own copy of the file.
+ * The keeper gives every pgBackRest command it runs — `archive-push` and `archive-get` from
+ * PostgreSQL, `stanza-create`, `backup`, `info`, `restore`, `check` — the same repository options
+ * from {@link pgbackrestRepoOptions}, less those the command refuses ({@link pgbackrestArgs}:
+ * pgBackRest 2.45 fails `archive-get` given `--compress-type`, `archive-push` given
+ * `--repo1-retention-full`, …), so they all agree on where the repository is; its own
+ * `<data-dir>/pgbackrest.conf` holds only what may not be on a command line (the S3 keys, the CA, the
+ * TLS server's settings). {@link pgbackrestRepoSettings} and {@link renderPgbackrestConf} write the
+ * same settings as a configuration file (where pgBackRest ignores options a command does not take),
+ * for tools run by hand, the tests and `bench:backup`. Options and files follow
+ * https://pgbackrest.org/command.html and https://pgbackrest.org/configuration.html.
  */
 import type { BackupSpec } from './types.js';
 

@@ -137,7 +137,7 @@ async function owned(env: { identity: OsIdentity | null }, path: string, mode = 
   }
 }
 
-/** Writes the pgBackRest configuration as the keeper does (`pgbackrestRepoSettings`), plus async archiving when asked. */
+/** Writes the keeper's repository settings as a pgBackRest configuration file (`pgbackrestRepoSettings`: the options the keeper passes on the command line), plus async archiving when asked. */
 async function writeConf(env: Env, archiveAsync: boolean): Promise<void> {
   const extra: Record<string, string> = { 'log-path': env.logDir, 'lock-path': env.logDir, 'log-level-file': 'warn' };
   if (archiveAsync) {
