@@ -242,13 +242,17 @@ async function archiverQuery(client: Client): Promise<ArchiverObservation> {
     ready: string;
     ready_bytes: string;
   }>(
-    `with ready as (select left(name, -6) as wal from pg_ls_archive_statusdir() where name like '%.ready')
+    // With archive_mode off PostgreSQL makes no .ready files: the one-time filters skip listing
+    // archive_status and pg_wal on every keeper pass of a cluster that does not archive.
+    `with ready as (select left(name, -6) as wal from pg_ls_archive_statusdir()
+                     where name like '%.ready' and current_setting('archive_mode') <> 'off')
      select archived_count::text as archived, last_archived_wal as last_archived,
             (extract(epoch from last_archived_time) * 1000)::bigint::text as archived_ms,
             failed_count::text as failed, last_failed_wal as last_failed,
             (extract(epoch from last_failed_time) * 1000)::bigint::text as failed_ms,
             (select count(*) from ready)::text as ready,
-            (select coalesce(sum(w.size), 0) from ready join pg_ls_waldir() w on w.name = ready.wal)::text as ready_bytes
+            (select coalesce(sum(w.size), 0) from ready
+               join (select name, size from pg_ls_waldir() where current_setting('archive_mode') <> 'off') w on w.name = ready.wal)::text as ready_bytes
        from pg_stat_archiver`,
   );
   const row = r.rows[0];
