@@ -11,7 +11,8 @@
  * (default 20 s, then 60 s) etcd is stopped with SIGSTOP and continued with SIGCONT, while two
  * writers run: one through the router and one straight to the primary's PostgreSQL port. A writer
  * is one connection inserting rows back to back (5 ms apart) with a 2 s client-side connect and
- * query timeout, reconnecting 20 ms after any error. Per writer: the largest gap between
+ * query timeout, reconnecting 20 ms after any error, each in its own worker thread (so the
+ * benchmark's log reading cannot delay its acknowledgements). Per writer: the largest gap between
  * consecutive acknowledged inserts within [freeze start, resume + 10 s] (the last ack before the
  * freeze counts as the first boundary, the end of the window as the last), the failed attempts in
  * that window, whether the primary afterwards is the same node on the same timeline with the same
@@ -37,6 +38,7 @@ import {
   type ProcessHandle,
 } from '@stolon-ts/harness';
 import { describeMachine, fileStamp, machineInfo, runCommand, trackLoad, updateDocSection, writeResultLine } from './common.js';
+import { ThreadWriter } from './store-outage-writer.js';
 import { HAPROXY_DEFAULT, PATRONI_DEFAULT, patroniUnavailableReason, startPatroniEnv, type PatroniEnv } from './patroni.js';
 
 const SYSTEMS = ['stolon-failsafe', 'stolon-nofailsafe', 'patroni-failsafe', 'patroni-nofailsafe'] as const;
@@ -105,6 +107,11 @@ function parseOptions(argv: readonly string[]): Options {
   return { freezesS, systems: systems as System[], writeDoc: values['write-doc'], keep: values.keep, logLevel: values['log-level'], argv };
 }
 
+/** A writer thread for one freeze: it runs at most the freeze plus 2 minutes. */
+function newWriter(name: string, config: pg.ClientConfig, freezeS: number): ThreadWriter {
+  return new ThreadWriter({ name, config, maxRunMs: (freezeS + 120) * 1000, pauseMs: PAUSE_MS, reconnectMs: RECONNECT_MS, queryTimeoutMs: QUERY_TIMEOUT_MS, warmAcks: 20 });
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Resolves when `p` settles or after `ms`, whichever first (never rejects). */
@@ -121,85 +128,7 @@ function bounded(p: Promise<unknown> | undefined, ms: number): Promise<void> {
   ]).finally(() => clearTimeout(timer));
 }
 
-/** Closes a client without waiting for the server (which may be frozen or gone). */
-function drop(c: pg.Client | undefined): void {
-  if (c === undefined) {
-    return;
-  }
-  (c as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
-  void c.end().catch(() => undefined);
-}
-
 const TABLE_SQL = 'create table if not exists bench_outage (writer text not null, seq int not null, primary key (writer, seq))';
-
-/**
- * One application connection inserting rows into `bench_outage` back to back ({@link PAUSE_MS}
- * apart) with a {@link QUERY_TIMEOUT_MS} connect and query timeout, reconnecting
- * {@link RECONNECT_MS} after any error; runs at most `maxRunMs`.
- */
-class Writer {
-  /** Acknowledgement times, epoch ms, ascending. */
-  readonly acks: number[] = [];
-  /** Sequence numbers of the acknowledged rows (parallel to {@link Writer.acks}). */
-  readonly ackedSeqs: number[] = [];
-  /** Times of failed attempts (connect or insert), epoch ms. */
-  readonly failures: number[] = [];
-  /** Failure messages (digits replaced by `N`) with their counts. */
-  readonly errors = new Map<string, number>();
-  private stopped = false;
-  private done: Promise<void> | undefined;
-  private client: pg.Client | undefined;
-
-  constructor(
-    readonly name: string,
-    private readonly config: pg.ClientConfig,
-    private readonly maxRunMs: number,
-  ) {}
-
-  start(): void {
-    this.done ??= this.loop();
-  }
-
-  /** Stops the loop and drops the connection; resolves within 5 s. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    drop(this.client);
-    await bounded(this.done, 5000);
-  }
-
-  private async loop(): Promise<void> {
-    const deadline = Date.now() + this.maxRunMs;
-    let seq = 0;
-    while (!this.stopped && Date.now() < deadline) {
-      try {
-        if (this.client === undefined) {
-          const c = new pg.Client({ ...this.config, connectionTimeoutMillis: QUERY_TIMEOUT_MS, query_timeout: QUERY_TIMEOUT_MS });
-          c.on('error', () => undefined);
-          this.client = c;
-          await c.connect();
-        }
-        seq += 1;
-        await this.client.query('insert into bench_outage (writer, seq) values ($1, $2)', [this.name, seq]);
-        if (!this.stopped) {
-          this.acks.push(Date.now());
-          this.ackedSeqs.push(seq);
-        }
-        await sleep(PAUSE_MS);
-      } catch (err) {
-        if (!this.stopped) {
-          this.failures.push(Date.now());
-          const msg = ((err as Error).message || String(err)).replace(/\d+/g, 'N').slice(0, 100);
-          this.errors.set(msg, (this.errors.get(msg) ?? 0) + 1);
-        }
-        drop(this.client);
-        this.client = undefined;
-        await sleep(RECONNECT_MS);
-      }
-    }
-    drop(this.client);
-    this.client = undefined;
-  }
-}
 
 /**
  * The largest gap, ms, between consecutive acknowledgements (`acks`, ascending epoch ms) within
@@ -383,7 +312,7 @@ function verdict(before: PrimaryId, after: PrimaryId | null): string {
   return 'same';
 }
 
-async function lostRows(env: SystemEnv, w: Writer): Promise<number | null> {
+async function lostRows(env: SystemEnv, w: ThreadWriter): Promise<number | null> {
   try {
     const rows = await query<{ seq: number }>({ ...env.proxyConfig(), connectionTimeoutMillis: 3000, query_timeout: 20_000 }, 'select seq from bench_outage where writer = $1', [w.name]);
     const present = new Set(rows.map((r) => r.seq));
@@ -406,9 +335,9 @@ async function measureFreeze(system: System, env: SystemEnv, freezeS: number, sa
     throw new Error('no primary before the freeze');
   }
   const before = await primaryId(env, p);
-  const writers: Record<WriterKind, Writer> = {
-    proxy: new Writer(`${system}-${freezeS}s-proxy`, env.proxyConfig(), (freezeS + 120) * 1000),
-    direct: new Writer(`${system}-${freezeS}s-direct`, env.directConfig(p), (freezeS + 120) * 1000),
+  const writers: Record<WriterKind, ThreadWriter> = {
+    proxy: newWriter(`${system}-${freezeS}s-proxy`, env.proxyConfig(), freezeS),
+    direct: newWriter(`${system}-${freezeS}s-direct`, env.directConfig(p), freezeS),
   };
   let start = 0;
   let resumed = 0;
@@ -418,9 +347,9 @@ async function measureFreeze(system: System, env: SystemEnv, freezeS: number, sa
       w.start();
     }
     const warm = Date.now() + 30_000;
-    while (writers.proxy.acks.length < 20 || writers.direct.acks.length < 20) {
+    while (!writers.proxy.warm || !writers.direct.warm) {
       if (Date.now() > warm) {
-        throw new Error(`writers did not get 20 acks each within 30 s (proxy ${writers.proxy.acks.length}, direct ${writers.direct.acks.length})`);
+        throw new Error(`writers did not get 20 acks each within 30 s (proxy warm: ${writers.proxy.warm}, direct warm: ${writers.direct.warm})`);
       }
       await sleep(50);
     }

@@ -1,0 +1,181 @@
+/**
+ * The writers of `bench:store-outage`, each in its own worker thread.
+ *
+ * A writer is one application connection inserting rows into `bench_outage` back to back
+ * (`pauseMs` apart) with a `queryTimeoutMs` connect and query timeout, reconnecting `reconnectMs`
+ * after any error. It runs on its own event loop so that what the benchmark process does
+ * meanwhile (reading every daemon's log lines from their pipes, polling the cluster) cannot delay
+ * its acknowledgements: the gaps it measures are the system's, not the harness's. The same
+ * applies to every system measured, Patroni included.
+ *
+ * This file is both the main-thread handle ({@link ThreadWriter}) and the worker's body (run when
+ * it is loaded as a worker with {@link WriterInit} as its `workerData`).
+ */
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import pg from 'pg';
+
+/** What a writer thread is started with (structured-cloned into the worker). */
+export interface WriterInit {
+  /** Written into `bench_outage.writer`. */
+  readonly name: string;
+  readonly config: pg.ClientConfig;
+  /** The loop ends by itself after this long, ms. */
+  readonly maxRunMs: number;
+  /** Pause after an acknowledged insert, ms. */
+  readonly pauseMs: number;
+  /** Pause before reconnecting after an error, ms. */
+  readonly reconnectMs: number;
+  /** Client-side connect and query timeout, ms. */
+  readonly queryTimeoutMs: number;
+  /** The worker posts `warm` once it has this many acknowledgements. */
+  readonly warmAcks: number;
+}
+
+/** What the worker posts back when it stops. */
+interface WriterResult {
+  readonly type: 'result';
+  readonly acks: number[];
+  readonly ackedSeqs: number[];
+  readonly failures: number[];
+  readonly errors: [string, number][];
+}
+
+type FromWorker = { readonly type: 'warm' } | WriterResult;
+
+/**
+ * Main-thread handle of one writer thread. The figures (`acks`, `ackedSeqs`, `failures`,
+ * `errors`) are filled in by {@link ThreadWriter.stop}.
+ */
+export class ThreadWriter {
+  /** Acknowledgement times, epoch ms, ascending. */
+  readonly acks: number[] = [];
+  /** Sequence numbers of the acknowledged rows (parallel to {@link ThreadWriter.acks}). */
+  readonly ackedSeqs: number[] = [];
+  /** Times of failed attempts (connect or insert), epoch ms. */
+  readonly failures: number[] = [];
+  /** Failure messages (digits replaced by `N`) with their counts. */
+  readonly errors = new Map<string, number>();
+  private worker: Worker | undefined;
+  private warmSeen = false;
+  private result: Promise<WriterResult | undefined> | undefined;
+
+  constructor(private readonly init: WriterInit) {}
+
+  get name(): string {
+    return this.init.name;
+  }
+
+  start(): void {
+    if (this.worker !== undefined) {
+      return;
+    }
+    const w = new Worker(new URL(import.meta.url), { workerData: this.init });
+    this.worker = w;
+    this.result = new Promise((resolve) => {
+      w.on('message', (m: FromWorker) => {
+        if (m.type === 'warm') {
+          this.warmSeen = true;
+        } else {
+          resolve(m);
+        }
+      });
+      w.once('error', () => resolve(undefined));
+      w.once('exit', () => resolve(undefined));
+    });
+  }
+
+  /** Whether the writer has had {@link WriterInit.warmAcks} acknowledgements. */
+  get warm(): boolean {
+    return this.warmSeen;
+  }
+
+  /**
+   * Stops the loop, copies the figures in and ends the thread; resolves within about 10 s.
+   * @throws Error when the thread ended without posting its figures.
+   */
+  async stop(): Promise<void> {
+    const w = this.worker;
+    if (w === undefined) {
+      return;
+    }
+    w.postMessage('stop');
+    let timer: NodeJS.Timeout | undefined;
+    const r = await Promise.race([this.result, new Promise<undefined>((res) => (timer = setTimeout(() => res(undefined), 10_000)))]).finally(() => clearTimeout(timer));
+    await w.terminate();
+    if (r === undefined) {
+      throw new Error(`writer ${this.init.name}: its thread ended without posting its figures`);
+    }
+    this.acks.push(...r.acks);
+    this.ackedSeqs.push(...r.ackedSeqs);
+    this.failures.push(...r.failures);
+    for (const [k, v] of r.errors) {
+      this.errors.set(k, v);
+    }
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Closes a client without waiting for the server (which may be frozen or gone). */
+function drop(c: pg.Client | undefined): void {
+  if (c === undefined) {
+    return;
+  }
+  (c as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+  void c.end().catch(() => undefined);
+}
+
+/** The worker's body: the insert loop, until `stop` or {@link WriterInit.maxRunMs}. */
+async function runWriter(init: WriterInit, port: NonNullable<typeof parentPort>): Promise<void> {
+  let stopped = false;
+  let client: pg.Client | undefined;
+  port.on('message', (m) => {
+    if (m === 'stop') {
+      stopped = true;
+      drop(client);
+    }
+  });
+  const acks: number[] = [];
+  const ackedSeqs: number[] = [];
+  const failures: number[] = [];
+  const errors = new Map<string, number>();
+  const deadline = Date.now() + init.maxRunMs;
+  let seq = 0;
+  let warmPosted = false;
+  while (!stopped && Date.now() < deadline) {
+    try {
+      if (client === undefined) {
+        const c = new pg.Client({ ...init.config, connectionTimeoutMillis: init.queryTimeoutMs, query_timeout: init.queryTimeoutMs });
+        c.on('error', () => undefined);
+        client = c;
+        await c.connect();
+      }
+      seq += 1;
+      await client.query('insert into bench_outage (writer, seq) values ($1, $2)', [init.name, seq]);
+      if (!stopped) {
+        acks.push(Date.now());
+        ackedSeqs.push(seq);
+        if (!warmPosted && acks.length >= init.warmAcks) {
+          warmPosted = true;
+          port.postMessage({ type: 'warm' } satisfies FromWorker);
+        }
+      }
+      await sleep(init.pauseMs);
+    } catch (err) {
+      if (!stopped) {
+        failures.push(Date.now());
+        const msg = ((err as Error).message || String(err)).replace(/\d+/g, 'N').slice(0, 100);
+        errors.set(msg, (errors.get(msg) ?? 0) + 1);
+      }
+      drop(client);
+      client = undefined;
+      await sleep(init.reconnectMs);
+    }
+  }
+  drop(client);
+  port.postMessage({ type: 'result', acks, ackedSeqs, failures, errors: [...errors.entries()] } satisfies FromWorker);
+}
+
+if (!isMainThread && parentPort !== null) {
+  void runWriter(workerData as WriterInit, parentPort);
+}
