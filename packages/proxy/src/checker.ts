@@ -213,6 +213,7 @@ export class Checker {
       deadlineMs: this.everSucceeded && !this.watchdogFired ? this.checkDeadline : undefined,
       proxyTimeoutMs: this.proxyTimeoutMs,
       checkIntervalMs: this.checkIntervalMs,
+      holdMs: this.routing.target === null ? this.routing.holdMs : 0,
       nowMs: this.passes.nowMs(),
     };
   }

@@ -14,6 +14,7 @@ function snap(over: Partial<ProxyHealthSnapshot> = {}): ProxyHealthSnapshot {
     deadlineMs: 25_000,
     proxyTimeoutMs: 15_000,
     checkIntervalMs: 5_000,
+    holdMs: 0,
     nowMs: 11_000,
     ...over,
   };
@@ -87,6 +88,18 @@ const readyCases: Case[] = [
     reason: /^proxy check loop stalled/,
   },
   { title: 'no successful check yet: not ready', snapshot: snap({ state: 'fenced', lastGoodCheckAtMs: undefined, deadlineMs: undefined }), ok: false, reason: /^no successful check yet$/ },
+  {
+    title: 'holding new connections in a planned switchover: ready (they will be routed to the new primary)',
+    snapshot: snap({ state: 'fenced', target: null, holdMs: 10_000 }),
+    ok: true,
+    reason: /^holding new connections for a planned switchover \(switchoverHoldTimeout 10000 ms\); last successful check 1000 ms ago/,
+  },
+  {
+    title: 'holding, but the watchdog fired: not ready',
+    snapshot: snap({ state: 'store-lost', target: null, holdMs: 10_000, deadlineMs: undefined, nowMs: 26_000, loop: { createdAtMs: 0, passInProgressSinceMs: undefined, lastSettledAtMs: 25_500, passes: 7 } }),
+    ok: false,
+    reason: /^no successful check for 16000 ms/,
+  },
 ];
 
 const roCases: Case[] = [

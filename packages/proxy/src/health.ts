@@ -14,7 +14,9 @@
  *   `store-lost`, keeps the target until then, so it stays ready: a short etcd leader election
  *   must not empty the Service), or failsafe mode
  *   moved the deadline because the primary's keeper confirmed its role while the store is
- *   unreachable (the proxy then still routes, so it stays ready).
+ *   unreachable (the proxy then still routes, so it stays ready). While it holds new clients in
+ *   a planned switchover (no target, `switchoverHoldTimeout` in force) it stays ready too: the
+ *   held clients go to the new primary, so leaving the Service would only refuse them.
  * - **Read-only ready** (`/readyz/read-only`): alive, a read-only listener, at least one
  *   read-only target, and the same freshness.
  *
@@ -51,6 +53,11 @@ export interface ProxyHealthSnapshot {
   /** The spec's proxyTimeout and proxyCheckInterval in force, ms. */
   readonly proxyTimeoutMs: number;
   readonly checkIntervalMs: number;
+  /**
+   * With no target: how long a new client is held for a planned switchover (the spec's
+   * `switchoverHoldTimeout` in force), ms; 0 when new clients are not held.
+   */
+  readonly holdMs: number;
   /** Now, on the same clock. */
   readonly nowMs: number;
 }
@@ -104,6 +111,11 @@ export function proxyReadiness(s: ProxyHealthSnapshot): CheckResult {
   const stale = notFresh(s);
   if (stale !== undefined) {
     return stale;
+  }
+  if (s.target === null && s.holdMs > 0) {
+    // A held client is accepted and routed to the new primary once it is known, so taking this
+    // proxy out of a load balancer for the switchover would only turn waits into refusals.
+    return { ok: true, reason: `holding new connections for a planned switchover (switchoverHoldTimeout ${s.holdMs} ms); ${freshness(s)}` };
   }
   if (s.target === null) {
     return { ok: false, reason: `not routing to a primary (proxy ${s.state}); ${freshness(s)}` };
