@@ -1,8 +1,8 @@
-/** When the switchover target's keeper watches for the end of streaming (final-wal.ts). */
+/** When the switchover target's keeper watches for the end of streaming, and when the old primary's checkpoints (final-wal.ts). */
 import { describe, expect, it } from 'vitest';
 import type { ClusterData, FailoverEvent } from '@stolon-ts/cluster';
 import { aCluster, T0 } from '@stolon-ts/cluster/testing';
-import { awaitsFinalWal } from './final-wal.js';
+import { awaitsFinalWal, switchoverStarting } from './final-wal.js';
 
 /** k1 primary, k2 and k3 its standbys; a switchover to `target` (db-<target>) in progress when `ev` is given. */
 function cluster(opts: { ev?: Partial<FailoverEvent>; shutdown?: boolean; target?: string } = {}): ClusterData {
@@ -47,5 +47,22 @@ describe('awaitsFinalWal', () => {
   ];
   it.each(cases)('$name: $want', ({ cd, keeper, db, want }) => {
     expect(awaitsFinalWal(cd, keeper, db)).toBe(want);
+  });
+});
+
+describe('switchoverStarting', () => {
+  const cases: { name: string; cd: ClusterData | undefined; db: string; want: boolean }[] = [
+    { name: 'the old primary while the proxies are fenced', cd: cluster({ ev: {} }), db: 'db-k1', want: true },
+    { name: 'the old primary once its shutdown is ordered', cd: cluster({ ev: {}, shutdown: true }), db: 'db-k1', want: false },
+    { name: 'the target', cd: cluster({ ev: {} }), db: 'db-k2', want: false },
+    { name: 'a keeper holding no DB', cd: cluster({ ev: {} }), db: '', want: false },
+    { name: 'a failover', cd: cluster({ ev: { kind: 'failover' } }), db: 'db-k1', want: false },
+    { name: 'a switchover already ended', cd: cluster({ ev: { result: 'completed' } }), db: 'db-k1', want: false },
+    { name: 'a switchover of another primary', cd: cluster({ ev: { oldPrimary: { keeperUID: 'k9', dbUid: 'db-k9', xLogPos: 0 } } }), db: 'db-k1', want: false },
+    { name: 'no switchover in progress', cd: cluster(), db: 'db-k1', want: false },
+    { name: 'no clusterdata read yet', cd: undefined, db: 'db-k1', want: false },
+  ];
+  it.each(cases)('$name: $want', ({ cd, db, want }) => {
+    expect(switchoverStarting(cd, db)).toBe(want);
   });
 });

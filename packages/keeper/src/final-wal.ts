@@ -9,6 +9,11 @@
  * received position — as soon as streaming ends: a walsender of a cleanly shutting-down primary
  * exits only once the standby confirmed it flushed every WAL record up to the shutdown
  * checkpoint. The decision stays the sentinel's; this only makes the report it waits for early.
+ *
+ * The old primary's part: as soon as its keeper sees the switchover start (the sentinel fences
+ * the proxies first, then orders the shutdown), it runs a `CHECKPOINT` in the background, as
+ * Patroni does before demoting, so that the shutdown checkpoint, on the path of the write outage,
+ * has little left to write.
  */
 import { errorMessage, type ClusterData } from '@stolon-ts/cluster';
 import type { KeeperRuntime } from './runtime.js';
@@ -66,4 +71,42 @@ export function watchFinalWal(rt: KeeperRuntime): void {
     })
     .catch((err: unknown) => rt.log.debug({ err }, `waiting for the end of streaming failed: ${errorMessage(err)}`))
     .finally(() => watching.delete(rt));
+}
+
+/**
+ * Whether this keeper holds the primary a switchover in progress is about to shut down, before
+ * the sentinel ordered the shutdown (the proxies are being fenced): the switchover
+ * (`cluster.status.failover`, kind `switchover`, no result yet) names `dbUid` as its old primary,
+ * `dbUid` is still the primary and has no `shutdownForSwitchover` yet. Pure.
+ * @param cd the clusterdata last read
+ * @param dbUid the uid of the DB this keeper holds ('' for none)
+ */
+export function switchoverStarting(cd: ClusterData | undefined, dbUid: string): boolean {
+  const ev = cd?.cluster.status.failover;
+  if (cd === undefined || dbUid === '' || ev?.kind !== 'switchover' || ev.result !== undefined || ev.oldPrimary.dbUid !== dbUid) {
+    return false;
+  }
+  const db = cd.dbs[dbUid];
+  return cd.cluster.status.master === dbUid && db?.spec.role === 'master' && db.spec.shutdownForSwitchover !== true;
+}
+
+/** The switchover (event id) each runtime last checkpointed for: one checkpoint per switchover. */
+const checkpointedFor = new WeakMap<KeeperRuntime, string>();
+
+/**
+ * Runs a `CHECKPOINT` in the background, once per switchover, when {@link switchoverStarting}
+ * holds for `cd` and PostgreSQL runs. Never throws, never waits (a failure is logged at debug
+ * level: the shutdown checkpoint then simply has more to write).
+ */
+export function checkpointBeforeShutdown(rt: KeeperRuntime, cd: ClusterData, running: boolean): void {
+  const id = cd.cluster.status.failover?.id ?? '';
+  if (!running || checkpointedFor.get(rt) === id || !switchoverStarting(cd, rt.local.uid)) {
+    return;
+  }
+  checkpointedFor.set(rt, id);
+  const started = performance.now();
+  void rt.pg
+    .checkpoint()
+    .then(() => rt.log.info({ durationMs: Math.round(performance.now() - started) }, 'switchover starting: checkpoint done before the shutdown'))
+    .catch((err: unknown) => rt.log.debug({ err }, `checkpoint before the switchover's shutdown failed: ${errorMessage(err)}`));
 }

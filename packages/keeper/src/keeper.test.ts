@@ -309,6 +309,25 @@ describe('keeper in-process: one test per action kind', () => {
     expect(pg.count('start')).toBe(0);
   });
 
+  it('a primary whose switchover starts (proxies being fenced) checkpoints once in the background, before its shutdown is ordered', async () => {
+    const cd = fast().withPrimary('k1').withStandby('k2').build();
+    cd.cluster.status.failover = {
+      id: 'sw1',
+      kind: 'switchover',
+      cause: 'requested with stolonctl switchover',
+      oldPrimary: { keeperUID: 'k1', dbUid: 'db-k1', xLogPos: 0 },
+      newPrimary: { keeperUID: 'k2', dbUid: 'db-k2', xLogPos: 0 },
+      phases: { declaredFailed: new Date().toISOString() },
+    };
+    const pg = runningPg('master');
+    const r = await startKeeper(cd, { pg, local: local('db-k1') });
+    await until('the checkpoint', () => pg.count('checkpoint') > 0);
+    await new Promise((res) => setTimeout(res, 300)); // several passes (sleepInterval 100 ms)
+    expect(pg.count('checkpoint')).toBe(1);
+    expect(pg.inst.running).toBe(true);
+    expect(r.lines.some((l) => l.msg === 'switchover starting: checkpoint done before the shutdown')).toBe(true);
+  });
+
   it('switchover-stop: the primary asked to shut down for a switchover stops cleanly and records the generation', async () => {
     const cd = fast().withPrimary('k1', { generation: 4 }).withStandby('k2').build();
     cd.dbs['db-k1']!.spec.shutdownForSwitchover = true;

@@ -7,7 +7,7 @@ import { failpoint, redactConninfo, type PassResult } from '@stolon-ts/common';
 import { describeActivity } from './activity.js';
 import { execute, taskName } from './actions.js';
 import { promiseHold } from './failsafe.js';
-import { watchFinalWal } from './final-wal.js';
+import { checkpointBeforeShutdown, watchFinalWal } from './final-wal.js';
 import { refreshPasswords, rotatePasswords } from './passwords.js';
 import { planKeeperAction, reloadDue } from './plan.js';
 import { maintainStanza } from './stanza.js';
@@ -59,6 +59,7 @@ export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Prom
     return { sentence: 'no clusterdata: waiting for `stolonctl init`' };
   }
   watchFinalWal(rt);
+  checkpointBeforeShutdown(rt, cd, obs.running);
   if (rt.switchoverRequestedAt !== undefined && !isPrimary) {
     // Stopping after handing the primary over (drain.ts): PostgreSQL, shut down for the
     // switchover, is not started again as a standby only to be stopped.

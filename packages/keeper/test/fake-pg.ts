@@ -223,6 +223,11 @@ export class FakePostgres implements PostgresManager {
     });
   }
 
+  checkpoint(): Promise<void> {
+    // Fired in the background: a real one fails harmlessly on a stopped instance.
+    return this.#run('checkpoint', undefined, () => undefined);
+  }
+
   /** Streaming "ends" at once unless {@link streaming} is set. */
   async waitStreamingEnd(_timeoutMs: number, wanted: () => boolean): Promise<boolean> {
     this.calls.push('waitStreamingEnd');

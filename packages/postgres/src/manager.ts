@@ -360,6 +360,12 @@ export interface PostgresManager {
    */
   restart(timeoutMs: number): Promise<void>;
   /**
+   * `CHECKPOINT` (before a planned shutdown: the shutdown checkpoint then has little to write).
+   * @throws StolonError `PG_NOT_RUNNING` (transient) when no connection can be made; the
+   *   driver's error otherwise (a statement timeout after 5 s ends the wait, not the checkpoint).
+   */
+  checkpoint(): Promise<void>;
+  /**
    * Stops postgres as `pg_ctl stop -m fast` does by default (`immediate` for a crash stop),
    * checking every 5 ms whether it exited.
    */

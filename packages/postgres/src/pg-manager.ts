@@ -43,7 +43,7 @@ import { syncSlots } from './pg-slots.js';
 import { PgSocket, defaultSocketDir } from './pg-socket.js';
 import { REPL_PASSFILE } from './pgdata.js';
 import { isRunning } from './postmaster-pid.js';
-import { promoteStandby, reloadPostmaster, restartPostmaster, startPostmaster, stopPostmaster } from './postmaster.js';
+import { checkpoint, promoteStandby, reloadPostmaster, restartPostmaster, startPostmaster, stopPostmaster } from './postmaster.js';
 
 /** How often {@link PgManager.waitStreamingEnd} asks pg_stat_wal_receiver, ms. */
 const STREAMING_END_POLL_MS = 10;
@@ -193,6 +193,11 @@ export class PgManager implements PostgresManager {
   /** Stops (`fast`) and starts again, see {@link restartPostmaster} in postmaster.ts. */
   restart(timeoutMs: number): Promise<void> {
     return restartPostmaster(this.#ctx, timeoutMs);
+  }
+
+  /** `CHECKPOINT`, see {@link checkpoint} in postmaster.ts. */
+  checkpoint(): Promise<void> {
+    return checkpoint(this.#ctx);
   }
 
   /** Stops the postmaster (as `pg_ctl stop`), see {@link stopPostmaster} in postmaster.ts. */

@@ -123,6 +123,24 @@ export async function restartPostmaster(ctx: PgContext, timeoutMs: number): Prom
   await startPostmaster(ctx, timeoutMs, true);
 }
 
+/**
+ * `CHECKPOINT` on a running instance (the caller bounds nothing: the statement timeout of the
+ * socket connection, 5 s, ends the wait, not the checkpoint, which the checkpointer finishes).
+ * Before a planned shutdown it leaves the shutdown checkpoint little to write, so the shutdown is
+ * short (Patroni checkpoints before demoting a primary for the same reason).
+ * @throws StolonError `PG_NOT_RUNNING` (transient) when no connection can be made; the driver's
+ *   error when the statement fails or times out.
+ * @see https://www.postgresql.org/docs/current/sql-checkpoint.html
+ */
+export async function checkpoint(ctx: PgContext): Promise<void> {
+  const client = await ctx.socket.connectOrThrow();
+  try {
+    await client.query('checkpoint');
+  } finally {
+    await endQuietly(client);
+  }
+}
+
 /** How often {@link stopPostmaster} checks whether the postmaster exited, ms (50 ms after the first 2 s). */
 const STOP_POLL_MS = 5;
 
