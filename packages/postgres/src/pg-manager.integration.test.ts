@@ -648,9 +648,11 @@ describe('PgManager (real PostgreSQL)', () => {
       return o.slots.length === 0 ? true : undefined;
     }, 'stolon_s1 to be dropped once the standby disconnected');
 
+    await primary.checkpoint();
     await standby.stop('fast');
     await primary.stop('immediate');
     await primary.stop(); // already stopped: no-op
+    await expect(primary.checkpoint()).rejects.toMatchObject({ code: 'PG_NOT_RUNNING' });
     for (const m of [primary, standby]) {
       expect(await m.isRunning()).toBe(false);
       const obs = await m.observe();
