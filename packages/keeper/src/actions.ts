@@ -284,16 +284,27 @@ async function converge(rt: KeeperRuntime, action: Action<'converge'>, cd: Clust
   const wasRunning = await pg.isRunning();
   let running = wasRunning;
   let changed = false;
+  let promoted = false;
   if (action.role === 'master' && !running && obs.role === 'standby') {
     await recoverThenPromote(rt, cd, db);
     running = true;
     changed = true;
+    promoted = true;
   }
   if (action.promote) {
     // Promote first: the manager (like pg_ctl) needs the instance still in standby mode, and
     // rewriting the configuration below removes standby.signal.
     await pg.promote(rt.waitReadyMs());
     changed = true;
+    promoted = true;
+  }
+  if (promoted && earlyReport(rt, db)) {
+    // The new primary takes writes now: report it converged at once, so that the sentinel routes
+    // the proxies to it while the configuration (the primary's pg_hba lines for its standbys, the
+    // recovery settings dropped) and its standbys' replication slots are written below; the
+    // published generation does not wait for them, the passes keep applying them.
+    await rt.setLocal({ ...rt.local, generation: db.generation, clusterUID: cd.cluster.uid });
+    await rt.publish(cd, await rt.observe());
   }
   updateInternalOnly(rt, db, action.role === 'master', wasRunning, obs);
   const cfg = await rt.pgConfig(cd, db, action.role === 'master', rt.internalOnly);
@@ -333,6 +344,18 @@ async function converge(rt: KeeperRuntime, action: Action<'converge'>, cd: Clust
     changed = true;
   }
   return changed;
+}
+
+/**
+ * Whether a just-promoted primary may report its generation applied before its configuration and
+ * replication slots are written (see converge): only when nothing the rest of converge does can
+ * matter to the writes the proxies then send it. Not with synchronous replication (its
+ * synchronous_standby_names and internal-only pg_hba must be in place before any write, and its
+ * standby must find its slot at once, or commits wait for its reconnection), nor when a restart
+ * could follow (`stolonctl restart` pending, or `automaticPgRestart`).
+ */
+function earlyReport(rt: KeeperRuntime, db: DB): boolean {
+  return !db.spec.synchronousReplication && db.spec.automaticPgRestart !== true && !restartRequested(db, rt.local.generation) && rt.local.generation !== db.generation;
 }
 
 /**

@@ -271,11 +271,61 @@ describe('keeper in-process: one test per action kind', () => {
     expect(await r.dbstate()).toEqual(local('db-k1'));
   });
 
+  it('converge: a promoted primary reports its generation applied before it writes its configuration and slots (asynchronous replication)', async () => {
+    const pg = runningPg('standby');
+    const held = pg.hang('writeConfig');
+    const r = await startKeeper(fast().withPrimary('k1', { generation: 2 }).withStandby('k2').build(), { pg, local: local('db-k1', 1) });
+    await held.entered;
+    // Promoted, the configuration not written yet: the sentinel can already route to it.
+    expect(pg.inst.role).toBe('master');
+    const info = await until('generation 2 published', async () => ((await r.info())?.postgresState?.generation === 2 ? true : undefined), 2000);
+    expect(info).toBe(true);
+    expect(pg.count('syncSlots')).toBe(0);
+    held.release();
+    await until('the configuration and the follower slot', () => pg.inst.config?.recovery === null && pg.inst.slots.includes('stolon_db-k2'));
+  });
+
+  it('converge: with synchronous replication a promoted primary reports its generation only once configured, with its standbys\' slots', async () => {
+    const pg = runningPg('standby');
+    const held = pg.hang('writeConfig');
+    const cd = aCluster({ spec: { ...FAST, synchronousReplication: true } })
+      .initialized()
+      .withPrimary('k1', { generation: 2 })
+      .withStandby('k2')
+      .build();
+    const r = await startKeeper(cd, { pg, local: local('db-k1', 1) });
+    await held.entered;
+    await new Promise((res) => setTimeout(res, 300));
+    expect((await r.info())?.postgresState?.generation).toBe(1);
+    held.release();
+    await until('generation 2 published', async () => (await r.info())?.postgresState?.generation === 2);
+    expect(pg.calls.lastIndexOf('syncSlots')).toBeGreaterThan(pg.calls.indexOf('writeConfig'));
+  });
+
   it('stop-postgres: a running instance whose keeper has no DB any more is stopped (a former primary takes no writes)', async () => {
     const pg = runningPg('master');
     await startKeeper(fast().withPrimary('k0').withKeeper('k1').build(), { pg, local: local('db-old') });
     await until('postgres stopped', () => !pg.inst.running);
     expect(pg.count('start')).toBe(0);
+  });
+
+  it('a primary whose switchover starts (proxies being fenced) checkpoints once in the background, before its shutdown is ordered', async () => {
+    const cd = fast().withPrimary('k1').withStandby('k2').build();
+    cd.cluster.status.failover = {
+      id: 'sw1',
+      kind: 'switchover',
+      cause: 'requested with stolonctl switchover',
+      oldPrimary: { keeperUID: 'k1', dbUid: 'db-k1', xLogPos: 0 },
+      newPrimary: { keeperUID: 'k2', dbUid: 'db-k2', xLogPos: 0 },
+      phases: { declaredFailed: new Date().toISOString() },
+    };
+    const pg = runningPg('master');
+    const r = await startKeeper(cd, { pg, local: local('db-k1') });
+    await until('the checkpoint', () => pg.count('checkpoint') > 0);
+    await new Promise((res) => setTimeout(res, 300)); // several passes (sleepInterval 100 ms)
+    expect(pg.count('checkpoint')).toBe(1);
+    expect(pg.inst.running).toBe(true);
+    expect(r.lines.some((l) => l.msg === 'switchover starting: checkpoint done before the shutdown')).toBe(true);
   });
 
   it('switchover-stop: the primary asked to shut down for a switchover stops cleanly and records the generation', async () => {
@@ -544,6 +594,35 @@ describe('keeper in-process: passes the clusterdata watch asks for', () => {
     cd.keepers['k1']!.status.priority = 5;
     await r.put(cd);
     await until('a pass for the relevant change', () => pg.count('observe') > observed, 1500);
+  });
+
+  it('the switchover target publishes the WAL it received as soon as streaming from the old primary ends, without waiting for a pass', async () => {
+    const cd = aCluster({ spec: SLOW }).initialized().withPrimary('k0').withStandby('k1').build();
+    cd.cluster.status.failover = {
+      id: 'sw1',
+      kind: 'switchover',
+      cause: 'requested with stolonctl switchover',
+      oldPrimary: { keeperUID: 'k0', dbUid: 'db-k0', xLogPos: 0 },
+      newPrimary: { keeperUID: 'k1', dbUid: 'db-k1', xLogPos: 0 },
+      phases: { declaredFailed: new Date().toISOString() },
+    };
+    cd.dbs['db-k0']!.spec.shutdownForSwitchover = true;
+    const pg = runningPg('standby');
+    pg.streaming = true;
+    const r = await startKeeper(cd, { pg, local: local('db-k1') });
+    await until('the watch for the end of streaming', () => pg.count('waitStreamingEnd') > 0);
+    await new Promise((res) => setTimeout(res, 300));
+    const before = (await r.info())?.infoUID;
+    // The old primary's shutdown checkpoint arrives, then its walsender exits.
+    pg.inst.xLogPos += 0x100;
+    pg.streaming = false;
+    const started = Date.now();
+    await until('the received WAL published', async () => (await r.info())?.postgresState?.xLogPos === pg.inst.xLogPos, 2000);
+    expect(Date.now() - started).toBeLessThan(1500); // sleepInterval is 3 s
+    expect((await r.info())?.infoUID).not.toBe(before);
+    // Once per switchover: no watch again while the sentinel has not promoted yet.
+    await new Promise((res) => setTimeout(res, 300));
+    expect(pg.count('waitStreamingEnd')).toBe(1);
   });
 
   it('a steady-state pass publishes once and observes once: nothing changed, so no second publish and no slot sync', async () => {

@@ -7,6 +7,7 @@ import { failpoint, redactConninfo, type PassResult } from '@stolon-ts/common';
 import { describeActivity } from './activity.js';
 import { execute, taskName } from './actions.js';
 import { promiseHold } from './failsafe.js';
+import { checkpointBeforeShutdown, watchFinalWal } from './final-wal.js';
 import { refreshPasswords, rotatePasswords } from './passwords.js';
 import { planKeeperAction, reloadDue } from './plan.js';
 import { maintainStanza } from './stanza.js';
@@ -57,6 +58,8 @@ export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Prom
   if (cd === undefined) {
     return { sentence: 'no clusterdata: waiting for `stolonctl init`' };
   }
+  watchFinalWal(rt);
+  checkpointBeforeShutdown(rt, cd, obs.running);
   if (rt.switchoverRequestedAt !== undefined && !isPrimary) {
     // Stopping after handing the primary over (drain.ts): PostgreSQL, shut down for the
     // switchover, is not started again as a standby only to be stopped.
@@ -170,7 +173,8 @@ function withoutReportedPositions(cd: ClusterData): string {
 
 /**
  * Whether a pass the clusterdata watch asked for can be skipped: this keeper published less than
- * sleepInterval ago, nothing else asked for a pass (`rt.passRequested`), and the stored clusterdata
+ * sleepInterval ago, nothing else asked for a pass (`rt.passRequested`), no failover or switchover
+ * is in progress (its steps wait for the keepers' reports), and the stored clusterdata
  * differs from the last one it read only in reported WAL positions (`xLogPos`, `replayedXLogPos`),
  * `lastHealthyTime` and `changeTime` — what the sentinel rewrites whenever a keeper reports new WAL,
  * and which changes nothing a keeper does. Without this, under a write load every keeper publish
@@ -182,7 +186,13 @@ function withoutReportedPositions(cd: ClusterData): string {
 export async function skipWatchPass(rt: KeeperRuntime): Promise<boolean> {
   const last = rt.lastCd;
   const published = rt.lastPublishSentAt;
-  if (last === undefined || published === undefined || rt.passRequested || performance.now() - published >= rt.sleepMs()) {
+  if (
+    last === undefined ||
+    published === undefined ||
+    rt.passRequested ||
+    performance.now() - published >= rt.sleepMs() ||
+    last.cluster.status.failover !== undefined
+  ) {
     return false;
   }
   let cd: ClusterData;

@@ -83,6 +83,8 @@ export class FakePostgres implements PostgresManager {
   baseBackupSteps = [4, 8, 16].map((m) => m * 1048576);
   /** When set, baseBackup waits for it after its first progress report. */
   baseBackupGate: Promise<void> | undefined;
+  /** While true, waitStreamingEnd waits (the standby's WAL receiver streams). */
+  streaming = false;
   readonly #failures = new Map<Method, { err: Error; times: number }>();
   readonly #hangs = new Map<Method, { entered: () => void; release: Promise<void> }>();
   #mutating: Method | undefined;
@@ -219,6 +221,20 @@ export class FakePostgres implements PostgresManager {
       this.inst.role = 'master';
       this.inst.timeline += 1;
     });
+  }
+
+  checkpoint(): Promise<void> {
+    // Fired in the background: a real one fails harmlessly on a stopped instance.
+    return this.#run('checkpoint', undefined, () => undefined);
+  }
+
+  /** Streaming "ends" at once unless {@link streaming} is set. */
+  async waitStreamingEnd(_timeoutMs: number, wanted: () => boolean): Promise<boolean> {
+    this.calls.push('waitStreamingEnd');
+    while (this.streaming && wanted()) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return !this.streaming;
   }
 
   async baseBackup(standby: StandbySettings, opts?: BaseBackupOptions): Promise<void> {

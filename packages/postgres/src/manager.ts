@@ -359,12 +359,28 @@ export interface PostgresManager {
    * and {@link start}.
    */
   restart(timeoutMs: number): Promise<void>;
-  /** Stops postgres (`pg_ctl stop -m fast` by default; `immediate` for a crash stop). */
+  /**
+   * `CHECKPOINT` (before a planned shutdown: the shutdown checkpoint then has little to write).
+   * @throws StolonError `PG_NOT_RUNNING` (transient) when no connection can be made; the
+   *   driver's error otherwise (a statement timeout after 5 s ends the wait, not the checkpoint).
+   */
+  checkpoint(): Promise<void>;
+  /**
+   * Stops postgres as `pg_ctl stop -m fast` does by default (`immediate` for a crash stop),
+   * checking every 5 ms whether it exited.
+   */
   stop(mode?: 'fast' | 'immediate'): Promise<void>;
   /** Reloads configuration (pg_ctl reload). */
   reload(): Promise<void>;
-  /** Promotes a standby (pg_ctl promote -w) and waits until it is out of recovery. */
+  /** Promotes a standby (`pg_promote(wait => false)`) and waits until it is out of recovery (checked every 5 ms). */
   promote(timeoutMs: number): Promise<void>;
+  /**
+   * Waits until the standby's WAL receiver no longer streams (its primary went away: after a
+   * clean shutdown of the primary, the standby then holds every WAL record the primary wrote),
+   * checking every 10 ms, at most `timeoutMs`, while `wanted()` returns true.
+   * @returns true when streaming ended; false when `wanted` turned false or the time ran out.
+   */
+  waitStreamingEnd(timeoutMs: number, wanted: () => boolean): Promise<boolean>;
   /**
    * Replaces PGDATA with a base backup of `primary` (pg_basebackup -X stream, using `slotName`),
    * leaving standby.signal in place. The old PGDATA is removed only after the backup succeeded

@@ -575,8 +575,17 @@ describe('PgManager (real PostgreSQL)', () => {
     expect(existsSync(passfile)).toBe(true);
   });
 
+  it('waits for the end of streaming only while the standby streams, bounded, and only while wanted', async () => {
+    const started = Date.now();
+    expect(await standby.waitStreamingEnd(300, () => true)).toBe(false);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+    expect(await standby.waitStreamingEnd(30_000, () => false)).toBe(false);
+  });
+
   it('promotes the standby onto timeline 2', async () => {
     await standby.promote(30_000);
+    // No WAL receiver any more: streaming has ended.
+    expect(await standby.waitStreamingEnd(1000, () => true)).toBe(true);
     const obs = await standby.observe();
     expect(obs).toMatchObject({ running: true, role: 'master', timelineId: 2 });
     expect(obs.timelinesHistory).toEqual([
@@ -639,9 +648,11 @@ describe('PgManager (real PostgreSQL)', () => {
       return o.slots.length === 0 ? true : undefined;
     }, 'stolon_s1 to be dropped once the standby disconnected');
 
+    await primary.checkpoint();
     await standby.stop('fast');
     await primary.stop('immediate');
     await primary.stop(); // already stopped: no-op
+    await expect(primary.checkpoint()).rejects.toMatchObject({ code: 'PG_NOT_RUNNING' });
     for (const m of [primary, standby]) {
       expect(await m.isRunning()).toBe(false);
       const obs = await m.observe();

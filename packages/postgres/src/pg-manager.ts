@@ -36,14 +36,17 @@ import { restoreLastGoodConfig, writeConfig } from './pg-conf-files.js';
 import type { PgContext } from './pg-context.js';
 import { PgExec } from './pg-exec.js';
 import { initDataDir, removeDataDir } from './pg-init.js';
-import { observe, systemIdentifier } from './pg-probe.js';
+import { observe, systemIdentifier, waitStreamingEnd } from './pg-probe.js';
 import { rewind } from './pg-rewind.js';
 import { setRolePassword } from './pg-roles.js';
 import { syncSlots } from './pg-slots.js';
 import { PgSocket, defaultSocketDir } from './pg-socket.js';
 import { REPL_PASSFILE } from './pgdata.js';
 import { isRunning } from './postmaster-pid.js';
-import { promoteStandby, reloadPostmaster, restartPostmaster, startPostmaster, stopPostmaster } from './postmaster.js';
+import { checkpoint, promoteStandby, reloadPostmaster, restartPostmaster, startPostmaster, stopPostmaster } from './postmaster.js';
+
+/** How often {@link PgManager.waitStreamingEnd} asks pg_stat_wal_receiver, ms. */
+const STREAMING_END_POLL_MS = 10;
 
 /** Constructor options of {@link PgManager}. */
 export interface PgManagerOptions {
@@ -192,7 +195,12 @@ export class PgManager implements PostgresManager {
     return restartPostmaster(this.#ctx, timeoutMs);
   }
 
-  /** `pg_ctl stop`, see {@link stopPostmaster} in postmaster.ts. */
+  /** `CHECKPOINT`, see {@link checkpoint} in postmaster.ts. */
+  checkpoint(): Promise<void> {
+    return checkpoint(this.#ctx);
+  }
+
+  /** Stops the postmaster (as `pg_ctl stop`), see {@link stopPostmaster} in postmaster.ts. */
   stop(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
     return stopPostmaster(this.#ctx, mode);
   }
@@ -205,6 +213,11 @@ export class PgManager implements PostgresManager {
   /** Promotes the standby and waits for the end of recovery, see {@link promoteStandby} in postmaster.ts. */
   promote(timeoutMs: number): Promise<void> {
     return promoteStandby(this.#ctx, timeoutMs);
+  }
+
+  /** Waits for the WAL receiver to stop streaming, see {@link waitStreamingEnd} in pg-probe.ts. */
+  waitStreamingEnd(timeoutMs: number, wanted: () => boolean): Promise<boolean> {
+    return waitStreamingEnd(this.#ctx, timeoutMs, STREAMING_END_POLL_MS, wanted);
   }
 
   /** Replaces PGDATA by a base backup of the primary, see {@link baseBackup} in pg-clone.ts. */

@@ -107,6 +107,45 @@ export async function systemIdentifier(ctx: PgContext): Promise<string | undefin
   return id;
 }
 
+/**
+ * Waits until this standby's WAL receiver no longer streams: `pg_stat_wal_receiver` has no row
+ * or a status other than `streaming`, asked every `pollMs` on one connection (a new one after an
+ * error). When its primary shuts down cleanly, the walsender exits only once the standby confirmed
+ * it flushed every WAL record up to the shutdown checkpoint, so the end of streaming is the moment
+ * the standby holds the primary's final WAL.
+ * @param timeoutMs how long to wait at most, ms
+ * @param wanted asked before every check; waiting ends when it returns false
+ * @returns true when streaming ended; false when `wanted` turned false or the time ran out
+ * @see https://www.postgresql.org/docs/current/monitoring-stats.html#MONITORING-PG-STAT-WAL-RECEIVER-VIEW
+ * @see https://www.postgresql.org/docs/current/server-shutdown.html
+ */
+export async function waitStreamingEnd(ctx: PgContext, timeoutMs: number, pollMs: number, wanted: () => boolean): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  let client: Client | undefined;
+  try {
+    while (wanted() && Date.now() < deadline) {
+      try {
+        client ??= await ctx.socket.connect();
+        const r = await client.query<{ status: string }>('select status from pg_stat_wal_receiver');
+        if (r.rows[0]?.status !== 'streaming') {
+          return true;
+        }
+      } catch {
+        if (client !== undefined) {
+          await endQuietly(client);
+          client = undefined;
+        }
+      }
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+    return false;
+  } finally {
+    if (client !== undefined) {
+      await endQuietly(client);
+    }
+  }
+}
+
 /** Undefined once the instance answers and is out of recovery; otherwise why not (for messages). */
 export async function stillInRecovery(ctx: PgContext): Promise<string | undefined> {
   try {

@@ -8,18 +8,27 @@ import type { PgContext } from './pg-context.js';
 import { readIfExists } from './pgdata.js';
 
 /**
- * True when the first line of `postmaster.pid` names a live process (`kill(pid, 0)`); on Linux
- * a process that is a zombie or not a postgres binary (pid reuse after a crash) does not count.
+ * The pid on the first line of `postmaster.pid`, or undefined when there is no such file or no
+ * valid pid in it (says nothing about whether that process runs: see {@link isRunning}).
  */
-export async function isRunning(pgData: string): Promise<boolean> {
+export async function postmasterPid(pgData: string): Promise<number | undefined> {
   let text: string;
   try {
     text = await fs.readFile(join(pgData, 'postmaster.pid'), 'utf8');
   } catch {
-    return false;
+    return undefined;
   }
   const pid = Number.parseInt(text.split('\n')[0] ?? '', 10);
-  if (!Number.isSafeInteger(pid) || pid <= 0) {
+  return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+/**
+ * True when the first line of `postmaster.pid` names a live process (`kill(pid, 0)`); on Linux
+ * a process that is a zombie or not a postgres binary (pid reuse after a crash) does not count.
+ */
+export async function isRunning(pgData: string): Promise<boolean> {
+  const pid = await postmasterPid(pgData);
+  if (pid === undefined) {
     return false;
   }
   try {

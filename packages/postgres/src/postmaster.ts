@@ -7,18 +7,19 @@
 import { constants, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Client } from 'pg';
 import { StolonError, errorMessage } from '@stolon-ts/cluster';
 import { parseConfigErrors } from './config.js';
 import { describeProblem, saveLastGoodConfig } from './pg-conf-files.js';
 import type { PgContext } from './pg-context.js';
+import { endQuietly } from './pg-socket.js';
 import { OUTPUT_LIMIT, commandFailed, exitText, lastLines } from './pg-exec.js';
-import { stillInRecovery } from './pg-probe.js';
 import { LAST_GOOD, exists, requireInitialized } from './pgdata.js';
-import { isRunning, waitForDeadPostmaster } from './postmaster-pid.js';
+import { isRunning, postmasterPid, waitForDeadPostmaster } from './postmaster-pid.js';
 
-/** How often {@link promoteStandby} asks `pg_is_in_recovery()` after `pg_ctl promote -W`, ms. */
-const PROMOTE_POLL_MS = 15;
-/** pg_ctl stop wait, in seconds. */
+/** How often {@link promoteStandby} asks `pg_is_in_recovery()` after `pg_promote(false)`, ms. */
+const PROMOTE_POLL_MS = 5;
+/** How long a stop waits for the postmaster to exit, in seconds. */
 const STOP_TIMEOUT_S = 60;
 
 /**
@@ -123,35 +124,102 @@ export async function restartPostmaster(ctx: PgContext, timeoutMs: number): Prom
 }
 
 /**
- * `pg_ctl stop -w -m <mode>`; does nothing when no postmaster is running.
- * @param mode `fast` (default: disconnects clients, checkpoints) or `immediate` (crash stop).
- * @throws StolonError `PG_COMMAND_FAILED` (transient) when the postmaster is still alive after
- *   60 s.
- * @see https://www.postgresql.org/docs/current/server-shutdown.html
+ * `CHECKPOINT` on a running instance (the caller bounds nothing: the statement timeout of the
+ * socket connection, 5 s, ends the wait, not the checkpoint, which the checkpointer finishes).
+ * Before a planned shutdown it leaves the shutdown checkpoint little to write, so the shutdown is
+ * short (Patroni checkpoints before demoting a primary for the same reason).
+ * @throws StolonError `PG_NOT_RUNNING` (transient) when no connection can be made; the driver's
+ *   error when the statement fails or times out.
+ * @see https://www.postgresql.org/docs/current/sql-checkpoint.html
  */
-export async function stopPostmaster(ctx: PgContext, mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
-  if (!(await isRunning(ctx.pgData))) {
-    return;
-  }
-  ctx.log.info({ pgData: ctx.pgData, mode }, 'stopping postgres');
-  const res = await ctx.exec.run('pg_ctl', ['stop', '-w', '-t', String(STOP_TIMEOUT_S), '-m', mode, '-D', ctx.pgData], {
-    timeoutMs: STOP_TIMEOUT_S * 1000 + 15_000,
-  });
-  if (res.code !== 0 && (await isRunning(ctx.pgData))) {
-    throw commandFailed(`pg_ctl stop -m ${mode}`, res, 'try again, or stop it with mode immediate', true);
+export async function checkpoint(ctx: PgContext): Promise<void> {
+  const client = await ctx.socket.connectOrThrow();
+  try {
+    await client.query('checkpoint');
+  } finally {
+    await endQuietly(client);
   }
 }
 
+/** How often {@link stopPostmaster} checks whether the postmaster exited, ms (50 ms after the first 2 s). */
+const STOP_POLL_MS = 5;
+
 /**
- * `pg_ctl reload`: re-reads postgresql.conf and pg_hba.conf.
+ * Stops the postmaster as `pg_ctl stop -w -m <mode>` does — SIGINT for `fast`, SIGQUIT for
+ * `immediate` — but sends the signal itself and checks every {@link STOP_POLL_MS} ms whether it
+ * exited (`pg_ctl` waits 100 ms between checks, PostgreSQL's WAITS_PER_SEC, so a fast shutdown of
+ * ~50 ms took at least 100 ms plus starting pg_ctl; every ms here is write outage in a
+ * switchover). Falls back to `pg_ctl stop` when the signal cannot be sent (EPERM: the postmaster
+ * runs as a user this process may not signal). Does nothing when no postmaster is running.
+ * @param mode `fast` (default: disconnects clients, checkpoints) or `immediate` (crash stop).
+ * @throws StolonError `PG_COMMAND_FAILED` (transient) when the postmaster is still alive after
+ *   60 s.
+ * @see https://www.postgresql.org/docs/current/server-shutdown.html (the signals)
+ * @see https://www.postgresql.org/docs/current/app-pg-ctl.html
+ */
+export async function stopPostmaster(ctx: PgContext, mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+  const pid = await postmasterPid(ctx.pgData);
+  if (pid === undefined || !(await isRunning(ctx.pgData))) {
+    return;
+  }
+  ctx.log.info({ pgData: ctx.pgData, mode }, 'stopping postgres');
+  const startedAt = Date.now();
+  try {
+    process.kill(pid, mode === 'fast' ? 'SIGINT' : 'SIGQUIT');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ESRCH') {
+      return;
+    }
+    if (code !== 'EPERM') {
+      throw err;
+    }
+    const res = await ctx.exec.run('pg_ctl', ['stop', '-w', '-t', String(STOP_TIMEOUT_S), '-m', mode, '-D', ctx.pgData], {
+      timeoutMs: STOP_TIMEOUT_S * 1000 + 15_000,
+    });
+    if (res.code !== 0 && (await isRunning(ctx.pgData))) {
+      throw commandFailed(`pg_ctl stop -m ${mode}`, res, 'try again, or stop it with mode immediate', true);
+    }
+    return;
+  }
+  while (await isRunning(ctx.pgData)) {
+    const elapsed = Date.now() - startedAt;
+    if (elapsed >= STOP_TIMEOUT_S * 1000) {
+      throw new StolonError(
+        'PG_COMMAND_FAILED',
+        `postgres (postmaster ${pid}) still running ${STOP_TIMEOUT_S} s after the ${mode} shutdown request; try again, or stop it with mode immediate`,
+        { transient: true },
+      );
+    }
+    await sleep(elapsed < 2000 ? STOP_POLL_MS : 50);
+  }
+  ctx.log.info({ pgData: ctx.pgData, mode, durationMs: Date.now() - startedAt }, 'postgres stopped');
+}
+
+/**
+ * Reloads the configuration as `pg_ctl reload` does: SIGHUP to the postmaster, sent from here
+ * (starting pg_ctl cost ~5–15 ms, on the path of a promotion); through `pg_ctl reload` when the
+ * signal cannot be sent (EPERM). PostgreSQL re-reads postgresql.conf and pg_hba.conf
+ * asynchronously, as with pg_ctl.
  * @throws StolonError `PG_NOT_RUNNING` (transient) when stopped; `PG_COMMAND_FAILED` otherwise.
  * @see https://www.postgresql.org/docs/current/app-pg-ctl.html
  */
 export async function reloadPostmaster(ctx: PgContext): Promise<void> {
-  if (!(await isRunning(ctx.pgData))) {
+  const pid = await postmasterPid(ctx.pgData);
+  if (pid === undefined || !(await isRunning(ctx.pgData))) {
     throw new StolonError('PG_NOT_RUNNING', `cannot reload: postgres is not running on ${ctx.pgData}`, {
       transient: true,
     });
+  }
+  try {
+    process.kill(pid, 'SIGHUP');
+    return;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') {
+      throw new StolonError('PG_NOT_RUNNING', `cannot reload: postgres (postmaster ${pid}) is gone: ${errorMessage(err)}`, {
+        transient: true,
+      });
+    }
   }
   const res = await ctx.exec.run('pg_ctl', ['reload', '-D', ctx.pgData], { timeoutMs: 30_000 });
   if (res.code !== 0) {
@@ -160,14 +228,17 @@ export async function reloadPostmaster(ctx: PgContext): Promise<void> {
 }
 
 /**
- * `pg_ctl promote -W` (no wait; skipped when `standby.signal` is already gone), then polls
- * `pg_is_in_recovery()` every {@link PROMOTE_POLL_MS} ms (200 ms after the first second) until
- * it is false, within `timeoutMs` overall. Not `pg_ctl promote -w`: its wait loop checks the control file only every 100 ms,
- * while a PostgreSQL 15 promotion (an end-of-recovery record, no checkpoint) ends in tens of ms,
- * and every ms here is write outage in a failover or switchover.
+ * Asks for the promotion with `pg_promote(wait => false)` and then asks `pg_is_in_recovery()`
+ * every {@link PROMOTE_POLL_MS} ms (200 ms after the first second) until it is false, within
+ * `timeoutMs` overall, both on one superuser connection over the socket (a new connection for
+ * each question cost ~5–10 ms each). Not `pg_ctl promote -w` nor `pg_promote(wait => true)`: both
+ * wait 100 ms between their checks, while a PostgreSQL 15 promotion (an end-of-recovery record,
+ * no checkpoint) ends in tens of ms, and every ms here is write outage in a failover or
+ * switchover; nor `pg_ctl promote -W`, which costs starting a program. A standby already out of
+ * recovery is not asked again. When the connection breaks, the next check opens a new one.
  * @throws StolonError `PG_NOT_RUNNING` (transient) when stopped; `PG_COMMAND_FAILED`
- *   (transient) when pg_ctl fails or recovery does not end in time.
- * @see https://www.postgresql.org/docs/current/app-pg-ctl.html
+ *   (transient) when the promotion cannot be asked for or recovery does not end in time.
+ * @see https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-RECOVERY-CONTROL
  */
 export async function promoteStandby(ctx: PgContext, timeoutMs: number): Promise<void> {
   const startedAt = Date.now();
@@ -177,28 +248,46 @@ export async function promoteStandby(ctx: PgContext, timeoutMs: number): Promise
       transient: true,
     });
   }
-  if (await exists(join(ctx.pgData, 'standby.signal'))) {
-    ctx.log.info({ pgData: ctx.pgData }, 'promoting postgres');
-    const res = await ctx.exec.run('pg_ctl', ['promote', '-W', '-D', ctx.pgData], { timeoutMs: Math.max(timeoutMs, 15_000) });
-    if (res.code !== 0) {
-      throw commandFailed('pg_ctl promote', res, 'check the server log', true);
-    }
-  }
+  let client: Client | undefined;
+  let asked = false;
   let last = 'no answer yet';
-  for (;;) {
-    const notYet = await stillInRecovery(ctx);
-    if (notYet === undefined) {
-      ctx.log.info({ pgData: ctx.pgData }, 'postgres promoted');
-      return;
+  try {
+    for (;;) {
+      try {
+        client ??= await ctx.socket.connect();
+        const r = await client.query<{ in_recovery: boolean }>('select pg_is_in_recovery() as in_recovery');
+        if (r.rows[0]?.in_recovery === false) {
+          ctx.log.info({ pgData: ctx.pgData }, 'postgres promoted');
+          return;
+        }
+        if (!asked) {
+          ctx.log.info({ pgData: ctx.pgData }, 'promoting postgres');
+          await client.query('select pg_promote(false)');
+          asked = true;
+          continue;
+        }
+        last = 'still in recovery';
+      } catch (err) {
+        last = errorMessage(err);
+        if (client !== undefined) {
+          await endQuietly(client);
+          client = undefined;
+        }
+      }
+      if (Date.now() >= deadline) {
+        throw new StolonError(
+          'PG_COMMAND_FAILED',
+          `promotion ${asked ? 'not finished' : 'could not be asked for'} after ${timeoutMs} ms: ${last}; check the server log`,
+          { transient: true },
+        );
+      }
+      // A promotion that still has WAL to replay can take long: poll fast only at first.
+      await sleep(Date.now() - startedAt < 1000 ? PROMOTE_POLL_MS : 200);
     }
-    last = notYet;
-    if (Date.now() >= deadline) {
-      throw new StolonError('PG_COMMAND_FAILED', `promotion not finished after ${timeoutMs} ms: ${last}`, {
-        transient: true,
-      });
+  } finally {
+    if (client !== undefined) {
+      await endQuietly(client);
     }
-    // A promotion that still has WAL to replay can take long: poll fast only at first.
-    await sleep(Date.now() - startedAt < 1000 ? PROMOTE_POLL_MS : 200);
   }
 }
 

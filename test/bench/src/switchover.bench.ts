@@ -146,6 +146,58 @@ interface RunResult {
   /** stolon: attempts already connected to the old primary when the proxy fenced it (ended). */
   readonly endedByFence: number;
   readonly lost: number;
+  /** stolon: when each step of the switchover happened, ms after the sentinel's fence (from the logs; see {@link STEPS}). */
+  readonly steps?: Readonly<Record<string, number>>;
+}
+
+/**
+ * The steps of a stolon switchover found in the components' logs (the first line matching each
+ * from 200 ms before the sentinel's fence line on: the sentinel logs a pass after its write, which
+ * the others may act on first), in the order they happen, and the writer's acknowledgements
+ * around the outage.
+ */
+const STEPS: readonly { readonly key: string; readonly label: string; readonly who: string; readonly msg: RegExp }[] = [
+  { key: 'proxyFenced', label: 'proxy fenced', who: 'proxy', msg: /^target changed from .* to none \(proxy generation/ },
+  { key: 'stopOrdered', label: 'shutdown ordered', who: 'sentinel', msg: /^switchover: proxies fenced; shutting down primary/ },
+  { key: 'stopped', label: 'old primary stopped', who: 'keeper', msg: /^postgres stopped$/ },
+  { key: 'promoteOrdered', label: 'promotion ordered', who: 'sentinel', msg: /^switchover: primary stopped at LSN .*promoting it/ },
+  { key: 'promoted', label: 'promoted', who: 'keeper', msg: /^postgres promoted$/ },
+  { key: 'routeOrdered', label: 'routing ordered', who: 'sentinel', msg: /^routing proxies .* to primary/ },
+  { key: 'routed', label: 'proxy routed', who: 'proxy', msg: /^target changed from none to / },
+];
+
+/** The steps of the switchover that started (sentinel fence) at or after `since`, ms after that fence; empty when not found. */
+function stolonSteps(logs: string, since: number): Record<string, number> {
+  const lines = logs
+    .split('\n')
+    .map((l) => {
+      const m = /^\[(\w+)[^\]]*\] (\{.*\})$/.exec(l);
+      if (m === null) {
+        return undefined;
+      }
+      try {
+        const j = JSON.parse(m[2]!) as { time?: number; msg?: string };
+        return typeof j.time === 'number' && typeof j.msg === 'string' ? { who: m[1]!, t: j.time, msg: j.msg } : undefined;
+      } catch {
+        return undefined;
+      }
+    })
+    .filter((l): l is { who: string; t: number; msg: string } => l !== undefined && l.t >= since)
+    .sort((a, b) => a.t - b.t);
+  const fence = lines.find((l) => l.who === 'sentinel' && /^switchover to keeper .*: fencing proxies/.test(l.msg));
+  if (fence === undefined) {
+    return {};
+  }
+  const out: Record<string, number> = {};
+  for (const step of STEPS) {
+    // The sentinel logs its pass after its write, so the proxy may log the fence a few ms earlier.
+    const hit = lines.find((l) => l.t >= fence.t - 200 && l.who === step.who && step.msg.test(l.msg));
+    if (hit !== undefined) {
+      out[step.key] = hit.t - fence.t;
+    }
+  }
+  out.fenceAt = fence.t;
+  return out;
 }
 
 /** What one system offers the shared measuring loop. */
@@ -163,6 +215,8 @@ interface Subject {
   switchover(to: number): Promise<void>;
   /** When the proxy fenced (epoch ms) since `since`, for stolon; undefined for Patroni. */
   fencedAt(since: number): number | undefined;
+  /** stolon: the steps of the switchover since `since` ({@link stolonSteps}, with `fenceAt` in epoch ms). */
+  steps?(since: number): Record<string, number>;
 }
 
 async function measure(s: Subject, run: number): Promise<RunResult> {
@@ -195,7 +249,22 @@ async function measure(s: Subject, run: number): Promise<RunResult> {
       throw new Error(`${s.system} run ${run}: ${lost.length} acknowledged writes lost (first ids ${lost.slice(0, 5).map((a) => a.id).join(', ')})`);
     }
     await query(primary, 'truncate bench_w');
+    const steps = s.steps?.(startedAt - 1000);
+    const fenceAt = steps?.fenceAt;
+    if (steps !== undefined && fenceAt !== undefined) {
+      delete steps.fenceAt;
+      const before = window.filter((a) => a.at < fenceAt).at(-1);
+      const routed = steps.routed;
+      const after = routed === undefined ? undefined : window.find((a) => a.at >= fenceAt + routed);
+      if (before !== undefined) {
+        steps.lastAck = before.at - fenceAt;
+      }
+      if (after !== undefined) {
+        steps.firstAck = after.at - fenceAt;
+      }
+    }
     return {
+      ...(steps !== undefined ? { steps } : {}),
       system: s.system,
       run,
       from: s.name(from),
@@ -262,6 +331,7 @@ function stolonSubject(cluster: LocalCluster): Subject {
         .filter((l) => l.startsWith('[proxy') && l.includes('"msg":"target changed from') && / to none \(proxy generation/.test(l))
         .map((l) => Number(/"time":(\d+)/.exec(l)?.[1] ?? NaN))
         .find((t) => t >= since),
+    steps: (since) => stolonSteps(cluster.logs(), since),
   };
 }
 
@@ -362,12 +432,28 @@ function render(
     t.push(line);
     md.push(`| ${LABEL[s]} | ${m.runs} | ${m.gapP50} | ${m.gapP95} | ${m.gapMax} | ${m.failedP50} / ${m.failedP95} / ${m.failedTotal} | ${s === 'stolon' ? m.endedTotal : '—'} | ${m.lost} |`);
   }
+  const timed = runs.filter((r) => r.steps !== undefined && Object.keys(r.steps).length > 0);
+  const stepCols = [...STEPS.map((x) => ({ key: x.key, label: x.label })), { key: 'firstAck', label: 'first write acknowledged' }];
+  if (timed.length > 0) {
+    t.push('', 'stolon steps, ms after the sentinel fenced (last write acknowledged before it: lastAck):');
+    for (const r of timed) {
+      t.push(`  run ${r.run}: ${['lastAck', ...stepCols.map((c) => c.key)].map((k) => `${k} ${r.steps?.[k] ?? '?'}`).join(', ')}`);
+    }
+  }
   t.push(`targets (stolon): ${verdict}`);
   md.push('', `Targets for stolon-ts: ${verdict}.${patroniSkipped === undefined ? '' : ` Patroni not run: ${patroniSkipped}.`}`, '');
   md.push('| system | run | from → to | largest gap (ms) | switchover command (ms) | writes acknowledged | failed attempts | ended by the fence |');
   md.push('|---|---:|---|---:|---:|---:|---:|---:|');
   for (const r of runs) {
     md.push(`| ${r.system} | ${r.run} | ${r.from} → ${r.to} | ${r.gapMs} | ${r.commandMs} | ${r.acked} | ${r.failedAttempts} | ${r.system === 'stolon' ? r.endedByFence : '—'} |`);
+  }
+  if (timed.length > 0) {
+    md.push('', `Where stolon-ts's gap goes: each step, ms after the sentinel fenced the proxies (from the components' logs), median and largest over the ${timed.length} runs; the last write acknowledged before the fence was a median ${percentile(timed.map((r) => r.steps?.lastAck ?? NaN).filter(Number.isFinite), 50)} ms after it.`, '');
+    md.push('| step | median (ms) | max (ms) |', '|---|---:|---:|');
+    for (const c of stepCols) {
+      const xs = timed.map((r) => r.steps?.[c.key]).filter((x): x is number => x !== undefined);
+      md.push(`| ${c.label} | ${xs.length > 0 ? percentile(xs, 50) : '?'} | ${xs.length > 0 ? Math.max(...xs) : '?'} |`);
+    }
   }
   return { text: t.join('\n'), markdown: md.join('\n') };
 }
