@@ -2823,6 +2823,44 @@ describe('decide, pass after pass, with synchronous replication', () => {
   });
 });
 
+describe('decide, pass after pass, synchronous failover with 3 keepers', () => {
+  it('the promotion re-points k3 and lists it at once; k3 still converging is kept; k2 reports it sync and it caught up: known, with no sync-set write in between', () => {
+    const loop = new Loop(syncTrio().build());
+    const proxies = (cd: ClusterData) => [proxyInfo('p1', cd.proxy.generation)];
+    // k1 lost: the first pass fences the proxies, the next one promotes k2 (known in sync).
+    const survivors = (cd: ClusterData, k2: Parameters<typeof keeperInfo>[2] = {}, k3: Parameters<typeof keeperInfo>[2] = {}) => ({
+      keepers: [keeperInfo('k2', cd, { xLogPos: LSN, ...k2 }), keeperInfo('k3', cd, { xLogPos: LSN, ...k3 })],
+      proxies: proxies(cd),
+    });
+    loop.pass(survivors, 7_000);
+    let out = loop.pass(survivors);
+    check(out, decideInput(loop.cd), {
+      dbs: ['db-k2', 'db-k3'],
+      next: {
+        cluster: { status: { master: 'db-k2' } },
+        dbs: {
+          'db-k2': { spec: { role: 'master', synchronousStandbys: ['db-k3'], externalSynchronousStandbys: [], followers: ['db-k3'] }, status: { synchronousStandbys: [] } },
+          'db-k3': { spec: { followConfig: { type: 'internal', dbuid: 'db-k2' } } },
+        },
+      },
+      reasons: ['promoting keeper k2', 'new primary db db-k2 waits for synchronous standbys [db-k3] from the start'],
+    });
+    const k3Generation = loop.cd.dbs['db-k3']!.generation;
+    // k2 promoted and converged; k3 has not applied the re-pointing yet: routed, k3 kept, no fake standby.
+    out = loop.pass((cd) => survivors(cd, { timeline: 2 }, { generation: k3Generation - 1 }));
+    check(out, decideInput(loop.cd), {
+      next: { proxy: { spec: { masterDbUid: 'db-k2' } }, dbs: { 'db-k2': { spec: { synchronousStandbys: ['db-k3'], externalSynchronousStandbys: [] } } } },
+      reasons: ['routing proxies [p1] to primary k2 (db db-k2)', 'waiting for synchronous standbys [db-k3]'],
+      notReasons: ['failed or were removed', `adding ${FAKE}`],
+    });
+    // k3 follows on timeline 2 and k2 reports it `sync`: first report records the threshold, k3 is there: known.
+    out = loop.pass((cd) => survivors(cd, { timeline: 2, syncStandbys: ['db-k3'] }, { timeline: 2 }));
+    check(out, decideInput(loop.cd), {
+      next: { dbs: { 'db-k2': { spec: { synchronousStandbys: ['db-k3'], externalSynchronousStandbys: [] }, status: { synchronousStandbys: ['db-k3'] } } } },
+    });
+  });
+});
+
 describe('decide: keeper addresses for pg_hba', () => {
   it("records a keeper's address on its DB before its data directory holds that DB (its first clone), so the primary admits its replication", () => {
     const cd = healthyPair().build();
