@@ -174,7 +174,7 @@ const SYNC_ONLY_REASON = 'synchronous replication is on and only a standby known
  * The pass after a promotion ordered by a failover, produced by `decide` itself: primary k1 lost
  * (sync lists as given), standbys k2 (at LSN) and k3 (at `k3Lsn`), proxies fenced at generation 3
  * and acknowledged by p1; k2 (most advanced) was chosen, db-k1 deleted, db-k2 not yet converged
- * as primary, db-k3 still following the deleted db-k1.
+ * as primary, db-k3 already told to follow db-k2 (in the same write).
  */
 const k2Chosen = (spec: ClusterSpec = MINIMAL_SPEC, sync: readonly string[] = [], k3Lsn = LSN - 100): ClusterData => {
   const cd = aCluster({ spec })
@@ -186,7 +186,7 @@ const k2Chosen = (spec: ClusterSpec = MINIMAL_SPEC, sync: readonly string[] = []
     .build();
   const out = decide(observe(cd, ['k2', 'k3'], [proxyInfo('p1', 3)]));
   expect(out.next.cluster.status.master).toBe('db-k2');
-  expect(out.next.dbs['db-k3']?.spec.followConfig?.dbuid).toBe('db-k1');
+  expect(out.next.dbs['db-k3']?.spec.followConfig?.dbuid).toBe('db-k2');
   return out.next;
 };
 
@@ -489,7 +489,7 @@ const cases: readonly Case[] = [
   },
   {
     n: 20,
-    title: 'fence acknowledged by p1: the most advanced standby k3 is promoted (Stolon would take k2), old primary DB removed',
+    title: 'fence acknowledged by p1: the most advanced standby k3 is promoted (Stolon would take k2), old primary DB removed, k2 told to follow k3 in the same write',
     given: () => {
       const cd = k1LostAndFenced()
         .fenced(3, ['p1'])
@@ -504,7 +504,7 @@ const cases: readonly Case[] = [
         cluster: { status: { phase: 'normal', master: 'db-k3' } },
         dbs: {
           'db-k3': { generation: 2, spec: { role: 'master', followConfig: null } },
-          'db-k2': { generation: 1, spec: { role: 'standby' } },
+          'db-k2': { generation: 2, spec: { role: 'standby', followConfig: { type: 'internal', dbuid: 'db-k3' } } },
         },
         proxy: { generation: 3, spec: { masterDbUid: '' } },
       },
@@ -1404,12 +1404,13 @@ const cases: readonly Case[] = [
         cluster: { status: { master: 'db-k3' } },
         dbs: {
           'db-k3': {
-            spec: { role: 'master', synchronousReplication: true, synchronousStandbys: ['db-k1'], externalSynchronousStandbys: [] },
+            spec: { role: 'master', synchronousReplication: true, synchronousStandbys: ['db-k2'], externalSynchronousStandbys: [] },
             status: { synchronousStandbys: [] },
           },
+          'db-k2': { spec: { role: 'standby', followConfig: { type: 'internal', dbuid: 'db-k3' } } },
         },
       },
-      reasons: ['primary k1 (db db-k1) failed: promoting keeper k3', 'new primary db db-k3 waits for synchronous standbys [db-k1]'],
+      reasons: ['primary k1 (db db-k1) failed: promoting keeper k3', 'new primary db db-k3 waits for synchronous standbys [db-k2] from the start'],
     },
   },
   {
@@ -1449,7 +1450,7 @@ const cases: readonly Case[] = [
   },
   {
     n: 86,
-    title: 'sync on with two synchronous standbys, primary lost: the more advanced k3 wins; its list is k2 plus the old primary',
+    title: 'sync on with two synchronous standbys, primary lost: the more advanced k3 wins; its list is k2, the one standby left (Stolon: k2 plus the old primary, which blocks commits until a later pass drops it)',
     given: () => {
       const cd = syncPrimaryLost(['db-k2', 'db-k3'], ['db-k2', 'db-k3'], SYNC2_SPEC)
         .withStandby('k2', { xLogPos: LSN })
@@ -1460,7 +1461,7 @@ const cases: readonly Case[] = [
     expect: {
       next: {
         cluster: { status: { master: 'db-k3' } },
-        dbs: { 'db-k3': { spec: { synchronousReplication: true, synchronousStandbys: ['db-k1', 'db-k2'], externalSynchronousStandbys: [] } } },
+        dbs: { 'db-k3': { spec: { synchronousReplication: true, synchronousStandbys: ['db-k2'], externalSynchronousStandbys: [] } } },
       },
     },
   },
@@ -1507,6 +1508,91 @@ const cases: readonly Case[] = [
       return observe(cd, ['k2', 'k3'], [proxyInfo('p1', 3)]);
     },
     expect: { next: { dbs: { 'db-k2': { spec: { synchronousStandbys: [], externalSynchronousStandbys: [FAKE] } } } } },
+  },
+  {
+    n: 158,
+    title: 'sync on, the new primary converged and waits for k3 from its promotion; k3, re-pointed, is still converging: kept, no fake standby, nothing written',
+    given: () => {
+      const cd = aCluster({ spec: SYNC_SPEC })
+        .initialized()
+        .withPrimary('k2', { xLogPos: LSN, timeline: 2, synchronousStandbys: ['db-k3'] })
+        .withStandby('k3', { xLogPos: LSN, timeline: 1, generation: 2, currentGeneration: 1 })
+        .routedTo('k2', ['p1'], 4)
+        .build();
+      return observe(cd, ['k2', 'k3'], [proxyInfo('p1', 4)]);
+    },
+    expect: {
+      dbs: ['db-k2', 'db-k3'],
+      next: { dbs: { 'db-k2': { spec: { synchronousStandbys: ['db-k3'], externalSynchronousStandbys: [] }, status: { synchronousStandbys: [] } } } },
+      reasons: ['waiting for synchronous standbys [db-k3] of primary k2 (db db-k2) to be reported in sync'],
+      notReasons: ['failed or were removed', `adding ${FAKE}`],
+    },
+  },
+  {
+    n: 159,
+    title: 'as 158, but k3\'s keeper is lost: the pending entry is abandoned and commits block on the fake standby',
+    given: () => {
+      const cd = aCluster({ spec: SYNC_SPEC })
+        .initialized()
+        .withPrimary('k2', { xLogPos: LSN, timeline: 2, synchronousStandbys: ['db-k3'] })
+        .withStandby('k3', { xLogPos: LSN, timeline: 1, generation: 2, currentGeneration: 1, keeperHealthy: false })
+        .routedTo('k2', ['p1'], 4)
+        .build();
+      return observe(cd, ['k2'], [proxyInfo('p1', 4)]);
+    },
+    expect: {
+      next: { dbs: { 'db-k2': { spec: { synchronousStandbys: [], externalSynchronousStandbys: [FAKE] } } } },
+      reasons: ['synchronous standbys [db-k3] of primary k2 (db db-k2) failed or were removed before being in sync', `adding ${FAKE}`],
+    },
+  },
+  {
+    n: 160,
+    title: 'as 158, but k2 already knows k3 in sync while k3 applies another generation: nothing is abandoned (known = spec)',
+    given: () => {
+      const cd = aCluster({ spec: SYNC_SPEC })
+        .initialized()
+        .withPrimary('k2', { xLogPos: LSN, timeline: 2, synchronousStandbys: ['db-k3'], knownSynchronousStandbys: ['db-k3'] })
+        .withStandby('k3', { xLogPos: LSN, timeline: 2, generation: 3, currentGeneration: 2 })
+        .routedTo('k2', ['p1'], 4)
+        .build();
+      return observe(cd, ['k2', 'k3'], [proxyInfo('p1', 4)]);
+    },
+    expect: { next: { dbs: { 'db-k2': { spec: { synchronousStandbys: ['db-k3'], externalSynchronousStandbys: [] }, status: { synchronousStandbys: ['db-k3'] } } } } },
+  },
+  {
+    n: 161,
+    title: 'sync on, primary lost, 4 keepers: k3 (known in sync) promoted; it waits for the old sync list\'s survivors first, then the most advanced, up to maxSynchronousStandbys; every standby follows it in the same write',
+    given: () => {
+      const cd = syncPrimaryLost(['db-k3', 'db-k4'], ['db-k3', 'db-k4'], SYNC2_SPEC)
+        .withStandby('k2', { xLogPos: LSN + 500 })
+        .withStandby('k3', { xLogPos: LSN + 10 })
+        .withStandby('k4', { xLogPos: LSN })
+        .build();
+      return observe(cd, ['k2', 'k3', 'k4']);
+    },
+    expect: {
+      dbs: ['db-k2', 'db-k3', 'db-k4'],
+      next: {
+        cluster: { status: { master: 'db-k3' } },
+        dbs: {
+          'db-k3': { spec: { synchronousStandbys: ['db-k2', 'db-k4'], externalSynchronousStandbys: [], followers: ['db-k2', 'db-k4'] } },
+          'db-k2': { spec: { followConfig: { type: 'internal', dbuid: 'db-k3' } } },
+          'db-k4': { spec: { followConfig: { type: 'internal', dbuid: 'db-k3' } } },
+        },
+      },
+    },
+  },
+  {
+    n: 162,
+    title: 'sync on, primary lost, the other standby k2 is down (keeper lost too): the new primary waits for the old primary\'s entry as before (Stolon), never for a down standby',
+    given: () => {
+      const cd = syncPrimaryLost(['db-k3']).withStandby('k2', { xLogPos: LSN, healthy: false, keeperHealthy: false }).withStandby('k3', { xLogPos: LSN }).build();
+      return observe(cd, ['k3']);
+    },
+    expect: {
+      next: { cluster: { status: { master: 'db-k3' } }, dbs: { 'db-k3': { spec: { synchronousStandbys: ['db-k1'], externalSynchronousStandbys: [] } } } },
+      reasons: ['new primary db db-k3 waits for synchronous standbys [db-k1] until the sentinel picks standbys of its own'],
+    },
   },
 
   // --- dead keeper removal (deadKeeperRemovalInterval, default 48h) ------------------------
@@ -2733,6 +2819,44 @@ describe('decide, pass after pass, with synchronous replication', () => {
     check(out, decideInput(loop.cd), {
       next: { proxy: { spec: { masterDbUid: 'u2' } }, dbs: { u2: { spec: { synchronousStandbys: [], externalSynchronousStandbys: [FAKE] } } } },
       reasons: ['routing proxies [p1] to primary k2 (db u2)', 'synchronous standbys [u1] of primary k2 (db u2) failed or were removed', `adding ${FAKE}`],
+    });
+  });
+});
+
+describe('decide, pass after pass, synchronous failover with 3 keepers', () => {
+  it('the promotion re-points k3 and lists it at once; k3 still converging is kept; k2 reports it sync and it caught up: known, with no sync-set write in between', () => {
+    const loop = new Loop(syncTrio().build());
+    const proxies = (cd: ClusterData) => [proxyInfo('p1', cd.proxy.generation)];
+    // k1 lost: the first pass fences the proxies, the next one promotes k2 (known in sync).
+    const survivors = (cd: ClusterData, k2: Parameters<typeof keeperInfo>[2] = {}, k3: Parameters<typeof keeperInfo>[2] = {}) => ({
+      keepers: [keeperInfo('k2', cd, { xLogPos: LSN, ...k2 }), keeperInfo('k3', cd, { xLogPos: LSN, ...k3 })],
+      proxies: proxies(cd),
+    });
+    loop.pass(survivors, 7_000);
+    let out = loop.pass(survivors);
+    check(out, decideInput(loop.cd), {
+      dbs: ['db-k2', 'db-k3'],
+      next: {
+        cluster: { status: { master: 'db-k2' } },
+        dbs: {
+          'db-k2': { spec: { role: 'master', synchronousStandbys: ['db-k3'], externalSynchronousStandbys: [], followers: ['db-k3'] }, status: { synchronousStandbys: [] } },
+          'db-k3': { spec: { followConfig: { type: 'internal', dbuid: 'db-k2' } } },
+        },
+      },
+      reasons: ['promoting keeper k2', 'new primary db db-k2 waits for synchronous standbys [db-k3] from the start'],
+    });
+    const k3Generation = loop.cd.dbs['db-k3']!.generation;
+    // k2 promoted and converged; k3 has not applied the re-pointing yet: routed, k3 kept, no fake standby.
+    out = loop.pass((cd) => survivors(cd, { timeline: 2 }, { generation: k3Generation - 1 }));
+    check(out, decideInput(loop.cd), {
+      next: { proxy: { spec: { masterDbUid: 'db-k2' } }, dbs: { 'db-k2': { spec: { synchronousStandbys: ['db-k3'], externalSynchronousStandbys: [] } } } },
+      reasons: ['routing proxies [p1] to primary k2 (db db-k2)', 'waiting for synchronous standbys [db-k3]'],
+      notReasons: ['failed or were removed', `adding ${FAKE}`],
+    });
+    // k3 follows on timeline 2 and k2 reports it `sync`: first report records the threshold, k3 is there: known.
+    out = loop.pass((cd) => survivors(cd, { timeline: 2, syncStandbys: ['db-k3'] }, { timeline: 2 }));
+    check(out, decideInput(loop.cd), {
+      next: { dbs: { 'db-k2': { spec: { synchronousStandbys: ['db-k3'], externalSynchronousStandbys: [] }, status: { synchronousStandbys: ['db-k3'] } } } },
     });
   });
 });

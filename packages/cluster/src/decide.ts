@@ -19,7 +19,7 @@ import { findBestCandidates, ineligibility, type Candidate } from './candidates.
 import { formatDurationMs } from './duration.js';
 import { resolveSpec } from './spec.js';
 import { dropExpiredSchedule, scheduleState, switchoverStep } from './switchover.js';
-import { failoverSyncSet, inheritSynchronousStandbys, manageSynchronousStandbys, reportedSyncStandbys, type SyncCatchUp } from './sync.js';
+import { failoverSyncSet, failoverSynchronousStandbys, manageSynchronousStandbys, reportedSyncStandbys, type SyncCatchUp } from './sync.js';
 import { recordEventOutcomes, recordFailsafeEpisodes, traceChosen, traceDeclared, traceFenced, traceNoCandidate, tracePromoted, traceRouted } from './trace.js';
 import type {
   ClusterData,
@@ -1157,6 +1157,7 @@ function decideNormal(
       master,
       spec,
       good,
+      converging,
       reported: reportedSyncStandbys(cd, master, input.keeperInfos),
       catchUp: timers.syncCatchUp,
     }),
@@ -1451,7 +1452,17 @@ function promote(cd: ClusterData, spec: ResolvedSpec, input: DecideInput, master
   delete cd.dbs[master.uid];
   cd.cluster.status.master = w.uid;
   makeMasterType(w, spec);
-  reasons.push(...inheritSynchronousStandbys(w, master, spec));
+  reasons.push(...failoverSynchronousStandbys(cd, w, master, spec));
+  // The other standbys follow the new primary in this same write (as a cascade until it is
+  // promoted; PostgreSQL's walreceiver follows the timeline switch), so they stream from it as soon
+  // as it is primary, instead of after the next passes saw it converged: with synchronous
+  // replication its commits wait for them. A standby forked off its history is removed once it
+  // converged (removeDivergedDbs), as before.
+  for (const d of Object.values(cd.dbs)) {
+    if (d.uid !== w.uid && !isMasterType(d)) {
+      d.spec.followConfig = { type: 'internal', dbuid: w.uid };
+    }
+  }
   traceChosen(
     cd,
     w,

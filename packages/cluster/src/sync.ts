@@ -89,6 +89,15 @@ export interface SyncInputs {
   readonly spec: ResolvedSpec;
   /** Standby DBs that are healthy and converged (Stolon's "good" standbys). */
   readonly good: readonly DB[];
+  /**
+   * Standby DBs whose keeper is healthy and that are still applying their current generation
+   * within their convergence timeout (a standby the failover re-pointed at the new primary).
+   * While nothing is known in sync, a pending spec entry among them is not abandoned: abandoning
+   * would leave only the fake standby, which blocks commits just the same, and the entry would
+   * have to be chosen again (another clusterdata write and reload) once it converged.
+   * @default []
+   */
+  readonly converging?: readonly DB[];
   /** From {@link reportedSyncStandbys}. */
   readonly reported: readonly string[];
   /**
@@ -104,8 +113,9 @@ export interface SyncInputs {
  *
  * With synchronous replication wanted:
  * 1. while known ≠ spec: known := (known ∩ spec) ∪ (reported ∩ spec ∩ caught up, see
- *    {@link SyncCatchUp}); if a spec entry still not known was deleted or is not good, the pending
- *    change is abandoned (spec := known);
+ *    {@link SyncCatchUp}); if a spec entry still not known was deleted or is not good (unless
+ *    nothing is known and it is still converging, see `converging`), the pending change is
+ *    abandoned (spec := known);
  * 2. if still known ≠ spec, wait: nothing else changes;
  * 3. else the next set starts from spec: drop deleted and not-good entries, drop the surplus over
  *    `maxSynchronousStandbys` (keeping the most advanced), add the best good standbys on the
@@ -157,7 +167,8 @@ export function manageSynchronousStandbys(inp: SyncInputs): string[] {
     const caughtUp = learnCaughtUp(inp, known, wanted, reasons);
     known = sorted([...known.filter((u) => inSpec.has(u)), ...caughtUp]);
     const pending = wanted.filter((u) => !known.includes(u));
-    const lost = pending.filter((u) => !exists(u) || !goodUids.has(u));
+    const convergingUids = new Set((inp.converging ?? []).map((d) => d.uid));
+    const lost = pending.filter((u) => !exists(u) || (!goodUids.has(u) && !(known.length === 0 && convergingUids.has(u))));
     if (lost.length > 0) {
       reasons.push(
         `synchronous standbys ${list(lost)} of ${who} failed or were removed before being in sync: ` +
@@ -304,6 +315,49 @@ export function failoverSyncSet(master: DB): ReadonlySet<string> | undefined {
   }
   const inSpec = new Set(master.spec.synchronousStandbys);
   return new Set(master.status.synchronousStandbys.filter((u) => inSpec.has(u)));
+}
+
+/**
+ * Sync settings of a primary `w` promoted by a failover, in the clusterdata write that promotes it
+ * (`cd` already has the failed primary's DB deleted and `w` as master). It waits from the start
+ * for the standbys that will stream from it: the other standbys whose DB reports healthy, keepers
+ * with `canBeSynchronousReplica=false` skipped, the old primary's synchronous standbys first, then
+ * most advanced first (the failover comparator), up to `maxSynchronousStandbys`; the fake standby
+ * is added when that is fewer than `minSynchronousStandbys`. Nothing is known in sync yet: a later
+ * pass learns it from the primary's reports ({@link manageSynchronousStandbys}). So commits
+ * unblock as soon as the listed standby streams from `w` (the failover re-points the standbys in
+ * the same write), instead of after the sentinel saw it on `w`'s timeline and wrote a new list.
+ * Safety is unchanged: `w` acknowledges a commit only once every listed standby flushed it, and
+ * only standbys known in sync may be promoted.
+ * With no such standby: {@link inheritSynchronousStandbys} (Stolon's rule), so commits block until
+ * the sentinel picks a standby.
+ * Deviation from Stolon, on purpose: Stolon always inherits the old list, which keeps the new
+ * primary's commits blocked on the dead old primary until the sentinel's later passes replace it.
+ * @returns a sentence when synchronous replication is on, else `[]`.
+ */
+export function failoverSynchronousStandbys(cd: ClusterData, w: DB, oldMaster: DB, spec: ResolvedSpec): string[] {
+  if (!syncReplicationWanted(spec)) {
+    return inheritSynchronousStandbys(w, oldMaster, spec);
+  }
+  const oldSync = new Set(oldMaster.spec.synchronousStandbys);
+  const streaming = Object.values(cd.dbs)
+    .filter((d) => d.uid !== w.uid && d.uid !== oldMaster.uid && d.status.healthy && cd.keepers[d.spec.keeperUID]?.status.canBeSynchronousReplica !== false)
+    .map((db) => ({ db, canBeMaster: true, priority: cd.keepers[db.spec.keeperUID]?.status.priority ?? 0 }))
+    .sort((a, b) => Number(oldSync.has(b.db.uid)) - Number(oldSync.has(a.db.uid)) || compareFailoverCandidates(a, b))
+    .slice(0, spec.maxSynchronousStandbys)
+    .map((c) => c.db.uid);
+  if (streaming.length === 0) {
+    return inheritSynchronousStandbys(w, oldMaster, spec);
+  }
+  w.spec.synchronousReplication = true;
+  w.spec.synchronousStandbys = sorted(streaming);
+  w.spec.externalSynchronousStandbys = streaming.length < spec.minSynchronousStandbys ? [FAKE_SYNC_STANDBY] : [];
+  w.status.synchronousStandbys = [];
+  return [
+    `new primary db ${w.uid} waits for synchronous standbys ${list(w.spec.synchronousStandbys)}` +
+      (w.spec.externalSynchronousStandbys.length > 0 ? ` and ${FAKE_SYNC_STANDBY}` : '') +
+      ' from the start (they follow it from the same update)',
+  ];
 }
 
 /**

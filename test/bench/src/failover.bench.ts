@@ -53,8 +53,16 @@ type StolonFault = (typeof STOLON_FAULTS)[number];
 const PATRONI_FAULTS = ['killPrimaryNode', 'crashPrimaryPostgres'] as const;
 type PatroniFault = (typeof PATRONI_FAULTS)[number];
 
-const PROFILES = ['stolon-default', 'stolon-fast', 'patroni-default', 'patroni-aggressive'] as const;
+const PROFILES = ['stolon-default', 'stolon-fast', 'patroni-default', 'patroni-aggressive', 'stolon-sync', 'stolon-async3'] as const;
 type Profile = (typeof PROFILES)[number];
+/** What runs without --profiles: the stolon/Patroni comparison (the sync pair is asked for by name). */
+const DEFAULT_PROFILES: readonly Profile[] = ['stolon-default', 'stolon-fast', 'patroni-default', 'patroni-aggressive'];
+type StolonProfile = 'stolon-default' | 'stolon-fast' | 'stolon-sync' | 'stolon-async3';
+const isStolon = (p: Profile): p is StolonProfile => p.startsWith('stolon-');
+/** Synchronous replication as the e2e test and the chaos suite run it: min = max = 1 synchronous standby. */
+const SYNC_SPEC = { synchronousReplication: true, minSynchronousStandbys: 1, maxSynchronousStandbys: 1 };
+/** Issue #20's target: synchronous mode's p50 write outage at most this much above asynchronous mode's, ms. */
+const SYNC_GAP_TARGET_MS = 500;
 
 /** The aggressive profile gets aggressive checks too: HAProxy is part of Patroni's outage. */
 const HAPROXY_AGGRESSIVE: HaproxyChecks = { interMs: 1000, fall: 2, rise: 1 };
@@ -62,7 +70,9 @@ const HAPROXY_AGGRESSIVE: HaproxyChecks = { interMs: 1000, fall: 2, rise: 1 };
 const USAGE = `usage: npm run bench:failover -- [--runs N] [--faults LIST] [--profiles LIST] [--patroni-aggressive TTL,LOOP,RETRY] [--reuse FILE] [--write-doc] [--keep] [--log-level L]
   --runs N          runs per fault and profile (default 10, 1..50)
   --faults LIST     stolon faults (default ${STOLON_FAULTS.join(',')}); Patroni runs the first two
-  --profiles LIST   default ${PROFILES.join(',')}
+  --profiles LIST   default ${DEFAULT_PROFILES.join(',')}; also stolon-sync and stolon-async3
+                    (3 keepers, default spec, synchronous / asynchronous replication: run both
+                    to get "sync − async p50" against its 500 ms target)
   --patroni-aggressive T,L,R   Patroni ttl,loop_wait,retry_timeout of the aggressive profile (default 10,2,4)
   --reuse FILE      take the runs of the profiles not in --profiles from an earlier result line
                     (test/bench/results/failover-*.json), e.g. re-measure stolon after a change
@@ -102,7 +112,7 @@ function parseOptions(argv: readonly string[]): Options {
     options: {
       runs: { type: 'string', default: '10' },
       faults: { type: 'string', default: STOLON_FAULTS.join(',') },
-      profiles: { type: 'string', default: PROFILES.join(',') },
+      profiles: { type: 'string', default: DEFAULT_PROFILES.join(',') },
       'patroni-aggressive': { type: 'string', default: '10,2,4' },
       'write-doc': { type: 'boolean', default: false },
       reuse: { type: 'string' },
@@ -167,16 +177,17 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Environments running now, stopped by the SIGINT/SIGTERM handler (Patroni's PostgreSQL is not in a process group the harness's exit hook kills). */
 const running = new Set<() => Promise<void>>();
 
-async function stolonProfile(profile: 'stolon-default' | 'stolon-fast', opts: Options, say: (s: string) => void, dirs: string[]): Promise<Run[]> {
+async function stolonProfile(profile: StolonProfile, opts: Options, say: (s: string) => void, dirs: string[]): Promise<Run[]> {
   const dir = await makeTempDir(`stolon-bench-failover-${profile}-`);
   dirs.push(dir);
-  const spec = { initMode: 'new', ...(profile === 'stolon-fast' ? FAST_PROFILE : {}) };
-  say(`${profile}: starting 2 keepers (ip netns), 1 sentinel, 1 proxy, 1 etcd in ${dir}; spec ${JSON.stringify(spec)}`);
+  const spec = { initMode: 'new', ...(profile === 'stolon-fast' ? FAST_PROFILE : {}), ...(profile === 'stolon-sync' ? SYNC_SPEC : {}) };
+  const keepers = profile === 'stolon-sync' || profile === 'stolon-async3' ? 3 : 2;
+  say(`${profile}: starting ${keepers} keepers (ip netns), 1 sentinel, 1 proxy, 1 etcd in ${dir}; spec ${JSON.stringify(spec)}`);
   let env: ChaosEnv | undefined;
   let recorder: Recorder | undefined;
   const runs: Run[] = [];
   try {
-    env = await startChaosEnv({ dir: join(dir, 'c'), clusterName: `bench-${profile}`, spec, keepers: 2, sentinels: 1, proxies: 1, etcdMembers: 1, logLevel: opts.logLevel });
+    env = await startChaosEnv({ dir: join(dir, 'c'), clusterName: `bench-${profile}`, spec, keepers, sentinels: 1, proxies: 1, etcdMembers: 1, logLevel: opts.logLevel });
     const cluster = env.cluster;
     running.add(env.stop);
     recorder = new Recorder({ proxies: () => [cluster.proxyClientConfig(0)], writers: 1, maxRunMs: 4 * 3_600_000 });
@@ -371,6 +382,38 @@ function stat(rs: readonly Run[]): Stat | undefined {
 
 const s1 = (ms: number): string => (Number.isFinite(ms) ? (ms / 1000).toFixed(2) : '-');
 
+/**
+ * Issue #20's comparison, per fault measured with both `stolon-sync` and `stolon-async3`:
+ * "sync − async p50 = X ms (target ≤ 500): PASS/NOT MET", plus the p95s and lost writes of the
+ * synchronous runs (which must be 0: strict mode never acknowledges a commit no synchronous
+ * standby has). `[]` when the pair was not run.
+ */
+function syncGapLines(runs: readonly Run[]): string[] {
+  const out: string[] = [];
+  for (const fault of STOLON_FAULTS) {
+    const sy = stat(runs.filter((r) => r.fault === fault && r.profile === 'stolon-sync'));
+    const as = stat(runs.filter((r) => r.fault === fault && r.profile === 'stolon-async3'));
+    if (sy === undefined || as === undefined) {
+      continue;
+    }
+    const d = Math.round(sy.p50 - as.p50);
+    // Commits still blocked after the proxies were routed: writes resumed this long after `proxiesRouted`.
+    const afterRouting = (profile: Profile): string => {
+      const xs = runs.flatMap((r) =>
+        r.profile === profile && r.fault === fault && r.toNewPrimaryMs !== null && r.phases?.proxiesRouted !== undefined ? [r.toNewPrimaryMs - r.phases.proxiesRouted] : [],
+      );
+      return xs.length === 0 ? '-' : `${Math.round(percentile(xs, 50))} ms`;
+    };
+    out.push(
+      `${fault}: sync − async p50 = ${d} ms (target ≤ ${SYNC_GAP_TARGET_MS}): ${d <= SYNC_GAP_TARGET_MS ? 'PASS' : 'NOT MET'} ` +
+        `(sync p50 ${Math.round(sy.p50)} / p95 ${Math.round(sy.p95)} ms over ${sy.runs} runs, ${sy.lost} acknowledged writes lost${sy.lost > 0 ? ': FAIL' : ''}; ` +
+        `async p50 ${Math.round(as.p50)} / p95 ${Math.round(as.p95)} ms over ${as.runs} runs; 3 keepers each; ` +
+        `first write on the new primary after the proxies were routed, p50: sync ${afterRouting('stolon-sync')}, async ${afterRouting('stolon-async3')})`,
+    );
+  }
+  return out;
+}
+
 function render(
   opts: Options,
   measured: readonly Run[],
@@ -407,11 +450,14 @@ function render(
       md.push(`| \`${fault}\` | ${profile} | ${st.runs} | ${s1(st.p50)} | ${s1(st.p95)} | ${s1(st.max)} | ${s1(st.toNewP50)} | ${lost} | ${st.stuck} |`);
     }
   }
-  t.push('', 'ratio stolon / Patroni (p50):');
-  md.push('', '**Ratio stolon / Patroni, p50 write outage** (lower is better for stolon):', '');
-  md.push('| fault | stolon default | Patroni default | ratio | stolon fast | Patroni aggressive | ratio |');
-  md.push('|---|---:|---:|---:|---:|---:|---:|');
-  for (const fault of PATRONI_FAULTS) {
+  const compared = runs.some((r) => DEFAULT_PROFILES.includes(r.profile));
+  if (compared) {
+    t.push('', 'ratio stolon / Patroni (p50):');
+    md.push('', '**Ratio stolon / Patroni, p50 write outage** (lower is better for stolon):', '');
+    md.push('| fault | stolon default | Patroni default | ratio | stolon fast | Patroni aggressive | ratio |');
+    md.push('|---|---:|---:|---:|---:|---:|---:|');
+  }
+  for (const fault of compared ? PATRONI_FAULTS : []) {
     const p = (profile: Profile) => stat(runs.filter((r) => r.fault === fault && r.profile === profile))?.p50;
     const [sd, pd, sf, pa] = [p('stolon-default'), p('patroni-default'), p('stolon-fast'), p('patroni-aggressive')];
     const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined || b === 0 ? '-' : (a / b).toFixed(2));
@@ -435,7 +481,7 @@ function render(
   };
   t.push('', 'stolon median failover phases, ms after the fault (from `stolonctl events`):');
   md.push('', 'Where stolon\'s time goes — median failover phases, ms after the fault was injected (from the sentinel\'s failover events):', '');
-  for (const profile of ['stolon-default', 'stolon-fast'] as const) {
+  for (const profile of PROFILES.filter(isStolon)) {
     for (const fault of STOLON_FAULTS) {
       const line = phaseLine(profile, fault);
       if (line !== undefined) {
@@ -443,6 +489,11 @@ function render(
         md.push(`- ${profile}, \`${fault}\`: ${line}`);
       }
     }
+  }
+  const gap = syncGapLines(runs);
+  if (gap.length > 0) {
+    t.push('', 'synchronous (stolon-sync) against asynchronous (stolon-async3) replication, p50 write outage:', ...gap.map((l) => `  ${l}`));
+    md.push('', '**Synchronous against asynchronous replication** (3 keepers each, default spec):', '', ...gap.map((l) => `- ${l}`));
   }
   for (const [profile, why] of Object.entries(skipped)) {
     t.push(`${profile}: NOT RUN: ${why}`);
@@ -510,7 +561,7 @@ async function main(): Promise<number> {
     const netns = await netnsUnavailableReason();
     const patroni = await patroniUnavailableReason();
     for (const profile of opts.profiles) {
-      if (profile === 'stolon-default' || profile === 'stolon-fast') {
+      if (isStolon(profile)) {
         if (netns !== undefined && opts.faults.includes('partitionPrimary')) {
           throw new Error(`partitionPrimary needs ip netns: ${netns}; run without it (--faults)`);
         }
@@ -545,7 +596,11 @@ async function main(): Promise<number> {
       await updateDocSection('failover', markdown);
       say('docs/benchmarks.md updated');
     }
-    return Object.keys(skipped).length === 0 ? 0 : 1;
+    const syncLost = runs.filter((r) => r.profile === 'stolon-sync').reduce((n, r) => n + r.lost, 0);
+    if (syncLost > 0) {
+      say(`FAIL: stolon-sync lost ${syncLost} acknowledged writes; synchronous replication must lose none`);
+    }
+    return Object.keys(skipped).length === 0 && syncLost === 0 ? 0 : 1;
   } catch (err) {
     say(`failed: ${(err as Error).stack ?? String(err)}`);
     return 1;
