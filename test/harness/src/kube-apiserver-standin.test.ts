@@ -498,7 +498,7 @@ describe('writeStandinKubeconfig', () => {
   it('writes a kubeconfig (mode 0600) the Kubernetes store reads: the server, the first token, the namespace', async () => {
     const dir = await makeTempDir('stolon-standin-kubeconfig-');
     const s = await startKubeApiServerStandin({ token: 'tok-1', namespaces: ['ns-a'] });
-    const store = createStore({
+    const store = await createStore({
       backend: 'kubernetes',
       endpoints: [],
       clusterName: 'kc1',
