@@ -37,7 +37,8 @@ describe('storeFromConfig with --store-backend kubernetes', () => {
     expect(parse(['--cluster-name', 'c1', '--store-backend', 'etcdv3']).kubeResourceKind).toBeUndefined();
   });
 
-  it('builds a KubernetesStore in the namespace the flags resolve to; --store-endpoints is not even parsed', async () => {
+  // The first kubernetes store loads @kubernetes/client-node: seconds on a loaded 2-core machine.
+  it('builds a KubernetesStore in the namespace the flags resolve to; --store-endpoints is not even parsed', { timeout: 30_000 }, async () => {
     const c = parse(['--cluster-name', 'c1', '--store-backend', 'kubernetes', '--kube-resource-kind', 'configmap', '--kubeconfig', kubeconfig, '--store-endpoints', 'ftp://not-used']);
     const s = await storeFromConfig(c, 'STSENTINEL', {});
     expect(s).toBeInstanceOf(KubernetesStore);

@@ -41,7 +41,8 @@ describe('createStore', () => {
     await s.close();
   });
 
-  it('builds a KubernetesStore for kubernetes with --kube-resource-kind configmap, without connecting; endpoints are ignored', async () => {
+  // The first kubernetes store loads @kubernetes/client-node: seconds on a loaded 2-core machine.
+  it('builds a KubernetesStore for kubernetes with --kube-resource-kind configmap, without connecting; endpoints are ignored', { timeout: 30_000 }, async () => {
     const s = await createStore({ backend: 'kubernetes', endpoints: [], clusterName: 'c1', kubeResourceKind: 'configmap', kubeconfig, timeoutMs: 100 });
     expect(s).toBeInstanceOf(KubernetesStore);
     expect((s as KubernetesStore).namespace).toBe('ns1');
