@@ -58,7 +58,7 @@ describe('stolonctl backup from a standby (pgBackRest TLS server, POSIX reposito
     const standbyUid = c.keepers[1 - primary]!.uid;
 
     // Both keepers publish their TLS server once the spec's backup section is applied.
-    const store = c.openStore();
+    const store = await c.openStore();
     try {
       const servers = await waitFor(
         async () => {

@@ -79,7 +79,7 @@ beforeAll(async () => {
     network,
     logLevel: 'debug',
   });
-  store = createStore({ backend: 'etcdv3', endpoints: etcd.endpoints, clusterName: 'chaos' });
+  store = await createStore({ backend: 'etcdv3', endpoints: etcd.endpoints, clusterName: 'chaos' });
   await query(cluster.proxyClientConfig(0), RECORDER_TABLES_SQL);
   const h = await waitHealthy(cluster, store, { timeoutMs: 90_000 });
   if (h.healthyAt === null) {

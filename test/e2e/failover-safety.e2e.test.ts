@@ -28,7 +28,7 @@ const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
   clusterName: 'ffs',
   logLevel: 'debug',
   setup: async (c) => {
-    store = createStore({ backend: 'etcdv3', endpoints: c.etcd.endpoints, clusterName: 'ffs' });
+    store = await createStore({ backend: 'etcdv3', endpoints: c.etcd.endpoints, clusterName: 'ffs' });
     await query(c.proxyClientConfig(0), 'create table a (id serial primary key, who int)');
   },
   teardown: async () => {

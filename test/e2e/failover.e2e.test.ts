@@ -6,8 +6,10 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { release } from 'node:os';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { e2eCluster, query, waitFor } from '@stolon-ts/harness';
+import { syncfsUsable } from '@stolon-ts/postgres';
 
 interface StatusJson {
   cluster: { phase: string; masterKeeper?: string };
@@ -42,6 +44,11 @@ describe('local HA cluster on real etcd and PostgreSQL', () => {
       },
       { timeoutMs: 30_000, what: 'the standby to replay all 50 rows' },
     );
+
+    // The standby, a pg_basebackup clone, runs with the keeper's recovery_init_sync_method: syncfs
+    // where it is usable (Linux ≥ 5.8), so its first start did not fsync every file one by one.
+    const sync = await query<{ m: string }>(e2e.cluster.directClientConfig(standby), "select current_setting('recovery_init_sync_method') as m");
+    expect(sync[0]?.m).toBe(syncfsUsable(process.platform, release()) ? 'syncfs' : 'fsync');
 
     const status = await e2e.cluster.stolonctl(['status', '--format', 'json']);
     expect(status.code, status.stderr).toBe(0);

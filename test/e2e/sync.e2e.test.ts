@@ -24,7 +24,7 @@ const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
   logLevel: 'debug',
   startTimeoutMs: 120_000,
   setup: async (c) => {
-    store = c.openStore();
+    store = await c.openStore();
   },
   teardown: async () => {
     await store?.close().catch(() => undefined);

@@ -3,7 +3,18 @@
  * through `deps`, scoped with child bindings. Secrets are redacted by path as a second line of
  * defence; the first is never putting them in log objects at all.
  */
-import { pino, type Logger, type DestinationStream } from 'pino';
+import { createRequire } from 'node:module';
+import type * as Pino from 'pino';
+import type { Logger, DestinationStream } from 'pino';
+
+/**
+ * pino, loaded by the first {@link createLogger} or {@link silentLogger}, not at import: stolonctl
+ * imports this package (for {@link BUG_SENTENCE}) but logs nothing. The package is CommonJS, so a
+ * synchronous `require` suffices.
+ */
+function loadPino(): typeof Pino.pino {
+  return (createRequire(import.meta.url)('pino') as typeof Pino).pino;
+}
 
 export type { Logger } from 'pino';
 
@@ -46,6 +57,7 @@ export function createLogger(opts: {
   if (opts.cluster !== undefined) {
     bindings['cluster'] = opts.cluster;
   }
+  const pino = loadPino();
   const base = pino(
     { level: opts.level, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, base: { pid: process.pid } },
     opts.dest ?? pino.destination({ dest: 1, sync: false, minLength: 0, maxLength: LOG_BUFFER_MAX_BYTES }),
@@ -55,7 +67,7 @@ export function createLogger(opts: {
 
 /** A logger that drops everything (tests). */
 export function silentLogger(): Logger {
-  return pino({ level: 'silent' });
+  return loadPino()({ level: 'silent' });
 }
 
 /** The sentence every unexpected exception becomes (the e2e harness fails tests that log it). */

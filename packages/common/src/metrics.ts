@@ -6,7 +6,19 @@
  * docs/metrics.md for the full list.
  * @see https://prometheus.io/docs/practices/naming/
  */
-import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { createRequire } from 'node:module';
+import type * as PromClient from 'prom-client';
+import type { Registry } from 'prom-client';
+
+/**
+ * prom-client, loaded on the first {@link createDaemonMetrics}, not at import: with the
+ * `@opentelemetry/api` it pulls in, it is ~85 files that stolonctl, which imports this package
+ * but serves no metrics, would load for nothing. The package is CommonJS, so a synchronous
+ * `require` suffices, and returns the instance an ES `import` of it gets.
+ */
+function promClient(): typeof PromClient {
+  return createRequire(import.meta.url)('prom-client') as typeof PromClient;
+}
 
 /** The components that serve metrics. */
 export type MetricsComponent = 'keeper' | 'sentinel' | 'proxy';
@@ -28,6 +40,7 @@ export interface DaemonMetrics {
  * @param clusterName `--cluster-name`
  */
 export function createDaemonMetrics(component: MetricsComponent, clusterName: string): DaemonMetrics {
+  const { Gauge, Registry, collectDefaultMetrics } = promClient();
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const id = new Gauge({

@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '@stolon-ts/cluster';
-import { ConsulStore, KubernetesStore } from '@stolon-ts/store';
+import { ConsulStore, KubernetesStore } from '@stolon-ts/store/backends';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMON_FLAGS, addFlags, baseYargs, pickFlags, type CommonConfig } from './flags.js';
 import { storeFromConfig } from './store-config.js';
@@ -37,19 +37,20 @@ describe('storeFromConfig with --store-backend kubernetes', () => {
     expect(parse(['--cluster-name', 'c1', '--store-backend', 'etcdv3']).kubeResourceKind).toBeUndefined();
   });
 
-  it('builds a KubernetesStore in the namespace the flags resolve to; --store-endpoints is not even parsed', async () => {
+  // The first kubernetes store loads @kubernetes/client-node: seconds on a loaded 2-core machine.
+  it('builds a KubernetesStore in the namespace the flags resolve to; --store-endpoints is not even parsed', { timeout: 30_000 }, async () => {
     const c = parse(['--cluster-name', 'c1', '--store-backend', 'kubernetes', '--kube-resource-kind', 'configmap', '--kubeconfig', kubeconfig, '--store-endpoints', 'ftp://not-used']);
-    const s = storeFromConfig(c, 'STSENTINEL', {});
+    const s = await storeFromConfig(c, 'STSENTINEL', {});
     expect(s).toBeInstanceOf(KubernetesStore);
     expect((s as KubernetesStore).namespace).toBe('from-context');
     await s.close();
   });
 
-  it('without --kube-resource-kind: a ConfigError naming the flag and the fix', () => {
+  it('without --kube-resource-kind: a ConfigError naming the flag and the fix', async () => {
     const c = parse(['--cluster-name', 'c1', '--store-backend', 'kubernetes', '--kubeconfig', kubeconfig]);
     let err: unknown;
     try {
-      storeFromConfig(c, 'STSENTINEL', {});
+      await storeFromConfig(c, 'STSENTINEL', {});
     } catch (e) {
       err = e;
     }
@@ -63,13 +64,13 @@ describe('storeFromConfig with --store-backend kubernetes', () => {
   it('consul: Stolon\'s default endpoint http://127.0.0.1:8500; the ACL token from --store-token-file or <PREFIX>_STORE_TOKEN, refused with another backend', async () => {
     const c = parse(['--cluster-name', 'c1', '--store-backend', 'consul']);
     expect(c.storeEndpoints).toBeUndefined();
-    const s = storeFromConfig(c, 'STSENTINEL', { STSENTINEL_STORE_TOKEN: 'tok' });
+    const s = await storeFromConfig(c, 'STSENTINEL', { STSENTINEL_STORE_TOKEN: 'tok' });
     expect(s).toBeInstanceOf(ConsulStore);
     expect((s as unknown as { http: { endpoints: string[] } }).http.endpoints).toEqual(['http://127.0.0.1:8500']);
     await s.close();
     let err: unknown;
     try {
-      storeFromConfig(parse(['--cluster-name', 'c1', '--store-backend', 'etcdv3']), 'STSENTINEL', { STSENTINEL_STORE_TOKEN: 'tok' });
+      await storeFromConfig(parse(['--cluster-name', 'c1', '--store-backend', 'etcdv3']), 'STSENTINEL', { STSENTINEL_STORE_TOKEN: 'tok' });
     } catch (e) {
       err = e;
     }
@@ -89,10 +90,10 @@ describe('the store TLS and authentication flags (etcdv3)', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  function configError(args: readonly string[], env: NodeJS.ProcessEnv = {}): ConfigError {
+  async function configError(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<ConfigError> {
     let err: unknown;
     try {
-      storeFromConfig(parse(['--cluster-name', 'c1', '--store-backend', 'etcdv3', ...args], env), 'STSENTINEL', env);
+      await storeFromConfig(parse(['--cluster-name', 'c1', '--store-backend', 'etcdv3', ...args], env), 'STSENTINEL', env);
     } catch (e) {
       err = e;
     }
@@ -114,23 +115,23 @@ describe('the store TLS and authentication flags (etcdv3)', () => {
     expect(() => parse(['--cluster-name', 'c1', '--store-backend', 'etcdv3', '--store-password', 'x'])).toThrow(/Unknown argument/);
   });
 
-  it('refuses TLS flags with http:// endpoints, naming --store-endpoints', () => {
-    const err = configError(['--store-endpoints', 'http://127.0.0.1:2379', '--store-skip-tls-verify']);
+  it('refuses TLS flags with http:// endpoints, naming --store-endpoints', async () => {
+    const err = await configError(['--store-endpoints', 'http://127.0.0.1:2379', '--store-skip-tls-verify']);
     expect(err.field).toBe('store-endpoints');
     expect(err.message).toMatch(/use https:\/\/ endpoints/);
   });
 
-  it('refuses --store-cert-file without --store-key, a CA file that is not a certificate, and a missing file, each naming its flag', () => {
-    expect(configError(['--store-endpoints', 'https://127.0.0.1:2379', '--store-cert-file', join(dir, 'not-a-cert.pem')]).field).toBe('store-key');
-    const bad = configError(['--store-endpoints', 'https://127.0.0.1:2379', '--store-ca-file', join(dir, 'not-a-cert.pem')]);
+  it('refuses --store-cert-file without --store-key, a CA file that is not a certificate, and a missing file, each naming its flag', async () => {
+    expect((await configError(['--store-endpoints', 'https://127.0.0.1:2379', '--store-cert-file', join(dir, 'not-a-cert.pem')])).field).toBe('store-key');
+    const bad = await configError(['--store-endpoints', 'https://127.0.0.1:2379', '--store-ca-file', join(dir, 'not-a-cert.pem')]);
     expect(bad.field).toBe('store-ca-file');
     expect(bad.message).toMatch(/^--store-ca-file: .* is not a PEM certificate/);
-    expect(configError(['--store-endpoints', 'https://127.0.0.1:2379', '--store-ca-file', join(dir, 'missing.pem')]).message).toMatch(/^--store-ca-file: cannot read /);
+    expect((await configError(['--store-endpoints', 'https://127.0.0.1:2379', '--store-ca-file', join(dir, 'missing.pem')])).message).toMatch(/^--store-ca-file: cannot read /);
   });
 
-  it('refuses an empty password file and a password without a user', () => {
-    expect(configError(['--store-user', 'u', '--store-password-file', join(dir, 'empty-password')]).message).toMatch(/^--store-password-file: .* is empty/);
-    const err = configError([], { STSENTINEL_STORE_PASSWORD: 'secret' });
+  it('refuses an empty password file and a password without a user', async () => {
+    expect((await configError(['--store-user', 'u', '--store-password-file', join(dir, 'empty-password')])).message).toMatch(/^--store-password-file: .* is empty/);
+    const err = await configError([], { STSENTINEL_STORE_PASSWORD: 'secret' });
     expect(err.field).toBe('store-user');
     expect(err.message).not.toContain('secret');
   });

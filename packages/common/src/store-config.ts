@@ -121,17 +121,18 @@ function storeToken(c: CommonConfig, envPrefix: string, env: NodeJS.ProcessEnv):
  * TLS flags are used for etcdv3 and consul, `--store-user` and its password for etcdv3, the ACL
  * token for consul: the kubernetes backend ignores them all, it takes its credentials from the
  * kubeconfig or the pod's service account). Nothing is sent to the store yet; files named by
- * flags are read now. Without `--store-endpoints`: http://127.0.0.1:2379 (etcdv3) or
+ * flags are read now, and the chosen backend's client library is imported (only that one). Without `--store-endpoints`: http://127.0.0.1:2379 (etcdv3) or
  * http://127.0.0.1:8500 (consul), as in Stolon.
  * @param envPrefix the program's environment prefix (`STKEEPER`, `STSENTINEL`, `STPROXY`,
  *   `STOLONCTL`): the etcd password may come from `<envPrefix>_STORE_PASSWORD`, the Consul token
  *   from `<envPrefix>_STORE_TOKEN`.
  * @param env the environment to read it from. @default process.env
+ * @returns a promise of the store; errors reject it.
  * @throws ConfigError naming the flag (cluster-name, store-backend, store-endpoints, store-timeout,
  *   store-ca-file, store-cert-file, store-key, store-user, store-password-file, store-token-file,
  *   kube-resource-kind, kubeconfig, kube-context, kube-namespace).
  */
-export function storeFromConfig(c: CommonConfig, envPrefix: string, env: NodeJS.ProcessEnv = process.env): Store {
+export async function storeFromConfig(c: CommonConfig, envPrefix: string, env: NodeJS.ProcessEnv = process.env): Promise<Store> {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(c.clusterName)) {
     throw new ConfigError(
       `--cluster-name: "${c.clusterName}" must be letters, digits, '-', '_' or '.', starting with a letter or digit`,
@@ -149,7 +150,7 @@ export function storeFromConfig(c: CommonConfig, envPrefix: string, env: NodeJS.
   const auth = c.storeBackend === 'etcdv3' ? storeAuth(c, envPrefix, env) : undefined;
   const token = storeToken(c, envPrefix, env);
   const endpoints = given(c.storeEndpoints) ? c.storeEndpoints : c.storeBackend === 'consul' ? DEFAULT_CONSUL_ENDPOINT : DEFAULT_ETCD_ENDPOINT;
-  return createStore({
+  return await createStore({
     backend: c.storeBackend,
     endpoints: kv ? parseEndpoints(endpoints) : [],
     clusterName: c.clusterName,

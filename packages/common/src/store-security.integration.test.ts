@@ -21,8 +21,8 @@ function parse(args: readonly string[], env: NodeJS.ProcessEnv = {}): CommonConf
 }
 
 /** A store from a command line; `timeoutMs` 3 s so failures come quickly. */
-function storeFrom(args: readonly string[], env: NodeJS.ProcessEnv = {}): Store {
-  return storeFromConfig(parse(['--store-backend', 'etcdv3', '--store-timeout', '3s', ...args], env), PREFIX, env);
+async function storeFrom(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<Store> {
+  return await storeFromConfig(parse(['--store-backend', 'etcdv3', '--store-timeout', '3s', ...args], env), PREFIX, env);
 }
 
 async function failure(p: Promise<unknown>): Promise<Error> {
@@ -65,7 +65,7 @@ describe('etcd with TLS and client-certificate auth (--client-cert-auth --truste
 
   it('works with --store-ca-file, --store-cert-file and --store-key', async () => {
     expect(url).toMatch(/^https:\/\//);
-    const store = storeFrom(['--cluster-name', 'tls1', '--store-endpoints', url, '--store-ca-file', certs.caFile, '--store-cert-file', certs.clientCertFile, '--store-key', certs.clientKeyFile]);
+    const store = await storeFrom(['--cluster-name', 'tls1', '--store-endpoints', url, '--store-ca-file', certs.caFile, '--store-cert-file', certs.clientCertFile, '--store-key', certs.clientKeyFile]);
     try {
       const rev = await store.putClusterData('{"v":1}', null);
       expect(await store.getClusterData()).toEqual({ text: '{"v":1}', revision: rev });
@@ -80,7 +80,7 @@ describe('etcd with TLS and client-certificate auth (--client-cert-auth --truste
   });
 
   it('takes the flags from STSENTINEL_STORE_* too', async () => {
-    const store = storeFrom(['--cluster-name', 'tls2', '--store-endpoints', url], {
+    const store = await storeFrom(['--cluster-name', 'tls2', '--store-endpoints', url], {
       STSENTINEL_STORE_CA_FILE: certs.caFile,
       STSENTINEL_STORE_CERT_FILE: certs.clientCertFile,
       STSENTINEL_STORE_KEY: certs.clientKeyFile,
@@ -93,32 +93,32 @@ describe('etcd with TLS and client-certificate auth (--client-cert-auth --truste
   });
 
   it('with the wrong CA: one line naming --store-ca-file', async () => {
-    const store = storeFrom(['--cluster-name', 'tls3', '--store-endpoints', url, '--store-ca-file', certs.otherCaFile, '--store-cert-file', certs.clientCertFile, '--store-key', certs.clientKeyFile]);
+    const store = await storeFrom(['--cluster-name', 'tls3', '--store-endpoints', url, '--store-ca-file', certs.otherCaFile, '--store-cert-file', certs.clientCertFile, '--store-key', certs.clientKeyFile]);
     const err = await expectStoreFailure(store, /--store-ca-file/);
     expect(err.message).toMatch(/not trusted|verify/);
   });
 
   it('without any CA (system roots only): one line naming --store-ca-file', async () => {
-    const store = storeFrom(['--cluster-name', 'tls4', '--store-endpoints', url, '--store-cert-file', certs.clientCertFile, '--store-key', certs.clientKeyFile]);
+    const store = await storeFrom(['--cluster-name', 'tls4', '--store-endpoints', url, '--store-cert-file', certs.clientCertFile, '--store-key', certs.clientKeyFile]);
     await expectStoreFailure(store, /--store-ca-file/);
   });
 
   it('with a client certificate etcd does not trust (the wrong key pair): one line naming --store-cert-file and --store-key', async () => {
-    const store = storeFrom(['--cluster-name', 'tls5', '--store-endpoints', url, '--store-ca-file', certs.caFile, '--store-cert-file', certs.otherClientCertFile, '--store-key', certs.otherClientKeyFile]);
+    const store = await storeFrom(['--cluster-name', 'tls5', '--store-endpoints', url, '--store-ca-file', certs.caFile, '--store-cert-file', certs.otherClientCertFile, '--store-key', certs.otherClientKeyFile]);
     const err = await expectStoreFailure(store, /--store-cert-file/);
     expect(err.message).toMatch(/--store-key/);
   });
 
   it('without a client certificate: one line naming --store-cert-file and --store-key', async () => {
-    const store = storeFrom(['--cluster-name', 'tls6', '--store-endpoints', url, '--store-ca-file', certs.caFile]);
+    const store = await storeFrom(['--cluster-name', 'tls6', '--store-endpoints', url, '--store-ca-file', certs.caFile]);
     const err = await expectStoreFailure(store, /--store-cert-file/);
     expect(err.message).toMatch(/--store-key/);
   });
 
-  it('a key that does not belong to the certificate is a ConfigError naming --store-key, before any connection', () => {
+  it('a key that does not belong to the certificate is a ConfigError naming --store-key, before any connection', async () => {
     let err: unknown;
     try {
-      storeFrom(['--cluster-name', 'tls7', '--store-endpoints', url, '--store-ca-file', certs.caFile, '--store-cert-file', certs.clientCertFile, '--store-key', certs.otherClientKeyFile]);
+      await storeFrom(['--cluster-name', 'tls7', '--store-endpoints', url, '--store-ca-file', certs.caFile, '--store-cert-file', certs.clientCertFile, '--store-key', certs.otherClientKeyFile]);
     } catch (e) {
       err = e;
     }
@@ -128,7 +128,7 @@ describe('etcd with TLS and client-certificate auth (--client-cert-auth --truste
   });
 
   it('--store-skip-tls-verify connects without a CA (the client certificate is still sent)', async () => {
-    const store = storeFrom(['--cluster-name', 'tls8', '--store-endpoints', url, '--store-skip-tls-verify', '--store-cert-file', certs.clientCertFile, '--store-key', certs.clientKeyFile]);
+    const store = await storeFrom(['--cluster-name', 'tls8', '--store-endpoints', url, '--store-skip-tls-verify', '--store-cert-file', certs.clientCertFile, '--store-key', certs.clientKeyFile]);
     try {
       expect(await store.getClusterData()).toBeNull();
     } finally {
@@ -137,7 +137,7 @@ describe('etcd with TLS and client-certificate auth (--client-cert-auth --truste
   });
 
   it('--store-user against an etcd without authentication: one line naming --store-user', async () => {
-    const store = storeFrom(['--cluster-name', 'tls10', '--store-endpoints', url, '--store-ca-file', certs.caFile, '--store-cert-file', certs.clientCertFile, '--store-key', certs.clientKeyFile, '--store-user', 'u'], {
+    const store = await storeFrom(['--cluster-name', 'tls10', '--store-endpoints', url, '--store-ca-file', certs.caFile, '--store-cert-file', certs.clientCertFile, '--store-key', certs.clientKeyFile, '--store-user', 'u'], {
       STSENTINEL_STORE_PASSWORD: 'pw',
     });
     const err = await expectStoreFailure(store, /--store-user/);
@@ -145,7 +145,7 @@ describe('etcd with TLS and client-certificate auth (--client-cert-auth --truste
   });
 
   it('plain http endpoints against this etcd: one line saying to use https', async () => {
-    const store = storeFrom(['--cluster-name', 'tls9', '--store-endpoints', url.replace('https://', 'http://')]);
+    const store = await storeFrom(['--cluster-name', 'tls9', '--store-endpoints', url.replace('https://', 'http://')]);
     await expectStoreFailure(store, /https:\/\//);
   });
 });
@@ -175,7 +175,7 @@ describe('etcd with authentication and a role limited to the cluster prefix', ()
   });
 
   it('the store works for the user within its prefix (password from --store-password-file)', async () => {
-    const store = storeFrom(['--cluster-name', 'a1', '--store-endpoints', url, '--store-user', 'stolon-a1', '--store-password-file', passwordFile]);
+    const store = await storeFrom(['--cluster-name', 'a1', '--store-endpoints', url, '--store-user', 'stolon-a1', '--store-password-file', passwordFile]);
     try {
       const rev = await store.putClusterData('{"v":1}', null);
       expect(await store.getClusterData()).toEqual({ text: '{"v":1}', revision: rev });
@@ -195,7 +195,7 @@ describe('etcd with authentication and a role limited to the cluster prefix', ()
   });
 
   it("a keeper's own role (read the cluster, write its info's key) publishes its info and watches, but cannot write clusterdata or another keeper's info", async () => {
-    const store = storeFrom(['--cluster-name', 'a1', '--store-endpoints', url, '--store-user', 'keeper-a1'], { STSENTINEL_STORE_PASSWORD: 'keeper-secret' });
+    const store = await storeFrom(['--cluster-name', 'a1', '--store-endpoints', url, '--store-user', 'keeper-a1'], { STSENTINEL_STORE_PASSWORD: 'keeper-secret' });
     try {
       const seen: string[] = [];
       const w = await store.watch(['clusterdata'], (t) => seen.push(t));
@@ -216,7 +216,7 @@ describe('etcd with authentication and a role limited to the cluster prefix', ()
   });
 
   it('the password may come from STSENTINEL_STORE_PASSWORD', async () => {
-    const store = storeFrom(['--cluster-name', 'a1', '--store-endpoints', url, '--store-user', 'stolon-a1'], { STSENTINEL_STORE_PASSWORD: 'a1-secret' });
+    const store = await storeFrom(['--cluster-name', 'a1', '--store-endpoints', url, '--store-user', 'stolon-a1'], { STSENTINEL_STORE_PASSWORD: 'a1-secret' });
     try {
       expect((await store.getClusterData())?.text).toBe('{"v":1}');
     } finally {
@@ -225,7 +225,7 @@ describe('etcd with authentication and a role limited to the cluster prefix', ()
   });
 
   it('another cluster is outside the role: permission denied, one line naming the prefix to grant', async () => {
-    const store = storeFrom(['--cluster-name', 'a10', '--store-endpoints', url, '--store-user', 'stolon-a1', '--store-password-file', passwordFile]);
+    const store = await storeFrom(['--cluster-name', 'a10', '--store-endpoints', url, '--store-user', 'stolon-a1', '--store-password-file', passwordFile]);
     const err = await expectStoreFailure(store, /permission denied/);
     expect(err.message).toContain('stolon/cluster/a10/');
     expect(err.message).toMatch(/--store-user stolon-a1/);
@@ -233,24 +233,24 @@ describe('etcd with authentication and a role limited to the cluster prefix', ()
   });
 
   it('a user without any permission: permission denied', async () => {
-    const store = storeFrom(['--cluster-name', 'a1', '--store-endpoints', url, '--store-user', 'nobody'], { STSENTINEL_STORE_PASSWORD: 'nobody-secret' });
+    const store = await storeFrom(['--cluster-name', 'a1', '--store-endpoints', url, '--store-user', 'nobody'], { STSENTINEL_STORE_PASSWORD: 'nobody-secret' });
     await expectStoreFailure(store, /permission denied/);
   });
 
   it('a wrong password: one line naming --store-user and --store-password-file, without the password', async () => {
-    const store = storeFrom(['--cluster-name', 'a1', '--store-endpoints', url, '--store-user', 'stolon-a1'], { STSENTINEL_STORE_PASSWORD: 'wrong-secret' });
+    const store = await storeFrom(['--cluster-name', 'a1', '--store-endpoints', url, '--store-user', 'stolon-a1'], { STSENTINEL_STORE_PASSWORD: 'wrong-secret' });
     const err = await expectStoreFailure(store, /--store-password-file/);
     expect(err.message).toMatch(/--store-user/);
     expect(err.message).not.toContain('wrong-secret');
   });
 
   it('no user while etcd requires one: one line naming --store-user', async () => {
-    const store = storeFrom(['--cluster-name', 'a1', '--store-endpoints', url]);
+    const store = await storeFrom(['--cluster-name', 'a1', '--store-endpoints', url]);
     await expectStoreFailure(store, /--store-user/);
   });
 
-  it('--store-user without a password is a ConfigError naming --store-password-file', () => {
-    expect(() => storeFrom(['--cluster-name', 'a1', '--store-endpoints', url, '--store-user', 'stolon-a1'])).toThrow(
+  it('--store-user without a password is a ConfigError naming --store-password-file', async () => {
+    await expect(storeFrom(['--cluster-name', 'a1', '--store-endpoints', url, '--store-user', 'stolon-a1'])).rejects.toThrow(
       /--store-password-file is required \(or set STSENTINEL_STORE_PASSWORD\)/,
     );
   });

@@ -173,7 +173,7 @@ async function main(): Promise<void> {
     const member = memberConfig(flags);
     const allowSpecCommands = parseAllowSpecCommands(flags.allowSpecCommands);
     const pgBinPath = resolvePgBinDir({ flag: flags.pgBinPath, env: process.env });
-    const store = storeFromConfig(flags, 'STKEEPER');
+    const store = await storeFromConfig(flags, 'STKEEPER');
     const dataDir = resolve(flags.dataDir);
     const isRoot = process.getuid?.() === 0;
     const owner = isRoot ? osUserIds(flags.pgOsUser) : undefined;

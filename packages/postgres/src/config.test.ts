@@ -24,6 +24,7 @@ import {
   renderPgpassLine,
   renderPostgresqlConf,
   renderSynchronousStandbyNames,
+  syncfsUsable,
   type HbaOptions,
   type SynchronousStandbysSpec,
 } from './config.js';
@@ -842,12 +843,33 @@ describe('scramSha256Verifier', () => {
 
 describe('recovery_init_sync_method default', () => {
   const base = { listenAddress: '127.0.0.1', port: 5432, parameters: {}, maxStandbys: 20, additionalWalSenders: 5, synchronousStandbyNames: '', hba: [] };
-  it('is syncfs on PostgreSQL ≥ 14 unless the user sets it', () => {
-    expect(renderPostgresqlConf(base, null, 15)).toContain("recovery_init_sync_method = 'syncfs'");
-    const user = renderPostgresqlConf({ ...base, parameters: { recovery_init_sync_method: 'fsync' } }, null, 15);
+  const clone: RecoveryConfig = { mode: 'standby', standby };
+  it('is syncfs on PostgreSQL ≥ 14 where syncfs is usable, for a primary and a standby (the first start after a clone included), unless the user sets it', () => {
+    expect(renderPostgresqlConf(base, null, 15, { syncfs: true })).toContain("recovery_init_sync_method = 'syncfs'");
+    expect(renderPostgresqlConf(base, clone, 15, { syncfs: true })).toContain("recovery_init_sync_method = 'syncfs'");
+    const user = renderPostgresqlConf({ ...base, parameters: { recovery_init_sync_method: 'fsync' } }, clone, 15, { syncfs: true });
     expect(user).toContain("recovery_init_sync_method = 'fsync'");
     expect(user).not.toContain("'syncfs'");
-    expect(renderPostgresqlConf(base, null, 13)).not.toContain('recovery_init_sync_method');
+    expect(renderPostgresqlConf(base, null, 13, { syncfs: true })).not.toContain('recovery_init_sync_method');
+  });
+
+  it("is PostgreSQL's own (fsync, not written) where syncfs is not usable; a user value is written as given", () => {
+    expect(renderPostgresqlConf(base, clone, 15)).not.toContain('recovery_init_sync_method');
+    expect(renderPostgresqlConf(base, clone, 15, { syncfs: false })).not.toContain('recovery_init_sync_method');
+    expect(renderPostgresqlConf({ ...base, parameters: { recovery_init_sync_method: 'syncfs' } }, null, 15, { syncfs: false })).toContain(
+      "recovery_init_sync_method = 'syncfs'",
+    );
+  });
+
+  it('syncfs is usable on Linux 5.8 and later only', () => {
+    expect(syncfsUsable('linux', '6.1.0-18-amd64')).toBe(true);
+    expect(syncfsUsable('linux', '5.8.0')).toBe(true);
+    expect(syncfsUsable('linux', '5.10.209-fc')).toBe(true);
+    expect(syncfsUsable('linux', '5.4.0-150-generic')).toBe(false);
+    expect(syncfsUsable('linux', '4.19.0')).toBe(false);
+    expect(syncfsUsable('linux', 'weird')).toBe(false);
+    expect(syncfsUsable('darwin', '23.1.0')).toBe(false);
+    expect(syncfsUsable('freebsd', '14.0-RELEASE')).toBe(false);
   });
 });
 

@@ -147,6 +147,32 @@ export interface RenderOptions {
    * {@link clientSslParams}; absent: `sslmode=prefer`.
    */
   readonly peerSsl?: PeerSsl | undefined;
+  /**
+   * Whether `recovery_init_sync_method = syncfs` may be the default (PostgreSQL ≥ 14, when
+   * pgParameters does not set it): see {@link syncfsUsable}. @default false (PostgreSQL's fsync)
+   */
+  readonly syncfs?: boolean;
+}
+
+/**
+ * Whether `recovery_init_sync_method = syncfs` is usable and safe on this system: Linux only
+ * (PostgreSQL offers the value only where syncfs(2) exists, and refuses to start with it
+ * elsewhere), and a kernel of 5.8 or later, since before 5.8 syncfs() does not report writeback
+ * errors, so PostgreSQL could start recovery on files that never reached the disk.
+ * @param platform `process.platform`
+ * @param kernelRelease `os.release()`, e.g. `6.1.0-18-amd64`
+ * @see https://www.postgresql.org/docs/15/runtime-config-error-handling.html#GUC-RECOVERY-INIT-SYNC-METHOD
+ */
+export function syncfsUsable(platform: string, kernelRelease: string): boolean {
+  if (platform !== 'linux') {
+    return false;
+  }
+  const m = /^(\d+)\.(\d+)/.exec(kernelRelease);
+  if (m === null) {
+    return false;
+  }
+  const [major, minor] = [Number(m[1]), Number(m[2])];
+  return major > 5 || (major === 5 && minor >= 8);
 }
 
 /**
@@ -361,10 +387,14 @@ export function renderPostgresqlConf(
     lines.push(`${name} = ${quoteParameter(value)}`);
   }
   const defaults: string[] = [];
-  if (pgVersionMajor >= 14 && !user.has('recovery_init_sync_method')) {
-    // Default, not managed: after a crash or a fresh clone PostgreSQL fsyncs every file before
-    // recovery; one syncfs() of the filesystem is much faster (0.2-0.45 s → 6 ms on a 1 GiB
-    // clone in bench:clone). A user value wins.
+  if (pgVersionMajor >= 14 && options.syncfs === true && !user.has('recovery_init_sync_method')) {
+    // Default, not managed: after a crash or a fresh clone (a base backup's control file says "in
+    // production") PostgreSQL fsyncs every file of PGDATA before recovery, although pg_basebackup
+    // has just synced them; one syncfs() per filesystem is much faster (0.2-0.45 s → 6 ms on a
+    // 1 GiB clone in bench:clone). Every start, not only the first after a clone: a crash
+    // restart gains the same, and on Linux ≥ 5.8 (options.syncfs, see syncfsUsable) syncfs()
+    // reports writeback errors as fsync() does. A user value wins; one PostgreSQL cannot take
+    // (syncfs where it has no syncfs) is refused by the `postgres -C` check of writeConfig.
     // @see https://www.postgresql.org/docs/15/runtime-config-error-handling.html
     defaults.push("recovery_init_sync_method = 'syncfs'");
   }

@@ -42,6 +42,7 @@ export {
   renderHbaLines,
   renderPgpassLine,
   renderPostgresqlConf,
+  syncfsUsable,
   renderSynchronousStandbyNames,
   type ConfigProblem,
   type HbaOptions,

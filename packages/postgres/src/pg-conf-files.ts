@@ -5,11 +5,11 @@
  * Rendering and parsing are pure and live in config.ts. The manager as a whole: pg-manager.ts.
  */
 import { promises as fs } from 'node:fs';
-import { userInfo } from 'node:os';
+import { release, userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from 'pg';
 import { StolonError, errorMessage } from '@stolon-ts/cluster';
-import { parseConfigErrors, renderHba, renderIdentConf, renderPgpassLine, renderPostgresqlConf, type ConfigProblem } from './config.js';
+import { parseConfigErrors, renderHba, renderIdentConf, renderPgpassLine, renderPostgresqlConf, syncfsUsable, type ConfigProblem } from './config.js';
 import type { PgConfig, RecoveryConfig, WriteConfigResult } from './manager.js';
 import type { PgContext } from './pg-context.js';
 import { exitText, lastLines } from './pg-exec.js';
@@ -55,6 +55,9 @@ import { isRunning } from './postmaster-pid.js';
  * @see https://www.postgresql.org/docs/current/view-pg-hba-file-rules.html
  * @see https://www.postgresql.org/docs/current/app-postgres.html (`-C`)
  */
+/** `recovery_init_sync_method = syncfs` may be the default on this system (Linux ≥ 5.8): see `syncfsUsable`. */
+const SYNCFS = syncfsUsable(process.platform, release());
+
 export async function writeConfig(ctx: PgContext, config: PgConfig, recovery: RecoveryConfig | null): Promise<WriteConfigResult> {
   await requireInitialized(ctx.pgData, 'write its configuration');
   const { Maj } = await ctx.exec.binaryVersion();
@@ -63,7 +66,7 @@ export async function writeConfig(ctx: PgContext, config: PgConfig, recovery: Re
     config,
     recovery,
     Maj,
-    recovery?.mode === 'standby' ? { socketDir: ctx.socket.dir, passfile, peerSsl: ctx.peerSsl } : { socketDir: ctx.socket.dir },
+    recovery?.mode === 'standby' ? { socketDir: ctx.socket.dir, passfile, peerSsl: ctx.peerSsl, syncfs: SYNCFS } : { socketDir: ctx.socket.dir, syncfs: SYNCFS },
   );
   const hba = renderHba(config.hba);
   const ident = await identConf(ctx);

@@ -36,7 +36,7 @@ async function main(): Promise<void> {
     config = parseProxyArgs(process.argv.slice(2), process.env, warnings);
     memberToken = readMemberToken(config.memberTokenFile, 'STPROXY_MEMBER_TOKEN', 'member-token-file', process.env);
     statusListen = statusListenOf(config.metricsListenAddress, 'metrics-listen-address');
-    store = storeFromConfig(config, 'STPROXY');
+    store = await storeFromConfig(config, 'STPROXY');
   } catch (err) {
     exitOnConfigError(err, PROXY_PROGRAM);
   }

@@ -49,7 +49,7 @@ async function main(): Promise<void> {
       }
     }
     statusListen = statusListenOf(flags.metricsListenAddress, 'metrics-listen-address');
-    store = storeFromConfig(flags, 'STSENTINEL');
+    store = await storeFromConfig(flags, 'STSENTINEL');
   } catch (err) {
     exitOnConfigError(err, 'stolon-sentinel');
   }

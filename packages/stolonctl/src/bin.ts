@@ -402,7 +402,7 @@ async function main(args: readonly string[]): Promise<ExitCodeValue> {
 
   let setup: StoreSetup;
   try {
-    setup = storeFromFlags(argv);
+    setup = await storeFromFlags(argv);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${PROGRAM}: ${err.message}\n`);

@@ -348,10 +348,12 @@ export interface StoreSetup {
 /**
  * Builds the store from parsed global flags (`--cluster-name`, `--store-*`): the one place the
  * bin turns flags into a store, so every subcommand gets the same checks.
+ * Only the chosen backend's client library is imported (see `createStore`).
  * @param argv parsed yargs arguments.
+ * @returns a promise of the setup; errors reject it.
  * @throws ConfigError naming the flag when a value is unusable.
  */
-export function storeFromFlags(argv: Record<string, unknown>): StoreSetup {
+export async function storeFromFlags(argv: Record<string, unknown>): Promise<StoreSetup> {
   const config = pickFlags(argv, COMMON_FLAGS);
-  return { config, store: storeFromConfig(config, ENV_PREFIX) };
+  return { config, store: await storeFromConfig(config, ENV_PREFIX) };
 }

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseClusterData, serializeClusterData, type ClusterData } from '@stolon-ts/cluster';
 import { aCluster } from '@stolon-ts/cluster/testing';
 import { runNode, startEtcd, type CommandResult, type EtcdHandle } from '@stolon-ts/harness';
-import { EtcdStore } from '@stolon-ts/store';
+import { EtcdStore } from '@stolon-ts/store/backends';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const BIN = join(ROOT, 'packages/stolonctl/dist/bin.js');

@@ -1,10 +1,12 @@
-/** Builds the store a program's `--store-backend` flag names. */
+/**
+ * Builds the store a program's `--store-backend` flag names. Each backend's module (and its client
+ * library: etcd3 with gRPC and protobuf, consul) is imported only when that backend is chosen, so a
+ * program pays at start for one store client, not three (see docs/benchmarks.md, `bench:clone`).
+ */
 import { ConfigError } from '@stolon-ts/cluster';
-import { ConsulStore } from './consul.js';
-import { EtcdStore, type EtcdAuthOptions, type EtcdTlsOptions } from './etcd.js';
+import type { EtcdAuthOptions, EtcdTlsOptions } from './etcd.js';
 import { resolveKubeConfig } from './kube-client.js';
 import { checkKubeClusterName } from './kube-objects.js';
-import { KubernetesStore } from './kubernetes.js';
 import type { Store } from './store.js';
 
 /** Options of {@link createStore}, mirroring the common `--store-*` and `--kube-*` flags. */
@@ -36,17 +38,20 @@ export interface CreateStoreOptions {
 }
 
 /**
- * Creates the store client for `opts.backend`. Nothing is sent to the store until the first call;
- * for kubernetes the kubeconfig (or the pod's service account) is read now.
+ * Creates the store client for `opts.backend`, importing that backend's module (and only that
+ * one) first. Nothing is sent to the store until the first call; for kubernetes the kubeconfig (or
+ * the pod's service account) is read now.
+ * @returns a promise of the store; it rejects, never throws synchronously.
  * @throws ConfigError naming the flag: `store-backend` for any backend other than `etcdv3`,
  *   `consul` and `kubernetes`; `store-endpoints` when etcdv3 or consul has no usable endpoint;
  *   `kube-resource-kind` when kubernetes is chosen without `--kube-resource-kind configmap`;
  *   `cluster-name`, `kubeconfig`, `kube-context` or `kube-namespace` when the kubernetes client
  *   configuration cannot be used (see `resolveKubeConfig`).
  */
-export function createStore(opts: CreateStoreOptions): Store {
+export async function createStore(opts: CreateStoreOptions): Promise<Store> {
   switch (opts.backend) {
-    case 'etcdv3':
+    case 'etcdv3': {
+      const { EtcdStore } = await import('./etcd.js');
       return new EtcdStore({
         endpoints: opts.endpoints,
         clusterName: opts.clusterName,
@@ -55,7 +60,9 @@ export function createStore(opts: CreateStoreOptions): Store {
         ...(opts.tls === undefined ? {} : { tls: opts.tls }),
         ...(opts.auth === undefined ? {} : { auth: opts.auth }),
       });
-    case 'consul':
+    }
+    case 'consul': {
+      const { ConsulStore } = await import('./consul.js');
       return new ConsulStore({
         endpoints: opts.endpoints,
         clusterName: opts.clusterName,
@@ -64,6 +71,7 @@ export function createStore(opts: CreateStoreOptions): Store {
         ...(opts.tls === undefined ? {} : { tls: opts.tls }),
         token: opts.token,
       });
+    }
     case 'kubernetes': {
       const kind = opts.kubeResourceKind ?? '';
       if (kind === '') {
@@ -79,6 +87,7 @@ export function createStore(opts: CreateStoreOptions): Store {
       }
       checkKubeClusterName(opts.clusterName);
       const kube = resolveKubeConfig({ kubeconfig: opts.kubeconfig, context: opts.kubeContext, namespace: opts.kubeNamespace });
+      const { KubernetesStore } = await import('./kubernetes.js');
       return new KubernetesStore({
         clusterName: opts.clusterName,
         kubeConfig: kube.kubeConfig,

@@ -1,6 +1,8 @@
 /**
- * @stolon-ts/store: the store contract (`Store`), its etcd v3, Consul, Kubernetes and in-memory
- * implementations, and `createStore` for the `--store-*` and `--kube-*` flags.
+ * @stolon-ts/store: the store contract (`Store`), the in-memory implementation, and `createStore`
+ * for the `--store-*` and `--kube-*` flags, which imports the etcd v3, Consul or Kubernetes
+ * implementation the flags choose. Importing this module loads no store client library; the
+ * backend classes themselves are in `@stolon-ts/store/backends` (which loads all three).
  */
 export type {
   ClusterDataRecord,
@@ -11,9 +13,9 @@ export type {
   StoreWatch,
   WatchTopic,
 } from './store.js';
-export { EtcdStore, type EtcdAuthOptions, type EtcdStoreOptions, type EtcdTlsOptions } from './etcd.js';
-export { ConsulStore, type ConsulStoreOptions, type ConsulTlsOptions } from './consul.js';
-export { KubernetesStore, type KubernetesStoreOptions } from './kubernetes.js';
+export type { EtcdAuthOptions, EtcdStoreOptions, EtcdTlsOptions } from './etcd.js';
+export type { ConsulStoreOptions, ConsulTlsOptions } from './consul.js';
+export type { KubernetesStoreOptions } from './kubernetes.js';
 export {
   resolveKubeConfig,
   type KubeConfigOptions,

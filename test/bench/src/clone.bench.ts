@@ -10,8 +10,9 @@
  *   keeper's own flags minus `--slot --progress --verbose`), from spawn to exit;
  * - stolon: `startKeeper(r + 1)`, from spawn of the keeper process until keeper0's
  *   `pg_stat_replication` shows a new `stolon_*` walsender in state `streaming` (polled every
- *   100 ms) with no `backup` walsender of the same name: the keeper runs pg_basebackup with
- *   PGAPPNAME `stolon_<db>`, so during the copy its WAL stream is a `streaming` row too.
+ *   100 ms): the standby's walreceiver. The keeper runs pg_basebackup with PGAPPNAME
+ *   `stolon-ts-clone-stolon_<db>`, so the copy's walsenders (`backup` and its WAL stream) are
+ *   told apart by name.
  * Each run uses a fresh keeper, because a keeper's data cannot be wiped and re-cloned cleanly
  * yet (no `stolonctl removekeeper`); earlier standbys stay up, idle.
  *
@@ -234,6 +235,11 @@ async function walSenders(c: pg.Client, pattern: string): Promise<WalSender[]> {
   return r.rows;
 }
 
+/** PGAPPNAME prefix of the keeper's pg_basebackup (pg-clone.ts): `stolon-ts-clone-stolon_<db>`. */
+const CLONE_APP_PREFIX = 'stolon-ts-clone-';
+/** LIKE pattern of a keeper's walsenders: its standby's (`stolon_<db>`) and its clone's. */
+const KEEPER_APPS = '%stolon\\_%';
+
 function describeSenders(rows: readonly WalSender[]): string {
   return rows.length === 0 ? 'no new stolon walsender' : rows.map((r) => `${r.app} ${r.state}`).join(', ');
 }
@@ -356,30 +362,31 @@ async function stolonCopy(
   const client = new pg.Client(pgConfig(cluster, primary.pgPort));
   await client.connect();
   try {
-    const before = new Set((await walSenders(client, 'stolon\\_%')).map((r) => r.app));
+    const before = new Set((await walSenders(client, KEEPER_APPS)).map((r) => r.app));
     const primaryPhases: Phase[] = [];
     let lastSeen = '';
     let goneAt: number | undefined;
+    let copySeen = false;
     const cpuBefore = await componentCpu(cluster);
     const t0 = Date.now();
     await cluster.startKeeper(index);
     const streaming = waitFor(
       async () => {
-        const rows = (await walSenders(client, 'stolon\\_%')).filter((r) => !before.has(r.app));
+        const rows = (await walSenders(client, KEEPER_APPS)).filter((r) => !before.has(r.app));
         const now = Date.now();
         const seen = describeSenders(rows);
         if (seen !== lastSeen) {
           primaryPhases.push({ at: now - t0, what: `primary: ${seen}` });
           lastSeen = seen;
         }
-        if (rows.some((r) => r.state === 'backup')) {
+        const copying = rows.some((r) => r.app.startsWith(CLONE_APP_PREFIX));
+        if (copying) {
+          copySeen = true;
           goneAt = undefined;
-        } else if (rows.length === 0 && primaryPhases.length > 1) {
+        } else if (copySeen) {
           goneAt ??= now;
         }
-        // pg_basebackup's WAL stream is `streaming` too, under the same name, but only while its
-        // `backup` walsender exists (pg_basebackup ends the stream before its main connection).
-        const standby = rows.some((r) => r.state === 'streaming' && !rows.some((b) => b.app === r.app && b.state === 'backup'));
+        const standby = rows.some((r) => r.app.startsWith('stolon_') && r.state === 'streaming');
         return standby ? now : undefined;
       },
       { timeoutMs: opts.cloneTimeoutMs, intervalMs: POLL_MS, what: `keeper ${keeper.uid} to be a streaming standby of ${primary.uid}` },

@@ -286,7 +286,7 @@ export interface LocalCluster {
    */
   storeFault(mode: 'down' | 'frozen' | null): Promise<void>;
   /** A store client of the test's own on this cluster's store (the caller closes it). */
-  openStore(): Store;
+  openStore(): Promise<Store>;
   /** A `pg` client config through the proxy at index `i`. */
   proxyClientConfig(i?: number): pg.ClientConfig;
   /** A `pg` client config through the read-only listener of proxy `i` (needs `proxyReadOnly`). */

@@ -495,10 +495,11 @@ describe('Kubernetes API server stand-in: what a real API server does that clien
 });
 
 describe('writeStandinKubeconfig', () => {
-  it('writes a kubeconfig (mode 0600) the Kubernetes store reads: the server, the first token, the namespace', async () => {
+  // The first kubernetes store loads @kubernetes/client-node: seconds on a loaded 2-core machine.
+  it('writes a kubeconfig (mode 0600) the Kubernetes store reads: the server, the first token, the namespace', { timeout: 30_000 }, async () => {
     const dir = await makeTempDir('stolon-standin-kubeconfig-');
     const s = await startKubeApiServerStandin({ token: 'tok-1', namespaces: ['ns-a'] });
-    const store = createStore({
+    const store = await createStore({
       backend: 'kubernetes',
       endpoints: [],
       clusterName: 'kc1',

@@ -94,7 +94,7 @@ export async function startChaosEnv(opts: ChaosEnvOptions): Promise<ChaosEnv> {
       // The member API, so that failsafe mode keeps the primary through the store faults.
       memberApi: true,
     });
-    store = createStore({ backend: 'etcdv3', endpoints: etcd.endpoints, clusterName: opts.clusterName });
+    store = await createStore({ backend: 'etcdv3', endpoints: etcd.endpoints, clusterName: opts.clusterName });
     await query(cluster.proxyClientConfig(0), RECORDER_TABLES_SQL);
     const h = await waitHealthy(cluster, store, { timeoutMs: opts.healthyTimeoutMs ?? 120_000 });
     if (h.healthyAt === null) {
