@@ -2,7 +2,8 @@ import { defineConfig } from 'vitest/config';
 
 /**
  * Three tiers told apart by file name (docs/design.md#test-tiers); `npm test` runs all of them.
- * A fourth, `image`, exists only under `npm run test:image`.
+ * The projects below them (`backends`, `backup`, `day2`, `image`) exist only under their own npm
+ * scripts, which `npm run test:all` runs after `npm test`.
  * Integration and e2e files share real etcd/PostgreSQL processes per file, so they run
  * one file at a time on this 2-core machine.
  */
@@ -17,12 +18,23 @@ function reportFile(): string {
   if (process.env['STOLON_BACKUP_SUITE'] === '1') {
     return '.test-results/vitest-backup.json';
   }
+  if (process.env['STOLON_DAY2_SUITE'] === '1') {
+    return '.test-results/vitest-day2.json';
+  }
   const backend = process.env['STOLON_TEST_STORE_BACKEND'];
   return backend !== undefined && backend !== '' ? `.test-results/vitest-backend-${backend}.json` : '.test-results/vitest.json';
 }
 
 /** The pgBackRest files: `npm run test:backup`, not `npm test` (which stays near 20 minutes). */
 const BACKUP_SUITE = ['test/e2e/backup-*.e2e.test.ts', 'test/harness/src/s3-pgbackrest.integration.test.ts'];
+
+/** The day-2 operation e2e files: `npm run test:day2`, not `npm test` (which stays near 20 minutes). */
+const DAY2_SUITE = [
+  'test/e2e/day2-*.e2e.test.ts',
+  'test/e2e/import.e2e.test.ts',
+  'test/e2e/password-rotation.e2e.test.ts',
+  'test/e2e/keeper-drain*.e2e.test.ts',
+];
 
 export default defineConfig({
   test: {
@@ -52,7 +64,7 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.e2e.test.ts'],
-          exclude: [...BACKUP_SUITE, '**/node_modules/**', '**/dist/**'],
+          exclude: [...BACKUP_SUITE, ...DAY2_SUITE, '**/node_modules/**', '**/dist/**'],
           testTimeout: 240_000,
           hookTimeout: 120_000,
           fileParallelism: false,
@@ -69,6 +81,12 @@ export default defineConfig({
       // and S3 with real pgBackRest, about 6 minutes.
       ...(process.env['STOLON_BACKUP_SUITE'] === '1'
         ? [{ test: { name: 'backup', include: BACKUP_SUITE, testTimeout: 240_000, hookTimeout: 120_000, fileParallelism: false } }]
+        : []),
+      // `npm run test:day2` only (it sets STOLON_DAY2_SUITE): the day-2 stolonctl commands (reload,
+      // reinit, history, restart, scheduled switchover), importing a pg_dump, password rotation and
+      // the keeper's drain on stop, about 5 minutes.
+      ...(process.env['STOLON_DAY2_SUITE'] === '1'
+        ? [{ test: { name: 'day2', include: DAY2_SUITE, testTimeout: 240_000, hookTimeout: 120_000, fileParallelism: false } }]
         : []),
       ...(process.env['STOLON_IMAGE_TEST'] === '1'
         ? [{ test: { name: 'image', include: ['test/e2e/**/*.image.test.ts'], testTimeout: 300_000, hookTimeout: 1_500_000, fileParallelism: false } }]

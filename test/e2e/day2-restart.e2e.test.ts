@@ -118,13 +118,20 @@ describe('day-2 operations', () => {
     await waitConvergedInStatus(c, 3, 60_000);
     const before = await c.primaryIndex();
     const seen = (await switchoverEvents()).length;
-    // stolonctl itself takes seconds to start on a busy machine: far enough ahead to be seen waiting.
-    const s = await c.stolonctl(['switchover', '--at', '30s', '--yes']);
+    // 10 s ahead: stolonctl itself takes 1-6 s to start on a busy machine, and the primary is
+    // sampled while the switchover waits for its time.
+    const s = await c.stolonctl(['switchover', '--at', '10s', '--yes']);
     expect(s.code, s.stderr).toBe(0);
     const at = (await statusJson()).cluster.scheduled_switchover?.at;
     expect(at).toBeDefined();
-    // Not before its time…
-    expect(await c.primaryIndex()).toBe(before);
+    // Not before its time: the primary stays until then (sampled up to 300 ms before it).
+    const waiting: number[] = [];
+    while (Date.now() < Date.parse(at!) - 300) {
+      waiting.push(await c.primaryIndex());
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(waiting.length).toBeGreaterThan(0);
+    expect(waiting.every((p) => p === before), `primary while waiting: ${waiting.join(',')}`).toBe(true);
     const ev = await waitFor(
       async () => {
         const list = await switchoverEvents();
@@ -144,11 +151,12 @@ describe('day-2 operations', () => {
     await waitConvergedInStatus(c, 3, 60_000);
     const primary = await c.primaryIndex();
     const count = (await switchoverEvents()).length;
-    const scheduledAt = Date.now() + 20_000;
-    expect((await c.stolonctl(['switchover', '--at', '20s', '--yes'])).code).toBe(0);
+    expect((await c.stolonctl(['switchover', '--at', '10s', '--yes'])).code).toBe(0);
     const cancel = await c.stolonctl(['switchover', '--cancel']);
     expect(cancel.code, cancel.stderr).toBe(0);
-    expect(cancel.stdout).toMatch(/cancelled the switchover scheduled at/);
+    const scheduledAt = Date.parse(/cancelled the switchover scheduled at (\S+)/.exec(cancel.stdout)?.[1] ?? 'none');
+    expect(scheduledAt, cancel.stdout).toBeGreaterThan(0);
+    // 5 s past its time: a scheduled switchover that fires starts within 5 s (above).
     await new Promise((r) => setTimeout(r, Math.max(0, scheduledAt - Date.now()) + 5_000));
     expect(await c.primaryIndex()).toBe(primary);
     expect((await switchoverEvents()).length).toBe(count);
