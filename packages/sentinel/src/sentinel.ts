@@ -3,7 +3,8 @@
  * passes that read the store, call the pure `decide`, and write the result with compare-and-set
  * guarded by its election (`Store.putClusterData` with `leader`: the store refuses the write
  * once this sentinel no longer leads; docs/design.md#pure-decisions). Passes run on store watch events (clusterdata, keeper and proxy infos) and
- * every `sleepInterval` as a safety net.
+ * every `sleepInterval` as a safety net; a publish that changed only a progress marker is recorded
+ * without a full pass (progress-only.ts).
  *
  * State: starting → running → stopping → stopped (or failed on a fatal error).
  */
