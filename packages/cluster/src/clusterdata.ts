@@ -84,12 +84,33 @@ function readDocument(text: string): Record<string, unknown> {
  *   expected string, got null`) and how to fix them; `field` is the first path.
  */
 export function parseClusterData(text: string): ClusterData {
+  if (validTexts.includes(text)) {
+    return JSON.parse(text) as ClusterData;
+  }
   const raw = readDocument(text);
   const issues = clusterDataIssues(raw);
   if (issues.length > 0) {
     throw invalidError(issues);
   }
+  rememberValid(text);
   return raw as unknown as ClusterData;
+}
+
+/**
+ * The last few documents (exact text) that passed every check of {@link parseClusterData}, oldest
+ * first. The checks depend on the text alone, so the same text read again (every pass of every
+ * component reads clusterdata, which at rest does not change) is only parsed, not checked again:
+ * the schema check was most of an idle pass's CPU. A few, not one: the leader sentinel also checks
+ * the document it is about to write. Each call still returns a new object from `JSON.parse`.
+ */
+const validTexts: string[] = [];
+const VALID_TEXTS_KEPT = 4;
+
+function rememberValid(text: string): void {
+  validTexts.push(text);
+  if (validTexts.length > VALID_TEXTS_KEPT) {
+    validTexts.shift();
+  }
 }
 
 /**
@@ -246,6 +267,10 @@ function dropEntries(raw: Record<string, unknown>, issues: readonly ClusterDataI
  *   that way (the message says which problem is not repairable and why)
  */
 export function repairClusterData(text: string, keeperInfos: Readonly<Record<string, KeeperInfo>>): ClusterDataRepair {
+  if (validTexts.includes(text)) {
+    // Passed every check of parseClusterData: nothing to repair.
+    return { cd: JSON.parse(text) as ClusterData, dropped: [] };
+  }
   const raw = readDocument(text);
   const clusterUid = field(raw, 'cluster', 'uid');
   const liveKeepers = new Set(Object.entries(keeperInfos).filter(([, i]) => i.clusterUID === clusterUid).map(([uid]) => uid));
@@ -253,8 +278,12 @@ export function repairClusterData(text: string, keeperInfos: Readonly<Record<str
   // Each round drops at least one entry, so this ends; a dropped keeper can orphan a DB, a
   // dropped DB nothing the schema checks.
   for (;;) {
-    const issues = clusterDataIssues(raw).filter((i) => i.missingKeeper === undefined || !liveKeepers.has(i.missingKeeper));
+    const all = clusterDataIssues(raw);
+    const issues = all.filter((i) => i.missingKeeper === undefined || !liveKeepers.has(i.missingKeeper));
     if (issues.length === 0) {
+      if (dropped.length === 0 && all.length === 0) {
+        rememberValid(text);
+      }
       return { cd: raw as unknown as ClusterData, dropped };
     }
     const prot = protectedEntries(raw);

@@ -1,7 +1,7 @@
 /** The daemons' pass loop: serial passes, the watch with its timer fallback, one sentence per pass, stop once. */
 import { afterEach, describe, expect, it } from 'vitest';
 import { StoreUnavailableError, StolonError } from '@stolon-ts/cluster';
-import { MemoryBackend, MemoryStore, type Store } from '@stolon-ts/store';
+import { MemoryBackend, MemoryStore, type Store, type WatchTopic } from '@stolon-ts/store';
 import { createLogger, BUG_SENTENCE } from './index.js';
 import { describePassFailure, startPassLoop, stopOnce, type PassLoop, type PassResult } from './loop.js';
 
@@ -164,6 +164,53 @@ describe('startPassLoop', () => {
     expect(loop.watching()).toBe(false);
     await writer.close();
     await store.close();
+  });
+
+  it('tells a pass the topics of the watch events that alone asked for it, and nothing when anything else did', async () => {
+    const { log } = capture();
+    let emit: ((topic: WatchTopic) => void) | undefined;
+    const manual: Pick<Store, 'watch'> = {
+      watch: (_topics, listener) => {
+        emit = listener;
+        return Promise.resolve({ close: () => Promise.resolve() });
+      },
+    };
+    const seen: { trigger: string; topics: string | undefined }[] = [];
+    let release: (() => void) | undefined;
+    const loop = startPassLoop({
+      log,
+      intervalMs: () => 60_000,
+      watch: { store: manual, topics: ['clusterdata', 'keepers', 'proxies'] },
+      run: async ({ trigger, watchTopics }) => {
+        seen.push({ trigger, topics: watchTopics === undefined ? undefined : [...watchTopics].sort().join(',') });
+        if (trigger === 'hold') {
+          await new Promise<void>((r) => (release = r));
+        }
+        return undefined;
+      },
+    });
+    loops.push(loop);
+    await until('the pass after the watch started', () => seen.some((p) => p.trigger === 'watch established'));
+    expect(seen.every((p) => p.topics === undefined)).toBe(true);
+    emit!('keepers');
+    await until('a pass from the event', () => seen.at(-1)?.topics === 'keepers');
+    expect(seen.at(-1)).toEqual({ trigger: 'clusterdata, keepers, proxies changed', topics: 'keepers' });
+    // Events during a pass coalesce into the next one, with every topic.
+    loop.trigger('hold');
+    await until('the held pass', () => release !== undefined);
+    emit!('proxies');
+    emit!('keepers');
+    release!();
+    await until('the pass after the held one', () => seen.at(-1)?.topics === 'keepers,proxies');
+    // A trigger of the daemon's own among the events: a full pass, told no topics.
+    release = undefined;
+    loop.trigger('hold');
+    await until('the second held pass', () => release !== undefined);
+    emit!('keepers');
+    loop.trigger('fenced');
+    release!();
+    await until('the pass after it', () => seen.at(-1)?.trigger === 'fenced');
+    expect(seen.at(-1)?.topics).toBeUndefined();
   });
 
   it('a watch that answers only after its timeout is closed, not kept', async () => {

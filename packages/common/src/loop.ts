@@ -93,6 +93,13 @@ export interface PassContext {
   readonly pass: number;
   /** Why this pass runs: `start`, `interval`, `watch established`, or what {@link PassLoop.trigger} was given last. */
   readonly trigger: string;
+  /**
+   * When only store watch events asked for this pass (no timer, no {@link PassLoop.trigger}, no
+   * start) since the previous pass began: the topics of those events. Undefined otherwise. A pass
+   * may use it to do less when nothing it acts on changed, as long as it still does its full work
+   * every interval (the timer's own pass may never come while events keep arriving).
+   */
+  readonly watchTopics?: ReadonlySet<WatchTopic>;
 }
 
 /** Options of {@link startPassLoop}. */
@@ -164,6 +171,9 @@ export function startPassLoop(opts: PassLoopOptions): PassLoop {
   let watch: StoreWatch | undefined;
   let watchAttempt: Promise<void> | undefined;
   let watchFailing = false;
+  /** Topics of the watch events since the last pass began, and whether anything else asked for a pass. */
+  let eventTopics = new Set<WatchTopic>();
+  let otherTrigger = true;
 
   const emit = (r: PassResult, n: number): void => {
     const level = r.level ?? 'info';
@@ -184,7 +194,15 @@ export function startPassLoop(opts: PassLoopOptions): PassLoop {
       return;
     }
     const what = `${w.topics.join(', ')} changed`;
-    watchAttempt = withTimeout(w.store.watch(w.topics, () => trigger(what)), w.timeoutMs?.() ?? 10_000, (late) => void late.close().catch(() => undefined))
+    const onEvent = (topic: WatchTopic): void => {
+      if (stopped) {
+        return;
+      }
+      eventTopics.add(topic);
+      nextTrigger = what;
+      loop.trigger();
+    };
+    watchAttempt = withTimeout(w.store.watch(w.topics, onEvent), w.timeoutMs?.() ?? 10_000, (late) => void late.close().catch(() => undefined))
       .then(
         async (started) => {
           if (stopped) {
@@ -214,8 +232,11 @@ export function startPassLoop(opts: PassLoopOptions): PassLoop {
     const n = pass;
     const trigger = nextTrigger;
     nextTrigger = 'interval';
+    const watchTopics = !otherTrigger && eventTopics.size > 0 ? eventTopics : undefined;
+    eventTopics = new Set();
+    otherTrigger = false;
     try {
-      const r = await opts.run({ pass: n, trigger });
+      const r = await opts.run({ pass: n, trigger, ...(watchTopics !== undefined ? { watchTopics } : {}) });
       if (r !== undefined) {
         emit(r, n);
       }
@@ -231,6 +252,7 @@ export function startPassLoop(opts: PassLoopOptions): PassLoop {
     if (stopped) {
       return;
     }
+    otherTrigger = true;
     nextTrigger = reason;
     loop.trigger();
   };

@@ -2,33 +2,79 @@
  * `postmaster.pid`: whether a postmaster runs on PGDATA, and clearing the lock files of a crashed
  * postmaster that is still a zombie. The postmaster's lifecycle itself: postmaster.ts.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, readFileSync, statSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import type { PgContext } from './pg-context.js';
 import { readIfExists } from './pgdata.js';
 
+/** The pid last read from a `postmaster.pid`, with the file's identity when it was read. */
+interface PidFileRead {
+  readonly ino: bigint;
+  readonly size: bigint;
+  readonly mtimeNs: bigint;
+  readonly ctimeNs: bigint;
+  readonly pid: number;
+}
+
+/** Per `postmaster.pid` path, the last read ({@link pidFromFile}); one entry per PGDATA a process manages. */
+const pidFileReads = new Map<string, PidFileRead>();
+
 /**
- * The pid on the first line of `postmaster.pid`, or undefined when there is no such file or no
- * valid pid in it (says nothing about whether that process runs: see {@link isRunning}).
+ * The pid on the first line of `file` (NaN when not a number), or undefined when the file cannot
+ * be read. The file is read again only when its inode, size, mtime or ctime changed since the last
+ * read: the keeper asks every 100 ms (its crash watch) and on every pass, and an unchanged file
+ * names the same pid, while a read through `fs.promises` costs four thread-pool round trips.
+ * PostgreSQL rewrites the file in place when its status line changes (mtime changes), and a new
+ * postmaster writes a new file.
  */
-export async function postmasterPid(pgData: string): Promise<number | undefined> {
+function pidFromFile(file: string): number | undefined {
+  let st: BigIntStats;
+  try {
+    st = statSync(file, { bigint: true });
+  } catch {
+    pidFileReads.delete(file);
+    return undefined;
+  }
+  const last = pidFileReads.get(file);
+  if (last !== undefined && last.ino === st.ino && last.size === st.size && last.mtimeNs === st.mtimeNs && last.ctimeNs === st.ctimeNs) {
+    return last.pid;
+  }
   let text: string;
   try {
-    text = await fs.readFile(join(pgData, 'postmaster.pid'), 'utf8');
+    text = readFileSync(file, 'utf8');
   } catch {
+    pidFileReads.delete(file);
     return undefined;
   }
   const pid = Number.parseInt(text.split('\n')[0] ?? '', 10);
-  return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+  pidFileReads.set(file, { ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, pid });
+  return pid;
+}
+
+/**
+ * The pid on the first line of `postmaster.pid`, or undefined when there is no such file or no
+ * valid pid in it (says nothing about whether that process runs: see {@link isRunning}). Read as
+ * {@link isRunning} reads it: again only when the file changed.
+ */
+export function postmasterPid(pgData: string): Promise<number | undefined> {
+  const pid = pidFromFile(join(pgData, 'postmaster.pid'));
+  return Promise.resolve(pid !== undefined && Number.isSafeInteger(pid) && pid > 0 ? pid : undefined);
 }
 
 /**
  * True when the first line of `postmaster.pid` names a live process (`kill(pid, 0)`); on Linux
  * a process that is a zombie or not a postgres binary (pid reuse after a crash) does not count.
+ * Synchronous system calls only (a stat of the pid file, which is read again only when it changed,
+ * and `/proc/<pid>/stat`): cheap enough for the keeper's 100 ms crash watch.
  */
-export async function isRunning(pgData: string): Promise<boolean> {
-  const pid = await postmasterPid(pgData);
-  if (pid === undefined) {
+export function isRunning(pgData: string): Promise<boolean> {
+  return Promise.resolve(postmasterRuns(pgData));
+}
+
+/** {@link isRunning}, synchronously. */
+function postmasterRuns(pgData: string): boolean {
+  const pid = pidFromFile(join(pgData, 'postmaster.pid'));
+  if (pid === undefined || !Number.isSafeInteger(pid) || pid <= 0) {
     return false;
   }
   try {
@@ -39,7 +85,8 @@ export async function isRunning(pgData: string): Promise<boolean> {
     }
   }
   try {
-    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+    // A pseudo-file: a synchronous read never waits for a disk.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const close = stat.lastIndexOf(')');
     const comm = stat.slice(stat.indexOf('(') + 1, close);
     const state = stat.slice(close + 2, close + 3);

@@ -168,6 +168,64 @@ describe('sentinel', () => {
     }
   });
 
+  it('in a steady cluster, a keeper publish that changes only its progress marker runs no full pass; a keeper that stops is still failed after failInterval', { timeout: 20_000 }, async () => {
+    const backend = new MemoryBackend();
+    const admin = new MemoryStore(backend, { clusterName: 'c1' });
+    const spec = { initMode: 'new', sleepInterval: '1s', requestTimeout: '200ms', failInterval: '2s' } as const;
+    await admin.overwriteClusterData(serializeClusterData(aCluster({ spec }).initialized().withPrimary('k1').withStandby('k2').build()));
+    let reads = 0;
+    const inner = new MemoryStore(backend, { clusterName: 'c1' });
+    const store = new Proxy(inner, {
+      get(target, prop) {
+        const v: unknown = Reflect.get(target, prop, target);
+        if (prop === 'getClusterData') {
+          return () => {
+            reads++;
+            return target.getClusterData();
+          };
+        }
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    let publishing = ['k1', 'k2'];
+    let n = 0;
+    const publish = async (): Promise<void> => {
+      const cd = parseClusterData((await admin.getClusterData())?.text ?? '');
+      n += 1;
+      for (const k of publishing) {
+        await admin.setInfo('keepers', k, { ...keeperInfo(k, cd), infoUID: `${k}-${n}` }, 10_000);
+      }
+    };
+    await publish();
+    const ticker = setInterval(() => void publish().catch(() => undefined), 50);
+    try {
+      const h = await start({ uid: 's1', leaderTtlMs: 1000 }, { store, logger: createLogger({ level: 'silent', component: 'sentinel' }) });
+      handles.push(h);
+      await waitFor(() => h.isLeader(), { timeoutMs: 5000, what: 's1 to lead' });
+      await new Promise((r) => setTimeout(r, 1500));
+      const before = { reads, n };
+      await new Promise((r) => setTimeout(r, 2000));
+      // About 80 keeper publishes in 2 s; a full pass (which reads clusterdata) about every sleepInterval.
+      expect(n - before.n).toBeGreaterThan(20);
+      expect(reads - before.reads).toBeLessThanOrEqual(5);
+
+      // k2 stops making progress (its info lives on under its 10 s lease): failed once failInterval passed.
+      publishing = ['k1'];
+      const stoppedAt = performance.now();
+      await waitFor(async () => parseClusterData((await admin.getClusterData())?.text ?? '').keepers['k2']?.status.healthy === false, {
+        timeoutMs: 6000,
+        what: 'k2 failed',
+        intervalMs: 50,
+      });
+      const tookMs = performance.now() - stoppedAt;
+      expect(tookMs).toBeGreaterThan(1900);
+      expect(tookMs).toBeLessThan(3000);
+    } finally {
+      clearInterval(ticker);
+      await admin.close();
+    }
+  });
+
   it('infoNeedsPublish: first time, TTL changed, lease lost or gone, or a TTL since the last write', () => {
     const last = { ttlMs: 5000, atMs: 1000 };
     expect(infoNeedsPublish(undefined, 5000, undefined, 0)).toBe(true);

@@ -3,11 +3,12 @@
  * passes that read the store, call the pure `decide`, and write the result with compare-and-set
  * guarded by its election (`Store.putClusterData` with `leader`: the store refuses the write
  * once this sentinel no longer leads; docs/design.md#pure-decisions). Passes run on store watch events (clusterdata, keeper and proxy infos) and
- * every `sleepInterval` as a safety net.
+ * every `sleepInterval` as a safety net; a publish that changed only a progress marker is recorded
+ * without a full pass (progress-only.ts).
  *
  * State: starting → running → stopping → stopped (or failed on a fatal error).
  */
-import { BUG_SENTENCE, PassTracker, monoMs, newUid, nowIso, startPassLoop, stopOnce, type Logger, type PassResult } from '@stolon-ts/common';
+import { BUG_SENTENCE, PassTracker, monoMs, newUid, nowIso, startPassLoop, stopOnce, type Logger, type PassContext, type PassResult } from '@stolon-ts/common';
 import {
   ClusterDataInvalidError,
   NotLeaderError,
@@ -31,6 +32,7 @@ import type { Election, Store } from '@stolon-ts/store';
 import { Registry } from 'prom-client';
 import type { SentinelHealthSnapshot } from './health.js';
 import { SentinelMetrics } from './metrics.js';
+import { WatchPasses } from './progress-only.js';
 import { RepublishWait } from './republish.js';
 
 /** The leader's read: usable (maybe repaired, malformed infos left out), or refused with the sentence to log. */
@@ -173,6 +175,34 @@ function doneSignal(): { promise: Promise<void>; resolve: () => void } {
 }
 
 /**
+ * The loop's pass: when only keeper and proxy publishes asked for it and they changed nothing but
+ * progress markers, the markers are recorded and nothing else is done (progress-only.ts); otherwise
+ * the full pass runs, and its end is recorded: the next one is due sleepInterval later (the loop's
+ * interval), however many watch passes ran in between.
+ */
+function watchOrFullPass(
+  watchPasses: WatchPasses,
+  fullPass: () => Promise<PassResult | undefined>,
+  sentinel: { isLeader(): boolean; memory(): SentinelMemory; adopt(m: SentinelMemory): void; sleepMs(): number },
+): (ctx: PassContext) => Promise<PassResult | undefined> {
+  return async ({ watchTopics }) => {
+    const done = watchTopics === undefined ? undefined : await watchPasses.check(watchTopics, () => sentinel.isLeader(), sentinel.memory(), sentinel.sleepMs(), monoMs);
+    if (done !== undefined) {
+      if (done.memory !== undefined) {
+        sentinel.adopt(done.memory);
+      }
+      return undefined;
+    }
+    watchPasses.forget();
+    try {
+      return await fullPass();
+    } finally {
+      watchPasses.fullPassEnded(monoMs());
+    }
+  };
+}
+
+/**
  * Starts a sentinel.
  * @returns once its info is published and it campaigns; `done` settles when it stops.
  */
@@ -205,6 +235,7 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
   });
 
   const passes = new PassTracker(monoMs);
+  const watchPasses = new WatchPasses(store);
 
   const publishInfo = infoPublisher(store, config.uid);
   const runPass = async (): Promise<PassResult | undefined> => {
@@ -311,13 +342,14 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
     // Memory is committed only once the decision it belongs to is stored (Stolon saves its
     // histories only after a successful put).
     memory = out.memory;
+    watchPasses.settled(allKeeperInfos, proxyInfos, spec, out.changed);
     return { sentence: out.reasons.join('; '), force: out.changed, fields: { changed: out.changed } };
   };
 
   const loop = startPassLoop({
     log,
-    run: passes.wrap(metrics.timed(runPass)),
-    intervalMs: () => sleepMs,
+    run: passes.wrap(watchOrFullPass(watchPasses, metrics.timed(runPass), { isLeader: () => election.isLeader(), memory: () => memory, adopt: (m) => (memory = m), sleepMs: () => sleepMs })),
+    intervalMs: () => watchPasses.nextFullInMs(sleepMs, monoMs()),
     watch: { store, topics: ['clusterdata', 'keepers', 'proxies'] },
   });
   state = 'running';
