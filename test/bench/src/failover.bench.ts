@@ -61,7 +61,7 @@ type StolonProfile = 'stolon-default' | 'stolon-fast' | 'stolon-sync' | 'stolon-
 const isStolon = (p: Profile): p is StolonProfile => p.startsWith('stolon-');
 /** Synchronous replication as the e2e test and the chaos suite run it: min = max = 1 synchronous standby. */
 const SYNC_SPEC = { synchronousReplication: true, minSynchronousStandbys: 1, maxSynchronousStandbys: 1 };
-/** Issue #20's target: synchronous mode's p50 write outage at most this much above asynchronous mode's, ms. */
+/** The synchronous-mode target: synchronous mode's p50 write outage at most this much above asynchronous mode's, ms. */
 const SYNC_GAP_TARGET_MS = 500;
 
 /** The aggressive profile gets aggressive checks too: HAProxy is part of Patroni's outage. */
@@ -383,7 +383,7 @@ function stat(rs: readonly Run[]): Stat | undefined {
 const s1 = (ms: number): string => (Number.isFinite(ms) ? (ms / 1000).toFixed(2) : '-');
 
 /**
- * Issue #20's comparison, per fault measured with both `stolon-sync` and `stolon-async3`:
+ * The synchronous-mode comparison, per fault measured with both `stolon-sync` and `stolon-async3`:
  * "sync − async p50 = X ms (target ≤ 500): PASS/NOT MET", plus the p95s and lost writes of the
  * synchronous runs (which must be 0: strict mode never acknowledges a commit no synchronous
  * standby has). `[]` when the pair was not run.
