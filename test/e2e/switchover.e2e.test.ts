@@ -6,11 +6,13 @@
  * held connection past `switchoverHoldTimeout` is closed.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import pg from 'pg';
 import { e2eCluster, query, waitFor } from '@stolon-ts/harness';
 import { proxyRowWriter, waitConvergedInStatus, type WriterError } from './switchover-common.js';
 
-const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, { tmpPrefix: 'stolon-switchover-e2e-', keepers: 2, clusterName: 'sw', logLevel: 'debug' });
+const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, { tmpPrefix: 'stolon-switchover-e2e-', keepers: 2, clusterName: 'sw', logLevel: 'debug', failpoints: true });
 
 function direct(i: number): pg.ClientConfig {
   return e2e.cluster.directClientConfig(i);
@@ -119,7 +121,7 @@ describe('planned switchover', () => {
     expect(e2e.cluster.logs()).not.toContain('please report this as a bug');
   });
 
-  it('closes a connection held past switchoverHoldTimeout (here 100 ms, shorter than the switchover)', async () => {
+  it('closes a connection held past switchoverHoldTimeout (here 100 ms; the promotion delayed 600 ms by a failpoint)', async () => {
     const patch = await e2e.cluster.stolonctl(['update', '--patch', '{"switchoverHoldTimeout":"100ms"}']);
     expect(patch.code, patch.stderr).toBe(0);
     await waitConvergedInStatus(e2e.cluster, 2, 60_000);
@@ -136,6 +138,9 @@ describe('planned switchover', () => {
     const w = proxyRowWriter(e2e.cluster, () => stop, acked, { maxMs: 60_000, errors });
     try {
       await waitFor(() => (acked.length >= 20 ? true : undefined), { timeoutMs: 20_000, what: 'the writer to get going' });
+      // A switchover can leave no primary for less than 100 ms on a fast machine: the target's
+      // promotion waits 600 ms (failpoint keeperBeforePromote), so held connections outlast the hold.
+      await writeFile(join(e2e.cluster.keepers[other]!.failpointsDir!, 'keeperBeforePromote'), 'sleep(600)');
       const requestedAt = Date.now();
       const sw = await e2e.cluster.stolonctl(['switchover', '--yes', '--to', e2e.cluster.keepers[other]!.uid]);
       expect(sw.code, sw.stderr + sw.stdout).toBe(0);
@@ -148,7 +153,7 @@ describe('planned switchover', () => {
       expect(fence).toBeDefined();
       const failedAttempts = errors.filter((e) => e.startedAt >= fence!.at);
       process.stdout.write(`switchoverHoldTimeout 100ms: ${failedAttempts.length} connection attempts closed after being held\n`);
-      // The switchover leaves no primary for longer than 100 ms: held connections were closed.
+      // The switchover left no primary for at least 600 ms: held connections were closed.
       expect(failedAttempts.length).toBeGreaterThan(0);
       expect(failedAttempts.every((e) => e.stage === 'connect')).toBe(true);
       expect(e2e.cluster.logs()).toMatch(/closed held connection from [^"]*: no new primary routed within switchoverHoldTimeout \(100 ms\)/);
@@ -157,6 +162,7 @@ describe('planned switchover', () => {
     } finally {
       stop = true;
       await w;
+      await rm(join(e2e.cluster.keepers[other]!.failpointsDir!, 'keeperBeforePromote'), { force: true });
     }
   });
 });

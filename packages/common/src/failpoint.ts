@@ -19,10 +19,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
  * A failpoint's name; every one is listed in docs/design.md, "Failpoints":
  * - `keeperPassHang`: the keeper's pass, before it observes PostgreSQL (its process, its lease
  *   keepalive and its fencer updates go on);
+ * - `keeperBeforePromote`: the keeper, after the sentinel ordered this standby's promotion and
+ *   before it asks PostgreSQL to promote (`sleep(<ms>)` makes a switchover or failover leave no
+ *   primary for at least that long);
  * - `proxyCheckFail`: the proxy's check, before it reads clusterdata (the check fails as if the
  *   store were unreachable).
  */
-export type FailpointName = 'keeperPassHang' | 'proxyCheckFail';
+export type FailpointName = 'keeperPassHang' | 'keeperBeforePromote' | 'proxyCheckFail';
 
 /** Thrown by an active failpoint whose action is `error`. */
 export class FailpointError extends Error {

@@ -4,7 +4,7 @@
  * a resync by pg_rewind or pg_basebackup) start a background task and return at once.
  */
 import { StolonError, errorMessage, restartRequested, restartWorthy, restoreTargetOf, type ClusterData, type DB, type DiscardedWal } from '@stolon-ts/cluster';
-import { nowIso } from '@stolon-ts/common';
+import { failpoint, nowIso } from '@stolon-ts/common';
 import type { DataRestoreProgram, PgConfig, PgObservation, RecoveryConfig } from '@stolon-ts/postgres';
 import { PGBACKREST } from './archiving.js';
 import { NO_DB } from './dbstate.js';
@@ -294,6 +294,7 @@ async function converge(rt: KeeperRuntime, action: Action<'converge'>, cd: Clust
   if (action.promote) {
     // Promote first: the manager (like pg_ctl) needs the instance still in standby mode, and
     // rewriting the configuration below removes standby.signal.
+    await failpoint('keeperBeforePromote');
     await pg.promote(rt.waitReadyMs());
     changed = true;
     promoted = true;
