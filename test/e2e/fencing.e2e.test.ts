@@ -14,6 +14,8 @@
  *    is not frozen with the keeper.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { e2eCluster, failoverEvents, query, waitFor, waitKeepersConverged } from '@stolon-ts/harness';
 
 const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
@@ -81,29 +83,54 @@ describe('self-fencing primary', () => {
     await waitKeepersConverged(e2e.cluster, 2);
   });
 
-  it('the primary keeper alone killed (postgres and its fencer live on) and restarted at once: the new keeper retires the old fencer, postgres is not fenced, no failover', async () => {
+  it('the primary keeper alone killed (postgres and its fencer live on) and restarted within its lease: the new keeper retires the old fencer, postgres is not fenced, no failover', async () => {
     const p = await e2e.cluster.primaryIndex();
     const keeper = e2e.cluster.keepers[p]!;
-    const before = (await failoverEvents(e2e.cluster)).length;
-    const postmaster = await keeper.postmasterPid();
-    expect(postmaster).toBeDefined();
-    // SIGKILL of the keeper process only (not its group): its armed fencer is orphaned and would
-    // fence at the old lease's deadline (at most TTL 6 s − margin from now).
-    process.kill(keeper.process.pid, 'SIGKILL');
-    // The orphaned fencer holds none of the keeper's output pipes, so the handle sees the exit.
-    await keeper.process.exited;
-    await e2e.cluster.startKeeper(p);
-    await waitFor(() => (keeper.process.logs().includes("stopped the previous keeper process's fencer") ? true : undefined), {
-      timeoutMs: 15_000,
-      what: 'the new keeper to retire the old fencer',
-    });
-    // Past the old lease's TTL: the postmaster is the same process, so it was never fenced.
-    await new Promise((r) => setTimeout(r, 7000));
-    expect(await keeper.postmasterPid()).toBe(postmaster);
-    expect(await directWrite(p)).toBe(true);
-    expect(await e2e.cluster.primaryIndex()).toBe(p);
-    expect((await failoverEvents(e2e.cluster)).length).toBe(before);
-    await waitKeepersConverged(e2e.cluster, 2);
+    // The new keeper must take its own lease before the old one could expire. With the file's 6 s
+    // lease that leaves ~3.7 s from the kill, less than a keeper restart takes on a loaded 2-core
+    // machine; a 16 s lease (failInterval) leaves ~11 s. The keepers re-grant their info leases at
+    // their next publish (every sleepInterval, 1 s) once they read the new spec.
+    const patch = await e2e.cluster.stolonctl(['update', '--patch', '{"failInterval":"16s"}']);
+    expect(patch.code, patch.stderr).toBe(0);
+    try {
+      await new Promise((r) => setTimeout(r, 3000));
+      await waitKeepersConverged(e2e.cluster, 2);
+      const before = (await failoverEvents(e2e.cluster)).length;
+      const postmaster = await keeper.postmasterPid();
+      expect(postmaster).toBeDefined();
+      const fencerLog = join(keeper.dataDir, 'fencer.log');
+      const fencerLogBefore = await readFile(fencerLog, 'utf8').catch(() => '');
+      // SIGKILL of the keeper process only (not its group): its armed fencer is orphaned and would
+      // fence at the old lease's deadline (at most TTL 16 s − margin 4 s from now).
+      const killedAt = Date.now();
+      process.kill(keeper.process.pid, 'SIGKILL');
+      // The orphaned fencer holds none of the keeper's output pipes, so the handle sees the exit.
+      await keeper.process.exited;
+      await e2e.cluster.startKeeper(p);
+      await waitFor(() => (keeper.process.logs().includes("stopped the previous keeper process's fencer") ? true : undefined), {
+        timeoutMs: 15_000,
+        what: 'the new keeper to retire the old fencer',
+      });
+      // The orphaned fencer said when it would have fenced: past 4.5 s (the most a 6 s lease leaves,
+      // TTL − margin 1.5 s), so the 16 s lease was the one in force.
+      const gone = /will be fenced in (\d+(?:\.\d+)?) ms/.exec((await readFile(fencerLog, 'utf8')).slice(fencerLogBefore.length));
+      expect(gone, 'the orphaned fencer logs its deadline in fencer.log').not.toBeNull();
+      const deadlineMs = Number(gone![1]);
+      process.stdout.write(`orphaned fencer's deadline ${Math.round(deadlineMs)} ms after the keeper's exit; retired ${Date.now() - killedAt} ms after the kill\n`);
+      expect(deadlineMs).toBeGreaterThan(4500);
+      // Past the old lease's deadline: the postmaster is the same process, so it was never fenced.
+      await new Promise((r) => setTimeout(r, Math.max(0, killedAt + deadlineMs + 1000 - Date.now())));
+      expect(await keeper.postmasterPid()).toBe(postmaster);
+      expect(await directWrite(p)).toBe(true);
+      expect(await e2e.cluster.primaryIndex()).toBe(p);
+      expect((await failoverEvents(e2e.cluster)).length).toBe(before);
+      await waitKeepersConverged(e2e.cluster, 2);
+    } finally {
+      const back = await e2e.cluster.stolonctl(['update', '--patch', '{"failInterval":null}']);
+      expect(back.code, back.stderr).toBe(0);
+      // Back to the default (6 s): the next tests count on 6 s leases again.
+      await new Promise((r) => setTimeout(r, 3000));
+    }
   });
 
   it('a frozen primary keeper (SIGSTOP past its lease) has its postgres shut down before the standby is promoted; after SIGCONT it rejoins as a standby', async () => {
