@@ -138,6 +138,10 @@ export async function patroniUnavailableReason(needHaproxy = true): Promise<stri
   if (!p.includes('3.0.2')) {
     return `found ${p}, not Patroni 3.0.2`;
   }
+  // Patroni's etcd3 DCS imports python-etcd; without it Patroni offers only consul and kubernetes.
+  if ((await version('/usr/bin/python3', ['-c', 'import etcd'])) === undefined) {
+    return "Patroni's etcd3 DCS needs the python `etcd` module: apt-get install -y python3-etcd";
+  }
   if (needHaproxy && (await version('haproxy', ['-v'])) === undefined) {
     return 'the `haproxy` program is missing: apt-get install -y haproxy';
   }
