@@ -1,5 +1,5 @@
 /**
- * The chaos suite's short form, part of `npm test`: one cluster — 3 keepers each in its
+ * The chaos suite's short form, `npm run test:chaos-short` (in `npm run test:all` and CI): one cluster — 3 keepers each in its
  * own `ip netns` namespace, 2 sentinels, 2 proxies, a 3-member etcd, synchronous replication
  * (min = max = 1) so the zero-loss check applies — with 2 writers through the proxies and one
  * direct writer per keeper (see test/harness/src/chaos/recorder.ts), and one cycle of each named
