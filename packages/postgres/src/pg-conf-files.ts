@@ -84,9 +84,14 @@ export async function writeConfig(ctx: PgContext, config: PgConfig, recovery: Re
 
   await dataWrite(ctx.pgData, 'writing the configuration', async () => {
     await ctx.socket.ensureDir();
-    if (changed) {
+    // Only the files whose content changed: each write is an fsync, on the promoted primary's path too.
+    if (previous.conf !== conf) {
       await ctx.exec.writeAtomic(confPath, conf);
+    }
+    if (previous.ident !== ident) {
       await ctx.exec.writeAtomic(identPath, ident);
+    }
+    if (previous.hba !== hba) {
       await ctx.exec.writeAtomic(hbaPath, hba);
     }
     // Before validation: postgres -C reads postgresql.auto.conf too. A symlink (Stolon points
@@ -125,7 +130,10 @@ export async function writeConfig(ctx: PgContext, config: PgConfig, recovery: Re
     const standbySignal = join(ctx.pgData, 'standby.signal');
     const recoverySignal = join(ctx.pgData, 'recovery.signal');
     if (recovery?.mode === 'standby') {
-      await ctx.exec.writeAtomic(passfile, renderPgpassLine(recovery.standby.primary.user, recovery.standby.primary.password));
+      const line = renderPgpassLine(recovery.standby.primary.user, recovery.standby.primary.password);
+      if ((await readIfExists(passfile)) !== line) {
+        await ctx.exec.writeAtomic(passfile, line);
+      }
     } else {
       await fs.rm(passfile, { force: true });
     }
@@ -249,8 +257,9 @@ export async function saveLastGoodConfig(ctx: PgContext): Promise<void> {
   try {
     for (const name of ['postgresql.conf', 'pg_hba.conf']) {
       const content = await readIfExists(join(ctx.pgData, name));
-      if (content !== null) {
-        await ctx.exec.writeAtomic(join(ctx.pgData, `${name}${LAST_GOOD}`), content);
+      const saved = join(ctx.pgData, `${name}${LAST_GOOD}`);
+      if (content !== null && (await readIfExists(saved)) !== content) {
+        await ctx.exec.writeAtomic(saved, content);
       }
     }
   } catch (err) {
