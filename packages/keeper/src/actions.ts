@@ -100,6 +100,7 @@ function initNew(rt: KeeperRuntime, action: Action<'init-new'>, cd: ClusterData)
       ...(nc.dataChecksums !== undefined ? { dataChecksums: nc.dataChecksums } : {}),
     });
     rt.appliedConfigKey = '';
+    rt.appliedRecovery = undefined;
     await rt.setLocal({ uid: db.uid, generation: 0, clusterUID: cd.cluster.uid });
   });
 }
@@ -108,6 +109,7 @@ function initNew(rt: KeeperRuntime, action: Action<'init-new'>, cd: ClusterData)
 async function initExisting(rt: KeeperRuntime, action: Action<'init-existing'>, cd: ClusterData): Promise<void> {
   await rt.setLocal({ uid: action.db.uid, generation: 0, clusterUID: cd.cluster.uid });
   rt.appliedConfigKey = '';
+  rt.appliedRecovery = undefined;
 }
 
 /**
@@ -142,6 +144,7 @@ function initPitr(rt: KeeperRuntime, action: Action<'init-pitr'>, cd: ClusterDat
       throw typeof source === 'string' ? err : fromBackupFailure(source, restored, err);
     }
     rt.appliedConfigKey = '';
+    rt.appliedRecovery = undefined;
     await rt.setLocal({ uid: db.uid, generation: 0, clusterUID: cd.cluster.uid });
   });
 }
@@ -265,6 +268,7 @@ async function resyncTask(rt: KeeperRuntime, action: Action<'resync'>, cd: Clust
     log.warn({ discardedWal: discarded }, describeDiscard(discarded, config.uid));
   }
   rt.appliedConfigKey = '';
+  rt.appliedRecovery = undefined;
   const keep = discarded ?? rt.local.discardedWal;
   await rt.setLocal({ uid: db.uid, generation: 0, clusterUID: cd.cluster.uid, ...(keep !== undefined ? { discardedWal: keep } : {}) });
 }
@@ -291,7 +295,12 @@ async function converge(rt: KeeperRuntime, action: Action<'converge'>, cd: Clust
     changed = true;
     promoted = true;
   }
+  // With synchronous replication: whether the primary's configuration is in force before the promotion.
+  let configured = false;
   if (action.promote) {
+    if (db.spec.synchronousReplication) {
+      configured = await configureBeforePromotion(rt, cd, db);
+    }
     // Promote first: the manager (like pg_ctl) needs the instance still in standby mode, and
     // rewriting the configuration below removes standby.signal.
     await failpoint('keeperBeforePromote');
@@ -299,7 +308,7 @@ async function converge(rt: KeeperRuntime, action: Action<'converge'>, cd: Clust
     changed = true;
     promoted = true;
   }
-  if (promoted && earlyReport(rt, db)) {
+  if (promoted && earlyReport(rt, db, configured && slotsInPlace(cd, db, obs))) {
     // The new primary takes writes now: report it converged at once, so that the sentinel routes
     // the proxies to it while the configuration (the primary's pg_hba lines for its standbys, the
     // recovery settings dropped) and its standbys' replication slots are written below; the
@@ -348,15 +357,76 @@ async function converge(rt: KeeperRuntime, action: Action<'converge'>, cd: Clust
 }
 
 /**
+ * With synchronous replication, the standby about to be promoted gets the primary's
+ * postgresql.conf and pg_hba.conf (its synchronous_standby_names above all) and reloads before
+ * `pg_promote`, so PostgreSQL never runs as a primary without them: written after the promotion
+ * (as before), a client connecting to the new primary directly in between could commit with no
+ * synchronous standby's acknowledgement. The recovery settings the keeper last wrote stay: the
+ * standby keeps streaming from its upstream until the promotion, and standby.signal must still
+ * be there when PostgreSQL removes it at the end of recovery. When this process has written no
+ * standby settings yet (it just started), nothing is written before the promotion and the window
+ * stays, as the recovery files on disk are not known. During recovery PostgreSQL keeps
+ * synchronous_standby_names without using it; its checkpointer, which runs in recovery too,
+ * applies the reload to the shared `sync_standbys_defined` flag that commits check within
+ * milliseconds, while the promotion itself takes tens of them. Costs no `postgres -C`
+ * (writeConfig skips it for a new synchronous_standby_names of the keeper's standbys only), makes
+ * the configuration write after the promotion one that only drops lines (skipped as well), and
+ * lets the promoted primary report as early as with asynchronous replication (see earlyReport).
+ * @see https://www.postgresql.org/docs/current/warm-standby.html#SYNCHRONOUS-REPLICATION
+ * @returns true when that configuration is in force (written and reloaded, or already there);
+ *   false when it was not written (no standby settings known, or PostgreSQL refused it: the write
+ *   after the promotion meets the same refusal and reports it)
+ * @throws what writeConfig and reload throw but CONFIG_INVALID (the promotion is then retried by the next pass)
+ */
+async function configureBeforePromotion(rt: KeeperRuntime, cd: ClusterData, db: DB): Promise<boolean> {
+  const recovery = rt.appliedRecovery;
+  if (recovery === undefined || recovery === null) {
+    rt.log.warn(`promoting db ${db.uid} before its synchronous_standby_names are written: this keeper has not written its standby configuration yet`);
+    return false;
+  }
+  const cfg = await rt.pgConfig(cd, db, true, rt.internalOnly);
+  try {
+    if ((await rt.pg.writeConfig(cfg, recovery)).changed) {
+      rt.needsReload = true;
+      await rt.pg.reload();
+      rt.needsReload = false;
+    }
+  } catch (err) {
+    if (err instanceof StolonError && err.code === 'CONFIG_INVALID') {
+      // The previous files stay; the write after the promotion meets the same refusal and reports it.
+      rt.log.warn({ err }, `promoting db ${db.uid} with its previous configuration: ${err.message}`);
+      return false;
+    }
+    throw err;
+  }
+  rt.appliedConfigKey = configKey(cfg, recovery);
+  return true;
+}
+
+/**
+ * Whether the replication slots a primary `db` keeps for its followers (and the spec's additional
+ * ones) all exist in the observation `obs` of its standby: a standby keeps its siblings' slots
+ * (`slotsFor`), so after a promotion its standbys find theirs at once.
+ */
+function slotsInPlace(cd: ClusterData, db: DB, obs: PgObservation): boolean {
+  const wanted = slotsFor(cd, db, 'master', undefined, undefined) ?? [];
+  return obs.running && obs.error === undefined && wanted.every((n) => obs.slots.includes(n));
+}
+
+/**
  * Whether a just-promoted primary may report its generation applied before its configuration and
  * replication slots are written (see converge): only when nothing the rest of converge does can
- * matter to the writes the proxies then send it. Not with synchronous replication (its
- * synchronous_standby_names and internal-only pg_hba must be in place before any write, and its
- * standby must find its slot at once, or commits wait for its reconnection), nor when a restart
- * could follow (`stolonctl restart` pending, or `automaticPgRestart`).
+ * matter to the writes the proxies then send it. With synchronous replication only when `syncReady`:
+ * its synchronous_standby_names (and pg_hba) were in force before the promotion
+ * ({@link configureBeforePromotion}) and its standbys' slots already exist ({@link slotsInPlace});
+ * otherwise a write could commit unsynced, or wait for a standby that reconnects only after
+ * wal_retrieve_retry_interval. Never when a restart could follow (`stolonctl restart` pending, or
+ * `automaticPgRestart`).
  */
-function earlyReport(rt: KeeperRuntime, db: DB): boolean {
-  return !db.spec.synchronousReplication && db.spec.automaticPgRestart !== true && !restartRequested(db, rt.local.generation) && rt.local.generation !== db.generation;
+function earlyReport(rt: KeeperRuntime, db: DB, syncReady: boolean): boolean {
+  return (
+    (!db.spec.synchronousReplication || syncReady) && db.spec.automaticPgRestart !== true && !restartRequested(db, rt.local.generation) && rt.local.generation !== db.generation
+  );
 }
 
 /**
@@ -432,6 +502,7 @@ async function applyConfig(rt: KeeperRuntime, cfg: PgConfig, recovery: RecoveryC
     }
     rt.needsReload = false;
     rt.appliedConfigKey = key;
+    rt.appliedRecovery = recovery;
     rt.clearActivity('config-rejected');
     return true;
   } catch (err) {

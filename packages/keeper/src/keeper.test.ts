@@ -302,6 +302,35 @@ describe('keeper in-process: one test per action kind', () => {
     expect(pg.calls.lastIndexOf('syncSlots')).toBeGreaterThan(pg.calls.indexOf('writeConfig'));
   });
 
+  it('converge: with synchronous replication a standby gets its synchronous_standby_names and reloads before its promotion, its recovery settings kept, and reports at once', async () => {
+    const pg = runningPg('standby');
+    const sync = { spec: { ...FAST, synchronousReplication: true } };
+    const r = await startKeeper(aCluster(sync).initialized().withPrimary('k0').withStandby('k1').withStandby('k2').build(), { pg, local: local('db-k1') });
+    await until('the standby configuration', () => pg.inst.config?.recovery?.mode === 'standby');
+    const asStandby = pg.inst.config?.recovery;
+    expect(pg.inst.config?.cfg.synchronousStandbyNames).toBe('');
+    const held = pg.hang('promote');
+    // The sentinel's promotion: k0 gone, k1 primary with k2 as its synchronous standby.
+    const promoted = aCluster(sync).initialized().withPrimary('k1', { generation: 2, synchronousStandbys: ['db-k2'] }).withStandby('k2').build();
+    await r.put(promoted);
+    await held.entered;
+    // Promoting now: PostgreSQL already has the names, and still its standby settings.
+    expect(pg.inst.config?.cfg.synchronousStandbyNames).toBe('"stolon_db-k2"');
+    expect(pg.inst.config?.recovery).toEqual(asStandby);
+    const promoteAt = pg.calls.lastIndexOf('promote');
+    expect(pg.calls.lastIndexOf('reload', promoteAt)).toBeGreaterThan(pg.calls.lastIndexOf('writeConfig', promoteAt));
+    // As a standby it kept its sibling's slot: the promoted primary reports before it drops the
+    // recovery settings, as with asynchronous replication.
+    expect(pg.inst.slots).toContain('stolon_db-k2');
+    const after = pg.hang('writeConfig');
+    held.release();
+    await after.entered;
+    await until('generation 2 published', async () => (await r.info())?.postgresState?.generation === 2);
+    after.release();
+    await until('the recovery settings dropped', () => pg.inst.config?.recovery === null);
+    expect(pg.inst.config?.cfg.synchronousStandbyNames).toBe('"stolon_db-k2"');
+  });
+
   it('stop-postgres: a running instance whose keeper has no DB any more is stopped (a former primary takes no writes)', async () => {
     const pg = runningPg('master');
     await startKeeper(fast().withPrimary('k0').withKeeper('k1').build(), { pg, local: local('db-old') });

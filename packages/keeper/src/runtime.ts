@@ -6,7 +6,7 @@
  */
 import { DEFAULT_BACKUP, DEFAULT_SPEC, STOLON_TS_VERSION, backupStanza, parseDurationMs, type ArchiveState, type ClusterData, type DB, type KeeperInfo, type ResolvedSpec } from '@stolon-ts/cluster';
 import { newBootUuid, newUid, type Logger } from '@stolon-ts/common';
-import type { PgConfig, PgObservation, PostgresManager } from '@stolon-ts/postgres';
+import type { PgConfig, PgObservation, PostgresManager, RecoveryConfig } from '@stolon-ts/postgres';
 import type { Store } from '@stolon-ts/store';
 import { describeActivity, type Activity } from './activity.js';
 import { archiveStateFor } from './archiving.js';
@@ -51,6 +51,12 @@ export class KeeperRuntime {
   activity: Activity | undefined;
   /** {@link configKey} of the configuration last written (or rejected); '' forces a rewrite. */
   appliedConfigKey = '';
+  /**
+   * The recovery settings of the configuration this process last wrote (null: a primary's, none);
+   * undefined before its first write. A synchronous standby's promotion keeps them while it
+   * writes the primary's synchronous_standby_names first (actions.ts, `configureBeforePromotion`).
+   */
+  appliedRecovery: RecoveryConfig | null | undefined;
   /**
    * True while this primary (synchronous replication on, started by this keeper after it was
    * found stopped) keeps normal users out with internal-only pg_hba; see `internalOnlyHba`.

@@ -84,9 +84,14 @@ export async function writeConfig(ctx: PgContext, config: PgConfig, recovery: Re
 
   await dataWrite(ctx.pgData, 'writing the configuration', async () => {
     await ctx.socket.ensureDir();
-    if (changed) {
+    // Only the files whose content changed: each write is an fsync, on the promoted primary's path too.
+    if (previous.conf !== conf) {
       await ctx.exec.writeAtomic(confPath, conf);
+    }
+    if (previous.ident !== ident) {
       await ctx.exec.writeAtomic(identPath, ident);
+    }
+    if (previous.hba !== hba) {
       await ctx.exec.writeAtomic(hbaPath, hba);
     }
     // Before validation: postgres -C reads postgresql.auto.conf too. A symlink (Stolon points
@@ -97,11 +102,9 @@ export async function writeConfig(ctx: PgContext, config: PgConfig, recovery: Re
     }
   });
 
-  // A file that only lost lines of the one in place (a promotion drops the standby's recovery
-  // settings, nothing else) parses if that one did: skip `postgres -C`, which costs a postgres
-  // start (~0.1-0.2 s) on the promoted primary's path to accepting writes.
-  const onlyLostLines = previous.conf !== null && previous.hba === hba && previous.ident === ident && linesSubset(conf, previous.conf);
-  const check = await checkConfig(ctx, config, { parse: changed && !onlyLostLines, running });
+  // Files that parse if the ones in place did (see parsesIfPreviousDid) skip `postgres -C`, which
+  // costs a postgres start (~0.1-0.2 s) on the promoted primary's path to accepting writes.
+  const check = await checkConfig(ctx, config, { parse: changed && !parsesIfPreviousDid({ conf, hba, ident }, previous), running });
   if (check.problems.length > 0) {
     await dataWrite(ctx.pgData, 'restoring the previous configuration', async () => {
       await putBack(ctx.exec, confPath, previous.conf);
@@ -127,7 +130,10 @@ export async function writeConfig(ctx: PgContext, config: PgConfig, recovery: Re
     const standbySignal = join(ctx.pgData, 'standby.signal');
     const recoverySignal = join(ctx.pgData, 'recovery.signal');
     if (recovery?.mode === 'standby') {
-      await ctx.exec.writeAtomic(passfile, renderPgpassLine(recovery.standby.primary.user, recovery.standby.primary.password));
+      const line = renderPgpassLine(recovery.standby.primary.user, recovery.standby.primary.password);
+      if ((await readIfExists(passfile)) !== line) {
+        await ctx.exec.writeAtomic(passfile, line);
+      }
     } else {
       await fs.rm(passfile, { force: true });
     }
@@ -202,10 +208,45 @@ export async function restoreLastGoodConfig(ctx: PgContext): Promise<boolean> {
   return true;
 }
 
-/** Whether every line of `next` is also a line of `prev` (`next` only dropped lines). */
-function linesSubset(next: string, prev: string): boolean {
+/** Whether every line of `next` is also a line of `prev` or matches `extra` (`next` only dropped lines, or added such). */
+function linesSubset(next: string, prev: string, extra?: RegExp): boolean {
   const have = new Set(prev.split('\n'));
-  return next.split('\n').every((l) => have.has(l));
+  return next.split('\n').every((l) => have.has(l) || extra?.test(l) === true);
+}
+
+/**
+ * A `synchronous_standby_names` line as {@link renderPostgresqlConf} writes it for the keeper's
+ * own standbys only (`renderSynchronousStandbyNames`): empty, `stolon_<uid>`, or
+ * `N (stolon_<uid>,…)` with N ≥ 1. Every name is a plain identifier starting with `stolon_`, so
+ * none is a keyword of the setting's grammar (`FIRST`, `ANY`) and the value always parses;
+ * external synchronous standbys (any name) do not match and are checked by `postgres -C`.
+ * @see https://www.postgresql.org/docs/current/runtime-config-replication.html#GUC-SYNCHRONOUS-STANDBY-NAMES
+ */
+const KEEPER_SYNC_NAMES_LINE = /^synchronous_standby_names = '(?:stolon_\w+|[1-9]\d* \(stolon_\w+(?:,stolon_\w+)*\))?'$/;
+
+/**
+ * Whether new configuration files parse if the ones in place did, so that `postgres -C` (and the
+ * pg_hba_file_rules check) can be skipped: pg_ident.conf unchanged; pg_hba.conf only lost lines
+ * (one rule per line, none continued with a backslash: each line parses on its own); and
+ * postgresql.conf only lost lines (a promotion drops the standby's recovery settings) or got a
+ * new synchronous_standby_names of the keeper's standbys ({@link KEEPER_SYNC_NAMES_LINE}: a
+ * synchronous standby's promotion, a change of the synchronous standbys). A primary's DB whose
+ * peer left clusterdata drops that peer's pg_hba lines in the same write.
+ * @param next the files about to be checked
+ * @param prev the files they replaced (null: there was none)
+ */
+function parsesIfPreviousDid(
+  next: { readonly conf: string; readonly hba: string; readonly ident: string },
+  prev: { readonly conf: string | null; readonly hba: string | null; readonly ident: string | null },
+): boolean {
+  return (
+    prev.conf !== null &&
+    prev.hba !== null &&
+    prev.ident === next.ident &&
+    !/\\\s*$/m.test(prev.hba) &&
+    linesSubset(next.hba, prev.hba) &&
+    linesSubset(next.conf, prev.conf, KEEPER_SYNC_NAMES_LINE)
+  );
 }
 
 /**
@@ -216,8 +257,9 @@ export async function saveLastGoodConfig(ctx: PgContext): Promise<void> {
   try {
     for (const name of ['postgresql.conf', 'pg_hba.conf']) {
       const content = await readIfExists(join(ctx.pgData, name));
-      if (content !== null) {
-        await ctx.exec.writeAtomic(join(ctx.pgData, `${name}${LAST_GOOD}`), content);
+      const saved = join(ctx.pgData, `${name}${LAST_GOOD}`);
+      if (content !== null && (await readIfExists(saved)) !== content) {
+        await ctx.exec.writeAtomic(saved, content);
       }
     }
   } catch (err) {

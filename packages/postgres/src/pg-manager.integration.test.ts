@@ -582,8 +582,52 @@ describe('PgManager (real PostgreSQL)', () => {
     expect(await standby.waitStreamingEnd(30_000, () => false)).toBe(false);
   });
 
-  it('promotes the standby onto timeline 2', async () => {
+  it('promotes the standby of a stopped primary onto timeline 2 without sleeping out wal_retrieve_retry_interval, bound from its first commit by the synchronous_standby_names written before, with no postgres -C for either write', async () => {
+    // A failover: the primary is gone and the standby tries to stream again every
+    // wal_retrieve_retry_interval, 5 s here so that sleeping it out would show.
+    await primary.stop('immediate');
+    const base = configFor(standbyPort);
+    const slow = { ...base, parameters: { ...base.parameters, wal_retrieve_retry_interval: '5s' } };
+    await standby.writeConfig(slow, standbyRecovery('stolon_s1'));
+    await standby.reload();
+    await waitFor(async () => {
+      const rows = await sql<{ n: string }>(standbyPort, "select count(*) as n from pg_stat_activity where backend_type = 'startup' and wait_event = 'RecoveryRetrieveRetryInterval'");
+      return rows[0]?.n === '1' ? true : undefined;
+    }, 'the standby sleeping between two streaming attempts');
+    const parses = () => logLines.filter((l) => l.includes('"-C"')).length;
+    // Any other value is still parsed: a standby named like a keyword of the setting's grammar.
+    const parsedFirst = parses();
+    await expect(standby.writeConfig({ ...slow, synchronousStandbyNames: 'first' }, standbyRecovery('stolon_s1'))).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+    });
+    expect(parses()).toBe(parsedFirst + 1);
+    const parsedBefore = parses();
+    // What the keeper does first with synchronous replication: the primary's
+    // synchronous_standby_names, the standby's recovery settings kept, reloaded before the promotion.
+    const sync = { ...slow, synchronousStandbyNames: 'stolon_s9' };
+    expect(await standby.writeConfig(sync, standbyRecovery('stolon_s1'))).toMatchObject({ changed: true });
+    expect(existsSync(join(standby.pgData, 'standby.signal'))).toBe(true);
+    // The reload wakes the startup process into a new streaming attempt: a promotion requested
+    // meanwhile would end recovery only 5 s after that attempt, unless the startup process is woken.
+    await standby.reload();
+    const promoteStarted = Date.now();
     await standby.promote(30_000);
+    expect(Date.now() - promoteStarted).toBeLessThan(2500);
+    // The first commit as a primary waits for stolon_s9, which is not connected: no window
+    // between the promotion and the keeper's next reload in which it commits unsynced.
+    const writer = new Client({ host: '127.0.0.1', port: standbyPort, user: 'stolon', password: SU_PASSWORD, database: 'postgres' });
+    await writer.connect();
+    const insert = writer.query('insert into t values (30)').then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    await waitFor(async () => {
+      const rows = await sql<{ n: string }>(standbyPort, "select count(*) as n from pg_stat_activity where wait_event = 'SyncRep'");
+      return rows[0]?.n === '1' ? true : undefined;
+    }, 'the first commit waiting for its synchronous standby');
+    await sql(standbyPort, "select pg_cancel_backend(pid) from pg_stat_activity where wait_event = 'SyncRep'");
+    await insert;
+    await writer.end();
     // No WAL receiver any more: streaming has ended.
     expect(await standby.waitStreamingEnd(1000, () => true)).toBe(true);
     const obs = await standby.observe();
@@ -593,12 +637,14 @@ describe('PgManager (real PostgreSQL)', () => {
     ]);
     expect(obs.timelinesHistory[0]?.switchPoint).toBeGreaterThan(0);
     // What the keeper does next: rewrite the config as a primary.
-    await standby.writeConfig(configFor(standbyPort), null);
+    await standby.writeConfig(slow, null);
+    expect(parses()).toBe(parsedBefore);
     expect(existsSync(join(standby.pgData, 'standby.signal'))).toBe(false);
     expect(existsSync(join(root, 's', REPL_PASSFILE_NAME))).toBe(false);
     await standby.reload();
     await sql(standbyPort, 'insert into t values (3)');
     await standby.promote(5000); // already a primary: returns at once
+    await primary.start(30_000);
   });
 
   it('rotates a password with a client-side SCRAM verifier: the new one logs in, the old one no longer, and the manager still connects (peer)', async () => {

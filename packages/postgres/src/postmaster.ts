@@ -19,6 +19,14 @@ import { isRunning, postmasterPid, waitForDeadPostmaster } from './postmaster-pi
 
 /** How often {@link promoteStandby} asks `pg_is_in_recovery()` after `pg_promote(false)`, ms. */
 const PROMOTE_POLL_MS = 5;
+
+/**
+ * {@link promoteStandby}'s question: still in recovery, and is the startup process sleeping out
+ * wal_retrieve_retry_interval (wait event `RecoveryRetrieveRetryInterval`, PostgreSQL ≥ 13).
+ * @see https://www.postgresql.org/docs/current/monitoring-stats.html#WAIT-EVENT-TIMEOUT-TABLE
+ */
+const PROMOTE_POLL_SQL = `select pg_is_in_recovery() as in_recovery,
+  exists (select 1 from pg_stat_activity where backend_type = 'startup' and wait_event = 'RecoveryRetrieveRetryInterval') as retry_wait`;
 /** How long a stop waits for the postmaster to exit, in seconds. */
 const STOP_TIMEOUT_S = 60;
 
@@ -236,6 +244,16 @@ export async function reloadPostmaster(ctx: PgContext): Promise<void> {
  * no checkpoint) ends in tens of ms, and every ms here is write outage in a failover or
  * switchover; nor `pg_ctl promote -W`, which costs starting a program. A standby already out of
  * recovery is not asked again. When the connection breaks, the next check opens a new one.
+ *
+ * A standby whose upstream is gone (a failover) tries to stream again every
+ * wal_retrieve_retry_interval; when the promotion request finds its startup process waiting for
+ * the WAL receiver, PostgreSQL (15) notices the request, then still sleeps out the rest of that
+ * interval before it ends recovery: up to 1 s more with the keeper's default (and a reload just
+ * before the promotion, which wakes the startup process into a new streaming attempt, makes that
+ * likely). So while the startup process shows that wait after the request, the postmaster is sent
+ * SIGHUP (what `pg_reload_conf()` does; the files are unchanged), whose handler in the startup
+ * process sets the latch it sleeps on: it wakes, finds the promotion requested and ends recovery.
+ * @see https://www.postgresql.org/docs/current/runtime-config-replication.html#GUC-WAL-RETRIEVE-RETRY-INTERVAL
  * @throws StolonError `PG_NOT_RUNNING` (transient) when stopped; `PG_COMMAND_FAILED`
  *   (transient) when the promotion cannot be asked for or recovery does not end in time.
  * @see https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-RECOVERY-CONTROL
@@ -250,14 +268,16 @@ export async function promoteStandby(ctx: PgContext, timeoutMs: number): Promise
   }
   let client: Client | undefined;
   let asked = false;
+  /** SIGHUPs sent to wake the startup process from its wal_retrieve_retry_interval sleep. */
+  let woken = 0;
   let last = 'no answer yet';
   try {
     for (;;) {
       try {
         client ??= await ctx.socket.connect();
-        const r = await client.query<{ in_recovery: boolean }>('select pg_is_in_recovery() as in_recovery');
+        const r = await client.query<{ in_recovery: boolean; retry_wait: boolean }>(PROMOTE_POLL_SQL);
         if (r.rows[0]?.in_recovery === false) {
-          ctx.log.info({ pgData: ctx.pgData }, 'postgres promoted');
+          ctx.log.info({ pgData: ctx.pgData, ...(woken > 0 ? { wokenFromRetryWait: woken } : {}) }, 'postgres promoted');
           return;
         }
         if (!asked) {
@@ -265,6 +285,10 @@ export async function promoteStandby(ctx: PgContext, timeoutMs: number): Promise
           await client.query('select pg_promote(false)');
           asked = true;
           continue;
+        }
+        if (r.rows[0]?.retry_wait === true) {
+          await reloadPostmaster(ctx);
+          woken += 1;
         }
         last = 'still in recovery';
       } catch (err) {

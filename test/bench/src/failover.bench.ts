@@ -77,6 +77,8 @@ const USAGE = `usage: npm run bench:failover -- [--runs N] [--faults LIST] [--pr
   --reuse FILE      take the runs of the profiles not in --profiles from an earlier result line
                     (test/bench/results/failover-*.json), e.g. re-measure stolon after a change
                     without re-running Patroni; the tables say which rows were reused and when
+  --interleave      start the clusters of every stolon profile first and run one fault of each
+                    in turn (e.g. stolon-async3,stolon-sync: both see the same machine load)
   --write-doc       regenerate the bench:failover section of docs/benchmarks.md
   --keep            keep the temp directories
   --log-level L     stolon components' log level (default info)`;
@@ -87,6 +89,8 @@ interface Options {
   readonly profiles: readonly Profile[];
   readonly aggressive: PatroniTimings;
   readonly writeDoc: boolean;
+  /** Run the stolon profiles side by side, one fault of each in turn. */
+  readonly interleave: boolean;
   readonly reuse: string | undefined;
   readonly keep: boolean;
   readonly logLevel: string;
@@ -115,6 +119,7 @@ function parseOptions(argv: readonly string[]): Options {
       profiles: { type: 'string', default: DEFAULT_PROFILES.join(',') },
       'patroni-aggressive': { type: 'string', default: '10,2,4' },
       'write-doc': { type: 'boolean', default: false },
+      interleave: { type: 'boolean', default: false },
       reuse: { type: 'string' },
       keep: { type: 'boolean', default: false },
       'log-level': { type: 'string', default: 'info' },
@@ -144,6 +149,7 @@ function parseOptions(argv: readonly string[]): Options {
     profiles: list('profiles', values.profiles, PROFILES),
     aggressive: { ttl: ttl!, loopWait: loopWait!, retryTimeout: retryTimeout! },
     writeDoc: values['write-doc'],
+    interleave: values.interleave,
     reuse: values.reuse,
     keep: values.keep,
     logLevel: values['log-level'],
@@ -177,51 +183,77 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Environments running now, stopped by the SIGINT/SIGTERM handler (Patroni's PostgreSQL is not in a process group the harness's exit hook kills). */
 const running = new Set<() => Promise<void>>();
 
-async function stolonProfile(profile: StolonProfile, opts: Options, say: (s: string) => void, dirs: string[]): Promise<Run[]> {
+/** One stolon profile's cluster and writer, started. */
+interface StolonBed {
+  readonly profile: StolonProfile;
+  readonly env: ChaosEnv;
+  readonly recorder: Recorder;
+  cycle: number;
+}
+
+async function startStolonBed(profile: StolonProfile, opts: Options, say: (s: string) => void, dirs: string[], beds: StolonBed[]): Promise<void> {
   const dir = await makeTempDir(`stolon-bench-failover-${profile}-`);
   dirs.push(dir);
   const spec = { initMode: 'new', ...(profile === 'stolon-fast' ? FAST_PROFILE : {}), ...(profile === 'stolon-sync' ? SYNC_SPEC : {}) };
   const keepers = profile === 'stolon-sync' || profile === 'stolon-async3' ? 3 : 2;
   say(`${profile}: starting ${keepers} keepers (ip netns), 1 sentinel, 1 proxy, 1 etcd in ${dir}; spec ${JSON.stringify(spec)}`);
-  let env: ChaosEnv | undefined;
-  let recorder: Recorder | undefined;
-  const runs: Run[] = [];
-  try {
-    env = await startChaosEnv({ dir: join(dir, 'c'), clusterName: `bench-${profile}`, spec, keepers, sentinels: 1, proxies: 1, etcdMembers: 1, logLevel: opts.logLevel });
-    const cluster = env.cluster;
-    running.add(env.stop);
-    recorder = new Recorder({ proxies: () => [cluster.proxyClientConfig(0)], writers: 1, maxRunMs: 4 * 3_600_000 });
-    recorder.start();
-    let cycle = 0;
-    for (const fault of opts.faults) {
-      for (let i = 1; i <= opts.runs; i++) {
-        const r = await runFaultCycle(env.target, recorder, fault, { cycle: cycle++ });
-        say(`${profile} run ${i}: ${describeCycle(r)}`);
-        runs.push({
-          profile,
-          fault,
-          run: i,
-          outageMs: r.outage.ms,
-          toNewPrimaryMs: r.recoveredAt === null ? null : r.recoveredAt - r.injectedAt,
-          stuck: r.recoveredAt === null,
-          healthyMs: r.timeToHealthyMs,
-          lost: r.lost.length,
-          phases: r.phases,
-          detail: r.detail,
-        });
-        if (r.healthyAt === null || r.error !== undefined) {
-          throw new Error(`${profile}: the cluster did not recover from ${fault} (${r.error ?? r.unhealthyReason})`);
+  const env = await startChaosEnv({ dir: join(dir, 'c'), clusterName: `bench-${profile}`, spec, keepers, sentinels: 1, proxies: 1, etcdMembers: 1, logLevel: opts.logLevel });
+  running.add(env.stop);
+  const cluster = env.cluster;
+  const recorder = new Recorder({ proxies: () => [cluster.proxyClientConfig(0)], writers: 1, maxRunMs: 4 * 3_600_000 });
+  beds.push({ profile, env, recorder, cycle: 0 });
+  recorder.start();
+}
+
+/** One fault cycle on `bed`, as run `i` of its profile. */
+async function stolonRun(bed: StolonBed, fault: StolonFault, i: number, say: (s: string) => void): Promise<Run> {
+  const r = await runFaultCycle(bed.env.target, bed.recorder, fault, { cycle: bed.cycle++ });
+  say(`${bed.profile} run ${i}: ${describeCycle(r)}`);
+  if (r.healthyAt === null || r.error !== undefined) {
+    throw new Error(`${bed.profile}: the cluster did not recover from ${fault} (${r.error ?? r.unhealthyReason})`);
+  }
+  return {
+    profile: bed.profile,
+    fault,
+    run: i,
+    outageMs: r.outage.ms,
+    toNewPrimaryMs: r.recoveredAt === null ? null : r.recoveredAt - r.injectedAt,
+    stuck: r.recoveredAt === null,
+    healthyMs: r.timeToHealthyMs,
+    lost: r.lost.length,
+    phases: r.phases,
+    detail: r.detail,
+  };
+}
+
+/**
+ * Runs `profiles` (stolon) one after the other, or with `opts.interleave` side by side: every
+ * cluster started first, then for each fault and run number one cycle of each profile in turn,
+ * so that slow drifts of the machine's load fall on all of them alike. Appends to `runs` as it goes.
+ */
+async function stolonProfiles(profiles: readonly StolonProfile[], opts: Options, say: (s: string) => void, dirs: string[], runs: Run[]): Promise<void> {
+  const groups = opts.interleave ? [profiles] : profiles.map((p) => [p]);
+  for (const group of groups) {
+    const beds: StolonBed[] = [];
+    try {
+      for (const profile of group) {
+        await startStolonBed(profile, opts, say, dirs, beds);
+      }
+      for (const fault of opts.faults) {
+        for (let i = 1; i <= opts.runs; i++) {
+          for (const bed of beds) {
+            runs.push(await stolonRun(bed, fault, i, say));
+          }
         }
       }
-    }
-  } finally {
-    await recorder?.stop();
-    if (env !== undefined) {
-      running.delete(env.stop);
-      await env.stop();
+    } finally {
+      for (const bed of beds) {
+        await bed.recorder.stop();
+        running.delete(bed.env.stop);
+        await bed.env.stop();
+      }
     }
   }
-  return runs;
 }
 
 async function patroniRun(env: PatroniEnv, recorder: Recorder, fault: PatroniFault): Promise<Omit<Run, 'profile' | 'run'>> {
@@ -560,13 +592,13 @@ async function main(): Promise<number> {
   try {
     const netns = await netnsUnavailableReason();
     const patroni = await patroniUnavailableReason();
-    for (const profile of opts.profiles) {
-      if (isStolon(profile)) {
-        if (netns !== undefined && opts.faults.includes('partitionPrimary')) {
-          throw new Error(`partitionPrimary needs ip netns: ${netns}; run without it (--faults)`);
-        }
-        runs.push(...(await stolonProfile(profile, opts, say, dirs)));
-      } else if (patroni !== undefined) {
+    const stolon = opts.profiles.filter(isStolon);
+    if (stolon.length > 0 && netns !== undefined && opts.faults.includes('partitionPrimary')) {
+      throw new Error(`partitionPrimary needs ip netns: ${netns}; run without it (--faults)`);
+    }
+    await stolonProfiles(stolon, opts, say, dirs, runs);
+    for (const profile of opts.profiles.filter((p) => !isStolon(p))) {
+      if (patroni !== undefined) {
         skipped[profile] = patroni;
         say(`${profile}: NOT RUN: ${patroni}`);
       } else {
