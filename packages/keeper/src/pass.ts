@@ -34,7 +34,7 @@ const CD_REREAD_MS = 5000;
  * @returns the record, null when there is no clusterdata
  * @throws what `Store.getClusterData` throws (the copy is then dropped)
  */
-export async function readClusterData(rt: KeeperRuntime): Promise<ClusterDataRecord | null> {
+async function readClusterData(rt: KeeperRuntime): Promise<ClusterDataRecord | null> {
   const copy = rt.cdRead;
   if (
     copy !== undefined &&
