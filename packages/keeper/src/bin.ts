@@ -53,6 +53,14 @@ function osUserIds(user: string): { uid: number; gid: number } {
   }
 }
 
+/**
+ * The keeper's event-loop delay sampling period (`nodejs_eventloop_lag_*`), in ms: once a second
+ * instead of prom-client's 100 times, which alone cost a keeper at rest about a seventh of its CPU
+ * (docs/benchmarks.md, "bench:idle"). Stalls shorter than the period are seen only when they
+ * cover a sample; a pass's own duration is in `stolon_keeper_pass_duration_seconds`.
+ */
+const EVENT_LOOP_SAMPLE_MS = 1000;
+
 /** Where a secret is read from, for messages: its file when one is given, else the environment variable. */
 function secretSource(file: string | undefined, envVar: string): string {
   return file !== undefined && file !== '' ? file : `$${envVar}`;
@@ -229,7 +237,7 @@ async function main(): Promise<void> {
   });
   const bootUuid = newBootUuid();
   const roleLabel = roleLabellerOf(flags, logger);
-  const metrics = createDaemonMetrics('keeper', flags.clusterName);
+  const metrics = createDaemonMetrics('keeper', flags.clusterName, { eventLoopSampleMs: EVENT_LOOP_SAMPLE_MS });
   // The histogram's hook is set just below; passes start only after `start`.
   const status: KeeperStatus = new KeeperStatus({ onPassSettled: (s) => observePass(s) });
   const observePass = registerKeeperMetrics(metrics.registry, () => status.facts(), uid);

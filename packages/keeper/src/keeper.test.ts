@@ -701,6 +701,42 @@ describe('keeper in-process: passes the clusterdata watch asks for', () => {
     await r.put(cd);
     await until('restarted by a pass well before the 3 s timer', () => pg.inst.running, 1500);
   });
+
+  it('at rest reads clusterdata once per 5 s, not every pass, and still acts on a change at once', async () => {
+    const pg = runningPg('master');
+    const calls = { reads: 0, publishes: 0 };
+    const cd = fast().withPrimary('k1').build();
+    const r = await startKeeper(cd, {
+      pg,
+      local: local('db-k1'),
+      wrapStore: (st) =>
+        new Proxy(st, {
+          get(target, prop, receiver) {
+            const v = Reflect.get(target, prop, receiver) as unknown;
+            if ((prop === 'getClusterData' || prop === 'setInfo') && typeof v === 'function') {
+              return (...args: unknown[]) => {
+                calls[prop === 'setInfo' ? 'publishes' : 'reads']++;
+                return (v as (...a: unknown[]) => unknown).apply(target, args);
+              };
+            }
+            return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+          },
+        }),
+    });
+    await until('the primary configured', () => pg.count('writeConfig') > 0);
+    await new Promise((res) => setTimeout(res, 500));
+    const before = { ...calls };
+    await new Promise((res) => setTimeout(res, 1500));
+    // A pass every 100 ms, each publishing; clusterdata comes from the copy the watch keeps valid.
+    expect(calls.publishes - before.publishes).toBeGreaterThanOrEqual(8);
+    expect(calls.reads - before.reads).toBeLessThanOrEqual(1);
+    // A clusterdata write is a watch event: the next pass reads it.
+    const next = parseClusterData(serializeClusterData(cd));
+    next.dbs['db-k1']!.spec.pgParameters = { work_mem: '4MB' };
+    next.dbs['db-k1']!.generation = 2;
+    await r.put(next);
+    await until('the new configuration applied', () => pg.inst.config?.cfg.parameters['work_mem'] === '4MB', 1000);
+  });
 });
 
 describe('keeper in-process: password rotation', () => {

@@ -7,6 +7,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError } from '@stolon-ts/cluster';
+import type { Store } from '@stolon-ts/store';
 import { startPassLoop, stopOnce } from '@stolon-ts/common';
 import { readDbState } from './dbstate.js';
 import { drainPrimary } from './drain.js';
@@ -22,6 +23,24 @@ import { fenceRemainingMs, startCrashWatch, startFenceUpdates, updateFence } fro
 
 /** Retry backoff of a failed background task, in ms (see {@link KeeperConfig.taskRetry}). */
 const DEFAULT_TASK_RETRY = { baseMs: 1000, maxMs: 30_000 } as const;
+
+/**
+ * The store as the pass loop's watch sees it: every clusterdata watch event, and the watch's
+ * start, also mark the keeper's copy of clusterdata stale (`readClusterData` in pass.ts) before
+ * the loop hears of it.
+ */
+function cdWatchStore(rt: KeeperRuntime): Pick<Store, 'watch'> {
+  return {
+    watch: async (topics, listener) => {
+      const w = await rt.store.watch(topics, (topic) => {
+        rt.cdStale = true;
+        listener(topic);
+      });
+      rt.cdStale = true;
+      return w;
+    },
+  };
+}
 
 /**
  * Starts a keeper: its first pass runs on the next tick; passes run on clusterdata watch events
@@ -66,6 +85,10 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
   const loop = startPassLoop({
     log,
     run: async ({ trigger }) => {
+      if (trigger !== 'interval' && trigger !== 'clusterdata changed') {
+        // A crash, a fence, a task's end, the start…: read clusterdata afresh (readClusterData).
+        rt.cdStale = true;
+      }
       // The watch's trigger (see startPassLoop); a clusterdata change in WAL positions only needs no pass.
       if (trigger === 'clusterdata changed' && (await skipWatchPass(rt))) {
         return undefined;
@@ -74,8 +97,9 @@ export async function start(config: KeeperConfig, deps: KeeperDeps): Promise<Kee
       return run();
     },
     intervalMs: () => rt.sleepMs(),
-    watch: { store: rt.store, topics: ['clusterdata'] },
+    watch: { store: cdWatchStore(rt), topics: ['clusterdata'] },
   });
+  rt.cdWatching = () => loop.watching();
   rt.trigger = (reason) => {
     rt.passRequested = true;
     loop.trigger(reason);

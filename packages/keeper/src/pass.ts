@@ -13,7 +13,50 @@ import { planKeeperAction, reloadDue } from './plan.js';
 import { maintainStanza } from './stanza.js';
 import { maintainBackups } from './backup-run.js';
 import type { KeeperRuntime } from './runtime.js';
+import type { ClusterDataRecord } from '@stolon-ts/store';
 import { awaitFenceTimeForStart } from './watchers.js';
+
+/**
+ * How long a clusterdata read stays usable without a watch event, in ms: a timer pass reads the
+ * store again once its copy is this old, so a watch that failed without the store client noticing
+ * delays what the keeper learns by at most this long.
+ */
+const CD_REREAD_MS = 5000;
+
+/**
+ * The stored clusterdata for a pass: the copy of the last read ({@link KeeperRuntime.cdRead})
+ * while the clusterdata watch runs and has reported nothing since that read was sent, the copy is
+ * younger than {@link CD_REREAD_MS}, only the timer asked for the pass, and no failover or
+ * switchover is in progress (its steps wait for clusterdata changes); otherwise a read from the
+ * store. Every clusterdata write (the sentinel's) is a watch event, which marks the copy stale and
+ * triggers a pass that reads, so at rest a keeper reads clusterdata once per CD_REREAD_MS
+ * instead of every sleepInterval, and reacts to a change as fast as before.
+ * @returns the record, null when there is no clusterdata
+ * @throws what `Store.getClusterData` throws (the copy is then dropped)
+ */
+async function readClusterData(rt: KeeperRuntime): Promise<ClusterDataRecord | null> {
+  const copy = rt.cdRead;
+  if (
+    copy !== undefined &&
+    !rt.cdStale &&
+    rt.cdWatching() &&
+    performance.now() - copy.sentAt < CD_REREAD_MS &&
+    rt.lastCd?.cluster.status.failover === undefined
+  ) {
+    return copy.rec;
+  }
+  rt.cdStale = false;
+  rt.cdRead = undefined;
+  const sentAt = performance.now();
+  try {
+    const rec = await rt.store.getClusterData();
+    rt.cdRead = { rec, sentAt };
+    return rec;
+  } catch (err) {
+    rt.cdStale = true;
+    throw err;
+  }
+}
 
 /**
  * Runs one pass.
@@ -24,11 +67,11 @@ import { awaitFenceTimeForStart } from './watchers.js';
 export async function runPass(rt: KeeperRuntime, afterPublish: () => void): Promise<PassResult> {
   await failpoint('keeperPassHang');
   refreshPasswords(rt);
-  const { store, config } = rt;
+  const { config } = rt;
   const obs = await rt.observe();
   let cd: ClusterData | undefined;
   try {
-    const rec = await store.getClusterData();
+    const rec = await readClusterData(rt);
     cd = rec === null ? undefined : parseClusterData(rec.text);
   } catch (err) {
     if (!(err instanceof ClusterDataInvalidError)) {
@@ -197,7 +240,7 @@ export async function skipWatchPass(rt: KeeperRuntime): Promise<boolean> {
   }
   let cd: ClusterData;
   try {
-    const rec = await rt.store.getClusterData();
+    const rec = await readClusterData(rt);
     if (rec === null) {
       return false;
     }

@@ -7,7 +7,7 @@
 import { DEFAULT_BACKUP, DEFAULT_SPEC, STOLON_TS_VERSION, backupStanza, parseDurationMs, type ArchiveState, type ClusterData, type DB, type KeeperInfo, type ResolvedSpec } from '@stolon-ts/cluster';
 import { newBootUuid, newUid, type Logger } from '@stolon-ts/common';
 import type { PgConfig, PgObservation, PostgresManager, RecoveryConfig } from '@stolon-ts/postgres';
-import type { Store } from '@stolon-ts/store';
+import type { ClusterDataRecord, Store } from '@stolon-ts/store';
 import { describeActivity, type Activity } from './activity.js';
 import { archiveStateFor } from './archiving.js';
 import { writeDbState } from './dbstate.js';
@@ -109,6 +109,19 @@ export class KeeperRuntime {
    * published as the info's `reloadGeneration`; 0 before any (a restarted keeper reloads once).
    */
   reloadedGeneration = 0;
+  /**
+   * clusterdata as the last read returned it (`readClusterData` in pass.ts) and when (monotonic
+   * ms, `performance.now()`) that read was sent; undefined before the first read or after a failed one.
+   */
+  cdRead: { readonly rec: ClusterDataRecord | null; readonly sentAt: number } | undefined;
+  /**
+   * True when {@link cdRead} may be out of date: a clusterdata watch event or a (re)established
+   * watch since that read was sent, or a pass something other than the timer asked for. Set by
+   * `start`'s watch wrapper and pass trigger, cleared by `readClusterData` when it sends a read.
+   */
+  cdStale = true;
+  /** True while the pass loop's clusterdata watch runs (set by `start`). */
+  cdWatching: () => boolean = () => false;
   /** Set by `start` once the task runner exists. */
   tasks!: TaskRunner;
   /** Asks the pass loop for a pass now (set by `start`). */

@@ -10,8 +10,10 @@ import type { KeeperRuntime } from './runtime.js';
 
 /** How often the fencer hears the lease's remaining time even without a pass, in ms. */
 const FENCE_UPDATE_MS = 250;
-/** How often the crash watch looks at postmaster.pid, in ms. */
+/** How often the crash watch looks at postmaster.pid without an open probe connection, in ms. */
 const CRASH_CHECK_MS = 100;
+/** How often it looks while the probe connection is open (its close is the faster signal), in ms. */
+const CRASH_BACKSTOP_MS = 1000;
 
 /**
  * How long PostgreSQL may keep running as primary, in ms from now: until the info lease could
@@ -132,16 +134,45 @@ export function startFenceUpdates(rt: KeeperRuntime): () => void {
 }
 
 /**
- * Crash detection without waiting for the next pass: postmaster.pid plus kill(pid, 0) every
- * 100 ms (no connection, no query). When PostgreSQL stops running outside a task, a pass runs at
- * once, which restarts it (crash recovery) or reports why it cannot.
+ * Crash detection without waiting for the next pass. Two signals: PostgreSQL's kept probe
+ * connection (`PostgresManager.watchConnection`), whose close makes the watch check at once — a
+ * postmaster that dies (SIGKILL, OOM killer) ends every backend's connection at once, since an
+ * idle backend also waits on the postmaster-death pipe — and a poll of postmaster.pid plus
+ * kill(pid, 0) (no connection, no query): every {@link CRASH_CHECK_MS} while the last check saw no
+ * running postmaster or no open probe connection, every {@link CRASH_BACKSTOP_MS} (the backstop)
+ * while both are there. At rest that is one wake-up a second instead of ten, with the same
+ * reaction to a crash: a close that comes before the postmaster is gone from the process table
+ * is followed by 100 ms polls, as the connection is not open again until a pass reopens it. When
+ * PostgreSQL stops running outside a task, a pass runs at once, which restarts it (crash
+ * recovery) or reports why it cannot.
  * @returns a function that stops the watch
  */
 export function startCrashWatch(rt: KeeperRuntime): () => void {
   let lastRunning: boolean | undefined;
   let checking = false;
-  const timer = setInterval(() => {
-    if (checking || rt.state !== 'running') {
+  let again = false;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const conn = rt.pg.watchConnection?.(() => {
+    // The probe connection went away: check now (or right after the check in progress).
+    if (checking) {
+      again = true;
+    } else {
+      schedule(0);
+    }
+  });
+  const schedule = (ms: number): void => {
+    if (stopped) {
+      return;
+    }
+    clearTimeout(timer);
+    timer = setTimeout(check, ms);
+    timer.unref();
+  };
+  const nextMs = (): number => (lastRunning === true && conn?.open() === true ? CRASH_BACKSTOP_MS : CRASH_CHECK_MS);
+  const check = (): void => {
+    if (rt.state !== 'running') {
+      schedule(CRASH_CHECK_MS);
       return;
     }
     checking = true;
@@ -157,8 +188,15 @@ export function startCrashWatch(rt: KeeperRuntime): () => void {
       .catch(() => undefined)
       .finally(() => {
         checking = false;
+        const now = again;
+        again = false;
+        schedule(now ? 0 : nextMs());
       });
-  }, CRASH_CHECK_MS);
-  timer.unref();
-  return () => clearInterval(timer);
+  };
+  schedule(CRASH_CHECK_MS);
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+    conn?.stop();
+  };
 }

@@ -462,6 +462,15 @@ export interface PostgresManager {
   /** True when the postmaster process is alive (postmaster.pid points at a live process). */
   isRunning(): Promise<boolean>;
   /**
+   * The connection-based part of crash detection, when the implementation keeps a connection to
+   * its instance between observations (`observe`'s probe connection): `open()` is true while it
+   * is open, and `onClosed` is called (synchronously) whenever it goes away — the server closed
+   * it, which a dying postmaster makes every backend do at once, or it was dropped. Optional: a
+   * caller without it polls {@link isRunning}.
+   * @returns `open`, and `stop` to remove the listener
+   */
+  watchConnection?(onClosed: () => void): { open(): boolean; stop(): void };
+  /**
    * Runs a tool other than PostgreSQL's own (e.g. `pgbackrest stanza-create`) as the OS user, with
    * the minimal environment PostgreSQL's commands get (no keeper variable: argv and files carry
    * what it needs; never a secret in argv). `file` is absolute, or a bare name looked up in the

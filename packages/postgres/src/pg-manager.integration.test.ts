@@ -421,8 +421,15 @@ describe('PgManager (real PostgreSQL)', () => {
       expect((await primary.observe()).error).toBeUndefined();
     }
     expect(await probes()).toEqual(first);
+    // The crash watch's signal: the kept connection is open, and its close by the server is heard.
+    let closes = 0;
+    const conn = primary.watchConnection(() => (closes += 1));
+    expect(conn.open()).toBe(true);
     // Closed by the server between two observations: the next one still succeeds, on a new backend.
     await sql(primaryPort, `select pg_terminate_backend(${first[0]!.pid})`);
+    await waitFor(() => Promise.resolve(closes === 1 ? true : undefined), 'the close of the probe connection', 5000);
+    expect(conn.open()).toBe(false);
+    conn.stop();
     const obs = await primary.observe();
     expect(obs.error).toBeUndefined();
     expect(obs.running).toBe(true);

@@ -276,6 +276,13 @@ export class PgManager implements PostgresManager {
     return isRunning(this.pgData);
   }
 
+  /** The kept probe connection as a crash signal, see {@link PostgresManager.watchConnection} and `PgSocket.onProbeClosed`. */
+  watchConnection(onClosed: () => void): { open(): boolean; stop(): void } {
+    const socket = this.#ctx.socket;
+    const stop = socket.onProbeClosed(onClosed);
+    return { open: () => socket.probeOpen(), stop };
+  }
+
   /** Runs a tool as the OS user, see {@link PostgresManager.runTool}. */
   async runTool(
     file: string,

@@ -176,50 +176,120 @@ export async function readControlData(ctx: PgContext): Promise<Map<string, strin
   return parseControlData(res.stdout);
 }
 
-/**
- * The connected part of {@link observe}: role, system id, timeline, WAL position (received and
- * replayed on a standby), replication, slots and pending_restart.
- */
-async function probeQuery(client: Client): Promise<Partial<PgObservation>> {
-  const head = await client.query<{ in_recovery: boolean; system_id: string; checkpoint_tli: number; started_ms: string }>(
-    `select pg_is_in_recovery() as in_recovery,
+/** The head of {@link PROBE_SQL}: role, system id, checkpoint timeline, postmaster start. */
+const HEAD_SQL = `select pg_is_in_recovery() as in_recovery,
             (select system_identifier::text from pg_control_system()) as system_id,
             (select timeline_id from pg_control_checkpoint()) as checkpoint_tli,
-            (extract(epoch from pg_postmaster_start_time()) * 1000)::bigint::text as started_ms`,
-  );
-  const h = head.rows[0];
+            (extract(epoch from pg_postmaster_start_time()) * 1000)::bigint::text as started_ms`;
+
+/** The streaming standbys of {@link PROBE_SQL}. */
+const REPLICATION_SQL = "select application_name, sync_state from pg_stat_replication where application_name <> '' order by application_name";
+
+/**
+ * The WAL positions of {@link PROBE_SQL}, for either role in one statement: a primary's insert
+ * position and its WAL file (the functions that fail during recovery are guarded by
+ * `pg_is_in_recovery()`; a primary never goes back into recovery while running), a standby's
+ * received and replayed positions, its WAL receiver and the newest segment's timeline (the
+ * directory listing only in recovery). The standby functions return NULL on a primary.
+ */
+const POSITIONS_SQL = `select case when not pg_is_in_recovery() then pg_current_wal_lsn()::text end as lsn,
+            case when not pg_is_in_recovery() then pg_walfile_name(pg_current_wal_lsn()) end as walfile,
+            pg_last_wal_receive_lsn()::text as received, pg_last_wal_replay_lsn()::text as replayed,
+            (select received_tli from pg_stat_wal_receiver) as received_tli,
+            (select status from pg_stat_wal_receiver) as receiver_status,
+            (extract(epoch from pg_last_xact_replay_timestamp()) * 1000)::bigint::text as replay_ms,
+            case when pg_is_in_recovery() then
+              (select max(substr(name, 1, 8)) from pg_ls_waldir() where name ~ '^[0-9A-F]{24}$') end as segment_tli`;
+
+/** The kept physical replication slots of {@link PROBE_SQL}. */
+const SLOTS_SQL = "select slot_name from pg_replication_slots where slot_type = 'physical' and not temporary order by slot_name";
+
+/** The settings waiting for a restart, of {@link PROBE_SQL}. */
+const PENDING_SQL = 'select name from pg_settings where pending_restart order by name';
+
+/**
+ * `pg_stat_archiver` and the `.ready` files with their segments' sizes, of {@link PROBE_SQL}.
+ * With archive_mode off PostgreSQL makes no .ready files: the one-time filters skip listing
+ * archive_status and pg_wal on every keeper pass of a cluster that does not archive.
+ */
+const ARCHIVER_SQL = `with ready as (select left(name, -6) as wal from pg_ls_archive_statusdir()
+                     where name like '%.ready' and current_setting('archive_mode') <> 'off')
+     select archived_count::text as archived, last_archived_wal as last_archived,
+            (extract(epoch from last_archived_time) * 1000)::bigint::text as archived_ms,
+            failed_count::text as failed, last_failed_wal as last_failed,
+            (extract(epoch from last_failed_time) * 1000)::bigint::text as failed_ms,
+            (select count(*) from ready)::text as ready,
+            (select coalesce(sum(w.size), 0) from ready
+               join (select name, size from pg_ls_waldir() where current_setting('archive_mode') <> 'off') w on w.name = ready.wal)::text as ready_bytes
+       from pg_stat_archiver`;
+
+/**
+ * Every statement of {@link probeQuery}, sent as one simple-protocol query: one round trip (one
+ * wake-up of the keeper and of the backend) per pass instead of six. The statements run in order,
+ * in one implicit transaction; `statement_timeout` applies to each. Replication comes before the
+ * WAL position: a standby reported `sync` there is already in synchronous_standby_names, so every
+ * commit acknowledged without it lies below the position read next. The sentinel counts a new
+ * synchronous standby as in sync only once it reaches that position (packages/cluster/src/sync.ts,
+ * SyncCatchUp).
+ * @see https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-MULTI-STATEMENT
+ */
+const PROBE_SQL = [HEAD_SQL, REPLICATION_SQL, POSITIONS_SQL, SLOTS_SQL, PENDING_SQL, ARCHIVER_SQL].join(';\n');
+
+/** A row of {@link HEAD_SQL}. */
+interface HeadRow {
+  readonly in_recovery: boolean;
+  readonly system_id: string;
+  readonly checkpoint_tli: number;
+  readonly started_ms: string;
+}
+
+/** A row of {@link POSITIONS_SQL}. */
+interface PositionsRow {
+  readonly lsn: string | null;
+  readonly walfile: string | null;
+  readonly received: string | null;
+  readonly replayed: string | null;
+  readonly received_tli: number | null;
+  readonly receiver_status: string | null;
+  readonly replay_ms: string | null;
+  readonly segment_tli: string | null;
+}
+
+/** A row of {@link ARCHIVER_SQL}. */
+interface ArchiverRow {
+  readonly archived: string;
+  readonly last_archived: string | null;
+  readonly archived_ms: string | null;
+  readonly failed: string;
+  readonly last_failed: string | null;
+  readonly failed_ms: string | null;
+  readonly ready: string;
+  readonly ready_bytes: string;
+}
+
+/**
+ * The connected part of {@link observe}: role, system id, timeline, WAL position (received and
+ * replayed on a standby), replication, slots, pending_restart and the archiver, in one round trip
+ * ({@link PROBE_SQL}).
+ * @throws the driver's error when the query fails; Error when it returns fewer results than statements
+ */
+async function probeQuery(client: Client): Promise<Partial<PgObservation>> {
+  const results = (await client.query(PROBE_SQL)) as unknown as { rows: unknown[] }[];
+  if (!Array.isArray(results) || results.length !== 6) {
+    throw new Error('the probe query returned fewer results than statements');
+  }
+  const rows = <T>(i: number): T[] => (results[i]?.rows ?? []) as T[];
+  const h = rows<HeadRow>(0)[0];
   if (h === undefined) {
     throw new Error('no row from the probe query');
   }
-  // Replication first, the WAL position after it: a standby reported `sync` here is already in
-  // synchronous_standby_names, so every commit acknowledged without it lies below the position
-  // read next. The sentinel counts a new synchronous standby as in sync only once it reaches that
-  // position (packages/cluster/src/sync.ts, SyncCatchUp).
-  const repl = await client.query<{ application_name: string; sync_state: string }>(
-    "select application_name, sync_state from pg_stat_replication where application_name <> '' order by application_name",
-  );
+  const repl = rows<{ application_name: string; sync_state: string }>(1);
+  const row = rows<PositionsRow>(2)[0];
   let timelineId: number;
   let xLogPos: number;
   let replayedXLogPos: number | undefined;
   let standby: Pick<PgObservation, 'receivedXLogPos' | 'walReceiverStreaming' | 'lastReplayAtMs'> = {};
   if (h.in_recovery) {
-    // One statement for the standby's positions (the metrics and role checks read these from the
-    // pass's observation; nothing queries PostgreSQL per scrape).
-    const r = await client.query<{
-      received: string | null;
-      replayed: string | null;
-      received_tli: number | null;
-      receiver_status: string | null;
-      replay_ms: string | null;
-      segment_tli: string | null;
-    }>(
-      `select pg_last_wal_receive_lsn()::text as received, pg_last_wal_replay_lsn()::text as replayed,
-              (select received_tli from pg_stat_wal_receiver) as received_tli,
-              (select status from pg_stat_wal_receiver) as receiver_status,
-              (extract(epoch from pg_last_xact_replay_timestamp()) * 1000)::bigint::text as replay_ms,
-              (select max(substr(name, 1, 8)) from pg_ls_waldir() where name ~ '^[0-9A-F]{24}$') as segment_tli`,
-    );
-    const row = r.rows[0];
     xLogPos = Math.max(
       row?.received === null || row?.received === undefined ? 0 : parseLsn(row.received),
       row?.replayed === null || row?.replayed === undefined ? 0 : parseLsn(row.replayed),
@@ -239,21 +309,12 @@ async function probeQuery(client: Client): Promise<Partial<PgObservation>> {
       ...(row?.replay_ms !== null && row?.replay_ms !== undefined ? { lastReplayAtMs: Number(row.replay_ms) } : {}),
     };
   } else {
-    const r = await client.query<{ lsn: string; walfile: string }>(
-      'select pg_current_wal_lsn()::text as lsn, pg_walfile_name(pg_current_wal_lsn()) as walfile',
-    );
-    const row = r.rows[0];
-    xLogPos = row === undefined ? 0 : parseLsn(row.lsn);
+    xLogPos = row?.lsn === null || row?.lsn === undefined ? 0 : parseLsn(row.lsn);
     // The WAL file name starts with the insert timeline: right after a promotion it is already
     // the new one, while pg_control_checkpoint() shows the old one until the next checkpoint.
-    const tli = Number.parseInt(row?.walfile.slice(0, 8) ?? '', 16);
+    const tli = Number.parseInt(row?.walfile?.slice(0, 8) ?? '', 16);
     timelineId = Number.isSafeInteger(tli) && tli > 0 ? tli : h.checkpoint_tli;
   }
-  const slots = await client.query<{ slot_name: string }>(
-    "select slot_name from pg_replication_slots where slot_type = 'physical' and not temporary order by slot_name",
-  );
-  const pending = await client.query<{ name: string }>('select name from pg_settings where pending_restart order by name');
-  const archiver = await archiverQuery(client);
   return {
     role: h.in_recovery ? 'standby' : 'master',
     systemId: h.system_id,
@@ -262,39 +323,15 @@ async function probeQuery(client: Client): Promise<Partial<PgObservation>> {
     xLogPos,
     ...(replayedXLogPos !== undefined ? { replayedXLogPos } : {}),
     ...standby,
-    replication: repl.rows.map((r) => ({ applicationName: r.application_name, syncState: r.sync_state })),
-    slots: slots.rows.map((r) => r.slot_name),
-    pendingRestart: pending.rows.map((r) => r.name),
-    archiver,
+    replication: repl.map((r) => ({ applicationName: r.application_name, syncState: r.sync_state })),
+    slots: rows<{ slot_name: string }>(3).map((r) => r.slot_name),
+    pendingRestart: rows<{ name: string }>(4).map((r) => r.name),
+    archiver: archiverOf(rows<ArchiverRow>(5)[0]),
   };
 }
 
-/** The archiver part of {@link probeQuery}: `pg_stat_archiver` and the `.ready` files with their segments' sizes. */
-async function archiverQuery(client: Client): Promise<ArchiverObservation> {
-  const r = await client.query<{
-    archived: string;
-    last_archived: string | null;
-    archived_ms: string | null;
-    failed: string;
-    last_failed: string | null;
-    failed_ms: string | null;
-    ready: string;
-    ready_bytes: string;
-  }>(
-    // With archive_mode off PostgreSQL makes no .ready files: the one-time filters skip listing
-    // archive_status and pg_wal on every keeper pass of a cluster that does not archive.
-    `with ready as (select left(name, -6) as wal from pg_ls_archive_statusdir()
-                     where name like '%.ready' and current_setting('archive_mode') <> 'off')
-     select archived_count::text as archived, last_archived_wal as last_archived,
-            (extract(epoch from last_archived_time) * 1000)::bigint::text as archived_ms,
-            failed_count::text as failed, last_failed_wal as last_failed,
-            (extract(epoch from last_failed_time) * 1000)::bigint::text as failed_ms,
-            (select count(*) from ready)::text as ready,
-            (select coalesce(sum(w.size), 0) from ready
-               join (select name, size from pg_ls_waldir() where current_setting('archive_mode') <> 'off') w on w.name = ready.wal)::text as ready_bytes
-       from pg_stat_archiver`,
-  );
-  const row = r.rows[0];
+/** The archiver part of {@link probeQuery}, from its {@link ARCHIVER_SQL} row. */
+function archiverOf(row: ArchiverRow | undefined): ArchiverObservation {
   const num = (v: string | null | undefined): number | undefined => (v === null || v === undefined ? undefined : Number(v));
   const archivedMs = num(row?.archived_ms);
   const failedMs = num(row?.failed_ms);

@@ -118,7 +118,7 @@ export class PgSocket {
     const client = await this.connect();
     const forget = (): void => {
       if (this.#probe === client) {
-        this.#probe = undefined;
+        this.#forgetProbe();
       }
     };
     client.once('end', forget);
@@ -133,8 +133,42 @@ export class PgSocket {
     if (kept === undefined || (client !== undefined && client !== kept)) {
       return;
     }
-    this.#probe = undefined;
+    this.#forgetProbe();
     await endQuietly(kept);
+  }
+
+  /** Listeners of {@link onProbeClosed}. */
+  readonly #probeClosedListeners = new Set<() => void>();
+
+  /** Forgets the kept probe connection and tells the {@link onProbeClosed} listeners (errors ignored). */
+  #forgetProbe(): void {
+    this.#probe = undefined;
+    for (const listener of this.#probeClosedListeners) {
+      try {
+        listener();
+      } catch {
+        // A listener's failure is its own; the others still hear of the close.
+      }
+    }
+  }
+
+  /** True while the kept probe connection ({@link probe}) is open. */
+  probeOpen(): boolean {
+    return this.#probe !== undefined;
+  }
+
+  /**
+   * Calls `listener` (synchronously) whenever the kept probe connection goes away: the server
+   * closed it or it failed (a postmaster that dies ends every backend's connection at once: an
+   * idle backend waits on the postmaster-death pipe too), or {@link dropProbe} dropped it.
+   * @returns a function that removes the listener
+   * @see https://www.postgresql.org/docs/current/server-shutdown.html
+   */
+  onProbeClosed(listener: () => void): () => void {
+    this.#probeClosedListeners.add(listener);
+    return () => {
+      this.#probeClosedListeners.delete(listener);
+    };
   }
 
   /**
