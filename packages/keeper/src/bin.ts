@@ -175,10 +175,14 @@ async function main(): Promise<void> {
     const member = memberConfig(flags);
     const allowSpecCommands = parseAllowSpecCommands(flags.allowSpecCommands);
     const pgBinPath = resolvePgBinDir({ flag: flags.pgBinPath, env: process.env });
+    const isRoot = process.getuid?.() === 0;
+    // `id` runs while the store client loads (CPU-bound), not after it; its error, if any, is
+    // thrown below, after the store's.
+    const ownerLookup = isRoot ? pgOsUserIds(flags.pgOsUser) : undefined;
+    ownerLookup?.catch(() => undefined);
     const store = await storeFromConfig(flags, 'STKEEPER');
     const dataDir = resolve(flags.dataDir);
-    const isRoot = process.getuid?.() === 0;
-    const owner = isRoot ? await pgOsUserIds(flags.pgOsUser) : undefined;
+    const owner = await ownerLookup;
     // Root: <data-dir> owned by root, PostgreSQL's user owning only what PostgreSQL writes
     // (PGDATA, run, postgres.log), so it cannot plant links where root writes (datadir.ts).
     const dataDirChanges = await prepareDataDir(dataDir, owner);
