@@ -51,7 +51,9 @@ const SYNCFS_COPY = SYNC !== undefined && syncfsUsable(process.platform, release
  * syncfs() per filesystem: the copy's and each tablespace's) has returned 0, and only then is it
  * renamed into place as PGDATA, the step after which the keeper treats the clone as done and
  * may start PostgreSQL from it. A failed sync fails the copy like a failed pg_basebackup.
- * This is PostgreSQL's own `recovery_init_sync_method = syncfs` rule, applied to the copy.
+ * This is PostgreSQL's own `recovery_init_sync_method = syncfs` rule, applied to the copy, with
+ * its one caveat: a writeback error that another process's syncfs() of the same filesystem
+ * collected first is not reported again.
  *
  * @param opts.onProgress receives `N/M kB` progress lines as bytes, at most once per second.
  * @throws StolonError `PG_COMMAND_FAILED` (transient) with pg_basebackup's stderr, e.g. when
