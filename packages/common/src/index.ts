@@ -31,6 +31,6 @@ export {
   type StatusChecks,
   type StatusServer,
 } from './status-server.js';
-export { createDaemonMetrics, type DaemonMetrics, type MetricsComponent } from './metrics.js';
+export { createDaemonMetrics, promClient, type DaemonMetrics, type MetricsComponent } from './metrics.js';
 export { PassTracker, loopLiveness, type LoopLimits, type LoopSnapshot } from './liveness.js';
 export { MIN_MEMBER_TOKEN_LENGTH, bearerMatches, memberRequest, readMemberToken, type MemberFailsafeStatus, type MemberResponse } from './member.js';

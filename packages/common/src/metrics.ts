@@ -11,12 +11,13 @@ import type * as PromClient from 'prom-client';
 import type { Registry } from 'prom-client';
 
 /**
- * prom-client, loaded on the first {@link createDaemonMetrics}, not at import: with the
- * `@opentelemetry/api` it pulls in, it is ~85 files that stolonctl, which imports this package
- * but serves no metrics, would load for nothing. The package is CommonJS, so a synchronous
- * `require` suffices, and returns the instance an ES `import` of it gets.
+ * prom-client, loaded on the first {@link createDaemonMetrics} (or the first call here), not at
+ * import: with the `@opentelemetry/api` it pulls in, it is ~85 files that stolonctl, which imports
+ * this package but serves no metrics, would load for nothing, and that the keeper loads only after
+ * its first pass. The package is CommonJS, so a synchronous `require` suffices, and returns the
+ * instance an ES `import` of it gets (the same metric classes and registries).
  */
-function promClient(): typeof PromClient {
+export function promClient(): typeof PromClient {
   return createRequire(import.meta.url)('prom-client') as typeof PromClient;
 }
 

@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 /** stolon-keeper: parses flags, reads secrets, builds the logger, store and Postgres manager, runs the keeper. */
-import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ConfigError, errorMessage, parseDurationMs } from '@stolon-ts/cluster';
@@ -20,9 +19,10 @@ import {
   runDaemon,
   statusListenOf,
   storeFromConfig,
+  type DaemonMetrics,
   type Logger,
 } from '@stolon-ts/common';
-import { PgManager, resolvePgBinDir, type PeerSsl } from '@stolon-ts/postgres';
+import { PgManager, osUserIds, preloadPgLib, resolvePgBinDir, type PeerSsl } from '@stolon-ts/postgres';
 import { PodLabels } from '@stolon-ts/store';
 import { pgbackrestLocal } from './archiving.js';
 import { acquireDataDirLock } from './datadir-lock.js';
@@ -41,11 +41,13 @@ import { parseAllowSpecCommands } from './spec-commands.js';
 import { writeStateFile } from './state-file.js';
 import { TlsFiles, tlsSources } from './tls.js';
 
-function osUserIds(user: string): { uid: number; gid: number } {
+/**
+ * uid/gid of `--pg-os-user`, from the lookup the PostgreSQL manager shares (one `id` process).
+ * @throws ConfigError naming `pg-os-user` when the user does not exist
+ */
+async function pgOsUserIds(user: string): Promise<{ uid: number; gid: number }> {
   try {
-    const uid = Number(execFileSync('id', ['-u', user], { encoding: 'utf8' }).trim());
-    const gid = Number(execFileSync('id', ['-g', user], { encoding: 'utf8' }).trim());
-    return { uid, gid };
+    return await osUserIds(user);
   } catch {
     throw new ConfigError(`--pg-os-user: OS user "${user}" does not exist; create it or name another unprivileged user`, {
       field: 'pg-os-user',
@@ -181,10 +183,14 @@ async function main(): Promise<void> {
     const member = memberConfig(flags);
     const allowSpecCommands = parseAllowSpecCommands(flags.allowSpecCommands);
     const pgBinPath = resolvePgBinDir({ flag: flags.pgBinPath, env: process.env });
+    const isRoot = process.getuid?.() === 0;
+    // `id` runs while the store client loads (CPU-bound), not after it; its error, if any, is
+    // thrown below, after the store's.
+    const ownerLookup = isRoot ? pgOsUserIds(flags.pgOsUser) : undefined;
+    ownerLookup?.catch(() => undefined);
     const store = await storeFromConfig(flags, 'STKEEPER');
     const dataDir = resolve(flags.dataDir);
-    const isRoot = process.getuid?.() === 0;
-    const owner = isRoot ? osUserIds(flags.pgOsUser) : undefined;
+    const owner = await ownerLookup;
     // Root: <data-dir> owned by root, PostgreSQL's user owning only what PostgreSQL writes
     // (PGDATA, run, postgres.log), so it cannot plant links where root writes (datadir.ts).
     const dataDirChanges = await prepareDataDir(dataDir, owner);
@@ -237,10 +243,30 @@ async function main(): Promise<void> {
   });
   const bootUuid = newBootUuid();
   const roleLabel = roleLabellerOf(flags, logger);
-  const metrics = createDaemonMetrics('keeper', flags.clusterName, { eventLoopSampleMs: EVENT_LOOP_SAMPLE_MS });
-  // The histogram's hook is set just below; passes start only after `start`.
-  const status: KeeperStatus = new KeeperStatus({ onPassSettled: (s) => observePass(s) });
-  const observePass = registerKeeperMetrics(metrics.registry, () => status.facts(), uid);
+  // The metrics are set up once the first pass has settled (it published this keeper's info, which
+  // the sentinel waits for), not before it: loading prom-client would delay that publish. A scrape
+  // that comes first sets them up at once. node-postgres is loaded next, in its own turn of the
+  // event loop (a clusterdata event may come in between), for the same reason.
+  let metrics: { readonly source: DaemonMetrics['source']; readonly observePass: (seconds: number) => void } | undefined;
+  const keeperMetrics = (): NonNullable<typeof metrics> => {
+    if (metrics === undefined) {
+      const daemon = createDaemonMetrics('keeper', flags.clusterName, { eventLoopSampleMs: EVENT_LOOP_SAMPLE_MS });
+      metrics = { source: daemon.source, observePass: registerKeeperMetrics(daemon.registry, () => status.facts(), uid) };
+    }
+    return metrics;
+  };
+  const status: KeeperStatus = new KeeperStatus({
+    onPassSettled: (s) => {
+      if (metrics !== undefined) {
+        metrics.observePass(s);
+      } else {
+        setImmediate(() => {
+          keeperMetrics().observePass(s);
+          setImmediate(preloadPgLib);
+        });
+      }
+    },
+  });
   const fencer = startFencer(logger.child({ module: 'fencer' }), { pidFile: join(dataDir, 'fencer.pid') });
   const handle = await start(
     {
@@ -270,7 +296,7 @@ async function main(): Promise<void> {
   await runDaemon(logger, handle, {
     listen: statusListen,
     flag: { name: 'metrics-listen-address', value: flags.metricsListenAddress ?? '' },
-    checks: () => keeperChecks(status, handle.state, uid, metrics.source),
+    checks: () => keeperChecks(status, handle.state, uid, () => keeperMetrics().source()),
     program: 'stolon-keeper',
   });
   lock.release();

@@ -10,7 +10,8 @@
  * @see Stolon's cmd/keeper/cmd/keeper.go (its keeper metrics)
  */
 import { DEFAULT_BACKUP, DEFAULT_SPEC, parseDurationMs, resolveSpec } from '@stolon-ts/cluster';
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { promClient } from '@stolon-ts/common';
+import type { Registry } from 'prom-client';
 import { roleFacts, type MetricRole, type RoleFacts } from './role-checks.js';
 import type { KeeperErrorKind, KeeperFacts } from './types.js';
 
@@ -28,7 +29,7 @@ interface Source {
 
 /** A gauge without labels whose value is computed at scrape time; `undefined` reads as 0. */
 function computed(registry: Registry, name: string, help: string, value: (f: KeeperFacts, r: RoleFacts) => number | undefined, src: Source): void {
-  new Gauge({
+  new (promClient().Gauge)({
     name,
     help,
     registers: [registry],
@@ -85,7 +86,7 @@ function registerWal(registry: Registry, src: Source): void {
 /** The role gauges, one series per role label value. */
 function registerRoles(registry: Registry, src: Source): void {
   const labelled = (name: string, help: string, pick: (r: RoleFacts) => MetricRole): void => {
-    new Gauge({
+    new (promClient().Gauge)({
       name,
       help,
       labelNames: ['role'] as const,
@@ -131,7 +132,7 @@ function registerState(registry: Registry, src: Source): void {
     (f) => seconds(f.view?.cd === undefined ? parseDurationMs(DEFAULT_SPEC.sleepInterval) : resolveSpec(f.view.cd.cluster.spec).sleepIntervalMs),
     src,
   );
-  new Counter({
+  new (promClient().Counter)({
     name: 'stolon_keeper_errors_total',
     help: 'Errors by kind: store (a pass failed before it could publish), pass (a pass failed after it), task (a background task failed)',
     labelNames: ['kind'] as const,
@@ -148,7 +149,7 @@ function registerState(registry: Registry, src: Source): void {
 
 /** A counter whose value is PostgreSQL's own count, set at scrape time (it drops when its statistics are reset, which Prometheus reads as a counter reset). */
 function mirroredCounter(registry: Registry, name: string, help: string, value: (f: KeeperFacts) => number | undefined, src: Source): void {
-  new Counter({
+  new (promClient().Counter)({
     name,
     help,
     registers: [registry],
@@ -206,7 +207,7 @@ export function registerKeeperMetrics(registry: Registry, facts: () => KeeperFac
   registerWal(registry, src);
   registerState(registry, src);
   registerArchive(registry, src);
-  const passes = new Histogram({
+  const passes = new (promClient().Histogram)({
     name: 'stolon_keeper_pass_duration_seconds',
     help: 'Duration of the keeper\'s passes (observe, read clusterdata, publish, plan, act), in seconds',
     buckets: PASS_BUCKETS,

@@ -21,6 +21,8 @@ export type {
   WriteConfigResult,
 } from './manager.js';
 export { PgManager, type PgManagerOptions } from './pg-manager.js';
+export { osUserIds } from './pg-exec.js';
+export { preloadPgLib } from './pg-lib.js';
 export { DEFAULT_PG_BIN_DIR, resolvePgBinDir, type ResolvePgBinDirOptions } from './pg-bin.js';
 export {
   MANAGED_PARAMETERS,

@@ -4,12 +4,13 @@
  * (waitRecoveryDone). pg_rewind, which repairs PGDATA instead of replacing it: pg-rewind.ts. The
  * manager as a whole: pg-manager.ts.
  */
-import { promises as fs } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, promises as fs } from 'node:fs';
+import { release } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { StolonError, errorMessage } from '@stolon-ts/cluster';
-import { clientSslParams, expandDataRestoreCommand, parseBaseBackupProgress, renderPgpassLine, type PeerSsl } from './config.js';
+import { clientSslParams, expandDataRestoreCommand, parseBaseBackupProgress, renderPgpassLine, syncfsUsable, type PeerSsl } from './config.js';
 import type { BaseBackupOptions, DataRestoreProgram, StandbySettings } from './manager.js';
 import type { PgContext } from './pg-context.js';
 import { commandFailed, throwIfAborted } from './pg-exec.js';
@@ -22,6 +23,16 @@ import { serverLogTail } from './postmaster.js';
 /** pg_basebackup progress callbacks are throttled to one per this many ms. */
 const PROGRESS_INTERVAL_MS = 1000;
 
+/** coreutils' `sync`: `sync -f <path>…` calls syncfs(2) on the filesystem of each path (coreutils ≥ 8.24). */
+const SYNC = ['/usr/bin/sync', '/bin/sync'].find((f) => existsSync(f));
+
+/**
+ * Whether a base backup is taken with `pg_basebackup --no-sync` and made durable by one syncfs(2)
+ * per filesystem ({@link syncCopy}) instead of pg_basebackup's fsync of every file: Linux ≥ 5.8
+ * (see `syncfsUsable`: before 5.8 syncfs() does not report writeback errors) with `sync` found.
+ */
+const SYNCFS_COPY = SYNC !== undefined && syncfsUsable(process.platform, release());
+
 /**
  * `pg_basebackup -D <PGDATA>.basebackup -X stream -c fast --slot <slotName> --progress --verbose
  * -h -p -U -w` with the password in a temporary PGPASSFILE, `PGAPPNAME` = `stolon-ts-clone-<applicationName>`
@@ -31,6 +42,18 @@ const PROGRESS_INTERVAL_MS = 1000;
  * an empty `standby.signal` (so it can never start as a primary); the keeper then writes the
  * standby configuration with writeConfig (pg-conf-files.ts). On failure or abort the temporary
  * directory is removed and PGDATA is left as it was.
+ *
+ * Durability: by default pg_basebackup fsyncs every file of the copy before it exits. Where
+ * syncfs(2) reports writeback errors (Linux ≥ 5.8, {@link SYNCFS_COPY}) it runs with `--no-sync`
+ * instead, which "causes pg_basebackup to return without waiting [for all files to be written
+ * safely to disk] … a subsequent operating system crash can leave the base backup corrupt"
+ * (PostgreSQL docs, pg_basebackup); so the copy then counts as taken only once `sync -f` (one
+ * syncfs() per filesystem: the copy's and each tablespace's) has returned 0, and only then is it
+ * renamed into place as PGDATA, the step after which the keeper treats the clone as done and
+ * may start PostgreSQL from it. A failed sync fails the copy like a failed pg_basebackup.
+ * This is PostgreSQL's own `recovery_init_sync_method = syncfs` rule, applied to the copy, with
+ * its one caveat: a writeback error that another process's syncfs() of the same filesystem
+ * collected first is not reported again.
  *
  * @param opts.onProgress receives `N/M kB` progress lines as bytes, at most once per second.
  * @throws StolonError `PG_COMMAND_FAILED` (transient) with pg_basebackup's stderr, e.g. when
@@ -70,6 +93,7 @@ export async function baseBackup(ctx: PgContext, standby: StandbySettings, opts:
           standby.slotName,
           '--progress',
           '--verbose',
+          ...(SYNCFS_COPY ? ['--no-sync'] : []),
           '-h',
           host,
           '-p',
@@ -96,15 +120,43 @@ export async function baseBackup(ctx: PgContext, standby: StandbySettings, opts:
     await removeNodeLeftovers(tmp);
     // The OS user owns `tmp`: a new file, never written or chowned through a link.
     await ctx.exec.writeAtomic(join(tmp, 'standby.signal'), '');
+    const syncStart = performance.now();
+    if (SYNCFS_COPY) {
+      // Before the rename below: PGDATA must never be a copy that is not on disk yet.
+      await syncCopy(ctx, tmp, opts.signal);
+    }
+    const syncMs = Math.round(performance.now() - syncStart);
     await removeTree(ctx.exec, ctx.pgData);
     await fs.rename(tmp, ctx.pgData);
     await fsyncDir(dirname(ctx.pgData));
     ok = true;
-    ctx.log.info({ pgData: ctx.pgData }, 'base backup complete');
+    ctx.log.info({ pgData: ctx.pgData, ...(SYNCFS_COPY ? { syncfsMs: syncMs } : {}) }, 'base backup complete');
   } finally {
     if (!ok) {
       await removeTree(ctx.exec, tmp);
     }
+  }
+}
+
+/**
+ * `sync -f` on the copy at `dir` and the target of every tablespace link in `dir/pg_tblspc`
+ * (possibly on other filesystems): syncfs(2) of each filesystem, which on Linux ≥ 5.8 waits for
+ * the writeback of every dirty page and reports a writeback error as a failure.
+ * @throws StolonError `PG_COMMAND_FAILED` (transient) when sync exits non-zero; `ABORTED` when
+ *   `signal` fired
+ * @see https://www.postgresql.org/docs/current/app-pgbasebackup.html (--no-sync)
+ * @see https://man7.org/linux/man-pages/man2/syncfs.2.html
+ */
+async function syncCopy(ctx: PgContext, dir: string, signal: AbortSignal | undefined): Promise<void> {
+  const targets = [dir];
+  const tblspc = join(dir, 'pg_tblspc');
+  for (const name of await fs.readdir(tblspc).catch(() => [] as string[])) {
+    targets.push(resolve(tblspc, await fs.readlink(join(tblspc, name))));
+  }
+  const res = await ctx.exec.run(SYNC ?? 'sync', ['-f', ...targets], { signal });
+  throwIfAborted(res, 'sync -f');
+  if (res.code !== 0) {
+    throw commandFailed(`sync -f ${targets.join(' ')} (syncfs of the base backup taken with --no-sync)`, res, 'the previous PGDATA is untouched; retry later', true);
   }
 }
 

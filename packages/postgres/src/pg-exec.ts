@@ -48,7 +48,8 @@ const SUPERVISOR = [new URL('./child-supervisor-bin.js', import.meta.url), new U
   .map((u) => fileURLToPath(u))
   .find((f) => existsSync(f));
 
-interface Identity {
+/** An OS user's uid and primary gid. */
+export interface Identity {
   readonly uid: number;
   readonly gid: number;
 }
@@ -354,29 +355,46 @@ export class PgExec {
   }
 }
 
-async function resolveIdentity(user: string): Promise<Identity | null> {
-  if (process.getuid?.() !== 0) {
-    return null;
-  }
-  const id = async (flag: string): Promise<number> => {
-    const out = await new Promise<string>((res, rej) => {
-      const child = spawn('id', [flag, user], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Lookups of {@link osUserIds} by user name: one `id` process per user and keeper process. */
+const OS_USER_IDS = new Map<string, Promise<Identity>>();
+
+/**
+ * uid and primary gid of the OS user `user`, from one `id <user>` run with `LC_ALL=C` (the user
+ * database through NSS, as `id -u` / `id -g` would); the answer is kept for the life of the
+ * process, so the keeper's start and its PostgreSQL manager share one lookup.
+ * @throws Error when `id` fails (no such user) or prints no `uid=N… gid=N`; a failed lookup is
+ *   not kept, the next call runs `id` again (the user may be created meanwhile).
+ */
+export function osUserIds(user: string): Promise<Identity> {
+  let ids = OS_USER_IDS.get(user);
+  if (ids === undefined) {
+    ids = new Promise<string>((res, rej) => {
+      const child = spawn('id', [user], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
       let text = '';
       child.stdout.setEncoding('utf8').on('data', (d: string) => {
         text += d;
       });
       child.on('error', rej);
-      child.on('close', (code) => (code === 0 ? res(text) : rej(new Error(`id ${flag} ${user} exited with ${code}`))));
+      child.on('close', (code) => (code === 0 ? res(text) : rej(new Error(`id ${user} exited with ${code}`))));
+    }).then((out) => {
+      const m = /^uid=(\d+)\S* gid=(\d+)/.exec(out.trim());
+      if (m === null) {
+        throw new Error(`id ${user} printed ${JSON.stringify(out)}`);
+      }
+      return { uid: Number(m[1]), gid: Number(m[2]) };
     });
-    const n = Number.parseInt(out.trim(), 10);
-    if (!Number.isSafeInteger(n)) {
-      throw new Error(`id ${flag} ${user} printed ${JSON.stringify(out)}`);
-    }
-    return n;
-  };
+    OS_USER_IDS.set(user, ids);
+    ids.catch(() => OS_USER_IDS.delete(user));
+  }
+  return ids;
+}
+
+async function resolveIdentity(user: string): Promise<Identity | null> {
+  if (process.getuid?.() !== 0) {
+    return null;
+  }
   try {
-    const uid = await id('-u');
-    const gid = await id('-g');
+    const { uid, gid } = await osUserIds(user);
     if (uid === 0) {
       throw new Error(`${user} is root`);
     }

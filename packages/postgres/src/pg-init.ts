@@ -5,7 +5,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { escapeIdentifier, escapeLiteral } from 'pg';
+import { pgLib } from './pg-lib.js';
 import { StolonError, errorMessage } from '@stolon-ts/cluster';
 import type { PgContext } from './pg-context.js';
 import { commandFailed, throwIfAborted } from './pg-exec.js';
@@ -124,8 +124,8 @@ export async function initDataDir(
       // The password verifier stays out of the server log whatever the logging settings are.
       await unloggedTransaction(client, [
         roles.repl.user === roles.su.user
-          ? `ALTER ROLE ${escapeIdentifier(roles.su.user)} WITH LOGIN REPLICATION`
-          : `CREATE ROLE ${escapeIdentifier(roles.repl.user)} WITH LOGIN REPLICATION PASSWORD ${escapeLiteral(scramSha256Verifier(roles.repl.password))}`,
+          ? `ALTER ROLE ${pgLib().escapeIdentifier(roles.su.user)} WITH LOGIN REPLICATION`
+          : `CREATE ROLE ${pgLib().escapeIdentifier(roles.repl.user)} WITH LOGIN REPLICATION PASSWORD ${pgLib().escapeLiteral(scramSha256Verifier(roles.repl.password))}`,
       ]);
     } catch (err) {
       throw new StolonError('PG_COMMAND_FAILED', `creating the replication role failed: ${errorMessage(err)}`, {

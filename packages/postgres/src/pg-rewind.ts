@@ -6,7 +6,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { Client } from 'pg';
+import { pgLib } from './pg-lib.js';
 import { StolonError, errorMessage } from '@stolon-ts/cluster';
 import { buildConnInfo, clientSslParams, parseClusterState, parseLsn, parseRewindOutput, renderPgpassLine } from './config.js';
 import type { ConnTarget, DbClusterState, RewindResult } from './manager.js';
@@ -216,7 +216,7 @@ async function crashRecover(ctx: PgContext, state: DbClusterState | undefined, s
  * @see https://www.postgresql.org/docs/current/app-pgrewind.html
  */
 async function checkpointSource(ctx: PgContext, source: ConnTarget): Promise<void> {
-  const client = new Client({
+  const client = new (pgLib().Client)({
     host: source.host,
     port: source.port,
     user: source.user,

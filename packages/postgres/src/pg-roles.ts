@@ -3,7 +3,7 @@
  * the keeper's password rotation (docs/security.md, "Rotating the passwords"). The manager as a
  * whole: pg-manager.ts.
  */
-import { escapeIdentifier, escapeLiteral } from 'pg';
+import { pgLib } from './pg-lib.js';
 import { StolonError, errorMessage } from '@stolon-ts/cluster';
 import type { PgContext } from './pg-context.js';
 import { endQuietly, unloggedTransaction } from './pg-socket.js';
@@ -23,7 +23,7 @@ export async function setRolePassword(ctx: PgContext, role: string, password: st
   const verifier = scramSha256Verifier(password);
   const client = await ctx.socket.connectOrThrow();
   try {
-    await unloggedTransaction(client, [`ALTER ROLE ${escapeIdentifier(role)} PASSWORD ${escapeLiteral(verifier)}`]);
+    await unloggedTransaction(client, [`ALTER ROLE ${pgLib().escapeIdentifier(role)} PASSWORD ${pgLib().escapeLiteral(verifier)}`]);
   } catch (err) {
     throw new StolonError('PG_COMMAND_FAILED', `setting the password of role ${role} failed: ${errorMessage(err)}`, { cause: err, transient: true });
   } finally {

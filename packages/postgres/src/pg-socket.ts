@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { Client } from 'pg';
+import type { Client } from 'pg';
+import { pgLib } from './pg-lib.js';
 import type { Logger } from 'pino';
 import { StolonError, errorMessage } from '@stolon-ts/cluster';
 import type { PgExec } from './pg-exec.js';
@@ -73,7 +74,7 @@ export class PgSocket {
    * @throws the driver's error when no connection can be made.
    */
   async connect(): Promise<Client> {
-    const client = new Client({
+    const client = new (pgLib().Client)({
       host: this.dir,
       port: this.#listen.port,
       user: this.#su.user,
