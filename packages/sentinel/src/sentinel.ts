@@ -15,7 +15,6 @@ import {
   StoreConflictError,
   decide,
   emptyMemory,
-  infoIssues,
   newClusterData,
   parseClusterData,
   repairClusterData,
@@ -32,6 +31,7 @@ import type { Election, Store } from '@stolon-ts/store';
 import { Registry } from 'prom-client';
 import type { SentinelHealthSnapshot } from './health.js';
 import { SentinelMetrics } from './metrics.js';
+import { rememberingInfoCheck, type InfoCheck } from './info-check.js';
 import { WatchPasses } from './progress-only.js';
 import { RepublishWait } from './republish.js';
 
@@ -62,9 +62,9 @@ function readForDecide(
   text: string,
   allKeeperInfos: Readonly<Record<string, KeeperInfo>>,
   proxyInfos: Readonly<Record<string, ProxyInfo>>,
+  check: InfoCheck,
 ): LeaderRead {
-  for (const [uid, info] of Object.entries(proxyInfos)) {
-    const problems = infoIssues('proxies', info);
+  for (const [uid, problems] of check('proxies', proxyInfos)) {
     if (problems.length > 0) {
       return {
         ok: false,
@@ -74,12 +74,11 @@ function readForDecide(
   }
   const keeperInfos: Record<string, KeeperInfo> = {};
   const bad: Record<string, string[]> = {};
-  for (const [uid, info] of Object.entries(allKeeperInfos)) {
-    const problems = infoIssues('keepers', info);
+  for (const [uid, problems] of check('keepers', allKeeperInfos)) {
     if (problems.length === 0) {
-      keeperInfos[uid] = info;
+      keeperInfos[uid] = allKeeperInfos[uid]!;
     } else {
-      bad[uid] = problems;
+      bad[uid] = [...problems];
     }
   }
   let repair: ClusterDataRepair;
@@ -186,7 +185,10 @@ function watchOrFullPass(
   sentinel: { isLeader(): boolean; memory(): SentinelMemory; adopt(m: SentinelMemory): void; sleepMs(): number },
 ): (ctx: PassContext) => Promise<PassResult | undefined> {
   return async ({ watchTopics }) => {
-    const done = watchTopics === undefined ? undefined : await watchPasses.check(watchTopics, () => sentinel.isLeader(), sentinel.memory(), sentinel.sleepMs(), monoMs);
+    // Every pass takes the info changes the watch carried so far: a full pass reads everything.
+    const changes = watchPasses.takeChanges();
+    const done =
+      watchTopics === undefined ? undefined : await watchPasses.check(watchTopics, () => sentinel.isLeader(), sentinel.memory(), sentinel.sleepMs(), monoMs, changes);
     if (done !== undefined) {
       if (done.memory !== undefined) {
         sentinel.adopt(done.memory);
@@ -233,10 +235,9 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
     log.info({ leader }, leader ? 'became the leader sentinel' : 'no longer the leader sentinel');
     loop.trigger(leader ? 'became leader' : 'lost leadership');
   });
-
   const passes = new PassTracker(monoMs);
   const watchPasses = new WatchPasses(store);
-
+  const infoCheck = rememberingInfoCheck();
   const publishInfo = infoPublisher(store, config.uid);
   const runPass = async (): Promise<PassResult | undefined> => {
     await publishInfo(Math.max(3 * sleepMs, 5000));
@@ -285,7 +286,7 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
       return { sentence: 'not the leader: observing' };
     }
     const [allKeeperInfos, proxyInfos] = await Promise.all([store.listInfos('keepers'), store.listInfos('proxies')]);
-    const read = readForDecide(rec.text, allKeeperInfos, proxyInfos);
+    const read = readForDecide(rec.text, allKeeperInfos, proxyInfos, infoCheck);
     if (!read.ok) {
       // Leadership and the sentinel info are kept (above); nothing else is done (fail closed).
       return { sentence: read.sentence, level: 'error', key: read.sentence };
@@ -301,17 +302,17 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
       return { sentence: waiting, key: 'republish-wait' };
     }
     const out = decide({ cd, keeperInfos, proxyInfos, memory, now: monoMs(), wallTime: nowIso(), newUid });
-    const text = serializeClusterData(out.next);
-    try {
-      // Never write what keepers and proxies would refuse to read.
-      parseClusterData(text);
-    } catch (err) {
-      if (err instanceof ClusterDataInvalidError) {
-        return { sentence: `${BUG_SENTENCE}: the decided clusterdata is invalid, not writing it: ${err.message}`, level: 'error' };
-      }
-      throw err;
-    }
     if (out.changed || read.repair.dropped.length > 0) {
+      const text = serializeClusterData(out.next);
+      try {
+        // Never write what keepers and proxies would refuse to read (a pass that writes nothing checks nothing).
+        parseClusterData(text);
+      } catch (err) {
+        if (err instanceof ClusterDataInvalidError) {
+          return { sentence: `${BUG_SENTENCE}: the decided clusterdata is invalid, not writing it: ${err.message}`, level: 'error' };
+        }
+        throw err;
+      }
       if (!election.isLeader()) {
         return undefined;
       }
@@ -350,7 +351,7 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
     log,
     run: passes.wrap(watchOrFullPass(watchPasses, metrics.timed(runPass), { isLeader: () => election.isLeader(), memory: () => memory, adopt: (m) => (memory = m), sleepMs: () => sleepMs })),
     intervalMs: () => watchPasses.nextFullInMs(sleepMs, monoMs()),
-    watch: { store, topics: ['clusterdata', 'keepers', 'proxies'] },
+    watch: { store: watchPasses.watchStore(store), topics: ['clusterdata', 'keepers', 'proxies'] },
   });
   state = 'running';
   log.info({ uid: config.uid }, 'sentinel started');

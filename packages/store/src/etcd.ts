@@ -29,6 +29,7 @@ import { KeptLease } from './kept-lease.js';
 import type {
   ClusterDataRecord,
   Election,
+  InfoChange,
   InfoKind,
   InfoTypes,
   Store,
@@ -619,6 +620,17 @@ export class EtcdStore implements Store {
     return this.handles.openWatch(w, () => this.call('establish watch', this.deadline(), () => w.established));
   }
 
+  /** @inheritDoc */
+  async watchInfoValues(
+    topics: readonly WatchTopic[],
+    listener: (topic: WatchTopic) => void,
+    onInfo: (change: InfoChange) => void,
+  ): Promise<StoreWatch> {
+    this.handles.ensureOpen('watch');
+    const w = new EtcdWatch(this, [...new Set(topics)], listener, (x) => this.handles.forgetWatch(x), onInfo);
+    return this.handles.openWatch(w, () => this.call('establish watch', this.deadline(), () => w.established));
+  }
+
   // ---- election ----
 
   /**
@@ -743,6 +755,9 @@ const TOPIC_TARGET: Record<WatchTopic, (k: KeyLayout) => { key: string } | { pre
   'sentinel-leader': (k) => ({ prefix: `${k.election}/` }),
 };
 
+/** The watch topics whose keys are info entries. */
+const INFO_TOPICS: ReadonlySet<WatchTopic> = new Set<WatchTopic>(['keepers', 'sentinels', 'proxies']);
+
 /** Delay before re-creating a watcher that etcd cancelled (e.g. compaction), in ms. */
 const REWATCH_MS = 500;
 
@@ -777,6 +792,8 @@ class EtcdWatch implements StoreWatch {
     topics: readonly WatchTopic[],
     listener: (topic: WatchTopic) => void,
     private readonly onClose: (w: EtcdWatch) => void,
+    /** Given every info put and delete with its value, and `resync` where events may have been missed. */
+    private readonly onInfo?: (change: InfoChange) => void,
   ) {
     this.dispatcher = new TopicDispatcher(listener);
     this.established = Promise.all(topics.map((t) => this.open(t))).then(() => undefined);
@@ -794,8 +811,11 @@ class EtcdWatch implements StoreWatch {
       const w = ('key' in target ? builder.key(target.key) : builder.prefix(target.prefix)).watcher();
       this.watchers.add(w);
       let connected = false;
+      const kind = INFO_TOPICS.has(topic) && this.onInfo !== undefined ? (topic as InfoKind) : undefined;
+      const dir = kind === undefined ? '' : this.store.keys.infoDir(kind);
       w.on('connected', () => {
         if (connected) {
+          this.resync(kind);
           this.dispatcher.notify(topic);
         }
         connected = true;
@@ -803,6 +823,14 @@ class EtcdWatch implements StoreWatch {
       });
       w.on('data', (res) => {
         if (res.events.length > 0) {
+          if (kind !== undefined) {
+            for (const e of res.events) {
+              const key = e.kv.key.toString('utf8');
+              if (key.startsWith(dir)) {
+                this.onInfo?.({ kind, uid: key.slice(dir.length), text: e.type === 'Delete' ? null : e.kv.value.toString('utf8') });
+              }
+            }
+          }
           this.dispatcher.notify(topic);
         }
       });
@@ -814,6 +842,7 @@ class EtcdWatch implements StoreWatch {
         if (this.closed) {
           return;
         }
+        this.resync(kind);
         this.dispatcher.notify(topic);
         const t = setTimeout(() => {
           this.timers.delete(t);
@@ -822,6 +851,13 @@ class EtcdWatch implements StoreWatch {
         this.timers.add(t);
       });
     });
+  }
+
+  /** Tells `onInfo` that events of `kind` may have been missed. */
+  private resync(kind: InfoKind | undefined): void {
+    if (kind !== undefined && !this.closed) {
+      this.onInfo?.({ kind, resync: true });
+    }
   }
 
   /** @inheritDoc */

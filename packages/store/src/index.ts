@@ -7,6 +7,7 @@
 export type {
   ClusterDataRecord,
   Election,
+  InfoChange,
   InfoKind,
   InfoTypes,
   Store,
