@@ -21,13 +21,14 @@ import {
   resolveSpec,
   serializeClusterData,
   STOLON_TS_VERSION,
+  type ClusterData,
   type ClusterDataRepair,
   type ClusterSpec,
   type KeeperInfo,
   type ProxyInfo,
   type SentinelMemory,
 } from '@stolon-ts/cluster';
-import type { Election, Store } from '@stolon-ts/store';
+import type { ClusterDataRecord, Election, Store } from '@stolon-ts/store';
 import { Registry } from 'prom-client';
 import type { SentinelHealthSnapshot } from './health.js';
 import { SentinelMetrics } from './metrics.js';
@@ -102,6 +103,25 @@ function readForDecide(
   return { ok: true, repair, keeperInfos, ignored };
 }
 
+/**
+ * The decided clusterdata as it is written, checked as keepers and proxies read it: never write
+ * what they would refuse to read. Only what is written is checked (most passes write nothing).
+ * @returns the text, or the pass's error result when the check fails (a bug in `decide`)
+ * @throws what `parseClusterData` throws other than ClusterDataInvalidError
+ */
+function writable(next: ClusterData): string | PassResult {
+  const text = serializeClusterData(next);
+  try {
+    parseClusterData(text);
+  } catch (err) {
+    if (err instanceof ClusterDataInvalidError) {
+      return { sentence: `${BUG_SENTENCE}: the decided clusterdata is invalid, not writing it: ${err.message}`, level: 'error' };
+    }
+    throw err;
+  }
+  return text;
+}
+
 export type SentinelState = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
 
 export interface SentinelConfig {
@@ -164,6 +184,27 @@ function infoPublisher(store: Store, uid: string): (ttlMs: number) => Promise<vo
       last = { ttlMs, atMs: monoMs() };
     }
   };
+}
+
+/** The keeper and proxy infos, listed. */
+async function listInfos(store: Store): Promise<{ keepers: Record<string, KeeperInfo>; proxies: Record<string, ProxyInfo> }> {
+  const [keepers, proxies] = await Promise.all([store.listInfos('keepers'), store.listInfos('proxies')]);
+  return { keepers, proxies };
+}
+
+/**
+ * The pass's first read: clusterdata, and for a leader on a store that can (`readClusterView`)
+ * the infos with it in the same request, so an idle leader's pass is one store read, not three.
+ */
+async function readView(
+  store: Store,
+  leader: boolean,
+): Promise<{ clusterData: ClusterDataRecord | null; infos?: { keepers: Record<string, KeeperInfo>; proxies: Record<string, ProxyInfo> } }> {
+  if (leader && store.readClusterView !== undefined) {
+    const v = await store.readClusterView();
+    return { clusterData: v.clusterData, infos: v };
+  }
+  return { clusterData: await store.getClusterData() };
 }
 
 /** A promise and the function that resolves it (Node 20 has no `Promise.withResolvers`). */
@@ -241,7 +282,8 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
   const publishInfo = infoPublisher(store, config.uid);
   const runPass = async (): Promise<PassResult | undefined> => {
     await publishInfo(Math.max(3 * sleepMs, 5000));
-    let rec = await store.getClusterData();
+    const view = await readView(store, election.isLeader());
+    let rec = view.clusterData;
     const readAt = monoMs();
     republish.read(readAt);
     if (rec === null) {
@@ -285,7 +327,7 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
       }
       return { sentence: 'not the leader: observing' };
     }
-    const [allKeeperInfos, proxyInfos] = await Promise.all([store.listInfos('keepers'), store.listInfos('proxies')]);
+    const { keepers: allKeeperInfos, proxies: proxyInfos } = view.clusterData === rec && view.infos !== undefined ? view.infos : await listInfos(store);
     const read = readForDecide(rec.text, allKeeperInfos, proxyInfos, infoCheck);
     if (!read.ok) {
       // Leadership and the sentinel info are kept (above); nothing else is done (fail closed).
@@ -303,15 +345,9 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
     }
     const out = decide({ cd, keeperInfos, proxyInfos, memory, now: monoMs(), wallTime: nowIso(), newUid });
     if (out.changed || read.repair.dropped.length > 0) {
-      const text = serializeClusterData(out.next);
-      try {
-        // Never write what keepers and proxies would refuse to read (a pass that writes nothing checks nothing).
-        parseClusterData(text);
-      } catch (err) {
-        if (err instanceof ClusterDataInvalidError) {
-          return { sentence: `${BUG_SENTENCE}: the decided clusterdata is invalid, not writing it: ${err.message}`, level: 'error' };
-        }
-        throw err;
+      const text = writable(out.next);
+      if (typeof text !== 'string') {
+        return text;
       }
       if (!election.isLeader()) {
         return undefined;

@@ -135,7 +135,7 @@ describe('EtcdStore with etcd going away', () => {
   });
 });
 
-describe('EtcdStore.watchInfoValues', () => {
+describe('EtcdStore.watchInfoValues and readClusterView', () => {
   let etcd: EtcdHandle;
   beforeAll(async () => {
     etcd = await startEtcd();
@@ -170,6 +170,23 @@ describe('EtcdStore.watchInfoValues', () => {
     await waitFor(() => changes.some((c) => 'resync' in c), { timeoutMs: 15_000, what: 'a resync after the reconnect' });
     expect(changes).toContainEqual({ kind: 'keepers', resync: true });
     await w.close();
+    await store.close();
+  });
+
+  it('readClusterView gives what getClusterData and listInfos give, in one read, and nothing of another cluster', async () => {
+    const store = new EtcdStore({ endpoints: etcd.endpoints, clusterName: 'view', timeoutMs: 2000 });
+    const other = new EtcdStore({ endpoints: etcd.endpoints, clusterName: 'view2', timeoutMs: 2000 });
+    expect(await store.readClusterView()).toEqual({ clusterData: null, keepers: {}, proxies: {} });
+    await store.putClusterData('{"v":1}', null);
+    await store.setInfo('keepers', 'k1', { infoUID: 'a', uid: 'k1', clusterUID: 'c', bootUUID: 'b', postgresBinaryVersion: { Maj: 16, Min: 0 } }, 20_000);
+    await store.setInfo('proxies', 'p1', { infoUID: 'x', UID: 'p1', Generation: 1, ProxyTimeout: 1 }, 20_000);
+    await store.setInfo('sentinels', 's1', { UID: 's1' }, 20_000);
+    await other.putClusterData('{"v":2}', null);
+    await other.setInfo('keepers', 'k9', { infoUID: 'z', uid: 'k9', clusterUID: 'c', bootUUID: 'b', postgresBinaryVersion: { Maj: 16, Min: 0 } }, 20_000);
+    const view = await store.readClusterView();
+    expect(view).toEqual({ clusterData: await store.getClusterData(), keepers: await store.listInfos('keepers'), proxies: await store.listInfos('proxies') });
+    expect(Object.keys(view.keepers)).toEqual(['k1']);
+    await other.close();
     await store.close();
   });
 });

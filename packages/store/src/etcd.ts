@@ -19,6 +19,7 @@
  * Expired leases are reaped by etcd every 500 ms, so an entry may outlive its TTL by about that.
  */
 import { ConfigError, NotLeaderError, StolonError, StoreConflictError, StoreUnavailableError } from '@stolon-ts/cluster';
+import type { KeeperInfo, ProxyInfo } from '@stolon-ts/cluster';
 import { isIP } from 'node:net';
 import { credentials as grpcCredentials, type VerifyOptions } from '@grpc/grpc-js';
 import { ExponentialBackoff, noop } from 'cockatiel';
@@ -28,6 +29,7 @@ import { StoreHandles } from './handles.js';
 import { KeptLease } from './kept-lease.js';
 import type {
   ClusterDataRecord,
+  ClusterView,
   Election,
   InfoChange,
   InfoKind,
@@ -391,6 +393,43 @@ export class EtcdStore implements Store {
     );
     const kv = res.kvs[0];
     return kv === undefined ? null : { text: kv.value.toString('utf8'), revision: kv.mod_revision };
+  }
+
+  /**
+   * @inheritDoc
+   * One Range from `<prefix>/<cluster>/clusterdata` up to the end of the proxy infos
+   * (`<prefix>/<cluster>/proxies/info/` with its last byte raised): clusterdata, the keeper infos
+   * and the proxy infos are the keys of the cluster in that range (the sentinel infos and the
+   * leader keys sort after it); anything else found there is left out.
+   */
+  async readClusterView(): Promise<ClusterView> {
+    this.handles.ensureOpen('readClusterView');
+    const k = this.keys;
+    const proxiesDir = k.infoDir('proxies');
+    const end = `${proxiesDir.slice(0, -1)}${String.fromCharCode(proxiesDir.charCodeAt(proxiesDir.length - 1) + 1)}`;
+    const res = await this.call('read clusterdata and infos', this.deadline(), (o) =>
+      this.client.getAll().inRange({ start: k.clusterData, end }).options(o).exec(),
+    );
+    let clusterData: ClusterDataRecord | null = null;
+    const infos = { keepers: {} as Record<string, KeeperInfo>, proxies: {} as Record<string, ProxyInfo> };
+    for (const kv of res.kvs) {
+      const key = kv.key.toString('utf8');
+      if (key === k.clusterData) {
+        clusterData = { text: kv.value.toString('utf8'), revision: kv.mod_revision };
+        continue;
+      }
+      for (const kind of ['keepers', 'proxies'] as const) {
+        const dir = k.infoDir(kind);
+        if (key.startsWith(dir)) {
+          try {
+            infos[kind][key.slice(dir.length)] = parseInfoText(kv.value.toString('utf8')) as never;
+          } catch {
+            // Skipped, as listInfos skips it.
+          }
+        }
+      }
+    }
+    return { clusterData, ...infos };
   }
 
   /**

@@ -6,6 +6,7 @@
  */
 export type {
   ClusterDataRecord,
+  ClusterView,
   Election,
   InfoChange,
   InfoKind,

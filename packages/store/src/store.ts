@@ -45,6 +45,13 @@ export type InfoChange =
   | { readonly kind: InfoKind; readonly uid: string; readonly text: string | null }
   | { readonly kind: InfoKind; readonly resync: true };
 
+/** Clusterdata and the keeper and proxy infos, read at one store revision (`Store.readClusterView`). */
+export interface ClusterView {
+  readonly clusterData: ClusterDataRecord | null;
+  readonly keepers: Record<string, KeeperInfo>;
+  readonly proxies: Record<string, ProxyInfo>;
+}
+
 /** A running watch. */
 export interface StoreWatch {
   /** Stops the watch; idempotent. */
@@ -132,6 +139,13 @@ export interface Store {
     kind: K,
     onInvalid?: (uid: string, err: Error) => void,
   ): Promise<Record<string, InfoTypes[K]>>;
+
+  /**
+   * Optional (etcd only): `getClusterData`, `listInfos('keepers')` and `listInfos('proxies')` in
+   * one request, all at one store revision (etcd: one Range over the keys from clusterdata to the
+   * proxy infos). Infos that are not valid JSON objects are skipped, as `listInfos` skips them.
+   */
+  readClusterView?(): Promise<ClusterView>;
 
   /**
    * Calls `listener` (asynchronously, possibly coalesced) whenever anything under the given topics
