@@ -32,6 +32,9 @@ export interface DaemonMetrics {
   readonly source: () => Promise<{ readonly contentType: string; readonly text: string }>;
 }
 
+/** The default event-loop delay sampling period of {@link createDaemonMetrics}, ms. */
+const DEFAULT_EVENT_LOOP_SAMPLE_MS = 1000;
+
 /**
  * Creates a daemon's registry with Node's default process metrics (`process_cpu_seconds_total`,
  * `process_resident_memory_bytes`, `nodejs_eventloop_lag_seconds`, …) and Stolon's
@@ -40,9 +43,10 @@ export interface DaemonMetrics {
  * @param component which daemon
  * @param clusterName `--cluster-name`
  * @param opts.eventLoopSampleMs how often the event-loop delay behind `nodejs_eventloop_lag_*` is
- *   sampled, in ms (prom-client's `eventLoopMonitoringPrecision`; default 10). Each sample is a
- *   timer wake-up: at 10 ms that is 100 wake-ups a second, about 3.5 ms of CPU per second on a
- *   2-core VM for a daemon that is otherwise at rest. A coarser period still measures each
+ *   sampled, in ms (prom-client's `eventLoopMonitoringPrecision`; default 1000 here, prom-client's
+ *   own is 10). Each sample is a timer wake-up: at 10 ms that is 100 wake-ups a second, about
+ *   3.5 ms of CPU per second on a 2-core VM for a daemon that is otherwise at rest (a seventh of an
+ *   idle keeper's CPU; docs/benchmarks.md, "bench:idle"). A coarser period still measures each
  *   sample's delay exactly, but a stall that ends between two samples goes unseen.
  */
 export function createDaemonMetrics(component: MetricsComponent, clusterName: string, opts: { readonly eventLoopSampleMs?: number } = {}): DaemonMetrics {
@@ -50,7 +54,7 @@ export function createDaemonMetrics(component: MetricsComponent, clusterName: st
   const registry = new Registry();
   collectDefaultMetrics({
     register: registry,
-    ...(opts.eventLoopSampleMs !== undefined ? { eventLoopMonitoringPrecision: opts.eventLoopSampleMs } : {}),
+    eventLoopMonitoringPrecision: opts.eventLoopSampleMs ?? DEFAULT_EVENT_LOOP_SAMPLE_MS,
   });
   const id = new Gauge({
     name: 'stolon_cluster_identifier',

@@ -55,14 +55,6 @@ async function pgOsUserIds(user: string): Promise<{ uid: number; gid: number }> 
   }
 }
 
-/**
- * The keeper's event-loop delay sampling period (`nodejs_eventloop_lag_*`), in ms: once a second
- * instead of prom-client's 100 times, which alone cost a keeper at rest about a seventh of its CPU
- * (docs/benchmarks.md, "bench:idle"). Stalls shorter than the period are seen only when they
- * cover a sample; a pass's own duration is in `stolon_keeper_pass_duration_seconds`.
- */
-const EVENT_LOOP_SAMPLE_MS = 1000;
-
 /** Where a secret is read from, for messages: its file when one is given, else the environment variable. */
 function secretSource(file: string | undefined, envVar: string): string {
   return file !== undefined && file !== '' ? file : `$${envVar}`;
@@ -250,7 +242,7 @@ async function main(): Promise<void> {
   let metrics: { readonly source: DaemonMetrics['source']; readonly observePass: (seconds: number) => void } | undefined;
   const keeperMetrics = (): NonNullable<typeof metrics> => {
     if (metrics === undefined) {
-      const daemon = createDaemonMetrics('keeper', flags.clusterName, { eventLoopSampleMs: EVENT_LOOP_SAMPLE_MS });
+      const daemon = createDaemonMetrics('keeper', flags.clusterName);
       metrics = { source: daemon.source, observePass: registerKeeperMetrics(daemon.registry, () => status.facts(), uid) };
     }
     return metrics;

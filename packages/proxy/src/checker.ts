@@ -25,6 +25,7 @@ import {
   STOLON_TS_VERSION,
   type ClusterData,
   type ProxyInfo,
+  type ResolvedSpec,
 } from '@stolon-ts/cluster';
 import { BUG_SENTENCE, PassTracker, failpoint, memberRequest, newUid, startPassLoop, type Logger, type PassLoop, type PassResult } from '@stolon-ts/common';
 import type { Store } from '@stolon-ts/store';
@@ -154,6 +155,8 @@ export class Checker {
   // Timings adopted from the last successfully read spec (Stolon's defaults until then: ours).
   private checkIntervalMs = msFromDefault(DEFAULT_SPEC.proxyCheckInterval);
   private proxyTimeoutMs = msFromDefault(DEFAULT_SPEC.proxyTimeout);
+  /** The clusterdata text the last parse accepted, and what it gave. */
+  private lastParsed: { readonly text: string; readonly cd: ClusterData; readonly spec: ResolvedSpec } | undefined;
 
   // Check loop (common's pass loop: serial checks, the clusterdata watch, one sentence per check).
   private loop: PassLoop | null = null;
@@ -378,7 +381,7 @@ export class Checker {
 
     let decision: { target: ProxyTarget | null; generation: number | null; reason: string; hold: boolean };
     let ro: ReadOnlyDecision | null = null;
-    let spec: { proxyCheckIntervalMs: number; proxyTimeoutMs: number; switchoverHoldTimeoutMs: number } | null = null;
+    let spec: Pick<ResolvedSpec, 'proxyCheckIntervalMs' | 'proxyTimeoutMs' | 'switchoverHoldTimeoutMs'> | null = null;
     let cd: ClusterData | null = null;
     if (rec === null) {
       decision = { target: null, generation: null, reason: 'fenced: no clusterdata in the store (cluster not initialised)', hold: false };
@@ -386,9 +389,7 @@ export class Checker {
         ro = { targets: [], fallback: false, reason: 'read-only: no clusterdata, routing nowhere' };
       }
     } else {
-      // Both throw ClusterDataInvalidError / SpecValidationError (StolonErrors → 'invalid').
-      cd = parseClusterData(rec.text);
-      spec = resolveSpec(cd.cluster.spec);
+      ({ cd, spec } = this.parse(rec.text));
       decision = resolveTarget(cd, this.uid);
       if (this.readOnly !== null) {
         ro = resolveReadOnlyTargets(cd, {
@@ -457,6 +458,20 @@ export class Checker {
     this.listeners.setWanted(true);
     await this.listeners.sync();
     return { reason: ro === null ? decision.reason : `${decision.reason}; ${ro.reason}`, closed };
+  }
+
+  /**
+   * Parses and validates clusterdata and resolves its spec; the same text as the last check's
+   * (at rest every check reads the same document) gives the same objects without parsing again.
+   * @throws ClusterDataInvalidError / SpecValidationError (StolonErrors → 'invalid'); nothing is
+   *   kept of a document that throws, so it throws again at every check
+   */
+  private parse(text: string): { readonly cd: ClusterData; readonly spec: ResolvedSpec } {
+    if (this.lastParsed?.text !== text) {
+      const cd = parseClusterData(text);
+      this.lastParsed = { text, cd, spec: resolveSpec(cd.cluster.spec) };
+    }
+    return this.lastParsed;
   }
 
   /**

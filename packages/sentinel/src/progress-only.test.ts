@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { emptyMemory, type KeeperInfo, type ProxyInfo, type SentinelMemory } from '@stolon-ts/cluster';
-import { progressOnly, steadyView } from './progress-only.js';
+import type { InfoChange, Store, StoreWatch, WatchTopic } from '@stolon-ts/store';
+import { WatchPasses, progressOnly, readFromChanges, steadyView } from './progress-only.js';
 
 const limits = { failIntervalMs: 6000, proxyTimeoutMs: 15_000 };
 
@@ -65,5 +66,89 @@ describe('progressOnly', () => {
     const v = steadyView(other, proxies);
     const next = progressOnly(v, memory, { keepers: { ...other, k7: keeper('k7', 'o2', { clusterUID: 'old' }) } }, 1900, limits);
     expect(next?.keeperProgress).toEqual(memory.keeperProgress);
+  });
+});
+
+describe('watch passes from the values the watch carried', () => {
+  const keepers = { k0: keeper('k0', 'a0'), k1: keeper('k1', 'a1') };
+  const proxies = { p0: proxy('p0', 'x0') };
+  const view = steadyView(keepers, proxies);
+  const memory = memoryAt(1000, { k0: 'a0', k1: 'a1' }, { p0: 'x0' });
+  const put = (kind: 'keepers' | 'proxies', info: { infoUID: string }, uid: string): InfoChange => ({ kind, uid, text: JSON.stringify(info) });
+
+  it('readFromChanges keeps the last value of each uid; a delete or a non-object asks for a full pass, a resync for a listing', () => {
+    const read = readFromChanges([put('keepers', keeper('k0', 'b0'), 'k0'), put('keepers', keeper('k0', 'c0'), 'k0'), put('proxies', proxy('p0', 'x1'), 'p0')]);
+    expect(read).toEqual({ keepers: { k0: keeper('k0', 'c0') }, proxies: { p0: proxy('p0', 'x1') }, partial: true });
+    expect(readFromChanges([put('keepers', keeper('k0', 'b0'), 'k0'), { kind: 'keepers', uid: 'k1', text: null }])).toBe('full');
+    expect(readFromChanges([{ kind: 'keepers', uid: 'k1', text: '[1]' }])).toBe('full');
+    expect(readFromChanges([{ kind: 'keepers', uid: 'k1', text: '{' }])).toBe('full');
+    expect(readFromChanges([put('keepers', keeper('k0', 'b0'), 'k0'), { kind: 'keepers', resync: true }])).toBe('list');
+    expect(readFromChanges([])).toEqual({ partial: true });
+  });
+
+  it('a partial read stamps the changed markers and leaves the others as they were', () => {
+    const next = progressOnly(view, memory, { keepers: { k1: keeper('k1', 'b1') }, partial: true }, 1900, limits);
+    expect(next?.keeperProgress).toEqual({ k0: { infoUID: 'a0', since: 1000 }, k1: { infoUID: 'b1', since: 1900 } });
+    // An info that says something new, or a uid the last full pass did not see, still asks for a full pass.
+    expect(progressOnly(view, memory, { keepers: { k1: keeper('k1', 'b1', { postgresState: { healthy: false } }) }, partial: true }, 1900, limits)).toBeUndefined();
+    expect(progressOnly(view, memory, { keepers: { k9: keeper('k9', 'b1') }, partial: true }, 1900, limits)).toBeUndefined();
+    // Stalls are judged as before: k0 last moved at 1000.
+    expect(progressOnly(view, memory, { keepers: { k1: keeper('k1', 'b1') }, partial: true }, 7001, limits)).toBeUndefined();
+    expect(progressOnly(view, memory, { partial: true }, 7001, limits)).toBeUndefined();
+    expect(progressOnly(view, memory, { partial: true }, 1900, limits)).toEqual(memory);
+  });
+
+  /** WatchPasses over a store whose watch carries values; `listed` counts the listings. */
+  function passesWithValues() {
+    let listed = 0;
+    let onInfo: ((c: InfoChange) => void) | undefined;
+    const store = {
+      listInfos: (kind: string) => {
+        listed += 1;
+        return Promise.resolve((kind === 'keepers' ? keepers : proxies) as never);
+      },
+    } as Pick<Store, 'listInfos'>;
+    const passes = new WatchPasses(store);
+    const watched = passes.watchStore({
+      watch: () => Promise.reject(new Error('not this one')),
+      watchInfoValues: (_t: readonly WatchTopic[], _l: (t: WatchTopic) => void, on: (c: InfoChange) => void) => {
+        onInfo = on;
+        return Promise.resolve({ close: () => Promise.resolve() } as StoreWatch);
+      },
+    });
+    return { passes, watched, emit: (c: InfoChange) => onInfo?.(c), listed: () => listed };
+  }
+
+  it('takes the infos from the watch events without listing them, and lists them again after a resync', async () => {
+    const { passes, watched, emit, listed } = passesWithValues();
+    expect(passes.takeChanges()).toBeUndefined();
+    await watched.watch(['clusterdata', 'keepers', 'proxies'], () => undefined);
+    passes.settled(keepers, proxies, { failIntervalMs: 6000, proxyTimeoutMs: 15_000 } as never, false);
+    passes.fullPassEnded(1000);
+    emit(put('keepers', keeper('k1', 'b1'), 'k1'));
+    const done = await passes.check(new Set(['keepers']), () => true, memory, 1000, () => 1500, passes.takeChanges());
+    expect(done?.memory?.keeperProgress?.k1).toEqual({ infoUID: 'b1', since: 1500 });
+    expect(listed()).toBe(0);
+    // The changes were taken: the next pass starts empty.
+    expect(passes.takeChanges()).toEqual([]);
+    emit({ kind: 'keepers', resync: true });
+    const relisted = await passes.check(new Set(['keepers']), () => true, memory, 1000, () => 1600, passes.takeChanges());
+    expect(relisted?.memory).toBeDefined();
+    expect(listed()).toBe(1);
+    emit({ kind: 'keepers', uid: 'k1', text: null });
+    expect(await passes.check(new Set(['keepers']), () => true, memory, 1000, () => 1700, passes.takeChanges())).toBeUndefined();
+    expect(listed()).toBe(1);
+  });
+
+  it('uses the plain watch and lists the infos when the store carries no values', async () => {
+    let listed = 0;
+    const passes = new WatchPasses({ listInfos: () => ((listed += 1), Promise.resolve(keepers as never)) });
+    const plain = { watch: () => Promise.resolve({ close: () => Promise.resolve() }) };
+    expect(passes.watchStore(plain)).toBe(plain);
+    passes.settled(keepers, proxies, { failIntervalMs: 6000, proxyTimeoutMs: 15_000 } as never, false);
+    passes.fullPassEnded(1000);
+    const done = await passes.check(new Set(['keepers']), () => true, memory, 1000, () => 1500, passes.takeChanges());
+    expect(done?.memory).toBeDefined();
+    expect(listed).toBe(1);
   });
 });

@@ -11,7 +11,7 @@
  * that stalls or dies is then judged as soon as before), so failure detection keeps its resolution.
  */
 import type { KeeperInfo, ProxyInfo, ResolvedSpec, SentinelMemory } from '@stolon-ts/cluster';
-import type { Store, WatchTopic } from '@stolon-ts/store';
+import type { InfoChange, Store, WatchTopic } from '@stolon-ts/store';
 
 /** The infos of the last full pass without their progress markers, as JSON, by uid. */
 export interface SteadyView {
@@ -30,21 +30,61 @@ export function steadyView(keeperInfos: Readonly<Record<string, KeeperInfo>>, pr
   return { keepers: view(keeperInfos), proxies: view(proxyInfos) };
 }
 
-/** What a watch pass read: the infos of the topics its events named. */
+/**
+ * What a watch pass read: the infos of the topics its events named, all of them (listed again),
+ * or with `partial` only those the watch events carried (the others did not change since).
+ */
 export interface WatchRead {
   readonly keepers?: Readonly<Record<string, { readonly infoUID?: unknown }>>;
   readonly proxies?: Readonly<Record<string, { readonly infoUID?: unknown }>>;
+  /** Only the infos that changed: an info of `view` missing here is unchanged, not gone. */
+  readonly partial?: boolean;
+}
+
+/**
+ * The infos the watch events carried (`Store.watchInfoValues`), the last value of each uid.
+ * @returns the partial read; `'full'` when an info was deleted or expired, or is not a JSON
+ *   object (the full pass judges it); `'list'` when events may have been missed (a `resync`):
+ *   list the infos again
+ */
+export function readFromChanges(changes: readonly InfoChange[]): WatchRead | 'full' | 'list' {
+  const out: { keepers?: Record<string, object>; proxies?: Record<string, object> } = {};
+  for (const c of changes) {
+    if (c.kind === 'sentinels') {
+      continue;
+    }
+    if ('resync' in c) {
+      return 'list';
+    }
+    if (c.text === null) {
+      return 'full';
+    }
+    let v: unknown;
+    try {
+      v = JSON.parse(c.text);
+    } catch {
+      return 'full';
+    }
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+      return 'full';
+    }
+    (out[c.kind] ??= {})[c.uid] = v;
+  }
+  return { ...out, partial: true };
 }
 
 type Progress = NonNullable<SentinelMemory['keeperProgress']>;
 
-/** `progress` with every changed marker of `infos` stamped `now`; undefined when an info differs from `view` beyond its marker. */
-function stamp(view: ReadonlyMap<string, string>, progress: Progress | undefined, infos: WatchRead['keepers'], now: number): Progress | undefined {
+/**
+ * `progress` with every changed marker of `infos` stamped `now`; undefined when an info differs
+ * from `view` beyond its marker, or (all infos listed, not `partial`) one appeared or went away.
+ */
+function stamp(view: ReadonlyMap<string, string>, progress: Progress | undefined, infos: WatchRead['keepers'], now: number, partial: boolean): Progress | undefined {
   if (infos === undefined) {
     return progress;
   }
   const uids = Object.keys(infos);
-  if (uids.length !== view.size) {
+  if (partial ? uids.some((uid) => !view.has(uid)) : uids.length !== view.size) {
     return undefined;
   }
   const out = { ...progress };
@@ -92,8 +132,9 @@ export function progressOnly(
   ) {
     return undefined;
   }
-  const keeperProgress = stamp(view.keepers, memory.keeperProgress, read.keepers, now);
-  const proxyProgress = stamp(view.proxies, memory.proxyProgress, read.proxies, now);
+  const partial = read.partial === true;
+  const keeperProgress = stamp(view.keepers, memory.keeperProgress, read.keepers, now, partial);
+  const proxyProgress = stamp(view.proxies, memory.proxyProgress, read.proxies, now, partial);
   if (keeperProgress === undefined || proxyProgress === undefined) {
     return undefined;
   }
@@ -112,8 +153,40 @@ export class WatchPasses {
   private view: SteadyView | undefined;
   private lastFullAt = -Infinity;
   private limits = { failIntervalMs: 0, proxyTimeoutMs: 0 };
+  /** Info changes the watch carried since the last pass began; undefined: the watch carries none. */
+  private changes: InfoChange[] | undefined;
 
   constructor(private readonly store: Pick<Store, 'listInfos'>) {}
+
+  /**
+   * The loop's watch, taking the values of info changes from its events when the store can
+   * (`Store.watchInfoValues`) so that a watch pass reads nothing; otherwise `store.watch`.
+   */
+  watchStore(store: Pick<Store, 'watch' | 'watchInfoValues'>): Pick<Store, 'watch'> {
+    const valued = store.watchInfoValues?.bind(store);
+    if (valued === undefined) {
+      return store;
+    }
+    return {
+      watch: (topics, listener) => {
+        this.changes ??= [];
+        return valued(topics, listener, (c) => this.changes?.push(c));
+      },
+    };
+  }
+
+  /**
+   * Takes the info changes the watch carried since the last call (each pass begins with it: a
+   * full pass reads everything anyway).
+   * @returns undefined when the watch carries no values
+   */
+  takeChanges(): readonly InfoChange[] | undefined {
+    const c = this.changes;
+    if (c !== undefined) {
+      this.changes = [];
+    }
+    return c;
+  }
 
   /** Forgets the view: a full pass starts, or leadership changed. */
   forget(): void {
@@ -145,6 +218,8 @@ export class WatchPasses {
    * reads only clusterdata); for the leader when the infos changed only in their progress markers
    * ({@link progressOnly}).
    * @param topics the topics of the events (the pass loop's `watchTopics`)
+   * @param changes the info changes the watch carried since the last pass ({@link takeChanges});
+   *   when given, the infos are taken from them and not listed again, unless one was missed
    * @returns `{ memory }` to adopt (the leader; `memory` undefined for an observer), or undefined
    *   when a full pass must run (also when the store cannot be read: the full pass says why)
    */
@@ -154,6 +229,7 @@ export class WatchPasses {
     memory: SentinelMemory,
     sleepMs: number,
     now: () => number,
+    changes?: readonly InfoChange[],
   ): Promise<{ readonly memory: SentinelMemory | undefined } | undefined> {
     if (topics.has('clusterdata') || this.nextFullInMs(sleepMs, now()) === 0) {
       return undefined;
@@ -164,17 +240,28 @@ export class WatchPasses {
     if (this.view === undefined) {
       return undefined;
     }
-    let read: WatchRead;
+    const fromEvents = changes === undefined ? 'list' : readFromChanges(changes);
+    if (fromEvents === 'full') {
+      return undefined;
+    }
+    const read = fromEvents === 'list' ? await this.list(topics) : fromEvents;
+    if (read === undefined) {
+      return undefined;
+    }
+    const next = isLeader() ? progressOnly(this.view, memory, read, now(), this.limits) : undefined;
+    return next === undefined ? undefined : { memory: next };
+  }
+
+  /** Lists the infos of the topics again; undefined when the store cannot be read (the full pass says why). */
+  private async list(topics: ReadonlySet<WatchTopic>): Promise<WatchRead | undefined> {
     try {
       const [keepers, proxies] = await Promise.all([
         topics.has('keepers') ? this.store.listInfos('keepers') : undefined,
         topics.has('proxies') ? this.store.listInfos('proxies') : undefined,
       ]);
-      read = { ...(keepers !== undefined ? { keepers } : {}), ...(proxies !== undefined ? { proxies } : {}) };
+      return { ...(keepers !== undefined ? { keepers } : {}), ...(proxies !== undefined ? { proxies } : {}) };
     } catch {
       return undefined;
     }
-    const next = isLeader() ? progressOnly(this.view, memory, read, now(), this.limits) : undefined;
-    return next === undefined ? undefined : { memory: next };
   }
 }

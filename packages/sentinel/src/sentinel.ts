@@ -15,23 +15,24 @@ import {
   StoreConflictError,
   decide,
   emptyMemory,
-  infoIssues,
   newClusterData,
   parseClusterData,
   repairClusterData,
   resolveSpec,
   serializeClusterData,
   STOLON_TS_VERSION,
+  type ClusterData,
   type ClusterDataRepair,
   type ClusterSpec,
   type KeeperInfo,
   type ProxyInfo,
   type SentinelMemory,
 } from '@stolon-ts/cluster';
-import type { Election, Store } from '@stolon-ts/store';
+import type { ClusterDataRecord, Election, Store } from '@stolon-ts/store';
 import { Registry } from 'prom-client';
 import type { SentinelHealthSnapshot } from './health.js';
 import { SentinelMetrics } from './metrics.js';
+import { rememberingInfoCheck, type InfoCheck } from './info-check.js';
 import { WatchPasses } from './progress-only.js';
 import { RepublishWait } from './republish.js';
 
@@ -62,9 +63,9 @@ function readForDecide(
   text: string,
   allKeeperInfos: Readonly<Record<string, KeeperInfo>>,
   proxyInfos: Readonly<Record<string, ProxyInfo>>,
+  check: InfoCheck,
 ): LeaderRead {
-  for (const [uid, info] of Object.entries(proxyInfos)) {
-    const problems = infoIssues('proxies', info);
+  for (const [uid, problems] of check('proxies', proxyInfos)) {
     if (problems.length > 0) {
       return {
         ok: false,
@@ -74,12 +75,11 @@ function readForDecide(
   }
   const keeperInfos: Record<string, KeeperInfo> = {};
   const bad: Record<string, string[]> = {};
-  for (const [uid, info] of Object.entries(allKeeperInfos)) {
-    const problems = infoIssues('keepers', info);
+  for (const [uid, problems] of check('keepers', allKeeperInfos)) {
     if (problems.length === 0) {
-      keeperInfos[uid] = info;
+      keeperInfos[uid] = allKeeperInfos[uid]!;
     } else {
-      bad[uid] = problems;
+      bad[uid] = [...problems];
     }
   }
   let repair: ClusterDataRepair;
@@ -101,6 +101,25 @@ function readForDecide(
   }
   const ignored = Object.entries(bad).map(([uid, problems]) => `ignored the malformed info of keeper ${uid} (${problems.join('; ')}): it counts as not live`);
   return { ok: true, repair, keeperInfos, ignored };
+}
+
+/**
+ * The decided clusterdata as it is written, checked as keepers and proxies read it: never write
+ * what they would refuse to read. Only what is written is checked (most passes write nothing).
+ * @returns the text, or the pass's error result when the check fails (a bug in `decide`)
+ * @throws what `parseClusterData` throws other than ClusterDataInvalidError
+ */
+function writable(next: ClusterData): string | PassResult {
+  const text = serializeClusterData(next);
+  try {
+    parseClusterData(text);
+  } catch (err) {
+    if (err instanceof ClusterDataInvalidError) {
+      return { sentence: `${BUG_SENTENCE}: the decided clusterdata is invalid, not writing it: ${err.message}`, level: 'error' };
+    }
+    throw err;
+  }
+  return text;
 }
 
 export type SentinelState = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
@@ -167,6 +186,27 @@ function infoPublisher(store: Store, uid: string): (ttlMs: number) => Promise<vo
   };
 }
 
+/** The keeper and proxy infos, listed. */
+async function listInfos(store: Store): Promise<{ keepers: Record<string, KeeperInfo>; proxies: Record<string, ProxyInfo> }> {
+  const [keepers, proxies] = await Promise.all([store.listInfos('keepers'), store.listInfos('proxies')]);
+  return { keepers, proxies };
+}
+
+/**
+ * The pass's first read: clusterdata, and for a leader on a store that can (`readClusterView`)
+ * the infos with it in the same request, so an idle leader's pass is one store read, not three.
+ */
+async function readView(
+  store: Store,
+  leader: boolean,
+): Promise<{ clusterData: ClusterDataRecord | null; infos?: { keepers: Record<string, KeeperInfo>; proxies: Record<string, ProxyInfo> } }> {
+  if (leader && store.readClusterView !== undefined) {
+    const v = await store.readClusterView();
+    return { clusterData: v.clusterData, infos: v };
+  }
+  return { clusterData: await store.getClusterData() };
+}
+
 /** A promise and the function that resolves it (Node 20 has no `Promise.withResolvers`). */
 function doneSignal(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;
@@ -186,7 +226,10 @@ function watchOrFullPass(
   sentinel: { isLeader(): boolean; memory(): SentinelMemory; adopt(m: SentinelMemory): void; sleepMs(): number },
 ): (ctx: PassContext) => Promise<PassResult | undefined> {
   return async ({ watchTopics }) => {
-    const done = watchTopics === undefined ? undefined : await watchPasses.check(watchTopics, () => sentinel.isLeader(), sentinel.memory(), sentinel.sleepMs(), monoMs);
+    // Every pass takes the info changes the watch carried so far: a full pass reads everything.
+    const changes = watchPasses.takeChanges();
+    const done =
+      watchTopics === undefined ? undefined : await watchPasses.check(watchTopics, () => sentinel.isLeader(), sentinel.memory(), sentinel.sleepMs(), monoMs, changes);
     if (done !== undefined) {
       if (done.memory !== undefined) {
         sentinel.adopt(done.memory);
@@ -233,14 +276,14 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
     log.info({ leader }, leader ? 'became the leader sentinel' : 'no longer the leader sentinel');
     loop.trigger(leader ? 'became leader' : 'lost leadership');
   });
-
   const passes = new PassTracker(monoMs);
   const watchPasses = new WatchPasses(store);
-
+  const infoCheck = rememberingInfoCheck();
   const publishInfo = infoPublisher(store, config.uid);
   const runPass = async (): Promise<PassResult | undefined> => {
     await publishInfo(Math.max(3 * sleepMs, 5000));
-    let rec = await store.getClusterData();
+    const view = await readView(store, election.isLeader());
+    let rec = view.clusterData;
     const readAt = monoMs();
     republish.read(readAt);
     if (rec === null) {
@@ -284,8 +327,8 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
       }
       return { sentence: 'not the leader: observing' };
     }
-    const [allKeeperInfos, proxyInfos] = await Promise.all([store.listInfos('keepers'), store.listInfos('proxies')]);
-    const read = readForDecide(rec.text, allKeeperInfos, proxyInfos);
+    const { keepers: allKeeperInfos, proxies: proxyInfos } = view.clusterData === rec && view.infos !== undefined ? view.infos : await listInfos(store);
+    const read = readForDecide(rec.text, allKeeperInfos, proxyInfos, infoCheck);
     if (!read.ok) {
       // Leadership and the sentinel info are kept (above); nothing else is done (fail closed).
       return { sentence: read.sentence, level: 'error', key: read.sentence };
@@ -301,17 +344,11 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
       return { sentence: waiting, key: 'republish-wait' };
     }
     const out = decide({ cd, keeperInfos, proxyInfos, memory, now: monoMs(), wallTime: nowIso(), newUid });
-    const text = serializeClusterData(out.next);
-    try {
-      // Never write what keepers and proxies would refuse to read.
-      parseClusterData(text);
-    } catch (err) {
-      if (err instanceof ClusterDataInvalidError) {
-        return { sentence: `${BUG_SENTENCE}: the decided clusterdata is invalid, not writing it: ${err.message}`, level: 'error' };
-      }
-      throw err;
-    }
     if (out.changed || read.repair.dropped.length > 0) {
+      const text = writable(out.next);
+      if (typeof text !== 'string') {
+        return text;
+      }
       if (!election.isLeader()) {
         return undefined;
       }
@@ -350,7 +387,7 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
     log,
     run: passes.wrap(watchOrFullPass(watchPasses, metrics.timed(runPass), { isLeader: () => election.isLeader(), memory: () => memory, adopt: (m) => (memory = m), sleepMs: () => sleepMs })),
     intervalMs: () => watchPasses.nextFullInMs(sleepMs, monoMs()),
-    watch: { store, topics: ['clusterdata', 'keepers', 'proxies'] },
+    watch: { store: watchPasses.watchStore(store), topics: ['clusterdata', 'keepers', 'proxies'] },
   });
   state = 'running';
   log.info({ uid: config.uid }, 'sentinel started');

@@ -8,7 +8,7 @@ import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeStoreConformance } from '../test/conformance.js';
 import { EtcdStore } from './etcd.js';
-import type { WatchTopic } from './store.js';
+import type { InfoChange, WatchTopic } from './store.js';
 
 const PREFIX = 'stolon/cluster';
 
@@ -132,5 +132,61 @@ describe('EtcdStore with etcd going away', () => {
     } finally {
       raw.close();
     }
+  });
+});
+
+describe('EtcdStore.watchInfoValues and readClusterView', () => {
+  let etcd: EtcdHandle;
+  beforeAll(async () => {
+    etcd = await startEtcd();
+  });
+  afterAll(async () => {
+    await etcd?.stop();
+  });
+
+  it('gives every info put and delete with its value, in order, and a resync after a reconnect', async () => {
+    const store = new EtcdStore({ endpoints: etcd.endpoints, clusterName: 'values', timeoutMs: 2000 });
+    const topics: WatchTopic[] = [];
+    const changes: InfoChange[] = [];
+    const w = await store.watchInfoValues(['clusterdata', 'keepers'], (t) => topics.push(t), (c) => changes.push(c));
+    const info = (infoUID: string) => ({ infoUID, uid: 'k1', clusterUID: 'c', bootUUID: 'b', postgresBinaryVersion: { Maj: 16, Min: 0 } });
+    await store.setInfo('keepers', 'k1', info('a'), 20_000);
+    await store.setInfo('keepers', 'k1', info('b'), 20_000);
+    await store.setInfo('proxies', 'p1', { infoUID: 'x', UID: 'p1', Generation: 1, ProxyTimeout: 1 }, 20_000);
+    await store.putClusterData('{"v":1}', null);
+    await store.deleteInfo('keepers', 'k1');
+    await waitFor(() => changes.length >= 3 && topics.includes('clusterdata'), { timeoutMs: 5000, what: 'the events' });
+    expect(changes).toEqual([
+      { kind: 'keepers', uid: 'k1', text: JSON.stringify(info('a')) },
+      { kind: 'keepers', uid: 'k1', text: JSON.stringify(info('b')) },
+      { kind: 'keepers', uid: 'k1', text: null },
+    ]);
+    expect(topics).toContain('keepers');
+    expect(topics).not.toContain('proxies');
+
+    changes.length = 0;
+    await etcd.kill();
+    await etcd.restart();
+    await waitFor(() => changes.some((c) => 'resync' in c), { timeoutMs: 15_000, what: 'a resync after the reconnect' });
+    expect(changes).toContainEqual({ kind: 'keepers', resync: true });
+    await w.close();
+    await store.close();
+  });
+
+  it('readClusterView gives what getClusterData and listInfos give, in one read, and nothing of another cluster', async () => {
+    const store = new EtcdStore({ endpoints: etcd.endpoints, clusterName: 'view', timeoutMs: 2000 });
+    const other = new EtcdStore({ endpoints: etcd.endpoints, clusterName: 'view2', timeoutMs: 2000 });
+    expect(await store.readClusterView()).toEqual({ clusterData: null, keepers: {}, proxies: {} });
+    await store.putClusterData('{"v":1}', null);
+    await store.setInfo('keepers', 'k1', { infoUID: 'a', uid: 'k1', clusterUID: 'c', bootUUID: 'b', postgresBinaryVersion: { Maj: 16, Min: 0 } }, 20_000);
+    await store.setInfo('proxies', 'p1', { infoUID: 'x', UID: 'p1', Generation: 1, ProxyTimeout: 1 }, 20_000);
+    await store.setInfo('sentinels', 's1', { UID: 's1' }, 20_000);
+    await other.putClusterData('{"v":2}', null);
+    await other.setInfo('keepers', 'k9', { infoUID: 'z', uid: 'k9', clusterUID: 'c', bootUUID: 'b', postgresBinaryVersion: { Maj: 16, Min: 0 } }, 20_000);
+    const view = await store.readClusterView();
+    expect(view).toEqual({ clusterData: await store.getClusterData(), keepers: await store.listInfos('keepers'), proxies: await store.listInfos('proxies') });
+    expect(Object.keys(view.keepers)).toEqual(['k1']);
+    await other.close();
+    await store.close();
   });
 });

@@ -19,6 +19,7 @@
  * Expired leases are reaped by etcd every 500 ms, so an entry may outlive its TTL by about that.
  */
 import { ConfigError, NotLeaderError, StolonError, StoreConflictError, StoreUnavailableError } from '@stolon-ts/cluster';
+import type { KeeperInfo, ProxyInfo } from '@stolon-ts/cluster';
 import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
 import type * as GrpcModule from '@grpc/grpc-js';
@@ -31,7 +32,9 @@ import { StoreHandles } from './handles.js';
 import { KeptLease } from './kept-lease.js';
 import type {
   ClusterDataRecord,
+  ClusterView,
   Election,
+  InfoChange,
   InfoKind,
   InfoTypes,
   Store,
@@ -408,6 +411,43 @@ export class EtcdStore implements Store {
 
   /**
    * @inheritDoc
+   * One Range from `<prefix>/<cluster>/clusterdata` up to the end of the proxy infos
+   * (`<prefix>/<cluster>/proxies/info/` with its last byte raised): clusterdata, the keeper infos
+   * and the proxy infos are the keys of the cluster in that range (the sentinel infos and the
+   * leader keys sort after it); anything else found there is left out.
+   */
+  async readClusterView(): Promise<ClusterView> {
+    this.handles.ensureOpen('readClusterView');
+    const k = this.keys;
+    const proxiesDir = k.infoDir('proxies');
+    const end = `${proxiesDir.slice(0, -1)}${String.fromCharCode(proxiesDir.charCodeAt(proxiesDir.length - 1) + 1)}`;
+    const res = await this.call('read clusterdata and infos', this.deadline(), (o) =>
+      this.client.getAll().inRange({ start: k.clusterData, end }).options(o).exec(),
+    );
+    let clusterData: ClusterDataRecord | null = null;
+    const infos = { keepers: {} as Record<string, KeeperInfo>, proxies: {} as Record<string, ProxyInfo> };
+    for (const kv of res.kvs) {
+      const key = kv.key.toString('utf8');
+      if (key === k.clusterData) {
+        clusterData = { text: kv.value.toString('utf8'), revision: kv.mod_revision };
+        continue;
+      }
+      for (const kind of ['keepers', 'proxies'] as const) {
+        const dir = k.infoDir(kind);
+        if (key.startsWith(dir)) {
+          try {
+            infos[kind][key.slice(dir.length)] = parseInfoText(kv.value.toString('utf8')) as never;
+          } catch {
+            // Skipped, as listInfos skips it.
+          }
+        }
+      }
+    }
+    return { clusterData, ...infos };
+  }
+
+  /**
+   * @inheritDoc
    * With `leader`, the transaction also compares the create revision of the candidate's key
    * `<prefix>/<cluster>/sentinel-leader/<lease id hex>` with the one it was elected with: a key
    * that still exists with it is still the lowest, i.e. the leader.
@@ -633,6 +673,17 @@ export class EtcdStore implements Store {
     return this.handles.openWatch(w, () => this.call('establish watch', this.deadline(), () => w.established));
   }
 
+  /** @inheritDoc */
+  async watchInfoValues(
+    topics: readonly WatchTopic[],
+    listener: (topic: WatchTopic) => void,
+    onInfo: (change: InfoChange) => void,
+  ): Promise<StoreWatch> {
+    this.handles.ensureOpen('watch');
+    const w = new EtcdWatch(this, [...new Set(topics)], listener, (x) => this.handles.forgetWatch(x), onInfo);
+    return this.handles.openWatch(w, () => this.call('establish watch', this.deadline(), () => w.established));
+  }
+
   // ---- election ----
 
   /**
@@ -757,6 +808,9 @@ const TOPIC_TARGET: Record<WatchTopic, (k: KeyLayout) => { key: string } | { pre
   'sentinel-leader': (k) => ({ prefix: `${k.election}/` }),
 };
 
+/** The watch topics whose keys are info entries. */
+const INFO_TOPICS: ReadonlySet<WatchTopic> = new Set<WatchTopic>(['keepers', 'sentinels', 'proxies']);
+
 /** Delay before re-creating a watcher that etcd cancelled (e.g. compaction), in ms. */
 const REWATCH_MS = 500;
 
@@ -791,6 +845,8 @@ class EtcdWatch implements StoreWatch {
     topics: readonly WatchTopic[],
     listener: (topic: WatchTopic) => void,
     private readonly onClose: (w: EtcdWatch) => void,
+    /** Given every info put and delete with its value, and `resync` where events may have been missed. */
+    private readonly onInfo?: (change: InfoChange) => void,
   ) {
     this.dispatcher = new TopicDispatcher(listener);
     this.established = Promise.all(topics.map((t) => this.open(t))).then(() => undefined);
@@ -808,8 +864,11 @@ class EtcdWatch implements StoreWatch {
       const w = ('key' in target ? builder.key(target.key) : builder.prefix(target.prefix)).watcher();
       this.watchers.add(w);
       let connected = false;
+      const kind = INFO_TOPICS.has(topic) && this.onInfo !== undefined ? (topic as InfoKind) : undefined;
+      const dir = kind === undefined ? '' : this.store.keys.infoDir(kind);
       w.on('connected', () => {
         if (connected) {
+          this.resync(kind);
           this.dispatcher.notify(topic);
         }
         connected = true;
@@ -817,6 +876,14 @@ class EtcdWatch implements StoreWatch {
       });
       w.on('data', (res) => {
         if (res.events.length > 0) {
+          if (kind !== undefined) {
+            for (const e of res.events) {
+              const key = e.kv.key.toString('utf8');
+              if (key.startsWith(dir)) {
+                this.onInfo?.({ kind, uid: key.slice(dir.length), text: e.type === 'Delete' ? null : e.kv.value.toString('utf8') });
+              }
+            }
+          }
           this.dispatcher.notify(topic);
         }
       });
@@ -828,6 +895,7 @@ class EtcdWatch implements StoreWatch {
         if (this.closed) {
           return;
         }
+        this.resync(kind);
         this.dispatcher.notify(topic);
         const t = setTimeout(() => {
           this.timers.delete(t);
@@ -836,6 +904,13 @@ class EtcdWatch implements StoreWatch {
         this.timers.add(t);
       });
     });
+  }
+
+  /** Tells `onInfo` that events of `kind` may have been missed. */
+  private resync(kind: InfoKind | undefined): void {
+    if (kind !== undefined && !this.closed) {
+      this.onInfo?.({ kind, resync: true });
+    }
   }
 
   /** @inheritDoc */

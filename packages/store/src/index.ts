@@ -6,7 +6,9 @@
  */
 export type {
   ClusterDataRecord,
+  ClusterView,
   Election,
+  InfoChange,
   InfoKind,
   InfoTypes,
   Store,

@@ -35,6 +35,23 @@ export interface InfoTypes {
 /** What a watch reports: which part of the cluster's keyspace changed. */
 export type WatchTopic = 'clusterdata' | InfoKind | 'sentinel-leader';
 
+/**
+ * One put or delete of an info entry, as a watch saw it (`Store.watchInfoValues`), in the
+ * store's order for that kind: the value exactly as stored, or `text` null once the entry was
+ * deleted or expired. `resync`: events of `kind` may have been missed (a reconnect, a watcher
+ * re-created); re-read them.
+ */
+export type InfoChange =
+  | { readonly kind: InfoKind; readonly uid: string; readonly text: string | null }
+  | { readonly kind: InfoKind; readonly resync: true };
+
+/** Clusterdata and the keeper and proxy infos, read at one store revision (`Store.readClusterView`). */
+export interface ClusterView {
+  readonly clusterData: ClusterDataRecord | null;
+  readonly keepers: Record<string, KeeperInfo>;
+  readonly proxies: Record<string, ProxyInfo>;
+}
+
 /** A running watch. */
 export interface StoreWatch {
   /** Stops the watch; idempotent. */
@@ -124,11 +141,31 @@ export interface Store {
   ): Promise<Record<string, InfoTypes[K]>>;
 
   /**
+   * Optional (etcd only): `getClusterData`, `listInfos('keepers')` and `listInfos('proxies')` in
+   * one request, all at one store revision (etcd: one Range over the keys from clusterdata to the
+   * proxy infos). Infos that are not valid JSON objects are skipped, as `listInfos` skips them.
+   */
+  readClusterView?(): Promise<ClusterView>;
+
+  /**
    * Calls `listener` (asynchronously, possibly coalesced) whenever anything under the given topics
    * changes, including deletes and TTL expiry. After a reconnect the listener is called once,
    * because events may have been missed. The caller re-reads what it needs: events carry no data.
    */
   watch(topics: readonly WatchTopic[], listener: (topic: WatchTopic) => void): Promise<StoreWatch>;
+
+  /**
+   * Optional (etcd only): `watch`, and besides every info put or delete under the info topics
+   * among `topics`, with its value, to `onInfo`: synchronously as the event arrives, before the
+   * (coalesced) `listener` call of its topic, so a reader can take the values from the events
+   * instead of listing the infos again. A reconnect or a re-created watcher gives `onInfo` a
+   * `resync` change of each info topic.
+   */
+  watchInfoValues?(
+    topics: readonly WatchTopic[],
+    listener: (topic: WatchTopic) => void,
+    onInfo: (change: InfoChange) => void,
+  ): Promise<StoreWatch>;
 
   /**
    * Starts campaigning for the sentinel leader lease with `candidateUid` as value and a lease TTL
