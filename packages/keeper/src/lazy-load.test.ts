@@ -2,27 +2,18 @@
  * Start-up cost of the keeper: the modules its start imports (the metrics module, the PostgreSQL
  * manager) load neither prom-client nor node-postgres; the keeper loads both after its first pass.
  */
-import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { npmPackagesLoaded } from '@stolon-ts/harness';
 
 const METRICS = JSON.stringify(fileURLToPath(new URL('../dist/keeper-metrics.js', import.meta.url)));
 const POSTGRES = JSON.stringify(fileURLToPath(new URL('../../postgres/dist/index.js', import.meta.url)));
 
 /** Runs `code` after importing the built modules above in a new Node process; the npm packages in its CommonJS module cache, sorted. */
-async function packagesLoaded(code: string): Promise<string[]> {
-  const program = `import { createRequire } from 'node:module';
-const metrics = await import(${METRICS});
+function packagesLoaded(code: string): Promise<string[]> {
+  return npmPackagesLoaded(`const metrics = await import(${METRICS});
 const postgres = await import(${POSTGRES});
-${code}
-const names = Object.keys(createRequire(import.meta.url).cache).map((p) => /node_modules\\/((?:@[^/]+\\/)?[^/]+)\\//.exec(p)?.[1]).filter((n) => n !== undefined);
-process.stdout.write(JSON.stringify([...new Set(names)].sort()));`;
-  const out = await new Promise<string>((res, rej) => {
-    execFile(process.execPath, ['--input-type=module', '-e', program], { encoding: 'utf8', timeout: 60_000 }, (err, stdout, stderr) =>
-      err === null ? res(stdout) : rej(new Error(`${err.message}\n${stderr}`)),
-    );
-  });
-  return JSON.parse(out) as string[];
+${code}`);
 }
 
 describe('start-up cost of the keeper', () => {

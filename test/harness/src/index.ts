@@ -16,6 +16,7 @@ export {
   type StartPlainPostgresOptions,
 } from './plain-postgres.js';
 export { makeTempDir, removeDir } from './tmp.js';
+export { npmPackagesLoaded } from './module-cache.js';
 export { startRootVictim, type RootVictim, type VictimState } from './root-victim.js';
 export { waitFor, waitUntilSteady, scaleTimeout, timeoutFactor, type WaitForOptions } from './wait.js';
 export { startProcess, stopAll, livePids, childPids, type ProcessHandle, type StartProcessOptions } from './process.js';
