@@ -32,8 +32,15 @@ export interface DaemonMetrics {
   readonly source: () => Promise<{ readonly contentType: string; readonly text: string }>;
 }
 
-/** The default event-loop delay sampling period of {@link createDaemonMetrics}, ms. */
-const DEFAULT_EVENT_LOOP_SAMPLE_MS = 1000;
+/**
+ * How often the event-loop delay behind `nodejs_eventloop_lag_*` is sampled, in ms (prom-client's
+ * `eventLoopMonitoringPrecision`, whose own default is 10). Each sample is a timer wake-up: at
+ * 10 ms that is 100 wake-ups a second, about 3.5 ms of CPU per second on a 2-core VM for a daemon
+ * that is otherwise at rest (a seventh of an idle keeper's CPU; docs/benchmarks.md, "bench:idle").
+ * A coarser period still measures each sample's delay exactly, but a stall that ends between two
+ * samples goes unseen.
+ */
+const EVENT_LOOP_SAMPLE_MS = 1000;
 
 /**
  * Creates a daemon's registry with Node's default process metrics (`process_cpu_seconds_total`,
@@ -42,19 +49,13 @@ const DEFAULT_EVENT_LOOP_SAMPLE_MS = 1000;
  * series of one cluster.
  * @param component which daemon
  * @param clusterName `--cluster-name`
- * @param opts.eventLoopSampleMs how often the event-loop delay behind `nodejs_eventloop_lag_*` is
- *   sampled, in ms (prom-client's `eventLoopMonitoringPrecision`; default 1000 here, prom-client's
- *   own is 10). Each sample is a timer wake-up: at 10 ms that is 100 wake-ups a second, about
- *   3.5 ms of CPU per second on a 2-core VM for a daemon that is otherwise at rest (a seventh of an
- *   idle keeper's CPU; docs/benchmarks.md, "bench:idle"). A coarser period still measures each
- *   sample's delay exactly, but a stall that ends between two samples goes unseen.
  */
-export function createDaemonMetrics(component: MetricsComponent, clusterName: string, opts: { readonly eventLoopSampleMs?: number } = {}): DaemonMetrics {
+export function createDaemonMetrics(component: MetricsComponent, clusterName: string): DaemonMetrics {
   const { Gauge, Registry, collectDefaultMetrics } = promClient();
   const registry = new Registry();
   collectDefaultMetrics({
     register: registry,
-    eventLoopMonitoringPrecision: opts.eventLoopSampleMs ?? DEFAULT_EVENT_LOOP_SAMPLE_MS,
+    eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS,
   });
   const id = new Gauge({
     name: 'stolon_cluster_identifier',
