@@ -68,6 +68,29 @@ afterEach(async () => {
   }
 });
 
+/**
+ * A `wrapStore` that counts the keeper's calls of the named store methods in `counts` (each
+ * starting at 0), passing every call through.
+ */
+function countingStore<M extends keyof Store>(counts: Record<M, number>): (s: Store) => Store {
+  return (st) =>
+    new Proxy(st, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof v !== 'function') {
+          return v;
+        }
+        const f = v as (...a: unknown[]) => unknown;
+        return Object.hasOwn(counts, prop)
+          ? (...args: unknown[]) => {
+              counts[prop as M]++;
+              return f.apply(target, args);
+            }
+          : f.bind(target);
+      },
+    });
+}
+
 interface StartOptions {
   uid?: string;
   local?: PersistedState;
@@ -656,33 +679,17 @@ describe('keeper in-process: passes the clusterdata watch asks for', () => {
 
   it('a steady-state pass publishes once and observes once: nothing changed, so no second publish and no slot sync', async () => {
     const pg = runningPg('master');
-    let publishes = 0;
-    await startKeeper(fast().withPrimary('k1').withStandby('k2').build(), {
-      pg,
-      local: local('db-k1'),
-      wrapStore: (st) =>
-        new Proxy(st, {
-          get(target, prop, receiver) {
-            const v = Reflect.get(target, prop, receiver) as unknown;
-            if (prop === 'setInfo' && typeof v === 'function') {
-              return (...args: unknown[]) => {
-                publishes++;
-                return (v as (...a: unknown[]) => unknown).apply(target, args);
-              };
-            }
-            return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-          },
-        }),
-    });
+    const calls = { setInfo: 0 };
+    await startKeeper(fast().withPrimary('k1').withStandby('k2').build(), { pg, local: local('db-k1'), wrapStore: countingStore(calls) });
     // The first converge creates the standby's slot (a change, reported at once).
     await until('the slot for the standby', () => pg.inst.slots.includes('stolon_db-k2'));
     await new Promise((res) => setTimeout(res, 300));
-    const [observed, published, synced] = [pg.count('observe'), publishes, pg.count('syncSlots')];
+    const [observed, published, synced] = [pg.count('observe'), calls.setInfo, pg.count('syncSlots')];
     await new Promise((res) => setTimeout(res, 1000));
     const passes = pg.count('observe') - observed;
     expect(passes).toBeGreaterThanOrEqual(5);
     // One observation and one store write per pass (the 100 ms timer), no slot sync.
-    expect(publishes - published).toBe(passes);
+    expect(calls.setInfo - published).toBe(passes);
     expect(pg.count('syncSlots')).toBe(synced);
     // A slot that went missing is seen in the observation and recreated.
     pg.inst.slots = [];
@@ -704,32 +711,16 @@ describe('keeper in-process: passes the clusterdata watch asks for', () => {
 
   it('at rest reads clusterdata once per 5 s, not every pass, and still acts on a change at once', async () => {
     const pg = runningPg('master');
-    const calls = { reads: 0, publishes: 0 };
+    const calls = { getClusterData: 0, setInfo: 0 };
     const cd = fast().withPrimary('k1').build();
-    const r = await startKeeper(cd, {
-      pg,
-      local: local('db-k1'),
-      wrapStore: (st) =>
-        new Proxy(st, {
-          get(target, prop, receiver) {
-            const v = Reflect.get(target, prop, receiver) as unknown;
-            if ((prop === 'getClusterData' || prop === 'setInfo') && typeof v === 'function') {
-              return (...args: unknown[]) => {
-                calls[prop === 'setInfo' ? 'publishes' : 'reads']++;
-                return (v as (...a: unknown[]) => unknown).apply(target, args);
-              };
-            }
-            return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-          },
-        }),
-    });
+    const r = await startKeeper(cd, { pg, local: local('db-k1'), wrapStore: countingStore(calls) });
     await until('the primary configured', () => pg.count('writeConfig') > 0);
     await new Promise((res) => setTimeout(res, 500));
     const before = { ...calls };
     await new Promise((res) => setTimeout(res, 1500));
     // A pass every 100 ms, each publishing; clusterdata comes from the copy the watch keeps valid.
-    expect(calls.publishes - before.publishes).toBeGreaterThanOrEqual(8);
-    expect(calls.reads - before.reads).toBeLessThanOrEqual(1);
+    expect(calls.setInfo - before.setInfo).toBeGreaterThanOrEqual(8);
+    expect(calls.getClusterData - before.getClusterData).toBeLessThanOrEqual(1);
     // A clusterdata write is a watch event: the next pass reads it.
     const next = parseClusterData(serializeClusterData(cd));
     next.dbs['db-k1']!.spec.pgParameters = { work_mem: '4MB' };
