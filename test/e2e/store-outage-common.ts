@@ -140,3 +140,39 @@ export async function expectOperatorView(
   expect(spell.confirmedRounds).toBe(spell.rounds);
   return { confirmedRounds: spell.confirmedRounds!, rounds: spell.rounds! };
 }
+
+/** One call of etcd's JSON gateway (`POST /v3/<path>`, etcd's own HTTP API; no client of ours). */
+async function etcdGateway(c: LocalCluster, path: string, body: object): Promise<Record<string, unknown>> {
+  const res = await fetch(`${c.etcd.endpoints[0]}/v3/${path}`, { method: 'POST', body: JSON.stringify(body) });
+  if (!res.ok) {
+    throw new Error(`etcd gateway ${path}: HTTP ${res.status} ${await res.text()}`);
+  }
+  return (await res.json()) as Record<string, unknown>;
+}
+
+const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
+
+/**
+ * Revokes the leases of every `kind` info of the cluster, as etcd does with the leases that
+ * expired while it was frozen, a moment after it runs again. Returns how many it revoked.
+ */
+export async function revokeInfoLeases(c: LocalCluster, kind: 'keepers' | 'proxies'): Promise<number> {
+  const dir = `stolon/cluster/${c.clusterName}/${kind}/info/`;
+  const end = `${dir.slice(0, -1)}${String.fromCharCode(dir.charCodeAt(dir.length - 1) + 1)}`;
+  const res = await etcdGateway(c, 'kv/range', { key: b64(dir), range_end: b64(end) });
+  const leases = ((res['kvs'] ?? []) as { lease?: string }[]).map((kv) => kv.lease).filter((l): l is string => l !== undefined && l !== '0');
+  for (const id of leases) {
+    await etcdGateway(c, 'lease/revoke', { ID: id });
+  }
+  return leases.length;
+}
+
+/** The proxy generation in the cluster's clusterdata, read through etcd's JSON gateway. */
+export async function proxyGeneration(c: LocalCluster): Promise<number> {
+  const res = await etcdGateway(c, 'kv/range', { key: b64(`stolon/cluster/${c.clusterName}/clusterdata`) });
+  const kv = ((res['kvs'] ?? []) as { value: string }[])[0];
+  if (kv === undefined) {
+    throw new Error('no clusterdata in etcd');
+  }
+  return (JSON.parse(Buffer.from(kv.value, 'base64').toString('utf8')) as { proxy: { generation: number } }).proxy.generation;
+}

@@ -14,11 +14,24 @@
  *     accepts a write;
  * (d) a standby keeper restarted while etcd is frozen (it confirms without clusterdata, for its
  *     own cluster) and a proxy started while etcd is frozen (it routes nowhere until it can read
- *     the store): the primary keeps serving through the first proxy.
+ *     the store): the primary keeps serving through the first proxy;
+ * (e) the proxies' info leases revoked, as etcd does after a freeze shorter than failInterval that
+ *     outlived them (proxyTimeout 4 s) while the sentinel kept its leadership: the proxies stay
+ *     enabled, the proxy generation does not move, writes through the proxy go on.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { RECORDER_TABLES_SQL, e2eCluster, failoverEvents, query, waitFor, waitKeepersConverged, type AckedWrite, type CommandResult } from '@stolon-ts/harness';
-import { expectGapsWithin, expectNothingLost, expectOperatorView, failsafeSpells, outageRecorder, sleep, statusDuringOutage } from './store-outage-common.js';
+import {
+  expectGapsWithin,
+  expectNothingLost,
+  expectOperatorView,
+  failsafeSpells,
+  outageRecorder,
+  proxyGeneration,
+  revokeInfoLeases,
+  sleep,
+  statusDuringOutage,
+} from './store-outage-common.js';
 
 const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
   tmpPrefix: 'stolon-store-outage-e2e-',
@@ -169,5 +182,28 @@ describe('store outages with failsafe mode', () => {
       timeoutMs: 20_000,
       what: 'the new proxy to route once the store is back',
     });
+  });
+
+  it('(e) the proxies\' info leases revoked as after a short freeze: the proxies stay enabled and keep routing', async () => {
+    const c = e2e.cluster;
+    await waitKeepersConverged(c, 2);
+    await waitFor(async () => ((await query(c.proxyClientConfig(1), 'select 1').catch(() => undefined)) === undefined ? undefined : true), {
+      timeoutMs: 20_000,
+      what: 'both proxies routing',
+    });
+    const p = await c.primaryIndex();
+    const generation = await proxyGeneration(c);
+    const notEnabled = (): number => (c.logs().match(/is not in enabledProxies/g) ?? []).length;
+    const notEnabledBefore = notEnabled();
+    let revoked = 0;
+    const r = await underWriters(async () => {
+      revoked = await revokeInfoLeases(c, 'proxies');
+      await sleep(3000);
+    });
+    expect(revoked).toBe(2);
+    expectGapsWithin(c, r, 'proxy info leases revoked', 1000, ['proxy']);
+    await expectNothingLost(c, r.acked, p);
+    expect(await proxyGeneration(c)).toBe(generation);
+    expect(notEnabled()).toBe(notEnabledBefore);
   });
 });

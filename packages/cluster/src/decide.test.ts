@@ -460,9 +460,46 @@ const cases: readonly Case[] = [
   },
   {
     n: 18,
-    title: 'routed, proxy p2 disappears: removed from the enabled list',
+    title: 'routed, proxy p2 disappears: kept enabled while absent for up to proxyTimeout + 1 s (an info lease that expired in a short store outage must not fence it)',
     given: () => observe(healthyPair().routedTo('k1', ['p1', 'p2'], 2).build(), ['k1', 'k2'], [proxyInfo('p1', 2)]),
-    expect: { next: { proxy: { generation: 3, spec: { masterDbUid: 'db-k1', enabledProxies: ['p1'] } } } },
+    expect: {
+      next: { proxy: { generation: 2, spec: { masterDbUid: 'db-k1', enabledProxies: ['p1', 'p2'] } } },
+      memory: { proxyAbsentSince: { p2: 10_000 } },
+      notReasons: ['enabled proxies now'],
+    },
+  },
+  {
+    n: 163,
+    title: 'routed, proxy p2 absent for more than proxyTimeout + 1 s: removed from the enabled list',
+    given: () =>
+      observe(healthyPair().routedTo('k1', ['p1', 'p2'], 2).build(), ['k1', 'k2'], [proxyInfo('p1', 2)], {
+        memory: { ...emptyMemory(), proxyAbsentSince: { p2: 10_000 - 5_001 } },
+      }),
+    expect: {
+      next: { proxy: { generation: 3, spec: { masterDbUid: 'db-k1', enabledProxies: ['p1'] } } },
+      reasons: ['enabled proxies now [p1], proxy generation 3'],
+    },
+  },
+  {
+    n: 164,
+    title: 'routed, proxy p2 publishes again after 5 s absent: still enabled, no proxy generation change, absence forgotten',
+    given: () =>
+      observe(healthyPair().routedTo('k1', ['p1', 'p2'], 2).build(), ['k1', 'k2'], [proxyInfo('p1', 2), proxyInfo('p2', 2)], {
+        memory: { ...emptyMemory(), proxyAbsentSince: { p2: 10_000 - 5_000 } },
+      }),
+    expect: {
+      next: { proxy: { generation: 2, spec: { masterDbUid: 'db-k1', enabledProxies: ['p1', 'p2'] } } },
+      notReasons: ['enabled proxies now'],
+    },
+  },
+  {
+    n: 165,
+    title: 'primary k1 lost while enabled proxy p2 is absent: the fence waits for p1 only and the new primary enables the live proxies only',
+    given: () => {
+      const cd = k1LostAndFenced().fenced(3, ['p1', 'p2']).withStandby('k2', { xLogPos: LSN }).build();
+      return observe(cd, ['k2'], [proxyInfo('p1', 3)], { memory: { ...emptyMemory(), proxyAbsentSince: { p2: 9_000 } } });
+    },
+    expect: { reasons: ['promoting keeper k2'], notReasons: ['waiting for proxies'] },
   },
 
   // --- failover ------------------------------------------------------------------------------

@@ -72,6 +72,13 @@ export interface SentinelMemory {
    */
   readonly proxyProgress?: Readonly<Record<string, Progress>>;
   /**
+   * Enabled proxy uid → when this sentinel first saw its info absent. Such a proxy stays in
+   * `enabledProxies` until its info has been absent for {@link absentProxyGraceMs}: an info lease
+   * that expired during a store outage shorter than failInterval (etcd revokes it a moment after
+   * it runs again) must not fence a proxy that is still alive and publishes again at its next check.
+   */
+  readonly proxyAbsentSince?: Readonly<Record<string, number>>;
+  /**
    * Standby DB uid → the primary's WAL position it must reach before it is known in sync
    * ({@link SyncCatchUp}, synchronous replication only).
    */
@@ -102,6 +109,32 @@ export function emptyMemory(): SentinelMemory {
  * deadline, 250 ms after the watchdog's, for a stalled event loop) and timer lateness.
  */
 const PROXY_PROGRESS_MARGIN_MS = 1_000;
+
+/**
+ * How long an enabled proxy whose info is absent stays in `enabledProxies`, in ms: proxyTimeout +
+ * {@link PROXY_PROGRESS_MARGIN_MS}. A proxy alive behind an expired info lease publishes again at
+ * its first successful check (every proxyCheckInterval once the store answers); one that does not
+ * within proxyTimeout has stopped forwarding (its watchdog) and is dropped. Keeping it listed
+ * changes nothing the sentinel waits for: a change of primary waits for the proxies with a live
+ * info only, and lists only those.
+ */
+function absentProxyGraceMs(spec: ResolvedSpec): number {
+  return spec.proxyTimeoutMs + PROXY_PROGRESS_MARGIN_MS;
+}
+
+/**
+ * The enabled proxies whose info is absent, with when this sentinel first saw each absent
+ * (monotonic ms); an enabled proxy with an info, stalled or not, is not in it.
+ */
+function trackAbsentProxies(input: DecideInput): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const uid of input.cd.proxy.spec.enabledProxies) {
+    if (input.proxyInfos[uid] === undefined) {
+      out[uid] = input.memory.proxyAbsentSince?.[uid] ?? input.now;
+    }
+  }
+  return out;
+}
 
 /**
  * Remembers, per uid, when its marker last changed: a new or changed marker is stamped `now`,
@@ -252,6 +285,7 @@ export function decide(input: DecideInput): DecideOutput {
 
   const { infos, keeperProgress, stalledMs, reporting } = keeperViews(input, next.cluster.uid, spec.failIntervalMs);
   const proxyProgress = trackProgress(input.memory.proxyProgress, markersOf(input.proxyInfos), now);
+  const proxyAbsentSince = trackAbsentProxies(input);
 
   const keeperLastSeen: Record<string, number> = { ...(input.memory.keeperLastSeen ?? {}) };
   const initFailures: Record<string, number> = { ...(input.memory.initFailures ?? {}) };
@@ -327,6 +361,7 @@ export function decide(input: DecideInput): DecideOutput {
         delete dbErrorSince[uid];
       },
       syncCatchUp,
+      absentProxiesKept: Object.keys(proxyAbsentSince).filter((uid) => now - (proxyAbsentSince[uid] ?? now) <= absentProxyGraceMs(spec)),
     };
     const proxyInfos = progressingProxies(input, spec, proxyProgress, reasons);
     // Only keepers making progress speak for their postgres: a hung keeper's last "running" must
@@ -391,11 +426,8 @@ export function decide(input: DecideInput): DecideOutput {
   const swPrev = input.memory.switchoverSince;
   const switchoverSince =
     evNext?.kind === 'switchover' ? { id: evNext.id, since: swPrev?.id === evNext.id ? swPrev.since : now } : undefined;
-  if (next.cluster.status.phase !== 'initializing') {
-    for (const k of Object.keys(initFailures)) {
-      delete initFailures[k];
-    }
-  }
+  // Failed initial-primary attempts matter only while initializing.
+  const initFailed = next.cluster.status.phase === 'initializing' ? initFailures : {};
   return {
     next,
     memory: {
@@ -404,7 +436,8 @@ export function decide(input: DecideInput): DecideOutput {
       keeperLastSeen,
       keeperProgress,
       proxyProgress,
-      ...(Object.keys(initFailures).length > 0 ? { initFailures } : {}),
+      ...(Object.keys(proxyAbsentSince).length > 0 ? { proxyAbsentSince } : {}),
+      ...(Object.keys(initFailed).length > 0 ? { initFailures: initFailed } : {}),
       ...(switchoverSince !== undefined ? { switchoverSince } : {}),
       ...(Object.keys(syncCatchUp).length > 0 ? { syncCatchUp } : {}),
     },
@@ -788,6 +821,8 @@ interface NormalTimers {
   readonly resetDbError: (dbUid: string) => void;
   /** The synchronous catch-up thresholds (memory `syncCatchUp`), updated in place. */
   readonly syncCatchUp: Record<string, SyncCatchUp>;
+  /** Enabled proxies whose info is absent for less than {@link absentProxyGraceMs}: they stay enabled. */
+  readonly absentProxiesKept: readonly string[];
 }
 
 function decideInitializing(
@@ -875,9 +910,18 @@ function proxiesBehind(cd: ClusterData, proxyInfos: Readonly<Record<string, Prox
 /**
  * Routes the proxies: the primary is published only once it converged (promotion done) and only
  * after every live proxy acknowledged the fence generation; a change of the live proxies alone
- * bumps the proxy generation too.
+ * bumps the proxy generation too. A change of primary enables the live proxies only; otherwise
+ * `absentKept` (enabled proxies whose info is absent for less than {@link absentProxyGraceMs})
+ * stay enabled, so a proxy whose info lease expired during a short store outage keeps routing.
  */
-function routeProxies(cd: ClusterData, master: DB, masterConverged: boolean, input: DecideInput, reasons: string[]): void {
+function routeProxies(
+  cd: ClusterData,
+  master: DB,
+  masterConverged: boolean,
+  input: DecideInput,
+  absentKept: readonly string[],
+  reasons: string[],
+): void {
   const liveProxies = Object.keys(input.proxyInfos).sort();
   if (cd.proxy.spec.masterDbUid !== master.uid) {
     const behind = proxiesBehind(cd, input.proxyInfos);
@@ -898,11 +942,14 @@ function routeProxies(cd: ClusterData, master: DB, masterConverged: boolean, inp
         `routing proxies [${liveProxies.join(', ')}] to primary ${master.spec.keeperUID} (db ${master.uid}), proxy generation ${cd.proxy.generation}`,
       );
     }
-  } else if (!sortedEq(cd.proxy.spec.enabledProxies, liveProxies)) {
-    cd.proxy.spec.enabledProxies = liveProxies;
+    return;
+  }
+  const enabled = [...new Set([...liveProxies, ...absentKept])].sort();
+  if (!sortedEq(cd.proxy.spec.enabledProxies, enabled)) {
+    cd.proxy.spec.enabledProxies = enabled;
     cd.proxy.generation += 1;
     cd.proxy.changeTime = input.wallTime;
-    reasons.push(`enabled proxies now [${liveProxies.join(', ')}], proxy generation ${cd.proxy.generation}`);
+    reasons.push(`enabled proxies now [${enabled.join(', ')}], proxy generation ${cd.proxy.generation}`);
   }
 }
 
@@ -1124,7 +1171,7 @@ function decideNormal(
   }
 
   const masterConverged = convergence(master, spec.convergenceTimeoutMs) === 'converged';
-  routeProxies(cd, master, masterConverged, input, reasons);
+  routeProxies(cd, master, masterConverged, input, timers.absentProxiesKept, reasons);
 
   if (!masterConverged) {
     return false;

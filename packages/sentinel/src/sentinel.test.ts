@@ -337,6 +337,48 @@ describe('sentinel', () => {
       await admin.close();
     }
   });
+  it('a store outage shorter than failInterval during which the proxy info lease expired: the proxy stays enabled, no proxy generation change', { timeout: 30_000 }, async () => {
+    const { backend, admin, publish } = await republishRig();
+    await publish();
+    let ticker: NodeJS.Timeout | undefined = setInterval(() => void publish().catch(() => undefined), 200);
+    const lines: { msg: string }[] = [];
+    const logger = createLogger({ level: 'info', component: 'sentinel', dest: { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string }) } });
+    try {
+      // leaderTtlMs 10 s: the leadership outlives the outage, so no new term (and no republish wait).
+      const h = await start({ uid: 's1', leaderTtlMs: 10_000 }, { store: new MemoryStore(backend, { clusterName: 'c1' }), logger });
+      handles.push(h);
+      await waitFor(() => h.isLeader(), { timeoutMs: 5000, what: 's1 to lead' });
+      await new Promise((r) => setTimeout(r, 600));
+      const before = parseClusterData((await admin.getClusterData())?.text ?? '');
+
+      // 1.2 s unreachable: below failInterval (2 s), above 2/3 of proxyTimeout (1 s), so p1's info
+      // lease can expire. The store revokes it right after it answers again; p1 publishes at its next
+      // check, 400 ms later, the keepers went on publishing.
+      clearInterval(ticker);
+      backend.setUnavailable(true);
+      await new Promise((r) => setTimeout(r, 1200));
+      backend.setUnavailable(false);
+      await admin.deleteInfo('proxies', 'p1');
+      ticker = setInterval(() => void publish(['k1', 'k2']).catch(() => undefined), 200);
+      await new Promise((r) => setTimeout(r, 400));
+      clearInterval(ticker);
+      await publish();
+      ticker = setInterval(() => void publish().catch(() => undefined), 200);
+      await new Promise((r) => setTimeout(r, 1000));
+
+      expect(h.isLeader()).toBe(true);
+      const after = parseClusterData((await admin.getClusterData())?.text ?? '');
+      expect(after.proxy.generation).toBe(before.proxy.generation);
+      expect(after.proxy.spec.enabledProxies).toEqual(['p1']);
+      expect(after.cluster.status.master).toBe('db-k1');
+      expect(lines.filter((l) => /enabled proxies now/.test(l.msg)).map((l) => l.msg)).toEqual([]);
+    } finally {
+      if (ticker !== undefined) {
+        clearInterval(ticker);
+      }
+      await admin.close();
+    }
+  });
   it('a sentinel that takes over after a later store outage waits for infos to be republished, although it saw an earlier outage only as an observer', { timeout: 40_000 }, async () => {
     const { backend, admin, publish } = await republishRig();
     let who: readonly string[] = ['k1', 'k2', 'p1'];
