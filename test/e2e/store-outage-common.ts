@@ -167,12 +167,13 @@ export async function revokeInfoLeases(c: LocalCluster, kind: 'keepers' | 'proxi
   return leases.length;
 }
 
-/** The proxy generation in the cluster's clusterdata, read through etcd's JSON gateway. */
-export async function proxyGeneration(c: LocalCluster): Promise<number> {
+/** The proxy generation and enabled proxies in the cluster's clusterdata, read through etcd's JSON gateway. */
+export async function proxyState(c: LocalCluster): Promise<{ generation: number; enabled: string[] }> {
   const res = await etcdGateway(c, 'kv/range', { key: b64(`stolon/cluster/${c.clusterName}/clusterdata`) });
   const kv = ((res['kvs'] ?? []) as { value: string }[])[0];
   if (kv === undefined) {
     throw new Error('no clusterdata in etcd');
   }
-  return (JSON.parse(Buffer.from(kv.value, 'base64').toString('utf8')) as { proxy: { generation: number } }).proxy.generation;
+  const { proxy } = JSON.parse(Buffer.from(kv.value, 'base64').toString('utf8')) as { proxy: { generation: number; spec: { enabledProxies: string[] } } };
+  return { generation: proxy.generation, enabled: proxy.spec.enabledProxies };
 }

@@ -27,7 +27,7 @@ import {
   expectOperatorView,
   failsafeSpells,
   outageRecorder,
-  proxyGeneration,
+  proxyState,
   revokeInfoLeases,
   sleep,
   statusDuringOutage,
@@ -191,8 +191,13 @@ describe('store outages with failsafe mode', () => {
       timeoutMs: 20_000,
       what: 'both proxies routing',
     });
+    // A proxy stopped in (d) stays enabled for proxyTimeout + 1 s after its info went: wait until
+    // exactly the two running proxies are enabled.
+    const { generation } = await waitFor(async () => {
+      const s = await proxyState(c);
+      return s.enabled.length === 2 ? s : undefined;
+    }, { timeoutMs: 20_000, what: 'exactly the two running proxies enabled' });
     const p = await c.primaryIndex();
-    const generation = await proxyGeneration(c);
     const notEnabled = (): number => (c.logs().match(/is not in enabledProxies/g) ?? []).length;
     const notEnabledBefore = notEnabled();
     let revoked = 0;
@@ -203,7 +208,7 @@ describe('store outages with failsafe mode', () => {
     expect(revoked).toBe(2);
     expectGapsWithin(c, r, 'proxy info leases revoked', 1000, ['proxy']);
     await expectNothingLost(c, r.acked, p);
-    expect(await proxyGeneration(c)).toBe(generation);
+    expect((await proxyState(c)).generation).toBe(generation);
     expect(notEnabled()).toBe(notEnabledBefore);
   });
 });

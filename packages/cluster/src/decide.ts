@@ -115,8 +115,8 @@ const PROXY_PROGRESS_MARGIN_MS = 1_000;
  * {@link PROXY_PROGRESS_MARGIN_MS}. A proxy alive behind an expired info lease publishes again at
  * its first successful check (every proxyCheckInterval once the store answers); one that does not
  * within proxyTimeout has stopped forwarding (its watchdog) and is dropped. Keeping it listed
- * changes nothing the sentinel waits for: a change of primary waits for the proxies with a live
- * info only, and lists only those.
+ * changes nothing a fence waits for: a change of primary waits for the proxies with a live info
+ * only, and lists only those.
  */
 function absentProxyGraceMs(spec: ResolvedSpec): number {
   return spec.proxyTimeoutMs + PROXY_PROGRESS_MARGIN_MS;
