@@ -10,6 +10,8 @@
  * - `{ type: 'arm', pgData, validForMs }`: this keeper's PostgreSQL in `pgData` is the primary,
  *   and the keeper's info lease is certain to live `validForMs` more ms (already minus the
  *   keeper's safety margin). The fencer fences when that time has passed with no newer `arm`.
+ *   The keeper sends one only when that deadline moves; the fencer sleeps on a timer armed for
+ *   it (the monotonic clock), so it wakes for nothing else while its keeper listens.
  * - `{ type: 'disarm' }`: not a primary (or stopped on purpose): never fence until armed again.
  * - `{ type: 'exit' }`: clean keeper shutdown; exit now without fencing.
  * Messages to the keeper: `{ type: 'ready' }` once it listens (messages sent earlier may be
@@ -25,7 +27,8 @@
  * the keeper's process group does not reach it. It has no stdio: log lines go to the keeper over
  * the IPC channel, or, with no keeper listening, to `fencer.log` next to the pid file named by its
  * first argument. If the keeper goes away (IPC channel closed), an armed fencer still waits for
- * its deadline, fences, and exits — at once if no postmaster runs any more; a disarmed one exits
+ * its deadline, fences, and exits — at once if no postmaster runs any more (it looks every 50 ms
+ * once the keeper is gone); a disarmed one exits
  * at once. It never outlives its keeper by more than the lease's remaining time plus the 1.5 s
  * escalation. It imports nothing but Node's own modules so
  * that it starts fast and cannot fail on the keeper's dependencies.
@@ -33,7 +36,10 @@
 import { closeSync, constants, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
-const CHECK_MS = 50;
+/** The longest delay setTimeout takes as given (a longer one fires after 1 ms), in ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** How often a fencer whose keeper is gone looks whether its postmaster still runs, in ms. */
+const ORPHAN_CHECK_MS = 50;
 const ESCALATE_MS = 1500;
 
 interface ArmMessage {
@@ -158,7 +164,13 @@ function fence(pgData: string, lateByMs: number): void {
   escalate.unref();
 }
 
-setInterval(() => {
+/**
+ * The fencer's one check: fences once the armed deadline has passed; without a keeper, exits when
+ * there is nothing left to guard (disarmed, or no postmaster runs any more). Runs when the deadline
+ * timer fires, on every message, when the keeper goes away, and every {@link ORPHAN_CHECK_MS}
+ * while no keeper listens; then arms the timer for the next deadline.
+ */
+function check(): void {
   if (armed !== undefined && !connected() && postmasterPid(armed.pgData) === undefined) {
     // The keeper is gone and so is its postgres (the whole node was killed): nothing left to fence.
     process.exit(0);
@@ -175,7 +187,26 @@ setInterval(() => {
   } else if (armed === undefined && !connected() && !exitScheduled) {
     process.exit(0);
   }
-}, CHECK_MS);
+  armTimer();
+}
+
+/** The timer for the armed deadline (Node's timers run on the monotonic clock, as `now` does). */
+let deadlineTimer: NodeJS.Timeout | undefined;
+function armTimer(): void {
+  clearTimeout(deadlineTimer);
+  deadlineTimer = undefined;
+  if (armed !== undefined) {
+    // A timer may fire up to a millisecond early (whole ms): `check` then arms it again.
+    deadlineTimer = setTimeout(check, Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(armed.deadline - now()))));
+  }
+}
+
+/** Started once no keeper listens: the postmaster's presence has no event to wait for. */
+let orphanPoll: NodeJS.Timeout | undefined;
+function keeperGone(): void {
+  orphanPoll ??= setInterval(check, ORPHAN_CHECK_MS);
+  check();
+}
 
 process.on('message', (m: Message) => {
   switch (m.type) {
@@ -188,12 +219,18 @@ process.on('message', (m: Message) => {
     case 'exit':
       process.exit(0);
   }
+  check();
 });
 process.on('disconnect', () => {
   if (armed !== undefined) {
     log('warn', `keeper gone; postgres in ${armed.pgData} will be fenced in ${Math.max(0, armed.deadline - now())} ms unless it is already stopped`);
   }
+  keeperGone();
 });
+if (!connected()) {
+  // The channel closed before this module loaded (a keeper that died at once): no 'disconnect' comes.
+  keeperGone();
+}
 if (connected()) {
   process.send?.({ type: 'ready' }, undefined, {}, () => undefined);
 }

@@ -215,6 +215,63 @@ describe('fencer', () => {
     expect(fencer.exitCode).toBe(0);
   });
 
+  it('hears the keeper only when the fence deadline moves or the state changes, not on every update', async () => {
+    // A stand-in fencer that says ready and reports every message it receives as a log line.
+    const stub = join(dir, 'stub-fencer.cjs');
+    await writeFile(
+      stub,
+      "process.on('message', (m) => process.send({ type: 'log', level: 'info', msg: 'got', fields: { got: m } }));\nprocess.send({ type: 'ready' });\n",
+    );
+    const got: { type: string; validForMs?: number }[] = [];
+    const keeperLog = createLogger({
+      level: 'info',
+      component: 'test',
+      dest: { write: (l: string) => void ((JSON.parse(l) as { got?: { type: string } }).got !== undefined && got.push((JSON.parse(l) as { got: { type: string } }).got)) },
+    });
+    const f = startFencer(keeperLog, { script: stub });
+    fencers.push(f);
+    const pgData = join(dir, 'k');
+    // The lease's end stays put: every update computes the same absolute deadline.
+    const leaseEnd = performance.now() + 5000;
+    for (let i = 0; i < 12; i++) {
+      f.update({ armed: true, pgData, leaseRemainingMs: leaseEnd - performance.now(), ttlMs: 6000 });
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    await waitFor(() => (got.length >= 1 ? true : undefined), { timeoutMs: 5000, what: 'the first arm' });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(got.map((m) => m.type)).toEqual(['arm']);
+    // Sent with the time left at the send: about the lease's end less the margin, less the time waited.
+    expect(got[0]!.validForMs).toBeLessThanOrEqual(5000 - fenceMarginMs(6000));
+    expect(got[0]!.validForMs).toBeGreaterThan(5000 - fenceMarginMs(6000) - 3000);
+    // A renewal moves the deadline: told again, once.
+    const renewed = leaseEnd + 2000;
+    f.update({ armed: true, pgData, leaseRemainingMs: renewed - performance.now(), ttlMs: 6000 });
+    f.update({ armed: true, pgData, leaseRemainingMs: renewed - performance.now(), ttlMs: 6000 });
+    // Disarmed: told once however often it is said.
+    f.update({ armed: false });
+    f.update({ armed: false });
+    await waitFor(() => (got.length >= 3 ? true : undefined), { timeoutMs: 5000, what: 'the renewal and the disarm' });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(got.map((m) => m.type)).toEqual(['arm', 'arm', 'disarm']);
+  });
+
+  it('an armed fencer sleeps until its deadline instead of polling (no wake-ups while nothing happens)', async () => {
+    const pgData = join(dir, 'l');
+    await fakePostmaster(pgData);
+    const pidFile = join(dir, 'l-fencer.pid');
+    const f = startFencer(log, { script: SCRIPT, pidFile });
+    fencers.push(f);
+    const pid = await waitFor(async () => Number((await readFile(pidFile, 'utf8').catch(() => '')).trim()) || undefined, { timeoutMs: 5000, what: 'the fencer pid' });
+    f.update({ armed: true, pgData, leaseRemainingMs: 60_000, ttlMs: 6000 });
+    // /proc/<pid>/status counts the main thread's voluntary context switches: one per wake-up from epoll.
+    const switches = async () => Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))![1]);
+    await new Promise((r) => setTimeout(r, 500));
+    const before = await switches();
+    await new Promise((r) => setTimeout(r, 2000));
+    // A 50 ms poll wakes it ~40 times in 2 s.
+    expect((await switches()) - before).toBeLessThan(10);
+  });
+
   it('a clean stop exits the fencer without fencing', async () => {
     const pgData = join(dir, 'f');
     const pm = await fakePostmaster(pgData);

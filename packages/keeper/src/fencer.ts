@@ -1,7 +1,7 @@
 /**
  * The keeper's side of self-fencing (docs/architecture.md, "Self-fencing primary"): keeps the fencer process (`fencer-bin.ts`)
- * running and tells it, several times a second, whether this keeper's PostgreSQL is the primary
- * and for how long the keeper's info lease is certain to live. If those updates stop — the keeper
+ * running and tells it, whenever it changes, whether this keeper's PostgreSQL is the primary
+ * and until when the keeper's info lease is certain to live. If no later deadline comes — the keeper
  * is frozen, killed, or cannot reach the store to renew its lease — the fencer shuts PostgreSQL
  * down before the lease can expire, i.e. before any sentinel could promote another keeper.
  */
@@ -26,7 +26,13 @@ type FenceState =
 
 /** The keeper-facing control of a fencer. */
 export interface FenceControl {
-  /** Sends the current state; cheap, call it often (every ≤ 250 ms). */
+  /**
+   * Takes the current state; cheap, call it often (every ≤ 250 ms). The fencer hears of it only
+   * when it differs from what it was last told: armed or not, the PGDATA, or the absolute fence
+   * deadline (now + `leaseRemainingMs` − margin) moved by {@link DEADLINE_SLACK_MS} or more. A
+   * lease that is neither renewed nor shortened leaves the deadline where it is, and the fencer
+   * acts on it with no further message.
+   */
   update(state: FenceState): void;
   /** Called when the fencer fenced PostgreSQL. */
   onFenced(listener: (info: { pid: number; at: string }) => void): void;
@@ -67,12 +73,38 @@ function previousFencer(pidFile: string): number | undefined {
 }
 
 /**
+ * How far the absolute fence deadline must move, in ms, before the fencer is told again: the
+ * lease's remaining time and the clock are read at slightly different instants, so a deadline
+ * that did not move is computed a few microseconds apart from one update to the next.
+ */
+const DEADLINE_SLACK_MS = 1;
+
+/**
  * How long before the lease could expire the fencer acts: a quarter of the TTL, at least 1 s.
  * The fence (SIGINT to the postmaster) refuses connections within milliseconds; the margin covers
- * the fencer's 50 ms check, IPC delay, and a scheduler stall of the fencer itself.
+ * IPC delay and a scheduler stall of the fencer itself (its deadline timer firing late).
  */
 export function fenceMarginMs(ttlMs: number): number {
   return Math.max(1000, Math.floor(ttlMs / 4));
+}
+
+/**
+ * Whether the fencer, told `a`, needs not hear `b`: both disarmed, or both armed for the same
+ * PGDATA with deadlines less than {@link DEADLINE_SLACK_MS} apart (two deadlines already past
+ * count as the same: both mean fence now).
+ */
+function sameFence(
+  a: { readonly armed: false } | { readonly armed: true; readonly pgData: string; readonly deadline: number } | undefined,
+  b: { readonly armed: false } | { readonly armed: true; readonly pgData: string; readonly deadline: number },
+): boolean {
+  if (a === undefined || a.armed !== b.armed) {
+    return false;
+  }
+  if (!a.armed || !b.armed) {
+    return true;
+  }
+  const now = performance.now();
+  return a.pgData === b.pgData && ((a.deadline <= now && b.deadline <= now) || Math.abs(a.deadline - b.deadline) < DEADLINE_SLACK_MS);
 }
 
 /**
@@ -109,10 +141,16 @@ export function startFencer(log: Logger, opts: { readonly script?: string; reado
   let stopping = false;
   const listeners: ((info: { pid: number; at: string }) => void)[] = [];
   let lastArmed = false;
+  /**
+   * What the fencer was last told (`deadline`: performance.now() ms, -Infinity to fence at once);
+   * undefined when it must be told again: nothing sent yet, a new child, or the fencer fenced
+   * (which disarms it).
+   */
+  let told: { readonly armed: false } | { readonly armed: true; readonly pgData: string; readonly deadline: number } | undefined;
 
   /** Set once the current child said `ready`; until then the latest message waits in `pending`. */
   let ready = false;
-  let pending: unknown;
+  let pending: NonNullable<typeof told> | { readonly type: 'exit' } | undefined;
   const spawnChild = (): void => {
     // The pid file's path as argument tags the process for isFencer; fencer-bin writes its log
     // lines to `fencer.log` next to it while no keeper listens.
@@ -123,6 +161,7 @@ export function startFencer(log: Logger, opts: { readonly script?: string; reado
     const c = fork(script, pidFile === undefined ? [] : [pidFile], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'], execArgv: [], detached: true });
     child = c;
     ready = false;
+    told = undefined;
     recordPid(c.pid);
     c.on('message', (m: { type?: string; pid?: number; at?: string; level?: string; msg?: string; fields?: Record<string, unknown> }) => {
       if (m.type === 'log' && typeof m.msg === 'string') {
@@ -134,6 +173,8 @@ export function startFencer(log: Logger, opts: { readonly script?: string; reado
           send(pending);
         }
       } else if (m.type === 'fenced' && typeof m.pid === 'number' && typeof m.at === 'string') {
+        // A fence disarms the fencer: the next update tells it the keeper's state again.
+        told = undefined;
         for (const l of listeners) {
           l({ pid: m.pid, at: m.at });
         }
@@ -156,10 +197,20 @@ export function startFencer(log: Logger, opts: { readonly script?: string; reado
   };
   spawnChild();
 
-  const send = (m: unknown): void => {
+  /** The message for `state`; an arm's `validForMs` is taken from its absolute deadline when it is sent. */
+  const message = (state: NonNullable<typeof told>): unknown =>
+    state.armed
+      ? { type: 'arm', pgData: state.pgData, validForMs: Number.isFinite(state.deadline) ? Math.max(0, state.deadline - performance.now()) : 0 }
+      : { type: 'disarm' };
+  /**
+   * Sends `m` once the child said `ready` (the latest one waits in `pending` until then); a state
+   * is turned into its message at the moment it is sent, so an arm that waited for a new child
+   * carries the time left then, not when it was queued.
+   */
+  const send = (m: NonNullable<typeof told> | { readonly type: 'exit' }): void => {
     pending = m;
     if (ready && child?.connected === true) {
-      child.send(m as Parameters<ChildProcess['send']>[0], () => undefined);
+      child.send(('type' in m ? m : message(m)) as Parameters<ChildProcess['send']>[0], () => undefined);
     }
   };
 
@@ -169,12 +220,13 @@ export function startFencer(log: Logger, opts: { readonly script?: string; reado
         log.info(state.armed ? 'self-fencing armed: this keeper runs the primary' : 'self-fencing disarmed');
         lastArmed = state.armed;
       }
-      if (state.armed) {
-        // No lease (-Infinity) or one already past the margin: fence now (JSON has no Infinity).
-        const validForMs = state.leaseRemainingMs - fenceMarginMs(state.ttlMs);
-        send({ type: 'arm', pgData: state.pgData, validForMs: Number.isFinite(validForMs) ? Math.max(0, validForMs) : 0 });
-      } else {
-        send({ type: 'disarm' });
+      // No lease (-Infinity) or one already past the margin: fence now (JSON has no Infinity).
+      const next: NonNullable<typeof told> = state.armed
+        ? { armed: true, pgData: state.pgData, deadline: performance.now() + state.leaseRemainingMs - fenceMarginMs(state.ttlMs) }
+        : { armed: false };
+      if (!sameFence(told, next)) {
+        told = next;
+        send(next);
       }
     },
     onFenced(listener) {

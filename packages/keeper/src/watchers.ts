@@ -8,7 +8,7 @@ import { noteFenced } from './failsafe.js';
 import { fenceMarginMs } from './fencer.js';
 import type { KeeperRuntime } from './runtime.js';
 
-/** How often the fencer hears the lease's remaining time even without a pass, in ms. */
+/** How often the fence deadline is computed even without a pass (the fencer hears it when it moved), in ms. */
 const FENCE_UPDATE_MS = 250;
 /** How often the crash watch looks at postmaster.pid without an open probe connection, in ms. */
 const CRASH_CHECK_MS = 100;
@@ -105,8 +105,9 @@ export function updateFence(rt: KeeperRuntime): void {
 }
 
 /**
- * Starts the fence updater (every 250 ms, so a frozen or cut-off keeper stops refreshing the
- * fencer) and the fencer's report of a fence (the activity says so and a pass runs).
+ * Starts the fence updater (every 250 ms: a renewed lease reaches the fencer within that; a
+ * frozen or cut-off keeper stops moving its deadline, and the fencer acts on the last one) and
+ * the fencer's report of a fence (the activity says so and a pass runs).
  * @returns a function that stops the timer
  */
 export function startFenceUpdates(rt: KeeperRuntime): () => void {
