@@ -120,6 +120,8 @@ export class KeeperRuntime {
    * `start`'s watch wrapper and pass trigger, cleared by `readClusterData` when it sends a read.
    */
   cdStale = true;
+  /** The last clusterdata parsed by a pass, with the revision and text it was parsed from (`parsedClusterData` in pass.ts). */
+  cdParsed: { readonly revision: string; readonly text: string; readonly cd: ClusterData } | undefined;
   /** True while the pass loop's clusterdata watch runs (set by `start`). */
   cdWatching: () => boolean = () => false;
   /** Set by `start` once the task runner exists. */
