@@ -290,11 +290,11 @@ export class SentinelMetrics {
   }
 
   /** `pass` wrapped to observe its duration in `stolon_sentinel_pass_duration_seconds`, whatever its outcome. */
-  timed<T>(pass: () => Promise<T>): () => Promise<T> {
-    return async () => {
+  timed<A extends unknown[], T>(pass: (...args: A) => Promise<T>): (...args: A) => Promise<T> {
+    return async (...args) => {
       const end = this.passDuration.startTimer();
       try {
-        return await pass();
+        return await pass(...args);
       } finally {
         end();
       }

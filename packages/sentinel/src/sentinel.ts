@@ -30,11 +30,12 @@ import {
 } from '@stolon-ts/cluster';
 import type { ClusterDataRecord, Election, Store } from '@stolon-ts/store';
 import { Registry } from 'prom-client';
-import type { SentinelHealthSnapshot } from './health.js';
 import { SentinelMetrics } from './metrics.js';
 import { rememberingInfoCheck, type InfoCheck } from './info-check.js';
 import { WatchPasses } from './progress-only.js';
 import { RepublishWait } from './republish.js';
+import type { SentinelHealthSnapshot } from './health.js';
+import { ViewCache } from './view-cache.js';
 
 /** The leader's read: usable (maybe repaired, malformed infos left out), or refused with the sentence to log. */
 type LeaderRead =
@@ -194,17 +195,55 @@ async function listInfos(store: Store): Promise<{ keepers: Record<string, Keeper
 
 /**
  * The pass's first read: clusterdata, and for a leader on a store that can (`readClusterView`)
- * the infos with it in the same request, so an idle leader's pass is one store read, not three.
+ * the infos with it in the same request, so an idle leader's pass is one store read, not three;
+ * that read goes through `cache`, which keeps it for the next passes (view-cache.ts), and is
+ * recorded in `republish` (also for readiness). With `mayUseCopy` a leader takes the cache's copy
+ * instead when it may: that is no store read, and is not recorded.
+ * @returns the view and `readAt` (monotonic ms, once it was read or taken)
  */
 async function readView(
   store: Store,
   leader: boolean,
-): Promise<{ clusterData: ClusterDataRecord | null; infos?: { keepers: Record<string, KeeperInfo>; proxies: Record<string, ProxyInfo> } }> {
-  if (leader && store.readClusterView !== undefined) {
-    const v = await store.readClusterView();
-    return { clusterData: v.clusterData, infos: v };
+  opts: { readonly cache: ViewCache; readonly mayUseCopy: boolean; readonly republish: RepublishWait },
+): Promise<{ clusterData: ClusterDataRecord | null; infos?: { keepers: Record<string, KeeperInfo>; proxies: Record<string, ProxyInfo> }; readAt: number }> {
+  const { cache, republish } = opts;
+  const copy = leader && opts.mayUseCopy ? cache.take(monoMs()) : undefined;
+  if (copy !== undefined) {
+    return { clusterData: copy.clusterData, infos: copy, readAt: monoMs() };
   }
-  return { clusterData: await store.getClusterData() };
+  const readClusterView = store.readClusterView?.bind(store);
+  const v = leader && readClusterView !== undefined ? await cache.read(readClusterView, monoMs()) : undefined;
+  const out = v !== undefined ? { clusterData: v.clusterData, infos: v } : { clusterData: await store.getClusterData() };
+  const readAt = monoMs();
+  republish.read(readAt);
+  return { ...out, readAt };
+}
+
+/**
+ * The store as the pass loop's watch sees it: on a store with `watchInfoValues`, every info
+ * change and every clusterdata event also reach `cache` (view-cache.ts).
+ */
+function cachingWatchStore(store: Store, cache: ViewCache): Pick<Store, 'watch' | 'watchInfoValues'> {
+  const valued = store.watchInfoValues?.bind(store);
+  const watch = store.watch.bind(store);
+  if (valued === undefined) {
+    return { watch };
+  }
+  return {
+    watch,
+    watchInfoValues: (topics, listener, onInfo) =>
+      valued(
+        topics,
+        (topic) => {
+          cache.onTopic(topic);
+          listener(topic);
+        },
+        (change) => {
+          cache.onInfo(change);
+          onInfo(change);
+        },
+      ),
+  };
 }
 
 /** A promise and the function that resolves it (Node 20 has no `Promise.withResolvers`). */
@@ -222,10 +261,10 @@ function doneSignal(): { promise: Promise<void>; resolve: () => void } {
  */
 function watchOrFullPass(
   watchPasses: WatchPasses,
-  fullPass: () => Promise<PassResult | undefined>,
+  fullPass: (mayUseCopy: boolean) => Promise<PassResult | undefined>,
   sentinel: { isLeader(): boolean; memory(): SentinelMemory; adopt(m: SentinelMemory): void; sleepMs(): number },
 ): (ctx: PassContext) => Promise<PassResult | undefined> {
-  return async ({ watchTopics }) => {
+  return async ({ trigger, watchTopics }) => {
     // Every pass takes the info changes the watch carried so far: a full pass reads everything.
     const changes = watchPasses.takeChanges();
     const done =
@@ -237,8 +276,11 @@ function watchOrFullPass(
       return undefined;
     }
     watchPasses.forget();
+    // The timer, or info publishes only: the copy of the last read may serve (view-cache.ts);
+    // anything else (a clusterdata event, a new term, a conflict, the watch re-established) reads.
+    const mayUseCopy = watchTopics === undefined ? trigger === 'interval' : !watchTopics.has('clusterdata');
     try {
-      return await fullPass();
+      return await fullPass(mayUseCopy);
     } finally {
       watchPasses.fullPassEnded(monoMs());
     }
@@ -255,6 +297,7 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
   let state: SentinelState = 'starting';
   let memory: SentinelMemory = emptyMemory();
   let sleepMs = DEFAULT_SLEEP_MS;
+  const viewCache = new ViewCache();
   const { promise: done, resolve: resolveDone } = doneSignal();
 
   // After this sentinel could not read the store for a while, and at the start of each of its
@@ -270,6 +313,7 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
     // A new term starts with empty memory, as Stolon resets its timers on (re)gaining leadership,
     // and with a republish wait (republish.ts).
     memory = emptyMemory();
+    viewCache.drop();
     if (leader) {
       republish.newTerm();
     }
@@ -280,12 +324,11 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
   const watchPasses = new WatchPasses(store);
   const infoCheck = rememberingInfoCheck();
   const publishInfo = infoPublisher(store, config.uid);
-  const runPass = async (): Promise<PassResult | undefined> => {
+  const runPass = async (mayUseCopy: boolean): Promise<PassResult | undefined> => {
     await publishInfo(Math.max(3 * sleepMs, 5000));
-    const view = await readView(store, election.isLeader());
+    const view = await readView(store, election.isLeader(), { cache: viewCache, mayUseCopy: mayUseCopy && loop.watching(), republish });
     let rec = view.clusterData;
-    const readAt = monoMs();
-    republish.read(readAt);
+    const { readAt } = view;
     if (rec === null) {
       if (config.initialClusterSpec === undefined) {
         return { sentence: 'no clusterdata: waiting for `stolonctl init`' };
@@ -339,6 +382,7 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
     const spec = resolveSpec(cd.cluster.spec);
     sleepMs = spec.sleepIntervalMs;
     republish.setSpec(spec);
+    viewCache.setSpec(spec);
     const waiting = republish.check(cd, keeperInfos, proxyInfos, readAt);
     if (waiting !== undefined) {
       return { sentence: waiting, key: 'republish-wait' };
@@ -380,6 +424,7 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
     // histories only after a successful put).
     memory = out.memory;
     watchPasses.settled(allKeeperInfos, proxyInfos, spec, out.changed);
+    viewCache.settled(out.changed);
     return { sentence: out.reasons.join('; '), force: out.changed, fields: { changed: out.changed } };
   };
 
@@ -387,7 +432,7 @@ export async function start(config: SentinelConfig, deps: SentinelDeps): Promise
     log,
     run: passes.wrap(watchOrFullPass(watchPasses, metrics.timed(runPass), { isLeader: () => election.isLeader(), memory: () => memory, adopt: (m) => (memory = m), sleepMs: () => sleepMs })),
     intervalMs: () => watchPasses.nextFullInMs(sleepMs, monoMs()),
-    watch: { store: watchPasses.watchStore(store), topics: ['clusterdata', 'keepers', 'proxies'] },
+    watch: { store: watchPasses.watchStore(cachingWatchStore(store, viewCache)), topics: ['clusterdata', 'keepers', 'proxies'] },
   });
   state = 'running';
   log.info({ uid: config.uid }, 'sentinel started');

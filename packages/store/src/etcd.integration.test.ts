@@ -156,11 +156,15 @@ describe('EtcdStore.watchInfoValues and readClusterView', () => {
     await store.putClusterData('{"v":1}', null);
     await store.deleteInfo('keepers', 'k1');
     await waitFor(() => changes.length >= 3 && topics.includes('clusterdata'), { timeoutMs: 5000, what: 'the events' });
-    expect(changes).toEqual([
+    expect(changes.map((c) => ({ ...c, revision: undefined }))).toEqual([
       { kind: 'keepers', uid: 'k1', text: JSON.stringify(info('a')) },
       { kind: 'keepers', uid: 'k1', text: JSON.stringify(info('b')) },
       { kind: 'keepers', uid: 'k1', text: null },
     ]);
+    // Each with the store revision of its put or delete, in order, and at or below a read made after them.
+    const revisions = changes.map((c) => BigInt(('revision' in c && c.revision) || '0'));
+    expect(revisions.every((r, i) => r > 0n && (i === 0 || r > revisions[i - 1]!))).toBe(true);
+    expect(BigInt((await store.readClusterView()).revision ?? '0')).toBeGreaterThanOrEqual(revisions[2]!);
     expect(topics).toContain('keepers');
     expect(topics).not.toContain('proxies');
 
@@ -176,7 +180,7 @@ describe('EtcdStore.watchInfoValues and readClusterView', () => {
   it('readClusterView gives what getClusterData and listInfos give, in one read, and nothing of another cluster', async () => {
     const store = new EtcdStore({ endpoints: etcd.endpoints, clusterName: 'view', timeoutMs: 2000 });
     const other = new EtcdStore({ endpoints: etcd.endpoints, clusterName: 'view2', timeoutMs: 2000 });
-    expect(await store.readClusterView()).toEqual({ clusterData: null, keepers: {}, proxies: {} });
+    expect(await store.readClusterView()).toEqual({ clusterData: null, keepers: {}, proxies: {}, revision: expect.stringMatching(/^\d+$/) });
     await store.putClusterData('{"v":1}', null);
     await store.setInfo('keepers', 'k1', { infoUID: 'a', uid: 'k1', clusterUID: 'c', bootUUID: 'b', postgresBinaryVersion: { Maj: 16, Min: 0 } }, 20_000);
     await store.setInfo('proxies', 'p1', { infoUID: 'x', UID: 'p1', Generation: 1, ProxyTimeout: 1 }, 20_000);
@@ -184,7 +188,9 @@ describe('EtcdStore.watchInfoValues and readClusterView', () => {
     await other.putClusterData('{"v":2}', null);
     await other.setInfo('keepers', 'k9', { infoUID: 'z', uid: 'k9', clusterUID: 'c', bootUUID: 'b', postgresBinaryVersion: { Maj: 16, Min: 0 } }, 20_000);
     const view = await store.readClusterView();
-    expect(view).toEqual({ clusterData: await store.getClusterData(), keepers: await store.listInfos('keepers'), proxies: await store.listInfos('proxies') });
+    expect(view).toEqual({ clusterData: await store.getClusterData(), keepers: await store.listInfos('keepers'), proxies: await store.listInfos('proxies'), revision: view.revision });
+    // The read's revision: the store's at the read, at or above that of every key it returned.
+    expect(BigInt(view.revision ?? '0')).toBeGreaterThanOrEqual(BigInt(view.clusterData?.revision ?? '1'));
     expect(Object.keys(view.keepers)).toEqual(['k1']);
     await other.close();
     await store.close();

@@ -443,7 +443,7 @@ export class EtcdStore implements Store {
         }
       }
     }
-    return { clusterData, ...infos };
+    return { clusterData, ...infos, revision: res.header.revision };
   }
 
   /**
@@ -880,7 +880,7 @@ class EtcdWatch implements StoreWatch {
             for (const e of res.events) {
               const key = e.kv.key.toString('utf8');
               if (key.startsWith(dir)) {
-                this.onInfo?.({ kind, uid: key.slice(dir.length), text: e.type === 'Delete' ? null : e.kv.value.toString('utf8') });
+                this.onInfo?.({ kind, uid: key.slice(dir.length), text: e.type === 'Delete' ? null : e.kv.value.toString('utf8'), revision: e.kv.mod_revision });
               }
             }
           }

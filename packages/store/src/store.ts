@@ -39,10 +39,11 @@ export type WatchTopic = 'clusterdata' | InfoKind | 'sentinel-leader';
  * One put or delete of an info entry, as a watch saw it (`Store.watchInfoValues`), in the
  * store's order for that kind: the value exactly as stored, or `text` null once the entry was
  * deleted or expired. `resync`: events of `kind` may have been missed (a reconnect, a watcher
- * re-created); re-read them.
+ * re-created); re-read them. `revision` (etcd: the event's mod revision, a decimal string) orders
+ * the change against `ClusterView.revision`: a change at or below a view's revision is already in it.
  */
 export type InfoChange =
-  | { readonly kind: InfoKind; readonly uid: string; readonly text: string | null }
+  | { readonly kind: InfoKind; readonly uid: string; readonly text: string | null; readonly revision?: string }
   | { readonly kind: InfoKind; readonly resync: true };
 
 /** Clusterdata and the keeper and proxy infos, read at one store revision (`Store.readClusterView`). */
@@ -50,6 +51,8 @@ export interface ClusterView {
   readonly clusterData: ClusterDataRecord | null;
   readonly keepers: Record<string, KeeperInfo>;
   readonly proxies: Record<string, ProxyInfo>;
+  /** The store revision the view was read at (etcd: the response header's revision, a decimal string), when the store says. */
+  readonly revision?: string;
 }
 
 /** A running watch. */
