@@ -72,7 +72,7 @@ describe('ViewCache', () => {
       expect(c.take(1)).toBeUndefined();
     }
     const c = new ViewCache();
-    await c.read(async () => ({ ...view('10', {}), revision: undefined }), 0);
+    await c.read(async () => ({ clusterData: null, keepers: {}, proxies: {} }), 0);
     c.settled(false);
     expect(c.take(1)).toBeUndefined();
     // A clusterdata event while the read is in flight spoils its answer.
