@@ -40,8 +40,12 @@ describe('ViewCache', () => {
     expect(c.take(3)).toBeUndefined();
     c.onInfo(put('k1', 'd', '13'));
     expect(v?.keepers['k1']).toEqual(info('k1', 'c'));
+    // An info that is not a JSON object is left out, as readClusterView leaves it out.
+    c.onInfo({ kind: 'keepers', uid: 'k2', text: '[1]', revision: '14' });
     c.settled(false);
-    expect(c.take(4)?.keepers['k1']).toEqual(info('k1', 'd'));
+    const w = c.take(4);
+    expect(w?.keepers['k1']).toEqual(info('k1', 'd'));
+    expect(Object.keys(w?.keepers ?? {})).toEqual(['k1']);
     // A pass that wrote: the next one reads.
     c.settled(true);
     expect(c.take(5)).toBeUndefined();

@@ -57,7 +57,17 @@ function infoOf(text: string): object | undefined {
 }
 
 export class ViewCache {
-  private copy: { keepers: Record<string, KeeperInfo>; proxies: Record<string, ProxyInfo>; clusterData: ClusterDataRecord | null; revision: bigint; sentAt: number } | undefined;
+  private copy:
+    | {
+        keepers: Record<string, KeeperInfo>;
+        proxies: Record<string, ProxyInfo>;
+        clusterData: ClusterDataRecord | null;
+        revision: bigint;
+        sentAt: number;
+        /** The latest text of each info changed since the copy was last taken, parsed only when it is taken. */
+        texts: Map<string, { readonly kind: 'keepers' | 'proxies'; readonly uid: string; readonly text: string }>;
+      }
+    | undefined;
   /** The changes seen while a read is in flight (applied over its answer); `spoiled`: drop that answer. */
   private inFlight: { changes: InfoChange[]; spoiled: boolean } | undefined;
   /** Set by {@link settled}, cleared by every use: the copy serves one pass after a pass that changed nothing. */
@@ -112,7 +122,7 @@ export class ViewCache {
     try {
       const v = await read();
       if (!flight.spoiled && v.revision !== undefined && /^\d+$/.test(v.revision)) {
-        this.copy = { clusterData: v.clusterData, keepers: { ...v.keepers }, proxies: { ...v.proxies }, revision: BigInt(v.revision), sentAt: now };
+        this.copy = { clusterData: v.clusterData, keepers: { ...v.keepers }, proxies: { ...v.proxies }, revision: BigInt(v.revision), sentAt: now, texts: new Map() };
         for (const c of flight.changes) {
           if (this.copy === undefined) {
             break;
@@ -144,7 +154,21 @@ export class ViewCache {
     const c = this.copy;
     const ok = this.usable && c !== undefined && now - c.sentAt < this.maxAgeMs;
     this.usable = false;
-    return ok ? { clusterData: c.clusterData, keepers: { ...c.keepers }, proxies: { ...c.proxies } } : undefined;
+    if (!ok) {
+      return undefined;
+    }
+    for (const { kind, uid, text } of c.texts.values()) {
+      const info = infoOf(text);
+      const infos: Record<string, object> = c[kind];
+      if (info === undefined) {
+        // readClusterView skips what is not a JSON object.
+        delete infos[uid];
+      } else {
+        infos[uid] = info;
+      }
+    }
+    c.texts.clear();
+    return { clusterData: c.clusterData, keepers: { ...c.keepers }, proxies: { ...c.proxies } };
   }
 
   /** Applies `c` to the copy; false when the copy cannot follow it (the copy must go). */
@@ -156,14 +180,8 @@ export class ViewCache {
     if (c.kind === 'sentinels' || BigInt(c.revision) <= copy.revision) {
       return true;
     }
-    const info = infoOf(c.text);
-    const infos: Record<string, object> = copy[c.kind];
-    if (info === undefined) {
-      // readClusterView skips what is not a JSON object.
-      delete infos[c.uid];
-    } else {
-      infos[c.uid] = info;
-    }
+    // Kept as text: an info publishes every sleepInterval, and only the last text before a take counts.
+    copy.texts.set(`${c.kind}/${c.uid}`, { kind: c.kind, uid: c.uid, text: c.text });
     return true;
   }
 }
