@@ -5,8 +5,9 @@
  *     with a client writing to the new primary;
  * (b) zone loss: the primary node dies, then (at once) the node of the standby the sentinel chose
  *     to promote: the third keeper becomes primary in bounded time;
- * (c) the old primary's node dies as a switchover starts: the switchover becomes a failover, a
- *     primary exists again in bounded time, and `stolonctl switchover` says so;
+ * (c) the old primary's node dies as a switchover starts (the standbys hold their promotion 3 s
+ *     with failpoint keeperBeforePromote, so the kill lands while it runs): the switchover becomes
+ *     a failover, a primary exists again in bounded time, and `stolonctl switchover` says so;
  * (d) no keeper holding a DB is left (a standby down, then the primary and the standby chosen in its
  *     place): the old primary's keeper, restarted without a DB, gets its DB back as a standby and is
  *     promoted again, with every row it had;
@@ -15,6 +16,8 @@
  *     test:chaos, chosenStandbyDiesMidPromotion after killLeaderSentinelWithPrimary).
  * The decisions are table-tested in packages/cluster/src/decide.test.ts and switchover.test.ts.
  */
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { parseClusterData, type ClusterData } from '@stolon-ts/cluster';
@@ -27,6 +30,7 @@ const e2e = e2eCluster({ beforeAll, afterAll, beforeEach }, {
   keepers: 3,
   clusterName: 'ffs',
   logLevel: 'debug',
+  failpoints: true,
   setup: async (c) => {
     store = await createStore({ backend: 'etcdv3', endpoints: c.etcd.endpoints, clusterName: 'ffs' });
     await query(c.proxyClientConfig(0), 'create table a (id serial primary key, who int)');
@@ -183,12 +187,17 @@ describe('failover safety', () => {
         })
         .catch(() => undefined);
     });
+    // The standbys wait 3 s before promoting (failpoint keeperBeforePromote): without it a
+    // switchover can complete (a few hundred ms) before the watch has seen it and the kill landed.
+    const standbys = e2e.cluster.keepers.filter((_, i) => i !== old);
+    await Promise.all(standbys.map((k) => writeFile(join(k.failpointsDir!, 'keeperBeforePromote'), 'sleep(3000)')));
     let sw: Awaited<ReturnType<typeof e2e.cluster.stolonctl>>;
     try {
       sw = await e2e.cluster.stolonctl(['switchover', '--yes']);
       await killing;
     } finally {
       await watch.close();
+      await Promise.all(standbys.map((k) => rm(join(k.failpointsDir!, 'keeperBeforePromote'), { force: true })));
     }
     expect(killing).toBeDefined();
     process.stdout.write(`stolonctl switchover said:\n${sw.stdout}${sw.stderr}\n`);
