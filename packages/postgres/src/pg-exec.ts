@@ -43,8 +43,16 @@ interface ExecOptions {
   readonly supervised?: boolean;
 }
 
-/** The compiled child supervisor: next to this module in dist, or in dist when run from src (tests). */
-const SUPERVISOR = [new URL('./child-supervisor-bin.js', import.meta.url), new URL('../dist/child-supervisor-bin.js', import.meta.url)]
+/**
+ * The compiled child supervisor: next to this module in dist, in dist when run from src (tests),
+ * or, when this module is part of a program's bundle (`packages/<program>/dist/bin.js`, see
+ * packages/keeper/scripts/bundle.mjs), in this package's dist beside that program's.
+ */
+const SUPERVISOR = [
+  new URL('./child-supervisor-bin.js', import.meta.url),
+  new URL('../dist/child-supervisor-bin.js', import.meta.url),
+  new URL('../../postgres/dist/child-supervisor-bin.js', import.meta.url),
+]
   .map((u) => fileURLToPath(u))
   .find((f) => existsSync(f));
 

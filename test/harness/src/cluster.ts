@@ -7,7 +7,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,9 +27,25 @@ import { waitFor } from './wait.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
-/** Path of a program's built entry point, e.g. `bin('keeper')`. */
+/** The packages whose compiled modules `packages/keeper/dist/bin.js` bundles (scripts/bundle.mjs). */
+const KEEPER_BUNDLE_INPUTS = ['keeper', 'postgres', 'common', 'store', 'cluster'] as const;
+
+/**
+ * Path of a program's built entry point, e.g. `bin('keeper')`.
+ * @throws Error for the keeper when its bundle exists but is older than a compile of one of the
+ *   packages it bundles (their `dist/.tsbuildinfo`): `tsc -b` ran without the bundle step of
+ *   `npm run build`, and the tests would run the keeper as it was before.
+ */
 export function binPath(component: 'keeper' | 'sentinel' | 'proxy' | 'stolonctl'): string {
-  return join(REPO, 'packages', component, 'dist', 'bin.js');
+  const path = join(REPO, 'packages', component, 'dist', 'bin.js');
+  if (component === 'keeper' && existsSync(path)) {
+    const built = statSync(path).mtimeMs;
+    const newer = KEEPER_BUNDLE_INPUTS.map((p) => join(REPO, 'packages', p, 'dist', '.tsbuildinfo')).filter((f) => existsSync(f) && statSync(f).mtimeMs > built);
+    if (newer.length > 0) {
+      throw new Error(`${path} is older than ${newer.join(', ')}: the keeper bundle was not rebuilt after tsc -b; run npm run build`);
+    }
+  }
+  return path;
 }
 
 /** The store backends a local cluster can run on. */
