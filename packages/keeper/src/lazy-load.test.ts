@@ -1,6 +1,7 @@
 /**
  * Start-up cost of the keeper: the modules its start imports (the metrics module, the PostgreSQL
- * manager) load neither prom-client nor node-postgres; the keeper loads both after its first pass.
+ * manager) load neither prom-client nor node-postgres; the keeper loads both a second after its
+ * first pass (late-setup.ts). The bundled program keeps them out too (bundle.test.ts).
  */
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';

@@ -19,7 +19,6 @@ import {
   runDaemon,
   statusListenOf,
   storeFromConfig,
-  type DaemonMetrics,
   type Logger,
 } from '@stolon-ts/common';
 import { PgManager, osUserIds, preloadPgLib, resolvePgBinDir, type PeerSsl } from '@stolon-ts/postgres';
@@ -33,6 +32,7 @@ import { startFencer } from './fencer.js';
 import { KeeperStatus, keeperChecks } from './health.js';
 import { start } from './keeper.js';
 import { registerKeeperMetrics } from './keeper-metrics.js';
+import { lateMetrics } from './late-setup.js';
 import { refuseExampleSecret } from './passwords.js';
 import { RoleLabeller } from './role-label.js';
 import { installPgbackrestFiles, readBackupSecrets } from './pgbackrest-files.js';
@@ -109,6 +109,13 @@ function memberConfig(flags: { memberListenAddress: string | undefined; memberAd
   }
   return { listen, advertise: adv.host.includes(':') ? `[${adv.host}]:${adv.port}` : `${adv.host}:${adv.port}`, token };
 }
+
+/**
+ * How long after its first pass has settled the keeper sets up its metrics and loads
+ * node-postgres, in ms (see main): past the passes that react to the sentinel's answer to its
+ * first publish, and well before a failover could need node-postgres.
+ */
+const PRELOAD_DELAY_MS = 1000;
 
 /** Bound of each pod label request (role-label.ts), in ms: short, as the last one delays the stop. */
 const POD_LABEL_TIMEOUT_MS = 2000;
@@ -235,30 +242,21 @@ async function main(): Promise<void> {
   });
   const bootUuid = newBootUuid();
   const roleLabel = roleLabellerOf(flags, logger);
-  // The metrics are set up once the first pass has settled (it published this keeper's info, which
-  // the sentinel waits for), not before it: loading prom-client would delay that publish. A scrape
-  // that comes first sets them up at once. node-postgres is loaded next, in its own turn of the
-  // event loop (a clusterdata event may come in between), for the same reason.
-  let metrics: { readonly source: DaemonMetrics['source']; readonly observePass: (seconds: number) => void } | undefined;
-  const keeperMetrics = (): NonNullable<typeof metrics> => {
-    if (metrics === undefined) {
+  // The metrics (prom-client) are set up, and node-postgres loaded, PRELOAD_DELAY_MS after the
+  // first pass has settled, not before it: that pass publishes this keeper's info, which the
+  // sentinel waits for, and the passes right after it act on the sentinel's answer (a new standby
+  // waits for its DB and its replication slot, then starts pg_basebackup); loading either then
+  // delayed those passes by its CPU time (late-setup.ts). A scrape that comes first sets the
+  // metrics up at once.
+  const metrics = lateMetrics(
+    () => {
       const daemon = createDaemonMetrics('keeper', flags.clusterName);
-      metrics = { source: daemon.source, observePass: registerKeeperMetrics(daemon.registry, () => status.facts(), uid) };
-    }
-    return metrics;
-  };
-  const status: KeeperStatus = new KeeperStatus({
-    onPassSettled: (s) => {
-      if (metrics !== undefined) {
-        metrics.observePass(s);
-      } else {
-        setImmediate(() => {
-          keeperMetrics().observePass(s);
-          setImmediate(preloadPgLib);
-        });
-      }
+      return { source: daemon.source, observePass: registerKeeperMetrics(daemon.registry, () => status.facts(), uid) };
     },
-  });
+    PRELOAD_DELAY_MS,
+    preloadPgLib,
+  );
+  const status: KeeperStatus = new KeeperStatus({ onPassSettled: metrics.onPassSettled });
   const fencer = startFencer(logger.child({ module: 'fencer' }), { pidFile: join(dataDir, 'fencer.pid') });
   const handle = await start(
     {
@@ -288,7 +286,7 @@ async function main(): Promise<void> {
   await runDaemon(logger, handle, {
     listen: statusListen,
     flag: { name: 'metrics-listen-address', value: flags.metricsListenAddress ?? '' },
-    checks: () => keeperChecks(status, handle.state, uid, () => keeperMetrics().source()),
+    checks: () => keeperChecks(status, handle.state, uid, () => metrics.get().source()),
     program: 'stolon-keeper',
   });
   lock.release();

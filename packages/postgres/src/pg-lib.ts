@@ -15,7 +15,8 @@ export function pgLib(): typeof Pg {
 
 /**
  * Loads node-postgres now, so that its first use later does not pay for it: the keeper calls this
- * once its first pass has settled, while the sentinel reacts to the info it published.
+ * a second after its first pass has settled (packages/keeper/src/late-setup.ts), past the passes
+ * that react to the sentinel's answer to its first publish.
  */
 export function preloadPgLib(): void {
   pgLib();
