@@ -135,6 +135,48 @@ describe('EtcdStore with etcd going away', () => {
   });
 });
 
+describe('EtcdStore election at rest', () => {
+  let etcd: EtcdHandle;
+  beforeAll(async () => {
+    etcd = await startEtcd();
+  });
+  afterAll(async () => {
+    await etcd?.stop();
+  });
+
+  it('a leader reads the candidates again only after a watch event or once a TTL, and still steps down at once when its key is deleted', async () => {
+    const store = new EtcdStore({ endpoints: etcd.endpoints, clusterName: 'rest', timeoutMs: 2000 });
+    const raw = new Etcd3({ hosts: etcd.endpoints });
+    let reads = 0;
+    const candidates = store.candidates.bind(store);
+    store.candidates = async (deadline: number) => {
+      reads += 1;
+      return candidates(deadline);
+    };
+    try {
+      // TTL 3 s: a keepalive and a recheck every 1 s, each an attempt.
+      const e = await store.campaign('s1', 3000);
+      await waitFor(() => e.isLeader(), { timeoutMs: 10_000, what: 's1 to lead' });
+      await new Promise((r) => setTimeout(r, 500));
+      const before = reads;
+      await new Promise((r) => setTimeout(r, 6000));
+      // About 12 attempts in 6 s; the candidates read at most once a TTL (2, a third at a boundary).
+      expect(reads - before).toBeLessThanOrEqual(3);
+      expect(reads - before).toBeGreaterThanOrEqual(1);
+      expect(e.isLeader()).toBe(true);
+
+      // Another party deletes the key: the watch event makes the next attempt read, and s1 steps down.
+      const t0 = performance.now();
+      await raw.delete().prefix(`${PREFIX}/rest/sentinel-leader/`).exec();
+      await waitFor(() => !e.isLeader(), { timeoutMs: 3000, what: 's1 to step down', intervalMs: 10 });
+      expect(performance.now() - t0).toBeLessThan(1000);
+      await store.close();
+    } finally {
+      raw.close();
+    }
+  });
+});
+
 describe('EtcdStore.watchInfoValues and readClusterView', () => {
   let etcd: EtcdHandle;
   beforeAll(async () => {

@@ -946,7 +946,9 @@ class CandidacyOver extends Error {}
  * grant a lease, create `<election prefix>/<lease id hex>` with the candidate uid, and be leader
  * while that key has the lowest create revision under the prefix and a keepalive was confirmed
  * within 3/4 of the TTL. A watcher on the prefix, keepalive results and a recheck every TTL/3
- * drive re-evaluation. A failed attempt, a lost lease or a vanished key ends the candidacy at
+ * drive re-evaluation; the candidates are read again only after a watch event (or a new watch) or
+ * once a TTL, since nothing else changes them (the keepalives alone say whether the lease lives,
+ * and every clusterdata write is guarded by the candidate key anyway). A failed attempt, a lost lease or a vanished key ends the candidacy at
  * once: its lease is revoked (so the key does not block others until the TTL runs out) and,
  * after a pause of min(1 s, TTL/4), the next attempt starts over with a new lease.
  * @internal
@@ -963,6 +965,14 @@ class EtcdElectionBackend implements ElectionBackend {
   private createRevision: string | undefined;
   /** The revoke of the lease of a candidacy that just ended, until `recover` waited for it. */
   private giveUp: Promise<void> | undefined;
+  /**
+   * The candidates as last read and when (monotonic ms), reused by an attempt while the prefix
+   * watch has reported nothing since the read (`candidatesStale`) and the read is younger than
+   * the lease TTL: only a watch event (a key created or deleted, our own included) or a new watch
+   * can change them. An idle leader reads them once a TTL instead of on every keepalive.
+   */
+  private candidatesRead: { readonly kvs: IKeyValue[]; readonly at: number } | undefined;
+  private candidatesStale = true;
 
   constructor(
     private readonly store: EtcdStore,
@@ -1015,7 +1025,7 @@ class EtcdElectionBackend implements ElectionBackend {
       if (!lease.alive()) {
         throw new CandidacyOver('sentinel-leader lease lost');
       }
-      const kvs = await this.store.candidates(this.store.deadline());
+      const kvs = await this.readCandidates(lease.ttlMs);
       const mine = kvs.find((kv) => kv.key.toString('utf8') === this.key);
       if (mine === undefined) {
         throw new CandidacyOver('sentinel-leader candidate key gone'); // lease expired or key deleted
@@ -1028,6 +1038,7 @@ class EtcdElectionBackend implements ElectionBackend {
       // Wake up when leadership stops being valid, even if nothing else happens.
       return { leader, nextMs: leader ? Math.min(recheckMs, validFor + 1) : recheckMs };
     } catch (err) {
+      this.candidatesRead = undefined;
       if (lease !== undefined && this.lease === lease) {
         this.lease = undefined;
         this.createRevision = undefined;
@@ -1039,6 +1050,25 @@ class EtcdElectionBackend implements ElectionBackend {
       }
       throw err;
     }
+  }
+
+  /**
+   * The candidates, lowest create revision first: read from etcd unless the last read is younger
+   * than `maxAgeMs` and the prefix watch reported nothing since it was sent.
+   * @throws StoreUnavailableError when etcd fails
+   */
+  private async readCandidates(maxAgeMs: number): Promise<IKeyValue[]> {
+    const now = monotonicMs();
+    const last = this.candidatesRead;
+    if (last !== undefined && !this.candidatesStale && now - last.at < maxAgeMs) {
+      return last.kvs;
+    }
+    // Cleared before the read: an event that arrives while it runs marks its answer stale.
+    this.candidatesStale = false;
+    this.candidatesRead = undefined;
+    const kvs = await this.store.candidates(this.store.deadline());
+    this.candidatesRead = { kvs, at: now };
+    return kvs;
   }
 
   /** Waits for the revoke of the ended candidacy's lease; a new one starts after min(1 s, TTL/4). */
@@ -1066,12 +1096,26 @@ class EtcdElectionBackend implements ElectionBackend {
   /** Watches the election prefix so a resigned or expired leader is noticed at once. */
   async watch(wake: () => void, ended: () => void): Promise<StoreWatch> {
     const w = this.store.client.watch().prefix(`${this.store.keys.election}/`).watcher();
-    w.on('data', () => wake());
-    w.on('connected', () => wake());
+    // Any of these may mean the candidates changed (or changes were missed): read them again.
+    const stale = (): void => {
+      this.candidatesStale = true;
+    };
+    w.on('data', () => {
+      stale();
+      wake();
+    });
+    w.on('connected', () => {
+      stale();
+      wake();
+    });
     // Cancelled by etcd and dropped by etcd3 (so never cancel() it); the loop opens another.
-    w.on('error', () => ended());
+    w.on('error', () => {
+      stale();
+      ended();
+    });
     return {
       close: async () => {
+        stale();
         await dropWatcher(w);
       },
     };
