@@ -68,6 +68,24 @@ afterEach(async () => {
   }
 });
 
+/**
+ * Starts sentinel s1 on `backend` with its log lines captured, waits until it leads and 600 ms
+ * more, and returns it with the lines and the clusterdata read then.
+ */
+async function leadingLogged(
+  backend: MemoryBackend,
+  admin: MemoryStore,
+  leaderTtlMs: number,
+): Promise<{ h: SentinelHandle; lines: { msg: string }[]; before: ClusterData }> {
+  const lines: { msg: string }[] = [];
+  const logger = createLogger({ level: 'info', component: 'sentinel', dest: { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string }) } });
+  const h = await start({ uid: 's1', leaderTtlMs }, { store: new MemoryStore(backend, { clusterName: 'c1' }), logger });
+  handles.push(h);
+  await waitFor(() => h.isLeader(), { timeoutMs: 5000, what: 's1 to lead' });
+  await new Promise((r) => setTimeout(r, 600));
+  return { h, lines, before: parseClusterData((await admin.getClusterData())?.text ?? '') };
+}
+
 describe('sentinel', () => {
   it('guards every clusterdata write with its election; a write refused as not leader is dropped with a warning', { timeout: 15_000 }, async () => {
     const backend = new MemoryBackend();
@@ -296,14 +314,8 @@ describe('sentinel', () => {
     const { backend, admin, publish } = await republishRig();
     await publish();
     let ticker: NodeJS.Timeout | undefined = setInterval(() => void publish().catch(() => undefined), 200);
-    const lines: { msg: string }[] = [];
-    const logger = createLogger({ level: 'info', component: 'sentinel', dest: { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string }) } });
     try {
-      const h = await start({ uid: 's1', leaderTtlMs: 1000 }, { store: new MemoryStore(backend, { clusterName: 'c1' }), logger });
-      handles.push(h);
-      await waitFor(() => h.isLeader(), { timeoutMs: 5000, what: 's1 to lead' });
-      await new Promise((r) => setTimeout(r, 600));
-      const before = parseClusterData((await admin.getClusterData())?.text ?? '');
+      const { h, lines, before } = await leadingLogged(backend, admin, 1000);
 
       // The store is unreachable for 3 s (> failInterval): nobody publishes.
       clearInterval(ticker);
@@ -341,15 +353,9 @@ describe('sentinel', () => {
     const { backend, admin, publish } = await republishRig();
     await publish();
     let ticker: NodeJS.Timeout | undefined = setInterval(() => void publish().catch(() => undefined), 200);
-    const lines: { msg: string }[] = [];
-    const logger = createLogger({ level: 'info', component: 'sentinel', dest: { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string }) } });
     try {
       // leaderTtlMs 10 s: the leadership outlives the outage, so no new term (and no republish wait).
-      const h = await start({ uid: 's1', leaderTtlMs: 10_000 }, { store: new MemoryStore(backend, { clusterName: 'c1' }), logger });
-      handles.push(h);
-      await waitFor(() => h.isLeader(), { timeoutMs: 5000, what: 's1 to lead' });
-      await new Promise((r) => setTimeout(r, 600));
-      const before = parseClusterData((await admin.getClusterData())?.text ?? '');
+      const { h, lines, before } = await leadingLogged(backend, admin, 10_000);
 
       // 1.2 s unreachable: below failInterval (2 s), above 2/3 of proxyTimeout (1 s), so p1's info
       // lease can expire. The store revokes it right after it answers again; p1 publishes at its next
