@@ -169,11 +169,22 @@ export async function osIdentity(user: string): Promise<OsIdentity | null> {
   return { user, uid: await id('-u'), gid: await id('-g') };
 }
 
-/** Apparent size in bytes of everything under `path` (`du -sb`). */
+/**
+ * Apparent size in bytes of everything under `path` (`du -sb`). A running PostgreSQL or keeper
+ * renames and removes files under it (a config written to a temporary file and renamed, WAL
+ * segments recycled): a `du` that failed only because a file vanished while it walked is run
+ * again, up to 3 times.
+ * @throws Error when `du` fails otherwise, or still fails after 3 tries
+ */
 export async function diskUsage(path: string): Promise<number> {
-  const r = await runCommand({ cmd: 'du', args: ['-sb', path], timeoutMs: 120_000 });
-  assertSucceeded(`du -sb ${path}`, r);
-  return Number.parseInt(r.stdout.split('\t')[0] ?? '', 10);
+  for (let attempt = 1; ; attempt++) {
+    const r = await runCommand({ cmd: 'du', args: ['-sb', path], timeoutMs: 120_000 });
+    const vanished = r.code !== 0 && r.stderr.trim() !== '' && r.stderr.trim().split('\n').every((l) => /No such file or directory/.test(l));
+    if (!vanished || attempt === 3) {
+      assertSucceeded(`du -sb ${path}`, r);
+      return Number.parseInt(r.stdout.split('\t')[0] ?? '', 10);
+    }
+  }
 }
 
 /** Writes `result` as one JSON line to `test/bench/results/<name>-<stamp>.json`; returns the path. */
