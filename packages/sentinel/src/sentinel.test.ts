@@ -10,6 +10,7 @@ import { aCluster, keeperInfo, proxyInfo } from '@stolon-ts/cluster/testing';
 import { createLogger } from '@stolon-ts/common';
 import { waitFor } from '@stolon-ts/harness';
 import { MemoryBackend, MemoryStore, type Election, type Store } from '@stolon-ts/store';
+import { msUntilStalledKeeperFailed, publishingKeepers } from '../test/keepers.js';
 import { infoNeedsPublish, start, type SentinelHandle } from './sentinel.js';
 
 interface Put {
@@ -205,37 +206,22 @@ describe('sentinel', () => {
         return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
       },
     });
-    let publishing = ['k1', 'k2'];
-    let n = 0;
-    const publish = async (): Promise<void> => {
-      const cd = parseClusterData((await admin.getClusterData())?.text ?? '');
-      n += 1;
-      for (const k of publishing) {
-        await admin.setInfo('keepers', k, { ...keeperInfo(k, cd), infoUID: `${k}-${n}` }, 10_000);
-      }
-    };
-    await publish();
-    const ticker = setInterval(() => void publish().catch(() => undefined), 50);
+    const keepers = publishingKeepers(admin, ['k1', 'k2']);
+    await keepers.publish();
+    const ticker = setInterval(() => void keepers.publish().catch(() => undefined), 50);
     try {
       const h = await start({ uid: 's1', leaderTtlMs: 1000 }, { store, logger: createLogger({ level: 'silent', component: 'sentinel' }) });
       handles.push(h);
       await waitFor(() => h.isLeader(), { timeoutMs: 5000, what: 's1 to lead' });
       await new Promise((r) => setTimeout(r, 1500));
-      const before = { reads, n };
+      const before = { reads, n: keepers.n };
       await new Promise((r) => setTimeout(r, 2000));
       // About 80 keeper publishes in 2 s; a full pass (which reads clusterdata) about every sleepInterval.
-      expect(n - before.n).toBeGreaterThan(20);
+      expect(keepers.n - before.n).toBeGreaterThan(20);
       expect(reads - before.reads).toBeLessThanOrEqual(5);
 
       // k2 stops making progress (its info lives on under its 10 s lease): failed once failInterval passed.
-      publishing = ['k1'];
-      const stoppedAt = performance.now();
-      await waitFor(async () => parseClusterData((await admin.getClusterData())?.text ?? '').keepers['k2']?.status.healthy === false, {
-        timeoutMs: 6000,
-        what: 'k2 failed',
-        intervalMs: 50,
-      });
-      const tookMs = performance.now() - stoppedAt;
+      const tookMs = await msUntilStalledKeeperFailed(admin, keepers, 'k2');
       expect(tookMs).toBeGreaterThan(1900);
       expect(tookMs).toBeLessThan(3000);
     } finally {

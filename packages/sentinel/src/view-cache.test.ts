@@ -4,11 +4,12 @@
  * `watchInfoValues` with the revision of each change).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseClusterData, serializeClusterData, type KeeperInfo } from '@stolon-ts/cluster';
-import { aCluster, keeperInfo } from '@stolon-ts/cluster/testing';
+import { serializeClusterData, type KeeperInfo } from '@stolon-ts/cluster';
+import { aCluster } from '@stolon-ts/cluster/testing';
 import { createLogger } from '@stolon-ts/common';
 import { waitFor } from '@stolon-ts/harness';
 import { MemoryBackend, MemoryStore, type ClusterView, type InfoChange, type InfoKind, type Store, type WatchTopic } from '@stolon-ts/store';
+import { msUntilStalledKeeperFailed, publishingKeepers } from '../test/keepers.js';
 import { start, type SentinelHandle } from './sentinel.js';
 import { ViewCache, copyMaxAgeMs } from './view-cache.js';
 
@@ -168,17 +169,9 @@ describe('sentinel with the view copy', () => {
     await admin.overwriteClusterData(serializeClusterData(aCluster({ spec }).initialized().withPrimary('k1').withStandby('k2').build()));
     const counts = { views: 0 };
     const store = etcdLike(new MemoryStore(backend, { clusterName: 'c1' }), counts);
-    let publishing = ['k1', 'k2'];
-    let n = 0;
-    const publish = async (): Promise<void> => {
-      const cd = parseClusterData((await admin.getClusterData())?.text ?? '');
-      n += 1;
-      for (const k of publishing) {
-        await admin.setInfo('keepers', k, { ...keeperInfo(k, cd), infoUID: `${k}-${n}` }, 10_000);
-      }
-    };
-    await publish();
-    const ticker = setInterval(() => void publish().catch(() => undefined), 100);
+    const keepers = publishingKeepers(admin, ['k1', 'k2']);
+    await keepers.publish();
+    const ticker = setInterval(() => void keepers.publish().catch(() => undefined), 100);
     try {
       const h = await start({ uid: 's1', leaderTtlMs: 1000 }, { store, logger: createLogger({ level: 'silent', component: 'sentinel' }) });
       handles.push(h);
@@ -193,14 +186,7 @@ describe('sentinel with the view copy', () => {
       expect(h.health().lastStoreReadAtMs).toBeGreaterThan(h.health().nowMs - 1500);
 
       // k2 stops making progress (its info lives on under its 10 s lease): failed once failInterval passed.
-      publishing = ['k1'];
-      const stoppedAt = performance.now();
-      await waitFor(async () => parseClusterData((await admin.getClusterData())?.text ?? '').keepers['k2']?.status.healthy === false, {
-        timeoutMs: 6000,
-        what: 'k2 failed',
-        intervalMs: 50,
-      });
-      const tookMs = performance.now() - stoppedAt;
+      const tookMs = await msUntilStalledKeeperFailed(admin, keepers, 'k2');
       expect(tookMs).toBeGreaterThan(1900);
       expect(tookMs).toBeLessThan(3000);
     } finally {
