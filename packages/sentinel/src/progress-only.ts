@@ -11,7 +11,7 @@
  * that stalls or dies is then judged as soon as before), so failure detection keeps its resolution.
  */
 import type { KeeperInfo, ProxyInfo, ResolvedSpec, SentinelMemory } from '@stolon-ts/cluster';
-import type { InfoChange, Store, WatchTopic } from '@stolon-ts/store';
+import { infoObjectOf, type InfoChange, type Store, type WatchTopic } from '@stolon-ts/store';
 
 /** The infos of the last full pass without their progress markers, as JSON, by uid. */
 export interface SteadyView {
@@ -59,13 +59,8 @@ export function readFromChanges(changes: readonly InfoChange[]): WatchRead | 'fu
     if (c.text === null) {
       return 'full';
     }
-    let v: unknown;
-    try {
-      v = JSON.parse(c.text);
-    } catch {
-      return 'full';
-    }
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    const v = infoObjectOf(c.text);
+    if (v === undefined) {
       return 'full';
     }
     (out[c.kind] ??= {})[c.uid] = v;

@@ -22,7 +22,7 @@
  */
 import { resolveSpec, type KeeperInfo, type ProxyInfo, type ResolvedSpec } from '@stolon-ts/cluster';
 import { storeFreshMs } from './health.js';
-import type { ClusterDataRecord, ClusterView, InfoChange, WatchTopic } from '@stolon-ts/store';
+import { infoObjectOf, type ClusterDataRecord, type ClusterView, type InfoChange, type WatchTopic } from '@stolon-ts/store';
 
 /** A full read's content, as the pass takes it. */
 interface CachedView {
@@ -44,16 +44,6 @@ interface CachedView {
  */
 export function copyMaxAgeMs(failIntervalMs: number, storeFreshMs: number, sleepMs: number): number {
   return Math.max(0, Math.min(failIntervalMs, storeFreshMs) / 2 - sleepMs);
-}
-
-/** `text` as an info, as `readClusterView` takes it (a JSON object), or undefined when it is not one. */
-function infoOf(text: string): object | undefined {
-  try {
-    const v: unknown = JSON.parse(text);
-    return typeof v === 'object' && v !== null && !Array.isArray(v) ? v : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 export class ViewCache {
@@ -158,7 +148,7 @@ export class ViewCache {
       return undefined;
     }
     for (const { kind, uid, text } of c.texts.values()) {
-      const info = infoOf(text);
+      const info = infoObjectOf(text);
       const infos: Record<string, object> = c[kind];
       if (info === undefined) {
         // readClusterView skips what is not a JSON object.

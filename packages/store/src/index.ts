@@ -27,3 +27,4 @@ export {
 export { PodLabels, type PodLabelsOptions } from './kube-pod.js';
 export { MemoryBackend, MemoryStore, type MemoryStoreOptions } from './memory.js';
 export { createStore, type CreateStoreOptions } from './factory.js';
+export { infoObjectOf } from './util.js';

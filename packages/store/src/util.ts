@@ -1,6 +1,6 @@
 /**
  * Helpers shared by the store backends (key layout, info decoding, TTL rules, listener
- * dispatch). Not exported from the package index.
+ * dispatch). Not exported from the package index, except `infoObjectOf`.
  * @internal
  */
 import type { InfoKind, WatchTopic } from './store.js';
@@ -60,6 +60,18 @@ export function parseInfoText(text: string): object {
     throw new Error(`info is not a JSON object: ${text.length > 80 ? `${text.slice(0, 80)}…` : text}`);
   }
   return v;
+}
+
+/**
+ * `text` as an info, by the rule of {@link parseInfoText}, or undefined when it is not a JSON
+ * object (for callers that judge such an info themselves instead of failing).
+ */
+export function infoObjectOf(text: string): object | undefined {
+  try {
+    return parseInfoText(text);
+  } catch {
+    return undefined;
+  }
 }
 
 /**
