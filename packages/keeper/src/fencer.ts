@@ -88,14 +88,17 @@ export function fenceMarginMs(ttlMs: number): number {
   return Math.max(1000, Math.floor(ttlMs / 4));
 }
 
+/** What the fencer is told: not armed, or armed for a PGDATA until `deadline` (performance.now() ms). */
+type Told = { readonly armed: false } | { readonly armed: true; readonly pgData: string; readonly deadline: number };
+
 /**
  * Whether the fencer, told `a`, needs not hear `b`: both disarmed, or both armed for the same
  * PGDATA with deadlines less than {@link DEADLINE_SLACK_MS} apart (two deadlines already past
  * count as the same: both mean fence now).
  */
 function sameFence(
-  a: { readonly armed: false } | { readonly armed: true; readonly pgData: string; readonly deadline: number } | undefined,
-  b: { readonly armed: false } | { readonly armed: true; readonly pgData: string; readonly deadline: number },
+  a: Told | undefined,
+  b: Told,
 ): boolean {
   if (a === undefined || a.armed !== b.armed) {
     return false;
@@ -146,11 +149,11 @@ export function startFencer(log: Logger, opts: { readonly script?: string; reado
    * undefined when it must be told again: nothing sent yet, a new child, or the fencer fenced
    * (which disarms it).
    */
-  let told: { readonly armed: false } | { readonly armed: true; readonly pgData: string; readonly deadline: number } | undefined;
+  let told: Told | undefined;
 
   /** Set once the current child said `ready`; until then the latest message waits in `pending`. */
   let ready = false;
-  let pending: NonNullable<typeof told> | { readonly type: 'exit' } | undefined;
+  let pending: Told | { readonly type: 'exit' } | undefined;
   const spawnChild = (): void => {
     // The pid file's path as argument tags the process for isFencer; fencer-bin writes its log
     // lines to `fencer.log` next to it while no keeper listens.
@@ -198,7 +201,7 @@ export function startFencer(log: Logger, opts: { readonly script?: string; reado
   spawnChild();
 
   /** The message for `state`; an arm's `validForMs` is taken from its absolute deadline when it is sent. */
-  const message = (state: NonNullable<typeof told>): unknown =>
+  const message = (state: Told): unknown =>
     state.armed
       ? { type: 'arm', pgData: state.pgData, validForMs: Number.isFinite(state.deadline) ? Math.max(0, state.deadline - performance.now()) : 0 }
       : { type: 'disarm' };
@@ -207,7 +210,7 @@ export function startFencer(log: Logger, opts: { readonly script?: string; reado
    * is turned into its message at the moment it is sent, so an arm that waited for a new child
    * carries the time left then, not when it was queued.
    */
-  const send = (m: NonNullable<typeof told> | { readonly type: 'exit' }): void => {
+  const send = (m: Told | { readonly type: 'exit' }): void => {
     pending = m;
     if (ready && child?.connected === true) {
       child.send(('type' in m ? m : message(m)) as Parameters<ChildProcess['send']>[0], () => undefined);
@@ -221,7 +224,7 @@ export function startFencer(log: Logger, opts: { readonly script?: string; reado
         lastArmed = state.armed;
       }
       // No lease (-Infinity) or one already past the margin: fence now (JSON has no Infinity).
-      const next: NonNullable<typeof told> = state.armed
+      const next: Told = state.armed
         ? { armed: true, pgData: state.pgData, deadline: performance.now() + state.leaseRemainingMs - fenceMarginMs(state.ttlMs) }
         : { armed: false };
       if (!sameFence(told, next)) {
