@@ -253,6 +253,7 @@ async function resyncTask(rt: KeeperRuntime, action: Action<'resync'>, cd: Clust
     await rt.setLocal({ ...NO_DB, ...(discarded !== undefined ? { discardedWal: discarded } : {}) });
     let lastLog = 0;
     await pg.baseBackup(standbySettings(config, db.uid, from), {
+      createSlot: action.createSlot,
       onProgress: (p) => {
         rt.resyncProgress = { doneBytes: p.doneBytes, totalBytes: p.totalBytes };
         const pct = p.totalBytes > 0 ? Math.floor((100 * p.doneBytes) / p.totalBytes) : 0;

@@ -50,7 +50,11 @@ const cases: Case[] = [
     title: '5. new db with initMode resync: basebackup from the followed primary address',
     cd: cluster([primary, db('d3', 'k2', 'standby', { initMode: 'resync', followConfig: { type: 'internal', dbuid: 'd1' } })]),
     keeper: 'k2', boot: 'b2', local: { uid: 'old', generation: 1 }, obs: runningPrimary, kind: 'resync', reason: /pg_basebackup/,
-    extra: (a) => expect(a.kind === 'resync' && a.from).toEqual({ dbUid: 'd1', host: '127.0.0.1', port: 5433, systemId: '1' }),
+    extra: (a) => {
+      expect(a.kind === 'resync' && a.from).toEqual({ dbUid: 'd1', host: '127.0.0.1', port: 5433, systemId: '1' });
+      // The primary has applied the generation that lists d3: its slot exists.
+      expect(a.kind === 'resync' && a.createSlot).toBe(false);
+    },
   },
   {
     title: '6. resync while the primary has not reported its address: wait',
@@ -102,9 +106,20 @@ const cases: Case[] = [
     extra: (a) => expect(a.kind === 'converge' && a.external?.standbySettings.primaryConninfo).toBe('host=10.0.0.1 password=s3cret'),
   },
   {
-    title: '20. resync before the primary applied the follower list (no slot yet): wait',
+    title: '20. resync while the clusterdata does not list the db as a follower of the primary (whose keeper would drop its slot): wait',
     cd: cluster([db('d1', 'k1', 'master', { followers: [] }, '5433'), db('d3', 'k2', 'standby', { initMode: 'resync', followConfig: { type: 'internal', dbuid: 'd1' } })]),
-    keeper: 'k2', boot: 'b2', local: { uid: '', generation: 0 }, obs: empty, kind: 'wait', reason: /waiting for the primary to create replication slot stolon_d3/,
+    keeper: 'k2', boot: 'b2', local: { uid: '', generation: 0 }, obs: empty, kind: 'wait', reason: /waiting for the sentinel to list it as a follower of db d1 \(its replication slot stolon_d3\)/,
+  },
+  {
+    title: '20b. resync listed as a follower before the primary applied that generation (its slot may not exist yet): copy, creating the slot',
+    cd: (() => { const c = cluster([primary, db('d3', 'k2', 'standby', { initMode: 'resync', followConfig: { type: 'internal', dbuid: 'd1' } })]); c.dbs['d1']!.generation = 3; return c; })(),
+    keeper: 'k2', boot: 'b2', local: { uid: '', generation: 0 }, obs: empty, kind: 'resync', reason: /\(pg_basebackup\)/,
+    extra: (a) => expect(a.kind === 'resync' && a.createSlot).toBe(true),
+  },
+  {
+    title: '20c. the same with pg_rewind to try (it starts the standby at once, on the slot): wait for the primary to create the slot',
+    cd: (() => { const c = cluster([primary, db('d3', 'k2', 'standby', { initMode: 'resync', usePgrewind: true, followConfig: { type: 'internal', dbuid: 'd1' } })]); c.dbs['d1']!.generation = 3; return c; })(),
+    keeper: 'k2', boot: 'b2', local: { uid: 'old', generation: 1, clusterUID: 'c1' }, obs: { ...stopped, systemId: '1' }, kind: 'wait', reason: /waiting for the primary to create replication slot stolon_d3/,
   },
   {
     title: '21. standby whose followed db is gone (replaced by a failover in progress), instance stopped: start it as a standby with no upstream, so it can be a failover candidate',

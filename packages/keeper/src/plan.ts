@@ -56,6 +56,12 @@ export type KeeperAction =
       readonly from: FollowTarget;
       /** Try pg_rewind before a full clone (usePgrewind on and the local data is the same cluster). */
       readonly tryRewind: boolean;
+      /**
+       * The followed primary has not reported applying the generation that lists this DB as its
+       * follower, so it may not have created the DB's slot yet: the copy creates it unless it
+       * is there by then.
+       */
+      readonly createSlot: boolean;
       readonly reason: string;
     }
   | {
@@ -159,20 +165,28 @@ export function planKeeperAction(
           return { kind: 'wait', reason: `cannot resync db ${db.uid} yet: ${from}` };
         }
         // The primary's keeper creates our slot when it applies the generation that lists us as a
-        // follower; cloning before that races it ("replication slot does not exist").
+        // follower, and drops stolon_* slots of DBs its generation does not list. A full copy does
+        // not wait for the former: once the clusterdata lists us as a follower, the copy creates
+        // the slot unless it is there (both sides tolerate the other's). pg_rewind, which starts
+        // the standby right after, waits for the primary's keeper.
         const followed = cd.dbs[from.dbUid];
-        if (followed !== undefined && (followed.spec.role === 'master' || followed.spec.followConfig?.type === 'external') &&
-          (!followed.spec.followers.includes(db.uid) || followed.status.currentGeneration !== followed.generation)) {
-          return { kind: 'wait', reason: `cannot resync db ${db.uid} yet: waiting for the primary to create replication slot stolon_${db.uid}` };
+        const slotKept = followed !== undefined && (followed.spec.role === 'master' || followed.spec.followConfig?.type === 'external');
+        if (slotKept && !followed.spec.followers.includes(db.uid)) {
+          return { kind: 'wait', reason: `cannot resync db ${db.uid} yet: waiting for the sentinel to list it as a follower of db ${followed.uid} (its replication slot stolon_${db.uid})` };
         }
+        const slotPending = slotKept && followed.status.currentGeneration !== followed.generation;
         const sameSystem = obs.initialized && (obs.systemId ?? '') !== '' && obs.systemId === from.systemId;
         // `stolonctl reinit` asks for a new copy: pg_rewind of an intact standby would keep its data.
         const tryRewind = db.spec.usePgrewind && sameSystem && db.spec.reinitRequestedAt === undefined;
+        if (slotPending && tryRewind) {
+          return { kind: 'wait', reason: `cannot resync db ${db.uid} yet: waiting for the primary to create replication slot stolon_${db.uid}` };
+        }
         return {
           kind: 'resync',
           db,
           from,
           tryRewind,
+          createSlot: slotPending,
           reason: `resyncing db ${db.uid} from db ${from.dbUid} at ${from.host}:${from.port} (${tryRewind ? 'pg_rewind, else pg_basebackup' : 'pg_basebackup'})`,
         };
       }

@@ -265,6 +265,11 @@ export interface BaseBackupOptions {
    * once). Exceptions thrown by the callback are logged and ignored.
    */
   readonly onProgress?: ((progress: BaseBackupProgress) => void) | undefined;
+  /**
+   * The primary's keeper may not have created the slot yet: create it first unless it exists
+   * (`pg_receivewal --create-slot --if-not-exists`). Default false: the slot must exist.
+   */
+  readonly createSlot?: boolean | undefined;
 }
 
 /** Result of {@link PostgresManager.rewind}. */

@@ -35,7 +35,7 @@ const SYNCFS_COPY = SYNC !== undefined && syncfsUsable(process.platform, release
 
 /**
  * `pg_basebackup -D <PGDATA>.basebackup -X stream -c fast --slot <slotName> --progress --verbose
- * -h -p -U -w` with the password in a temporary PGPASSFILE, `PGAPPNAME` = `stolon-ts-clone-<applicationName>`
+ * -h -p -U -w` (with `opts.createSlot`, after creating the slot when missing) with the password in a temporary PGPASSFILE, `PGAPPNAME` = `stolon-ts-clone-<applicationName>`
  * and `PGSSLMODE` (`prefer`, or the manager's `peerSsl` mode with `PGSSLROOTCERT`);
  * on success replaces PGDATA by the backup (without the source's `last-good` files, nor the
  * replication password file an earlier version kept in PGDATA) and adds
@@ -73,45 +73,31 @@ export async function baseBackup(ctx: PgContext, standby: StandbySettings, opts:
   await ctx.exec.checkReachable(tmp);
   const { host, port, user, password } = standby.primary;
   ctx.log.info(
-    { pgData: ctx.pgData, host, port, slot: standby.slotName },
+    { pgData: ctx.pgData, host, port, slot: standby.slotName, ...(opts.createSlot === true ? { createSlot: true } : {}) },
     `taking a base backup from ${host}:${port}`,
   );
   const progress = opts.onProgress === undefined ? undefined : progressReporter(ctx, opts.onProgress);
   let ok = false;
   try {
-    const res = await ctx.exec.withSecretFile(renderPgpassLine(user, password), (pgpass) =>
-      ctx.exec.run(
+    const res = await ctx.exec.withSecretFile(renderPgpassLine(user, password), async (pgpass) => {
+      const env = { PGPASSFILE: pgpass, PGAPPNAME: `stolon-ts-clone-${standby.applicationName}`, ...sslEnv(ctx.peerSsl) };
+      const conn = ['-h', host, '-p', String(port), '-U', user, '-w'];
+      if (opts.createSlot === true) {
+        await createSlotIfMissing(ctx, standby.slotName, conn, env, opts.signal);
+      }
+      return ctx.exec.run(
         'pg_basebackup',
-        [
-          '-D',
-          tmp,
-          '-X',
-          'stream',
-          '-c',
-          'fast',
-          '--slot',
-          standby.slotName,
-          '--progress',
-          '--verbose',
-          ...(SYNCFS_COPY ? ['--no-sync'] : []),
-          '-h',
-          host,
-          '-p',
-          String(port),
-          '-U',
-          user,
-          '-w',
-        ],
+        ['-D', tmp, '-X', 'stream', '-c', 'fast', '--slot', standby.slotName, '--progress', '--verbose', ...(SYNCFS_COPY ? ['--no-sync'] : []), ...conn],
         {
           // Not the standby's own name: under synchronous replication the copy's WAL stream would
           // otherwise count as the synchronous standby and acknowledge commits it never keeps.
-          env: { PGPASSFILE: pgpass, PGAPPNAME: `stolon-ts-clone-${standby.applicationName}`, ...sslEnv(ctx.peerSsl) },
+          env,
           signal: opts.signal,
           supervised: true,
           ...(progress === undefined ? {} : { onStderr: progress }),
         },
-      ),
-    );
+      );
+    });
     throwIfAborted(res, 'pg_basebackup');
     if (res.code !== 0) {
       throw commandFailed('pg_basebackup', res, 'the previous PGDATA is untouched; retry later', true);
@@ -158,6 +144,23 @@ async function syncCopy(ctx: PgContext, dir: string, signal: AbortSignal | undef
   if (res.code !== 0) {
     throw commandFailed(`sync -f ${targets.join(' ')} (syncfs of the base backup taken with --no-sync)`, res, 'the previous PGDATA is untouched; retry later', true);
   }
+}
+
+/**
+ * Creates the physical replication slot `slot` on the server `conn` points at unless it exists
+ * (`pg_receivewal --create-slot --if-not-exists`, which creates it and exits), as the primary's
+ * keeper would (`pg_create_physical_replication_slot`, no WAL reserved until pg_basebackup's WAL
+ * stream uses it). Both tolerate the other having created it first.
+ * @throws StolonError `PG_COMMAND_FAILED` (transient) on a non-zero exit; `ABORTED` when `signal` fired
+ * @see https://www.postgresql.org/docs/current/app-pgreceivewal.html
+ */
+async function createSlotIfMissing(ctx: PgContext, slot: string, conn: string[], env: Record<string, string>, signal: AbortSignal | undefined): Promise<void> {
+  const res = await ctx.exec.run('pg_receivewal', ['--create-slot', '--if-not-exists', '--slot', slot, ...conn], { env, signal, timeoutMs: 60_000 });
+  throwIfAborted(res, 'pg_receivewal --create-slot');
+  if (res.code !== 0) {
+    throw commandFailed(`pg_receivewal --create-slot --slot ${slot}`, res, 'the previous PGDATA is untouched; retry later', true);
+  }
+  ctx.log.info({ slot }, `replication slot ${slot} is on the primary (created now unless it was there already)`);
 }
 
 /** {@link clientSslParams} as libpq environment variables (`PGSSLMODE`, `PGSSLROOTCERT`). */

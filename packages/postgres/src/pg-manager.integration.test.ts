@@ -411,6 +411,20 @@ describe('PgManager (real PostgreSQL)', () => {
     await sql(primaryPort, "select pg_drop_replication_slot('user_slot')");
   });
 
+  it('counts a slot that appears between its list and its creation as created', async () => {
+    // A temporary slot is not in the list syncSlots reads, and holds the name: the creation meets
+    // "already exists", as when a new standby created its slot first.
+    const holder = new Client({ host: '127.0.0.1', port: primaryPort, user: 'stolon', password: SU_PASSWORD, database: 'postgres' });
+    await holder.connect();
+    try {
+      await holder.query("select pg_create_physical_replication_slot('stolon_race', true, true)");
+      await primary.syncSlots(['stolon_s1', 'stolon_race']);
+    } finally {
+      await holder.end();
+    }
+    expect(logLines.some((l) => l.includes('replication slot stolon_race exists already'))).toBe(true);
+  });
+
   it('observes over one kept connection; one the server closed is replaced within the same observation', async () => {
     const probes = async (): Promise<{ pid: number }[]> =>
       sql<{ pid: number }>(primaryPort, "select pid from pg_stat_activity where application_name = 'stolon-ts-keeper' order by pid");
@@ -453,6 +467,22 @@ describe('PgManager (real PostgreSQL)', () => {
       code: 'ABORTED',
     });
     expect(existsSync(`${standby.pgData}.basebackup`)).toBe(false);
+  });
+
+  it('a base backup asked to create its slot creates it, and copies through it when it exists already', async () => {
+    await standby.baseBackup(standbySettings('stolon_created'), { createSlot: true });
+    expect(logLines.some((l) => l.includes('replication slot stolon_created is on the primary'))).toBe(true);
+    const created = await sql<{ restart_lsn: string | null; temporary: boolean }>(
+      primaryPort,
+      "select restart_lsn::text as restart_lsn, temporary from pg_replication_slots where slot_name = 'stolon_created'",
+    );
+    expect(created).toEqual([{ restart_lsn: expect.stringMatching(/^[0-9A-F]+\/[0-9A-F]+$/), temporary: false }]);
+    expect(existsSync(join(standby.pgData, 'standby.signal'))).toBe(true);
+    // Created meanwhile (by the primary's keeper): the copy is taken through it.
+    await standby.baseBackup(standbySettings('stolon_created'), { createSlot: true });
+    expect(existsSync(join(standby.pgData, 'standby.signal'))).toBe(true);
+    expect(existsSync(`${standby.pgData}.basebackup`)).toBe(false);
+    await sql(primaryPort, "select pg_drop_replication_slot('stolon_created')");
   });
 
   it('makes a standby by base backup that streams from the primary through its slot', async () => {

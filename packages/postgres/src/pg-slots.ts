@@ -7,10 +7,14 @@ import { StolonError, errorMessage } from '@stolon-ts/cluster';
 import type { PgContext } from './pg-context.js';
 import { endQuietly } from './pg-socket.js';
 
+/** SQLSTATE duplicate_object: "replication slot … already exists". */
+const DUPLICATE_OBJECT = '42710';
+
 /**
  * Creates the physical slots in `wanted` that are missing (`pg_create_physical_replication_slot`)
  * and drops non-temporary physical `stolon_*` slots not in `wanted`; other slots are never
- * touched. A drop failure (e.g. the slot is still active) is logged at warn and retried by
+ * touched. A slot that appears between the list and its creation (a new standby creates its
+ * own slot before its copy when it may start before this keeper did) counts as created. A drop failure (e.g. the slot is still active) is logged at warn and retried by
  * the next call.
  * @throws StolonError `PG_NOT_RUNNING` (transient) when no connection can be made;
  *   `PG_COMMAND_FAILED` (transient) when a creation failed (after trying every slot).
@@ -33,6 +37,11 @@ export async function syncSlots(ctx: PgContext, wanted: readonly string[]): Prom
         await client.query('select pg_create_physical_replication_slot($1)', [name]);
         ctx.log.info({ slot: name }, `created replication slot ${name}`);
       } catch (err) {
+        if ((err as { code?: unknown }).code === DUPLICATE_OBJECT) {
+          // Created since the list above, by the new standby before its copy.
+          ctx.log.info({ slot: name }, `replication slot ${name} exists already (created by its standby before its copy)`);
+          continue;
+        }
         failures.push(`${name}: ${errorMessage(err)}`);
       }
     }
