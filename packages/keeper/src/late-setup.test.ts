@@ -45,6 +45,31 @@ describe('lateMetrics', () => {
     expect(observed).toEqual([0.5]);
   });
 
+  it('while a background task runs, loads node-postgres at the delay but sets the metrics up only once the task has been over a while', async () => {
+    const observed: number[] = [];
+    const setup = vi.fn(() => ({ observePass: (s: number) => observed.push(s) }));
+    const after = vi.fn();
+    let task = true;
+    const m = lateMetrics(setup, 1000, after, () => task);
+    m.onPassSettled(0.1);
+    await vi.advanceTimersByTimeAsync(1000);
+    await vi.runOnlyPendingTimersAsync();
+    expect(after).toHaveBeenCalledTimes(1);
+    expect(setup).not.toHaveBeenCalled();
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(setup).not.toHaveBeenCalled();
+    task = false;
+    // The first check after the task sees it over, the next one sets up.
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(setup).not.toHaveBeenCalled();
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(setup).toHaveBeenCalledTimes(1);
+    expect(observed).toEqual([0.1]);
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(setup).toHaveBeenCalledTimes(1);
+    expect(after).toHaveBeenCalledTimes(1);
+  });
+
   it('schedules nothing before the first settled pass', async () => {
     const setup = vi.fn(() => ({ observePass: () => undefined }));
     lateMetrics(setup, 10, () => undefined);

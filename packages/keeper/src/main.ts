@@ -246,8 +246,8 @@ async function main(): Promise<void> {
   // first pass has settled, not before it: that pass publishes this keeper's info, which the
   // sentinel waits for, and the passes right after it act on the sentinel's answer (a new standby
   // waits for its DB and its replication slot, then starts pg_basebackup); loading either then
-  // delayed those passes by its CPU time (late-setup.ts). A scrape that comes first sets the
-  // metrics up at once.
+  // delayed those passes by its CPU time (late-setup.ts). While a background task runs (a new
+  // standby's copy), the metrics wait for its end. A scrape that comes first sets them up at once.
   const metrics = lateMetrics(
     () => {
       const daemon = createDaemonMetrics('keeper', flags.clusterName);
@@ -255,6 +255,7 @@ async function main(): Promise<void> {
     },
     PRELOAD_DELAY_MS,
     preloadPgLib,
+    () => status.facts().view?.task !== undefined,
   );
   const status: KeeperStatus = new KeeperStatus({ onPassSettled: metrics.onPassSettled });
   const fencer = startFencer(logger.child({ module: 'fencer' }), { pidFile: join(dataDir, 'fencer.pid') });
