@@ -293,4 +293,6 @@ async function main(): Promise<void> {
   lock.release();
 }
 
-await main();
+// Not a top-level await: the bundle (scripts/bundle.mjs) is CommonJS. A rejection is unhandled
+// and ends the process with status 1, as an uncaught top-level await did.
+void main();

@@ -45,7 +45,7 @@ interface ExecOptions {
 
 /**
  * The compiled child supervisor: next to this module in dist, in dist when run from src (tests),
- * or, when this module is part of a program's bundle (`packages/<program>/dist/bin.js`, see
+ * or, when this module is part of a program's bundle (`packages/keeper/dist/stolon-keeper.cjs`, see
  * packages/keeper/scripts/bundle.mjs), in this package's dist beside that program's.
  */
 const SUPERVISOR = [

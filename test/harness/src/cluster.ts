@@ -27,8 +27,11 @@ import { waitFor } from './wait.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
-/** The packages whose compiled modules `packages/keeper/dist/bin.js` bundles (scripts/bundle.mjs). */
+/** The packages whose compiled modules the keeper's bundle holds (packages/keeper/scripts/bundle.mjs). */
 const KEEPER_BUNDLE_INPUTS = ['keeper', 'postgres', 'common', 'store', 'cluster'] as const;
+
+/** The keeper's bundle, which its `dist/bin.js` runs. */
+const KEEPER_BUNDLE = join(REPO, 'packages', 'keeper', 'dist', 'stolon-keeper.cjs');
 
 /**
  * Path of a program's built entry point, e.g. `bin('keeper')`.
@@ -38,11 +41,11 @@ const KEEPER_BUNDLE_INPUTS = ['keeper', 'postgres', 'common', 'store', 'cluster'
  */
 export function binPath(component: 'keeper' | 'sentinel' | 'proxy' | 'stolonctl'): string {
   const path = join(REPO, 'packages', component, 'dist', 'bin.js');
-  if (component === 'keeper' && existsSync(path)) {
-    const built = statSync(path).mtimeMs;
+  if (component === 'keeper' && existsSync(KEEPER_BUNDLE)) {
+    const built = statSync(KEEPER_BUNDLE).mtimeMs;
     const newer = KEEPER_BUNDLE_INPUTS.map((p) => join(REPO, 'packages', p, 'dist', '.tsbuildinfo')).filter((f) => existsSync(f) && statSync(f).mtimeMs > built);
     if (newer.length > 0) {
-      throw new Error(`${path} is older than ${newer.join(', ')}: the keeper bundle was not rebuilt after tsc -b; run npm run build`);
+      throw new Error(`${KEEPER_BUNDLE} is older than ${newer.join(', ')}: the keeper bundle was not rebuilt after tsc -b; run npm run build`);
     }
   }
   return path;
