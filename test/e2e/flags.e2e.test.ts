@@ -44,6 +44,7 @@ const cases: Case[] = [
   { title: 'keeper with a port out of range', program: 'keeper', args: [...keeperBase, '--pg-su-password-file', pw, '--pg-repl-password-file', pw, '--pg-port', '70000'], stderr: /--pg-port: 70000 is not a TCP port/ },
   { title: 'keeper with a bad uid', program: 'keeper', args: [...keeperBase, '--pg-su-password-file', pw, '--pg-repl-password-file', pw, '--uid', 'Bad-Uid'], stderr: /--uid: "Bad-Uid" must match/ },
   { title: 'keeper without --data-dir', program: 'keeper', args: [...store], stderr: /data-dir/ },
+  { title: 'keeper with a --data-dir under a regular file', program: 'keeper', args: [...store, '--data-dir', join(pw, 'k'), '--pg-su-password-file', pw, '--pg-repl-password-file', pw], stderr: /^stolon-keeper: --data-dir: cannot create .*pw\/k \(ENOTDIR: not a directory.*\); give a directory this keeper may create/ },
   { title: 'keeper with a status address without a port', program: 'keeper', args: [...keeperBase, '--pg-su-password-file', pw, '--pg-repl-password-file', pw, '--metrics-listen-address', '8080'], stderr: /--metrics-listen-address: "8080" is not host:port/ },
   { title: 'sentinel with an unsupported store backend', program: 'sentinel', args: ['--cluster-name', 'c', '--store-backend', 'zookeeper'], stderr: /store-backend/ },
   { title: 'sentinel with the kubernetes backend but no --kube-resource-kind', program: 'sentinel', args: ['--cluster-name', 'c', '--store-backend', 'kubernetes'], stderr: /--kube-resource-kind is required with --store-backend kubernetes: pass --kube-resource-kind configmap/ },

@@ -48,11 +48,23 @@ const PG_ENTRIES = new Set(['run', 'postgres.basebackup', 'postgres.log', 'repli
  * Nothing is ever written through a link. Run it before anything else touches the data dir.
  * @param pgOwner uid/gid of the PostgreSQL OS user when this process is root, else undefined.
  * @returns one sentence per change made (empty when none), for the log.
- * @throws ConfigError (field `data-dir`) naming the entry and what to do when one is refused;
- *   the file system's error otherwise (EACCES, ENOSPC…).
+ * @throws ConfigError (field `data-dir`) naming the entry and what to do when one is refused, or
+ *   when the directory cannot be created (a path under a file, no permission, a read-only file
+ *   system); the file system's error otherwise (ENOSPC…).
  */
 export async function prepareDataDir(dataDir: string, pgOwner: { readonly uid: number; readonly gid: number } | undefined): Promise<string[]> {
-  await fs.mkdir(dataDir, { recursive: true, mode: pgOwner === undefined ? 0o700 : 0o755 });
+  try {
+    await fs.mkdir(dataDir, { recursive: true, mode: pgOwner === undefined ? 0o700 : 0o755 });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTDIR' || code === 'EEXIST' || code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+      throw new ConfigError(
+        `--data-dir: cannot create ${dataDir} (${(err as Error).message}); give a directory this keeper may create and write, where it keeps its state and PGDATA`,
+        { field: 'data-dir' },
+      );
+    }
+    throw err;
+  }
   if (pgOwner === undefined) {
     return [];
   }
