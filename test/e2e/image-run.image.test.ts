@@ -116,7 +116,7 @@ afterAll(async () => {
 }, 120_000);
 
 describe('images/Dockerfile, built with podman and run', () => {
-  it('has the runtime settings the Dockerfile declares: user 999:999, tini as PID 1, STOPSIGNAL SIGTERM', async () => {
+  it('has the runtime settings the Dockerfile declares: user 999:999, tini as PID 1, STOPSIGNAL SIGTERM, a keeper code cache its Node accepts', async () => {
     const cfg = JSON.parse(await podmanOk(['image', 'inspect', TAG, '--format', '{{json .Config}}'])) as {
       User?: string;
       Entrypoint?: string[];
@@ -130,6 +130,10 @@ describe('images/Dockerfile, built with podman and run', () => {
     // pgBackRest, which the keeper runs for the spec's backup section (docs/backup.md), runs as the image's user.
     const pgbackrest = await podmanOk(['run', '--rm', ...ULIMITS, TAG, 'pgbackrest', 'version']);
     expect(pgbackrest.trim()).toMatch(/^pgBackRest 2\.\d+/);
+    // The keeper's code cache was written by the build stage's Node, which the runtime copied: accepted.
+    const dist = '/opt/stolon-ts/packages/keeper/dist';
+    const probe = `import { compileBundle } from '${dist}/bundle-loader.js'; console.log(compileBundle('${dist}/stolon-keeper.cjs', '${dist}/stolon-keeper.cjs.code-cache').cacheRejected);`;
+    expect((await podmanOk(['run', '--rm', ...ULIMITS, TAG, 'node', '--input-type=module', '-e', probe])).trim()).toBe('false');
   });
 
   it('holds no secret: no key, token or npmrc in the image, none in its config or history', async () => {
