@@ -35,9 +35,9 @@ const SYNCFS_COPY = SYNC !== undefined && syncfsUsable(process.platform, release
 
 /**
  * `pg_basebackup -D <PGDATA>.basebackup -X stream -c fast --slot <slotName> --progress --verbose
- * -h -p -U -w` (with `opts.createSlot`, after creating the slot when missing) with the password in a temporary PGPASSFILE, `PGAPPNAME` = `stolon-ts-clone-<applicationName>`
- * and `PGSSLMODE` (`prefer`, or the manager's `peerSsl` mode with `PGSSLROOTCERT`);
- * on success replaces PGDATA by the backup (without the source's `last-good` files, nor the
+ * -h -p -U -w` (with `opts.createSlot`, after creating the slot when missing) with the password
+ * in a temporary PGPASSFILE, `PGAPPNAME` = `stolon-ts-clone-<applicationName>` and `PGSSLMODE`
+ * (`prefer`, or the manager's `peerSsl` mode with `PGSSLROOTCERT`); on success replaces PGDATA by the backup (without the source's `last-good` files, nor the
  * replication password file an earlier version kept in PGDATA) and adds
  * an empty `standby.signal` (so it can never start as a primary); the keeper then writes the
  * standby configuration with writeConfig (pg-conf-files.ts). On failure or abort the temporary

@@ -17,6 +17,7 @@ import { LEADER_VALID_FRACTION, monotonicMs } from './util.js';
 export abstract class KeptLease {
   private state: 'alive' | 'lost' | 'closed' = 'alive';
   private timer: NodeJS.Timeout | undefined;
+  private renewing = false;
   private readonly listeners = new Set<() => void>();
 
   /**
@@ -68,6 +69,26 @@ export abstract class KeptLease {
     return this.state === 'alive' ? this.lastConfirmed + this.ttlMs * LEADER_VALID_FRACTION : Number.NEGATIVE_INFINITY;
   }
 
+  /**
+   * Renews now rather than at the timer, unless a renewal is in flight or the lease is no longer
+   * kept. For a caller that has just reached the store (a successful write) while this lease's
+   * renewals were failing: without it the lease would stay close to its TTL until the retry timer,
+   * and whoever bounds its own deadline by {@link remainingMs} (a proxy's watchdog) could give up
+   * meanwhile.
+   */
+  renewNow(): void {
+    if (this.state !== 'alive' || this.renewing) {
+      return;
+    }
+    clearTimeout(this.timer);
+    void this.tick();
+  }
+
+  /** True when the last confirmed renewal is older than a renewal interval: one (or more) failed. */
+  overdue(): boolean {
+    return this.state === 'alive' && monotonicMs() - this.lastConfirmed > this.intervalMs() * 1.5;
+  }
+
   /** Calls `fn` after every renewal attempt and when the lease is lost or closed. */
   onUpdate(fn: () => void): void {
     this.listeners.add(fn);
@@ -90,6 +111,7 @@ export abstract class KeptLease {
     }
     const sentAt = monotonicMs();
     let next = this.intervalMs();
+    this.renewing = true;
     try {
       if (await this.renewOnce(Math.min(this.renewTimeoutMs, this.intervalMs()))) {
         this.lastConfirmed = sentAt;
@@ -101,6 +123,8 @@ export abstract class KeptLease {
         this.state = 'lost';
       }
       next = Math.min(next, this.retryMs);
+    } finally {
+      this.renewing = false;
     }
     if (this.state === 'alive') {
       this.schedule(next);
