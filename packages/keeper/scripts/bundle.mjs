@@ -120,6 +120,7 @@ try {
 
 rmSync(codeCache, { force: true });
 const scratch = mkdtempSync(join(tmpdir(), 'stolon-keeper-code-cache-'));
+let warmUpFailure;
 try {
   // A stub `postgres` for --pg-bin-path, and a regular file the data directory would be under.
   writeFileSync(join(scratch, 'postgres'), '#!/bin/sh\nexit 1\n');
@@ -138,13 +139,18 @@ try {
     '--pg-os-user=root',
     '--log-level=error',
   ];
-  const env = { ...process.env, STKEEPER_PG_SU_PASSWORD: 'code-cache-warm-up-su', STKEEPER_PG_REPL_PASSWORD: 'code-cache-warm-up-repl' };
+  // None of the builder's own STKEEPER_* settings: the warm-up start must stop where intended.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('STKEEPER_')));
+  Object.assign(env, { STKEEPER_PG_SU_PASSWORD: 'code-cache-warm-up-su', STKEEPER_PG_REPL_PASSWORD: 'code-cache-warm-up-repl' });
   const run = spawnSync(process.execPath, args, { env, encoding: 'utf8', timeout: 60_000 });
   if (!existsSync(codeCache)) {
-    fail(`the warm-up start wrote no code cache (status ${run.status}, signal ${run.signal}): ${run.stderr}${run.stdout}`);
+    warmUpFailure = `the warm-up start wrote no code cache (status ${run.status}, signal ${run.signal}): ${run.stderr}${run.stdout}`;
   }
 } finally {
   rmSync(scratch, { recursive: true, force: true });
+}
+if (warmUpFailure !== undefined) {
+  fail(warmUpFailure);
 }
 if (compileBundle(bundle, codeCache).cacheRejected !== false) {
   fail(`V8 rejected the code cache it just wrote (${codeCache})`);

@@ -14,8 +14,8 @@ const DUPLICATE_OBJECT = '42710';
  * Creates the physical slots in `wanted` that are missing (`pg_create_physical_replication_slot`)
  * and drops non-temporary physical `stolon_*` slots not in `wanted`; other slots are never
  * touched. A slot that appears between the list and its creation (a new standby creates its
- * own slot before its copy when it may start before this keeper did) counts as created. A drop failure (e.g. the slot is still active) is logged at warn and retried by
- * the next call.
+ * own slot before its copy when it may start before this keeper did) counts as created. A drop
+ * failure (e.g. the slot is still active) is logged at warn and retried by the next call.
  * @throws StolonError `PG_NOT_RUNNING` (transient) when no connection can be made;
  *   `PG_COMMAND_FAILED` (transient) when a creation failed (after trying every slot).
  * @see https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-REPLICATION
