@@ -270,10 +270,7 @@ export class ConsulStore implements Store {
           await this.http.destroySession(holder).catch(() => undefined);
         }
       }
-      if (session.overdue()) {
-        // Consul answers again while the session's renewals were failing: renew it now.
-        session.renewNow();
-      }
+      session.renewIfOverdue();
       const previous = this.infoSessions.get(k);
       this.infoSessions.set(k, entry);
       if (previous !== undefined && previous.session !== session) {

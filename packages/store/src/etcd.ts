@@ -555,10 +555,7 @@ export class EtcdStore implements Store {
           await this.call(`put ${kind} info ${uid}`, deadline, (o) =>
             this.client.put(key).value(value).lease(leaseId).options(o).exec(),
           );
-          if (entry.lease.overdue()) {
-            // etcd answers again while the lease's keepalives were failing: renew it now.
-            entry.lease.renewNow();
-          }
+          entry.lease.renewIfOverdue();
           break;
         } catch (err) {
           if (attempt === 0 && err instanceof StoreUnavailableError && err.cause instanceof EtcdLeaseInvalidError) {

@@ -89,6 +89,16 @@ export abstract class KeptLease {
     return this.state === 'alive' && monotonicMs() - this.lastConfirmed > this.intervalMs() * 1.5;
   }
 
+  /**
+   * {@link renewNow} when {@link overdue}: what a store calls after a write through this lease
+   * succeeded, i.e. the store answers again while the renewals were failing.
+   */
+  renewIfOverdue(): void {
+    if (this.overdue()) {
+      this.renewNow();
+    }
+  }
+
   /** Calls `fn` after every renewal attempt and when the lease is lost or closed. */
   onUpdate(fn: () => void): void {
     this.listeners.add(fn);
