@@ -17,11 +17,19 @@
  * The child inherits stdout and stderr (the keeper's pipes, so its output is captured as before).
  * With `STOLON_SUPERVISED_ID=<uid>:<gid>` (a root keeper) the child runs with that uid/gid; the
  * variable is not passed on. Node built-ins only, so it starts fast.
+ *
+ * With `STOLON_SUPERVISED_WAIT=1` (not passed on either) the child is not started before the
+ * first byte arrives on stdin: the keeper spawns this process while a step that must come first
+ * still runs (creating the replication slot a pg_basebackup uses), so that this process's own
+ * start (~50 ms of Node) overlaps that step, and writes one byte when the step succeeded. Stdin
+ * end-of-file or SIGTERM/SIGINT before that byte: exit {@link NOT_STARTED} without running it.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 
 const GRACE_MS = 2000;
+/** Exit status when stdin ended, or a signal came, before the go byte of `STOLON_SUPERVISED_WAIT=1`. */
+const NOT_STARTED = 125;
 
 const [file, ...args] = process.argv.slice(2);
 if (file === undefined) {
@@ -31,11 +39,36 @@ if (file === undefined) {
 const idVar = process.env['STOLON_SUPERVISED_ID'];
 delete process.env['STOLON_SUPERVISED_ID'];
 const id = idVar === undefined ? undefined : idVar.split(':').map(Number);
+const waitForGo = process.env['STOLON_SUPERVISED_WAIT'] === '1';
+delete process.env['STOLON_SUPERVISED_WAIT'];
 
-const child = spawn(file, args, {
-  stdio: ['ignore', 'inherit', 'inherit'],
-  ...(id !== undefined && id.length === 2 ? { uid: id[0], gid: id[1] } : {}),
-});
+let child: ChildProcess | undefined;
+
+/** Starts the command (once): exit code and signal pass through to this process. */
+function startChild(): void {
+  if (child !== undefined) {
+    return;
+  }
+  const c = spawn(file as string, args, {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    ...(id !== undefined && id.length === 2 ? { uid: id[0], gid: id[1] } : {}),
+  });
+  child = c;
+  c.on('error', (err) => {
+    process.stderr.write(`cannot run ${file}: ${err.message}\n`);
+    process.exit(127);
+  });
+  c.on('exit', (code, signal) => {
+    if (signal !== null) {
+      process.removeAllListeners(signal);
+      process.kill(process.pid, signal);
+      // A signal Node keeps ignoring (SIGPIPE) does not end this process: exit all the same.
+      setTimeout(() => process.exit(128), 100).unref();
+      return;
+    }
+    process.exit(code ?? 1);
+  });
+}
 
 /** Pids of every descendant of `root` (from /proc/<pid>/stat's ppid), `root` included. */
 function tree(root: number): number[] {
@@ -67,6 +100,10 @@ function tree(root: number): number[] {
 let ending = false;
 /** Signals the child's tree with `signal`, then SIGKILLs what is left after GRACE_MS. */
 function end(signal: NodeJS.Signals): void {
+  if (child === undefined) {
+    // Still waiting for the go byte: nothing was started.
+    process.exit(NOT_STARTED);
+  }
   const pid = child.pid;
   if (pid === undefined || child.exitCode !== null || child.signalCode !== null) {
     return;
@@ -94,23 +131,12 @@ function end(signal: NodeJS.Signals): void {
   }, GRACE_MS).unref();
 }
 
+process.stdin.on('data', () => startChild());
 process.stdin.on('end', () => end('SIGTERM'));
 process.stdin.on('error', () => end('SIGTERM'));
 process.stdin.resume();
 process.on('SIGTERM', () => end('SIGTERM'));
 process.on('SIGINT', () => end('SIGINT'));
-
-child.on('error', (err) => {
-  process.stderr.write(`cannot run ${file}: ${err.message}\n`);
-  process.exit(127);
-});
-child.on('exit', (code, signal) => {
-  if (signal !== null) {
-    process.removeAllListeners(signal);
-    process.kill(process.pid, signal);
-    // A signal Node keeps ignoring (SIGPIPE) does not end this process: exit all the same.
-    setTimeout(() => process.exit(128), 100).unref();
-    return;
-  }
-  process.exit(code ?? 1);
-});
+if (!waitForGo) {
+  startChild();
+}

@@ -3,7 +3,10 @@
  * and an abort ends the command with every process it started. A keeper SIGKILLed during a
  * supervised command: test/e2e/keeper-process.e2e.test.ts.
  */
-import { readFile, readdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { PgExec } from './pg-exec.js';
@@ -32,6 +35,43 @@ describe('supervised commands', () => {
     const res = await exec.run('/bin/sh', ['-c', 'kill -KILL $$'], { supervised: true });
     expect(res.signal).toBe('SIGKILL');
     expect(res.code).toBeNull();
+  });
+
+  it('with startAfter, start the command only once that promise is fulfilled', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'supervised-'));
+    // The command runs as the OS user (postgres) when these tests run as root.
+    await chmod(dir, 0o777);
+    try {
+      // The command succeeds only if the file the gate's step writes is there when it starts.
+      const marker = join(dir, 'slot-created');
+      let go!: () => void;
+      const gate = new Promise<void>((r) => (go = r));
+      const p = exec.run('/bin/sh', ['-c', `test -e ${marker} && echo started`], { supervised: true, startAfter: gate });
+      // The supervisor is up well within this; the command must still wait for the gate.
+      await new Promise((r) => setTimeout(r, 300));
+      await writeFile(marker, '');
+      go();
+      expect(await p).toMatchObject({ code: 0, stdout: 'started\n', aborted: false });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('with startAfter rejected, never start the command and reject with its reason', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'supervised-'));
+    // The command runs as the OS user (postgres) when these tests run as root.
+    await chmod(dir, 0o777);
+    try {
+      const marker = join(dir, 'ran');
+      let fail!: (err: Error) => void;
+      const gate = new Promise<void>((_, reject) => (fail = reject));
+      const p = exec.run('/bin/sh', ['-c', `touch ${marker}`], { supervised: true, startAfter: gate });
+      setTimeout(() => fail(new Error('slot creation failed')), 200);
+      await expect(p).rejects.toThrow('slot creation failed');
+      expect(existsSync(marker)).toBe(false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('an abort ends the command and the processes it started', { timeout: 15_000 }, async () => {

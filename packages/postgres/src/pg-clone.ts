@@ -82,9 +82,10 @@ export async function baseBackup(ctx: PgContext, standby: StandbySettings, opts:
     const res = await ctx.exec.withSecretFile(renderPgpassLine(user, password), async (pgpass) => {
       const env = { PGPASSFILE: pgpass, PGAPPNAME: `stolon-ts-clone-${standby.applicationName}`, ...sslEnv(ctx.peerSsl) };
       const conn = ['-h', host, '-p', String(port), '-U', user, '-w'];
-      if (opts.createSlot === true) {
-        await createSlotIfMissing(ctx, standby.slotName, conn, env, opts.signal);
-      }
+      // pg_basebackup's supervisor starts while the slot is being created, and runs it once the
+      // slot exists (pg-exec.ts, startAfter).
+      const slotReady = opts.createSlot === true ? createSlotIfMissing(ctx, standby.slotName, conn, env, opts.signal) : undefined;
+      slotReady?.catch(() => undefined);
       return ctx.exec.run(
         'pg_basebackup',
         ['-D', tmp, '-X', 'stream', '-c', 'fast', '--slot', standby.slotName, '--progress', '--verbose', ...(SYNCFS_COPY ? ['--no-sync'] : []), ...conn],
@@ -94,6 +95,7 @@ export async function baseBackup(ctx: PgContext, standby: StandbySettings, opts:
           env,
           signal: opts.signal,
           supervised: true,
+          ...(slotReady === undefined ? {} : { startAfter: slotReady }),
           ...(progress === undefined ? {} : { onStderr: progress }),
         },
       );

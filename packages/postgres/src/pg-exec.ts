@@ -41,6 +41,12 @@ interface ExecOptions {
    * killed keeper's copy never runs on beside its successor's. Costs a Node start (~50 ms).
    */
   readonly supervised?: boolean;
+  /**
+   * With `supervised`: the supervisor is spawned at once but starts the binary only when this
+   * settles fulfilled, so the supervisor's own start overlaps the step it waits for. When it
+   * rejects, the binary never starts and {@link PgExec.run} rejects with that reason.
+   */
+  readonly startAfter?: Promise<unknown>;
 }
 
 /**
@@ -280,11 +286,16 @@ export class PgExec {
       // Supervised: the supervisor holds the pipe's read end as its stdin; this process never
       // writes to it, and its exit (SIGKILL included) closes it. The supervisor starts as this
       // process's user and runs the binary as the OS user.
+      const waitFor = opts.supervised === true ? opts.startAfter : undefined;
       const child =
         opts.supervised === true && SUPERVISOR !== undefined
           ? spawn(process.execPath, [SUPERVISOR, file, ...args], {
               cwd: '/',
-              env: id === null ? env : { ...env, STOLON_SUPERVISED_ID: `${id.uid}:${id.gid}` },
+              env: {
+                ...env,
+                ...(id === null ? {} : { STOLON_SUPERVISED_ID: `${id.uid}:${id.gid}` }),
+                ...(waitFor === undefined ? {} : { STOLON_SUPERVISED_WAIT: '1' }),
+              },
               stdio: ['pipe', 'pipe', 'pipe'],
             })
           : spawn(file, args, {
@@ -315,6 +326,16 @@ export class PgExec {
               kill();
             }, opts.timeoutMs);
       child.stdin?.on('error', () => undefined);
+      // The reason startAfter rejected with: the binary was not started.
+      let notStarted: { reason: unknown } | undefined;
+      waitFor?.then(
+        // One byte, and the pipe stays open: its end still means "keeper gone".
+        () => child.stdin?.write('g'),
+        (reason: unknown) => {
+          notStarted = { reason };
+          child.kill('SIGTERM');
+        },
+      );
       child.stdout.setEncoding('utf8').on('data', (d: string) => {
         stdout = (stdout + d).slice(-OUTPUT_LIMIT);
       });
@@ -337,6 +358,10 @@ export class PgExec {
       });
       child.on('close', (code, signal) => {
         cleanup();
+        if (notStarted !== undefined) {
+          rejectPromise(notStarted.reason);
+          return;
+        }
         resolvePromise({ code, signal, stdout, stderr, aborted });
       });
     });
