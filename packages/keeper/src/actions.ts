@@ -3,7 +3,7 @@
  * driving PostgreSQL through the PostgresManager. The long ones (initdb, a point-in-time restore,
  * a resync by pg_rewind or pg_basebackup) start a background task and return at once.
  */
-import { StolonError, errorMessage, restartRequested, restartWorthy, restoreTargetOf, type ClusterData, type DB, type DiscardedWal } from '@stolon-ts/cluster';
+import { StolonError, errorMessage, parseClusterData, restartRequested, restartWorthy, restoreTargetOf, type ClusterData, type DB, type DiscardedWal } from '@stolon-ts/cluster';
 import { failpoint, nowIso } from '@stolon-ts/common';
 import type { DataRestoreProgram, PgConfig, PgObservation, RecoveryConfig } from '@stolon-ts/postgres';
 import { PGBACKREST } from './archiving.js';
@@ -16,6 +16,7 @@ import {
   pitrRecovery,
   recoveryFor,
   slotsFor,
+  slotsWantedInAnyRole,
   standbySettings,
   syncStandbyUids,
 } from './pgconfig.js';
@@ -275,6 +276,24 @@ async function resyncTask(rt: KeeperRuntime, action: Action<'resync'>, cd: Clust
 }
 
 /**
+ * Of the slots `names` that this pass's clusterdata no longer wants, those that the clusterdata in
+ * the store, read now (after syncSlots listed the slots), does not want either
+ * ({@link slotsWantedInAnyRole}). A new standby's keeper creates its own slot as soon as it reads
+ * the generation that lists its DB as a follower, which may be after this pass read its
+ * clusterdata: the fresh read, later than that creation, lists it.
+ * @returns the names that may be dropped; none when the store has no clusterdata
+ * @throws what the store's read throws, and ClusterDataInvalidError (syncSlots then drops nothing)
+ */
+async function slotsUnwantedNow(rt: KeeperRuntime, dbUid: string, names: readonly string[]): Promise<string[]> {
+  const rec = await rt.store.getClusterData();
+  if (rec === null) {
+    return [];
+  }
+  const keep = slotsWantedInAnyRole(parseClusterData(rec.text), dbUid);
+  return names.filter((n) => !keep.has(n));
+}
+
+/**
  * Brings a DB that is in place to what its spec wants: promotes a standby that must be primary,
  * writes the configuration (reload when running), starts a stopped instance, restarts for
  * restart-only settings (`automaticPgRestart`), keeps the replication slots, and records the
@@ -347,7 +366,7 @@ async function converge(rt: KeeperRuntime, action: Action<'converge'>, cd: Clust
   }
   const slots = slotsFor(cd, db, action.role, action.follow, action.external);
   if (slots !== undefined && (changed || !slotsMatch(obs, slots))) {
-    await pg.syncSlots(slots);
+    await pg.syncSlots(slots, { mayDrop: (names) => slotsUnwantedNow(rt, db.uid, names) });
     changed = true;
   }
   if (rt.local.generation !== db.generation) {

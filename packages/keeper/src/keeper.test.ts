@@ -294,6 +294,30 @@ describe('keeper in-process: one test per action kind', () => {
     expect(await r.dbstate()).toEqual(local('db-k1'));
   });
 
+  it('converge: a primary keeps the slot a new standby created for itself while the pass that would drop it ran on older clusterdata', async () => {
+    // The new standby's keeper creates its slot once the clusterdata lists its DB as a follower,
+    // which can be while the primary's pass still works from the clusterdata before that.
+    const pg = runningPg('master');
+    const older = fast().withPrimary('k1').build();
+    const newer = fast().withPrimary('k1', { generation: 2 }).withStandby('k2').build();
+    let rig: Rig | undefined;
+    let raced = false;
+    pg.beforeSlotDrops = async () => {
+      if (!raced && rig !== undefined) {
+        raced = true;
+        await rig.put(newer);
+        pg.inst.slots.push('stolon_db-k2');
+      }
+    };
+    // A leftover slot makes the first passes sync the slots (one to drop, rightly).
+    pg.inst.slots = ['stolon_gone'];
+    rig = await startKeeper(older, { pg, local: local('db-k1') });
+    await until('the race', () => raced);
+    await until('the follower slot kept', () => pg.inst.slots.includes('stolon_db-k2') && pg.count('syncSlots') >= 2);
+    expect(pg.droppedSlots).not.toContain('stolon_db-k2');
+    expect(pg.droppedSlots).toContain('stolon_gone');
+  });
+
   it('converge: a promoted primary reports its generation applied before it writes its configuration and slots (asynchronous replication)', async () => {
     const pg = runningPg('standby');
     const held = pg.hang('writeConfig');

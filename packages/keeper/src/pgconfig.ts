@@ -260,6 +260,28 @@ export function slotsFor(cd: ClusterData, db: DB, role: 'master' | 'standby', fo
 }
 
 /**
+ * Every slot name the DB `dbUid` would keep under `cd` in either role ({@link slotsFor} as a
+ * primary and as an internal standby at once): its followers' and its additional slots, and those
+ * of the other internal followers of the DB it follows. Empty when `cd` has no such DB.
+ */
+export function slotsWantedInAnyRole(cd: ClusterData, dbUid: string): Set<string> {
+  const db = cd.dbs[dbUid];
+  if (db === undefined) {
+    return new Set();
+  }
+  const out = new Set([...db.spec.followers, ...(db.spec.additionalReplicationSlots ?? [])].map(standbyName));
+  const followed = db.spec.followConfig?.type === 'internal' ? db.spec.followConfig.dbuid : undefined;
+  if (followed !== undefined) {
+    for (const d of Object.values(cd.dbs)) {
+      if (d.uid !== dbUid && d.spec.followConfig?.type === 'internal' && d.spec.followConfig.dbuid === followed) {
+        out.add(standbyName(d.uid));
+      }
+    }
+  }
+  return out;
+}
+
+/**
  * The WAL range a rejoining DB throws away: from where its timeline forked from the followed
  * primary's history (`divergedAt`, from pg_rewind, else the followed DB's timeline history) to
  * where its own WAL ended (`localEnd`, else the last observed LSN).

@@ -15,6 +15,7 @@ import type {
   RecoveryConfig,
   RewindResult,
   StandbySettings,
+  SyncSlotsOptions,
   ToolResult,
   WriteConfigResult,
 } from '@stolon-ts/postgres';
@@ -307,9 +308,18 @@ export class FakePostgres implements PostgresManager {
     return Promise.resolve(this.inst.initialized ? this.inst.systemId : undefined);
   }
 
-  syncSlots(wanted: readonly string[]): Promise<void> {
-    return this.#run('syncSlots', this.inst.running ? undefined : 'not running', () => {
-      this.inst.slots = [...wanted];
+  /** Runs at the start of every syncSlots, before it lists the slots (a test's race). */
+  beforeSlotDrops: (() => Promise<void>) | undefined;
+  /** Every slot syncSlots dropped, in order. */
+  readonly droppedSlots: string[] = [];
+
+  syncSlots(wanted: readonly string[], opts: SyncSlotsOptions = {}): Promise<void> {
+    return this.#run('syncSlots', this.inst.running ? undefined : 'not running', async () => {
+      await this.beforeSlotDrops?.();
+      const unwanted = this.inst.slots.filter((s) => !wanted.includes(s));
+      const drop = opts.mayDrop === undefined || unwanted.length === 0 ? unwanted : await opts.mayDrop(unwanted).catch(() => []);
+      this.droppedSlots.push(...drop);
+      this.inst.slots = [...wanted, ...unwanted.filter((s) => !drop.includes(s))];
     });
   }
 

@@ -17,6 +17,7 @@ export type {
   RecoveryTarget,
   RewindResult,
   StandbySettings,
+  SyncSlotsOptions,
   ToolResult,
   WriteConfigResult,
 } from './manager.js';

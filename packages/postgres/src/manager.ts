@@ -291,6 +291,16 @@ export interface RewindResult {
   readonly rewound: boolean;
 }
 
+/** Options of {@link PostgresManager.syncSlots}. */
+export interface SyncSlotsOptions {
+  /**
+   * Asked, after the slots were listed, which of the unwanted `stolon_*` slots (`names`) may be
+   * dropped now; only those are. The keeper answers from the clusterdata read afresh, so a slot a
+   * new standby created after the caller's clusterdata was read is kept. A rejection drops none.
+   */
+  readonly mayDrop?: (names: readonly string[]) => Promise<readonly string[]>;
+}
+
 /**
  * Everything the keeper does to its local PostgreSQL instance. Implementations own PGDATA's
  * configuration files and run the PostgreSQL binaries; they never log or pass secrets in argv.
@@ -444,10 +454,10 @@ export interface PostgresManager {
   systemIdentifier(): Promise<string | undefined>;
   /**
    * Creates the physical slots in `wanted` that are missing and drops `stolon_*` slots not
-   * wanted. Works on a standby too (slots there survive its promotion, so its followers keep
-   * their WAL).
+   * wanted (only those `opts.mayDrop` returns, when given). Works on a standby too (slots there
+   * survive its promotion, so its followers keep their WAL).
    */
-  syncSlots(wanted: readonly string[]): Promise<void>;
+  syncSlots(wanted: readonly string[], opts?: SyncSlotsOptions): Promise<void>;
   /**
    * Replaces the passwords the manager uses from now on: the superuser's for initdb and for a
    * socket that still asks for one (an instance whose pg_hba.conf predates peer authentication),

@@ -411,6 +411,24 @@ describe('PgManager (real PostgreSQL)', () => {
     await sql(primaryPort, "select pg_drop_replication_slot('user_slot')");
   });
 
+  it('drops only the unwanted slots mayDrop allows, asked after the list; none when it rejects', async () => {
+    await primary.syncSlots(['stolon_s1', 'stolon_keep', 'stolon_drop']);
+    let asked: readonly string[] = [];
+    await primary.syncSlots(['stolon_s1'], {
+      mayDrop: (names) => {
+        asked = names;
+        return Promise.resolve(names.filter((n) => n !== 'stolon_keep'));
+      },
+    });
+    expect([...asked].sort()).toEqual(['stolon_drop', 'stolon_keep']);
+    expect((await primary.observe()).slots).toEqual(['stolon_keep', 'stolon_s1']);
+    await primary.syncSlots(['stolon_s1'], { mayDrop: () => Promise.reject(new Error('store unreachable')) });
+    expect((await primary.observe()).slots).toEqual(['stolon_keep', 'stolon_s1']);
+    expect(logLines.some((l) => l.includes('not dropping replication slots stolon_keep now') && l.includes('store unreachable'))).toBe(true);
+    await primary.syncSlots(['stolon_s1']);
+    expect((await primary.observe()).slots).toEqual(['stolon_s1']);
+  });
+
   it('counts a slot that appears between its list and its creation as created', async () => {
     // A temporary slot is not in the list syncSlots reads, and holds the name: the creation meets
     // "already exists", as when a new standby created its slot first.

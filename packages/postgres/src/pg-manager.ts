@@ -27,6 +27,7 @@ import type {
   RecoveryConfig,
   RewindResult,
   StandbySettings,
+  SyncSlotsOptions,
   ToolResult,
   WriteConfigResult,
 } from './manager.js';
@@ -256,8 +257,8 @@ export class PgManager implements PostgresManager {
   }
 
   /** Creates wanted slots, drops unwanted `stolon_*` ones, see {@link syncSlots} in pg-slots.ts. */
-  syncSlots(wanted: readonly string[]): Promise<void> {
-    return syncSlots(this.#ctx, wanted);
+  syncSlots(wanted: readonly string[], opts?: SyncSlotsOptions): Promise<void> {
+    return syncSlots(this.#ctx, wanted, opts);
   }
 
   /** Replaces the passwords used from now on (nothing changes in PostgreSQL), see {@link PostgresManager.setPasswords}. */
