@@ -3,8 +3,9 @@
  * A long-running PostgreSQL binary's guard (pg_basebackup, pg_rewind, a dataRestoreCommand,
  * single-user crash recovery): runs `argv[2]` with `argv[3..]`, and ends it — with every process
  * it started — as soon as its keeper is gone. Node has no PR_SET_PDEATHSIG, so the keeper spawns
- * this process with a stdin pipe it never writes to: when the keeper exits for any reason, SIGKILL
- * included, the kernel closes that pipe and this process reads end-of-file. Without it, a killed
+ * this process with a stdin pipe it never closes (and writes at most one byte to, see below):
+ * when the keeper exits for any reason, SIGKILL included, the kernel closes that pipe and this
+ * process reads end-of-file. Without it, a killed
  * keeper's pg_rewind or pg_basebackup kept writing to the data directory while the restarted
  * keeper started a second one on it.
  *

@@ -283,8 +283,8 @@ export class PgExec {
       throw new StolonError('PG_COMMAND_FAILED', `cannot run ${bin}: child-supervisor-bin.js is missing next to pg-exec.js; rebuild the package (npm run build)`);
     }
     return new Promise<ExecResult>((resolvePromise, rejectPromise) => {
-      // Supervised: the supervisor holds the pipe's read end as its stdin; this process never
-      // writes to it, and its exit (SIGKILL included) closes it. The supervisor starts as this
+      // Supervised: the supervisor holds the pipe's read end as its stdin; this process writes
+      // to it only the one go byte of startAfter, and its exit (SIGKILL included) closes it. The supervisor starts as this
       // process's user and runs the binary as the OS user.
       const waitFor = opts.supervised === true ? opts.startAfter : undefined;
       const child =
