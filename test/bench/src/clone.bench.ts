@@ -5,7 +5,8 @@
  *
  * One local cluster (etcd, 1 sentinel, 1 proxy) with `1 + runs` keepers configured and only
  * keeper0 started. After `pgbench -i` through the proxy, each run measures, in alternating order
- * and each after `sync`, a CHECKPOINT and a short pause (`--settle`):
+ * and each after `sync`, a CHECKPOINT, a reset of the page cache (as root: `drop_caches`, then
+ * keeper0's PGDATA read back in; `--no-cache-reset` skips it) and a short pause (`--settle`):
  * - raw: `pg_basebackup -X stream -c fast` of keeper0's PostgreSQL as the replication user (the
  *   keeper's own flags minus `--slot --progress --verbose`), from spawn to exit;
  * - stolon: `startKeeper(r + 1)`, from spawn of the keeper process until keeper0's
@@ -64,13 +65,15 @@ const POLL_MS = 20;
 const RAW_APP = 'bench_raw_basebackup';
 
 const USAGE = `usage: npm run bench:clone -- [--scale N] [--runs N] [--write-doc] [--keep] [--clone-timeout S]
-                                 [--settle S] [--log-level L] [--pg-bin-path DIR]
+                                 [--settle S] [--no-cache-reset] [--log-level L] [--pg-bin-path DIR]
   --scale N          pgbench scale of the primary (default 70, about 1 GiB)
   --runs N           raw/stolon pairs, in alternating order, one new keeper each (default 1, max 10)
   --write-doc        regenerate the bench:clone section of docs/benchmarks.md
   --keep             keep the cluster directory (data and logs) afterwards
   --clone-timeout S  give up on one copy after S seconds (default 600)
   --settle S         pause after sync and CHECKPOINT before each measurement (default 3)
+  --no-cache-reset   do not drop the page cache and read the primary's PGDATA back in before each
+                     measurement (done by default when run as root; needs root)
   --log-level L      component log level (default info; the phase breakdown needs info or lower)
   --pg-bin-path DIR  PostgreSQL binaries (default: $PG_BIN, else pg_config --bindir when it holds postgres,
                      else ${DEFAULT_PG_BIN_DIR})
@@ -83,6 +86,8 @@ interface Options {
   readonly keep: boolean;
   readonly cloneTimeoutMs: number;
   readonly settleMs: number;
+  /** Drop the page cache and read keeper0's PGDATA back in before each measurement. */
+  readonly cacheReset: boolean;
   readonly logLevel: string;
   readonly pgBinPath: string;
   readonly argv: readonly string[];
@@ -97,6 +102,7 @@ function parseOptions(argv: readonly string[]): Options {
     keep: { type: 'boolean', default: false },
     'clone-timeout': { type: 'string', default: '600' },
     settle: { type: 'string', default: '3' },
+    'no-cache-reset': { type: 'boolean', default: false },
     'log-level': { type: 'string', default: 'info' },
     'pg-bin-path': { type: 'string' },
   });
@@ -110,6 +116,7 @@ function parseOptions(argv: readonly string[]): Options {
     keep: values.keep,
     cloneTimeoutMs: int('clone-timeout', values['clone-timeout'], 10, 86_400) * 1000,
     settleMs: int('settle', values.settle, 0, 600) * 1000,
+    cacheReset: !values['no-cache-reset'] && process.getuid?.() === 0,
     logLevel: values['log-level'],
     pgBinPath: pgBinDir(values['pg-bin-path']),
     argv,
@@ -495,14 +502,33 @@ async function checkpoint(cluster: LocalCluster): Promise<void> {
   await withClient(pgConfig(cluster, cluster.keepers[0]!.pgPort), (c) => c.query('checkpoint'));
 }
 
+/** Whether each measurement started from a reset page cache, as printed and recorded. */
+function cacheResetSentence(opts: Options): string {
+  return opts.cacheReset
+    ? 'dropped before each measurement, the primary\'s PGDATA read back in'
+    : 'not reset between measurements (--no-cache-reset, or not root)';
+}
+
 /**
  * Before each measurement: `sync` (the previous copy's dirty pages and the removal of the raw
  * copy must not be written back during the next one), a CHECKPOINT (so `-c fast` costs both sides
- * the same), then a pause for background work to settle.
+ * the same), with `opts.cacheReset` a reset of the page cache, then a pause for background work
+ * to settle. The reset (`sync`, `echo 3 > /proc/sys/vm/drop_caches`, every file of keeper0's
+ * PGDATA read once) gives every measurement the same start: the primary's files cached, nothing
+ * of the earlier copies. Without it, on the 2-CPU VM of docs/benchmarks.md, the first two or three
+ * pairs of a set copied at 380–500 MiB/s and the later ones at 150–230 MiB/s, and a pair that
+ * straddled the change decided the set's median.
  */
 async function settle(cluster: LocalCluster, opts: Options): Promise<void> {
   assertSucceeded('sync', await runCommand({ cmd: 'sync', args: [], timeoutMs: 10 * 60_000 }));
   await checkpoint(cluster);
+  if (opts.cacheReset) {
+    assertSucceeded('sync', await runCommand({ cmd: 'sync', args: [], timeoutMs: 10 * 60_000 }));
+    assertSucceeded('drop_caches', await runCommand({ cmd: 'sh', args: ['-c', 'echo 3 > /proc/sys/vm/drop_caches'], timeoutMs: 60_000 }));
+    const pgdata = join(cluster.keepers[0]!.dataDir, 'postgres');
+    const readBack = await runCommand({ cmd: 'sh', args: ['-c', 'find "$0" -type f -exec cat {} + > /dev/null', pgdata], timeoutMs: 10 * 60_000 });
+    assertSucceeded(`reading ${pgdata} back in`, readBack);
+  }
   await sleep(opts.settleMs);
 }
 
@@ -593,6 +619,7 @@ function render(
   t.push(`machine:    ${describeMachine(machine)}`);
   t.push(`postgres:   ${pgVersion}`);
   t.push(`primary:    pgbench scale ${opts.scale}, database ${mib(sizes.dbBytes)} MiB, all databases ${mib(sizes.clusterBytes)} MiB`);
+  t.push(`cache:      ${cacheResetSentence(opts)}`);
   t.push('');
   t.push(`${'run'.padEnd(5)}${'order'.padEnd(14)}${'raw s'.padEnd(8)}${'MiB'.padEnd(9)}${'MiB/s'.padEnd(8)}${'stolon s'.padEnd(10)}${'MiB/s'.padEnd(8)}ratio`);
   for (const r of runs) {
@@ -610,7 +637,7 @@ function render(
   const md: string[] = [];
   md.push(`Measured ${date} with \`${command}\` on ${describeMachine(machine)}; ${pgVersion}.`);
   md.push('');
-  md.push(`Primary: pgbench scale ${opts.scale}, \`pg_database_size\` ${mib(sizes.dbBytes)} MiB (all databases ${mib(sizes.clusterBytes)} MiB).`);
+  md.push(`Primary: pgbench scale ${opts.scale}, \`pg_database_size\` ${mib(sizes.dbBytes)} MiB (all databases ${mib(sizes.clusterBytes)} MiB). Page cache: ${cacheResetSentence(opts)}.`);
   md.push('');
   md.push('| run | order | raw `pg_basebackup` | stolon: keeper start → streaming | ratio |');
   md.push('|---:|---|---|---|---:|');
@@ -781,6 +808,7 @@ async function main(): Promise<number> {
       pgVersion,
       scale: opts.scale,
       settleMs: opts.settleMs,
+      cacheReset: opts.cacheReset,
       dbBytes: sizes.dbBytes,
       clusterBytes: sizes.clusterBytes,
       pgbenchInitMs: init.ms,
