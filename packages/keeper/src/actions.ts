@@ -16,7 +16,7 @@ import {
   pitrRecovery,
   recoveryFor,
   slotsFor,
-  slotsWantedInAnyRole,
+  slotsWantedIn,
   standbySettings,
   syncStandbyUids,
 } from './pgconfig.js';
@@ -278,7 +278,7 @@ async function resyncTask(rt: KeeperRuntime, action: Action<'resync'>, cd: Clust
 /**
  * Of the slots `names` that this pass's clusterdata no longer wants, those that the clusterdata in
  * the store, read now (after syncSlots listed the slots), does not want either
- * ({@link slotsWantedInAnyRole}). A new standby's keeper creates its own slot as soon as it reads
+ * ({@link slotsWantedIn}). A new standby's keeper creates its own slot as soon as it reads
  * the generation that lists its DB as a follower, which may be after this pass read its
  * clusterdata: the fresh read, later than that creation, lists it.
  * @returns the names that may be dropped; none when the store has no clusterdata
@@ -289,7 +289,7 @@ async function slotsUnwantedNow(rt: KeeperRuntime, dbUid: string, names: readonl
   if (rec === null) {
     return [];
   }
-  const keep = slotsWantedInAnyRole(parseClusterData(rec.text), dbUid);
+  const keep = slotsWantedIn(parseClusterData(rec.text), dbUid);
   return names.filter((n) => !keep.has(n));
 }
 

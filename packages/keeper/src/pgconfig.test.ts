@@ -10,6 +10,7 @@ import {
   postgresStateFor,
   recoveryFor,
   slotsFor,
+  slotsWantedIn,
   syncStandbyUids,
   type KeeperIdentity,
 } from './pgconfig.js';
@@ -45,6 +46,20 @@ describe('slotsFor', () => {
   it("a standby cluster's primary keeps its followers' slots", () => {
     const sc = aCluster({ spec: STANDBY_SPEC }).initialized().withPrimary('k0').withStandby('k1').build();
     expect(slotsFor(sc, sc.dbs['db-k0']!, 'standby', undefined, { standbySettings: {}, archiveRecoverySettings: undefined })).toEqual(['stolon_db-k1']);
+  });
+});
+
+describe('slotsWantedIn: the slots a DB keeps by its own spec in a clusterdata (a fresh read)', () => {
+  const cd = aCluster().initialized().withPrimary('k0').withStandby('k1').withStandby('k2').withStandby('k3', { follows: 'k1' }).build();
+  cd.dbs['db-k0']!.spec.additionalReplicationSlots = ['backup'];
+  it('the same as slotsFor for the role and the followed DB the clusterdata gives', () => {
+    expect([...slotsWantedIn(cd, 'db-k0')].sort()).toEqual(slotsFor(cd, cd.dbs['db-k0']!, 'master', undefined, undefined)?.sort());
+    expect([...slotsWantedIn(cd, 'db-k1')]).toEqual(slotsFor(cd, cd.dbs['db-k1']!, 'standby', FOLLOW, undefined));
+    const sc = aCluster({ spec: STANDBY_SPEC }).initialized().withPrimary('k0').withStandby('k1').build();
+    expect([...slotsWantedIn(sc, 'db-k0')]).toEqual(['stolon_db-k1']);
+  });
+  it('none for a DB the clusterdata does not have', () => {
+    expect(slotsWantedIn(cd, 'db-gone').size).toBe(0);
   });
 });
 

@@ -260,25 +260,25 @@ export function slotsFor(cd: ClusterData, db: DB, role: 'master' | 'standby', fo
 }
 
 /**
- * Every slot name the DB `dbUid` would keep under `cd` in either role ({@link slotsFor} as a
- * primary and as an internal standby at once): its followers' and its additional slots, and those
- * of the other internal followers of the DB it follows. Empty when `cd` has no such DB.
+ * The slots the DB `dbUid` keeps under `cd` by its own spec there: {@link slotsFor} with the role
+ * and the followed DB that `cd` gives it (a primary or a standby cluster's primary: its followers'
+ * and its additional slots; an internal standby: its sibling standbys'). Empty when `cd` has no
+ * such DB.
  */
-export function slotsWantedInAnyRole(cd: ClusterData, dbUid: string): Set<string> {
+export function slotsWantedIn(cd: ClusterData, dbUid: string): Set<string> {
   const db = cd.dbs[dbUid];
   if (db === undefined) {
     return new Set();
   }
-  const out = new Set([...db.spec.followers, ...(db.spec.additionalReplicationSlots ?? [])].map(standbyName));
-  const followed = db.spec.followConfig?.type === 'internal' ? db.spec.followConfig.dbuid : undefined;
-  if (followed !== undefined) {
-    for (const d of Object.values(cd.dbs)) {
-      if (d.uid !== dbUid && d.spec.followConfig?.type === 'internal' && d.spec.followConfig.dbuid === followed) {
-        out.add(standbyName(d.uid));
-      }
-    }
+  const follow = db.spec.followConfig;
+  if (db.spec.role === 'master' || follow?.type === 'external') {
+    return new Set([...db.spec.followers, ...(db.spec.additionalReplicationSlots ?? [])].map(standbyName));
   }
-  return out;
+  if (follow?.type !== 'internal') {
+    return new Set();
+  }
+  const siblings = Object.values(cd.dbs).filter((d) => d.uid !== dbUid && d.spec.followConfig?.type === 'internal' && d.spec.followConfig.dbuid === follow.dbuid);
+  return new Set(siblings.map((d) => standbyName(d.uid)));
 }
 
 /**
