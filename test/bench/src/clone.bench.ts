@@ -505,7 +505,7 @@ async function checkpoint(cluster: LocalCluster): Promise<void> {
 /** Whether each measurement started from a reset page cache, as printed and recorded. */
 function cacheResetSentence(opts: Options): string {
   return opts.cacheReset
-    ? 'dropped before each measurement, the primary\'s PGDATA read back in'
+    ? 'dropped before each measurement, the primary\'s PGDATA and both programs read back in'
     : 'not reset between measurements (--no-cache-reset, or not root)';
 }
 
@@ -514,8 +514,9 @@ function cacheResetSentence(opts: Options): string {
  * copy must not be written back during the next one), a CHECKPOINT (so `-c fast` costs both sides
  * the same), with `opts.cacheReset` a reset of the page cache, then a pause for background work
  * to settle. The reset (`sync`, `echo 3 > /proc/sys/vm/drop_caches`, every file of keeper0's
- * PGDATA read once) gives every measurement the same start: the primary's files cached, nothing
- * of the earlier copies. Without it, on the 2-CPU VM of docs/benchmarks.md, the first two or three
+ * PGDATA read once, then `stolon-keeper --help` and `pg_basebackup --version` so that both
+ * programs' own files are cached again) gives every measurement the same start: the primary's
+ * files and both programs cached, nothing of the earlier copies. Without it, on the 2-CPU VM of docs/benchmarks.md, the first two or three
  * pairs of a set copied at 380–500 MiB/s and the later ones at 150–230 MiB/s, and a pair that
  * straddled the change decided the set's median.
  */
@@ -528,6 +529,10 @@ async function settle(cluster: LocalCluster, opts: Options): Promise<void> {
     const pgdata = join(cluster.keepers[0]!.dataDir, 'postgres');
     const readBack = await runCommand({ cmd: 'sh', args: ['-c', 'find "$0" -type f -exec cat {} + > /dev/null', pgdata], timeoutMs: 10 * 60_000 });
     assertSucceeded(`reading ${pgdata} back in`, readBack);
+    // Both programs' own files back in too, as they were before the reset: the keeper's bundle
+    // and code cache (its --help loads both), pg_basebackup and libpq.
+    assertSucceeded('stolon-keeper --help', await runCommand({ cmd: process.execPath, args: [binPath('keeper'), '--help'], timeoutMs: 60_000 }));
+    assertSucceeded('pg_basebackup --version', await runCommand({ cmd: join(opts.pgBinPath, 'pg_basebackup'), args: ['--version'], timeoutMs: 60_000 }));
   }
   await sleep(opts.settleMs);
 }
