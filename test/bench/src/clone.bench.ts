@@ -6,7 +6,8 @@
  * One local cluster (etcd, 1 sentinel, 1 proxy) with `1 + runs` keepers configured and only
  * keeper0 started. After `pgbench -i` through the proxy, each run measures, in alternating order
  * and each after `sync`, a CHECKPOINT, a reset of the page cache (as root: `drop_caches`, then
- * keeper0's PGDATA read back in; `--no-cache-reset` skips it) and a short pause (`--settle`):
+ * keeper0's PGDATA and both programs read back in; `--no-cache-reset` skips it) and a short
+ * pause (`--settle`):
  * - raw: `pg_basebackup -X stream -c fast` of keeper0's PostgreSQL as the replication user (the
  *   keeper's own flags minus `--slot --progress --verbose`), from spawn to exit;
  * - stolon: `startKeeper(r + 1)`, from spawn of the keeper process until keeper0's
@@ -72,8 +73,8 @@ const USAGE = `usage: npm run bench:clone -- [--scale N] [--runs N] [--write-doc
   --keep             keep the cluster directory (data and logs) afterwards
   --clone-timeout S  give up on one copy after S seconds (default 600)
   --settle S         pause after sync and CHECKPOINT before each measurement (default 3)
-  --no-cache-reset   do not drop the page cache and read the primary's PGDATA back in before each
-                     measurement (done by default when run as root; needs root)
+  --no-cache-reset   do not drop the page cache and read the primary's PGDATA and both programs back
+                     in before each measurement (done by default when run as root; needs root)
   --log-level L      component log level (default info; the phase breakdown needs info or lower)
   --pg-bin-path DIR  PostgreSQL binaries (default: $PG_BIN, else pg_config --bindir when it holds postgres,
                      else ${DEFAULT_PG_BIN_DIR})
