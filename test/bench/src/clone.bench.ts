@@ -88,7 +88,7 @@ interface Options {
   readonly keep: boolean;
   readonly cloneTimeoutMs: number;
   readonly settleMs: number;
-  /** Drop the page cache and read keeper0's PGDATA back in before each measurement. */
+  /** Drop the page cache and read keeper0's PGDATA and both programs back in before each measurement. */
   readonly cacheReset: boolean;
   readonly logLevel: string;
   readonly pgBinPath: string;
@@ -543,9 +543,9 @@ function cacheResetSentence(opts: Options): string {
  * to settle. The reset (`sync`, `echo 3 > /proc/sys/vm/drop_caches`, every file of keeper0's
  * PGDATA read once, then `stolon-keeper --help` and `pg_basebackup --version` so that both
  * programs' own files are cached again) gives every measurement the same start: the primary's
- * files and both programs cached, nothing of the earlier copies. Without it, on the 2-CPU VM of docs/benchmarks.md, the first two or three
- * pairs of a set copied at 380–500 MiB/s and the later ones at 150–230 MiB/s, and a pair that
- * straddled the change decided the set's median.
+ * files and both programs cached, nothing of the earlier copies. Without it, on the 2-CPU VM of
+ * docs/benchmarks.md, the first two or three pairs of a set copied at 380–500 MiB/s and the later
+ * ones at 150–230 MiB/s, and a pair that straddled the change decided the set's median.
  */
 async function settle(cluster: LocalCluster, opts: Options): Promise<void> {
   assertSucceeded('sync', await runCommand({ cmd: 'sync', args: [], timeoutMs: 10 * 60_000 }));
