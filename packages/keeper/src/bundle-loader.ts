@@ -9,10 +9,10 @@
  * `cachedData`, see https://nodejs.org/api/vm.html#new-vmscriptcode-options) but of the source
  * only its length: a cache made for other bytes of the same length is accepted, and the old
  * bytecode runs (checked on Node 20). So the cache file starts with the SHA-256 of the bundle it
- * was made from, and a cache for other bytes is not handed to V8 at all. When the cache does not match (another Node
- * binary, a V8 flag such as `--max-old-space-size` in NODE_OPTIONS, a bundle rebuilt without its
- * cache) the keeper compiles the bundle as Node would, a few tens of milliseconds slower, and
- * behaves the same.
+ * was made from, and a cache for other bytes is not handed to V8 at all. When the cache does not
+ * match (another Node binary, a V8 flag such as `--max-old-space-size` in NODE_OPTIONS, a bundle
+ * rebuilt without its cache) the keeper compiles the bundle as Node would, a few tens of
+ * milliseconds slower, and behaves the same.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';

@@ -302,7 +302,7 @@ describe('keeper in-process: one test per action kind', () => {
     const newer = fast().withPrimary('k1', { generation: 2 }).withStandby('k2').build();
     let rig: Rig | undefined;
     let raced = false;
-    pg.beforeSlotDrops = async () => {
+    pg.beforeSyncSlots = async () => {
       if (!raced && rig !== undefined) {
         raced = true;
         await rig.put(newer);

@@ -247,38 +247,32 @@ export function configKey(cfg: PgConfig, recovery: RecoveryConfig | null): strin
  * @returns slot names, or undefined when this DB's slots are left as they are
  */
 export function slotsFor(cd: ClusterData, db: DB, role: 'master' | 'standby', follow: FollowTarget | undefined, external: ExternalFollow | undefined): string[] | undefined {
-  if (role === 'master' || external !== undefined) {
-    return [...db.spec.followers.map(standbyName), ...(db.spec.additionalReplicationSlots ?? []).map(standbyName)];
-  }
-  if (follow === undefined) {
-    return undefined;
-  }
-  return Object.values(cd.dbs)
-    .filter((d) => d.uid !== db.uid && d.spec.followConfig?.type === 'internal' && d.spec.followConfig.dbuid === follow.dbUid)
-    .map((d) => standbyName(d.uid))
-    .sort();
+  return slotsOf(cd, db, role === 'master' || external !== undefined, follow?.dbUid);
 }
 
 /**
  * The slots the DB `dbUid` keeps under `cd` by its own spec there: {@link slotsFor} with the role
- * and the followed DB that `cd` gives it (a primary or a standby cluster's primary: its followers'
- * and its additional slots; an internal standby: its sibling standbys'). Empty when `cd` has no
- * such DB.
+ * and the followed DB that `cd` gives it. Empty when `cd` has no such DB.
  */
 export function slotsWantedIn(cd: ClusterData, dbUid: string): Set<string> {
   const db = cd.dbs[dbUid];
-  if (db === undefined) {
-    return new Set();
+  const follow = db?.spec.followConfig;
+  const slots = db === undefined ? undefined : slotsOf(cd, db, db.spec.role === 'master' || follow?.type === 'external', follow?.type === 'internal' ? follow.dbuid : undefined);
+  return new Set(slots ?? []);
+}
+
+/** {@link slotsFor}'s rule: a DB that serves followers, else an internal standby of `followedUid`. */
+function slotsOf(cd: ClusterData, db: DB, servesFollowers: boolean, followedUid: string | undefined): string[] | undefined {
+  if (servesFollowers) {
+    return [...db.spec.followers.map(standbyName), ...(db.spec.additionalReplicationSlots ?? []).map(standbyName)];
   }
-  const follow = db.spec.followConfig;
-  if (db.spec.role === 'master' || follow?.type === 'external') {
-    return new Set([...db.spec.followers, ...(db.spec.additionalReplicationSlots ?? [])].map(standbyName));
+  if (followedUid === undefined) {
+    return undefined;
   }
-  if (follow?.type !== 'internal') {
-    return new Set();
-  }
-  const siblings = Object.values(cd.dbs).filter((d) => d.uid !== dbUid && d.spec.followConfig?.type === 'internal' && d.spec.followConfig.dbuid === follow.dbuid);
-  return new Set(siblings.map((d) => standbyName(d.uid)));
+  return Object.values(cd.dbs)
+    .filter((d) => d.uid !== db.uid && d.spec.followConfig?.type === 'internal' && d.spec.followConfig.dbuid === followedUid)
+    .map((d) => standbyName(d.uid))
+    .sort();
 }
 
 /**

@@ -309,13 +309,13 @@ export class FakePostgres implements PostgresManager {
   }
 
   /** Runs at the start of every syncSlots, before it lists the slots (a test's race). */
-  beforeSlotDrops: (() => Promise<void>) | undefined;
+  beforeSyncSlots: (() => Promise<void>) | undefined;
   /** Every slot syncSlots dropped, in order. */
   readonly droppedSlots: string[] = [];
 
   syncSlots(wanted: readonly string[], opts: SyncSlotsOptions = {}): Promise<void> {
     return this.#run('syncSlots', this.inst.running ? undefined : 'not running', async () => {
-      await this.beforeSlotDrops?.();
+      await this.beforeSyncSlots?.();
       const unwanted = this.inst.slots.filter((s) => !wanted.includes(s));
       const drop = opts.mayDrop === undefined || unwanted.length === 0 ? unwanted : await opts.mayDrop(unwanted).catch(() => []);
       this.droppedSlots.push(...drop);
