@@ -1,5 +1,6 @@
 /**
- * The writers of `bench:store-outage`, each in its own worker thread.
+ * The writers of `bench:store-outage`: each in its own worker thread ({@link ThreadWriter}), or
+ * each a Python process ({@link ProcessWriter}, `store-outage-writer.py`, psycopg2).
  *
  * A writer is one application connection inserting rows into `bench_outage` back to back
  * (`pauseMs` apart) with a `queryTimeoutMs` connect and query timeout, reconnecting `reconnectMs`
@@ -11,8 +12,29 @@
  * This file is both the main-thread handle ({@link ThreadWriter}) and the worker's body (run when
  * it is loaded as a worker with {@link WriterInit} as its `workerData`).
  */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import pg from 'pg';
+
+/** What the benchmark needs of a writer, whichever kind runs it. */
+export interface Writer {
+  readonly name: string;
+  /** Acknowledgement times, epoch ms, ascending (filled in by {@link Writer.stop}). */
+  readonly acks: number[];
+  /** Sequence numbers of the acknowledged rows (parallel to {@link Writer.acks}). */
+  readonly ackedSeqs: number[];
+  /** Times of failed attempts (connect or insert), epoch ms. */
+  readonly failures: number[];
+  /** Failure messages (digits replaced by `N`) with their counts. */
+  readonly errors: Map<string, number>;
+  start(): void;
+  /** Whether the writer has had {@link WriterInit.warmAcks} acknowledgements. */
+  readonly warm: boolean;
+  /** Stops the loop and copies the figures in; resolves within about 10 s. */
+  stop(): Promise<void>;
+}
 
 /** What a writer thread is started with (structured-cloned into the worker). */
 export interface WriterInit {
@@ -46,7 +68,7 @@ type FromWorker = { readonly type: 'warm' } | WriterResult;
  * Main-thread handle of one writer thread. The figures (`acks`, `ackedSeqs`, `failures`,
  * `errors`) are filled in by {@link ThreadWriter.stop}.
  */
-export class ThreadWriter {
+export class ThreadWriter implements Writer {
   /** Acknowledgement times, epoch ms, ascending. */
   readonly acks: number[] = [];
   /** Sequence numbers of the acknowledged rows (parallel to {@link ThreadWriter.acks}). */
@@ -108,6 +130,126 @@ export class ThreadWriter {
     this.acks.push(...r.acks);
     this.ackedSeqs.push(...r.ackedSeqs);
     this.failures.push(...r.failures);
+    for (const [k, v] of r.errors) {
+      this.errors.set(k, v);
+    }
+  }
+}
+
+/** The Python that has psycopg2 where Patroni is installed (Debian's `python3-psycopg2`). */
+export const PYTHON = '/usr/bin/python3';
+const PY_WRITER = fileURLToPath(new URL('../src/store-outage-writer.py', import.meta.url));
+
+/**
+ * Why {@link ProcessWriter} cannot run here, or undefined when it can: `/usr/bin/python3` must
+ * import psycopg2 (Debian: `apt-get install python3-psycopg2`, which Patroni's package pulls in).
+ */
+export async function pythonWriterUnavailable(): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const p = spawn(PYTHON, ['-c', 'import psycopg2'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    p.once('error', (e) => resolve(`${PYTHON}: ${e.message}`));
+    p.once('exit', (code) => resolve(code === 0 ? undefined : `${PYTHON} cannot import psycopg2 (${err.trim().split('\n').pop() ?? `exit ${code}`}); apt-get install python3-psycopg2`));
+  });
+}
+
+/** What the Python writer prints when it stops (see `store-outage-writer.py`). */
+interface PyResult {
+  readonly acks: number[];
+  readonly acked_seqs: number[];
+  readonly failures: number[];
+  readonly errors: [string, number][];
+}
+
+/**
+ * One writer as a Python process running `store-outage-writer.py` (psycopg2 in asynchronous mode,
+ * every wait bounded by `queryTimeoutMs`): the same loop as {@link ThreadWriter} without a garbage
+ * collector that pauses it for 8–13 ms. The password goes in `PGPASSWORD`, never argv.
+ */
+export class ProcessWriter implements Writer {
+  readonly acks: number[] = [];
+  readonly ackedSeqs: number[] = [];
+  readonly failures: number[] = [];
+  readonly errors = new Map<string, number>();
+  private proc: ChildProcess | undefined;
+  private warmSeen = false;
+  private result: Promise<PyResult | undefined> | undefined;
+
+  constructor(private readonly init: WriterInit) {}
+
+  get name(): string {
+    return this.init.name;
+  }
+
+  get warm(): boolean {
+    return this.warmSeen;
+  }
+
+  start(): void {
+    if (this.proc !== undefined) {
+      return;
+    }
+    const c = this.init.config;
+    const args = {
+      name: this.init.name,
+      host: c.host ?? '127.0.0.1',
+      port: c.port ?? 5432,
+      user: c.user ?? 'postgres',
+      database: c.database ?? 'postgres',
+      max_run_ms: this.init.maxRunMs,
+      pause_ms: this.init.pauseMs,
+      reconnect_ms: this.init.reconnectMs,
+      query_timeout_ms: this.init.queryTimeoutMs,
+      warm_acks: this.init.warmAcks,
+    };
+    // libpq would try TLS first by default; node-postgres (the other writer) does not
+    const env: NodeJS.ProcessEnv = { ...process.env, PGPASSWORD: typeof c.password === 'string' ? c.password : '', PGSSLMODE: 'disable' };
+    const p = spawn(PYTHON, ['-u', PY_WRITER, JSON.stringify(args)], { stdio: ['pipe', 'pipe', 'pipe'], env });
+    this.proc = p;
+    let stderr = '';
+    p.stderr!.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-2000)));
+    this.result = new Promise((resolve) => {
+      const lines = createInterface({ input: p.stdout! });
+      lines.on('line', (line) => {
+        if (line === 'warm') {
+          this.warmSeen = true;
+        } else if (line.startsWith('{')) {
+          resolve(JSON.parse(line) as PyResult);
+        }
+      });
+      p.once('error', () => resolve(undefined));
+      p.once('exit', (code) => {
+        if (code !== 0 && stderr !== '') {
+          process.stderr.write(`writer ${this.init.name} (python) exited ${code}: ${stderr}\n`);
+        }
+        // the result line, if any, was read before the exit
+        setImmediate(() => resolve(undefined));
+      });
+    });
+  }
+
+  /**
+   * Stops the loop, copies the figures in and ends the process; resolves within about 10 s.
+   * @throws Error when the process ended without printing its figures.
+   */
+  async stop(): Promise<void> {
+    const p = this.proc;
+    if (p === undefined) {
+      return;
+    }
+    p.stdin!.end('stop\n');
+    let timer: NodeJS.Timeout | undefined;
+    const r = await Promise.race([this.result, new Promise<undefined>((res) => (timer = setTimeout(() => res(undefined), 10_000)))]).finally(() => clearTimeout(timer));
+    if (p.exitCode === null && p.signalCode === null) {
+      p.kill('SIGKILL');
+    }
+    if (r === undefined) {
+      throw new Error(`writer ${this.init.name} (python): its process ended without printing its figures`);
+    }
+    this.acks.push(...r.acks.map(Math.round));
+    this.ackedSeqs.push(...r.acked_seqs);
+    this.failures.push(...r.failures.map(Math.round));
     for (const [k, v] of r.errors) {
       this.errors.set(k, v);
     }

@@ -11,8 +11,9 @@
  * (default 20 s, then 60 s) etcd is stopped with SIGSTOP and continued with SIGCONT, while two
  * writers run: one through the router and one straight to the primary's PostgreSQL port. A writer
  * is one connection inserting rows back to back (5 ms apart) with a 2 s client-side connect and
- * query timeout, reconnecting 20 ms after any error, each in its own worker thread (so the
- * benchmark's log reading cannot delay its acknowledgements). Per writer: the largest gap between
+ * query timeout, reconnecting 20 ms after any error, each a Python process with psycopg2 when
+ * /usr/bin/python3 has it (`--writer`; else a Node worker thread): neither the benchmark's log
+ * reading nor a Node writer's own garbage collections then delay its acknowledgements. Per writer: the largest gap between
  * consecutive acknowledged inserts within [freeze start, resume + 10 s] (the last ack before the
  * freeze counts as the first boundary, the end of the window as the last), the failed attempts in
  * that window, whether the primary afterwards is the same node on the same timeline with the same
@@ -42,12 +43,14 @@ import {
   type ProcessHandle,
 } from '@stolon-ts/harness';
 import { describeMachine, fileStamp, machineInfo, median, runCommand, trackLoad, updateDocSection, writeResultLine } from './common.js';
-import { ThreadWriter } from './store-outage-writer.js';
+import { ProcessWriter, pythonWriterUnavailable, ThreadWriter, type Writer } from './store-outage-writer.js';
 import { HAPROXY_DEFAULT, PATRONI_DEFAULT, patroniUnavailableReason, startPatroniEnv, type PatroniEnv } from './patroni.js';
 
 const SYSTEMS = ['stolon-failsafe', 'stolon-nofailsafe', 'patroni-failsafe', 'patroni-nofailsafe'] as const;
 type System = (typeof SYSTEMS)[number];
 type WriterKind = 'proxy' | 'direct';
+/** What runs a writer's loop: a Python process (psycopg2) or a Node worker thread (node-postgres). */
+type WriterImpl = 'python' | 'node';
 
 /** Client-side connect and query timeout of the writers, ms. */
 const QUERY_TIMEOUT_MS = 2000;
@@ -69,6 +72,8 @@ const USAGE = `usage: npm run bench:store-outage -- [--freezes LIST] [--rounds N
   --systems LIST   default ${SYSTEMS.join(',')}
   --write-doc      regenerate the bench:store-outage section of docs/benchmarks.md
   --keep           keep the temp directories
+  --writer W       python (psycopg2, /usr/bin/python3), node (node-postgres in a worker thread)
+                   or auto (default: python when psycopg2 is there, else node)
   --log-level L    stolon components' log level (default info)`;
 
 interface Options {
@@ -78,6 +83,7 @@ interface Options {
   readonly writeDoc: boolean;
   readonly keep: boolean;
   readonly logLevel: string;
+  readonly writer: WriterImpl | 'auto';
   readonly argv: readonly string[];
 }
 
@@ -91,6 +97,7 @@ function parseOptions(argv: readonly string[]): Options {
       'write-doc': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       'log-level': { type: 'string', default: 'info' },
+      writer: { type: 'string', default: 'auto' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -119,12 +126,17 @@ function parseOptions(argv: readonly string[]): Options {
   if (systems.length === 0) {
     throw new Error('--systems: empty');
   }
-  return { freezesS, rounds, systems: systems as System[], writeDoc: values['write-doc'], keep: values.keep, logLevel: values['log-level'], argv };
+  const writer = values.writer;
+  if (writer !== 'auto' && writer !== 'python' && writer !== 'node') {
+    throw new Error(`--writer: "${writer}" is not one of python, node, auto`);
+  }
+  return { freezesS, rounds, systems: systems as System[], writeDoc: values['write-doc'], keep: values.keep, logLevel: values['log-level'], writer, argv };
 }
 
-/** A writer thread for one freeze: it runs at most the freeze plus 2 minutes. */
-function newWriter(name: string, config: pg.ClientConfig, freezeS: number): ThreadWriter {
-  return new ThreadWriter({ name, config, maxRunMs: (freezeS + 120) * 1000, pauseMs: PAUSE_MS, reconnectMs: RECONNECT_MS, queryTimeoutMs: QUERY_TIMEOUT_MS, warmAcks: 20 });
+/** A writer for one freeze: it runs at most the freeze plus 2 minutes. */
+function newWriter(impl: WriterImpl, name: string, config: pg.ClientConfig, freezeS: number): Writer {
+  const init = { name, config, maxRunMs: (freezeS + 120) * 1000, pauseMs: PAUSE_MS, reconnectMs: RECONNECT_MS, queryTimeoutMs: QUERY_TIMEOUT_MS, warmAcks: 20 };
+  return impl === 'python' ? new ProcessWriter(init) : new ThreadWriter(init);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -329,7 +341,7 @@ function verdict(before: PrimaryId, after: PrimaryId | null): string {
   return 'same';
 }
 
-async function lostRows(env: SystemEnv, w: ThreadWriter): Promise<number | null> {
+async function lostRows(env: SystemEnv, w: Writer): Promise<number | null> {
   try {
     const rows = await query<{ seq: number }>({ ...env.proxyConfig(), connectionTimeoutMillis: 3000, query_timeout: 20_000 }, 'select seq from bench_outage where writer = $1', [w.name]);
     const present = new Set(rows.map((r) => r.seq));
@@ -345,16 +357,16 @@ async function lostRows(env: SystemEnv, w: ThreadWriter): Promise<number | null>
  * @throws Error when the cluster is not healthy before or after (within 3 minutes), or the writers
  *   get no acknowledgements before the freeze; the rows are appended first when the freeze ran.
  */
-async function measureFreeze(system: System, env: SystemEnv, freezeS: number, round: number, say: (s: string) => void, rows: Row[]): Promise<void> {
+async function measureFreeze(system: System, env: SystemEnv, freezeS: number, round: number, impl: WriterImpl, say: (s: string) => void, rows: Row[]): Promise<void> {
   await env.waitHealthy(HEALTHY_TIMEOUT_MS);
   const p = await env.primaryIndex();
   if (p < 0) {
     throw new Error('no primary before the freeze');
   }
   const before = await primaryId(env, p);
-  const writers: Record<WriterKind, ThreadWriter> = {
-    proxy: newWriter(`${system}-${freezeS}s-r${round}-proxy`, env.proxyConfig(), freezeS),
-    direct: newWriter(`${system}-${freezeS}s-r${round}-direct`, env.directConfig(p), freezeS),
+  const writers: Record<WriterKind, Writer> = {
+    proxy: newWriter(impl, `${system}-${freezeS}s-r${round}-proxy`, env.proxyConfig(), freezeS),
+    direct: newWriter(impl, `${system}-${freezeS}s-r${round}-direct`, env.directConfig(p), freezeS),
   };
   let start = 0;
   let resumed = 0;
@@ -458,7 +470,7 @@ async function runSystem(system: System, opts: Options, say: (s: string) => void
     await query({ ...env.proxyConfig(), connectionTimeoutMillis: 3000, query_timeout: 10_000 }, TABLE_SQL);
     for (let round = 1; round <= opts.rounds; round++) {
       for (const freezeS of opts.freezesS) {
-        await measureFreeze(system, env, freezeS, round, say, rows);
+        await measureFreeze(system, env, freezeS, round, opts.writer === 'python' ? 'python' : 'node', say, rows);
       }
     }
   } catch (err) {
@@ -470,6 +482,11 @@ async function runSystem(system: System, opts: Options, say: (s: string) => void
     }
   }
 }
+
+const WRITER_LABEL: Record<WriterImpl, string> = {
+  python: 'each writer a Python process with psycopg2',
+  node: 'each writer a Node worker thread with node-postgres',
+};
 
 const LABEL: Record<System, string> = {
   'stolon-failsafe': 'stolon-ts, failsafe',
@@ -491,12 +508,12 @@ function render(
   md.push(
     `Measured ${header.date} with \`${cmd}\` on ${describeMachine(machineInfo())} in ${header.minutes} min; ${header.versions}; 1-minute load average ${header.load.before} before the run, at most ${header.load.max.toFixed(2)} during it (the benchmark's own clusters included).`,
     '',
-    'Largest gap between consecutive acknowledged writes within [freeze start, resume + 10 s], per writer (one connection, 2 s query timeout, reconnecting on error):',
+    `Largest gap between consecutive acknowledged writes within [freeze start, resume + 10 s], per writer (one connection, 2 s query timeout, reconnecting on error; ${WRITER_LABEL[opts.writer === 'python' ? 'python' : 'node']}):`,
     '',
     `| etcd frozen | system | writer |${opts.rounds > 1 ? ' round |' : ''} largest gap (ms) | gap from–to (s after the freeze) | acknowledged | failed | acknowledged rows lost | primary after |`,
     `|---:|---|---|${opts.rounds > 1 ? '---:|' : ''}---:|---|---:|---:|---:|---|`,
   );
-  t.push('', `bench:store-outage, ${header.date}, ${header.minutes} min; ${header.versions}`, '');
+  t.push('', `bench:store-outage, ${header.date}, ${header.minutes} min; ${header.versions}; writers: ${WRITER_LABEL[opts.writer === 'python' ? 'python' : 'node']}`, '');
   t.push(`${'freeze'.padEnd(7)}${'system'.padEnd(27)}${'writer'.padEnd(8)}${'gap ms'.padStart(8)}  ${'gap at (s)'.padEnd(14)}${'acked'.padStart(7)}${'failed'.padStart(8)}${'lost'.padStart(6)}  primary after`);
   for (const freezeS of opts.freezesS) {
     for (const system of opts.systems) {
@@ -588,6 +605,15 @@ async function main(): Promise<number> {
     }
   }
   const say = (s: string) => process.stdout.write(`[bench:store-outage ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
+  const noPython = opts.writer === 'node' ? undefined : await pythonWriterUnavailable();
+  if (noPython !== undefined) {
+    if (opts.writer === 'python') {
+      process.stderr.write(`bench:store-outage: --writer python: ${noPython}\n`);
+      return 2;
+    }
+    say(`writers: node-postgres in worker threads (${noPython})`);
+  }
+  opts = { ...opts, writer: opts.writer === 'node' || noPython !== undefined ? 'node' : 'python' };
   const stamp = fileStamp();
   const started = Date.now();
   const dirs: string[] = [];
@@ -640,7 +666,7 @@ async function main(): Promise<number> {
       date: h.date,
       machine: machineInfo(),
       versions: vers,
-      options: { freezesS: opts.freezesS, rounds: opts.rounds, systems: opts.systems, queryTimeoutMs: QUERY_TIMEOUT_MS, afterResumeMs: AFTER_RESUME_MS },
+      options: { freezesS: opts.freezesS, rounds: opts.rounds, systems: opts.systems, writer: opts.writer, queryTimeoutMs: QUERY_TIMEOUT_MS, afterResumeMs: AFTER_RESUME_MS },
       load: load(),
       rows,
       skipped,
