@@ -20,7 +20,7 @@ import {
   type Observed,
 } from './testing.js';
 import { newClusterData } from './clusterdata.js';
-import { decide, emptyMemory, type DecideInput, type DecideOutput, type SentinelMemory } from './decide.js';
+import { decide, emptyMemory, POSITIONS_WRITE_INTERVAL_MS, type DecideInput, type DecideOutput, type SentinelMemory } from './decide.js';
 import type { ClusterData, ClusterSpec, DiscardedWal, FollowConfig, KeeperInfo, ProxyInfo } from './types.js';
 
 type DeepPartial<T> = T extends readonly (infer U)[]
@@ -2529,6 +2529,60 @@ describe('decide', () => {
     const newUid = () => `n${++calls}`;
     decide(decideInput(healthyPair().build(), { keepers: [], proxies: [proxyInfo('p1', 2)], newUid }));
     expect(calls).toBe(0);
+  });
+});
+
+describe('decide: a change of reported WAL positions alone (positionsDue)', () => {
+  /** Pass at 10 s over the healthy pair stored at LSN, the keepers reporting the given positions. */
+  const pass = (o: { k1: number; k2?: number; lastWriteAt?: number; spec?: ClusterSpec; k2Healthy?: boolean; k2Replayed?: number }) => {
+    const cd = (o.spec === undefined ? healthyPair() : aCluster({ spec: o.spec }).initialized().withPrimary('k1', { xLogPos: LSN }).withStandby('k2', { xLogPos: LSN }).routedTo('k1', ['p1'], 2)).build();
+    const memory: SentinelMemory = { ...emptyMemory(), ...(o.lastWriteAt === undefined ? {} : { lastWriteAt: o.lastWriteAt }) };
+    const keepers = [
+      keeperInfo('k1', cd, { xLogPos: o.k1 }),
+      keeperInfo('k2', cd, { xLogPos: o.k2 ?? LSN, ...(o.k2Healthy === false ? { pgHealthy: false } : {}), ...(o.k2Replayed === undefined ? {} : { replayedXLogPos: o.k2Replayed }) }),
+    ];
+    return decide(decideInput(cd, { keepers, proxies: [proxyInfo('p1', 2)], memory, now: 10_000 }));
+  };
+  const QUARTER_MIB = 262_144;
+
+  it.each([
+    { title: 'no write since this sentinel leads: written', o: { k1: LSN + 1000 }, changed: true, lastWriteAt: 10_000 },
+    { title: 'written 2 s ago, the primary 1000 B further: held', o: { k1: LSN + 1000, lastWriteAt: 8_000 }, changed: false, lastWriteAt: 8_000 },
+    { title: `written ${POSITIONS_WRITE_INTERVAL_MS} ms ago: written`, o: { k1: LSN + 1000, lastWriteAt: 10_000 - POSITIONS_WRITE_INTERVAL_MS }, changed: true, lastWriteAt: 10_000 },
+    { title: 'written 2 s ago, the primary a quarter of maxStandbyLag further: written', o: { k1: LSN + QUARTER_MIB, lastWriteAt: 8_000 }, changed: true, lastWriteAt: 10_000 },
+    { title: 'written 2 s ago, the primary 1 B less than a quarter of maxStandbyLag further: held', o: { k1: LSN + QUARTER_MIB - 1, lastWriteAt: 8_000 }, changed: false, lastWriteAt: 8_000 },
+    { title: 'written 2 s ago, the standby a quarter of maxStandbyLag further: written', o: { k1: LSN, k2: LSN + QUARTER_MIB, lastWriteAt: 8_000 }, changed: true, lastWriteAt: 10_000 },
+    { title: 'written 2 s ago, the standby reports a replayed position for the first time: written', o: { k1: LSN, k2Replayed: LSN, lastWriteAt: 8_000 }, changed: true, lastWriteAt: 10_000 },
+    { title: 'written 2 s ago, a new position and the standby unhealthy: written (not positions alone)', o: { k1: LSN + 1000, k2Healthy: false, lastWriteAt: 8_000 }, changed: true, lastWriteAt: 10_000 },
+    { title: 'written 2 s ago, maxStandbyLag 0: every new position is written', o: { k1: LSN + 1, lastWriteAt: 8_000, spec: { ...MINIMAL_SPEC, maxStandbyLag: 0 } }, changed: true, lastWriteAt: 10_000 },
+  ])('$title', ({ o, changed, lastWriteAt }) => {
+    const out = pass(o);
+    expect(out.changed).toBe(changed);
+    expect(out.memory.lastWriteAt).toBe(lastWriteAt);
+    // Either way `next` carries what the keepers reported (the metrics and the log read it).
+    expect(out.next.dbs['db-k1']!.status.xLogPos).toBe(o.k1);
+    if (!changed) {
+      expect(out.reasons.join('; ')).toContain('no change (new WAL positions only');
+      expect(out.next.changeTime).toBe(T0);
+    }
+  });
+
+  it('held positions are written every POSITIONS_WRITE_INTERVAL_MS under a steady write load, from the stored clusterdata', () => {
+    let stored = healthyPair().build();
+    let memory = emptyMemory();
+    const written: number[] = [];
+    for (let i = 1; i <= 12; i++) {
+      const now = i * 1000;
+      const keepers = republished([keeperInfo('k1', stored, { xLogPos: LSN + i * 10_000 }), keeperInfo('k2', stored, { xLogPos: LSN + i * 10_000 })], now);
+      const out = decide(decideInput(stored, { keepers, proxies: republished([proxyInfo('p1', 2)], now), memory, now }));
+      memory = out.memory;
+      if (out.changed) {
+        written.push(i);
+        stored = out.next; // only a written decision is what the next pass reads
+      }
+    }
+    expect(written).toEqual([1, 6, 11]);
+    expect(stored.dbs['db-k1']!.status.xLogPos).toBe(LSN + 110_000);
   });
 });
 

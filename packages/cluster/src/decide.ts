@@ -83,6 +83,12 @@ export interface SentinelMemory {
    * ({@link SyncCatchUp}, synchronous replication only).
    */
   readonly syncCatchUp?: Readonly<Record<string, SyncCatchUp>>;
+  /**
+   * When this sentinel's last stored decision was written (`changed`), so that a decision that
+   * only moves reported WAL positions waits for {@link POSITIONS_WRITE_INTERVAL_MS}
+   * ({@link positionsDue}). Absent after (re)gaining leadership: the first such change is written.
+   */
+  readonly lastWriteAt?: number;
 }
 
 /** A progress marker and when it was first seen (monotonic ms, `DecideInput.now`). */
@@ -210,9 +216,23 @@ export interface DecideOutput {
   readonly memory: SentinelMemory;
   /** One sentence per decision taken (or why nothing was), first the most important. */
   readonly reasons: readonly string[];
-  /** False when `next` equals the input apart from timestamps: no write is needed. */
+  /**
+   * False when `next` equals the input apart from timestamps, or apart from reported WAL
+   * positions that are not due to be written yet ({@link positionsDue}): no write is needed.
+   */
   readonly changed: boolean;
 }
+
+/**
+ * A decision that changes nothing but reported WAL positions (`xLogPos`, `replayedXLogPos`) is
+ * written at most this often, in ms, unless a position moved by a quarter of `maxStandbyLag` or
+ * more ({@link positionsDue}). Stolon's sentinel rewrites clusterdata every sleepInterval (5 s by
+ * default) and Patroni its leader's position every loop_wait (10 s by default).
+ */
+export const POSITIONS_WRITE_INTERVAL_MS = 5000;
+
+/** The clusterdata fields a keeper's every report moves under a write load. */
+const POSITION_KEYS: ReadonlySet<string> = new Set(['xLogPos', 'replayedXLogPos']);
 
 /** lastHealthyTime is refreshed at most this often, so a steady cluster does not rewrite clusterdata. */
 const LAST_HEALTHY_REFRESH_MS = 60_000;
@@ -222,6 +242,59 @@ type Convergence = 'converged' | 'converging' | 'failed';
 /** Stable JSON for change detection: everything except change timestamps. */
 function fingerprint(cd: ClusterData): string {
   return JSON.stringify(cd, (k, v: unknown) => (k === 'changeTime' ? undefined : v));
+}
+
+/** {@link fingerprint} without reported WAL positions either. */
+function fingerprintWithoutPositions(cd: ClusterData): string {
+  return JSON.stringify(cd, (k, v: unknown) => (k === 'changeTime' || POSITION_KEYS.has(k) ? undefined : v));
+}
+
+/**
+ * Whether `next` must be written over the stored `prev`: it differs beyond timestamps, and beyond
+ * reported WAL positions unless those are due ({@link positionsDue}; same parameters).
+ */
+function mustWrite(prev: ClusterData, next: ClusterData, lastWriteAt: number | undefined, now: number, maxStandbyLagBytes: number): boolean {
+  return (
+    fingerprint(next) !== fingerprint(prev) &&
+    (fingerprintWithoutPositions(next) !== fingerprintWithoutPositions(prev) || positionsDue(prev, next, lastWriteAt, now, maxStandbyLagBytes))
+  );
+}
+
+/**
+ * Whether a decision that differs from the stored clusterdata `prev` only in reported WAL
+ * positions must be written now. Under a write load every keeper report carries a new position;
+ * writing each one (two writes a second with two keepers at the default sleepInterval) woke every
+ * keeper, proxy and the sentinel itself for nothing, and the bursts of work that followed each
+ * write delayed the database's own clients on a small machine (docs/benchmarks.md,
+ * bench:store-outage). Positions are what a failover judges a dead primary's last WAL by
+ * (`maxStandbyLag`) and what the proxy's read-only listener measures lag with, so they are never
+ * more than {@link POSITIONS_WRITE_INTERVAL_MS} or a quarter of `maxStandbyLag` behind what the
+ * keepers last reported: due when this sentinel has not written for that long (or not at all
+ * since it leads), when a DB appeared or one of its positions appeared or went, or when one moved
+ * by at least `max(1, maxStandbyLag / 4)` bytes (`maxStandbyLag` 0: every change is due).
+ * @param lastWriteAt monotonic ms of this sentinel's last write (`SentinelMemory.lastWriteAt`)
+ * @param now monotonic ms
+ * @param maxStandbyLagBytes the spec's `maxStandbyLag`, bytes
+ */
+function positionsDue(prev: ClusterData, next: ClusterData, lastWriteAt: number | undefined, now: number, maxStandbyLagBytes: number): boolean {
+  if (lastWriteAt === undefined || now - lastWriteAt >= POSITIONS_WRITE_INTERVAL_MS) {
+    return true;
+  }
+  const threshold = Math.max(1, Math.floor(maxStandbyLagBytes / 4));
+  for (const db of Object.values(next.dbs)) {
+    const old = prev.dbs[db.uid];
+    if (old === undefined) {
+      return true;
+    }
+    for (const k of ['xLogPos', 'replayedXLogPos'] as const) {
+      const a = old.status[k];
+      const b = db.status[k];
+      if (a === undefined || b === undefined ? a !== b : Math.abs(b - a) >= threshold) {
+        return true;
+      }
+    }
+  }
+  return false;
 }
 
 function sortedEq(a: readonly string[], b: readonly string[]): boolean {
@@ -407,7 +480,7 @@ export function decide(input: DecideInput): DecideOutput {
   }
   forgetRemovedDbs(next, dbErrorSince, syncCatchUp);
 
-  const changed = fingerprint(next) !== fingerprint(input.cd);
+  const changed = mustWrite(input.cd, next, input.memory.lastWriteAt, now, spec.maxStandbyLag);
   if (changed) {
     next.changeTime = input.wallTime;
   }
@@ -417,7 +490,7 @@ export function decide(input: DecideInput): DecideOutput {
     reasons.push(
       describeSteadyState(
         next,
-        changed,
+        changed ? 'changed' : fingerprint(next) !== fingerprint(input.cd) ? 'positions held' : 'unchanged',
         failingSince === undefined ? undefined : { forMs: now - failingSince, failIntervalMs: spec.failIntervalMs },
       ),
     );
@@ -440,6 +513,7 @@ export function decide(input: DecideInput): DecideOutput {
       ...(Object.keys(initFailed).length > 0 ? { initFailures: initFailed } : {}),
       ...(switchoverSince !== undefined ? { switchoverSince } : {}),
       ...(Object.keys(syncCatchUp).length > 0 ? { syncCatchUp } : {}),
+      ...(changed ? { lastWriteAt: now } : input.memory.lastWriteAt !== undefined ? { lastWriteAt: input.memory.lastWriteAt } : {}),
     },
     reasons,
     changed,
@@ -471,10 +545,15 @@ function reportedStartError(db: DB, infos: Readonly<Record<string, KeeperInfo>>)
 
 function describeSteadyState(
   cd: ClusterData,
-  changed: boolean,
+  change: 'changed' | 'positions held' | 'unchanged',
   primaryFailing?: { readonly forMs: number; readonly failIntervalMs: number },
 ): string {
-  const head = changed ? 'observed status updated' : 'no change';
+  const head =
+    change === 'changed'
+      ? 'observed status updated'
+      : change === 'positions held'
+        ? `no change (new WAL positions only: written within ${POSITIONS_WRITE_INTERVAL_MS / 1000} s)`
+        : 'no change';
   const master = cd.dbs[cd.cluster.status.master];
   if (master === undefined) {
     return `${head}: no primary`;

@@ -239,7 +239,7 @@ function withoutReportedPositions(cd: ClusterData): string {
  * sleepInterval ago, nothing else asked for a pass (`rt.passRequested`), no failover or switchover
  * is in progress (its steps wait for the keepers' reports), and the stored clusterdata
  * differs from the last one it read only in reported WAL positions (`xLogPos`, `replayedXLogPos`),
- * `lastHealthyTime` and `changeTime` — what the sentinel rewrites whenever a keeper reports new WAL,
+ * `lastHealthyTime` and `changeTime` — what the sentinel rewrites when keepers report new WAL,
  * and which changes nothing a keeper does. Without this, under a write load every keeper publish
  * (a new WAL position) made the sentinel rewrite clusterdata, which woke every keeper for a pass
  * that published a newer position again, as fast as the store answered. The timer pass (every
