@@ -138,6 +138,15 @@ function processesIn(dir: string): number[] {
   return out;
 }
 
+/** The command line of process `pid`, or why it cannot be read. */
+function cmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
+  } catch (err) {
+    return `(${(err as Error).message})`;
+  }
+}
+
 /** relative path → sha256 of every file under `dir` (symlinks by target). */
 function snapshot(dir: string): Map<string, string> {
   const out = new Map<string, string>();
@@ -184,7 +193,13 @@ afterAll(async () => {
   for (const m of Object.values(pg)) {
     await m.stop('immediate').catch(() => undefined);
   }
-  const leftovers = Object.values(pg).flatMap((m) => processesIn(m.pgData));
+  // On an immediate shutdown the postmaster signals its children's process groups, so an
+  // archive_command or restore_command shell (and its cp) gets SIGQUIT too, but the postmaster
+  // waits only for its own children: such a process may still be exiting when pg_ctl returns.
+  // Give them a moment; anything still there then is a leak, named by its command line.
+  const all = () => Object.values(pg).flatMap((m) => processesIn(m.pgData));
+  await waitFor(() => all().length === 0, { timeoutMs: 5_000, what: 'processes in the data directories to exit' }).catch(() => undefined);
+  const leftovers = all().map((pid) => `${pid}: ${cmdline(pid)}`);
   if (root !== '') {
     await removeDir(root);
   }
