@@ -219,12 +219,12 @@ export class ProcessWriter implements Writer {
         }
       });
       p.once('error', () => resolve(undefined));
-      p.once('exit', (code) => {
+      // 'close' comes after the last stdout line was read ('exit' may come before it)
+      p.once('close', (code) => {
         if (code !== 0 && stderr !== '') {
           process.stderr.write(`writer ${this.init.name} (python) exited ${code}: ${stderr}\n`);
         }
-        // the result line, if any, was read before the exit
-        setImmediate(() => resolve(undefined));
+        resolve(undefined);
       });
     });
   }
