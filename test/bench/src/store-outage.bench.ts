@@ -133,6 +133,9 @@ function parseOptions(argv: readonly string[]): Options {
   return { freezesS, rounds, systems: systems as System[], writeDoc: values['write-doc'], keep: values.keep, logLevel: values['log-level'], writer, argv };
 }
 
+/** The writer kind `opts` resolved to (`auto` is resolved in `main` before any measurement). */
+const implOf = (opts: Options): WriterImpl => (opts.writer === 'python' ? 'python' : 'node');
+
 /** A writer for one freeze: it runs at most the freeze plus 2 minutes. */
 function newWriter(impl: WriterImpl, name: string, config: pg.ClientConfig, freezeS: number): Writer {
   const init = { name, config, maxRunMs: (freezeS + 120) * 1000, pauseMs: PAUSE_MS, reconnectMs: RECONNECT_MS, queryTimeoutMs: QUERY_TIMEOUT_MS, warmAcks: 20 };
@@ -470,7 +473,7 @@ async function runSystem(system: System, opts: Options, say: (s: string) => void
     await query({ ...env.proxyConfig(), connectionTimeoutMillis: 3000, query_timeout: 10_000 }, TABLE_SQL);
     for (let round = 1; round <= opts.rounds; round++) {
       for (const freezeS of opts.freezesS) {
-        await measureFreeze(system, env, freezeS, round, opts.writer === 'python' ? 'python' : 'node', say, rows);
+        await measureFreeze(system, env, freezeS, round, implOf(opts), say, rows);
       }
     }
   } catch (err) {
@@ -508,12 +511,12 @@ function render(
   md.push(
     `Measured ${header.date} with \`${cmd}\` on ${describeMachine(machineInfo())} in ${header.minutes} min; ${header.versions}; 1-minute load average ${header.load.before} before the run, at most ${header.load.max.toFixed(2)} during it (the benchmark's own clusters included).`,
     '',
-    `Largest gap between consecutive acknowledged writes within [freeze start, resume + 10 s], per writer (one connection, 2 s query timeout, reconnecting on error; ${WRITER_LABEL[opts.writer === 'python' ? 'python' : 'node']}):`,
+    `Largest gap between consecutive acknowledged writes within [freeze start, resume + 10 s], per writer (one connection, 2 s query timeout, reconnecting on error; ${WRITER_LABEL[implOf(opts)]}):`,
     '',
     `| etcd frozen | system | writer |${opts.rounds > 1 ? ' round |' : ''} largest gap (ms) | gap from–to (s after the freeze) | acknowledged | failed | acknowledged rows lost | primary after |`,
     `|---:|---|---|${opts.rounds > 1 ? '---:|' : ''}---:|---|---:|---:|---:|---|`,
   );
-  t.push('', `bench:store-outage, ${header.date}, ${header.minutes} min; ${header.versions}; writers: ${WRITER_LABEL[opts.writer === 'python' ? 'python' : 'node']}`, '');
+  t.push('', `bench:store-outage, ${header.date}, ${header.minutes} min; ${header.versions}; writers: ${WRITER_LABEL[implOf(opts)]}`, '');
   t.push(`${'freeze'.padEnd(7)}${'system'.padEnd(27)}${'writer'.padEnd(8)}${'gap ms'.padStart(8)}  ${'gap at (s)'.padEnd(14)}${'acked'.padStart(7)}${'failed'.padStart(8)}${'lost'.padStart(6)}  primary after`);
   for (const freezeS of opts.freezesS) {
     for (const system of opts.systems) {
