@@ -231,8 +231,13 @@ export interface DecideOutput {
  */
 export const POSITIONS_WRITE_INTERVAL_MS = 5000;
 
-/** The clusterdata fields a keeper's every report moves under a write load. */
-const POSITION_KEYS: ReadonlySet<string> = new Set(['xLogPos', 'replayedXLogPos']);
+/**
+ * The DB status fields a keeper's every report moves under a write load: its reported WAL
+ * positions. The sentinel holds back writes that change only these ({@link positionsDue}); a
+ * keeper runs no watch pass for a clusterdata write that changed only these (and timestamps).
+ */
+export const REPORTED_POSITION_KEYS = ['xLogPos', 'replayedXLogPos'] as const;
+const POSITION_KEYS: ReadonlySet<string> = new Set(REPORTED_POSITION_KEYS);
 
 /** lastHealthyTime is refreshed at most this often, so a steady cluster does not rewrite clusterdata. */
 const LAST_HEALTHY_REFRESH_MS = 60_000;
@@ -250,14 +255,22 @@ function fingerprintWithoutPositions(cd: ClusterData): string {
 }
 
 /**
- * Whether `next` must be written over the stored `prev`: it differs beyond timestamps, and beyond
- * reported WAL positions unless those are due ({@link positionsDue}; same parameters).
+ * How `next` differs from the stored `prev`: `unchanged` apart from timestamps; `positions held`
+ * when only reported WAL positions moved and they are not due ({@link positionsDue}; same
+ * parameters); `changed` otherwise, which is what must be written.
  */
-function mustWrite(prev: ClusterData, next: ClusterData, lastWriteAt: number | undefined, now: number, maxStandbyLagBytes: number): boolean {
-  return (
-    fingerprint(next) !== fingerprint(prev) &&
-    (fingerprintWithoutPositions(next) !== fingerprintWithoutPositions(prev) || positionsDue(prev, next, lastWriteAt, now, maxStandbyLagBytes))
-  );
+function changeOf(
+  prev: ClusterData,
+  next: ClusterData,
+  lastWriteAt: number | undefined,
+  now: number,
+  maxStandbyLagBytes: number,
+): 'changed' | 'positions held' | 'unchanged' {
+  if (fingerprint(next) === fingerprint(prev)) {
+    return 'unchanged';
+  }
+  const positionsOnly = fingerprintWithoutPositions(next) === fingerprintWithoutPositions(prev);
+  return positionsOnly && !positionsDue(prev, next, lastWriteAt, now, maxStandbyLagBytes) ? 'positions held' : 'changed';
 }
 
 /**
@@ -286,7 +299,7 @@ function positionsDue(prev: ClusterData, next: ClusterData, lastWriteAt: number 
     if (old === undefined) {
       return true;
     }
-    for (const k of ['xLogPos', 'replayedXLogPos'] as const) {
+    for (const k of REPORTED_POSITION_KEYS) {
       const a = old.status[k];
       const b = db.status[k];
       if (a === undefined || b === undefined ? a !== b : Math.abs(b - a) >= threshold) {
@@ -480,7 +493,8 @@ export function decide(input: DecideInput): DecideOutput {
   }
   forgetRemovedDbs(next, dbErrorSince, syncCatchUp);
 
-  const changed = mustWrite(input.cd, next, input.memory.lastWriteAt, now, spec.maxStandbyLag);
+  const change = changeOf(input.cd, next, input.memory.lastWriteAt, now, spec.maxStandbyLag);
+  const changed = change === 'changed';
   if (changed) {
     next.changeTime = input.wallTime;
   }
@@ -490,7 +504,7 @@ export function decide(input: DecideInput): DecideOutput {
     reasons.push(
       describeSteadyState(
         next,
-        changed ? 'changed' : fingerprint(next) !== fingerprint(input.cd) ? 'positions held' : 'unchanged',
+        change,
         failingSince === undefined ? undefined : { forMs: now - failingSince, failIntervalMs: spec.failIntervalMs },
       ),
     );

@@ -6,7 +6,7 @@ export { DEFAULT_SPEC, validateSpec, resolveSpec, withDefaults, validateSpecUpda
 export { parseClusterData, repairClusterData, newClusterData, serializeClusterData, type ClusterDataRepair } from './clusterdata.js';
 export { infoIssues, isFailsafeEpisode } from './clusterdata-schema.js';
 export { compareFailoverCandidates, findBestCandidates, ineligibility, type Candidate, type EligibilityOptions } from './candidates.js';
-export { decide, emptyMemory, isMasterType, type DecideInput, type DecideOutput, type SentinelMemory } from './decide.js';
+export { decide, emptyMemory, isMasterType, REPORTED_POSITION_KEYS, type DecideInput, type DecideOutput, type SentinelMemory } from './decide.js';
 export { FAKE_SYNC_STANDBY } from './sync.js';
 export { SCHEDULED_SWITCHOVER_MAX_LATE_MS, SWITCHOVER_BECAME_FAILOVER, scheduleState } from './switchover.js';
 export { FAILSAFE_HISTORY_LIMIT } from './trace.js';

@@ -2,7 +2,7 @@
  * One keeper pass: observe PostgreSQL, read clusterdata, publish the keeper info, plan one step
  * (plan.ts) and run it (actions.ts). Returns the pass's one sentence for the pass loop to log.
  */
-import { ClusterDataInvalidError, parseClusterData, resolveSpec, type ClusterData } from '@stolon-ts/cluster';
+import { ClusterDataInvalidError, parseClusterData, REPORTED_POSITION_KEYS, resolveSpec, type ClusterData } from '@stolon-ts/cluster';
 import { failpoint, redactConninfo, type PassResult } from '@stolon-ts/common';
 import { describeActivity } from './activity.js';
 import { execute, taskName } from './actions.js';
@@ -229,9 +229,12 @@ async function reloadNow(rt: KeeperRuntime, generation: number): Promise<void> {
   rt.reloadedGeneration = generation;
 }
 
-/** `cd` as JSON without what changes with every WAL write: reported LSNs, lastHealthyTime, changeTime. */
+/** What changes with every WAL write: the reported positions, lastHealthyTime, changeTime. */
+const REPORTED_KEYS: ReadonlySet<string> = new Set([...REPORTED_POSITION_KEYS, 'lastHealthyTime', 'changeTime']);
+
+/** `cd` as JSON without {@link REPORTED_KEYS}. */
 function withoutReportedPositions(cd: ClusterData): string {
-  return JSON.stringify(cd, (k, v: unknown) => (k === 'xLogPos' || k === 'replayedXLogPos' || k === 'lastHealthyTime' || k === 'changeTime' ? undefined : v));
+  return JSON.stringify(cd, (k, v: unknown) => (REPORTED_KEYS.has(k) ? undefined : v));
 }
 
 /**
