@@ -64,28 +64,73 @@ interface WriterResult {
 
 type FromWorker = { readonly type: 'warm' } | WriterResult;
 
-/**
- * Main-thread handle of one writer thread. The figures (`acks`, `ackedSeqs`, `failures`,
- * `errors`) are filled in by {@link ThreadWriter.stop}.
- */
-export class ThreadWriter implements Writer {
-  /** Acknowledgement times, epoch ms, ascending. */
-  readonly acks: number[] = [];
-  /** Sequence numbers of the acknowledged rows (parallel to {@link ThreadWriter.acks}). */
-  readonly ackedSeqs: number[] = [];
-  /** Times of failed attempts (connect or insert), epoch ms. */
-  readonly failures: number[] = [];
-  /** Failure messages (digits replaced by `N`) with their counts. */
-  readonly errors = new Map<string, number>();
-  private worker: Worker | undefined;
-  private warmSeen = false;
-  private result: Promise<WriterResult | undefined> | undefined;
+/** The figures every kind of writer hands back when it stops (epoch ms). */
+interface Figures {
+  readonly acks: readonly number[];
+  readonly ackedSeqs: readonly number[];
+  readonly failures: readonly number[];
+  readonly errors: readonly (readonly [string, number])[];
+}
 
-  constructor(private readonly init: WriterInit) {}
+/**
+ * What both kinds of writer share: the figures, filled in by {@link WriterBase.stop} from what the
+ * loop handed back (`result`), and the warm flag the loop sets.
+ */
+abstract class WriterBase implements Writer {
+  readonly acks: number[] = [];
+  readonly ackedSeqs: number[] = [];
+  readonly failures: number[] = [];
+  readonly errors = new Map<string, number>();
+  protected warmSeen = false;
+  /** Settles with the loop's figures, or undefined when it ended without them; set by `start`. */
+  protected result: Promise<Figures | undefined> | undefined;
+
+  constructor(protected readonly init: WriterInit) {}
 
   get name(): string {
     return this.init.name;
   }
+
+  get warm(): boolean {
+    return this.warmSeen;
+  }
+
+  abstract start(): void;
+  /** Asks the running loop to stop and hand back its figures. */
+  protected abstract requestStop(): void;
+  /** Ends the thread or process, whether or not it handed back its figures. */
+  protected abstract end(): Promise<void>;
+  /** "thread" or "process", for the error message. */
+  protected abstract readonly kind: string;
+
+  /**
+   * Stops the loop, copies the figures in and ends the thread or process; resolves within about 10 s.
+   * @throws Error when it ended without handing back its figures.
+   */
+  async stop(): Promise<void> {
+    if (this.result === undefined) {
+      return;
+    }
+    this.requestStop();
+    let timer: NodeJS.Timeout | undefined;
+    const r = await Promise.race([this.result, new Promise<undefined>((res) => (timer = setTimeout(() => res(undefined), 10_000)))]).finally(() => clearTimeout(timer));
+    await this.end();
+    if (r === undefined) {
+      throw new Error(`writer ${this.init.name}: its ${this.kind} ended without handing back its figures`);
+    }
+    this.acks.push(...r.acks);
+    this.ackedSeqs.push(...r.ackedSeqs);
+    this.failures.push(...r.failures);
+    for (const [k, v] of r.errors) {
+      this.errors.set(k, v);
+    }
+  }
+}
+
+/** One writer in a Node worker thread (node-postgres), the body below. */
+export class ThreadWriter extends WriterBase {
+  protected readonly kind = 'thread';
+  private worker: Worker | undefined;
 
   start(): void {
     if (this.worker !== undefined) {
@@ -106,33 +151,12 @@ export class ThreadWriter implements Writer {
     });
   }
 
-  /** Whether the writer has had {@link WriterInit.warmAcks} acknowledgements. */
-  get warm(): boolean {
-    return this.warmSeen;
+  protected requestStop(): void {
+    this.worker?.postMessage('stop');
   }
 
-  /**
-   * Stops the loop, copies the figures in and ends the thread; resolves within about 10 s.
-   * @throws Error when the thread ended without posting its figures.
-   */
-  async stop(): Promise<void> {
-    const w = this.worker;
-    if (w === undefined) {
-      return;
-    }
-    w.postMessage('stop');
-    let timer: NodeJS.Timeout | undefined;
-    const r = await Promise.race([this.result, new Promise<undefined>((res) => (timer = setTimeout(() => res(undefined), 10_000)))]).finally(() => clearTimeout(timer));
-    await w.terminate();
-    if (r === undefined) {
-      throw new Error(`writer ${this.init.name}: its thread ended without posting its figures`);
-    }
-    this.acks.push(...r.acks);
-    this.ackedSeqs.push(...r.ackedSeqs);
-    this.failures.push(...r.failures);
-    for (const [k, v] of r.errors) {
-      this.errors.set(k, v);
-    }
+  protected async end(): Promise<void> {
+    await this.worker?.terminate();
   }
 }
 
@@ -167,24 +191,9 @@ interface PyResult {
  * every wait bounded by `queryTimeoutMs`): the same loop as {@link ThreadWriter} without a garbage
  * collector that pauses it for 8–13 ms. The password goes in `PGPASSWORD`, never argv.
  */
-export class ProcessWriter implements Writer {
-  readonly acks: number[] = [];
-  readonly ackedSeqs: number[] = [];
-  readonly failures: number[] = [];
-  readonly errors = new Map<string, number>();
+export class ProcessWriter extends WriterBase {
+  protected readonly kind = 'process';
   private proc: ChildProcess | undefined;
-  private warmSeen = false;
-  private result: Promise<PyResult | undefined> | undefined;
-
-  constructor(private readonly init: WriterInit) {}
-
-  get name(): string {
-    return this.init.name;
-  }
-
-  get warm(): boolean {
-    return this.warmSeen;
-  }
 
   start(): void {
     if (this.proc !== undefined) {
@@ -215,7 +224,8 @@ export class ProcessWriter implements Writer {
         if (line === 'warm') {
           this.warmSeen = true;
         } else if (line.startsWith('{')) {
-          resolve(JSON.parse(line) as PyResult);
+          const r = JSON.parse(line) as PyResult;
+          resolve({ acks: r.acks.map(Math.round), ackedSeqs: r.acked_seqs, failures: r.failures.map(Math.round), errors: r.errors });
         }
       });
       p.once('error', () => resolve(undefined));
@@ -229,30 +239,16 @@ export class ProcessWriter implements Writer {
     });
   }
 
-  /**
-   * Stops the loop, copies the figures in and ends the process; resolves within about 10 s.
-   * @throws Error when the process ended without printing its figures.
-   */
-  async stop(): Promise<void> {
+  protected requestStop(): void {
+    this.proc?.stdin!.end('stop\n');
+  }
+
+  protected end(): Promise<void> {
     const p = this.proc;
-    if (p === undefined) {
-      return;
-    }
-    p.stdin!.end('stop\n');
-    let timer: NodeJS.Timeout | undefined;
-    const r = await Promise.race([this.result, new Promise<undefined>((res) => (timer = setTimeout(() => res(undefined), 10_000)))]).finally(() => clearTimeout(timer));
-    if (p.exitCode === null && p.signalCode === null) {
+    if (p !== undefined && p.exitCode === null && p.signalCode === null) {
       p.kill('SIGKILL');
     }
-    if (r === undefined) {
-      throw new Error(`writer ${this.init.name} (python): its process ended without printing its figures`);
-    }
-    this.acks.push(...r.acks.map(Math.round));
-    this.ackedSeqs.push(...r.acked_seqs);
-    this.failures.push(...r.failures.map(Math.round));
-    for (const [k, v] of r.errors) {
-      this.errors.set(k, v);
-    }
+    return Promise.resolve();
   }
 }
 
