@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { StoreUnavailableError, StolonError } from '@stolon-ts/cluster';
 import { MemoryBackend, MemoryStore, type Store, type WatchTopic } from '@stolon-ts/store';
 import { createLogger, BUG_SENTENCE } from './index.js';
-import { describePassFailure, startPassLoop, stopOnce, type PassLoop, type PassResult } from './loop.js';
+import { describePassFailure, startPassLoop, stopOnce, timerDelayMs, TIMER_JITTER, type PassLoop, type PassResult } from './loop.js';
 
 interface Line {
   level: number;
@@ -213,6 +213,76 @@ describe('startPassLoop', () => {
     expect(seen.at(-1)?.topics).toBeUndefined();
   });
 
+  it('watch events do not postpone the timer pass: it still comes every interval, as a full pass', async () => {
+    const { log } = capture();
+    let emit: ((topic: WatchTopic) => void) | undefined;
+    const manual: Pick<Store, 'watch'> = {
+      watch: (_topics, listener) => {
+        emit = listener;
+        return Promise.resolve({ close: () => Promise.resolve() });
+      },
+    };
+    const seen: { trigger: string; topics: string | undefined }[] = [];
+    const loop = startPassLoop({
+      log,
+      intervalMs: () => 150,
+      random: () => 0,
+      watch: { store: manual, topics: ['keepers'] },
+      run: ({ trigger, watchTopics }) => {
+        seen.push({ trigger, topics: watchTopics === undefined ? undefined : [...watchTopics].join(',') });
+        return Promise.resolve(undefined);
+      },
+    });
+    loops.push(loop);
+    await until('the pass after the watch started', () => seen.some((p) => p.trigger === 'watch established'));
+    // An event every 30 ms for 700 ms: each used to re-arm the 150 ms timer, which then never fired.
+    for (let i = 0; i < 24; i++) {
+      emit!('keepers');
+      await sleep(30);
+    }
+    const timerPasses = seen.filter((p) => p.trigger === 'interval');
+    expect(timerPasses.length).toBeGreaterThanOrEqual(3);
+    expect(timerPasses.every((p) => p.topics === undefined)).toBe(true);
+    expect(seen.filter((p) => p.topics === 'keepers').length).toBeGreaterThanOrEqual(10);
+  });
+
+  it('the timer that fires during a watch pass asks for a full pass after it', async () => {
+    const { log } = capture();
+    let emit: ((topic: WatchTopic) => void) | undefined;
+    const manual: Pick<Store, 'watch'> = {
+      watch: (_topics, listener) => {
+        emit = listener;
+        return Promise.resolve({ close: () => Promise.resolve() });
+      },
+    };
+    const seen: { trigger: string; topics: string | undefined }[] = [];
+    let release: (() => void) | undefined;
+    const loop = startPassLoop({
+      log,
+      intervalMs: () => 100,
+      random: () => 0,
+      watch: { store: manual, topics: ['keepers'] },
+      run: async ({ trigger, watchTopics }) => {
+        seen.push({ trigger, topics: watchTopics === undefined ? undefined : [...watchTopics].join(',') });
+        if (watchTopics !== undefined && release === undefined) {
+          await new Promise<void>((r) => (release = r));
+        }
+        return undefined;
+      },
+    });
+    loops.push(loop);
+    await until('the pass after the watch started', () => seen.some((p) => p.trigger === 'watch established'));
+    const before = seen.length;
+    emit!('keepers');
+    await until('the held watch pass', () => release !== undefined);
+    await sleep(200); // the timer fires while the watch pass holds
+    emit!('keepers');
+    release!();
+    await until('the pass after it', () => seen.length >= before + 2);
+    expect(seen[before]).toEqual({ trigger: 'keepers changed', topics: 'keepers' });
+    expect(seen[before + 1]?.topics).toBeUndefined();
+  });
+
   it('a watch that answers only after its timeout is closed, not kept', async () => {
     const { log } = capture();
     let closed = 0;
@@ -252,6 +322,27 @@ describe('startPassLoop', () => {
     await s1;
     await sleep(20);
     expect(passes).toBe(1);
+  });
+});
+
+describe('timerDelayMs', () => {
+  it.each([
+    [1000, 0, 1000],
+    [1000, 0.5, 950],
+    [1000, 0.999, 900],
+    [5000, 0.25, 4875],
+    [5, 0, 10],
+    [0, 0.5, 10],
+  ])('interval %i ms, random %f: %i ms', (interval, random, want) => {
+    expect(timerDelayMs(interval, random)).toBe(want);
+  });
+
+  it('is never later than the interval and at most TIMER_JITTER early', () => {
+    for (let i = 0; i < 100; i++) {
+      const d = timerDelayMs(1000, Math.random());
+      expect(d).toBeLessThanOrEqual(1000);
+      expect(d).toBeGreaterThanOrEqual(1000 * (1 - TIMER_JITTER));
+    }
   });
 });
 

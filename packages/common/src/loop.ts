@@ -10,22 +10,49 @@ import { BUG_SENTENCE, type Logger } from './logger.js';
 
 /** The low-level serial loop under {@link startPassLoop}. */
 interface SerialLoop {
-  /** Asks for a pass as soon as possible (coalesced). */
+  /** Asks for a pass as soon as possible (coalesced); the timer is armed again after it. */
   trigger(): void;
+  /** Asks for a pass as soon as possible (coalesced) that leaves an armed timer as it is. */
+  triggerKeepingTimer(): void;
   /** Stops the loop; resolves after the pass in progress (if any) settled. */
   stop(): Promise<void>;
 }
 
 /**
- * Runs `run` serially: on a timer and on demand, never two at once. The next timer is armed only
- * after a pass settles (no setInterval), with the interval re-read each time (specs change);
- * triggers that arrive during a pass coalesce into one more pass. The first pass runs on the next
- * tick. `run` must not reject.
+ * The timer pass comes up to this fraction of the interval early, at random, each time it is
+ * armed. Daemons started together, or released together by a store that answers again after an
+ * outage, otherwise keep running their passes in the same few milliseconds every interval: their
+ * store requests reach the store at once, and on a shared host their bursts of work add up and
+ * delay the database's own clients (docs/benchmarks.md, bench:store-outage). Early, never late:
+ * an interval that bounds something (a keeper's info TTL, a proxy's proxyTimeout) stays a bound.
  */
-function startSerialLoop(run: () => Promise<void>, intervalMs: () => number): SerialLoop {
+export const TIMER_JITTER = 0.1;
+
+/**
+ * The delay, in ms, before a timer pass: `intervalMs` less up to {@link TIMER_JITTER} of it, at
+ * least 10 ms.
+ * @param intervalMs the loop's interval, ms
+ * @param random a number in [0, 1) (`Math.random()`)
+ */
+export function timerDelayMs(intervalMs: number, random: number): number {
+  return Math.max(10, Math.round(intervalMs * (1 - TIMER_JITTER * random)));
+}
+
+/**
+ * Runs `run` serially: on a timer and on demand, never two at once. The next timer is armed only
+ * after a pass settles (no setInterval), with the interval re-read each time (specs change) and
+ * {@link timerDelayMs}'s jitter; a pass asked for with `triggerKeepingTimer` (a store watch event)
+ * leaves a timer that is already armed as it is, so events do not keep postponing the timer pass
+ * nor line up the timers of every daemon that saw the same event. Triggers that arrive during a
+ * pass coalesce into one more pass. The first pass runs on the next tick. `run` must not reject;
+ * `onTimer` is called when the timer fires, before the pass it asks for.
+ */
+function startSerialLoop(run: () => Promise<void>, intervalMs: () => number, random: () => number, onTimer: () => void): SerialLoop {
   let stopped = false;
   let running: Promise<void> | undefined;
   let pending = false;
+  /** Whether the pending pass re-arms the timer (anything but watch events asked for it). */
+  let pendingRearms = false;
   let timer: NodeJS.Timeout | undefined;
 
   const arm = () => {
@@ -35,34 +62,41 @@ function startSerialLoop(run: () => Promise<void>, intervalMs: () => number): Se
     clearTimeout(timer);
     timer = setTimeout(() => {
       timer = undefined;
-      kick();
-    }, Math.max(10, intervalMs()));
+      onTimer();
+      kick(true);
+    }, timerDelayMs(intervalMs(), random()));
   };
 
-  const kick = (): void => {
+  const kick = (rearm: boolean): void => {
     if (stopped) {
       return;
     }
     if (running !== undefined) {
       pending = true;
+      pendingRearms ||= rearm;
       return;
     }
-    clearTimeout(timer);
-    timer = undefined;
+    if (rearm) {
+      clearTimeout(timer);
+      timer = undefined;
+    }
     running = run().finally(() => {
       running = undefined;
       if (pending && !stopped) {
+        const next = pendingRearms;
         pending = false;
-        setImmediate(kick);
-      } else {
+        pendingRearms = false;
+        setImmediate(() => kick(next));
+      } else if (timer === undefined) {
         arm();
       }
     });
   };
 
-  setImmediate(kick);
+  setImmediate(() => kick(true));
   return {
-    trigger: kick,
+    trigger: () => kick(true),
+    triggerKeepingTimer: () => kick(false),
     stop: async () => {
       stopped = true;
       clearTimeout(timer);
@@ -97,7 +131,7 @@ export interface PassContext {
    * When only store watch events asked for this pass (no timer, no {@link PassLoop.trigger}, no
    * start) since the previous pass began: the topics of those events. Undefined otherwise. A pass
    * may use it to do less when nothing it acts on changed, as long as it still does its full work
-   * every interval (the timer's own pass may never come while events keep arriving).
+   * every interval (the timer's pass still comes every interval while events keep arriving).
    */
   readonly watchTopics?: ReadonlySet<WatchTopic>;
 }
@@ -110,8 +144,13 @@ export interface PassLoopOptions {
    * is logged by the loop's rule (see {@link describePassFailure}) and the loop goes on.
    */
   readonly run: (ctx: PassContext) => Promise<PassResult | undefined>;
-  /** The period of the timer pass in ms, re-read before each arming. */
+  /**
+   * The period of the timer pass in ms, re-read before each arming; the timer comes up to
+   * {@link TIMER_JITTER} of it early. A pass that only watch events asked for does not re-arm it.
+   */
   readonly intervalMs: () => number;
+  /** Source of the timer's jitter, numbers in [0, 1). @default Math.random */
+  readonly random?: () => number;
   /**
    * A store watch that triggers a pass on every event of `topics` (trigger `<topics> changed`).
    * Asked for at start and, while it cannot be had, again after every pass, each attempt bounded
@@ -200,7 +239,7 @@ export function startPassLoop(opts: PassLoopOptions): PassLoop {
       }
       eventTopics.add(topic);
       nextTrigger = what;
-      loop.trigger();
+      loop.triggerKeepingTimer();
     };
     watchAttempt = withTimeout(w.store.watch(w.topics, onEvent), w.timeoutMs?.() ?? 10_000, (late) => void late.close().catch(() => undefined))
       .then(
@@ -247,7 +286,11 @@ export function startPassLoop(opts: PassLoopOptions): PassLoop {
     ensureWatch();
   };
 
-  const loop = startSerialLoop(runOnce, opts.intervalMs);
+  const loop = startSerialLoop(runOnce, opts.intervalMs, opts.random ?? Math.random, () => {
+    // The timer asked: the pass is a full one even if watch events asked for it too.
+    otherTrigger = true;
+    nextTrigger = 'interval';
+  });
   const trigger = (reason: string): void => {
     if (stopped) {
       return;
