@@ -2552,6 +2552,8 @@ describe('decide: a change of reported WAL positions alone (positionsDue)', () =
     { title: 'written 2 s ago, the primary a quarter of maxStandbyLag further: written', o: { k1: LSN + QUARTER_MIB, lastWriteAt: 8_000 }, changed: true, lastWriteAt: 10_000 },
     { title: 'written 2 s ago, the primary 1 B less than a quarter of maxStandbyLag further: held', o: { k1: LSN + QUARTER_MIB - 1, lastWriteAt: 8_000 }, changed: false, lastWriteAt: 8_000 },
     { title: 'written 2 s ago, the standby a quarter of maxStandbyLag further: written', o: { k1: LSN, k2: LSN + QUARTER_MIB, lastWriteAt: 8_000 }, changed: true, lastWriteAt: 10_000 },
+    { title: 'written 2 s ago, the primary and the standby 4 MiB further (the lag unchanged): held', o: { k1: LSN + 4 * 1048576, k2: LSN + 4 * 1048576, lastWriteAt: 8_000 }, changed: false, lastWriteAt: 8_000 },
+    { title: 'written 2 s ago, both 4 MiB further and the standby a quarter of maxStandbyLag less: written', o: { k1: LSN + 4 * 1048576, k2: LSN + 4 * 1048576 - QUARTER_MIB, lastWriteAt: 8_000 }, changed: true, lastWriteAt: 10_000 },
     { title: 'written 2 s ago, the standby reports a replayed position for the first time: written', o: { k1: LSN, k2Replayed: LSN, lastWriteAt: 8_000 }, changed: true, lastWriteAt: 10_000 },
     { title: 'written 2 s ago, a new position and the standby unhealthy: written (not positions alone)', o: { k1: LSN + 1000, k2Healthy: false, lastWriteAt: 8_000 }, changed: true, lastWriteAt: 10_000 },
     { title: 'written 2 s ago, maxStandbyLag 0: every new position is written', o: { k1: LSN + 1, lastWriteAt: 8_000, spec: { ...MINIMAL_SPEC, maxStandbyLag: 0 } }, changed: true, lastWriteAt: 10_000 },
@@ -2583,6 +2585,50 @@ describe('decide: a change of reported WAL positions alone (positionsDue)', () =
     }
     expect(written).toEqual([1, 6, 11]);
     expect(stored.dbs['db-k1']!.status.xLogPos).toBe(LSN + 110_000);
+  });
+
+  it('a WAL rate of more than a quarter of maxStandbyLag per pass is written every POSITIONS_WRITE_INTERVAL_MS too while the lag stays', () => {
+    let stored = healthyPair().build();
+    let memory = emptyMemory();
+    const written: number[] = [];
+    for (let i = 1; i <= 12; i++) {
+      const now = i * 1000;
+      // 600 kB of WAL a second; the standby streams, 2 kB behind.
+      const keepers = republished([keeperInfo('k1', stored, { xLogPos: LSN + i * 600_000 }), keeperInfo('k2', stored, { xLogPos: LSN + i * 600_000 - 2_000 })], now);
+      const out = decide(decideInput(stored, { keepers, proxies: republished([proxyInfo('p1', 2)], now), memory, now }));
+      memory = out.memory;
+      // Held or not, the decision carries what the keepers reported.
+      expect(out.next.dbs['db-k1']!.status.xLogPos).toBe(LSN + i * 600_000);
+      if (out.changed) {
+        written.push(i);
+        stored = out.next;
+        expect(out.memory.heldPositions).toBeUndefined();
+      } else {
+        expect(out.memory.heldPositions?.['db-k1']?.xLogPos).toBe(LSN + i * 600_000);
+      }
+    }
+    // The first write records the standby's 2 kB lag; after it the lag does not move.
+    expect(written).toEqual([1, 6, 11]);
+  });
+
+  it('a pass starts from the positions the last one held back: a primary that stopped reporting is judged by the last position seen', () => {
+    const stored = healthyPair().build();
+    const first = decide(
+      decideInput(stored, {
+        keepers: [keeperInfo('k1', stored, { xLogPos: LSN + 50_000 }), keeperInfo('k2', stored, { xLogPos: LSN + 50_000 })],
+        proxies: [proxyInfo('p1', 2)],
+        memory: { ...emptyMemory(), lastWriteAt: 8_000 },
+        now: 9_000,
+      }),
+    );
+    expect(first.changed).toBe(false);
+    expect(first.memory.heldPositions?.['db-k1']).toEqual({ xLogPos: LSN + 50_000 });
+    // The primary's keeper reports no more; the stored clusterdata still says LSN.
+    const second = decide(
+      decideInput(stored, { keepers: [keeperInfo('k2', stored, { xLogPos: LSN + 50_000 })], proxies: [proxyInfo('p1', 2)], memory: first.memory, now: 10_000 }),
+    );
+    expect(stored.dbs['db-k1']!.status.xLogPos).toBe(LSN);
+    expect(second.next.dbs['db-k1']!.status.xLogPos).toBe(LSN + 50_000);
   });
 });
 

@@ -89,7 +89,19 @@ export interface SentinelMemory {
    * ({@link positionsDue}). Absent after (re)gaining leadership: the first such change is written.
    */
   readonly lastWriteAt?: number;
+  /**
+   * DB uid → the reported WAL positions of this sentinel's last decision that held them back
+   * (not written, {@link positionsDue}). The next pass starts from them instead of the older
+   * stored ones, so this sentinel judges a primary that stopped reporting (maxStandbyLag at a
+   * failover) by the last position it saw. Absent once a decision is stored, and after
+   * (re)gaining leadership: a new leader starts from the stored clusterdata, at most
+   * {@link POSITIONS_WRITE_INTERVAL_MS} behind.
+   */
+  readonly heldPositions?: Readonly<Record<string, ReportedPositions>>;
 }
+
+/** A DB's reported WAL positions ({@link REPORTED_POSITION_KEYS}), bytes. */
+type ReportedPositions = Partial<Record<(typeof REPORTED_POSITION_KEYS)[number], number>>;
 
 /** A progress marker and when it was first seen (monotonic ms, `DecideInput.now`). */
 interface Progress {
@@ -225,8 +237,8 @@ export interface DecideOutput {
 
 /**
  * A decision that changes nothing but reported WAL positions (`xLogPos`, `replayedXLogPos`) is
- * written at most this often, in ms, unless a position moved by a quarter of `maxStandbyLag` or
- * more ({@link positionsDue}). Stolon's sentinel rewrites clusterdata every sleepInterval (5 s by
+ * written at most this often, in ms, unless a standby's lag changed by a quarter of
+ * `maxStandbyLag` or more ({@link positionsDue}). Stolon's sentinel rewrites clusterdata every sleepInterval (5 s by
  * default) and Patroni its leader's position every loop_wait (10 s by default).
  */
 export const POSITIONS_WRITE_INTERVAL_MS = 5000;
@@ -279,12 +291,16 @@ function changeOf(
  * writing each one (two writes a second with two keepers at the default sleepInterval) woke every
  * keeper, proxy and the sentinel itself for nothing, and the bursts of work that followed each
  * write delayed the database's own clients on a small machine (docs/benchmarks.md,
- * bench:store-outage). Positions are what a failover judges a dead primary's last WAL by
- * (`maxStandbyLag`) and what the proxy's read-only listener measures lag with, so they are never
- * more than {@link POSITIONS_WRITE_INTERVAL_MS} or a quarter of `maxStandbyLag` behind what the
- * keepers last reported: due when this sentinel has not written for that long (or not at all
- * since it leads), when a DB appeared or one of its positions appeared or went, or when one moved
- * by at least `max(1, maxStandbyLag / 4)` bytes (`maxStandbyLag` 0: every change is due).
+ * bench:store-outage). Due when this sentinel has not written for
+ * {@link POSITIONS_WRITE_INTERVAL_MS} (or not at all since it leads), when a DB appeared or one of
+ * its positions appeared or went, or when a standby's lag behind the primary (the primary's
+ * `xLogPos` less the standby's `xLogPos`, and less its `replayedXLogPos`) changed by at least
+ * `max(1, maxStandbyLag / 4)` bytes (`maxStandbyLag` 0: every change is due). So what the stored
+ * clusterdata says of each standby's lag, which the proxy's read-only listener routes by, is
+ * never more than a quarter of `maxStandbyLag` off what the keepers last reported. The lag, not
+ * the positions themselves: under a steady write load every position moves while the lags stay
+ * put, and the absolute positions matter only for a primary that stopped reporting, which this
+ * sentinel judges by the positions it holds ({@link SentinelMemory.heldPositions}).
  * @param lastWriteAt monotonic ms of this sentinel's last write (`SentinelMemory.lastWriteAt`)
  * @param now monotonic ms
  * @param maxStandbyLagBytes the spec's `maxStandbyLag`, bytes
@@ -293,21 +309,100 @@ function positionsDue(prev: ClusterData, next: ClusterData, lastWriteAt: number 
   if (lastWriteAt === undefined || now - lastWriteAt >= POSITIONS_WRITE_INTERVAL_MS) {
     return true;
   }
-  const threshold = Math.max(1, Math.floor(maxStandbyLagBytes / 4));
   for (const db of Object.values(next.dbs)) {
     const old = prev.dbs[db.uid];
-    if (old === undefined) {
+    if (old === undefined || REPORTED_POSITION_KEYS.some((k) => (old.status[k] === undefined) !== (db.status[k] === undefined))) {
       return true;
     }
+  }
+  const threshold = Math.max(1, Math.floor(maxStandbyLagBytes / 4));
+  const prevLags = standbyLags(prev);
+  const nextLags = standbyLags(next);
+  return [...nextLags].some(([key, lag]) => {
+    const before = prevLags.get(key);
+    return before === undefined || Math.abs(lag - before) >= threshold;
+  });
+}
+
+/**
+ * Every standby's lag behind the primary of `cd`, bytes, keyed `<db uid>/<position key>`: the
+ * primary's `xLogPos` less the standby's `xLogPos` and less its `replayedXLogPos` (when reported).
+ * Empty without a primary. (A standby cluster's primary DB has no upstream in this clusterdata.)
+ */
+function standbyLags(cd: ClusterData): Map<string, number> {
+  const lags = new Map<string, number>();
+  const primary = cd.dbs[cd.cluster.status.master];
+  if (primary === undefined) {
+    return lags;
+  }
+  for (const db of Object.values(cd.dbs)) {
+    if (db.uid === primary.uid) {
+      continue;
+    }
     for (const k of REPORTED_POSITION_KEYS) {
-      const a = old.status[k];
-      const b = db.status[k];
-      if (a === undefined || b === undefined ? a !== b : Math.abs(b - a) >= threshold) {
-        return true;
+      const pos = db.status[k];
+      if (pos !== undefined) {
+        lags.set(`${db.uid}/${k}`, primary.status.xLogPos - pos);
       }
     }
   }
-  return false;
+  return lags;
+}
+
+/**
+ * The memory of this pass's write: `lastWriteAt` (`now` when `change` is to be written, else as
+ * it was) and the positions held back (`heldPositions`, only when they are).
+ */
+function writeMemory(
+  change: 'changed' | 'positions held' | 'unchanged',
+  next: ClusterData,
+  now: number,
+  lastWriteAt: number | undefined,
+): Pick<SentinelMemory, 'lastWriteAt' | 'heldPositions'> {
+  const at = change === 'changed' ? now : lastWriteAt;
+  return { ...(at !== undefined ? { lastWriteAt: at } : {}), ...(change === 'positions held' ? { heldPositions: positionsOf(next) } : {}) };
+}
+
+/** The reported WAL positions of every DB of `cd` ({@link SentinelMemory.heldPositions}). */
+function positionsOf(cd: ClusterData): Record<string, ReportedPositions> {
+  const out: Record<string, ReportedPositions> = {};
+  for (const db of Object.values(cd.dbs)) {
+    const p: ReportedPositions = {};
+    for (const k of REPORTED_POSITION_KEYS) {
+      const v = db.status[k];
+      if (v !== undefined) {
+        p[k] = v;
+      }
+    }
+    out[db.uid] = p;
+  }
+  return out;
+}
+
+/**
+ * Puts the positions a previous pass held back into `cd` (the stored clusterdata's working copy),
+ * for the DBs it still has; the keepers' reports of this pass then overwrite them as usual.
+ * @returns `cd`, changed in place
+ */
+function withHeldPositions(cd: ClusterData, held: Readonly<Record<string, ReportedPositions>> | undefined): ClusterData {
+  if (held === undefined) {
+    return cd;
+  }
+  for (const [uid, p] of Object.entries(held)) {
+    const db = cd.dbs[uid];
+    if (db === undefined) {
+      continue;
+    }
+    for (const k of REPORTED_POSITION_KEYS) {
+      const v = p[k];
+      if (v !== undefined) {
+        db.status[k] = v;
+      } else if (k === 'replayedXLogPos') {
+        delete db.status.replayedXLogPos;
+      }
+    }
+  }
+  return cd;
 }
 
 function sortedEq(a: readonly string[], b: readonly string[]): boolean {
@@ -361,7 +456,7 @@ function keeperViews(input: DecideInput, clusterUid: string, failIntervalMs: num
  */
 export function decide(input: DecideInput): DecideOutput {
   const spec = resolveSpec(input.cd.cluster.spec);
-  const next: ClusterData = structuredClone(input.cd) as ClusterData;
+  const next = withHeldPositions(structuredClone(input.cd) as ClusterData, input.memory.heldPositions);
   const reasons: string[] = [];
   const dbErrorSince: Record<string, number> = { ...input.memory.dbErrorSince };
   const dbConvergingSince: Record<string, { generation: number; since: number }> = {
@@ -527,7 +622,7 @@ export function decide(input: DecideInput): DecideOutput {
       ...(Object.keys(initFailed).length > 0 ? { initFailures: initFailed } : {}),
       ...(switchoverSince !== undefined ? { switchoverSince } : {}),
       ...(Object.keys(syncCatchUp).length > 0 ? { syncCatchUp } : {}),
-      ...(changed ? { lastWriteAt: now } : input.memory.lastWriteAt !== undefined ? { lastWriteAt: input.memory.lastWriteAt } : {}),
+      ...writeMemory(change, next, now, input.memory.lastWriteAt),
     },
     reasons,
     changed,

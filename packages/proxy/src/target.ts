@@ -223,8 +223,9 @@ function lsnOf(status: Record<string, unknown>, field: string): number | undefin
  *   reports taken at different moments, counts as 0).
  *
  * Freshness: both LSNs are what the keepers reported (every `sleepInterval`) as the sentinel last
- * wrote them: it writes new positions alone at most every 5 s unless one moved by a quarter of
- * the spec's `maxStandbyLag` (docs/architecture.md), so the bound is approximate by that much.
+ * wrote them: it writes new positions alone at most every 5 s unless a standby's lag changed by
+ * a quarter of the spec's `maxStandbyLag` (docs/architecture.md), so the bound is approximate by
+ * that much.
  *
  * When none qualifies and `opts.fallback` is a target, that target (the primary) is returned.
  * Malformed standby objects are excluded, not thrown on: only the primary's shape is checked
