@@ -74,4 +74,33 @@ describe('KeptLease', () => {
     expect(lease.attempts).toBe(1);
     expect(lease.remainingMs()).toBe(-Infinity);
   });
+
+  it('renews a lease whose grant was answered late TTL/3 after the grant was sent, not after the answer', async () => {
+    // The grant was sent 2.5 s before its answer came (a store stalled, then answering again):
+    // 0.5 s of the 3 s TTL is left. The first renewal used to come TTL/3 after the answer, when
+    // the lease had already run out on this side (a sentinel lost the leadership it had just won).
+    class LateGrant extends KeptLease {
+      attempts = 0;
+      constructor() {
+        super('l3', 3000, performance.now() - 2500, 1000, 250, () => undefined);
+      }
+      protected renewOnce(): Promise<boolean> {
+        this.attempts += 1;
+        return Promise.resolve(true);
+      }
+    }
+    const lease = new LateGrant();
+    expect(lease.remainingMs()).toBe(500);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(lease.attempts).toBe(1);
+    expect(lease.remainingMs()).toBe(3000);
+    await vi.advanceTimersByTimeAsync(600);
+    expect(lease.alive()).toBe(true);
+    // Then every TTL/3 from the renewal's send time.
+    await vi.advanceTimersByTimeAsync(399);
+    expect(lease.attempts).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(lease.attempts).toBe(2);
+    lease.close();
+  });
 });

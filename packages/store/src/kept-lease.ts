@@ -7,7 +7,8 @@
 import { LEADER_VALID_FRACTION, monotonicMs } from './util.js';
 
 /**
- * A store lease kept alive by a renewal every TTL/3 (every `retryMs` after a failure).
+ * A store lease kept alive by a renewal every TTL/3, counted from when the last confirmed one (or
+ * the grant) was sent (every `retryMs` after a failure).
  * `lastConfirmed` is the monotonic time at which the last successful renewal (or the grant) was
  * *sent*: the store extends the lease when it receives it, so the lease cannot expire before
  * `lastConfirmed + ttlMs`. A renewal the store answers with "gone" loses the lease at once; after
@@ -37,7 +38,14 @@ export abstract class KeptLease {
     private readonly retryMs: number,
     private readonly onClose: (l: KeptLease) => void,
   ) {
-    this.schedule(this.intervalMs());
+    // Due TTL/3 after the grant was sent, not after it was answered: a grant answered late (a
+    // store that was stalled) leaves less of the TTL, and the first renewal must come in time.
+    this.schedule(this.dueInMs(lastConfirmed));
+  }
+
+  /** Ms from now until a renewal is due when the last one confirmed was sent at `sentAt`. */
+  private dueInMs(sentAt: number): number {
+    return Math.max(0, sentAt + this.intervalMs() - monotonicMs());
   }
 
   /**
@@ -120,11 +128,13 @@ export abstract class KeptLease {
       return;
     }
     const sentAt = monotonicMs();
-    let next = this.intervalMs();
+    // After a failed renewal: retry sooner.
+    let next = Math.min(this.intervalMs(), this.retryMs);
     this.renewing = true;
     try {
       if (await this.renewOnce(Math.min(this.renewTimeoutMs, this.intervalMs()))) {
         this.lastConfirmed = sentAt;
+        next = this.dueInMs(sentAt);
       } else {
         this.state = 'lost'; // the store says the lease is gone (expired or revoked elsewhere)
       }
@@ -132,7 +142,6 @@ export abstract class KeptLease {
       if (monotonicMs() - this.lastConfirmed >= this.ttlMs) {
         this.state = 'lost';
       }
-      next = Math.min(next, this.retryMs);
     } finally {
       this.renewing = false;
     }
