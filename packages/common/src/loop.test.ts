@@ -40,6 +40,25 @@ async function until(what: string, check: () => boolean, timeoutMs = 3000): Prom
   }
 }
 
+/** A store watch the test fires by hand: `emit(topic)` calls the loop's listener. */
+function manualWatch(): { store: Pick<Store, 'watch'>; emit: (topic: WatchTopic) => void } {
+  let listener: ((topic: WatchTopic) => void) | undefined;
+  return {
+    store: {
+      watch: (_topics, l) => {
+        listener = l;
+        return Promise.resolve({ close: () => Promise.resolve() });
+      },
+    },
+    emit: (topic) => {
+      if (listener === undefined) {
+        throw new Error('the watch was not started');
+      }
+      listener(topic);
+    },
+  };
+}
+
 describe('startPassLoop', () => {
   it('runs passes one at a time; triggers during a pass coalesce into one more pass with the last reason', async () => {
     const { log } = capture();
@@ -168,13 +187,7 @@ describe('startPassLoop', () => {
 
   it('tells a pass the topics of the watch events that alone asked for it, and nothing when anything else did', async () => {
     const { log } = capture();
-    let emit: ((topic: WatchTopic) => void) | undefined;
-    const manual: Pick<Store, 'watch'> = {
-      watch: (_topics, listener) => {
-        emit = listener;
-        return Promise.resolve({ close: () => Promise.resolve() });
-      },
-    };
+    const { store: manual, emit } = manualWatch();
     const seen: { trigger: string; topics: string | undefined }[] = [];
     let release: (() => void) | undefined;
     const loop = startPassLoop({
@@ -192,21 +205,21 @@ describe('startPassLoop', () => {
     loops.push(loop);
     await until('the pass after the watch started', () => seen.some((p) => p.trigger === 'watch established'));
     expect(seen.every((p) => p.topics === undefined)).toBe(true);
-    emit!('keepers');
+    emit('keepers');
     await until('a pass from the event', () => seen.at(-1)?.topics === 'keepers');
     expect(seen.at(-1)).toEqual({ trigger: 'clusterdata, keepers, proxies changed', topics: 'keepers' });
     // Events during a pass coalesce into the next one, with every topic.
     loop.trigger('hold');
     await until('the held pass', () => release !== undefined);
-    emit!('proxies');
-    emit!('keepers');
+    emit('proxies');
+    emit('keepers');
     release!();
     await until('the pass after the held one', () => seen.at(-1)?.topics === 'keepers,proxies');
     // A trigger of the daemon's own among the events: a full pass, told no topics.
     release = undefined;
     loop.trigger('hold');
     await until('the second held pass', () => release !== undefined);
-    emit!('keepers');
+    emit('keepers');
     loop.trigger('fenced');
     release!();
     await until('the pass after it', () => seen.at(-1)?.trigger === 'fenced');
@@ -215,13 +228,7 @@ describe('startPassLoop', () => {
 
   it('watch events do not postpone the timer pass: it still comes every interval, as a full pass', async () => {
     const { log } = capture();
-    let emit: ((topic: WatchTopic) => void) | undefined;
-    const manual: Pick<Store, 'watch'> = {
-      watch: (_topics, listener) => {
-        emit = listener;
-        return Promise.resolve({ close: () => Promise.resolve() });
-      },
-    };
+    const { store: manual, emit } = manualWatch();
     const seen: { trigger: string; topics: string | undefined }[] = [];
     const loop = startPassLoop({
       log,
@@ -237,7 +244,7 @@ describe('startPassLoop', () => {
     await until('the pass after the watch started', () => seen.some((p) => p.trigger === 'watch established'));
     // An event every 30 ms for 700 ms: each used to re-arm the 150 ms timer, which then never fired.
     for (let i = 0; i < 24; i++) {
-      emit!('keepers');
+      emit('keepers');
       await sleep(30);
     }
     const timerPasses = seen.filter((p) => p.trigger === 'interval');
@@ -248,13 +255,7 @@ describe('startPassLoop', () => {
 
   it('the timer that fires during a watch pass asks for a full pass after it', async () => {
     const { log } = capture();
-    let emit: ((topic: WatchTopic) => void) | undefined;
-    const manual: Pick<Store, 'watch'> = {
-      watch: (_topics, listener) => {
-        emit = listener;
-        return Promise.resolve({ close: () => Promise.resolve() });
-      },
-    };
+    const { store: manual, emit } = manualWatch();
     const seen: { trigger: string; topics: string | undefined }[] = [];
     let release: (() => void) | undefined;
     const loop = startPassLoop({
@@ -273,10 +274,10 @@ describe('startPassLoop', () => {
     loops.push(loop);
     await until('the pass after the watch started', () => seen.some((p) => p.trigger === 'watch established'));
     const before = seen.length;
-    emit!('keepers');
+    emit('keepers');
     await until('the held watch pass', () => release !== undefined);
     await sleep(200); // the timer fires while the watch pass holds
-    emit!('keepers');
+    emit('keepers');
     release!();
     await until('the pass after it', () => seen.length >= before + 2);
     expect(seen[before]).toEqual({ trigger: 'keepers changed', topics: 'keepers' });
