@@ -4,11 +4,12 @@
  * member API's authentication. The rounds against real keepers are in
  * test/e2e/store-outage.e2e.test.ts.
  */
+import { createServer } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { resolveSpec, type ClusterData } from '@stolon-ts/cluster';
 import { aCluster } from '@stolon-ts/cluster/testing';
 import { memberRequest, silentLogger } from '@stolon-ts/common';
-import { PROMISE_MARGIN_MS, answerConfirm, answerPrimary, answerStatus, newFailsafeState, promiseHold, startMemberApi } from './failsafe.js';
+import { FAILED_ROUND_RETRY_MS, PROMISE_MARGIN_MS, answerConfirm, answerPrimary, answerStatus, newFailsafeState, promiseHold, startConfirmationRounds, startMemberApi } from './failsafe.js';
 import type { KeeperRuntime } from './runtime.js';
 
 const TOKEN = 'a'.repeat(40);
@@ -149,6 +150,47 @@ describe('member API', () => {
       expect((await memberRequest(addr, '/nope', { token: TOKEN, timeoutMs: 2000 })).status).toBe(404);
     } finally {
       await api.close();
+    }
+  });
+});
+
+describe('confirmation rounds', () => {
+  it('come every sleepInterval while confirmed, and FAILED_ROUND_RETRY_MS after a round not every keeper confirmed', async () => {
+    // k2's member API: refuses (503) until told to confirm; every request is timed.
+    let confirm = false;
+    const asked: number[] = [];
+    const server = createServer((req, res) => {
+      asked.push(performance.now());
+      req.resume();
+      res.writeHead(confirm ? 200 : 503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(confirm ? { confirm: true, keeperUID: 'k2', reason: 'ok' } : { confirm: false, keeperUID: 'k2', reason: 'restarting' }));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    const c = aCluster().initialized().withPrimary('k1').withStandby('k2').routedTo('k1', ['p1'], 2).build();
+    c.keepers['k2']!.status.memberAddress = `127.0.0.1:${port}`;
+    const rt = runtime('k1', c, { isPrimary: true, localUid: 'db-k1' });
+    // The store looks unreachable (the lease keepalive overdue), the keeper runs, sleepInterval 1 s.
+    Object.assign(rt, { state: 'running', sleepMs: () => 1000, store: { infoLeaseRemainingMs: () => 1000 } });
+    const stop = startConfirmationRounds(rt, { listen: { host: '127.0.0.1', port: 0 }, advertise: '127.0.0.1:0', token: TOKEN });
+    try {
+      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+      await sleep(900);
+      // Refused: asked again after ~250 ms each time, not after 1 s.
+      expect(asked.length).toBeGreaterThanOrEqual(3);
+      const gaps = asked.slice(1).map((t, i) => t - asked[i]!);
+      expect(Math.max(...gaps)).toBeLessThan(FAILED_ROUND_RETRY_MS + 200);
+      expect(rt.failsafe.confirmedUntil).toBe(-Infinity);
+      confirm = true;
+      await sleep(400);
+      const confirmedAt = asked.length;
+      expect(rt.failsafe.confirmedUntil).toBeGreaterThan(performance.now());
+      // Confirmed: the next round only a sleepInterval after the last.
+      await sleep(600);
+      expect(asked.length).toBe(confirmedAt);
+    } finally {
+      stop();
+      await new Promise((r) => server.close(r));
     }
   });
 });

@@ -30,6 +30,12 @@ import type { KeeperRuntime } from './runtime.js';
 export const PROMISE_MARGIN_MS = 500;
 /** How long one confirmation request may take, in ms (bounded further by sleepInterval). */
 const CONFIRM_TIMEOUT_MS = 1000;
+/**
+ * After a round that not every keeper confirmed, the next one comes this soon, in ms (at most
+ * sleepInterval), as a failed lease renewal is retried: the fence deadline is running out, and a
+ * keeper that was restarting may answer a moment later.
+ */
+export const FAILED_ROUND_RETRY_MS = 250;
 /** Largest request body accepted, in bytes. */
 const MAX_BODY_BYTES = 4096;
 
@@ -292,11 +298,12 @@ function storeLooksUnreachable(rt: KeeperRuntime): boolean {
 /**
  * One confirmation round: asks every other keeper of the last clusterdata, in parallel; when all
  * confirm, moves `confirmedUntil` to the round's start + failInterval. Logs when the outcome changes.
+ * @returns whether every keeper confirmed; undefined when there was no clusterdata to ask from
  */
-async function confirmationRound(rt: KeeperRuntime, cfg: MemberApiConfig): Promise<void> {
+async function confirmationRound(rt: KeeperRuntime, cfg: MemberApiConfig): Promise<boolean | undefined> {
   const cd = rt.lastCd;
   if (cd === undefined) {
-    return;
+    return undefined;
   }
   const startedAt = performance.now();
   const others = Object.values(cd.keepers).filter((k) => k.uid !== rt.config.uid);
@@ -348,11 +355,13 @@ async function confirmationRound(rt: KeeperRuntime, cfg: MemberApiConfig): Promi
       );
     }
   }
+  return ok;
 }
 
 /**
  * Runs confirmation rounds every sleepInterval while this keeper runs the primary, failsafe mode is
- * on and the store looks unreachable (one round at a time).
+ * on and the store looks unreachable (one round at a time); after a round that not every keeper
+ * confirmed, the next one comes {@link FAILED_ROUND_RETRY_MS} after it ended.
  * @returns a function that stops the timer
  */
 export function startConfirmationRounds(rt: KeeperRuntime, cfg: MemberApiConfig): () => void {
@@ -377,13 +386,27 @@ export function startConfirmationRounds(rt: KeeperRuntime, cfg: MemberApiConfig)
       return;
     }
     running = true;
+    const scheduledAt = performance.now() + rt.sleepMs();
     void confirmationRound(rt, cfg)
-      .catch((err: unknown) => rt.log.warn({ err }, 'failsafe confirmation round failed'))
-      .finally(() => {
+      .catch((err: unknown) => {
+        rt.log.warn({ err }, 'failsafe confirmation round failed');
+        return false;
+      })
+      .then((ok) => {
         running = false;
+        const retryAt = performance.now() + Math.min(FAILED_ROUND_RETRY_MS, rt.sleepMs());
+        if (ok === false && !stopped && retryAt < scheduledAt) {
+          clearTimeout(timer);
+          timer = setTimeout(tick, retryAt - performance.now());
+          timer.unref();
+        }
       });
   };
+  let stopped = false;
   timer = setTimeout(tick, 0);
   timer.unref();
-  return () => clearTimeout(timer);
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
 }
