@@ -238,8 +238,9 @@ export interface DecideOutput {
 /**
  * A decision that changes nothing but reported WAL positions (`xLogPos`, `replayedXLogPos`) is
  * written at most this often, in ms, unless a standby's lag changed by a quarter of
- * `maxStandbyLag` or more ({@link positionsDue}). Stolon's sentinel rewrites clusterdata every sleepInterval (5 s by
- * default) and Patroni its leader's position every loop_wait (10 s by default).
+ * `maxStandbyLag` or more ({@link positionsDue}). Stolon's sentinel rewrites clusterdata every
+ * sleepInterval (5 s by default) and Patroni its leader's position every loop_wait (10 s by
+ * default).
  */
 export const POSITIONS_WRITE_INTERVAL_MS = 5000;
 

@@ -59,6 +59,44 @@ function manualWatch(): { store: Pick<Store, 'watch'>; emit: (topic: WatchTopic)
   };
 }
 
+/** A pass as a loop saw it: its trigger, and the topics of the watch events alone that asked for it (sorted, joined). */
+interface SeenPass {
+  readonly trigger: string;
+  readonly topics: string | undefined;
+}
+
+/**
+ * A pass loop on a hand-fired watch ({@link manualWatch}) that records every pass in `seen` and
+ * holds each pass `hold` picks until `release()`; `held()` says whether one is held now.
+ */
+function recordingLoop(opts: { readonly intervalMs: number; readonly random?: () => number; readonly topics: WatchTopic[]; readonly hold?: (p: SeenPass) => boolean }) {
+  const { log } = capture();
+  const { store, emit } = manualWatch();
+  const seen: SeenPass[] = [];
+  let releaseHeld: (() => void) | undefined;
+  const loop = startPassLoop({
+    log,
+    intervalMs: () => opts.intervalMs,
+    ...(opts.random !== undefined ? { random: opts.random } : {}),
+    watch: { store, topics: opts.topics },
+    run: async ({ trigger, watchTopics }) => {
+      const p = { trigger, topics: watchTopics === undefined ? undefined : [...watchTopics].sort().join(',') };
+      seen.push(p);
+      if (opts.hold?.(p) === true) {
+        await new Promise<void>((r) => (releaseHeld = r));
+      }
+      return undefined;
+    },
+  });
+  loops.push(loop);
+  const release = (): void => {
+    const r = releaseHeld;
+    releaseHeld = undefined;
+    r?.();
+  };
+  return { loop, seen, emit, held: () => releaseHeld !== undefined, release };
+}
+
 describe('startPassLoop', () => {
   it('runs passes one at a time; triggers during a pass coalesce into one more pass with the last reason', async () => {
     const { log } = capture();
@@ -186,23 +224,7 @@ describe('startPassLoop', () => {
   });
 
   it('tells a pass the topics of the watch events that alone asked for it, and nothing when anything else did', async () => {
-    const { log } = capture();
-    const { store: manual, emit } = manualWatch();
-    const seen: { trigger: string; topics: string | undefined }[] = [];
-    let release: (() => void) | undefined;
-    const loop = startPassLoop({
-      log,
-      intervalMs: () => 60_000,
-      watch: { store: manual, topics: ['clusterdata', 'keepers', 'proxies'] },
-      run: async ({ trigger, watchTopics }) => {
-        seen.push({ trigger, topics: watchTopics === undefined ? undefined : [...watchTopics].sort().join(',') });
-        if (trigger === 'hold') {
-          await new Promise<void>((r) => (release = r));
-        }
-        return undefined;
-      },
-    });
-    loops.push(loop);
+    const { loop, seen, emit, held, release } = recordingLoop({ intervalMs: 60_000, topics: ['clusterdata', 'keepers', 'proxies'], hold: (p) => p.trigger === 'hold' });
     await until('the pass after the watch started', () => seen.some((p) => p.trigger === 'watch established'));
     expect(seen.every((p) => p.topics === undefined)).toBe(true);
     emit('keepers');
@@ -210,37 +232,23 @@ describe('startPassLoop', () => {
     expect(seen.at(-1)).toEqual({ trigger: 'clusterdata, keepers, proxies changed', topics: 'keepers' });
     // Events during a pass coalesce into the next one, with every topic.
     loop.trigger('hold');
-    await until('the held pass', () => release !== undefined);
+    await until('the held pass', held);
     emit('proxies');
     emit('keepers');
-    release!();
+    release();
     await until('the pass after the held one', () => seen.at(-1)?.topics === 'keepers,proxies');
     // A trigger of the daemon's own among the events: a full pass, told no topics.
-    release = undefined;
     loop.trigger('hold');
-    await until('the second held pass', () => release !== undefined);
+    await until('the second held pass', held);
     emit('keepers');
     loop.trigger('fenced');
-    release!();
+    release();
     await until('the pass after it', () => seen.at(-1)?.trigger === 'fenced');
     expect(seen.at(-1)?.topics).toBeUndefined();
   });
 
   it('watch events do not postpone the timer pass: it still comes every interval, as a full pass', async () => {
-    const { log } = capture();
-    const { store: manual, emit } = manualWatch();
-    const seen: { trigger: string; topics: string | undefined }[] = [];
-    const loop = startPassLoop({
-      log,
-      intervalMs: () => 150,
-      random: () => 0,
-      watch: { store: manual, topics: ['keepers'] },
-      run: ({ trigger, watchTopics }) => {
-        seen.push({ trigger, topics: watchTopics === undefined ? undefined : [...watchTopics].join(',') });
-        return Promise.resolve(undefined);
-      },
-    });
-    loops.push(loop);
+    const { seen, emit } = recordingLoop({ intervalMs: 150, random: () => 0, topics: ['keepers'] });
     await until('the pass after the watch started', () => seen.some((p) => p.trigger === 'watch established'));
     // An event every 30 ms for 700 ms: each used to re-arm the 150 ms timer, which then never fired.
     for (let i = 0; i < 24; i++) {
@@ -254,31 +262,16 @@ describe('startPassLoop', () => {
   });
 
   it('the timer that fires during a watch pass asks for a full pass after it', async () => {
-    const { log } = capture();
-    const { store: manual, emit } = manualWatch();
-    const seen: { trigger: string; topics: string | undefined }[] = [];
-    let release: (() => void) | undefined;
-    const loop = startPassLoop({
-      log,
-      intervalMs: () => 100,
-      random: () => 0,
-      watch: { store: manual, topics: ['keepers'] },
-      run: async ({ trigger, watchTopics }) => {
-        seen.push({ trigger, topics: watchTopics === undefined ? undefined : [...watchTopics].join(',') });
-        if (watchTopics !== undefined && release === undefined) {
-          await new Promise<void>((r) => (release = r));
-        }
-        return undefined;
-      },
-    });
-    loops.push(loop);
+    let watchPasses = 0;
+    // Holds the first watch pass only.
+    const { seen, emit, held, release } = recordingLoop({ intervalMs: 100, random: () => 0, topics: ['keepers'], hold: (p) => p.topics !== undefined && watchPasses++ === 0 });
     await until('the pass after the watch started', () => seen.some((p) => p.trigger === 'watch established'));
     const before = seen.length;
     emit('keepers');
-    await until('the held watch pass', () => release !== undefined);
+    await until('the held watch pass', held);
     await sleep(200); // the timer fires while the watch pass holds
     emit('keepers');
-    release!();
+    release();
     await until('the pass after it', () => seen.length >= before + 2);
     expect(seen[before]).toEqual({ trigger: 'keepers changed', topics: 'keepers' });
     expect(seen[before + 1]?.topics).toBeUndefined();
